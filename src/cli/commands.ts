@@ -1,0 +1,15 @@
+// The subcommand table. Each entry's module exports `run(args): Promise<number>`.
+export interface CommandModule {
+  run(args: string[]): Promise<number>;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  load(): Promise<CommandModule>;
+}
+
+export const commands: Command[] = [
+  { name: 'pcap', summary: 'read pcap files: tapir pcap dump FILE [--json]', load: () => import('./pcap.ts') },
+  { name: 'demo', summary: 'a short packet demo: a userspace ARP/ICMP responder on a TAP in a namespace', load: () => import('./demo.ts') },
+];
