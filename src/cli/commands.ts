@@ -11,5 +11,8 @@ export interface Command {
 
 export const commands: Command[] = [
   { name: 'pcap', summary: 'read pcap files: tapir pcap dump FILE [--json]', load: () => import('./pcap.ts') },
+  { name: 'agent', summary: 'run the node agent: tapir agent --config FILE', load: () => import('./agent.ts') },
+  { name: 'lab', summary: 'multi-node lab in network namespaces: up | status | exec | down', load: () => import('./lab.ts') },
+  { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
   { name: 'demo', summary: 'a short packet demo: a userspace ARP/ICMP responder on a TAP in a namespace', load: () => import('./demo.ts') },
 ];

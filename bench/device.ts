@@ -1,0 +1,256 @@
+// Device benchmark: a TUN-pair forwarder in TypeScript on the native addon
+// (src/device/relay.ts over TunDevice) against the same forwarder in plain C
+// (bench/c/tunfwd.c), in the same run, plain and with the virtio-net header.
+//
+//   node bench/device.ts [--seconds 3] [--rounds 1] [--batch 64] [--pin]
+//
+// Client and server live in two network namespaces; the forwarder runs in the root
+// namespace holding one TUN in each (moved there with moveLinkToNetns, as the agent
+// does with pod TAPs). Per forwarder: iperf3 TCP (1 stream), UDP 64-byte-payload
+// packets/s (bench/c/udpblast.c: sendmmsg blaster, recvmmsg counter), and short TCP
+// connections/s (bench/c/connrate.c: connect + RST close, one in flight). With each
+// figure, the forwarder's CPU (user+sys from /proc/<pid>/stat) over the same window.
+// --pin puts the forwarder on CPU 1 and the load on CPU 0.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Netns, uniqueName } from '../test/helpers/netns.ts';
+import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../src/device/tun.ts';
+import { moveLinkToNetns } from '../src/device/netlink.ts';
+import { FrameRelay } from '../src/device/relay.ts';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const cDir = `${here}c`;
+const buildDir = `${cDir}/build`;
+const CLIENT_IP = '10.77.0.1', SERVER_IP = '10.77.1.1';
+const VNET_SLOT = 65536 + 16; // a TSO super-packet plus its 10-byte header, as in tunfwd.c
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+// ---- the TypeScript forwarder (a child process, so its CPU can be read alone) --------
+
+function runForwarder(nameA: string, nameB: string, vnet: boolean, batch: number): void {
+  const offloads = vnet ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0;
+  const a = TunDevice.open({ mode: 'tun', name: nameA, vnetHdr: vnet, offloads });
+  const b = TunDevice.open({ mode: 'tun', name: nameB, vnetHdr: vnet, offloads });
+  const relay = new FrameRelay(a, b, { batchFrames: batch, slotSize: vnet ? VNET_SLOT : 2048 });
+  process.on('SIGTERM', () => {
+    relay.stop();
+    const c = relay.counts;
+    process.stdout.write(`frames ${c.aToB} ${c.bToA} batches ${c.batches} dropped ${c.dropped}\n`);
+    a.close();
+    b.close();
+    process.exit(0);
+  });
+  // SIGUSR2: frames read so far and batches, as tunfwd.c prints them (SIGUSR1 belongs
+  // to Node's inspector).
+  process.on('SIGUSR2', () => {
+    const c = relay.counts;
+    process.stdout.write(`counts ${c.aToB + c.bToA + c.dropped} ${c.batches}\n`);
+  });
+  process.stdout.write('ready\n');
+}
+
+// ---- orchestration ---------------------------------------------------------------------
+
+function buildC(): void {
+  mkdirSync(buildDir, { recursive: true });
+  for (const name of ['tunfwd', 'udpblast', 'connrate']) {
+    const src = `${cDir}/${name}.c`, out = `${buildDir}/${name}`;
+    if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) continue;
+    execFileSync('gcc', ['-O2', '-Wall', '-o', out, src], { stdio: 'inherit' });
+  }
+}
+
+interface Started {
+  child: ChildProcess;
+  ready: Promise<void>;
+  output: Promise<string>;
+  /** Resolves with the next stdout line that starts with `prefix`. */
+  nextLine(prefix: string): Promise<string>;
+}
+
+/** Starts a process and resolves `ready` at its first "ready" line. */
+function start(cmd: string, args: string[], ns?: Netns): Started {
+  const child = ns ? ns.spawn(cmd, args) : spawn(cmd, args, { stdio: 'pipe' });
+  let out = '', err = '', partial = '';
+  const waiting: { prefix: string; resolve: (line: string) => void }[] = [];
+  let markReady: () => void, fail: (e: Error) => void;
+  const ready = new Promise<void>((res, rej) => { markReady = res; fail = rej; });
+  ready.catch(() => undefined); // only callers that await `ready` care that it never came
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (/^ready$/m.test(out)) markReady();
+    partial += d.toString();
+    for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      const w = waiting.findIndex((x) => line.startsWith(x.prefix));
+      if (w >= 0) waiting.splice(w, 1)[0]!.resolve(line);
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const output = new Promise<string>((res) => child.on('close', (code) => {
+    fail(new Error(`${cmd} ${args.join(' ')} exited ${code} before ready: ${err}`));
+    res(out);
+  }));
+  const nextLine = (prefix: string): Promise<string> => new Promise((resolve) => waiting.push({ prefix, resolve }));
+  return { child, ready, output, nextLine };
+}
+
+const clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+function cpuSeconds(pid: number): number {
+  // Fields after the ")" closing comm: state is field 3, utime 14, stime 15.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+/** One measured figure and what the forwarder spent on it. */
+interface Figure {
+  value: number;
+  cpu: number; // forwarder CPU, fraction of one core
+  usPerFrame: number; // forwarder CPU microseconds per frame read
+  framesPerBatch: number;
+}
+
+async function frameCounts(fwd: Started): Promise<[number, number]> {
+  const line = fwd.nextLine('counts ');
+  fwd.child.kill('SIGUSR2');
+  const [, frames, batches] = (await line).split(' ');
+  return [Number(frames), Number(batches)];
+}
+
+async function measured(fwd: Started, work: () => Promise<number>): Promise<Figure> {
+  const pid = fwd.child.pid!;
+  const [f0, b0] = await frameCounts(fwd);
+  const c0 = cpuSeconds(pid), t0 = performance.now();
+  const value = await work();
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(pid) - c0;
+  const [f1, b1] = await frameCounts(fwd);
+  return { value, cpu: cpu / wall, usPerFrame: f1 > f0 ? (cpu * 1e6) / (f1 - f0) : NaN, framesPerBatch: b1 > b0 ? (f1 - f0) / (b1 - b0) : NaN };
+}
+
+function exited(child: ChildProcess): Promise<string> {
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  return new Promise((res) => child.on('close', () => res(out)));
+}
+
+type Variant = { lang: 'C' | 'TS'; vnet: boolean };
+type Row = { tcp: Figure; udp: Figure; conn: Figure };
+
+async function measureVariant(v: Variant, client: Netns, server: Netns, seconds: number, batch: number, pin: boolean): Promise<Row> {
+  const nameA = uniqueName('bd', 15), nameB = uniqueName('bd', 15);
+  const fwdArgs = v.lang === 'C'
+    ? [`${buildDir}/tunfwd`, nameA, nameB, ...(v.vnet ? ['--vnet'] : []), '--batch', String(batch)]
+    : [process.execPath, fileURLToPath(import.meta.url), '--forwarder', nameA, nameB, v.vnet ? 'vnet' : 'plain', String(batch)];
+  const fwd = pin ? start('taskset', ['-c', '1', ...fwdArgs]) : start(fwdArgs[0]!, fwdArgs.slice(1));
+  const load = (cmd: string, args: string[]): [string, string[]] => (pin ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
+  try {
+    await fwd.ready;
+    moveLinkToNetns(nameA, `/var/run/netns/${client.name}`, 'tun0');
+    moveLinkToNetns(nameB, `/var/run/netns/${server.name}`, 'tun0');
+    client.exec('ip', ['link', 'set', 'tun0', 'up']);
+    client.exec('ip', ['route', 'add', `${SERVER_IP}/32`, 'dev', 'tun0', 'src', CLIENT_IP]);
+    server.exec('ip', ['link', 'set', 'tun0', 'up']);
+    server.exec('ip', ['route', 'add', `${CLIENT_IP}/32`, 'dev', 'tun0', 'src', SERVER_IP]);
+    client.exec('ping', ['-c', '1', '-W', '2', SERVER_IP]); // fails fast if the path is broken
+
+    const tcp = await measured(fwd, async () => {
+      const [cmd, args] = load('iperf3', ['-c', SERVER_IP, '-t', String(seconds), '-J']);
+      const json = JSON.parse(await exited(client.spawn(cmd, args))) as { end: { sum_received: { bits_per_second: number } } };
+      return json.end.sum_received.bits_per_second / 1e9;
+    });
+    const rx = start(...load(`${buildDir}/udpblast`, ['recv', SERVER_IP, '9000', String(seconds)]), server);
+    await rx.ready;
+    const udp = await measured(fwd, async () => {
+      const tx = exited(client.spawn(...load(`${buildDir}/udpblast`, ['send', SERVER_IP, '9000', String(seconds + 1), '64'])));
+      const m = /received (\d+) seconds ([\d.]+)/.exec(await rx.output);
+      await tx;
+      return m && Number(m[2]) > 0 ? Number(m[1]) / Number(m[2]) / 1000 : 0;
+    });
+    const conn = await measured(fwd, async () => {
+      const out = await exited(client.spawn(...load(`${buildDir}/connrate`, ['client', SERVER_IP, '7000', String(seconds)])));
+      const m = /connections (\d+) seconds ([\d.]+)/.exec(out);
+      return m ? Number(m[1]) / Number(m[2]) / 1000 : 0;
+    });
+    return { tcp, udp, conn };
+  } finally {
+    fwd.child.kill('SIGTERM');
+    await fwd.output;
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function pct(cpu: number): string { return `${Math.round(cpu * 100)}%`; }
+
+async function main(): Promise<void> {
+  const seconds = flag('--seconds', 3), rounds = flag('--rounds', 1), batch = flag('--batch', 64);
+  const pin = process.argv.includes('--pin');
+  buildC();
+  const client = new Netns('bd');
+  const server = new Netns('bd');
+  const servers: ChildProcess[] = [];
+  const results = new Map<string, Row[]>();
+  try {
+    client.exec('ip', ['addr', 'add', `${CLIENT_IP}/32`, 'dev', 'lo']);
+    server.exec('ip', ['addr', 'add', `${SERVER_IP}/32`, 'dev', 'lo']);
+    const iperf = start('iperf3', ['-s', '-B', SERVER_IP], server);
+    servers.push(iperf.child);
+    const conn = start(`${buildDir}/connrate`, ['server', SERVER_IP, '7000'], server);
+    servers.push(conn.child);
+    await conn.ready;
+    await new Promise((r) => setTimeout(r, 200)); // iperf3 prints no ready line
+
+    const variants: Variant[] = [{ lang: 'C', vnet: false }, { lang: 'TS', vnet: false }, { lang: 'C', vnet: true }, { lang: 'TS', vnet: true }];
+    for (let r = 0; r < rounds; r++) {
+      for (const v of variants) {
+        const key = `${v.lang}${v.vnet ? '+vnet' : ''}`;
+        process.stderr.write(`round ${r + 1}/${rounds}: ${key} ... `);
+        const row = await measureVariant(v, client, server, seconds, batch, pin);
+        process.stderr.write(`tcp ${row.tcp.value.toFixed(2)} Gbit/s, udp ${row.udp.value.toFixed(0)} kpps, ${row.conn.value.toFixed(1)}k conn/s\n`);
+        results.set(key, [...(results.get(key) ?? []), row]);
+      }
+    }
+  } finally {
+    for (const c of servers) c.kill('SIGKILL');
+    client.destroy();
+    server.destroy();
+  }
+
+  const pick = (key: string, metric: keyof Row): Figure => {
+    const rows = results.get(key)!;
+    const med = (f: (x: Figure) => number): number => median(rows.map((x) => f(x[metric])));
+    return { value: med((x) => x.value), cpu: med((x) => x.cpu), usPerFrame: med((x) => x.usPerFrame), framesPerBatch: med((x) => x.framesPerBatch) };
+  };
+  const metrics: [keyof Row, string][] = [['tcp', 'TCP Gbit/s (1 stream)'], ['udp', 'UDP 64 B kpps received'], ['conn', 'TCP kconn/s (1 in flight)']];
+  console.log(`\nTUN-pair forwarder, ${seconds} s per figure, median of ${rounds} round(s), batch ${batch}${pin ? ', forwarder pinned to CPU 1, load on CPU 0' : ''}`);
+  console.log('CPU: forwarder user+sys over the window, % of one core; us/frame: forwarder CPU per frame read (includes the');
+  console.log('kernel work a TUN write does for the receiving namespace); f/b: frames per batch. TS/C = TS figure / C figure;');
+  console.log('cost C/TS = C us/frame / TS us/frame (1.00x = same CPU per frame).\n');
+  console.log('| header | metric | C | CPU | us/frame | f/b | TS | CPU | us/frame | f/b | TS/C | cost C/TS |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const fig = (f: Figure): string => `${f.value.toFixed(2)} | ${pct(f.cpu)} | ${f.usPerFrame.toFixed(2)} | ${f.framesPerBatch.toFixed(1)}`;
+  for (const vnet of [false, true]) {
+    for (const [m, label] of metrics) {
+      const c = pick(vnet ? 'C+vnet' : 'C', m), t = pick(vnet ? 'TS+vnet' : 'TS', m);
+      console.log(`| ${vnet ? 'vnet' : 'plain'} | ${label} | ${fig(c)} | ${fig(t)} | ${(t.value / c.value).toFixed(2)}x | ${(c.usPerFrame / t.usPerFrame).toFixed(2)}x |`);
+    }
+  }
+}
+
+if (process.argv[2] === '--forwarder') {
+  runForwarder(process.argv[3]!, process.argv[4]!, process.argv[5] === 'vnet', Number(process.argv[6] ?? 64));
+} else {
+  await main();
+}

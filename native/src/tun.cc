@@ -1,0 +1,285 @@
+// TUN/TAP devices: open through /dev/net/tun (TUNSETIFF), negotiate the virtio-net
+// header and offloads once, then move frames in batches between the device and a
+// caller-owned slab (docs/ARCHITECTURE.md, "Buffers: the slab").
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "readiness.h"
+#include "parts.h"
+
+// UDP segmentation offload for TUN arrived in Linux 6.2; older headers lack the bits.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+namespace tapir {
+
+namespace {
+
+// Errors after which the fd is of no further use: the device was deleted (EBADFD, a
+// detached tun file) or the fd is not ours. Everything else refuses one frame only.
+bool FatalForFd(int err) { return err == EBADF || err == EBADFD || err == EFAULT; }
+
+}  // namespace
+
+class TunHandle : public Napi::ObjectWrap<TunHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TunHandle",
+                       {InstanceMethod<&TunHandle::ReadBatch>("readBatch"),
+                        InstanceMethod<&TunHandle::WriteBatch>("writeBatch"),
+                        InstanceMethod<&TunHandle::OnReadable>("onReadable"),
+                        InstanceMethod<&TunHandle::Pause>("pause"),
+                        InstanceMethod<&TunHandle::Resume>("resume"),
+                        InstanceMethod<&TunHandle::SetPersist>("setPersist"),
+                        InstanceMethod<&TunHandle::Stats>("stats"),
+                        InstanceMethod<&TunHandle::Close>("close"),
+                        InstanceAccessor<&TunHandle::Name>("name"),
+                        InstanceAccessor<&TunHandle::Fd>("fd"),
+                        InstanceAccessor<&TunHandle::Offloads>("offloads"),
+                        InstanceAccessor<&TunHandle::VnetHdrSize>("vnetHdrSize")});
+  }
+
+  // new TunHandle({ name, tap, vnetHdrSize, multiQueue, persist, offloads })
+  // name "" or with "%d" lets the kernel choose; persist: true/false sets, undefined
+  // leaves the device's flag as it is (re-attaching to a persistent device).
+  explicit TunHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunHandle>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) { ThrowType(env, "TunHandle options must be an object"); return; }
+    Napi::Object opts = info[0].As<Napi::Object>();
+    std::string name = opts.Get("name").IsString() ? opts.Get("name").As<Napi::String>().Utf8Value() : "";
+    if (name.size() >= IFNAMSIZ) { ThrowRange(env, "device name is longer than 15 bytes (IFNAMSIZ)"); return; }
+    bool tap = opts.Get("tap").ToBoolean();
+    int vnetHdrSize = opts.Get("vnetHdrSize").IsNumber() ? opts.Get("vnetHdrSize").As<Napi::Number>().Int32Value() : 0;
+    if (vnetHdrSize != 0 && vnetHdrSize != 10 && vnetHdrSize != 12) {
+      ThrowRange(env, "vnetHdrSize must be 0, 10 (virtio_net_hdr) or 12 (virtio_net_hdr_mrg_rxbuf)");
+      return;
+    }
+    bool multiQueue = opts.Get("multiQueue").ToBoolean();
+    Napi::Value persist = opts.Get("persist");
+    int offloads = opts.Get("offloads").IsNumber() ? opts.Get("offloads").As<Napi::Number>().Int32Value() : 0;
+    if (offloads != 0 && vnetHdrSize == 0) {
+      // Without the header the kernel could not tell us a frame is a TSO super-packet.
+      ThrowType(env, "offloads need the virtio-net header (vnetHdr: true)");
+      return;
+    }
+
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) { ThrowErrno(env, errno, "open", "/dev/net/tun"); return; }
+
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    // IFF_NO_PI: frames start with the IP header (TUN) or Ethernet header (TAP), no
+    // 4-byte packet-information prefix.
+    ifr.ifr_flags = static_cast<short>((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (vnetHdrSize ? IFF_VNET_HDR : 0) |
+                                       (multiQueue ? IFF_MULTI_QUEUE : 0));
+    memcpy(ifr.ifr_name, name.data(), name.size());
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) { Fail(env, fd, errno, "TUNSETIFF", name.empty() ? (tap ? "tap%d" : "tun%d") : name.c_str()); return; }
+    name_.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+
+    if (vnetHdrSize != 0 && ioctl(fd, TUNSETVNETHDRSZ, &vnetHdrSize) < 0) {
+      Fail(env, fd, errno, "TUNSETVNETHDRSZ", name_.c_str());
+      return;
+    }
+    if (vnetHdrSize != 0) {
+      // USO4/USO6 exist only from Linux 6.2; older kernels reject the whole mask with
+      // EINVAL, so ask again without them and report what was accepted.
+      unsigned long want = static_cast<unsigned long>(offloads);
+      int rc = ioctl(fd, TUNSETOFFLOAD, want);
+      if (rc < 0 && errno == EINVAL && (want & (TUN_F_USO4 | TUN_F_USO6))) {
+        want &= ~static_cast<unsigned long>(TUN_F_USO4 | TUN_F_USO6);
+        rc = ioctl(fd, TUNSETOFFLOAD, want);
+      }
+      if (rc < 0) { Fail(env, fd, errno, "TUNSETOFFLOAD", name_.c_str()); return; }
+      offloads_ = static_cast<int>(want);
+    }
+    if (persist.IsBoolean() && ioctl(fd, TUNSETPERSIST, persist.As<Napi::Boolean>().Value() ? 1 : 0) < 0) {
+      Fail(env, fd, errno, "TUNSETPERSIST", name_.c_str());
+      return;
+    }
+    fd_ = fd;
+    vnetHdrSize_ = vnetHdrSize;
+  }
+
+  ~TunHandle() override { CloseFd(); }
+
+ private:
+  void Fail(Napi::Env env, int fd, int err, const char* syscall, const char* subject) {
+    close(fd);
+    ThrowErrno(env, err, syscall, subject);
+  }
+
+  bool CheckOpen(Napi::Env env) {
+    if (fd_ >= 0) return true;
+    ThrowErrno(env, EBADF, "tun", name_.c_str());
+    return false;
+  }
+
+  void CloseFd() {
+    readiness_.Close();  // before close(): libuv must not watch a closed fd
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  // readBatch(slab, slotSize, headroom, lengths, maxFrames): frame i lands at
+  // i*slotSize + headroom, with room for slotSize - headroom bytes. A frame that does
+  // not fit is dropped and counted. Returns the number of frames read, 0 when none
+  // were waiting.
+  Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    void* slabPtr;
+    void* lengthsPtr;
+    size_t slabLen, lengthsLen;
+    int64_t slotSize, headroom, maxFrames;
+    if (!TypedArg(info, 0, napi_uint8_array, "slab", &slabPtr, &slabLen) ||
+        !IntArg(info, 1, 1, INT32_MAX, "slotSize", &slotSize) ||
+        !IntArg(info, 2, 0, slotSize - 1, "headroom", &headroom) ||
+        !TypedArg(info, 3, napi_int32_array, "lengths", &lengthsPtr, &lengthsLen) ||
+        !IntArg(info, 4, 0, static_cast<int64_t>(lengthsLen), "maxFrames", &maxFrames)) {
+      return env.Undefined();
+    }
+    if (static_cast<uint64_t>(maxFrames) * static_cast<uint64_t>(slotSize) > slabLen) {
+      ThrowRange(env, "slab is smaller than maxFrames * slotSize");
+      return env.Undefined();
+    }
+    if (!CheckOpen(env)) return env.Undefined();
+    auto* slab = static_cast<uint8_t*>(slabPtr);
+    auto* lengths = static_cast<int32_t*>(lengthsPtr);
+    const size_t capacity = static_cast<size_t>(slotSize - headroom);
+    // tun copies what fits and returns the copied length, so a frame filling its slot
+    // exactly would look like one cut short. The second iovec (one spare byte) tells
+    // them apart: a read longer than the slot means the frame did not fit.
+    uint8_t spare;
+    struct iovec iov[2] = {{nullptr, capacity}, {&spare, 1}};
+    int64_t n = 0;
+    while (n < maxFrames) {
+      iov[0].iov_base = slab + n * slotSize + headroom;
+      ssize_t r = readv(fd_, iov, 2);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) break;
+        if (n > 0) break;  // hand over what we have; the error repeats on the next call
+        ThrowErrno(env, errno, "read", name_.c_str());
+        return env.Undefined();
+      }
+      if (static_cast<size_t>(r) > capacity) {
+        counters_.rxTruncated++;
+        continue;
+      }
+      lengths[n++] = static_cast<int32_t>(r);
+    }
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  // writeBatch(slab, offsets, lengths, count): one write() per frame (a tun write is
+  // one frame). The kernel queue being full (EAGAIN) drops the rest of the batch and
+  // counts it, as a NIC would; a refused frame is counted and skipped. Returns the
+  // number of frames the kernel took.
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    void *slabPtr, *offsetsPtr, *lengthsPtr;
+    size_t slabLen, offsetsLen, lengthsLen;
+    int64_t count;
+    if (!TypedArg(info, 0, napi_uint8_array, "slab", &slabPtr, &slabLen) ||
+        !TypedArg(info, 1, napi_int32_array, "offsets", &offsetsPtr, &offsetsLen) ||
+        !TypedArg(info, 2, napi_int32_array, "lengths", &lengthsPtr, &lengthsLen) ||
+        !IntArg(info, 3, 0, static_cast<int64_t>(offsetsLen < lengthsLen ? offsetsLen : lengthsLen), "count", &count)) {
+      return env.Undefined();
+    }
+    auto* slab = static_cast<uint8_t*>(slabPtr);
+    auto* offsets = static_cast<int32_t*>(offsetsPtr);
+    auto* lengths = static_cast<int32_t*>(lengthsPtr);
+    for (int64_t i = 0; i < count; i++) {
+      // Checked before any write so a bad frame cannot leave the batch half-sent.
+      if (offsets[i] < 0 || lengths[i] < 0 || static_cast<uint64_t>(offsets[i]) + static_cast<uint64_t>(lengths[i]) > slabLen) {
+        ThrowRange(env, "a frame's offset + length lies outside the slab");
+        return env.Undefined();
+      }
+    }
+    if (!CheckOpen(env)) return env.Undefined();
+    int64_t written = 0;
+    for (int64_t i = 0; i < count; i++) {
+      ssize_t r = write(fd_, slab + offsets[i], static_cast<size_t>(lengths[i]));
+      if (r >= 0) {
+        written++;
+        continue;
+      }
+      int err = errno;
+      if (err == EINTR) {
+        i--;
+        continue;
+      }
+      if (err == EAGAIN) {
+        counters_.txDroppedFull += static_cast<double>(count - i);
+        break;
+      }
+      if (FatalForFd(err)) {
+        ThrowErrno(env, err, "write", name_.c_str());
+        return env.Undefined();
+      }
+      counters_.txErrors++;
+      counters_.lastTxErrno = err;
+    }
+    return Napi::Number::New(env, static_cast<double>(written));
+  }
+
+  Napi::Value OnReadable(const Napi::CallbackInfo& info) {
+    if (!info[0].IsFunction()) {
+      ThrowType(info.Env(), "onReadable needs a function");
+      return info.Env().Undefined();
+    }
+    if (CheckOpen(info.Env())) readiness_.SetCallback(info.Env(), fd_, info[0].As<Napi::Function>());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    readiness_.Pause(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    if (CheckOpen(info.Env())) readiness_.Resume(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetPersist(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (CheckOpen(env) && ioctl(fd_, TUNSETPERSIST, info[0].ToBoolean().Value() ? 1 : 0) < 0) {
+      ThrowErrno(env, errno, "TUNSETPERSIST", name_.c_str());
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) { return CountersToObject(info.Env(), counters_); }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseFd();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value Offloads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), offloads_); }
+  Napi::Value VnetHdrSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vnetHdrSize_); }
+
+  int fd_ = -1;
+  int vnetHdrSize_ = 0;
+  int offloads_ = 0;
+  std::string name_;
+  Counters counters_;
+  Readiness readiness_;
+};
+
+Napi::Function DefineTunHandle(Napi::Env env) { return TunHandle::Define(env); }
+
+}  // namespace tapir

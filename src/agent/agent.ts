@@ -1,0 +1,167 @@
+// The node agent: owns the host TUN, the underlay socket and (through the port
+// manager) every pod's TAP, runs the datapath over them, and serves the control socket.
+// Control work (ports appearing or leaving) recompiles the forwarding table and swaps it
+// into the datapath whole.
+import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
+import { UdpBatchSocket } from '../device/udp.ts';
+import { Datapath, VNET } from '../datapath/datapath.ts';
+import { ForwardingTable, macForIpv4, type PodEntry } from '../datapath/forwarding.ts';
+import { PortKind } from '../datapath/port.ts';
+import { ipv4ToString, VXLAN_PORT } from '../wire/index.ts';
+import type { AgentConfig } from './config.ts';
+import { ControlServer } from './control-server.ts';
+import { PortManager, type PodPort } from './ports.ts';
+import { AgentTools } from './tools.ts';
+
+const run = promisify(execFile);
+
+export interface AgentOptions {
+  log?: (message: string) => void;
+}
+
+export class Agent {
+  readonly config: AgentConfig;
+  readonly datapath: Datapath;
+  readonly #log: (message: string) => void;
+  readonly #hostDevice: TunDevice;
+  readonly #underlay: UdpBatchSocket;
+  readonly #ports: PortManager;
+  /** Pod port (by host name) -> datapath port index. */
+  readonly #podIndex = new Map<string, { index: number; ip: number }>();
+  #control: ControlServer | null = null;
+  readonly tools: AgentTools;
+
+  private constructor(config: AgentConfig, hostDevice: TunDevice, underlay: UdpBatchSocket, log: (m: string) => void) {
+    this.config = config;
+    this.#log = log;
+    this.#hostDevice = hostDevice;
+    this.#underlay = underlay;
+    this.datapath = new Datapath(this.#compile(), underlay);
+    this.datapath.addPort(PortKind.HOST, config.hostPort, hostDevice, hostDevice.vnetHdrSize);
+    this.#ports = new PortManager({
+      stateDir: config.stateDir,
+      mtu: config.mtu,
+      gateway: config.podCIDR.host(1),
+      onPortAdded: (p) => this.#portAdded(p),
+      onPortRemoved: (p) => this.#portRemoved(p),
+      log,
+    });
+    this.tools = new AgentTools(this);
+  }
+
+  /** Opens the devices, restores pods from a previous run, and starts serving. */
+  static async start(config: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
+    const log = opts.log ?? (() => {});
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o755 });
+    // The host port: TSO and partial checksums from the node's stack pass through to
+    // pods untouched; only the underlay path segments in software.
+    const host = TunDevice.open({ name: config.hostPort, mode: 'tun', vnetHdr: true, vnetHdrSize: VNET, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 });
+    let underlay: UdpBatchSocket;
+    try {
+      await ip(['link', 'set', 'dev', host.name, 'mtu', String(config.mtu), 'up']);
+      // The whole pod network (local and remote pods) is reached through the agent; the
+      // node's underlay address is the source, so pods see the node as itself.
+      await ip(['route', 'replace', config.clusterCIDR.toString(), 'dev', host.name, 'src', ipv4ToString(config.underlayAddress)]);
+      underlay = UdpBatchSocket.open({ address: ipv4ToString(config.underlayAddress), port: VXLAN_PORT, gso: true, gro: true });
+    } catch (err) {
+      host.close();
+      throw err;
+    }
+    const agent = new Agent(config, host, underlay, log);
+    try {
+      const restored = await agent.#ports.restore();
+      if (restored.reattached.length + restored.recreated.length > 0) {
+        log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}`);
+      }
+      agent.#control = await ControlServer.listen({
+        path: config.controlSocket,
+        handler: { ...agent.#ports.controlHandler(() => agent.status()), ...agent.tools.handler() },
+        log,
+      });
+    } catch (err) {
+      await agent.stop();
+      throw err;
+    }
+    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
+    return agent;
+  }
+
+  status(): { node: string; podCIDR: string; gateway: string; mtu: number; ports: number } {
+    return {
+      node: this.config.nodeName,
+      podCIDR: this.config.podCIDR.toString(),
+      gateway: ipv4ToString(this.config.podCIDR.host(1)),
+      mtu: this.config.mtu,
+      ports: this.#ports.size,
+    };
+  }
+
+  /** Datapath port index of a pod port by its host name, or of the host port ('host' or its name). */
+  portIndex(name: string): number {
+    if (name === 'host' || name === this.config.hostPort) return this.datapath.ports.findIndex((p) => p?.kind === PortKind.HOST);
+    const byHost = this.#podIndex.get(name);
+    if (byHost !== undefined) return byHost.index;
+    // Also by pod: "podName", "namespace/podName" or the container ID.
+    for (const p of this.#ports.list()) {
+      if (p.podName === name || `${p.podNamespace}/${p.podName}` === name || p.containerId === name) return this.#podIndex.get(p.hostName)?.index ?? -1;
+    }
+    return -1;
+  }
+
+  #portAdded(p: PodPort): void {
+    const index = this.datapath.addPort(PortKind.POD, p.hostName, p.device, p.device.vnetHdrSize);
+    this.#podIndex.set(p.hostName, { index, ip: p.ip });
+    this.datapath.setTable(this.#compile());
+    this.#log(`pod port ${p.hostName} (${p.podNamespace}/${p.podName}) ${ipv4ToString(p.ip)} -> datapath port ${index}`);
+  }
+
+  #portRemoved(p: PodPort): void {
+    const entry = this.#podIndex.get(p.hostName);
+    if (entry === undefined) return;
+    this.#podIndex.delete(p.hostName);
+    this.datapath.setTable(this.#compile());
+    this.datapath.removePort(entry.index);
+    this.#log(`pod port ${p.hostName} ${ipv4ToString(p.ip)} removed`);
+  }
+
+  #compile(): ForwardingTable {
+    const c = this.config;
+    const pods: PodEntry[] = [];
+    for (const { index, ip } of this.#podIndex.values()) pods.push({ port: index, ip, mac: macForIpv4(ip) });
+    return new ForwardingTable({
+      podCIDR: c.podCIDR,
+      clusterCIDR: c.clusterCIDR,
+      underlayIP: c.underlayAddress,
+      vni: c.vni,
+      mtu: c.mtu,
+      pods,
+      remotes: c.nodes.filter((n) => n.name !== c.nodeName).map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR })),
+    });
+  }
+
+  /**
+   * Stops serving and closes every device. Pod TAPs stay (persistent, down to no
+   * traffic) for the next agent to re-attach, unless `removePorts`.
+   */
+  async stop(opts: { removePorts?: boolean } = {}): Promise<void> {
+    await this.#control?.close();
+    this.#control = null;
+    this.tools.close();
+    this.datapath.close();
+    await this.#ports.close({ keepPorts: opts.removePorts !== true });
+    this.#underlay.close();
+    this.#hostDevice.close();
+  }
+}
+
+async function ip(args: string[]): Promise<void> {
+  try {
+    await run('ip', args, { timeout: 10_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(' ')}: ${(e.stderr || e.message).trim()}`);
+  }
+}

@@ -1,0 +1,341 @@
+// Pod ports: one TAP per (containerId, ifName), opened by the agent (which keeps the fd
+// and reads and writes the pod's frames), moved into the pod's namespace as ifName and
+// configured there (MAC 0a:58:<IPv4 bytes>, MTU, address, default route via the gateway).
+//
+// Restart. Ports are recorded in STATEDIR/ports.json and TAPs are made persistent
+// (TUNSETPERSIST) once configured, so they survive the agent's fd. `restore()` on start:
+//   - netns gone: the kernel already deleted the TAP with it; the record is dropped;
+//   - our TAP still there (kind tun, our MAC): it is moved back into the agent's
+//     namespace, re-attached by name (TUNSETIFF finds a device only in the namespace
+//     /dev/net/tun was opened in), moved into the pod again and reconfigured;
+//   - TAP gone, netns alive (agent stopped with close() without keepPorts): recreated.
+// A pod therefore keeps its MAC and address across agent restarts; its interface blinks
+// (addresses are flushed when a link changes namespace) and frames sent while no agent
+// runs are lost. A pod deleted while the agent was down is noticed by restore() or by GC.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { moveLinkToNetns } from '../device/netlink.ts';
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
+import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
+import type { ControlHandler } from './control-server.ts';
+import { ControlError, ControlErrorCode, type PortInfo, type StatusInfo } from './protocol.ts';
+
+const run = promisify(execFile);
+
+export interface PodPort {
+  containerId: string;
+  ifName: string;
+  hostName: string;
+  netns: string;
+  mac: Uint8Array;
+  ip: number;
+  prefixLength: number;
+  gateway: number;
+  mtu: number;
+  podName: string;
+  podNamespace: string;
+  device: TunDevice;
+}
+
+export interface AddPortParams {
+  containerId: string;
+  ifName: string;
+  netns: string;
+  ip: number;
+  prefixLength: number;
+  gateway: number;
+  podName?: string;
+  podNamespace?: string;
+}
+
+export interface PortManagerOptions {
+  stateDir: string;
+  mtu: number;
+  /** The pods' gateway (the node's first pod address); addPort refuses any other. */
+  gateway: number;
+  onPortAdded(port: PodPort): void;
+  onPortRemoved(port: PodPort): void;
+  /** TUNSETPERSIST configured TAPs so they outlive the agent (default true; see top). */
+  persist?: boolean;
+  log?: (message: string) => void;
+}
+
+export interface RestoreReport { reattached: string[]; recreated: string[]; dropped: string[] }
+
+const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+const STATE_FILE = 'ports.json';
+
+/** "tp" + 8 hex of SHA-256(containerId/ifName): stable, so a restarted agent finds it again. */
+export function hostNameFor(containerId: string, ifName: string): string {
+  return `tp${createHash('sha256').update(`${containerId}/${ifName}`).digest('hex').slice(0, 8)}`;
+}
+
+/** 0a:58 + the IPv4 address: locally administered, unicast, and derivable from the IP. */
+export function macFor(ip: number): Uint8Array {
+  return Uint8Array.of(0x0a, 0x58, ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff);
+}
+
+export function macText(mac: Uint8Array): string {
+  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+function key(containerId: string, ifName: string): string {
+  return `${containerId}/${ifName}`;
+}
+
+async function nsIp(netns: string, args: string[]): Promise<string> {
+  try {
+    return (await run('nsenter', [`--net=${netns}`, 'ip', ...args], { timeout: 10_000 })).stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new ControlError(ControlErrorCode.deviceError, `ip ${args.join(' ')} in ${netns}: ${(e.stderr || e.message).trim()}`);
+  }
+}
+
+/** The link's kind and MAC inside the namespace, or null if it has no such link. */
+async function linkIn(netns: string, ifName: string): Promise<{ kind: string; mac: string } | null> {
+  try {
+    const out = (await run('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', 'link', 'show', 'dev', ifName], { timeout: 10_000 })).stdout;
+    const link = (JSON.parse(out) as { address?: string; linkinfo?: { info_kind?: string } }[])[0];
+    return link === undefined ? null : { kind: link.linkinfo?.info_kind ?? '', mac: link.address ?? '' };
+  } catch {
+    return null;
+  }
+}
+
+export class PortManager {
+  readonly #opts: PortManagerOptions;
+  readonly #persist: boolean;
+  readonly #ports = new Map<string, PodPort>();
+  readonly #log: (message: string) => void;
+  // Port changes run one at a time: each runs several `ip` commands and moves devices
+  // between namespaces, and the state file is rewritten after each.
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: PortManagerOptions) {
+    this.#opts = opts;
+    this.#persist = opts.persist ?? true;
+    this.#log = opts.log ?? (() => {});
+  }
+
+  get size(): number { return this.#ports.size; }
+  get(containerId: string, ifName: string): PodPort | undefined { return this.#ports.get(key(containerId, ifName)); }
+  list(): PodPort[] { return [...this.#ports.values()]; }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn, fn);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  /** Creates the port, or returns the existing one for the same (containerId, ifName, ip). */
+  addPort(p: AddPortParams): Promise<PodPort> {
+    return this.#exclusive(async () => {
+      const existing = this.get(p.containerId, p.ifName);
+      if (existing !== undefined) {
+        if (existing.ip === p.ip && existing.netns === p.netns) return existing;
+        throw new ControlError(ControlErrorCode.conflict, `${key(p.containerId, p.ifName)} already has a port with ${ipv4ToString(existing.ip)} in ${existing.netns}; delete it first`);
+      }
+      this.#validate(p);
+      const port = this.#adopt(await this.#create(p, null));
+      this.#save();
+      return port;
+    });
+  }
+
+  /** Hands the port to the datapath; if the datapath refuses it, the TAP is removed again. */
+  #adopt(port: PodPort): PodPort {
+    try {
+      this.#opts.onPortAdded(port);
+    } catch (err) {
+      this.#release(port, false);
+      throw err;
+    }
+    this.#ports.set(key(port.containerId, port.ifName), port);
+    return port;
+  }
+
+  #validate(p: AddPortParams): void {
+    const bad = (m: string): never => { throw new ControlError(ControlErrorCode.invalidField, m); };
+    if (p.gateway !== this.#opts.gateway) bad(`gateway ${ipv4ToString(p.gateway)} is not this node's pod gateway ${ipv4ToString(this.#opts.gateway)}`);
+    const shift = 32 - p.prefixLength;
+    if (shift < 32 && p.ip >>> shift !== p.gateway >>> shift) bad(`gateway ${ipv4ToString(p.gateway)} is not inside ${ipv4ToString(p.ip)}/${p.prefixLength}`);
+    if (p.ip === p.gateway) bad(`ip ${ipv4ToString(p.ip)} is the gateway`);
+    for (const other of this.#ports.values()) {
+      if (other.ip === p.ip) throw new ControlError(ControlErrorCode.conflict, `ip ${ipv4ToString(p.ip)} is in use by ${key(other.containerId, other.ifName)}`);
+    }
+    if (!existsSync(p.netns)) throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
+  }
+
+  /** Opens (or re-attaches to) the TAP, moves it into the pod and configures it there. */
+  async #create(p: AddPortParams, existingDevice: TunDevice | null): Promise<PodPort> {
+    const hostName = hostNameFor(p.containerId, p.ifName);
+    const mac = macFor(p.ip);
+    let device: TunDevice;
+    try {
+      device = existingDevice ?? TunDevice.open({ name: hostName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS });
+    } catch (err) {
+      throw new ControlError(ControlErrorCode.deviceError, `opening TAP ${hostName}: ${(err as Error).message}`);
+    }
+    try {
+      try {
+        moveLinkToNetns(hostName, p.netns, p.ifName);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === 'EEXIST') throw new ControlError(ControlErrorCode.conflict, `${p.netns} already has an interface named ${p.ifName}`);
+        if (code === 'ENOENT') throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
+        throw new ControlError(ControlErrorCode.deviceError, `moving ${hostName} into ${p.netns} as ${p.ifName}: ${(err as Error).message}`);
+      }
+      const mtu = this.#opts.mtu;
+      // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
+      await nsIp(p.netns, ['link', 'set', 'dev', p.ifName, 'address', macText(mac), 'mtu', String(mtu), 'up']);
+      await nsIp(p.netns, ['addr', 'replace', `${ipv4ToString(p.ip)}/${p.prefixLength}`, 'dev', p.ifName]);
+      await nsIp(p.netns, ['route', 'replace', 'default', 'via', ipv4ToString(p.gateway), 'dev', p.ifName]);
+      if (this.#persist) device.setPersist(true);
+      return {
+        containerId: p.containerId, ifName: p.ifName, hostName, netns: p.netns, mac, ip: p.ip,
+        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', device,
+      };
+    } catch (err) {
+      // Not yet persistent (or made non-persistent here): closing deletes the TAP wherever it is.
+      try { device.setPersist(false); } catch { /* already gone with its namespace */ }
+      device.close();
+      throw err;
+    }
+  }
+
+  /** Removes the port; absent is fine (CNI DEL is idempotent). Returns whether one existed. */
+  delPort(containerId: string, ifName: string): Promise<boolean> {
+    return this.#exclusive(async () => {
+      const port = this.get(containerId, ifName);
+      if (port === undefined) return false;
+      this.#ports.delete(key(containerId, ifName));
+      this.#save();
+      this.#opts.onPortRemoved(port);
+      this.#release(port, false);
+      return true;
+    });
+  }
+
+  #release(port: PodPort, keep: boolean): void {
+    if (!keep) {
+      try { port.device.setPersist(false); } catch (err) { this.#log(`${port.hostName}: TUNSETPERSIST off: ${(err as Error).message}`); }
+    }
+    port.device.close();
+  }
+
+  /** Throws NOT_FOUND / MISMATCH unless the port exists with `ip` and its TAP is in the pod. */
+  async checkPort(containerId: string, ifName: string, ip: number): Promise<void> {
+    const port = this.get(containerId, ifName);
+    const name = key(containerId, ifName);
+    if (port === undefined) throw new ControlError(ControlErrorCode.notFound, `no port for ${name}`);
+    if (port.ip !== ip) throw new ControlError(ControlErrorCode.mismatch, `port ${name} has ${ipv4ToString(port.ip)}, not ${ipv4ToString(ip)}`);
+    if (!existsSync(port.netns)) throw new ControlError(ControlErrorCode.mismatch, `port ${name}: network namespace ${port.netns} is gone`);
+    const link = await linkIn(port.netns, ifName);
+    if (link === null || link.kind !== 'tun' || link.mac !== macText(port.mac)) {
+      throw new ControlError(ControlErrorCode.mismatch, `port ${name}: ${ifName} in ${port.netns} is ${link === null ? 'missing' : `a ${link.kind || 'non-tun'} link with MAC ${link.mac}`}, expected our TAP ${macText(port.mac)}`);
+    }
+  }
+
+  toInfo(port: PodPort): PortInfo {
+    return {
+      containerId: port.containerId, ifName: port.ifName, hostName: port.hostName, mac: macText(port.mac), netns: port.netns,
+      ip: ipv4ToString(port.ip), prefixLength: port.prefixLength, gateway: ipv4ToString(port.gateway), mtu: port.mtu,
+      podName: port.podName, podNamespace: port.podNamespace,
+    };
+  }
+
+  /** The control-socket handler for these ports; `status` is the agent's (node, podCIDR, ...). */
+  controlHandler(status: () => StatusInfo | Promise<StatusInfo>): ControlHandler {
+    const ipOf = (text: string): number => parseIpv4(text);
+    return {
+      status,
+      addPort: async (r) => this.toInfo(await this.addPort({ ...r, ip: ipOf(r.ip), gateway: ipOf(r.gateway) })),
+      delPort: async (r) => { await this.delPort(r.containerId, r.ifName); },
+      checkPort: (r) => this.checkPort(r.containerId, r.ifName, ipOf(r.ip)),
+      listPorts: () => this.list().map((p) => this.toInfo(p)),
+    };
+  }
+
+  #save(): void {
+    mkdirSync(this.#opts.stateDir, { recursive: true, mode: 0o700 });
+    const file = join(this.#opts.stateDir, STATE_FILE);
+    const tmp = `${file}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify({ version: 1, ports: this.list().map((p) => this.toInfo(p)) }, null, 1)}\n`, { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+
+  #readState(): PortInfo[] {
+    let text: string;
+    try {
+      text = readFileSync(join(this.#opts.stateDir, STATE_FILE), 'utf8');
+    } catch {
+      return [];
+    }
+    try {
+      const state = JSON.parse(text) as { ports?: PortInfo[] };
+      return Array.isArray(state.ports) ? state.ports : [];
+    } catch (err) {
+      this.#log(`${STATE_FILE}: unreadable, starting without ports: ${(err as Error).message}`);
+      return [];
+    }
+  }
+
+  /** Brings back the ports of a previous run (see top of file). Call once, before serving. */
+  restore(): Promise<RestoreReport> {
+    return this.#exclusive(async () => {
+      const report: RestoreReport = { reattached: [], recreated: [], dropped: [] };
+      for (const info of this.#readState()) {
+        const name = key(info.containerId, info.ifName);
+        const p: AddPortParams = {
+          containerId: info.containerId, ifName: info.ifName, netns: info.netns, ip: parseIpv4(info.ip),
+          prefixLength: info.prefixLength, gateway: parseIpv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '',
+        };
+        try {
+          if (this.#ports.has(name)) continue;
+          this.#validate(p);
+          const link = await linkIn(p.netns, p.ifName);
+          if (link !== null && (link.kind !== 'tun' || link.mac !== info.mac)) {
+            throw new Error(`${p.ifName} in ${p.netns} is not our TAP (kind '${link.kind}', MAC ${link.mac})`);
+          }
+          this.#adopt(await this.#create(p, link === null ? null : await this.#bringBack(p, info.hostName)));
+          (link === null ? report.recreated : report.reattached).push(name);
+        } catch (err) {
+          this.#log(`restore ${name}: dropped: ${(err as Error).message}`);
+          report.dropped.push(name);
+        }
+      }
+      this.#save();
+      return report;
+    });
+  }
+
+  /** Moves the persistent TAP from the pod into our namespace and attaches to it. */
+  async #bringBack(p: AddPortParams, hostName: string): Promise<TunDevice> {
+    // `ip link set ... netns PID` takes our namespace by process id; rename in the same request.
+    await nsIp(p.netns, ['link', 'set', 'dev', p.ifName, 'netns', String(process.pid), 'name', hostName]);
+    try {
+      return TunDevice.open({ name: hostName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS, persist: true });
+    } catch (err) {
+      // Do not leave a stray persistent TAP in the node's namespace.
+      await run('ip', ['link', 'del', 'dev', hostName]).catch(() => {});
+      throw new ControlError(ControlErrorCode.deviceError, `re-attaching TAP ${hostName}: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Closes every port's fd. Default: TAPs are made non-persistent and vanish (contract:
+   * "pod TAPs vanish with their fd"); the state file stays, so the next agent recreates
+   * them. keepPorts: TAPs stay in the pods (down to no traffic) for the next agent to
+   * re-attach. onPortRemoved is not called: the datapath is being stopped anyway.
+   */
+  async close(opts: { keepPorts?: boolean } = {}): Promise<void> {
+    await this.#exclusive(async () => {
+      for (const port of this.#ports.values()) this.#release(port, opts.keepPorts === true && this.#persist);
+      this.#ports.clear();
+    });
+  }
+}

@@ -1,0 +1,190 @@
+// The agent's control protocol, shared by the agent (control-server.ts) and the CNI
+// plugin (control-client.ts): newline-delimited JSON over a Unix stream socket, one
+// request object per line, one response line per request, answered in order.
+// Addresses travel as dotted quads so the protocol stays readable with `socat`.
+import { parseIpv4 } from '../wire/address.ts';
+
+/** Stable error codes: on the wire (`error.code`) and on thrown ControlErrors. */
+export const ControlErrorCode = {
+  /** The line is not JSON, not an object, or longer than the server accepts. */
+  badRequest: 'BAD_REQUEST',
+  unknownOp: 'UNKNOWN_OP',
+  missingField: 'MISSING_FIELD',
+  invalidField: 'INVALID_FIELD',
+  /** checkPort: the agent has no port for (containerId, ifName). */
+  notFound: 'NOT_FOUND',
+  /** addPort: the pair already has a port with another address, or the address is taken. */
+  conflict: 'CONFLICT',
+  /** checkPort: the port exists but its address or device is not what was asked. */
+  mismatch: 'MISMATCH',
+  netnsNotFound: 'NETNS_NOT_FOUND',
+  /** Opening, moving or configuring the TAP failed. */
+  deviceError: 'DEVICE_ERROR',
+  internal: 'INTERNAL',
+  // Raised by the client only, never sent by the server:
+  /** No agent: the socket file is missing, the connection was refused or dropped. */
+  unavailable: 'AGENT_UNAVAILABLE',
+  /** The agent accepted the connection but did not answer in time. */
+  timeout: 'AGENT_TIMEOUT',
+} as const;
+export type ControlErrorCode = (typeof ControlErrorCode)[keyof typeof ControlErrorCode];
+
+export class ControlError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ControlError';
+    this.code = code;
+  }
+}
+
+/** True for the client-side errors that mean "nobody answered" (as opposed to "the agent said no"). */
+export function isAgentUnreachable(err: unknown): boolean {
+  return err instanceof ControlError && (err.code === ControlErrorCode.unavailable || err.code === ControlErrorCode.timeout);
+}
+
+export interface StatusRequest { op: 'status' }
+export interface AddPortRequest {
+  op: 'addPort';
+  containerId: string;
+  ifName: string;
+  /** Path of the pod's network namespace (bind mount or /proc/PID/ns/net). */
+  netns: string;
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+  podName?: string;
+  podNamespace?: string;
+}
+export interface DelPortRequest { op: 'delPort'; containerId: string; ifName: string }
+export interface CheckPortRequest { op: 'checkPort'; containerId: string; ifName: string; ip: string }
+export interface ListPortsRequest { op: 'listPorts' }
+export type ControlRequest = StatusRequest | AddPortRequest | DelPortRequest | CheckPortRequest | ListPortsRequest;
+export type ControlOp = ControlRequest['op'];
+
+export interface StatusInfo {
+  node: string;
+  podCIDR: string;
+  gateway: string;
+  mtu: number;
+  /** Number of pod ports the agent holds. */
+  ports: number;
+}
+
+export interface PortInfo {
+  containerId: string;
+  ifName: string;
+  /** Name the TAP had in the agent's namespace before it moved ("tp" + 8 hex). */
+  hostName: string;
+  mac: string;
+  netns: string;
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+  mtu: number;
+  podName?: string;
+  podNamespace?: string;
+}
+
+export interface ErrorBody { code: string; message: string }
+export type ControlResponse =
+  | ({ ok: true } & Partial<StatusInfo> & { port?: PortInfo; ports?: PortInfo[] | number })
+  | { ok: false; error: ErrorBody };
+
+// Container ID and interface name rules of the CNI spec (section "Parameters"): the
+// agent checks them again because anything on the socket may call it, not only the CNI.
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** A Linux interface name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
+export function isValidIfName(name: string): boolean {
+  return name.length > 0 && Buffer.byteLength(name) < 16 && name !== '.' && name !== '..' && !/[/:\s]/.test(name);
+}
+
+export function isValidContainerId(id: string): boolean {
+  return CONTAINER_ID.test(id);
+}
+
+type Raw = Record<string, unknown>;
+
+function field(obj: Raw, op: string, key: string): unknown {
+  const v = obj[key];
+  if (v === undefined || v === null) throw new ControlError(ControlErrorCode.missingField, `${op}: field '${key}' is required`);
+  return v;
+}
+
+function stringField(obj: Raw, op: string, key: string): string {
+  const v = field(obj, op, key);
+  if (typeof v !== 'string' || v === '') throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${key}' must be a non-empty string`);
+  return v;
+}
+
+function optionalString(obj: Raw, op: string, key: string): string | undefined {
+  if (obj[key] === undefined || obj[key] === null) return undefined;
+  if (typeof obj[key] !== 'string') throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${key}' must be a string`);
+  return obj[key];
+}
+
+function ipv4Field(obj: Raw, op: string, key: string): string {
+  const v = stringField(obj, op, key);
+  if (parseIpv4(v) < 0) throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${key}' is not an IPv4 address: '${v}'`);
+  return v;
+}
+
+function ids(obj: Raw, op: string): { containerId: string; ifName: string } {
+  const containerId = stringField(obj, op, 'containerId');
+  if (!isValidContainerId(containerId)) {
+    throw new ControlError(ControlErrorCode.invalidField, `${op}: containerId '${containerId}' must start with a letter or digit and contain only letters, digits, '_', '.', '-'`);
+  }
+  const ifName = stringField(obj, op, 'ifName');
+  if (!isValidIfName(ifName)) throw new ControlError(ControlErrorCode.invalidField, `${op}: ifName '${ifName}' is not a valid Linux interface name`);
+  return { containerId, ifName };
+}
+
+/** Parses and validates one request line; throws ControlError with the code to answer. */
+export function parseRequest(line: string): ControlRequest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch (err) {
+    throw new ControlError(ControlErrorCode.badRequest, `request is not JSON: ${(err as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ControlError(ControlErrorCode.badRequest, 'request must be a JSON object');
+  const obj = raw as Raw;
+  const op = obj.op;
+  if (typeof op !== 'string') throw new ControlError(ControlErrorCode.missingField, "field 'op' is required");
+  switch (op) {
+    case 'status':
+    case 'listPorts':
+      return { op };
+    case 'delPort':
+      return { op, ...ids(obj, op) };
+    case 'checkPort':
+      return { op, ...ids(obj, op), ip: ipv4Field(obj, op, 'ip') };
+    case 'addPort': {
+      const { containerId, ifName } = ids(obj, op);
+      const netns = stringField(obj, op, 'netns');
+      if (!netns.startsWith('/')) throw new ControlError(ControlErrorCode.invalidField, `${op}: netns must be an absolute path, got '${netns}'`);
+      const ip = ipv4Field(obj, op, 'ip');
+      const prefixLength = field(obj, op, 'prefixLength');
+      if (typeof prefixLength !== 'number' || !Number.isInteger(prefixLength) || prefixLength < 1 || prefixLength > 32) {
+        throw new ControlError(ControlErrorCode.invalidField, `${op}: prefixLength must be an integer from 1 to 32`);
+      }
+      const req: AddPortRequest = { op, containerId, ifName, netns, ip, prefixLength, gateway: ipv4Field(obj, op, 'gateway') };
+      const podName = optionalString(obj, op, 'podName');
+      const podNamespace = optionalString(obj, op, 'podNamespace');
+      if (podName !== undefined) req.podName = podName;
+      if (podNamespace !== undefined) req.podNamespace = podNamespace;
+      return req;
+    }
+    default:
+      throw new ControlError(ControlErrorCode.unknownOp, `unknown op '${op}' (known: status, addPort, delPort, checkPort, listPorts)`);
+  }
+}
+
+export function encodeError(code: string, message: string): string {
+  return `${JSON.stringify({ ok: false, error: { code, message } })}\n`;
+}
+
+export function encodeOk(body: Record<string, unknown>): string {
+  return `${JSON.stringify({ ok: true, ...body })}\n`;
+}

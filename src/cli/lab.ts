@@ -1,0 +1,135 @@
+// `tapir lab`: a multi-node Kubernetes-like testbed on one machine, built from network
+// namespaces (see src/lab/). Never touches the root namespace's network configuration.
+import { CliError } from './errors.ts';
+import { execIn, resolveTarget } from '../lab/exec.ts';
+import { checkLabName, DEFAULT_LAB_NAME, labDown, labUp } from '../lab/lifecycle.ts';
+import { listLabs, loadState, requireState } from '../lab/state.ts';
+import { formatStatus, labStatus } from '../lab/status.ts';
+import { DATAPLANES, type Dataplane } from '../lab/topology.ts';
+import { LabError } from '../lab/validate.ts';
+
+const USAGE = `Usage:
+  tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--json] [--keep-on-failure]
+  tapir lab status [--name NAME] [--json]
+  tapir lab exec [--name NAME] NODE|POD|NAMESPACE/POD|CLIENT|underlay -- COMMAND [ARGS...]
+  tapir lab down [--name NAME]
+  tapir lab list
+
+Without a topology file, up builds the default: 2 nodes with 2 pods each and an external
+client. NAME defaults to the topology's name, else "${DEFAULT_LAB_NAME}". State lives in /run/tapir/lab/NAME/.
+Every namespace is named tl-NAME-…; nothing is configured in the root namespace.
+Environment: TAPIR_LAB_TAPIR_BIN / TAPIR_LAB_CNI_BIN run another tapir / tapir-cni build.`;
+
+interface Options { name?: string; dataplane?: Dataplane; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
+
+/** Parses options up to "--"; everything after it is the command for exec. */
+function parseOptions(args: string[], allowed: readonly string[]): Options {
+  const options: Options = { json: false, keepOnFailure: false, positional: [], command: [] };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') { options.command = args.slice(i + 1); break; }
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    if (!flag.startsWith('-') || flag === '-') { options.positional.push(arg); continue; }
+    if (!allowed.includes(flag)) throw new CliError(`lab: unknown option ${flag}\n\n${USAGE}`, 2);
+    const value = (): string => {
+      const v = inline ?? args[++i];
+      if (v === undefined) throw new CliError(`lab: ${flag} needs a value`, 2);
+      return v;
+    };
+    switch (flag) {
+      case '--name': options.name = value(); break;
+      case '--dataplane': {
+        const v = value();
+        if (!(DATAPLANES as readonly string[]).includes(v)) throw new CliError(`lab: --dataplane must be one of ${DATAPLANES.join(', ')}`, 2);
+        options.dataplane = v as Dataplane;
+        break;
+      }
+      case '--json': options.json = true; break;
+      case '--keep-on-failure': options.keepOnFailure = true; break;
+    }
+  }
+  return options;
+}
+
+function progress(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+async function up(args: string[]): Promise<number> {
+  const o = parseOptions(args, ['--name', '--dataplane', '--json', '--keep-on-failure']);
+  if (o.positional.length > 1) throw new CliError(`lab up: one topology file at most\n\n${USAGE}`, 2);
+  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, keepOnFailure: o.keepOnFailure, progress });
+  const status = await labStatus(state);
+  console.log(o.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+  return 0;
+}
+
+async function status(args: string[]): Promise<number> {
+  const o = parseOptions(args, ['--name', '--json']);
+  if (o.positional.length > 0) throw new CliError(`lab status: unexpected ${o.positional[0]}\n\n${USAGE}`, 2);
+  const name = o.name ?? DEFAULT_LAB_NAME;
+  checkLabName(name);
+  const result = await labStatus(requireState(name));
+  console.log(o.json ? JSON.stringify(result, null, 2) : formatStatus(result));
+  return 0;
+}
+
+async function exec(args: string[]): Promise<number> {
+  const o = parseOptions(args, ['--name']);
+  // "exec TARGET CMD…" without "--" also works; options then end at the target.
+  const [target, ...rest] = o.positional;
+  const command = o.command.length > 0 ? o.command : rest;
+  if (target === undefined || command.length === 0 || (o.command.length > 0 && rest.length > 0)) {
+    throw new CliError(`lab exec: need a target and a command after --\n\n${USAGE}`, 2);
+  }
+  const name = o.name ?? DEFAULT_LAB_NAME;
+  checkLabName(name);
+  const { netns } = resolveTarget(requireState(name), target);
+  return execIn(netns, command);
+}
+
+async function down(args: string[]): Promise<number> {
+  const o = parseOptions(args, ['--name']);
+  if (o.positional.length > 0) throw new CliError(`lab down: unexpected ${o.positional[0]}\n\n${USAGE}`, 2);
+  const name = o.name ?? DEFAULT_LAB_NAME;
+  const summary = await labDown(name, (m) => progress(`lab ${name}: ${m}`));
+  if (!summary.existed) progress(`lab ${name}: does not exist, nothing to remove`);
+  else progress(`lab ${name}: removed (${summary.namespaces} namespaces, ${summary.processes} processes)`);
+  return 0;
+}
+
+function list(): number {
+  for (const name of listLabs()) {
+    let detail = '';
+    try {
+      const state = loadState(name);
+      detail = state === undefined ? '(no state)' : `${state.dataplane} ${state.phase} ${state.nodes.length} nodes ${state.pods.length} pods`;
+    } catch (err) {
+      detail = `(${(err as Error).message})`;
+    }
+    console.log(`${name}  ${detail}`);
+  }
+  return 0;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  try {
+    switch (sub) {
+      case 'up': return await up(rest);
+      case 'status': return await status(rest);
+      case 'exec': return await exec(rest);
+      case 'down': return await down(rest);
+      case 'list': case 'ls': return list();
+      case undefined: case '--help': case '-h': case 'help':
+        console.log(USAGE);
+        return sub === undefined ? 2 : 0;
+      default:
+        throw new CliError(`lab: unknown subcommand '${sub}'\n\n${USAGE}`, 2);
+    }
+  } catch (err) {
+    // 130: the shell's code for "ended by SIGINT", as if we had not caught it.
+    if (err instanceof LabError) throw new CliError(`lab: ${err.message}`, err.code === 'TAPIR_LAB_INTERRUPTED' ? 130 : 1);
+    throw err;
+  }
+}

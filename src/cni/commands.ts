@@ -1,0 +1,149 @@
+// The CNI commands. The plugin owns addresses (IPAM) and asks the agent over its control
+// socket for the pod's port (a TAP it opens and moves into the pod's namespace); the
+// agent keeps the TAP's file descriptor, the plugin process exits.
+import { existsSync } from 'node:fs';
+import { ControlClient } from '../agent/control-client.ts';
+import { ControlError, ControlErrorCode, isAgentUnreachable, type PortInfo, type StatusInfo } from '../agent/protocol.ts';
+import { attachmentKey, type NetConf } from './config.ts';
+import type { CniEnv } from './env.ts';
+import { CniCode, CniError } from './errors.ts';
+import { DEFAULT_ROUTE, makeIpam, type Attachment, type Ipam } from './ipam-plugin.ts';
+import { inspectLink, replaceRoute } from './netns.ts';
+import { appendAttachment, formatResult, parseResult, type CniResult } from './result.ts';
+
+export class Invocation {
+  readonly conf: NetConf;
+  readonly env: CniEnv;
+  readonly agent: ControlClient;
+  readonly ipam: Ipam;
+  readonly log: (line: string) => void;
+  #status: Promise<StatusInfo> | null = null;
+
+  constructor(conf: NetConf, env: CniEnv, log: (line: string) => void) {
+    this.conf = conf;
+    this.env = env;
+    this.log = log;
+    this.agent = new ControlClient(conf.controlSocket, conf.agentTimeoutMs === undefined ? {} : { timeoutMs: conf.agentTimeoutMs });
+    this.ipam = makeIpam({ conf, env, agentStatus: () => this.agentStatus() });
+  }
+
+  agentStatus(): Promise<StatusInfo> {
+    this.#status ??= this.agent.status();
+    return this.#status;
+  }
+}
+
+/**
+ * Agent failures as CNI errors: nobody answering is "try again later" (11), or for STATUS
+ * "plugin not available" (50); an agent that answered with an error refused (101).
+ */
+export function agentError(err: unknown, what: string, command: string): CniError {
+  if (err instanceof CniError) return err;
+  if (isAgentUnreachable(err)) {
+    const e = err as ControlError;
+    return command === 'STATUS'
+      ? new CniError(CniCode.notAvailable, 'plugin not available: the tapir agent does not answer', `${e.message}; see controlSocket in the network configuration`)
+      : new CniError(CniCode.tryAgainLater, `tapir agent not reachable for ${what}; try again later`, `${e.message}; see controlSocket in the network configuration`);
+  }
+  if (err instanceof ControlError) {
+    return new CniError(CniCode.agentRefused, `tapir agent refused ${what}: ${err.message}`, `agent error code ${err.code}`);
+  }
+  const e = err as Error;
+  return new CniError(CniCode.internal, `${what} failed: ${e.message}`, e.stack ?? '');
+}
+
+export async function cmdAdd(inv: Invocation): Promise<Record<string, unknown>> {
+  const { conf, env, agent, ipam } = inv;
+  const prev = conf.prevResult === undefined ? null : parseResult(conf.prevResult, 'prevResult');
+  if (!existsSync(env.netns)) throw new CniError(CniCode.invalidEnv, 'invalid environment variables: CNI_NETNS', `CNI_NETNS ${env.netns} does not exist`);
+  const lease = await ipam.add().catch((err: unknown) => { throw agentError(err, 'IPAM (asking the agent for its podCIDR)', 'ADD'); });
+  let port: PortInfo | null = null;
+  try {
+    port = await agent.addPort({
+      containerId: env.containerId, ifName: env.ifName, netns: env.netns,
+      ip: lease.ip, prefixLength: lease.prefixLength, gateway: lease.gateway,
+      podName: env.args.get('K8S_POD_NAME') ?? '', podNamespace: env.args.get('K8S_POD_NAMESPACE') ?? '',
+    });
+    // The agent installs the default route; anything more an IPAM plugin asked for is ours.
+    for (const r of lease.routes) if (r.dst !== DEFAULT_ROUTE) await replaceRoute(env.netns, env.ifName, r.dst, r.gw ?? lease.gateway);
+  } catch (err) {
+    // Undo in reverse order, so a failed ADD leaves neither a port nor an address behind.
+    if (port !== null) await agent.delPort(env.containerId, env.ifName).catch(() => {});
+    await ipam.del().catch((e: Error) => inv.log(`rollback: releasing ${lease.ip} failed: ${e.message}`));
+    throw agentError(err, 'addPort', 'ADD');
+  }
+  const dns = Object.keys(lease.dns).length > 0 ? lease.dns : (conf.dns ?? {});
+  const own: CniResult = {
+    interfaces: [{ name: env.ifName, mac: port.mac, mtu: port.mtu, sandbox: env.netns }],
+    ips: [{ address: `${lease.ip}/${lease.prefixLength}`, gateway: lease.gateway, interface: 0 }],
+    routes: lease.routes,
+    dns,
+  };
+  return formatResult(appendAttachment(prev, own), conf.cniVersion);
+}
+
+export async function cmdDel(inv: Invocation): Promise<void> {
+  const { env, agent, ipam } = inv;
+  // The port goes first: while the agent may still hold it, its address stays reserved.
+  // An unreachable agent fails the DEL (11) so the runtime retries it later.
+  await agent.delPort(env.containerId, env.ifName).catch((err: unknown) => { throw agentError(err, 'delPort', 'DEL'); });
+  await ipam.del();
+}
+
+export async function cmdCheck(inv: Invocation): Promise<void> {
+  const { conf, env, agent, ipam } = inv;
+  if (conf.prevResult === undefined) {
+    throw new CniError(CniCode.invalidConfig, 'invalid network configuration: prevResult is required for CHECK', 'the runtime must pass the result of the ADD as prevResult');
+  }
+  const prev = parseResult(conf.prevResult, 'prevResult');
+  const index = prev.interfaces.findIndex((i) => i.name === env.ifName && (i.sandbox === undefined || i.sandbox === env.netns));
+  const itf = prev.interfaces[index];
+  if (itf === undefined) throw new CniError(CniCode.checkFailed, `prevResult has no interface ${env.ifName} in ${env.netns}`, JSON.stringify(conf.prevResult.interfaces));
+  const ipEntry = prev.ips.find((ip) => ip.interface === index && !ip.address.includes(':'));
+  if (ipEntry === undefined) throw new CniError(CniCode.checkFailed, `prevResult has no IPv4 address for ${env.ifName}`, JSON.stringify(conf.prevResult.ips));
+  const [ip = '', prefixText = ''] = ipEntry.address.split('/');
+  await ipam.check(ip);
+  await agent.checkPort(env.containerId, env.ifName, ip).catch((err: unknown) => {
+    if (err instanceof ControlError && (err.code === ControlErrorCode.notFound || err.code === ControlErrorCode.mismatch)) {
+      throw new CniError(CniCode.checkFailed, `tapir agent: ${err.message}`, `checkPort ${env.containerId}/${env.ifName} ${ip}: ${err.code}`);
+    }
+    throw agentError(err, 'checkPort', 'CHECK');
+  });
+  const link = await inspectLink(env.netns, env.ifName);
+  const where = `${env.ifName} in ${env.netns}`;
+  if (link === null) throw new CniError(CniCode.checkFailed, `interface ${where} is missing`, 'the pod lost its interface; the runtime should recreate the pod');
+  if (itf.mac !== undefined && link.mac.toLowerCase() !== itf.mac.toLowerCase()) {
+    throw new CniError(CniCode.checkFailed, `interface ${where} has MAC ${link.mac}`, `prevResult says ${itf.mac}`);
+  }
+  if (!link.up) throw new CniError(CniCode.checkFailed, `interface ${where} is down`, 'expected UP');
+  if (!link.addresses.some((a) => a.address === ip && String(a.prefixLength) === prefixText)) {
+    throw new CniError(CniCode.checkFailed, `interface ${where} lacks ${ipEntry.address}`,
+      `addresses present: ${link.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(', ') || 'none'}`);
+  }
+  // Routes are not checked: the spec lets later plugins in a chain change them.
+}
+
+export async function cmdGc(inv: Invocation): Promise<void> {
+  const { conf, agent, ipam } = inv;
+  const valid = conf.validAttachments ?? new Set<string>();
+  const stale: Attachment[] = [];
+  let agentFailure: CniError | null = null;
+  try {
+    for (const p of await agent.listPorts()) {
+      if (valid.has(attachmentKey(p.containerId, p.ifName))) continue;
+      await agent.delPort(p.containerId, p.ifName);
+      stale.push({ containerId: p.containerId, ifName: p.ifName });
+      inv.log(`deleted stale port ${p.hostName} (${p.containerId}/${p.ifName}, ${p.ip})`);
+    }
+  } catch (err) {
+    // Addresses are still collected: releasing them does not need the agent.
+    agentFailure = agentError(err, 'GC of agent ports', 'GC');
+  }
+  inv.log(await ipam.gc(valid, stale));
+  if (agentFailure !== null) throw agentFailure;
+}
+
+export async function cmdStatus(inv: Invocation): Promise<void> {
+  await inv.agentStatus().catch((err: unknown) => { throw agentError(err, 'status', 'STATUS'); });
+  await inv.ipam.status();
+}

@@ -1,0 +1,110 @@
+// The datapath's one buffer. Every device reads into its receive slots and every
+// transmit queue points into it, so a batch write is always (arena, offsets, lengths):
+// frames forwarded as they are never move, and frames the datapath builds (segments,
+// coalesced TCP, replies) go to the scratch area behind the slots.
+//
+// The agent is single-threaded and handles one receive batch to completion (process,
+// then flush every queue) before the next read, so one set of slots serves all ports.
+
+/** A TSO/GRO frame is up to 64 KiB; plus the virtio-net header and the headroom. */
+export const SLOT_SIZE = 65536 + 512;
+/**
+ * Room in front of every received frame: enough to prepend an Ethernet header and
+ * move a virtio-net header in front of it (14 + 12), or write a VXLAN header (8).
+ */
+export const HEADROOM = 64;
+/** Frames per read call: the batch that one JS<->C crossing moves. */
+export const RX_BATCH = 64;
+/** Scratch for built frames: 64 coalescing runs of 64 KiB, or ~2,800 MTU-size segments. */
+export const SCRATCH_BYTES = 64 * 65 * 1024;
+
+export class Arena {
+  /** A Buffer (not a bare Uint8Array) for its allocation-free `copy`. */
+  readonly buf: Buffer;
+  readonly rxLengths = new Int32Array(RX_BATCH);
+  // Underlay receive metadata (recvmmsg source and GRO segment size per datagram).
+  readonly rxSrcAddrs = new Uint32Array(RX_BATCH);
+  readonly rxSrcPorts = new Uint16Array(RX_BATCH);
+  readonly rxSegSizes = new Int32Array(RX_BATCH);
+  readonly scratchStart = RX_BATCH * SLOT_SIZE;
+  readonly scratchEnd = RX_BATCH * SLOT_SIZE + SCRATCH_BYTES;
+  scratchCursor = RX_BATCH * SLOT_SIZE;
+
+  constructor() {
+    // Buffer.alloc (not allocUnsafe): a buffer of its own at byteOffset 0, so the
+    // checksum's 32-bit word view lines up with the frames.
+    this.buf = Buffer.alloc(this.scratchEnd);
+  }
+
+  /** Offset of receive slot i's frame. */
+  rxOffset(i: number): number {
+    return i * SLOT_SIZE + HEADROOM;
+  }
+
+  /** Reserves n bytes of scratch, 8-byte aligned; -1 when the scratch is exhausted. */
+  allocScratch(n: number): number {
+    const at = this.scratchCursor;
+    if (at + n > this.scratchEnd) return -1;
+    this.scratchCursor = (at + n + 7) & ~7;
+    return at;
+  }
+
+  /** Gives back the tail of the most recent reservation (it was over-sized). */
+  trimScratch(at: number, used: number): void {
+    this.scratchCursor = (at + used + 7) & ~7;
+  }
+
+  get scratchFree(): number {
+    return this.scratchEnd - this.scratchCursor;
+  }
+
+  resetScratch(): void {
+    this.scratchCursor = this.scratchStart;
+  }
+}
+
+/** Frames waiting to be written to one TUN/TAP device: offsets into the arena. */
+export class TxQueue {
+  readonly offsets: Int32Array;
+  readonly lengths: Int32Array;
+  readonly capacity: number;
+  count = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.offsets = new Int32Array(capacity);
+    this.lengths = new Int32Array(capacity);
+  }
+
+  get full(): boolean {
+    return this.count === this.capacity;
+  }
+
+  push(offset: number, length: number): void {
+    const i = this.count++;
+    this.offsets[i] = offset;
+    this.lengths[i] = length;
+  }
+}
+
+/** Datagrams waiting for the underlay socket: offsets plus destination and GSO size. */
+export class UnderlayTxQueue extends TxQueue {
+  readonly dstAddrs: Uint32Array;
+  readonly dstPorts: Uint16Array;
+  readonly gsoSizes: Int32Array;
+
+  constructor(capacity: number) {
+    super(capacity);
+    this.dstAddrs = new Uint32Array(capacity);
+    this.dstPorts = new Uint16Array(capacity);
+    this.gsoSizes = new Int32Array(capacity);
+  }
+
+  pushDatagram(offset: number, length: number, dstAddr: number, dstPort: number, gsoSize: number): void {
+    const i = this.count;
+    this.push(offset, length);
+    this.dstAddrs[i] = dstAddr;
+    this.dstPorts[i] = dstPort;
+    this.gsoSizes[i] = gsoSize;
+  }
+}

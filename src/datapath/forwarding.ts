@@ -1,0 +1,110 @@
+// The forwarding table: everything the datapath needs to decide where a frame goes,
+// compiled by the control side from the node's config and its pod ports. Immutable;
+// a change (a pod added or removed, a node joining) compiles a new table that the
+// datapath swaps in between batches, so a batch never sees half an update.
+import { Ipv4Map } from '../tables/ipv4-map.ts';
+import type { Cidr } from '../util/cidr.ts';
+
+export interface PodEntry {
+  /** The datapath's port index. */
+  port: number;
+  ip: number;
+  mac: number;
+}
+
+export interface RemoteNode {
+  name: string;
+  underlayIP: number;
+  podCIDR: Cidr;
+}
+
+export interface ForwardingInput {
+  podCIDR: Cidr;
+  clusterCIDR: Cidr;
+  /** This node's underlay address: traffic for it goes to the host port. */
+  underlayIP: number;
+  vni: number;
+  mtu: number;
+  pods: readonly PodEntry[];
+  /** The other nodes (this one excluded). */
+  remotes: readonly RemoteNode[];
+}
+
+/** Locally administered MAC for an IPv4 address, 0a:58:a.b.c.d (as OVN-Kubernetes does). */
+export function macForIpv4(ip: number): number {
+  return 0x0a58 * 0x1_0000_0000 + (ip >>> 0);
+}
+
+export class ForwardingTable {
+  readonly podCIDR: Cidr;
+  readonly clusterCIDR: Cidr;
+  readonly gateway: number;
+  readonly gatewayMac: number;
+  readonly underlayIP: number;
+  readonly vni: number;
+  readonly mtu: number;
+  /** Pod IPv4 -> port index. */
+  readonly podPorts: Ipv4Map;
+  /** Port index -> the pod's MAC (0 for ports that are not pods). */
+  readonly portMacs: Float64Array;
+  /** Remote node index -> underlay address. */
+  readonly nodeUnderlay: Uint32Array;
+  readonly #nodeByUnderlay: Ipv4Map;
+  /** Distinct pod CIDR masks of remote nodes, longest first, and network -> node index per mask. */
+  readonly #masks: Uint32Array;
+  readonly #prefixes: Ipv4Map[];
+  readonly pods: readonly PodEntry[];
+  readonly remotes: readonly RemoteNode[];
+
+  constructor(input: ForwardingInput) {
+    this.podCIDR = input.podCIDR;
+    this.clusterCIDR = input.clusterCIDR;
+    this.gateway = input.podCIDR.host(1);
+    this.gatewayMac = macForIpv4(this.gateway);
+    this.underlayIP = input.underlayIP;
+    this.vni = input.vni;
+    this.mtu = input.mtu;
+    this.pods = input.pods;
+    this.remotes = input.remotes;
+
+    this.podPorts = new Ipv4Map(input.pods.length);
+    let maxPort = 0;
+    for (const p of input.pods) maxPort = Math.max(maxPort, p.port);
+    this.portMacs = new Float64Array(maxPort + 1);
+    for (const p of input.pods) {
+      this.podPorts.set(p.ip, p.port);
+      this.portMacs[p.port] = p.mac;
+    }
+    this.podPorts.freeze();
+
+    this.nodeUnderlay = new Uint32Array(input.remotes.length);
+    this.#nodeByUnderlay = new Ipv4Map(input.remotes.length);
+    const byLength = new Map<number, Ipv4Map>();
+    input.remotes.forEach((n, i) => {
+      this.nodeUnderlay[i] = n.underlayIP;
+      this.#nodeByUnderlay.set(n.underlayIP, i);
+      let m = byLength.get(n.podCIDR.prefixLength);
+      if (m === undefined) byLength.set(n.podCIDR.prefixLength, (m = new Ipv4Map(input.remotes.length)));
+      m.set(n.podCIDR.network, i);
+    });
+    this.#nodeByUnderlay.freeze();
+    const lengths = [...byLength.keys()].sort((a, b) => b - a);
+    this.#masks = Uint32Array.from(lengths, (l) => (l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0));
+    this.#prefixes = lengths.map((l) => byLength.get(l)!.freeze());
+  }
+
+  /** The remote node that owns `dst` (a pod of it, or its underlay address); -1 if none. */
+  remoteNode(dst: number): number {
+    const masks = this.#masks;
+    for (let i = 0; i < masks.length; i++) {
+      const n = this.#prefixes[i]!.get((dst & masks[i]!) >>> 0);
+      if (n >= 0) return n;
+    }
+    return this.#nodeByUnderlay.get(dst);
+  }
+
+  /** Index of the remote node with this underlay address; -1 for a stranger. */
+  nodeByUnderlay(addr: number): number {
+    return this.#nodeByUnderlay.get(addr);
+  }
+}

@@ -1,0 +1,51 @@
+// The baseline dataplane, all in the kernel, modelled on flannel's vxlan backend:
+// per node a bridge cni0 holding the pod gateway, a veth per pod, and vxlan0 with
+// podCIDR .0/32. For each remote node: a route to its pod CIDR via its .0 (onlink), a
+// permanent neighbour entry .0 -> its VTEP MAC and an FDB entry VTEP MAC -> its underlay
+// IP. No learning, no multicast: the lab knows every node, like flannel's subnet lease.
+import { bridgeBatch, ipBatch } from './shell.ts';
+import { POD_BRIDGE, UNDERLAY_IFNAME, VXLAN_DEVICE } from './names.ts';
+import type { LabState, NodeState } from './state.ts';
+import { podInterfaceLines, podMac } from './underlay.ts';
+
+/** RFC 7348 §5: IANA-assigned VXLAN UDP port. */
+const VXLAN_PORT = 4789;
+
+export async function buildKernelDataplane(state: LabState, progress: (message: string) => void): Promise<void> {
+  progress(`kernel dataplane: bridge ${POD_BRIDGE}, ${VXLAN_DEVICE} (VNI ${state.addressing.vni}) and veths on ${state.nodes.length} nodes`);
+  await Promise.all(state.nodes.map((node) => buildNode(state, node)));
+}
+
+async function buildNode(state: LabState, node: NodeState): Promise<void> {
+  const { podMTU, vni } = state.addressing;
+  const prefixLength = Number(node.podCIDR.split('/')[1]);
+  const network = node.podCIDR.split('/')[0]!;
+  const lines = [
+    `link add ${POD_BRIDGE} type bridge`,
+    `link set ${POD_BRIDGE} mtu ${podMTU}`,
+    `addr add ${node.gateway}/${prefixLength} dev ${POD_BRIDGE}`,
+    `link set ${POD_BRIDGE} up`,
+    `link add ${VXLAN_DEVICE} type vxlan id ${vni} dstport ${VXLAN_PORT} local ${node.underlayIP} dev ${UNDERLAY_IFNAME} nolearning`,
+    `link set ${VXLAN_DEVICE} address ${node.vtepMac} mtu ${podMTU}`,
+    `addr add ${network}/32 dev ${VXLAN_DEVICE}`,
+    `link set ${VXLAN_DEVICE} up`,
+  ];
+  const fdb: string[] = [];
+  for (const remote of state.nodes) {
+    if (remote === node) continue;
+    const remoteNetwork = remote.podCIDR.split('/')[0]!;
+    lines.push(`route add ${remote.podCIDR} via ${remoteNetwork} dev ${VXLAN_DEVICE} onlink`);
+    lines.push(`neigh add ${remoteNetwork} lladdr ${remote.vtepMac} dev ${VXLAN_DEVICE} nud permanent`);
+    fdb.push(`fdb append ${remote.vtepMac} dev ${VXLAN_DEVICE} dst ${remote.underlayIP} self permanent`);
+  }
+  const pods = state.pods.filter((p) => p.node === node.name);
+  for (const pod of pods) {
+    lines.push(`link add ${pod.hostDevice} mtu ${podMTU} type veth peer name eth0 netns ${pod.netns}`);
+    lines.push(`link set ${pod.hostDevice} master ${POD_BRIDGE} up`);
+  }
+  await ipBatch(node.netns, lines);
+  node.devices.push(POD_BRIDGE, VXLAN_DEVICE, ...pods.map((p) => p.hostDevice!));
+  await bridgeBatch(node.netns, fdb);
+  for (const pod of pods) pod.mac = podMac(pod.ip!);
+  await Promise.all(pods.map((pod) => ipBatch(pod.netns, podInterfaceLines(pod.ip!, pod.mac!, prefixLength, node.gateway, podMTU))));
+}

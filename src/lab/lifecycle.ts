@@ -1,0 +1,163 @@
+// `lab up` and `lab down`: build the whole lab from its plan, recording each step in
+// state.json; remove everything the lab made, from state.json and, after a crash, from
+// the namespace names alone.
+import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildKernelDataplane } from './kernel-dataplane.ts';
+import { existingLabNetns } from './names.ts';
+import { planLab } from './plan.ts';
+import { checkTraffic } from './probe.ts';
+import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
+import { interruption, ipBatch } from './shell.ts';
+import { claimStateDir, loadState, saveState, stateDirOf, type LabState } from './state.ts';
+import { defaultTopology, loadTopologyFile, type Dataplane } from './topology.ts';
+import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './underlay.ts';
+import { isDns1123Label, LabError } from './validate.ts';
+import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
+
+export const DEFAULT_LAB_NAME = 'tapir';
+const WORKLOAD_READY_TIMEOUT_MS = 15_000;
+const TRAFFIC_TIMEOUT_MS = { kernel: 10_000, tapir: 30_000 } as const;
+
+export interface UpOptions {
+  topologyPath: string | undefined;
+  name: string | undefined;
+  dataplane: Dataplane | undefined;
+  /** Leave a lab that failed to come up in place, for inspection. */
+  keepOnFailure: boolean;
+  progress(message: string): void;
+}
+
+export function checkLabName(name: string): void {
+  if (!isDns1123Label(name) || name.length > 24) {
+    throw new LabError('BAD_NAME', `lab name "${name}" must be a DNS-1123 label (lowercase letters, digits, "-") of at most 24 characters`);
+  }
+}
+
+export async function labUp(options: UpOptions): Promise<LabState> {
+  const started = Date.now();
+  const topology = options.topologyPath === undefined ? defaultTopology() : loadTopologyFile(options.topologyPath);
+  const name = options.name ?? topology.name ?? DEFAULT_LAB_NAME;
+  checkLabName(name);
+  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir');
+  if (!claimStateDir(name)) {
+    throw new LabError('EXISTS', `lab "${name}" already exists (${stateDirOf(name)}); remove it with: tapir lab down --name ${name}`);
+  }
+  const leftovers = existingLabNetns(name);
+  if (leftovers.length > 0) {
+    rmdirSync(stateDirOf(name));
+    throw new LabError('EXISTS', `namespaces of an earlier lab "${name}" remain (${leftovers.join(', ')}); remove them with: tapir lab down --name ${name}`);
+  }
+  const progress = (message: string): void => options.progress(`lab ${name}: ${message}`);
+  const save = (): void => {
+    saveState(state);
+    // Between steps is where an interruption takes effect (the steps themselves are short).
+    interruption.signal.throwIfAborted();
+  };
+  const interrupt = (signal: NodeJS.Signals): void => {
+    progress(`${signal}: stopping (again to abandon the lab as it is)`);
+    interruption.abort(new LabError('INTERRUPTED', `interrupted by ${signal}`));
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  mkdirSync(join(state.stateDir, 'pods'), { recursive: true });
+  saveState(state);
+  try {
+    const netnsCount = allNetns(state).length;
+    progress(`${netnsCount} namespaces, underlay ${state.addressing.underlayCIDR} on ${state.underlay.netns}/${state.underlay.bridge}`);
+    await createNamespaces(state);
+    await buildUnderlay(state);
+    save();
+    if (state.dataplane === 'kernel') {
+      await buildKernelDataplane(state, progress);
+    } else {
+      // Loaded only here: the kernel dataplane must work whatever state the agent code is in.
+      const { addPods, startAgents } = await import('./tapir-dataplane.ts');
+      await preparePodNamespaces(state);
+      await startAgents(state, progress, save);
+      await addPods(state, progress, save);
+    }
+    save();
+    progress(`starting ${state.pods.length} workloads`);
+    startWorkloads(state);
+    save();
+    await waitForWorkloads(state.pods, WORKLOAD_READY_TIMEOUT_MS);
+    progress('checking traffic');
+    const checks = await checkTraffic(state, TRAFFIC_TIMEOUT_MS[state.dataplane]);
+    checkAlive(state.pods);
+    state.phase = 'ready';
+    save();
+    progress(`ready: ${checks} traffic checks passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return state;
+  } catch (err) {
+    if (options.keepOnFailure) {
+      progress(`failed; left in place for inspection (--keep-on-failure); remove with: tapir lab down --name ${name}`);
+    } else {
+      progress('failed; removing what was built');
+      await labDown(name, () => {});
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+  }
+}
+
+export interface DownSummary { existed: boolean; namespaces: number; processes: number }
+
+export async function labDown(name: string, progress: (message: string) => void): Promise<DownSummary> {
+  checkLabName(name);
+  const stateDir = stateDirOf(name);
+  let state: LabState | undefined;
+  try {
+    state = loadState(name);
+  } catch (err) {
+    progress(`${(err as Error).message}; removing by name prefix`);
+  }
+  const netns = [...new Set([...(state === undefined ? [] : allNetns(state)), ...existingLabNetns(name)])];
+  if (state === undefined && netns.length === 0 && !existsSync(stateDir)) return { existed: false, namespaces: 0, processes: 0 };
+
+  if (state?.dataplane === 'tapir') {
+    progress('CNI DEL for pods');
+    try {
+      const { deletePods } = await import('./tapir-dataplane.ts');
+      await deletePods(state, (m) => progress(`warning: ${m}`));
+    } catch (err) {
+      // Whatever went wrong, the lab must still go: stopping the agents drops the ports.
+      progress(`warning: CNI DEL skipped: ${(err as Error).message}`);
+    }
+  }
+  // Agents first and alone: on SIGTERM they remove their TUN and close the pod TAPs.
+  let processes = 0;
+  if (state !== undefined) {
+    const agents = state.nodes.map((n) => n.agent?.pid ?? null).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
+    if (agents.length > 0) progress(`stopping ${agents.length} agents`);
+    processes += await stopProcesses(agents, 3000);
+  }
+  const recorded = (state?.pods ?? []).map((p) => p.workloadPid).filter((pid): pid is number => pid !== null && isAlive(pid) && belongsToLab(pid, stateDir));
+  const remaining = [...new Set([...pidsInNetns(netns), ...recorded])];
+  if (remaining.length > 0) progress(`stopping ${remaining.length} processes`);
+  processes += await stopProcesses(remaining, 1500);
+
+  const existing = netns.filter((n) => existsSync(`/run/netns/${n}`));
+  if (existing.length > 0) progress(`removing ${existing.length} namespaces`);
+  // Deleting a namespace destroys its devices; a veth's peer in another namespace goes with it.
+  await ipBatch(null, existing.map((n) => `netns delete ${n}`), true);
+  const stubborn = existingLabNetns(name);
+  rmSync(stateDir, { recursive: true, force: true });
+  if (stubborn.length > 0) throw new LabError('DOWN_INCOMPLETE', `could not remove namespaces: ${stubborn.join(', ')}`);
+  return { existed: true, namespaces: existing.length, processes };
+}
+
+/**
+ * A recorded PID is only ours if its command line still names the lab's state
+ * directory (workloads get --ready FILE, agents --config FILE under it): after a crash
+ * and PID reuse, the number may belong to someone else.
+ */
+function belongsToLab(pid: number, stateDir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${stateDir}/`);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,149 @@
+// From a validated topology to the complete lab plan: every namespace, device and
+// address decided before anything is created, so a bad address plan fails up front
+// with the topology field that caused it, and `state.json` describes the whole lab
+// from the first write.
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+import { formatIpv4, formatPrefix, nthSubnet, parseIpv4, parsePrefix, prefixContains, prefixesOverlap, prefixSize, prefixWithin, type Ipv4Prefix } from './ipv4.ts';
+import * as names from './names.ts';
+import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
+import { topologyError, VXLAN_OVERHEAD, type Dataplane, type Topology } from './topology.ts';
+
+/** Node i's underlay address defaults to network + 10 + i, the client's to network + 100. */
+const NODE_HOST_OFFSET = 10;
+const CLIENT_HOST_OFFSET = 100;
+/** Pod CIDR .0 goes to vxlan0 (flannel's convention), .1 is the gateway; pods start at .2. */
+const FIRST_POD_HOST = 2;
+
+export function planLab(topology: Topology, lab: string, dataplane: Dataplane): LabState {
+  const errors: string[] = [];
+  const field = (path: string, message: string): void => { errors.push(`${path}: ${message}`); };
+  const prefixField = (path: string, text: string): Ipv4Prefix | undefined => {
+    const prefix = parsePrefix(text);
+    if (prefix === undefined) field(path, `"${text}" must be an IPv4 network like 10.244.0.0/16 (host bits zero)`);
+    return prefix;
+  };
+  const underlay = prefixField('addressing.underlayCIDR', topology.addressing.underlayCIDR);
+  const cluster = prefixField('addressing.clusterCIDR', topology.addressing.clusterCIDR);
+  const service = prefixField('addressing.serviceCIDR', topology.addressing.serviceCIDR);
+  if (underlay !== undefined && underlay.prefixLength > 29) field('addressing.underlayCIDR', 'must be /29 or larger');
+  if (cluster !== undefined && cluster.prefixLength > 24) field('addressing.clusterCIDR', 'must be /24 or larger (each node takes a /24 by default)');
+  const pairs: [string, Ipv4Prefix | undefined, string, Ipv4Prefix | undefined][] = [
+    ['addressing.clusterCIDR', cluster, 'addressing.underlayCIDR', underlay],
+    ['addressing.serviceCIDR', service, 'addressing.underlayCIDR', underlay],
+    ['addressing.serviceCIDR', service, 'addressing.clusterCIDR', cluster],
+  ];
+  for (const [pathA, a, pathB, b] of pairs) {
+    if (a !== undefined && b !== undefined && prefixesOverlap(a, b)) field(pathA, `overlaps ${pathB}`);
+  }
+  if (errors.length > 0) throw planError(topology, errors);
+
+  const stateDir = stateDirOf(lab);
+  const podMTU = topology.mtu - VXLAN_OVERHEAD;
+  const usedUnderlay = new Map<number, string>();
+  const underlayAddress = (path: string, text: string | undefined, offset: number): string => {
+    const address = text === undefined ? (underlay!.network + offset) >>> 0 : parseIpv4(text);
+    const last = underlay!.network + prefixSize(underlay!) - 1;
+    if (address === undefined) field(path, `"${text}" is not an IPv4 address`);
+    else if (!prefixContains(underlay!, address) || address === underlay!.network || address === last) {
+      field(path, `${formatIpv4(address)} is not a host address of addressing.underlayCIDR ${formatPrefix(underlay!)}`);
+    } else if (usedUnderlay.has(address)) field(path, `${formatIpv4(address)} is already used by ${usedUnderlay.get(address)}`);
+    else usedUnderlay.set(address, path);
+    return address === undefined ? '' : formatIpv4(address);
+  };
+
+  const nodes: NodeState[] = [];
+  const pods: PodState[] = [];
+  const podCIDRs: [string, Ipv4Prefix][] = [];
+  topology.nodes.forEach((spec, i) => {
+    const index = i + 1;
+    const path = `nodes[${i}]`;
+    const podCIDR = spec.podCIDR === undefined ? nthSubnet(cluster!, 24, index) : prefixField(`${path}.podCIDR`, spec.podCIDR);
+    if (podCIDR === undefined) {
+      if (spec.podCIDR === undefined) field(`${path}`, `addressing.clusterCIDR ${formatPrefix(cluster!)} has no /24 number ${index} for this node; set podCIDR`);
+      return;
+    }
+    if (!prefixWithin(podCIDR, cluster!)) field(`${path}.podCIDR`, `${formatPrefix(podCIDR)} is not inside addressing.clusterCIDR ${formatPrefix(cluster!)}`);
+    if (podCIDR.prefixLength > 28) field(`${path}.podCIDR`, 'must be /28 or larger');
+    for (const [otherPath, other] of podCIDRs) {
+      if (prefixesOverlap(podCIDR, other)) field(`${path}.podCIDR`, `${formatPrefix(podCIDR)} overlaps ${otherPath}.podCIDR`);
+    }
+    podCIDRs.push([path, podCIDR]);
+    // Usable pod addresses: all but .0 (vxlan0), .1 (gateway) and the broadcast address.
+    const capacity = prefixSize(podCIDR) - 3;
+    if (spec.pods.length > capacity) field(`${path}.pods`, `${spec.pods.length} pods do not fit in podCIDR ${formatPrefix(podCIDR)} (at most ${capacity})`);
+    const node: NodeState = {
+      name: spec.name,
+      index,
+      netns: names.nodeNetns(lab, spec.name),
+      underlayIP: underlayAddress(`${path}.underlayIP`, spec.underlayIP, NODE_HOST_OFFSET + index),
+      underlayPort: names.underlayPortOfNode(index),
+      podCIDR: formatPrefix(podCIDR),
+      gateway: formatIpv4(podCIDR.network + 1),
+      vtepMac: vtepMac(index),
+      devices: [],
+      agent: dataplane === 'tapir' ? agentPaths(stateDir, spec.name) : null,
+    };
+    nodes.push(node);
+    spec.pods.forEach((podSpec, j) => {
+      const key = `${podSpec.namespace}.${podSpec.name}`;
+      pods.push({
+        name: podSpec.name,
+        namespace: podSpec.namespace,
+        node: spec.name,
+        netns: names.podNetns(lab, podSpec.namespace, podSpec.name),
+        ip: dataplane === 'kernel' ? formatIpv4(podCIDR.network + FIRST_POD_HOST + j) : null,
+        mac: null,
+        labels: podSpec.labels,
+        ports: podSpec.ports,
+        workload: podSpec.workload,
+        hostDevice: dataplane === 'kernel' ? names.podVeth(j) : null,
+        containerId: createHash('sha256').update(`tapir-lab/${lab}/${podSpec.namespace}/${podSpec.name}`).digest('hex'),
+        cniAdded: false,
+        workloadPid: null,
+        log: join(stateDir, 'pods', `${key}.log`),
+        readyFile: join(stateDir, 'pods', `${key}.ready`),
+      });
+    });
+  });
+  const client = topology.client === null ? null : {
+    name: topology.client.name,
+    netns: names.clientNetns(lab, topology.client.name),
+    ip: underlayAddress('client.underlayIP', topology.client.underlayIP, CLIENT_HOST_OFFSET),
+    underlayPort: names.CLIENT_UNDERLAY_PORT,
+  };
+  if (errors.length > 0) throw planError(topology, errors);
+  return {
+    version: STATE_VERSION,
+    name: lab,
+    dataplane,
+    phase: 'building',
+    createdAt: new Date().toISOString(),
+    source: topology.source,
+    stateDir,
+    addressing: { ...topology.addressing, vni: topology.vni, mtu: topology.mtu, podMTU },
+    underlay: { netns: names.underlayNetns(lab), bridge: names.UNDERLAY_BRIDGE },
+    nodes,
+    pods,
+    client,
+  };
+}
+
+function planError(topology: Topology, errors: string[]): Error {
+  return topologyError(topology.source.includes('/') ? basename(topology.source) : topology.source, errors);
+}
+
+/** Locally administered unicast MAC (0x0e: bit 1 set, bit 0 clear) unique per node. */
+function vtepMac(index: number): string {
+  return `0e:74:6c:00:${((index >> 8) & 255).toString(16).padStart(2, '0')}:${(index & 255).toString(16).padStart(2, '0')}`;
+}
+
+function agentPaths(stateDir: string, node: string): NonNullable<NodeState['agent']> {
+  const dir = join(stateDir, 'nodes', node);
+  return { pid: null, dir, config: join(dir, 'agent.yaml'), controlSocket: join(dir, 'agent.sock'), log: join(dir, 'agent.log') };
+}
+
+/** The nodes' list every agent config carries (the lab is the cluster's source of truth). */
+export function clusterNodes(state: LabState): { name: string; underlayIP: string; podCIDR: string }[] {
+  return state.nodes.map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR }));
+}

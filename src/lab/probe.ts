@@ -1,0 +1,71 @@
+// `lab up` returns only when traffic flows: every pod is reached from a pod on another
+// node (HTTP echo when it serves it, checking the reply names the pod and shows the
+// caller's own address, i.e. no NAT; ping otherwise), and the client reaches each node.
+import { httpPortOf } from './workloads.ts';
+import { nsTryRun, interruptibleSleep } from './shell.ts';
+import type { LabState, PodState } from './state.ts';
+import { LabError } from './validate.ts';
+
+interface Check { description: string; attempt(): Promise<string | null> }
+
+export async function checkTraffic(state: LabState, timeoutMs: number): Promise<number> {
+  const checks: Check[] = state.pods.filter((p) => p.ip !== null).map((pod) => podCheck(state, pod));
+  if (state.client !== null) {
+    const client = state.client;
+    for (const node of state.nodes) {
+      checks.push({ description: `client ${client.name} -> node ${node.name} (${node.underlayIP})`, attempt: () => ping(client.netns, node.underlayIP) });
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  const failures = (await Promise.all(checks.map(async (check) => {
+    for (;;) {
+      const problem = await check.attempt();
+      if (problem === null) return null;
+      if (Date.now() > deadline) return `${check.description}: ${problem}`;
+      await interruptibleSleep(100);
+    }
+  }))).filter((f): f is string => f !== null);
+  if (failures.length > 0) throw new LabError('NO_TRAFFIC', `traffic does not flow after ${timeoutMs} ms:\n  ${failures.join('\n  ')}`);
+  return checks.length;
+}
+
+/** The pod's prober: a pod on the next node that has one, else a pod beside it, else its node. */
+function proberOf(state: LabState, pod: PodState): { name: string; netns: string; ip: string | null } {
+  const order = state.nodes.map((n) => n.name);
+  const start = order.indexOf(pod.node);
+  for (let step = 1; step <= order.length; step++) {
+    const nodeName = order[(start + step) % order.length];
+    const other = state.pods.find((p) => p.node === nodeName && p !== pod && p.ip !== null);
+    if (other !== undefined) return { name: `pod ${other.namespace}/${other.name}`, netns: other.netns, ip: other.ip };
+  }
+  const node = state.nodes.find((n) => n.name === pod.node)!;
+  return { name: `node ${node.name}`, netns: node.netns, ip: null };
+}
+
+function podCheck(state: LabState, pod: PodState): Check {
+  const prober = proberOf(state, pod);
+  const port = httpPortOf(pod);
+  const target = `pod ${pod.namespace}/${pod.name} (${pod.ip})`;
+  if (port === undefined) return { description: `${prober.name} -> ${target} ping`, attempt: () => ping(prober.netns, pod.ip!) };
+  return {
+    description: `${prober.name} -> ${target} HTTP :${port}`,
+    attempt: async () => {
+      const result = await nsTryRun(prober.netns, 'curl', ['-sS', '--max-time', '2', `http://${pod.ip}:${port}/lab-up-check`], { timeoutMs: 5000 });
+      if (result.code !== 0) return result.stderr.trim() || `curl exit ${result.code}`;
+      let reply: { pod?: string; client?: string };
+      try {
+        reply = JSON.parse(result.stdout) as typeof reply;
+      } catch {
+        return `not an echo reply: ${result.stdout.slice(0, 200)}`;
+      }
+      if (reply.pod !== pod.name) return `answered by "${reply.pod}"`;
+      if (prober.ip !== null && !reply.client?.startsWith(`${prober.ip}:`)) return `pod saw client ${reply.client}, expected ${prober.ip} (NAT on a pod-to-pod path)`;
+      return null;
+    },
+  };
+}
+
+async function ping(netns: string, ip: string): Promise<string | null> {
+  const result = await nsTryRun(netns, 'ping', ['-c', '1', '-W', '1', '-q', ip], { timeoutMs: 5000 });
+  return result.code === 0 ? null : `ping: ${result.stderr.trim() || 'no reply'}`;
+}

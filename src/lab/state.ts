@@ -1,0 +1,140 @@
+// The lab's record of what it made: /run/tapir/lab/<name>/state.json. `up` writes it
+// before creating anything and after every step, so `status`, `exec` and `down` (also
+// after a crash) know every namespace, device, process and file of the lab.
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ContainerPort, Dataplane, Workload } from './topology.ts';
+import { LabError } from './validate.ts';
+
+export const LAB_ROOT = '/run/tapir/lab';
+export const STATE_VERSION = 1;
+
+export interface AgentState {
+  pid: number | null;
+  /** The agent's own directory: config, control socket, logs, IPAM data. */
+  dir: string;
+  config: string;
+  controlSocket: string;
+  log: string;
+}
+
+export interface NodeState {
+  name: string;
+  /** 1-based: node i gets underlay .10+i and the i-th /24 of the cluster CIDR by default. */
+  index: number;
+  netns: string;
+  underlayIP: string;
+  /** The node's veth end inside the underlay namespace (the other end is eth0 here). */
+  underlayPort: string;
+  podCIDR: string;
+  gateway: string;
+  /** Kernel dataplane: MAC of vxlan0, which remote nodes resolve podCIDR .0 to. */
+  vtepMac: string;
+  /** Devices the lab created inside the node namespace. */
+  devices: string[];
+  agent: AgentState | null;
+}
+
+export interface PodState {
+  name: string;
+  namespace: string;
+  node: string;
+  netns: string;
+  /** Kernel: planned by the lab. Tapir: from the CNI result (null until ADD succeeded). */
+  ip: string | null;
+  mac: string | null;
+  labels: Record<string, string>;
+  ports: ContainerPort[];
+  workload: Workload;
+  /** The node-side device (kernel: the veth on cni0; tapir: the agent's TAP name). */
+  hostDevice: string | null;
+  /** CNI_CONTAINERID: sha256 of lab/namespace/pod, so DEL after a crash uses the same id. */
+  containerId: string;
+  cniAdded: boolean;
+  workloadPid: number | null;
+  log: string;
+  readyFile: string;
+}
+
+export interface ClientState { name: string; netns: string; ip: string; underlayPort: string }
+
+export interface LabState {
+  version: number;
+  name: string;
+  dataplane: Dataplane;
+  /** building: `up` is running or crashed; ready: traffic was verified. */
+  phase: 'building' | 'ready';
+  createdAt: string;
+  source: string;
+  stateDir: string;
+  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; vni: number; mtu: number; podMTU: number };
+  underlay: { netns: string; bridge: string };
+  nodes: NodeState[];
+  pods: PodState[];
+  client: ClientState | null;
+}
+
+export function stateDirOf(lab: string): string {
+  return join(LAB_ROOT, lab);
+}
+
+export function statePathOf(lab: string): string {
+  return join(stateDirOf(lab), 'state.json');
+}
+
+/** Writes atomically (rename) so a crash never leaves half a JSON document. */
+export function saveState(state: LabState): void {
+  const path = statePathOf(state.name);
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
+}
+
+/** The state of lab `lab`, or undefined when it has none (never made, or removed). */
+export function loadState(lab: string): LabState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(statePathOf(lab), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let state: LabState;
+  try {
+    state = JSON.parse(text) as LabState;
+  } catch (err) {
+    throw new LabError('STATE_CORRUPT', `${statePathOf(lab)}: not valid JSON (${(err as Error).message}); \`tapir lab down --name ${lab}\` still removes the lab by its name prefix`);
+  }
+  if (state.version !== STATE_VERSION) {
+    throw new LabError('STATE_VERSION', `${statePathOf(lab)}: state version ${state.version}, this tapir writes ${STATE_VERSION}`);
+  }
+  return state;
+}
+
+export function requireState(lab: string): LabState {
+  const state = loadState(lab);
+  if (state === undefined) throw new LabError('NOT_FOUND', `no lab named "${lab}" (start one with: tapir lab up --name ${lab})`);
+  return state;
+}
+
+/**
+ * Claims the lab's state directory: mkdir is atomic, so two `up`s of one name can't
+ * both proceed. Returns false when the directory already exists.
+ */
+export function claimStateDir(lab: string): boolean {
+  mkdirSync(LAB_ROOT, { recursive: true });
+  try {
+    mkdirSync(stateDirOf(lab));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+export function listLabs(): string[] {
+  try {
+    return readdirSync(LAB_ROOT, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  } catch {
+    return [];
+  }
+}

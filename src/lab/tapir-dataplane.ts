@@ -1,0 +1,162 @@
+// The Tapir dataplane in the lab: one `tapir agent` per node namespace, then every pod
+// attached through tapir-cni exactly as a container runtime does it (CNI spec 1.1.0:
+// CNI_* environment, the plugin's network config on stdin, the result on stdout).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify as toYaml } from 'yaml';
+import { agentPorts, agentStatusAt } from './control.ts';
+import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
+import { clusterNodes } from './plan.ts';
+import { isAlive, logTail, spawnDetached } from './processes.ts';
+import { interruptibleSleep, tryRun } from './shell.ts';
+import type { LabState, NodeState, PodState } from './state.ts';
+import { LabError } from './validate.ts';
+
+// This checkout's executables; the environment may name others (another build, a wrapper
+// under strace): TAPIR_LAB_TAPIR_BIN runs as `BIN agent --config FILE`, TAPIR_LAB_CNI_BIN
+// as the CNI plugin (its directory heads CNI_PATH).
+export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../bin/tapir', import.meta.url));
+export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../bin/tapir-cni', import.meta.url));
+/** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
+const CNI_PATH = [dirname(TAPIR_CNI_BIN), '/opt/cni/bin', '/usr/lib/cni'].join(':');
+const AGENT_READY_TIMEOUT_MS = 20_000;
+const CNI_TIMEOUT_MS = 20_000;
+
+export function agentConfig(state: LabState, node: NodeState): Record<string, unknown> {
+  const agent = node.agent!;
+  return {
+    nodeName: node.name,
+    underlay: { interface: UNDERLAY_IFNAME, address: node.underlayIP },
+    podCIDR: node.podCIDR,
+    clusterCIDR: state.addressing.clusterCIDR,
+    serviceCIDR: state.addressing.serviceCIDR,
+    vni: state.addressing.vni,
+    mtu: state.addressing.podMTU,
+    stateDir: agent.dir,
+    controlSocket: agent.controlSocket,
+    hostPort: 'tapir0',
+    nodes: clusterNodes(state),
+  };
+}
+
+/** The tapir-cni plugin's network config as the runtime passes it (from the conflist). */
+export function cniNetworkConfig(node: NodeState): Record<string, unknown> {
+  return {
+    cniVersion: '1.1.0',
+    name: 'tapir',
+    type: 'tapir-cni',
+    controlSocket: node.agent!.controlSocket,
+    ipam: { type: 'tapir-ipam', subnet: node.podCIDR, gateway: node.gateway, dataDir: join(node.agent!.dir, 'ipam') },
+  };
+}
+
+export async function startAgents(state: LabState, progress: (message: string) => void, save: () => void): Promise<void> {
+  progress(`tapir dataplane: starting ${state.nodes.length} agents (${TAPIR_BIN} agent)`);
+  for (const node of state.nodes) {
+    const agent = node.agent!;
+    mkdirSync(agent.dir, { recursive: true });
+    writeFileSync(agent.config, `# written by tapir lab up (lab ${state.name})\n${toYaml(agentConfig(state, node))}`);
+    // The conflist a node would carry in /etc/cni/net.d, for reading and for running
+    // tapir-cni by hand; the lab itself passes the plugin's part on stdin.
+    const { cniVersion, name, ...plugin } = cniNetworkConfig(node);
+    writeFileSync(join(agent.dir, '10-tapir.conflist'), `${JSON.stringify({ cniVersion, name, plugins: [plugin] }, null, 2)}\n`);
+    agent.pid = spawnDetached(node.netns, [TAPIR_BIN, 'agent', '--config', agent.config], agent.log);
+  }
+  save();
+  await Promise.all(state.nodes.map((node) => waitForAgent(node)));
+}
+
+async function waitForAgent(node: NodeState): Promise<void> {
+  const agent = node.agent!;
+  const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
+  for (;;) {
+    if (!isAlive(agent.pid!)) {
+      throw new LabError('AGENT_FAILED', `agent of ${node.name} exited before answering on ${agent.controlSocket} (log ${agent.log}):\n${logTail(agent.log)}`);
+    }
+    if ((await agentStatusAt(agent.controlSocket, 500)) !== null) return;
+    if (Date.now() > deadline) {
+      throw new LabError('AGENT_TIMEOUT', `agent of ${node.name} did not answer status on ${agent.controlSocket} within ${AGENT_READY_TIMEOUT_MS} ms (log ${agent.log}):\n${logTail(agent.log)}`);
+    }
+    await interruptibleSleep(100);
+  }
+}
+
+/** CNI ADD for every pod: pods of one node one after another, nodes in parallel. */
+export async function addPods(state: LabState, progress: (message: string) => void, save: () => void): Promise<void> {
+  progress(`tapir dataplane: CNI ADD for ${state.pods.length} pods`);
+  await Promise.all(state.nodes.map(async (node) => {
+    for (const pod of state.pods.filter((p) => p.node === node.name)) {
+      const result = await cni('ADD', node, pod);
+      applyResult(pod, result);
+      pod.cniAdded = true;
+      save();
+    }
+    // The TAP's name before it moved into the pod (the CNI result names only eth0).
+    for (const port of await agentPorts(node.agent!.controlSocket)) {
+      const pod = state.pods.find((p) => p.containerId === port.containerId && p.node === node.name);
+      if (pod !== undefined) pod.hostDevice = port.hostName;
+    }
+  }));
+  save();
+}
+
+/**
+ * CNI DEL for every pod whose agent still answers. A dead agent already dropped the
+ * pods' TAPs with its file descriptors; its IPAM data goes with the state directory.
+ */
+export async function deletePods(state: LabState, warn: (message: string) => void): Promise<void> {
+  await Promise.all(state.nodes.map(async (node) => {
+    if (node.agent === null || (await agentStatusAt(node.agent.controlSocket)) === null) return;
+    for (const pod of state.pods.filter((p) => p.node === node.name)) {
+      try {
+        await cni('DEL', node, pod);
+        pod.cniAdded = false;
+      } catch (err) {
+        warn(`CNI DEL of ${pod.namespace}/${pod.name}: ${(err as Error).message}`);
+      }
+    }
+  }));
+}
+
+async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Promise<Record<string, unknown>> {
+  const env = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: pod.containerId,
+    CNI_NETNS: `/var/run/netns/${pod.netns}`,
+    CNI_IFNAME: POD_IFNAME,
+    CNI_PATH,
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
+  };
+  // The runtime runs the plugin in the node's own namespace, so do we.
+  const result = await tryRun('ip', ['netns', 'exec', node.netns, TAPIR_CNI_BIN], {
+    env, input: JSON.stringify(cniNetworkConfig(node)), timeoutMs: CNI_TIMEOUT_MS,
+  });
+  let output: Record<string, unknown> = {};
+  try {
+    if (result.stdout.trim() !== '') output = JSON.parse(result.stdout) as Record<string, unknown>;
+  } catch { /* reported below with the raw text */ }
+  if (result.code !== 0) {
+    const message = typeof output.msg === 'string' ? `${output.msg}${output.details ? ` (${String(output.details)})` : ''} [CNI code ${String(output.code)}]` : (result.stdout + result.stderr).trim();
+    throw new LabError('CNI_FAILED', `tapir-cni ${command} for pod ${pod.namespace}/${pod.name} on ${node.name} failed (exit ${result.code}): ${message}`);
+  }
+  return output;
+}
+
+/** Reads the pod's address, MAC and host device from a CNI 1.1.0 result. */
+function applyResult(pod: PodState, result: Record<string, unknown>): void {
+  const interfaces = (Array.isArray(result.interfaces) ? result.interfaces : []) as { name?: string; mac?: string; sandbox?: string }[];
+  const ips = (Array.isArray(result.ips) ? result.ips : []) as { address?: string; interface?: number }[];
+  const ip = ips.find((i) => typeof i.address === 'string' && !i.address.includes(':'));
+  if (ip === undefined) throw new LabError('CNI_FAILED', `tapir-cni ADD for pod ${pod.namespace}/${pod.name}: result has no IPv4 address: ${JSON.stringify(result)}`);
+  pod.ip = ip.address!.split('/')[0]!;
+  const podInterface = ip.interface === undefined ? interfaces.find((i) => i.sandbox) : interfaces[ip.interface];
+  pod.mac = podInterface?.mac ?? null;
+}
+
+/** For status: does the agent of `node` answer, and how many ports does it report. */
+export async function agentStatus(node: NodeState): Promise<{ answers: boolean; ports?: number }> {
+  const status = node.agent === null ? null : await agentStatusAt(node.agent.controlSocket);
+  return status === null ? { answers: false } : { answers: true, ports: status.ports };
+}

@@ -1,0 +1,18 @@
+// UDP echo (RFC 862 style): each datagram goes back unchanged to the address and port it
+// came from, so a reply only arrives if the return path (and any NAT) is right.
+import { createSocket, type Socket } from 'node:dgram';
+
+export function startUdpEcho(port: number): Promise<Socket> {
+  const socket = createSocket('udp4');
+  socket.on('message', (message, peer) => {
+    socket.send(message, peer.port, peer.address);
+  });
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(port, '0.0.0.0', () => {
+      socket.removeListener('error', reject);
+      socket.on('error', (err) => console.error(`udp-echo: ${err.message}`));
+      resolve(socket);
+    });
+  });
+}

@@ -1,0 +1,134 @@
+// Topology parsing and address planning (no namespaces), and the CLI's answer to a bad
+// topology file: exit status 1 and every error naming the file and the field path.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
+import { labNetnsPattern } from '../src/lab/names.ts';
+import { planLab } from '../src/lab/plan.ts';
+import { defaultTopology, loadTopologyFile, parseTopology } from '../src/lab/topology.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const TAPIR = join(ROOT, 'bin/tapir');
+
+function errorOf(yaml: string, source = '/x/topology.yaml'): string {
+  try {
+    planLab(parseTopology(yaml, source), 'unit', 'kernel');
+  } catch (err) {
+    return (err as Error).message;
+  }
+  assert.fail('expected the topology to be rejected');
+}
+
+test('the built-in default equals lab/topologies/default.yaml and plans the documented addresses', () => {
+  assert.equal(readFileSync(join(ROOT, 'lab/topologies/default.yaml'), 'utf8'), DEFAULT_TOPOLOGY_YAML);
+  const state = planLab(defaultTopology(), 'tapir', 'kernel');
+  assert.deepEqual(state.nodes.map((n) => [n.name, n.underlayIP, n.podCIDR, n.gateway, n.netns]), [
+    ['node-1', '172.30.0.11', '10.244.1.0/24', '10.244.1.1', 'tl-tapir-node.node-1'],
+    ['node-2', '172.30.0.12', '10.244.2.0/24', '10.244.2.1', 'tl-tapir-node.node-2'],
+  ]);
+  assert.deepEqual(state.pods.map((p) => [p.node, p.name, p.namespace, p.ip]), [
+    ['node-1', 'web-1a', 'default', '10.244.1.2'], ['node-1', 'web-1b', 'default', '10.244.1.3'],
+    ['node-2', 'web-2a', 'default', '10.244.2.2'], ['node-2', 'web-2b', 'default', '10.244.2.3'],
+  ]);
+  assert.deepEqual(state.client, { name: 'client', netns: 'tl-tapir-client.client', ip: '172.30.0.100', underlayPort: 'client0' });
+  assert.deepEqual(state.addressing, { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', vni: 4242, mtu: 1500, podMTU: 1450 });
+  assert.deepEqual(state.pods[0]!.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`), ['http:8080/TCP', 'tcp-echo:9000/TCP', 'udp-echo:9000/UDP']);
+});
+
+test('every example topology in lab/topologies validates', () => {
+  const dir = join(ROOT, 'lab/topologies');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  assert.ok(files.length >= 2);
+  for (const file of files) planLab(loadTopologyFile(join(dir, file)), 'examples', 'kernel');
+});
+
+test('overrides: addressing, node underlay IP and pod CIDR, MTU, workloads', () => {
+  const state = planLab(parseTopology(`
+mtu: 9000
+vni: 7
+addressing: { underlayCIDR: 192.168.50.0/24, clusterCIDR: 10.10.0.0/16, serviceCIDR: 10.20.0.0/16 }
+nodes:
+  - name: a
+    underlayIP: 192.168.50.5
+    podCIDR: 10.10.77.0/24
+    pods:
+      - { name: p, namespace: kube-system, workload: { type: udp-echo, port: 53 }, labels: { k8s-app: kube-dns } }
+      - { name: q, workload: { command: "sleep 100" } }
+  - name: b
+client: null
+`, 'inline'), 'o', 'tapir');
+  assert.deepEqual(state.nodes.map((n) => [n.underlayIP, n.podCIDR]), [['192.168.50.5', '10.10.77.0/24'], ['192.168.50.12', '10.10.2.0/24']]);
+  assert.equal(state.addressing.podMTU, 8950);
+  assert.equal(state.client, null);
+  assert.equal(state.pods[0]!.ip, null, 'tapir dataplane: addresses come from the CNI result');
+  assert.deepEqual(state.pods[0]!.ports, [{ name: 'udp-echo', port: 53, protocol: 'UDP' }]);
+  assert.deepEqual(state.pods[1]!.workload, { type: 'command', command: ['sh', '-c', 'sleep 100'], env: {} });
+  assert.equal(state.nodes[0]!.agent!.controlSocket, '/run/tapir/lab/o/nodes/a/agent.sock');
+});
+
+test('errors name the file and the field path', () => {
+  assert.equal(errorOf('nodes:\n  - name: node-1\n  - name: node-2\n    pods: [{ name: Bad_Pod }]\n'),
+    'topology.yaml: nodes[1].pods[0].name: must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)');
+  const many = errorOf(`
+nodes:
+  - name: n
+    pods:
+      - name: a
+        labels: { "app": "x y" }
+        workload: { type: http-echo, port: 70000 }
+        ports: [{ port: 80, protocol: ICMP }]
+        image: nginx
+      - name: a
+vni: 0
+`);
+  for (const line of [
+    'topology.yaml: nodes[0].pods[0].labels.app: label value must be',
+    'topology.yaml: nodes[0].pods[0].workload.port: must be an integer from 1 to 65535',
+    'topology.yaml: nodes[0].pods[0].ports[0].protocol: must be one of TCP, UDP, SCTP',
+    'topology.yaml: nodes[0].pods[0].image: unknown field',
+    'topology.yaml: nodes[0].pods[1].name: pod default/a is already defined at nodes[0].pods[0]',
+    'topology.yaml: vni: must be an integer from 1 to 16777215',
+  ]) assert.ok(many.includes(line), `missing "${line}" in:\n${many}`);
+  assert.match(errorOf('nodes: []\n'), /topology\.yaml: nodes: at least one node is required/);
+  assert.match(errorOf('{}\n'), /topology\.yaml: nodes: is required/);
+  assert.match(errorOf('nodes: [\n'), /topology\.yaml: not valid YAML/);
+});
+
+test('address plan errors name the field', () => {
+  assert.match(errorOf('addressing: { serviceCIDR: 10.96.0.1/16 }\nnodes: [{ name: a }]\n'), /addressing\.serviceCIDR: "10\.96\.0\.1\/16" must be an IPv4 network/);
+  assert.match(errorOf('addressing: { serviceCIDR: 10.244.0.0/20 }\nnodes: [{ name: a }]\n'), /addressing\.serviceCIDR: overlaps addressing\.clusterCIDR/);
+  assert.match(errorOf('nodes: [{ name: a, podCIDR: 10.245.0.0/24 }]\n'), /nodes\[0\]\.podCIDR: 10\.245\.0\.0\/24 is not inside addressing\.clusterCIDR/);
+  assert.match(errorOf('nodes: [{ name: a }, { name: b, podCIDR: 10.244.1.0/24 }]\n'), /nodes\[1\]\.podCIDR: 10\.244\.1\.0\/24 overlaps nodes\[0\]\.podCIDR/);
+  assert.match(errorOf('nodes: [{ name: a, underlayIP: 172.30.0.100 }]\n'), /client\.underlayIP: 172\.30\.0\.100 is already used by nodes\[0\]\.underlayIP/);
+  assert.match(errorOf('nodes: [{ name: a, underlayIP: 172.30.1.1 }]\n'), /nodes\[0\]\.underlayIP: 172\.30\.1\.1 is not a host address/);
+  const crowded = `nodes:\n  - name: a\n    podCIDR: 10.244.1.0/28\n    pods:\n${Array.from({ length: 14 }, (_, i) => `      - { name: p${i} }`).join('\n')}\n`;
+  assert.match(errorOf(crowded), /nodes\[0\]\.pods: 14 pods do not fit in podCIDR 10\.244\.1\.0\/28 \(at most 13\)/);
+});
+
+test('namespace names of one lab never match another lab\'s pattern', () => {
+  const a = labNetnsPattern('a');
+  assert.ok(a.test('tl-a-underlay') && a.test('tl-a-node.node-1') && a.test('tl-a-pod.default.web') && a.test('tl-a-client.client'));
+  for (const other of ['tl-a-b-underlay', 'tl-a-b-node.x', 'tl-a-node-underlay', 'tl-ab-underlay', 'tl-a-pod.default', 'tp-a-underlay']) {
+    assert.ok(!a.test(other), other);
+  }
+});
+
+test('tapir lab up with a bad topology file exits 1 naming file and field, and creates nothing', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lab-topology-'));
+  try {
+    const file = join(dir, 'topology.yaml');
+    writeFileSync(file, 'nodes:\n  - name: node-1\n  - name: node-2\n    pods:\n      - name: Bad_Pod\n');
+    const name = `ltbad${process.pid}`;
+    const result = spawnSync(TAPIR, ['lab', 'up', file, '--name', name, '--dataplane', 'kernel'], { encoding: 'utf8' });
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stderr, /topology\.yaml: nodes\[1\]\.pods\[0\]\.name: must be a DNS-1123 label/);
+    assert.equal(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(`tl-${name}-`), false);
+    assert.equal(spawnSync(TAPIR, ['lab', 'status', '--name', name], { encoding: 'utf8' }).status, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
