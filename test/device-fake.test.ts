@@ -49,6 +49,12 @@ test('writeBatch: frames from absolute offsets; a full queue drops the rest and 
   assert.throws(() => dev.writeBatch(slab, Int32Array.of(1000), Int32Array.of(30), 1), RangeError);
 });
 
+// Readiness callbacks run from setImmediate: a few event-loop turns let them all run,
+// independent of timers (whose clock can be stale after a slow turn).
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
 test('onReadable is level-triggered and honours pause/resume; closed devices throw EBADF', async () => {
   const dev = new FakeDevice();
   let calls = 0;
@@ -56,14 +62,14 @@ test('onReadable is level-triggered and honours pause/resume; closed devices thr
   dev.onReadable(() => { calls++; dev.readBatch(slab, 2048, 0, lengths, 1); });
   dev.inject(frame(10, 0));
   dev.inject(frame(10, 1));
-  await new Promise((r) => setTimeout(r, 10));
-  assert.equal(calls, 2, 'called again while a frame remained');
+  await turns(10);
+  assert.equal(calls, 2, 'called again while a frame remained, and not once the queue was empty');
   dev.pause();
   dev.inject(frame(10, 2));
-  await new Promise((r) => setTimeout(r, 10));
+  await turns(10);
   assert.equal(calls, 2);
   dev.resume();
-  await new Promise((r) => setTimeout(r, 10));
+  await turns(10);
   assert.equal(calls, 3);
   dev.close();
   assert.throws(() => dev.readBatch(slab, 2048, 0, lengths, 1), (e: unknown) => e instanceof DeviceError && e.code === 'EBADF');
@@ -79,7 +85,7 @@ test('FrameRelay over a FakeDevice pair moves frames unchanged both ways', async
   }
   const back = frame(99, 7);
   b.writeBatch(back, Int32Array.of(0), Int32Array.of(99), 1);
-  await new Promise((r) => setTimeout(r, 20));
+  await turns(10);
   const slab = new Uint8Array(16 * 2048), lengths = new Int32Array(16);
   assert.equal(b.readBatch(slab, 2048, 0, lengths, 16), 10);
   for (let k = 0; k < 10; k++) assert.deepEqual(slab.subarray(k * 2048, k * 2048 + lengths[k]!), frame(64 + k, k));

@@ -26,10 +26,10 @@ function payloadSeq(buf: Uint8Array, at: number, length: number): number {
   return seq;
 }
 
-type Scenario = 'batch' | 'gso';
+type Scenario = 'batch' | 'gso' | 'unreachable';
 interface Datagram { socket: number; length: number; src: number; srcPort: number; segSize: number; seqs: number[] }
 interface ReceiverReport { ports: number[]; groEnabled: boolean; datagrams: Datagram[] }
-interface SenderReport { sent: number; gsoSupported: boolean; stats: unknown }
+interface SenderReport { sent: number; gsoSupported: boolean; stats: { txErrors: number; lastTxErrno: number; txDroppedFull: number } }
 
 const BATCH_FRAMES = 32;
 const GSO_SEGMENT = 1000, GSO_TOTAL = 9500; // 9 full segments and one of 500
@@ -81,6 +81,15 @@ function sender(scenario: Scenario, ports: number[]): void {
       at += lengths[i]! + 5; // frames need not be adjacent
     }
     count = BATCH_FRAMES;
+  } else if (scenario === 'unreachable') {
+    // The middle frame goes to an address with no route: sendmmsg stops there, the
+    // frame is counted and skipped, and the batch carries on.
+    for (let i = 0; i < 3; i++) {
+      offsets[i] = i * 200; lengths[i] = 150;
+      fillPayload(slab, i * 200, 150, i);
+      dst[i] = ipv4ToUint32(i === 1 ? '10.99.0.1' : RECEIVER_IP); dstPorts[i] = ports[0]!;
+    }
+    count = 3;
   } else {
     for (let k = 0; k * GSO_SEGMENT < GSO_TOTAL; k++) fillPayload(slab, k * GSO_SEGMENT, Math.min(GSO_SEGMENT, GSO_TOTAL - k * GSO_SEGMENT), k);
     offsets[0] = 0; lengths[0] = GSO_TOTAL; gso[0] = GSO_SEGMENT;
@@ -121,7 +130,7 @@ async function exchange(scenario: Scenario, gro: boolean): Promise<{ rx: Receive
     a.exec('ip', ['addr', 'add', `${SENDER_IP}/24`, 'dev', ifA]);
     b.exec('ip', ['addr', 'add', `${RECEIVER_IP}/24`, 'dev', ifB]);
     const file = new URL(import.meta.url).pathname;
-    const expect = scenario === 'batch' ? BATCH_FRAMES : Math.ceil(GSO_TOTAL / GSO_SEGMENT);
+    const expect = scenario === 'batch' ? BATCH_FRAMES : scenario === 'unreachable' ? 2 : Math.ceil(GSO_TOTAL / GSO_SEGMENT);
     const rxChild = lines(b.spawn(process.execPath, [file], { env: { ...process.env, TAPIR_UDP_ROLE: JSON.stringify(['recv', gro, expect]) } }));
     const ready = await rxChild.first;
     assert.match(ready, /^ready /, 'receiver started');
@@ -179,5 +188,14 @@ if (role !== undefined) {
     for (const d of rx.datagrams) if (d.seqs.length > 1) assert.equal(d.segSize, GSO_SEGMENT);
     // veth hands the GSO packet over whole, so GRO sees it as one coalesced datagram.
     assert.equal(rx.datagrams.length, 1, `coalesced: ${JSON.stringify(rx.datagrams.map((d) => [d.length, d.segSize]))}`);
+  });
+
+  test('a refused datagram mid-batch is counted and skipped; the rest are sent', async () => {
+    const { rx, tx } = await exchange('unreachable', false);
+    assert.equal(tx.sent, 2);
+    assert.equal(tx.stats.txErrors, 1);
+    assert.equal(tx.stats.lastTxErrno, 101, 'ENETUNREACH');
+    assert.equal(tx.stats.txDroppedFull, 0);
+    assert.deepEqual(rx.datagrams.map((d) => d.seqs[0]), [0, 2]);
   });
 }

@@ -144,19 +144,3 @@ test('tapir dataplane plumbing with a stand-in agent and the real tapir-cni', ()
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-const haveAgent = existsSync(join(ROOT, 'src/cli/agent.ts'));
-
-test('tapir dataplane end to end with the real agent', { skip: haveAgent ? false : 'src/cli/agent.ts not written yet' }, () => {
-  const lab = `ltr${randomBytes(3).toString('hex')}`;
-  try {
-    const up = tapir(['lab', 'up', '--name', lab, '--dataplane', 'tapir']);
-    assert.equal(up.status, 0, up.stderr);
-    checkLab(lab, process.env);
-    const down = tapir(['lab', 'down', '--name', lab]);
-    assert.equal(down.status, 0, down.stderr);
-    assert.deepEqual(leftovers(lab), { netns: [], pids: [], dir: false });
-  } finally {
-    tapir(['lab', 'down', '--name', lab]);
-  }
-});

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  checksum, combine, fold, pseudoHeaderV4, pseudoHeaderV6, sumData, udpWireChecksum,
+  checksum, combine, fold, sumBytes, sumWords, pseudoHeaderV4, pseudoHeaderV6, sumData, udpWireChecksum,
   updateChecksum16, updateChecksum32, updatePartialSum32, verifyChecksum, get16, get32, set16, set32, parseIpv6,
 } from '../src/wire/index.ts';
 import { Prng, referenceSum } from './fixtures/wire/prng.ts';
@@ -39,7 +39,10 @@ test('the word fast path equals the reference sum at every alignment and length'
     for (let n = 0; n < 300; n++) {
       const off = rng.below(64);
       const len = n < 200 ? n : rng.below(4000);
-      assert.equal(sumData(view, off, len), referenceSum(view, off, len), `shift ${shift} off ${off} len ${len}`);
+      const want = referenceSum(view, off, len);
+      assert.equal(sumData(view, off, len), want, `shift ${shift} off ${off} len ${len}`);
+      assert.equal(sumWords(view, off, len), want, `words: shift ${shift} off ${off} len ${len}`);
+      assert.equal(sumBytes(view, off, len), want, `bytes: shift ${shift} off ${off} len ${len}`);
     }
   }
   // All ones: the largest sums, carries everywhere.

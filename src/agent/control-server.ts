@@ -6,7 +6,8 @@ import { dirname } from 'node:path';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import {
   ControlError, ControlErrorCode, encodeError, encodeOk, parseRequest,
-  type AddPortRequest, type CheckPortRequest, type ControlRequest, type DelPortRequest, type PortInfo, type StatusInfo,
+  type AddPortRequest, type CaptureStartRequest, type CaptureStopRequest, type CheckPortRequest, type ControlRequest,
+  type DelPortRequest, type PortInfo, type StatusInfo,
 } from './protocol.ts';
 
 export interface ControlHandler {
@@ -18,6 +19,10 @@ export interface ControlHandler {
   /** Throws ControlError NOT_FOUND or MISMATCH when the port is not what the request says. */
   checkPort(req: CheckPortRequest): void | Promise<void>;
   listPorts(): PortInfo[] | Promise<PortInfo[]>;
+  // Operator tools, served by the agent (absent in a bare port manager: UNKNOWN_OP).
+  stats?(): Record<string, unknown>;
+  captureStart?(req: CaptureStartRequest): Record<string, unknown>;
+  captureStop?(req: CaptureStopRequest): Record<string, unknown>;
 }
 
 export interface ControlServerOptions {
@@ -142,7 +147,15 @@ export class ControlServer {
       case 'delPort': await h.delPort(req); return {};
       case 'checkPort': await h.checkPort(req); return {};
       case 'listPorts': return { ports: await h.listPorts() };
+      case 'stats': return { ...this.#tool(h.stats, req.op)() };
+      case 'captureStart': return { ...this.#tool(h.captureStart, req.op)(req) };
+      case 'captureStop': return { ...this.#tool(h.captureStop, req.op)(req) };
     }
+  }
+
+  #tool<F extends (...args: never[]) => Record<string, unknown>>(fn: F | undefined, op: string): F {
+    if (fn === undefined) throw new ControlError(ControlErrorCode.unknownOp, `'${op}' is not served here (no datapath)`);
+    return fn.bind(this.#handler) as F;
   }
 }
 

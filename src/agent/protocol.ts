@@ -59,7 +59,13 @@ export interface AddPortRequest {
 export interface DelPortRequest { op: 'delPort'; containerId: string; ifName: string }
 export interface CheckPortRequest { op: 'checkPort'; containerId: string; ifName: string; ip: string }
 export interface ListPortsRequest { op: 'listPorts' }
-export type ControlRequest = StatusRequest | AddPortRequest | DelPortRequest | CheckPortRequest | ListPortsRequest;
+/** Per-port counters of the datapath (`tapir agent stats`, the lab's status). */
+export interface StatsRequest { op: 'stats' }
+/** Copy a port's frames into a pcap file, for at most `seconds` (`tapir capture`). */
+export interface CaptureStartRequest { op: 'captureStart'; port: string; file: string; seconds?: number }
+export interface CaptureStopRequest { op: 'captureStop'; port: string }
+export type ControlRequest = StatusRequest | AddPortRequest | DelPortRequest | CheckPortRequest | ListPortsRequest
+  | StatsRequest | CaptureStartRequest | CaptureStopRequest;
 export type ControlOp = ControlRequest['op'];
 
 export interface StatusInfo {
@@ -155,7 +161,21 @@ export function parseRequest(line: string): ControlRequest {
   switch (op) {
     case 'status':
     case 'listPorts':
+    case 'stats':
       return { op };
+    case 'captureStop':
+      return { op, port: stringField(obj, op, 'port') };
+    case 'captureStart': {
+      const file = stringField(obj, op, 'file');
+      if (!file.startsWith('/')) throw new ControlError(ControlErrorCode.invalidField, `${op}: file must be an absolute path, got '${file}'`);
+      const seconds = obj.seconds;
+      if (seconds !== undefined && (typeof seconds !== 'number' || !(seconds > 0) || seconds > 86400)) {
+        throw new ControlError(ControlErrorCode.invalidField, `${op}: seconds must be a number from 0 to 86400`);
+      }
+      const req: CaptureStartRequest = { op, port: stringField(obj, op, 'port'), file };
+      if (seconds !== undefined) req.seconds = seconds;
+      return req;
+    }
     case 'delPort':
       return { op, ...ids(obj, op) };
     case 'checkPort':
@@ -177,7 +197,7 @@ export function parseRequest(line: string): ControlRequest {
       return req;
     }
     default:
-      throw new ControlError(ControlErrorCode.unknownOp, `unknown op '${op}' (known: status, addPort, delPort, checkPort, listPorts)`);
+      throw new ControlError(ControlErrorCode.unknownOp, `unknown op '${op}' (known: status, addPort, delPort, checkPort, listPorts, stats, captureStart, captureStop)`);
   }
 }
 

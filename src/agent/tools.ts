@@ -4,6 +4,7 @@ import { PcapLinkType, PcapWriter } from '../pcap/index.ts';
 import { PortCapture } from '../datapath/capture.ts';
 import { PortKind } from '../datapath/port.ts';
 import { ControlError, ControlErrorCode } from './protocol.ts';
+import type { ControlHandler } from './control-server.ts';
 import type { Agent } from './agent.ts';
 
 /** A capture the client forgot to stop ends by itself after this long. */
@@ -84,7 +85,7 @@ export class AgentTools {
   }
 
   /** Extra control-socket operations, merged into the port manager's handler. */
-  handler(): { stats: () => ReturnType<AgentTools['stats']>; captureStart: (r: { port: string; file: string; seconds?: number }) => { port: string; linkType: number }; captureStop: (r: { port: string }) => { port: string; frames: number } } {
+  handler(): Pick<ControlHandler, 'stats' | 'captureStart' | 'captureStop'> {
     return {
       stats: () => this.stats(),
       captureStart: (r) => this.captureStart(r.port, r.file, r.seconds),

@@ -14,5 +14,6 @@ export const commands: Command[] = [
   { name: 'agent', summary: 'run the node agent: tapir agent --config FILE', load: () => import('./agent.ts') },
   { name: 'lab', summary: 'multi-node lab in network namespaces: up | status | exec | down', load: () => import('./lab.ts') },
   { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
+  { name: 'stats', summary: 'a running agent\'s per-port counters and drops by reason', load: () => import('./stats.ts') },
   { name: 'demo', summary: 'a short packet demo: a userspace ARP/ICMP responder on a TAP in a namespace', load: () => import('./demo.ts') },
 ];

@@ -48,6 +48,11 @@ main(process.argv.slice(2)).then(
     if (err instanceof CliError) {
       console.error(`tapir: ${err.message}`);
       process.exitCode = err.exitCode;
+    } else if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
+      // Errors of a known kind (a ControlError, DeviceError, PcapError, LabError ...)
+      // already say what went wrong; a stack trace would bury it.
+      console.error(`tapir: ${err.message} (${(err as { code: string }).code})`);
+      process.exitCode = 1;
     } else {
       console.error(err);
       process.exitCode = 1;

@@ -1,9 +1,7 @@
 // `tapir pcap dump FILE [--json]`: prints every frame of a classic pcap file, one line
 // each, decoded by src/wire. A frame that does not decode says why and the dump goes
 // on; a damaged file prints what it could, then the damage, and exits 1.
-import { PcapError, PcapReader, formatTimestamp } from '../pcap/index.ts';
-import { decodeFrameJson } from '../pcap/decode.ts';
-import { formatFrameLine } from '../pcap/text.ts';
+import { PcapError, PcapReader, decodeFrameJson, formatFrameLine, formatTimestamp } from '../pcap/index.ts';
 import { CliError } from './errors.ts';
 
 const HELP = `Usage: tapir pcap dump FILE [--json] [-e]

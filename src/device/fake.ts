@@ -1,11 +1,20 @@
 // An in-memory frame device with the same batch shape and drop rules as TunDevice, for
-// tests of pipelines without kernel devices. Frames are copied into fixed rings, so
-// reading and writing allocate nothing; only inject() and takeWritten() (test-side
-// helpers) deal in separate arrays.
+// tests of pipelines without kernel devices. Frames are copied into fixed rings with
+// Buffer#copy (no subarray views), so readBatch and writeBatch allocate nothing and a
+// heap-growth test of a pipeline over FakeDevices measures the pipeline alone; only
+// inject() and takeWritten() (test-side helpers) deal in separate arrays.
 import { DeviceError } from './errors.ts';
 import type { DeviceStats, FrameDevice } from './types.ts';
 
 const EBADF = 9, EMSGSIZE = 90;
+
+// Buffer#copy takes offsets, so unlike set(subarray()) it creates no view per frame;
+// called on plain Uint8Arrays too.
+const bufferCopy = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number;
+
+function copyBytes(src: Uint8Array, from: number, dst: Uint8Array, to: number, length: number): void {
+  bufferCopy.call(src, dst, to, from, from + length);
+}
 
 /** A ring of `capacity` (power of two) frame slots of `maxFrameSize` bytes each. */
 class FrameRing {
@@ -32,7 +41,7 @@ class FrameRing {
   push(src: Uint8Array, offset: number, length: number): boolean {
     if (this.#tail - this.#head === this.capacity) return false;
     const slot = this.#tail & this.#mask;
-    this.#storage.set(src.subarray(offset, offset + length), slot * this.maxFrameSize);
+    copyBytes(src, offset, this.#storage, slot * this.maxFrameSize, length);
     this.#lengths[slot] = length;
     this.#tail++;
     return true;
@@ -47,8 +56,7 @@ class FrameRing {
   popInto(dst: Uint8Array, at: number): number {
     const slot = this.#head & this.#mask;
     const length = this.#lengths[slot]!;
-    const start = slot * this.maxFrameSize;
-    dst.set(this.#storage.subarray(start, start + length), at);
+    copyBytes(this.#storage, slot * this.maxFrameSize, dst, at, length);
     this.#head++;
     return length;
   }
@@ -57,7 +65,7 @@ class FrameRing {
 }
 
 export interface FakeDeviceOptions {
-  /** Frames each queue holds (power of two). Default 1024. */
+  /** Frames each queue holds (power of two). Default 256 (two queues of 256 x 64 KiB: 32 MiB, touched lazily). */
   queueFrames?: number;
   /** Largest frame a queue accepts; larger writes are refused (txErrors, EMSGSIZE). Default 65548. */
   maxFrameSize?: number;
@@ -75,7 +83,7 @@ export class FakeDevice implements FrameDevice {
   readonly #stats: DeviceStats = { rxTruncated: 0, txDroppedFull: 0, txErrors: 0, lastTxErrno: 0 };
 
   constructor(name = 'fake0', opts: FakeDeviceOptions = {}) {
-    const frames = opts.queueFrames ?? 1024;
+    const frames = opts.queueFrames ?? 256;
     const size = opts.maxFrameSize ?? 65536 + 12;
     this.name = name;
     this.#rx = new FrameRing(frames, size);

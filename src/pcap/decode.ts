@@ -79,7 +79,8 @@ export function decodeFrameJson(n: number, time: string, buf: Uint8Array, off: n
   return frame;
 }
 
-// VXLAN in VXLAN is decoded one level deep: enough for an overlay, bounded for garbage.
+// One inner frame is decoded (an overlay); VXLAN inside it shows only its vni, which
+// bounds the work a crafted frame can ask for.
 const MAX_DEPTH = 1;
 
 function decodeLayers(info: PacketInfo, buf: Uint8Array, off: number, length: number, linkType: number, depth: number): LayersJson {

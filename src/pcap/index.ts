@@ -3,3 +3,5 @@
 export * from './format.ts';
 export * from './reader.ts';
 export * from './writer.ts';
+export * from './decode.ts';
+export * from './text.ts';

@@ -4,11 +4,11 @@
 // exception. Fields decoded before the failure stay valid (pcap prints them).
 import { get16, load32, load48 } from './bytes.ts';
 import { DropReason } from './drop-reason.ts';
-import { EthernetFrame, EtherType } from './ethernet.ts';
-import { ArpPacket } from './arp.ts';
-import { Ipv4Packet, IpProtocol } from './ipv4.ts';
+import { EthernetField, EthernetFrame, EtherType } from './ethernet.ts';
+import { ArpField, ArpPacket } from './arp.ts';
+import { Ipv4Field, Ipv4Packet, IpProtocol } from './ipv4.ts';
 import { Ipv6Packet } from './ipv6.ts';
-import { TcpSegment } from './tcp.ts';
+import { TcpField, TcpSegment } from './tcp.ts';
 import { UdpDatagram } from './udp.ts';
 import { Icmpv4Packet, isIcmpv4Error } from './icmpv4.ts';
 import { Icmpv6Packet, isIcmpv6Error } from './icmpv6.ts';
@@ -36,15 +36,6 @@ const W_TCP_ACK = 7;
 const W_ORIG_SRC4 = 8;
 const W_ORIG_DST4 = 9;
 const WIDE_COUNT = 10;
-
-// Byte offsets used to load wide fields without a view getter in between.
-const ETH_SRC = 6;
-const ARP_SPA = 14;
-const ARP_TPA = 24;
-const IPV4_SRC = 12;
-const IPV4_DST = 16;
-const TCP_SEQ = 4;
-const TCP_ACK = 8;
 
 export class PacketInfo {
   // uint32 addresses, sequence numbers and 48-bit MACs, read through the accessors
@@ -131,7 +122,8 @@ export class PacketInfo {
   reset(): void {
     this.dropReason = DropReason.OK;
     this.linkType = 0; this.frameOffset = 0; this.frameLength = 0;
-    this.wide.fill(0);
+    const w = this.wide; // plain stores: fill() is a builtin call per frame
+    w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0; w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0;
     this.ethertype = 0; this.vlan = -1;
     this.arpOp = 0;
     this.l3Offset = -1; this.ipVersion = 0; this.ipHeaderLength = 0; this.ipLength = 0; this.ttl = 0;
@@ -171,8 +163,8 @@ export function decodeFrame(info: PacketInfo, buf: Uint8Array, off: number, len:
   if (off < 0 || len < 0 || off + len > buf.length) return (info.dropReason = linkType === LinkType.ETHERNET ? DropReason.TRUNCATED_ETHERNET : DropReason.TRUNCATED_IPV4);
   if (linkType === LinkType.ETHERNET) {
     if (!eth.wrap(buf, off, len)) return (info.dropReason = eth.reason);
-    load48(info.wide, W_ETH_DST, buf, off);
-    load48(info.wide, W_ETH_SRC, buf, off + ETH_SRC);
+    load48(info.wide, W_ETH_DST, buf, off + EthernetField.DST);
+    load48(info.wide, W_ETH_SRC, buf, off + EthernetField.SRC);
     info.vlan = eth.vlanId;
     const type = eth.ethertype;
     info.ethertype = type;
@@ -197,8 +189,8 @@ function decodeArp(info: PacketInfo, buf: Uint8Array, off: number, len: number):
   if (!arp.wrap(buf, off, len)) return (info.dropReason = arp.reason);
   info.l3Offset = off;
   info.arpOp = arp.op;
-  load32(info.wide, W_ARP_SENDER_IP, buf, off + ARP_SPA);
-  load32(info.wide, W_ARP_TARGET_IP, buf, off + ARP_TPA);
+  load32(info.wide, W_ARP_SENDER_IP, buf, off + ArpField.SPA);
+  load32(info.wide, W_ARP_TARGET_IP, buf, off + ArpField.TPA);
   return DropReason.OK;
 }
 
@@ -211,8 +203,8 @@ function decodeIpv4(info: PacketInfo, buf: Uint8Array, off: number, len: number)
   info.ipLength = ip4.len;
   info.ttl = ip4.ttl;
   info.protocol = ip4.protocol;
-  load32(info.wide, W_SRC4, buf, off + IPV4_SRC);
-  load32(info.wide, W_DST4, buf, off + IPV4_DST);
+  load32(info.wide, W_SRC4, buf, off + Ipv4Field.SRC);
+  load32(info.wide, W_DST4, buf, off + Ipv4Field.DST);
   info.isFragment = ip4.isFragment;
   info.fragmentOffset = ip4.fragmentOffset;
   if (info.fragmentOffset !== 0) return DropReason.OK;
@@ -250,8 +242,8 @@ function decodeL4(info: PacketInfo, buf: Uint8Array, version: number): number {
     info.srcPort = tcp.srcPort;
     info.dstPort = tcp.dstPort;
     info.tcpFlags = tcp.flags;
-    load32(info.wide, W_TCP_SEQ, buf, at + TCP_SEQ);
-    load32(info.wide, W_TCP_ACK, buf, at + TCP_ACK);
+    load32(info.wide, W_TCP_SEQ, buf, at + TcpField.SEQ_NUM);
+    load32(info.wide, W_TCP_ACK, buf, at + TcpField.ACK_NUM);
     info.payloadOffset = tcp.payloadOffset;
     info.payloadLength = tcp.payloadLength;
     return DropReason.OK;
@@ -304,8 +296,8 @@ function decodeQuoted4(info: PacketInfo, buf: Uint8Array): number {
   if (!icmp4.embedded(orig4)) return (info.dropReason = DropReason.BAD_ICMP_EMBEDDED);
   info.origL3Offset = orig4.off;
   info.origProtocol = orig4.protocol;
-  load32(info.wide, W_ORIG_SRC4, buf, orig4.off + IPV4_SRC);
-  load32(info.wide, W_ORIG_DST4, buf, orig4.off + IPV4_DST);
+  load32(info.wide, W_ORIG_SRC4, buf, orig4.off + Ipv4Field.SRC);
+  load32(info.wide, W_ORIG_DST4, buf, orig4.off + Ipv4Field.DST);
   if (orig4.fragmentOffset !== 0) return DropReason.OK;
   return decodeQuotedPorts(info, buf, orig4.payloadOffset, orig4.off + orig4.len - orig4.payloadOffset, IpProtocol.ICMP);
 }

@@ -31,7 +31,9 @@ function isUnicast4(a: number): boolean {
 // for IPv6 multicast; pass `type`/`code` to get that exception.) Limited broadcast
 // within a subnet is the caller's to know.
 export function icmpErrorAllowed(info: PacketInfo, buf: Uint8Array, type = -1, code = -1): boolean {
-  if (info.ipVersion === 0 || info.fragmentOffset !== 0) return false;
+  // A packet that did not decode cleanly gets no reply: its quote could not be matched
+  // to a flow by whoever receives the error.
+  if (info.dropReason !== 0 || info.ipVersion === 0 || info.fragmentOffset !== 0) return false;
   const linkMulticast = info.linkType === LinkType.ETHERNET && Math.floor(info.ethDst / 0x100_0000_0000) % 2 === 1;
   if (info.ipVersion === 4) {
     if (info.protocol === IpProtocol.ICMP && (info.icmpType < 0 || isIcmpv4Error(info.icmpType))) return false;

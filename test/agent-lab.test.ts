@@ -1,0 +1,131 @@
+// The Tapir agent end to end: the default lab wired by Tapir agents (pod TAPs, host
+// TUN, VXLAN underlay), pods created by tapir-cni, real clients in real namespaces.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Lab, TAPIR, tapir } from './helpers/lab.ts';
+import { run } from './helpers/netns.ts';
+
+const lab = new Lab('lta');
+const dir = mkdtempSync(join(tmpdir(), 'tapir-agent-lab-'));
+
+before(() => {
+  const up = lab.up('--dataplane', 'tapir');
+  assert.match(up.stderr, /ready: \d+ traffic checks passed/);
+});
+
+after(() => {
+  const down = lab.down();
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(down.status, 0, down.stderr);
+  assert.deepEqual(lab.leftovers(), { netns: [], pids: [], dir: false });
+});
+
+test('ping between pods on one node and across nodes, and to the gateway', () => {
+  assert.match(lab.exec('web-1a', 'ping', '-c', '2', '-i', '0.2', '-W', '2', lab.ips['web-1b']!), /2 received/);
+  const cross = lab.exec('web-1a', 'ping', '-c', '2', '-i', '0.2', '-W', '2', lab.ips['web-2b']!);
+  assert.match(cross, /2 received/);
+  assert.match(cross, /ttl=62/, 'two routed hops: the agent on each node');
+  assert.match(lab.exec('web-2a', 'ping', '-c', '1', '-W', '2', '10.244.2.1'), /1 received/);
+});
+
+test('HTTP across nodes and on one node: the server sees the client pod\'s own address (no NAT)', () => {
+  const cross = lab.httpEcho('web-1a', lab.ips['web-2a']!);
+  assert.equal(cross.pod, 'web-2a');
+  assert.equal(cross.client.split(':')[0], lab.ips['web-1a']);
+  const local = lab.httpEcho('web-2b', lab.ips['web-2a']!);
+  assert.equal(local.client.split(':')[0], lab.ips['web-2b']);
+});
+
+test('UDP echo on one node and across nodes', () => {
+  assert.equal(lab.udpEcho('web-1b', lab.ips['web-1a']!, 'same-node'), 'same-node');
+  assert.equal(lab.udpEcho('web-1b', lab.ips['web-2a']!, 'cross-node'), 'cross-node');
+});
+
+test('the node reaches local and remote pods through the host port, as its underlay address', () => {
+  assert.equal(lab.httpEcho('node-1', lab.ips['web-1a']!).client.split(':')[0], '172.30.0.11');
+  assert.equal(lab.httpEcho('node-1', lab.ips['web-2b']!).client.split(':')[0], '172.30.0.11');
+  assert.match(lab.exec('node-2', 'ping', '-c', '1', '-W', '2', lab.ips['web-1b']!), /1 received/);
+});
+
+test('large transfers across nodes: iperf3 TCP (TSO segmented onto VXLAN, coalesced into the pod)', () => {
+  const server = lab.run('web-2b', 'iperf3', '-s', '-D', '-1', '-p', '5211');
+  assert.equal(server.status, 0, server.stderr);
+  let result;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    result = lab.run('web-1a', 'iperf3', '-c', lab.ips['web-2b']!, '-p', '5211', '-t', '2', '-J');
+    if (result.status === 0) break;
+    run('sleep', ['0.1']);
+  }
+  assert.equal(result!.status, 0, result!.stdout + result!.stderr);
+  const report = JSON.parse(result!.stdout) as { end: { sum_sent: { bytes: number }; sum_received: { bytes: number } } };
+  assert.ok(report.end.sum_received.bytes > 10_000_000, `received ${report.end.sum_received.bytes} bytes`);
+  const stats = agentStats('node-2');
+  assert.ok(stats.coalescedSegments > 0, 'node-2 coalesced TCP segments into TSO frames for the pod');
+});
+
+test('MTU: full-size DF packets cross; a pod with a too-large MTU is told the path MTU', () => {
+  // Pod MTU 1450 = underlay 1500 - 50 (VXLAN): 1422 bytes of ICMP payload fill it exactly.
+  assert.match(lab.exec('web-1a', 'ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1422', lab.ips['web-2a']!), /1 received/);
+  lab.exec('web-1b', 'ip', 'link', 'set', 'eth0', 'mtu', '1500');
+  try {
+    const r = lab.run('web-1b', 'ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1472', lab.ips['web-2a']!);
+    assert.match(r.stdout, /From 10\.244\.1\.1 .*Frag needed and DF set \(mtu = 1450\)/i, r.stdout);
+  } finally {
+    lab.exec('web-1b', 'ip', 'link', 'set', 'eth0', 'mtu', '1450');
+  }
+});
+
+test('tapir capture writes a pcap of the underlay that tshark decodes as VXLAN carrying the pods\' HTTP', async () => {
+  const file = join(dir, 'underlay.pcap');
+  const capture = spawn(TAPIR, ['capture', '--lab', lab.name, '--node', 'node-1', 'underlay', '-w', file]);
+  const closed = new Promise((r) => capture.on('close', r));
+  let stderr = '';
+  capture.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  await waitForText(() => stderr, /capturing/);
+  lab.httpEcho('web-1a', lab.ips['web-2a']!, '/captured');
+  capture.kill('SIGINT');
+  await closed;
+  assert.match(stderr, /[1-9]\d* frames written/);
+  assert.ok(statSync(file).size > 24);
+  const fields = run('tshark', ['-r', file, '-Y', 'http.request', '-T', 'fields', '-e', 'vxlan.vni', '-e', 'ip.src', '-e', 'http.request.uri']);
+  assert.match(fields, new RegExp(`4242\\s+172\\.30\\.0\\.11,${lab.ips['web-1a']!.replace(/\./g, '\\.')}\\s+/captured`));
+});
+
+test('a pod capture holds its Ethernet frames; stats count frames and drops per port', async () => {
+  const file = join(dir, 'pod.pcap');
+  const capture = spawn(TAPIR, ['capture', '--lab', lab.name, 'web-2a', '-w', file, '--seconds', '3']);
+  const closed = new Promise((r) => capture.on('close', r));
+  let stderr = '';
+  capture.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  await waitForText(() => stderr, /capturing/);
+  lab.exec('web-2b', 'ping', '-c', '2', '-i', '0.2', lab.ips['web-2a']!);
+  await closed;
+  const echo = run('tshark', ['-r', file, '-Y', 'icmp', '-T', 'fields', '-e', 'eth.src', '-e', 'ip.src', '-e', 'icmp.type']);
+  // Pods of one node resolve each other by ARP, so the request is switched: the
+  // sender's own MAC (0a:58 + its address) arrives unchanged.
+  const senderMac = `0a:58:${lab.ips['web-2b']!.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
+  assert.match(echo, new RegExp(`${senderMac}\\s+${lab.ips['web-2b']!.replace(/\./g, '\\.')}\\s+8`), echo);
+  const stats = agentStats('node-2');
+  assert.ok(stats.ports.find((p) => p.kind === 'underlay')!.rxFrames > 0);
+  assert.equal(stats.ports.filter((p) => p.kind === 'pod').length, 2);
+  const human = tapir(['stats', '--lab', lab.name, '--node', 'node-2']);
+  assert.equal(human.status, 0, human.stderr);
+  assert.match(human.stdout, /PORT\s+KIND\s+RX FRAMES/);
+});
+
+interface AgentStats { ports: { name: string; kind: string; rxFrames: number; drops: Record<string, number> }[]; coalescedSegments: number }
+
+function agentStats(node: string): AgentStats {
+  const r = tapir(['stats', '--lab', lab.name, '--node', node, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as AgentStats;
+}
+
+async function waitForText(get: () => string, re: RegExp): Promise<void> {
+  for (let i = 0; i < 100 && !re.test(get()); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(get(), re);
+}
