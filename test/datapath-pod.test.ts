@@ -11,13 +11,14 @@ import {
 } from '../src/wire/index.ts';
 import {
   GATEWAY, GATEWAY_MAC, HOST_DST, MAC_A, MAC_B, POD_A, POD_B, REMOTE_POD, Rig, decode, decodeHostFrame, decodePodFrame,
-  ip, makeTable, pattern, podEntry, readVnet, vxlanPayload, withVnet, REMOTE_POD_MAC,
+  assertSameBytes, ip, makeTable, pattern, podEntry, readVnet, vxlanPayload, withVnet, REMOTE_POD_MAC,
 } from './helpers/datapath.ts';
 
 const NEEDS_CSUM = VirtioNetFlags.NEEDS_CSUM;
 
+// DATA_VALID on the request: the reply is a new frame and must leave with a zero header.
 function arpRequest(senderMac: number, senderIp: number, targetIp: number): Uint8Array {
-  return withVnet({ eth: { dst: MAC_BROADCAST, src: senderMac }, arp: { op: ArpOp.REQUEST, senderMac, senderIp, targetMac: 0, targetIp } });
+  return withVnet({ eth: { dst: MAC_BROADCAST, src: senderMac }, arp: { op: ArpOp.REQUEST, senderMac, senderIp, targetMac: 0, targetIp } }, { flags: VirtioNetFlags.DATA_VALID });
 }
 
 function arpReply(requesterMac: number, requesterIp: number, answerMac: number, answerIp: number): Uint8Array {
@@ -168,6 +169,19 @@ test('host -> pod: Ethernet prepended (pod MAC <- gateway MAC), TTL - 1, csum_st
     assert.equal(out.length, 1);
     assert.deepEqual(out[0], withVnet(udp(63, true), { flags: NEEDS_CSUM, csumStart: 34, csumOffset: 6 }));
     assert.deepEqual(readVnet(out[0]!), { flags: NEEDS_CSUM, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 34, csumOffset: 6 });
+    // A TSO frame from the node's stack passes to the pod as TSO: hdr_len + 14 as well.
+    const tso = (ttl: number, eth: boolean): PacketRepr => ({
+      ...(eth ? { eth: { dst: MAC_A, src: GATEWAY_MAC } } : {}),
+      ipv4: { src: HOST_DST, dst: POD_A, ttl, ident: 3, dontFragment: true },
+      tcp: { srcPort: 443, dstPort: 40000, seq: 5, ack: 6, flags: TcpFlags.ACK },
+      payload: pattern(20_000, 2),
+      l4Checksum: 'partial',
+    });
+    await rig.send(rig.host, withVnet(tso(64, false), { flags: NEEDS_CSUM, gsoType: VirtioNetGso.TCPV4, hdrLen: 40, gsoSize: 1448, csumStart: 20, csumOffset: 16 }));
+    const big = rig.podA.takeWritten();
+    assert.equal(big.length, 1);
+    assert.deepEqual(readVnet(big[0]!), { flags: NEEDS_CSUM, gsoType: VirtioNetGso.TCPV4, hdrLen: 54, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+    assertSameBytes(big[0]!, withVnet(tso(63, true), readVnet(big[0]!)), 'TSO frame');
     assert.equal(rig.nothingWritten(), '');
   } finally {
     rig.close();
@@ -181,7 +195,7 @@ test('echo request to the gateway address: echo reply from the gateway with a va
       eth, ipv4: { src, dst, ttl: 64, ident: 0x4242, dontFragment: true },
       icmp: { type, code: 0, restOfHeader: (0xbeef << 16) | 3 }, payload: pattern(56, 1),
     });
-    await rig.send(rig.podA, withVnet(echo(8, POD_A, GATEWAY, { dst: GATEWAY_MAC, src: MAC_A })));
+    await rig.send(rig.podA, withVnet(echo(8, POD_A, GATEWAY, { dst: GATEWAY_MAC, src: MAC_A }), { flags: VirtioNetFlags.DATA_VALID }));
     const out = rig.podA.takeWritten();
     assert.equal(out.length, 1);
     assert.deepEqual(out[0], withVnet(echo(0, GATEWAY, POD_A, { dst: MAC_A, src: GATEWAY_MAC })));
@@ -238,6 +252,26 @@ test('malformed frames are dropped with the wire reason and nothing throws', asy
   }
 });
 
+test('frames the pod network does not carry: IPv6, 802.1Q, ARP replies and TTL 1 are dropped with their reason', async () => {
+  const rig = new Rig();
+  try {
+    const v6 = new Uint8Array(16); v6[0] = 0xfe; v6[1] = 0x80; v6[15] = 2;
+    const v6dst = new Uint8Array(16); v6dst[0] = 0xfe; v6dst[1] = 0x80; v6dst[15] = 1;
+    await rig.send(rig.podA,
+      withVnet({ eth: { dst: GATEWAY_MAC, src: MAC_A }, ipv6: { src: v6, dst: v6dst }, udp: { srcPort: 1, dstPort: 2 }, payload: pattern(8) }),
+      withVnet({ ...udpFromA(POD_B, GATEWAY_MAC), eth: { dst: GATEWAY_MAC, src: MAC_A, vlan: 7 } }),
+      withVnet({ eth: { dst: GATEWAY_MAC, src: MAC_A }, arp: { op: ArpOp.REPLY, senderMac: MAC_A, senderIp: POD_A, targetMac: GATEWAY_MAC, targetIp: GATEWAY } }),
+      withVnet(udpFromA(POD_B, GATEWAY_MAC, { ttl: 1 })),
+      withVnet(udpFromA(POD_B, MAC_B, { ttl: 1 })), // switched, not routed: TTL is not the agent's to check
+    );
+    assert.equal(rig.podB.takeWritten().length, 1);
+    assert.equal(rig.nothingWritten(), '');
+    assert.deepEqual(rig.counters(rig.portA).drops, { 'ipv6-unsupported': 1, 'vlan-unsupported': 1, 'arp-ignored': 1, 'ttl-expired': 1 });
+  } finally {
+    rig.close();
+  }
+});
+
 test('table swap: once a pod is gone from the table its traffic is dropped; back in, it flows again', async () => {
   const rig = new Rig();
   try {
@@ -265,9 +299,7 @@ test('table swap: once a pod is gone from the table its traffic is dropped; back
   }
 });
 
-test('a pod port that the table does not know (MAC 0) cannot send with an all-zero MAC and address', {
-  todo: 'bug: #fromPod takes portMacs[i] = 0 ("not a pod") as the pod\'s MAC, so 00:00:00:00:00:00 / 0.0.0.0 passes anti-spoofing',
-}, async () => {
+test('a pod port that the table does not know (MAC 0) cannot send with an all-zero MAC and address', async () => {
   // Port B stays attached while the table lists only a pod on a higher port index, so
   // portMacs[B] reads 0 ("not a pod"): a frame from 00:00:00:00:00:00 / 0.0.0.0 must
   // not pass anti-spoofing as if those were the pod's own.

@@ -51,7 +51,7 @@ main(process.argv.slice(2)).then(
     } else if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
       // Errors of a known kind (a ControlError, DeviceError, PcapError, LabError ...)
       // already say what went wrong; a stack trace would bury it.
-      console.error(`tapir: ${err.message} (${(err as { code: string }).code})`);
+      console.error(`tapir: ${err.message} (${String((err as unknown as { code: string }).code)})`);
       process.exitCode = 1;
     } else {
       console.error(err);

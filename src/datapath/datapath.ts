@@ -58,7 +58,6 @@ export class Datapath implements FrameSink {
   readonly #dirty = new Int32Array(1024);
   #dirtyCount = 0;
   #dirtyMark = new Uint8Array(1024);
-  #now = 0;
 
   constructor(table: ForwardingTable, underlay: UnderlaySocket | null) {
     this.#table = table;
@@ -121,8 +120,7 @@ export class Datapath implements FrameSink {
       if (this.#ports[port.index] !== port) return;
       const n = port.device.readBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, RX_BATCH);
       if (n === 0) return;
-      this.#now = Date.now();
-      port.capture?.stamp(this.#now);
+      if (port.capture !== null) port.capture.stamp(Date.now());
       for (let i = 0; i < n; i++) {
         const off = a.rxOffset(i);
         const len = a.rxLengths[i]!;
@@ -143,9 +141,8 @@ export class Datapath implements FrameSink {
     for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
       const n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, a.rxSrcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
       if (n === 0) return;
-      this.#now = Date.now();
       const cap = this.underlayCapture;
-      cap?.stamp(this.#now);
+      if (cap !== null) cap.stamp(Date.now());
       for (let i = 0; i < n; i++) {
         const off = a.rxOffset(i);
         const len = a.rxLengths[i]!;
@@ -183,7 +180,8 @@ export class Datapath implements FrameSink {
     const reason = decodeFrame(info, b, e, len - VNET, LinkType.ETHERNET);
     if (reason !== DropReason.OK) return this.#drop(c, reason);
     const mac = t.portMacs[port.index];
-    if (info.ethSrc !== mac) return this.#drop(c, DatapathDrop.SPOOFED_MAC);
+    // 0 (or past the end): the table has no pod on this port, so nothing it sends is its own.
+    if (!(mac > 0) || info.ethSrc !== mac) return this.#drop(c, DatapathDrop.SPOOFED_MAC);
     if (info.vlan !== -1) return this.#drop(c, DatapathDrop.VLAN_UNSUPPORTED);
     const podIp = this.#podIp(port.index);
     if (info.ethertype === EtherType.ARP) {
@@ -275,7 +273,8 @@ export class Datapath implements FrameSink {
     const t = this.#table;
     c.rxFrames++;
     c.rxBytes += n;
-    if (n < 8 + ETH || (b[d]! & VXLAN_FLAG_I) === 0) return this.#drop(c, DropReason.BAD_VXLAN_FLAGS);
+    if (n < 8) return this.#drop(c, DropReason.TRUNCATED_VXLAN);
+    if ((b[d]! & VXLAN_FLAG_I) === 0) return this.#drop(c, DropReason.BAD_VXLAN_FLAGS);
     if (get32(b, d + 4) >>> 8 !== t.vni) return this.#drop(c, DatapathDrop.WRONG_VNI);
     const e = d + 8;
     const len = n - 8;
@@ -505,7 +504,7 @@ export class Datapath implements FrameSink {
     const b = this.arena.buf;
     const c = this.underlayCounters;
     const cap = this.underlayCapture;
-    if (cap !== null) cap.stamp(this.#now);
+    if (cap !== null) cap.stamp(Date.now());
     for (let i = 0; i < q.count; i++) {
       c.txBytes += q.lengths[i]!;
       if (cap !== null) cap.datagrams(b, q.offsets[i]!, q.lengths[i]!, q.gsoSizes[i]!, this.#table.underlayIP, q.dstAddrs[i]!);

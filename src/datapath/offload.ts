@@ -145,7 +145,8 @@ export class TcpCoalescer {
   #nextSeq = new Float64Array(64);
   #hdrs = new Int32Array(64);
   #lastFull = new Uint8Array(64);
-  #open: number[] = [];
+  #open = new Int32Array(1024);
+  #openCount = 0;
   coalesced = 0;
 
   constructor(arena: Arena, sink: FrameSink, vnetSize: number) {
@@ -196,7 +197,8 @@ export class TcpCoalescer {
     this.#nextSeq[port] = (info.tcpSeq + payload) >>> 0;
     this.#hdrs[port] = hdrs;
     this.#lastFull[port] = 1;
-    this.#open.push(port);
+    if (this.#openCount === this.#open.length) this.finishAll();
+    this.#open[this.#openCount++] = port;
     return true;
   }
 
@@ -247,14 +249,17 @@ export class TcpCoalescer {
       setLe16(b, start + VNET_CSUM_OFFSET, TCP_CHECKSUM);
       this.coalesced += segments - 1;
     }
+    // A run reserved room for 64 KiB; give back what it did not use when it is the
+    // latest reservation (one-segment runs of interleaved flows would exhaust scratch).
+    if (this.#arena.scratchCursor === ((start + v + IPV4_MAX + ETH + 7) & ~7)) this.#arena.trimScratch(start, v + length);
     this.#sink.enqueue(port, start, v + length);
   }
 
   /** Closes every open run: at the end of each underlay batch. */
   finishAll(): void {
     const open = this.#open;
-    for (let i = 0; i < open.length; i++) this.finish(open[i]!);
-    open.length = 0;
+    for (let i = 0; i < this.#openCount; i++) this.finish(open[i]!);
+    this.#openCount = 0;
   }
 
   #grow(port: number): void {

@@ -333,8 +333,9 @@ export function timestampOption(tsval: number, tsecr: number): Uint8Array {
 
 /**
  * A FrameDevice that replays a fixed set of frames forever and counts what is written.
- * FakeDevice copies through subarray() and schedules setImmediate closures, both of
- * which allocate; this one copies with Buffer#copy and its callback is fired by hand.
+ * FakeDevice wakes its reader through setImmediate (a closure per wake-up) and keeps
+ * written frames until takeWritten() copies them out; this one is fired by hand and
+ * only counts, so a heap test over it measures the datapath alone.
  */
 export class ReplayDevice implements FrameDevice {
   readonly #frames: Buffer[];
