@@ -2,7 +2,7 @@
 // (src/device/relay.ts over TunDevice) against the same forwarder in plain C
 // (bench/c/tunfwd.c), in the same run, plain and with the virtio-net header.
 //
-//   node bench/device.ts [--seconds 3] [--rounds 1] [--batch 64] [--pin]
+//   node bench/device.ts [--seconds 3] [--rounds 1] [--batch 64] [--pin] [--headers plain,vnet]
 //
 // Client and server live in two network namespaces; the forwarder runs in the root
 // namespace holding one TUN in each (moved there with moveLinkToNetns, as the agent
@@ -143,6 +143,7 @@ function exited(child: ChildProcess): Promise<string> {
 }
 
 type Variant = { lang: 'C' | 'TS'; vnet: boolean };
+const allVariants: Variant[] = [{ lang: 'C', vnet: false }, { lang: 'TS', vnet: false }, { lang: 'C', vnet: true }, { lang: 'TS', vnet: true }];
 type Row = { tcp: Figure; udp: Figure; conn: Figure };
 
 async function measureVariant(v: Variant, client: Netns, server: Netns, seconds: number, batch: number, pin: boolean): Promise<Row> {
@@ -197,6 +198,8 @@ function pct(cpu: number): string { return `${Math.round(cpu * 100)}%`; }
 async function main(): Promise<void> {
   const seconds = flag('--seconds', 3), rounds = flag('--rounds', 1), batch = flag('--batch', 64);
   const pin = process.argv.includes('--pin');
+  const hi = process.argv.indexOf('--headers');
+  const headers = hi >= 0 ? process.argv[hi + 1]!.split(',') : ['plain', 'vnet'];
   buildC();
   const client = new Netns('bd');
   const server = new Netns('bd');
@@ -212,7 +215,7 @@ async function main(): Promise<void> {
     await conn.ready;
     await new Promise((r) => setTimeout(r, 200)); // iperf3 prints no ready line
 
-    const variants: Variant[] = [{ lang: 'C', vnet: false }, { lang: 'TS', vnet: false }, { lang: 'C', vnet: true }, { lang: 'TS', vnet: true }];
+    const variants = allVariants.filter((v) => headers.includes(v.vnet ? 'vnet' : 'plain'));
     for (let r = 0; r < rounds; r++) {
       for (const v of variants) {
         const key = `${v.lang}${v.vnet ? '+vnet' : ''}`;
@@ -242,6 +245,7 @@ async function main(): Promise<void> {
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   const fig = (f: Figure): string => `${f.value.toFixed(2)} | ${pct(f.cpu)} | ${f.usPerFrame.toFixed(2)} | ${f.framesPerBatch.toFixed(1)}`;
   for (const vnet of [false, true]) {
+    if (!headers.includes(vnet ? 'vnet' : 'plain')) continue;
     for (const [m, label] of metrics) {
       const c = pick(vnet ? 'C+vnet' : 'C', m), t = pick(vnet ? 'TS+vnet' : 'TS', m);
       console.log(`| ${vnet ? 'vnet' : 'plain'} | ${label} | ${fig(c)} | ${fig(t)} | ${(t.value / c.value).toFixed(2)}x | ${(c.usPerFrame / t.usPerFrame).toFixed(2)}x |`);

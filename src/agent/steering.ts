@@ -1,0 +1,103 @@
+// The one kernel hook Tapir installs: traffic for node ports, load-balancer IPs and
+// external IPs arriving on the node's underlay interface is redirected into the agent's
+// host port (the TUN) before the node's own stack sees it. clsact + u32 + mirred, on the
+// underlay interface's ingress, in the agent's own network namespace:
+//
+//   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  action pass   (health checks stay local)
+//   tc filter ... ingress prio 20  u32 match ip dst NODE/32 match ip protocol 6|17 match ip dport BLOCK/MASK  action mirred egress redirect dev TUN
+//   tc filter ... ingress prio 30  u32 match ip dst VIP/32  action mirred egress redirect dev TUN
+//
+// mirred hands a TUN the bare IP packet (unlike nftables' netdev `fwd`, which keeps
+// the Ethernet header). The kernel only steers: every NAT, load-balancing and
+// conntrack decision is the agent's. u32's `ip dport` assumes a 20-byte IPv4 header;
+// packets with IP options to a node port are not steered (and meet the node's stack).
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ipv4ToString } from '../wire/index.ts';
+
+const run = promisify(execFile);
+
+export interface SteeringRules {
+  nodeIP: number;
+  /** Inclusive node-port range (default 30000-32767). */
+  nodePortRange: [number, number];
+  /** healthCheckNodePorts: served by the agent's own listener in the node's stack. */
+  healthCheckPorts: number[];
+  /** Load-balancer and external IPs that this node should take in. */
+  serviceIPs: number[];
+}
+
+/** Splits [lo, hi] into aligned (value, mask) blocks that u32 can match. */
+export function portBlocks(lo: number, hi: number): { value: number; mask: number }[] {
+  const blocks: { value: number; mask: number }[] = [];
+  let p = lo;
+  while (p <= hi) {
+    let size = 1;
+    while ((p & (size * 2 - 1)) === 0 && p + size * 2 - 1 <= hi && size < 0x10000) size *= 2;
+    blocks.push({ value: p, mask: 0xffff & ~(size - 1) });
+    p += size;
+  }
+  return blocks;
+}
+
+/** The `tc -batch` lines for a complete rule set (tested as a golden). */
+export function steeringBatch(dev: string, tun: string, r: SteeringRules): string[] {
+  const node = `${ipv4ToString(r.nodeIP)}/32`;
+  const lines = [`filter del dev ${dev} ingress`];
+  for (const port of r.healthCheckPorts) {
+    lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff action pass`);
+  }
+  for (const proto of [6, 17]) {
+    for (const b of portBlocks(r.nodePortRange[0], r.nodePortRange[1])) {
+      lines.push(`filter add dev ${dev} ingress prio 20 protocol ip u32 match ip dst ${node} match ip protocol ${proto} 0xff match ip dport ${b.value} 0x${b.mask.toString(16)} action mirred egress redirect dev ${tun}`);
+    }
+  }
+  for (const ip of [...new Set(r.serviceIPs)].sort((a, b) => a - b)) {
+    lines.push(`filter add dev ${dev} ingress prio 30 protocol ip u32 match ip dst ${ipv4ToString(ip)}/32 action mirred egress redirect dev ${tun}`);
+  }
+  return lines;
+}
+
+export class Steering {
+  readonly #dev: string;
+  readonly #tun: string;
+  #installed = '';
+
+  constructor(underlayInterface: string, tun: string) {
+    this.#dev = underlayInterface;
+    this.#tun = tun;
+  }
+
+  /** Adds the clsact qdisc and lets replies from the TUN carry the node's own addresses. */
+  async init(): Promise<void> {
+    await tc(['qdisc', 'replace', 'dev', this.#dev, 'clsact']);
+    // Replies to steered traffic leave through the TUN with the node (or a VIP) as
+    // source: the stack must accept a local source there and not reverse-path filter it.
+    await run('sysctl', ['-qw', `net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`]);
+  }
+
+  /** Replaces the filters when the rule set changed. */
+  async apply(rules: SteeringRules): Promise<void> {
+    const batch = steeringBatch(this.#dev, this.#tun, rules).join('\n');
+    if (batch === this.#installed) return;
+    await tc(['-force', '-batch', '-'], `${batch}\n`);
+    this.#installed = batch;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await tc(['qdisc', 'del', 'dev', this.#dev, 'clsact']);
+    } catch { /* the namespace or the device may be gone already */ }
+  }
+}
+
+async function tc(args: string[], input?: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const child = execFile('tc', args, { timeout: 10_000 }, (err, _stdout, stderr) => {
+      // `filter del` on an empty ingress fails harmlessly inside -force batches.
+      if (err && !(args.includes('-force') && /Cannot find specified filter chain|No such file/.test(stderr))) reject(new Error(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      else resolve();
+    });
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
