@@ -164,7 +164,7 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
     int64_t n = 0;
     while (n < maxFrames) {
       iov[0].iov_base = slab + n * slotSize + headroom;
-      ssize_t r = readv(fd_, iov, 2);
+      ssize_t r = read(fd_, iov[0].iov_base, capacity);
       if (r < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) break;
