@@ -2,6 +2,7 @@
 // the device lifecycle (persist, re-attach, multi-queue, close) leaves nothing behind.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { Netns, run, uniqueName } from './helpers/netns.ts';
 import { DeviceError } from '../src/device/errors.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 } from '../src/device/tun.ts';
@@ -133,4 +134,21 @@ test('slab bounds are checked before any I/O', () => {
   } finally {
     dev.close();
   }
+});
+
+test('a worker that exits while watching a device tears down cleanly', () => {
+  // libuv finishes closing a poll handle on a later loop turn; when a worker exits
+  // Node unloads the addon, so a close still pending then used to crash the process.
+  const tunUrl = new URL('../src/device/tun.ts', import.meta.url).href;
+  const worker = `const { parentPort } = await import('node:worker_threads');
+    const { TunDevice } = await import(${JSON.stringify(tunUrl)});
+    const a = TunDevice.open({ mode: 'tun' }); a.onReadable(() => {});
+    const b = TunDevice.open({ mode: 'tun' }); b.onReadable(() => {}); b.close();
+    const c = TunDevice.open({ mode: 'tun' }); c.onReadable(() => {}); c.pause();
+    parentPort.postMessage('open');`;
+  const main = `import { Worker } from 'node:worker_threads';
+    const w = new Worker(${JSON.stringify(worker)}, { eval: true, type: 'module' });
+    w.on('message', async () => { await w.terminate(); console.log('terminated'); });`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', main], { encoding: 'utf8', timeout: 20_000 });
+  assert.match(out, /terminated/);
 });

@@ -47,12 +47,10 @@ void ThrowRange(Napi::Env env, const char* message) {
 
 bool TypedArg(const Napi::CallbackInfo& info, size_t index, napi_typedarray_type type,
               const char* what, void** data, size_t* length) {
-  napi_value value = info[index];
-  bool isTyped = false;
-  napi_is_typedarray(info.Env(), value, &isTyped);
+  // napi_get_typedarray_info itself refuses anything but a typed array; one call per
+  // argument on the hot path.
   napi_typedarray_type actual;
-  if (isTyped &&
-      napi_get_typedarray_info(info.Env(), value, &actual, length, data, nullptr, nullptr) == napi_ok &&
+  if (napi_get_typedarray_info(info.Env(), info[index], &actual, length, data, nullptr, nullptr) == napi_ok &&
       actual == type) {
     return true;
   }

@@ -1,7 +1,8 @@
+// What each part of the addon registers on the module's exports (see addon.cc).
 #pragma once
 #include <napi.h>
 namespace tapir {
-Napi::Function DefineTunHandle(Napi::Env env);
-Napi::Function DefineUdpHandle(Napi::Env env);
-void DefineNetlink(Napi::Env env, Napi::Object exports);
+Napi::Function DefineTunHandle(Napi::Env env);   // tun.cc
+Napi::Function DefineUdpHandle(Napi::Env env);   // udp.cc
+void DefineNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc: linkIndex, moveLinkToNetns
 }  // namespace tapir

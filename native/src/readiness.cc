@@ -5,6 +5,36 @@
 
 namespace tapir {
 
+// The uv handle and its teardown hook. libuv finishes closing a handle on a later loop
+// turn, by calling a function of this addon; when a worker exits, Node unloads the
+// addon after its environment is gone, so a close still pending then would call into
+// unmapped code. An async cleanup hook (N-API 8) makes Node wait: the handle is closed
+// at teardown and the hook is released only from the close callback.
+struct PollHandle {
+  uv_poll_t poll;
+  Readiness* owner;  // null once the Readiness has let go
+  napi_async_cleanup_hook_handle hook = nullptr;
+
+  static void OnClosed(uv_handle_t* handle) {
+    auto* self = reinterpret_cast<PollHandle*>(handle);  // poll is the first member
+    if (self->hook != nullptr) napi_remove_async_cleanup_hook(self->hook);
+    delete self;
+  }
+
+  static void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
+    auto* self = static_cast<PollHandle*>(arg);
+    if (self->owner != nullptr) {
+      self->owner->Close();  // closes this handle; OnClosed completes the hook
+    }
+    // Otherwise the close is already under way and OnClosed completes the hook.
+  }
+
+  void BeginClose() {
+    owner = nullptr;
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll))) uv_close(reinterpret_cast<uv_handle_t*>(&poll), OnClosed);
+  }
+};
+
 Readiness::~Readiness() { Close(); }
 
 bool Readiness::SetCallback(Napi::Env env, int fd, Napi::Function callback) {
@@ -14,15 +44,17 @@ bool Readiness::SetCallback(Napi::Env env, int fd, Napi::Function callback) {
       ThrowType(env, "no libuv event loop in this environment");
       return false;
     }
-    handle_ = new uv_poll_t;
-    int rc = uv_poll_init(loop, handle_, fd);
+    auto* handle = new PollHandle();
+    int rc = uv_poll_init(loop, &handle->poll, fd);
     if (rc < 0) {
-      delete handle_;
-      handle_ = nullptr;
+      delete handle;
       ThrowErrno(env, -rc, "uv_poll_init", nullptr);
       return false;
     }
-    handle_->data = this;
+    handle->owner = this;
+    handle->poll.data = handle;
+    napi_add_async_cleanup_hook(env, PollHandle::OnEnvTeardown, handle, &handle->hook);
+    handle_ = handle;
     env_ = env;
     // One async context for the handle's life: async_hooks (and AsyncLocalStorage) see
     // every readiness callback as coming from this resource.
@@ -35,7 +67,7 @@ bool Readiness::SetCallback(Napi::Env env, int fd, Napi::Function callback) {
 
 bool Readiness::Start(Napi::Env env) {
   if (handle_ == nullptr || active_) return true;
-  int rc = uv_poll_start(handle_, UV_READABLE, OnPoll);
+  int rc = uv_poll_start(&handle_->poll, UV_READABLE, OnPoll);
   if (rc < 0) {
     ThrowErrno(env, -rc, "uv_poll_start", nullptr);
     return false;
@@ -46,7 +78,7 @@ bool Readiness::Start(Napi::Env env) {
 
 bool Readiness::Pause(Napi::Env) {
   paused_ = true;
-  if (handle_ != nullptr && active_) uv_poll_stop(handle_);
+  if (handle_ != nullptr && active_) uv_poll_stop(&handle_->poll);
   active_ = false;
   return true;
 }
@@ -58,8 +90,7 @@ bool Readiness::Resume(Napi::Env env) {
 
 void Readiness::Close() {
   if (handle_ != nullptr) {
-    handle_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(handle_), OnClosed);
+    handle_->BeginClose();
     handle_ = nullptr;
   }
   active_ = false;
@@ -70,12 +101,10 @@ void Readiness::Close() {
   if (!callback_.IsEmpty()) callback_.Reset();
 }
 
-void Readiness::OnClosed(uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); }
-
-void Readiness::OnPoll(uv_poll_t* handle, int /*status*/, int /*events*/) {
+void Readiness::OnPoll(uv_poll_t* poll, int /*status*/, int /*events*/) {
   // An error status (e.g. the device vanished) also calls back: the next read reports
   // the errno as a DeviceError where the caller can see it.
-  auto* self = static_cast<Readiness*>(handle->data);
+  Readiness* self = static_cast<PollHandle*>(poll->data)->owner;
   if (self == nullptr || self->callback_.IsEmpty()) return;
   Napi::Env env(self->env_);
   Napi::HandleScope scope(env);

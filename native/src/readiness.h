@@ -9,6 +9,8 @@
 
 namespace tapir {
 
+struct PollHandle;  // the uv handle; outlives its Readiness until libuv has closed it
+
 class Readiness {
  public:
   Readiness() = default;
@@ -21,17 +23,16 @@ class Readiness {
   bool SetCallback(Napi::Env env, int fd, Napi::Function callback);
   bool Pause(Napi::Env env);
   bool Resume(Napi::Env env);
-  // Stops watching and releases the handle (freed by libuv's close callback). Must run
+  // Stops watching and releases the handle (freed once libuv has closed it). Must run
   // before the fd itself is closed: libuv must not watch a closed fd.
   void Close();
-  bool active() const { return active_; }
 
  private:
+  friend struct PollHandle;
   static void OnPoll(uv_poll_t* handle, int status, int events);
-  static void OnClosed(uv_handle_t* handle);
   bool Start(Napi::Env env);
 
-  uv_poll_t* handle_ = nullptr;
+  PollHandle* handle_ = nullptr;
   napi_env env_ = nullptr;
   Napi::FunctionReference callback_;
   napi_async_context asyncContext_ = nullptr;

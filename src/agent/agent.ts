@@ -15,6 +15,14 @@ import type { AgentConfig } from './config.ts';
 import { ControlServer } from './control-server.ts';
 import { PortManager, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
+import { AgentServices } from './services.ts';
+import { buildServiceTable } from '../tables/service-table.ts';
+import { ServiceNat } from '../services/nat.ts';
+import type { ServiceSnapshot } from '../services/spec.ts';
+
+/** Conntrack garbage collection: a slice of the table per tick. */
+const CONNTRACK_GC_INTERVAL_MS = 1000;
+const CONNTRACK_GC_SLICE = 8192;
 
 const run = promisify(execFile);
 
@@ -33,6 +41,8 @@ export class Agent {
   readonly #podIndex = new Map<string, { index: number; ip: number }>();
   #control: ControlServer | null = null;
   readonly tools: AgentTools;
+  #services: AgentServices | null = null;
+  #gcTimer: NodeJS.Timeout | null = null;
 
   private constructor(config: AgentConfig, hostDevice: TunDevice, underlay: UdpBatchSocket, log: (m: string) => void) {
     this.config = config;
@@ -65,6 +75,8 @@ export class Agent {
       // The whole pod network (local and remote pods) is reached through the agent; the
       // node's underlay address is the source, so pods see the node as itself.
       await ip(['route', 'replace', config.clusterCIDR.toString(), 'dev', host.name, 'src', ipv4ToString(config.underlayAddress)]);
+      // Cluster IPs are virtual: the node reaches them through the agent too.
+      await ip(['route', 'replace', config.serviceCIDR.toString(), 'dev', host.name, 'src', ipv4ToString(config.underlayAddress)]);
       underlay = UdpBatchSocket.open({ address: ipv4ToString(config.underlayAddress), port: VXLAN_PORT, gso: true, gro: true });
     } catch (err) {
       host.close();
@@ -75,6 +87,12 @@ export class Agent {
       const restored = await agent.#ports.restore();
       if (restored.reattached.length + restored.recreated.length > 0) {
         log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}`);
+      }
+      if (config.manifests !== null) {
+        const services = new AgentServices({ config, manifests: config.manifests, log, onSnapshot: (snap) => agent.#programServices(snap) });
+        agent.#services = services;
+        await services.start();
+        log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.manifests}`);
       }
       agent.#control = await ControlServer.listen({
         path: config.controlSocket,
@@ -127,6 +145,32 @@ export class Agent {
     this.#log(`pod port ${p.hostName} ${ipv4ToString(p.ip)} removed`);
   }
 
+  /** A new service snapshot: its tables swap into the datapath between two batches. */
+  #programServices(snapshot: ServiceSnapshot): void {
+    const table = buildServiceTable(snapshot);
+    for (const problem of table.problems) this.#log(`services: ${problem}`);
+    const nat = this.datapath.serviceNat;
+    if (nat !== null) {
+      const flushed = nat.setTable(table);
+      if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
+      return;
+    }
+    this.datapath.setServiceNat(new ServiceNat(table, {
+      masqueradeIP: this.config.underlayAddress,
+      // A pod reaching itself through its service is masqueraded to its gateway, which
+      // it can answer on the pod network (kube-proxy's hairpin masquerade).
+      hairpinIP: this.config.podCIDR.host(1),
+      conntrack: { capacity: this.config.conntrackSize },
+    }));
+    this.#gcTimer = setInterval(() => this.datapath.serviceNat?.expire((performance.now() / 1000) | 0, CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
+    this.#gcTimer.unref();
+  }
+
+  /** The services as this agent's control side sees them (for status), or null without manifests. */
+  describeServices(): unknown[] | null {
+    return this.#services?.describe() ?? null;
+  }
+
   #compile(): ForwardingTable {
     const c = this.config;
     const pods: PodEntry[] = [];
@@ -149,6 +193,8 @@ export class Agent {
   async stop(opts: { removePorts?: boolean } = {}): Promise<void> {
     await this.#control?.close();
     this.#control = null;
+    if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
+    await this.#services?.stop();
     this.tools.close();
     this.datapath.close();
     await this.#ports.close({ keepPorts: opts.removePorts !== true });

@@ -27,6 +27,16 @@ export interface AgentConfig {
   /** Name of the TUN that gives the node's own stack a way into the pod network. */
   hostPort: string;
   nodes: NodeRecord[];
+  /** Directory of Kubernetes manifests (Services, EndpointSlices, Pods, Nodes) to serve; none = no service proxy. */
+  manifests: string | null;
+  /** topology.kubernetes.io/zone of this node ('' = from its Node object, if any). */
+  zone: string;
+  /** Addresses on which node ports are served (kube-proxy's nodePortAddresses); default the underlay address. */
+  nodePortAddresses: number[];
+  /** Inclusive node-port range. */
+  nodePortRange: [number, number];
+  /** Connection-tracking table size (entries); a full table evicts expired entries, then refuses new flows. */
+  conntrackSize: number;
 }
 
 export class ConfigError extends Error {
@@ -123,7 +133,28 @@ export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
     controlSocket: r.string(top, 'controlSocket', 'controlSocket', `${stateDir}/agent.sock`),
     hostPort: r.string(top, 'hostPort', 'hostPort', 'tapir0'),
     nodes,
+    manifests: top.manifests === undefined ? null : r.string(top, 'manifests', 'manifests'),
+    zone: top.zone === undefined ? '' : r.string(top, 'zone', 'zone'),
+    nodePortAddresses: nodePortAddresses(r, top),
+    nodePortRange: portRange(r, top),
+    conntrackSize: r.integer(top, 'conntrackSize', 'conntrackSize', 1024, 1 << 24, 262144),
   };
+}
+
+function nodePortAddresses(r: Reader, top: Raw): number[] {
+  const raw: unknown = top.nodePortAddresses;
+  if (raw === undefined) return [r.ipv4(r.object(top.underlay, 'underlay'), 'address', 'underlay.address')];
+  if (!Array.isArray(raw) || raw.length === 0) r.fail('nodePortAddresses', 'must be a non-empty list of IPv4 addresses');
+  return (raw as unknown[]).map((_, i) => r.ipv4(raw as unknown as Raw, String(i), `nodePortAddresses[${i}]`));
+}
+
+function portRange(r: Reader, top: Raw): [number, number] {
+  const text = r.string(top, 'nodePortRange', 'nodePortRange', '30000-32767');
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text);
+  const lo = m === null ? NaN : Number(m[1]);
+  const hi = m === null ? NaN : Number(m[2]);
+  if (!(lo >= 1 && hi <= 65535 && lo <= hi)) r.fail('nodePortRange', `'${text}' is not a port range like 30000-32767`);
+  return [lo, hi];
 }
 
 export function loadAgentConfig(file: string): AgentConfig {

@@ -15,5 +15,6 @@ export const commands: Command[] = [
   { name: 'lab', summary: 'multi-node lab in network namespaces: up | status | exec | down', load: () => import('./lab.ts') },
   { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
   { name: 'stats', summary: 'a running agent\'s per-port counters and drops by reason', load: () => import('./stats.ts') },
+  { name: 'trace', summary: 'explain a packet\'s fate through the service tables (service, endpoint, NAT)', load: () => import('./trace.ts') },
   { name: 'demo', summary: 'a short packet demo: a userspace ARP/ICMP responder on a TAP in a namespace', load: () => import('./demo.ts') },
 ];

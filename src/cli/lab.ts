@@ -1,26 +1,38 @@
 // `tapir lab`: a multi-node Kubernetes-like testbed on one machine, built from network
 // namespaces (see src/lab/). Never touches the root namespace's network configuration.
 import { CliError } from './errors.ts';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { labApply, labDelete } from '../lab/apply.ts';
 import { execIn, resolveTarget } from '../lab/exec.ts';
 import { checkLabName, DEFAULT_LAB_NAME, labDown, labUp } from '../lab/lifecycle.ts';
 import { listLabs, loadState, requireState } from '../lab/state.ts';
 import { formatStatus, labStatus } from '../lab/status.ts';
-import { DATAPLANES, type Dataplane } from '../lab/topology.ts';
+import { DATAPLANES, PROXY_MODES, type Dataplane, type ProxyMode } from '../lab/topology.ts';
+import type { ManifestSource } from '../lab/topology-manifests.ts';
 import { LabError } from '../lab/validate.ts';
 
 const USAGE = `Usage:
-  tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--json] [--keep-on-failure]
+  tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
+               [--json] [--keep-on-failure]
   tapir lab status [--name NAME] [--json]
+  tapir lab apply -f FILE|- [--name NAME]
+  tapir lab delete -f FILE|- [--name NAME]
   tapir lab exec [--name NAME] NODE|POD|NAMESPACE/POD|CLIENT|underlay -- COMMAND [ARGS...]
   tapir lab down [--name NAME]
   tapir lab list
 
 Without a topology file, up builds the default: 2 nodes with 2 pods each and an external
-client. NAME defaults to the topology's name, else "${DEFAULT_LAB_NAME}". State lives in /run/tapir/lab/NAME/.
+client and demo Services. NAME defaults to the topology's name, else "${DEFAULT_LAB_NAME}". State lives in
+/run/tapir/lab/NAME/; its manifests/ directory holds the Kubernetes objects the agents watch.
+apply/delete add, change and remove Namespaces, Pods, Services, EndpointSlices and Endpoints
+as kubectl would (all or nothing; a rejected file names file, document and field).
+--proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
+the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; default iptables).
 Every namespace is named tl-NAME-…; nothing is configured in the root namespace.
 Environment: TAPIR_LAB_TAPIR_BIN / TAPIR_LAB_CNI_BIN run another tapir / tapir-cni build.`;
 
-interface Options { name?: string; dataplane?: Dataplane; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
+interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; file?: string; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
 
 /** Parses options up to "--"; everything after it is the command for exec. */
 function parseOptions(args: string[], allowed: readonly string[]): Options {
@@ -30,6 +42,8 @@ function parseOptions(args: string[], allowed: readonly string[]): Options {
     if (arg === '--') { options.command = args.slice(i + 1); break; }
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     if (!flag.startsWith('-') || flag === '-') { options.positional.push(arg); continue; }
+    // -fFILE, like kubectl.
+    if (flag.startsWith('-f') && flag.length > 2 && !flag.startsWith('--') && allowed.includes('-f')) { options.file = flag.slice(2); continue; }
     if (!allowed.includes(flag)) throw new CliError(`lab: unknown option ${flag}\n\n${USAGE}`, 2);
     const value = (): string => {
       const v = inline ?? args[++i];
@@ -44,6 +58,13 @@ function parseOptions(args: string[], allowed: readonly string[]): Options {
         options.dataplane = v as Dataplane;
         break;
       }
+      case '--proxy-mode': {
+        const v = value();
+        if (!(PROXY_MODES as readonly string[]).includes(v)) throw new CliError(`lab: --proxy-mode must be one of ${PROXY_MODES.join(', ')}`, 2);
+        options.proxyMode = v as ProxyMode;
+        break;
+      }
+      case '-f': case '--filename': options.file = value(); break;
       case '--json': options.json = true; break;
       case '--keep-on-failure': options.keepOnFailure = true; break;
     }
@@ -56,9 +77,9 @@ function progress(message: string): void {
 }
 
 async function up(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['--name', '--dataplane', '--json', '--keep-on-failure']);
+  const o = parseOptions(args, ['--name', '--dataplane', '--proxy-mode', '--json', '--keep-on-failure']);
   if (o.positional.length > 1) throw new CliError(`lab up: one topology file at most\n\n${USAGE}`, 2);
-  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, keepOnFailure: o.keepOnFailure, progress });
+  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, keepOnFailure: o.keepOnFailure, progress });
   const status = await labStatus(state);
   console.log(o.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   return 0;
@@ -86,6 +107,25 @@ async function exec(args: string[]): Promise<number> {
   checkLabName(name);
   const { netns } = resolveTarget(requireState(name), target);
   return execIn(netns, command);
+}
+
+/** `apply -f FILE` / `delete -f FILE` ("-" reads stdin, as kubectl does). */
+async function manifestCommand(verb: 'apply' | 'delete', args: string[]): Promise<number> {
+  const o = parseOptions(args, ['--name', '-f', '--filename']);
+  if (o.file === undefined || o.positional.length > 0) throw new CliError(`lab ${verb}: need -f FILE (and nothing else)\n\n${USAGE}`, 2);
+  const name = o.name ?? DEFAULT_LAB_NAME;
+  checkLabName(name);
+  let source: ManifestSource;
+  try {
+    source = o.file === '-' ? { file: 'stdin', text: readFileSync(0, 'utf8') } : { file: basename(o.file), text: readFileSync(o.file, 'utf8') };
+  } catch (err) {
+    throw new CliError(`lab ${verb}: cannot read ${o.file}: ${(err as Error).message}`, 1);
+  }
+  const state = requireState(name);
+  const result = await (verb === 'apply' ? labApply : labDelete)(state, source, (m) => progress(`lab ${name}: ${m}`));
+  for (const line of result.lines) console.log(line);
+  for (const warning of result.warnings) progress(`lab ${name}: warning: ${warning}`);
+  return 0;
 }
 
 async function down(args: string[]): Promise<number> {
@@ -119,6 +159,8 @@ export async function run(args: string[]): Promise<number> {
       case 'up': return await up(rest);
       case 'status': return await status(rest);
       case 'exec': return await exec(rest);
+      case 'apply': return await manifestCommand('apply', rest);
+      case 'delete': return await manifestCommand('delete', rest);
       case 'down': return await down(rest);
       case 'list': case 'ls': return list();
       case undefined: case '--help': case '-h': case 'help':

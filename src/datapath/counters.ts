@@ -44,13 +44,17 @@ export const DatapathDrop = {
   NO_SCRATCH: base + 17,
   /** The device's queue was full or the kernel refused the frame. */
   TX_FAILED: base + 18,
+  /** A service with no endpoints (answered with TCP RST / ICMP port unreachable). */
+  SERVICE_REJECTED: base + 19,
+  /** Dropped by the service proxy (no local endpoints, source range, conntrack full...; see the NAT counters). */
+  SERVICE_DROPPED: base + 20,
 } as const;
 
 const datapathDropNames = [
   'spoofed-mac', 'spoofed-ip', 'arp-unknown-target', 'arp-ignored', 'ipv6-unsupported',
   'not-for-us', 'no-such-pod', 'no-route', 'ttl-expired', 'wrong-vni', 'unknown-peer',
   'frag-needed', 'too-big', 'unsupported-gso', 'bad-vnet-header', 'vlan-unsupported',
-  'for-gateway', 'no-scratch', 'tx-failed',
+  'for-gateway', 'no-scratch', 'tx-failed', 'service-rejected', 'service-dropped',
 ];
 
 export const DROP_SLOTS = base + datapathDropNames.length;

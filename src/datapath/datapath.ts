@@ -23,6 +23,8 @@ import type { ForwardingTable } from './forwarding.ts';
 import { completeChecksum, segmentTcp4ToVxlan, TcpCoalescer, type FrameSink } from './offload.ts';
 import { DatapathPort, PortKind, type PortKindCode } from './port.ts';
 import type { PortCapture } from './capture.ts';
+import { Ingress, Verdict } from '../services/nat-codes.ts';
+import type { ServiceNat } from '../services/nat.ts';
 
 /** The virtio-net header every port of the datapath uses (struct virtio_net_hdr). */
 export const VNET = 10;
@@ -58,6 +60,10 @@ export class Datapath implements FrameSink {
   readonly #dirty = new Int32Array(1024);
   #dirtyCount = 0;
   #dirtyMark = new Uint8Array(1024);
+  /** The service proxy, once services are programmed; null = no service NAT at all. */
+  #nat: ServiceNat | null = null;
+  /** Monotonic whole seconds, read once per batch (conntrack and affinity expiry). */
+  #now = 0;
 
   constructor(table: ForwardingTable, underlay: UnderlaySocket | null) {
     this.#table = table;
@@ -73,6 +79,15 @@ export class Datapath implements FrameSink {
   /** Swaps in a new table. Batches run to completion, so this lands between two of them. */
   setTable(table: ForwardingTable): void {
     this.#table = table;
+  }
+
+  /** Installs the service proxy; its tables are swapped through `nat.setTable` between batches. */
+  setServiceNat(nat: ServiceNat | null): void {
+    this.#nat = nat;
+  }
+
+  get serviceNat(): ServiceNat | null {
+    return this.#nat;
   }
 
   get ports(): readonly (DatapathPort | undefined)[] {
@@ -120,6 +135,7 @@ export class Datapath implements FrameSink {
       if (this.#ports[port.index] !== port) return;
       const n = port.device.readBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, RX_BATCH);
       if (n === 0) return;
+      this.#now = (performance.now() / 1000) | 0;
       if (port.capture !== null) port.capture.stamp(Date.now());
       for (let i = 0; i < n; i++) {
         const off = a.rxOffset(i);
@@ -141,6 +157,7 @@ export class Datapath implements FrameSink {
     for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
       const n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, a.rxSrcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
       if (n === 0) return;
+      this.#now = (performance.now() / 1000) | 0;
       const cap = this.underlayCapture;
       if (cap !== null) cap.stamp(Date.now());
       for (let i = 0; i < n; i++) {
@@ -191,6 +208,11 @@ export class Datapath implements FrameSink {
     }
     if (info.ethertype !== EtherType.IPV4) return this.#drop(c, info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
     if (info.src4 !== podIp) return this.#drop(c, DatapathDrop.SPOOFED_IP);
+    const nat = this.#nat;
+    if (nat !== null) {
+      const v = nat.process(info, b, Ingress.POD, (b[off]! & VirtioNetFlags.NEEDS_CSUM) !== 0, this.#now);
+      if (v > Verdict.NATED) return this.#serviceRefused(v, c, port.index);
+    }
 
     const dstMac = info.ethDst;
     if (dstMac !== t.gatewayMac) {
@@ -244,6 +266,14 @@ export class Datapath implements FrameSink {
     const reason = decodeFrame(info, b, ip, len - VNET, LinkType.RAW_IP);
     if (reason !== DropReason.OK) return this.#drop(c, reason);
     if (info.ipVersion !== 4) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
+    const nat = this.#nat;
+    if (nat !== null) {
+      // The node's own stack sends from its underlay address; anything else on the host
+      // port was steered in from outside (node ports, load-balancer and external IPs).
+      const ingress = info.src4 === t.underlayIP ? Ingress.HOST : Ingress.EXTERNAL;
+      const v = nat.process(info, b, ingress, (b[off]! & VirtioNetFlags.NEEDS_CSUM) !== 0, this.#now);
+      if (v > Verdict.NATED) return this.#serviceRefused(v, c, port.index);
+    }
     const dst = info.dst4;
     if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
     const to = t.podPorts.get(dst);
@@ -282,6 +312,15 @@ export class Datapath implements FrameSink {
     if (reason !== DropReason.OK) return this.#drop(c, reason);
     if (info.ethertype !== EtherType.IPV4) return this.#drop(c, info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
     if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
+    // From the underlay come remote pods' packets, and replies of flows NATed here
+    // (an endpoint on another node answering a client of this node's service).
+    let nated = false;
+    const nat = this.#nat;
+    if (nat !== null) {
+      const v = nat.process(info, b, Ingress.POD, false, this.#now);
+      if (v > Verdict.NATED) return this.#drop(c, v === Verdict.DROP ? DatapathDrop.SERVICE_DROPPED : DatapathDrop.SERVICE_REJECTED);
+      nated = v === Verdict.NATED;
+    }
     const dst = info.dst4;
     const to = t.podPorts.get(dst);
     if (to >= 0) {
@@ -300,7 +339,8 @@ export class Datapath implements FrameSink {
       b.copy(b, at + VNET, e, e + len);
       return this.enqueue(to, at, VNET + len);
     }
-    if (dst === t.underlayIP && this.#hostPort !== NO_PORT) {
+    // For the node itself, or (reverse NATed) for a client beyond it.
+    if ((dst === t.underlayIP || (nated && t.remoteNode(dst) < 0 && !t.podCIDR.contains(dst))) && this.#hostPort !== NO_PORT) {
       this.#decrementTtl(e + ETH);
       // Strip Ethernet; the zeroed virtio-net header takes the Ethernet header's place.
       b.fill(0, e + ETH - VNET, e + ETH);
@@ -310,6 +350,21 @@ export class Datapath implements FrameSink {
   }
 
   // ---- actions ---------------------------------------------------------------------
+
+  /**
+   * A packet the service proxy refused: REJECT verdicts are answered (TCP RST or ICMP
+   * port unreachable, built in scratch) on the port it came from; DROP is counted.
+   */
+  #serviceRefused(verdict: number, c: PortCounters, port: number): void {
+    if (verdict === Verdict.DROP) return this.#drop(c, DatapathDrop.SERVICE_DROPPED);
+    this.#drop(c, DatapathDrop.SERVICE_REJECTED);
+    const b = this.arena.buf;
+    const at = this.arena.allocScratch(VNET + ETH + 600);
+    if (at < 0) return;
+    b.fill(0, at, at + VNET);
+    const n = this.#nat!.buildReject(b, at + VNET, this.#info, b);
+    if (n > 0) this.enqueue(port, at, VNET + n);
+  }
 
   /** Turns a pod's ARP request for the gateway or a local pod into the reply, in place. */
   #answerArp(port: DatapathPort, off: number, len: number): void {

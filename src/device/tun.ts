@@ -72,7 +72,9 @@ export class TunDevice implements FrameDevice {
    * Reads until the device is empty or maxFrames: frame i at i*slotSize + headroom
    * (with the virtio-net header first when vnetHdr), length in lengths[i]. Frames
    * larger than slotSize - headroom are dropped and counted (stats.rxTruncated); with
-   * TSO offloads a frame can be 64 KiB plus the header.
+   * TSO offloads a frame can be 64 KiB plus the header. To notice them the addon reads
+   * one byte past the slot (the next slot's first byte) and restores it, so the slab
+   * must not be written concurrently (a SharedArrayBuffer shared with a worker).
    */
   readBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, maxFrames: number): number {
     return this.#handle.readBatch(slab, slotSize, headroom, lengths, maxFrames);

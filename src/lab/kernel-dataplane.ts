@@ -16,6 +16,19 @@ export async function buildKernelDataplane(state: LabState, progress: (message: 
   await Promise.all(state.nodes.map((node) => buildNode(state, node)));
 }
 
+/**
+ * A pod's veth on the node bridge. Hairpin on: a pod reaching itself through a Service
+ * is DNATed back to the port it came in on, which a bridge otherwise never sends to
+ * (what kubenet and the CNI bridge plugin's hairpinMode do).
+ */
+export function podPortLines(hostDevice: string, podNetns: string, mtu: number): string[] {
+  return [
+    `link add ${hostDevice} mtu ${mtu} type veth peer name eth0 netns ${podNetns}`,
+    `link set ${hostDevice} master ${POD_BRIDGE} up`,
+    `link set ${hostDevice} type bridge_slave hairpin on`,
+  ];
+}
+
 async function buildNode(state: LabState, node: NodeState): Promise<void> {
   const { podMTU, vni } = state.addressing;
   const prefixLength = Number(node.podCIDR.split('/')[1]);
@@ -29,6 +42,9 @@ async function buildNode(state: LabState, node: NodeState): Promise<void> {
     `link set ${VXLAN_DEVICE} address ${node.vtepMac} mtu ${podMTU}`,
     `addr add ${network}/32 dev ${VXLAN_DEVICE}`,
     `link set ${VXLAN_DEVICE} up`,
+    // The node's own connections to cluster IPs need a route to leave by before the nat
+    // OUTPUT hook rewrites them (a real node has its default route; the lab's have none).
+    `route add ${state.addressing.serviceCIDR} dev ${UNDERLAY_IFNAME}`,
   ];
   const fdb: string[] = [];
   for (const remote of state.nodes) {
@@ -39,10 +55,7 @@ async function buildNode(state: LabState, node: NodeState): Promise<void> {
     fdb.push(`fdb append ${remote.vtepMac} dev ${VXLAN_DEVICE} dst ${remote.underlayIP} self permanent`);
   }
   const pods = state.pods.filter((p) => p.node === node.name);
-  for (const pod of pods) {
-    lines.push(`link add ${pod.hostDevice} mtu ${podMTU} type veth peer name eth0 netns ${pod.netns}`);
-    lines.push(`link set ${pod.hostDevice} master ${POD_BRIDGE} up`);
-  }
+  for (const pod of pods) lines.push(...podPortLines(pod.hostDevice!, pod.netns, podMTU));
   await ipBatch(node.netns, lines);
   node.devices.push(POD_BRIDGE, VXLAN_DEVICE, ...pods.map((p) => p.hostDevice!));
   await bridgeBatch(node.netns, fdb);

@@ -10,7 +10,11 @@ import { checkTraffic } from './probe.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { interruption, ipBatch } from './shell.ts';
 import { claimStateDir, loadState, saveState, stateDirOf, type LabState } from './state.ts';
-import { defaultTopology, loadTopologyFile, type Dataplane } from './topology.ts';
+import { defaultTopology, loadTopologyFile, type Dataplane, type ProxyMode } from './topology.ts';
+import { applyLocked } from './apply.ts';
+import { startDaemons, waitForDaemons } from './daemons.ts';
+import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './lab-objects.ts';
+import { bumpRevision, ensureManifestDir, writeObject } from './manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './underlay.ts';
 import { isDns1123Label, LabError } from './validate.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
@@ -18,11 +22,15 @@ import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 export const DEFAULT_LAB_NAME = 'tapir';
 const WORKLOAD_READY_TIMEOUT_MS = 15_000;
 const TRAFFIC_TIMEOUT_MS = { kernel: 10_000, tapir: 30_000 } as const;
+/** Until every pod is Ready and every node daemon acted on the manifests. */
+const SERVICES_READY_TIMEOUT_MS = 20_000;
+const MANIFEST_HEADER = '# written by tapir lab (the lab\'s API server); change it with tapir lab apply/delete\n';
 
 export interface UpOptions {
   topologyPath: string | undefined;
   name: string | undefined;
   dataplane: Dataplane | undefined;
+  proxyMode: ProxyMode | undefined;
   /** Leave a lab that failed to come up in place, for inspection. */
   keepOnFailure: boolean;
   progress(message: string): void;
@@ -39,7 +47,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const topology = options.topologyPath === undefined ? defaultTopology() : loadTopologyFile(options.topologyPath);
   const name = options.name ?? topology.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
-  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir');
+  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode);
   if (!claimStateDir(name)) {
     throw new LabError('EXISTS', `lab "${name}" already exists (${stateDirOf(name)}); remove it with: tapir lab down --name ${name}`);
   }
@@ -67,6 +75,10 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     progress(`${netnsCount} namespaces, underlay ${state.addressing.underlayCIDR} on ${state.underlay.netns}/${state.underlay.bridge}`);
     await createNamespaces(state);
     await buildUnderlay(state);
+    // The manifest directory exists (with Nodes and Namespaces) before any agent starts.
+    ensureManifestDir(state.stateDir);
+    for (const node of state.nodes) writeObject(state.manifests, nodeObject(node), MANIFEST_HEADER);
+    for (const namespace of labNamespaces(state)) writeObject(state.manifests, namespaceObject(namespace), MANIFEST_HEADER);
     save();
     if (state.dataplane === 'kernel') {
       await buildKernelDataplane(state, progress);
@@ -82,6 +94,21 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     startWorkloads(state);
     save();
     await waitForWorkloads(state.pods, WORKLOAD_READY_TIMEOUT_MS);
+    for (const pod of state.pods) {
+      const node = state.nodes.find((n) => n.name === pod.node)!;
+      writeObject(state.manifests, { ...topologyPodObject(pod), status: podStatus(pod, false, node.underlayIP) }, MANIFEST_HEADER);
+    }
+    bumpRevision(state.stateDir);
+    progress(`starting node daemons (readiness, load balancer${state.proxyMode === 'tapir' ? '' : `, ${state.proxyMode} rules`})`);
+    startDaemons(state);
+    save();
+    if (topology.services !== null) {
+      progress(`applying ${topology.services.file}`);
+      const result = await applyLocked(state, topology.services, progress);
+      for (const line of [...result.lines, ...result.warnings]) progress(line);
+      save();
+    }
+    await waitForDaemons(state, bumpRevision(state.stateDir), SERVICES_READY_TIMEOUT_MS, state.pods.map((p) => `${p.namespace}/${p.name}`));
     progress('checking traffic');
     const checks = await checkTraffic(state, TRAFFIC_TIMEOUT_MS[state.dataplane]);
     checkAlive(state.pods);

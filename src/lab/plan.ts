@@ -6,8 +6,10 @@ import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { formatIpv4, formatPrefix, nthSubnet, parseIpv4, parsePrefix, prefixContains, prefixesOverlap, prefixSize, prefixWithin, type Ipv4Prefix } from './ipv4.ts';
 import * as names from './names.ts';
+import { formatPool, parsePool } from './load-balancer.ts';
+import { manifestDirOf } from './manifests.ts';
 import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
-import { topologyError, VXLAN_OVERHEAD, type Dataplane, type Topology } from './topology.ts';
+import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type ProxyMode, type Topology } from './topology.ts';
 
 /** Node i's underlay address defaults to network + 10 + i, the client's to network + 100. */
 const NODE_HOST_OFFSET = 10;
@@ -15,8 +17,11 @@ const CLIENT_HOST_OFFSET = 100;
 /** Pod CIDR .0 goes to vxlan0 (flannel's convention), .1 is the gateway; pods start at .2. */
 const FIRST_POD_HOST = 2;
 
-export function planLab(topology: Topology, lab: string, dataplane: Dataplane): LabState {
+export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode): LabState {
   const errors: string[] = [];
+  const proxyMode = proxyModeOverride ?? topology.proxyMode ?? defaultProxyMode(dataplane);
+  const modeProblem = proxyModeProblem(dataplane, proxyMode);
+  if (modeProblem !== undefined) errors.push(`${proxyModeOverride === undefined ? 'proxyMode' : '--proxy-mode'}: ${modeProblem}`);
   const field = (path: string, message: string): void => { errors.push(`${path}: ${message}`); };
   const prefixField = (path: string, text: string): Ipv4Prefix | undefined => {
     const prefix = parsePrefix(text);
@@ -35,6 +40,14 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane): 
   ];
   for (const [pathA, a, pathB, b] of pairs) {
     if (a !== undefined && b !== undefined && prefixesOverlap(a, b)) field(pathA, `overlaps ${pathB}`);
+  }
+  if (errors.length > 0) throw planError(topology, errors);
+
+  const pool = parsePool(topology.addressing.loadBalancerPool);
+  if (pool === undefined) field('addressing.loadBalancerPool', `"${topology.addressing.loadBalancerPool}" must be FIRST-LAST (172.30.0.200-172.30.0.250) or a CIDR`);
+  else if (!prefixContains(underlay!, pool.first) || !prefixContains(underlay!, pool.last)) {
+    // The node answers ARP for these on the underlay: they must be on its link.
+    field('addressing.loadBalancerPool', `${formatPool(pool)} is not inside addressing.underlayCIDR ${formatPrefix(underlay!)}`);
   }
   if (errors.length > 0) throw planError(topology, errors);
 
@@ -74,6 +87,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane): 
     if (spec.pods.length > capacity) field(`${path}.pods`, `${spec.pods.length} pods do not fit in podCIDR ${formatPrefix(podCIDR)} (at most ${capacity})`);
     const node: NodeState = {
       name: spec.name,
+      zone: spec.zone,
       index,
       netns: names.nodeNetns(lab, spec.name),
       underlayIP: underlayAddress(`${path}.underlayIP`, spec.underlayIP, NODE_HOST_OFFSET + index),
@@ -83,6 +97,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane): 
       vtepMac: vtepMac(index),
       devices: [],
       agent: dataplane === 'tapir' ? agentPaths(stateDir, spec.name) : null,
+      daemon: daemonPaths(stateDir, spec.name),
     };
     nodes.push(node);
     spec.pods.forEach((podSpec, j) => {
@@ -112,11 +127,19 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane): 
     ip: underlayAddress('client.underlayIP', topology.client.underlayIP, CLIENT_HOST_OFFSET),
     underlayPort: names.CLIENT_UNDERLAY_PORT,
   };
+  if (pool !== undefined) {
+    for (const [address, owner] of usedUnderlay) {
+      if (address >= pool.first && address <= pool.last) field('addressing.loadBalancerPool', `${formatPool(pool)} includes ${formatIpv4(address)} of ${owner}`);
+    }
+  }
   if (errors.length > 0) throw planError(topology, errors);
   return {
     version: STATE_VERSION,
     name: lab,
     dataplane,
+    proxyMode,
+    manifests: manifestDirOf(stateDir),
+    terminationGracePeriodSeconds: topology.terminationGracePeriodSeconds,
     phase: 'building',
     createdAt: new Date().toISOString(),
     source: topology.source,
@@ -136,6 +159,11 @@ function planError(topology: Topology, errors: string[]): Error {
 /** Locally administered unicast MAC (0x0e: bit 1 set, bit 0 clear) unique per node. */
 function vtepMac(index: number): string {
   return `0e:74:6c:00:${((index >> 8) & 255).toString(16).padStart(2, '0')}:${(index & 255).toString(16).padStart(2, '0')}`;
+}
+
+function daemonPaths(stateDir: string, node: string): NodeState['daemon'] {
+  const dir = join(stateDir, 'nodes', node);
+  return { pid: null, config: join(dir, 'daemon.json'), log: join(dir, 'daemon.log'), status: join(dir, 'daemon-status.json') };
 }
 
 function agentPaths(stateDir: string, node: string): NonNullable<NodeState['agent']> {

@@ -3,11 +3,11 @@
 // after a crash) know every namespace, device, process and file of the lab.
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ContainerPort, Dataplane, Workload } from './topology.ts';
+import type { ContainerPort, Dataplane, ProxyMode, Workload } from './topology.ts';
 import { LabError } from './validate.ts';
 
 export const LAB_ROOT = '/run/tapir/lab';
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 
 export interface AgentState {
   pid: number | null;
@@ -18,8 +18,23 @@ export interface AgentState {
   log: string;
 }
 
+/**
+ * The lab's own per-node process (src/lab/node-daemon.ts), running in the node
+ * namespace: the kubelet's readiness prober for the node's pods, kube-proxy for the
+ * iptables/nftables proxy modes, and the load balancer's announcer (MetalLB L2 style).
+ */
+export interface DaemonState {
+  pid: number | null;
+  config: string;
+  log: string;
+  /** JSON the daemon rewrites after each pass: revision acted on, addresses announced, errors. */
+  status: string;
+}
+
 export interface NodeState {
   name: string;
+  /** topology.kubernetes.io/zone of the node's Node object. */
+  zone: string;
   /** 1-based: node i gets underlay .10+i and the i-th /24 of the cluster CIDR by default. */
   index: number;
   netns: string;
@@ -33,6 +48,7 @@ export interface NodeState {
   /** Devices the lab created inside the node namespace. */
   devices: string[];
   agent: AgentState | null;
+  daemon: DaemonState;
 }
 
 export interface PodState {
@@ -62,12 +78,17 @@ export interface LabState {
   version: number;
   name: string;
   dataplane: Dataplane;
+  proxyMode: ProxyMode;
+  /** The manifest directory (Kubernetes objects, one per file) every agent watches. */
+  manifests: string;
+  /** How long a deleted pod stays terminating before it is stopped. */
+  terminationGracePeriodSeconds: number;
   /** building: `up` is running or crashed; ready: traffic was verified. */
   phase: 'building' | 'ready';
   createdAt: string;
   source: string;
   stateDir: string;
-  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; vni: number; mtu: number; podMTU: number };
+  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string; vni: number; mtu: number; podMTU: number };
   underlay: { netns: string; bridge: string };
   nodes: NodeState[];
   pods: PodState[];

@@ -1,26 +1,52 @@
-// `lab status`: the lab as state.json records it, plus whether its processes still run.
+// `lab status`: the lab as state.json records it, plus whether its processes still run,
+// the pods' readiness as the manifests say, and the Services (src/lab/services-status.ts).
+import type { ServiceDescription } from '../control/describe.ts';
+import type { PodObject } from '../k8s/objects.ts';
+import { readDaemonStatus } from './daemons.ts';
+import { loadObjects } from './manifests.ts';
 import { isAlive } from './processes.ts';
+import { formatServices, labServices } from './services-status.ts';
 import type { LabState } from './state.ts';
 
 export interface LabStatus {
   name: string;
   dataplane: string;
+  proxyMode: string;
   phase: string;
+  manifests: string;
   createdAt: string;
   source: string;
   stateDir: string;
   addressing: LabState['addressing'];
   underlay: { netns: string; bridge: string; cidr: string };
-  nodes: { name: string; netns: string; underlayIP: string; podCIDR: string; gateway: string; agent: { pid: number | null; running: boolean; answers: boolean; controlSocket: string; log: string } | null }[];
-  pods: { name: string; namespace: string; node: string; netns: string; ip: string | null; mac: string | null; labels: Record<string, string>; ports: LabState['pods'][number]['ports']; workload: string; pid: number | null; running: boolean; log: string }[];
+  nodes: {
+    name: string; zone: string; netns: string; underlayIP: string; podCIDR: string; gateway: string;
+    agent: { pid: number | null; running: boolean; answers: boolean; controlSocket: string; log: string } | null;
+    daemon: { pid: number | null; running: boolean; revision: number | null; announced: string[]; problems: string[]; log: string };
+  }[];
+  pods: {
+    name: string; namespace: string; node: string; netns: string; ip: string | null; mac: string | null; labels: Record<string, string>;
+    ports: LabState['pods'][number]['ports']; workload: string; pid: number | null; running: boolean;
+    /** The Pod's Ready condition in the manifests (written by the node daemon's prober). */
+    ready: boolean;
+    /** Deleted, within its grace period. */
+    terminating: boolean;
+    log: string;
+  }[];
   client: { name: string; netns: string; ip: string } | null;
+  services: ServiceDescription[];
+  /** Manifest files the agents would reject (written by hand into the directory). */
+  manifestProblems: string[];
 }
 
 export async function labStatus(state: LabState): Promise<LabStatus> {
   // The agent client is loaded only for a Tapir lab (the kernel lab needs none of it).
   const agentStatus = state.dataplane === 'tapir' ? (await import('./tapir-dataplane.ts')).agentStatus : undefined;
+  const podObjects = new Map(loadObjects(state.manifests).objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
+  const { services, problems } = labServices(state);
   const nodes = await Promise.all(state.nodes.map(async (n) => ({
     name: n.name,
+    zone: n.zone,
     netns: n.netns,
     underlayIP: n.underlayIP,
     podCIDR: n.podCIDR,
@@ -32,11 +58,14 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       controlSocket: n.agent.controlSocket,
       log: n.agent.log,
     },
+    daemon: daemonStatus(n),
   })));
   return {
     name: state.name,
     dataplane: state.dataplane,
+    proxyMode: state.proxyMode,
     phase: state.phase,
+    manifests: state.manifests,
     createdAt: state.createdAt,
     source: state.source,
     stateDir: state.stateDir,
@@ -55,9 +84,25 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       workload: p.workload.type,
       pid: p.workloadPid,
       running: p.workloadPid !== null && isAlive(p.workloadPid),
+      ready: podObjects.get(`${p.namespace}/${p.name}`)?.status.ready ?? false,
+      terminating: (podObjects.get(`${p.namespace}/${p.name}`)?.metadata.deletionTimestamp ?? '') !== '',
       log: p.log,
     })),
     client: state.client === null ? null : { name: state.client.name, netns: state.client.netns, ip: state.client.ip },
+    services,
+    manifestProblems: problems,
+  };
+}
+
+function daemonStatus(node: LabState['nodes'][number]): LabStatus['nodes'][number]['daemon'] {
+  const status = readDaemonStatus(node);
+  return {
+    pid: node.daemon.pid,
+    running: node.daemon.pid !== null && isAlive(node.daemon.pid),
+    revision: status?.revision ?? null,
+    announced: status?.announced ?? [],
+    problems: status?.problems ?? [],
+    log: node.daemon.log,
   };
 }
 
@@ -69,16 +114,19 @@ function table(header: string[], rows: string[][]): string {
 export function formatStatus(status: LabStatus): string {
   const a = status.addressing;
   const lines = [
-    `lab ${status.name}: dataplane ${status.dataplane}, ${status.phase}; underlay ${a.underlayCIDR} (MTU ${a.mtu}), cluster ${a.clusterCIDR}, services ${a.serviceCIDR}, VNI ${a.vni}, pod MTU ${a.podMTU}`,
+    `lab ${status.name}: dataplane ${status.dataplane}, proxy ${status.proxyMode}, ${status.phase}; underlay ${a.underlayCIDR} (MTU ${a.mtu}), cluster ${a.clusterCIDR}, services ${a.serviceCIDR}, VNI ${a.vni}, pod MTU ${a.podMTU}`,
     '',
-    table(['NODE', 'UNDERLAY IP', 'POD CIDR', 'GATEWAY', ...(status.dataplane === 'tapir' ? ['AGENT'] : []), 'NETNS'],
-      status.nodes.map((n) => [n.name, n.underlayIP, n.podCIDR, n.gateway,
-        ...(n.agent === null ? [] : [n.agent.answers ? `pid ${n.agent.pid}` : n.agent.running ? 'not answering' : 'stopped']), n.netns])),
+    table(['NODE', 'ZONE', 'UNDERLAY IP', 'POD CIDR', 'GATEWAY', ...(status.dataplane === 'tapir' ? ['AGENT'] : []), 'ANNOUNCES', 'NETNS'],
+      status.nodes.map((n) => [n.name, n.zone, n.underlayIP, n.podCIDR, n.gateway,
+        ...(n.agent === null ? [] : [n.agent.answers ? `pid ${n.agent.pid}` : n.agent.running ? 'not answering' : 'stopped']),
+        n.daemon.announced.join(',') || '-', n.netns])),
     '',
-    table(['POD', 'NODE', 'IP', 'WORKLOAD', 'LABELS', 'NETNS'],
-      status.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip ?? '-', `${p.workload}${p.pid === null ? '' : p.running ? '' : ' (exited)'}`,
+    table(['POD', 'NODE', 'IP', 'READY', 'WORKLOAD', 'LABELS', 'NETNS'],
+      status.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip ?? '-', p.terminating ? 'terminating' : p.ready ? 'yes' : 'no', `${p.workload}${p.pid === null ? '' : p.running ? '' : ' (exited)'}`,
         Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-', p.netns])),
   ];
+  if (status.services.length > 0) lines.push('', ...formatServices(status.services));
+  for (const problem of status.manifestProblems) lines.push(`manifest problem: ${problem}`);
   if (status.client !== null) lines.push('', table(['CLIENT', 'UNDERLAY IP', 'NETNS'], [[status.client.name, status.client.ip, status.client.netns]]));
   return lines.join('\n');
 }

@@ -37,6 +37,11 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     controlSocket: agent.controlSocket,
     hostPort: 'tapir0',
     nodes: clusterNodes(state),
+    // Services: the lab's manifest directory (Kubernetes objects, one per file), this
+    // node's zone (topology-aware routing) and where node ports are served.
+    manifests: state.manifests,
+    zone: node.zone,
+    nodePortAddresses: [node.underlayIP],
   };
 }
 
@@ -99,6 +104,22 @@ export async function addPods(state: LabState, progress: (message: string) => vo
     }
   }));
   save();
+}
+
+/** CNI ADD of one pod into a running lab (`lab apply`); its namespace exists, lo is up. */
+export async function addPod(node: NodeState, pod: PodState): Promise<void> {
+  applyResult(pod, await cni('ADD', node, pod));
+  pod.cniAdded = true;
+  for (const port of await agentPorts(node.agent!.controlSocket)) {
+    if (port.containerId === pod.containerId) pod.hostDevice = port.hostName;
+  }
+}
+
+/** CNI DEL of one pod (`lab delete`); a dead agent already let go of its port. */
+export async function deletePod(node: NodeState, pod: PodState): Promise<void> {
+  if (!pod.cniAdded || node.agent === null || (await agentStatusAt(node.agent.controlSocket)) === null) return;
+  await cni('DEL', node, pod);
+  pod.cniAdded = false;
 }
 
 /**

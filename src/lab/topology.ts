@@ -6,10 +6,31 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
-import { Fields, isDns1123Label, LabError, validateLabels } from './validate.ts';
+import { parseTopologyManifests, type ManifestSource } from './topology-manifests.ts';
+import { Fields, isDns1123Label, isLabelValue, LabError, validateLabels } from './validate.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;
 export type Dataplane = (typeof DATAPLANES)[number];
+
+/**
+ * Who implements Services: the Tapir agents, or kernel rules the lab itself programs in
+ * each node namespace the way kube-proxy's iptables and nftables modes do (those need
+ * the kernel dataplane: with Tapir the agent owns the packets).
+ */
+export const PROXY_MODES = ['tapir', 'iptables', 'nftables'] as const;
+export type ProxyMode = (typeof PROXY_MODES)[number];
+
+/** The proxy mode a dataplane gets when none is given: its own. */
+export function defaultProxyMode(dataplane: Dataplane): ProxyMode {
+  return dataplane === 'tapir' ? 'tapir' : 'iptables';
+}
+
+/** Empty when the pair works; else why not, for the user. */
+export function proxyModeProblem(dataplane: Dataplane, mode: ProxyMode): string | undefined {
+  if (dataplane === 'tapir' && mode !== 'tapir') return `proxy mode ${mode} needs the kernel dataplane (with tapir the agents proxy Services)`;
+  if (dataplane === 'kernel' && mode === 'tapir') return 'proxy mode tapir needs the tapir dataplane (kernel: iptables or nftables)';
+  return undefined;
+}
 
 export const PROTOCOLS = ['TCP', 'UDP', 'SCTP'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -21,7 +42,12 @@ export type Workload =
   | { type: 'tcp-echo'; port: number }
   | { type: 'udp-echo'; port: number }
   | { type: 'command'; command: string[]; env: Record<string, string> }
+  // A Pod manifest's containers: HTTP echo on every TCP containerPort, UDP echo on every
+  // UDP one, and each container's command (if given) run beside them.
+  | { type: 'containers'; http: number[]; udp: number[]; commands: ContainerCommand[] }
   | { type: 'none' };
+
+export interface ContainerCommand { name: string; argv: string[]; env: Record<string, string> }
 const WORKLOAD_TYPES = ['echo', 'http-echo', 'tcp-echo', 'udp-echo', 'command', 'none'] as const;
 
 export const DEFAULT_HTTP_PORT = 8080;
@@ -40,6 +66,8 @@ export interface PodSpec {
 
 export interface NodeSpec {
   name: string;
+  /** topology.kubernetes.io/zone of the node's Node object; alternates zone-a/zone-b by default. */
+  zone: string;
   /** Defaults to underlay network + 10 + node number (172.30.0.11, .12, …). */
   underlayIP: string | undefined;
   /** Defaults to the node number's /24 inside the cluster CIDR (10.244.1.0/24, …). */
@@ -52,7 +80,16 @@ export interface Topology {
   source: string;
   name: string | undefined;
   dataplane: Dataplane | undefined;
-  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string };
+  proxyMode: ProxyMode | undefined;
+  /**
+   * loadBalancerPool: "first-last" or a CIDR inside the underlay, from which the lab
+   * (playing the cloud) gives LoadBalancer Services their address.
+   */
+  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string };
+  /** How long a deleted pod stays terminating (serving, not ready) before it is stopped. */
+  terminationGracePeriodSeconds: number;
+  /** Kubernetes objects applied at `lab up` (`services:` in the topology), or null. */
+  services: ManifestSource | null;
   /** Underlay MTU; pods get mtu - 50 (VXLAN over IPv4: 14 + 20 + 8 + 8 bytes). */
   mtu: number;
   vni: number;
@@ -60,7 +97,10 @@ export interface Topology {
   client: { name: string; underlayIP: string | undefined } | null;
 }
 
-export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16' } as const;
+export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '172.30.0.200-172.30.0.250' } as const;
+/** Short, so `lab delete` of a pod shows terminating and still returns quickly (Kubernetes: 30 s). */
+export const DEFAULT_TERMINATION_GRACE_SECONDS = 2;
+const ZONES = ['zone-a', 'zone-b'] as const;
 export const DEFAULT_MTU = 1500;
 export const DEFAULT_VNI = 4242;
 export const VXLAN_OVERHEAD = 50;
@@ -94,7 +134,10 @@ export function parseTopology(text: string, source: string): Topology {
     source,
     name: top.optionalString('name', isDns1123Label, 'must be a DNS-1123 label (lowercase letters, digits, "-")'),
     dataplane: top.optionalEnum('dataplane', DATAPLANES),
+    proxyMode: top.optionalEnum('proxyMode', PROXY_MODES),
     addressing: { ...DEFAULT_ADDRESSING },
+    terminationGracePeriodSeconds: top.integer('terminationGracePeriodSeconds', DEFAULT_TERMINATION_GRACE_SECONDS, 0, 300),
+    services: null,
     mtu: top.integer('mtu', DEFAULT_MTU, 1330, 9216),
     vni: top.integer('vni', DEFAULT_VNI, 1, 0xffffff),
     nodes: [],
@@ -103,13 +146,14 @@ export function parseTopology(text: string, source: string): Topology {
   if (topology.name !== undefined && topology.name.length > 24) errors.push('name: at most 24 characters (it prefixes every namespace and socket path)');
   const addressing = top.object('addressing');
   if (addressing !== undefined) {
-    for (const key of ['underlayCIDR', 'clusterCIDR', 'serviceCIDR'] as const) {
+    for (const key of ['underlayCIDR', 'clusterCIDR', 'serviceCIDR', 'loadBalancerPool'] as const) {
       topology.addressing[key] = addressing.string(key, DEFAULT_ADDRESSING[key]);
     }
     addressing.rejectUnknown();
   }
   const nodes = top.list('nodes', true);
   nodes?.forEach((item, i) => topology.nodes.push(parseNode(item, `nodes[${i}]`, errors)));
+  if (top.has('services')) topology.services = parseTopologyManifests(top.raw('services'), source, errors);
   if (nodes !== undefined && nodes.length === 0) errors.push('nodes: at least one node is required');
   if (top.has('client')) {
     const value = top.raw('client');
@@ -133,8 +177,10 @@ export function parseTopology(text: string, source: string): Topology {
 
 function parseNode(item: unknown, path: string, errors: string[]): NodeSpec {
   const f = new Fields(item, path, errors);
+  const index = Number(/\[(\d+)\]$/.exec(path)![1]);
   const node: NodeSpec = {
     name: f.string('name', undefined, isNodeName, 'must be a DNS-1123 label of at most 32 characters'),
+    zone: f.string('zone', ZONES[index % ZONES.length]!, isLabelValue, 'must be a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)'),
     underlayIP: f.optionalString('underlayIP'),
     podCIDR: f.optionalString('podCIDR'),
     pods: [],
@@ -176,7 +222,7 @@ function parseWorkload(pod: Fields, errors: string[]): Workload {
       errors.push(`${path}: must be one of echo, http-echo, tcp-echo, udp-echo, none, or an object {type: command, command: [...]}`);
       return { type: 'none' };
     }
-    return workloadDefaults(raw as Exclude<Workload['type'], 'command'>);
+    return workloadDefaults(raw as Exclude<Workload['type'], 'command' | 'containers'>);
   }
   const f = pod.object('workload');
   if (f === undefined) return { type: 'none' };
@@ -205,7 +251,7 @@ function parseWorkload(pod: Fields, errors: string[]): Workload {
   return workload;
 }
 
-function workloadDefaults(type: Exclude<Workload['type'], 'command'>): Workload {
+function workloadDefaults(type: Exclude<Workload['type'], 'command' | 'containers'>): Workload {
   switch (type) {
     case 'echo': return { type, httpPort: DEFAULT_HTTP_PORT, port: DEFAULT_ECHO_PORT };
     case 'http-echo': return { type, port: DEFAULT_HTTP_PORT };

@@ -30,7 +30,7 @@ function isQualifiedName(text: string): boolean {
   return name.length <= 63 && LABEL_NAME.test(name);
 }
 
-function isLabelValue(text: string): boolean {
+export function isLabelValue(text: string): boolean {
   return text === '' || (text.length <= 63 && LABEL_NAME.test(text));
 }
 

@@ -11,20 +11,21 @@ import { LabError } from './validate.ts';
 
 const WORKLOAD_MAIN = fileURLToPath(new URL('../workloads/main.ts', import.meta.url));
 
-/** Ports the built-in servers listen on, by kind. */
-export function builtinPorts(workload: Workload): { http?: number; tcp?: number; udp?: number } | undefined {
+/** Ports the built-in servers listen on, by kind; undefined for a plain command. */
+export function builtinPorts(workload: Workload): { http: number[]; tcp: number[]; udp: number[] } | undefined {
   switch (workload.type) {
-    case 'echo': return { http: workload.httpPort, tcp: workload.port, udp: workload.port };
-    case 'http-echo': return { http: workload.port };
-    case 'tcp-echo': return { tcp: workload.port };
-    case 'udp-echo': return { udp: workload.port };
+    case 'echo': return { http: [workload.httpPort], tcp: [workload.port], udp: [workload.port] };
+    case 'http-echo': return { http: [workload.port], tcp: [], udp: [] };
+    case 'tcp-echo': return { http: [], tcp: [workload.port], udp: [] };
+    case 'udp-echo': return { http: [], tcp: [], udp: [workload.port] };
+    case 'containers': return { http: workload.http, tcp: [], udp: workload.udp };
     default: return undefined;
   }
 }
 
-/** The HTTP port of a pod's built-in workload, if it serves HTTP echo. */
+/** The (first) HTTP port of a pod's built-in workload, if it serves HTTP echo. */
 export function httpPortOf(pod: PodState): number | undefined {
-  return builtinPorts(pod.workload)?.http;
+  return builtinPorts(pod.workload)?.http[0];
 }
 
 export function startWorkload(pod: PodState): void {
@@ -34,9 +35,12 @@ export function startWorkload(pod: PodState): void {
   const ports = builtinPorts(pod.workload);
   if (ports !== undefined) {
     const argv = [process.execPath, WORKLOAD_MAIN, '--pod', pod.name, '--namespace', pod.namespace, '--node', pod.node, '--ready', pod.readyFile];
-    if (ports.http !== undefined) argv.push('--http', String(ports.http));
-    if (ports.tcp !== undefined) argv.push('--tcp', String(ports.tcp));
-    if (ports.udp !== undefined) argv.push('--udp', String(ports.udp));
+    for (const port of ports.http) argv.push('--http', String(port));
+    for (const port of ports.tcp) argv.push('--tcp', String(port));
+    for (const port of ports.udp) argv.push('--udp', String(port));
+    if (pod.workload.type === 'containers') {
+      for (const command of pod.workload.commands) argv.push('--command', JSON.stringify(command));
+    }
     pod.workloadPid = spawnDetached(pod.netns, argv, pod.log, env);
   } else if (pod.workload.type === 'command') {
     pod.workloadPid = spawnDetached(pod.netns, pod.workload.command, pod.log, { ...env, ...pod.workload.env });

@@ -1,0 +1,83 @@
+// The agent's service proxy control: the manifest-driven ServiceController compiles a
+// ServiceSnapshot for this node; each snapshot updates the data plane's service tables
+// (through `onSnapshot`), the kernel steering of node ports and service IPs into the
+// host port, and the healthCheckNodePort listeners. Nothing is programmed before the
+// manifests have been read once (kube-proxy's "initialized" rule: start() resolves
+// after the first full read and sync).
+import { ServiceController } from '../control/service-controller.ts';
+import type { ServiceSnapshot } from '../services/spec.ts';
+import { ipv4ToString } from '../wire/index.ts';
+import type { AgentConfig } from './config.ts';
+import { HealthCheckServers } from './health.ts';
+import { Steering } from './steering.ts';
+
+export interface AgentServicesOptions {
+  config: AgentConfig;
+  onSnapshot(snapshot: ServiceSnapshot): void;
+  log(message: string): void;
+}
+
+export class AgentServices {
+  readonly #controller: ServiceController;
+  readonly #steering: Steering;
+  readonly #health: HealthCheckServers;
+  readonly #config: AgentConfig;
+  readonly #log: (m: string) => void;
+  #snapshot: ServiceSnapshot | null = null;
+  // Steering updates run one after another, newest rules last.
+  #steeringQueue: Promise<void> = Promise.resolve();
+
+  constructor(opts: AgentServicesOptions & { manifests: string }) {
+    const c = opts.config;
+    this.#config = c;
+    this.#log = opts.log;
+    this.#steering = new Steering(c.underlayInterface, c.hostPort);
+    this.#health = new HealthCheckServers(opts.log);
+    this.#controller = new ServiceController({
+      manifestDir: opts.manifests,
+      node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
+      serviceCIDR: c.serviceCIDR.toString(),
+      nodePortRange: `${c.nodePortRange[0]}-${c.nodePortRange[1]}`,
+      onSnapshot: (s) => {
+        this.#snapshot = s;
+        opts.onSnapshot(s);
+        this.#program(s);
+      },
+      onError: (err) => opts.log(`services: ${err.message}`),
+    });
+  }
+
+  get snapshot(): ServiceSnapshot | null {
+    return this.#snapshot;
+  }
+
+  /** For `status`-style output: the services as the control side sees them. */
+  describe(): unknown[] {
+    return this.#controller.describe() as unknown[];
+  }
+
+  async start(): Promise<void> {
+    await this.#steering.init();
+    await this.#controller.start();
+    await this.#steeringQueue;
+  }
+
+  #program(s: ServiceSnapshot): void {
+    const healthPorts = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
+    const serviceIPs: number[] = [];
+    for (const p of s.ports) {
+      if (p.healthCheckNodePort > 0) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
+      serviceIPs.push(...p.loadBalancerIPs, ...p.externalIPs);
+    }
+    this.#health.sync([...healthPorts].map(([port, e]) => ({ port, ...e })));
+    const rules = { nodeIP: this.#config.underlayAddress, nodePortRange: this.#config.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs };
+    this.#steeringQueue = this.#steeringQueue.then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`));
+  }
+
+  async stop(): Promise<void> {
+    this.#controller.stop();
+    this.#health.close();
+    await this.#steeringQueue;
+    await this.#steering.close();
+  }
+}

@@ -1,0 +1,89 @@
+// `tapir trace`: explains what the service tables do with one packet (which service,
+// which endpoints were eligible and why, which was chosen and how, the NAT applied,
+// the verdict), by running it through the data plane's own NAT engine.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseIpv4 } from '../wire/address.ts';
+import { Ingress } from '../services/nat-codes.ts';
+import { parseServiceSnapshot } from '../services/snapshot-json.ts';
+import { traceServicePacket, type TracePacket } from '../services/trace.ts';
+import { CliError } from './errors.ts';
+
+const HELP = `Usage: tapir trace --snapshot FILE --src IP:PORT --dst IP:PORT [--proto tcp|udp]
+                   [--from pod|host|external] [--masquerade-ip IP] [--hairpin-ip IP]
+                   [--seed N] [--json]
+
+Runs one packet (a TCP SYN or a UDP datagram) through the service NAT engine built
+from a ServiceSnapshot JSON file, and prints each step: the frontend matched, the
+endpoints eligible and why, the endpoint chosen and how, DNAT/SNAT, the verdict.
+
+  --from            where the packet enters the node (default pod)
+  --masquerade-ip   SNAT source for masqueraded flows (default: the first
+                    nodePortAddresses entry)
+  --hairpin-ip      SNAT source when a pod reaches itself (default: masquerade IP)
+  --seed            seed of the random endpoint choice (default 1: repeatable)
+
+The trace starts from empty conntrack and affinity state.`;
+
+const FROM: Record<string, number> = { pod: Ingress.POD, host: Ingress.HOST, external: Ingress.EXTERNAL };
+
+function endpointArg(v: string | undefined, flag: string): [number, number] {
+  if (v === undefined) throw new CliError(`trace: ${flag} IP:PORT is required (see tapir trace --help)`, 2);
+  const at = v.lastIndexOf(':');
+  const a = parseIpv4(at < 0 ? v : v.slice(0, at));
+  const port = at < 0 ? NaN : Number(v.slice(at + 1));
+  if (a < 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`trace: ${flag} ${v}: expected IPv4:PORT, e.g. 10.96.0.10:80`, 2);
+  return [a, port];
+}
+
+function ipArg(v: string, flag: string): number {
+  const a = parseIpv4(v);
+  if (a < 0) throw new CliError(`trace: ${flag} ${v}: not an IPv4 address`, 2);
+  return a;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      snapshot: { type: 'string' }, src: { type: 'string' }, dst: { type: 'string' }, proto: { type: 'string', default: 'tcp' },
+      from: { type: 'string', default: 'pod' }, 'masquerade-ip': { type: 'string' }, 'hairpin-ip': { type: 'string' },
+      seed: { type: 'string', default: '1' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.snapshot === undefined) throw new CliError('trace: --snapshot FILE is required (see tapir trace --help)', 2);
+  let text: string;
+  try {
+    text = readFileSync(values.snapshot, 'utf8');
+  } catch (err) {
+    throw new CliError(`trace: cannot read ${values.snapshot}: ${(err as Error).message}`);
+  }
+  const snapshot = parseServiceSnapshot(text, values.snapshot);
+  const [src, srcPort] = endpointArg(values.src, '--src');
+  const [dst, dstPort] = endpointArg(values.dst, '--dst');
+  const proto = values.proto.toLowerCase();
+  if (proto !== 'tcp' && proto !== 'udp') throw new CliError(`trace: --proto ${values.proto}: expected tcp or udp`, 2);
+  const ingress = FROM[values.from];
+  if (ingress === undefined) throw new CliError(`trace: --from ${values.from}: expected pod, host or external`, 2);
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed)) throw new CliError(`trace: --seed ${values.seed}: expected an integer`, 2);
+  let masqueradeIP: number;
+  if (values['masquerade-ip'] !== undefined) masqueradeIP = ipArg(values['masquerade-ip'], '--masquerade-ip');
+  else if (snapshot.nodePortAddresses.length > 0) masqueradeIP = snapshot.nodePortAddresses[0]!;
+  else throw new CliError('trace: --masquerade-ip IP is needed: the snapshot lists no nodePortAddresses to take it from', 2);
+  const packet: TracePacket = { protocol: proto === 'tcp' ? 6 : 17, src, srcPort, dst, dstPort, ingress };
+  const result = traceServicePacket(snapshot, packet, {
+    masqueradeIP,
+    hairpinIP: values['hairpin-ip'] !== undefined ? ipArg(values['hairpin-ip'], '--hairpin-ip') : masqueradeIP,
+    seed,
+    conntrack: { capacity: 1024, seed: 1 },
+    affinityCapacity: 16,
+  });
+  if (values.json) console.log(JSON.stringify(result, null, 2));
+  else for (const s of result.steps) console.log(s);
+  return 0;
+}

@@ -1,0 +1,113 @@
+// The EndpointSlice controller's job for manifest mode and the lab (in a cluster,
+// kube-controller-manager does it): the pods a Service selects become EndpointSlices.
+// Follows k8s.io/endpointslice: conditions from the pod (serving = pod Ready,
+// terminating = deletionTimestamp set, ready = serving and not terminating), named
+// target ports resolved per pod (a pod without the named port is left out of that
+// port), endpoints grouped into one slice per distinct port mapping, and
+// trafficDistribution turned into hints the way its preferClose heuristic does.
+import { Label, type EndpointSliceObject, type NodeObject, type PodObject, type ServiceObject, type SliceEndpoint, type SlicePort } from '../k8s/objects.ts';
+
+/** EndpointSlice label naming the controller that manages a slice. */
+const MANAGED_BY = 'endpointslice.kubernetes.io/managed-by';
+const CLOSE_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferSameNode']);
+
+/** Equality-based selector: every key/value of the selector is among the labels. */
+export function selectorMatches(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+  for (const key in selector) {
+    if (labels[key] !== selector[key]) return false;
+  }
+  return true;
+}
+
+/** Whether a pod is a candidate for any Service's endpoints at all. */
+function podHasEndpoint(pod: PodObject): boolean {
+  // Pods that ran to completion keep their IP in status but no longer serve.
+  return pod.status.podIP !== '' && pod.status.phase !== 'Succeeded' && pod.status.phase !== 'Failed';
+}
+
+/** podutil.FindPort: a named target port is looked up among the containers' ports of the same protocol. */
+export function findPort(pod: PodObject, targetPort: number | string, protocol: string): number | undefined {
+  if (typeof targetPort === 'number') return targetPort;
+  for (const container of pod.spec.containers) {
+    for (const port of container.ports) {
+      if (port.name === targetPort && port.protocol === protocol) return port.containerPort;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The EndpointSlices for one Service with a selector (none for a Service without one).
+ * `pods` may hold pods of any namespace; only the Service's own are considered.
+ * Output is sorted (slices by port mapping, endpoints by address) so every node derives
+ * the same slices from the same manifests.
+ */
+export function endpointSlicesForService(service: ServiceObject, pods: Iterable<PodObject>, nodes: ReadonlyMap<string, NodeObject>): EndpointSliceObject[] {
+  const selector = service.spec.selector;
+  if (selector === null) return [];
+  const namespace = service.metadata.namespace;
+  const distribution = service.spec.trafficDistribution;
+  const groups = new Map<string, { ports: SlicePort[]; endpoints: SliceEndpoint[] }>();
+  for (const pod of pods) {
+    if (pod.metadata.namespace !== namespace || !podHasEndpoint(pod) || !selectorMatches(selector, pod.metadata.labels)) continue;
+    const ports: SlicePort[] = [];
+    for (const sp of service.spec.ports) {
+      const port = findPort(pod, sp.targetPort, sp.protocol);
+      if (port !== undefined) ports.push({ name: sp.name, port, protocol: sp.protocol });
+    }
+    // A pod that serves none of the Service's ports is no endpoint of it.
+    if (service.spec.ports.length > 0 && ports.length === 0) continue;
+    const terminating = pod.metadata.deletionTimestamp !== '';
+    const serving = pod.status.ready;
+    const ready = service.spec.publishNotReadyAddresses || (serving && !terminating);
+    const nodeName = pod.spec.nodeName;
+    const zone = nodes.get(nodeName)?.zone ?? '';
+    // Hints go on ready endpoints only (trafficdist.preferCloseHeuristic).
+    const hinted = ready && CLOSE_DISTRIBUTIONS.has(distribution);
+    const endpoint: SliceEndpoint = {
+      addresses: [pod.status.podIP],
+      ready,
+      serving,
+      terminating,
+      nodeName,
+      zone,
+      forZones: hinted && zone !== '' ? [zone] : [],
+      forNodes: hinted && distribution === 'PreferSameNode' && nodeName !== '' ? [nodeName] : [],
+    };
+    const key = JSON.stringify(ports);
+    let group = groups.get(key);
+    if (group === undefined) groups.set(key, (group = { ports, endpoints: [] }));
+    group.endpoints.push(endpoint);
+  }
+  const keys = [...groups.keys()].sort();
+  return keys.map((key, i) => {
+    const group = groups.get(key)!;
+    group.endpoints.sort((a, b) => compareIpv4Text(a.addresses[0]!, b.addresses[0]!));
+    return {
+      kind: 'EndpointSlice',
+      origin: service.origin,
+      metadata: {
+        name: `${service.metadata.name}-tapir-${i}`,
+        namespace,
+        labels: { [Label.SERVICE_NAME]: service.metadata.name, [MANAGED_BY]: 'tapir.dev' },
+        annotations: {},
+        deletionTimestamp: '',
+      },
+      serviceName: service.metadata.name,
+      addressType: 'IPv4',
+      endpoints: group.endpoints,
+      ports: group.ports,
+    } satisfies EndpointSliceObject;
+  });
+}
+
+/** Numeric order of dotted quads (validated input). */
+export function compareIpv4Text(a: string, b: string): number {
+  const pa = a.split('.');
+  const pb = b.split('.');
+  for (let i = 0; i < 4; i++) {
+    const d = Number(pa[i]) - Number(pb[i]);
+    if (d !== 0) return d;
+  }
+  return 0;
+}

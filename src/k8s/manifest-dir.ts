@@ -1,0 +1,289 @@
+// A directory of manifest files as an object source, the way an informer is one in
+// kube-proxy: it lists the objects once ("synced"), then reports each change as
+// {previous, current}. Files are re-read on fs.watch events (coalesced) and on a periodic
+// rescan, because fs.watch misses events on some filesystems (NFS, some bind mounts).
+//
+// A file that fails validation is reported and its previous objects stay in force (the
+// last good state), so a half-written or mistyped file never takes services down.
+// Only `.yaml`, `.yml` and `.json` files directly in the directory are read (like
+// `kubectl apply -f DIR` without -R); names starting with "." (editor swap files) are not.
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseManifest } from './manifest.ts';
+import { describeOrigin, objectKey, originText, type K8sObject } from './objects.ts';
+
+export interface ObjectChange {
+  /** undefined for an added object. */
+  previous: K8sObject | undefined;
+  /** undefined for a deleted object. */
+  current: K8sObject | undefined;
+}
+
+export interface ManifestDirOptions {
+  dir: string;
+  /** One call per added, changed or deleted object. Record it; don't compute here. */
+  onChange(change: ObjectChange): void;
+  /** After the first complete read of the directory. */
+  onSynced(): void;
+  /** A file's problems changed; an empty list means the file is fine again. */
+  onProblems(file: string, problems: readonly string[]): void;
+  /** Unexpected failures (a handler threw, the directory vanished). */
+  onError?(err: Error): void;
+  /** Full rescan period, the fallback when fs.watch misses an event. Default 2000 ms. */
+  rescanIntervalMs?: number;
+  /** Watch events within this window are read together. Default 50 ms. */
+  debounceMs?: number;
+}
+
+export class ManifestDirError extends Error {
+  readonly code = 'TAPIR_MANIFEST_DIR';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ManifestDirError';
+  }
+}
+
+interface FileState {
+  /** inode, size and mtime: a change means the file must be re-read. */
+  statKey: string;
+  text: string;
+  /** The last good objects. */
+  objects: K8sObject[];
+  /** Problems of the current text (objects are then from an earlier text). */
+  parseProblems: string[];
+  /** Problems of duplicates across files. */
+  duplicateProblems: string[];
+  /** What onProblems last said for this file, joined. */
+  reported: string;
+  /** The file read empty once; a second empty read confirms it (see #readFile). */
+  emptyOnce: boolean;
+}
+
+const MANIFEST_NAME = /^[^.].*\.(ya?ml|json)$/;
+
+export class ManifestDir {
+  readonly dir: string;
+  readonly #opts: ManifestDirOptions;
+  readonly #files = new Map<string, FileState>();
+  #view = new Map<string, K8sObject>();
+  readonly #forced = new Set<string>();
+  #watcher: FSWatcher | null = null;
+  #debounce: NodeJS.Timeout | null = null;
+  #interval: NodeJS.Timeout | null = null;
+  #queued: Promise<void> | null = null;
+  #chain: Promise<void> = Promise.resolve();
+  #synced = false;
+  #stopped = false;
+  #dirProblem = '';
+
+  constructor(opts: ManifestDirOptions) {
+    this.dir = opts.dir;
+    this.#opts = opts;
+  }
+
+  get synced(): boolean { return this.#synced; }
+
+  /** Reads the directory once (then reports synced) and starts watching. */
+  async start(): Promise<void> {
+    try {
+      if (!(await stat(this.dir)).isDirectory()) throw new ManifestDirError(`${this.dir}: not a directory`);
+    } catch (err) {
+      if (err instanceof ManifestDirError) throw err;
+      throw new ManifestDirError(`${this.dir}: cannot read the manifest directory: ${(err as Error).message}`);
+    }
+    this.#watch();
+    await this.rescan();
+    if (this.#stopped) return;
+    this.#synced = true;
+    this.#opts.onSynced();
+    this.#interval = setInterval(() => {
+      if (this.#watcher === null) this.#watch();
+      this.rescan().catch((err: Error) => this.#fail(err));
+    }, this.#opts.rescanIntervalMs ?? 2000);
+    this.#interval.unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#debounce !== null) clearTimeout(this.#debounce);
+    if (this.#interval !== null) clearInterval(this.#interval);
+    this.#debounce = this.#interval = null;
+  }
+
+  /** The current objects (last good state of every file). */
+  objects(): K8sObject[] {
+    return [...this.#view.values()];
+  }
+
+  /** Files with problems now, and their problems. */
+  problems(): Map<string, readonly string[]> {
+    const out = new Map<string, readonly string[]>();
+    for (const [file, state] of this.#files) {
+      const list = [...state.parseProblems, ...state.duplicateProblems];
+      if (list.length > 0) out.set(file, list);
+    }
+    if (this.#dirProblem !== '') out.set(this.dir, [this.#dirProblem]);
+    return out;
+  }
+
+  /** Scans the directory now; concurrent calls share one queued scan. */
+  rescan(): Promise<void> {
+    if (this.#queued !== null) return this.#queued;
+    const scan = this.#chain.then(() => {
+      this.#queued = null;
+      return this.#scanOnce();
+    });
+    this.#queued = scan;
+    this.#chain = scan.catch(() => undefined);
+    return scan;
+  }
+
+  #fail(err: Error): void {
+    if (this.#opts.onError !== undefined) this.#opts.onError(err);
+    else throw err;
+  }
+
+  #watch(): void {
+    if (this.#stopped) return;
+    try {
+      this.#watcher = watch(this.dir, (_event, filename) => {
+        this.#recheck(filename === null ? '' : filename.toString());
+      });
+      this.#watcher.on('error', () => {
+        // The directory was removed or replaced; the periodic rescan re-watches it.
+        this.#watcher?.close();
+        this.#watcher = null;
+      });
+    } catch {
+      this.#watcher = null;
+    }
+  }
+
+  /** Re-reads one file after the debounce window. */
+  #recheck(name: string): void {
+    if (name !== '') this.#forced.add(name);
+    if (this.#debounce !== null || this.#stopped) return;
+    this.#debounce = setTimeout(() => {
+      this.#debounce = null;
+      this.rescan().catch((err: Error) => this.#fail(err));
+    }, this.#opts.debounceMs ?? 50);
+  }
+
+  async #scanOnce(): Promise<void> {
+    if (this.#stopped) return;
+    const forced = new Set(this.#forced);
+    this.#forced.clear();
+    let names: string[];
+    try {
+      names = (await readdir(this.dir)).filter((n) => MANIFEST_NAME.test(n)).sort();
+    } catch (err) {
+      // Keep everything: a directory that vanished is far more likely a mistake than
+      // a wish to delete every service.
+      const problem = `${this.dir}: cannot read the manifest directory (keeping the last state): ${(err as Error).message}`;
+      if (problem !== this.#dirProblem) {
+        this.#dirProblem = problem;
+        this.#opts.onProblems(this.dir, [problem]);
+      }
+      return;
+    }
+    if (this.#dirProblem !== '') {
+      this.#dirProblem = '';
+      this.#opts.onProblems(this.dir, []);
+    }
+    const present = new Set(names);
+    for (const name of [...this.#files.keys()]) {
+      if (!present.has(name)) this.#dropFile(name);
+    }
+    for (const name of names) await this.#readFile(name, forced.has(name));
+    if (this.#stopped) return;
+    this.#publish();
+  }
+
+  #dropFile(name: string): void {
+    const state = this.#files.get(name);
+    this.#files.delete(name);
+    if (state !== undefined && state.reported !== '') this.#opts.onProblems(name, []);
+  }
+
+  async #readFile(name: string, forced: boolean): Promise<void> {
+    const path = join(this.dir, name);
+    let statKey: string;
+    let text: string;
+    try {
+      const st = await stat(path);
+      if (!st.isFile()) return;
+      statKey = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      const state = this.#files.get(name);
+      if (state !== undefined && state.statKey === statKey && !forced) return;
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#dropFile(name);
+      else this.#setParsed(name, '', '', null, [`${name}: cannot read the file: ${(err as Error).message}`]);
+      return;
+    }
+    const state = this.#files.get(name);
+    if (state !== undefined && state.text === text) {
+      state.statKey = statKey;
+      return;
+    }
+    // writeFile truncates before it writes: a read in between sees an empty file, which
+    // would delete every object of it. Believe an emptied file only on a second look
+    // (writers that rename a finished file into place never show this state).
+    if (text.trim() === '' && state !== undefined && state.objects.length > 0 && !state.emptyOnce) {
+      state.emptyOnce = true;
+      this.#recheck(name);
+      return;
+    }
+    if (state !== undefined) state.emptyOnce = false;
+    const parsed = parseManifest(text, name);
+    this.#setParsed(name, statKey, text, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems);
+  }
+
+  /** objects null = the text was bad: keep the last good objects. */
+  #setParsed(name: string, statKey: string, text: string, objects: K8sObject[] | null, problems: string[]): void {
+    const state = this.#files.get(name) ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false };
+    state.statKey = statKey;
+    state.text = text;
+    if (objects !== null) state.objects = objects;
+    state.parseProblems = problems;
+    this.#files.set(name, state);
+  }
+
+  /** Merges all files (in name order; the first definition of an object wins) and reports the differences. */
+  #publish(): void {
+    const view = new Map<string, K8sObject>();
+    for (const [name, state] of [...this.#files].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      state.duplicateProblems = [];
+      for (const obj of state.objects) {
+        const key = objectKey(obj);
+        const first = view.get(key);
+        if (first !== undefined) {
+          state.duplicateProblems.push(`${describeOrigin(obj)}: ignored: the same object is defined in ${originText(first.origin).replace(':', '')}`);
+          continue;
+        }
+        view.set(key, obj);
+      }
+      const problems = [...state.parseProblems, ...state.duplicateProblems];
+      const joined = problems.join('\n');
+      if (joined !== state.reported) {
+        state.reported = joined;
+        this.#opts.onProblems(name, problems);
+      }
+    }
+    const old = this.#view;
+    this.#view = view;
+    for (const [key, current] of view) {
+      const previous = old.get(key);
+      if (previous === current) continue;
+      if (previous !== undefined && JSON.stringify(previous) === JSON.stringify(current)) continue;
+      this.#opts.onChange({ previous, current });
+    }
+    for (const [key, previous] of old) {
+      if (!view.has(key)) this.#opts.onChange({ previous, current: undefined });
+    }
+  }
+}
+

@@ -1,0 +1,230 @@
+// The Kubernetes objects Tapir reads from manifests, after validation: only the fields
+// kube-proxy, the EndpointSlice controller and the lab use, with the API's defaults
+// applied (protocol TCP, ready/serving true when absent, ...), so later stages never
+// re-check or re-default anything. Field names follow the Kubernetes API.
+
+export const Kind = {
+  SERVICE: 'Service',
+  ENDPOINT_SLICE: 'EndpointSlice',
+  ENDPOINTS: 'Endpoints',
+  POD: 'Pod',
+  NODE: 'Node',
+  NAMESPACE: 'Namespace',
+} as const;
+export type Kind = (typeof Kind)[keyof typeof Kind];
+
+/** Labels and annotations with meaning to Tapir. */
+export const Label = {
+  /** On an EndpointSlice: the Service it belongs to. */
+  SERVICE_NAME: 'kubernetes.io/service-name',
+  /** On a Service: another proxy implements it (kube-proxy skips such services). */
+  SERVICE_PROXY_NAME: 'service.kubernetes.io/service-proxy-name',
+  /** On a Node. */
+  TOPOLOGY_ZONE: 'topology.kubernetes.io/zone',
+  /** On an Endpoints object: the mirroring controller leaves it alone. */
+  SKIP_MIRROR: 'endpointslice.kubernetes.io/skip-mirror',
+} as const;
+
+export const Annotation = {
+  /** Per-service load-balancing algorithm (like Cilium's service.cilium.io/lb-algorithm). */
+  LB_ALGORITHM: 'tapir.dev/lb-algorithm',
+} as const;
+
+/** Where a document came from, for messages: "svc.yaml: document 2 (Service default/web)". */
+export interface Origin {
+  file: string;
+  /** 1-based position in the file's document stream. */
+  document: number;
+  /** Index in the items of a `kind: List` document, if it came from one. */
+  item?: number;
+}
+
+/** "svc.yaml: document 2" or "all.json: document 1, items[7]". */
+export function originText(origin: Origin): string {
+  return `${origin.file}: document ${origin.document}${origin.item === undefined ? '' : `, items[${origin.item}]`}`;
+}
+
+export interface ObjectMeta {
+  name: string;
+  /** '' for cluster-scoped kinds (Node, Namespace); 'default' when a namespaced object omits it. */
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+  annotations: Readonly<Record<string, string>>;
+  /** Set on objects being deleted (a Pod with it is terminating); '' otherwise. */
+  deletionTimestamp: string;
+}
+
+export type Protocol = 'TCP' | 'UDP';
+
+export interface ServicePort {
+  name: string;
+  protocol: Protocol;
+  port: number;
+  /** A container port number, or the name of a container port (resolved per pod). */
+  targetPort: number | string;
+  /** 0 = not requested (allocated for NodePort/LoadBalancer). */
+  nodePort: number;
+}
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+
+export interface LoadBalancerIngress {
+  ip: string;
+  /** 'Proxy': the load balancer proxies (rewrites the destination), so the node must not capture the IP. */
+  ipMode: 'VIP' | 'Proxy';
+}
+
+export interface ServiceObject {
+  kind: 'Service';
+  origin: Origin;
+  metadata: ObjectMeta;
+  spec: {
+    type: ServiceType;
+    /** '' = allocate, 'None' = headless, else the requested address. */
+    clusterIP: string;
+    ports: ServicePort[];
+    /** null = no selector (endpoints are written by hand). An empty selector counts as none. */
+    selector: Readonly<Record<string, string>> | null;
+    sessionAffinity: 'None' | 'ClientIP';
+    /** sessionAffinityConfig.clientIP.timeoutSeconds; 0 when sessionAffinity is None. */
+    affinityTimeoutSeconds: number;
+    /** '' for services that are not reachable from outside (the API leaves it unset). */
+    externalTrafficPolicy: '' | 'Cluster' | 'Local';
+    internalTrafficPolicy: 'Cluster' | 'Local';
+    /** '' | PreferClose | PreferSameZone | PreferSameNode. */
+    trafficDistribution: string;
+    externalIPs: string[];
+    loadBalancerSourceRanges: string[];
+    /** 0 = not requested. */
+    healthCheckNodePort: number;
+    externalName: string;
+    publishNotReadyAddresses: boolean;
+    allocateLoadBalancerNodePorts: boolean;
+  };
+  status: { loadBalancerIngress: LoadBalancerIngress[] };
+}
+
+export interface SliceEndpoint {
+  /** IPv4 addresses; kube-proxy uses the first one. */
+  addresses: string[];
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  nodeName: string;
+  zone: string;
+  /** hints.forZones[].name and hints.forNodes[].name. */
+  forZones: string[];
+  forNodes: string[];
+}
+
+export interface SlicePort {
+  name: string;
+  port: number;
+  protocol: Protocol;
+}
+
+export interface EndpointSliceObject {
+  kind: 'EndpointSlice';
+  origin: Origin;
+  metadata: ObjectMeta;
+  /** From the kubernetes.io/service-name label. */
+  serviceName: string;
+  addressType: 'IPv4';
+  endpoints: SliceEndpoint[];
+  ports: SlicePort[];
+}
+
+export interface EndpointAddress {
+  ip: string;
+  nodeName: string;
+}
+
+export interface EndpointSubset {
+  addresses: EndpointAddress[];
+  notReadyAddresses: EndpointAddress[];
+  ports: SlicePort[];
+}
+
+export interface EndpointsObject {
+  kind: 'Endpoints';
+  origin: Origin;
+  metadata: ObjectMeta;
+  subsets: EndpointSubset[];
+}
+
+export interface ContainerPort {
+  name: string;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+export interface Probe {
+  tcpSocket: { port: number | string } | null;
+  httpGet: { port: number | string; path: string } | null;
+  exec: { command: string[] } | null;
+  initialDelaySeconds: number;
+  periodSeconds: number;
+  timeoutSeconds: number;
+  successThreshold: number;
+  failureThreshold: number;
+}
+
+export interface Container {
+  name: string;
+  ports: ContainerPort[];
+  /** null = run the built-in echo servers on the container ports (lab). */
+  command: string[] | null;
+  args: string[];
+  readinessProbe: Probe | null;
+}
+
+export interface PodObject {
+  kind: 'Pod';
+  origin: Origin;
+  metadata: ObjectMeta;
+  spec: { nodeName: string; containers: Container[] };
+  status: {
+    phase: string;
+    /** '' until the pod has an address. */
+    podIP: string;
+    /** The Ready condition is "True". */
+    ready: boolean;
+  };
+}
+
+export interface NodeAddress {
+  type: string;
+  address: string;
+}
+
+export interface NodeObject {
+  kind: 'Node';
+  origin: Origin;
+  metadata: ObjectMeta;
+  /** topology.kubernetes.io/zone label, '' if absent. */
+  zone: string;
+  addresses: NodeAddress[];
+}
+
+export interface NamespaceObject {
+  kind: 'Namespace';
+  origin: Origin;
+  metadata: ObjectMeta;
+}
+
+export type K8sObject = ServiceObject | EndpointSliceObject | EndpointsObject | PodObject | NodeObject | NamespaceObject;
+
+/** "Kind/namespace/name": unique per object, '' namespace for cluster-scoped kinds. */
+export function objectKey(obj: K8sObject): string {
+  return `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`;
+}
+
+/** "namespace/name", the way kubectl and kube-proxy name namespaced objects. */
+export function namespacedName(obj: K8sObject): string {
+  return obj.metadata.namespace === '' ? obj.metadata.name : `${obj.metadata.namespace}/${obj.metadata.name}`;
+}
+
+/** "svc.yaml: document 2 (Service default/web)": the prefix of every message about an object. */
+export function describeOrigin(obj: K8sObject): string {
+  return `${originText(obj.origin)} (${obj.kind} ${namespacedName(obj)})`;
+}

@@ -1,0 +1,79 @@
+// EndpointSlice (discovery.k8s.io/v1) and Endpoints (v1) validation. Condition defaults
+// follow the API contract kube-proxy relies on: ready and serving default to true,
+// terminating to false.
+import { Fields, checkIpv4, checkProtocol, isDns1123Label, isDns1123Subdomain } from './fields.ts';
+import { Label, type EndpointAddress, type EndpointSliceObject, type EndpointsObject, type ObjectMeta, type Origin, type SliceEndpoint, type SlicePort } from './objects.ts';
+
+/** The API's limit of addresses per endpoint (and endpoints per slice, ports per slice). */
+const MAX_ENDPOINTS = 1000;
+
+export function validateEndpointSlice(top: Fields, metadata: ObjectMeta, origin: Origin): EndpointSliceObject {
+  const serviceName = metadata.labels[Label.SERVICE_NAME] ?? '';
+  if (serviceName === '') {
+    top.problems.add(`metadata.labels[${JSON.stringify(Label.SERVICE_NAME)}]`, 'required field is missing (it names the Service this slice belongs to)');
+  }
+  const addressType = top.string('addressType', true);
+  if (addressType !== '' && addressType !== 'IPv4') {
+    top.fail('addressType', `${JSON.stringify(addressType)} is not supported (Tapir supports IPv4 only)`);
+  }
+  const items = top.maps('endpoints');
+  if (items.length > MAX_ENDPOINTS) top.fail('endpoints', `has ${items.length} entries, more than the limit of ${MAX_ENDPOINTS}`);
+  const endpoints = items.map(readSliceEndpoint);
+  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType: 'IPv4', endpoints, ports: readPorts(top, false) };
+}
+
+function readSliceEndpoint(f: Fields): SliceEndpoint {
+  const addressItems = f.list('addresses', true);
+  if (addressItems.length > 100) f.fail('addresses', 'may have at most 100 addresses');
+  const addresses: string[] = [];
+  for (const item of addressItems) if (checkIpv4(item.value, item.path, f.problems)) addresses.push(item.value as string);
+  const conditions = f.map('conditions') ?? new Fields({}, f.pathOf('conditions'), f.problems);
+  const hints = f.map('hints');
+  const names = (list: Fields[]): string[] => list.map((h) => h.string('name', true)).filter((n) => n !== '');
+  return {
+    addresses,
+    ready: conditions.bool('ready', true),
+    serving: conditions.bool('serving', true),
+    terminating: conditions.bool('terminating', false),
+    nodeName: readName(f, 'nodeName'),
+    zone: f.string('zone'),
+    forZones: names(hints?.maps('forZones') ?? []),
+    forNodes: names(hints?.maps('forNodes') ?? []),
+  };
+}
+
+function readName(f: Fields, key: string): string {
+  const name = f.string(key);
+  if (name !== '' && !isDns1123Subdomain(name)) f.fail(key, `${JSON.stringify(name)} is not a valid node name`);
+  return name;
+}
+
+/** Slice and Endpoints ports: name optional, port required, protocol defaulting to TCP. */
+function readPorts(f: Fields, required: boolean): SlicePort[] {
+  const ports: SlicePort[] = [];
+  const seen = new Map<string, number>();
+  f.maps('ports', required).forEach((p, i) => {
+    const name = p.string('name');
+    if (name !== '' && !isDns1123Label(name)) p.fail('name', `${JSON.stringify(name)} is not a valid port name (lower-case letters, digits and "-")`);
+    const protocol = checkProtocol(p, 'protocol');
+    const port = p.int('port', 1, 65535, 0, true);
+    // kube-proxy matches endpoint ports to service ports by (name, protocol).
+    const key = `${name}/${protocol}`;
+    if (seen.has(key)) p.fail('name', `${JSON.stringify(name)}/${protocol} is already used by ports[${seen.get(key)}]`);
+    seen.set(key, i);
+    ports.push({ name, port, protocol });
+  });
+  return ports;
+}
+
+export function validateEndpoints(top: Fields, metadata: ObjectMeta, origin: Origin): EndpointsObject {
+  const subsets = top.maps('subsets').map((s) => {
+    const readAddresses = (key: string): EndpointAddress[] => s.maps(key).flatMap((a) => {
+      const ok = checkIpv4(a.value.ip, a.pathOf('ip'), a.problems);
+      const nodeName = readName(a, 'nodeName');
+      return ok ? [{ ip: a.value.ip as string, nodeName }] : [];
+    });
+    return { addresses: readAddresses('addresses'), notReadyAddresses: readAddresses('notReadyAddresses'), ports: readPorts(s, false) };
+  });
+  return { kind: 'Endpoints', origin, metadata, subsets };
+}

@@ -1,0 +1,87 @@
+// Pod, Node and Namespace (v1) validation: the fields the endpoints controller and the
+// lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
+import { Fields, checkIpv4, checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
+import { Label, type Container, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
+
+export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): PodObject {
+  const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
+  const nodeName = spec.string('nodeName');
+  if (nodeName !== '' && !isDns1123Subdomain(nodeName)) spec.fail('nodeName', `${JSON.stringify(nodeName)} is not a valid node name`);
+  const portNames = new Map<string, string>();
+  const containers = spec.maps('containers', true).map((c) => readContainer(c, portNames));
+
+  const status = top.map('status');
+  let podIP = '';
+  let ready = false;
+  let phase = '';
+  if (status !== undefined) {
+    phase = status.string('phase');
+    if (status.has('podIP') && checkIpv4(status.value.podIP, status.pathOf('podIP'), status.problems)) podIP = status.value.podIP as string;
+    for (const condition of status.maps('conditions')) {
+      const type = condition.string('type', true);
+      const value = condition.choice('status', ['True', 'False', 'Unknown'] as const, 'Unknown');
+      if (type === 'Ready') ready = value === 'True';
+    }
+  }
+  return { kind: 'Pod', origin, metadata, spec: { nodeName, containers }, status: { phase, podIP, ready } };
+}
+
+function readContainer(c: Fields, portNames: Map<string, string>): Container {
+  const name = c.string('name', true);
+  if (name !== '' && !isDns1123Label(name)) c.fail('name', `${JSON.stringify(name)} is not a valid container name (lower-case letters, digits and "-")`);
+  const ports: ContainerPort[] = c.maps('ports').map((p) => {
+    const portName = p.string('name');
+    if (portName !== '') {
+      // Service targetPorts refer to these names, so they follow the IANA service-name rules and are unique per pod.
+      if (!isIanaServiceName(portName)) p.fail('name', `${JSON.stringify(portName)} is not a valid port name (up to 15 lower-case letters, digits and "-", with at least one letter)`);
+      else if (portNames.has(portName)) p.fail('name', `${JSON.stringify(portName)} is already used by ${portNames.get(portName)}`);
+      portNames.set(portName, p.path);
+    }
+    return { name: portName, containerPort: p.int('containerPort', 1, 65535, 0, true), protocol: checkProtocol(p, 'protocol') };
+  });
+  const probe = c.map('readinessProbe');
+  return {
+    name,
+    ports,
+    command: c.has('command') ? c.strings('command') : null,
+    args: c.strings('args'),
+    readinessProbe: probe === undefined ? null : readProbe(probe),
+  };
+}
+
+function readProbe(f: Fields): Probe {
+  const tcp = f.map('tcpSocket');
+  const http = f.map('httpGet');
+  const exec = f.map('exec');
+  const handlers = [tcp, http, exec].filter((h) => h !== undefined).length;
+  if (handlers !== 1) f.problems.add(f.path, 'must have exactly one of tcpSocket, httpGet, exec');
+  const port = (h: Fields): number | string => (h.has('port') ? checkPortOrName(h.value.port, h.pathOf('port'), h.problems) ?? 0 : (h.missing('port'), 0));
+  return {
+    tcpSocket: tcp === undefined ? null : { port: port(tcp) },
+    httpGet: http === undefined ? null : { port: port(http), path: http.string('path') || '/' },
+    exec: exec === undefined ? null : { command: exec.strings('command') },
+    // Kubernetes defaults (core/v1 Probe).
+    initialDelaySeconds: f.int('initialDelaySeconds', 0, 86400, 0),
+    periodSeconds: f.int('periodSeconds', 1, 86400, 10),
+    timeoutSeconds: f.int('timeoutSeconds', 1, 86400, 1),
+    successThreshold: f.int('successThreshold', 1, 1000, 1),
+    failureThreshold: f.int('failureThreshold', 1, 1000, 3),
+  };
+}
+
+export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin): NodeObject {
+  const addresses: NodeAddress[] = [];
+  for (const a of top.map('status')?.maps('addresses') ?? []) {
+    const type = a.string('type', true);
+    const address = a.string('address', true);
+    // Dual-stack nodes also list IPv6 addresses; Tapir serves IPv4 only and ignores them.
+    if (address.includes(':')) continue;
+    if ((type === 'InternalIP' || type === 'ExternalIP') && address !== '' && !checkIpv4(address, a.pathOf('address'), a.problems)) continue;
+    addresses.push({ type, address });
+  }
+  return { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses };
+}
+
+export function validateNamespace(metadata: ObjectMeta, origin: Origin): NamespaceObject {
+  return { kind: 'Namespace', origin, metadata };
+}

@@ -1,0 +1,95 @@
+// Validation of one manifest document: apiVersion/kind dispatch and metadata, then the
+// kind's own checks. Problems read "svc.yaml: document 2 (Service default/web):
+// spec.ports[0].port: 70000 is out of range 1-65535"; nothing here throws.
+import { Fields, Problems, isDns1035Label, isDns1123Label, isDns1123Subdomain, isLabelValue, isMapping, isQualifiedName, typeName } from './fields.ts';
+import { Kind, originText, type K8sObject, type ObjectMeta, type Origin } from './objects.ts';
+import { validateService } from './validate-service.ts';
+import { validateEndpoints, validateEndpointSlice } from './validate-discovery.ts';
+import { validateNamespace, validateNode, validatePod } from './validate-workloads.ts';
+
+const API_VERSION: Record<Kind, string> = {
+  Service: 'v1',
+  EndpointSlice: 'discovery.k8s.io/v1',
+  Endpoints: 'v1',
+  Pod: 'v1',
+  Node: 'v1',
+  Namespace: 'v1',
+};
+
+const CLUSTER_SCOPED = new Set<string>([Kind.NODE, Kind.NAMESPACE]);
+
+function isKind(s: string): s is Kind {
+  return Object.hasOwn(API_VERSION, s);
+}
+
+/** Validates one parsed document; pushes problems and returns undefined when it is not usable. */
+export function validateDocument(doc: unknown, origin: Origin, out: string[]): K8sObject | undefined {
+  const where = originText(origin);
+  if (!isMapping(doc)) {
+    out.push(`${where}: must be a mapping with apiVersion, kind and metadata, not ${typeName(doc)}`);
+    return undefined;
+  }
+  const before = out.length;
+  const problems = new Problems(where, out);
+  const top = new Fields(doc, '', problems);
+  const kind = top.string('kind', true);
+  // Name the object in every message, including the ones about its metadata.
+  const rawMeta = isMapping(doc.metadata) ? doc.metadata : {};
+  const cluster = CLUSTER_SCOPED.has(kind);
+  const name = typeof rawMeta.name === 'string' ? rawMeta.name : '';
+  const namespace = cluster ? '' : (typeof rawMeta.namespace === 'string' && rawMeta.namespace !== '' ? rawMeta.namespace : 'default');
+  if (kind !== '') problems.prefix = `${where} (${kind}${name === '' ? '' : ` ${cluster ? name : `${namespace}/${name}`}`})`;
+  const metaFields = top.map('metadata', true);
+  const meta = metaFields ?? new Fields({}, 'metadata', problems);
+  meta.string('name');
+  if (!cluster) meta.string('namespace');
+  const apiVersion = top.string('apiVersion', true);
+  if (kind === '') return undefined;
+  if (kind === 'List') {
+    problems.add('kind', 'a List inside a List is not supported');
+    return undefined;
+  }
+  if (!isKind(kind)) {
+    problems.add('kind', `${JSON.stringify(kind)} is not supported (supported kinds: ${Object.keys(API_VERSION).join(', ')})`);
+    return undefined;
+  }
+  if (apiVersion !== '' && apiVersion !== API_VERSION[kind]) {
+    problems.add('apiVersion', `${JSON.stringify(apiVersion)} is not valid for ${kind} (use ${API_VERSION[kind]})`);
+  }
+  // Go on after a wrong apiVersion or missing metadata: one pass should show everything.
+  const metadata = readMetadata(meta, kind, name, namespace, metaFields !== undefined);
+  let obj: K8sObject;
+  switch (kind) {
+    case Kind.SERVICE: obj = validateService(top, metadata, origin); break;
+    case Kind.ENDPOINT_SLICE: obj = validateEndpointSlice(top, metadata, origin); break;
+    case Kind.ENDPOINTS: obj = validateEndpoints(top, metadata, origin); break;
+    case Kind.POD: obj = validatePod(top, metadata, origin); break;
+    case Kind.NODE: obj = validateNode(top, metadata, origin); break;
+    case Kind.NAMESPACE: obj = validateNamespace(metadata, origin); break;
+  }
+  return out.length === before ? obj : undefined;
+}
+
+function readMetadata(meta: Fields, kind: Kind, name: string, namespace: string, present: boolean): ObjectMeta {
+  if (name === '') {
+    if (present) meta.missing('name');
+  }
+  else if (kind === Kind.SERVICE && !isDns1035Label(name)) {
+    // Service names become DNS labels (and environment variable names), hence RFC 1035.
+    meta.fail('name', `${JSON.stringify(name)} is not a valid Service name (up to 63 lower-case letters, digits and "-", starting with a letter)`);
+  } else if (kind === Kind.NAMESPACE && !isDns1123Label(name)) {
+    meta.fail('name', `${JSON.stringify(name)} is not a valid namespace name (up to 63 lower-case letters, digits and "-")`);
+  } else if (!isDns1123Subdomain(name)) {
+    meta.fail('name', `${JSON.stringify(name)} is not a valid name (lower-case letters, digits, "-" and ".")`);
+  }
+  if (namespace !== '' && !isDns1123Label(namespace)) {
+    meta.fail('namespace', `${JSON.stringify(namespace)} is not a valid namespace name (up to 63 lower-case letters, digits and "-")`);
+  }
+  return {
+    name,
+    namespace,
+    labels: meta.stringMap('labels', isQualifiedName, isLabelValue),
+    annotations: meta.stringMap('annotations', isQualifiedName),
+    deletionTimestamp: meta.string('deletionTimestamp'),
+  };
+}

@@ -1,0 +1,110 @@
+// The lab side of the node daemons (src/lab/node-daemon.ts): their configuration,
+// starting them detached inside the node namespaces, and waiting until every one has
+// acted on the manifests up to a given revision (so `lab up` and `lab apply` return
+// with pod readiness, proxy rules and load-balancer addresses in place).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UNDERLAY_IFNAME } from './names.ts';
+import { isAlive, logTail, spawnDetached } from './processes.ts';
+import { interruptibleSleep } from './shell.ts';
+import type { LabState, NodeState } from './state.ts';
+import type { ProxyMode } from './topology.ts';
+import { LabError } from './validate.ts';
+
+const DAEMON_MAIN = fileURLToPath(new URL('./node-daemon.ts', import.meta.url));
+
+export interface DaemonConfig {
+  lab: string;
+  node: string;
+  stateDir: string;
+  manifests: string;
+  proxyMode: ProxyMode;
+  clusterCIDR: string;
+  serviceCIDR: string;
+  underlayCIDR: string;
+  underlayIP: string;
+  underlayInterface: string;
+  /** Node names in topology order (the load balancer's election order). */
+  nodes: string[];
+  clientNetns: string | null;
+  status: string;
+}
+
+/** What a daemon writes after each pass (its status file). */
+export interface DaemonStatus {
+  pid: number;
+  /** The manifest revision this pass read everything up to. */
+  revision: number;
+  updatedAt: string;
+  /** Addresses this node announces for LoadBalancer Services and external IPs. */
+  announced: string[];
+  /** Kernel proxy modes: the rules installed. */
+  proxy: { mode: string; generation: number; syncs: number; ruleLines: number } | null;
+  healthCheckNodePorts: number[];
+  /** Pods of this node and the prober's verdict. */
+  pods: Record<string, boolean>;
+  /** Problems of the last pass (empty when fine). */
+  problems: string[];
+}
+
+export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
+  return {
+    lab: state.name,
+    node: node.name,
+    stateDir: state.stateDir,
+    manifests: state.manifests,
+    proxyMode: state.proxyMode,
+    clusterCIDR: state.addressing.clusterCIDR,
+    serviceCIDR: state.addressing.serviceCIDR,
+    underlayCIDR: state.addressing.underlayCIDR,
+    underlayIP: node.underlayIP,
+    underlayInterface: UNDERLAY_IFNAME,
+    nodes: state.nodes.map((n) => n.name),
+    clientNetns: state.client?.netns ?? null,
+    status: node.daemon.status,
+  };
+}
+
+export function startDaemons(state: LabState): void {
+  for (const node of state.nodes) {
+    mkdirSync(dirname(node.daemon.config), { recursive: true });
+    writeFileSync(node.daemon.config, `${JSON.stringify(daemonConfig(state, node), null, 2)}\n`);
+    node.daemon.pid = spawnDetached(node.netns, [process.execPath, DAEMON_MAIN, '--config', node.daemon.config], node.daemon.log);
+  }
+}
+
+export function readDaemonStatus(node: NodeState): DaemonStatus | undefined {
+  try {
+    return JSON.parse(readFileSync(node.daemon.status, 'utf8')) as DaemonStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until every node daemon reports `revision` or later and, when `pods` is given,
+ * those pods ("ns/name") Ready. Throws naming the laggards (with their logs) on timeout.
+ */
+export async function waitForDaemons(state: LabState, revision: number, timeoutMs: number, pods: string[] = []): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lagging: string[] = [];
+    const waiting = new Set(pods);
+    for (const node of state.nodes) {
+      if (node.daemon.pid === null || !isAlive(node.daemon.pid)) {
+        throw new LabError('DAEMON_FAILED', `node daemon of ${node.name} is not running (log ${node.daemon.log}):\n${logTail(node.daemon.log)}`);
+      }
+      const status = readDaemonStatus(node);
+      if (status === undefined || status.revision < revision) lagging.push(`${node.name} (at revision ${status?.revision ?? 'none'}, want ${revision})`);
+      for (const [pod, ready] of Object.entries(status?.pods ?? {})) if (ready) waiting.delete(pod);
+    }
+    if (lagging.length === 0 && waiting.size === 0) return;
+    if (Date.now() > deadline) {
+      const parts = [...(lagging.length > 0 ? [`node daemons behind: ${lagging.join(', ')}`] : []), ...(waiting.size > 0 ? [`pods not ready: ${[...waiting].join(', ')}`] : [])];
+      const problems = state.nodes.flatMap((n) => (readDaemonStatus(n)?.problems ?? []).map((p) => `${n.name}: ${p}`));
+      throw new LabError('NOT_READY', `not ready after ${timeoutMs} ms: ${parts.join('; ')}${problems.length > 0 ? `\n  ${problems.join('\n  ')}` : ''}`);
+    }
+    await interruptibleSleep(50);
+  }
+}

@@ -1,0 +1,81 @@
+// The objects the lab itself puts into its manifest directory, as the control plane
+// of a cluster would have them: a Node per lab node (zone label, InternalIP = the
+// underlay address), the Namespaces in use, and a Pod per lab pod with the status the
+// kubelet would report (pod IP, Ready condition). Plain YAML-ready objects.
+import type { LabState, NodeState, PodState } from './state.ts';
+import type { RawObject } from './manifests.ts';
+
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+/** Namespaces every cluster has. */
+export const BUILTIN_NAMESPACES = ['default', 'kube-system'] as const;
+
+export function nodeObject(node: NodeState): RawObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name, [ZONE_LABEL]: node.zone } },
+    spec: { podCIDR: node.podCIDR, podCIDRs: [node.podCIDR] },
+    status: { addresses: [{ type: 'InternalIP', address: node.underlayIP }, { type: 'Hostname', address: node.name }] },
+  };
+}
+
+export function namespaceObject(name: string): RawObject {
+  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name } };
+}
+
+/** The Pod a topology pod stands for: one container declaring the workload's ports. */
+export function topologyPodObject(pod: PodState): RawObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: pod.name, namespace: pod.namespace, labels: { ...pod.labels } },
+    spec: {
+      nodeName: pod.node,
+      containers: [{
+        name: pod.workload.type === 'command' ? 'command' : 'echo',
+        ports: pod.ports.map((p) => ({ ...(p.name === '' ? {} : { name: p.name }), containerPort: p.port, protocol: p.protocol })),
+      }],
+    },
+    status: podStatus(pod, false),
+  };
+}
+
+/** status as the kubelet reports it; `ready` is the prober's verdict. */
+export function podStatus(pod: PodState, ready: boolean, hostIP?: string): RawObject {
+  const value = ready ? 'True' : 'False';
+  return {
+    phase: 'Running',
+    ...(hostIP === undefined ? {} : { hostIP }),
+    ...(pod.ip === null ? {} : { podIP: pod.ip, podIPs: [{ ip: pod.ip }] }),
+    conditions: [
+      { type: 'PodScheduled', status: 'True' },
+      { type: 'ContainersReady', status: value },
+      { type: 'Ready', status: value },
+    ],
+  };
+}
+
+/** Sets the Ready (and ContainersReady) condition of a stored Pod in place; false if already so. */
+export function setPodReady(raw: RawObject, ready: boolean): boolean {
+  const status = (raw.status ??= {}) as { conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
+  const conditions = (status.conditions ??= []);
+  const value = ready ? 'True' : 'False';
+  let changed = false;
+  for (const type of ['ContainersReady', 'Ready']) {
+    const condition = conditions.find((c) => c.type === type);
+    if (condition === undefined) {
+      conditions.push({ type, status: value, lastTransitionTime: new Date().toISOString() });
+      changed = true;
+    } else if (condition.status !== value) {
+      condition.status = value;
+      condition.lastTransitionTime = new Date().toISOString();
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/** Every namespace the lab's pods live in, plus the built-in ones. */
+export function labNamespaces(state: LabState): string[] {
+  return [...new Set([...BUILTIN_NAMESPACES, ...state.pods.map((p) => p.namespace)])].sort();
+}

@@ -1,0 +1,175 @@
+// A lab node's own daemon, started by `lab up` inside the node namespace:
+//   node src/lab/node-daemon.ts --config /run/tapir/lab/LAB/nodes/NODE/daemon.json
+// It plays the parts of a node that are not the data plane under test:
+//  - the kubelet's readiness prober: probes this node's pods and writes their Ready
+//    condition into the Pod manifests (src/lab/prober.ts);
+//  - kube-proxy, in the iptables and nftables proxy modes: compiles this node's
+//    ServiceSnapshot from the manifests with the control code every agent uses
+//    (src/control) and installs the equivalent kernel rules (src/lab/kernel-proxy.ts),
+//    plus the health-check node ports;
+//  - the load balancer's speaker: announces LoadBalancer addresses (src/lab/speaker.ts).
+// One pass every 200 ms; the manifests are re-read when their revision moved (every
+// lab writer bumps it) and every 2 s regardless. Exits on SIGTERM (its addresses and
+// rules vanish with the namespace when the lab goes).
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ChangeTracker } from '../control/change-tracker.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../control/allocator.ts';
+import { describeServices } from '../control/describe.ts';
+import { ServiceProxyState } from '../control/service-proxy-state.ts';
+import { ManifestDir } from '../k8s/manifest-dir.ts';
+import type { PodObject, ServiceObject } from '../k8s/objects.ts';
+import { parseCidr } from '../util/cidr.ts';
+import type { DaemonConfig, DaemonStatus } from './daemons.ts';
+import { HealthChecks } from './health-check.ts';
+import { parsePrefix } from './ipv4.ts';
+import { KernelProxy } from './kernel-proxy.ts';
+import { setPodReady } from './lab-objects.ts';
+import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from './manifests.ts';
+import { Prober } from './prober.ts';
+import { sleep } from './shell.ts';
+import { Speaker } from './speaker.ts';
+import { loadState } from './state.ts';
+
+const PASS_MS = 200;
+const FULL_RESCAN_MS = 2000;
+
+function log(message: string): void {
+  console.log(`${new Date().toISOString()} ${message}`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: 'string' } }, strict: true });
+  if (values.config === undefined) throw new Error('--config FILE is required');
+  const config = JSON.parse(readFileSync(values.config, 'utf8')) as DaemonConfig;
+  const problems = new Set<string>();
+  const fileProblems = new Map<string, readonly string[]>();
+
+  const tracker = new ChangeTracker();
+  const services = new ServiceProxyState(
+    { name: config.node, nodePortAddresses: [config.underlayIP] },
+    { serviceCIDR: parseCidr(config.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE },
+  );
+  const dir = new ManifestDir({
+    dir: config.manifests,
+    onChange: (change) => { tracker.record(change); },
+    onSynced: () => {},
+    onProblems: (file, list) => {
+      if (list.length === 0) fileProblems.delete(file);
+      else fileProblems.set(file, list);
+      for (const p of list) log(`manifest problem: ${p}`);
+    },
+    onError: (err) => log(`manifest directory: ${err.message}`),
+  });
+  await dir.start();
+
+  const proxy = config.proxyMode === 'tapir' ? null : new KernelProxy(config.proxyMode, { clusterCIDR: config.clusterCIDR, serviceCIDR: config.serviceCIDR });
+  const health = proxy === null ? null : new HealthChecks((m) => problems.add(m));
+  const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parsePrefix(config.underlayCIDR)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
+  const prober = new Prober();
+  let stopping = false;
+  const stop = (signal: string): void => {
+    log(`${signal}: stopping`);
+    stopping = true;
+    dir.stop();
+    health?.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  log(`node daemon of ${config.node} (lab ${config.lab}, proxy mode ${config.proxyMode}), pid ${process.pid}`);
+
+  let lastRevision = -1;
+  let lastRescan = 0;
+  let lastVerdicts = '';
+  while (!stopping) {
+    const started = Date.now();
+    problems.clear();
+    const revision = readRevision(config.stateDir);
+    if (revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS) {
+      await dir.rescan();
+      lastRevision = revision;
+      lastRescan = started;
+    }
+    services.apply(tracker.drain());
+    const { snapshot } = services.sync();
+    if (proxy !== null) {
+      try {
+        if (await proxy.sync(snapshot)) log(`${proxy.mode} rules installed for generation ${snapshot.generation} (${snapshot.ports.length} service ports)`);
+      } catch (err) {
+        problems.add((err as Error).message);
+        services.forceFull();
+      }
+      health!.update(snapshot);
+    }
+    const objects = dir.objects();
+    const serviceObjects = objects.filter((o): o is ServiceObject => o.kind === 'Service');
+    for (const p of await speaker.reconcile(serviceObjects, describeServices(services))) problems.add(p);
+
+    const verdicts = await probe(config, prober, objects.filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node), started);
+    const summary = JSON.stringify([...verdicts]);
+    if (summary !== lastVerdicts) {
+      log(`readiness: ${[...verdicts].map(([k, v]) => `${k}=${v ? 'Ready' : 'NotReady'}`).join(' ') || '(no pods)'}`);
+      lastVerdicts = summary;
+    }
+    for (const list of fileProblems.values()) for (const p of list) problems.add(p);
+    writeStatus(config, {
+      pid: process.pid,
+      revision: lastRevision,
+      updatedAt: new Date().toISOString(),
+      announced: speaker.announced,
+      proxy: proxy?.status ?? null,
+      healthCheckNodePorts: health?.ports ?? [],
+      pods: Object.fromEntries(verdicts),
+      problems: [...problems],
+    });
+    await sleep(Math.max(10, PASS_MS - (Date.now() - started)));
+  }
+}
+
+/** Probes this node's pods and writes every changed Ready condition to the Pod manifests. */
+async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], now: number): Promise<Map<string, boolean>> {
+  let lab;
+  try {
+    lab = loadState(config.lab);
+  } catch {
+    lab = undefined;
+  }
+  const joined = pods.flatMap((object) => {
+    const state = lab?.pods.find((p) => p.namespace === object.metadata.namespace && p.name === object.metadata.name);
+    return state === undefined ? [] : [{ object, state }];
+  });
+  prober.update(joined, now);
+  const verdicts = await prober.tick(now);
+  const changed = joined.filter(({ object }) => {
+    const verdict = verdicts.get(`${object.metadata.namespace}/${object.metadata.name}`);
+    return verdict !== undefined && verdict !== object.status.ready;
+  });
+  if (changed.length > 0) {
+    await withLock(config.stateDir, MANIFEST_LOCK, 5000, () => {
+      let wrote = false;
+      for (const { object } of changed) {
+        // Re-read under the lock: `lab apply/delete` may have rewritten or removed it.
+        const raw = readObject(config.manifests, 'Pod', object.metadata.namespace, object.metadata.name);
+        if (raw === undefined) continue;
+        if (setPodReady(raw, verdicts.get(`${object.metadata.namespace}/${object.metadata.name}`)!)) {
+          writeObject(config.manifests, raw);
+          wrote = true;
+        }
+      }
+      if (wrote) bumpRevision(config.stateDir);
+    });
+  }
+  return verdicts;
+}
+
+function writeStatus(config: DaemonConfig, status: DaemonStatus): void {
+  const tmp = `${config.status}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(status, null, 2)}\n`);
+  renameSync(tmp, config.status);
+}
+
+main().catch((err: unknown) => {
+  log(`node daemon: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,126 @@
+// Pods added to and removed from a running lab (`lab apply` / `lab delete`), one at a
+// time, the way a container runtime does it: a network namespace, its interface (a veth
+// on the node's bridge with the kernel dataplane, CNI ADD with tapir), the workload
+// started inside; and in reverse: stop the workload, CNI DEL, delete the namespace.
+import { createHash } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PodObject } from '../k8s/objects.ts';
+import { formatIpv4, parsePrefix, prefixSize } from './ipv4.ts';
+import { podPortLines } from './kernel-dataplane.ts';
+import { podNetns, podVeth } from './names.ts';
+import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
+import { ipBatch } from './shell.ts';
+import type { LabState, NodeState, PodState } from './state.ts';
+import type { ContainerPort, Workload } from './topology.ts';
+import { podInterfaceLines, podMac } from './underlay.ts';
+import { LabError } from './validate.ts';
+import { startWorkload, waitForWorkloads } from './workloads.ts';
+
+const WORKLOAD_READY_TIMEOUT_MS = 15_000;
+/** Pod CIDR .0 is vxlan0's, .1 the gateway (src/lab/plan.ts). */
+const FIRST_POD_HOST = 2;
+
+/** The node for a pod without spec.nodeName: the one with the fewest pods (first on a tie). */
+export function scheduleNode(state: LabState, planned: PodState[] = []): NodeState {
+  const count = (n: NodeState): number => [...state.pods, ...planned].filter((p) => p.node === n.name).length;
+  return state.nodes.reduce((best, n) => (count(n) < count(best) ? n : best));
+}
+
+/**
+ * What a Pod manifest's containers run: the HTTP echo on every TCP containerPort and the
+ * UDP echo on every UDP one, except for containers with a command, which run it instead.
+ */
+export function podWorkload(object: PodObject): { workload: Workload; ports: ContainerPort[] } {
+  const http: number[] = [];
+  const udp: number[] = [];
+  const commands: { name: string; argv: string[]; env: Record<string, string> }[] = [];
+  const ports: ContainerPort[] = [];
+  for (const container of object.spec.containers) {
+    for (const p of container.ports) ports.push({ name: p.name, port: p.containerPort, protocol: p.protocol });
+    if (container.command !== null) {
+      commands.push({ name: container.name, argv: [...container.command, ...container.args], env: {} });
+      continue;
+    }
+    for (const p of container.ports) (p.protocol === 'UDP' ? udp : http).push(p.containerPort);
+  }
+  return { workload: { type: 'containers', http, udp, commands }, ports };
+}
+
+/** The runtime record of a new pod on `node`; addresses and device names not used by `others`. */
+export function planPod(state: LabState, node: NodeState, object: PodObject, others: PodState[]): PodState {
+  const { name, namespace } = object.metadata;
+  const key = `${namespace}.${name}`;
+  const { workload, ports } = podWorkload(object);
+  const onNode = others.filter((p) => p.node === node.name);
+  let ip: string | null = null;
+  let hostDevice: string | null = null;
+  if (state.dataplane === 'kernel') {
+    const cidr = parsePrefix(node.podCIDR)!;
+    const used = new Set(onNode.map((p) => p.ip));
+    for (let host = FIRST_POD_HOST; host < prefixSize(cidr) - 1 && ip === null; host++) {
+      const candidate = formatIpv4(cidr.network + host);
+      if (!used.has(candidate)) ip = candidate;
+    }
+    if (ip === null) throw new LabError('POD_CIDR_FULL', `node ${node.name}: pod CIDR ${node.podCIDR} has no free address for pod ${namespace}/${name}`);
+    const devices = new Set(onNode.map((p) => p.hostDevice));
+    for (let k = 0; hostDevice === null; k++) if (!devices.has(podVeth(k))) hostDevice = podVeth(k);
+  }
+  return {
+    name,
+    namespace,
+    node: node.name,
+    netns: podNetns(state.name, namespace, name),
+    ip,
+    mac: null,
+    labels: { ...object.metadata.labels },
+    ports,
+    workload,
+    hostDevice,
+    containerId: createHash('sha256').update(`tapir-lab/${state.name}/${namespace}/${name}`).digest('hex'),
+    cniAdded: false,
+    workloadPid: null,
+    log: join(state.stateDir, 'pods', `${key}.log`),
+    readyFile: join(state.stateDir, 'pods', `${key}.ready`),
+  };
+}
+
+/** Creates the pod's namespace and interface and starts its workload; undone by removePod. */
+export async function createPod(state: LabState, pod: PodState): Promise<void> {
+  const node = state.nodes.find((n) => n.name === pod.node)!;
+  await ipBatch(null, [`netns add ${pod.netns}`]);
+  if (state.dataplane === 'kernel') {
+    const prefixLength = Number(node.podCIDR.split('/')[1]);
+    await ipBatch(node.netns, podPortLines(pod.hostDevice!, pod.netns, state.addressing.podMTU));
+    pod.mac = podMac(pod.ip!);
+    await ipBatch(pod.netns, podInterfaceLines(pod.ip!, pod.mac, prefixLength, node.gateway, state.addressing.podMTU));
+  } else {
+    await ipBatch(pod.netns, ['link set lo up']);
+    const { addPod } = await import('./tapir-dataplane.ts');
+    await addPod(node, pod);
+  }
+  startWorkload(pod);
+  await waitForWorkloads([pod], WORKLOAD_READY_TIMEOUT_MS);
+}
+
+/** Stops everything in the pod's namespace, releases its interface and deletes the namespace. */
+export async function removePod(state: LabState, pod: PodState, warn: (message: string) => void): Promise<void> {
+  const node = state.nodes.find((n) => n.name === pod.node);
+  const pids = [...new Set([...pidsInNetns([pod.netns]), ...(pod.workloadPid !== null && isAlive(pod.workloadPid) ? [pod.workloadPid] : [])])];
+  await stopProcesses(pids, 1500);
+  pod.workloadPid = null;
+  if (node !== undefined && state.dataplane === 'tapir') {
+    try {
+      const { deletePod } = await import('./tapir-dataplane.ts');
+      await deletePod(node, pod);
+    } catch (err) {
+      warn(`CNI DEL of ${pod.namespace}/${pod.name}: ${(err as Error).message}`);
+    }
+  }
+  if (node !== undefined && state.dataplane === 'kernel' && pod.hostDevice !== null) {
+    // Deleting the namespace takes the veth pair with it; this only covers a lost namespace.
+    await ipBatch(node.netns, [`link del ${pod.hostDevice}`], true);
+  }
+  if (existsSync(`/run/netns/${pod.netns}`)) await ipBatch(null, [`netns delete ${pod.netns}`]);
+  rmSync(pod.readyFile, { force: true });
+}

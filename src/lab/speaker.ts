@@ -1,0 +1,102 @@
+// The announcing half of the lab's load balancer (MetalLB's L2 mode): for every
+// LoadBalancer address, one node adds it to its underlay interface as a /32, so that
+// node answers ARP for it and the external client's packets arrive there; kube-proxy
+// rules (or the Tapir agent) on that node take it from there. External IPs of Services
+// that lie on the underlay are announced the same way (the lab's network routes them to
+// a node, which a real network would do with a static route).
+//
+// Every node daemon runs the same election on the same manifests: the first node in
+// topology order, or, for externalTrafficPolicy Local, the first node with a ready
+// local endpoint (MetalLB only announces from nodes with one, so traffic keeps its
+// source address and still finds a local endpoint).
+import type { ServiceDescription } from '../control/describe.ts';
+import type { ServiceObject } from '../k8s/objects.ts';
+import { parseIpv4, prefixContains, type Ipv4Prefix } from './ipv4.ts';
+import { tryRun } from './shell.ts';
+
+export interface SpeakerConfig {
+  node: string;
+  /** Node names in topology order: the election's tie-break. */
+  nodes: string[];
+  underlay: Ipv4Prefix;
+  interface: string;
+  /** The external client's namespace, whose ARP cache is refreshed on a move. */
+  clientNetns: string | null;
+}
+
+/** Address -> node that announces it. */
+export function electAnnouncers(services: ServiceObject[], descriptions: ServiceDescription[], config: Omit<SpeakerConfig, 'node' | 'interface' | 'clientNetns'>): Map<string, string> {
+  const out = new Map<string, string>();
+  const first = config.nodes[0];
+  if (first === undefined) return out;
+  const byKey = new Map(descriptions.map((d) => [`${d.namespace}/${d.name}`, d]));
+  const onUnderlay = (ip: string): boolean => {
+    const address = parseIpv4(ip);
+    return address !== undefined && prefixContains(config.underlay, address);
+  };
+  for (const svc of [...services].sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))) {
+    const description = byKey.get(`${svc.metadata.namespace}/${svc.metadata.name}`);
+    let announcer: string | undefined = first;
+    if (svc.spec.externalTrafficPolicy === 'Local') {
+      const ready = new Set((description?.endpoints ?? []).filter((e) => e.ready).map((e) => e.node));
+      announcer = config.nodes.find((n) => ready.has(n));
+    }
+    if (announcer === undefined) continue;
+    if (svc.spec.type === 'LoadBalancer') {
+      for (const ingress of svc.status.loadBalancerIngress) {
+        // ipMode Proxy: the load balancer itself forwards to nodes; nobody takes the address.
+        if (ingress.ipMode === 'VIP' && onUnderlay(ingress.ip) && !out.has(ingress.ip)) out.set(ingress.ip, announcer);
+      }
+    }
+    for (const ip of svc.spec.externalIPs) if (onUnderlay(ip) && !out.has(ip)) out.set(ip, announcer);
+  }
+  return out;
+}
+
+export class Speaker {
+  readonly #config: SpeakerConfig;
+  #announced = new Set<string>();
+
+  constructor(config: SpeakerConfig) {
+    this.#config = config;
+  }
+
+  get announced(): string[] {
+    return [...this.#announced].sort();
+  }
+
+  /** Makes the node's /32 addresses match the election; returns problems (empty when fine). */
+  async reconcile(services: ServiceObject[], descriptions: ServiceDescription[]): Promise<string[]> {
+    const problems: string[] = [];
+    const announcers = electAnnouncers(services, descriptions, this.#config);
+    const wanted = new Set([...announcers].filter(([, node]) => node === this.#config.node).map(([ip]) => ip));
+    const present = await this.#present();
+    if (present === undefined) return [`cannot list the addresses of ${this.#config.interface}`];
+    for (const ip of present) {
+      if (wanted.has(ip)) continue;
+      const r = await tryRun('ip', ['addr', 'del', `${ip}/32`, 'dev', this.#config.interface]);
+      if (r.code !== 0) problems.push(`ip addr del ${ip}/32: ${r.stderr.trim()}`);
+    }
+    for (const ip of wanted) {
+      if (present.has(ip)) continue;
+      const r = await tryRun('ip', ['addr', 'add', `${ip}/32`, 'dev', this.#config.interface]);
+      if (r.code !== 0) {
+        problems.push(`ip addr add ${ip}/32: ${r.stderr.trim()}`);
+        continue;
+      }
+      // No gratuitous ARP tool here: the lab, being the network, drops the client's
+      // stale entry so its next packet asks again and reaches the new node.
+      if (this.#config.clientNetns !== null) await tryRun('ip', ['-n', this.#config.clientNetns, 'neigh', 'flush', 'to', ip]);
+    }
+    this.#announced = wanted;
+    return problems;
+  }
+
+  /** The /32 addresses on the interface: every one is an announcement (the node's own is a /24). */
+  async #present(): Promise<Set<string> | undefined> {
+    const r = await tryRun('ip', ['-j', '-4', 'addr', 'show', 'dev', this.#config.interface]);
+    if (r.code !== 0) return undefined;
+    const links = JSON.parse(r.stdout) as { addr_info?: { local: string; prefixlen: number }[] }[];
+    return new Set(links.flatMap((l) => l.addr_info ?? []).filter((a) => a.prefixlen === 32).map((a) => a.local));
+  }
+}

@@ -1,0 +1,369 @@
+// The service NAT engine: kube-proxy's semantics decided per packet in TypeScript.
+// The datapath calls process() for every decoded IPv4 packet; it answers with a
+// Verdict and, for NATED, has rewritten the packet in place (incremental checksums,
+// src/wire/nat.ts). Nothing here allocates per packet: tables are typed arrays,
+// results are small integers in a reused NatResult, addresses cross calls as int32.
+//
+// A packet is, in this order: an ICMP error about a tracked flow (translated through
+// its quoted header, RFC 5508 §4.2); a packet of a tracked flow, either way (NAT from
+// its conntrack entry); the first packet of a flow to a frontend (cluster IP, external
+// IP, load-balancer IP, node port): endpoint chosen, entry created, DNAT and maybe
+// SNAT; or nothing of ours (PASS).
+//
+// Which endpoints and whether to masquerade follow kube-proxy's iptables proxier
+// (pkg/proxy/iptables/proxier.go, syncProxyRules):
+//   cluster IP       <- pod: cluster endpoints, source kept (hairpin: SNAT)
+//                    <- host / outside: cluster endpoints, masqueraded
+//   external IP, LB IP, node port, externalTrafficPolicy Cluster: external endpoints, masqueraded
+//   ... Local        <- outside: local endpoints, source kept
+//                    <- pod: cluster endpoints, source kept ("pod traffic for external destinations")
+//                    <- host: cluster endpoints, masqueraded ("masquerade LOCAL traffic")
+//   no endpoints at all: REJECT; endpoints but none under a Local policy: DROP.
+import {
+  IpProtocol, emitIcmpv4PortUnreachable, emitTcpReset, icmpErrorAllowed, type EthernetRepr, type PacketInfo,
+} from '../wire/index.ts';
+import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
+import { Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntrack.ts';
+import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
+import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
+import { TCP_INVALID, TcpState, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
+import { Ingress, LbChoice, MasqReason, NatReason, Verdict, natReasonNames, verdictNames } from './nat-codes.ts';
+import { staleUdpEndpoints } from './table-diff.ts';
+import { translateFlow, translateIcmpError } from './translate.ts';
+
+/** SNAT source ports tried after the client's own (Linux keeps the port when the tuple is free). */
+const SNAT_PORT_TRIES = 16;
+const SNAT_PORT_MIN = 1024;
+
+export interface ServiceNatOptions {
+  /** Source address for masqueraded flows: an address of this node that endpoints on every node route back here. */
+  masqueradeIP: number;
+  /** Source address for hairpin flows (a pod reaching itself), e.g. the node's pod-CIDR gateway. Default: masqueradeIP. */
+  hairpinIP?: number;
+  /** Masquerade every service flow (kube-proxy --masquerade-all). */
+  masqueradeAll?: boolean;
+  conntrack?: ConntrackOptions;
+  /** Client-IP affinity entries; default 65536. */
+  affinityCapacity?: number;
+  /** Seed of the random endpoint choice (tests fix it); default random. */
+  seed?: number;
+}
+
+/** What process() did, for counters, logs and `tapir trace`. Reset per packet; small integers only. */
+export class NatResult {
+  verdict = 0;
+  /** NatReason for DROP and REJECT_*. */
+  reason = 0;
+  /** Index of the service port in the current table (new flows), else -1. */
+  servicePort = -1;
+  /** FrontendKind matched (new flows), else -1. */
+  frontend = -1;
+  /** Index into the table's endpoint arrays (new flows), else -1. */
+  endpoint = -1;
+  /** The external endpoint list was used (else the cluster one). */
+  external = false;
+  lb = 0;
+  /** MasqReason (new flows). */
+  masquerade = 0;
+  /** Conntrack entry used or created, else -1. */
+  entry = -1;
+  /** 0 original (client to service), 1 reply, -1 none. */
+  direction = -1;
+  newFlow = false;
+  icmpError = false;
+
+  reset(): void {
+    this.verdict = 0; this.reason = 0; this.servicePort = -1; this.frontend = -1; this.endpoint = -1; this.external = false; this.lb = 0;
+    this.masquerade = 0; this.entry = -1; this.direction = -1; this.newFlow = false; this.icmpError = false;
+  }
+}
+
+export class ServiceNat {
+  readonly conntrack: Conntrack;
+  readonly affinity: AffinityTable;
+  readonly result = new NatResult();
+  /** Packets by verdict (verdictNames) and dropped/rejected by reason (natReasonNames). */
+  readonly verdicts = new Float64Array(verdictNames.length);
+  readonly reasons = new Float64Array(natReasonNames.length);
+  readonly #masqueradeIP: number;
+  readonly #hairpinIP: number;
+  readonly #masqueradeAll: boolean;
+  readonly #rng = new Int32Array(1);
+  #table: ServiceTable;
+  /** Stable id per service port of the current table (kept across swaps by key): conntrack tags, affinity keys. */
+  #ids: Int32Array;
+  #idByKey = new Map<string, number>();
+  #nextId = 0;
+
+  constructor(table: ServiceTable, options: ServiceNatOptions) {
+    this.#masqueradeIP = options.masqueradeIP >>> 0;
+    this.#hairpinIP = (options.hairpinIP ?? options.masqueradeIP) >>> 0;
+    this.#masqueradeAll = options.masqueradeAll ?? false;
+    this.conntrack = new Conntrack(options.conntrack);
+    this.affinity = new AffinityTable(options.affinityCapacity ?? AFFINITY_DEFAULT_CAPACITY);
+    this.#rng[0] = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 1;
+    this.#table = table;
+    this.#ids = this.#assignIds(table);
+  }
+
+  get table(): ServiceTable {
+    return this.#table;
+  }
+
+  /** Stable id of service port `index` of the current table (what conntrack entries carry as tag). */
+  serviceId(index: number): number {
+    return this.#ids[index]!;
+  }
+
+  /**
+   * Swaps in a new table between batches. Established flows keep their conntrack
+   * entries; UDP flows to endpoints a service port lost are removed at once, as
+   * kube-proxy's conntrack cleanup does (TCP flows are left to end or time out).
+   * Returns how many conntrack entries were flushed.
+   */
+  setTable(table: ServiceTable): number {
+    const prev = this.#table;
+    const prevIds = this.#ids;
+    const ids = this.#assignIds(table);
+    const stale = staleUdpEndpoints(prev, prevIds, table);
+    this.#table = table;
+    this.#ids = ids;
+    if (stale.size === 0) return 0;
+    const ct = this.conntrack;
+    return ct.flush((e) => {
+      if (ct.protocolOf(e) !== IpProtocol.UDP) return false;
+      const reply = ct.tuple(e * 2 + 1);
+      return stale.has(`${ct.tagOf(e)}/${reply.src}/${reply.srcPort}`);
+    });
+  }
+
+  /** Removes the flows whose replies come from ip:port over `protocol` (conntrack -D --reply-src). */
+  flushEndpoint(ip: number, port: number, protocol: number): number {
+    return this.conntrack.flushEndpoint(ip, port, protocol);
+  }
+
+  /** Conntrack garbage collection, a slice per call (call it per batch or on a timer). */
+  expire(now: number, maxScan = 1024): number {
+    return this.conntrack.expire(now, maxScan);
+  }
+
+  /**
+   * Decides one decoded IPv4 packet (`info` from decodeFrame over `buf`). `l4Partial`:
+   * the frame carries virtio-net NEEDS_CSUM. `now`: the caller's monotonic clock in
+   * seconds (conntrack and affinity expiry). Returns a Verdict; see `result`.
+   */
+  process(info: PacketInfo, buf: Uint8Array, ingress: number, l4Partial: boolean, now: number): number {
+    const r = this.result;
+    r.reset();
+    if (info.ipVersion !== 4) return this.#verdict(Verdict.PASS);
+    const proto = info.protocol;
+    if (proto === IpProtocol.ICMP) return info.origL4Offset >= 0 ? this.#icmpError(info, buf, now) : this.#verdict(Verdict.PASS);
+    if (proto !== IpProtocol.TCP && proto !== IpProtocol.UDP) return this.#verdict(Verdict.PASS);
+    const dst = info.dst4 | 0;
+    if (info.payloadOffset < 0 || info.isFragment) {
+      return this.#table.frontendIPs.get(dst) >= 0 ? this.#drop(NatReason.FRAGMENT) : this.#verdict(Verdict.PASS);
+    }
+    const src = info.src4 | 0;
+    const sport = info.srcPort;
+    const dport = info.dstPort;
+    const flags = proto === IpProtocol.TCP ? info.tcpFlags : 0;
+    const ct = this.conntrack;
+    const ref = ct.lookup(proto, src, sport, dst, dport, now);
+    if (ref >= 0) {
+      const e = ref >> 1;
+      const dir = ref & 1;
+      if (proto !== IpProtocol.TCP || !tcpReopens(ct.stateOf(e), dir, flags)) {
+        ct.update(e, dir, flags, now);
+        r.entry = e;
+        r.direction = dir;
+        translateFlow(this.conntrack, info, buf, e, dir, l4Partial);
+        return this.#verdict(Verdict.NATED);
+      }
+      ct.remove(e); // a new connection on the old tuple: NAT it afresh
+    }
+    return this.#newFlow(info, buf, ingress, l4Partial, now, proto, src, sport, dst, dport, flags);
+  }
+
+  /**
+   * Builds the answer to a REJECT_* verdict for the packet still in `buf` into `out`
+   * at `outOff` (an IPv4 packet, or an Ethernet frame with `link` or when the packet
+   * came over Ethernet). Returns its length, or 0 when no answer is due (a reset is
+   * never answered; ICMP errors follow RFC 1812's rules). Slow path: it allocates.
+   */
+  buildReject(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, link?: EthernetRepr): number {
+    const v = this.result.verdict;
+    if (v === Verdict.REJECT_TCP_RST) return emitTcpReset(out, outOff, info, buf, link);
+    if (v === Verdict.REJECT_ICMP && icmpErrorAllowed(info, buf)) return emitIcmpv4PortUnreachable(out, outOff, info, buf, link);
+    return 0;
+  }
+
+  #newFlow(info: PacketInfo, buf: Uint8Array, ingress: number, l4Partial: boolean, now: number,
+    proto: number, src: number, sport: number, dst: number, dport: number, flags: number): number {
+    const t = this.#table;
+    const r = this.result;
+    let fe = t.frontends.get(dst, proto, dport);
+    if (fe < 0 && t.nodePortAddresses.get(dst) >= 0) fe = t.frontends.get(NODE_PORT_ADDR, proto, dport);
+    if (fe < 0) return t.clusterIPs.get(dst) >= 0 ? this.#reject(proto, NatReason.UNKNOWN_PORT) : this.#verdict(Verdict.PASS);
+    const sp = fe >> 2;
+    const kind = fe & 3;
+    r.servicePort = sp;
+    r.frontend = kind;
+    const portFlags = t.flags[sp]!;
+    if ((portFlags & PortFlag.HAS_ENDPOINTS) === 0) return this.#reject(proto, NatReason.NO_ENDPOINTS);
+    if (kind === FrontendKind.LOAD_BALANCER && t.rangeCount[sp]! > 0 && !this.#inSourceRanges(sp, src)) return this.#drop(NatReason.SOURCE_RANGE);
+
+    // Which endpoint list, and whether the source must be rewritten.
+    let external = kind !== FrontendKind.CLUSTER_IP;
+    let masq: number = MasqReason.NONE;
+    if (!external) {
+      if (ingress === Ingress.HOST) masq = MasqReason.HOST;
+      else if (ingress === Ingress.EXTERNAL) masq = MasqReason.OFF_CLUSTER;
+    } else if ((portFlags & PortFlag.EXTERNAL_LOCAL) === 0) {
+      masq = MasqReason.EXTERNAL_POLICY_CLUSTER;
+    } else if (ingress !== Ingress.EXTERNAL) {
+      external = false;
+      if (ingress === Ingress.HOST) masq = MasqReason.HOST;
+    }
+    if (masq === MasqReason.NONE && this.#masqueradeAll) masq = MasqReason.MASQUERADE_ALL;
+    r.external = external;
+    const start = external ? t.externalStart[sp]! : t.clusterStart[sp]!;
+    const count = external ? t.externalCount[sp]! : t.clusterCount[sp]!;
+    if (count === 0) return this.#drop(NatReason.NO_LOCAL_ENDPOINTS);
+    // Linux opens TCP flows on a SYN, or picks one up mid-stream on an ACK; a FIN,
+    // RST or SYN-ACK of no known flow is INVALID (and kube-proxy drops INVALID).
+    if (proto === IpProtocol.TCP && tcpTransition(TcpState.NONE, 0, flags) === TCP_INVALID) return this.#drop(NatReason.TCP_NOT_NEW);
+
+    const ep = this.#choose(sp, external, start, count, proto, src, sport, dst, dport, now);
+    const epIP = t.endpointIP[ep]! | 0;
+    const epPort = t.endpointPort[ep]!;
+    r.endpoint = ep;
+    if (masq === MasqReason.NONE && epIP === src) masq = MasqReason.HAIRPIN;
+    r.masquerade = masq;
+    const snatIP = masq === MasqReason.NONE ? src : masq === MasqReason.HAIRPIN ? this.#hairpinIP | 0 : this.#masqueradeIP | 0;
+
+    // The reply tuple must be unique: keep the client's port when free, else pick another.
+    const ct = this.conntrack;
+    let snatPort = sport;
+    if (ct.lookup(proto, epIP, epPort, snatIP, snatPort, now) >= 0) {
+      snatPort = -1;
+      for (let k = 0; k < SNAT_PORT_TRIES && snatPort < 0; k++) {
+        const p = SNAT_PORT_MIN + this.#random(65536 - SNAT_PORT_MIN);
+        if (ct.lookup(proto, epIP, epPort, snatIP, p, now) < 0) snatPort = p;
+      }
+      if (snatPort < 0) return this.#drop(NatReason.SNAT_PORTS_EXHAUSTED);
+    }
+    const e = ct.insert(proto, src, sport, dst, dport, epIP, epPort, snatIP, snatPort, now);
+    if (e < 0) return this.#drop(NatReason.CONNTRACK_FULL);
+    ct.setTag(e, this.#ids[sp]!);
+    ct.mark(e, snatIP !== src || snatPort !== sport ? EntryStatus.DST_NAT | EntryStatus.SRC_NAT : EntryStatus.DST_NAT);
+    ct.update(e, 0, flags, now);
+    r.entry = e;
+    r.direction = 0;
+    r.newFlow = true;
+    translateFlow(this.conntrack, info, buf, e, 0, l4Partial);
+    return this.#verdict(Verdict.NATED);
+  }
+
+  /** Endpoint for a new flow: ClientIP affinity if it holds, else Maglev or random. Returns its index. */
+  #choose(sp: number, external: boolean, start: number, count: number, proto: number, src: number, sport: number, dst: number, dport: number, now: number): number {
+    const t = this.#table;
+    const r = this.result;
+    const timeout = t.affinityTimeout[sp]!;
+    const id = this.#ids[sp]!;
+    if (timeout > 0) {
+      const aff = this.affinity;
+      const slot = aff.lookup(id, src, now);
+      if (slot >= 0) {
+        // An entry pointing to an endpoint the list no longer has is ignored.
+        const ip = aff.endpointIP[slot]!;
+        const port = aff.endpointPort[slot]!;
+        for (let k = start; k < start + count; k++) {
+          if (t.endpointIP[k] === ip && t.endpointPort[k] === port) {
+            r.lb = LbChoice.AFFINITY;
+            aff.record(id, src, t.endpointIP[k]! | 0, port, now + timeout, now);
+            return k;
+          }
+        }
+      }
+    }
+    const maglev = external ? t.externalMaglev[sp]! : t.clusterMaglev[sp]!;
+    let k: number;
+    if (maglev >= 0) {
+      const size = external ? t.externalMaglevSize[sp]! : t.clusterMaglevSize[sp]!;
+      k = start + t.maglev[maglev + (flowHash(MAGLEV_FLOW_SEED, proto, src, sport, dst, dport) % size)]!;
+      r.lb = LbChoice.MAGLEV;
+    } else {
+      k = start + this.#random(count);
+      r.lb = LbChoice.RANDOM;
+    }
+    if (timeout > 0) this.affinity.record(id, src, t.endpointIP[k]! | 0, t.endpointPort[k]!, now + timeout, now);
+    return k;
+  }
+
+  /**
+   * An ICMP error quoting a packet of a tracked flow. The quoted packet went the other
+   * way, so its tuple reversed is the flow's tuple in the error's direction.
+   */
+  #icmpError(info: PacketInfo, buf: Uint8Array, now: number): number {
+    const p = info.origProtocol;
+    if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return this.#verdict(Verdict.PASS);
+    const ct = this.conntrack;
+    const ref = ct.lookup(p, info.origDst4 | 0, info.origDstPort, info.origSrc4 | 0, info.origSrcPort, now);
+    if (ref < 0) return this.#verdict(Verdict.PASS);
+    const r = this.result;
+    r.entry = ref >> 1;
+    r.direction = ref & 1;
+    r.icmpError = true;
+    translateIcmpError(ct, info, buf, ref >> 1, ref & 1);
+    return this.#verdict(Verdict.NATED);
+  }
+
+  #inSourceRanges(sp: number, src: number): boolean {
+    const t = this.#table;
+    const end = t.rangeStart[sp]! + t.rangeCount[sp]!;
+    for (let k = t.rangeStart[sp]!; k < end; k++) if ((src & t.rangeMask[k]!) === t.rangeNet[k]) return true;
+    return false;
+  }
+
+  /** xorshift32 (Marsaglia 2003) in a typed-array slot: uniform enough for spreading flows, and never boxed. */
+  #random(n: number): number {
+    let x = this.#rng[0]!;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#rng[0] = x;
+    return ((x >>> 1) % n) | 0;
+  }
+
+  #verdict(v: number): number {
+    this.result.verdict = v;
+    this.verdicts[v]++;
+    return v;
+  }
+
+  #drop(reason: number): number {
+    this.result.reason = reason;
+    this.reasons[reason]++;
+    return this.#verdict(Verdict.DROP);
+  }
+
+  #reject(proto: number, reason: number): number {
+    this.result.reason = reason;
+    this.reasons[reason]++;
+    return this.#verdict(proto === IpProtocol.TCP ? Verdict.REJECT_TCP_RST : Verdict.REJECT_ICMP);
+  }
+
+  #assignIds(table: ServiceTable): Int32Array {
+    const ids = new Int32Array(table.count);
+    const next = new Map<string, number>();
+    for (let i = 0; i < table.count; i++) {
+      const key = table.ports[i]!.key;
+      let id = next.get(key) ?? this.#idByKey.get(key);
+      if (id === undefined) id = this.#nextId++;
+      next.set(key, id);
+      ids[i] = id;
+    }
+    this.#idByKey = next;
+    return ids;
+  }
+}

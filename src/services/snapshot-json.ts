@@ -1,0 +1,193 @@
+// ServiceSnapshot as JSON, for `tapir trace --snapshot FILE` and for dumping what the
+// agent serves. Addresses are written as dotted quads; on reading, a dotted quad or a
+// uint32 is accepted, and protocol as "TCP"/"UDP" or 6/17. The golden-file form of
+// snapshot-format.ts is read too: endpoints as text ("10.244.1.5:8080 node=a zone=-
+// local ready serving"; "ip:port" in the cluster/external lists), names from `key`.
+// Errors name the file and the field (ports[3].clusterEndpoints[0].ip) and say what
+// was expected.
+import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './spec.ts';
+
+export class SnapshotError extends Error {
+  readonly code = 'TAPIR_SNAPSHOT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SnapshotError';
+  }
+}
+
+type Json = unknown;
+
+class Reader {
+  readonly #where: string;
+  constructor(where: string) {
+    this.#where = where;
+  }
+
+  fail(path: string, what: string): never {
+    throw new SnapshotError(`${this.#where}: ${path}: ${what}`);
+  }
+
+  obj(v: Json, path: string): Record<string, Json> {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path, 'expected an object');
+    return v as Record<string, Json>;
+  }
+
+  arr(v: Json, path: string, optional = false): Json[] {
+    if (v === undefined && optional) return [];
+    if (!Array.isArray(v)) this.fail(path, 'expected a list');
+    return v;
+  }
+
+  str(v: Json, path: string, fallback?: string): string {
+    if (v === undefined && fallback !== undefined) return fallback;
+    if (typeof v !== 'string') this.fail(path, 'expected a string');
+    return v;
+  }
+
+  bool(v: Json, path: string, fallback: boolean): boolean {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'boolean') this.fail(path, 'expected true or false');
+    return v;
+  }
+
+  int(v: Json, path: string, min: number, max: number, fallback?: number): number {
+    if (v === undefined && fallback !== undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(path, `expected an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  ip(v: Json, path: string): number {
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) return v;
+    if (typeof v === 'string') {
+      const a = parseIpv4(v);
+      if (a >= 0) return a;
+    }
+    return this.fail(path, `expected an IPv4 address ("10.96.0.10"), got ${JSON.stringify(v)}`);
+  }
+
+  protocol(v: Json, path: string): 6 | 17 {
+    if (v === 6 || v === 'TCP' || v === 'tcp') return 6;
+    if (v === 17 || v === 'UDP' || v === 'udp') return 17;
+    return this.fail(path, `expected "TCP" or "UDP", got ${JSON.stringify(v)}`);
+  }
+
+  cidr(v: Json, path: string): [number, number] {
+    if (Array.isArray(v) && v.length === 2) return [this.ip(v[0], `${path}[0]`), this.int(v[1], `${path}[1]`, 0, 32)];
+    if (typeof v === 'string') {
+      const [a, len] = v.split('/');
+      return [this.ip(a, path), len === undefined ? 32 : this.int(Number(len), path, 0, 32)];
+    }
+    return this.fail(path, `expected a CIDR ("10.0.0.0/8"), got ${JSON.stringify(v)}`);
+  }
+}
+
+function readEndpoint(r: Reader, v: Json, path: string, known: EndpointSpec[] = []): EndpointSpec {
+  if (typeof v === 'string') return endpointText(r, v, path, known);
+  const o = r.obj(v, path);
+  return {
+    ip: r.ip(o.ip, `${path}.ip`),
+    port: r.int(o.port, `${path}.port`, 1, 65535),
+    nodeName: r.str(o.nodeName, `${path}.nodeName`, ''),
+    local: r.bool(o.local, `${path}.local`, false),
+    zone: r.str(o.zone, `${path}.zone`, ''),
+    ready: r.bool(o.ready, `${path}.ready`, true),
+    serving: r.bool(o.serving, `${path}.serving`, true),
+    terminating: r.bool(o.terminating, `${path}.terminating`, false),
+  };
+}
+
+// "ip:port [node=N] [zone=Z] [local] [ready] [serving] [terminating] [not-serving]"; a
+// bare "ip:port" takes the conditions of the same endpoint in allEndpoints (`known`).
+function endpointText(r: Reader, text: string, path: string, known: EndpointSpec[]): EndpointSpec {
+  const [at, ...words] = text.trim().split(/\s+/);
+  const colon = at!.lastIndexOf(':');
+  if (colon < 0) r.fail(path, `expected "IP:PORT ...", got ${JSON.stringify(text)}`);
+  const ip = r.ip(at!.slice(0, colon), path);
+  const port = r.int(Number(at!.slice(colon + 1)), path, 1, 65535);
+  if (words.length === 0) {
+    const same = known.find((e) => e.ip === ip && e.port === port);
+    if (same !== undefined) return same;
+    return { ip, port, nodeName: '', local: false, zone: '', ready: true, serving: true, terminating: false };
+  }
+  const e: EndpointSpec = { ip, port, nodeName: '', local: false, zone: '', ready: false, serving: false, terminating: false };
+  for (const w of words) {
+    if (w.startsWith('node=')) e.nodeName = w === 'node=-' ? '' : w.slice(5);
+    else if (w.startsWith('zone=')) e.zone = w === 'zone=-' ? '' : w.slice(5);
+    else if (w === 'local' || w === 'ready' || w === 'serving' || w === 'terminating') e[w] = true;
+    else if (w !== 'not-serving') r.fail(path, `unknown endpoint word ${JSON.stringify(w)} (node=, zone=, local, ready, serving, terminating)`);
+  }
+  return e;
+}
+
+function readPort(r: Reader, v: Json, path: string): ServicePortSpec {
+  const o = r.obj(v, path);
+  const eps = (field: string, known: EndpointSpec[] = []) => r.arr(o[field], `${path}.${field}`, true).map((e, i) => readEndpoint(r, e, `${path}.${field}[${i}]`, known));
+  const all = eps('allEndpoints');
+  const lb = r.str(o.lb, `${path}.lb`, 'random');
+  if (lb !== 'random' && lb !== 'maglev') r.fail(`${path}.lb`, `expected "random" or "maglev", got ${JSON.stringify(lb)}`);
+  // "namespace/name:portName" when the parts are not given separately.
+  const keyed = typeof o.key === 'string' ? /^([^/]*)\/([^:]*):(.*)$/.exec(o.key) : null;
+  const namespace = r.str(o.namespace, `${path}.namespace`, keyed?.[1] ?? 'default');
+  const name = r.str(o.name, `${path}.name`, keyed?.[2]);
+  const portName = r.str(o.portName, `${path}.portName`, keyed?.[3] ?? '');
+  const port: ServicePortSpec = {
+    key: r.str(o.key, `${path}.key`, `${namespace}/${name}:${portName}`),
+    namespace, name, portName,
+    protocol: r.protocol(o.protocol ?? 'TCP', `${path}.protocol`),
+    clusterIP: o.clusterIP === undefined || o.clusterIP === 'None' ? 0 : r.ip(o.clusterIP, `${path}.clusterIP`),
+    port: r.int(o.port, `${path}.port`, 1, 65535),
+    nodePort: r.int(o.nodePort, `${path}.nodePort`, 0, 65535, 0),
+    externalIPs: r.arr(o.externalIPs, `${path}.externalIPs`, true).map((a, i) => r.ip(a, `${path}.externalIPs[${i}]`)),
+    loadBalancerIPs: r.arr(o.loadBalancerIPs, `${path}.loadBalancerIPs`, true).map((a, i) => r.ip(a, `${path}.loadBalancerIPs[${i}]`)),
+    loadBalancerSourceRanges: r.arr(o.loadBalancerSourceRanges, `${path}.loadBalancerSourceRanges`, true).map((c, i) => r.cidr(c, `${path}.loadBalancerSourceRanges[${i}]`)),
+    affinityTimeoutSeconds: r.int(o.affinityTimeoutSeconds, `${path}.affinityTimeoutSeconds`, 0, 86400, 0),
+    lb,
+    externalLocal: r.bool(o.externalLocal, `${path}.externalLocal`, false),
+    internalLocal: r.bool(o.internalLocal, `${path}.internalLocal`, false),
+    healthCheckNodePort: r.int(o.healthCheckNodePort, `${path}.healthCheckNodePort`, 0, 65535, 0),
+    allEndpoints: all,
+    clusterEndpoints: o.clusterEndpoints === undefined ? all.filter((e) => e.ready) : eps('clusterEndpoints', all),
+    externalEndpoints: o.externalEndpoints === undefined ? all.filter((e) => e.ready) : eps('externalEndpoints', all),
+    localReadyEndpoints: 0,
+  };
+  port.localReadyEndpoints = r.int(o.localReadyEndpoints, `${path}.localReadyEndpoints`, 0, 1 << 30, all.filter((e) => e.local && e.ready).length);
+  return port;
+}
+
+/** Parses a snapshot; `where` (a file name) starts every error message. */
+export function parseServiceSnapshot(text: string, where: string): ServiceSnapshot {
+  const r = new Reader(where);
+  let doc: Json;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new SnapshotError(`${where}: not JSON: ${(err as Error).message}`);
+  }
+  const o = r.obj(doc, '(top)');
+  return {
+    generation: r.int(o.generation, 'generation', 0, Number.MAX_SAFE_INTEGER, 0),
+    ports: r.arr(o.ports, 'ports').map((p, i) => readPort(r, p, `ports[${i}]`)),
+    nodePortAddresses: r.arr(o.nodePortAddresses, 'nodePortAddresses', true).map((a, i) => r.ip(a, `nodePortAddresses[${i}]`)),
+  };
+}
+
+/** The snapshot as JSON text with dotted-quad addresses (parseServiceSnapshot reads it back). */
+export function serviceSnapshotToJson(s: ServiceSnapshot): string {
+  const ep = (e: EndpointSpec) => ({ ...e, ip: ipv4ToString(e.ip) });
+  return JSON.stringify({
+    generation: s.generation,
+    nodePortAddresses: s.nodePortAddresses.map(ipv4ToString),
+    ports: s.ports.map((p) => ({
+      ...p,
+      protocol: p.protocol === 6 ? 'TCP' : 'UDP',
+      clusterIP: p.clusterIP === 0 ? 'None' : ipv4ToString(p.clusterIP),
+      externalIPs: p.externalIPs.map(ipv4ToString),
+      loadBalancerIPs: p.loadBalancerIPs.map(ipv4ToString),
+      loadBalancerSourceRanges: p.loadBalancerSourceRanges.map(([a, n]) => `${ipv4ToString(a)}/${n}`),
+      allEndpoints: p.allEndpoints.map(ep),
+      clusterEndpoints: p.clusterEndpoints.map(ep),
+      externalEndpoints: p.externalEndpoints.map(ep),
+    })),
+  }, null, 2);
+}

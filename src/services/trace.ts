@@ -1,0 +1,189 @@
+// `tapir trace`: a packet's fate through the service tables, step by step. The packet
+// is built and run through a real ServiceNat.process() (the hot path's own decisions:
+// frontend, endpoint list, choice, masquerade, verdict); this file only explains the
+// NatResult it leaves, with the snapshot's endpoint conditions for the "why".
+import {
+  IpProtocol, LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, ipv4ToString,
+} from '../wire/index.ts';
+import { ServiceNat, type ServiceNatOptions } from './nat.ts';
+import {
+  LbChoice, MasqReason, NatReason, Verdict, ingressNames, lbChoiceNames, masqReasonNames, natReasonNames, verdictNames,
+} from './nat-codes.ts';
+import { FrontendKind, buildServiceTable, frontendKindNames, type ServiceTable } from '../tables/service-table.ts';
+import { maglevTableSize } from '../tables/maglev.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './spec.ts';
+
+export interface TracePacket {
+  protocol: 6 | 17;
+  src: number;
+  srcPort: number;
+  dst: number;
+  dstPort: number;
+  ingress: number;
+}
+
+export interface TraceResult {
+  verdict: string;
+  reason: string;
+  /** "namespace/name:port" of the service port matched, or null. */
+  servicePort: string | null;
+  frontend: string | null;
+  endpoint: string | null;
+  lb: string;
+  masquerade: string;
+  /** The packet as it leaves, "a.b.c.d:port -> e.f.g.h:port". */
+  after: string;
+  steps: string[];
+}
+
+// What kube-proxy says for each reject/drop (its rule comments), for the verdict line.
+const REASON_TEXT: Record<number, string> = {
+  [NatReason.NO_ENDPOINTS]: 'the service port has no endpoints (kube-proxy: "has no endpoints", REJECT)',
+  [NatReason.UNKNOWN_PORT]: 'no service has this port on the cluster IP (rejected, as kube-proxy\'s nftables mode does)',
+  [NatReason.NO_LOCAL_ENDPOINTS]: 'endpoints exist but none on this node, and the traffic policy is Local (kube-proxy: "has no local endpoints", DROP)',
+  [NatReason.SOURCE_RANGE]: 'the client is outside loadBalancerSourceRanges',
+  [NatReason.CONNTRACK_FULL]: 'the conntrack table is full and nothing in the probe window could be evicted',
+  [NatReason.TCP_NOT_NEW]: 'a TCP segment that cannot open a connection (only SYN, or an ACK picked up mid-stream, can)',
+  [NatReason.FRAGMENT]: 'an IP fragment to a service address (fragments are not reassembled)',
+  [NatReason.SNAT_PORTS_EXHAUSTED]: 'no free source port to masquerade with',
+};
+
+const tuple = (a: number, p: number) => `${ipv4ToString(a)}:${p}`;
+const protoName = (p: number) => (p === IpProtocol.TCP ? 'TCP' : 'UDP');
+
+/** Traces a packet through a fresh ServiceNat built from `snapshot` (empty conntrack and affinity). */
+export function traceServicePacket(snapshot: ServiceSnapshot, packet: TracePacket, options: ServiceNatOptions): TraceResult {
+  const table = buildServiceTable(snapshot);
+  const nat = new ServiceNat(table, options);
+  return traceWith(nat, packet, 1, `snapshot generation ${snapshot.generation}, ${table.count} service ports`);
+}
+
+/**
+ * Traces a packet through `nat` as it stands (its conntrack and affinity state count).
+ * process() runs for real: a new flow leaves its entry behind, as the packet would.
+ */
+export function traceWith(nat: ServiceNat, p: TracePacket, now: number, context: string): TraceResult {
+  const steps: string[] = [];
+  const t = nat.table;
+  steps.push(`packet: ${protoName(p.protocol)} ${tuple(p.src, p.srcPort)} -> ${tuple(p.dst, p.dstPort)}, from ${ingressNames[p.ingress] ?? '?'} (${context})`);
+  const buf = buildPacket({
+    ipv4: { src: p.src, dst: p.dst, ttl: 64 },
+    ...(p.protocol === IpProtocol.TCP ? { tcp: { srcPort: p.srcPort, dstPort: p.dstPort, seq: 1, ack: 0, flags: TcpFlags.SYN } } : { udp: { srcPort: p.srcPort, dstPort: p.dstPort } }),
+  });
+  const info = new PacketInfo();
+  decodeFrame(info, buf, 0, buf.length, LinkType.RAW_IP);
+  const verdict = nat.process(info, buf, p.ingress, false, now);
+  const r = nat.result;
+  const after = `${tuple(info.src4, info.srcPort)} -> ${tuple(info.dst4, info.dstPort)}`;
+  const port = r.servicePort >= 0 ? t.ports[r.servicePort]! : null;
+
+  if (r.entry >= 0 && !r.newFlow) {
+    steps.push(`conntrack: entry ${r.entry} matches (${r.direction === 0 ? 'original direction: client to service' : 'reply direction: endpoint to client'}); its NAT applies`);
+  } else {
+    steps.push('conntrack: no entry for this tuple (a new flow)');
+  }
+  if (port !== null) {
+    explainFrontend(steps, port, r.frontend, p);
+    if (verdict === Verdict.NATED || r.reason === NatReason.NO_LOCAL_ENDPOINTS || r.reason === NatReason.CONNTRACK_FULL || r.reason === NatReason.SNAT_PORTS_EXHAUSTED) {
+      explainEndpoints(steps, port, r.external, r.frontend, p.ingress);
+    }
+    if (r.endpoint >= 0) explainChoice(steps, t, port, r.servicePort, r.external, r.lb, r.endpoint);
+  } else if (r.entry < 0) {
+    const isNodeAddr = t.nodePortAddresses.get(p.dst) >= 0;
+    steps.push(`frontend: none is ${tuple(p.dst, p.dstPort)}/${protoName(p.protocol)} (no cluster, external or load-balancer IP${isNodeAddr ? `; ${ipv4ToString(p.dst)} serves node ports, but none is ${p.dstPort}` : ''})`);
+  }
+  if (verdict === Verdict.NATED && r.newFlow) explainNat(steps, nat, r.entry, r.masquerade);
+  const verdictLine = verdict === Verdict.NATED ? `forward ${protoName(p.protocol)} ${after}${endpointWhere(t, r.endpoint, port)}`
+    : verdict === Verdict.PASS ? 'not a service packet: forwarded unchanged'
+    : `${REASON_TEXT[r.reason] ?? natReasonNames[r.reason]}${verdict === Verdict.REJECT_TCP_RST ? '; answered with a TCP reset' : verdict === Verdict.REJECT_ICMP ? '; answered with ICMP port unreachable' : ''}`;
+  steps.push(`verdict: ${verdictNames[verdict]}: ${verdictLine}`);
+  return {
+    verdict: verdictNames[verdict]!,
+    reason: natReasonNames[r.reason]!,
+    servicePort: port?.key ?? null,
+    frontend: r.frontend >= 0 ? frontendKindNames[r.frontend]! : null,
+    endpoint: r.endpoint >= 0 ? tuple(t.endpointIP[r.endpoint]!, t.endpointPort[r.endpoint]!) : null,
+    lb: lbChoiceNames[r.lb]!,
+    masquerade: masqReasonNames[r.masquerade]!,
+    after,
+    steps,
+  };
+}
+
+function explainFrontend(steps: string[], port: ServicePortSpec, kind: number, p: TracePacket): void {
+  const name = `${port.namespace}/${port.name}${port.portName ? ` port "${port.portName}"` : ''}`;
+  const at = kind === FrontendKind.NODE_PORT ? `node port ${p.dstPort} on ${ipv4ToString(p.dst)}` : tuple(p.dst, p.dstPort);
+  steps.push(`frontend: ${at}/${protoName(p.protocol)} is the ${frontendKindNames[kind]} of ${name} (cluster IP ${port.clusterIP ? tuple(port.clusterIP, port.port) : 'none'})`);
+  if (kind === FrontendKind.LOAD_BALANCER && port.loadBalancerSourceRanges.length > 0) {
+    steps.push(`  loadBalancerSourceRanges: ${port.loadBalancerSourceRanges.map(([a, n]) => `${ipv4ToString(a)}/${n}`).join(', ')}`);
+  }
+}
+
+function explainEndpoints(steps: string[], port: ServicePortSpec, external: boolean, kind: number, ingress: number): void {
+  const list = external ? port.externalEndpoints : port.clusterEndpoints;
+  const why = external
+    ? `for node ports, external and load-balancer IPs under externalTrafficPolicy ${port.externalLocal ? 'Local' : 'Cluster'}`
+    : kind !== FrontendKind.CLUSTER_IP
+      ? `externalTrafficPolicy Local sends ${ingressNames[ingress]} traffic to the cluster-wide list`
+      : `for traffic from inside the cluster under internalTrafficPolicy ${port.internalLocal ? 'Local' : 'Cluster'}`;
+  steps.push(`endpoints: the ${external ? 'external' : 'cluster'} list (${why}): ${list.length} of ${port.allEndpoints.length} eligible`);
+  const policyLocal = external ? port.externalLocal : port.internalLocal;
+  const anyReady = list.some((e) => e.ready);
+  const node = (e: EndpointSpec) => (e.nodeName || '?') + (e.local ? ' (this node)' : '');
+  const nodeWidth = Math.max(0, ...port.allEndpoints.map((e) => node(e).length));
+  const condWidth = Math.max(0, ...port.allEndpoints.map((e) => conditions(e).length));
+  for (const e of port.allEndpoints) {
+    const inList = list.some((x) => x.ip === e.ip && x.port === e.port);
+    steps.push(`  ${tuple(e.ip, e.port).padEnd(21)}  ${node(e).padEnd(nodeWidth)}  ${conditions(e).padEnd(condWidth)}  ${inList ? eligible(e) : notEligible(e, anyReady, policyLocal)}`);
+  }
+}
+
+function conditions(e: EndpointSpec): string {
+  const c = [e.ready ? 'ready' : 'not ready'];
+  if (!e.ready) c.push(e.serving ? 'serving' : 'not serving');
+  if (e.terminating) c.push('terminating');
+  if (e.zone) c.push(`zone ${e.zone}`);
+  return c.join(', ');
+}
+
+function eligible(e: EndpointSpec): string {
+  return e.ready ? 'eligible' : 'eligible (fallback: no ready endpoint, serving and terminating ones are used)';
+}
+
+function notEligible(e: EndpointSpec, anyReady: boolean, policyLocal: boolean): string {
+  if (!e.ready && !e.serving) return 'not eligible: not serving';
+  if (!e.ready && anyReady) return 'not eligible: not ready (ready endpoints exist)';
+  if (policyLocal && !e.local) return 'not eligible: on another node (traffic policy Local)';
+  return 'not eligible: filtered by topology (EndpointSlice hints / trafficDistribution)';
+}
+
+function explainChoice(steps: string[], t: ServiceTable, port: ServicePortSpec, sp: number, external: boolean, lb: number, ep: number): void {
+  const n = external ? t.externalCount[sp]! : t.clusterCount[sp]!;
+  const chosen = tuple(t.endpointIP[ep]!, t.endpointPort[ep]!);
+  let how: string;
+  if (lb === LbChoice.AFFINITY) how = `sessionAffinity ClientIP: the client's entry (timeout ${port.affinityTimeoutSeconds} s) still points to it`;
+  else if (lb === LbChoice.MAGLEV) how = `Maglev consistent hashing of the 5-tuple over a ${maglevTableSize(n)}-slot table of ${n} endpoints`;
+  else how = `random among ${n}`;
+  steps.push(`choice: ${chosen} by ${how}`);
+  if (port.affinityTimeoutSeconds > 0 && lb !== LbChoice.AFFINITY) steps.push(`  sessionAffinity ClientIP: no live entry for this client; recorded for ${port.affinityTimeoutSeconds} s`);
+}
+
+function explainNat(steps: string[], nat: ServiceNat, e: number, masq: number): void {
+  const o = nat.conntrack.tuple(e * 2);
+  const r = nat.conntrack.tuple(e * 2 + 1);
+  steps.push(`NAT: DNAT ${tuple(o.dst, o.dstPort)} -> ${tuple(r.src, r.srcPort)}`);
+  if (masq === MasqReason.NONE) {
+    steps.push(`NAT: no SNAT: the client keeps its address${r.dstPort !== o.srcPort ? ` (source port ${o.srcPort} -> ${r.dstPort}: the reply tuple was taken)` : ''}`);
+  } else {
+    steps.push(`NAT: SNAT ${tuple(o.src, o.srcPort)} -> ${tuple(r.dst, r.dstPort)}: ${masqReasonNames[masq]}`);
+  }
+  steps.push(`conntrack: entry ${e} created; replies ${tuple(r.src, r.srcPort)} -> ${tuple(r.dst, r.dstPort)} are reverse-NATed`);
+}
+
+function endpointWhere(t: ServiceTable, ep: number, port: ServicePortSpec | null): string {
+  if (ep < 0 || port === null) return '';
+  const ip = t.endpointIP[ep]!;
+  const spec = port.allEndpoints.find((e) => e.ip === ip && e.port === t.endpointPort[ep]);
+  if (t.endpointLocal[ep] === 1) return ' (endpoint on this node: to its pod port)';
+  return spec?.nodeName ? ` (endpoint on node ${spec.nodeName}: over the overlay)` : '';
+}

@@ -1,0 +1,458 @@
+// Connection tracking for service flows: fixed-size entry arrays plus one
+// open-addressing index holding both of an entry's tuples, so a packet finds its flow
+// with one lookup whichever way it goes (Linux nf_conntrack's tuplehash[2]).
+//
+// Tuples are numbered `ref = entry * 2 + dir`: dir 0 is the original tuple (client ->
+// frontend, as the client sent it), dir 1 the reply tuple (endpoint -> client or the
+// SNAT address, as the endpoint sends it). The NAT mapping is the pair: forward
+// packets get source := reply dst, destination := reply src; replies get source :=
+// original dst, destination := original src.
+//
+// Layout: one 64-byte record per entry (a cache line: both tuples, state, status, tag,
+// expiry, last seen, both hashes) in one ArrayBuffer seen through four typed-array
+// views, and an index of [ref, hash] pairs. A packet of an established flow touches
+// two cache lines (index slot, record); with one array per field it was ten, and at
+// 400,000 flows cache misses, not instructions, set the cost per packet.
+//
+// Index: linear probing over 4 slots per entry (load <= 1/2), with backward-shift
+// deletion so lookups stop at the first empty slot, and at most MAX_PROBE slots
+// between a tuple's home and its slot. When the entries are all taken or a probe
+// window is full, the new flow may evict, from its probe window, an expired entry or
+// else the least recently seen entry that is not assured (never answered, or not
+// established); otherwise it is dropped. Linux's early_drop makes the same choice
+// (it scans the new tuple's hash bucket for a non-assured entry). Both are counted.
+//
+// Time is whatever monotonic seconds the caller passes; nothing here reads a clock.
+import { flowHash } from './hash.ts';
+import {
+  DEFAULT_TIMEOUTS, TCP_IGNORED, TCP_INVALID, TcpState, tcpTimeoutTable, tcpTransition, type ConntrackTimeouts,
+} from './tcp-state.ts';
+
+export const TCP = 6;
+export const UDP = 17;
+
+/** kube-proxy's floor for nf_conntrack_max (conntrack.min, 131072): a node handles at least this many flows. */
+export const CONNTRACK_DEFAULT_CAPACITY = 131072;
+
+/** Longest distance from a tuple's home slot to its slot: the probe window. */
+export const MAX_PROBE = 32;
+
+export const Direction = { ORIGINAL: 0, REPLY: 1 } as const;
+
+/** Entry status bits (Linux IPS_*). */
+export const EntryStatus = {
+  SEEN_REPLY: 1,
+  /** Worth keeping when the table is full: TCP established with a reply, UDP answered. */
+  ASSURED: 2,
+  SRC_NAT: 4,
+  DST_NAT: 8,
+} as const;
+
+/** ConntrackCounters indexes. */
+export const ConntrackCounter = {
+  INSERTED: 0,
+  EXPIRED: 1,
+  /** Non-assured entries evicted to make room for a new flow. */
+  EVICTED: 2,
+  /** New flows dropped: no room and nothing evictable in the probe window. */
+  DROPPED_FULL: 3,
+  /** TCP segments invalid in the flow's state (forwarded, state unchanged). */
+  INVALID: 4,
+  /** Removed by flushEndpoint / flush. */
+  FLUSHED: 5,
+  /** Removed by remove() (reopened TCP connections and the like). */
+  REMOVED: 6,
+} as const;
+export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed'];
+
+export interface ConntrackOptions {
+  /** Most entries (flows); default 131072. */
+  capacity?: number;
+  timeouts?: Partial<ConntrackTimeouts>;
+  /** Index hash seed; random by default so flows cannot be crafted to collide. */
+  seed?: number;
+}
+
+const EMPTY = -1;
+
+/** Record words per entry (64 bytes). */
+export const ENTRY_WORDS = 16;
+/** Words of a tuple inside a record, from tupleBase(ref): addresses as uint32, ports as srcPort << 16 | dstPort. */
+export const TupleWord = { SRC: 0, DST: 1, PORTS: 2 } as const;
+// Record layout: words 0-2 original tuple, 3-5 reply tuple, byte 24 protocol, 25 TCP
+// state, 26 status, 27 live; word 7 tag; words 8-9 expires and 10-11 last seen
+// (float64); 12, 13 the tuples' hashes.
+const B_PROTOCOL = 24;
+const B_STATE = 25;
+const B_STATUS = 26;
+const B_LIVE = 27;
+const W_TAG = 7;
+const D_EXPIRES = 4;
+const D_LAST_SEEN = 5;
+const W_HASH = 12;
+
+/** First record word of tuple `ref` (entry * 2 + dir). */
+export function tupleBase(ref: number): number {
+  return (ref >> 1) * ENTRY_WORDS + (ref & 1) * 3;
+}
+
+/** A tuple, for slow paths (dumps, trace, tests). */
+export interface ConntrackTuple { src: number; srcPort: number; dst: number; dstPort: number }
+
+export class Conntrack {
+  readonly capacity: number;
+  readonly timeouts: Readonly<ConntrackTimeouts>;
+  readonly counters = new Float64Array(conntrackCounterNames.length);
+  /** The records as uint32 words (tuples: tupleBase, TupleWord). Read-only outside this class. */
+  readonly words: Uint32Array;
+  readonly #i32: Int32Array;
+  readonly #u8: Uint8Array;
+  readonly #f64: Float64Array;
+  readonly #free: Int32Array;
+  #freeTop: number;
+
+  // [ref, hash] pairs.
+  readonly #slots: Int32Array;
+  readonly #mask: number;
+  readonly #seed: number;
+  readonly #tcpTimeout: Float64Array;
+  readonly #udp: number;
+  readonly #udpStream: number;
+  readonly #tcpUnreplied: number;
+  #sweepCursor = 0;
+
+  constructor(options: ConntrackOptions = {}) {
+    const capacity = options.capacity ?? CONNTRACK_DEFAULT_CAPACITY;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 24) throw new RangeError(`conntrack capacity must be 1..${1 << 24}, got ${capacity}`);
+    this.capacity = capacity;
+    const t = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    for (const [k, v] of Object.entries(t)) if (!(v > 0)) throw new RangeError(`conntrack timeout ${k} must be > 0 seconds, got ${v}`);
+    this.timeouts = t;
+    this.#tcpTimeout = tcpTimeoutTable(t);
+    this.#udp = t.udp;
+    this.#udpStream = t.udpStream;
+    this.#tcpUnreplied = t.tcpUnreplied;
+    this.#seed = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 0;
+
+    const records = new ArrayBuffer(capacity * ENTRY_WORDS * 4);
+    this.words = new Uint32Array(records);
+    this.#i32 = new Int32Array(records);
+    this.#u8 = new Uint8Array(records);
+    this.#f64 = new Float64Array(records);
+    this.#free = new Int32Array(capacity);
+    // Popped from the top: entry 0 first, so small tables fill in order (readable dumps).
+    for (let i = 0; i < capacity; i++) this.#free[i] = capacity - 1 - i;
+    this.#freeTop = capacity;
+
+    let slots = 16;
+    while (slots < capacity * 4) slots *= 2;
+    this.#slots = new Int32Array(slots * 2);
+    for (let i = 0; i < slots * 2; i += 2) this.#slots[i] = EMPTY;
+    this.#mask = slots - 1;
+  }
+
+  /** Live entries. */
+  get size(): number {
+    return this.capacity - this.#freeTop;
+  }
+
+  isLive(entry: number): boolean {
+    return this.#u8[entry * 64 + B_LIVE] === 1;
+  }
+
+  protocolOf(entry: number): number {
+    return this.#u8[entry * 64 + B_PROTOCOL]!;
+  }
+
+  /** TcpState of a TCP entry. */
+  stateOf(entry: number): number {
+    return this.#u8[entry * 64 + B_STATE]!;
+  }
+
+  /** EntryStatus bits. */
+  statusOf(entry: number): number {
+    return this.#u8[entry * 64 + B_STATUS]!;
+  }
+
+  /** Caller's tag: the service port's stable id (ServiceNat), -1 when none. */
+  tagOf(entry: number): number {
+    return this.#i32[entry * ENTRY_WORDS + W_TAG]!;
+  }
+
+  setTag(entry: number, tag: number): void {
+    this.#i32[entry * ENTRY_WORDS + W_TAG] = tag;
+  }
+
+  /** When the entry expires (seconds, the caller's clock). Slow path: a float may be boxed. */
+  expiresAt(entry: number): number {
+    return this.#f64[entry * 8 + D_EXPIRES]!;
+  }
+
+  /** A tuple as an object (slow path). */
+  tuple(ref: number): ConntrackTuple {
+    const b = tupleBase(ref);
+    const w = this.words;
+    return { src: w[b]!, srcPort: w[b + 2]! >>> 16, dst: w[b + 1]!, dstPort: w[b + 2]! & 0xffff };
+  }
+
+  /**
+   * The tuple ref (entry * 2 + dir) whose tuple is exactly this one, or -1. An entry
+   * found expired is removed (counted) and reported as absent. Addresses: int32 (`| 0`)
+   * on the hot path, so no call boxes them.
+   */
+  lookup(protocol: number, src: number, srcPort: number, dst: number, dstPort: number, now: number): number {
+    const h = flowHash(this.#seed, protocol, src, srcPort, dst, dstPort);
+    const slots = this.#slots;
+    const w = this.#i32;
+    const mask = this.#mask;
+    const s = src | 0;
+    const d = dst | 0;
+    const ports = (srcPort << 16) | dstPort;
+    let i = h & mask;
+    for (;;) {
+      const ref = slots[i * 2]!;
+      if (ref === EMPTY) return EMPTY;
+      if (slots[i * 2 + 1] === h) {
+        const e = ref >> 1;
+        const b = e * ENTRY_WORDS + (ref & 1) * 3;
+        if (w[b] === s && w[b + 1] === d && w[b + 2] === ports && this.#u8[e * 64 + B_PROTOCOL] === protocol) {
+          if (this.#f64[e * 8 + D_EXPIRES]! <= now) {
+            this.#removeEntry(e);
+            this.counters[ConntrackCounter.EXPIRED]++;
+            return EMPTY;
+          }
+          return ref;
+        }
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  /**
+   * Creates an entry for a new flow: original tuple (client -> frontend) and reply
+   * tuple (endpoint -> client or SNAT address). The caller has checked that neither
+   * tuple is taken. Returns the entry, or -1 when the table has no room (counted).
+   * State starts at NONE; the caller then calls `update` with the first packet.
+   */
+  insert(protocol: number, oSrc: number, oSrcPort: number, oDst: number, oDstPort: number,
+    rSrc: number, rSrcPort: number, rDst: number, rDstPort: number, now: number): number {
+    const h0 = flowHash(this.#seed, protocol, oSrc, oSrcPort, oDst, oDstPort);
+    const h1 = flowHash(this.#seed, protocol, rSrc, rSrcPort, rDst, rDstPort);
+    const slots = this.#slots;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const poolFull = this.#freeTop === 0;
+      const s0 = poolFull ? EMPTY : this.#emptySlot(h0);
+      let s1 = EMPTY;
+      if (s0 !== EMPTY) {
+        slots[s0 * 2] = 0; // held, so the reply tuple cannot pick the same slot
+        s1 = this.#emptySlot(h1);
+        slots[s0 * 2] = EMPTY;
+      }
+      if (s1 !== EMPTY) {
+        const e = this.#free[--this.#freeTop]!;
+        const w = this.#i32;
+        const b = e * ENTRY_WORDS;
+        w[b] = oSrc; w[b + 1] = oDst; w[b + 2] = (oSrcPort << 16) | oDstPort;
+        w[b + 3] = rSrc; w[b + 4] = rDst; w[b + 5] = (rSrcPort << 16) | rDstPort;
+        w[b + W_TAG] = -1;
+        w[b + W_HASH] = h0;
+        w[b + W_HASH + 1] = h1;
+        const u8 = this.#u8;
+        u8[e * 64 + B_PROTOCOL] = protocol;
+        u8[e * 64 + B_STATE] = TcpState.NONE;
+        u8[e * 64 + B_STATUS] = 0;
+        u8[e * 64 + B_LIVE] = 1;
+        this.#f64[e * 8 + D_EXPIRES] = now + this.#udp;
+        this.#f64[e * 8 + D_LAST_SEEN] = now;
+        slots[s0 * 2] = e * 2;
+        slots[s0 * 2 + 1] = h0;
+        slots[s1 * 2] = e * 2 + 1;
+        slots[s1 * 2 + 1] = h1;
+        this.counters[ConntrackCounter.INSERTED]++;
+        return e;
+      }
+      // No room: give up an entry where it helps. Any entry frees one when all are
+      // taken; else one from the probe window that was full.
+      const victim = poolFull ? this.#victim(h0, h1, now) : this.#victim(s0 === EMPTY ? h0 : h1, -1, now);
+      if (victim < 0) break;
+      const expired = this.#f64[victim * 8 + D_EXPIRES]! <= now;
+      this.#removeEntry(victim);
+      this.counters[expired ? ConntrackCounter.EXPIRED : ConntrackCounter.EVICTED]++;
+    }
+    this.counters[ConntrackCounter.DROPPED_FULL]++;
+    return EMPTY;
+  }
+
+  /**
+   * Accounts a packet of the flow: TCP state from its flags, the reply bit, the
+   * timeout. Returns the TCP state after the packet, TCP_INVALID (state kept, counted)
+   * or TCP_IGNORED; for UDP, 0.
+   */
+  update(entry: number, dir: number, tcpFlags: number, now: number): number {
+    const u8 = this.#u8;
+    const f64 = this.#f64;
+    const at = entry * 64;
+    let status = u8[at + B_STATUS]!;
+    if (dir === Direction.REPLY) status |= EntryStatus.SEEN_REPLY;
+    f64[entry * 8 + D_LAST_SEEN] = now;
+    if (u8[at + B_PROTOCOL] !== TCP) {
+      if ((status & EntryStatus.SEEN_REPLY) !== 0) status |= EntryStatus.ASSURED;
+      u8[at + B_STATUS] = status;
+      f64[entry * 8 + D_EXPIRES] = now + ((status & EntryStatus.SEEN_REPLY) !== 0 ? this.#udpStream : this.#udp);
+      return 0;
+    }
+    const next = tcpTransition(u8[at + B_STATE]!, dir, tcpFlags);
+    u8[at + B_STATUS] = status;
+    if (next === TCP_INVALID) {
+      this.counters[ConntrackCounter.INVALID]++;
+      return next;
+    }
+    if (next === TCP_IGNORED) return next;
+    u8[at + B_STATE] = next;
+    if (next === TcpState.ESTABLISHED && (status & EntryStatus.SEEN_REPLY) !== 0) u8[at + B_STATUS] = status | EntryStatus.ASSURED;
+    let timeout = this.#tcpTimeout[next]!;
+    if ((status & EntryStatus.SEEN_REPLY) === 0 && timeout > this.#tcpUnreplied) timeout = this.#tcpUnreplied;
+    f64[entry * 8 + D_EXPIRES] = now + timeout;
+    return next;
+  }
+
+  /** Sets status bits (SRC_NAT / DST_NAT) on a new entry. */
+  mark(entry: number, bits: number): void {
+    this.#u8[entry * 64 + B_STATUS] = this.#u8[entry * 64 + B_STATUS]! | bits;
+  }
+
+  remove(entry: number): void {
+    if (!this.isLive(entry)) return;
+    this.#removeEntry(entry);
+    this.counters[ConntrackCounter.REMOVED]++;
+  }
+
+  /**
+   * Garbage collection, a slice at a time (Linux gc_worker): looks at up to `maxScan`
+   * entries from where the last call stopped and removes the expired ones. Lookups
+   * also remove what they find expired; this keeps idle flows from holding room.
+   */
+  expire(now: number, maxScan: number): number {
+    let removed = 0;
+    let i = this.#sweepCursor;
+    const n = Math.min(maxScan, this.capacity);
+    for (let k = 0; k < n; k++) {
+      if (this.#u8[i * 64 + B_LIVE] === 1 && this.#f64[i * 8 + D_EXPIRES]! <= now) {
+        this.#removeEntry(i);
+        removed++;
+      }
+      if (++i === this.capacity) i = 0;
+    }
+    this.#sweepCursor = i;
+    this.counters[ConntrackCounter.EXPIRED] += removed;
+    return removed;
+  }
+
+  /**
+   * Removes every flow whose reply comes from this endpoint (reply tuple source =
+   * ip:port) for the protocol; with `tag` >= 0 only flows carrying that tag (one
+   * service port). kube-proxy does this for UDP when an endpoint goes away
+   * (conntrack -D --reply-src IP -p udp ...); flows to other endpoints stay.
+   */
+  flushEndpoint(ip: number, port: number, protocol: number, tag = -1): number {
+    const a = ip | 0;
+    const w = this.#i32;
+    return this.flush((e) => {
+      const b = e * ENTRY_WORDS + 3;
+      return this.protocolOf(e) === protocol && w[b] === a && w[b + 2]! >>> 16 === port && (tag < 0 || this.tagOf(e) === tag);
+    });
+  }
+
+  /** Removes the live entries `pick` selects (slow path: table swaps, tests). */
+  flush(pick: (entry: number) => boolean): number {
+    let removed = 0;
+    for (let e = 0; e < this.capacity; e++) {
+      if (this.#u8[e * 64 + B_LIVE] === 1 && pick(e)) {
+        this.#removeEntry(e);
+        removed++;
+      }
+    }
+    this.counters[ConntrackCounter.FLUSHED] += removed;
+    return removed;
+  }
+
+  /** Live entry ids (slow path: dumps, trace, tests). */
+  entries(): number[] {
+    const out: number[] = [];
+    for (let e = 0; e < this.capacity; e++) if (this.#u8[e * 64 + B_LIVE] === 1) out.push(e);
+    return out;
+  }
+
+  /** First empty slot within the probe window of hash `h`, or -1. */
+  #emptySlot(h: number): number {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    let i = h & mask;
+    for (let k = 0; k < MAX_PROBE; k++) {
+      if (slots[i * 2] === EMPTY) return i;
+      i = (i + 1) & mask;
+    }
+    return EMPTY;
+  }
+
+  /**
+   * The entry to give up for a new flow, from the probe windows of `ha` and `hb` (-1:
+   * none): an expired one at once, else the least recently seen non-assured one; -1
+   * when every entry there is assured.
+   */
+  #victim(ha: number, hb: number, now: number): number {
+    let best = EMPTY;
+    let bestSeen = Infinity;
+    const slots = this.#slots;
+    const mask = this.#mask;
+    const f64 = this.#f64;
+    for (let w = 0; w < 2; w++) {
+      const h = w === 0 ? ha : hb;
+      if (h < 0) continue;
+      let i = h & mask;
+      for (let k = 0; k < MAX_PROBE; k++) {
+        const ref = slots[i * 2]!;
+        if (ref !== EMPTY) {
+          const e = ref >> 1;
+          if (f64[e * 8 + D_EXPIRES]! <= now) return e;
+          if ((this.#u8[e * 64 + B_STATUS]! & EntryStatus.ASSURED) === 0 && f64[e * 8 + D_LAST_SEEN]! < bestSeen) {
+            best = e;
+            bestSeen = f64[e * 8 + D_LAST_SEEN]!;
+          }
+        }
+        i = (i + 1) & mask;
+      }
+    }
+    return best;
+  }
+
+  #removeEntry(e: number): void {
+    this.#removeRef(e * 2, this.#i32[e * ENTRY_WORDS + W_HASH]!);
+    this.#removeRef(e * 2 + 1, this.#i32[e * ENTRY_WORDS + W_HASH + 1]!);
+    this.#u8[e * 64 + B_LIVE] = 0;
+    this.#free[this.#freeTop++] = e;
+  }
+
+  // Backward-shift deletion (Knuth 6.4, Algorithm R): later tuples of the same run
+  // move up into the hole when their home allows, so no run has a gap.
+  #removeRef(ref: number, hash: number): void {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    let hole = hash & mask;
+    while (slots[hole * 2] !== ref) hole = (hole + 1) & mask;
+    let j = (hole + 1) & mask;
+    for (;;) {
+      const r = slots[j * 2]!;
+      if (r === EMPTY) break;
+      const home = slots[j * 2 + 1]! & mask;
+      // j may fill the hole when its home is not in the cyclic interval (hole, j].
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        slots[hole * 2] = r;
+        slots[hole * 2 + 1] = slots[j * 2 + 1]!;
+        hole = j;
+      }
+      j = (j + 1) & mask;
+    }
+    slots[hole * 2] = EMPTY;
+  }
+}

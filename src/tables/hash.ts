@@ -1,0 +1,53 @@
+// Integer hashes for the service tables: flow tuples (conntrack index, Maglev lookup,
+// affinity) and endpoint names (Maglev permutations). Math.imul mixing in the style of
+// MurmurHash3's finaliser: a few multiplies, no allocation.
+//
+// Every hash returns 30 bits (0 .. 2^30-1). V8 passes and returns such values as small
+// integers; a uint32 at or above 2^31 would be boxed into a HeapNumber whenever a call
+// is not inlined, which is an allocation per packet.
+
+/** Seed of the Maglev lookup hash: fixed, so every node and every restart agrees on a flow's endpoint. */
+export const MAGLEV_FLOW_SEED = 0x2545f491;
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 2;
+}
+
+/**
+ * Hash of a flow tuple (protocol, source address and port, destination address and
+ * port). Addresses may be passed as int32 or uint32 (only their low 32 bits count).
+ * `seed` keeps a conntrack table's layout unguessable (hash flooding).
+ */
+export function flowHash(seed: number, protocol: number, src: number, srcPort: number, dst: number, dstPort: number): number {
+  let h = seed ^ protocol;
+  h = Math.imul(h ^ src, 0xcc9e2d51);
+  h = Math.imul((h << 15) | (h >>> 17), 0x1b873593);
+  h = Math.imul(h ^ dst, 0xcc9e2d51);
+  h = Math.imul((h << 13) | (h >>> 19), 0x1b873593);
+  h = Math.imul(h ^ ((srcPort << 16) | dstPort), 0xcc9e2d51);
+  return fmix(h);
+}
+
+/** Hash of an (affinity) key: a service port id and a client address. */
+export function pairHash(seed: number, a: number, b: number): number {
+  let h = Math.imul(seed ^ a, 0xcc9e2d51);
+  h = Math.imul((h << 15) | (h >>> 17), 0x1b873593);
+  h = Math.imul(h ^ b, 0xcc9e2d51);
+  return fmix(h);
+}
+
+/**
+ * The two hashes of an endpoint's name that give its Maglev permutation (Eisenbud et
+ * al., NSDI'16, §3.4: offset and skip). An endpoint of a service port is named by its
+ * address and port; hashing those numbers is equivalent to hashing "ip:port" text and
+ * needs no string. `which` picks the hash (0 = offset, 1 = skip).
+ */
+export function endpointHash(ip: number, port: number, which: number): number {
+  const seed = which === 0 ? 0x5bd1e995 : 0x27d4eb2f;
+  return pairHash(seed, ip, port);
+}

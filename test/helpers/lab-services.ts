@@ -1,0 +1,230 @@
+// End-to-end Service checks against a running lab, shared by the proxy modes
+// (test/lab-services-iptables.test.ts, -nftables, -tapir): the default topology's demo
+// Services from pods on both nodes, from a node and from the external client, then
+// `lab apply` / `lab delete` of a Pod and a Service, bad manifests, and `lab down`.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Lab, TAPIR, tapir, type HttpEcho } from './lab.ts';
+
+export interface ServiceView {
+  name: string; namespace: string; type: string; clusterIP: string; externalIPs: string[]; loadBalancerIPs: string[]; healthCheckNodePort: number;
+  ports: { name: string; port: number; protocol: string; targetPort: number | string; nodePort: number }[];
+  endpoints: { ip: string; node: string; ready: boolean; serving: boolean; terminating: boolean }[];
+}
+
+const CLIENT_IP = '172.30.0.100';
+const NODE_IPS = { 'node-1': '172.30.0.11', 'node-2': '172.30.0.12' } as const;
+
+function services(lab: Lab): Map<string, ServiceView> {
+  return new Map((lab.status().services as ServiceView[]).map((s) => [`${s.namespace}/${s.name}`, s]));
+}
+
+function get(lab: Lab, from: string, url: string): HttpEcho {
+  const out = lab.exec(from, 'curl', '-sS', '--max-time', '3', url);
+  return JSON.parse(out) as HttpEcho;
+}
+
+/** `count` requests in one exec (one process start instead of `count`). */
+function getMany(lab: Lab, from: string, url: string, count: number): HttpEcho[] {
+  const out = lab.exec(from, 'sh', '-c', `for i in $(seq ${count}); do curl -sS --max-time 3 '${url}' || exit 1; done`);
+  return out.trim().split('\n').map((line) => JSON.parse(line) as HttpEcho);
+}
+
+async function eventually(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Everything `lab apply` could have touched: the manifest files and the lab's pods. */
+function fingerprint(lab: Lab): string {
+  const dir = `/run/tapir/lab/${lab.name}/manifests`;
+  const hash = createHash('sha256');
+  for (const file of readdirSync(dir).sort()) hash.update(file).update(readFileSync(join(dir, file)));
+  const state = JSON.parse(readFileSync(`/run/tapir/lab/${lab.name}/state.json`, 'utf8')) as { pods: unknown[] };
+  hash.update(JSON.stringify(state.pods));
+  return hash.digest('hex');
+}
+
+const DEMO = `apiVersion: v1
+kind: Namespace
+metadata: { name: demo }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: api-1, namespace: demo, labels: { app: api } }
+spec:
+  nodeName: node-2
+  containers:
+    - name: api
+      ports: [{ name: web, containerPort: 8181 }]
+      readinessProbe: { httpGet: { port: web, path: /ready }, periodSeconds: 1 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: demo }
+spec:
+  selector: { app: api }
+  ports: [{ name: http, port: 8080, targetPort: web }]
+`;
+
+const BAD: Record<string, { text: string; expect: RegExp }> = {
+  'wrong-kind.yaml': { text: 'apiVersion: v1\nkind: Deployment\nmetadata: { name: x }\n', expect: /wrong-kind\.yaml: document 1 \(Deployment default\/x\): kind: "Deployment" is not supported/ },
+  'missing.yaml': { text: 'apiVersion: v1\nkind: Service\nmetadata: { name: nope }\nspec: { selector: { app: web } }\n', expect: /missing\.yaml: document 1 \(Service default\/nope\): spec\.ports: required field is missing/ },
+  'range.yaml': { text: 'apiVersion: v1\nkind: Namespace\nmetadata: { name: ok-first }\n---\napiVersion: v1\nkind: Service\nmetadata: { name: big }\nspec: { ports: [{ port: 70000 }] }\n', expect: /range\.yaml: document 2 \(Service default\/big\): spec\.ports\[0\]\.port: 70000 is out of range 1-65535/ },
+  'ip.yaml': { text: 'apiVersion: v1\nkind: Service\nmetadata: { name: ext }\nspec: { externalIPs: [172.30.0.999], ports: [{ port: 80 }] }\n', expect: /ip\.yaml: document 1 \(Service default\/ext\): spec\.externalIPs\[0\]: "172\.30\.0\.999" is not a valid IPv4 address/ },
+  'garbage.yaml': { text: 'kind: [Service\n  metadata: {{{\n', expect: /garbage\.yaml: document 1: YAML syntax error/ },
+  'node.yaml': { text: 'apiVersion: v1\nkind: Node\nmetadata: { name: node-9 }\n', expect: /node\.yaml: document 1 \(Node node-9\): kind: Nodes belong to the lab/ },
+};
+
+/** Registers the whole suite for one lab (`up` arguments select dataplane and proxy mode). */
+export function serviceSuite(prefix: string, upArgs: string[], options: { skip?: string } = {}): Lab {
+  const lab = new Lab(prefix);
+  const dir = mkdtempSync(join(tmpdir(), 'lab-services-'));
+  const skip = options.skip;
+  let svc = new Map<string, ServiceView>();
+
+  before(() => {
+    if (skip !== undefined) return;
+    const up = lab.up(...upArgs);
+    assert.match(up.stderr, /service\/web-local created/);
+    svc = services(lab);
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    if (skip === undefined) lab.down();
+  });
+
+  test('status --json lists the demo services with allocations and endpoints', { skip }, () => {
+    assert.deepEqual([...svc.keys()].sort(), ['default/echo-udp', 'default/web', 'default/web-affinity', 'default/web-ext', 'default/web-lb', 'default/web-local', 'default/web-nodeport']);
+    const web = svc.get('default/web')!;
+    assert.equal(web.clusterIP, '10.96.0.10');
+    assert.deepEqual(web.ports, [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http', nodePort: 0 }]);
+    assert.equal(web.endpoints.length, 4);
+    assert.ok(web.endpoints.every((e) => e.ready && e.serving && !e.terminating), JSON.stringify(web.endpoints));
+    assert.deepEqual(web.endpoints.map((e) => e.node).sort(), ['node-1', 'node-1', 'node-2', 'node-2']);
+    assert.equal(svc.get('default/web-nodeport')!.ports[0]!.nodePort, 30080);
+    assert.deepEqual(svc.get('default/web-lb')!.loadBalancerIPs, ['172.30.0.200']);
+    const local = svc.get('default/web-local')!;
+    assert.deepEqual(local.loadBalancerIPs, ['172.30.0.201']);
+    assert.ok(local.healthCheckNodePort >= 30000 && local.healthCheckNodePort <= 32767);
+    assert.deepEqual(svc.get('default/web-ext')!.externalIPs, ['172.30.0.150']);
+    assert.match(svc.get('default/echo-udp')!.clusterIP, /^10\.96\.\d+\.\d+$/);
+    const s = lab.status();
+    assert.deepEqual(s.nodes.map((n: { zone: string }) => n.zone), ['zone-a', 'zone-b']);
+    assert.ok(s.pods.every((p: { ready: boolean }) => p.ready));
+  });
+
+  test('cluster IP from a pod on each node and from a node reaches pods on both nodes, unmasqueraded', { skip }, () => {
+    for (const from of ['web-1a', 'web-2b']) {
+      const seen = new Set<string>();
+      for (const reply of getMany(lab, from, 'http://10.96.0.10/svc', 16)) {
+        seen.add(reply.pod);
+        assert.equal(reply.path, '/svc');
+        // Pod to service keeps the pod's address, except a pod reaching itself (hairpin SNAT).
+        if (reply.pod !== from) assert.ok(reply.client.startsWith(`${lab.ips[from]}:`), `${from} -> ${reply.pod}: ${reply.client}`);
+      }
+      assert.ok(seen.size >= 2, `${from} reached only ${[...seen].join(', ')}`);
+    }
+    assert.match(get(lab, 'node-2', 'http://10.96.0.10/').pod, /^web-/);
+    const udp = svc.get('default/echo-udp')!.clusterIP;
+    assert.equal(lab.exec('web-1b', 'timeout', '3', 'bash', '-c', `exec 3<>/dev/udp/${udp}/9000; printf svc-udp >&3; head -c 7 <&3`), 'svc-udp');
+  });
+
+  test('node port and load-balancer IPs from the external client: Cluster masquerades, Local keeps the source', { skip }, () => {
+    for (const ip of Object.values(NODE_IPS)) {
+      const reply = get(lab, 'client', `http://${ip}:30080/np`);
+      assert.match(reply.pod, /^web-/);
+      assert.ok(!reply.client.startsWith(`${CLIENT_IP}:`), `externalTrafficPolicy Cluster masquerades: ${reply.client}`);
+    }
+    const lb = get(lab, 'client', 'http://172.30.0.200/');
+    assert.ok(!lb.client.startsWith(`${CLIENT_IP}:`), lb.client);
+    // Local: node-1 announces (first node with a ready local endpoint) and serves it itself.
+    for (const reply of getMany(lab, 'client', 'http://172.30.0.201/', 6)) {
+      assert.equal(reply.node, 'node-1');
+      assert.ok(reply.client.startsWith(`${CLIENT_IP}:`), `Local keeps the client address: ${reply.client}`);
+    }
+    assert.deepEqual(lab.status().nodes.map((n: { daemon: { announced: string[] } }) => n.daemon.announced), [['172.30.0.150', '172.30.0.200', '172.30.0.201'], []]);
+    assert.match(get(lab, 'client', 'http://172.30.0.150/').pod, /^web-/);
+  });
+
+  test('ClientIP session affinity keeps one client on one endpoint', { skip }, () => {
+    const ip = svc.get('default/web-affinity')!.clusterIP;
+    const pods = new Set(getMany(lab, 'web-2a', `http://${ip}/`, 12).map((r) => r.pod));
+    assert.equal(pods.size, 1, [...pods].join(', '));
+    // Without affinity the same client spreads over the endpoints.
+    assert.ok(new Set(getMany(lab, 'web-2a', 'http://10.96.0.10/', 12).map((r) => r.pod)).size >= 2);
+  });
+
+  test('a bad manifest is rejected naming file, document and field, and the lab stays as it was', { skip }, () => {
+    const before = fingerprint(lab);
+    for (const [file, { text, expect }] of Object.entries(BAD)) {
+      writeFileSync(join(dir, file), text);
+      const r = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, file)]);
+      assert.equal(r.status, 1, `${file}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, expect);
+      assert.match(r.stderr, /nothing was changed/);
+      assert.equal(r.stdout, '');
+    }
+    assert.equal(fingerprint(lab), before, 'manifests and pods unchanged');
+  });
+
+  test('apply a Pod and its Service: scheduled, ready, reachable by exec and through the service', { skip }, async () => {
+    writeFileSync(join(dir, 'demo.yaml'), DEMO);
+    const r = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'demo.yaml')]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['namespace/demo created', 'pod/api-1 created', 'service/api created']);
+    await eventually(() => services(lab).get('demo/api')?.endpoints.some((e) => e.ready) === true, 'demo/api-1 ready');
+    const pod = lab.status().pods.find((p: { name: string }) => p.name === 'api-1');
+    assert.equal(pod.node, 'node-2');
+    assert.match(pod.ip, /^10\.244\.2\.\d+$/);
+    assert.equal(lab.exec('demo/api-1', 'ip', '-4', '-o', 'addr', 'show', 'eth0').includes(pod.ip), true);
+    assert.equal(lab.exec('api-1', 'cat', '/proc/net/tcp').includes(':1FF5 '), true, 'the echo listens on 8181 (0x1FF5)');
+    const api = services(lab).get('demo/api')!;
+    const reply = get(lab, 'web-1a', `http://${api.clusterIP}:8080/hi`);
+    assert.equal(reply.pod, 'api-1');
+    assert.equal(reply.server, `${pod.ip}:8181`);
+    const again = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'demo.yaml')]);
+    assert.deepEqual(again.stdout.trim().split('\n'), ['namespace/demo unchanged', 'pod/api-1 unchanged', 'service/api unchanged']);
+  });
+
+  test('delete the Pod: terminating (serving, not ready) for its grace period, then gone; its service rejects', { skip }, async () => {
+    writeFileSync(join(dir, 'pod.yaml'), DEMO.split('---\n')[1]!);
+    const child = spawn(TAPIR, ['lab', 'delete', '--name', lab.name, '-f', join(dir, 'pod.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d; });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await eventually(() => {
+      const ep = services(lab).get('demo/api')?.endpoints[0];
+      return ep !== undefined && ep.terminating && ep.serving && !ep.ready;
+    }, 'the endpoint to turn terminating', 5000);
+    assert.equal(lab.status().pods.find((p: { name: string }) => p.name === 'api-1').terminating, true);
+    assert.equal(await exited, 0);
+    assert.equal(stdout, 'pod "api-1" deleted\n');
+    const status = lab.status();
+    assert.equal(status.pods.some((p: { name: string }) => p.name === 'api-1'), false);
+    assert.deepEqual(services(lab).get('demo/api')!.endpoints, []);
+    assert.equal(lab.leftovers().netns.some((n) => n.endsWith('.demo.api-1')), false);
+    // No endpoints: the connection is refused at once (REJECT), not left to time out.
+    const r = lab.run('web-1a', 'curl', '-sS', '--max-time', '3', `http://${services(lab).get('demo/api')!.clusterIP}:8080/`);
+    assert.equal(r.status, 7, `curl exit 7 (connection refused): ${r.stderr}`);
+  });
+
+  return lab;
+}
+
+/** Last test of a file: `lab down` removes every namespace, process and file. */
+export function downSuite(lab: Lab, skip?: string): void {
+  test('down leaves nothing', { skip }, () => {
+    const r = lab.down();
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(lab.leftovers(), { netns: [], pids: [], dir: false });
+  });
+}
