@@ -78,7 +78,7 @@ test('status --json describes nodes, pods and client', () => {
     assert.match(pod.ip, /^10\.244\.[12]\.\d+$/);
   }
   assert.deepEqual(s.client, { name: 'client', netns: `tl-${LAB}-client.client`, ip: '172.30.0.100' });
-  assert.deepEqual(s.addressing, { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', vni: 4242, mtu: 1500, podMTU: 1450 });
+  assert.deepEqual(s.addressing, { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '172.30.0.200-172.30.0.250', vni: 4242, mtu: 1500, podMTU: 1450 });
 });
 
 test('the pod side matches the plan: eth0 with its IP, MTU 1450, default route via the gateway', () => {
@@ -155,7 +155,7 @@ test('workloads outlive `lab up` and run inside their pod namespaces', () => {
 // Runs last (node:test keeps file order): `after` then finds nothing and must still exit 0.
 test('down removes every namespace, process and file; down twice is fine', () => {
   assert.equal(labNamespaces().length, 8, `underlay, 2 nodes, client, 4 pods: ${labNamespaces().join(', ')}`);
-  assert.equal(labProcesses().length, 4);
+  assert.equal(labProcesses().length, 6, '4 workloads and 2 node daemons');
   const first = tapir('lab', 'down', '--name', LAB);
   assert.equal(first.status, 0, first.stderr);
   assert.deepEqual(labNamespaces(), []);

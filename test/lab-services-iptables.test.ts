@@ -3,7 +3,7 @@
 // in test/helpers/lab-services.ts, plus a look at the installed rules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { downSuite, serviceSuite } from './helpers/lab-services.ts';
+import { conntrackSuite, downSuite, serviceSuite } from './helpers/lab-services.ts';
 import { tapir } from './helpers/lab.ts';
 
 const lab = serviceSuite('lsi', ['--dataplane', 'kernel', '--proxy-mode', 'iptables']);
@@ -16,4 +16,5 @@ test('node namespaces hold kube-proxy iptables chains for the demo services', ()
   assert.match(r.stdout, /-m recent --rcheck --seconds 600 --reap --name KUBE-SEP-/);
 });
 
+conntrackSuite(lab);
 downSuite(lab);

@@ -3,7 +3,7 @@
 // in test/helpers/lab-services.ts, plus a look at the installed rules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { downSuite, serviceSuite } from './helpers/lab-services.ts';
+import { conntrackSuite, downSuite, serviceSuite } from './helpers/lab-services.ts';
 import { tapir } from './helpers/lab.ts';
 
 const lab = serviceSuite('lsn', ['--dataplane', 'kernel', '--proxy-mode', 'nftables']);
@@ -17,4 +17,5 @@ test('node namespaces hold kube-proxy nftables maps and chains for the demo serv
   assert.equal(tapir(['lab', 'exec', '--name', lab.name, 'node-2', '--', 'iptables-save', '-t', 'nat']).stdout.includes('KUBE-SVC-'), false, 'no iptables rules in nftables mode');
 });
 
+conntrackSuite(lab);
 downSuite(lab);

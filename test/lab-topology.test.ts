@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
 import { labNetnsPattern } from '../src/lab/names.ts';
+import { parseManifest } from '../src/k8s/manifest.ts';
 import { planLab } from '../src/lab/plan.ts';
 import { defaultTopology, loadTopologyFile, parseTopology } from '../src/lab/topology.ts';
 
@@ -35,8 +36,42 @@ test('the built-in default equals lab/topologies/default.yaml and plans the docu
     ['node-2', 'web-2a', 'default', '10.244.2.2'], ['node-2', 'web-2b', 'default', '10.244.2.3'],
   ]);
   assert.deepEqual(state.client, { name: 'client', netns: 'tl-tapir-client.client', ip: '172.30.0.100', underlayPort: 'client0' });
-  assert.deepEqual(state.addressing, { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', vni: 4242, mtu: 1500, podMTU: 1450 });
+  assert.deepEqual(state.addressing, { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '172.30.0.200-172.30.0.250', vni: 4242, mtu: 1500, podMTU: 1450 });
+  assert.deepEqual(state.nodes.map((n) => n.zone), ['zone-a', 'zone-b']);
+  assert.equal(state.proxyMode, 'iptables', 'the kernel dataplane defaults to kube-proxy\'s iptables mode');
+  assert.equal(state.manifests, '/run/tapir/lab/tapir/manifests');
   assert.deepEqual(state.pods[0]!.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`), ['http:8080/TCP', 'tcp-echo:9000/TCP', 'udp-echo:9000/UDP']);
+});
+
+test('the default topology\'s demo services are valid manifests of every kind of Service', () => {
+  const services = defaultTopology().services!;
+  const parsed = parseManifest(services.text, services.file);
+  assert.deepEqual(parsed.problems, []);
+  const kinds = parsed.objects.map((o) => (o.kind === 'Service' ? `${o.metadata.name}:${o.spec.type}:${o.spec.externalTrafficPolicy}` : o.kind));
+  assert.deepEqual(kinds, ['web:ClusterIP:', 'web-nodeport:NodePort:Cluster', 'web-lb:LoadBalancer:Cluster', 'web-local:LoadBalancer:Local', 'web-ext:ClusterIP:Cluster', 'web-affinity:ClusterIP:', 'echo-udp:ClusterIP:']);
+});
+
+test('services, zones, proxy mode, load balancer pool and grace period from the topology', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lab-topology-'));
+  try {
+    writeFileSync(join(dir, 'svc.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: { name: a }\nspec: { ports: [{ port: 80 }] }\n');
+    writeFileSync(join(dir, 'topology.yaml'), 'proxyMode: nftables\nterminationGracePeriodSeconds: 0\naddressing: { loadBalancerPool: 172.30.0.64/28 }\nnodes: [{ name: a, zone: west }, { name: b }]\nservices: svc.yaml\n');
+    const topology = loadTopologyFile(join(dir, 'topology.yaml'));
+    assert.deepEqual(topology.services, { file: 'svc.yaml', text: readFileSync(join(dir, 'svc.yaml'), 'utf8') });
+    const state = planLab(topology, 'z', 'kernel');
+    assert.equal(state.proxyMode, 'nftables');
+    assert.equal(state.terminationGracePeriodSeconds, 0);
+    assert.equal(state.addressing.loadBalancerPool, '172.30.0.65-172.30.0.78');
+    assert.deepEqual(state.nodes.map((n) => n.zone), ['west', 'zone-b']);
+    assert.throws(() => planLab(topology, 'z', 'tapir'), /proxyMode: proxy mode nftables needs the kernel dataplane/);
+    assert.throws(() => planLab(parseTopology('nodes: [{ name: a }]\n', 'inline'), 'z', 'kernel', 'tapir'), /--proxy-mode: proxy mode tapir needs the tapir dataplane/);
+    assert.match(errorOf('addressing: { loadBalancerPool: 10.1.0.1-10.1.0.9 }\nnodes: [{ name: a }]\n'), /addressing\.loadBalancerPool: 10\.1\.0\.1-10\.1\.0\.9 is not inside addressing\.underlayCIDR/);
+    assert.match(errorOf('addressing: { loadBalancerPool: 172.30.0.10-172.30.0.20 }\nnodes: [{ name: a }]\n'), /addressing\.loadBalancerPool: 172\.30\.0\.10-172\.30\.0\.20 includes 172\.30\.0\.11 of nodes\[0\]\.underlayIP/);
+    assert.match(errorOf('nodes: [{ name: a, zone: "bad zone" }]\n'), /nodes\[0\]\.zone: must be a label value/);
+    assert.match(errorOf('services: 42\nnodes: [{ name: a }]\n'), /services: must be a list of Kubernetes objects or the path/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('every example topology in lab/topologies validates', () => {

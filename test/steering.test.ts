@@ -22,8 +22,7 @@ test('steering rules: health checks pass first, node ports and service IPs go to
     nodeIP: parseIpv4('172.30.0.11'), nodePortRange: [30000, 30001], healthCheckPorts: [30001], serviceIPs: [parseIpv4('172.30.0.200'), parseIpv4('172.30.0.150')],
   });
   assert.deepEqual(lines, [
-    'filter del dev eth0 ingress',
-    'filter add dev eth0 ingress prio 10 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30001 0xffff action pass',
+    'filter add dev eth0 ingress prio 10 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30001 0xffff classid :1',
     'filter add dev eth0 ingress prio 20 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30000 0xfffe action mirred egress redirect dev tapir0',
     'filter add dev eth0 ingress prio 20 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 17 0xff match ip dport 30000 0xfffe action mirred egress redirect dev tapir0',
     'filter add dev eth0 ingress prio 30 protocol ip u32 match ip dst 172.30.0.150/32 action mirred egress redirect dev tapir0',

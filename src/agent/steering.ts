@@ -3,7 +3,8 @@
 // host port (the TUN) before the node's own stack sees it. clsact + u32 + mirred, on the
 // underlay interface's ingress, in the agent's own network namespace:
 //
-//   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  action pass   (health checks stay local)
+//   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  classid :1   (health checks stay local:
+//                                  a match with no action ends classification; this kernel has no act_gact for "pass")
 //   tc filter ... ingress prio 20  u32 match ip dst NODE/32 match ip protocol 6|17 match ip dport BLOCK/MASK  action mirred egress redirect dev TUN
 //   tc filter ... ingress prio 30  u32 match ip dst VIP/32  action mirred egress redirect dev TUN
 //
@@ -43,9 +44,9 @@ export function portBlocks(lo: number, hi: number): { value: number; mask: numbe
 /** The `tc -batch` lines for a complete rule set (tested as a golden). */
 export function steeringBatch(dev: string, tun: string, r: SteeringRules): string[] {
   const node = `${ipv4ToString(r.nodeIP)}/32`;
-  const lines = [`filter del dev ${dev} ingress`];
+  const lines: string[] = [];
   for (const port of r.healthCheckPorts) {
-    lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff action pass`);
+    lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff classid :1`);
   }
   for (const proto of [6, 17]) {
     for (const b of portBlocks(r.nodePortRange[0], r.nodePortRange[1])) {
@@ -80,7 +81,12 @@ export class Steering {
   async apply(rules: SteeringRules): Promise<void> {
     const batch = steeringBatch(this.#dev, this.#tun, rules).join('\n');
     if (batch === this.#installed) return;
-    await tc(['-force', '-batch', '-'], `${batch}\n`);
+    // Delete and re-add: a moment without steering, in which steered traffic meets the
+    // node's own stack (a reset); done only when the rules changed.
+    try {
+      await tc(['filter', 'del', 'dev', this.#dev, 'ingress']);
+    } catch { /* no filters yet */ }
+    await tc(['-batch', '-'], `${batch}\n`);
     this.#installed = batch;
   }
 
@@ -94,8 +100,7 @@ export class Steering {
 async function tc(args: string[], input?: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const child = execFile('tc', args, { timeout: 10_000 }, (err, _stdout, stderr) => {
-      // `filter del` on an empty ingress fails harmlessly inside -force batches.
-      if (err && !(args.includes('-force') && /Cannot find specified filter chain|No such file/.test(stderr))) reject(new Error(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      if (err) reject(new Error(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else resolve();
     });
     if (input !== undefined) child.stdin!.end(input);

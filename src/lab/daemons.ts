@@ -84,9 +84,10 @@ export function readDaemonStatus(node: NodeState): DaemonStatus | undefined {
 
 /**
  * Waits until every node daemon reports `revision` or later and, when `pods` is given,
- * those pods ("ns/name") Ready. Throws naming the laggards (with their logs) on timeout.
+ * those pods ("ns/name") Ready. Throws naming the laggards (with their logs) on timeout,
+ * except that with `onPodsNotReady` pods still not ready only get reported there.
  */
-export async function waitForDaemons(state: LabState, revision: number, timeoutMs: number, pods: string[] = []): Promise<void> {
+export async function waitForDaemons(state: LabState, revision: number, timeoutMs: number, pods: string[] = [], onPodsNotReady?: (pods: string[]) => void): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const lagging: string[] = [];
@@ -100,6 +101,10 @@ export async function waitForDaemons(state: LabState, revision: number, timeoutM
       for (const [pod, ready] of Object.entries(status?.pods ?? {})) if (ready) waiting.delete(pod);
     }
     if (lagging.length === 0 && waiting.size === 0) return;
+    if (Date.now() > deadline && lagging.length === 0 && onPodsNotReady !== undefined) {
+      onPodsNotReady([...waiting]);
+      return;
+    }
     if (Date.now() > deadline) {
       const parts = [...(lagging.length > 0 ? [`node daemons behind: ${lagging.join(', ')}`] : []), ...(waiting.size > 0 ? [`pods not ready: ${[...waiting].join(', ')}`] : [])];
       const problems = state.nodes.flatMap((n) => (readDaemonStatus(n)?.problems ?? []).map((p) => `${n.name}: ${p}`));

@@ -2,7 +2,11 @@
 // this node's compiled ServiceSnapshot into the node namespace the daemon runs in
 // (iptables-restore without --noflush replaces the filter and nat tables whole; the
 // nftables transaction rebuilds `table ip kube-proxy` atomically). Only when the text
-// changed: the rules are a pure function of the snapshot.
+// changed: the rules are a pure function of the snapshot. After a sync, UDP conntrack
+// entries towards endpoints that went away are deleted, as kube-proxy does
+// (pkg/proxy/conntrack/cleanup.go): UDP has no connection end, so without this a client
+// keeps sending into a removed pod until the entry times out.
+import { formatIpv4 } from './ipv4.ts';
 import { iptablesRules } from './iptables-rules.ts';
 import { nftablesRules } from './nftables-rules.ts';
 import type { ProxyNode } from './proxy-plan.ts';
@@ -15,6 +19,8 @@ export class KernelProxy {
   readonly mode: KernelProxyMode;
   readonly #node: ProxyNode;
   #installed = '';
+  /** UDP frontend -> endpoint pairs of the installed rules: "10.96.0.5:53>10.244.1.2" (node port: ":30053>…"). */
+  #udpFlows = new Set<string>();
   #generation = 0;
   #syncs = 0;
 
@@ -37,6 +43,31 @@ export class KernelProxy {
     this.#installed = text;
     this.#generation = snapshot.generation;
     this.#syncs++;
+    const flows = udpFlows(snapshot);
+    const stale = [...this.#udpFlows].filter((f) => !flows.has(f));
+    this.#udpFlows = flows;
+    await Promise.all(stale.map(deleteFlows));
     return true;
   }
+}
+
+function udpFlows(snapshot: ServiceSnapshot): Set<string> {
+  const flows = new Set<string>();
+  for (const port of snapshot.ports) {
+    if (port.protocol !== 17 || port.clusterIP === 0) continue;
+    const frontends = [port.clusterIP, ...port.externalIPs, ...port.loadBalancerIPs].map((ip) => `${formatIpv4(ip)}:${port.port}`);
+    if (port.nodePort !== 0) frontends.push(`:${port.nodePort}`);
+    for (const e of [...port.clusterEndpoints, ...port.externalEndpoints]) {
+      for (const frontend of frontends) flows.add(`${frontend}>${formatIpv4(e.ip)}`);
+    }
+  }
+  return flows;
+}
+
+/** conntrack exits 1 when nothing matched, which is fine; a missing tool only loses the cleanup. */
+async function deleteFlows(flow: string): Promise<void> {
+  const [frontend, endpoint] = flow.split('>') as [string, string];
+  const [ip, port] = frontend.split(':') as [string, string];
+  const args = ['-D', '-p', 'udp', ...(ip === '' ? [] : ['--orig-dst', ip]), '--orig-port-dst', port, '--reply-src', endpoint];
+  await tryRun('conntrack', args, { timeoutMs: 5000 });
 }

@@ -67,6 +67,7 @@ async function main(): Promise<void> {
   const health = proxy === null ? null : new HealthChecks((m) => problems.add(m));
   const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parsePrefix(config.underlayCIDR)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
   const prober = new Prober();
+  let speakerProblems: string[] = [];
   let stopping = false;
   const stop = (signal: string): void => {
     log(`${signal}: stopping`);
@@ -81,32 +82,49 @@ async function main(): Promise<void> {
 
   let lastRevision = -1;
   let lastRescan = 0;
+  let lastSpeak = 0;
   let lastVerdicts = '';
+  let proxyBehind = proxy !== null;
+  let pods: PodObject[] = [];
+  let serviceObjects: ServiceObject[] = [];
   while (!stopping) {
     const started = Date.now();
     problems.clear();
     const revision = readRevision(config.stateDir);
-    if (revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS) {
+    const rescan = revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS;
+    if (rescan) {
       await dir.rescan();
       lastRevision = revision;
       lastRescan = started;
     }
     services.apply(tracker.drain());
-    const { snapshot } = services.sync();
-    if (proxy !== null) {
+    const { snapshot, changed } = services.sync();
+    if (rescan) {
+      const objects = dir.objects();
+      pods = objects.filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
+      serviceObjects = objects.filter((o): o is ServiceObject => o.kind === 'Service');
+    }
+    if (proxy !== null && (changed || proxyBehind)) {
       try {
         if (await proxy.sync(snapshot)) log(`${proxy.mode} rules installed for generation ${snapshot.generation} (${snapshot.ports.length} service ports)`);
+        proxyBehind = false;
       } catch (err) {
-        problems.add((err as Error).message);
+        log((err as Error).message);
+        proxyBehind = true;
         services.forceFull();
       }
       health!.update(snapshot);
     }
-    const objects = dir.objects();
-    const serviceObjects = objects.filter((o): o is ServiceObject => o.kind === 'Service');
-    for (const p of await speaker.reconcile(serviceObjects, describeServices(services))) problems.add(p);
+    if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
+    // The election changes only with the manifests; re-checked every 2 s in case an
+    // address was removed behind the daemon's back.
+    if (changed || lastSpeak === 0 || (rescan && started - lastSpeak >= FULL_RESCAN_MS)) {
+      speakerProblems = await speaker.reconcile(serviceObjects, describeServices(services));
+      lastSpeak = started;
+    }
+    for (const p of speakerProblems) problems.add(p);
 
-    const verdicts = await probe(config, prober, objects.filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node), started);
+    const verdicts = await probe(config, prober, pods, started);
     const summary = JSON.stringify([...verdicts]);
     if (summary !== lastVerdicts) {
       log(`readiness: ${[...verdicts].map(([k, v]) => `${k}=${v ? 'Ready' : 'NotReady'}`).join(' ') || '(no pods)'}`);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { formatIpv4, formatPrefix, nthSubnet, parseIpv4, parsePrefix, prefixContains, prefixesOverlap, prefixSize, prefixWithin, type Ipv4Prefix } from './ipv4.ts';
 import * as names from './names.ts';
-import { formatPool, parsePool } from './load-balancer.ts';
+import { formatPool, parsePool, type AddressPool } from './load-balancer.ts';
 import { manifestDirOf } from './manifests.ts';
 import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
 import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type ProxyMode, type Topology } from './topology.ts';
@@ -43,7 +43,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   }
   if (errors.length > 0) throw planError(topology, errors);
 
-  const pool = parsePool(topology.addressing.loadBalancerPool);
+  const pool = topology.addressing.loadBalancerPool === '' ? defaultPool(underlay!) : parsePool(topology.addressing.loadBalancerPool);
   if (pool === undefined) field('addressing.loadBalancerPool', `"${topology.addressing.loadBalancerPool}" must be FIRST-LAST (172.30.0.200-172.30.0.250) or a CIDR`);
   else if (!prefixContains(underlay!, pool.first) || !prefixContains(underlay!, pool.last)) {
     // The node answers ARP for these on the underlay: they must be on its link.
@@ -144,12 +144,19 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     createdAt: new Date().toISOString(),
     source: topology.source,
     stateDir,
-    addressing: { ...topology.addressing, vni: topology.vni, mtu: topology.mtu, podMTU },
+    addressing: { ...topology.addressing, loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU },
     underlay: { netns: names.underlayNetns(lab), bridge: names.UNDERLAY_BRIDGE },
     nodes,
     pods,
     client,
   };
+}
+
+/** Underlay hosts .200-.250 (the upper half of a smaller underlay, broadcast excluded). */
+function defaultPool(underlay: Ipv4Prefix): AddressPool {
+  const size = prefixSize(underlay);
+  if (size >= 256) return { first: underlay.network + 200, last: underlay.network + 250 };
+  return { first: underlay.network + size / 2, last: underlay.network + size - 2 };
 }
 
 function planError(topology: Topology, errors: string[]): Error {

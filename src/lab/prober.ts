@@ -37,6 +37,7 @@ interface ProbedPod {
   signature: string;
   ip: string;
   startedAt: number;
+  /** null: nothing runs in the pod (topology `workload: none`), like a bare pause container. */
   workloadPid: number | null;
   /** Written by the built-in workload once it listens; null for a plain command. */
   readyFile: string | null;
@@ -101,6 +102,10 @@ function containerProbe(container: Container, netns: string): ContainerProbe {
   return { ...base, timing: IMPLICIT, check };
 }
 
+function runs(pod: ProbedPod): boolean {
+  return pod.workloadPid === null || (pod.workloadPid > 0 && isAlive(pod.workloadPid));
+}
+
 export class Prober {
   readonly #pods = new Map<string, ProbedPod>();
 
@@ -116,7 +121,7 @@ export class Prober {
         signature,
         ip: object.status.podIP,
         startedAt: now,
-        workloadPid: state.workloadPid,
+        workloadPid: state.workload.type === 'none' ? null : state.workloadPid ?? -1,
         readyFile: builtinPorts(state.workload) === undefined ? null : state.readyFile,
         containers: object.spec.containers.map((c) => containerProbe(c, state.netns)),
       });
@@ -128,7 +133,7 @@ export class Prober {
   async tick(now: number): Promise<Map<string, boolean>> {
     const due: Promise<void>[] = [];
     for (const pod of this.#pods.values()) {
-      const running = pod.workloadPid !== null && isAlive(pod.workloadPid);
+      const running = runs(pod);
       for (const c of pod.containers) {
         if (c.running || now < c.nextAt || now < pod.startedAt + c.timing.initialDelaySeconds * 1000) continue;
         c.nextAt = now + c.timing.periodSeconds * 1000;
@@ -153,8 +158,7 @@ export class Prober {
     await Promise.all(due);
     const verdicts = new Map<string, boolean>();
     for (const [key, pod] of this.#pods) {
-      const running = pod.workloadPid !== null && isAlive(pod.workloadPid);
-      verdicts.set(key, running && pod.containers.every((c) => c.ready));
+      verdicts.set(key, runs(pod) && pod.containers.every((c) => c.ready));
     }
     return verdicts;
   }

@@ -97,7 +97,8 @@ export interface Topology {
   client: { name: string; underlayIP: string | undefined } | null;
 }
 
-export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '172.30.0.200-172.30.0.250' } as const;
+/** loadBalancerPool '': underlay .200-.250 (src/lab/plan.ts), so 172.30.0.200-172.30.0.250 by default. */
+export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '' } as const;
 /** Short, so `lab delete` of a pod shows terminating and still returns quickly (Kubernetes: 30 s). */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 2;
 const ZONES = ['zone-a', 'zone-b'] as const;

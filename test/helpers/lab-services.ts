@@ -68,9 +68,20 @@ spec:
       readinessProbe: { httpGet: { port: web, path: /ready }, periodSeconds: 1 }
 ---
 apiVersion: v1
+kind: Pod
+metadata: { name: cmd-1, namespace: demo, labels: { app: cmd } }
+spec:
+  containers:
+    - name: files
+      command: [python3, -m, http.server, "7000", --bind, 0.0.0.0, --directory, READY_DIR]
+      ports: [{ containerPort: 7000 }]
+      readinessProbe: { httpGet: { port: 7000, path: /ready }, periodSeconds: 1, failureThreshold: 1 }
+---
+apiVersion: v1
 kind: Service
 metadata: { name: api, namespace: demo }
 spec:
+  type: LoadBalancer
   selector: { app: api }
   ports: [{ name: http, port: 8080, targetPort: web }]
 `;
@@ -155,6 +166,19 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
     assert.match(get(lab, 'client', 'http://172.30.0.150/').pod, /^web-/);
   });
 
+  test('externalTrafficPolicy Local: the health-check node port answers with the local endpoint count', { skip }, () => {
+    const port = svc.get('default/web-local')!.healthCheckNodePort;
+    for (const ip of Object.values(NODE_IPS)) {
+      const r = lab.run('client', 'curl', '-sS', '--max-time', '3', '-w', ' %{http_code}', `http://${ip}:${port}/`);
+      assert.equal(r.status, 0, r.stderr);
+      const [body, code] = [r.stdout.slice(0, r.stdout.lastIndexOf(' ')), r.stdout.slice(r.stdout.lastIndexOf(' ') + 1)];
+      assert.equal(code, '200');
+      const health = JSON.parse(body) as { service: { namespace: string; name: string }; localEndpoints: number };
+      assert.deepEqual(health.service, { namespace: 'default', name: 'web-local' });
+      assert.equal(health.localEndpoints, 2);
+    }
+  });
+
   test('ClientIP session affinity keeps one client on one endpoint', { skip }, () => {
     const ip = svc.get('default/web-affinity')!.clusterIP;
     const pods = new Set(getMany(lab, 'web-2a', `http://${ip}/`, 12).map((r) => r.pod));
@@ -176,11 +200,11 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
     assert.equal(fingerprint(lab), before, 'manifests and pods unchanged');
   });
 
-  test('apply a Pod and its Service: scheduled, ready, reachable by exec and through the service', { skip }, async () => {
-    writeFileSync(join(dir, 'demo.yaml'), DEMO);
+  test('apply Pods and a Service: scheduled, ready, reachable by exec and through the service', { skip }, async () => {
+    writeFileSync(join(dir, 'demo.yaml'), DEMO.replace('READY_DIR', dir));
     const r = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'demo.yaml')]);
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n'), ['namespace/demo created', 'pod/api-1 created', 'service/api created']);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['namespace/demo created', 'pod/api-1 created', 'pod/cmd-1 created', 'service/api created']);
     await eventually(() => services(lab).get('demo/api')?.endpoints.some((e) => e.ready) === true, 'demo/api-1 ready');
     const pod = lab.status().pods.find((p: { name: string }) => p.name === 'api-1');
     assert.equal(pod.node, 'node-2');
@@ -192,7 +216,25 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
     assert.equal(reply.pod, 'api-1');
     assert.equal(reply.server, `${pod.ip}:8181`);
     const again = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'demo.yaml')]);
-    assert.deepEqual(again.stdout.trim().split('\n'), ['namespace/demo unchanged', 'pod/api-1 unchanged', 'service/api unchanged']);
+    assert.deepEqual(again.stdout.trim().split('\n'), ['namespace/demo unchanged', 'pod/api-1 unchanged', 'pod/cmd-1 unchanged', 'service/api unchanged']);
+    // The lab plays the cloud: an address from the pool, announced by the first node.
+    assert.deepEqual(api.loadBalancerIPs, ['172.30.0.202']);
+    await eventually(() => lab.status().nodes[0].daemon.announced.includes('172.30.0.202'), 'node-1 to announce 172.30.0.202');
+    assert.equal(get(lab, 'client', 'http://172.30.0.202:8080/').pod, 'api-1');
+  });
+
+  test('a container\'s command runs in the pod; its readinessProbe decides when it is Ready', { skip }, async () => {
+    const ready = (): boolean => lab.status().pods.find((p: { name: string }) => p.name === 'cmd-1')?.ready === true;
+    const pod = lab.status().pods.find((p: { name: string }) => p.name === 'cmd-1');
+    assert.equal(pod.node, 'node-1', 'scheduled on the node with the fewest pods (api-1 went to node-2)');
+    // The server answers (404 for /ready), so it runs in the pod's namespace, yet it is not Ready.
+    assert.equal(lab.run('web-2a', 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', `http://${pod.ip}:7000/ready`).stdout, '404');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(ready(), false, 'httpGet /ready fails: not Ready');
+    writeFileSync(join(dir, 'ready'), 'ok\n');
+    await eventually(ready, 'cmd-1 to turn Ready once /ready exists', 5000);
+    rmSync(join(dir, 'ready'));
+    await eventually(() => !ready(), 'cmd-1 to turn NotReady again (failureThreshold 1)', 5000);
   });
 
   test('delete the Pod: terminating (serving, not ready) for its grace period, then gone; its service rejects', { skip }, async () => {
@@ -215,9 +257,45 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
     // No endpoints: the connection is refused at once (REJECT), not left to time out.
     const r = lab.run('web-1a', 'curl', '-sS', '--max-time', '3', `http://${services(lab).get('demo/api')!.clusterIP}:8080/`);
     assert.equal(r.status, 7, `curl exit 7 (connection refused): ${r.stderr}`);
+    // The rest goes, and with the Service its load-balancer address.
+    const rest = tapir(['lab', 'delete', '--name', lab.name, '-f', join(dir, 'demo.yaml')]);
+    assert.equal(rest.status, 1, 'api-1 is gone already: nothing is deleted');
+    assert.match(rest.stderr, /demo\.yaml: document 2 \(Pod demo\/api-1\): metadata\.name: not found/);
+    writeFileSync(join(dir, 'rest.yaml'), DEMO.replace('READY_DIR', dir).split('---\n').filter((d) => !d.includes('name: api-1')).join('---\n'));
+    const done = tapir(['lab', 'delete', '--name', lab.name, '-f', join(dir, 'rest.yaml')]);
+    assert.equal(done.status, 0, done.stderr);
+    assert.equal(services(lab).has('demo/api'), false);
+    await eventually(() => !lab.status().nodes[0].daemon.announced.includes('172.30.0.202'), '172.30.0.202 to be withdrawn');
+    assert.equal(lab.exec('node-1', 'ip', '-4', 'addr', 'show', 'dev', 'eth0').includes('172.30.0.202'), false);
   });
 
   return lab;
+}
+
+/**
+ * Kernel proxy modes: like kube-proxy, the lab deletes the UDP conntrack entries of an
+ * endpoint that went away, so a UDP client is not left sending into a deleted pod.
+ */
+export function conntrackSuite(lab: Lab): void {
+  test('UDP conntrack entries to a deleted endpoint are removed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lab-services-'));
+    try {
+      const pod = 'apiVersion: v1\nkind: Pod\nmetadata: { name: dns-1, labels: { app: dns } }\nspec:\n  nodeName: node-1\n  terminationGracePeriodSeconds: 0\n  containers: [{ name: dns, ports: [{ name: dns, containerPort: 5353, protocol: UDP }] }]\n';
+      const service = 'apiVersion: v1\nkind: Service\nmetadata: { name: dns }\nspec:\n  clusterIP: 10.96.0.53\n  selector: { app: dns }\n  ports: [{ port: 53, protocol: UDP, targetPort: dns }]\n';
+      writeFileSync(join(dir, 'pod.yaml'), pod);
+      writeFileSync(join(dir, 'all.yaml'), `${pod}---\n${service}`);
+      assert.equal(tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'all.yaml')]).status, 0);
+      await eventually(() => services(lab).get('default/dns')?.endpoints[0]?.ready === true, 'dns-1 ready');
+      const send = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 40053)); s.settimeout(2); s.sendto(b'q', ('10.96.0.53', 53)); print(s.recv(10).decode())";
+      assert.equal(lab.exec('web-2a', 'python3', '-c', send).trim(), 'q');
+      const entries = (): string[] => lab.exec('node-2', 'conntrack', '-L', '-p', 'udp', '--orig-dst', '10.96.0.53').split('\n').filter((l) => l.includes('sport=40053'));
+      assert.equal(entries().length, 1, 'the client\'s flow is tracked on its node');
+      assert.equal(tapir(['lab', 'delete', '--name', lab.name, '-f', join(dir, 'pod.yaml')]).status, 0);
+      await eventually(() => entries().length === 0, 'the stale UDP entry to be deleted', 5000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 }
 
 /** Last test of a file: `lab down` removes every namespace, process and file. */

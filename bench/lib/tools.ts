@@ -1,0 +1,42 @@
+// Shared by the benchmarks: the C load tools in bench/c (built on demand with gcc into
+// bench/c/build), CPU accounting from /proc, medians.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const cDir = fileURLToPath(new URL('../c', import.meta.url));
+export const C_BUILD_DIR = `${cDir}/build`;
+
+/** Compiles bench/c/NAME.c for each name whose binary is missing or older than its source. */
+export function buildCTools(names: string[]): void {
+  mkdirSync(C_BUILD_DIR, { recursive: true });
+  for (const name of names) {
+    const src = `${cDir}/${name}.c`, out = `${C_BUILD_DIR}/${name}`;
+    if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) continue;
+    execFileSync('gcc', ['-O2', '-Wall', '-o', out, src], { stdio: 'inherit' });
+  }
+}
+
+const clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** User + system CPU seconds a process has used so far (0 if it is gone). */
+export function cpuSeconds(pid: number): number {
+  try {
+    // Fields after the ")" that closes comm: utime is field 14, stime 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 === 1 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+export function ratio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-';
+}
