@@ -1,5 +1,5 @@
 // Shared by the benchmarks: the C load tools in bench/c (built on demand with gcc into
-// bench/c/build), CPU accounting from /proc, medians.
+// bench/c/build), CPU accounting from /proc, medians and percentiles.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,24 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** cpuSeconds plus the CPU of its children that have ended and been waited for (cutime, cstime). */
+export function cpuSecondsWithChildren(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
+/** The p-quantile (0..1) by nearest rank of the sorted finite values; NaN when there are none. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
 }
 
 export function median(xs: number[]): number {

@@ -20,22 +20,22 @@ export interface ServiceView {
 const CLIENT_IP = '172.30.0.100';
 const NODE_IPS = { 'node-1': '172.30.0.11', 'node-2': '172.30.0.12' } as const;
 
-function services(lab: Lab): Map<string, ServiceView> {
+export function services(lab: Lab): Map<string, ServiceView> {
   return new Map((lab.status().services as ServiceView[]).map((s) => [`${s.namespace}/${s.name}`, s]));
 }
 
-function get(lab: Lab, from: string, url: string): HttpEcho {
+export function get(lab: Lab, from: string, url: string): HttpEcho {
   const out = lab.exec(from, 'curl', '-sS', '--max-time', '3', url);
   return JSON.parse(out) as HttpEcho;
 }
 
 /** `count` requests in one exec (one process start instead of `count`). */
-function getMany(lab: Lab, from: string, url: string, count: number): HttpEcho[] {
+export function getMany(lab: Lab, from: string, url: string, count: number): HttpEcho[] {
   const out = lab.exec(from, 'sh', '-c', `for i in $(seq ${count}); do curl -sS --max-time 3 '${url}' || exit 1; done`);
   return out.trim().split('\n').map((line) => JSON.parse(line) as HttpEcho);
 }
 
-async function eventually(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function eventually(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
@@ -305,4 +305,73 @@ export function downSuite(lab: Lab, skip?: string): void {
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(lab.leftovers(), { netns: [], pids: [], dir: false });
   });
+}
+
+/**
+ * A container command answering each UDP datagram on `port` with "POD_NAME CLIENT_IP:PORT
+ * PAYLOAD", so a UDP test sees which endpoint served it and what source it saw (the
+ * built-in UDP echo only mirrors the payload).
+ */
+export function udpWhoAmI(port: number): string[] {
+  return ['python3', '-c', [
+    'import os, socket',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    `s.bind(('0.0.0.0', ${port}))`,
+    'while True:',
+    '    d, a = s.recvfrom(2048)',
+    "    s.sendto(('%s %s:%d ' % (os.environ['POD_NAME'], a[0], a[1])).encode() + d, a)",
+  ].join('\n')];
+}
+
+/**
+ * `count` datagrams from one connected UDP socket (source port `sourcePort`, 0: any) to
+ * ip:port, one at a time; one line per datagram: the answer, "refused" (an ICMP port
+ * unreachable came back: a connected socket reports it as ECONNREFUSED) or "timeout".
+ */
+export function udpExchange(lab: Lab, from: string, ip: string, port: number, count: number, sourcePort = 0): string[] {
+  const script = [
+    'import socket, sys',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+    `s.bind(('0.0.0.0', ${sourcePort}))`,
+    `s.connect(('${ip}', ${port}))`,
+    's.settimeout(3)',
+    `for i in range(${count}):`,
+    "    s.send(b'q%d' % i)",
+    '    try: print(s.recv(2048).decode(), flush=True)',
+    "    except ConnectionRefusedError: print('refused', flush=True)",
+    "    except socket.timeout: print('timeout', flush=True)",
+  ].join('\n');
+  return lab.exec(from, 'python3', '-c', script).trim().split('\n');
+}
+
+/**
+ * The ServiceSnapshot a node's agent compiles, as `tapir trace --snapshot` reads it: the
+ * same control code (ServiceController) over the lab's manifest directory, with the
+ * node options src/agent/services.ts derives from the agent's config. The agent has no
+ * call that hands out its own snapshot, so this is a recompilation, not a copy.
+ */
+export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
+  const { loadAgentConfig } = await import('../../src/agent/config.ts');
+  const { ServiceController } = await import('../../src/control/service-controller.ts');
+  const { serviceSnapshotToJson } = await import('../../src/services/snapshot-json.ts');
+  const { ipv4ToString } = await import('../../src/wire/address.ts');
+  const c = loadAgentConfig(`/run/tapir/lab/${lab.name}/nodes/${node}/agent.yaml`);
+  let json: string | undefined;
+  const problems: string[] = [];
+  const controller = new ServiceController({
+    manifestDir: c.manifests!,
+    node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
+    serviceCIDR: c.serviceCIDR.toString(),
+    nodePortRange: `${c.nodePortRange[0]}-${c.nodePortRange[1]}`,
+    onSnapshot: (s) => { json = serviceSnapshotToJson(s); },
+    onError: (err) => { problems.push(err.message); },
+  });
+  try {
+    await controller.start();
+  } finally {
+    controller.stop();
+  }
+  assert.ok(json !== undefined, `no snapshot compiled for ${node}: ${problems.join('; ')}`);
+  return json;
 }
