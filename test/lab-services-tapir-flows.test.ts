@@ -99,7 +99,7 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('without affinity, requests from one pod spread evenly over the endpoints', () => {
+test('without affinity, requests from one pod spread evenly over the endpoints', (t) => {
   const counts = new Map(WEB_PODS.map((p) => [p, 0]));
   const n = 60;
   for (const reply of getMany(lab, 'web-2a', 'http://10.96.0.10/spread', n)) counts.set(reply.pod, (counts.get(reply.pod) ?? 0) + 1);
@@ -110,6 +110,7 @@ test('without affinity, requests from one pod spread evenly over the endpoints',
   const expected = n / WEB_PODS.length;
   const chi2 = [...counts.values()].reduce((sum, c) => sum + (c - expected) ** 2 / expected, 0);
   const shown = JSON.stringify(Object.fromEntries(counts));
+  t.diagnostic(`${shown}, chi-square ${chi2.toFixed(2)}`);
   assert.ok([...counts.values()].every((c) => c > 0), `every endpoint gets some: ${shown}`);
   assert.ok(chi2 < 21.1, `chi-square ${chi2.toFixed(1)} over ${shown}`);
 });
@@ -154,7 +155,7 @@ test('terminating fallback: the only endpoint serves through its grace period; t
   for (const from of ['web-1a', 'web-2b']) assert.deepEqual(udpExchange(lab, from, IP.term, 53, 1), ['refused'], from);
 });
 
-test('pods added and removed while a client runs: every request is answered, new ones only by ready pods', async () => {
+test('pods added and removed while a client runs: every request is answered, new ones only by ready pods', async (t) => {
   const stop = join(dir, 'churn.stop');
   const phase2 = join(dir, 'churn.phase2');
   // Sequential requests about 100 ms apart until told to stop (20 s at most); each line:
@@ -182,6 +183,7 @@ test('pods added and removed while a client runs: every request is answered, new
   const failed = lines.filter((l) => l.rc !== 0);
   const pods = lines.filter((l) => l.rc === 0).map((l) => (JSON.parse(l.body) as { pod: string }).pod);
   const late = lines.filter((l) => l.phase === 2);
+  t.diagnostic(`${lines.length} requests (${late.length} after the deletion), ${failed.length} failed; served by ${[...new Set(pods)].sort().join(', ')}`);
   assert.ok(lines.length >= 20 && late.length >= 3, `${lines.length} requests, ${late.length} after the deletion`);
   // kube-proxy's promise: a terminating pod gets no new connections while ready ones
   // exist, and keeps serving its grace period; only a request in flight to a pod at the
@@ -259,8 +261,8 @@ test('tapir trace over the lab\'s compiled services agrees with what the lab doe
   const tcp = trace('--src', `${podIP('web-1a')}:41071`, '--dst', `${IP.term}:80`);
   assert.deepEqual([tcp.verdict, tcp.reason, tcp.servicePort], ['reject-tcp-rst', 'no-endpoints', 'default/term:http']);
   assert.equal(trace('--src', `${podIP('web-1a')}:41071`, '--dst', `${IP.term}:53`, '--proto', 'udp').verdict, 'reject-icmp');
-  // A pod to the web service: one of its endpoints, source kept.
-  const web = trace('--src', `${podIP('web-1a')}:41072`, '--dst', '10.96.0.10:80');
+  // A pod (not one of its endpoints) to the web service: one of its endpoints, source kept.
+  const web = trace('--src', `${podIP('hp-1')}:41072`, '--dst', '10.96.0.10:80');
   assert.equal(web.masquerade, 'none');
   assert.ok(WEB_PODS.map((p) => `${podIP(p)}:8080`).includes(web.endpoint), web.steps.join('\n'));
   assert.ok(web.steps.some((s) => /endpoints: the cluster list .*: 4 of 4 eligible/.test(s)), web.steps.join('\n'));

@@ -1,0 +1,113 @@
+// The tables bench/proxy-modes.ts prints: one per section, a column per proxy mode, the
+// tapir/iptables and tapir/nftables ratios, and the issue's targets next to them
+// (throughput and connection rate >= 0.8x of iptables mode; 10,000 services programmed
+// in < 1 s; first-packet latency flat from 1,000 to 10,000 services).
+import type { ProxyMode } from './lab.ts';
+import { median, ratio } from './tools.ts';
+
+export interface Results {
+  /** "mode|path|metric" (traffic) or "mode|services|figure" (scale) -> one value per run. */
+  values: Map<string, number[]>;
+  /** Same keys: what a value needs said (which endpoint a flow reached, how apply ended). */
+  notes: Map<string, string[]>;
+  problems: string[];
+}
+
+export interface ReportOptions {
+  modes: ProxyMode[];
+  sizes: number[];
+  seconds: number;
+  runs: number;
+  paths: string[];
+  sections: Set<string>;
+}
+
+const TRAFFIC = {
+  tcp: { name: 'TCP Gbit/s (1 stream)', unit: (v: number) => `${v.toFixed(2)} Gbit/s`, floor: 0.8 },
+  udp: { name: 'UDP 64 B pkt/s received', unit: (v: number) => `${(v / 1000).toFixed(0)} kpps`, floor: 0 },
+  conn: { name: 'TCP connections/s', unit: (v: number) => `${(v / 1000).toFixed(2)}k/s`, floor: 0.8 },
+  p50: { name: 'HTTP request latency p50', unit: (v: number) => `${v.toFixed(0)} µs`, floor: 0 },
+  p99: { name: 'HTTP request latency p99', unit: (v: number) => `${v.toFixed(0)} µs`, floor: 0 },
+} as const;
+
+const seconds = (v: number): string => `${(v / 1000).toFixed(2)} s`;
+const SCALE = {
+  program: { name: 'program all: apply start -> last service answers', unit: seconds, target: '< 1 s at 10,000' },
+  'program-written': { name: '  of it after the lab wrote all objects', unit: seconds, target: '< 1 s at 10,000' },
+  'program-apply': { name: '  `tapir lab apply` ran', unit: seconds, target: '' },
+  'program-agents-cpu': { name: '  CPU s of the tapir agents meanwhile', unit: (v: number) => v.toFixed(1), target: '' },
+  'program-daemons-cpu': { name: '  CPU s of the node daemons (+ iptables-restore/nft)', unit: (v: number) => v.toFixed(1), target: '' },
+  change: { name: 'one endpoint change: apply start -> new endpoint answers', unit: seconds, target: '' },
+  'change-written': { name: '  of it after the lab wrote the slice', unit: seconds, target: '' },
+  first: { name: 'first-packet latency (connect to an unused service), p50', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
+} as const;
+
+function cell(r: Results, key: string, unit: (v: number) => string): string {
+  const v = median(r.values.get(key) ?? []);
+  const notes = [...new Set(r.notes.get(key) ?? [])].filter((n) => n !== '');
+  return `${Number.isFinite(v) ? unit(v) : '-'}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`;
+}
+
+function value(r: Results, key: string): number {
+  return median(r.values.get(key) ?? []);
+}
+
+function header(modes: ProxyMode[], first: string[], extra: string[]): string {
+  const kernel = modes.filter((m) => m !== 'tapir');
+  const ratios = modes.includes('tapir') ? kernel.map((m) => `tapir/${m}`) : [];
+  const cols = [...first, ...modes, ...ratios, ...extra];
+  return `| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`;
+}
+
+function ratios(r: Results, modes: ProxyMode[], keyOf: (m: ProxyMode) => string): string[] {
+  if (!modes.includes('tapir')) return [];
+  return modes.filter((m) => m !== 'tapir').map((m) => ratio(value(r, keyOf('tapir')), value(r, keyOf(m))));
+}
+
+export function printTables(r: Results, o: ReportOptions): void {
+  const hasTapir = o.modes.includes('tapir');
+  if (o.sections.has('traffic')) {
+    console.log(`\n## Pod -> ClusterIP -> pod (client web-1a), median of ${o.runs} run(s) of ${o.seconds} s; 2 cores shared by load generators, servers and data plane`);
+    console.log('(a one-flow figure through 2 endpoints names the node of the endpoint it reached; for latencies a ratio above 1x means tapir is slower)');
+    console.log(header(o.modes, ['service (endpoints)', 'metric'], ['target', ...(hasTapir ? ['tapir agents CPU'] : [])]));
+    for (const path of o.paths) {
+      for (const [metric, m] of Object.entries(TRAFFIC)) {
+        const key = (mode: ProxyMode): string => `${mode}|${path}|${metric}`;
+        const vsIptables = value(r, key('tapir')) / value(r, key('iptables'));
+        const target = m.floor === 0 ? '' : `>= ${m.floor}x iptables: ${!Number.isFinite(vsIptables) ? 'not measured' : vsIptables >= m.floor ? 'met' : 'missed'}`;
+        const cpu = value(r, `${key('tapir')}|cpu`);
+        const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), target, ...(hasTapir ? [Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'] : [])];
+        console.log(`| ${row.join(' | ')} |`);
+      }
+    }
+  }
+  if (o.sections.has('scale') && o.sizes.length > 0) {
+    console.log(`\n## Services at scale: selectorless Services with hand-written EndpointSlices (2 endpoints, web-2a and web-2b on node-2), client web-1a; median of ${o.runs} run(s)`);
+    console.log('(times: a ratio below 1x means tapir is faster; "-" = not reached within the step\'s timeout, see the problems below)');
+    console.log(header(o.modes, ['services', 'figure'], ['target']));
+    for (const n of o.sizes) {
+      for (const [figure, m] of Object.entries(SCALE)) {
+        if (figure.endsWith('agents-cpu') && !hasTapir) continue;
+        const key = (mode: ProxyMode): string => `${mode}|${n}|${figure}`;
+        let target = '';
+        if (m.target !== '' && n === 10000) {
+          const t = value(r, key('tapir'));
+          target = `< 1 s: ${!Number.isFinite(t) ? 'not reached' : t < 1000 ? 'met' : 'missed'}`;
+        }
+        const row = [String(n), m.name, ...o.modes.map((mode) => (figure.endsWith('agents-cpu') && mode !== 'tapir' ? '' : cell(r, key(mode), m.unit))), ...ratios(r, o.modes, key), target];
+        console.log(`| ${row.join(' | ')} |`);
+      }
+    }
+    if (o.sizes.length > 1) {
+      const lo = o.sizes[0]!, hi = o.sizes[o.sizes.length - 1]!;
+      const growth = (mode: ProxyMode): number => value(r, `${mode}|${hi}|first`) / value(r, `${mode}|${lo}|first`);
+      const t = growth('tapir');
+      const row = [`${hi} vs ${lo}`, 'first-packet latency growth', ...o.modes.map((mode) => (Number.isFinite(growth(mode)) ? `${growth(mode).toFixed(2)}x` : '-')), ...o.modes.filter((m) => hasTapir && m !== 'tapir').map(() => ''), hasTapir ? `flat (about 1x): ${!Number.isFinite(t) ? 'not measured' : t < 1.25 ? 'met' : 'missed'}` : ''];
+      console.log(`| ${row.join(' | ')} |`);
+    }
+  }
+  if (r.problems.length > 0) {
+    console.log('\nProblems:');
+    for (const p of r.problems) console.log(`- ${p}`);
+  }
+}

@@ -1,0 +1,255 @@
+// Service proxy modes compared on one lab topology, in one run (issue 4, "Benchmark"):
+// the Tapir agents' TypeScript service proxy (--dataplane tapir) against the kernel
+// rules the lab generates from the same compiled service tables the way kube-proxy's
+// iptables and nftables modes write them (--dataplane kernel --proxy-mode …).
+//
+// 1. Pod -> ClusterIP -> pod, client web-1a: TCP Gbit/s (iperf3, one stream), UDP
+//    64-byte packets/s received, TCP connections/s, HTTP request latency p50/p99 (one
+//    connection per request). Two services: endpoints on both nodes (perf-1 on node-1,
+//    perf-2 on node-2), and a single endpoint on the other node (perf-2). The iperf3
+//    service has ClientIP affinity: iperf3 opens a control and a data connection, which
+//    must reach the same server.
+// 2. With N selectorless Services (+ EndpointSlices to web-2a and web-2b) for each
+//    --services size, in a lab of their own after the first: time to program them all,
+//    time to apply one endpoint change, first-packet (connect) latency to services
+//    nothing has used yet. See bench/lib/service-scale.ts for what each figure spans.
+//
+// The labs run one after the other (2 cores: never two at once); every step is bounded
+// in time and a step that does not finish prints "-" with the reason below the tables.
+// Every lab is taken down at the end, on error and on Ctrl-C.
+//
+//   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000]
+//        [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120]
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchLab, checkInterrupted, downLabsOnSignal, type ProxyMode } from './lib/lab.ts';
+import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure, type Target } from './lib/load.ts';
+import { firstConnects, freeClusterIPs, scaleServiceName, settle, timeChange, writeScaleManifest, writeSliceManifest } from './lib/service-scale.ts';
+import { printTables, type Results } from './lib/proxy-modes-report.ts';
+import { buildCTools } from './lib/tools.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '1' },
+    services: { type: 'string', default: '1000,10000' },
+    modes: { type: 'string', default: 'iptables,nftables,tapir' },
+    sections: { type: 'string', default: 'traffic,scale' },
+    'program-timeout': { type: 'string', default: '120' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const RUNS = Number(values.runs);
+const SIZES = values.services.split(',').filter((s) => s !== '').map(Number).sort((a, b) => a - b);
+const MODES = values.modes.split(',') as ProxyMode[];
+const SECTIONS = new Set(values.sections.split(','));
+const PROGRAM_TIMEOUT_S = Number(values['program-timeout']);
+const CHANGE_TIMEOUT_S = 60;
+const SETTLE_TIMEOUT_MS = 90_000;
+const FIRST_PACKET_SERVICES = 30;
+const CLIENT = 'web-1a';
+
+if (![SECONDS, RUNS, PROGRAM_TIMEOUT_S, ...SIZES].every((x) => Number.isFinite(x) && x > 0) || !MODES.every((m) => ['tapir', 'iptables', 'nftables'].includes(m))) {
+  console.error('usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120]');
+  process.exit(2);
+}
+
+// perf-1 and perf-2 serve HTTP on 8080 (the built-in echo, which also makes them Ready);
+// the other servers are started in them for each test, on the services' target ports.
+const BENCH_MANIFEST = `${['node-1', 'node-2'].map((node, i) => `apiVersion: v1
+kind: Pod
+metadata: { name: perf-${i + 1}, labels: { bench: proxy-modes, bench-node: ${node} } }
+spec:
+  nodeName: ${node}
+  containers: [{ name: echo, ports: [{ name: http, containerPort: 8080 }] }]
+`).join('---\n')}---
+apiVersion: v1
+kind: Service
+metadata: { name: bench-both }
+spec:
+  selector: { bench: proxy-modes }
+  ports:
+    - { name: http, port: 80, targetPort: 8080 }
+    - { name: conn, port: 7000, targetPort: 7000 }
+    - { name: udp, port: 6000, protocol: UDP, targetPort: 6000 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: bench-both-iperf }
+spec:
+  selector: { bench: proxy-modes }
+  sessionAffinity: ClientIP
+  ports: [{ name: iperf, port: 5201, targetPort: 5201 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: bench-remote }
+spec:
+  selector: { bench-node: node-2 }
+  ports:
+    - { name: http, port: 80, targetPort: 8080 }
+    - { name: conn, port: 7000, targetPort: 7000 }
+    - { name: udp, port: 6000, protocol: UDP, targetPort: 6000 }
+    - { name: iperf, port: 5201, targetPort: 5201 }
+`;
+
+const PATHS = {
+  'both nodes (2 endpoints)': { service: 'bench-both', iperfService: 'bench-both-iperf', servers: ['perf-1', 'perf-2'] },
+  'other node (1 endpoint)': { service: 'bench-remote', iperfService: 'bench-remote', servers: ['perf-2'] },
+} as const;
+type PathName = keyof typeof PATHS;
+
+const results: Results = { values: new Map(), notes: new Map(), problems: [] };
+function record(key: string, value: number, note = ''): void {
+  results.values.set(key, [...(results.values.get(key) ?? []), value]);
+  if (note !== '') results.notes.set(key, [...(results.notes.get(key) ?? []), note]);
+}
+function problem(mode: ProxyMode, step: string, err: unknown): void {
+  const message = `${mode}: ${step}: ${(err as Error).message ?? String(err)}`;
+  results.problems.push(message);
+  process.stderr.write(`  ! ${message}\n`);
+}
+
+async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<void> {
+  const applied = await lab.apply(join(work, 'bench.yaml'), 90_000);
+  if (applied.code !== 0) throw new Error(`lab apply of the bench pods and services: ${applied.stderr.trim()}`);
+  await lab.refresh();
+  for (const [path, p] of Object.entries(PATHS) as [PathName, (typeof PATHS)[PathName]][]) {
+    const ip = lab.serviceIPs.get(p.service)!, iperfIP = lab.serviceIPs.get(p.iperfService)!;
+    const servers = [...p.servers];
+    const at = (t: Target): string => `${t.ip}:${t.port}`;
+    const steps: [string, () => Promise<Figure>][] = [
+      ['tcp', () => tcpThroughput(lab, CLIENT, servers, { ip: iperfIP, port: 5201 }, 5201, SECONDS)],
+      ['udp', () => udpRate(lab, CLIENT, servers, { ip, port: 6000 }, 6000, SECONDS)],
+      ['conn', () => connectionRate(lab, CLIENT, servers, { ip, port: 7000 }, 7000, SECONDS)],
+    ];
+    for (const [metric, step] of steps) {
+      checkInterrupted();
+      try {
+        const fig = await step();
+        const served = fig.servedBy.map((s) => lab.pods.get(s)?.node ?? s).join('+');
+        record(`${mode}|${path}|${metric}`, fig.value, servers.length > 1 ? served : '');
+        record(`${mode}|${path}|${metric}|cpu`, fig.cpu);
+        process.stderr.write(`  ${path} ${metric}: ${fig.value.toFixed(metric === 'tcp' ? 2 : 0)}${served === '' ? '' : ` via ${served}`} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
+      } catch (err) {
+        problem(mode, `${path} ${metric}`, err);
+      }
+    }
+    checkInterrupted();
+    try {
+      const lat = await httpLatency(lab, CLIENT, { ip, port: 80 }, SECONDS);
+      record(`${mode}|${path}|p50`, lat.p50.value);
+      record(`${mode}|${path}|p99`, lat.p99.value);
+      record(`${mode}|${path}|p50|cpu`, lat.p50.cpu);
+      record(`${mode}|${path}|p99|cpu`, lat.p50.cpu);
+      process.stderr.write(`  ${path} http ${at({ ip, port: 80 })}: p50 ${lat.p50.value} µs p99 ${lat.p99.value} µs over ${lat.requests} requests, ${lat.failed} failed\n`);
+    } catch (err) {
+      problem(mode, `${path} latency`, err);
+    }
+  }
+}
+
+async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): Promise<void> {
+  const prefix = `s${n}`;
+  const key = (figure: string): string => `${mode}|${n}|${figure}`;
+  const node = (pod: string): { ip: string; node: string } => ({ ip: lab.podIP(pod), node: lab.pods.get(pod)!.node });
+  const ips = freeClusterIPs(n, new Set(lab.serviceIPs.values()));
+  const file = join(work, `${prefix}.yaml`);
+  writeScaleManifest(file, prefix, ips, [node('web-2a'), node('web-2b')]);
+
+  process.stderr.write(`  ${n} services: applying (poll ${ips[n - 1]}, ${scaleServiceName(prefix, n - 1)})\n`);
+  const program = await timeChange(lab, CLIENT, file, ips[n - 1]!, '"pod":', PROGRAM_TIMEOUT_S);
+  report(key, 'program', program);
+  if (!Number.isFinite(program.forwardMs)) {
+    problem(mode, `${n} services`, new Error(`the last service did not answer within ${PROGRAM_TIMEOUT_S} s (lab apply: ${program.applyExit}); later steps skipped`));
+    return;
+  }
+  if (!(await settle(lab, SETTLE_TIMEOUT_MS))) problem(mode, `${n} services`, new Error(`node daemons still behind the manifests after ${SETTLE_TIMEOUT_MS / 1000} s`));
+
+  const mid = n >> 1;
+  const sliceFile = join(work, `${prefix}-slice.yaml`);
+  writeSliceManifest(sliceFile, prefix, mid, [node('web-1b')]);
+  const change = await timeChange(lab, CLIENT, sliceFile, ips[mid]!, '"pod":"web-1b"', CHANGE_TIMEOUT_S);
+  report(key, 'change', change);
+  if (!(await settle(lab, SETTLE_TIMEOUT_MS))) problem(mode, `${n} services`, new Error(`node daemons still behind the manifests after ${SETTLE_TIMEOUT_MS / 1000} s`));
+
+  // Spread over the list (iptables mode walks KUBE-SERVICES in order), none used before.
+  const picks = Array.from({ length: FIRST_PACKET_SERVICES }, (_, i) => Math.floor(((i + 0.5) * n) / FIRST_PACKET_SERVICES)).filter((i) => i !== mid && i !== n - 1);
+  const first = await firstConnects(lab, CLIENT, picks.map((i) => ips[i]!));
+  record(key('first'), first.p50);
+  process.stderr.write(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}\n`);
+  if (first.failed > 0) problem(mode, `${n} services first packet`, new Error(`${first.failed} of ${picks.length} connects failed`));
+}
+
+function report(key: (f: string) => string, what: 'program' | 'change', t: Awaited<ReturnType<typeof timeChange>>): void {
+  record(key(`${what}`), t.forwardMs);
+  record(key(`${what}-written`), t.forwardMs - t.writtenMs);
+  record(key(`${what}-apply`), t.applyMs, t.applyExit === 'ok' ? '' : t.applyExit);
+  record(key(`${what}-agents-cpu`), t.agentsCpu);
+  record(key(`${what}-daemons-cpu`), t.daemonsCpu);
+  process.stderr.write(`  ${what}: answered ${(t.forwardMs / 1000).toFixed(2)} s after apply start, ${((t.forwardMs - t.writtenMs) / 1000).toFixed(2)} s after the objects were written (${(t.writtenMs / 1000).toFixed(2)} s); apply ${(t.applyMs / 1000).toFixed(1)} s (${t.applyExit}); CPU s agents ${t.agentsCpu.toFixed(1)} daemons ${t.daemonsCpu.toFixed(1)}\n`);
+}
+
+async function runMode(mode: ProxyMode, work: string): Promise<void> {
+  const dataplane = mode === 'tapir' ? 'tapir' : 'kernel';
+  let lab: BenchLab | null = null;
+  const fresh = async (): Promise<BenchLab> => {
+    await lab?.down();
+    lab = new BenchLab(dataplane, mode);
+    process.stderr.write(`${mode}: lab ${lab.name} up\n`);
+    await lab.up();
+    return lab;
+  };
+  try {
+    let current = await fresh();
+    if (SECTIONS.has('traffic')) {
+      try {
+        await traffic(current, mode, work);
+      } catch (err) {
+        problem(mode, 'traffic', err);
+      }
+    }
+    if (SECTIONS.has('scale')) {
+      for (const [i, n] of SIZES.entries()) {
+        checkInterrupted();
+        if (i > 0 || SECTIONS.has('traffic')) current = await fresh();
+        try {
+          await scale(current, mode, n, work);
+        } catch (err) {
+          problem(mode, `${n} services`, err);
+        }
+      }
+    }
+  } finally {
+    await (lab as BenchLab | null)?.down();
+  }
+}
+
+async function main(): Promise<void> {
+  downLabsOnSignal();
+  buildCTools(['udpblast', 'connrate', 'httplat']);
+  const work = mkdtempSync(join(tmpdir(), 'tapir-proxy-modes-'));
+  writeFileSync(join(work, 'bench.yaml'), BENCH_MANIFEST);
+  const started = Date.now();
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      for (const mode of MODES) {
+        process.stderr.write(`run ${run + 1}/${RUNS}, mode ${mode} (${((Date.now() - started) / 1000).toFixed(0)} s so far)\n`);
+        try {
+          await runMode(mode, work);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'BENCH_INTERRUPTED') throw err;
+          problem(mode, 'lab', err);
+        }
+      }
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), sections: SECTIONS });
+  console.log(`\n(whole run ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+await main();
