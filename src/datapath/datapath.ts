@@ -339,8 +339,23 @@ export class Datapath implements FrameSink {
       b.copy(b, at + VNET, e, e + len);
       return this.enqueue(to, at, VNET + len);
     }
+    // Reverse NATed for a client on another node (one of its pods, or the node itself,
+    // e.g. reaching a node port on this node's address): back over the overlay to it.
+    const back = nated ? t.remoteNode(dst) : -1;
+    if (back >= 0) {
+      this.#decrementTtl(e + ETH);
+      if (inPlace) {
+        b.fill(0, e - VNET, e);
+        return this.#encapsulate(c, e - VNET, e, len, back);
+      }
+      const at = this.arena.allocScratch(VNET + len);
+      if (at < 0) return this.#drop(c, DatapathDrop.NO_SCRATCH);
+      b.fill(0, at, at + VNET);
+      b.copy(b, at + VNET, e, e + len);
+      return this.#encapsulate(c, at, at + VNET, len, back);
+    }
     // For the node itself, or (reverse NATed) for a client beyond it.
-    if ((dst === t.underlayIP || (nated && t.remoteNode(dst) < 0 && !t.podCIDR.contains(dst))) && this.#hostPort !== NO_PORT) {
+    if ((dst === t.underlayIP || (nated && !t.podCIDR.contains(dst))) && this.#hostPort !== NO_PORT) {
       this.#decrementTtl(e + ETH);
       // Strip Ethernet; the zeroed virtio-net header takes the Ethernet header's place.
       b.fill(0, e + ETH - VNET, e + ETH);
