@@ -21,12 +21,12 @@
 //   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000]
 //        [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchLab, checkInterrupted, downLabsOnSignal, type ProxyMode } from './lib/lab.ts';
 import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure, type Target } from './lib/load.ts';
-import { firstConnects, freeClusterIPs, scaleServiceName, settle, timeChange, writeScaleManifest, writeSliceManifest } from './lib/service-scale.ts';
+import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest } from './lib/service-scale.ts';
 import { printTables, type Results } from './lib/proxy-modes-report.ts';
 import { buildCTools } from './lib/tools.ts';
 
@@ -46,8 +46,11 @@ const SIZES = values.services.split(',').filter((s) => s !== '').map(Number).sor
 const MODES = values.modes.split(',') as ProxyMode[];
 const SECTIONS = new Set(values.sections.split(','));
 const PROGRAM_TIMEOUT_S = Number(values['program-timeout']);
-const CHANGE_TIMEOUT_S = 60;
-const SETTLE_TIMEOUT_MS = 90_000;
+// A proxy that has not applied one endpoint change after 45 s is reported as such;
+// settling (node daemons caught up) is only waited for so that one step's work does
+// not spill into the next one's figures.
+const CHANGE_TIMEOUT_S = 45;
+const SETTLE_TIMEOUT_MS = 30_000;
 const FIRST_PACKET_SERVICES = 30;
 const CLIENT = 'web-1a';
 
@@ -101,6 +104,13 @@ const PATHS = {
 } as const;
 type PathName = keyof typeof PATHS;
 
+const STARTED = Date.now();
+const LOAD_AT_START = loadavg();
+/** Progress on stderr, each line with the seconds since the start. */
+function progress(line: string): void {
+  process.stderr.write(`[${((Date.now() - STARTED) / 1000).toFixed(1).padStart(6)}] ${line}`);
+}
+
 const results: Results = { values: new Map(), notes: new Map(), problems: [] };
 function record(key: string, value: number, note = ''): void {
   results.values.set(key, [...(results.values.get(key) ?? []), value]);
@@ -109,13 +119,14 @@ function record(key: string, value: number, note = ''): void {
 function problem(mode: ProxyMode, step: string, err: unknown): void {
   const message = `${mode}: ${step}: ${(err as Error).message ?? String(err)}`;
   results.problems.push(message);
-  process.stderr.write(`  ! ${message}\n`);
+  progress(`  ! ${message}\n`);
 }
 
 async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<void> {
   const applied = await lab.apply(join(work, 'bench.yaml'), 90_000);
   if (applied.code !== 0) throw new Error(`lab apply of the bench pods and services: ${applied.stderr.trim()}`);
   await lab.refresh();
+  progress(`${mode}: pods perf-1, perf-2 and the bench services applied\n`);
   for (const [path, p] of Object.entries(PATHS) as [PathName, (typeof PATHS)[PathName]][]) {
     const ip = lab.serviceIPs.get(p.service)!, iperfIP = lab.serviceIPs.get(p.iperfService)!;
     const servers = [...p.servers];
@@ -132,7 +143,7 @@ async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<vo
         const served = fig.servedBy.map((s) => lab.pods.get(s)?.node ?? s).join('+');
         record(`${mode}|${path}|${metric}`, fig.value, servers.length > 1 ? served : '');
         record(`${mode}|${path}|${metric}|cpu`, fig.cpu);
-        process.stderr.write(`  ${path} ${metric}: ${fig.value.toFixed(metric === 'tcp' ? 2 : 0)}${served === '' ? '' : ` via ${served}`} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
+        progress(`  ${path} ${metric}: ${fig.value.toFixed(metric === 'tcp' ? 2 : 0)}${served === '' ? '' : ` via ${served}`} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
       } catch (err) {
         problem(mode, `${path} ${metric}`, err);
       }
@@ -144,7 +155,7 @@ async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<vo
       record(`${mode}|${path}|p99`, lat.p99.value);
       record(`${mode}|${path}|p50|cpu`, lat.p50.cpu);
       record(`${mode}|${path}|p99|cpu`, lat.p50.cpu);
-      process.stderr.write(`  ${path} http ${at({ ip, port: 80 })}: p50 ${lat.p50.value} µs p99 ${lat.p99.value} µs over ${lat.requests} requests, ${lat.failed} failed\n`);
+      progress(`  ${path} http ${at({ ip, port: 80 })}: p50 ${lat.p50.value} µs p99 ${lat.p99.value} µs over ${lat.requests} requests, ${lat.failed} failed\n`);
     } catch (err) {
       problem(mode, `${path} latency`, err);
     }
@@ -159,8 +170,8 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
   const file = join(work, `${prefix}.yaml`);
   writeScaleManifest(file, prefix, ips, [node('web-2a'), node('web-2b')]);
 
-  process.stderr.write(`  ${n} services: applying (poll ${ips[n - 1]}, ${scaleServiceName(prefix, n - 1)})\n`);
-  const program = await timeChange(lab, CLIENT, file, ips[n - 1]!, '"pod":', PROGRAM_TIMEOUT_S);
+  progress(`  ${n} services: applying (poll ${ips[n - 1]}, ${scaleServiceName(prefix, n - 1)})\n`);
+  const program = await timeChange(lab, CLIENT, file, sliceManifestFile(prefix, n - 1), ips[n - 1]!, '"pod":', PROGRAM_TIMEOUT_S);
   report(key, 'program', program);
   if (!Number.isFinite(program.forwardMs)) {
     problem(mode, `${n} services`, new Error(`the last service did not answer within ${PROGRAM_TIMEOUT_S} s (lab apply: ${program.applyExit}); later steps skipped`));
@@ -171,7 +182,7 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
   const mid = n >> 1;
   const sliceFile = join(work, `${prefix}-slice.yaml`);
   writeSliceManifest(sliceFile, prefix, mid, [node('web-1b')]);
-  const change = await timeChange(lab, CLIENT, sliceFile, ips[mid]!, '"pod":"web-1b"', CHANGE_TIMEOUT_S);
+  const change = await timeChange(lab, CLIENT, sliceFile, sliceManifestFile(prefix, mid), ips[mid]!, '"pod":"web-1b"', CHANGE_TIMEOUT_S);
   report(key, 'change', change);
   if (!(await settle(lab, SETTLE_TIMEOUT_MS))) problem(mode, `${n} services`, new Error(`node daemons still behind the manifests after ${SETTLE_TIMEOUT_MS / 1000} s`));
 
@@ -179,7 +190,7 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
   const picks = Array.from({ length: FIRST_PACKET_SERVICES }, (_, i) => Math.floor(((i + 0.5) * n) / FIRST_PACKET_SERVICES)).filter((i) => i !== mid && i !== n - 1);
   const first = await firstConnects(lab, CLIENT, picks.map((i) => ips[i]!));
   record(key('first'), first.p50);
-  process.stderr.write(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}\n`);
+  progress(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}\n`);
   if (first.failed > 0) problem(mode, `${n} services first packet`, new Error(`${first.failed} of ${picks.length} connects failed`));
 }
 
@@ -189,7 +200,7 @@ function report(key: (f: string) => string, what: 'program' | 'change', t: Await
   record(key(`${what}-apply`), t.applyMs, t.applyExit === 'ok' ? '' : t.applyExit);
   record(key(`${what}-agents-cpu`), t.agentsCpu);
   record(key(`${what}-daemons-cpu`), t.daemonsCpu);
-  process.stderr.write(`  ${what}: answered ${(t.forwardMs / 1000).toFixed(2)} s after apply start, ${((t.forwardMs - t.writtenMs) / 1000).toFixed(2)} s after the objects were written (${(t.writtenMs / 1000).toFixed(2)} s); apply ${(t.applyMs / 1000).toFixed(1)} s (${t.applyExit}); CPU s agents ${t.agentsCpu.toFixed(1)} daemons ${t.daemonsCpu.toFixed(1)}\n`);
+  progress(`  ${what}: answered ${(t.forwardMs / 1000).toFixed(2)} s after apply start, ${((t.forwardMs - t.writtenMs) / 1000).toFixed(2)} s after the objects were written (${(t.writtenMs / 1000).toFixed(2)} s); apply ${(t.applyMs / 1000).toFixed(1)} s (${t.applyExit}); CPU s agents ${t.agentsCpu.toFixed(1)} daemons ${t.daemonsCpu.toFixed(1)}\n`);
 }
 
 async function runMode(mode: ProxyMode, work: string): Promise<void> {
@@ -197,9 +208,11 @@ async function runMode(mode: ProxyMode, work: string): Promise<void> {
   let lab: BenchLab | null = null;
   const fresh = async (): Promise<BenchLab> => {
     await lab?.down();
+    if (lab !== null) progress(`${mode}: lab ${(lab as BenchLab).name} down\n`);
     lab = new BenchLab(dataplane, mode);
-    process.stderr.write(`${mode}: lab ${lab.name} up\n`);
+    progress(`${mode}: lab ${lab.name} up\n`);
     await lab.up();
+    progress(`${mode}: lab ${lab.name} ready\n`);
     return lab;
   };
   try {
@@ -232,11 +245,10 @@ async function main(): Promise<void> {
   buildCTools(['udpblast', 'connrate', 'httplat']);
   const work = mkdtempSync(join(tmpdir(), 'tapir-proxy-modes-'));
   writeFileSync(join(work, 'bench.yaml'), BENCH_MANIFEST);
-  const started = Date.now();
   try {
     for (let run = 0; run < RUNS; run++) {
       for (const mode of MODES) {
-        process.stderr.write(`run ${run + 1}/${RUNS}, mode ${mode} (${((Date.now() - started) / 1000).toFixed(0)} s so far)\n`);
+        progress(`run ${run + 1}/${RUNS}, mode ${mode}\n`);
         try {
           await runMode(mode, work);
         } catch (err) {
@@ -248,8 +260,11 @@ async function main(): Promise<void> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`\nnode bench/proxy-modes.ts ${process.argv.slice(2).join(' ')}`.trimEnd());
+  console.log(`load average (1, 5, 15 min) at the start ${load(LOAD_AT_START)}, at the end ${load(loadavg())} on ${availableParallelism()} CPUs: anything else running skews the figures`);
   printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), sections: SECTIONS });
-  console.log(`\n(whole run ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  console.log(`\n(whole run ${((Date.now() - STARTED) / 1000).toFixed(0)} s)`);
 }
 
 await main();

@@ -180,9 +180,13 @@ export class BenchLab {
     return runOk([TAPIR, 'lab', 'exec', '--name', this.name, pod, '--', ...argv], timeoutMs);
   }
 
-  /** A command in a pod, ended by `timeout` after limitSeconds even if nobody stops it. */
+  /**
+   * A command in a pod, ended by `timeout` after limitSeconds even if nobody stops it.
+   * --foreground keeps it in our process group (timeout otherwise makes its own), so
+   * that stopping the group ends the command too, not only `tapir lab exec`.
+   */
   background(pod: string, limitSeconds: number, argv: string[]): Background {
-    return background([TAPIR, 'lab', 'exec', '--name', this.name, pod, '--', 'timeout', '-s', 'INT', String(limitSeconds), ...argv]);
+    return background([TAPIR, 'lab', 'exec', '--name', this.name, pod, '--', 'timeout', '--foreground', '-s', 'INT', String(limitSeconds), ...argv]);
   }
 
   apply(file: string, timeoutMs: number): Promise<RunResult> {

@@ -55,8 +55,9 @@ export async function udpRate(lab: BenchLab, client: string, servers: string[], 
     const fig = await measured(lab, async () => {
       await lab.exec(client, [`${C_BUILD_DIR}/udpblast`, 'send', target.ip, String(target.port), String(seconds + 0.5), '64'], (seconds + 20) * 1000);
       let rate = 0;
-      for (const { pod, server } of started) {
-        const m = /received (\d+) seconds ([\d.]+)/.exec(await server.stop(1500));
+      const outputs = await Promise.all(started.map(async ({ pod, server }) => ({ pod, out: await server.stop(1500) })));
+      for (const { pod, out } of outputs) {
+        const m = /received (\d+) seconds ([\d.]+)/.exec(out);
         if (m === null || Number(m[1]) === 0) continue;
         rate += Number(m[1]) / Number(m[2]);
         servedBy.push(pod);

@@ -8,9 +8,10 @@
 //  - first-packet latency: connect() to Services no flow has used yet.
 // The request loops run inside the client pod (bench/c/httplat), so the time is not
 // blurred by starting a process per attempt. Both ends use the wall clock of the same
-// machine. `writtenMs` marks when the lab had written every object (the manifest
-// revision moved): what comes after it is the data plane's (and its control side's) part.
-import { writeFileSync } from 'node:fs';
+// machine. `writtenMs` is when the lab had written the last object of the file (the
+// modification time of its manifest file): what comes after it is the data plane's
+// (and its control side's) part.
+import { statSync, writeFileSync } from 'node:fs';
 import type { BenchLab } from './lab.ts';
 import { checkInterrupted, sleep } from './lab.ts';
 import { C_BUILD_DIR, percentile } from './tools.ts';
@@ -84,35 +85,38 @@ export interface ChangeTiming {
 /**
  * Applies `file` while a poller in `client` requests http://ip/ until a reply contains
  * `expect`; at most timeoutSeconds for the reply (the apply gets as long, plus a margin).
+ * `lastObject` is the manifest file (in the lab's manifest directory) of the file's last
+ * object, written after all the others.
  */
-export async function timeChange(lab: BenchLab, client: string, file: string, ip: string, expect: string, timeoutSeconds: number): Promise<ChangeTiming> {
+export async function timeChange(lab: BenchLab, client: string, file: string, lastObject: string, ip: string, expect: string, timeoutSeconds: number): Promise<ChangeTiming> {
   const poller = lab.background(client, timeoutSeconds + 10, [`${C_BUILD_DIR}/httplat`, 'wait', ip, String(SERVICE_PORT), expect, String(timeoutSeconds)]);
   if (!(await poller.waitFor(/polling/, 15_000))) {
     await poller.stop(0);
     throw new Error(`poller did not start in ${client}: ${poller.output().trim()}`);
   }
-  const rev0 = lab.revision();
   const cpu0 = lab.cpu();
   const t0 = Date.now();
-  let writtenAt = NaN;
-  const watch = setInterval(() => {
-    if (Number.isNaN(writtenAt) && lab.revision() > rev0) writtenAt = Date.now();
-  }, 5);
   const apply = lab.apply(file, (timeoutSeconds + 30) * 1000);
   const out = await poller.stop((timeoutSeconds + 5) * 1000);
   const cpu1 = lab.cpu();
   const m = /ok ([\d.]+)/.exec(out);
   const applied = await apply;
-  clearInterval(watch);
-  if (Number.isNaN(writtenAt) && lab.revision() > rev0) writtenAt = t0 + applied.ms;
+  // Written by rename from a file written just before: the mtime is when the lab wrote it.
+  let writtenAt = NaN;
+  try { writtenAt = statSync(`${lab.stateDir}/manifests/${lastObject}`).mtimeMs; } catch { /* never written */ }
   return {
     forwardMs: m === null ? NaN : Number(m[1]) - t0,
-    writtenMs: writtenAt - t0,
+    writtenMs: writtenAt >= t0 ? writtenAt - t0 : NaN,
     applyMs: applied.ms,
     applyExit: applied.timedOut ? 'timed out' : applied.code === 0 ? 'ok' : `exit ${applied.code}: ${applied.stderr.trim().split('\n').at(-1) ?? ''}`,
     agentsCpu: cpu1.agents - cpu0.agents,
     daemonsCpu: cpu1.daemons - cpu0.daemons,
   };
+}
+
+/** The lab's manifest file of a scale service's EndpointSlice (src/lab/manifests.ts names them so). */
+export function sliceManifestFile(prefix: string, i: number): string {
+  return `endpointslice.default.${scaleServiceName(prefix, i)}-1.yaml`;
 }
 
 /** Waits (at most timeoutMs) until every node daemon has acted on the latest manifest revision. */

@@ -324,12 +324,13 @@ export function udpWhoAmI(port: number): string[] {
 }
 
 /**
- * `count` datagrams from one connected UDP socket (source port `sourcePort`, 0: any) to
- * ip:port, one at a time; one line per datagram: the answer, "refused" (an ICMP port
- * unreachable came back: a connected socket reports it as ECONNREFUSED) or "timeout".
+ * Python sending `count` datagrams from one connected UDP socket (source port
+ * `sourcePort`, 0: any) to ip:port, one at a time; it prints one line per datagram: the
+ * answer, "refused" (an ICMP port unreachable came back: a connected socket reports it
+ * as ECONNREFUSED) or "timeout".
  */
-export function udpExchange(lab: Lab, from: string, ip: string, port: number, count: number, sourcePort = 0): string[] {
-  const script = [
+export function udpScript(ip: string, port: number, count: number, sourcePort = 0): string {
+  return [
     'import socket, sys',
     's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
     's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
@@ -342,7 +343,11 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
     "    except ConnectionRefusedError: print('refused', flush=True)",
     "    except socket.timeout: print('timeout', flush=True)",
   ].join('\n');
-  return lab.exec(from, 'python3', '-c', script).trim().split('\n');
+}
+
+/** Runs udpScript in `from`; returns its lines. */
+export function udpExchange(lab: Lab, from: string, ip: string, port: number, count: number, sourcePort = 0): string[] {
+  return lab.exec(from, 'python3', '-c', udpScript(ip, port, count, sourcePort)).trim().split('\n');
 }
 
 /**
