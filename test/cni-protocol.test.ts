@@ -101,7 +101,7 @@ describe('ControlServer and ControlClient', () => {
     const lines = await exchange(path, '{"op":"addPort","containerId":"slow","ifName":"eth0","netns":"/n","ip":"10.244.1.7","prefixLength":24,"gateway":"10.244.1.1"}\n{"op":"nope"}\n\n{"op":"status"}\n', 3);
     const answers = lines.map((l) => JSON.parse(l) as { ok: boolean; port?: PortInfo; error?: { code: string }; node?: string });
     assert.equal(answers[0]!.port?.containerId, 'slow');
-    assert.deepEqual(answers[1], { ok: false, error: { code: 'UNKNOWN_OP', message: "unknown op 'nope' (known: status, addPort, delPort, checkPort, listPorts, stats, captureStart, captureStop)" } });
+    assert.deepEqual(answers[1], { ok: false, error: { code: 'UNKNOWN_OP', message: "unknown op 'nope' (known: status, addPort, delPort, checkPort, listPorts, stats, captureStart, captureStop, trace)" } });
     assert.equal(answers[2]!.node, 'node-1');
   });
 

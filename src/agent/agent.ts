@@ -166,6 +166,25 @@ export class Agent {
     this.#gcTimer.unref();
   }
 
+  get serviceSnapshot(): ServiceSnapshot | null {
+    return this.#services?.snapshot ?? null;
+  }
+
+  /** Where the forwarding table sends a packet for `dst` (slow path: `tapir trace`). */
+  routeOf(dst: number): string {
+    const t = this.datapath.table;
+    if (dst === t.gateway) return `the pod gateway ${ipv4ToString(dst)} (the agent answers echo requests)`;
+    const port = t.podPorts.get(dst);
+    if (port >= 0) {
+      const p = this.#ports.list().find((x) => this.#podIndex.get(x.hostName)?.index === port);
+      return `pod port ${this.datapath.ports[port]?.name ?? port}${p === undefined ? '' : ` (${p.podNamespace}/${p.podName})`}`;
+    }
+    if (t.podCIDR.contains(dst)) return `dropped: no pod has ${ipv4ToString(dst)} on this node`;
+    const node = t.remoteNode(dst);
+    if (node >= 0) return `VXLAN (VNI ${t.vni}) to ${t.remotes[node]!.name} at ${ipv4ToString(t.nodeUnderlay[node]!)}`;
+    return `host port ${this.config.hostPort} (the node's own stack${dst === t.underlayIP ? '' : ', which routes it on'})`;
+  }
+
   /** The services as this agent's control side sees them (for status), or null without manifests. */
   describeServices(): unknown[] | null {
     return this.#services?.describe() ?? null;

@@ -7,7 +7,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import {
   ControlError, ControlErrorCode, encodeError, encodeOk, parseRequest,
   type AddPortRequest, type CaptureStartRequest, type CaptureStopRequest, type CheckPortRequest, type ControlRequest,
-  type DelPortRequest, type PortInfo, type StatusInfo,
+  type DelPortRequest, type PortInfo, type StatusInfo, type TraceRequest,
 } from './protocol.ts';
 
 export interface ControlHandler {
@@ -23,6 +23,7 @@ export interface ControlHandler {
   stats?(): Record<string, unknown>;
   captureStart?(req: CaptureStartRequest): Record<string, unknown>;
   captureStop?(req: CaptureStopRequest): Record<string, unknown>;
+  trace?(req: TraceRequest): Record<string, unknown>;
 }
 
 export interface ControlServerOptions {
@@ -150,6 +151,7 @@ export class ControlServer {
       case 'stats': return { ...this.#tool(h.stats, req.op)() };
       case 'captureStart': return { ...this.#tool(h.captureStart, req.op)(req) };
       case 'captureStop': return { ...this.#tool(h.captureStop, req.op)(req) };
+      case 'trace': return { ...this.#tool(h.trace, req.op)(req) };
     }
   }
 

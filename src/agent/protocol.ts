@@ -64,8 +64,10 @@ export interface StatsRequest { op: 'stats' }
 /** Copy a port's frames into a pcap file, for at most `seconds` (`tapir capture`). */
 export interface CaptureStartRequest { op: 'captureStart'; port: string; file: string; seconds?: number }
 export interface CaptureStopRequest { op: 'captureStop'; port: string }
+/** Explain a packet's fate with the agent's live service tables and forwarding table (`tapir trace`). */
+export interface TraceRequest { op: 'trace'; protocol: 6 | 17; src: string; srcPort: number; dst: string; dstPort: number; from: 'pod' | 'host' | 'external' }
 export type ControlRequest = StatusRequest | AddPortRequest | DelPortRequest | CheckPortRequest | ListPortsRequest
-  | StatsRequest | CaptureStartRequest | CaptureStopRequest;
+  | StatsRequest | CaptureStartRequest | CaptureStopRequest | TraceRequest;
 export type ControlOp = ControlRequest['op'];
 
 export interface StatusInfo {
@@ -165,6 +167,18 @@ export function parseRequest(line: string): ControlRequest {
       return { op };
     case 'captureStop':
       return { op, port: stringField(obj, op, 'port') };
+    case 'trace': {
+      const port = (key: string): number => {
+        const v = field(obj, op, key);
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw new ControlError(ControlErrorCode.invalidField, `${op}: ${key} must be a port from 1 to 65535`);
+        return v;
+      };
+      const protocol = field(obj, op, 'protocol');
+      if (protocol !== 6 && protocol !== 17) throw new ControlError(ControlErrorCode.invalidField, `${op}: protocol must be 6 (TCP) or 17 (UDP)`);
+      const from = field(obj, op, 'from');
+      if (from !== 'pod' && from !== 'host' && from !== 'external') throw new ControlError(ControlErrorCode.invalidField, `${op}: from must be pod, host or external`);
+      return { op, protocol, src: ipv4Field(obj, op, 'src'), srcPort: port('srcPort'), dst: ipv4Field(obj, op, 'dst'), dstPort: port('dstPort'), from };
+    }
     case 'captureStart': {
       const file = stringField(obj, op, 'file');
       if (!file.startsWith('/')) throw new ControlError(ControlErrorCode.invalidField, `${op}: file must be an absolute path, got '${file}'`);
@@ -197,7 +211,7 @@ export function parseRequest(line: string): ControlRequest {
       return req;
     }
     default:
-      throw new ControlError(ControlErrorCode.unknownOp, `unknown op '${op}' (known: status, addPort, delPort, checkPort, listPorts, stats, captureStart, captureStop)`);
+      throw new ControlError(ControlErrorCode.unknownOp, `unknown op '${op}' (known: status, addPort, delPort, checkPort, listPorts, stats, captureStart, captureStop, trace)`);
   }
 }
 

@@ -5,6 +5,10 @@ import { PortCapture } from '../datapath/capture.ts';
 import { PortKind } from '../datapath/port.ts';
 import { ControlError, ControlErrorCode } from './protocol.ts';
 import type { ControlHandler } from './control-server.ts';
+import type { TraceRequest } from './protocol.ts';
+import { Ingress } from '../services/nat-codes.ts';
+import { traceServicePacket, type TraceResult } from '../services/trace.ts';
+import { parseIpv4 } from '../wire/index.ts';
 import type { Agent } from './agent.ts';
 
 /** A capture the client forgot to stop ends by itself after this long. */
@@ -84,9 +88,35 @@ export class AgentTools {
     return { port, frames };
   }
 
+  /**
+   * A packet's fate on this node: the service tables as they are now (a fresh NAT
+   * engine over the live snapshot, so nothing running is disturbed), then where the
+   * forwarding table sends the translated packet.
+   */
+  trace(r: TraceRequest): TraceResult & { egress: string } {
+    const a = this.#agent;
+    const snapshot = a.serviceSnapshot ?? { generation: 0, ports: [], nodePortAddresses: [] };
+    const ingress = r.from === 'pod' ? Ingress.POD : r.from === 'host' ? Ingress.HOST : Ingress.EXTERNAL;
+    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: parseIpv4(r.src), srcPort: r.srcPort, dst: parseIpv4(r.dst), dstPort: r.dstPort, ingress }, {
+      masqueradeIP: a.config.underlayAddress,
+      hairpinIP: a.config.podCIDR.host(1),
+      seed: 1,
+      conntrack: { capacity: 1024, seed: 1 },
+      affinityCapacity: 16,
+    });
+    let egress = 'none: the packet does not leave (see the verdict)';
+    if (result.verdict === 'pass' || result.verdict === 'nated') {
+      const dst = parseIpv4(/-> ([\d.]+):/.exec(result.after)?.[1] ?? r.dst);
+      egress = a.routeOf(dst);
+    }
+    result.steps.push(`egress: ${egress}`);
+    return { ...result, egress };
+  }
+
   /** Extra control-socket operations, merged into the port manager's handler. */
-  handler(): Pick<ControlHandler, 'stats' | 'captureStart' | 'captureStop'> {
+  handler(): Pick<ControlHandler, 'stats' | 'captureStart' | 'captureStop' | 'trace'> {
     return {
+      trace: (r) => ({ ...this.trace(r) }),
       stats: () => this.stats(),
       captureStart: (r) => this.captureStart(r.port, r.file, r.seconds),
       captureStop: (r) => this.captureStop(r.port),

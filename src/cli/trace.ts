@@ -9,13 +9,16 @@ import { parseServiceSnapshot } from '../services/snapshot-json.ts';
 import { traceServicePacket, type TracePacket } from '../services/trace.ts';
 import { CliError } from './errors.ts';
 
-const HELP = `Usage: tapir trace --snapshot FILE --src IP:PORT --dst IP:PORT [--proto tcp|udp]
-                   [--from pod|host|external] [--masquerade-ip IP] [--hairpin-ip IP]
-                   [--seed N] [--json]
+const HELP = `Usage: tapir trace (--lab NAME --node NODE | --socket PATH | --snapshot FILE)
+                   --src IP:PORT --dst IP:PORT [--proto tcp|udp] [--from pod|host|external]
+                   [--masquerade-ip IP] [--hairpin-ip IP] [--seed N] [--json]
 
-Runs one packet (a TCP SYN or a UDP datagram) through the service NAT engine built
-from a ServiceSnapshot JSON file, and prints each step: the frontend matched, the
-endpoints eligible and why, the endpoint chosen and how, DNAT/SNAT, the verdict.
+Runs one packet (a TCP SYN or a UDP datagram) through the service NAT engine and prints
+each step: the frontend matched, the endpoints eligible and why, the endpoint chosen and
+how, DNAT/SNAT, the verdict. With a running agent (--lab/--node or --socket) the agent's
+live service tables and its own masquerade and hairpin addresses are used, and the last
+step is the egress: the pod port, the VXLAN tunnel to a node, or the host port. With
+--snapshot FILE (a ServiceSnapshot JSON file) the engine is built from the file.
 
   --from            where the packet enters the node (default pod)
   --masquerade-ip   SNAT source for masqueraded flows (default: the first
@@ -49,13 +52,17 @@ export async function run(args: string[]): Promise<number> {
       snapshot: { type: 'string' }, src: { type: 'string' }, dst: { type: 'string' }, proto: { type: 'string', default: 'tcp' },
       from: { type: 'string', default: 'pod' }, 'masquerade-ip': { type: 'string' }, 'hairpin-ip': { type: 'string' },
       seed: { type: 'string', default: '1' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      lab: { type: 'string' }, node: { type: 'string' }, socket: { type: 'string' },
     },
   });
   if (values.help) {
     console.log(HELP);
     return 0;
   }
-  if (values.snapshot === undefined) throw new CliError('trace: --snapshot FILE is required (see tapir trace --help)', 2);
+  if (values.snapshot === undefined) {
+    if (values.lab === undefined && values.socket === undefined) throw new CliError('trace: name an agent (--lab NAME --node NODE, or --socket PATH) or a --snapshot FILE (see tapir trace --help)', 2);
+    return traceLive(values);
+  }
   let text: string;
   try {
     text = readFileSync(values.snapshot, 'utf8');
@@ -85,5 +92,25 @@ export async function run(args: string[]): Promise<number> {
   });
   if (values.json) console.log(JSON.stringify(result, null, 2));
   else for (const s of result.steps) console.log(s);
+  return 0;
+}
+
+/** Asks a running agent to trace the packet with its live tables. */
+async function traceLive(v: { lab?: string | undefined; node?: string | undefined; socket?: string | undefined; src?: string | undefined; dst?: string | undefined; proto: string; from: string; json?: boolean | undefined }): Promise<number> {
+  const { findAgentSocket } = await import('./agent-socket.ts');
+  const { ControlClient } = await import('../agent/control-client.ts');
+  const { ipv4ToString } = await import('../wire/address.ts');
+  const [src, srcPort] = endpointArg(v.src, '--src');
+  const [dst, dstPort] = endpointArg(v.dst, '--dst');
+  const proto = v.proto.toLowerCase();
+  if (proto !== 'tcp' && proto !== 'udp') throw new CliError(`trace: --proto ${v.proto}: expected tcp or udp`, 2);
+  if (FROM[v.from] === undefined) throw new CliError(`trace: --from ${v.from}: expected pod, host or external`, 2);
+  const socket = await findAgentSocket({ socket: v.socket, lab: v.lab, node: v.node, command: 'trace' });
+  const answer = await new ControlClient(socket).request({
+    op: 'trace', protocol: proto === 'tcp' ? 6 : 17, src: ipv4ToString(src), srcPort, dst: ipv4ToString(dst), dstPort, from: v.from as 'pod' | 'host' | 'external',
+  });
+  const { ok: _ok, ...result } = answer;
+  if (v.json) console.log(JSON.stringify(result, null, 2));
+  else for (const s of result.steps as string[]) console.log(s);
   return 0;
 }
