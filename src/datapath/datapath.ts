@@ -12,15 +12,17 @@
 // pass through untouched); only frames leaving on the underlay get segmented and
 // checksummed in software.
 import {
-  ArpOp, DropReason, EtherType, LinkType, PacketInfo, VirtioNetFlags, VirtioNetGso, VxlanHeader,
-  decodeFrame, emitIcmpv4FragNeeded, get16, get32, set16, set32, set48, updateChecksum16, icmpErrorAllowed,
-  VXLAN_PORT, VXLAN_FLAG_I, Icmpv4Type, IpProtocol,
+  ArpOp, DropReason, EtherType, LinkType, PacketInfo, VirtioNetFlags, VirtioNetGso,
+  decodeFrame, emitIcmpv4FragNeeded, get16, get32, set16, set48, updateChecksum16, icmpErrorAllowed,
+  VXLAN_FLAG_I, Icmpv4Type, IpProtocol,
 } from '../wire/index.ts';
 import type { FrameDevice } from '../device/types.ts';
-import { Arena, RX_BATCH, SLOT_SIZE, HEADROOM, UnderlayTxQueue } from './arena.ts';
+import { arpReplyInPlace, echoReplyInPlace } from './answers.ts';
+import { Arena, RX_BATCH, SLOT_SIZE, HEADROOM } from './arena.ts';
 import { DatapathDrop, PortCounters } from './counters.ts';
 import type { ForwardingTable } from './forwarding.ts';
-import { completeChecksum, segmentTcp4ToVxlan, TcpCoalescer, type FrameSink } from './offload.ts';
+import { TcpCoalescer, type FrameSink } from './offload.ts';
+import { OverlayTx, type UnderlaySocket } from './overlay.ts';
 import { DatapathPort, PortKind, type PortKindCode } from './port.ts';
 import type { PortCapture } from './capture.ts';
 import { Ingress, Verdict } from '../services/nat-codes.ts';
@@ -33,27 +35,15 @@ const NO_PORT = -1;
 /** Batches read per readiness callback before yielding to the event loop (fairness). */
 const BATCHES_PER_WAKEUP = 4;
 
-/** What the datapath needs of the underlay socket (UdpBatchSocket, or a fake in tests). */
-export interface UnderlaySocket {
-  readonly gsoSupported: boolean;
-  recvBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, srcAddrs: Uint32Array,
-    srcPorts: Uint16Array, groSegSizes: Int32Array, maxFrames: number): number;
-  sendBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, dstAddrs: Uint32Array, dstPorts: Uint16Array,
-    gsoSizes: Int32Array, count: number): number;
-  onReadable(cb: () => void): void;
-  pause(): void;
-  close(): void;
-}
+export type { UnderlaySocket };
 
 export class Datapath implements FrameSink {
   readonly arena = new Arena();
-  readonly underlayCounters = new PortCounters();
-  underlayCapture: PortCapture | null = null;
   #table: ForwardingTable;
   #ports: (DatapathPort | undefined)[] = [];
   #hostPort = NO_PORT;
   readonly #underlay: UnderlaySocket | null;
-  readonly #underlayQueue = new UnderlayTxQueue(512);
+  readonly #overlay: OverlayTx;
   readonly #info = new PacketInfo();
   readonly #coalescer: TcpCoalescer;
   // Ports with frames queued in this batch.
@@ -68,6 +58,8 @@ export class Datapath implements FrameSink {
   constructor(table: ForwardingTable, underlay: UnderlaySocket | null) {
     this.#table = table;
     this.#underlay = underlay;
+    this.#overlay = new OverlayTx(this.arena, underlay, () => this.#flush());
+    this.#overlay.localIP[0] = table.underlayIP;
     this.#coalescer = new TcpCoalescer(this.arena, this, VNET);
     if (underlay !== null) underlay.onReadable(() => this.#readUnderlay());
   }
@@ -79,6 +71,7 @@ export class Datapath implements FrameSink {
   /** Swaps in a new table. Batches run to completion, so this lands between two of them. */
   setTable(table: ForwardingTable): void {
     this.#table = table;
+    this.#overlay.localIP[0] = table.underlayIP;
   }
 
   /** Installs the service proxy; its tables are swapped through `nat.setTable` between batches. */
@@ -88,6 +81,20 @@ export class Datapath implements FrameSink {
 
   get serviceNat(): ServiceNat | null {
     return this.#nat;
+  }
+
+  /** Counters of the underlay socket (received datagrams and drops, sent datagrams). */
+  get underlayCounters(): PortCounters {
+    return this.#overlay.counters;
+  }
+
+  /** A capture of the underlay (`tapir capture ... underlay`), or null. */
+  get underlayCapture(): PortCapture | null {
+    return this.#overlay.capture;
+  }
+
+  set underlayCapture(c: PortCapture | null) {
+    this.#overlay.capture = c;
   }
 
   get ports(): readonly (DatapathPort | undefined)[] {
@@ -231,7 +238,7 @@ export class Datapath implements FrameSink {
     const t = this.#table;
     const c = port.counters;
     const dst = info.dst4;
-    if (dst === t.gateway) return this.#answerGateway(port, off, len, e);
+    if (dst === t.gateway) return this.#answerGateway(port, off, len);
     if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
     const to = t.podPorts.get(dst);
     if (to >= 0) {
@@ -381,9 +388,8 @@ export class Datapath implements FrameSink {
     if (n > 0) this.enqueue(port, at, VNET + n);
   }
 
-  /** Turns a pod's ARP request for the gateway or a local pod into the reply, in place. */
+  /** A pod's ARP request for the gateway or a local pod is answered in place. */
   #answerArp(port: DatapathPort, off: number, len: number): void {
-    const b = this.arena.buf;
     const info = this.#info;
     const t = this.#table;
     const target = info.arpTargetIp;
@@ -394,40 +400,17 @@ export class Datapath implements FrameSink {
       if (p >= 0) mac = t.portMacs[p]!;
     }
     if (mac < 0) return this.#drop(port.counters, DatapathDrop.ARP_UNKNOWN_TARGET);
-    const e = off + VNET;
-    const arp = info.l3Offset;
-    const requester = info.ethSrc;
-    // RFC 826: swap sender and target, fill in the answer, op = reply.
-    set16(b, arp + 6, ArpOp.REPLY);
-    b.copy(b, arp + 18, arp + 8, arp + 18); // target hardware + protocol address <- sender's
-    set48(b, arp + 8, mac);
-    set32(b, arp + 14, target);
-    set48(b, e, requester);
-    set48(b, e + 6, mac);
-    b.fill(0, off, e);
+    arpReplyInPlace(this.arena.buf, info, off, VNET, target, mac);
     this.enqueue(port.index, off, len);
   }
 
   /** Echo requests to the gateway address get their reply (pods can ping their router). */
-  #answerGateway(port: DatapathPort, off: number, len: number, e: number): void {
-    const b = this.arena.buf;
+  #answerGateway(port: DatapathPort, off: number, len: number): void {
     const info = this.#info;
     if (info.protocol !== IpProtocol.ICMP || info.icmpType !== Icmpv4Type.ECHO_REQUEST || info.icmpCode !== 0) {
       return this.#drop(port.counters, DatapathDrop.FOR_GATEWAY);
     }
-    const ip = info.l3Offset;
-    const icmp = info.l4Offset;
-    const src = info.src4;
-    set32(b, ip + 12, info.dst4);
-    set32(b, ip + 16, src);
-    // The address swap leaves the IP checksum as it is; type 8 -> 0 moves the ICMP one.
-    const old = get16(b, icmp);
-    b[icmp] = Icmpv4Type.ECHO_REPLY;
-    set16(b, icmp + 2, updateChecksum16(get16(b, icmp + 2), old, get16(b, icmp)));
-    const requester = info.ethSrc;
-    set48(b, e, requester);
-    set48(b, e + 6, this.#table.gatewayMac);
-    b.fill(0, off, e);
+    echoReplyInPlace(this.arena.buf, info, off, VNET, this.#table.gatewayMac);
     this.enqueue(port.index, off, len);
   }
 
@@ -458,36 +441,11 @@ export class Datapath implements FrameSink {
     return false;
   }
 
-  /**
-   * Sends the Ethernet frame at `e` to a remote node over VXLAN. TSO frames are cut
-   * into segments, partial checksums completed: nothing past this node would do it.
-   */
+  /** Hands the Ethernet frame at `e` to the overlay for remote node `node`. */
   #encapsulate(c: PortCounters, vh: number, e: number, frameLen: number, node: number): void {
-    const b = this.arena.buf;
     const t = this.#table;
-    const q = this.#underlayQueue;
-    const dst = t.nodeUnderlay[node]!;
-    const flags = b[vh]!;
-    const gso = b[vh + 1]! & ~VirtioNetGso.ECN;
-    if (gso !== VirtioNetGso.NONE) {
-      if (gso !== VirtioNetGso.TCPV4) return this.#drop(c, DatapathDrop.UNSUPPORTED_GSO);
-      const mss = b[vh + 4]! | (b[vh + 5]! << 8);
-      if (!segmentTcp4ToVxlan(this.arena, e, frameLen, mss, t.vni, dst, VXLAN_PORT, q, this.#underlay?.gsoSupported ?? false)) {
-        this.#flush();
-        if (!segmentTcp4ToVxlan(this.arena, e, frameLen, mss, t.vni, dst, VXLAN_PORT, q, this.#underlay?.gsoSupported ?? false)) {
-          return this.#drop(c, DatapathDrop.NO_SCRATCH);
-        }
-      }
-      return;
-    }
-    if ((flags & VirtioNetFlags.NEEDS_CSUM) !== 0) {
-      const start = b[vh + 6]! | (b[vh + 7]! << 8);
-      const offset = b[vh + 8]! | (b[vh + 9]! << 8);
-      if (!completeChecksum(b, e, frameLen, start, offset)) return this.#drop(c, DatapathDrop.BAD_VNET_HEADER);
-    }
-    if (q.full) this.#flushUnderlay();
-    VxlanHeader.emit(b, e - 8, t.vni);
-    q.pushDatagram(e - 8, frameLen + 8, dst, VXLAN_PORT, 0);
+    const reason = this.#overlay.send(vh, e, frameLen, t.nodeUnderlay, node, t.vni);
+    if (reason !== 0) this.#drop(c, reason);
   }
 
   #decrementTtl(ip: number): void {
@@ -544,7 +502,7 @@ export class Datapath implements FrameSink {
       if (port !== undefined) this.#flushPort(port);
     }
     this.#dirtyCount = 0;
-    this.#flushUnderlay();
+    this.#overlay.flush();
     this.arena.resetScratch();
   }
 
@@ -562,26 +520,6 @@ export class Datapath implements FrameSink {
     port.counters.txFrames += sent;
     port.counters.txBytes += bytes;
     if (sent < q.count) port.counters.drops[DatapathDrop.TX_FAILED] += q.count - sent;
-    q.count = 0;
-  }
-
-  #flushUnderlay(): void {
-    const q = this.#underlayQueue;
-    if (q.count === 0 || this.#underlay === null) {
-      q.count = 0;
-      return;
-    }
-    const b = this.arena.buf;
-    const c = this.underlayCounters;
-    const cap = this.underlayCapture;
-    if (cap !== null) cap.stamp(Date.now());
-    for (let i = 0; i < q.count; i++) {
-      c.txBytes += q.lengths[i]!;
-      if (cap !== null) cap.datagrams(b, q.offsets[i]!, q.lengths[i]!, q.gsoSizes[i]!, this.#table.underlayIP, q.dstAddrs[i]!);
-    }
-    const sent = this.#underlay.sendBatch(b, q.offsets, q.lengths, q.dstAddrs, q.dstPorts, q.gsoSizes, q.count);
-    c.txFrames += sent;
-    if (sent < q.count) c.drops[DatapathDrop.TX_FAILED] += q.count - sent;
     q.count = 0;
   }
 }
