@@ -188,9 +188,10 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
 
   // Spread over the list (iptables mode walks KUBE-SERVICES in order), none used before.
   const picks = Array.from({ length: FIRST_PACKET_SERVICES }, (_, i) => Math.floor(((i + 0.5) * n) / FIRST_PACKET_SERVICES)).filter((i) => i !== mid && i !== n - 1);
-  const first = await firstConnects(lab, CLIENT, picks.map((i) => ips[i]!));
+  const first = await firstConnects(lab, CLIENT, picks.map((i) => ips[i]!), `${lab.podIP('web-2a')}:8080`);
   record(key('first'), first.p50);
-  progress(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}\n`);
+  record(key('first-baseline'), first.baselineP50);
+  progress(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}; straight to web-2a p50 ${first.baselineP50.toFixed(0)} µs\n`);
   if (first.failed > 0) problem(mode, `${n} services first packet`, new Error(`${first.failed} of ${picks.length} connects failed`));
 }
 

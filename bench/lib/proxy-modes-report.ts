@@ -40,6 +40,7 @@ const SCALE = {
   change: { name: 'one endpoint change: apply start -> new endpoint answers', unit: seconds, target: '' },
   'change-written': { name: '  of it after the lab wrote the slice', unit: seconds, target: '' },
   first: { name: 'first-packet latency (connect to an unused service), p50', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
+  'first-baseline': { name: '  connect straight to the endpoint pod meanwhile, p50', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
 } as const;
 
 function cell(r: Results, key: string, unit: (v: number) => string): string {
@@ -59,22 +60,29 @@ function header(modes: ProxyMode[], first: string[], extra: string[]): string {
   return `| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`;
 }
 
+/** The endpoints one-flow figures reached, when they differ between two modes (the figures then compare different paths). */
+function differentEndpoints(r: Results, a: string, b: string): boolean {
+  const notes = (k: string): string => [...new Set(r.notes.get(k) ?? [])].sort().join(',');
+  return notes(a) !== '' && notes(b) !== '' && notes(a) !== notes(b);
+}
+
 function ratios(r: Results, modes: ProxyMode[], keyOf: (m: ProxyMode) => string): string[] {
   if (!modes.includes('tapir')) return [];
-  return modes.filter((m) => m !== 'tapir').map((m) => ratio(value(r, keyOf('tapir')), value(r, keyOf(m))));
+  return modes.filter((m) => m !== 'tapir').map((m) => `${ratio(value(r, keyOf('tapir')), value(r, keyOf(m)))}${differentEndpoints(r, keyOf('tapir'), keyOf(m)) ? ' (other endpoint)' : ''}`);
 }
 
 export function printTables(r: Results, o: ReportOptions): void {
   const hasTapir = o.modes.includes('tapir');
   if (o.sections.has('traffic')) {
     console.log(`\n## Pod -> ClusterIP -> pod (client web-1a), median of ${o.runs} run(s) of ${o.seconds} s; 2 cores shared by load generators, servers and data plane`);
-    console.log('(a one-flow figure through 2 endpoints names the node of the endpoint it reached; for latencies a ratio above 1x means tapir is slower)');
+    console.log('(a one-flow figure through 2 endpoints names the node of the endpoint it reached, and a ratio between figures that reached different nodes says "other endpoint"; for latencies a ratio above 1x means tapir is slower)');
     console.log(header(o.modes, ['service (endpoints)', 'metric'], ['target', ...(hasTapir ? ['tapir agents CPU'] : [])]));
     for (const path of o.paths) {
       for (const [metric, m] of Object.entries(TRAFFIC)) {
         const key = (mode: ProxyMode): string => `${mode}|${path}|${metric}`;
         const vsIptables = value(r, key('tapir')) / value(r, key('iptables'));
-        const target = m.floor === 0 ? '' : `>= ${m.floor}x iptables: ${!Number.isFinite(vsIptables) ? 'not measured' : vsIptables >= m.floor ? 'met' : 'missed'}`;
+        const caveat = differentEndpoints(r, key('tapir'), key('iptables')) ? ' (other endpoint)' : '';
+        const target = m.floor === 0 ? '' : `>= ${m.floor}x iptables: ${!Number.isFinite(vsIptables) ? 'not measured' : vsIptables >= m.floor ? 'met' : 'missed'}${caveat}`;
         const cpu = value(r, `${key('tapir')}|cpu`);
         const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), target, ...(hasTapir ? [Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'] : [])];
         console.log(`| ${row.join(' | ')} |`);

@@ -73,9 +73,9 @@ tapir_ensure_npm_packages() {
 
 tapir_ensure_native() {
   local out="$TAPIR_ROOT/native/build/Release/tapir_native.node"
-  local newest
-  newest=$(find "$TAPIR_ROOT/native" -path "$TAPIR_ROOT/native/build" -prune -o -type f -newer "$out" -print 2>/dev/null | head -1)
-  if [ -f "$out" ] && [ -z "$newest" ]; then return 0; fi
+  if [ -f "$out" ] && [ -z "$(find "$TAPIR_ROOT/native" -path "$TAPIR_ROOT/native/build" -prune -o -type f -newer "$out" -print)" ]; then
+    return 0
+  fi
   tapir_log "building the native addon (native/)"
   bash "$TAPIR_ROOT/scripts/build-native.sh" >/dev/null
 }
