@@ -25,8 +25,8 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchLab, checkInterrupted, downLabsOnSignal, type ProxyMode } from './lib/lab.ts';
-import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure, type Target } from './lib/load.ts';
-import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest } from './lib/service-scale.ts';
+import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
+import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest, type ChangeTiming } from './lib/service-scale.ts';
 import { printTables, type Results } from './lib/proxy-modes-report.ts';
 import { buildCTools } from './lib/tools.ts';
 
@@ -130,7 +130,6 @@ async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<vo
   for (const [path, p] of Object.entries(PATHS) as [PathName, (typeof PATHS)[PathName]][]) {
     const ip = lab.serviceIPs.get(p.service)!, iperfIP = lab.serviceIPs.get(p.iperfService)!;
     const servers = [...p.servers];
-    const at = (t: Target): string => `${t.ip}:${t.port}`;
     const steps: [string, () => Promise<Figure>][] = [
       ['tcp', () => tcpThroughput(lab, CLIENT, servers, { ip: iperfIP, port: 5201 }, 5201, SECONDS)],
       ['udp', () => udpRate(lab, CLIENT, servers, { ip, port: 6000 }, 6000, SECONDS)],
@@ -155,7 +154,7 @@ async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<vo
       record(`${mode}|${path}|p99`, lat.p99.value);
       record(`${mode}|${path}|p50|cpu`, lat.p50.cpu);
       record(`${mode}|${path}|p99|cpu`, lat.p50.cpu);
-      progress(`  ${path} http ${at({ ip, port: 80 })}: p50 ${lat.p50.value} µs p99 ${lat.p99.value} µs over ${lat.requests} requests, ${lat.failed} failed\n`);
+      progress(`  ${path} http ${ip}:80: p50 ${lat.p50.value} µs p99 ${lat.p99.value} µs over ${lat.requests} requests, ${lat.failed} failed\n`);
     } catch (err) {
       problem(mode, `${path} latency`, err);
     }
@@ -172,9 +171,9 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
 
   progress(`  ${n} services: applying (poll ${ips[n - 1]}, ${scaleServiceName(prefix, n - 1)})\n`);
   const program = await timeChange(lab, CLIENT, file, sliceManifestFile(prefix, n - 1), ips[n - 1]!, '"pod":', PROGRAM_TIMEOUT_S);
-  report(key, 'program', program);
+  report(mode, n, 'program', program);
   if (!Number.isFinite(program.forwardMs)) {
-    problem(mode, `${n} services`, new Error(`the last service did not answer within ${PROGRAM_TIMEOUT_S} s (lab apply: ${program.applyExit}); later steps skipped`));
+    problem(mode, `${n} services`, new Error(`the last service did not answer within ${PROGRAM_TIMEOUT_S} s; later steps skipped`));
     return;
   }
   if (!(await settle(lab, SETTLE_TIMEOUT_MS))) problem(mode, `${n} services`, new Error(`node daemons still behind the manifests after ${SETTLE_TIMEOUT_MS / 1000} s`));
@@ -183,24 +182,27 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
   const sliceFile = join(work, `${prefix}-slice.yaml`);
   writeSliceManifest(sliceFile, prefix, mid, [node('web-1b')]);
   const change = await timeChange(lab, CLIENT, sliceFile, sliceManifestFile(prefix, mid), ips[mid]!, '"pod":"web-1b"', CHANGE_TIMEOUT_S);
-  report(key, 'change', change);
+  report(mode, n, 'change', change);
   if (!(await settle(lab, SETTLE_TIMEOUT_MS))) problem(mode, `${n} services`, new Error(`node daemons still behind the manifests after ${SETTLE_TIMEOUT_MS / 1000} s`));
 
   // Spread over the list (iptables mode walks KUBE-SERVICES in order), none used before.
   const picks = Array.from({ length: FIRST_PACKET_SERVICES }, (_, i) => Math.floor(((i + 0.5) * n) / FIRST_PACKET_SERVICES)).filter((i) => i !== mid && i !== n - 1);
   const first = await firstConnects(lab, CLIENT, picks.map((i) => ips[i]!), `${lab.podIP('web-2a')}:8080`);
   record(key('first'), first.p50);
+  record(key('first-p90'), first.p90);
   record(key('first-baseline'), first.baselineP50);
-  progress(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}; straight to web-2a p50 ${first.baselineP50.toFixed(0)} µs\n`);
+  progress(`  ${n} services: first connect p50 ${first.p50.toFixed(0)} µs, p90 ${first.p90.toFixed(0)} µs, max ${first.max.toFixed(0)} µs, ${first.failed} failed of ${picks.length}; straight to web-2a p50 ${first.baselineP50.toFixed(0)} µs\n`);
   if (first.failed > 0) problem(mode, `${n} services first packet`, new Error(`${first.failed} of ${picks.length} connects failed`));
 }
 
-function report(key: (f: string) => string, what: 'program' | 'change', t: Awaited<ReturnType<typeof timeChange>>): void {
-  record(key(`${what}`), t.forwardMs);
+function report(mode: ProxyMode, n: number, what: 'program' | 'change', t: ChangeTiming): void {
+  const key = (figure: string): string => `${mode}|${n}|${figure}`;
+  record(key(what), t.forwardMs);
   record(key(`${what}-written`), t.forwardMs - t.writtenMs);
-  record(key(`${what}-apply`), t.applyMs, t.applyExit === 'ok' ? '' : t.applyExit);
+  record(key(`${what}-apply`), t.applyMs, t.applyExit === 'ok' ? '' : t.applyExit.split(':')[0]!);
   record(key(`${what}-agents-cpu`), t.agentsCpu);
   record(key(`${what}-daemons-cpu`), t.daemonsCpu);
+  if (t.applyExit !== 'ok') problem(mode, `${n} services, ${what}: tapir lab apply`, new Error(t.applyExit));
   progress(`  ${what}: answered ${(t.forwardMs / 1000).toFixed(2)} s after apply start, ${((t.forwardMs - t.writtenMs) / 1000).toFixed(2)} s after the objects were written (${(t.writtenMs / 1000).toFixed(2)} s); apply ${(t.applyMs / 1000).toFixed(1)} s (${t.applyExit}); CPU s agents ${t.agentsCpu.toFixed(1)} daemons ${t.daemonsCpu.toFixed(1)}\n`);
 }
 

@@ -12,10 +12,11 @@
  *       prints "polling", then requests until a reply contains <expect>; prints
  *       "ok <unix-ms> attempts <n>" (the wall clock of the first matching reply, for
  *       comparing with the moment the change was made) or "timeout attempts <n>"
- *   httplat first <ip:port>...
- *       one connect() to each target, in order; prints "connect <ip:port> <us>" (or
- *       "failed <ip:port> <errno>") per target: the first packet of a flow to a service
- *       nothing has used yet
+ *   httplat first <gap-ms> <ip:port>...
+ *       one connect() to each target, in order, <gap-ms> apart (so that the samples
+ *       spread over the data plane's periodic work instead of landing in one moment);
+ *       prints "connect <ip:port> <us>" (or "failed <ip:port> <errno>") per target: the
+ *       first packet of a flow to a service nothing has used yet
  *
  * Attempts in "wait" are bounded (50 ms to connect, 500 ms for the reply): a SYN the
  * data plane does not forward yet is abandoned rather than left to the kernel's 1 s
@@ -148,7 +149,10 @@ static int wait_for(int argc, char **argv) {
 }
 
 static int first(int argc, char **argv) {
-  for (int i = 2; i < argc; i++) {
+  if (argc < 3) return 2;
+  int gap_ms = atoi(argv[2]);
+  for (int i = 3; i < argc; i++) {
+    if (i > 3 && gap_ms > 0) usleep((useconds_t)gap_ms * 1000);
     char ip[64];
     const char *colon = strrchr(argv[i], ':');
     struct sockaddr_in addr;
@@ -174,6 +178,6 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "latency") == 0) rc = latency(argc, argv);
   else if (argc >= 2 && strcmp(argv[1], "wait") == 0) rc = wait_for(argc, argv);
   else if (argc >= 2 && strcmp(argv[1], "first") == 0) rc = first(argc, argv);
-  if (rc == 2) fprintf(stderr, "usage: httplat latency <ip> <port> <seconds> <max> | wait <ip> <port> <expect> <timeout-s> | first <ip:port>...\n");
+  if (rc == 2) fprintf(stderr, "usage: httplat latency <ip> <port> <seconds> <max> | wait <ip> <port> <expect> <timeout-s> | first <gap-ms> <ip:port>...\n");
   return rc;
 }

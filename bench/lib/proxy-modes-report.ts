@@ -40,6 +40,7 @@ const SCALE = {
   change: { name: 'one endpoint change: apply start -> new endpoint answers', unit: seconds, target: '' },
   'change-written': { name: '  of it after the lab wrote the slice', unit: seconds, target: '' },
   first: { name: 'first-packet latency (connect to an unused service), p50', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
+  'first-p90': { name: '  p90 of them', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
   'first-baseline': { name: '  connect straight to the endpoint pod meanwhile, p50', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
 } as const;
 
