@@ -10,11 +10,11 @@ export interface Command {
 }
 
 export const commands: Command[] = [
-  { name: 'pcap', summary: 'read pcap files: tapir pcap dump FILE [--json]', load: () => import('./pcap.ts') },
+  { name: 'lab', summary: 'multi-node lab in network namespaces: up | status | exec | apply | delete | down | list', load: () => import('./lab.ts') },
   { name: 'agent', summary: 'run the node agent: tapir agent --config FILE', load: () => import('./agent.ts') },
-  { name: 'lab', summary: 'multi-node lab in network namespaces: up | status | exec | down', load: () => import('./lab.ts') },
-  { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
   { name: 'stats', summary: 'a running agent\'s per-port counters and drops by reason', load: () => import('./stats.ts') },
+  { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
   { name: 'trace', summary: 'explain a packet\'s fate through the service tables (service, endpoint, NAT)', load: () => import('./trace.ts') },
+  { name: 'pcap', summary: 'read pcap files: tapir pcap dump FILE [--json]', load: () => import('./pcap.ts') },
   { name: 'demo', summary: 'a short packet demo: a userspace ARP/ICMP responder on a TAP in a namespace', load: () => import('./demo.ts') },
 ];
