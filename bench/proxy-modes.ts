@@ -244,9 +244,9 @@ async function runMode(mode: ProxyMode, work: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  downLabsOnSignal();
   buildCTools(['udpblast', 'connrate', 'httplat']);
   const work = mkdtempSync(join(tmpdir(), 'tapir-proxy-modes-'));
+  downLabsOnSignal(() => rmSync(work, { recursive: true, force: true }));
   writeFileSync(join(work, 'bench.yaml'), BENCH_MANIFEST);
   try {
     for (let run = 0; run < RUNS; run++) {

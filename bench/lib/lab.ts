@@ -221,13 +221,14 @@ export class BenchLab {
 
 /**
  * SIGINT/SIGTERM: end every running child's process group (a `lab up` in progress
- * cleans up after itself), wait for them, take every lab still up down, exit 130. A
- * second signal skips the waiting.
+ * cleans up after itself), wait for them, take every lab still up down, run `cleanup`
+ * (the caller's temporary files), exit 130. A second signal skips the waiting.
  */
-export function downLabsOnSignal(): void {
+export function downLabsOnSignal(cleanup: () => void = () => {}): void {
   const handler = async (signal: NodeJS.Signals): Promise<void> => {
     if (interrupted) {
       for (const lab of liveLabs) spawnSync(TAPIR, ['lab', 'down', '--name', lab.name], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+      cleanup();
       process.exit(130);
     }
     interrupted = true;
@@ -236,6 +237,7 @@ export function downLabsOnSignal(): void {
     for (const child of children) killGroup(child, 'SIGTERM');
     await Promise.race([Promise.all(children.map((c) => new Promise((r) => { if (c.exitCode !== null || c.signalCode !== null) r(null); else c.once('close', r); }))), sleep(20_000)]);
     await Promise.all([...liveLabs].map((lab) => lab.down()));
+    cleanup();
     process.exit(130);
   };
   process.on('SIGINT', (s) => void handler(s));

@@ -61,6 +61,13 @@ interface FileState {
 }
 
 const MANIFEST_NAME = /^[^.].*\.(ya?ml|json)$/;
+/**
+ * The periodic fallback (for watch events the kernel dropped) stats every file only
+ * when the directory itself changed (a file added, removed or renamed over: how the
+ * lab writes) or every this many quiet ticks; with 20,000 files a full stat pass costs
+ * seconds of the agent's only thread, which forwards packets too.
+ */
+const FULL_RESCAN_EVERY_TICKS = 15;
 
 export class ManifestDir {
   readonly dir: string;
@@ -76,6 +83,11 @@ export class ManifestDir {
   #synced = false;
   #stopped = false;
   #dirProblem = '';
+  /** Set by rescan(): the next scan reads every file, not only new and watched ones. */
+  #wantFull = true;
+  /** The directory's (inode, mtime, ctime) at the start of the last full scan. */
+  #dirKey = '';
+  #quietTicks = 0;
 
   constructor(opts: ManifestDirOptions) {
     this.dir = opts.dir;
@@ -99,7 +111,11 @@ export class ManifestDir {
     this.#opts.onSynced();
     this.#interval = setInterval(() => {
       if (this.#watcher === null) this.#watch();
-      this.rescan().catch((err: Error) => this.#fail(err));
+      this.#dirChanged().then((changed) => {
+        if (!changed && ++this.#quietTicks < FULL_RESCAN_EVERY_TICKS) return undefined;
+        this.#quietTicks = 0;
+        return this.rescan();
+      }).catch((err: Error) => this.#fail(err));
     }, this.#opts.rescanIntervalMs ?? 2000);
     this.#interval.unref();
   }
@@ -129,8 +145,21 @@ export class ManifestDir {
     return out;
   }
 
-  /** Scans the directory now; concurrent calls share one queued scan. */
-  rescan(): Promise<void> {
+  async #dirChanged(): Promise<boolean> {
+    try {
+      const st = await stat(this.dir);
+      return `${st.ino}:${st.mtimeMs}:${st.ctimeMs}` !== this.#dirKey;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Scans the directory now; concurrent calls share one queued scan. `full` (default)
+   * re-checks every file; otherwise only new files and those a watch event named.
+   */
+  rescan(full = true): Promise<void> {
+    if (full) this.#wantFull = true;
     if (this.#queued !== null) return this.#queued;
     const scan = this.#chain.then(() => {
       this.#queued = null;
@@ -164,11 +193,13 @@ export class ManifestDir {
 
   /** Re-reads one file after the debounce window. */
   #recheck(name: string): void {
-    if (name !== '') this.#forced.add(name);
+    // An event without a file name could be about any file: check them all.
+    if (name === '') this.#wantFull = true;
+    else this.#forced.add(name);
     if (this.#debounce !== null || this.#stopped) return;
     this.#debounce = setTimeout(() => {
       this.#debounce = null;
-      this.rescan().catch((err: Error) => this.#fail(err));
+      this.rescan(false).catch((err: Error) => this.#fail(err));
     }, this.#opts.debounceMs ?? 50);
   }
 
@@ -176,6 +207,14 @@ export class ManifestDir {
     if (this.#stopped) return;
     const forced = new Set(this.#forced);
     this.#forced.clear();
+    const full = this.#wantFull;
+    this.#wantFull = false;
+    if (full) {
+      try {
+        const st = await stat(this.dir);
+        this.#dirKey = `${st.ino}:${st.mtimeMs}:${st.ctimeMs}`;
+      } catch { /* reported by readdir below */ }
+    }
     let names: string[];
     try {
       names = (await readdir(this.dir)).filter((n) => MANIFEST_NAME.test(n)).sort();
@@ -197,7 +236,9 @@ export class ManifestDir {
     for (const name of [...this.#files.keys()]) {
       if (!present.has(name)) this.#dropFile(name);
     }
-    for (const name of names) await this.#readFile(name, forced.has(name));
+    for (const name of names) {
+      if (full || forced.has(name) || !this.#files.has(name)) await this.#readFile(name, forced.has(name));
+    }
     if (this.#stopped) return;
     this.#publish();
   }

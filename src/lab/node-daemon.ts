@@ -32,7 +32,12 @@ import { Speaker } from './speaker.ts';
 import { loadState } from './state.ts';
 
 const PASS_MS = 200;
-const FULL_RESCAN_MS = 2000;
+/**
+ * Every revision bump (each lab write) triggers a rescan; between them the manifest
+ * directory's own watcher and its cheap periodic check keep it current, so a full
+ * rescan here is only a slow safety net (each stats every file: seconds at 20k files).
+ */
+const FULL_RESCAN_MS = 30_000;
 
 function log(message: string): void {
   console.log(`${new Date().toISOString()} ${message}`);
