@@ -16,6 +16,10 @@ import type { ManifestSource } from './topology-manifests.ts';
 import { LabError } from './validate.ts';
 
 const DAEMON_TIMEOUT_MS = 20_000;
+/** Node daemons re-read every object they are shown; large applies get proportionally longer. */
+function daemonTimeout(objects: number): number {
+  return DAEMON_TIMEOUT_MS + 10 * objects;
+}
 const COMMAND_LOCK_TIMEOUT_MS = 120_000;
 
 export interface CommandResult {
@@ -68,7 +72,7 @@ export async function applyLocked(state: LabState, source: ManifestSource, progr
     if (pod !== undefined) pod.labels = { ...p.object.metadata.labels };
   }
   saveState(state);
-  await waitForDaemons(state, revision, DAEMON_TIMEOUT_MS);
+  await waitForDaemons(state, revision, daemonTimeout(plan.objects.length));
   return { lines: plan.objects.map((p) => `${resourceName(p.object)} ${p.action}`), warnings: plan.warnings };
 }
 
@@ -120,7 +124,7 @@ export async function labDelete(state: LabState, source: ManifestSource, progres
       state.pods = state.pods.filter((p) => !pods.some((o) => o.metadata.namespace === p.namespace && o.metadata.name === p.name));
       saveState(state);
     }
-    await waitForDaemons(state, revision, DAEMON_TIMEOUT_MS);
+    await waitForDaemons(state, revision, daemonTimeout(objects.length));
     return { lines: objects.map((o: K8sObject) => `${o.kind.toLowerCase()} "${o.metadata.name}" deleted`), warnings: [] };
   });
 }
