@@ -136,7 +136,16 @@ function checkPod(state: LabState, pod: PodObject, existing: PodObject | undefin
 function planServices(state: LabState, planned: PlannedObject[], current: Map<string, K8sObject>, problems: string[], warnings: string[]): void {
   const entries = planned.filter((p) => p.object.kind === 'Service');
   if (entries.length === 0) return;
-  for (const p of entries) carryOver(p.raw, p.existing as ServiceObject | undefined, p.object as ServiceObject);
+  for (const p of entries) {
+    const existing = p.existing as ServiceObject | undefined;
+    const next = p.object as ServiceObject;
+    // The API server refuses to change an allocated cluster IP (spec.clusterIP is immutable).
+    const before = existing?.spec.clusterIP ?? '';
+    if (before !== '' && next.spec.clusterIP !== '' && next.spec.clusterIP !== before) {
+      problems.push(`${describeOrigin(next)}: spec.clusterIP: field is immutable (it is ${before}); delete the Service to change it`);
+    }
+    carryOver(p.raw, existing, next);
+  }
   const merged = new Map<string, ServiceObject>();
   for (const p of entries) {
     // Re-validated with the carried-over fields, so they are checked like typed ones.

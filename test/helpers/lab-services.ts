@@ -93,6 +93,10 @@ const BAD: Record<string, { text: string; expect: RegExp }> = {
   'ip.yaml': { text: 'apiVersion: v1\nkind: Service\nmetadata: { name: ext }\nspec: { externalIPs: [172.30.0.999], ports: [{ port: 80 }] }\n', expect: /ip\.yaml: document 1 \(Service default\/ext\): spec\.externalIPs\[0\]: "172\.30\.0\.999" is not a valid IPv4 address/ },
   'garbage.yaml': { text: 'kind: [Service\n  metadata: {{{\n', expect: /garbage\.yaml: document 1: YAML syntax error/ },
   'node.yaml': { text: 'apiVersion: v1\nkind: Node\nmetadata: { name: node-9 }\n', expect: /node\.yaml: document 1 \(Node node-9\): kind: Nodes belong to the lab/ },
+  'immutable.yaml': {
+    text: 'apiVersion: v1\nkind: Service\nmetadata: { name: web }\nspec: { clusterIP: 10.96.0.99, selector: { app: web }, ports: [{ name: http, port: 80, targetPort: http }] }\n',
+    expect: /immutable\.yaml: document 1 \(Service default\/web\): spec\.clusterIP: field is immutable \(it is 10\.96\.0\.10\)/,
+  },
 };
 
 /** Registers the whole suite for one lab (`up` arguments select dataplane and proxy mode). */
