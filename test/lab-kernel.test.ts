@@ -5,41 +5,35 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { Lab, tapir as runTapir, type CliResult, type HttpEcho } from './helpers/lab.ts';
 
-const TAPIR = join(new URL('..', import.meta.url).pathname, 'bin/tapir');
-const LAB = `ltk${randomBytes(3).toString('hex')}`;
+const lab = new Lab('ltk');
+const LAB = lab.name;
 
-function tapir(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  return spawnSync(TAPIR, args, { encoding: 'utf8', timeout: 60_000 });
+function tapir(...args: string[]): CliResult {
+  return runTapir(args);
 }
 
 /** `tapir lab exec LAB TARGET -- argv`; fails the test unless it exits 0. */
 function exec(target: string, ...argv: string[]): string {
-  const r = tapir('lab', 'exec', '--name', LAB, target, '--', ...argv);
-  assert.equal(r.status, 0, `exec ${target} ${argv.join(' ')}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
+  return lab.exec(target, ...argv);
 }
 
-function httpEcho(from: string, ip: string, path = '/hello'): { pod: string; node: string; client: string; method: string; path: string; headers: Record<string, string> } {
-  return JSON.parse(exec(from, 'curl', '-sS', '--max-time', '3', '-H', 'x-test: 1', `http://${ip}:8080${path}`));
+function httpEcho(from: string, ip: string, path = '/hello'): HttpEcho {
+  return lab.httpEcho(from, ip, path, ['-H', 'x-test: 1']);
 }
 
 function udpEcho(from: string, ip: string, payload: string): string {
-  // bash's /dev/udp connects a UDP socket: one datagram out, the echoed one back.
-  return exec(from, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/udp/${ip}/9000; printf %s '${payload}' >&3; head -c ${payload.length} <&3`);
+  return lab.udpEcho(from, ip, payload);
 }
 
 function labNamespaces(): string[] {
-  return readdirSync('/run/netns').filter((n) => n.startsWith(`tl-${LAB}-`));
+  return lab.leftovers().netns;
 }
 
 function labProcesses(): number[] {
-  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((pid) => {
-    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`/run/tapir/lab/${LAB}/`); } catch { return false; }
-  }).map(Number);
+  return lab.leftovers().pids;
 }
 
 let ips: Record<string, string> = {};

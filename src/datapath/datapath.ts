@@ -182,7 +182,6 @@ export class Datapath implements FrameSink {
           for (let at = off, k = 0; at < off + len; at += seg, k++) this.#fromUnderlay(at, Math.min(seg, off + len - at), k === 0);
         }
       }
-      this.#coalescer.finishAll();
       this.#flush();
       if (n < RX_BATCH) return;
     }

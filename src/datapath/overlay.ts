@@ -1,6 +1,7 @@
 // The transmit side of the VXLAN overlay: frames for other nodes are wrapped in place
 // (or cut into segments in scratch) and queued for the underlay socket, which sends the
 // whole queue with one sendmmsg per batch.
+import type { UdpBatchSocket } from '../device/udp.ts';
 import { VirtioNetFlags, VirtioNetGso, VxlanHeader, VXLAN_PORT } from '../wire/index.ts';
 import { UnderlayTxQueue, type Arena } from './arena.ts';
 import type { PortCapture } from './capture.ts';
@@ -8,16 +9,7 @@ import { DatapathDrop, PortCounters } from './counters.ts';
 import { completeChecksum, segmentTcp4ToVxlan } from './offload.ts';
 
 /** What the datapath needs of the underlay socket (UdpBatchSocket, or a fake in tests). */
-export interface UnderlaySocket {
-  readonly gsoSupported: boolean;
-  recvBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, srcAddrs: Uint32Array,
-    srcPorts: Uint16Array, groSegSizes: Int32Array, maxFrames: number): number;
-  sendBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, dstAddrs: Uint32Array, dstPorts: Uint16Array,
-    gsoSizes: Int32Array, count: number): number;
-  onReadable(cb: () => void): void;
-  pause(): void;
-  close(): void;
-}
+export type UnderlaySocket = Pick<UdpBatchSocket, 'gsoSupported' | 'recvBatch' | 'sendBatch' | 'onReadable' | 'pause' | 'close'>;
 
 export class OverlayTx {
   readonly counters = new PortCounters();

@@ -54,8 +54,9 @@ export class Lab {
     return r.stdout;
   }
 
-  httpEcho(from: string, ip: string, path = '/hello'): HttpEcho {
-    return JSON.parse(this.exec(from, 'curl', '-sS', '--max-time', '5', `http://${ip}:8080${path}`)) as HttpEcho;
+  /** A request to the built-in HTTP echo; `curlArgs` go to curl as they are (e.g. ['-H', 'x: 1']). */
+  httpEcho(from: string, ip: string, path = '/hello', curlArgs: string[] = []): HttpEcho {
+    return JSON.parse(this.exec(from, 'curl', '-sS', '--max-time', '5', ...curlArgs, `http://${ip}:8080${path}`)) as HttpEcho;
   }
 
   udpEcho(from: string, ip: string, payload: string): string {
