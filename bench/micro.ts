@@ -42,9 +42,9 @@ const endpoints = [parseIpv4('10.244.1.17'), parseIpv4('10.244.2.33')];
 let round = 0;
 
 function parseTupleDnat(slab: Uint8Array, lengths: Int32Array): void {
-  const endpoint = endpoints[round++ & 1];
+  const endpoint = endpoints[round++ & 1]!;
   for (let i = 0; i < BATCH; i++) {
-    decodeFrame(info, slab, i * SLOT, lengths[i], LinkType.ETHERNET);
+    decodeFrame(info, slab, i * SLOT, lengths[i]!, LinkType.ETHERNET);
     key[0] = info.protocol;
     key[1] = info.src4;
     key[2] = info.dst4;
@@ -55,7 +55,7 @@ function parseTupleDnat(slab: Uint8Array, lengths: Int32Array): void {
 }
 
 function parseOnly(slab: Uint8Array, lengths: Int32Array): void {
-  for (let i = 0; i < BATCH; i++) decodeFrame(info, slab, i * SLOT, lengths[i], LinkType.ETHERNET);
+  for (let i = 0; i < BATCH; i++) decodeFrame(info, slab, i * SLOT, lengths[i]!, LinkType.ETHERNET);
 }
 
 // Reading the 5-tuple two ways, for the "bytes or DataView" question.
@@ -138,8 +138,8 @@ const growth = getHeapStatistics().used_heap_size - before;
 await new Promise((r) => setTimeout(r, 10));
 observer.disconnect();
 
-const width = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(width[c]) : cell.padStart(width[c]))).join('  '));
+const width = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(width[c]!) : cell.padStart(width[c]!))).join('  '));
 console.log('(unit = one packet for the first five rows, one checksum sum for the rest)');
 console.log(`heap growth over ${batches * BATCH} packets (parse + 5-tuple + DNAT): ${growth} bytes (${(growth / (batches * BATCH)).toFixed(3)} B/packet), GCs during the loop: ${gcs}`);
 if (sink === 42) console.log('');

@@ -142,7 +142,7 @@ test('a sequence gap, another flow, another ACK or window, or a PSH ends the run
     rig.receiveUnderlay(...s.map((r) => vxlanPayload(r)));
     const out = rig.podA.takeWritten();
     const withPsh = coalesced([s[3]!, s[4]!, s[5]!], MAC_A);
-    withPsh[10 + 14 + 20 + 13] |= TcpFlags.PSH;
+    withPsh[10 + 14 + 20 + 13]! |= TcpFlags.PSH;
     const expected = [
       coalesced([s[0]!, s[1]!], MAC_A),
       single(s[2]!, MAC_A),

@@ -76,7 +76,7 @@ function child(packets: number): void {
   const run = (n: number, base: number): void => {
     for (let i = 0; i < n; i++) {
       const tpl = templates[i % templates.length]!;
-      verdicts[runOne(tpl, now, base + i)]++;
+      verdicts[runOne(tpl, now, base + i)]!++;
       if ((i & 1023) === 1023) {
         now++; // SYN_SENT flows (120 s) expire and are swept
         nat.expire(now, 256);

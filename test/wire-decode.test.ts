@@ -235,7 +235,7 @@ test('verifyChecksums: right, wrong, partial and UDP zero', () => {
   assert.equal(verifyChecksums(decode(udp6), udp6), false);
   // A corrupted ICMP byte.
   const echo = fx.icmp4EchoRequest.slice();
-  echo[50] ^= 1;
+  echo[50]! ^= 1;
   assert.equal(verifyChecksums(decode(echo), echo), false);
 });
 
@@ -266,7 +266,7 @@ test('decoding allocates nothing: no GC and ~0 heap growth over 1,000,000 frames
   assert.ok(start >= 0 && end > start, out);
   const gcs = lines.slice(start + 1, end).filter((l) => /Scavenge|Mark-Compact|Minor/.test(l));
   assert.deepEqual(gcs, [], 'garbage collections inside the decode loop');
-  const result = JSON.parse(lines[end + 1]) as { n: number; heapGrowth: number };
+  const result = JSON.parse(lines[end + 1]!) as { n: number; heapGrowth: number };
   assert.equal(result.n, 1_000_000);
   // What remains is one-off (optimised code, feedback): ~100 KB whether the loop runs
   // 100k or 3M times. Half a byte per frame would already be 500 KB.

@@ -53,14 +53,14 @@ function mutate(rng: Prng, src: Uint8Array, out: Uint8Array): number {
   if (kind <= 1 || kind === 7) len = rng.below(src.length + 1); // truncation
   if (kind >= 2 && kind <= 4) { // bit flips
     const flips = 1 + rng.below(8);
-    for (let k = 0; k < flips; k++) out[GUARD + rng.below(len)] ^= 1 << rng.below(8);
+    for (let k = 0; k < flips; k++) out[GUARD + rng.below(len)]! ^= 1 << rng.below(8);
   }
   if (kind >= 4) { // length fields that lie
     const lies = 1 + rng.below(3);
     for (let k = 0; k < lies; k++) {
-      const [at, size] = LIES[rng.below(LIES.length)];
+      const [at, size] = LIES[rng.below(LIES.length)]!;
       if (at + size > len) continue;
-      const v = rng.below(4) === 0 ? rng.below(1 << (8 * size)) : [0, 1, 5, 15, 0xff, 0xffff, len, len - at][rng.below(8)] & ((1 << (8 * size)) - 1);
+      const v = rng.below(4) === 0 ? rng.below(1 << (8 * size)) : [0, 1, 5, 15, 0xff, 0xffff, len, len - at][rng.below(8)]! & ((1 << (8 * size)) - 1);
       if (size === 1) out[GUARD + at] = v; else { out[GUARD + at] = v >>> 8; out[GUARD + at + 1] = v & 0xff; }
     }
   }
@@ -73,7 +73,7 @@ function randomFrame(rng: Prng, out: Uint8Array): number {
   rng.fill(out, GUARD, len);
   // Often a plausible start, so the bytes get past the first checks.
   if (len >= 15 && rng.below(2) === 0) {
-    const t = [0x0800, 0x86dd, 0x0806, 0x8100][rng.below(4)];
+    const t = [0x0800, 0x86dd, 0x0806, 0x8100][rng.below(4)]!;
     out[GUARD + 12] = t >>> 8; out[GUARD + 13] = t & 0xff;
     if (t === 0x0800) out[GUARD + 14] = 0x45 + rng.below(11);
     if (t === 0x86dd) out[GUARD + 14] = 0x60;
@@ -119,13 +119,13 @@ test(`fuzz: ${N} random and mutated frames, seed ${SEED}`, (t) => {
   let acc = 0;
   for (let iter = 0; iter < N; iter++) {
     buf.fill(CANARY);
-    const len = rng.below(4) === 0 ? randomFrame(rng, buf) : mutate(rng, seeds[rng.below(seeds.length)], buf);
+    const len = rng.below(4) === 0 ? randomFrame(rng, buf) : mutate(rng, seeds[rng.below(seeds.length)]!, buf);
     const start = GUARD;
     const end = GUARD + len;
     const frame = buf.slice(start, end);
     try {
       const reason = decodeFrame(info, buf, start, len, LinkType.ETHERNET);
-      counts[reason]++;
+      counts[reason]!++;
       checkInfo(info, start, end);
       acc += verifyChecksums(info, buf) ? 1 : 0;
       acc += verifyChecksums(info, buf, true) ? 1 : 0;
@@ -156,6 +156,6 @@ test(`fuzz: ${N} random and mutated frames, seed ${SEED}`, (t) => {
   t.diagnostic(`drop reasons: ${[...counts].map((c, r) => `${dropReasonNames[r]}=${c}`).join(' ')}`);
   // The mutations reach every layer: most reasons occur, and so do clean decodes.
   const seen = [...counts].filter((c) => c > 0).length;
-  assert.ok(counts[DropReason.OK] > N / 20, `ok decodes: ${counts[DropReason.OK]}`);
+  assert.ok(counts[DropReason.OK]! > N / 20, `ok decodes: ${counts[DropReason.OK]}`);
   assert.ok(seen >= 18, `drop reasons reached: ${seen}`);
 });

@@ -199,10 +199,10 @@ function withExtensions(headers: Array<[number, number[]]>): Uint8Array {
   const p = new Uint8Array(base.length + ext);
   p.set(base.subarray(0, 40));
   let at = 40;
-  p[6] = headers.length > 0 ? headers[0][0] : IpProtocol.UDP;
+  p[6] = headers.length > 0 ? headers[0]![0] : IpProtocol.UDP;
   headers.forEach(([, bytes], i) => {
     p.set(bytes, at);
-    p[at] = i + 1 < headers.length ? headers[i + 1][0] : IpProtocol.UDP;
+    p[at] = i + 1 < headers.length ? headers[i + 1]![0] : IpProtocol.UDP;
     at += bytes.length;
   });
   p.set(base.subarray(40), at);

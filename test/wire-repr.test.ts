@@ -157,7 +157,7 @@ test('fragmentation needed (RFC 1191): next-hop MTU, quote cut at 576 bytes', ()
   const raw = fx.ipv4FirstFragment.slice(14);
   const ri = decoded(raw, LinkType.RAW_IP);
   assert.equal(emitIcmpv4Error(out, 0, ri, raw, Icmpv4Type.TIME_EXCEEDED, 0, 0, router), 576);
-  assert.equal(out[0] >>> 4, 4);
+  assert.equal(out[0]! >>> 4, 4);
 });
 
 test('TCP reset (RFC 793 p.36): answers without ACK take ack = seq + len; with ACK take seq = ack', () => {

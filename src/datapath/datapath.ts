@@ -173,7 +173,7 @@ export class Datapath implements FrameSink {
         const seg = a.rxSegSizes[i]!;
         cap?.datagrams(a.buf, off, len, seg, a.rxSrcAddrs[i]!, this.#table.underlayIP);
         if (this.#table.nodeByUnderlay(a.rxSrcAddrs[i]!) < 0) {
-          this.underlayCounters.drops[DatapathDrop.UNKNOWN_PEER]++;
+          this.underlayCounters.drops[DatapathDrop.UNKNOWN_PEER]!++;
           continue;
         }
         if (seg <= 0 || seg >= len) {
@@ -190,7 +190,7 @@ export class Datapath implements FrameSink {
   // ---- decisions -------------------------------------------------------------------
 
   #drop(counters: PortCounters, reason: number): void {
-    counters.drops[reason]++;
+    counters.drops[reason]!++;
   }
 
   #fromPod(port: DatapathPort, off: number, len: number): void {
@@ -202,7 +202,7 @@ export class Datapath implements FrameSink {
     const e = off + VNET;
     const reason = decodeFrame(info, b, e, len - VNET, LinkType.ETHERNET);
     if (reason !== DropReason.OK) return this.#drop(c, reason);
-    const mac = t.portMacs[port.index];
+    const mac = t.portMacs[port.index]!;
     // 0 (or past the end): the table has no pod on this port, so nothing it sends is its own.
     if (!(mac > 0) || info.ethSrc !== mac) return this.#drop(c, DatapathDrop.SPOOFED_MAC);
     if (info.vlan !== -1) return this.#drop(c, DatapathDrop.VLAN_UNSUPPORTED);
@@ -518,7 +518,7 @@ export class Datapath implements FrameSink {
     const sent = port.device.writeBatch(b, q.offsets, q.lengths, q.count);
     port.counters.txFrames += sent;
     port.counters.txBytes += bytes;
-    if (sent < q.count) port.counters.drops[DatapathDrop.TX_FAILED] += q.count - sent;
+    if (sent < q.count) port.counters.drops[DatapathDrop.TX_FAILED]! += q.count - sent;
     q.count = 0;
   }
 }

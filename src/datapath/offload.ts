@@ -177,7 +177,7 @@ export class TcpCoalescer {
         this.#nextSeq[port] = (info.tcpSeq + payload) >>> 0;
         const full = payload === this.#gsoSize[port];
         this.#lastFull[port] = full ? 1 : 0;
-        if ((flags & TcpFlags.PSH) !== 0) b[start + v + ETH + 20 + TCP_FLAGS] |= TcpFlags.PSH;
+        if ((flags & TcpFlags.PSH) !== 0) b[start + v + ETH + 20 + TCP_FLAGS]! |= TcpFlags.PSH;
         if (!full || (flags & TcpFlags.PSH) !== 0) this.finish(port);
         return true;
       }

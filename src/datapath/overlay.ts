@@ -78,7 +78,7 @@ export class OverlayTx {
     }
     const sent = this.#socket.sendBatch(b, q.offsets, q.lengths, q.dstAddrs, q.dstPorts, q.gsoSizes, q.count);
     c.txFrames += sent;
-    if (sent < q.count) c.drops[DatapathDrop.TX_FAILED] += q.count - sent;
+    if (sent < q.count) c.drops[DatapathDrop.TX_FAILED]! += q.count - sent;
     q.count = 0;
   }
 }

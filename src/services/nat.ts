@@ -337,19 +337,19 @@ export class ServiceNat {
 
   #verdict(v: number): number {
     this.result.verdict = v;
-    this.verdicts[v]++;
+    this.verdicts[v]!++;
     return v;
   }
 
   #drop(reason: number): number {
     this.result.reason = reason;
-    this.reasons[reason]++;
+    this.reasons[reason]!++;
     return this.#verdict(Verdict.DROP);
   }
 
   #reject(proto: number, reason: number): number {
     this.result.reason = reason;
-    this.reasons[reason]++;
+    this.reasons[reason]!++;
     return this.#verdict(proto === IpProtocol.TCP ? Verdict.REJECT_TCP_RST : Verdict.REJECT_ICMP);
   }
 

@@ -218,7 +218,7 @@ export class Conntrack {
         if (w[b] === s && w[b + 1] === d && w[b + 2] === ports && this.#u8[e * 64 + B_PROTOCOL] === protocol) {
           if (this.#f64[e * 8 + D_EXPIRES]! <= now) {
             this.#removeEntry(e);
-            this.counters[ConntrackCounter.EXPIRED]++;
+            this.counters[ConntrackCounter.EXPIRED]!++;
             return EMPTY;
           }
           return ref;
@@ -268,7 +268,7 @@ export class Conntrack {
         slots[s0 * 2 + 1] = h0;
         slots[s1 * 2] = e * 2 + 1;
         slots[s1 * 2 + 1] = h1;
-        this.counters[ConntrackCounter.INSERTED]++;
+        this.counters[ConntrackCounter.INSERTED]!++;
         return e;
       }
       // No room: give up an entry where it helps. Any entry frees one when all are
@@ -277,9 +277,9 @@ export class Conntrack {
       if (victim < 0) break;
       const expired = this.#f64[victim * 8 + D_EXPIRES]! <= now;
       this.#removeEntry(victim);
-      this.counters[expired ? ConntrackCounter.EXPIRED : ConntrackCounter.EVICTED]++;
+      this.counters[expired ? ConntrackCounter.EXPIRED : ConntrackCounter.EVICTED]!++;
     }
-    this.counters[ConntrackCounter.DROPPED_FULL]++;
+    this.counters[ConntrackCounter.DROPPED_FULL]!++;
     return EMPTY;
   }
 
@@ -304,7 +304,7 @@ export class Conntrack {
     const next = tcpTransition(u8[at + B_STATE]!, dir, tcpFlags);
     u8[at + B_STATUS] = status;
     if (next === TCP_INVALID) {
-      this.counters[ConntrackCounter.INVALID]++;
+      this.counters[ConntrackCounter.INVALID]!++;
       return next;
     }
     if (next === TCP_IGNORED) return next;
@@ -324,7 +324,7 @@ export class Conntrack {
   remove(entry: number): void {
     if (!this.isLive(entry)) return;
     this.#removeEntry(entry);
-    this.counters[ConntrackCounter.REMOVED]++;
+    this.counters[ConntrackCounter.REMOVED]!++;
   }
 
   /**
@@ -344,7 +344,7 @@ export class Conntrack {
       if (++i === this.capacity) i = 0;
     }
     this.#sweepCursor = i;
-    this.counters[ConntrackCounter.EXPIRED] += removed;
+    this.counters[ConntrackCounter.EXPIRED]! += removed;
     return removed;
   }
 
@@ -372,7 +372,7 @@ export class Conntrack {
         removed++;
       }
     }
-    this.counters[ConntrackCounter.FLUSHED] += removed;
+    this.counters[ConntrackCounter.FLUSHED]! += removed;
     return removed;
   }
 

@@ -45,7 +45,7 @@ export function parseMac(s: string): number {
 // groups shortened to "::", IPv4-mapped addresses in dotted form.
 export function ipv6ToString(b: Uint8Array, off = 0): string {
   const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[off + 2 * i] << 8) | b[off + 2 * i + 1]);
+  for (let i = 0; i < 8; i++) g.push((b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!);
   if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
     return `::ffff:${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
   }
@@ -74,7 +74,7 @@ export function parseIpv6(s: string, out?: Uint8Array, off = 0): Uint8Array | nu
     const out: number[] = [];
     const items = part.split(':');
     for (let i = 0; i < items.length; i++) {
-      const item = items[i];
+      const item = items[i]!;
       if (i === items.length - 1 && item.includes('.')) {
         const v4 = parseIpv4(item);
         if (v4 < 0) return null;
@@ -86,15 +86,15 @@ export function parseIpv6(s: string, out?: Uint8Array, off = 0): Uint8Array | nu
     }
     return out;
   };
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  const head = groups(halves[0]!);
+  const tail = halves.length === 2 ? groups(halves[1]!) : [];
   if (head === null || tail === null) return null;
   const zeros = 8 - head.length - tail.length;
   if (halves.length === 1 ? zeros !== 0 : zeros < 1) return null;
   const all = [...head, ...new Array<number>(halves.length === 2 ? zeros : 0).fill(0), ...tail];
   for (let i = 0; i < 8; i++) {
-    dst[off + 2 * i] = all[i] >>> 8;
-    dst[off + 2 * i + 1] = all[i] & 0xff;
+    dst[off + 2 * i] = all[i]! >>> 8;
+    dst[off + 2 * i + 1] = all[i]! & 0xff;
   }
   return dst;
 }

@@ -5,11 +5,11 @@
 // Callers have checked bounds (a view's `wrap`); these never check.
 
 export function get16(b: Uint8Array, o: number): number {
-  return (b[o] << 8) | b[o + 1];
+  return (b[o]! << 8) | b[o + 1]!;
 }
 
 export function get32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 }
 
 export function set16(b: Uint8Array, o: number, v: number): void {
@@ -27,7 +27,7 @@ export function set32(b: Uint8Array, o: number, v: number): void {
 // 48-bit MAC addresses as numbers: 2^48 < 2^53, so they are exact doubles and
 // compare with ===, with no allocation per packet.
 export function get48(b: Uint8Array, o: number): number {
-  return ((b[o] << 8) | b[o + 1]) * 0x1_0000_0000 + get32(b, o + 2);
+  return ((b[o]! << 8) | b[o + 1]!) * 0x1_0000_0000 + get32(b, o + 2);
 }
 
 export function set48(b: Uint8Array, o: number, v: number): void {
@@ -38,7 +38,7 @@ export function set48(b: Uint8Array, o: number, v: number): void {
 // Little-endian, for the virtio-net header (virtio 1.0 fields are __le16; TUN's
 // header is host order, little-endian on every platform we build for).
 export function get16le(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8);
+  return b[o]! | (b[o + 1]! << 8);
 }
 
 export function set16le(b: Uint8Array, o: number, v: number): void {
@@ -56,9 +56,9 @@ export const EMPTY = new Uint8Array(0);
 // 16 bytes per frame (see test/wire-decode.test.ts, "allocates nothing"). The
 // arithmetic is written out rather than calling get32 so nothing nested can box.
 export function load32(out: Float64Array, i: number, b: Uint8Array, o: number): void {
-  out[i] = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+  out[i] = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 }
 
 export function load48(out: Float64Array, i: number, b: Uint8Array, o: number): void {
-  out[i] = ((b[o] << 8) | b[o + 1]) * 0x1_0000_0000 + (((b[o + 2] << 24) | (b[o + 3] << 16) | (b[o + 4] << 8) | b[o + 5]) >>> 0);
+  out[i] = ((b[o]! << 8) | b[o + 1]!) * 0x1_0000_0000 + (((b[o + 2]! << 24) | (b[o + 3]! << 16) | (b[o + 4]! << 8) | b[o + 5]!) >>> 0);
 }

@@ -55,8 +55,8 @@ export function sumBytes(b: Uint8Array, off: number, len: number): number {
   const end2 = off + (len & ~1);
   let s = 0;
   let i = off;
-  for (; i < end2; i += 2) s += (b[i] << 8) | b[i + 1];
-  if (i < end) s += b[i] << 8;
+  for (; i < end2; i += 2) s += (b[i]! << 8) | b[i + 1]!;
+  if (i < end) s += b[i]! << 8;
   return fold(s);
 }
 
@@ -67,19 +67,19 @@ export function sumWords(b: Uint8Array, off: number, len: number): number {
   let s = 0;
   let i = off;
   const lead = Math.min((4 - ((b.byteOffset + off) & 3)) & 3, len);
-  for (; i < off + lead; i++) s += ((i - off) & 1) === 0 ? b[i] << 8 : b[i];
+  for (; i < off + lead; i++) s += ((i - off) & 1) === 0 ? b[i]! << 8 : b[i]!;
   const w = wordsOf(b);
   const first = (b.byteOffset + i) >>> 2;
   const last = first + ((end - i) >>> 2);
   let ws = 0;
-  for (let k = first; k < last; k++) ws += w[k];
+  for (let k = first; k < last; k++) ws += w[k]!;
   ws = fold(ws);
   // Word lanes line up with the big-endian pairing from `off` when lead is even on a
   // big-endian host, or odd on a little-endian one; otherwise swap bytes.
   if (((lead & 1) === 0) === LITTLE_ENDIAN) ws = ((ws & 0xff) << 8) | (ws >>> 8);
   s += ws;
   i += (last - first) << 2;
-  for (; i < end; i++) s += ((i - off) & 1) === 0 ? b[i] << 8 : b[i];
+  for (; i < end; i++) s += ((i - off) & 1) === 0 ? b[i]! << 8 : b[i]!;
   return fold(s);
 }
 
@@ -103,7 +103,7 @@ export function pseudoHeaderV4(src: number, dst: number, protocol: number, lengt
 // next header. Addresses are passed as offsets so nothing is copied.
 export function pseudoHeaderV6(b: Uint8Array, srcOff: number, dstOff: number, nextHeader: number, length: number): number {
   let s = (length >>> 16) + (length & 0xffff) + nextHeader;
-  for (let i = 0; i < 16; i += 2) s += ((b[srcOff + i] << 8) | b[srcOff + i + 1]) + ((b[dstOff + i] << 8) | b[dstOff + i + 1]);
+  for (let i = 0; i < 16; i += 2) s += ((b[srcOff + i]! << 8) | b[srcOff + i + 1]!) + ((b[dstOff + i]! << 8) | b[dstOff + i + 1]!);
   return fold(s);
 }
 

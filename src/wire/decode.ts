@@ -49,9 +49,9 @@ export class PacketInfo {
   frameLength = 0;
 
   // Ethernet (0 / -1 on raw IP). MACs are 48-bit numbers.
-  get ethDst(): number { return this.wide[W_ETH_DST]; }
+  get ethDst(): number { return this.wide[W_ETH_DST]!; }
   set ethDst(v: number) { this.wide[W_ETH_DST] = v; }
-  get ethSrc(): number { return this.wide[W_ETH_SRC]; }
+  get ethSrc(): number { return this.wide[W_ETH_SRC]!; }
   set ethSrc(v: number) { this.wide[W_ETH_SRC] = v; }
   // The payload's ethertype (after an 802.1Q tag); on raw IP, 0x0800 or 0x86dd by version.
   ethertype = 0;
@@ -59,9 +59,9 @@ export class PacketInfo {
 
   // ARP (Ethernet/IPv4).
   arpOp = 0;
-  get arpSenderIp(): number { return this.wide[W_ARP_SENDER_IP]; }
+  get arpSenderIp(): number { return this.wide[W_ARP_SENDER_IP]!; }
   set arpSenderIp(v: number) { this.wide[W_ARP_SENDER_IP] = v; }
-  get arpTargetIp(): number { return this.wide[W_ARP_TARGET_IP]; }
+  get arpTargetIp(): number { return this.wide[W_ARP_TARGET_IP]!; }
   set arpTargetIp(v: number) { this.wide[W_ARP_TARGET_IP] = v; }
 
   // IP. l3Offset is absolute in the buffer; ipHeaderLength counts IPv6 extension
@@ -73,9 +73,9 @@ export class PacketInfo {
   ttl = 0;
   // IPv4 protocol, or IPv6's upper-layer protocol after the extension headers.
   protocol = -1;
-  get src4(): number { return this.wide[W_SRC4]; }
+  get src4(): number { return this.wide[W_SRC4]!; }
   set src4(v: number) { this.wide[W_SRC4] = v; }
-  get dst4(): number { return this.wide[W_DST4]; }
+  get dst4(): number { return this.wide[W_DST4]!; }
   set dst4(v: number) { this.wide[W_DST4] = v; }
   src6Offset = -1;
   dst6Offset = -1;
@@ -89,9 +89,9 @@ export class PacketInfo {
   srcPort = 0;
   dstPort = 0;
   tcpFlags = 0;
-  get tcpSeq(): number { return this.wide[W_TCP_SEQ]; }
+  get tcpSeq(): number { return this.wide[W_TCP_SEQ]!; }
   set tcpSeq(v: number) { this.wide[W_TCP_SEQ] = v; }
-  get tcpAck(): number { return this.wide[W_TCP_ACK]; }
+  get tcpAck(): number { return this.wide[W_TCP_ACK]!; }
   set tcpAck(v: number) { this.wide[W_TCP_ACK] = v; }
   icmpType = -1;
   icmpCode = -1;
@@ -109,9 +109,9 @@ export class PacketInfo {
   // The original datagram quoted by an ICMP/ICMPv6 error (for reverse NAT).
   origL3Offset = -1;
   origProtocol = -1;
-  get origSrc4(): number { return this.wide[W_ORIG_SRC4]; }
+  get origSrc4(): number { return this.wide[W_ORIG_SRC4]!; }
   set origSrc4(v: number) { this.wide[W_ORIG_SRC4] = v; }
-  get origDst4(): number { return this.wide[W_ORIG_DST4]; }
+  get origDst4(): number { return this.wide[W_ORIG_DST4]!; }
   set origDst4(v: number) { this.wide[W_ORIG_DST4] = v; }
   origSrc6Offset = -1;
   origDst6Offset = -1;
@@ -177,7 +177,7 @@ export function decodeFrame(info: PacketInfo, buf: Uint8Array, off: number, len:
   }
   if (linkType === LinkType.RAW_IP) {
     if (len < 1) return (info.dropReason = DropReason.TRUNCATED_IPV4);
-    const version = buf[off] >>> 4;
+    const version = buf[off]! >>> 4;
     if (version === 4) { info.ethertype = EtherType.IPV4; return decodeIpv4(info, buf, off, len); }
     if (version === 6) { info.ethertype = EtherType.IPV6; return decodeIpv6(info, buf, off, len); }
     return (info.dropReason = DropReason.BAD_IP_VERSION);

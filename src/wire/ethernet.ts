@@ -64,13 +64,13 @@ export class EthernetFrame {
   set src(mac: number) { set48(this.buf, this.off + EthernetField.SRC, mac); }
 
   // I/G bit of the first octet (IEEE 802 §8.2): multicast, broadcast included.
-  get dstIsMulticast(): boolean { return (this.buf[this.off] & 1) !== 0; }
+  get dstIsMulticast(): boolean { return (this.buf[this.off]! & 1) !== 0; }
   get dstIsBroadcast(): boolean { return this.dst === MAC_BROADCAST; }
 
   get hasVlan(): boolean { return this.typeAt === EthernetField.VLAN_ETHERTYPE; }
   // VLAN ID (12 bits), or -1 without a tag.
   get vlanId(): number { return this.hasVlan ? get16(this.buf, this.off + EthernetField.VLAN_TCI) & 0x0fff : -1; }
-  get vlanPcp(): number { return this.hasVlan ? this.buf[this.off + EthernetField.VLAN_TCI] >>> 5 : 0; }
+  get vlanPcp(): number { return this.hasVlan ? this.buf[this.off + EthernetField.VLAN_TCI]! >>> 5 : 0; }
 
   // The ethertype of the payload (after the tag, if any).
   get ethertype(): number { return get16(this.buf, this.off + this.typeAt); }

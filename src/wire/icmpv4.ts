@@ -67,9 +67,9 @@ export class Icmpv4Packet {
     return true;
   }
 
-  get type(): number { return this.buf[this.off + Icmpv4Field.TYPE]; }
+  get type(): number { return this.buf[this.off + Icmpv4Field.TYPE]!; }
   set type(v: number) { this.buf[this.off + Icmpv4Field.TYPE] = v; }
-  get code(): number { return this.buf[this.off + Icmpv4Field.CODE]; }
+  get code(): number { return this.buf[this.off + Icmpv4Field.CODE]!; }
   set code(v: number) { this.buf[this.off + Icmpv4Field.CODE] = v; }
   get checksum(): number { return get16(this.buf, this.off + Icmpv4Field.CHECKSUM); }
   set checksum(v: number) { set16(this.buf, this.off + Icmpv4Field.CHECKSUM, v); }
@@ -79,7 +79,7 @@ export class Icmpv4Packet {
   set echoSeq(v: number) { set16(this.buf, this.off + Icmpv4Field.ECHO_SEQ, v); }
   get nextHopMtu(): number { return get16(this.buf, this.off + Icmpv4Field.NEXT_HOP_MTU); }
   set nextHopMtu(v: number) { set16(this.buf, this.off + Icmpv4Field.NEXT_HOP_MTU, v); }
-  get pointer(): number { return this.buf[this.off + Icmpv4Field.POINTER]; }
+  get pointer(): number { return this.buf[this.off + Icmpv4Field.POINTER]!; }
   get gateway(): number { return get32(this.buf, this.off + Icmpv4Field.GATEWAY); }
   set restOfHeader(v: number) { set32(this.buf, this.off + Icmpv4Field.ECHO_IDENT, v); }
   get restOfHeader(): number { return get32(this.buf, this.off + Icmpv4Field.ECHO_IDENT); }

@@ -64,9 +64,9 @@ export class Icmpv6Packet {
     return true;
   }
 
-  get type(): number { return this.buf[this.off + Icmpv6Field.TYPE]; }
+  get type(): number { return this.buf[this.off + Icmpv6Field.TYPE]!; }
   set type(v: number) { this.buf[this.off + Icmpv6Field.TYPE] = v; }
-  get code(): number { return this.buf[this.off + Icmpv6Field.CODE]; }
+  get code(): number { return this.buf[this.off + Icmpv6Field.CODE]!; }
   set code(v: number) { this.buf[this.off + Icmpv6Field.CODE] = v; }
   get checksum(): number { return get16(this.buf, this.off + Icmpv6Field.CHECKSUM); }
   set checksum(v: number) { set16(this.buf, this.off + Icmpv6Field.CHECKSUM, v); }

@@ -48,7 +48,7 @@ function optionsValid(b: Uint8Array, from: number, to: number): boolean {
     if (type === 0) return true;
     if (type === 1) { i++; continue; }
     if (i + 1 >= to) return false;
-    const len = b[i + 1];
+    const len = b[i + 1]!;
     if (len < 2 || i + len > to) return false;
     i += len;
   }
@@ -88,7 +88,7 @@ export class Ipv4Packet {
     this.off = off;
     this.len = len;
     if (len < IPV4_HEADER_LENGTH || off + len > buf.length) return this.fail(DropReason.TRUNCATED_IPV4);
-    const verIhl = buf[off];
+    const verIhl = buf[off]!;
     if (verIhl >>> 4 !== 4) return this.fail(DropReason.BAD_IP_VERSION);
     const hl = (verIhl & 0x0f) << 2;
     if (hl < IPV4_HEADER_LENGTH || hl > len) return this.fail(DropReason.BAD_IPV4_IHL);
@@ -103,11 +103,11 @@ export class Ipv4Packet {
     return false;
   }
 
-  get version(): number { return this.buf[this.off] >>> 4; }
-  get headerLength(): number { return (this.buf[this.off] & 0x0f) << 2; }
+  get version(): number { return this.buf[this.off]! >>> 4; }
+  get headerLength(): number { return (this.buf[this.off]! & 0x0f) << 2; }
   set headerLength(bytes: number) { this.buf[this.off] = 0x40 | (bytes >>> 2); }
-  get dscp(): number { return this.buf[this.off + Ipv4Field.DSCP_ECN] >>> 2; }
-  get ecn(): number { return this.buf[this.off + Ipv4Field.DSCP_ECN] & 3; }
+  get dscp(): number { return this.buf[this.off + Ipv4Field.DSCP_ECN]! >>> 2; }
+  get ecn(): number { return this.buf[this.off + Ipv4Field.DSCP_ECN]! & 3; }
   get totalLength(): number { return get16(this.buf, this.off + Ipv4Field.LENGTH); }
   set totalLength(v: number) { set16(this.buf, this.off + Ipv4Field.LENGTH, v); }
   get ident(): number { return get16(this.buf, this.off + Ipv4Field.IDENT); }
@@ -118,9 +118,9 @@ export class Ipv4Packet {
   get fragmentOffset(): number { return (get16(this.buf, this.off + Ipv4Field.FLG_OFF) & OFFSET_MASK) << 3; }
   // Any fragment, first included: MF set or a non-zero offset (RFC 791 §3.2).
   get isFragment(): boolean { return (get16(this.buf, this.off + Ipv4Field.FLG_OFF) & (FLAG_MF | OFFSET_MASK)) !== 0; }
-  get ttl(): number { return this.buf[this.off + Ipv4Field.TTL]; }
+  get ttl(): number { return this.buf[this.off + Ipv4Field.TTL]!; }
   set ttl(v: number) { this.buf[this.off + Ipv4Field.TTL] = v; }
-  get protocol(): number { return this.buf[this.off + Ipv4Field.PROTOCOL]; }
+  get protocol(): number { return this.buf[this.off + Ipv4Field.PROTOCOL]!; }
   set protocol(v: number) { this.buf[this.off + Ipv4Field.PROTOCOL] = v; }
   get checksum(): number { return get16(this.buf, this.off + Ipv4Field.CHECKSUM); }
   set checksum(v: number) { set16(this.buf, this.off + Ipv4Field.CHECKSUM, v); }
@@ -162,7 +162,7 @@ export class Ipv4Packet {
   decrementTtl(): void {
     const at = this.off + Ipv4Field.TTL;
     const old = get16(this.buf, at);
-    this.buf[at] = this.buf[at] - 1;
+    this.buf[at] = this.buf[at]! - 1;
     this.checksum = updateChecksum16(this.checksum, old, get16(this.buf, at));
   }
 }

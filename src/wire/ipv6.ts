@@ -58,14 +58,14 @@ export class Ipv6Packet {
     this.len = len;
     this.fragmentHeaderOffset = -1;
     if (len < IPV6_HEADER_LENGTH || off + len > buf.length) return this.fail(DropReason.TRUNCATED_IPV6);
-    if (buf[off] >>> 4 !== 6) return this.fail(DropReason.BAD_IP_VERSION);
+    if (buf[off]! >>> 4 !== 6) return this.fail(DropReason.BAD_IP_VERSION);
     return true;
   }
 
   private walk(): boolean {
     const b = this.buf;
     const end = this.off + this.len;
-    let next = b[this.off + Ipv6Field.NXT_HDR];
+    let next = b[this.off + Ipv6Field.NXT_HDR]!;
     let at = this.off + IPV6_HEADER_LENGTH;
     let fragmentData = false;
     while (!fragmentData) {
@@ -73,7 +73,7 @@ export class Ipv6Packet {
       if (next === IpProtocol.HOP_BY_HOP || next === IpProtocol.IPV6_ROUTING || next === IpProtocol.IPV6_DST_OPTIONS) {
         if (next === IpProtocol.HOP_BY_HOP && at !== this.off + IPV6_HEADER_LENGTH) return this.fail(DropReason.BAD_IPV6_EXTENSION_HEADER);
         if (at + 2 > end) return this.fail(DropReason.BAD_IPV6_EXTENSION_HEADER);
-        hdrLen = (b[at + 1] + 1) << 3;
+        hdrLen = (b[at + 1]! + 1) << 3;
       } else if (next === IpProtocol.IPV6_FRAGMENT) {
         // A second fragment header is not allowed (RFC 8200 §4.5: fragments are not
         // nested); refusing it also bounds what the decoder trusts.
@@ -85,12 +85,12 @@ export class Ipv6Packet {
       } else if (next === IpProtocol.AH) {
         // RFC 4302 §2.2: payload length is in 4-byte units, minus 2.
         if (at + 2 > end) return this.fail(DropReason.BAD_IPV6_EXTENSION_HEADER);
-        hdrLen = (b[at + 1] + 2) << 2;
+        hdrLen = (b[at + 1]! + 2) << 2;
       } else {
         break;
       }
       if (at + hdrLen > end) return this.fail(DropReason.BAD_IPV6_EXTENSION_HEADER);
-      next = b[at];
+      next = b[at]!;
       at += hdrLen;
     }
     this.upperProtocol = next;
@@ -105,14 +105,14 @@ export class Ipv6Packet {
     return false;
   }
 
-  get version(): number { return this.buf[this.off] >>> 4; }
+  get version(): number { return this.buf[this.off]! >>> 4; }
   get trafficClass(): number { return (get16(this.buf, this.off) >>> 4) & 0xff; }
   get flowLabel(): number { return get32(this.buf, this.off) & 0xfffff; }
   get payloadLength(): number { return get16(this.buf, this.off + Ipv6Field.LENGTH); }
   set payloadLength(v: number) { set16(this.buf, this.off + Ipv6Field.LENGTH, v); }
-  get nextHeader(): number { return this.buf[this.off + Ipv6Field.NXT_HDR]; }
+  get nextHeader(): number { return this.buf[this.off + Ipv6Field.NXT_HDR]!; }
   set nextHeader(v: number) { this.buf[this.off + Ipv6Field.NXT_HDR] = v; }
-  get hopLimit(): number { return this.buf[this.off + Ipv6Field.HOP_LIMIT]; }
+  get hopLimit(): number { return this.buf[this.off + Ipv6Field.HOP_LIMIT]!; }
   set hopLimit(v: number) { this.buf[this.off + Ipv6Field.HOP_LIMIT] = v; }
   // Addresses stay in the buffer: absolute offsets of the 16 bytes.
   get srcOffset(): number { return this.off + Ipv6Field.SRC; }
@@ -123,10 +123,10 @@ export class Ipv6Packet {
 
   // Byte loops, not buf.set(subarray): a subarray is an allocation per call.
   copySrcFrom(from: Uint8Array, at: number): void {
-    for (let i = 0; i < 16; i++) this.buf[this.off + Ipv6Field.SRC + i] = from[at + i];
+    for (let i = 0; i < 16; i++) this.buf[this.off + Ipv6Field.SRC + i] = from[at + i]!;
   }
   copyDstFrom(from: Uint8Array, at: number): void {
-    for (let i = 0; i < 16; i++) this.buf[this.off + Ipv6Field.DST + i] = from[at + i];
+    for (let i = 0; i < 16; i++) this.buf[this.off + Ipv6Field.DST + i] = from[at + i]!;
   }
 
   get isFragment(): boolean { return this.fragmentHeaderOffset >= 0; }
@@ -135,7 +135,7 @@ export class Ipv6Packet {
     return this.fragmentHeaderOffset < 0 ? 0 : get16(this.buf, this.fragmentHeaderOffset + FRAG_OFF_FLAGS) & 0xfff8;
   }
   get moreFragments(): boolean {
-    return this.fragmentHeaderOffset >= 0 && (this.buf[this.fragmentHeaderOffset + FRAG_OFF_FLAGS + 1] & 1) !== 0;
+    return this.fragmentHeaderOffset >= 0 && (this.buf[this.fragmentHeaderOffset + FRAG_OFF_FLAGS + 1]! & 1) !== 0;
   }
   get fragmentIdent(): number {
     return this.fragmentHeaderOffset < 0 ? 0 : get32(this.buf, this.fragmentHeaderOffset + FRAG_IDENT);

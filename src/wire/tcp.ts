@@ -43,7 +43,7 @@ function scanOptions(b: Uint8Array, from: number, to: number, want: number): num
     if (kind === TcpOption.END) return -1;
     if (kind === TcpOption.NOP) { i++; continue; }
     if (i + 1 >= to) return -2;
-    const len = b[i + 1];
+    const len = b[i + 1]!;
     if (len < 2 || i + len > to) return -2;
     if (kind === want) return i;
     i += len;
@@ -64,7 +64,7 @@ export class TcpSegment {
     this.off = off;
     this.len = 0;
     if (len < TCP_HEADER_LENGTH || off + len > buf.length) return this.fail(DropReason.TRUNCATED_TCP);
-    const hl = (buf[off + TcpField.DATA_OFF] >>> 4) << 2;
+    const hl = (buf[off + TcpField.DATA_OFF]! >>> 4) << 2;
     if (hl < TCP_HEADER_LENGTH || hl > len) return this.fail(DropReason.BAD_TCP_DATA_OFFSET);
     if (hl > TCP_HEADER_LENGTH && scanOptions(buf, off + TCP_HEADER_LENGTH, off + hl, -1) === -2) return this.fail(DropReason.BAD_TCP_OPTIONS);
     this.len = len;
@@ -86,9 +86,9 @@ export class TcpSegment {
   get ack(): number { return get32(this.buf, this.off + TcpField.ACK_NUM); }
   set ack(v: number) { set32(this.buf, this.off + TcpField.ACK_NUM, v); }
   // Header length in bytes (data offset * 4). Setting it voids wrap's guarantee.
-  get headerLength(): number { return (this.buf[this.off + TcpField.DATA_OFF] >>> 4) << 2; }
+  get headerLength(): number { return (this.buf[this.off + TcpField.DATA_OFF]! >>> 4) << 2; }
   set headerLength(bytes: number) { this.buf[this.off + TcpField.DATA_OFF] = (bytes >>> 2) << 4; }
-  get flags(): number { return this.buf[this.off + TcpField.FLAGS]; }
+  get flags(): number { return this.buf[this.off + TcpField.FLAGS]!; }
   set flags(v: number) { this.buf[this.off + TcpField.FLAGS] = v; }
   get fin(): boolean { return (this.flags & TcpFlags.FIN) !== 0; }
   get syn(): boolean { return (this.flags & TcpFlags.SYN) !== 0; }

@@ -59,11 +59,11 @@ export class VirtioNetHeader {
     return true;
   }
 
-  get flags(): number { return this.buf[this.off + VirtioNetField.FLAGS]; }
+  get flags(): number { return this.buf[this.off + VirtioNetField.FLAGS]!; }
   set flags(v: number) { this.buf[this.off + VirtioNetField.FLAGS] = v; }
   get needsCsum(): boolean { return (this.flags & VirtioNetFlags.NEEDS_CSUM) !== 0; }
   get dataValid(): boolean { return (this.flags & VirtioNetFlags.DATA_VALID) !== 0; }
-  get gsoType(): number { return this.buf[this.off + VirtioNetField.GSO_TYPE]; }
+  get gsoType(): number { return this.buf[this.off + VirtioNetField.GSO_TYPE]!; }
   set gsoType(v: number) { this.buf[this.off + VirtioNetField.GSO_TYPE] = v; }
   // The GSO protocol without the ECN bit.
   get gsoProtocol(): number { return this.gsoType & ~VirtioNetGso.ECN; }

@@ -32,7 +32,7 @@ export class VxlanHeader {
       this.reason = DropReason.TRUNCATED_VXLAN;
       return false;
     }
-    if ((buf[off + VxlanField.FLAGS] & VXLAN_FLAG_I) === 0) {
+    if ((buf[off + VxlanField.FLAGS]! & VXLAN_FLAG_I) === 0) {
       this.reason = DropReason.BAD_VXLAN_FLAGS;
       return false;
     }
@@ -41,7 +41,7 @@ export class VxlanHeader {
     return true;
   }
 
-  get flags(): number { return this.buf[this.off + VxlanField.FLAGS]; }
+  get flags(): number { return this.buf[this.off + VxlanField.FLAGS]!; }
   get vni(): number { return get32(this.buf, this.off + VxlanField.VNI) >>> 8; }
   // Writes the VNI and the low reserved byte (zero).
   set vni(v: number) { set32(this.buf, this.off + VxlanField.VNI, (v << 8) >>> 0); }
