@@ -8,7 +8,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import {
-  LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, get16, get32, natRewriteDst4, parseIpv4, sumBytes, sumWords,
+  LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, get16, get32, natRewriteDst4, ipv4, sumBytes, sumWords,
   type PacketRepr,
 } from '../src/wire/index.ts';
 
@@ -23,7 +23,7 @@ function slabOf(protocol: 'tcp' | 'udp'): Uint8Array {
   for (let i = 0; i < BATCH; i++) {
     const r: PacketRepr = {
       eth: { dst: 0x02000000000b, src: 0x02000000000a },
-      ipv4: { src: (i & 1 ? parseIpv4('192.168.0.0') : parseIpv4('10.244.0.0')) + i, dst: parseIpv4('10.96.0.10'), ttl: 64, dontFragment: true },
+      ipv4: { src: (i & 1 ? ipv4('192.168.0.0') : ipv4('10.244.0.0')) + i, dst: ipv4('10.96.0.10'), ttl: 64, dontFragment: true },
       payload: new Uint8Array(protocol === 'tcp' ? 64 : 32),
     };
     if (protocol === 'tcp') r.tcp = { srcPort: 30000 + i, dstPort: 80, seq: 0x9d2daf0b + i, ack: 0x627c2b5f, flags: TcpFlags.ACK | TcpFlags.PSH, window: 502 };
@@ -38,7 +38,7 @@ const frameLength = (slab: Uint8Array, i: number) => 14 + get16(slab, i * SLOT +
 const info = new PacketInfo();
 // The flow key a conntrack lookup would hash: protocol, addresses, ports.
 const key = new Float64Array(5);
-const endpoints = [parseIpv4('10.244.1.17'), parseIpv4('10.244.2.33')];
+const endpoints = [ipv4('10.244.1.17'), ipv4('10.244.2.33')];
 let round = 0;
 
 function parseTupleDnat(slab: Uint8Array, lengths: Int32Array): void {

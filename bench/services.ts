@@ -8,9 +8,9 @@
 import { LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, set16, set32 } from '../src/wire/index.ts';
 import { ServiceNat } from '../src/services/nat.ts';
 import { Ingress, Verdict } from '../src/services/nat-codes.ts';
-import { ip, scaleSnapshot } from '../src/services/synthetic.ts';
+import { ip, scaleSnapshot } from '../src/model/synthetic.ts';
 import { buildServiceTable } from '../src/tables/service-table.ts';
-import type { ServiceSnapshot } from '../src/services/spec.ts';
+import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 
 const SCALE = { maglevEvery: 10, nodePortEvery: 4, affinityEvery: 20 };
 const NODE = ip('192.168.1.10');

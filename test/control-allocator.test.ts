@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { allocateServices, parseNodePortRange, type AllocatorConfig } from '../src/control/allocator.ts';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import type { ServiceObject } from '../src/k8s/objects.ts';
-import { parseCidr } from '../src/util/cidr.ts';
+import { parseCidr } from '../src/wire/address.ts';
 import { ipv4ToString } from '../src/wire/address.ts';
 
 const CONFIG: AllocatorConfig = { serviceCIDR: parseCidr('10.96.0.0/16')!, nodePortRange: { min: 30000, max: 32767 } };

@@ -8,8 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ServiceController } from '../src/control/service-controller.ts';
-import { snapshotToJson } from '../src/services/snapshot-format.ts';
-import type { ServiceSnapshot } from '../src/services/spec.ts';
+import { snapshotToJson } from '../src/model/snapshot-format.ts';
+import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'control');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ServiceController, ServiceRejectedError } from '../src/control/service-controller.ts';
 import { ManifestError } from '../src/k8s/manifest.ts';
-import type { ServiceSnapshot } from '../src/services/spec.ts';
+import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 import { ipv4ToString } from '../src/wire/address.ts';
 import { waitFor } from './helpers/netns.ts';
 

@@ -6,7 +6,7 @@ import { compileService } from '../src/control/compile.ts';
 import { categorizeEndpoints, type HintedEndpoint } from '../src/control/topology.ts';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import type { EndpointSliceObject, ServiceObject } from '../src/k8s/objects.ts';
-import type { EndpointSpec } from '../src/services/spec.ts';
+import type { EndpointSpec } from '../src/model/service-snapshot.ts';
 import { ipv4ToString } from '../src/wire/address.ts';
 
 interface EpArgs { node: string; zone?: string; ready?: boolean; serving?: boolean; terminating?: boolean; forZones?: string[]; forNodes?: string[] }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TcpFlags, buildPacket, verifyChecksums, LinkType } from '../src/wire/index.ts';
 import { ServiceNat } from '../src/services/nat.ts';
-import { endpoint, servicePort, snapshot } from '../src/services/synthetic.ts';
+import { endpoint, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { buildServiceTable } from '../src/tables/service-table.ts';
 import { REMOTE_NODE_IP, REMOTE_POD_MAC, GATEWAY_MAC, Rig, UNDERLAY_IP, decode, decodeHostFrame, ip, vxlanPayload, withVnet } from './helpers/datapath.ts';
 

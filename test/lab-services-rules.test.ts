@@ -6,12 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../src/services/spec.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../src/model/service-snapshot.ts';
 import { iptablesRules } from '../src/lab/iptables-rules.ts';
 import { nftablesRules } from '../src/lab/nftables-rules.ts';
 import { hashName, planPort, probability } from '../src/lab/proxy-plan.ts';
-import { parseIpv4 } from '../src/lab/ipv4.ts';
 import { Netns } from './helpers/netns.ts';
+import { parseIpv4 } from '../src/wire/address.ts';
 
 const GOLDEN = join(new URL('.', import.meta.url).pathname, 'fixtures/lab-rules');
 const NODE = { clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16' };

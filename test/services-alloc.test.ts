@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
 import { LinkType, PacketInfo, buildPacket, decodeFrame, ipv4ToString, set16, set32 } from '../src/wire/index.ts';
 import { Ingress, Verdict, verdictNames } from '../src/services/nat-codes.ts';
-import { endpoint, ip, servicePort, snapshot } from '../src/services/synthetic.ts';
+import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { makeNat, packet, TcpFlags } from './services-helpers.ts';
 
 const { SYN, ACK } = TcpFlags;

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildPacket, ipv4ToString, type PacketRepr } from '../src/wire/index.ts';
 import { Ingress, LbChoice, NatReason, Verdict } from '../src/services/nat-codes.ts';
-import { endpoint, ip, servicePort, snapshot } from '../src/services/synthetic.ts';
+import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { buildServiceTable } from '../src/tables/service-table.ts';
 import { ConntrackCounter } from '../src/tables/conntrack.ts';
 import { TcpState } from '../src/tables/tcp-state.ts';

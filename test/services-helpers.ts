@@ -6,8 +6,8 @@ import {
 } from '../src/wire/index.ts';
 import { ServiceNat, type ServiceNatOptions } from '../src/services/nat.ts';
 import { buildServiceTable } from '../src/tables/service-table.ts';
-import { ip } from '../src/services/synthetic.ts';
-import type { ServiceSnapshot } from '../src/services/spec.ts';
+import { ip } from '../src/model/synthetic.ts';
+import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 
 export const NODE_IP = ip('192.168.1.10');
 export const HAIRPIN_IP = ip('10.244.1.1');

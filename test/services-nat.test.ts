@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ingress, LbChoice, MasqReason, NatReason, Verdict } from '../src/services/nat-codes.ts';
-import { endpoint, servicePort, snapshot } from '../src/services/synthetic.ts';
+import { endpoint, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { FrontendKind } from '../src/tables/service-table.ts';
 import { decode, makeNat, send, TcpFlags } from './services-helpers.ts';
 

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { run } from '../src/cli/trace.ts';
 import { CliError } from '../src/cli/errors.ts';
 import { Ingress } from '../src/services/nat-codes.ts';
-import { parseServiceSnapshot, serviceSnapshotToJson, SnapshotError } from '../src/services/snapshot-json.ts';
-import { snapshotToJson } from '../src/services/snapshot-format.ts';
-import { endpoint, ip, servicePort, snapshot } from '../src/services/synthetic.ts';
+import { parseServiceSnapshot, serviceSnapshotToJson, SnapshotError } from '../src/model/snapshot-json.ts';
+import { snapshotToJson } from '../src/model/snapshot-format.ts';
+import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { traceServicePacket } from '../src/services/trace.ts';
 
 const local = endpoint('10.244.1.5', 8080, { local: true, nodeName: 'node-a' });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { portBlocks, steeringBatch } from '../src/agent/steering.ts';
-import { parseIpv4 } from '../src/wire/index.ts';
+import { ipv4 } from '../src/wire/index.ts';
 
 test('portBlocks covers a range exactly with aligned blocks', () => {
   for (const [lo, hi] of [[30000, 32767], [1, 1], [0, 65535], [80, 443], [30080, 30080]] as const) {
@@ -19,7 +19,7 @@ test('portBlocks covers a range exactly with aligned blocks', () => {
 
 test('steering rules: health checks pass first, node ports and service IPs go to the TUN', () => {
   const lines = steeringBatch('eth0', 'tapir0', {
-    nodeIP: parseIpv4('172.30.0.11'), nodePortRange: [30000, 30001], healthCheckPorts: [30001], serviceIPs: [parseIpv4('172.30.0.200'), parseIpv4('172.30.0.150')],
+    nodeIP: ipv4('172.30.0.11'), nodePortRange: [30000, 30001], healthCheckPorts: [30001], serviceIPs: [ipv4('172.30.0.200'), ipv4('172.30.0.150')],
   });
   assert.deepEqual(lines, [
     'filter add dev eth0 ingress prio 10 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30001 0xffff classid :1',

@@ -1,7 +1,7 @@
 // Byte fixtures for the IPv4 and IPv6 views, including the malformed cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DropReason, IpProtocol, Ipv4Packet, Ipv6Packet, ipv4ToString, ipv6ToString, parseIpv4, get16, set16 } from '../src/wire/index.ts';
+import { DropReason, IpProtocol, Ipv4Packet, Ipv6Packet, ipv4ToString, ipv6ToString, ipv4, get16, set16 } from '../src/wire/index.ts';
 import {
   icmp4EchoRecordRoute, icmp4EchoRequest, icmp4PortUnreachable, icmp6EchoRequest, icmp6PortUnreachable,
   ipv4FirstFragment, ipv4LastFragment, ipv6FirstFragment, ipv6LastFragment, mldv2HopByHop, udp6DnsQuery,
@@ -117,8 +117,8 @@ test('IPv4: setters, TTL decrement and address rewrites keep the header checksum
   ip4.decrementTtl();
   assert.equal(ip4.ttl, 63);
   assert.equal(ip4.verifyChecksum(), true);
-  ip4.rewriteSrc(parseIpv4('192.168.7.9'));
-  ip4.rewriteDst(parseIpv4('10.96.0.1'));
+  ip4.rewriteSrc(ipv4('192.168.7.9'));
+  ip4.rewriteDst(ipv4('10.96.0.1'));
   assert.equal(ipv4ToString(ip4.src), '192.168.7.9');
   assert.equal(ip4.verifyChecksum(), true);
   const incremental = ip4.checksum;

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ArpOp, ArpPacket, DropReason, EthernetFrame, EtherType, VirtioNetGso, VirtioNetHeader, VxlanHeader,
-  ipv4ToString, ipv6ToString, macToString, parseIpv4, parseIpv6, parseMac,
+  ipv4ToString, ipv6ToString, macToString, ipv4, parseIpv4, parseIpv6, parseMac,
 } from '../src/wire/index.ts';
 import { arpRequest, hex, icmp4EchoRequest, vxlanEcho } from './fixtures/wire/frames.ts';
 
@@ -54,8 +54,8 @@ test('Ethernet: setters write MACs in place; short and out-of-buffer wraps fail'
   const frame = icmp4EchoRequest.slice();
   const eth = new EthernetFrame();
   assert.equal(eth.wrap(frame, 0, frame.length), true);
-  eth.dst = parseMac('aa:bb:cc:dd:ee:ff');
-  eth.src = parseMac('01-00-5e-00-00-fb');
+  eth.dst = parseMac('aa:bb:cc:dd:ee:ff')!;
+  eth.src = parseMac('01-00-5e-00-00-fb')!;
   assert.deepEqual([...frame.subarray(0, 12)], [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]);
   assert.equal(eth.dstIsMulticast, false);
   assert.equal(eth.wrap(frame, 0, 13), false);
@@ -76,8 +76,8 @@ test('ARP: the captured request, field by field, and rewriting it into a reply',
   arp.op = ArpOp.REPLY;
   arp.targetMac = arp.senderMac;
   arp.targetIp = arp.senderIp;
-  arp.senderMac = parseMac('02:00:00:00:00:0b');
-  arp.senderIp = parseIpv4('10.77.0.2');
+  arp.senderMac = parseMac('02:00:00:00:00:0b')!;
+  arp.senderIp = ipv4('10.77.0.2');
   assert.equal(Buffer.from(frame.subarray(14)).toString('hex'),
     '0001080006040002' + '02000000000b0a4d0002' + '02000000000a0a4d0001');
 });
@@ -170,14 +170,14 @@ test('virtio-net header: the 12-byte num_buffers variant', () => {
 });
 
 test('address helpers: IPv4 and MAC text round trips, malformed input gives -1', () => {
-  assert.equal(parseIpv4('10.96.0.10'), 0x0a60000a);
-  assert.equal(parseIpv4('255.255.255.255'), 0xffffffff);
+  assert.equal(ipv4('10.96.0.10'), 0x0a60000a);
+  assert.equal(ipv4('255.255.255.255'), 0xffffffff);
   assert.equal(ipv4ToString(0xffffffff), '255.255.255.255');
   assert.equal(ipv4ToString(0x0a60000a), '10.96.0.10');
-  for (const bad of ['10.0.0', '10.0.0.256', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '1..2.3']) assert.equal(parseIpv4(bad), -1, bad);
-  assert.equal(macToString(parseMac('02:42:AC:11:00:02')), '02:42:ac:11:00:02');
-  assert.equal(parseMac('02:42:ac:11:00'), -1);
-  assert.equal(parseMac('02:42:ac:11:00:zz'), -1);
+  for (const bad of ['10.0.0', '10.0.0.256', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '1..2.3']) assert.equal(parseIpv4(bad), undefined, bad);
+  assert.equal(macToString(parseMac('02:42:AC:11:00:02')!), '02:42:ac:11:00:02');
+  assert.equal(parseMac('02:42:ac:11:00')!, undefined);
+  assert.equal(parseMac('02:42:ac:11:00:zz')!, undefined);
 });
 
 test('address helpers: IPv6 text per RFC 5952', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import {
   DropReason, IpProtocol, Ipv4Packet, LinkType, PacketInfo, TcpFlags, TcpSegment, UdpDatagram, Icmpv4Packet,
   buildPacket, checksum, decodeFrame, emitIcmpv4PortUnreachable, fold, get16, natRewriteDst4, natRewriteQuotedDst4,
-  natRewriteQuotedSrc4, natRewriteSrc4, parseIpv4, pseudoHeaderV4, set16, sumData, verifyChecksums, type PacketRepr,
+  natRewriteQuotedSrc4, natRewriteSrc4, ipv4, pseudoHeaderV4, set16, sumData, verifyChecksums, type PacketRepr,
 } from '../src/wire/index.ts';
 import { icmp4EchoRequest, ipv4LastFragment, tcpSyn, udp4DnsQuery } from './fixtures/wire/frames.ts';
 import { Prng } from './fixtures/wire/prng.ts';
@@ -88,7 +88,7 @@ test('UDP over IPv4 with checksum 0 keeps 0; a checksum that becomes 0 is sent a
   const f = randomSegment(new Prng(7), IpProtocol.UDP);
   let i = decodeOk(f);
   set16(f, i.l4Offset + 6, 0);
-  natRewriteDst4(i, f, parseIpv4('10.244.1.7'), 8080, false);
+  natRewriteDst4(i, f, ipv4('10.244.1.7'), 8080, false);
   assert.equal(get16(f, i.l4Offset + 6), 0);
   assert.equal(verifyChecksums(i, f), true);
 
@@ -114,10 +114,10 @@ test('CHECKSUM_PARTIAL (captured veth frames): address moves the pseudo sum, por
     const i = decodeOk(f);
     const csAt = i.l4Offset + (i.protocol === IpProtocol.TCP ? 16 : 6);
     assert.equal(verifyChecksums(i, f, true), true);
-    natRewriteDst4(i, f, parseIpv4('192.168.200.17'), 30080, true);
-    natRewriteSrc4(i, f, parseIpv4('10.96.0.1'), 443, true);
+    natRewriteDst4(i, f, ipv4('192.168.200.17'), 30080, true);
+    natRewriteSrc4(i, f, ipv4('10.96.0.1'), 443, true);
     assert.equal(get16(f, i.l4Offset + 2), 30080);
-    assert.equal(get16(f, csAt), pseudoHeaderV4(parseIpv4('10.96.0.1'), parseIpv4('192.168.200.17'), i.protocol, i.l4Length));
+    assert.equal(get16(f, csAt), pseudoHeaderV4(ipv4('10.96.0.1'), ipv4('192.168.200.17'), i.protocol, i.l4Length));
     assert.equal(verifyChecksums(i, f, true), true);
     // What the device then does (sum from csum_start, store the complement) gives the
     // same checksum as computing it from scratch.
@@ -130,11 +130,11 @@ test('CHECKSUM_PARTIAL (captured veth frames): address moves the pseudo sum, por
 test('ICMP echo: the identifier is the port; ICMP has no pseudo-header', () => {
   const f = icmp4EchoRequest.slice();
   const i = decodeOk(f);
-  natRewriteSrc4(i, f, parseIpv4('172.16.0.9'), 0xbeef, false);
+  natRewriteSrc4(i, f, ipv4('172.16.0.9'), 0xbeef, false);
   assert.equal(i.icmpEchoId, 0xbeef);
   assert.equal(get16(f, i.l4Offset + 4), 0xbeef);
   assert.deepEqual(f, recomputed(f));
-  natRewriteDst4(i, f, parseIpv4('10.0.0.1'), -1, false);
+  natRewriteDst4(i, f, ipv4('10.0.0.1'), -1, false);
   assert.equal(get16(f, i.l4Offset + 4), 0xbeef);
   assert.deepEqual(f, recomputed(f));
 });
@@ -143,7 +143,7 @@ test('a non-first fragment gets the address only', () => {
   const f = ipv4LastFragment.slice();
   const i = decodeOk(f);
   const payload = f.slice(34);
-  natRewriteDst4(i, f, parseIpv4('10.244.3.3'), 80, false);
+  natRewriteDst4(i, f, ipv4('10.244.3.3'), 80, false);
   assert.deepEqual(f.slice(34), payload);
   assert.equal(verifyChecksums(decodeOk(f), f), true);
 });
@@ -192,7 +192,7 @@ test('reverse NAT of ICMP errors: an 8-byte TCP quote has no checksum to update'
   const f = errorAbout(new Prng(11), IpProtocol.TCP, 28);
   const i = decodeOk(f);
   assert.equal(i.origL4Offset + 8, f.length);
-  natRewriteQuotedDst4(i, f, parseIpv4('10.96.0.10'), 53);
+  natRewriteQuotedDst4(i, f, ipv4('10.96.0.10'), 53);
   assert.equal(get16(f, i.origL4Offset + 2), 53);
   assert.equal(verifyChecksums(i, f), true);
   assert.ok(ip.wrapEmbedded(f, i.origL3Offset, 28));
@@ -208,7 +208,7 @@ test('reverse NAT of an ICMP error about an echo request rewrites the quoted ide
   const i = decodeOk(f);
   assert.equal(i.origProtocol, IpProtocol.ICMP);
   assert.equal(i.origSrcPort, 8379);
-  natRewriteQuotedSrc4(i, f, parseIpv4('10.244.0.5'), 4242);
+  natRewriteQuotedSrc4(i, f, ipv4('10.244.0.5'), 4242);
   assert.equal(i.origSrcPort, 4242);
   assert.deepEqual(f, recomputed(f));
 });

@@ -9,15 +9,15 @@ import { join } from 'node:path';
 import {
   ArpOp, DropReason, Icmpv4Type, Icmpv6Type, IpProtocol, LinkType, MAC_BROADCAST, PacketInfo, TcpFlags, buildPacket,
   decodeFrame, emitIcmpv4Error, emitIcmpv4FragNeeded, emitIcmpv4PortUnreachable, emitIcmpv6Error, emitIcmpv6PacketTooBig,
-  emitPacket, emitTcpReset, get16, get32, icmpErrorAllowed, packetLength, parseIpv4, parseIpv6, parseMac, set16, verifyChecksums,
+  emitPacket, emitTcpReset, get16, get32, icmpErrorAllowed, packetLength, ipv4, parseIpv6, parseMac, set16, verifyChecksums,
   type PacketRepr,
 } from '../src/wire/index.ts';
 import * as fx from './fixtures/wire/frames.ts';
 
-const A_MAC = parseMac('02:00:00:00:00:0a');
-const B_MAC = parseMac('02:00:00:00:00:0b');
-const A4 = parseIpv4('10.77.0.1');
-const B4 = parseIpv4('10.77.0.2');
+const A_MAC = parseMac('02:00:00:00:00:0a')!;
+const B_MAC = parseMac('02:00:00:00:00:0b')!;
+const A4 = ipv4('10.77.0.1');
+const B4 = ipv4('10.77.0.2');
 const A6 = parseIpv6('fd00:77::1')!;
 const B6 = parseIpv6('fd00:77::2')!;
 
@@ -140,7 +140,7 @@ test('ICMPv6 port unreachable equals the kernel\'s message; Packet Too Big carri
 test('fragmentation needed (RFC 1191): next-hop MTU, quote cut at 576 bytes', () => {
   const big = decoded(fx.ipv4FirstFragment);
   const out = new Uint8Array(700);
-  const router = parseIpv4('10.77.0.254');
+  const router = ipv4('10.77.0.254');
   const n = emitIcmpv4FragNeeded(out, 0, big, fx.ipv4FirstFragment, 1450, router, { dst: A_MAC, src: 0x02000000fffe });
   assert.equal(n, 14 + 576);
   const f = out.subarray(0, n);
@@ -227,7 +227,7 @@ test('tshark finds no malformed packet and no bad checksum in the built frames',
   // The captured query carries a CHECKSUM_PARTIAL field; quote it with its full checksum.
   const query = withL4Checksum(fx.udp4DnsQuery, 40, fx.fullL4Checksums.udp4DnsQuery);
   take(emitIcmpv4PortUnreachable(out, 0, decoded(query), query));
-  take(emitIcmpv4FragNeeded(out, 0, decoded(fx.ipv4FirstFragment), fx.ipv4FirstFragment, 1450, parseIpv4('10.77.0.254')));
+  take(emitIcmpv4FragNeeded(out, 0, decoded(fx.ipv4FirstFragment), fx.ipv4FirstFragment, 1450, ipv4('10.77.0.254')));
   take(emitIcmpv6PacketTooBig(out, 0, decoded(fx.ipv6FirstFragment), fx.ipv6FirstFragment, 1400, B6));
   take(emitTcpReset(out, 0, decoded(fx.tcpSyn), fx.tcpSyn));
   take(emitTcpReset(out, 0, decoded(fx.tcpData), fx.tcpData));

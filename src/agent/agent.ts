@@ -18,7 +18,7 @@ import { AgentTools } from './tools.ts';
 import { AgentServices } from './services.ts';
 import { buildServiceTable } from '../tables/service-table.ts';
 import { ServiceNat } from '../services/nat.ts';
-import type { ServiceSnapshot } from '../services/spec.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 
 /** Conntrack garbage collection: a slice of the table per tick. */
 const CONNTRACK_GC_INTERVAL_MS = 1000;

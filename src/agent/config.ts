@@ -2,7 +2,7 @@
 // or JSON file; every problem is reported as "FILE: field.path: what is wrong".
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { parseCidr, type Cidr } from '../util/cidr.ts';
+import { parseCidr, type Cidr } from '../wire/address.ts';
 import { parseIpv4 } from '../wire/index.ts';
 
 export interface NodeRecord {
@@ -84,14 +84,14 @@ class Reader {
   ipv4(obj: Raw, key: string, field: string): number {
     const text = this.string(obj, key, field);
     const addr = parseIpv4(text);
-    if (addr < 0) this.fail(field, `'${text}' is not an IPv4 address`);
+    if (addr === undefined) return this.fail(field, `'${text}' is not an IPv4 address`);
     return addr;
   }
 
   cidr(obj: Raw, key: string, field: string, fallback?: string): Cidr {
     const text = this.string(obj, key, field, fallback);
     const cidr = parseCidr(text);
-    if (cidr === null) this.fail(field, `'${text}' is not an IPv4 CIDR like 10.244.1.0/24`);
+    if (cidr === undefined) return this.fail(field, `'${text}' is not an IPv4 CIDR like 10.244.1.0/24`);
     return cidr;
   }
 }

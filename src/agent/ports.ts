@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
-import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
+import { ipv4, ipv4ToString } from '../wire/address.ts';
 import type { ControlHandler } from './control-server.ts';
 import { ControlError, ControlErrorCode, type PortInfo, type StatusInfo } from './protocol.ts';
 
@@ -250,7 +250,7 @@ export class PortManager {
 
   /** The control-socket handler for these ports; `status` is the agent's (node, podCIDR, ...). */
   controlHandler(status: () => StatusInfo | Promise<StatusInfo>): ControlHandler {
-    const ipOf = (text: string): number => parseIpv4(text);
+    const ipOf = (text: string): number => ipv4(text);
     return {
       status,
       addPort: async (r) => this.toInfo(await this.addPort({ ...r, ip: ipOf(r.ip), gateway: ipOf(r.gateway) })),
@@ -291,8 +291,8 @@ export class PortManager {
       for (const info of this.#readState()) {
         const name = key(info.containerId, info.ifName);
         const p: AddPortParams = {
-          containerId: info.containerId, ifName: info.ifName, netns: info.netns, ip: parseIpv4(info.ip),
-          prefixLength: info.prefixLength, gateway: parseIpv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '',
+          containerId: info.containerId, ifName: info.ifName, netns: info.netns, ip: ipv4(info.ip),
+          prefixLength: info.prefixLength, gateway: ipv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '',
         };
         try {
           if (this.#ports.has(name)) continue;

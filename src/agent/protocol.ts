@@ -134,7 +134,7 @@ function optionalString(obj: Raw, op: string, key: string): string | undefined {
 
 function ipv4Field(obj: Raw, op: string, key: string): string {
   const v = stringField(obj, op, key);
-  if (parseIpv4(v) < 0) throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${key}' is not an IPv4 address: '${v}'`);
+  if (parseIpv4(v) === undefined) throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${key}' is not an IPv4 address: '${v}'`);
   return v;
 }
 

@@ -5,7 +5,7 @@
 // manifests have been read once (kube-proxy's "initialized" rule: start() resolves
 // after the first full read and sync).
 import { ServiceController } from '../control/service-controller.ts';
-import type { ServiceSnapshot } from '../services/spec.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { HealthCheckServers } from './health.ts';

@@ -8,7 +8,7 @@ import type { ControlHandler } from './control-server.ts';
 import type { TraceRequest } from './protocol.ts';
 import { Ingress } from '../services/nat-codes.ts';
 import { traceServicePacket, type TraceResult } from '../services/trace.ts';
-import { parseIpv4 } from '../wire/index.ts';
+import { ipv4 } from '../wire/index.ts';
 import type { Agent } from './agent.ts';
 
 /** A capture the client forgot to stop ends by itself after this long. */
@@ -97,7 +97,7 @@ export class AgentTools {
     const a = this.#agent;
     const snapshot = a.serviceSnapshot ?? { generation: 0, ports: [], nodePortAddresses: [] };
     const ingress = r.from === 'pod' ? Ingress.POD : r.from === 'host' ? Ingress.HOST : Ingress.EXTERNAL;
-    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: parseIpv4(r.src), srcPort: r.srcPort, dst: parseIpv4(r.dst), dstPort: r.dstPort, ingress }, {
+    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: ipv4(r.src), srcPort: r.srcPort, dst: ipv4(r.dst), dstPort: r.dstPort, ingress }, {
       masqueradeIP: a.config.underlayAddress,
       hairpinIP: a.config.podCIDR.host(1),
       seed: 1,
@@ -106,7 +106,7 @@ export class AgentTools {
     });
     let egress = 'none: the packet does not leave (see the verdict)';
     if (result.verdict === 'pass' || result.verdict === 'nated') {
-      const dst = parseIpv4(/-> ([\d.]+):/.exec(result.after)?.[1] ?? r.dst);
+      const dst = ipv4(/-> ([\d.]+):/.exec(result.after)?.[1] ?? r.dst);
       egress = a.routeOf(dst);
     }
     result.steps.push(`egress: ${egress}`);

@@ -24,7 +24,7 @@ export async function run(args: string[]): Promise<number> {
   const { TunDevice } = await import('../device/tun.ts');
   const { moveLinkToNetns } = await import('../device/netlink.ts');
   const { ArpIcmpResponder } = await import('../demo/responder.ts');
-  const { parseIpv4 } = await import('../wire/index.ts');
+  const { ipv4 } = await import('../wire/index.ts');
   const suffix = randomBytes(3).toString('hex');
   const netns = `tpdemo-${suffix}`;
   const ip = (...a: string[]): string => execFileSync('ip', a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -34,7 +34,7 @@ export async function run(args: string[]): Promise<number> {
     moveLinkToNetns(tap.name, `/run/netns/${netns}`, 'eth0');
     ip('-n', netns, 'addr', 'add', '10.250.0.1/24', 'dev', 'eth0');
     ip('-n', netns, 'link', 'set', 'eth0', 'up');
-    const responder = new ArpIcmpResponder(tap, parseIpv4('10.250.0.2'), 0x02_54_50_00_00_02);
+    const responder = new ArpIcmpResponder(tap, ipv4('10.250.0.2'), 0x02_54_50_00_00_02);
     responder.start();
     console.log(`namespace ${netns}: eth0 = TAP ${tap.name} (fd ${tap.fd}) 10.250.0.1/24; userspace host 10.250.0.2 at 02:54:50:00:00:02`);
     // Asynchronous child: the responder answers from this process's event loop meanwhile.

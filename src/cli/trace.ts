@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseIpv4 } from '../wire/address.ts';
 import { Ingress } from '../services/nat-codes.ts';
-import { parseServiceSnapshot } from '../services/snapshot-json.ts';
+import { parseServiceSnapshot } from '../model/snapshot-json.ts';
 import { traceServicePacket, type TracePacket } from '../services/trace.ts';
 import { CliError } from './errors.ts';
 
@@ -35,13 +35,13 @@ function endpointArg(v: string | undefined, flag: string): [number, number] {
   const at = v.lastIndexOf(':');
   const a = parseIpv4(at < 0 ? v : v.slice(0, at));
   const port = at < 0 ? NaN : Number(v.slice(at + 1));
-  if (a < 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`trace: ${flag} ${v}: expected IPv4:PORT, e.g. 10.96.0.10:80`, 2);
+  if (a === undefined || !Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`trace: ${flag} ${v}: expected IPv4:PORT, e.g. 10.96.0.10:80`, 2);
   return [a, port];
 }
 
 function ipArg(v: string, flag: string): number {
   const a = parseIpv4(v);
-  if (a < 0) throw new CliError(`trace: ${flag} ${v}: not an IPv4 address`, 2);
+  if (a === undefined) throw new CliError(`trace: ${flag} ${v}: not an IPv4 address`, 2);
   return a;
 }
 

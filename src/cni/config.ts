@@ -1,7 +1,7 @@
 // The network configuration a runtime streams on stdin (CNI spec, "Plugin configuration
 // object"): decoding (code 6), version negotiation (code 1) and validation (code 7, or 2
 // for a field we do not support), each error naming the field.
-import { parseCidr, type Cidr } from '../util/cidr.ts';
+import { parseCidr, type Cidr } from '../wire/address.ts';
 import { parseIpv4 } from '../wire/address.ts';
 import { CniCode, CniError } from './errors.ts';
 
@@ -88,7 +88,7 @@ function optionalIpv4(obj: Raw, key: string, where: string): number | null {
   if (obj[key] === undefined) return null;
   const text = requiredString(obj, key, where);
   const a = parseIpv4(text);
-  if (a < 0) invalid(where, `'${text}' is not an IPv4 address`);
+  if (a === undefined) return invalid(where, `'${text}' is not an IPv4 address`);
   return a;
 }
 
@@ -166,8 +166,8 @@ function parseIpam(ipam: Raw): TapirIpamConfig | DelegatedIpamConfig {
   let subnet: Cidr | null = null;
   if (ipam.subnet !== undefined) {
     const text = requiredString(ipam, 'subnet', 'ipam.subnet');
-    subnet = parseCidr(text);
-    if (subnet === null) invalid('ipam.subnet', `'${text}' is not an IPv4 CIDR like 10.244.1.0/24`);
+    subnet = parseCidr(text) ?? null;
+    if (subnet === null) return invalid('ipam.subnet', `'${text}' is not an IPv4 CIDR like 10.244.1.0/24`);
     if (subnet.prefixLength > 30) invalid('ipam.subnet', `'${text}' leaves no room for a gateway and pods (use /30 or shorter)`);
   }
   const dataDir = ipam.dataDir === undefined ? DEFAULT_IPAM_DATA_DIR : requiredString(ipam, 'dataDir', 'ipam.dataDir');
@@ -180,7 +180,7 @@ function parseIpam(ipam: Raw): TapirIpamConfig | DelegatedIpamConfig {
       const where = `ipam.routes[${i}]`;
       if (o === null || typeof o !== 'object') invalid(where, 'must be an object');
       const dst = requiredString(o, 'dst', `${where}.dst`);
-      if (parseCidr(dst) === null) invalid(`${where}.dst`, `'${dst}' is not an IPv4 CIDR`);
+      if (parseCidr(dst) === undefined) invalid(`${where}.dst`, `'${dst}' is not an IPv4 CIDR`);
       const gw = optionalIpv4(o, 'gw', `${where}.gw`);
       routes.push(gw === null ? { dst } : { dst, gw: o.gw as string });
     });

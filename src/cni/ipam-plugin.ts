@@ -1,7 +1,7 @@
 // Address management for one CNI invocation: the built-in tapir-ipam (ipam.ts) or any
 // other IPAM plugin from CNI_PATH (delegate.ts), behind one interface.
 import type { StatusInfo } from '../agent/protocol.ts';
-import { parseCidr } from '../util/cidr.ts';
+import { parseCidr } from '../wire/address.ts';
 import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
 import { TAPIR_IPAM, type NetConf, type TapirIpamConfig } from './config.ts';
 import { commonVersion, execPlugin, findPlugin, pluginVersions } from './delegate.ts';
@@ -63,9 +63,9 @@ class TapirIpam implements Ipam {
     if (cfg.subnet !== null) return makeRange(cfg.subnet, cfg.gateway, cfg.rangeStart, cfg.rangeEnd);
     const status = await this.#ctx.agentStatus();
     const subnet = parseCidr(status.podCIDR);
-    if (subnet === null) throw new CniError(CniCode.invalidConfig, 'agent reported no usable podCIDR', `status.podCIDR = ${JSON.stringify(status.podCIDR)}; set ipam.subnet in the network configuration`);
+    if (subnet === undefined) throw new CniError(CniCode.invalidConfig, 'agent reported no usable podCIDR', `status.podCIDR = ${JSON.stringify(status.podCIDR)}; set ipam.subnet in the network configuration`);
     const agentGateway = parseIpv4(status.gateway);
-    return makeRange(subnet, cfg.gateway ?? (agentGateway >= 0 ? agentGateway : null), cfg.rangeStart, cfg.rangeEnd);
+    return makeRange(subnet, cfg.gateway ?? agentGateway ?? null, cfg.rangeStart, cfg.rangeEnd);
   }
 
   async add(): Promise<IpamLease> {
@@ -88,7 +88,8 @@ class TapirIpam implements Ipam {
 
   async check(ip: string): Promise<void> {
     const { containerId, ifName } = this.#ctx.env;
-    const owner = this.#store.owner(parseIpv4(ip));
+    const address = parseIpv4(ip);
+    const owner = address === undefined ? null : this.#store.owner(address);
     if (owner === null || owner.containerId !== containerId || owner.ifName !== ifName) {
       throw new CniError(CniCode.checkFailed, `tapir-ipam has no allocation of ${ip} for this container`,
         `${this.#store.dir}/${ip}: ${owner === null ? 'missing' : `held by ${owner.containerId}/${owner.ifName}`}; expected ${containerId}/${ifName}`);
@@ -148,12 +149,13 @@ class DelegatedIpam implements Ipam {
     const v4 = result.ips.find((ip) => !ip.address.includes(':'));
     if (v4 === undefined) throw new CniError(CniCode.invalidConfig, `ipam plugin ${this.#type} returned no IPv4 address`, `tapir pods are IPv4 only; got ${JSON.stringify(answer.ips)}`);
     const cidr = parseCidr(v4.address);
-    if (cidr === null) throw new CniError(CniCode.decode, `ipam plugin ${this.#type} returned a malformed address`, v4.address);
+    if (cidr === undefined) throw new CniError(CniCode.decode, `ipam plugin ${this.#type} returned a malformed address`, v4.address);
     const ip = v4.address.slice(0, v4.address.indexOf('/'));
     let gateway = v4.gateway;
     if (gateway === undefined) {
       const status = await this.#ctx.agentStatus().catch(() => null);
-      gateway = status !== null && cidr.contains(parseIpv4(status.gateway)) ? status.gateway : ipv4ToString(cidr.host(1));
+      const agentGateway = status === null ? undefined : parseIpv4(status.gateway);
+      gateway = agentGateway !== undefined && cidr.contains(agentGateway) ? status!.gateway : ipv4ToString(cidr.host(1));
     }
     const routes = result.routes.filter((r) => !r.dst.includes(':'));
     if (!routes.some((r) => r.dst === DEFAULT_ROUTE)) routes.unshift({ dst: DEFAULT_ROUTE, gw: gateway });

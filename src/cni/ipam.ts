@@ -11,7 +11,7 @@
 import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
-import type { Cidr } from '../util/cidr.ts';
+import type { Cidr } from '../wire/address.ts';
 import { attachmentKey } from './config.ts';
 import { CniCode, CniError } from './errors.ts';
 
@@ -79,7 +79,7 @@ export class IpamStore {
     const out: Allocation[] = [];
     for (const name of names) {
       const ip = parseIpv4(name);
-      if (ip < 0) continue;
+      if (ip === undefined) continue;
       const owner = this.#readOwner(name);
       if (owner !== null) out.push({ ip, ...owner });
     }
@@ -175,7 +175,7 @@ export class IpamStore {
 
   #lastReserved(): number {
     try {
-      return parseIpv4(readFileSync(join(this.dir, LAST_RESERVED), 'utf8').trim());
+      return parseIpv4(readFileSync(join(this.dir, LAST_RESERVED), 'utf8').trim()) ?? -1;
     } catch {
       return -1;
     }

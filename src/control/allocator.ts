@@ -10,8 +10,7 @@
 // part of the range and leaves a static band at the bottom free for requested values,
 // as the API server does (KEP-3070 for cluster IPs, KEP-3668 for node ports), so adding
 // a service with a requested value rarely moves an allocated one.
-import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
-import type { Cidr } from '../util/cidr.ts';
+import { ipv4, ipv4ToString, type Cidr } from '../wire/address.ts';
 import { describeOrigin, namespacedName, type ServiceObject } from '../k8s/objects.ts';
 
 export interface PortRange {
@@ -148,7 +147,8 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
     const claims: Claim[] = [];
     const alloc: ServiceAllocation = { clusterIP: 0, nodePorts: svc.spec.ports.map(() => 0), healthCheckNodePort: 0 };
     if (needsClusterIP(svc) && svc.spec.clusterIP !== '') {
-      const ip = parseIpv4(svc.spec.clusterIP);
+      // Validated by the manifest reader (k8s/validate-service.ts).
+      const ip = ipv4(svc.spec.clusterIP);
       if (!cidr.contains(ip)) reject(svc, 'spec.clusterIP', `${svc.spec.clusterIP} is not in the service CIDR ${cidr}`);
       else if (ip === cidr.network || ip === cidr.broadcast) reject(svc, 'spec.clusterIP', `${svc.spec.clusterIP} is the ${ip === cidr.network ? 'network' : 'broadcast'} address of the service CIDR ${cidr}`);
       else claims.push({ pool: ips, value: ip, field: 'spec.clusterIP' });

@@ -2,10 +2,9 @@
 // of one node (src/services/spec.ts), applying kube-proxy's rules: which services are
 // proxied at all, which frontends a port has, and which endpoints each kind of traffic
 // may use on this node. The result is frozen: snapshots share it across generations.
-import { parseIpv4 } from '../wire/address.ts';
-import { parseCidr } from '../util/cidr.ts';
+import { ipv4, parseCidr } from '../wire/address.ts';
 import { Annotation, Label, type EndpointSliceObject, type ServiceObject } from '../k8s/objects.ts';
-import { L4Protocol, LbAlgorithm, type EndpointSpec, type ServicePortSpec } from '../services/spec.ts';
+import { L4Protocol, LbAlgorithm, type EndpointSpec, type ServicePortSpec } from '../model/service-snapshot.ts';
 import type { ServiceAllocation } from './allocator.ts';
 import { categorizeEndpoints, type HintedEndpoint } from './topology.ts';
 
@@ -39,7 +38,7 @@ function endpointsForPort(name: string, protocol: string, slices: readonly Endpo
         // The same endpoint in two slices: kube-proxy keeps one, preferring a local copy.
         if (byAddress.has(key) && !local) continue;
         const spec: EndpointSpec = Object.freeze({
-          ip: parseIpv4(address),
+          ip: ipv4(address),
           port: port.port,
           nodeName: ep.nodeName,
           local,
@@ -60,11 +59,11 @@ export function compileService(svc: ServiceObject, alloc: ServiceAllocation, sli
   const namespace = svc.metadata.namespace;
   const name = svc.metadata.name;
   const spec = svc.spec;
-  const externalIPs = freezeAll(spec.externalIPs.map(parseIpv4));
+  const externalIPs = freezeAll(spec.externalIPs.map((text) => ipv4(text)));
   // ipMode Proxy: the load balancer rewrites the destination to a node, so the node
   // must not capture the address itself (KEP-1860).
   const loadBalancerIPs = freezeAll(spec.type === 'LoadBalancer'
-    ? svc.status.loadBalancerIngress.filter((i) => i.ipMode === 'VIP').map((i) => parseIpv4(i.ip))
+    ? svc.status.loadBalancerIngress.filter((i) => i.ipMode === 'VIP').map((i) => ipv4(i.ip))
     : []);
   const sourceRanges = freezeAll(spec.loadBalancerSourceRanges.map((text) => {
     const cidr = parseCidr(text)!;

@@ -5,8 +5,8 @@
 // (kube-proxy publishes nothing before Services and EndpointSlices have synced).
 import { ManifestDir, type ObjectChange } from '../k8s/manifest-dir.ts';
 import { ManifestError } from '../k8s/manifest.ts';
-import { parseCidr, type Cidr } from '../util/cidr.ts';
-import type { ServiceSnapshot } from '../services/spec.ts';
+import { parseCidr, type Cidr } from '../wire/address.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { DEFAULT_NODE_PORT_RANGE, parseNodePortRange, type PortRange } from './allocator.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { describeServices, type ServiceDescription } from './describe.ts';
@@ -74,7 +74,7 @@ export class ServiceController {
   constructor(opts: ServiceControllerOptions) {
     this.#opts = opts;
     const cidr = typeof opts.serviceCIDR === 'object' ? opts.serviceCIDR : parseCidr(opts.serviceCIDR ?? '10.96.0.0/12');
-    if (cidr === null) throw new ServiceControllerError('CONFIG', `serviceCIDR: ${JSON.stringify(opts.serviceCIDR)} is not an IPv4 CIDR such as 10.96.0.0/12`);
+    if (cidr === undefined) throw new ServiceControllerError('CONFIG', `serviceCIDR: ${JSON.stringify(opts.serviceCIDR)} is not an IPv4 CIDR such as 10.96.0.0/12`);
     const range = typeof opts.nodePortRange === 'object' ? opts.nodePortRange : opts.nodePortRange === undefined ? DEFAULT_NODE_PORT_RANGE : parseNodePortRange(opts.nodePortRange);
     if (range === null) throw new ServiceControllerError('CONFIG', `nodePortRange: ${JSON.stringify(opts.nodePortRange)} is not a range such as 30000-32767`);
     this.#state = new ServiceProxyState(opts.node, { serviceCIDR: cidr, nodePortRange: range });

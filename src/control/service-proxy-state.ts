@@ -7,7 +7,7 @@
 import { mirrorEndpoints } from '../k8s/endpoints-mirror.ts';
 import type { ObjectChange } from '../k8s/manifest-dir.ts';
 import { namespacedName, type EndpointSliceObject, type EndpointsObject, type K8sObject, type NodeObject, type PodObject, type ServiceObject } from '../k8s/objects.ts';
-import type { ServicePortSpec, ServiceSnapshot } from '../services/spec.ts';
+import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { parseIpv4 } from '../wire/address.ts';
 import { allocateServices, type AllocationResult, type AllocatorConfig } from './allocator.ts';
 import { compileService, type NodeContext } from './compile.ts';
@@ -158,7 +158,7 @@ export class ServiceProxyState {
     return {
       name: opts.name,
       zone: opts.zone ?? nodeObject?.zone ?? '',
-      nodePortAddresses: Object.freeze(addresses.map((a) => (typeof a === 'number' ? a >>> 0 : parseIpv4(a))).filter((a) => a >= 0)) as number[],
+      nodePortAddresses: Object.freeze(addresses.map((a) => (typeof a === 'number' ? a >>> 0 : parseIpv4(a))).filter((a) => a !== undefined)) as number[],
     };
   }
 

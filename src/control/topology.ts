@@ -6,7 +6,7 @@
 //    serving+terminating ones, ignoring topology (best effort to keep connections going);
 //  - local-policy traffic uses this node's ready endpoints, else this node's
 //    serving+terminating ones; topology does not apply.
-import type { EndpointSpec } from '../services/spec.ts';
+import type { EndpointSpec } from '../model/service-snapshot.ts';
 
 export interface HintedEndpoint {
   spec: EndpointSpec;

@@ -3,7 +3,7 @@
 // a change (a pod added or removed, a node joining) compiles a new table that the
 // datapath swaps in between batches, so a batch never sees half an update.
 import { Ipv4Map } from '../tables/ipv4-map.ts';
-import type { Cidr } from '../util/cidr.ts';
+import type { Cidr } from '../wire/address.ts';
 
 export interface PodEntry {
   /** The datapath's port index. */

@@ -230,7 +230,7 @@ export function checkIpv4(v: unknown, path: string, problems: Problems): boolean
     problems.add(path, `must be an IPv4 address string, not ${typeName(v)}`);
     return false;
   }
-  if (parseIpv4(v) < 0) {
+  if (parseIpv4(v) === undefined) {
     problems.add(path, v.includes(':') ? `${JSON.stringify(v)} is an IPv6 address; Tapir supports IPv4 only` : `${JSON.stringify(v)} is not a valid IPv4 address`);
     return false;
   }

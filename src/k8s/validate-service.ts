@@ -1,6 +1,6 @@
 // Service (v1) validation: the checks the API server makes on the fields kube-proxy
 // uses, with its defaults applied. IPv4 only; SCTP is refused with a clear message.
-import { parseCidr } from '../util/cidr.ts';
+import { parseCidr } from '../wire/address.ts';
 import { Fields, checkIpv4, checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
 import { Annotation, type LoadBalancerIngress, type ObjectMeta, type Origin, type ServiceObject, type ServicePort, type ServiceType } from './objects.ts';
 
@@ -53,7 +53,7 @@ export function validateService(top: Fields, metadata: ObjectMeta, origin: Origi
   if (rangeItems.length > 0 && type !== 'LoadBalancer') spec.fail('loadBalancerSourceRanges', 'may only be used when type is LoadBalancer');
   for (const item of rangeItems) {
     const text = typeof item.value === 'string' ? item.value.trim() : '';
-    if (parseCidr(text) === null) spec.problems.add(item.path, `${JSON.stringify(item.value)} is not an IPv4 CIDR such as 203.0.113.0/24`);
+    if (parseCidr(text) === undefined) spec.problems.add(item.path, `${JSON.stringify(item.value)} is not an IPv4 CIDR such as 203.0.113.0/24`);
     else loadBalancerSourceRanges.push(text);
   }
 

@@ -10,7 +10,7 @@ import { allocateServices, DEFAULT_NODE_PORT_RANGE, needsNodePorts } from '../co
 import { parseManifest } from '../k8s/manifest.ts';
 import { describeOrigin, namespacedName, objectKey, type K8sObject, type PodObject, type ServiceObject } from '../k8s/objects.ts';
 import { validateDocument } from '../k8s/validate.ts';
-import { parseCidr } from '../util/cidr.ts';
+import { parseCidr } from '../wire/address.ts';
 import { ipv4ToString } from '../wire/address.ts';
 import { BUILTIN_NAMESPACES } from './lab-objects.ts';
 import { assignLoadBalancerIP, parsePool, takenAddresses } from './load-balancer.ts';

@@ -4,7 +4,7 @@
 // and 503 when not, so a cloud load balancer sends traffic only to nodes that can keep
 // the client's address. (With the tapir proxy mode the agent serves these.)
 import { createServer, type Server } from 'node:http';
-import type { ServiceSnapshot } from '../services/spec.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 
 interface Entry { server: Server; namespace: string; name: string; localEndpoints: number }
 

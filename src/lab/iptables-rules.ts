@@ -3,9 +3,9 @@
 // whatever an earlier sync installed, stale chains included). Chain names, comments
 // and rule order follow pkg/proxy/iptables/proxier.go so the output reads like a real
 // node's `iptables-save`; the golden tests pin it (test/fixtures/lab-rules/).
-import type { ServiceSnapshot } from '../services/spec.ts';
-import { formatIpv4 } from './ipv4.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { MASQUERADE_MARK, planPorts, probability, type PlannedEndpoint, type PlannedPort, type ProxyNode } from './proxy-plan.ts';
+import { ipv4ToString } from '../wire/address.ts';
 
 function quote(comment: string): string {
   // iptables-save quotes comments that contain anything but a plain word.
@@ -57,7 +57,7 @@ export function iptablesRules(snapshot: ServiceSnapshot, node: ProxyNode): strin
   for (const port of planPorts(snapshot)) servicePort(port, node, filter, nat);
 
   // Last in KUBE-SERVICES, so node ports never shadow a cluster IP or external IP.
-  for (const address of snapshot.nodePortAddresses.map(formatIpv4)) {
+  for (const address of snapshot.nodePortAddresses.map(ipv4ToString)) {
     nat.add('KUBE-SERVICES', `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d ${address}/32 -j KUBE-NODEPORTS`);
   }
   return [...table('filter', ['INPUT', 'FORWARD', 'OUTPUT'], filter), ...table('nat', ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'], nat)].join('\n') + '\n';

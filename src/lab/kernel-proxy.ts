@@ -6,12 +6,12 @@
 // entries towards endpoints that went away are deleted, as kube-proxy does
 // (pkg/proxy/conntrack/cleanup.go): UDP has no connection end, so without this a client
 // keeps sending into a removed pod until the entry times out.
-import { formatIpv4 } from './ipv4.ts';
 import { iptablesRules } from './iptables-rules.ts';
 import { nftablesRules } from './nftables-rules.ts';
 import type { ProxyNode } from './proxy-plan.ts';
 import { tryRun } from './shell.ts';
-import type { ServiceSnapshot } from '../services/spec.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
+import { ipv4ToString } from '../wire/address.ts';
 
 export type KernelProxyMode = 'iptables' | 'nftables';
 
@@ -55,10 +55,10 @@ function udpFlows(snapshot: ServiceSnapshot): Set<string> {
   const flows = new Set<string>();
   for (const port of snapshot.ports) {
     if (port.protocol !== 17 || port.clusterIP === 0) continue;
-    const frontends = [port.clusterIP, ...port.externalIPs, ...port.loadBalancerIPs].map((ip) => `${formatIpv4(ip)}:${port.port}`);
+    const frontends = [port.clusterIP, ...port.externalIPs, ...port.loadBalancerIPs].map((ip) => `${ipv4ToString(ip)}:${port.port}`);
     if (port.nodePort !== 0) frontends.push(`:${port.nodePort}`);
     for (const e of [...port.clusterEndpoints, ...port.externalEndpoints]) {
-      for (const frontend of frontends) flows.add(`${frontend}>${formatIpv4(e.ip)}`);
+      for (const frontend of frontends) flows.add(`${frontend}>${ipv4ToString(e.ip)}`);
     }
   }
   return flows;

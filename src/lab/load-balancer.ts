@@ -4,7 +4,7 @@
 // status.loadBalancer.ingress), and one node answers ARP for it on the underlay (the
 // node daemon adds it to the node's eth0 as a /32; see src/lab/speaker.ts).
 import type { ServiceObject } from '../k8s/objects.ts';
-import { formatIpv4, parseIpv4, parsePrefix, prefixSize } from './ipv4.ts';
+import { ipv4ToString, parseCidr, parseIpv4 } from '../wire/address.ts';
 
 export interface AddressPool { first: number; last: number }
 
@@ -17,14 +17,14 @@ export function parsePool(text: string): AddressPool | undefined {
     if (first === undefined || last === undefined || last < first) return undefined;
     return { first, last };
   }
-  const prefix = parsePrefix(text.trim());
+  const prefix = parseCidr(text.trim(), true);
   if (prefix === undefined) return undefined;
-  if (prefix.prefixLength >= 31) return { first: prefix.network, last: prefix.network + prefixSize(prefix) - 1 };
-  return { first: prefix.network + 1, last: prefix.network + prefixSize(prefix) - 2 };
+  if (prefix.prefixLength >= 31) return { first: prefix.network, last: prefix.network + prefix.size - 1 };
+  return { first: prefix.network + 1, last: prefix.network + prefix.size - 2 };
 }
 
 export function formatPool(pool: AddressPool): string {
-  return `${formatIpv4(pool.first)}-${formatIpv4(pool.last)}`;
+  return `${ipv4ToString(pool.first)}-${ipv4ToString(pool.last)}`;
 }
 
 export function poolContains(pool: AddressPool, address: number): boolean {
@@ -44,7 +44,7 @@ export function assignLoadBalancerIP(pool: AddressPool, current: string | undefi
     if (address !== undefined && poolContains(pool, address)) return requested;
   }
   for (let address = pool.first; address <= pool.last; address++) {
-    const text = formatIpv4(address);
+    const text = ipv4ToString(address);
     if (!taken.has(text)) return text;
   }
   return undefined;

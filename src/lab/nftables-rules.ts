@@ -5,9 +5,9 @@
 // ClientIP affinity. Names, comments and structure follow pkg/proxy/nftables/proxier.go.
 // Unlike kube-proxy (which diffs), a rebuild forgets affinity entries; the lab rebuilds
 // only when the services or endpoints changed.
-import type { ServiceSnapshot } from '../services/spec.ts';
-import { formatIpv4 } from './ipv4.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { MASQUERADE_MARK, planPorts, type PlannedEndpoint, type PlannedPort, type ProxyNode } from './proxy-plan.ts';
+import { ipv4ToString } from '../wire/address.ts';
 
 export const NFT_TABLE = 'kube-proxy';
 const T = `ip ${NFT_TABLE}`;
@@ -68,7 +68,7 @@ export function nftablesRules(snapshot: ServiceSnapshot, node: ProxyNode): strin
     `add rule ${T} services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports`,
     `add rule ${T} service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services`,
   ];
-  for (const address of snapshot.nodePortAddresses) out.push(`add element ${T} nodeport-ips { ${formatIpv4(address)} }`);
+  for (const address of snapshot.nodePortAddresses) out.push(`add element ${T} nodeport-ips { ${ipv4ToString(address)} }`);
   for (const port of planPorts(snapshot)) out.push('', `# ${port.portName} ${port.protocol}`, ...servicePort(port, node));
   return `${out.join('\n')}\n`;
 }

@@ -19,10 +19,9 @@ import { describeServices } from '../control/describe.ts';
 import { ServiceProxyState } from '../control/service-proxy-state.ts';
 import { ManifestDir } from '../k8s/manifest-dir.ts';
 import type { PodObject, ServiceObject } from '../k8s/objects.ts';
-import { parseCidr } from '../util/cidr.ts';
+import { parseCidr } from '../wire/address.ts';
 import type { DaemonConfig, DaemonStatus } from './daemons.ts';
 import { HealthChecks } from './health-check.ts';
-import { parsePrefix } from './ipv4.ts';
 import { KernelProxy } from './kernel-proxy.ts';
 import { setPodReady } from './lab-objects.ts';
 import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from './manifests.ts';
@@ -70,7 +69,7 @@ async function main(): Promise<void> {
 
   const proxy = config.proxyMode === 'tapir' ? null : new KernelProxy(config.proxyMode, { clusterCIDR: config.clusterCIDR, serviceCIDR: config.serviceCIDR });
   const health = proxy === null ? null : new HealthChecks((m) => problems.add(m));
-  const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parsePrefix(config.underlayCIDR)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
+  const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parseCidr(config.underlayCIDR, true)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
   const prober = new Prober();
   let speakerProblems: string[] = [];
   let stopping = false;

@@ -4,12 +4,12 @@
 // from the first write.
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
-import { formatIpv4, formatPrefix, nthSubnet, parseIpv4, parsePrefix, prefixContains, prefixesOverlap, prefixSize, prefixWithin, type Ipv4Prefix } from './ipv4.ts';
 import * as names from './names.ts';
 import { formatPool, parsePool, type AddressPool } from './load-balancer.ts';
 import { manifestDirOf } from './manifests.ts';
 import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
 import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type ProxyMode, type Topology } from './topology.ts';
+import { type Cidr, ipv4ToString, parseCidr, parseIpv4 } from '../wire/address.ts';
 
 /** Node i's underlay address defaults to network + 10 + i, the client's to network + 100. */
 const NODE_HOST_OFFSET = 10;
@@ -23,8 +23,8 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   const modeProblem = proxyModeProblem(dataplane, proxyMode);
   if (modeProblem !== undefined) errors.push(`${proxyModeOverride === undefined ? 'proxyMode' : '--proxy-mode'}: ${modeProblem}`);
   const field = (path: string, message: string): void => { errors.push(`${path}: ${message}`); };
-  const prefixField = (path: string, text: string): Ipv4Prefix | undefined => {
-    const prefix = parsePrefix(text);
+  const prefixField = (path: string, text: string): Cidr | undefined => {
+    const prefix = parseCidr(text, true);
     if (prefix === undefined) field(path, `"${text}" must be an IPv4 network like 10.244.0.0/16 (host bits zero)`);
     return prefix;
   };
@@ -33,21 +33,21 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   const service = prefixField('addressing.serviceCIDR', topology.addressing.serviceCIDR);
   if (underlay !== undefined && underlay.prefixLength > 29) field('addressing.underlayCIDR', 'must be /29 or larger');
   if (cluster !== undefined && cluster.prefixLength > 24) field('addressing.clusterCIDR', 'must be /24 or larger (each node takes a /24 by default)');
-  const pairs: [string, Ipv4Prefix | undefined, string, Ipv4Prefix | undefined][] = [
+  const pairs: [string, Cidr | undefined, string, Cidr | undefined][] = [
     ['addressing.clusterCIDR', cluster, 'addressing.underlayCIDR', underlay],
     ['addressing.serviceCIDR', service, 'addressing.underlayCIDR', underlay],
     ['addressing.serviceCIDR', service, 'addressing.clusterCIDR', cluster],
   ];
   for (const [pathA, a, pathB, b] of pairs) {
-    if (a !== undefined && b !== undefined && prefixesOverlap(a, b)) field(pathA, `overlaps ${pathB}`);
+    if (a !== undefined && b !== undefined && a.overlaps(b)) field(pathA, `overlaps ${pathB}`);
   }
   if (errors.length > 0) throw planError(topology, errors);
 
   const pool = topology.addressing.loadBalancerPool === '' ? defaultPool(underlay!) : parsePool(topology.addressing.loadBalancerPool);
   if (pool === undefined) field('addressing.loadBalancerPool', `"${topology.addressing.loadBalancerPool}" must be FIRST-LAST (172.30.0.200-172.30.0.250) or a CIDR`);
-  else if (!prefixContains(underlay!, pool.first) || !prefixContains(underlay!, pool.last)) {
+  else if (!underlay!.contains(pool.first) || !underlay!.contains(pool.last)) {
     // The node answers ARP for these on the underlay: they must be on its link.
-    field('addressing.loadBalancerPool', `${formatPool(pool)} is not inside addressing.underlayCIDR ${formatPrefix(underlay!)}`);
+    field('addressing.loadBalancerPool', `${formatPool(pool)} is not inside addressing.underlayCIDR ${underlay!.toString()}`);
   }
   if (errors.length > 0) throw planError(topology, errors);
 
@@ -56,35 +56,35 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   const usedUnderlay = new Map<number, string>();
   const underlayAddress = (path: string, text: string | undefined, offset: number): string => {
     const address = text === undefined ? (underlay!.network + offset) >>> 0 : parseIpv4(text);
-    const last = underlay!.network + prefixSize(underlay!) - 1;
+    const last = underlay!.network + underlay!.size - 1;
     if (address === undefined) field(path, `"${text}" is not an IPv4 address`);
-    else if (!prefixContains(underlay!, address) || address === underlay!.network || address === last) {
-      field(path, `${formatIpv4(address)} is not a host address of addressing.underlayCIDR ${formatPrefix(underlay!)}`);
-    } else if (usedUnderlay.has(address)) field(path, `${formatIpv4(address)} is already used by ${usedUnderlay.get(address)}`);
+    else if (!underlay!.contains(address) || address === underlay!.network || address === last) {
+      field(path, `${ipv4ToString(address)} is not a host address of addressing.underlayCIDR ${underlay!.toString()}`);
+    } else if (usedUnderlay.has(address)) field(path, `${ipv4ToString(address)} is already used by ${usedUnderlay.get(address)}`);
     else usedUnderlay.set(address, path);
-    return address === undefined ? '' : formatIpv4(address);
+    return address === undefined ? '' : ipv4ToString(address);
   };
 
   const nodes: NodeState[] = [];
   const pods: PodState[] = [];
-  const podCIDRs: [string, Ipv4Prefix][] = [];
+  const podCIDRs: [string, Cidr][] = [];
   topology.nodes.forEach((spec, i) => {
     const index = i + 1;
     const path = `nodes[${i}]`;
-    const podCIDR = spec.podCIDR === undefined ? nthSubnet(cluster!, 24, index) : prefixField(`${path}.podCIDR`, spec.podCIDR);
+    const podCIDR = spec.podCIDR === undefined ? cluster!.subnet(24, index) : prefixField(`${path}.podCIDR`, spec.podCIDR);
     if (podCIDR === undefined) {
-      if (spec.podCIDR === undefined) field(`${path}`, `addressing.clusterCIDR ${formatPrefix(cluster!)} has no /24 number ${index} for this node; set podCIDR`);
+      if (spec.podCIDR === undefined) field(`${path}`, `addressing.clusterCIDR ${cluster!.toString()} has no /24 number ${index} for this node; set podCIDR`);
       return;
     }
-    if (!prefixWithin(podCIDR, cluster!)) field(`${path}.podCIDR`, `${formatPrefix(podCIDR)} is not inside addressing.clusterCIDR ${formatPrefix(cluster!)}`);
+    if (!cluster!.covers(podCIDR)) field(`${path}.podCIDR`, `${podCIDR.toString()} is not inside addressing.clusterCIDR ${cluster!.toString()}`);
     if (podCIDR.prefixLength > 28) field(`${path}.podCIDR`, 'must be /28 or larger');
     for (const [otherPath, other] of podCIDRs) {
-      if (prefixesOverlap(podCIDR, other)) field(`${path}.podCIDR`, `${formatPrefix(podCIDR)} overlaps ${otherPath}.podCIDR`);
+      if (podCIDR.overlaps(other)) field(`${path}.podCIDR`, `${podCIDR.toString()} overlaps ${otherPath}.podCIDR`);
     }
     podCIDRs.push([path, podCIDR]);
     // Usable pod addresses: all but .0 (vxlan0), .1 (gateway) and the broadcast address.
-    const capacity = prefixSize(podCIDR) - 3;
-    if (spec.pods.length > capacity) field(`${path}.pods`, `${spec.pods.length} pods do not fit in podCIDR ${formatPrefix(podCIDR)} (at most ${capacity})`);
+    const capacity = podCIDR.size - 3;
+    if (spec.pods.length > capacity) field(`${path}.pods`, `${spec.pods.length} pods do not fit in podCIDR ${podCIDR.toString()} (at most ${capacity})`);
     const node: NodeState = {
       name: spec.name,
       zone: spec.zone,
@@ -92,8 +92,8 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
       netns: names.nodeNetns(lab, spec.name),
       underlayIP: underlayAddress(`${path}.underlayIP`, spec.underlayIP, NODE_HOST_OFFSET + index),
       underlayPort: names.underlayPortOfNode(index),
-      podCIDR: formatPrefix(podCIDR),
-      gateway: formatIpv4(podCIDR.network + 1),
+      podCIDR: podCIDR.toString(),
+      gateway: ipv4ToString(podCIDR.network + 1),
       vtepMac: vtepMac(index),
       devices: [],
       agent: dataplane === 'tapir' ? agentPaths(stateDir, spec.name) : null,
@@ -107,7 +107,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         namespace: podSpec.namespace,
         node: spec.name,
         netns: names.podNetns(lab, podSpec.namespace, podSpec.name),
-        ip: dataplane === 'kernel' ? formatIpv4(podCIDR.network + FIRST_POD_HOST + j) : null,
+        ip: dataplane === 'kernel' ? ipv4ToString(podCIDR.network + FIRST_POD_HOST + j) : null,
         mac: null,
         labels: podSpec.labels,
         ports: podSpec.ports,
@@ -129,7 +129,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   };
   if (pool !== undefined) {
     for (const [address, owner] of usedUnderlay) {
-      if (address >= pool.first && address <= pool.last) field('addressing.loadBalancerPool', `${formatPool(pool)} includes ${formatIpv4(address)} of ${owner}`);
+      if (address >= pool.first && address <= pool.last) field('addressing.loadBalancerPool', `${formatPool(pool)} includes ${ipv4ToString(address)} of ${owner}`);
     }
   }
   if (errors.length > 0) throw planError(topology, errors);
@@ -153,8 +153,8 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
 }
 
 /** Underlay hosts .200-.250 (the upper half of a smaller underlay, broadcast excluded). */
-function defaultPool(underlay: Ipv4Prefix): AddressPool {
-  const size = prefixSize(underlay);
+function defaultPool(underlay: Cidr): AddressPool {
+  const size = underlay.size;
   if (size >= 256) return { first: underlay.network + 200, last: underlay.network + 250 };
   return { first: underlay.network + size / 2, last: underlay.network + size - 2 };
 }

@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodObject } from '../k8s/objects.ts';
-import { formatIpv4, parsePrefix, prefixSize } from './ipv4.ts';
 import { podPortLines } from './kernel-dataplane.ts';
 import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
@@ -16,6 +15,7 @@ import type { ContainerPort, Workload } from './topology.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from './validate.ts';
 import { startWorkload, waitForWorkloads } from './workloads.ts';
+import { ipv4ToString, parseCidr } from '../wire/address.ts';
 
 const WORKLOAD_READY_TIMEOUT_MS = 15_000;
 /** Pod CIDR .0 is vxlan0's, .1 the gateway (src/lab/plan.ts). */
@@ -56,10 +56,10 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
   let ip: string | null = null;
   let hostDevice: string | null = null;
   if (state.dataplane === 'kernel') {
-    const cidr = parsePrefix(node.podCIDR)!;
+    const cidr = parseCidr(node.podCIDR, true)!;
     const used = new Set(onNode.map((p) => p.ip));
-    for (let host = FIRST_POD_HOST; host < prefixSize(cidr) - 1 && ip === null; host++) {
-      const candidate = formatIpv4(cidr.network + host);
+    for (let host = FIRST_POD_HOST; host < cidr.size - 1 && ip === null; host++) {
+      const candidate = ipv4ToString(cidr.network + host);
       if (!used.has(candidate)) ip = candidate;
     }
     if (ip === null) throw new LabError('POD_CIDR_FULL', `node ${node.name}: pod CIDR ${node.podCIDR} has no free address for pod ${namespace}/${name}`);

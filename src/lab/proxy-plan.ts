@@ -3,8 +3,8 @@
 // the rules read like a real node's) and which endpoints sit behind the cluster-wide
 // and node-local policy chains (pkg/proxy/iptables/proxier.go syncProxyRules).
 import { createHash } from 'node:crypto';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../services/spec.ts';
-import { formatIpv4 } from './ipv4.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
+import { ipv4ToString } from '../wire/address.ts';
 
 /** kube-proxy's masquerade mark bit (--iptables-masquerade-bit 14). */
 export const MASQUERADE_MARK = '0x4000';
@@ -98,7 +98,7 @@ export function planPort(spec: ServicePortSpec): PlannedPort {
   const base = `${spec.namespace}/${spec.name}/${protocol}/${spec.portName}`;
   const svcHash = hashName(portName + protocol, 16);
   const endpoint = (e: EndpointSpec): PlannedEndpoint => {
-    const ip = formatIpv4(e.ip);
+    const ip = ipv4ToString(e.ip);
     const epBase = `${base}__${ip}/${e.port}`;
     return {
       ip, port: e.port, address: `${ip}:${e.port}`,
@@ -118,10 +118,10 @@ export function planPort(spec: ServicePortSpec): PlannedPort {
     spec,
     portName,
     protocol,
-    clusterIP: formatIpv4(spec.clusterIP),
-    externalIPs: spec.externalIPs.map(formatIpv4),
-    loadBalancerIPs: spec.loadBalancerIPs.map(formatIpv4),
-    sourceRanges: spec.loadBalancerSourceRanges.map(([network, length]) => `${formatIpv4(network)}/${length}`),
+    clusterIP: ipv4ToString(spec.clusterIP),
+    externalIPs: spec.externalIPs.map(ipv4ToString),
+    loadBalancerIPs: spec.loadBalancerIPs.map(ipv4ToString),
+    sourceRanges: spec.loadBalancerSourceRanges.map(([network, length]) => `${ipv4ToString(network)}/${length}`),
     clusterEndpoints: clusterWide.map(endpoint),
     localEndpoints: local.map(endpoint),
     hasInternalEndpoints,

@@ -4,7 +4,7 @@
 import { DEFAULT_NODE_PORT_RANGE } from '../control/allocator.ts';
 import { describeServices, type ServiceDescription } from '../control/describe.ts';
 import { ServiceProxyState } from '../control/service-proxy-state.ts';
-import { parseCidr } from '../util/cidr.ts';
+import { parseCidr } from '../wire/address.ts';
 import { loadObjects } from './manifests.ts';
 import type { LabState } from './state.ts';
 

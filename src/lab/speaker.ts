@@ -11,14 +11,14 @@
 // source address and still finds a local endpoint).
 import type { ServiceDescription } from '../control/describe.ts';
 import type { ServiceObject } from '../k8s/objects.ts';
-import { parseIpv4, prefixContains, type Ipv4Prefix } from './ipv4.ts';
 import { tryRun } from './shell.ts';
+import { type Cidr, parseIpv4 } from '../wire/address.ts';
 
 export interface SpeakerConfig {
   node: string;
   /** Node names in topology order: the election's tie-break. */
   nodes: string[];
-  underlay: Ipv4Prefix;
+  underlay: Cidr;
   interface: string;
   /** The external client's namespace, whose ARP cache is refreshed on a move. */
   clientNetns: string | null;
@@ -32,7 +32,7 @@ export function electAnnouncers(services: ServiceObject[], descriptions: Service
   const byKey = new Map(descriptions.map((d) => [`${d.namespace}/${d.name}`, d]));
   const onUnderlay = (ip: string): boolean => {
     const address = parseIpv4(ip);
-    return address !== undefined && prefixContains(config.underlay, address);
+    return address !== undefined && config.underlay.contains(address);
   };
   for (const svc of [...services].sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))) {
     const description = byKey.get(`${svc.metadata.namespace}/${svc.metadata.name}`);

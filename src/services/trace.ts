@@ -11,7 +11,7 @@ import {
 } from './nat-codes.ts';
 import { FrontendKind, buildServiceTable, frontendKindNames, type ServiceTable } from '../tables/service-table.ts';
 import { maglevTableSize } from '../tables/maglev.ts';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './spec.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 
 export interface TracePacket {
   protocol: 6 | 17;

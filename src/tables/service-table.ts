@@ -7,7 +7,7 @@
 // Each service port has two endpoint lists (cluster: traffic from inside the cluster
 // to the cluster IP; external: node ports, external IPs, load-balancer IPs) as ranges
 // of the flat endpoint arrays, shared when their contents are equal.
-import type { ServicePortSpec, ServiceSnapshot } from '../services/spec.ts';
+import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { FrontendMap } from './frontend-map.ts';
 import { Ipv4Map } from './ipv4-map.ts';
 import { MAGLEV_MAX_ENDPOINTS, maglevTableSize, populateMaglev } from './maglev.ts';

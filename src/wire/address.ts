@@ -6,18 +6,106 @@ export function ipv4ToString(a: number): string {
   return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
 }
 
-// Dotted quad to uint32; -1 when the text is not exactly four decimal octets.
-export function parseIpv4(s: string): number {
-  const parts = s.split('.');
-  if (parts.length !== 4) return -1;
+/**
+ * The one IPv4 parser: dotted quad to uint32, undefined unless the text is exactly four
+ * decimal octets. Leading zeros are refused ("010" is octal to inet_aton; refusing beats
+ * guessing). Every reader of user input (configs, manifests, CLI flags, CNI results)
+ * calls this and reports its own error with its own field path.
+ */
+export function parseIpv4(text: string): number | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
   let a = 0;
   for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return -1;
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
     const n = Number(p);
-    if (n > 255) return -1;
+    if (n > 255) return undefined;
     a = a * 256 + n;
   }
   return a;
+}
+
+/**
+ * For addresses the program wrote itself or validated before (literals, state files,
+ * fields a validator has passed): a malformed one is a programmer error and throws.
+ */
+export function ipv4(text: string): number {
+  const a = parseIpv4(text);
+  if (a === undefined) throw new TypeError(`not an IPv4 address: ${JSON.stringify(text)}`);
+  return a;
+}
+
+/** The network mask of a prefix length, as uint32. */
+export function prefixMask(prefixLength: number): number {
+  return prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
+}
+
+/** An IPv4 prefix as numbers: the network address (host bits zero) and the length. */
+export class Cidr {
+  readonly network: number;
+  readonly prefixLength: number;
+  readonly mask: number;
+
+  constructor(network: number, prefixLength: number) {
+    this.mask = prefixMask(prefixLength);
+    this.network = (network & this.mask) >>> 0;
+    this.prefixLength = prefixLength;
+  }
+
+  contains(addr: number): boolean {
+    return ((addr & this.mask) >>> 0) === this.network;
+  }
+
+  /** True when `inner` lies entirely inside this prefix. */
+  covers(inner: Cidr): boolean {
+    return inner.prefixLength >= this.prefixLength && this.contains(inner.network);
+  }
+
+  overlaps(other: Cidr): boolean {
+    return this.covers(other) || other.covers(this);
+  }
+
+  /** The n-th address of the prefix (n = 1 is the conventional gateway). */
+  host(n: number): number {
+    return (this.network + n) >>> 0;
+  }
+
+  /** The `index`-th subnet of length `subnetLength` (index 0 = first); undefined past the end. */
+  subnet(subnetLength: number, index: number): Cidr | undefined {
+    if (subnetLength < this.prefixLength || subnetLength > 32) return undefined;
+    if (index < 0 || index >= 2 ** (subnetLength - this.prefixLength)) return undefined;
+    return new Cidr(this.network + index * 2 ** (32 - subnetLength), subnetLength);
+  }
+
+  get size(): number {
+    return 2 ** (32 - this.prefixLength);
+  }
+
+  get broadcast(): number {
+    return (this.network | ~this.mask) >>> 0;
+  }
+
+  toString(): string {
+    return `${ipv4ToString(this.network)}/${this.prefixLength}`;
+  }
+}
+
+/**
+ * "a.b.c.d/len" to a Cidr; undefined when malformed. Host bits are masked off unless
+ * `strict`, which refuses them (a network, not an interface address, as Kubernetes
+ * requires for --cluster-cidr and podCIDR).
+ */
+export function parseCidr(text: string, strict = false): Cidr | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const addr = parseIpv4(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  if (addr === undefined || !/^\d{1,2}$/.test(lenText)) return undefined;
+  const len = Number(lenText);
+  if (len > 32) return undefined;
+  const cidr = new Cidr(addr, len);
+  if (strict && cidr.network !== addr) return undefined;
+  return cidr;
 }
 
 export function macToString(m: number): string {
@@ -29,13 +117,13 @@ export function macToString(m: number): string {
   return s;
 }
 
-// "aa:bb:cc:dd:ee:ff" (or with '-') to a 48-bit number; -1 when malformed.
-export function parseMac(s: string): number {
+// "aa:bb:cc:dd:ee:ff" (or with '-') to a 48-bit number; undefined when malformed.
+export function parseMac(s: string): number | undefined {
   const parts = s.split(/[:-]/);
-  if (parts.length !== 6) return -1;
+  if (parts.length !== 6) return undefined;
   let m = 0;
   for (const p of parts) {
-    if (!/^[0-9a-fA-F]{2}$/.test(p)) return -1;
+    if (!/^[0-9a-fA-F]{2}$/.test(p)) return undefined;
     m = m * 256 + parseInt(p, 16);
   }
   return m;
@@ -77,7 +165,7 @@ export function parseIpv6(s: string, out?: Uint8Array, off = 0): Uint8Array | nu
       const item = items[i]!;
       if (i === items.length - 1 && item.includes('.')) {
         const v4 = parseIpv4(item);
-        if (v4 < 0) return null;
+        if (v4 === undefined) return null;
         out.push(v4 >>> 16, v4 & 0xffff);
       } else {
         if (!/^[0-9a-fA-F]{1,4}$/.test(item)) return null;

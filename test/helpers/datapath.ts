@@ -9,16 +9,13 @@ import { ForwardingTable, macForIpv4, type PodEntry } from '../../src/datapath/f
 import { PortKind } from '../../src/datapath/port.ts';
 import { FakeDevice } from '../../src/device/fake.ts';
 import type { FrameDevice } from '../../src/device/types.ts';
-import { Cidr } from '../../src/util/cidr.ts';
 import {
-  LinkType, PacketInfo, VXLAN_PORT, buildPacket, decodeFrame, parseIpv4,
+  LinkType, PacketInfo, VXLAN_PORT, buildPacket, Cidr, decodeFrame, ipv4,
   type PacketRepr,
 } from '../../src/wire/index.ts';
 
 export function ip(text: string): number {
-  const a = parseIpv4(text);
-  if (a < 0) throw new RangeError(`not an IPv4 address: ${text}`);
-  return a;
+  return ipv4(text);
 }
 
 export const POD_CIDR = new Cidr(ip('10.244.1.0'), 24);

@@ -363,7 +363,7 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
 export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
   const { loadAgentConfig } = await import('../../src/agent/config.ts');
   const { ServiceController } = await import('../../src/control/service-controller.ts');
-  const { serviceSnapshotToJson } = await import('../../src/services/snapshot-json.ts');
+  const { serviceSnapshotToJson } = await import('../../src/model/snapshot-json.ts');
   const { ipv4ToString } = await import('../../src/wire/address.ts');
   const c = loadAgentConfig(`/run/tapir/lab/${lab.name}/nodes/${node}/agent.yaml`);
   let json: string | undefined;

@@ -6,7 +6,7 @@
 // Errors name the file and the field (ports[3].clusterEndpoints[0].ip) and say what
 // was expected.
 import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './spec.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './service-snapshot.ts';
 
 export class SnapshotError extends Error {
   readonly code = 'TAPIR_SNAPSHOT';
@@ -61,7 +61,7 @@ class Reader {
     if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) return v;
     if (typeof v === 'string') {
       const a = parseIpv4(v);
-      if (a >= 0) return a;
+      if (a !== undefined) return a;
     }
     return this.fail(path, `expected an IPv4 address ("10.96.0.10"), got ${JSON.stringify(v)}`);
   }

@@ -1,15 +1,13 @@
 // Hand-made ServiceSnapshots for tests, benchmarks and examples: a service port with
 // kube-proxy's defaults filled in, and a generator of N services for scale runs. The
 // real snapshots come from the control side (manifests, endpoints controller).
-import { parseIpv4 } from '../wire/address.ts';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './spec.ts';
+import { ipv4 } from '../wire/address.ts';
+import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './service-snapshot.ts';
 
 /** A dotted quad (or a uint32) as uint32; throws on a malformed one (programmer error). */
 export function ip(a: string | number): number {
   if (typeof a === 'number') return a >>> 0;
-  const v = parseIpv4(a);
-  if (v < 0) throw new RangeError(`not an IPv4 address: ${a}`);
-  return v;
+  return ipv4(a);
 }
 
 /** A ready endpoint on another node unless `over` says otherwise. */

@@ -1,7 +1,7 @@
 // A ServiceSnapshot as readable JSON: dotted addresses, protocol names, one line per
 // endpoint. For golden files, `tapir` debug output and traces; never on the hot path.
 import { ipv4ToString } from '../wire/address.ts';
-import { L4Protocol, type EndpointSpec, type ServicePortSpec, type ServiceSnapshot } from './spec.ts';
+import { L4Protocol, type EndpointSpec, type ServicePortSpec, type ServiceSnapshot } from './service-snapshot.ts';
 
 export interface ServicePortJson {
   key: string;
