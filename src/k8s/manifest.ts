@@ -2,7 +2,7 @@
 // document) turned into validated objects. A file is all or nothing: if any document
 // has a problem, the caller keeps the file's previous objects (the last good state).
 import { parseAllDocuments } from 'yaml';
-import { isMapping } from './fields.ts';
+import { isMapping } from '../config/fields.ts';
 import { describeOrigin, objectKey, originText, type K8sObject, type Origin } from './objects.ts';
 import { validateDocument } from './validate.ts';
 

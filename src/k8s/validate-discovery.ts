@@ -1,7 +1,8 @@
 // EndpointSlice (discovery.k8s.io/v1) and Endpoints (v1) validation. Condition defaults
 // follow the API contract kube-proxy relies on: ready and serving default to true,
 // terminating to false.
-import { Fields, checkIpv4, checkProtocol, isDns1123Label, isDns1123Subdomain } from './fields.ts';
+import { Fields, checkIpv4 } from '../config/fields.ts';
+import { checkProtocol, isDns1123Label, isDns1123Subdomain } from './fields.ts';
 import { Label, type EndpointAddress, type EndpointSliceObject, type EndpointsObject, type ObjectMeta, type Origin, type SliceEndpoint, type SlicePort } from './objects.ts';
 
 /** The API's limit of addresses per endpoint (and endpoints per slice, ports per slice). */

@@ -1,7 +1,8 @@
 // Service (v1) validation: the checks the API server makes on the fields kube-proxy
 // uses, with its defaults applied. IPv4 only; SCTP is refused with a clear message.
 import { parseCidr } from '../wire/address.ts';
-import { Fields, checkIpv4, checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
+import { Fields, checkIpv4 } from '../config/fields.ts';
+import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
 import { Annotation, type LoadBalancerIngress, type ObjectMeta, type Origin, type ServiceObject, type ServicePort, type ServiceType } from './objects.ts';
 
 const TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];

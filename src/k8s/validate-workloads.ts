@@ -1,6 +1,7 @@
 // Pod, Node and Namespace (v1) validation: the fields the endpoints controller and the
 // lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
-import { Fields, checkIpv4, checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
+import { Fields, checkIpv4 } from '../config/fields.ts';
+import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
 import { Label, type Container, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
 export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): PodObject {

@@ -1,7 +1,8 @@
 // Validation of one manifest document: apiVersion/kind dispatch and metadata, then the
 // kind's own checks. Problems read "svc.yaml: document 2 (Service default/web):
 // spec.ports[0].port: 70000 is out of range 1-65535"; nothing here throws.
-import { Fields, Problems, isDns1035Label, isDns1123Label, isDns1123Subdomain, isLabelValue, isMapping, isQualifiedName, typeName } from './fields.ts';
+import { Fields, Problems, isMapping, typeName } from '../config/fields.ts';
+import { isDns1035Label, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
 import { Kind, originText, type K8sObject, type ObjectMeta, type Origin } from './objects.ts';
 import { validateService } from './validate-service.ts';
 import { validateEndpoints, validateEndpointSlice } from './validate-discovery.ts';
