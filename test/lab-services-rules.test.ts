@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../src/model/service-snapshot.ts';
-import { iptablesRules } from '../src/lab/iptables-rules.ts';
-import { nftablesRules } from '../src/lab/nftables-rules.ts';
-import { hashName, planPort, probability } from '../src/lab/proxy-plan.ts';
+import { iptablesRules } from '../src/kernel-proxy/iptables/rules.ts';
+import { nftablesRules } from '../src/kernel-proxy/nftables/rules.ts';
+import { hashName, planPort, probability } from '../src/kernel-proxy/proxy-plan.ts';
 import { Netns } from './helpers/netns.ts';
 import { parseIpv4 } from '../src/wire/address.ts';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
-import { labNetnsPattern } from '../src/lab/names.ts';
+import { labNetnsPattern } from '../src/lab/network/names.ts';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import { planLab } from '../src/lab/plan.ts';
 import { defaultTopology, loadTopologyFile, parseTopology } from '../src/lab/topology.ts';

@@ -2,9 +2,8 @@
 // manager) every pod's TAP, runs the datapath over them, and serves the control socket.
 // Control work (ports appearing or leaving) recompiles the forwarding table and swaps it
 // into the datapath whole.
-import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { ip } from '../device/ip-command.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
 import { Datapath, VNET } from '../datapath/datapath.ts';
@@ -23,8 +22,6 @@ import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 /** Conntrack garbage collection: a slice of the table per tick. */
 const CONNTRACK_GC_INTERVAL_MS = 1000;
 const CONNTRACK_GC_SLICE = 8192;
-
-const run = promisify(execFile);
 
 export interface AgentOptions {
   log?: (message: string) => void;
@@ -219,14 +216,5 @@ export class Agent {
     await this.#ports.close({ keepPorts: opts.removePorts !== true });
     this.#underlay.close();
     this.#hostDevice.close();
-  }
-}
-
-async function ip(args: string[]): Promise<void> {
-  try {
-    await run('ip', args, { timeout: 10_000 });
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(' ')}: ${(e.stderr || e.message).trim()}`);
   }
 }

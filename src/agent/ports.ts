@@ -12,18 +12,15 @@
 // A pod therefore keeps its MAC and address across agent restarts; its interface blinks
 // (addresses are flushed when a link changes namespace) and frames sent while no agent
 // runs are lost. A pod deleted while the agent was down is noticed by restore() or by GC.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { ip, tryIp } from '../device/ip-command.ts';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
 import { ipv4, ipv4ToString } from '../wire/address.ts';
 import type { ControlHandler } from './control-server.ts';
 import { ControlError, ControlErrorCode, type PortInfo, type StatusInfo } from './protocol.ts';
-
-const run = promisify(execFile);
 
 export interface PodPort {
   containerId: string;
@@ -88,17 +85,16 @@ function key(containerId: string, ifName: string): string {
 
 async function nsIp(netns: string, args: string[]): Promise<string> {
   try {
-    return (await run('nsenter', [`--net=${netns}`, 'ip', ...args], { timeout: 10_000 })).stdout;
+    return await ip(args, { netns, timeoutMs: 10_000 });
   } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new ControlError(ControlErrorCode.deviceError, `ip ${args.join(' ')} in ${netns}: ${(e.stderr || e.message).trim()}`);
+    throw new ControlError(ControlErrorCode.deviceError, (err as Error).message);
   }
 }
 
 /** The link's kind and MAC inside the namespace, or null if it has no such link. */
 async function linkIn(netns: string, ifName: string): Promise<{ kind: string; mac: string } | null> {
   try {
-    const out = (await run('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', 'link', 'show', 'dev', ifName], { timeout: 10_000 })).stdout;
+    const out = await ip(['-j', '-d', 'link', 'show', 'dev', ifName], { netns, timeoutMs: 10_000 });
     const link = (JSON.parse(out) as { address?: string; linkinfo?: { info_kind?: string } }[])[0];
     return link === undefined ? null : { kind: link.linkinfo?.info_kind ?? '', mac: link.address ?? '' };
   } catch {
@@ -321,7 +317,7 @@ export class PortManager {
       return TunDevice.open({ name: hostName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS, persist: true });
     } catch (err) {
       // Do not leave a stray persistent TAP in the node's namespace.
-      await run('ip', ['link', 'del', 'dev', hostName]).catch(() => {});
+      await tryIp(['link', 'del', 'dev', hostName]);
       throw new ControlError(ControlErrorCode.deviceError, `re-attaching TAP ${hostName}: ${(err as Error).message}`);
     }
   }

@@ -4,11 +4,11 @@
 // host port, and the healthCheckNodePort listeners. Nothing is programmed before the
 // manifests have been read once (kube-proxy's "initialized" rule: start() resolves
 // after the first full read and sync).
+import { HealthCheckServers } from '../control/health-check-server.ts';
 import { ServiceController } from '../control/service-controller.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
-import { HealthCheckServers } from './health.ts';
 import { Steering } from './steering.ts';
 
 export interface AgentServicesOptions {
@@ -69,7 +69,7 @@ export class AgentServices {
       if (p.healthCheckNodePort > 0) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
       serviceIPs.push(...p.loadBalancerIPs, ...p.externalIPs);
     }
-    this.#health.sync([...healthPorts].map(([port, e]) => ({ port, ...e })));
+    this.#health.update(s);
     const rules = { nodeIP: this.#config.underlayAddress, nodePortRange: this.#config.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs };
     this.#steeringQueue = this.#steeringQueue.then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`));
   }

@@ -2,7 +2,6 @@
 // moved into a throw-away network namespace as eth0; a userspace ARP + ICMP responder
 // (src/demo/responder.ts) plays the host at the other end; the kernel's own ping in the
 // namespace gets its answers. Everything is removed at the end, also on failure.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CliError } from './errors.ts';
@@ -25,23 +24,23 @@ export async function run(args: string[]): Promise<number> {
   const { moveLinkToNetns } = await import('../device/netlink.ts');
   const { ArpIcmpResponder } = await import('../demo/responder.ts');
   const { ipv4 } = await import('../wire/index.ts');
+  const { ip, spawnIn, tryIp } = await import('../device/ip-command.ts');
   const suffix = randomBytes(3).toString('hex');
   const netns = `tpdemo-${suffix}`;
-  const ip = (...a: string[]): string => execFileSync('ip', a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  ip('netns', 'add', netns);
+  await ip(['netns', 'add', netns]);
   const tap = TunDevice.open({ name: `tpdemo${suffix}`, mode: 'tap' });
   try {
     moveLinkToNetns(tap.name, `/run/netns/${netns}`, 'eth0');
-    ip('-n', netns, 'addr', 'add', '10.250.0.1/24', 'dev', 'eth0');
-    ip('-n', netns, 'link', 'set', 'eth0', 'up');
+    await ip(['addr', 'add', '10.250.0.1/24', 'dev', 'eth0'], { netns });
+    await ip(['link', 'set', 'eth0', 'up'], { netns });
     const responder = new ArpIcmpResponder(tap, ipv4('10.250.0.2'), 0x02_54_50_00_00_02);
     responder.start();
     console.log(`namespace ${netns}: eth0 = TAP ${tap.name} (fd ${tap.fd}) 10.250.0.1/24; userspace host 10.250.0.2 at 02:54:50:00:00:02`);
     // Asynchronous child: the responder answers from this process's event loop meanwhile.
     const ping = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn('ip', ['netns', 'exec', netns, 'ping', '-c', String(count), '-i', '0.2', '-W', '2', '10.250.0.2']);
+      const child = spawnIn(netns, ['ping', '-c', String(count), '-i', '0.2', '-W', '2', '10.250.0.2']);
       let out = '';
-      child.stdout.on('data', (d: Buffer) => { out += d.toString(); process.stdout.write(d); });
+      child.stdout?.on('data', (d: Buffer) => { out += d.toString(); process.stdout.write(d); });
       child.on('close', (code) => resolve({ code, out }));
     });
     responder.stop();
@@ -49,6 +48,6 @@ export async function run(args: string[]): Promise<number> {
     return ping.code === 0 ? 0 : 1;
   } finally {
     tap.close();
-    spawnSync('ip', ['netns', 'delete', netns]);
+    await tryIp(['netns', 'delete', netns]);
   }
 }

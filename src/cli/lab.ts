@@ -3,13 +3,13 @@
 import { CliError } from './errors.ts';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { labApply, labDelete } from '../lab/apply.ts';
-import { execIn, resolveTarget } from '../lab/exec.ts';
+import { labApply, labDelete } from '../lab/cluster/apply.ts';
+import { execIn, resolveTarget } from '../lab/network/exec.ts';
 import { checkLabName, DEFAULT_LAB_NAME, labDown, labUp } from '../lab/lifecycle.ts';
 import { listLabs, loadState, requireState } from '../lab/state.ts';
 import { formatStatus, labStatus } from '../lab/status.ts';
 import { DATAPLANES, PROXY_MODES, type Dataplane, type ProxyMode } from '../lab/topology.ts';
-import type { ManifestSource } from '../lab/topology-manifests.ts';
+import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
 import { LabError } from '../lab/validate.ts';
 
 const USAGE = `Usage:

@@ -1,8 +1,8 @@
 // What the plugin itself looks at inside the pod's namespace: the interface and its
 // addresses (CHECK), and routes an IPAM plugin asked for beyond the default one (ADD).
 // `nsenter --net=PATH ip ...` with argument arrays: no shell ever sees a path or name.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { tryIp } from '../device/ip-command.ts';
 import { CniCode, CniError } from './errors.ts';
 
 export interface LinkState {
@@ -12,19 +12,11 @@ export interface LinkState {
   addresses: { address: string; prefixLength: number }[];
 }
 
-function nsIp(netns: string, args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('nsenter', [`--net=${netns}`, 'ip', ...args], { timeout: 10_000 }, (err, stdout, stderr) => {
-      resolve({ ok: err === null, stdout, stderr: stderr || (err?.message ?? '') });
-    });
-  });
-}
-
 /** The interface in the namespace, or null when there is no such interface. */
 export async function inspectLink(netns: string, ifName: string): Promise<LinkState | null> {
   if (!existsSync(netns)) throw new CniError(CniCode.checkFailed, `network namespace ${netns} does not exist`, `CNI_NETNS=${netns}`);
-  const r = await nsIp(netns, ['-j', 'addr', 'show', 'dev', ifName]);
-  if (!r.ok) {
+  const r = await tryIp(['-j', 'addr', 'show', 'dev', ifName], { netns, timeoutMs: 10_000 });
+  if (r.code !== 0) {
     if (/does not exist|Cannot find device/i.test(r.stderr)) return null;
     throw new CniError(CniCode.io, `cannot inspect ${ifName} in ${netns}`, r.stderr.trim());
   }
@@ -42,6 +34,6 @@ export async function inspectLink(netns: string, ifName: string): Promise<LinkSt
 /** Installs (or replaces) one route through the pod's interface. */
 export async function replaceRoute(netns: string, ifName: string, dst: string, gw: string | undefined): Promise<void> {
   const args = ['route', 'replace', dst, ...(gw !== undefined ? ['via', gw] : []), 'dev', ifName];
-  const r = await nsIp(netns, args);
-  if (!r.ok) throw new CniError(CniCode.io, `cannot add route ${dst} in ${netns}`, `ip ${args.join(' ')}: ${r.stderr.trim()}`);
+  const r = await tryIp(args, { netns, timeoutMs: 10_000 });
+  if (r.code !== 0) throw new CniError(CniCode.io, `cannot add route ${dst} in ${netns}`, `ip ${args.join(' ')}: ${r.stderr.trim()}`);
 }

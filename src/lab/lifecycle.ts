@@ -3,21 +3,21 @@
 // the namespace names alone.
 import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildKernelDataplane } from './kernel-dataplane.ts';
-import { existingLabNetns } from './names.ts';
+import { buildKernelDataplane } from './network/kernel-dataplane.ts';
+import { existingLabNetns } from './network/names.ts';
 import { planLab } from './plan.ts';
-import { checkTraffic } from './probe.ts';
-import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
-import { interruption, ipBatch } from './shell.ts';
+import { checkTraffic } from './network/traffic-check.ts';
+import { isAlive, pidsInNetns, stopProcesses } from './network/processes.ts';
+import { interruption, ipBatch } from './network/shell.ts';
 import { claimStateDir, loadState, saveState, stateDirOf, type LabState } from './state.ts';
 import { defaultTopology, loadTopologyFile, type Dataplane, type ProxyMode } from './topology.ts';
 import { parseManifest } from '../k8s/manifest.ts';
-import { applyLocked } from './apply.ts';
-import { invalid } from './apply-plan.ts';
-import { startDaemons, waitForDaemons } from './daemons.ts';
-import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './lab-objects.ts';
-import { bumpRevision, ensureManifestDir, writeObject } from './manifests.ts';
-import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './underlay.ts';
+import { applyLocked } from './cluster/apply.ts';
+import { invalid } from './cluster/apply-plan.ts';
+import { startDaemons, waitForDaemons } from './node/daemons.ts';
+import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
+import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
+import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
 import { isDns1123Label, LabError } from './validate.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 
@@ -91,7 +91,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
       await buildKernelDataplane(state, progress);
     } else {
       // Loaded only here: the kernel dataplane must work whatever state the agent code is in.
-      const { addPods, startAgents } = await import('./tapir-dataplane.ts');
+      const { addPods, startAgents } = await import('./network/tapir-dataplane.ts');
       await preparePodNamespaces(state);
       await startAgents(state, progress, save);
       await addPods(state, progress, save);
@@ -157,7 +157,7 @@ export async function labDown(name: string, progress: (message: string) => void)
   if (state?.dataplane === 'tapir') {
     progress('CNI DEL for pods');
     try {
-      const { deletePods } = await import('./tapir-dataplane.ts');
+      const { deletePods } = await import('./network/tapir-dataplane.ts');
       await deletePods(state, (m) => progress(`warning: ${m}`));
     } catch (err) {
       // Whatever went wrong, the lab must still go: stopping the agents drops the ports.

@@ -4,9 +4,9 @@
 // from the first write.
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
-import * as names from './names.ts';
-import { formatPool, parsePool, type AddressPool } from './load-balancer.ts';
-import { manifestDirOf } from './manifests.ts';
+import * as names from './network/names.ts';
+import { formatPool, parsePool, type AddressPool } from './cluster/load-balancer.ts';
+import { manifestDirOf } from './cluster/manifests.ts';
 import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
 import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type ProxyMode, type Topology } from './topology.ts';
 import { type Cidr, ipv4ToString, parseCidr, parseIpv4 } from '../wire/address.ts';

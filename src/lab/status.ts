@@ -2,10 +2,10 @@
 // the pods' readiness as the manifests say, and the Services (src/lab/services-status.ts).
 import type { ServiceDescription } from '../control/describe.ts';
 import type { PodObject } from '../k8s/objects.ts';
-import { readDaemonStatus } from './daemons.ts';
-import { loadObjects } from './manifests.ts';
-import { isAlive } from './processes.ts';
-import { formatServices, labServices } from './services-status.ts';
+import { readDaemonStatus } from './node/daemons.ts';
+import { loadObjects } from './cluster/manifests.ts';
+import { isAlive } from './network/processes.ts';
+import { formatServices, labServices } from './cluster/services-status.ts';
 import type { LabState } from './state.ts';
 
 export interface LabStatus {
@@ -41,7 +41,7 @@ export interface LabStatus {
 
 export async function labStatus(state: LabState): Promise<LabStatus> {
   // The agent client is loaded only for a Tapir lab (the kernel lab needs none of it).
-  const agentStatus = state.dataplane === 'tapir' ? (await import('./tapir-dataplane.ts')).agentStatus : undefined;
+  const agentStatus = state.dataplane === 'tapir' ? (await import('./network/tapir-dataplane.ts')).agentStatus : undefined;
   const podObjects = new Map(loadObjects(state.manifests).objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
   const { services, problems } = labServices(state);
   const nodes = await Promise.all(state.nodes.map(async (n) => ({

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
-import { parseTopologyManifests, type ManifestSource } from './topology-manifests.ts';
+import { parseTopologyManifests, type ManifestSource } from './cluster/topology-manifests.ts';
 import { Fields, isDns1123Label, isLabelValue, LabError, validateLabels } from './validate.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;

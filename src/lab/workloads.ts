@@ -3,8 +3,8 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isAlive, logTail, spawnDetached } from './processes.ts';
-import { interruptibleSleep } from './shell.ts';
+import { isAlive, logTail, spawnDetached } from './network/processes.ts';
+import { interruptibleSleep } from './network/shell.ts';
 import type { LabState, PodState } from './state.ts';
 import type { Workload } from './topology.ts';
 import { LabError } from './validate.ts';

@@ -5,14 +5,14 @@
 // ready once its TCP ports accept connections (checked every second), or, with no TCP
 // port, once its process runs. A pod is Ready when its workload runs and every
 // container is ready; the daemon writes the verdict into the Pod's status.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import type { Container, PodObject, Probe } from '../k8s/objects.ts';
-import { isAlive } from './processes.ts';
-import { builtinPorts } from './workloads.ts';
-import type { PodState } from './state.ts';
+import type { Container, PodObject, Probe } from '../../k8s/objects.ts';
+import { spawnIn } from '../../device/ip-command.ts';
+import { isAlive } from '../network/processes.ts';
+import { builtinPorts } from '../workloads.ts';
+import type { PodState } from '../state.ts';
 
 /** The implicit probe of a container without readinessProbe: quick, so pods turn ready fast. */
 const IMPLICIT: Omit<Probe, 'tcpSocket' | 'httpGet' | 'exec'> = {
@@ -69,7 +69,7 @@ export function httpCheck(port: number, path: string, timeoutMs: number): Check 
 
 function execCheck(netns: string, argv: string[], timeoutMs: number): Check {
   return () => new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'ignore', timeout: timeoutMs });
+    const child = spawnIn(netns, argv, { stdio: 'ignore', timeout: timeoutMs });
     child.once('error', () => resolve(false));
     child.once('exit', (code) => resolve(code === 0));
   });

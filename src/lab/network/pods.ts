@@ -5,17 +5,17 @@
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PodObject } from '../k8s/objects.ts';
+import type { PodObject } from '../../k8s/objects.ts';
 import { podPortLines } from './kernel-dataplane.ts';
 import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { ipBatch } from './shell.ts';
-import type { LabState, NodeState, PodState } from './state.ts';
-import type { ContainerPort, Workload } from './topology.ts';
+import type { LabState, NodeState, PodState } from '../state.ts';
+import type { ContainerPort, Workload } from '../topology.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
-import { LabError } from './validate.ts';
-import { startWorkload, waitForWorkloads } from './workloads.ts';
-import { ipv4ToString, parseCidr } from '../wire/address.ts';
+import { LabError } from '../validate.ts';
+import { startWorkload, waitForWorkloads } from '../workloads.ts';
+import { ipv4ToString, parseCidr } from '../../wire/address.ts';
 
 const WORKLOAD_READY_TIMEOUT_MS = 15_000;
 /** Pod CIDR .0 is vxlan0's, .1 the gateway (src/lab/plan.ts). */

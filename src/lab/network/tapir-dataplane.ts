@@ -5,19 +5,20 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
-import { agentPorts, agentStatusAt } from './control.ts';
+import { agentPorts, agentStatusAt } from './agent-control.ts';
 import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
-import { clusterNodes } from './plan.ts';
+import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
-import { interruptibleSleep, tryRun } from './shell.ts';
-import type { LabState, NodeState, PodState } from './state.ts';
-import { LabError } from './validate.ts';
+import { tryRunIn } from '../../device/ip-command.ts';
+import { interruptibleSleep } from './shell.ts';
+import type { LabState, NodeState, PodState } from '../state.ts';
+import { LabError } from '../validate.ts';
 
 // This checkout's executables; the environment may name others (another build, a wrapper
 // under strace): TAPIR_LAB_TAPIR_BIN runs as `BIN agent --config FILE`, TAPIR_LAB_CNI_BIN
 // as the CNI plugin (its directory heads CNI_PATH).
-export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../bin/tapir', import.meta.url));
-export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../bin/tapir-cni', import.meta.url));
+export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
+export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../../bin/tapir-cni', import.meta.url));
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
 const CNI_PATH = [dirname(TAPIR_CNI_BIN), '/opt/cni/bin', '/usr/lib/cni'].join(':');
 const AGENT_READY_TIMEOUT_MS = 20_000;
@@ -151,7 +152,7 @@ async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Prom
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
   };
   // The runtime runs the plugin in the node's own namespace, so do we.
-  const result = await tryRun('ip', ['netns', 'exec', node.netns, TAPIR_CNI_BIN], {
+  const result = await tryRunIn(node.netns, TAPIR_CNI_BIN, [], {
     env, input: JSON.stringify(cniNetworkConfig(node)), timeoutMs: CNI_TIMEOUT_MS,
   });
   let output: Record<string, unknown> = {};

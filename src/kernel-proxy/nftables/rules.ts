@@ -5,9 +5,9 @@
 // ClientIP affinity. Names, comments and structure follow pkg/proxy/nftables/proxier.go.
 // Unlike kube-proxy (which diffs), a rebuild forgets affinity entries; the lab rebuilds
 // only when the services or endpoints changed.
-import type { ServiceSnapshot } from '../model/service-snapshot.ts';
-import { MASQUERADE_MARK, planPorts, type PlannedEndpoint, type PlannedPort, type ProxyNode } from './proxy-plan.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
+import { MASQUERADE_MARK, planPorts, type PlannedEndpoint, type PlannedPort, type ProxyNode } from '../proxy-plan.ts';
+import { ipv4ToString } from '../../wire/address.ts';
 
 export const NFT_TABLE = 'kube-proxy';
 const T = `ip ${NFT_TABLE}`;

@@ -3,9 +3,9 @@
 // whatever an earlier sync installed, stale chains included). Chain names, comments
 // and rule order follow pkg/proxy/iptables/proxier.go so the output reads like a real
 // node's `iptables-save`; the golden tests pin it (test/fixtures/lab-rules/).
-import type { ServiceSnapshot } from '../model/service-snapshot.ts';
-import { MASQUERADE_MARK, planPorts, probability, type PlannedEndpoint, type PlannedPort, type ProxyNode } from './proxy-plan.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
+import { MASQUERADE_MARK, planPorts, probability, type PlannedEndpoint, type PlannedPort, type ProxyNode } from '../proxy-plan.ts';
+import { ipv4ToString } from '../../wire/address.ts';
 
 function quote(comment: string): string {
   // iptables-save quotes comments that contain anything but a plain word.

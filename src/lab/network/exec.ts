@@ -1,9 +1,9 @@
 // `lab exec TARGET -- CMD…`: a command inside a node, pod, the client or the underlay
 // namespace, with the terminal's stdio and the command's exit status passed through.
-import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import type { LabState } from './state.ts';
-import { LabError } from './validate.ts';
+import { spawnIn } from '../../device/ip-command.ts';
+import type { LabState } from '../state.ts';
+import { LabError } from '../validate.ts';
 
 /**
  * Resolves TARGET to a namespace: "namespace/name" is a pod; a bare name is a node, the
@@ -30,7 +30,7 @@ export function resolveTarget(state: LabState, target: string): { description: s
 /** Runs the command; resolves to its exit code (128 + signal number when killed). */
 export function execIn(netns: string, argv: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit' });
+    const child = spawnIn(netns, argv, { stdio: 'inherit' });
     // The terminal's Ctrl-C reaches the child directly (same process group); don't die first.
     const ignore = (): void => {};
     process.on('SIGINT', ignore);

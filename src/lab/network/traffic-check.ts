@@ -1,10 +1,11 @@
 // `lab up` returns only when traffic flows: every pod is reached from a pod on another
 // node (HTTP echo when it serves it, checking the reply names the pod and shows the
 // caller's own address, i.e. no NAT; ping otherwise), and the client reaches each node.
-import { httpPortOf } from './workloads.ts';
-import { nsTryRun, interruptibleSleep } from './shell.ts';
-import type { LabState, PodState } from './state.ts';
-import { LabError } from './validate.ts';
+import { httpPortOf } from '../workloads.ts';
+import { tryRunIn } from '../../device/ip-command.ts';
+import { interruptibleSleep } from './shell.ts';
+import type { LabState, PodState } from '../state.ts';
+import { LabError } from '../validate.ts';
 
 interface Check { description: string; attempt(): Promise<string | null> }
 
@@ -50,7 +51,7 @@ function podCheck(state: LabState, pod: PodState): Check {
   return {
     description: `${prober.name} -> ${target} HTTP :${port}`,
     attempt: async () => {
-      const result = await nsTryRun(prober.netns, 'curl', ['-sS', '--max-time', '2', `http://${pod.ip}:${port}/lab-up-check`], { timeoutMs: 5000 });
+      const result = await tryRunIn(prober.netns, 'curl', ['-sS', '--max-time', '2', `http://${pod.ip}:${port}/lab-up-check`], { timeoutMs: 5000 });
       if (result.code !== 0) return result.stderr.trim() || `curl exit ${result.code}`;
       let reply: { pod?: string; client?: string };
       try {
@@ -66,6 +67,6 @@ function podCheck(state: LabState, pod: PodState): Check {
 }
 
 async function ping(netns: string, ip: string): Promise<string | null> {
-  const result = await nsTryRun(netns, 'ping', ['-c', '1', '-W', '1', '-q', ip], { timeoutMs: 5000 });
+  const result = await tryRunIn(netns, 'ping', ['-c', '1', '-W', '1', '-q', ip], { timeoutMs: 5000 });
   return result.code === 0 ? null : `ping: ${result.stderr.trim() || 'no reply'}`;
 }

@@ -5,12 +5,12 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UNDERLAY_IFNAME } from './names.ts';
-import { isAlive, logTail, spawnDetached } from './processes.ts';
-import { interruptibleSleep } from './shell.ts';
-import type { LabState, NodeState } from './state.ts';
-import type { ProxyMode } from './topology.ts';
-import { LabError } from './validate.ts';
+import { UNDERLAY_IFNAME } from '../network/names.ts';
+import { isAlive, logTail, spawnDetached } from '../network/processes.ts';
+import { interruptibleSleep } from '../network/shell.ts';
+import type { LabState, NodeState } from '../state.ts';
+import type { ProxyMode } from '../topology.ts';
+import { LabError } from '../validate.ts';
 
 const DAEMON_MAIN = fileURLToPath(new URL('./node-daemon.ts', import.meta.url));
 

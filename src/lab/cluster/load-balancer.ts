@@ -3,8 +3,8 @@
 // Service is applied (kept for as long as the Service exists, written to
 // status.loadBalancer.ingress), and one node answers ARP for it on the underlay (the
 // node daemon adds it to the node's eth0 as a /32; see src/lab/speaker.ts).
-import type { ServiceObject } from '../k8s/objects.ts';
-import { ipv4ToString, parseCidr, parseIpv4 } from '../wire/address.ts';
+import type { ServiceObject } from '../../k8s/objects.ts';
+import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
 
 export interface AddressPool { first: number; last: number }
 

@@ -13,22 +13,22 @@
 // rules vanish with the namespace when the lab goes).
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ChangeTracker } from '../control/change-tracker.ts';
-import { DEFAULT_NODE_PORT_RANGE } from '../control/allocator.ts';
-import { describeServices } from '../control/describe.ts';
-import { ServiceProxyState } from '../control/service-proxy-state.ts';
-import { ManifestDir } from '../k8s/manifest-dir.ts';
-import type { PodObject, ServiceObject } from '../k8s/objects.ts';
-import { parseCidr } from '../wire/address.ts';
+import { ChangeTracker } from '../../control/change-tracker.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../../control/allocator.ts';
+import { describeServices } from '../../control/describe.ts';
+import { ServiceProxyState } from '../../control/service-proxy-state.ts';
+import { ManifestDir } from '../../k8s/manifest-dir.ts';
+import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
+import { parseCidr } from '../../wire/address.ts';
 import type { DaemonConfig, DaemonStatus } from './daemons.ts';
-import { HealthChecks } from './health-check.ts';
-import { KernelProxy } from './kernel-proxy.ts';
-import { setPodReady } from './lab-objects.ts';
-import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from './manifests.ts';
-import { Prober } from './prober.ts';
-import { sleep } from './shell.ts';
+import { HealthCheckServers } from '../../control/health-check-server.ts';
+import { KernelProxy } from '../../kernel-proxy/kernel-proxy.ts';
+import { setPodReady } from '../cluster/lab-objects.ts';
+import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from '../cluster/manifests.ts';
+import { Prober } from './readiness-prober.ts';
+import { sleep } from '../network/shell.ts';
 import { Speaker } from './speaker.ts';
-import { loadState } from './state.ts';
+import { loadState } from '../state.ts';
 
 const PASS_MS = 200;
 /**
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
   await dir.start();
 
   const proxy = config.proxyMode === 'tapir' ? null : new KernelProxy(config.proxyMode, { clusterCIDR: config.clusterCIDR, serviceCIDR: config.serviceCIDR });
-  const health = proxy === null ? null : new HealthChecks((m) => problems.add(m));
+  const health = proxy === null ? null : new HealthCheckServers((m) => problems.add(m));
   const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parseCidr(config.underlayCIDR, true)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
   const prober = new Prober();
   let speakerProblems: string[] = [];

@@ -4,7 +4,7 @@
 // directly in the node namespace, so no device ever appears in the root namespace.
 import { ipBatch, enableForwarding } from './shell.ts';
 import { POD_IFNAME, UNDERLAY_IFNAME } from './names.ts';
-import type { LabState } from './state.ts';
+import type { LabState } from '../state.ts';
 
 /** Creates every namespace of the lab (pods too: the lab is the container runtime). */
 export async function createNamespaces(state: LabState): Promise<void> {

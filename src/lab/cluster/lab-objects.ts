@@ -2,7 +2,7 @@
 // of a cluster would have them: a Node per lab node (zone label, InternalIP = the
 // underlay address), the Namespaces in use, and a Pod per lab pod with the status the
 // kubelet would report (pod IP, Ready condition). Plain YAML-ready objects.
-import type { LabState, NodeState, PodState } from './state.ts';
+import type { LabState, NodeState, PodState } from '../state.ts';
 import type { RawObject } from './manifests.ts';
 
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';

@@ -10,11 +10,11 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { parseManifest } from '../k8s/manifest.ts';
-import type { K8sObject } from '../k8s/objects.ts';
-import { isAlive } from './processes.ts';
-import { sleep } from './shell.ts';
-import { LabError } from './validate.ts';
+import { parseManifest } from '../../k8s/manifest.ts';
+import type { K8sObject } from '../../k8s/objects.ts';
+import { isAlive } from '../network/processes.ts';
+import { sleep } from '../network/shell.ts';
+import { LabError } from '../validate.ts';
 
 export function manifestDirOf(stateDir: string): string {
   return join(stateDir, 'manifests');

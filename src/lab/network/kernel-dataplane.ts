@@ -5,7 +5,7 @@
 // IP. No learning, no multicast: the lab knows every node, like flannel's subnet lease.
 import { bridgeBatch, ipBatch } from './shell.ts';
 import { POD_BRIDGE, UNDERLAY_IFNAME, VXLAN_DEVICE } from './names.ts';
-import type { LabState, NodeState } from './state.ts';
+import type { LabState, NodeState } from '../state.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 
 /** RFC 7348 §5: IANA-assigned VXLAN UDP port. */

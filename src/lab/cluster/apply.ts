@@ -4,16 +4,16 @@
 // (and removed again if one fails) before any manifest is written, so a failed command
 // leaves the lab as it was. Pods being deleted stay terminating (deletionTimestamp set,
 // still serving) for their grace period, like kubectl's default graceful deletion.
-import type { K8sObject, PodObject } from '../k8s/objects.ts';
+import type { K8sObject, PodObject } from '../../k8s/objects.ts';
 import { planApply, planDelete, resourceName, type PlannedObject } from './apply-plan.ts';
-import { waitForDaemons } from './daemons.ts';
+import { waitForDaemons } from '../node/daemons.ts';
 import { podStatus } from './lab-objects.ts';
 import { bumpRevision, COMMAND_LOCK, MANIFEST_LOCK, readObject, removeObject, withLock, writeObject, type RawObject } from './manifests.ts';
-import { createPod, planPod, removePod, scheduleNode } from './pods.ts';
-import { sleep } from './shell.ts';
-import { saveState, type LabState, type PodState } from './state.ts';
+import { createPod, planPod, removePod, scheduleNode } from '../network/pods.ts';
+import { sleep } from '../network/shell.ts';
+import { saveState, type LabState, type PodState } from '../state.ts';
 import type { ManifestSource } from './topology-manifests.ts';
-import { LabError } from './validate.ts';
+import { LabError } from '../validate.ts';
 
 const DAEMON_TIMEOUT_MS = 20_000;
 /** Node daemons re-read every object they are shown; large applies get proportionally longer. */

@@ -6,18 +6,18 @@
 // spec, a LoadBalancer address in status. Any problem rejects the whole command, each
 // one naming file, document and field.
 import { parseAllDocuments } from 'yaml';
-import { allocateServices, DEFAULT_NODE_PORT_RANGE, needsNodePorts } from '../control/allocator.ts';
-import { parseManifest } from '../k8s/manifest.ts';
-import { describeOrigin, namespacedName, objectKey, type K8sObject, type PodObject, type ServiceObject } from '../k8s/objects.ts';
-import { validateDocument } from '../k8s/validate.ts';
-import { parseCidr } from '../wire/address.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import { allocateServices, DEFAULT_NODE_PORT_RANGE, needsNodePorts } from '../../control/allocator.ts';
+import { parseManifest } from '../../k8s/manifest.ts';
+import { describeOrigin, namespacedName, objectKey, type K8sObject, type PodObject, type ServiceObject } from '../../k8s/objects.ts';
+import { validateDocument } from '../../k8s/validate.ts';
+import { parseCidr } from '../../wire/address.ts';
+import { ipv4ToString } from '../../wire/address.ts';
 import { BUILTIN_NAMESPACES } from './lab-objects.ts';
 import { assignLoadBalancerIP, parsePool, takenAddresses } from './load-balancer.ts';
 import { loadObjects, readObject, type RawObject } from './manifests.ts';
-import type { LabState } from './state.ts';
+import type { LabState } from '../state.ts';
 import type { ManifestSource } from './topology-manifests.ts';
-import { isDns1123Label, LabError } from './validate.ts';
+import { isDns1123Label, LabError } from '../validate.ts';
 
 export interface PlannedObject {
   object: K8sObject;

@@ -1,12 +1,12 @@
 // The lab's Services as `lab status` shows them, computed from the manifest directory
 // with the same control code every agent runs (allocation, endpoints controller), so
 // what status prints is what the data planes program.
-import { DEFAULT_NODE_PORT_RANGE } from '../control/allocator.ts';
-import { describeServices, type ServiceDescription } from '../control/describe.ts';
-import { ServiceProxyState } from '../control/service-proxy-state.ts';
-import { parseCidr } from '../wire/address.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../../control/allocator.ts';
+import { describeServices, type ServiceDescription } from '../../control/describe.ts';
+import { ServiceProxyState } from '../../control/service-proxy-state.ts';
+import { parseCidr } from '../../wire/address.ts';
 import { loadObjects } from './manifests.ts';
-import type { LabState } from './state.ts';
+import type { LabState } from '../state.ts';
 
 export function labServices(state: LabState): { services: ServiceDescription[]; problems: string[] } {
   const { objects, problems } = loadObjects(state.manifests);

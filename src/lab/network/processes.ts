@@ -3,7 +3,7 @@
 // /run/netns/NAME), which also catches what a crash left unrecorded and anything a
 // user started with `lab exec`.
 import { openSync, closeSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { spawnIn } from '../../device/ip-command.ts';
 import { NETNS_DIR } from './names.ts';
 import { sleep } from './shell.ts';
 
@@ -74,7 +74,7 @@ export async function stopProcesses(pids: number[], graceMs: number): Promise<nu
 export function spawnDetached(netns: string, argv: string[], log: string, env: NodeJS.ProcessEnv = process.env): number {
   const fd = openSync(log, 'a');
   try {
-    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { detached: true, stdio: ['ignore', fd, fd], env });
+    const child = spawnIn(netns, argv, { detached: true, stdio: ['ignore', fd, fd], env });
     child.on('error', () => {}); // reported by the caller's readiness check
     child.unref();
     if (child.pid === undefined) throw new Error(`cannot start ${argv[0]} in ${netns}`);

@@ -6,10 +6,10 @@
 // entries towards endpoints that went away are deleted, as kube-proxy does
 // (pkg/proxy/conntrack/cleanup.go): UDP has no connection end, so without this a client
 // keeps sending into a removed pod until the entry times out.
-import { iptablesRules } from './iptables-rules.ts';
-import { nftablesRules } from './nftables-rules.ts';
+import { iptablesRules } from './iptables/rules.ts';
+import { nftablesRules } from './nftables/rules.ts';
 import type { ProxyNode } from './proxy-plan.ts';
-import { tryRun } from './shell.ts';
+import { tryRun } from '../device/ip-command.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/address.ts';
 

@@ -9,10 +9,10 @@
 // topology order, or, for externalTrafficPolicy Local, the first node with a ready
 // local endpoint (MetalLB only announces from nodes with one, so traffic keeps its
 // source address and still finds a local endpoint).
-import type { ServiceDescription } from '../control/describe.ts';
-import type { ServiceObject } from '../k8s/objects.ts';
-import { tryRun } from './shell.ts';
-import { type Cidr, parseIpv4 } from '../wire/address.ts';
+import type { ServiceDescription } from '../../control/describe.ts';
+import type { ServiceObject } from '../../k8s/objects.ts';
+import { tryIp } from '../../device/ip-command.ts';
+import { type Cidr, parseIpv4 } from '../../wire/address.ts';
 
 export interface SpeakerConfig {
   node: string;
@@ -74,19 +74,19 @@ export class Speaker {
     if (present === undefined) return [`cannot list the addresses of ${this.#config.interface}`];
     for (const ip of present) {
       if (wanted.has(ip)) continue;
-      const r = await tryRun('ip', ['addr', 'del', `${ip}/32`, 'dev', this.#config.interface]);
+      const r = await tryIp(['addr', 'del', `${ip}/32`, 'dev', this.#config.interface]);
       if (r.code !== 0) problems.push(`ip addr del ${ip}/32: ${r.stderr.trim()}`);
     }
     for (const ip of wanted) {
       if (present.has(ip)) continue;
-      const r = await tryRun('ip', ['addr', 'add', `${ip}/32`, 'dev', this.#config.interface]);
+      const r = await tryIp(['addr', 'add', `${ip}/32`, 'dev', this.#config.interface]);
       if (r.code !== 0) {
         problems.push(`ip addr add ${ip}/32: ${r.stderr.trim()}`);
         continue;
       }
       // No gratuitous ARP tool here: the lab, being the network, drops the client's
       // stale entry so its next packet asks again and reaches the new node.
-      if (this.#config.clientNetns !== null) await tryRun('ip', ['-n', this.#config.clientNetns, 'neigh', 'flush', 'to', ip]);
+      if (this.#config.clientNetns !== null) await tryIp(['neigh', 'flush', 'to', ip], { netns: this.#config.clientNetns });
     }
     this.#announced = wanted;
     return problems;
@@ -94,7 +94,7 @@ export class Speaker {
 
   /** The /32 addresses on the interface: every one is an announcement (the node's own is a /24). */
   async #present(): Promise<Set<string> | undefined> {
-    const r = await tryRun('ip', ['-j', '-4', 'addr', 'show', 'dev', this.#config.interface]);
+    const r = await tryIp(['-j', '-4', 'addr', 'show', 'dev', this.#config.interface]);
     if (r.code !== 0) return undefined;
     const links = JSON.parse(r.stdout) as { addr_info?: { local: string; prefixlen: number }[] }[];
     return new Set(links.flatMap((l) => l.addr_info ?? []).filter((a) => a.prefixlen === 32).map((a) => a.local));
