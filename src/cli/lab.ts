@@ -3,6 +3,7 @@
 import { CliError } from './errors.ts';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { parseArgs, type ParseArgsOptionDescriptor } from 'node:util';
 import { labApply, labDelete } from '../lab/cluster/apply.ts';
 import { execIn, resolveTarget } from '../lab/network/exec.ts';
 import { checkLabName, DEFAULT_LAB_NAME, labDown, labUp } from '../lab/lifecycle.ts';
@@ -32,44 +33,51 @@ the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; de
 Every namespace is named tl-NAME-…; nothing is configured in the root namespace.
 Environment: TAPIR_LAB_TAPIR_BIN / TAPIR_LAB_CNI_BIN run another tapir / tapir-cni build.`;
 
+/** Every option of `tapir lab`; each subcommand accepts the ones it names. */
+const OPTIONS = {
+  name: { type: 'string' },
+  dataplane: { type: 'string' },
+  'proxy-mode': { type: 'string' },
+  // -f FILE, -fFILE and --filename FILE, like kubectl.
+  filename: { type: 'string', short: 'f' },
+  json: { type: 'boolean' },
+  'keep-on-failure': { type: 'boolean' },
+} as const satisfies Record<string, ParseArgsOptionDescriptor>;
+
+type OptionName = keyof typeof OPTIONS;
+
 interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; file?: string; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
 
 /** Parses options up to "--"; everything after it is the command for exec. */
-function parseOptions(args: string[], allowed: readonly string[]): Options {
-  const options: Options = { json: false, keepOnFailure: false, positional: [], command: [] };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (arg === '--') { options.command = args.slice(i + 1); break; }
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    if (!flag.startsWith('-') || flag === '-') { options.positional.push(arg); continue; }
-    // -fFILE, like kubectl.
-    if (flag.startsWith('-f') && flag.length > 2 && !flag.startsWith('--') && allowed.includes('-f')) { options.file = flag.slice(2); continue; }
-    if (!allowed.includes(flag)) throw new CliError(`lab: unknown option ${flag}\n\n${USAGE}`, 2);
-    const value = (): string => {
-      const v = inline ?? args[++i];
-      if (v === undefined) throw new CliError(`lab: ${flag} needs a value`, 2);
-      return v;
-    };
-    switch (flag) {
-      case '--name': options.name = value(); break;
-      case '--dataplane': {
-        const v = value();
-        if (!(DATAPLANES as readonly string[]).includes(v)) throw new CliError(`lab: --dataplane must be one of ${DATAPLANES.join(', ')}`, 2);
-        options.dataplane = v as Dataplane;
+function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
+  const options = Object.fromEntries(allowed.map((name) => [name, OPTIONS[name]]));
+  // Not strict: the checks below report an unknown or valueless option in lab's own words.
+  const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
+  const out: Options = { json: false, keepOnFailure: false, positional: [], command: [] };
+  let afterTerminator = false;
+  for (const token of tokens) {
+    if (token.kind === 'option-terminator') { afterTerminator = true; continue; }
+    if (token.kind === 'positional') { (afterTerminator ? out.command : out.positional).push(token.value); continue; }
+    if (!(allowed as readonly string[]).includes(token.name)) throw new CliError(`lab: unknown option ${token.rawName}\n\n${USAGE}`, 2);
+    const name = token.name as OptionName;
+    const value = token.value;
+    if (OPTIONS[name].type === 'string' && value === undefined) throw new CliError(`lab: ${token.rawName} needs a value`, 2);
+    switch (name) {
+      case 'name': out.name = value; break;
+      case 'dataplane':
+        if (!(DATAPLANES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --dataplane must be one of ${DATAPLANES.join(', ')}`, 2);
+        out.dataplane = value as Dataplane;
         break;
-      }
-      case '--proxy-mode': {
-        const v = value();
-        if (!(PROXY_MODES as readonly string[]).includes(v)) throw new CliError(`lab: --proxy-mode must be one of ${PROXY_MODES.join(', ')}`, 2);
-        options.proxyMode = v as ProxyMode;
+      case 'proxy-mode':
+        if (!(PROXY_MODES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --proxy-mode must be one of ${PROXY_MODES.join(', ')}`, 2);
+        out.proxyMode = value as ProxyMode;
         break;
-      }
-      case '-f': case '--filename': options.file = value(); break;
-      case '--json': options.json = true; break;
-      case '--keep-on-failure': options.keepOnFailure = true; break;
+      case 'filename': out.file = value; break;
+      case 'json': out.json = true; break;
+      case 'keep-on-failure': out.keepOnFailure = true; break;
     }
   }
-  return options;
+  return out;
 }
 
 function progress(message: string): void {
@@ -77,7 +85,7 @@ function progress(message: string): void {
 }
 
 async function up(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['--name', '--dataplane', '--proxy-mode', '--json', '--keep-on-failure']);
+  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'json', 'keep-on-failure']);
   if (o.positional.length > 1) throw new CliError(`lab up: one topology file at most\n\n${USAGE}`, 2);
   const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, keepOnFailure: o.keepOnFailure, progress });
   const status = await labStatus(state);
@@ -86,7 +94,7 @@ async function up(args: string[]): Promise<number> {
 }
 
 async function status(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['--name', '--json']);
+  const o = parseOptions(args, ['name', 'json']);
   if (o.positional.length > 0) throw new CliError(`lab status: unexpected ${o.positional[0]}\n\n${USAGE}`, 2);
   const name = o.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
@@ -96,7 +104,7 @@ async function status(args: string[]): Promise<number> {
 }
 
 async function exec(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['--name']);
+  const o = parseOptions(args, ['name']);
   // "exec TARGET CMD…" without "--" also works; options then end at the target.
   const [target, ...rest] = o.positional;
   const command = o.command.length > 0 ? o.command : rest;
@@ -111,7 +119,7 @@ async function exec(args: string[]): Promise<number> {
 
 /** `apply -f FILE` / `delete -f FILE` ("-" reads stdin, as kubectl does). */
 async function manifestCommand(verb: 'apply' | 'delete', args: string[]): Promise<number> {
-  const o = parseOptions(args, ['--name', '-f', '--filename']);
+  const o = parseOptions(args, ['name', 'filename']);
   if (o.file === undefined || o.positional.length > 0) throw new CliError(`lab ${verb}: need -f FILE (and nothing else)\n\n${USAGE}`, 2);
   const name = o.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
@@ -129,7 +137,7 @@ async function manifestCommand(verb: 'apply' | 'delete', args: string[]): Promis
 }
 
 async function down(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['--name']);
+  const o = parseOptions(args, ['name']);
   if (o.positional.length > 0) throw new CliError(`lab down: unexpected ${o.positional[0]}\n\n${USAGE}`, 2);
   const name = o.name ?? DEFAULT_LAB_NAME;
   const summary = await labDown(name, (m) => progress(`lab ${name}: ${m}`));
