@@ -2,9 +2,29 @@
 // talking across nodes with their own addresses, and each demo Service doing its job.
 // Every command here is what a user would type: `tapir lab exec`, curl, ping.
 import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { delimiter, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const TAPIR = fileURLToPath(new URL('../bin/tapir', import.meta.url));
+
+/**
+ * How the user runs this checkout's tapir: `tapir` when that name on the PATH is it
+ * (the set-up links it into /usr/local/bin), else its path, so every command printed
+ * here works when pasted.
+ */
+function userCommand(): string {
+  const ours = realpathSync(TAPIR);
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    try {
+      if (realpathSync(join(dir, 'tapir')) === ours) return 'tapir';
+    } catch { /* not there */ }
+  }
+  const rel = relative(process.cwd(), TAPIR);
+  return rel.startsWith('..') ? TAPIR : `./${rel}`;
+}
+const TAPIR_CMD = userCommand();
 const lab = process.argv.includes('--name') ? process.argv[process.argv.indexOf('--name') + 1]! : 'tapir';
 
 function tapir(...args: string[]): string {
@@ -41,11 +61,11 @@ const s = JSON.parse(tapir('lab', 'status', '--name', lab, '--json')) as Status;
 const pod = (name: string) => s.pods.find((p) => p.name === name)!;
 const a = pod('web-1a'), b = pod('web-2a');
 console.log(`\n== Pods talk across nodes by their own addresses (dataplane: ${s.dataplane}) ==`);
-console.log(`$ tapir lab exec ${a.name} -- ping -c 2 ${b.ip}`);
+console.log(`$ ${TAPIR_CMD} lab exec ${a.name} -- ping -c 2 ${b.ip}`);
 console.log(inLab(a.name, 'ping', '-c', '2', '-i', '0.2', b.ip).split('\n').slice(-2).join('\n'));
-console.log(`$ tapir lab exec ${a.name} -- curl http://${b.ip}:8080/   (${a.name} is ${a.ip} on ${a.node}; no NAT between pods)`);
+console.log(`$ ${TAPIR_CMD} lab exec ${a.name} -- curl http://${b.ip}:8080/   (${a.name} is ${a.ip} on ${a.node}; no NAT between pods)`);
 console.log(`  ${echo(a.name, `http://${b.ip}:8080/`)}`);
-console.log(`$ tapir lab exec ${s.nodes[0]!.name} -- curl http://${b.ip}:8080/   (the node reaches pods through the host port)`);
+console.log(`$ ${TAPIR_CMD} lab exec ${s.nodes[0]!.name} -- curl http://${b.ip}:8080/   (the node reaches pods through the host port)`);
 console.log(`  ${echo(s.nodes[0]!.name, `http://${b.ip}:8080/`)}`);
 
 const svc = (name: string) => s.services?.find((x) => x.name === name);
@@ -66,5 +86,6 @@ for (const name of ['web-lb', 'web-local']) {
 }
 const ext = svc('web-ext');
 if (ext?.externalIPs[0] !== undefined) console.log(`externalIP ${ext.externalIPs[0]} from the client: ${echo('client', `http://${ext.externalIPs[0]}/`)}`);
-console.log(`\nTry: tapir lab status --name ${lab} | tapir stats --lab ${lab} --node node-1 | tapir capture --lab ${lab} --node node-1 underlay -w /tmp/u.pcap`);
-console.log(`Remove everything: scripts/lab.sh down   (or tapir lab down --name ${lab})`);
+const t = TAPIR_CMD;
+console.log(`\nTry: ${t} lab status --name ${lab} | ${t} stats --lab ${lab} --node node-1 | ${t} capture --lab ${lab} --node node-1 underlay -w /tmp/u.pcap`);
+console.log(`Remove everything: scripts/lab.sh down   (or ${t} lab down --name ${lab})`);

@@ -43,7 +43,7 @@ export const SNAPSHOT: ServiceSnapshot = {
   generation: 7,
   nodePortAddresses: [ip('172.30.0.11')],
   ports: [
-    port('default/web:http', { clusterIP: ip('10.96.0.10'), allEndpoints: web, clusterEndpoints: web, externalEndpoints: web }),
+    port('default/web:http', { clusterIP: ip('10.96.0.100'), allEndpoints: web, clusterEndpoints: web, externalEndpoints: web }),
     port('default/web-nodeport:http', { clusterIP: ip('10.96.0.11'), nodePort: 30080, allEndpoints: web, clusterEndpoints: web, externalEndpoints: web }),
     port('default/web-lb:http', {
       clusterIP: ip('10.96.0.12'), nodePort: 30081, loadBalancerIPs: [ip('172.30.0.200')], loadBalancerSourceRanges: [[ip('172.30.0.0'), 24]],

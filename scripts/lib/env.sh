@@ -17,7 +17,7 @@ tapir_log() { printf '\033[1m[tapir setup]\033[0m %s\n' "$*" >&2; }
 
 tapir_require_root() {
   if [ "$(id -u)" != 0 ]; then
-    echo "tapir: this needs root (network namespaces, TAP/TUN devices, apt-get); run it with sudo" >&2
+    echo "tapir: this needs root (network namespaces, TAP/TUN devices, apt-get); run it as root" >&2
     exit 1
   fi
 }
@@ -80,10 +80,30 @@ tapir_ensure_native() {
   bash "$TAPIR_ROOT/scripts/build-native.sh" >/dev/null
 }
 
+# Puts `tapir` and `tapir-cni` on the PATH as a package install would: symlinks in
+# /usr/local/bin to this checkout's bin/ (which find the toolchain through the link).
+# A link that already points here is left as it is; anything else of that name (another
+# checkout's link, an installed binary) is never replaced, only reported.
+tapir_ensure_links() {
+  local name dir=/usr/local/bin
+  mkdir -p "$dir"
+  for name in tapir tapir-cni; do
+    local link="$dir/$name" target="$TAPIR_ROOT/bin/$name"
+    if [ -L "$link" ] && [ "$(readlink -f "$link")" = "$(readlink -f "$target")" ]; then continue; fi
+    if [ -e "$link" ] || [ -L "$link" ]; then
+      tapir_log "$link exists and is not a link to $target; leaving it (run $target instead)"
+      continue
+    fi
+    tapir_log "linking $link -> $target"
+    ln -s "$target" "$link"
+  done
+}
+
 tapir_setup() {
   tapir_require_root
   tapir_ensure_apt
   tapir_ensure_node
   tapir_ensure_npm_packages
   tapir_ensure_native
+  tapir_ensure_links
 }

@@ -16,12 +16,13 @@ nodes:
 client:
   name: client
 services:
-  # ClusterIP: port 80 -> the pods' named port "http" (8080).
+  # ClusterIP: port 80 -> the pods' named port "http" (8080). Not on .10: clusters give
+  # 10.96.0.10 to kube-dns by convention, and the lab keeps it for its DNS service.
   - apiVersion: v1
     kind: Service
     metadata: { name: web }
     spec:
-      clusterIP: 10.96.0.10
+      clusterIP: 10.96.0.100
       selector: { app: web }
       ports: [{ name: http, port: 80, targetPort: http }]
   # NodePort 30080 on every node's underlay address.

@@ -95,7 +95,7 @@ const BAD: Record<string, { text: string; expect: RegExp }> = {
   'node.yaml': { text: 'apiVersion: v1\nkind: Node\nmetadata: { name: node-9 }\n', expect: /node\.yaml: document 1 \(Node node-9\): kind: Nodes belong to the lab/ },
   'immutable.yaml': {
     text: 'apiVersion: v1\nkind: Service\nmetadata: { name: web }\nspec: { clusterIP: 10.96.0.99, selector: { app: web }, ports: [{ name: http, port: 80, targetPort: http }] }\n',
-    expect: /immutable\.yaml: document 1 \(Service default\/web\): spec\.clusterIP: field is immutable \(it is 10\.96\.0\.10\)/,
+    expect: /immutable\.yaml: document 1 \(Service default\/web\): spec\.clusterIP: field is immutable \(it is 10\.96\.0\.100\)/,
   },
 };
 
@@ -120,7 +120,7 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
   test('status --json lists the demo services with allocations and endpoints', { skip }, () => {
     assert.deepEqual([...svc.keys()].sort(), ['default/echo-udp', 'default/web', 'default/web-affinity', 'default/web-ext', 'default/web-lb', 'default/web-local', 'default/web-nodeport']);
     const web = svc.get('default/web')!;
-    assert.equal(web.clusterIP, '10.96.0.10');
+    assert.equal(web.clusterIP, '10.96.0.100');
     assert.deepEqual(web.ports, [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http', nodePort: 0 }]);
     assert.equal(web.endpoints.length, 4);
     assert.ok(web.endpoints.every((e) => e.ready && e.serving && !e.terminating), JSON.stringify(web.endpoints));
@@ -140,7 +140,7 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
   test('cluster IP from a pod on each node and from a node reaches pods on both nodes, unmasqueraded', { skip }, () => {
     for (const from of ['web-1a', 'web-2b']) {
       const seen = new Set<string>();
-      for (const reply of getMany(lab, from, 'http://10.96.0.10/svc', 16)) {
+      for (const reply of getMany(lab, from, 'http://10.96.0.100/svc', 16)) {
         seen.add(reply.pod);
         assert.equal(reply.path, '/svc');
         // Pod to service keeps the pod's address, except a pod reaching itself (hairpin SNAT).
@@ -148,7 +148,7 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
       }
       assert.ok(seen.size >= 2, `${from} reached only ${[...seen].join(', ')}`);
     }
-    assert.match(get(lab, 'node-2', 'http://10.96.0.10/').pod, /^web-/);
+    assert.match(get(lab, 'node-2', 'http://10.96.0.100/').pod, /^web-/);
     const udp = svc.get('default/echo-udp')!.clusterIP;
     assert.equal(lab.exec('web-1b', 'timeout', '3', 'bash', '-c', `exec 3<>/dev/udp/${udp}/9000; printf svc-udp >&3; head -c 7 <&3`), 'svc-udp');
   });
@@ -188,7 +188,7 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
     const pods = new Set(getMany(lab, 'web-2a', `http://${ip}/`, 12).map((r) => r.pod));
     assert.equal(pods.size, 1, [...pods].join(', '));
     // Without affinity the same client spreads over the endpoints.
-    assert.ok(new Set(getMany(lab, 'web-2a', 'http://10.96.0.10/', 12).map((r) => r.pod)).size >= 2);
+    assert.ok(new Set(getMany(lab, 'web-2a', 'http://10.96.0.100/', 12).map((r) => r.pod)).size >= 2);
   });
 
   test('a bad manifest is rejected naming file, document and field, and the lab stays as it was', { skip }, () => {
