@@ -121,12 +121,12 @@ nodes:
 vni: 0
 `);
   for (const line of [
-    'topology.yaml: nodes[0].pods[0].labels.app: label value must be',
-    'topology.yaml: nodes[0].pods[0].workload.port: must be an integer from 1 to 65535',
-    'topology.yaml: nodes[0].pods[0].ports[0].protocol: must be one of TCP, UDP, SCTP',
+    'topology.yaml: nodes[0].pods[0].labels["app"]: "x y" is not a valid label value',
+    'topology.yaml: nodes[0].pods[0].workload.port: 70000 is out of range 1-65535',
+    'topology.yaml: nodes[0].pods[0].ports[0].protocol: "ICMP" is not one of TCP, UDP, SCTP',
     'topology.yaml: nodes[0].pods[0].image: unknown field',
     'topology.yaml: nodes[0].pods[1].name: pod default/a is already defined at nodes[0].pods[0]',
-    'topology.yaml: vni: must be an integer from 1 to 16777215',
+    'topology.yaml: vni: 0 is out of range 1-16777215',
   ]) assert.ok(many.includes(line), `missing "${line}" in:\n${many}`);
   assert.match(errorOf('nodes: []\n'), /topology\.yaml: nodes: at least one node is required/);
   assert.match(errorOf('{}\n'), /topology\.yaml: nodes: is required/);

@@ -18,7 +18,8 @@ import { startDaemons, waitForDaemons } from './node/daemons.ts';
 import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
 import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
-import { isDns1123Label, LabError } from './validate.ts';
+import { isDns1123Label } from '../k8s/fields.ts';
+import { LabError } from './validate.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 
 export const DEFAULT_LAB_NAME = 'tapir';

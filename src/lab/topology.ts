@@ -1,13 +1,16 @@
 // The lab topology: nodes, their pods and workloads, the external client and the
-// address plan. Parsed from YAML and validated strictly: every error names the file and
-// the field path (`topology.yaml: nodes[1].pods[0].name: must be a DNS-1123 label`), so
-// a typo never silently becomes a default.
+// address plan. Parsed from YAML with the shared field reader (src/config/fields.ts) and
+// validated strictly: every problem names the file and the field path
+// (`topology.yaml: nodes[1].pods[0].name: must be a DNS-1123 label`), all of them in one
+// pass, and an unknown key is an error, so a typo never silently becomes a default.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
 import { parseTopologyManifests, type ManifestSource } from './cluster/topology-manifests.ts';
-import { Fields, isDns1123Label, isLabelValue, LabError, validateLabels } from './validate.ts';
+import { Fields, isMapping, Problems, typeName } from '../config/fields.ts';
+import { isDns1123Label, isLabelValue, isQualifiedName } from '../k8s/fields.ts';
+import { LabError, rejectUnknown } from './validate.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;
 export type Dataplane = (typeof DATAPLANES)[number];
@@ -97,7 +100,12 @@ export interface Topology {
   client: { name: string; underlayIP: string | undefined } | null;
 }
 
-/** loadBalancerPool '': underlay .200-.250 (src/lab/plan.ts), so 172.30.0.200-172.30.0.250 by default. */
+/**
+ * loadBalancerPool '': underlay .200-.250 (src/lab/plan.ts), so 172.30.0.200-172.30.0.250 by default.
+ * serviceCIDR is the lab's own /16, not the cluster default /12 (DEFAULT_SERVICE_CIDR in
+ * src/model/cluster-defaults.ts): lab states, tests and the service-scale benchmark
+ * (addresses from 10.96.64.0 up) are laid out in it, and it is routed as one prefix.
+ */
 export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '' } as const;
 /** Short, so `lab delete` of a pod shows terminating and still returns quickly (Kubernetes: 30 s). */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 2;
@@ -129,65 +137,78 @@ export function parseTopology(text: string, source: string): Topology {
   } catch (err) {
     throw new LabError('TOPOLOGY_INVALID', `${label}: not valid YAML: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
   }
-  const errors: string[] = [];
-  const top = new Fields(document ?? {}, '', errors);
+  const problems = new Problems(label, []);
+  const top = new Fields(document ?? {}, '', problems);
   const topology: Topology = {
     source,
-    name: top.optionalString('name', isDns1123Label, 'must be a DNS-1123 label (lowercase letters, digits, "-")'),
-    dataplane: top.optionalEnum('dataplane', DATAPLANES),
-    proxyMode: top.optionalEnum('proxyMode', PROXY_MODES),
+    name: optionalName(top, 'name', 'must be a DNS-1123 label (lowercase letters, digits, "-")'),
+    dataplane: top.has('dataplane') ? top.choice('dataplane', DATAPLANES, 'tapir') : undefined,
+    proxyMode: top.has('proxyMode') ? top.choice('proxyMode', PROXY_MODES, 'tapir') : undefined,
     addressing: { ...DEFAULT_ADDRESSING },
-    terminationGracePeriodSeconds: top.integer('terminationGracePeriodSeconds', DEFAULT_TERMINATION_GRACE_SECONDS, 0, 300),
+    terminationGracePeriodSeconds: top.int('terminationGracePeriodSeconds', 0, 300, DEFAULT_TERMINATION_GRACE_SECONDS),
     services: null,
-    mtu: top.integer('mtu', DEFAULT_MTU, 1330, 9216),
-    vni: top.integer('vni', DEFAULT_VNI, 1, 0xffffff),
+    mtu: top.int('mtu', 1330, 9216, DEFAULT_MTU),
+    vni: top.int('vni', 1, 0xffffff, DEFAULT_VNI),
     nodes: [],
     client: { name: 'client', underlayIP: undefined },
   };
-  if (topology.name !== undefined && topology.name.length > 24) errors.push('name: at most 24 characters (it prefixes every namespace and socket path)');
-  const addressing = top.object('addressing');
+  if (topology.name !== undefined && topology.name.length > 24) top.fail('name', 'at most 24 characters (it prefixes every namespace and socket path)');
+  const addressing = top.map('addressing');
   if (addressing !== undefined) {
-    for (const key of ['underlayCIDR', 'clusterCIDR', 'serviceCIDR', 'loadBalancerPool'] as const) {
-      topology.addressing[key] = addressing.string(key, DEFAULT_ADDRESSING[key]);
-    }
-    addressing.rejectUnknown();
+    for (const key of ADDRESSING_KEYS) topology.addressing[key] = optionalString(addressing, key) ?? DEFAULT_ADDRESSING[key];
+    rejectUnknown(addressing, ADDRESSING_KEYS);
   }
-  const nodes = top.list('nodes', true);
-  nodes?.forEach((item, i) => topology.nodes.push(parseNode(item, `nodes[${i}]`, errors)));
-  if (top.has('services')) topology.services = parseTopologyManifests(top.raw('services'), source, errors);
-  if (nodes !== undefined && nodes.length === 0) errors.push('nodes: at least one node is required');
-  if (top.has('client')) {
-    const value = top.raw('client');
-    if (value === null || value === false) topology.client = null;
-    else {
-      const client = top.object('client');
-      if (client !== undefined) {
-        topology.client = {
-          name: client.string('name', 'client', isDns1123Label, 'must be a DNS-1123 label'),
-          underlayIP: client.optionalString('underlayIP'),
-        };
-        client.rejectUnknown();
-      }
+  if (!top.has('nodes')) top.fail('nodes', 'is required');
+  const nodes = top.list('nodes');
+  nodes.forEach((item) => topology.nodes.push(parseNode(new Fields(item.value, item.path, problems))));
+  if (top.has('services')) {
+    const errors: string[] = [];
+    topology.services = parseTopologyManifests(top.value.services, source, errors);
+    for (const e of errors) problems.add('', e);
+  }
+  if (top.has('nodes') && Array.isArray(top.value.nodes) && nodes.length === 0) top.fail('nodes', 'at least one node is required');
+  if (top.value.client === null || top.value.client === false) topology.client = null;
+  else {
+    const client = top.map('client');
+    if (client !== undefined) {
+      topology.client = { name: optionalName(client, 'name', 'must be a DNS-1123 label') ?? 'client', underlayIP: optionalString(client, 'underlayIP') };
+      rejectUnknown(client, ['name', 'underlayIP']);
     }
   }
-  top.rejectUnknown();
-  checkUniqueNames(topology, errors);
-  if (errors.length > 0) throw topologyError(label, errors);
+  rejectUnknown(top, TOP_KEYS);
+  checkUniqueNames(topology, problems);
+  if (problems.list.length > 0) throw topologyProblems(problems.list);
   return topology;
 }
 
-function parseNode(item: unknown, path: string, errors: string[]): NodeSpec {
-  const f = new Fields(item, path, errors);
-  const index = Number(/\[(\d+)\]$/.exec(path)![1]);
+const TOP_KEYS = ['name', 'dataplane', 'proxyMode', 'addressing', 'terminationGracePeriodSeconds', 'services', 'mtu', 'vni', 'nodes', 'client'] as const;
+const ADDRESSING_KEYS = ['underlayCIDR', 'clusterCIDR', 'serviceCIDR', 'loadBalancerPool'] as const;
+
+/** A string field that may be absent (undefined then). */
+function optionalString(f: Fields, key: string): string | undefined {
+  return f.has(key) ? f.string(key) : undefined;
+}
+
+/** An optional DNS-1123 label field. */
+function optionalName(f: Fields, key: string, message: string): string | undefined {
+  const name = optionalString(f, key);
+  if (name !== undefined && !isDns1123Label(name)) f.fail(key, message);
+  return name;
+}
+
+function parseNode(f: Fields): NodeSpec {
+  const index = Number(/\[(\d+)\]$/.exec(f.path)![1]);
   const node: NodeSpec = {
-    name: f.string('name', undefined, isNodeName, 'must be a DNS-1123 label of at most 32 characters'),
-    zone: f.string('zone', ZONES[index % ZONES.length]!, isLabelValue, 'must be a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)'),
-    underlayIP: f.optionalString('underlayIP'),
-    podCIDR: f.optionalString('podCIDR'),
+    name: f.string('name', true),
+    zone: optionalString(f, 'zone') ?? ZONES[index % ZONES.length]!,
+    underlayIP: optionalString(f, 'underlayIP'),
+    podCIDR: optionalString(f, 'podCIDR'),
     pods: [],
   };
-  f.list('pods', false)?.forEach((pod, j) => node.pods.push(parsePod(pod, `${path}.pods[${j}]`, errors)));
-  f.rejectUnknown();
+  if (node.name !== '' && !isNodeName(node.name)) f.fail('name', 'must be a DNS-1123 label of at most 32 characters');
+  if (!isLabelValue(node.zone)) f.fail('zone', 'must be a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)');
+  for (const pod of f.maps('pods')) node.pods.push(parsePod(pod));
+  rejectUnknown(f, ['name', 'zone', 'underlayIP', 'podCIDR', 'pods']);
   return node;
 }
 
@@ -196,60 +217,69 @@ function isNodeName(text: string): boolean {
   return isDns1123Label(text) && text.length <= 32;
 }
 
-function parsePod(item: unknown, path: string, errors: string[]): PodSpec {
-  const f = new Fields(item, path, errors);
+function parsePod(f: Fields): PodSpec {
   const pod: PodSpec = {
-    name: f.string('name', undefined, isDns1123Label, 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)'),
-    namespace: f.string('namespace', 'default', isDns1123Label, 'must be a DNS-1123 label'),
-    labels: {},
+    name: f.string('name', true),
+    namespace: optionalName(f, 'namespace', 'must be a DNS-1123 label') ?? 'default',
+    labels: f.stringMap('labels', isQualifiedName, isLabelValue),
     workload: { type: 'echo', httpPort: DEFAULT_HTTP_PORT, port: DEFAULT_ECHO_PORT },
     ports: [],
   };
-  const labels = f.object('labels');
-  if (labels !== undefined) pod.labels = validateLabels(labels);
-  if (f.has('workload')) pod.workload = parseWorkload(f, errors);
-  const ports = f.list('ports', false);
-  if (ports === undefined) pod.ports = defaultPorts(pod.workload);
-  else ports.forEach((p, k) => pod.ports.push(parsePort(p, `${path}.ports[${k}]`, errors)));
-  f.rejectUnknown();
+  if (pod.name !== '' && !isDns1123Label(pod.name)) f.fail('name', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)');
+  if (f.has('workload')) pod.workload = parseWorkload(f);
+  if (f.has('ports')) pod.ports = f.maps('ports').map(parsePort);
+  else pod.ports = defaultPorts(pod.workload);
+  rejectUnknown(f, ['name', 'namespace', 'labels', 'workload', 'ports']);
   return pod;
 }
 
-function parseWorkload(pod: Fields, errors: string[]): Workload {
-  const raw = pod.raw('workload');
-  const path = pod.pathOf('workload');
+function parseWorkload(pod: Fields): Workload {
+  const raw = pod.value.workload;
   if (typeof raw === 'string') {
     if (!(WORKLOAD_TYPES as readonly string[]).includes(raw) || raw === 'command') {
-      errors.push(`${path}: must be one of echo, http-echo, tcp-echo, udp-echo, none, or an object {type: command, command: [...]}`);
+      pod.fail('workload', 'must be one of echo, http-echo, tcp-echo, udp-echo, none, or an object {type: command, command: [...]}');
       return { type: 'none' };
     }
     return workloadDefaults(raw as Exclude<Workload['type'], 'command' | 'containers'>);
   }
-  const f = pod.object('workload');
-  if (f === undefined) return { type: 'none' };
-  const type = f.enumValue('type', WORKLOAD_TYPES, f.has('command') ? 'command' : 'echo');
+  const f = pod.map('workload');
+  if (f === undefined || !isMapping(raw)) return { type: 'none' };
+  const type = f.choice('type', WORKLOAD_TYPES, f.has('command') ? 'command' : 'echo');
   let workload: Workload;
+  let known: string[] = ['type'];
   switch (type) {
     case 'echo':
-      workload = { type, httpPort: f.integer('httpPort', DEFAULT_HTTP_PORT, 1, 65535), port: f.integer('port', DEFAULT_ECHO_PORT, 1, 65535) };
+      workload = { type, httpPort: f.int('httpPort', 1, 65535, DEFAULT_HTTP_PORT), port: f.int('port', 1, 65535, DEFAULT_ECHO_PORT) };
+      known = ['type', 'httpPort', 'port'];
       break;
     case 'http-echo':
-      workload = { type, port: f.integer('port', DEFAULT_HTTP_PORT, 1, 65535) };
+      workload = { type, port: f.int('port', 1, 65535, DEFAULT_HTTP_PORT) };
+      known = ['type', 'port'];
       break;
     case 'tcp-echo':
     case 'udp-echo':
-      workload = { type, port: f.integer('port', DEFAULT_ECHO_PORT, 1, 65535) };
+      workload = { type, port: f.int('port', 1, 65535, DEFAULT_ECHO_PORT) };
+      known = ['type', 'port'];
       break;
-    case 'command': {
-      const env = f.object('env');
-      workload = { type, command: f.command('command'), env: env === undefined ? {} : env.stringMap() };
+    case 'command':
+      workload = { type, command: command(f, 'command'), env: f.stringMap('env') };
+      known = ['type', 'command', 'env'];
       break;
-    }
     default:
       workload = { type: 'none' };
   }
-  f.rejectUnknown();
+  rejectUnknown(f, known);
   return workload;
+}
+
+/** A command: a non-empty list of strings (argv), or one string run with `sh -c`. */
+function command(f: Fields, key: string): string[] {
+  const value = f.value[key];
+  if (typeof value === 'string' && value.trim() !== '') return ['sh', '-c', value];
+  if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')) return value as string[];
+  if (value === undefined || value === null) f.missing(key);
+  else f.fail(key, `must be a non-empty list of strings or a shell command string, not ${typeName(value)}`);
+  return [];
 }
 
 function workloadDefaults(type: Exclude<Workload['type'], 'command' | 'containers'>): Workload {
@@ -277,44 +307,47 @@ export function defaultPorts(workload: Workload): ContainerPort[] {
   }
 }
 
-function parsePort(item: unknown, path: string, errors: string[]): ContainerPort {
-  const f = new Fields(item, path, errors);
+function parsePort(f: Fields): ContainerPort {
   const port: ContainerPort = {
-    name: f.string('name', '', (s) => s === '' || (isDns1123Label(s) && s.length <= 15), 'must be a DNS-1123 label of at most 15 characters'),
-    port: f.integer('port', 0, 1, 65535, true),
-    protocol: f.enumValue('protocol', PROTOCOLS, 'TCP'),
+    name: f.string('name'),
+    port: f.int('port', 1, 65535, 0, true),
+    protocol: f.choice('protocol', PROTOCOLS, 'TCP'),
   };
-  f.rejectUnknown();
+  if (port.name !== '' && !(isDns1123Label(port.name) && port.name.length <= 15)) f.fail('name', 'must be a DNS-1123 label of at most 15 characters');
+  rejectUnknown(f, ['name', 'port', 'protocol']);
   return port;
 }
 
-function checkUniqueNames(topology: Topology, errors: string[]): void {
+function checkUniqueNames(topology: Topology, problems: Problems): void {
   const nodeNames = new Map<string, number>();
   const podNames = new Map<string, string>();
   topology.nodes.forEach((node, i) => {
     const first = nodeNames.get(node.name);
-    if (first !== undefined) errors.push(`nodes[${i}].name: "${node.name}" is already used by nodes[${first}]`);
+    if (first !== undefined) problems.add(`nodes[${i}].name`, `"${node.name}" is already used by nodes[${first}]`);
     else nodeNames.set(node.name, i);
     node.pods.forEach((pod, j) => {
       const key = `${pod.namespace}/${pod.name}`;
       const other = podNames.get(key);
-      if (other !== undefined) errors.push(`nodes[${i}].pods[${j}].name: pod ${key} is already defined at ${other}`);
+      if (other !== undefined) problems.add(`nodes[${i}].pods[${j}].name`, `pod ${key} is already defined at ${other}`);
       else podNames.set(key, `nodes[${i}].pods[${j}]`);
       const seen = new Set<string>();
       pod.ports.forEach((port, k) => {
         const id = `${port.port}/${port.protocol}`;
-        if (seen.has(id)) errors.push(`nodes[${i}].pods[${j}].ports[${k}]: ${id} is listed twice`);
+        if (seen.has(id)) problems.add(`nodes[${i}].pods[${j}].ports[${k}]`, `${id} is listed twice`);
         seen.add(id);
       });
     });
   });
   if (topology.client !== null && nodeNames.has(topology.client.name)) {
-    errors.push(`client.name: "${topology.client.name}" is also a node name`);
+    problems.add('client.name', `"${topology.client.name}" is also a node name`);
   }
 }
 
 /** One problem on one line; several as a list, each line still "file: field: problem". */
 export function topologyError(label: string, errors: string[]): LabError {
-  const lines = errors.map((e) => `${label}: ${e}`);
+  return topologyProblems(errors.map((e) => `${label}: ${e}`));
+}
+
+function topologyProblems(lines: string[]): LabError {
   return new LabError('TOPOLOGY_INVALID', lines.length === 1 ? lines[0]! : `invalid topology (${lines.length} problems):\n${lines.join('\n')}`);
 }

@@ -17,7 +17,8 @@ import { assignLoadBalancerIP, parsePool, takenAddresses } from './load-balancer
 import { loadObjects, readObject, type RawObject } from './manifests.ts';
 import type { LabState } from '../state.ts';
 import type { ManifestSource } from './topology-manifests.ts';
-import { isDns1123Label, LabError } from '../validate.ts';
+import { isDns1123Label } from '../../k8s/fields.ts';
+import { LabError } from '../validate.ts';
 
 export interface PlannedObject {
   object: K8sObject;
