@@ -116,7 +116,7 @@ export async function timeChange(lab: BenchLab, client: string, file: string, la
   };
 }
 
-/** The lab's manifest file of a scale service's EndpointSlice (src/lab/manifests.ts names them so). */
+/** The lab's manifest file of a scale service's EndpointSlice (src/lab/cluster/manifests.ts names them so). */
 export function sliceManifestFile(prefix: string, i: number): string {
   return `endpointslice.default.${scaleServiceName(prefix, i)}-1.yaml`;
 }

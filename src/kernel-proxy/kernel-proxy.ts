@@ -1,6 +1,6 @@
-// The lab's kube-proxy for the kernel proxy modes: installs the rules generated from
-// this node's compiled ServiceSnapshot into the node namespace the daemon runs in
-// (iptables-restore without --noflush replaces the filter and nat tables whole; the
+// kube-proxy's iptables and nftables modes (the lab's node daemon runs one per node):
+// installs the rules generated from this node's compiled ServiceSnapshot into the
+// network namespace it runs in (iptables-restore without --noflush replaces the filter and nat tables whole; the
 // nftables transaction rebuilds `table ip kube-proxy` atomically). Only when the text
 // changed: the rules are a pure function of the snapshot. After a sync, UDP conntrack
 // entries towards endpoints that went away are deleted, as kube-proxy does

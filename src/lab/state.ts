@@ -19,7 +19,7 @@ export interface AgentState {
 }
 
 /**
- * The lab's own per-node process (src/lab/node-daemon.ts), running in the node
+ * The lab's own per-node process (src/lab/node/node-daemon.ts), running in the node
  * namespace: the kubelet's readiness prober for the node's pods, kube-proxy for the
  * iptables/nftables proxy modes, and the load balancer's announcer (MetalLB L2 style).
  */

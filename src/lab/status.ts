@@ -1,5 +1,5 @@
 // `lab status`: the lab as state.json records it, plus whether its processes still run,
-// the pods' readiness as the manifests say, and the Services (src/lab/services-status.ts).
+// the pods' readiness as the manifests say, and the Services (src/lab/cluster/services-status.ts).
 import type { ServiceDescription } from '../control/describe.ts';
 import type { PodObject } from '../k8s/objects.ts';
 import { readDaemonStatus } from './node/daemons.ts';

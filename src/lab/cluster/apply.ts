@@ -1,6 +1,6 @@
 // `tapir lab apply -f FILE` and `tapir lab delete -f FILE`: objects added to, changed in
 // and removed from a running lab the way kubectl does it against an API server. The
-// plan (src/lab/apply-plan.ts) is checked completely first; new pods are then started
+// plan (src/lab/cluster/apply-plan.ts) is checked completely first; new pods are then started
 // (and removed again if one fails) before any manifest is written, so a failed command
 // leaves the lab as it was. Pods being deleted stay terminating (deletionTimestamp set,
 // still serving) for their grace period, like kubectl's default graceful deletion.

@@ -2,7 +2,7 @@
 // MetalLB does on bare metal: an address from the topology's pool is assigned when the
 // Service is applied (kept for as long as the Service exists, written to
 // status.loadBalancer.ingress), and one node answers ARP for it on the underlay (the
-// node daemon adds it to the node's eth0 as a /32; see src/lab/speaker.ts).
+// node daemon adds it to the node's eth0 as a /32; see src/lab/node/speaker.ts).
 import type { ServiceObject } from '../../k8s/objects.ts';
 import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
 

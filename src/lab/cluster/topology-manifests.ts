@@ -1,7 +1,7 @@
 // The topology's `services:`: Kubernetes objects (usually Services) applied at `lab up`
 // exactly as `tapir lab apply -f` would apply them. Either a list of manifests inline, or
 // the path of a (multi-document) YAML file, relative to the topology file. Only read
-// here; they are validated with everything else on the apply path (src/lab/apply.ts).
+// here; they are validated with everything else on the apply path (src/lab/cluster/apply.ts).
 import { readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';

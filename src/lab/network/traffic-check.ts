@@ -30,8 +30,8 @@ export async function checkTraffic(state: LabState, timeoutMs: number): Promise<
   return checks.length;
 }
 
-/** The pod's prober: a pod on the next node that has one, else a pod beside it, else its node. */
-function proberOf(state: LabState, pod: PodState): { name: string; netns: string; ip: string | null } {
+/** Who checks a pod: a pod on the next node that has one, else a pod beside it, else its node. */
+function checkerOf(state: LabState, pod: PodState): { name: string; netns: string; ip: string | null } {
   const order = state.nodes.map((n) => n.name);
   const start = order.indexOf(pod.node);
   for (let step = 1; step <= order.length; step++) {
@@ -44,14 +44,14 @@ function proberOf(state: LabState, pod: PodState): { name: string; netns: string
 }
 
 function podCheck(state: LabState, pod: PodState): Check {
-  const prober = proberOf(state, pod);
+  const checker = checkerOf(state, pod);
   const port = httpPortOf(pod);
   const target = `pod ${pod.namespace}/${pod.name} (${pod.ip})`;
-  if (port === undefined) return { description: `${prober.name} -> ${target} ping`, attempt: () => ping(prober.netns, pod.ip!) };
+  if (port === undefined) return { description: `${checker.name} -> ${target} ping`, attempt: () => ping(checker.netns, pod.ip!) };
   return {
-    description: `${prober.name} -> ${target} HTTP :${port}`,
+    description: `${checker.name} -> ${target} HTTP :${port}`,
     attempt: async () => {
-      const result = await tryRunIn(prober.netns, 'curl', ['-sS', '--max-time', '2', `http://${pod.ip}:${port}/lab-up-check`], { timeoutMs: 5000 });
+      const result = await tryRunIn(checker.netns, 'curl', ['-sS', '--max-time', '2', `http://${pod.ip}:${port}/lab-up-check`], { timeoutMs: 5000 });
       if (result.code !== 0) return result.stderr.trim() || `curl exit ${result.code}`;
       let reply: { pod?: string; client?: string };
       try {
@@ -60,7 +60,7 @@ function podCheck(state: LabState, pod: PodState): Check {
         return `not an echo reply: ${result.stdout.slice(0, 200)}`;
       }
       if (reply.pod !== pod.name) return `answered by "${reply.pod}"`;
-      if (prober.ip !== null && !reply.client?.startsWith(`${prober.ip}:`)) return `pod saw client ${reply.client}, expected ${prober.ip} (NAT on a pod-to-pod path)`;
+      if (checker.ip !== null && !reply.client?.startsWith(`${checker.ip}:`)) return `pod saw client ${reply.client}, expected ${checker.ip} (NAT on a pod-to-pod path)`;
       return null;
     },
   };

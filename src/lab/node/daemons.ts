@@ -1,4 +1,4 @@
-// The lab side of the node daemons (src/lab/node-daemon.ts): their configuration,
+// The lab side of the node daemons (src/lab/node/node-daemon.ts): their configuration,
 // starting them detached inside the node namespaces, and waiting until every one has
 // acted on the manifests up to a given revision (so `lab up` and `lab apply` return
 // with pod readiness, proxy rules and load-balancer addresses in place).
