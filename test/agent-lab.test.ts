@@ -131,7 +131,7 @@ async function waitForText(get: () => string, re: RegExp): Promise<void> {
 }
 
 test('tapir trace asks the running agent: service, endpoint, NAT and the egress port', () => {
-  const r = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', '10.96.0.10:80', '--json']);
+  const r = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', '10.96.0.100:80', '--json']);
   assert.equal(r.status, 0, r.stderr);
   const t = JSON.parse(r.stdout) as { verdict: string; servicePort: string; endpoint: string; egress: string; steps: string[] };
   assert.equal(t.verdict, 'nated');
@@ -141,7 +141,7 @@ test('tapir trace asks the running agent: service, endpoint, NAT and the egress 
   // The egress follows from where that endpoint lives: a pod port here, or VXLAN to node-2.
   assert.match(t.egress, endpointIp.startsWith('10.244.1.') ? /^pod port tp[0-9a-f]{8}/ : /^VXLAN \(VNI 4242\) to node-2 at 172\.30\.0\.12$/);
   assert.match(t.steps.at(-1)!, /^egress: /);
-  const none = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', '10.96.0.10:81']);
+  const none = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', '10.96.0.100:81']);
   assert.equal(none.status, 0, none.stderr);
   assert.match(none.stdout, /verdict: reject-tcp-rst/);
 });

@@ -11,7 +11,7 @@ const lab = serviceSuite('lsi', ['--dataplane', 'kernel', '--proxy-mode', 'iptab
 test('node namespaces hold kube-proxy iptables chains for the demo services', () => {
   const r = tapir(['lab', 'exec', '--name', lab.name, 'node-2', '--', 'iptables-save', '-t', 'nat']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /-A KUBE-SERVICES -d 10\.96\.0\.10\/32 -p tcp -m comment --comment "default\/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-/);
+  assert.match(r.stdout, /-A KUBE-SERVICES -d 10\.96\.0\.100\/32 -p tcp -m comment --comment "default\/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-/);
   assert.match(r.stdout, /-A KUBE-NODEPORTS -p tcp -m comment --comment "default\/web-nodeport:http" -m tcp --dport 30080 -j KUBE-EXT-/);
   assert.match(r.stdout, /-m recent --rcheck --seconds 600 --reap --name KUBE-SEP-/);
 });

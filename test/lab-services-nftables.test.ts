@@ -11,7 +11,7 @@ const lab = serviceSuite('lsn', ['--dataplane', 'kernel', '--proxy-mode', 'nftab
 test('node namespaces hold kube-proxy nftables maps and chains for the demo services', () => {
   const r = tapir(['lab', 'exec', '--name', lab.name, 'node-2', '--', 'nft', 'list', 'table', 'ip', 'kube-proxy']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /10\.96\.0\.10 \. tcp \. 80 : goto service-\w+-default\/web\/tcp\/http/);
+  assert.match(r.stdout, /10\.96\.0\.100 \. tcp \. 80 : goto service-\w+-default\/web\/tcp\/http/);
   assert.match(r.stdout, /tcp \. 30080 : goto external-\w+-default\/web-nodeport\/tcp\/http/);
   assert.match(r.stdout, /numgen random mod 4 vmap/);
   assert.equal(tapir(['lab', 'exec', '--name', lab.name, 'node-2', '--', 'iptables-save', '-t', 'nat']).stdout.includes('KUBE-SVC-'), false, 'no iptables rules in nftables mode');

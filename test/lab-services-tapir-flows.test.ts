@@ -102,7 +102,7 @@ after(() => {
 test('without affinity, requests from one pod spread evenly over the endpoints', (t) => {
   const counts = new Map(WEB_PODS.map((p) => [p, 0]));
   const n = 60;
-  for (const reply of getMany(lab, 'web-2a', 'http://10.96.0.10/spread', n)) counts.set(reply.pod, (counts.get(reply.pod) ?? 0) + 1);
+  for (const reply of getMany(lab, 'web-2a', 'http://10.96.0.100/spread', n)) counts.set(reply.pod, (counts.get(reply.pod) ?? 0) + 1);
   assert.deepEqual([...counts.keys()].sort(), WEB_PODS, 'only the service\'s endpoints answer');
   // Pearson's chi-square against uniform, 3 degrees of freedom: P(X > 21.1) = 1e-4, so a
   // fair random choice fails this about once in 10,000 runs; a skewed one (e.g. one
@@ -252,7 +252,7 @@ test('NodePort on the pod\'s own node address from a pod; cluster IP from a node
   }
   assert.equal(nodes.size, 2);
   const pods = new Set<string>();
-  for (const reply of getMany(lab, 'node-1', 'http://10.96.0.10/host', 16)) {
+  for (const reply of getMany(lab, 'node-1', 'http://10.96.0.100/host', 16)) {
     // The host path: the node's own traffic to a service is masqueraded to its address.
     assert.ok(reply.client.startsWith(`${NODE_IPS['node-1']}:`), reply.client);
     pods.add(reply.pod);
@@ -282,7 +282,7 @@ test('tapir trace over the lab\'s compiled services agrees with what the lab doe
   assert.deepEqual([tcp.verdict, tcp.reason, tcp.servicePort], ['reject-tcp-rst', 'no-endpoints', 'default/term:http']);
   assert.equal(trace('--src', `${podIP('web-1a')}:41071`, '--dst', `${IP.term}:53`, '--proto', 'udp').verdict, 'reject-icmp');
   // A pod (not one of its endpoints) to the web service: one of its endpoints, source kept.
-  const web = trace('--src', `${podIP('hp-1')}:41072`, '--dst', '10.96.0.10:80');
+  const web = trace('--src', `${podIP('hp-1')}:41072`, '--dst', '10.96.0.100:80');
   assert.equal(web.masquerade, 'none');
   assert.ok(WEB_PODS.map((p) => `${podIP(p)}:8080`).includes(web.endpoint), web.steps.join('\n'));
   assert.ok(web.steps.some((s) => /endpoints: the cluster list .*: 4 of 4 eligible/.test(s)), web.steps.join('\n'));
