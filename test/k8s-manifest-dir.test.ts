@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ManifestDir, ManifestDirError, type ObjectChange } from '../src/k8s/manifest-dir.ts';
+import { ManifestDir, ManifestDirError } from '../src/k8s/manifest-dir.ts';
+import type { ObjectChange } from '../src/k8s/object-source.ts';
 import { objectKey, type ServiceObject } from '../src/k8s/objects.ts';
 import { waitFor } from './helpers/netns.ts';
 
@@ -28,9 +29,12 @@ function open(path: string): Recorder {
     // Long enough that the tests below see fs.watch at work; the explicit rescan() covers the fallback path.
     rescanIntervalMs: 60_000,
     debounceMs: 20,
+  });
+  rec.dir.watch({
     onChange: (c) => rec.changes.push(c),
     onSynced: () => { rec.synced = true; },
     onProblems: (file, list) => rec.problems.set(file, list),
+    onError: (err) => { throw err; },
   });
   return rec;
 }
@@ -71,7 +75,7 @@ test('a file that turns bad keeps its last good objects; fixing it applies the f
   await waitFor(() => rec.problems.has('svc.yaml'), 5000, 20);
   assert.deepEqual(rec.problems.get('svc.yaml'), ['svc.yaml: document 2 (Service default/api): spec.ports[0].port: 70000 is out of range 1-65535']);
   assert.equal(rec.changes.length, 1, 'no change: the last good state stays');
-  assert.equal((rec.dir.objects()[0] as ServiceObject).spec.ports[0]!.port, 80);
+  assert.equal((rec.dir.list()[0] as ServiceObject).spec.ports[0]!.port, 80);
   assert.deepEqual([...rec.dir.problems().keys()], ['svc.yaml']);
 
   writeFileSync(file, 'kind: [');

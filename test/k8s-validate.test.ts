@@ -146,9 +146,9 @@ status: {podIP: 10.244.0.5, conditions: [{type: Ready, status: "True"}]}
   assert.equal(ok.spec.type, 'ClusterIP');
   assert.equal(ok.spec.externalTrafficPolicy, '', 'not externally reachable: no policy');
   assert.equal(ok.spec.internalTrafficPolicy, 'Cluster');
-  assert.deepEqual(ok.origin, { file: 'all.yaml', document: 1 });
+  assert.deepEqual(ok.origin, { source: 'file', file: 'all.yaml', document: 1 });
   const lb = parsed.objects[1] as ServiceObject;
-  assert.equal(lb.origin.document, 3);
+  assert.deepEqual(lb.origin, { source: 'file', file: 'all.yaml', document: 3 });
   assert.equal(lb.spec.affinityTimeoutSeconds, 10800);
   assert.equal(lb.spec.externalTrafficPolicy, 'Cluster');
   assert.equal(lb.spec.selector, null, 'an empty selector selects nothing');
@@ -157,7 +157,7 @@ status: {podIP: 10.244.0.5, conditions: [{type: Ready, status: "True"}]}
   const slice = parsed.objects[2] as EndpointSliceObject;
   assert.equal(slice.serviceName, 'ok');
   assert.deepEqual(slice.ports, [{ name: '', port: 8080, protocol: 'TCP' }]);
-  assert.deepEqual(slice.endpoints[0], { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false, nodeName: '', zone: '', forZones: [], forNodes: [] });
+  assert.deepEqual(slice.endpoints[0], { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false, hostname: '', nodeName: '', zone: '', forZones: [], forNodes: [] });
   const pod = parsed.objects[3] as PodObject;
   assert.equal(pod.metadata.deletionTimestamp, '2025-01-01T00:00:00Z');
   assert.deepEqual(pod.status, { phase: '', podIP: '10.244.0.5', ready: true });
@@ -169,7 +169,7 @@ test('a v1 List holds many objects; problems name the item', () => {
   const svcJson = (name: string, port: number) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { ports: [{ port }] } });
   const good = parseManifest(list([svcJson('a', 80), svcJson('b', 81)]), 'all.json');
   assert.deepEqual(good.problems, []);
-  assert.deepEqual(good.objects.map((o) => [o.metadata.name, o.origin]), [['a', { file: 'all.json', document: 1, item: 0 }], ['b', { file: 'all.json', document: 1, item: 1 }]]);
+  assert.deepEqual(good.objects.map((o) => [o.metadata.name, o.origin]), [['a', { source: 'file', file: 'all.json', document: 1, item: 0 }], ['b', { source: 'file', file: 'all.json', document: 1, item: 1 }]]);
   assert.deepEqual(problems(list([svcJson('a', 80), svcJson('b', 0), svcJson('a', 82)]), 'all.json'), [
     'all.json: document 1, items[1] (Service default/b): spec.ports[0].port: 0 is out of range 1-65535',
     'all.json: document 1, items[2] (Service default/a): the same object is already defined in document 1, items[0]',

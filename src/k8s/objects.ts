@@ -30,8 +30,15 @@ export const Annotation = {
   LB_ALGORITHM: 'tapir.dev/lb-algorithm',
 } as const;
 
-/** Where a document came from, for messages: "svc.yaml: document 2 (Service default/web)". */
-export interface Origin {
+/**
+ * Where an object came from, for messages. A manifest file names the document ("svc.yaml:
+ * document 2"); an object read from the Kubernetes API names the server it came from.
+ */
+export type Origin = FileOrigin | ApiOrigin;
+
+export interface FileOrigin {
+  source: 'file';
+  /** The file's name in its manifest directory. */
   file: string;
   /** 1-based position in the file's document stream. */
   document: number;
@@ -39,8 +46,15 @@ export interface Origin {
   item?: number;
 }
 
-/** "svc.yaml: document 2" or "all.json: document 1, items[7]". */
+export interface ApiOrigin {
+  source: 'api';
+  /** The API server the object was listed or watched from ("https://10.0.0.1:6443"). */
+  server: string;
+}
+
+/** "svc.yaml: document 2", "all.json: document 1, items[7]" or "https://10.0.0.1:6443". */
 export function originText(origin: Origin): string {
+  if (origin.source === 'api') return origin.server;
   return `${origin.file}: document ${origin.document}${origin.item === undefined ? '' : `, items[${origin.item}]`}`;
 }
 
@@ -52,6 +66,12 @@ export interface ObjectMeta {
   annotations: Readonly<Record<string, string>>;
   /** Set on objects being deleted (a Pod with it is terminating); '' otherwise. */
   deletionTimestamp: string;
+  /**
+   * Opaque version of the object, set by its source (ObjectSource): it changes whenever
+   * the object does. The API server's for API objects; a manifest directory numbers
+   * the versions it reads itself. '' for objects that no source stored (generated ones).
+   */
+  resourceVersion: string;
 }
 
 export type Protocol = 'TCP' | 'UDP';
@@ -110,6 +130,8 @@ export interface SliceEndpoint {
   ready: boolean;
   serving: boolean;
   terminating: boolean;
+  /** The endpoint's DNS name within a headless Service ('' = none). */
+  hostname: string;
   nodeName: string;
   zone: string;
   /** hints.forZones[].name and hints.forNodes[].name. */
@@ -136,6 +158,7 @@ export interface EndpointSliceObject {
 
 export interface EndpointAddress {
   ip: string;
+  hostname: string;
   nodeName: string;
 }
 
@@ -182,7 +205,8 @@ export interface PodObject {
   kind: 'Pod';
   origin: Origin;
   metadata: ObjectMeta;
-  spec: { nodeName: string; containers: Container[] };
+  /** hostname and subdomain: the pod's DNS name under a headless Service named like the subdomain ('' = none). */
+  spec: { nodeName: string; hostname: string; subdomain: string; containers: Container[] };
   status: {
     phase: string;
     /** '' until the pod has an address. */
@@ -224,7 +248,10 @@ export function namespacedName(obj: K8sObject): string {
   return obj.metadata.namespace === '' ? obj.metadata.name : `${obj.metadata.namespace}/${obj.metadata.name}`;
 }
 
-/** "svc.yaml: document 2 (Service default/web)": the prefix of every message about an object. */
+/**
+ * "svc.yaml: document 2 (Service default/web)" or "https://10.0.0.1:6443 (Service
+ * default/web)": the prefix of every message about an object.
+ */
 export function describeOrigin(obj: K8sObject): string {
   return `${originText(obj.origin)} (${obj.kind} ${namespacedName(obj)})`;
 }
