@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ServiceController } from '../src/control/service-controller.ts';
 import { ManifestDir } from '../src/k8s/manifest-dir.ts';
-import { snapshotToJson } from '../src/model/snapshot-format.ts';
+import { snapshotToJson } from '../src/model/snapshot-json.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 import { parseCidr } from '../src/wire/address.ts';
 

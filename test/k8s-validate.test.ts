@@ -104,6 +104,35 @@ test('EndpointSlice rules: service-name label, IPv4 only, conditions', () => {
   ]);
 });
 
+test('hostnames: on slice endpoints, Endpoints addresses and Pods (hostname, subdomain), DNS labels', () => {
+  const text = `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.1], hostname: db-0}, {addresses: [10.0.0.2], hostname: Db_1}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: db}
+subsets: [{addresses: [{ip: 10.0.0.3, hostname: db.2}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec: {hostname: db-0, subdomain: -db, containers: [{name: c}]}
+`;
+  assert.deepEqual(problems(text, 'h.yaml'), [
+    'h.yaml: document 1 (EndpointSlice default/s): endpoints[1].hostname: "Db_1" is not a valid hostname (up to 63 lower-case letters, digits and "-")',
+    'h.yaml: document 2 (Endpoints default/db): subsets[0].addresses[0].hostname: "db.2" is not a valid hostname (up to 63 lower-case letters, digits and "-")',
+    'h.yaml: document 3 (Pod default/p): spec.subdomain: "-db" is not a valid subdomain (up to 63 lower-case letters, digits and "-")',
+  ]);
+  const good = parseManifest(text.replace('Db_1', 'db-1').replace('db.2', 'db-2').replace('-db', 'db'), 'h.yaml');
+  assert.deepEqual(good.problems, []);
+  assert.deepEqual((good.objects[0] as EndpointSliceObject).endpoints.map((e) => e.hostname), ['db-0', 'db-1']);
+  assert.deepEqual((good.objects[2] as PodObject).spec.hostname, 'db-0');
+  assert.deepEqual((good.objects[2] as PodObject).spec.subdomain, 'db');
+});
+
 test('the same object twice in one file is a problem', () => {
   assert.deepEqual(problems('apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n', 'ns.yaml'), [
     'ns.yaml: document 2 (Namespace a): the same object is already defined in document 1',
