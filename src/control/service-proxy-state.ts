@@ -202,7 +202,7 @@ export class ServiceProxyState {
       this.#allocation = allocateServices(this.services.values(), this.#allocator);
       for (const key of this.services.keys()) {
         if (JSON.stringify(old.allocations.get(key)) !== JSON.stringify(this.#allocation.allocations.get(key))) this.#dirty.add(key);
-        else if (String(old.rejected.get(key)) !== String(this.#allocation.rejected.get(key))) this.#dirty.add(key);
+        else if (JSON.stringify(old.rejected.get(key)) !== JSON.stringify(this.#allocation.rejected.get(key))) this.#dirty.add(key);
       }
     }
     let changed = this.#snapshot === undefined;
