@@ -15,7 +15,7 @@ import { allocateServices, type AllocationResult, type AllocatorConfig } from '.
 import { compileService, type NodeContext } from './compile.ts';
 import { endpointSlicesForService, selectorMatches } from './endpoints-controller.ts';
 import { PodIndex, ServiceSelectorIndex } from './selector-index.ts';
-import { serviceView } from './service-view.ts';
+import { sameServiceView, serviceView } from './service-view.ts';
 
 export interface NodeOptions {
   name: string;
@@ -222,7 +222,7 @@ export class ServiceProxyState {
       const slices = this.slicesFor(key);
       const view = serviceView(svc, alloc, slices, this.#allocation.rejected.get(key) ?? []);
       const viewBefore = this.#views.get(key);
-      if (viewBefore === undefined || JSON.stringify(viewBefore) !== JSON.stringify(view)) {
+      if (viewBefore === undefined || !sameServiceView(viewBefore, view)) {
         this.#views.set(key, view);
         viewChanged = true;
       }

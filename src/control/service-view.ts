@@ -62,3 +62,29 @@ export function serviceView(svc: ServiceObject, alloc: ServiceAllocation | undef
     problems: frozen([...problems]),
   });
 }
+
+function sameList<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!same(a[i]!, b[i]!)) return false;
+  return true;
+}
+
+const is = <T>(x: T, y: T): boolean => x === y;
+const samePort = (x: EndpointPortView, y: EndpointPortView): boolean => x.name === y.name && x.protocol === y.protocol && x.port === y.port;
+
+/**
+ * Whether two views say the same, field by field: a sync keeps the earlier (identical)
+ * object then, so consumers can tell by identity what changed. A JSON comparison costs
+ * several times more at 10,000 services.
+ */
+export function sameServiceView(a: ServiceView, b: ServiceView): boolean {
+  return a.key === b.key && a.type === b.type && a.clusterIP === b.clusterIP && a.headless === b.headless
+    && a.externalName === b.externalName && a.proxied === b.proxied && a.externalTrafficPolicy === b.externalTrafficPolicy
+    && a.healthCheckNodePort === b.healthCheckNodePort && a.publishNotReadyAddresses === b.publishNotReadyAddresses
+    && sameList(a.ports, b.ports, (x, y) => x.name === y.name && x.protocol === y.protocol && x.port === y.port && x.targetPort === y.targetPort && x.nodePort === y.nodePort)
+    && sameList(a.externalIPs, b.externalIPs, is)
+    && sameList(a.loadBalancerIngress, b.loadBalancerIngress, (x, y) => x.ip === y.ip && x.ipMode === y.ipMode)
+    && sameList(a.problems, b.problems, is)
+    && sameList(a.endpoints, b.endpoints, (x, y) => x.ip === y.ip && x.hostname === y.hostname && x.nodeName === y.nodeName && x.zone === y.zone
+      && x.ready === y.ready && x.serving === y.serving && x.terminating === y.terminating && sameList(x.ports, y.ports, samePort));
+}
