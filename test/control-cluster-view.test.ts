@@ -101,6 +101,8 @@ test('two consumers both receive the same view, and every new one', async (t) =>
   assert.equal(a[1], b[1]);
   assert.ok(a[1]!.generation > a[0]!.generation);
   assert.deepEqual(a[1]!.services.find((s) => s.name === 'web')!.endpoints.map((e) => ipv4ToString(e.ip)), ['10.244.1.2', '10.244.1.3']);
+  const db = (v: ClusterView) => v.services.find((s) => s.name === 'db');
+  assert.equal(db(a[1]!), db(a[0]!), 'an untouched service keeps its view object');
   // A late subscriber gets the current view at the next sync.
   const late: ClusterView[] = [];
   c.subscribe((v) => { late.push(v); });
