@@ -22,6 +22,7 @@ import { ManifestDir } from '../k8s/manifest-dir.ts';
 import { ManifestError } from '../k8s/manifest.ts';
 import type { PodObject, ServiceObject } from '../k8s/objects.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../model/cluster-defaults.ts';
 import { parseCidr } from '../wire/address.ts';
 import type { DaemonConfig, DaemonStatus } from './daemons.ts';
@@ -84,9 +85,13 @@ async function main(): Promise<void> {
   const prober = new Prober();
   let proxyBehind = proxy !== null;
   if (proxy !== null) {
+    // Only a new snapshot changes the rules (a view can change for headless services alone).
+    let installed: ServiceSnapshot | undefined;
     controller.subscribe(async ({ snapshot }) => {
+      if (snapshot === installed) return;
       proxyBehind = true;
       if (await proxy.sync(snapshot)) log(`${proxy.mode} rules installed for generation ${snapshot.generation} (${snapshot.ports.length} service ports)`);
+      installed = snapshot;
       proxyBehind = false;
     });
     controller.subscribe(({ snapshot }) => health!.update(snapshot));
