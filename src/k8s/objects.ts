@@ -1,7 +1,8 @@
-// The Kubernetes objects Tapir reads from manifests, after validation: only the fields
-// kube-proxy, the EndpointSlice controller and the lab use, with the API's defaults
-// applied (protocol TCP, ready/serving true when absent, ...), so later stages never
-// re-check or re-default anything. Field names follow the Kubernetes API.
+// The Kubernetes objects Tapir reads (from manifests; later from the API), after
+// validation: only the fields kube-proxy, the EndpointSlice controller, DNS and the lab
+// use, with the API's defaults applied (protocol TCP, ready/serving true when absent,
+// ...), so later stages never re-check or re-default anything. Field names follow the
+// Kubernetes API.
 
 export const Kind = {
   SERVICE: 'Service',
