@@ -3,9 +3,10 @@
 // services (every node computes the same) and stay put when unrelated services change.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { allocateServices, parseNodePortRange, type AllocatorConfig } from '../src/control/allocator.ts';
+import { allocateServices, type AllocatorConfig } from '../src/control/allocator.ts';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import type { ServiceObject } from '../src/k8s/objects.ts';
+import { formatPortRange, parsePortRange } from '../src/model/cluster-defaults.ts';
 import { parseCidr } from '../src/wire/address.ts';
 import { ipv4ToString } from '../src/wire/address.ts';
 
@@ -116,9 +117,10 @@ test('a full range rejects the services that do not fit, clearly', () => {
   assert.match(ports['default/a']!, /^REJECTED .*spec\.ports\[2\]\.nodePort: no node port in 30000-30001 is free$/);
 });
 
-test('node port range parsing', () => {
-  assert.deepEqual(parseNodePortRange('30000-32767'), { min: 30000, max: 32767 });
-  assert.equal(parseNodePortRange('32767-30000'), null);
-  assert.equal(parseNodePortRange('0-100'), null);
-  assert.equal(parseNodePortRange('30000'), null);
+test('node port range parsing (the one parser, in src/model/cluster-defaults.ts)', () => {
+  assert.deepEqual(parsePortRange('30000-32767'), { min: 30000, max: 32767 });
+  assert.equal(parsePortRange('32767-30000'), undefined);
+  assert.equal(parsePortRange('0-100'), undefined);
+  assert.equal(parsePortRange('30000'), undefined);
+  assert.equal(formatPortRange(parsePortRange('30000-32767')!), '30000-32767');
 });

@@ -8,8 +8,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ServiceController } from '../src/control/service-controller.ts';
-import { snapshotToJson } from '../src/model/snapshot-format.ts';
+import { ManifestDir } from '../src/k8s/manifest-dir.ts';
+import { snapshotToJson } from '../src/model/snapshot-json.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
+import { parseCidr } from '../src/wire/address.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'control');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -25,9 +27,9 @@ async function compileFor(nodeName: string): Promise<{ snapshot: ServiceSnapshot
   const errors: Error[] = [];
   const snapshots: ServiceSnapshot[] = [];
   const controller = new ServiceController({
-    manifestDir: join(FIXTURES, 'manifests'),
+    source: new ManifestDir({ dir: join(FIXTURES, 'manifests') }),
     node: { name: nodeName },
-    serviceCIDR: '10.96.0.0/16',
+    serviceCIDR: parseCidr('10.96.0.0/16')!,
     onSnapshot: (s) => snapshots.push(s),
     onError: (e) => errors.push(e),
   });

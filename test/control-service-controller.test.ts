@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ServiceController, ServiceRejectedError } from '../src/control/service-controller.ts';
+import { ManifestDir } from '../src/k8s/manifest-dir.ts';
 import { ManifestError } from '../src/k8s/manifest.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
-import { ipv4ToString } from '../src/wire/address.ts';
+import { ipv4ToString, parseCidr } from '../src/wire/address.ts';
 import { waitFor } from './helpers/netns.ts';
 
 const WEB = `apiVersion: v1
@@ -50,12 +51,10 @@ async function harness(t: { after(fn: () => void): void }, files: Record<string,
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const h: Harness = { dir, controller: undefined as unknown as ServiceController, snapshots: [], errors: [] };
   h.controller = new ServiceController({
-    manifestDir: dir,
+    source: new ManifestDir({ dir, rescanIntervalMs: 60_000, debounceMs: 20 }),
     node: { name: 'node-1', nodePortAddresses: ['10.0.0.1'] },
-    serviceCIDR: '10.96.0.0/16',
+    serviceCIDR: parseCidr('10.96.0.0/16')!,
     minSyncIntervalMs,
-    rescanIntervalMs: 60_000,
-    debounceMs: 20,
     onSnapshot: (s) => h.snapshots.push(s),
     onError: (e) => h.errors.push(e),
   });

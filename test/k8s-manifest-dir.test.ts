@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ManifestDir, ManifestDirError, type ObjectChange } from '../src/k8s/manifest-dir.ts';
+import { ManifestDir, ManifestDirError } from '../src/k8s/manifest-dir.ts';
+import type { ObjectChange } from '../src/k8s/object-source.ts';
 import { objectKey, type ServiceObject } from '../src/k8s/objects.ts';
 import { waitFor } from './helpers/netns.ts';
 
@@ -28,9 +29,12 @@ function open(path: string): Recorder {
     // Long enough that the tests below see fs.watch at work; the explicit rescan() covers the fallback path.
     rescanIntervalMs: 60_000,
     debounceMs: 20,
+  });
+  rec.dir.watch({
     onChange: (c) => rec.changes.push(c),
     onSynced: () => { rec.synced = true; },
     onProblems: (file, list) => rec.problems.set(file, list),
+    onError: (err) => { throw err; },
   });
   return rec;
 }
@@ -71,7 +75,7 @@ test('a file that turns bad keeps its last good objects; fixing it applies the f
   await waitFor(() => rec.problems.has('svc.yaml'), 5000, 20);
   assert.deepEqual(rec.problems.get('svc.yaml'), ['svc.yaml: document 2 (Service default/api): spec.ports[0].port: 70000 is out of range 1-65535']);
   assert.equal(rec.changes.length, 1, 'no change: the last good state stays');
-  assert.equal((rec.dir.objects()[0] as ServiceObject).spec.ports[0]!.port, 80);
+  assert.equal((rec.dir.list()[0] as ServiceObject).spec.ports[0]!.port, 80);
   assert.deepEqual([...rec.dir.problems().keys()], ['svc.yaml']);
 
   writeFileSync(file, 'kind: [');
@@ -146,4 +150,48 @@ test('a bad file at start is reported and contributes nothing; a missing directo
   const missing = open(join(dir, 'nope'));
   await assert.rejects(missing.dir.start(), (err: Error) => err instanceof ManifestDirError && /cannot read the manifest directory/.test(err.message));
   assert.equal(missing.synced, false);
+});
+
+test('resource versions: set by the directory, kept by unchanged objects, new for changed ones', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), `${service('web', 80)}---\n${service('api', 443)}`);
+  const rec = open(dir);
+  t.after(() => rec.dir.stop());
+  await rec.dir.start();
+  const version = (name: string): string => rec.dir.list().find((o) => o.metadata.name === name)!.metadata.resourceVersion;
+  const [web, api] = [version('web'), version('api')];
+  assert.ok(web !== '' && api !== '' && web !== api);
+  const apiObject = rec.dir.list().find((o) => o.metadata.name === 'api');
+
+  // web changes, api is only re-read: it keeps its version and stays the same object.
+  writeFileSync(join(dir, 'a.yaml'), `${service('web', 8080)}---\n${service('api', 443)}`);
+  await rec.dir.rescan();
+  assert.deepEqual(rec.changes.map(describeChange), ['add Service/default/web', 'add Service/default/api', 'update Service/default/web']);
+  assert.equal(version('api'), api);
+  assert.equal(rec.dir.list().find((o) => o.metadata.name === 'api'), apiObject);
+  assert.ok(Number(version('web')) > Number(api), `${version('web')} after ${api}`);
+  assert.equal(rec.changes[2]!.previous!.metadata.resourceVersion, web);
+});
+
+test('a handler that watches late gets the current objects and synced first', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), service('web', 80));
+  writeFileSync(join(dir, 'bad.yaml'), 'kind: [');
+  const rec = open(dir);
+  t.after(() => rec.dir.stop());
+  await rec.dir.start();
+  const seen: string[] = [];
+  const unwatch = rec.dir.watch({
+    onChange: (c) => seen.push(describeChange(c)),
+    onSynced: (kind) => seen.push(`synced ${kind}`),
+    onProblems: (file, list) => seen.push(`${file}: ${list.length} problem(s)`),
+    onError: (err) => { throw err; },
+  });
+  assert.deepEqual(seen.filter((s) => !s.startsWith('synced')), ['add Service/default/web', 'bad.yaml: 1 problem(s)']);
+  assert.deepEqual(seen.filter((s) => s.startsWith('synced')), rec.dir.kinds.map((k) => `synced ${k}`));
+  unwatch();
+  writeFileSync(join(dir, 'b.yaml'), service('api', 443));
+  await rec.dir.rescan();
+  assert.equal(seen.length, 2 + rec.dir.kinds.length, 'an unwatched handler hears nothing more');
+  assert.equal(rec.changes.length, 2);
 });

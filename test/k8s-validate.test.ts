@@ -104,6 +104,35 @@ test('EndpointSlice rules: service-name label, IPv4 only, conditions', () => {
   ]);
 });
 
+test('hostnames: on slice endpoints, Endpoints addresses and Pods (hostname, subdomain), DNS labels', () => {
+  const text = `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.1], hostname: db-0}, {addresses: [10.0.0.2], hostname: Db_1}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: db}
+subsets: [{addresses: [{ip: 10.0.0.3, hostname: db.2}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec: {hostname: db-0, subdomain: -db, containers: [{name: c}]}
+`;
+  assert.deepEqual(problems(text, 'h.yaml'), [
+    'h.yaml: document 1 (EndpointSlice default/s): endpoints[1].hostname: "Db_1" is not a valid hostname (up to 63 lower-case letters, digits and "-")',
+    'h.yaml: document 2 (Endpoints default/db): subsets[0].addresses[0].hostname: "db.2" is not a valid hostname (up to 63 lower-case letters, digits and "-")',
+    'h.yaml: document 3 (Pod default/p): spec.subdomain: "-db" is not a valid subdomain (up to 63 lower-case letters, digits and "-")',
+  ]);
+  const good = parseManifest(text.replace('Db_1', 'db-1').replace('db.2', 'db-2').replace('-db', 'db'), 'h.yaml');
+  assert.deepEqual(good.problems, []);
+  assert.deepEqual((good.objects[0] as EndpointSliceObject).endpoints.map((e) => e.hostname), ['db-0', 'db-1']);
+  assert.deepEqual((good.objects[2] as PodObject).spec.hostname, 'db-0');
+  assert.deepEqual((good.objects[2] as PodObject).spec.subdomain, 'db');
+});
+
 test('the same object twice in one file is a problem', () => {
   assert.deepEqual(problems('apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n', 'ns.yaml'), [
     'ns.yaml: document 2 (Namespace a): the same object is already defined in document 1',
@@ -146,9 +175,9 @@ status: {podIP: 10.244.0.5, conditions: [{type: Ready, status: "True"}]}
   assert.equal(ok.spec.type, 'ClusterIP');
   assert.equal(ok.spec.externalTrafficPolicy, '', 'not externally reachable: no policy');
   assert.equal(ok.spec.internalTrafficPolicy, 'Cluster');
-  assert.deepEqual(ok.origin, { file: 'all.yaml', document: 1 });
+  assert.deepEqual(ok.origin, { source: 'file', file: 'all.yaml', document: 1 });
   const lb = parsed.objects[1] as ServiceObject;
-  assert.equal(lb.origin.document, 3);
+  assert.deepEqual(lb.origin, { source: 'file', file: 'all.yaml', document: 3 });
   assert.equal(lb.spec.affinityTimeoutSeconds, 10800);
   assert.equal(lb.spec.externalTrafficPolicy, 'Cluster');
   assert.equal(lb.spec.selector, null, 'an empty selector selects nothing');
@@ -157,7 +186,7 @@ status: {podIP: 10.244.0.5, conditions: [{type: Ready, status: "True"}]}
   const slice = parsed.objects[2] as EndpointSliceObject;
   assert.equal(slice.serviceName, 'ok');
   assert.deepEqual(slice.ports, [{ name: '', port: 8080, protocol: 'TCP' }]);
-  assert.deepEqual(slice.endpoints[0], { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false, nodeName: '', zone: '', forZones: [], forNodes: [] });
+  assert.deepEqual(slice.endpoints[0], { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false, hostname: '', nodeName: '', zone: '', forZones: [], forNodes: [] });
   const pod = parsed.objects[3] as PodObject;
   assert.equal(pod.metadata.deletionTimestamp, '2025-01-01T00:00:00Z');
   assert.deepEqual(pod.status, { phase: '', podIP: '10.244.0.5', ready: true });
@@ -169,7 +198,7 @@ test('a v1 List holds many objects; problems name the item', () => {
   const svcJson = (name: string, port: number) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { ports: [{ port }] } });
   const good = parseManifest(list([svcJson('a', 80), svcJson('b', 81)]), 'all.json');
   assert.deepEqual(good.problems, []);
-  assert.deepEqual(good.objects.map((o) => [o.metadata.name, o.origin]), [['a', { file: 'all.json', document: 1, item: 0 }], ['b', { file: 'all.json', document: 1, item: 1 }]]);
+  assert.deepEqual(good.objects.map((o) => [o.metadata.name, o.origin]), [['a', { source: 'file', file: 'all.json', document: 1, item: 0 }], ['b', { source: 'file', file: 'all.json', document: 1, item: 1 }]]);
   assert.deepEqual(problems(list([svcJson('a', 80), svcJson('b', 0), svcJson('a', 82)]), 'all.json'), [
     'all.json: document 1, items[1] (Service default/b): spec.ports[0].port: 0 is out of range 1-65535',
     'all.json: document 1, items[2] (Service default/a): the same object is already defined in document 1, items[0]',

@@ -6,6 +6,7 @@
 // after the first full read and sync).
 import { HealthCheckServers } from '../control/health-check-server.ts';
 import { ServiceController } from '../control/service-controller.ts';
+import { ManifestDir } from '../k8s/manifest-dir.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
@@ -34,10 +35,10 @@ export class AgentServices {
     this.#steering = new Steering(c.underlayInterface, c.hostPort);
     this.#health = new HealthCheckServers(opts.log);
     this.#controller = new ServiceController({
-      manifestDir: opts.manifests,
+      source: new ManifestDir({ dir: opts.manifests }),
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
-      serviceCIDR: c.serviceCIDR.toString(),
-      nodePortRange: `${c.nodePortRange[0]}-${c.nodePortRange[1]}`,
+      serviceCIDR: c.serviceCIDR,
+      nodePortRange: { min: c.nodePortRange[0], max: c.nodePortRange[1] },
       onSnapshot: (s) => {
         this.#snapshot = s;
         opts.onSnapshot(s);

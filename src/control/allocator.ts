@@ -12,17 +12,11 @@
 // a service with a requested value rarely moves an allocated one.
 import { ipv4, ipv4ToString, type Cidr } from '../wire/address.ts';
 import { describeOrigin, namespacedName, type ServiceObject } from '../k8s/objects.ts';
-
-export interface PortRange {
-  min: number;
-  max: number;
-}
-
-export const DEFAULT_NODE_PORT_RANGE: PortRange = { min: 30000, max: 32767 };
+import { formatPortRange, type PortRange } from '../model/cluster-defaults.ts';
 
 export interface AllocatorConfig {
   serviceCIDR: Cidr;
-  nodePortRange: PortRange;
+  nodePortRange: Readonly<PortRange>;
 }
 
 export interface ServiceAllocation {
@@ -39,15 +33,6 @@ export interface AllocationResult {
   allocations: Map<string, ServiceAllocation>;
   /** By "namespace/name": why the service was rejected. */
   rejected: Map<string, string[]>;
-}
-
-/** "30000-32767" -> {min, max}; null when malformed. */
-export function parseNodePortRange(text: string): PortRange | null {
-  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
-  if (m === null) return null;
-  const min = Number(m[1]);
-  const max = Number(m[2]);
-  return min >= 1 && max <= 65535 && min <= max ? { min, max } : null;
 }
 
 export function needsClusterIP(svc: ServiceObject): boolean {
@@ -157,13 +142,13 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
     svc.spec.ports.forEach((p, i) => {
       if (p.nodePort === 0) return;
       const field = `spec.ports[${i}].nodePort`;
-      if (p.nodePort < range.min || p.nodePort > range.max) reject(svc, field, `${p.nodePort} is out of the node port range ${range.min}-${range.max}`);
+      if (p.nodePort < range.min || p.nodePort > range.max) reject(svc, field, `${p.nodePort} is out of the node port range ${formatPortRange(range)}`);
       else claims.push({ pool: ports, value: p.nodePort, field });
       alloc.nodePorts[i] = p.nodePort;
     });
     const hc = svc.spec.healthCheckNodePort;
     if (hc !== 0) {
-      if (hc < range.min || hc > range.max) reject(svc, 'spec.healthCheckNodePort', `${hc} is out of the node port range ${range.min}-${range.max}`);
+      if (hc < range.min || hc > range.max) reject(svc, 'spec.healthCheckNodePort', `${hc} is out of the node port range ${formatPortRange(range)}`);
       else if (alloc.nodePorts.includes(hc)) reject(svc, 'spec.healthCheckNodePort', `${hc} is also one of the service's node ports`);
       else claims.push({ pool: ports, value: hc, field: 'spec.healthCheckNodePort' });
       alloc.healthCheckNodePort = hc;
@@ -190,11 +175,11 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
     if (needsClusterIP(svc) && alloc.clusterIP === 0) alloc.clusterIP = take(ips, key, 'spec.clusterIP', `address in the service CIDR ${cidr}`);
     if (needsNodePorts(svc)) {
       svc.spec.ports.forEach((p, i) => {
-        if (alloc.nodePorts[i] === 0) alloc.nodePorts[i] = take(ports, `${key}:${p.name}/${p.protocol}`, `spec.ports[${i}].nodePort`, `node port in ${range.min}-${range.max}`);
+        if (alloc.nodePorts[i] === 0) alloc.nodePorts[i] = take(ports, `${key}:${p.name}/${p.protocol}`, `spec.ports[${i}].nodePort`, `node port in ${formatPortRange(range)}`);
       });
     }
     if (needsHealthCheckNodePort(svc) && alloc.healthCheckNodePort === 0) {
-      alloc.healthCheckNodePort = take(ports, `${key}#health`, 'spec.healthCheckNodePort', `node port in ${range.min}-${range.max}`);
+      alloc.healthCheckNodePort = take(ports, `${key}#health`, 'spec.healthCheckNodePort', `node port in ${formatPortRange(range)}`);
     }
     if (rejected.has(key)) {
       // Give back what this service took in this pass and its requested values.

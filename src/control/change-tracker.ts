@@ -2,7 +2,7 @@
 // {previous, current}; several changes to one object collapse into one (the first
 // previous, the last current), and an object added then deleted before the sync
 // vanishes. The sync drains the lot and does all the work.
-import type { ObjectChange } from '../k8s/manifest-dir.ts';
+import type { ObjectChange } from '../k8s/object-source.ts';
 import { objectKey } from '../k8s/objects.ts';
 
 export class ChangeTracker {

@@ -1,9 +1,10 @@
-// The services as `tapir lab status --json` lists them: what the manifests asked for,
-// what was allocated, and every endpoint with its conditions. Node-independent (no
-// topology or traffic-policy filtering), unlike the snapshot.
+// The services as `tapir lab status --json` lists them: the ClusterView's services
+// (what the manifests asked for, what was allocated, and every endpoint with its
+// conditions) with dotted addresses and protocol names. Node-independent (no topology
+// or traffic-policy filtering), unlike the snapshot.
 import { ipv4ToString } from '../wire/address.ts';
-import type { ServiceProxyState } from './service-proxy-state.ts';
-import { compareIpv4Text } from './endpoints-controller.ts';
+import type { ClusterView } from '../model/cluster-view.ts';
+import { L4Protocol } from '../model/service-snapshot.ts';
 
 export interface ServicePortDescription {
   name: string;
@@ -38,36 +39,20 @@ export interface ServiceDescription {
   problems?: string[];
 }
 
-export function describeServices(state: ServiceProxyState): ServiceDescription[] {
-  const out: ServiceDescription[] = [];
-  const keys = [...state.services.keys()].sort();
-  for (const key of keys) {
-    const svc = state.services.get(key)!;
-    const alloc = state.allocation.allocations.get(key);
-    const endpoints = new Map<string, EndpointDescription>();
-    for (const slice of state.slicesFor(key)) {
-      // A slice without ports serves nothing of a service that has ports.
-      if (slice.ports.length === 0 && svc.spec.ports.length > 0) continue;
-      for (const ep of slice.endpoints) {
-        const ip = ep.addresses[0];
-        if (ip === undefined || endpoints.has(ip)) continue;
-        endpoints.set(ip, { ip, node: ep.nodeName, ready: ep.ready, serving: ep.serving, terminating: ep.terminating });
-      }
-    }
+export function describeServices(view: Pick<ClusterView, 'services'>): ServiceDescription[] {
+  return view.services.map((svc) => {
     const description: ServiceDescription = {
-      name: svc.metadata.name,
-      namespace: svc.metadata.namespace,
-      type: svc.spec.type,
-      clusterIP: svc.spec.clusterIP === 'None' ? 'None' : alloc !== undefined && alloc.clusterIP !== 0 ? ipv4ToString(alloc.clusterIP) : '',
-      externalIPs: [...svc.spec.externalIPs],
-      loadBalancerIPs: svc.status.loadBalancerIngress.map((i) => i.ip),
-      healthCheckNodePort: alloc?.healthCheckNodePort ?? 0,
-      ports: svc.spec.ports.map((p, i) => ({ name: p.name, port: p.port, protocol: p.protocol, targetPort: p.targetPort, nodePort: alloc?.nodePorts[i] ?? 0 })),
-      endpoints: [...endpoints.values()].sort((a, b) => compareIpv4Text(a.ip, b.ip)),
+      name: svc.name,
+      namespace: svc.namespace,
+      type: svc.type,
+      clusterIP: svc.headless ? 'None' : svc.clusterIP !== 0 ? ipv4ToString(svc.clusterIP) : '',
+      externalIPs: svc.externalIPs.map(ipv4ToString),
+      loadBalancerIPs: svc.loadBalancerIngress.map((i) => ipv4ToString(i.ip)),
+      healthCheckNodePort: svc.healthCheckNodePort,
+      ports: svc.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol === L4Protocol.UDP ? 'UDP' : 'TCP', targetPort: p.targetPort, nodePort: p.nodePort })),
+      endpoints: svc.endpoints.map((e) => ({ ip: ipv4ToString(e.ip), node: e.nodeName, ready: e.ready, serving: e.serving, terminating: e.terminating })),
     };
-    const problems = state.allocation.rejected.get(key);
-    if (problems !== undefined) description.problems = [...problems];
-    out.push(description);
-  }
-  return out;
+    if (svc.problems.length > 0) description.problems = [...svc.problems];
+    return description;
+  });
 }

@@ -69,6 +69,9 @@ export function endpointSlicesForService(service: ServiceObject, pods: Iterable<
       ready,
       serving,
       terminating,
+      // The pod's DNS name under its headless Service (k8s.io/endpointslice: hostname
+      // and subdomain set, the subdomain naming this Service).
+      hostname: pod.spec.hostname !== '' && pod.spec.subdomain === service.metadata.name ? pod.spec.hostname : '',
       nodeName,
       zone,
       forZones: hinted && zone !== '' ? [zone] : [],
@@ -92,6 +95,7 @@ export function endpointSlicesForService(service: ServiceObject, pods: Iterable<
         labels: { [Label.SERVICE_NAME]: service.metadata.name, [MANAGED_BY]: 'tapir.dev' },
         annotations: {},
         deletionTimestamp: '',
+        resourceVersion: '',
       },
       serviceName: service.metadata.name,
       addressType: 'IPv4',

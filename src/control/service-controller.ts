@@ -1,37 +1,50 @@
-// The control side put together for one node: a manifest directory as the object
-// source, change tracking, a coalescing runner, and a sync that compiles the complete
-// ServiceSnapshot for this node and hands it to onSnapshot (the data plane swaps its
-// tables between batches). Nothing is compiled before the directory was read once
-// (kube-proxy publishes nothing before Services and EndpointSlices have synced).
-import { ManifestDir, type ObjectChange } from '../k8s/manifest-dir.ts';
+// The control side put together for one node, after kube-proxy: an object source
+// (a manifest directory, or the Kubernetes API) whose events are only recorded, a
+// coalescing runner, and a sync that compiles the complete ClusterView (every Service
+// with its endpoints, and the ServiceSnapshot for this node) and hands it to every
+// subscribed consumer: the data plane's service tables, a DNS server, the lab's kernel
+// proxy. Nothing is compiled before the source has synced the kinds the compile reads
+// (kube-proxy publishes nothing before Services and EndpointSlices have synced). A
+// consumer that fails does not keep the others from the view; it fails the sync, which
+// is retried as a full one and hands the view again to each consumer that does not have it.
 import { ManifestError } from '../k8s/manifest.ts';
-import { parseCidr, type Cidr } from '../wire/address.ts';
+import type { ObjectChange, ObjectSource } from '../k8s/object-source.ts';
+import { Kind } from '../k8s/objects.ts';
+import type { ClusterView } from '../model/cluster-view.ts';
+import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, type PortRange } from '../model/cluster-defaults.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
-import { DEFAULT_NODE_PORT_RANGE, parseNodePortRange, type PortRange } from './allocator.ts';
+import { parseCidr, type Cidr } from '../wire/address.ts';
 import { ChangeTracker } from './change-tracker.ts';
 import { describeServices, type ServiceDescription } from './describe.ts';
 import { SyncRunner } from './runner.ts';
 import { ServiceProxyState, type NodeOptions } from './service-proxy-state.ts';
 
+/** The kinds the compile reads: it waits until the source has synced those it serves. */
+const COMPILED_KINDS: readonly Kind[] = [Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.ENDPOINTS, Kind.POD, Kind.NODE];
+
+/**
+ * Takes each new view; may be async (the sync waits for it). Throwing (or rejecting)
+ * fails the sync: it is retried, and this consumer gets the view again.
+ */
+export type ClusterViewConsumer = (view: ClusterView) => void | Promise<void>;
+
 export interface ServiceControllerOptions {
-  manifestDir: string;
+  /** Where the objects come from. The controller starts it and stops it with itself. */
+  source: ObjectSource;
   node: NodeOptions;
-  /** Default 10.96.0.0/12 (kube-apiserver's default --service-cluster-ip-range). */
-  serviceCIDR?: string | Cidr;
-  /** "30000-32767" (default) or {min, max}. */
-  nodePortRange?: string | PortRange;
+  /** Default DEFAULT_SERVICE_CIDR (src/model/cluster-defaults.ts). */
+  serviceCIDR?: Cidr;
+  /** Default DEFAULT_NODE_PORT_RANGE. */
+  nodePortRange?: Readonly<PortRange>;
   /** Default 100 ms: bursts of changes within this become one sync. */
   minSyncIntervalMs?: number;
   /** Default 30 s: a full recompute at least this often. */
   maxSyncIntervalMs?: number;
   /** Default 1 s: retry after a failed sync. */
   retryIntervalMs?: number;
-  /** Passed to the manifest directory (defaults 2000 and 50 ms). */
-  rescanIntervalMs?: number;
-  debounceMs?: number;
-  /** A new snapshot; throwing counts as a failed sync (retried, then re-published in full). */
-  onSnapshot(snapshot: ServiceSnapshot): void;
-  /** ManifestError (a bad file, its previous objects stay), ServiceRejectedError, or a failed sync. */
+  /** A consumer of the snapshot alone, called when the snapshot changed (a shorthand for subscribe()). */
+  onSnapshot?(snapshot: ServiceSnapshot): void;
+  /** ManifestError (a bad input, its previous objects stay), ServiceRejectedError, or a failed sync. */
   onError(err: Error): void;
 }
 
@@ -48,49 +61,51 @@ export class ServiceRejectedError extends Error {
   }
 }
 
-export class ServiceControllerError extends Error {
-  readonly code: string;
-  constructor(reason: string, message: string) {
+/** A sync failed (a consumer threw, or the compile did); it is retried as a full sync. */
+export class ServiceSyncError extends Error {
+  readonly code = 'TAPIR_SERVICE_SYNC_FAILED';
+  constructor(message: string) {
     super(message);
-    this.name = 'ServiceControllerError';
-    this.code = `TAPIR_SERVICE_${reason}`;
+    this.name = 'ServiceSyncError';
   }
+}
+
+interface Subscription {
+  consume: ClusterViewConsumer;
+  /** The last view this consumer took without failing. */
+  delivered: ClusterView | undefined;
 }
 
 export class ServiceController {
   readonly #opts: ServiceControllerOptions;
   readonly #state: ServiceProxyState;
   readonly #tracker = new ChangeTracker();
-  readonly #dir: ManifestDir;
+  readonly #source: ObjectSource;
   readonly #runner: SyncRunner;
-  readonly #fileProblems = new Map<string, readonly string[]>();
+  readonly #subscriptions: Subscription[] = [];
+  readonly #unsynced: Set<Kind>;
+  readonly #inputProblems = new Map<string, readonly string[]>();
+  #unwatch: () => void = () => undefined;
   #reportedRejections = new Map<string, string>();
-  #synced = false;
-  #published = false;
-  #snapshot: ServiceSnapshot | undefined;
+  #view: ClusterView | undefined;
   #firstSync: Promise<void>;
   #firstSyncDone: () => void = () => undefined;
 
   constructor(opts: ServiceControllerOptions) {
     this.#opts = opts;
-    const cidr = typeof opts.serviceCIDR === 'object' ? opts.serviceCIDR : parseCidr(opts.serviceCIDR ?? '10.96.0.0/12');
-    if (cidr === undefined) throw new ServiceControllerError('CONFIG', `serviceCIDR: ${JSON.stringify(opts.serviceCIDR)} is not an IPv4 CIDR such as 10.96.0.0/12`);
-    const range = typeof opts.nodePortRange === 'object' ? opts.nodePortRange : opts.nodePortRange === undefined ? DEFAULT_NODE_PORT_RANGE : parseNodePortRange(opts.nodePortRange);
-    if (range === null) throw new ServiceControllerError('CONFIG', `nodePortRange: ${JSON.stringify(opts.nodePortRange)} is not a range such as 30000-32767`);
-    this.#state = new ServiceProxyState(opts.node, { serviceCIDR: cidr, nodePortRange: range });
+    this.#source = opts.source;
+    this.#unsynced = new Set(COMPILED_KINDS.filter((kind) => opts.source.kinds.includes(kind)));
+    this.#state = new ServiceProxyState(opts.node, { serviceCIDR: opts.serviceCIDR ?? parseCidr(DEFAULT_SERVICE_CIDR)!, nodePortRange: opts.nodePortRange ?? DEFAULT_NODE_PORT_RANGE });
     this.#firstSync = new Promise((resolve) => { this.#firstSyncDone = resolve; });
-    this.#dir = new ManifestDir({
-      dir: opts.manifestDir,
-      rescanIntervalMs: opts.rescanIntervalMs,
-      debounceMs: opts.debounceMs,
-      onChange: (change) => this.#onChange(change),
-      onSynced: () => {
-        this.#synced = true;
-        this.#runner.run();
-      },
-      onProblems: (file, problems) => this.#onProblems(file, problems),
-      onError: (err) => opts.onError(err),
-    });
+    const onSnapshot = opts.onSnapshot;
+    if (onSnapshot !== undefined) {
+      let last: ServiceSnapshot | undefined;
+      this.subscribe((view) => {
+        if (view.snapshot === last) return;
+        onSnapshot(view.snapshot);
+        last = view.snapshot;
+      });
+    }
     this.#runner = new SyncRunner({
       sync: (periodic) => this.#sync(periodic),
       minIntervalMs: opts.minSyncIntervalMs ?? 100,
@@ -98,43 +113,73 @@ export class ServiceController {
       retryIntervalMs: opts.retryIntervalMs ?? 1000,
       onError: (err) => {
         this.#state.forceFull();
-        this.#published = false;
-        opts.onError(new ServiceControllerError('SYNC_FAILED', `service sync failed (retrying with a full sync): ${err.message}`));
+        opts.onError(err instanceof ServiceSyncError ? err : new ServiceSyncError(`service sync failed (retrying with a full sync): ${err.message}`));
       },
     });
   }
 
   /**
-   * Reads the directory, publishes the first snapshot (or reports why not), then follows
-   * changes. Rejects with ManifestDirError (code TAPIR_MANIFEST_DIR) if the directory
-   * cannot be read; bad files are reported through onError, not thrown.
+   * Adds a consumer of the compiled view. It gets the current view at the next sync
+   * (at once if there is one), then every new one. Returns the function that removes it.
+   */
+  subscribe(consume: ClusterViewConsumer): () => void {
+    const subscription: Subscription = { consume, delivered: undefined };
+    this.#subscriptions.push(subscription);
+    if (this.#view !== undefined) this.#runner.run();
+    return () => {
+      const i = this.#subscriptions.indexOf(subscription);
+      if (i >= 0) this.#subscriptions.splice(i, 1);
+    };
+  }
+
+  /**
+   * Starts the source, publishes the first view (or reports why not), then follows
+   * changes. Rejects if the source cannot be read at all (a manifest directory that
+   * does not exist: ManifestDirError, code TAPIR_MANIFEST_DIR); bad inputs are
+   * reported through onError, not thrown.
    */
   async start(): Promise<void> {
     this.#runner.start();
+    this.#unwatch = this.#source.watch({
+      onChange: (change) => this.#onChange(change),
+      onSynced: (kind) => {
+        if (this.#unsynced.delete(kind) && this.#unsynced.size === 0) this.#runner.run();
+      },
+      onProblems: (input, problems) => this.#onProblems(input, problems),
+      onError: (err) => this.#opts.onError(err),
+    });
     try {
-      await this.#dir.start();
+      await this.#source.start();
     } catch (err) {
       this.#runner.stop();
+      this.#unwatch();
       throw err;
     }
+    if (this.#unsynced.size === 0) this.#runner.run();
     await this.#firstSync;
   }
 
   stop(): void {
-    this.#dir.stop();
+    this.#unwatch();
+    this.#source.stop();
     this.#runner.stop();
     this.#firstSyncDone();
   }
 
-  /** Re-reads the directory and syncs now, without waiting for watch events or minInterval. */
+  /** Lists the source again and syncs now, without waiting for watch events or minInterval. */
   async flush(): Promise<void> {
-    await this.#dir.rescan();
+    await this.#source.resync();
     await this.#runner.runNow();
   }
 
-  /** The last published snapshot. */
+  /** The last compiled view. */
+  get view(): ClusterView | undefined {
+    return this.#view;
+  }
+
+  /** The last compiled snapshot. */
   get snapshot(): ServiceSnapshot | undefined {
-    return this.#snapshot;
+    return this.#view?.snapshot;
   }
 
   /** Number of syncs run so far (for tests and stats). */
@@ -142,46 +187,56 @@ export class ServiceController {
     return this.#runner.syncs;
   }
 
-  /** Every Service in the manifests, for `tapir lab status --json`. */
+  /** Every Service, for `tapir lab status --json`. */
   describe(): ServiceDescription[] {
-    return describeServices(this.#state);
+    return this.#view === undefined ? [] : describeServices(this.#view);
   }
 
-  /** Current problems: bad files (their last good state is in force) and rejected services. */
+  /** Current problems: bad inputs (their last good state is in force) and rejected services. */
   problems(): string[] {
     const out: string[] = [];
-    for (const list of this.#fileProblems.values()) out.push(...list);
+    for (const list of this.#inputProblems.values()) out.push(...list);
     for (const list of this.#state.allocation.rejected.values()) out.push(...list);
     return out;
   }
 
   #onChange(change: ObjectChange): void {
-    if (this.#tracker.record(change) && this.#synced) this.#runner.run();
+    if (this.#tracker.record(change) && this.#unsynced.size === 0) this.#runner.run();
   }
 
-  #onProblems(file: string, problems: readonly string[]): void {
+  #onProblems(input: string, problems: readonly string[]): void {
     if (problems.length === 0) {
-      this.#fileProblems.delete(file);
+      this.#inputProblems.delete(input);
       return;
     }
-    this.#fileProblems.set(file, problems);
-    this.#opts.onError(new ManifestError(file, problems));
+    this.#inputProblems.set(input, problems);
+    this.#opts.onError(new ManifestError(input, problems));
   }
 
-  #sync(periodic: boolean): void {
-    if (!this.#synced) return;
-    if (periodic) this.#state.forceFull();
-    this.#state.apply(this.#tracker.drain());
+  async #sync(periodic: boolean): Promise<void> {
+    if (this.#unsynced.size > 0) return;
     try {
-      const { snapshot, changed } = this.#state.sync();
+      if (periodic) this.#state.forceFull();
+      this.#state.apply(this.#tracker.drain());
+      const { view } = this.#state.sync();
+      this.#view = view;
       this.#reportRejections();
-      if (changed || !this.#published) {
-        this.#opts.onSnapshot(snapshot);
-        this.#snapshot = snapshot;
-        this.#published = true;
-      }
+      await this.#publish(view);
     } finally {
       this.#firstSyncDone();
+    }
+  }
+
+  /** Hands the view to every consumer that does not have it yet; all of them, whatever one of them throws. */
+  async #publish(view: ClusterView): Promise<void> {
+    const behind = this.#subscriptions.filter((s) => s.delivered !== view);
+    const results = await Promise.allSettled(behind.map(async (s) => {
+      await s.consume(view);
+      s.delivered = view;
+    }));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+    if (failures.length > 0) {
+      throw new ServiceSyncError(`service sync failed (retrying with a full sync): ${failures.length === 1 ? failures[0] : `${failures.length} consumers failed: ${failures.join('; ')}`}`);
     }
   }
 

@@ -1,18 +1,21 @@
 // The control side's state between syncs: the objects as last seen, and the derived
 // data (allocations, generated EndpointSlices, compiled ports per service). apply()
 // takes the recorded changes and only marks which services they touch; sync()
-// recomputes those services and returns the complete snapshot for this node. Compiled
-// ports of untouched services are reused as they are (same frozen objects), which keeps
-// one endpoint change cheap with 10,000 services and lets the tables diff by identity.
+// recomputes those services and returns the complete ClusterView: every Service's view
+// and the snapshot for this node. Compiled ports and views of untouched services are
+// reused as they are (same frozen objects), which keeps one endpoint change cheap with
+// 10,000 services and lets the tables diff by identity.
 import { mirrorEndpoints } from '../k8s/endpoints-mirror.ts';
-import type { ObjectChange } from '../k8s/manifest-dir.ts';
+import type { ObjectChange } from '../k8s/object-source.ts';
 import { namespacedName, type EndpointSliceObject, type EndpointsObject, type K8sObject, type NodeObject, type PodObject, type ServiceObject } from '../k8s/objects.ts';
+import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
 import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { parseIpv4 } from '../wire/address.ts';
 import { allocateServices, type AllocationResult, type AllocatorConfig } from './allocator.ts';
 import { compileService, type NodeContext } from './compile.ts';
 import { endpointSlicesForService, selectorMatches } from './endpoints-controller.ts';
 import { PodIndex, ServiceSelectorIndex } from './selector-index.ts';
+import { sameServiceView, serviceView } from './service-view.ts';
 
 export interface NodeOptions {
   name: string;
@@ -23,9 +26,14 @@ export interface NodeOptions {
 }
 
 export interface SyncResult {
+  /** The complete view; the previous one again when nothing changed. */
+  view: ClusterView;
+  /** view.snapshot. */
   snapshot: ServiceSnapshot;
-  /** False when nothing changed since the previous snapshot (which is returned again). */
+  /** False when nothing in the view changed since the previous sync. */
   changed: boolean;
+  /** False when the snapshot is the previous one (a change only headless or ExternalName services see, say). */
+  snapshotChanged: boolean;
 }
 
 function byName<T>(a: [string, T], b: [string, T]): number {
@@ -47,13 +55,16 @@ export class ServiceProxyState {
   #allocation: AllocationResult = { allocations: new Map(), rejected: new Map() };
   readonly #generated = new Map<string, EndpointSliceObject[]>();
   readonly #compiled = new Map<string, ServicePortSpec[]>();
+  readonly #views = new Map<string, ServiceView>();
   readonly #dirty = new Set<string>();
   #servicesChanged = true;
   #full = true;
   #nodeKey = '';
   #node: NodeContext = { name: '', zone: '', nodePortAddresses: [] };
   #generation = 0;
+  #viewGeneration = 0;
   #snapshot: ServiceSnapshot | undefined;
+  #view: ClusterView | undefined;
 
   constructor(node: NodeOptions, allocator: AllocatorConfig) {
     this.#nodeOptions = node;
@@ -191,13 +202,16 @@ export class ServiceProxyState {
       this.#allocation = allocateServices(this.services.values(), this.#allocator);
       for (const key of this.services.keys()) {
         if (JSON.stringify(old.allocations.get(key)) !== JSON.stringify(this.#allocation.allocations.get(key))) this.#dirty.add(key);
+        else if (JSON.stringify(old.rejected.get(key)) !== JSON.stringify(this.#allocation.rejected.get(key))) this.#dirty.add(key);
       }
     }
     let changed = this.#snapshot === undefined;
+    let viewChanged = this.#view === undefined;
     for (const key of this.#dirty) {
       const svc = this.services.get(key);
       if (svc === undefined) {
         this.#generated.delete(key);
+        if (this.#views.delete(key)) viewChanged = true;
         if (this.#compiled.delete(key)) changed = true;
         continue;
       }
@@ -205,7 +219,14 @@ export class ServiceProxyState {
         this.#generated.set(key, endpointSlicesForService(svc, this.#pods.candidates(svc.metadata.namespace, svc.spec.selector), this.nodes));
       } else this.#generated.delete(key);
       const alloc = this.#allocation.allocations.get(key);
-      const ports = alloc === undefined ? [] : compileService(svc, alloc, this.slicesFor(key), this.#node);
+      const slices = this.slicesFor(key);
+      const view = serviceView(svc, alloc, slices, this.#allocation.rejected.get(key) ?? []);
+      const viewBefore = this.#views.get(key);
+      if (viewBefore === undefined || !sameServiceView(viewBefore, view)) {
+        this.#views.set(key, view);
+        viewChanged = true;
+      }
+      const ports = alloc === undefined ? [] : compileService(svc, alloc, slices, this.#node);
       const before = this.#compiled.get(key);
       if (before !== undefined && JSON.stringify(before) === JSON.stringify(ports)) continue;
       if (ports.length === 0 && before === undefined) continue;
@@ -220,7 +241,12 @@ export class ServiceProxyState {
       const ports = [...this.#compiled].sort(byName).flatMap((e) => e[1]);
       this.#snapshot = Object.freeze({ generation: ++this.#generation, ports: Object.freeze(ports) as ServicePortSpec[], nodePortAddresses: this.#node.nodePortAddresses });
     }
-    return { snapshot: this.#snapshot!, changed };
+    if (changed || viewChanged) {
+      const services = [...this.#views].sort(byName).map((e) => e[1]);
+      this.#view = Object.freeze({ generation: ++this.#viewGeneration, nodeName: this.#node.name, services: Object.freeze(services) as ServiceView[], snapshot: this.#snapshot! });
+    }
+    const view = this.#view!;
+    return { view, snapshot: view.snapshot, changed: changed || viewChanged, snapshotChanged: changed };
   }
 }
 

@@ -14,6 +14,7 @@ export function mirrorEndpoints(endpoints: EndpointsObject): EndpointSliceObject
     // routing rules only look at serving together with terminating, which is false here.
     serving: ready,
     terminating: false,
+    hostname: a.hostname,
     nodeName: a.nodeName,
     zone: '',
     forZones: [],
@@ -28,6 +29,7 @@ export function mirrorEndpoints(endpoints: EndpointsObject): EndpointSliceObject
       labels: { [Label.SERVICE_NAME]: endpoints.metadata.name },
       annotations: {},
       deletionTimestamp: '',
+      resourceVersion: '',
     },
     serviceName: endpoints.metadata.name,
     addressType: 'IPv4',

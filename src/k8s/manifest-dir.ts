@@ -1,35 +1,24 @@
-// A directory of manifest files as an object source, the way an informer is one in
-// kube-proxy: it lists the objects once ("synced"), then reports each change as
-// {previous, current}. Files are re-read on fs.watch events (coalesced) and on a periodic
+// A directory of manifest files as an ObjectSource (object-source.ts), the way an
+// informer is one in kube-proxy: it lists the objects once ("synced", every kind at
+// once), then reports each change as {previous, current}. Files are re-read on fs.watch events (coalesced) and on a periodic
 // rescan, because fs.watch misses events on some filesystems (NFS, some bind mounts).
 //
 // A file that fails validation is reported and its previous objects stay in force (the
 // last good state), so a half-written or mistyped file never takes services down.
 // Only `.yaml`, `.yml` and `.json` files directly in the directory are read (like
 // `kubectl apply -f DIR` without -R); names starting with "." (editor swap files) are not.
+// Resource versions are the directory's own: a counter that moves whenever an object's
+// text (or its place in its file) changes, so an unchanged object keeps its version
+// and its identity across re-reads.
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseManifest } from './manifest.ts';
-import { describeOrigin, objectKey, originText, type K8sObject } from './objects.ts';
-
-export interface ObjectChange {
-  /** undefined for an added object. */
-  previous: K8sObject | undefined;
-  /** undefined for a deleted object. */
-  current: K8sObject | undefined;
-}
+import type { ObjectHandler, ObjectSource } from './object-source.ts';
+import { describeOrigin, Kind, objectKey, originText, type K8sObject } from './objects.ts';
 
 export interface ManifestDirOptions {
   dir: string;
-  /** One call per added, changed or deleted object. Record it; don't compute here. */
-  onChange(change: ObjectChange): void;
-  /** After the first complete read of the directory. */
-  onSynced(): void;
-  /** A file's problems changed; an empty list means the file is fine again. */
-  onProblems(file: string, problems: readonly string[]): void;
-  /** Unexpected failures (a handler threw, the directory vanished). */
-  onError?(err: Error): void;
   /** Full rescan period, the fallback when fs.watch misses an event. Default 2000 ms. */
   rescanIntervalMs?: number;
   /** Watch events within this window are read together. Default 50 ms. */
@@ -69,9 +58,14 @@ const MANIFEST_NAME = /^[^.].*\.(ya?ml|json)$/;
  */
 const FULL_RESCAN_EVERY_TICKS = 15;
 
-export class ManifestDir {
+/** A manifest file may hold any kind Tapir reads. */
+const KINDS: readonly Kind[] = Object.freeze(Object.values(Kind));
+
+export class ManifestDir implements ObjectSource {
   readonly dir: string;
+  readonly kinds = KINDS;
   readonly #opts: ManifestDirOptions;
+  readonly #handlers = new Set<ObjectHandler>();
   readonly #files = new Map<string, FileState>();
   #view = new Map<string, K8sObject>();
   readonly #forced = new Set<string>();
@@ -88,6 +82,9 @@ export class ManifestDir {
   /** The directory's (inode, mtime, ctime) at the start of the last full scan. */
   #dirKey = '';
   #quietTicks = 0;
+  /** The last resource version handed out. */
+  #version = 0;
+  #started: Promise<void> | null = null;
 
   constructor(opts: ManifestDirOptions) {
     this.dir = opts.dir;
@@ -96,8 +93,23 @@ export class ManifestDir {
 
   get synced(): boolean { return this.#synced; }
 
+  hasSynced(_kind: Kind): boolean { return this.#synced; }
+
+  watch(handler: ObjectHandler): () => void {
+    for (const current of this.#view.values()) handler.onChange({ previous: undefined, current });
+    for (const [file, state] of this.#files) if (state.reported !== '') handler.onProblems(file, [...state.parseProblems, ...state.duplicateProblems]);
+    if (this.#synced) for (const kind of KINDS) handler.onSynced(kind);
+    this.#handlers.add(handler);
+    return () => { this.#handlers.delete(handler); };
+  }
+
   /** Reads the directory once (then reports synced) and starts watching. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  async #start(): Promise<void> {
     try {
       if (!(await stat(this.dir)).isDirectory()) throw new ManifestDirError(`${this.dir}: not a directory`);
     } catch (err) {
@@ -108,7 +120,7 @@ export class ManifestDir {
     await this.rescan();
     if (this.#stopped) return;
     this.#synced = true;
-    this.#opts.onSynced();
+    for (const handler of this.#handlers) for (const kind of KINDS) handler.onSynced(kind);
     this.#interval = setInterval(() => {
       if (this.#watcher === null) this.#watch();
       this.#dirChanged().then((changed) => {
@@ -130,7 +142,7 @@ export class ManifestDir {
   }
 
   /** The current objects (last good state of every file). */
-  objects(): K8sObject[] {
+  list(): K8sObject[] {
     return [...this.#view.values()];
   }
 
@@ -154,6 +166,10 @@ export class ManifestDir {
     }
   }
 
+  resync(): Promise<void> {
+    return this.rescan();
+  }
+
   /**
    * Scans the directory now; concurrent calls share one queued scan. `full` (default)
    * re-checks every file; otherwise only new files and those a watch event named.
@@ -171,8 +187,11 @@ export class ManifestDir {
   }
 
   #fail(err: Error): void {
-    if (this.#opts.onError !== undefined) this.#opts.onError(err);
-    else throw err;
+    for (const handler of this.#handlers) handler.onError(err);
+  }
+
+  #problems(file: string, problems: readonly string[]): void {
+    for (const handler of this.#handlers) handler.onProblems(file, problems);
   }
 
   #watch(): void {
@@ -224,13 +243,13 @@ export class ManifestDir {
       const problem = `${this.dir}: cannot read the manifest directory (keeping the last state): ${(err as Error).message}`;
       if (problem !== this.#dirProblem) {
         this.#dirProblem = problem;
-        this.#opts.onProblems(this.dir, [problem]);
+        this.#problems(this.dir, [problem]);
       }
       return;
     }
     if (this.#dirProblem !== '') {
       this.#dirProblem = '';
-      this.#opts.onProblems(this.dir, []);
+      this.#problems(this.dir, []);
     }
     const present = new Set(names);
     for (const name of [...this.#files.keys()]) {
@@ -246,7 +265,7 @@ export class ManifestDir {
   #dropFile(name: string): void {
     const state = this.#files.get(name);
     this.#files.delete(name);
-    if (state !== undefined && state.reported !== '') this.#opts.onProblems(name, []);
+    if (state !== undefined && state.reported !== '') this.#problems(name, []);
   }
 
   async #readFile(name: string, forced: boolean): Promise<void> {
@@ -288,9 +307,27 @@ export class ManifestDir {
     const state = this.#files.get(name) ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false };
     state.statKey = statKey;
     state.text = text;
-    if (objects !== null) state.objects = objects;
+    if (objects !== null) state.objects = this.#versioned(state.objects, objects);
     state.parseProblems = problems;
     this.#files.set(name, state);
+  }
+
+  /**
+   * Freshly parsed objects of a file with their resource versions: an object equal to
+   * its earlier version in the file (apart from the version) is that earlier object;
+   * every other one gets the next version number.
+   */
+  #versioned(before: readonly K8sObject[], parsed: K8sObject[]): K8sObject[] {
+    const earlier = new Map(before.map((obj) => [objectKey(obj), obj]));
+    return parsed.map((obj) => {
+      const old = earlier.get(objectKey(obj));
+      if (old !== undefined) {
+        obj.metadata.resourceVersion = old.metadata.resourceVersion;
+        if (JSON.stringify(old) === JSON.stringify(obj)) return old;
+      }
+      obj.metadata.resourceVersion = String(++this.#version);
+      return obj;
+    });
   }
 
   /** Merges all files (in name order; the first definition of an object wins) and reports the differences. */
@@ -311,7 +348,7 @@ export class ManifestDir {
       const joined = problems.join('\n');
       if (joined !== state.reported) {
         state.reported = joined;
-        this.#opts.onProblems(name, problems);
+        this.#problems(name, problems);
       }
     }
     const old = this.#view;
@@ -319,11 +356,10 @@ export class ManifestDir {
     for (const [key, current] of view) {
       const previous = old.get(key);
       if (previous === current) continue;
-      if (previous !== undefined && JSON.stringify(previous) === JSON.stringify(current)) continue;
-      this.#opts.onChange({ previous, current });
+      for (const handler of this.#handlers) handler.onChange({ previous, current });
     }
     for (const [key, previous] of old) {
-      if (!view.has(key)) this.#opts.onChange({ previous, current: undefined });
+      if (!view.has(key)) for (const handler of this.#handlers) handler.onChange({ previous, current: undefined });
     }
   }
 }

@@ -76,10 +76,10 @@ export function parseManifest(text: string, file: string): ParsedManifest {
       const where = `${file}: document ${i + 1} (List)`;
       if (doc.apiVersion !== 'v1') problems.push(`${where}: apiVersion: ${JSON.stringify(doc.apiVersion ?? null)} is not valid for List (use v1)`);
       if (!Array.isArray(doc.items)) problems.push(`${where}: items: must be a list`);
-      else doc.items.forEach((item, j) => add(item, { file, document: i + 1, item: j }));
+      else doc.items.forEach((item, j) => add(item, { source: 'file', file, document: i + 1, item: j }));
       return;
     }
-    add(doc, { file, document: i + 1 });
+    add(doc, { source: 'file', file, document: i + 1 });
   });
   return problems.length > 0 ? { objects: [], problems } : { objects, problems };
 }

@@ -1,7 +1,8 @@
-// The Kubernetes objects Tapir reads from manifests, after validation: only the fields
-// kube-proxy, the EndpointSlice controller and the lab use, with the API's defaults
-// applied (protocol TCP, ready/serving true when absent, ...), so later stages never
-// re-check or re-default anything. Field names follow the Kubernetes API.
+// The Kubernetes objects Tapir reads (from manifests; later from the API), after
+// validation: only the fields kube-proxy, the EndpointSlice controller, DNS and the lab
+// use, with the API's defaults applied (protocol TCP, ready/serving true when absent,
+// ...), so later stages never re-check or re-default anything. Field names follow the
+// Kubernetes API.
 
 export const Kind = {
   SERVICE: 'Service',
@@ -30,8 +31,15 @@ export const Annotation = {
   LB_ALGORITHM: 'tapir.dev/lb-algorithm',
 } as const;
 
-/** Where a document came from, for messages: "svc.yaml: document 2 (Service default/web)". */
-export interface Origin {
+/**
+ * Where an object came from, for messages. A manifest file names the document ("svc.yaml:
+ * document 2"); an object read from the Kubernetes API names the server it came from.
+ */
+export type Origin = FileOrigin | ApiOrigin;
+
+export interface FileOrigin {
+  source: 'file';
+  /** The file's name in its manifest directory. */
   file: string;
   /** 1-based position in the file's document stream. */
   document: number;
@@ -39,8 +47,15 @@ export interface Origin {
   item?: number;
 }
 
-/** "svc.yaml: document 2" or "all.json: document 1, items[7]". */
+export interface ApiOrigin {
+  source: 'api';
+  /** The API server the object was listed or watched from ("https://10.0.0.1:6443"). */
+  server: string;
+}
+
+/** "svc.yaml: document 2", "all.json: document 1, items[7]" or "https://10.0.0.1:6443". */
 export function originText(origin: Origin): string {
+  if (origin.source === 'api') return origin.server;
   return `${origin.file}: document ${origin.document}${origin.item === undefined ? '' : `, items[${origin.item}]`}`;
 }
 
@@ -52,6 +67,12 @@ export interface ObjectMeta {
   annotations: Readonly<Record<string, string>>;
   /** Set on objects being deleted (a Pod with it is terminating); '' otherwise. */
   deletionTimestamp: string;
+  /**
+   * Opaque version of the object, set by its source (ObjectSource): it changes whenever
+   * the object does. The API server's for API objects; a manifest directory numbers
+   * the versions it reads itself. '' for objects that no source stored (generated ones).
+   */
+  resourceVersion: string;
 }
 
 export type Protocol = 'TCP' | 'UDP';
@@ -110,6 +131,8 @@ export interface SliceEndpoint {
   ready: boolean;
   serving: boolean;
   terminating: boolean;
+  /** The endpoint's DNS name within a headless Service ('' = none). */
+  hostname: string;
   nodeName: string;
   zone: string;
   /** hints.forZones[].name and hints.forNodes[].name. */
@@ -136,6 +159,7 @@ export interface EndpointSliceObject {
 
 export interface EndpointAddress {
   ip: string;
+  hostname: string;
   nodeName: string;
 }
 
@@ -182,7 +206,8 @@ export interface PodObject {
   kind: 'Pod';
   origin: Origin;
   metadata: ObjectMeta;
-  spec: { nodeName: string; containers: Container[] };
+  /** hostname and subdomain: the pod's DNS name under a headless Service named like the subdomain ('' = none). */
+  spec: { nodeName: string; hostname: string; subdomain: string; containers: Container[] };
   status: {
     phase: string;
     /** '' until the pod has an address. */
@@ -224,7 +249,10 @@ export function namespacedName(obj: K8sObject): string {
   return obj.metadata.namespace === '' ? obj.metadata.name : `${obj.metadata.namespace}/${obj.metadata.name}`;
 }
 
-/** "svc.yaml: document 2 (Service default/web)": the prefix of every message about an object. */
+/**
+ * "svc.yaml: document 2 (Service default/web)" or "https://10.0.0.1:6443 (Service
+ * default/web)": the prefix of every message about an object.
+ */
 export function describeOrigin(obj: K8sObject): string {
   return `${originText(obj.origin)} (${obj.kind} ${namespacedName(obj)})`;
 }

@@ -36,6 +36,7 @@ function readSliceEndpoint(f: Fields): SliceEndpoint {
     ready: conditions.bool('ready', true),
     serving: conditions.bool('serving', true),
     terminating: conditions.bool('terminating', false),
+    hostname: readHostname(f),
     nodeName: readName(f, 'nodeName'),
     zone: f.string('zone'),
     forZones: names(hints?.maps('forZones') ?? []),
@@ -47,6 +48,12 @@ function readName(f: Fields, key: string): string {
   const name = f.string(key);
   if (name !== '' && !isDns1123Subdomain(name)) f.fail(key, `${JSON.stringify(name)} is not a valid node name`);
   return name;
+}
+
+function readHostname(f: Fields): string {
+  const hostname = f.string('hostname');
+  if (hostname !== '' && !isDns1123Label(hostname)) f.fail('hostname', `${JSON.stringify(hostname)} is not a valid hostname (up to 63 lower-case letters, digits and "-")`);
+  return hostname;
 }
 
 /** Slice and Endpoints ports: name optional, port required, protocol defaulting to TCP. */
@@ -72,7 +79,8 @@ export function validateEndpoints(top: Fields, metadata: ObjectMeta, origin: Ori
     const readAddresses = (key: string): EndpointAddress[] => s.maps(key).flatMap((a) => {
       const ok = checkIpv4(a.value.ip, a.pathOf('ip'), a.problems);
       const nodeName = readName(a, 'nodeName');
-      return ok ? [{ ip: a.value.ip as string, nodeName }] : [];
+      const hostname = readHostname(a);
+      return ok ? [{ ip: a.value.ip as string, hostname, nodeName }] : [];
     });
     return { addresses: readAddresses('addresses'), notReadyAddresses: readAddresses('notReadyAddresses'), ports: readPorts(s, false) };
   });

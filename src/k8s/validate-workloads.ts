@@ -8,6 +8,11 @@ export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): 
   const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
   const nodeName = spec.string('nodeName');
   if (nodeName !== '' && !isDns1123Subdomain(nodeName)) spec.fail('nodeName', `${JSON.stringify(nodeName)} is not a valid node name`);
+  const [hostname, subdomain] = ['hostname', 'subdomain'].map((key) => {
+    const name = spec.string(key);
+    if (name !== '' && !isDns1123Label(name)) spec.fail(key, `${JSON.stringify(name)} is not a valid ${key} (up to 63 lower-case letters, digits and "-")`);
+    return name;
+  }) as [string, string];
   const portNames = new Map<string, string>();
   const containers = spec.maps('containers', true).map((c) => readContainer(c, portNames));
 
@@ -24,7 +29,7 @@ export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): 
       if (type === 'Ready') ready = value === 'True';
     }
   }
-  return { kind: 'Pod', origin, metadata, spec: { nodeName, containers }, status: { phase, podIP, ready } };
+  return { kind: 'Pod', origin, metadata, spec: { nodeName, hostname, subdomain, containers }, status: { phase, podIP, ready } };
 }
 
 function readContainer(c: Fields, portNames: Map<string, string>): Container {

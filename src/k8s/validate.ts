@@ -8,19 +8,26 @@ import { validateService } from './validate-service.ts';
 import { validateEndpoints, validateEndpointSlice } from './validate-discovery.ts';
 import { validateNamespace, validateNode, validatePod } from './validate-workloads.ts';
 
-const API_VERSION: Record<Kind, string> = {
-  Service: 'v1',
-  EndpointSlice: 'discovery.k8s.io/v1',
-  Endpoints: 'v1',
-  Pod: 'v1',
-  Node: 'v1',
-  Namespace: 'v1',
+/** What Tapir knows of a kind: adding a kind is one line here (plus its object type in objects.ts). */
+export interface KindInfo {
+  apiVersion: string;
+  /** The API's resource name, as in /api/v1/services (what a list or watch asks for). */
+  resource: string;
+  clusterScoped: boolean;
+  validate(top: Fields, metadata: ObjectMeta, origin: Origin): K8sObject;
+}
+
+export const KINDS: Readonly<Record<Kind, KindInfo>> = {
+  Service: { apiVersion: 'v1', resource: 'services', clusterScoped: false, validate: validateService },
+  EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', resource: 'endpointslices', clusterScoped: false, validate: validateEndpointSlice },
+  Endpoints: { apiVersion: 'v1', resource: 'endpoints', clusterScoped: false, validate: validateEndpoints },
+  Pod: { apiVersion: 'v1', resource: 'pods', clusterScoped: false, validate: validatePod },
+  Node: { apiVersion: 'v1', resource: 'nodes', clusterScoped: true, validate: validateNode },
+  Namespace: { apiVersion: 'v1', resource: 'namespaces', clusterScoped: true, validate: (_top, metadata, origin) => validateNamespace(metadata, origin) },
 };
 
-const CLUSTER_SCOPED = new Set<string>([Kind.NODE, Kind.NAMESPACE]);
-
 function isKind(s: string): s is Kind {
-  return Object.hasOwn(API_VERSION, s);
+  return Object.hasOwn(KINDS, s);
 }
 
 /** Validates one parsed document; pushes problems and returns undefined when it is not usable. */
@@ -36,7 +43,7 @@ export function validateDocument(doc: unknown, origin: Origin, out: string[]): K
   const kind = top.string('kind', true);
   // Name the object in every message, including the ones about its metadata.
   const rawMeta = isMapping(doc.metadata) ? doc.metadata : {};
-  const cluster = CLUSTER_SCOPED.has(kind);
+  const cluster = isKind(kind) && KINDS[kind].clusterScoped;
   const name = typeof rawMeta.name === 'string' ? rawMeta.name : '';
   const namespace = cluster ? '' : (typeof rawMeta.namespace === 'string' && rawMeta.namespace !== '' ? rawMeta.namespace : 'default');
   if (kind !== '') problems.prefix = `${where} (${kind}${name === '' ? '' : ` ${cluster ? name : `${namespace}/${name}`}`})`;
@@ -51,23 +58,16 @@ export function validateDocument(doc: unknown, origin: Origin, out: string[]): K
     return undefined;
   }
   if (!isKind(kind)) {
-    problems.add('kind', `${JSON.stringify(kind)} is not supported (supported kinds: ${Object.keys(API_VERSION).join(', ')})`);
+    problems.add('kind', `${JSON.stringify(kind)} is not supported (supported kinds: ${Object.keys(KINDS).join(', ')})`);
     return undefined;
   }
-  if (apiVersion !== '' && apiVersion !== API_VERSION[kind]) {
-    problems.add('apiVersion', `${JSON.stringify(apiVersion)} is not valid for ${kind} (use ${API_VERSION[kind]})`);
+  const info = KINDS[kind];
+  if (apiVersion !== '' && apiVersion !== info.apiVersion) {
+    problems.add('apiVersion', `${JSON.stringify(apiVersion)} is not valid for ${kind} (use ${info.apiVersion})`);
   }
   // Go on after a wrong apiVersion or missing metadata: one pass should show everything.
   const metadata = readMetadata(meta, kind, name, namespace, metaFields !== undefined);
-  let obj: K8sObject;
-  switch (kind) {
-    case Kind.SERVICE: obj = validateService(top, metadata, origin); break;
-    case Kind.ENDPOINT_SLICE: obj = validateEndpointSlice(top, metadata, origin); break;
-    case Kind.ENDPOINTS: obj = validateEndpoints(top, metadata, origin); break;
-    case Kind.POD: obj = validatePod(top, metadata, origin); break;
-    case Kind.NODE: obj = validateNode(top, metadata, origin); break;
-    case Kind.NAMESPACE: obj = validateNamespace(metadata, origin); break;
-  }
+  const obj = info.validate(top, metadata, origin);
   return out.length === before ? obj : undefined;
 }
 
@@ -92,5 +92,6 @@ function readMetadata(meta: Fields, kind: Kind, name: string, namespace: string,
     labels: meta.stringMap('labels', isQualifiedName, isLabelValue),
     annotations: meta.stringMap('annotations', isQualifiedName),
     deletionTimestamp: meta.string('deletionTimestamp'),
+    resourceVersion: meta.string('resourceVersion'),
   };
 }

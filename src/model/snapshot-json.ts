@@ -1,12 +1,74 @@
-// ServiceSnapshot as JSON, for `tapir trace --snapshot FILE` and for dumping what the
-// agent serves. Addresses are written as dotted quads; on reading, a dotted quad or a
-// uint32 is accepted, and protocol as "TCP"/"UDP" or 6/17. The golden-file form of
-// snapshot-format.ts is read too: endpoints as text ("10.244.1.5:8080 node=a zone=-
-// local ready serving"; "ip:port" in the cluster/external lists), names from `key`.
-// Errors name the file and the field (ports[3].clusterEndpoints[0].ip) and say what
-// was expected.
+// A ServiceSnapshot as JSON: the one written form, readable by eye and diffable (dotted
+// addresses, protocol names, one line of text per endpoint: "10.244.1.5:8080 node=a
+// zone=- local ready serving", "ip:port" in the cluster and external lists, names in
+// `key`). The golden files of test/fixtures/control are written in it, `tapir trace
+// --snapshot FILE` reads it, and it reads back into the same snapshot. For hand-written
+// snapshots the reader also takes endpoints as objects, addresses as uint32 and
+// protocols as 6/17. Errors name the file and the field (ports[3].clusterEndpoints[0])
+// and say what was expected. Never on the hot path.
 import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './service-snapshot.ts';
+import { L4Protocol, type EndpointSpec, type ServicePortSpec, type ServiceSnapshot } from './service-snapshot.ts';
+
+export interface ServicePortJson {
+  key: string;
+  protocol: string;
+  clusterIP: string;
+  port: number;
+  nodePort: number;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  loadBalancerSourceRanges: string[];
+  affinityTimeoutSeconds: number;
+  lb: string;
+  externalLocal: boolean;
+  internalLocal: boolean;
+  healthCheckNodePort: number;
+  localReadyEndpoints: number;
+  /** "ip:port node=N zone=Z [local] ready|serving|terminating..." */
+  allEndpoints: string[];
+  /** "ip:port" */
+  clusterEndpoints: string[];
+  externalEndpoints: string[];
+}
+
+export interface ServiceSnapshotJson {
+  generation: number;
+  nodePortAddresses: string[];
+  ports: ServicePortJson[];
+}
+
+export function endpointToText(ep: EndpointSpec): string {
+  const flags = [ep.local ? 'local' : '', ep.ready ? 'ready' : '', ep.serving ? 'serving' : '', ep.terminating ? 'terminating' : ''].filter((f) => f !== '');
+  return `${ipv4ToString(ep.ip)}:${ep.port} node=${ep.nodeName || '-'} zone=${ep.zone || '-'} ${flags.join(' ') || 'not-serving'}`;
+}
+
+const address = (ep: EndpointSpec): string => `${ipv4ToString(ep.ip)}:${ep.port}`;
+
+export function servicePortToJson(p: ServicePortSpec): ServicePortJson {
+  return {
+    key: p.key,
+    protocol: p.protocol === L4Protocol.UDP ? 'UDP' : 'TCP',
+    clusterIP: ipv4ToString(p.clusterIP),
+    port: p.port,
+    nodePort: p.nodePort,
+    externalIPs: p.externalIPs.map(ipv4ToString),
+    loadBalancerIPs: p.loadBalancerIPs.map(ipv4ToString),
+    loadBalancerSourceRanges: p.loadBalancerSourceRanges.map(([network, length]) => `${ipv4ToString(network)}/${length}`),
+    affinityTimeoutSeconds: p.affinityTimeoutSeconds,
+    lb: p.lb,
+    externalLocal: p.externalLocal,
+    internalLocal: p.internalLocal,
+    healthCheckNodePort: p.healthCheckNodePort,
+    localReadyEndpoints: p.localReadyEndpoints,
+    allEndpoints: p.allEndpoints.map(endpointToText),
+    clusterEndpoints: p.clusterEndpoints.map(address),
+    externalEndpoints: p.externalEndpoints.map(address),
+  };
+}
+
+export function snapshotToJson(s: ServiceSnapshot): ServiceSnapshotJson {
+  return { generation: s.generation, nodePortAddresses: s.nodePortAddresses.map(ipv4ToString), ports: s.ports.map(servicePortToJson) };
+}
 
 export class SnapshotError extends Error {
   readonly code = 'TAPIR_SNAPSHOT';
@@ -172,22 +234,7 @@ export function parseServiceSnapshot(text: string, where: string): ServiceSnapsh
   };
 }
 
-/** The snapshot as JSON text with dotted-quad addresses (parseServiceSnapshot reads it back). */
+/** The snapshot as JSON text in the form above (parseServiceSnapshot reads it back). */
 export function serviceSnapshotToJson(s: ServiceSnapshot): string {
-  const ep = (e: EndpointSpec) => ({ ...e, ip: ipv4ToString(e.ip) });
-  return JSON.stringify({
-    generation: s.generation,
-    nodePortAddresses: s.nodePortAddresses.map(ipv4ToString),
-    ports: s.ports.map((p) => ({
-      ...p,
-      protocol: p.protocol === 6 ? 'TCP' : 'UDP',
-      clusterIP: p.clusterIP === 0 ? 'None' : ipv4ToString(p.clusterIP),
-      externalIPs: p.externalIPs.map(ipv4ToString),
-      loadBalancerIPs: p.loadBalancerIPs.map(ipv4ToString),
-      loadBalancerSourceRanges: p.loadBalancerSourceRanges.map(([a, n]) => `${ipv4ToString(a)}/${n}`),
-      allEndpoints: p.allEndpoints.map(ep),
-      clusterEndpoints: p.clusterEndpoints.map(ep),
-      externalEndpoints: p.externalEndpoints.map(ep),
-    })),
-  }, null, 2);
+  return JSON.stringify(snapshotToJson(s), null, 2);
 }

@@ -363,16 +363,17 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
 export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
   const { loadAgentConfig } = await import('../../src/agent/config.ts');
   const { ServiceController } = await import('../../src/control/service-controller.ts');
+  const { ManifestDir } = await import('../../src/k8s/manifest-dir.ts');
   const { serviceSnapshotToJson } = await import('../../src/model/snapshot-json.ts');
   const { ipv4ToString } = await import('../../src/wire/address.ts');
   const c = loadAgentConfig(`/run/tapir/lab/${lab.name}/nodes/${node}/agent.yaml`);
   let json: string | undefined;
   const problems: string[] = [];
   const controller = new ServiceController({
-    manifestDir: c.manifests!,
+    source: new ManifestDir({ dir: c.manifests! }),
     node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
-    serviceCIDR: c.serviceCIDR.toString(),
-    nodePortRange: `${c.nodePortRange[0]}-${c.nodePortRange[1]}`,
+    serviceCIDR: c.serviceCIDR,
+    nodePortRange: { min: c.nodePortRange[0], max: c.nodePortRange[1] },
     onSnapshot: (s) => { json = serviceSnapshotToJson(s); },
     onError: (err) => { problems.push(err.message); },
   });

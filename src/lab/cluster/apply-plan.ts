@@ -6,12 +6,12 @@
 // spec, a LoadBalancer address in status. Any problem rejects the whole command, each
 // one naming file, document and field.
 import { parseAllDocuments } from 'yaml';
-import { allocateServices, DEFAULT_NODE_PORT_RANGE, needsNodePorts } from '../../control/allocator.ts';
+import { allocateServices, needsNodePorts } from '../../control/allocator.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { parseManifest } from '../../k8s/manifest.ts';
-import { describeOrigin, namespacedName, objectKey, type K8sObject, type PodObject, type ServiceObject } from '../../k8s/objects.ts';
+import { describeOrigin, namespacedName, objectKey, type FileOrigin, type K8sObject, type PodObject, type ServiceObject } from '../../k8s/objects.ts';
 import { validateDocument } from '../../k8s/validate.ts';
-import { parseCidr } from '../../wire/address.ts';
-import { ipv4ToString } from '../../wire/address.ts';
+import { ipv4ToString, parseCidr } from '../../wire/address.ts';
 import { BUILTIN_NAMESPACES } from './lab-objects.ts';
 import { assignLoadBalancerIP, parsePool, takenAddresses } from './load-balancer.ts';
 import { loadObjects, readObject, type RawObject } from './manifests.ts';
@@ -70,7 +70,7 @@ export function planApply(state: LabState, source: ManifestSource): ApplyPlan {
   const planned: PlannedObject[] = [];
 
   for (const obj of objects) {
-    const doc = structuredClone(raw.get(obj.origin.document)!);
+    const doc = structuredClone(raw.get((obj.origin as FileOrigin).document)!);
     const existing = current.get(objectKey(obj));
     if (obj.kind === 'Node') {
       fail(obj, 'kind', 'Nodes belong to the lab (one per topology node) and cannot be applied');

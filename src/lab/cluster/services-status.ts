@@ -1,7 +1,7 @@
 // The lab's Services as `lab status` shows them, computed from the manifest directory
 // with the same control code every agent runs (allocation, endpoints controller), so
 // what status prints is what the data planes program.
-import { DEFAULT_NODE_PORT_RANGE } from '../../control/allocator.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { describeServices, type ServiceDescription } from '../../control/describe.ts';
 import { ServiceProxyState } from '../../control/service-proxy-state.ts';
 import { parseCidr } from '../../wire/address.ts';
@@ -13,8 +13,7 @@ export function labServices(state: LabState): { services: ServiceDescription[]; 
   // The descriptions do not depend on the node (no traffic-policy filtering); any will do.
   const control = new ServiceProxyState({ name: state.nodes[0]?.name ?? '' }, { serviceCIDR: parseCidr(state.addressing.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE });
   control.apply(objects.map((current) => ({ previous: undefined, current })));
-  control.sync();
-  return { services: describeServices(control), problems };
+  return { services: describeServices(control.sync().view), problems };
 }
 
 export function formatServices(services: ServiceDescription[]): string[] {

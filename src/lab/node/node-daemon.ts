@@ -1,24 +1,29 @@
 // A lab node's own daemon, started by `lab up` inside the node namespace:
-//   node src/lab/node-daemon.ts --config /run/tapir/lab/LAB/nodes/NODE/daemon.json
+//   node src/lab/node/node-daemon.ts --config /run/tapir/lab/LAB/nodes/NODE/daemon.json
 // It plays the parts of a node that are not the data plane under test:
 //  - the kubelet's readiness prober: probes this node's pods and writes their Ready
-//    condition into the Pod manifests (src/lab/prober.ts);
+//    condition into the Pod manifests (./readiness-prober.ts);
 //  - kube-proxy, in the iptables and nftables proxy modes: compiles this node's
 //    ServiceSnapshot from the manifests with the control code every agent uses
-//    (src/control) and installs the equivalent kernel rules (src/lab/kernel-proxy.ts),
+//    (src/control) and installs the equivalent kernel rules (src/kernel-proxy/),
 //    plus the health-check node ports;
-//  - the load balancer's speaker: announces LoadBalancer addresses (src/lab/speaker.ts).
-// One pass every 200 ms; the manifests are re-read when their revision moved (every
-// lab writer bumps it) and every 2 s regardless. Exits on SIGTERM (its addresses and
-// rules vanish with the namespace when the lab goes).
+//  - the load balancer's speaker: announces LoadBalancer addresses (./speaker.ts).
+// The services part is the ServiceController every agent runs, over the same manifest
+// directory, with the kernel proxy, the health checks and the speaker subscribed to its
+// view. One pass every 200 ms probes pods and writes the status; when the manifests'
+// revision moved (every lab writer bumps it) the pass first re-reads them and syncs, so
+// the status's revision says the rules and addresses are up to date with it. Exits on
+// SIGTERM (its addresses and rules vanish with the namespace when the lab goes).
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ChangeTracker } from '../../control/change-tracker.ts';
-import { DEFAULT_NODE_PORT_RANGE } from '../../control/allocator.ts';
 import { describeServices } from '../../control/describe.ts';
-import { ServiceProxyState } from '../../control/service-proxy-state.ts';
+import { ServiceController } from '../../control/service-controller.ts';
 import { ManifestDir } from '../../k8s/manifest-dir.ts';
+import { ManifestError } from '../../k8s/manifest.ts';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
+import type { ClusterView } from '../../model/cluster-view.ts';
+import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { parseCidr } from '../../wire/address.ts';
 import type { DaemonConfig, DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
@@ -35,6 +40,7 @@ const PASS_MS = 200;
  * Every revision bump (each lab write) triggers a rescan; between them the manifest
  * directory's own watcher and its cheap periodic check keep it current, so a full
  * rescan here is only a slow safety net (each stats every file: seconds at 20k files).
+ * The speaker re-checks its addresses as often, in case one was removed behind its back.
  */
 const FULL_RESCAN_MS = 30_000;
 
@@ -49,15 +55,11 @@ async function main(): Promise<void> {
   const problems = new Set<string>();
   const fileProblems = new Map<string, readonly string[]>();
 
-  const tracker = new ChangeTracker();
-  const services = new ServiceProxyState(
-    { name: config.node, nodePortAddresses: [config.underlayIP] },
-    { serviceCIDR: parseCidr(config.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE },
-  );
-  const dir = new ManifestDir({
-    dir: config.manifests,
-    onChange: (change) => { tracker.record(change); },
-    onSynced: () => {},
+  const source = new ManifestDir({ dir: config.manifests });
+  // The daemon's own look at the files' problems (the controller reports them as errors).
+  source.watch({
+    onChange: () => undefined,
+    onSynced: () => undefined,
     onProblems: (file, list) => {
       if (list.length === 0) fileProblems.delete(file);
       else fileProblems.set(file, list);
@@ -65,69 +67,81 @@ async function main(): Promise<void> {
     },
     onError: (err) => log(`manifest directory: ${err.message}`),
   });
-  await dir.start();
+  const controller = new ServiceController({
+    source,
+    node: { name: config.node, nodePortAddresses: [config.underlayIP] },
+    serviceCIDR: parseCidr(config.serviceCIDR)!,
+    nodePortRange: DEFAULT_NODE_PORT_RANGE,
+    // A failed rule install is retried at the next pass, as kube-proxy retries a failed sync.
+    retryIntervalMs: PASS_MS,
+    onError: (err) => {
+      if (!(err instanceof ManifestError)) log(`services: ${err.message}`);
+    },
+  });
 
   const proxy = config.proxyMode === 'tapir' ? null : new KernelProxy(config.proxyMode, { clusterCIDR: config.clusterCIDR, serviceCIDR: config.serviceCIDR });
   const health = proxy === null ? null : new HealthCheckServers((m) => problems.add(m));
   const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parseCidr(config.underlayCIDR, true)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
   const prober = new Prober();
+  let proxyBehind = proxy !== null;
+  if (proxy !== null) {
+    // Only a new snapshot changes the rules (a view can change for headless services alone).
+    let installed: ServiceSnapshot | undefined;
+    controller.subscribe(async ({ snapshot }) => {
+      if (snapshot === installed) return;
+      proxyBehind = true;
+      if (await proxy.sync(snapshot)) log(`${proxy.mode} rules installed for generation ${snapshot.generation} (${snapshot.ports.length} service ports)`);
+      installed = snapshot;
+      proxyBehind = false;
+    });
+    controller.subscribe(({ snapshot }) => health!.update(snapshot));
+  }
+  // The election changes only with the view; reconciles run one at a time.
   let speakerProblems: string[] = [];
+  let lastSpeak = 0;
+  let speaking: Promise<void> = Promise.resolve();
+  const speak = (view: ClusterView): Promise<void> => {
+    speaking = speaking.catch(() => undefined).then(async () => {
+      const services = source.list().filter((o): o is ServiceObject => o.kind === 'Service');
+      speakerProblems = await speaker.reconcile(services, describeServices(view));
+      lastSpeak = Date.now();
+    });
+    return speaking;
+  };
+  controller.subscribe(speak);
+
   let stopping = false;
   const stop = (signal: string): void => {
     log(`${signal}: stopping`);
     stopping = true;
-    dir.stop();
+    controller.stop();
     health?.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Read before the first full read of the manifests: a write after it moves the revision.
+  let lastRevision = readRevision(config.stateDir);
+  await controller.start();
   log(`node daemon of ${config.node} (lab ${config.lab}, proxy mode ${config.proxyMode}), pid ${process.pid}`);
 
-  let lastRevision = -1;
-  let lastRescan = 0;
-  let lastSpeak = 0;
+  let lastRescan = Date.now();
   let lastVerdicts = '';
-  let proxyBehind = proxy !== null;
-  let pods: PodObject[] = [];
-  let serviceObjects: ServiceObject[] = [];
   while (!stopping) {
     const started = Date.now();
     problems.clear();
     const revision = readRevision(config.stateDir);
-    const rescan = revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS;
-    if (rescan) {
-      await dir.rescan();
+    if (revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS) {
+      await controller.flush();
       lastRevision = revision;
       lastRescan = started;
     }
-    services.apply(tracker.drain());
-    const { snapshot, changed } = services.sync();
-    if (rescan) {
-      const objects = dir.objects();
-      pods = objects.filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
-      serviceObjects = objects.filter((o): o is ServiceObject => o.kind === 'Service');
-    }
-    if (proxy !== null && (changed || proxyBehind)) {
-      try {
-        if (await proxy.sync(snapshot)) log(`${proxy.mode} rules installed for generation ${snapshot.generation} (${snapshot.ports.length} service ports)`);
-        proxyBehind = false;
-      } catch (err) {
-        log((err as Error).message);
-        proxyBehind = true;
-        services.forceFull();
-      }
-      health!.update(snapshot);
-    }
-    if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
-    // The election changes only with the manifests; re-checked every 2 s in case an
-    // address was removed behind the daemon's back.
-    if (changed || lastSpeak === 0 || (rescan && started - lastSpeak >= FULL_RESCAN_MS)) {
-      speakerProblems = await speaker.reconcile(serviceObjects, describeServices(services));
-      lastSpeak = started;
-    }
+    const view = controller.view;
+    if (view !== undefined && started - lastSpeak >= FULL_RESCAN_MS) await speak(view);
     for (const p of speakerProblems) problems.add(p);
+    if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
 
+    const pods = source.list().filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
     const verdicts = await probe(config, prober, pods, started);
     const summary = JSON.stringify([...verdicts]);
     if (summary !== lastVerdicts) {
