@@ -25,7 +25,7 @@ export interface AgentConfig {
   stateDir: string;
   controlSocket: string;
   /** Name of the TUN that gives the node's own stack a way into the pod network. */
-  hostPort: string;
+  hostTun: string;
   nodes: NodeRecord[];
   /** Directory of Kubernetes manifests (Services, EndpointSlices, Pods, Nodes) to serve; none = no service proxy. */
   manifests: string | null;
@@ -131,7 +131,7 @@ export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
     mtu: r.integer(top, 'mtu', 'mtu', 576, 65535 - VXLAN_OVERHEAD, 1500 - VXLAN_OVERHEAD),
     stateDir,
     controlSocket: r.string(top, 'controlSocket', 'controlSocket', `${stateDir}/agent.sock`),
-    hostPort: r.string(top, 'hostPort', 'hostPort', 'tapir0'),
+    hostTun: r.string(top, 'hostTun', 'hostTun', 'tapir0'),
     nodes,
     manifests: top.manifests === undefined ? null : r.string(top, 'manifests', 'manifests'),
     zone: top.zone === undefined ? '' : r.string(top, 'zone', 'zone'),

@@ -9,7 +9,7 @@
 import { connect } from 'node:net';
 import {
   ControlError, ControlErrorCode,
-  type AddPortRequest, type ControlRequest, type PortInfo, type StatusInfo,
+  type AddPortRequest, type ControlRequest, type ControlResponseOf, type PortInfo, type StatusInfo,
 } from './protocol.ts';
 
 export interface ControlClientOptions {
@@ -20,6 +20,7 @@ export interface ControlClientOptions {
 
 export const DEFAULT_CONTROL_TIMEOUT_MS = 15_000;
 
+/** An ok:true answer line as parsed, before `request` checks and strips `ok`. */
 type Answer = Record<string, unknown> & { ok: true };
 
 export class ControlClient {
@@ -31,8 +32,18 @@ export class ControlClient {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_CONTROL_TIMEOUT_MS;
   }
 
-  /** Sends one request and returns the ok:true answer; throws ControlError otherwise. */
-  request(req: ControlRequest): Promise<Answer> {
+  /**
+   * Sends one request and returns the body of the ok:true answer (without `ok`); throws
+   * ControlError otherwise. The body's type is the protocol's for the operation: the
+   * server in this package produces exactly that; the fields a caller depends on most
+   * (ports) are checked by the typed helpers below.
+   */
+  async request<R extends ControlRequest>(req: R): Promise<ControlResponseOf<R['op']>> {
+    const { ok: _ok, ...body } = await this.#exchange(req);
+    return body as ControlResponseOf<R['op']>;
+  }
+
+  #exchange(req: ControlRequest): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const socket = connect(this.path);
       let buffer = '';
@@ -64,7 +75,7 @@ export class ControlClient {
   }
 
   async status(): Promise<StatusInfo> {
-    const a = await this.request({ op: 'status' });
+    const a: { [K in keyof StatusInfo]: unknown } = await this.request({ op: 'status' });
     return {
       node: String(a.node), podCIDR: String(a.podCIDR), gateway: String(a.gateway),
       mtu: Number(a.mtu), ports: Number(a.ports),
@@ -72,7 +83,7 @@ export class ControlClient {
   }
 
   async addPort(req: Omit<AddPortRequest, 'op'>): Promise<PortInfo> {
-    const a = await this.request({ op: 'addPort', ...req });
+    const a: { port: unknown } = await this.request({ op: 'addPort', ...req });
     return expectPort(a.port, this.path);
   }
 
@@ -85,7 +96,7 @@ export class ControlClient {
   }
 
   async listPorts(): Promise<PortInfo[]> {
-    const a = await this.request({ op: 'listPorts' });
+    const a: { ports: unknown } = await this.request({ op: 'listPorts' });
     if (!Array.isArray(a.ports)) throw new ControlError(ControlErrorCode.badRequest, `agent at ${this.path} answered listPorts without a 'ports' list`);
     return a.ports.map((p) => expectPort(p, this.path));
   }

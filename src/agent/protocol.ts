@@ -3,6 +3,7 @@
 // request object per line, one response line per request, answered in order.
 // Addresses travel as dotted quads so the protocol stays readable with `socat`.
 import { parseIpv4 } from '../wire/address.ts';
+import type { TraceResult } from '../services/trace.ts';
 
 /** Stable error codes: on the wire (`error.code`) and on thrown ControlErrors. */
 export const ControlErrorCode = {
@@ -94,9 +95,53 @@ export interface PortInfo {
   podNamespace?: string;
 }
 
+/** One port's counters (`stats`). */
+export interface PortStats {
+  /** Datapath port index; -1 for the underlay socket. */
+  index: number;
+  name: string;
+  kind: 'pod' | 'host' | 'underlay';
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames dropped, by reason name; reasons that never happened are left out. */
+  drops: Record<string, number>;
+}
+
+export interface StatsInfo {
+  ports: PortStats[];
+  /** TCP segments from the underlay coalesced into TSO frames for pods. */
+  coalescedSegments: number;
+}
+
+export interface CaptureStartInfo { port: string; linkType: number }
+export interface CaptureStopInfo { port: string; frames: number }
+/** The service trace, with the forwarding table's verdict on where the packet goes. */
+export type TraceInfo = TraceResult & { egress: string };
+
+/**
+ * Every operation's request and the body of its ok:true answer, shared by the server
+ * (control-server.ts dispatches on it) and the client (whose `request` returns it).
+ */
+export interface ControlOps {
+  status: { request: StatusRequest; response: StatusInfo };
+  addPort: { request: AddPortRequest; response: { port: PortInfo } };
+  delPort: { request: DelPortRequest; response: Record<never, never> };
+  checkPort: { request: CheckPortRequest; response: Record<never, never> };
+  listPorts: { request: ListPortsRequest; response: { ports: PortInfo[] } };
+  stats: { request: StatsRequest; response: StatsInfo };
+  captureStart: { request: CaptureStartRequest; response: CaptureStartInfo };
+  captureStop: { request: CaptureStopRequest; response: CaptureStopInfo };
+  trace: { request: TraceRequest; response: TraceInfo };
+}
+export type ControlRequestOf<Op extends ControlOp> = ControlOps[Op]['request'];
+export type ControlResponseOf<Op extends ControlOp> = ControlOps[Op]['response'];
+
 export interface ErrorBody { code: string; message: string }
-export type ControlResponse =
-  | ({ ok: true } & Partial<StatusInfo> & { port?: PortInfo; ports?: PortInfo[] | number })
+/** One answer line: `{ok: true, ...body}` or `{ok: false, error}`. */
+export type ControlResponse<Op extends ControlOp = ControlOp> =
+  | ({ ok: true } & ControlResponseOf<Op>)
   | { ok: false; error: ErrorBody };
 
 // Container ID and interface name rules of the CNI spec (section "Parameters"): the
@@ -219,6 +264,6 @@ export function encodeError(code: string, message: string): string {
   return `${JSON.stringify({ ok: false, error: { code, message } })}\n`;
 }
 
-export function encodeOk(body: Record<string, unknown>): string {
+export function encodeOk<Op extends ControlOp>(body: ControlResponseOf<Op>): string {
   return `${JSON.stringify({ ok: true, ...body })}\n`;
 }

@@ -1,6 +1,6 @@
 // The one kernel hook Tapir installs: traffic for node ports, load-balancer IPs and
 // external IPs arriving on the node's underlay interface is redirected into the agent's
-// host port (the TUN) before the node's own stack sees it. clsact + u32 + mirred, on the
+// host TUN before the node's own stack sees it. clsact + u32 + mirred, on the
 // underlay interface's ingress, in the agent's own network namespace:
 //
 //   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  classid :1   (health checks stay local:

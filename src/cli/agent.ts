@@ -6,7 +6,7 @@ import { CliError } from './errors.ts';
 
 const HELP = `Usage: tapir agent --config FILE
 
-Runs the Tapir node agent in this network namespace: the host port (TUN), the VXLAN
+Runs the Tapir node agent in this network namespace: the host TUN, the VXLAN
 underlay socket and every pod port, with the control socket for tapir-cni.
 
 Options:

@@ -357,7 +357,7 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
 /**
  * The ServiceSnapshot a node's agent compiles, as `tapir trace --snapshot` reads it: the
  * same control code (ServiceController) over the lab's manifest directory, with the
- * node options src/agent/services.ts derives from the agent's config. The agent has no
+ * node options src/agent/service-sync.ts derives from the agent's config. The agent has no
  * call that hands out its own snapshot, so this is a recompilation, not a copy.
  */
 export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
