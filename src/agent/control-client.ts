@@ -8,7 +8,7 @@
 // An answer with ok:false becomes a ControlError with the agent's own code.
 import { connect } from 'node:net';
 import {
-  ControlError, ControlErrorCode,
+  AgentUnreachableError, ControlError, ControlErrorCode, controlErrorCode,
   type AddPortRequest, type ControlRequest, type ControlResponseOf, type PortInfo, type StatusInfo,
 } from './protocol.ts';
 
@@ -57,7 +57,7 @@ export class ControlClient {
         else resolve(answer!);
       };
       const timer = setTimeout(() => {
-        finish(new ControlError(ControlErrorCode.timeout, `agent at ${this.path} did not answer '${req.op}' within ${this.timeoutMs} ms`));
+        finish(new AgentUnreachableError(ControlErrorCode.timeout, `agent at ${this.path} did not answer '${req.op}' within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       socket.setEncoding('utf8');
       socket.once('connect', () => socket.write(`${JSON.stringify(req)}\n`));
@@ -69,7 +69,7 @@ export class ControlClient {
       });
       socket.once('error', (err: NodeJS.ErrnoException) => finish(transportError(err, this.path, req.op)));
       socket.once('close', () => {
-        finish(new ControlError(ControlErrorCode.unavailable, `agent at ${this.path} closed the connection before answering '${req.op}'`));
+        finish(new AgentUnreachableError(ControlErrorCode.unavailable, `agent at ${this.path} closed the connection before answering '${req.op}'`));
       });
     });
   }
@@ -111,22 +111,23 @@ function decodeAnswer(line: string, path: string): [ControlError | null, Answer?
   }
   const obj = raw as { ok?: unknown; error?: { code?: unknown; message?: unknown } };
   if (obj !== null && typeof obj === 'object' && obj.ok === true) return [null, obj as Answer];
-  const code = typeof obj?.error?.code === 'string' ? obj.error.code : ControlErrorCode.internal;
+  const code = controlErrorCode(obj?.error?.code);
   const message = typeof obj?.error?.message === 'string' ? obj.error.message : `unexpected answer: ${line.slice(0, 200)}`;
-  return [new ControlError(code, message)];
+  // A code this client does not know (a newer agent) is kept in the message.
+  return [new ControlError(code ?? ControlErrorCode.internal, code === undefined && obj?.error?.code !== undefined ? `${message} (agent code ${String(obj.error.code)})` : message)];
 }
 
-function transportError(err: NodeJS.ErrnoException, path: string, op: string): ControlError {
+function transportError(err: NodeJS.ErrnoException, path: string, op: string): AgentUnreachableError {
   switch (err.code) {
     case 'ENOENT':
-      return new ControlError(ControlErrorCode.unavailable, `agent control socket ${path} does not exist (is the tapir agent running?)`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `agent control socket ${path} does not exist (is the tapir agent running?)`);
     case 'ECONNREFUSED':
-      return new ControlError(ControlErrorCode.unavailable, `agent control socket ${path} refused the connection (agent not running; stale socket)`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `agent control socket ${path} refused the connection (agent not running; stale socket)`);
     case 'EACCES':
     case 'EPERM':
-      return new ControlError(ControlErrorCode.unavailable, `no permission to connect to ${path} (the socket is mode 0600, owned by the agent's user)`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `no permission to connect to ${path} (the socket is mode 0600, owned by the agent's user)`);
     default:
-      return new ControlError(ControlErrorCode.unavailable, `agent control socket ${path}: ${err.code ?? ''} ${err.message} during '${op}'`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `agent control socket ${path}: ${err.code ?? ''} ${err.message} during '${op}'`);
   }
 }
 

@@ -2,6 +2,7 @@
 // plugin (control-client.ts): newline-delimited JSON over a Unix stream socket, one
 // request object per line, one response line per request, answered in order.
 // Addresses travel as dotted quads so the protocol stays readable with `socat`.
+import { TapirError } from '../errors/tapir-error.ts';
 import { parseIpv4 } from '../wire/address.ts';
 import type { TraceResult } from '../services/trace.ts';
 
@@ -30,18 +31,35 @@ export const ControlErrorCode = {
 } as const;
 export type ControlErrorCode = (typeof ControlErrorCode)[keyof typeof ControlErrorCode];
 
-export class ControlError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+/**
+ * An error of the control protocol. `code` is the wire code (the agent's answer carries
+ * it as `error.code`), so a client rethrows the agent's own condition.
+ */
+export class ControlError extends TapirError {
+  readonly code: ControlErrorCode;
+  constructor(code: ControlErrorCode, message: string) {
     super(message);
-    this.name = 'ControlError';
     this.code = code;
   }
 }
 
+/** The client's "nobody answered" (as opposed to "the agent said no"): AGENT_UNAVAILABLE or AGENT_TIMEOUT. */
+export class AgentUnreachableError extends ControlError {
+  constructor(code: typeof ControlErrorCode.unavailable | typeof ControlErrorCode.timeout, message: string) {
+    super(code, message);
+  }
+}
+
 /** True for the client-side errors that mean "nobody answered" (as opposed to "the agent said no"). */
-export function isAgentUnreachable(err: unknown): boolean {
-  return err instanceof ControlError && (err.code === ControlErrorCode.unavailable || err.code === ControlErrorCode.timeout);
+export function isAgentUnreachable(err: unknown): err is AgentUnreachableError {
+  return err instanceof AgentUnreachableError;
+}
+
+const WIRE_CODES: ReadonlySet<string> = new Set(Object.values(ControlErrorCode));
+
+/** A code read off the wire, if it is one of the protocol's. */
+export function controlErrorCode(text: unknown): ControlErrorCode | undefined {
+  return typeof text === 'string' && WIRE_CODES.has(text) ? text as ControlErrorCode : undefined;
 }
 
 export interface StatusRequest { op: 'status' }
@@ -260,7 +278,7 @@ export function parseRequest(line: string): ControlRequest {
   }
 }
 
-export function encodeError(code: string, message: string): string {
+export function encodeError(code: ControlErrorCode, message: string): string {
   return `${JSON.stringify({ ok: false, error: { code, message } })}\n`;
 }
 

@@ -36,8 +36,8 @@ export class ServiceSync {
     this.#controller = new ServiceController({
       manifestDir: opts.manifests,
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
-      serviceCIDR: c.serviceCIDR.toString(),
-      nodePortRange: `${c.nodePortRange[0]}-${c.nodePortRange[1]}`,
+      serviceCIDR: c.serviceCIDR,
+      nodePortRange: c.nodePortRange,
       onSnapshot: (s) => {
         this.#snapshot = s;
         opts.onSnapshot(s);

@@ -14,14 +14,15 @@
 // packets with IP options to a node port are not steered (and meet the node's stack).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import type { PortRange } from '../model/cluster-defaults.ts';
 import { ipv4ToString } from '../wire/index.ts';
 
 const run = promisify(execFile);
 
 export interface SteeringRules {
   nodeIP: number;
-  /** Inclusive node-port range (default 30000-32767). */
-  nodePortRange: [number, number];
+  /** The node ports to steer (default 30000-32767). */
+  nodePortRange: PortRange;
   /** healthCheckNodePorts: served by the agent's own listener in the node's stack. */
   healthCheckPorts: number[];
   /** Load-balancer and external IPs that this node should take in. */
@@ -49,7 +50,7 @@ export function steeringBatch(dev: string, tun: string, r: SteeringRules): strin
     lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff classid :1`);
   }
   for (const proto of [6, 17]) {
-    for (const b of portBlocks(r.nodePortRange[0], r.nodePortRange[1])) {
+    for (const b of portBlocks(r.nodePortRange.min, r.nodePortRange.max)) {
       lines.push(`filter add dev ${dev} ingress prio 20 protocol ip u32 match ip dst ${node} match ip protocol ${proto} 0xff match ip dport ${b.value} 0x${b.mask.toString(16)} action mirred egress redirect dev ${tun}`);
     }
   }

@@ -12,6 +12,7 @@ import { ChangeTracker } from './change-tracker.ts';
 import { describeServices, type ServiceDescription } from './describe.ts';
 import { SyncRunner } from './runner.ts';
 import { ServiceProxyState, type NodeOptions } from './service-proxy-state.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 
 export interface ServiceControllerOptions {
   manifestDir: string;
@@ -36,7 +37,7 @@ export interface ServiceControllerOptions {
 }
 
 /** A Service that cannot be programmed (allocation conflict, out of range); the others are unaffected. */
-export class ServiceRejectedError extends Error {
+export class ServiceRejectedError extends TapirError {
   readonly code = 'TAPIR_SERVICE_REJECTED';
   readonly service: string;
   readonly problems: readonly string[];
@@ -48,12 +49,19 @@ export class ServiceRejectedError extends Error {
   }
 }
 
-export class ServiceControllerError extends Error {
-  readonly code: string;
-  constructor(reason: string, message: string) {
+const SERVICE_CONTROLLER_CODES = {
+  /** The controller's options (service CIDR, node-port range) are unusable. */
+  CONFIG: 'TAPIR_SERVICE_CONFIG',
+  /** A sync threw; the runner retries with a full sync. */
+  SYNC_FAILED: 'TAPIR_SERVICE_SYNC_FAILED',
+} as const;
+
+export class ServiceControllerError extends TapirError {
+  readonly code: (typeof SERVICE_CONTROLLER_CODES)[keyof typeof SERVICE_CONTROLLER_CODES];
+  constructor(reason: keyof typeof SERVICE_CONTROLLER_CODES, message: string) {
     super(message);
     this.name = 'ServiceControllerError';
-    this.code = `TAPIR_SERVICE_${reason}`;
+    this.code = SERVICE_CONTROLLER_CODES[reason];
   }
 }
 

@@ -12,6 +12,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseManifest } from './manifest.ts';
 import { describeOrigin, objectKey, originText, type K8sObject } from './objects.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 
 export interface ObjectChange {
   /** undefined for an added object. */
@@ -36,7 +37,7 @@ export interface ManifestDirOptions {
   debounceMs?: number;
 }
 
-export class ManifestDirError extends Error {
+export class ManifestDirError extends TapirError {
   readonly code = 'TAPIR_MANIFEST_DIR';
   constructor(message: string) {
     super(message);

@@ -7,8 +7,9 @@
 // was expected.
 import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
 import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './service-snapshot.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 
-export class SnapshotError extends Error {
+export class SnapshotError extends TapirError {
   readonly code = 'TAPIR_SNAPSHOT';
   constructor(message: string) {
     super(message);

@@ -371,8 +371,8 @@ export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> 
   const controller = new ServiceController({
     manifestDir: c.manifests!,
     node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
-    serviceCIDR: c.serviceCIDR.toString(),
-    nodePortRange: `${c.nodePortRange[0]}-${c.nodePortRange[1]}`,
+    serviceCIDR: c.serviceCIDR,
+    nodePortRange: c.nodePortRange,
     onSnapshot: (s) => { json = serviceSnapshotToJson(s); },
     onError: (err) => { problems.push(err.message); },
   });
