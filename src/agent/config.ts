@@ -170,7 +170,9 @@ function ifName(f: Fields, key: string, fallback: string): string {
 function readNodes(top: Fields): NodeRecord[] {
   const nodes: NodeRecord[] = [];
   const complete: { node: NodeRecord; path: string }[] = [];
-  for (const n of top.maps('nodes')) {
+  for (const item of top.list('nodes')) {
+    const n = new Fields(item.value, item.path, top.problems);
+    if (!isMapping(item.value)) continue; // one problem, said by Fields
     n.rejectUnknown(['name', 'underlayIP', 'podCIDR']);
     const name = n.string('name', true);
     const underlayIP = n.ipv4('underlayIP', true);

@@ -31,8 +31,10 @@ export class Problems {
     this.list = list;
   }
 
+  /** "<prefix>: <path>: <message>"; an empty prefix or path is left out with its colon. */
   add(path: string, message: string): void {
-    this.list.push(path === '' ? `${this.prefix}: ${message}` : `${this.prefix}: ${path}: ${message}`);
+    const where = [this.prefix, path].filter((part) => part !== '').join(': ');
+    this.list.push(where === '' ? message : `${where}: ${message}`);
   }
 }
 
