@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
 import { Datapath, VNET } from '../datapath/datapath.ts';
@@ -218,11 +219,16 @@ export class Agent {
   }
 }
 
+/** Setting up the host TUN in the node's namespace failed: the agent does not start. */
+export class AgentStartError extends TapirError {
+  readonly code = 'TAPIR_AGENT_START';
+}
+
 async function ip(args: string[]): Promise<void> {
   try {
     await run('ip', args, { timeout: 10_000 });
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(' ')}: ${(e.stderr || e.message).trim()}`);
+    throw new AgentStartError(`ip ${args.join(' ')}: ${(e.stderr || e.message).trim()}`, { cause: err });
   }
 }

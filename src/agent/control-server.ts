@@ -4,6 +4,7 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { TapirError } from '../errors/tapir-error.ts';
 import {
   ControlError, ControlErrorCode, encodeError, encodeOk, parseRequest,
   type AddPortRequest, type CaptureStartRequest, type CaptureStopRequest, type CheckPortRequest, type ControlRequest,
@@ -132,8 +133,10 @@ export class ControlServer {
       if (err instanceof ControlError) {
         reply = encodeError(err.code, err.message);
       } else {
+        // A TapirError (a DeviceError's errno name) or a Node system error has a code worth passing on.
         const e = err as Error & { code?: unknown };
-        const detail = typeof e.code === 'string' ? ` (${e.code})` : '';
+        const code = err instanceof TapirError ? err.code : e.code;
+        const detail = typeof code === 'string' ? ` (${code})` : '';
         this.#log(`control request failed: ${e.stack ?? e.message}`);
         reply = encodeError(ControlErrorCode.internal, `${e.message}${detail}`);
       }

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { DeviceError } from '../device/errors.ts';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
 import { ipv4, ipv4ToString, macToString } from '../wire/address.ts';
@@ -178,7 +179,7 @@ export class PortManager {
       try {
         moveLinkToNetns(hostName, p.netns, p.ifName);
       } catch (err) {
-        const code = (err as { code?: string }).code;
+        const code = err instanceof DeviceError ? err.code : undefined;
         if (code === 'EEXIST') throw new ControlError(ControlErrorCode.conflict, `${p.netns} already has an interface named ${p.ifName}`);
         if (code === 'ENOENT') throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
         throw new ControlError(ControlErrorCode.deviceError, `moving ${hostName} into ${p.netns} as ${p.ifName}: ${(err as Error).message}`);

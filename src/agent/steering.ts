@@ -14,6 +14,7 @@
 // packets with IP options to a node port are not steered (and meet the node's stack).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { TapirError } from '../errors/tapir-error.ts';
 import type { PortRange } from '../model/cluster-defaults.ts';
 import { ipv4ToString } from '../wire/index.ts';
 
@@ -75,7 +76,10 @@ export class Steering {
     await tc(['qdisc', 'replace', 'dev', this.#dev, 'clsact']);
     // Replies to steered traffic leave through the TUN with the node (or a VIP) as
     // source: the stack must accept a local source there and not reverse-path filter it.
-    await run('sysctl', ['-qw', `net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`]);
+    const settings = [`net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`];
+    await run('sysctl', ['-qw', ...settings]).catch((err: Error & { stderr?: string }) => {
+      throw new SteeringError(`sysctl -w ${settings.join(' ')}: ${(err.stderr || err.message).trim()}`, { cause: err });
+    });
   }
 
   /** Replaces the filters when the rule set changed. */
@@ -98,10 +102,15 @@ export class Steering {
   }
 }
 
+/** A `tc` or `sysctl` call of the steering hook failed (the message has the command and its stderr). */
+export class SteeringError extends TapirError {
+  readonly code = 'TAPIR_STEERING';
+}
+
 async function tc(args: string[], input?: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const child = execFile('tc', args, { timeout: 10_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      if (err) reject(new SteeringError(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
       else resolve();
     });
     if (input !== undefined) child.stdin!.end(input);
