@@ -116,6 +116,7 @@ test('missing required fields, wrong types and a bad interface name are all repo
   assert.deepEqual(problemsOf(null), ['agent.yaml: the file is empty: an agent config needs at least nodeName, underlay (interface, address), podCIDR and clusterCIDR']);
   assert.deepEqual(problemsOf([1]), ["agent.yaml: must be a mapping of the agent's fields, not a list"]);
   assert.deepEqual(problemsOf({ ...GOOD, underlay: undefined }), ['agent.yaml: underlay: required field is missing']);
+  assert.deepEqual(problemsOf({ ...GOOD, nodePortAddresses: '172.30.0.11' }), ['agent.yaml: nodePortAddresses: must be a list, not the string "172.30.0.11"']);
   assert.deepEqual(problemsOf({ ...GOOD, nodes: ['node-2'] }), ['agent.yaml: nodes[0]: must be a mapping, not the string "node-2"']);
 });
 

@@ -110,8 +110,8 @@ export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
 
   let nodePortAddresses: number[] = underlayAddress === undefined ? [] : [underlayAddress];
   if (top.has('nodePortAddresses')) {
-    const items = top.list('nodePortAddresses');
-    if (items.length === 0) top.fail('nodePortAddresses', 'must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address');
+    const listed = top.value.nodePortAddresses;
+    if (Array.isArray(listed) && listed.length === 0) top.fail('nodePortAddresses', 'must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address');
     nodePortAddresses = top.ipv4s('nodePortAddresses').map((a) => ipv4(a));
   }
   let nodePortRange: PortRange = DEFAULT_NODE_PORT_RANGE;
