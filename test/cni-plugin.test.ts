@@ -130,7 +130,7 @@ describe('tapir-cni VERSION and input errors', { concurrency: true }, () => {
   it('malformed CNI_ARGS is code 4', async () => assertError(await runCni('ADD', conf(), { CNI_ARGS: 'K8S_POD_NAME' }), 4, /CNI_ARGS/));
   it('an unknown cniVersion is code 1', async () => assertError(await runCni('ADD', conf({ cniVersion: '9.9.9' })), 1, /9\.9\.9/));
   it('the pre-0.3 result format is code 1', async () => assertError(await runCni('ADD', conf({ cniVersion: '0.2.0' })), 1, /0\.2\.0/));
-  it('a missing name is code 7 naming the field', async () => assertError(await runCni('ADD', conf({ name: undefined })), 7, /'name' is required/));
+  it('a missing name is code 7 naming the field', async () => assertError(await runCni('ADD', conf({ name: undefined })), 7, /name: required field is missing/));
   it('a missing cniVersion is code 7', async () => assertError(await runCni('ADD', conf({ cniVersion: undefined })), 7, /cniVersion/));
   it('a bad subnet is code 7 naming ipam.subnet', async () => assertError(await runCni('ADD', conf({}, { subnet: '10.244.1.0/33' })), 7, /ipam\.subnet/));
   it('an unknown tapir-ipam field is code 2 with key and value', async () => assertError(await runCni('ADD', conf({}, { subnett: 'x' })), 2, /ipam\.subnett="x"/));

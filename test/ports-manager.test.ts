@@ -7,9 +7,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { hostNameFor, macText, PortManager, type AddPortParams, type PodPort } from '../src/agent/ports.ts';
+import { hostNameFor, PortManager, type AddPortParams, type PodPort } from '../src/agent/ports.ts';
 import { ControlError, ControlErrorCode } from '../src/agent/protocol.ts';
 import { Netns, run, waitFor } from './helpers/netns.ts';
+import { macToString } from '../src/wire/address.ts';
+
+/** The six bytes of a 48-bit MAC, as they appear on the wire. */
+const macBytes = (mac: number): number[] => [...Buffer.from(macToString(mac).replaceAll(':', ''), 'hex')];
 
 const GATEWAY = 0x0af40101; // 10.244.1.1
 const GATEWAY_MAC = [0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x01];
@@ -81,7 +85,7 @@ describe('PortManager with real TAPs', () => {
       const port = await pm.addPort(params(ns, 'pod-a', 5));
       assert.equal(port.hostName, hostNameFor('pod-a', 'eth0'));
       assert.match(port.hostName, /^tp[0-9a-f]{8}$/);
-      assert.equal(macText(port.mac), '0a:58:0a:f4:01:05');
+      assert.equal(macToString(port.mac), '0a:58:0a:f4:01:05');
       assert.deepEqual(events, ['added pod-a']);
       const [link] = JSON.parse(ns.exec('ip', ['-j', '-d', 'addr', 'show', 'dev', 'eth0'])) as { address: string; mtu: number; flags: string[]; linkinfo: { info_kind: string }; addr_info: { family: string; local: string; prefixlen: number }[] }[];
       assert.equal(link!.address, '0a:58:0a:f4:01:05');
@@ -98,13 +102,13 @@ describe('PortManager with real TAPs', () => {
       const reply = await readArp(port, 2);
       assert.ok(rxPackets(ns) > rxBefore, 'the pod counted the frame');
       assert.deepEqual([...reply.subarray(0, 6)], GATEWAY_MAC, 'the reply goes to the gateway MAC');
-      assert.deepEqual([...reply.subarray(22, 32)], [...port.mac, ...ipBytes(port.ip)], 'sender: the pod MAC and IP');
+      assert.deepEqual([...reply.subarray(22, 32)], [...macBytes(port.mac), ...ipBytes(port.ip)], 'sender: the pod MAC and IP');
 
       // Out of the pod: a ping to an unresolved neighbour makes the pod ARP for it on eth0.
       const ping = execFile('ip', ['netns', 'exec', ns.name, 'ping', '-c', '2', '-i', '0.3', '-W', '1', '10.244.1.77'], () => {});
       try {
         const request = await readArp(port, 1);
-        assert.deepEqual([...request.subarray(6, 12)], [...port.mac], 'from the pod MAC');
+        assert.deepEqual([...request.subarray(6, 12)], macBytes(port.mac), 'from the pod MAC');
         assert.deepEqual([...request.subarray(28, 32)], [10, 244, 1, 5], 'sender IP');
         assert.deepEqual([...request.subarray(38, 42)], [10, 244, 1, 77], 'target IP');
       } finally {

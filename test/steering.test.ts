@@ -19,7 +19,7 @@ test('portBlocks covers a range exactly with aligned blocks', () => {
 
 test('steering rules: health checks pass first, node ports and service IPs go to the TUN', () => {
   const lines = steeringBatch('eth0', 'tapir0', {
-    nodeIP: ipv4('172.30.0.11'), nodePortRange: [30000, 30001], healthCheckPorts: [30001], serviceIPs: [ipv4('172.30.0.200'), ipv4('172.30.0.150')],
+    nodeIP: ipv4('172.30.0.11'), nodePortRange: { min: 30000, max: 30001 }, healthCheckPorts: [30001], serviceIPs: [ipv4('172.30.0.200'), ipv4('172.30.0.150')],
   });
   assert.deepEqual(lines, [
     'filter add dev eth0 ingress prio 10 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30001 0xffff classid :1',

@@ -3,7 +3,8 @@
 // Control work (ports appearing or leaving) recompiles the forwarding table and swaps it
 // into the datapath whole.
 import { mkdirSync } from 'node:fs';
-import { ip } from '../device/ip-command.ts';
+import { ip as runIp } from '../device/ip-command.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
 import { Datapath, VNET } from '../datapath/datapath.ts';
@@ -14,7 +15,7 @@ import type { AgentConfig } from './config.ts';
 import { ControlServer } from './control-server.ts';
 import { PortManager, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
-import { AgentServices } from './services.ts';
+import { ServiceSync } from './service-sync.ts';
 import { buildServiceTable } from '../tables/service-table.ts';
 import { ServiceNat } from '../services/nat.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
@@ -38,7 +39,7 @@ export class Agent {
   readonly #podIndex = new Map<string, { index: number; ip: number }>();
   #control: ControlServer | null = null;
   readonly tools: AgentTools;
-  #services: AgentServices | null = null;
+  #services: ServiceSync | null = null;
   #gcTimer: NodeJS.Timeout | null = null;
 
   private constructor(config: AgentConfig, hostDevice: TunDevice, underlay: UdpBatchSocket, log: (m: string) => void) {
@@ -47,7 +48,7 @@ export class Agent {
     this.#hostDevice = hostDevice;
     this.#underlay = underlay;
     this.datapath = new Datapath(this.#compile(), underlay);
-    this.datapath.addPort(PortKind.HOST, config.hostPort, hostDevice, hostDevice.vnetHdrSize);
+    this.datapath.addPort(PortKind.HOST, config.hostTun, hostDevice, hostDevice.vnetHdrSize);
     this.#ports = new PortManager({
       stateDir: config.stateDir,
       mtu: config.mtu,
@@ -56,16 +57,27 @@ export class Agent {
       onPortRemoved: (p) => this.#portRemoved(p),
       log,
     });
-    this.tools = new AgentTools(this);
+    this.tools = new AgentTools({
+      datapath: this.datapath,
+      hostTun: config.hostTun,
+      masqueradeIP: config.underlayAddress,
+      hairpinIP: config.podCIDR.host(1),
+      portIndex: (name) => this.portIndex(name),
+      podOnPort: (index) => {
+        const p = this.#ports.list().find((x) => this.#podIndex.get(x.hostName)?.index === index);
+        return p === undefined ? '' : `${p.podNamespace}/${p.podName}`;
+      },
+      serviceSnapshot: () => this.serviceSnapshot,
+    });
   }
 
   /** Opens the devices, restores pods from a previous run, and starts serving. */
   static async start(config: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
     const log = opts.log ?? (() => {});
     mkdirSync(config.stateDir, { recursive: true, mode: 0o755 });
-    // The host port: TSO and partial checksums from the node's stack pass through to
+    // The host TUN: TSO and partial checksums from the node's stack pass through to
     // pods untouched; only the underlay path segments in software.
-    const host = TunDevice.open({ name: config.hostPort, mode: 'tun', vnetHdr: true, vnetHdrSize: VNET, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 });
+    const host = TunDevice.open({ name: config.hostTun, mode: 'tun', vnetHdr: true, vnetHdrSize: VNET, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 });
     let underlay: UdpBatchSocket;
     try {
       await ip(['link', 'set', 'dev', host.name, 'mtu', String(config.mtu), 'up']);
@@ -86,7 +98,7 @@ export class Agent {
         log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}`);
       }
       if (config.manifests !== null) {
-        const services = new AgentServices({ config, manifests: config.manifests, log, onSnapshot: (snap) => agent.#programServices(snap) });
+        const services = new ServiceSync({ config, manifests: config.manifests, log, onSnapshot: (snap) => agent.#programServices(snap) });
         agent.#services = services;
         await services.start();
         log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.manifests}`);
@@ -114,9 +126,9 @@ export class Agent {
     };
   }
 
-  /** Datapath port index of a pod port by its host name, or of the host port ('host' or its name). */
+  /** Datapath port index of a pod port by its host name, or of the host TUN ('host' or its name). */
   portIndex(name: string): number {
-    if (name === 'host' || name === this.config.hostPort) return this.datapath.ports.findIndex((p) => p?.kind === PortKind.HOST);
+    if (name === 'host' || name === this.config.hostTun) return this.datapath.ports.findIndex((p) => p?.kind === PortKind.HOST);
     const byHost = this.#podIndex.get(name);
     if (byHost !== undefined) return byHost.index;
     // Also by pod: "podName", "namespace/podName" or the container ID.
@@ -167,21 +179,6 @@ export class Agent {
     return this.#services?.snapshot ?? null;
   }
 
-  /** Where the forwarding table sends a packet for `dst` (slow path: `tapir trace`). */
-  routeOf(dst: number): string {
-    const t = this.datapath.table;
-    if (dst === t.gateway) return `the pod gateway ${ipv4ToString(dst)} (the agent answers echo requests)`;
-    const port = t.podPorts.get(dst);
-    if (port >= 0) {
-      const p = this.#ports.list().find((x) => this.#podIndex.get(x.hostName)?.index === port);
-      return `pod port ${this.datapath.ports[port]?.name ?? port}${p === undefined ? '' : ` (${p.podNamespace}/${p.podName})`}`;
-    }
-    if (t.podCIDR.contains(dst)) return `dropped: no pod has ${ipv4ToString(dst)} on this node`;
-    const node = t.remoteNode(dst);
-    if (node >= 0) return `VXLAN (VNI ${t.vni}) to ${t.remotes[node]!.name} at ${ipv4ToString(t.nodeUnderlay[node]!)}`;
-    return `host port ${this.config.hostPort} (the node's own stack${dst === t.underlayIP ? '' : ', which routes it on'})`;
-  }
-
   /** The services as this agent's control side sees them (for status), or null without manifests. */
   describeServices(): unknown[] | null {
     return this.#services?.describe() ?? null;
@@ -216,5 +213,18 @@ export class Agent {
     await this.#ports.close({ keepPorts: opts.removePorts !== true });
     this.#underlay.close();
     this.#hostDevice.close();
+  }
+}
+
+/** Setting up the host TUN in the node's namespace failed: the agent does not start. */
+export class AgentStartError extends TapirError {
+  readonly code = 'TAPIR_AGENT_START';
+}
+
+async function ip(args: string[]): Promise<void> {
+  try {
+    await runIp(args);
+  } catch (err) {
+    throw new AgentStartError((err as Error).message, { cause: err });
   }
 }

@@ -1,9 +1,16 @@
 // The agent's configuration: one node's view of the cluster network. Read from a YAML
-// or JSON file; every problem is reported as "FILE: field.path: what is wrong".
+// or JSON file with the shared field reader, as manifests are: every problem at once,
+// each as "FILE: field.path: what is wrong", and unknown keys are problems too (the
+// file is Tapir's own, so a misspelt key is a mistake, not someone else's field).
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { parseCidr, type Cidr } from '../wire/address.ts';
-import { parseIpv4 } from '../wire/index.ts';
+import { Fields, Problems, isMapping, typeName } from '../config/fields.ts';
+import { TapirError } from '../errors/tapir-error.ts';
+import {
+  DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, formatPortRange, parsePortRange, type PortRange,
+} from '../model/cluster-defaults.ts';
+import { ipv4, parseCidr, type Cidr } from '../wire/address.ts';
+import { isValidIfName } from './protocol.ts';
 
 export interface NodeRecord {
   name: string;
@@ -24,8 +31,8 @@ export interface AgentConfig {
   mtu: number;
   stateDir: string;
   controlSocket: string;
-  /** Name of the TUN that gives the node's own stack a way into the pod network. */
-  hostPort: string;
+  /** Name of the host TUN: the node's own stack's way into the pod network (and steered traffic's). */
+  hostTun: string;
   nodes: NodeRecord[];
   /** Directory of Kubernetes manifests (Services, EndpointSlices, Pods, Nodes) to serve; none = no service proxy. */
   manifests: string | null;
@@ -33,128 +40,152 @@ export interface AgentConfig {
   zone: string;
   /** Addresses on which node ports are served (kube-proxy's nodePortAddresses); default the underlay address. */
   nodePortAddresses: number[];
-  /** Inclusive node-port range. */
-  nodePortRange: [number, number];
+  /** Node ports (kube-apiserver's --service-node-port-range). */
+  nodePortRange: PortRange;
   /** Connection-tracking table size (entries); a full table evicts expired entries, then refuses new flows. */
   conntrackSize: number;
-}
-
-export class ConfigError extends Error {
-  readonly code = 'TAPIR_CONFIG';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
 }
 
 /** VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD = 50;
 
-type Raw = Record<string, unknown>;
-
-class Reader {
-  readonly where: string;
-  constructor(where: string) { this.where = where; }
-
-  fail(field: string, message: string): never {
-    throw new ConfigError(`${this.where}: ${field}: ${message}`);
+/** The config file cannot be read or is wrong; `problems` lists every one, each with its field path. */
+export class AgentConfigError extends TapirError {
+  readonly code = 'TAPIR_AGENT_CONFIG';
+  readonly file: string;
+  readonly problems: readonly string[];
+  constructor(file: string, problems: readonly string[]) {
+    super(problems.length === 1 ? problems[0]! : `${file}: ${problems.length} problems:\n  ${problems.join('\n  ')}`);
+    this.file = file;
+    this.problems = problems;
   }
 
-  object(value: unknown, field: string): Raw {
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) this.fail(field, 'must be a mapping');
-    return value as Raw;
-  }
-
-  string(obj: Raw, key: string, field: string, fallback?: string): string {
-    const v = obj[key];
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v !== 'string' || v === '') this.fail(field, v === undefined ? 'is required' : 'must be a non-empty string');
-    return v;
-  }
-
-  integer(obj: Raw, key: string, field: string, min: number, max: number, fallback?: number): number {
-    const v = obj[key];
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.fail(field, v === undefined ? 'is required' : `must be an integer from ${min} to ${max}`);
-    }
-    return v;
-  }
-
-  ipv4(obj: Raw, key: string, field: string): number {
-    const text = this.string(obj, key, field);
-    const addr = parseIpv4(text);
-    if (addr === undefined) return this.fail(field, `'${text}' is not an IPv4 address`);
-    return addr;
-  }
-
-  cidr(obj: Raw, key: string, field: string, fallback?: string): Cidr {
-    const text = this.string(obj, key, field, fallback);
-    const cidr = parseCidr(text);
-    if (cidr === undefined) return this.fail(field, `'${text}' is not an IPv4 CIDR like 10.244.1.0/24`);
-    return cidr;
+  /** `tapir agent` was started wrongly (as with a bad option): nothing ran. */
+  override get exitCode(): number {
+    return 2;
   }
 }
 
+const TOP_FIELDS = [
+  'nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun',
+  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize',
+] as const;
+
+/** Keys an older config may still carry, and what to write instead. */
+const RENAMED: Record<string, string> = {
+  hostPort: 'renamed to hostTun (the name of the host TUN; a Kubernetes hostPort is something else)',
+};
+
+/** Every problem of `raw` as "WHERE: field.path: what is wrong", then the config. */
 export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
-  const r = new Reader(where);
-  const top = r.object(raw, '(top)');
-  const nodeName = r.string(top, 'nodeName', 'nodeName');
-  const underlay = r.object(top.underlay, 'underlay');
-  const podCIDR = r.cidr(top, 'podCIDR', 'podCIDR');
-  const clusterCIDR = r.cidr(top, 'clusterCIDR', 'clusterCIDR');
-  if (!clusterCIDR.contains(podCIDR.network) || podCIDR.prefixLength < clusterCIDR.prefixLength) {
-    r.fail('podCIDR', `${podCIDR} is not inside clusterCIDR ${clusterCIDR}`);
+  const problems = new Problems(where, []);
+  if (raw === null || raw === undefined) {
+    problems.add('', 'the file is empty: an agent config needs at least nodeName, underlay (interface, address), podCIDR and clusterCIDR');
+    throw new AgentConfigError(where, problems.list);
   }
-  if (podCIDR.prefixLength > 30) r.fail('podCIDR', 'needs room for a gateway and pods (prefix /30 or shorter)');
-  const stateDir = r.string(top, 'stateDir', 'stateDir', '/run/tapir');
-  const nodesRaw: unknown = top.nodes ?? [];
-  if (!Array.isArray(nodesRaw)) r.fail('nodes', 'must be a list');
-  const nodes: NodeRecord[] = (nodesRaw as unknown[]).map((n, i) => {
-    const f = `nodes[${i}]`;
-    const o = r.object(n, f);
-    return { name: r.string(o, 'name', `${f}.name`), underlayIP: r.ipv4(o, 'underlayIP', `${f}.underlayIP`), podCIDR: r.cidr(o, 'podCIDR', `${f}.podCIDR`) };
-  });
-  for (let i = 0; i < nodes.length; i++) {
-    for (let j = 0; j < i; j++) {
-      if (nodes[i]!.podCIDR.overlaps(nodes[j]!.podCIDR)) r.fail(`nodes[${i}].podCIDR`, `overlaps nodes[${j}] (${nodes[j]!.name})`);
+  if (!isMapping(raw)) {
+    problems.add('', `must be a mapping of the agent's fields, not ${typeName(raw)}`);
+    throw new AgentConfigError(where, problems.list);
+  }
+  const top = new Fields(raw, '', problems);
+  top.rejectUnknown(TOP_FIELDS, RENAMED);
+
+  const nodeName = top.string('nodeName', true);
+  // A missing or malformed underlay is one problem, not one per field in it.
+  const underlay = top.map('underlay', true);
+  const underlayOk = underlay !== undefined && isMapping(top.value.underlay);
+  if (underlayOk) underlay.rejectUnknown(['interface', 'address']);
+  const underlayInterface = underlayOk ? ifName(underlay, 'interface', '') : '';
+  const underlayAddress = underlayOk ? underlay.ipv4('address', true) : undefined;
+  const podCIDR = top.cidr('podCIDR', true);
+  const clusterCIDR = top.cidr('clusterCIDR', true);
+  if (podCIDR !== undefined && clusterCIDR !== undefined && !clusterCIDR.covers(podCIDR)) {
+    top.fail('podCIDR', `${podCIDR} is not inside clusterCIDR ${clusterCIDR}: give this node a part of the cluster's pod network`);
+  }
+  if (podCIDR !== undefined && podCIDR.prefixLength > 30) top.fail('podCIDR', `${podCIDR} leaves no room for a gateway and pods: use a /30 or a shorter prefix`);
+  const serviceCIDR = top.has('serviceCIDR') ? top.cidr('serviceCIDR') : parseCidr(DEFAULT_SERVICE_CIDR);
+  const stateDir = path(top, 'stateDir', '/run/tapir');
+  const controlSocket = path(top, 'controlSocket', `${stateDir}/agent.sock`);
+  const nodes = readNodes(top);
+
+  let nodePortAddresses: number[] = underlayAddress === undefined ? [] : [underlayAddress];
+  if (top.has('nodePortAddresses')) {
+    const listed = top.value.nodePortAddresses;
+    if (Array.isArray(listed) && listed.length === 0) top.fail('nodePortAddresses', 'must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address');
+    nodePortAddresses = top.ipv4s('nodePortAddresses').map((a) => ipv4(a));
+  }
+  let nodePortRange: PortRange = DEFAULT_NODE_PORT_RANGE;
+  if (top.has('nodePortRange')) {
+    const text = top.string('nodePortRange');
+    const range = parsePortRange(text);
+    if (range === undefined) {
+      if (typeof top.value.nodePortRange === 'string') top.fail('nodePortRange', `${JSON.stringify(text)} is not a port range such as "${formatPortRange(DEFAULT_NODE_PORT_RANGE)}"`);
+    } else {
+      nodePortRange = range;
     }
   }
-  return {
+
+  const config = {
     nodeName,
-    underlayInterface: r.string(underlay, 'interface', 'underlay.interface'),
-    underlayAddress: r.ipv4(underlay, 'address', 'underlay.address'),
+    underlayInterface,
+    underlayAddress,
     podCIDR,
     clusterCIDR,
-    serviceCIDR: r.cidr(top, 'serviceCIDR', 'serviceCIDR', '10.96.0.0/16'),
-    vni: r.integer(top, 'vni', 'vni', 1, 0xffffff, 4242),
-    mtu: r.integer(top, 'mtu', 'mtu', 576, 65535 - VXLAN_OVERHEAD, 1500 - VXLAN_OVERHEAD),
+    serviceCIDR,
+    vni: top.int('vni', 1, 0xffffff, 4242),
+    mtu: top.int('mtu', 576, 65535 - VXLAN_OVERHEAD, 1500 - VXLAN_OVERHEAD),
     stateDir,
-    controlSocket: r.string(top, 'controlSocket', 'controlSocket', `${stateDir}/agent.sock`),
-    hostPort: r.string(top, 'hostPort', 'hostPort', 'tapir0'),
+    controlSocket,
+    hostTun: ifName(top, 'hostTun', 'tapir0'),
     nodes,
-    manifests: top.manifests === undefined ? null : r.string(top, 'manifests', 'manifests'),
-    zone: top.zone === undefined ? '' : r.string(top, 'zone', 'zone'),
-    nodePortAddresses: nodePortAddresses(r, top),
-    nodePortRange: portRange(r, top),
-    conntrackSize: r.integer(top, 'conntrackSize', 'conntrackSize', 1024, 1 << 24, 262144),
+    manifests: top.has('manifests') ? path(top, 'manifests', '') : null,
+    zone: top.string('zone'),
+    nodePortAddresses,
+    nodePortRange,
+    conntrackSize: top.int('conntrackSize', 1024, 1 << 24, 262144),
   };
+  if (problems.list.length > 0) throw new AgentConfigError(where, problems.list);
+  // No problem: every required field was read (the reads above record one otherwise).
+  return { ...config, underlayAddress: underlayAddress!, podCIDR: podCIDR!, clusterCIDR: clusterCIDR!, serviceCIDR: serviceCIDR! };
 }
 
-function nodePortAddresses(r: Reader, top: Raw): number[] {
-  const raw: unknown = top.nodePortAddresses;
-  if (raw === undefined) return [r.ipv4(r.object(top.underlay, 'underlay'), 'address', 'underlay.address')];
-  if (!Array.isArray(raw) || raw.length === 0) r.fail('nodePortAddresses', 'must be a non-empty list of IPv4 addresses');
-  return (raw as unknown[]).map((_, i) => r.ipv4(raw as unknown as Raw, String(i), `nodePortAddresses[${i}]`));
+/** A non-empty path (or `fallback` when absent; '' = required). */
+function path(f: Fields, key: string, fallback: string): string {
+  if (!f.has(key)) {
+    if (fallback === '') f.missing(key);
+    return fallback;
+  }
+  const v = f.string(key);
+  if (v === '' && typeof f.value[key] === 'string') f.fail(key, 'must not be empty');
+  return v;
 }
 
-function portRange(r: Reader, top: Raw): [number, number] {
-  const text = r.string(top, 'nodePortRange', 'nodePortRange', '30000-32767');
-  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text);
-  const lo = m === null ? NaN : Number(m[1]);
-  const hi = m === null ? NaN : Number(m[2]);
-  if (!(lo >= 1 && hi <= 65535 && lo <= hi)) r.fail('nodePortRange', `'${text}' is not a port range like 30000-32767`);
-  return [lo, hi];
+/** A Linux interface name (or `fallback` when absent; '' = required). */
+function ifName(f: Fields, key: string, fallback: string): string {
+  const v = path(f, key, fallback);
+  if (v !== '' && !isValidIfName(v)) f.fail(key, `${JSON.stringify(v)} is not a Linux interface name (1 to 15 bytes, no '/', ':' or spaces)`);
+  return v;
+}
+
+function readNodes(top: Fields): NodeRecord[] {
+  const nodes: NodeRecord[] = [];
+  const complete: { node: NodeRecord; path: string }[] = [];
+  for (const item of top.list('nodes')) {
+    const n = new Fields(item.value, item.path, top.problems);
+    if (!isMapping(item.value)) continue; // one problem, said by Fields
+    n.rejectUnknown(['name', 'underlayIP', 'podCIDR']);
+    const name = n.string('name', true);
+    const underlayIP = n.ipv4('underlayIP', true);
+    const podCIDR = n.cidr('podCIDR', true);
+    if (underlayIP === undefined || podCIDR === undefined) continue;
+    const node = { name, underlayIP, podCIDR };
+    for (const other of complete) {
+      if (other.node.podCIDR.overlaps(podCIDR)) n.fail('podCIDR', `${podCIDR} overlaps ${other.path}.podCIDR ${other.node.podCIDR} (${other.node.name}): pod CIDRs of nodes must be disjoint`);
+    }
+    complete.push({ node, path: n.path });
+    nodes.push(node);
+  }
+  return nodes;
 }
 
 export function loadAgentConfig(file: string): AgentConfig {
@@ -162,13 +193,13 @@ export function loadAgentConfig(file: string): AgentConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`);
+    throw new AgentConfigError(file, [`${file}: cannot read: ${(err as Error).message}`]);
   }
   let raw: unknown;
   try {
     raw = parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`${file}: not valid YAML/JSON: ${(err as Error).message}`);
+    throw new AgentConfigError(file, [`${file}: not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`]);
   }
   return parseAgentConfig(raw, file);
 }

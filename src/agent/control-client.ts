@@ -8,8 +8,8 @@
 // An answer with ok:false becomes a ControlError with the agent's own code.
 import { connect } from 'node:net';
 import {
-  ControlError, ControlErrorCode,
-  type AddPortRequest, type ControlRequest, type PortInfo, type StatusInfo,
+  AgentUnreachableError, ControlError, ControlErrorCode, controlErrorCode,
+  type AddPortRequest, type ControlRequest, type ControlResponseOf, type PortInfo, type StatusInfo,
 } from './protocol.ts';
 
 export interface ControlClientOptions {
@@ -20,6 +20,7 @@ export interface ControlClientOptions {
 
 export const DEFAULT_CONTROL_TIMEOUT_MS = 15_000;
 
+/** An ok:true answer line as parsed, before `request` checks and strips `ok`. */
 type Answer = Record<string, unknown> & { ok: true };
 
 export class ControlClient {
@@ -31,8 +32,18 @@ export class ControlClient {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_CONTROL_TIMEOUT_MS;
   }
 
-  /** Sends one request and returns the ok:true answer; throws ControlError otherwise. */
-  request(req: ControlRequest): Promise<Answer> {
+  /**
+   * Sends one request and returns the body of the ok:true answer (without `ok`); throws
+   * ControlError otherwise. The body's type is the protocol's for the operation: the
+   * server in this package produces exactly that; the fields a caller depends on most
+   * (ports) are checked by the typed helpers below.
+   */
+  async request<R extends ControlRequest>(req: R): Promise<ControlResponseOf<R['op']>> {
+    const { ok: _ok, ...body } = await this.#exchange(req);
+    return body as ControlResponseOf<R['op']>;
+  }
+
+  #exchange(req: ControlRequest): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const socket = connect(this.path);
       let buffer = '';
@@ -46,7 +57,7 @@ export class ControlClient {
         else resolve(answer!);
       };
       const timer = setTimeout(() => {
-        finish(new ControlError(ControlErrorCode.timeout, `agent at ${this.path} did not answer '${req.op}' within ${this.timeoutMs} ms`));
+        finish(new AgentUnreachableError(ControlErrorCode.timeout, `agent at ${this.path} did not answer '${req.op}' within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       socket.setEncoding('utf8');
       socket.once('connect', () => socket.write(`${JSON.stringify(req)}\n`));
@@ -58,13 +69,13 @@ export class ControlClient {
       });
       socket.once('error', (err: NodeJS.ErrnoException) => finish(transportError(err, this.path, req.op)));
       socket.once('close', () => {
-        finish(new ControlError(ControlErrorCode.unavailable, `agent at ${this.path} closed the connection before answering '${req.op}'`));
+        finish(new AgentUnreachableError(ControlErrorCode.unavailable, `agent at ${this.path} closed the connection before answering '${req.op}'`));
       });
     });
   }
 
   async status(): Promise<StatusInfo> {
-    const a = await this.request({ op: 'status' });
+    const a: { [K in keyof StatusInfo]: unknown } = await this.request({ op: 'status' });
     return {
       node: String(a.node), podCIDR: String(a.podCIDR), gateway: String(a.gateway),
       mtu: Number(a.mtu), ports: Number(a.ports),
@@ -72,7 +83,7 @@ export class ControlClient {
   }
 
   async addPort(req: Omit<AddPortRequest, 'op'>): Promise<PortInfo> {
-    const a = await this.request({ op: 'addPort', ...req });
+    const a: { port: unknown } = await this.request({ op: 'addPort', ...req });
     return expectPort(a.port, this.path);
   }
 
@@ -85,7 +96,7 @@ export class ControlClient {
   }
 
   async listPorts(): Promise<PortInfo[]> {
-    const a = await this.request({ op: 'listPorts' });
+    const a: { ports: unknown } = await this.request({ op: 'listPorts' });
     if (!Array.isArray(a.ports)) throw new ControlError(ControlErrorCode.badRequest, `agent at ${this.path} answered listPorts without a 'ports' list`);
     return a.ports.map((p) => expectPort(p, this.path));
   }
@@ -100,22 +111,23 @@ function decodeAnswer(line: string, path: string): [ControlError | null, Answer?
   }
   const obj = raw as { ok?: unknown; error?: { code?: unknown; message?: unknown } };
   if (obj !== null && typeof obj === 'object' && obj.ok === true) return [null, obj as Answer];
-  const code = typeof obj?.error?.code === 'string' ? obj.error.code : ControlErrorCode.internal;
+  const code = controlErrorCode(obj?.error?.code);
   const message = typeof obj?.error?.message === 'string' ? obj.error.message : `unexpected answer: ${line.slice(0, 200)}`;
-  return [new ControlError(code, message)];
+  // A code this client does not know (a newer agent) is kept in the message.
+  return [new ControlError(code ?? ControlErrorCode.internal, code === undefined && obj?.error?.code !== undefined ? `${message} (agent code ${String(obj.error.code)})` : message)];
 }
 
-function transportError(err: NodeJS.ErrnoException, path: string, op: string): ControlError {
+function transportError(err: NodeJS.ErrnoException, path: string, op: string): AgentUnreachableError {
   switch (err.code) {
     case 'ENOENT':
-      return new ControlError(ControlErrorCode.unavailable, `agent control socket ${path} does not exist (is the tapir agent running?)`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `agent control socket ${path} does not exist (is the tapir agent running?)`);
     case 'ECONNREFUSED':
-      return new ControlError(ControlErrorCode.unavailable, `agent control socket ${path} refused the connection (agent not running; stale socket)`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `agent control socket ${path} refused the connection (agent not running; stale socket)`);
     case 'EACCES':
     case 'EPERM':
-      return new ControlError(ControlErrorCode.unavailable, `no permission to connect to ${path} (the socket is mode 0600, owned by the agent's user)`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `no permission to connect to ${path} (the socket is mode 0600, owned by the agent's user)`);
     default:
-      return new ControlError(ControlErrorCode.unavailable, `agent control socket ${path}: ${err.code ?? ''} ${err.message} during '${op}'`);
+      return new AgentUnreachableError(ControlErrorCode.unavailable, `agent control socket ${path}: ${err.code ?? ''} ${err.message} during '${op}'`);
   }
 }
 

@@ -4,10 +4,12 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { TapirError } from '../errors/tapir-error.ts';
 import {
   ControlError, ControlErrorCode, encodeError, encodeOk, parseRequest,
   type AddPortRequest, type CaptureStartRequest, type CaptureStopRequest, type CheckPortRequest, type ControlRequest,
-  type DelPortRequest, type PortInfo, type StatusInfo, type TraceRequest,
+  type CaptureStartInfo, type CaptureStopInfo, type ControlOp, type ControlResponseOf, type DelPortRequest, type PortInfo,
+  type StatsInfo, type StatusInfo, type TraceInfo, type TraceRequest,
 } from './protocol.ts';
 
 export interface ControlHandler {
@@ -20,10 +22,10 @@ export interface ControlHandler {
   checkPort(req: CheckPortRequest): void | Promise<void>;
   listPorts(): PortInfo[] | Promise<PortInfo[]>;
   // Operator tools, served by the agent (absent in a bare port manager: UNKNOWN_OP).
-  stats?(): Record<string, unknown>;
-  captureStart?(req: CaptureStartRequest): Record<string, unknown>;
-  captureStop?(req: CaptureStopRequest): Record<string, unknown>;
-  trace?(req: TraceRequest): Record<string, unknown>;
+  stats?(): StatsInfo;
+  captureStart?(req: CaptureStartRequest): CaptureStartInfo;
+  captureStop?(req: CaptureStopRequest): CaptureStopInfo;
+  trace?(req: TraceRequest): TraceInfo;
 }
 
 export interface ControlServerOptions {
@@ -131,8 +133,10 @@ export class ControlServer {
       if (err instanceof ControlError) {
         reply = encodeError(err.code, err.message);
       } else {
+        // A TapirError (a DeviceError's errno name) or a Node system error has a code worth passing on.
         const e = err as Error & { code?: unknown };
-        const detail = typeof e.code === 'string' ? ` (${e.code})` : '';
+        const code = err instanceof TapirError ? err.code : e.code;
+        const detail = typeof code === 'string' ? ` (${code})` : '';
         this.#log(`control request failed: ${e.stack ?? e.message}`);
         reply = encodeError(ControlErrorCode.internal, `${e.message}${detail}`);
       }
@@ -140,22 +144,22 @@ export class ControlServer {
     if (!socket.destroyed && socket.writable) socket.write(reply);
   }
 
-  async #dispatch(req: ControlRequest): Promise<Record<string, unknown>> {
+  async #dispatch(req: ControlRequest): Promise<ControlResponseOf<ControlOp>> {
     const h = this.#handler;
     switch (req.op) {
-      case 'status': return { ...(await h.status()) };
+      case 'status': return await h.status();
       case 'addPort': return { port: await h.addPort(req) };
       case 'delPort': await h.delPort(req); return {};
       case 'checkPort': await h.checkPort(req); return {};
       case 'listPorts': return { ports: await h.listPorts() };
-      case 'stats': return { ...this.#tool(h.stats, req.op)() };
-      case 'captureStart': return { ...this.#tool(h.captureStart, req.op)(req) };
-      case 'captureStop': return { ...this.#tool(h.captureStop, req.op)(req) };
-      case 'trace': return { ...this.#tool(h.trace, req.op)(req) };
+      case 'stats': return this.#tool(h.stats, req.op)();
+      case 'captureStart': return this.#tool(h.captureStart, req.op)(req);
+      case 'captureStop': return this.#tool(h.captureStop, req.op)(req);
+      case 'trace': return this.#tool(h.trace, req.op)(req);
     }
   }
 
-  #tool<F extends (...args: never[]) => Record<string, unknown>>(fn: F | undefined, op: string): F {
+  #tool<F extends (...args: never[]) => unknown>(fn: F | undefined, op: string): F {
     if (fn === undefined) throw new ControlError(ControlErrorCode.unknownOp, `'${op}' is not served here (no datapath)`);
     return fn.bind(this.#handler) as F;
   }

@@ -15,10 +15,12 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DeviceError } from '../device/errors.ts';
 import { ip, tryIp } from '../device/ip-command.ts';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
-import { ipv4, ipv4ToString } from '../wire/address.ts';
+import { ipv4, ipv4ToString, macToString } from '../wire/address.ts';
+import { macForIpv4 } from '../datapath/forwarding.ts';
 import type { ControlHandler } from './control-server.ts';
 import { ControlError, ControlErrorCode, type PortInfo, type StatusInfo } from './protocol.ts';
 
@@ -27,7 +29,8 @@ export interface PodPort {
   ifName: string;
   hostName: string;
   netns: string;
-  mac: Uint8Array;
+  /** 48-bit MAC, macForIpv4(ip): derivable from the address, so the datapath needs no table of it. */
+  mac: number;
   ip: number;
   prefixLength: number;
   gateway: number;
@@ -70,14 +73,6 @@ export function hostNameFor(containerId: string, ifName: string): string {
   return `tp${createHash('sha256').update(`${containerId}/${ifName}`).digest('hex').slice(0, 8)}`;
 }
 
-/** 0a:58 + the IPv4 address: locally administered, unicast, and derivable from the IP. */
-export function macFor(ip: number): Uint8Array {
-  return Uint8Array.of(0x0a, 0x58, ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff);
-}
-
-export function macText(mac: Uint8Array): string {
-  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
-}
 
 function key(containerId: string, ifName: string): string {
   return `${containerId}/${ifName}`;
@@ -169,7 +164,7 @@ export class PortManager {
   /** Opens (or re-attaches to) the TAP, moves it into the pod and configures it there. */
   async #create(p: AddPortParams, existingDevice: TunDevice | null): Promise<PodPort> {
     const hostName = hostNameFor(p.containerId, p.ifName);
-    const mac = macFor(p.ip);
+    const mac = macForIpv4(p.ip);
     let device: TunDevice;
     try {
       device = existingDevice ?? TunDevice.open({ name: hostName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS });
@@ -180,14 +175,14 @@ export class PortManager {
       try {
         moveLinkToNetns(hostName, p.netns, p.ifName);
       } catch (err) {
-        const code = (err as { code?: string }).code;
+        const code = err instanceof DeviceError ? err.code : undefined;
         if (code === 'EEXIST') throw new ControlError(ControlErrorCode.conflict, `${p.netns} already has an interface named ${p.ifName}`);
         if (code === 'ENOENT') throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
         throw new ControlError(ControlErrorCode.deviceError, `moving ${hostName} into ${p.netns} as ${p.ifName}: ${(err as Error).message}`);
       }
       const mtu = this.#opts.mtu;
       // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
-      await nsIp(p.netns, ['link', 'set', 'dev', p.ifName, 'address', macText(mac), 'mtu', String(mtu), 'up']);
+      await nsIp(p.netns, ['link', 'set', 'dev', p.ifName, 'address', macToString(mac), 'mtu', String(mtu), 'up']);
       await nsIp(p.netns, ['addr', 'replace', `${ipv4ToString(p.ip)}/${p.prefixLength}`, 'dev', p.ifName]);
       await nsIp(p.netns, ['route', 'replace', 'default', 'via', ipv4ToString(p.gateway), 'dev', p.ifName]);
       if (this.#persist) device.setPersist(true);
@@ -231,14 +226,14 @@ export class PortManager {
     if (port.ip !== ip) throw new ControlError(ControlErrorCode.mismatch, `port ${name} has ${ipv4ToString(port.ip)}, not ${ipv4ToString(ip)}`);
     if (!existsSync(port.netns)) throw new ControlError(ControlErrorCode.mismatch, `port ${name}: network namespace ${port.netns} is gone`);
     const link = await linkIn(port.netns, ifName);
-    if (link === null || link.kind !== 'tun' || link.mac !== macText(port.mac)) {
-      throw new ControlError(ControlErrorCode.mismatch, `port ${name}: ${ifName} in ${port.netns} is ${link === null ? 'missing' : `a ${link.kind || 'non-tun'} link with MAC ${link.mac}`}, expected our TAP ${macText(port.mac)}`);
+    if (link === null || link.kind !== 'tun' || link.mac !== macToString(port.mac)) {
+      throw new ControlError(ControlErrorCode.mismatch, `port ${name}: ${ifName} in ${port.netns} is ${link === null ? 'missing' : `a ${link.kind || 'non-tun'} link with MAC ${link.mac}`}, expected our TAP ${macToString(port.mac)}`);
     }
   }
 
   toInfo(port: PodPort): PortInfo {
     return {
-      containerId: port.containerId, ifName: port.ifName, hostName: port.hostName, mac: macText(port.mac), netns: port.netns,
+      containerId: port.containerId, ifName: port.ifName, hostName: port.hostName, mac: macToString(port.mac), netns: port.netns,
       ip: ipv4ToString(port.ip), prefixLength: port.prefixLength, gateway: ipv4ToString(port.gateway), mtu: port.mtu,
       podName: port.podName, podNamespace: port.podNamespace,
     };

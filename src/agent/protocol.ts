@@ -2,7 +2,9 @@
 // plugin (control-client.ts): newline-delimited JSON over a Unix stream socket, one
 // request object per line, one response line per request, answered in order.
 // Addresses travel as dotted quads so the protocol stays readable with `socat`.
+import { TapirError } from '../errors/tapir-error.ts';
 import { parseIpv4 } from '../wire/address.ts';
+import type { TraceResult } from '../services/trace.ts';
 
 /** Stable error codes: on the wire (`error.code`) and on thrown ControlErrors. */
 export const ControlErrorCode = {
@@ -29,18 +31,35 @@ export const ControlErrorCode = {
 } as const;
 export type ControlErrorCode = (typeof ControlErrorCode)[keyof typeof ControlErrorCode];
 
-export class ControlError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+/**
+ * An error of the control protocol. `code` is the wire code (the agent's answer carries
+ * it as `error.code`), so a client rethrows the agent's own condition.
+ */
+export class ControlError extends TapirError {
+  readonly code: ControlErrorCode;
+  constructor(code: ControlErrorCode, message: string) {
     super(message);
-    this.name = 'ControlError';
     this.code = code;
   }
 }
 
+/** The client's "nobody answered" (as opposed to "the agent said no"): AGENT_UNAVAILABLE or AGENT_TIMEOUT. */
+export class AgentUnreachableError extends ControlError {
+  constructor(code: typeof ControlErrorCode.unavailable | typeof ControlErrorCode.timeout, message: string) {
+    super(code, message);
+  }
+}
+
 /** True for the client-side errors that mean "nobody answered" (as opposed to "the agent said no"). */
-export function isAgentUnreachable(err: unknown): boolean {
-  return err instanceof ControlError && (err.code === ControlErrorCode.unavailable || err.code === ControlErrorCode.timeout);
+export function isAgentUnreachable(err: unknown): err is AgentUnreachableError {
+  return err instanceof AgentUnreachableError;
+}
+
+const WIRE_CODES: ReadonlySet<string> = new Set(Object.values(ControlErrorCode));
+
+/** A code read off the wire, if it is one of the protocol's. */
+export function controlErrorCode(text: unknown): ControlErrorCode | undefined {
+  return typeof text === 'string' && WIRE_CODES.has(text) ? text as ControlErrorCode : undefined;
 }
 
 export interface StatusRequest { op: 'status' }
@@ -94,9 +113,53 @@ export interface PortInfo {
   podNamespace?: string;
 }
 
+/** One port's counters (`stats`). */
+export interface PortStats {
+  /** Datapath port index; -1 for the underlay socket. */
+  index: number;
+  name: string;
+  kind: 'pod' | 'host' | 'underlay';
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames dropped, by reason name; reasons that never happened are left out. */
+  drops: Record<string, number>;
+}
+
+export interface StatsInfo {
+  ports: PortStats[];
+  /** TCP segments from the underlay coalesced into TSO frames for pods. */
+  coalescedSegments: number;
+}
+
+export interface CaptureStartInfo { port: string; linkType: number }
+export interface CaptureStopInfo { port: string; frames: number }
+/** The service trace, with the forwarding table's verdict on where the packet goes. */
+export type TraceInfo = TraceResult & { egress: string };
+
+/**
+ * Every operation's request and the body of its ok:true answer, shared by the server
+ * (control-server.ts dispatches on it) and the client (whose `request` returns it).
+ */
+export interface ControlOps {
+  status: { request: StatusRequest; response: StatusInfo };
+  addPort: { request: AddPortRequest; response: { port: PortInfo } };
+  delPort: { request: DelPortRequest; response: Record<never, never> };
+  checkPort: { request: CheckPortRequest; response: Record<never, never> };
+  listPorts: { request: ListPortsRequest; response: { ports: PortInfo[] } };
+  stats: { request: StatsRequest; response: StatsInfo };
+  captureStart: { request: CaptureStartRequest; response: CaptureStartInfo };
+  captureStop: { request: CaptureStopRequest; response: CaptureStopInfo };
+  trace: { request: TraceRequest; response: TraceInfo };
+}
+export type ControlRequestOf<Op extends ControlOp> = ControlOps[Op]['request'];
+export type ControlResponseOf<Op extends ControlOp> = ControlOps[Op]['response'];
+
 export interface ErrorBody { code: string; message: string }
-export type ControlResponse =
-  | ({ ok: true } & Partial<StatusInfo> & { port?: PortInfo; ports?: PortInfo[] | number })
+/** One answer line: `{ok: true, ...body}` or `{ok: false, error}`. */
+export type ControlResponse<Op extends ControlOp = ControlOp> =
+  | ({ ok: true } & ControlResponseOf<Op>)
   | { ok: false; error: ErrorBody };
 
 // Container ID and interface name rules of the CNI spec (section "Parameters"): the
@@ -215,10 +278,10 @@ export function parseRequest(line: string): ControlRequest {
   }
 }
 
-export function encodeError(code: string, message: string): string {
+export function encodeError(code: ControlErrorCode, message: string): string {
   return `${JSON.stringify({ ok: false, error: { code, message } })}\n`;
 }
 
-export function encodeOk(body: Record<string, unknown>): string {
+export function encodeOk<Op extends ControlOp>(body: ControlResponseOf<Op>): string {
   return `${JSON.stringify({ ok: true, ...body })}\n`;
 }

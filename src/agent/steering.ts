@@ -1,6 +1,6 @@
 // The one kernel hook Tapir installs: traffic for node ports, load-balancer IPs and
 // external IPs arriving on the node's underlay interface is redirected into the agent's
-// host port (the TUN) before the node's own stack sees it. clsact + u32 + mirred, on the
+// host TUN before the node's own stack sees it. clsact + u32 + mirred, on the
 // underlay interface's ingress, in the agent's own network namespace:
 //
 //   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  classid :1   (health checks stay local:
@@ -14,14 +14,16 @@
 // packets with IP options to a node port are not steered (and meet the node's stack).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { TapirError } from '../errors/tapir-error.ts';
+import type { PortRange } from '../model/cluster-defaults.ts';
 import { ipv4ToString } from '../wire/index.ts';
 
 const run = promisify(execFile);
 
 export interface SteeringRules {
   nodeIP: number;
-  /** Inclusive node-port range (default 30000-32767). */
-  nodePortRange: [number, number];
+  /** The node ports to steer (default 30000-32767). */
+  nodePortRange: PortRange;
   /** healthCheckNodePorts: served by the agent's own listener in the node's stack. */
   healthCheckPorts: number[];
   /** Load-balancer and external IPs that this node should take in. */
@@ -49,7 +51,7 @@ export function steeringBatch(dev: string, tun: string, r: SteeringRules): strin
     lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff classid :1`);
   }
   for (const proto of [6, 17]) {
-    for (const b of portBlocks(r.nodePortRange[0], r.nodePortRange[1])) {
+    for (const b of portBlocks(r.nodePortRange.min, r.nodePortRange.max)) {
       lines.push(`filter add dev ${dev} ingress prio 20 protocol ip u32 match ip dst ${node} match ip protocol ${proto} 0xff match ip dport ${b.value} 0x${b.mask.toString(16)} action mirred egress redirect dev ${tun}`);
     }
   }
@@ -74,7 +76,10 @@ export class Steering {
     await tc(['qdisc', 'replace', 'dev', this.#dev, 'clsact']);
     // Replies to steered traffic leave through the TUN with the node (or a VIP) as
     // source: the stack must accept a local source there and not reverse-path filter it.
-    await run('sysctl', ['-qw', `net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`]);
+    const settings = [`net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`];
+    await run('sysctl', ['-qw', ...settings]).catch((err: Error & { stderr?: string }) => {
+      throw new SteeringError(`sysctl -w ${settings.join(' ')}: ${(err.stderr || err.message).trim()}`, { cause: err });
+    });
   }
 
   /** Replaces the filters when the rule set changed. */
@@ -97,10 +102,15 @@ export class Steering {
   }
 }
 
+/** A `tc` or `sysctl` call of the steering hook failed (the message has the command and its stderr). */
+export class SteeringError extends TapirError {
+  readonly code = 'TAPIR_STEERING';
+}
+
 async function tc(args: string[], input?: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const child = execFile('tc', args, { timeout: 10_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      if (err) reject(new SteeringError(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
       else resolve();
     });
     if (input !== undefined) child.stdin!.end(input);

@@ -1,29 +1,41 @@
-// Operator tools on the control socket: per-port counters (`stats`) and packet capture
-// of a port into a pcap file (`captureStart` / `captureStop`, used by `tapir capture`).
+// Operator tools on the control socket: per-port counters (`stats`), packet capture
+// of a port into a pcap file (`captureStart` / `captureStop`, used by `tapir capture`)
+// and the explanation of a packet's fate (`trace`). They see the agent through
+// `ToolsHost`, the few things they read, not the agent itself.
 import { PcapLinkType, PcapWriter } from '../pcap/index.ts';
 import { PortCapture } from '../datapath/capture.ts';
+import type { Datapath } from '../datapath/datapath.ts';
+import { DatapathDrop } from '../datapath/counters.ts';
+import { explainRoute, RouteFrom, type Route } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
-import { ControlError, ControlErrorCode } from './protocol.ts';
-import type { ControlHandler } from './control-server.ts';
-import type { TraceRequest } from './protocol.ts';
 import { Ingress } from '../services/nat-codes.ts';
-import { traceServicePacket, type TraceResult } from '../services/trace.ts';
-import { ipv4 } from '../wire/index.ts';
-import type { Agent } from './agent.ts';
+import { traceServicePacket } from '../services/trace.ts';
+import type { ServiceSnapshot } from '../model/service-snapshot.ts';
+import { ipv4, ipv4ToString } from '../wire/index.ts';
+import type { ControlHandler } from './control-server.ts';
+import {
+  ControlError, ControlErrorCode,
+  type CaptureStartInfo, type CaptureStopInfo, type PortStats, type StatsInfo, type TraceInfo, type TraceRequest,
+} from './protocol.ts';
+
+/** What the tools read of the agent. */
+export interface ToolsHost {
+  readonly datapath: Datapath;
+  /** The TUN's name, for the egress line. */
+  readonly hostTun: string;
+  /** SNAT sources of the agent's own NAT engine, so a trace decides as it would. */
+  readonly masqueradeIP: number;
+  readonly hairpinIP: number;
+  /** Datapath port index of a pod (name, namespace/name, container ID), its TAP, or the host TUN ('host' or its name); -1 if none. */
+  portIndex(name: string): number;
+  /** "namespace/name" of the pod on a datapath port, or '' when unknown. */
+  podOnPort(index: number): string;
+  /** The live service snapshot; null without manifests. */
+  serviceSnapshot(): ServiceSnapshot | null;
+}
 
 /** A capture the client forgot to stop ends by itself after this long. */
 export const CAPTURE_DEFAULT_SECONDS = 300;
-
-export interface PortStats {
-  index: number;
-  name: string;
-  kind: 'pod' | 'host' | 'underlay';
-  rxFrames: number;
-  rxBytes: number;
-  txFrames: number;
-  txBytes: number;
-  drops: Record<string, number>;
-}
 
 interface ActiveCapture {
   capture: PortCapture;
@@ -32,15 +44,15 @@ interface ActiveCapture {
 }
 
 export class AgentTools {
-  readonly #agent: Agent;
+  readonly #host: ToolsHost;
   readonly #captures = new Map<string, ActiveCapture>();
 
-  constructor(agent: Agent) {
-    this.#agent = agent;
+  constructor(host: ToolsHost) {
+    this.#host = host;
   }
 
-  stats(): { ports: PortStats[]; coalescedSegments: number } {
-    const dp = this.#agent.datapath;
+  stats(): StatsInfo {
+    const dp = this.#host.datapath;
     const ports: PortStats[] = [];
     for (const p of dp.ports) {
       if (p === undefined) continue;
@@ -51,9 +63,9 @@ export class AgentTools {
   }
 
   /** Starts writing the frames of `port` ('underlay', 'host', a pod or its TAP name) to `file`. */
-  captureStart(port: string, file: string, seconds = CAPTURE_DEFAULT_SECONDS): { port: string; linkType: number } {
+  captureStart(port: string, file: string, seconds = CAPTURE_DEFAULT_SECONDS): CaptureStartInfo {
     if (this.#captures.has(port)) throw new ControlError(ControlErrorCode.conflict, `a capture of ${port} is already running`);
-    const dp = this.#agent.datapath;
+    const dp = this.#host.datapath;
     let attach: (c: PortCapture) => void;
     let detach: () => void;
     let linkType: number;
@@ -62,7 +74,7 @@ export class AgentTools {
       attach = (c) => { dp.underlayCapture = c; };
       detach = () => { dp.underlayCapture = null; };
     } else {
-      const index = this.#agent.portIndex(port);
+      const index = this.#host.portIndex(port);
       const p = index >= 0 ? dp.ports[index] : undefined;
       if (p === undefined) throw new ControlError(ControlErrorCode.notFound, `no port '${port}': name a pod, its TAP, 'host' or 'underlay'`);
       linkType = p.kind === PortKind.HOST ? PcapLinkType.RAW_IP : PcapLinkType.ETHERNET;
@@ -77,7 +89,7 @@ export class AgentTools {
     return { port, linkType };
   }
 
-  captureStop(port: string): { port: string; frames: number } {
+  captureStop(port: string): CaptureStopInfo {
     const c = this.#captures.get(port);
     if (c === undefined) throw new ControlError(ControlErrorCode.notFound, `no capture of ${port} is running`);
     this.#captures.delete(port);
@@ -93,30 +105,51 @@ export class AgentTools {
    * engine over the live snapshot, so nothing running is disturbed), then where the
    * forwarding table sends the translated packet.
    */
-  trace(r: TraceRequest): TraceResult & { egress: string } {
-    const a = this.#agent;
-    const snapshot = a.serviceSnapshot ?? { generation: 0, ports: [], nodePortAddresses: [] };
+  trace(r: TraceRequest): TraceInfo {
+    const h = this.#host;
+    const snapshot = h.serviceSnapshot() ?? { generation: 0, ports: [], nodePortAddresses: [] };
     const ingress = r.from === 'pod' ? Ingress.POD : r.from === 'host' ? Ingress.HOST : Ingress.EXTERNAL;
     const result = traceServicePacket(snapshot, { protocol: r.protocol, src: ipv4(r.src), srcPort: r.srcPort, dst: ipv4(r.dst), dstPort: r.dstPort, ingress }, {
-      masqueradeIP: a.config.underlayAddress,
-      hairpinIP: a.config.podCIDR.host(1),
+      masqueradeIP: h.masqueradeIP,
+      hairpinIP: h.hairpinIP,
       seed: 1,
       conntrack: { capacity: 1024, seed: 1 },
       affinityCapacity: 16,
     });
     let egress = 'none: the packet does not leave (see the verdict)';
     if (result.verdict === 'pass' || result.verdict === 'nated') {
-      const dst = ipv4(/-> ([\d.]+):/.exec(result.after)?.[1] ?? r.dst);
-      egress = a.routeOf(dst);
+      // Host and external packets both enter through the host TUN (external ones steered there).
+      const from = r.from === 'pod' ? RouteFrom.POD : RouteFrom.HOST_TUN;
+      egress = this.#routeText(explainRoute(h.datapath.table, result.afterDst, from), result.afterDst);
     }
     result.steps.push(`egress: ${egress}`);
     return { ...result, egress };
   }
 
+  #routeText(route: Route, dst: number): string {
+    const t = this.#host.datapath.table;
+    switch (route.kind) {
+      case 'gateway':
+        return `the pod gateway ${ipv4ToString(dst)} (the agent answers echo requests)`;
+      case 'pod': {
+        const pod = this.#host.podOnPort(route.port);
+        return `pod port ${this.#host.datapath.ports[route.port]?.name ?? route.port}${pod === '' ? '' : ` (${pod})`}`;
+      }
+      case 'remote-node':
+        return `VXLAN (VNI ${t.vni}) to ${t.remotes[route.node]!.name} at ${ipv4ToString(t.nodeUnderlay[route.node]!)}`;
+      case 'host-tun':
+        return `host TUN ${this.#host.hostTun} (the node's own stack${dst === t.underlayIP ? '' : ', which routes it on'})`;
+      case 'drop':
+        return route.reason === DatapathDrop.NO_SUCH_POD
+          ? `dropped: no pod has ${ipv4ToString(dst)} on this node`
+          : `dropped: no route to ${ipv4ToString(dst)} (not a pod or node address, and it came from the node's own stack)`;
+    }
+  }
+
   /** Extra control-socket operations, merged into the port manager's handler. */
   handler(): Pick<ControlHandler, 'stats' | 'captureStart' | 'captureStop' | 'trace'> {
     return {
-      trace: (r) => ({ ...this.trace(r) }),
+      trace: (r) => this.trace(r),
       stats: () => this.stats(),
       captureStart: (r) => this.captureStart(r.port, r.file, r.seconds),
       captureStop: (r) => this.captureStop(r.port),

@@ -1,12 +1,12 @@
 // `tapir agent --config FILE`: runs the node agent in the current network namespace
 // until SIGTERM or SIGINT.
 import { parseArgs } from 'node:util';
-import { loadAgentConfig, ConfigError } from '../agent/config.ts';
+import { loadAgentConfig } from '../agent/config.ts';
 import { CliError } from './errors.ts';
 
 const HELP = `Usage: tapir agent --config FILE
 
-Runs the Tapir node agent in this network namespace: the host port (TUN), the VXLAN
+Runs the Tapir node agent in this network namespace: the host TUN, the VXLAN
 underlay socket and every pod port, with the control socket for tapir-cni.
 
 Options:
@@ -21,13 +21,8 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (values.config === undefined) throw new CliError(`agent: --config FILE is required\n\n${HELP}`, 2);
-  let config;
-  try {
-    config = loadAgentConfig(values.config);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(`agent: ${err.message}`, 2);
-    throw err;
-  }
+  // An AgentConfigError lists every problem of the file (exit status 2: nothing ran).
+  const config = loadAgentConfig(values.config);
   const log = (m: string): void => { console.error(`${new Date().toISOString()} agent[${config.nodeName}]: ${m}`); };
   // Loaded here so that `tapir agent --help` needs no native addon.
   const { Agent } = await import('../agent/agent.ts');

@@ -51,6 +51,6 @@ export async function run(args: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   const answer = await client.request({ op: 'captureStop', port });
-  console.error(`${String(answer.frames)} frames written to ${file}`);
+  console.error(`${answer.frames} frames written to ${file}`);
   return 0;
 }

@@ -11,7 +11,6 @@ import { listLabs, loadState, requireState } from '../lab/state.ts';
 import { formatStatus, labStatus } from '../lab/status.ts';
 import { DATAPLANES, PROXY_MODES, type Dataplane, type ProxyMode } from '../lab/topology.ts';
 import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
-import { LabError } from '../lab/validate.ts';
 
 const USAGE = `Usage:
   tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
@@ -162,24 +161,20 @@ function list(): number {
 
 export async function run(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  try {
-    switch (sub) {
-      case 'up': return await up(rest);
-      case 'status': return await status(rest);
-      case 'exec': return await exec(rest);
-      case 'apply': return await manifestCommand('apply', rest);
-      case 'delete': return await manifestCommand('delete', rest);
-      case 'down': return await down(rest);
-      case 'list': case 'ls': return list();
-      case undefined: case '--help': case '-h': case 'help':
-        console.log(USAGE);
-        return sub === undefined ? 2 : 0;
-      default:
-        throw new CliError(`lab: unknown subcommand '${sub}'\n\n${USAGE}`, 2);
-    }
-  } catch (err) {
-    // 130: the shell's code for "ended by SIGINT", as if we had not caught it.
-    if (err instanceof LabError) throw new CliError(`lab: ${err.message}`, err.code === 'TAPIR_LAB_INTERRUPTED' ? 130 : 1);
-    throw err;
+  // A LabError reaches the CLI's handler as it is: 'tapir: message (TAPIR_LAB_...)',
+  // exit status 130 for INTERRUPTED (the shell's "ended by SIGINT"), 1 otherwise.
+  switch (sub) {
+    case 'up': return await up(rest);
+    case 'status': return await status(rest);
+    case 'exec': return await exec(rest);
+    case 'apply': return await manifestCommand('apply', rest);
+    case 'delete': return await manifestCommand('delete', rest);
+    case 'down': return await down(rest);
+    case 'list': case 'ls': return list();
+    case undefined: case '--help': case '-h': case 'help':
+      console.log(USAGE);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new CliError(`lab: unknown subcommand '${sub}'\n\n${USAGE}`, 2);
   }
 }

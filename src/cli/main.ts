@@ -2,7 +2,7 @@
 // is loaded only when called, so `tapir --help` never loads the native addon.
 import { readFileSync } from 'node:fs';
 import { commands } from './commands.ts';
-import { CliError } from './errors.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -45,14 +45,13 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
-    if (err instanceof CliError) {
-      console.error(`tapir: ${err.message}`);
+    if (err instanceof TapirError) {
+      // A condition Tapir knows already says what went wrong and where; a stack trace
+      // would bury it. The code goes on the first line, after the message.
+      const nl = err.message.indexOf('\n');
+      const [first, rest] = nl < 0 ? [err.message, ''] : [err.message.slice(0, nl), err.message.slice(nl)];
+      console.error(`tapir: ${first} (${err.code})${rest}`);
       process.exitCode = err.exitCode;
-    } else if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
-      // Errors of a known kind (a ControlError, DeviceError, PcapError, LabError ...)
-      // already say what went wrong; a stack trace would bury it.
-      console.error(`tapir: ${err.message} (${String((err as unknown as { code: string }).code)})`);
-      process.exitCode = 1;
     } else {
       console.error(err);
       process.exitCode = 1;

@@ -91,7 +91,8 @@ async function dump(path: string, json: boolean, showLink: boolean): Promise<num
 }
 
 function fileError(path: string, err: unknown): unknown {
-  if (err instanceof PcapError) return new CliError(`${path}: ${err.message} [${err.code}]`, 1);
+  // The same condition (and code), with the file it is about.
+  if (err instanceof PcapError) return new PcapError(err.code, `${path}: ${err.message}`, err.fileOffset, err.recordNumber);
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'ENOENT') return new CliError(`${path}: no such file`, 1);
   if (e.code === 'EACCES') return new CliError(`${path}: permission denied`, 1);

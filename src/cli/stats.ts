@@ -8,8 +8,6 @@ const HELP = `Usage: tapir stats [--socket PATH | --lab NAME --node NODE] [--jso
 Prints the agent's counters per port (pods, host, underlay): frames and bytes received
 and sent, and frames dropped by reason (malformed input, anti-spoofing, no route, ...).`;
 
-interface PortStats { name: string; kind: string; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: Record<string, number> }
-
 export async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { socket: { type: 'string' }, lab: { type: 'string' }, node: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
@@ -19,18 +17,16 @@ export async function run(args: string[]): Promise<number> {
   const socket = await findAgentSocket({ socket: values.socket, lab: values.lab, node: values.node, command: 'stats' });
   const answer = await new ControlClient(socket).request({ op: 'stats' });
   if (values.json) {
-    const { ok: _ok, ...body } = answer;
-    console.log(JSON.stringify(body, null, 2));
+    console.log(JSON.stringify(answer, null, 2));
     return 0;
   }
-  const ports = answer.ports as PortStats[];
   const rows = [['PORT', 'KIND', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS']];
-  for (const p of ports) {
+  for (const p of answer.ports) {
     const drops = Object.entries(p.drops).map(([k, v]) => `${k}=${v}`).join(' ') || '-';
     rows.push([p.name, p.kind, String(p.rxFrames), String(p.rxBytes), String(p.txFrames), String(p.txBytes), drops]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
-  console.log(`TCP segments coalesced into TSO frames for pods: ${String(answer.coalescedSegments)}`);
+  console.log(`TCP segments coalesced into TSO frames for pods: ${answer.coalescedSegments}`);
   return 0;
 }

@@ -17,7 +17,7 @@ Runs one packet (a TCP SYN or a UDP datagram) through the service NAT engine and
 each step: the frontend matched, the endpoints eligible and why, the endpoint chosen and
 how, DNAT/SNAT, the verdict. With a running agent (--lab/--node or --socket) the agent's
 live service tables and its own masquerade and hairpin addresses are used, and the last
-step is the egress: the pod port, the VXLAN tunnel to a node, or the host port. With
+step is the egress: the pod port, the VXLAN tunnel to a node, or the host TUN. With
 --snapshot FILE (a ServiceSnapshot JSON file) the engine is built from the file.
 
   --from            where the packet enters the node (default pod)
@@ -109,8 +109,7 @@ async function traceLive(v: { lab?: string | undefined; node?: string | undefine
   const answer = await new ControlClient(socket).request({
     op: 'trace', protocol: proto === 'tcp' ? 6 : 17, src: ipv4ToString(src), srcPort, dst: ipv4ToString(dst), dstPort, from: v.from as 'pod' | 'host' | 'external',
   });
-  const { ok: _ok, ...result } = answer;
-  if (v.json) console.log(JSON.stringify(result, null, 2));
-  else for (const s of result.steps as string[]) console.log(s);
+  if (v.json) console.log(JSON.stringify(answer, null, 2));
+  else for (const s of answer.steps) console.log(s);
   return 0;
 }

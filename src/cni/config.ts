@@ -1,8 +1,8 @@
 // The network configuration a runtime streams on stdin (CNI spec, "Plugin configuration
 // object"): decoding (code 6), version negotiation (code 1) and validation (code 7, or 2
-// for a field we do not support), each error naming the field.
-import { parseCidr, type Cidr } from '../wire/address.ts';
-import { parseIpv4 } from '../wire/address.ts';
+// for a field we do not support), every problem named with its field path.
+import { Fields, Problems, checkCidr, isMapping, typeName, type Raw } from '../config/fields.ts';
+import type { Cidr } from '../wire/address.ts';
 import { CniCode, CniError } from './errors.ts';
 
 /** Versions whose result format we produce; 0.1.0/0.2.0 used the old ip4/ip6 shape. */
@@ -58,7 +58,6 @@ export function attachmentKey(containerId: string, ifName: string): string {
 }
 
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-type Raw = Record<string, unknown>;
 
 export function decodeJson(text: string, what: string): Raw {
   let raw: unknown;
@@ -67,29 +66,8 @@ export function decodeJson(text: string, what: string): Raw {
   } catch (err) {
     throw new CniError(CniCode.decode, `failed to decode ${what}`, `not valid JSON: ${(err as Error).message}`);
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new CniError(CniCode.decode, `failed to decode ${what}`, 'expected a JSON object');
-  }
-  return raw as Raw;
-}
-
-function invalid(field: string, problem: string): never {
-  throw new CniError(CniCode.invalidConfig, `invalid network configuration: ${field} ${problem}`, `field '${field}' ${problem}`);
-}
-
-function requiredString(obj: Raw, key: string, where: string): string {
-  const v = obj[key];
-  if (v === undefined) invalid(where, 'is required');
-  if (typeof v !== 'string' || v === '') invalid(where, 'must be a non-empty string');
-  return v;
-}
-
-function optionalIpv4(obj: Raw, key: string, where: string): number | null {
-  if (obj[key] === undefined) return null;
-  const text = requiredString(obj, key, where);
-  const a = parseIpv4(text);
-  if (a === undefined) return invalid(where, `'${text}' is not an IPv4 address`);
-  return a;
+  if (!isMapping(raw)) throw new CniError(CniCode.decode, `failed to decode ${what}`, 'expected a JSON object');
+  return raw;
 }
 
 /** Checks cniVersion against what we support and what the command needs. */
@@ -104,94 +82,103 @@ export function checkVersion(version: string, command: string): void {
   }
 }
 
+/**
+ * Reads the configuration with the shared field reader: every problem, each with its
+ * field path, in one error (code 7; code 2 when the only problems are fields tapir-ipam
+ * does not know). Unknown top-level keys are not problems: the spec lets a runtime add
+ * its own (name, cniVersion, runtimeConfig, prevResult, cni.dev/...), `args` is to be
+ * ignored when not understood, and the object is handed on whole to a delegated IPAM
+ * plugin, whose fields it may carry.
+ */
 export function parseNetConf(text: string, command: string): NetConf {
   const raw = decodeJson(text, 'network configuration from stdin');
-  const cniVersion = requiredString(raw, 'cniVersion', 'cniVersion');
-  checkVersion(cniVersion, command);
-  const name = requiredString(raw, 'name', 'name');
-  if (!NETWORK_NAME.test(name)) invalid('name', `'${name}' must start with a letter or digit followed by letters, digits, '_', '.' or '-'`);
-  const type = requiredString(raw, 'type', 'type');
-  const controlSocket = raw.controlSocket === undefined ? DEFAULT_CONTROL_SOCKET : requiredString(raw, 'controlSocket', 'controlSocket');
-  if (!controlSocket.startsWith('/')) invalid('controlSocket', `'${controlSocket}' must be an absolute path`);
-  let agentTimeoutMs: number | undefined;
-  if (raw.agentTimeoutMs !== undefined) {
-    const t = raw.agentTimeoutMs;
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > 600_000) invalid('agentTimeoutMs', 'must be an integer from 1 to 600000');
-    agentTimeoutMs = t;
-  }
-  const ipamRaw = raw.ipam === undefined ? { type: TAPIR_IPAM } : raw.ipam;
-  if (ipamRaw === null || typeof ipamRaw !== 'object' || Array.isArray(ipamRaw)) invalid('ipam', 'must be an object');
-  const ipam = parseIpam(ipamRaw as Raw);
-  const dns = optionalObject(raw, 'dns');
-  const prevResult = optionalObject(raw, 'prevResult');
+  const problems = new Problems('', []);
+  const f = new Fields(raw, '', problems);
+  // The version first: it says how to read the rest, and which commands exist.
+  const cniVersion = f.string('cniVersion', true);
+  if (cniVersion !== '') checkVersion(cniVersion, command);
+  const name = f.string('name', true);
+  if (name !== '' && !NETWORK_NAME.test(name)) f.fail('name', `${JSON.stringify(name)} must start with a letter or digit followed by letters, digits, '_', '.' or '-'`);
+  const type = f.string('type', true);
+  const controlSocket = absolutePath(f, 'controlSocket', DEFAULT_CONTROL_SOCKET);
+  const agentTimeoutMs = f.has('agentTimeoutMs') ? f.int('agentTimeoutMs', 1, 600_000, 0) : undefined;
+  const unsupported: string[] = [];
+  const ipamFields = f.has('ipam') ? f.map('ipam') : new Fields({ type: TAPIR_IPAM }, 'ipam', problems);
+  const ipam = ipamFields === undefined || !isMapping(ipamFields.value) ? null : parseIpam(ipamFields, unsupported);
+  const dns = optionalObject(f, 'dns');
+  const prevResult = optionalObject(f, 'prevResult');
   let validAttachments: Set<string> | undefined;
   if (command === 'GC') {
     // libcni 1.1 also sends the list as `cni.dev/attachments` (containernetworking/cni#1101).
     // Absent is an error, not "nothing is valid": that reading would delete every pod's port.
-    const list = raw['cni.dev/valid-attachments'] ?? raw['cni.dev/attachments'];
-    if (list === undefined) invalid('cni.dev/valid-attachments', 'is required for GC');
-    if (!Array.isArray(list)) invalid('cni.dev/valid-attachments', 'must be a list of {containerID, ifname}');
-    validAttachments = new Set(list.map((a: unknown, i: number) => {
-      const o = a as Raw | null;
-      if (o === null || typeof o !== 'object' || typeof o.containerID !== 'string' || typeof o.ifname !== 'string') {
-        invalid(`cni.dev/valid-attachments[${i}]`, 'must be an object with string fields containerID and ifname');
-      }
-      return attachmentKey(o.containerID, o.ifname);
-    }));
-  }
-  return { cniVersion, name, type, controlSocket, agentTimeoutMs, ipam, dns, prevResult, validAttachments, raw };
-}
-
-function optionalObject(raw: Raw, key: string): Raw | undefined {
-  const v = raw[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'object' || Array.isArray(v)) invalid(key, 'must be an object');
-  return v as Raw;
-}
-
-const TAPIR_IPAM_FIELDS = new Set(['type', 'subnet', 'gateway', 'rangeStart', 'rangeEnd', 'dataDir', 'routes']);
-
-function parseIpam(ipam: Raw): TapirIpamConfig | DelegatedIpamConfig {
-  const type = requiredString(ipam, 'type', 'ipam.type');
-  if (type !== TAPIR_IPAM) {
-    if (type.includes('/')) invalid('ipam.type', `'${type}' must be a plugin name found in CNI_PATH, not a path`);
-    return { type };
-  }
-  for (const key of Object.keys(ipam)) {
-    if (!TAPIR_IPAM_FIELDS.has(key)) {
-      throw new CniError(CniCode.unsupportedField, `unsupported field in network configuration: ipam.${key}=${JSON.stringify(ipam[key])}`,
-        `tapir-ipam understands ${[...TAPIR_IPAM_FIELDS].join(', ')}`);
+    const key = f.has('cni.dev/valid-attachments') || !f.has('cni.dev/attachments') ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
+    if (!f.has(key)) f.fail(key, 'is required for GC: the runtime\'s list of {containerID, ifname} to keep (without it, every port would go)');
+    validAttachments = new Set();
+    for (const item of f.list(key)) {
+      const a = new Fields(item.value, item.path, problems);
+      if (!isMapping(item.value)) continue;
+      const containerId = a.string('containerID', true);
+      const ifName = a.string('ifname', true);
+      validAttachments.add(attachmentKey(containerId, ifName));
     }
   }
-  let subnet: Cidr | null = null;
-  if (ipam.subnet !== undefined) {
-    const text = requiredString(ipam, 'subnet', 'ipam.subnet');
-    subnet = parseCidr(text) ?? null;
-    if (subnet === null) return invalid('ipam.subnet', `'${text}' is not an IPv4 CIDR like 10.244.1.0/24`);
-    if (subnet.prefixLength > 30) invalid('ipam.subnet', `'${text}' leaves no room for a gateway and pods (use /30 or shorter)`);
+  if (problems.list.length > 0) {
+    const all = [...problems.list, ...unsupported.map((u) => `unsupported field ${u}`)];
+    throw new CniError(CniCode.invalidConfig, `invalid network configuration: ${all[0]}${all.length > 1 ? ` (and ${all.length - 1} more problem(s))` : ''}`, all.join('; '));
   }
-  const dataDir = ipam.dataDir === undefined ? DEFAULT_IPAM_DATA_DIR : requiredString(ipam, 'dataDir', 'ipam.dataDir');
-  if (!dataDir.startsWith('/')) invalid('ipam.dataDir', `'${dataDir}' must be an absolute path`);
+  if (unsupported.length > 0) {
+    throw new CniError(CniCode.unsupportedField, `unsupported field in network configuration: ${unsupported.join(', ')}`,
+      `tapir-ipam understands ${TAPIR_IPAM_FIELDS.join(', ')}`);
+  }
+  return { cniVersion, name, type, controlSocket, agentTimeoutMs, ipam: ipam!, dns, prevResult, validAttachments, raw };
+}
+
+/** An absolute path; `fallback` when absent. */
+function absolutePath(f: Fields, key: string, fallback: string): string {
+  if (!f.has(key)) return fallback;
+  const v = f.string(key);
+  if (typeof f.value[key] === 'string' && !v.startsWith('/')) f.fail(key, `${JSON.stringify(v)} must be an absolute path`);
+  return v;
+}
+
+function optionalObject(f: Fields, key: string): Raw | undefined {
+  if (!f.has(key)) return undefined;
+  const v = f.value[key];
+  if (!isMapping(v)) {
+    f.fail(key, `must be an object, not ${typeName(v)}`);
+    return undefined;
+  }
+  return v;
+}
+
+const TAPIR_IPAM_FIELDS = ['type', 'subnet', 'gateway', 'rangeStart', 'rangeEnd', 'dataDir', 'routes'] as const;
+
+/** Fields tapir-ipam does not know go to `unsupported` as key=value (spec, code 2: name both). */
+function parseIpam(ipam: Fields, unsupported: string[]): TapirIpamConfig | DelegatedIpamConfig {
+  const type = ipam.string('type', true);
+  if (type !== TAPIR_IPAM) {
+    if (type.includes('/')) ipam.fail('type', `${JSON.stringify(type)} must be a plugin name found in CNI_PATH, not a path`);
+    return { type };
+  }
+  for (const key of Object.keys(ipam.value)) {
+    if (!(TAPIR_IPAM_FIELDS as readonly string[]).includes(key)) unsupported.push(`${ipam.pathOf(key)}=${JSON.stringify(ipam.value[key])}`);
+  }
+  const subnet = ipam.cidr('subnet') ?? null;
+  if (subnet !== null && subnet.prefixLength > 30) ipam.fail('subnet', `${subnet} leaves no room for a gateway and pods (use /30 or shorter)`);
   const routes: ConfigRoute[] = [];
-  if (ipam.routes !== undefined) {
-    if (!Array.isArray(ipam.routes)) invalid('ipam.routes', 'must be a list of {dst, gw?}');
-    ipam.routes.forEach((r: unknown, i: number) => {
-      const o = r as Raw;
-      const where = `ipam.routes[${i}]`;
-      if (o === null || typeof o !== 'object') invalid(where, 'must be an object');
-      const dst = requiredString(o, 'dst', `${where}.dst`);
-      if (parseCidr(dst) === undefined) invalid(`${where}.dst`, `'${dst}' is not an IPv4 CIDR`);
-      const gw = optionalIpv4(o, 'gw', `${where}.gw`);
-      routes.push(gw === null ? { dst } : { dst, gw: o.gw as string });
-    });
+  for (const r of ipam.maps('routes')) {
+    const dst = r.string('dst', true);
+    if (dst !== '') checkCidr(dst, r.pathOf('dst'), ipam.problems);
+    const gw = r.ipv4('gw');
+    routes.push(gw === undefined ? { dst } : { dst, gw: r.value.gw as string });
   }
   return {
     type: TAPIR_IPAM,
     subnet,
-    gateway: optionalIpv4(ipam, 'gateway', 'ipam.gateway'),
-    rangeStart: optionalIpv4(ipam, 'rangeStart', 'ipam.rangeStart'),
-    rangeEnd: optionalIpv4(ipam, 'rangeEnd', 'ipam.rangeEnd'),
-    dataDir,
+    gateway: ipam.ipv4('gateway') ?? null,
+    rangeStart: ipam.ipv4('rangeStart') ?? null,
+    rangeEnd: ipam.ipv4('rangeEnd') ?? null,
+    dataDir: absolutePath(ipam, 'dataDir', DEFAULT_IPAM_DATA_DIR),
     routes,
   };
 }

@@ -1,6 +1,9 @@
 // CNI errors: the well-known codes of the CNI spec (section "Error") and ours (100+).
 // Every error printed says what was wrong in `msg` and where (variable, field, file,
 // device) in `details`, because the person reading it is looking at a kubelet event.
+// The spec's number is `cniCode` (the `code` of the JSON error on stdout); `code` is
+// the TapirError code shared by every CNI failure.
+import { TapirError } from '../errors/tapir-error.ts';
 
 export const CniCode = {
   incompatibleVersion: 1,
@@ -28,13 +31,15 @@ export const CniCode = {
   internal: 999,
 } as const;
 
-export class CniError extends Error {
-  readonly code: number;
+export class CniError extends TapirError {
+  readonly code = 'TAPIR_CNI';
+  /** The CNI spec's error code, printed as `code` in the error JSON. */
+  readonly cniCode: number;
   readonly details: string;
-  constructor(code: number, msg: string, details = '') {
+  /** `cniCode` is one of CniCode, or the code a delegated plugin answered with. */
+  constructor(cniCode: number, msg: string, details = '') {
     super(msg);
-    this.name = 'CniError';
-    this.code = code;
+    this.cniCode = cniCode;
     this.details = details;
   }
 }

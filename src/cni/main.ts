@@ -51,10 +51,10 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     const e = err instanceof CniError ? err : new CniError(CniCode.internal, (err as Error).message ?? String(err), (err as Error).stack ?? '');
-    const body: Record<string, unknown> = { cniVersion: versionOf(stdin), code: e.code, msg: e.message };
+    const body: Record<string, unknown> = { cniVersion: versionOf(stdin), code: e.cniCode, msg: e.message };
     if (e.details !== '') body.details = e.details;
     process.stdout.write(`${JSON.stringify(body)}\n`);
-    log(`error ${e.code}: ${e.message}${e.details !== '' ? ` (${e.details})` : ''}`);
+    log(`error ${e.cniCode}: ${e.message}${e.details !== '' ? ` (${e.details})` : ''}`);
     return 1;
   }
 }

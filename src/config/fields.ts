@@ -4,7 +4,7 @@
 // reports everything wrong with a document. Whether unknown fields are errors is the
 // reader's choice: real manifests carry many fields Tapir has no use for (images,
 // resources, status written by others), a config file of Tapir's own does not.
-import { parseIpv4 } from '../wire/address.ts';
+import { parseCidr, parseIpv4, type Cidr } from '../wire/address.ts';
 
 export type Raw = Record<string, unknown>;
 
@@ -31,8 +31,10 @@ export class Problems {
     this.list = list;
   }
 
+  /** "<prefix>: <path>: <message>"; an empty prefix or path is left out with its colon. */
   add(path: string, message: string): void {
-    this.list.push(path === '' ? `${this.prefix}: ${message}` : `${this.prefix}: ${path}: ${message}`);
+    const where = [this.prefix, path].filter((part) => part !== '').join(': ');
+    this.list.push(where === '' ? message : `${where}: ${message}`);
   }
 }
 
@@ -155,6 +157,38 @@ export class Fields {
     return out;
   }
 
+  /** An IPv4 address as a number; undefined when absent (a problem when required) or invalid. */
+  ipv4(key: string, required = false): number | undefined {
+    const v = this.value[key];
+    if (v === undefined || v === null) {
+      if (required) this.missing(key);
+      return undefined;
+    }
+    return checkIpv4(v, this.pathOf(key), this.problems) ? parseIpv4(v as string) : undefined;
+  }
+
+  /** An IPv4 prefix ("10.244.1.0/24"); undefined when absent (a problem when required) or invalid. */
+  cidr(key: string, required = false): Cidr | undefined {
+    const v = this.value[key];
+    if (v === undefined || v === null) {
+      if (required) this.missing(key);
+      return undefined;
+    }
+    return checkCidr(v, this.pathOf(key), this.problems);
+  }
+
+  /**
+   * Reports every key not in `known`, for input whose every field is Tapir's (its own
+   * config files), where a misspelt key would otherwise be ignored without a word.
+   * `hints` replaces the message for keys known to be mistakes (a renamed field).
+   */
+  rejectUnknown(known: readonly string[], hints: Readonly<Record<string, string>> = {}): void {
+    for (const key of Object.keys(this.value)) {
+      if (known.includes(key)) continue;
+      this.fail(key, Object.hasOwn(hints, key) ? hints[key]! : `unknown field; the fields here are ${known.join(', ')}`);
+    }
+  }
+
   /** IPv4 addresses in dotted form; invalid ones are reported and left out. */
   ipv4s(key: string): string[] {
     const out: string[] = [];
@@ -211,3 +245,14 @@ export function checkIpv4(v: unknown, path: string, problems: Problems): boolean
   return true;
 }
 
+export function checkCidr(v: unknown, path: string, problems: Problems): Cidr | undefined {
+  if (typeof v !== 'string') {
+    problems.add(path, `must be an IPv4 prefix string such as "10.244.1.0/24", not ${typeName(v)}`);
+    return undefined;
+  }
+  const cidr = parseCidr(v);
+  if (cidr === undefined) {
+    problems.add(path, v.includes(':') ? `${JSON.stringify(v)} is an IPv6 prefix; Tapir supports IPv4 only` : `${JSON.stringify(v)} is not an IPv4 prefix such as "10.244.1.0/24"`);
+  }
+  return cidr;
+}

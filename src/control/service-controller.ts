@@ -18,6 +18,7 @@ import { ChangeTracker } from './change-tracker.ts';
 import { describeServices, type ServiceDescription } from './describe.ts';
 import { SyncRunner } from './runner.ts';
 import { ServiceProxyState, type NodeOptions } from './service-proxy-state.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 
 /** The kinds the compile reads: it waits until the source has synced those it serves. */
 const COMPILED_KINDS: readonly Kind[] = [Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.ENDPOINTS, Kind.POD, Kind.NODE];
@@ -49,24 +50,22 @@ export interface ServiceControllerOptions {
 }
 
 /** A Service that cannot be programmed (allocation conflict, out of range); the others are unaffected. */
-export class ServiceRejectedError extends Error {
+export class ServiceRejectedError extends TapirError {
   readonly code = 'TAPIR_SERVICE_REJECTED';
   readonly service: string;
   readonly problems: readonly string[];
   constructor(service: string, problems: readonly string[]) {
     super(problems.join('\n'));
-    this.name = 'ServiceRejectedError';
     this.service = service;
     this.problems = problems;
   }
 }
 
 /** A sync failed (a consumer threw, or the compile did); it is retried as a full sync. */
-export class ServiceSyncError extends Error {
+export class ServiceSyncError extends TapirError {
   readonly code = 'TAPIR_SERVICE_SYNC_FAILED';
   constructor(message: string) {
     super(message);
-    this.name = 'ServiceSyncError';
   }
 }
 

@@ -3,6 +3,7 @@
 // a change (a pod added or removed, a node joining) compiles a new table that the
 // datapath swaps in between batches, so a batch never sees half an update.
 import { Ipv4Map } from '../tables/ipv4-map.ts';
+import { DatapathDrop } from './counters.ts';
 import type { Cidr } from '../wire/address.ts';
 
 export interface PodEntry {
@@ -21,7 +22,7 @@ export interface RemoteNode {
 export interface ForwardingInput {
   podCIDR: Cidr;
   clusterCIDR: Cidr;
-  /** This node's underlay address: traffic for it goes to the host port. */
+  /** This node's underlay address: traffic for it goes to the host TUN. */
   underlayIP: number;
   vni: number;
   mtu: number;
@@ -107,4 +108,38 @@ export class ForwardingTable {
   nodeByUnderlay(addr: number): number {
     return this.#nodeByUnderlay.get(addr);
   }
+}
+
+/** Where a routed packet entered: a pod's TAP, or the host TUN (the node's stack, or steered in from outside). */
+export const RouteFrom = { POD: 0, HOST_TUN: 1 } as const;
+export type RouteFrom = (typeof RouteFrom)[keyof typeof RouteFrom];
+
+/**
+ * Where the datapath sends an IPv4 packet for a destination, as data (slow path:
+ * `tapir trace`). One kind per branch of Datapath's routing, in the same order:
+ * gateway (answered by the agent), a local pod's port, a drop, a remote node over
+ * VXLAN, or the host TUN.
+ */
+export type Route =
+  | { kind: 'gateway' }
+  | { kind: 'pod'; /** The datapath port index. */ port: number }
+  | { kind: 'remote-node'; /** Index into `table.remotes` (and `nodeUnderlay`). */ node: number }
+  | { kind: 'host-tun' }
+  | { kind: 'drop'; /** DatapathDrop.NO_SUCH_POD or NO_ROUTE, the counter the drop lands in. */ reason: number };
+
+/**
+ * The route of a packet for `dst` after service NAT, decided by the same table reads
+ * as Datapath's pod and host-TUN receive paths (test/datapath-route.test.ts pushes
+ * packets through a Datapath and checks the two agree).
+ */
+export function explainRoute(table: ForwardingTable, dst: number, from: RouteFrom = RouteFrom.POD): Route {
+  if (from === RouteFrom.POD && dst === table.gateway) return { kind: 'gateway' };
+  const port = table.podPorts.get(dst);
+  if (port >= 0) return { kind: 'pod', port };
+  if (table.podCIDR.contains(dst)) return { kind: 'drop', reason: DatapathDrop.NO_SUCH_POD };
+  const node = table.remoteNode(dst);
+  if (node >= 0) return { kind: 'remote-node', node };
+  // From a pod, everything else is the node's own stack (its addresses, or beyond it);
+  // what came from that stack is not sent back to it.
+  return from === RouteFrom.POD ? { kind: 'host-tun' } : { kind: 'drop', reason: DatapathDrop.NO_ROUTE };
 }

@@ -8,6 +8,7 @@
 // namespace file (a container runtime's /proc/PID/ns/net or /var/run/netns/cni-…),
 // entered with `nsenter --net=PATH`, because `ip -n` takes names only.
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { TapirError } from '../errors/tapir-error.ts';
 
 export interface CommandResult {
   /** The exit code; 124 when the command was killed (timeout), 127 when it could not start. */
@@ -30,14 +31,14 @@ export interface IpOptions extends CommandOptions {
 }
 
 /** An ip(8) or bridge(8) command that failed; the message names the command, the namespace and what the tool said. */
-export class IpCommandError extends Error {
-  readonly code = 'IP_COMMAND_FAILED';
-  readonly exitCode: number;
+export class IpCommandError extends TapirError {
+  readonly code = 'TAPIR_IP_COMMAND';
+  /** The tool's own exit status (not the CLI's: that is TapirError's exitCode). */
+  readonly status: number;
   readonly stderr: string;
-  constructor(message: string, exitCode: number, stderr: string) {
+  constructor(message: string, status: number, stderr: string) {
     super(message);
-    this.name = 'IpCommandError';
-    this.exitCode = exitCode;
+    this.status = status;
     this.stderr = stderr;
   }
 }

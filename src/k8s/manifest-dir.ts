@@ -14,6 +14,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseManifest } from './manifest.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 import type { ObjectHandler, ObjectSource } from './object-source.ts';
 import { describeOrigin, Kind, objectKey, originText, type K8sObject } from './objects.ts';
 
@@ -25,7 +26,7 @@ export interface ManifestDirOptions {
   debounceMs?: number;
 }
 
-export class ManifestDirError extends Error {
+export class ManifestDirError extends TapirError {
   readonly code = 'TAPIR_MANIFEST_DIR';
   constructor(message: string) {
     super(message);

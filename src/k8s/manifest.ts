@@ -5,6 +5,7 @@ import { parseAllDocuments } from 'yaml';
 import { isMapping } from '../config/fields.ts';
 import { describeOrigin, objectKey, originText, type K8sObject, type Origin } from './objects.ts';
 import { validateDocument } from './validate.ts';
+import { TapirError } from '../errors/tapir-error.ts';
 
 export interface ParsedManifest {
   objects: K8sObject[];
@@ -12,7 +13,7 @@ export interface ParsedManifest {
   problems: string[];
 }
 
-export class ManifestError extends Error {
+export class ManifestError extends TapirError {
   readonly code = 'TAPIR_MANIFEST_INVALID';
   readonly file: string;
   readonly problems: readonly string[];

@@ -10,7 +10,7 @@ import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
 import { parseTopologyManifests, type ManifestSource } from './cluster/topology-manifests.ts';
 import { Fields, isMapping, Problems, typeName } from '../config/fields.ts';
 import { isDns1123Label, isLabelValue, isQualifiedName } from '../k8s/fields.ts';
-import { LabError, rejectUnknown } from './validate.ts';
+import { LabError } from './validate.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;
 export type Dataplane = (typeof DATAPLANES)[number];
@@ -156,7 +156,7 @@ export function parseTopology(text: string, source: string): Topology {
   const addressing = top.map('addressing');
   if (addressing !== undefined) {
     for (const key of ADDRESSING_KEYS) topology.addressing[key] = optionalString(addressing, key) ?? DEFAULT_ADDRESSING[key];
-    rejectUnknown(addressing, ADDRESSING_KEYS);
+    addressing.rejectUnknown(ADDRESSING_KEYS);
   }
   if (!top.has('nodes')) top.fail('nodes', 'is required');
   const nodes = top.list('nodes');
@@ -172,10 +172,10 @@ export function parseTopology(text: string, source: string): Topology {
     const client = top.map('client');
     if (client !== undefined) {
       topology.client = { name: optionalName(client, 'name', 'must be a DNS-1123 label') ?? 'client', underlayIP: optionalString(client, 'underlayIP') };
-      rejectUnknown(client, ['name', 'underlayIP']);
+      client.rejectUnknown(['name', 'underlayIP']);
     }
   }
-  rejectUnknown(top, TOP_KEYS);
+  top.rejectUnknown(TOP_KEYS);
   checkUniqueNames(topology, problems);
   if (problems.list.length > 0) throw topologyProblems(problems.list);
   return topology;
@@ -208,7 +208,7 @@ function parseNode(f: Fields): NodeSpec {
   if (node.name !== '' && !isNodeName(node.name)) f.fail('name', 'must be a DNS-1123 label of at most 32 characters');
   if (!isLabelValue(node.zone)) f.fail('zone', 'must be a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)');
   for (const pod of f.maps('pods')) node.pods.push(parsePod(pod));
-  rejectUnknown(f, ['name', 'zone', 'underlayIP', 'podCIDR', 'pods']);
+  f.rejectUnknown(['name', 'zone', 'underlayIP', 'podCIDR', 'pods']);
   return node;
 }
 
@@ -229,7 +229,7 @@ function parsePod(f: Fields): PodSpec {
   if (f.has('workload')) pod.workload = parseWorkload(f);
   if (f.has('ports')) pod.ports = f.maps('ports').map(parsePort);
   else pod.ports = defaultPorts(pod.workload);
-  rejectUnknown(f, ['name', 'namespace', 'labels', 'workload', 'ports']);
+  f.rejectUnknown(['name', 'namespace', 'labels', 'workload', 'ports']);
   return pod;
 }
 
@@ -268,7 +268,7 @@ function parseWorkload(pod: Fields): Workload {
     default:
       workload = { type: 'none' };
   }
-  rejectUnknown(f, known);
+  f.rejectUnknown(known);
   return workload;
 }
 
@@ -314,7 +314,7 @@ function parsePort(f: Fields): ContainerPort {
     protocol: f.choice('protocol', PROTOCOLS, 'TCP'),
   };
   if (port.name !== '' && !(isDns1123Label(port.name) && port.name.length <= 15)) f.fail('name', 'must be a DNS-1123 label of at most 15 characters');
-  rejectUnknown(f, ['name', 'port', 'protocol']);
+  f.rejectUnknown(['name', 'port', 'protocol']);
   return port;
 }
 

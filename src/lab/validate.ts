@@ -1,14 +1,45 @@
-// The lab's error, and the strictness its own files add to the shared field reader
-// (src/config/fields.ts): unknown keys are errors.
-import type { Fields } from '../config/fields.ts';
+// The lab's error: one class with a constant code per condition.
+import { TapirError } from '../errors/tapir-error.ts';
 
-/** An error of the lab with a stable code (TAPIR_LAB_*) and a message for the user. */
-export class LabError extends Error {
-  readonly code: string;
-  constructor(reason: string, message: string) {
+const LAB_ERROR_CODES = {
+  AGENT_FAILED: 'TAPIR_LAB_AGENT_FAILED',
+  AGENT_TIMEOUT: 'TAPIR_LAB_AGENT_TIMEOUT',
+  AMBIGUOUS_TARGET: 'TAPIR_LAB_AMBIGUOUS_TARGET',
+  BAD_NAME: 'TAPIR_LAB_BAD_NAME',
+  BUSY: 'TAPIR_LAB_BUSY',
+  CNI_FAILED: 'TAPIR_LAB_CNI_FAILED',
+  COMMAND_FAILED: 'TAPIR_LAB_COMMAND_FAILED',
+  DAEMON_FAILED: 'TAPIR_LAB_DAEMON_FAILED',
+  DOWN_INCOMPLETE: 'TAPIR_LAB_DOWN_INCOMPLETE',
+  EXEC_FAILED: 'TAPIR_LAB_EXEC_FAILED',
+  EXISTS: 'TAPIR_LAB_EXISTS',
+  INTERRUPTED: 'TAPIR_LAB_INTERRUPTED',
+  MANIFEST_INVALID: 'TAPIR_LAB_MANIFEST_INVALID',
+  NOT_FOUND: 'TAPIR_LAB_NOT_FOUND',
+  NOT_READY: 'TAPIR_LAB_NOT_READY',
+  NO_TARGET: 'TAPIR_LAB_NO_TARGET',
+  NO_TRAFFIC: 'TAPIR_LAB_NO_TRAFFIC',
+  POD_CIDR_FULL: 'TAPIR_LAB_POD_CIDR_FULL',
+  STATE_CORRUPT: 'TAPIR_LAB_STATE_CORRUPT',
+  STATE_VERSION: 'TAPIR_LAB_STATE_VERSION',
+  TOPOLOGY_INVALID: 'TAPIR_LAB_TOPOLOGY_INVALID',
+  TOPOLOGY_READ: 'TAPIR_LAB_TOPOLOGY_READ',
+  WORKLOAD_FAILED: 'TAPIR_LAB_WORKLOAD_FAILED',
+  WORKLOAD_TIMEOUT: 'TAPIR_LAB_WORKLOAD_TIMEOUT',
+} as const;
+
+/** An error of the lab with a stable code (LAB_ERROR_CODES) and a message for the user. */
+export class LabError extends TapirError {
+  readonly code: (typeof LAB_ERROR_CODES)[keyof typeof LAB_ERROR_CODES];
+  constructor(reason: keyof typeof LAB_ERROR_CODES, message: string) {
     super(message);
     this.name = 'LabError';
-    this.code = `TAPIR_LAB_${reason}`;
+    this.code = LAB_ERROR_CODES[reason];
+  }
+
+  /** 130 after Ctrl-C: the shell's code for "ended by SIGINT", as if it had not been caught. */
+  override get exitCode(): number {
+    return this.code === LAB_ERROR_CODES.INTERRUPTED ? 130 : 1;
   }
 }
 
@@ -16,8 +47,3 @@ export class LabError extends Error {
  * Reports every key of `f` that is not in `known`: in a file of Tapir's own (a topology)
  * a typo must not become a silent default.
  */
-export function rejectUnknown(f: Fields, known: readonly string[]): void {
-  for (const key of Object.keys(f.value)) {
-    if (!known.includes(key)) f.fail(key, `unknown field (expected one of: ${known.join(', ')})`);
-  }
-}

@@ -69,8 +69,9 @@ export function servicePortToJson(p: ServicePortSpec): ServicePortJson {
 export function snapshotToJson(s: ServiceSnapshot): ServiceSnapshotJson {
   return { generation: s.generation, nodePortAddresses: s.nodePortAddresses.map(ipv4ToString), ports: s.ports.map(servicePortToJson) };
 }
+import { TapirError } from '../errors/tapir-error.ts';
 
-export class SnapshotError extends Error {
+export class SnapshotError extends TapirError {
   readonly code = 'TAPIR_SNAPSHOT';
   constructor(message: string) {
     super(message);

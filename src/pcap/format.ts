@@ -2,6 +2,7 @@
 // described in draft-ietf-opsawg-pcap: a 24-byte file header, then for each frame a
 // 16-byte record header and the captured bytes. All fields are in the writer's byte
 // order; the magic number tells the reader which order and which timestamp unit.
+import { TapirError } from '../errors/tapir-error.ts';
 
 /** Timestamps in microseconds (the original format). */
 export const MAGIC_MICROSECONDS = 0xa1b2c3d4;
@@ -80,7 +81,7 @@ export const PcapErrorCode = {
 export type PcapErrorCode = (typeof PcapErrorCode)[keyof typeof PcapErrorCode];
 
 /** Any problem with a pcap file or a write; `code` is stable, the message says where. */
-export class PcapError extends Error {
+export class PcapError extends TapirError {
   readonly code: PcapErrorCode;
   /** Byte offset in the file where the problem is, when there is one. */
   readonly fileOffset: number;

@@ -33,6 +33,8 @@ export interface TraceResult {
   masquerade: string;
   /** The packet as it leaves, "a.b.c.d:port -> e.f.g.h:port". */
   after: string;
+  /** The destination IPv4 of the packet as it leaves (after DNAT), for routing it on. */
+  afterDst: number;
   steps: string[];
 }
 
@@ -106,6 +108,7 @@ export function traceWith(nat: ServiceNat, p: TracePacket, now: number, context:
     lb: lbChoiceNames[r.lb]!,
     masquerade: masqReasonNames[r.masquerade]!,
     after,
+    afterDst: info.dst4,
     steps,
   };
 }

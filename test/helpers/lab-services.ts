@@ -357,7 +357,7 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
 /**
  * The ServiceSnapshot a node's agent compiles, as `tapir trace --snapshot` reads it: the
  * same control code (ServiceController) over the lab's manifest directory, with the
- * node options src/agent/services.ts derives from the agent's config. The agent has no
+ * node options src/agent/service-sync.ts derives from the agent's config. The agent has no
  * call that hands out its own snapshot, so this is a recompilation, not a copy.
  */
 export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
@@ -373,7 +373,7 @@ export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> 
     source: new ManifestDir({ dir: c.manifests! }),
     node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
     serviceCIDR: c.serviceCIDR,
-    nodePortRange: { min: c.nodePortRange[0], max: c.nodePortRange[1] },
+    nodePortRange: c.nodePortRange,
     onSnapshot: (s) => { json = serviceSnapshotToJson(s); },
     onError: (err) => { problems.push(err.message); },
   });

@@ -36,7 +36,7 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     mtu: state.addressing.podMTU,
     stateDir: agent.dir,
     controlSocket: agent.controlSocket,
-    hostPort: 'tapir0',
+    hostTun: 'tapir0',
     nodes: clusterNodes(state),
     // Services: the lab's manifest directory (Kubernetes objects, one per file), this
     // node's zone (topology-aware routing) and where node ports are served.

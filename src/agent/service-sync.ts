@@ -1,7 +1,7 @@
 // The agent's service proxy control: the manifest-driven ServiceController compiles a
 // ServiceSnapshot for this node; each snapshot updates the data plane's service tables
 // (through `onSnapshot`), the kernel steering of node ports and service IPs into the
-// host port, and the healthCheckNodePort listeners. Nothing is programmed before the
+// host TUN, and the healthCheckNodePort listeners. Nothing is programmed before the
 // manifests have been read once (kube-proxy's "initialized" rule: start() resolves
 // after the first full read and sync).
 import { HealthCheckServers } from '../control/health-check-server.ts';
@@ -12,13 +12,13 @@ import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { Steering } from './steering.ts';
 
-export interface AgentServicesOptions {
+export interface ServiceSyncOptions {
   config: AgentConfig;
   onSnapshot(snapshot: ServiceSnapshot): void;
   log(message: string): void;
 }
 
-export class AgentServices {
+export class ServiceSync {
   readonly #controller: ServiceController;
   readonly #steering: Steering;
   readonly #health: HealthCheckServers;
@@ -28,17 +28,17 @@ export class AgentServices {
   // Steering updates run one after another, newest rules last.
   #steeringQueue: Promise<void> = Promise.resolve();
 
-  constructor(opts: AgentServicesOptions & { manifests: string }) {
+  constructor(opts: ServiceSyncOptions & { manifests: string }) {
     const c = opts.config;
     this.#config = c;
     this.#log = opts.log;
-    this.#steering = new Steering(c.underlayInterface, c.hostPort);
+    this.#steering = new Steering(c.underlayInterface, c.hostTun);
     this.#health = new HealthCheckServers(opts.log);
     this.#controller = new ServiceController({
       source: new ManifestDir({ dir: opts.manifests }),
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
       serviceCIDR: c.serviceCIDR,
-      nodePortRange: { min: c.nodePortRange[0], max: c.nodePortRange[1] },
+      nodePortRange: c.nodePortRange,
       onSnapshot: (s) => {
         this.#snapshot = s;
         opts.onSnapshot(s);

@@ -1,0 +1,136 @@
+// The agent config (src/agent/config.ts) is read like a manifest: every problem in one
+// pass, each with the file and the field path, and unknown keys are problems too.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentConfigError, loadAgentConfig, parseAgentConfig } from '../src/agent/config.ts';
+import { TapirError } from '../src/errors/tapir-error.ts';
+import { ipv4 } from '../src/wire/address.ts';
+
+const GOOD = {
+  nodeName: 'node-1',
+  underlay: { interface: 'eth0', address: '172.30.0.11' },
+  podCIDR: '10.244.1.0/24',
+  clusterCIDR: '10.244.0.0/16',
+  nodes: [
+    { name: 'node-1', underlayIP: '172.30.0.11', podCIDR: '10.244.1.0/24' },
+    { name: 'node-2', underlayIP: '172.30.0.12', podCIDR: '10.244.2.0/24' },
+  ],
+};
+
+function problemsOf(raw: unknown): readonly string[] {
+  try {
+    parseAgentConfig(raw, 'agent.yaml');
+  } catch (err) {
+    assert.ok(err instanceof AgentConfigError, String(err));
+    assert.ok(err instanceof TapirError);
+    assert.equal(err.code, 'TAPIR_AGENT_CONFIG');
+    return err.problems;
+  }
+  assert.fail('expected an AgentConfigError');
+}
+
+test('a minimal config gets the defaults, the service CIDR and node-port range from cluster-defaults', () => {
+  const c = parseAgentConfig(GOOD, 'agent.yaml');
+  assert.equal(c.nodeName, 'node-1');
+  assert.equal(c.underlayAddress, ipv4('172.30.0.11'));
+  assert.equal(c.serviceCIDR.toString(), '10.96.0.0/12');
+  assert.deepEqual(c.nodePortRange, { min: 30000, max: 32767 });
+  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11')]);
+  assert.equal(c.hostTun, 'tapir0');
+  assert.equal(c.stateDir, '/run/tapir');
+  assert.equal(c.controlSocket, '/run/tapir/agent.sock');
+  assert.equal(c.vni, 4242);
+  assert.equal(c.mtu, 1450);
+  assert.equal(c.manifests, null);
+  assert.equal(c.nodes.length, 2);
+});
+
+test('explicit values are read', () => {
+  const c = parseAgentConfig({
+    ...GOOD, serviceCIDR: '10.96.0.0/16', nodePortRange: '31000-31999', hostTun: 'tpx0', stateDir: '/tmp/s',
+    vni: 7, mtu: 9000, manifests: '/m', zone: 'z1', nodePortAddresses: ['172.30.0.11', '172.30.0.99'], conntrackSize: 4096,
+  }, 'agent.yaml');
+  assert.equal(c.serviceCIDR.toString(), '10.96.0.0/16');
+  assert.deepEqual(c.nodePortRange, { min: 31000, max: 31999 });
+  assert.equal(c.hostTun, 'tpx0');
+  assert.equal(c.controlSocket, '/tmp/s/agent.sock');
+  assert.deepEqual([c.vni, c.mtu, c.manifests, c.zone, c.conntrackSize], [7, 9000, '/m', 'z1', 4096]);
+  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11'), ipv4('172.30.0.99')]);
+});
+
+test('a config with several problems reports all of them, each with its path', () => {
+  const problems = problemsOf({
+    nodeName: 'node-1',
+    underlay: { interface: 'eth0', address: '172.30.0.300' },
+    podCIDR: '10.245.1.0/24',
+    clusterCIDR: '10.244.0.0/16',
+    serviceCIDR: 'ten/12',
+    vni: 1 << 24,
+    nodePortRange: '32767-30000',
+    nodes: [
+      { name: 'a', underlayIP: '172.30.0.11', podCIDR: '10.244.1.0/24' },
+      { name: 'b', underlayIP: '172.30.0.12', podCIDR: '10.244.1.128/25' },
+      { name: 'c', podCIDR: '10.244.3.0/24' },
+    ],
+    nodePortAddresses: [],
+  });
+  assert.deepEqual(problems, [
+    'agent.yaml: underlay.address: "172.30.0.300" is not a valid IPv4 address',
+    "agent.yaml: podCIDR: 10.245.1.0/24 is not inside clusterCIDR 10.244.0.0/16: give this node a part of the cluster's pod network",
+    'agent.yaml: serviceCIDR: "ten/12" is not an IPv4 prefix such as "10.244.1.0/24"',
+    'agent.yaml: nodes[1].podCIDR: 10.244.1.128/25 overlaps nodes[0].podCIDR 10.244.1.0/24 (a): pod CIDRs of nodes must be disjoint',
+    'agent.yaml: nodes[2].underlayIP: required field is missing',
+    'agent.yaml: nodePortAddresses: must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address',
+    'agent.yaml: nodePortRange: "32767-30000" is not a port range such as "30000-32767"',
+    'agent.yaml: vni: 16777216 is out of range 1-16777215',
+  ]);
+});
+
+test('unknown keys are problems, at every level; a renamed key says what it is now', () => {
+  const problems = problemsOf({
+    ...GOOD,
+    hostPort: 'tapir0',
+    podCidr: '10.244.1.0/24',
+    underlay: { ...GOOD.underlay, mtu: 1500 },
+    nodes: [{ ...GOOD.nodes[0], zone: 'a' }],
+  });
+  assert.equal(problems.length, 4, problems.join('\n'));
+  assert.equal(problems[0], 'agent.yaml: hostPort: renamed to hostTun (the name of the host TUN; a Kubernetes hostPort is something else)');
+  assert.match(problems[1]!, /^agent\.yaml: podCidr: unknown field; the fields here are nodeName, underlay, podCIDR, /);
+  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address');
+  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, podCIDR');
+});
+
+test('missing required fields, wrong types and a bad interface name are all reported', () => {
+  assert.deepEqual(problemsOf({ hostTun: 'bad/name', mtu: '1450', underlay: 'eth0' }), [
+    'agent.yaml: nodeName: required field is missing',
+    'agent.yaml: underlay: must be a mapping, not the string "eth0"',
+    'agent.yaml: podCIDR: required field is missing',
+    'agent.yaml: clusterCIDR: required field is missing',
+    'agent.yaml: mtu: must be an integer, not the string "1450"',
+    'agent.yaml: hostTun: "bad/name" is not a Linux interface name (1 to 15 bytes, no \'/\', \':\' or spaces)',
+  ]);
+  assert.deepEqual(problemsOf(null), ['agent.yaml: the file is empty: an agent config needs at least nodeName, underlay (interface, address), podCIDR and clusterCIDR']);
+  assert.deepEqual(problemsOf([1]), ["agent.yaml: must be a mapping of the agent's fields, not a list"]);
+  assert.deepEqual(problemsOf({ ...GOOD, underlay: undefined }), ['agent.yaml: underlay: required field is missing']);
+  assert.deepEqual(problemsOf({ ...GOOD, nodePortAddresses: '172.30.0.11' }), ['agent.yaml: nodePortAddresses: must be a list, not the string "172.30.0.11"']);
+  assert.deepEqual(problemsOf({ ...GOOD, nodes: ['node-2'] }), ['agent.yaml: nodes[0]: must be a mapping, not the string "node-2"']);
+});
+
+test('loadAgentConfig names the file; the message lists every problem', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tapir-agent-config-'));
+  try {
+    const file = join(dir, 'agent.yaml');
+    writeFileSync(file, 'nodeName: n\nunderlay: {interface: eth0, address: 172.30.0.11}\npodCIDR: 10.244.1.0/24\nclusterCIDR: 10.244.0.0/16\nvni: 0\nextra: 1\n');
+    assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.exitCode === 2
+      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
+    writeFileSync(file, 'nodeName: [\n');
+    assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.message.startsWith(`${file}: not valid YAML or JSON: `));
+    assert.throws(() => loadAgentConfig(join(dir, 'none.yaml')), (e: unknown) => e instanceof AgentConfigError && /none\.yaml: cannot read: ENOENT/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
