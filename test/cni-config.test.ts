@@ -56,8 +56,9 @@ test('keys of the runtime, of a chain and of a delegated IPAM plugin are not pro
   assert.equal((conf.raw.ipam as { ranges: unknown[] }).ranges.length, 1, 'the raw object goes to the delegate whole');
 });
 
-test('GC needs the valid attachments, each with containerID and ifname', () => {
-  assert.match(cniError(base, 'GC').details, /^cni\.dev\/valid-attachments: is required for GC/);
+test('GC: the valid attachments each need containerID and ifname; absent or null is the empty list (as libcni 1.2.3 sends it)', () => {
+  assert.deepEqual([...parseNetConf(JSON.stringify(base), 'GC').validAttachments!], []);
+  assert.deepEqual([...parseNetConf(JSON.stringify({ ...base, 'cni.dev/valid-attachments': null }), 'GC').validAttachments!], []);
   const e = cniError({ ...base, 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'eth0' }, { containerID: 'b' }, 'c'] }, 'GC');
   assert.deepEqual(e.details.split('; '), [
     'cni.dev/valid-attachments[1].ifname: required field is missing',

@@ -66,7 +66,7 @@ class RecordingAgent implements ControlHandler {
     this.calls.push(r);
     if (this.refuseAdd) throw new ControlError(ControlErrorCode.conflict, `${r.netns} already has an interface named ${r.ifName}`);
     const mac = `0a:58:${r.ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
-    const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp12345678', mac, netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450 };
+    const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp12345678', mac, netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450, network: r.network ?? '' };
     this.ports.set(`${r.containerId}/${r.ifName}`, p);
     return p;
   }
@@ -135,8 +135,6 @@ describe('tapir-cni VERSION and input errors', { concurrency: true }, () => {
   it('a bad subnet is code 7 naming ipam.subnet', async () => assertError(await runCni('ADD', conf({}, { subnet: '10.244.1.0/33' })), 7, /ipam\.subnet/));
   it('an unknown tapir-ipam field is code 2 with key and value', async () => assertError(await runCni('ADD', conf({}, { subnett: 'x' })), 2, /ipam\.subnett="x"/));
   it('an IPAM plugin not in CNI_PATH is code 7', async () => assertError(await runCni('ADD', conf({ ipam: { type: 'no-such-ipam' } })), 7, /no-such-ipam.*CNI_PATH/s));
-  it('GC without cni.dev/valid-attachments is code 7 (not "delete everything")', async () =>
-    assertError(await runCni('GC', conf(), { CNI_CONTAINERID: undefined }), 7, /valid-attachments.*required/));
   it('GC needs cniVersion 1.1.0 (code 1)', async () => assertError(await runCni('GC', conf({ cniVersion: '1.0.0' })), 1, /GC/));
   it('CHECK needs cniVersion 0.4.0 (code 1)', async () => assertError(await runCni('CHECK', conf({ cniVersion: '0.3.1' })), 1, /CHECK/));
 });
@@ -152,7 +150,7 @@ describe('tapir-cni ADD and DEL', () => {
       routes: [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }],
       dns: {},
     });
-    assert.deepEqual(agent.calls, [{ op: 'addPort', containerId: 'pod-a', ifName: 'eth0', netns: FAKE_NETNS, ip: '10.244.1.2', prefixLength: 24, gateway: '10.244.1.1', podName: 'web-0', podNamespace: 'default' }]);
+    assert.deepEqual(agent.calls, [{ op: 'addPort', containerId: 'pod-a', ifName: 'eth0', netns: FAKE_NETNS, ip: '10.244.1.2', prefixLength: 24, gateway: '10.244.1.1', podName: 'web-0', podNamespace: 'default', network: 'tapir' }]);
     assert.deepEqual(allocations(), { '10.244.1.2': 'pod-a\r\neth0' });
   });
 
@@ -266,6 +264,38 @@ describe('tapir-cni CHECK, GC, STATUS', () => {
     assert.deepEqual(Object.values(allocations()), ['keep\r\neth0']);
     assert.deepEqual(agent.ops(), ['listPorts', 'delPort stale1', 'delPort stale2']);
     assert.deepEqual([...agent.ports.keys()], ['keep/eth0']);
+  });
+
+  it('GC removes only ports of its own network; absent or null valid-attachments (libcni\'s empty list) keeps none of them', async () => {
+    assert.equal((await runCni('ADD', conf(), { CNI_CONTAINERID: 'mine' })).code, 0);
+    assert.equal((await runCni('ADD', conf({ name: 'other' }), { CNI_CONTAINERID: 'theirs' })).code, 0);
+    // A port recorded before the agent knew networks: not this GC's to remove.
+    agent.ports.set('old/eth0', { containerId: 'old', ifName: 'eth0', hostName: 'tp0', mac: '0a:58:0a:f4:01:63', netns: FAKE_NETNS, ip: '10.244.1.99', prefixLength: 24, gateway: '10.244.1.1', mtu: 1450 });
+    agent.calls = [];
+    const r = await runCni('GC', conf({ 'cni.dev/valid-attachments': null }), { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(agent.ops(), ['listPorts', 'delPort mine']);
+    assert.deepEqual([...agent.ports.keys()].sort(), ['old/eth0', 'theirs/eth0']);
+    assert.deepEqual(Object.values(allocations()), []);
+    assert.deepEqual(Object.values(allocations('other')), ['theirs\r\neth0']);
+    // libcni 1.2.3 leaves the key out when nothing is valid: the same as null.
+    assert.equal((await runCni('ADD', conf(), { CNI_CONTAINERID: 'mine2' })).code, 0);
+    agent.calls = [];
+    const absent = await runCni('GC', conf(), { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined });
+    assert.equal(absent.code, 0, absent.stdout + absent.stderr);
+    assert.deepEqual(agent.ops(), ['listPorts', 'delPort mine2']);
+    assert.deepEqual([...agent.ports.keys()].sort(), ['old/eth0', 'theirs/eth0']);
+  });
+
+  it('an ADD refused because the attachment already runs elsewhere leaves the running attachment\'s address alone', async () => {
+    assert.equal((await runCni('ADD', conf(), { CNI_CONTAINERID: 'running' })).code, 0);
+    agent.refuseAdd = true;
+    try {
+      assertError(await runCni('ADD', conf(), { CNI_CONTAINERID: 'running' }), 101, /already has an interface/);
+    } finally {
+      agent.refuseAdd = false;
+    }
+    assert.deepEqual(Object.values(allocations()), ['running\r\neth0'], 'the running attachment keeps 10.244.1.2');
   });
 
   it('STATUS: ok with an agent and free addresses; 50 when the agent is down or the range is full', async () => {

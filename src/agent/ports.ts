@@ -37,6 +37,8 @@ export interface PodPort {
   mtu: number;
   podName: string;
   podNamespace: string;
+  /** The CNI network that added it ('' when not recorded). */
+  network: string;
   device: TunDevice;
 }
 
@@ -49,6 +51,7 @@ export interface AddPortParams {
   gateway: number;
   podName?: string;
   podNamespace?: string;
+  network?: string;
 }
 
 export interface PortManagerOptions {
@@ -188,7 +191,7 @@ export class PortManager {
       if (this.#persist) device.setPersist(true);
       return {
         containerId: p.containerId, ifName: p.ifName, hostName, netns: p.netns, mac, ip: p.ip,
-        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', device,
+        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device,
       };
     } catch (err) {
       // Not yet persistent (or made non-persistent here): closing deletes the TAP wherever it is.
@@ -235,7 +238,7 @@ export class PortManager {
     return {
       containerId: port.containerId, ifName: port.ifName, hostName: port.hostName, mac: macToString(port.mac), netns: port.netns,
       ip: ipv4ToString(port.ip), prefixLength: port.prefixLength, gateway: ipv4ToString(port.gateway), mtu: port.mtu,
-      podName: port.podName, podNamespace: port.podNamespace,
+      podName: port.podName, podNamespace: port.podNamespace, network: port.network,
     };
   }
 
@@ -283,7 +286,7 @@ export class PortManager {
         const name = key(info.containerId, info.ifName);
         const p: AddPortParams = {
           containerId: info.containerId, ifName: info.ifName, netns: info.netns, ip: ipv4(info.ip),
-          prefixLength: info.prefixLength, gateway: ipv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '',
+          prefixLength: info.prefixLength, gateway: ipv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '', network: info.network ?? '',
         };
         try {
           if (this.#ports.has(name)) continue;

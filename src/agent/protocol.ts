@@ -74,6 +74,8 @@ export interface AddPortRequest {
   gateway: string;
   podName?: string;
   podNamespace?: string;
+  /** The CNI network (the conflist's `name`) the port belongs to; GC is scoped by it. */
+  network?: string;
 }
 export interface DelPortRequest { op: 'delPort'; containerId: string; ifName: string }
 export interface CheckPortRequest { op: 'checkPort'; containerId: string; ifName: string; ip: string }
@@ -111,6 +113,8 @@ export interface PortInfo {
   mtu: number;
   podName?: string;
   podNamespace?: string;
+  /** The CNI network that added the port ('' or absent: not recorded). */
+  network?: string;
 }
 
 /** One port's counters (`stats`). */
@@ -271,6 +275,8 @@ export function parseRequest(line: string): ControlRequest {
       const podNamespace = optionalString(obj, op, 'podNamespace');
       if (podName !== undefined) req.podName = podName;
       if (podNamespace !== undefined) req.podNamespace = podNamespace;
+      const network = optionalString(obj, op, 'network');
+      if (network !== undefined) req.network = network;
       return req;
     }
     default:

@@ -7,7 +7,7 @@ import { ControlError, ControlErrorCode, isAgentUnreachable, type PortInfo, type
 import { attachmentKey, type NetConf } from './config.ts';
 import type { CniEnv } from './env.ts';
 import { CniCode, CniError } from './errors.ts';
-import { DEFAULT_ROUTE, makeIpam, type Attachment, type Ipam } from './ipam-plugin.ts';
+import { DEFAULT_ROUTE, makeIpam, type Attachment, type Ipam, type IpamLease } from './ipam-plugin.ts';
 import { inspectLink, replaceRoute } from './netns.ts';
 import { appendAttachment, formatResult, parseResult, type CniResult } from './result.ts';
 
@@ -63,13 +63,21 @@ export async function cmdAdd(inv: Invocation): Promise<Record<string, unknown>> 
       containerId: env.containerId, ifName: env.ifName, netns: env.netns,
       ip: lease.ip, prefixLength: lease.prefixLength, gateway: lease.gateway,
       podName: env.args.get('K8S_POD_NAME') ?? '', podNamespace: env.args.get('K8S_POD_NAMESPACE') ?? '',
+      network: conf.name,
     });
     // The agent installs the default route; anything more an IPAM plugin asked for is ours.
     for (const r of lease.routes) if (r.dst !== DEFAULT_ROUTE) await replaceRoute(env.netns, env.ifName, r.dst, r.gw ?? lease.gateway);
   } catch (err) {
-    // Undo in reverse order, so a failed ADD leaves neither a port nor an address behind.
+    // Undo what this call did, in reverse order, so a failed ADD leaves neither a port
+    // nor an address behind. Only what this call did: an ADD refused because the
+    // attachment already runs (the same container and interface in another netns) must
+    // not release the running pod's address.
     if (port !== null) await agent.delPort(env.containerId, env.ifName).catch(() => {});
-    await ipam.del().catch((e: Error) => inv.log(`rollback: releasing ${lease.ip} failed: ${e.message}`));
+    if (await ownsAddress(inv, lease)) {
+      await ipam.del().catch((e: Error) => inv.log(`rollback: releasing ${lease.ip} failed: ${e.message}`));
+    } else {
+      inv.log(`rollback: ${lease.ip} stays with the running attachment ${env.containerId}/${env.ifName}`);
+    }
     throw agentError(err, 'addPort', 'ADD');
   }
   const dns = Object.keys(lease.dns).length > 0 ? lease.dns : (conf.dns ?? {});
@@ -80,6 +88,24 @@ export async function cmdAdd(inv: Invocation): Promise<Record<string, unknown>> 
     dns,
   };
   return formatResult(appendAttachment(prev, own), conf.cniVersion);
+}
+
+/**
+ * Whether a failed ADD may release its lease: the IPAM handed out a new address, and the
+ * agent holds no port for this attachment (a delegated IPAM cannot say whether the
+ * address is new, so the agent's word decides).
+ */
+async function ownsAddress(inv: Invocation, lease: IpamLease): Promise<boolean> {
+  if (lease.fresh === false) return false;
+  const { containerId, ifName } = inv.env;
+  try {
+    const ports = await inv.agent.listPorts();
+    return !ports.some((p) => p.containerId === containerId && p.ifName === ifName);
+  } catch {
+    // The agent cannot say: keeping an address until DEL or GC is safer than giving a
+    // running pod's address to the next one.
+    return lease.fresh === true;
+  }
 }
 
 export async function cmdDel(inv: Invocation): Promise<void> {
@@ -130,6 +156,10 @@ export async function cmdGc(inv: Invocation): Promise<void> {
   let agentFailure: CniError | null = null;
   try {
     for (const p of await agent.listPorts()) {
+      // CNI spec (GC): a plugin removes only stale resources of the network named in the
+      // configuration. Ports of other networks on the same agent, and ports whose network
+      // is unknown (added before the agent recorded it), are not this GC's to remove.
+      if (p.network !== conf.name) continue;
       if (valid.has(attachmentKey(p.containerId, p.ifName))) continue;
       await agent.delPort(p.containerId, p.ifName);
       stale.push({ containerId: p.containerId, ifName: p.ifName });

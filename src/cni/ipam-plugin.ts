@@ -17,6 +17,12 @@ export interface IpamLease {
   /** Routes for the result; the default route is always among them. */
   routes: CniRoute[];
   dns: CniDns;
+  /**
+   * False when the attachment already held this address before the call (a repeated
+   * ADD): a failed ADD must then leave it alone, because a running pod may own it.
+   * Undefined when the IPAM cannot tell (a delegated plugin).
+   */
+  fresh?: boolean;
 }
 
 export interface Ipam {
@@ -71,9 +77,11 @@ class TapirIpam implements Ipam {
   async add(): Promise<IpamLease> {
     const range = await this.#range();
     const { containerId, ifName } = this.#ctx.env;
+    const fresh = this.#store.find(containerId, ifName) === null;
     const ip = this.#store.allocate(range, containerId, ifName);
     const gateway = ipv4ToString(range.gateway);
     return {
+      fresh,
       ip: ipv4ToString(ip),
       prefixLength: range.subnet.prefixLength,
       gateway,
