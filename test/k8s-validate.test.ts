@@ -244,3 +244,11 @@ test('mutated fixture documents produce problems or objects, never exceptions', 
   }
   assert.ok(withProblems > 100, 'most mutations are caught');
 });
+
+test('annotations past the API server\'s 256 KiB total are refused; up to it they are accepted', () => {
+  const service = (bytes: number): string => `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations: {a: "${'x'.repeat(bytes - 1)}"}\nspec: {ports: [{port: 80}]}\n`;
+  assert.deepEqual(problems(service(256 * 1024)), []);
+  assert.deepEqual(problems(service(5 * 1024 * 1024)), [
+    'svc.yaml: document 1 (Service default/web): metadata.annotations: 5242880 bytes in all, more than the API server\'s limit of 262144 (256 KiB) for an object\'s annotations',
+  ]);
+});

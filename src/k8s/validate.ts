@@ -8,6 +8,13 @@ import { validateService } from './validate-service.ts';
 import { validateEndpoints, validateEndpointSlice } from './validate-discovery.ts';
 import { validateNamespace, validateNode, validatePod } from './validate-workloads.ts';
 
+/**
+ * The API server refuses an object whose annotations (keys and values together) pass
+ * 256 KiB (apimachinery's TotalAnnotationSizeLimitB); a manifest that no cluster would
+ * accept is refused here too, before it can cost memory on every node.
+ */
+const TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024;
+
 /** What Tapir knows of a kind: adding a kind is one line here (plus its object type in objects.ts). */
 export interface KindInfo {
   apiVersion: string;
@@ -86,11 +93,17 @@ function readMetadata(meta: Fields, kind: Kind, name: string, namespace: string,
   if (namespace !== '' && !isDns1123Label(namespace)) {
     meta.fail('namespace', `${JSON.stringify(namespace)} is not a valid namespace name (up to 63 lower-case letters, digits and "-")`);
   }
+  const annotations = meta.stringMap('annotations', isQualifiedName);
+  let annotationBytes = 0;
+  for (const [k, v] of Object.entries(annotations)) annotationBytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+  if (annotationBytes > TOTAL_ANNOTATION_SIZE_LIMIT) {
+    meta.fail('annotations', `${annotationBytes} bytes in all, more than the API server's limit of ${TOTAL_ANNOTATION_SIZE_LIMIT} (256 KiB) for an object's annotations`);
+  }
   return {
     name,
     namespace,
     labels: meta.stringMap('labels', isQualifiedName, isLabelValue),
-    annotations: meta.stringMap('annotations', isQualifiedName),
+    annotations,
     deletionTimestamp: meta.string('deletionTimestamp'),
     resourceVersion: meta.string('resourceVersion'),
   };

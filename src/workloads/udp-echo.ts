@@ -5,7 +5,13 @@ import { createSocket, type Socket } from 'node:dgram';
 export function startUdpEcho(port: number): Promise<Socket> {
   const socket = createSocket('udp4');
   socket.on('message', (message, peer) => {
-    socket.send(message, peer.port, peer.address);
+    // Source port 0 means "no reply expected" (RFC 768), and Node refuses to send to
+    // it (ERR_SOCKET_BAD_PORT, thrown synchronously): one such datagram must not end
+    // the workload.
+    if (peer.port === 0) return;
+    socket.send(message, peer.port, peer.address, (err) => {
+      if (err !== null) console.error(`udp-echo: reply to ${peer.address}:${peer.port}: ${err.message}`);
+    });
   });
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
