@@ -21,7 +21,8 @@ export interface LabStatus {
   underlay: { netns: string; bridge: string; cidr: string };
   nodes: {
     name: string; zone: string; netns: string; underlayIP: string; podCIDR: string; gateway: string;
-    agent: { pid: number | null; running: boolean; answers: boolean; controlSocket: string; log: string } | null;
+    /** The node agent: the one its daemon keeps running (restarts after it died). */
+    agent: { pid: number | null; running: boolean; answers: boolean; restarts: number; controlSocket: string; log: string } | null;
     daemon: { pid: number | null; running: boolean; revision: number | null; announced: string[]; problems: string[]; log: string };
   }[];
   pods: {
@@ -37,6 +38,10 @@ export interface LabStatus {
   services: ServiceDescription[];
   /** Manifest files the agents would reject (written by hand into the directory). */
   manifestProblems: string[];
+  /** No agent, daemon or node problem right now. */
+  healthy: boolean;
+  /** Each problem of a node's agent or daemon, "node: what". */
+  problems: string[];
 }
 
 export async function labStatus(state: LabState): Promise<LabStatus> {
@@ -44,7 +49,11 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
   const agentStatus = state.dataplane === 'tapir' ? (await import('./network/tapir-dataplane.ts')).agentStatus : undefined;
   const podObjects = new Map(loadObjects(state.manifests).objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
   const { services, problems } = labServices(state);
-  const nodes = await Promise.all(state.nodes.map(async (n) => ({
+  const nodes = await Promise.all(state.nodes.map(async (n) => {
+    // The daemon restarts a dead agent: its status knows the current pid.
+    const supervised = readDaemonStatus(n)?.agent ?? null;
+    const agentPid = supervised?.pid ?? n.agent?.pid ?? null;
+    return {
     name: n.name,
     zone: n.zone,
     netns: n.netns,
@@ -52,14 +61,24 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     podCIDR: n.podCIDR,
     gateway: n.gateway,
     agent: n.agent === null ? null : {
-      pid: n.agent.pid,
-      running: n.agent.pid !== null && isAlive(n.agent.pid),
+      pid: agentPid,
+      running: agentPid !== null && isAlive(agentPid),
       answers: agentStatus === undefined ? false : (await agentStatus(n)).answers,
+      restarts: supervised?.restarts ?? 0,
       controlSocket: n.agent.controlSocket,
       log: n.agent.log,
     },
     daemon: daemonStatus(n),
-  })));
+  };
+  }));
+  // What is wrong now, for people and scripts: `phase` only says the lab was built.
+  const health: string[] = [];
+  for (const n of nodes) {
+    // A running daemon reports its agent's trouble itself (with the next restart time).
+    if (n.agent !== null && !n.agent.answers && !n.daemon.running) health.push(`${n.name}: agent ${n.agent.running ? `pid ${n.agent.pid} does not answer` : 'is not running'}${n.agent.restarts > 0 ? ` (${n.agent.restarts} restarts)` : ''}`);
+    if (!n.daemon.running) health.push(`${n.name}: node daemon is not running (log ${n.daemon.log})`);
+    for (const p of n.daemon.problems) health.push(`${n.name}: ${p}`);
+  }
   return {
     name: state.name,
     dataplane: state.dataplane,
@@ -91,6 +110,8 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     client: state.client === null ? null : { name: state.client.name, netns: state.client.netns, ip: state.client.ip },
     services,
     manifestProblems: problems,
+    healthy: health.length === 0,
+    problems: health,
   };
 }
 
@@ -114,11 +135,11 @@ function table(header: string[], rows: string[][]): string {
 export function formatStatus(status: LabStatus): string {
   const a = status.addressing;
   const lines = [
-    `lab ${status.name}: dataplane ${status.dataplane}, proxy ${status.proxyMode}, ${status.phase}; underlay ${a.underlayCIDR} (MTU ${a.mtu}), cluster ${a.clusterCIDR}, services ${a.serviceCIDR}, VNI ${a.vni}, pod MTU ${a.podMTU}`,
+    `lab ${status.name}: dataplane ${status.dataplane}, proxy ${status.proxyMode}, ${status.phase}${status.healthy ? '' : ' but DEGRADED'}; underlay ${a.underlayCIDR} (MTU ${a.mtu}), cluster ${a.clusterCIDR}, services ${a.serviceCIDR}, VNI ${a.vni}, pod MTU ${a.podMTU}`,
     '',
     table(['NODE', 'ZONE', 'UNDERLAY IP', 'POD CIDR', 'GATEWAY', ...(status.dataplane === 'tapir' ? ['AGENT'] : []), 'ANNOUNCES', 'NETNS'],
       status.nodes.map((n) => [n.name, n.zone, n.underlayIP, n.podCIDR, n.gateway,
-        ...(n.agent === null ? [] : [n.agent.answers ? `pid ${n.agent.pid}` : n.agent.running ? 'not answering' : 'stopped']),
+        ...(n.agent === null ? [] : [`${n.agent.answers ? `pid ${n.agent.pid}` : n.agent.running ? 'not answering' : 'stopped'}${n.agent.restarts > 0 ? ` (${n.agent.restarts} restarts)` : ''}`]),
         n.daemon.announced.join(',') || '-', n.netns])),
     '',
     table(['POD', 'NODE', 'IP', 'READY', 'WORKLOAD', 'LABELS', 'NETNS'],
@@ -127,6 +148,7 @@ export function formatStatus(status: LabStatus): string {
   ];
   if (status.services.length > 0) lines.push('', ...formatServices(status.services));
   for (const problem of status.manifestProblems) lines.push(`manifest problem: ${problem}`);
+  for (const problem of status.problems) lines.push(`problem: ${problem}`);
   if (status.client !== null) lines.push('', table(['CLIENT', 'UNDERLAY IP', 'NETNS'], [[status.client.name, status.client.ip, status.client.netns]]));
   return lines.join('\n');
 }

@@ -3,9 +3,9 @@
 // CNI_* environment, the plugin's network config on stdin, the result on stdout).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { agentPorts, agentStatusAt } from './agent-control.ts';
+import { agentCommand, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
 import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
 import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
@@ -14,11 +14,6 @@ import { interruptibleSleep } from './shell.ts';
 import type { LabState, NodeState, PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
-// This checkout's executables; the environment may name others (another build, a wrapper
-// under strace): TAPIR_LAB_TAPIR_BIN runs as `BIN agent --config FILE`, TAPIR_LAB_CNI_BIN
-// as the CNI plugin (its directory heads CNI_PATH).
-export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
-export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../../bin/tapir-cni', import.meta.url));
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
 const CNI_PATH = [dirname(TAPIR_CNI_BIN), '/opt/cni/bin', '/usr/lib/cni'].join(':');
 const AGENT_READY_TIMEOUT_MS = 20_000;
@@ -67,7 +62,7 @@ export async function startAgents(state: LabState, progress: (message: string) =
     // tapir-cni by hand; the lab itself passes the plugin's part on stdin.
     const { cniVersion, name, ...plugin } = cniNetworkConfig(node);
     writeFileSync(join(agent.dir, '10-tapir.conflist'), `${JSON.stringify({ cniVersion, name, plugins: [plugin] }, null, 2)}\n`);
-    agent.pid = spawnDetached(node.netns, [TAPIR_BIN, 'agent', '--config', agent.config], agent.log);
+    agent.pid = spawnDetached(node.netns, agentCommand(agent.config), agent.log);
   }
   save();
   await Promise.all(state.nodes.map((node) => waitForAgent(node)));

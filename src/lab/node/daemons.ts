@@ -11,6 +11,8 @@ import { interruptibleSleep } from '../network/shell.ts';
 import type { LabState, NodeState } from '../state.ts';
 import type { ProxyMode } from '../topology.ts';
 import { LabError } from '../validate.ts';
+import { agentCommand } from '../network/executables.ts';
+import type { AgentHealth, SupervisedAgent } from './agent-supervisor.ts';
 
 const DAEMON_MAIN = fileURLToPath(new URL('./node-daemon.ts', import.meta.url));
 
@@ -29,6 +31,10 @@ export interface DaemonConfig {
   nodes: string[];
   clientNetns: string | null;
   status: string;
+  /** Every node's daemon status file (this one's included): the election reads their health. */
+  peers: { node: string; status: string }[];
+  /** Tapir data plane: the node agent this daemon keeps running, as the kubelet would. */
+  agent: SupervisedAgent | null;
 }
 
 /** What a daemon writes after each pass (its status file). */
@@ -46,6 +52,8 @@ export interface DaemonStatus {
   pods: Record<string, boolean>;
   /** Problems of the last pass (empty when fine). */
   problems: string[];
+  /** Tapir data plane: the agent as the daemon supervises it. */
+  agent: AgentHealth | null;
 }
 
 export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
@@ -63,6 +71,8 @@ export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
     nodes: state.nodes.map((n) => n.name),
     clientNetns: state.client?.netns ?? null,
     status: node.daemon.status,
+    peers: state.nodes.map((n) => ({ node: n.name, status: n.daemon.status })),
+    agent: node.agent === null ? null : { argv: agentCommand(node.agent.config), log: node.agent.log, controlSocket: node.agent.controlSocket, pid: node.agent.pid },
   };
 }
 

@@ -25,6 +25,7 @@ import type { ClusterView } from '../../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { parseCidr } from '../../wire/address.ts';
+import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
 import type { DaemonConfig, DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
 import { KernelProxy } from '../../kernel-proxy/kernel-proxy.ts';
@@ -34,6 +35,7 @@ import { Prober } from './readiness-prober.ts';
 import { sleep } from '../network/shell.ts';
 import { Speaker } from './speaker.ts';
 import { loadState } from '../state.ts';
+import { LabError } from '../validate.ts';
 
 const PASS_MS = 200;
 /**
@@ -96,14 +98,18 @@ async function main(): Promise<void> {
     });
     controller.subscribe(({ snapshot }) => health!.update(snapshot));
   }
-  // The election changes only with the view; reconciles run one at a time.
+  // The kubelet's part: keep this node's agent running (Tapir data plane only).
+  const supervisor = config.agent === null ? null : new AgentSupervisor(config.agent, log);
+  // The election changes with the view and with the nodes' health; reconciles run one
+  // at a time. Until the first pass has looked, every node counts as healthy.
+  let healthy: ReadonlySet<string> | undefined;
   let speakerProblems: string[] = [];
   let lastSpeak = 0;
   let speaking: Promise<void> = Promise.resolve();
   const speak = (view: ClusterView): Promise<void> => {
     speaking = speaking.catch(() => undefined).then(async () => {
       const services = source.list().filter((o): o is ServiceObject => o.kind === 'Service');
-      speakerProblems = await speaker.reconcile(services, describeServices(view));
+      speakerProblems = await speaker.reconcile(services, describeServices(view), healthy);
       lastSpeak = Date.now();
     });
     return speaking;
@@ -127,26 +133,48 @@ async function main(): Promise<void> {
 
   let lastRescan = Date.now();
   let lastVerdicts = '';
+  let verdicts = new Map<string, boolean>();
+  let lastFailure = '';
   while (!stopping) {
     const started = Date.now();
     problems.clear();
-    const revision = readRevision(config.stateDir);
-    if (revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS) {
-      await controller.flush();
-      lastRevision = revision;
-      lastRescan = started;
-    }
-    const view = controller.view;
-    if (view !== undefined && started - lastSpeak >= FULL_RESCAN_MS) await speak(view);
-    for (const p of speakerProblems) problems.add(p);
-    if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
+    let agent: AgentHealth | null = null;
+    // One pass failing (a full disk, a tool that hangs, a bug) is logged and retried at
+    // the next: the daemon is the node's kubelet and kube-proxy here, and must outlive it.
+    try {
+      agent = supervisor === null ? null : await supervisor.tick(started);
+      if (agent !== null && !agent.answers) {
+        problems.add(agent.running
+          ? `agent pid ${agent.pid} does not answer on its control socket (hung?); this node announces nothing until it does`
+          : `agent is not running (restarts ${agent.restarts}; next start ${agent.nextStart}); see ${config.agent!.log}`);
+      }
+      const nowHealthy = healthyNodes(config, agent === null || agent.answers, started);
+      const healthChanged = healthy === undefined || [...nowHealthy].join() !== [...healthy].join();
+      healthy = nowHealthy;
+      const revision = readRevision(config.stateDir);
+      if (revision !== lastRevision || started - lastRescan >= FULL_RESCAN_MS) {
+        await controller.flush();
+        lastRevision = revision;
+        lastRescan = started;
+      }
+      const view = controller.view;
+      if (view !== undefined && (healthChanged || started - lastSpeak >= FULL_RESCAN_MS)) await speak(view);
+      for (const p of speakerProblems) problems.add(p);
+      if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
 
-    const pods = source.list().filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
-    const verdicts = await probe(config, prober, pods, started);
-    const summary = JSON.stringify([...verdicts]);
-    if (summary !== lastVerdicts) {
-      log(`readiness: ${[...verdicts].map(([k, v]) => `${k}=${v ? 'Ready' : 'NotReady'}`).join(' ') || '(no pods)'}`);
-      lastVerdicts = summary;
+      const pods = source.list().filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
+      verdicts = await probe(config, prober, pods, started);
+      const summary = JSON.stringify([...verdicts]);
+      if (summary !== lastVerdicts) {
+        log(`readiness: ${[...verdicts].map(([k, v]) => `${k}=${v ? 'Ready' : 'NotReady'}`).join(' ') || '(no pods)'}`);
+        lastVerdicts = summary;
+      }
+      lastFailure = '';
+    } catch (err) {
+      const text = (err as Error).message;
+      if (text !== lastFailure) log(`pass failed (retrying every ${PASS_MS} ms): ${(err as Error).stack ?? text}`);
+      lastFailure = text;
+      problems.add(`the node daemon's last pass failed: ${text}`);
     }
     for (const list of fileProblems.values()) for (const p of list) problems.add(p);
     writeStatus(config, {
@@ -158,9 +186,39 @@ async function main(): Promise<void> {
       healthCheckNodePorts: health?.ports ?? [],
       pods: Object.fromEntries(verdicts),
       problems: [...problems],
+      agent,
     });
     await sleep(Math.max(10, PASS_MS - (Date.now() - started)));
   }
+}
+
+/**
+ * A peer's daemon status older than this means the daemon is gone or stuck: its node
+ * leaves the election. Passes are 200 ms apart; a slow sync can stretch one to seconds.
+ */
+const PEER_STALE_MS = 5000;
+
+/** The nodes fit to announce: this one by its own look, the others by their status files. */
+function healthyNodes(config: DaemonConfig, selfHealthy: boolean, now: number): Set<string> {
+  const out = new Set<string>();
+  for (const peer of config.peers) {
+    if (peer.node === config.node) {
+      if (selfHealthy) out.add(peer.node);
+      continue;
+    }
+    let status: DaemonStatus;
+    try {
+      status = JSON.parse(readFileSync(peer.status, 'utf8')) as DaemonStatus;
+    } catch {
+      // Not written yet (the daemon is starting): in, as before there was health. A
+      // daemon that wrote once and then stopped goes stale below.
+      out.add(peer.node);
+      continue;
+    }
+    const fresh = now - Date.parse(status.updatedAt) < PEER_STALE_MS;
+    if (fresh && (status.agent === null || status.agent === undefined || status.agent.answers)) out.add(peer.node);
+  }
+  return out;
 }
 
 /** Probes this node's pods and writes every changed Ready condition to the Pod manifests. */
@@ -182,19 +240,27 @@ async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], no
     return verdict !== undefined && verdict !== object.status.ready;
   });
   if (changed.length > 0) {
-    await withLock(config.stateDir, MANIFEST_LOCK, 5000, () => {
-      let wrote = false;
-      for (const { object } of changed) {
-        // Re-read under the lock: `lab apply/delete` may have rewritten or removed it.
-        const raw = readObject(config.manifests, 'Pod', object.metadata.namespace, object.metadata.name);
-        if (raw === undefined) continue;
-        if (setPodReady(raw, verdicts.get(`${object.metadata.namespace}/${object.metadata.name}`)!)) {
-          writeObject(config.manifests, raw);
-          wrote = true;
+    // A long `lab apply` or `lab delete` may hold the lock for seconds: the verdicts are
+    // written at a later pass then, and the daemon keeps probing meanwhile.
+    try {
+      await withLock(config.stateDir, MANIFEST_LOCK, 1000, () => {
+        let wrote = false;
+        for (const { object } of changed) {
+          // Re-read under the lock: `lab apply/delete` may have rewritten or removed it.
+          const raw = readObject(config.manifests, 'Pod', object.metadata.namespace, object.metadata.name);
+          if (raw === undefined) continue;
+          if (setPodReady(raw, verdicts.get(`${object.metadata.namespace}/${object.metadata.name}`)!)) {
+            writeObject(config.manifests, raw);
+            wrote = true;
+          }
         }
-      }
-      if (wrote) bumpRevision(config.stateDir);
-    });
+        if (wrote) bumpRevision(config.stateDir);
+      });
+    } catch (err) {
+      if (!(err instanceof LabError && err.code === 'TAPIR_LAB_BUSY')) throw err;
+      // The Pods' Ready conditions stay as they were; the prober's verdicts differ from
+      // them still, so the next pass tries again.
+    }
   }
   return verdicts;
 }

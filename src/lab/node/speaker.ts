@@ -5,10 +5,12 @@
 // that lie on the underlay are announced the same way (the lab's network routes them to
 // a node, which a real network would do with a static route).
 //
-// Every node daemon runs the same election on the same manifests: the first node in
-// topology order, or, for externalTrafficPolicy Local, the first node with a ready
-// local endpoint (MetalLB only announces from nodes with one, so traffic keeps its
-// source address and still finds a local endpoint).
+// Every node daemon runs the same election on the same manifests: the first healthy
+// node in topology order, or, for externalTrafficPolicy Local, the first healthy node
+// with a ready local endpoint (MetalLB only announces from nodes with one, so traffic
+// keeps its source address and still finds a local endpoint). A node is healthy while
+// its daemon reports and its data plane answers (MetalLB's speakers leave the election
+// when their node is not ready): an address moves off a node whose agent died or hung.
 import type { ServiceDescription } from '../../control/describe.ts';
 import type { ServiceObject } from '../../k8s/objects.ts';
 import { tryIp } from '../../device/ip-command.ts';
@@ -24,10 +26,11 @@ export interface SpeakerConfig {
   clientNetns: string | null;
 }
 
-/** Address -> node that announces it. */
-export function electAnnouncers(services: ServiceObject[], descriptions: ServiceDescription[], config: Omit<SpeakerConfig, 'node' | 'interface' | 'clientNetns'>): Map<string, string> {
+/** Address -> node that announces it; only nodes in `healthy` (default: all) take part. */
+export function electAnnouncers(services: ServiceObject[], descriptions: ServiceDescription[], config: Omit<SpeakerConfig, 'node' | 'interface' | 'clientNetns'>, healthy?: ReadonlySet<string>): Map<string, string> {
   const out = new Map<string, string>();
-  const first = config.nodes[0];
+  const candidates = healthy === undefined ? config.nodes : config.nodes.filter((n) => healthy.has(n));
+  const first = candidates[0];
   if (first === undefined) return out;
   const byKey = new Map(descriptions.map((d) => [`${d.namespace}/${d.name}`, d]));
   const onUnderlay = (ip: string): boolean => {
@@ -39,7 +42,7 @@ export function electAnnouncers(services: ServiceObject[], descriptions: Service
     let announcer: string | undefined = first;
     if (svc.spec.externalTrafficPolicy === 'Local') {
       const ready = new Set((description?.endpoints ?? []).filter((e) => e.ready).map((e) => e.node));
-      announcer = config.nodes.find((n) => ready.has(n));
+      announcer = candidates.find((n) => ready.has(n));
     }
     if (announcer === undefined) continue;
     if (svc.spec.type === 'LoadBalancer') {
@@ -66,9 +69,9 @@ export class Speaker {
   }
 
   /** Makes the node's /32 addresses match the election; returns problems (empty when fine). */
-  async reconcile(services: ServiceObject[], descriptions: ServiceDescription[]): Promise<string[]> {
+  async reconcile(services: ServiceObject[], descriptions: ServiceDescription[], healthy?: ReadonlySet<string>): Promise<string[]> {
     const problems: string[] = [];
-    const announcers = electAnnouncers(services, descriptions, this.#config);
+    const announcers = electAnnouncers(services, descriptions, this.#config, healthy);
     const wanted = new Set([...announcers].filter(([, node]) => node === this.#config.node).map(([ip]) => ip));
     const present = await this.#present();
     if (present === undefined) return [`cannot list the addresses of ${this.#config.interface}`];

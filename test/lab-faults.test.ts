@@ -1,0 +1,90 @@
+// Faults a lab must ride out the way a cluster does: the node daemon is the kubelet
+// (restarts a dead agent, with back-off) and the load balancer's speaker (an address
+// leaves a node whose data plane is down), and neither dies of a long `lab apply`.
+import assert from 'node:assert/strict';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Lab } from './helpers/lab.ts';
+
+interface NodeStatus {
+  name: string;
+  agent: { pid: number | null; running: boolean; answers: boolean; restarts: number };
+  daemon: { pid: number | null; running: boolean; announced: string[] };
+}
+
+describe('lab faults: agent restarts, health-following announcements, a held manifest lock', () => {
+  const lab = new Lab('tlf');
+  before(() => { lab.up(); });
+  after(() => { lab.down(); });
+
+  const node = (name: string): NodeStatus => (lab.status().nodes as NodeStatus[]).find((n) => n.name === name)!;
+
+  /** Polls `check` every 200 ms for up to `ms`; returns its last value. */
+  async function eventually<T>(ms: number, check: () => T, done: (value: T) => boolean): Promise<T> {
+    const deadline = Date.now() + ms;
+    let value = check();
+    while (!done(value) && Date.now() < deadline) {
+      await sleep(200);
+      value = check();
+    }
+    return value;
+  }
+
+  it('kill -9 of an agent: the node daemon starts it again, status shows it, pods forward again', async () => {
+    const before = node('node-1');
+    assert.ok(before.agent.answers);
+    process.kill(before.agent.pid!, 'SIGKILL');
+    const down = await eventually(3000, () => lab.status(), (s) => s.healthy === false);
+    assert.equal(down.healthy, false, 'lab status admits the dead agent');
+    const after = await eventually(15_000, () => node('node-1'), (n) => n.agent.answers && n.agent.restarts >= 1);
+    assert.ok(after.agent.answers, 'the agent answers again');
+    assert.equal(after.agent.restarts, 1);
+    assert.notEqual(after.agent.pid, before.agent.pid);
+    // The restarted agent re-attached the pods' TAPs: across nodes and on the node.
+    lab.exec('web-1a', 'ping', '-c', '1', '-W', '3', lab.ips['web-2a']!);
+    lab.exec('web-1a', 'ping', '-c', '1', '-W', '3', lab.ips['web-1b']!);
+    assert.equal((await eventually(5000, () => lab.status(), (s) => s.healthy === true)).healthy, true);
+  });
+
+  it('a hung agent (SIGSTOP) loses its node\'s load-balancer addresses to a healthy node, and gets them back', async () => {
+    const lbIP = (lab.status().services as { name: string; loadBalancerIPs?: string[]; externalIPs?: string[] }[])
+      .find((s) => s.name === 'web-lb')?.loadBalancerIPs?.[0];
+    assert.ok(lbIP !== undefined, 'web-lb has a load-balancer address');
+    const announcer = (name: string): boolean => node(name).daemon.announced.includes(lbIP);
+    assert.ok(announcer('node-1'), 'node-1, first in order, announces it');
+    const pid = node('node-1').agent.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const moved = await eventually(8000, () => [announcer('node-1'), announcer('node-2')], ([one, two]) => one === false && two === true);
+      assert.deepEqual(moved, [false, true], 'node-2 announces while node-1\'s agent does not answer');
+      assert.equal(node('node-1').agent.restarts, 1, 'a hung agent is not restarted: it still runs');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const back = await eventually(8000, () => [announcer('node-1'), announcer('node-2')], ([one, two]) => one === true && two === false);
+    assert.deepEqual(back, [true, false], 'node-1 announces again once its agent answers');
+  });
+
+  it('a manifest lock held for 7 s (a long lab apply) costs the node daemons nothing; readiness is written after', async () => {
+    const status = lab.status();
+    const lock = join(status.stateDir as string, 'manifests.lock');
+    const daemons = (status.nodes as NodeStatus[]).map((n) => n.daemon.pid!);
+    const pod = (status.pods as { name: string; pid: number; ready: boolean }[]).find((p) => p.name === 'web-2b')!;
+    assert.ok(pod.ready);
+    // Hold the lock as a `lab apply` would (its file holds the owner's live PID).
+    const fd = openSync(lock, 'wx');
+    writeSync(fd, `${process.pid}\n`);
+    closeSync(fd);
+    try {
+      process.kill(pod.pid, 'SIGKILL'); // the pod's workload dies: the prober's verdict turns
+      await sleep(7000);
+      for (const pid of daemons) assert.doesNotThrow(() => process.kill(pid, 0), `node daemon ${pid} still runs`);
+    } finally {
+      rmSync(lock, { force: true });
+    }
+    const ready = await eventually(10_000, () => (lab.status().pods as { name: string; ready: boolean }[]).find((p) => p.name === 'web-2b')!.ready, (r) => !r);
+    assert.equal(ready, false, 'the NotReady verdict reaches the Pod once the lock is free');
+  });
+});
