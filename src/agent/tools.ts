@@ -6,7 +6,7 @@ import { PortKind } from '../datapath/port.ts';
 import { ControlError, ControlErrorCode } from './protocol.ts';
 import type { ControlHandler } from './control-server.ts';
 import type { TraceRequest } from './protocol.ts';
-import { Ingress } from '../services/nat-codes.ts';
+import { EntryPoint } from '../services/nat-codes.ts';
 import { traceServicePacket, type TraceResult } from '../services/trace.ts';
 import { ipv4 } from '../wire/index.ts';
 import type { Agent } from './agent.ts';
@@ -96,8 +96,8 @@ export class AgentTools {
   trace(r: TraceRequest): TraceResult & { egress: string } {
     const a = this.#agent;
     const snapshot = a.serviceSnapshot ?? { generation: 0, ports: [], nodePortAddresses: [] };
-    const ingress = r.from === 'pod' ? Ingress.POD : r.from === 'host' ? Ingress.HOST : Ingress.EXTERNAL;
-    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: ipv4(r.src), srcPort: r.srcPort, dst: ipv4(r.dst), dstPort: r.dstPort, ingress }, {
+    const entryPoint = r.from === 'pod' ? EntryPoint.POD : r.from === 'host' ? EntryPoint.HOST : EntryPoint.EXTERNAL;
+    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: ipv4(r.src), srcPort: r.srcPort, dst: ipv4(r.dst), dstPort: r.dstPort, entryPoint }, {
       masqueradeIP: a.config.underlayAddress,
       hairpinIP: a.config.podCIDR.host(1),
       seed: 1,

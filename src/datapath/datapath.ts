@@ -25,7 +25,7 @@ import { TcpCoalescer, type FrameSink } from './offload.ts';
 import { OverlayTx, type UnderlaySocket } from './overlay.ts';
 import { DatapathPort, PortKind, type PortKindCode } from './port.ts';
 import type { PortCapture } from './capture.ts';
-import { Ingress, Verdict } from '../services/nat-codes.ts';
+import { EntryPoint, Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
 
 /** The virtio-net header every port of the datapath uses (struct virtio_net_hdr). */
@@ -216,7 +216,7 @@ export class Datapath implements FrameSink {
     if (info.src4 !== podIp) return this.#drop(c, DatapathDrop.SPOOFED_IP);
     const nat = this.#nat;
     if (nat !== null) {
-      const v = nat.process(info, b, Ingress.POD, (b[off]! & VirtioNetFlags.NEEDS_CSUM) !== 0, this.#now);
+      const v = nat.process(info, b, EntryPoint.POD, (b[off]! & VirtioNetFlags.NEEDS_CSUM) !== 0, this.#now);
       if (v > Verdict.NATED) return this.#serviceRefused(v, c, port.index);
     }
 
@@ -276,7 +276,7 @@ export class Datapath implements FrameSink {
     if (nat !== null) {
       // The node's own stack sends from its underlay address; anything else on the host
       // port was steered in from outside (node ports, load-balancer and external IPs).
-      const ingress = info.src4 === t.underlayIP ? Ingress.HOST : Ingress.EXTERNAL;
+      const ingress = info.src4 === t.underlayIP ? EntryPoint.HOST : EntryPoint.EXTERNAL;
       const v = nat.process(info, b, ingress, (b[off]! & VirtioNetFlags.NEEDS_CSUM) !== 0, this.#now);
       if (v > Verdict.NATED) return this.#serviceRefused(v, c, port.index);
     }
@@ -323,7 +323,7 @@ export class Datapath implements FrameSink {
     let nated = false;
     const nat = this.#nat;
     if (nat !== null) {
-      const v = nat.process(info, b, Ingress.POD, false, this.#now);
+      const v = nat.process(info, b, EntryPoint.POD, false, this.#now);
       if (v > Verdict.NATED) return this.#drop(c, v === Verdict.DROP ? DatapathDrop.SERVICE_DROPPED : DatapathDrop.SERVICE_REJECTED);
       nated = v === Verdict.NATED;
     }
