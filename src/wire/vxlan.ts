@@ -49,6 +49,10 @@ export class VxlanHeader {
   get innerOffset(): number { return this.off + VXLAN_HEADER_LENGTH; }
   get innerLength(): number { return this.len - VXLAN_HEADER_LENGTH; }
 
+  // Without a view, for the per-packet path (the caller has checked the 8 bytes).
+  static flags(b: Uint8Array, off: number): number { return b[off + VxlanField.FLAGS]!; }
+  static vni(b: Uint8Array, off: number): number { return get32(b, off + VxlanField.VNI) >>> 8; }
+
   // Write a whole header at `off` (encapsulation); no wrap needed first.
   static emit(buf: Uint8Array, off: number, vni: number): void {
     set32(buf, off, VXLAN_FLAG_I << 24);
