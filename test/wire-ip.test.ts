@@ -129,6 +129,37 @@ test('IPv4: setters, TTL decrement and address rewrites keep the header checksum
   assert.equal(ip4.verifyChecksum(), false);
 });
 
+test('IPv4: static accessors read and write the same fields without a view', () => {
+  const f = icmp4EchoRecordRoute.slice();
+  assert.equal(ip4.wrap(f, ETH, f.length - ETH), true);
+  assert.equal(Ipv4Packet.headerLength(f, ETH), 60);
+  assert.equal(Ipv4Packet.totalLength(f, ETH), ip4.totalLength);
+  assert.equal(Ipv4Packet.ident(f, ETH), ip4.ident);
+  assert.equal(Ipv4Packet.dontFragment(f, ETH), ip4.dontFragment);
+  assert.equal(Ipv4Packet.ttl(f, ETH), 64);
+  assert.equal(Ipv4Packet.protocol(f, ETH), IpProtocol.ICMP);
+  assert.equal(Ipv4Packet.src(f, ETH), ip4.src);
+  assert.equal(Ipv4Packet.dst(f, ETH), ip4.dst);
+  assert.equal(Ipv4Packet.checksum(f, ETH), ip4.checksum);
+  // One hop: TTL 63 and a checksum that still verifies, equal to a full recompute.
+  Ipv4Packet.decrementTtl(f, ETH);
+  assert.equal(ip4.ttl, 63);
+  assert.equal(ip4.verifyChecksum(), true);
+  const incremental = ip4.checksum;
+  Ipv4Packet.setChecksum(f, ETH, 0);
+  Ipv4Packet.fillChecksum(f, ETH);
+  assert.equal(ip4.checksum, incremental);
+  Ipv4Packet.setSrc(f, ETH, ipv4('192.168.7.9'));
+  Ipv4Packet.setDst(f, ETH, ipv4('10.96.0.1'));
+  Ipv4Packet.setTotalLength(f, ETH, 100);
+  Ipv4Packet.setIdent(f, ETH, 0x1234);
+  assert.equal(ipv4ToString(ip4.src), '192.168.7.9');
+  assert.equal(ipv4ToString(ip4.dst), '10.96.0.1');
+  assert.equal(ip4.totalLength, 100);
+  assert.equal(ip4.ident, 0x1234);
+  assert.equal(ip4.verifyChecksum(), false);
+});
+
 test('IPv4: the original header quoted in an ICMP error may be cut short', () => {
   // ICMP at 20, its quote at 28; keep the quoted header plus 8 bytes (RFC 792 minimum).
   const p = l3(icmp4PortUnreachable).slice(0, 20 + 8 + 28);
