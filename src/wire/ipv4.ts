@@ -134,7 +134,7 @@ export class Ipv4Packet {
   get payloadLength(): number { return this.len - this.headerLength; }
 
   setFlagsAndOffset(dontFragment: boolean, moreFragments: boolean, offsetBytes: number): void {
-    set16(this.buf, this.off + Ipv4Field.FLG_OFF, (dontFragment ? FLAG_DF : 0) | (moreFragments ? FLAG_MF : 0) | ((offsetBytes >>> 3) & OFFSET_MASK));
+    Ipv4Packet.setFlagsAndOffset(this.buf, this.off, dontFragment, moreFragments, offsetBytes);
   }
 
   verifyChecksum(): boolean {
@@ -167,13 +167,20 @@ export class Ipv4Packet {
   // Plain byte reads and writes: nothing is allocated. Addresses come back as uint32;
   // store them in a typed array, not a plain field (see bytes.ts, load32).
   static headerLength(b: Uint8Array, off: number): number { return (b[off]! & 0x0f) << 2; }
+  // Writes version 4 with it.
+  static setHeaderLength(b: Uint8Array, off: number, bytes: number): void { b[off] = 0x40 | (bytes >>> 2); }
   static totalLength(b: Uint8Array, off: number): number { return get16(b, off + Ipv4Field.LENGTH); }
   static setTotalLength(b: Uint8Array, off: number, v: number): void { set16(b, off + Ipv4Field.LENGTH, v); }
   static ident(b: Uint8Array, off: number): number { return get16(b, off + Ipv4Field.IDENT); }
   static setIdent(b: Uint8Array, off: number, v: number): void { set16(b, off + Ipv4Field.IDENT, v); }
   static dontFragment(b: Uint8Array, off: number): boolean { return (get16(b, off + Ipv4Field.FLG_OFF) & FLAG_DF) !== 0; }
+  static setFlagsAndOffset(b: Uint8Array, off: number, dontFragment: boolean, moreFragments: boolean, offsetBytes: number): void {
+    set16(b, off + Ipv4Field.FLG_OFF, (dontFragment ? FLAG_DF : 0) | (moreFragments ? FLAG_MF : 0) | ((offsetBytes >>> 3) & OFFSET_MASK));
+  }
   static ttl(b: Uint8Array, off: number): number { return b[off + Ipv4Field.TTL]!; }
+  static setTtl(b: Uint8Array, off: number, v: number): void { b[off + Ipv4Field.TTL] = v; }
   static protocol(b: Uint8Array, off: number): number { return b[off + Ipv4Field.PROTOCOL]!; }
+  static setProtocol(b: Uint8Array, off: number, v: number): void { b[off + Ipv4Field.PROTOCOL] = v; }
   static checksum(b: Uint8Array, off: number): number { return get16(b, off + Ipv4Field.CHECKSUM); }
   static setChecksum(b: Uint8Array, off: number, v: number): void { set16(b, off + Ipv4Field.CHECKSUM, v); }
   static src(b: Uint8Array, off: number): number { return get32(b, off + Ipv4Field.SRC); }
