@@ -2,6 +2,9 @@
 // in UDP to port 4789, followed by the inner Ethernet frame.
 import { DropReason } from './drop-reason.ts';
 import { EMPTY, get32, set32 } from './bytes.ts';
+import { ETHERNET_HEADER_LENGTH } from './ethernet.ts';
+import { IPV4_HEADER_LENGTH } from './ipv4.ts';
+import { UDP_HEADER_LENGTH } from './udp.ts';
 
 export const VxlanField = {
   FLAGS: 0,
@@ -14,7 +17,7 @@ export const VXLAN_PORT = 4789;
 export const VXLAN_FLAG_I = 0x08;
 // Outer Ethernet + IPv4 + UDP + VXLAN in front of the inner frame: the headroom a
 // slab leaves for in-place encapsulation (docs/ARCHITECTURE.md, "the slab").
-export const VXLAN_OVERHEAD_V4 = 14 + 20 + 8 + VXLAN_HEADER_LENGTH;
+export const VXLAN_OVERHEAD_V4 = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH + VXLAN_HEADER_LENGTH;
 
 export class VxlanHeader {
   buf: Uint8Array = EMPTY;
