@@ -17,8 +17,6 @@ import type { PacketInfo } from './decode.ts';
 // TCP and UDP put the ports at the same offsets (RFC 9293 §3.1, RFC 768).
 const SRC_PORT = TcpField.SRC_PORT;
 const DST_PORT = TcpField.DST_PORT;
-const ICMP_CHECKSUM = Icmpv4Field.CHECKSUM;
-const ICMP_ECHO_IDENT = Icmpv4Field.ECHO_IDENT;
 
 // Where the L4 checksum of a TCP or UDP header sits.
 function l4ChecksumAt(l4: number, protocol: number): number {
@@ -69,9 +67,9 @@ function rewrite4(info: PacketInfo, buf: Uint8Array, addrField: number, portFiel
     if (!none) set16(buf, at, p === IpProtocol.UDP && !l4Partial ? udpWireChecksum(cs) : cs);
   } else if (p === IpProtocol.ICMP && port >= 0 && info.icmpEchoId >= 0) {
     // ICMPv4 has no pseudo-header: only the identifier change reaches its checksum.
-    const old = get16(buf, l4 + ICMP_ECHO_IDENT);
-    set16(buf, l4 + ICMP_ECHO_IDENT, port);
-    set16(buf, l4 + ICMP_CHECKSUM, updateChecksum16(get16(buf, l4 + ICMP_CHECKSUM), old, port));
+    const old = get16(buf, l4 + Icmpv4Field.ECHO_IDENT);
+    set16(buf, l4 + Icmpv4Field.ECHO_IDENT, port);
+    set16(buf, l4 + Icmpv4Field.CHECKSUM, updateChecksum16(get16(buf, l4 + Icmpv4Field.CHECKSUM), old, port));
   }
 }
 
@@ -102,7 +100,7 @@ export function natRewriteQuotedDst4(info: PacketInfo, buf: Uint8Array, addr: nu
 
 function rewriteQuoted4(info: PacketInfo, buf: Uint8Array, addrField: number, portField: number, addr: number, port: number): boolean {
   if (info.ipVersion !== 4 || info.origL3Offset < 0) return false;
-  const icmpAt = info.l4Offset + ICMP_CHECKSUM;
+  const icmpAt = info.l4Offset + Icmpv4Field.CHECKSUM;
   let icmpCs = get16(buf, icmpAt);
   const q = info.origL3Offset;
   const oldAddr = get32(buf, q + addrField);
@@ -133,13 +131,13 @@ function rewriteQuoted4(info: PacketInfo, buf: Uint8Array, addrField: number, po
       }
     } else if (p === IpProtocol.ICMP && port >= 0) {
       // A quoted echo: its identifier plays the port, its own checksum covers it.
-      const oldId = get16(buf, l4 + ICMP_ECHO_IDENT);
-      set16(buf, l4 + ICMP_ECHO_IDENT, port);
+      const oldId = get16(buf, l4 + Icmpv4Field.ECHO_IDENT);
+      set16(buf, l4 + Icmpv4Field.ECHO_IDENT, port);
       icmpCs = updateChecksum16(icmpCs, oldId, port);
-      if (l4 + ICMP_CHECKSUM + 2 <= quoteEnd) {
-        const oldCs = get16(buf, l4 + ICMP_CHECKSUM);
+      if (l4 + Icmpv4Field.CHECKSUM + 2 <= quoteEnd) {
+        const oldCs = get16(buf, l4 + Icmpv4Field.CHECKSUM);
         const cs = updateChecksum16(oldCs, oldId, port);
-        set16(buf, l4 + ICMP_CHECKSUM, cs);
+        set16(buf, l4 + Icmpv4Field.CHECKSUM, cs);
         icmpCs = updateChecksum16(icmpCs, oldCs, cs);
       }
     }
