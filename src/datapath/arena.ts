@@ -69,10 +69,13 @@ export class Arena {
    * the header's offset, or -1 when the scratch is exhausted.
    */
   frameWithHeader(frame: number, len: number, inPlace: boolean): number {
-    if (inPlace) {
-      VirtioNetHeader.clear(this.buf, frame - VIRTIO_NET_HEADER_LENGTH);
-      return frame - VIRTIO_NET_HEADER_LENGTH;
-    }
+    if (!inPlace) return this.#copyToScratch(frame, len);
+    VirtioNetHeader.clear(this.buf, frame - VIRTIO_NET_HEADER_LENGTH);
+    return frame - VIRTIO_NET_HEADER_LENGTH;
+  }
+
+  // Apart, so that the common in-place case stays small enough to be inlined.
+  #copyToScratch(frame: number, len: number): number {
     const at = this.allocFrame(len);
     if (at >= 0) this.buf.copy(this.buf, at + VIRTIO_NET_HEADER_LENGTH, frame, frame + len);
     return at;

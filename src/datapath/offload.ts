@@ -7,7 +7,7 @@
 //   options; a short segment or PSH ends the run).
 // Frames stay IPv4: the pod network is IPv4 in this release.
 import {
-  checksum, set16, EtherType, EthernetFrame, Ipv4Field, Ipv4Packet, IpProtocol, TcpField, TcpFlags, TcpSegment, UdpField,
+  checksum, set16, EtherType, EthernetFrame, Ipv4Packet, IpProtocol, TcpField, TcpFlags, TcpSegment, UdpField,
   VirtioNetFlags, VirtioNetGso, VirtioNetHeader, VxlanHeader, pseudoHeaderV4,
   ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, TCP_HEADER_LENGTH, VXLAN_HEADER_LENGTH,
 } from '../wire/index.ts';
@@ -186,10 +186,10 @@ export class TcpCoalescer {
     const rip = run + ETH;
     const ip = frame + ETH;
     // Same flow: addresses and ports.
-    for (let i = Ipv4Field.SRC; i < Ipv4Field.DST + 4; i++) if (b[rip + i] !== b[ip + i]) return false;
+    if (Ipv4Packet.src(b, rip) !== Ipv4Packet.src(b, ip) || Ipv4Packet.dst(b, rip) !== Ipv4Packet.dst(b, ip)) return false;
     const rt = rip + IPV4_HEADER_LENGTH;
     const t = ip + IPV4_HEADER_LENGTH;
-    for (let i = TcpField.SRC_PORT; i < TcpField.DST_PORT + 2; i++) if (b[rt + i] !== b[t + i]) return false;
+    if (TcpSegment.srcPort(b, rt) !== TcpSegment.srcPort(b, t) || TcpSegment.dstPort(b, rt) !== TcpSegment.dstPort(b, t)) return false;
     // Same ACK, data offset, window, urgent pointer and options (tcp_gro_receive).
     if (TcpSegment.ack(b, rt) !== TcpSegment.ack(b, t) || b[rt + TcpField.DATA_OFF] !== b[t + TcpField.DATA_OFF]) return false;
     if (TcpSegment.window(b, rt) !== TcpSegment.window(b, t) || TcpSegment.urgentPointer(b, rt) !== TcpSegment.urgentPointer(b, t)) return false;

@@ -37,23 +37,31 @@ export class ServiceStage {
    * DROP) has been dealt with when this returns: counted on `c`, and a REJECT answered
    * with a TCP RST or ICMP port unreachable, built in scratch, on `replyPort` unless
    * that is NO_REPLY. `l4Partial`: the frame carries virtio-net NEEDS_CSUM.
+   *
+   * Small on purpose: it is inlined into every receive path, whose inlining budget
+   * (TurboFan's, per optimised function) it shares. With the refusal handling in
+   * here, the underlay's TTL decrement stopped being inlined (--trace-turbo-inlining);
+   * refusals are rare and get a call of their own.
    */
   process(info: PacketInfo, entryPoint: number, l4Partial: boolean, c: PortCounters, replyPort: number): number {
     const nat = this.nat;
     if (nat === null) return Verdict.PASS;
-    const b = this.#arena.buf;
-    const v = nat.process(info, b, entryPoint, l4Partial, this.#now);
-    if (v <= Verdict.NATED) return v;
+    const v = nat.process(info, this.#arena.buf, entryPoint, l4Partial, this.#now);
+    if (v > Verdict.NATED) this.#refused(nat, v, info, c, replyPort);
+    return v;
+  }
+
+  #refused(nat: ServiceNat, v: number, info: PacketInfo, c: PortCounters, replyPort: number): void {
     if (v === Verdict.DROP) {
       c.drops[DatapathDrop.SERVICE_DROPPED]!++;
-      return v;
+      return;
     }
     c.drops[DatapathDrop.SERVICE_REJECTED]!++;
-    if (replyPort === NO_REPLY) return v;
+    if (replyPort === NO_REPLY) return;
+    const b = this.#arena.buf;
     const at = this.#arena.allocFrame(REJECT_BYTES);
-    if (at < 0) return v;
+    if (at < 0) return;
     const n = nat.buildReject(b, at + VIRTIO_NET_HEADER_LENGTH, info, b);
     if (n > 0) this.#sink.enqueue(replyPort, at, VIRTIO_NET_HEADER_LENGTH + n);
-    return v;
   }
 }

@@ -135,6 +135,8 @@ export class TcpSegment {
   // The same fields without a view, for the per-packet path: `off` is where the TCP
   // header starts and the caller knows it is whole. Nothing is allocated; sequence
   // numbers come back as uint32 (store them in a typed array, see bytes.ts load32).
+  static srcPort(b: Uint8Array, off: number): number { return get16(b, off + TcpField.SRC_PORT); }
+  static dstPort(b: Uint8Array, off: number): number { return get16(b, off + TcpField.DST_PORT); }
   static seq(b: Uint8Array, off: number): number { return get32(b, off + TcpField.SEQ_NUM); }
   static setSeq(b: Uint8Array, off: number, v: number): void { set32(b, off + TcpField.SEQ_NUM, v); }
   static ack(b: Uint8Array, off: number): number { return get32(b, off + TcpField.ACK_NUM); }
