@@ -1,7 +1,7 @@
 // IPv4 header view (RFC 791), smoltcp wire::ipv4 style.
 import { DropReason } from './drop-reason.ts';
 import { EMPTY, get16, get32, set16, set32 } from './bytes.ts';
-import { checksum, sumData, updateChecksum16, updateChecksum32 } from './checksum.ts';
+import { checksum, sumData, updateChecksum32 } from './checksum.ts';
 
 export const Ipv4Field = {
   VER_IHL: 0,
@@ -194,11 +194,18 @@ export class Ipv4Packet {
     set16(b, off + Ipv4Field.CHECKSUM, checksum(b, off, Ipv4Packet.headerLength(b, off)));
   }
 
-  /** A forwarding hop (RFC 1812 §5.3.1); TTL shares a 16-bit word with the protocol (RFC 1624 update). */
+  /**
+   * A forwarding hop (RFC 1812 §5.3.1): the caller has checked TTL > 1 (a packet whose
+   * TTL would reach 0 is not forwarded). TTL is the high byte of a 16-bit word, so the
+   * word m drops by 0x100 and RFC 1624's HC' = ~(~HC + ~m + m') has ~m + m' = 0xfeff
+   * whatever the protocol byte: one addition, the same value updateChecksum16 gives.
+   */
   static decrementTtl(b: Uint8Array, off: number): void {
     const at = off + Ipv4Field.TTL;
-    const old = get16(b, at);
     b[at] = b[at]! - 1;
-    set16(b, off + Ipv4Field.CHECKSUM, updateChecksum16(get16(b, off + Ipv4Field.CHECKSUM), old, get16(b, at)));
+    const cs = off + Ipv4Field.CHECKSUM;
+    let s = (~get16(b, cs) & 0xffff) + 0xfeff;
+    s = (s & 0xffff) + (s >>> 16);
+    set16(b, cs, ~s & 0xffff);
   }
 }
