@@ -1,7 +1,7 @@
 // Byte fixtures for the IPv4 and IPv6 views, including the malformed cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DropReason, IpProtocol, Ipv4Packet, Ipv6Packet, ipv4ToString, ipv6ToString, ipv4, get16, set16 } from '../src/wire/index.ts';
+import { DropReason, IpProtocol, Ipv4Packet, Ipv6Packet, ipv4ToString, ipv6ToString, ipv4, get16, set16, updateChecksum16 } from '../src/wire/index.ts';
 import {
   icmp4EchoRecordRoute, icmp4EchoRequest, icmp4PortUnreachable, icmp6EchoRequest, icmp6PortUnreachable,
   ipv4FirstFragment, ipv4LastFragment, ipv6FirstFragment, ipv6LastFragment, mldv2HopByHop, udp6DnsQuery,
@@ -158,6 +158,24 @@ test('IPv4: static accessors read and write the same fields without a view', () 
   assert.equal(ip4.totalLength, 100);
   assert.equal(ip4.ident, 0x1234);
   assert.equal(ip4.verifyChecksum(), false);
+});
+
+test('IPv4: decrementTtl\'s folded update equals the general RFC 1624 one for any TTL, protocol and checksum', () => {
+  const b = new Uint8Array(20);
+  let checked = 0;
+  for (let ttl = 2; ttl < 256; ttl++) {
+    for (const protocol of [IpProtocol.ICMP, IpProtocol.TCP, IpProtocol.UDP, 0xff]) {
+      for (let hc = 0; hc < 0x10000; hc += 251) {
+        b[8] = ttl; b[9] = protocol; set16(b, 10, hc);
+        const word = get16(b, 8);
+        Ipv4Packet.decrementTtl(b, 0);
+        assert.equal(b[8], ttl - 1);
+        assert.equal(get16(b, 10), updateChecksum16(hc, word, word - 0x100));
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 250_000);
 });
 
 test('IPv4: the original header quoted in an ICMP error may be cut short', () => {
