@@ -7,7 +7,7 @@
 // Run: node bench/services.ts   (numbers vary with the machine; take the median)
 import { LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, set16, set32 } from '../src/wire/index.ts';
 import { ServiceNat } from '../src/services/nat.ts';
-import { Ingress, Verdict } from '../src/services/nat-codes.ts';
+import { EntryPoint, Verdict } from '../src/services/nat-codes.ts';
 import { ip, scaleSnapshot } from '../src/model/synthetic.ts';
 import { buildServiceTable } from '../src/tables/service-table.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
@@ -66,7 +66,7 @@ function packetRow(n: number): void {
     let nated = 0;
     for (let i = 0; i < count; i++) {
       shape(i, flags);
-      if (withNat && nat.process(info, work, Ingress.POD, false, 1) === Verdict.NATED) nated++;
+      if (withNat && nat.process(info, work, EntryPoint.POD, false, 1) === Verdict.NATED) nated++;
     }
     const ns = Number(process.hrtime.bigint() - t0) / count;
     if (withNat && nated !== count) throw new Error(`only ${nated} of ${count} packets were NATed`);
@@ -97,7 +97,7 @@ function packetRow(n: number): void {
     set32(work, 20, rp[e]!);
     work[33] = TcpFlags.ACK;
     decodeFrame(info, work, 0, work.length, LinkType.RAW_IP);
-    nat.process(info, work, Ingress.POD, false, 1);
+    nat.process(info, work, EntryPoint.POD, false, 1);
   }
   const reply = Number(process.hrtime.bigint() - t0) / entries - baseline;
   // Hot: 1,000 established flows over and over (packets of a flow come in bursts).
@@ -105,7 +105,7 @@ function packetRow(n: number): void {
     const t1 = process.hrtime.bigint();
     for (let i = 0; i < flows; i++) {
       shape(i % 1000, TcpFlags.ACK);
-      if (withNat) nat.process(info, work, Ingress.POD, false, 1);
+      if (withNat) nat.process(info, work, EntryPoint.POD, false, 1);
     }
     return Number(process.hrtime.bigint() - t1) / flows;
   };

@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
-import { Datapath, VNET } from '../src/datapath/datapath.ts';
+import { Datapath } from '../src/datapath/datapath.ts';
 import { PortKind } from '../src/datapath/port.ts';
 import type { PortCounters } from '../src/datapath/counters.ts';
-import { buildPacket, type PacketRepr } from '../src/wire/index.ts';
+import { VIRTIO_NET_HEADER_LENGTH, buildPacket, type PacketRepr } from '../src/wire/index.ts';
 import {
   GATEWAY_MAC, MAC_A, POD_A, POD_B, REMOTE_POD, REMOTE_POD_MAC, ReplayDevice, ReplayUnderlay, makeTable, pattern,
   podEntry, tcpRepr, timestampOption, vxlanPayload, withVnet,
@@ -58,9 +58,9 @@ function child(frames: number): void {
   for (let k = 0; k < 7; k++) datagrams.push(vxlanPayload(buildPacket(tcpRepr({ dst: POD_B, seq: 1000 + k * 1398, options: opts, payload: pattern(1398, k) }))));
   const underlay = new ReplayUnderlay(datagrams);
   const dp = new Datapath(makeTable([]), underlay);
-  const a = dp.addPort(PortKind.POD, 'pod-a', podA, VNET);
-  const b = dp.addPort(PortKind.POD, 'pod-b', podB, VNET);
-  dp.addPort(PortKind.HOST, 'host', host, VNET);
+  const a = dp.addPort(PortKind.POD, 'pod-a', podA, VIRTIO_NET_HEADER_LENGTH);
+  const b = dp.addPort(PortKind.POD, 'pod-b', podB, VIRTIO_NET_HEADER_LENGTH);
+  dp.addPort(PortKind.HOST, 'host', host, VIRTIO_NET_HEADER_LENGTH);
   dp.setTable(makeTable([podEntry(a, POD_A), podEntry(b, POD_B)]));
 
   const run = (n: number): number => {

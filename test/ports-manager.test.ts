@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { hostNameFor, PortManager, type AddPortParams, type PodPort } from '../src/agent/ports.ts';
 import { ControlError, ControlErrorCode } from '../src/agent/protocol.ts';
+import { VIRTIO_NET_HEADER_LENGTH } from '../src/wire/index.ts';
 import { Netns, run, waitFor } from './helpers/netns.ts';
 import { macToString } from '../src/wire/address.ts';
 
@@ -17,7 +18,6 @@ const macBytes = (mac: number): number[] => [...Buffer.from(macToString(mac).rep
 
 const GATEWAY = 0x0af40101; // 10.244.1.1
 const GATEWAY_MAC = [0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x01];
-const VNET_HDR = 10; // the ports use IFF_VNET_HDR: every frame starts with a virtio_net_hdr
 const stateRoot = mkdtempSync(join(tmpdir(), 'tapir-ports-'));
 after(() => rmSync(stateRoot, { recursive: true, force: true }));
 
@@ -40,8 +40,8 @@ function rxPackets(ns: Netns): number {
 
 /** An ARP request (RFC 826) from the gateway asking for `ip`, behind a zeroed virtio_net_hdr. */
 function arpRequestFromGateway(ip: number): Uint8Array {
-  const f = new Uint8Array(VNET_HDR + 42);
-  const e = VNET_HDR;
+  const f = new Uint8Array(VIRTIO_NET_HEADER_LENGTH + 42);
+  const e = VIRTIO_NET_HEADER_LENGTH;
   f.fill(0xff, e, e + 6);
   f.set(GATEWAY_MAC, e + 6);
   f.set([0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1], e + 12);
@@ -61,7 +61,7 @@ async function readArp(port: PodPort, op: 1 | 2): Promise<Uint8Array> {
   await waitFor(() => {
     const n = port.device.readBatch(slab, SLOT, 0, lengths, SLOTS);
     for (let i = 0; i < n && found === null; i++) {
-      const at = i * SLOT + VNET_HDR;
+      const at = i * SLOT + VIRTIO_NET_HEADER_LENGTH;
       if (slab[at + 12] === 0x08 && slab[at + 13] === 0x06 && slab[at + 21] === op) found = slab.slice(at, at + 42);
     }
     return found !== null;

@@ -13,14 +13,14 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
 import { LinkType, PacketInfo, buildPacket, decodeFrame, ipv4ToString, set16, set32 } from '../src/wire/index.ts';
-import { Ingress, Verdict, verdictNames } from '../src/services/nat-codes.ts';
+import { EntryPoint, Verdict, verdictNames } from '../src/services/nat-codes.ts';
 import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { makeNat, packet, TcpFlags } from './services-helpers.ts';
 
 const { SYN, ACK } = TcpFlags;
 const PODS = ip('10.1.0.0');
 
-interface Template { buf: Uint8Array; ingress: number; vary: boolean }
+interface Template { buf: Uint8Array; entryPoint: number; vary: boolean }
 
 function child(packets: number): void {
   const eps = [0, 1, 2, 3].map((k) => endpoint(`10.244.${2 + k}.5`, 8080));
@@ -34,21 +34,21 @@ function child(packets: number): void {
   ], ['192.168.1.10']), { conntrack: { capacity: 1 << 16, seed: 1 } });
 
   // udpOut/udpBack and estOut/its reply are established flows after their first packet.
-  const t = (f: Parameters<typeof packet>[0], ingress: number, vary = false): Template => ({ buf: packet(f), ingress, vary });
-  const udpOut = t({ proto: 'udp', src: '10.244.1.7:5353', dst: '10.96.0.53:53' }, Ingress.POD);
-  const udpBack = t({ proto: 'udp', src: '10.244.9.9:53', dst: '10.244.1.7:5353' }, Ingress.EXTERNAL);
-  const estOut = t({ src: '203.0.113.9:50000', dst: '192.168.1.10:30080', flags: ACK }, Ingress.EXTERNAL);
+  const t = (f: Parameters<typeof packet>[0], entryPoint: number, vary = false): Template => ({ buf: packet(f), entryPoint, vary });
+  const udpOut = t({ proto: 'udp', src: '10.244.1.7:5353', dst: '10.96.0.53:53' }, EntryPoint.POD);
+  const udpBack = t({ proto: 'udp', src: '10.244.9.9:53', dst: '10.244.1.7:5353' }, EntryPoint.EXTERNAL);
+  const estOut = t({ src: '203.0.113.9:50000', dst: '192.168.1.10:30080', flags: ACK }, EntryPoint.EXTERNAL);
   const templates: Template[] = [
-    t({ src: '10.244.1.7:1', dst: '10.96.0.10:80', flags: SYN }, Ingress.POD, true),
-    t({ src: '10.244.1.7:1', dst: '10.96.0.11:80', flags: SYN }, Ingress.POD, true),
-    t({ src: '10.244.1.7:1', dst: '10.96.0.12:80', flags: SYN }, Ingress.POD, true),
-    t({ src: '203.0.113.9:1', dst: '192.168.1.10:30080', flags: SYN }, Ingress.EXTERNAL, true),
-    t({ src: '203.0.113.9:1', dst: '198.51.100.20:80', flags: SYN }, Ingress.EXTERNAL, true),
-    t({ src: '192.168.1.10:1', dst: '10.96.0.10:80', flags: SYN }, Ingress.HOST, true),
+    t({ src: '10.244.1.7:1', dst: '10.96.0.10:80', flags: SYN }, EntryPoint.POD, true),
+    t({ src: '10.244.1.7:1', dst: '10.96.0.11:80', flags: SYN }, EntryPoint.POD, true),
+    t({ src: '10.244.1.7:1', dst: '10.96.0.12:80', flags: SYN }, EntryPoint.POD, true),
+    t({ src: '203.0.113.9:1', dst: '192.168.1.10:30080', flags: SYN }, EntryPoint.EXTERNAL, true),
+    t({ src: '203.0.113.9:1', dst: '198.51.100.20:80', flags: SYN }, EntryPoint.EXTERNAL, true),
+    t({ src: '192.168.1.10:1', dst: '10.96.0.10:80', flags: SYN }, EntryPoint.HOST, true),
     udpOut, udpBack, estOut, udpOut, udpBack, estOut,
-    t({ src: '10.244.1.7:1', dst: '10.96.0.99:80', flags: SYN }, Ingress.POD, true),
-    t({ src: '203.0.113.9:1', dst: '198.51.100.21:80', flags: SYN }, Ingress.EXTERNAL, true),
-    t({ src: '10.244.1.7:7', dst: '10.244.2.5:8080', flags: ACK }, Ingress.POD),
+    t({ src: '10.244.1.7:1', dst: '10.96.0.99:80', flags: SYN }, EntryPoint.POD, true),
+    t({ src: '203.0.113.9:1', dst: '198.51.100.21:80', flags: SYN }, EntryPoint.EXTERNAL, true),
+    t({ src: '10.244.1.7:7', dst: '10.244.2.5:8080', flags: ACK }, EntryPoint.POD),
   ];
   // The endpoint's reply to estOut and an ICMP error about udpOut need the flows' NAT:
   // run those once, then build them from what the endpoint saw.
@@ -58,18 +58,18 @@ function child(packets: number): void {
     work.set(tpl.buf, 0);
     if (tpl.vary) {
       set16(work, 20, 1024 + (vary % 64000)); // a new source port: a new flow
-      if (tpl.ingress === Ingress.POD) set32(work, 12, PODS + ((vary >>> 4) & 0xffff)); // new clients: new affinity keys
+      if (tpl.entryPoint === EntryPoint.POD) set32(work, 12, PODS + ((vary >>> 4) & 0xffff)); // new clients: new affinity keys
     }
     decodeFrame(info, work, 0, tpl.buf.length, LinkType.RAW_IP);
-    return nat.process(info, work, tpl.ingress, false, now);
+    return nat.process(info, work, tpl.entryPoint, false, now);
   };
   runOne(estOut, 1, 0);
   const reply = nat.result.entry * 2 + 1;
   const ct = nat.conntrack;
-  templates.push(t({ src: `${ipv4ToString(ct.tuple(reply).src)}:8080`, dst: `${ipv4ToString(ct.tuple(reply).dst)}:${ct.tuple(reply).dstPort}`, flags: ACK }, Ingress.POD));
+  templates.push(t({ src: `${ipv4ToString(ct.tuple(reply).src)}:8080`, dst: `${ipv4ToString(ct.tuple(reply).dst)}:${ct.tuple(reply).dstPort}`, flags: ACK }, EntryPoint.POD));
   runOne(udpOut, 1, 0);
   const forwarded = work.slice(0, udpOut.buf.length);
-  templates.push({ buf: buildPacket({ ipv4: { src: ip('10.244.9.9'), dst: ip('10.244.1.7') }, icmp: { type: 3, code: 3 }, payload: forwarded }), ingress: Ingress.EXTERNAL, vary: false });
+  templates.push({ buf: buildPacket({ ipv4: { src: ip('10.244.9.9'), dst: ip('10.244.1.7') }, icmp: { type: 3, code: 3 }, payload: forwarded }), entryPoint: EntryPoint.EXTERNAL, vary: false });
 
   const verdicts = new Float64Array(verdictNames.length);
   let now = 1;

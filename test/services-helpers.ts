@@ -56,11 +56,11 @@ export interface Seen {
 }
 
 /** Runs one packet; returns the verdict and the packet's tuple afterwards (checksums verified when NATed). */
-export function send(nat: ServiceNat, f: Flow | Uint8Array, ingress: number, now = 1): Seen {
+export function send(nat: ServiceNat, f: Flow | Uint8Array, entryPoint: number, now = 1): Seen {
   const buf = f instanceof Uint8Array ? f : packet(f);
   const info = decode(buf);
   const partial = !(f instanceof Uint8Array) && f.partial === true;
-  const verdict = nat.process(info, buf, ingress, partial, now);
+  const verdict = nat.process(info, buf, entryPoint, partial, now);
   const after = decode(buf);
   assert.ok(verifyChecksums(after, buf, partial), 'checksums valid after process()');
   // The PacketInfo process() updated agrees with the bytes.

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../src/cli/trace.ts';
 import { CliError } from '../src/cli/errors.ts';
-import { Ingress } from '../src/services/nat-codes.ts';
+import { EntryPoint } from '../src/services/nat-codes.ts';
 import { parseServiceSnapshot, serviceSnapshotToJson, snapshotToJson, SnapshotError } from '../src/model/snapshot-json.ts';
 import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { traceServicePacket } from '../src/services/trace.ts';
@@ -27,7 +27,7 @@ const snap = snapshot([
 const options = { masqueradeIP: ip('192.168.1.10'), seed: 1, conntrack: { capacity: 64, seed: 1 } };
 
 test('a cluster IP flow from a pod: frontend, eligible endpoints with reasons, choice, DNAT only', () => {
-  const r = traceServicePacket(snap, { protocol: 6, src: ip('10.244.1.7'), srcPort: 40000, dst: ip('10.96.0.10'), dstPort: 80, ingress: Ingress.POD }, options);
+  const r = traceServicePacket(snap, { protocol: 6, src: ip('10.244.1.7'), srcPort: 40000, dst: ip('10.96.0.10'), dstPort: 80, entryPoint: EntryPoint.POD }, options);
   assert.equal(r.verdict, 'nated');
   assert.equal(r.servicePort, 'shop/web:http');
   assert.equal(r.frontend, 'cluster IP');
@@ -45,25 +45,25 @@ test('a cluster IP flow from a pod: frontend, eligible endpoints with reasons, c
 });
 
 test('an outside client at the LB IP under externalTrafficPolicy Local, and one outside the source ranges', () => {
-  const ok = traceServicePacket(snap, { protocol: 6, src: ip('203.0.113.9'), srcPort: 5000, dst: ip('198.51.100.20'), dstPort: 80, ingress: Ingress.EXTERNAL }, options);
+  const ok = traceServicePacket(snap, { protocol: 6, src: ip('203.0.113.9'), srcPort: 5000, dst: ip('198.51.100.20'), dstPort: 80, entryPoint: EntryPoint.EXTERNAL }, options);
   assert.equal(ok.endpoint, '10.244.1.5:8080');
   assert.match(ok.steps.join('\n'), /10\.244\.2\.5:8080 +node-b +ready +not eligible: on another node \(traffic policy Local\)/);
   assert.match(ok.steps.join('\n'), /endpoint on this node/);
-  const denied = traceServicePacket(snap, { protocol: 6, src: ip('8.8.8.8'), srcPort: 5000, dst: ip('198.51.100.20'), dstPort: 80, ingress: Ingress.EXTERNAL }, options);
+  const denied = traceServicePacket(snap, { protocol: 6, src: ip('8.8.8.8'), srcPort: 5000, dst: ip('198.51.100.20'), dstPort: 80, entryPoint: EntryPoint.EXTERNAL }, options);
   assert.equal(denied.verdict, 'drop');
   assert.equal(denied.reason, 'source-range');
   assert.match(denied.steps.at(-1)!, /outside loadBalancerSourceRanges/);
 });
 
 test('the node to its own node port is masqueraded; a service without endpoints is rejected; other traffic passes', () => {
-  const host = traceServicePacket(snap, { protocol: 6, src: ip('192.168.1.10'), srcPort: 4000, dst: ip('192.168.1.10'), dstPort: 30080, ingress: Ingress.HOST }, options);
+  const host = traceServicePacket(snap, { protocol: 6, src: ip('192.168.1.10'), srcPort: 4000, dst: ip('192.168.1.10'), dstPort: 30080, entryPoint: EntryPoint.HOST }, options);
   assert.equal(host.frontend, 'node port');
   assert.equal(host.masquerade, 'traffic from the node itself');
   assert.match(host.steps.join('\n'), /NAT: SNAT 192\.168\.1\.10:4000 -> 192\.168\.1\.10:4000: traffic from the node itself/);
-  const dns = traceServicePacket(snap, { protocol: 17, src: ip('10.244.1.7'), srcPort: 4000, dst: ip('10.96.0.53'), dstPort: 53, ingress: Ingress.POD }, options);
+  const dns = traceServicePacket(snap, { protocol: 17, src: ip('10.244.1.7'), srcPort: 4000, dst: ip('10.96.0.53'), dstPort: 53, entryPoint: EntryPoint.POD }, options);
   assert.equal(dns.verdict, 'reject-icmp');
   assert.match(dns.steps.at(-1)!, /has no endpoints.*ICMP port unreachable/);
-  const other = traceServicePacket(snap, { protocol: 6, src: ip('10.244.1.7'), srcPort: 4000, dst: ip('192.168.1.10'), dstPort: 22, ingress: Ingress.POD }, options);
+  const other = traceServicePacket(snap, { protocol: 6, src: ip('10.244.1.7'), srcPort: 4000, dst: ip('192.168.1.10'), dstPort: 22, entryPoint: EntryPoint.POD }, options);
   assert.equal(other.verdict, 'pass');
   assert.match(other.steps.join('\n'), /serves node ports, but none is 22/);
 });

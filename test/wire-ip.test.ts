@@ -1,7 +1,7 @@
 // Byte fixtures for the IPv4 and IPv6 views, including the malformed cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DropReason, IpProtocol, Ipv4Packet, Ipv6Packet, ipv4ToString, ipv6ToString, ipv4, get16, set16 } from '../src/wire/index.ts';
+import { DropReason, IpProtocol, Ipv4Packet, Ipv6Packet, ipv4ToString, ipv6ToString, ipv4, get16, set16, updateChecksum16 } from '../src/wire/index.ts';
 import {
   icmp4EchoRecordRoute, icmp4EchoRequest, icmp4PortUnreachable, icmp6EchoRequest, icmp6PortUnreachable,
   ipv4FirstFragment, ipv4LastFragment, ipv6FirstFragment, ipv6LastFragment, mldv2HopByHop, udp6DnsQuery,
@@ -127,6 +127,55 @@ test('IPv4: setters, TTL decrement and address rewrites keep the header checksum
   ip4.ttl = 1;
   ip4.ident = 0x1234;
   assert.equal(ip4.verifyChecksum(), false);
+});
+
+test('IPv4: static accessors read and write the same fields without a view', () => {
+  const f = icmp4EchoRecordRoute.slice();
+  assert.equal(ip4.wrap(f, ETH, f.length - ETH), true);
+  assert.equal(Ipv4Packet.headerLength(f, ETH), 60);
+  assert.equal(Ipv4Packet.totalLength(f, ETH), ip4.totalLength);
+  assert.equal(Ipv4Packet.ident(f, ETH), ip4.ident);
+  assert.equal(Ipv4Packet.dontFragment(f, ETH), ip4.dontFragment);
+  assert.equal(Ipv4Packet.ttl(f, ETH), 64);
+  assert.equal(Ipv4Packet.protocol(f, ETH), IpProtocol.ICMP);
+  assert.equal(Ipv4Packet.src(f, ETH), ip4.src);
+  assert.equal(Ipv4Packet.dst(f, ETH), ip4.dst);
+  assert.equal(Ipv4Packet.checksum(f, ETH), ip4.checksum);
+  // One hop: TTL 63 and a checksum that still verifies, equal to a full recompute.
+  Ipv4Packet.decrementTtl(f, ETH);
+  assert.equal(ip4.ttl, 63);
+  assert.equal(ip4.verifyChecksum(), true);
+  const incremental = ip4.checksum;
+  Ipv4Packet.setChecksum(f, ETH, 0);
+  Ipv4Packet.fillChecksum(f, ETH);
+  assert.equal(ip4.checksum, incremental);
+  Ipv4Packet.setSrc(f, ETH, ipv4('192.168.7.9'));
+  Ipv4Packet.setDst(f, ETH, ipv4('10.96.0.1'));
+  Ipv4Packet.setTotalLength(f, ETH, 100);
+  Ipv4Packet.setIdent(f, ETH, 0x1234);
+  assert.equal(ipv4ToString(ip4.src), '192.168.7.9');
+  assert.equal(ipv4ToString(ip4.dst), '10.96.0.1');
+  assert.equal(ip4.totalLength, 100);
+  assert.equal(ip4.ident, 0x1234);
+  assert.equal(ip4.verifyChecksum(), false);
+});
+
+test('IPv4: decrementTtl\'s folded update equals the general RFC 1624 one for any TTL, protocol and checksum', () => {
+  const b = new Uint8Array(20);
+  let checked = 0;
+  for (let ttl = 2; ttl < 256; ttl++) {
+    for (const protocol of [IpProtocol.ICMP, IpProtocol.TCP, IpProtocol.UDP, 0xff]) {
+      for (let hc = 0; hc < 0x10000; hc += 251) {
+        b[8] = ttl; b[9] = protocol; set16(b, 10, hc);
+        const word = get16(b, 8);
+        Ipv4Packet.decrementTtl(b, 0);
+        assert.equal(b[8], ttl - 1);
+        assert.equal(get16(b, 10), updateChecksum16(hc, word, word - 0x100));
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 250_000);
 });
 
 test('IPv4: the original header quoted in an ICMP error may be cut short', () => {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ArpOp, ArpPacket, DropReason, EthernetFrame, EtherType, VirtioNetGso, VirtioNetHeader, VxlanHeader,
+  ArpOp, ArpPacket, DropReason, EthernetFrame, EtherType, VirtioNetGso, VirtioNetHeader, VxlanHeader, VIRTIO_NET_HEADER_LENGTH,
   ipv4ToString, ipv6ToString, macToString, ipv4, parseIpv4, parseIpv6, parseMac,
 } from '../src/wire/index.ts';
 import { arpRequest, hex, icmp4EchoRequest, vxlanEcho } from './fixtures/wire/frames.ts';
@@ -82,6 +82,23 @@ test('ARP: the captured request, field by field, and rewriting it into a reply',
     '0001080006040002' + '02000000000b0a4d0002' + '02000000000a0a4d0001');
 });
 
+test('ARP: replyInPlace (no view) writes the same reply as the setters', () => {
+  const frame = arpRequest.slice();
+  ArpPacket.replyInPlace(frame, 14, ipv4('10.77.0.2'), parseMac('02:00:00:00:00:0b')!);
+  assert.equal(Buffer.from(frame.subarray(14)).toString('hex'),
+    '0001080006040002' + '02000000000b0a4d0002' + '02000000000a0a4d0001');
+});
+
+test('Ethernet: static setters write an untagged header without a view', () => {
+  const b = new Uint8Array(16).fill(0xee);
+  EthernetFrame.setDst(b, 1, parseMac('0a:58:0a:f4:01:07')!);
+  EthernetFrame.setSrc(b, 1, parseMac('0a:58:0a:f4:01:01')!);
+  EthernetFrame.setEthertype(b, 1, EtherType.IPV4);
+  assert.equal(Buffer.from(b).toString('hex'), 'ee' + '0a580af40107' + '0a580af40101' + '0800' + 'ee');
+  assert.equal(EthernetFrame.ethertype(b, 1), EtherType.IPV4);
+  assert.equal(EthernetFrame.ethertype(arpRequest, 0), EtherType.ARP);
+});
+
 test('ARP: short, and not Ethernet/IPv4, are refused', () => {
   const arp = new ArpPacket();
   assert.equal(arp.wrap(arpRequest, 14, 27), false);
@@ -119,6 +136,8 @@ test('VXLAN: I flag required, short refused, VNI setter and emit', () => {
   assert.equal(vx.wrap(b, 42, b.length - 42), true);
   assert.equal(vx.wrap(b, 42, 7), false);
   assert.equal(vx.reason, DropReason.TRUNCATED_VXLAN);
+  assert.equal(VxlanHeader.flags(b, 42), 0x88);
+  assert.equal(VxlanHeader.vni(b, 42), 42);
   const h = new Uint8Array(8).fill(0xee);
   VxlanHeader.emit(h, 0, 0xabcdef);
   assert.equal(Buffer.from(h).toString('hex'), '0800000' + '0abcdef00');
@@ -153,6 +172,47 @@ test('virtio-net header: a TSO frame header as Linux writes it (little-endian fi
   assert.equal(b.every((x) => x === 0), true);
   assert.equal(h.wrap(b, 0, 9), false);
   assert.equal(h.reason, DropReason.TRUNCATED_VIRTIO_NET_HEADER);
+});
+
+test('virtio-net header: static accessors read and write the same fields without a view', () => {
+  const b = hex('ee 01 81 4200 a805 2200 1000');
+  assert.equal(VirtioNetHeader.flags(b, 1), 1);
+  assert.equal(VirtioNetHeader.needsCsum(b, 1), true);
+  assert.equal(VirtioNetHeader.gsoType(b, 1), 0x81);
+  assert.equal(VirtioNetHeader.gsoProtocol(b, 1), VirtioNetGso.TCPV4);
+  assert.equal(VirtioNetHeader.hdrLen(b, 1), 66);
+  assert.equal(VirtioNetHeader.gsoSize(b, 1), 1448);
+  assert.equal(VirtioNetHeader.csumStart(b, 1), 34);
+  assert.equal(VirtioNetHeader.csumOffset(b, 1), 16);
+  VirtioNetHeader.setGsoType(b, 1, VirtioNetGso.UDP_L4);
+  VirtioNetHeader.setGsoSize(b, 1, 1472);
+  VirtioNetHeader.setCsumOffset(b, 1, 6);
+  VirtioNetHeader.setHdrLen(b, 1, 42);
+  VirtioNetHeader.setCsumStart(b, 1, 20);
+  VirtioNetHeader.setFlags(b, 1, 0);
+  assert.equal(Buffer.from(b).toString('hex'), 'ee' + '0005' + '2a00' + 'c005' + '1400' + '0600');
+  VirtioNetHeader.clear(b, 1);
+  assert.equal(Buffer.from(b).toString('hex'), 'ee' + '00'.repeat(VIRTIO_NET_HEADER_LENGTH));
+});
+
+test('virtio-net header: move shifts csum_start and hdr_len with the link header', () => {
+  // A TSO frame's header (NEEDS_CSUM, TCPV4, hdr_len 66, csum_start 34) moving 14 bytes
+  // up when Ethernet is stripped, then back down when it is prepended again.
+  const b = new Uint8Array(44);
+  b.set(hex('01 01 4200 a805 2200 1000'), 20);
+  VirtioNetHeader.move(b, 20, 34, -14);
+  assert.equal(Buffer.from(b.subarray(34, 40)).toString('hex'), '0101' + '3400' + 'a805');
+  assert.equal(VirtioNetHeader.hdrLen(b, 34), 52);
+  assert.equal(VirtioNetHeader.csumStart(b, 34), 20);
+  assert.equal(VirtioNetHeader.gsoSize(b, 34), 1448);
+  assert.equal(VirtioNetHeader.csumOffset(b, 34), 16);
+  VirtioNetHeader.move(b, 34, 0, 14);
+  assert.equal(Buffer.from(b.subarray(0, 10)).toString('hex'), '0101' + '4200' + 'a805' + '2200' + '1000');
+  // No offload requested: nothing to shift, the header is copied as it is.
+  const plain = new Uint8Array(30);
+  plain.set(hex('00 00 4200 0000 2200 1000'), 0);
+  VirtioNetHeader.move(plain, 0, 14, 14);
+  assert.equal(Buffer.from(plain.subarray(14, 24)).toString('hex'), '0000' + '4200' + '0000' + '2200' + '1000');
 });
 
 test('virtio-net header: the 12-byte num_buffers variant', () => {

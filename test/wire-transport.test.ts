@@ -71,6 +71,25 @@ test('TCP: a data segment, and setters', () => {
   assert.equal(Buffer.from(f.subarray(L4V4, L4V4 + 16)).toString('hex'), '0001ffff' + 'ffffffff' + '00000007' + '8004' + '0000');
 });
 
+test('TCP: static accessors read and write the same fields without a view', () => {
+  const f = tcpData.slice();
+  assert.equal(tcp.wrap(f, L4V4, f.length - L4V4), true);
+  assert.equal(TcpSegment.seq(f, L4V4), tcp.seq);
+  assert.equal(TcpSegment.ack(f, L4V4), tcp.ack);
+  assert.equal(TcpSegment.headerLength(f, L4V4), 32);
+  assert.equal(TcpSegment.flags(f, L4V4), TcpFlags.PSH | TcpFlags.ACK);
+  assert.equal(TcpSegment.window(f, L4V4), tcp.window);
+  assert.equal(TcpSegment.urgentPointer(f, L4V4), tcp.urgentPointer);
+  TcpSegment.setChecksum(f, L4V4, 0xbeef);
+  assert.equal(tcp.checksum, 0xbeef);
+  TcpSegment.fillChecksum(f, L4V4, tcp.len, pseudo4(f));
+  assert.equal(tcp.verifyChecksum(pseudo4(f)), true);
+  TcpSegment.setSeq(f, L4V4, 0xfffffffe);
+  TcpSegment.setFlags(f, L4V4, TcpFlags.FIN | TcpFlags.ACK);
+  assert.equal(tcp.seq, 0xfffffffe);
+  assert.equal(tcp.flags, TcpFlags.FIN | TcpFlags.ACK);
+});
+
 test('TCP: bad data offsets and options are refused', () => {
   const cases: Array<[string, (f: Uint8Array) => number, number]> = [
     ['shorter than 20 bytes', () => 19, DropReason.TRUNCATED_TCP],
@@ -163,6 +182,24 @@ test('ICMPv4: the captured echo request', () => {
   assert.equal(icmp.embedded(new Ipv4Packet()), false);
   assert.equal(icmp.wrap(f, L4V4, 7), false);
   assert.equal(icmp.reason, DropReason.TRUNCATED_ICMP);
+});
+
+test('ICMPv4: static accessors; an echo request turned into its reply keeps a valid checksum', () => {
+  const f = icmp4EchoRequest.slice();
+  const icmp = new Icmpv4Packet();
+  assert.equal(icmp.wrap(f, L4V4, 64), true);
+  assert.equal(Icmpv4Packet.type(f, L4V4), Icmpv4Type.ECHO_REQUEST);
+  assert.equal(Icmpv4Packet.echoIdent(f, L4V4), 8379);
+  assert.equal(Icmpv4Packet.checksum(f, L4V4), icmp.checksum);
+  Icmpv4Packet.setTypeUpdatingChecksum(f, L4V4, Icmpv4Type.ECHO_REPLY);
+  assert.equal(icmp.type, Icmpv4Type.ECHO_REPLY);
+  assert.equal(icmp.verifyChecksum(), true);
+  const incremental = icmp.checksum;
+  icmp.fillChecksum();
+  assert.equal(icmp.checksum, incremental);
+  Icmpv4Packet.setEchoIdent(f, L4V4, 1);
+  assert.equal(icmp.echoIdent, 1);
+  assert.equal(icmp.verifyChecksum(), false);
 });
 
 test('ICMPv4: the captured port unreachable and the datagram it quotes', () => {

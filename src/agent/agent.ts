@@ -7,10 +7,10 @@ import { ip as runIp } from '../device/ip-command.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
-import { Datapath, VNET } from '../datapath/datapath.ts';
+import { Datapath } from '../datapath/datapath.ts';
 import { ForwardingTable, macForIpv4, type PodEntry } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
-import { ipv4ToString, VXLAN_PORT } from '../wire/index.ts';
+import { ipv4ToString, VIRTIO_NET_HEADER_LENGTH, VXLAN_PORT } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { ControlServer } from './control-server.ts';
 import { PortManager, type PodPort } from './ports.ts';
@@ -77,7 +77,7 @@ export class Agent {
     mkdirSync(config.stateDir, { recursive: true, mode: 0o755 });
     // The host TUN: TSO and partial checksums from the node's stack pass through to
     // pods untouched; only the underlay path segments in software.
-    const host = TunDevice.open({ name: config.hostTun, mode: 'tun', vnetHdr: true, vnetHdrSize: VNET, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 });
+    const host = TunDevice.open({ name: config.hostTun, mode: 'tun', vnetHdr: true, vnetHdrSize: VIRTIO_NET_HEADER_LENGTH, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 });
     let underlay: UdpBatchSocket;
     try {
       await ip(['link', 'set', 'dev', host.name, 'mtu', String(config.mtu), 'up']);

@@ -8,7 +8,7 @@ import type { Datapath } from '../datapath/datapath.ts';
 import { DatapathDrop } from '../datapath/counters.ts';
 import { explainRoute, RouteFrom, type Route } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
-import { Ingress } from '../services/nat-codes.ts';
+import { EntryPoint } from '../services/nat-codes.ts';
 import { traceServicePacket } from '../services/trace.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4, ipv4ToString } from '../wire/index.ts';
@@ -108,8 +108,8 @@ export class AgentTools {
   trace(r: TraceRequest): TraceInfo {
     const h = this.#host;
     const snapshot = h.serviceSnapshot() ?? { generation: 0, ports: [], nodePortAddresses: [] };
-    const ingress = r.from === 'pod' ? Ingress.POD : r.from === 'host' ? Ingress.HOST : Ingress.EXTERNAL;
-    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: ipv4(r.src), srcPort: r.srcPort, dst: ipv4(r.dst), dstPort: r.dstPort, ingress }, {
+    const entryPoint = r.from === 'pod' ? EntryPoint.POD : r.from === 'host' ? EntryPoint.HOST : EntryPoint.EXTERNAL;
+    const result = traceServicePacket(snapshot, { protocol: r.protocol, src: ipv4(r.src), srcPort: r.srcPort, dst: ipv4(r.dst), dstPort: r.dstPort, entryPoint }, {
       masqueradeIP: h.masqueradeIP,
       hairpinIP: h.hairpinIP,
       seed: 1,

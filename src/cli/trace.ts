@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseIpv4 } from '../wire/address.ts';
-import { Ingress } from '../services/nat-codes.ts';
+import { EntryPoint } from '../services/nat-codes.ts';
 import { parseServiceSnapshot } from '../model/snapshot-json.ts';
 import { traceServicePacket, type TracePacket } from '../services/trace.ts';
 import { CliError } from './errors.ts';
@@ -28,7 +28,7 @@ step is the egress: the pod port, the VXLAN tunnel to a node, or the host TUN. W
 
 The trace starts from empty conntrack and affinity state.`;
 
-const FROM: Record<string, number> = { pod: Ingress.POD, host: Ingress.HOST, external: Ingress.EXTERNAL };
+const FROM: Record<string, number> = { pod: EntryPoint.POD, host: EntryPoint.HOST, external: EntryPoint.EXTERNAL };
 
 function endpointArg(v: string | undefined, flag: string): [number, number] {
   if (v === undefined) throw new CliError(`trace: ${flag} IP:PORT is required (see tapir trace --help)`, 2);
@@ -74,15 +74,15 @@ export async function run(args: string[]): Promise<number> {
   const [dst, dstPort] = endpointArg(values.dst, '--dst');
   const proto = values.proto.toLowerCase();
   if (proto !== 'tcp' && proto !== 'udp') throw new CliError(`trace: --proto ${values.proto}: expected tcp or udp`, 2);
-  const ingress = FROM[values.from];
-  if (ingress === undefined) throw new CliError(`trace: --from ${values.from}: expected pod, host or external`, 2);
+  const entryPoint = FROM[values.from];
+  if (entryPoint === undefined) throw new CliError(`trace: --from ${values.from}: expected pod, host or external`, 2);
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new CliError(`trace: --seed ${values.seed}: expected an integer`, 2);
   let masqueradeIP: number;
   if (values['masquerade-ip'] !== undefined) masqueradeIP = ipArg(values['masquerade-ip'], '--masquerade-ip');
   else if (snapshot.nodePortAddresses.length > 0) masqueradeIP = snapshot.nodePortAddresses[0]!;
   else throw new CliError('trace: --masquerade-ip IP is needed: the snapshot lists no nodePortAddresses to take it from', 2);
-  const packet: TracePacket = { protocol: proto === 'tcp' ? 6 : 17, src, srcPort, dst, dstPort, ingress };
+  const packet: TracePacket = { protocol: proto === 'tcp' ? 6 : 17, src, srcPort, dst, dstPort, entryPoint };
   const result = traceServicePacket(snapshot, packet, {
     masqueradeIP,
     hairpinIP: values['hairpin-ip'] !== undefined ? ipArg(values['hairpin-ip'], '--hairpin-ip') : masqueradeIP,

@@ -1,6 +1,6 @@
 // Replies the agent writes in place over the request it answers, as the router and
 // ARP responder of its pods: the frame keeps its slot and goes back out the same port.
-import { ArpOp, Icmpv4Type, get16, set16, set32, set48, updateChecksum16, type PacketInfo } from '../wire/index.ts';
+import { ArpPacket, EthernetFrame, Icmpv4Packet, Icmpv4Type, Ipv4Packet, type PacketInfo } from '../wire/index.ts';
 
 /**
  * Turns the ARP request decoded in `info` (its frame at `off`, behind a `vnet`-byte
@@ -9,14 +9,9 @@ import { ArpOp, Icmpv4Type, get16, set16, set32, set48, updateChecksum16, type P
  */
 export function arpReplyInPlace(b: Buffer, info: PacketInfo, off: number, vnet: number, target: number, mac: number): void {
   const e = off + vnet;
-  const arp = info.l3Offset;
-  const requester = info.ethSrc;
-  set16(b, arp + 6, ArpOp.REPLY);
-  b.copy(b, arp + 18, arp + 8, arp + 18); // target hardware + protocol address <- the requester's
-  set48(b, arp + 8, mac);
-  set32(b, arp + 14, target);
-  set48(b, e, requester);
-  set48(b, e + 6, mac);
+  ArpPacket.replyInPlace(b, info.l3Offset, target, mac);
+  EthernetFrame.setDst(b, e, info.ethSrc);
+  EthernetFrame.setSrc(b, e, mac);
   b.fill(0, off, e);
 }
 
@@ -28,14 +23,10 @@ export function arpReplyInPlace(b: Buffer, info: PacketInfo, off: number, vnet: 
 export function echoReplyInPlace(b: Buffer, info: PacketInfo, off: number, vnet: number, mac: number): void {
   const e = off + vnet;
   const ip = info.l3Offset;
-  const icmp = info.l4Offset;
-  const src = info.src4;
-  set32(b, ip + 12, info.dst4);
-  set32(b, ip + 16, src);
-  const old = get16(b, icmp);
-  b[icmp] = Icmpv4Type.ECHO_REPLY;
-  set16(b, icmp + 2, updateChecksum16(get16(b, icmp + 2), old, get16(b, icmp)));
-  set48(b, e, info.ethSrc);
-  set48(b, e + 6, mac);
+  Ipv4Packet.setSrc(b, ip, info.dst4);
+  Ipv4Packet.setDst(b, ip, info.src4);
+  Icmpv4Packet.setTypeUpdatingChecksum(b, info.l4Offset, Icmpv4Type.ECHO_REPLY);
+  EthernetFrame.setDst(b, e, info.ethSrc);
+  EthernetFrame.setSrc(b, e, mac);
   b.fill(0, off, e);
 }

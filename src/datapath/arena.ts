@@ -5,6 +5,7 @@
 //
 // The agent is single-threaded and handles one receive batch to completion (process,
 // then flush every queue) before the next read, so one set of slots serves all ports.
+import { VIRTIO_NET_HEADER_LENGTH, VirtioNetHeader } from '../wire/index.ts';
 
 /** A TSO/GRO frame is up to 64 KiB; plus the virtio-net header and the headroom. */
 export const SLOT_SIZE = 65536 + 512;
@@ -15,6 +16,8 @@ export const SLOT_SIZE = 65536 + 512;
 export const HEADROOM = 64;
 /** Frames per read call: the batch that one JS<->C crossing moves. */
 export const RX_BATCH = 64;
+/** Batches read per readiness callback before yielding to the event loop (fairness). */
+export const BATCHES_PER_WAKEUP = 4;
 /** Scratch for built frames: 64 coalescing runs of 64 KiB, or ~2,800 MTU-size segments. */
 export const SCRATCH_BYTES = 64 * 65 * 1024;
 
@@ -46,6 +49,35 @@ export class Arena {
     const at = this.scratchCursor;
     if (at + n > this.scratchEnd) return -1;
     this.scratchCursor = (at + n + 7) & ~7;
+    return at;
+  }
+
+  /**
+   * Reserves scratch for a frame of `n` bytes behind a zeroed virtio-net header (no
+   * offload requested); returns the header's offset, or -1 when the scratch is exhausted.
+   */
+  allocFrame(n: number): number {
+    const at = this.allocScratch(VIRTIO_NET_HEADER_LENGTH + n);
+    if (at >= 0) VirtioNetHeader.clear(this.buf, at);
+    return at;
+  }
+
+  /**
+   * Puts a zeroed virtio-net header right in front of the `len`-byte frame at `frame`:
+   * in place when the bytes in front of it are free (`inPlace`: headroom, or a VXLAN
+   * header already read), else in scratch with a copy of the frame behind it. Returns
+   * the header's offset, or -1 when the scratch is exhausted.
+   */
+  frameWithHeader(frame: number, len: number, inPlace: boolean): number {
+    if (!inPlace) return this.#copyToScratch(frame, len);
+    VirtioNetHeader.clear(this.buf, frame - VIRTIO_NET_HEADER_LENGTH);
+    return frame - VIRTIO_NET_HEADER_LENGTH;
+  }
+
+  // Apart, so that the common in-place case stays small enough to be inlined.
+  #copyToScratch(frame: number, len: number): number {
+    const at = this.allocFrame(len);
+    if (at >= 0) this.buf.copy(this.buf, at + VIRTIO_NET_HEADER_LENGTH, frame, frame + len);
     return at;
   }
 

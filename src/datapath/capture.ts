@@ -2,10 +2,14 @@
 // agent runs. Pod ports are Ethernet, the host port raw IP; the underlay socket only
 // sees UDP payloads (VXLAN), so outer Ethernet/IPv4/UDP headers are rebuilt around each
 // datagram from the addresses the socket reported, and Wireshark decodes the VXLAN.
-import { checksum, set16, set32, set48, VXLAN_PORT } from '../wire/index.ts';
+import {
+  EthernetFrame, EtherType, IpProtocol, Ipv4Field, Ipv4Packet, UdpField, set16,
+  ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, UDP_HEADER_LENGTH, VXLAN_PORT,
+} from '../wire/index.ts';
 import { PcapWriter } from '../pcap/index.ts';
 
-const OUTER = 14 + 20 + 8;
+const OUTER = ETH + IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH;
+const UDP = ETH + IPV4_HEADER_LENGTH;
 // Placeholder MACs for the rebuilt outer Ethernet header (locally administered).
 const OUTER_SRC_MAC = 0x02_00_00_00_00_01;
 const OUTER_DST_MAC = 0x02_00_00_00_00_02;
@@ -40,22 +44,23 @@ export class PortCapture {
 
   #datagram(b: Buffer, off: number, len: number, src: number, dst: number): void {
     const s = this.#scratch!;
-    set48(s, 0, OUTER_DST_MAC);
-    set48(s, 6, OUTER_SRC_MAC);
-    set16(s, 12, 0x0800);
-    s[14] = 0x45; s[15] = 0;
-    set16(s, 16, 20 + 8 + len);
-    set16(s, 18, this.#ident++ & 0xffff);
-    set16(s, 20, 0x4000);
-    s[22] = 64; s[23] = 17;
-    set16(s, 24, 0);
-    set32(s, 26, src);
-    set32(s, 30, dst);
-    set16(s, 24, checksum(s, 14, 20));
-    set16(s, 34, VXLAN_PORT);
-    set16(s, 36, VXLAN_PORT);
-    set16(s, 38, 8 + len);
-    set16(s, 40, 0); // UDP checksum 0: "none" over IPv4 (the kernel's was not visible here)
+    EthernetFrame.setDst(s, 0, OUTER_DST_MAC);
+    EthernetFrame.setSrc(s, 0, OUTER_SRC_MAC);
+    EthernetFrame.setEthertype(s, 0, EtherType.IPV4);
+    Ipv4Packet.setHeaderLength(s, ETH, IPV4_HEADER_LENGTH);
+    s[ETH + Ipv4Field.DSCP_ECN] = 0;
+    Ipv4Packet.setTotalLength(s, ETH, IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH + len);
+    Ipv4Packet.setIdent(s, ETH, this.#ident++ & 0xffff);
+    Ipv4Packet.setFlagsAndOffset(s, ETH, true, false, 0);
+    Ipv4Packet.setTtl(s, ETH, 64);
+    Ipv4Packet.setProtocol(s, ETH, IpProtocol.UDP);
+    Ipv4Packet.setSrc(s, ETH, src);
+    Ipv4Packet.setDst(s, ETH, dst);
+    Ipv4Packet.fillChecksum(s, ETH);
+    set16(s, UDP + UdpField.SRC_PORT, VXLAN_PORT);
+    set16(s, UDP + UdpField.DST_PORT, VXLAN_PORT);
+    set16(s, UDP + UdpField.LENGTH, UDP_HEADER_LENGTH + len);
+    set16(s, UDP + UdpField.CHECKSUM, 0); // "none" over IPv4 (the kernel's was not visible here)
     b.copy(s, OUTER, off, off + len);
     this.writer.writeFrameAt(s, 0, OUTER + len, this.#sec, this.#nsec);
   }

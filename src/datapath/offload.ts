@@ -6,44 +6,20 @@
 //   TAP (Linux tcp_gro_receive rules: same flow, next sequence, same ACK, window and
 //   options; a short segment or PSH ends the run).
 // Frames stay IPv4: the pod network is IPv4 in this release.
-import { checksum, get16, get32, pseudoHeaderV4, set16, set32, VirtioNetFlags, VirtioNetGso, VxlanHeader, TcpFlags, VXLAN_HEADER_LENGTH } from '../wire/index.ts';
+import {
+  checksum, set16, EtherType, EthernetFrame, Ipv4Packet, IpProtocol, TcpField, TcpFlags, TcpSegment, UdpField,
+  VirtioNetFlags, VirtioNetGso, VirtioNetHeader, VxlanHeader, pseudoHeaderV4,
+  ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, TCP_HEADER_LENGTH, VXLAN_HEADER_LENGTH,
+} from '../wire/index.ts';
 import type { PacketInfo } from '../wire/index.ts';
 import type { Arena, UnderlayTxQueue } from './arena.ts';
 
-const ETH = 14;
-const IP_TOTAL_LENGTH = 2;
-const IP_IDENT = 4;
-const IP_CHECKSUM = 10;
-const IP_SRC = 12;
-const IP_DST = 16;
-const TCP_SEQ = 4;
-const TCP_ACK = 8;
-const TCP_FLAGS = 13;
-const TCP_CHECKSUM = 16;
-const PROTO_TCP = 6;
-// virtio_net_hdr field offsets (little-endian; include/uapi/linux/virtio_net.h).
-const VNET_FLAGS = 0;
-const VNET_GSO_TYPE = 1;
-const VNET_HDR_LEN = 2;
-const VNET_GSO_SIZE = 4;
-const VNET_CSUM_START = 6;
-const VNET_CSUM_OFFSET = 8;
 /** Largest UDP payload in one IPv4 datagram, the ceiling of a UDP GSO send. */
 const UDP_GSO_MAX_BYTES = 65507;
 /** Linux UDP_MAX_SEGMENTS was 64 before 5.x raised it; 64 works everywhere. */
 const UDP_GSO_MAX_SEGMENTS = 64;
 /** An IPv4 packet's total length is 16 bits. */
 const IPV4_MAX = 65535;
-
-function setLe16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = v >>> 8;
-}
-
-function fillIpv4Checksum(b: Uint8Array, ip: number, ihl: number): void {
-  set16(b, ip + IP_CHECKSUM, 0);
-  set16(b, ip + IP_CHECKSUM, checksum(b, ip, ihl));
-}
 
 /**
  * Stores the checksum that a NEEDS_CSUM frame left to the device: the field at
@@ -54,7 +30,7 @@ export function completeChecksum(b: Uint8Array, frame: number, length: number, c
   if (csumStart + csumOffset + 2 > length) return false;
   let c = checksum(b, frame + csumStart, length - csumStart);
   // RFC 768: UDP (csum_offset 6) sends a computed zero as all ones.
-  if (c === 0 && csumOffset === 6) c = 0xffff;
+  if (c === 0 && csumOffset === UdpField.CHECKSUM) c = 0xffff;
   set16(b, frame + csumStart + csumOffset, c);
   return true;
 }
@@ -69,24 +45,25 @@ export function completeChecksum(b: Uint8Array, frame: number, length: number, c
 export function segmentTcp4ToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dst: number, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
   const b = arena.buf;
   const ip = frame + ETH;
-  if (length < ETH + 40 || get16(b, frame + 12) !== 0x0800 || b[ip + 9] !== PROTO_TCP || mss <= 0) return false;
-  const ihl = (b[ip]! & 0x0f) << 2;
+  if (length < ETH + IPV4_HEADER_LENGTH + TCP_HEADER_LENGTH || EthernetFrame.ethertype(b, frame) !== EtherType.IPV4) return false;
+  if (Ipv4Packet.protocol(b, ip) !== IpProtocol.TCP || mss <= 0) return false;
+  const ihl = Ipv4Packet.headerLength(b, ip);
   const tcp = ip + ihl;
-  const thl = (b[tcp + 12]! >>> 4) << 2;
+  const thl = TcpSegment.headerLength(b, tcp);
   const hdrs = ETH + ihl + thl;
   const payload = length - hdrs;
-  if (ihl < 20 || thl < 20 || payload <= 0) return false;
+  if (ihl < IPV4_HEADER_LENGTH || thl < TCP_HEADER_LENGTH || payload <= 0) return false;
   const segments = Math.ceil(payload / mss);
   const segBytes = VXLAN_HEADER_LENGTH + hdrs + mss;
   const perSend = udpGso ? Math.max(1, Math.min(UDP_GSO_MAX_SEGMENTS, Math.floor(UDP_GSO_MAX_BYTES / segBytes))) : 1;
   const sends = Math.ceil(segments / perSend);
-  if (queue.capacity - queue.count < sends || arena.scratchFree < segments * segBytes + sends * 8) return false;
+  if (queue.capacity - queue.count < sends || arena.scratchFree < segments * segBytes + sends * 8) return false; // + 8-byte alignment per reservation
 
-  const seq0 = get32(b, tcp + TCP_SEQ);
-  const id0 = get16(b, ip + IP_IDENT);
-  const flags0 = b[tcp + TCP_FLAGS]!;
-  const src = get32(b, ip + IP_SRC);
-  const dstIp = get32(b, ip + IP_DST);
+  const seq0 = TcpSegment.seq(b, tcp);
+  const id0 = Ipv4Packet.ident(b, ip);
+  const flags0 = TcpSegment.flags(b, tcp);
+  const src = Ipv4Packet.src(b, ip);
+  const dstIp = Ipv4Packet.dst(b, ip);
   let k = 0;
   while (k < segments) {
     const n = Math.min(perSend, segments - k);
@@ -101,17 +78,16 @@ export function segmentTcp4ToVxlan(arena: Arena, frame: number, length: number, 
       b.copy(b, f, frame, frame + hdrs);
       b.copy(b, f + hdrs, frame + hdrs + k * mss, frame + hdrs + k * mss + chunk);
       const sip = f + ETH;
-      set16(b, sip + IP_TOTAL_LENGTH, ihl + thl + chunk);
-      set16(b, sip + IP_IDENT, (id0 + k) & 0xffff);
-      fillIpv4Checksum(b, sip, ihl);
+      Ipv4Packet.setTotalLength(b, sip, ihl + thl + chunk);
+      Ipv4Packet.setIdent(b, sip, (id0 + k) & 0xffff);
+      Ipv4Packet.fillChecksum(b, sip);
       const st = sip + ihl;
-      set32(b, st + TCP_SEQ, (seq0 + k * mss) >>> 0);
+      TcpSegment.setSeq(b, st, (seq0 + k * mss) >>> 0);
       let flags = flags0;
       if (k !== segments - 1) flags &= ~(TcpFlags.FIN | TcpFlags.PSH);
       if (k !== 0) flags &= ~TcpFlags.CWR;
-      b[st + TCP_FLAGS] = flags;
-      set16(b, st + TCP_CHECKSUM, 0);
-      set16(b, st + TCP_CHECKSUM, checksum(b, st, thl + chunk, pseudoHeaderV4(src, dstIp, PROTO_TCP, thl + chunk)));
+      TcpSegment.setFlags(b, st, flags);
+      TcpSegment.fillChecksum(b, st, thl + chunk, pseudoHeaderV4(src, dstIp, IpProtocol.TCP, thl + chunk));
       out = f + hdrs + chunk;
     }
     queue.pushDatagram(at, bytes, dst, dstPort, n > 1 ? segBytes : 0);
@@ -160,7 +136,7 @@ export class TcpCoalescer {
    * cannot be coalesced (the caller forwards it as it is, after `finish(port)`).
    */
   offer(port: number, info: PacketInfo, b: Buffer, frame: number): boolean {
-    if (info.ipVersion !== 4 || info.protocol !== PROTO_TCP || info.ipHeaderLength !== 20 || info.isFragment || info.vlan !== -1) return false;
+    if (info.ipVersion !== 4 || info.protocol !== IpProtocol.TCP || info.ipHeaderLength !== IPV4_HEADER_LENGTH || info.isFragment || info.vlan !== -1) return false;
     const flags = info.tcpFlags;
     if ((flags & ~(TcpFlags.ACK | TcpFlags.PSH)) !== 0 || (flags & TcpFlags.ACK) === 0 || info.payloadLength <= 0) return false;
     if (port >= this.#start.length) this.#grow(port);
@@ -177,7 +153,7 @@ export class TcpCoalescer {
         this.#nextSeq[port] = (info.tcpSeq + payload) >>> 0;
         const full = payload === this.#gsoSize[port];
         this.#lastFull[port] = full ? 1 : 0;
-        if ((flags & TcpFlags.PSH) !== 0) b[start + v + ETH + 20 + TCP_FLAGS]! |= TcpFlags.PSH;
+        if ((flags & TcpFlags.PSH) !== 0) b[start + v + ETH + IPV4_HEADER_LENGTH + TcpField.FLAGS]! |= TcpFlags.PSH;
         if (!full || (flags & TcpFlags.PSH) !== 0) this.finish(port);
         return true;
       }
@@ -210,15 +186,15 @@ export class TcpCoalescer {
     const rip = run + ETH;
     const ip = frame + ETH;
     // Same flow: addresses and ports.
-    for (let i = 12; i < 20; i++) if (b[rip + i] !== b[ip + i]) return false;
-    const rt = rip + 20;
-    const t = ip + 20;
-    for (let i = 0; i < 4; i++) if (b[rt + i] !== b[t + i]) return false;
+    if (Ipv4Packet.src(b, rip) !== Ipv4Packet.src(b, ip) || Ipv4Packet.dst(b, rip) !== Ipv4Packet.dst(b, ip)) return false;
+    const rt = rip + IPV4_HEADER_LENGTH;
+    const t = ip + IPV4_HEADER_LENGTH;
+    if (TcpSegment.srcPort(b, rt) !== TcpSegment.srcPort(b, t) || TcpSegment.dstPort(b, rt) !== TcpSegment.dstPort(b, t)) return false;
     // Same ACK, data offset, window, urgent pointer and options (tcp_gro_receive).
-    if (get32(b, rt + TCP_ACK) !== get32(b, t + TCP_ACK) || b[rt + 12] !== b[t + 12]) return false;
-    if (get16(b, rt + 14) !== get16(b, t + 14) || get16(b, rt + 18) !== get16(b, t + 18)) return false;
-    const thl = hdrs - ETH - 20;
-    for (let i = 20; i < thl; i++) if (b[rt + i] !== b[t + i]) return false;
+    if (TcpSegment.ack(b, rt) !== TcpSegment.ack(b, t) || b[rt + TcpField.DATA_OFF] !== b[t + TcpField.DATA_OFF]) return false;
+    if (TcpSegment.window(b, rt) !== TcpSegment.window(b, t) || TcpSegment.urgentPointer(b, rt) !== TcpSegment.urgentPointer(b, t)) return false;
+    const thl = hdrs - ETH - IPV4_HEADER_LENGTH;
+    for (let i = TCP_HEADER_LENGTH; i < thl; i++) if (b[rt + i] !== b[t + i]) return false;
     return true;
   }
 
@@ -235,18 +211,18 @@ export class TcpCoalescer {
     if (segments > 1) {
       const ip = start + v + ETH;
       const hdrs = this.#hdrs[port]!;
-      const tcpLength = length - ETH - 20;
-      set16(b, ip + IP_TOTAL_LENGTH, length - ETH);
-      fillIpv4Checksum(b, ip, 20);
+      const tcpLength = length - ETH - IPV4_HEADER_LENGTH;
+      Ipv4Packet.setTotalLength(b, ip, length - ETH);
+      Ipv4Packet.fillChecksum(b, ip);
       // CHECKSUM_PARTIAL: the field holds the pseudo-header sum; the pod's kernel takes
       // the segment as verified (the underlay's UDP checksum covered it in transit).
-      set16(b, ip + 20 + TCP_CHECKSUM, pseudoHeaderV4(get32(b, ip + IP_SRC), get32(b, ip + IP_DST), PROTO_TCP, tcpLength));
-      b[start + VNET_FLAGS] = VirtioNetFlags.NEEDS_CSUM;
-      b[start + VNET_GSO_TYPE] = VirtioNetGso.TCPV4;
-      setLe16(b, start + VNET_HDR_LEN, hdrs);
-      setLe16(b, start + VNET_GSO_SIZE, this.#gsoSize[port]!);
-      setLe16(b, start + VNET_CSUM_START, ETH + 20);
-      setLe16(b, start + VNET_CSUM_OFFSET, TCP_CHECKSUM);
+      TcpSegment.setChecksum(b, ip + IPV4_HEADER_LENGTH, pseudoHeaderV4(Ipv4Packet.src(b, ip), Ipv4Packet.dst(b, ip), IpProtocol.TCP, tcpLength));
+      VirtioNetHeader.setFlags(b, start, VirtioNetFlags.NEEDS_CSUM);
+      VirtioNetHeader.setGsoType(b, start, VirtioNetGso.TCPV4);
+      VirtioNetHeader.setHdrLen(b, start, hdrs);
+      VirtioNetHeader.setGsoSize(b, start, this.#gsoSize[port]!);
+      VirtioNetHeader.setCsumStart(b, start, ETH + IPV4_HEADER_LENGTH);
+      VirtioNetHeader.setCsumOffset(b, start, TcpField.CHECKSUM);
       this.coalesced += segments - 1;
     }
     // A run reserved room for 64 KiB; give back what it did not use when it is the

@@ -1,6 +1,7 @@
 // TUN (IP packets) and TAP (Ethernet frames) devices from /dev/net/tun, with batched
 // reads and writes into a caller-owned slab. Open options are negotiated once here;
 // the hot path is one native call per batch (native/src/tun.cc).
+import { VIRTIO_NET_HEADER_LENGTH } from '../wire/index.ts';
 import { nativeAddon, type NativeTunHandle } from './native.ts';
 import type { DeviceStats, FrameDevice } from './types.ts';
 
@@ -8,9 +9,6 @@ import type { DeviceStats, FrameDevice } from './types.ts';
 // are accepted only together. UFO is accepted by the kernel but no longer produced.
 export const TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08, TUN_F_UFO = 0x10,
   TUN_F_USO4 = 0x20, TUN_F_USO6 = 0x40;
-
-/** struct virtio_net_hdr (10 bytes) and virtio_net_hdr_mrg_rxbuf (12, adds num_buffers). */
-export const VNET_HDR_SIZE = 10, VNET_HDR_MRG_RXBUF_SIZE = 12;
 
 export interface TunOptions {
   /**
@@ -56,7 +54,7 @@ export class TunDevice implements FrameDevice {
   /** Opens (creating or re-attaching); throws DeviceError (e.g. syscall 'TUNSETIFF'). */
   static open(opts: TunOptions): TunDevice {
     if (opts.mode !== 'tun' && opts.mode !== 'tap') throw new TypeError(`TunOptions.mode must be 'tun' or 'tap', got ${String(opts.mode)}`);
-    const vnetHdrSize = opts.vnetHdr === true ? (opts.vnetHdrSize ?? VNET_HDR_SIZE) : 0;
+    const vnetHdrSize = opts.vnetHdr === true ? (opts.vnetHdrSize ?? VIRTIO_NET_HEADER_LENGTH) : 0;
     const handle = new (nativeAddon().TunHandle)({
       name: opts.name ?? '',
       tap: opts.mode === 'tap',

@@ -1,10 +1,10 @@
 // The numeric codes ServiceNat.process() answers with and records in NatResult:
-// verdicts, why a packet was rejected or dropped, which ingress it came from, how the
+// verdicts, why a packet was rejected or dropped, where it entered the node, how the
 // endpoint was chosen, why the source was masqueraded. Names indexed by code are for
 // counters, logs and `tapir trace` (slow path only).
 
-/** Where the packet entered the node. Replies are recognised by conntrack whatever the ingress. */
-export const Ingress = {
+/** Where the packet entered the node. Replies are recognised by conntrack whatever the entry point. */
+export const EntryPoint = {
   /** From a local pod's port. */
   POD: 0,
   /** From the node's own stack (the host TUN). */
@@ -12,8 +12,8 @@ export const Ingress = {
   /** From outside the cluster: node ports, load-balancer and external IPs steered in from the underlay. */
   EXTERNAL: 2,
 } as const;
-export type IngressCode = (typeof Ingress)[keyof typeof Ingress];
-export const ingressNames: readonly string[] = ['pod', 'host', 'external'];
+export type EntryPointCode = (typeof EntryPoint)[keyof typeof EntryPoint];
+export const entryPointNames: readonly string[] = ['pod', 'host', 'external'];
 
 export const Verdict = {
   /** Not a service packet (nor a reply or ICMP error of a service flow): forward as is. */

@@ -27,7 +27,7 @@ import { Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntra
 import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_INVALID, TcpState, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
-import { Ingress, LbChoice, MasqReason, NatReason, Verdict, natReasonNames, verdictNames } from './nat-codes.ts';
+import { EntryPoint, LbChoice, MasqReason, NatReason, Verdict, natReasonNames, verdictNames } from './nat-codes.ts';
 import { staleUdpEndpoints } from './table-diff.ts';
 import { translateFlow, translateIcmpError } from './translate.ts';
 
@@ -152,7 +152,7 @@ export class ServiceNat {
    * the frame carries virtio-net NEEDS_CSUM. `now`: the caller's monotonic clock in
    * seconds (conntrack and affinity expiry). Returns a Verdict; see `result`.
    */
-  process(info: PacketInfo, buf: Uint8Array, ingress: number, l4Partial: boolean, now: number): number {
+  process(info: PacketInfo, buf: Uint8Array, entryPoint: number, l4Partial: boolean, now: number): number {
     const r = this.result;
     r.reset();
     if (info.ipVersion !== 4) return this.#verdict(Verdict.PASS);
@@ -181,7 +181,7 @@ export class ServiceNat {
       }
       ct.remove(e); // a new connection on the old tuple: NAT it afresh
     }
-    return this.#newFlow(info, buf, ingress, l4Partial, now, proto, src, sport, dst, dport, flags);
+    return this.#newFlow(info, buf, entryPoint, l4Partial, now, proto, src, sport, dst, dport, flags);
   }
 
   /**
@@ -197,7 +197,7 @@ export class ServiceNat {
     return 0;
   }
 
-  #newFlow(info: PacketInfo, buf: Uint8Array, ingress: number, l4Partial: boolean, now: number,
+  #newFlow(info: PacketInfo, buf: Uint8Array, entryPoint: number, l4Partial: boolean, now: number,
     proto: number, src: number, sport: number, dst: number, dport: number, flags: number): number {
     const t = this.#table;
     const r = this.result;
@@ -216,13 +216,13 @@ export class ServiceNat {
     let external = kind !== FrontendKind.CLUSTER_IP;
     let masq: number = MasqReason.NONE;
     if (!external) {
-      if (ingress === Ingress.HOST) masq = MasqReason.HOST;
-      else if (ingress === Ingress.EXTERNAL) masq = MasqReason.OFF_CLUSTER;
+      if (entryPoint === EntryPoint.HOST) masq = MasqReason.HOST;
+      else if (entryPoint === EntryPoint.EXTERNAL) masq = MasqReason.OFF_CLUSTER;
     } else if ((portFlags & PortFlag.EXTERNAL_LOCAL) === 0) {
       masq = MasqReason.EXTERNAL_POLICY_CLUSTER;
-    } else if (ingress !== Ingress.EXTERNAL) {
+    } else if (entryPoint !== EntryPoint.EXTERNAL) {
       external = false;
-      if (ingress === Ingress.HOST) masq = MasqReason.HOST;
+      if (entryPoint === EntryPoint.HOST) masq = MasqReason.HOST;
     }
     if (masq === MasqReason.NONE && this.#masqueradeAll) masq = MasqReason.MASQUERADE_ALL;
     r.external = external;

@@ -7,7 +7,7 @@ import {
 } from '../wire/index.ts';
 import { ServiceNat, type ServiceNatOptions } from './nat.ts';
 import {
-  LbChoice, MasqReason, NatReason, Verdict, ingressNames, lbChoiceNames, masqReasonNames, natReasonNames, verdictNames,
+  LbChoice, MasqReason, NatReason, Verdict, entryPointNames, lbChoiceNames, masqReasonNames, natReasonNames, verdictNames,
 } from './nat-codes.ts';
 import { FrontendKind, buildServiceTable, frontendKindNames, type ServiceTable } from '../tables/service-table.ts';
 import { maglevTableSize } from '../tables/maglev.ts';
@@ -19,7 +19,7 @@ export interface TracePacket {
   srcPort: number;
   dst: number;
   dstPort: number;
-  ingress: number;
+  entryPoint: number;
 }
 
 export interface TraceResult {
@@ -67,14 +67,14 @@ export function traceServicePacket(snapshot: ServiceSnapshot, packet: TracePacke
 export function traceWith(nat: ServiceNat, p: TracePacket, now: number, context: string): TraceResult {
   const steps: string[] = [];
   const t = nat.table;
-  steps.push(`packet: ${protoName(p.protocol)} ${tuple(p.src, p.srcPort)} -> ${tuple(p.dst, p.dstPort)}, from ${ingressNames[p.ingress] ?? '?'} (${context})`);
+  steps.push(`packet: ${protoName(p.protocol)} ${tuple(p.src, p.srcPort)} -> ${tuple(p.dst, p.dstPort)}, from ${entryPointNames[p.entryPoint] ?? '?'} (${context})`);
   const buf = buildPacket({
     ipv4: { src: p.src, dst: p.dst, ttl: 64 },
     ...(p.protocol === IpProtocol.TCP ? { tcp: { srcPort: p.srcPort, dstPort: p.dstPort, seq: 1, ack: 0, flags: TcpFlags.SYN } } : { udp: { srcPort: p.srcPort, dstPort: p.dstPort } }),
   });
   const info = new PacketInfo();
   decodeFrame(info, buf, 0, buf.length, LinkType.RAW_IP);
-  const verdict = nat.process(info, buf, p.ingress, false, now);
+  const verdict = nat.process(info, buf, p.entryPoint, false, now);
   const r = nat.result;
   const after = `${tuple(info.src4, info.srcPort)} -> ${tuple(info.dst4, info.dstPort)}`;
   const port = r.servicePort >= 0 ? t.ports[r.servicePort]! : null;
@@ -87,7 +87,7 @@ export function traceWith(nat: ServiceNat, p: TracePacket, now: number, context:
   if (port !== null) {
     explainFrontend(steps, port, r.frontend, p);
     if (verdict === Verdict.NATED || r.reason === NatReason.NO_LOCAL_ENDPOINTS || r.reason === NatReason.CONNTRACK_FULL || r.reason === NatReason.SNAT_PORTS_EXHAUSTED) {
-      explainEndpoints(steps, port, r.external, r.frontend, p.ingress);
+      explainEndpoints(steps, port, r.external, r.frontend, p.entryPoint);
     }
     if (r.endpoint >= 0) explainChoice(steps, t, port, r.servicePort, r.external, r.lb, r.endpoint);
   } else if (r.entry < 0) {
@@ -122,12 +122,12 @@ function explainFrontend(steps: string[], port: ServicePortSpec, kind: number, p
   }
 }
 
-function explainEndpoints(steps: string[], port: ServicePortSpec, external: boolean, kind: number, ingress: number): void {
+function explainEndpoints(steps: string[], port: ServicePortSpec, external: boolean, kind: number, entryPoint: number): void {
   const list = external ? port.externalEndpoints : port.clusterEndpoints;
   const why = external
     ? `for node ports, external and load-balancer IPs under externalTrafficPolicy ${port.externalLocal ? 'Local' : 'Cluster'}`
     : kind !== FrontendKind.CLUSTER_IP
-      ? `externalTrafficPolicy Local sends ${ingressNames[ingress]} traffic to the cluster-wide list`
+      ? `externalTrafficPolicy Local sends ${entryPointNames[entryPoint]} traffic to the cluster-wide list`
       : `for traffic from inside the cluster under internalTrafficPolicy ${port.internalLocal ? 'Local' : 'Cluster'}`;
   steps.push(`endpoints: the ${external ? 'external' : 'cluster'} list (${why}): ${list.length} of ${port.allEndpoints.length} eligible`);
   const policyLocal = external ? port.externalLocal : port.internalLocal;

@@ -55,4 +55,16 @@ export class ArpPacket {
   set targetMac(v: number) { set48(this.buf, this.off + ArpField.THA, v); }
   get targetIp(): number { return get32(this.buf, this.off + ArpField.TPA); }
   set targetIp(v: number) { set32(this.buf, this.off + ArpField.TPA, v); }
+
+  /**
+   * Turns the request at `off` into the reply "`ip` is at `mac`" in place, without a
+   * view (RFC 826: the requester's addresses become the target's, the answer goes in
+   * the sender fields, op = reply). The caller knows the 28 bytes are there.
+   */
+  static replyInPlace(b: Uint8Array, off: number, ip: number, mac: number): void {
+    set16(b, off + ArpField.OPER, ArpOp.REPLY);
+    b.copyWithin(off + ArpField.THA, off + ArpField.SHA, off + ArpField.THA);
+    set48(b, off + ArpField.SHA, mac);
+    set32(b, off + ArpField.SPA, ip);
+  }
 }

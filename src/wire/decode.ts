@@ -9,8 +9,8 @@ import { ArpField, ArpPacket } from './arp.ts';
 import { Ipv4Field, Ipv4Packet, IpProtocol } from './ipv4.ts';
 import { Ipv6Packet } from './ipv6.ts';
 import { TcpField, TcpSegment } from './tcp.ts';
-import { UdpDatagram } from './udp.ts';
-import { Icmpv4Packet, isIcmpv4Error } from './icmpv4.ts';
+import { UdpDatagram, UdpField } from './udp.ts';
+import { Icmpv4Field, Icmpv4Packet, isIcmpv4Error } from './icmpv4.ts';
 import { Icmpv6Packet, isIcmpv6Error } from './icmpv6.ts';
 import { VxlanHeader, VXLAN_PORT } from './vxlan.ts';
 
@@ -319,10 +319,12 @@ function decodeQuotedPorts(info: PacketInfo, buf: Uint8Array, at: number, quoted
   if (quoted < QUOTED_L4_MIN) return (info.dropReason = DropReason.BAD_ICMP_EMBEDDED);
   info.origL4Offset = at;
   if (p === icmpProtocol) {
-    info.origSrcPort = info.origDstPort = get16(buf, at + 4);
+    // ICMPv4 and ICMPv6 echoes carry the identifier at the same offset.
+    info.origSrcPort = info.origDstPort = get16(buf, at + Icmpv4Field.ECHO_IDENT);
   } else {
-    info.origSrcPort = get16(buf, at);
-    info.origDstPort = get16(buf, at + 2);
+    // TCP and UDP put the ports at the same offsets.
+    info.origSrcPort = get16(buf, at + UdpField.SRC_PORT);
+    info.origDstPort = get16(buf, at + UdpField.DST_PORT);
   }
   return DropReason.OK;
 }

@@ -79,4 +79,11 @@ export class EthernetFrame {
   get headerLength(): number { return this.typeAt + 2; }
   get payloadOffset(): number { return this.off + this.typeAt + 2; }
   get payloadLength(): number { return this.len - this.typeAt - 2; }
+
+  // The same fields of an untagged header at `off`, without a view, for the per-packet
+  // path (the datapath refuses tagged frames and writes only untagged ones).
+  static setDst(b: Uint8Array, off: number, mac: number): void { set48(b, off + EthernetField.DST, mac); }
+  static setSrc(b: Uint8Array, off: number, mac: number): void { set48(b, off + EthernetField.SRC, mac); }
+  static ethertype(b: Uint8Array, off: number): number { return get16(b, off + EthernetField.ETHERTYPE); }
+  static setEthertype(b: Uint8Array, off: number, t: number): void { set16(b, off + EthernetField.ETHERTYPE, t); }
 }

@@ -1,7 +1,7 @@
 // ICMPv4 message view (RFC 792, RFC 1191 for the next-hop MTU).
 import { DropReason } from './drop-reason.ts';
 import { EMPTY, get16, get32, set16, set32 } from './bytes.ts';
-import { checksum, sumData } from './checksum.ts';
+import { checksum, sumData, updateChecksum16 } from './checksum.ts';
 import type { Ipv4Packet } from './ipv4.ts';
 
 export const Icmpv4Field = {
@@ -103,5 +103,19 @@ export class Icmpv4Packet {
   fillChecksum(): void {
     this.checksum = 0;
     this.checksum = checksum(this.buf, this.off, this.len);
+  }
+
+  // Without a view, for the per-packet path (the caller knows the header is whole).
+  static type(b: Uint8Array, off: number): number { return b[off + Icmpv4Field.TYPE]!; }
+  static checksum(b: Uint8Array, off: number): number { return get16(b, off + Icmpv4Field.CHECKSUM); }
+  static setChecksum(b: Uint8Array, off: number, v: number): void { set16(b, off + Icmpv4Field.CHECKSUM, v); }
+  static echoIdent(b: Uint8Array, off: number): number { return get16(b, off + Icmpv4Field.ECHO_IDENT); }
+  static setEchoIdent(b: Uint8Array, off: number, v: number): void { set16(b, off + Icmpv4Field.ECHO_IDENT, v); }
+
+  /** Sets the type and moves the checksum with it (RFC 1624): an echo request answered in place. */
+  static setTypeUpdatingChecksum(b: Uint8Array, off: number, type: number): void {
+    const old = get16(b, off + Icmpv4Field.TYPE);
+    b[off + Icmpv4Field.TYPE] = type;
+    Icmpv4Packet.setChecksum(b, off, updateChecksum16(Icmpv4Packet.checksum(b, off), old, get16(b, off + Icmpv4Field.TYPE)));
   }
 }

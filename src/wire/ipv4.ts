@@ -1,7 +1,7 @@
 // IPv4 header view (RFC 791), smoltcp wire::ipv4 style.
 import { DropReason } from './drop-reason.ts';
 import { EMPTY, get16, get32, set16, set32 } from './bytes.ts';
-import { checksum, sumData, updateChecksum16, updateChecksum32 } from './checksum.ts';
+import { checksum, sumData, updateChecksum32 } from './checksum.ts';
 
 export const Ipv4Field = {
   VER_IHL: 0,
@@ -134,7 +134,7 @@ export class Ipv4Packet {
   get payloadLength(): number { return this.len - this.headerLength; }
 
   setFlagsAndOffset(dontFragment: boolean, moreFragments: boolean, offsetBytes: number): void {
-    set16(this.buf, this.off + Ipv4Field.FLG_OFF, (dontFragment ? FLAG_DF : 0) | (moreFragments ? FLAG_MF : 0) | ((offsetBytes >>> 3) & OFFSET_MASK));
+    Ipv4Packet.setFlagsAndOffset(this.buf, this.off, dontFragment, moreFragments, offsetBytes);
   }
 
   verifyChecksum(): boolean {
@@ -142,8 +142,7 @@ export class Ipv4Packet {
   }
 
   fillChecksum(): void {
-    this.checksum = 0;
-    this.checksum = checksum(this.buf, this.off, this.headerLength);
+    Ipv4Packet.fillChecksum(this.buf, this.off);
   }
 
   // Address rewrites that keep the header checksum right (RFC 1624). The L4 checksum
@@ -158,11 +157,55 @@ export class Ipv4Packet {
     this.dst = addr;
   }
 
-  // A forwarding hop (RFC 1812 §5.3.1); TTL shares a 16-bit word with the protocol.
+  // A forwarding hop (RFC 1812 §5.3.1).
   decrementTtl(): void {
-    const at = this.off + Ipv4Field.TTL;
-    const old = get16(this.buf, at);
-    this.buf[at] = this.buf[at]! - 1;
-    this.checksum = updateChecksum16(this.checksum, old, get16(this.buf, at));
+    Ipv4Packet.decrementTtl(this.buf, this.off);
+  }
+
+  // The same fields without a view, for the per-packet path: `off` is where the IPv4
+  // header starts and the caller knows it is whole (decodeFrame or a wrap said so).
+  // Plain byte reads and writes: nothing is allocated. Addresses come back as uint32;
+  // store them in a typed array, not a plain field (see bytes.ts, load32).
+  static headerLength(b: Uint8Array, off: number): number { return (b[off]! & 0x0f) << 2; }
+  // Writes version 4 with it.
+  static setHeaderLength(b: Uint8Array, off: number, bytes: number): void { b[off] = 0x40 | (bytes >>> 2); }
+  static totalLength(b: Uint8Array, off: number): number { return get16(b, off + Ipv4Field.LENGTH); }
+  static setTotalLength(b: Uint8Array, off: number, v: number): void { set16(b, off + Ipv4Field.LENGTH, v); }
+  static ident(b: Uint8Array, off: number): number { return get16(b, off + Ipv4Field.IDENT); }
+  static setIdent(b: Uint8Array, off: number, v: number): void { set16(b, off + Ipv4Field.IDENT, v); }
+  static dontFragment(b: Uint8Array, off: number): boolean { return (get16(b, off + Ipv4Field.FLG_OFF) & FLAG_DF) !== 0; }
+  static setFlagsAndOffset(b: Uint8Array, off: number, dontFragment: boolean, moreFragments: boolean, offsetBytes: number): void {
+    set16(b, off + Ipv4Field.FLG_OFF, (dontFragment ? FLAG_DF : 0) | (moreFragments ? FLAG_MF : 0) | ((offsetBytes >>> 3) & OFFSET_MASK));
+  }
+  static ttl(b: Uint8Array, off: number): number { return b[off + Ipv4Field.TTL]!; }
+  static setTtl(b: Uint8Array, off: number, v: number): void { b[off + Ipv4Field.TTL] = v; }
+  static protocol(b: Uint8Array, off: number): number { return b[off + Ipv4Field.PROTOCOL]!; }
+  static setProtocol(b: Uint8Array, off: number, v: number): void { b[off + Ipv4Field.PROTOCOL] = v; }
+  static checksum(b: Uint8Array, off: number): number { return get16(b, off + Ipv4Field.CHECKSUM); }
+  static setChecksum(b: Uint8Array, off: number, v: number): void { set16(b, off + Ipv4Field.CHECKSUM, v); }
+  static src(b: Uint8Array, off: number): number { return get32(b, off + Ipv4Field.SRC); }
+  static setSrc(b: Uint8Array, off: number, v: number): void { set32(b, off + Ipv4Field.SRC, v); }
+  static dst(b: Uint8Array, off: number): number { return get32(b, off + Ipv4Field.DST); }
+  static setDst(b: Uint8Array, off: number, v: number): void { set32(b, off + Ipv4Field.DST, v); }
+
+  /** The header checksum over the IHL the header states. */
+  static fillChecksum(b: Uint8Array, off: number): void {
+    set16(b, off + Ipv4Field.CHECKSUM, 0);
+    set16(b, off + Ipv4Field.CHECKSUM, checksum(b, off, Ipv4Packet.headerLength(b, off)));
+  }
+
+  /**
+   * A forwarding hop (RFC 1812 §5.3.1): the caller has checked TTL > 1 (a packet whose
+   * TTL would reach 0 is not forwarded). TTL is the high byte of a 16-bit word, so the
+   * word m drops by 0x100 and RFC 1624's HC' = ~(~HC + ~m + m') has ~m + m' = 0xfeff
+   * whatever the protocol byte: one addition, the same value updateChecksum16 gives.
+   */
+  static decrementTtl(b: Uint8Array, off: number): void {
+    const at = off + Ipv4Field.TTL;
+    b[at] = b[at]! - 1;
+    const cs = off + Ipv4Field.CHECKSUM;
+    let s = (~get16(b, cs) & 0xffff) + 0xfeff;
+    s = (s & 0xffff) + (s >>> 16);
+    set16(b, cs, ~s & 0xffff);
   }
 }

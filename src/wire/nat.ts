@@ -9,14 +9,19 @@
 import { get16, get32, set16, set32 } from './bytes.ts';
 import { updateChecksum16, updateChecksum32, updatePartialSum32, udpWireChecksum } from './checksum.ts';
 import { IpProtocol, Ipv4Field } from './ipv4.ts';
+import { Icmpv4Field } from './icmpv4.ts';
+import { TcpField } from './tcp.ts';
+import { UdpField } from './udp.ts';
 import type { PacketInfo } from './decode.ts';
 
-const TCP_CHECKSUM = 16;
-const UDP_CHECKSUM = 6;
-const ICMP_CHECKSUM = 2;
-const ICMP_ECHO_IDENT = 4;
-const SRC_PORT = 0;
-const DST_PORT = 2;
+// TCP and UDP put the ports at the same offsets (RFC 9293 §3.1, RFC 768).
+const SRC_PORT = TcpField.SRC_PORT;
+const DST_PORT = TcpField.DST_PORT;
+
+// Where the L4 checksum of a TCP or UDP header sits.
+function l4ChecksumAt(l4: number, protocol: number): number {
+  return l4 + (protocol === IpProtocol.TCP ? TcpField.CHECKSUM : UdpField.CHECKSUM);
+}
 
 // Rewrite the source address (and port, unless port < 0) of an IPv4 TCP/UDP packet;
 // for an ICMP echo the port is the echo identifier. Non-first fragments get the
@@ -48,7 +53,7 @@ function rewrite4(info: PacketInfo, buf: Uint8Array, addrField: number, portFiel
   const l4 = info.l4Offset;
   const p = info.protocol;
   if (p === IpProtocol.TCP || p === IpProtocol.UDP) {
-    const at = l4 + (p === IpProtocol.TCP ? TCP_CHECKSUM : UDP_CHECKSUM);
+    const at = l4ChecksumAt(l4, p);
     let cs = get16(buf, at);
     // RFC 768: a zero UDP checksum over IPv4 means none was sent; it must stay zero.
     const none = p === IpProtocol.UDP && cs === 0 && !l4Partial;
@@ -62,9 +67,9 @@ function rewrite4(info: PacketInfo, buf: Uint8Array, addrField: number, portFiel
     if (!none) set16(buf, at, p === IpProtocol.UDP && !l4Partial ? udpWireChecksum(cs) : cs);
   } else if (p === IpProtocol.ICMP && port >= 0 && info.icmpEchoId >= 0) {
     // ICMPv4 has no pseudo-header: only the identifier change reaches its checksum.
-    const old = get16(buf, l4 + ICMP_ECHO_IDENT);
-    set16(buf, l4 + ICMP_ECHO_IDENT, port);
-    set16(buf, l4 + ICMP_CHECKSUM, updateChecksum16(get16(buf, l4 + ICMP_CHECKSUM), old, port));
+    const old = get16(buf, l4 + Icmpv4Field.ECHO_IDENT);
+    set16(buf, l4 + Icmpv4Field.ECHO_IDENT, port);
+    set16(buf, l4 + Icmpv4Field.CHECKSUM, updateChecksum16(get16(buf, l4 + Icmpv4Field.CHECKSUM), old, port));
   }
 }
 
@@ -95,7 +100,7 @@ export function natRewriteQuotedDst4(info: PacketInfo, buf: Uint8Array, addr: nu
 
 function rewriteQuoted4(info: PacketInfo, buf: Uint8Array, addrField: number, portField: number, addr: number, port: number): boolean {
   if (info.ipVersion !== 4 || info.origL3Offset < 0) return false;
-  const icmpAt = info.l4Offset + ICMP_CHECKSUM;
+  const icmpAt = info.l4Offset + Icmpv4Field.CHECKSUM;
   let icmpCs = get16(buf, icmpAt);
   const q = info.origL3Offset;
   const oldAddr = get32(buf, q + addrField);
@@ -109,7 +114,7 @@ function rewriteQuoted4(info: PacketInfo, buf: Uint8Array, addrField: number, po
     const quoteEnd = info.l4Offset + info.l4Length;
     const p = info.origProtocol;
     if (p === IpProtocol.TCP || p === IpProtocol.UDP) {
-      const at = l4 + (p === IpProtocol.TCP ? TCP_CHECKSUM : UDP_CHECKSUM);
+      const at = l4ChecksumAt(l4, p);
       const present = at + 2 <= quoteEnd && !(p === IpProtocol.UDP && get16(buf, at) === 0);
       const oldCs = present ? get16(buf, at) : 0;
       let cs = present ? updateChecksum32(oldCs, oldAddr, addr) : 0;
@@ -126,13 +131,13 @@ function rewriteQuoted4(info: PacketInfo, buf: Uint8Array, addrField: number, po
       }
     } else if (p === IpProtocol.ICMP && port >= 0) {
       // A quoted echo: its identifier plays the port, its own checksum covers it.
-      const oldId = get16(buf, l4 + ICMP_ECHO_IDENT);
-      set16(buf, l4 + ICMP_ECHO_IDENT, port);
+      const oldId = get16(buf, l4 + Icmpv4Field.ECHO_IDENT);
+      set16(buf, l4 + Icmpv4Field.ECHO_IDENT, port);
       icmpCs = updateChecksum16(icmpCs, oldId, port);
-      if (l4 + ICMP_CHECKSUM + 2 <= quoteEnd) {
-        const oldCs = get16(buf, l4 + ICMP_CHECKSUM);
+      if (l4 + Icmpv4Field.CHECKSUM + 2 <= quoteEnd) {
+        const oldCs = get16(buf, l4 + Icmpv4Field.CHECKSUM);
         const cs = updateChecksum16(oldCs, oldId, port);
-        set16(buf, l4 + ICMP_CHECKSUM, cs);
+        set16(buf, l4 + Icmpv4Field.CHECKSUM, cs);
         icmpCs = updateChecksum16(icmpCs, oldCs, cs);
       }
     }

@@ -3,9 +3,10 @@
 // RFC 793 p.36). Slow path, built from a decoded PacketInfo with emitPacket.
 import { LinkType, type PacketInfo } from './decode.ts';
 import { emitPacket, type EthernetRepr, type PacketRepr } from './repr.ts';
-import { IpProtocol } from './ipv4.ts';
-import { Icmpv4Type, Icmpv4Unreachable, isIcmpv4Error } from './icmpv4.ts';
-import { Icmpv6Type, isIcmpv6Error } from './icmpv6.ts';
+import { IpProtocol, IPV4_HEADER_LENGTH } from './ipv4.ts';
+import { IPV6_HEADER_LENGTH } from './ipv6.ts';
+import { ICMPV4_HEADER_LENGTH, Icmpv4Type, Icmpv4Unreachable, isIcmpv4Error } from './icmpv4.ts';
+import { ICMPV6_HEADER_LENGTH, Icmpv6Type, isIcmpv6Error } from './icmpv6.ts';
 import { TcpFlags } from './tcp.ts';
 
 // RFC 1812 §4.3.2.3: quote as much as fits without the ICMP datagram exceeding 576
@@ -52,7 +53,7 @@ export function icmpErrorAllowed(info: PacketInfo, buf: Uint8Array, type = -1, c
 // its header and as much data as RFC 1812 allows. Returns the frame's length.
 export function emitIcmpv4Error(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, type: number, code: number, restOfHeader: number, routerAddr: number, link?: EthernetRepr): number {
   if (info.ipVersion !== 4) throw new RangeError('emitIcmpv4Error: the packet is not IPv4');
-  const quoteLength = Math.min(info.ipLength, ICMPV4_MAX_DATAGRAM - 20 - 8);
+  const quoteLength = Math.min(info.ipLength, ICMPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH - ICMPV4_HEADER_LENGTH);
   const r: PacketRepr = {
     ipv4: { src: routerAddr, dst: info.src4, ttl: 64 },
     icmp: { type, code, restOfHeader },
@@ -77,7 +78,7 @@ export function emitIcmpv4PortUnreachable(out: Uint8Array, outOff: number, info:
 // An ICMPv6 error about the IPv6 packet `info` describes, from `routerAddr` (16 bytes).
 export function emitIcmpv6Error(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, type: number, code: number, restOfHeader: number, routerAddr: Uint8Array, link?: EthernetRepr): number {
   if (info.ipVersion !== 6) throw new RangeError('emitIcmpv6Error: the packet is not IPv6');
-  const quoteLength = Math.min(info.ipLength, ICMPV6_MAX_PACKET - 40 - 8);
+  const quoteLength = Math.min(info.ipLength, ICMPV6_MAX_PACKET - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH);
   const r: PacketRepr = {
     ipv6: { src: routerAddr, dst: buf.slice(info.src6Offset, info.src6Offset + 16), hopLimit: 64 },
     icmp: { type, code, restOfHeader },

@@ -3,9 +3,14 @@
 // fine here; the datapath never calls these per packet.
 import { set16, set32, set48 } from './bytes.ts';
 import { checksum, pseudoHeaderV4, pseudoHeaderV6, udpWireChecksum } from './checksum.ts';
-import { EtherType } from './ethernet.ts';
-import { IpProtocol } from './ipv4.ts';
-import { VXLAN_FLAG_I } from './vxlan.ts';
+import { ArpField, ARP_LENGTH } from './arp.ts';
+import { ETHERNET_HEADER_LENGTH, EthernetField, EtherType, VLAN_TAG_LENGTH } from './ethernet.ts';
+import { Icmpv4Field, ICMPV4_HEADER_LENGTH } from './icmpv4.ts';
+import { IpProtocol, Ipv4Field, IPV4_HEADER_LENGTH } from './ipv4.ts';
+import { Ipv6Field, IPV6_HEADER_LENGTH } from './ipv6.ts';
+import { TcpField, TCP_HEADER_LENGTH } from './tcp.ts';
+import { UdpField, UDP_HEADER_LENGTH } from './udp.ts';
+import { VXLAN_FLAG_I, VXLAN_HEADER_LENGTH, VxlanField } from './vxlan.ts';
 
 export interface EthernetRepr {
   dst: number;
@@ -90,17 +95,17 @@ export interface PacketRepr {
 }
 
 function l4HeaderLength(r: PacketRepr): number {
-  if (r.tcp) return 20 + (r.tcp.options?.length ?? 0);
-  if (r.udp) return 8 + (r.vxlan ? 8 : 0);
-  if (r.icmp) return 8;
+  if (r.tcp) return TCP_HEADER_LENGTH + (r.tcp.options?.length ?? 0);
+  if (r.udp) return UDP_HEADER_LENGTH + (r.vxlan ? VXLAN_HEADER_LENGTH : 0);
+  if (r.icmp) return ICMPV4_HEADER_LENGTH;
   return 0;
 }
 
 export function packetLength(r: PacketRepr): number {
-  let n = r.eth ? 14 + (r.eth.vlan !== undefined ? 4 : 0) : 0;
-  if (r.arp) return n + 28;
-  if (r.ipv4) n += 20 + (r.ipv4.options?.length ?? 0);
-  else if (r.ipv6) n += 40;
+  let n = r.eth ? ETHERNET_HEADER_LENGTH + (r.eth.vlan !== undefined ? VLAN_TAG_LENGTH : 0) : 0;
+  if (r.arp) return n + ARP_LENGTH;
+  if (r.ipv4) n += IPV4_HEADER_LENGTH + (r.ipv4.options?.length ?? 0);
+  else if (r.ipv6) n += IPV6_HEADER_LENGTH;
   return n + l4HeaderLength(r) + (r.payload?.length ?? 0);
 }
 
@@ -122,27 +127,27 @@ export function emitPacket(r: PacketRepr, buf: Uint8Array, off: number): number 
   buf.fill(0, off, off + total);
   let at = off;
   if (r.eth) {
-    set48(buf, at, r.eth.dst);
-    set48(buf, at + 6, r.eth.src);
-    at += 12;
+    set48(buf, at + EthernetField.DST, r.eth.dst);
+    set48(buf, at + EthernetField.SRC, r.eth.src);
+    let typeAt = at + EthernetField.ETHERTYPE;
     if (r.eth.vlan !== undefined) {
-      set16(buf, at, EtherType.VLAN);
-      set16(buf, at + 2, r.eth.vlan & 0x0fff);
-      at += 4;
+      set16(buf, typeAt, EtherType.VLAN);
+      set16(buf, at + EthernetField.VLAN_TCI, r.eth.vlan & 0x0fff);
+      typeAt = at + EthernetField.VLAN_ETHERTYPE;
     }
-    set16(buf, at, r.arp ? EtherType.ARP : r.ipv6 ? EtherType.IPV6 : EtherType.IPV4);
-    at += 2;
+    set16(buf, typeAt, r.arp ? EtherType.ARP : r.ipv6 ? EtherType.IPV6 : EtherType.IPV4);
+    at = typeAt + 2;
   }
   if (r.arp) {
-    set16(buf, at, 1);
-    set16(buf, at + 2, EtherType.IPV4);
-    buf[at + 4] = 6;
-    buf[at + 5] = 4;
-    set16(buf, at + 6, r.arp.op);
-    set48(buf, at + 8, r.arp.senderMac);
-    set32(buf, at + 14, r.arp.senderIp);
-    set48(buf, at + 18, r.arp.targetMac);
-    set32(buf, at + 24, r.arp.targetIp);
+    set16(buf, at + ArpField.HTYPE, 1);
+    set16(buf, at + ArpField.PTYPE, EtherType.IPV4);
+    buf[at + ArpField.HLEN] = 6;
+    buf[at + ArpField.PLEN] = 4;
+    set16(buf, at + ArpField.OPER, r.arp.op);
+    set48(buf, at + ArpField.SHA, r.arp.senderMac);
+    set32(buf, at + ArpField.SPA, r.arp.senderIp);
+    set48(buf, at + ArpField.THA, r.arp.targetMac);
+    set32(buf, at + ArpField.TPA, r.arp.targetIp);
     return total;
   }
   const protocol = r.tcp ? IpProtocol.TCP : r.udp ? IpProtocol.UDP
@@ -151,65 +156,66 @@ export function emitPacket(r: PacketRepr, buf: Uint8Array, off: number): number 
   let pseudo = 0;
   if (r.ipv4) {
     const ip = r.ipv4;
-    const hl = 20 + (ip.options?.length ?? 0);
+    const hl = IPV4_HEADER_LENGTH + (ip.options?.length ?? 0);
     check(hl % 4 === 0 && hl <= 60, 'IPv4 options must be a multiple of 4 bytes, at most 40');
-    buf[at] = 0x40 | (hl >>> 2);
-    buf[at + 1] = (ip.dscp ?? 0) << 2;
-    set16(buf, at + 2, hl + l4Length);
-    set16(buf, at + 4, ip.ident ?? 0);
-    set16(buf, at + 6, ip.dontFragment ? 0x4000 : 0);
-    buf[at + 8] = ip.ttl ?? 64;
-    buf[at + 9] = protocol;
-    set32(buf, at + 12, ip.src);
-    set32(buf, at + 16, ip.dst);
-    if (ip.options) buf.set(ip.options, at + 20);
-    set16(buf, at + 10, checksum(buf, at, hl));
+    buf[at + Ipv4Field.VER_IHL] = 0x40 | (hl >>> 2);
+    buf[at + Ipv4Field.DSCP_ECN] = (ip.dscp ?? 0) << 2;
+    set16(buf, at + Ipv4Field.LENGTH, hl + l4Length);
+    set16(buf, at + Ipv4Field.IDENT, ip.ident ?? 0);
+    set16(buf, at + Ipv4Field.FLG_OFF, ip.dontFragment ? 0x4000 : 0);
+    buf[at + Ipv4Field.TTL] = ip.ttl ?? 64;
+    buf[at + Ipv4Field.PROTOCOL] = protocol;
+    set32(buf, at + Ipv4Field.SRC, ip.src);
+    set32(buf, at + Ipv4Field.DST, ip.dst);
+    if (ip.options) buf.set(ip.options, at + Ipv4Field.OPTIONS);
+    set16(buf, at + Ipv4Field.CHECKSUM, checksum(buf, at, hl));
     pseudo = pseudoHeaderV4(ip.src, ip.dst, protocol, l4Length);
     at += hl;
   } else if (r.ipv6) {
     const ip = r.ipv6;
-    set32(buf, at, ((6 << 28) | ((ip.trafficClass ?? 0) << 20) | ((ip.flowLabel ?? 0) & 0xfffff)) >>> 0);
-    set16(buf, at + 4, l4Length);
-    buf[at + 6] = protocol;
-    buf[at + 7] = ip.hopLimit ?? 64;
-    buf.set(ip.src.subarray(0, 16), at + 8);
-    buf.set(ip.dst.subarray(0, 16), at + 24);
-    pseudo = pseudoHeaderV6(buf, at + 8, at + 24, protocol, l4Length);
-    at += 40;
+    set32(buf, at + Ipv6Field.VER_TC_FLOW, ((6 << 28) | ((ip.trafficClass ?? 0) << 20) | ((ip.flowLabel ?? 0) & 0xfffff)) >>> 0);
+    set16(buf, at + Ipv6Field.LENGTH, l4Length);
+    buf[at + Ipv6Field.NXT_HDR] = protocol;
+    buf[at + Ipv6Field.HOP_LIMIT] = ip.hopLimit ?? 64;
+    buf.set(ip.src.subarray(0, 16), at + Ipv6Field.SRC);
+    buf.set(ip.dst.subarray(0, 16), at + Ipv6Field.DST);
+    pseudo = pseudoHeaderV6(buf, at + Ipv6Field.SRC, at + Ipv6Field.DST, protocol, l4Length);
+    at += IPV6_HEADER_LENGTH;
   }
   const l4 = at;
   let csumAt = -1;
   if (r.tcp) {
     const t = r.tcp;
-    const hl = 20 + (t.options?.length ?? 0);
+    const hl = TCP_HEADER_LENGTH + (t.options?.length ?? 0);
     check(hl % 4 === 0 && hl <= 60, 'TCP options must be a multiple of 4 bytes, at most 40');
-    set16(buf, at, t.srcPort);
-    set16(buf, at + 2, t.dstPort);
-    set32(buf, at + 4, t.seq);
-    set32(buf, at + 8, t.ack);
-    buf[at + 12] = (hl >>> 2) << 4;
-    buf[at + 13] = t.flags;
-    set16(buf, at + 14, t.window ?? 0xffff);
-    if (t.options) buf.set(t.options, at + 20);
-    csumAt = at + 16;
+    set16(buf, at + TcpField.SRC_PORT, t.srcPort);
+    set16(buf, at + TcpField.DST_PORT, t.dstPort);
+    set32(buf, at + TcpField.SEQ_NUM, t.seq);
+    set32(buf, at + TcpField.ACK_NUM, t.ack);
+    buf[at + TcpField.DATA_OFF] = (hl >>> 2) << 4;
+    buf[at + TcpField.FLAGS] = t.flags;
+    set16(buf, at + TcpField.WIN_SIZE, t.window ?? 0xffff);
+    if (t.options) buf.set(t.options, at + TcpField.OPTIONS);
+    csumAt = at + TcpField.CHECKSUM;
     at += hl;
   } else if (r.udp) {
-    set16(buf, at, r.udp.srcPort);
-    set16(buf, at + 2, r.udp.dstPort);
-    set16(buf, at + 4, l4Length);
-    csumAt = at + 6;
-    at += 8;
+    set16(buf, at + UdpField.SRC_PORT, r.udp.srcPort);
+    set16(buf, at + UdpField.DST_PORT, r.udp.dstPort);
+    set16(buf, at + UdpField.LENGTH, l4Length);
+    csumAt = at + UdpField.CHECKSUM;
+    at += UDP_HEADER_LENGTH;
     if (r.vxlan) {
-      set32(buf, at, VXLAN_FLAG_I << 24);
-      set32(buf, at + 4, (r.vxlan.vni << 8) >>> 0);
-      at += 8;
+      set32(buf, at + VxlanField.FLAGS, VXLAN_FLAG_I << 24);
+      set32(buf, at + VxlanField.VNI, (r.vxlan.vni << 8) >>> 0);
+      at += VXLAN_HEADER_LENGTH;
     }
   } else if (r.icmp) {
-    buf[at] = r.icmp.type;
-    buf[at + 1] = r.icmp.code;
-    set32(buf, at + 4, r.icmp.restOfHeader ?? 0);
-    csumAt = at + 2;
-    at += 8;
+    // ICMPv6 (RFC 4443 §2.1) lays out type, code, checksum and the 32-bit rest as ICMPv4 does.
+    buf[at + Icmpv4Field.TYPE] = r.icmp.type;
+    buf[at + Icmpv4Field.CODE] = r.icmp.code;
+    set32(buf, at + Icmpv4Field.ECHO_IDENT, r.icmp.restOfHeader ?? 0);
+    csumAt = at + Icmpv4Field.CHECKSUM;
+    at += ICMPV4_HEADER_LENGTH;
   }
   if (r.payload) buf.set(r.payload, at);
   if (csumAt >= 0) {

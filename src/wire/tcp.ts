@@ -131,4 +131,25 @@ export class TcpSegment {
     this.checksum = 0;
     this.checksum = checksum(this.buf, this.off, this.len, pseudo);
   }
+
+  // The same fields without a view, for the per-packet path: `off` is where the TCP
+  // header starts and the caller knows it is whole. Nothing is allocated; sequence
+  // numbers come back as uint32 (store them in a typed array, see bytes.ts load32).
+  static srcPort(b: Uint8Array, off: number): number { return get16(b, off + TcpField.SRC_PORT); }
+  static dstPort(b: Uint8Array, off: number): number { return get16(b, off + TcpField.DST_PORT); }
+  static seq(b: Uint8Array, off: number): number { return get32(b, off + TcpField.SEQ_NUM); }
+  static setSeq(b: Uint8Array, off: number, v: number): void { set32(b, off + TcpField.SEQ_NUM, v); }
+  static ack(b: Uint8Array, off: number): number { return get32(b, off + TcpField.ACK_NUM); }
+  static headerLength(b: Uint8Array, off: number): number { return (b[off + TcpField.DATA_OFF]! >>> 4) << 2; }
+  static flags(b: Uint8Array, off: number): number { return b[off + TcpField.FLAGS]!; }
+  static setFlags(b: Uint8Array, off: number, v: number): void { b[off + TcpField.FLAGS] = v; }
+  static window(b: Uint8Array, off: number): number { return get16(b, off + TcpField.WIN_SIZE); }
+  static urgentPointer(b: Uint8Array, off: number): number { return get16(b, off + TcpField.URGENT); }
+  static setChecksum(b: Uint8Array, off: number, v: number): void { set16(b, off + TcpField.CHECKSUM, v); }
+
+  /** The checksum over `len` bytes of segment; `pseudo` as for the instance method. */
+  static fillChecksum(b: Uint8Array, off: number, len: number, pseudo: number): void {
+    set16(b, off + TcpField.CHECKSUM, 0);
+    set16(b, off + TcpField.CHECKSUM, checksum(b, off, len, pseudo));
+  }
 }

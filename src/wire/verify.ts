@@ -3,11 +3,9 @@
 import { get16 } from './bytes.ts';
 import { pseudoHeaderV4, pseudoHeaderV6, sumData, verifyChecksum } from './checksum.ts';
 import { IpProtocol } from './ipv4.ts';
+import { TcpField } from './tcp.ts';
+import { UdpField } from './udp.ts';
 import type { PacketInfo } from './decode.ts';
-
-// Offsets of the checksum field inside each L4 header.
-const TCP_CHECKSUM = 16;
-const UDP_CHECKSUM = 6;
 
 // True when every checksum the decode reached is right: the IPv4 header checksum once
 // the IPv4 header decoded; the TCP, UDP, ICMP or ICMPv6 checksum once that header
@@ -29,7 +27,7 @@ export function verifyChecksums(info: PacketInfo, buf: Uint8Array, l4Partial = f
     : pseudoHeaderV6(buf, info.src6Offset, info.dst6Offset, p, n);
   if (p === IpProtocol.ICMPV6) return verifyChecksum(buf, at, n, pseudo);
   if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return true;
-  const field = get16(buf, at + (p === IpProtocol.TCP ? TCP_CHECKSUM : UDP_CHECKSUM));
+  const field = get16(buf, at + (p === IpProtocol.TCP ? TcpField.CHECKSUM : UdpField.CHECKSUM));
   if (l4Partial) return field === pseudo;
   if (p === IpProtocol.UDP && field === 0) return info.ipVersion === 4;
   return verifyChecksum(buf, at, n, pseudo);

@@ -14,8 +14,10 @@ export const VirtioNetField = {
   NUM_BUFFERS: 10,
 } as const;
 
-export const VIRTIO_NET_HDR_LENGTH = 10;
-export const VIRTIO_NET_HDR_MRG_RXBUF_LENGTH = 12;
+/** sizeof(struct virtio_net_hdr): the header every port of the datapath uses. */
+export const VIRTIO_NET_HEADER_LENGTH = 10;
+/** sizeof(struct virtio_net_hdr_mrg_rxbuf): with num_buffers (TUNSETVNETHDRSZ 12). */
+export const VIRTIO_NET_HEADER_MRG_RXBUF_LENGTH = 12;
 
 export const VirtioNetFlags = {
   // CHECKSUM_PARTIAL: the L4 checksum at csum_start + csum_offset holds the pseudo-
@@ -45,7 +47,7 @@ export class VirtioNetHeader {
   reason: number = DropReason.OK;
 
   constructor(withNumBuffers = false) {
-    this.headerLength = withNumBuffers ? VIRTIO_NET_HDR_MRG_RXBUF_LENGTH : VIRTIO_NET_HDR_LENGTH;
+    this.headerLength = withNumBuffers ? VIRTIO_NET_HEADER_MRG_RXBUF_LENGTH : VIRTIO_NET_HEADER_LENGTH;
   }
 
   wrap(buf: Uint8Array, off: number, len: number): boolean {
@@ -59,26 +61,26 @@ export class VirtioNetHeader {
     return true;
   }
 
-  get flags(): number { return this.buf[this.off + VirtioNetField.FLAGS]!; }
-  set flags(v: number) { this.buf[this.off + VirtioNetField.FLAGS] = v; }
-  get needsCsum(): boolean { return (this.flags & VirtioNetFlags.NEEDS_CSUM) !== 0; }
+  get flags(): number { return VirtioNetHeader.flags(this.buf, this.off); }
+  set flags(v: number) { VirtioNetHeader.setFlags(this.buf, this.off, v); }
+  get needsCsum(): boolean { return VirtioNetHeader.needsCsum(this.buf, this.off); }
   get dataValid(): boolean { return (this.flags & VirtioNetFlags.DATA_VALID) !== 0; }
-  get gsoType(): number { return this.buf[this.off + VirtioNetField.GSO_TYPE]!; }
-  set gsoType(v: number) { this.buf[this.off + VirtioNetField.GSO_TYPE] = v; }
+  get gsoType(): number { return VirtioNetHeader.gsoType(this.buf, this.off); }
+  set gsoType(v: number) { VirtioNetHeader.setGsoType(this.buf, this.off, v); }
   // The GSO protocol without the ECN bit.
-  get gsoProtocol(): number { return this.gsoType & ~VirtioNetGso.ECN; }
+  get gsoProtocol(): number { return VirtioNetHeader.gsoProtocol(this.buf, this.off); }
   get gsoEcn(): boolean { return (this.gsoType & VirtioNetGso.ECN) !== 0; }
-  get hdrLen(): number { return get16le(this.buf, this.off + VirtioNetField.HDR_LEN); }
-  set hdrLen(v: number) { set16le(this.buf, this.off + VirtioNetField.HDR_LEN, v); }
-  get gsoSize(): number { return get16le(this.buf, this.off + VirtioNetField.GSO_SIZE); }
-  set gsoSize(v: number) { set16le(this.buf, this.off + VirtioNetField.GSO_SIZE, v); }
-  get csumStart(): number { return get16le(this.buf, this.off + VirtioNetField.CSUM_START); }
-  set csumStart(v: number) { set16le(this.buf, this.off + VirtioNetField.CSUM_START, v); }
-  get csumOffset(): number { return get16le(this.buf, this.off + VirtioNetField.CSUM_OFFSET); }
-  set csumOffset(v: number) { set16le(this.buf, this.off + VirtioNetField.CSUM_OFFSET, v); }
+  get hdrLen(): number { return VirtioNetHeader.hdrLen(this.buf, this.off); }
+  set hdrLen(v: number) { VirtioNetHeader.setHdrLen(this.buf, this.off, v); }
+  get gsoSize(): number { return VirtioNetHeader.gsoSize(this.buf, this.off); }
+  set gsoSize(v: number) { VirtioNetHeader.setGsoSize(this.buf, this.off, v); }
+  get csumStart(): number { return VirtioNetHeader.csumStart(this.buf, this.off); }
+  set csumStart(v: number) { VirtioNetHeader.setCsumStart(this.buf, this.off, v); }
+  get csumOffset(): number { return VirtioNetHeader.csumOffset(this.buf, this.off); }
+  set csumOffset(v: number) { VirtioNetHeader.setCsumOffset(this.buf, this.off, v); }
   // 1 when the header has no num_buffers field (the value a device would assume).
-  get numBuffers(): number { return this.headerLength === VIRTIO_NET_HDR_MRG_RXBUF_LENGTH ? get16le(this.buf, this.off + VirtioNetField.NUM_BUFFERS) : 1; }
-  set numBuffers(v: number) { if (this.headerLength === VIRTIO_NET_HDR_MRG_RXBUF_LENGTH) set16le(this.buf, this.off + VirtioNetField.NUM_BUFFERS, v); }
+  get numBuffers(): number { return this.headerLength === VIRTIO_NET_HEADER_MRG_RXBUF_LENGTH ? get16le(this.buf, this.off + VirtioNetField.NUM_BUFFERS) : 1; }
+  set numBuffers(v: number) { if (this.headerLength === VIRTIO_NET_HEADER_MRG_RXBUF_LENGTH) set16le(this.buf, this.off + VirtioNetField.NUM_BUFFERS, v); }
 
   // The frame follows the header.
   get frameOffset(): number { return this.off + this.headerLength; }
@@ -86,5 +88,40 @@ export class VirtioNetHeader {
   // All zero: no offload requested (VIRTIO_NET_HDR_GSO_NONE, no flags).
   clear(): void {
     for (let i = 0; i < this.headerLength; i++) this.buf[this.off + i] = 0;
+  }
+
+  // The same fields without a view, for the per-packet path: `off` is where the header
+  // starts and the caller knows it is there (every datapath port has the 10-byte
+  // header). Plain byte reads and writes: nothing is allocated.
+  static flags(b: Uint8Array, off: number): number { return b[off + VirtioNetField.FLAGS]!; }
+  static setFlags(b: Uint8Array, off: number, v: number): void { b[off + VirtioNetField.FLAGS] = v; }
+  static needsCsum(b: Uint8Array, off: number): boolean { return (b[off + VirtioNetField.FLAGS]! & VirtioNetFlags.NEEDS_CSUM) !== 0; }
+  static gsoType(b: Uint8Array, off: number): number { return b[off + VirtioNetField.GSO_TYPE]!; }
+  static setGsoType(b: Uint8Array, off: number, v: number): void { b[off + VirtioNetField.GSO_TYPE] = v; }
+  static gsoProtocol(b: Uint8Array, off: number): number { return b[off + VirtioNetField.GSO_TYPE]! & ~VirtioNetGso.ECN; }
+  static hdrLen(b: Uint8Array, off: number): number { return get16le(b, off + VirtioNetField.HDR_LEN); }
+  static setHdrLen(b: Uint8Array, off: number, v: number): void { set16le(b, off + VirtioNetField.HDR_LEN, v); }
+  static gsoSize(b: Uint8Array, off: number): number { return get16le(b, off + VirtioNetField.GSO_SIZE); }
+  static setGsoSize(b: Uint8Array, off: number, v: number): void { set16le(b, off + VirtioNetField.GSO_SIZE, v); }
+  static csumStart(b: Uint8Array, off: number): number { return get16le(b, off + VirtioNetField.CSUM_START); }
+  static setCsumStart(b: Uint8Array, off: number, v: number): void { set16le(b, off + VirtioNetField.CSUM_START, v); }
+  static csumOffset(b: Uint8Array, off: number): number { return get16le(b, off + VirtioNetField.CSUM_OFFSET); }
+  static setCsumOffset(b: Uint8Array, off: number, v: number): void { set16le(b, off + VirtioNetField.CSUM_OFFSET, v); }
+
+  /** A zeroed 10-byte header at `off`: no offload requested. */
+  static clear(b: Uint8Array, off: number): void {
+    // Plain stores: for ten bytes, Buffer#fill's argument handling costs more than the work.
+    for (let i = 0; i < VIRTIO_NET_HEADER_LENGTH; i++) b[off + i] = 0;
+  }
+
+  /**
+   * Moves the 10-byte header at `from` to `to` when the link header in front of the
+   * packet changes by `shift` bytes (Ethernet stripped: -14; prepended: +14):
+   * csum_start and hdr_len count from the start of the frame, so they move with it.
+   */
+  static move(b: Uint8Array, from: number, to: number, shift: number): void {
+    b.copyWithin(to, from, from + VIRTIO_NET_HEADER_LENGTH);
+    if (VirtioNetHeader.needsCsum(b, to)) VirtioNetHeader.setCsumStart(b, to, VirtioNetHeader.csumStart(b, to) + shift);
+    if (VirtioNetHeader.gsoType(b, to) !== VirtioNetGso.NONE) VirtioNetHeader.setHdrLen(b, to, VirtioNetHeader.hdrLen(b, to) + shift);
   }
 }

@@ -2,6 +2,9 @@
 // in UDP to port 4789, followed by the inner Ethernet frame.
 import { DropReason } from './drop-reason.ts';
 import { EMPTY, get32, set32 } from './bytes.ts';
+import { ETHERNET_HEADER_LENGTH } from './ethernet.ts';
+import { IPV4_HEADER_LENGTH } from './ipv4.ts';
+import { UDP_HEADER_LENGTH } from './udp.ts';
 
 export const VxlanField = {
   FLAGS: 0,
@@ -14,7 +17,7 @@ export const VXLAN_PORT = 4789;
 export const VXLAN_FLAG_I = 0x08;
 // Outer Ethernet + IPv4 + UDP + VXLAN in front of the inner frame: the headroom a
 // slab leaves for in-place encapsulation (docs/ARCHITECTURE.md, "the slab").
-export const VXLAN_OVERHEAD_V4 = 14 + 20 + 8 + VXLAN_HEADER_LENGTH;
+export const VXLAN_OVERHEAD_V4 = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH + VXLAN_HEADER_LENGTH;
 
 export class VxlanHeader {
   buf: Uint8Array = EMPTY;
@@ -48,6 +51,10 @@ export class VxlanHeader {
 
   get innerOffset(): number { return this.off + VXLAN_HEADER_LENGTH; }
   get innerLength(): number { return this.len - VXLAN_HEADER_LENGTH; }
+
+  // Without a view, for the per-packet path (the caller has checked the 8 bytes).
+  static flags(b: Uint8Array, off: number): number { return b[off + VxlanField.FLAGS]!; }
+  static vni(b: Uint8Array, off: number): number { return get32(b, off + VxlanField.VNI) >>> 8; }
 
   // Write a whole header at `off` (encapsulation); no wrap needed first.
   static emit(buf: Uint8Array, off: number, vni: number): void {

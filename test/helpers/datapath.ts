@@ -4,13 +4,13 @@
 // fake underlay socket, frame builders, and allocation-free fakes for the heap test.
 import assert from 'node:assert/strict';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Datapath, VNET, type UnderlaySocket } from '../../src/datapath/datapath.ts';
+import { Datapath, type UnderlaySocket } from '../../src/datapath/datapath.ts';
 import { ForwardingTable, macForIpv4, type PodEntry } from '../../src/datapath/forwarding.ts';
 import { PortKind } from '../../src/datapath/port.ts';
 import { FakeDevice } from '../../src/device/fake.ts';
 import type { FrameDevice } from '../../src/device/types.ts';
 import {
-  LinkType, PacketInfo, VXLAN_PORT, buildPacket, Cidr, decodeFrame, ipv4,
+  LinkType, PacketInfo, VIRTIO_NET_HEADER_LENGTH, VXLAN_PORT, buildPacket, Cidr, decodeFrame, ipv4,
   type PacketRepr,
 } from '../../src/wire/index.ts';
 
@@ -66,7 +66,7 @@ export interface VnetFields {
 
 /** struct virtio_net_hdr, little-endian (include/uapi/linux/virtio_net.h). */
 export function vnetHeader(f: VnetFields = {}): Uint8Array {
-  const h = new Uint8Array(VNET);
+  const h = new Uint8Array(VIRTIO_NET_HEADER_LENGTH);
   const le = (o: number, v: number) => { h[o] = v & 0xff; h[o + 1] = v >>> 8; };
   h[0] = f.flags ?? 0;
   h[1] = f.gsoType ?? 0;
@@ -85,9 +85,9 @@ export function readVnet(frame: Uint8Array): Required<VnetFields> {
 /** The frame a TAP/TUN read returns: the virtio-net header, then the packet. */
 export function withVnet(packet: PacketRepr | Uint8Array, vnet: VnetFields = {}): Uint8Array {
   const body = packet instanceof Uint8Array ? packet : buildPacket(packet);
-  const out = new Uint8Array(VNET + body.length);
+  const out = new Uint8Array(VIRTIO_NET_HEADER_LENGTH + body.length);
   out.set(vnetHeader(vnet), 0);
-  out.set(body, VNET);
+  out.set(body, VIRTIO_NET_HEADER_LENGTH);
   return out;
 }
 
@@ -130,12 +130,12 @@ export function decode(buf: Uint8Array, off: number, len: number, linkType: numb
 
 /** Decodes a frame written to a pod port (virtio-net header, then Ethernet). */
 export function decodePodFrame(frame: Uint8Array): PacketInfo {
-  return decode(frame, VNET, frame.length - VNET, LinkType.ETHERNET);
+  return decode(frame, VIRTIO_NET_HEADER_LENGTH, frame.length - VIRTIO_NET_HEADER_LENGTH, LinkType.ETHERNET);
 }
 
 /** Decodes a frame written to the host port (virtio-net header, then IP). */
 export function decodeHostFrame(frame: Uint8Array): PacketInfo {
-  return decode(frame, VNET, frame.length - VNET, LinkType.RAW_IP);
+  return decode(frame, VIRTIO_NET_HEADER_LENGTH, frame.length - VIRTIO_NET_HEADER_LENGTH, LinkType.RAW_IP);
 }
 
 // ---- the recording underlay ------------------------------------------------------
@@ -238,9 +238,9 @@ export class Rig {
   constructor(opts: { gsoSupported?: boolean } = {}) {
     this.underlay = new FakeUnderlay(opts.gsoSupported ?? true);
     this.datapath = new Datapath(makeTable([]), this.underlay);
-    this.portA = this.datapath.addPort(PortKind.POD, 'pod-a', this.podA, VNET);
-    this.portB = this.datapath.addPort(PortKind.POD, 'pod-b', this.podB, VNET);
-    this.hostPort = this.datapath.addPort(PortKind.HOST, 'host', this.host, VNET);
+    this.portA = this.datapath.addPort(PortKind.POD, 'pod-a', this.podA, VIRTIO_NET_HEADER_LENGTH);
+    this.portB = this.datapath.addPort(PortKind.POD, 'pod-b', this.podB, VIRTIO_NET_HEADER_LENGTH);
+    this.hostPort = this.datapath.addPort(PortKind.HOST, 'host', this.host, VIRTIO_NET_HEADER_LENGTH);
     this.datapath.setTable(makeTable([podEntry(this.portA, POD_A), podEntry(this.portB, POD_B)]));
   }
 

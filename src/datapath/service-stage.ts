@@ -1,0 +1,67 @@
+// The service proxy's place in the pipeline: every IPv4 packet from a pod, from the
+// host port and from the underlay passes ServiceNat.process here before it is routed.
+// One place for the call, for the clock it is given and for what a refusal costs.
+import { ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH, type PacketInfo } from '../wire/index.ts';
+import { Verdict } from '../services/nat-codes.ts';
+import type { ServiceNat } from '../services/nat.ts';
+import type { Arena } from './arena.ts';
+import { DatapathDrop, type PortCounters } from './counters.ts';
+import type { FrameSink } from './offload.ts';
+
+/** `replyPort` for packets whose refusal is only counted (the underlay has no port to answer on). */
+export const NO_REPLY = -1;
+/** Room for the answer behind its Ethernet header: an ICMP error is at most 576 bytes (RFC 1812 §4.3.2.3), a TCP RST far less. */
+const REJECT_BYTES = ETH + 600;
+
+export class ServiceStage {
+  /** The service proxy, once services are programmed; null = no service NAT at all. */
+  nat: ServiceNat | null = null;
+  /** Monotonic whole seconds, read once per batch (conntrack and affinity expiry). */
+  #now = 0;
+  readonly #arena: Arena;
+  readonly #sink: FrameSink;
+
+  constructor(arena: Arena, sink: FrameSink) {
+    this.#arena = arena;
+    this.#sink = sink;
+  }
+
+  /** Reads the clock: once per receive batch, so every packet of a batch sees one time. */
+  tick(): void {
+    this.#now = (performance.now() / 1000) | 0;
+  }
+
+  /**
+   * Runs the packet decoded in `info` (in the arena) through the service proxy.
+   * PASS and NATED: forward it (rewritten in place when NATED). A refusal (REJECT_*,
+   * DROP) has been dealt with when this returns: counted on `c`, and a REJECT answered
+   * with a TCP RST or ICMP port unreachable, built in scratch, on `replyPort` unless
+   * that is NO_REPLY. `l4Partial`: the frame carries virtio-net NEEDS_CSUM.
+   *
+   * Small on purpose: it is inlined into every receive path, whose inlining budget
+   * (TurboFan's, per optimised function) it shares. With the refusal handling in
+   * here, the underlay's TTL decrement stopped being inlined (--trace-turbo-inlining);
+   * refusals are rare and get a call of their own.
+   */
+  process(info: PacketInfo, entryPoint: number, l4Partial: boolean, c: PortCounters, replyPort: number): number {
+    const nat = this.nat;
+    if (nat === null) return Verdict.PASS;
+    const v = nat.process(info, this.#arena.buf, entryPoint, l4Partial, this.#now);
+    if (v > Verdict.NATED) this.#refused(nat, v, info, c, replyPort);
+    return v;
+  }
+
+  #refused(nat: ServiceNat, v: number, info: PacketInfo, c: PortCounters, replyPort: number): void {
+    if (v === Verdict.DROP) {
+      c.drops[DatapathDrop.SERVICE_DROPPED]!++;
+      return;
+    }
+    c.drops[DatapathDrop.SERVICE_REJECTED]!++;
+    if (replyPort === NO_REPLY) return;
+    const b = this.#arena.buf;
+    const at = this.#arena.allocFrame(REJECT_BYTES);
+    if (at < 0) return;
+    const n = nat.buildReject(b, at + VIRTIO_NET_HEADER_LENGTH, info, b);
+    if (n > 0) this.#sink.enqueue(replyPort, at, VIRTIO_NET_HEADER_LENGTH + n);
+  }
+}

@@ -1,0 +1,231 @@
+// The VXLAN underlay, both directions (RFC 7348, UDP 4789). Receive: a datagram from a
+// known node with the cluster's VNI is decapsulated and its inner packet delivered to a
+// local pod (TCP segments coalesced into TSO frames), to the host port, or, reverse
+// NATed for a client elsewhere, back over the overlay. Transmit: frames for other
+// nodes are wrapped in place (or cut into segments in scratch) and queued for the
+// socket, which sends the whole queue with one sendmmsg per batch.
+import type { UdpBatchSocket } from '../device/udp.ts';
+import {
+  DropReason, EtherType, EthernetFrame, Ipv4Packet, LinkType, PacketInfo, VirtioNetGso, VirtioNetHeader, VxlanHeader,
+  decodeFrame, ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH, VXLAN_FLAG_I, VXLAN_HEADER_LENGTH, VXLAN_PORT,
+} from '../wire/index.ts';
+import { EntryPoint, Verdict } from '../services/nat-codes.ts';
+import { BATCHES_PER_WAKEUP, HEADROOM, RX_BATCH, SLOT_SIZE, UnderlayTxQueue, type Arena } from './arena.ts';
+import type { PortCapture } from './capture.ts';
+import { DatapathDrop, PortCounters } from './counters.ts';
+import type { ForwardingTable } from './forwarding.ts';
+import { TcpCoalescer, completeChecksum, segmentTcp4ToVxlan, type FrameSink } from './offload.ts';
+import { NO_REPLY, type ServiceStage } from './service-stage.ts';
+
+/** What the datapath needs of the underlay socket (UdpBatchSocket, or a fake in tests). */
+export type UnderlaySocket = Pick<UdpBatchSocket, 'gsoSupported' | 'recvBatch' | 'sendBatch' | 'onReadable' | 'pause' | 'close'>;
+
+/** What the underlay needs of the rest of the datapath: its table, the host port, the port queues. */
+export interface UnderlayRoutes extends FrameSink {
+  /** The forwarding table of the current batch. */
+  readonly table: ForwardingTable;
+  /** The host port's index, or -1 while there is none. */
+  readonly hostPort: number;
+}
+
+const NO_PORT = -1;
+
+export class Underlay {
+  readonly counters = new PortCounters();
+  capture: PortCapture | null = null;
+  /** This node's underlay address (the source of captured datagrams). */
+  readonly localIP = new Uint32Array(1);
+  /** Runs of TCP segments for local pods; closed by the datapath's flush. */
+  readonly coalescer: TcpCoalescer;
+  readonly #arena: Arena;
+  readonly #socket: UnderlaySocket | null;
+  readonly #routes: UnderlayRoutes;
+  readonly #services: ServiceStage;
+  readonly #info = new PacketInfo();
+  readonly #queue = new UnderlayTxQueue(512);
+  /** Flushes every queue of the datapath and frees scratch (segments live in scratch). */
+  readonly #flushAll: () => void;
+
+  constructor(arena: Arena, socket: UnderlaySocket | null, routes: UnderlayRoutes, services: ServiceStage, flushAll: () => void) {
+    this.#arena = arena;
+    this.#socket = socket;
+    this.#routes = routes;
+    this.#services = services;
+    this.#flushAll = flushAll;
+    this.coalescer = new TcpCoalescer(arena, routes, VIRTIO_NET_HEADER_LENGTH);
+    if (socket !== null) socket.onReadable(() => this.#read());
+  }
+
+  pause(): void {
+    this.#socket?.pause();
+  }
+
+  // ---- receive ---------------------------------------------------------------------
+
+  #read(): void {
+    const a = this.#arena;
+    const u = this.#socket!;
+    for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
+      const n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, a.rxSrcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
+      if (n === 0) return;
+      this.#services.tick();
+      const t = this.#routes.table;
+      const cap = this.capture;
+      if (cap !== null) cap.stamp(Date.now());
+      for (let i = 0; i < n; i++) {
+        const off = a.rxOffset(i);
+        const len = a.rxLengths[i]!;
+        const seg = a.rxSegSizes[i]!;
+        cap?.datagrams(a.buf, off, len, seg, a.rxSrcAddrs[i]!, t.underlayIP);
+        if (t.nodeByUnderlay(a.rxSrcAddrs[i]!) < 0) {
+          this.counters.drops[DatapathDrop.UNKNOWN_PEER]!++;
+          continue;
+        }
+        if (seg <= 0 || seg >= len) {
+          this.#receive(off, len, true);
+        } else {
+          for (let at = off, k = 0; at < off + len; at += seg, k++) this.#receive(at, Math.min(seg, off + len - at), k === 0);
+        }
+      }
+      this.#flushAll();
+      if (n < RX_BATCH) return;
+    }
+  }
+
+  #drop(reason: number): void {
+    this.counters.drops[reason]!++;
+  }
+
+  /**
+   * One VXLAN datagram (or one GRO segment of it) at `d`, `n` bytes. `inPlace` false:
+   * the bytes in front belong to the previous segment, so the frame is copied before
+   * anything is written in front of it.
+   */
+  #receive(d: number, n: number, inPlace: boolean): void {
+    const b = this.#arena.buf;
+    const info = this.#info;
+    const c = this.counters;
+    const t = this.#routes.table;
+    c.rxFrames++;
+    c.rxBytes += n;
+    if (n < VXLAN_HEADER_LENGTH) return this.#drop(DropReason.TRUNCATED_VXLAN);
+    if ((VxlanHeader.flags(b, d) & VXLAN_FLAG_I) === 0) return this.#drop(DropReason.BAD_VXLAN_FLAGS);
+    if (VxlanHeader.vni(b, d) !== t.vni) return this.#drop(DatapathDrop.WRONG_VNI);
+    const e = d + VXLAN_HEADER_LENGTH;
+    const len = n - VXLAN_HEADER_LENGTH;
+    const reason = decodeFrame(info, b, e, len, LinkType.ETHERNET);
+    if (reason !== DropReason.OK) return this.#drop(reason);
+    if (info.ethertype !== EtherType.IPV4) return this.#drop(info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
+    if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
+    // From the underlay come remote pods' packets, and replies of flows NATed here
+    // (an endpoint on another node answering a client of this node's service).
+    const v = this.#services.process(info, EntryPoint.POD, false, c, NO_REPLY);
+    if (v > Verdict.NATED) return;
+    this.#deliver(e, len, inPlace, v === Verdict.NATED);
+  }
+
+  /**
+   * Where the inner frame at `e` (decoded in #info, NATed when `nated`) goes. A method
+   * of its own so that it has TurboFan's inlining budget to itself: as one function
+   * with #receive, the TTL decrement was left a call (--trace-turbo-inlining).
+   */
+  #deliver(e: number, len: number, inPlace: boolean, nated: boolean): void {
+    const a = this.#arena;
+    const b = a.buf;
+    const info = this.#info;
+    const c = this.counters;
+    const t = this.#routes.table;
+    const ip = e + ETH;
+    const dst = info.dst4;
+    const to = t.podPorts.get(dst);
+    if (to >= 0) {
+      Ipv4Packet.decrementTtl(b, ip);
+      EthernetFrame.setDst(b, e, t.portMacs[to]!);
+      EthernetFrame.setSrc(b, e, t.gatewayMac);
+      if (this.coalescer.offer(to, info, b, e)) return;
+      this.coalescer.finish(to);
+      const vh = a.frameWithHeader(e, len, inPlace);
+      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+      return this.#routes.enqueue(to, vh, VIRTIO_NET_HEADER_LENGTH + len);
+    }
+    // Reverse NATed for a client on another node (one of its pods, or the node itself,
+    // e.g. reaching a node port on this node's address): back over the overlay to it.
+    const back = nated ? t.remoteNode(dst) : -1;
+    if (back >= 0) {
+      Ipv4Packet.decrementTtl(b, ip);
+      const vh = a.frameWithHeader(e, len, inPlace);
+      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+      return this.send(c, vh, vh + VIRTIO_NET_HEADER_LENGTH, len, back);
+    }
+    // For the node itself, or (reverse NATed) for a client beyond it.
+    const host = this.#routes.hostPort;
+    if ((dst === t.underlayIP || (nated && !t.podCIDR.contains(dst))) && host !== NO_PORT) {
+      Ipv4Packet.decrementTtl(b, ip);
+      // Strip Ethernet; the zeroed virtio-net header takes the Ethernet header's place.
+      return this.#routes.enqueue(host, a.frameWithHeader(ip, len - ETH, true), len - ETH + VIRTIO_NET_HEADER_LENGTH);
+    }
+    this.#drop(t.podCIDR.contains(dst) ? DatapathDrop.NO_SUCH_POD : DatapathDrop.NO_ROUTE);
+  }
+
+  // ---- transmit --------------------------------------------------------------------
+
+  /**
+   * Sends the Ethernet frame at `e` (its virtio-net header at `vh`) over VXLAN to remote
+   * node `node` of the current table; a drop is counted on `c`. TSO frames are cut
+   * into segments and partial checksums completed in software: nothing past this node
+   * would do it. (The node's underlay address is read from the table's typed array
+   * here: passed as an argument, an address above 2^31 would be boxed, an allocation
+   * per packet.)
+   */
+  send(c: PortCounters, vh: number, e: number, frameLen: number, node: number): void {
+    const reason = this.#send(vh, e, frameLen, node);
+    if (reason !== 0) c.drops[reason]!++;
+  }
+
+  #send(vh: number, e: number, frameLen: number, node: number): number {
+    const t = this.#routes.table;
+    const dst = t.nodeUnderlay[node]!;
+    const vni = t.vni;
+    const a = this.#arena;
+    const b = a.buf;
+    const q = this.#queue;
+    const gso = VirtioNetHeader.gsoProtocol(b, vh);
+    if (gso !== VirtioNetGso.NONE) {
+      if (gso !== VirtioNetGso.TCPV4) return DatapathDrop.UNSUPPORTED_GSO;
+      const mss = VirtioNetHeader.gsoSize(b, vh);
+      const udpGso = this.#socket?.gsoSupported ?? false;
+      if (segmentTcp4ToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso)) return 0;
+      this.#flushAll();
+      return segmentTcp4ToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
+    }
+    if (VirtioNetHeader.needsCsum(b, vh)) {
+      if (!completeChecksum(b, e, frameLen, VirtioNetHeader.csumStart(b, vh), VirtioNetHeader.csumOffset(b, vh))) return DatapathDrop.BAD_VNET_HEADER;
+    }
+    if (q.full) this.flush();
+    const d = e - VXLAN_HEADER_LENGTH;
+    VxlanHeader.emit(b, d, vni);
+    q.pushDatagram(d, frameLen + VXLAN_HEADER_LENGTH, dst, VXLAN_PORT, 0);
+    return 0;
+  }
+
+  /** Sends everything queued. */
+  flush(): void {
+    const q = this.#queue;
+    if (q.count === 0 || this.#socket === null) {
+      q.count = 0;
+      return;
+    }
+    const b = this.#arena.buf;
+    const c = this.counters;
+    const cap = this.capture;
+    if (cap !== null) cap.stamp(Date.now());
+    for (let i = 0; i < q.count; i++) {
+      c.txBytes += q.lengths[i]!;
+      if (cap !== null) cap.datagrams(b, q.offsets[i]!, q.lengths[i]!, q.gsoSizes[i]!, this.localIP[0]!, q.dstAddrs[i]!);
+    }
+    const sent = this.#socket.sendBatch(b, q.offsets, q.lengths, q.dstAddrs, q.dstPorts, q.gsoSizes, q.count);
+    c.txFrames += sent;
+    if (sent < q.count) c.drops[DatapathDrop.TX_FAILED]! += q.count - sent;
+    q.count = 0;
+  }
+}
