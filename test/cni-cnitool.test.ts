@@ -195,6 +195,14 @@ describe('tapir-cni under cnitool, against a running agent', () => {
     assert.equal(ping.status, 0, 'the lab\'s own pods on that node still forward');
     const del = cnitool('1.2.3', 'del', 'tapir-gone', netconf, doomed);
     assert.equal(del.status, 0, `DEL after the namespace is gone: ${del.stderr}`);
+    // The same with only the pod's eth0 deleted (ip link del inside the pod).
+    const stripped = pod();
+    assert.equal(cnitool('1.2.3', 'add', 'tapir-gone', netconf, stripped).status, 0);
+    stripped.exec('ip', ['link', 'del', 'eth0']);
+    spawnSync('sleep', ['1']);
+    assert.ok(agentAnswers(), 'the agent survives a deleted eth0');
+    assert.equal(clientAddress(survivor.exec('curl', ['-sS', '--max-time', '5', `http://${lab.ips['web-2b']}:8080/x`])), survivorIp);
+    assert.equal(cnitool('1.2.3', 'del', 'tapir-gone', netconf, stripped).status, 0, 'DEL after eth0 was deleted');
     assert.equal(cnitool('1.2.3', 'del', 'tapir-gone', netconf, survivor).status, 0);
     const stats = tapir(['stats', '--lab', lab.name, '--node', 'node-1']);
     assert.equal(stats.status, 0, stats.stderr);

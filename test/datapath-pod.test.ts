@@ -325,3 +325,21 @@ test('decode helper sanity: an expected frame built here decodes as the datapath
   assert.equal(info.dst4, POD_B);
   assert.ok(verifyChecksums(info, f));
 });
+
+test('a pod port whose device fails (its namespace is gone) leaves the datapath alone: removed, counted, reported; the others forward', async () => {
+  const rig = new Rig();
+  const failed: string[] = [];
+  rig.datapath.onPortFailed = (port, err) => failed.push(`${port.name}: ${err.message}`);
+  try {
+    rig.podB.fail();
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(failed, ['pod-b: read pod-b: File descriptor in bad state (EBADFD)']);
+    assert.equal(rig.datapath.portFailures, 1);
+    assert.equal(rig.datapath.ports[rig.portB], undefined, 'the failed port is out of the datapath');
+    // pod-a still reaches the host through the gateway.
+    await rig.send(rig.podA, withVnet(udpFromA(HOST_DST, GATEWAY_MAC)));
+    assert.equal(rig.host.takeWritten().length, 1);
+  } finally {
+    rig.close();
+  }
+});

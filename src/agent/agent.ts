@@ -49,6 +49,7 @@ export class Agent {
     this.#underlay = underlay;
     this.datapath = new Datapath(this.#compile(), underlay);
     this.datapath.addPort(PortKind.HOST, config.hostTun, hostDevice, hostDevice.vnetHdrSize);
+    this.datapath.onPortFailed = (port, err) => this.#portFailed(port.name, err);
     this.#ports = new PortManager({
       stateDir: config.stateDir,
       mtu: config.mtu,
@@ -143,6 +144,20 @@ export class Agent {
     this.#podIndex.set(p.hostName, { index, ip: p.ip });
     this.datapath.setTable(this.#compile());
     this.#log(`pod port ${p.hostName} (${p.podNamespace}/${p.podName}) ${ipv4ToString(p.ip)} -> datapath port ${index}`);
+  }
+
+  /** A port's device failed: out of the forwarding table now, its record kept until CNI DEL. */
+  #portFailed(hostName: string, err: Error): void {
+    const pod = this.#ports.list().find((p) => p.hostName === hostName);
+    if (pod === undefined) {
+      this.#log(`port ${hostName} failed and is out of the datapath: ${err.message}${hostName === this.config.hostTun ? '; the node can no longer reach pods through it until the agent restarts' : ''}`);
+      return;
+    }
+    this.#podIndex.delete(hostName);
+    this.datapath.setTable(this.#compile());
+    this.#ports.markFailed(pod);
+    this.#log(`pod port ${hostName} (${pod.podNamespace}/${pod.podName}, ${ipv4ToString(pod.ip)}) failed and is out of the datapath: ${err.message}; `
+      + 'the pod\'s namespace or eth0 is gone; its address stays reserved until CNI DEL');
   }
 
   #portRemoved(p: PodPort): void {

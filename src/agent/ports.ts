@@ -40,6 +40,8 @@ export interface PodPort {
   /** The CNI network that added it ('' when not recorded). */
   network: string;
   device: TunDevice;
+  /** Its device failed (the pod's namespace or eth0 is gone); out of the datapath. */
+  failed: boolean;
 }
 
 export interface AddPortParams {
@@ -191,7 +193,7 @@ export class PortManager {
       if (this.#persist) device.setPersist(true);
       return {
         containerId: p.containerId, ifName: p.ifName, hostName, netns: p.netns, mac, ip: p.ip,
-        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device,
+        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
       };
     } catch (err) {
       // Not yet persistent (or made non-persistent here): closing deletes the TAP wherever it is.
@@ -214,7 +216,18 @@ export class PortManager {
     });
   }
 
+  /**
+   * The datapath gave up on the port's device (its TAP went with the pod's namespace):
+   * its fd is closed now, and the record stays, holding the address, until CNI DEL
+   * (which then succeeds, as DEL of a vanished pod must).
+   */
+  markFailed(port: PodPort): void {
+    port.failed = true;
+    try { port.device.close(); } catch { /* already closed */ }
+  }
+
   #release(port: PodPort, keep: boolean): void {
+    if (port.failed) return; // its fd is closed, its TAP gone with the namespace
     if (!keep) {
       try { port.device.setPersist(false); } catch (err) { this.#log(`${port.hostName}: TUNSETPERSIST off: ${(err as Error).message}`); }
     }

@@ -135,6 +135,10 @@ export interface StatsInfo {
   ports: PortStats[];
   /** TCP segments from the underlay coalesced into TSO frames for pods. */
   coalescedSegments: number;
+  /** Ports taken out of the datapath because their device failed (a pod's namespace went first). */
+  portFailures: number;
+  /** recvmmsg calls on the underlay socket that failed (counted, then read again). */
+  underlayRecvErrors: number;
 }
 
 export interface CaptureStartInfo { port: string; linkType: number }

@@ -59,7 +59,7 @@ export class AgentTools {
       ports.push({ index: p.index, name: p.name, kind: p.kind === PortKind.POD ? 'pod' : 'host', ...p.counters.toJSON() });
     }
     ports.push({ index: -1, name: 'underlay', kind: 'underlay', ...dp.underlayCounters.toJSON() });
-    return { ports, coalescedSegments: dp.coalescedSegments };
+    return { ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors };
   }
 
   /** Starts writing the frames of `port` ('underlay', 'host', a pod or its TAP name) to `file`. */

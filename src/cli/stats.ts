@@ -28,5 +28,6 @@ export async function run(args: string[]): Promise<number> {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
   console.log(`TCP segments coalesced into TSO frames for pods: ${answer.coalescedSegments}`);
+  console.log(`ports removed after a device failure: ${answer.portFailures}; underlay receive errors: ${answer.underlayRecvErrors}`);
   return 0;
 }

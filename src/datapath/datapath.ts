@@ -47,6 +47,15 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   readonly #dirty = new Int32Array(1024);
   #dirtyCount = 0;
   #dirtyMark = new Uint8Array(1024);
+  /** Ports removed because their device failed (the pod's namespace or eth0 went away). */
+  portFailures = 0;
+  /**
+   * Told when a port's device fails for good (a read errno such as EBADFD once the TAP
+   * is gone with the pod's namespace): the port is already out of the datapath, every
+   * other port keeps running. The agent forgets the pod's route and keeps its record
+   * until CNI DEL.
+   */
+  onPortFailed: ((port: DatapathPort, err: Error) => void) | null = null;
 
   constructor(table: ForwardingTable, underlay: UnderlaySocket | null) {
     this.#table = table;
@@ -97,6 +106,10 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     return this.#ports;
   }
 
+  get underlayRecvErrors(): number {
+    return this.#underlay.recvErrors;
+  }
+
   get coalescedSegments(): number {
     return this.#underlay.coalescer.coalesced;
   }
@@ -136,7 +149,15 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const a = this.arena;
     for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
       if (this.#ports[port.index] !== port) return;
-      const n = port.device.readBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, RX_BATCH);
+      let n: number;
+      try {
+        n = port.device.readBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, RX_BATCH);
+      } catch (err) {
+        // A device error belongs to this port alone: it must not reach the event loop,
+        // where it would end the agent and every other pod's data plane with it.
+        this.#portFailed(port, err as Error);
+        return;
+      }
       if (n === 0) return;
       this.#services.tick();
       if (port.capture !== null) port.capture.stamp(Date.now());
@@ -152,6 +173,12 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       this.#flush();
       if (n < RX_BATCH) return;
     }
+  }
+
+  #portFailed(port: DatapathPort, err: Error): void {
+    this.removePort(port.index);
+    this.portFailures++;
+    this.onPortFailed?.(port, err);
   }
 
   // ---- decisions -------------------------------------------------------------------

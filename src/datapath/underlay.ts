@@ -46,6 +46,9 @@ export class Underlay {
   /** Flushes every queue of the datapath and frees scratch (segments live in scratch). */
   readonly #flushAll: () => void;
 
+  /** recvmmsg calls that failed (counted, never thrown). */
+  recvErrors = 0;
+
   constructor(arena: Arena, socket: UnderlaySocket | null, routes: UnderlayRoutes, services: ServiceStage, flushAll: () => void) {
     this.#arena = arena;
     this.#socket = socket;
@@ -66,7 +69,15 @@ export class Underlay {
     const a = this.#arena;
     const u = this.#socket!;
     for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
-      const n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, a.rxSrcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
+      let n: number;
+      try {
+        n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, a.rxSrcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
+      } catch {
+        // A socket error (a queued ICMP error reported by recvmmsg, say) is counted and
+        // the socket read again at its next wakeup; it must not end the agent.
+        this.recvErrors++;
+        return;
+      }
       if (n === 0) return;
       this.#services.tick();
       const t = this.#routes.table;

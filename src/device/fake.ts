@@ -80,6 +80,7 @@ export class FakeDevice implements FrameDevice {
   #paused = false;
   #scheduled = false;
   #closed = false;
+  #failure: DeviceError | null = null;
   readonly #stats: DeviceStats = { rxTruncated: 0, txDroppedFull: 0, txErrors: 0, lastTxErrno: 0 };
 
   constructor(name = 'fake0', opts: FakeDeviceOptions = {}) {
@@ -108,6 +109,16 @@ export class FakeDevice implements FrameDevice {
     return ok;
   }
 
+  /**
+   * From now on, reads fail with `errno` and the readiness callback fires, as a TAP's
+   * fd does once its network namespace is gone (EBADFD) or its link was deleted.
+   */
+  fail(code = 'EBADFD', errno = 77): void {
+    this.#failure = new DeviceError(`read ${this.name}: File descriptor in bad state (${code})`, errno, code, 'read');
+    this.#rx.push(new Uint8Array(1), 0, 1); // something to wake the reader
+    this.#notify();
+  }
+
   /** Copies of the frames written since the last call (not for a pair()ed device). */
   takeWritten(): Uint8Array[] {
     if (this.#peer !== null) throw new TypeError('takeWritten: frames written on a paired FakeDevice go to its peer');
@@ -125,6 +136,7 @@ export class FakeDevice implements FrameDevice {
 
   readBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, maxFrames: number): number {
     this.#checkOpen('read');
+    if (this.#failure !== null) throw this.#failure;
     if (headroom < 0 || headroom >= slotSize) throw new RangeError(`headroom ${headroom} must lie in [0, slotSize)`);
     if (maxFrames > lengths.length || maxFrames * slotSize > slab.length) throw new RangeError('slab or lengths smaller than maxFrames slots');
     const capacity = slotSize - headroom;
