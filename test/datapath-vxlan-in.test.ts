@@ -66,6 +66,22 @@ test('underlay: a wrong VNI, an unknown source node, a missing I flag are droppe
   }
 });
 
+test('underlay: a known node cannot speak for others: an inner source outside its pod CIDR and address is dropped (issue 8, finding 8)', () => {
+  const rig = new Rig();
+  try {
+    // From node-2's address, an inner source of this node's own pod range, and one off the internet.
+    rig.receiveUnderlay(vxlanPayload({ ...udpFromRemote(POD_A), ipv4: { src: POD_B, dst: POD_A, ttl: 63 } }));
+    rig.receiveUnderlay(vxlanPayload({ ...udpFromRemote(POD_A), ipv4: { src: ip('8.8.8.8'), dst: POD_A, ttl: 63 } }));
+    assert.equal(rig.nothingWritten(), '');
+    assert.deepEqual(rig.datapath.underlayCounters.toJSON().drops, { 'underlay-spoofed': 2 });
+    // node-2's own address (its host) is its to use.
+    rig.receiveUnderlay(vxlanPayload({ ...udpFromRemote(POD_A), ipv4: { src: REMOTE_NODE_IP, dst: POD_A, ttl: 63 } }));
+    assert.equal(rig.podA.takeWritten().length, 1);
+  } finally {
+    rig.close();
+  }
+});
+
 test('underlay: short datagrams are dropped with the wire reason (truncated VXLAN header, truncated inner frame)', () => {
   const rig = new Rig();
   try {

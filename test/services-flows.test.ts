@@ -229,3 +229,34 @@ test('a full conntrack table evicts unanswered flows, then drops new ones (count
   // Once some expire (24 h later), new flows take their room.
   assert.equal(send(nat, { src: '10.244.1.200:1000', dst: VIP }, EntryPoint.POD, 1 + 86400).verdict, Verdict.NATED);
 });
+
+test('a direct connection from the port of a closed service flow passes untouched: the closing entry gives way (issue 8, finding 7)', () => {
+  const nat = makeNat(snapshot([web()]));
+  const ct = nat.conntrack;
+  const EP = '10.244.2.5:8080';
+  // Through the cluster IP, then closed: the entry waits in TIME_WAIT for 120 s.
+  send(nat, { src: CLIENT, dst: VIP, flags: SYN }, EntryPoint.POD, 1);
+  send(nat, { src: EP, dst: CLIENT, flags: SYN | ACK }, EntryPoint.EXTERNAL, 1);
+  send(nat, { src: CLIENT, dst: VIP, flags: ACK }, EntryPoint.POD, 1);
+  send(nat, { src: CLIENT, dst: VIP, flags: FIN | ACK }, EntryPoint.POD, 2);
+  send(nat, { src: EP, dst: CLIENT, flags: FIN | ACK }, EntryPoint.EXTERNAL, 2);
+  send(nat, { src: CLIENT, dst: VIP, flags: ACK }, EntryPoint.POD, 2);
+  assert.equal(ct.stateOf(nat.result.entry), TcpState.TIME_WAIT);
+  // The same client port, straight to the endpoint: not a service flow.
+  const syn = send(nat, { src: CLIENT, dst: EP, flags: SYN }, EntryPoint.POD, 3);
+  assert.equal(syn.verdict, Verdict.PASS);
+  assert.equal(ct.size, 0, 'the TIME_WAIT entry gave way to the new connection');
+  const synAck = send(nat, { src: EP, dst: CLIENT, flags: SYN | ACK }, EntryPoint.EXTERNAL, 3);
+  assert.equal(synAck.verdict, Verdict.PASS, 'the reply is not reverse-NATed to the cluster IP');
+  assert.equal(synAck.src, EP);
+});
+
+test('a direct SYN does not tear down a live service flow that shares its reply tuple', () => {
+  const nat = makeNat(snapshot([web()]));
+  const EP = '10.244.2.5:8080';
+  send(nat, { src: CLIENT, dst: VIP, flags: SYN }, EntryPoint.POD, 1);
+  send(nat, { src: EP, dst: CLIENT, flags: SYN | ACK }, EntryPoint.EXTERNAL, 1);
+  send(nat, { src: CLIENT, dst: VIP, flags: ACK }, EntryPoint.POD, 1);
+  assert.equal(send(nat, { src: CLIENT, dst: EP, flags: SYN }, EntryPoint.POD, 2).verdict, Verdict.PASS);
+  assert.equal(nat.conntrack.size, 1, 'the established entry stays');
+});

@@ -48,6 +48,12 @@ export const DatapathDrop = {
   SERVICE_REJECTED: base + 19,
   /** Dropped by the service proxy (no local endpoints, source range, conntrack full...; see the NAT counters). */
   SERVICE_DROPPED: base + 20,
+  /**
+   * VXLAN from a known node carrying an inner source that node cannot own (not in its
+   * pod CIDR, not its address, not a reply of a flow tracked here): the overlay is
+   * unauthenticated, as VXLAN is, so the source is checked against the sender.
+   */
+  UNDERLAY_SPOOFED: base + 21,
 } as const;
 
 const datapathDropNames = [
@@ -55,6 +61,7 @@ const datapathDropNames = [
   'not-for-us', 'no-such-pod', 'no-route', 'ttl-expired', 'wrong-vni', 'unknown-peer',
   'frag-needed', 'too-big', 'unsupported-gso', 'bad-vnet-header', 'vlan-unsupported',
   'for-gateway', 'no-scratch', 'tx-failed', 'service-rejected', 'service-dropped',
+  'underlay-spoofed',
 ];
 
 export const DROP_SLOTS = base + datapathDropNames.length;

@@ -1,7 +1,7 @@
 // The service proxy's place in the pipeline: every IPv4 packet from a pod, from the
 // host port and from the underlay passes ServiceNat.process here before it is routed.
 // One place for the call, for the clock it is given and for what a refusal costs.
-import { ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH, type PacketInfo } from '../wire/index.ts';
+import { ETHERNET_HEADER_LENGTH as ETH, IpProtocol, VIRTIO_NET_HEADER_LENGTH, type PacketInfo } from '../wire/index.ts';
 import { Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
 import type { Arena } from './arena.ts';
@@ -49,6 +49,14 @@ export class ServiceStage {
     const v = nat.process(info, this.#arena.buf, entryPoint, l4Partial, this.#now);
     if (v > Verdict.NATED) this.#refused(nat, v, info, c, replyPort);
     return v;
+  }
+
+  /** Whether the packet belongs to a flow the service conntrack knows (either way). Slow path. */
+  tracks(info: PacketInfo): boolean {
+    const nat = this.nat;
+    if (nat === null || info.payloadOffset < 0) return false;
+    if (info.protocol !== IpProtocol.TCP && info.protocol !== IpProtocol.UDP) return false;
+    return nat.conntrack.lookup(info.protocol, info.src4 | 0, info.srcPort, info.dst4 | 0, info.dstPort, this.#now) >= 0;
   }
 
   #refused(nat: ServiceNat, v: number, info: PacketInfo, c: PortCounters, replyPort: number): void {

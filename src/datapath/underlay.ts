@@ -88,14 +88,15 @@ export class Underlay {
         const len = a.rxLengths[i]!;
         const seg = a.rxSegSizes[i]!;
         cap?.datagrams(a.buf, off, len, seg, a.rxSrcAddrs[i]!, t.underlayIP);
-        if (t.nodeByUnderlay(a.rxSrcAddrs[i]!) < 0) {
+        const node = t.nodeByUnderlay(a.rxSrcAddrs[i]!);
+        if (node < 0) {
           this.counters.drops[DatapathDrop.UNKNOWN_PEER]!++;
           continue;
         }
         if (seg <= 0 || seg >= len) {
-          this.#receive(off, len, true);
+          this.#receive(off, len, true, node);
         } else {
-          for (let at = off, k = 0; at < off + len; at += seg, k++) this.#receive(at, Math.min(seg, off + len - at), k === 0);
+          for (let at = off, k = 0; at < off + len; at += seg, k++) this.#receive(at, Math.min(seg, off + len - at), k === 0, node);
         }
       }
       this.#flushAll();
@@ -112,7 +113,7 @@ export class Underlay {
    * the bytes in front belong to the previous segment, so the frame is copied before
    * anything is written in front of it.
    */
-  #receive(d: number, n: number, inPlace: boolean): void {
+  #receive(d: number, n: number, inPlace: boolean, node: number): void {
     const b = this.#arena.buf;
     const info = this.#info;
     const c = this.counters;
@@ -128,6 +129,10 @@ export class Underlay {
     if (reason !== DropReason.OK) return this.#drop(reason);
     if (info.ethertype !== EtherType.IPV4) return this.#drop(info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
     if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
+    // A node sends what it can own: its pods' packets, its own (its host TUN, replies
+    // it reverse-NATed to its address), and replies of flows NATed here. Anything else
+    // in a datagram from its address is spoofed (VXLAN authenticates nothing).
+    if (t.remoteNode(info.src4) !== node && !this.#services.tracks(info)) return this.#drop(DatapathDrop.UNDERLAY_SPOOFED);
     // From the underlay come remote pods' packets, and replies of flows NATed here
     // (an endpoint on another node answering a client of this node's service).
     const v = this.#services.process(info, EntryPoint.POD, false, c, NO_REPLY);

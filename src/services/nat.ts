@@ -26,7 +26,7 @@ import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts'
 import { Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntrack.ts';
 import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
-import { TCP_INVALID, TcpState, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
+import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
 import { EntryPoint, LbChoice, MasqReason, NatReason, Verdict, natReasonNames, verdictNames } from './nat-codes.ts';
 import { staleUdpEndpoints } from './table-diff.ts';
 import { translateFlow, translateIcmpError } from './translate.ts';
@@ -190,6 +190,24 @@ export class ServiceNat {
    * came over Ethernet). Returns its length, or 0 when no answer is due (a reset is
    * never answered; ICMP errors follow RFC 1812's rules). Slow path: it allocates.
    */
+  /**
+   * A direct connection (no service) whose replies would carry the reply tuple of a
+   * service flow: a client that talked to an endpoint through its cluster IP, closed,
+   * and now opens a connection to the endpoint itself from the same port. Its replies
+   * must not be reverse-NATed to the service address (the client would drop them and
+   * time out). As Linux does, a new SYN that meets a closing entry replaces it: the
+   * entry goes, and the direct flow passes untouched.
+   */
+  #releaseReplyTuple(src: number, sport: number, dst: number, dport: number, flags: number, now: number): void {
+    if (tcpFlagClass(flags) !== TCP_FLAG_CLASS_SYN) return;
+    const ct = this.conntrack;
+    const ref = ct.lookup(IpProtocol.TCP, dst, dport, src, sport, now);
+    if (ref < 0 || (ref & 1) !== 1) return;
+    const e = ref >> 1;
+    const state = ct.stateOf(e);
+    if (state >= TcpState.FIN_WAIT && state <= TcpState.CLOSE) ct.remove(e);
+  }
+
   buildReject(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, link?: EthernetRepr): number {
     const v = this.result.verdict;
     if (v === Verdict.REJECT_TCP_RST) return emitTcpReset(out, outOff, info, buf, link);
@@ -203,7 +221,11 @@ export class ServiceNat {
     const r = this.result;
     let fe = t.frontends.get(dst, proto, dport);
     if (fe < 0 && t.nodePortAddresses.get(dst) >= 0) fe = t.frontends.get(NODE_PORT_ADDR, proto, dport);
-    if (fe < 0) return t.clusterIPs.get(dst) >= 0 ? this.#reject(proto, NatReason.UNKNOWN_PORT) : this.#verdict(Verdict.PASS);
+    if (fe < 0) {
+      if (t.clusterIPs.get(dst) >= 0) return this.#reject(proto, NatReason.UNKNOWN_PORT);
+      if (proto === IpProtocol.TCP) this.#releaseReplyTuple(src, sport, dst, dport, flags, now);
+      return this.#verdict(Verdict.PASS);
+    }
     const sp = fe >> 2;
     const kind = fe & 3;
     r.servicePort = sp;

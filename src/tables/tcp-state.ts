@@ -83,6 +83,8 @@ export function tcpTimeoutTable(t: ConntrackTimeouts): Float64Array {
 // Flag classes, in Linux's get_conntrack_index order: RST wins, then SYN (with or
 // without ACK), FIN, ACK, none.
 const SYN_SET = 0;
+/** tcpFlagClass of a SYN without ACK: a connection's first segment. */
+export const TCP_FLAG_CLASS_SYN = SYN_SET;
 const SYNACK_SET = 1;
 const FIN_SET = 2;
 const ACK_SET = 3;
