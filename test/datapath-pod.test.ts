@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ArpOp, IpProtocol, LinkType, MAC_BROADCAST, TcpFlags, VirtioNetFlags, VirtioNetGso, buildPacket, verifyChecksums,
+  ArpOp, IpProtocol, LinkType, MAC_BROADCAST, TcpFlags, VIRTIO_NET_HEADER_LENGTH, VirtioNetFlags, VirtioNetGso, buildPacket, verifyChecksums,
   type PacketRepr,
 } from '../src/wire/index.ts';
 import {
@@ -339,6 +339,35 @@ test('a pod port whose device fails (its namespace is gone) leaves the datapath 
     // pod-a still reaches the host through the gateway.
     await rig.send(rig.podA, withVnet(udpFromA(HOST_DST, GATEWAY_MAC)));
     assert.equal(rig.host.takeWritten().length, 1);
+  } finally {
+    rig.close();
+  }
+});
+
+test('an IPv4 header whose checksum fails is not forwarded (RFC 1812 §5.2.2), counted as bad-ipv4-checksum', async () => {
+  const rig = new Rig();
+  try {
+    const frame = withVnet(udpFromA(POD_B, GATEWAY_MAC));
+    frame[VIRTIO_NET_HEADER_LENGTH + 14 + 10]! ^= 0x40; // a bit of the header checksum
+    await rig.send(rig.podA, frame);
+    assert.equal(rig.nothingWritten(), '');
+    assert.deepEqual(rig.counters(rig.portA).drops, { 'bad-ipv4-checksum': 1 });
+  } finally {
+    rig.close();
+  }
+});
+
+test('a frame past the pod MTU without TSO metadata is not delivered to a local pod: DF gets fragmentation needed', async () => {
+  const rig = new Rig();
+  try {
+    // 8 KiB in one frame, no GSO type: a pod with MTU 1450 would never accept it.
+    await rig.send(rig.podA, withVnet(udpFromA(POD_B, GATEWAY_MAC, { payload: pattern(8192) })));
+    assert.equal(rig.podB.takeWritten().length, 0);
+    assert.deepEqual(rig.counters(rig.portA).drops, { 'frag-needed': 1 });
+    assert.equal(rig.podA.takeWritten().length, 1, 'ICMP fragmentation needed back to the sender');
+    // Switched at layer 2 (to the pod's own MAC) the same holds.
+    await rig.send(rig.podA, withVnet(udpFromA(POD_B, MAC_B, { payload: pattern(8192) })));
+    assert.equal(rig.podB.takeWritten().length, 0);
   } finally {
     rig.close();
   }

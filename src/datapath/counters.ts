@@ -54,6 +54,8 @@ export const DatapathDrop = {
    * unauthenticated, as VXLAN is, so the source is checked against the sender.
    */
   UNDERLAY_SPOOFED: base + 21,
+  /** An IPv4 header whose checksum fails (RFC 1812 §5.2.2: not forwarded). */
+  BAD_IPV4_CHECKSUM: base + 22,
 } as const;
 
 const datapathDropNames = [
@@ -61,7 +63,7 @@ const datapathDropNames = [
   'not-for-us', 'no-such-pod', 'no-route', 'ttl-expired', 'wrong-vni', 'unknown-peer',
   'frag-needed', 'too-big', 'unsupported-gso', 'bad-vnet-header', 'vlan-unsupported',
   'for-gateway', 'no-scratch', 'tx-failed', 'service-rejected', 'service-dropped',
-  'underlay-spoofed',
+  'underlay-spoofed', 'bad-ipv4-checksum',
 ];
 
 export const DROP_SLOTS = base + datapathDropNames.length;

@@ -208,6 +208,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     }
     if (info.ethertype !== EtherType.IPV4) return this.#drop(c, info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
     if (info.src4 !== podIp) return this.#drop(c, DatapathDrop.SPOOFED_IP);
+    if (!Ipv4Packet.headerChecksumOk(b, info.l3Offset)) return this.#drop(c, DatapathDrop.BAD_IPV4_CHECKSUM);
     if (this.#services.process(info, EntryPoint.POD, VirtioNetHeader.needsCsum(b, off), c, port.index) > Verdict.NATED) return;
 
     const dstMac = info.ethDst;
@@ -215,6 +216,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       // Layer 2 between pods of this node: a frame addressed to a local pod's MAC.
       const to = t.podPorts.get(info.dst4);
       if (to < 0 || t.portMacs[to] !== dstMac) return this.#drop(c, DatapathDrop.NOT_FOR_US);
+      if (!this.#fitsPodMtu(port, off)) return;
       return this.enqueue(to, off, len);
     }
     this.#route(port, off, len, e);
@@ -232,6 +234,10 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const ip = e + ETH;
     const to = t.podPorts.get(dst);
     if (to >= 0) {
+      // A frame larger than the pod MTU with no TSO metadata would be truncated or
+      // refused by the receiving pod: ICMP fragmentation needed (DF) or a drop, as for
+      // the overlay.
+      if (!this.#fitsPodMtu(port, off)) return;
       Ipv4Packet.decrementTtl(b, ip);
       EthernetFrame.setDst(b, e, t.portMacs[to]!);
       EthernetFrame.setSrc(b, e, t.gatewayMac);
@@ -240,7 +246,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     if (t.podCIDR.contains(dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
     const node = t.remoteNode(dst);
     if (node >= 0) {
-      if (!this.#fitsOverlay(port, off)) return;
+      if (!this.#fitsPodMtu(port, off)) return;
       Ipv4Packet.decrementTtl(b, ip);
       return this.#underlay.send(c, off, e, len - VIRTIO_NET_HEADER_LENGTH, node);
     }
@@ -263,6 +269,8 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const reason = decodeFrame(info, b, ip, len - VIRTIO_NET_HEADER_LENGTH, LinkType.RAW_IP);
     if (reason !== DropReason.OK) return this.#drop(c, reason);
     if (info.ipVersion !== 4) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
+    // Steered traffic comes from tc ingress, before the kernel's own IPv4 checks.
+    if (!Ipv4Packet.headerChecksumOk(b, ip)) return this.#drop(c, DatapathDrop.BAD_IPV4_CHECKSUM);
     // The node's own stack sends from its underlay address; anything else on the host
     // port was steered in from outside (node ports, load-balancer and external IPs).
     const entryPoint = info.src4 === t.underlayIP ? EntryPoint.HOST : EntryPoint.EXTERNAL;
@@ -275,7 +283,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       if (t.podCIDR.contains(dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
       node = t.remoteNode(dst);
       if (node < 0) return this.#drop(c, DatapathDrop.NO_ROUTE);
-      if (!this.#fitsOverlay(port, off)) return;
+      if (!this.#fitsPodMtu(port, off)) return;
     }
     Ipv4Packet.decrementTtl(b, ip);
     // Prepend Ethernet: the virtio-net header moves down 14 bytes into the headroom.
@@ -317,10 +325,11 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   }
 
   /**
-   * True when the packet fits the overlay's MTU (each segment, for a TSO frame); else
-   * answers DF packets with ICMP fragmentation needed (RFC 1191) and drops the rest.
+   * True when the packet fits the pod MTU, which is also the overlay's (each segment,
+   * for a TSO frame); else answers DF packets with ICMP fragmentation needed (RFC 1191)
+   * and drops the rest.
    */
-  #fitsOverlay(port: DatapathPort, vh: number): boolean {
+  #fitsPodMtu(port: DatapathPort, vh: number): boolean {
     const b = this.arena.buf;
     const info = this.#info;
     const mtu = this.#table.mtu;

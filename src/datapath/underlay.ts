@@ -129,6 +129,7 @@ export class Underlay {
     if (reason !== DropReason.OK) return this.#drop(reason);
     if (info.ethertype !== EtherType.IPV4) return this.#drop(info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
     if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
+    if (!Ipv4Packet.headerChecksumOk(b, info.l3Offset)) return this.#drop(DatapathDrop.BAD_IPV4_CHECKSUM);
     // A node sends what it can own: its pods' packets, its own (its host TUN, replies
     // it reverse-NATed to its address), and replies of flows NATed here. Anything else
     // in a datagram from its address is spoofed (VXLAN authenticates nothing).
