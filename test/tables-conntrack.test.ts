@@ -211,3 +211,33 @@ test('the index matches a Map model through 20,000 random inserts, lookups and r
     assert.equal(ct.lookup(Number(p), sa!, sp!, da!, dp!, 1), ref);
   }
 });
+
+test('a flooding source is held to its share of unassured entries; other clients keep opening flows (issue 8, finding 9)', () => {
+  const ct = new Conntrack({ capacity: 1024, seed: 3, maxUnassuredPerSource: 128 });
+  const FLOODER = 0x0af40109 | 0; // 10.244.1.9
+  let refused = 0;
+  // A SYN flood from one pod: new source ports, never answered.
+  for (let port = 1024; port < 1024 + 5000; port++) {
+    const e = ct.insert(TCP, FLOODER, port, VIP, 80, EP, 8080, FLOODER, port, 1);
+    if (e < 0) refused++;
+    else ct.update(e, 0, SYN, 1);
+  }
+  assert.equal(ct.unassuredOf(FLOODER), 128);
+  assert.equal(refused, 5000 - 128);
+  assert.equal(ct.counters[ConntrackCounter.SOURCE_LIMITED], 5000 - 128);
+  // Another client's connections open, get answered and are established meanwhile.
+  for (let port = 40000; port < 40000 + 200; port++) {
+    const e = flow(ct, port, 2);
+    assert.ok(e >= 0, `client flow ${port} got an entry`);
+    ct.update(e, 0, SYN, 2);
+    ct.update(e, 1, SYN | ACK, 2);
+    ct.update(e, 0, ACK, 2);
+    assert.ok((ct.statusOf(e) & EntryStatus.ASSURED) !== 0);
+  }
+  assert.equal(ct.unassuredOf(C), 0, 'assured entries leave the budget');
+  assert.equal(ct.counters[ConntrackCounter.EVICTED], 0, 'nobody was evicted to make room');
+  // The flood's entries expiring gives the flooder its budget back.
+  assert.equal(ct.expire(1 + 300, 1024), 128);
+  assert.equal(ct.unassuredOf(FLOODER), 0);
+  assert.ok(ct.insert(TCP, FLOODER, 9, VIP, 80, EP, 8080, FLOODER, 9, 302) >= 0);
+});

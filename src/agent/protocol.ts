@@ -139,6 +139,10 @@ export interface StatsInfo {
   portFailures: number;
   /** recvmmsg calls on the underlay socket that failed (counted, then read again). */
   underlayRecvErrors: number;
+  /** The service conntrack (null before services are programmed): size and counters by name. */
+  conntrack: { entries: number; capacity: number; maxUnassuredPerSource: number; counters: Record<string, number> } | null;
+  /** Service packets refused (dropped or rejected) by reason name. */
+  natRefusals: Record<string, number>;
 }
 
 export interface CaptureStartInfo { port: string; linkType: number }

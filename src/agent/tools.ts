@@ -8,7 +8,8 @@ import type { Datapath } from '../datapath/datapath.ts';
 import { DatapathDrop } from '../datapath/counters.ts';
 import { explainRoute, RouteFrom, type Route } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
-import { EntryPoint } from '../services/nat-codes.ts';
+import { EntryPoint, natReasonNames } from '../services/nat-codes.ts';
+import { conntrackCounterNames } from '../tables/conntrack.ts';
 import { traceServicePacket } from '../services/trace.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4, ipv4ToString } from '../wire/index.ts';
@@ -59,7 +60,17 @@ export class AgentTools {
       ports.push({ index: p.index, name: p.name, kind: p.kind === PortKind.POD ? 'pod' : 'host', ...p.counters.toJSON() });
     }
     ports.push({ index: -1, name: 'underlay', kind: 'underlay', ...dp.underlayCounters.toJSON() });
-    return { ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors };
+    const nat = dp.serviceNat;
+    const natRefusals: Record<string, number> = {};
+    let conntrack: StatsInfo['conntrack'] = null;
+    if (nat !== null) {
+      for (let i = 1; i < natReasonNames.length; i++) if (nat.reasons[i]! > 0) natRefusals[natReasonNames[i]!] = nat.reasons[i]!;
+      const ct = nat.conntrack;
+      const counters: Record<string, number> = {};
+      conntrackCounterNames.forEach((name, i) => { counters[name] = ct.counters[i]!; });
+      conntrack = { entries: ct.size, capacity: ct.capacity, maxUnassuredPerSource: ct.maxUnassuredPerSource, counters };
+    }
+    return { ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors, conntrack, natRefusals };
   }
 
   /** Starts writing the frames of `port` ('underlay', 'host', a pod or its TAP name) to `file`. */

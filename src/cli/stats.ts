@@ -29,5 +29,12 @@ export async function run(args: string[]): Promise<number> {
   for (const r of rows) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
   console.log(`TCP segments coalesced into TSO frames for pods: ${answer.coalescedSegments}`);
   console.log(`ports removed after a device failure: ${answer.portFailures}; underlay receive errors: ${answer.underlayRecvErrors}`);
+  if (answer.conntrack !== null) {
+    const ct = answer.conntrack;
+    const counters = Object.entries(ct.counters).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+    console.log(`service conntrack: ${ct.entries} of ${ct.capacity} entries (at most ${ct.maxUnassuredPerSource} unanswered per source); ${counters}`);
+  }
+  const refusals = Object.entries(answer.natRefusals).map(([k, v]) => `${k} ${v}`).join(', ');
+  if (refusals !== '') console.log(`service packets refused: ${refusals}`);
   return 0;
 }

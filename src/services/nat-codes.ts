@@ -49,10 +49,12 @@ export const NatReason = {
   FRAGMENT: 7,
   /** Drop: masquerading found no free source port for the endpoint. */
   SNAT_PORTS_EXHAUSTED: 8,
+  /** Drop: the client already holds its share of unanswered conntrack entries (a flood). */
+  CONNTRACK_SOURCE_LIMIT: 9,
 } as const;
 export const natReasonNames: readonly string[] = [
   'none', 'no-endpoints', 'unknown-port', 'no-local-endpoints', 'source-range', 'conntrack-full', 'tcp-not-new',
-  'fragment', 'snat-ports-exhausted',
+  'fragment', 'snat-ports-exhausted', 'conntrack-source-limit',
 ];
 
 /** How the endpoint of a new flow was chosen. */

@@ -23,7 +23,7 @@ import {
   IpProtocol, emitIcmpv4PortUnreachable, emitTcpReset, icmpErrorAllowed, type EthernetRepr, type PacketInfo,
 } from '../wire/index.ts';
 import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
-import { Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntrack.ts';
+import { CONNTRACK_SOURCE_LIMITED, Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntrack.ts';
 import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
@@ -275,7 +275,7 @@ export class ServiceNat {
       if (snatPort < 0) return this.#drop(NatReason.SNAT_PORTS_EXHAUSTED);
     }
     const e = ct.insert(proto, src, sport, dst, dport, epIP, epPort, snatIP, snatPort, now);
-    if (e < 0) return this.#drop(NatReason.CONNTRACK_FULL);
+    if (e < 0) return this.#drop(e === CONNTRACK_SOURCE_LIMITED ? NatReason.CONNTRACK_SOURCE_LIMIT : NatReason.CONNTRACK_FULL);
     ct.setTag(e, this.#ids[sp]!);
     ct.mark(e, snatIP !== src || snatPort !== sport ? EntryStatus.DST_NAT | EntryStatus.SRC_NAT : EntryStatus.DST_NAT);
     ct.update(e, 0, flags, now);

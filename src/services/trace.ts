@@ -45,6 +45,7 @@ const REASON_TEXT: Record<number, string> = {
   [NatReason.NO_LOCAL_ENDPOINTS]: 'endpoints exist but none on this node, and the traffic policy is Local (kube-proxy: "has no local endpoints", DROP)',
   [NatReason.SOURCE_RANGE]: 'the client is outside loadBalancerSourceRanges',
   [NatReason.CONNTRACK_FULL]: 'the conntrack table is full and nothing in the probe window could be evicted',
+  [NatReason.CONNTRACK_SOURCE_LIMIT]: 'the client already holds its share of unanswered conntrack entries (a flood from one source is held to a part of the table)',
   [NatReason.TCP_NOT_NEW]: 'a TCP segment that cannot open a connection (only SYN, or an ACK picked up mid-stream, can)',
   [NatReason.FRAGMENT]: 'an IP fragment to a service address (fragments are not reassembled)',
   [NatReason.SNAT_PORTS_EXHAUSTED]: 'no free source port to masquerade with',
@@ -86,7 +87,7 @@ export function traceWith(nat: ServiceNat, p: TracePacket, now: number, context:
   }
   if (port !== null) {
     explainFrontend(steps, port, r.frontend, p);
-    if (verdict === Verdict.NATED || r.reason === NatReason.NO_LOCAL_ENDPOINTS || r.reason === NatReason.CONNTRACK_FULL || r.reason === NatReason.SNAT_PORTS_EXHAUSTED) {
+    if (verdict === Verdict.NATED || r.reason === NatReason.NO_LOCAL_ENDPOINTS || r.reason === NatReason.CONNTRACK_FULL || r.reason === NatReason.CONNTRACK_SOURCE_LIMIT || r.reason === NatReason.SNAT_PORTS_EXHAUSTED) {
       explainEndpoints(steps, port, r.external, r.frontend, p.entryPoint);
     }
     if (r.endpoint >= 0) explainChoice(steps, t, port, r.servicePort, r.external, r.lb, r.endpoint);

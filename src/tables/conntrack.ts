@@ -22,8 +22,17 @@
 // established); otherwise it is dropped. Linux's early_drop makes the same choice
 // (it scans the new tuple's hash bucket for a non-assured entry). Both are counted.
 //
+// Early drop alone lets one flooding client starve the others: under a SYN flood the
+// table is all non-assured entries, and every other client's new flow is evicted
+// before its reply comes back. So each source address may hold at most
+// `maxUnassuredPerSource` non-assured entries (default: an eighth of the table); past
+// that its new flows are refused (SOURCE_LIMITED), and the rest of the table stays for
+// everyone else. Sources are counted in 65,536 buckets by a seeded hash of the
+// address: two sources that share a bucket share a budget, which errs on the side of
+// refusing, never of letting one source take more.
+//
 // Time is whatever monotonic seconds the caller passes; nothing here reads a clock.
-import { flowHash } from './hash.ts';
+import { flowHash, pairHash } from './hash.ts';
 import {
   DEFAULT_TIMEOUTS, TCP_IGNORED, TCP_INVALID, TcpState, tcpTimeoutTable, tcpTransition, type ConntrackTimeouts,
 } from './tcp-state.ts';
@@ -62,8 +71,16 @@ export const ConntrackCounter = {
   FLUSHED: 5,
   /** Removed by remove() (reopened TCP connections and the like). */
   REMOVED: 6,
+  /** New flows refused: their source already held maxUnassuredPerSource non-assured entries. */
+  SOURCE_LIMITED: 7,
 } as const;
-export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed'];
+export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed', 'source-limited'];
+
+/** insert()'s answer when the source is over its budget of non-assured entries. */
+export const CONNTRACK_SOURCE_LIMITED = -2;
+
+/** Buckets of the per-source count of non-assured entries (see the header). */
+const SOURCE_BUCKETS = 1 << 16;
 
 export interface ConntrackOptions {
   /** Most entries (flows); default 131072. */
@@ -71,6 +88,8 @@ export interface ConntrackOptions {
   timeouts?: Partial<ConntrackTimeouts>;
   /** Index hash seed; random by default so flows cannot be crafted to collide. */
   seed?: number;
+  /** Non-assured entries one source address may hold; default max(256, capacity / 8). */
+  maxUnassuredPerSource?: number;
 }
 
 const EMPTY = -1;
@@ -120,6 +139,9 @@ export class Conntrack {
   readonly #udpStream: number;
   readonly #tcpUnreplied: number;
   #sweepCursor = 0;
+  readonly maxUnassuredPerSource: number;
+  /** Non-assured entries per source bucket. */
+  readonly #unassured = new Uint32Array(SOURCE_BUCKETS);
 
   constructor(options: ConntrackOptions = {}) {
     const capacity = options.capacity ?? CONNTRACK_DEFAULT_CAPACITY;
@@ -133,6 +155,7 @@ export class Conntrack {
     this.#udpStream = t.udpStream;
     this.#tcpUnreplied = t.tcpUnreplied;
     this.#seed = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 0;
+    this.maxUnassuredPerSource = options.maxUnassuredPerSource ?? Math.max(256, capacity >> 3);
 
     const records = new ArrayBuffer(capacity * ENTRY_WORDS * 4);
     this.words = new Uint32Array(records);
@@ -231,11 +254,17 @@ export class Conntrack {
   /**
    * Creates an entry for a new flow: original tuple (client -> frontend) and reply
    * tuple (endpoint -> client or SNAT address). The caller has checked that neither
-   * tuple is taken. Returns the entry, or -1 when the table has no room (counted).
-   * State starts at NONE; the caller then calls `update` with the first packet.
+   * tuple is taken. Returns the entry, -1 when the table has no room, or
+   * CONNTRACK_SOURCE_LIMITED when the source is over its budget (both counted). State
+   * starts at NONE; the caller then calls `update` with the first packet.
    */
   insert(protocol: number, oSrc: number, oSrcPort: number, oDst: number, oDstPort: number,
     rSrc: number, rSrcPort: number, rDst: number, rDstPort: number, now: number): number {
+    const bucket = this.#sourceBucket(oSrc);
+    if (this.#unassured[bucket]! >= this.maxUnassuredPerSource) {
+      this.counters[ConntrackCounter.SOURCE_LIMITED]!++;
+      return CONNTRACK_SOURCE_LIMITED;
+    }
     const h0 = flowHash(this.#seed, protocol, oSrc, oSrcPort, oDst, oDstPort);
     const h1 = flowHash(this.#seed, protocol, rSrc, rSrcPort, rDst, rDstPort);
     const slots = this.#slots;
@@ -268,6 +297,7 @@ export class Conntrack {
         slots[s0 * 2 + 1] = h0;
         slots[s1 * 2] = e * 2 + 1;
         slots[s1 * 2 + 1] = h1;
+        this.#unassured[bucket]!++;
         this.counters[ConntrackCounter.INSERTED]!++;
         return e;
       }
@@ -296,7 +326,10 @@ export class Conntrack {
     if (dir === Direction.REPLY) status |= EntryStatus.SEEN_REPLY;
     f64[entry * 8 + D_LAST_SEEN] = now;
     if (u8[at + B_PROTOCOL] !== TCP) {
-      if ((status & EntryStatus.SEEN_REPLY) !== 0) status |= EntryStatus.ASSURED;
+      if ((status & (EntryStatus.SEEN_REPLY | EntryStatus.ASSURED)) === EntryStatus.SEEN_REPLY) {
+        status |= EntryStatus.ASSURED;
+        this.#unchargeSource(entry);
+      }
       u8[at + B_STATUS] = status;
       f64[entry * 8 + D_EXPIRES] = now + ((status & EntryStatus.SEEN_REPLY) !== 0 ? this.#udpStream : this.#udp);
       return 0;
@@ -309,7 +342,10 @@ export class Conntrack {
     }
     if (next === TCP_IGNORED) return next;
     u8[at + B_STATE] = next;
-    if (next === TcpState.ESTABLISHED && (status & EntryStatus.SEEN_REPLY) !== 0) u8[at + B_STATUS] = status | EntryStatus.ASSURED;
+    if (next === TcpState.ESTABLISHED && (status & (EntryStatus.SEEN_REPLY | EntryStatus.ASSURED)) === EntryStatus.SEEN_REPLY) {
+      u8[at + B_STATUS] = status | EntryStatus.ASSURED;
+      this.#unchargeSource(entry);
+    }
     let timeout = this.#tcpTimeout[next]!;
     if ((status & EntryStatus.SEEN_REPLY) === 0 && timeout > this.#tcpUnreplied) timeout = this.#tcpUnreplied;
     f64[entry * 8 + D_EXPIRES] = now + timeout;
@@ -426,7 +462,22 @@ export class Conntrack {
     return best;
   }
 
+  /** The entry leaves its source's non-assured budget (it became assured, or went). */
+  #unchargeSource(e: number): void {
+    this.#unassured[this.#sourceBucket(this.#i32[e * ENTRY_WORDS]!)]!--;
+  }
+
+  #sourceBucket(src: number): number {
+    return pairHash(this.#seed, 0x5eed, src) & (SOURCE_BUCKETS - 1);
+  }
+
+  /** Non-assured entries charged to this source's bucket (slow path: stats, tests). */
+  unassuredOf(src: number): number {
+    return this.#unassured[this.#sourceBucket(src)]!;
+  }
+
   #removeEntry(e: number): void {
+    if ((this.#u8[e * 64 + B_STATUS]! & EntryStatus.ASSURED) === 0) this.#unchargeSource(e);
     this.#removeRef(e * 2, this.#i32[e * ENTRY_WORDS + W_HASH]!);
     this.#removeRef(e * 2 + 1, this.#i32[e * ENTRY_WORDS + W_HASH + 1]!);
     this.#u8[e * 64 + B_LIVE] = 0;
