@@ -109,9 +109,16 @@ test('a pod capture holds its Ethernet frames; stats count frames and drops per 
   // sender's own MAC (0a:58 + its address) arrives unchanged.
   const senderMac = `0a:58:${lab.ips['web-2b']!.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
   assert.match(echo, new RegExp(`${senderMac}\\s+${lab.ips['web-2b']!.replace(/\./g, '\\.')}\\s+8`), echo);
+  // An address of node-2's pod CIDR that no pod has: web-2b's ARP for it is dropped on
+  // web-2b's own port, by reason.
+  const podCidr = lab.status().nodes.find((n: { name: string }) => n.name === 'node-2').podCIDR as string;
+  const nobody = podCidr.replace(/\.0\/\d+$/, '.250');
+  lab.run('web-2b', 'ping', '-c', '1', '-W', '1', nobody);
   const stats = agentStats('node-2');
   assert.ok(stats.ports.find((p) => p.kind === 'underlay')!.rxFrames > 0);
   assert.equal(stats.ports.filter((p) => p.kind === 'pod').length, 2);
+  const port2b = stats.ports.find((p) => p.kind === 'pod' && p.rxFrames > 0 && (p.drops['arp-unknown-target'] ?? 0) > 0);
+  assert.ok(port2b !== undefined, `a pod port counted the ARP for ${nobody} as arp-unknown-target: ${JSON.stringify(stats.ports)}`);
   const human = tapir(['stats', '--lab', lab.name, '--node', 'node-2']);
   assert.equal(human.status, 0, human.stderr);
   assert.match(human.stdout, /PORT\s+KIND\s+RX FRAMES/);

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Conntrack, ConntrackCounter, EntryStatus, TCP, UDP } from '../src/tables/conntrack.ts';
+import { flowHash } from '../src/tables/hash.ts';
 import { TCP_INVALID, TcpState, tcpReopens, tcpStateNames } from '../src/tables/tcp-state.ts';
 
 const SYN = 0x02, ACK = 0x10, FIN = 0x01, RST = 0x04;
@@ -240,4 +241,32 @@ test('a flooding source is held to its share of unassured entries; other clients
   assert.equal(ct.expire(1 + 300, 1024), 128);
   assert.equal(ct.unassuredOf(FLOODER), 0);
   assert.ok(ct.insert(TCP, FLOODER, 9, VIP, 80, EP, 8080, FLOODER, 9, 302) >= 0);
+});
+
+test('tuples whose hashes collide are told apart by the whole tuple, not the hash or the source alone', () => {
+  const seed = 7;
+  const ct = new Conntrack({ capacity: 64, seed });
+  // Same source, other ports: search for two whose 30-bit flow hashes are equal (the
+  // birthday bound makes a few among 150,000 likely; the search is deterministic).
+  const seen = new Map<number, number>();
+  let pair: [number, number] | undefined;
+  for (let k = 0; k < 150_000 && pair === undefined; k++) {
+    const sport = 1024 + (k % 60000);
+    const dport = 80 + Math.floor(k / 60000);
+    const h = flowHash(seed, TCP, C, sport, VIP, dport);
+    const other = seen.get(h);
+    if (other !== undefined) pair = [other, k];
+    else seen.set(h, k);
+  }
+  assert.ok(pair !== undefined, 'a colliding pair exists');
+  const ports = (k: number): [number, number] => [1024 + (k % 60000), 80 + Math.floor(k / 60000)];
+  const [a, b] = pair.map(ports) as [[number, number], [number, number]];
+  assert.equal(flowHash(seed, TCP, C, a[0], VIP, a[1]), flowHash(seed, TCP, C, b[0], VIP, b[1]));
+  const ea = ct.insert(TCP, C, a[0], VIP, a[1], EP, 8080, C, a[0], 1);
+  assert.equal(ct.lookup(TCP, C, b[0], VIP, b[1], 1), -1, 'same hash and source, other ports: not the entry');
+  const eb = ct.insert(TCP, C, b[0], VIP, b[1], EP, 8081, C, b[0], 1);
+  assert.equal(ct.lookup(TCP, C, a[0], VIP, a[1], 1), ea * 2);
+  assert.equal(ct.lookup(TCP, C, b[0], VIP, b[1], 1), eb * 2);
+  ct.remove(ea);
+  assert.equal(ct.lookup(TCP, C, b[0], VIP, b[1], 1), eb * 2, 'backward-shift deletion keeps the colliding tuple findable');
 });

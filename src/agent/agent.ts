@@ -186,7 +186,7 @@ export class Agent {
       hairpinIP: this.config.podCIDR.host(1),
       conntrack: { capacity: this.config.conntrackSize },
     }));
-    this.#gcTimer = setInterval(() => this.datapath.serviceNat?.expire((performance.now() / 1000) | 0, CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
+    this.#gcTimer = setInterval(() => this.datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();
   }
 

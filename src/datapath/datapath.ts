@@ -79,6 +79,11 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     this.#services.nat = nat;
   }
 
+  /** Expired service flows removed, a slice of `maxScan` entries (call it on a timer). */
+  expireServiceFlows(maxScan: number): number {
+    return this.#services.expire(maxScan);
+  }
+
   get serviceNat(): ServiceNat | null {
     return this.#services.nat;
   }

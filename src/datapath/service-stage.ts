@@ -32,6 +32,18 @@ export class ServiceStage {
   }
 
   /**
+   * Conntrack garbage collection, a slice of `maxScan` entries, on the same monotonic
+   * clock the packets use: the clock stays in here, so no caller can hand conntrack
+   * another (wall-clock seconds would expire every flow at once).
+   */
+  expire(maxScan: number): number {
+    const nat = this.nat;
+    if (nat === null) return 0;
+    this.tick();
+    return nat.expire(this.#now, maxScan);
+  }
+
+  /**
    * Runs the packet decoded in `info` (in the arena) through the service proxy.
    * PASS and NATED: forward it (rewritten in place when NATED). A refusal (REJECT_*,
    * DROP) has been dealt with when this returns: counted on `c`, and a REJECT answered

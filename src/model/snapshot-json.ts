@@ -38,8 +38,11 @@ export interface ServiceSnapshotJson {
 }
 
 export function endpointToText(ep: EndpointSpec): string {
-  const flags = [ep.local ? 'local' : '', ep.ready ? 'ready' : '', ep.serving ? 'serving' : '', ep.terminating ? 'terminating' : ''].filter((f) => f !== '');
-  return `${ipv4ToString(ep.ip)}:${ep.port} node=${ep.nodeName || '-'} zone=${ep.zone || '-'} ${flags.join(' ') || 'not-serving'}`;
+  // Where the endpoint is (local) and what state it is in are separate words: a local
+  // endpoint that is neither ready nor serving is "local not-serving", as the same
+  // endpoint on another node is "not-serving".
+  const conditions = [ep.ready ? 'ready' : '', ep.serving ? 'serving' : '', ep.terminating ? 'terminating' : ''].filter((f) => f !== '');
+  return `${ipv4ToString(ep.ip)}:${ep.port} node=${ep.nodeName || '-'} zone=${ep.zone || '-'} ${ep.local ? 'local ' : ''}${conditions.join(' ') || 'not-serving'}`;
 }
 
 const address = (ep: EndpointSpec): string => `${ipv4ToString(ep.ip)}:${ep.port}`;
