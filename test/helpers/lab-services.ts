@@ -227,6 +227,27 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
     assert.equal(get(lab, 'client', 'http://172.30.0.202:8080/').pod, 'api-1');
   });
 
+  test('healthCheckNodePort: 200 on the node with a local endpoint, 503 where there is none', { skip }, async () => {
+    // demo/api-1 runs on node-2 only: a Local service of it is healthy there alone.
+    writeFileSync(join(dir, 'hc.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: { name: api-local, namespace: demo }\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  selector: { app: api }\n  ports: [{ name: http, port: 8080, targetPort: web }]\n');
+    assert.equal(tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'hc.yaml')]).status, 0);
+    try {
+      await eventually(() => (services(lab).get('demo/api-local')?.healthCheckNodePort ?? 0) > 0, 'a health-check node port for demo/api-local');
+      const port = services(lab).get('demo/api-local')!.healthCheckNodePort;
+      const check = (ip: string): { code: string; localEndpoints: number } => {
+        const r = lab.run('client', 'curl', '-sS', '--max-time', '3', '-w', ' %{http_code}', `http://${ip}:${port}/`);
+        assert.equal(r.status, 0, r.stderr);
+        const at = r.stdout.lastIndexOf(' ');
+        return { code: r.stdout.slice(at + 1), localEndpoints: (JSON.parse(r.stdout.slice(0, at)) as { localEndpoints: number }).localEndpoints };
+      };
+      await eventually(() => check(NODE_IPS['node-2']!).code === '200', 'node-2 healthy for demo/api-local');
+      assert.deepEqual(check(NODE_IPS['node-2']!), { code: '200', localEndpoints: 1 });
+      assert.deepEqual(check(NODE_IPS['node-1']!), { code: '503', localEndpoints: 0 });
+    } finally {
+      assert.equal(tapir(['lab', 'delete', '--name', lab.name, '-f', join(dir, 'hc.yaml')]).status, 0);
+    }
+  });
+
   test('a container\'s command runs in the pod; its readinessProbe decides when it is Ready', { skip }, async () => {
     const ready = (): boolean => lab.status().pods.find((p: { name: string }) => p.name === 'cmd-1')?.ready === true;
     const pod = lab.status().pods.find((p: { name: string }) => p.name === 'cmd-1');
