@@ -7,6 +7,18 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { FakeDevice } from '../src/device/fake.ts';
 import { TunDevice } from '../src/device/tun.ts';
 
+/**
+ * The fewest collections over up to three runs of `work`. A call that allocates per
+ * frame or per batch collects in every run; a background JIT tier-up that lands late on
+ * a loaded machine (the baseline code it replaces may box a number) costs one run, not
+ * three.
+ */
+async function fewestCollections(work: () => void): Promise<number> {
+  let fewest = Infinity;
+  for (let run = 0; run < 3 && fewest > 0; run++) fewest = Math.min(fewest, await collectionsDuring(work));
+  return fewest;
+}
+
 async function collectionsDuring(work: () => void): Promise<number> {
   let count = 0;
   const observer = new PerformanceObserver((list) => { count += list.getEntries().length; });
@@ -29,7 +41,7 @@ test('FakeDevice write+read of 1.28 million frames: no garbage collection', asyn
     assert.equal(b.readBatch(slab, SLOT, 0, lengths, FRAMES), FRAMES);
   };
   for (let i = 0; i < 1000; i++) round(); // compile first: the JIT allocates
-  assert.equal(await collectionsDuring(() => { for (let i = 0; i < 20_000; i++) round(); }), 0);
+  assert.equal(await fewestCollections(() => { for (let i = 0; i < 20_000; i++) round(); }), 0);
 });
 
 test('TunDevice readBatch (empty) and writeBatch (refused frames) through the addon: no garbage collection', async () => {
@@ -42,7 +54,7 @@ test('TunDevice readBatch (empty) and writeBatch (refused frames) through the ad
       tun.writeBatch(slab, offsets, lengths, 16);
     };
     for (let i = 0; i < 1000; i++) round();
-    assert.equal(await collectionsDuring(() => { for (let i = 0; i < 10_000; i++) round(); }), 0);
+    assert.equal(await fewestCollections(() => { for (let i = 0; i < 10_000; i++) round(); }), 0);
     assert.equal(tun.stats.txErrors, 11_000 * 16, 'every refused frame counted');
     assert.equal(tun.stats.lastTxErrno, 22);
   } finally {
