@@ -2,7 +2,7 @@
 // TUN, VXLAN underlay), pods created by tapir-cni, real clients in real namespaces.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,74 @@ test('large transfers across nodes: iperf3 TCP (TSO segmented onto VXLAN, coales
   assert.ok(report.end.sum_received.bytes > 10_000_000, `received ${report.end.sum_received.bytes} bytes`);
   const stats = agentStats('node-2');
   assert.ok(stats.coalescedSegments > 0, 'node-2 coalesced TCP segments into TSO frames for the pod');
+});
+
+// Sends 64 MiB of seeded bytes to a TCP echo and reads them back at the same time;
+// prints the sha256 of what went and of what came back.
+const ECHO_64MIB = `
+import hashlib, socket, sys, threading
+host, port = sys.argv[1], int(sys.argv[2])
+total = 64 * 1024 * 1024
+block = hashlib.sha512(b'tapir').digest() * 1024  # 64 KiB, repeated with a counter below
+s = socket.create_connection((host, port), timeout=30)
+sent, got = hashlib.sha256(), hashlib.sha256()
+def send():
+    n = 0
+    while n < total:
+        chunk = n.to_bytes(8, 'big') + block[8:]
+        s.sendall(chunk)
+        sent.update(chunk)
+        n += len(chunk)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+received = 0
+while True:
+    data = s.recv(1 << 20)
+    if not data:
+        break
+    got.update(data)
+    received += len(data)
+t.join()
+print(received, sent.hexdigest(), got.hexdigest())
+`;
+
+test('64 MiB across nodes, straight and through a Service, arrive intact (sha256 both ways)', () => {
+  const server = lab.ips['web-2b']!;
+  // A selectorless Service whose one endpoint is web-2b's TCP echo: the Service path is
+  // across nodes for certain.
+  const manifest = join(dir, 'echo-svc.yaml');
+  writeFileSync(manifest, `apiVersion: v1
+kind: Service
+metadata: { name: echo-2b }
+spec:
+  clusterIP: 10.96.0.77
+  ports: [{ name: echo, port: 9900, targetPort: 9000 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-2b-1
+  labels: { kubernetes.io/service-name: echo-2b }
+addressType: IPv4
+endpoints:
+  - addresses: [${server}]
+    nodeName: node-2
+ports: [{ name: echo, port: 9000, protocol: TCP }]
+`);
+  const applied = tapir(['lab', 'apply', '--name', lab.name, '-f', manifest]);
+  assert.equal(applied.status, 0, applied.stderr);
+  try {
+    for (const [what, host, port] of [['straight', server, '9000'], ['through the Service', '10.96.0.77', '9900']] as const) {
+      const r = lab.run('web-1a', 'timeout', '120', 'python3', '-c', ECHO_64MIB, host, port);
+      assert.equal(r.status, 0, `${what}: ${r.stderr}`);
+      const [received, sent, got] = r.stdout.trim().split(' ');
+      assert.equal(received, String(64 * 1024 * 1024), `${what}: every byte came back`);
+      assert.equal(got, sent, `${what}: the bytes that came back are the bytes sent`);
+    }
+  } finally {
+    tapir(['lab', 'delete', '--name', lab.name, '-f', manifest]);
+  }
 });
 
 test('MTU: full-size DF packets cross; a pod with a too-large MTU is told the path MTU', () => {
