@@ -55,8 +55,6 @@ for f in spec:
     elif k == 'bad-ihl': frame = eth(f['gw'], f['mac'], ipv4(f['ip'], f['dst'], pl, ihl=3))
     elif k == 'total-past-end': frame = eth(f['gw'], f['mac'], ipv4(f['ip'], f['dst'], pl, total=1400))
     elif k == 'bad-checksum': frame = eth(f['gw'], f['mac'], ipv4(f['ip'], f['dst'], pl, bad_csum=True))
-    elif k == 'fragment': frame = eth(f['gw'], f['mac'], ipv4(f['ip'], f['dst'], pl, flags=0x2000 | 100))
-    elif k == 'options': frame = eth(f['gw'], f['mac'], ipv4(f['ip'], f['dst'], pl, ihl=6, options=b'\\x07\\x04\\x04\\x00'))
     elif k == 'vlan': frame = eth(f['gw'], f['mac'], struct.pack('!HH', 5, 0x0800) + ipv4(f['ip'], f['dst'], pl), 0x8100)
     elif k == 'jumbo': frame = eth(f['gw'], f['mac'], ipv4(f['ip'], f['dst'], udp(marker + b'.' * 8900), flags=0))
     elif k == 'random': frame = bytes(random.Random(7).getrandbits(8) for _ in range(300))
@@ -118,7 +116,10 @@ test('spoofed, malformed and oversized frames from a pod reach no other pod; eac
   try {
     await Promise.all(watches.map((w) => w.ready));
     const base = { mac: macOf(attacker.ip), ip: attacker.ip, gw: macOf(node1.gateway), other_mac: macOf(victims[0].ip), other_ip: victims[0].ip };
-    const kinds = ['spoofed-mac', 'spoofed-ip', 'garp', 'truncated-ip', 'bad-ihl', 'total-past-end', 'bad-checksum', 'fragment', 'vlan', 'jumbo', 'random'];
+    // Well-formed fragments and IP options are not on the list: between pods they are
+    // IP as Linux forwards it, and the Kubernetes network model lets pods reach each
+    // other with it (fragments to a service address are dropped: nothing reassembles them).
+    const kinds = ['spoofed-mac', 'spoofed-ip', 'garp', 'truncated-ip', 'bad-ihl', 'total-past-end', 'bad-checksum', 'vlan', 'jumbo', 'random'];
     const frames = victims.flatMap((v) => kinds.map((kind) => ({ ...base, kind, dst: v.ip })));
     // A pod may raise its own MTU: the jumbo frame goes out with no TSO metadata.
     lab.exec('web-1a', 'ip', 'link', 'set', 'eth0', 'mtu', '9000');
