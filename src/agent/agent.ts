@@ -129,7 +129,7 @@ export class Agent {
 
   /** Datapath port index of a pod port by its host name, or of the host TUN ('host' or its name). */
   portIndex(name: string): number {
-    if (name === 'host' || name === this.config.hostTun) return this.datapath.ports.findIndex((p) => p?.kind === PortKind.HOST);
+    if (name === 'host' || name === this.config.hostTun) return this.datapath.hostPort;
     const byHost = this.#podIndex.get(name);
     if (byHost !== undefined) return byHost.index;
     // Also by pod: "podName", "namespace/podName" or the container ID.

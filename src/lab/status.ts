@@ -2,7 +2,7 @@
 // the pods' readiness as the manifests say, and the Services (src/lab/cluster/services-status.ts).
 import type { ServiceDescription } from '../control/describe.ts';
 import type { PodObject } from '../k8s/objects.ts';
-import { readDaemonStatus } from './node/daemons.ts';
+import { readDaemonStatus, type DaemonStatus } from './node/daemons.ts';
 import { loadObjects } from './cluster/manifests.ts';
 import { isAlive } from './network/processes.ts';
 import { formatServices, labServices } from './cluster/services-status.ts';
@@ -50,26 +50,27 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
   const podObjects = new Map(loadObjects(state.manifests).objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
   const { services, problems } = labServices(state);
   const nodes = await Promise.all(state.nodes.map(async (n) => {
+    const daemon = readDaemonStatus(n);
     // The daemon restarts a dead agent: its status knows the current pid.
-    const supervised = readDaemonStatus(n)?.agent ?? null;
+    const supervised = daemon?.agent ?? null;
     const agentPid = supervised?.pid ?? n.agent?.pid ?? null;
     return {
-    name: n.name,
-    zone: n.zone,
-    netns: n.netns,
-    underlayIP: n.underlayIP,
-    podCIDR: n.podCIDR,
-    gateway: n.gateway,
-    agent: n.agent === null ? null : {
-      pid: agentPid,
-      running: agentPid !== null && isAlive(agentPid),
-      answers: agentStatus === undefined ? false : (await agentStatus(n)).answers,
-      restarts: supervised?.restarts ?? 0,
-      controlSocket: n.agent.controlSocket,
-      log: n.agent.log,
-    },
-    daemon: daemonStatus(n),
-  };
+      name: n.name,
+      zone: n.zone,
+      netns: n.netns,
+      underlayIP: n.underlayIP,
+      podCIDR: n.podCIDR,
+      gateway: n.gateway,
+      agent: n.agent === null ? null : {
+        pid: agentPid,
+        running: agentPid !== null && isAlive(agentPid),
+        answers: agentStatus === undefined ? false : (await agentStatus(n)).answers,
+        restarts: supervised?.restarts ?? 0,
+        controlSocket: n.agent.controlSocket,
+        log: n.agent.log,
+      },
+      daemon: daemonStatus(n, daemon),
+    };
   }));
   // What is wrong now, for people and scripts: `phase` only says the lab was built.
   const health: string[] = [];
@@ -115,8 +116,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
   };
 }
 
-function daemonStatus(node: LabState['nodes'][number]): LabStatus['nodes'][number]['daemon'] {
-  const status = readDaemonStatus(node);
+function daemonStatus(node: LabState['nodes'][number], status: DaemonStatus | undefined): LabStatus['nodes'][number]['daemon'] {
   return {
     pid: node.daemon.pid,
     running: node.daemon.pid !== null && isAlive(node.daemon.pid),

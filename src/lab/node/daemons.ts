@@ -85,8 +85,13 @@ export function startDaemons(state: LabState): void {
 }
 
 export function readDaemonStatus(node: NodeState): DaemonStatus | undefined {
+  return readStatusFile(node.daemon.status);
+}
+
+/** A daemon's status file; undefined until it has written one. */
+export function readStatusFile(path: string): DaemonStatus | undefined {
   try {
-    return JSON.parse(readFileSync(node.daemon.status, 'utf8')) as DaemonStatus;
+    return JSON.parse(readFileSync(path, 'utf8')) as DaemonStatus;
   } catch {
     return undefined;
   }

@@ -26,7 +26,7 @@ import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { parseCidr } from '../../wire/address.ts';
 import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
-import type { DaemonConfig, DaemonStatus } from './daemons.ts';
+import { readStatusFile, type DaemonConfig, type DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
 import { KernelProxy } from '../../kernel-proxy/kernel-proxy.ts';
 import { setPodReady } from '../cluster/lab-objects.ts';
@@ -206,17 +206,10 @@ function healthyNodes(config: DaemonConfig, selfHealthy: boolean, now: number): 
       if (selfHealthy) out.add(peer.node);
       continue;
     }
-    let status: DaemonStatus;
-    try {
-      status = JSON.parse(readFileSync(peer.status, 'utf8')) as DaemonStatus;
-    } catch {
-      // Not written yet (the daemon is starting): in, as before there was health. A
-      // daemon that wrote once and then stopped goes stale below.
-      out.add(peer.node);
-      continue;
-    }
-    const fresh = now - Date.parse(status.updatedAt) < PEER_STALE_MS;
-    if (fresh && (status.agent === null || status.agent === undefined || status.agent.answers)) out.add(peer.node);
+    const status = readStatusFile(peer.status);
+    // Not written yet (the daemon is starting): in, as before there was health. A
+    // daemon that wrote once and then stopped goes stale.
+    if (status === undefined || (now - Date.parse(status.updatedAt) < PEER_STALE_MS && status.agent?.answers !== false)) out.add(peer.node);
   }
   return out;
 }
