@@ -27,7 +27,7 @@ export async function run(args: string[]): Promise<number> {
   // Loaded here so that `tapir agent --help` needs no native addon.
   const { Agent } = await import('../agent/agent.ts');
   const agent = await Agent.start(config, { log });
-  log('ready');
+  log(`ready, ${Math.round(performance.now())} ms after the process started`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log(`${signal}: stopping`);
