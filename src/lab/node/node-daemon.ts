@@ -100,6 +100,7 @@ async function main(): Promise<void> {
   }
   // The kubelet's part: keep this node's agent running (Tapir data plane only).
   const supervisor = config.agent === null ? null : new AgentSupervisor(config.agent, log);
+  supervisor?.watch();
   // The election changes with the view and with the nodes' health; reconciles run one
   // at a time. Until the first pass has looked, every node counts as healthy.
   let healthy: ReadonlySet<string> | undefined;
