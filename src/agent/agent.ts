@@ -184,7 +184,7 @@ export class Agent {
       // A pod reaching itself through its service is masqueraded to its gateway, which
       // it can answer on the pod network (kube-proxy's hairpin masquerade).
       hairpinIP: this.config.podCIDR.host(1),
-      conntrack: { capacity: this.config.conntrackSize },
+      conntrack: { capacity: this.config.conntrackSize, timeouts: this.config.conntrackTimeouts },
     }));
     this.#gcTimer = setInterval(() => this.datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();

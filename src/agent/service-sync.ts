@@ -39,6 +39,8 @@ export class ServiceSync {
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
       serviceCIDR: c.serviceCIDR,
       nodePortRange: c.nodePortRange,
+      minSyncIntervalMs: c.minSyncIntervalMs,
+      maxSyncIntervalMs: c.maxSyncIntervalMs,
       onSnapshot: (s) => {
         this.#snapshot = s;
         opts.onSnapshot(s);
