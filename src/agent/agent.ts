@@ -19,6 +19,7 @@ import { ServiceSync } from './service-sync.ts';
 import { buildServiceTable } from '../tables/service-table.ts';
 import { ServiceNat } from '../services/nat.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
+import type { SyncObserver } from '../control/sync-observer.ts';
 
 /** Conntrack garbage collection: a slice of the table per tick. */
 const CONNTRACK_GC_INTERVAL_MS = 1000;
@@ -26,6 +27,8 @@ const CONNTRACK_GC_SLICE = 8192;
 
 export interface AgentOptions {
   log?: (message: string) => void;
+  /** Told of service changes, syncs and this node's Node (healthz, metrics: observability.ts). */
+  observer?: SyncObserver;
 }
 
 export class Agent {
@@ -99,7 +102,7 @@ export class Agent {
         log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}`);
       }
       if (config.manifests !== null) {
-        const services = new ServiceSync({ config, manifests: config.manifests, log, onSnapshot: (snap) => agent.#programServices(snap) });
+        const services = new ServiceSync({ config, manifests: config.manifests, log, observer: opts.observer, onSnapshot: (snap) => agent.#programServices(snap) });
         agent.#services = services;
         await services.start();
         log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.manifests}`);
@@ -192,6 +195,11 @@ export class Agent {
 
   get serviceSnapshot(): ServiceSnapshot | null {
     return this.#services?.snapshot ?? null;
+  }
+
+  /** Service and endpoint changes waiting for the next sync; null without a service proxy. */
+  pendingServiceChanges(): { services: number; endpoints: number } | null {
+    return this.#services?.pendingChanges() ?? null;
   }
 
   /** The services as this agent's control side sees them (for status), or null without manifests. */
