@@ -252,3 +252,13 @@ test('loadAgentConfig reads a multi-document file; YAML errors name the file', (
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the example in docs/ reads without a problem and means what its comments say', () => {
+  const c = loadAgentConfig(new URL('../docs/agent-config.example.yaml', import.meta.url).pathname, { nodeName: 'node-1' });
+  assert.equal(c.nodeName, 'node-1');
+  assert.deepEqual(c.kubeProxy.ignored, []);
+  assert.deepEqual([c.maxSyncIntervalMs, c.minSyncIntervalMs], [30_000, 100]);
+  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11')]);
+  assert.equal(c.mtu, 1450);
+  assert.deepEqual(c.conntrackTimeouts, { tcpEstablished: 86400, tcpCloseWait: 3600, udp: 30, udpStream: 120 });
+});
