@@ -96,6 +96,10 @@ export class ServiceController {
   #firstSync: Promise<void>;
   #firstSyncDone: () => void = () => undefined;
   #nodeSeen = false;
+  /** Date.now() at start(): trigger times before it are not this agent's programming (kube-proxy's rule). */
+  #startedAt = 0;
+  /** Date.now() when the first view was published; changes recorded before it are the initial list. */
+  #firstViewAt = Infinity;
 
   constructor(opts: ServiceControllerOptions) {
     this.#opts = opts;
@@ -145,6 +149,7 @@ export class ServiceController {
    * reported through onError, not thrown.
    */
   async start(): Promise<void> {
+    this.#startedAt = Date.now();
     this.#runner.start();
     this.#unwatch = this.#source.watch({
       onChange: (change) => this.#onChange(change),
@@ -256,9 +261,10 @@ export class ServiceController {
       this.#firstSyncDone();
       this.#opts.observer?.synced({
         ok: view !== undefined, startedAt, durationSeconds: (performance.now() - start) / 1000, periodic,
-        programmingLatencies: view === undefined ? [] : programmingLatencies(changes, Date.now()),
+        programmingLatencies: view === undefined ? [] : programmingLatencies(changes, Date.now(), this.#startedAt, this.#firstViewAt),
         view,
       });
+      if (view !== undefined && this.#firstViewAt === Infinity) this.#firstViewAt = Date.now();
     }
   }
 
@@ -290,15 +296,22 @@ export class ServiceController {
 /**
  * Seconds from each programmed Service or EndpointSlice change to `now`: from the
  * EndpointSlice's trigger time when it has one (kube-proxy's network programming
- * latency, measured from the change in the cluster), else from when this agent first saw it.
+ * latency, measured from the change in the cluster), else from when this agent first
+ * saw it. As kube-proxy, trigger times from before the agent started are left out (an
+ * object listed at start changed long ago); so are the objects of the initial list
+ * that carry none (their "latency" would be the agent's start-up).
  */
-function programmingLatencies(changes: readonly TimedChange[], now: number): number[] {
+function programmingLatencies(changes: readonly TimedChange[], now: number, startedAt: number, firstViewAt: number): number[] {
   const out: number[] = [];
   for (const { change, queuedAt } of changes) {
     const obj = (change.current ?? change.previous)!;
     if (obj.kind !== Kind.SERVICE && obj.kind !== Kind.ENDPOINT_SLICE && obj.kind !== Kind.ENDPOINTS) continue;
     const trigger = change.current === undefined ? NaN : Date.parse(change.current.metadata.annotations[TRIGGER_TIME] ?? '');
-    out.push(Math.max(0, now - (Number.isNaN(trigger) ? queuedAt : trigger)) / 1000);
+    if (!Number.isNaN(trigger)) {
+      if (trigger >= startedAt) out.push(Math.max(0, now - trigger) / 1000);
+    } else if (queuedAt >= firstViewAt) {
+      out.push(Math.max(0, now - queuedAt) / 1000);
+    }
   }
   return out;
 }
