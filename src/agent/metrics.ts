@@ -185,9 +185,23 @@ export class AgentMetrics implements SyncObserver {
     this.#watchRestarts.inc({ kind, reason });
   }
 
-  /** The metrics in Prometheus text format. */
-  text(): Promise<string> {
-    return this.registry.metrics();
+  /**
+   * The metrics in Prometheus text format (what registry.metrics() renders), one metric
+   * family at a time with a turn of the event loop between them: the agent's one thread
+   * also runs the data plane, and a scrape of a node with hundreds of pods takes tens
+   * of milliseconds of rendering (bench/metrics-scrape.ts), so the data plane's batches
+   * run between families instead of waiting for the whole scrape. `stall` gets the
+   * longest single step, in milliseconds.
+   */
+  async text(stall?: { ms: number }): Promise<string> {
+    const parts: string[] = [];
+    for (const metric of this.registry.getMetricsAsArray()) {
+      const t0 = performance.now();
+      parts.push(await this.registry.getSingleMetricAsString(metric.name));
+      if (stall !== undefined) stall.ms = Math.max(stall.ms, performance.now() - t0);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return `${parts.join('\n\n')}\n`;
   }
 }
 
@@ -223,13 +237,14 @@ function setCounts(c: Counter, counts: Readonly<Record<number, number>>): void {
 }
 
 /**
- * `tapir_rx_batch_frames`: frames per receive batch, per port, as a Prometheus histogram
- * made at scrape time from the per-port power-of-two bucket counts (PortCounters).
- * prom-client's Histogram only takes observations, so this is a metric of its own.
+ * `tapir_rx_batch_frames`: frames per receive batch, per kind of port (pod, host,
+ * underlay: per port would be ten series a pod), as a Prometheus histogram made at
+ * scrape time from the ports' power-of-two bucket counts (PortCounters). prom-client's
+ * Histogram only takes observations, so this is a metric of its own.
  */
 class BatchSizeHistogram {
   readonly name = 'tapir_rx_batch_frames';
-  readonly help = 'Frames per receive batch, per port';
+  readonly help = 'Frames per receive batch, by kind of port';
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly #dp: () => Datapath | null;
@@ -239,18 +254,26 @@ class BatchSizeHistogram {
   }
 
   get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] } {
+    const byKind = new Map<string, { buckets: Float64Array; batches: number; frames: number }>();
+    for (const { kind, counters } of ports(this.#dp())) {
+      let k = byKind.get(kind);
+      if (k === undefined) byKind.set(kind, k = { buckets: new Float64Array(BATCH_SIZE_BUCKETS), batches: 0, frames: 0 });
+      for (let i = 0; i < BATCH_SIZE_BUCKETS; i++) k.buckets[i]! += counters.rxBatchSizes[i]!;
+      k.batches += counters.rxBatches;
+      k.frames += counters.rxBatchFrames;
+    }
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-    for (const { port, kind, counters } of ports(this.#dp())) {
+    for (const [kind, k] of byKind) {
       let cumulative = 0;
       for (let i = 0; i < BATCH_SIZE_BUCKETS; i++) {
-        cumulative += counters.rxBatchSizes[i]!;
+        cumulative += k.buckets[i]!;
         // Bucket i holds 2^i .. 2^(i+1)-1 frames; the last one is the 64-frame batch.
         const le = i === BATCH_SIZE_BUCKETS - 1 ? 64 : 2 ** (i + 1) - 1;
-        values.push({ labels: { port, kind, le }, value: cumulative, metricName: `${this.name}_bucket` });
+        values.push({ labels: { kind, le }, value: cumulative, metricName: `${this.name}_bucket` });
       }
-      values.push({ labels: { port, kind, le: '+Inf' }, value: counters.rxBatches, metricName: `${this.name}_bucket` });
-      values.push({ labels: { port, kind }, value: counters.rxBatchFrames, metricName: `${this.name}_sum` });
-      values.push({ labels: { port, kind }, value: counters.rxBatches, metricName: `${this.name}_count` });
+      values.push({ labels: { kind, le: '+Inf' }, value: k.batches, metricName: `${this.name}_bucket` });
+      values.push({ labels: { kind }, value: k.frames, metricName: `${this.name}_sum` });
+      values.push({ labels: { kind }, value: k.batches, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
