@@ -3,6 +3,7 @@
 // read, ignored with a report, or (not in the type) an error with its document and path.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -184,8 +185,8 @@ test('bad durations, CIDRs, addresses and keywords', () => {
     'bindAddress: "::1" is an IPv6 address; Tapir supports IPv4 only',
     'healthzBindAddress: "0.0.0.0" is not an IPv4 address and port such as "0.0.0.0:10256" (or "" to serve nothing)',
     'metricsBindAddress: "[::]:10249" is an IPv6 address; Tapir supports IPv4 only',
-    'mode: "userspace" is not one of , tapir, iptables, ipvs, nftables, kernelspace',
-    'detectLocalMode: "Magic" is not one of , ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix',
+    'mode: "userspace" is not one of tapir, iptables, ipvs, nftables, kernelspace (or unset)',
+    'detectLocalMode: "Magic" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix (or unset)',
     'clusterCIDR: "10.244.0.0/33" is not an IPv4 prefix such as "10.244.0.0/16"',
     'nodePortAddresses[2]: "loopback" is neither an IPv4 prefix such as "172.30.0.0/24" nor one of primary, localhost, all',
     'nodePortAddresses[3]: "fd00::/64" is an IPv6 prefix; Tapir supports IPv4 only',
@@ -261,4 +262,25 @@ test('the example in docs/ reads without a problem and means what its comments s
   assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11')]);
   assert.equal(c.mtu, 1450);
   assert.deepEqual(c.conntrackTimeouts, { tcpEstablished: 86400, tcpCloseWait: 3600, udp: 30, udpStream: 120 });
+});
+
+test('tapir agent: a bad file, --v or --log-format exits 2 before anything starts, saying which', () => {
+  const tapirBin = new URL('../bin/tapir', import.meta.url).pathname;
+  const dir = mkdtempSync(join(tmpdir(), 'tapir-agent-cli-'));
+  try {
+    const file = join(dir, 'agent.yaml');
+    writeFileSync(file, `apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nconntrack: {udpTimeout: 30}\n---\n${JSON.stringify(TAPIR)}\n`);
+    const bad = spawnSync(tapirBin, ['agent', '--config', file], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, /document 1 \(KubeProxyConfiguration\): conntrack\.udpTimeout: must be a duration string/);
+    assert.match(bad.stderr, /document 2 \(TapirAgentConfiguration\): clusterCIDR: required field is missing/);
+    const v = spawnSync(tapirBin, ['agent', '--config', file, '--v', 'x'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(v.status, 2);
+    assert.match(v.stderr, /--v x: give a verbosity from 0 to 10/);
+    const format = spawnSync(tapirBin, ['agent', '--config', file, '--log-format', 'xml'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(format.status, 2);
+    assert.match(format.stderr, /--log-format xml: give json or text/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

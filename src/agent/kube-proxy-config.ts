@@ -166,9 +166,9 @@ export function readKubeProxyConfiguration(doc: Fields): KubeProxySettings {
   s.metricsBindAddress = bindAddress(doc, 'metricsBindAddress', DEFAULT_METRICS);
   s.bindAddressHardFail = doc.bool('bindAddressHardFail', false);
 
-  s.mode = doc.choice('mode', PROXY_MODES, '');
+  s.mode = oneOf(doc, 'mode', PROXY_MODES);
   if (s.mode !== '' && s.mode !== 'tapir') s.ignored.push(`mode (${s.mode}: Tapir is the proxy)`);
-  s.detectLocalMode = doc.choice('detectLocalMode', LOCAL_MODES, '');
+  s.detectLocalMode = oneOf(doc, 'detectLocalMode', LOCAL_MODES);
   const detectLocal = section(doc, 'detectLocal', DETECT_LOCAL);
   if (detectLocal !== undefined) for (const key of DETECT_LOCAL) ignore(detectLocal, key);
 
@@ -279,6 +279,14 @@ function isSet(v: unknown): boolean {
   if (Array.isArray(v)) return v.length > 0;
   if (isMapping(v)) return Object.keys(v).length > 0;
   return true;
+}
+
+/** A string of `allowed` ('' among them: unset); '' when absent or wrong. */
+function oneOf(doc: Fields, key: string, allowed: readonly string[]): string {
+  const v = doc.string(key);
+  if (allowed.includes(v)) return v;
+  doc.fail(key, `${JSON.stringify(v)} is not one of ${allowed.filter((a) => a !== '').join(', ')} (or unset)`);
+  return '';
 }
 
 function section(doc: Fields, key: string, known: readonly string[]): Fields | undefined {
