@@ -1,4 +1,5 @@
-# The native addon: TUN/TAP devices, batched UDP and a little rtnetlink, for Linux only.
+# The native addon: TUN/TAP devices, batched UDP, a little rtnetlink and shared memory
+# for the flow tables, for Linux only.
 # N-API (ABI-stable) through node-addon-api, so one build serves every Node >= 24.
 {
   "targets": [
@@ -10,7 +11,8 @@
         "src/readiness.cc",
         "src/tun.cc",
         "src/udp.cc",
-        "src/netlink.cc"
+        "src/netlink.cc",
+        "src/shared-memory.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [

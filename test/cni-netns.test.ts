@@ -29,7 +29,7 @@ const namespaces: Netns[] = [];
 before(async () => {
   server = await ControlServer.listen({
     path: SOCKET,
-    handler: ports.controlHandler(() => ({ node: 'node-1', podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: ports.size })),
+    handler: ports.controlHandler(() => ({ node: 'node-1', pid: process.pid, podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: ports.size })),
   });
 });
 after(async () => {

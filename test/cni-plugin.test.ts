@@ -60,7 +60,7 @@ class RecordingAgent implements ControlHandler {
   status(): StatusInfo {
     this.calls.push({ op: 'status' });
     const gw = this.podCIDR.replace(/\.0\/\d+$/, '.1');
-    return { node: 'node-1', podCIDR: this.podCIDR, gateway: gw, mtu: 1450, ports: this.ports.size };
+    return { node: 'node-1', pid: process.pid, podCIDR: this.podCIDR, gateway: gw, mtu: 1450, ports: this.ports.size };
   }
   addPort(r: Extract<ControlRequest, { op: 'addPort' }>): PortInfo {
     this.calls.push(r);

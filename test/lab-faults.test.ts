@@ -2,11 +2,13 @@
 // (restarts a dead agent, with back-off) and the load balancer's speaker (an address
 // leaves a node whose data plane is down), and neither dies of a long `lab apply`.
 import assert from 'node:assert/strict';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Lab } from './helpers/lab.ts';
+import { spawn } from 'node:child_process';
+import { Lab, TAPIR } from './helpers/lab.ts';
+import { FLOW_PROBE, type FlowProbeResult } from './helpers/flow-probe.ts';
 
 interface NodeStatus {
   name: string;
@@ -32,19 +34,54 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     return value;
   }
 
-  it('kill -9 of an agent: the node daemon starts it again, status shows it, pods forward again', async () => {
+  /** Runs the flow probe in `pod` against `url` for `seconds`, in the background. */
+  function probe(pod: string, url: string, seconds: number): Promise<FlowProbeResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, pod, '--', 'timeout', String(seconds + 30), 'python3', '-c', FLOW_PROBE, url, String(seconds)]);
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      child.on('close', (code) => {
+        if (code !== 0) reject(new Error(`flow probe in ${pod} exited ${code}: ${err}${out}`));
+        else resolve(JSON.parse(out) as FlowProbeResult);
+      });
+    });
+  }
+
+  it('kill -9 of an agent: restarted at once, its pods\' Service connections and requests carry on', async () => {
     const before = node('node-1');
     assert.ok(before.agent.answers);
+    const web = (lab.status().services as { name: string; clusterIP: string }[]).find((s) => s.name === 'web')!;
+    // web-1b (node-1) talks to the web Service throughout; its agent dies in the middle.
+    const running = probe('web-1b', `http://${web.clusterIP}/`, 8);
+    await sleep(2500);
     process.kill(before.agent.pid!, 'SIGKILL');
-    const down = await eventually(3000, () => lab.status(), (s) => s.healthy === false);
-    assert.equal(down.healthy, false, 'lab status admits the dead agent');
+    const result = await running;
     const after = await eventually(15_000, () => node('node-1'), (n) => n.agent.answers && n.agent.restarts >= 1);
     assert.ok(after.agent.answers, 'the agent answers again');
     assert.equal(after.agent.restarts, 1);
     assert.notEqual(after.agent.pid, before.agent.pid);
+    // Conntrack outlived the agent: the established connection went on, on its endpoint.
+    assert.equal(result.stream.error, null, `the keep-alive connection through the cluster IP survived (${JSON.stringify(result.stream)})`);
+    assert.equal(result.stream.pods.length, 1, `the connection stayed on one endpoint: ${result.stream.pods.join(', ')}`);
+    assert.ok(result.stream.requests > 50, `requests went on after the restart (${result.stream.requests})`);
+    assert.equal(result.loop.failed, 0, `no request failed: ${result.loop.errors.join('; ')}`);
+    assert.ok(result.loop.ok > 20);
     // The restarted agent re-attached the pods' TAPs: across nodes and on the node.
     lab.exec('web-1a', 'ping', '-c', '1', '-W', '3', lab.ips['web-2a']!);
     lab.exec('web-1a', 'ping', '-c', '1', '-W', '3', lab.ips['web-1b']!);
+    const log = readFileSync((lab.status().nodes as { name: string; agent: { log: string } }[]).find((n) => n.name === 'node-1')!.agent.log, 'utf8');
+    assert.match(log, /flows: took over [1-9]\d* conntrack entr/);
+  });
+
+  it('a second death within the back-off: status admits the dead agent until the delayed restart', async () => {
+    const before = node('node-1');
+    process.kill(before.agent.pid!, 'SIGKILL');
+    const down = await eventually(3000, () => lab.status(), (s) => s.healthy === false);
+    assert.equal(down.healthy, false, 'lab status admits the dead agent');
+    const after = await eventually(15_000, () => node('node-1'), (n) => n.agent.answers && n.agent.restarts >= 2);
+    assert.equal(after.agent.restarts, 2);
     assert.equal((await eventually(5000, () => lab.status(), (s) => s.healthy === true)).healthy, true);
   });
 
@@ -54,14 +91,14 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     assert.ok(lbIP !== undefined, 'web-lb has a load-balancer address');
     const announcer = (name: string): boolean => node(name).daemon.announced.includes(lbIP);
     assert.ok(announcer('node-1'), 'node-1, first in order, announces it');
-    const pid = node('node-1').agent.pid!;
-    process.kill(pid, 'SIGSTOP');
+    const { pid, restarts } = node('node-1').agent;
+    process.kill(pid!, 'SIGSTOP');
     try {
       const moved = await eventually(8000, () => [announcer('node-1'), announcer('node-2')], ([one, two]) => one === false && two === true);
       assert.deepEqual(moved, [false, true], 'node-2 announces while node-1\'s agent does not answer');
-      assert.equal(node('node-1').agent.restarts, 1, 'a hung agent is not restarted: it still runs');
+      assert.equal(node('node-1').agent.restarts, restarts, 'a hung agent is not restarted: it still runs');
     } finally {
-      process.kill(pid, 'SIGCONT');
+      process.kill(pid!, 'SIGCONT');
     }
     const back = await eventually(8000, () => [announcer('node-1'), announcer('node-2')], ([one, two]) => one === true && two === false);
     assert.deepEqual(back, [true, false], 'node-1 announces again once its agent answers');

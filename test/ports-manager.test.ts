@@ -137,6 +137,9 @@ describe('PortManager with real TAPs', () => {
       const ifindex = JSON.parse(ns.exec('ip', ['-j', 'link', 'show', 'dev', 'eth0']))[0].ifindex as number;
       assert.equal(p1.device.name, p1.hostName);
 
+      // Something only an interface that never left the pod keeps (a move between
+      // namespaces flushes addresses): the restore must take the TAP back in place.
+      ns.exec('ip', ['addr', 'add', '10.244.1.250/32', 'dev', 'eth0']);
       await pm.close({ keepPorts: true });
       gone.destroy();
       assert.match(ns.exec('ip', ['-o', 'link', 'show', 'dev', 'eth0']), /0a:58:0a:f4:01:06/, 'the persistent TAP stayed in the pod');
@@ -148,6 +151,8 @@ describe('PortManager with real TAPs', () => {
       const again = pm.get('pod-r', 'eth0')!;
       assert.equal(JSON.parse(ns.exec('ip', ['-j', 'link', 'show', 'dev', 'eth0']))[0].ifindex, ifindex, 'the same device, not a new one');
       assert.match(ns.exec('ip', ['-o', 'addr', 'show', 'dev', 'eth0']), /10\.244\.1\.6\/24/);
+      assert.match(ns.exec('ip', ['-o', 'addr', 'show', 'dev', 'eth0']), /10\.244\.1\.250\/32/, 'eth0 never left the pod');
+      assert.equal(again.device.mac, '0a:58:0a:f4:01:06');
       writeFrame(again, arpRequestFromGateway(again.ip));
       await readArp(again, 2); // the new fd is the pod's eth0
 

@@ -2,6 +2,7 @@
 //   init({ DeviceError })   the error class native failures are created with
 //   TunHandle, UdpHandle    classes wrapped by src/device/tun.ts and udp.ts
 //   linkIndex, moveLinkToNetns
+//   mapSharedFile           memory that outlives the process (flow tables)
 #include "common.h"
 #include "parts.h"
 
@@ -31,6 +32,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   data->udpHandle = Napi::Persistent(udp);
   exports.Set("UdpHandle", udp);
   DefineNetlink(env, exports);
+  DefineSharedMemory(env, exports);
   return exports;
 }
 

@@ -5,4 +5,5 @@ namespace tapir {
 Napi::Function DefineTunHandle(Napi::Env env);   // tun.cc
 Napi::Function DefineUdpHandle(Napi::Env env);   // udp.cc
 void DefineNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc: linkIndex, moveLinkToNetns
+void DefineSharedMemory(Napi::Env env, Napi::Object exports);  // shared-memory.cc: mapSharedFile
 }  // namespace tapir

@@ -5,8 +5,12 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -30,6 +34,21 @@ namespace {
 // detached tun file) or the fd is not ours. Everything else refuses one frame only.
 bool FatalForFd(int err) { return err == EBADF || err == EBADFD || err == EFAULT; }
 
+// Brings the calling thread back to its own network namespace when the scope ends. A
+// thread that cannot go back would run the rest of the program in a pod's namespace:
+// that is not survivable, so it aborts.
+struct NetnsReturn {
+  int home = -1;
+  ~NetnsReturn() {
+    if (home < 0) return;
+    if (setns(home, CLONE_NEWNET) < 0) {
+      perror("tapir_native: setns back to the agent's network namespace");
+      abort();
+    }
+    close(home);
+  }
+};
+
 }  // namespace
 
 class TunHandle : public Napi::ObjectWrap<TunHandle> {
@@ -45,14 +64,19 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
                         InstanceMethod<&TunHandle::Stats>("stats"),
                         InstanceMethod<&TunHandle::Close>("close"),
                         InstanceAccessor<&TunHandle::Name>("name"),
+                        InstanceAccessor<&TunHandle::Mac>("mac"),
                         InstanceAccessor<&TunHandle::Fd>("fd"),
                         InstanceAccessor<&TunHandle::Offloads>("offloads"),
                         InstanceAccessor<&TunHandle::VnetHdrSize>("vnetHdrSize")});
   }
 
-  // new TunHandle({ name, tap, vnetHdrSize, multiQueue, persist, offloads })
+  // new TunHandle({ name, tap, vnetHdrSize, multiQueue, persist, offloads, netns })
   // name "" or with "%d" lets the kernel choose; persist: true/false sets, undefined
   // leaves the device's flag as it is (re-attaching to a persistent device).
+  // netns: a namespace path (/run/netns/NAME): attach to the existing device `name`
+  // there, without moving it (a restarted agent takes back a pod's eth0 in place, so
+  // the pod never loses its interface); ENODEV when it has none of that name. The
+  // calling thread enters the namespace for the open and comes back before returning.
   explicit TunHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunHandle>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) { ThrowType(env, "TunHandle options must be an object"); return; }
@@ -74,6 +98,27 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
       return;
     }
 
+    std::string netns = opts.Get("netns").IsString() ? opts.Get("netns").As<Napi::String>().Utf8Value() : "";
+    NetnsReturn back;
+    if (!netns.empty()) {
+      back.home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+      if (back.home < 0) { ThrowErrno(env, errno, "open", "/proc/thread-self/ns/net"); return; }
+      int target = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+      if (target < 0) { ThrowErrno(env, errno, "open", netns.c_str()); return; }
+      int rc = setns(target, CLONE_NEWNET);
+      int err = errno;
+      close(target);
+      if (rc < 0) {
+        close(back.home);
+        back.home = -1;
+        ThrowErrno(env, err, "setns", netns.c_str());
+        return;
+      }
+      // TUNSETIFF would create a new device of that name: attaching in place only.
+      if (if_nametoindex(name.c_str()) == 0) { ThrowErrno(env, ENODEV, "attach", (name + " in " + netns).c_str()); return; }
+    }
+
+    // The tun file belongs to the namespace it is opened in: open it after setns.
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) { ThrowErrno(env, errno, "open", "/dev/net/tun"); return; }
 
@@ -106,6 +151,18 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
     if (persist.IsBoolean() && ioctl(fd, TUNSETPERSIST, persist.As<Napi::Boolean>().Value() ? 1 : 0) < 0) {
       Fail(env, fd, errno, "TUNSETPERSIST", name_.c_str());
       return;
+    }
+    // The MAC address, read in the device's namespace (a restarted agent checks that the
+    // device it took back is the TAP it made).
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock >= 0) {
+      if (ioctl(sock, SIOCGIFHWADDR, &ifr) == 0) {
+        auto* a = reinterpret_cast<const unsigned char*>(ifr.ifr_hwaddr.sa_data);
+        char mac[18];
+        snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3], a[4], a[5]);
+        mac_ = mac;
+      }
+      close(sock);
     }
     fd_ = fd;
     vnetHdrSize_ = vnetHdrSize;
@@ -281,6 +338,7 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   }
 
   Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value Mac(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), mac_); }
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value Offloads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), offloads_); }
   Napi::Value VnetHdrSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vnetHdrSize_); }
@@ -289,6 +347,7 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
   int vnetHdrSize_ = 0;
   int offloads_ = 0;
   std::string name_;
+  std::string mac_;
   Counters counters_;
   Readiness readiness_;
 };

@@ -2,7 +2,8 @@
 // manager) every pod's TAP, runs the datapath over them, and serves the control socket.
 // Control work (ports appearing or leaving) recompiles the forwarding table and swaps it
 // into the datapath whole.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ip as runIp } from '../device/ip-command.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
@@ -13,17 +14,25 @@ import { PortKind } from '../datapath/port.ts';
 import { ipv4ToString, VIRTIO_NET_HEADER_LENGTH, VXLAN_PORT } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { ControlServer } from './control-server.ts';
+import type { StatusInfo } from './protocol.ts';
 import { PortManager, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
 import { ServiceSync } from './service-sync.ts';
 import { buildServiceTable } from '../tables/service-table.ts';
-import { ServiceNat } from '../services/nat.ts';
+import { ServiceNat, type ServiceIds } from '../services/nat.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import type { SyncObserver } from '../control/sync-observer.ts';
+import { bootId, mapSharedFile } from '../device/shared-memory.ts';
+import { flowStoreBytes, openFlowStore, type FlowStore } from '../tables/flow-store.ts';
+import { AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
 
 /** Conntrack garbage collection: a slice of the table per tick. */
 const CONNTRACK_GC_INTERVAL_MS = 1000;
 const CONNTRACK_GC_SLICE = 8192;
+/** The flow tables' memory in the state directory (a tmpfs under /run): conntrack and affinity outlive the agent. */
+const FLOW_STORE_FILE = 'flow-tables';
+/** The service port ids the flow tables' entries carry, for the next agent. */
+const SERVICE_IDS_FILE = 'service-ids.json';
 
 export interface AgentOptions {
   log?: (message: string) => void;
@@ -44,6 +53,8 @@ export class Agent {
   readonly tools: AgentTools;
   #services: ServiceSync | null = null;
   #gcTimer: NodeJS.Timeout | null = null;
+  /** idsVersion of the service NAT when its ids were last written for a successor. */
+  #savedIdsVersion = -1;
 
   private constructor(config: AgentConfig, hostDevice: TunDevice, underlay: UdpBatchSocket, log: (m: string) => void) {
     this.config = config;
@@ -81,25 +92,38 @@ export class Agent {
     mkdirSync(config.stateDir, { recursive: true, mode: 0o755 });
     // The host TUN: TSO and partial checksums from the node's stack pass through to
     // pods untouched; only the underlay path segments in software.
-    const host = TunDevice.open({ name: config.hostTun, mode: 'tun', vnetHdr: true, vnetHdrSize: VIRTIO_NET_HEADER_LENGTH, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 });
+    // Persistent, as the pods' TAPs are: while a restart is under way the node's routes
+    // to pods and cluster IPs stay, and its packets wait for a retransmission instead of
+    // failing with "network unreachable".
+    const host = TunDevice.open({ name: config.hostTun, mode: 'tun', vnetHdr: true, vnetHdrSize: VIRTIO_NET_HEADER_LENGTH, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, persist: true });
     let underlay: UdpBatchSocket;
     try {
-      await ip(['link', 'set', 'dev', host.name, 'mtu', String(config.mtu), 'up']);
-      // The whole pod network (local and remote pods) is reached through the agent; the
-      // node's underlay address is the source, so pods see the node as itself.
-      await ip(['route', 'replace', config.clusterCIDR.toString(), 'dev', host.name, 'src', ipv4ToString(config.underlayAddress)]);
-      // Cluster IPs are virtual: the node reaches them through the agent too.
-      await ip(['route', 'replace', config.serviceCIDR.toString(), 'dev', host.name, 'src', ipv4ToString(config.underlayAddress)]);
+      // One `ip -batch` (one process, a restart's gap is made of such costs):
+      // the whole pod network (local and remote pods) is reached through the agent, the
+      // node's underlay address as the source, so pods see the node as itself; cluster
+      // IPs are virtual, and the node reaches them through the agent too.
+      const src = ipv4ToString(config.underlayAddress);
+      await ip(['-batch', '-'], {
+        input: [
+          `link set dev ${host.name} mtu ${config.mtu} up`,
+          `route replace ${config.clusterCIDR} dev ${host.name} src ${src}`,
+          `route replace ${config.serviceCIDR} dev ${host.name} src ${src}`,
+        ].join('\n') + '\n',
+      });
       underlay = UdpBatchSocket.open({ address: ipv4ToString(config.underlayAddress), port: VXLAN_PORT, gso: true, gro: true });
     } catch (err) {
+      host.setPersist(false);
       host.close();
       throw err;
     }
     const agent = new Agent(config, host, underlay, log);
     try {
+      // Flows first: the moment a restored port is read, its established service flows
+      // need their conntrack entries, or their replies would leave un-NATed and be reset.
+      if (config.manifests !== null) agent.#startServiceNat();
       const restored = await agent.#ports.restore();
       if (restored.reattached.length + restored.recreated.length > 0) {
-        log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}`);
+        log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}, forwarding ${Math.round(performance.now())} ms after the process started`);
       }
       if (config.manifests !== null) {
         const services = new ServiceSync({ config, manifests: config.manifests, log, observer: opts.observer, onSnapshot: (snap) => agent.#programServices(snap) });
@@ -120,9 +144,10 @@ export class Agent {
     return agent;
   }
 
-  status(): { node: string; podCIDR: string; gateway: string; mtu: number; ports: number } {
+  status(): StatusInfo {
     return {
       node: this.config.nodeName,
+      pid: process.pid,
       podCIDR: this.config.podCIDR.toString(),
       gateway: ipv4ToString(this.config.podCIDR.host(1)),
       mtu: this.config.mtu,
@@ -172,25 +197,87 @@ export class Agent {
     this.#log(`pod port ${p.hostName} ${ipv4ToString(p.ip)} removed`);
   }
 
-  /** A new service snapshot: its tables swap into the datapath between two batches. */
-  #programServices(snapshot: ServiceSnapshot): void {
-    const table = buildServiceTable(snapshot);
-    for (const problem of table.problems) this.#log(`services: ${problem}`);
-    const nat = this.datapath.serviceNat;
-    if (nat !== null) {
-      const flushed = nat.setTable(table);
-      if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
-      return;
-    }
-    this.datapath.setServiceNat(new ServiceNat(table, {
+  /**
+   * The service NAT, before any service is known: an empty table (nothing is a service
+   * until the first full sync) over the flow tables a previous agent left in the state
+   * directory, so its established flows go on being translated as they were.
+   */
+  #startServiceNat(): void {
+    const store = this.#openFlowStore();
+    let serviceIds: ServiceIds | undefined;
+    if (store !== null && !store.fresh) serviceIds = this.#loadServiceIds();
+    const nat = new ServiceNat(buildServiceTable({ generation: 0, ports: [], nodePortAddresses: [] }), {
       masqueradeIP: this.config.underlayAddress,
       // A pod reaching itself through its service is masqueraded to its gateway, which
       // it can answer on the pod network (kube-proxy's hairpin masquerade).
       hairpinIP: this.config.podCIDR.host(1),
       conntrack: { capacity: this.config.conntrackSize, timeouts: this.config.conntrackTimeouts },
-    }));
+      ...(store === null ? {} : { store }),
+      ...(serviceIds === undefined ? {} : { serviceIds }),
+    });
+    if (store !== null && !store.fresh) {
+      this.#log(`flows: took over ${nat.conntrack.restored} conntrack entr${nat.conntrack.restored === 1 ? 'y' : 'ies'} and the session affinity of the previous agent`);
+    }
+    this.datapath.setServiceNat(nat);
     this.#gcTimer = setInterval(() => this.datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();
+  }
+
+  /** The flow tables' shared memory, or null (tables in this process only) when it cannot be had. */
+  #openFlowStore(): FlowStore | null {
+    const path = join(this.config.stateDir, FLOW_STORE_FILE);
+    const layout = { conntrackCapacity: this.config.conntrackSize, affinityCapacity: AFFINITY_DEFAULT_CAPACITY };
+    try {
+      const mapping = mapSharedFile(path, flowStoreBytes(layout));
+      const store = openFlowStore(mapping.buffer, layout, bootId(), !mapping.fresh);
+      if (store.discarded !== '') this.#log(`flows: the flow tables in ${path} were not taken over (${store.discarded}); starting empty`);
+      return store;
+    } catch (err) {
+      this.#log(`flows: cannot map ${path} (${(err as Error).message}); flows will not survive an agent restart`);
+      return null;
+    }
+  }
+
+  #loadServiceIds(): ServiceIds | undefined {
+    const path = join(this.config.stateDir, SERVICE_IDS_FILE);
+    try {
+      const saved = JSON.parse(readFileSync(path, 'utf8')) as { next?: unknown; ids?: unknown };
+      if (typeof saved.next !== 'number' || typeof saved.ids !== 'object' || saved.ids === null) throw new Error('not a service id file');
+      const byKey = new Map<string, number>();
+      for (const [key, id] of Object.entries(saved.ids)) if (typeof id === 'number') byKey.set(key, id);
+      return { byKey, next: saved.next };
+    } catch (err) {
+      // Tags of the old entries then match no service port: their flows go on, only
+      // a UDP endpoint's removal will not find them (they time out instead).
+      this.#log(`flows: cannot read ${path} (${(err as Error).message}); taken-over flows keep their NAT but lose their service port`);
+      return { byKey: new Map(), next: 1 << 24 };
+    }
+  }
+
+  /** Writes the service port ids for a successor, when they changed (before any packet uses new ones). */
+  #saveServiceIds(nat: ServiceNat): void {
+    if (nat.idsVersion === this.#savedIdsVersion) return;
+    const { byKey, next } = nat.serviceIds();
+    const path = join(this.config.stateDir, SERVICE_IDS_FILE);
+    try {
+      writeFileSync(`${path}.tmp`, JSON.stringify({ next, ids: Object.fromEntries(byKey) }));
+      renameSync(`${path}.tmp`, path);
+      this.#savedIdsVersion = nat.idsVersion;
+    } catch (err) {
+      this.#log(`flows: cannot write ${path}: ${(err as Error).message}`);
+    }
+  }
+
+  /** A new service snapshot: its tables swap into the datapath between two batches. */
+  #programServices(snapshot: ServiceSnapshot): void {
+    const table = buildServiceTable(snapshot);
+    for (const problem of table.problems) this.#log(`services: ${problem}`);
+    const nat = this.datapath.serviceNat;
+    if (nat === null) return;
+    const flushed = nat.setTable(table);
+    // Synchronously, before the next batch: a successor must know every id a flow can carry.
+    this.#saveServiceIds(nat);
+    if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
   }
 
   get serviceSnapshot(): ServiceSnapshot | null {
@@ -234,7 +321,12 @@ export class Agent {
     this.tools.close();
     this.datapath.close();
     await this.#ports.close({ keepPorts: opts.removePorts !== true });
+    // Leaving for good: the flows go with the ports (a restart keeps both).
+    if (opts.removePorts === true) {
+      for (const f of [FLOW_STORE_FILE, SERVICE_IDS_FILE]) rmSync(join(this.config.stateDir, f), { force: true });
+    }
     this.#underlay.close();
+    if (opts.removePorts === true) this.#hostDevice.setPersist(false);
     this.#hostDevice.close();
   }
 }
@@ -244,9 +336,9 @@ export class AgentStartError extends TapirError {
   readonly code = 'TAPIR_AGENT_START';
 }
 
-async function ip(args: string[]): Promise<void> {
+async function ip(args: string[], opts: { input?: string } = {}): Promise<void> {
   try {
-    await runIp(args);
+    await runIp(args, opts);
   } catch (err) {
     throw new AgentStartError((err as Error).message, { cause: err });
   }

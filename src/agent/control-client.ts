@@ -77,7 +77,7 @@ export class ControlClient {
   async status(): Promise<StatusInfo> {
     const a: { [K in keyof StatusInfo]: unknown } = await this.request({ op: 'status' });
     return {
-      node: String(a.node), podCIDR: String(a.podCIDR), gateway: String(a.gateway),
+      node: String(a.node), pid: Number(a.pid), podCIDR: String(a.podCIDR), gateway: String(a.gateway),
       mtu: Number(a.mtu), ports: Number(a.ports),
     };
   }

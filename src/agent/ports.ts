@@ -5,13 +5,16 @@
 // Restart. Ports are recorded in STATEDIR/ports.json and TAPs are made persistent
 // (TUNSETPERSIST) once configured, so they survive the agent's fd. `restore()` on start:
 //   - netns gone: the kernel already deleted the TAP with it; the record is dropped;
-//   - our TAP still there (kind tun, our MAC): it is moved back into the agent's
-//     namespace, re-attached by name (TUNSETIFF finds a device only in the namespace
-//     /dev/net/tun was opened in), moved into the pod again and reconfigured;
+//   - our TAP still there (our MAC): re-attached in place, from inside the pod's
+//     namespace (TUNSETIFF finds a device only in the namespace /dev/net/tun was opened
+//     in; the addon enters it for the open). No command runs and the pod keeps its
+//     eth0, address and routes throughout: a restart costs its traffic only the time no
+//     agent reads (frames sent meanwhile are lost, and TCP sends them again);
+//   - a link of that name but not ours (another kind or MAC): moved back into the
+//     agent's namespace only if it is a TAP with our MAC, else the record is dropped;
 //   - TAP gone, netns alive (agent stopped with close() without keepPorts): recreated.
-// A pod therefore keeps its MAC and address across agent restarts; its interface blinks
-// (addresses are flushed when a link changes namespace) and frames sent while no agent
-// runs are lost. A pod deleted while the agent was down is noticed by restore() or by GC.
+// A pod therefore keeps its MAC and address across agent restarts. A pod deleted while
+// the agent was down is noticed by restore() or by GC.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -304,6 +307,12 @@ export class PortManager {
         try {
           if (this.#ports.has(name)) continue;
           this.#validate(p);
+          const inPlace = this.#attachInPlace(p, info);
+          if (inPlace !== null) {
+            this.#adopt(inPlace);
+            report.reattached.push(name);
+            continue;
+          }
           const link = await linkIn(p.netns, p.ifName);
           if (link !== null && (link.kind !== 'tun' || link.mac !== info.mac)) {
             throw new Error(`${p.ifName} in ${p.netns} is not our TAP (kind '${link.kind}', MAC ${link.mac})`);
@@ -318,6 +327,32 @@ export class PortManager {
       this.#save();
       return report;
     });
+  }
+
+  /**
+   * Takes the pod's persistent TAP back where it is, inside the pod (the fast path of a
+   * restart: no command runs, and the pod never loses its eth0, its address or its
+   * routes). Null when the pod has no such link (it is recreated) or it is not ours
+   * (the slow path below says why); throws when the namespace is gone.
+   */
+  #attachInPlace(p: AddPortParams, info: PortInfo): PodPort | null {
+    let device: TunDevice;
+    try {
+      device = TunDevice.open({ name: p.ifName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS, netns: p.netns });
+    } catch (err) {
+      const code = err instanceof DeviceError ? err.code : '';
+      if (code === 'ENOENT') throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
+      return null; // ENODEV: no such link; EINVAL: a link of another kind; both for the slow path
+    }
+    if (device.mac !== info.mac) {
+      device.close(); // its persist flag is untouched: the device stays as it was
+      return null;
+    }
+    return {
+      containerId: p.containerId, ifName: p.ifName, hostName: info.hostName, netns: p.netns, mac: macForIpv4(p.ip), ip: p.ip,
+      prefixLength: p.prefixLength, gateway: p.gateway, mtu: this.#opts.mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '',
+      network: p.network ?? '', device, failed: false,
+    };
   }
 
   /** Moves the persistent TAP from the pod into our namespace and attaches to it. */

@@ -93,6 +93,8 @@ export type ControlOp = ControlRequest['op'];
 
 export interface StatusInfo {
   node: string;
+  /** The agent's process id (a restarted agent answers on the same socket with another). */
+  pid: number;
   podCIDR: string;
   gateway: string;
   mtu: number;

@@ -63,7 +63,7 @@ export async function run(args: string[]): Promise<number> {
     throw err;
   }
   observability.attach(agent);
-  log('ready');
+  log(`ready, ${Math.round(performance.now())} ms after the process started`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log(`${signal}: stopping`);

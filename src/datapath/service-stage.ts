@@ -8,6 +8,18 @@ import type { Arena } from './arena.ts';
 import { DatapathDrop, type PortCounters } from './counters.ts';
 import type { FrameSink } from './offload.ts';
 
+// CLOCK_MONOTONIC in seconds, the same in every process of this boot: conntrack and
+// affinity expiry times live in a flow store that the next agent takes over, so they
+// must be on a clock that does not restart with the process (performance.now() does).
+// process.hrtime is CLOCK_MONOTONIC but allocates; performance.now() does not, and is
+// the same clock from another origin, so the origin is measured once.
+const MONOTONIC_ORIGIN_S = Number(process.hrtime.bigint()) / 1e9 - performance.now() / 1000;
+
+/** Whole seconds of CLOCK_MONOTONIC (since boot), without allocating. */
+export function monotonicSeconds(): number {
+  return (MONOTONIC_ORIGIN_S + performance.now() / 1000) | 0;
+}
+
 /** `replyPort` for packets whose refusal is only counted (the underlay has no port to answer on). */
 export const NO_REPLY = -1;
 /** Room for the answer behind its Ethernet header: an ICMP error is at most 576 bytes (RFC 1812 §4.3.2.3), a TCP RST far less. */
@@ -28,7 +40,7 @@ export class ServiceStage {
 
   /** Reads the clock: once per receive batch, so every packet of a batch sees one time. */
   tick(): void {
-    this.#now = (performance.now() / 1000) | 0;
+    this.#now = monotonicSeconds();
   }
 
   /**

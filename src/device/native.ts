@@ -13,6 +13,8 @@ export interface NativeTunOptions {
   multiQueue: boolean;
   persist: boolean | undefined;
   offloads: number;
+  /** '' = this namespace; else attach in place to the existing device there. */
+  netns: string;
 }
 
 export interface NativeTunHandle {
@@ -20,6 +22,7 @@ export interface NativeTunHandle {
   readonly fd: number;
   readonly offloads: number;
   readonly vnetHdrSize: number;
+  readonly mac: string;
   readBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, maxFrames: number): number;
   writeBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
   onReadable(cb: () => void): void;
@@ -61,6 +64,7 @@ export interface NativeAddon {
   UdpHandle: new (opts: NativeUdpOptions) => NativeUdpHandle;
   linkIndex(name: string): number;
   moveLinkToNetns(ifname: string, netnsPath: string, newName?: string): void;
+  mapSharedFile(path: string, bytes: number): { buffer: ArrayBuffer; fresh: boolean };
 }
 
 const addonUrl = new URL('../../native/build/Release/tapir_native.node', import.meta.url);

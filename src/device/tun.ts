@@ -28,6 +28,12 @@ export interface TunOptions {
   persist?: boolean;
   /** TUN_F_* bits for TUNSETOFFLOAD. USO bits are dropped if the kernel lacks them; see `offloads`. */
   offloads?: number;
+  /**
+   * A network namespace path (/run/netns/NAME): attach to the existing device `name`
+   * there, in place (DeviceError ENODEV when it has none). A restarted agent takes a
+   * pod's persistent TAP back this way, without the pod ever losing its eth0.
+   */
+  netns?: string;
 }
 
 export class TunDevice implements FrameDevice {
@@ -39,6 +45,8 @@ export class TunDevice implements FrameDevice {
   readonly vnetHdrSize: number;
   /** The TUN_F_* bits the kernel accepted. */
   readonly offloads: number;
+  /** The MAC address when opened ('00:00:00:00:00:00' for a TUN). */
+  readonly mac: string;
   readonly #handle: NativeTunHandle;
 
   private constructor(handle: NativeTunHandle, mode: 'tun' | 'tap') {
@@ -49,6 +57,7 @@ export class TunDevice implements FrameDevice {
     this.vnetHdrSize = handle.vnetHdrSize;
     this.vnetHdr = handle.vnetHdrSize !== 0;
     this.offloads = handle.offloads;
+    this.mac = handle.mac;
   }
 
   /** Opens (creating or re-attaching); throws DeviceError (e.g. syscall 'TUNSETIFF'). */
@@ -62,6 +71,7 @@ export class TunDevice implements FrameDevice {
       multiQueue: opts.multiQueue === true,
       persist: opts.persist,
       offloads: opts.offloads ?? 0,
+      netns: opts.netns ?? '',
     });
     return new TunDevice(handle, opts.mode);
   }

@@ -24,6 +24,7 @@ import {
 } from '../wire/index.ts';
 import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
 import { CONNTRACK_SOURCE_LIMITED, Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntrack.ts';
+import type { FlowStore } from '../tables/flow-store.ts';
 import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
@@ -47,6 +48,24 @@ export interface ServiceNatOptions {
   affinityCapacity?: number;
   /** Seed of the random endpoint choice (tests fix it); default random. */
   seed?: number;
+  /**
+   * Memory for conntrack and affinity that outlives the process (flow-store.ts): its
+   * capacities win over `conntrack.capacity` and `affinityCapacity`, and a store that
+   * is not fresh is taken over with its flows.
+   */
+  store?: FlowStore;
+  /**
+   * Service port ids of the process that wrote `store`: its conntrack entries and
+   * affinity slots name service ports by these. Used for the ports of the first
+   * setTable(); the table given to the constructor is then only a placeholder.
+   */
+  serviceIds?: ServiceIds;
+}
+
+/** Stable ids of service ports by key (ServiceTable ports' `key`), and the next unused id. */
+export interface ServiceIds {
+  byKey: ReadonlyMap<string, number>;
+  next: number;
 }
 
 /** What process() did, for counters, logs and `tapir trace`. Reset per packet; small integers only. */
@@ -94,13 +113,33 @@ export class ServiceNat {
   #ids: Int32Array;
   #idByKey = new Map<string, number>();
   #nextId = 0;
+  /** Ids handed over by the previous process, for the first setTable() only. */
+  #inheritedIds: ReadonlyMap<string, number> | null = null;
+  /** Increases whenever the ids change (a caller that persists them compares it). */
+  idsVersion = 0;
 
   constructor(table: ServiceTable, options: ServiceNatOptions) {
     this.#masqueradeIP = options.masqueradeIP >>> 0;
     this.#hairpinIP = (options.hairpinIP ?? options.masqueradeIP) >>> 0;
     this.#masqueradeAll = options.masqueradeAll ?? false;
-    this.conntrack = new Conntrack(options.conntrack);
-    this.affinity = new AffinityTable(options.affinityCapacity ?? AFFINITY_DEFAULT_CAPACITY);
+    const store = options.store;
+    if (store === undefined) {
+      this.conntrack = new Conntrack(options.conntrack);
+      this.affinity = new AffinityTable(options.affinityCapacity ?? AFFINITY_DEFAULT_CAPACITY);
+    } else {
+      this.conntrack = new Conntrack({
+        ...options.conntrack,
+        capacity: store.conntrackCapacity,
+        memory: { buffer: store.buffer, byteOffset: store.conntrackOffset, restore: !store.fresh },
+      });
+      this.affinity = new AffinityTable(store.affinitySlots, {
+        buffer: store.buffer, byteOffset: store.affinityOffset, slots: store.affinitySlots, restore: !store.fresh,
+      });
+    }
+    if (options.serviceIds !== undefined) {
+      this.#inheritedIds = options.serviceIds.byKey;
+      this.#nextId = options.serviceIds.next;
+    }
     this.#rng[0] = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 1;
     this.#table = table;
     this.#ids = this.#assignIds(table);
@@ -108,6 +147,11 @@ export class ServiceNat {
 
   get table(): ServiceTable {
     return this.#table;
+  }
+
+  /** The ids of the current table's service ports by key, for a successor process (slow path). */
+  serviceIds(): ServiceIds {
+    return { byKey: new Map(this.#idByKey), next: this.#nextId };
   }
 
   /** Stable id of service port `index` of the current table (what conntrack entries carry as tag). */
@@ -125,6 +169,7 @@ export class ServiceNat {
     const prev = this.#table;
     const prevIds = this.#ids;
     const ids = this.#assignIds(table);
+    this.#inheritedIds = null;
     const stale = staleUdpEndpoints(prev, prevIds, table);
     this.#table = table;
     this.#ids = ids;
@@ -380,12 +425,19 @@ export class ServiceNat {
     const next = new Map<string, number>();
     for (let i = 0; i < table.count; i++) {
       const key = table.ports[i]!.key;
-      let id = next.get(key) ?? this.#idByKey.get(key);
+      let id = next.get(key) ?? this.#idByKey.get(key) ?? this.#inheritedIds?.get(key);
       if (id === undefined) id = this.#nextId++;
       next.set(key, id);
       ids[i] = id;
     }
+    if (!sameIds(next, this.#idByKey)) this.idsVersion++;
     this.#idByKey = next;
     return ids;
   }
+}
+
+function sameIds(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, id] of a) if (b.get(key) !== id) return false;
+  return true;
 }

@@ -32,9 +32,16 @@
 // refusing, never of letting one source take more.
 //
 // Time is whatever monotonic seconds the caller passes; nothing here reads a clock.
+//
+// The records may live in memory handed in (a flow store, flow-store.ts) that outlives
+// the process, so that flows survive an agent restart. Only the records are kept: the
+// index, the free list and the per-source counts are rebuilt from them (`restore`).
+// Every record is consistent at every instant (a new entry is marked live after its
+// tuples are written; a removed one is unmarked last), so a process killed between two
+// instructions leaves records the next one can trust.
 import { flowHash, pairHash } from './hash.ts';
 import {
-  DEFAULT_TIMEOUTS, TCP_IGNORED, TCP_INVALID, TcpState, tcpTimeoutTable, tcpTransition, type ConntrackTimeouts,
+  DEFAULT_TIMEOUTS, TCP_IGNORED, TCP_INVALID, TcpState, tcpStateNames, tcpTimeoutTable, tcpTransition, type ConntrackTimeouts,
 } from './tcp-state.ts';
 
 export const TCP = 6;
@@ -90,6 +97,15 @@ export interface ConntrackOptions {
   seed?: number;
   /** Non-assured entries one source address may hold; default max(256, capacity / 8). */
   maxUnassuredPerSource?: number;
+  /** Memory for the records (capacity x 64 bytes from byteOffset, 8-aligned); default a new buffer. */
+  memory?: ConntrackMemory;
+}
+
+export interface ConntrackMemory {
+  buffer: ArrayBuffer;
+  byteOffset: number;
+  /** The records were written by an earlier table of the same layout: rebuild from them (else zeros are assumed). */
+  restore: boolean;
 }
 
 const EMPTY = -1;
@@ -142,6 +158,8 @@ export class Conntrack {
   readonly maxUnassuredPerSource: number;
   /** Non-assured entries per source bucket. */
   readonly #unassured = new Uint32Array(SOURCE_BUCKETS);
+  /** Entries taken over from the records handed in (restore), 0 for a new table. */
+  readonly restored: number;
 
   constructor(options: ConntrackOptions = {}) {
     const capacity = options.capacity ?? CONNTRACK_DEFAULT_CAPACITY;
@@ -157,21 +175,88 @@ export class Conntrack {
     this.#seed = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 0;
     this.maxUnassuredPerSource = options.maxUnassuredPerSource ?? Math.max(256, capacity >> 3);
 
-    const records = new ArrayBuffer(capacity * ENTRY_WORDS * 4);
-    this.words = new Uint32Array(records);
-    this.#i32 = new Int32Array(records);
-    this.#u8 = new Uint8Array(records);
-    this.#f64 = new Float64Array(records);
+    const bytes = capacity * ENTRY_WORDS * 4;
+    const records = options.memory?.buffer ?? new ArrayBuffer(bytes);
+    const at = options.memory?.byteOffset ?? 0;
+    if (at % 8 !== 0 || at + bytes > records.byteLength) throw new RangeError(`conntrack: ${bytes} bytes of records at byte ${at} do not fit a ${records.byteLength}-byte buffer (8-aligned)`);
+    this.words = new Uint32Array(records, at, capacity * ENTRY_WORDS);
+    this.#i32 = new Int32Array(records, at, capacity * ENTRY_WORDS);
+    this.#u8 = new Uint8Array(records, at, bytes);
+    this.#f64 = new Float64Array(records, at, capacity * ENTRY_WORDS / 2);
     this.#free = new Int32Array(capacity);
-    // Popped from the top: entry 0 first, so small tables fill in order (readable dumps).
-    for (let i = 0; i < capacity; i++) this.#free[i] = capacity - 1 - i;
-    this.#freeTop = capacity;
+    this.#freeTop = 0;
 
     let slots = 16;
     while (slots < capacity * 4) slots *= 2;
     this.#slots = new Int32Array(slots * 2);
     for (let i = 0; i < slots * 2; i += 2) this.#slots[i] = EMPTY;
     this.#mask = slots - 1;
+    this.restored = options.memory?.restore === true ? this.#restore() : 0;
+    // Popped from the top: the lowest free entry first, so small tables fill in order (readable dumps).
+    for (let e = capacity - 1; e >= 0; e--) if (this.#u8[e * 64 + B_LIVE] !== 1) this.#free[this.#freeTop++] = e;
+  }
+
+  /**
+   * Indexes the live records of an earlier table: their hashes under this table's seed,
+   * both tuples in the index, non-assured ones charged to their source. A record that
+   * cannot be trusted (unknown protocol or state) or whose tuple is already indexed (a
+   * process killed in the middle of replacing a flow) or finds no slot is dropped.
+   */
+  #restore(): number {
+    const w = this.#i32;
+    const u8 = this.#u8;
+    let kept = 0;
+    for (let e = 0; e < this.capacity; e++) {
+      const at = e * 64;
+      if (u8[at + B_LIVE] === 0) continue;
+      const protocol = u8[at + B_PROTOCOL]!;
+      const b = e * ENTRY_WORDS;
+      let ok = u8[at + B_LIVE] === 1 && (protocol === TCP || protocol === UDP) && u8[at + B_STATE]! < tcpStateNames.length;
+      let s0 = EMPTY;
+      if (ok) {
+        const h0 = flowHash(this.#seed, protocol, w[b]!, w[b + 2]! >>> 16, w[b + 1]!, w[b + 2]! & 0xffff);
+        const h1 = flowHash(this.#seed, protocol, w[b + 3]!, w[b + 5]! >>> 16, w[b + 4]!, w[b + 5]! & 0xffff);
+        ok = this.#findRef(protocol, b, h0) === EMPTY && this.#findRef(protocol, b + 3, h1) === EMPTY;
+        if (ok) s0 = this.#emptySlot(h0);
+        if (s0 !== EMPTY) {
+          this.#slots[s0 * 2] = e * 2;
+          this.#slots[s0 * 2 + 1] = h0;
+          const s1 = this.#emptySlot(h1);
+          if (s1 === EMPTY) {
+            this.#slots[s0 * 2] = EMPTY;
+            ok = false;
+          } else {
+            this.#slots[s1 * 2] = e * 2 + 1;
+            this.#slots[s1 * 2 + 1] = h1;
+            w[b + W_HASH] = h0;
+            w[b + W_HASH + 1] = h1;
+          }
+        } else {
+          ok = false;
+        }
+      }
+      if (!ok) {
+        u8[at + B_LIVE] = 0;
+        continue;
+      }
+      if ((u8[at + B_STATUS]! & EntryStatus.ASSURED) === 0) this.#unassured[this.#sourceBucket(w[b]!)]!++;
+      kept++;
+    }
+    return kept;
+  }
+
+  /** The ref indexed under hash `h` whose tuple equals the one at record word `b`, or -1. */
+  #findRef(protocol: number, b: number, h: number): number {
+    const slots = this.#slots;
+    const w = this.#i32;
+    let i = h & this.#mask;
+    for (;;) {
+      const ref = slots[i * 2]!;
+      if (ref === EMPTY) return EMPTY;
+      const t = tupleBase(ref);
+      if (slots[i * 2 + 1] === h && w[t] === w[b] && w[t + 1] === w[b + 1] && w[t + 2] === w[b + 2] && this.#u8[(ref >> 1) * 64 + B_PROTOCOL] === protocol) return ref;
+      i = (i + 1) & this.#mask;
+    }
   }
 
   /** Live entries. */

@@ -1,7 +1,9 @@
 // The kubelet's part for the node agent, in a Tapir lab: in a cluster the agent is a
 // DaemonSet pod, and the kubelet restarts it when it exits, with a back-off that doubles
 // (10 s up to 5 min there; 1 s up to 30 s here, a lab being small and watched) and
-// starts over once the container has run well for a while. Pods keep their eth0 while
+// starts over once the container has run well for a while. The first restart is
+// immediate, as the kubelet's is: one crash should cost the node's Service flows no
+// more than the agent's own start-up (its flow tables outlive it, src/tables/flow-store.ts). Pods keep their eth0 while
 // the agent is away (its TAPs are persistent), and the restarted agent re-attaches them.
 //
 // The supervisor also tells health: an agent that runs but does not answer on its
@@ -33,6 +35,7 @@ export interface AgentHealth {
   nextStart: string | null;
 }
 
+/** Back-off after the first restart; the first one is immediate. */
 const FIRST_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 /** Running and answering this long resets the back-off (the kubelet's is 10 min). */
@@ -45,7 +48,7 @@ export class AgentSupervisor {
   readonly #log: (message: string) => void;
   #pid: number | null;
   #restarts = 0;
-  #backoffMs = FIRST_BACKOFF_MS;
+  #backoffMs = 0;
   #nextStartAt = 0;
   #lastExit: number | null = null;
   #healthySince: number | null = null;
@@ -59,11 +62,11 @@ export class AgentSupervisor {
   /** One look at the agent; starts it again when it is down and its back-off has passed. */
   async tick(now: number): Promise<AgentHealth> {
     if (this.#pid !== null && !isAlive(this.#pid)) {
-      this.#log(`agent pid ${this.#pid} exited; starting it again in ${this.#backoffMs / 1000} s (restart ${this.#restarts + 1})`);
+      this.#log(`agent pid ${this.#pid} exited; starting it again ${this.#backoffMs === 0 ? 'now' : `in ${this.#backoffMs / 1000} s`} (restart ${this.#restarts + 1})`);
       this.#pid = null;
       this.#lastExit = now;
       this.#nextStartAt = now + this.#backoffMs;
-      this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
+      this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, FIRST_BACKOFF_MS), MAX_BACKOFF_MS);
       this.#healthySince = null;
     }
     if (this.#pid === null && now >= this.#nextStartAt) this.#start();
@@ -71,7 +74,7 @@ export class AgentSupervisor {
     const answers = running && (await agentStatusAt(this.#agent.controlSocket, ANSWER_TIMEOUT_MS)) !== null;
     if (answers) {
       this.#healthySince ??= now;
-      if (now - this.#healthySince >= BACKOFF_RESET_MS) this.#backoffMs = FIRST_BACKOFF_MS;
+      if (now - this.#healthySince >= BACKOFF_RESET_MS) this.#backoffMs = 0;
     } else {
       this.#healthySince = null;
     }
@@ -103,7 +106,7 @@ export class AgentSupervisor {
       this.#restarts++;
       this.#log(`agent started again, pid ${this.#pid} (restart ${this.#restarts})`);
     } else {
-      this.#nextStartAt = Date.now() + this.#backoffMs;
+      this.#nextStartAt = Date.now() + Math.max(this.#backoffMs, FIRST_BACKOFF_MS);
     }
   }
 }
