@@ -4,11 +4,15 @@
 // Node, and the metrics read from a datapath's counters when scraped.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { parseAgentConfigDocuments } from '../src/agent/config.ts';
+import { createLogger } from '../src/agent/log.ts';
 import { AgentMetrics, noLocalEndpoints } from '../src/agent/metrics.ts';
+import { AgentObservability, BindAddressError } from '../src/agent/observability.ts';
 import { ProxyHealth, ProxyHealthServer, TO_BE_DELETED_TAINT } from '../src/control/proxy-health.ts';
 import { ServiceController } from '../src/control/service-controller.ts';
 import type { NodeState, SyncObserver, SyncResult } from '../src/control/sync-observer.ts';
@@ -275,4 +279,28 @@ test('no_local_endpoints counts service ports with a Local policy and no endpoin
     port({ internalLocal: true, clusterIP: 0 }), // headless
   ] }), { internal: 1, external: 1 });
   assert.deepEqual(noLocalEndpoints(null), { internal: 0, external: 0 });
+});
+
+test('a bind address in use: logged and retried until free (kube-proxy\'s wait.Until); with bindAddressHardFail, an error', async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const port = (blocker.address() as AddressInfo).port;
+  const lines: string[] = [];
+  const logger = createLogger({ verbosity: 0, format: 'json', destination: { write: (l: string) => { lines.push(l); } } });
+  const config = (hard: boolean) => parseAgentConfigDocuments([
+    { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration', clusterCIDR: '10.244.0.0/16', healthzBindAddress: `127.0.0.1:${port}`, metricsBindAddress: '', bindAddressHardFail: hard },
+    { apiVersion: 'tapir.dev/v1alpha1', kind: 'TapirAgentConfiguration', nodeName: 'n', underlay: { interface: 'eth0', address: '172.30.0.11' }, podCIDR: '10.244.1.0/24' },
+  ], 'agent.yaml');
+
+  const hard = new AgentObservability(config(true), logger, { verbosity: 0, format: 'json' });
+  await assert.rejects(hard.listen(), (e: unknown) => e instanceof BindAddressError && /cannot serve healthzBindAddress 127\.0\.0\.1:\d+: .*EADDRINUSE.*bindAddressHardFail is set/.test(e.message));
+  await hard.close();
+
+  const soft = new AgentObservability(config(false), logger, { verbosity: 0, format: 'json' });
+  t.after(() => soft.close());
+  await soft.listen();
+  assert.match(lines.join(''), /"level":"error".*cannot serve healthzBindAddress 127\.0\.0\.1:\d+: .*EADDRINUSE.*retrying every 5s/);
+  await new Promise<void>((r) => blocker.close(() => r()));
+  await waitFor(async () => (await get(port, '/healthz').catch(() => ({ status: 0 }))).status === 200, 12_000);
+  assert.match(lines.join(''), /healthz on 127\.0\.0\.1:\d+ \(after 1 failed attempt\(s\)\)/);
 });

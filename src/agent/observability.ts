@@ -23,6 +23,9 @@ export interface ObservedAgent {
   pendingServiceChanges(): { services: number; endpoints: number } | null;
 }
 
+/** kube-proxy retries its health and metrics servers every 5 s. */
+const BIND_RETRY_MS = 5000;
+
 /** healthzBindAddress or metricsBindAddress could not be bound and bindAddressHardFail is set. */
 export class BindAddressError extends TapirError {
   readonly code = 'TAPIR_BIND_ADDRESS';
@@ -39,6 +42,9 @@ export class AgentObservability {
   #agent: ObservedAgent | null = null;
   #healthTimer: NodeJS.Timeout | null = null;
   #wasHealthy = true;
+  /** Binds being retried (kube-proxy's wait.Until). */
+  readonly #retries = new Set<NodeJS.Timeout>();
+  #closed = false;
   #healthServer: ProxyHealthServer | null = null;
   #metricsServer: MetricsServer | null = null;
 
@@ -64,26 +70,25 @@ export class AgentObservability {
     this.#agent = agent;
   }
 
-  /** Binds both addresses; a failure is logged, or thrown with bindAddressHardFail. */
+  /**
+   * Binds both addresses. A failure ends the agent with bindAddressHardFail; otherwise
+   * it is logged and the bind retried every 5 s until it succeeds, as kube-proxy's
+   * servers are (wait.Until): a predecessor still shutting down, or an address not yet
+   * on the node, must not leave the agent without health for its lifetime.
+   */
   async listen(): Promise<void> {
     const kp = this.#config.kubeProxy;
     if (kp.healthzBindAddress !== null) {
       const { host, port } = kp.healthzBindAddress;
-      try {
+      await this.#bind('healthzBindAddress', host, port, async () => {
         this.#healthServer = await ProxyHealthServer.listen(this.health, host, port);
-        this.#log.info(`healthz on ${host}:${port}`);
-      } catch (err) {
-        this.#bindFailed('healthzBindAddress', `${host}:${port}`, err as Error);
-      }
+      });
     }
     if (kp.metricsBindAddress !== null) {
       const { host, port } = kp.metricsBindAddress;
-      try {
+      await this.#bind('metricsBindAddress', host, port, async () => {
         this.#metricsServer = await MetricsServer.listen(this.metrics, this.#host, host, port);
-        this.#log.info(`metrics on ${host}:${port}`);
-      } catch (err) {
-        this.#bindFailed('metricsBindAddress', `${host}:${port}`, err as Error);
-      }
+      });
     }
     // Health turns bad by time passing, not by an event: look once a second, to log it.
     this.#healthTimer = setInterval(() => this.#checkHealth(), 1000);
@@ -99,13 +104,35 @@ export class AgentObservability {
     else this.#log.warn(`proxy unhealthy: ${state.status}`);
   }
 
-  #bindFailed(field: string, address: string, err: Error): void {
-    const message = `cannot serve ${field} ${address}: ${err.message}`;
-    if (this.#config.kubeProxy.bindAddressHardFail) throw new BindAddressError(`${message} (bindAddressHardFail is set)`, { cause: err });
-    this.#log.error(`${message}; the agent runs on without it`);
+  async #bind(field: string, host: string, port: number, listen: () => Promise<void>): Promise<void> {
+    let failures = 0;
+    const attempt = async (): Promise<boolean> => {
+      if (this.#closed) return true;
+      try {
+        await listen();
+        this.#log.info(`${field === 'healthzBindAddress' ? 'healthz' : 'metrics'} on ${host}:${port}${failures > 0 ? ` (after ${failures} failed attempt(s))` : ''}`);
+        return true;
+      } catch (err) {
+        const message = `cannot serve ${field} ${host}:${port}: ${(err as Error).message}`;
+        if (this.#config.kubeProxy.bindAddressHardFail) throw new BindAddressError(`${message} (bindAddressHardFail is set)`, { cause: err });
+        // The first failure and then one line a minute, not one every 5 s.
+        if (failures % 12 === 0) this.#log.error(`${message}; retrying every ${BIND_RETRY_MS / 1000}s, the agent runs on meanwhile`);
+        failures++;
+        return false;
+      }
+    };
+    if (await attempt()) return;
+    const timer = setInterval(() => {
+      void attempt().then((done) => { if (done) this.#retries.delete(timer); if (done) clearInterval(timer); });
+    }, BIND_RETRY_MS);
+    timer.unref();
+    this.#retries.add(timer);
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    for (const timer of this.#retries) clearInterval(timer);
+    this.#retries.clear();
     if (this.#healthTimer !== null) clearInterval(this.#healthTimer);
     this.#healthTimer = null;
     await Promise.all([this.#healthServer?.close(), this.#metricsServer?.close()]);
