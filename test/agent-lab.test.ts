@@ -220,3 +220,13 @@ test('tapir trace asks the running agent: service, endpoint, NAT and the egress 
   assert.equal(none.status, 0, none.stderr);
   assert.match(none.stdout, /verdict: reject-tcp-rst/);
 });
+
+test('every lab agent answers /healthz on its node address and /metrics on 127.0.0.1 inside its namespace', () => {
+  for (const [node, address] of [['node-1', '172.30.0.11'], ['node-2', '172.30.0.12']] as const) {
+    const health = JSON.parse(lab.exec(node, 'curl', '-sS', '--max-time', '3', `http://${address}:10256/healthz`)) as { healthy: boolean; nodeEligible: boolean };
+    assert.deepEqual([health.healthy, health.nodeEligible], [true, true], node);
+    const metrics = lab.exec(node, 'curl', '-sS', '--max-time', '3', 'http://127.0.0.1:10249/metrics');
+    assert.match(metrics, /^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]/m, node);
+    assert.match(metrics, /^tapir_port_rx_frames_total\{port="tp[0-9a-f]+",kind="pod"\} [1-9]/m, `${node}: its pods' frames were counted`);
+  }
+});

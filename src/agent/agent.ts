@@ -21,6 +21,7 @@ import { ServiceSync } from './service-sync.ts';
 import { buildServiceTable } from '../tables/service-table.ts';
 import { ServiceNat, type ServiceIds } from '../services/nat.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
+import type { SyncObserver } from '../control/sync-observer.ts';
 import { bootId, mapSharedFile } from '../device/shared-memory.ts';
 import { flowStoreBytes, openFlowStore, type FlowStore } from '../tables/flow-store.ts';
 import { AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
@@ -35,6 +36,8 @@ const SERVICE_IDS_FILE = 'service-ids.json';
 
 export interface AgentOptions {
   log?: (message: string) => void;
+  /** Told of service changes, syncs and this node's Node (healthz, metrics: observability.ts). */
+  observer?: SyncObserver;
 }
 
 export class Agent {
@@ -123,7 +126,7 @@ export class Agent {
         log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}, forwarding ${Math.round(performance.now())} ms after the process started`);
       }
       if (config.manifests !== null) {
-        const services = new ServiceSync({ config, manifests: config.manifests, log, onSnapshot: (snap) => agent.#programServices(snap) });
+        const services = new ServiceSync({ config, manifests: config.manifests, log, observer: opts.observer, onSnapshot: (snap) => agent.#programServices(snap) });
         agent.#services = services;
         await services.start();
         log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.manifests}`);
@@ -208,7 +211,7 @@ export class Agent {
       // A pod reaching itself through its service is masqueraded to its gateway, which
       // it can answer on the pod network (kube-proxy's hairpin masquerade).
       hairpinIP: this.config.podCIDR.host(1),
-      conntrack: { capacity: this.config.conntrackSize },
+      conntrack: { capacity: this.config.conntrackSize, timeouts: this.config.conntrackTimeouts },
       ...(store === null ? {} : { store }),
       ...(serviceIds === undefined ? {} : { serviceIds }),
     });
@@ -279,6 +282,11 @@ export class Agent {
 
   get serviceSnapshot(): ServiceSnapshot | null {
     return this.#services?.snapshot ?? null;
+  }
+
+  /** Service and endpoint changes waiting for the next sync; null without a service proxy. */
+  pendingServiceChanges(): { services: number; endpoints: number } | null {
+    return this.#services?.pendingChanges() ?? null;
   }
 
   /** The services as this agent's control side sees them (for status), or null without manifests. */

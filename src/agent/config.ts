@@ -2,15 +2,32 @@
 // or JSON file with the shared field reader, as manifests are: every problem at once,
 // each as "FILE: field.path: what is wrong", and unknown keys are problems too (the
 // file is Tapir's own, so a misspelt key is a mistake, not someone else's field).
+//
+// Two forms. The file may hold several documents: a TapirAgentConfiguration
+// (tapir.dev/v1alpha1: VNI, MTU, underlay, paths, the static node list) and a
+// KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1, kube-proxy-config.ts), so a
+// cluster's kube-proxy ConfigMap can be reused; problems then name the document too
+// ("FILE: document 2 (KubeProxyConfiguration): conntrack.min: ..."). Or, as before, one
+// document without apiVersion and kind: the Tapir fields alone, kube-proxy's defaults
+// for the rest. docs/agent-config.md documents every field.
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { hostname } from 'node:os';
+import { parseAllDocuments } from 'yaml';
 import { Fields, Problems, isMapping, typeName } from '../config/fields.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import {
   DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, formatPortRange, parsePortRange, type PortRange,
 } from '../model/cluster-defaults.ts';
-import { ipv4, parseCidr, type Cidr } from '../wire/address.ts';
+import { ipv4, ipv4ToString, parseCidr, type Cidr } from '../wire/address.ts';
+import type { ConntrackTimeouts } from '../tables/tcp-state.ts';
 import { isValidIfName } from './protocol.ts';
+import {
+  KUBE_PROXY_API_VERSION, KUBE_PROXY_KIND, conntrackCapacity, defaultKubeProxySettings, formatNodePortAddress,
+  readKubeProxyConfiguration, type KubeProxySettings,
+} from './kube-proxy-config.ts';
+
+export const TAPIR_API_VERSION = 'tapir.dev/v1alpha1';
+export const TAPIR_KIND = 'TapirAgentConfiguration';
 
 export interface NodeRecord {
   name: string;
@@ -44,6 +61,27 @@ export interface AgentConfig {
   nodePortRange: PortRange;
   /** Connection-tracking table size (entries); a full table evicts expired entries, then refuses new flows. */
   conntrackSize: number;
+  /** Conntrack timeouts the config sets, in seconds (the rest keep DEFAULT_TIMEOUTS). */
+  conntrackTimeouts: Partial<ConntrackTimeouts>;
+  /** The service sync runner: bursts within this become one sync (kube-proxy's minSyncPeriod). */
+  minSyncIntervalMs: number;
+  /** A full sync at least this often (kube-proxy's syncPeriod); healthz fails after twice this. */
+  maxSyncIntervalMs: number;
+  /** The KubeProxyConfiguration's settings (its defaults when the file has none). */
+  kubeProxy: KubeProxySettings;
+}
+
+/** Tapir's own sync intervals when the config names none (kube-proxy's are 1 s and 30 s). */
+export const DEFAULT_MIN_SYNC_INTERVAL_MS = 100;
+export const DEFAULT_MAX_SYNC_INTERVAL_MS = 30_000;
+/** Without a KubeProxyConfiguration, the conntrack table has this many entries. */
+export const DEFAULT_CONNTRACK_SIZE = 262144;
+
+/** What the config may take from the process: NODE_NAME (the downward API's), the hostname, the CPU count. */
+export interface AgentConfigEnvironment {
+  nodeName?: string | undefined;
+  hostname?: string;
+  cores?: number;
 }
 
 /** VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
@@ -76,29 +114,93 @@ const RENAMED: Record<string, string> = {
   hostPort: 'renamed to hostTun (the name of the host TUN; a Kubernetes hostPort is something else)',
 };
 
-/** Every problem of `raw` as "WHERE: field.path: what is wrong", then the config. */
-export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
-  const problems = new Problems(where, []);
-  if (raw === null || raw === undefined) {
-    problems.add('', 'the file is empty: an agent config needs at least nodeName, underlay (interface, address), podCIDR and clusterCIDR');
-    throw new AgentConfigError(where, problems.list);
-  }
-  if (!isMapping(raw)) {
-    problems.add('', `must be a mapping of the agent's fields, not ${typeName(raw)}`);
-    throw new AgentConfigError(where, problems.list);
-  }
-  const top = new Fields(raw, '', problems);
-  top.rejectUnknown(TOP_FIELDS, RENAMED);
+/**
+ * Every problem of `raw`, one document of the legacy form (no apiVersion, no kind) or a
+ * TapirAgentConfiguration alone, as "WHERE: field.path: what is wrong", then the config.
+ */
+export function parseAgentConfig(raw: unknown, where: string, env: AgentConfigEnvironment = {}): AgentConfig {
+  return parseAgentConfigDocuments([raw], where, env);
+}
 
-  const nodeName = top.string('nodeName', true);
+/** The documents of one file: the legacy single document, or a TapirAgentConfiguration with an optional KubeProxyConfiguration. */
+export function parseAgentConfigDocuments(docs: readonly unknown[], where: string, env: AgentConfigEnvironment = {}): AgentConfig {
+  const list: string[] = [];
+  const present = docs.filter((d) => d !== null && d !== undefined);
+  if (present.length === 0) {
+    new Problems(where, list).add('', 'the file is empty: an agent config needs at least nodeName, underlay (interface, address), podCIDR and clusterCIDR');
+    throw new AgentConfigError(where, list);
+  }
+  if (present.length === 1 && isMapping(present[0]) && present[0].apiVersion === undefined && present[0].kind === undefined) {
+    return readTapir(new Fields(present[0], '', new Problems(where, list)), null, true, env, where, list);
+  }
+  if (present.length === 1 && !isMapping(present[0])) {
+    new Problems(where, list).add('', `must be a mapping of the agent's fields, not ${typeName(present[0])}`);
+    throw new AgentConfigError(where, list);
+  }
+  let kubeProxy: KubeProxySettings | null = null;
+  let tapir: Fields | null = null;
+  docs.forEach((doc, i) => {
+    if (doc === null || doc === undefined) return;
+    const problems = new Problems(`${where}: document ${i + 1}`, list);
+    if (!isMapping(doc)) {
+      problems.add('', `must be a mapping, not ${typeName(doc)}`);
+      return;
+    }
+    const kind = doc.kind;
+    const apiVersion = doc.apiVersion;
+    const expected = kind === KUBE_PROXY_KIND ? KUBE_PROXY_API_VERSION : kind === TAPIR_KIND ? TAPIR_API_VERSION : undefined;
+    if (expected === undefined) {
+      problems.add(kind === undefined ? 'kind' : '', kind === undefined
+        ? `required field is missing: a file of several documents holds a ${TAPIR_KIND} (${TAPIR_API_VERSION}) and optionally a ${KUBE_PROXY_KIND} (${KUBE_PROXY_API_VERSION})`
+        : `kind ${JSON.stringify(kind)} is not one the agent reads: give a ${TAPIR_KIND} (${TAPIR_API_VERSION}) and optionally a ${KUBE_PROXY_KIND} (${KUBE_PROXY_API_VERSION})`);
+      return;
+    }
+    problems.prefix = `${where}: document ${i + 1} (${kind as string})`;
+    if (apiVersion !== expected) {
+      problems.add('apiVersion', apiVersion === undefined ? `required field is missing: ${expected}` : `${JSON.stringify(apiVersion)} is not ${expected}, the version Tapir reads`);
+    }
+    if ((kind === KUBE_PROXY_KIND ? kubeProxy : tapir) !== null) {
+      problems.add('', `a second ${kind as string}: give one`);
+      return;
+    }
+    const fields = new Fields(doc, '', problems);
+    if (kind === KUBE_PROXY_KIND) kubeProxy = readKubeProxyConfiguration(fields);
+    else tapir = fields;
+  });
+  if (tapir === null) {
+    new Problems(where, list).add('', `no ${TAPIR_KIND} (${TAPIR_API_VERSION}) document: the agent needs its underlay, podCIDR and paths from one`);
+    throw new AgentConfigError(where, list);
+  }
+  return readTapir(tapir, kubeProxy, false, env, where, list);
+}
+
+function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, env: AgentConfigEnvironment, where: string, list: string[]): AgentConfig {
+  const kpWhere = `the ${KUBE_PROXY_KIND}'s`;
+  top.rejectUnknown(legacy ? TOP_FIELDS : ['apiVersion', 'kind', ...TOP_FIELDS], RENAMED);
+
+  let nodeName = top.string('nodeName', legacy);
+  if (!legacy) {
+    const override = kp?.hostnameOverride ?? '';
+    if (nodeName !== '' && override !== '' && nodeName !== override) top.fail('nodeName', `${nodeName} differs from ${kpWhere} hostnameOverride ${override}: give the Node's name once`);
+    if (nodeName === '') nodeName = override || (env.nodeName ?? '').trim() || (env.hostname ?? hostname()).toLowerCase();
+  }
   // A missing or malformed underlay is one problem, not one per field in it.
   const underlay = top.map('underlay', true);
   const underlayOk = underlay !== undefined && isMapping(top.value.underlay);
   if (underlayOk) underlay.rejectUnknown(['interface', 'address']);
   const underlayInterface = underlayOk ? ifName(underlay, 'interface', '') : '';
-  const underlayAddress = underlayOk ? underlay.ipv4('address', true) : undefined;
+  const bindAddress = kp?.bindAddress;
+  let underlayAddress = underlayOk ? underlay.ipv4('address', bindAddress === undefined) : undefined;
+  if (underlayOk && bindAddress !== undefined) {
+    if (underlayAddress === undefined && !underlay.has('address')) underlayAddress = bindAddress;
+    else if (underlayAddress !== undefined && underlayAddress !== bindAddress) underlay.fail('address', `${ipv4ToString(underlayAddress)} differs from ${kpWhere} bindAddress ${ipv4ToString(bindAddress)}: give the node's address once`);
+  }
   const podCIDR = top.cidr('podCIDR', true);
-  const clusterCIDR = top.cidr('clusterCIDR', true);
+  let clusterCIDR = top.cidr('clusterCIDR', kp?.clusterCIDR === undefined);
+  if (kp?.clusterCIDR !== undefined) {
+    if (clusterCIDR === undefined && !top.has('clusterCIDR')) clusterCIDR = kp.clusterCIDR;
+    else if (clusterCIDR !== undefined && clusterCIDR.toString() !== kp.clusterCIDR.toString()) top.fail('clusterCIDR', `${clusterCIDR} differs from ${kpWhere} clusterCIDR ${kp.clusterCIDR}: give it once`);
+  }
   if (podCIDR !== undefined && clusterCIDR !== undefined && !clusterCIDR.covers(podCIDR)) {
     top.fail('podCIDR', `${podCIDR} is not inside clusterCIDR ${clusterCIDR}: give this node a part of the cluster's pod network`);
   }
@@ -113,6 +215,12 @@ export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
     const listed = top.value.nodePortAddresses;
     if (Array.isArray(listed) && listed.length === 0) top.fail('nodePortAddresses', 'must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address');
     nodePortAddresses = top.ipv4s('nodePortAddresses').map((a) => ipv4(a));
+    if (kp?.nodePortAddresses !== undefined) top.fail('nodePortAddresses', `${kpWhere} nodePortAddresses says where node ports are served too: keep one of them`);
+  } else if (kp?.nodePortAddresses !== undefined && underlayAddress !== undefined) {
+    nodePortAddresses = resolveNodePortAddresses(kp, underlayAddress);
+    if (nodePortAddresses.length === 0 && !kp.nodePortAddresses.some((a) => a.kind === 'localhost')) {
+      top.fail('underlay.address', `${ipv4ToString(underlayAddress)}, this node's only address, is not in ${kpWhere} nodePortAddresses [${kp.nodePortAddresses.map(formatNodePortAddress).join(', ')}]: node ports would be served nowhere`);
+    }
   }
   let nodePortRange: PortRange = DEFAULT_NODE_PORT_RANGE;
   if (top.has('nodePortRange')) {
@@ -124,6 +232,9 @@ export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
       nodePortRange = range;
     }
   }
+  // conntrackSize, when given, wins over kube-proxy's per-core sizing.
+  const conntrackFallback = kp === null ? DEFAULT_CONNTRACK_SIZE : conntrackCapacity(kp.conntrack, DEFAULT_CONNTRACK_SIZE, env.cores);
+  const kubeProxy = kp ?? defaultKubeProxySettings();
 
   const config = {
     nodeName,
@@ -142,11 +253,21 @@ export function parseAgentConfig(raw: unknown, where: string): AgentConfig {
     zone: top.string('zone'),
     nodePortAddresses,
     nodePortRange,
-    conntrackSize: top.int('conntrackSize', 1024, 1 << 24, 262144),
+    conntrackSize: top.int('conntrackSize', 1024, 1 << 24, Math.max(1024, conntrackFallback)),
+    conntrackTimeouts: { ...kubeProxy.conntrack.timeouts },
+    minSyncIntervalMs: kubeProxy.minSyncPeriodMs ?? DEFAULT_MIN_SYNC_INTERVAL_MS,
+    maxSyncIntervalMs: kubeProxy.syncPeriodMs ?? DEFAULT_MAX_SYNC_INTERVAL_MS,
+    kubeProxy,
   };
-  if (problems.list.length > 0) throw new AgentConfigError(where, problems.list);
+  if (list.length > 0) throw new AgentConfigError(where, list);
   // No problem: every required field was read (the reads above record one otherwise).
   return { ...config, underlayAddress: underlayAddress!, podCIDR: podCIDR!, clusterCIDR: clusterCIDR!, serviceCIDR: serviceCIDR! };
+}
+
+/** The node's addresses that kube-proxy's nodePortAddresses select (Tapir knows one: the underlay's). Loopback is the datapath's later part. */
+function resolveNodePortAddresses(kp: KubeProxySettings, underlayAddress: number): number[] {
+  const selected = (kp.nodePortAddresses ?? []).some((a) => a.kind === 'primary' || a.kind === 'all' || (a.kind === 'cidr' && a.cidr.contains(underlayAddress)));
+  return selected ? [underlayAddress] : [];
 }
 
 /** A non-empty path (or `fallback` when absent; '' = required). */
@@ -188,18 +309,18 @@ function readNodes(top: Fields): NodeRecord[] {
   return nodes;
 }
 
-export function loadAgentConfig(file: string): AgentConfig {
+export function loadAgentConfig(file: string, env: AgentConfigEnvironment = { nodeName: process.env.NODE_NAME }): AgentConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new AgentConfigError(file, [`${file}: cannot read: ${(err as Error).message}`]);
   }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new AgentConfigError(file, [`${file}: not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`]);
+  const docs: unknown[] = [];
+  for (const doc of parseAllDocuments(text, { uniqueKeys: true })) {
+    const error = doc.errors[0];
+    if (error !== undefined) throw new AgentConfigError(file, [`${file}: not valid YAML or JSON: ${error.message.split('\n')[0]}`]);
+    docs.push(doc.toJS());
   }
-  return parseAgentConfig(raw, file);
+  return parseAgentConfigDocuments(docs, file, env);
 }

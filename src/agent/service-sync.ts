@@ -4,18 +4,29 @@
 // host TUN, and the healthCheckNodePort listeners. Nothing is programmed before the
 // manifests have been read once (kube-proxy's "initialized" rule: start() resolves
 // after the first full read and sync).
+import { existsSync } from 'node:fs';
 import { HealthCheckServers } from '../control/health-check-server.ts';
 import { ServiceController } from '../control/service-controller.ts';
+import type { SyncObserver } from '../control/sync-observer.ts';
 import { ManifestDir } from '../k8s/manifest-dir.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { Steering } from './steering.ts';
 
+/**
+ * A test hook, for the health tests: while the file this names exists, every sync that
+ * would program a new snapshot fails (as a data plane that cannot be programmed would),
+ * so queued changes wait and /healthz turns 503 after twice the sync period.
+ */
+export const SYNC_FAULT_ENV = 'TAPIR_TEST_SYNC_FAULT_FILE';
+
 export interface ServiceSyncOptions {
   config: AgentConfig;
   onSnapshot(snapshot: ServiceSnapshot): void;
   log(message: string): void;
+  /** Health and metrics: told of queued changes, syncs and this node's Node. */
+  observer?: SyncObserver | undefined;
 }
 
 export class ServiceSync {
@@ -39,13 +50,23 @@ export class ServiceSync {
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
       serviceCIDR: c.serviceCIDR,
       nodePortRange: c.nodePortRange,
+      minSyncIntervalMs: c.minSyncIntervalMs,
+      maxSyncIntervalMs: c.maxSyncIntervalMs,
       onSnapshot: (s) => {
+        const fault = process.env[SYNC_FAULT_ENV];
+        if (fault !== undefined && fault !== '' && existsSync(fault)) throw new Error(`sync fault injected (${SYNC_FAULT_ENV}: ${fault} exists)`);
         this.#snapshot = s;
         opts.onSnapshot(s);
         this.#program(s);
       },
       onError: (err) => opts.log(`services: ${err.message}`),
+      ...(opts.observer === undefined ? {} : { observer: opts.observer }),
     });
+  }
+
+  /** Changes waiting for the next sync (the *_changes_pending metrics). */
+  pendingChanges(): { services: number; endpoints: number } {
+    return this.#controller.pendingChanges();
   }
 
   get snapshot(): ServiceSnapshot | null {

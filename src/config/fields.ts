@@ -5,6 +5,7 @@
 // reader's choice: real manifests carry many fields Tapir has no use for (images,
 // resources, status written by others), a config file of Tapir's own does not.
 import { parseCidr, parseIpv4, type Cidr } from '../wire/address.ts';
+import { parseGoDuration } from './duration.ts';
 
 export type Raw = Record<string, unknown>;
 
@@ -117,6 +118,29 @@ export class Fields {
       return fallback;
     }
     return checkInt(v, this.pathOf(key), min, max, this.problems) ?? fallback;
+  }
+
+  /**
+   * A Go duration string ("15m0s", "1h", "500ms") in milliseconds, at least `minMs`;
+   * undefined when absent or wrong (a problem then).
+   */
+  duration(key: string, minMs = 0): number | undefined {
+    const v = this.value[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') {
+      this.fail(key, `must be a duration string such as "30s" or "15m0s", not ${typeName(v)}`);
+      return undefined;
+    }
+    const ms = parseGoDuration(v);
+    if (ms === undefined) {
+      this.fail(key, `${JSON.stringify(v)} is not a duration: write numbers with units ns, us, ms, s, m, h, as in "30s", "1h" or "2h45m0s"`);
+      return undefined;
+    }
+    if (ms < minMs) {
+      this.fail(key, `${JSON.stringify(v)} is too short: at least ${minMs === 0 ? '0s' : `${minMs / 1000}s`}`);
+      return undefined;
+    }
+    return ms;
   }
 
   /** A nested mapping, or undefined when absent. */

@@ -14,10 +14,11 @@ import type { ClusterView } from '../model/cluster-view.ts';
 import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, type PortRange } from '../model/cluster-defaults.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { parseCidr, type Cidr } from '../wire/address.ts';
-import { ChangeTracker } from './change-tracker.ts';
+import { ChangeTracker, type TimedChange } from './change-tracker.ts';
 import { describeServices, type ServiceDescription } from './describe.ts';
 import { SyncRunner } from './runner.ts';
 import { ServiceProxyState, type NodeOptions } from './service-proxy-state.ts';
+import type { SyncObserver } from './sync-observer.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 
 /** The kinds the compile reads: it waits until the source has synced those it serves. */
@@ -47,7 +48,12 @@ export interface ServiceControllerOptions {
   onSnapshot?(snapshot: ServiceSnapshot): void;
   /** ManifestError (a bad input, its previous objects stay), ServiceRejectedError, or a failed sync. */
   onError(err: Error): void;
+  /** Told of queued changes, syncs and this node's Node object (the agent's healthz and metrics). */
+  observer?: SyncObserver;
 }
+
+/** kube-proxy's annotation on EndpointSlices: when the change that caused this version happened (RFC 3339). */
+const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 
 /** A Service that cannot be programmed (allocation conflict, out of range); the others are unaffected. */
 export class ServiceRejectedError extends TapirError {
@@ -89,6 +95,11 @@ export class ServiceController {
   #view: ClusterView | undefined;
   #firstSync: Promise<void>;
   #firstSyncDone: () => void = () => undefined;
+  #nodeSeen = false;
+  /** Date.now() at start(): trigger times before it are not this agent's programming (kube-proxy's rule). */
+  #startedAt = 0;
+  /** Date.now() when the first view was published; changes recorded before it are the initial list. */
+  #firstViewAt = Infinity;
 
   constructor(opts: ServiceControllerOptions) {
     this.#opts = opts;
@@ -138,10 +149,12 @@ export class ServiceController {
    * reported through onError, not thrown.
    */
   async start(): Promise<void> {
+    this.#startedAt = Date.now();
     this.#runner.start();
     this.#unwatch = this.#source.watch({
       onChange: (change) => this.#onChange(change),
       onSynced: (kind) => {
+        if (kind === Kind.NODE && !this.#nodeSeen) this.#opts.observer?.nodeChanged(null);
         if (this.#unsynced.delete(kind) && this.#unsynced.size === 0) this.#runner.run();
       },
       onProblems: (input, problems) => this.#onProblems(input, problems),
@@ -199,7 +212,22 @@ export class ServiceController {
     return out;
   }
 
+  /** Pending changes by kind, for kube-proxy's *_changes_pending gauges. */
+  pendingChanges(): { services: number; endpoints: number } {
+    return { services: this.#tracker.count(Kind.SERVICE), endpoints: this.#tracker.count(Kind.ENDPOINT_SLICE) + this.#tracker.count(Kind.ENDPOINTS) };
+  }
+
   #onChange(change: ObjectChange): void {
+    const obj = (change.current ?? change.previous)!;
+    const observer = this.#opts.observer;
+    if (observer !== undefined) {
+      if (obj.kind === Kind.SERVICE || obj.kind === Kind.ENDPOINT_SLICE || obj.kind === Kind.ENDPOINTS) observer.changeQueued(obj.kind);
+      else if (obj.kind === Kind.NODE && obj.metadata.name === this.#opts.node.name) {
+        const node = change.current?.kind === Kind.NODE ? change.current : undefined;
+        this.#nodeSeen = node !== undefined;
+        observer.nodeChanged(node === undefined ? null : { deleting: node.metadata.deletionTimestamp !== '', taints: node.taints ?? [] });
+      }
+    }
     if (this.#tracker.record(change) && this.#unsynced.size === 0) this.#runner.run();
   }
 
@@ -214,15 +242,29 @@ export class ServiceController {
 
   async #sync(periodic: boolean): Promise<void> {
     if (this.#unsynced.size > 0) return;
+    const startedAt = Date.now();
+    const start = performance.now();
+    let changes: TimedChange[] = [];
+    let view: ClusterView | undefined;
     try {
       if (periodic) this.#state.forceFull();
-      this.#state.apply(this.#tracker.drain());
-      const { view } = this.#state.sync();
+      changes = this.#tracker.drainTimed();
+      this.#state.apply(changes.map((c) => c.change));
+      view = this.#state.sync().view;
       this.#view = view;
       this.#reportRejections();
       await this.#publish(view);
+    } catch (err) {
+      view = undefined;
+      throw err;
     } finally {
       this.#firstSyncDone();
+      this.#opts.observer?.synced({
+        ok: view !== undefined, startedAt, durationSeconds: (performance.now() - start) / 1000, periodic,
+        programmingLatencies: view === undefined ? [] : programmingLatencies(changes, Date.now(), this.#startedAt, this.#firstViewAt),
+        view,
+      });
+      if (view !== undefined && this.#firstViewAt === Infinity) this.#firstViewAt = Date.now();
     }
   }
 
@@ -249,4 +291,27 @@ export class ServiceController {
     }
     this.#reportedRejections = now;
   }
+}
+
+/**
+ * Seconds from each programmed Service or EndpointSlice change to `now`: from the
+ * EndpointSlice's trigger time when it has one (kube-proxy's network programming
+ * latency, measured from the change in the cluster), else from when this agent first
+ * saw it. As kube-proxy, trigger times from before the agent started are left out (an
+ * object listed at start changed long ago); so are the objects of the initial list
+ * that carry none (their "latency" would be the agent's start-up).
+ */
+function programmingLatencies(changes: readonly TimedChange[], now: number, startedAt: number, firstViewAt: number): number[] {
+  const out: number[] = [];
+  for (const { change, queuedAt } of changes) {
+    const obj = (change.current ?? change.previous)!;
+    if (obj.kind !== Kind.SERVICE && obj.kind !== Kind.ENDPOINT_SLICE && obj.kind !== Kind.ENDPOINTS) continue;
+    const trigger = change.current === undefined ? NaN : Date.parse(change.current.metadata.annotations[TRIGGER_TIME] ?? '');
+    if (!Number.isNaN(trigger)) {
+      if (trigger >= startedAt) out.push(Math.max(0, now - trigger) / 1000);
+    } else if (queuedAt >= firstViewAt) {
+      out.push(Math.max(0, now - queuedAt) / 1000);
+    }
+  }
+  return out;
 }

@@ -71,13 +71,30 @@ export const DROP_SLOTS = base + datapathDropNames.length;
 /** Names indexed by drop code (slow path: status output, metrics). */
 export const dropNames: readonly string[] = [...dropReasonNames, ...datapathDropNames];
 
+/**
+ * Receive batches by size, in power-of-two buckets: bucket i holds batches of 2^i to
+ * 2^(i+1) - 1 frames (the last one 64, RX_BATCH); `tapir_rx_batch_frames` on /metrics.
+ */
+export const BATCH_SIZE_BUCKETS = 7;
+
 export class PortCounters {
   rxFrames = 0;
   rxBytes = 0;
   txFrames = 0;
   txBytes = 0;
+  /** Device reads that returned frames (one per batch, not per frame), and the frames they brought. */
+  rxBatches = 0;
+  rxBatchFrames = 0;
+  readonly rxBatchSizes = new Float64Array(BATCH_SIZE_BUCKETS);
   /** Frames dropped, by reason code (see dropNames). */
   readonly drops = new Float64Array(DROP_SLOTS);
+
+  /** One receive batch of `n` (1..64) frames; once per batch, never per frame. */
+  countBatch(n: number): void {
+    this.rxBatches++;
+    this.rxBatchFrames += n;
+    this.rxBatchSizes[Math.min(BATCH_SIZE_BUCKETS - 1, 31 - Math.clz32(n))]!++;
+  }
 
   toJSON(): { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: Record<string, number> } {
     const drops: Record<string, number> = {};

@@ -164,6 +164,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
         return;
       }
       if (n === 0) return;
+      port.counters.countBatch(n);
       this.#services.tick();
       if (port.capture !== null) port.capture.stamp(Date.now());
       for (let i = 0; i < n; i++) {

@@ -79,6 +79,7 @@ export class Underlay {
         return;
       }
       if (n === 0) return;
+      this.counters.countBatch(n);
       this.#services.tick();
       const t = this.#routes.table;
       const cap = this.capture;

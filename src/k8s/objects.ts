@@ -229,6 +229,8 @@ export interface NodeObject {
   /** topology.kubernetes.io/zone label, '' if absent. */
   zone: string;
   addresses: NodeAddress[];
+  /** spec.taints[].key; absent when the source does not read taints (manifests). */
+  taints?: readonly string[];
 }
 
 export interface NamespaceObject {

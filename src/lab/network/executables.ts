@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
 export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../../bin/tapir-cni', import.meta.url));
 
-/** The node agent's command line: `lab up` starts it, the node daemon starts it again. */
+/** The node agent's command line: `lab up` starts it, the node daemon starts it again. Its log file is for people: plain lines. */
 export function agentCommand(configFile: string): string[] {
-  return [TAPIR_BIN, 'agent', '--config', configFile];
+  return [TAPIR_BIN, 'agent', '--config', configFile, '--log-format', 'text'];
 }
