@@ -62,6 +62,10 @@ function documents(text: string, where: string): Obj[] {
   return out;
 }
 
+// The agent's reader of the two-document format, where this checkout has it.
+const agentConfig = await import('../src/agent/config.ts') as Obj;
+const readDocuments = agentConfig.parseAgentConfigDocuments as ((docs: unknown[], where: string, env: Obj) => Obj) | undefined;
+
 const keyOf = (o: Obj): string => `${o.apiVersion}/${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
 
 /** The ConfigMap's embedded files compared as what they say, not as text. */
@@ -231,18 +235,31 @@ describe('static manifests (deploy/kubernetes)', () => {
     assert.equal(find(objs, 'DaemonSet').spec.template.spec.serviceAccountName, sa.metadata.name);
   });
 
-  test("the agent's config reader accepts the ConfigMap's config.yaml", { skip: agentReadsNewFormat() ? false : 'src/agent/config.ts does not read the KubeProxyConfiguration + TapirAgentConfiguration format yet' }, async () => {
-    const cm = find(objs, 'ConfigMap');
-    const file = join(scratch, 'config.yaml');
-    writeFileSync(file, cm.data['config.yaml']);
-    const config = await import('../src/agent/config.ts') as Obj;
-    assert.doesNotThrow(() => config.loadAgentConfig(file));
+  test("the agent's config reader takes the ConfigMap's config.yaml", { skip: readDocuments === undefined && 'src/agent/config.ts does not read the KubeProxyConfiguration + TapirAgentConfiguration format yet (no parseAgentConfigDocuments)' }, () => {
+    const docs = documents(find(objs, 'ConfigMap').data['config.yaml'], 'config.yaml');
+    // As shipped: the only problems allowed are the node's own fields, which one
+    // ConfigMap for every node cannot hold (cluster mode takes them from the Node).
+    let problems: readonly string[] = [];
+    try {
+      readDocuments!(docs, 'config.yaml', { nodeName: 'node-1', cores: 2 });
+    } catch (err) {
+      problems = (err as { problems?: readonly string[] }).problems ?? [String(err)];
+    }
+    const perNode = /^config\.yaml: document 2 \(TapirAgentConfiguration\): (underlay|underlay\.address|underlay\.interface|podCIDR): required field is missing$/;
+    assert.deepEqual(problems.filter((p) => !perNode.test(p)), []);
+    // With what the Node gives, the whole configuration reads, and nothing is ignored.
+    const withNode = structuredClone(docs);
+    withNode[1]!.underlay = { interface: 'eth0', address: '192.0.2.21' };
+    withNode[1]!.podCIDR = '10.244.1.0/24';
+    const c = readDocuments!(withNode, 'config.yaml', { nodeName: 'node-1', cores: 2 });
+    assert.equal(c.nodeName, 'node-1');
+    assert.deepEqual([c.vni, c.mtu, c.hostTun, c.stateDir, c.controlSocket], [4242, 1450, 'tapir0', '/run/tapir', '/run/tapir/agent.sock']);
+    assert.deepEqual([String(c.clusterCIDR), String(c.serviceCIDR)], ['10.244.0.0/16', '10.96.0.0/12']);
+    assert.deepEqual([c.minSyncIntervalMs, c.maxSyncIntervalMs], [1000, 30000]);
+    assert.deepEqual(c.kubeProxy.ignored, []);
+    assert.deepEqual(c.kubeProxy.healthzBindAddress, { host: '0.0.0.0', port: 10256 });
   });
 });
-
-function agentReadsNewFormat(): boolean {
-  return readFileSync(join(ROOT, 'src/agent/config.ts'), 'utf8').includes('TapirAgentConfiguration');
-}
 
 describe('Helm chart (deploy/helm/tapir)', () => {
   test('helm lint --strict', async () => {
