@@ -10,6 +10,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { ControlServer, type ControlHandler } from '../src/agent/control-server.ts';
+import type { PortInfo } from '../src/agent/protocol.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const KUBECTL = join(ROOT, '.tapir/bin/kubectl');
@@ -354,7 +356,11 @@ describe('install-cni (deploy/image/install-cni.sh)', () => {
     mkdirSync(bin);
     mkdirSync(conf);
     source = join(work, '10-tapir.conflist');
-    writeFileSync(source, readFileSync(join(ROOT, 'deploy/cni/10-tapir.conflist')));
+    // The shipped conflist, with the agent's socket and the IPAM directory in scratch.
+    const conflist = JSON.parse(readFileSync(join(ROOT, 'deploy/cni/10-tapir.conflist'), 'utf8'));
+    conflist.plugins[0].controlSocket = join(work, 'agent.sock');
+    conflist.plugins[0].ipam.dataDir = join(work, 'ipam');
+    writeFileSync(source, JSON.stringify(conflist, null, 2));
   });
   after(() => rmSync(work, { recursive: true, force: true }));
 
@@ -385,6 +391,50 @@ describe('install-cni (deploy/image/install-cni.sh)', () => {
     // Run through the bundled loader: the loader is in the bundle's lib/.
     const b = join(bin, 'tapir-cni.d', bundles()[0]!);
     assert.ok(existsSync(join(b, 'lib', readFileSync(join(b, 'loader'), 'utf8').trim())));
+  });
+
+  test('the installed plugin, run as a runtime runs it with the installed conflist, adds and deletes a pod through the agent', async () => {
+    // The agent's side: its real control server, with a handler that records ports.
+    const ports = new Map<string, PortInfo>();
+    const handler: ControlHandler = {
+      status: () => ({ node: 'node-1', podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: ports.size }),
+      addPort: (r) => {
+        const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp00000001', mac: '0a:58:0a:f4:01:02', netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450, network: r.network ?? '' };
+        ports.set(`${r.containerId}/${r.ifName}`, p);
+        return p;
+      },
+      delPort: (r) => { ports.delete(`${r.containerId}/${r.ifName}`); },
+      checkPort: () => {},
+      listPorts: () => [...ports.values()],
+    };
+    const server = await ControlServer.listen({ path: join(work, 'agent.sock'), handler });
+    try {
+      // libcni's way: the conflist's name and cniVersion joined to the plugin's entry.
+      const conflist = JSON.parse(readFileSync(join(conf, '10-tapir.conflist'), 'utf8'));
+      const stdin = JSON.stringify({ cniVersion: conflist.cniVersion, name: conflist.name, ...conflist.plugins[0] });
+      const netns = join(work, 'netns-file');
+      writeFileSync(netns, '');
+      const cni = (command: string): Promise<Run> => new Promise((resolve) => {
+        const child = execFile(join(bin, conflist.plugins[0].type), [], {
+          env: { PATH: '/usr/bin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: 'c0ffee', CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: bin, CNI_ARGS: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0' },
+          encoding: 'utf8', timeout: 30_000,
+        }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : Number((err as { code?: unknown }).code ?? 1), stdout, stderr }));
+        child.stdin!.end(stdin);
+      });
+      const add = await cni('ADD');
+      assert.equal(add.code, 0, add.stderr + add.stdout);
+      const result = JSON.parse(add.stdout);
+      assert.equal(result.ips[0].address, '10.244.1.2/24');
+      assert.equal(result.ips[0].gateway, '10.244.1.1');
+      assert.deepEqual([...ports.keys()], ['c0ffee/eth0']);
+      assert.ok(existsSync(join(work, 'ipam', 'tapir', '10.244.1.2')), 'the address is recorded in the IPAM directory');
+      const del = await cni('DEL');
+      assert.equal(del.code, 0, del.stderr + del.stdout);
+      assert.deepEqual([...ports.keys()], []);
+      assert.ok(!existsSync(join(work, 'ipam', 'tapir', '10.244.1.2')));
+    } finally {
+      await server.close();
+    }
   });
 
   test('a second run with the same image installs nothing new', async () => {
