@@ -140,6 +140,47 @@ cp "$TAPIR_ROOT/deploy/cni/10-tapir.conflist" "$host/etc-tapir/"
 CNI_COMMAND=VERSION env -i PATH=/usr/bin:/bin CNI_COMMAND=VERSION "$host/bin/tapir-cni" </dev/null
 test -f "$host/net.d/10-tapir.conflist"
 
+# The agent from the image, privileged as the DaemonSet runs it, in a network namespace
+# made here (a veth pair inside it as the underlay, with a documentation address;
+# nothing leaves it) and
+# removed on exit: the native addon loads, the host TUN and the steering hook come up,
+# the control socket answers the image's own `tapir stats`.
+ns="tpimg$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+agent="tapir-imgcheck-$ns"
+cleanup() {
+  "${podman[@]}" rm -f -t 0 "$agent" >/dev/null 2>&1 || true
+  ip netns delete "$ns" 2>/dev/null || true
+  rm -rf "$host"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" link add tpund0 type veth peer name tpund1
+ip -n "$ns" link set tpund1 up
+ip -n "$ns" addr add 192.0.2.11/24 dev tpund0
+ip -n "$ns" link set tpund0 up
+mkdir -p "$host/run-tapir" "$host/etc-agent/manifests"
+printf '%s\n' 'nodeName: image-check' 'underlay: {interface: tpund0, address: 192.0.2.11}' \
+  'podCIDR: 10.244.1.0/24' 'clusterCIDR: 10.244.0.0/16' 'manifests: /etc/tapir/manifests' >"$host/etc-agent/agent.yaml"
+"${podman[@]}" run -d --name "$agent" "${limits[@]}" --privileged --user 0 --network "ns:/run/netns/$ns" \
+  -v "$host/run-tapir:/run/tapir" -v "$host/etc-agent:/etc/tapir:ro" \
+  "$image" agent --config /etc/tapir/agent.yaml >/dev/null
+for _ in $(seq 1 60); do
+  [ -S "$host/run-tapir/agent.sock" ] && break
+  sleep 1
+done
+if ! [ -S "$host/run-tapir/agent.sock" ]; then
+  "${podman[@]}" logs "$agent" >&2 || true
+  log "the image's agent did not come up in 60 s"
+  exit 1
+fi
+ip -n "$ns" -br link show tapir0
+tc -n "$ns" qdisc show dev tpund0 | grep -q clsact || { log "no steering hook (clsact) on the underlay"; exit 1; }
+"${podman[@]}" exec "$agent" tapir stats --socket /run/tapir/agent.sock
+"${podman[@]}" stop -t 10 "$agent" >/dev/null
+"${podman[@]}" logs "$agent" 2>&1 | tail -3
+log "the image's agent ran in $ns and stopped"
+
 if [ -n "$save" ]; then
   "${podman[@]}" save --quiet --format oci-archive -o "$save" "$image"
   log "saved $image to $save ($(du -h "$save" | cut -f1))"
