@@ -339,6 +339,11 @@ describe('Helm chart (deploy/helm/tapir)', () => {
     assert.match(await renderFails('config.tapir.controlSocket=/var/run/elsewhere.sock'), /must be inside config.tapir.stateDir/);
     assert.match(await renderFails('apiServer.host=192.0.2.10'), /apiServer.host and apiServer.port go together/);
     assert.match(await renderFails('config.kubeProxy.healthzBindAddress=0.0.0.0'), /needs a port/);
+    // values.schema.json: misspelt values and wrong types are named, not rendered.
+    assert.match(await renderFails('imagee.tag=1'), /additional properties 'imagee' not allowed/);
+    assert.match(await renderFails('cni.exclusive=yes'), /\/cni\/exclusive.*want boolean/);
+    assert.match(await renderFails('cni.confName=10-tapir.conf'), /\/cni\/confName/);
+    assert.match(await renderFails('image.pullPolicy=Sometimes'), /\/image\/pullPolicy/);
   });
 });
 
