@@ -347,6 +347,41 @@ describe('Helm chart (deploy/helm/tapir)', () => {
   });
 });
 
+describe('image recipe (deploy/image)', () => {
+  // Building it takes podman and minutes (scripts/build-image.sh does, and checks the
+  // result); here, that the recipe and the DaemonSet agree on the paths in the image.
+  const containerfile = readFileSync(join(ROOT, 'deploy/image/Containerfile'), 'utf8');
+
+  test('the DaemonSet runs the commands the image has where the image has them', async () => {
+    const ds = find(documents(await ok(KUBECTL, ['kustomize', STATIC]), 'kubectl kustomize'), 'DaemonSet');
+    assert.deepEqual(container(ds, 'tapir').command, ['/opt/tapir/bin/tapir']);
+    assert.match(containerfile, /^ENTRYPOINT \["\/opt\/tapir\/bin\/tapir"\]$/m);
+    assert.match(containerfile, /^COPY --from=build \/opt\/tapir\/bin \/opt\/tapir\/bin$/m);
+    const [installer] = container(ds, 'install-cni').command;
+    assert.match(containerfile, new RegExp(`^COPY --from=build --chmod=0755 /out/tapir-install-cni ${installer}$`, 'm'));
+    assert.match(containerfile, /^COPY deploy\/image\/install-cni\.sh \/out\/tapir-install-cni$/m);
+    // install-cni's defaults are the paths the DaemonSet mounts.
+    const script = readFileSync(INSTALL_CNI, 'utf8');
+    for (const e of container(ds, 'install-cni').env) assert.ok(script.includes(`${e.name}=\${${e.name}:-${e.value}}`), `${e.name} default`);
+  });
+
+  test('every file the recipe copies from the context exists, and the ignore file lets it through', () => {
+    const ignore = readFileSync(join(ROOT, 'deploy/image/containerignore'), 'utf8').split('\n').filter((l) => l.startsWith('!')).map((l) => l.slice(1));
+    const sources = [...containerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(' '));
+    assert.ok(sources.length >= 5);
+    for (const src of sources) {
+      if (src.includes('[')) continue; // node_modules.ta[r]: present only when build-image.sh passes it
+      assert.ok(existsSync(join(ROOT, src)), `${src} exists`);
+      assert.ok(ignore.includes(src), `${src} is let through by containerignore`);
+    }
+  });
+
+  test('the build script is valid shell', async () => {
+    await ok('bash', ['-n', join(ROOT, 'scripts/build-image.sh')]);
+    await ok('sh', ['-n', INSTALL_CNI]);
+  });
+});
+
 describe('install-cni (deploy/image/install-cni.sh)', () => {
   // Scratch directories stand in for the host's /opt/cni/bin and /etc/cni/net.d; the
   // "image" is this checkout (src/, package.json) and the Node.js running this test.
