@@ -437,7 +437,7 @@ describe('install-cni (deploy/image/install-cni.sh)', () => {
     // The agent's side: its real control server, with a handler that records ports.
     const ports = new Map<string, PortInfo>();
     const handler: ControlHandler = {
-      status: () => ({ node: 'node-1', podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: ports.size }),
+      status: () => ({ node: 'node-1', pid: process.pid, podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: ports.size }),
       addPort: (r) => {
         const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp00000001', mac: '0a:58:0a:f4:01:02', netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450, network: r.network ?? '' };
         ports.set(`${r.containerId}/${r.ifName}`, p);

@@ -16,7 +16,7 @@
 // An object that fails Tapir's validation is reported with onProblems and its last good
 // version stays in force, as for a bad manifest file.
 import { TapirError } from '../errors/tapir-error.ts';
-import { KubeApi, KubeApiError, type KubeAuth, type WatchEvent, type WatchHandle } from './kube-api.ts';
+import { KUBE_CONFIG_ERROR, KubeApi, KubeApiError, type KubeAuth, type WatchEvent, type WatchHandle } from './kube-api.ts';
 import type { ObjectHandler, ObjectSource } from './object-source.ts';
 import { Kind, type K8sObject, type Origin } from './objects.ts';
 import { KINDS, validateDocument } from './validate.ts';
@@ -186,7 +186,7 @@ class Reflector {
       } catch (err) {
         if (this.#stopped) return;
         const e = err as KubeApiError;
-        if (e.status === 401 || e.status === 403 || e.status === 404) {
+        if (e.status === 401 || e.status === 403 || e.status === 404 || e.status === KUBE_CONFIG_ERROR) {
           throw new KubernetesSourceError(`cannot list ${KINDS[this.kind].resource} from ${this.#api.server}: ${e.message}`, { cause: err });
         }
         this.#note(`listing ${KINDS[this.kind].resource} failed (${e.message}); retrying`);

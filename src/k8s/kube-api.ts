@@ -10,7 +10,7 @@ import { TapirError } from '../errors/tapir-error.ts';
 /** A request failed: the server answered with an error status, or never answered. */
 export class KubeApiError extends TapirError {
   readonly code = 'TAPIR_KUBE_API';
-  /** The HTTP status, or 0 when there was no answer (refused, reset, timed out). */
+  /** The HTTP status; 0 when there was no answer (refused, reset, timed out); KUBE_CONFIG_ERROR when no request could be made. */
   readonly status: number;
   /** The Status object's reason ('Expired', 'Forbidden', ...) when the server sent one. */
   readonly reason: string;
@@ -20,6 +20,9 @@ export class KubeApiError extends TapirError {
     this.reason = reason;
   }
 }
+
+/** KubeApiError.status when the request could not even be made (credentials, TLS settings). */
+export const KUBE_CONFIG_ERROR = -1;
 
 /** How the agent reaches the API server: as a pod does (default), or from a kubeconfig file. */
 export type KubeAuth = { inCluster: true } | { kubeconfig: string };
@@ -51,7 +54,12 @@ export class KubeApi {
 
   async #request(path: string, signal: AbortSignal): Promise<{ status: number; body: ReadableStream<Uint8Array> | null; text(): Promise<string> }> {
     const ctx = new RequestContext(`${this.server}${path}`, HttpMethod.GET);
-    await this.#config.applySecurityAuthentication(ctx);
+    try {
+      await this.#config.applySecurityAuthentication(ctx);
+    } catch (err) {
+      // The credentials or TLS settings themselves are wrong: no retry will help.
+      throw new KubeApiError(`${this.server}: ${(err as Error).message}`, KUBE_CONFIG_ERROR);
+    }
     try {
       const response = await fetch(ctx.getUrl(), {
         method: 'GET',
