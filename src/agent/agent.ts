@@ -12,7 +12,9 @@ import { Datapath } from '../datapath/datapath.ts';
 import { ForwardingTable, macForIpv4, type PodEntry } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
 import { ipv4ToString, VIRTIO_NET_HEADER_LENGTH, VXLAN_PORT } from '../wire/index.ts';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig, NodeRecord } from './config.ts';
+import type { NodeObject } from '../k8s/objects.ts';
+import { parseCidr, parseIpv4 } from '../wire/address.ts';
 import { ControlServer } from './control-server.ts';
 import type { StatusInfo } from './protocol.ts';
 import { PortManager, type PodPort } from './ports.ts';
@@ -53,6 +55,8 @@ export class Agent {
   readonly tools: AgentTools;
   #services: ServiceSync | null = null;
   #gcTimer: NodeJS.Timeout | null = null;
+  /** Cluster mode: the other nodes as their Node objects describe them. */
+  #apiNodes: NodeRecord[] = [];
   /** idsVersion of the service NAT when its ids were last written for a successor. */
   #savedIdsVersion = -1;
 
@@ -120,16 +124,19 @@ export class Agent {
     try {
       // Flows first: the moment a restored port is read, its established service flows
       // need their conntrack entries, or their replies would leave un-NATed and be reset.
-      if (config.manifests !== null) agent.#startServiceNat();
+      if (config.manifests !== null || config.kubernetes !== null) agent.#startServiceNat();
       const restored = await agent.#ports.restore();
       if (restored.reattached.length + restored.recreated.length > 0) {
         log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}, forwarding ${Math.round(performance.now())} ms after the process started`);
       }
-      if (config.manifests !== null) {
-        const services = new ServiceSync({ config, manifests: config.manifests, log, observer: opts.observer, onSnapshot: (snap) => agent.#programServices(snap) });
+      if (config.manifests !== null || config.kubernetes !== null) {
+        const services = new ServiceSync({
+          config, log, observer: opts.observer, onSnapshot: (snap) => agent.#programServices(snap),
+          onNodes: (nodes) => agent.#nodesChanged(nodes),
+        });
         agent.#services = services;
         await services.start();
-        log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.manifests}`);
+        log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.kubernetes !== null ? 'the Kubernetes API' : config.manifests}`);
       }
       agent.#control = await ControlServer.listen({
         path: config.controlSocket,
@@ -305,8 +312,30 @@ export class Agent {
       vni: c.vni,
       mtu: c.mtu,
       pods,
-      remotes: c.nodes.filter((n) => n.name !== c.nodeName).map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR })),
+      remotes: [...c.nodes, ...this.#apiNodes].filter((n) => n.name !== c.nodeName).map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR })),
     });
+  }
+
+  /**
+   * Cluster mode: the Node objects, as Flannel reads them: each node's pod CIDR is
+   * reached over VXLAN at its InternalIP. A node joining or leaving recompiles the
+   * forwarding table; a Node without both is left out until it has them.
+   */
+  #nodesChanged(nodes: readonly NodeObject[]): void {
+    const next: NodeRecord[] = [];
+    for (const n of nodes) {
+      const ip = n.addresses.find((a) => a.type === 'InternalIP')?.address;
+      const underlayIP = ip === undefined ? undefined : parseIpv4(ip);
+      const podCIDR = n.podCIDRs?.[0] === undefined ? undefined : parseCidr(n.podCIDRs[0]);
+      if (underlayIP === undefined || podCIDR === undefined) continue;
+      if (this.config.nodes.some((s) => s.name === n.metadata.name)) continue; // the file's word wins
+      next.push({ name: n.metadata.name, underlayIP, podCIDR });
+    }
+    const key = (list: NodeRecord[]): string => list.map((n) => `${n.name}=${n.underlayIP}/${n.podCIDR}`).sort().join();
+    if (key(next) === key(this.#apiNodes)) return;
+    this.#apiNodes = next;
+    this.datapath.setTable(this.#compile());
+    this.#log(`nodes: ${next.filter((n) => n.name !== this.config.nodeName).map((n) => `${n.name} ${n.podCIDR} at ${ipv4ToString(n.underlayIP)}`).join(', ') || 'no other node'}`);
   }
 
   /**

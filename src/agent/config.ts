@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import { parseAllDocuments } from 'yaml';
 import { Fields, Problems, isMapping, typeName } from '../config/fields.ts';
 import { TapirError } from '../errors/tapir-error.ts';
+import type { KubeAuth } from '../k8s/kube-api.ts';
 import {
   DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, formatPortRange, parsePortRange, type PortRange,
 } from '../model/cluster-defaults.ts';
@@ -69,6 +70,8 @@ export interface AgentConfig {
   maxSyncIntervalMs: number;
   /** The KubeProxyConfiguration's settings (its defaults when the file has none). */
   kubeProxy: KubeProxySettings;
+  /** Cluster mode: Services, EndpointSlices and Nodes from this API server (set from `tapir agent --kubernetes`); null reads `manifests`. */
+  kubernetes: KubeAuth | null;
 }
 
 /** Tapir's own sync intervals when the config names none (kube-proxy's are 1 s and 30 s). */
@@ -82,6 +85,12 @@ export interface AgentConfigEnvironment {
   nodeName?: string | undefined;
   hostname?: string;
   cores?: number;
+  /**
+   * Cluster mode: what this node's Node object says (its InternalIP, the interface that
+   * holds it, spec.podCIDR). Fields the file leaves out are taken from here, so one
+   * ConfigMap serves every node.
+   */
+  node?: { address?: number | undefined; interface?: string | undefined; podCIDR?: Cidr | undefined };
 }
 
 /** VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
@@ -185,17 +194,20 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     if (nodeName === '') nodeName = override || (env.nodeName ?? '').trim() || (env.hostname ?? hostname()).toLowerCase();
   }
   // A missing or malformed underlay is one problem, not one per field in it.
-  const underlay = top.map('underlay', true);
+  const fromNode = env.node;
+  const underlay = top.map('underlay', fromNode === undefined);
   const underlayOk = underlay !== undefined && isMapping(top.value.underlay);
   if (underlayOk) underlay.rejectUnknown(['interface', 'address']);
-  const underlayInterface = underlayOk ? ifName(underlay, 'interface', '') : '';
+  const underlayInterface = underlayOk && (fromNode?.interface === undefined || underlay.has('interface')) ? ifName(underlay, 'interface', '') : (fromNode?.interface ?? '');
   const bindAddress = kp?.bindAddress;
-  let underlayAddress = underlayOk ? underlay.ipv4('address', bindAddress === undefined) : undefined;
+  let underlayAddress = underlayOk ? underlay.ipv4('address', bindAddress === undefined && fromNode?.address === undefined) : undefined;
+  if (underlayAddress === undefined && bindAddress === undefined && fromNode?.address !== undefined) underlayAddress = fromNode.address;
+  if (fromNode !== undefined && !underlayOk && bindAddress !== undefined) underlayAddress = bindAddress;
   if (underlayOk && bindAddress !== undefined) {
     if (underlayAddress === undefined && !underlay.has('address')) underlayAddress = bindAddress;
     else if (underlayAddress !== undefined && underlayAddress !== bindAddress) underlay.fail('address', `${ipv4ToString(underlayAddress)} differs from ${kpWhere} bindAddress ${ipv4ToString(bindAddress)}: give the node's address once`);
   }
-  const podCIDR = top.cidr('podCIDR', true);
+  const podCIDR = top.has('podCIDR') || fromNode?.podCIDR === undefined ? top.cidr('podCIDR', true) : fromNode.podCIDR;
   let clusterCIDR = top.cidr('clusterCIDR', kp?.clusterCIDR === undefined);
   if (kp?.clusterCIDR !== undefined) {
     if (clusterCIDR === undefined && !top.has('clusterCIDR')) clusterCIDR = kp.clusterCIDR;
@@ -258,7 +270,9 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     minSyncIntervalMs: kubeProxy.minSyncPeriodMs ?? DEFAULT_MIN_SYNC_INTERVAL_MS,
     maxSyncIntervalMs: kubeProxy.syncPeriodMs ?? DEFAULT_MAX_SYNC_INTERVAL_MS,
     kubeProxy,
+    kubernetes: null,
   };
+  if (fromNode !== undefined && underlayInterface === '') list.push(`${where}: underlay.interface: not given, and no interface of this node holds its InternalIP`);
   if (list.length > 0) throw new AgentConfigError(where, list);
   // No problem: every required field was read (the reads above record one otherwise).
   return { ...config, underlayAddress: underlayAddress!, podCIDR: podCIDR!, clusterCIDR: clusterCIDR!, serviceCIDR: serviceCIDR! };

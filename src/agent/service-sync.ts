@@ -9,6 +9,9 @@ import { HealthCheckServers } from '../control/health-check-server.ts';
 import { ServiceController } from '../control/service-controller.ts';
 import type { SyncObserver } from '../control/sync-observer.ts';
 import { ManifestDir } from '../k8s/manifest-dir.ts';
+import { KubernetesSource, PROXY_LABEL_SELECTOR } from '../k8s/api-source.ts';
+import { Kind, type NodeObject } from '../k8s/objects.ts';
+import type { ObjectSource } from '../k8s/object-source.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
@@ -27,6 +30,8 @@ export interface ServiceSyncOptions {
   log(message: string): void;
   /** Health and metrics: told of queued changes, syncs and this node's Node. */
   observer?: SyncObserver | undefined;
+  /** Cluster mode: every Node, whenever one joins, changes or leaves (after the first list). */
+  onNodes?(nodes: readonly NodeObject[]): void;
 }
 
 export class ServiceSync {
@@ -39,14 +44,33 @@ export class ServiceSync {
   // Steering updates run one after another, newest rules last.
   #steeringQueue: Promise<void> = Promise.resolve();
 
-  constructor(opts: ServiceSyncOptions & { manifests: string }) {
+  /** Where the objects come from: the manifest directory, or (cluster mode) the Kubernetes API. */
+  readonly source: ObjectSource;
+
+  constructor(opts: ServiceSyncOptions) {
     const c = opts.config;
     this.#config = c;
     this.#log = opts.log;
     this.#steering = new Steering(c.underlayInterface, c.hostTun);
     this.#health = new HealthCheckServers(opts.log);
+    if (c.kubernetes !== null) {
+      this.source = new KubernetesSource({
+        api: c.kubernetes,
+        // What kube-proxy watches, and the Nodes the overlay routes to.
+        kinds: [
+          { kind: Kind.SERVICE, labelSelector: PROXY_LABEL_SELECTOR },
+          { kind: Kind.ENDPOINT_SLICE, labelSelector: PROXY_LABEL_SELECTOR },
+          { kind: Kind.NODE },
+        ],
+        log: (m) => opts.log(`kubernetes: ${m}`),
+      });
+      if (opts.onNodes !== undefined) this.#watchNodes(this.source, opts.onNodes);
+    } else {
+      this.source = new ManifestDir({ dir: c.manifests ?? '' });
+    }
     this.#controller = new ServiceController({
-      source: new ManifestDir({ dir: opts.manifests }),
+      source: this.source,
+      cluster: c.kubernetes !== null,
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
       serviceCIDR: c.serviceCIDR,
       nodePortRange: c.nodePortRange,
@@ -76,6 +100,28 @@ export class ServiceSync {
   /** For `status`-style output: the services as the control side sees them. */
   describe(): unknown[] {
     return this.#controller.describe() as unknown[];
+  }
+
+  /** Hands every Node to `onNodes` after each change, once Nodes have synced. */
+  #watchNodes(source: ObjectSource, onNodes: (nodes: readonly NodeObject[]) => void): void {
+    const nodes = new Map<string, NodeObject>();
+    let synced = false;
+    source.watch({
+      onChange: ({ previous, current }) => {
+        const obj = current ?? previous;
+        if (obj?.kind !== 'Node') return;
+        if (current === undefined) nodes.delete(obj.metadata.name);
+        else nodes.set(obj.metadata.name, current as NodeObject);
+        if (synced) onNodes([...nodes.values()]);
+      },
+      onSynced: (kind) => {
+        if (kind !== Kind.NODE) return;
+        synced = true;
+        onNodes([...nodes.values()]);
+      },
+      onProblems: () => {},
+      onError: () => {},
+    });
   }
 
   async start(): Promise<void> {

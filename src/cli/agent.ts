@@ -1,9 +1,12 @@
 // `tapir agent --config FILE`: runs the node agent in the current network namespace
 // until SIGTERM or SIGINT.
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadAgentConfig } from '../agent/config.ts';
 import { createLogger, logCallback, type LogFormat } from '../agent/log.ts';
 import { CliError } from './errors.ts';
+import type { AgentConfig } from '../agent/config.ts';
+import type { KubeAuth } from '../k8s/kube-api.ts';
 
 const HELP = `Usage: tapir agent --config FILE [--v N] [--log-format json|text]
 
@@ -19,6 +22,11 @@ Options:
                      overrides the KubeProxyConfiguration's logging.verbosity
   --log-format F     json (one object per line) or text (one plain line per event);
                      default the config's logging.format, else text on a terminal, json otherwise
+  --kubernetes       cluster mode: Services, EndpointSlices and Nodes from the Kubernetes
+                     API (as a pod: the service account's token and CA, KUBERNETES_SERVICE_HOST
+                     and _PORT), with this node's address, interface and pod CIDR from its
+                     Node object (NODE_NAME) where the config leaves them out
+  --kubeconfig FILE  cluster mode from a kubeconfig file instead (implies --kubernetes)
   --remove-ports     on exit, remove pod TAPs instead of keeping them for the next agent
   --help             this help`;
 
@@ -28,6 +36,7 @@ export async function run(args: string[]): Promise<number> {
     options: {
       config: { type: 'string' }, 'remove-ports': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       v: { type: 'string', short: 'v' }, 'log-format': { type: 'string' },
+      kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' },
     },
   });
   if (values.help) {
@@ -42,7 +51,8 @@ export async function run(args: string[]): Promise<number> {
   const flagFormat = values['log-format'];
   if (flagFormat !== undefined && flagFormat !== 'json' && flagFormat !== 'text') throw new CliError(`agent: --log-format ${flagFormat}: give json or text`, 2);
   // An AgentConfigError lists every problem of the file (exit status 2: nothing ran).
-  const config = loadAgentConfig(values.config);
+  const kubeAuth: KubeAuth | null = values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : values.kubernetes === true ? { inCluster: true } : null;
+  const config = kubeAuth === null ? loadAgentConfig(values.config) : await loadClusterConfig(values.config, kubeAuth);
   const verbosity = flagVerbosity ?? config.kubeProxy.verbosity ?? 0;
   const format: LogFormat = flagFormat ?? (config.kubeProxy.logFormat || (process.stderr.isTTY ? 'text' : 'json'));
   const logger = createLogger({ verbosity, format, base: { node: config.nodeName } });
@@ -76,4 +86,34 @@ export async function run(args: string[]): Promise<number> {
   await observability.close();
   log('stopped');
   return 0;
+}
+
+/**
+ * Cluster mode's configuration: the file, with what it leaves out of this node's own
+ * settings taken from the node's Node object (its InternalIP, the interface holding it
+ * here, spec.podCIDR), so one ConfigMap serves every node.
+ */
+async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentConfig> {
+  const { KubeApi } = await import('../k8s/kube-api.ts');
+  const { ip } = await import('../device/ip-command.ts');
+  const { parseCidr, parseIpv4 } = await import('../wire/address.ts');
+  const nodeName = (process.env.NODE_NAME ?? '').trim() || hostname().toLowerCase();
+  const api = new KubeApi(auth);
+  let node: { status?: { addresses?: { type: string; address: string }[] }; spec?: { podCIDR?: string; podCIDRs?: string[] } };
+  try {
+    node = await api.get(`/api/v1/nodes/${encodeURIComponent(nodeName)}`);
+  } catch (err) {
+    throw new CliError(`agent: cannot read Node ${nodeName} from ${api.server}: ${(err as Error).message}`, 1);
+  }
+  const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && !a.address.includes(':'))?.address;
+  const address = internal === undefined ? undefined : parseIpv4(internal);
+  const cidrText = (node.spec?.podCIDRs ?? (node.spec?.podCIDR === undefined ? [] : [node.spec.podCIDR])).find((c) => !c.includes(':'));
+  let iface: string | undefined;
+  if (internal !== undefined) {
+    const links = JSON.parse(await ip(['-j', '-4', 'addr', 'show'])) as { ifname: string; addr_info?: { local: string }[] }[];
+    iface = links.find((l) => l.addr_info?.some((a) => a.local === internal))?.ifname;
+  }
+  const config = loadAgentConfig(file, { nodeName, node: { address, interface: iface, podCIDR: cidrText === undefined ? undefined : parseCidr(cidrText) } });
+  config.kubernetes = auth;
+  return config;
 }

@@ -10,7 +10,7 @@
 // part of the range and leaves a static band at the bottom free for requested values,
 // as the API server does (KEP-3070 for cluster IPs, KEP-3668 for node ports), so adding
 // a service with a requested value rarely moves an allocated one.
-import { ipv4, ipv4ToString, type Cidr } from '../wire/address.ts';
+import { ipv4, ipv4ToString, parseIpv4, type Cidr } from '../wire/address.ts';
 import { describeOrigin, namespacedName, type ServiceObject } from '../k8s/objects.ts';
 import { formatPortRange, type PortRange } from '../model/cluster-defaults.ts';
 
@@ -190,4 +190,28 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
     }
   }
   return { allocations, rejected };
+}
+
+/**
+ * Cluster mode: the API server allocated, and wrote its choice into each Service, so
+ * allocation is reading it. A Service the API has not yet given the address it needs is
+ * not programmed (absent); nothing is ever rejected: the API server already refused
+ * what conflicts.
+ */
+export function allocationsFromSpec(services: Iterable<ServiceObject>): AllocationResult {
+  const allocations = new Map<string, ServiceAllocation>();
+  for (const svc of services) {
+    let clusterIP = 0;
+    if (needsClusterIP(svc)) {
+      const ip = parseIpv4(svc.spec.clusterIP);
+      if (ip === undefined) continue;
+      clusterIP = ip;
+    }
+    allocations.set(namespacedName(svc), {
+      clusterIP,
+      nodePorts: svc.spec.ports.map((p) => (needsNodePorts(svc) ? p.nodePort : 0)),
+      healthCheckNodePort: needsHealthCheckNodePort(svc) ? svc.spec.healthCheckNodePort : 0,
+    });
+  }
+  return { allocations, rejected: new Map() };
 }

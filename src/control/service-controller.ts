@@ -34,6 +34,12 @@ export interface ServiceControllerOptions {
   /** Where the objects come from. The controller starts it and stops it with itself. */
   source: ObjectSource;
   node: NodeOptions;
+  /**
+   * Cluster mode: the source is the Kubernetes API, which allocated every address and
+   * node port and whose controllers wrote every EndpointSlice; this side allocates
+   * nothing and derives no slices (serviceCIDR and nodePortRange are then unused).
+   */
+  cluster?: boolean;
   /** Default DEFAULT_SERVICE_CIDR (src/model/cluster-defaults.ts). */
   serviceCIDR?: Cidr;
   /** Default DEFAULT_NODE_PORT_RANGE. */
@@ -105,7 +111,8 @@ export class ServiceController {
     this.#opts = opts;
     this.#source = opts.source;
     this.#unsynced = new Set(COMPILED_KINDS.filter((kind) => opts.source.kinds.includes(kind)));
-    this.#state = new ServiceProxyState(opts.node, { serviceCIDR: opts.serviceCIDR ?? parseCidr(DEFAULT_SERVICE_CIDR)!, nodePortRange: opts.nodePortRange ?? DEFAULT_NODE_PORT_RANGE });
+    this.#state = new ServiceProxyState(opts.node, opts.cluster === true ? 'api'
+      : { serviceCIDR: opts.serviceCIDR ?? parseCidr(DEFAULT_SERVICE_CIDR)!, nodePortRange: opts.nodePortRange ?? DEFAULT_NODE_PORT_RANGE });
     this.#firstSync = new Promise((resolve) => { this.#firstSyncDone = resolve; });
     const onSnapshot = opts.onSnapshot;
     if (onSnapshot !== undefined) {

@@ -11,7 +11,7 @@ import { namespacedName, type EndpointSliceObject, type EndpointsObject, type K8
 import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
 import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { parseIpv4 } from '../wire/address.ts';
-import { allocateServices, type AllocationResult, type AllocatorConfig } from './allocator.ts';
+import { allocateServices, allocationsFromSpec, type AllocationResult, type AllocatorConfig } from './allocator.ts';
 import { compileService, type NodeContext } from './compile.ts';
 import { endpointSlicesForService, selectorMatches } from './endpoints-controller.ts';
 import { PodIndex, ServiceSelectorIndex } from './selector-index.ts';
@@ -42,7 +42,8 @@ function byName<T>(a: [string, T], b: [string, T]): number {
 
 export class ServiceProxyState {
   readonly #nodeOptions: NodeOptions;
-  readonly #allocator: AllocatorConfig;
+  /** Manifest mode's allocator, or null in cluster mode (the API server allocates, kube-controller-manager writes the slices). */
+  readonly #allocator: AllocatorConfig | null;
   // Objects by "namespace/name" (nodes by name).
   readonly services = new Map<string, ServiceObject>();
   readonly endpoints = new Map<string, EndpointsObject>();
@@ -66,9 +67,14 @@ export class ServiceProxyState {
   #snapshot: ServiceSnapshot | undefined;
   #view: ClusterView | undefined;
 
-  constructor(node: NodeOptions, allocator: AllocatorConfig) {
+  /**
+   * `allocator`: manifest mode, where this side allocates addresses and node ports and
+   * derives EndpointSlices from Pods and Endpoints; 'api' for cluster mode, where the
+   * API server allocated (read from each Service) and every EndpointSlice is listed.
+   */
+  constructor(node: NodeOptions, allocator: AllocatorConfig | 'api') {
     this.#nodeOptions = node;
-    this.#allocator = allocator;
+    this.#allocator = allocator === 'api' ? null : allocator;
   }
 
   get node(): Readonly<NodeContext> { return this.#node; }
@@ -177,7 +183,7 @@ export class ServiceProxyState {
   slicesFor(key: string): EndpointSliceObject[] {
     const svc = this.services.get(key);
     const hand = [...(this.#slicesByService.get(key) ?? new Map<string, EndpointSliceObject>())].sort(byName).map((e) => e[1]);
-    if (svc === undefined) return hand;
+    if (svc === undefined || this.#allocator === null) return hand;
     if (svc.spec.selector !== null) return [...hand, ...(this.#generated.get(key) ?? [])];
     const endpoints = this.endpoints.get(key);
     return endpoints === undefined ? hand : [...hand, ...mirrorEndpoints(endpoints)];
@@ -199,7 +205,7 @@ export class ServiceProxyState {
     }
     if (this.#servicesChanged) {
       const old = this.#allocation;
-      this.#allocation = allocateServices(this.services.values(), this.#allocator);
+      this.#allocation = this.#allocator === null ? allocationsFromSpec(this.services.values()) : allocateServices(this.services.values(), this.#allocator);
       for (const key of this.services.keys()) {
         if (JSON.stringify(old.allocations.get(key)) !== JSON.stringify(this.#allocation.allocations.get(key))) this.#dirty.add(key);
         else if (JSON.stringify(old.rejected.get(key)) !== JSON.stringify(this.#allocation.rejected.get(key))) this.#dirty.add(key);
@@ -215,7 +221,7 @@ export class ServiceProxyState {
         if (this.#compiled.delete(key)) changed = true;
         continue;
       }
-      if (svc.spec.selector !== null) {
+      if (svc.spec.selector !== null && this.#allocator !== null) {
         this.#generated.set(key, endpointSlicesForService(svc, this.#pods.candidates(svc.metadata.namespace, svc.spec.selector), this.nodes));
       } else this.#generated.delete(key);
       const alloc = this.#allocation.allocations.get(key);

@@ -229,8 +229,10 @@ export interface NodeObject {
   /** topology.kubernetes.io/zone label, '' if absent. */
   zone: string;
   addresses: NodeAddress[];
-  /** spec.taints[].key; absent when the source does not read taints (manifests). */
+  /** spec.taints[].key. */
   taints?: readonly string[];
+  /** spec.podCIDRs (or spec.podCIDR), IPv4 only: where the node's pods live. */
+  podCIDRs?: readonly string[];
 }
 
 export interface NamespaceObject {

@@ -1,6 +1,7 @@
 // Pod, Node and Namespace (v1) validation: the fields the endpoints controller and the
 // lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
 import { Fields, checkIpv4 } from '../config/fields.ts';
+import { parseCidr } from '../wire/address.ts';
 import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
 import { Label, type Container, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
@@ -85,7 +86,13 @@ export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin):
     if ((type === 'InternalIP' || type === 'ExternalIP') && address !== '' && !checkIpv4(address, a.pathOf('address'), a.problems)) continue;
     addresses.push({ type, address });
   }
-  return { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses };
+  const spec = top.map('spec');
+  // spec.podCIDRs (dual-stack) supersedes spec.podCIDR; IPv4 ones only, as for addresses.
+  const cidrs = spec?.has('podCIDRs') === true ? spec.strings('podCIDRs') : (spec?.has('podCIDR') === true ? [spec.string('podCIDR')] : []);
+  const podCIDRs = cidrs.filter((c) => c !== '' && !c.includes(':'));
+  for (const c of podCIDRs) if (parseCidr(c) === undefined) spec!.fail(spec!.has('podCIDRs') ? 'podCIDRs' : 'podCIDR', `${JSON.stringify(c)} is not an IPv4 CIDR`);
+  const taints = spec?.maps('taints').map((t) => t.string('key', true)) ?? [];
+  return { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses, podCIDRs, taints };
 }
 
 export function validateNamespace(metadata: ObjectMeta, origin: Origin): NamespaceObject {
