@@ -158,9 +158,11 @@ async function setup(t: { after(fn: () => unknown): void }, opts: { idleMs?: num
   await fake.listen();
   const api = new KubeApi({ kubeconfig: kubeconfig(dir, fake.port) });
   const logs: string[] = [];
+  const restarts: string[] = [];
   const source = new KubernetesSource({
     api, kinds: [{ kind: Kind.SERVICE, labelSelector: PROXY_LABEL_SELECTOR }],
     watchIdleMs: opts.idleMs ?? 2000, pageSize: opts.pageSize ?? 500, log: (m) => logs.push(m),
+    onRestart: (kind, reason) => restarts.push(`${kind}/${reason}`),
   });
   const rec = new Recorder();
   source.watch(rec);
@@ -169,7 +171,7 @@ async function setup(t: { after(fn: () => unknown): void }, opts: { idleMs?: num
     await fake.close().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
-  return { fake, source, rec, logs };
+  return { fake, source, rec, logs, restarts };
 }
 
 test('list then watch: the first list is synced whole, then adds, changes and deletes arrive; selectors are sent', async (t) => {
@@ -195,7 +197,7 @@ test('list then watch: the first list is synced whole, then adds, changes and de
 });
 
 test('a closed watch resumes from the last resourceVersion; a stalled one is dropped by the watchdog and restarted', async (t) => {
-  const { fake, source, rec } = await setup(t, { idleMs: 400 });
+  const { fake, source, rec, restarts } = await setup(t, { idleMs: 400 });
   fake.service('a');
   await source.start();
   await until('a watch', () => fake.watchRequests.length === 1);
@@ -216,10 +218,11 @@ test('a closed watch resumes from the last resourceVersion; a stalled one is dro
   await until('c through a fresh watch', () => rec.objects.has('c'), 10_000);
   assert.ok(source.stats()[0]!.restarts >= 1, 'the stall is counted as a restart');
   assert.match(source.stats()[0]!.lastError, /stalled/);
+  assert.ok(restarts.includes('Service/stalled'), `restarts reported for metrics: ${restarts.join(', ')}`);
 });
 
 test('410 Gone after compaction: a relist, with the objects that vanished meanwhile reported as deletes', async (t) => {
-  const { fake, source, rec, logs } = await setup(t);
+  const { fake, source, rec, logs, restarts } = await setup(t);
   for (const n of ['a', 'b', 'c']) fake.service(n);
   await source.start();
   await until('a watch', () => fake.watchRequests.length === 1);
@@ -236,6 +239,7 @@ test('410 Gone after compaction: a relist, with the objects that vanished meanwh
   assert.equal(source.stats()[0]!.relists, 1);
   assert.ok(rec.changes.some((c) => c.previous?.metadata.name === 'b' && c.current === undefined), 'b reported deleted');
   assert.ok(logs.some((l) => /410/.test(l)));
+  assert.ok(restarts.includes('Service/gone'));
   // And the watch carries on from the relist's version.
   fake.service('e');
   await until('e', () => rec.objects.has('e'));

@@ -166,6 +166,9 @@ export class AgentObservability {
         if (text !== lastNode) log.info(`node ${node === null ? 'missing' : `seen${text === '' ? '' : ` (${text})`}`}: healthz nodeEligible ${health.state().nodeEligible}`);
         lastNode = text;
       },
+      watchRestarted(kind: string, reason: string): void {
+        metrics.watchRestarted(kind, reason);
+      },
     };
   }
 }

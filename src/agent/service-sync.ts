@@ -63,6 +63,7 @@ export class ServiceSync {
           { kind: Kind.NODE },
         ],
         log: (m) => opts.log(`kubernetes: ${m}`),
+        onRestart: (kind, reason) => opts.observer?.watchRestarted?.(kind, reason),
       });
       if (opts.onNodes !== undefined) this.#watchNodes(this.source, opts.onNodes);
     } else {

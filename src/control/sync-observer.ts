@@ -36,4 +36,6 @@ export interface SyncObserver {
   synced(result: SyncResult): void;
   /** This node's Node object changed, or (null) the source has none once Nodes have synced, or it was deleted. */
   nodeChanged(node: NodeState | null): void;
+  /** Cluster mode: the Kubernetes source restarted a watch of `kind` (`reason`: error, stalled, gone). */
+  watchRestarted?(kind: string, reason: string): void;
 }

@@ -42,6 +42,8 @@ export interface KubernetesSourceOptions {
   pageSize?: number;
   /** One line per restart, relist and recovery. */
   log?(message: string): void;
+  /** Every watch restart (`reason`: error, stalled, gone), for metrics. */
+  onRestart?(kind: Kind, reason: 'error' | 'stalled' | 'gone'): void;
 }
 
 /** The source could not list a kind at all on start (unreachable, unauthorized, forbidden). */
@@ -84,7 +86,8 @@ export class KubernetesSource implements ObjectSource {
       error: (err) => { for (const h of this.#handlers) h.onError(err); },
     };
     const log = opts.log ?? (() => {});
-    this.#reflectors = opts.kinds.map((k) => new Reflector(this.api, k, emit, log, opts.watchIdleMs ?? 150_000, opts.pageSize ?? 500));
+    const onRestart = opts.onRestart ?? (() => {});
+    this.#reflectors = opts.kinds.map((k) => new Reflector(this.api, k, emit, log, onRestart, opts.watchIdleMs ?? 150_000, opts.pageSize ?? 500));
   }
 
   watch(handler: ObjectHandler): () => void {
@@ -141,6 +144,7 @@ class Reflector {
   readonly #watchSpec: KindWatch;
   readonly #emit: Emitter;
   readonly #log: (m: string) => void;
+  readonly #onRestart: (kind: Kind, reason: 'error' | 'stalled' | 'gone') => void;
   readonly #idleMs: number;
   readonly #pageSize: number;
   readonly #origin: Origin;
@@ -158,12 +162,14 @@ class Reflector {
   #wake: (() => void) | null = null;
   #relistWanted = false;
 
-  constructor(api: KubeApi, spec: KindWatch, emit: Emitter, log: (m: string) => void, idleMs: number, pageSize: number) {
+  constructor(api: KubeApi, spec: KindWatch, emit: Emitter, log: (m: string) => void,
+    onRestart: (kind: Kind, reason: 'error' | 'stalled' | 'gone') => void, idleMs: number, pageSize: number) {
     this.#api = api;
     this.kind = spec.kind;
     this.#watchSpec = spec;
     this.#emit = emit;
     this.#log = log;
+    this.#onRestart = onRestart;
     this.#idleMs = idleMs;
     this.#pageSize = pageSize;
     this.#origin = { source: 'api', server: api.server };
@@ -224,10 +230,12 @@ class Reflector {
         if (this.#stopped) return;
         if (err instanceof Expired || (err instanceof KubeApiError && err.status === 410)) {
           needList = true;
+          this.#onRestart(this.kind, 'gone');
           this.#note(`${KINDS[this.kind].resource}: resourceVersion ${this.#rv} is gone (410); listing again`);
           continue;
         }
         this.#restarts++;
+        this.#onRestart(this.kind, err instanceof KubeApiError && err.reason === 'Stalled' ? 'stalled' : 'error');
         this.#note(`${KINDS[this.kind].resource}: watch failed (${(err as Error).message}); restarting it from resourceVersion ${this.#rv}`);
         await this.#sleepBackoff();
       }
