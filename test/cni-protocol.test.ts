@@ -88,7 +88,7 @@ describe('ControlServer and ControlClient', () => {
 
   it('answers every op through the client', async () => {
     const client = new ControlClient(path);
-    assert.deepEqual(await client.status(), { node: 'node-1', podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: 1 });
+    assert.deepEqual(await client.status(), { node: 'node-1', pid: process.pid, podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: 1 });
     const p = await client.addPort({ containerId: 'c9', ifName: 'eth0', netns: '/var/run/netns/x', ip: '10.244.1.9', prefixLength: 24, gateway: '10.244.1.1' });
     assert.equal(p.ip, '10.244.1.9');
     await client.delPort('c9', 'eth0');

@@ -135,6 +135,8 @@ describe('PortManager with real TAPs', () => {
       const p1 = await pm.addPort(params(ns, 'pod-r', 6));
       await pm.addPort(params(gone, 'pod-gone', 7));
       const ifindex = JSON.parse(ns.exec('ip', ['-j', 'link', 'show', 'dev', 'eth0']))[0].ifindex as number;
+      // The gateway's fixed MAC, so a restart (nobody answering ARP) cannot fail the pod's neighbour entry.
+      assert.match(ns.exec('ip', ['neigh', 'show', 'dev', 'eth0']), /^10\.244\.1\.1 lladdr 0a:58:0a:f4:01:01 PERMANENT/m);
       assert.equal(p1.device.name, p1.hostName);
 
       // Something only an interface that never left the pod keeps (a move between

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceError } from '../device/errors.ts';
-import { ip, tryIp } from '../device/ip-command.ts';
+import { ip, ipBatch, tryIp } from '../device/ip-command.ts';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
 import { ipv4, ipv4ToString, macToString } from '../wire/address.ts';
@@ -189,10 +189,21 @@ export class PortManager {
         throw new ControlError(ControlErrorCode.deviceError, `moving ${hostName} into ${p.netns} as ${p.ifName}: ${(err as Error).message}`);
       }
       const mtu = this.#opts.mtu;
-      // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
-      await nsIp(p.netns, ['link', 'set', 'dev', p.ifName, 'address', macToString(mac), 'mtu', String(mtu), 'up']);
-      await nsIp(p.netns, ['addr', 'replace', `${ipv4ToString(p.ip)}/${p.prefixLength}`, 'dev', p.ifName]);
-      await nsIp(p.netns, ['route', 'replace', 'default', 'via', ipv4ToString(p.gateway), 'dev', p.ifName]);
+      const gw = ipv4ToString(p.gateway);
+      try {
+        await ipBatch([
+          // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
+          `link set dev ${p.ifName} address ${macToString(mac)} mtu ${mtu} up`,
+          `addr replace ${ipv4ToString(p.ip)}/${p.prefixLength} dev ${p.ifName}`,
+          `route replace default via ${gw} dev ${p.ifName}`,
+          // The gateway's MAC is fixed (derived from its address), so the pod never needs
+          // to ask for it: while the agent restarts nobody answers ARP, and an entry gone
+          // FAILED would fail the pod's new connections with "no route to host".
+          `neigh replace ${gw} lladdr ${macToString(macForIpv4(p.gateway))} dev ${p.ifName} nud permanent`,
+        ], { netns: p.netns, timeoutMs: 10_000 });
+      } catch (err) {
+        throw new ControlError(ControlErrorCode.deviceError, (err as Error).message);
+      }
       if (this.#persist) device.setPersist(true);
       return {
         containerId: p.containerId, ifName: p.ifName, hostName, netns: p.netns, mac, ip: p.ip,

@@ -135,7 +135,9 @@ interface Emitter {
 }
 
 /** The watch ended because the server's history no longer has our version: list again. */
-class Expired extends Error {}
+class Expired extends TapirError {
+  readonly code = 'TAPIR_KUBE_WATCH_EXPIRED';
+}
 
 class Reflector {
   readonly kind: Kind;
