@@ -1,0 +1,367 @@
+// The lab's Kubernetes API server: a TEST DOUBLE, not a product. It serves the part of
+// the Kubernetes API that Tapir's agents, the lab and a real kubectl use (discovery,
+// the kinds in resources.ts, their verbs and watches), over HTTPS with bearer tokens and
+// RBAC, so that the cluster code path runs in the lab exactly as against a cluster,
+// including its failures (403 for a missing RBAC rule, 410 for a compacted watch).
+// State lives in memory with a journal on disk (store.ts). See docs/lab-apiserver.md.
+//
+// This file: listening (host:port or an inherited listening fd, so that one process in
+// the lab's namespace can also serve a loopback port of the host), authentication,
+// request routing, content negotiation, and the fault injection endpoint.
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { join } from 'node:path';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { isMapping, type Raw } from '../../config/fields.ts';
+import type { PortRange } from '../../model/cluster-defaults.ts';
+import { ipv4ToString, type Cidr } from '../../wire/address.ts';
+import { ServiceAllocator } from './defaults.ts';
+import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiGroup, coreVersions, groupList, resourceList, versionInfo } from './discovery.ts';
+import { decodeProtobuf } from './protobuf.ts';
+import { openApiDocument, openApiIndex } from './openapi.ts';
+import { ObjectHandlers, type ResourceRequest } from './handlers.ts';
+import { forbiddenMessage, RbacAuthorizer, readTokenFile, type RequestAttributes, type UserInfo } from './rbac.ts';
+import { apiVersionOf, resourceAt, resourceKey, resourceOfKind } from './resources.ts';
+import { ApiError, LabApiServerError } from './status.ts';
+import { Store } from './store.ts';
+import { toTable } from './table.ts';
+import { ensureCertificates, type TlsFiles } from './tls.ts';
+import { serveWatch } from './watch.ts';
+
+/** Where to listen: an address, or a listening socket a parent process opened and passed down. */
+export type Listener = { host: string; port: number } | { fd: number };
+
+export interface ApiServerOptions {
+  /** State directory: journal.jsonl and the TLS files in tls/. */
+  dir: string;
+  /** kube-apiserver --token-auth-file format (rbac.ts). */
+  tokenFile: string;
+  serviceCIDR: Cidr;
+  nodePortRange: Readonly<PortRange>;
+  listeners: readonly Listener[];
+  /** Extra names and addresses for the serving certificate (the addresses agents dial). */
+  certificateNames?: readonly string[];
+  /** YAML files whose objects are created at start when absent (deploy/kubernetes/rbac.yaml). */
+  bootstrapFiles?: readonly string[];
+  /** How often watches that allow bookmarks get one; default 10 s. */
+  bookmarkIntervalMs?: number;
+}
+
+/** The fault injection endpoint's operations (POST /tapir-lab/faults/<name>, system:masters only). */
+export const FAULTS = ['close-watches', 'expire-next-watch', 'stall-watches', 'compact', 'refuse'] as const;
+
+/** The namespaces every cluster has. */
+const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+
+const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+export class LabApiServer {
+  readonly store: Store;
+  readonly handlers: ObjectHandlers;
+  readonly tls: TlsFiles;
+  private readonly tokens: Map<string, UserInfo>;
+  private readonly rbac: RbacAuthorizer;
+  private readonly servers: Server[] = [];
+  private readonly options: ApiServerOptions;
+  private expireCount = 0;
+  private refuseUntil = 0;
+
+  constructor(options: ApiServerOptions) {
+    this.options = options;
+    this.store = new Store(join(options.dir, 'journal.jsonl'));
+    this.handlers = new ObjectHandlers(this.store, new ServiceAllocator(options.serviceCIDR, options.nodePortRange));
+    this.tokens = readTokenFile(options.tokenFile);
+    this.rbac = new RbacAuthorizer(this.store);
+    const names = [...(options.certificateNames ?? [])];
+    for (const l of options.listeners) if ('host' in l) names.push(l.host);
+    // The `kubernetes` Service's cluster IP, which in-cluster clients dial.
+    names.push(ipv4ToString(options.serviceCIDR.host(1)));
+    this.tls = ensureCertificates(join(options.dir, 'tls'), names.filter((n) => n !== '' && n !== '0.0.0.0'));
+    this.bootstrap();
+  }
+
+  /** Starts every listener; resolves with their addresses. */
+  async start(): Promise<AddressInfo[]> {
+    const cert = readFileSync(this.tls.cert);
+    const key = readFileSync(this.tls.key);
+    const out: AddressInfo[] = [];
+    for (const l of this.options.listeners) {
+      const server = createServer({ cert, key }, (req, res) => void this.serve(req, res));
+      server.on('connection', (socket: Socket) => {
+        if (Date.now() < this.refuseUntil) socket.destroy();
+      });
+      // Watches stay open for as long as clients want; Node's 5 min request timeout would cut them.
+      server.requestTimeout = 0;
+      server.headersTimeout = 60_000;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen('fd' in l ? { fd: l.fd } : { host: l.host, port: l.port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      this.servers.push(server);
+      out.push(server.address() as AddressInfo);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.store.closeWatches();
+    this.handlers.close();
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    })));
+  }
+
+  /** Fault injection, also reachable over HTTPS (see FAULTS). Returns what it did. */
+  fault(name: string, seconds = 0, count = 1): Raw {
+    switch (name) {
+      case 'close-watches': return { closed: this.store.closeWatches() };
+      case 'stall-watches': return { stalled: this.store.stallWatches() };
+      case 'expire-next-watch': this.expireCount += count; return { pending: this.expireCount };
+      case 'compact': this.store.compact(); return { compactedTo: this.store.oldestResumableRV };
+      case 'refuse':
+        this.refuseUntil = Date.now() + seconds * 1000;
+        this.store.closeWatches();
+        for (const s of this.servers) s.closeAllConnections();
+        return { refusingUntil: new Date(this.refuseUntil).toISOString() };
+      default: throw ApiError.badRequest(`unknown fault ${JSON.stringify(name)} (one of ${FAULTS.join(', ')})`);
+    }
+  }
+
+  /** Creates what every cluster has and the objects of the bootstrap files that are not there yet. */
+  private bootstrap(): void {
+    for (const ns of SYSTEM_NAMESPACES) this.createIfAbsent({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, `namespace ${ns}`);
+    for (const file of this.options.bootstrapFiles ?? []) {
+      parseAllDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
+        if (doc.errors.length > 0) throw new LabApiServerError(`${file}: document ${i + 1}: ${doc.errors[0]!.message}`);
+        const obj: unknown = doc.toJS();
+        if (obj !== null && obj !== undefined) this.createIfAbsent(obj, `${file}: document ${i + 1}`);
+      });
+    }
+  }
+
+  private createIfAbsent(obj: unknown, where: string): void {
+    const raw = isMapping(obj) ? obj : {};
+    const info = resourceOfKind(String(raw.apiVersion), String(raw.kind));
+    if (info === undefined) throw new LabApiServerError(`${where}: ${String(raw.apiVersion)} ${String(raw.kind)} is not served by the lab API server`);
+    const meta = isMapping(raw.metadata) ? raw.metadata : {};
+    const namespace = info.namespaced ? String(meta.namespace ?? 'default') : '';
+    if (this.store.get(resourceKey(info), namespace, String(meta.name)) !== undefined) return;
+    try {
+      this.handlers.create({ info, namespace, name: '', subresource: '', query: new URLSearchParams() }, raw);
+    } catch (err) {
+      throw new LabApiServerError(`${where}: ${(err as Error).message}`);
+    }
+  }
+
+  private authenticate(req: IncomingMessage): UserInfo | undefined {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    return m === null ? undefined : this.tokens.get(m[1]!);
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'https://lab');
+      const path = url.pathname.replace(/\/+$/, '') || '/';
+      const user = this.authenticate(req);
+      if (user === undefined) {
+        // As kube-apiserver with anonymous auth: only the health and version endpoints are public.
+        if (req.method === 'GET' && ['/healthz', '/livez', '/readyz', '/version'].includes(path)) return this.serveNonResource(req, res, path);
+        throw new ApiError('Unauthorized', 'Unauthorized');
+      }
+      if (path.startsWith('/tapir-lab/faults/')) {
+        if (!user.groups.includes('system:masters')) throw new ApiError('Forbidden', forbiddenMessage(user, { verb: 'create', path }));
+        const name = path.slice('/tapir-lab/faults/'.length);
+        return sendJson(res, 200, this.fault(name, Number(url.searchParams.get('seconds') ?? '0'), Number(url.searchParams.get('count') ?? '1')));
+      }
+      const route = parseResourcePath(path, req.method ?? 'GET', url.searchParams);
+      if (route === undefined) {
+        this.authorize(user, { verb: 'get', path });
+        return this.serveNonResource(req, res, path);
+      }
+      this.authorize(user, {
+        verb: route.verb,
+        resource: { group: route.group, resource: route.resource, subresource: route.subresource, name: route.name, namespace: route.resource === 'namespaces' ? route.name : route.namespace },
+      });
+      const body = ['POST', 'PUT', 'PATCH', 'DELETE'].includes(req.method ?? '') ? await readBody(req) : undefined;
+      if (route.group === 'authorization.k8s.io' && route.resource === 'selfsubjectaccessreviews' && route.verb === 'create') return sendJson(res, 201, this.accessReview(user, body));
+      if (route.group === 'authentication.k8s.io' && route.resource === 'selfsubjectreviews' && route.verb === 'create') {
+        return sendJson(res, 201, { kind: 'SelfSubjectReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, status: { userInfo: { username: user.name, uid: user.uid, groups: user.groups } } });
+      }
+      const info = resourceAt(route.group, route.version, route.resource);
+      if (info === undefined) throw new ApiError('NotFound', 'the server could not find the requested resource');
+      if (info.namespaced && route.namespace === '' && route.name !== '') throw new ApiError('NotFound', 'the server could not find the requested resource');
+      if (route.subresource !== '' && !info.subresources.includes(route.subresource)) throw new ApiError('NotFound', 'the server could not find the requested resource');
+      const request: ResourceRequest = { info, namespace: info.namespaced ? route.namespace : '', name: route.name, subresource: route.subresource, query: url.searchParams };
+      const table = tableRequested(req.headers.accept ?? '') ? (url.searchParams.get('includeObject') ?? 'Metadata') as 'Metadata' | 'Object' | 'None' : '';
+      switch (route.verb) {
+        case 'get': {
+          const obj = this.handlers.get(request);
+          return sendJson(res, 200, table === '' ? obj : toTable(resourceKey(info), [obj], String(obj.metadata.resourceVersion), table));
+        }
+        case 'list': {
+          if (info.namespaced && request.namespace === '' && route.namespace !== '') throw ApiError.methodNotAllowed();
+          const page = this.handlers.list(request);
+          if (table !== '') {
+            const t = toTable(resourceKey(info), page.items, page.resourceVersion, table);
+            if (page.continueToken !== '') (t.metadata as Raw).continue = page.continueToken;
+            return sendJson(res, 200, t);
+          }
+          const metadata: Raw = { resourceVersion: page.resourceVersion };
+          if (page.continueToken !== '') { metadata.continue = page.continueToken; metadata.remainingItemCount = page.remaining; }
+          return sendJson(res, 200, { kind: `${info.kind}List`, apiVersion: apiVersionOf(info), metadata, items: page.items });
+        }
+        case 'watch': {
+          let expire = false;
+          if (this.expireCount > 0) { this.expireCount--; expire = true; }
+          return serveWatch(this.handlers, request, res, { bookmarkIntervalMs: this.options.bookmarkIntervalMs ?? 10_000, expireNext: () => expire, table });
+        }
+        case 'create': {
+          return sendJson(res, 201, this.handlers.create(request, body));
+        }
+        case 'update': return sendJson(res, 200, this.handlers.update(request, body));
+        case 'patch': return sendJson(res, 200, this.handlers.patch(request, mediaType(req.headers['content-type'] ?? ''), body));
+        case 'delete': return sendJson(res, 200, this.handlers.delete(request, body));
+        case 'deletecollection': {
+          const items = this.handlers.deleteCollection(request, body);
+          return sendJson(res, 200, { kind: `${info.kind}List`, apiVersion: apiVersionOf(info), metadata: { resourceVersion: String(this.store.resourceVersion) }, items });
+        }
+        default: throw ApiError.methodNotAllowed();
+      }
+    } catch (err) {
+      const apiError = err instanceof ApiError ? err : new ApiError('InternalError', `Internal error occurred: ${(err as Error).message}`);
+      if (!(err instanceof ApiError)) process.stderr.write(`tapir lab apiserver: ${req.method} ${req.url}: ${(err as Error).stack}\n`);
+      if (res.headersSent) res.end();
+      else sendJson(res, apiError.httpStatus, apiError.toStatus());
+    }
+  }
+
+  private authorize(user: UserInfo, attrs: RequestAttributes): void {
+    if (!this.rbac.allowed(user, attrs)) throw new ApiError('Forbidden', forbiddenMessage(user, attrs), attrs.resource === undefined ? {} : { name: attrs.resource.name || undefined, group: attrs.resource.group, kind: attrs.resource.resource });
+  }
+
+  private accessReview(user: UserInfo, body: unknown): Raw {
+    const spec = isMapping(body) && isMapping(body.spec) ? body.spec : {};
+    let attrs: RequestAttributes;
+    if (isMapping(spec.resourceAttributes)) {
+      const r = spec.resourceAttributes;
+      attrs = { verb: String(r.verb ?? ''), resource: { group: String(r.group ?? ''), resource: String(r.resource ?? ''), subresource: String(r.subresource ?? ''), name: String(r.name ?? ''), namespace: String(r.namespace ?? '') } };
+    } else {
+      const n = isMapping(spec.nonResourceAttributes) ? spec.nonResourceAttributes : {};
+      attrs = { verb: String(n.verb ?? ''), path: String(n.path ?? '') };
+    }
+    const allowed = this.rbac.allowed(user, attrs);
+    return { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status: allowed ? { allowed, reason: 'RBAC: allowed by the lab API server' } : { allowed } };
+  }
+
+  private serveNonResource(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const accept = req.headers.accept ?? '';
+    const aggregated = accept.includes('as=APIGroupDiscoveryList') && accept.includes('v=v2');
+    if (path === '/healthz' || path === '/livez' || path === '/readyz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('ok');
+      return;
+    }
+    if (path === '/version') return sendJson(res, 200, versionInfo());
+    if (path === '/openapi/v3') return sendJson(res, 200, openApiIndex());
+    if (path.startsWith('/openapi/v3/')) {
+      const text = openApiDocument(path.slice('/openapi/v3/'.length));
+      if (text === undefined) throw new ApiError('NotFound', 'the server could not find the requested resource');
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    if ((path === '/api' || path === '/apis') && aggregated) return sendJson(res, 200, aggregatedDiscovery(path === '/api'), AGGREGATED_DISCOVERY_TYPE);
+    if (path === '/api') return sendJson(res, 200, coreVersions());
+    if (path === '/apis') return sendJson(res, 200, groupList());
+    const parts = path.split('/').slice(1);
+    let doc: Raw | undefined;
+    if (parts[0] === 'api' && parts.length === 2) doc = resourceList('', parts[1]!);
+    else if (parts[0] === 'apis' && parts.length === 2) doc = apiGroup(parts[1]!);
+    else if (parts[0] === 'apis' && parts.length === 3) doc = resourceList(parts[1]!, parts[2]!);
+    if (doc === undefined) throw new ApiError('NotFound', 'the server could not find the requested resource');
+    sendJson(res, 200, doc);
+  }
+}
+
+interface Route {
+  group: string;
+  version: string;
+  resource: string;
+  namespace: string;
+  name: string;
+  subresource: string;
+  verb: string;
+}
+
+/** kube-apiserver's RequestInfo for /api/v1/... and /apis/<group>/<version>/...; undefined for other paths. */
+export function parseResourcePath(path: string, method: string, query: URLSearchParams): Route | undefined {
+  const parts = path.split('/').slice(1).map(decodeURIComponent);
+  let group: string;
+  let version: string;
+  let rest: string[];
+  if (parts[0] === 'api' && parts.length >= 3) { group = ''; version = parts[1]!; rest = parts.slice(2); }
+  else if (parts[0] === 'apis' && parts.length >= 4) { group = parts[1]!; version = parts[2]!; rest = parts.slice(3); }
+  else return undefined;
+  let watch = query.get('watch') === 'true' || query.get('watch') === '1';
+  if (rest[0] === 'watch') { watch = true; rest = rest.slice(1); }
+  let namespace = '';
+  // /namespaces/<ns>/<resource>/... names a namespace; /namespaces/<name>[/status|/finalize] is the Namespace itself.
+  if (rest[0] === 'namespaces' && rest.length > 1) {
+    namespace = rest[1]!;
+    if (rest.length > 2 && rest[2] !== 'status' && rest[2] !== 'finalize') rest = rest.slice(2);
+  }
+  const [resource = '', name = '', subresource = '', ...extra] = rest;
+  if (extra.length > 0 || resource === '') return undefined;
+  const collection = name === '';
+  let verb: string;
+  switch (method) {
+    case 'GET': case 'HEAD': verb = watch ? 'watch' : collection ? 'list' : 'get'; break;
+    case 'POST': verb = 'create'; break;
+    case 'PUT': verb = 'update'; break;
+    case 'PATCH': verb = 'patch'; break;
+    case 'DELETE': verb = collection ? 'deletecollection' : 'delete'; break;
+    default: verb = method.toLowerCase();
+  }
+  return { group, version, resource, namespace: resource === 'namespaces' ? '' : namespace, name, subresource, verb };
+}
+
+/** `kubectl get` asks for meta.k8s.io Tables first. */
+function tableRequested(accept: string): boolean {
+  return accept.split(',').some((t) => t.includes('as=Table') && t.includes('g=meta.k8s.io'));
+}
+
+function mediaType(contentType: string): string {
+  return contentType.split(';')[0]!.trim().toLowerCase();
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new ApiError('BadRequest', 'the request body is larger than 3 MiB');
+    chunks.push(chunk as Buffer);
+  }
+  const type = mediaType(req.headers['content-type'] ?? 'application/json');
+  if (type === 'application/vnd.kubernetes.protobuf') return decodeProtobuf(Buffer.concat(chunks));
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return undefined;
+  try {
+    return type.includes('yaml') ? parseYaml(text) as unknown : JSON.parse(text) as unknown;
+  } catch (err) {
+    throw ApiError.badRequest(`the request body could not be decoded as ${type}: ${(err as Error).message}`);
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-cache, private' });
+  res.end(text);
+}
