@@ -21,6 +21,7 @@ const USAGE = `Usage:
   tapir lab exec [--name NAME] NODE|POD|NAMESPACE/POD|CLIENT|underlay -- COMMAND [ARGS...]
   tapir lab down [--name NAME]
   tapir lab list
+  tapir lab apiserver --dir DIR ...   (the lab's Kubernetes API server; --help for its options)
 
 Without a topology file, up builds the default: 2 nodes with 2 pods each and an external
 client and demo Services. NAME defaults to the topology's name, else "${DEFAULT_LAB_NAME}". State lives in
@@ -171,6 +172,7 @@ export async function run(args: string[]): Promise<number> {
     case 'delete': return await manifestCommand('delete', rest);
     case 'down': return await down(rest);
     case 'list': case 'ls': return list();
+    case 'apiserver': return await (await import('./lab-apiserver.ts')).run(rest);
     case undefined: case '--help': case '-h': case 'help':
       console.log(USAGE);
       return sub === undefined ? 2 : 0;
