@@ -39,7 +39,7 @@ export async function injectFault(target: FaultTarget, fault: string, params: Re
   const url = new URL(`/tapir-lab/faults/${fault}`, target.server);
   for (const [k, v] of Object.entries(params)) url.searchParams.set(k, String(v));
   return await new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', ca: readFileSync(target.caFile), headers: { authorization: `Bearer ${target.token}` } }, (res) => {
+    const req = request(url, { method: 'POST', agent: false, ca: readFileSync(target.caFile), headers: { authorization: `Bearer ${target.token}` } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

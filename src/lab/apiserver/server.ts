@@ -127,7 +127,8 @@ export class LabApiServer {
       case 'refuse':
         this.refuseUntil = Date.now() + seconds * 1000;
         this.store.closeWatches();
-        for (const s of this.servers) s.closeAllConnections();
+        // After this answer has gone out: the connection carrying it is one of them.
+        setImmediate(() => { for (const s of this.servers) s.closeAllConnections(); });
         return { refusingUntil: new Date(this.refuseUntil).toISOString() };
       default: throw ApiError.badRequest(`unknown fault ${JSON.stringify(name)} (one of ${FAULTS.join(', ')})`);
     }

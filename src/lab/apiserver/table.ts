@@ -83,6 +83,19 @@ function sliceEndpoints(o: Obj): string {
   return addrs.length > 3 ? `${addrs.slice(0, 3).join(',')} + ${addrs.length - 3} more...` : addrs.join(',');
 }
 
+function subjects(o: Obj, kind: string): string {
+  return list(o.subjects).map(m).filter((x) => x.kind === kind).map((x) => (kind === 'ServiceAccount' ? `${String(x.namespace ?? '')}/${String(x.name)}` : String(x.name))).join(', ');
+}
+
+const BINDING_COLUMNS: readonly Column[] = [
+  NAME,
+  { name: 'Role', type: 'string', description: 'Role it binds', cell: (o) => `${String(m(o.roleRef).kind)}/${String(m(o.roleRef).name)}` },
+  AGE,
+  { name: 'Users', type: 'string', priority: 1, description: 'Users in the binding', cell: (o) => subjects(o, 'User') },
+  { name: 'Groups', type: 'string', priority: 1, description: 'Groups in the binding', cell: (o) => subjects(o, 'Group') },
+  { name: 'ServiceAccounts', type: 'string', priority: 1, description: 'ServiceAccounts in the binding', cell: (o) => subjects(o, 'ServiceAccount') },
+];
+
 const COLUMNS: Readonly<Record<string, readonly Column[]>> = {
   pods: [
     NAME,
@@ -123,6 +136,8 @@ const COLUMNS: Readonly<Record<string, readonly Column[]>> = {
     { name: 'Endpoints', type: 'string', description: 'The endpoints of the slice.', cell: sliceEndpoints },
     AGE,
   ],
+  'clusterrolebindings.rbac.authorization.k8s.io': BINDING_COLUMNS,
+  'rolebindings.rbac.authorization.k8s.io': BINDING_COLUMNS,
   namespaces: [NAME, { name: 'Status', type: 'string', description: 'The status of the namespace', cell: (o) => String(m(o.status).phase ?? 'Active') }, AGE],
   configmaps: [NAME, { name: 'Data', type: 'integer', description: 'Number of data entries.', cell: (o) => Object.keys(m(o.data)).length + Object.keys(m(o.binaryData)).length }, AGE],
 };
