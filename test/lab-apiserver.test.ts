@@ -269,3 +269,58 @@ test('restart: objects and versions survive in the journal; watches from before 
   // RBAC objects were bootstrapped once, not duplicated.
   assert.match(await api.ok(['get', 'clusterrolebinding', 'tapir']), /^tapir\s+ClusterRole\/tapir/m);
 });
+
+test('@kubernetes/client-node with in-cluster config: informers list, watch, and relist after a compacted restart of their watch', async () => {
+  const { KubeConfig, CoreV1Api, DiscoveryV1Api, makeInformer } = await import('@kubernetes/client-node');
+  const { writeServiceAccountFiles } = await import('../src/lab/apiserver/kubeconfig.ts');
+  const { TOKENS } = await import('./helpers/apiserver.ts');
+  const root = `${api.dir}/pod-root`;
+  writeServiceAccountFiles(root, TOKENS.tapir, api.caFile, 'kube-system');
+  const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+  process.env.KUBERNETES_SERVICE_HOST = '127.0.0.1';
+  process.env.KUBERNETES_SERVICE_PORT = new URL(api.server).port;
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromCluster(root);
+  } finally {
+    process.env.KUBERNETES_SERVICE_HOST = saved.host;
+    process.env.KUBERNETES_SERVICE_PORT = saved.port;
+    if (saved.host === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
+    if (saved.port === undefined) delete process.env.KUBERNETES_SERVICE_PORT;
+  }
+  const core = kc.makeApiClient(CoreV1Api);
+  const discovery = kc.makeApiClient(DiscoveryV1Api);
+  // kube-proxy's selector on Services and EndpointSlices.
+  const selector = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
+  const services = makeInformer(kc, '/api/v1/services', () => core.listServiceForAllNamespaces({ labelSelector: selector }), selector);
+  const slices = makeInformer(kc, '/apis/discovery.k8s.io/v1/endpointslices', () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: selector }), selector);
+  const errors: unknown[] = [];
+  services.on('error', (err) => errors.push(err));
+  slices.on('error', (err) => errors.push(err));
+  const names = (): string[] => services.list().map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`).sort();
+  const until = async (what: string, done: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 20_000;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`informer: timed out waiting for ${what}; services: ${names().join(' ')}; errors: ${errors.map(String).join('; ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await services.start();
+  await slices.start();
+  try {
+    await api.ok(['apply', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: {name: inf-a}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: inf-other, labels: {service.kubernetes.io/service-proxy-name: other}}\nspec: {ports: [{port: 80}]}\n');
+    await until('inf-a', () => names().includes('default/inf-a'));
+    assert.ok(!names().includes('default/inf-other'), 'services of another proxy are not selected');
+    // The watches end and history is gone: the informers must relist (410) and catch up.
+    await api.fault('compact');
+    await api.fault('expire-next-watch', { count: 2 });
+    await api.fault('close-watches');
+    await api.ok(['apply', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: {name: inf-b}\nspec: {ports: [{port: 80}]}\n');
+    await api.ok(['delete', 'service', 'inf-a']);
+    await until('inf-b without inf-a', () => names().includes('default/inf-b') && !names().includes('default/inf-a'));
+    assert.deepEqual(errors, []);
+  } finally {
+    await services.stop();
+    await slices.stop();
+  }
+});
