@@ -13,6 +13,8 @@ import type { Obj } from './store.ts';
 
 class Pool {
   private readonly used = new Set<number>();
+  /** Never picked, only given on request. */
+  readonly reserved = new Set<number>();
   private readonly first: number;
   private readonly last: number;
 
@@ -43,7 +45,7 @@ class Pool {
     const start = Math.floor(Math.random() * size);
     for (let i = 0; i < size; i++) {
       const v = this.first + ((start + i) % size);
-      if (!this.used.has(v)) return v;
+      if (!this.used.has(v) && !this.reserved.has(v)) return v;
     }
     return -1;
   }
@@ -59,6 +61,7 @@ export class ServiceAllocator {
     // Neither the network nor the broadcast address; the first host address is the
     // `kubernetes` Service's (kube-apiserver reserves it the same way).
     this.ips = new Pool(serviceCIDR.host(1), serviceCIDR.broadcast - 1);
+    this.ips.reserved.add(serviceCIDR.host(1));
     this.ports = new Pool(nodePorts.min, nodePorts.max);
   }
 
