@@ -12,13 +12,14 @@ import { CliError } from './errors.ts';
 const USAGE = `Usage:
   tapir lab apiserver --dir DIR [--token-file FILE] [--listen HOST:PORT]... [--listen-fd FD]...
                       [--service-cidr CIDR] [--node-port-range MIN-MAX] [--bootstrap FILE]...
-                      [--cert-name NAME]... [--bookmark-interval SECONDS]
+                      [--cert-name NAME]... [--bookmark-interval SECONDS] [--advertise-address IP:PORT]
 
 Serves the Kubernetes API subset of the lab over HTTPS until SIGTERM. DIR holds the journal
 (journal.jsonl, replayed on start) and tls/ (CA and serving certificate, made on first start).
 --token-file: kube-apiserver's token file format (token,user,uid,"groups"), default DIR/tokens.csv.
 --listen-fd: a listening socket inherited from the parent (e.g. 127.0.0.1 of the host).
 --bootstrap: YAML files whose objects are created when absent (deploy/kubernetes/rbac.yaml).
+--advertise-address: where pods reach the server; the \`kubernetes\` Service's endpoints point there.
 When listening, prints one JSON line: {"listening":[{"address":...,"port":...}]}.`;
 
 export async function run(args: string[]): Promise<number> {
@@ -36,6 +37,7 @@ export async function run(args: string[]): Promise<number> {
         bootstrap: { type: 'string', multiple: true },
         'cert-name': { type: 'string', multiple: true },
         'bookmark-interval': { type: 'string' },
+        'advertise-address': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -61,6 +63,12 @@ export async function run(args: string[]): Promise<number> {
   if (nodePortRange === undefined) throw new CliError(`lab apiserver: --node-port-range ${parsed['node-port-range']}: expected MIN-MAX such as 30000-32767`, 2);
   const bookmark = Number(parsed['bookmark-interval'] ?? '10');
   if (!(bookmark > 0)) throw new CliError('lab apiserver: --bookmark-interval must be a positive number of seconds', 2);
+  let advertise: { address: string; port: number } | undefined;
+  if (parsed['advertise-address'] !== undefined) {
+    const m = /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(parsed['advertise-address']);
+    if (m === null) throw new CliError(`lab apiserver: --advertise-address ${parsed['advertise-address']}: expected IPv4:PORT`, 2);
+    advertise = { address: m[1]!, port: Number(m[2]) };
+  }
   return await runApiServer({
     dir: parsed.dir,
     tokenFile: parsed['token-file'] ?? join(parsed.dir, 'tokens.csv'),
@@ -70,6 +78,7 @@ export async function run(args: string[]): Promise<number> {
     certificateNames: parsed['cert-name'] ?? [],
     bootstrapFiles: parsed.bootstrap ?? [],
     bookmarkIntervalMs: bookmark * 1000,
+    advertise,
   }, (addresses) => {
     console.log(JSON.stringify({ listening: addresses.map((a) => ({ address: a.address, port: a.port })) }));
   });

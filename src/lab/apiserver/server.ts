@@ -47,6 +47,11 @@ export interface ApiServerOptions {
   bootstrapFiles?: readonly string[];
   /** How often watches that allow bookmarks get one; default 10 s. */
   bookmarkIntervalMs?: number;
+  /**
+   * The address and port clients inside the cluster reach the server on: kept in the
+   * `kubernetes` Service's endpoints in `default`, as kube-apiserver keeps them.
+   */
+  advertise?: { address: string; port: number };
 }
 
 /** The fault injection endpoint's operations (POST /tapir-lab/faults/<name>, system:masters only). */
@@ -137,12 +142,36 @@ export class LabApiServer {
   /** Creates what every cluster has and the objects of the bootstrap files that are not there yet. */
   private bootstrap(): void {
     for (const ns of SYSTEM_NAMESPACES) this.createIfAbsent({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, `namespace ${ns}`);
+    if (this.options.advertise !== undefined) this.advertise(this.options.advertise.address, this.options.advertise.port);
     for (const file of this.options.bootstrapFiles ?? []) {
       parseAllDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
         if (doc.errors.length > 0) throw new LabApiServerError(`${file}: document ${i + 1}: ${doc.errors[0]!.message}`);
         const obj: unknown = doc.toJS();
         if (obj !== null && obj !== undefined) this.createIfAbsent(obj, `${file}: document ${i + 1}`);
       });
+    }
+  }
+
+  /**
+   * The `kubernetes` Service (the service CIDR's first address, port 443) and its
+   * Endpoints and EndpointSlice pointing at `address:port`, rewritten when they differ.
+   */
+  private advertise(address: string, port: number): void {
+    const clusterIP = ipv4ToString(this.options.serviceCIDR.host(1));
+    this.createIfAbsent({
+      apiVersion: 'v1', kind: 'Service',
+      metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
+      spec: { clusterIP, ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: port }], sessionAffinity: 'None', type: 'ClusterIP' },
+    }, 'the kubernetes Service');
+    const endpoints: Raw[] = [
+      { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'kubernetes', namespace: 'default', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } }, subsets: [{ addresses: [{ ip: address }], ports: [{ name: 'https', port, protocol: 'TCP' }] }] },
+      { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } }, addressType: 'IPv4', endpoints: [{ addresses: [address], conditions: { ready: true } }], ports: [{ name: 'https', port, protocol: 'TCP' }] },
+    ];
+    for (const obj of endpoints) {
+      const info = resourceOfKind(String(obj.apiVersion), String(obj.kind))!;
+      const existing = this.store.get(resourceKey(info), 'default', 'kubernetes');
+      if (existing === undefined) this.createIfAbsent(obj, 'the kubernetes Service\'s endpoints');
+      else this.handlers.update({ info, namespace: 'default', name: 'kubernetes', subresource: '', query: new URLSearchParams() }, { ...obj, metadata: { ...(obj.metadata as Raw), resourceVersion: existing.metadata.resourceVersion } });
     }
   }
 
