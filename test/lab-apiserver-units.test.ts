@@ -295,3 +295,15 @@ test('verbs: graceful pod deletion, finalizers, binding, status subresource, lis
   }
   assert.deepEqual(names, ['a', 'b', 'd', 'e']);
 });
+
+test('deleting a namespace deletes what is in it, and only that', () => {
+  const h = handlers();
+  h.create(req('namespaces', ''), { metadata: { name: 'apps' } });
+  h.create(req('configmaps', 'apps'), { metadata: { name: 'a' } });
+  h.create(req('pods', 'apps'), { metadata: { name: 'p' }, spec: { nodeName: 'n1', containers: [{ name: 'c' }] } });
+  h.create(req('configmaps'), { metadata: { name: 'a' } });
+  h.delete(req('namespaces', '', 'apps'), undefined);
+  assert.equal(h.store.get('namespaces', '', 'apps'), undefined);
+  assert.deepEqual(h.store.list('configmaps').map((o) => `${o.metadata.namespace}/${o.metadata.name}`), ['default/a']);
+  assert.deepEqual(h.store.list('pods'), []);
+});

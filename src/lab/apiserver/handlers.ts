@@ -9,7 +9,7 @@ import { validateDocument } from '../../k8s/validate.ts';
 import { applyConfig } from './apply.ts';
 import { defaultPod, type ServiceAllocator } from './defaults.ts';
 import { clone, jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
-import { apiVersionOf, resourceKey, type ResourceInfo } from './resources.ts';
+import { apiVersionOf, RESOURCES, resourceKey, type ResourceInfo } from './resources.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import { ApiError, type Cause } from './status.ts';
 import type { Obj, Store } from './store.ts';
@@ -304,6 +304,13 @@ export class ObjectHandlers {
     const key = keyOf(obj);
     clearTimeout(this.graceTimers.get(key));
     this.graceTimers.delete(key);
+    // The namespace controller's job, done at once: a deleted namespace takes its objects along.
+    if (info.resource === 'namespaces') {
+      for (const r of RESOURCES) {
+        if (!r.namespaced) continue;
+        for (const o of this.store.list(resourceKey(r), String(obj.metadata.name))) this.remove(r, o);
+      }
+    }
     const removed = this.store.remove(resourceKey(info), String(obj.metadata.namespace ?? ''), String(obj.metadata.name));
     if (info.resource === 'services') this.allocator.release(removed);
     return removed;

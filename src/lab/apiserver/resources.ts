@@ -73,6 +73,7 @@ export const RESOURCES: readonly ResourceInfo[] = [
   row(CORE, 'v1', 'ConfigMap', 'configmaps', true, { shortNames: ['cm'] }),
   row(CORE, 'v1', 'ServiceAccount', 'serviceaccounts', true, { shortNames: ['sa'], mergeKeys: { secrets: 'name' } }),
   row(CORE, 'v1', 'Event', 'events', true, { shortNames: ['ev'] }),
+  row('events.k8s.io', 'v1', 'Event', 'events', true, { shortNames: ['ev'] }),
   row('discovery.k8s.io', 'v1', 'EndpointSlice', 'endpointslices', true, { tapirKind: Kind.ENDPOINT_SLICE }),
   row('networking.k8s.io', 'v1', 'Ingress', 'ingresses', true, { subresources: ['status'], shortNames: ['ing'] }),
   row('networking.k8s.io', 'v1', 'IngressClass', 'ingressclasses', false),

@@ -89,8 +89,7 @@ export function serveWatch(handlers: ObjectHandlers, req: ResourceRequest, respo
     },
   };
   store.addWatcher(watcher);
-  const bookmarks = setInterval(() => {
-    if (req.query.get('allowWatchBookmarks') !== 'true') return;
+  const bookmarks = req.query.get('allowWatchBookmarks') !== 'true' ? undefined : setInterval(() => {
     send('BOOKMARK', { kind: req.info.kind, apiVersion: req.info.group === '' ? req.info.version : `${req.info.group}/${req.info.version}`, metadata: { resourceVersion: String(store.resourceVersion) } });
   }, settings.bookmarkIntervalMs);
   const timeoutSeconds = Number(req.query.get('timeoutSeconds') ?? '0');
