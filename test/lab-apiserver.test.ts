@@ -324,3 +324,22 @@ test('@kubernetes/client-node with in-cluster config: informers list, watch, and
     await slices.stop();
   }
 });
+
+test('the lab\'s client: create, server-side apply, delete, errors with the server\'s message', async () => {
+  const { LabApiClient } = await import('../src/lab/apiserver/client.ts');
+  const { TOKENS } = await import('./helpers/apiserver.ts');
+  const client = new LabApiClient(api.server, api.caFile, TOKENS.admin);
+  const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'client-cm', namespace: 'default' }, data: { a: '1' } };
+  assert.equal(await client.create(cm), true);
+  assert.equal(await client.create(cm), false, 'AlreadyExists');
+  const applied = await client.apply({ ...cm, data: { b: '2' } }, 'tapir-lab');
+  assert.deepEqual(applied.data, { a: '1', b: '2' }, 'the first apply of a manager removes nothing it did not apply');
+  const again = await client.apply({ ...cm, data: { c: '3' } }, 'tapir-lab');
+  assert.deepEqual(again.data, { a: '1', c: '3' }, 'the manager\'s own b is removed, a stays');
+  assert.equal(await client.delete(cm), true);
+  assert.equal(await client.delete(cm), false);
+  await assert.rejects(client.must('GET', '/api/v1/namespaces/default/configmaps/client-cm'), /404 configmaps "client-cm" not found/);
+  const sa = new LabApiClient(api.server, api.caFile, TOKENS.tapir);
+  await assert.rejects(sa.create(cm), /403 configmaps is forbidden/);
+  assert.equal((await client.request('GET', '/api/v1/namespaces/%zz/pods')).status, 400);
+});

@@ -3,8 +3,6 @@
 // loopback port of the host for kubectl, with the lab's Nodes and Namespaces created
 // through the API. The agents' switch to it, the controllers and the scheduler/kubelet
 // emulation build on this (see docs/lab-apiserver.md).
-import { readFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
@@ -12,6 +10,7 @@ import { ipBatch } from '../network/shell.ts';
 import { TAPIR_BIN } from '../network/executables.ts';
 import { parsePool, poolContains } from '../cluster/load-balancer.ts';
 import type { ApiServerState, LabState } from '../state.ts';
+import { LabApiClient } from './client.ts';
 import { startControlPlane } from './control-plane.ts';
 import { LabApiServerError } from './status.ts';
 
@@ -46,29 +45,7 @@ export async function startLabControlPlane(state: LabState, objects: readonly Re
     tapirBin: TAPIR_BIN,
     rbacFile: RBAC_FILE,
   });
-  const ca = readFileSync(cp.caFile);
-  for (const obj of objects) await createObject(cp.hostServer, ca, cp.adminToken, obj);
+  const client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
+  for (const obj of objects) await client.create(obj);
   return { pid: cp.pid, dir: cp.dir, log: cp.log, address, labServer: cp.labServer, hostServer: cp.hostServer, caFile: cp.caFile, hostKubeconfig: cp.hostKubeconfig, labKubeconfig: cp.labKubeconfig, agentToken: cp.agentToken };
 }
-
-/** POST to the object's collection; an object that exists already is left as it is. */
-async function createObject(server: string, ca: Buffer, token: string, obj: Record<string, unknown>): Promise<void> {
-  const apiVersion = String(obj.apiVersion);
-  const kind = String(obj.kind);
-  const meta = (obj.metadata ?? {}) as { namespace?: string };
-  const plural = `${kind.toLowerCase()}s`;
-  const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-  const path = kind === 'Node' || kind === 'Namespace' ? `${base}/${plural}` : `${base}/namespaces/${meta.namespace ?? 'default'}/${plural}`;
-  const body = JSON.stringify(obj);
-  const status = await new Promise<{ code: number; text: string }>((resolve, reject) => {
-    const req = request(new URL(path, server), { method: 'POST', agent: false, ca, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ code: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-  if (status.code !== 201 && status.code !== 409) throw new LabApiServerError(`creating ${kind} ${JSON.stringify(obj.metadata)} in the lab API server: ${status.code} ${status.text}`);
-}
-

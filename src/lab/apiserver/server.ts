@@ -332,7 +332,12 @@ interface Route {
 
 /** kube-apiserver's RequestInfo for /api/v1/... and /apis/<group>/<version>/...; undefined for other paths. */
 export function parseResourcePath(path: string, method: string, query: URLSearchParams): Route | undefined {
-  const parts = path.split('/').slice(1).map(decodeURIComponent);
+  let parts: string[];
+  try {
+    parts = path.split('/').slice(1).map(decodeURIComponent);
+  } catch {
+    throw ApiError.badRequest(`malformed path ${JSON.stringify(path)}`);
+  }
   let group: string;
   let version: string;
   let rest: string[];
