@@ -8,7 +8,7 @@
 // This file: listening (host:port or an inherited listening fd, so that one process in
 // the lab's namespace can also serve a loopback port of the host), authentication,
 // request routing, content negotiation, and the fault injection endpoint.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -75,6 +75,7 @@ export class LabApiServer {
 
   constructor(options: ApiServerOptions) {
     this.options = options;
+    mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     this.store = new Store(join(options.dir, 'journal.jsonl'));
     this.handlers = new ObjectHandlers(this.store, new ServiceAllocator(options.serviceCIDR, options.nodePortRange));
     this.tokens = readTokenFile(options.tokenFile);
@@ -116,6 +117,7 @@ export class LabApiServer {
   async close(): Promise<void> {
     this.store.closeWatches();
     this.handlers.close();
+    this.store.close();
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeAllConnections();

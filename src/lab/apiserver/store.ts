@@ -8,7 +8,7 @@
 // or {"rv":N,"res":"pods","op":"delete","namespace":"default","name":"web"}. A restart
 // keeps objects and versions but not the history: a watch that resumes from before the
 // restart is answered 410 Gone, as a compacted etcd would.
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { Raw } from '../../config/fields.ts';
 import { ApiError, LabApiServerError } from './status.ts';
 
@@ -48,13 +48,20 @@ export class Store {
   private compactedRV = 0;
   private rv = 0;
   private readonly watchers = new Set<Watcher>();
-  private readonly journal: string | undefined;
+  /** The journal, opened once for appending (-1: in memory only, or closed). */
+  private journalFd = -1;
 
   /** Replays `journal` when it exists; undefined keeps the state in memory only (unit tests). */
   constructor(journal?: string) {
-    this.journal = journal;
     if (journal !== undefined && existsSync(journal)) this.replay(journal);
+    if (journal !== undefined) this.journalFd = openSync(journal, 'a');
     this.compactedRV = this.rv;
+  }
+
+  /** Closes the journal; later changes stay in memory only. */
+  close(): void {
+    if (this.journalFd >= 0) closeSync(this.journalFd);
+    this.journalFd = -1;
   }
 
   get resourceVersion(): number {
@@ -151,7 +158,8 @@ export class Store {
   }
 
   private append(entry: Raw): void {
-    if (this.journal !== undefined) appendFileSync(this.journal, `${JSON.stringify(entry)}\n`);
+    // One write per change, no fsync: the journal outlives a crash of the server, not of the machine.
+    if (this.journalFd >= 0) writeSync(this.journalFd, `${JSON.stringify(entry)}\n`);
   }
 
   private replay(path: string): void {
