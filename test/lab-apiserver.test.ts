@@ -130,6 +130,34 @@ test('kubectl apply: client-side, a change re-applied, then --server-side; get, 
   assert.match((await api.kubectl(['get', 'svc', 'web'])).stderr, /Error from server \(NotFound\): services "web" not found/);
 });
 
+test('kubectl patch (JSON, merge, strategic), cordon, taint, replace, describe, get all, wait', async () => {
+  await api.ok(['apply', '-f', '-'], web(80, 'app: web'));
+  assert.match(await api.ok(['patch', 'svc', 'web', '--type=json', '-p', '[{"op":"replace","path":"/spec/ports/0/port","value":99}]']), /service\/web patched/);
+  await api.ok(['patch', 'svc', 'web', '--type=merge', '-p', '{"metadata":{"labels":{"m":"1"}}}']);
+  await api.ok(['patch', 'svc', 'web', '-p', '{"spec":{"type":"LoadBalancer"}}']);
+  const svc = await getJson(['get', 'svc', 'web']);
+  assert.equal(svc.spec.ports[0].port, 99);
+  assert.equal(svc.metadata.labels.m, '1');
+  assert.equal(svc.spec.type, 'LoadBalancer');
+  assert.ok(svc.spec.ports[0].nodePort >= 30000, 'a LoadBalancer Service keeps its node port');
+  assert.match(await api.ok(['get', 'svc', 'web']), /^web\s+LoadBalancer\s+\S+\s+<pending>\s+99:\d+\/TCP/m);
+  assert.match(await api.ok(['wait', '--for=jsonpath={.spec.type}=LoadBalancer', 'svc/web', '--timeout=10s']), /condition met/);
+  await api.ok(['cordon', 'node-a']);
+  await api.ok(['taint', 'nodes', 'node-a', 'dedicated=lab:NoSchedule']);
+  const node = await getJson(['get', 'node', 'node-a']);
+  assert.equal(node.spec.unschedulable, true);
+  assert.deepEqual(node.spec.taints, [{ key: 'dedicated', value: 'lab', effect: 'NoSchedule' }]);
+  assert.match(await api.ok(['get', 'node', 'node-a']), /^node-a\s+Ready,SchedulingDisabled\s/m);
+  await api.ok(['uncordon', 'node-a']);
+  assert.match(await api.ok(['replace', '-f', '-'], web(80, 'app: web')), /service\/web replaced/);
+  assert.match(await api.ok(['describe', 'svc', 'web']), /Selector:\s+app=web[\s\S]*Port:\s+http\s+80\/TCP/);
+  const all = await api.ok(['get', 'all']);
+  assert.match(all, /^pod\/web-1\s/m);
+  assert.match(all, /^service\/web\s/m);
+  assert.doesNotMatch(all, /namespace\//, 'only Pods and Services are in the "all" category');
+  await api.ok(['delete', '-f', '-', '--grace-period=0', '--force'], web(80, 'app: web'));
+});
+
 test('kubectl get -w sees changes as they happen', async () => {
   await api.ok(['create', 'configmap', 'watched', '--from-literal=a=1']);
   const env = { ...process.env, KUBECONFIG: `${api.dir}/admin.kubeconfig`, HOME: api.dir };

@@ -142,7 +142,11 @@ export class ServiceAllocator {
       const before = oldPorts.find((o) => o.port === p.port && (o.protocol ?? 'TCP') === p.protocol)?.nodePort;
       if ((p.nodePort === undefined || p.nodePort === 0) && typeof before === 'number') { p.nodePort = before; continue; }
       if (typeof p.nodePort === 'number' && p.nodePort !== 0) {
-        if (p.nodePort === before) continue;
+        // The Service's own node port, also when the port it belongs to changed.
+        if (p.nodePort === before || (oldPorts.some((o) => o.nodePort === p.nodePort) && !ports.includes(p.nodePort))) {
+          ports.push(p.nodePort);
+          continue;
+        }
         if (!this.ports.contains(p.nodePort)) fail(`spec.ports[${i}].nodePort`, `Invalid value: ${p.nodePort}: provided port is not in the valid range`);
         else if (this.ports.has(p.nodePort) || ports.includes(p.nodePort)) fail(`spec.ports[${i}].nodePort`, `Invalid value: ${p.nodePort}: provided port is already allocated`);
         else ports.push(p.nodePort);

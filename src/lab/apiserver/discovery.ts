@@ -43,7 +43,7 @@ function allGroups(): { group: string; version: string; resources: Raw[]; aggreg
 function legacyResource(r: ResourceInfo): Raw[] {
   const main: Raw = { name: r.resource, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: ALL_VERBS };
   if (r.shortNames.length > 0) main.shortNames = r.shortNames;
-  if (r.resource !== 'events') main.categories = ['all'];
+  if (r.categories.length > 0) main.categories = r.categories;
   return [main, ...r.subresources.map((s) => (s === 'binding'
     ? { name: `${r.resource}/binding`, singularName: '', namespaced: r.namespaced, kind: 'Binding', verbs: ['create'] }
     : { name: `${r.resource}/${s}`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] }))];
@@ -58,7 +58,7 @@ function aggregatedResource(r: ResourceInfo): Raw {
     verbs: ALL_VERBS,
   };
   if (r.shortNames.length > 0) out.shortNames = r.shortNames;
-  if (r.resource !== 'events') out.categories = ['all'];
+  if (r.categories.length > 0) out.categories = r.categories;
   if (r.subresources.length > 0) {
     out.subresources = r.subresources.map((s) => (s === 'binding'
       ? { subresource: s, responseKind: { group: '', version: 'v1', kind: 'Binding' }, verbs: ['create'] }

@@ -17,6 +17,8 @@ export interface ResourceInfo {
   /** 'status', 'binding'. */
   subresources: readonly string[];
   shortNames: readonly string[];
+  /** Discovery categories: `kubectl get all` lists the kinds in "all" (Pods and Services here, as in Kubernetes). */
+  categories: readonly string[];
   /** Tapir's validator applies (src/k8s KINDS): invalid objects are answered 422. */
   tapirKind?: Kind;
   /**
@@ -55,6 +57,7 @@ function row(group: string, version: string, kind: string, resource: string, nam
     namespaced,
     subresources: [],
     shortNames: [],
+    categories: [],
     ...extra,
     mergeKeys: { ...META_KEYS, ...extra.mergeKeys },
   };
@@ -65,8 +68,8 @@ const RBAC = 'rbac.authorization.k8s.io';
 
 export const RESOURCES: readonly ResourceInfo[] = [
   row(CORE, 'v1', 'Namespace', 'namespaces', false, { subresources: ['status'], shortNames: ['ns'], tapirKind: Kind.NAMESPACE, mergeKeys: { 'spec.finalizers': '' } }),
-  row(CORE, 'v1', 'Pod', 'pods', true, { subresources: ['status', 'binding'], shortNames: ['po'], tapirKind: Kind.POD, mergeKeys: POD_SPEC_KEYS }),
-  row(CORE, 'v1', 'Service', 'services', true, { subresources: ['status'], shortNames: ['svc'], tapirKind: Kind.SERVICE, mergeKeys: { 'spec.ports': 'port', 'status.conditions': 'type' } }),
+  row(CORE, 'v1', 'Pod', 'pods', true, { subresources: ['status', 'binding'], shortNames: ['po'], categories: ['all'], tapirKind: Kind.POD, mergeKeys: POD_SPEC_KEYS }),
+  row(CORE, 'v1', 'Service', 'services', true, { subresources: ['status'], shortNames: ['svc'], categories: ['all'], tapirKind: Kind.SERVICE, mergeKeys: { 'spec.ports': 'port', 'status.conditions': 'type' } }),
   row(CORE, 'v1', 'Endpoints', 'endpoints', true, { singular: 'endpoints', shortNames: ['ep'], tapirKind: Kind.ENDPOINTS }),
   row(CORE, 'v1', 'Node', 'nodes', false, { subresources: ['status'], shortNames: ['no'], tapirKind: Kind.NODE, mergeKeys: { 'status.addresses': 'type', 'status.conditions': 'type', 'spec.taints': 'key' } }),
   row(CORE, 'v1', 'Secret', 'secrets', true),
@@ -75,6 +78,7 @@ export const RESOURCES: readonly ResourceInfo[] = [
   row(CORE, 'v1', 'Event', 'events', true, { shortNames: ['ev'] }),
   row('events.k8s.io', 'v1', 'Event', 'events', true, { shortNames: ['ev'] }),
   row('discovery.k8s.io', 'v1', 'EndpointSlice', 'endpointslices', true, { tapirKind: Kind.ENDPOINT_SLICE }),
+  row('coordination.k8s.io', 'v1', 'Lease', 'leases', true),
   row('networking.k8s.io', 'v1', 'Ingress', 'ingresses', true, { subresources: ['status'], shortNames: ['ing'] }),
   row('networking.k8s.io', 'v1', 'IngressClass', 'ingressclasses', false),
   row(RBAC, 'v1', 'ClusterRole', 'clusterroles', false),
