@@ -7,12 +7,17 @@ import { fileURLToPath } from 'node:url';
 import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { ipBatch } from '../network/shell.ts';
-import { TAPIR_BIN } from '../network/executables.ts';
 import { parsePool, poolContains } from '../cluster/load-balancer.ts';
 import type { ApiServerState, LabState } from '../state.ts';
 import { LabApiClient } from './client.ts';
 import { startControlPlane } from './control-plane.ts';
 import { LabApiServerError } from './status.ts';
+
+/**
+ * This checkout's `tapir`: TAPIR_LAB_TAPIR_BIN replaces the agent only (tests run stand-in
+ * agents with it), never the API server.
+ */
+const TAPIR = fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
 
 /** The RBAC rules the DaemonSet ships: the lab authorizes its agents with this very file. */
 export const RBAC_FILE = fileURLToPath(new URL('../../../deploy/kubernetes/rbac.yaml', import.meta.url));
@@ -42,7 +47,7 @@ export async function startLabControlPlane(state: LabState, objects: readonly Re
     address,
     serviceCIDR: state.addressing.serviceCIDR,
     nodePortRange: DEFAULT_NODE_PORT_RANGE,
-    tapirBin: TAPIR_BIN,
+    tapirBin: TAPIR,
     rbacFile: RBAC_FILE,
   });
   const client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
