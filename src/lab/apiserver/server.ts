@@ -228,7 +228,8 @@ export class LabApiServer {
       }
       const info = resourceAt(route.group, route.version, route.resource);
       if (info === undefined) throw new ApiError('NotFound', 'the server could not find the requested resource');
-      if (info.namespaced && route.namespace === '' && route.name !== '') throw new ApiError('NotFound', 'the server could not find the requested resource');
+      // A namespaced object needs its namespace in the path, a cluster-scoped one must not have one.
+      if (info.namespaced ? route.namespace === '' && (route.name !== '' || route.verb === 'create') : route.namespace !== '') throw new ApiError('NotFound', 'the server could not find the requested resource');
       if (route.subresource !== '' && !info.subresources.includes(route.subresource)) throw new ApiError('NotFound', 'the server could not find the requested resource');
       const request: ResourceRequest = { info, namespace: info.namespaced ? route.namespace : '', name: route.name, subresource: route.subresource, query: url.searchParams };
       const table = tableRequested(req.headers.accept ?? '') ? (url.searchParams.get('includeObject') ?? 'Metadata') as 'Metadata' | 'Object' | 'None' : '';
@@ -238,7 +239,6 @@ export class LabApiServer {
           return sendJson(res, 200, table === '' ? obj : toTable(resourceKey(info), [obj], String(obj.metadata.resourceVersion), table));
         }
         case 'list': {
-          if (info.namespaced && request.namespace === '' && route.namespace !== '') throw ApiError.methodNotAllowed();
           const page = this.handlers.list(request);
           if (table !== '') {
             const t = toTable(resourceKey(info), page.items, page.resourceVersion, table);
