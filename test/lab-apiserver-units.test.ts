@@ -307,3 +307,48 @@ test('deleting a namespace deletes what is in it, and only that', () => {
   assert.deepEqual(h.store.list('configmaps').map((o) => `${o.metadata.namespace}/${o.metadata.name}`), ['default/a']);
   assert.deepEqual(h.store.list('pods'), []);
 });
+
+test('EndpointSlice controller: slices follow Services and their pods; quiet when nothing changed; hand-written slices stay', async () => {
+  const { EndpointSliceController } = await import('../src/lab/apiserver/controllers.ts');
+  const h = handlers();
+  const controller = new EndpointSliceController(h);
+  const settle = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
+  try {
+    h.create(req('nodes', ''), { metadata: { name: 'n1', labels: { 'topology.kubernetes.io/zone': 'z1' } } });
+    h.create(req('services'), { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } });
+    const pod = (name: string, ip: string, ready: boolean) => ({
+      metadata: { name, labels: { app: 'web' } },
+      spec: { nodeName: 'n1', containers: [{ name: 'c', ports: [{ name: 'http', containerPort: 8080 }] }] },
+      status: { phase: 'Running', podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+    });
+    h.create(req('pods'), pod('web-1', '10.244.1.5', true));
+    h.create(req('pods'), pod('web-2', '10.244.1.4', false));
+    h.create(req('pods'), { ...pod('other', '10.244.1.9', true), metadata: { name: 'other', labels: { app: 'db' } } });
+    await settle();
+    const slices = (): Obj[] => h.store.list('endpointslices.discovery.k8s.io', 'default');
+    assert.equal(slices().length, 1);
+    const slice = slices()[0]!;
+    assert.deepEqual(slice.metadata.labels, { 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' });
+    assert.deepEqual(slice.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    assert.deepEqual((slice.endpoints as { addresses: string[]; conditions: { ready: boolean }; zone: string }[]).map((e) => `${e.addresses[0]} ${e.conditions.ready} ${e.zone}`), ['10.244.1.4 false z1', '10.244.1.5 true z1']);
+    // A change elsewhere syncs again, but an unchanged slice keeps its version.
+    const rv = slice.metadata.resourceVersion;
+    h.create(req('configmaps'), { metadata: { name: 'unrelated' } });
+    h.patch(req('services', 'default', 'web'), 'application/merge-patch+json', { metadata: { labels: { touched: 'yes' } } });
+    await settle();
+    assert.equal(slices()[0]!.metadata.resourceVersion, rv);
+    // web-2 turns ready; web-1 goes.
+    h.update(req('pods', 'default', 'web-2', 'status'), { ...h.get(req('pods', 'default', 'web-2')), status: pod('web-2', '10.244.1.4', true).status });
+    h.delete(req('pods', 'default', 'web-1', '', 'gracePeriodSeconds=0'), undefined);
+    await settle();
+    assert.deepEqual((slices()[0]!.endpoints as { addresses: string[]; conditions: { ready: boolean } }[]).map((e) => `${e.addresses[0]} ${e.conditions.ready}`), ['10.244.1.4 true']);
+    // A hand-written slice of a selectorless Service stays; the controller's go with their Service.
+    h.create(req('services'), { metadata: { name: 'manual' }, spec: { ports: [{ port: 80 }] } });
+    h.create(req('endpointslices'), { metadata: { name: 'manual-1', labels: { 'kubernetes.io/service-name': 'manual' } }, addressType: 'IPv4', endpoints: [{ addresses: ['192.0.2.1'] }], ports: [{ port: 80 }] });
+    h.delete(req('services', 'default', 'web'), undefined);
+    await settle();
+    assert.deepEqual(slices().map((s) => s.metadata.name), ['manual-1']);
+  } finally {
+    controller.stop();
+  }
+});

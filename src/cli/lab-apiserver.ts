@@ -13,12 +13,14 @@ const USAGE = `Usage:
   tapir lab apiserver --dir DIR [--token-file FILE] [--listen HOST:PORT]... [--listen-fd FD]...
                       [--service-cidr CIDR] [--node-port-range MIN-MAX] [--bootstrap FILE]...
                       [--cert-name NAME]... [--bookmark-interval SECONDS] [--advertise-address IP:PORT]
+                      [--controllers]
 
 Serves the Kubernetes API subset of the lab over HTTPS until SIGTERM. DIR holds the journal
 (journal.jsonl, replayed on start) and tls/ (CA and serving certificate, made on first start).
 --token-file: kube-apiserver's token file format (token,user,uid,"groups"), default DIR/tokens.csv.
 --listen-fd: a listening socket inherited from the parent (e.g. 127.0.0.1 of the host).
 --bootstrap: YAML files whose objects are created when absent (deploy/kubernetes/rbac.yaml).
+--controllers: also run the EndpointSlice controller (kube-controller-manager's part the lab needs).
 --advertise-address: where pods reach the server; the \`kubernetes\` Service's endpoints point there.
 When listening, prints one JSON line: {"listening":[{"address":...,"port":...}]}.`;
 
@@ -38,6 +40,7 @@ export async function run(args: string[]): Promise<number> {
         'cert-name': { type: 'string', multiple: true },
         'bookmark-interval': { type: 'string' },
         'advertise-address': { type: 'string' },
+        controllers: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -79,6 +82,7 @@ export async function run(args: string[]): Promise<number> {
     bootstrapFiles: parsed.bootstrap ?? [],
     bookmarkIntervalMs: bookmark * 1000,
     advertise,
+    controllers: parsed.controllers === true,
   }, (addresses) => {
     console.log(JSON.stringify({ listening: addresses.map((a) => ({ address: a.address, port: a.port })) }));
   });

@@ -78,7 +78,7 @@ export async function startControlPlane(spec: ControlPlaneSpec): Promise<Control
       '--listen', `${spec.address}:${API_PORT}`, '--listen-fd', '3',
       '--service-cidr', spec.serviceCIDR, '--node-port-range', formatPortRange(spec.nodePortRange),
       '--bootstrap', spec.rbacFile, '--cert-name', spec.address,
-      '--advertise-address', `${spec.address}:${API_PORT}`,
+      '--advertise-address', `${spec.address}:${API_PORT}`, '--controllers',
     ], { detached: true, stdio: ['ignore', logFd, logFd, fd] });
     child.on('error', () => {}); // reported by the wait below
     child.unref();

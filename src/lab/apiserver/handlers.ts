@@ -8,7 +8,7 @@ import { isMapping, type Raw } from '../../config/fields.ts';
 import { validateDocument } from '../../k8s/validate.ts';
 import { applyConfig } from './apply.ts';
 import { defaultPod, type ServiceAllocator } from './defaults.ts';
-import { clone, jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
+import { clone, jsonEqual, jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import { apiVersionOf, RESOURCES, resourceKey, type ResourceInfo } from './resources.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import { ApiError, type Cause } from './status.ts';
@@ -232,11 +232,11 @@ export class ObjectHandlers {
     if (req.info.namespaced) meta.namespace = existing.metadata.namespace;
     else delete meta.namespace;
     meta.resourceVersion = existing.metadata.resourceVersion;
-    if (req.subresource === '' && JSON.stringify(next.spec) !== JSON.stringify(existing.spec) && typeof existing.metadata.generation === 'number') meta.generation = existing.metadata.generation + 1;
+    if (req.subresource === '' && !jsonEqual(next.spec, existing.spec) && typeof existing.metadata.generation === 'number') meta.generation = existing.metadata.generation + 1;
     this.prepare(req.info, next, existing);
     if (req.info.resource === 'services' && req.subresource === '' && !isDryRun(req)) this.allocator.allocate(next, existing);
     // No change, no new version (the API server's no-op detection keeps watches quiet).
-    if (JSON.stringify(next) === JSON.stringify(existing) || isDryRun(req)) return isDryRun(req) ? next : existing;
+    if (jsonEqual(next, existing) || isDryRun(req)) return isDryRun(req) ? next : existing;
     if (typeof meta.deletionTimestamp === 'string' && !hasFinalizers(next) && !this.graceTimers.has(keyOf(next))) return this.remove(req.info, next);
     return this.store.put(res, next);
   }

@@ -17,6 +17,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { isMapping, type Raw } from '../../config/fields.ts';
 import type { PortRange } from '../../model/cluster-defaults.ts';
 import { ipv4ToString, type Cidr } from '../../wire/address.ts';
+import { EndpointSliceController } from './controllers.ts';
 import { ServiceAllocator } from './defaults.ts';
 import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiGroup, coreVersions, groupList, resourceList, versionInfo } from './discovery.ts';
 import { decodeProtobuf } from './protobuf.ts';
@@ -52,6 +53,8 @@ export interface ApiServerOptions {
    * `kubernetes` Service's endpoints in `default`, as kube-apiserver keeps them.
    */
   advertise?: { address: string; port: number };
+  /** Runs the EndpointSlice controller (controllers.ts), as kube-controller-manager would. */
+  controllers?: boolean;
 }
 
 /** The fault injection endpoint's operations (POST /tapir-lab/faults/<name>, system:masters only). */
@@ -70,6 +73,7 @@ export class LabApiServer {
   private readonly rbac: RbacAuthorizer;
   private readonly servers: Server[] = [];
   private readonly options: ApiServerOptions;
+  private readonly controller: EndpointSliceController | undefined;
   private expireCount = 0;
   private refuseUntil = 0;
 
@@ -86,6 +90,7 @@ export class LabApiServer {
     names.push(ipv4ToString(options.serviceCIDR.host(1)));
     this.tls = ensureCertificates(join(options.dir, 'tls'), names.filter((n) => n !== '' && n !== '0.0.0.0'));
     this.bootstrap();
+    this.controller = options.controllers === true ? new EndpointSliceController(this.handlers) : undefined;
   }
 
   /** Starts every listener; resolves with their addresses. */
@@ -115,6 +120,7 @@ export class LabApiServer {
   }
 
   async close(): Promise<void> {
+    this.controller?.stop();
     this.store.closeWatches();
     this.handlers.close();
     this.store.close();
