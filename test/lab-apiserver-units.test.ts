@@ -352,3 +352,35 @@ test('EndpointSlice controller: slices follow Services and their pods; quiet whe
     controller.stop();
   }
 });
+
+test('scheduler: pending pods go to the least loaded schedulable node whose taints they tolerate', async () => {
+  const { Scheduler } = await import('../src/lab/apiserver/controllers.ts');
+  const h = handlers();
+  const settle = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
+  h.create(req('nodes', ''), { metadata: { name: 'n1' } });
+  h.create(req('nodes', ''), { metadata: { name: 'n2' } });
+  h.create(req('nodes', ''), { metadata: { name: 'n3' }, spec: { unschedulable: true } });
+  h.create(req('nodes', ''), { metadata: { name: 'n4' }, spec: { taints: [{ key: 'gpu', value: 'yes', effect: 'NoSchedule' }] } });
+  const pod = (name: string, extra: Record<string, unknown> = {}) => ({ metadata: { name }, spec: { containers: [{ name: 'c' }], ...extra } });
+  h.create(req('pods'), pod('bound-a', { nodeName: 'n1' }));
+  h.create(req('pods'), pod('bound-b', { nodeName: 'n1' }));
+  const scheduler = new Scheduler(h);
+  try {
+    h.create(req('pods'), pod('p1'));
+    await settle();
+    h.create(req('pods'), pod('p2'));
+    h.create(req('pods'), pod('gpu', { tolerations: [{ key: 'gpu', operator: 'Equal', value: 'yes', effect: 'NoSchedule' }] }));
+    await settle();
+    const nodeOf = (name: string): string => String((h.get(req('pods', 'default', name)).spec as { nodeName?: string }).nodeName);
+    assert.equal(nodeOf('p1'), 'n2', 'n1 runs two pods already');
+    assert.equal(nodeOf('p2'), 'n2', 'n1 has 2, n2 has 1: still n2');
+    assert.equal(nodeOf('gpu'), 'n4', 'the only node with nothing on it that it tolerates');
+    h.patch(req('nodes', '', 'n1'), 'application/merge-patch+json', { spec: { unschedulable: true } });
+    h.patch(req('nodes', '', 'n2'), 'application/merge-patch+json', { spec: { unschedulable: true } });
+    h.create(req('pods'), pod('stuck'));
+    await settle();
+    assert.equal(nodeOf('stuck'), 'undefined', 'no node fits: it stays pending');
+  } finally {
+    scheduler.stop();
+  }
+});

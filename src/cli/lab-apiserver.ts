@@ -20,7 +20,8 @@ Serves the Kubernetes API subset of the lab over HTTPS until SIGTERM. DIR holds 
 --token-file: kube-apiserver's token file format (token,user,uid,"groups"), default DIR/tokens.csv.
 --listen-fd: a listening socket inherited from the parent (e.g. 127.0.0.1 of the host).
 --bootstrap: YAML files whose objects are created when absent (deploy/kubernetes/rbac.yaml).
---controllers: also run the EndpointSlice controller (kube-controller-manager's part the lab needs).
+--controllers: also run the EndpointSlice controller and a scheduler (what the lab needs of
+  kube-controller-manager and kube-scheduler).
 --advertise-address: where pods reach the server; the \`kubernetes\` Service's endpoints point there.
 When listening, prints one JSON line: {"listening":[{"address":...,"port":...}]}.`;
 

@@ -1,5 +1,5 @@
-// The part of kube-controller-manager the lab needs, inside the lab API server: the
-// EndpointSlice controller. It watches Services, Pods and Nodes in the store and writes
+// The parts of kube-controller-manager and kube-scheduler the lab needs, inside the lab
+// API server: the EndpointSlice controller and a scheduler (below). It watches Services, Pods and Nodes in the store and writes
 // each selector Service's EndpointSlices through the same object handlers an API
 // client's writes go through (so watches see ordinary changes), computed by Tapir's own
 // controller (src/control/endpoints-controller.ts, which follows k8s.io/endpointslice).
@@ -157,4 +157,77 @@ function toRaw(slice: EndpointSliceObject, service: Obj): Obj {
     }),
     ports: slice.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
   };
+}
+
+/**
+ * The scheduler's part the lab needs: a Pod without spec.nodeName is bound (pods/binding)
+ * to the schedulable Node whose taints it tolerates that runs the fewest pods (ties by
+ * name). No resources, affinities or topology spread: the lab's pods are small and few.
+ */
+export class Scheduler {
+  private readonly handlers: ObjectHandlers;
+  private readonly watchers: Watcher[];
+  private scheduled = false;
+  private stopped = false;
+
+  constructor(handlers: ObjectHandlers) {
+    this.handlers = handlers;
+    const watcher = (res: string): Watcher => ({ res, deliver: () => this.schedule(), close: () => {}, stall: () => {} });
+    this.watchers = ['pods', 'nodes'].map(watcher);
+    for (const w of this.watchers) handlers.store.addWatcher(w);
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const w of this.watchers) this.handlers.store.removeWatcher(w);
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (!this.stopped) this.bindPending();
+    });
+  }
+
+  private bindPending(): void {
+    const store = this.handlers.store;
+    const pods = store.list('pods');
+    const load = new Map<string, number>();
+    for (const p of pods) {
+      const node = isMapping(p.spec) ? p.spec.nodeName : undefined;
+      if (typeof node === 'string' && node !== '') load.set(node, (load.get(node) ?? 0) + 1);
+    }
+    const nodes = store.list('nodes').filter((n) => !(isMapping(n.spec) && n.spec.unschedulable === true));
+    const podsInfo = resourceAt('', 'v1', 'pods')!;
+    for (const pod of pods) {
+      const spec = isMapping(pod.spec) ? pod.spec : {};
+      if ((typeof spec.nodeName === 'string' && spec.nodeName !== '') || pod.metadata.deletionTimestamp !== undefined) continue;
+      const tolerations = Array.isArray(spec.tolerations) ? spec.tolerations.filter(isMapping) : [];
+      const fits = nodes.filter((n) => taints(n).every((t) => t.effect === 'PreferNoSchedule' || tolerations.some((tol) => tolerates(tol, t))));
+      if (fits.length === 0) continue;
+      fits.sort((a, b) => (load.get(String(a.metadata.name)) ?? 0) - (load.get(String(b.metadata.name)) ?? 0) || String(a.metadata.name).localeCompare(String(b.metadata.name)));
+      const node = String(fits[0]!.metadata.name);
+      try {
+        this.handlers.create({ info: podsInfo, namespace: String(pod.metadata.namespace), name: String(pod.metadata.name), subresource: 'binding', query: new URLSearchParams() }, { apiVersion: 'v1', kind: 'Binding', metadata: { name: pod.metadata.name }, target: { apiVersion: 'v1', kind: 'Node', name: node } });
+        load.set(node, (load.get(node) ?? 0) + 1);
+      } catch (err) {
+        process.stderr.write(`tapir lab apiserver: scheduler: ${String(pod.metadata.namespace)}/${String(pod.metadata.name)}: ${(err as Error).message}\n`);
+      }
+    }
+  }
+}
+
+function taints(node: Obj): Raw[] {
+  return isMapping(node.spec) && Array.isArray(node.spec.taints) ? node.spec.taints.filter(isMapping) : [];
+}
+
+/** core/v1 Toleration.ToleratesTaint. */
+function tolerates(tol: Raw, taint: Raw): boolean {
+  if (tol.effect !== undefined && tol.effect !== '' && tol.effect !== taint.effect) return false;
+  if (tol.key !== undefined && tol.key !== '' && tol.key !== taint.key) return false;
+  if (tol.operator === 'Exists') return true;
+  return (tol.key !== undefined && tol.key !== '') && (tol.value ?? '') === (taint.value ?? '');
 }

@@ -17,7 +17,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { isMapping, type Raw } from '../../config/fields.ts';
 import type { PortRange } from '../../model/cluster-defaults.ts';
 import { ipv4ToString, type Cidr } from '../../wire/address.ts';
-import { EndpointSliceController } from './controllers.ts';
+import { EndpointSliceController, Scheduler } from './controllers.ts';
 import { ServiceAllocator } from './defaults.ts';
 import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiGroup, coreVersions, groupList, resourceList, versionInfo } from './discovery.ts';
 import { decodeProtobuf } from './protobuf.ts';
@@ -53,7 +53,7 @@ export interface ApiServerOptions {
    * `kubernetes` Service's endpoints in `default`, as kube-apiserver keeps them.
    */
   advertise?: { address: string; port: number };
-  /** Runs the EndpointSlice controller (controllers.ts), as kube-controller-manager would. */
+  /** Runs the EndpointSlice controller and the scheduler (controllers.ts), as kube-controller-manager and kube-scheduler would. */
   controllers?: boolean;
 }
 
@@ -73,7 +73,7 @@ export class LabApiServer {
   private readonly rbac: RbacAuthorizer;
   private readonly servers: Server[] = [];
   private readonly options: ApiServerOptions;
-  private readonly controller: EndpointSliceController | undefined;
+  private readonly controllers: { stop(): void }[] = [];
   private expireCount = 0;
   private refuseUntil = 0;
 
@@ -90,7 +90,7 @@ export class LabApiServer {
     names.push(ipv4ToString(options.serviceCIDR.host(1)));
     this.tls = ensureCertificates(join(options.dir, 'tls'), names.filter((n) => n !== '' && n !== '0.0.0.0'));
     this.bootstrap();
-    this.controller = options.controllers === true ? new EndpointSliceController(this.handlers) : undefined;
+    if (options.controllers === true) this.controllers.push(new EndpointSliceController(this.handlers), new Scheduler(this.handlers));
   }
 
   /** Starts every listener; resolves with their addresses. */
@@ -120,7 +120,7 @@ export class LabApiServer {
   }
 
   async close(): Promise<void> {
-    this.controller?.stop();
+    for (const c of this.controllers) c.stop();
     this.store.closeWatches();
     this.handlers.close();
     this.store.close();
