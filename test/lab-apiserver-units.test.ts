@@ -3,7 +3,7 @@
 // store's history (410 after compaction, journal replay), and the object verbs' rules
 // (AlreadyExists, Conflict, Invalid with field causes, allocation, graceful deletion).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -196,6 +196,14 @@ test('store: history for resuming watches, 410 after compaction, journal replay 
     assert.deepEqual(again.list('pods').map((o) => o.metadata.name), ['b']);
     assert.equal(again.get('services', 'ns', 's')!.metadata.resourceVersion, '2');
     assert.equal(again.changesSince('pods', 4), undefined, 'a restarted server has no history');
+    // The start rewrote the journal: one put per live object and the counter.
+    assert.equal(readFileSync(journal, 'utf8').trim().split('\n').length, 3);
+    again.remove('pods', 'ns', 'b');
+    again.close();
+    const third = new Store(journal);
+    assert.equal(third.resourceVersion, 6, 'the counter survives a delete as the newest change');
+    assert.deepEqual(third.list('pods'), []);
+    third.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,10 +5,11 @@
 // between awaits, and nothing here awaits), no consistency across list pages.
 //
 // Journal: one JSON line per change, {"rv":N,"res":"pods","op":"put","object":{...}}
-// or {"rv":N,"res":"pods","op":"delete","namespace":"default","name":"web"}. A restart
+// or {"rv":N,"res":"pods","op":"delete","namespace":"default","name":"web"}; a start
+// rewrites it as one put per live object and the version counter. A restart
 // keeps objects and versions but not the history: a watch that resumes from before the
 // restart is answered 410 Gone, as a compacted etcd would.
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import type { Raw } from '../../config/fields.ts';
 import { ApiError, LabApiServerError } from './status.ts';
 
@@ -53,7 +54,10 @@ export class Store {
 
   /** Replays `journal` when it exists; undefined keeps the state in memory only (unit tests). */
   constructor(journal?: string) {
-    if (journal !== undefined && existsSync(journal)) this.replay(journal);
+    if (journal !== undefined && existsSync(journal)) {
+      this.replay(journal);
+      this.rewrite(journal);
+    }
     if (journal !== undefined) this.journalFd = openSync(journal, 'a');
     this.compactedRV = this.rv;
   }
@@ -162,6 +166,21 @@ export class Store {
     if (this.journalFd >= 0) writeSync(this.journalFd, `${JSON.stringify(entry)}\n`);
   }
 
+  /**
+   * Replaces the journal with one put per live object (atomically: a new file renamed
+   * over the old), so it grows with the changes of one run, not of every run before.
+   */
+  private rewrite(path: string): void {
+    const lines: string[] = [];
+    for (const [res, all] of this.objects) {
+      for (const object of all.values()) lines.push(JSON.stringify({ rv: Number(object.metadata.resourceVersion), res, op: 'put', object }));
+    }
+    // The counter survives even when the newest change was a delete.
+    lines.push(JSON.stringify({ rv: this.rv, res: '', op: 'version' }));
+    writeFileSync(`${path}.tmp`, `${lines.join('\n')}\n`);
+    renameSync(`${path}.tmp`, path);
+  }
+
   private replay(path: string): void {
     const lines = readFileSync(path, 'utf8').split('\n');
     for (let i = 0; i < lines.length; i++) {
@@ -175,6 +194,8 @@ export class Store {
         if (i >= lines.length - 2) break;
         throw new LabApiServerError(`${path}: line ${i + 1}: not JSON (${(err as Error).message}); remove the file to start empty`);
       }
+      this.rv = Math.max(this.rv, Number(entry.rv));
+      if (entry.op === 'version') continue;
       const res = String(entry.res);
       const all = this.objects.get(res) ?? new Map<string, Obj>();
       this.objects.set(res, all);
@@ -184,7 +205,6 @@ export class Store {
       } else {
         all.delete(`${String(entry.namespace)}/${String(entry.name)}`);
       }
-      this.rv = Math.max(this.rv, Number(entry.rv));
     }
   }
 }
