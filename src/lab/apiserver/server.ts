@@ -76,6 +76,9 @@ export class LabApiServer {
   private readonly controllers: { stop(): void }[] = [];
   private expireCount = 0;
   private refuseUntil = 0;
+  /** The address of each listener the server opened itself (undefined: an inherited fd). */
+  private readonly ownListeners = new Map<Server, { host: string; port: number } | undefined>();
+  private relisten: NodeJS.Timeout | undefined;
 
   constructor(options: ApiServerOptions) {
     this.options = options;
@@ -114,12 +117,14 @@ export class LabApiServer {
         });
       });
       this.servers.push(server);
+      this.ownListeners.set(server, 'fd' in l ? undefined : { host: l.host, port: (server.address() as AddressInfo).port });
       out.push(server.address() as AddressInfo);
     }
     return out;
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.relisten);
     for (const c of this.controllers) c.stop();
     this.store.closeWatches();
     this.handlers.close();
@@ -141,10 +146,31 @@ export class LabApiServer {
         this.refuseUntil = Date.now() + seconds * 1000;
         this.store.closeWatches();
         // After this answer has gone out: the connection carrying it is one of them.
-        setImmediate(() => { for (const s of this.servers) s.closeAllConnections(); });
+        setImmediate(() => this.refuse(seconds));
         return { refusingUntil: new Date(this.refuseUntil).toISOString() };
       default: throw ApiError.badRequest(`unknown fault ${JSON.stringify(name)} (one of ${FAULTS.join(', ')})`);
     }
+  }
+
+  /**
+   * Cuts every connection. The listeners the server opened itself stop listening, so
+   * clients get "connection refused" as from a server that is down, and listen again
+   * after `seconds`; an inherited socket cannot be reopened, so it stays and resets
+   * every new connection until then.
+   */
+  private refuse(seconds: number): void {
+    for (const s of this.servers) {
+      s.closeAllConnections();
+      if (this.ownListeners.get(s) !== undefined) s.close();
+    }
+    clearTimeout(this.relisten);
+    this.relisten = setTimeout(() => {
+      for (const [s, address] of this.ownListeners) {
+        if (address === undefined || s.listening) continue;
+        s.once('error', (err) => process.stderr.write(`tapir lab apiserver: cannot listen on ${address.host}:${address.port} again: ${err.message}\n`));
+        s.listen({ host: address.host, port: address.port });
+      }
+    }, seconds * 1000);
   }
 
   /** Creates what every cluster has and the objects of the bootstrap files that are not there yet. */
