@@ -62,7 +62,13 @@ async function run(n: number): Promise<void> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'tapir-bench-apiserver-'));
   writeTokenFile(join(dir, 'tokens.csv'), [{ token: TOKEN, user: 'bench', groups: ['system:masters'] }]);
-  const server = new LabApiServer({ dir: join(dir, 'state'), tokenFile: join(dir, 'tokens.csv'), serviceCIDR: parseCidr('10.96.0.0/12')!, nodePortRange: { min: 30000, max: 32767 }, listeners: [{ host: '127.0.0.1', port: 0 }] });
+  let server: LabApiServer;
+  try {
+    server = new LabApiServer({ dir: join(dir, 'state'), tokenFile: join(dir, 'tokens.csv'), serviceCIDR: parseCidr('10.96.0.0/12')!, nodePortRange: { min: 30000, max: 32767 }, listeners: [{ host: '127.0.0.1', port: 0 }] });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const [address] = await server.start();
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: readFileSync(server.tls.caCert) });
   const call = (method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; text: string }> => new Promise((resolve, reject) => {
