@@ -21,6 +21,8 @@ const USAGE = `Usage:
   tapir lab exec [--name NAME] NODE|POD|NAMESPACE/POD|CLIENT|underlay -- COMMAND [ARGS...]
   tapir lab down [--name NAME]
   tapir lab list
+  tapir lab kubeconfig [--name NAME]   (a kubeconfig for kubectl on this host, on stdout)
+  tapir lab apiserver --dir DIR ...   (the lab's Kubernetes API server; --help for its options)
 
 Without a topology file, up builds the default: 2 nodes with 2 pods each and an external
 client and demo Services. NAME defaults to the topology's name, else "${DEFAULT_LAB_NAME}". State lives in
@@ -145,6 +147,18 @@ async function down(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The lab API server's admin kubeconfig for the host, as `kind get kubeconfig` prints one. */
+function kubeconfig(args: string[]): number {
+  const o = parseOptions(args, ['name']);
+  if (o.positional.length > 0) throw new CliError(`lab kubeconfig: unexpected ${o.positional[0]}\n\n${USAGE}`, 2);
+  const name = o.name ?? DEFAULT_LAB_NAME;
+  checkLabName(name);
+  const state = requireState(name);
+  if (state.apiServer === undefined) throw new CliError(`lab kubeconfig: lab "${name}" has no API server (made by an older tapir, or still starting)`, 1);
+  process.stdout.write(readFileSync(state.apiServer.hostKubeconfig, 'utf8'));
+  return 0;
+}
+
 function list(): number {
   for (const name of listLabs()) {
     let detail = '';
@@ -171,6 +185,8 @@ export async function run(args: string[]): Promise<number> {
     case 'delete': return await manifestCommand('delete', rest);
     case 'down': return await down(rest);
     case 'list': case 'ls': return list();
+    case 'apiserver': return await (await import('./lab-apiserver.ts')).run(rest);
+    case 'kubeconfig': return kubeconfig(rest);
     case undefined: case '--help': case '-h': case 'help':
       console.log(USAGE);
       return sub === undefined ? 2 : 0;

@@ -20,6 +20,7 @@ import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifest
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
 import { isDns1123Label } from '../k8s/fields.ts';
 import { LabError } from './validate.ts';
+import { startLabControlPlane } from './apiserver/lab-control-plane.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 
 export const DEFAULT_LAB_NAME = 'tapir';
@@ -87,6 +88,9 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     ensureManifestDir(state.stateDir);
     for (const node of state.nodes) writeObject(state.manifests, nodeObject(node), MANIFEST_HEADER);
     for (const namespace of labNamespaces(state)) writeObject(state.manifests, namespaceObject(namespace), MANIFEST_HEADER);
+    save();
+    state.apiServer = await startLabControlPlane(state, [...state.nodes.map(nodeObject), ...labNamespaces(state).map(namespaceObject)]);
+    progress(`API server ${state.apiServer.labServer} in ${state.underlay.netns}, ${state.apiServer.hostServer} on the host (tapir lab kubeconfig --name ${name})`);
     save();
     if (state.dataplane === 'kernel') {
       await buildKernelDataplane(state, progress);

@@ -72,6 +72,24 @@ export interface PodState {
   readyFile: string;
 }
 
+/** The lab API server (src/lab/apiserver/lab-control-plane.ts): where it runs and how to reach it. */
+export interface ApiServerState {
+  pid: number;
+  dir: string;
+  log: string;
+  /** Its address on the underlay bridge. */
+  address: string;
+  /** https://ADDRESS:6443 (from the lab's namespaces) and https://127.0.0.1:PORT (from the host). */
+  labServer: string;
+  hostServer: string;
+  caFile: string;
+  /** Admin kubeconfigs: `tapir lab kubeconfig` prints the host one. */
+  hostKubeconfig: string;
+  labKubeconfig: string;
+  /** The agents' service account token (ServiceAccount kube-system/tapir). */
+  agentToken: string;
+}
+
 export interface ClientState { name: string; netns: string; ip: string; underlayPort: string }
 
 export interface LabState {
@@ -93,6 +111,8 @@ export interface LabState {
   nodes: NodeState[];
   pods: PodState[];
   client: ClientState | null;
+  /** The lab API server (src/lab/apiserver/), once started; absent in labs made before it. */
+  apiServer?: ApiServerState;
 }
 
 export function stateDirOf(lab: string): string {

@@ -1,0 +1,56 @@
+// The lab's control plane in `lab up`: the lab API server in the underlay namespace (the
+// lab's "control-plane host", on the underlay bridge where every node reaches it), on a
+// loopback port of the host for kubectl, with the lab's Nodes and Namespaces created
+// through the API. The agents' switch to it, the controllers and the scheduler/kubelet
+// emulation build on this (see docs/lab-apiserver.md).
+import { fileURLToPath } from 'node:url';
+import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
+import { ipBatch } from '../network/shell.ts';
+import { parsePool, poolContains } from '../cluster/load-balancer.ts';
+import type { ApiServerState, LabState } from '../state.ts';
+import { LabApiClient } from './client.ts';
+import { startControlPlane } from './control-plane.ts';
+import { LabApiServerError } from './status.ts';
+
+/**
+ * This checkout's `tapir`: TAPIR_LAB_TAPIR_BIN replaces the agent only (tests run stand-in
+ * agents with it), never the API server.
+ */
+const TAPIR = fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
+
+/** The RBAC rules the DaemonSet ships: the lab authorizes its agents with this very file. */
+export const RBAC_FILE = fileURLToPath(new URL('../../../deploy/kubernetes/rbac.yaml', import.meta.url));
+
+/**
+ * The first host address of the underlay that no node, client or load-balancer pool
+ * uses (.1 in the default topology): the control-plane host's.
+ */
+export function apiServerAddress(state: LabState): string {
+  const underlay = parseCidr(state.addressing.underlayCIDR)!;
+  const used = new Set<number>([...state.nodes.map((n) => parseIpv4(n.underlayIP)!), ...(state.client === null ? [] : [parseIpv4(state.client.ip)!])]);
+  const pool = parsePool(state.addressing.loadBalancerPool);
+  for (let a = underlay.network + 1; a < underlay.broadcast; a++) {
+    if (!used.has(a) && (pool === undefined || !poolContains(pool, a))) return ipv4ToString(a);
+  }
+  throw new LabApiServerError(`no free address in the underlay ${state.addressing.underlayCIDR} for the lab API server`);
+}
+
+/** Starts the lab API server and creates the lab's Nodes and Namespaces in it. */
+export async function startLabControlPlane(state: LabState, objects: readonly Record<string, unknown>[]): Promise<ApiServerState> {
+  const address = apiServerAddress(state);
+  const prefixLength = state.addressing.underlayCIDR.split('/')[1];
+  await ipBatch(state.underlay.netns, [`addr add ${address}/${prefixLength} dev ${state.underlay.bridge}`]);
+  const cp = await startControlPlane({
+    dir: `${state.stateDir}/apiserver`,
+    netns: state.underlay.netns,
+    address,
+    serviceCIDR: state.addressing.serviceCIDR,
+    nodePortRange: DEFAULT_NODE_PORT_RANGE,
+    tapirBin: TAPIR,
+    rbacFile: RBAC_FILE,
+  });
+  const client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
+  for (const obj of objects) await client.create(obj);
+  return { pid: cp.pid, dir: cp.dir, log: cp.log, address, labServer: cp.labServer, hostServer: cp.hostServer, caFile: cp.caFile, hostKubeconfig: cp.hostKubeconfig, labKubeconfig: cp.labKubeconfig, agentToken: cp.agentToken };
+}
