@@ -285,6 +285,8 @@ export interface NodeSample {
   pid: number;
   restarts: number;
   rssMiB: number;
+  /** RssAnon: RSS without file pages (the node binary's code paged in as it runs). */
+  anonMiB: number;
   heapUsedMiB: number;
   fds: number;
   conntrack: number;
@@ -318,13 +320,15 @@ function fdCount(pid: number): number {
   try { return readdirSync(`/proc/${pid}/fd`).length; } catch { return NaN; }
 }
 
-function rssMiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** VmRSS and RssAnon of /proc/PID/status, MiB (NaN once the process is gone). */
+function rssMiB(pid: number): { rss: number; anon: number } {
+  let text = '';
+  try { text = readFileSync(`/proc/${pid}/status`, 'utf8'); } catch { /* gone */ }
+  const field = (name: string): number => {
+    const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(text);
     return m === null ? NaN : Number(m[1]) / 1024;
-  } catch {
-    return NaN;
-  }
+  };
+  return { rss: field('VmRSS'), anon: field('RssAnon') };
 }
 
 interface StatusNode { name: string; agent: { pid: number | null; restarts?: number; controlSocket: string } | null }
@@ -341,7 +345,7 @@ export async function sampleLab(tapir: string, lab: string): Promise<LabSample> 
     const pid = n.agent?.pid ?? 0;
     // fds first: the stats request below holds a connection of its own while it is answered.
     const fds = pid > 0 ? fdCount(pid) : NaN;
-    const rss = pid > 0 ? rssMiB(pid) : NaN;
+    const rss = pid > 0 ? rssMiB(pid) : { rss: NaN, anon: NaN };
     let heap = NaN, conntrack = NaN;
     if (n.agent !== null) {
       try {
@@ -350,7 +354,7 @@ export async function sampleLab(tapir: string, lab: string): Promise<LabSample> 
         conntrack = stats.conntrack?.entries ?? 0;
       } catch { /* a dead agent: NaN */ }
     }
-    nodes.push({ node: n.name, pid, restarts: n.agent?.restarts ?? 0, rssMiB: rss, heapUsedMiB: heap, fds, conntrack });
+    nodes.push({ node: n.name, pid, restarts: n.agent?.restarts ?? 0, rssMiB: rss.rss, anonMiB: rss.anon, heapUsedMiB: heap, fds, conntrack });
   }
   const netns = labNetns(lab);
   let taps = 0, tuns = 0;
