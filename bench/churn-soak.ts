@@ -65,7 +65,7 @@ async function main(): Promise<number> {
       if (i === 30) throw new Error(`service soak (${churn.clusterIP}) does not answer: ${a.stderr} ${b.stderr}`);
       await sleep(1000);
     }
-    const start = await sampleLab(TAPIR, lab.name);
+    const start = await sampleLab(lab.name);
     const cpu0 = lab.cpu();
     const t0 = Date.now() / 1000;
     const empty = parseClient('');
@@ -89,7 +89,7 @@ async function main(): Promise<number> {
         if (left > 0) await sleep(left); else late++;
       }
       await churn.finish();
-    })();
+    })().then(() => null, (err: unknown) => err);
 
     // Pod churn: apply a pod, let it serve, delete it (grace period, then gone).
     const deletions: [number, number][] = [];
@@ -112,19 +112,22 @@ async function main(): Promise<number> {
         if (deleted.code !== 0) { podFailures++; console.error(`delete ${name}: ${deleted.stderr.trim()}`); }
         await sleep(Math.max(0, cycle + POD_CHURN_S - now()) * 1000);
       }
-    })();
+    })().then(() => null, (err: unknown) => err);
 
     const sampleRow = async (phase: string): Promise<void> => {
-      const sample = await sampleLab(TAPIR, lab.name);
+      const sample = await sampleLab(lab.name);
       rows.push({ t: sample.time - t0, phase, sample, pod: parseClient(podClient.output()), ext: parseClient(extClient.output()) });
       const r = rows.at(-1)!;
       console.log(`${fmt(r.t)} s: ok ${r.pod.ok + r.ext.ok}, failed ${r.pod.failed + r.ext.failed}; ${sample.nodes.map((n) => `${n.node} rss ${fmt(n.rssMiB, 1)} anon ${fmt(n.anonMiB, 1)} heap ${fmt(n.heapUsedMiB, 1)} fds ${n.fds} ct ${n.conntrack}`).join('; ')}; taps ${sample.taps} netns ${sample.netns}`);
     };
     while (now() < end) {
       await sleep(Math.min(SAMPLE_S * 1000, Math.max(0, (end - now()) * 1000)));
+      checkInterrupted();
       if (now() < end - 1) await sampleRow('churn');
     }
-    await Promise.all([churnLoop, podLoop]);
+    // Rejections (an interrupt stops the loops with BenchInterrupted) are rethrown here,
+    // not left unhandled meanwhile: that would end the process before the lab is down.
+    for (const outcome of await Promise.all([churnLoop, podLoop])) if (outcome !== null) throw outcome;
     const pod = parseClient(await podClient.stop(20_000));
     const ext = parseClient(await extClient.stop(20_000));
     const cpu1 = lab.cpu();
@@ -137,6 +140,7 @@ async function main(): Promise<number> {
     const drainEnd = now() + DRAIN_S;
     while (now() < drainEnd) {
       await sleep(Math.min(SAMPLE_S * 1000, Math.max(0, (drainEnd - now()) * 1000)));
+      checkInterrupted();
       await sampleRow('drain');
     }
     const last = rows.at(-1)!.sample;

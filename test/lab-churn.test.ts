@@ -48,7 +48,7 @@ test('churn every 100 ms: no request to a live endpoint fails, no fd, TAP or nam
       if (!ready) await sleep(500);
     }
     assert.ok(ready, `service soak (${churn.clusterIP}, node port ${SOAK_NODE_PORT}) never answered`);
-    const before = await sampleLab(TAPIR, lab.name);
+    const before = await sampleLab(lab.name);
 
     const limit = String(CHURN_SECONDS + 30);
     const client = (from: string, urls: string): Promise<{ stdout: string; stderr: string }> =>
@@ -87,7 +87,7 @@ test('churn every 100 ms: no request to a live endpoint fails, no fd, TAP or nam
     // Requests went to more than one endpoint: the endpoints really moved.
     assert.ok(Object.keys(pod.servedBy).length >= 2, JSON.stringify(pod.servedBy));
 
-    const after = await sampleLab(TAPIR, lab.name);
+    const after = await sampleLab(lab.name);
     for (let i = 0; i < before.nodes.length; i++) {
       const [b, a] = [before.nodes[i]!, after.nodes[i]!];
       assert.equal(a.pid, b.pid, `${b.node}: the agent was restarted`);

@@ -20,6 +20,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControlClient } from '../../src/agent/control-client.ts';
+import { LAB_ROOT } from '../../src/lab/state.ts';
 import { bumpRevision, loadObjects, MANIFEST_LOCK, readObject, removeObject, withLock, writeObject, type RawObject } from '../../src/lab/cluster/manifests.ts';
 
 export const SOAK_SERVICE = 'soak';
@@ -331,18 +332,23 @@ function rssMiB(pid: number): { rss: number; anon: number } {
   return { rss: field('VmRSS'), anon: field('RssAnon') };
 }
 
-interface StatusNode { name: string; agent: { pid: number | null; restarts?: number; controlSocket: string } | null }
+interface StateNode { name: string; agent: { pid: number | null; controlSocket: string } | null; daemon: { status: string } }
 
 /**
  * One look at the lab: per agent its pid, restarts, RSS (/proc), heap and conntrack
  * entries (the control socket's stats) and open fds; the lab's namespaces and the
- * TAP/TUN devices in them (`ip -d link` per namespace).
+ * TAP/TUN devices in them (`ip -d link` per namespace). The pid and restarts come from
+ * the node daemon's status file (it restarts a dead agent), not from `tapir lab status`,
+ * which asks every agent over its socket: that connection could still be open in the
+ * agent when its fds are counted.
  */
-export async function sampleLab(tapir: string, lab: string): Promise<LabSample> {
-  const status = JSON.parse(await execText([tapir, 'lab', 'status', '--name', lab, '--json'], 60_000)) as { nodes: StatusNode[] };
+export async function sampleLab(lab: string): Promise<LabSample> {
+  const state = JSON.parse(readFileSync(join(LAB_ROOT, lab, 'state.json'), 'utf8')) as { nodes: StateNode[] };
   const nodes: NodeSample[] = [];
-  for (const n of status.nodes) {
-    const pid = n.agent?.pid ?? 0;
+  for (const n of state.nodes) {
+    let supervised: { pid: number | null; restarts: number } | undefined;
+    try { supervised = (JSON.parse(readFileSync(n.daemon.status, 'utf8')) as { agent?: { pid: number | null; restarts: number } }).agent; } catch { /* being rewritten: the state's pid */ }
+    const pid = supervised?.pid ?? n.agent?.pid ?? 0;
     // fds first: the stats request below holds a connection of its own while it is answered.
     const fds = pid > 0 ? fdCount(pid) : NaN;
     const rss = pid > 0 ? rssMiB(pid) : { rss: NaN, anon: NaN };
@@ -354,7 +360,7 @@ export async function sampleLab(tapir: string, lab: string): Promise<LabSample> 
         conntrack = stats.conntrack?.entries ?? 0;
       } catch { /* a dead agent: NaN */ }
     }
-    nodes.push({ node: n.name, pid, restarts: n.agent?.restarts ?? 0, rssMiB: rss.rss, anonMiB: rss.anon, heapUsedMiB: heap, fds, conntrack });
+    nodes.push({ node: n.name, pid, restarts: supervised?.restarts ?? 0, rssMiB: rss.rss, anonMiB: rss.anon, heapUsedMiB: heap, fds, conntrack });
   }
   const netns = labNetns(lab);
   let taps = 0, tuns = 0;
