@@ -145,6 +145,8 @@ export interface StatsInfo {
   conntrack: { entries: number; capacity: number; maxUnassuredPerSource: number; counters: Record<string, number> } | null;
   /** Service packets refused (dropped or rejected) by reason name. */
   natRefusals: Record<string, number>;
+  /** The agent process's memory (process.memoryUsage()), bytes: what a soak watches for leaks. */
+  memory: { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
 }
 
 export interface CaptureStartInfo { port: string; linkType: number }

@@ -70,7 +70,9 @@ export class AgentTools {
       conntrackCounterNames.forEach((name, i) => { counters[name] = ct.counters[i]!; });
       conntrack = { entries: ct.size, capacity: ct.capacity, maxUnassuredPerSource: ct.maxUnassuredPerSource, counters };
     }
-    return { ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors, conntrack, natRefusals };
+    const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+    const memory = { rss, heapUsed, heapTotal, external, arrayBuffers };
+    return { ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors, conntrack, natRefusals, memory };
   }
 
   /** Starts writing the frames of `port` ('underlay', 'host', a pod or its TAP name) to `file`. */

@@ -36,5 +36,8 @@ export async function run(args: string[]): Promise<number> {
   }
   const refusals = Object.entries(answer.natRefusals).map(([k, v]) => `${k} ${v}`).join(', ');
   if (refusals !== '') console.log(`service packets refused: ${refusals}`);
+  const mib = (n: number): string => (n / 1048576).toFixed(1);
+  const m = answer.memory;
+  console.log(`agent memory (MiB): rss ${mib(m.rss)}, heap ${mib(m.heapUsed)} used of ${mib(m.heapTotal)}, external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)})`);
   return 0;
 }
