@@ -106,8 +106,14 @@ test('expire() sweeps a slice at a time and removes only what has expired', () =
   for (let i = 0; i < 100; i++) ct.update(flow(ct, i, 0, UDP), 0, 0, i % 2 === 0 ? 0 : 50);
   assert.equal(ct.size, 100);
   assert.equal(ct.expire(60, 40), 20);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 0, 'a slice is not a sweep');
   assert.equal(ct.expire(60, 1000), 30);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 1, 'the second call went past the end of the table (and a slice never sweeps twice)');
   assert.equal(ct.size, 50);
+  ct.expire(60, 59);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 1);
+  ct.expire(60, 1);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 2, 'a sweep ends where it started (cursor 40 again after 100 entries)');
   for (let i = 0; i < 100; i++) assert.equal(ct.lookup(UDP, C, i, VIP, 80, 60) >= 0, i % 2 === 1, `flow ${i}`);
 });
 

@@ -80,8 +80,10 @@ export const ConntrackCounter = {
   REMOVED: 6,
   /** New flows refused: their source already held maxUnassuredPerSource non-assured entries. */
   SOURCE_LIMITED: 7,
+  /** Garbage-collection sweeps completed: expire() has passed the end of the table this often. */
+  SWEEPS: 8,
 } as const;
-export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed', 'source-limited'];
+export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed', 'source-limited', 'sweeps'];
 
 /** insert()'s answer when the source is over its budget of non-assured entries. */
 export const CONNTRACK_SOURCE_LIMITED = -2;
@@ -462,7 +464,10 @@ export class Conntrack {
         this.#removeEntry(i);
         removed++;
       }
-      if (++i === this.capacity) i = 0;
+      if (++i === this.capacity) {
+        i = 0;
+        this.counters[ConntrackCounter.SWEEPS]!++;
+      }
     }
     this.#sweepCursor = i;
     this.counters[ConntrackCounter.EXPIRED]! += removed;
