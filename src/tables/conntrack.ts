@@ -203,7 +203,7 @@ export class Conntrack {
 
   /**
    * Indexes the live records of an earlier table: their hashes under this table's seed,
-   * both tuples in the index, non-assured ones charged to their source. A record that
+   * both tuples in the index, unanswered ones charged to their source (#charged). A record that
    * cannot be trusted (unknown protocol or state) or whose tuple is already indexed (a
    * process killed in the middle of replacing a flow) or finds no slot is dropped.
    */
@@ -244,7 +244,7 @@ export class Conntrack {
         u8[at + B_LIVE] = 0;
         continue;
       }
-      if ((u8[at + B_STATUS]! & EntryStatus.ASSURED) === 0) this.#unassured[this.#sourceBucket(w[b]!)]!++;
+      if (this.#charged(e)) this.#unassured[this.#sourceBucket(w[b]!)]!++;
       kept++;
     }
     return kept;
