@@ -7,7 +7,7 @@
 // collects garbage (gc() exposed at run time) and prints RSS, V8 heap used and heap committed, and
 // off-heap buffers. A leak grows from cycle to cycle; heap V8 keeps without using
 // it shows as committed, not used, and does not grow.
-//   node bench/service-churn-memory.ts [--services 25000] [--cycles 4] [--files one|per-object] [--same-names] [--idle 30]
+//   node bench/service-churn-memory.ts [--services 25000] [--cycles 4] [--files one|per-object] [--same-names] [--idle 60]
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,9 +30,8 @@ const { values } = parseArgs({ options: {
   // Each cycle's Services get new names (as in a cluster where they come and go), so
   // anything kept per name ever seen grows with the cycles.
   'same-names': { type: 'boolean', default: false },
-  // After the last deletion, seconds of idling before a last measurement (V8 gives
-  // committed heap back to the system when it sees the process idle).
-  idle: { type: 'string', default: '30' },
+  // After the last deletion, seconds of idling, measured every 10 s.
+  idle: { type: 'string', default: '60' },
 } });
 const SERVICES = Number(values.services);
 const CYCLES = Number(values.cycles);
@@ -120,10 +119,11 @@ async function main(): Promise<void> {
       removeManifests(dir);
       row('all deleted', cycle, 0, await until(0));
     }
+    // Idle: V8's memory reducer gives committed heap back once it sees no allocation.
     const idle = Number(values.idle);
-    if (idle > 0) {
-      await new Promise((r) => setTimeout(r, idle * 1000));
-      row(`idle ${idle} s`, CYCLES, 0, 0);
+    for (let s = 10; s <= idle; s += 10) {
+      await new Promise((r) => setTimeout(r, 10_000));
+      row(`idle ${s} s`, CYCLES, 0, 0);
     }
   } finally {
     controller.stop();
