@@ -113,6 +113,8 @@ export interface LabState {
   client: ClientState | null;
   /** The lab API server (src/lab/apiserver/), once started; absent in labs made before it. */
   apiServer?: ApiServerState;
+  /** Topology `agent:` settings written into every agent's config (absent in states of older labs). */
+  agent?: { conntrackSize?: number };
 }
 
 export function stateDirOf(lab: string): string {

@@ -38,6 +38,7 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     manifests: state.manifests,
     zone: node.zone,
     nodePortAddresses: [node.underlayIP],
+    ...state.agent,
   };
 }
 
