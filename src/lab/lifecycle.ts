@@ -169,8 +169,14 @@ export async function labDown(name: string, progress: (message: string) => void)
       progress(`warning: CNI DEL skipped: ${(err as Error).message}`);
     }
   }
-  // Agents first and alone: on SIGTERM they remove their TUN and close the pod TAPs.
+  // The node daemons before the agents: a daemon plays the kubelet and would start an
+  // agent stopped here again at once (its first restart is immediate).
   let processes = 0;
+  if (state !== undefined) {
+    const daemons = state.nodes.map((n) => n.daemon.pid).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
+    processes += await stopProcesses(daemons, 1500);
+  }
+  // Agents next and alone: on SIGTERM they remove their TUN and close the pod TAPs.
   if (state !== undefined) {
     const agents = state.nodes.map((n) => n.agent?.pid ?? null).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
     if (agents.length > 0) progress(`stopping ${agents.length} agents`);
