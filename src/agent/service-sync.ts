@@ -143,10 +143,16 @@ export class ServiceSync {
     this.#steeringQueue = this.#steeringQueue.then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`));
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops watching and serving health checks. The steering hook stays unless
+   * `removeSteering`: an agent restarting (an upgrade) leaves it for its successor, as
+   * kube-proxy leaves its rules, so that node-port traffic meanwhile waits in the host
+   * TUN for a retransmission instead of meeting the node's stack, which would reset it.
+   */
+  async stop(opts: { removeSteering?: boolean } = {}): Promise<void> {
     this.#controller.stop();
     this.#health.close();
     await this.#steeringQueue;
-    await this.#steering.close();
+    if (opts.removeSteering === true) await this.#steering.close();
   }
 }
