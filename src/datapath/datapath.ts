@@ -286,17 +286,25 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     // ports, load-balancer and external IPs).
     const src = info.src4;
     const entryPoint = src === t.underlayIP || src >>> 24 === 127 ? EntryPoint.HOST : EntryPoint.EXTERNAL;
-    if (this.#services.process(info, entryPoint, VirtioNetHeader.needsCsum(b, off), c, port.index) > Verdict.NATED) return;
+    const v = this.#services.process(info, entryPoint, VirtioNetHeader.needsCsum(b, off), c, port.index);
+    if (v > Verdict.NATED) return;
     const dst = info.dst4;
-    if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
     const to = t.podPorts.get(dst);
     let node = -1;
     if (to < 0) {
       if (t.podCIDR.contains(dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
       node = t.remoteNode(dst);
-      if (node < 0) return this.#drop(c, DatapathDrop.NO_ROUTE);
-      if (!this.#fitsPodMtu(port, off)) return;
+      if (node < 0) {
+        // Steered here (a node port no service has, from outside or from the node itself)
+        // and none of ours: back to the node's stack, which delivers it to a listener or
+        // resets it, as it would without the agent. Only for the node's own addresses,
+        // which the stack delivers and never routes back into the TUN.
+        if (v === Verdict.PASS && (dst === t.underlayIP || dst >>> 24 === 127)) return this.enqueue(port.index, off, len);
+        return this.#drop(c, DatapathDrop.NO_ROUTE);
+      }
     }
+    if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
+    if (to < 0 && !this.#fitsPodMtu(port, off)) return;
     Ipv4Packet.decrementTtl(b, ip);
     // Prepend Ethernet: the virtio-net header moves down 14 bytes into the headroom.
     const e = ip - ETH;
