@@ -56,7 +56,7 @@ export interface AgentConfig {
   manifests: string | null;
   /** topology.kubernetes.io/zone of this node ('' = from its Node object, if any). */
   zone: string;
-  /** Addresses on which node ports are served (kube-proxy's nodePortAddresses); default the underlay address. */
+  /** Addresses on which node ports are served (kube-proxy's nodePortAddresses), 127.0.0.1 for localhost node ports; default the underlay address and 127.0.0.1. */
   nodePortAddresses: number[];
   /** Node ports (kube-apiserver's --service-node-port-range). */
   nodePortRange: PortRange;
