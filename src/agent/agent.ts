@@ -346,7 +346,7 @@ export class Agent {
     await this.#control?.close();
     this.#control = null;
     if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
-    await this.#services?.stop({ removeSteering: opts.removePorts === true });
+    await this.#services?.stop({ remove: opts.removePorts === true });
     this.tools.close();
     this.datapath.close();
     await this.#ports.close({ keepPorts: opts.removePorts !== true });

@@ -3,6 +3,9 @@
 // host TUN before the node's own stack sees it. clsact + u32 + mirred, on the
 // underlay interface's ingress, in the agent's own network namespace:
 //
+//   tc filter ... ingress prio 5   u32 match ip src 127.0.0.0/8  classid :1                   (a loopback source from the wire
+//                                  stays with the stack, which drops it as a martian: the agent takes 127.0.0.0/8 for the
+//                                  node's own processes, local-steering.ts)
 //   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  classid :1   (health checks stay local:
 //                                  a match with no action ends classification; this kernel has no act_gact for "pass")
 //   tc filter ... ingress prio 20  u32 match ip dst NODE/32 match ip protocol 6|17 match ip dport BLOCK/MASK  action mirred egress redirect dev TUN
@@ -46,7 +49,7 @@ export function portBlocks(lo: number, hi: number): { value: number; mask: numbe
 /** The `tc -batch` lines for a complete rule set (tested as a golden). */
 export function steeringBatch(dev: string, tun: string, r: SteeringRules): string[] {
   const node = `${ipv4ToString(r.nodeIP)}/32`;
-  const lines: string[] = [];
+  const lines: string[] = [`filter add dev ${dev} ingress prio 5 protocol ip u32 match ip src 127.0.0.0/8 classid :1`];
   for (const port of r.healthCheckPorts) {
     lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff classid :1`);
   }
@@ -76,10 +79,7 @@ export class Steering {
     await tc(['qdisc', 'replace', 'dev', this.#dev, 'clsact']);
     // Replies to steered traffic leave through the TUN with the node (or a VIP) as
     // source: the stack must accept a local source there and not reverse-path filter it.
-    const settings = [`net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`];
-    await run('sysctl', ['-qw', ...settings]).catch((err: Error & { stderr?: string }) => {
-      throw new SteeringError(`sysctl -w ${settings.join(' ')}: ${(err.stderr || err.message).trim()}`, { cause: err });
-    });
+    await setSysctls([`net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`]);
   }
 
   /** Replaces the filters when the rule set changed. */
@@ -105,6 +105,13 @@ export class Steering {
 /** A `tc` or `sysctl` call of the steering hook failed (the message has the command and its stderr). */
 export class SteeringError extends TapirError {
   readonly code = 'TAPIR_STEERING';
+}
+
+/** `sysctl -w` in the agent's own namespace: per-interface settings of the host TUN only, never `all` or another namespace's. */
+export async function setSysctls(settings: string[]): Promise<void> {
+  await run('sysctl', ['-qw', ...settings]).catch((err: Error & { stderr?: string }) => {
+    throw new SteeringError(`sysctl -w ${settings.join(' ')}: ${(err.stderr || err.message).trim()}`, { cause: err });
+  });
 }
 
 async function tc(args: string[], input?: string): Promise<void> {

@@ -34,10 +34,11 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     hostTun: 'tapir0',
     nodes: clusterNodes(state),
     // Services: the lab's manifest directory (Kubernetes objects, one per file), this
-    // node's zone (topology-aware routing) and where node ports are served.
+    // node's zone (topology-aware routing) and where node ports are served (127.0.0.1
+    // too: localhost node ports, as kube-proxy's iptables mode by default).
     manifests: state.manifests,
     zone: node.zone,
-    nodePortAddresses: [node.underlayIP],
+    nodePortAddresses: [node.underlayIP, '127.0.0.1'],
     ...state.agent,
   };
 }
