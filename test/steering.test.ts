@@ -62,3 +62,33 @@ test('policy routing of the node\'s own traffic: node ports on each address (hea
     'to 172.30.0.200/32 iif lo ipproto tcp dport 80',
   ]);
 });
+
+test('a restarted agent replaces the underlay filters make-before-break: the new set in the other band, then the old one removed', async (t) => {
+  const { Netns, vethPair } = await import('./helpers/netns.ts');
+  const ns = new Netns('st');
+  const peer = new Netns('stp');
+  t.after(() => { ns.destroy(); peer.destroy(); });
+  const [dev] = vethPair(ns, peer, 'stu');
+  ns.exec('ip', ['tuntap', 'add', 'dev', 'sttun0', 'mode', 'tun']);
+  // Two Steering objects, one after the other, in the namespace: an agent and its successor.
+  const script = `
+    import { Steering } from ${JSON.stringify(new URL('../src/agent/steering.ts', import.meta.url).pathname)};
+    import { execFileSync } from 'node:child_process';
+    const prefs = () => [...new Set(JSON.parse(execFileSync('tc', ['-j', 'filter', 'show', 'dev', '${dev}', 'ingress'], { encoding: 'utf8' }) || '[]').map((f) => f.pref))].sort((a, b) => a - b);
+    const rules = { nodeIP: 0xac1f0901, nodePortRange: { min: 30000, max: 32767 }, healthCheckPorts: [31000], serviceIPs: [0xac1f09c8] };
+    const first = new Steering('${dev}', 'sttun0');
+    await first.init();
+    await first.apply(rules);
+    const a = prefs();
+    const second = new Steering('${dev}', 'sttun0');
+    await second.init();
+    await second.apply(rules);
+    const b = prefs();
+    await second.apply({ ...rules, serviceIPs: [] });
+    console.log(JSON.stringify({ a, b, c: prefs() }));
+  `;
+  const out = JSON.parse(ns.exec(process.execPath, ['--input-type=module', '-e', script])) as { a: number[]; b: number[]; c: number[] };
+  assert.deepEqual(out.a, [5, 10, 20, 30]);
+  assert.deepEqual(out.b, [105, 110, 120, 130], 'the successor\'s set in the other band, the first one gone');
+  assert.deepEqual(out.c, [5, 10, 20], 'a changed set goes back to the first band');
+});

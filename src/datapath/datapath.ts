@@ -50,6 +50,13 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   /** Ports removed because their device failed (the pod's namespace or eth0 went away). */
   portFailures = 0;
   /**
+   * Whether the service tables are complete, so that steered traffic no service claims
+   * can go back to the node's stack. An agent restarting sets it false until its first
+   * sync: a node-port connection opened meanwhile is dropped (its client sends again)
+   * rather than reset by a stack that has no listener.
+   */
+  servicesSynced = true;
+  /**
    * Told when a port's device fails for good (a read errno such as EBADFD once the TAP
    * is gone with the pod's namespace): the port is already out of the datapath, every
    * other port keeps running. The agent forgets the pod's route and keeps its record
@@ -299,7 +306,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
         // and none of ours: back to the node's stack, which delivers it to a listener or
         // resets it, as it would without the agent. Only for the node's own addresses,
         // which the stack delivers and never routes back into the TUN.
-        if (v === Verdict.PASS && (dst === t.underlayIP || dst >>> 24 === 127)) return this.enqueue(port.index, off, len);
+        if (v === Verdict.PASS && this.servicesSynced && (dst === t.underlayIP || dst >>> 24 === 127)) return this.enqueue(port.index, off, len);
         return this.#drop(c, DatapathDrop.NO_ROUTE);
       }
     }
