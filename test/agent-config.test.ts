@@ -135,3 +135,22 @@ test('loadAgentConfig names the file; the message lists every problem', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('cluster mode: the node\'s address, interface and pod CIDR come from its Node when the file leaves them out; the file wins when it has them', async () => {
+  const { parseAgentConfigDocuments } = await import('../src/agent/config.ts');
+  const { ipv4, parseCidr, ipv4ToString } = await import('../src/wire/address.ts');
+  const kubeProxy = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration', clusterCIDR: '10.244.0.0/16', bindAddress: '0.0.0.0' };
+  const tapir = { apiVersion: 'tapir.dev/v1alpha1', kind: 'TapirAgentConfiguration', vni: 4242 };
+  const node = { address: ipv4('192.168.5.10'), interface: 'eth0', podCIDR: parseCidr('10.244.3.0/24')! };
+  const c = parseAgentConfigDocuments([kubeProxy, tapir], 'config.yaml', { nodeName: 'n1', node });
+  assert.equal(ipv4ToString(c.underlayAddress), '192.168.5.10');
+  assert.equal(c.underlayInterface, 'eth0');
+  assert.equal(String(c.podCIDR), '10.244.3.0/24');
+  assert.equal(c.kubernetes, null, 'the CLI sets the API source, not the file');
+  const own = parseAgentConfigDocuments([kubeProxy, { ...tapir, podCIDR: '10.244.9.0/24', underlay: { interface: 'ens3' } }], 'config.yaml', { nodeName: 'n1', node });
+  assert.equal(String(own.podCIDR), '10.244.9.0/24');
+  assert.equal(own.underlayInterface, 'ens3');
+  assert.equal(ipv4ToString(own.underlayAddress), '192.168.5.10');
+  // A Node whose address no interface holds, and a file that does not name one: said so.
+  assert.throws(() => parseAgentConfigDocuments([kubeProxy, tapir], 'config.yaml', { nodeName: 'n1', node: { ...node, interface: undefined } }), /underlay\.interface: not given, and no interface of this node holds its InternalIP/);
+});
