@@ -9,7 +9,8 @@ import { planLab } from './plan.ts';
 import { checkTraffic } from './network/traffic-check.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './network/processes.ts';
 import { interruption, ipBatch } from './network/shell.ts';
-import { claimStateDir, loadState, saveState, stateDirOf, type LabState } from './state.ts';
+import { claimStateDir, loadState, saveState, stateDirOf, usesApi, type LabState, type ObjectStore } from './state.ts';
+import { apiApplyLocked, createTopologyPods } from './cluster/api-apply.ts';
 import { defaultTopology, loadTopologyFile, type Dataplane, type ProxyMode } from './topology.ts';
 import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
@@ -35,6 +36,8 @@ export interface UpOptions {
   name: string | undefined;
   dataplane: Dataplane | undefined;
   proxyMode: ProxyMode | undefined;
+  /** Where the lab keeps its objects (default kubernetes: the lab API server, agents in cluster mode). */
+  source?: ObjectStore | undefined;
   /** Leave a lab that failed to come up in place, for inspection. */
   keepOnFailure: boolean;
   progress(message: string): void;
@@ -52,6 +55,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const name = options.name ?? topology.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
   const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode);
+  state.objectStore = options.source ?? 'kubernetes';
   if (topology.services !== null) {
     // Checked before anything is built; the lab-specific checks come with the apply.
     const parsed = parseManifest(topology.services.text, topology.services.file);
@@ -106,9 +110,13 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     startWorkloads(state);
     save();
     await waitForWorkloads(state.pods, WORKLOAD_READY_TIMEOUT_MS);
-    for (const pod of state.pods) {
-      const node = state.nodes.find((n) => n.name === pod.node)!;
-      writeObject(state.manifests, { ...topologyPodObject(pod), status: podStatus(pod, false, node.underlayIP) }, MANIFEST_HEADER);
+    if (usesApi(state)) {
+      await createTopologyPods(state);
+    } else {
+      for (const pod of state.pods) {
+        const node = state.nodes.find((n) => n.name === pod.node)!;
+        writeObject(state.manifests, { ...topologyPodObject(pod), status: podStatus(pod, false, node.underlayIP) }, MANIFEST_HEADER);
+      }
     }
     bumpRevision(state.stateDir);
     progress(`starting node daemons (readiness, load balancer${state.proxyMode === 'tapir' ? '' : `, ${state.proxyMode} rules`})`);
@@ -116,7 +124,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     save();
     if (topology.services !== null) {
       progress(`applying ${topology.services.file}`);
-      const result = await applyLocked(state, topology.services, progress);
+      const result = usesApi(state) ? await apiApplyLocked(state, topology.services, progress) : await applyLocked(state, topology.services, progress);
       for (const line of [...result.lines, ...result.warnings]) progress(line);
       save();
     }

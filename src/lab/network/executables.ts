@@ -11,3 +11,23 @@ export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new 
 export function agentCommand(configFile: string): string[] {
   return [TAPIR_BIN, 'agent', '--config', configFile, '--log-format', 'text'];
 }
+
+/** Where a pod's kubelet mounts the service account's token, CA and namespace. */
+export const SERVICE_ACCOUNT_MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * The agent in cluster mode, started as the kubelet starts the DaemonSet's container:
+ * in a mount namespace of its own (unshare), with the service account files
+ * written under `podRoot` (control-plane.ts agentCredentials) bind-mounted at
+ * SERVICE_ACCOUNT_MOUNT, where the in-cluster loader reads them. The mount is the
+ * agent's alone; the host only gets the empty mount point (/run/secrets/..., on tmpfs)
+ * when it had none. Its environment (KUBERNETES_SERVICE_HOST/PORT, NODE_NAME) comes
+ * from whoever starts it: `lab up`, then the node daemon's supervisor.
+ */
+export function clusterAgentCommand(configFile: string, podRoot: string): string[] {
+  const script = `mkdir -p ${SERVICE_ACCOUNT_MOUNT} && mount --bind "$1/${SERVICE_ACCOUNT_MOUNT.slice(1)}" ${SERVICE_ACCOUNT_MOUNT} && shift && exec "$@"`;
+  // slave: the network namespaces the runtime mounts later (/run/netns/...) still reach
+  // the agent, as the DaemonSet's hostPath with mountPropagation HostToContainer does;
+  // its own bind mount does not reach the host.
+  return ['unshare', '--mount', '--propagation', 'slave', 'sh', '-c', script, 'tapir-agent-mounts', podRoot, ...agentCommand(configFile), '--kubernetes'];
+}

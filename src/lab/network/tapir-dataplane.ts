@@ -5,13 +5,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { agentPorts, agentStatusAt } from './agent-control.ts';
-import { agentCommand, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
+import { agentCommand, clusterAgentCommand, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
+import { agentCredentials } from '../apiserver/control-plane.ts';
 import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
 import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
@@ -41,6 +42,42 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
   };
 }
 
+/**
+ * Cluster mode: the agent's file as the DaemonSet's ConfigMap carries it (a
+ * KubeProxyConfiguration and a TapirAgentConfiguration, deploy/kubernetes/configmap.yaml),
+ * with no per-node field: the node's name comes from NODE_NAME, its underlay address,
+ * interface, pod CIDR and zone from its Node object, every other node's route from the
+ * Nodes. Only the paths differ between nodes, because the lab's nodes share one file
+ * system where a cluster's each have their own /run/tapir.
+ */
+export function clusterAgentConfig(state: LabState, node: NodeState): string {
+  const agent = node.agent!;
+  const kubeProxy = {
+    apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+    kind: 'KubeProxyConfiguration',
+    bindAddress: '0.0.0.0',
+    healthzBindAddress: '0.0.0.0:10256',
+    metricsBindAddress: '127.0.0.1:10249',
+    clusterCIDR: state.addressing.clusterCIDR,
+    detectLocalMode: 'ClusterCIDR',
+    nodePortAddresses: ['primary'],
+    // Short enough that a lab sees healthz turn 503 (2 x syncPeriod with a change
+    // waiting) within a test; kube-proxy's default is 30 s.
+    iptables: { minSyncPeriod: '100ms', syncPeriod: '10s' },
+  };
+  const tapir = {
+    apiVersion: 'tapir.dev/v1alpha1',
+    kind: 'TapirAgentConfiguration',
+    serviceCIDR: state.addressing.serviceCIDR,
+    vni: state.addressing.vni,
+    mtu: state.addressing.podMTU,
+    hostTun: 'tapir0',
+    stateDir: agent.dir,
+    controlSocket: agent.controlSocket,
+  };
+  return `# written by tapir lab up (lab ${state.name}): the DaemonSet ConfigMap's config.yaml\n${toYaml(kubeProxy)}---\n${toYaml(tapir)}`;
+}
+
 /** The tapir-cni plugin's network config as the runtime passes it (from the conflist). */
 export function cniNetworkConfig(node: NodeState): Record<string, unknown> {
   return {
@@ -57,12 +94,20 @@ export async function startAgents(state: LabState, progress: (message: string) =
   for (const node of state.nodes) {
     const agent = node.agent!;
     mkdirSync(agent.dir, { recursive: true });
-    writeFileSync(agent.config, `# written by tapir lab up (lab ${state.name})\n${toYaml(agentConfig(state, node))}`);
+    writeFileSync(agent.config, usesApi(state) ? clusterAgentConfig(state, node) : `# written by tapir lab up (lab ${state.name})\n${toYaml(agentConfig(state, node))}`);
     // The conflist a node would carry in /etc/cni/net.d, for reading and for running
     // tapir-cni by hand; the lab itself passes the plugin's part on stdin.
     const { cniVersion, name, ...plugin } = cniNetworkConfig(node);
     writeFileSync(join(agent.dir, '10-tapir.conflist'), `${JSON.stringify({ cniVersion, name, plugins: [plugin] }, null, 2)}\n`);
-    agent.pid = spawnDetached(node.netns, agentCommand(agent.config), agent.log);
+    if (usesApi(state)) {
+      // As the DaemonSet's pod: in-cluster credentials at the service account path (a
+      // private mount namespace per agent, executables.ts), its environment from the
+      // downward API and the `kubernetes` Service.
+      const env = agentCredentials(state.apiServer, join(agent.dir, 'pod-root'), node.name);
+      agent.pid = spawnDetached(node.netns, clusterAgentCommand(agent.config, join(agent.dir, 'pod-root')), agent.log, { ...process.env, ...env });
+    } else {
+      agent.pid = spawnDetached(node.netns, agentCommand(agent.config), agent.log);
+    }
   }
   save();
   await Promise.all(state.nodes.map((node) => waitForAgent(node)));
