@@ -3,6 +3,8 @@
 // `BIN agent --config FILE`, TAPIR_LAB_CNI_BIN as the CNI plugin (its directory heads
 // CNI_PATH).
 import { fileURLToPath } from 'node:url';
+import { agentCredentials } from '../apiserver/control-plane.ts';
+import type { ApiServerState, NodeState } from '../state.ts';
 
 export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
 export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../../bin/tapir-cni', import.meta.url));
@@ -30,4 +32,16 @@ export function clusterAgentCommand(configFile: string, podRoot: string): string
   // the agent, as the DaemonSet's hostPath with mountPropagation HostToContainer does;
   // its own bind mount does not reach the host.
   return ['unshare', '--mount', '--propagation', 'slave', 'sh', '-c', script, 'tapir-agent-mounts', podRoot, ...agentCommand(configFile), '--kubernetes'];
+}
+
+/**
+ * The cluster-mode agent's environment besides the inherited one: what the DaemonSet
+ * gives its pod (KUBERNETES_SERVICE_HOST/PORT, NODE_NAME; the service account files are
+ * written under `podRoot` now), and a 30 s watch watchdog (the lab API server sends a
+ * bookmark every 10 s).
+ */
+export function clusterAgentEnv(state: { apiServer: ApiServerState }, node: NodeState, podRoot: string): Record<string, string> {
+  // WATCH_IDLE_ENV of src/agent/service-sync.ts, spelled out: importing the agent's
+  // service code here would load it into every lab command, the kernel lab's included.
+  return { ...agentCredentials(state.apiServer, podRoot, node.name), TAPIR_WATCH_IDLE_SECONDS: '30' };
 }

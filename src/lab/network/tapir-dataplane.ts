@@ -5,8 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { agentPorts, agentStatusAt } from './agent-control.ts';
-import { agentCommand, clusterAgentCommand, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
-import { agentCredentials } from '../apiserver/control-plane.ts';
+import { agentCommand, clusterAgentCommand, clusterAgentEnv, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
 import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
 import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
@@ -61,9 +60,9 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     clusterCIDR: state.addressing.clusterCIDR,
     detectLocalMode: 'ClusterCIDR',
     nodePortAddresses: ['primary'],
-    // Short enough that a lab sees healthz turn 503 (2 x syncPeriod with a change
-    // waiting) within a test; kube-proxy's default is 30 s.
-    iptables: { minSyncPeriod: '100ms', syncPeriod: '10s' },
+    // Short enough that a lab sees healthz turn 503 (after 2 x syncPeriod with a change
+    // waiting, or the API server silent) within a test; kube-proxy's default is 30 s.
+    iptables: { minSyncPeriod: '100ms', syncPeriod: '5s' },
   };
   const tapir = {
     apiVersion: 'tapir.dev/v1alpha1',
@@ -103,8 +102,8 @@ export async function startAgents(state: LabState, progress: (message: string) =
       // As the DaemonSet's pod: in-cluster credentials at the service account path (a
       // private mount namespace per agent, executables.ts), its environment from the
       // downward API and the `kubernetes` Service.
-      const env = agentCredentials(state.apiServer, join(agent.dir, 'pod-root'), node.name);
-      agent.pid = spawnDetached(node.netns, clusterAgentCommand(agent.config, join(agent.dir, 'pod-root')), agent.log, { ...process.env, ...env });
+      const podRoot = join(agent.dir, 'pod-root');
+      agent.pid = spawnDetached(node.netns, clusterAgentCommand(agent.config, podRoot), agent.log, { ...process.env, ...clusterAgentEnv(state, node, podRoot) });
     } else {
       agent.pid = spawnDetached(node.netns, agentCommand(agent.config), agent.log);
     }

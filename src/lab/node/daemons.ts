@@ -11,8 +11,7 @@ import { interruptibleSleep } from '../network/shell.ts';
 import { usesApi, type LabState, type NodeState } from '../state.ts';
 import type { ProxyMode } from '../topology.ts';
 import { LabError } from '../validate.ts';
-import { agentCommand, clusterAgentCommand } from '../network/executables.ts';
-import { agentCredentials } from '../apiserver/control-plane.ts';
+import { agentCommand, clusterAgentCommand, clusterAgentEnv } from '../network/executables.ts';
 import type { AgentHealth, SupervisedAgent } from './agent-supervisor.ts';
 
 const DAEMON_MAIN = fileURLToPath(new URL('./node-daemon.ts', import.meta.url));
@@ -89,7 +88,7 @@ function supervisedAgent(state: LabState, node: NodeState): SupervisedAgent {
   const agent = node.agent!;
   if (!usesApi(state)) return { argv: agentCommand(agent.config), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
   const podRoot = join(agent.dir, 'pod-root');
-  return { argv: clusterAgentCommand(agent.config, podRoot), env: agentCredentials(state.apiServer, podRoot, node.name), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
+  return { argv: clusterAgentCommand(agent.config, podRoot), env: clusterAgentEnv(state, node, podRoot), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
 }
 
 export function startDaemons(state: LabState): void {

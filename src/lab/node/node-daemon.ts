@@ -38,6 +38,7 @@ import { containerStatuses, setPodReady } from '../cluster/lab-objects.ts';
 import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from '../cluster/manifests.ts';
 import { Prober } from './readiness-prober.ts';
 import { sleep } from '../network/shell.ts';
+import { logTail } from '../network/processes.ts';
 import { Speaker } from './speaker.ts';
 import { loadState } from '../state.ts';
 import { LabError } from '../validate.ts';
@@ -164,8 +165,8 @@ async function main(): Promise<void> {
       agent = supervisor === null ? null : await supervisor.tick(started);
       if (agent !== null && !agent.answers) {
         problems.add(agent.running
-          ? `agent pid ${agent.pid} does not answer on its control socket (hung?); this node announces nothing until it does`
-          : `agent is not running (restarts ${agent.restarts}; next start ${agent.nextStart}); see ${config.agent!.log}`);
+          ? `agent pid ${agent.pid} does not answer on its control socket (${agent.lastExit === null ? 'hung?' : `starting again after an exit; its last words: ${lastError(config.agent!.log)}`}); this node announces nothing until it does`
+          : `agent is not running (restarts ${agent.restarts}; next start ${agent.nextStart}); its last words: ${lastError(config.agent!.log)} (${config.agent!.log})`);
       }
       const nowHealthy = healthyNodes(config, agent === null || agent.answers, started);
       const healthChanged = healthy === undefined || [...nowHealthy].join() !== [...healthy].join();
@@ -296,6 +297,12 @@ async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], no
 function apiClient(api: NonNullable<DaemonConfig['api']>): LabApiClient {
   const kubeconfig = parseYaml(readFileSync(api.kubeconfig, 'utf8')) as { users: { user: { token: string } }[] };
   return new LabApiClient(api.server, api.caFile, kubeconfig.users[0]!.user.token);
+}
+
+/** The agent log's last error line (what a crash loop's `kubectl logs` would show first). */
+function lastError(file: string): string {
+  const lines = logTail(file, 40).split('\n').map((l) => l.replace(/^\s*\| /, '')).filter((l) => l.trim() !== '');
+  return (lines.reverse().find((l) => /ERROR|FATAL|tapir:|forbidden/i.test(l)) ?? lines[0] ?? '(empty log)').trim();
 }
 
 function writeStatus(config: DaemonConfig, status: DaemonStatus): void {
