@@ -108,7 +108,9 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
 
   before(() => {
     if (skip !== undefined) return;
-    const up = lab.up(...upArgs);
+    // The manifest mode (clusterless): the suite reads and fingerprints the manifest
+    // directory; the cluster mode's apply and delete are test/lab-apiserver-lab.test.ts's.
+    const up = lab.up('--source', 'manifests', ...upArgs);
     assert.match(up.stderr, /service\/web-local created/);
     svc = services(lab);
   });

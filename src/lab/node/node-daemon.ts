@@ -151,6 +151,8 @@ async function main(): Promise<void> {
   await controller.start();
   log(`node daemon of ${config.node} (lab ${config.lab}, proxy mode ${config.proxyMode}), pid ${process.pid}`);
 
+  // The kubelet's node status: Ready once it runs (no lease or heartbeat is modelled).
+  if (api !== null) await markNodeReady(api, config.node);
   let lastRescan = Date.now();
   let lastVerdicts = '';
   let verdicts = new Map<string, boolean>();
@@ -291,6 +293,14 @@ async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], no
     }
   }
   return verdicts;
+}
+
+async function markNodeReady(api: LabApiClient, node: string): Promise<void> {
+  const now = new Date().toISOString();
+  const res = await api.request('PATCH', `/api/v1/nodes/${encodeURIComponent(node)}/status`, {
+    status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'the lab node daemon is posting ready status', lastHeartbeatTime: now, lastTransitionTime: now }] },
+  }, 'application/strategic-merge-patch+json');
+  if (res.status !== 200) log(`writing node ${node}'s Ready condition: ${res.status} ${String(res.body.message ?? '')}`);
 }
 
 /** The lab's admin client for the status writes, with the token of the lab's kubeconfig. */
