@@ -15,7 +15,7 @@ import { defaultTopology, loadTopologyFile, type Dataplane, type ProxyMode } fro
 import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
-import { startDaemons, waitForDaemons } from './node/daemons.ts';
+import { readDaemonStatus, startDaemons, waitForDaemons } from './node/daemons.ts';
 import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
 import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
@@ -177,10 +177,18 @@ export async function labDown(name: string, progress: (message: string) => void)
       progress(`warning: CNI DEL skipped: ${(err as Error).message}`);
     }
   }
-  // Agents first and alone: on SIGTERM they remove their TUN and close the pod TAPs.
   let processes = 0;
   if (state !== undefined) {
-    const agents = state.nodes.map((n) => n.agent?.pid ?? null).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
+    // The node daemons first: each is its node's kubelet, which would start a stopped
+    // agent again at once (and that one could outlive the lab).
+    const daemons = state.nodes.map((n) => n.daemon.pid).filter((pid): pid is number => pid !== null && isAlive(pid) && belongsToLab(pid, stateDir));
+    processes += await stopProcesses(daemons, 1500);
+  }
+  // Agents next and alone: on SIGTERM they remove their TUN and close the pod TAPs.
+  if (state !== undefined) {
+    // The one `lab up` started, or the one its daemon started again since.
+    const pids = state.nodes.flatMap((n) => [n.agent?.pid ?? null, readDaemonStatus(n)?.agent?.pid ?? null]);
+    const agents = [...new Set(pids)].filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
     if (agents.length > 0) progress(`stopping ${agents.length} agents`);
     processes += await stopProcesses(agents, 3000);
   }
