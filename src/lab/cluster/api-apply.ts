@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { describeOrigin, type K8sObject, type PodObject, type ServiceObject } from '../../k8s/objects.ts';
 import { validateDocument } from '../../k8s/validate.ts';
+import { isDns1123Label } from '../../k8s/fields.ts';
 import { LabApiClient, objectPath } from '../apiserver/client.ts';
 import { waitForDaemons } from '../node/daemons.ts';
 import { createPod, planPod, removePod } from '../network/pods.ts';
@@ -80,11 +81,16 @@ export async function createTopologyPods(state: LabState & { apiServer: ApiServe
 }
 
 /** The plan of an apply: validated objects and their documents; Nodes are the lab's own. */
-function planApiApply(source: ManifestSource): ApplyPlan {
+function planApiApply(source: ManifestSource, nodes: readonly string[]): ApplyPlan {
   const { objects, raw } = readSource(source);
   const problems: string[] = [];
   const planned = objects.map((object) => {
     if (object.kind === 'Node') problems.push(`${describeOrigin(object)}: kind: Nodes belong to the lab (one per topology node) and cannot be applied`);
+    if (object.kind === 'Pod') {
+      // The pod's network namespace is named after it, with "." separating the parts.
+      if (!isDns1123Label(object.metadata.name)) problems.push(`${describeOrigin(object)}: metadata.name: "${object.metadata.name}" must be a DNS-1123 label in the lab (lower-case letters, digits and "-", no ".")`);
+      if (object.spec.nodeName !== '' && !nodes.includes(object.spec.nodeName)) problems.push(`${describeOrigin(object)}: spec.nodeName: "${object.spec.nodeName}" is not a node of this lab (nodes: ${nodes.join(', ')})`);
+    }
     const doc = structuredClone(raw.get((object.origin as { document: number }).document)!);
     if (object.metadata.namespace !== '') ((doc.metadata ??= {}) as Record<string, unknown>).namespace = object.metadata.namespace;
     return { object, raw: doc, existing: undefined, action: 'created' as const };
@@ -101,7 +107,7 @@ function planApiApply(source: ManifestSource): ApplyPlan {
  * on their node; a Pod that fails to start is deleted again.
  */
 export async function apiApplyLocked(state: LabState & { apiServer: ApiServerState }, source: ManifestSource, progress: (m: string) => void): Promise<{ lines: string[]; warnings: string[] }> {
-  const plan = planApiApply(source);
+  const plan = planApiApply(source, state.nodes.map((n) => n.name));
   const client = adminClient(state.apiServer);
   const lines: string[] = [];
   const warnings: string[] = [];
