@@ -62,7 +62,7 @@ test('defaults: kube-proxy\'s addresses and conntrack sizing, Tapir\'s sync inte
   assert.equal(c.minSyncIntervalMs, 100);
   assert.equal(c.maxSyncIntervalMs, 30_000);
   assert.equal(c.kubeProxy.configSyncPeriodMs, 900_000);
-  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11')]);
+  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11'), ipv4('127.0.0.1')]);
   assert.deepEqual(c.kubeProxy.ignored, []);
   // Without NODE_NAME, the hostname; hostnameOverride before both; the Tapir document's nodeName first of all.
   assert.equal(parseAgentConfigDocuments([KP, TAPIR], 'a', { hostname: 'Host-1' }).nodeName, 'host-1');
@@ -218,7 +218,19 @@ test('the two documents must agree where both speak', () => {
     "agent.yaml: document 2 (TapirAgentConfiguration): underlay.address: 172.30.0.11, this node's only address, is not in the KubeProxyConfiguration's nodePortAddresses [10.0.0.0/8]: node ports would be served nowhere",
   ]);
   // Only localhost: no node address, and that is what was asked for.
-  assert.deepEqual(parse({ nodePortAddresses: ['localhost'] }).nodePortAddresses, []);
+  assert.deepEqual(parse({ nodePortAddresses: ['localhost'] }).nodePortAddresses, [ipv4('127.0.0.1')]);
+  // ... unless localhost node ports are off: then nowhere.
+  assert.deepEqual(problemsOf([{ ...KP, nodePortAddresses: ['localhost'], iptables: { localhostNodePorts: false } }, TAPIR]), [
+    "agent.yaml: document 2 (TapirAgentConfiguration): underlay.address: 172.30.0.11, this node's only address, is not in the KubeProxyConfiguration's nodePortAddresses [localhost] (localhost is, but the KubeProxyConfiguration's iptables.localhostNodePorts is false): node ports would be served nowhere",
+  ]);
+  // kube-proxy's iptables mode: localhost node ports wherever the list covers 127.0.0.1 (all, a prefix holding it) and localhostNodePorts is true.
+  const localhost = ipv4('127.0.0.1');
+  const node = ipv4('172.30.0.11');
+  assert.deepEqual(parse({ nodePortAddresses: ['all'] }).nodePortAddresses, [node, localhost]);
+  assert.deepEqual(parse({ nodePortAddresses: ['primary', '127.0.0.0/8'] }).nodePortAddresses, [node, localhost]);
+  assert.deepEqual(parse({ nodePortAddresses: ['primary'] }).nodePortAddresses, [node]);
+  assert.deepEqual(parse({ nodePortAddresses: ['0.0.0.0/0'], iptables: { localhostNodePorts: false } }).nodePortAddresses, [node]);
+  assert.deepEqual(parse({ iptables: { localhostNodePorts: false } }).nodePortAddresses, [node], 'unset, localhost node ports off');
 });
 
 test('documents: kinds, versions, duplicates, the Tapir document required', () => {

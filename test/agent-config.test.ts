@@ -38,7 +38,8 @@ test('a minimal config gets the defaults, the service CIDR and node-port range f
   assert.equal(c.underlayAddress, ipv4('172.30.0.11'));
   assert.equal(c.serviceCIDR.toString(), '10.96.0.0/12');
   assert.deepEqual(c.nodePortRange, { min: 30000, max: 32767 });
-  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11')]);
+  // kube-proxy's iptables mode with nodePortAddresses unset: the node's address and, localhostNodePorts being true, 127.0.0.1.
+  assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11'), ipv4('127.0.0.1')]);
   assert.equal(c.hostTun, 'tapir0');
   assert.equal(c.stateDir, '/run/tapir');
   assert.equal(c.controlSocket, '/run/tapir/agent.sock');
@@ -83,7 +84,7 @@ test('a config with several problems reports all of them, each with its path', (
     'agent.yaml: serviceCIDR: "ten/12" is not an IPv4 prefix such as "10.244.1.0/24"',
     'agent.yaml: nodes[1].podCIDR: 10.244.1.128/25 overlaps nodes[0].podCIDR 10.244.1.0/24 (a): pod CIDRs of nodes must be disjoint',
     'agent.yaml: nodes[2].underlayIP: required field is missing',
-    'agent.yaml: nodePortAddresses: must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address',
+    'agent.yaml: nodePortAddresses: must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address and 127.0.0.1',
     'agent.yaml: nodePortRange: "32767-30000" is not a port range such as "30000-32767"',
     'agent.yaml: vni: 16777216 is out of range 1-16777215',
   ]);

@@ -10,7 +10,7 @@ import {
   type PacketRepr,
 } from '../src/wire/index.ts';
 import {
-  GATEWAY, GATEWAY_MAC, HOST_DST, MAC_A, MAC_B, POD_A, POD_B, REMOTE_POD, Rig, decode, decodeHostFrame, decodePodFrame,
+  GATEWAY, GATEWAY_MAC, HOST_DST, UNDERLAY_IP, MAC_A, MAC_B, POD_A, POD_B, REMOTE_POD, Rig, decode, decodeHostFrame, decodePodFrame,
   assertSameBytes, ip, makeTable, pattern, podEntry, readVnet, vxlanPayload, withVnet, REMOTE_POD_MAC,
 } from './helpers/datapath.ts';
 
@@ -222,6 +222,36 @@ test('a pod address with no pod (10.244.1.99) is dropped as no-such-pod, from a 
     assert.deepEqual(rig.counters(rig.portA).drops, { 'no-such-pod': 1 });
     assert.deepEqual(rig.counters(rig.hostPort).drops, { 'no-such-pod': 1 });
     assert.deepEqual(rig.datapath.underlayCounters.toJSON().drops, { 'no-such-pod': 1 });
+  } finally {
+    rig.close();
+  }
+});
+
+test('a pod cannot reach 127.0.0.0/8 through the host port (its route_localnet is for the node\'s own flows)', async () => {
+  const rig = new Rig();
+  try {
+    await rig.send(rig.podA, withVnet(udpFromA(ip('127.0.0.1'), GATEWAY_MAC)), withVnet(udpFromA(ip('127.1.2.3'), GATEWAY_MAC)));
+    assert.equal(rig.nothingWritten(), '');
+    assert.deepEqual(rig.counters(rig.portA).drops, { 'loopback-destination': 2 });
+  } finally {
+    rig.close();
+  }
+});
+
+test('steered to the host port but no service\'s: a packet for the node\'s own address goes back to its stack, unchanged', async () => {
+  const rig = new Rig();
+  try {
+    const toNode = withVnet({ ipv4: { src: HOST_DST, dst: UNDERLAY_IP, ttl: 1 }, tcp: { srcPort: 40000, dstPort: 30999, flags: TcpFlags.SYN, seq: 1, ack: 0 }, payload: new Uint8Array(0) });
+    const toLocalhost = withVnet({ ipv4: { src: ip('127.0.0.1'), dst: ip('127.0.0.1') }, udp: { srcPort: 40000, dstPort: 30999 }, payload: pattern(8) });
+    await rig.send(rig.host, toNode, toLocalhost);
+    const back = rig.host.takeWritten();
+    assert.equal(back.length, 2);
+    assertSameBytes(back[0]!, toNode, 'to the node address');
+    assertSameBytes(back[1]!, toLocalhost, 'to 127.0.0.1');
+    // Anything else with no route is still dropped (the stack would route it back into the TUN).
+    await rig.send(rig.host, withVnet({ ipv4: { src: HOST_DST, dst: ip('10.96.0.99') }, udp: { srcPort: 1, dstPort: 2 }, payload: pattern(8) }));
+    assert.equal(rig.nothingWritten(), '');
+    assert.deepEqual(rig.counters(rig.hostPort).drops, { 'no-route': 1 });
   } finally {
     rig.close();
   }

@@ -54,11 +54,15 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     const before = node('node-1');
     assert.ok(before.agent.answers);
     const web = (lab.status().services as { name: string; clusterIP: string }[]).find((s) => s.name === 'web')!;
-    // web-1b (node-1) talks to the web Service throughout; its agent dies in the middle.
+    // web-1b (node-1) talks to the web Service throughout, and a client outside the
+    // cluster to node-1's node port; node-1's agent dies in the middle.
+    const nodeIP = (lab.status().nodes as { name: string; underlayIP: string }[]).find((n) => n.name === 'node-1')!.underlayIP;
     const running = probe('web-1b', `http://${web.clusterIP}/`, 8);
+    const outside = probe('client', `http://${nodeIP}:30080/`, 8);
     await sleep(2500);
     process.kill(before.agent.pid!, 'SIGKILL');
     const result = await running;
+    const viaNodePort = await outside;
     const after = await eventually(15_000, () => node('node-1'), (n) => n.agent.answers && n.agent.restarts >= 1);
     assert.ok(after.agent.answers, 'the agent answers again');
     assert.equal(after.agent.restarts, 1);
@@ -69,6 +73,10 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     assert.ok(result.stream.requests > 50, `requests went on after the restart (${result.stream.requests})`);
     assert.equal(result.loop.failed, 0, `no request failed: ${result.loop.errors.join('; ')}`);
     assert.ok(result.loop.ok > 20);
+    // The same through the node port, whose flows are node-1's (steered in, NATed there).
+    assert.equal(viaNodePort.stream.error, null, `the keep-alive connection through the node port survived (${JSON.stringify(viaNodePort.stream)})`);
+    assert.equal(viaNodePort.stream.pods.length, 1);
+    assert.equal(viaNodePort.loop.failed, 0, `no request through the node port failed: ${viaNodePort.loop.errors.join('; ')}`);
     // The restarted agent re-attached the pods' TAPs: across nodes and on the node.
     lab.exec('web-1a', 'ping', '-c', '1', '-W', '3', lab.ips['web-2a']!);
     lab.exec('web-1a', 'ping', '-c', '1', '-W', '3', lab.ips['web-1b']!);

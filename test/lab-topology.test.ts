@@ -11,6 +11,8 @@ import { labNetnsPattern } from '../src/lab/network/names.ts';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import { planLab } from '../src/lab/plan.ts';
 import { defaultTopology, loadTopologyFile, parseTopology } from '../src/lab/topology.ts';
+import { agentConfig } from '../src/lab/network/tapir-dataplane.ts';
+import { parseAgentConfig } from '../src/agent/config.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const TAPIR = join(ROOT, 'bin/tapir');
@@ -103,6 +105,16 @@ client: null
   assert.deepEqual(state.pods[0]!.ports, [{ name: 'udp-echo', port: 53, protocol: 'UDP' }]);
   assert.deepEqual(state.pods[1]!.workload, { type: 'command', command: ['sh', '-c', 'sleep 100'], env: {} });
   assert.equal(state.nodes[0]!.agent!.controlSocket, '/run/tapir/lab/o/nodes/a/agent.sock');
+});
+
+test('agent: settings reach every agent config (a small conntrack for flood and GC tests), checked like the rest', () => {
+  const state = planLab(parseTopology('agent: { conntrackSize: 1024 }\nnodes: [{ name: a }, { name: b }]\n', 'inline'), 'ag', 'tapir');
+  for (const node of state.nodes) assert.equal(parseAgentConfig(agentConfig(state, node), 'agent.yaml').conntrackSize, 1024);
+  const plain = planLab(parseTopology('nodes: [{ name: a }]\n', 'inline'), 'ag', 'tapir');
+  assert.equal('conntrackSize' in agentConfig(plain, plain.nodes[0]!), false, 'absent: the agent\'s default');
+  const bad = errorOf('agent: { conntrackSize: 10, gcSlice: 5 }\nnodes: [{ name: a }]\n');
+  assert.ok(bad.includes('topology.yaml: agent.conntrackSize: 10 is out of range 1024-16777216'), bad);
+  assert.ok(bad.includes('topology.yaml: agent.gcSlice: unknown field'), bad);
 });
 
 test('errors name the file and the field path', () => {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { localSteeringSelectors, rangesWithout, selectorArgs } from '../src/agent/local-steering.ts';
 import { portBlocks, steeringBatch } from '../src/agent/steering.ts';
 import { ipv4 } from '../src/wire/index.ts';
 
@@ -22,10 +23,72 @@ test('steering rules: health checks pass first, node ports and service IPs go to
     nodeIP: ipv4('172.30.0.11'), nodePortRange: { min: 30000, max: 30001 }, healthCheckPorts: [30001], serviceIPs: [ipv4('172.30.0.200'), ipv4('172.30.0.150')],
   });
   assert.deepEqual(lines, [
+    // A loopback source from the wire is never steered (the agent takes 127.0.0.0/8 for the node's own processes).
+    'filter add dev eth0 ingress prio 5 protocol ip u32 match ip src 127.0.0.0/8 classid :1',
     'filter add dev eth0 ingress prio 10 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30001 0xffff classid :1',
     'filter add dev eth0 ingress prio 20 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 6 0xff match ip dport 30000 0xfffe action mirred egress redirect dev tapir0',
     'filter add dev eth0 ingress prio 20 protocol ip u32 match ip dst 172.30.0.11/32 match ip protocol 17 0xff match ip dport 30000 0xfffe action mirred egress redirect dev tapir0',
     'filter add dev eth0 ingress prio 30 protocol ip u32 match ip dst 172.30.0.150/32 action mirred egress redirect dev tapir0',
     'filter add dev eth0 ingress prio 30 protocol ip u32 match ip dst 172.30.0.200/32 action mirred egress redirect dev tapir0',
   ]);
+});
+
+test('node-port ranges less the health-check ports', () => {
+  assert.deepEqual(rangesWithout(30000, 32767, []), [[30000, 32767]]);
+  assert.deepEqual(rangesWithout(30000, 32767, [30000, 31000, 31001, 32767, 31000, 80]), [[30001, 30999], [31002, 32766]]);
+  assert.deepEqual(rangesWithout(30000, 30000, [30000]), []);
+});
+
+test('policy routing of the node\'s own traffic: node ports on each address (health checks cut out of TCP), each service IP port', () => {
+  const selectors = localSteeringSelectors({
+    nodePortAddresses: [ipv4('172.30.0.11'), ipv4('127.0.0.1')],
+    nodePortRange: { min: 30000, max: 32767 },
+    healthCheckPorts: [31500],
+    frontends: [
+      { ip: ipv4('172.30.0.200'), protocol: 6, port: 80 },
+      { ip: ipv4('172.30.0.150'), protocol: 17, port: 53 },
+      { ip: ipv4('172.30.0.200'), protocol: 6, port: 80 },
+      { ip: ipv4('172.30.0.200'), protocol: 132, port: 9 },
+    ],
+  });
+  assert.deepEqual(selectors.map(selectorArgs), [
+    'to 127.0.0.1/32 iif lo ipproto tcp dport 30000-31499',
+    'to 127.0.0.1/32 iif lo ipproto tcp dport 31501-32767',
+    'to 127.0.0.1/32 iif lo ipproto udp dport 30000-32767',
+    'to 172.30.0.11/32 iif lo ipproto tcp dport 30000-31499',
+    'to 172.30.0.11/32 iif lo ipproto tcp dport 31501-32767',
+    'to 172.30.0.11/32 iif lo ipproto udp dport 30000-32767',
+    'to 172.30.0.150/32 iif lo ipproto udp dport 53',
+    'to 172.30.0.200/32 iif lo ipproto tcp dport 80',
+  ]);
+});
+
+test('a restarted agent replaces the underlay filters make-before-break: the new set in the other band, then the old one removed', async (t) => {
+  const { Netns, vethPair } = await import('./helpers/netns.ts');
+  const ns = new Netns('st');
+  const peer = new Netns('stp');
+  t.after(() => { ns.destroy(); peer.destroy(); });
+  const [dev] = vethPair(ns, peer, 'stu');
+  ns.exec('ip', ['tuntap', 'add', 'dev', 'sttun0', 'mode', 'tun']);
+  // Two Steering objects, one after the other, in the namespace: an agent and its successor.
+  const script = `
+    import { Steering } from ${JSON.stringify(new URL('../src/agent/steering.ts', import.meta.url).pathname)};
+    import { execFileSync } from 'node:child_process';
+    const prefs = () => [...new Set(JSON.parse(execFileSync('tc', ['-j', 'filter', 'show', 'dev', '${dev}', 'ingress'], { encoding: 'utf8' }) || '[]').map((f) => f.pref))].sort((a, b) => a - b);
+    const rules = { nodeIP: 0xac1f0901, nodePortRange: { min: 30000, max: 32767 }, healthCheckPorts: [31000], serviceIPs: [0xac1f09c8] };
+    const first = new Steering('${dev}', 'sttun0');
+    await first.init();
+    await first.apply(rules);
+    const a = prefs();
+    const second = new Steering('${dev}', 'sttun0');
+    await second.init();
+    await second.apply(rules);
+    const b = prefs();
+    await second.apply({ ...rules, serviceIPs: [] });
+    console.log(JSON.stringify({ a, b, c: prefs() }));
+  `;
+  const out = JSON.parse(ns.exec(process.execPath, ['--input-type=module', '-e', script])) as { a: number[]; b: number[]; c: number[] };
+  assert.deepEqual(out.a, [5, 10, 20, 30]);
+  assert.deepEqual(out.b, [105, 110, 120, 130], 'the successor\'s set in the other band, the first one gone');
+  assert.deepEqual(out.c, [5, 10, 20], 'a changed set goes back to the first band');
 });

@@ -87,18 +87,58 @@ test('TCP picked up mid-stream (ACK first) is ESTABLISHED but held only 5 min un
   assert.ok((ct.statusOf(e) & EntryStatus.ASSURED) !== 0);
 });
 
-test('UDP: 30 s until answered, then 120 s (stream) and assured', () => {
+test('UDP: 30 s until a packet follows the reply (Linux: a stream), then 120 s and assured', () => {
   const ct = new Conntrack({ capacity: 16, seed: 1 });
   const e = flow(ct, 5353, 0, UDP);
   ct.update(e, 0, 0, 0);
   assert.equal(ct.expiresAt(e), 30);
   ct.update(e, 0, 0, 20);
   assert.equal(ct.expiresAt(e), 50);
+  // The answer: one query and its reply (a DNS lookup, a probe) are not yet a stream.
   ct.update(e, 1, 0, 21);
-  assert.equal(ct.expiresAt(e), 141);
-  ct.update(e, 0, 0, 100);
-  assert.equal(ct.expiresAt(e), 220);
+  assert.equal(ct.expiresAt(e), 51);
+  assert.equal(ct.statusOf(e) & EntryStatus.ASSURED, 0);
+  assert.ok((ct.statusOf(e) & EntryStatus.SEEN_REPLY) !== 0);
+  ct.update(e, 0, 0, 40);
+  assert.equal(ct.expiresAt(e), 160);
   assert.ok((ct.statusOf(e) & EntryStatus.ASSURED) !== 0);
+});
+
+test('a UDP source-port sweep at an answering service: answered entries leave the source\'s budget but stay evictable, so the table never closes to other clients', () => {
+  const ct = new Conntrack({ capacity: 1024, seed: 5, maxUnassuredPerSource: 128 });
+  const SWEEPER = 0x0af40109 | 0;
+  let refused = 0;
+  for (let port = 1024; port < 1024 + 5000; port++) {
+    const e = ct.insert(UDP, SWEEPER, port, VIP, 53, EP, 53, SWEEPER, port, 1);
+    if (e < 0) { refused++; continue; }
+    ct.update(e, 0, 0, 1);
+    ct.update(e, 1, 0, 1); // the endpoint answers each datagram once
+  }
+  assert.equal(refused, 0, 'answered flows are not unanswered ones: the per-source bound does not refuse them');
+  assert.equal(ct.unassuredOf(SWEEPER), 0);
+  assert.equal(ct.size, 1024, 'the sweep filled the table');
+  assert.ok(ct.counters[ConntrackCounter.EVICTED]! > 0, 'by evicting its own older entries');
+  // Another client's new flows still get entries: each evicts a one-shot entry of the sweep.
+  for (let port = 40000; port < 40100; port++) {
+    const e = flow(ct, port, 2, UDP);
+    assert.ok(e >= 0, `client flow ${port} got an entry`);
+    ct.update(e, 0, 0, 2);
+  }
+  assert.equal(ct.counters[ConntrackCounter.DROPPED_FULL], 0);
+  // A sweep nobody answers is held to the budget.
+  const DARK = 0x0af4010a | 0;
+  let darkRefused = 0;
+  for (let port = 1024; port < 1024 + 1000; port++) {
+    const e = ct.insert(UDP, DARK, port, VIP, 54, EP, 54, DARK, port, 3);
+    if (e < 0) darkRefused++;
+    else ct.update(e, 0, 0, 3);
+  }
+  assert.equal(ct.unassuredOf(DARK), 128);
+  assert.equal(darkRefused, 1000 - 128);
+  // Removing an answered UDP entry does not give its source budget twice.
+  ct.flush((e) => ct.protocolOf(e) === UDP && ct.tuple(e * 2).src === SWEEPER >>> 0);
+  assert.equal(ct.unassuredOf(SWEEPER), 0);
+  assert.equal(ct.unassuredOf(DARK), 128);
 });
 
 test('expire() sweeps a slice at a time and removes only what has expired', () => {
@@ -106,8 +146,14 @@ test('expire() sweeps a slice at a time and removes only what has expired', () =
   for (let i = 0; i < 100; i++) ct.update(flow(ct, i, 0, UDP), 0, 0, i % 2 === 0 ? 0 : 50);
   assert.equal(ct.size, 100);
   assert.equal(ct.expire(60, 40), 20);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 0, 'a slice is not a sweep');
   assert.equal(ct.expire(60, 1000), 30);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 1, 'the second call went past the end of the table (and a slice never sweeps twice)');
   assert.equal(ct.size, 50);
+  ct.expire(60, 59);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 1);
+  ct.expire(60, 1);
+  assert.equal(ct.counters[ConntrackCounter.SWEEPS], 2, 'a sweep ends where it started (cursor 40 again after 100 entries)');
   for (let i = 0; i < 100; i++) assert.equal(ct.lookup(UDP, C, i, VIP, 80, 60) >= 0, i % 2 === 1, `flow ${i}`);
 });
 
@@ -127,6 +173,32 @@ test('full table: an expired entry is reused, else the oldest unassured one is e
   // Expired entries are taken first, whatever their status.
   assert.ok(flow(ct, 102, 11 + 86400) >= 0);
   assert.equal(ct.counters[ConntrackCounter.EXPIRED], 1);
+});
+
+test('full table: a finished entry (an answered UDP datagram, a reset TCP flow) gives way before a handshake still waiting for its reply', () => {
+  const ct = new Conntrack({ capacity: 8, seed: 3 });
+  // The oldest entry: a connection whose SYN is out, its SYN-ACK not yet back.
+  const handshake = flow(ct, 1, 1);
+  ct.update(handshake, 0, SYN, 1);
+  // Newer ones: six answered one-shot UDP datagrams, and a TCP flow answered with a reset.
+  for (let port = 100; port < 106; port++) {
+    const e = flow(ct, port, 2, UDP);
+    ct.update(e, 0, 0, 2);
+    ct.update(e, 1, 0, 2);
+  }
+  const reset = flow(ct, 200, 3);
+  ct.update(reset, 0, SYN, 3);
+  ct.update(reset, 1, RST, 3);
+  assert.equal(ct.stateOf(reset), TcpState.CLOSE);
+  assert.equal(ct.size, 8);
+  for (let k = 0; k < 7; k++) assert.ok(flow(ct, 1000 + k, 4) >= 0, `new flow ${k}`);
+  assert.ok(ct.lookup(TCP, C, 1, VIP, 80, 4) >= 0, 'the handshake in progress kept its entry while finished ones could go');
+  assert.equal(ct.lookup(TCP, C, 200, VIP, 80, 4), -1, 'the reset flow went');
+  for (let port = 100; port < 106; port++) assert.equal(ct.lookup(UDP, C, port, VIP, 80, 4), -1);
+  // Nothing finished is left: the least recently seen unanswered entry goes, the handshake.
+  assert.ok(flow(ct, 2000, 5) >= 0);
+  assert.equal(ct.lookup(TCP, C, 1, VIP, 80, 5), -1);
+  assert.equal(ct.counters[ConntrackCounter.EVICTED], 8);
 });
 
 test('flushEndpoint removes the flows whose replies come from that endpoint, by protocol and tag', () => {

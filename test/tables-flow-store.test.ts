@@ -75,6 +75,23 @@ test('conntrack taken over: every entry found both ways with its state, status, 
   assert.equal(b.size, 0);
 });
 
+test('conntrack taken over: the per-source budget counts what the running table counted (an answered UDP datagram is not unanswered)', () => {
+  const first = store();
+  const a = conntrackOver(first, 1);
+  const answered = a.insert(UDP, C, 5353, VIP, 53, EP, 53, C, 5353, 100);
+  a.update(answered, 0, 0, 100);
+  a.update(answered, 1, 0, 100); // one datagram and its answer: not assured, not charged
+  const waiting = a.insert(UDP, C, 5354, VIP, 53, EP, 53, C, 5354, 100);
+  a.update(waiting, 0, 0, 100);
+  assert.equal(a.statusOf(answered) & EntryStatus.ASSURED, 0);
+  assert.equal(a.unassuredOf(C), 1);
+  const b = conntrackOver(store(first.buffer, true), 5);
+  assert.equal(b.unassuredOf(C), 1, 'the same charge as before the restart');
+  b.remove(answered);
+  b.remove(waiting);
+  assert.equal(b.unassuredOf(C), 0, 'and removal gives back exactly that (the count never wraps)');
+});
+
 test('records torn by a kill between two writes: duplicates and untrusted records are dropped, the rest indexed', () => {
   const s = store();
   const a = conntrackOver(s, 1);

@@ -226,6 +226,7 @@ export class Agent {
       this.#log(`flows: took over ${nat.conntrack.restored} conntrack entr${nat.conntrack.restored === 1 ? 'y' : 'ies'} and the session affinity of the previous agent`);
     }
     this.datapath.setServiceNat(nat);
+    this.datapath.servicesSynced = false;
     this.#gcTimer = setInterval(() => this.datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();
   }
@@ -282,6 +283,7 @@ export class Agent {
     const nat = this.datapath.serviceNat;
     if (nat === null) return;
     const flushed = nat.setTable(table);
+    this.datapath.servicesSynced = true;
     // Synchronously, before the next batch: a successor must know every id a flow can carry.
     this.#saveServiceIds(nat);
     if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
@@ -346,7 +348,7 @@ export class Agent {
     await this.#control?.close();
     this.#control = null;
     if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
-    await this.#services?.stop();
+    await this.#services?.stop({ remove: opts.removePorts === true });
     this.tools.close();
     this.datapath.close();
     await this.#ports.close({ keepPorts: opts.removePorts !== true });

@@ -56,7 +56,7 @@ export interface AgentConfig {
   manifests: string | null;
   /** topology.kubernetes.io/zone of this node ('' = from its Node object, if any). */
   zone: string;
-  /** Addresses on which node ports are served (kube-proxy's nodePortAddresses); default the underlay address. */
+  /** Addresses on which node ports are served (kube-proxy's nodePortAddresses), 127.0.0.1 for localhost node ports; default the underlay address and 127.0.0.1. */
   nodePortAddresses: number[];
   /** Node ports (kube-apiserver's --service-node-port-range). */
   nodePortRange: PortRange;
@@ -222,16 +222,20 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
   const controlSocket = path(top, 'controlSocket', `${stateDir}/agent.sock`);
   const nodes = readNodes(top);
 
-  let nodePortAddresses: number[] = underlayAddress === undefined ? [] : [underlayAddress];
+  // Unset everywhere: kube-proxy's iptables mode, every address of the node and, with
+  // localhostNodePorts (default true), 127.0.0.1.
+  const localhostNodePorts = kp?.localhostNodePorts ?? true;
+  let nodePortAddresses: number[] = underlayAddress === undefined ? [] : [underlayAddress, ...(localhostNodePorts ? [LOCALHOST] : [])];
   if (top.has('nodePortAddresses')) {
     const listed = top.value.nodePortAddresses;
-    if (Array.isArray(listed) && listed.length === 0) top.fail('nodePortAddresses', 'must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address');
+    if (Array.isArray(listed) && listed.length === 0) top.fail('nodePortAddresses', 'must not be empty: list the addresses node ports are served on, or leave the field out for the underlay address and 127.0.0.1');
     nodePortAddresses = top.ipv4s('nodePortAddresses').map((a) => ipv4(a));
     if (kp?.nodePortAddresses !== undefined) top.fail('nodePortAddresses', `${kpWhere} nodePortAddresses says where node ports are served too: keep one of them`);
   } else if (kp?.nodePortAddresses !== undefined && underlayAddress !== undefined) {
     nodePortAddresses = resolveNodePortAddresses(kp, underlayAddress);
-    if (nodePortAddresses.length === 0 && !kp.nodePortAddresses.some((a) => a.kind === 'localhost')) {
-      top.fail('underlay.address', `${ipv4ToString(underlayAddress)}, this node's only address, is not in ${kpWhere} nodePortAddresses [${kp.nodePortAddresses.map(formatNodePortAddress).join(', ')}]: node ports would be served nowhere`);
+    if (nodePortAddresses.length === 0) {
+      const offLocalhost = kp.nodePortAddresses.some((a) => a.kind === 'localhost') ? ` (localhost is, but ${kpWhere} iptables.localhostNodePorts is false)` : '';
+      top.fail('underlay.address', `${ipv4ToString(underlayAddress)}, this node's only address, is not in ${kpWhere} nodePortAddresses [${kp.nodePortAddresses.map(formatNodePortAddress).join(', ')}]${offLocalhost}: node ports would be served nowhere`);
     }
   }
   let nodePortRange: PortRange = DEFAULT_NODE_PORT_RANGE;
@@ -278,10 +282,21 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
   return { ...config, underlayAddress: underlayAddress!, podCIDR: podCIDR!, clusterCIDR: clusterCIDR!, serviceCIDR: serviceCIDR! };
 }
 
-/** The node's addresses that kube-proxy's nodePortAddresses select (Tapir knows one: the underlay's). Loopback is the datapath's later part. */
+/** 127.0.0.1, where localhost node ports answer. */
+const LOCALHOST = ipv4('127.0.0.1');
+
+/**
+ * The node's addresses that kube-proxy's nodePortAddresses select (Tapir knows one: the
+ * underlay's), and 127.0.0.1 when the list covers it (`localhost`, `all`, or a prefix
+ * holding it) and iptables.localhostNodePorts is true, as kube-proxy's iptables mode does.
+ */
 function resolveNodePortAddresses(kp: KubeProxySettings, underlayAddress: number): number[] {
-  const selected = (kp.nodePortAddresses ?? []).some((a) => a.kind === 'primary' || a.kind === 'all' || (a.kind === 'cidr' && a.cidr.contains(underlayAddress)));
-  return selected ? [underlayAddress] : [];
+  const list = kp.nodePortAddresses ?? [];
+  const covers = (ip: number, keyword: 'primary' | 'localhost'): boolean => list.some((a) => a.kind === keyword || a.kind === 'all' || (a.kind === 'cidr' && a.cidr.contains(ip)));
+  const out: number[] = [];
+  if (covers(underlayAddress, 'primary')) out.push(underlayAddress);
+  if (kp.localhostNodePorts && covers(LOCALHOST, 'localhost')) out.push(LOCALHOST);
+  return out;
 }
 
 /** A non-empty path (or `fallback` when absent; '' = required). */

@@ -20,9 +20,9 @@ export type NodePortAddress =
   | { kind: 'cidr'; cidr: Cidr }
   /** The Node's primary address (Tapir: the underlay address). */
   | { kind: 'primary' }
-  /** 127.0.0.0/8, as iptables mode's localhost node ports. */
+  /** Localhost node ports, as iptables mode's (Tapir: 127.0.0.1, with iptables.localhostNodePorts). */
   | { kind: 'localhost' }
-  /** 0.0.0.0/0: every address of the node. */
+  /** 0.0.0.0/0: every address of the node (and 127.0.0.1, with iptables.localhostNodePorts). */
   | { kind: 'all' };
 
 /** An IPv4 address and port to listen on; host '0.0.0.0' = every address. */
@@ -54,7 +54,7 @@ export interface KubeProxySettings {
   bindAddressHardFail: boolean;
   /** The pods' IPv4 range (undefined = unset). */
   clusterCIDR: Cidr | undefined;
-  /** undefined = unset (Tapir: the node's primary address). */
+  /** undefined = unset (as iptables mode: the underlay address and, with localhostNodePorts, 127.0.0.1). */
   nodePortAddresses: NodePortAddress[] | undefined;
   /** iptables.localhostNodePorts: node ports on 127.0.0.1 when nodePortAddresses allows it (default true). */
   localhostNodePorts: boolean;

@@ -48,6 +48,7 @@ const CONNTRACK_METRICS: Readonly<Record<string, [string, string]>> = {
   flushed: ['tapir_conntrack_flushes_total', 'Conntrack entries flushed (UDP flows to removed endpoints).'],
   removed: ['tapir_conntrack_removals_total', 'Conntrack entries removed otherwise (closed flows replaced by a new SYN).'],
   'source-limited': ['tapir_conntrack_source_limited_total', 'New flows refused because their source held its share of unanswered entries.'],
+  sweeps: ['tapir_conntrack_gc_sweeps_total', 'Complete garbage-collection passes over the conntrack table.'],
 };
 
 export class AgentMetrics implements SyncObserver {

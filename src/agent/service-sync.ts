@@ -1,7 +1,8 @@
 // The agent's service proxy control: the manifest-driven ServiceController compiles a
 // ServiceSnapshot for this node; each snapshot updates the data plane's service tables
 // (through `onSnapshot`), the kernel steering of node ports and service IPs into the
-// host TUN, and the healthCheckNodePort listeners. Nothing is programmed before the
+// host TUN (from the underlay: steering.ts; from the node's own processes:
+// local-steering.ts), and the healthCheckNodePort listeners. Nothing is programmed before the
 // manifests have been read once (kube-proxy's "initialized" rule: start() resolves
 // after the first full read and sync).
 import { existsSync } from 'node:fs';
@@ -15,6 +16,7 @@ import type { ObjectSource } from '../k8s/object-source.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
+import { LocalSteering } from './local-steering.ts';
 import { Steering } from './steering.ts';
 
 /**
@@ -43,6 +45,7 @@ export interface ServiceSyncOptions {
 export class ServiceSync {
   readonly #controller: ServiceController;
   readonly #steering: Steering;
+  readonly #localSteering: LocalSteering;
   readonly #health: HealthCheckServers;
   readonly #config: AgentConfig;
   readonly #log: (m: string) => void;
@@ -58,6 +61,7 @@ export class ServiceSync {
     this.#config = c;
     this.#log = opts.log;
     this.#steering = new Steering(c.underlayInterface, c.hostTun);
+    this.#localSteering = new LocalSteering(c.hostTun, c.underlayAddress, c.nodePortAddresses.some((a) => a >>> 24 === 127));
     this.#health = new HealthCheckServers(opts.log);
     if (c.kubernetes !== null) {
       this.source = new KubernetesSource({
@@ -135,6 +139,7 @@ export class ServiceSync {
 
   async start(): Promise<void> {
     await this.#steering.init();
+    await this.#localSteering.init();
     await this.#controller.start();
     await this.#steeringQueue;
   }
@@ -142,19 +147,34 @@ export class ServiceSync {
   #program(s: ServiceSnapshot): void {
     const healthPorts = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
     const serviceIPs: number[] = [];
+    const frontends: { ip: number; protocol: number; port: number }[] = [];
     for (const p of s.ports) {
       if (p.healthCheckNodePort > 0) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
       serviceIPs.push(...p.loadBalancerIPs, ...p.externalIPs);
+      for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends.push({ ip, protocol: p.protocol, port: p.port });
     }
     this.#health.update(s);
-    const rules = { nodeIP: this.#config.underlayAddress, nodePortRange: this.#config.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs };
-    this.#steeringQueue = this.#steeringQueue.then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`));
+    const c = this.#config;
+    const rules = { nodeIP: c.underlayAddress, nodePortRange: c.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs };
+    const local = { nodePortAddresses: c.nodePortAddresses, nodePortRange: c.nodePortRange, healthCheckPorts: rules.healthCheckPorts, frontends };
+    this.#steeringQueue = this.#steeringQueue
+      .then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`))
+      .then(() => this.#localSteering.apply(local)).catch((err: Error) => this.#log(`steering (node's own traffic): ${err.message}`));
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops watching and serving health checks. The kernel hooks stay unless `remove`: an
+   * agent restarting (an upgrade) leaves them for its successor, as kube-proxy leaves its
+   * rules, so that node-port traffic from outside meanwhile waits in the host TUN for a
+   * retransmission instead of meeting the node's stack (which would reset it), and the
+   * node's own connections to node ports keep their route.
+   */
+  async stop(opts: { remove?: boolean } = {}): Promise<void> {
     this.#controller.stop();
     this.#health.close();
     await this.#steeringQueue;
+    if (opts.remove !== true) return;
     await this.#steering.close();
+    await this.#localSteering.remove().catch((err: Error) => this.#log(`steering (node's own traffic): ${err.message}`));
   }
 }

@@ -3,6 +3,9 @@
 // host TUN before the node's own stack sees it. clsact + u32 + mirred, on the
 // underlay interface's ingress, in the agent's own network namespace:
 //
+//   tc filter ... ingress prio 5   u32 match ip src 127.0.0.0/8  classid :1                   (a loopback source from the wire
+//                                  stays with the stack, which drops it as a martian: the agent takes 127.0.0.0/8 for the
+//                                  node's own processes, local-steering.ts)
 //   tc filter ... ingress prio 10  u32 match ip dst NODE/32 match ip dport HC  classid :1   (health checks stay local:
 //                                  a match with no action ends classification; this kernel has no act_gact for "pass")
 //   tc filter ... ingress prio 20  u32 match ip dst NODE/32 match ip protocol 6|17 match ip dport BLOCK/MASK  action mirred egress redirect dev TUN
@@ -43,20 +46,23 @@ export function portBlocks(lo: number, hi: number): { value: number; mask: numbe
   return blocks;
 }
 
-/** The `tc -batch` lines for a complete rule set (tested as a golden). */
-export function steeringBatch(dev: string, tun: string, r: SteeringRules): string[] {
+/** The second band of priorities: a new rule set goes in beside the old one before the old one goes. */
+const BAND = 100;
+
+/** The `tc -batch` lines for a complete rule set (tested as a golden), at priorities 5-30 plus `band` (0 or BAND). */
+export function steeringBatch(dev: string, tun: string, r: SteeringRules, band = 0): string[] {
   const node = `${ipv4ToString(r.nodeIP)}/32`;
-  const lines: string[] = [];
+  const lines: string[] = [`filter add dev ${dev} ingress prio ${band + 5} protocol ip u32 match ip src 127.0.0.0/8 classid :1`];
   for (const port of r.healthCheckPorts) {
-    lines.push(`filter add dev ${dev} ingress prio 10 protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff classid :1`);
+    lines.push(`filter add dev ${dev} ingress prio ${band + 10} protocol ip u32 match ip dst ${node} match ip protocol 6 0xff match ip dport ${port} 0xffff classid :1`);
   }
   for (const proto of [6, 17]) {
     for (const b of portBlocks(r.nodePortRange.min, r.nodePortRange.max)) {
-      lines.push(`filter add dev ${dev} ingress prio 20 protocol ip u32 match ip dst ${node} match ip protocol ${proto} 0xff match ip dport ${b.value} 0x${b.mask.toString(16)} action mirred egress redirect dev ${tun}`);
+      lines.push(`filter add dev ${dev} ingress prio ${band + 20} protocol ip u32 match ip dst ${node} match ip protocol ${proto} 0xff match ip dport ${b.value} 0x${b.mask.toString(16)} action mirred egress redirect dev ${tun}`);
     }
   }
   for (const ip of [...new Set(r.serviceIPs)].sort((a, b) => a - b)) {
-    lines.push(`filter add dev ${dev} ingress prio 30 protocol ip u32 match ip dst ${ipv4ToString(ip)}/32 action mirred egress redirect dev ${tun}`);
+    lines.push(`filter add dev ${dev} ingress prio ${band + 30} protocol ip u32 match ip dst ${ipv4ToString(ip)}/32 action mirred egress redirect dev ${tun}`);
   }
   return lines;
 }
@@ -76,23 +82,40 @@ export class Steering {
     await tc(['qdisc', 'replace', 'dev', this.#dev, 'clsact']);
     // Replies to steered traffic leave through the TUN with the node (or a VIP) as
     // source: the stack must accept a local source there and not reverse-path filter it.
-    const settings = [`net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`];
-    await run('sysctl', ['-qw', ...settings]).catch((err: Error & { stderr?: string }) => {
-      throw new SteeringError(`sysctl -w ${settings.join(' ')}: ${(err.stderr || err.message).trim()}`, { cause: err });
-    });
+    await setSysctls([`net.ipv4.conf.${this.#tun}.accept_local=1`, `net.ipv4.conf.${this.#tun}.rp_filter=0`]);
   }
 
-  /** Replaces the filters when the rule set changed. */
+  /**
+   * Replaces the filters when the rule set changed: make before break. The new set goes
+   * in at the priority band the old one does not use, then the old band's priorities are
+   * deleted, so steered traffic never meets a moment without rules (it would reach the
+   * node's stack, which resets it). The first apply of a restarted agent finds its
+   * predecessor's filters this way and replaces them without a gap either.
+   */
   async apply(rules: SteeringRules): Promise<void> {
-    const batch = steeringBatch(this.#dev, this.#tun, rules).join('\n');
-    if (batch === this.#installed) return;
-    // Delete and re-add: a moment without steering, in which steered traffic meets the
-    // node's own stack (a reset); done only when the rules changed.
+    const key = steeringBatch(this.#dev, this.#tun, rules).join('\n');
+    if (key === this.#installed) return;
+    const old = await this.#installedPrefs();
+    const band = old.some((p) => p < BAND) ? BAND : 0;
+    await tc(['-batch', '-'], `${steeringBatch(this.#dev, this.#tun, rules, band).join('\n')}\n`);
+    for (const pref of old) {
+      try {
+        await tc(['filter', 'del', 'dev', this.#dev, 'ingress', 'pref', String(pref)]);
+      } catch { /* gone already */ }
+    }
+    this.#installed = key;
+  }
+
+  /** The priorities of the ingress filters on the underlay now (ours: the only ones there). */
+  async #installedPrefs(): Promise<number[]> {
+    let out = '';
     try {
-      await tc(['filter', 'del', 'dev', this.#dev, 'ingress']);
-    } catch { /* no filters yet */ }
-    await tc(['-batch', '-'], `${batch}\n`);
-    this.#installed = batch;
+      out = await tcOut(['-j', 'filter', 'show', 'dev', this.#dev, 'ingress']);
+    } catch {
+      return [];
+    }
+    const filters = JSON.parse(out || '[]') as { pref?: number }[];
+    return [...new Set(filters.map((f) => f.pref).filter((p): p is number => typeof p === 'number'))];
   }
 
   async close(): Promise<void> {
@@ -105,6 +128,22 @@ export class Steering {
 /** A `tc` or `sysctl` call of the steering hook failed (the message has the command and its stderr). */
 export class SteeringError extends TapirError {
   readonly code = 'TAPIR_STEERING';
+}
+
+/** `sysctl -w` in the agent's own namespace: per-interface settings of the host TUN only, never `all` or another namespace's. */
+export async function setSysctls(settings: string[]): Promise<void> {
+  await run('sysctl', ['-qw', ...settings]).catch((err: Error & { stderr?: string }) => {
+    throw new SteeringError(`sysctl -w ${settings.join(' ')}: ${(err.stderr || err.message).trim()}`, { cause: err });
+  });
+}
+
+async function tcOut(args: string[]): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    execFile('tc', args, { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) reject(new SteeringError(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
+      else resolve(stdout);
+    });
+  });
 }
 
 async function tc(args: string[], input?: string): Promise<void> {

@@ -1,5 +1,6 @@
 // `tapir agent --config FILE`: runs the node agent in the current network namespace
 // until SIGTERM or SIGINT.
+import { flushCompileCache } from 'node:module';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadAgentConfig } from '../agent/config.ts';
@@ -74,6 +75,9 @@ export async function run(args: string[]): Promise<number> {
   }
   observability.attach(agent);
   log(`ready, ${Math.round(performance.now())} ms after the process started`);
+  // Node writes the compile cache (bin/tapir sets NODE_COMPILE_CACHE) at a clean exit; an
+  // agent mostly ends with SIGKILL or a crash, so write it now: the next start needs it.
+  flushCompileCache();
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log(`${signal}: stopping`);

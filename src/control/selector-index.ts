@@ -10,6 +10,9 @@ const pairKey = (namespace: string, key: string, value: string): string => `${na
 export class PodIndex {
   readonly #byPair = new Map<string, Map<string, PodObject>>();
 
+  /** Label pairs indexed (each with at least one pod). */
+  get size(): number { return this.#byPair.size; }
+
   add(pod: PodObject): void {
     const ns = pod.metadata.namespace;
     for (const [k, v] of Object.entries(pod.metadata.labels)) {
@@ -45,6 +48,9 @@ export class PodIndex {
 
 export class ServiceSelectorIndex {
   readonly #byPair = new Map<string, Set<string>>();
+
+  /** Selector pairs indexed (each with at least one service). */
+  get size(): number { return this.#byPair.size; }
 
   /** The one pair a service is filed under: the first of its selector in key order. */
   static #pairOf(svc: ServiceObject): string | undefined {

@@ -80,6 +80,27 @@ export class ServiceProxyState {
   get node(): Readonly<NodeContext> { return this.#node; }
   get allocation(): Readonly<AllocationResult> { return this.#allocation; }
 
+  /**
+   * How many entries each per-object map holds (for tests and memory benchmarks):
+   * once every object is gone and a sync has run, every one must be 0.
+   */
+  retained(): Record<string, number> {
+    return {
+      services: this.services.size,
+      endpoints: this.endpoints.size,
+      nodes: this.nodes.size,
+      slicesByService: this.#slicesByService.size,
+      pods: this.#pods.size,
+      servicesBySelector: this.#servicesBySelector.size,
+      allocations: this.#allocation.allocations.size,
+      rejected: this.#allocation.rejected.size,
+      generated: this.#generated.size,
+      compiled: this.#compiled.size,
+      views: this.#views.size,
+      dirty: this.#dirty.size,
+    };
+  }
+
   /** The next sync recomputes everything (after a failed sync, and periodically). */
   forceFull(): void {
     this.#full = true;
@@ -132,10 +153,16 @@ export class ServiceProxyState {
         this.#servicesBySelector.remove(key, obj);
         this.#serviceChanged(key);
         break;
-      case 'EndpointSlice':
-        this.#slicesByService.get(`${ns}/${obj.serviceName}`)?.delete(obj.metadata.name);
-        this.#dirty.add(`${ns}/${obj.serviceName}`);
+      case 'EndpointSlice': {
+        // The service's map goes with its last slice: services come and go by the
+        // thousand, and an empty map per name ever seen would only grow.
+        const owner = `${ns}/${obj.serviceName}`;
+        const slices = this.#slicesByService.get(owner);
+        slices?.delete(obj.metadata.name);
+        if (slices?.size === 0) this.#slicesByService.delete(owner);
+        this.#dirty.add(owner);
         break;
+      }
       case 'Endpoints':
         this.endpoints.delete(key);
         this.#dirty.add(key);

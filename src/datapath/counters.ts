@@ -56,6 +56,12 @@ export const DatapathDrop = {
   UNDERLAY_SPOOFED: base + 21,
   /** An IPv4 header whose checksum fails (RFC 1812 §5.2.2: not forwarded). */
   BAD_IPV4_CHECKSUM: base + 22,
+  /**
+   * A pod's packet to 127.0.0.0/8 that is not the reply of a flow the service NAT
+   * translated: the host TUN accepts loopback addresses (route_localnet, for localhost
+   * node ports), so only the node's own flows may bring them there.
+   */
+  LOOPBACK_DESTINATION: base + 23,
 } as const;
 
 const datapathDropNames = [
@@ -63,7 +69,7 @@ const datapathDropNames = [
   'not-for-us', 'no-such-pod', 'no-route', 'ttl-expired', 'wrong-vni', 'unknown-peer',
   'frag-needed', 'too-big', 'unsupported-gso', 'bad-vnet-header', 'vlan-unsupported',
   'for-gateway', 'no-scratch', 'tx-failed', 'service-rejected', 'service-dropped',
-  'underlay-spoofed', 'bad-ipv4-checksum',
+  'underlay-spoofed', 'bad-ipv4-checksum', 'loopback-destination',
 ];
 
 export const DROP_SLOTS = base + datapathDropNames.length;

@@ -50,6 +50,13 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   /** Ports removed because their device failed (the pod's namespace or eth0 went away). */
   portFailures = 0;
   /**
+   * Whether the service tables are complete, so that steered traffic no service claims
+   * can go back to the node's stack. An agent restarting sets it false until its first
+   * sync: a node-port connection opened meanwhile is dropped (its client sends again)
+   * rather than reset by a stack that has no listener.
+   */
+  servicesSynced = true;
+  /**
    * Told when a port's device fails for good (a read errno such as EBADFD once the TAP
    * is gone with the pod's namespace): the port is already out of the datapath, every
    * other port keeps running. The agent forgets the pod's route and keeps its record
@@ -215,7 +222,10 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     if (info.ethertype !== EtherType.IPV4) return this.#drop(c, info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
     if (info.src4 !== podIp) return this.#drop(c, DatapathDrop.SPOOFED_IP);
     if (!Ipv4Packet.headerChecksumOk(b, info.l3Offset)) return this.#drop(c, DatapathDrop.BAD_IPV4_CHECKSUM);
-    if (this.#services.process(info, EntryPoint.POD, VirtioNetHeader.needsCsum(b, off), c, port.index) > Verdict.NATED) return;
+    const v = this.#services.process(info, EntryPoint.POD, VirtioNetHeader.needsCsum(b, off), c, port.index);
+    if (v > Verdict.NATED) return;
+    // Reverse NAT of a flow of the node's own, localhost node ports: those alone may go to 127.0.0.0/8.
+    if (info.dst4 >>> 24 === 127 && v !== Verdict.NATED) return this.#drop(c, DatapathDrop.LOOPBACK_DESTINATION);
 
     const dstMac = info.ethDst;
     if (dstMac !== t.gatewayMac) {
@@ -277,20 +287,31 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     if (info.ipVersion !== 4) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
     // Steered traffic comes from tc ingress, before the kernel's own IPv4 checks.
     if (!Ipv4Packet.headerChecksumOk(b, ip)) return this.#drop(c, DatapathDrop.BAD_IPV4_CHECKSUM);
-    // The node's own stack sends from its underlay address; anything else on the host
-    // port was steered in from outside (node ports, load-balancer and external IPs).
-    const entryPoint = info.src4 === t.underlayIP ? EntryPoint.HOST : EntryPoint.EXTERNAL;
-    if (this.#services.process(info, entryPoint, VirtioNetHeader.needsCsum(b, off), c, port.index) > Verdict.NATED) return;
+    // The node's own stack sends from its underlay address, or from 127.0.0.1 to a
+    // localhost node port (steered by policy routing; from the wire a loopback source is
+    // never steered); anything else on the host port was steered in from outside (node
+    // ports, load-balancer and external IPs).
+    const src = info.src4;
+    const entryPoint = src === t.underlayIP || src >>> 24 === 127 ? EntryPoint.HOST : EntryPoint.EXTERNAL;
+    const v = this.#services.process(info, entryPoint, VirtioNetHeader.needsCsum(b, off), c, port.index);
+    if (v > Verdict.NATED) return;
     const dst = info.dst4;
-    if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
     const to = t.podPorts.get(dst);
     let node = -1;
     if (to < 0) {
       if (t.podCIDR.contains(dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
       node = t.remoteNode(dst);
-      if (node < 0) return this.#drop(c, DatapathDrop.NO_ROUTE);
-      if (!this.#fitsPodMtu(port, off)) return;
+      if (node < 0) {
+        // Steered here (a node port no service has, from outside or from the node itself)
+        // and none of ours: back to the node's stack, which delivers it to a listener or
+        // resets it, as it would without the agent. Only for the node's own addresses,
+        // which the stack delivers and never routes back into the TUN.
+        if (v === Verdict.PASS && this.servicesSynced && (dst === t.underlayIP || dst >>> 24 === 127)) return this.enqueue(port.index, off, len);
+        return this.#drop(c, DatapathDrop.NO_ROUTE);
+      }
     }
+    if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
+    if (to < 0 && !this.#fitsPodMtu(port, off)) return;
     Ipv4Packet.decrementTtl(b, ip);
     // Prepend Ethernet: the virtio-net header moves down 14 bytes into the headroom.
     const e = ip - ETH;

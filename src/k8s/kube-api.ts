@@ -1,10 +1,18 @@
-// The HTTP side of talking to a Kubernetes API server: credentials and TLS from
-// @kubernetes/client-node's KubeConfig (in-cluster service-account files, or a
-// kubeconfig), requests with undici. Two calls: GET a JSON document, and a watch stream
-// read line by line. Everything about lists, resource versions and restarts is the
-// reflector's (api-source.ts); this file only moves bytes and says what went wrong.
-import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
-import { fetch, type Dispatcher } from 'undici';
+// The HTTP side of talking to a Kubernetes API server: credentials and TLS as a pod or a
+// kubeconfig gives them, requests with undici. Two calls: GET a JSON document, and a
+// watch stream read line by line. Everything about lists, resource versions and
+// restarts is the reflector's (api-source.ts); this file only moves bytes and says what
+// went wrong.
+//
+// Credentials: the in-cluster files (service-account token, re-read as kubelet rotates
+// it, and CA; KUBERNETES_SERVICE_HOST/PORT) and kubeconfigs with a token, a token file
+// or a client certificate are read here. Anything else a kubeconfig can say (exec
+// plugins, auth providers) goes to @kubernetes/client-node's KubeConfig, loaded only
+// then: the library takes over a second to import, and an agent's restart is a gap in
+// its node's traffic (docs/ARCHITECTURE.md, "Flows that outlive the agent").
+import { readFileSync } from 'node:fs';
+import { Agent, fetch, type Dispatcher } from 'undici';
+import { parse as parseYaml } from 'yaml';
 import { TapirError } from '../errors/tapir-error.ts';
 
 /** A request failed: the server answered with an error status, or never answered. */
@@ -38,33 +46,43 @@ export interface WatchHandle {
   abort(): void;
 }
 
+/** Where the in-cluster credentials are (the service account's volume, as every pod has it). */
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** client-go re-reads a token file at most this often (bound tokens are rotated by the kubelet). */
+const TOKEN_REREAD_MS = 60_000;
+
+/** How requests are authenticated: headers for each request, and the TLS dispatcher. */
+interface Credentials {
+  server: string;
+  dispatcher: Dispatcher | undefined;
+  headers(): Promise<Record<string, string>>;
+}
+
 export class KubeApi {
   readonly server: string;
-  readonly #config: KubeConfig;
+  readonly #credentials: Promise<Credentials>;
 
   constructor(auth: KubeAuth) {
-    const kc = new KubeConfig();
-    if ('kubeconfig' in auth) kc.loadFromFile(auth.kubeconfig);
-    else kc.loadFromCluster();
-    const cluster = kc.getCurrentCluster();
-    if (cluster === null) throw new KubeApiError('the kubeconfig names no current cluster', 0);
-    this.server = cluster.server.replace(/\/+$/, '');
-    this.#config = kc;
+    const fast = 'kubeconfig' in auth ? fromKubeconfig(auth.kubeconfig) : inCluster();
+    this.server = fast.server;
+    this.#credentials = fast.credentials ?? viaClientNode(auth);
   }
 
   async #request(path: string, signal: AbortSignal): Promise<{ status: number; body: ReadableStream<Uint8Array> | null; text(): Promise<string> }> {
-    const ctx = new RequestContext(`${this.server}${path}`, HttpMethod.GET);
+    let c: Credentials;
+    let headers: Record<string, string>;
     try {
-      await this.#config.applySecurityAuthentication(ctx);
+      c = await this.#credentials;
+      headers = await c.headers();
     } catch (err) {
       // The credentials or TLS settings themselves are wrong: no retry will help.
       throw new KubeApiError(`${this.server}: ${(err as Error).message}`, KUBE_CONFIG_ERROR);
     }
     try {
-      const response = await fetch(ctx.getUrl(), {
+      const response = await fetch(`${c.server}${path}`, {
         method: 'GET',
-        headers: { ...ctx.getHeaders(), accept: 'application/json' },
-        dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
+        headers: { ...headers, accept: 'application/json' },
+        ...(c.dispatcher === undefined ? {} : { dispatcher: c.dispatcher }),
         signal,
       });
       return { status: response.status, body: response.body as ReadableStream<Uint8Array> | null, text: () => response.text() };
@@ -150,4 +168,109 @@ function statusError(what: string, status: number, text: string): KubeApiError {
     reason = s.reason ?? '';
   } catch { /* not a Status */ }
   return new KubeApiError(`${what}: ${status} ${reason === '' ? '' : `${reason}: `}${message}`, status, reason);
+}
+
+/** A token read from a file, again at most once a minute (rotation). */
+function tokenFile(file: string): () => Promise<Record<string, string>> {
+  let token = '';
+  let readAt = -Infinity;
+  return async () => {
+    if (performance.now() - readAt > TOKEN_REREAD_MS) {
+      token = readFileSync(file, 'utf8').trim();
+      readAt = performance.now();
+    }
+    return { authorization: `Bearer ${token}` };
+  };
+}
+
+function tlsDispatcher(server: string, tls: { ca?: string | Buffer | undefined; cert?: string | Buffer | undefined; key?: string | Buffer | undefined; insecure?: boolean }): Dispatcher | undefined {
+  if (!server.startsWith('https:')) return undefined;
+  return new Agent({ connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }), rejectUnauthorized: tls.insecure !== true } });
+}
+
+/** A pod's view of its cluster: KUBERNETES_SERVICE_HOST/PORT, the service account's token and CA. */
+function inCluster(): { server: string; credentials: Promise<Credentials> } {
+  const host = process.env.KUBERNETES_SERVICE_HOST;
+  const port = process.env.KUBERNETES_SERVICE_PORT;
+  if (host === undefined || host === '' || port === undefined || port === '') {
+    throw new KubeApiError('in-cluster configuration: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (is this a pod? else give --kubeconfig)', KUBE_CONFIG_ERROR);
+  }
+  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let ca: Buffer;
+  try {
+    ca = readFileSync(`${SERVICE_ACCOUNT_DIR}/ca.crt`);
+  } catch (err) {
+    throw new KubeApiError(`in-cluster configuration: ${(err as Error).message}`, KUBE_CONFIG_ERROR);
+  }
+  const headers = tokenFile(`${SERVICE_ACCOUNT_DIR}/token`);
+  return { server, credentials: Promise.resolve({ server, dispatcher: tlsDispatcher(server, { ca }), headers }) };
+}
+
+interface KubeconfigFile {
+  'current-context'?: string;
+  clusters?: { name: string; cluster?: Record<string, unknown> }[];
+  users?: { name: string; user?: Record<string, unknown> }[];
+  contexts?: { name: string; context?: { cluster?: string; user?: string } }[];
+}
+
+/**
+ * The current context of a kubeconfig. `credentials` is undefined when its user needs
+ * more than this reads (an exec plugin, an auth provider): client-node then does it.
+ */
+function fromKubeconfig(file: string): { server: string; credentials?: Promise<Credentials> } {
+  let doc: KubeconfigFile;
+  try {
+    doc = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
+  } catch (err) {
+    throw new KubeApiError(`kubeconfig ${file}: ${(err as Error).message}`, KUBE_CONFIG_ERROR);
+  }
+  const context = doc.contexts?.find((c) => c.name === doc['current-context'])?.context;
+  const cluster = doc.clusters?.find((c) => c.name === context?.cluster)?.cluster;
+  const server = typeof cluster?.server === 'string' ? cluster.server.replace(/\/+$/, '') : '';
+  if (context === undefined || cluster === undefined || server === '') {
+    throw new KubeApiError(`kubeconfig ${file}: no current context with a cluster and its server`, KUBE_CONFIG_ERROR);
+  }
+  const user = doc.users?.find((u) => u.name === context.user)?.user ?? {};
+  const known = new Set(['token', 'tokenFile', 'client-certificate', 'client-certificate-data', 'client-key', 'client-key-data']);
+  if (Object.keys(user).some((k) => !known.has(k))) return { server };
+  const str = (o: Record<string, unknown>, k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+  const data = (o: Record<string, unknown>, k: string): string | Buffer | undefined => {
+    const inline = str(o, `${k}-data`);
+    if (inline !== undefined) return Buffer.from(inline, 'base64');
+    const path = str(o, k);
+    return path === undefined ? undefined : readFileSync(path);
+  };
+  try {
+    const dispatcher = tlsDispatcher(server, {
+      ca: data(cluster, 'certificate-authority'), cert: data(user, 'client-certificate'), key: data(user, 'client-key'),
+      insecure: cluster['insecure-skip-tls-verify'] === true,
+    });
+    const token = str(user, 'token');
+    const tokenPath = str(user, 'tokenFile');
+    const fixed: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+    const headers = tokenPath !== undefined ? tokenFile(tokenPath) : async (): Promise<Record<string, string>> => fixed;
+    return { server, credentials: Promise.resolve({ server, dispatcher, headers }) };
+  } catch (err) {
+    throw new KubeApiError(`kubeconfig ${file}: ${(err as Error).message}`, KUBE_CONFIG_ERROR);
+  }
+}
+
+/** Everything else a kubeconfig can hold, by the maintained client (loaded only for it). */
+async function viaClientNode(auth: KubeAuth): Promise<Credentials> {
+  const { HttpMethod, KubeConfig, RequestContext } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  if ('kubeconfig' in auth) kc.loadFromFile(auth.kubeconfig);
+  else kc.loadFromCluster();
+  const server = kc.getCurrentCluster()?.server.replace(/\/+$/, '') ?? '';
+  let dispatcher: Dispatcher | undefined;
+  return {
+    server,
+    get dispatcher() { return dispatcher; },
+    async headers() {
+      const ctx = new RequestContext(`${server}/`, HttpMethod.GET);
+      await kc.applySecurityAuthentication(ctx);
+      dispatcher = ctx.getDispatcher() as Dispatcher | undefined;
+      return ctx.getHeaders();
+    },
+  };
 }

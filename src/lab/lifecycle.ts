@@ -177,11 +177,11 @@ export async function labDown(name: string, progress: (message: string) => void)
       progress(`warning: CNI DEL skipped: ${(err as Error).message}`);
     }
   }
+  // The node daemons before the agents: a daemon plays the kubelet and would start an
+  // agent stopped here again at once (its first restart is immediate).
   let processes = 0;
   if (state !== undefined) {
-    // The node daemons first: each is its node's kubelet, which would start a stopped
-    // agent again at once (and that one could outlive the lab).
-    const daemons = state.nodes.map((n) => n.daemon.pid).filter((pid): pid is number => pid !== null && isAlive(pid) && belongsToLab(pid, stateDir));
+    const daemons = state.nodes.map((n) => n.daemon.pid).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
     processes += await stopProcesses(daemons, 1500);
   }
   // Agents next and alone: on SIGTERM they remove their TUN and close the pod TAPs.

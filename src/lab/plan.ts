@@ -149,6 +149,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     nodes,
     pods,
     client,
+    agent: { ...topology.agent },
   };
 }
 

@@ -113,6 +113,8 @@ export interface LabState {
   client: ClientState | null;
   /** The lab API server (src/lab/apiserver/), once started; absent in labs made before it. */
   apiServer?: ApiServerState;
+  /** Topology `agent:` settings written into every agent's config (absent in states of older labs). */
+  agent?: { conntrackSize?: number };
   /**
    * Where the lab keeps its Kubernetes objects: `kubernetes` (the default) in the lab API
    * server, which the agents watch in cluster mode and `lab apply` writes; `manifests` in

@@ -98,6 +98,14 @@ export interface Topology {
   vni: number;
   nodes: NodeSpec[];
   client: { name: string; underlayIP: string | undefined } | null;
+  /** Agent settings for every node (`agent:`): only what tests and benchmarks size down. */
+  agent: LabAgentSettings;
+}
+
+/** Agent config fields a topology may set (src/agent/config.ts has their meaning and limits). */
+export interface LabAgentSettings {
+  /** Conntrack entries per agent; undefined = the agent's default. A small table makes floods and GC sweeps quick to reach in tests. */
+  conntrackSize?: number;
 }
 
 /**
@@ -151,12 +159,18 @@ export function parseTopology(text: string, source: string): Topology {
     vni: top.int('vni', 1, 0xffffff, DEFAULT_VNI),
     nodes: [],
     client: { name: 'client', underlayIP: undefined },
+    agent: {},
   };
   if (topology.name !== undefined && topology.name.length > 24) top.fail('name', 'at most 24 characters (it prefixes every namespace and socket path)');
   const addressing = top.map('addressing');
   if (addressing !== undefined) {
     for (const key of ADDRESSING_KEYS) topology.addressing[key] = optionalString(addressing, key) ?? DEFAULT_ADDRESSING[key];
     addressing.rejectUnknown(ADDRESSING_KEYS);
+  }
+  const agent = top.map('agent');
+  if (agent !== undefined) {
+    agent.rejectUnknown(['conntrackSize']);
+    if (agent.has('conntrackSize')) topology.agent.conntrackSize = agent.int('conntrackSize', 1024, 1 << 24, 0);
   }
   if (!top.has('nodes')) top.fail('nodes', 'is required');
   const nodes = top.list('nodes');
@@ -181,7 +195,7 @@ export function parseTopology(text: string, source: string): Topology {
   return topology;
 }
 
-const TOP_KEYS = ['name', 'dataplane', 'proxyMode', 'addressing', 'terminationGracePeriodSeconds', 'services', 'mtu', 'vni', 'nodes', 'client'] as const;
+const TOP_KEYS = ['name', 'dataplane', 'proxyMode', 'addressing', 'terminationGracePeriodSeconds', 'services', 'mtu', 'vni', 'nodes', 'client', 'agent'] as const;
 const ADDRESSING_KEYS = ['underlayCIDR', 'clusterCIDR', 'serviceCIDR', 'loadBalancerPool'] as const;
 
 /** A string field that may be absent (undefined then). */

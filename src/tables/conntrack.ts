@@ -25,11 +25,14 @@
 // Early drop alone lets one flooding client starve the others: under a SYN flood the
 // table is all non-assured entries, and every other client's new flow is evicted
 // before its reply comes back. So each source address may hold at most
-// `maxUnassuredPerSource` non-assured entries (default: an eighth of the table); past
-// that its new flows are refused (SOURCE_LIMITED), and the rest of the table stays for
-// everyone else. Sources are counted in 65,536 buckets by a seeded hash of the
-// address: two sources that share a bucket share a budget, which errs on the side of
-// refusing, never of letting one source take more.
+// `maxUnassuredPerSource` unanswered entries (TCP until assured, UDP until its first
+// reply; default: an eighth of the table); past that its new flows are refused
+// (SOURCE_LIMITED), and the rest of the table stays for everyone else. A UDP sweep
+// that an endpoint answers is not held by that bound, but its one-shot entries are
+// not assured either, so early drop keeps making room for other clients. Sources
+// are counted in 65,536 buckets by a seeded hash of the address: two sources that
+// share a bucket share a budget, which errs on the side of refusing, never of letting
+// one source take more.
 //
 // Time is whatever monotonic seconds the caller passes; nothing here reads a clock.
 //
@@ -58,7 +61,7 @@ export const Direction = { ORIGINAL: 0, REPLY: 1 } as const;
 /** Entry status bits (Linux IPS_*). */
 export const EntryStatus = {
   SEEN_REPLY: 1,
-  /** Worth keeping when the table is full: TCP established with a reply, UDP answered. */
+  /** Worth keeping when the table is full: TCP established with a reply, UDP with a packet after its reply (a stream). */
   ASSURED: 2,
   SRC_NAT: 4,
   DST_NAT: 8,
@@ -80,8 +83,10 @@ export const ConntrackCounter = {
   REMOVED: 6,
   /** New flows refused: their source already held maxUnassuredPerSource non-assured entries. */
   SOURCE_LIMITED: 7,
+  /** Garbage-collection sweeps completed: expire() has passed the end of the table this often. */
+  SWEEPS: 8,
 } as const;
-export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed', 'source-limited'];
+export const conntrackCounterNames: readonly string[] = ['inserted', 'expired', 'evicted', 'dropped-full', 'invalid', 'flushed', 'removed', 'source-limited', 'sweeps'];
 
 /** insert()'s answer when the source is over its budget of non-assured entries. */
 export const CONNTRACK_SOURCE_LIMITED = -2;
@@ -198,7 +203,7 @@ export class Conntrack {
 
   /**
    * Indexes the live records of an earlier table: their hashes under this table's seed,
-   * both tuples in the index, non-assured ones charged to their source. A record that
+   * both tuples in the index, unanswered ones charged to their source (#charged). A record that
    * cannot be trusted (unknown protocol or state) or whose tuple is already indexed (a
    * process killed in the middle of replacing a flow) or finds no slot is dropped.
    */
@@ -239,7 +244,7 @@ export class Conntrack {
         u8[at + B_LIVE] = 0;
         continue;
       }
-      if ((u8[at + B_STATUS]! & EntryStatus.ASSURED) === 0) this.#unassured[this.#sourceBucket(w[b]!)]!++;
+      if (this.#charged(e)) this.#unassured[this.#sourceBucket(w[b]!)]!++;
       kept++;
     }
     return kept;
@@ -407,16 +412,20 @@ export class Conntrack {
     const u8 = this.#u8;
     const f64 = this.#f64;
     const at = entry * 64;
-    let status = u8[at + B_STATUS]!;
+    const before = u8[at + B_STATUS]!;
+    let status = before;
     if (dir === Direction.REPLY) status |= EntryStatus.SEEN_REPLY;
     f64[entry * 8 + D_LAST_SEEN] = now;
     if (u8[at + B_PROTOCOL] !== TCP) {
-      if ((status & (EntryStatus.SEEN_REPLY | EntryStatus.ASSURED)) === EntryStatus.SEEN_REPLY) {
-        status |= EntryStatus.ASSURED;
-        this.#unchargeSource(entry);
-      }
+      // Linux nf_conntrack_udp: a flow is a stream, assured and kept for the stream
+      // timeout, once a packet passes after a reply was seen. One datagram and its
+      // answer (a lookup, a probe, one port of a sweep) keep the short timeout and stay
+      // evictable; answered, they no longer count against their source's budget of
+      // unanswered entries. (Linux >= 5.16 also wants the flow 2 s old.)
+      if ((before & EntryStatus.SEEN_REPLY) !== 0) status |= EntryStatus.ASSURED;
+      else if (dir === Direction.REPLY) this.#unchargeSource(entry);
       u8[at + B_STATUS] = status;
-      f64[entry * 8 + D_EXPIRES] = now + ((status & EntryStatus.SEEN_REPLY) !== 0 ? this.#udpStream : this.#udp);
+      f64[entry * 8 + D_EXPIRES] = now + ((before & EntryStatus.SEEN_REPLY) !== 0 ? this.#udpStream : this.#udp);
       return 0;
     }
     const next = tcpTransition(u8[at + B_STATE]!, dir, tcpFlags);
@@ -462,7 +471,10 @@ export class Conntrack {
         this.#removeEntry(i);
         removed++;
       }
-      if (++i === this.capacity) i = 0;
+      if (++i === this.capacity) {
+        i = 0;
+        this.counters[ConntrackCounter.SWEEPS]!++;
+      }
     }
     this.#sweepCursor = i;
     this.counters[ConntrackCounter.EXPIRED]! += removed;
@@ -518,15 +530,22 @@ export class Conntrack {
 
   /**
    * The entry to give up for a new flow, from the probe windows of `ha` and `hb` (-1:
-   * none): an expired one at once, else the least recently seen non-assured one; -1
-   * when every entry there is assured.
+   * none): an expired one at once; else the least recently seen finished one that is
+   * not assured (a UDP datagram that had its answer, a TCP connection reset or
+   * closing); else the least recently seen other one that is not assured; -1 when
+   * every entry there is assured. Finished entries go first so that a sweep whose
+   * datagrams are answered evicts its own spent entries rather than other clients'
+   * handshakes still waiting for their reply.
    */
   #victim(ha: number, hb: number, now: number): number {
     let best = EMPTY;
     let bestSeen = Infinity;
+    let done = EMPTY;
+    let doneSeen = Infinity;
     const slots = this.#slots;
     const mask = this.#mask;
     const f64 = this.#f64;
+    const u8 = this.#u8;
     for (let w = 0; w < 2; w++) {
       const h = w === 0 ? ha : hb;
       if (h < 0) continue;
@@ -536,15 +555,23 @@ export class Conntrack {
         if (ref !== EMPTY) {
           const e = ref >> 1;
           if (f64[e * 8 + D_EXPIRES]! <= now) return e;
-          if ((this.#u8[e * 64 + B_STATUS]! & EntryStatus.ASSURED) === 0 && f64[e * 8 + D_LAST_SEEN]! < bestSeen) {
-            best = e;
-            bestSeen = f64[e * 8 + D_LAST_SEEN]!;
+          const status = u8[e * 64 + B_STATUS]!;
+          if ((status & EntryStatus.ASSURED) === 0) {
+            const seen = f64[e * 8 + D_LAST_SEEN]!;
+            const state = u8[e * 64 + B_STATE]!;
+            const finished = u8[e * 64 + B_PROTOCOL] === TCP ? state === TcpState.TIME_WAIT || state === TcpState.CLOSE : (status & EntryStatus.SEEN_REPLY) !== 0;
+            if (finished) {
+              if (seen < doneSeen) { done = e; doneSeen = seen; }
+            } else if (seen < bestSeen) {
+              best = e;
+              bestSeen = seen;
+            }
           }
         }
         i = (i + 1) & mask;
       }
     }
-    return best;
+    return done !== EMPTY ? done : best;
   }
 
   /** The entry leaves its source's non-assured budget (it became assured, or went). */
@@ -561,8 +588,14 @@ export class Conntrack {
     return this.#unassured[this.#sourceBucket(src)]!;
   }
 
+  /** Whether the entry counts against its source's budget: TCP until assured, UDP until answered. */
+  #charged(e: number): boolean {
+    const status = this.#u8[e * 64 + B_STATUS]!;
+    return (status & (this.#u8[e * 64 + B_PROTOCOL] === TCP ? EntryStatus.ASSURED : EntryStatus.SEEN_REPLY)) === 0;
+  }
+
   #removeEntry(e: number): void {
-    if ((this.#u8[e * 64 + B_STATUS]! & EntryStatus.ASSURED) === 0) this.#unchargeSource(e);
+    if (this.#charged(e)) this.#unchargeSource(e);
     this.#removeRef(e * 2, this.#i32[e * ENTRY_WORDS + W_HASH]!);
     this.#removeRef(e * 2 + 1, this.#i32[e * ENTRY_WORDS + W_HASH + 1]!);
     this.#u8[e * 64 + B_LIVE] = 0;

@@ -34,10 +34,12 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     hostTun: 'tapir0',
     nodes: clusterNodes(state),
     // Services: the lab's manifest directory (Kubernetes objects, one per file), this
-    // node's zone (topology-aware routing) and where node ports are served.
+    // node's zone (topology-aware routing) and where node ports are served (127.0.0.1
+    // too: localhost node ports, as kube-proxy's iptables mode by default).
     manifests: state.manifests,
     zone: node.zone,
-    nodePortAddresses: [node.underlayIP],
+    nodePortAddresses: [node.underlayIP, '127.0.0.1'],
+    ...state.agent,
   };
 }
 
@@ -59,7 +61,8 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     metricsBindAddress: '127.0.0.1:10249',
     clusterCIDR: state.addressing.clusterCIDR,
     detectLocalMode: 'ClusterCIDR',
-    nodePortAddresses: ['primary'],
+    // The node's address and, as iptables mode's localhostNodePorts, 127.0.0.1.
+    nodePortAddresses: ['primary', 'localhost'],
     // Short enough that a lab sees healthz turn 503 (after 2 x syncPeriod with a change
     // waiting, or the API server silent) within a test; kube-proxy's default is 30 s.
     iptables: { minSyncPeriod: '100ms', syncPeriod: '5s' },
@@ -73,6 +76,7 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     hostTun: 'tapir0',
     stateDir: agent.dir,
     controlSocket: agent.controlSocket,
+    ...state.agent,
   };
   return `# written by tapir lab up (lab ${state.name}): the DaemonSet ConfigMap's config.yaml\n${toYaml(kubeProxy)}---\n${toYaml(tapir)}`;
 }
