@@ -79,6 +79,27 @@ test('health: /healthz also fails while the Node is missing, being deleted or ta
   }
 });
 
+test('health: cluster mode turns unhealthy once the API server has not answered for the timeout, healthy when it answers', () => {
+  const clock = new Clock();
+  const h = new ProxyHealth(10_000, clock.now);
+  h.apiReachable(false);
+  clock.t += 5000;
+  h.apiReachable(false); // the clock runs from the first failure
+  clock.t += 4999;
+  assert.equal(h.answer('healthz').code, 200);
+  clock.t += 1;
+  const down = h.answer('healthz');
+  assert.equal(down.code, 503);
+  assert.match(String(down.body.status), /API server has not answered for 10\.0s \(limit 10s\); forwarding with the last tables/);
+  assert.equal(h.answer('livez').code, 503);
+  h.synced({ ok: true }); // a periodic sync over the cached objects does not make it fresh
+  assert.equal(h.answer('livez').code, 503);
+  h.apiReachable(true);
+  assert.equal(h.answer('healthz').code, 200);
+  clock.t += 60_000;
+  assert.equal(h.answer('healthz').code, 200, 'reachable: no clock runs');
+});
+
 function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path }, (res) => {

@@ -159,10 +159,12 @@ async function setup(t: { after(fn: () => unknown): void }, opts: { idleMs?: num
   const api = new KubeApi({ kubeconfig: kubeconfig(dir, fake.port) });
   const logs: string[] = [];
   const restarts: string[] = [];
+  const reachable: boolean[] = [];
   const source = new KubernetesSource({
     api, kinds: [{ kind: Kind.SERVICE, labelSelector: PROXY_LABEL_SELECTOR }],
     watchIdleMs: opts.idleMs ?? 2000, pageSize: opts.pageSize ?? 500, log: (m) => logs.push(m),
     onRestart: (kind, reason) => restarts.push(`${kind}/${reason}`),
+    onReachable: (ok) => reachable.push(ok),
   });
   const rec = new Recorder();
   source.watch(rec);
@@ -171,7 +173,7 @@ async function setup(t: { after(fn: () => unknown): void }, opts: { idleMs?: num
     await fake.close().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
-  return { fake, source, rec, logs, restarts };
+  return { fake, source, rec, logs, restarts, reachable };
 }
 
 test('list then watch: the first list is synced whole, then adds, changes and deletes arrive; selectors are sent', async (t) => {
@@ -246,7 +248,7 @@ test('410 Gone after compaction: a relist, with the objects that vanished meanwh
 });
 
 test('an unreachable server: the last objects stay, watches retry with back-off, and it recovers by itself', async (t) => {
-  const { fake, source, rec } = await setup(t);
+  const { fake, source, rec, reachable } = await setup(t);
   fake.service('a');
   await source.start();
   await until('a watch', () => fake.watchRequests.length === 1);
@@ -265,6 +267,8 @@ test('an unreachable server: the last objects stay, watches retry with back-off,
   t.after(() => revived.close());
   await until('b after the server came back', () => rec.objects.has('b'), 40_000);
   assert.deepEqual(rec.names(), ['a', 'b']);
+  // Told once when it went away and once when a watch was accepted again (healthz's input).
+  assert.deepEqual(reachable, [false, true]);
 });
 
 test('an object Tapir cannot use is reported and its last good version stays; a fixed one clears the report', async (t) => {

@@ -36,7 +36,8 @@ test('churn every 100 ms: no request to a live endpoint fails, no fd, TAP or nam
   const lab = new Lab('lch');
   const tmp = mkdtempSync(join(tmpdir(), 'lab-churn-'));
   try {
-    lab.up();
+    // The churn writes the manifest directory directly (Churn in helpers/churn.ts).
+    lab.up('--source', 'manifests');
     const churn = new Churn({ stateDir: `/run/tapir/lab/${lab.name}`, endpointPods: ['web-1a', 'web-2a', 'web-2b'], seed: 1 });
     await churn.setup();
     const nodePorts = ['172.30.0.11', '172.30.0.12'].map((ip) => `http://${ip}:${SOAK_NODE_PORT}/`);

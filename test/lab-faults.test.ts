@@ -18,7 +18,8 @@ interface NodeStatus {
 
 describe('lab faults: agent restarts, health-following announcements, a held manifest lock', () => {
   const lab = new Lab('tlf');
-  before(() => { lab.up(); });
+  // Manifest mode: one case holds the manifest directory's lock.
+  before(() => { lab.up('--source', 'manifests'); });
   after(() => { lab.down(); });
 
   const node = (name: string): NodeStatus => (lab.status().nodes as NodeStatus[]).find((n) => n.name === name)!;

@@ -117,7 +117,9 @@ test('tapir dataplane plumbing with a stand-in agent and the real tapir-cni', ()
     writeFileSync(join(dir, 'tapir'), `#!/bin/sh\n[ "$1" = agent ] && shift\nexec "${process.execPath}" "${dir}/stub-agent.mjs" "$@"\n`);
     chmodSync(join(dir, 'tapir'), 0o755);
     const env = { ...process.env, TAPIR_LAB_TAPIR_BIN: join(dir, 'tapir') };
-    const up = tapir(['lab', 'up', '--name', lab], env);
+    // The manifest mode: the stand-in reads its node's fields from agent.yaml (cluster
+    // mode takes them from the Node object, which only the real agent reads).
+    const up = tapir(['lab', 'up', '--name', lab, '--source', 'manifests'], env);
     assert.equal(up.status, 0, up.stderr);
     assert.match(up.stderr, /CNI ADD for 4 pods/);
     const state = JSON.parse(readFileSync(`/run/tapir/lab/${lab}/state.json`, 'utf8'));

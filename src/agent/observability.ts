@@ -169,6 +169,10 @@ export class AgentObservability {
       watchRestarted(kind: string, reason: string): void {
         metrics.watchRestarted(kind, reason);
       },
+      apiReachable(reachable: boolean): void {
+        health.apiReachable(reachable);
+        log.info({ reachable }, reachable ? 'the API server answers again' : 'the API server does not answer; forwarding with the last tables');
+      },
     };
   }
 }

@@ -25,6 +25,12 @@ import { Steering } from './steering.ts';
  * so queued changes wait and /healthz turns 503 after twice the sync period.
  */
 export const SYNC_FAULT_ENV = 'TAPIR_TEST_SYNC_FAULT_FILE';
+/**
+ * Cluster mode: seconds without a byte on a watch (bookmarks included) before it counts
+ * as stalled and is restarted; default 150. The lab sets 30 (its API server sends a
+ * bookmark every 10 s), so a stalled watch is noticed within a test.
+ */
+export const WATCH_IDLE_ENV = 'TAPIR_WATCH_IDLE_SECONDS';
 
 export interface ServiceSyncOptions {
   config: AgentConfig;
@@ -68,6 +74,8 @@ export class ServiceSync {
         ],
         log: (m) => opts.log(`kubernetes: ${m}`),
         onRestart: (kind, reason) => opts.observer?.watchRestarted?.(kind, reason),
+        onReachable: (reachable) => opts.observer?.apiReachable?.(reachable),
+        ...(Number(process.env[WATCH_IDLE_ENV]) > 0 ? { watchIdleMs: Number(process.env[WATCH_IDLE_ENV]) * 1000 } : {}),
       });
       if (opts.onNodes !== undefined) this.#watchNodes(this.source, opts.onNodes);
     } else {

@@ -7,14 +7,14 @@ import { parseArgs, type ParseArgsOptionDescriptor } from 'node:util';
 import { labApply, labDelete } from '../lab/cluster/apply.ts';
 import { execIn, resolveTarget } from '../lab/network/exec.ts';
 import { checkLabName, DEFAULT_LAB_NAME, labDown, labUp } from '../lab/lifecycle.ts';
-import { listLabs, loadState, requireState } from '../lab/state.ts';
+import { listLabs, loadState, OBJECT_STORES, requireState, type ObjectStore } from '../lab/state.ts';
 import { formatStatus, labStatus } from '../lab/status.ts';
 import { DATAPLANES, PROXY_MODES, type Dataplane, type ProxyMode } from '../lab/topology.ts';
 import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
 
 const USAGE = `Usage:
   tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
-               [--json] [--keep-on-failure]
+               [--source kubernetes|manifests] [--json] [--keep-on-failure]
   tapir lab status [--name NAME] [--json]
   tapir lab apply -f FILE|- [--name NAME]
   tapir lab delete -f FILE|- [--name NAME]
@@ -26,7 +26,10 @@ const USAGE = `Usage:
 
 Without a topology file, up builds the default: 2 nodes with 2 pods each and an external
 client and demo Services. NAME defaults to the topology's name, else "${DEFAULT_LAB_NAME}". State lives in
-/run/tapir/lab/NAME/; its manifests/ directory holds the Kubernetes objects the agents watch.
+/run/tapir/lab/NAME/. --source: where the lab keeps its Kubernetes objects: kubernetes (default)
+in the lab's API server, which the agents watch in cluster mode (in-cluster credentials,
+NODE_NAME) and kubectl reaches (tapir lab kubeconfig); manifests in the manifests/ directory
+the agents watch (clusterless).
 apply/delete add, change and remove Namespaces, Pods, Services, EndpointSlices and Endpoints
 as kubectl would (all or nothing; a rejected file names file, document and field).
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
@@ -39,6 +42,7 @@ const OPTIONS = {
   name: { type: 'string' },
   dataplane: { type: 'string' },
   'proxy-mode': { type: 'string' },
+  source: { type: 'string' },
   // -f FILE, -fFILE and --filename FILE, like kubectl.
   filename: { type: 'string', short: 'f' },
   json: { type: 'boolean' },
@@ -47,7 +51,7 @@ const OPTIONS = {
 
 type OptionName = keyof typeof OPTIONS;
 
-interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; file?: string; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
+interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; source?: ObjectStore; file?: string; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
 
 /** Parses options up to "--"; everything after it is the command for exec. */
 function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
@@ -73,6 +77,10 @@ function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
         if (!(PROXY_MODES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --proxy-mode must be one of ${PROXY_MODES.join(', ')}`, 2);
         out.proxyMode = value as ProxyMode;
         break;
+      case 'source':
+        if (!(OBJECT_STORES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --source must be one of ${OBJECT_STORES.join(', ')}`, 2);
+        out.source = value as ObjectStore;
+        break;
       case 'filename': out.file = value; break;
       case 'json': out.json = true; break;
       case 'keep-on-failure': out.keepOnFailure = true; break;
@@ -86,9 +94,9 @@ function progress(message: string): void {
 }
 
 async function up(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'json', 'keep-on-failure']);
+  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'source', 'json', 'keep-on-failure']);
   if (o.positional.length > 1) throw new CliError(`lab up: one topology file at most\n\n${USAGE}`, 2);
-  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, keepOnFailure: o.keepOnFailure, progress });
+  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, source: o.source, keepOnFailure: o.keepOnFailure, progress });
   const status = await labStatus(state);
   console.log(o.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   return 0;

@@ -35,6 +35,8 @@ export class ProxyHealth implements SyncObserver {
   /** Date.now() of the oldest change not yet synced; 0 = none pending. */
   #oldestPending = 0;
   #node: { eligible: boolean; why: string } = { eligible: true, why: '' };
+  /** Date.now() since the API server has not answered (cluster mode); 0 = it answers. */
+  #unreachableSince = 0;
   /** Answers by path and code, for kubeproxy_proxy_{healthz,livez}_total. */
   readonly answers = { healthz: { 200: 0, 503: 0 }, livez: { 200: 0, 503: 0 } };
 
@@ -56,6 +58,17 @@ export class ProxyHealth implements SyncObserver {
     this.#lastUpdated = this.#now();
   }
 
+  /**
+   * Cluster mode: the API server stopped or resumed answering. Not kube-proxy's: an
+   * agent cut off from the API longer than the health timeout serves tables that may
+   * be stale by any amount, so a load balancer should stop sending it new traffic; it
+   * keeps forwarding with them meanwhile.
+   */
+  apiReachable(reachable: boolean): void {
+    if (reachable) this.#unreachableSince = 0;
+    else if (this.#unreachableSince === 0) this.#unreachableSince = this.#now();
+  }
+
   /** kube-proxy's SyncNode; null = no Node object for this node (never listed, or deleted). */
   nodeChanged(node: NodeState | null): void {
     if (node === null) this.#node = { eligible: false, why: 'the Node object of this node is missing' };
@@ -70,6 +83,11 @@ export class ProxyHealth implements SyncObserver {
     const waited = this.#oldestPending === 0 ? 0 : now - this.#oldestPending;
     // kube-proxy: healthy while starting up or fully synced, or while the oldest queued
     // change has waited less than the timeout.
+    const cutOff = this.#unreachableSince === 0 ? 0 : now - this.#unreachableSince;
+    if (cutOff >= this.healthTimeoutMs) {
+      const status = `the API server has not answered for ${(cutOff / 1000).toFixed(1)}s (limit ${this.healthTimeoutMs / 1000}s); forwarding with the last tables`;
+      return { healthy: false, nodeEligible: this.#node.eligible, lastUpdated: this.#lastUpdated, status };
+    }
     const healthy = waited < this.healthTimeoutMs;
     const status = healthy
       ? (this.#oldestPending === 0 ? 'synced' : `a change has waited ${(waited / 1000).toFixed(1)}s for a sync (limit ${this.healthTimeoutMs / 1000}s)`)

@@ -38,4 +38,6 @@ export interface SyncObserver {
   nodeChanged(node: NodeState | null): void;
   /** Cluster mode: the Kubernetes source restarted a watch of `kind` (`reason`: error, stalled, gone). */
   watchRestarted?(kind: string, reason: string): void;
+  /** Cluster mode: the API server stopped answering (false) or answers again (true). */
+  apiReachable?(reachable: boolean): void;
 }

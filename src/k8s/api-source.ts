@@ -44,6 +44,11 @@ export interface KubernetesSourceOptions {
   log?(message: string): void;
   /** Every watch restart (`reason`: error, stalled, gone), for metrics. */
   onRestart?(kind: Kind, reason: 'error' | 'stalled' | 'gone'): void;
+  /**
+   * The API server stopped answering (false: a list or watch of some kind failed or
+   * stalled) or answers again (true: every kind's last list or watch succeeded).
+   */
+  onReachable?(reachable: boolean): void;
 }
 
 /** The source could not list a kind at all on start (unreachable, unauthorized, forbidden). */
@@ -79,7 +84,14 @@ export class KubernetesSource implements ObjectSource {
   constructor(opts: KubernetesSourceOptions) {
     this.api = opts.api instanceof KubeApi ? opts.api : new KubeApi(opts.api);
     this.kinds = opts.kinds.map((k) => k.kind);
+    const failing = new Set<Kind>();
     const emit: Emitter = {
+      reachable: (kind, ok) => {
+        const before = failing.size === 0;
+        if (ok) failing.delete(kind);
+        else failing.add(kind);
+        if (before !== (failing.size === 0)) opts.onReachable?.(failing.size === 0);
+      },
       change: (previous, current) => { for (const h of this.#handlers) h.onChange({ previous, current }); },
       synced: (kind) => { for (const h of this.#handlers) h.onSynced(kind); },
       problems: (input, problems) => { for (const h of this.#handlers) h.onProblems(input, problems); },
@@ -128,6 +140,7 @@ export class KubernetesSource implements ObjectSource {
 }
 
 interface Emitter {
+  reachable(kind: Kind, ok: boolean): void;
   change(previous: K8sObject | undefined, current: K8sObject | undefined): void;
   synced(kind: Kind): void;
   problems(input: string, problems: readonly string[]): void;
@@ -197,6 +210,7 @@ class Reflector {
         if (e.status === 401 || e.status === 403 || e.status === 404 || e.status === KUBE_CONFIG_ERROR) {
           throw new KubernetesSourceError(`cannot list ${KINDS[this.kind].resource} from ${this.#api.server}: ${e.message}`, { cause: err });
         }
+        this.#emit.reachable(this.kind, false);
         this.#note(`listing ${KINDS[this.kind].resource} failed (${e.message}); retrying`);
         await this.#sleepBackoff();
       }
@@ -237,6 +251,7 @@ class Reflector {
           continue;
         }
         this.#restarts++;
+        this.#emit.reachable(this.kind, false);
         this.#onRestart(this.kind, err instanceof KubeApiError && err.reason === 'Stalled' ? 'stalled' : 'error');
         this.#note(`${KINDS[this.kind].resource}: watch failed (${(err as Error).message}); restarting it from resourceVersion ${this.#rv}`);
         await this.#sleepBackoff();
@@ -294,6 +309,7 @@ class Reflector {
       cont = meta.continue ?? '';
     } while (cont !== '');
     if (this.#stopped) return;
+    this.#emit.reachable(this.kind, true);
     if (this.synced) this.#relists++;
     this.#relistWanted = false;
     const seen = new Set<string>();
@@ -364,7 +380,7 @@ class Reflector {
         const e = failed ?? err;
         if (e === null) resolve();
         else reject(e);
-      });
+      }, () => this.#emit.reachable(this.kind, true));
     });
   }
 

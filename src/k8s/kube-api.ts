@@ -110,7 +110,8 @@ export class KubeApi {
    * called, else the error (a KubeApiError for an error status; a timeout when no byte
    * arrived for `idleMs`: a stalled watch).
    */
-  watch(path: string, idleMs: number, onEvent: (e: WatchEvent) => void, done: (err: Error | null) => void): WatchHandle {
+  /** `onOpen`: the server accepted the watch (200), before any event. */
+  watch(path: string, idleMs: number, onEvent: (e: WatchEvent) => void, done: (err: Error | null) => void, onOpen?: () => void): WatchHandle {
     const controller = new AbortController();
     let finished = false;
     let idle: NodeJS.Timeout | undefined;
@@ -131,6 +132,7 @@ export class KubeApi {
     void (async () => {
       const r = await this.#request(`${path}${sep}watch=1`, controller.signal);
       if (r.status !== 200) throw statusError(`watch ${path}`, r.status, await r.text());
+      onOpen?.();
       if (r.body === null) return;
       const decoder = new TextDecoder();
       let pending = '';

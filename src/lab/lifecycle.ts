@@ -9,12 +9,13 @@ import { planLab } from './plan.ts';
 import { checkTraffic } from './network/traffic-check.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './network/processes.ts';
 import { interruption, ipBatch } from './network/shell.ts';
-import { claimStateDir, loadState, saveState, stateDirOf, type LabState } from './state.ts';
+import { claimStateDir, loadState, saveState, stateDirOf, usesApi, type LabState, type ObjectStore } from './state.ts';
+import { apiApplyLocked, createTopologyPods } from './cluster/api-apply.ts';
 import { defaultTopology, loadTopologyFile, type Dataplane, type ProxyMode } from './topology.ts';
 import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
-import { startDaemons, waitForDaemons } from './node/daemons.ts';
+import { readDaemonStatus, startDaemons, waitForDaemons } from './node/daemons.ts';
 import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
 import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
@@ -35,6 +36,8 @@ export interface UpOptions {
   name: string | undefined;
   dataplane: Dataplane | undefined;
   proxyMode: ProxyMode | undefined;
+  /** Where the lab keeps its objects (default kubernetes: the lab API server, agents in cluster mode). */
+  source?: ObjectStore | undefined;
   /** Leave a lab that failed to come up in place, for inspection. */
   keepOnFailure: boolean;
   progress(message: string): void;
@@ -52,6 +55,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const name = options.name ?? topology.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
   const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode);
+  state.objectStore = options.source ?? 'kubernetes';
   if (topology.services !== null) {
     // Checked before anything is built; the lab-specific checks come with the apply.
     const parsed = parseManifest(topology.services.text, topology.services.file);
@@ -106,9 +110,13 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     startWorkloads(state);
     save();
     await waitForWorkloads(state.pods, WORKLOAD_READY_TIMEOUT_MS);
-    for (const pod of state.pods) {
-      const node = state.nodes.find((n) => n.name === pod.node)!;
-      writeObject(state.manifests, { ...topologyPodObject(pod), status: podStatus(pod, false, node.underlayIP) }, MANIFEST_HEADER);
+    if (usesApi(state)) {
+      await createTopologyPods(state);
+    } else {
+      for (const pod of state.pods) {
+        const node = state.nodes.find((n) => n.name === pod.node)!;
+        writeObject(state.manifests, { ...topologyPodObject(pod), status: podStatus(pod, false, node.underlayIP) }, MANIFEST_HEADER);
+      }
     }
     bumpRevision(state.stateDir);
     progress(`starting node daemons (readiness, load balancer${state.proxyMode === 'tapir' ? '' : `, ${state.proxyMode} rules`})`);
@@ -116,7 +124,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     save();
     if (topology.services !== null) {
       progress(`applying ${topology.services.file}`);
-      const result = await applyLocked(state, topology.services, progress);
+      const result = usesApi(state) ? await apiApplyLocked(state, topology.services, progress) : await applyLocked(state, topology.services, progress);
       for (const line of [...result.lines, ...result.warnings]) progress(line);
       save();
     }
@@ -178,7 +186,9 @@ export async function labDown(name: string, progress: (message: string) => void)
   }
   // Agents next and alone: on SIGTERM they remove their TUN and close the pod TAPs.
   if (state !== undefined) {
-    const agents = state.nodes.map((n) => n.agent?.pid ?? null).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
+    // The one `lab up` started, or the one its daemon started again since.
+    const pids = state.nodes.flatMap((n) => [n.agent?.pid ?? null, readDaemonStatus(n)?.agent?.pid ?? null]);
+    const agents = [...new Set(pids)].filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
     if (agents.length > 0) progress(`stopping ${agents.length} agents`);
     processes += await stopProcesses(agents, 3000);
   }

@@ -115,6 +115,20 @@ export interface LabState {
   apiServer?: ApiServerState;
   /** Topology `agent:` settings written into every agent's config (absent in states of older labs). */
   agent?: { conntrackSize?: number };
+  /**
+   * Where the lab keeps its Kubernetes objects: `kubernetes` (the default) in the lab API
+   * server, which the agents watch in cluster mode and `lab apply` writes; `manifests` in
+   * the manifest directory (the clusterless mode). Absent: manifests (older labs).
+   */
+  objectStore?: ObjectStore;
+}
+
+export const OBJECT_STORES = ['kubernetes', 'manifests'] as const;
+export type ObjectStore = (typeof OBJECT_STORES)[number];
+
+/** The lab keeps its objects in its API server (cluster mode). */
+export function usesApi(state: LabState): state is LabState & { apiServer: ApiServerState } {
+  return state.objectStore === 'kubernetes' && state.apiServer !== undefined;
 }
 
 export function stateDirOf(lab: string): string {

@@ -6,7 +6,8 @@ import { readDaemonStatus, type DaemonStatus } from './node/daemons.ts';
 import { loadObjects } from './cluster/manifests.ts';
 import { isAlive } from './network/processes.ts';
 import { formatServices, labServices } from './cluster/services-status.ts';
-import type { LabState } from './state.ts';
+import { usesApi, type LabState } from './state.ts';
+import { apiObjectsOrProblem } from './cluster/api-apply.ts';
 
 export interface LabStatus {
   name: string;
@@ -47,8 +48,9 @@ export interface LabStatus {
 export async function labStatus(state: LabState): Promise<LabStatus> {
   // The agent client is loaded only for a Tapir lab (the kernel lab needs none of it).
   const agentStatus = state.dataplane === 'tapir' ? (await import('./network/tapir-dataplane.ts')).agentStatus : undefined;
-  const podObjects = new Map(loadObjects(state.manifests).objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
-  const { services, problems } = labServices(state);
+  const stored = usesApi(state) ? await apiObjectsOrProblem(state.apiServer) : loadObjects(state.manifests);
+  const podObjects = new Map(stored.objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
+  const { services, problems } = labServices(state, stored);
   const nodes = await Promise.all(state.nodes.map(async (n) => {
     const daemon = readDaemonStatus(n);
     // The daemon restarts a dead agent: its status knows the current pid.

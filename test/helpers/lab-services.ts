@@ -108,7 +108,9 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
 
   before(() => {
     if (skip !== undefined) return;
-    const up = lab.up(...upArgs);
+    // The manifest mode (clusterless): the suite reads and fingerprints the manifest
+    // directory; the cluster mode's apply and delete are test/lab-apiserver-lab.test.ts's.
+    const up = lab.up('--source', 'manifests', ...upArgs);
     assert.match(up.stderr, /service\/web-local created/);
     svc = services(lab);
   });
@@ -377,8 +379,8 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
 
 /**
  * The ServiceSnapshot a node's agent compiles, as `tapir trace --snapshot` reads it: the
- * same control code (ServiceController) over the lab's manifest directory, with the
- * node options src/agent/service-sync.ts derives from the agent's config. The agent has no
+ * same control code (ServiceController) over the lab's API server (cluster mode) or its
+ * manifest directory, with the node options src/agent/service-sync.ts derives. The agent has no
  * call that hands out its own snapshot, so this is a recompilation, not a copy.
  */
 export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
@@ -387,14 +389,35 @@ export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> 
   const { ManifestDir } = await import('../../src/k8s/manifest-dir.ts');
   const { serviceSnapshotToJson } = await import('../../src/model/snapshot-json.ts');
   const { ipv4ToString } = await import('../../src/wire/address.ts');
-  const c = loadAgentConfig(`/run/tapir/lab/${lab.name}/nodes/${node}/agent.yaml`);
+  const { KubernetesSource, PROXY_LABEL_SELECTOR } = await import('../../src/k8s/api-source.ts');
+  const { Kind } = await import('../../src/k8s/objects.ts');
+  const state = JSON.parse(readFileSync(`/run/tapir/lab/${lab.name}/state.json`, 'utf8')) as { objectStore?: string; apiServer?: { hostKubeconfig: string }; nodes: { name: string; zone: string; underlayIP: string }[] };
   let json: string | undefined;
   const problems: string[] = [];
+  let options;
+  if (state.objectStore === 'kubernetes') {
+    // Cluster mode: what the agent reads from the API (kinds and selectors of
+    // src/agent/service-sync.ts), its node's fields as its Node object gives them.
+    const n = state.nodes.find((x) => x.name === node)!;
+    options = {
+      source: new KubernetesSource({
+        api: { kubeconfig: state.apiServer!.hostKubeconfig },
+        kinds: [{ kind: Kind.SERVICE, labelSelector: PROXY_LABEL_SELECTOR }, { kind: Kind.ENDPOINT_SLICE, labelSelector: PROXY_LABEL_SELECTOR }, { kind: Kind.NODE }],
+      }),
+      cluster: true,
+      node: { name: n.name, zone: n.zone, nodePortAddresses: [n.underlayIP] },
+    };
+  } else {
+    const c = loadAgentConfig(`/run/tapir/lab/${lab.name}/nodes/${node}/agent.yaml`);
+    options = {
+      source: new ManifestDir({ dir: c.manifests! }),
+      node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
+      serviceCIDR: c.serviceCIDR,
+      nodePortRange: c.nodePortRange,
+    };
+  }
   const controller = new ServiceController({
-    source: new ManifestDir({ dir: c.manifests! }),
-    node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
-    serviceCIDR: c.serviceCIDR,
-    nodePortRange: c.nodePortRange,
+    ...options,
     onSnapshot: (s) => { json = serviceSnapshotToJson(s); },
     onError: (err) => { problems.push(err.message); },
   });

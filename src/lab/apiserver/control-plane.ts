@@ -123,7 +123,7 @@ async function waitListening(log: string, pid: number, timeoutMs: number): Promi
  * returns the environment its agent needs besides them: KUBERNETES_SERVICE_HOST/PORT
  * (the server's lab address, as a pod with host networking would get it) and NODE_NAME.
  */
-export function agentCredentials(cp: ControlPlane, root: string, nodeName: string): Record<string, string> {
+export function agentCredentials(cp: Pick<ControlPlane, 'agentToken' | 'caFile' | 'labServer'>, root: string, nodeName: string): Record<string, string> {
   writeServiceAccountFiles(root, cp.agentToken, cp.caFile, AGENT_SERVICE_ACCOUNT.namespace);
   const url = new URL(cp.labServer);
   return { KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port, NODE_NAME: nodeName };

@@ -11,7 +11,8 @@ import { podStatus } from './lab-objects.ts';
 import { bumpRevision, COMMAND_LOCK, MANIFEST_LOCK, readObject, removeObject, withLock, writeObject, type RawObject } from './manifests.ts';
 import { createPod, planPod, removePod, scheduleNode } from '../network/pods.ts';
 import { sleep } from '../network/shell.ts';
-import { saveState, type LabState, type PodState } from '../state.ts';
+import { saveState, usesApi, type LabState, type PodState } from '../state.ts';
+import { apiApplyLocked, apiDeleteLocked } from './api-apply.ts';
 import type { ManifestSource } from './topology-manifests.ts';
 import { LabError } from '../validate.ts';
 
@@ -34,7 +35,7 @@ function requireReady(state: LabState): void {
 
 export async function labApply(state: LabState, source: ManifestSource, progress: (m: string) => void): Promise<CommandResult> {
   requireReady(state);
-  return withLock(state.stateDir, COMMAND_LOCK, COMMAND_LOCK_TIMEOUT_MS, () => applyLocked(state, source, progress));
+  return withLock(state.stateDir, COMMAND_LOCK, COMMAND_LOCK_TIMEOUT_MS, () => (usesApi(state) ? apiApplyLocked(state, source, progress) : applyLocked(state, source, progress)));
 }
 
 /** The apply itself; `lab up` calls it directly for the topology's services. */
@@ -85,6 +86,7 @@ function storedForm(state: LabState, p: PlannedObject): RawObject {
 
 export async function labDelete(state: LabState, source: ManifestSource, progress: (m: string) => void): Promise<CommandResult> {
   requireReady(state);
+  if (usesApi(state)) return withLock(state.stateDir, COMMAND_LOCK, COMMAND_LOCK_TIMEOUT_MS, () => apiDeleteLocked(state, source, progress));
   return withLock(state.stateDir, COMMAND_LOCK, COMMAND_LOCK_TIMEOUT_MS, async () => {
     const { objects } = planDelete(state, source);
     const pods = objects.filter((o): o is PodObject => o.kind === 'Pod');

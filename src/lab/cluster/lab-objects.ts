@@ -79,3 +79,14 @@ export function setPodReady(raw: RawObject, ready: boolean): boolean {
 export function labNamespaces(state: LabState): string[] {
   return [...new Set([...BUILTIN_NAMESPACES, ...state.pods.map((p) => p.namespace)])].sort();
 }
+
+/**
+ * status.containerStatuses as the kubelet writes them (kubectl's READY column counts
+ * them): every container running since `startedAt`, ready with the pod's verdict.
+ */
+export function containerStatuses(names: readonly string[], ready: boolean, startedAt: string): RawObject[] {
+  return names.map((name) => ({
+    name, ready, started: true, restartCount: 0, image: 'tapir-lab/echo', imageID: '',
+    state: { running: { startedAt } },
+  }));
+}

@@ -6,10 +6,11 @@ import { describeServices, type ServiceDescription } from '../../control/describ
 import { ServiceProxyState } from '../../control/service-proxy-state.ts';
 import { parseCidr } from '../../wire/address.ts';
 import { loadObjects } from './manifests.ts';
+import type { K8sObject } from '../../k8s/objects.ts';
 import type { LabState } from '../state.ts';
 
-export function labServices(state: LabState): { services: ServiceDescription[]; problems: string[] } {
-  const { objects, problems } = loadObjects(state.manifests);
+export function labServices(state: LabState, stored: { objects: K8sObject[]; problems: string[] } = loadObjects(state.manifests)): { services: ServiceDescription[]; problems: string[] } {
+  const { objects, problems } = stored;
   // The descriptions do not depend on the node (no traffic-policy filtering); any will do.
   const control = new ServiceProxyState({ name: state.nodes[0]?.name ?? '' }, { serviceCIDR: parseCidr(state.addressing.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE });
   control.apply(objects.map((current) => ({ previous: undefined, current })));

@@ -5,13 +5,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { agentPorts, agentStatusAt } from './agent-control.ts';
-import { agentCommand, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
+import { agentCommand, clusterAgentCommand, clusterAgentEnv, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
 import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
 import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
@@ -43,6 +43,44 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
   };
 }
 
+/**
+ * Cluster mode: the agent's file as the DaemonSet's ConfigMap carries it (a
+ * KubeProxyConfiguration and a TapirAgentConfiguration, deploy/kubernetes/configmap.yaml),
+ * with no per-node field: the node's name comes from NODE_NAME, its underlay address,
+ * interface, pod CIDR and zone from its Node object, every other node's route from the
+ * Nodes. Only the paths differ between nodes, because the lab's nodes share one file
+ * system where a cluster's each have their own /run/tapir.
+ */
+export function clusterAgentConfig(state: LabState, node: NodeState): string {
+  const agent = node.agent!;
+  const kubeProxy = {
+    apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+    kind: 'KubeProxyConfiguration',
+    bindAddress: '0.0.0.0',
+    healthzBindAddress: '0.0.0.0:10256',
+    metricsBindAddress: '127.0.0.1:10249',
+    clusterCIDR: state.addressing.clusterCIDR,
+    detectLocalMode: 'ClusterCIDR',
+    // The node's address and, as iptables mode's localhostNodePorts, 127.0.0.1.
+    nodePortAddresses: ['primary', 'localhost'],
+    // Short enough that a lab sees healthz turn 503 (after 2 x syncPeriod with a change
+    // waiting, or the API server silent) within a test; kube-proxy's default is 30 s.
+    iptables: { minSyncPeriod: '100ms', syncPeriod: '5s' },
+  };
+  const tapir = {
+    apiVersion: 'tapir.dev/v1alpha1',
+    kind: 'TapirAgentConfiguration',
+    serviceCIDR: state.addressing.serviceCIDR,
+    vni: state.addressing.vni,
+    mtu: state.addressing.podMTU,
+    hostTun: 'tapir0',
+    stateDir: agent.dir,
+    controlSocket: agent.controlSocket,
+    ...state.agent,
+  };
+  return `# written by tapir lab up (lab ${state.name}): the DaemonSet ConfigMap's config.yaml\n${toYaml(kubeProxy)}---\n${toYaml(tapir)}`;
+}
+
 /** The tapir-cni plugin's network config as the runtime passes it (from the conflist). */
 export function cniNetworkConfig(node: NodeState): Record<string, unknown> {
   return {
@@ -59,12 +97,20 @@ export async function startAgents(state: LabState, progress: (message: string) =
   for (const node of state.nodes) {
     const agent = node.agent!;
     mkdirSync(agent.dir, { recursive: true });
-    writeFileSync(agent.config, `# written by tapir lab up (lab ${state.name})\n${toYaml(agentConfig(state, node))}`);
+    writeFileSync(agent.config, usesApi(state) ? clusterAgentConfig(state, node) : `# written by tapir lab up (lab ${state.name})\n${toYaml(agentConfig(state, node))}`);
     // The conflist a node would carry in /etc/cni/net.d, for reading and for running
     // tapir-cni by hand; the lab itself passes the plugin's part on stdin.
     const { cniVersion, name, ...plugin } = cniNetworkConfig(node);
     writeFileSync(join(agent.dir, '10-tapir.conflist'), `${JSON.stringify({ cniVersion, name, plugins: [plugin] }, null, 2)}\n`);
-    agent.pid = spawnDetached(node.netns, agentCommand(agent.config), agent.log);
+    if (usesApi(state)) {
+      // As the DaemonSet's pod: in-cluster credentials at the service account path (a
+      // private mount namespace per agent, executables.ts), its environment from the
+      // downward API and the `kubernetes` Service.
+      const podRoot = join(agent.dir, 'pod-root');
+      agent.pid = spawnDetached(node.netns, clusterAgentCommand(agent.config, podRoot), agent.log, { ...process.env, ...clusterAgentEnv(state, node, podRoot) });
+    } else {
+      agent.pid = spawnDetached(node.netns, agentCommand(agent.config), agent.log);
+    }
   }
   save();
   await Promise.all(state.nodes.map((node) => waitForAgent(node)));

@@ -17,6 +17,8 @@ import { isAlive } from '../network/processes.ts';
 /** How the node daemon starts the agent: the same command `lab up` ran. */
 export interface SupervisedAgent {
   argv: string[];
+  /** Added to the daemon's environment (cluster mode: KUBERNETES_SERVICE_HOST/PORT, NODE_NAME). */
+  env?: Record<string, string>;
   log: string;
   controlSocket: string;
   /** The agent `lab up` started (null: none yet). */
@@ -112,7 +114,7 @@ export class AgentSupervisor {
     try {
       // Detached like the agent `lab up` started: `lab down` finds it by its --config
       // path and ends it with the lab; the daemon's own exit leaves it running.
-      const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd] });
+      const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, ...this.#agent.env } });
       child.on('error', (err) => this.#log(`agent: cannot start ${command}: ${err.message}`));
       child.unref();
       this.#pid = child.pid ?? null;

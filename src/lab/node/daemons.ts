@@ -3,15 +3,15 @@
 // acted on the manifests up to a given revision (so `lab up` and `lab apply` return
 // with pod readiness, proxy rules and load-balancer addresses in place).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UNDERLAY_IFNAME } from '../network/names.ts';
 import { isAlive, logTail, spawnDetached } from '../network/processes.ts';
 import { interruptibleSleep } from '../network/shell.ts';
-import type { LabState, NodeState } from '../state.ts';
+import { usesApi, type LabState, type NodeState } from '../state.ts';
 import type { ProxyMode } from '../topology.ts';
 import { LabError } from '../validate.ts';
-import { agentCommand } from '../network/executables.ts';
+import { agentCommand, clusterAgentCommand, clusterAgentEnv } from '../network/executables.ts';
 import type { AgentHealth, SupervisedAgent } from './agent-supervisor.ts';
 
 const DAEMON_MAIN = fileURLToPath(new URL('./node-daemon.ts', import.meta.url));
@@ -35,6 +35,12 @@ export interface DaemonConfig {
   peers: { node: string; status: string }[];
   /** Tapir data plane: the node agent this daemon keeps running, as the kubelet would. */
   agent: SupervisedAgent | null;
+  /**
+   * Cluster mode: the lab API server (from inside the lab) with the admin kubeconfig:
+   * the daemon reads Services, EndpointSlices, Nodes and this node's Pods from it and
+   * writes the Pods' Ready conditions back, as the kubelet does. null: the manifests.
+   */
+  api: { server: string; caFile: string; kubeconfig: string } | null;
 }
 
 /** What a daemon writes after each pass (its status file). */
@@ -72,8 +78,17 @@ export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
     clientNetns: state.client?.netns ?? null,
     status: node.daemon.status,
     peers: state.nodes.map((n) => ({ node: n.name, status: n.daemon.status })),
-    agent: node.agent === null ? null : { argv: agentCommand(node.agent.config), log: node.agent.log, controlSocket: node.agent.controlSocket, pid: node.agent.pid },
+    agent: node.agent === null ? null : supervisedAgent(state, node),
+    api: usesApi(state) ? { server: state.apiServer.labServer, caFile: state.apiServer.caFile, kubeconfig: state.apiServer.labKubeconfig } : null,
   };
+}
+
+/** The agent as `lab up` started it: the same command, environment and mounts. */
+function supervisedAgent(state: LabState, node: NodeState): SupervisedAgent {
+  const agent = node.agent!;
+  if (!usesApi(state)) return { argv: agentCommand(agent.config), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
+  const podRoot = join(agent.dir, 'pod-root');
+  return { argv: clusterAgentCommand(agent.config, podRoot), env: clusterAgentEnv(state, node, podRoot), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
 }
 
 export function startDaemons(state: LabState): void {

@@ -19,6 +19,11 @@ import { parseArgs } from 'node:util';
 import { describeServices } from '../../control/describe.ts';
 import { ServiceController } from '../../control/service-controller.ts';
 import { ManifestDir } from '../../k8s/manifest-dir.ts';
+import { KubernetesSource, PROXY_LABEL_SELECTOR } from '../../k8s/api-source.ts';
+import type { ObjectSource } from '../../k8s/object-source.ts';
+import { Kind } from '../../k8s/objects.ts';
+import { parse as parseYaml } from 'yaml';
+import { LabApiClient } from '../apiserver/client.ts';
 import { ManifestError } from '../../k8s/manifest.ts';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import type { ClusterView } from '../../model/cluster-view.ts';
@@ -29,10 +34,11 @@ import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
 import { readStatusFile, type DaemonConfig, type DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
 import { KernelProxy } from '../../kernel-proxy/kernel-proxy.ts';
-import { setPodReady } from '../cluster/lab-objects.ts';
+import { containerStatuses, setPodReady } from '../cluster/lab-objects.ts';
 import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from '../cluster/manifests.ts';
 import { Prober } from './readiness-prober.ts';
 import { sleep } from '../network/shell.ts';
+import { logTail } from '../network/processes.ts';
 import { Speaker } from './speaker.ts';
 import { loadState } from '../state.ts';
 import { LabError } from '../validate.ts';
@@ -57,7 +63,19 @@ async function main(): Promise<void> {
   const problems = new Set<string>();
   const fileProblems = new Map<string, readonly string[]>();
 
-  const source = new ManifestDir({ dir: config.manifests });
+  // Cluster mode: the kubelet's and kube-proxy's view through the API (this node's Pods
+  // only, as the kubelet's field selector); else the manifest directory.
+  const api = config.api === null ? null : apiClient(config.api);
+  const source: ObjectSource = config.api === null ? new ManifestDir({ dir: config.manifests }) : new KubernetesSource({
+    api: { kubeconfig: config.api.kubeconfig },
+    kinds: [
+      { kind: Kind.SERVICE, labelSelector: PROXY_LABEL_SELECTOR },
+      { kind: Kind.ENDPOINT_SLICE, labelSelector: PROXY_LABEL_SELECTOR },
+      { kind: Kind.NODE },
+      { kind: Kind.POD, fieldSelector: `spec.nodeName=${config.node}` },
+    ],
+    log: (m) => log(`kubernetes: ${m}`),
+  });
   // The daemon's own look at the files' problems (the controller reports them as errors).
   source.watch({
     onChange: () => undefined,
@@ -71,6 +89,7 @@ async function main(): Promise<void> {
   });
   const controller = new ServiceController({
     source,
+    cluster: config.api !== null,
     node: { name: config.node, nodePortAddresses: [config.underlayIP] },
     serviceCIDR: parseCidr(config.serviceCIDR)!,
     nodePortRange: DEFAULT_NODE_PORT_RANGE,
@@ -132,6 +151,8 @@ async function main(): Promise<void> {
   await controller.start();
   log(`node daemon of ${config.node} (lab ${config.lab}, proxy mode ${config.proxyMode}), pid ${process.pid}`);
 
+  // The kubelet's node status: Ready once it runs (no lease or heartbeat is modelled).
+  if (api !== null) await markNodeReady(api, config.node);
   let lastRescan = Date.now();
   let lastVerdicts = '';
   let verdicts = new Map<string, boolean>();
@@ -146,8 +167,8 @@ async function main(): Promise<void> {
       agent = supervisor === null ? null : await supervisor.tick(started);
       if (agent !== null && !agent.answers) {
         problems.add(agent.running
-          ? `agent pid ${agent.pid} does not answer on its control socket (hung?); this node announces nothing until it does`
-          : `agent is not running (restarts ${agent.restarts}; next start ${agent.nextStart}); see ${config.agent!.log}`);
+          ? `agent pid ${agent.pid} does not answer on its control socket (${agent.lastExit === null ? 'hung?' : `starting again after an exit; its last words: ${lastError(config.agent!.log)}`}); this node announces nothing until it does`
+          : `agent is not running (restarts ${agent.restarts}; next start ${agent.nextStart}); its last words: ${lastError(config.agent!.log)} (${config.agent!.log})`);
       }
       const nowHealthy = healthyNodes(config, agent === null || agent.answers, started);
       const healthChanged = healthy === undefined || [...nowHealthy].join() !== [...healthy].join();
@@ -164,7 +185,7 @@ async function main(): Promise<void> {
       if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
 
       const pods = source.list().filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
-      verdicts = await probe(config, prober, pods, started);
+      verdicts = await probe(config, prober, pods, started, api);
       const summary = JSON.stringify([...verdicts]);
       if (summary !== lastVerdicts) {
         log(`readiness: ${[...verdicts].map(([k, v]) => `${k}=${v ? 'Ready' : 'NotReady'}`).join(' ') || '(no pods)'}`);
@@ -216,7 +237,7 @@ function healthyNodes(config: DaemonConfig, selfHealthy: boolean, now: number): 
 }
 
 /** Probes this node's pods and writes every changed Ready condition to the Pod manifests. */
-async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], now: number): Promise<Map<string, boolean>> {
+async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], now: number, api: LabApiClient | null): Promise<Map<string, boolean>> {
   let lab;
   try {
     lab = loadState(config.lab);
@@ -233,7 +254,22 @@ async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], no
     const verdict = verdicts.get(`${object.metadata.namespace}/${object.metadata.name}`);
     return verdict !== undefined && verdict !== object.status.ready;
   });
-  if (changed.length > 0) {
+  if (changed.length > 0 && api !== null) {
+    // The kubelet's status update: the conditions merge by type (strategic merge patch).
+    for (const { object } of changed) {
+      const ready = verdicts.get(`${object.metadata.namespace}/${object.metadata.name}`)!;
+      const value = ready ? 'True' : 'False';
+      const at = new Date().toISOString();
+      const res = await api.request('PATCH', `/api/v1/namespaces/${encodeURIComponent(object.metadata.namespace)}/pods/${encodeURIComponent(object.metadata.name)}/status`,
+        { status: {
+          conditions: [{ type: 'ContainersReady', status: value, lastTransitionTime: at }, { type: 'Ready', status: value, lastTransitionTime: at }],
+          containerStatuses: containerStatuses(object.spec.containers.map((c) => c.name), ready, at),
+        } },
+        'application/strategic-merge-patch+json');
+      // 404: deleted meanwhile. Anything else is retried at the next pass (the verdict still differs).
+      if (res.status !== 200 && res.status !== 404) throw new Error(`writing the Ready condition of pod ${object.metadata.namespace}/${object.metadata.name}: ${res.status} ${String(res.body.message ?? '')}`);
+    }
+  } else if (changed.length > 0) {
     // A long `lab apply` or `lab delete` may hold the lock for seconds: the verdicts are
     // written at a later pass then, and the daemon keeps probing meanwhile.
     try {
@@ -257,6 +293,26 @@ async function probe(config: DaemonConfig, prober: Prober, pods: PodObject[], no
     }
   }
   return verdicts;
+}
+
+async function markNodeReady(api: LabApiClient, node: string): Promise<void> {
+  const now = new Date().toISOString();
+  const res = await api.request('PATCH', `/api/v1/nodes/${encodeURIComponent(node)}/status`, {
+    status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'the lab node daemon is posting ready status', lastHeartbeatTime: now, lastTransitionTime: now }] },
+  }, 'application/strategic-merge-patch+json');
+  if (res.status !== 200) log(`writing node ${node}'s Ready condition: ${res.status} ${String(res.body.message ?? '')}`);
+}
+
+/** The lab's admin client for the status writes, with the token of the lab's kubeconfig. */
+function apiClient(api: NonNullable<DaemonConfig['api']>): LabApiClient {
+  const kubeconfig = parseYaml(readFileSync(api.kubeconfig, 'utf8')) as { users: { user: { token: string } }[] };
+  return new LabApiClient(api.server, api.caFile, kubeconfig.users[0]!.user.token);
+}
+
+/** The agent log's last error line (what a crash loop's `kubectl logs` would show first). */
+function lastError(file: string): string {
+  const lines = logTail(file, 40).split('\n').map((l) => l.replace(/^\s*\| /, '')).filter((l) => l.trim() !== '');
+  return (lines.reverse().find((l) => /ERROR|FATAL|tapir:|forbidden/i.test(l)) ?? lines[0] ?? '(empty log)').trim();
 }
 
 function writeStatus(config: DaemonConfig, status: DaemonStatus): void {

@@ -1,0 +1,234 @@
+// The lab in cluster mode (the default): its Kubernetes objects live in the lab API
+// server. `lab apply` and `lab delete` go there as kubectl's do (server-side apply,
+// graceful pod deletion), the API server allocates cluster IPs and node ports and its
+// controllers write the EndpointSlices and bind unscheduled Pods; the lab plays the parts
+// of a cluster that run on nodes and in the cloud: the kubelet starts a bound Pod
+// (namespace, tapir-cni, workload) and writes its status (phase, podIP, hostIP; the node
+// daemon's prober then its Ready condition), and the load-balancer controller gives a
+// LoadBalancer Service an address from the lab's pool. A file is validated whole first,
+// as in manifest mode; what the API server refuses is reported with its message.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { describeOrigin, type K8sObject, type PodObject, type ServiceObject } from '../../k8s/objects.ts';
+import { validateDocument } from '../../k8s/validate.ts';
+import { isDns1123Label } from '../../k8s/fields.ts';
+import { LabApiClient, objectPath } from '../apiserver/client.ts';
+import { waitForDaemons } from '../node/daemons.ts';
+import { createPod, planPod, removePod } from '../network/pods.ts';
+import { sleep } from '../network/shell.ts';
+import { saveState, type ApiServerState, type LabState, type PodState } from '../state.ts';
+import { LabError } from '../validate.ts';
+import { invalid, readSource, resourceName, type ApplyPlan } from './apply-plan.ts';
+import { containerStatuses, podStatus, topologyPodObject } from './lab-objects.ts';
+import { assignLoadBalancerIP, parsePool, takenAddresses } from './load-balancer.ts';
+import { bumpRevision, MANIFEST_LOCK, withLock, type RawObject } from './manifests.ts';
+import type { ManifestSource } from './topology-manifests.ts';
+
+/** The field manager of the lab's server-side applies (kubectl's is "kubectl"). */
+const FIELD_MANAGER = 'tapir-lab';
+const DAEMON_TIMEOUT_MS = 20_000;
+/** The lab's scheduler binds a new Pod within milliseconds; this bounds the wait. */
+const BIND_TIMEOUT_MS = 10_000;
+
+/** The lab's admin client (system:masters), on the host's loopback port. */
+export function adminClient(api: ApiServerState): LabApiClient {
+  const kubeconfig = parseYaml(readFileSync(api.hostKubeconfig, 'utf8')) as { users: { user: { token: string } }[] };
+  return new LabApiClient(api.hostServer, api.caFile, kubeconfig.users[0]!.user.token);
+}
+
+/** Every object of the kinds the lab shows, validated as the agents validate them. */
+export async function listApiObjects(api: ApiServerState): Promise<{ objects: K8sObject[]; problems: string[] }> {
+  const client = adminClient(api);
+  const objects: K8sObject[] = [];
+  const problems: string[] = [];
+  for (const [path, apiVersion, kind] of [
+    ['/api/v1/services', 'v1', 'Service'], ['/apis/discovery.k8s.io/v1/endpointslices', 'discovery.k8s.io/v1', 'EndpointSlice'],
+    ['/api/v1/pods', 'v1', 'Pod'], ['/api/v1/nodes', 'v1', 'Node'],
+  ] as const) {
+    const list = await client.must('GET', path);
+    for (const item of Array.isArray(list.items) ? list.items : []) {
+      const obj = validateDocument({ ...(item as object), apiVersion, kind }, { source: 'api', server: api.hostServer }, problems);
+      if (obj !== undefined) objects.push(obj);
+    }
+  }
+  return { objects, problems };
+}
+
+async function getObject(client: LabApiClient, raw: RawObject): Promise<RawObject | undefined> {
+  const res = await client.request('GET', objectPath(raw, true));
+  if (res.status === 404) return undefined;
+  if (res.status !== 200) throw new LabError('API_FAILED', `GET ${objectPath(raw, true)}: ${res.status} ${String(res.body.message ?? '')}`);
+  return res.body;
+}
+
+/** The Pod's status as the kubelet writes it once the sandbox runs (Ready comes from the prober). */
+async function writePodStatus(client: LabApiClient, pod: PodState, hostIP: string, containers: readonly string[]): Promise<void> {
+  const now = new Date().toISOString();
+  await client.must('PATCH', `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/status`,
+    { status: { ...podStatus(pod, false, hostIP), startTime: now, containerStatuses: containerStatuses(containers, false, now) } }, 'application/merge-patch+json');
+}
+
+/** `lab up`: the topology's pods (already running) as Pods bound to their nodes, with their status. */
+export async function createTopologyPods(state: LabState & { apiServer: ApiServerState }): Promise<void> {
+  const client = adminClient(state.apiServer);
+  for (const pod of state.pods) {
+    const { status: _status, ...object } = topologyPodObject(pod);
+    (object.spec as RawObject).terminationGracePeriodSeconds = state.terminationGracePeriodSeconds;
+    await client.create(object);
+    const containers = ((object.spec as { containers: { name: string }[] }).containers).map((c) => c.name);
+    await writePodStatus(client, pod, state.nodes.find((n) => n.name === pod.node)!.underlayIP, containers);
+  }
+}
+
+/** The plan of an apply: validated objects and their documents; Nodes are the lab's own. */
+function planApiApply(source: ManifestSource, nodes: readonly string[]): ApplyPlan {
+  const { objects, raw } = readSource(source);
+  const problems: string[] = [];
+  const planned = objects.map((object) => {
+    if (object.kind === 'Node') problems.push(`${describeOrigin(object)}: kind: Nodes belong to the lab (one per topology node) and cannot be applied`);
+    if (object.kind === 'Pod') {
+      // The pod's network namespace is named after it, with "." separating the parts.
+      if (!isDns1123Label(object.metadata.name)) problems.push(`${describeOrigin(object)}: metadata.name: "${object.metadata.name}" must be a DNS-1123 label in the lab (lower-case letters, digits and "-", no ".")`);
+      if (object.spec.nodeName !== '' && !nodes.includes(object.spec.nodeName)) problems.push(`${describeOrigin(object)}: spec.nodeName: "${object.spec.nodeName}" is not a node of this lab (nodes: ${nodes.join(', ')})`);
+    }
+    const doc = structuredClone(raw.get((object.origin as { document: number }).document)!);
+    if (object.metadata.namespace !== '') ((doc.metadata ??= {}) as Record<string, unknown>).namespace = object.metadata.namespace;
+    return { object, raw: doc, existing: undefined, action: 'created' as const };
+  });
+  if (problems.length > 0) throw invalid(source.file, problems);
+  // Namespaces first, as kubectl orders them: the rest may live in them.
+  planned.sort((a, b) => Number(b.object.kind === 'Namespace') - Number(a.object.kind === 'Namespace'));
+  return { objects: planned, warnings: [] };
+}
+
+/**
+ * Applies the file through the API (the caller holds the command lock). New Pods are
+ * created unbound unless they name a node, bound by the lab's scheduler, then started
+ * on their node; a Pod that fails to start is deleted again.
+ */
+export async function apiApplyLocked(state: LabState & { apiServer: ApiServerState }, source: ManifestSource, progress: (m: string) => void): Promise<{ lines: string[]; warnings: string[] }> {
+  const plan = planApiApply(source, state.nodes.map((n) => n.name));
+  const client = adminClient(state.apiServer);
+  const lines: string[] = [];
+  const warnings: string[] = [];
+  const pool = parsePool(state.addressing.loadBalancerPool)!;
+  for (const p of plan.objects) {
+    const before = await getObject(client, p.raw);
+    if (p.object.kind === 'Pod' && before === undefined) {
+      const { status: _status, ...object } = p.raw;
+      // The lab's default grace period (the topology's) where the Pod names none.
+      const spec = (object.spec ??= {}) as RawObject;
+      spec.terminationGracePeriodSeconds ??= state.terminationGracePeriodSeconds;
+      await client.create(object);
+      lines.push(`${resourceName(p.object)} created`);
+      await runPod(state, client, p.object as PodObject, progress);
+      continue;
+    }
+    if (p.object.kind === 'Pod') delete p.raw.status;
+    const after = await client.apply(p.raw, FIELD_MANAGER);
+    lines.push(`${resourceName(p.object)} ${before === undefined ? 'created' : (before.metadata as RawObject).resourceVersion === (after.metadata as RawObject).resourceVersion ? 'unchanged' : 'configured'}`);
+    if (p.object.kind === 'Service') {
+      const warning = await assignAddress(state, client, after, pool);
+      if (warning !== undefined) warnings.push(`${describeOrigin(p.object)}: ${warning}`);
+    }
+  }
+  const revision = await withLock(state.stateDir, MANIFEST_LOCK, 10_000, () => bumpRevision(state.stateDir));
+  await waitForDaemons(state, revision, DAEMON_TIMEOUT_MS + 10 * plan.objects.length);
+  return { lines, warnings };
+}
+
+/** The kubelet's part for a new Pod: wait for its binding, start it there, write its status. */
+async function runPod(state: LabState & { apiServer: ApiServerState }, client: LabApiClient, object: PodObject, progress: (m: string) => void): Promise<void> {
+  const path = `/api/v1/namespaces/${encodeURIComponent(object.metadata.namespace)}/pods/${encodeURIComponent(object.metadata.name)}`;
+  const deadline = Date.now() + BIND_TIMEOUT_MS;
+  let nodeName = '';
+  while (nodeName === '') {
+    const stored = await client.must('GET', path);
+    nodeName = String((stored.spec as RawObject | undefined)?.nodeName ?? '');
+    if (nodeName !== '') break;
+    if (Date.now() > deadline) throw new LabError('NOT_SCHEDULED', `pod ${object.metadata.namespace}/${object.metadata.name} was not bound to a node within ${BIND_TIMEOUT_MS / 1000} s (is a node schedulable?)`);
+    await sleep(50);
+  }
+  const node = state.nodes.find((n) => n.name === nodeName);
+  if (node === undefined) throw new LabError('NOT_SCHEDULED', `pod ${object.metadata.namespace}/${object.metadata.name} is bound to ${nodeName}, which is not a node of lab ${state.name}`);
+  const pod = planPod(state, node, object, state.pods);
+  progress(`pod ${pod.namespace}/${pod.name}: starting on ${pod.node}`);
+  try {
+    await createPod(state, pod);
+  } catch (err) {
+    await removePod(state, pod, progress);
+    await client.request('DELETE', `${path}?gracePeriodSeconds=0`);
+    throw err;
+  }
+  state.pods.push(pod);
+  saveState(state);
+  await writePodStatus(client, pod, node.underlayIP, object.spec.containers.map((c) => c.name));
+}
+
+/** The lab's load-balancer controller: an address from the pool in status, once. */
+async function assignAddress(state: LabState & { apiServer: ApiServerState }, client: LabApiClient, raw: RawObject, pool: NonNullable<ReturnType<typeof parsePool>>): Promise<string | undefined> {
+  const spec = (raw.spec ?? {}) as { type?: string; loadBalancerIP?: string };
+  const status = (raw.status ?? {}) as { loadBalancer?: { ingress?: unknown[] } };
+  if (spec.type !== 'LoadBalancer' || (status.loadBalancer?.ingress?.length ?? 0) > 0) return undefined;
+  const services = (await listApiObjects(state.apiServer)).objects.filter((o): o is ServiceObject => o.kind === 'Service');
+  const meta = raw.metadata as { namespace: string; name: string };
+  const ip = assignLoadBalancerIP(pool, undefined, spec.loadBalancerIP, takenAddresses(services, `${meta.namespace}/${meta.name}`));
+  if (ip === undefined) return `no free address in the load balancer pool ${state.addressing.loadBalancerPool}; the Service stays pending`;
+  await client.must('PATCH', `${objectPath(raw, true)}/status`, { status: { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } } }, 'application/merge-patch+json');
+  return undefined;
+}
+
+/**
+ * Deletes the file's objects through the API. Pods go gracefully: the API server marks
+ * them terminating (their endpoints turn so), the lab stops them after the grace period
+ * and confirms as the kubelet does (a delete with grace 0). Namespaces go last.
+ */
+export async function apiDeleteLocked(state: LabState & { apiServer: ApiServerState }, source: ManifestSource, progress: (m: string) => void): Promise<{ lines: string[]; warnings: string[] }> {
+  const { objects } = readSource(source);
+  const client = adminClient(state.apiServer);
+  const problems: string[] = [];
+  const found: { object: K8sObject; raw: RawObject }[] = [];
+  for (const object of objects) {
+    const raw = { apiVersion: KIND_VERSION[object.kind] ?? 'v1', kind: object.kind, metadata: { name: object.metadata.name, ...(object.metadata.namespace === '' ? {} : { namespace: object.metadata.namespace }) } };
+    if (object.kind === 'Node') problems.push(`${describeOrigin(object)}: kind: Nodes belong to the lab and cannot be deleted`);
+    else if (await getObject(client, raw) === undefined) problems.push(`${describeOrigin(object)}: metadata.name: not found in lab ${state.name}`);
+    else found.push({ object, raw });
+  }
+  if (problems.length > 0) throw invalid(source.file, problems);
+  const pods = found.filter((f) => f.object.kind === 'Pod');
+  const namespaces = found.filter((f) => f.object.kind === 'Namespace');
+  for (const f of found) if (f.object.kind !== 'Pod' && f.object.kind !== 'Namespace') await client.delete(f.raw);
+  let grace = 0;
+  for (const f of pods) {
+    const res = await client.must('DELETE', objectPath(f.raw, true));
+    const seconds = Number((res.metadata as RawObject | undefined)?.deletionGracePeriodSeconds ?? 0);
+    grace = Math.max(grace, Number.isFinite(seconds) ? seconds : 0);
+  }
+  if (pods.length > 0) {
+    progress(`${pods.map((f) => `pod ${f.object.metadata.namespace}/${f.object.metadata.name}`).join(', ')}: terminating for ${grace} s`);
+    await waitForDaemons(state, await withLock(state.stateDir, MANIFEST_LOCK, 10_000, () => bumpRevision(state.stateDir)), DAEMON_TIMEOUT_MS);
+    await sleep(grace * 1000);
+    for (const f of pods) {
+      const pod = state.pods.find((p) => p.namespace === f.object.metadata.namespace && p.name === f.object.metadata.name);
+      if (pod !== undefined) await removePod(state, pod, progress);
+      await client.delete(f.raw, 0);
+    }
+    state.pods = state.pods.filter((p) => !pods.some((f) => f.object.metadata.namespace === p.namespace && f.object.metadata.name === p.name));
+    saveState(state);
+  }
+  for (const f of namespaces) await client.delete(f.raw);
+  const revision = await withLock(state.stateDir, MANIFEST_LOCK, 10_000, () => bumpRevision(state.stateDir));
+  await waitForDaemons(state, revision, DAEMON_TIMEOUT_MS + 10 * objects.length);
+  return { lines: found.map((f) => `${f.object.kind.toLowerCase()} "${f.object.metadata.name}" deleted`), warnings: [] };
+}
+
+const KIND_VERSION: Record<string, string> = { EndpointSlice: 'discovery.k8s.io/v1' };
+
+/** For `lab status`: the API's objects, or an empty list with the reason when it does not answer. */
+export async function apiObjectsOrProblem(api: ApiServerState): Promise<{ objects: K8sObject[]; problems: string[] }> {
+  try {
+    return await listApiObjects(api);
+  } catch (err) {
+    return { objects: [], problems: [`the lab API server does not answer: ${(err as Error).message}`] };
+  }
+}
