@@ -393,6 +393,7 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
     const r = await result.result;
     if (r.seenAt === null) {
       lost++;
+      console.log(`  ${kind} ${c}: not seen within ${PROBE_TIMEOUT_MS / 1000} s (${r.sent} probes, ${r.otherReplies} answered by the other endpoint)`);
       continue;
     }
     const t1 = r.seenAt - ctx.offset;
