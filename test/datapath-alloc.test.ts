@@ -7,7 +7,7 @@
 // collections between the child's markers and reads the heap growth it prints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { runGcChild } from './helpers/gc-child.ts';
 import { fileURLToPath } from 'node:url';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { Datapath } from '../src/datapath/datapath.ts';
@@ -108,35 +108,13 @@ interface ChildResult {
 
 let result: ChildResult | null = null;
 
-/**
- * Runs the child (both tests read the result): ~0.5 s for a million frames. Up to three
- * times, keeping the run with the fewest collections: on a loaded machine the optimised
- * code can arrive late and the code it replaces box a number for a while (seen: three
- * scavenges in one run of many); an allocation per frame or per batch collects in
- * every run.
- */
+/** Runs the child once for both tests (~0.5 s for a million frames; see helpers/gc-child.ts). */
 function measure(): ChildResult {
   if (result !== null) return result;
-  for (let run = 0; run < 3 && (result === null || result.gcs.length > 0); run++) {
-    const r = measureOnce();
-    if (result === null || r.gcs.length < result.gcs.length) result = r;
-  }
-  return result!;
-}
-
-function measureOnce(): ChildResult {
-  const self = fileURLToPath(import.meta.url);
-  // A 1 MB young generation: allocating even 16 bytes per batch would force a
-  // scavenge inside the measured loop, which --trace-gc reports.
-  const out = execFileSync(process.execPath, ['--expose-gc', '--trace-gc', '--max-semi-space-size=1', self, 'child', '1000000'], { encoding: 'utf8', timeout: 60_000 });
-  const lines = out.split('\n');
-  const start = lines.indexOf('MARK start');
-  const end = lines.indexOf('MARK end');
-  assert.ok(start >= 0 && end > start, out);
-  const gcs = lines.slice(start + 1, end).filter((l) => /Scavenge|Mark-Compact|Minor|Mark-Sweep/.test(l));
-  const json = lines.slice(end + 1).find((l) => l.startsWith('{'));
-  assert.ok(json !== undefined, out);
-  return { ...(JSON.parse(json) as Omit<ChildResult, 'gcs'>), gcs };
+  const run = runGcChild<Omit<ChildResult, 'gcs'>>(fileURLToPath(import.meta.url), 1_000_000);
+  const measured: ChildResult = { ...run.result, gcs: run.gcs };
+  result = measured;
+  return measured;
 }
 
 if (process.argv[2] === 'child') {

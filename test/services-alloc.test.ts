@@ -9,13 +9,13 @@
 // parent counts garbage collections between the child's markers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
 import { LinkType, PacketInfo, buildPacket, decodeFrame, ipv4ToString, set16, set32 } from '../src/wire/index.ts';
 import { EntryPoint, Verdict, verdictNames } from '../src/services/nat-codes.ts';
 import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import { makeNat, packet, TcpFlags } from './services-helpers.ts';
+import { runGcChild } from './helpers/gc-child.ts';
 
 const { SYN, ACK } = TcpFlags;
 const PODS = ip('10.1.0.0');
@@ -100,28 +100,7 @@ if (process.argv[2] === 'child') {
   child(Number(process.argv[3] ?? 1_000_000));
 } else {
   test('1,000,000 packets through process() allocate nothing: no GC inside the loop, < 400 KiB heap growth', () => {
-    const self = fileURLToPath(import.meta.url);
-    // Up to three runs, keeping the one with the fewest collections: on a loaded machine
-    // optimised code can arrive late, and the code it replaces boxes a number for a while
-    // (one scavenge was seen once in a full CI run). An allocation per packet, or per
-    // thousand, collects in every run, so no real regression hides behind a retry.
-    let out = '';
-    let lines: string[] = [];
-    let end = -1;
-    let gcs: string[] = [];
-    for (let attempt = 0; attempt < 3; attempt++) {
-      // A 1 MB young generation: even 8 bytes per packet would force several scavenges.
-      const o = execFileSync(process.execPath, ['--expose-gc', '--trace-gc', '--max-semi-space-size=1', self, 'child', '1000000'], { encoding: 'utf8', timeout: 60_000 });
-      const l = o.split('\n');
-      const start = l.indexOf('MARK start');
-      const e = l.indexOf('MARK end');
-      assert.ok(start >= 0 && e > start, o);
-      const g = l.slice(start + 1, e).filter((x) => /Scavenge|Mark-Compact|Minor|Mark-Sweep/.test(x));
-      if (attempt === 0 || g.length < gcs.length) [out, lines, end, gcs] = [o, l, e, g];
-      if (gcs.length === 0) break;
-    }
-    assert.ok(out !== '');
-    const r = JSON.parse(lines.slice(end + 1).find((l) => l.startsWith('{'))!) as { packets: number; heapGrowth: number; verdicts: number[]; counters: number[] };
+    const { result: r, gcs } = runGcChild<{ packets: number; heapGrowth: number; verdicts: number[]; counters: number[] }>(fileURLToPath(import.meta.url), 1_000_000);
     // The work was done: every kind of verdict came up.
     assert.equal(r.verdicts.reduce((a, b) => a + b, 0), 1_000_000);
     assert.ok(r.verdicts[Verdict.NATED]! > 700_000, JSON.stringify(r));
