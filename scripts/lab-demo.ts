@@ -88,4 +88,5 @@ const ext = svc('web-ext');
 if (ext?.externalIPs[0] !== undefined) console.log(`externalIP ${ext.externalIPs[0]} from the client: ${echo('client', `http://${ext.externalIPs[0]}/`)}`);
 const t = TAPIR_CMD;
 console.log(`\nTry: ${t} lab status --name ${lab} | ${t} stats --lab ${lab} --node node-1 | ${t} capture --lab ${lab} --node node-1 underlay -w /tmp/u.pcap`);
+console.log(`The lab serves the Kubernetes API: ${t} lab kubeconfig --name ${lab} > /tmp/lab.kubeconfig; .tapir/bin/kubectl --kubeconfig /tmp/lab.kubeconfig get pods -o wide`);
 console.log(`Remove everything: scripts/lab.sh down   (or ${t} lab down --name ${lab})`);
