@@ -289,8 +289,8 @@ test('a LoadBalancer Service created with kubectl gets an address from the pool 
   kubectlApply(service('kc-lb', 80).replace('spec:\n', 'spec:\n  type: LoadBalancer\n'));
   const lbIP = await eventually(15_000, () => kubectl('get', 'svc', 'kc-lb', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}').trim(), (v) => v !== '');
   assert.match(lbIP, /^172\.30\.0\.(2\d\d)$/, 'from the lab\'s pool');
-  const taken = (JSON.parse(kubectl('get', 'svc', '-o', 'json')) as { items: { metadata: { name: string }; status: { loadBalancer?: { ingress?: { ip: string }[] } } }[] }).items
-    .filter((s) => s.metadata.name !== 'kc-lb').flatMap((s) => s.status.loadBalancer?.ingress ?? []).map((i) => i.ip);
+  const taken = (JSON.parse(kubectl('get', 'svc', '-o', 'json')) as { items: { metadata: { name: string }; status?: { loadBalancer?: { ingress?: { ip: string }[] } } }[] }).items
+    .filter((s) => s.metadata.name !== 'kc-lb').flatMap((s) => s.status?.loadBalancer?.ingress ?? []).map((i) => i.ip);
   assert.ok(!taken.includes(lbIP), `${lbIP} is no other Service's (${taken.join(', ')})`);
   assert.match(kubectl('get', 'svc', 'kc-lb'), new RegExp(`^kc-lb\\s+LoadBalancer\\s+\\S+\\s+${lbIP.replaceAll('.', '\\.')}\\s`, 'm'));
   assert.equal(await eventually(15_000, () => httpCode('client', `http://${lbIP}/`), (c) => c === '200'), '200');
