@@ -31,6 +31,8 @@ export class Kubelet {
   #pods: PodState[];
   /** "ns/name" of a pod that failed to start: when it may be tried again. */
   readonly #failed = new Map<string, number>();
+  /** "ns/name" of a started pod whose status write failed (retried each pass). */
+  readonly #unwritten = new Set<string>();
 
   constructor(options: { lab: string; stateDir: string; node: string; api: LabApiClient; log: (message: string) => void }) {
     this.#lab = options.lab;
@@ -94,14 +96,29 @@ export class Kubelet {
       this.#failed.delete(k);
       this.#pods.push(pod);
       this.#save();
-      const at = new Date().toISOString();
-      const res = await this.#api.request('PATCH', `${podPath(pod.namespace, pod.name)}/status`,
-        { status: { ...podStatus(pod, false, node.underlayIP), reason: null, message: null, startTime: at, containerStatuses: containerStatuses(object.spec.containers.map((c) => c.name), false, at) } },
-        'application/merge-patch+json');
-      if (res.status !== 200 && res.status !== 404) problems.push(`writing the status of pod ${k}: ${res.status} ${String(res.body.message ?? '')}`);
       this.#log(`kubelet: pod ${k} runs${pod.ip === null ? '' : ` at ${pod.ip}`}`);
+      await this.#writeStatus(pod, object, node.underlayIP, problems);
+    }
+    // A status write that failed is tried again at the next pass.
+    for (const pod of this.#pods) {
+      const object = byKey.get(key(pod));
+      if (object !== undefined && object.metadata.deletionTimestamp === '' && this.#unwritten.has(key(pod))) await this.#writeStatus(pod, object, node.underlayIP, problems);
     }
     return problems;
+  }
+
+  async #writeStatus(pod: PodState, object: PodObject, hostIP: string, problems: string[]): Promise<void> {
+    const at = new Date().toISOString();
+    // Marked first: a request that throws is retried too.
+    this.#unwritten.add(key(pod));
+    const res = await this.#api.request('PATCH', `${podPath(pod.namespace, pod.name)}/status`,
+      { status: { ...podStatus(pod, false, hostIP), reason: null, message: null, startTime: at, containerStatuses: containerStatuses(object.spec.containers.map((c) => c.name), false, at) } },
+      'application/merge-patch+json');
+    if (res.status !== 200 && res.status !== 404) {
+      problems.push(`writing the status of pod ${key(pod)}: ${res.status} ${String(res.body.message ?? '')}`);
+    } else {
+      this.#unwritten.delete(key(pod));
+    }
   }
 
   #save(): void {
