@@ -7,7 +7,11 @@
 //    ServiceSnapshot from the manifests with the control code every agent uses
 //    (src/control) and installs the equivalent kernel rules (src/kernel-proxy/),
 //    plus the health-check node ports;
-//  - the load balancer's speaker: announces LoadBalancer addresses (./speaker.ts).
+//  - the load balancer's speaker: announces LoadBalancer addresses (./speaker.ts);
+//  - in cluster mode, the kubelet: starts and stops the Pods bound to this node
+//    (./kubelet.ts), and on the first node the load-balancer controller
+//    (./load-balancer-controller.ts). Started with `nsenter --net` (daemons.ts): the
+//    host's mount namespace, so the pod namespaces it adds are the host's.
 // The services part is the ServiceController every agent runs, over the same manifest
 // directory, with the kernel proxy, the health checks and the speaker subscribed to its
 // view. One pass every 200 ms probes pods and writes the status; when the manifests'
