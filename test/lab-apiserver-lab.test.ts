@@ -45,6 +45,13 @@ function nodes(): NodeStatus[] {
   return lab.status().nodes as NodeStatus[];
 }
 
+/** Processes whose command line names `text`. */
+function pidsNaming(text: string): number[] {
+  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((pid) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text); } catch { return false; }
+  }).map(Number);
+}
+
 function stateDir(): string {
   return `/run/tapir/lab/${lab.name}`;
 }
@@ -233,6 +240,62 @@ spec:
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a Pod created with kubectl is bound, started by its node daemon, Ready and served; kubectl delete stops it', async () => {
+  assert.match(kubectlApply(`apiVersion: v1
+kind: Pod
+metadata: { name: kc-pod, labels: { app: kc-pod } }
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{ name: echo, ports: [{ containerPort: 8080, name: http }] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: kc-pod }
+spec:
+  selector: { app: kc-pod }
+  ports: [{ port: 80, targetPort: http }]
+`), /pod\/kc-pod created/);
+  assert.match(kubectl('wait', '--for=condition=Ready', 'pod/kc-pod', '--timeout=60s'), /pod\/kc-pod condition met/);
+  const pod = JSON.parse(kubectl('get', 'pod', 'kc-pod', '-o', 'json')) as { spec: { nodeName: string }; status: { phase: string; podIP: string; podIPs: { ip: string }[]; hostIP: string } };
+  assert.ok(pod.spec.nodeName in NODE_IPS, `bound by the scheduler: ${pod.spec.nodeName}`);
+  assert.equal(pod.status.phase, 'Running');
+  assert.match(pod.status.podIP, /^10\.244\./);
+  assert.deepEqual(pod.status.podIPs, [{ ip: pod.status.podIP }]);
+  assert.equal(pod.status.hostIP, NODE_IPS[pod.spec.nodeName as keyof typeof NODE_IPS]);
+  assert.match(kubectl('get', 'pod', 'kc-pod', '-o', 'wide'), new RegExp(`^kc-pod\\s+1/1\\s+Running\\s+0\\s+\\S+\\s+${pod.status.podIP.replaceAll('.', '\\.')}\\s+${pod.spec.nodeName}\\s`, 'm'));
+  // Its namespace is the host's (the daemon adds it in the host's mount namespace), and lab status knows it.
+  const netns = `tl-${lab.name}-pod.default.kc-pod`;
+  assert.ok(readdirSync('/run/netns').includes(netns), `${netns} is on the host`);
+  assert.ok((lab.status().pods as { name: string }[]).some((p) => p.name === 'kc-pod'));
+  // A Service selecting it answers from a pod on another node and from one on its own.
+  const ip = clusterIP('kc-pod');
+  for (const from of ['web-1a', 'web-2a']) {
+    const reply = await eventually(15_000, () => lab.run(from, 'curl', '-sS', '--max-time', '2', `http://${ip}/`).stdout, (out) => out.includes('"pod":"kc-pod"'));
+    assert.match(reply, new RegExp(`"server":"${pod.status.podIP.replaceAll('.', '\\.')}:8080"`), `from ${from}`);
+  }
+
+  assert.match(kubectl('delete', 'pod', 'kc-pod', '--timeout=60s'), /pod "kc-pod" deleted/);
+  const gone = await eventually(20_000, () => readdirSync('/run/netns').includes(netns), (present) => !present);
+  assert.equal(gone, false, `${netns} removed after the grace period`);
+  assert.doesNotMatch(kubectl('get', 'pods'), /kc-pod/);
+  assert.ok(!(lab.status().pods as { name: string }[]).some((p) => p.name === 'kc-pod'));
+  assert.deepEqual(pidsNaming('/pods/default.kc-pod.'), [], 'no process of the pod is left');
+  kubectl('delete', 'service', 'kc-pod');
+});
+
+test('a LoadBalancer Service created with kubectl gets an address from the pool that answers the lab\'s client', async () => {
+  kubectlApply(service('kc-lb', 80).replace('spec:\n', 'spec:\n  type: LoadBalancer\n'));
+  const lbIP = await eventually(15_000, () => kubectl('get', 'svc', 'kc-lb', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}').trim(), (v) => v !== '');
+  assert.match(lbIP, /^172\.30\.0\.(2\d\d)$/, 'from the lab\'s pool');
+  const taken = (JSON.parse(kubectl('get', 'svc', '-o', 'json')) as { items: { metadata: { name: string }; status?: { loadBalancer?: { ingress?: { ip: string }[] } } }[] }).items
+    .filter((s) => s.metadata.name !== 'kc-lb').flatMap((s) => s.status?.loadBalancer?.ingress ?? []).map((i) => i.ip);
+  assert.ok(!taken.includes(lbIP), `${lbIP} is no other Service's (${taken.join(', ')})`);
+  assert.match(kubectl('get', 'svc', 'kc-lb'), new RegExp(`^kc-lb\\s+LoadBalancer\\s+\\S+\\s+${lbIP.replaceAll('.', '\\.')}\\s`, 'm'));
+  assert.equal(await eventually(15_000, () => httpCode('client', `http://${lbIP}/`), (c) => c === '200'), '200');
+  kubectl('delete', 'service', 'kc-lb');
+  assert.equal(await eventually(15_000, () => httpCode('client', `http://${lbIP}/`, 1), (c) => c === '000'), '000', 'the address goes with the Service');
 });
 
 test('healthz answers on the node address :10256 and metrics on 127.0.0.1:10249 inside each node', () => {

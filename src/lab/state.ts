@@ -70,6 +70,12 @@ export interface PodState {
   workloadPid: number | null;
   log: string;
   readyFile: string;
+  /**
+   * Set on pods a node daemon (the lab's kubelet) started from a Pod in the API, whoever
+   * created it: their record is the daemon's file (kubeletPodsFile), merged in by
+   * loadState and never written to state.json.
+   */
+  startedBy?: 'kubelet';
 }
 
 /** The lab API server (src/lab/apiserver/lab-control-plane.ts): where it runs and how to reach it. */
@@ -142,7 +148,8 @@ export function statePathOf(lab: string): string {
 /** Writes atomically (rename) so a crash never leaves half a JSON document. */
 export function saveState(state: LabState): void {
   const path = statePathOf(state.name);
-  writeFileSync(`${path}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  const saved = { ...state, pods: state.pods.filter((p) => p.startedBy !== 'kubelet') };
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(saved, null, 2)}\n`);
   renameSync(`${path}.tmp`, path);
 }
 
@@ -164,7 +171,32 @@ export function loadState(lab: string): LabState | undefined {
   if (state.version !== STATE_VERSION) {
     throw new LabError('STATE_VERSION', `${statePathOf(lab)}: state version ${state.version}, this tapir writes ${STATE_VERSION}`);
   }
+  for (const node of state.nodes) {
+    for (const pod of readKubeletPods(kubeletPodsFile(state.stateDir, node.name))) {
+      if (!state.pods.some((p) => p.namespace === pod.namespace && p.name === pod.name)) state.pods.push({ ...pod, startedBy: 'kubelet' });
+    }
+  }
   return state;
+}
+
+/** The pods a node daemon started as the kubelet (its own record; see PodState.startedBy). */
+export function kubeletPodsFile(stateDir: string, node: string): string {
+  return join(stateDir, 'nodes', node, 'kubelet-pods.json');
+}
+
+/** A kubelet's record; empty when it has none (or a torn one: the daemon rewrites it whole). */
+export function readKubeletPods(path: string): PodState[] {
+  try {
+    const pods = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+    return Array.isArray(pods) ? pods as PodState[] : [];
+  } catch {
+    return [];
+  }
+}
+
+export function writeKubeletPods(path: string, pods: readonly PodState[]): void {
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(pods, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
 }
 
 export function requireState(lab: string): LabState {

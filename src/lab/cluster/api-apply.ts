@@ -1,20 +1,23 @@
 // The lab in cluster mode (the default): its Kubernetes objects live in the lab API
 // server. `lab apply` and `lab delete` go there as kubectl's do (server-side apply,
 // graceful pod deletion), the API server allocates cluster IPs and node ports and its
-// controllers write the EndpointSlices and bind unscheduled Pods; the lab plays the parts
-// of a cluster that run on nodes and in the cloud: the kubelet starts a bound Pod
-// (namespace, tapir-cni, workload) and writes its status (phase, podIP, hostIP; the node
-// daemon's prober then its Ready condition), and the load-balancer controller gives a
-// LoadBalancer Service an address from the lab's pool. A file is validated whole first,
-// as in manifest mode; what the API server refuses is reported with its message.
-import { readFileSync } from 'node:fs';
+// controllers write the EndpointSlices and bind unscheduled Pods; the node daemons play
+// the parts of a cluster that run on nodes and in the cloud: the kubelet starts a bound
+// Pod (namespace, tapir-cni, workload) and writes its status (phase, podIP, hostIP; its
+// prober then the Ready condition), and the load-balancer controller gives a
+// LoadBalancer Service an address from the lab's pool (src/lab/node/kubelet.ts,
+// load-balancer-controller.ts). `lab apply` waits for both, as `kubectl apply` followed
+// by `kubectl wait` would. A file is validated whole first, as in manifest mode; what
+// the API server refuses is reported with its message.
+import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { describeOrigin, type K8sObject, type PodObject, type ServiceObject } from '../../k8s/objects.ts';
 import { validateDocument } from '../../k8s/validate.ts';
 import { isDns1123Label } from '../../k8s/fields.ts';
 import { LabApiClient, objectPath } from '../apiserver/client.ts';
 import { waitForDaemons } from '../node/daemons.ts';
-import { createPod, planPod, removePod } from '../network/pods.ts';
+import { removePod } from '../network/pods.ts';
+import { START_FAILED } from '../node/kubelet.ts';
 import { sleep } from '../network/shell.ts';
 import { saveState, type ApiServerState, type LabState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
@@ -29,6 +32,10 @@ const FIELD_MANAGER = 'tapir-lab';
 const DAEMON_TIMEOUT_MS = 20_000;
 /** The lab's scheduler binds a new Pod within milliseconds; this bounds the wait. */
 const BIND_TIMEOUT_MS = 10_000;
+/** Starting a pod (namespace, CNI ADD, workload up) takes a second or two; this bounds it. */
+const START_TIMEOUT_MS = 30_000;
+/** The load-balancer controller assigns within a pass (200 ms) of seeing the Service. */
+const ADDRESS_TIMEOUT_MS = 10_000;
 
 /** The lab's admin client (system:masters), on the host's loopback port. */
 export function adminClient(api: ApiServerState): LabApiClient {
@@ -104,7 +111,7 @@ function planApiApply(source: ManifestSource, nodes: readonly string[]): ApplyPl
 /**
  * Applies the file through the API (the caller holds the command lock). New Pods are
  * created unbound unless they name a node, bound by the lab's scheduler, then started
- * on their node; a Pod that fails to start is deleted again.
+ * by their node's kubelet; a Pod that fails to start is deleted again.
  */
 export async function apiApplyLocked(state: LabState & { apiServer: ApiServerState }, source: ManifestSource, progress: (m: string) => void): Promise<{ lines: string[]; warnings: string[] }> {
   const plan = planApiApply(source, state.nodes.map((n) => n.name));
@@ -121,14 +128,14 @@ export async function apiApplyLocked(state: LabState & { apiServer: ApiServerSta
       spec.terminationGracePeriodSeconds ??= state.terminationGracePeriodSeconds;
       await client.create(object);
       lines.push(`${resourceName(p.object)} created`);
-      await runPod(state, client, p.object as PodObject, progress);
+      await waitForPodStart(state, client, p.object as PodObject, progress);
       continue;
     }
     if (p.object.kind === 'Pod') delete p.raw.status;
     const after = await client.apply(p.raw, FIELD_MANAGER);
     lines.push(`${resourceName(p.object)} ${before === undefined ? 'created' : (before.metadata as RawObject).resourceVersion === (after.metadata as RawObject).resourceVersion ? 'unchanged' : 'configured'}`);
     if (p.object.kind === 'Service') {
-      const warning = await assignAddress(state, client, after, pool);
+      const warning = await waitForAddress(state, client, after, pool);
       if (warning !== undefined) warnings.push(`${describeOrigin(p.object)}: ${warning}`);
     }
   }
@@ -137,45 +144,59 @@ export async function apiApplyLocked(state: LabState & { apiServer: ApiServerSta
   return { lines, warnings };
 }
 
-/** The kubelet's part for a new Pod: wait for its binding, start it there, write its status. */
-async function runPod(state: LabState & { apiServer: ApiServerState }, client: LabApiClient, object: PodObject, progress: (m: string) => void): Promise<void> {
+/**
+ * A new Pod: waits for the scheduler's binding and the node's kubelet (the node daemon)
+ * to start it and write its status. One that fails to start is deleted again and its
+ * node's reason reported.
+ */
+async function waitForPodStart(state: LabState & { apiServer: ApiServerState }, client: LabApiClient, object: PodObject, progress: (m: string) => void): Promise<void> {
   const path = `/api/v1/namespaces/${encodeURIComponent(object.metadata.namespace)}/pods/${encodeURIComponent(object.metadata.name)}`;
-  const deadline = Date.now() + BIND_TIMEOUT_MS;
+  const name = `${object.metadata.namespace}/${object.metadata.name}`;
+  let deadline = Date.now() + BIND_TIMEOUT_MS;
   let nodeName = '';
-  while (nodeName === '') {
+  for (;;) {
     const stored = await client.must('GET', path);
-    nodeName = String((stored.spec as RawObject | undefined)?.nodeName ?? '');
-    if (nodeName !== '') break;
-    if (Date.now() > deadline) throw new LabError('NOT_SCHEDULED', `pod ${object.metadata.namespace}/${object.metadata.name} was not bound to a node within ${BIND_TIMEOUT_MS / 1000} s (is a node schedulable?)`);
+    const status = (stored.status ?? {}) as { podIP?: unknown; reason?: unknown; message?: unknown; phase?: unknown };
+    const boundTo = String((stored.spec as RawObject | undefined)?.nodeName ?? '');
+    if (boundTo !== '' && nodeName === '') {
+      nodeName = boundTo;
+      if (!state.nodes.some((n) => n.name === nodeName)) throw new LabError('NOT_SCHEDULED', `pod ${name} is bound to ${nodeName}, which is not a node of lab ${state.name}`);
+      progress(`pod ${name}: starting on ${nodeName}`);
+      deadline = Date.now() + START_TIMEOUT_MS;
+    }
+    if (status.phase === 'Running') return;
+    if (status.reason === START_FAILED) {
+      await client.request('DELETE', `${path}?gracePeriodSeconds=0`);
+      throw new LabError('POD_START_FAILED', String(status.message));
+    }
+    if (Date.now() > deadline) {
+      if (nodeName === '') throw new LabError('NOT_SCHEDULED', `pod ${name} was not bound to a node within ${BIND_TIMEOUT_MS / 1000} s (is a node schedulable?)`);
+      throw new LabError('POD_START_FAILED', `pod ${name} was not started on ${nodeName} within ${START_TIMEOUT_MS / 1000} s (see ${state.nodes.find((n) => n.name === nodeName)!.daemon.log})`);
+    }
     await sleep(50);
   }
-  const node = state.nodes.find((n) => n.name === nodeName);
-  if (node === undefined) throw new LabError('NOT_SCHEDULED', `pod ${object.metadata.namespace}/${object.metadata.name} is bound to ${nodeName}, which is not a node of lab ${state.name}`);
-  const pod = planPod(state, node, object, state.pods);
-  progress(`pod ${pod.namespace}/${pod.name}: starting on ${pod.node}`);
-  try {
-    await createPod(state, pod);
-  } catch (err) {
-    await removePod(state, pod, progress);
-    await client.request('DELETE', `${path}?gracePeriodSeconds=0`);
-    throw err;
-  }
-  state.pods.push(pod);
-  saveState(state);
-  await writePodStatus(client, pod, node.underlayIP, object.spec.containers.map((c) => c.name));
 }
 
-/** The lab's load-balancer controller: an address from the pool in status, once. */
-async function assignAddress(state: LabState & { apiServer: ApiServerState }, client: LabApiClient, raw: RawObject, pool: NonNullable<ReturnType<typeof parsePool>>): Promise<string | undefined> {
-  const spec = (raw.spec ?? {}) as { type?: string; loadBalancerIP?: string };
-  const status = (raw.status ?? {}) as { loadBalancer?: { ingress?: unknown[] } };
-  if (spec.type !== 'LoadBalancer' || (status.loadBalancer?.ingress?.length ?? 0) > 0) return undefined;
-  const services = (await listApiObjects(state.apiServer)).objects.filter((o): o is ServiceObject => o.kind === 'Service');
-  const meta = raw.metadata as { namespace: string; name: string };
-  const ip = assignLoadBalancerIP(pool, undefined, spec.loadBalancerIP, takenAddresses(services, `${meta.namespace}/${meta.name}`));
-  if (ip === undefined) return `no free address in the load balancer pool ${state.addressing.loadBalancerPool}; the Service stays pending`;
-  await client.must('PATCH', `${objectPath(raw, true)}/status`, { status: { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } } }, 'application/merge-patch+json');
-  return undefined;
+/**
+ * A LoadBalancer Service: waits for the lab's load-balancer controller (in the first
+ * node's daemon) to give it an address; a warning when the pool is exhausted.
+ */
+async function waitForAddress(state: LabState & { apiServer: ApiServerState }, client: LabApiClient, raw: RawObject, pool: NonNullable<ReturnType<typeof parsePool>>): Promise<string | undefined> {
+  const spec = (raw.spec ?? {}) as { type?: string };
+  if (spec.type !== 'LoadBalancer') return undefined;
+  const deadline = Date.now() + ADDRESS_TIMEOUT_MS;
+  for (;;) {
+    const current = await client.must('GET', objectPath(raw, true));
+    const status = (current.status ?? {}) as { loadBalancer?: { ingress?: unknown[] } };
+    if ((status.loadBalancer?.ingress?.length ?? 0) > 0) return undefined;
+    const meta = raw.metadata as { namespace: string; name: string };
+    const services = (await listApiObjects(state.apiServer)).objects.filter((o): o is ServiceObject => o.kind === 'Service');
+    if (assignLoadBalancerIP(pool, undefined, undefined, takenAddresses(services, `${meta.namespace}/${meta.name}`)) === undefined) {
+      return `no free address in the load balancer pool ${state.addressing.loadBalancerPool}; the Service stays pending`;
+    }
+    if (Date.now() > deadline) return `no address from the load balancer pool within ${ADDRESS_TIMEOUT_MS / 1000} s (see ${state.nodes[0]!.daemon.log})`;
+    await sleep(50);
+  }
 }
 
 /**
@@ -210,8 +231,12 @@ export async function apiDeleteLocked(state: LabState & { apiServer: ApiServerSt
     await sleep(grace * 1000);
     for (const f of pods) {
       const pod = state.pods.find((p) => p.namespace === f.object.metadata.namespace && p.name === f.object.metadata.name);
-      if (pod !== undefined) await removePod(state, pod, progress);
-      await client.delete(f.raw, 0);
+      // A kubelet's pod: its node daemon stops it and confirms the deletion.
+      if (pod?.startedBy === 'kubelet') await waitForPodStop(client, f.raw, pod);
+      else {
+        if (pod !== undefined) await removePod(state, pod, progress);
+        await client.delete(f.raw, 0);
+      }
     }
     state.pods = state.pods.filter((p) => !pods.some((f) => f.object.metadata.namespace === p.namespace && f.object.metadata.name === p.name));
     saveState(state);
@@ -221,6 +246,20 @@ export async function apiDeleteLocked(state: LabState & { apiServer: ApiServerSt
   await waitForDaemons(state, revision, DAEMON_TIMEOUT_MS + 10 * objects.length);
   return { lines: found.map((f) => `${f.object.kind.toLowerCase()} "${f.object.metadata.name}" deleted`), warnings: [] };
 }
+
+/** Waits (bounded) until the Pod is gone from the API and its namespace from the host. */
+async function waitForPodStop(client: LabApiClient, raw: RawObject, pod: PodState): Promise<void> {
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  for (;;) {
+    const inApi = await getObject(client, raw) !== undefined;
+    const running = existsSync(`/run/netns/${pod.netns}`);
+    if (!inApi && !running) return;
+    if (Date.now() > deadline) throw new LabError('POD_STOP_FAILED', `pod ${pod.namespace}/${pod.name} was not stopped within ${STOP_TIMEOUT_MS / 1000} s of its grace period (${inApi ? 'still in the API' : ''}${inApi && running ? ', ' : ''}${running ? `namespace ${pod.netns} still there` : ''}); see node ${pod.node}'s daemon log`);
+    await sleep(50);
+  }
+}
+
+const STOP_TIMEOUT_MS = 20_000;
 
 const KIND_VERSION: Record<string, string> = { EndpointSlice: 'discovery.k8s.io/v1' };
 

@@ -3,6 +3,7 @@
 // /run/netns/NAME), which also catches what a crash left unrecorded and anything a
 // user started with `lab exec`.
 import { openSync, closeSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { spawnIn } from '../../device/ip-command.ts';
 import { NETNS_DIR } from './names.ts';
 import { sleep } from './shell.ts';
@@ -67,14 +68,18 @@ export async function stopProcesses(pids: number[], graceMs: number): Promise<nu
 }
 
 /**
- * Starts `ip netns exec NETNS argv…` in its own session, stdout and stderr appended to
- * `log`, and lets go of it: the lab command may exit, the process stays. `ip netns
- * exec` execs the command after setns, so the returned PID is the command's own.
+ * Starts `ip netns exec NETNS argv…` (or `nsenter --net`, see `mounts`) in its own
+ * session, stdout and stderr appended to `log`, and lets go of it: the lab command may
+ * exit, the process stays. Both exec the command after setns, so the returned PID is
+ * the command's own.
  */
-export function spawnDetached(netns: string, argv: string[], log: string, env: NodeJS.ProcessEnv = process.env): number {
+export function spawnDetached(netns: string, argv: string[], log: string, env: NodeJS.ProcessEnv = process.env, mounts: 'own' | 'host' = 'own'): number {
   const fd = openSync(log, 'a');
   try {
-    const child = spawnIn(netns, argv, { detached: true, stdio: ['ignore', fd, fd], env });
+    const options = { detached: true, stdio: ['ignore', fd, fd] as ['ignore', number, number], env };
+    // 'own': `ip netns exec` (its own mount namespace, /sys of the netns); 'host': nsenter
+    // --net only, so namespaces the process adds under /run/netns are visible to the host.
+    const child = mounts === 'own' ? spawnIn(netns, argv, options) : spawn('nsenter', [`--net=/run/netns/${netns}`, '--', ...argv], options);
     child.on('error', () => {}); // reported by the caller's readiness check
     child.unref();
     if (child.pid === undefined) throw new Error(`cannot start ${argv[0]} in ${netns}`);

@@ -41,6 +41,8 @@ export interface DaemonConfig {
    * writes the Pods' Ready conditions back, as the kubelet does. null: the manifests.
    */
   api: { server: string; caFile: string; kubeconfig: string } | null;
+  /** The load balancer's address pool (cluster mode: the first node's daemon assigns from it). */
+  loadBalancerPool: string;
 }
 
 /** What a daemon writes after each pass (its status file). */
@@ -80,6 +82,7 @@ export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
     peers: state.nodes.map((n) => ({ node: n.name, status: n.daemon.status })),
     agent: node.agent === null ? null : supervisedAgent(state, node),
     api: usesApi(state) ? { server: state.apiServer.labServer, caFile: state.apiServer.caFile, kubeconfig: state.apiServer.labKubeconfig } : null,
+    loadBalancerPool: state.addressing.loadBalancerPool,
   };
 }
 
@@ -95,7 +98,9 @@ export function startDaemons(state: LabState): void {
   for (const node of state.nodes) {
     mkdirSync(dirname(node.daemon.config), { recursive: true });
     writeFileSync(node.daemon.config, `${JSON.stringify(daemonConfig(state, node), null, 2)}\n`);
-    node.daemon.pid = spawnDetached(node.netns, [process.execPath, DAEMON_MAIN, '--config', node.daemon.config], node.daemon.log);
+    // In the node's network namespace but the host's mount namespace (not `ip netns
+    // exec`'s own): the pod namespaces its kubelet adds must be the host's and the agents'.
+    node.daemon.pid = spawnDetached(node.netns, [process.execPath, DAEMON_MAIN, '--config', node.daemon.config], node.daemon.log, process.env, 'host');
   }
 }
 

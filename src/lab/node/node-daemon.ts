@@ -7,7 +7,11 @@
 //    ServiceSnapshot from the manifests with the control code every agent uses
 //    (src/control) and installs the equivalent kernel rules (src/kernel-proxy/),
 //    plus the health-check node ports;
-//  - the load balancer's speaker: announces LoadBalancer addresses (./speaker.ts).
+//  - the load balancer's speaker: announces LoadBalancer addresses (./speaker.ts);
+//  - in cluster mode, the kubelet: starts and stops the Pods bound to this node
+//    (./kubelet.ts), and on the first node the load-balancer controller
+//    (./load-balancer-controller.ts). Started with `nsenter --net` (daemons.ts): the
+//    host's mount namespace, so the pod namespaces it adds are the host's.
 // The services part is the ServiceController every agent runs, over the same manifest
 // directory, with the kernel proxy, the health checks and the speaker subscribed to its
 // view. One pass every 200 ms probes pods and writes the status; when the manifests'
@@ -40,6 +44,9 @@ import { Prober } from './readiness-prober.ts';
 import { sleep } from '../network/shell.ts';
 import { logTail } from '../network/processes.ts';
 import { Speaker } from './speaker.ts';
+import { Kubelet } from './kubelet.ts';
+import { LoadBalancerController } from './load-balancer-controller.ts';
+import { parsePool } from '../cluster/load-balancer.ts';
 import { loadState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
@@ -153,6 +160,24 @@ async function main(): Promise<void> {
 
   // The kubelet's node status: Ready once it runs (no lease or heartbeat is modelled).
   if (api !== null) await markNodeReady(api, config.node);
+  // Cluster mode: the kubelet starts and stops this node's Pods; the first node's daemon
+  // runs the load-balancer controller. Each in a loop of its own: starting a pod takes a
+  // while and must hold up neither the prober nor address assignment.
+  let kubeletProblems: string[] = [];
+  let balancerProblems: string[] = [];
+  if (api !== null) {
+    const kubelet = new Kubelet({ lab: config.lab, stateDir: config.stateDir, node: config.node, api, log });
+    controllerLoop('kubelet', () => stopping, async () => {
+      kubeletProblems = await kubelet.sync(source.list().filter((o): o is PodObject => o.kind === 'Pod'));
+    });
+    const pool = config.loadBalancerPool === '' ? undefined : parsePool(config.loadBalancerPool);
+    if (pool !== undefined && config.node === config.nodes[0]) {
+      const balancer = new LoadBalancerController({ api, pool, poolText: config.loadBalancerPool, log });
+      controllerLoop('load-balancer controller', () => stopping, async () => {
+        balancerProblems = await balancer.sync(source.list().filter((o): o is ServiceObject => o.kind === 'Service'));
+      });
+    }
+  }
   let lastRescan = Date.now();
   let lastVerdicts = '';
   let verdicts = new Map<string, boolean>();
@@ -199,6 +224,7 @@ async function main(): Promise<void> {
       problems.add(`the node daemon's last pass failed: ${text}`);
     }
     for (const list of fileProblems.values()) for (const p of list) problems.add(p);
+    for (const p of [...kubeletProblems, ...balancerProblems]) problems.add(p);
     writeStatus(config, {
       pid: process.pid,
       revision: lastRevision,
@@ -212,6 +238,25 @@ async function main(): Promise<void> {
     });
     await sleep(Math.max(10, PASS_MS - (Date.now() - started)));
   }
+}
+
+/** Runs `pass` every PASS_MS until `stopped`; a failed pass is logged (once per message) and retried. */
+function controllerLoop(name: string, stopped: () => boolean, pass: () => Promise<void>): void {
+  void (async () => {
+    let lastFailure = '';
+    while (!stopped()) {
+      const started = Date.now();
+      try {
+        await pass();
+        lastFailure = '';
+      } catch (err) {
+        const text = (err as Error).message;
+        if (text !== lastFailure) log(`${name}: pass failed (retrying every ${PASS_MS} ms): ${(err as Error).stack ?? text}`);
+        lastFailure = text;
+      }
+      await sleep(Math.max(10, PASS_MS - (Date.now() - started)));
+    }
+  })();
 }
 
 /**
