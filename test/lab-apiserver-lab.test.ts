@@ -346,8 +346,8 @@ test('an unreachable API server: the agents forward with their last tables, heal
   const before = nodes().map((n) => n.agent.pid);
   const healthz = (node: keyof typeof NODE_IPS = 'node-2'): string => httpCode(node, `http://${NODE_IPS[node]}:10256/healthz`);
   assert.equal(healthz(), '200');
-  const loop = requestLoop('web-1a', 'http://10.96.0.100/', 20);
-  fault('refuse?seconds=16');
+  const loop = requestLoop('web-1a', 'http://10.96.0.100/', 34);
+  fault('refuse?seconds=30');
   // The sync period is 5 s in the lab's config: 503 after 10 s without the API.
   const down = await eventually(15_000, healthz, (c) => c === '503');
   assert.equal(down, '503');
