@@ -365,6 +365,30 @@ test('an unreachable API server: the agents forward with their last tables, heal
   assert.deepEqual(nodes().map((n) => n.agent.pid), before, 'no agent was restarted');
 });
 
+test('the API server crashes and comes back with its journal: objects survive, watches recover, no request fails, no agent restarts', async () => {
+  const before = nodes().map((n) => n.agent.pid);
+  const { loadState } = await import('../src/lab/state.ts');
+  const { restartLabControlPlane } = await import('../src/lab/apiserver/lab-control-plane.ts');
+  const state = loadState(lab.name)!;
+  const oldPid = state.apiServer!.pid;
+  const loop = requestLoop('web-1a', 'http://10.96.0.100/', 10);
+  await new Promise((r) => setTimeout(r, 2000));
+  const pid = await restartLabControlPlane(state);
+  assert.notEqual(pid, oldPid);
+  assert.throws(() => process.kill(oldPid, 0), 'the old server is gone');
+  const codes = await loop;
+  assert.ok(codes.length > 20, `the loop ran: ${codes.length} requests`);
+  assert.deepEqual(codes.filter((c) => c !== '200'), [], 'every request through the cluster IP answered across the restart');
+  // kubectl on the host reaches the new server on the same port; the objects are its journal's.
+  assert.match(kubectl('get', 'service', 'web', '-o', 'name'), /service\/web/);
+  kubectlApply(service('after-restart', 87));
+  const ip = clusterIP('after-restart');
+  const codes2 = await eventually(40_000, () => [httpCode('web-1a', `http://${ip}:87/`), httpCode('web-2b', `http://${ip}:87/`)], (c) => c.every((x) => x === '200'));
+  assert.deepEqual(codes2, ['200', '200'], 'both agents program a change made after the restart');
+  assert.deepEqual(nodes().map((n) => n.agent.pid), before, 'no agent was restarted');
+  kubectl('delete', 'service', 'after-restart');
+});
+
 test('after the faults an agent has the tables of a fresh one (tapir trace of every frontend)', async () => {
   const frontends = ['10.96.0.100:80', `${clusterIP('after-refuse')}:86`, `${clusterIP('web-affinity')}:80`, `${clusterIP('echo-udp')}:9000`];
   const trace = (): string => frontends.map((dst) => {

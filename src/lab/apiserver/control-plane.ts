@@ -63,10 +63,29 @@ export async function startControlPlane(spec: ControlPlaneSpec): Promise<Control
     { token: agentToken, user: `system:serviceaccount:${AGENT_SERVICE_ACCOUNT.namespace}:${AGENT_SERVICE_ACCOUNT.name}`, groups: [] },
   ]);
   const log = join(spec.dir, 'apiserver.log');
+  const { pid, listening } = await spawnServer(spec, tokenFile, log, 0);
+  const hostPort = listening.find((l) => l.address === '127.0.0.1')?.port;
+  if (hostPort === undefined) throw new LabApiServerError(`the lab API server did not report its 127.0.0.1 listener (${log})`);
+  const caFile = join(spec.dir, 'tls/ca.crt');
+  const hostServer = `https://127.0.0.1:${hostPort}`;
+  const labServer = `https://${spec.address}:${API_PORT}`;
+  const hostKubeconfig = join(spec.dir, 'host.kubeconfig');
+  const labKubeconfig = join(spec.dir, 'lab.kubeconfig');
+  writeFileSync(hostKubeconfig, kubeconfig('tapir-lab', hostServer, caFile, adminToken), { mode: 0o600 });
+  writeFileSync(labKubeconfig, kubeconfig('tapir-lab', labServer, caFile, adminToken), { mode: 0o600 });
+  return { pid, dir: spec.dir, log, labServer, hostServer, caFile, hostKubeconfig, labKubeconfig, adminToken, agentToken };
+}
+
+/**
+ * Starts the server process in the lab's namespace, with a listening socket this process
+ * opens on 127.0.0.1:hostPort (0: any) handed down as fd 3; resolves once it listens.
+ */
+async function spawnServer(spec: ControlPlaneSpec, tokenFile: string, log: string, hostPort: number): Promise<{ pid: number; listening: { address: string; port: number }[] }> {
+  const from = existsSync(log) ? readFileSync(log, 'utf8').length : 0;
   const holder: Server = createServer();
   await new Promise<void>((resolve, reject) => {
     holder.once('error', reject);
-    holder.listen(0, '127.0.0.1', () => resolve());
+    holder.listen(hostPort, '127.0.0.1', () => resolve());
   });
   // The listening socket's descriptor (libuv keeps it in the handle); the child gets it as fd 3.
   const fd = (holder as unknown as { _handle: { fd: number } })._handle.fd;
@@ -89,24 +108,34 @@ export async function startControlPlane(spec: ControlPlaneSpec): Promise<Control
     // The child holds its own copy of the socket; ours must not accept anything.
     holder.close();
   }
-  const listening = await waitListening(log, pid, spec.timeoutMs ?? 30_000);
-  const hostPort = listening.find((l) => l.address === '127.0.0.1')?.port;
-  if (hostPort === undefined) throw new LabApiServerError(`the lab API server did not report its 127.0.0.1 listener (${log})`);
-  const caFile = join(spec.dir, 'tls/ca.crt');
-  const hostServer = `https://127.0.0.1:${hostPort}`;
-  const labServer = `https://${spec.address}:${API_PORT}`;
-  const hostKubeconfig = join(spec.dir, 'host.kubeconfig');
-  const labKubeconfig = join(spec.dir, 'lab.kubeconfig');
-  writeFileSync(hostKubeconfig, kubeconfig('tapir-lab', hostServer, caFile, adminToken), { mode: 0o600 });
-  writeFileSync(labKubeconfig, kubeconfig('tapir-lab', labServer, caFile, adminToken), { mode: 0o600 });
-  return { pid, dir: spec.dir, log, labServer, hostServer, caFile, hostKubeconfig, labKubeconfig, adminToken, agentToken };
+  return { pid, listening: await waitListening(log, pid, spec.timeoutMs ?? 30_000, from) };
 }
 
-/** Waits for the server's `{"listening":[...]}` line in its log, or its death. */
-async function waitListening(log: string, pid: number, timeoutMs: number): Promise<{ address: string; port: number }[]> {
+/**
+ * Restarts the server as a crash and a restart of kube-apiserver would: the process is
+ * killed, a new one replays the journal (the objects survive, the watch history does
+ * not: clients resuming from an older version get 410 Gone) and listens on the same
+ * addresses, the host's loopback port included, with the same credentials.
+ */
+export async function restartControlPlane(spec: ControlPlaneSpec, oldPid: number, hostServer: string): Promise<number> {
+  try { process.kill(oldPid, 'SIGKILL'); } catch { /* gone already */ }
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    let alive = true;
+    try { process.kill(oldPid, 0); } catch { alive = false; }
+    if (!alive) break;
+    if (Date.now() > deadline) throw new LabApiServerError(`the lab API server ${oldPid} did not exit`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const { pid } = await spawnServer(spec, join(spec.dir, 'tokens.csv'), join(spec.dir, 'apiserver.log'), Number(new URL(hostServer).port));
+  return pid;
+}
+
+/** Waits for the server's `{"listening":[...]}` line in its log (after `from` characters), or its death. */
+async function waitListening(log: string, pid: number, timeoutMs: number, from = 0): Promise<{ address: string; port: number }[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+    const text = existsSync(log) ? readFileSync(log, 'utf8').slice(from) : '';
     const line = text.split('\n').reverse().find((l) => l.startsWith('{"listening":'));
     if (line !== undefined) return (JSON.parse(line) as { listening: { address: string; port: number }[] }).listening;
     let alive = true;

@@ -8,9 +8,9 @@ import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { ipBatch } from '../network/shell.ts';
 import { parsePool, poolContains } from '../cluster/load-balancer.ts';
-import type { ApiServerState, LabState } from '../state.ts';
+import { saveState, type ApiServerState, type LabState } from '../state.ts';
 import { LabApiClient } from './client.ts';
-import { startControlPlane } from './control-plane.ts';
+import { restartControlPlane, startControlPlane, type ControlPlaneSpec } from './control-plane.ts';
 import { LabApiServerError } from './status.ts';
 
 /**
@@ -41,7 +41,14 @@ export async function startLabControlPlane(state: LabState, objects: readonly Re
   const address = apiServerAddress(state);
   const prefixLength = state.addressing.underlayCIDR.split('/')[1];
   await ipBatch(state.underlay.netns, [`addr add ${address}/${prefixLength} dev ${state.underlay.bridge}`]);
-  const cp = await startControlPlane({
+  const cp = await startControlPlane(controlPlaneSpec(state, address));
+  const client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
+  for (const obj of objects) await client.create(obj);
+  return { pid: cp.pid, dir: cp.dir, log: cp.log, address, labServer: cp.labServer, hostServer: cp.hostServer, caFile: cp.caFile, hostKubeconfig: cp.hostKubeconfig, labKubeconfig: cp.labKubeconfig, agentToken: cp.agentToken };
+}
+
+function controlPlaneSpec(state: LabState, address: string): ControlPlaneSpec {
+  return {
     dir: `${state.stateDir}/apiserver`,
     netns: state.underlay.netns,
     address,
@@ -49,8 +56,19 @@ export async function startLabControlPlane(state: LabState, objects: readonly Re
     nodePortRange: DEFAULT_NODE_PORT_RANGE,
     tapirBin: TAPIR,
     rbacFile: RBAC_FILE,
-  });
-  const client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
-  for (const obj of objects) await client.create(obj);
-  return { pid: cp.pid, dir: cp.dir, log: cp.log, address, labServer: cp.labServer, hostServer: cp.hostServer, caFile: cp.caFile, hostKubeconfig: cp.hostKubeconfig, labKubeconfig: cp.labKubeconfig, agentToken: cp.agentToken };
+  };
+}
+
+/**
+ * Kills the lab's API server and starts it again on the same addresses (the fault of
+ * kube-apiserver crashing and coming back: the journal's objects survive, the watch
+ * history does not). Records the new process in the lab's state; returns its pid.
+ */
+export async function restartLabControlPlane(state: LabState): Promise<number> {
+  const api = state.apiServer;
+  if (api === undefined || api === null) throw new LabApiServerError(`lab ${state.name} has no API server`);
+  const pid = await restartControlPlane(controlPlaneSpec(state, api.address), api.pid, api.hostServer);
+  state.apiServer = { ...api, pid };
+  saveState(state);
+  return pid;
 }
