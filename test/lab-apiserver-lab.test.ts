@@ -389,6 +389,28 @@ test('the API server crashes and comes back with its journal: objects survive, w
   kubectl('delete', 'service', 'after-restart');
 });
 
+test('a Node joining and leaving updates the overlay\'s routes without an agent restart (its pod CIDR over VXLAN to its InternalIP)', async () => {
+  const before = nodes().map((n) => n.agent.pid);
+  const route = (): string => {
+    const r = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', '10.244.7.9:8080', '--proto', 'tcp', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  assert.doesNotMatch(route(), /172\.30\.0\.17/);
+  kubectlApply(`apiVersion: v1
+kind: Node
+metadata: {name: node-7, labels: {topology.kubernetes.io/zone: zone-c}}
+spec: {podCIDR: 10.244.7.0/24, podCIDRs: [10.244.7.0/24]}
+`);
+  kubectl('patch', 'node', 'node-7', '--subresource=status', '--type=merge', '-p', '{"status":{"addresses":[{"type":"InternalIP","address":"172.30.0.17"}]}}');
+  const joined = await eventually(15_000, route, (t) => /172\.30\.0\.17/.test(t));
+  assert.match(joined, /172\.30\.0\.17/, 'node-1 sends node-7\'s pod CIDR over VXLAN to its InternalIP');
+  kubectl('delete', 'node', 'node-7');
+  const left = await eventually(15_000, route, (t) => !/172\.30\.0\.17/.test(t));
+  assert.doesNotMatch(left, /172\.30\.0\.17/, 'gone with its Node');
+  assert.deepEqual(nodes().map((n) => n.agent.pid), before, 'no agent was restarted');
+});
+
 test('after the faults an agent has the tables of a fresh one (tapir trace of every frontend)', async () => {
   const frontends = ['10.96.0.100:80', `${clusterIP('after-refuse')}:86`, `${clusterIP('web-affinity')}:80`, `${clusterIP('echo-udp')}:9000`];
   const trace = (): string => frontends.map((dst) => {
