@@ -256,9 +256,10 @@ export class Agent {
       return { byKey, next: saved.next };
     } catch (err) {
       // Tags of the old entries then match no service port: their flows go on, only
-      // a UDP endpoint's removal will not find them (they time out instead).
+      // a UDP endpoint's removal will not find them (they time out instead). New ids
+      // start past every tag taken over (ServiceNat).
       this.#log(`flows: cannot read ${path} (${(err as Error).message}); taken-over flows keep their NAT but lose their service port`);
-      return { byKey: new Map(), next: 1 << 24 };
+      return undefined;
     }
   }
 

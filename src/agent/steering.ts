@@ -110,7 +110,7 @@ export class Steering {
   async #installedPrefs(): Promise<number[]> {
     let out = '';
     try {
-      out = await tcOut(['-j', 'filter', 'show', 'dev', this.#dev, 'ingress']);
+      out = await tc(['-j', 'filter', 'show', 'dev', this.#dev, 'ingress']);
     } catch {
       return [];
     }
@@ -137,20 +137,12 @@ export async function setSysctls(settings: string[]): Promise<void> {
   });
 }
 
-async function tcOut(args: string[]): Promise<string> {
+/** Runs tc(8) (`input` on its stdin) and returns what it printed. */
+async function tc(args: string[], input?: string): Promise<string> {
   return new Promise<string>((resolve, reject) => {
-    execFile('tc', args, { timeout: 10_000 }, (err, stdout, stderr) => {
+    const child = execFile('tc', args, { timeout: 10_000 }, (err, stdout, stderr) => {
       if (err) reject(new SteeringError(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
       else resolve(stdout);
-    });
-  });
-}
-
-async function tc(args: string[], input?: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const child = execFile('tc', args, { timeout: 10_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new SteeringError(`tc ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
-      else resolve();
     });
     if (input !== undefined) child.stdin!.end(input);
   });

@@ -147,11 +147,6 @@ interface Emitter {
   error(err: Error): void;
 }
 
-/** The watch ended because the server's history no longer has our version: list again. */
-class Expired extends TapirError {
-  readonly code = 'TAPIR_KUBE_WATCH_EXPIRED';
-}
-
 class Reflector {
   readonly kind: Kind;
   synced = false;
@@ -244,7 +239,7 @@ class Reflector {
         if (performance.now() - began > HEALTHY_WATCH_MS) this.#backoffMs = FIRST_BACKOFF_MS;
       } catch (err) {
         if (this.#stopped) return;
-        if (err instanceof Expired || (err instanceof KubeApiError && err.status === 410)) {
+        if (err instanceof KubeApiError && err.status === 410) {
           needList = true;
           this.#onRestart(this.kind, 'gone');
           this.#note(`${KINDS[this.kind].resource}: resourceVersion ${this.#rv} is gone (410); listing again`);
@@ -334,9 +329,8 @@ class Reflector {
 
   /** Validates and records one object (list item or watch event); returns its key, '' if it has none. */
   #apply(doc: Record<string, unknown>): string {
-    const meta = (doc.metadata ?? {}) as { name?: string; namespace?: string };
-    const key = `${meta.namespace ?? ''}/${meta.name ?? ''}`;
-    if (meta.name === undefined) return '';
+    const key = objectKeyOf(doc);
+    if (key === '') return '';
     const problems: string[] = [];
     const obj = validateDocument(doc, this.#origin, problems);
     if (obj === undefined) {
@@ -360,7 +354,7 @@ class Reflector {
     if (this.#invalid.delete(key)) this.#emit.problems(this.#input(key), []);
   }
 
-  /** One watch from #rv; resolves when the server ends it, rejects on failure, Expired on 410. */
+  /** One watch from #rv; resolves when the server ends it, rejects on failure (status 410: list again). */
   #watchOnce(): Promise<void> {
     // The server ends a healthy watch after 60-120 s; the watchdog is for the silent ones.
     const timeoutSeconds = 60 + Math.floor(Math.random() * 60);
@@ -388,7 +382,8 @@ class Reflector {
     const obj = e.object ?? {};
     if (e.type === 'ERROR') {
       const status = obj as { code?: number; reason?: string; message?: string };
-      if (status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone') throw new Expired(status.message ?? 'Gone');
+      // The server's history no longer has our version: the loop lists again.
+      if (status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone') throw new KubeApiError(`watch: ${status.message ?? 'Gone'}`, 410, 'Expired');
       throw new KubeApiError(`watch error: ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), status.code ?? 0, status.reason ?? '');
     }
     const rv = ((obj.metadata ?? {}) as { resourceVersion?: string }).resourceVersion;
@@ -399,8 +394,7 @@ class Reflector {
     const info = KINDS[this.kind];
     const doc = { apiVersion: info.apiVersion, kind: this.kind, ...obj };
     if (e.type === 'DELETED') {
-      const meta = (obj.metadata ?? {}) as { name?: string; namespace?: string };
-      const key = `${meta.namespace ?? ''}/${meta.name ?? ''}`;
+      const key = objectKeyOf(obj);
       const previous = this.#objects.get(key);
       this.#objects.delete(key);
       this.#clearProblems(key);
@@ -410,4 +404,10 @@ class Reflector {
     }
     if (rv !== undefined) this.#rv = rv;
   }
+}
+
+/** "namespace/name" of an API object as listed or watched ("/name" cluster-scoped), '' without a name. */
+function objectKeyOf(obj: Record<string, unknown>): string {
+  const meta = (obj.metadata ?? {}) as { name?: string; namespace?: string };
+  return meta.name === undefined ? '' : `${meta.namespace ?? ''}/${meta.name}`;
 }

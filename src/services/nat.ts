@@ -140,6 +140,10 @@ export class ServiceNat {
       this.#inheritedIds = options.serviceIds.byKey;
       this.#nextId = options.serviceIds.next;
     }
+    // New ids never reuse one a taken-over entry carries, whatever the handed-over ids say.
+    if (this.conntrack.restored > 0) {
+      for (const e of this.conntrack.entries()) this.#nextId = Math.max(this.#nextId, this.conntrack.tagOf(e) + 1);
+    }
     this.#rng[0] = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 1;
     this.#table = table;
     this.#ids = this.#assignIds(table);
