@@ -1,0 +1,97 @@
+// The parts of the DNS server that live in their own files (issue 10's split): the query
+// reader (message.ts), the `kubernetes` zone (kubernetes-zone.ts), the forwarder
+// (forward.ts) and the cache (cache.ts). The server codes against these interfaces,
+// copied from the fixed contracts, and gets the real implementations from
+// loadDnsParts(); tests may hand it others.
+//
+// Merge glue: the real modules are loaded by URL so that this branch type-checks before
+// they are merged beside it. Once they are, loadDnsParts() can become static imports.
+import type { Upstream } from './corefile.ts';
+
+export interface QueryInfo {
+  id: number;
+  flags: number;
+  /** Lower-case, no trailing dot, '' = root. */
+  qname: string;
+  qtype: number;
+  qclass: number;
+  /** Offset after the question. */
+  questionEnd: number;
+  edns: boolean;
+  ednsUdpSize: number;
+  dnssecOk: boolean;
+}
+
+export interface KubernetesZoneOptions {
+  zones: string[];
+  ttl: number;
+  pods: 'disabled' | 'insecure';
+  fallthrough: string[] | null;
+  endpointPodNames?: boolean;
+}
+
+export interface ZonePart {
+  update(view: import('../model/cluster-view.ts').ClusterView): void;
+  owns(qname: string): boolean;
+  /** The response's length, or 0 (NOT_HANDLED): pass the query on. */
+  answer(req: Uint8Array, reqLen: number, q: QueryInfo, res: Uint8Array, maxSize: number): number;
+}
+
+export interface ForwarderOptions {
+  upstreams: Upstream[];
+  maxConcurrent: number;
+  timeoutMs: number;
+  policy: 'random' | 'round_robin' | 'sequential';
+  forceTcp: boolean;
+  preferUdp: boolean;
+  healthCheckMs: number;
+  except?: string[];
+}
+
+export interface ForwarderPart {
+  /** Rejects with a TapirError, code DNS_UPSTREAM_FAILED (-> SERVFAIL) or DNS_TOO_MANY_QUERIES (-> REFUSED). */
+  query(msg: Uint8Array, len: number, q: QueryInfo): Promise<Uint8Array>;
+  stats(): { upstream: string; requests: number; failures: number; healthy: boolean }[];
+  close(): void;
+}
+
+export interface CacheOptions {
+  successCapacity: number;
+  denialCapacity: number;
+  maxTtl: number;
+  maxDenialTtl: number;
+  minTtl: number;
+  minDenialTtl: number;
+}
+
+export interface CachePart {
+  get(q: QueryInfo, res: Uint8Array, nowMs: number): number;
+  put(q: QueryInfo, response: Uint8Array, len: number, nowMs: number): void;
+  stats(): { hits: { success: number; denial: number }; misses: number; entries: { success: number; denial: number } };
+}
+
+export interface DnsParts {
+  newQueryInfo(): QueryInfo;
+  /** false: not one standard query with one question. */
+  readQuery(msg: Uint8Array, len: number, out: QueryInfo): boolean;
+  errorResponse(req: Uint8Array, reqLen: number, rcode: number, res: Uint8Array): number;
+  shuffleAnswers(msg: Uint8Array, len: number, random: () => number): void;
+  createZone(options: KubernetesZoneOptions): ZonePart;
+  createForwarder(options: ForwarderOptions): ForwarderPart;
+  createCache(options: CacheOptions): CachePart;
+}
+
+/** The real parts, from message.ts, kubernetes-zone.ts, forward.ts and cache.ts. */
+export async function loadDnsParts(): Promise<DnsParts> {
+  const load = (file: string): Promise<Record<string, any>> => import(new URL(file, import.meta.url).href) as Promise<Record<string, any>>;
+  const [message, zone, forward, cache] = await Promise.all([load('./message.ts'), load('./kubernetes-zone.ts'), load('./forward.ts'), load('./cache.ts')]);
+  return {
+    newQueryInfo: message.newQueryInfo,
+    readQuery: message.readQuery,
+    errorResponse: message.errorResponse,
+    shuffleAnswers: message.shuffleAnswers,
+    createZone: (o) => new zone.KubernetesZone(o),
+    createForwarder: (o) => new forward.Forwarder(o),
+    createCache: (o) => new cache.DnsCache(o),
+  };
+}

@@ -1,0 +1,611 @@
+// The DNS server: UDP and TCP listeners for the server blocks of a Corefile, each query
+// through the block's plugins in CoreDNS's execution order:
+//
+//   read -> (bad: FORMERR / NOTIMP, counted, never thrown) -> the most specific server
+//   block zone on that listener (none: REFUSED) -> cache -> kubernetes zone -> loop probe
+//   -> forward (and cache.put) -> loadbalance -> reply
+//
+// The path for a cluster name is synchronous and writes into one reused response buffer;
+// the query info is one reused object (message.ts's readQuery fills it). Only a forwarded
+// query leaves that path: it gets its own copy of the query info for the await. A reply
+// over UDP is copied out of the shared buffer before dgram.send, because dgram keeps a
+// reference to what it is given while the send is queued (and sends on a later tick), and
+// the next query would overwrite it.
+//
+// UDP responses larger than the client can take (512 without EDNS, its EDNS size
+// otherwise) are truncated: the zone does it for its own answers (no partial RRsets);
+// a forwarded or cached one is cut to its header and question with TC set (RFC 2181
+// 9, RFC 1035 4.2.1), and the client retries over TCP. TCP carries several queries per
+// connection with the 2-byte length framing of RFC 1035 4.2.2 / RFC 7766, answered as
+// they complete, and an idle connection is closed after 10 s (CoreDNS's idle timeout).
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createServer, type Server as TcpServer, type Socket as TcpSocket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { TapirError } from '../errors/tapir-error.ts';
+import type { ClusterView } from '../model/cluster-view.ts';
+import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile.ts';
+import { DnsEndpoints, DnsMetrics, MONITORED_TYPES, Proto, RCODE_NAMES, TYPE_SLOTS, typeSlot, Writer, type RouteLabels } from './observability.ts';
+import { loadDnsParts, type CachePart, type DnsParts, type ForwarderPart, type QueryInfo, type ZonePart } from './parts.ts';
+
+const RCODE_NOERROR = 0;
+const RCODE_FORMERR = 1;
+const RCODE_SERVFAIL = 2;
+const RCODE_NXDOMAIN = 3;
+const RCODE_NOTIMP = 4;
+const RCODE_REFUSED = 5;
+const TYPE_HINFO = 13;
+/** CoreDNS's `timeouts` default for an idle TCP connection. */
+const TCP_IDLE_MS = 10_000;
+/** Per upstream attempt (CoreDNS's forward reads for at most 2 s). */
+const FORWARD_TIMEOUT_MS = 2000;
+const MAX_MESSAGE = 65535;
+
+/** The server could not bind an address of its Corefile. */
+export class DnsListenError extends TapirError {
+  readonly code = 'DNS_LISTEN';
+}
+
+/** The `loop` plugin saw its own probe come back: queries to the upstream loop back to this server. */
+export class DnsLoopError extends TapirError {
+  readonly code = 'DNS_LOOP';
+}
+
+export interface DnsServerOptions {
+  corefile: CorefileConfig;
+  log(message: string): void;
+  /** The addresses to listen on when a server block has no `bind`; default every IPv4 address. */
+  defaultBind?: string[];
+  /** The query reader, zone, forwarder and cache; default the real ones (loadDnsParts). */
+  parts?: DnsParts;
+  /** A fatal condition (a detected loop): CoreDNS exits; `tapir dns` does too. Default: logged. */
+  onFatal?(err: TapirError): void;
+  /** coredns_build_info's version label. */
+  version?: string;
+}
+
+/** One server block at run time. */
+class Block {
+  readonly config: ServerBlockConfig;
+  zone: ZonePart | null = null;
+  zoneHasView = false;
+  forwarder: ForwarderPart | null = null;
+  cache: CachePart | null = null;
+  /** The `loop` probe's name while probing; null otherwise. */
+  loopName: string | null = null;
+  loopSeen = 0;
+  forwardRejects = 0;
+  constructor(config: ServerBlockConfig) { this.config = config; }
+
+  forwards(qname: string): boolean {
+    const f = this.config.forward;
+    return f !== null && matchZone(qname, [f.from]) !== undefined && (f.except.length === 0 || matchZone(qname, f.except) === undefined);
+  }
+
+  /** Whether the cache is consulted for the name at all. */
+  caches(qname: string): boolean {
+    const c = this.config.cache;
+    if (c === null || matchZone(qname, c.zones) === undefined) return false;
+    return !(matchZone(qname, c.disableSuccess) !== undefined && matchZone(qname, c.disableDenial) !== undefined);
+  }
+
+  /** Whether a response of this kind for this name may be stored. */
+  stores(qname: string, denial: boolean): boolean {
+    const c = this.config.cache!;
+    return matchZone(qname, denial ? c.disableDenial : c.disableSuccess) === undefined;
+  }
+}
+
+interface Route {
+  /** Index into the metrics' route arrays. */
+  index: number;
+  block: Block;
+  /** The block zone this route matches ('' = root). */
+  zone: string;
+}
+
+interface Listener {
+  host: string;
+  port: number;
+  /** Most specific zone first. */
+  routes: Route[];
+  udp: Socket | null;
+  tcp: TcpServer | null;
+  connections: Set<TcpSocket>;
+}
+
+/** Where a response goes: a UDP client or a TCP connection. */
+interface Client {
+  listener: Listener;
+  proto: Proto;
+  family: number;
+  address: string;
+  port: number;
+  socket: TcpSocket | null;
+}
+
+export class DnsServer {
+  readonly #options: DnsServerOptions;
+  readonly #blocks: Block[];
+  readonly #listeners: Listener[] = [];
+  readonly #routes: RouteLabels[] = [];
+  #parts: DnsParts | null = null;
+  #metrics: DnsMetrics | null = null;
+  #endpoints: DnsEndpoints | null = null;
+  #view: ClusterView | null = null;
+  #q: QueryInfo | null = null;
+  /** The one response buffer of the synchronous path (2 spare bytes: a TCP length prefix never needs them, but a zone writing up to maxSize might). */
+  readonly #res = Buffer.allocUnsafeSlow(MAX_MESSAGE + 2);
+  #started = false;
+  #stopped = false;
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly addresses: { address: string; port: number }[] = [];
+
+  constructor(options: DnsServerOptions) {
+    this.#options = options;
+    this.#blocks = options.corefile.servers.map((s) => new Block(s));
+    // Listeners: one per (bind address, port); each holds the routes of every block there.
+    for (const block of this.#blocks) {
+      const hosts = block.config.bind.length > 0 ? block.config.bind : options.defaultBind ?? ['0.0.0.0'];
+      for (const host of hosts) {
+        let l = this.#listeners.find((x) => x.host === host && x.port === block.config.port);
+        if (l === undefined) {
+          l = { host, port: block.config.port, routes: [], udp: null, tcp: null, connections: new Set() };
+          this.#listeners.push(l);
+        }
+        for (const zone of block.config.zones) {
+          l.routes.push({ index: this.#routes.length, block, zone });
+          this.#routes.push({ server: serverLabel(block.config, host), zone: zone === '' ? '.' : `${zone}.` });
+        }
+      }
+    }
+    for (const l of this.#listeners) l.routes.sort((a, b) => (b.zone === '' ? -1 : b.zone.length) - (a.zone === '' ? -1 : a.zone.length));
+  }
+
+  /** The metrics, for an agent that serves them on its own /metrics (Registry.merge). */
+  get metrics(): DnsMetrics {
+    if (this.#metrics === null) throw new Error('DnsServer.metrics before start()');
+    return this.#metrics;
+  }
+
+  get registry(): DnsMetrics['registry'] {
+    return this.metrics.registry;
+  }
+
+  /** Names of the plugins not ready yet (a kubernetes zone without its first view); [] = ready. */
+  notReady(): string[] {
+    return this.#blocks.some((b) => b.config.kubernetes !== null && !b.zoneHasView) ? ['kubernetes'] : [];
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) throw new Error('DnsServer.start() called twice');
+    this.#started = true;
+    const parts = this.#options.parts ?? await loadDnsParts();
+    this.#parts = parts;
+    this.#q = parts.newQueryInfo();
+    for (const b of this.#blocks) {
+      const c = b.config;
+      if (c.kubernetes !== null) {
+        const k = c.kubernetes;
+        b.zone = parts.createZone({ zones: k.zones, ttl: k.ttl, pods: k.pods, fallthrough: k.fallthrough, ...(k.endpointPodNames ? { endpointPodNames: true } : {}) });
+      }
+      if (c.forward !== null) {
+        const f = c.forward;
+        b.forwarder = parts.createForwarder({
+          upstreams: f.upstreams, maxConcurrent: f.maxConcurrent > 0 ? f.maxConcurrent : 1000, timeoutMs: FORWARD_TIMEOUT_MS,
+          policy: f.policy, forceTcp: f.forceTcp, preferUdp: f.preferUdp, healthCheckMs: f.healthCheckMs, ...(f.except.length > 0 ? { except: f.except } : {}),
+        });
+      }
+      if (c.cache !== null) {
+        const k = c.cache;
+        b.cache = parts.createCache({
+          successCapacity: k.success.capacity, denialCapacity: k.denial.capacity, maxTtl: k.success.maxTtl,
+          maxDenialTtl: k.denial.maxTtl, minTtl: k.success.minTtl, minDenialTtl: k.denial.minTtl,
+        });
+      }
+    }
+    if (this.#view !== null) this.setView(this.#view);
+    const metrics = new DnsMetrics(this.#routes, {
+      caches: () => this.#blocks.filter((b) => b.cache !== null).map((b) => ({
+        server: this.#routes[this.#firstRoute(b)]?.server ?? '', zones: b.config.cache!.zones.map((z) => z === '' ? '.' : `${z}.`).join(','), stats: b.cache!.stats(),
+      })),
+      forwarders: () => this.#blocks.filter((b) => b.forwarder !== null).map((b) => ({ server: this.#routes[this.#firstRoute(b)]?.server ?? '', stats: b.forwarder!.stats(), rejects: b.forwardRejects })),
+      plugins: () => this.#listeners.flatMap((l) => l.routes.flatMap((r) => r.block.config.plugins.map((name) => ({ ...this.#routes[r.index]!, name })))),
+    }, this.#options.version ?? tapirVersion());
+    this.#metrics = metrics;
+    const endpoints = new DnsEndpoints(metrics, { notReady: () => this.notReady() });
+    for (const b of this.#blocks) {
+      if (b.config.health !== null) endpoints.add('/health', b.config.health.address);
+      if (b.config.ready !== null) endpoints.add('/ready', b.config.ready.address);
+      if (b.config.prometheus !== null) endpoints.add('/metrics', b.config.prometheus.address);
+    }
+    this.#endpoints = endpoints;
+    try {
+      for (const l of this.#listeners) await this.#listen(l);
+      await endpoints.listen();
+    } catch (err) {
+      await this.#close();
+      throw err instanceof TapirError ? err : new DnsListenError((err as Error).message, { cause: err });
+    }
+    for (const b of this.#blocks) if (b.config.loop && b.forwarder !== null) this.#probeLoop(b);
+  }
+
+  /** Every kubernetes zone takes the view (filtered to its `namespaces`); the first one makes /ready OK. */
+  setView(view: ClusterView): void {
+    this.#view = view;
+    if (this.#parts === null) return;
+    for (const b of this.#blocks) {
+      if (b.zone === null) continue;
+      const namespaces = b.config.kubernetes!.namespaces;
+      b.zone.update(namespaces.length === 0 ? view : { ...view, services: view.services.filter((s) => namespaces.includes(s.namespace)) });
+      b.zoneHasView = true;
+    }
+  }
+
+  /**
+   * Stops: /ready turns 503 at once; with `health`'s lameduck the server keeps answering
+   * (and /health OK) for that long, then closes every socket and listener.
+   */
+  async stop(opts: { lameduck?: boolean } = {}): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#endpoints?.stopping();
+    const lameduck = opts.lameduck === false ? 0 : Math.max(0, ...this.#blocks.map((b) => b.config.health?.lameduckMs ?? 0));
+    if (lameduck > 0 && this.#started) {
+      this.#options.log(`lameduck: answering for ${lameduck / 1000} s more before closing`);
+      await new Promise((r) => setTimeout(r, lameduck));
+    }
+    await this.#close();
+  }
+
+  async #close(): Promise<void> {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    const closing: Promise<void>[] = [];
+    for (const l of this.#listeners) {
+      if (l.udp !== null) { const u = l.udp; closing.push(new Promise((r) => u.close(() => r()))); l.udp = null; }
+      if (l.tcp !== null) {
+        const t = l.tcp;
+        closing.push(new Promise((r) => t.close(() => r())));
+        for (const c of l.connections) c.destroy();
+        l.tcp = null;
+      }
+    }
+    for (const b of this.#blocks) b.forwarder?.close();
+    if (this.#endpoints !== null) closing.push(this.#endpoints.close());
+    await Promise.all(closing);
+  }
+
+  #firstRoute(b: Block): number {
+    for (const l of this.#listeners) for (const r of l.routes) if (r.block === b) return r.index;
+    return -1;
+  }
+
+  async #listen(l: Listener): Promise<void> {
+    const family = l.host.includes(':') ? 'udp6' : 'udp4';
+    const udp = createSocket({ type: family, reuseAddr: false });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind({ address: l.host, port: l.port, exclusive: true }, () => { udp.off('error', reject); resolve(); });
+    }).catch((err: Error) => { udp.close(); throw new DnsListenError(`cannot listen on ${l.host}:${l.port}/udp: ${err.message}`, { cause: err }); });
+    l.udp = udp;
+    const port = udp.address().port;
+    udp.on('message', (msg, rinfo) => this.#udpQuery(l, msg, rinfo));
+    udp.on('error', (err) => this.#options.log(`udp ${l.host}:${port}: ${err.message}`));
+    // TCP on the same port as UDP got (port 0 in the Corefile: whatever UDP was given).
+    const tcp = createServer({ noDelay: true }, (socket) => this.#tcpConnection(l, socket));
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen({ host: l.host, port, exclusive: true }, () => { tcp.off('error', reject); resolve(); });
+    }).catch((err: Error) => { throw new DnsListenError(`cannot listen on ${l.host}:${port}/tcp: ${err.message}`, { cause: err }); });
+    l.tcp = tcp;
+    l.port = port;
+    for (const r of l.routes) this.#routes[r.index]!.server = serverLabel(r.block.config, l.host, port);
+    this.addresses.push({ address: l.host, port });
+  }
+
+  #udpQuery(l: Listener, msg: Buffer, rinfo: RemoteInfo): void {
+    const client: Client = { listener: l, proto: Proto.UDP, family: rinfo.family === 'IPv6' ? 2 : 1, address: rinfo.address, port: rinfo.port, socket: null };
+    this.#query(client, msg, msg.length);
+  }
+
+  #tcpConnection(l: Listener, socket: TcpSocket): void {
+    l.connections.add(socket);
+    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    socket.on('close', () => l.connections.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const client: Client = {
+      listener: l, proto: Proto.TCP, family: socket.remoteFamily === 'IPv6' ? 2 : 1,
+      address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, socket,
+    };
+    let pending: Buffer = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      pending = pending.length === 0 ? data : Buffer.concat([pending, data]);
+      while (pending.length >= 2) {
+        const len = pending.readUInt16BE(0);
+        if (pending.length < 2 + len) break;
+        // Its own copy: a forwarded query outlives this chunk.
+        const msg = Buffer.from(pending.subarray(2, 2 + len));
+        pending = pending.subarray(2 + len);
+        this.#query(client, msg, len);
+      }
+    });
+  }
+
+  /** One query, from reading it to sending (or, when forwarded, starting) its answer. */
+  #query(client: Client, msg: Buffer, len: number): void {
+    const start = performance.now();
+    const parts = this.#parts!;
+    const metrics = this.#metrics!;
+    const q = this.#q!;
+    const res = this.#res;
+    const l = client.listener;
+    // Not even a header, or a response (QR set; answering it could start a loop between two
+    // servers): dropped without an answer, as CoreDNS does.
+    if (len < 12 || (msg[2]! & 0x80) !== 0) {
+      metrics.dropped++;
+      return;
+    }
+    let route: Route | undefined;
+    try {
+      if (!parts.readQuery(msg, len, q)) {
+        // An opcode other than QUERY is "not implemented"; anything else is malformed.
+        const rcode = ((msg[2]! >> 3) & 15) !== 0 ? RCODE_NOTIMP : RCODE_FORMERR;
+        const n = parts.errorResponse(msg, len, rcode, res);
+        this.#finish(client, l.routes[l.routes.length - 1]!, null, start, len, res, n, Writer.SERVER);
+        return;
+      }
+      const qname = q.qname;
+      for (let i = 0; i < l.routes.length; i++) {
+        const r = l.routes[i]!;
+        const z = r.zone;
+        if (z === '' || qname === z || (qname.length > z.length && qname.endsWith(z) && qname.charCodeAt(qname.length - z.length - 1) === 46)) {
+          route = r;
+          break;
+        }
+      }
+      if (route === undefined) {
+        // No server block for the name: CoreDNS answers REFUSED.
+        const n = parts.errorResponse(msg, len, RCODE_REFUSED, res);
+        this.#finish(client, l.routes[l.routes.length - 1]!, q, start, len, res, n, Writer.SERVER);
+        return;
+      }
+      const block = route.block;
+      metrics.requests[metrics.requestIndex(route.index, client.proto, client.family, typeSlot(q.qtype))]!++;
+      const maxSize = client.proto === Proto.TCP ? MAX_MESSAGE : q.edns ? Math.min(MAX_MESSAGE, Math.max(512, q.ednsUdpSize)) : 512;
+      const caches = block.cache !== null && block.caches(qname);
+      if (caches) {
+        const n = block.cache!.get(q, res, Date.now());
+        if (n > 0) {
+          const m = n > maxSize ? truncate(res, n, msg, q.questionEnd, res) : n;
+          this.#finish(client, route, q, start, len, res, m, Writer.CACHE);
+          return;
+        }
+      }
+      if (block.zone !== null && block.zone.owns(qname)) {
+        const n = block.zone.answer(msg, len, q, res, maxSize);
+        if (n > 0) {
+          if (caches) this.#store(block, q, res, n);
+          this.#finish(client, route, q, start, len, res, n, Writer.KUBERNETES);
+          return;
+        }
+      }
+      if (block.loopName !== null && q.qtype === TYPE_HINFO && qname === block.loopName) this.#loopSeen(block, l);
+      if (block.forwarder !== null && block.forwards(qname)) {
+        this.#forward(client, route, copyQuery(q), msg, len, maxSize, caches, start);
+        return;
+      }
+      // No plugin wrote a response (a name in the zone that fell through with nothing
+      // after it): CoreDNS's plugin.NextOrFailure answers SERVFAIL.
+      const n = parts.errorResponse(msg, len, RCODE_SERVFAIL, res);
+      this.#finish(client, route, q, start, len, res, n, Writer.SERVER);
+    } catch (err) {
+      // A bug in a plugin: the client gets SERVFAIL, the server keeps serving (CoreDNS
+      // recovers panics the same way and counts them).
+      metrics.panics++;
+      this.#options.log(`[ERROR] Recovered from panic in server: "${route === undefined ? '' : `${route.zone}.`}" ${(err as Error).stack ?? String(err)}`);
+      try {
+        const n = parts.errorResponse(msg, len, RCODE_SERVFAIL, res);
+        if (n > 0) this.#send(client, res, n);
+      } catch { /* nothing more to do for this query */ }
+    }
+  }
+
+  async #forward(client: Client, route: Route, q: QueryInfo, msg: Buffer, len: number, maxSize: number, caches: boolean, start: number): Promise<void> {
+    const block = route.block;
+    const metrics = this.#metrics!;
+    let response: Uint8Array;
+    try {
+      response = await block.forwarder!.query(msg, len, q);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const rcode = code === 'DNS_TOO_MANY_QUERIES' ? RCODE_REFUSED : RCODE_SERVFAIL;
+      if (code === 'DNS_TOO_MANY_QUERIES') block.forwardRejects++;
+      if (block.config.errors) this.#options.log(`[ERROR] plugin/errors: ${rcode} ${q.qname}. ${typeName(q.qtype)}: ${(err as Error).message}`);
+      if (this.#stopped && client.listener.udp === null && client.listener.tcp === null) return;
+      const n = this.#parts!.errorResponse(msg, len, rcode, this.#res);
+      this.#finish(client, route, q, start, len, this.#res, n, Writer.FORWARD);
+      return;
+    }
+    const n = response.length;
+    if (n < 12) return;
+    metrics.forwardResponses[response[3]! & 15]!++;
+    if (caches) this.#store(block, q, response, n);
+    if (n > maxSize) {
+      const m = truncate(response, n, msg, q.questionEnd, this.#res);
+      this.#finish(client, route, q, start, len, this.#res, m, Writer.FORWARD);
+    } else {
+      this.#finish(client, route, q, start, len, response, n, Writer.FORWARD);
+    }
+  }
+
+  #store(block: Block, q: QueryInfo, res: Uint8Array, n: number): void {
+    const rcode = res[3]! & 15;
+    // RFC 2308: NXDOMAIN, and NOERROR without answers (NODATA), are the denials.
+    const denial = rcode === RCODE_NXDOMAIN || (rcode === RCODE_NOERROR && res[6] === 0 && res[7] === 0);
+    if (block.stores(q.qname, denial)) block.cache!.put(q, res, n, Date.now());
+  }
+
+  /** Counts, logs, load-balances and sends one response. `q` null: the query could not be read. */
+  #finish(client: Client, route: Route, q: QueryInfo | null, start: number, reqLen: number, res: Uint8Array, n: number, writer: Writer): void {
+    if (n <= 0) return;
+    const metrics = this.#metrics!;
+    const block = route.block;
+    const rcode = res[3]! & 15;
+    if (block.config.loadbalance && rcode === RCODE_NOERROR && writer !== Writer.SERVER) this.#parts!.shuffleAnswers(res, n, Math.random);
+    this.#send(client, res, n);
+    const r = route.index;
+    metrics.responses[metrics.responseIndex(r, rcode, writer)]!++;
+    const type = q === null ? typeSlot(0) : typeSlot(q.qtype);
+    const seconds = (performance.now() - start) / 1000;
+    metrics.duration.observe(r * TYPE_SLOTS + type, seconds);
+    metrics.requestSize.observe(r * 2 + client.proto, reqLen);
+    metrics.responseSize.observe(r * 2 + client.proto, n);
+    if (block.config.log !== null && q !== null) this.#logQuery(block, client, q, reqLen, res, n, seconds);
+  }
+
+  #send(client: Client, res: Uint8Array, n: number): void {
+    if (client.socket !== null) {
+      const out = Buffer.allocUnsafe(n + 2);
+      out.writeUInt16BE(n, 0);
+      out.set(res.subarray(0, n), 2);
+      if (!client.socket.destroyed) client.socket.write(out);
+      return;
+    }
+    const udp = client.listener.udp;
+    if (udp === null) return;
+    // A copy: dgram holds on to the buffer until the (possibly deferred) send.
+    const out = Buffer.allocUnsafe(n);
+    out.set(res.subarray(0, n));
+    udp.send(out, client.port, client.address);
+  }
+
+  #logQuery(block: Block, client: Client, q: QueryInfo, reqLen: number, res: Uint8Array, n: number, seconds: number): void {
+    const log = block.config.log!;
+    if (matchZone(q.qname, log.names) === undefined) return;
+    const rcode = res[3]! & 15;
+    const answers = (res[6]! << 8) | res[7]!;
+    const cls = rcode === RCODE_NXDOMAIN || (rcode === RCODE_NOERROR && answers === 0) ? 'denial' : rcode === RCODE_NOERROR ? 'success' : 'error';
+    if (!log.classes.includes('all') && !log.classes.includes(cls)) return;
+    const fields: Record<string, string> = {
+      remote: client.address, port: String(client.port), type: typeName(q.qtype), class: q.qclass === 1 ? 'IN' : q.qclass === 3 ? 'CH' : `CLASS${q.qclass}`,
+      name: `${q.qname}.`, proto: client.proto === Proto.UDP ? 'udp' : 'tcp', size: String(reqLen), rcode: RCODE_NAMES[rcode]!, rsize: String(n),
+      duration: `${seconds.toFixed(9).replace(/0+$/, '').replace(/\.$/, '')}s`, '>id': String(q.id), '>do': String(q.dnssecOk),
+      '>bufsize': String(q.edns ? q.ednsUdpSize : 512), '>rflags': responseFlags(res), '>opcode': 'QUERY',
+    };
+    this.#options.log(`[INFO] ${log.format.replace(/\{([^}]*)\}/g, (m, k: string) => fields[k] ?? m)}`);
+  }
+
+  /**
+   * CoreDNS's `loop`: asks "<random>.<random>.<zone>." HINFO through this server; if the
+   * server sees that query more than twice, the forwarder sends it back here (a resolv.conf
+   * naming 127.0.0.53, say) and every forwarded query would circle until it times out.
+   */
+  #probeLoop(block: Block): void {
+    const l = this.#listeners.find((x) => x.routes.some((r) => r.block === block));
+    if (l === undefined) return;
+    const zone = block.config.zones[0] ?? '';
+    const name = `${randomBytes(8).readBigUInt64BE()}.${randomBytes(8).readBigUInt64BE()}${zone === '' ? '' : `.${zone}`}`;
+    block.loopName = name;
+    const target = l.host === '0.0.0.0' ? '127.0.0.1' : l.host === '::' ? '::1' : l.host;
+    const probe = hinfoQuery(name);
+    const socket = createSocket(target.includes(':') ? 'udp6' : 'udp4');
+    socket.on('error', () => {});
+    let tries = 0;
+    const send = (): void => {
+      if (this.#stopped || block.loopName === null) { socket.close(); return; }
+      // CoreDNS probes for at most 30 s, stopping at the first answer.
+      if (++tries > 15) { block.loopName = null; socket.close(); return; }
+      socket.send(probe, l.port, target);
+      const t = setTimeout(() => { this.#timers.delete(t); send(); }, 2000);
+      this.#timers.add(t);
+    };
+    socket.on('message', () => {
+      // An answer came back (any rcode): the query did not loop; stop probing.
+      block.loopName = null;
+      socket.close();
+    });
+    send();
+  }
+
+  #loopSeen(block: Block, l: Listener): void {
+    if (++block.loopSeen <= 2) return;
+    const name = block.loopName;
+    block.loopName = null;
+    const zone = block.config.zones[0] ?? '';
+    const err = new DnsLoopError(`plugin/loop: Loop (127.0.0.1 -> :${l.port}) detected for zone "${zone === '' ? '.' : `${zone}.`}", see https://coredns.io/plugins/loop#troubleshooting. Query: "HINFO ${name}."`);
+    this.#options.log(`[FATAL] ${err.message}`);
+    this.#options.onFatal?.(err);
+  }
+}
+
+function copyQuery(q: QueryInfo): QueryInfo {
+  return {
+    id: q.id, flags: q.flags, qname: q.qname, qtype: q.qtype, qclass: q.qclass, questionEnd: q.questionEnd,
+    edns: q.edns, ednsUdpSize: q.ednsUdpSize, dnssecOk: q.dnssecOk,
+  };
+}
+
+/**
+ * A response cut to its header and the query's question, TC set and the record counts
+ * zero: what a server sends when the answer does not fit the client's UDP size (the
+ * client retries over TCP). Written to `out` (which may be `res` itself); returns its length.
+ */
+export function truncate(res: Uint8Array, resLen: number, req: Uint8Array, questionEnd: number, out: Uint8Array): number {
+  if (resLen < 12) return 0;
+  if (out !== res) for (let i = 0; i < 12; i++) out[i] = res[i]!;
+  out[2]! |= 0x02;
+  out[4] = 0; out[5] = 1;
+  out[6] = 0; out[7] = 0; out[8] = 0; out[9] = 0; out[10] = 0; out[11] = 0;
+  for (let i = 12; i < questionEnd; i++) out[i] = req[i]!;
+  return questionEnd;
+}
+
+function typeName(qtype: number): string {
+  for (const [t, n] of MONITORED_TYPES) if (t === qtype) return n;
+  return qtype === TYPE_HINFO ? 'HINFO' : `TYPE${qtype}`;
+}
+
+/** "qr,aa,rd,ra" as CoreDNS's {>rflags} writes a response's flags. */
+function responseFlags(res: Uint8Array): string {
+  const a = res[2]!;
+  const b = res[3]!;
+  const out: string[] = [];
+  if (a & 0x80) out.push('qr');
+  if (a & 0x04) out.push('aa');
+  if (a & 0x02) out.push('tc');
+  if (a & 0x01) out.push('rd');
+  if (b & 0x80) out.push('ra');
+  if (b & 0x40) out.push('z');
+  if (b & 0x20) out.push('ad');
+  if (b & 0x10) out.push('cd');
+  return out.join(',');
+}
+
+/** A HINFO query for `name`, RD set. */
+function hinfoQuery(name: string): Buffer {
+  const labels = name.split('.').filter((x) => x !== '');
+  const q = Buffer.alloc(12 + labels.reduce((s, x) => s + x.length + 1, 1) + 4);
+  q.writeUInt16BE(randomBytes(2).readUInt16BE(), 0);
+  q[2] = 0x01;
+  q.writeUInt16BE(1, 4);
+  let o = 12;
+  for (const label of labels) { q[o++] = label.length; o += q.write(label, o, 'ascii'); }
+  q[o++] = 0;
+  q.writeUInt16BE(TYPE_HINFO, o);
+  q.writeUInt16BE(1, o + 2);
+  return q;
+}
+
+/** CoreDNS's `server` label: "dns://:53", "dns://10.96.0.10:53". */
+function serverLabel(block: ServerBlockConfig, host: string, port = block.port): string {
+  return `dns://${block.bind.length > 0 ? host : ''}:${port}`;
+}
+
+function tapirVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
