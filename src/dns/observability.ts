@@ -22,7 +22,7 @@ import type { HostPort } from './corefile.ts';
 /** Query types with their own `type` label (CoreDNS's plugin/metrics/vars monitorType); the others are "other". */
 export const MONITORED_TYPES: readonly [number, string][] = [
   [1, 'A'], [28, 'AAAA'], [5, 'CNAME'], [48, 'DNSKEY'], [43, 'DS'], [15, 'MX'], [50, 'NSEC3'], [47, 'NSEC'], [2, 'NS'],
-  [12, 'PTR'], [46, 'RRSIG'], [6, 'SOA'], [33, 'SRV'], [13, 'TXT'], [65, 'HTTPS'], [251, 'IXFR'], [252, 'AXFR'], [255, 'ANY'],
+  [12, 'PTR'], [46, 'RRSIG'], [6, 'SOA'], [33, 'SRV'], [16, 'TXT'], [65, 'HTTPS'], [251, 'IXFR'], [252, 'AXFR'], [255, 'ANY'],
 ];
 export const TYPE_SLOTS = MONITORED_TYPES.length + 1;
 const OTHER_TYPE = MONITORED_TYPES.length;

@@ -81,8 +81,16 @@ export interface DnsParts {
   createCache(options: CacheOptions): CachePart;
 }
 
+/**
+ * A test hook, for `tapir dns` in the server's tests: a module path whose `parts` export
+ * replaces the real parts (test/helpers/dns-standins.ts, before the real ones are merged).
+ */
+export const TEST_PARTS_ENV = 'TAPIR_DNS_TEST_PARTS';
+
 /** The real parts, from message.ts, kubernetes-zone.ts, forward.ts and cache.ts. */
 export async function loadDnsParts(): Promise<DnsParts> {
+  const testParts = process.env[TEST_PARTS_ENV];
+  if (testParts !== undefined && testParts !== '') return ((await import(testParts)) as { parts: DnsParts }).parts;
   const load = (file: string): Promise<Record<string, any>> => import(new URL(file, import.meta.url).href) as Promise<Record<string, any>>;
   const [message, zone, forward, cache] = await Promise.all([load('./message.ts'), load('./kubernetes-zone.ts'), load('./forward.ts'), load('./cache.ts')]);
   return {

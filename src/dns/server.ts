@@ -139,6 +139,8 @@ export class DnsServer {
   #started = false;
   #stopped = false;
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Ends each running loop probe (its socket would keep the process alive). */
+  readonly #probes = new Set<() => void>();
   readonly addresses: { address: string; port: number }[] = [];
 
   constructor(options: DnsServerOptions) {
@@ -166,6 +168,11 @@ export class DnsServer {
   get metrics(): DnsMetrics {
     if (this.#metrics === null) throw new Error('DnsServer.metrics before start()');
     return this.#metrics;
+  }
+
+  /** What the health, ready and metrics listeners bound. */
+  get endpoints(): DnsEndpoints['bound'] {
+    return this.#endpoints?.bound ?? [];
   }
 
   get registry(): DnsMetrics['registry'] {
@@ -261,6 +268,7 @@ export class DnsServer {
   async #close(): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    for (const end of this.#probes) end();
     const closing: Promise<void>[] = [];
     for (const l of this.#listeners) {
       if (l.udp !== null) { const u = l.udp; closing.push(new Promise((r) => u.close(() => r()))); l.udp = null; }
@@ -512,19 +520,25 @@ export class DnsServer {
     const socket = createSocket(target.includes(':') ? 'udp6' : 'udp4');
     socket.on('error', () => {});
     let tries = 0;
-    const send = (): void => {
-      if (this.#stopped || block.loopName === null) { socket.close(); return; }
-      // CoreDNS probes for at most 30 s, stopping at the first answer.
-      if (++tries > 15) { block.loopName = null; socket.close(); return; }
-      socket.send(probe, l.port, target);
-      const t = setTimeout(() => { this.#timers.delete(t); send(); }, 2000);
-      this.#timers.add(t);
-    };
-    socket.on('message', () => {
-      // An answer came back (any rcode): the query did not loop; stop probing.
-      block.loopName = null;
+    let timer: NodeJS.Timeout | null = null;
+    let closed = false;
+    const done = (): void => {
+      if (closed) return;
+      closed = true;
+      if (timer !== null) { clearTimeout(timer); this.#timers.delete(timer); }
+      this.#probes.delete(done);
       socket.close();
-    });
+    };
+    this.#probes.add(done);
+    const send = (): void => {
+      // CoreDNS probes for at most 30 s, stopping at the first answer.
+      if (this.#stopped || block.loopName === null || ++tries > 15) { block.loopName = null; done(); return; }
+      socket.send(probe, l.port, target);
+      timer = setTimeout(() => { if (timer !== null) this.#timers.delete(timer); timer = null; send(); }, 2000);
+      this.#timers.add(timer);
+    };
+    // An answer came back (any rcode): the query did not loop; stop probing.
+    socket.on('message', () => { block.loopName = null; done(); });
     send();
   }
 
