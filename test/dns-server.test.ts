@@ -21,6 +21,7 @@ import { DnsServer } from '../src/dns/server.ts';
 import { TEST_PARTS_ENV, type DnsParts } from '../src/dns/parts.ts';
 import { parts as standIns } from './helpers/dns-standins.ts';
 import type { ClusterView } from '../src/model/cluster-view.ts';
+import dnsPacket from 'dns-packet';
 
 const execFileAsync = promisify(execFile);
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -331,6 +332,7 @@ test('in process: /ready is 503 until the first view, the lameduck answers with 
     }
     ready 127.0.0.1:0
     kubernetes cluster.local
+    forward . 127.0.0.1:9
   }`);
   const logs: string[] = [];
   const parts: DnsParts = standIns;
@@ -348,6 +350,24 @@ test('in process: /ready is 503 until the first view, the lameduck answers with 
     // Asynchronously: the server runs in this process.
     const digLocal = async (): Promise<string> => (await execFileAsync('dig', ['@127.0.0.1', '-p', String(port), '+short', '+tries=1', '+time=1', 'web.default.svc.cluster.local'])).stdout.trim();
     assert.equal(await digLocal(), '10.96.0.20');
+    // The data path's answerer: the same answer from a payload in the middle of a buffer;
+    // a name that would be forwarded is passed on (0) to reach the socket.
+    const answerer = server.localAnswerer('127.0.0.1', port)!;
+    assert.ok(answerer !== null);
+    assert.equal(server.localAnswerer('127.0.0.1', port + 1), null);
+    assert.equal(server.localAnswerer('10.96.0.10', port), null, 'the block binds 127.0.0.1 only');
+    const frame = Buffer.alloc(2048);
+    const out = Buffer.alloc(65507);
+    const query = dnsPacket.encode({ type: 'query', id: 4242, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'web.default.svc.cluster.local', type: 'A' }] });
+    query.copy(frame, 42);
+    const n = answerer.answer(frame, 42, query.length, out, (10 << 24 | 244 << 16 | 1 << 8 | 5) >>> 0);
+    assert.ok(n > 0);
+    const answer = dnsPacket.decode(out.subarray(0, n));
+    assert.equal(answer.id, 4242);
+    assert.deepEqual(answer.answers?.map((a) => (a as { data: unknown }).data), ['10.96.0.20']);
+    const external = dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'www.example.test', type: 'A' }] });
+    external.copy(frame, 42);
+    assert.equal(answerer.answer(frame, 42, external.length, out, 1), 0);
     const stopping = server.stop();
     assert.equal(await ready(), '503 lameduck');
     assert.equal(await health(), '200 OK');

@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
+import { ipv4ToString } from '../wire/address.ts';
 import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile.ts';
 import { DnsEndpoints, DnsMetrics, MONITORED_TYPES, Proto, RCODE_NAMES, TYPE_SLOTS, typeSlot, Writer, type RouteLabels } from './observability.ts';
 import { loadDnsParts, type CachePart, type DnsParts, type ForwarderPart, type QueryInfo, type ZonePart } from './parts.ts';
@@ -112,16 +113,36 @@ interface Listener {
   udp: Socket | null;
   tcp: TcpServer | null;
   connections: Set<TcpSocket>;
+  /** The one Client of every UDP query on this listener. */
+  udpClient: Client;
 }
 
-/** Where a response goes: a UDP client or a TCP connection. */
+/**
+ * Where a response goes: a UDP client, a TCP connection, or (`local`) the caller of
+ * answerLocal, the data path, which sends it itself. One mutable object per listener
+ * serves every UDP query (the synchronous path keeps it no longer than the query); a
+ * forwarded query takes a copy.
+ */
 interface Client {
   listener: Listener;
   proto: Proto;
   family: number;
+  /** '' when only `ip` is known (the data path): written out only for the query log. */
   address: string;
+  ip: number;
   port: number;
   socket: TcpSocket | null;
+  local: boolean;
+}
+
+/** A UDP service the data path answers in place (src/datapath's LocalUdpAnswerer). */
+export interface LocalDnsAnswerer {
+  /**
+   * The query is `b[off, off + len)`, from IPv4 address `src`; writes the response into
+   * `out` from 0 and returns its length, or 0 when the query must go on to the server's
+   * socket (forwarded names, anything not answered synchronously). Never keeps `b`.
+   */
+  answer(b: Buffer, off: number, len: number, out: Buffer, src: number): number;
 }
 
 export class DnsServer {
@@ -152,7 +173,8 @@ export class DnsServer {
       for (const host of hosts) {
         let l = this.#listeners.find((x) => x.host === host && x.port === block.config.port);
         if (l === undefined) {
-          l = { host, port: block.config.port, routes: [], udp: null, tcp: null, connections: new Set() };
+          l = { host, port: block.config.port, routes: [], udp: null, tcp: null, connections: new Set(), udpClient: null as unknown as Client };
+          l.udpClient = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: false };
           this.#listeners.push(l);
         }
         for (const zone of block.config.zones) {
@@ -313,8 +335,38 @@ export class DnsServer {
   }
 
   #udpQuery(l: Listener, msg: Buffer, rinfo: RemoteInfo): void {
-    const client: Client = { listener: l, proto: Proto.UDP, family: rinfo.family === 'IPv6' ? 2 : 1, address: rinfo.address, port: rinfo.port, socket: null };
-    this.#query(client, msg, msg.length);
+    const client = l.udpClient;
+    client.family = rinfo.family === 'IPv6' ? 2 : 1;
+    client.address = rinfo.address;
+    client.port = rinfo.port;
+    this.#query(client, msg, msg.length, this.#res);
+  }
+
+  /**
+   * The synchronous part of the server for the data path (the agent's pods' datagrams to
+   * the cluster DNS address, answered in place): cache and kubernetes zone of the server
+   * block that listens on `port` (and `address`, or every address). Whatever would be
+   * forwarded is passed on (0), to reach the same server through its socket, where it is
+   * counted. null when no server block listens there.
+   */
+  localAnswerer(address: string, port: number): LocalDnsAnswerer | null {
+    const l = this.#listeners.find((x) => x.port === port && (x.host === address || x.host === '0.0.0.0'));
+    if (l === undefined) return null;
+    const client: Client = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: true };
+    // One view per payload offset: the data path's arena has a few dozen slots, so after
+    // the first queries no view is created (readQuery and the zone take a message from 0).
+    const views = new Map<number, Uint8Array>();
+    return {
+      answer: (b: Buffer, off: number, len: number, out: Buffer, src: number): number => {
+        let view = views.get(off);
+        if (view === undefined || view.buffer !== b.buffer || view.byteOffset !== b.byteOffset + off) {
+          view = new Uint8Array(b.buffer, b.byteOffset + off, b.length - off);
+          if (views.size < 4096) views.set(off, view);
+        }
+        client.ip = src;
+        return this.#query(client, view, len, out);
+      },
+    };
   }
 
   #tcpConnection(l: Listener, socket: TcpSocket): void {
@@ -324,7 +376,7 @@ export class DnsServer {
     socket.on('error', () => socket.destroy());
     const client: Client = {
       listener: l, proto: Proto.TCP, family: socket.remoteFamily === 'IPv6' ? 2 : 1,
-      address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, socket,
+      address: socket.remoteAddress ?? '', ip: 0, port: socket.remotePort ?? 0, socket, local: false,
     };
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (data: Buffer) => {
@@ -335,24 +387,27 @@ export class DnsServer {
         // Its own copy: a forwarded query outlives this chunk.
         const msg = Buffer.from(pending.subarray(2, 2 + len));
         pending = pending.subarray(2 + len);
-        this.#query(client, msg, len);
+        this.#query(client, msg, len, this.#res);
       }
     });
   }
 
-  /** One query, from reading it to sending (or, when forwarded, starting) its answer. */
-  #query(client: Client, msg: Buffer, len: number): void {
+  /**
+   * One query, from reading it to sending (or, when forwarded, starting) its answer,
+   * written into `res`. Returns the length of a response given synchronously, 0 for none
+   * (dropped, forwarded, or passed on by the local answerer).
+   */
+  #query(client: Client, msg: Uint8Array, len: number, res: Uint8Array): number {
     const start = performance.now();
     const parts = this.#parts!;
     const metrics = this.#metrics!;
     const q = this.#q!;
-    const res = this.#res;
     const l = client.listener;
     // Not even a header, or a response (QR set; answering it could start a loop between two
     // servers): dropped without an answer, as CoreDNS does.
     if (len < 12 || (msg[2]! & 0x80) !== 0) {
-      metrics.dropped++;
-      return;
+      if (!client.local) metrics.dropped++;
+      return 0;
     }
     let route: Route | undefined;
     try {
@@ -360,8 +415,7 @@ export class DnsServer {
         // An opcode other than QUERY is "not implemented"; anything else is malformed.
         const rcode = ((msg[2]! >> 3) & 15) !== 0 ? RCODE_NOTIMP : RCODE_FORMERR;
         const n = parts.errorResponse(msg, len, rcode, res);
-        this.#finish(client, l.routes[l.routes.length - 1]!, null, start, len, res, n, Writer.SERVER);
-        return;
+        return this.#finish(client, l.routes[l.routes.length - 1]!, null, start, len, res, n, Writer.SERVER);
       }
       const qname = q.qname;
       for (let i = 0; i < l.routes.length; i++) {
@@ -375,38 +429,37 @@ export class DnsServer {
       if (route === undefined) {
         // No server block for the name: CoreDNS answers REFUSED.
         const n = parts.errorResponse(msg, len, RCODE_REFUSED, res);
-        this.#finish(client, l.routes[l.routes.length - 1]!, q, start, len, res, n, Writer.SERVER);
-        return;
+        return this.#finish(client, l.routes[l.routes.length - 1]!, q, start, len, res, n, Writer.SERVER);
       }
       const block = route.block;
-      metrics.requests[metrics.requestIndex(route.index, client.proto, client.family, typeSlot(q.qtype))]!++;
-      const maxSize = client.proto === Proto.TCP ? MAX_MESSAGE : q.edns ? Math.min(MAX_MESSAGE, Math.max(512, q.ednsUdpSize)) : 512;
+      const limit = client.proto === Proto.TCP ? MAX_MESSAGE : q.edns ? Math.min(MAX_MESSAGE, Math.max(512, q.ednsUdpSize)) : 512;
+      const maxSize = Math.min(limit, res.length);
       const caches = block.cache !== null && block.caches(qname);
       if (caches) {
         const n = block.cache!.get(q, res, Date.now());
         if (n > 0) {
           const m = n > maxSize ? truncate(res, n, msg, q.questionEnd, res) : n;
-          this.#finish(client, route, q, start, len, res, m, Writer.CACHE);
-          return;
+          return this.#finish(client, route, q, start, len, res, m, Writer.CACHE);
         }
       }
       if (block.zone !== null && block.zone.owns(qname)) {
         const n = block.zone.answer(msg, len, q, res, maxSize);
         if (n > 0) {
           if (caches) this.#store(block, q, res, n);
-          this.#finish(client, route, q, start, len, res, n, Writer.KUBERNETES);
-          return;
+          return this.#finish(client, route, q, start, len, res, n, Writer.KUBERNETES);
         }
       }
-      if (block.loopName !== null && q.qtype === TYPE_HINFO && qname === block.loopName) this.#loopSeen(block, l);
       if (block.forwarder !== null && block.forwards(qname)) {
-        this.#forward(client, route, copyQuery(q), msg, len, maxSize, caches, start);
-        return;
+        // The data path passes it on to the socket, where it is read again and forwarded.
+        if (client.local) return 0;
+        if (block.loopName !== null && q.qtype === TYPE_HINFO && qname === block.loopName) this.#loopSeen(block, l);
+        void this.#forward({ ...client }, route, copyQuery(q), msg, len, maxSize, caches, start);
+        return 0;
       }
       // No plugin wrote a response (a name in the zone that fell through with nothing
       // after it): CoreDNS's plugin.NextOrFailure answers SERVFAIL.
       const n = parts.errorResponse(msg, len, RCODE_SERVFAIL, res);
-      this.#finish(client, route, q, start, len, res, n, Writer.SERVER);
+      return this.#finish(client, route, q, start, len, res, n, Writer.SERVER);
     } catch (err) {
       // A bug in a plugin: the client gets SERVFAIL, the server keeps serving (CoreDNS
       // recovers panics the same way and counts them).
@@ -415,11 +468,14 @@ export class DnsServer {
       try {
         const n = parts.errorResponse(msg, len, RCODE_SERVFAIL, res);
         if (n > 0) this.#send(client, res, n);
-      } catch { /* nothing more to do for this query */ }
+        return n;
+      } catch {
+        return 0;
+      }
     }
   }
 
-  async #forward(client: Client, route: Route, q: QueryInfo, msg: Buffer, len: number, maxSize: number, caches: boolean, start: number): Promise<void> {
+  async #forward(client: Client, route: Route, q: QueryInfo, msg: Uint8Array, len: number, maxSize: number, caches: boolean, start: number): Promise<void> {
     const block = route.block;
     const metrics = this.#metrics!;
     let response: Uint8Array;
@@ -455,24 +511,29 @@ export class DnsServer {
   }
 
   /** Counts, logs, load-balances and sends one response. `q` null: the query could not be read. */
-  #finish(client: Client, route: Route, q: QueryInfo | null, start: number, reqLen: number, res: Uint8Array, n: number, writer: Writer): void {
-    if (n <= 0) return;
+  #finish(client: Client, route: Route, q: QueryInfo | null, start: number, reqLen: number, res: Uint8Array, n: number, writer: Writer): number {
+    if (n <= 0) return 0;
     const metrics = this.#metrics!;
     const block = route.block;
     const rcode = res[3]! & 15;
     if (block.config.loadbalance && rcode === RCODE_NOERROR && writer !== Writer.SERVER) this.#parts!.shuffleAnswers(res, n, Math.random);
     this.#send(client, res, n);
+    // Counted once answered, as CoreDNS's Report does after the plugins ran.
     const r = route.index;
-    metrics.responses[metrics.responseIndex(r, rcode, writer)]!++;
     const type = q === null ? typeSlot(0) : typeSlot(q.qtype);
+    metrics.requests[metrics.requestIndex(r, client.proto, client.family, type)]!++;
+    metrics.responses[metrics.responseIndex(r, rcode, writer)]!++;
     const seconds = (performance.now() - start) / 1000;
     metrics.duration.observe(r * TYPE_SLOTS + type, seconds);
     metrics.requestSize.observe(r * 2 + client.proto, reqLen);
     metrics.responseSize.observe(r * 2 + client.proto, n);
     if (block.config.log !== null && q !== null) this.#logQuery(block, client, q, reqLen, res, n, seconds);
+    return n;
   }
 
   #send(client: Client, res: Uint8Array, n: number): void {
+    // The data path sends it from its own buffer (`res` is that buffer).
+    if (client.local) return;
     if (client.socket !== null) {
       const out = Buffer.allocUnsafe(n + 2);
       out.writeUInt16BE(n, 0);
@@ -496,7 +557,7 @@ export class DnsServer {
     const cls = rcode === RCODE_NXDOMAIN || (rcode === RCODE_NOERROR && answers === 0) ? 'denial' : rcode === RCODE_NOERROR ? 'success' : 'error';
     if (!log.classes.includes('all') && !log.classes.includes(cls)) return;
     const fields: Record<string, string> = {
-      remote: client.address, port: String(client.port), type: typeName(q.qtype), class: q.qclass === 1 ? 'IN' : q.qclass === 3 ? 'CH' : `CLASS${q.qclass}`,
+      remote: client.address === '' ? ipv4ToString(client.ip) : client.address, port: String(client.port), type: typeName(q.qtype), class: q.qclass === 1 ? 'IN' : q.qclass === 3 ? 'CH' : `CLASS${q.qclass}`,
       name: `${q.qname}.`, proto: client.proto === Proto.UDP ? 'udp' : 'tcp', size: String(reqLen), rcode: RCODE_NAMES[rcode]!, rsize: String(n),
       duration: `${seconds.toFixed(9).replace(/0+$/, '').replace(/\.$/, '')}s`, '>id': String(q.id), '>do': String(q.dnssecOk),
       '>bufsize': String(q.edns ? q.ednsUdpSize : 512), '>rflags': responseFlags(res), '>opcode': 'QUERY',
