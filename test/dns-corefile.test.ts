@@ -153,7 +153,6 @@ cluster.local:53 10.96.0.0/16 {
     ttl 5
     fallthrough
     namespaces default kube-system
-    endpoint_pod_names
     kubeconfig /nowhere context
   }
   log cluster.local "{type} {name} {rcode}" {
@@ -182,7 +181,7 @@ cluster.local:53 10.96.0.0/16 {
     policy: 'sequential', healthCheckMs: 1000, maxFails: 3, expireMs: 20_000, maxConcurrent: 0,
   });
   assert.deepEqual(b.zones, ['cluster.local', '96.10.in-addr.arpa']);
-  assert.deepEqual(b.kubernetes, { zones: ['cluster.local', '96.10.in-addr.arpa'], ttl: 5, pods: 'disabled', fallthrough: [], endpointPodNames: true, namespaces: ['default', 'kube-system'] });
+  assert.deepEqual(b.kubernetes, { zones: ['cluster.local', '96.10.in-addr.arpa'], ttl: 5, pods: 'disabled', fallthrough: [], endpointPodNames: false, namespaces: ['default', 'kube-system'] });
   assert.deepEqual(b.log, { names: ['cluster.local'], format: '{type} {name} {rcode}', classes: ['denial', 'error'] });
   assert.deepEqual(b.prometheus, { address: { host: '127.0.0.1', port: 9253 } });
   assert.deepEqual(b.reload, { intervalMs: 10_000, jitterMs: 2000 });
@@ -209,6 +208,7 @@ test('structural errors: unclosed blocks, duplicate zones and plugins, bad value
     ['. {\n  forward . 192.0.2.1 {\n    force_tcp\n    prefer_udp\n  }\n}\n', /force_tcp and prefer_udp cannot both be set/],
     ['. {\n  bind eth0\n}\n', /"eth0" is not an IP address/],
     ['. {\n  forward . {$NOPE}\n}\n', /environment variable NOPE is not set/],
+    ['. {\n  kubernetes {\n    endpoint_pod_names\n  }\n}\n', /^Corefile:3: option "endpoint_pod_names" of plugin "kubernetes" is not supported by Tapir$/m],
     ['. {\n  loadbalance weighted /etc/w\n}\n', /policy "weighted" is not supported by Tapir/],
     ['cluster.local {\n  kubernetes example.com\n}\n', /zone "example.com" is not inside the server block's zones/],
     ['', /no server block/],

@@ -600,7 +600,6 @@ function readKubernetes(p: PluginReader, blockZones: string[]): KubernetesConfig
     },
     fallthrough: (args, line) => { k.fallthrough = p.zones(args, line); },
     ttl: (args, line) => { k.ttl = p.integer(args[0], line, 'ttl', 0, 3600) ?? k.ttl; if (args.length > 1) p.at(line, 'plugin "kubernetes": ttl takes one number of seconds'); },
-    endpoint_pod_names: (args, line) => { if (args.length > 0) p.at(line, 'plugin "kubernetes": endpoint_pod_names takes no arguments'); k.endpointPodNames = true; },
     namespaces: (args, line) => {
       if (args.length === 0) p.at(line, 'plugin "kubernetes": namespaces needs at least one namespace');
       k.namespaces = args;

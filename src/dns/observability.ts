@@ -125,8 +125,8 @@ export interface RouteLabels {
 
 /** What the metrics read on scrape from the plugins of each server block. */
 export interface MetricsSources {
-  caches(): { server: string; zones: string; stats: { hits: { success: number; denial: number }; misses: number; entries: { success: number; denial: number } } }[];
-  forwarders(): { server: string; stats: { upstream: string; requests: number; failures: number; healthy: boolean }[]; rejects: number }[];
+  caches(): { server: string; zones: string; stats: { hits: { success: number; denial: number }; misses: number; entries: { success: number; denial: number }; evictions?: { success: number; denial: number } } }[];
+  forwarders(): { server: string; stats: { upstream: string; requests: number; failures: number; healthy: boolean; healthcheckFailures?: number }[]; rejects: number; broken: number }[];
   /** { server, zone, name } of every plugin of every block (coredns_plugin_enabled). */
   plugins(): { server: string; zone: string; name: string }[];
 }
@@ -208,12 +208,20 @@ export class DnsMetrics {
       { value: c.stats.hits.success, labels: { server: c.server, type: 'success', zones: c.zones, view: '' } },
       { value: c.stats.hits.denial, labels: { server: c.server, type: 'denial', zones: c.zones, view: '' } },
     ])));
+    add(new ArrayMetric('coredns_cache_evictions_total', 'The count of cache evictions.', 'counter', () => sources.caches().flatMap((c) => [
+      { value: c.stats.evictions?.success ?? 0, labels: { server: c.server, type: 'success', zones: c.zones, view: '' } },
+      { value: c.stats.evictions?.denial ?? 0, labels: { server: c.server, type: 'denial', zones: c.zones, view: '' } },
+    ])));
     add(new ArrayMetric('coredns_cache_misses_total', 'The count of cache misses. Deprecated, derive misses from cache hits/requests counters.', 'counter',
       () => sources.caches().map((c) => ({ value: c.stats.misses, labels: { server: c.server, zones: c.zones, view: '' } }))));
     add(new ArrayMetric('coredns_forward_requests_total', 'Counter of requests made per upstream.', 'counter',
       () => sources.forwarders().flatMap((f) => f.stats.map((s) => ({ value: s.requests, labels: { to: s.upstream } })))));
-    add(new ArrayMetric('coredns_forward_healthcheck_failures_total', 'Counter of the number of failed requests and health checks per upstream.', 'counter',
+    add(new ArrayMetric('coredns_forward_healthcheck_failures_total', 'Counter of the number of failed healthchecks.', 'counter',
+      () => sources.forwarders().flatMap((f) => f.stats.map((s) => ({ value: s.healthcheckFailures ?? 0, labels: { to: s.upstream } })))));
+    add(new ArrayMetric('tapir_dns_forward_failures_total', 'Attempts to an upstream that failed or timed out.', 'counter',
       () => sources.forwarders().flatMap((f) => f.stats.map((s) => ({ value: s.failures, labels: { to: s.upstream } })))));
+    add(new ArrayMetric('coredns_forward_healthcheck_broken_total', 'Counter of the number of complete failures of the healthchecks.', 'counter',
+      () => [{ value: sources.forwarders().reduce((sum, f) => sum + f.broken, 0), labels: {} }]));
     add(new ArrayMetric('tapir_dns_forward_upstream_healthy', 'Whether the forwarder counts the upstream healthy (1) or marked down (0).', 'gauge',
       () => sources.forwarders().flatMap((f) => f.stats.map((s) => ({ value: s.healthy ? 1 : 0, labels: { to: s.upstream } })))));
     add(new ArrayMetric('coredns_forward_max_concurrent_rejects_total', 'Counter of the number of queries rejected because the concurrent queries were at maximum.', 'counter',

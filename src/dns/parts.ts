@@ -1,6 +1,6 @@
 // The parts of the DNS server that live in their own files (issue 10's split): the query
 // reader (message.ts), the `kubernetes` zone (kubernetes-zone.ts), the forwarder
-// (forward.ts) and the cache (cache.ts). The server codes against these interfaces,
+// (forward.ts), the cache (cache.ts) and the loop detector (loop.ts). The server codes against these interfaces,
 // copied from the fixed contracts, and gets the real implementations from
 // loadDnsParts(); tests may hand it others.
 //
@@ -46,12 +46,16 @@ export interface ForwarderOptions {
   preferUdp: boolean;
   healthCheckMs: number;
   except?: string[];
+  maxFails?: number;
+  expireMs?: number;
 }
 
 export interface ForwarderPart {
   /** Rejects with a TapirError, code DNS_UPSTREAM_FAILED (-> SERVFAIL) or DNS_TOO_MANY_QUERIES (-> REFUSED). */
   query(msg: Uint8Array, len: number, q: QueryInfo): Promise<Uint8Array>;
-  stats(): { upstream: string; requests: number; failures: number; healthy: boolean }[];
+  stats(): { upstream: string; requests: number; failures: number; healthy: boolean; healthcheckFailures?: number }[];
+  /** forward.ts's extra counters (coredns_forward_max_concurrent_rejects_total, _healthcheck_broken_total). */
+  counters?(): { maxConcurrentRejects: number; healthcheckBroken: number };
   close(): void;
 }
 
@@ -65,9 +69,22 @@ export interface CacheOptions {
 }
 
 export interface CachePart {
-  get(q: QueryInfo, res: Uint8Array, nowMs: number): number;
+  /** With `req` and `maxSize`, an entry larger than maxSize comes back truncated by the cache itself. */
+  get(q: QueryInfo, res: Uint8Array, nowMs: number, req?: Uint8Array, maxSize?: number): number;
   put(q: QueryInfo, response: Uint8Array, len: number, nowMs: number): void;
-  stats(): { hits: { success: number; denial: number }; misses: number; entries: { success: number; denial: number } };
+  stats(): { hits: { success: number; denial: number }; misses: number; entries: { success: number; denial: number }; evictions?: { success: number; denial: number } };
+}
+
+/** loop.ts's LoopDetector: CoreDNS's `loop` for one server block. */
+export interface LoopPart {
+  readonly probeName: string;
+  /** Every query that reaches the plugin; true: the probe came back a third time, a loop. */
+  seen(q: { readonly qname: string; readonly qtype: number }): boolean;
+  /** CoreDNS's message for the loop (a TapirError, code DNS_LOOP_DETECTED). */
+  error(remote: string, local: string): Error & { code: string };
+  /** Probes through the server at `target`; resolves how it ended. */
+  start(target: { address: string; port: number }): Promise<'answered' | 'loop' | 'deadline' | 'stopped'>;
+  stop(): void;
 }
 
 export interface DnsParts {
@@ -79,6 +96,7 @@ export interface DnsParts {
   createZone(options: KubernetesZoneOptions): ZonePart;
   createForwarder(options: ForwarderOptions): ForwarderPart;
   createCache(options: CacheOptions): CachePart;
+  createLoopDetector(zone: string): LoopPart;
 }
 
 /**
@@ -92,14 +110,15 @@ export async function loadDnsParts(): Promise<DnsParts> {
   const testParts = process.env[TEST_PARTS_ENV];
   if (testParts !== undefined && testParts !== '') return ((await import(testParts)) as { parts: DnsParts }).parts;
   const load = (file: string): Promise<Record<string, any>> => import(new URL(file, import.meta.url).href) as Promise<Record<string, any>>;
-  const [message, zone, forward, cache] = await Promise.all([load('./message.ts'), load('./kubernetes-zone.ts'), load('./forward.ts'), load('./cache.ts')]);
+  const [message, zone, forward, cache, loop] = await Promise.all(['./message.ts', './kubernetes-zone.ts', './forward.ts', './cache.ts', './loop.ts'].map(load));
   return {
-    newQueryInfo: message.newQueryInfo,
-    readQuery: message.readQuery,
-    errorResponse: message.errorResponse,
-    shuffleAnswers: message.shuffleAnswers,
-    createZone: (o) => new zone.KubernetesZone(o),
-    createForwarder: (o) => new forward.Forwarder(o),
-    createCache: (o) => new cache.DnsCache(o),
+    newQueryInfo: message!.newQueryInfo,
+    readQuery: message!.readQuery,
+    errorResponse: message!.errorResponse,
+    shuffleAnswers: message!.shuffleAnswers,
+    createZone: (o) => new zone!.KubernetesZone(o),
+    createForwarder: (o) => new forward!.Forwarder(o),
+    createCache: (o) => new cache!.DnsCache(o),
+    createLoopDetector: (z) => new loop!.LoopDetector(z),
   };
 }

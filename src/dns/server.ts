@@ -20,14 +20,13 @@
 // they complete, and an idle connection is closed after 10 s (CoreDNS's idle timeout).
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, type Server as TcpServer, type Socket as TcpSocket } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
 import { ipv4ToString } from '../wire/address.ts';
 import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile.ts';
 import { DnsEndpoints, DnsMetrics, MONITORED_TYPES, Proto, RCODE_NAMES, TYPE_SLOTS, typeSlot, Writer, type RouteLabels } from './observability.ts';
-import { loadDnsParts, type CachePart, type DnsParts, type ForwarderPart, type QueryInfo, type ZonePart } from './parts.ts';
+import { loadDnsParts, type CachePart, type DnsParts, type ForwarderPart, type LoopPart, type QueryInfo, type ZonePart } from './parts.ts';
 
 const RCODE_NOERROR = 0;
 const RCODE_FORMERR = 1;
@@ -47,11 +46,6 @@ export class DnsListenError extends TapirError {
   readonly code = 'DNS_LISTEN';
 }
 
-/** The `loop` plugin saw its own probe come back: queries to the upstream loop back to this server. */
-export class DnsLoopError extends TapirError {
-  readonly code = 'DNS_LOOP';
-}
-
 export interface DnsServerOptions {
   corefile: CorefileConfig;
   log(message: string): void;
@@ -59,8 +53,8 @@ export interface DnsServerOptions {
   defaultBind?: string[];
   /** The query reader, zone, forwarder and cache; default the real ones (loadDnsParts). */
   parts?: DnsParts;
-  /** A fatal condition (a detected loop): CoreDNS exits; `tapir dns` does too. Default: logged. */
-  onFatal?(err: TapirError): void;
+  /** A fatal condition (a detected loop, loop.ts's DnsLoopError): CoreDNS exits; `tapir dns` does too. Default: logged. */
+  onFatal?(err: Error): void;
   /** coredns_build_info's version label. */
   version?: string;
 }
@@ -72,9 +66,8 @@ class Block {
   zoneHasView = false;
   forwarder: ForwarderPart | null = null;
   cache: CachePart | null = null;
-  /** The `loop` probe's name while probing; null otherwise. */
-  loopName: string | null = null;
-  loopSeen = 0;
+  /** `loop` (with `forward`): the probe's detector. */
+  loop: LoopPart | null = null;
   forwardRejects = 0;
   constructor(config: ServerBlockConfig) { this.config = config; }
 
@@ -160,8 +153,6 @@ export class DnsServer {
   #started = false;
   #stopped = false;
   readonly #timers = new Set<NodeJS.Timeout>();
-  /** Ends each running loop probe (its socket would keep the process alive). */
-  readonly #probes = new Set<() => void>();
   readonly addresses: { address: string; port: number }[] = [];
 
   constructor(options: DnsServerOptions) {
@@ -222,9 +213,11 @@ export class DnsServer {
         const f = c.forward;
         b.forwarder = parts.createForwarder({
           upstreams: f.upstreams, maxConcurrent: f.maxConcurrent > 0 ? f.maxConcurrent : 1000, timeoutMs: FORWARD_TIMEOUT_MS,
-          policy: f.policy, forceTcp: f.forceTcp, preferUdp: f.preferUdp, healthCheckMs: f.healthCheckMs, ...(f.except.length > 0 ? { except: f.except } : {}),
+          policy: f.policy, forceTcp: f.forceTcp, preferUdp: f.preferUdp, healthCheckMs: f.healthCheckMs, maxFails: f.maxFails, expireMs: f.expireMs,
+          ...(f.except.length > 0 ? { except: f.except } : {}),
         });
       }
+      if (c.loop && c.forward !== null) b.loop = parts.createLoopDetector(c.zones[0] ?? '');
       if (c.cache !== null) {
         const k = c.cache;
         b.cache = parts.createCache({
@@ -238,7 +231,13 @@ export class DnsServer {
       caches: () => this.#blocks.filter((b) => b.cache !== null).map((b) => ({
         server: this.#routes[this.#firstRoute(b)]?.server ?? '', zones: b.config.cache!.zones.map((z) => z === '' ? '.' : `${z}.`).join(','), stats: b.cache!.stats(),
       })),
-      forwarders: () => this.#blocks.filter((b) => b.forwarder !== null).map((b) => ({ server: this.#routes[this.#firstRoute(b)]?.server ?? '', stats: b.forwarder!.stats(), rejects: b.forwardRejects })),
+      forwarders: () => this.#blocks.filter((b) => b.forwarder !== null).map((b) => {
+        const counters = b.forwarder!.counters?.();
+        return {
+          server: this.#routes[this.#firstRoute(b)]?.server ?? '', stats: b.forwarder!.stats(),
+          rejects: counters?.maxConcurrentRejects ?? b.forwardRejects, broken: counters?.healthcheckBroken ?? 0,
+        };
+      }),
       plugins: () => this.#listeners.flatMap((l) => l.routes.flatMap((r) => r.block.config.plugins.map((name) => ({ ...this.#routes[r.index]!, name })))),
     }, this.#options.version ?? tapirVersion());
     this.#metrics = metrics;
@@ -256,7 +255,7 @@ export class DnsServer {
       await this.#close();
       throw err instanceof TapirError ? err : new DnsListenError((err as Error).message, { cause: err });
     }
-    for (const b of this.#blocks) if (b.config.loop && b.forwarder !== null) this.#probeLoop(b);
+    for (const b of this.#blocks) if (b.loop !== null) this.#probeLoop(b);
   }
 
   /** Every kubernetes zone takes the view (filtered to its `namespaces`); the first one makes /ready OK. */
@@ -290,7 +289,7 @@ export class DnsServer {
   async #close(): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    for (const end of this.#probes) end();
+    for (const b of this.#blocks) b.loop?.stop();
     const closing: Promise<void>[] = [];
     for (const l of this.#listeners) {
       if (l.udp !== null) { const u = l.udp; closing.push(new Promise((r) => u.close(() => r()))); l.udp = null; }
@@ -436,7 +435,7 @@ export class DnsServer {
       const maxSize = Math.min(limit, res.length);
       const caches = block.cache !== null && block.caches(qname);
       if (caches) {
-        const n = block.cache!.get(q, res, Date.now());
+        const n = block.cache!.get(q, res, Date.now(), msg, maxSize);
         if (n > 0) {
           const m = n > maxSize ? truncate(res, n, msg, q.questionEnd, res) : n;
           return this.#finish(client, route, q, start, len, res, m, Writer.CACHE);
@@ -452,7 +451,10 @@ export class DnsServer {
       if (block.forwarder !== null && block.forwards(qname)) {
         // The data path passes it on to the socket, where it is read again and forwarded.
         if (client.local) return 0;
-        if (block.loopName !== null && q.qtype === TYPE_HINFO && qname === block.loopName) this.#loopSeen(block, l);
+        if (block.loop !== null && block.loop.seen(q)) {
+          this.#loopDetected(block, block.loop.error(`${client.address}:${client.port}`, `:${l.port}`));
+          return 0;
+        }
         void this.#forward({ ...client }, route, copyQuery(q), msg, len, maxSize, caches, start);
         return 0;
       }
@@ -565,51 +567,21 @@ export class DnsServer {
     this.#options.log(`[INFO] ${log.format.replace(/\{([^}]*)\}/g, (m, k: string) => fields[k] ?? m)}`);
   }
 
+
   /**
-   * CoreDNS's `loop`: asks "<random>.<random>.<zone>." HINFO through this server; if the
-   * server sees that query more than twice, the forwarder sends it back here (a resolv.conf
-   * naming 127.0.0.53, say) and every forwarded query would circle until it times out.
+   * CoreDNS's `loop` (loop.ts): asks "<random>.<random>.<zone>." HINFO through this
+   * server; the probe coming in more than twice means forwarded queries come back here
+   * (a resolv.conf naming 127.0.0.53, say) and every one would circle until it times out.
    */
   #probeLoop(block: Block): void {
     const l = this.#listeners.find((x) => x.routes.some((r) => r.block === block));
     if (l === undefined) return;
-    const zone = block.config.zones[0] ?? '';
-    const name = `${randomBytes(8).readBigUInt64BE()}.${randomBytes(8).readBigUInt64BE()}${zone === '' ? '' : `.${zone}`}`;
-    block.loopName = name;
-    const target = l.host === '0.0.0.0' ? '127.0.0.1' : l.host === '::' ? '::1' : l.host;
-    const probe = hinfoQuery(name);
-    const socket = createSocket(target.includes(':') ? 'udp6' : 'udp4');
-    socket.on('error', () => {});
-    let tries = 0;
-    let timer: NodeJS.Timeout | null = null;
-    let closed = false;
-    const done = (): void => {
-      if (closed) return;
-      closed = true;
-      if (timer !== null) { clearTimeout(timer); this.#timers.delete(timer); }
-      this.#probes.delete(done);
-      socket.close();
-    };
-    this.#probes.add(done);
-    const send = (): void => {
-      // CoreDNS probes for at most 30 s, stopping at the first answer.
-      if (this.#stopped || block.loopName === null || ++tries > 15) { block.loopName = null; done(); return; }
-      socket.send(probe, l.port, target);
-      timer = setTimeout(() => { if (timer !== null) this.#timers.delete(timer); timer = null; send(); }, 2000);
-      this.#timers.add(timer);
-    };
-    // An answer came back (any rcode): the query did not loop; stop probing.
-    socket.on('message', () => { block.loopName = null; done(); });
-    send();
+    void block.loop!.start({ address: l.host, port: l.port }).catch((err: Error) => this.#options.log(`[ERROR] plugin/loop: ${err.message}`));
   }
 
-  #loopSeen(block: Block, l: Listener): void {
-    if (++block.loopSeen <= 2) return;
-    const name = block.loopName;
-    block.loopName = null;
-    const zone = block.config.zones[0] ?? '';
-    const err = new DnsLoopError(`plugin/loop: Loop (127.0.0.1 -> :${l.port}) detected for zone "${zone === '' ? '.' : `${zone}.`}", see https://coredns.io/plugins/loop#troubleshooting. Query: "HINFO ${name}."`);
-    this.#options.log(`[FATAL] ${err.message}`);
+  #loopDetected(block: Block, err: Error): void {
+    block.loop?.stop();
+    this.#options.log(`[FATAL] plugin/loop: ${err.message}`);
     this.#options.onFatal?.(err);
   }
 }
@@ -655,21 +627,6 @@ function responseFlags(res: Uint8Array): string {
   if (b & 0x20) out.push('ad');
   if (b & 0x10) out.push('cd');
   return out.join(',');
-}
-
-/** A HINFO query for `name`, RD set. */
-function hinfoQuery(name: string): Buffer {
-  const labels = name.split('.').filter((x) => x !== '');
-  const q = Buffer.alloc(12 + labels.reduce((s, x) => s + x.length + 1, 1) + 4);
-  q.writeUInt16BE(randomBytes(2).readUInt16BE(), 0);
-  q[2] = 0x01;
-  q.writeUInt16BE(1, 4);
-  let o = 12;
-  for (const label of labels) { q[o++] = label.length; o += q.write(label, o, 'ascii'); }
-  q[o++] = 0;
-  q.writeUInt16BE(TYPE_HINFO, o);
-  q.writeUInt16BE(1, o + 2);
-  return q;
 }
 
 /** CoreDNS's `server` label: "dns://:53", "dns://10.96.0.10:53". */

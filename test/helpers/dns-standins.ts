@@ -9,7 +9,8 @@ import dnsPacket from 'dns-packet';
 import type { ClusterView } from '../../src/model/cluster-view.ts';
 import { ipv4ToString } from '../../src/wire/index.ts';
 import { matchZone } from '../../src/dns/corefile.ts';
-import type { CacheOptions, CachePart, DnsParts, ForwarderOptions, ForwarderPart, KubernetesZoneOptions, QueryInfo, ZonePart } from '../../src/dns/parts.ts';
+import { randomInt } from 'node:crypto';
+import type { CacheOptions, CachePart, DnsParts, ForwarderOptions, ForwarderPart, KubernetesZoneOptions, LoopPart, QueryInfo, ZonePart } from '../../src/dns/parts.ts';
 
 function newQueryInfo(): QueryInfo {
   return { id: 0, flags: 0, qname: '', qtype: 0, qclass: 0, questionEnd: 0, edns: false, ednsUdpSize: 0, dnssecOk: false };
@@ -189,9 +190,61 @@ class StandInCache implements CachePart {
   }
 }
 
+/** CoreDNS's loop probe: HINFO <random>.<random>.<zone> through the server, a loop when seen a third time. */
+class StandInLoop implements LoopPart {
+  readonly probeName: string;
+  readonly #zone: string;
+  #count = 0;
+  #stopped = false;
+  #timer: NodeJS.Timeout | null = null;
+  #socket: import('node:dgram').Socket | null = null;
+  constructor(zone: string) {
+    this.#zone = zone;
+    const r = (): string => String(randomInt(2 ** 47));
+    this.probeName = zone === '' ? `${r()}.${r()}` : `${r()}.${r()}.${zone}`;
+  }
+  seen(q: { readonly qname: string; readonly qtype: number }): boolean {
+    return !this.#stopped && q.qtype === 13 && q.qname === this.probeName && ++this.#count > 2;
+  }
+  error(remote: string, local: string): Error & { code: string } {
+    return Object.assign(new Error(`Loop (${remote} -> ${local}) detected for zone "${this.#zone === '' ? '.' : `${this.#zone}.`}", see https://coredns.io/plugins/loop#troubleshooting. Query: "HINFO ${this.probeName}."`), { code: 'DNS_LOOP_DETECTED' });
+  }
+  start(target: { address: string; port: number }): Promise<'answered' | 'loop' | 'deadline' | 'stopped'> {
+    const address = target.address === '0.0.0.0' || target.address === '' ? '127.0.0.1' : target.address;
+    const probe = dnsPacket.encode({ type: 'query', id: randomInt(65536), flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: this.probeName, type: 'HINFO' }] });
+    return new Promise((resolve) => {
+      const socket = createSocket(address.includes(':') ? 'udp6' : 'udp4');
+      this.#socket = socket;
+      let tries = 0;
+      const end = (result: 'answered' | 'loop' | 'deadline' | 'stopped'): void => {
+        if (this.#timer !== null) clearTimeout(this.#timer);
+        this.#timer = null;
+        if (this.#socket !== null) { this.#socket.close(); this.#socket = null; }
+        resolve(result);
+      };
+      const send = (): void => {
+        if (this.#stopped) return end('stopped');
+        if (++tries > 30) return end('deadline');
+        socket.send(probe, target.port, address);
+        this.#timer = setTimeout(send, 1000);
+      };
+      socket.on('error', () => {});
+      socket.on('message', () => end('answered'));
+      send();
+    });
+  }
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#socket !== null) { this.#socket.close(); this.#socket = null; }
+  }
+}
+
 export const parts: DnsParts = {
   newQueryInfo, readQuery, errorResponse, shuffleAnswers,
   createZone: (o) => new StandInZone(o),
   createForwarder: (o) => new StandInForwarder(o),
   createCache: (o) => new StandInCache(o),
+  createLoopDetector: (zone) => new StandInLoop(zone),
 };
