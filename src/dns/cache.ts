@@ -1,0 +1,372 @@
+// The response cache in front of the forwarder: CoreDNS's `cache` plugin with RFC 2308's
+// negative caching, over whole wire messages.
+//
+// Two caches, as CoreDNS keeps them: *success* (NOERROR with answers) and *denial*
+// (NXDOMAIN, and NODATA: NOERROR, no answer, an SOA in the authority section). Each has
+// a capacity (CoreDNS: 10000 split over 256 shards = 9984) and evicts its least recently
+// used entry when full. Not cached, as in CoreDNS and RFC 2308 section 5: truncated
+// answers, SERVFAIL and other errors, and negative answers without an SOA (they carry no
+// negative TTL). CoreDNS caches SERVFAIL for 5 s by default; Tapir does not, so a failed
+// upstream is asked again on the next query.
+//
+// The key is the lower-case qname, qtype, qclass, and the DO and CD bits (CoreDNS keys on
+// qname, qtype and DO). The EDNS presence is in the key too: CoreDNS stores parsed records
+// and re-adds an OPT per request, this cache stores the upstream's message with its OPT,
+// and a client that sent no OPT must not get one back (RFC 6891 section 7).
+//
+// TTL (RFC 2308 section 5, CoreDNS `computeTTL`): a success entry lives the smallest TTL
+// of its records (OPT excluded), a denial entry min(SOA TTL, SOA MINIMUM); either is
+// clamped to [minTtl, maxTtl] ([minDenialTtl, maxDenialTtl] for denial). Every record's
+// TTL is capped at the entry's lifetime when it is stored, in the response passed to
+// put() too (CoreDNS does the same to the first reply, so a client never sees 3600 first
+// and 30 afterwards); a hit answers with each TTL decreased by the entry's age in whole
+// seconds, never below 0.
+//
+// A hit copies the stored message into the caller's buffer and patches it in place: the
+// query's id, its RD and CD bits, and its question bytes (the qname's case as the client
+// wrote it, RFC 4343; the cached question has the same length by construction). The TTL
+// fields' offsets are found once at put(), so a hit walks no names.
+
+/** CoreDNS's default capacity per cache: 10000 rounded down to 256 shards. */
+export const DEFAULT_CACHE_CAPACITY = 9984;
+
+export interface CacheOptions {
+  successCapacity: number;
+  denialCapacity: number;
+  /** Seconds; CoreDNS 3600 (`cache 30` makes both maxima 30). */
+  maxTtl: number;
+  /** Seconds; CoreDNS 1800. */
+  maxDenialTtl: number;
+  /** Seconds; CoreDNS 5. */
+  minTtl: number;
+  /** Seconds; CoreDNS 5. */
+  minDenialTtl: number;
+}
+
+/** CoreDNS's defaults for a bare `cache`. */
+export const DEFAULT_CACHE_OPTIONS: Readonly<CacheOptions> = Object.freeze({
+  successCapacity: DEFAULT_CACHE_CAPACITY,
+  denialCapacity: DEFAULT_CACHE_CAPACITY,
+  maxTtl: 3600,
+  maxDenialTtl: 1800,
+  minTtl: 5,
+  minDenialTtl: 5,
+});
+
+/**
+ * The fields of the query the cache reads: structurally message.ts's `QueryInfo` (filled
+ * by `readQuery`), so one is passed as is.
+ */
+export interface CacheQuery {
+  readonly id: number;
+  /** The header's 16-bit flags word. */
+  readonly flags: number;
+  /** Lower-case, no trailing dot. */
+  readonly qname: string;
+  readonly qtype: number;
+  readonly qclass: number;
+  /** The offset after the question section in the query. */
+  readonly questionEnd: number;
+  readonly edns: boolean;
+  readonly dnssecOk: boolean;
+}
+
+export interface CacheStats {
+  hits: { success: number; denial: number };
+  misses: number;
+  entries: { success: number; denial: number };
+  /** Entries pushed out by a full cache (coredns_cache_evictions_total). */
+  evictions: { success: number; denial: number };
+}
+
+interface Entry {
+  /** The response as stored: TTLs capped at `ttl`, its own id and flags. */
+  readonly message: Uint8Array;
+  /** Offsets of the 32-bit TTL field of every record except OPT. */
+  readonly ttlOffsets: Uint16Array;
+  /** The offset after the question section (the same in every query for this key). */
+  readonly questionEnd: number;
+  readonly storedAtMs: number;
+  /** Seconds. */
+  readonly ttl: number;
+}
+
+const HEADER_SIZE = 12;
+const FLAG_QR = 0x8000;
+const FLAG_TC = 0x0200;
+const FLAG_RD = 0x0100;
+const FLAG_CD = 0x0010;
+const OPCODE_MASK = 0x7800;
+const RCODE_NOERROR = 0;
+const RCODE_NXDOMAIN = 3;
+const TYPE_SOA = 6;
+const TYPE_OPT = 41;
+
+/** What one scan of a response found (reused: put() allocates only the entry it keeps). */
+interface Scan {
+  questionEnd: number;
+  answers: number;
+  /** Smallest TTL over every record except OPT; -1 when there is none. */
+  minTtl: number;
+  /** The authority section's SOA: TTL and MINIMUM (RFC 2308 section 5), -1 when absent. */
+  soaTtl: number;
+  soaMinimum: number;
+  ttlOffsets: number[];
+}
+
+export class DnsCache {
+  readonly #options: CacheOptions;
+  readonly #success = new Map<string, Entry>();
+  readonly #denial = new Map<string, Entry>();
+  readonly #scan: Scan = { questionEnd: 0, answers: 0, minTtl: -1, soaTtl: -1, soaMinimum: -1, ttlOffsets: [] };
+  #hitsSuccess = 0;
+  #hitsDenial = 0;
+  #misses = 0;
+  #evictionsSuccess = 0;
+  #evictionsDenial = 0;
+
+  constructor(options: CacheOptions) {
+    for (const field of ['successCapacity', 'denialCapacity', 'maxTtl', 'maxDenialTtl', 'minTtl', 'minDenialTtl'] as const) {
+      const v = options[field];
+      if (!Number.isInteger(v) || v < 0) throw new RangeError(`DnsCache: ${field} must be a non-negative integer, got ${v}`);
+    }
+    this.#options = { ...options };
+  }
+
+  /**
+   * Writes the cached response for the query into `res` (id, RD/CD and TTLs rewritten;
+   * the question copied from `req` when given) and returns its length; 0 on a miss, an
+   * expired entry, or one longer than `maxSize` (the caller's limit for this client: the
+   * upstream is asked instead, and its answer fits or comes truncated).
+   */
+  get(q: CacheQuery, res: Uint8Array, nowMs: number, req?: Uint8Array, maxSize = 65535): number {
+    const key = cacheKey(q);
+    let entry = this.#success.get(key);
+    let cache = this.#success;
+    if (entry === undefined) {
+      entry = this.#denial.get(key);
+      cache = this.#denial;
+    }
+    if (entry === undefined) {
+      this.#misses++;
+      return 0;
+    }
+    const ageMs = nowMs - entry.storedAtMs;
+    if (ageMs >= entry.ttl * 1000) {
+      cache.delete(key);
+      this.#misses++;
+      return 0;
+    }
+    const msg = entry.message;
+    if (msg.length > maxSize || msg.length > res.length) {
+      this.#misses++;
+      return 0;
+    }
+    // Least recently used goes first: a hit moves the entry to the end of the Map's order.
+    cache.delete(key);
+    cache.set(key, entry);
+    if (cache === this.#success) this.#hitsSuccess++;
+    else this.#hitsDenial++;
+
+    res.set(msg, 0);
+    res[0] = (q.id >>> 8) & 0xff;
+    res[1] = q.id & 0xff;
+    res[2] = (res[2]! & ~(FLAG_RD >>> 8)) | ((q.flags & FLAG_RD) >>> 8);
+    res[3] = (res[3]! & ~FLAG_CD) | (q.flags & FLAG_CD);
+    if (req !== undefined && q.questionEnd === entry.questionEnd && req.length >= q.questionEnd) {
+      res.set(req.subarray(HEADER_SIZE, q.questionEnd), HEADER_SIZE);
+    }
+    const age = Math.floor(ageMs / 1000);
+    if (age > 0) {
+      const offsets = entry.ttlOffsets;
+      for (let i = 0; i < offsets.length; i++) {
+        const off = offsets[i]!;
+        const ttl = readU32(res, off) - age;
+        writeU32(res, off, ttl > 0 ? ttl : 0);
+      }
+    }
+    return msg.length;
+  }
+
+  /**
+   * Stores a response to `q` per RFC 2308 (see the header). Anything that is not a
+   * well-formed, untruncated response to exactly this question is ignored, as CoreDNS
+   * drops a reply that does not match its request. Caps the TTLs in `response` in place.
+   */
+  put(q: CacheQuery, response: Uint8Array, len: number, nowMs: number): void {
+    if (len < HEADER_SIZE || len > response.length || len > 65535) return;
+    const flags = (response[2]! << 8) | response[3]!;
+    if ((flags & FLAG_QR) === 0 || (flags & OPCODE_MASK) !== 0 || (flags & FLAG_TC) !== 0) return;
+    const rcode = flags & 0x0f;
+    if (rcode !== RCODE_NOERROR && rcode !== RCODE_NXDOMAIN) return;
+    const scan = this.#scan;
+    if (!scanResponse(response, len, q, scan)) return;
+
+    let denial: boolean;
+    let ttl: number;
+    if (rcode === RCODE_NOERROR && scan.answers > 0) {
+      denial = false;
+      ttl = clamp(scan.minTtl, this.#options.minTtl, this.#options.maxTtl);
+    } else if (scan.soaTtl >= 0) {
+      // NXDOMAIN, or NODATA (NOERROR without answers), with the zone's SOA (RFC 2308 sections 2.1, 2.2).
+      denial = true;
+      ttl = clamp(Math.min(scan.soaTtl, scan.soaMinimum), this.#options.minDenialTtl, this.#options.maxDenialTtl);
+    } else {
+      return; // RFC 2308 section 5: no SOA, no negative TTL, not cached; a referral is no answer either
+    }
+    const offsets = new Uint16Array(scan.ttlOffsets);
+    for (let i = 0; i < offsets.length; i++) {
+      const off = offsets[i]!;
+      if (readU32(response, off) > ttl) writeU32(response, off, ttl);
+    }
+    if (ttl === 0) return;
+
+    const key = cacheKey(q);
+    const cache = denial ? this.#denial : this.#success;
+    const capacity = denial ? this.#options.denialCapacity : this.#options.successCapacity;
+    (denial ? this.#success : this.#denial).delete(key);
+    if (capacity === 0) return;
+    cache.delete(key);
+    while (cache.size >= capacity) {
+      const oldest = cache.keys().next().value as string;
+      cache.delete(oldest);
+      if (denial) this.#evictionsDenial++;
+      else this.#evictionsSuccess++;
+    }
+    cache.set(key, {
+      message: response.slice(0, len),
+      ttlOffsets: offsets,
+      questionEnd: scan.questionEnd,
+      storedAtMs: nowMs,
+      ttl,
+    });
+  }
+
+  stats(): CacheStats {
+    return {
+      hits: { success: this.#hitsSuccess, denial: this.#hitsDenial },
+      misses: this.#misses,
+      entries: { success: this.#success.size, denial: this.#denial.size },
+      evictions: { success: this.#evictionsSuccess, denial: this.#evictionsDenial },
+    };
+  }
+
+  /** Drops every entry (a reload with another configuration). */
+  clear(): void {
+    this.#success.clear();
+    this.#denial.clear();
+  }
+}
+
+function cacheKey(q: CacheQuery): string {
+  const bits = (q.dnssecOk ? 1 : 0) | ((q.flags & FLAG_CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0);
+  return `${q.qtype}/${q.qclass}/${bits}/${q.qname}`;
+}
+
+function clamp(v: number, min: number, max: number): number {
+  return v < min ? min : v > max ? max : v;
+}
+
+/**
+ * Checks that `msg` answers exactly `q` (one question, same name ignoring case, type and
+ * class) and walks every record, filling `scan`. False for anything malformed: a name
+ * running past the end, a bad label type, a record or RDATA past `len`, trailing counts.
+ */
+function scanResponse(msg: Uint8Array, len: number, q: CacheQuery, scan: Scan): boolean {
+  const qdcount = readU16(msg, 4);
+  const ancount = readU16(msg, 6);
+  const nscount = readU16(msg, 8);
+  const arcount = readU16(msg, 10);
+  if (qdcount !== 1) return false;
+  const nameEnd = questionNameEnd(msg, len, q.qname);
+  if (nameEnd < 0 || nameEnd + 4 > len) return false;
+  if (readU16(msg, nameEnd) !== q.qtype || readU16(msg, nameEnd + 2) !== q.qclass) return false;
+  let off = nameEnd + 4;
+  scan.questionEnd = off;
+  scan.answers = ancount;
+  scan.minTtl = -1;
+  scan.soaTtl = -1;
+  scan.soaMinimum = -1;
+  scan.ttlOffsets.length = 0;
+  const total = ancount + nscount + arcount;
+  for (let i = 0; i < total; i++) {
+    off = skipName(msg, off, len);
+    if (off < 0 || off + 10 > len) return false;
+    const type = readU16(msg, off);
+    const ttlOff = off + 4;
+    const rdlength = readU16(msg, off + 8);
+    const rdata = off + 10;
+    off = rdata + rdlength;
+    if (off > len) return false;
+    if (type === TYPE_OPT) continue; // its "TTL" is the extended rcode and flags (RFC 6891)
+    // TTLs are unsigned 31-bit (RFC 2181 section 8): a set top bit means 0.
+    let ttl = readU32(msg, ttlOff);
+    if (ttl > 0x7fffffff) {
+      ttl = 0;
+      writeU32(msg, ttlOff, 0);
+    }
+    scan.ttlOffsets.push(ttlOff);
+    if (scan.minTtl < 0 || ttl < scan.minTtl) scan.minTtl = ttl;
+    const inAuthority = i >= ancount && i < ancount + nscount;
+    if (inAuthority && type === TYPE_SOA && rdlength >= 22 && scan.soaTtl < 0) {
+      // RDATA: MNAME, RNAME, SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM; MINIMUM is its last 4 bytes.
+      scan.soaTtl = ttl;
+      scan.soaMinimum = Math.min(readU32(msg, off - 4), 0x7fffffff);
+    }
+  }
+  return true;
+}
+
+/**
+ * The offset after the question's name when it spells `qname` (ASCII case folded), else
+ * -1. The question's name is never compressed (nothing precedes it to point at).
+ */
+function questionNameEnd(msg: Uint8Array, len: number, qname: string): number {
+  let off = HEADER_SIZE;
+  let pos = 0;
+  for (;;) {
+    if (off >= len) return -1;
+    const labelLen = msg[off]!;
+    if (labelLen === 0) return pos === qname.length ? off + 1 : -1;
+    if (labelLen > 63 || off + 1 + labelLen > len) return -1;
+    if (pos > 0) {
+      if (qname.charCodeAt(pos) !== 0x2e) return -1;
+      pos++;
+    }
+    if (pos + labelLen > qname.length) return -1;
+    for (let i = 0; i < labelLen; i++) {
+      let c = msg[off + 1 + i]!;
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (c !== qname.charCodeAt(pos + i)) return -1;
+    }
+    pos += labelLen;
+    off += 1 + labelLen;
+  }
+}
+
+/** The offset after a possibly compressed name, or -1 when it runs past `len` or uses a reserved label type. */
+function skipName(msg: Uint8Array, off: number, len: number): number {
+  for (;;) {
+    if (off >= len) return -1;
+    const b = msg[off]!;
+    if (b === 0) return off + 1;
+    if ((b & 0xc0) === 0xc0) return off + 2 <= len ? off + 2 : -1;
+    if ((b & 0xc0) !== 0) return -1;
+    off += 1 + b;
+  }
+}
+
+function readU16(b: Uint8Array, off: number): number {
+  return (b[off]! << 8) | b[off + 1]!;
+}
+
+function readU32(b: Uint8Array, off: number): number {
+  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+}
+
+function writeU32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v >>> 24;
+  b[off + 1] = (v >>> 16) & 0xff;
+  b[off + 2] = (v >>> 8) & 0xff;
+  b[off + 3] = v & 0xff;
+}
