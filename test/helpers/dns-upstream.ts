@@ -127,6 +127,10 @@ export interface UpstreamContext {
   remote: { address: string; port: number };
   /** Sends raw bytes back to the client on the same socket / connection. */
   send(bytes: Uint8Array): void;
+  /** TCP: which accepted connection (1, 2, ...) carried the query; 0 for UDP. */
+  connection: number;
+  /** TCP: closes the connection (an idle timeout on the server's side); nothing for UDP. */
+  close(): void;
 }
 
 /** A reply, raw bytes, 'drop' (never answer), or a promise of one of those. */
@@ -207,11 +211,11 @@ export class FakeUpstream {
     const send = (bytes: Uint8Array): void => {
       this.#udp.send(bytes, rinfo.port, rinfo.address);
     };
-    void this.#answer(msg, { transport: 'udp', remote: { address: rinfo.address, port: rinfo.port }, send });
+    void this.#answer(msg, { transport: 'udp', remote: { address: rinfo.address, port: rinfo.port }, send, connection: 0, close: () => undefined });
   }
 
   #onTcp(socket: Socket): void {
-    this.tcpConnections++;
+    const connection = ++this.tcpConnections;
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
     socket.on('error', () => undefined);
@@ -227,7 +231,9 @@ export class FakeUpstream {
       while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
         const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
         buf = buf.subarray(2 + msg.length);
-        void this.#answer(Buffer.from(msg), { transport: 'tcp', remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, send });
+        void this.#answer(Buffer.from(msg), {
+          transport: 'tcp', remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, send, connection, close: () => socket.destroy(),
+        });
       }
     });
   }
@@ -269,10 +275,12 @@ export class MiniDnsServer {
     udp.on('message', (msg, rinfo) => void this.#serve(msg, rinfo));
   }
 
-  static async start(forwarder: Forwarder, cache?: DnsCache, loop?: LoopDetector): Promise<MiniDnsServer> {
+  /** `forwarder` may be made once the port is known (a server forwarding to itself). */
+  static async start(forwarder: Forwarder | ((self: { address: string; port: number }) => Forwarder), cache?: DnsCache, loop?: LoopDetector): Promise<MiniDnsServer> {
     const udp = createSocket('udp4');
     await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
-    return new MiniDnsServer(udp, forwarder, cache, loop);
+    const f = typeof forwarder === 'function' ? forwarder({ address: '127.0.0.1', port: udp.address().port }) : forwarder;
+    return new MiniDnsServer(udp, f, cache, loop);
   }
 
   get port(): number {
