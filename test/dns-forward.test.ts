@@ -4,13 +4,20 @@
 // UDP port that never answers. No packet leaves the host.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import * as dnsPacket from 'dns-packet';
+import { DEFAULT_CACHE_OPTIONS, DnsCache } from '../src/dns/cache.ts';
 import { Forwarder, type ForwarderOptions } from '../src/dns/forward.ts';
 import { LoopDetector } from '../src/dns/loop.ts';
 import { formatResolvConf, parseResolvConf } from '../src/dns/resolv-conf.ts';
 import { FakeUpstream, MiniDnsServer, decode, makeQuery, responseTo, silentUpstream, type UpstreamHandler } from './helpers/dns-upstream.ts';
-import { waitFor } from './helpers/netns.ts';
+import { hasCommand, waitFor } from './helpers/netns.ts';
 
 const answerA = (address: string, ttl = 60): UpstreamHandler => (q) =>
   responseTo(q, { answers: [{ type: 'A', name: q.questions![0]!.name, ttl, data: address }] });
@@ -388,3 +395,94 @@ test('loop: with a real upstream the probe is answered once and the detector tur
   await waitFor(() => loop.disabled);
   assert.equal(loop.seen({ qname: loop.probeName, qtype: 13 }), false, 'disabled: even the probe name passes');
 });
+
+// ---- a C server as the upstream ----
+
+test('NSD as the upstream: its truncated UDP answer is asked again over TCP, its NXDOMAIN cached for the SOA\'s negative TTL', { skip: !hasCommand('nsd') && 'nsd is not installed' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tdfw-nsd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  writeFileSync(join(dir, 'nsd.conf'), [
+    'server:',
+    `  ip-address: 127.0.0.1@${port}`,
+    '  do-ip6: no',
+    '  username: ""',
+    '  chroot: ""',
+    `  zonesdir: "${dir}"`,
+    `  pidfile: "${dir}/nsd.pid"`,
+    '  database: ""',
+    `  zonelistfile: "${dir}/zone.list"`,
+    `  xfrdfile: "${dir}/xfrd.state"`,
+    `  xfrdir: "${dir}"`,
+    `  logfile: "${dir}/nsd.log"`,
+    '  server-count: 1',
+    'remote-control:',
+    '  control-enable: no',
+    'zone:',
+    '  name: example.test',
+    '  zonefile: example.test.zone',
+    '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'example.test.zone'), [
+    '$ORIGIN example.test.',
+    '$TTL 300',
+    '@ 600 IN SOA ns hostmaster 1 3600 600 86400 45',
+    '@ IN NS ns',
+    'ns IN A 127.0.0.1',
+    ...Array.from({ length: 60 }, (_, i) => `big IN A 198.51.100.${i + 1}`),
+    '',
+  ].join('\n'));
+  const nsd = spawn('nsd', ['-d', '-c', join(dir, 'nsd.conf')], { stdio: 'ignore' });
+  // SIGTERM: NSD stops its server and xfrd children too; SIGKILL if it has not within 3 s.
+  t.after(async () => {
+    if (nsd.exitCode !== null || nsd.signalCode !== null) return;
+    const exited = new Promise((r) => nsd.once('exit', r));
+    nsd.kill('SIGTERM');
+    const timer = setTimeout(() => nsd.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  });
+  await waitFor(async () => {
+    try {
+      await promisify(execFile)('dig', ['@127.0.0.1', '-p', String(port), '+tries=1', '+time=1', 'ns.example.test'], { timeout: 5000 });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 10_000, 100);
+
+  const f = forwarder(t, { upstreams: [{ address: '127.0.0.1', port }] });
+  let { msg, q } = makeQuery('BIG.example.test');
+  const big = decode(await f.query(msg, msg.length, q));
+  assert.equal(big.flag_tc, false);
+  assert.equal(big.answers.length, 60);
+
+  const cache = new DnsCache(DEFAULT_CACHE_OPTIONS);
+  ({ msg, q } = makeQuery('missing.example.test', 'A', { edns: true }));
+  const nx = await f.query(msg, msg.length, q);
+  cache.put(q, nx, nx.length, 0);
+  assert.deepEqual(cache.stats().entries, { success: 0, denial: 1 });
+  const res = new Uint8Array(4096);
+  const hit = decode(res.subarray(0, cache.get(q, res, 10_000)));
+  assert.equal(hit.rcode, 'NXDOMAIN');
+  assert.equal(hit.authorities[0]!.ttl, 35, 'min(SOA TTL 600, MINIMUM 45) minus 10 s');
+  assert.equal(cache.get(q, res, 45_000), 0);
+});
+
+async function freePort(): Promise<number> {
+  for (;;) {
+    const udp = createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+    const port = udp.address().port;
+    const server = createServer();
+    const ok = await new Promise<boolean>((r) => {
+      server.once('error', () => r(false));
+      server.listen(port, '127.0.0.1', () => r(true));
+    });
+    udp.close();
+    if (ok) {
+      await new Promise<void>((r) => server.close(() => r()));
+      return port;
+    }
+  }
+}
