@@ -5,10 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as dnsPacket from 'dns-packet';
 import { DEFAULT_CACHE_OPTIONS, DnsCache, type CacheOptions } from '../src/dns/cache.ts';
 import { Forwarder } from '../src/dns/forward.ts';
+import { runGcChild } from './helpers/gc-child.ts';
 import { FakeUpstream, MiniDnsServer, decode, makeQuery, responseTo, type Decoded } from './helpers/dns-upstream.ts';
 
 const T0 = 1_000_000;
@@ -182,7 +184,7 @@ test('the question comes back as the client wrote it, RD and CD as it asked', ()
   assert.equal(res.answers[0]!.data, '192.0.2.1');
 });
 
-test('each cache evicts its least recently used entry at capacity; a success replaces a denial and back', () => {
+test('each cache evicts at capacity, sparing an entry hit since the clock hand passed it; a success replaces a denial and back', () => {
   const c = cache({ successCapacity: 3, denialCapacity: 1 });
   const xs = ['a', 'b', 'c', 'd'].map((l) => exchange(`${l}.example.test`, 'A', { answers: [{ type: 'A', name: `${l}.example.test`, ttl: 60, data: '192.0.2.1' }] }));
   for (const x of xs.slice(0, 3)) c.put(x.q, x.response, x.response.length, T0);
@@ -203,6 +205,32 @@ test('each cache evicts its least recently used entry at capacity; a success rep
   c.put(nowThere.q, nowThere.response, nowThere.response.length, T0);
   assert.equal(get(c, nowThere.q, T0)!.rcode, 'NOERROR');
   assert.equal(c.stats().entries.denial, 0, 'the NXDOMAIN entry is gone');
+});
+
+test('churn: 20000 names through a 64-entry cache keep it at 64, recent names present, expired and replaced ones gone', () => {
+  const c = cache({ successCapacity: 64, denialCapacity: 8 });
+  const names = Array.from({ length: 20_000 }, (_, i) => `churn-${i}.example.test`);
+  let now = T0;
+  for (const [i, name] of names.entries()) {
+    const x = i % 5 === 0
+      ? exchange(name, 'A', { rcode: 3, authorities: [soa(60, 60)] })
+      : exchange(name, 'A', { answers: [{ type: 'A', name, ttl: 10 + (i % 7), data: '192.0.2.1' }] });
+    c.put(x.q, x.response, x.response.length, now);
+    if (i % 3 === 0) get(c, makeQuery(names[Math.max(0, i - 10)]!).q, now); // hits keep some alive
+    now += 1;
+  }
+  const s = c.stats();
+  assert.deepEqual(s.entries, { success: 64, denial: 8 });
+  assert.equal(s.evictions.success + s.entries.success, 16_000, 'every success entry is either there or was evicted once');
+  assert.equal(s.evictions.denial + s.entries.denial, 4_000);
+  assert.ok(get(c, makeQuery(names[19_999]!).q, now), 'the newest is there');
+  assert.equal(get(c, makeQuery(names[1]!).q, now), undefined, 'an old one is gone');
+  // Everything expires: lookups remove what they find expired.
+  now += 3_600_000;
+  for (const name of names.slice(-200)) get(c, makeQuery(name).q, now);
+  assert.ok(c.stats().entries.success < 64);
+  c.clear();
+  assert.deepEqual(c.stats().entries, { success: 0, denial: 0 });
 });
 
 test('an entry larger than the client may receive is a miss (maxSize)', () => {
@@ -240,4 +268,11 @@ test('dig through the cache and the forwarder: the second answer comes from the 
   assert.ok(ttl <= 28 && ttl > 0, `TTL 30 minus the entry's age (at least 2 s), got ${ttl}`);
   assert.equal(upstream.seen.length, 1, 'the upstream was asked once');
   assert.deepEqual(c.stats().hits, { success: 1, denial: 0 });
+});
+
+test('a cache hit allocates nothing: a million hits without a scavenge', () => {
+  const run = runGcChild<{ hits: number; bytes: number; youngGrowth: number }>(fileURLToPath(new URL('./helpers/dns-cache-child.ts', import.meta.url)), 1_000_000);
+  assert.equal(run.result.hits, 1_100_000, 'warm-up and measured gets all hit');
+  assert.deepEqual(run.gcs, [], `garbage collections inside the loop:\n${run.output}`);
+  assert.ok(run.result.youngGrowth < 64 * 1024, `young generation grew by ${run.result.youngGrowth} bytes`);
 });

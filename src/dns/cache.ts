@@ -3,8 +3,10 @@
 //
 // Two caches, as CoreDNS keeps them: *success* (NOERROR with answers) and *denial*
 // (NXDOMAIN, and NODATA: NOERROR, no answer, an SOA in the authority section). Each has
-// a capacity (CoreDNS: 10000 split over 256 shards = 9984) and evicts its least recently
-// used entry when full. Not cached, as in CoreDNS and RFC 2308 section 5: truncated
+// a capacity (CoreDNS: 10000 split over 256 shards = 9984); a full one evicts by CLOCK
+// (second chance: an entry hit since the hand last passed it is spared once), which
+// approximates least-recently-used without moving anything on a hit. CoreDNS evicts a
+// random entry of the shard. Not cached, as in CoreDNS and RFC 2308 section 5: truncated
 // answers, SERVFAIL and other errors, and negative answers without an SOA (they carry no
 // negative TTL). CoreDNS caches SERVFAIL for 5 s by default; Tapir does not, so a failed
 // upstream is asked again on the next query.
@@ -25,7 +27,9 @@
 // A hit copies the stored message into the caller's buffer and patches it in place: the
 // query's id, its RD and CD bits, and its question bytes (the qname's case as the client
 // wrote it, RFC 4343; the cached question has the same length by construction). The TTL
-// fields' offsets are found once at put(), so a hit walks no names.
+// fields' offsets are found once at put(), so a hit walks no names. Entries are found by
+// the qname string readQuery made (one Map lookup, no key string built per query), then
+// among the few entries of that name (A, AAAA, ...) by qtype, qclass and the key bits.
 
 /** CoreDNS's default capacity per cache: 10000 rounded down to 256 shards. */
 export const DEFAULT_CACHE_CAPACITY = 9984;
@@ -79,7 +83,13 @@ export interface CacheStats {
   evictions: { success: number; denial: number };
 }
 
-interface Entry {
+class Entry {
+  readonly qname: string;
+  readonly qtype: number;
+  readonly qclass: number;
+  /** DO, CD, EDNS presence (keyBits). */
+  readonly bits: number;
+  readonly denial: boolean;
   /** The response as stored: TTLs capped at `ttl`, its own id and flags. */
   readonly message: Uint8Array;
   /** Offsets of the 32-bit TTL field of every record except OPT. */
@@ -89,6 +99,47 @@ interface Entry {
   readonly storedAtMs: number;
   /** Seconds. */
   readonly ttl: number;
+  /** Its index in its Clock's slots. */
+  slot = -1;
+  /** Hit since the clock hand last passed it. */
+  used = false;
+
+  constructor(q: CacheQuery, bits: number, denial: boolean, message: Uint8Array, ttlOffsets: Uint16Array, questionEnd: number, storedAtMs: number, ttl: number) {
+    this.qname = q.qname;
+    this.qtype = q.qtype;
+    this.qclass = q.qclass;
+    this.bits = bits;
+    this.denial = denial;
+    this.message = message;
+    this.ttlOffsets = ttlOffsets;
+    this.questionEnd = questionEnd;
+    this.storedAtMs = storedAtMs;
+    this.ttl = ttl;
+  }
+}
+
+/** A fixed number of slots and a hand (CLOCK): the eviction order of one cache. */
+class Clock {
+  readonly slots: (Entry | undefined)[];
+  readonly free: number[] = [];
+  hand = 0;
+  size = 0;
+  evictions = 0;
+
+  constructor(capacity: number) {
+    this.slots = new Array<Entry | undefined>(capacity).fill(undefined);
+    for (let i = capacity - 1; i >= 0; i--) this.free.push(i);
+  }
+
+  /** The entry to give way: the first one under the hand not hit since it last passed. */
+  victim(): Entry {
+    for (;;) {
+      const e = this.slots[this.hand]!;
+      this.hand = (this.hand + 1) % this.slots.length;
+      if (!e.used) return e;
+      e.used = false;
+    }
+  }
 }
 
 const HEADER_SIZE = 12;
@@ -116,14 +167,14 @@ interface Scan {
 
 export class DnsCache {
   readonly #options: CacheOptions;
-  readonly #success = new Map<string, Entry>();
-  readonly #denial = new Map<string, Entry>();
+  /** Every entry by qname; a name's list holds at most one entry per (qtype, qclass, bits). */
+  readonly #byName = new Map<string, Entry[]>();
+  readonly #success: Clock;
+  readonly #denial: Clock;
   readonly #scan: Scan = { questionEnd: 0, answers: 0, minTtl: -1, soaTtl: -1, soaMinimum: -1, ttlOffsets: [] };
   #hitsSuccess = 0;
   #hitsDenial = 0;
   #misses = 0;
-  #evictionsSuccess = 0;
-  #evictionsDenial = 0;
 
   constructor(options: CacheOptions) {
     for (const field of ['successCapacity', 'denialCapacity', 'maxTtl', 'maxDenialTtl', 'minTtl', 'minDenialTtl'] as const) {
@@ -131,6 +182,8 @@ export class DnsCache {
       if (!Number.isInteger(v) || v < 0) throw new RangeError(`DnsCache: ${field} must be a non-negative integer, got ${v}`);
     }
     this.#options = { ...options };
+    this.#success = new Clock(options.successCapacity);
+    this.#denial = new Clock(options.denialCapacity);
   }
 
   /**
@@ -140,20 +193,14 @@ export class DnsCache {
    * upstream is asked instead, and its answer fits or comes truncated).
    */
   get(q: CacheQuery, res: Uint8Array, nowMs: number, req?: Uint8Array, maxSize = 65535): number {
-    const key = cacheKey(q);
-    let entry = this.#success.get(key);
-    let cache = this.#success;
-    if (entry === undefined) {
-      entry = this.#denial.get(key);
-      cache = this.#denial;
-    }
+    const entry = this.#find(q, keyBits(q));
     if (entry === undefined) {
       this.#misses++;
       return 0;
     }
     const ageMs = nowMs - entry.storedAtMs;
     if (ageMs >= entry.ttl * 1000) {
-      cache.delete(key);
+      this.#remove(entry);
       this.#misses++;
       return 0;
     }
@@ -162,11 +209,9 @@ export class DnsCache {
       this.#misses++;
       return 0;
     }
-    // Least recently used goes first: a hit moves the entry to the end of the Map's order.
-    cache.delete(key);
-    cache.set(key, entry);
-    if (cache === this.#success) this.#hitsSuccess++;
-    else this.#hitsDenial++;
+    entry.used = true;
+    if (entry.denial) this.#hitsDenial++;
+    else this.#hitsSuccess++;
 
     res.set(msg, 0);
     res[0] = (q.id >>> 8) & 0xff;
@@ -174,7 +219,7 @@ export class DnsCache {
     res[2] = (res[2]! & ~(FLAG_RD >>> 8)) | ((q.flags & FLAG_RD) >>> 8);
     res[3] = (res[3]! & ~FLAG_CD) | (q.flags & FLAG_CD);
     if (req !== undefined && q.questionEnd === entry.questionEnd && req.length >= q.questionEnd) {
-      res.set(req.subarray(HEADER_SIZE, q.questionEnd), HEADER_SIZE);
+      for (let i = HEADER_SIZE; i < q.questionEnd; i++) res[i] = req[i]!;
     }
     const age = Math.floor(ageMs / 1000);
     if (age > 0) {
@@ -219,27 +264,43 @@ export class DnsCache {
       const off = offsets[i]!;
       if (readU32(response, off) > ttl) writeU32(response, off, ttl);
     }
-    if (ttl === 0) return;
 
-    const key = cacheKey(q);
-    const cache = denial ? this.#denial : this.#success;
-    const capacity = denial ? this.#options.denialCapacity : this.#options.successCapacity;
-    (denial ? this.#success : this.#denial).delete(key);
-    if (capacity === 0) return;
-    cache.delete(key);
-    while (cache.size >= capacity) {
-      const oldest = cache.keys().next().value as string;
-      cache.delete(oldest);
-      if (denial) this.#evictionsDenial++;
-      else this.#evictionsSuccess++;
+    const bits = keyBits(q);
+    const previous = this.#find(q, bits);
+    if (previous !== undefined) this.#remove(previous); // a success replaces a denial, and back
+    const clock = denial ? this.#denial : this.#success;
+    if (ttl === 0 || clock.slots.length === 0) return;
+    if (clock.free.length === 0) {
+      this.#remove(clock.victim());
+      clock.evictions++;
     }
-    cache.set(key, {
-      message: response.slice(0, len),
-      ttlOffsets: offsets,
-      questionEnd: scan.questionEnd,
-      storedAtMs: nowMs,
-      ttl,
-    });
+    const entry = new Entry(q, bits, denial, response.slice(0, len), offsets, scan.questionEnd, nowMs, ttl);
+    entry.slot = clock.free.pop()!;
+    clock.slots[entry.slot] = entry;
+    clock.size++;
+    const list = this.#byName.get(q.qname);
+    if (list === undefined) this.#byName.set(q.qname, [entry]);
+    else list.push(entry);
+  }
+
+  #find(q: CacheQuery, bits: number): Entry | undefined {
+    const list = this.#byName.get(q.qname);
+    if (list === undefined) return undefined;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
+      if (e.qtype === q.qtype && e.qclass === q.qclass && e.bits === bits) return e;
+    }
+    return undefined;
+  }
+
+  #remove(entry: Entry): void {
+    const clock = entry.denial ? this.#denial : this.#success;
+    clock.slots[entry.slot] = undefined;
+    clock.free.push(entry.slot);
+    clock.size--;
+    const list = this.#byName.get(entry.qname)!;
+    if (list.length === 1) this.#byName.delete(entry.qname);
+    else list.splice(list.indexOf(entry), 1);
   }
 
   stats(): CacheStats {
@@ -247,20 +308,19 @@ export class DnsCache {
       hits: { success: this.#hitsSuccess, denial: this.#hitsDenial },
       misses: this.#misses,
       entries: { success: this.#success.size, denial: this.#denial.size },
-      evictions: { success: this.#evictionsSuccess, denial: this.#evictionsDenial },
+      evictions: { success: this.#success.evictions, denial: this.#denial.evictions },
     };
   }
 
   /** Drops every entry (a reload with another configuration). */
   clear(): void {
-    this.#success.clear();
-    this.#denial.clear();
+    for (const list of this.#byName.values()) for (const e of list.slice()) this.#remove(e);
   }
 }
 
-function cacheKey(q: CacheQuery): string {
-  const bits = (q.dnssecOk ? 1 : 0) | ((q.flags & FLAG_CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0);
-  return `${q.qtype}/${q.qclass}/${bits}/${q.qname}`;
+/** The key's bits besides name, type and class. */
+function keyBits(q: CacheQuery): number {
+  return (q.dnssecOk ? 1 : 0) | ((q.flags & FLAG_CD) !== 0 ? 2 : 0) | (q.edns ? 4 : 0);
 }
 
 function clamp(v: number, min: number, max: number): number {
