@@ -221,6 +221,35 @@ test('a pooled TCP connection the upstream closed is replaced without counting a
   assert.equal(f.stats()[0]!.requests, 3);
 });
 
+test('an idle pooled TCP connection is closed after expire', async (t) => {
+  const up = await FakeUpstream.start((q) => responseTo(q, { answers: many(q.questions![0]!.name).slice(0, 1) }));
+  t.after(() => up.close());
+  const f = forwarder(t, { upstreams: [up.upstream], forceTcp: true, expireMs: 200 });
+  const { msg, q } = makeQuery('idle.example.test');
+  await f.query(msg, msg.length, q);
+  assert.equal(up.openConnections, 1, 'kept for the next query');
+  await waitFor(() => up.openConnections === 0, 5000);
+  await f.query(msg, msg.length, q);
+  assert.equal(up.tcpConnections, 2, 'the next query dials again');
+});
+
+test('an IPv6 upstream, written in a long form, over UDP and TCP', async (t) => {
+  let up: FakeUpstream;
+  try {
+    up = await FakeUpstream.start(truncating, '::1');
+  } catch (err) {
+    t.skip(`no ::1 on this host: ${(err as Error).message}`);
+    return;
+  }
+  t.after(() => up.close());
+  const f = forwarder(t, { upstreams: [{ address: '0:0:0:0:0:0:0:1', port: up.port }] });
+  const { msg, q } = makeQuery('v6.example.test');
+  assert.equal(decode(await f.query(msg, msg.length, q)).answers.length, 60);
+  assert.deepEqual(up.seen.map((s) => s.transport), ['udp', 'tcp']);
+  assert.equal(f.stats()[0]!.upstream, `[::1]:${up.port}`);
+  assert.equal(f.counters().mismatchedResponses, 0, 'the kernel\'s sender address matched the canonical form');
+});
+
 test('max_concurrent: past it a query is refused at once (DNS_TOO_MANY_QUERIES), the others are answered', async (t) => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));

@@ -145,16 +145,21 @@ export interface SeenQuery {
 }
 
 export class FakeUpstream {
-  readonly address = '127.0.0.1';
+  readonly address: string;
   readonly port: number;
   handler: UpstreamHandler;
   readonly seen: SeenQuery[] = [];
   tcpConnections = 0;
+  /** TCP connections open now (the forwarder's pooled ones included). */
+  get openConnections(): number {
+    return this.#sockets.size;
+  }
   readonly #udp: DgramSocket;
   readonly #tcp: Server;
   readonly #sockets = new Set<Socket>();
 
-  private constructor(udp: DgramSocket, tcp: Server, handler: UpstreamHandler) {
+  private constructor(address: string, udp: DgramSocket, tcp: Server, handler: UpstreamHandler) {
+    this.address = address;
     this.#udp = udp;
     this.#tcp = tcp;
     this.handler = handler;
@@ -163,20 +168,20 @@ export class FakeUpstream {
     tcp.on('connection', (socket) => this.#onTcp(socket));
   }
 
-  /** UDP and TCP on one kernel-chosen port of 127.0.0.1. */
-  static async start(handler: UpstreamHandler): Promise<FakeUpstream> {
+  /** UDP and TCP on one kernel-chosen port of the loopback (127.0.0.1, or ::1). */
+  static async start(handler: UpstreamHandler, address = '127.0.0.1'): Promise<FakeUpstream> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const udp = createSocket('udp4');
+      const udp = createSocket(address.includes(':') ? 'udp6' : 'udp4');
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);
-        udp.bind(0, '127.0.0.1', () => resolve());
+        udp.bind(0, address, () => resolve());
       });
       const tcp = createServer();
       const ok = await new Promise<boolean>((resolve) => {
         tcp.once('error', () => resolve(false));
-        tcp.listen(udp.address().port, '127.0.0.1', () => resolve(true));
+        tcp.listen(udp.address().port, address, () => resolve(true));
       });
-      if (ok) return new FakeUpstream(udp, tcp, handler);
+      if (ok) return new FakeUpstream(address, udp, tcp, handler);
       udp.close();
     }
     throw new Error('FakeUpstream: no port free for both UDP and TCP');
