@@ -21,15 +21,8 @@
 //   with prefer_udp (a UDP client gets the TC answer and comes back over TCP itself).
 //   Without it the contract's rule: UDP first, TCP when the answer is truncated.
 //
-// Spoofing (RFC 5452): every attempt carries a fresh random id (crypto, never the
-// client's), leaves from one of a few UDP sockets on kernel-chosen random ports that are
-// replaced every `expire`, and an answer is taken only when it comes from the upstream's
-// address and port, has QR set, the pending id and the query's question (name compared
-// ignoring case); anything else is dropped and counted, and the attempt keeps waiting.
-// A TCP connection carries one query at a time (as CoreDNS's persistConn) and goes back
-// to a small idle pool per upstream, closed after `expire` idle; a pooled connection the
-// upstream closed in the meantime is replaced once without counting as a failure
-// (CoreDNS's ErrCachedClosed).
+// One attempt on the wire (random ids and source ports, answers matched on source, id
+// and question, the TCP connection pool) is upstream-transport.ts's job.
 //
 // Health (CoreDNS health_check, max_fails): after a failed attempt the upstream is probed
 // with `. IN NS` (RD set) over the forwarding transport at once and then every
@@ -37,13 +30,12 @@
 // response resets them, and the upstream is down while it has more than `maxFails`.
 // `maxFails` 0 turns health checking off (never down).
 //
-// Bounds: queries in flight <= maxConcurrent, each with a timer; per upstream at most
-// one running probe and MAX_IDLE_TCP idle connections; UDP_SOCKETS sockets per address
-// family (plus retired ones that close when their last pending answer is in).
-import { randomFillSync, randomInt } from 'node:crypto';
-import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram';
-import { connect, isIP, type Socket } from 'node:net';
+// Bounds: queries in flight <= maxConcurrent, each attempt with a timer; per upstream at
+// most one running probe (and the transport's bounded sockets and connection pool).
+import { randomInt } from 'node:crypto';
+import { isIP } from 'node:net';
 import { TapirError } from '../errors/tapir-error.ts';
+import { AttemptError, Endpoint, UpstreamTransport } from './upstream-transport.ts';
 
 export interface Upstream {
   /** An IPv4 or IPv6 literal (an IPv6 one may carry a %scope). */
@@ -125,8 +117,6 @@ export const DEFAULT_EXPIRE_MS = 10_000;
 export const DEFAULT_MAX_FAILS = 2;
 /** CoreDNS's health-check client reads for at most 1 s. */
 const PROBE_TIMEOUT_MS = 1000;
-const UDP_SOCKETS = 4;
-const MAX_IDLE_TCP = 16;
 /** Ids of one UDP socket are 16 bits; keep far enough below that a random pick is quickly free. */
 const MAX_CONCURRENT_LIMIT = 32768;
 /** RFC 1035 limit of 15 upstreams is CoreDNS's too. */
@@ -138,21 +128,8 @@ const HEADER_SIZE = 12;
 const PROBE_QUERY = Uint8Array.of(0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1);
 const PROBE_QUESTION_END = PROBE_QUERY.length;
 
-interface Pending {
-  readonly upstream: UpstreamState;
-  /** The request as sent, id included: the answer's question is compared against it. */
-  readonly request: Uint8Array;
-  readonly questionEnd: number;
-  readonly resolve: (res: Uint8Array) => void;
-  readonly reject: (err: Error) => void;
-  timer: NodeJS.Timeout | undefined;
-}
-
 class UpstreamState {
-  readonly address: string;
-  readonly port: number;
-  readonly family: 4 | 6;
-  readonly label: string;
+  readonly endpoint: Endpoint;
   requests = 0;
   failures = 0;
   healthcheckFailures = 0;
@@ -161,47 +138,11 @@ class UpstreamState {
   probing = false;
   probeTimer: NodeJS.Timeout | undefined = undefined;
   wakeProbe: (() => void) | undefined = undefined;
-  readonly idleTcp: TcpConn[] = [];
 
-  constructor(address: string, port: number, family: 4 | 6) {
-    this.address = address;
-    this.port = port;
-    this.family = family;
-    this.label = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+  constructor(endpoint: Endpoint) {
+    this.endpoint = endpoint;
   }
 }
-
-class UdpPort {
-  readonly socket: DgramSocket;
-  readonly pending = new Map<number, Pending>();
-  readonly createdMs: number;
-  retired = false;
-
-  constructor(socket: DgramSocket, createdMs: number) {
-    this.socket = socket;
-    this.createdMs = createdMs;
-  }
-}
-
-class TcpConn {
-  readonly socket: Socket;
-  readonly upstream: UpstreamState;
-  /** Bytes of a frame not complete yet. */
-  buffered: Buffer | undefined = undefined;
-  pending: Pending | undefined = undefined;
-  /** Taken from the idle pool: a close before any answer is the upstream's idle close, not a failure. */
-  reused = false;
-  answeredSinceTaken = false;
-  closed = false;
-
-  constructor(socket: Socket, upstream: UpstreamState) {
-    this.socket = socket;
-    this.upstream = upstream;
-  }
-}
-
-/** A reused connection closed under us before it answered: try a fresh one. */
-class CachedClosedError extends Error {}
 
 export class Forwarder {
   readonly #upstreams: UpstreamState[];
@@ -212,12 +153,8 @@ export class Forwarder {
   readonly #preferUdp: boolean;
   readonly #healthCheckMs: number;
   readonly #maxFails: number;
-  readonly #expireMs: number;
   readonly #except: string[];
-  readonly #udp4: (UdpPort | undefined)[] = new Array<UdpPort | undefined>(UDP_SOCKETS).fill(undefined);
-  readonly #udp6: (UdpPort | undefined)[] = new Array<UdpPort | undefined>(UDP_SOCKETS).fill(undefined);
-  readonly #retired = new Set<UdpPort>();
-  readonly #activeTcp = new Set<TcpConn>();
+  readonly #transport: UpstreamTransport;
   /** One shared instance: an overload must not cost a stack trace per refused query. */
   readonly #tooMany: DnsTooManyQueriesError;
   #inFlight = 0;
@@ -225,8 +162,6 @@ export class Forwarder {
   #closed = false;
   #maxConcurrentRejects = 0;
   #healthcheckBroken = 0;
-  #unmatched = 0;
-  #mismatched = 0;
 
   constructor(options: ForwarderOptions) {
     const problems: string[] = [];
@@ -237,7 +172,7 @@ export class Forwarder {
       const family = isIP(u.address.split('%')[0]!);
       if (family === 0) problems.push(`upstream ${JSON.stringify(u.address)} is not an IP address`);
       else if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) problems.push(`upstream ${u.address} has port ${u.port}, not 1-65535`);
-      else upstreams.push(new UpstreamState(family === 6 ? canonicalIpv6(u.address) : u.address, u.port, family as 4 | 6));
+      else upstreams.push(new UpstreamState(new Endpoint(u.address, u.port, family as 4 | 6)));
     }
     if (!Number.isInteger(options.maxConcurrent) || options.maxConcurrent < 1 || options.maxConcurrent > MAX_CONCURRENT_LIMIT) {
       problems.push(`max_concurrent ${options.maxConcurrent} is not 1-${MAX_CONCURRENT_LIMIT}`);
@@ -259,7 +194,7 @@ export class Forwarder {
     this.#preferUdp = options.preferUdp;
     this.#healthCheckMs = options.healthCheckMs;
     this.#maxFails = maxFails;
-    this.#expireMs = expireMs;
+    this.#transport = new UpstreamTransport(expireMs);
     this.#except = (options.except ?? []).map((z) => z.toLowerCase().replace(/\.$/, ''));
     this.#tooMany = new DnsTooManyQueriesError(`forward: more than ${this.#maxConcurrent} queries in flight (max_concurrent)`);
   }
@@ -304,7 +239,7 @@ export class Forwarder {
 
   stats(): UpstreamStats[] {
     return this.#upstreams.map((u) => ({
-      upstream: u.label,
+      upstream: u.endpoint.label,
       requests: u.requests,
       failures: u.failures,
       healthy: !this.#isDown(u),
@@ -317,8 +252,8 @@ export class Forwarder {
       inFlight: this.#inFlight,
       maxConcurrentRejects: this.#maxConcurrentRejects,
       healthcheckBroken: this.#healthcheckBroken,
-      unmatchedResponses: this.#unmatched,
-      mismatchedResponses: this.#mismatched,
+      unmatchedResponses: this.#transport.unmatched,
+      mismatchedResponses: this.#transport.mismatched,
     };
   }
 
@@ -326,30 +261,11 @@ export class Forwarder {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const closed = new DnsUpstreamError('forward: the forwarder is closed');
     for (const u of this.#upstreams) {
       clearTimeout(u.probeTimer);
       u.wakeProbe?.();
-      for (const conn of u.idleTcp) conn.socket.destroy();
-      u.idleTcp.length = 0;
     }
-    for (const conn of this.#activeTcp) this.#failTcp(conn, closed, false);
-    for (const port of [...this.#udp4, ...this.#udp6, ...this.#retired]) {
-      if (port === undefined) continue;
-      for (const p of port.pending.values()) {
-        clearTimeout(p.timer);
-        p.reject(closed);
-      }
-      port.pending.clear();
-      try {
-        port.socket.close();
-      } catch {
-        // an 'error' already closed it
-      }
-    }
-    this.#udp4.fill(undefined);
-    this.#udp6.fill(undefined);
-    this.#retired.clear();
+    this.#transport.close(new AttemptError('the forwarder is closed'));
   }
 
   async #forward(request: Buffer, q: ForwardQuery, protocol: 'udp' | 'tcp' | undefined): Promise<Uint8Array> {
@@ -381,10 +297,10 @@ export class Forwarder {
       const timeout = Math.min(this.#timeoutMs, remaining);
       try {
         let res = tcpFirst
-          ? await this.#exchangeTcp(u, request, q.questionEnd, timeout)
-          : await this.#exchangeUdp(u, request, q.questionEnd, timeout);
+          ? await this.#transport.tcp(u.endpoint, request, q.questionEnd, timeout)
+          : await this.#transport.udp(u.endpoint, request, q.questionEnd, timeout);
         if (!tcpFirst && tcpOnTruncation && (res[2]! & 0x02) !== 0) {
-          res = await this.#exchangeTcp(u, request, q.questionEnd, Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
+          res = await this.#transport.tcp(u.endpoint, request, q.questionEnd, Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
         }
         return res;
       } catch (err) {
@@ -396,7 +312,7 @@ export class Forwarder {
       }
     }
     const why = lastError?.message ?? 'every upstream is down';
-    throw new DnsUpstreamError(`forward: no answer for ${q.qname || '.'} from ${this.#upstreams.map((u) => u.label).join(', ')}: ${why}`);
+    throw new DnsUpstreamError(`forward: no answer for ${q.qname || '.'} from ${this.#upstreams.map((u) => u.endpoint.label).join(', ')}: ${why}`);
   }
 
   /** The upstreams in the order this query tries them (CoreDNS policy.go). */
@@ -426,205 +342,6 @@ export class Forwarder {
 
   #isDown(u: UpstreamState): boolean {
     return this.#maxFails !== 0 && u.fails > this.#maxFails;
-  }
-
-  // ---- UDP ----
-
-  #exchangeUdp(u: UpstreamState, request: Uint8Array, questionEnd: number, timeoutMs: number): Promise<Uint8Array> {
-    const port = this.#udpPort(u.family);
-    const id = freeId(port.pending);
-    request[0] = id >>> 8;
-    request[1] = id & 0xff;
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    const p: Pending = { upstream: u, request, questionEnd, resolve, reject, timer: undefined };
-    p.timer = setTimeout(() => {
-      if (port.pending.get(id) !== p) return;
-      port.pending.delete(id);
-      this.#maybeCloseRetired(port);
-      reject(new DnsUpstreamError(`${u.label} did not answer within ${timeoutMs} ms (udp)`));
-    }, timeoutMs);
-    port.pending.set(id, p);
-    port.socket.send(request, u.port, u.address, (err) => {
-      if (err === null || err === undefined || port.pending.get(id) !== p) return;
-      clearTimeout(p.timer);
-      port.pending.delete(id);
-      this.#maybeCloseRetired(port);
-      reject(new DnsUpstreamError(`sending to ${u.label} failed: ${err.message}`));
-    });
-    return promise;
-  }
-
-  /** One of the pool's sockets at random, replaced when older than `expire`. */
-  #udpPort(family: 4 | 6): UdpPort {
-    const pool = family === 6 ? this.#udp6 : this.#udp4;
-    const slot = randomInt(UDP_SOCKETS);
-    const now = Date.now();
-    const current = pool[slot];
-    if (current !== undefined && !current.retired && now - current.createdMs < this.#expireMs) return current;
-    if (current !== undefined) this.#retire(current);
-    const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
-    const port = new UdpPort(socket, now);
-    socket.on('message', (msg, rinfo) => this.#onUdpMessage(port, msg, rinfo));
-    // A socket error (rare for an unconnected socket) retires it; sends report their own errors.
-    socket.on('error', () => this.#retire(port));
-    pool[slot] = port;
-    return port;
-  }
-
-  #retire(port: UdpPort): void {
-    if (port.retired) return;
-    port.retired = true;
-    for (const pool of [this.#udp4, this.#udp6]) {
-      const i = pool.indexOf(port);
-      if (i >= 0) pool[i] = undefined;
-    }
-    this.#retired.add(port);
-    this.#maybeCloseRetired(port);
-  }
-
-  #maybeCloseRetired(port: UdpPort): void {
-    if (!port.retired || port.pending.size > 0) return;
-    this.#retired.delete(port);
-    try {
-      port.socket.close();
-    } catch {
-      // already closed
-    }
-  }
-
-  #onUdpMessage(port: UdpPort, msg: Buffer, rinfo: RemoteInfo): void {
-    if (msg.length < HEADER_SIZE) {
-      this.#unmatched++;
-      return;
-    }
-    const p = port.pending.get(msg.readUInt16BE(0));
-    if (p === undefined) {
-      this.#unmatched++;
-      return;
-    }
-    if (rinfo.port !== p.upstream.port || rinfo.address !== p.upstream.address || !answers(msg, p.request, p.questionEnd)) {
-      this.#mismatched++;
-      return;
-    }
-    clearTimeout(p.timer);
-    port.pending.delete(msg.readUInt16BE(0));
-    this.#maybeCloseRetired(port);
-    p.resolve(msg);
-  }
-
-  // ---- TCP ----
-
-  async #exchangeTcp(u: UpstreamState, request: Uint8Array, questionEnd: number, timeoutMs: number): Promise<Uint8Array> {
-    const idle = this.#takeIdle(u);
-    if (idle !== undefined) {
-      try {
-        return await this.#roundTrip(idle, request, questionEnd, timeoutMs);
-      } catch (err) {
-        if (!(err instanceof CachedClosedError)) throw err;
-      }
-    }
-    return this.#roundTrip(this.#dial(u), request, questionEnd, timeoutMs);
-  }
-
-  #takeIdle(u: UpstreamState): TcpConn | undefined {
-    for (;;) {
-      const conn = u.idleTcp.pop();
-      if (conn === undefined) return undefined;
-      if (conn.closed) continue;
-      conn.socket.setTimeout(0);
-      conn.reused = true;
-      conn.answeredSinceTaken = false;
-      this.#activeTcp.add(conn);
-      return conn;
-    }
-  }
-
-  #dial(u: UpstreamState): TcpConn {
-    const socket = connect({ host: u.address, port: u.port, noDelay: true });
-    const conn = new TcpConn(socket, u);
-    this.#activeTcp.add(conn);
-    socket.on('data', (chunk: Buffer) => this.#onTcpData(conn, chunk));
-    socket.on('error', (err) => this.#failTcp(conn, new DnsUpstreamError(`tcp to ${u.label}: ${err.message}`), true));
-    socket.on('close', () => this.#failTcp(conn, new DnsUpstreamError(`tcp to ${u.label}: closed before the answer`), true));
-    // Only armed while idle (see #park): CoreDNS closes a connection unused for `expire`.
-    socket.on('timeout', () => socket.destroy());
-    return conn;
-  }
-
-  #roundTrip(conn: TcpConn, request: Uint8Array, questionEnd: number, timeoutMs: number): Promise<Uint8Array> {
-    const u = conn.upstream;
-    const id = randomId();
-    request[0] = id >>> 8;
-    request[1] = id & 0xff;
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    const p: Pending = { upstream: u, request, questionEnd, resolve, reject, timer: undefined };
-    p.timer = setTimeout(() => {
-      if (conn.pending !== p) return;
-      // A late answer would arrive on this connection: it cannot carry another query.
-      this.#failTcp(conn, new DnsUpstreamError(`${u.label} did not answer within ${timeoutMs} ms (tcp)`), false);
-    }, timeoutMs);
-    conn.pending = p;
-    // RFC 1035 section 4.2.2: a two-byte length before the message.
-    const frame = Buffer.allocUnsafe(2 + request.length);
-    frame.writeUInt16BE(request.length, 0);
-    frame.set(request, 2);
-    conn.socket.write(frame);
-    return promise;
-  }
-
-  #onTcpData(conn: TcpConn, chunk: Buffer): void {
-    let buf = conn.buffered === undefined ? chunk : Buffer.concat([conn.buffered, chunk]);
-    while (buf.length >= 2) {
-      const frameLen = buf.readUInt16BE(0);
-      if (buf.length < 2 + frameLen) break;
-      const msg = buf.subarray(2, 2 + frameLen);
-      buf = buf.subarray(2 + frameLen);
-      const p = conn.pending;
-      if (p === undefined) {
-        // Nothing asked on this connection: it is out of step with us, do not reuse it.
-        this.#unmatched++;
-        conn.socket.destroy();
-        return;
-      }
-      if (msg.length < HEADER_SIZE || msg.readUInt16BE(0) !== readU16(p.request, 0) || !answers(msg, p.request, p.questionEnd)) {
-        // CoreDNS drops out-of-order responses and keeps reading.
-        this.#mismatched++;
-        continue;
-      }
-      clearTimeout(p.timer);
-      conn.pending = undefined;
-      conn.answeredSinceTaken = true;
-      this.#park(conn);
-      p.resolve(Buffer.from(msg)); // a copy: `buf` may hold the start of the next frame
-    }
-    conn.buffered = buf.length > 0 ? buf : undefined;
-  }
-
-  #park(conn: TcpConn): void {
-    this.#activeTcp.delete(conn);
-    const idle = conn.upstream.idleTcp;
-    if (this.#closed || conn.closed || idle.length >= MAX_IDLE_TCP) {
-      conn.socket.destroy();
-      return;
-    }
-    conn.socket.setTimeout(this.#expireMs);
-    idle.push(conn);
-  }
-
-  /** `byPeer`: the connection broke (error, close), as opposed to our timeout or close(). */
-  #failTcp(conn: TcpConn, err: Error, byPeer: boolean): void {
-    const wasClosed = conn.closed;
-    conn.closed = true;
-    this.#activeTcp.delete(conn);
-    const idle = conn.upstream.idleTcp;
-    const i = idle.indexOf(conn);
-    if (i >= 0) idle.splice(i, 1);
-    const p = conn.pending;
-    conn.pending = undefined;
-    if (!wasClosed) conn.socket.destroy();
-    if (p === undefined) return;
-    clearTimeout(p.timer);
-    p.reject(byPeer && conn.reused && !conn.answeredSinceTaken ? new CachedClosedError(err.message) : err);
   }
 
   // ---- health ----
@@ -661,8 +378,8 @@ export class Forwarder {
     const request = Buffer.from(PROBE_QUERY);
     const timeout = Math.min(PROBE_TIMEOUT_MS, this.#timeoutMs);
     try {
-      if (this.#forceTcp) await this.#exchangeTcp(u, request, PROBE_QUESTION_END, timeout);
-      else await this.#exchangeUdp(u, request, PROBE_QUESTION_END, timeout);
+      if (this.#forceTcp) await this.#transport.tcp(u.endpoint, request, PROBE_QUESTION_END, timeout);
+      else await this.#transport.udp(u.endpoint, request, PROBE_QUESTION_END, timeout);
       return true;
     } catch {
       return false;
@@ -670,55 +387,6 @@ export class Forwarder {
   }
 }
 
-/**
- * True when `res` answers `req`: QR set, the same opcode, and the same question (bytes
- * of the question section equal with ASCII case folded, RFC 4343). A response with no
- * question is taken only with an error rcode: servers answer FORMERR or NOTIMP without
- * echoing a question they could not read.
- */
-function answers(res: Uint8Array, req: Uint8Array, questionEnd: number): boolean {
-  if (res.length < HEADER_SIZE || (res[2]! & 0x80) === 0 || (res[2]! & 0x78) !== (req[2]! & 0x78)) return false;
-  const qdcount = readU16(res, 4);
-  if (qdcount === 0) return (res[3]! & 0x0f) !== 0;
-  if (qdcount !== 1 || res.length < questionEnd) return false;
-  for (let i = HEADER_SIZE; i < questionEnd; i++) {
-    let a = res[i]!;
-    let b = req[i]!;
-    if (a >= 0x41 && a <= 0x5a) a |= 0x20;
-    if (b >= 0x41 && b <= 0x5a) b |= 0x20;
-    if (a !== b) return false;
-  }
-  return true;
-}
-
 function readU16(b: Uint8Array, off: number): number {
   return (b[off]! << 8) | b[off + 1]!;
-}
-
-/** Random ids from the kernel's CSPRNG, drawn in blocks (RFC 5452 section 9.2: unpredictable ids). */
-const idBlock = new Uint16Array(1024);
-let idNext = idBlock.length;
-
-function randomId(): number {
-  if (idNext === idBlock.length) {
-    randomFillSync(idBlock);
-    idNext = 0;
-  }
-  return idBlock[idNext++]!;
-}
-
-/** A random id no attempt on this socket is waiting for (pending stays below half the id space). */
-function freeId(pending: Map<number, Pending>): number {
-  for (;;) {
-    const id = randomId();
-    if (!pending.has(id)) return id;
-  }
-}
-
-/** The form the kernel reports a sender in (rinfo.address): compressed, lower-case. */
-function canonicalIpv6(address: string): string {
-  const percent = address.indexOf('%');
-  const bare = percent < 0 ? address : address.slice(0, percent);
-  const canonical = new URL(`http://[${bare}]/`).hostname.slice(1, -1);
-  return percent < 0 ? canonical : canonical + address.slice(percent);
 }
