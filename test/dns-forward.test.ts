@@ -69,10 +69,10 @@ test('resolv.conf: nameservers (at most three, bad ones skipped), search and dom
   assert.deepEqual(parseResolvConf('Nameserver 10.0.0.1\nnameserver\n'), { nameservers: [], search: [], options: [] }, 'keywords are case-sensitive; an empty line ignored');
 });
 
-test('resolv.conf: formatResolvConf writes kubelet\'s canonical form and reads back the same', () => {
+test('resolv.conf: formatResolvConf writes the canonical form (containerd\'s order) and reads back the same', () => {
   const conf = { nameservers: ['10.96.0.10'], search: ['default.svc.cluster.local', 'svc.cluster.local', 'cluster.local'], options: ['ndots:5'] };
   const text = formatResolvConf(conf);
-  assert.equal(text, 'nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
+  assert.equal(text, 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n');
   assert.deepEqual(parseResolvConf(text), conf);
   assert.equal(formatResolvConf({ nameservers: ['192.0.2.53'], search: [], options: [] }), 'nameserver 192.0.2.53\n');
 });

@@ -58,13 +58,14 @@ export function parseResolvConf(text: string): ResolvConf {
 }
 
 /**
- * The canonical form, in kubelet's order (nameservers, search, options), one line per
- * nameserver, nothing for an empty list, and a final newline.
+ * The canonical form, as containerd writes a pod sandbox's file from the kubelet's DNS
+ * config: `search`, one `nameserver` line each, `options`; nothing for an empty list, a
+ * final newline.
  */
 export function formatResolvConf(conf: ResolvConf): string {
   let text = '';
-  for (const ns of conf.nameservers) text += `nameserver ${ns}\n`;
   if (conf.search.length > 0) text += `search ${conf.search.join(' ')}\n`;
+  for (const ns of conf.nameservers) text += `nameserver ${ns}\n`;
   if (conf.options.length > 0) text += `options ${conf.options.join(' ')}\n`;
   return text;
 }
