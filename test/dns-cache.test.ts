@@ -233,14 +233,26 @@ test('churn: 20000 names through a 64-entry cache keep it at 64, recent names pr
   assert.deepEqual(c.stats().entries, { success: 0, denial: 0 });
 });
 
-test('an entry larger than the client may receive is a miss (maxSize)', () => {
+test('an entry larger than the client may receive over UDP is answered truncated, whole over TCP (maxSize)', () => {
   const c = cache();
-  const answers = Array.from({ length: 40 }, (_, i) => ({ type: 'A' as const, name: 'many.example.test', ttl: 60, data: `192.0.2.${i + 1}` }));
-  const x = exchange('many.example.test', 'A', { answers });
-  assert.ok(x.response.length > 512);
-  c.put(x.q, x.response, x.response.length, T0);
-  assert.equal(get(c, x.q, T0, undefined, 512), undefined);
-  assert.equal(get(c, x.q, T0, undefined, 65535)!.answers.length, 40);
+  const answers = Array.from({ length: 80 }, (_, i) => ({ type: 'A' as const, name: 'many.example.test', ttl: 60, data: `192.0.2.${i + 1}` }));
+  const plain = exchange('many.example.test', 'A', { answers });
+  const edns = exchange('many.example.test', 'A', { answers }, { edns: true });
+  assert.ok(plain.response.length > 1232);
+  c.put(plain.q, plain.response, plain.response.length, T0);
+  c.put(edns.q, edns.response, edns.response.length, T0);
+
+  const udp = get(c, plain.q, T0 + 2000, plain.msg, 512)!;
+  assert.equal(udp.flag_tc, true);
+  assert.deepEqual([udp.id, udp.questions[0]!.name, udp.answers.length, udp.authorities.length, udp.additionals.length], [0x1234, 'many.example.test', 0, 0, 0]);
+  const ednsUdp = get(c, edns.q, T0 + 2000, edns.msg, 1232)!;
+  assert.equal(ednsUdp.flag_tc, true);
+  assert.deepEqual(ednsUdp.additionals.map((r) => r.type), ['OPT'], 'an EDNS client keeps its OPT (RFC 6891)');
+  const tcp = get(c, plain.q, T0 + 2000, plain.msg, 65535)!;
+  assert.equal(tcp.flag_tc, false);
+  assert.equal(tcp.answers.length, 80);
+  assert.equal(tcp.answers[0]!.ttl, 58);
+  assert.deepEqual(c.stats().hits, { success: 3, denial: 0 });
 });
 
 test('dig through the cache and the forwarder: the second answer comes from the cache with a smaller TTL', async (t) => {

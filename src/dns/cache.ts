@@ -96,6 +96,9 @@ class Entry {
   readonly ttlOffsets: Uint16Array;
   /** The offset after the question section (the same in every query for this key). */
   readonly questionEnd: number;
+  /** The OPT record in `message`, for a truncated reply: [optStart, optEnd), empty without one. */
+  readonly optStart: number;
+  readonly optEnd: number;
   readonly storedAtMs: number;
   /** Seconds. */
   readonly ttl: number;
@@ -104,7 +107,7 @@ class Entry {
   /** Hit since the clock hand last passed it. */
   used = false;
 
-  constructor(q: CacheQuery, bits: number, denial: boolean, message: Uint8Array, ttlOffsets: Uint16Array, questionEnd: number, storedAtMs: number, ttl: number) {
+  constructor(q: CacheQuery, bits: number, denial: boolean, message: Uint8Array, ttlOffsets: Uint16Array, scan: Scan, storedAtMs: number, ttl: number) {
     this.qname = q.qname;
     this.qtype = q.qtype;
     this.qclass = q.qclass;
@@ -112,7 +115,9 @@ class Entry {
     this.denial = denial;
     this.message = message;
     this.ttlOffsets = ttlOffsets;
-    this.questionEnd = questionEnd;
+    this.questionEnd = scan.questionEnd;
+    this.optStart = scan.optStart;
+    this.optEnd = scan.optEnd;
     this.storedAtMs = storedAtMs;
     this.ttl = ttl;
   }
@@ -163,6 +168,9 @@ interface Scan {
   soaTtl: number;
   soaMinimum: number;
   ttlOffsets: number[];
+  /** The OPT record's bytes [optStart, optEnd), 0/0 when there is none. */
+  optStart: number;
+  optEnd: number;
 }
 
 export class DnsCache {
@@ -171,7 +179,7 @@ export class DnsCache {
   readonly #byName = new Map<string, Entry[]>();
   readonly #success: Clock;
   readonly #denial: Clock;
-  readonly #scan: Scan = { questionEnd: 0, answers: 0, minTtl: -1, soaTtl: -1, soaMinimum: -1, ttlOffsets: [] };
+  readonly #scan: Scan = { questionEnd: 0, answers: 0, minTtl: -1, soaTtl: -1, soaMinimum: -1, ttlOffsets: [], optStart: 0, optEnd: 0 };
   #hitsSuccess = 0;
   #hitsDenial = 0;
   #misses = 0;
@@ -188,9 +196,10 @@ export class DnsCache {
 
   /**
    * Writes the cached response for the query into `res` (id, RD/CD and TTLs rewritten;
-   * the question copied from `req` when given) and returns its length; 0 on a miss, an
-   * expired entry, or one longer than `maxSize` (the caller's limit for this client: the
-   * upstream is asked instead, and its answer fits or comes truncated).
+   * the question copied from `req` when given) and returns its length; 0 on a miss or an
+   * expired entry. `maxSize` is the client's limit (512 or its EDNS size over UDP): a
+   * longer entry is answered truncated (TC, header, question and OPT), so the client
+   * comes back over TCP and gets it whole from the cache.
    */
   get(q: CacheQuery, res: Uint8Array, nowMs: number, req?: Uint8Array, maxSize = 65535): number {
     const entry = this.#find(q, keyBits(q));
@@ -205,7 +214,7 @@ export class DnsCache {
       return 0;
     }
     const msg = entry.message;
-    if (msg.length > maxSize || msg.length > res.length) {
+    if (msg.length > res.length) {
       this.#misses++;
       return 0;
     }
@@ -213,7 +222,21 @@ export class DnsCache {
     if (entry.denial) this.#hitsDenial++;
     else this.#hitsSuccess++;
 
-    res.set(msg, 0);
+    let len = msg.length;
+    if (len > maxSize) {
+      // Too large for this client over UDP: what a server sends then (RFC 2181 section 9),
+      // header and question with TC set, no records but the OPT; the client asks over TCP.
+      const optLen = entry.optEnd - entry.optStart;
+      res.set(msg.subarray(0, entry.questionEnd), 0);
+      if (optLen > 0) res.set(msg.subarray(entry.optStart, entry.optEnd), entry.questionEnd);
+      res[2] = res[2]! | (FLAG_TC >>> 8);
+      res.fill(0, 6, 10);
+      res[10] = 0;
+      res[11] = optLen > 0 ? 1 : 0;
+      len = entry.questionEnd + optLen;
+    } else {
+      res.set(msg, 0);
+    }
     res[0] = (q.id >>> 8) & 0xff;
     res[1] = q.id & 0xff;
     res[2] = (res[2]! & ~(FLAG_RD >>> 8)) | ((q.flags & FLAG_RD) >>> 8);
@@ -222,7 +245,7 @@ export class DnsCache {
       for (let i = HEADER_SIZE; i < q.questionEnd; i++) res[i] = req[i]!;
     }
     const age = Math.floor(ageMs / 1000);
-    if (age > 0) {
+    if (age > 0 && len === msg.length) {
       const offsets = entry.ttlOffsets;
       for (let i = 0; i < offsets.length; i++) {
         const off = offsets[i]!;
@@ -230,7 +253,7 @@ export class DnsCache {
         writeU32(res, off, ttl > 0 ? ttl : 0);
       }
     }
-    return msg.length;
+    return len;
   }
 
   /**
@@ -274,7 +297,7 @@ export class DnsCache {
       this.#remove(clock.victim());
       clock.evictions++;
     }
-    const entry = new Entry(q, bits, denial, response.slice(0, len), offsets, scan.questionEnd, nowMs, ttl);
+    const entry = new Entry(q, bits, denial, response.slice(0, len), offsets, scan, nowMs, ttl);
     entry.slot = clock.free.pop()!;
     clock.slots[entry.slot] = entry;
     clock.size++;
@@ -348,8 +371,11 @@ function scanResponse(msg: Uint8Array, len: number, q: CacheQuery, scan: Scan): 
   scan.soaTtl = -1;
   scan.soaMinimum = -1;
   scan.ttlOffsets.length = 0;
+  scan.optStart = 0;
+  scan.optEnd = 0;
   const total = ancount + nscount + arcount;
   for (let i = 0; i < total; i++) {
+    const start = off;
     off = skipName(msg, off, len);
     if (off < 0 || off + 10 > len) return false;
     const type = readU16(msg, off);
@@ -358,7 +384,12 @@ function scanResponse(msg: Uint8Array, len: number, q: CacheQuery, scan: Scan): 
     const rdata = off + 10;
     off = rdata + rdlength;
     if (off > len) return false;
-    if (type === TYPE_OPT) continue; // its "TTL" is the extended rcode and flags (RFC 6891)
+    if (type === TYPE_OPT) {
+      // Its "TTL" holds the extended rcode and flags (RFC 6891 section 6.1.3), not a TTL.
+      scan.optStart = start;
+      scan.optEnd = off;
+      continue;
+    }
     // TTLs are unsigned 31-bit (RFC 2181 section 8): a set top bit means 0.
     let ttl = readU32(msg, ttlOff);
     if (ttl > 0x7fffffff) {
