@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { TapirError } from '../errors/tapir-error.ts';
 import { parseGoDuration } from '../config/duration.ts';
+import { parseResolvConf } from './resolv-conf.ts';
 
 /** The Corefile could not be read or asks for something Tapir does not do; `problems` lists every one, "file:line: what". */
 export class CorefileError extends TapirError {
@@ -418,14 +419,9 @@ function parseUpstream(text: string): Upstream | undefined {
   return { address: hp.host, port: hp.port };
 }
 
-/** The `nameserver` lines of a resolv.conf (resolv.conf(5)). */
+/** The `nameserver` lines of a resolv.conf (resolv-conf.ts reads it as the lab and kubelet do). */
 function nameserversOf(path: string): string[] {
-  const out: string[] = [];
-  for (const raw of readFileSync(path, 'utf8').split('\n')) {
-    const fields = raw.replace(/[#;].*$/, '').trim().split(/\s+/);
-    if (fields[0] === 'nameserver' && fields[1] !== undefined) out.push(fields[1]);
-  }
-  return out;
+  return parseResolvConf(readFileSync(path, 'utf8')).nameservers;
 }
 
 // ---- Plugins ----

@@ -4,9 +4,13 @@
 // copied from the fixed contracts, and gets the real implementations from
 // loadDnsParts(); tests may hand it others.
 //
-// Merge glue: the real modules are loaded by URL so that this branch type-checks before
-// they are merged beside it. Once they are, loadDnsParts() can become static imports.
+// Merge glue: message.ts and kubernetes-zone.ts are loaded by URL so that this branch
+// type-checks before they are merged beside it; once they are, they can be static imports
+// like the forwarder, cache and loop detector.
 import type { Upstream } from './corefile.ts';
+import { DnsCache } from './cache.ts';
+import { Forwarder } from './forward.ts';
+import { LoopDetector } from './loop.ts';
 
 export interface QueryInfo {
   id: number;
@@ -110,15 +114,15 @@ export async function loadDnsParts(): Promise<DnsParts> {
   const testParts = process.env[TEST_PARTS_ENV];
   if (testParts !== undefined && testParts !== '') return ((await import(testParts)) as { parts: DnsParts }).parts;
   const load = (file: string): Promise<Record<string, any>> => import(new URL(file, import.meta.url).href) as Promise<Record<string, any>>;
-  const [message, zone, forward, cache, loop] = await Promise.all(['./message.ts', './kubernetes-zone.ts', './forward.ts', './cache.ts', './loop.ts'].map(load));
+  const [message, zone] = await Promise.all(['./message.ts', './kubernetes-zone.ts'].map(load));
   return {
     newQueryInfo: message!.newQueryInfo,
     readQuery: message!.readQuery,
     errorResponse: message!.errorResponse,
     shuffleAnswers: message!.shuffleAnswers,
     createZone: (o) => new zone!.KubernetesZone(o),
-    createForwarder: (o) => new forward!.Forwarder(o),
-    createCache: (o) => new cache!.DnsCache(o),
-    createLoopDetector: (z) => new loop!.LoopDetector(z),
+    createForwarder: (o) => new Forwarder(o),
+    createCache: (o) => new DnsCache(o),
+    createLoopDetector: (z) => new LoopDetector(z),
   };
 }
