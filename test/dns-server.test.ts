@@ -314,13 +314,13 @@ test('a Corefile with an unsupported plugin is rejected with its line', () => {
 
 test('loop: forwarding to itself is detected and tapir dns exits', async () => {
   const file = join(dir, 'Corefile.loop');
-  writeFileSync(file, '.:53 {\n  loop\n  forward . 127.0.0.1\n}\n');
+  writeFileSync(file, '.:5300 {\n  loop\n  forward . 127.0.0.1:5300\n}\n');
   const looping = new DnsProcess(['--corefile', file]);
   await looping.serving();
   const timeout = setTimeout(() => looping.child.kill('SIGKILL'), 20_000);
   assert.equal(await looping.exited, 1, looping.stdout);
   clearTimeout(timeout);
-  assert.match(looping.stdout, /\[FATAL\] plugin\/loop: Loop \(127\.0\.0\.1:\d+ -> :53\) detected for zone "\.", see https:\/\/coredns\.io\/plugins\/loop#troubleshooting\. Query: "HINFO \d+\.\d+\."/);
+  assert.match(looping.stdout, /\[FATAL\] plugin\/loop: Loop \(127\.0\.0\.1:\d+ -> :5300\) detected for zone "\.", see https:\/\/coredns\.io\/plugins\/loop#troubleshooting\. Query: "HINFO \d+\.\d+\."/);
   assert.match(looping.stderr, /DNS_LOOP_DETECTED/);
 });
 

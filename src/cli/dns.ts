@@ -26,6 +26,8 @@ Options:
   --kubernetes       from the Kubernetes API, as a pod (service account)
   --node NAME        the node the view is compiled for (default NODE_NAME, else the host name)
   --bind ADDR        listen here when a server block has no bind (default every IPv4 address)
+  --udp batch|dgram  IPv4 UDP through the native addon's recvmmsg/sendmmsg socket (batch,
+                     the default when the addon loads) or node's dgram
   --help             this help`;
 
 export async function run(args: string[]): Promise<number> {
@@ -33,7 +35,7 @@ export async function run(args: string[]): Promise<number> {
     args,
     options: {
       corefile: { type: 'string' }, manifests: { type: 'string' }, kubeconfig: { type: 'string' }, kubernetes: { type: 'boolean' },
-      node: { type: 'string' }, bind: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
+      node: { type: 'string' }, bind: { type: 'string', multiple: true }, udp: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -41,6 +43,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (values.corefile === undefined) throw new CliError(`dns: --corefile FILE is required\n\n${HELP}`, 2);
+  if (values.udp !== undefined && values.udp !== 'batch' && values.udp !== 'dgram') throw new CliError(`dns: --udp ${values.udp}: give batch or dgram`, 2);
   const sources = [values.manifests !== undefined, values.kubeconfig !== undefined, values.kubernetes === true].filter(Boolean).length;
   if (sources > 1) throw new CliError('dns: give one of --manifests, --kubeconfig, --kubernetes', 2);
   const corefilePath = values.corefile;
@@ -55,10 +58,11 @@ export async function run(args: string[]): Promise<number> {
   const log = (m: string): void => { console.log(`tapir dns: ${m}`); };
   const node = values.node ?? ((process.env.NODE_NAME ?? '').trim() || hostname().toLowerCase());
   const defaultBind = values.bind;
+  const openBatchUdp = values.udp === 'dgram' ? undefined : await batchUdp(log);
   let fatal: Error | null = null;
   let wake: () => void = () => {};
   const newServer = (c: typeof config): InstanceType<typeof DnsServer> => new DnsServer({
-    corefile: c, log, ...(defaultBind === undefined ? {} : { defaultBind }),
+    corefile: c, log, ...(defaultBind === undefined ? {} : { defaultBind }), ...(openBatchUdp === undefined ? {} : { openBatchUdp }),
     onFatal: (err) => { fatal = err; wake(); },
   });
 
@@ -124,6 +128,19 @@ export async function run(args: string[]): Promise<number> {
   controller?.stop();
   if (fatal !== null) throw fatal;
   return 0;
+}
+
+/** The native addon's batched UDP socket, or undefined (dgram) when the addon does not load. */
+async function batchUdp(log: (m: string) => void): Promise<((address: string, port: number) => import('../device/udp.ts').UdpBatchSocket) | undefined> {
+  try {
+    const { UdpBatchSocket } = await import('../device/udp.ts');
+    const { nativeAddon } = await import('../device/native.ts');
+    nativeAddon();
+    return (address, port) => UdpBatchSocket.open({ address, port, gso: false, gro: false });
+  } catch (err) {
+    log(`UDP through node's dgram: the native addon did not load (${(err as Error).message})`);
+    return undefined;
+  }
 }
 
 function sha(path: string): string {

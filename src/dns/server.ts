@@ -57,6 +57,57 @@ export interface DnsServerOptions {
   onFatal?(err: Error): void;
   /** coredns_build_info's version label. */
   version?: string;
+  /**
+   * Opens a batched UDP socket (src/device/udp.ts's UdpBatchSocket: recvmmsg/sendmmsg)
+   * for an IPv4 listener; without it, or for IPv6, node's dgram. dgram costs a syscall,
+   * a lookup tick and several objects per datagram; a batch is two syscalls for up to 64.
+   */
+  openBatchUdp?(address: string, port: number): BatchUdpSocket;
+}
+
+/** What the server needs of a batched UDP socket (UdpBatchSocket, structurally). */
+export interface BatchUdpSocket {
+  readonly localPort: number;
+  recvBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, srcAddrs: Uint32Array,
+    srcPorts: Uint16Array, groSegSizes: Int32Array, maxFrames: number): number;
+  sendBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, dstAddrs: Uint32Array, dstPorts: Uint16Array,
+    gsoSizes: Int32Array, count: number): number;
+  onReadable(cb: () => void): void;
+  close(): void;
+}
+
+/** Queries per recvmmsg, and receive batches per readable wakeup (then the loop turns). */
+const BATCH = 64;
+const BATCHES_PER_WAKEUP = 4;
+/** A query larger than this is cut by the kernel (MSG_TRUNC) and answered FORMERR. */
+const QUERY_SLOT = 4096;
+/** The largest UDP answer a batch slot holds; a client asking for more gets it truncated at this. */
+const ANSWER_SLOT = 16384;
+
+/** The buffers of one batched UDP listener, allocated once. */
+class UdpBatchBuffers {
+  readonly queries = new Uint8Array(BATCH * QUERY_SLOT);
+  readonly answers = Buffer.allocUnsafeSlow(BATCH * ANSWER_SLOT);
+  /** Views of each slot, made once: the query reader and the zone take messages from 0. */
+  readonly queryViews: Uint8Array[] = [];
+  readonly answerViews: Buffer[] = [];
+  readonly lengths = new Int32Array(BATCH);
+  readonly srcAddrs = new Uint32Array(BATCH);
+  readonly srcPorts = new Uint16Array(BATCH);
+  readonly gro = new Int32Array(BATCH);
+  readonly offsets = new Int32Array(BATCH);
+  readonly sendLengths = new Int32Array(BATCH);
+  readonly dstAddrs = new Uint32Array(BATCH);
+  readonly dstPorts = new Uint16Array(BATCH);
+  readonly gso = new Int32Array(BATCH);
+  /** One answer sent on its own (a forwarded query's, later). */
+  readonly single = Buffer.allocUnsafeSlow(MAX_MESSAGE);
+  constructor() {
+    for (let i = 0; i < BATCH; i++) {
+      this.queryViews.push(this.queries.subarray(i * QUERY_SLOT, (i + 1) * QUERY_SLOT));
+      this.answerViews.push(this.answers.subarray(i * ANSWER_SLOT, (i + 1) * ANSWER_SLOT));
+    }
+  }
 }
 
 /** One server block at run time. */
@@ -104,6 +155,8 @@ interface Listener {
   /** Most specific zone first. */
   routes: Route[];
   udp: Socket | null;
+  batch: BatchUdpSocket | null;
+  batchBuffers: UdpBatchBuffers | null;
   tcp: TcpServer | null;
   connections: Set<TcpSocket>;
   /** The one Client of every UDP query on this listener. */
@@ -126,6 +179,8 @@ interface Client {
   port: number;
   socket: TcpSocket | null;
   local: boolean;
+  /** From a batched UDP socket: its query lives in a slot the next batch overwrites. */
+  batched: boolean;
 }
 
 /** A UDP service the data path answers in place (src/datapath's LocalUdpAnswerer). */
@@ -164,8 +219,8 @@ export class DnsServer {
       for (const host of hosts) {
         let l = this.#listeners.find((x) => x.host === host && x.port === block.config.port);
         if (l === undefined) {
-          l = { host, port: block.config.port, routes: [], udp: null, tcp: null, connections: new Set(), udpClient: null as unknown as Client };
-          l.udpClient = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: false };
+          l = { host, port: block.config.port, routes: [], udp: null, batch: null, batchBuffers: null, tcp: null, connections: new Set(), udpClient: null as unknown as Client };
+          l.udpClient = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: false, batched: false };
           this.#listeners.push(l);
         }
         for (const zone of block.config.zones) {
@@ -293,6 +348,7 @@ export class DnsServer {
     const closing: Promise<void>[] = [];
     for (const l of this.#listeners) {
       if (l.udp !== null) { const u = l.udp; closing.push(new Promise((r) => u.close(() => r()))); l.udp = null; }
+      if (l.batch !== null) { l.batch.close(); l.batch = null; }
       if (l.tcp !== null) {
         const t = l.tcp;
         closing.push(new Promise((r) => t.close(() => r())));
@@ -311,16 +367,7 @@ export class DnsServer {
   }
 
   async #listen(l: Listener): Promise<void> {
-    const family = l.host.includes(':') ? 'udp6' : 'udp4';
-    const udp = createSocket({ type: family, reuseAddr: false });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind({ address: l.host, port: l.port, exclusive: true }, () => { udp.off('error', reject); resolve(); });
-    }).catch((err: Error) => { udp.close(); throw new DnsListenError(`cannot listen on ${l.host}:${l.port}/udp: ${err.message}`, { cause: err }); });
-    l.udp = udp;
-    const port = udp.address().port;
-    udp.on('message', (msg, rinfo) => this.#udpQuery(l, msg, rinfo));
-    udp.on('error', (err) => this.#options.log(`udp ${l.host}:${port}: ${err.message}`));
+    const port = this.#options.openBatchUdp !== undefined && !l.host.includes(':') ? this.#listenBatch(l) : await this.#listenDgram(l);
     // TCP on the same port as UDP got (port 0 in the Corefile: whatever UDP was given).
     const tcp = createServer({ noDelay: true }, (socket) => this.#tcpConnection(l, socket));
     await new Promise<void>((resolve, reject) => {
@@ -331,6 +378,66 @@ export class DnsServer {
     l.port = port;
     for (const r of l.routes) this.#routes[r.index]!.server = serverLabel(r.block.config, l.host, port);
     this.addresses.push({ address: l.host, port });
+  }
+
+  async #listenDgram(l: Listener): Promise<number> {
+    // The address is always a literal: answer the lookup at once (dgram's own takes a tick and a regex per send).
+    const lookup = (address: string, _family: unknown, cb: (err: null, address: string, family: number) => void): void => cb(null, address, address.includes(':') ? 6 : 4);
+    const udp = createSocket({ type: l.host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false, lookup: lookup as never });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind({ address: l.host, port: l.port, exclusive: true }, () => { udp.off('error', reject); resolve(); });
+    }).catch((err: Error) => { udp.close(); throw new DnsListenError(`cannot listen on ${l.host}:${l.port}/udp: ${err.message}`, { cause: err }); });
+    l.udp = udp;
+    const port = udp.address().port;
+    udp.on('message', (msg, rinfo) => this.#udpQuery(l, msg, rinfo));
+    udp.on('error', (err) => this.#options.log(`udp ${l.host}:${port}: ${err.message}`));
+    return port;
+  }
+
+  #listenBatch(l: Listener): number {
+    let socket: BatchUdpSocket;
+    try {
+      socket = this.#options.openBatchUdp!(l.host, l.port);
+    } catch (err) {
+      throw new DnsListenError(`cannot listen on ${l.host}:${l.port}/udp: ${(err as Error).message}`, { cause: err });
+    }
+    l.batch = socket;
+    l.batchBuffers = new UdpBatchBuffers();
+    l.udpClient.batched = true;
+    socket.onReadable(() => this.#readBatch(l));
+    return socket.localPort;
+  }
+
+  /**
+   * Up to BATCHES_PER_WAKEUP batches: every query answered synchronously goes out in the
+   * one sendmmsg of its batch, from the answer slot it was written into.
+   */
+  #readBatch(l: Listener): void {
+    const b = l.batchBuffers!;
+    const client = l.udpClient;
+    for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
+      const socket = l.batch;
+      if (socket === null) return;
+      const n = socket.recvBatch(b.queries, QUERY_SLOT, 0, b.lengths, b.srcAddrs, b.srcPorts, b.gro, BATCH);
+      if (n <= 0) return;
+      let out = 0;
+      for (let i = 0; i < n; i++) {
+        client.ip = b.srcAddrs[i]!;
+        client.port = b.srcPorts[i]!;
+        const len = Math.min(b.lengths[i]!, QUERY_SLOT);
+        const answer = this.#query(client, b.queryViews[i]!, len, b.answerViews[i]!);
+        if (answer <= 0) continue;
+        b.offsets[out] = i * ANSWER_SLOT;
+        b.sendLengths[out] = answer;
+        b.dstAddrs[out] = b.srcAddrs[i]!;
+        b.dstPorts[out] = b.srcPorts[i]!;
+        b.gso[out] = 0;
+        out++;
+      }
+      if (out > 0) socket.sendBatch(b.answers, b.offsets, b.sendLengths, b.dstAddrs, b.dstPorts, b.gso, out);
+      if (n < BATCH) return;
+    }
   }
 
   #udpQuery(l: Listener, msg: Buffer, rinfo: RemoteInfo): void {
@@ -351,7 +458,7 @@ export class DnsServer {
   localAnswerer(address: string, port: number): LocalDnsAnswerer | null {
     const l = this.#listeners.find((x) => x.port === port && (x.host === address || x.host === '0.0.0.0'));
     if (l === undefined) return null;
-    const client: Client = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: true };
+    const client: Client = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: true, batched: false };
     // One view per payload offset: the data path's arena has a few dozen slots, so after
     // the first queries no view is created (readQuery and the zone take a message from 0).
     const views = new Map<number, Uint8Array>();
@@ -375,7 +482,7 @@ export class DnsServer {
     socket.on('error', () => socket.destroy());
     const client: Client = {
       listener: l, proto: Proto.TCP, family: socket.remoteFamily === 'IPv6' ? 2 : 1,
-      address: socket.remoteAddress ?? '', ip: 0, port: socket.remotePort ?? 0, socket, local: false,
+      address: socket.remoteAddress ?? '', ip: 0, port: socket.remotePort ?? 0, socket, local: false, batched: false,
     };
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (data: Buffer) => {
@@ -452,10 +559,11 @@ export class DnsServer {
         // The data path passes it on to the socket, where it is read again and forwarded.
         if (client.local) return 0;
         if (block.loop !== null && block.loop.seen(q)) {
-          this.#loopDetected(block, block.loop.error(`${client.address}:${client.port}`, `:${l.port}`));
+          this.#loopDetected(block, block.loop.error(`${remoteAddress(client)}:${client.port}`, `:${l.port}`));
           return 0;
         }
-        void this.#forward({ ...client }, route, copyQuery(q), msg, len, maxSize, caches, start);
+        // The forwarded query outlives a batch slot: its own copy then.
+        void this.#forward({ ...client }, route, copyQuery(q), client.batched ? msg.slice(0, len) : msg, len, maxSize, caches, start);
         return 0;
       }
       // No plugin wrote a response (a name in the zone that fell through with nothing
@@ -543,7 +651,18 @@ export class DnsServer {
       if (!client.socket.destroyed) client.socket.write(out);
       return;
     }
-    const udp = client.listener.udp;
+    const l = client.listener;
+    if (client.batched) {
+      // Inside a batch the answer is already in its slot (#readBatch sends it); later (a
+      // forwarded query's), it goes out alone.
+      if (res.buffer === l.batchBuffers?.answers.buffer || l.batch === null) return;
+      const b = l.batchBuffers!;
+      b.single.set(res.subarray(0, n));
+      b.offsets[0] = 0; b.sendLengths[0] = n; b.dstAddrs[0] = client.ip; b.dstPorts[0] = client.port; b.gso[0] = 0;
+      l.batch.sendBatch(b.single, b.offsets, b.sendLengths, b.dstAddrs, b.dstPorts, b.gso, 1);
+      return;
+    }
+    const udp = l.udp;
     if (udp === null) return;
     // A copy: dgram holds on to the buffer until the (possibly deferred) send.
     const out = Buffer.allocUnsafe(n);
@@ -559,7 +678,7 @@ export class DnsServer {
     const cls = rcode === RCODE_NXDOMAIN || (rcode === RCODE_NOERROR && answers === 0) ? 'denial' : rcode === RCODE_NOERROR ? 'success' : 'error';
     if (!log.classes.includes('all') && !log.classes.includes(cls)) return;
     const fields: Record<string, string> = {
-      remote: client.address === '' ? ipv4ToString(client.ip) : client.address, port: String(client.port), type: typeName(q.qtype), class: q.qclass === 1 ? 'IN' : q.qclass === 3 ? 'CH' : `CLASS${q.qclass}`,
+      remote: remoteAddress(client), port: String(client.port), type: typeName(q.qtype), class: q.qclass === 1 ? 'IN' : q.qclass === 3 ? 'CH' : `CLASS${q.qclass}`,
       name: `${q.qname}.`, proto: client.proto === Proto.UDP ? 'udp' : 'tcp', size: String(reqLen), rcode: RCODE_NAMES[rcode]!, rsize: String(n),
       duration: `${seconds.toFixed(9).replace(/0+$/, '').replace(/\.$/, '')}s`, '>id': String(q.id), '>do': String(q.dnssecOk),
       '>bufsize': String(q.edns ? q.ednsUdpSize : 512), '>rflags': responseFlags(res), '>opcode': 'QUERY',
@@ -584,6 +703,11 @@ export class DnsServer {
     this.#options.log(`[FATAL] plugin/loop: ${err.message}`);
     this.#options.onFatal?.(err);
   }
+}
+
+/** The client's address as text (made only for messages: the batched and data paths carry a number). */
+function remoteAddress(client: Client): string {
+  return client.address === '' ? ipv4ToString(client.ip) : client.address;
 }
 
 function copyQuery(q: QueryInfo): QueryInfo {
