@@ -49,8 +49,9 @@ export const Proto = { UDP: 0, TCP: 1 } as const;
 export type Proto = (typeof Proto)[keyof typeof Proto];
 const PROTO_NAMES = ['udp', 'tcp'];
 
-/** plugin.TimeBuckets: prometheus.ExponentialBuckets(0.00025, 2, 16). */
-const TIME_BUCKETS = Array.from({ length: 16 }, (_, i) => 0.00025 * 2 ** i);
+/** plugin.TimeBuckets: prometheus.ExponentialBuckets(0.00025, 2, 16), observed in whole microseconds. */
+const TIME_BUCKETS_US = Array.from({ length: 16 }, (_, i) => 250 * 2 ** i);
+const TIME_LABELS = Array.from({ length: 16 }, (_, i) => String(0.00025 * 2 ** i));
 /** CoreDNS's size buckets (plugin/metrics/vars). */
 const SIZE_BUCKETS = [0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3];
 
@@ -82,8 +83,13 @@ class ArrayHistogram {
   readonly counts: Float64Array;
   readonly sums: Float64Array;
   readonly totals: Float64Array;
-  constructor(series: number, bounds: number[]) {
+  /** The `le` labels, and the factor from observed units to the metric's (microseconds to seconds). */
+  readonly #labels: string[];
+  readonly #scale: number;
+  constructor(series: number, bounds: number[], labels = bounds.map(String), scale = 1) {
     this.bounds = bounds;
+    this.#labels = labels;
+    this.#scale = scale;
     this.counts = new Float64Array(series * bounds.length);
     this.sums = new Float64Array(series);
     this.totals = new Float64Array(series);
@@ -105,10 +111,10 @@ class ArrayHistogram {
       let cumulative = 0;
       for (let i = 0; i < n; i++) {
         cumulative += this.counts[s * n + i]!;
-        out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: String(this.bounds[i]) }, value: cumulative });
+        out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: this.#labels[i]! }, value: cumulative });
       }
       out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: this.totals[s]! });
-      out.push({ metricName: `${name}_sum`, labels, value: this.sums[s]! });
+      out.push({ metricName: `${name}_sum`, labels, value: this.sums[s]! * this.#scale });
       out.push({ metricName: `${name}_count`, labels, value: this.totals[s]! });
     }
     return out;
@@ -145,7 +151,7 @@ export class DnsMetrics {
   dropped = 0;
   /** Handler failures (a bug): answered SERVFAIL, counted as coredns_panics_total. */
   panics = 0;
-  /** [route][type] */
+  /** [route][type], in microseconds. */
   readonly duration: ArrayHistogram;
   /** [route][proto] */
   readonly requestSize: ArrayHistogram;
@@ -156,7 +162,7 @@ export class DnsMetrics {
     const r = Math.max(1, routes.length);
     this.requests = new Float64Array(r * 2 * 2 * TYPE_SLOTS);
     this.responses = new Float64Array(r * RCODE_SLOTS * WRITER_SLOTS);
-    this.duration = new ArrayHistogram(r * TYPE_SLOTS, TIME_BUCKETS);
+    this.duration = new ArrayHistogram(r * TYPE_SLOTS, TIME_BUCKETS_US, TIME_LABELS, 1e-6);
     this.requestSize = new ArrayHistogram(r * 2, SIZE_BUCKETS);
     this.responseSize = new ArrayHistogram(r * 2, SIZE_BUCKETS);
     const route = (i: number): Labels => ({ server: routes[i]!.server, zone: routes[i]!.zone, view: '' });

@@ -24,6 +24,8 @@ export interface QueryInfo {
   edns: boolean;
   ednsUdpSize: number;
   dnssecOk: boolean;
+  /** message.ts: when readQuery returns false, the rcode to answer (FORMERR, NOTIMP), or -1: no answer at all. */
+  rcode?: number;
 }
 
 export interface KubernetesZoneOptions {
