@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CorefileError, matchZone, parseCorefile, readCorefile, COMMON_LOG_FORMAT } from '../src/dns/corefile.ts';
+import { CorefileError, kubeadmCorefile, matchZone, parseCorefile, readCorefile, COMMON_LOG_FORMAT } from '../src/dns/corefile.ts';
 
 /** kubeadm's Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go, CoreDNSConfigMap) rendered for cluster.local. */
 export const KUBEADM_COREFILE = `.:53 {
@@ -70,6 +70,10 @@ test('kubeadm\'s Corefile: every plugin with its meaning, in CoreDNS\'s executio
   assert.equal(s.loadbalance, true);
   assert.equal(s.log, null);
   assert.deepEqual(s.bind, []);
+
+  // The built-in copy is the same text.
+  assert.equal(kubeadmCorefile(), KUBEADM_COREFILE);
+  assert.match(kubeadmCorefile('example.org'), /kubernetes example\.org in-addr\.arpa ip6\.arpa \{[^]*disable denial example\.org/);
 
   const old = parseCorefile(KUBEADM_COREFILE_OLD, 'Corefile', {}, resolv).servers[0]!;
   assert.deepEqual(old.cache?.disableSuccess, []);

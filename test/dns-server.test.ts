@@ -40,6 +40,8 @@ const VETH = `tdns${tag}a`;
 const VETH_UP = `tdns${tag}b`;
 const SERVER_IP = '10.251.53.1';
 const UPSTREAM_IP = '10.251.53.2';
+/** On the veth's subnet, held by no one: ARP goes unanswered, so queries to it time out. */
+const UNREACHABLE_IP = '10.251.53.3';
 const dir = mkdtempSync(join(tmpdir(), 'tdns-'));
 const children: ChildProcess[] = [];
 
@@ -130,6 +132,10 @@ const corefile = (extra = ''): string => `.:53 {
     reload 2s 1s
     loadbalance
 }
+unreachable.test:53 {
+    errors
+    forward . ${UNREACHABLE_IP}
+}
 ${extra}`;
 
 let server: DnsProcess;
@@ -185,7 +191,7 @@ after(() => {
 });
 
 test('tapir dns announces what it serves', () => {
-  assert.match(server.stdout, /tapir dns: serving \. on 0\.0\.0\.0:53 \(udp, tcp\)/);
+  assert.match(server.stdout, /tapir dns: serving \. unreachable\.test\. on 0\.0\.0\.0:53 \(udp, tcp\)/);
 });
 
 test('a Service\'s A record over UDP and TCP, with dig and kdig', () => {
@@ -222,6 +228,13 @@ test('names outside the cluster are forwarded to the upstream (NSD) and cached',
   assert.match(small, /flags:[^;]*\btc\b/);
   assert.match(small, /ANSWER: 0,/);
   assert.match(dig(['+noedns', 'big.example.test']), /ANSWER: 40,/);
+});
+
+test('the most specific server block: a zone with a dead upstream gets SERVFAIL and an errors line, the rest still resolves', async () => {
+  const r = await execFileAsync('ip', ['netns', 'exec', NS, 'dig', '@127.0.0.1', '+tries=1', '+time=10', 'www.unreachable.test']);
+  assert.match(r.stdout, /status: SERVFAIL/);
+  await waitFor(() => /\[ERROR\] plugin\/errors: 2 www\.unreachable\.test\. A: /.test(server.stdout), 5000);
+  assert.equal(dig(['+short', 'www.example.test']).trim(), '192.0.2.80');
 });
 
 test('garbage gets FORMERR, another opcode NOTIMP, a runt datagram nothing', () => {
@@ -276,6 +289,8 @@ test('health, ready and metrics with curl', () => {
   assert.ok(value(/^coredns_forward_responses_total\{rcode="NXDOMAIN"\} (\d+)$/m) >= 1);
   assert.equal(value(/^coredns_panics_total (\d+)$/m), 0);
   assert.ok(value(/^tapir_dns_dropped_queries_total (\d+)$/m) >= 1);
+  assert.ok(value(/^coredns_dns_responses_total\{server="dns:\/\/:53",zone="unreachable\.test\.",view="",rcode="SERVFAIL",plugin="forward"\} (\d+)$/m) >= 1);
+  assert.ok(value(new RegExp(`^tapir_dns_forward_failures_total\\{to="${UNREACHABLE_IP}:53"\\} (\\d+)$`, 'm')) >= 1);
   assert.match(metrics, /^coredns_build_info\{version="[^"]+",revision="tapir",goversion="node[^"]+"\} 1$/m);
   for (const p of ['errors', 'log', 'health', 'ready', 'kubernetes', 'prometheus', 'forward', 'cache', 'loop', 'reload', 'loadbalance']) {
     assert.match(metrics, new RegExp(`^coredns_plugin_enabled\\{server="dns://:53",zone="\\.",view="",name="${p}"\\} 1$`, 'm'));
@@ -287,11 +302,11 @@ test('reload: a changed Corefile is served; one with an error is reported and th
   writeFileSync(join(dir, 'Corefile'), corefile(`example.internal:5353 {\n  kubernetes example.internal\n}\n`));
   await server.serving(count + 2);
   assert.match(server.stdout, /Corefile changed: reloading/);
-  assert.match(server.stdout, /serving \. example\.internal\. on 0\.0\.0\.0:5353 \(udp, tcp\)/);
+  assert.match(server.stdout, /serving example\.internal\. on 0\.0\.0\.0:5353 \(udp, tcp\)/);
   assert.equal(inNs(NS, 'dig', ['@127.0.0.1', '-p', '5353', '+short', '+tries=1', 'web.default.svc.example.internal']).trim(), '10.96.0.20');
   assert.equal(dig(['+short', 'web.default.svc.cluster.local']).trim(), '10.96.0.20');
   writeFileSync(join(dir, 'Corefile'), corefile('broken {\n  rewrite name a b\n}\n'));
-  await waitFor(() => /Corefile changed but cannot be used, the running configuration stays: .*Corefile:2\d: plugin "rewrite" is not supported by Tapir/.test(server.stdout), 10_000);
+  await waitFor(() => /Corefile changed but cannot be used, the running configuration stays: .*Corefile:\d+: plugin "rewrite" is not supported by Tapir/.test(server.stdout), 10_000);
   assert.equal(dig(['+short', 'web.default.svc.cluster.local']).trim(), '10.96.0.20');
   assert.equal(inNs(NS, 'dig', ['@127.0.0.1', '-p', '5353', '+short', '+tries=1', 'web.default.svc.example.internal']).trim(), '10.96.0.20');
 });

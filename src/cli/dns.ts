@@ -74,11 +74,10 @@ export async function run(args: string[]): Promise<number> {
     controller?.stop();
     throw err;
   }
-  const announce = (s: InstanceType<typeof DnsServer>, c: typeof config): void => {
-    const zones = [...new Set(c.servers.flatMap((b) => b.zones.map((z) => z === '' ? '.' : `${z}.`)))].join(' ');
-    for (const a of s.addresses) console.log(`tapir dns: serving ${zones} on ${a.address}:${a.port} (udp, tcp)`);
+  const announce = (s: InstanceType<typeof DnsServer>): void => {
+    for (const a of s.addresses) console.log(`tapir dns: serving ${a.zones.join(' ')} on ${a.address}:${a.port} (udp, tcp)`);
   };
-  announce(server, config);
+  announce(server);
 
   // `reload`: CoreDNS compares a checksum of the file every interval (+ jitter).
   let reloadTimer: NodeJS.Timeout | null = null;
@@ -113,7 +112,7 @@ export async function run(args: string[]): Promise<number> {
       await replacement.start();
     }
     server = replacement;
-    announce(server, config);
+    announce(server);
   };
   scheduleReload();
 

@@ -140,6 +140,37 @@ export interface CorefileConfig {
   servers: ServerBlockConfig[];
 }
 
+/**
+ * kubeadm's default Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go,
+ * CoreDNSConfigMap) for the zone `cluster.local`: the built-in configuration when none is given.
+ */
+export function kubeadmCorefile(clusterDomain = 'cluster.local'): string {
+  return `.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes ${clusterDomain} in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30 {
+       disable success ${clusterDomain}
+       disable denial ${clusterDomain}
+    }
+    loop
+    reload
+    loadbalance
+}
+`;
+}
+
 /** CoreDNS's defaults (plugin READMEs). */
 export const DEFAULT_DNS_PORT = 53;
 const CACHE_CAPACITY = 9984;

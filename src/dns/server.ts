@@ -210,7 +210,8 @@ export class DnsServer {
   #started = false;
   #stopped = false;
   readonly #timers = new Set<NodeJS.Timeout>();
-  readonly addresses: { address: string; port: number }[] = [];
+  /** What it bound, with the zones (trailing dot, `.` the root) served there. */
+  readonly addresses: { address: string; port: number; zones: string[] }[] = [];
 
   constructor(options: DnsServerOptions) {
     this.#options = options;
@@ -379,7 +380,7 @@ export class DnsServer {
     l.tcp = tcp;
     l.port = port;
     for (const r of l.routes) this.#routes[r.index]!.server = serverLabel(r.block.config, l.host, port);
-    this.addresses.push({ address: l.host, port });
+    this.addresses.push({ address: l.host, port, zones: [...new Set(l.routes.map((r) => r.zone === '' ? '.' : `${r.zone}.`))].sort() });
   }
 
   async #listenDgram(l: Listener): Promise<number> {
@@ -604,20 +605,31 @@ export class DnsServer {
       const rcode = code === 'DNS_TOO_MANY_QUERIES' ? RCODE_REFUSED : RCODE_SERVFAIL;
       if (code === 'DNS_TOO_MANY_QUERIES') block.forwardRejects++;
       if (block.config.errors) this.#options.log(`[ERROR] plugin/errors: ${rcode} ${q.qname}. ${typeName(q.qtype)}: ${(err as Error).message}`);
-      if (this.#stopped && client.listener.udp === null && client.listener.tcp === null) return;
-      const n = this.#parts!.errorResponse(msg, len, rcode, this.#res);
-      this.#finish(client, route, q, len, this.#res, n, Writer.FORWARD);
+      try {
+        const n = this.#parts!.errorResponse(msg, len, rcode, this.#res);
+        this.#finish(client, route, q, len, this.#res, n, Writer.FORWARD);
+      } catch (bug) {
+        metrics.panics++;
+        this.#options.log(`[ERROR] Recovered from panic in server: "${route.zone}." ${(bug as Error).stack ?? String(bug)}`);
+      }
       return;
     }
-    const n = response.length;
-    if (n < 12) return;
-    metrics.forwardResponses[response[3]! & 15]!++;
-    if (caches) this.#store(block, q, response, n);
-    if (n > maxSize) {
-      const m = truncate(response, n, msg, q.questionEnd, this.#res);
-      this.#finish(client, route, q, len, this.#res, m, Writer.FORWARD);
-    } else {
-      this.#finish(client, route, q, len, response, n, Writer.FORWARD);
+    // After the await nothing may throw out of here: an async function's exception would be
+    // an unhandled rejection, which ends the process.
+    try {
+      const n = response.length;
+      if (n < 12) return;
+      metrics.forwardResponses[response[3]! & 15]!++;
+      if (caches) this.#store(block, q, response, n);
+      if (n > maxSize) {
+        const m = truncate(response, n, msg, q.questionEnd, this.#res);
+        this.#finish(client, route, q, len, this.#res, m, Writer.FORWARD);
+      } else {
+        this.#finish(client, route, q, len, response, n, Writer.FORWARD);
+      }
+    } catch (err) {
+      metrics.panics++;
+      this.#options.log(`[ERROR] Recovered from panic in server: "${route.zone}." ${(err as Error).stack ?? String(err)}`);
     }
   }
 
