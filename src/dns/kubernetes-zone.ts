@@ -1,0 +1,590 @@
+// The `kubernetes` zone: what CoreDNS's kubernetes plugin answers (Kubernetes DNS
+// specification 1.1.0, kubernetes/dns docs/specification.md, plus CoreDNS's `pods
+// insecure` records), compiled from one ClusterView into wire bytes. update() builds,
+// per lower-case name, the response body of every record type the name has
+// (zone-writer.ts); answer() is one Map lookup, a copy of the question and of that body,
+// and a header. Names that exist with no data for the asked type get NODATA, names that
+// do not exist NXDOMAIN (or NOT_HANDLED when the zone falls through), both with the
+// zone's SOA in the authority section (RFC 2308 section 3).
+//
+// What exists (for each forward zone Z; `host` is an endpoint's hostname, or its address
+// with dashes, a-b-c-d, as CoreDNS names endpoints without one):
+//   Z                              SOA, NS (ns.dns.Z, its A in additional when kube-system/kube-dns has a cluster IP)
+//   dns-version.Z                  TXT "1.1.0" (TTL 28800, as CoreDNS)
+//   svc.Z, pod.Z, dns.Z            empty non-terminals (NODATA)
+//   ns.dns.Z                       A: the kube-dns cluster IP (CoreDNS answers its own Service's)
+//   <ns>.svc.Z                     empty non-terminal, for each namespace with a Service
+//   <svc>.<ns>.svc.Z               ClusterIP: A cluster IP. Headless: A per ready endpoint
+//                                  (none ready: the name does not exist, spec 2.4.1).
+//                                  ExternalName: CNAME (for every qtype). SRV: every port
+//                                  (CoreDNS's answer for a name without _port._proto).
+//   _<port>._<proto>.<svc>.<ns>.svc.Z   SRV per named port (headless: per ready endpoint
+//                                  serving the port), priority 0, weight 100/n as CoreDNS,
+//                                  the targets' A records in the additional section
+//   <host>.<svc>.<ns>.svc.Z        A per ready endpoint with that host (CoreDNS answers
+//                                  these for ClusterIP Services' endpoints too)
+//   <a-b-c-d>.<ns>.pod.Z           A a.b.c.d for any namespace (`pods insecure`; computed
+//                                  per query, not stored); <ns>.pod.Z is NODATA then
+// and in a reverse zone (in-addr.arpa): PTR for every cluster IP (its Service's name)
+// and every other ready endpoint address (its endpoint names) in the first forward zone.
+// A ready endpoint is one with `ready` (the endpoints controller marks every endpoint
+// of a publishNotReadyAddresses Service ready) or of such a Service.
+//
+// ExternalName targets are not chased: the CNAME is answered alone. CoreDNS looks the
+// target up (through itself, so through `forward`) and appends its records; a server
+// that wants the same asks cnameTarget() and resolves the target itself. Stub
+// resolvers (glibc, musl) do not chase a CNAME without its target's records.
+import { TapirError } from '../errors/tapir-error.ts';
+import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
+import { L4Protocol } from '../model/service-snapshot.ts';
+import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
+import {
+  CLASS_IN, Flag, HEADER_LENGTH, OPT_LENGTH, RCODE_BADVERS, Rcode, RrType,
+  latin1Write, writeHeader, writeOpt, type QueryInfo,
+} from './message.ts';
+import { BODY_HEADER, BodyArena, isPlainName, nameWireLength } from './zone-writer.ts';
+
+export interface KubernetesZoneOptions {
+  /** Lower-case, no trailing dot: ['cluster.local', 'in-addr.arpa', 'ip6.arpa']. */
+  zones: string[];
+  /** Seconds (CoreDNS default 5; kubeadm's Corefile says 30). */
+  ttl: number;
+  pods: 'disabled' | 'insecure';
+  /** null: none; []: every zone; else only names under these zones. */
+  fallthrough: string[] | null;
+  /** CoreDNS's option (endpoint names from the pod name); not implemented: true is refused. */
+  endpointPodNames?: boolean;
+}
+
+export const NOT_HANDLED = 0;
+
+/** The schema version of the Kubernetes DNS specification these records follow. */
+export const DNS_SCHEMA_VERSION = '1.1.0';
+/** CoreDNS gives dns-version this TTL whatever the zone's. */
+const DNS_VERSION_TTL = 28800;
+/** CoreDNS's SOA: refresh 7200, retry 1800, expire 86400; its TTL is min(ttl, 300). */
+const SOA_REFRESH = 7200;
+const SOA_RETRY = 1800;
+const SOA_EXPIRE = 86400;
+const SOA_MAX_TTL = 300;
+
+/** The Service whose cluster IP is the name servers' address (ns.dns.<zone>), kubeadm's name. */
+const DNS_SERVICE_KEY = 'kube-system/kube-dns';
+
+export class KubernetesZoneError extends TapirError {
+  readonly code = 'TAPIR_DNS_ZONE';
+}
+
+// Record columns: per name index, the arena offset of its body for that type, or -1.
+const Col = { A: 0, NS: 1, CNAME: 2, SOA: 3, PTR: 4, TXT: 5, SRV: 6, COUNT: 7 } as const;
+
+function column(qtype: number): number {
+  switch (qtype) {
+    case RrType.A: return Col.A;
+    case RrType.NS: return Col.NS;
+    case RrType.CNAME: return Col.CNAME;
+    case RrType.SOA: return Col.SOA;
+    case RrType.PTR: return Col.PTR;
+    case RrType.TXT: return Col.TXT;
+    case RrType.SRV: return Col.SRV;
+    default: return -1;
+  }
+}
+
+function isReverseZone(zone: string): boolean {
+  return zone === 'in-addr.arpa' || zone.endsWith('.in-addr.arpa') || zone === 'ip6.arpa' || zone.endsWith('.ip6.arpa');
+}
+
+/** `qname` is `zone` or below it. */
+function under(qname: string, zone: string, dotted: string): boolean {
+  return qname === zone || (qname.length > zone.length && qname.endsWith(dotted));
+}
+
+interface SrvTarget { port: number; target: string; ip: number }
+
+/** What one name holds while a view is compiled; encoded into bodies at the end of update(). */
+class NameRecords {
+  a: number[] | null = null;
+  srv: SrvTarget[] | null = null;
+  ptr: string[] | null = null;
+  txt: string | null = null;
+  cname: string | null = null;
+  apex = false;
+}
+
+export class KubernetesZone {
+  private readonly zones: string[];
+  private readonly dottedZones: string[];
+  private readonly reverse: boolean[];
+  /** The zone PTR targets are named in (CoreDNS's primary zone: the first forward one). */
+  private readonly primary: string;
+  private readonly fallthrough: { zone: string; dotted: string }[] | null;
+  private readonly ttl: number;
+  private readonly podsInsecure: boolean;
+
+  private synced = false;
+  private names = new Map<string, number>();
+  private columns: Int32Array = new Int32Array(0);
+  private arena: Buffer = Buffer.alloc(0);
+  /** Per zone: its negative-answer SOA record with the owner pointer at 0 (patched per answer). */
+  private soaRecords: Buffer[] = [];
+  private externalTargets = new Map<string, string>();
+
+  constructor(options: KubernetesZoneOptions) {
+    if (options.endpointPodNames === true) {
+      throw new KubernetesZoneError('kubernetes: endpoint_pod_names is not implemented (the ClusterView carries no pod names for endpoints); remove the option');
+    }
+    if (!Number.isInteger(options.ttl) || options.ttl < 0 || options.ttl > 3600) {
+      throw new KubernetesZoneError(`kubernetes: ttl ${options.ttl} is out of range (0 to 3600 seconds, as CoreDNS)`);
+    }
+    this.zones = options.zones.map((z) => z.toLowerCase().replace(/\.$/, ''));
+    for (const z of this.zones) if (!isPlainName(z)) throw new KubernetesZoneError(`kubernetes: zone ${JSON.stringify(z)} is not a domain name`);
+    this.dottedZones = this.zones.map((z) => `.${z}`);
+    this.reverse = this.zones.map(isReverseZone);
+    const primary = this.zones.find((z) => !isReverseZone(z));
+    if (primary === undefined) throw new KubernetesZoneError(`kubernetes: zones ${this.zones.join(' ')} hold no forward zone (cluster.local or another) for the records to live in`);
+    this.primary = primary;
+    this.ttl = options.ttl;
+    this.podsInsecure = options.pods === 'insecure';
+    const fall = options.fallthrough;
+    this.fallthrough = fall === null ? null
+      : fall.length === 0 ? [{ zone: '', dotted: '' }]
+        : fall.map((f) => { const zone = f.toLowerCase().replace(/\.$/, ''); return { zone, dotted: `.${zone}` }; });
+  }
+
+  /** The index of the longest zone `qname` is in, or -1. */
+  private zoneOf(qname: string): number {
+    let best = -1;
+    for (let i = 0; i < this.zones.length; i++) {
+      if (under(qname, this.zones[i]!, this.dottedZones[i]!) && (best < 0 || this.zones[i]!.length > this.zones[best]!.length)) best = i;
+    }
+    return best;
+  }
+
+  owns(qname: string): boolean {
+    return this.zoneOf(qname) >= 0;
+  }
+
+  /** The ExternalName target of a Service name in the zone ('' for any other name), for a server that chases it. */
+  cnameTarget(qname: string): string {
+    return this.externalTargets.get(qname) ?? '';
+  }
+
+  private fallsThrough(qname: string): boolean {
+    const fall = this.fallthrough;
+    if (fall === null) return false;
+    for (const f of fall) if (f.zone === '' || under(qname, f.zone, f.dotted)) return true;
+    return false;
+  }
+
+  // ---- compile ----------------------------------------------------------------------
+
+  update(view: ClusterView): void {
+    const build = new Map<string, NameRecords>();
+    const at = (name: string, _zone: number): NameRecords => {
+      let r = build.get(name);
+      if (r === undefined) {
+        r = new NameRecords();
+        build.set(name, r);
+      }
+      return r;
+    };
+    const dnsService = view.services.find((s) => s.key === DNS_SERVICE_KEY);
+    const dnsIP = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP : 0;
+
+    for (let z = 0; z < this.zones.length; z++) {
+      const zone = this.zones[z]!;
+      at(zone, z).apex = true;
+      if (this.reverse[z]) continue;
+      at(`dns-version.${zone}`, z).txt = DNS_SCHEMA_VERSION;
+      at(`svc.${zone}`, z);
+      at(`pod.${zone}`, z);
+      at(`dns.${zone}`, z);
+      const ns = at(`ns.dns.${zone}`, z);
+      if (dnsIP !== 0) ns.a = [dnsIP];
+      for (const svc of view.services) this.compileService(svc, zone, z, at);
+    }
+    this.compileReverse(view, at);
+
+    // Encode: one body per (name, type).
+    const arena = new BodyArena();
+    const names = new Map<string, number>();
+    const columns = new Int32Array(build.size * Col.COUNT).fill(-1);
+    const externalTargets = new Map<string, string>();
+    let index = 0;
+    for (const [name, r] of build) {
+      names.set(name, index);
+      const row = index * Col.COUNT;
+      index++;
+      if (r.apex) {
+        const zi = this.zones.indexOf(name);
+        columns[row + Col.SOA] = this.encodeSoa(arena, name, zi, view.generation);
+        columns[row + Col.NS] = this.encodeNs(arena, name, zi, dnsIP);
+      }
+      if (r.cname !== null) {
+        columns[row + Col.CNAME] = this.encodeNames(arena, name, RrType.CNAME, [r.cname]);
+        externalTargets.set(name, r.cname);
+        continue; // RFC 1034 3.6.2: a CNAME has no other data
+      }
+      if (r.a !== null) columns[row + Col.A] = this.encodeA(arena, name, r.a);
+      if (r.txt !== null) columns[row + Col.TXT] = this.encodeTxt(arena, name, r.txt);
+      if (r.ptr !== null) columns[row + Col.PTR] = this.encodeNames(arena, name, RrType.PTR, r.ptr);
+      if (r.srv !== null) columns[row + Col.SRV] = this.encodeSrv(arena, name, r.srv);
+    }
+    // Swapped in whole: answer() never sees a half-compiled zone.
+    this.arena = arena.seal();
+    this.names = names;
+    this.columns = columns;
+    this.externalTargets = externalTargets;
+    this.soaRecords = this.zones.map(() => this.soaRecord(view.generation));
+    this.synced = true;
+  }
+
+  private compileService(svc: ServiceView, zone: string, z: number, at: (name: string, zone: number) => NameRecords): void {
+    const name = `${svc.name}.${svc.namespace}.svc.${zone}`;
+    if (!isPlainName(name)) return;
+    if (svc.type === 'ExternalName') {
+      const target = svc.externalName.toLowerCase().replace(/\.$/, '');
+      // k8s: "external names that resemble IPv4 addresses are not resolved by DNS servers".
+      if (!isPlainName(target) || parseIpv4(target) !== undefined) return;
+      at(`${svc.namespace}.svc.${zone}`, z);
+      at(name, z).cname = target;
+      return;
+    }
+    if (!svc.headless && svc.clusterIP === 0) return; // rejected: nothing allocated
+    at(`${svc.namespace}.svc.${zone}`, z);
+
+    // Ready endpoints, by host name.
+    const ready = svc.endpoints.filter((e) => e.ready || svc.publishNotReadyAddresses);
+    const hostOf = (e: (typeof ready)[number]): string => (e.hostname !== '' ? e.hostname : ipv4ToString(e.ip).replaceAll('.', '-'));
+    for (const e of ready) {
+      const host = `${hostOf(e)}.${name}`;
+      if (!isPlainName(host)) continue;
+      const r = at(host, z);
+      r.a ??= [];
+      if (!r.a.includes(e.ip)) r.a.push(e.ip);
+    }
+
+    if (!svc.headless) {
+      const r = at(name, z);
+      r.a = [svc.clusterIP];
+      if (svc.ports.length > 0) r.srv = svc.ports.map((p) => ({ port: p.port, target: name, ip: svc.clusterIP }));
+      for (const p of svc.ports) {
+        if (p.name === '') continue;
+        const srvName = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}.${name}`;
+        if (isPlainName(srvName)) at(srvName, z).srv = [{ port: p.port, target: name, ip: svc.clusterIP }];
+      }
+      return;
+    }
+    // Headless: no ready endpoint, no name (spec 2.4.1 says NXDOMAIN).
+    if (ready.length === 0) return;
+    const r = at(name, z);
+    r.a = [];
+    for (const e of ready) if (!r.a.includes(e.ip)) r.a.push(e.ip);
+    r.srv = [];
+    const byPort = new Map<string, SrvTarget[]>();
+    for (const e of ready) {
+      const target = `${hostOf(e)}.${name}`;
+      if (!isPlainName(target)) continue;
+      for (const p of e.ports) {
+        r.srv.push({ port: p.port, target, ip: e.ip });
+        if (p.name === '') continue;
+        const key = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}`;
+        let list = byPort.get(key);
+        if (list === undefined) byPort.set(key, (list = []));
+        list.push({ port: p.port, target, ip: e.ip });
+      }
+    }
+    if (r.srv.length === 0) r.srv = null;
+    for (const [key, list] of byPort) {
+      const srvName = `${key}.${name}`;
+      if (isPlainName(srvName)) at(srvName, z).srv = list;
+    }
+  }
+
+  private compileReverse(view: ClusterView, at: (name: string, zone: number) => NameRecords): void {
+    if (!this.reverse.some((r) => r)) return;
+    const reverseName = (ip: number): string => `${ip & 0xff}.${(ip >>> 8) & 0xff}.${(ip >>> 16) & 0xff}.${ip >>> 24}.in-addr.arpa`;
+    const place = (ip: number): NameRecords | undefined => {
+      const name = reverseName(ip);
+      const z = this.zoneOf(name);
+      return z >= 0 && this.reverse[z] ? at(name, z) : undefined;
+    };
+    // Cluster IPs first: CoreDNS answers the Service for an address that is one.
+    const clusterIPs = new Set<number>();
+    for (const svc of view.services) {
+      if (svc.headless || svc.clusterIP === 0 || svc.type === 'ExternalName' || clusterIPs.has(svc.clusterIP)) continue;
+      clusterIPs.add(svc.clusterIP);
+      const r = place(svc.clusterIP);
+      if (r !== undefined) r.ptr = [`${svc.name}.${svc.namespace}.svc.${this.primary}`];
+    }
+    for (const svc of view.services) {
+      if (svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0)) continue;
+      for (const e of svc.endpoints) {
+        if (!(e.ready || svc.publishNotReadyAddresses) || clusterIPs.has(e.ip)) continue;
+        const target = `${e.hostname !== '' ? e.hostname : ipv4ToString(e.ip).replaceAll('.', '-')}.${svc.name}.${svc.namespace}.svc.${this.primary}`;
+        if (!isPlainName(target)) continue;
+        const r = place(e.ip);
+        if (r === undefined) continue;
+        r.ptr ??= [];
+        if (!r.ptr.includes(target)) r.ptr.push(target);
+      }
+    }
+  }
+
+  private encodeA(arena: BodyArena, name: string, ips: number[]): number {
+    arena.begin(name);
+    for (const ip of ips) arena.a(name, this.ttl, ip, 'answer');
+    return arena.finish();
+  }
+
+  private encodeTxt(arena: BodyArena, name: string, text: string): number {
+    arena.begin(name);
+    const at = arena.rr(name, RrType.TXT, DNS_VERSION_TTL);
+    arena.u8(text.length);
+    for (let i = 0; i < text.length; i++) arena.u8(text.charCodeAt(i));
+    arena.end(at, 'answer');
+    return arena.finish();
+  }
+
+  private encodeNames(arena: BodyArena, name: string, type: number, targets: string[]): number {
+    arena.begin(name);
+    for (const t of targets) {
+      const at = arena.rr(name, type, this.ttl);
+      arena.name(t);
+      arena.end(at, 'answer');
+    }
+    return arena.finish();
+  }
+
+  private encodeSrv(arena: BodyArena, name: string, srv: SrvTarget[]): number {
+    arena.begin(name);
+    const seen = new Set<string>();
+    const records = srv.filter((s) => {
+      const key = `${s.target} ${s.port}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+    // CoreDNS: weight = 100 / (records of that priority), at least 1; every priority is 0.
+    const weight = Math.max(1, Math.floor(100 / records.length));
+    for (const s of records) {
+      const at = arena.rr(name, RrType.SRV, this.ttl);
+      arena.u16(0);
+      arena.u16(weight);
+      arena.u16(s.port);
+      arena.name(s.target);
+      arena.end(at, 'answer');
+    }
+    arena.additional();
+    const extra = new Set<string>();
+    for (const s of srv) {
+      const key = `${s.target} ${s.ip}`;
+      if (extra.has(key)) continue;
+      extra.add(key);
+      arena.a(s.target, this.ttl, s.ip, 'additional');
+    }
+    return arena.finish();
+  }
+
+  private encodeSoa(arena: BodyArena, name: string, zone: number, generation: number): number {
+    arena.begin(name);
+    const at = arena.rr(name, RrType.SOA, Math.min(this.ttl, SOA_MAX_TTL));
+    arena.name(`ns.dns.${this.zones[zone]}`);
+    arena.name(`hostmaster.${this.zones[zone]}`);
+    arena.u32(generation);
+    arena.u32(SOA_REFRESH);
+    arena.u32(SOA_RETRY);
+    arena.u32(SOA_EXPIRE);
+    arena.u32(this.ttl);
+    arena.end(at, 'answer');
+    return arena.finish();
+  }
+
+  private encodeNs(arena: BodyArena, name: string, zone: number, dnsIP: number): number {
+    arena.begin(name);
+    const target = `ns.dns.${this.zones[zone]}`;
+    const at = arena.rr(name, RrType.NS, this.ttl);
+    arena.name(target);
+    arena.end(at, 'answer');
+    if (dnsIP !== 0 && !this.reverse[zone]) {
+      arena.additional();
+      arena.a(target, this.ttl, dnsIP, 'additional');
+    }
+    return arena.finish();
+  }
+
+  /**
+   * The SOA record of a negative answer for `zone`: its owner, and the suffixes of its
+   * two names, are pointers to the zone's name inside the question (offset patched per
+   * answer; 0 here). Layout: ptr(2) type class ttl rdlen | "ns" "dns" ptr | "hostmaster" ptr | 5 x u32.
+   */
+  private soaRecord(generation: number): Buffer {
+    const b = Buffer.alloc(2 + 10 + 9 + 13 + 20);
+    let o = 2;
+    o = b.writeUInt16BE(RrType.SOA, o);
+    o = b.writeUInt16BE(CLASS_IN, o);
+    o = b.writeUInt32BE(Math.min(this.ttl, SOA_MAX_TTL), o);
+    o = b.writeUInt16BE(9 + 13 + 20, o);
+    b[o++] = 2; o += latin1Write.call(b, 'ns', o);
+    b[o++] = 3; o += latin1Write.call(b, 'dns', o);
+    o += 2;
+    b[o++] = 10; o += latin1Write.call(b, 'hostmaster', o);
+    o += 2;
+    o = b.writeUInt32BE(generation >>> 0, o);
+    o = b.writeUInt32BE(SOA_REFRESH, o);
+    o = b.writeUInt32BE(SOA_RETRY, o);
+    o = b.writeUInt32BE(SOA_EXPIRE, o);
+    b.writeUInt32BE(this.ttl, o);
+    return b;
+  }
+
+  // ---- answer -----------------------------------------------------------------------
+
+  answer(req: Uint8Array, _reqLen: number, q: QueryInfo, res: Uint8Array, maxSize: number): number {
+    const z = this.zoneOf(q.qname);
+    if (z < 0) return NOT_HANDLED;
+    if (q.edns && q.ednsVersion !== 0) return this.empty(req, q, res, RCODE_BADVERS, 0, -1);
+    // CoreDNS's kubernetes plugin refuses zone transfers; other classes are not ours.
+    if (q.qclass !== CLASS_IN || q.qtype === RrType.AXFR || q.qtype === RrType.IXFR) return this.empty(req, q, res, Rcode.REFUSED, 0, -1);
+    // Before the first sync there is nothing to deny with (CoreDNS: SERVFAIL until synced).
+    if (!this.synced) return this.empty(req, q, res, Rcode.SERVFAIL, 0, -1);
+
+    const index = this.names.get(q.qname);
+    if (index === undefined) return this.missing(req, q, res, z);
+    const row = index * Col.COUNT;
+    let body = this.columns[row + Col.CNAME]!;
+    if (body < 0) {
+      const col = column(q.qtype);
+      body = col < 0 ? -1 : this.columns[row + col]!;
+    }
+    if (body < 0) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
+    return this.fromBody(req, q, res, maxSize, body);
+  }
+
+  /** A name not in the table: a pod name (computed), else NXDOMAIN or fall through. */
+  private missing(req: Uint8Array, q: QueryInfo, res: Uint8Array, z: number): number {
+    if (!this.reverse[z] && this.podsInsecure) {
+      const pod = this.podAddress(q.qname, this.zones[z]!);
+      if (pod >= 0) {
+        if (q.qtype !== RrType.A) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
+        return this.podAnswer(req, q, res, pod);
+      }
+      if (pod === POD_NAMESPACE) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
+    }
+    if (this.fallsThrough(q.qname)) return NOT_HANDLED;
+    return this.empty(req, q, res, Rcode.NXDOMAIN, Flag.AA, z);
+  }
+
+  /**
+   * `<a-b-c-d>.<ns>.pod.<zone>`: the address (>= 0); POD_NAMESPACE for `<ns>.pod.<zone>`;
+   * NOT_POD otherwise. CoreDNS's insecure mode checks nothing else.
+   */
+  private podAddress(qname: string, zone: string): number {
+    const suffix = qname.length - zone.length - 5; // where ".pod." starts
+    if (suffix <= 0 || !qname.startsWith('.pod.', suffix)) return NOT_POD;
+    const nsStart = qname.lastIndexOf('.', suffix - 1) + 1;
+    if (nsStart === 0) return POD_NAMESPACE; // <ns>.pod.<zone>
+    const podEnd = nsStart - 1;
+    if (qname.lastIndexOf('.', podEnd - 1) >= 0 || nsStart === suffix) return NOT_POD;
+    // a-b-c-d, each part 0-255 without leading zeros (Go's net.ParseIP refuses them).
+    let ip = 0;
+    let part = 0;
+    let digits = 0;
+    let parts = 0;
+    for (let i = 0; i <= podEnd; i++) {
+      const c = i === podEnd ? 0x2d : qname.charCodeAt(i);
+      if (c === 0x2d) {
+        if (digits === 0 || part > 255) return NOT_POD;
+        ip = ip * 256 + part;
+        parts++;
+        part = 0;
+        digits = 0;
+        continue;
+      }
+      if (c < 0x30 || c > 0x39 || digits === 3 || (digits === 1 && part === 0)) return NOT_POD;
+      part = part * 10 + (c - 0x30);
+      digits++;
+    }
+    return parts === 4 ? ip : NOT_POD;
+  }
+
+  /** Header + the query's question; returns the offset after the question. */
+  private startResponse(req: Uint8Array, q: QueryInfo, res: Uint8Array): number {
+    const end = q.questionEnd;
+    for (let i = HEADER_LENGTH; i < end; i++) res[i] = req[i]!;
+    return end;
+  }
+
+  private podAnswer(req: Uint8Array, q: QueryInfo, res: Uint8Array, ip: number): number {
+    let o = this.startResponse(req, q, res);
+    res[o++] = 0xc0; res[o++] = HEADER_LENGTH;
+    res[o++] = 0; res[o++] = RrType.A;
+    res[o++] = 0; res[o++] = CLASS_IN;
+    const ttl = this.ttl;
+    res[o++] = ttl >>> 24; res[o++] = (ttl >>> 16) & 0xff; res[o++] = (ttl >>> 8) & 0xff; res[o++] = ttl & 0xff;
+    res[o++] = 0; res[o++] = 4;
+    res[o++] = ip >>> 24; res[o++] = (ip >>> 16) & 0xff; res[o++] = (ip >>> 8) & 0xff; res[o++] = ip & 0xff;
+    writeHeader(res, q.id, q.flags, Flag.AA, Rcode.NOERROR, 1, 1, 0, q.edns ? 1 : 0);
+    if (q.edns) o = writeOpt(res, o, q, 0);
+    return o;
+  }
+
+  /**
+   * A response without answers: NXDOMAIN or NODATA with the SOA of zone `z` in the
+   * authority section (RFC 2308 3), or an error rcode without it (z = -1).
+   */
+  private empty(req: Uint8Array, q: QueryInfo, res: Uint8Array, rcode: number, flags: number, z: number): number {
+    let o = this.startResponse(req, q, res);
+    let ns = 0;
+    if (z >= 0) {
+      const soa = this.soaRecords[z]!;
+      // The zone's name ends the question name: its offset there.
+      const zoneAt = HEADER_LENGTH + (q.questionEnd - 4 - HEADER_LENGTH) - nameWireLength(this.zones[z]!);
+      const ptr = 0xc000 | zoneAt;
+      soa.copy(res, o);
+      res[o] = ptr >>> 8; res[o + 1] = ptr & 0xff;
+      res[o + 2 + 10 + 7] = ptr >>> 8; res[o + 2 + 10 + 8] = ptr & 0xff;
+      res[o + 2 + 10 + 20] = ptr >>> 8; res[o + 2 + 10 + 21] = ptr & 0xff;
+      o += soa.length;
+      ns = 1;
+    }
+    writeHeader(res, q.id, q.flags, flags, rcode, 1, 0, ns, q.edns ? 1 : 0);
+    if (q.edns) o = writeOpt(res, o, q, rcode);
+    return o;
+  }
+
+  /** A precomputed body; what does not fit in maxSize is cut: the additional section first (no TC), else everything (TC). */
+  private fromBody(req: Uint8Array, q: QueryInfo, res: Uint8Array, maxSize: number, body: number): number {
+    const a = this.arena;
+    const length = a.readUInt32BE(body);
+    let an = a.readUInt16BE(body + 4);
+    let ns = a.readUInt16BE(body + 6);
+    let ar = a.readUInt16BE(body + 8);
+    let copy = length;
+    let flags = Flag.AA;
+    const opt = q.edns ? OPT_LENGTH : 0;
+    let o = this.startResponse(req, q, res);
+    if (o + length + opt > maxSize) {
+      // RFC 2181 9: dropping additional records needs no TC; a partial RRset in the
+      // answer does, and we send none of it then (the client retries over TCP).
+      const answerEnd = a.readUInt32BE(body + 10);
+      ar = 0;
+      copy = answerEnd;
+      if (o + answerEnd + opt > maxSize) {
+        flags |= Flag.TC;
+        an = 0;
+        ns = 0;
+        copy = 0;
+      }
+    }
+    if (copy > 0) a.copy(res, o, body + BODY_HEADER, body + BODY_HEADER + copy);
+    o += copy;
+    writeHeader(res, q.id, q.flags, flags, Rcode.NOERROR, 1, an, ns, ar + (q.edns ? 1 : 0));
+    if (q.edns) o = writeOpt(res, o, q, 0);
+    return o;
+  }
+}
+
+const NOT_POD = -1;
+const POD_NAMESPACE = -2;

@@ -1,0 +1,179 @@
+// The compile side of a precomputed zone: record sets encoded once, at update time, as
+// the exact bytes that follow the question in a response, into one arena. A body is
+// laid out for a response whose question is its own owner name at offset 12, so its
+// names can be compressed (RFC 1035 4.1.4) against the question (which the server copies
+// from the query: owner names come back in the client's own case, 0x20 randomisation
+// survives) and against each other. Answering is then a copy plus a header.
+//
+// Arena layout of one body: a 14-byte header, then the records.
+//   u32 length of the records | u16 ancount | u16 nscount | u16 arcount | u32 end of the
+//   answer+authority records (where the additional section, droppable without TC, starts)
+import { RrType, CLASS_IN, HEADER_LENGTH, latin1Write } from './message.ts';
+
+export const BODY_HEADER = 14;
+/** RFC 1035 4.1.4: a pointer holds a 14-bit offset. */
+const MAX_POINTER = 0x3fff;
+
+/** The wire length of a name written out without compression (its labels plus the root byte). */
+export function nameWireLength(name: string): number {
+  return name === '' ? 1 : name.length + 2;
+}
+
+/** Names the zone may hold: RFC 1035 limits (labels 1-63 bytes, 255 on the wire), printable ASCII and no escapes. */
+export function isPlainName(name: string): boolean {
+  if (name === '' || nameWireLength(name) > 255) return false;
+  let label = 0;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x2e) {
+      if (label === 0) return false;
+      label = 0;
+      continue;
+    }
+    if (c <= 0x20 || c >= 0x7f || c === 0x5c) return false;
+    if (++label > 63) return false;
+  }
+  return label !== 0;
+}
+
+export class BodyArena {
+  buf: Buffer = Buffer.allocUnsafeSlow(1 << 16);
+  pos = 0;
+  /** Name -> offset in the message, for compression within the body being written. */
+  private readonly names = new Map<string, number>();
+  private bodyStart = 0;
+  /** The message offset of the first record of the body being written. */
+  private messageBase = 0;
+  private an = 0;
+  private ns = 0;
+  private ar = 0;
+  private answerEnd = 0;
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafeSlow(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  /** Starts the body of the response to a question for `qname` (lower-case, plain). */
+  begin(qname: string): void {
+    this.names.clear();
+    let off = HEADER_LENGTH;
+    let rest = qname;
+    while (rest !== '') {
+      this.names.set(rest, off);
+      const dot = rest.indexOf('.');
+      if (dot < 0) break;
+      off += dot + 1;
+      rest = rest.slice(dot + 1);
+    }
+    this.ensure(BODY_HEADER);
+    this.bodyStart = this.pos;
+    this.pos += BODY_HEADER;
+    this.messageBase = HEADER_LENGTH + nameWireLength(qname) + 4;
+    this.an = 0;
+    this.ns = 0;
+    this.ar = 0;
+    this.answerEnd = -1;
+  }
+
+  private messageOffset(): number {
+    return this.messageBase + (this.pos - this.bodyStart - BODY_HEADER);
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf[this.pos++] = v >>> 8;
+    this.buf[this.pos++] = v & 0xff;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32BE(v >>> 0, this.pos);
+    this.pos += 4;
+  }
+
+  /** A name, compressed against the question and every name written before in this body. */
+  name(name: string): void {
+    let rest = name;
+    while (rest !== '') {
+      const at = this.names.get(rest);
+      if (at !== undefined) {
+        this.u16(0xc000 | at);
+        return;
+      }
+      const here = this.messageOffset();
+      if (here <= MAX_POINTER) this.names.set(rest, here);
+      const dot = rest.indexOf('.');
+      const label = dot < 0 ? rest : rest.slice(0, dot);
+      this.ensure(1 + label.length);
+      this.buf[this.pos++] = label.length;
+      this.pos += latin1Write.call(this.buf, label, this.pos);
+      rest = dot < 0 ? '' : rest.slice(dot + 1);
+    }
+    this.u8(0);
+  }
+
+  /** Starts a record: owner, type, class IN, ttl; returns where its rdlength goes (finish with `end`). */
+  rr(owner: string, type: number, ttl: number): number {
+    this.name(owner);
+    this.u16(type);
+    this.u16(CLASS_IN);
+    this.u32(ttl);
+    const at = this.pos;
+    this.u16(0);
+    return at;
+  }
+
+  /** Ends a record begun with `rr`: its rdlength, and which section it counts in. */
+  end(rdlengthAt: number, section: 'answer' | 'authority' | 'additional'): void {
+    const rdlength = this.pos - rdlengthAt - 2;
+    this.buf[rdlengthAt] = rdlength >>> 8;
+    this.buf[rdlengthAt + 1] = rdlength & 0xff;
+    if (section === 'answer') this.an++;
+    else if (section === 'authority') this.ns++;
+    else {
+      if (this.answerEnd < 0) throw new Error('BodyArena: additional() must come before the first additional record');
+      this.ar++;
+    }
+  }
+
+  /** Marks the start of the additional section (call before its first record). */
+  additional(): void {
+    this.answerEnd = this.pos - this.bodyStart - BODY_HEADER;
+  }
+
+  a(owner: string, ttl: number, ip: number, section: 'answer' | 'additional'): void {
+    const at = this.rr(owner, RrType.A, ttl);
+    this.u32(ip);
+    this.end(at, section);
+  }
+
+  /** Finishes the body; returns its arena offset. */
+  finish(): number {
+    const length = this.pos - this.bodyStart - BODY_HEADER;
+    const b = this.buf;
+    const h = this.bodyStart;
+    b.writeUInt32BE(length, h);
+    b.writeUInt16BE(this.an, h + 4);
+    b.writeUInt16BE(this.ns, h + 6);
+    b.writeUInt16BE(this.ar, h + 8);
+    b.writeUInt32BE(this.ar === 0 ? length : this.answerEnd, h + 10);
+    return h;
+  }
+
+  /** The arena trimmed to what was written (the spare capacity is released). */
+  seal(): Buffer {
+    const out = Buffer.allocUnsafeSlow(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    return out;
+  }
+}
