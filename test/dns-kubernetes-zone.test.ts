@@ -588,3 +588,47 @@ test('dig and kdig ask the zone over UDP and TCP on 127.0.0.1 (truncation, then 
   const kt = (await run('kdig', ['@127.0.0.1', '-p', String(port), '+tcp', 'big.default.svc.cluster.local', 'A'], { timeout: 10_000 })).stdout;
   assert.equal([...kt.matchAll(/\sIN\s+A\s+10\.250\.0\.\d+/g)].length, 60);
 });
+
+test('updates applied one after another answer exactly as a zone compiled from the last view alone', () => {
+  const random = prng(99);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+  let views = SERVICES.map(service);
+  const zone = new KubernetesZone(KUBEADM);
+  zone.update(view(views, 1));
+  const names = (z: KubernetesZone): string[] => [...(z as unknown as { table: { names: Map<string, number> } }).table.names.keys()].sort();
+  const types: dnsPacket.RecordType[] = ['A', 'AAAA', 'SRV', 'PTR', 'TXT', 'CNAME', 'NS', 'SOA'];
+  const bytes = (z: KubernetesZone, name: string, type: dnsPacket.RecordType): string => {
+    const msg = query(name, type, { edns: 4096 });
+    readQuery(msg, msg.length, q);
+    const n = z.answer(msg, msg.length, q, res, 4096);
+    return Buffer.from(res.subarray(0, n)).toString('hex');
+  };
+  const ips = ['10.244.1.2', '10.244.1.3', '10.244.2.9', '10.244.7.7', '10.96.0.20', '10.96.0.99'];
+  for (let round = 2; round < 120; round++) {
+    // One to three Services change; every other view object stays the same (the controller's identity rule).
+    for (let k = 1 + Math.floor(random() * 3); k > 0; k--) {
+      const i = Math.floor(random() * views.length);
+      const s = views[i]!;
+      const roll = random();
+      let next: ServiceView | null;
+      if (roll < 0.15) next = null;
+      else if (roll < 0.3) next = service({ ns: pick(['default', 'apps', 'new']), name: `s${round}`, clusterIP: `10.96.1.${round}`, ports: [{ name: 'http', port: 80 }], endpoints: [{ ip: pick(ips) }] });
+      else if (roll < 0.5) next = { ...s, endpoints: frozen([...s.endpoints.filter(() => random() < 0.7), ...(random() < 0.5 ? [frozen({ ...service({ name: 'x', endpoints: [{ ip: pick(ips), hostname: pick(['', 'h1', 'h2']) }] }).endpoints[0]! })] : [])].sort((a, b) => a.ip - b.ip)) };
+      else if (roll < 0.65) next = { ...s, endpoints: frozen(s.endpoints.map((e) => frozen({ ...e, ready: random() < 0.5 }))) };
+      else if (roll < 0.8 && !s.headless && s.type !== 'ExternalName') next = { ...s, clusterIP: ipv4(pick(ips)) };
+      else if (roll < 0.9) next = { ...s, type: 'ExternalName', externalName: pick(['a.example', 'b.example', '10.0.0.1']), clusterIP: 0, headless: false };
+      else next = { ...s, headless: !s.headless, clusterIP: s.headless ? ipv4(`10.96.2.${round}`) : 0, type: 'ClusterIP' };
+      if (next === null) views.splice(i, 1);
+      else if (next.key === s.key) views[i] = Object.freeze(next);
+      else if (!views.some((v) => v.key === next!.key)) views.push(next);
+    }
+    views = [...views];
+    zone.update(view(views, round));
+    const fresh = new KubernetesZone(KUBEADM);
+    fresh.update(view(views, round));
+    const expected = names(fresh);
+    assert.deepEqual(names(zone), expected, `round ${round}`);
+    for (const name of expected) for (const type of types) assert.equal(bytes(zone, name, type), bytes(fresh, name, type), `round ${round}: ${name} ${type}`);
+    for (const name of ['gone.default.svc.cluster.local', '7.7.244.10.in-addr.arpa']) assert.equal(bytes(zone, name, 'A'), bytes(fresh, name, 'A'));
+  }
+});

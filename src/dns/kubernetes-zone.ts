@@ -35,14 +35,14 @@
 // that wants the same asks cnameTarget() and resolves the target itself. Stub
 // resolvers (glibc, musl) do not chase a CNAME without its target's records.
 import { TapirError } from '../errors/tapir-error.ts';
-import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
+import type { ClusterView, EndpointView, ServiceView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
-import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
+import { parseIpv4 } from '../wire/address.ts';
 import {
   CLASS_IN, Flag, HEADER_LENGTH, OPT_LENGTH, RCODE_BADVERS, Rcode, RrType,
   latin1Write, writeHeader, writeOpt, type QueryInfo,
 } from './message.ts';
-import { BODY_HEADER, BodyArena, isPlainName, nameWireLength } from './zone-writer.ts';
+import { BODY_HEADER, Col, isPlainName, nameWireLength, NameTable } from './zone-writer.ts';
 
 export interface KubernetesZoneOptions {
   /** Lower-case, no trailing dot: ['cluster.local', 'in-addr.arpa', 'ip6.arpa']. */
@@ -75,8 +75,6 @@ export class KubernetesZoneError extends TapirError {
   readonly code = 'TAPIR_DNS_ZONE';
 }
 
-// Record columns: per name index, the arena offset of its body for that type, or -1.
-const Col = { A: 0, NS: 1, CNAME: 2, SOA: 3, PTR: 4, TXT: 5, SRV: 6, COUNT: 7 } as const;
 
 function column(qtype: number): number {
   switch (qtype) {
@@ -102,14 +100,33 @@ function under(qname: string, zone: string, dotted: string): boolean {
 
 interface SrvTarget { port: number; target: string; ip: number }
 
-/** What one name holds while a view is compiled; encoded into bodies at the end of update(). */
+/** What one name holds while a Service is compiled; encoded into bodies right after. */
 class NameRecords {
   a: number[] | null = null;
   srv: SrvTarget[] | null = null;
   ptr: string[] | null = null;
   txt: string | null = null;
   cname: string | null = null;
-  apex = false;
+}
+
+/** An empty non-terminal: the name exists, with no records (NODATA). */
+const EMPTY = new NameRecords();
+
+interface PtrSource { key: string; target: string; cluster: boolean }
+
+/** What one Service put in the zone, to take out again when it changes. */
+interface ServiceUnit {
+  view: ServiceView;
+  names: string[];
+  ents: string[];
+  /** The reverse names it has sources in (in ptrIndex, under its key). */
+  ptrs: string[];
+}
+
+/** An endpoint's name label: its hostname, else its address with dashes (CoreDNS's endpointHostname). */
+function endpointHost(e: EndpointView): string {
+  const ip = e.ip;
+  return e.hostname !== '' ? e.hostname : `${ip >>> 24}-${(ip >>> 16) & 0xff}-${(ip >>> 8) & 0xff}-${ip & 0xff}`;
 }
 
 export class KubernetesZone {
@@ -122,10 +139,15 @@ export class KubernetesZone {
   private readonly ttl: number;
   private readonly podsInsecure: boolean;
 
+  private readonly hasReverse: boolean;
   private synced = false;
-  private names = new Map<string, number>();
-  private columns: Int32Array = new Int32Array(0);
-  private arena: Buffer = Buffer.alloc(0);
+  private table = new NameTable();
+  /** Per Service key: what it put in the zone. */
+  private units = new Map<string, ServiceUnit>();
+  /** Namespace names (<ns>.svc.<zone>) and how many Services keep each alive. */
+  private entRefs = new Map<string, number>();
+  /** Reverse name -> the Services' addresses that name it (one source, the common case, without an array). */
+  private ptrIndex = new Map<string, PtrSource | PtrSource[]>();
   /** Per zone: its negative-answer SOA record with the owner pointer at 0 (patched per answer). */
   private soaRecords: Buffer[] = [];
   private externalTargets = new Map<string, string>();
@@ -141,6 +163,7 @@ export class KubernetesZone {
     for (const z of this.zones) if (!isPlainName(z)) throw new KubernetesZoneError(`kubernetes: zone ${JSON.stringify(z)} is not a domain name`);
     this.dottedZones = this.zones.map((z) => `.${z}`);
     this.reverse = this.zones.map(isReverseZone);
+    this.hasReverse = this.reverse.some((r) => r);
     const primary = this.zones.find((z) => !isReverseZone(z));
     if (primary === undefined) throw new KubernetesZoneError(`kubernetes: zones ${this.zones.join(' ')} hold no forward zone (cluster.local or another) for the records to live in`);
     this.primary = primary;
@@ -179,112 +202,221 @@ export class KubernetesZone {
 
   // ---- compile ----------------------------------------------------------------------
 
+  /**
+   * Brings the zone to `view`. A Service whose view object is the one of the last update
+   * (the controller keeps unchanged ones, see sameServiceView) costs nothing; a changed
+   * one has its names taken out and compiled again, and the PTR names its addresses touch
+   * are rebuilt. So a sync after one endpoint changed costs that Service, not the cluster.
+   */
   update(view: ClusterView): void {
-    const build = new Map<string, NameRecords>();
-    const at = (name: string, _zone: number): NameRecords => {
-      let r = build.get(name);
-      if (r === undefined) {
-        r = new NameRecords();
-        build.set(name, r);
-      }
-      return r;
-    };
-    const dnsService = view.services.find((s) => s.key === DNS_SERVICE_KEY);
-    const dnsIP = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP : 0;
+    try {
+      this.apply(view);
+    } catch (e) {
+      // A half-applied update must not keep serving: start from nothing next time.
+      this.reset();
+      throw e;
+    }
+  }
 
+  private reset(): void {
+    this.table = new NameTable();
+    this.units = new Map();
+    this.entRefs = new Map();
+    this.ptrIndex = new Map();
+    this.externalTargets = new Map();
+    this.synced = false;
+  }
+
+  private apply(view: ClusterView): void {
+    const next = new Map<string, ServiceView>();
+    for (const svc of view.services) next.set(svc.key, svc);
+    const dirtyPtrs = new Set<string>();
+    for (const [key, unit] of this.units) {
+      if (next.get(key) === unit.view) continue;
+      this.removeUnit(unit, dirtyPtrs);
+      this.units.delete(key);
+    }
+    for (const svc of view.services) {
+      if (!this.units.has(svc.key)) this.units.set(svc.key, this.addUnit(svc, dirtyPtrs));
+    }
+    for (const name of dirtyPtrs) this.writePtr(name);
+
+    // The names every zone has; the apex's SOA carries the generation as its serial.
+    const dnsService = next.get(DNS_SERVICE_KEY);
+    const dnsIP = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP : 0;
     for (let z = 0; z < this.zones.length; z++) {
       const zone = this.zones[z]!;
-      at(zone, z).apex = true;
+      const apex = this.table.claim(zone);
+      this.setBody(apex, Col.SOA, this.encodeSoa(zone, z, view.generation));
+      this.setBody(apex, Col.NS, this.encodeNs(zone, z, dnsIP));
       if (this.reverse[z]) continue;
-      at(`dns-version.${zone}`, z).txt = DNS_SCHEMA_VERSION;
-      at(`svc.${zone}`, z);
-      at(`pod.${zone}`, z);
-      at(`dns.${zone}`, z);
-      const ns = at(`ns.dns.${zone}`, z);
+      const version = new NameRecords();
+      version.txt = DNS_SCHEMA_VERSION;
+      this.writeName(`dns-version.${zone}`, version);
+      for (const ent of [`svc.${zone}`, `pod.${zone}`, `dns.${zone}`]) this.writeName(ent, EMPTY);
+      const ns = new NameRecords();
       if (dnsIP !== 0) ns.a = [dnsIP];
-      for (const svc of view.services) this.compileService(svc, zone, z, at);
+      this.writeName(`ns.dns.${zone}`, ns);
     }
-    this.compileReverse(view, at);
-
-    // Encode: one body per (name, type).
-    const arena = new BodyArena();
-    const names = new Map<string, number>();
-    const columns = new Int32Array(build.size * Col.COUNT).fill(-1);
-    const externalTargets = new Map<string, string>();
-    let index = 0;
-    for (const [name, r] of build) {
-      names.set(name, index);
-      const row = index * Col.COUNT;
-      index++;
-      if (r.apex) {
-        const zi = this.zones.indexOf(name);
-        columns[row + Col.SOA] = this.encodeSoa(arena, name, zi, view.generation);
-        columns[row + Col.NS] = this.encodeNs(arena, name, zi, dnsIP);
-      }
-      if (r.cname !== null) {
-        columns[row + Col.CNAME] = this.encodeNames(arena, name, RrType.CNAME, [r.cname]);
-        externalTargets.set(name, r.cname);
-        continue; // RFC 1034 3.6.2: a CNAME has no other data
-      }
-      if (r.a !== null) columns[row + Col.A] = this.encodeA(arena, name, r.a);
-      if (r.txt !== null) columns[row + Col.TXT] = this.encodeTxt(arena, name, r.txt);
-      if (r.ptr !== null) columns[row + Col.PTR] = this.encodeNames(arena, name, RrType.PTR, r.ptr);
-      if (r.srv !== null) columns[row + Col.SRV] = this.encodeSrv(arena, name, r.srv);
-    }
-    // Swapped in whole: answer() never sees a half-compiled zone.
-    this.arena = arena.seal();
-    this.names = names;
-    this.columns = columns;
-    this.externalTargets = externalTargets;
     this.soaRecords = this.zones.map(() => this.soaRecord(view.generation));
+    this.table.compactIfWasteful();
+    this.table.trim();
     this.synced = true;
   }
 
-  private compileService(svc: ServiceView, zone: string, z: number, at: (name: string, zone: number) => NameRecords): void {
+  private setBody(slot: number, col: number, body: number): void {
+    this.table.columns[slot * Col.COUNT + col] = body;
+  }
+
+  /** (Re)writes every body of `name`. */
+  private writeName(name: string, r: NameRecords): void {
+    const slot = this.table.claim(name);
+    if (r.cname !== null) {
+      // RFC 1034 3.6.2: a CNAME has no other data.
+      this.setBody(slot, Col.CNAME, this.encodeNames(name, RrType.CNAME, [r.cname]));
+      return;
+    }
+    if (r.a !== null) this.setBody(slot, Col.A, this.encodeA(name, r.a));
+    if (r.txt !== null) this.setBody(slot, Col.TXT, this.encodeTxt(name, r.txt));
+    if (r.ptr !== null) this.setBody(slot, Col.PTR, this.encodeNames(name, RrType.PTR, r.ptr));
+    if (r.srv !== null) this.setBody(slot, Col.SRV, this.encodeSrv(name, r.srv));
+  }
+
+  private addUnit(svc: ServiceView, dirtyPtrs: Set<string>): ServiceUnit {
+    const unit: ServiceUnit = { view: svc, names: [], ents: [], ptrs: [] };
+    const local = new Map<string, NameRecords>();
+    const at = (name: string): NameRecords => {
+      let r = local.get(name);
+      if (r === undefined) local.set(name, (r = new NameRecords()));
+      return r;
+    };
+    for (let z = 0; z < this.zones.length; z++) if (!this.reverse[z]) this.compileService(svc, this.zones[z]!, at, unit.ents);
+    for (const [name, r] of local) {
+      this.writeName(name, r);
+      unit.names.push(name);
+      if (r.cname !== null) this.externalTargets.set(name, r.cname);
+    }
+    for (const ent of unit.ents) {
+      const refs = this.entRefs.get(ent) ?? 0;
+      this.entRefs.set(ent, refs + 1);
+      if (refs === 0) this.writeName(ent, EMPTY);
+    }
+    this.addPtrSources(svc, unit, dirtyPtrs);
+    return unit;
+  }
+
+  private removeUnit(unit: ServiceUnit, dirtyPtrs: Set<string>): void {
+    for (const name of unit.names) {
+      this.table.remove(name);
+      this.externalTargets.delete(name);
+    }
+    for (const ent of unit.ents) {
+      const refs = this.entRefs.get(ent)! - 1;
+      if (refs > 0) this.entRefs.set(ent, refs);
+      else {
+        this.entRefs.delete(ent);
+        this.table.remove(ent);
+      }
+    }
+    const key = unit.view.key;
+    for (const name of unit.ptrs) {
+      const sources = this.ptrIndex.get(name);
+      if (sources === undefined) continue;
+      const left = Array.isArray(sources) ? sources.filter((s) => s.key !== key) : sources.key !== key ? [sources] : [];
+      if (left.length === 0) this.ptrIndex.delete(name);
+      else this.ptrIndex.set(name, left.length === 1 ? left[0]! : left);
+      dirtyPtrs.add(name);
+    }
+  }
+
+  /** What `svc` contributes to PTR names: its cluster IP, and its ready endpoints' addresses. */
+  private addPtrSources(svc: ServiceView, unit: ServiceUnit, dirtyPtrs: Set<string>): void {
+    if (!this.hasReverse || svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0)) return;
+    const add = (ip: number, target: string, cluster: boolean): void => {
+      if (!isPlainName(target)) return;
+      const name = `${ip & 0xff}.${(ip >>> 8) & 0xff}.${(ip >>> 16) & 0xff}.${ip >>> 24}.in-addr.arpa`;
+      const z = this.zoneOf(name);
+      if (z < 0 || !this.reverse[z]) return;
+      const source: PtrSource = { key: svc.key, target, cluster };
+      const sources = this.ptrIndex.get(name);
+      if (sources === undefined) this.ptrIndex.set(name, source);
+      else if (Array.isArray(sources)) sources.push(source);
+      else this.ptrIndex.set(name, [sources, source]);
+      if (unit.ptrs[unit.ptrs.length - 1] !== name) unit.ptrs.push(name);
+      dirtyPtrs.add(name);
+    };
+    const svcName = `${svc.name}.${svc.namespace}.svc.${this.primary}`;
+    if (!svc.headless) add(svc.clusterIP, svcName, true);
+    for (const e of svc.endpoints) {
+      if (e.ready || svc.publishNotReadyAddresses) add(e.ip, `${endpointHost(e)}.${svcName}`, false);
+    }
+  }
+
+  /**
+   * A PTR name from its sources, in Service key order: a cluster IP names its (first)
+   * Service alone, as CoreDNS looks Services up before endpoints; else every endpoint name.
+   */
+  private writePtr(name: string): void {
+    const sources = this.ptrIndex.get(name);
+    if (sources === undefined) {
+      this.table.remove(name);
+      return;
+    }
+    const r = new NameRecords();
+    if (!Array.isArray(sources)) r.ptr = [sources.target];
+    else {
+      // Stable: one Service's sources keep their endpoint order.
+      const sorted = [...sources].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const cluster = sorted.find((s) => s.cluster);
+      r.ptr = cluster !== undefined ? [cluster.target] : [...new Set(sorted.map((s) => s.target))];
+    }
+    this.writeName(name, r);
+  }
+
+  /** The forward names of one Service in `zone`, into `at`; the namespace name it keeps alive into `ents`. */
+  private compileService(svc: ServiceView, zone: string, at: (name: string) => NameRecords, ents: string[]): void {
     const name = `${svc.name}.${svc.namespace}.svc.${zone}`;
     if (!isPlainName(name)) return;
     if (svc.type === 'ExternalName') {
       const target = svc.externalName.toLowerCase().replace(/\.$/, '');
       // k8s: "external names that resemble IPv4 addresses are not resolved by DNS servers".
       if (!isPlainName(target) || parseIpv4(target) !== undefined) return;
-      at(`${svc.namespace}.svc.${zone}`, z);
-      at(name, z).cname = target;
+      ents.push(`${svc.namespace}.svc.${zone}`);
+      at(name).cname = target;
       return;
     }
     if (!svc.headless && svc.clusterIP === 0) return; // rejected: nothing allocated
-    at(`${svc.namespace}.svc.${zone}`, z);
+    ents.push(`${svc.namespace}.svc.${zone}`);
 
-    // Ready endpoints, by host name.
     const ready = svc.endpoints.filter((e) => e.ready || svc.publishNotReadyAddresses);
-    const hostOf = (e: (typeof ready)[number]): string => (e.hostname !== '' ? e.hostname : ipv4ToString(e.ip).replaceAll('.', '-'));
     for (const e of ready) {
-      const host = `${hostOf(e)}.${name}`;
+      const host = `${endpointHost(e)}.${name}`;
       if (!isPlainName(host)) continue;
-      const r = at(host, z);
+      const r = at(host);
       r.a ??= [];
       if (!r.a.includes(e.ip)) r.a.push(e.ip);
     }
 
     if (!svc.headless) {
-      const r = at(name, z);
+      const r = at(name);
       r.a = [svc.clusterIP];
       if (svc.ports.length > 0) r.srv = svc.ports.map((p) => ({ port: p.port, target: name, ip: svc.clusterIP }));
       for (const p of svc.ports) {
         if (p.name === '') continue;
         const srvName = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}.${name}`;
-        if (isPlainName(srvName)) at(srvName, z).srv = [{ port: p.port, target: name, ip: svc.clusterIP }];
+        if (isPlainName(srvName)) at(srvName).srv = [{ port: p.port, target: name, ip: svc.clusterIP }];
       }
       return;
     }
     // Headless: no ready endpoint, no name (spec 2.4.1 says NXDOMAIN).
     if (ready.length === 0) return;
-    const r = at(name, z);
+    const r = at(name);
     r.a = [];
     for (const e of ready) if (!r.a.includes(e.ip)) r.a.push(e.ip);
     r.srv = [];
     const byPort = new Map<string, SrvTarget[]>();
     for (const e of ready) {
-      const target = `${hostOf(e)}.${name}`;
+      const target = `${endpointHost(e)}.${name}`;
       if (!isPlainName(target)) continue;
       for (const p of e.ports) {
         r.srv.push({ port: p.port, target, ip: e.ip });
@@ -298,47 +430,19 @@ export class KubernetesZone {
     if (r.srv.length === 0) r.srv = null;
     for (const [key, list] of byPort) {
       const srvName = `${key}.${name}`;
-      if (isPlainName(srvName)) at(srvName, z).srv = list;
+      if (isPlainName(srvName)) at(srvName).srv = list;
     }
   }
 
-  private compileReverse(view: ClusterView, at: (name: string, zone: number) => NameRecords): void {
-    if (!this.reverse.some((r) => r)) return;
-    const reverseName = (ip: number): string => `${ip & 0xff}.${(ip >>> 8) & 0xff}.${(ip >>> 16) & 0xff}.${ip >>> 24}.in-addr.arpa`;
-    const place = (ip: number): NameRecords | undefined => {
-      const name = reverseName(ip);
-      const z = this.zoneOf(name);
-      return z >= 0 && this.reverse[z] ? at(name, z) : undefined;
-    };
-    // Cluster IPs first: CoreDNS answers the Service for an address that is one.
-    const clusterIPs = new Set<number>();
-    for (const svc of view.services) {
-      if (svc.headless || svc.clusterIP === 0 || svc.type === 'ExternalName' || clusterIPs.has(svc.clusterIP)) continue;
-      clusterIPs.add(svc.clusterIP);
-      const r = place(svc.clusterIP);
-      if (r !== undefined) r.ptr = [`${svc.name}.${svc.namespace}.svc.${this.primary}`];
-    }
-    for (const svc of view.services) {
-      if (svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0)) continue;
-      for (const e of svc.endpoints) {
-        if (!(e.ready || svc.publishNotReadyAddresses) || clusterIPs.has(e.ip)) continue;
-        const target = `${e.hostname !== '' ? e.hostname : ipv4ToString(e.ip).replaceAll('.', '-')}.${svc.name}.${svc.namespace}.svc.${this.primary}`;
-        if (!isPlainName(target)) continue;
-        const r = place(e.ip);
-        if (r === undefined) continue;
-        r.ptr ??= [];
-        if (!r.ptr.includes(target)) r.ptr.push(target);
-      }
-    }
-  }
-
-  private encodeA(arena: BodyArena, name: string, ips: number[]): number {
+  private encodeA(name: string, ips: number[]): number {
+    const arena = this.table.arena;
     arena.begin(name);
     for (const ip of ips) arena.a(name, this.ttl, ip, 'answer');
     return arena.finish();
   }
 
-  private encodeTxt(arena: BodyArena, name: string, text: string): number {
+  private encodeTxt(name: string, text: string): number {
+    const arena = this.table.arena;
     arena.begin(name);
     const at = arena.rr(name, RrType.TXT, DNS_VERSION_TTL);
     arena.u8(text.length);
@@ -347,7 +451,8 @@ export class KubernetesZone {
     return arena.finish();
   }
 
-  private encodeNames(arena: BodyArena, name: string, type: number, targets: string[]): number {
+  private encodeNames(name: string, type: number, targets: string[]): number {
+    const arena = this.table.arena;
     arena.begin(name);
     for (const t of targets) {
       const at = arena.rr(name, type, this.ttl);
@@ -357,7 +462,8 @@ export class KubernetesZone {
     return arena.finish();
   }
 
-  private encodeSrv(arena: BodyArena, name: string, srv: SrvTarget[]): number {
+  private encodeSrv(name: string, srv: SrvTarget[]): number {
+    const arena = this.table.arena;
     arena.begin(name);
     const seen = new Set<string>();
     const records = srv.filter((s) => {
@@ -387,7 +493,8 @@ export class KubernetesZone {
     return arena.finish();
   }
 
-  private encodeSoa(arena: BodyArena, name: string, zone: number, generation: number): number {
+  private encodeSoa(name: string, zone: number, generation: number): number {
+    const arena = this.table.arena;
     arena.begin(name);
     const at = arena.rr(name, RrType.SOA, Math.min(this.ttl, SOA_MAX_TTL));
     arena.name(`ns.dns.${this.zones[zone]}`);
@@ -401,7 +508,8 @@ export class KubernetesZone {
     return arena.finish();
   }
 
-  private encodeNs(arena: BodyArena, name: string, zone: number, dnsIP: number): number {
+  private encodeNs(name: string, zone: number, dnsIP: number): number {
+    const arena = this.table.arena;
     arena.begin(name);
     const target = `ns.dns.${this.zones[zone]}`;
     const at = arena.rr(name, RrType.NS, this.ttl);
@@ -450,13 +558,14 @@ export class KubernetesZone {
     // Before the first sync there is nothing to deny with (CoreDNS: SERVFAIL until synced).
     if (!this.synced) return this.empty(req, q, res, Rcode.SERVFAIL, 0, -1);
 
-    const index = this.names.get(q.qname);
-    if (index === undefined) return this.missing(req, q, res, z);
-    const row = index * Col.COUNT;
-    let body = this.columns[row + Col.CNAME]!;
+    const table = this.table;
+    const slot = table.names.get(q.qname);
+    if (slot === undefined) return this.missing(req, q, res, z);
+    const row = slot * Col.COUNT;
+    let body = table.columns[row + Col.CNAME]!;
     if (body < 0) {
       const col = column(q.qtype);
-      body = col < 0 ? -1 : this.columns[row + col]!;
+      body = col < 0 ? -1 : table.columns[row + col]!;
     }
     if (body < 0) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
     return this.fromBody(req, q, res, maxSize, body);
@@ -556,7 +665,7 @@ export class KubernetesZone {
 
   /** A precomputed body; what does not fit in maxSize is cut: the additional section first (no TC), else everything (TC). */
   private fromBody(req: Uint8Array, q: QueryInfo, res: Uint8Array, maxSize: number, body: number): number {
-    const a = this.arena;
+    const a = this.table.arena.buf;
     const length = a.readUInt32BE(body);
     let an = a.readUInt16BE(body + 4);
     let ns = a.readUInt16BE(body + 6);

@@ -42,6 +42,8 @@ export class BodyArena {
   /** Name -> offset in the message, for compression within the body being written. */
   private readonly names = new Map<string, number>();
   private bodyStart = 0;
+  /** The question name of the body being written (at message offset 12). */
+  private qname = '';
   /** The message offset of the first record of the body being written. */
   private messageBase = 0;
   private an = 0;
@@ -60,16 +62,8 @@ export class BodyArena {
 
   /** Starts the body of the response to a question for `qname` (lower-case, plain). */
   begin(qname: string): void {
-    this.names.clear();
-    let off = HEADER_LENGTH;
-    let rest = qname;
-    while (rest !== '') {
-      this.names.set(rest, off);
-      const dot = rest.indexOf('.');
-      if (dot < 0) break;
-      off += dot + 1;
-      rest = rest.slice(dot + 1);
-    }
+    if (this.names.size !== 0) this.names.clear();
+    this.qname = qname;
     this.ensure(BODY_HEADER);
     this.bodyStart = this.pos;
     this.pos += BODY_HEADER;
@@ -104,7 +98,14 @@ export class BodyArena {
   /** A name, compressed against the question and every name written before in this body. */
   name(name: string): void {
     let rest = name;
+    const qname = this.qname;
     while (rest !== '') {
+      // A suffix of the question name (each dot there is a length byte on the wire).
+      const before = qname.length - rest.length;
+      if (before === 0 ? rest === qname : before > 0 && qname.charCodeAt(before - 1) === 0x2e && qname.endsWith(rest)) {
+        this.u16(0xc000 | (HEADER_LENGTH + before));
+        return;
+      }
       const at = this.names.get(rest);
       if (at !== undefined) {
         this.u16(0xc000 | at);
@@ -170,10 +171,93 @@ export class BodyArena {
     return h;
   }
 
-  /** The arena trimmed to what was written (the spare capacity is released). */
-  seal(): Buffer {
-    const out = Buffer.allocUnsafeSlow(this.pos);
-    this.buf.copy(out, 0, 0, this.pos);
-    return out;
+  /** The arena bytes a body at `offset` takes (header included). */
+  bodySize(offset: number): number {
+    return BODY_HEADER + this.buf.readUInt32BE(offset);
+  }
+
+  /** Appends a body taken from another arena's bytes; returns its offset here. */
+  copyBody(from: Buffer, offset: number): number {
+    const size = BODY_HEADER + from.readUInt32BE(offset);
+    this.ensure(size);
+    const at = this.pos;
+    from.copy(this.buf, at, offset, offset + size);
+    this.pos += size;
+    return at;
+  }
+}
+
+/** Record columns of a name: the arena offset of its body for that type, or -1. */
+export const Col = { A: 0, NS: 1, CNAME: 2, SOA: 3, PTR: 4, TXT: 5, SRV: 6, COUNT: 7 } as const;
+
+/**
+ * The names of a zone and their bodies, changed name by name as Services change. Bodies
+ * are appended to one arena; a replaced or removed body becomes garbage there, and once
+ * the garbage outweighs the live bytes the live ones are copied to a fresh arena (a body
+ * holds no arena offsets, only message offsets, so it moves as plain bytes).
+ */
+export class NameTable {
+  readonly names = new Map<string, number>();
+  columns = new Int32Array(1024 * Col.COUNT).fill(-1);
+  arena = new BodyArena();
+  private readonly free: number[] = [];
+  private slots = 0;
+  private garbage = 0;
+
+  /** The slot of `name`, its old bodies dropped (the caller writes the new ones), created if new. */
+  claim(name: string): number {
+    let slot = this.names.get(name);
+    if (slot !== undefined) {
+      this.drop(slot);
+      return slot;
+    }
+    slot = this.free.pop() ?? this.slots++;
+    if ((slot + 1) * Col.COUNT > this.columns.length) {
+      const grown = new Int32Array(this.columns.length * 2).fill(-1);
+      grown.set(this.columns);
+      this.columns = grown;
+    }
+    this.names.set(name, slot);
+    return slot;
+  }
+
+  remove(name: string): void {
+    const slot = this.names.get(name);
+    if (slot === undefined) return;
+    this.drop(slot);
+    this.names.delete(name);
+    this.free.push(slot);
+  }
+
+  private drop(slot: number): void {
+    const row = slot * Col.COUNT;
+    for (let c = 0; c < Col.COUNT; c++) {
+      const body = this.columns[row + c]!;
+      if (body >= 0) this.garbage += this.arena.bodySize(body);
+      this.columns[row + c] = -1;
+    }
+  }
+
+  /** Copies the live bodies to a new arena when at least half of this one (and 1 MB) is garbage. */
+  compactIfWasteful(): void {
+    if (this.garbage < 1 << 20 || this.garbage * 2 < this.arena.pos) return;
+    const old = this.arena.buf;
+    const next = new BodyArena();
+    const columns = this.columns;
+    for (let i = 0; i < columns.length; i++) {
+      const body = columns[i]!;
+      if (body >= 0) columns[i] = next.copyBody(old, body);
+    }
+    this.arena = next;
+    this.garbage = 0;
+  }
+
+  /** Gives back arena capacity well beyond what is written (after a large first update). */
+  trim(): void {
+    const arena = this.arena;
+    if (arena.buf.length < 2 * arena.pos || arena.buf.length - arena.pos < 1 << 20) return;
+    const buf = Buffer.allocUnsafeSlow(Math.ceil(arena.pos * 1.25));
+    arena.buf.copy(buf, 0, 0, arena.pos);
+    arena.buf = buf;
   }
 }
