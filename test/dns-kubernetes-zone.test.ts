@@ -230,7 +230,7 @@ test('a headless Service: A per ready endpoint, hostnames, SRV per endpoint and 
   assertNegative(ask(z, 'peers.default.svc.cluster.local', 'SRV'), 'NOERROR', 'cluster.local');
 });
 
-test('ExternalName: a CNAME for every type, never chased; an address-like name resolves to nothing', () => {
+test('ExternalName outside the zone: a CNAME for every type, not chased; an address-like name resolves to nothing', () => {
   const z = zoneWith();
   for (const type of ['A', 'AAAA', 'CNAME', 'SRV', 'TXT', 'MX', ANY] as dnsPacket.RecordType[]) {
     const r = ask(z, 'search.default.svc.cluster.local', type);
@@ -241,6 +241,45 @@ test('ExternalName: a CNAME for every type, never chased; an address-like name r
   assert.equal(z.cnameTarget('search.default.svc.cluster.local'), 'search.example.com');
   assert.equal(z.cnameTarget('web.default.svc.cluster.local'), '');
   assertNegative(ask(z, 'numeric.default.svc.cluster.local'), 'NXDOMAIN', 'cluster.local');
+});
+
+test('ExternalName to a name of the zone: the CNAME and the target\'s records, as CoreDNS; one level; kept current', () => {
+  const alias: Svc = { ns: 'apps', name: 'alias', type: 'ExternalName', externalName: 'web.default.svc.cluster.local' };
+  const chain: Svc = { ns: 'apps', name: 'chain', type: 'ExternalName', externalName: 'alias.apps.svc.cluster.local' };
+  const toDb: Svc = { ns: 'apps', name: 'to-db', type: 'ExternalName', externalName: 'db.default.svc.cluster.local.' };
+  const z = zoneWith(KUBEADM, [...SERVICES, alias, chain, toDb]);
+  const a = ask(z, 'Alias.Apps.svc.cluster.local');
+  assert.equal(a!.rcode, 'NOERROR');
+  assert.deepEqual(answers(a).map((r) => [r.name, r.type, r.ttl, r.data]), [
+    ['Alias.Apps.svc.cluster.local', 'CNAME', 30, 'web.default.svc.cluster.local'],
+    ['web.default.svc.cluster.local', 'A', 30, '10.96.0.20'],
+  ]);
+  // SRV through the alias: the CNAME, the target's SRV records, their A records in the additional section.
+  const srv = ask(z, 'to-db.apps.svc.cluster.local', 'SRV', { maxSize: 65535 });
+  assert.deepEqual(answers(srv).map((r) => [r.name, r.type, r.data]), [
+    ['to-db.apps.svc.cluster.local', 'CNAME', 'db.default.svc.cluster.local'],
+    ['db.default.svc.cluster.local', 'SRV', { priority: 0, weight: 50, port: 5432, target: 'db-0.db.default.svc.cluster.local' }],
+    ['db.default.svc.cluster.local', 'SRV', { priority: 0, weight: 50, port: 5432, target: '10-244-2-9.db.default.svc.cluster.local' }],
+  ]);
+  assert.deepEqual((srv!.additionals as unknown as Rr[]).map((r) => [r.name, r.data]), [['db-0.db.default.svc.cluster.local', '10.244.1.9'], ['10-244-2-9.db.default.svc.cluster.local', '10.244.2.9']]);
+  // Cut to 512 bytes: the additional section goes, the answer stays whole.
+  const cut = ask(z, 'to-db.apps.svc.cluster.local', 'SRV', { maxSize: 120 + 'to-db.apps.svc.cluster.local'.length });
+  assert.equal(cut!.flag_tc, false);
+  assert.equal(cut!.answers!.length, 3);
+  assert.equal(cut!.additionals!.length, 0);
+  // The target has no AAAA: the CNAME alone. A chain is followed one level only.
+  assert.deepEqual(answers(ask(z, 'alias.apps.svc.cluster.local', 'AAAA')).map((r) => r.type), ['CNAME']);
+  assert.deepEqual(answers(ask(z, 'chain.apps.svc.cluster.local')).map((r) => [r.type, r.data]), [['CNAME', 'alias.apps.svc.cluster.local']]);
+  assert.deepEqual(answers(ask(z, 'alias.apps.svc.cluster.local', 'CNAME')).map((r) => r.type), ['CNAME']);
+
+  // The target changes, the ExternalName's own view object does not: the chase follows.
+  const views = [...SERVICES, alias, chain, toDb].map(service);
+  z.update(view(views, 8));
+  const moved = views.map((v) => (v.name === 'web' ? { ...v, clusterIP: ipv4('10.96.0.77') } : v));
+  z.update(view(moved, 9));
+  assert.deepEqual(data(ask(z, 'alias.apps.svc.cluster.local')), ['web.default.svc.cluster.local', '10.96.0.77']);
+  z.update(view(moved.filter((v) => v.name !== 'web'), 10));
+  assert.deepEqual(data(ask(z, 'alias.apps.svc.cluster.local')), ['web.default.svc.cluster.local']);
 });
 
 test('pod records: insecure answers a-b-c-d in any namespace; disabled answers none', () => {
@@ -616,7 +655,7 @@ test('updates applied one after another answer exactly as a zone compiled from t
       else if (roll < 0.5) next = { ...s, endpoints: frozen([...s.endpoints.filter(() => random() < 0.7), ...(random() < 0.5 ? [frozen({ ...service({ name: 'x', endpoints: [{ ip: pick(ips), hostname: pick(['', 'h1', 'h2']) }] }).endpoints[0]! })] : [])].sort((a, b) => a.ip - b.ip)) };
       else if (roll < 0.65) next = { ...s, endpoints: frozen(s.endpoints.map((e) => frozen({ ...e, ready: random() < 0.5 }))) };
       else if (roll < 0.8 && !s.headless && s.type !== 'ExternalName') next = { ...s, clusterIP: ipv4(pick(ips)) };
-      else if (roll < 0.9) next = { ...s, type: 'ExternalName', externalName: pick(['a.example', 'b.example', '10.0.0.1']), clusterIP: 0, headless: false };
+      else if (roll < 0.9) next = { ...s, type: 'ExternalName', externalName: pick(['a.example', '10.0.0.1', 'web.default.svc.cluster.local', 'db.default.svc.cluster.local', 'x.apps.svc.cluster.local']), clusterIP: 0, headless: false };
       else next = { ...s, headless: !s.headless, clusterIP: s.headless ? ipv4(`10.96.2.${round}`) : 0, type: 'ClusterIP' };
       if (next === null) views.splice(i, 1);
       else if (next.key === s.key) views[i] = Object.freeze(next);

@@ -16,7 +16,7 @@
 //   <ns>.svc.Z                     empty non-terminal, for each namespace with a Service
 //   <svc>.<ns>.svc.Z               ClusterIP: A cluster IP. Headless: A per ready endpoint
 //                                  (none ready: the name does not exist, spec 2.4.1).
-//                                  ExternalName: CNAME (for every qtype). SRV: every port
+//                                  ExternalName: CNAME (for every qtype, see below). SRV: every port
 //                                  (CoreDNS's answer for a name without _port._proto).
 //   _<port>._<proto>.<svc>.<ns>.svc.Z   SRV per named port (headless: per ready endpoint
 //                                  serving the port), priority 0, weight 100/n as CoreDNS,
@@ -30,10 +30,12 @@
 // A ready endpoint is one with `ready` (the endpoints controller marks every endpoint
 // of a publishNotReadyAddresses Service ready) or of such a Service.
 //
-// ExternalName targets are not chased: the CNAME is answered alone. CoreDNS looks the
-// target up (through itself, so through `forward`) and appends its records; a server
-// that wants the same asks cnameTarget() and resolves the target itself. Stub
-// resolvers (glibc, musl) do not chase a CNAME without its target's records.
+// ExternalName: a target inside the zone is chased at update time (the CNAME, then the
+// target's records for the type, one level, as CoreDNS's A() does). A target outside
+// the zone gets the CNAME alone: CoreDNS looks it up through itself (so through
+// `forward`) and appends its records; a server that wants the same asks cnameTarget()
+// and resolves the target itself. Stub resolvers (glibc, musl) do not chase a CNAME
+// that comes without its target's records.
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ClusterView, EndpointView, ServiceView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
@@ -258,10 +260,41 @@ export class KubernetesZone {
       if (dnsIP !== 0) ns.a = [dnsIP];
       this.writeName(`ns.dns.${zone}`, ns);
     }
+    // After everything else: a target may have changed without its ExternalName.
+    for (const [name, target] of this.externalTargets) this.chase(name, target);
     this.soaRecords = this.zones.map(() => this.soaRecord(view.generation));
     this.table.compactIfWasteful();
     this.table.trim();
     this.synced = true;
+  }
+
+  /**
+   * An ExternalName whose target is a name of this zone: for each type the target has,
+   * the CNAME followed by the target's records, as CoreDNS answers (its A() looks an
+   * in-zone target up). One level: a target that is itself a CNAME is left to the
+   * client; a target without the type (or without a name) gets the CNAME alone.
+   */
+  private chase(name: string, target: string): void {
+    const table = this.table;
+    const slot = table.names.get(name);
+    if (slot === undefined) return;
+    const chased = [Col.A, Col.NS, Col.SOA, Col.PTR, Col.TXT, Col.SRV] as const;
+    const targetSlot = this.zoneOf(target) >= 0 ? table.names.get(target) : undefined;
+    const targetRow = targetSlot === undefined || table.columns[targetSlot * Col.COUNT + Col.CNAME]! >= 0 ? -1 : targetSlot * Col.COUNT;
+    for (const col of chased) {
+      const body = targetRow < 0 ? -1 : table.columns[targetRow + col]!;
+      if (body < 0) {
+        if (table.columns[slot * Col.COUNT + col]! >= 0) table.replace(slot, col, -1);
+        continue;
+      }
+      const arena = table.arena;
+      arena.begin(name);
+      const at = arena.rr(name, RrType.CNAME, this.ttl);
+      arena.name(target);
+      arena.end(at, 'answer');
+      arena.appendBody(body, target);
+      table.replace(slot, col, arena.finish());
+    }
   }
 
   private setBody(slot: number, col: number, body: number): void {
@@ -562,11 +595,11 @@ export class KubernetesZone {
     const slot = table.names.get(q.qname);
     if (slot === undefined) return this.missing(req, q, res, z);
     const row = slot * Col.COUNT;
-    let body = table.columns[row + Col.CNAME]!;
-    if (body < 0) {
-      const col = column(q.qtype);
-      body = col < 0 ? -1 : table.columns[row + col]!;
-    }
+    // The type's own body (for an ExternalName: the CNAME and its chased target), else
+    // the name's CNAME, which answers every type (RFC 1034 3.6.2).
+    const col = column(q.qtype);
+    let body = col < 0 ? -1 : table.columns[row + col]!;
+    if (body < 0) body = table.columns[row + Col.CNAME]!;
     if (body < 0) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
     return this.fromBody(req, q, res, maxSize, body);
   }

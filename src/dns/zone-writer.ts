@@ -11,6 +11,8 @@
 import { RrType, CLASS_IN, HEADER_LENGTH, latin1Write } from './message.ts';
 
 export const BODY_HEADER = 14;
+/** An RR after its owner: type, class, ttl, rdlength. */
+const RR_FIXED = 10;
 /** RFC 1035 4.1.4: a pointer holds a 14-bit offset. */
 const MAX_POINTER = 0x3fff;
 
@@ -51,7 +53,7 @@ export class BodyArena {
   private ar = 0;
   private answerEnd = 0;
 
-  private ensure(n: number): void {
+  ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < this.pos + n) size *= 2;
@@ -171,6 +173,67 @@ export class BodyArena {
     return h;
   }
 
+  /** The message offset of a name already in this body: a suffix of the question, or one written before. */
+  private offsetOf(name: string): number {
+    const qname = this.qname;
+    const before = qname.length - name.length;
+    if (before === 0 ? name === qname : before > 0 && qname.charCodeAt(before - 1) === 0x2e && qname.endsWith(name)) return HEADER_LENGTH + before;
+    const at = this.names.get(name);
+    if (at === undefined) throw new Error(`BodyArena: ${name} is not in the body`);
+    return at;
+  }
+
+  /**
+   * Appends the records of another body of this arena, written for the question
+   * `srcQname`, whose every suffix this body already holds (a CNAME's target): its
+   * compression pointers into its question move to those suffixes, the others shift
+   * with the records. Lengths do not change, so the bytes are copied and then patched.
+   */
+  appendBody(srcBody: number, srcQname: string): void {
+    const length = this.buf.readUInt32BE(srcBody);
+    this.ensure(length);
+    const b = this.buf;
+    const an = b.readUInt16BE(srcBody + 4);
+    const ns = b.readUInt16BE(srcBody + 6);
+    const ar = b.readUInt16BE(srcBody + 8);
+    const answerEnd = b.readUInt32BE(srcBody + 10);
+    const start = this.pos;
+    b.copy(b, start, srcBody + BODY_HEADER, srcBody + BODY_HEADER + length);
+    const srcBase = HEADER_LENGTH + nameWireLength(srcQname) + 4;
+    const dstBase = this.messageOffset();
+    const move = (p: number): number => (p < srcBase ? this.offsetOf(srcQname.slice(p - HEADER_LENGTH)) : p - srcBase + dstBase);
+    const relocate = (o: number): number => {
+      for (;;) {
+        const len = b[o]!;
+        if (len === 0) return o + 1;
+        if ((len & 0xc0) === 0xc0) {
+          const p = 0xc000 | move(((len & 0x3f) << 8) | b[o + 1]!);
+          b[o] = p >>> 8;
+          b[o + 1] = p & 0xff;
+          return o + 2;
+        }
+        o += 1 + len;
+      }
+    };
+    let o = start;
+    for (let i = 0; i < an + ns + ar; i++) {
+      o = relocate(o);
+      const type = b.readUInt16BE(o);
+      const rdata = o + RR_FIXED;
+      if (type === RrType.CNAME || type === RrType.PTR || type === RrType.NS) relocate(rdata);
+      else if (type === RrType.SRV) relocate(rdata + 6);
+      else if (type === RrType.SOA) relocate(relocate(rdata));
+      o = rdata + b.readUInt16BE(o + 8);
+    }
+    this.pos = start + length;
+    if (ar > 0) {
+      if (this.ar === 0) this.answerEnd = start - this.bodyStart - BODY_HEADER + answerEnd;
+      this.ar += ar;
+    }
+    this.an += an;
+    this.ns += ns;
+  }
+
   /** The arena bytes a body at `offset` takes (header included). */
   bodySize(offset: number): number {
     return BODY_HEADER + this.buf.readUInt32BE(offset);
@@ -219,6 +282,14 @@ export class NameTable {
     }
     this.names.set(name, slot);
     return slot;
+  }
+
+  /** Sets one column of a slot, its old body (if any) becoming garbage. */
+  replace(slot: number, col: number, body: number): void {
+    const i = slot * Col.COUNT + col;
+    const old = this.columns[i]!;
+    if (old >= 0) this.garbage += this.arena.bodySize(old);
+    this.columns[i] = body;
   }
 
   remove(name: string): void {
