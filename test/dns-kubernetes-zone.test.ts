@@ -327,6 +327,13 @@ test('fallthrough: a missing name in a listed zone is not handled; NODATA and ot
   assert.equal(z.owns('xcluster.local'), false);
   assert.equal(z.owns('1.0.96.10.in-addr.arpa'), true);
   assert.equal(z.owns(''), false);
+  // One label "x.cluster" then "local": not in cluster.local, though the string ends so.
+  assert.equal(z.owns('x\\.cluster.local'), false);
+  assert.equal(z.owns('x\\\\.cluster.local'), true, 'an escaped backslash, then a real dot');
+  const escaped = Buffer.from([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, ...Buffer.from('x.cluster'), 5, ...Buffer.from('local'), 0, 0, 1, 0, 1]);
+  assert.equal(readQuery(escaped, escaped.length, q), true);
+  assert.equal(q.qname, 'x\\.cluster.local');
+  assert.equal(z.answer(escaped, escaped.length, q, res, 512), NOT_HANDLED);
   assertNegative(ask(z, 'nope.cluster.local'), 'NXDOMAIN', 'cluster.local');
 
   const none = zoneWith({ ...KUBEADM, fallthrough: null });

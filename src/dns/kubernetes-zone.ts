@@ -95,9 +95,13 @@ function isReverseZone(zone: string): boolean {
   return zone === 'in-addr.arpa' || zone.endsWith('.in-addr.arpa') || zone === 'ip6.arpa' || zone.endsWith('.ip6.arpa');
 }
 
-/** `qname` is `zone` or below it. */
+/** `qname` is `zone` or below it (a dot escaped as `\.` inside a label is no label boundary). */
 function under(qname: string, zone: string, dotted: string): boolean {
-  return qname === zone || (qname.length > zone.length && qname.endsWith(dotted));
+  if (qname === zone) return true;
+  if (qname.length <= zone.length || !qname.endsWith(dotted)) return false;
+  let slashes = 0;
+  for (let i = qname.length - dotted.length - 1; i >= 0 && qname.charCodeAt(i) === 0x5c; i--) slashes++;
+  return (slashes & 1) === 0;
 }
 
 interface SrvTarget { port: number; target: string; ip: number }
@@ -121,8 +125,8 @@ interface ServiceUnit {
   view: ServiceView;
   names: string[];
   ents: string[];
-  /** The reverse names it has sources in (in ptrIndex, under its key). */
-  ptrs: string[];
+  /** The addresses it has PTR sources for (in ptrIndex, under its key). */
+  ptrs: number[];
 }
 
 /** An endpoint's name label: its hostname, else its address with dashes (CoreDNS's endpointHostname). */
@@ -149,7 +153,7 @@ export class KubernetesZone {
   /** Namespace names (<ns>.svc.<zone>) and how many Services keep each alive. */
   private entRefs = new Map<string, number>();
   /** Reverse name -> the Services' addresses that name it (one source, the common case, without an array). */
-  private ptrIndex = new Map<string, PtrSource | PtrSource[]>();
+  private ptrIndex = new Map<number, PtrSource | PtrSource[]>();
   /** Per zone: its negative-answer SOA record with the owner pointer at 0 (patched per answer). */
   private soaRecords: Buffer[] = [];
   private externalTargets = new Map<string, string>();
@@ -232,7 +236,7 @@ export class KubernetesZone {
   private apply(view: ClusterView): void {
     const next = new Map<string, ServiceView>();
     for (const svc of view.services) next.set(svc.key, svc);
-    const dirtyPtrs = new Set<string>();
+    const dirtyPtrs = new Set<number>();
     for (const [key, unit] of this.units) {
       if (next.get(key) === unit.view) continue;
       this.removeUnit(unit, dirtyPtrs);
@@ -241,7 +245,7 @@ export class KubernetesZone {
     for (const svc of view.services) {
       if (!this.units.has(svc.key)) this.units.set(svc.key, this.addUnit(svc, dirtyPtrs));
     }
-    for (const name of dirtyPtrs) this.writePtr(name);
+    if (this.hasReverse) for (const ip of dirtyPtrs) this.writePtr(ip);
 
     // The names every zone has; the apex's SOA carries the generation as its serial.
     const dnsService = next.get(DNS_SERVICE_KEY);
@@ -315,7 +319,7 @@ export class KubernetesZone {
     if (r.srv !== null) this.setBody(slot, Col.SRV, this.encodeSrv(name, r.srv));
   }
 
-  private addUnit(svc: ServiceView, dirtyPtrs: Set<string>): ServiceUnit {
+  private addUnit(svc: ServiceView, dirtyPtrs: Set<number>): ServiceUnit {
     const unit: ServiceUnit = { view: svc, names: [], ents: [], ptrs: [] };
     const local = new Map<string, NameRecords>();
     const at = (name: string): NameRecords => {
@@ -323,7 +327,17 @@ export class KubernetesZone {
       if (r === undefined) local.set(name, (r = new NameRecords()));
       return r;
     };
-    for (let z = 0; z < this.zones.length; z++) if (!this.reverse[z]) this.compileService(svc, this.zones[z]!, at, unit.ents);
+    // Per endpoint: its name label if it is ready and the label is usable, else ''.
+    const hosts = svc.endpoints.map((e) => {
+      if (!(e.ready || svc.publishNotReadyAddresses)) return '';
+      const host = endpointHost(e);
+      return host.length <= 63 && host.indexOf('.') < 0 && isPlainName(host) ? host : '';
+    });
+    // The endpoints' names in the primary zone, which their PTR records name (the same strings).
+    const primaryNames: string[] = [];
+    for (let z = 0; z < this.zones.length; z++) {
+      if (!this.reverse[z]) this.compileService(svc, this.zones[z]!, at, unit.ents, hosts, this.zones[z] === this.primary ? primaryNames : null);
+    }
     for (const [name, r] of local) {
       this.writeName(name, r);
       unit.names.push(name);
@@ -334,11 +348,11 @@ export class KubernetesZone {
       this.entRefs.set(ent, refs + 1);
       if (refs === 0) this.writeName(ent, EMPTY);
     }
-    this.addPtrSources(svc, unit, dirtyPtrs);
+    this.addPtrSources(svc, unit, dirtyPtrs, primaryNames);
     return unit;
   }
 
-  private removeUnit(unit: ServiceUnit, dirtyPtrs: Set<string>): void {
+  private removeUnit(unit: ServiceUnit, dirtyPtrs: Set<number>): void {
     for (const name of unit.names) {
       this.table.remove(name);
       this.externalTargets.delete(name);
@@ -352,45 +366,47 @@ export class KubernetesZone {
       }
     }
     const key = unit.view.key;
-    for (const name of unit.ptrs) {
-      const sources = this.ptrIndex.get(name);
+    for (const ip of unit.ptrs) {
+      const sources = this.ptrIndex.get(ip);
       if (sources === undefined) continue;
       const left = Array.isArray(sources) ? sources.filter((s) => s.key !== key) : sources.key !== key ? [sources] : [];
-      if (left.length === 0) this.ptrIndex.delete(name);
-      else this.ptrIndex.set(name, left.length === 1 ? left[0]! : left);
-      dirtyPtrs.add(name);
+      if (left.length === 0) this.ptrIndex.delete(ip);
+      else this.ptrIndex.set(ip, left.length === 1 ? left[0]! : left);
+      dirtyPtrs.add(ip);
     }
   }
 
   /** What `svc` contributes to PTR names: its cluster IP, and its ready endpoints' addresses. */
-  private addPtrSources(svc: ServiceView, unit: ServiceUnit, dirtyPtrs: Set<string>): void {
+  private addPtrSources(svc: ServiceView, unit: ServiceUnit, dirtyPtrs: Set<number>, primaryNames: string[]): void {
     if (!this.hasReverse || svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0)) return;
-    const add = (ip: number, target: string, cluster: boolean): void => {
-      if (!isPlainName(target)) return;
-      const name = `${ip & 0xff}.${(ip >>> 8) & 0xff}.${(ip >>> 16) & 0xff}.${ip >>> 24}.in-addr.arpa`;
-      const z = this.zoneOf(name);
-      if (z < 0 || !this.reverse[z]) return;
-      const source: PtrSource = { key: svc.key, target, cluster };
-      const sources = this.ptrIndex.get(name);
-      if (sources === undefined) this.ptrIndex.set(name, source);
-      else if (Array.isArray(sources)) sources.push(source);
-      else this.ptrIndex.set(name, [sources, source]);
-      if (unit.ptrs[unit.ptrs.length - 1] !== name) unit.ptrs.push(name);
-      dirtyPtrs.add(name);
-    };
     const svcName = `${svc.name}.${svc.namespace}.svc.${this.primary}`;
+    if (!isPlainName(svcName)) return;
+    const add = (ip: number, target: string, cluster: boolean): void => {
+      const source: PtrSource = { key: svc.key, target, cluster };
+      const sources = this.ptrIndex.get(ip);
+      if (sources === undefined) this.ptrIndex.set(ip, source);
+      else if (Array.isArray(sources)) sources.push(source);
+      else this.ptrIndex.set(ip, [sources, source]);
+      if (unit.ptrs[unit.ptrs.length - 1] !== ip) unit.ptrs.push(ip);
+      dirtyPtrs.add(ip);
+    };
     if (!svc.headless) add(svc.clusterIP, svcName, true);
-    for (const e of svc.endpoints) {
-      if (e.ready || svc.publishNotReadyAddresses) add(e.ip, `${endpointHost(e)}.${svcName}`, false);
-    }
+    svc.endpoints.forEach((e, i) => {
+      const target = primaryNames[i];
+      if (target !== undefined && target !== '') add(e.ip, target, false);
+    });
   }
 
   /**
-   * A PTR name from its sources, in Service key order: a cluster IP names its (first)
-   * Service alone, as CoreDNS looks Services up before endpoints; else every endpoint name.
+   * The PTR name of an address from its sources, in Service key order: a cluster IP
+   * names its (first) Service alone, as CoreDNS looks Services up before endpoints;
+   * else every endpoint name. Only for addresses inside one of our reverse zones.
    */
-  private writePtr(name: string): void {
-    const sources = this.ptrIndex.get(name);
+  private writePtr(ip: number): void {
+    const name = `${ip & 0xff}.${(ip >>> 8) & 0xff}.${(ip >>> 16) & 0xff}.${ip >>> 24}.in-addr.arpa`;
+    const z = this.zoneOf(name);
+    if (z < 0 || !this.reverse[z]) return;
+    const sources = this.ptrIndex.get(ip);
     if (sources === undefined) {
       this.table.remove(name);
       return;
@@ -406,8 +422,11 @@ export class KubernetesZone {
     this.writeName(name, r);
   }
 
-  /** The forward names of one Service in `zone`, into `at`; the namespace name it keeps alive into `ents`. */
-  private compileService(svc: ServiceView, zone: string, at: (name: string) => NameRecords, ents: string[]): void {
+  /**
+   * The forward names of one Service in `zone`, into `at`; the namespace name it keeps
+   * alive into `ents`; its endpoints' names (by endpoint index) into `endpointNames`.
+   */
+  private compileService(svc: ServiceView, zone: string, at: (name: string) => NameRecords, ents: string[], hosts: string[], endpointNames: string[] | null): void {
     const name = `${svc.name}.${svc.namespace}.svc.${zone}`;
     if (!isPlainName(name)) return;
     if (svc.type === 'ExternalName') {
@@ -421,14 +440,16 @@ export class KubernetesZone {
     if (!svc.headless && svc.clusterIP === 0) return; // rejected: nothing allocated
     ents.push(`${svc.namespace}.svc.${zone}`);
 
-    const ready = svc.endpoints.filter((e) => e.ready || svc.publishNotReadyAddresses);
-    for (const e of ready) {
-      const host = `${endpointHost(e)}.${name}`;
-      if (!isPlainName(host)) continue;
-      const r = at(host);
+    // Ready endpoints (hosts[i] !== '') by name; RFC 1035's 255 bytes on the wire.
+    const names = hosts.map((h) => (h !== '' && name.length + h.length + 1 <= 253 ? `${h}.${name}` : ''));
+    const eps = svc.endpoints;
+    for (let i = 0; i < eps.length; i++) {
+      if (names[i] === '') continue;
+      const r = at(names[i]!);
       r.a ??= [];
-      if (!r.a.includes(e.ip)) r.a.push(e.ip);
+      if (!r.a.includes(eps[i]!.ip)) r.a.push(eps[i]!.ip);
     }
+    if (endpointNames !== null) for (const n of names) endpointNames.push(n);
 
     if (!svc.headless) {
       const r = at(name);
@@ -442,15 +463,16 @@ export class KubernetesZone {
       return;
     }
     // Headless: no ready endpoint, no name (spec 2.4.1 says NXDOMAIN).
-    if (ready.length === 0) return;
+    if (!names.some((n) => n !== '')) return;
     const r = at(name);
     r.a = [];
-    for (const e of ready) if (!r.a.includes(e.ip)) r.a.push(e.ip);
+    for (let i = 0; i < eps.length; i++) if (names[i] !== '' && !r.a.includes(eps[i]!.ip)) r.a.push(eps[i]!.ip);
     r.srv = [];
     const byPort = new Map<string, SrvTarget[]>();
-    for (const e of ready) {
-      const target = `${endpointHost(e)}.${name}`;
-      if (!isPlainName(target)) continue;
+    for (let i = 0; i < eps.length; i++) {
+      const target = names[i]!;
+      if (target === '') continue;
+      const e = eps[i]!;
       for (const p of e.ports) {
         r.srv.push({ port: p.port, target, ip: e.ip });
         if (p.name === '') continue;
