@@ -678,3 +678,31 @@ test('updates applied one after another answer exactly as a zone compiled from t
     for (const name of ['gone.default.svc.cluster.local', '7.7.244.10.in-addr.arpa']) assert.equal(bytes(zone, name, 'A'), bytes(fresh, name, 'A'));
   }
 });
+
+test('replaced bodies are garbage until the arena is compacted; answers are the same after', () => {
+  const zone = new KubernetesZone(KUBEADM);
+  const arena = (): { pos: number } => (zone as unknown as { table: { arena: { pos: number } } }).table.arena;
+  const big = (round: number): ServiceView => service({
+    ns: 'default', name: 'big', headless: true, ports: [{ name: 'http', port: 80 }],
+    endpoints: Array.from({ length: 1500 }, (_, i) => ({ ip: `10.${200 + (round % 2)}.${i >> 8}.${i & 0xff}`, hostname: `big-${i}` })),
+  });
+  const rest = SERVICES.map(service);
+  let peak = 0;
+  let compacted = false;
+  for (let round = 0; round < 30; round++) {
+    zone.update(view([...rest, big(round)], round + 1));
+    if (arena().pos < peak) compacted = true;
+    peak = Math.max(peak, arena().pos);
+  }
+  assert.ok(compacted, `the arena shrank at least once (peak ${peak} bytes)`);
+  const fresh = new KubernetesZone(KUBEADM);
+  fresh.update(view([...rest, big(29)], 30));
+  for (const [name, type] of [['big.default.svc.cluster.local', 'A'], ['_http._tcp.big.default.svc.cluster.local', 'SRV'], ['big-7.big.default.svc.cluster.local', 'A'],
+    ['7.0.201.10.in-addr.arpa', 'PTR'], ['web.default.svc.cluster.local', 'A'], ['cluster.local', 'SOA']] as const) {
+    const a = ask(zone, name, type, { maxSize: 65535 });
+    const b = ask(fresh, name, type, { maxSize: 65535 });
+    assert.deepEqual(a, b, `${name} ${type}`);
+  }
+  assert.equal(ask(zone, '_http._tcp.big.default.svc.cluster.local', 'SRV', { maxSize: 65535 })!.answers!.length, 1500);
+  assert.equal(ask(zone, '7.0.200.10.in-addr.arpa', 'PTR'), null, 'the other round\'s addresses are gone (and fall through)');
+});
