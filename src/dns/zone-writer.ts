@@ -8,7 +8,7 @@
 // Arena layout of one body: a 14-byte header, then the records.
 //   u32 length of the records | u16 ancount | u16 nscount | u16 arcount | u32 end of the
 //   answer+authority records (where the additional section, droppable without TC, starts)
-import { RrType, CLASS_IN, HEADER_LENGTH, latin1Write } from './message.ts';
+import { RrType, CLASS_IN, HEADER_LENGTH } from './message.ts';
 
 export const BODY_HEADER = 14;
 /** An RR after its owner: type, class, ttl, rdlength. */
@@ -38,6 +38,13 @@ export function isPlainName(name: string): boolean {
   return label !== 0;
 }
 
+/** a.slice(aStart) === b.slice(bStart), without the slices. */
+function sameTail(a: string, aStart: number, b: string, bStart: number): boolean {
+  if (a.length - aStart !== b.length - bStart) return false;
+  for (let i = aStart, j = bStart; i < a.length; i++, j++) if (a.charCodeAt(i) !== b.charCodeAt(j)) return false;
+  return true;
+}
+
 export class BodyArena {
   buf: Buffer = Buffer.allocUnsafeSlow(1 << 16);
   pos = 0;
@@ -46,6 +53,10 @@ export class BodyArena {
   private bodyStart = 0;
   /** The question name of the body being written (at message offset 12). */
   private qname = '';
+  /** The last name written out, whose suffixes are not in `names` yet (see name()). */
+  private pendingName = '';
+  private pendingAt = 0;
+  private pendingLabels = 0;
   /** The message offset of the first record of the body being written. */
   private messageBase = 0;
   private an = 0;
@@ -65,6 +76,7 @@ export class BodyArena {
   /** Starts the body of the response to a question for `qname` (lower-case, plain). */
   begin(qname: string): void {
     if (this.names.size !== 0) this.names.clear();
+    this.pendingName = '';
     this.qname = qname;
     this.ensure(BODY_HEADER);
     this.bodyStart = this.pos;
@@ -97,32 +109,63 @@ export class BodyArena {
     this.pos += 4;
   }
 
-  /** A name, compressed against the question and every name written before in this body. */
+  /**
+   * A name, compressed against the question and every name written before in this body.
+   * Where the labels it writes start is put in the compression map only when the next
+   * name comes (most bodies have one name written out: a PTR's or CNAME's target).
+   */
   name(name: string): void {
-    let rest = name;
+    if (this.pendingName !== '') this.flushPending();
     const qname = this.qname;
-    while (rest !== '') {
+    const length = name.length;
+    let start = 0;
+    let firstAt = -1;
+    let labels = 0;
+    while (start < length) {
       // A suffix of the question name (each dot there is a length byte on the wire).
-      const before = qname.length - rest.length;
-      if (before === 0 ? rest === qname : before > 0 && qname.charCodeAt(before - 1) === 0x2e && qname.endsWith(rest)) {
+      const before = qname.length - (length - start);
+      if (before >= 0 && (before === 0 || qname.charCodeAt(before - 1) === 0x2e) && sameTail(qname, before, name, start)) {
         this.u16(0xc000 | (HEADER_LENGTH + before));
-        return;
+        break;
       }
-      const at = this.names.get(rest);
-      if (at !== undefined) {
-        this.u16(0xc000 | at);
-        return;
+      if (this.names.size !== 0) {
+        const at = this.names.get(start === 0 ? name : name.slice(start));
+        if (at !== undefined) {
+          this.u16(0xc000 | at);
+          break;
+        }
       }
-      const here = this.messageOffset();
-      if (here <= MAX_POINTER) this.names.set(rest, here);
-      const dot = rest.indexOf('.');
-      const label = dot < 0 ? rest : rest.slice(0, dot);
-      this.ensure(1 + label.length);
-      this.buf[this.pos++] = label.length;
-      this.pos += latin1Write.call(this.buf, label, this.pos);
-      rest = dot < 0 ? '' : rest.slice(dot + 1);
+      let dot = name.indexOf('.', start);
+      if (dot < 0) dot = length;
+      if (firstAt < 0) firstAt = this.messageOffset();
+      labels++;
+      this.ensure(1 + dot - start);
+      const b = this.buf;
+      b[this.pos++] = dot - start;
+      for (let i = start; i < dot; i++) b[this.pos++] = name.charCodeAt(i);
+      start = dot + 1;
     }
-    this.u8(0);
+    if (start >= length) this.u8(0);
+    if (labels > 0) {
+      this.pendingName = name;
+      this.pendingAt = firstAt;
+      this.pendingLabels = labels;
+    }
+  }
+
+  /** Puts the suffixes the last name wrote out into the compression map. */
+  private flushPending(): void {
+    const name = this.pendingName;
+    let at = this.pendingAt;
+    let start = 0;
+    for (let l = 0; l < this.pendingLabels && at <= MAX_POINTER; l++) {
+      this.names.set(start === 0 ? name : name.slice(start), at);
+      let dot = name.indexOf('.', start);
+      if (dot < 0) dot = name.length;
+      at += 1 + dot - start;
+      start = dot + 1;
+    }
+    this.pendingName = '';
   }
 
   /** Starts a record: owner, type, class IN, ttl; returns where its rdlength goes (finish with `end`). */
@@ -175,6 +218,7 @@ export class BodyArena {
 
   /** The message offset of a name already in this body: a suffix of the question, or one written before. */
   private offsetOf(name: string): number {
+    if (this.pendingName !== '') this.flushPending();
     const qname = this.qname;
     const before = qname.length - name.length;
     if (before === 0 ? name === qname : before > 0 && qname.charCodeAt(before - 1) === 0x2e && qname.endsWith(name)) return HEADER_LENGTH + before;
