@@ -2,7 +2,7 @@
 // specification 1.1.0, kubernetes/dns docs/specification.md, plus CoreDNS's `pods
 // insecure` records), compiled from one ClusterView into wire bytes. update() builds,
 // per lower-case name, the response body of every record type the name has
-// (zone-writer.ts); answer() is one Map lookup, a copy of the question and of that body,
+// (service-records.ts, zone-writer.ts); answer() is one Map lookup, a copy of the question and of that body,
 // and a header. Names that exist with no data for the asked type get NODATA, names that
 // do not exist NXDOMAIN (or NOT_HANDLED when the zone falls through), both with the
 // zone's SOA in the authority section (RFC 2308 section 3).
@@ -37,13 +37,15 @@
 // and resolves the target itself. Stub resolvers (glibc, musl) do not chase a CNAME
 // that comes without its target's records.
 import { TapirError } from '../errors/tapir-error.ts';
-import type { ClusterView, EndpointView, ServiceView } from '../model/cluster-view.ts';
-import { L4Protocol } from '../model/service-snapshot.ts';
-import { parseIpv4 } from '../wire/address.ts';
+import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
 import {
   CLASS_IN, Flag, HEADER_LENGTH, OPT_LENGTH, RCODE_BADVERS, Rcode, RrType,
-  latin1Write, writeHeader, writeOpt, type QueryInfo,
+  writeHeader, writeOpt, type QueryInfo,
 } from './message.ts';
+import {
+  compileService, DNS_SCHEMA_VERSION, EMPTY, encodeA, encodeNames, encodeNs, encodeSoa, encodeSrv, encodeTxt,
+  endpointHosts, NameRecords, negativeSoa,
+} from './service-records.ts';
 import { BODY_HEADER, Col, isPlainName, nameWireLength, NameTable } from './zone-writer.ts';
 
 export interface KubernetesZoneOptions {
@@ -60,15 +62,7 @@ export interface KubernetesZoneOptions {
 
 export const NOT_HANDLED = 0;
 
-/** The schema version of the Kubernetes DNS specification these records follow. */
-export const DNS_SCHEMA_VERSION = '1.1.0';
-/** CoreDNS gives dns-version this TTL whatever the zone's. */
-const DNS_VERSION_TTL = 28800;
-/** CoreDNS's SOA: refresh 7200, retry 1800, expire 86400; its TTL is min(ttl, 300). */
-const SOA_REFRESH = 7200;
-const SOA_RETRY = 1800;
-const SOA_EXPIRE = 86400;
-const SOA_MAX_TTL = 300;
+export { DNS_SCHEMA_VERSION };
 
 /** The Service whose cluster IP is the name servers' address (ns.dns.<zone>), kubeadm's name. */
 const DNS_SERVICE_KEY = 'kube-system/kube-dns';
@@ -77,7 +71,7 @@ export class KubernetesZoneError extends TapirError {
   readonly code = 'TAPIR_DNS_ZONE';
 }
 
-
+/** The record column (zone-writer.ts's Col) a query type reads, or -1 for a type no name has. */
 function column(qtype: number): number {
   switch (qtype) {
     case RrType.A: return Col.A;
@@ -104,20 +98,6 @@ function under(qname: string, zone: string, dotted: string): boolean {
   return (slashes & 1) === 0;
 }
 
-interface SrvTarget { port: number; target: string; ip: number }
-
-/** What one name holds while a Service is compiled; encoded into bodies right after. */
-class NameRecords {
-  a: number[] | null = null;
-  srv: SrvTarget[] | null = null;
-  ptr: string[] | null = null;
-  txt: string | null = null;
-  cname: string | null = null;
-}
-
-/** An empty non-terminal: the name exists, with no records (NODATA). */
-const EMPTY = new NameRecords();
-
 interface PtrSource { key: string; target: string; cluster: boolean }
 
 /** What one Service put in the zone, to take out again when it changes. */
@@ -127,12 +107,6 @@ interface ServiceUnit {
   ents: string[];
   /** The addresses it has PTR sources for (in ptrIndex, under its key). */
   ptrs: number[];
-}
-
-/** An endpoint's name label: its hostname, else its address with dashes (CoreDNS's endpointHostname). */
-function endpointHost(e: EndpointView): string {
-  const ip = e.ip;
-  return e.hostname !== '' ? e.hostname : `${ip >>> 24}-${(ip >>> 16) & 0xff}-${(ip >>> 8) & 0xff}-${ip & 0xff}`;
 }
 
 export class KubernetesZone {
@@ -253,8 +227,8 @@ export class KubernetesZone {
     for (let z = 0; z < this.zones.length; z++) {
       const zone = this.zones[z]!;
       const apex = this.table.claim(zone);
-      this.setBody(apex, Col.SOA, this.encodeSoa(zone, z, view.generation));
-      this.setBody(apex, Col.NS, this.encodeNs(zone, z, dnsIP));
+      this.setBody(apex, Col.SOA, encodeSoa(this.table.arena, zone, view.generation, this.ttl));
+      this.setBody(apex, Col.NS, encodeNs(this.table.arena, zone, this.reverse[z] ? 0 : dnsIP, this.ttl));
       if (this.reverse[z]) continue;
       const version = new NameRecords();
       version.txt = DNS_SCHEMA_VERSION;
@@ -266,7 +240,7 @@ export class KubernetesZone {
     }
     // After everything else: a target may have changed without its ExternalName.
     for (const [name, target] of this.externalTargets) this.chase(name, target);
-    this.soaRecords = this.zones.map(() => this.soaRecord(view.generation));
+    this.soaRecords = this.zones.map(() => negativeSoa(view.generation, this.ttl));
     this.table.compactIfWasteful();
     this.table.trim();
     this.synced = true;
@@ -310,13 +284,13 @@ export class KubernetesZone {
     const slot = this.table.claim(name);
     if (r.cname !== null) {
       // RFC 1034 3.6.2: a CNAME has no other data.
-      this.setBody(slot, Col.CNAME, this.encodeNames(name, RrType.CNAME, [r.cname]));
+      this.setBody(slot, Col.CNAME, encodeNames(this.table.arena, name, RrType.CNAME, [r.cname], this.ttl));
       return;
     }
-    if (r.a !== null) this.setBody(slot, Col.A, this.encodeA(name, r.a));
-    if (r.txt !== null) this.setBody(slot, Col.TXT, this.encodeTxt(name, r.txt));
-    if (r.ptr !== null) this.setBody(slot, Col.PTR, this.encodeNames(name, RrType.PTR, r.ptr));
-    if (r.srv !== null) this.setBody(slot, Col.SRV, this.encodeSrv(name, r.srv));
+    if (r.a !== null) this.setBody(slot, Col.A, encodeA(this.table.arena, name, r.a, this.ttl));
+    if (r.txt !== null) this.setBody(slot, Col.TXT, encodeTxt(this.table.arena, name, r.txt));
+    if (r.ptr !== null) this.setBody(slot, Col.PTR, encodeNames(this.table.arena, name, RrType.PTR, r.ptr, this.ttl));
+    if (r.srv !== null) this.setBody(slot, Col.SRV, encodeSrv(this.table.arena, name, r.srv, this.ttl));
   }
 
   private addUnit(svc: ServiceView, dirtyPtrs: Set<number>): ServiceUnit {
@@ -327,16 +301,11 @@ export class KubernetesZone {
       if (r === undefined) local.set(name, (r = new NameRecords()));
       return r;
     };
-    // Per endpoint: its name label if it is ready and the label is usable, else ''.
-    const hosts = svc.endpoints.map((e) => {
-      if (!(e.ready || svc.publishNotReadyAddresses)) return '';
-      const host = endpointHost(e);
-      return host.length <= 63 && host.indexOf('.') < 0 && isPlainName(host) ? host : '';
-    });
+    const hosts = endpointHosts(svc);
     // The endpoints' names in the primary zone, which their PTR records name (the same strings).
     const primaryNames: string[] = [];
     for (let z = 0; z < this.zones.length; z++) {
-      if (!this.reverse[z]) this.compileService(svc, this.zones[z]!, at, unit.ents, hosts, this.zones[z] === this.primary ? primaryNames : null);
+      if (!this.reverse[z]) compileService(svc, this.zones[z]!, at, unit.ents, hosts, this.zones[z] === this.primary ? primaryNames : null);
     }
     for (const [name, r] of local) {
       this.writeName(name, r);
@@ -426,182 +395,6 @@ export class KubernetesZone {
    * The forward names of one Service in `zone`, into `at`; the namespace name it keeps
    * alive into `ents`; its endpoints' names (by endpoint index) into `endpointNames`.
    */
-  private compileService(svc: ServiceView, zone: string, at: (name: string) => NameRecords, ents: string[], hosts: string[], endpointNames: string[] | null): void {
-    const name = `${svc.name}.${svc.namespace}.svc.${zone}`;
-    if (!isPlainName(name)) return;
-    if (svc.type === 'ExternalName') {
-      const target = svc.externalName.toLowerCase().replace(/\.$/, '');
-      // k8s: "external names that resemble IPv4 addresses are not resolved by DNS servers".
-      if (!isPlainName(target) || parseIpv4(target) !== undefined) return;
-      ents.push(`${svc.namespace}.svc.${zone}`);
-      at(name).cname = target;
-      return;
-    }
-    if (!svc.headless && svc.clusterIP === 0) return; // rejected: nothing allocated
-    ents.push(`${svc.namespace}.svc.${zone}`);
-
-    // Ready endpoints (hosts[i] !== '') by name; RFC 1035's 255 bytes on the wire.
-    const names = hosts.map((h) => (h !== '' && name.length + h.length + 1 <= 253 ? `${h}.${name}` : ''));
-    const eps = svc.endpoints;
-    for (let i = 0; i < eps.length; i++) {
-      if (names[i] === '') continue;
-      const r = at(names[i]!);
-      r.a ??= [];
-      if (!r.a.includes(eps[i]!.ip)) r.a.push(eps[i]!.ip);
-    }
-    if (endpointNames !== null) for (const n of names) endpointNames.push(n);
-
-    if (!svc.headless) {
-      const r = at(name);
-      r.a = [svc.clusterIP];
-      if (svc.ports.length > 0) r.srv = svc.ports.map((p) => ({ port: p.port, target: name, ip: svc.clusterIP }));
-      for (const p of svc.ports) {
-        if (p.name === '') continue;
-        const srvName = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}.${name}`;
-        if (isPlainName(srvName)) at(srvName).srv = [{ port: p.port, target: name, ip: svc.clusterIP }];
-      }
-      return;
-    }
-    // Headless: no ready endpoint, no name (spec 2.4.1 says NXDOMAIN).
-    if (!names.some((n) => n !== '')) return;
-    const r = at(name);
-    r.a = [];
-    for (let i = 0; i < eps.length; i++) if (names[i] !== '' && !r.a.includes(eps[i]!.ip)) r.a.push(eps[i]!.ip);
-    r.srv = [];
-    const byPort = new Map<string, SrvTarget[]>();
-    for (let i = 0; i < eps.length; i++) {
-      const target = names[i]!;
-      if (target === '') continue;
-      const e = eps[i]!;
-      for (const p of e.ports) {
-        r.srv.push({ port: p.port, target, ip: e.ip });
-        if (p.name === '') continue;
-        const key = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}`;
-        let list = byPort.get(key);
-        if (list === undefined) byPort.set(key, (list = []));
-        list.push({ port: p.port, target, ip: e.ip });
-      }
-    }
-    if (r.srv.length === 0) r.srv = null;
-    for (const [key, list] of byPort) {
-      const srvName = `${key}.${name}`;
-      if (isPlainName(srvName)) at(srvName).srv = list;
-    }
-  }
-
-  private encodeA(name: string, ips: number[]): number {
-    const arena = this.table.arena;
-    arena.begin(name);
-    for (const ip of ips) arena.a(name, this.ttl, ip, 'answer');
-    return arena.finish();
-  }
-
-  private encodeTxt(name: string, text: string): number {
-    const arena = this.table.arena;
-    arena.begin(name);
-    const at = arena.rr(name, RrType.TXT, DNS_VERSION_TTL);
-    arena.u8(text.length);
-    for (let i = 0; i < text.length; i++) arena.u8(text.charCodeAt(i));
-    arena.end(at, 'answer');
-    return arena.finish();
-  }
-
-  private encodeNames(name: string, type: number, targets: string[]): number {
-    const arena = this.table.arena;
-    arena.begin(name);
-    for (const t of targets) {
-      const at = arena.rr(name, type, this.ttl);
-      arena.name(t);
-      arena.end(at, 'answer');
-    }
-    return arena.finish();
-  }
-
-  private encodeSrv(name: string, srv: SrvTarget[]): number {
-    const arena = this.table.arena;
-    arena.begin(name);
-    const seen = new Set<string>();
-    const records = srv.filter((s) => {
-      const key = `${s.target} ${s.port}`;
-      if (seen.has(key)) return false;
-      seen.add(key);
-      return true;
-    });
-    // CoreDNS: weight = 100 / (records of that priority), at least 1; every priority is 0.
-    const weight = Math.max(1, Math.floor(100 / records.length));
-    for (const s of records) {
-      const at = arena.rr(name, RrType.SRV, this.ttl);
-      arena.u16(0);
-      arena.u16(weight);
-      arena.u16(s.port);
-      arena.name(s.target);
-      arena.end(at, 'answer');
-    }
-    arena.additional();
-    const extra = new Set<string>();
-    for (const s of srv) {
-      const key = `${s.target} ${s.ip}`;
-      if (extra.has(key)) continue;
-      extra.add(key);
-      arena.a(s.target, this.ttl, s.ip, 'additional');
-    }
-    return arena.finish();
-  }
-
-  private encodeSoa(name: string, zone: number, generation: number): number {
-    const arena = this.table.arena;
-    arena.begin(name);
-    const at = arena.rr(name, RrType.SOA, Math.min(this.ttl, SOA_MAX_TTL));
-    arena.name(`ns.dns.${this.zones[zone]}`);
-    arena.name(`hostmaster.${this.zones[zone]}`);
-    arena.u32(generation);
-    arena.u32(SOA_REFRESH);
-    arena.u32(SOA_RETRY);
-    arena.u32(SOA_EXPIRE);
-    arena.u32(this.ttl);
-    arena.end(at, 'answer');
-    return arena.finish();
-  }
-
-  private encodeNs(name: string, zone: number, dnsIP: number): number {
-    const arena = this.table.arena;
-    arena.begin(name);
-    const target = `ns.dns.${this.zones[zone]}`;
-    const at = arena.rr(name, RrType.NS, this.ttl);
-    arena.name(target);
-    arena.end(at, 'answer');
-    if (dnsIP !== 0 && !this.reverse[zone]) {
-      arena.additional();
-      arena.a(target, this.ttl, dnsIP, 'additional');
-    }
-    return arena.finish();
-  }
-
-  /**
-   * The SOA record of a negative answer for `zone`: its owner, and the suffixes of its
-   * two names, are pointers to the zone's name inside the question (offset patched per
-   * answer; 0 here). Layout: ptr(2) type class ttl rdlen | "ns" "dns" ptr | "hostmaster" ptr | 5 x u32.
-   */
-  private soaRecord(generation: number): Buffer {
-    const b = Buffer.alloc(2 + 10 + 9 + 13 + 20);
-    let o = 2;
-    o = b.writeUInt16BE(RrType.SOA, o);
-    o = b.writeUInt16BE(CLASS_IN, o);
-    o = b.writeUInt32BE(Math.min(this.ttl, SOA_MAX_TTL), o);
-    o = b.writeUInt16BE(9 + 13 + 20, o);
-    b[o++] = 2; o += latin1Write.call(b, 'ns', o);
-    b[o++] = 3; o += latin1Write.call(b, 'dns', o);
-    o += 2;
-    b[o++] = 10; o += latin1Write.call(b, 'hostmaster', o);
-    o += 2;
-    o = b.writeUInt32BE(generation >>> 0, o);
-    o = b.writeUInt32BE(SOA_REFRESH, o);
-    o = b.writeUInt32BE(SOA_RETRY, o);
-    o = b.writeUInt32BE(SOA_EXPIRE, o);
-    b.writeUInt32BE(this.ttl, o);
-    return b;
-  }
-
   // ---- answer -----------------------------------------------------------------------
 
   answer(req: Uint8Array, _reqLen: number, q: QueryInfo, res: Uint8Array, maxSize: number): number {
