@@ -2,10 +2,10 @@
 // specification 1.1.0, kubernetes/dns docs/specification.md, plus CoreDNS's `pods
 // insecure` records), compiled from one ClusterView into wire bytes. update() builds,
 // per lower-case name, the response body of every record type the name has
-// (service-records.ts, zone-writer.ts); answer() is one Map lookup, a copy of the question and of that body,
-// and a header. Names that exist with no data for the asked type get NODATA, names that
-// do not exist NXDOMAIN (or NOT_HANDLED when the zone falls through), both with the
-// zone's SOA in the authority section (RFC 2308 section 3).
+// (service-records.ts, zone-writer.ts); answer() is one Map lookup, a copy of the
+// question and of that body, and a header. Names that exist with no data for the asked
+// type get NODATA, names that do not exist NXDOMAIN (or NOT_HANDLED when the zone
+// falls through), both with the zone's SOA in the authority section (RFC 2308 3).
 //
 // What exists (for each forward zone Z; `host` is an endpoint's hostname, or its address
 // with dashes, a-b-c-d, as CoreDNS names endpoints without one):
