@@ -431,6 +431,14 @@ test('update() replaces the records whole; the SOA serial follows the view gener
   assert.deepEqual(answers(ask(other, 'web.default.svc.corp.example')).map((a) => [a.ttl, a.data]), [[5, '10.96.0.20']]);
   assertNegative(ask(other, 'nope.corp.example'), 'NXDOMAIN', 'corp.example', 7, 5);
   assert.equal(ask(other, '20.0.96.10.in-addr.arpa', 'PTR'), null, 'no reverse zone listed');
+  // Two forward zones: the records in both, PTR targets in the first (CoreDNS's primary zone).
+  const two = zoneWith({ zones: ['in-addr.arpa', 'cluster.local', 'corp.example'], ttl: 30, pods: 'insecure', fallthrough: null });
+  assert.deepEqual(data(ask(two, 'web.default.svc.corp.example')), ['10.96.0.20']);
+  assert.deepEqual(data(ask(two, 'db-0.db.default.svc.corp.example')), ['10.244.1.9']);
+  assert.deepEqual(data(ask(two, '_http._tcp.web.default.svc.corp.example', 'SRV')), [{ priority: 0, weight: 100, port: 80, target: 'web.default.svc.corp.example' }]);
+  assert.deepEqual(data(ask(two, '20.0.96.10.in-addr.arpa', 'PTR')), ['web.default.svc.cluster.local']);
+  assert.deepEqual(data(ask(two, '1-2-3-4.x.pod.corp.example')), ['1.2.3.4']);
+  assertNegative(ask(two, 'default.svc.corp.example'), 'NOERROR', 'corp.example');
 });
 
 test('options the zone cannot honour are refused with a clear error', () => {
