@@ -8,19 +8,14 @@
 // 59 vs 51 per million), which is that module's to remove.
 //
 // The file runs itself as a child (`node --expose-gc --trace-gc --max-semi-space-size=1
-// FILE child N`) that prints the collections of each phase. It needs the real query
-// reader and zone (message.ts, kubernetes-zone.ts): until they are merged beside the
-// server the test is skipped with that reason.
+// FILE child N`) that prints the collections of each phase.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import type { ClusterView, ServiceView } from '../src/model/cluster-view.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const REAL_PARTS = ['message.ts', 'kubernetes-zone.ts'].every((f) => existsSync(`${ROOT}src/dns/${f}`));
 const BATCH = 64;
 
 function service(name: string, clusterIP: number, endpoints: number): ServiceView {
@@ -35,8 +30,7 @@ function service(name: string, clusterIP: number, endpoints: number): ServiceVie
 async function child(queries: number): Promise<void> {
   const { parseCorefile } = await import('../src/dns/corefile.ts');
   const { DnsServer } = await import('../src/dns/server.ts');
-  const { loadDnsParts } = await import('../src/dns/parts.ts');
-  const parts = await loadDnsParts();
+  const { REAL_PARTS: parts } = await import('../src/dns/parts.ts');
   const names: [string, dnsPacket.RecordType, number | undefined][] = [
     ['web.default.svc.cluster.local', 'A', 1232], ['db.default.svc.cluster.local', 'A', undefined],
     ['nope.default.svc.cluster.local', 'A', 1232], ['web.default.svc.cluster.local.default.svc.cluster.local', 'A', undefined],
@@ -126,7 +120,7 @@ function phases(output: string): { read: number; serve: number } {
 if (process.argv[2] === 'child') {
   await child(Number(process.argv[3] ?? 1_000_000));
 } else {
-  test('1,000,000 cluster-name queries through the batched UDP path collect no more than readQuery alone', { skip: REAL_PARTS ? false : 'needs message.ts and kubernetes-zone.ts (the dnszone branch) beside the server' }, () => {
+  test('1,000,000 cluster-name queries through the batched UDP path collect no more than readQuery alone', () => {
     // Up to three runs, keeping the best (late optimisation can box a number for a while; a
     // real allocation per query shows in every run).
     let best: { read: number; serve: number; output: string } | null = null;

@@ -4,22 +4,17 @@
 // bad datagrams, the truncated-then-TCP case, health, ready and metrics with curl, the
 // reload of a changed Corefile, loop detection, a Corefile with an unsupported plugin.
 // Plus the ready/lameduck sequence of a DnsServer in this process on 127.0.0.1.
-//
-// Until the real query reader, zone, forwarder and cache are merged beside the server,
-// they are the stand-ins of test/helpers/dns-standins.ts (TAPIR_DNS_TEST_PARTS).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, waitFor } from './helpers/netns.ts';
 import { parseCorefile } from '../src/dns/corefile.ts';
 import { DnsServer } from '../src/dns/server.ts';
-import { TEST_PARTS_ENV, type DnsParts } from '../src/dns/parts.ts';
-import { parts as standIns } from './helpers/dns-standins.ts';
 import type { ClusterView } from '../src/model/cluster-view.ts';
 import dnsPacket from 'dns-packet';
 
@@ -27,11 +22,7 @@ const execFileAsync = promisify(execFile);
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = join(ROOT, 'scripts/node');
 const MAIN = join(ROOT, 'src/cli/main.ts');
-const STAND_INS = join(ROOT, 'test/helpers/dns-standins.ts');
 const RAW_CLIENT = join(ROOT, 'test/helpers/dns-raw-client.ts');
-/** The real parts once merged; until then the stand-ins. */
-const REAL_PARTS = ['message.ts', 'kubernetes-zone.ts', 'forward.ts', 'cache.ts'].every((f) => existsSync(join(ROOT, 'src/dns', f)));
-const PARTS_ENV: Record<string, string> = REAL_PARTS ? {} : { [TEST_PARTS_ENV]: STAND_INS };
 
 const tag = randomBytes(3).toString('hex');
 const NS = `tdns-${tag}`;
@@ -60,7 +51,7 @@ class DnsProcess {
   stderr = '';
   readonly exited: Promise<number | null>;
   constructor(args: string[], ns = NS) {
-    this.child = spawn('ip', ['netns', 'exec', ns, NODE, MAIN, 'dns', ...args], { env: { ...process.env, ...PARTS_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn('ip', ['netns', 'exec', ns, NODE, MAIN, 'dns', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(this.child);
     this.child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); });
     this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
@@ -350,8 +341,7 @@ test('in process: /ready is 503 until the first view, the lameduck answers with 
     forward . 127.0.0.1:9
   }`);
   const logs: string[] = [];
-  const parts: DnsParts = standIns;
-  const server = new DnsServer({ corefile, log: (m) => logs.push(m), parts });
+  const server = new DnsServer({ corefile, log: (m) => logs.push(m) });
   await server.start();
   try {
     const port = server.addresses[0]!.port;

@@ -1,16 +1,14 @@
-// The parts of the DNS server that live in their own files (issue 10's split): the query
-// reader (message.ts), the `kubernetes` zone (kubernetes-zone.ts), the forwarder
-// (forward.ts), the cache (cache.ts) and the loop detector (loop.ts). The server codes against these interfaces,
-// copied from the fixed contracts, and gets the real implementations from
-// loadDnsParts(); tests may hand it others.
-//
-// Merge glue: message.ts and kubernetes-zone.ts are loaded by URL so that this branch
-// type-checks before they are merged beside it; once they are, they can be static imports
-// like the forwarder, cache and loop detector.
+// The parts of the DNS server that live in their own files: the query reader
+// (message.ts), the `kubernetes` zone (kubernetes-zone.ts), the forwarder (forward.ts),
+// the cache (cache.ts) and the loop detector (loop.ts). The server codes against these
+// interfaces (the contracts issue 10's split fixed; tsc checks the real classes against
+// them here) and takes REAL_PARTS unless a test hands it others.
 import type { Upstream } from './corefile.ts';
 import { DnsCache } from './cache.ts';
 import { Forwarder } from './forward.ts';
+import { KubernetesZone } from './kubernetes-zone.ts';
 import { LoopDetector } from './loop.ts';
+import { errorResponse, newQueryInfo, readQuery, shuffleAnswers } from './message.ts';
 
 export interface QueryInfo {
   id: number;
@@ -105,26 +103,14 @@ export interface DnsParts {
   createLoopDetector(zone: string): LoopPart;
 }
 
-/**
- * A test hook, for `tapir dns` in the server's tests: a module path whose `parts` export
- * replaces the real parts (test/helpers/dns-standins.ts, before the real ones are merged).
- */
-export const TEST_PARTS_ENV = 'TAPIR_DNS_TEST_PARTS';
-
-/** The real parts, from message.ts, kubernetes-zone.ts, forward.ts and cache.ts. */
-export async function loadDnsParts(): Promise<DnsParts> {
-  const testParts = process.env[TEST_PARTS_ENV];
-  if (testParts !== undefined && testParts !== '') return ((await import(testParts)) as { parts: DnsParts }).parts;
-  const load = (file: string): Promise<Record<string, any>> => import(new URL(file, import.meta.url).href) as Promise<Record<string, any>>;
-  const [message, zone] = await Promise.all(['./message.ts', './kubernetes-zone.ts'].map(load));
-  return {
-    newQueryInfo: message!.newQueryInfo,
-    readQuery: message!.readQuery,
-    errorResponse: message!.errorResponse,
-    shuffleAnswers: message!.shuffleAnswers,
-    createZone: (o) => new zone!.KubernetesZone(o),
-    createForwarder: (o) => new Forwarder(o),
-    createCache: (o) => new DnsCache(o),
-    createLoopDetector: (z) => new LoopDetector(z),
-  };
-}
+/** The real parts. */
+export const REAL_PARTS: DnsParts = {
+  newQueryInfo,
+  readQuery,
+  errorResponse,
+  shuffleAnswers,
+  createZone: (o) => new KubernetesZone(o),
+  createForwarder: (o) => new Forwarder(o),
+  createCache: (o) => new DnsCache(o),
+  createLoopDetector: (z) => new LoopDetector(z),
+};

@@ -26,7 +26,7 @@ import type { ClusterView } from '../model/cluster-view.ts';
 import { ipv4ToString } from '../wire/address.ts';
 import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile.ts';
 import { DnsEndpoints, DnsMetrics, MONITORED_TYPES, Proto, RCODE_NAMES, TYPE_SLOTS, typeSlot, Writer, type RouteLabels } from './observability.ts';
-import { loadDnsParts, type CachePart, type DnsParts, type ForwarderPart, type LoopPart, type QueryInfo, type ZonePart } from './parts.ts';
+import { REAL_PARTS, type CachePart, type DnsParts, type ForwarderPart, type LoopPart, type QueryInfo, type ZonePart } from './parts.ts';
 
 const RCODE_NOERROR = 0;
 const RCODE_FORMERR = 1;
@@ -51,7 +51,7 @@ export interface DnsServerOptions {
   log(message: string): void;
   /** The addresses to listen on when a server block has no `bind`; default every IPv4 address. */
   defaultBind?: string[];
-  /** The query reader, zone, forwarder and cache; default the real ones (loadDnsParts). */
+  /** The query reader, zone, forwarder, cache and loop detector; default the real ones (REAL_PARTS). */
   parts?: DnsParts;
   /** A fatal condition (a detected loop, loop.ts's DnsLoopError): CoreDNS exits; `tapir dns` does too. Default: logged. */
   onFatal?(err: Error): void;
@@ -258,7 +258,7 @@ export class DnsServer {
   async start(): Promise<void> {
     if (this.#started) throw new Error('DnsServer.start() called twice');
     this.#started = true;
-    const parts = this.#options.parts ?? await loadDnsParts();
+    const parts = this.#options.parts ?? REAL_PARTS;
     this.#parts = parts;
     this.#q = parts.newQueryInfo();
     for (const b of this.#blocks) {
