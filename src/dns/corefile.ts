@@ -686,7 +686,8 @@ function readForward(p: PluginReader, readResolvConf: (path: string) => string[]
     },
     max_fails: (args, line) => { f.maxFails = p.integer(args[0], line, 'max_fails', 0, 1_000_000) ?? f.maxFails; },
     expire: (args, line) => { f.expireMs = p.duration(args[0], line, 'expire') ?? f.expireMs; },
-    max_concurrent: (args, line) => { f.maxConcurrent = p.integer(args[0], line, 'max_concurrent', 1, 1_000_000) ?? f.maxConcurrent; },
+    // The forwarder's bound: query ids of one UDP socket are 16 bits (forward.ts).
+    max_concurrent: (args, line) => { f.maxConcurrent = p.integer(args[0], line, 'max_concurrent', 1, 32768) ?? f.maxConcurrent; },
   });
   if (f.forceTcp && f.preferUdp) p.at(p.d.line, 'plugin "forward": force_tcp and prefer_udp cannot both be set');
   return f;

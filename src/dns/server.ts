@@ -5,12 +5,18 @@
 //   block zone on that listener (none: REFUSED) -> cache -> kubernetes zone -> loop probe
 //   -> forward (and cache.put) -> loadbalance -> reply
 //
-// The path for a cluster name is synchronous and writes into one reused response buffer;
-// the query info is one reused object (message.ts's readQuery fills it). Only a forwarded
-// query leaves that path: it gets its own copy of the query info for the await. A reply
-// over UDP is copied out of the shared buffer before dgram.send, because dgram keeps a
-// reference to what it is given while the send is queued (and sends on a later tick), and
-// the next query would overwrite it.
+// The path for a cluster name is synchronous and allocates nothing of its own (a test
+// counts collections): the query info is one reused object (message.ts's readQuery
+// fills it), the answer is written into a reused buffer, counters are typed arrays. Only
+// a forwarded query leaves that path: it gets its own copy of the query info (and of the
+// query, when it sat in a batch slot) for the await.
+//
+// Three ways in for UDP: a batched socket (recvmmsg/sendmmsg through the native addon,
+// `openBatchUdp`; each answer written straight into its send slot), node's dgram (the
+// reply copied out of the shared buffer first: dgram keeps a reference to what it is
+// given while the send is queued, and the next query would overwrite it), and the agent's
+// data path (`localAnswerer`: a pod's query answered in place, or passed on to a socket
+// when it must be forwarded).
 //
 // UDP responses larger than the client can take (512 without EDNS, its EDNS size
 // otherwise) are truncated: the zone does it for its own answers (no partial RRsets);
@@ -120,11 +126,16 @@ class Block {
   /** `loop` (with `forward`): the probe's detector. */
   loop: LoopPart | null = null;
   forwardRejects = 0;
-  constructor(config: ServerBlockConfig) { this.config = config; }
+  /** `forward`'s FROM as a list for matchZone, made once. */
+  readonly #from: string[];
+  constructor(config: ServerBlockConfig) {
+    this.config = config;
+    this.#from = config.forward === null ? [] : [config.forward.from];
+  }
 
   forwards(qname: string): boolean {
     const f = this.config.forward;
-    return f !== null && matchZone(qname, [f.from]) !== undefined && (f.except.length === 0 || matchZone(qname, f.except) === undefined);
+    return f !== null && matchZone(qname, this.#from) !== undefined && (f.except.length === 0 || matchZone(qname, f.except) === undefined);
   }
 
   /** Whether the cache is consulted for the name at all. */
