@@ -100,18 +100,24 @@ export async function run(args: string[]): Promise<number> {
     log('Corefile changed: reloading');
     const view = controller?.view;
     await server.stop({ lameduck: false });
-    let replacement = newServer(next);
-    if (view !== undefined) replacement.setView(view);
+    // The new server takes the views from now on (one given before start() is kept for it).
+    server = newServer(next);
+    if (view !== undefined) server.setView(view);
     try {
-      await replacement.start();
+      await server.start();
       config = next;
     } catch (err) {
       log(`[ERROR] the new Corefile cannot be served (${(err as Error).message}); back to the previous one`);
-      replacement = newServer(config);
-      if (view !== undefined) replacement.setView(view);
-      await replacement.start();
+      server = newServer(config);
+      if (view !== undefined) server.setView(view);
+      try {
+        await server.start();
+      } catch (again) {
+        fatal = again as Error;
+        wake();
+        return;
+      }
     }
-    server = replacement;
     announce(server);
   };
   scheduleReload();
