@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CliError } from './errors.ts';
 
-const HELP = `Usage: tapir dns --corefile FILE [--manifests DIR | --kubeconfig FILE | --kubernetes] [--node NAME]
+const HELP = `Usage: tapir dns --corefile FILE [--manifests DIR | --kubeconfig FILE | --kubernetes] [--node NAME] [--bind ADDR] [--udp batch|dgram]
 
 Serves cluster DNS as CoreDNS's Corefile says (docs/dns.md): the kubernetes zone from
 the Services and endpoints of a manifest directory or the Kubernetes API, everything

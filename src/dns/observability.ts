@@ -286,10 +286,13 @@ export class DnsEndpoints {
     for (const entry of this.#servers.values()) {
       const server = createServer((req, res) => { void this.#handle(entry.paths, req.method ?? 'GET', (req.url ?? '/').split('?')[0]!, res); });
       entry.server = server;
+      const host = entry.address.host === '' ? '0.0.0.0' : entry.address.host;
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: entry.address.host === '' ? '0.0.0.0' : entry.address.host, port: entry.address.port }, () => {
-          server.off('error', reject);
+        server.once('error', (err) => reject(new Error(`cannot listen on ${host}:${entry.address.port} for ${[...entry.paths].join(', ')}: ${err.message}`, { cause: err })));
+        server.listen({ host, port: entry.address.port }, () => {
+          server.removeAllListeners('error');
+          // Accept errors (EMFILE) are the client's loss; the listener stays.
+          server.on('error', () => {});
           resolve();
         });
       });
