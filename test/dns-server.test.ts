@@ -23,6 +23,7 @@ const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = join(ROOT, 'scripts/node');
 const MAIN = join(ROOT, 'src/cli/main.ts');
 const RAW_CLIENT = join(ROOT, 'test/helpers/dns-raw-client.ts');
+const TCP_CLIENT = join(ROOT, 'test/helpers/dns-tcp-client.ts');
 
 const tag = randomBytes(3).toString('hex');
 const NS = `tdns-${tag}`;
@@ -197,6 +198,17 @@ test('a Service\'s A record over UDP and TCP, with dig and kdig', () => {
   const missing = dig(['nope.default.svc.cluster.local']);
   assert.match(missing, /status: NXDOMAIN/);
   assert.match(missing, /AUTHORITY SECTION:\n.*cluster\.local\.\s+\d+\s+IN\s+SOA/);
+});
+
+test('TCP: three queries on one connection, their frames cut across segments, each answered', () => {
+  const query = (id: number, name: string): string => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: 'A' }] }).toString('hex');
+  const out = inNs(NS, NODE, [TCP_CLIENT, '127.0.0.1', '53', query(1, 'web.default.svc.cluster.local'), query(2, 'nope.default.svc.cluster.local'), query(3, 'many.default.svc.cluster.local')]);
+  const answers = out.trim().split('\n').map((h) => dnsPacket.decode(Buffer.from(h, 'hex')));
+  assert.deepEqual(answers.map((a) => a.id).sort(), [1, 2, 3]);
+  const byId = new Map(answers.map((a) => [a.id, a]));
+  assert.deepEqual(byId.get(1)!.answers?.map((r) => (r as { data: unknown }).data), ['10.96.0.20']);
+  assert.equal((byId.get(2) as { rcode?: string }).rcode, 'NXDOMAIN');
+  assert.equal(byId.get(3)!.answers?.length, 60, 'no truncation over TCP');
 });
 
 test('an answer too large for UDP comes back truncated; dig retries over TCP and gets all of it', () => {
