@@ -10,6 +10,8 @@ import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
 import { parseTopologyManifests, type ManifestSource } from './cluster/topology-manifests.ts';
 import { Fields, isMapping, Problems, typeName } from '../config/fields.ts';
 import { isDns1123Label, isLabelValue, isQualifiedName } from '../k8s/fields.ts';
+import type { DnsPolicy, PodDnsConfig } from '../k8s/objects.ts';
+import { readPodDns } from '../k8s/validate-workloads.ts';
 import { LabError } from './validate.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;
@@ -65,6 +67,12 @@ export interface PodSpec {
   labels: Record<string, string>;
   workload: Workload;
   ports: ContainerPort[];
+  /** The Pod spec's fields of the same names (checked as the API server checks them): DNS, Service variables, the pod's DNS name. */
+  dnsPolicy: DnsPolicy;
+  dnsConfig: PodDnsConfig | null;
+  enableServiceLinks: boolean;
+  hostname: string;
+  subdomain: string;
 }
 
 export interface NodeSpec {
@@ -238,13 +246,23 @@ function parsePod(f: Fields): PodSpec {
     labels: f.stringMap('labels', isQualifiedName, isLabelValue),
     workload: { type: 'echo', httpPort: DEFAULT_HTTP_PORT, port: DEFAULT_ECHO_PORT },
     ports: [],
+    ...podDnsSpec(f),
+    hostname: optionalName(f, 'hostname', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)') ?? '',
+    subdomain: optionalName(f, 'subdomain', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)') ?? '',
   };
   if (pod.name !== '' && !isDns1123Label(pod.name)) f.fail('name', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)');
   if (f.has('workload')) pod.workload = parseWorkload(f);
   if (f.has('ports')) pod.ports = f.maps('ports').map(parsePort);
   else pod.ports = defaultPorts(pod.workload);
-  f.rejectUnknown(['name', 'namespace', 'labels', 'workload', 'ports']);
+  // hostNetwork is left out on purpose (an unknown key): every lab pod has its own namespace.
+  f.rejectUnknown(['name', 'namespace', 'labels', 'workload', 'ports', 'dnsPolicy', 'dnsConfig', 'enableServiceLinks', 'hostname', 'subdomain']);
   return pod;
+}
+
+/** dnsPolicy, dnsConfig and enableServiceLinks, read and checked as a Pod manifest's are. */
+function podDnsSpec(f: Fields): Pick<PodSpec, 'dnsPolicy' | 'dnsConfig' | 'enableServiceLinks'> {
+  const { dnsPolicy, dnsConfig, enableServiceLinks } = readPodDns(f);
+  return { dnsPolicy, dnsConfig, enableServiceLinks };
 }
 
 function parseWorkload(pod: Fields): Workload {
