@@ -1,0 +1,226 @@
+// The lab as the kubelet for DNS and Service discovery (issue 10, "Pods: dnsPolicy and
+// environment variables"), in a running lab with real clients: each pod's resolv.conf
+// per its dnsPolicy, read by dig through `ip netns exec`'s bind mount; the Service
+// variables of a pod started after three Services, as its workload process saw them
+// (/proc/PID/environ), as `lab exec POD -- env` shows them and as `lab status --json`
+// reports them; the lab's upstream NSD answering from a pod and from a node (UDP, a
+// truncated answer, TCP); nothing left after `lab down`. Once with the manifest
+// directory, once in cluster mode (the node daemon's kubelet, the lab API server).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Lab, tapir } from './helpers/lab.ts';
+import { LAB_UPSTREAM_DNS_IP, LAB_UPSTREAM_RECORDS } from '../src/lab/network/upstream-dns.ts';
+
+const TOPOLOGY = `
+nodes:
+- name: node-1
+  pods:
+  - name: plain
+- name: node-2
+  pods:
+  - name: fixed
+    dnsPolicy: None
+    dnsConfig:
+      nameservers: [${LAB_UPSTREAM_DNS_IP}]
+      searches: [example.test]
+      options: [{name: ndots, value: "1"}, {name: timeout, value: "2"}]
+    enableServiceLinks: false
+`;
+
+// Three Services with cluster IPs (named, UDP and unnamed ports), and three the kubelet
+// leaves out: headless, ExternalName, and one in another namespace. (beta-dns's TCP port
+// is not 53 like its UDP one: the lab API server's server-side apply merges Service
+// ports on `port` alone, Kubernetes' on port and protocol, and would keep one of them.)
+const SERVICES = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alpha}
+spec: {clusterIP: 10.96.1.11, selector: {app: late}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: beta-dns}
+spec:
+  clusterIP: 10.96.1.12
+  selector: {app: late}
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 9000}, {name: dns-tcp, port: 5353, protocol: TCP, targetPort: 9000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gamma}
+spec: {clusterIP: 10.96.1.13, selector: {app: late}, ports: [{port: 9000}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec: {clusterIP: None, selector: {app: late}, ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: outside}
+spec: {type: ExternalName, externalName: www.example.test}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: delta, namespace: other}
+spec: {clusterIP: 10.96.1.14, selector: {app: late}, ports: [{port: 80}]}
+`;
+
+const LATE_POD = `
+apiVersion: v1
+kind: Pod
+metadata: {name: late, labels: {app: late}}
+spec:
+  containers: [{name: c, ports: [{containerPort: 8080}]}]
+`;
+
+/** pkg/kubelet/envvars' output for the three Services, by hand. */
+const THREE_SERVICES_ENV: Record<string, string> = {
+  ALPHA_SERVICE_HOST: '10.96.1.11', ALPHA_SERVICE_PORT: '80', ALPHA_SERVICE_PORT_HTTP: '80',
+  ALPHA_PORT: 'tcp://10.96.1.11:80', ALPHA_PORT_80_TCP: 'tcp://10.96.1.11:80', ALPHA_PORT_80_TCP_PROTO: 'tcp', ALPHA_PORT_80_TCP_PORT: '80', ALPHA_PORT_80_TCP_ADDR: '10.96.1.11',
+  BETA_DNS_SERVICE_HOST: '10.96.1.12', BETA_DNS_SERVICE_PORT: '53', BETA_DNS_SERVICE_PORT_DNS: '53', BETA_DNS_SERVICE_PORT_DNS_TCP: '5353',
+  BETA_DNS_PORT: 'udp://10.96.1.12:53',
+  BETA_DNS_PORT_53_UDP: 'udp://10.96.1.12:53', BETA_DNS_PORT_53_UDP_PROTO: 'udp', BETA_DNS_PORT_53_UDP_PORT: '53', BETA_DNS_PORT_53_UDP_ADDR: '10.96.1.12',
+  BETA_DNS_PORT_5353_TCP: 'tcp://10.96.1.12:5353', BETA_DNS_PORT_5353_TCP_PROTO: 'tcp', BETA_DNS_PORT_5353_TCP_PORT: '5353', BETA_DNS_PORT_5353_TCP_ADDR: '10.96.1.12',
+  GAMMA_SERVICE_HOST: '10.96.1.13', GAMMA_SERVICE_PORT: '9000',
+  GAMMA_PORT: 'tcp://10.96.1.13:9000', GAMMA_PORT_9000_TCP: 'tcp://10.96.1.13:9000', GAMMA_PORT_9000_TCP_PROTO: 'tcp', GAMMA_PORT_9000_TCP_PORT: '9000', GAMMA_PORT_9000_TCP_ADDR: '10.96.1.13',
+};
+
+/** The lab API server's `kubernetes` Service (10.96.0.1:443, port name https). */
+const KUBERNETES_ENV: Record<string, string> = {
+  KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443', KUBERNETES_SERVICE_PORT_HTTPS: '443',
+  KUBERNETES_PORT: 'tcp://10.96.0.1:443', KUBERNETES_PORT_443_TCP: 'tcp://10.96.0.1:443', KUBERNETES_PORT_443_TCP_PROTO: 'tcp', KUBERNETES_PORT_443_TCP_PORT: '443', KUBERNETES_PORT_443_TCP_ADDR: '10.96.0.1',
+};
+
+const SERVICE_VARIABLE = /_(SERVICE_HOST|SERVICE_PORT|PORT)($|_)/;
+
+/** The Service variables of an environment (NAME=VALUE lines or NUL-separated). */
+function serviceVariables(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const entry of text.split(/[\n\0]/)) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) continue;
+    const name = entry.slice(0, eq);
+    // Variables the test runner itself carries (none should look like these, but be sure).
+    if (SERVICE_VARIABLE.test(name) && process.env[name] === undefined) env[name] = entry.slice(eq + 1);
+  }
+  return env;
+}
+
+function clusterFirstResolvConf(namespace: string): string {
+  return `search ${namespace}.svc.cluster.local svc.cluster.local cluster.local example.test\nnameserver 10.96.0.10\noptions ndots:5\n`;
+}
+
+const FIXED_RESOLV_CONF = `search example.test\nnameserver ${LAB_UPSTREAM_DNS_IP}\noptions ndots:1 timeout:2\n`;
+
+interface PodStatus { name: string; namespace: string; pid: number | null; dnsPolicy: string; resolvConf: string[]; dnsWarnings: string[]; env: Record<string, string> }
+
+function podStatus(lab: Lab, name: string): PodStatus {
+  const pod = (lab.status().pods as PodStatus[]).find((p) => p.name === name);
+  assert.ok(pod !== undefined, `lab status has no pod ${name}`);
+  return pod;
+}
+
+/** The checks common to both modes, on a lab from TOPOLOGY after SERVICES and LATE_POD were applied. */
+function checkLab(lab: Lab, kubernetesEnv: Record<string, string>): void {
+  // resolv.conf: as the pods' processes read it (ip netns exec's bind mount), and as the status reports it.
+  assert.equal(lab.exec('plain', 'cat', '/etc/resolv.conf'), clusterFirstResolvConf('default'));
+  assert.equal(lab.exec('late', 'cat', '/etc/resolv.conf'), clusterFirstResolvConf('default'));
+  assert.equal(lab.exec('fixed', 'cat', '/etc/resolv.conf'), FIXED_RESOLV_CONF);
+  const fixed = podStatus(lab, 'fixed');
+  assert.deepEqual([fixed.dnsPolicy, fixed.resolvConf, fixed.dnsWarnings], ['None', FIXED_RESOLV_CONF.trimEnd().split('\n'), []]);
+  assert.equal(podStatus(lab, 'plain').dnsPolicy, 'ClusterFirst');
+  // The node's own resolv.conf names the lab's NSD; the agent (its /etc seen through /proc/PID/root) reads the same.
+  const nodeResolv = lab.exec('node-1', 'cat', '/etc/resolv.conf');
+  assert.match(nodeResolv, new RegExp(`^nameserver ${LAB_UPSTREAM_DNS_IP.replaceAll('.', '\\.')}$`, 'm'));
+  const agentPid = (lab.status().nodes as { name: string; agent: { pid: number } | null }[]).find((n) => n.name === 'node-1')!.agent?.pid;
+  if (agentPid !== undefined) assert.equal(readFileSync(`/proc/${agentPid}/root/etc/resolv.conf`, 'utf8'), nodeResolv);
+
+  // The upstream answers from a pod and from a node, over UDP and TCP; the 40-record name is truncated over UDP without EDNS.
+  const dig = (target: string, ...args: string[]): string => lab.exec(target, 'dig', '+time=2', '+tries=2', ...args).trim();
+  assert.equal(dig('plain', '+short', `@${LAB_UPSTREAM_DNS_IP}`, 'www.example.test'), LAB_UPSTREAM_RECORDS.www);
+  assert.equal(dig('node-1', '+short', `@${LAB_UPSTREAM_DNS_IP}`, 'www.example.test'), LAB_UPSTREAM_RECORDS.www);
+  assert.equal(dig('node-2', '+short', '+tcp', `@${LAB_UPSTREAM_DNS_IP}`, 'txt.example.test', 'TXT'), `"${LAB_UPSTREAM_RECORDS.txt}"`);
+  assert.equal(dig('late', '+short', '+tcp', `@${LAB_UPSTREAM_DNS_IP}`, 'alias.example.test'), `www.example.test.\n${LAB_UPSTREAM_RECORDS.www}`);
+  const truncated = dig('plain', '+noedns', '+ignore', `@${LAB_UPSTREAM_DNS_IP}`, 'many.example.test');
+  assert.match(truncated, /flags: [a-z ]*\btc\b/, truncated);
+  assert.deepEqual(dig('plain', '+short', '+tcp', `@${LAB_UPSTREAM_DNS_IP}`, 'many.example.test').split('\n').sort(), [...LAB_UPSTREAM_RECORDS.many].sort());
+  // dig with no server uses the pod's resolv.conf: the None pod's nameserver and search path.
+  assert.equal(dig('fixed', '+short', '+search', 'www'), LAB_UPSTREAM_RECORDS.www);
+  // And a node's resolver (its resolv.conf) reaches NSD through the search path too.
+  assert.equal(dig('node-2', '+short', '+search', 'www'), LAB_UPSTREAM_RECORDS.www);
+
+  // Service variables of the pod started after the Services: the workload's own environment,
+  // what `lab exec` gives, and what the status reports are the kubelet's exact list.
+  const expected = { ...kubernetesEnv, ...THREE_SERVICES_ENV };
+  const late = podStatus(lab, 'late');
+  assert.ok(late.pid !== null);
+  assert.deepEqual(serviceVariables(readFileSync(`/proc/${late.pid}/environ`, 'utf8')), expected);
+  assert.deepEqual(serviceVariables(lab.exec('late', 'env')), expected);
+  assert.deepEqual(serviceVariables(Object.entries(late.env).map(([k, v]) => `${k}=${v}`).join('\n')), expected);
+  assert.equal(late.env.POD_NAME, 'late');
+  // Pods that started before the Services have only what existed then; enableServiceLinks false keeps only kubernetes.
+  assert.deepEqual(serviceVariables(lab.exec('plain', 'env')), kubernetesEnv);
+  assert.deepEqual(serviceVariables(lab.exec('fixed', 'env')), kubernetesEnv);
+}
+
+function labEtcDirs(lab: Lab): string[] {
+  return existsSync('/etc/netns') ? readdirSync('/etc/netns').filter((n) => n.startsWith(`tl-${lab.name}-`)) : [];
+}
+
+function nsdOf(lab: Lab): number[] {
+  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((pid) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('nsd\0') && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`/run/tapir/lab/${lab.name}/`); } catch { return false; }
+  }).map(Number);
+}
+
+async function runLab(prefix: string, source: 'manifests' | 'kubernetes', kubernetesEnv: Record<string, string>): Promise<void> {
+  const lab = new Lab(prefix);
+  const dir = mkdtempSync(join(tmpdir(), 'lab-dns-'));
+  try {
+    writeFileSync(join(dir, 'topology.yaml'), TOPOLOGY);
+    writeFileSync(join(dir, 'services.yaml'), SERVICES);
+    writeFileSync(join(dir, 'late.yaml'), LATE_POD);
+    lab.up(join(dir, 'topology.yaml'), '--source', source);
+    assert.ok(nsdOf(lab).length > 0, 'the lab runs no nsd');
+    const applied = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'services.yaml')]);
+    assert.equal(applied.status, 0, applied.stderr);
+    const started = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'late.yaml')]);
+    assert.equal(started.status, 0, started.stderr);
+    checkLab(lab, kubernetesEnv);
+    // A deleted pod takes its /etc/netns directory with it.
+    const lateDir = `/etc/netns/tl-${lab.name}-pod.default.late`;
+    assert.ok(existsSync(lateDir));
+    const deleted = tapir(['lab', 'delete', '--name', lab.name, '-f', join(dir, 'late.yaml')]);
+    assert.equal(deleted.status, 0, deleted.stderr);
+    assert.equal(existsSync(lateDir), false, `${lateDir} outlived its pod`);
+    // None without dnsConfig.nameservers is refused with its field, as the API server refuses it.
+    writeFileSync(join(dir, 'bad.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  dnsPolicy: None\n  dnsConfig: {searches: [example.test]}\n  containers: [{name: c}]\n');
+    const bad = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'bad.yaml')]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /bad\.yaml: document 1 \(Pod default\/bad\): spec\.dnsConfig\.nameservers: must provide at least one DNS nameserver when `dnsPolicy` is None/);
+  } finally {
+    const down = lab.down();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(down.status, 0, down.stderr);
+  }
+  assert.deepEqual(lab.leftovers(), { netns: [], pids: [], dir: false });
+  assert.deepEqual(labEtcDirs(lab), [], 'lab down left /etc/netns directories');
+  assert.deepEqual(nsdOf(lab), [], 'lab down left nsd running');
+}
+
+test('manifest mode: resolv.conf per dnsPolicy, Service variables of a pod started after three Services, the lab NSD from pods and nodes, nothing left after down', async () => {
+  // No `kubernetes` Service in the manifest directory: the kubelet invents none.
+  await runLab('ldm', 'manifests', {});
+});
+
+test('cluster mode: the same through the lab API server and the node daemon\'s kubelet (with the kubernetes Service\'s variables)', async () => {
+  await runLab('ldk', 'kubernetes', KUBERNETES_ENV);
+});
