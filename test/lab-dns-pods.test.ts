@@ -171,6 +171,27 @@ function checkLab(lab: Lab, kubernetesEnv: Record<string, string>): void {
   assert.deepEqual(serviceVariables(lab.exec('fixed', 'env')), kubernetesEnv);
 }
 
+interface NodeStatus { name: string; agent: { pid: number; answers: boolean; restarts: number } | null }
+
+/**
+ * The node daemon starts a dead agent again through `ip netns exec` as `lab up` did, so
+ * the restarted agent reads the node's resolv.conf as well (the DNS server's `forward .
+ * /etc/resolv.conf` depends on it), not the host's.
+ */
+async function checkRestartedAgent(lab: Lab): Promise<void> {
+  const node = (): NodeStatus => (lab.status().nodes as NodeStatus[]).find((n) => n.name === 'node-2')!;
+  const before = node().agent!;
+  process.kill(before.pid, 'SIGKILL');
+  const deadline = Date.now() + 20_000;
+  let now = node().agent!;
+  while (!(now.pid !== before.pid && now.answers) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    now = node().agent!;
+  }
+  assert.ok(now.pid !== before.pid && now.answers, `node-2's agent was not restarted: ${JSON.stringify(now)}`);
+  assert.equal(readFileSync(`/proc/${now.pid}/root/etc/resolv.conf`, 'utf8'), lab.exec('node-2', 'cat', '/etc/resolv.conf'));
+}
+
 function labEtcDirs(lab: Lab): string[] {
   return existsSync('/etc/netns') ? readdirSync('/etc/netns').filter((n) => n.startsWith(`tl-${lab.name}-`)) : [];
 }
@@ -195,6 +216,7 @@ async function runLab(prefix: string, source: 'manifests' | 'kubernetes', kubern
     const started = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'late.yaml')]);
     assert.equal(started.status, 0, started.stderr);
     checkLab(lab, kubernetesEnv);
+    await checkRestartedAgent(lab);
     // A deleted pod takes its /etc/netns directory with it.
     const lateDir = `/etc/netns/tl-${lab.name}-pod.default.late`;
     assert.ok(existsSync(lateDir));
