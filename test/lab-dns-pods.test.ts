@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { Lab, tapir } from './helpers/lab.ts';
+import { KUBECTL } from './helpers/apiserver.ts';
 import { LAB_UPSTREAM_DNS_IP, LAB_UPSTREAM_RECORDS } from '../src/lab/network/upstream-dns.ts';
 
 const TOPOLOGY = `
@@ -81,6 +83,17 @@ spec:
   containers: [{name: c, ports: [{containerPort: 8080}]}]
 `;
 
+// ClusterFirst plus three nameservers of its own: four, one past the kubelet's limit.
+const CROWDED_POD = `
+apiVersion: v1
+kind: Pod
+metadata: {name: crowded}
+spec:
+  dnsConfig: {nameservers: [172.30.0.53, 172.30.0.54, 172.30.0.55]}
+  containers: [{name: c, ports: [{containerPort: 8080}]}]
+`;
+const CROWDED_WARNING = 'Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 10.96.0.10 172.30.0.53 172.30.0.54';
+
 /** pkg/kubelet/envvars' output for the three Services, by hand. */
 const THREE_SERVICES_ENV: Record<string, string> = {
   ALPHA_SERVICE_HOST: '10.96.1.11', ALPHA_SERVICE_PORT: '80', ALPHA_SERVICE_PORT_HTTP: '80',
@@ -137,6 +150,10 @@ function checkLab(lab: Lab, kubernetesEnv: Record<string, string>): void {
   const fixed = podStatus(lab, 'fixed');
   assert.deepEqual([fixed.dnsPolicy, fixed.resolvConf, fixed.dnsWarnings], ['None', FIXED_RESOLV_CONF.trimEnd().split('\n'), []]);
   assert.equal(podStatus(lab, 'plain').dnsPolicy, 'ClusterFirst');
+  // The kubelet's limit: the fourth nameserver is dropped, with its warning.
+  assert.equal(lab.exec('crowded', 'cat', '/etc/resolv.conf'), `${clusterFirstResolvConf('default').replace('nameserver 10.96.0.10\n', 'nameserver 10.96.0.10\nnameserver 172.30.0.53\nnameserver 172.30.0.54\n')}`);
+  assert.deepEqual(podStatus(lab, 'crowded').dnsWarnings, [CROWDED_WARNING]);
+  assert.match(tapir(['lab', 'status', '--name', lab.name]).stdout, new RegExp(`warning: pod default/crowded: DNSConfigForming: ${CROWDED_WARNING}`));
   // The node's own resolv.conf names the lab's NSD; the agent (its /etc seen through /proc/PID/root) reads the same.
   const nodeResolv = lab.exec('node-1', 'cat', '/etc/resolv.conf');
   assert.match(nodeResolv, new RegExp(`^nameserver ${LAB_UPSTREAM_DNS_IP.replaceAll('.', '\\.')}$`, 'm'));
@@ -215,7 +232,17 @@ async function runLab(prefix: string, source: 'manifests' | 'kubernetes', kubern
     assert.equal(applied.status, 0, applied.stderr);
     const started = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'late.yaml')]);
     assert.equal(started.status, 0, started.stderr);
+    writeFileSync(join(dir, 'crowded.yaml'), CROWDED_POD);
+    const crowded = tapir(['lab', 'apply', '--name', lab.name, '-f', join(dir, 'crowded.yaml')]);
+    assert.equal(crowded.status, 0, crowded.stderr);
     checkLab(lab, kubernetesEnv);
+    if (source === 'kubernetes') {
+      // In cluster mode the kubelet also records the warning as the Pod's event.
+      const config = tapir(['lab', 'kubeconfig', '--name', lab.name]);
+      writeFileSync(join(dir, 'kubeconfig'), config.stdout);
+      const events = JSON.parse(execFileSync(KUBECTL, ['get', 'events', '-o', 'json'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, KUBECONFIG: join(dir, 'kubeconfig'), HOME: dir } })) as { items: { reason: string; type: string; message: string; involvedObject: { name: string } }[] };
+      assert.deepEqual(events.items.filter((e) => e.reason === 'DNSConfigForming').map((e) => [e.involvedObject.name, e.type, e.message]), [['crowded', 'Warning', CROWDED_WARNING]]);
+    }
     await checkRestartedAgent(lab);
     // A deleted pod takes its /etc/netns directory with it.
     const lateDir = `/etc/netns/tl-${lab.name}-pod.default.late`;

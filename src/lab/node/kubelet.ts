@@ -98,6 +98,7 @@ export class Kubelet {
       this.#pods.push(pod);
       this.#save();
       this.#log(`kubelet: pod ${k} runs${pod.ip === null ? '' : ` at ${pod.ip}`}`);
+      for (const warning of pod.dns?.warnings ?? []) await this.#warn(object, 'DNSConfigForming', warning, problems);
       await this.#writeStatus(pod, object, node.underlayIP, problems);
     }
     // A status write that failed is tried again at the next pass.
@@ -121,6 +122,27 @@ export class Kubelet {
     const items = Array.isArray(res.body.items) ? res.body.items : [];
     return items.map((item) => validateDocument({ ...(item as object), apiVersion: 'v1', kind: 'Service' }, { source: 'api', server: 'kubelet' }, problems))
       .filter((o): o is ServiceObject => o?.kind === 'Service');
+  }
+
+  /** A Warning event about the Pod, as the kubelet's recorder writes one (`kubectl describe pod` lists it). */
+  async #warn(object: PodObject, reason: string, message: string, problems: string[]): Promise<void> {
+    this.#log(`kubelet: pod ${object.metadata.namespace}/${object.metadata.name}: ${reason}: ${message}`);
+    const now = new Date().toISOString();
+    const event = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { name: `${object.metadata.name}.${Date.now().toString(16)}${Math.floor(Math.random() * 0x10000).toString(16)}`, namespace: object.metadata.namespace },
+      involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: object.metadata.namespace, name: object.metadata.name },
+      reason,
+      message,
+      type: 'Warning',
+      source: { component: 'kubelet', host: this.#node },
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    const res = await this.#api.request('POST', `/api/v1/namespaces/${encodeURIComponent(object.metadata.namespace)}/events`, event);
+    if (res.status !== 201 && res.status !== 200) problems.push(`recording a ${reason} event of pod ${object.metadata.namespace}/${object.metadata.name}: ${res.status} ${String(res.body.message ?? '')}`);
   }
 
   async #writeStatus(pod: PodState, object: PodObject, hostIP: string, problems: string[]): Promise<void> {
