@@ -171,8 +171,9 @@ function checkLab(lab: Lab, kubernetesEnv: Record<string, string>): void {
   assert.deepEqual(dig('plain', '+short', '+tcp', `@${LAB_UPSTREAM_DNS_IP}`, 'many.example.test').split('\n').sort(), [...LAB_UPSTREAM_RECORDS.many].sort());
   // dig with no server uses the pod's resolv.conf: the None pod's nameserver and search path.
   assert.equal(dig('fixed', '+short', '+search', 'www'), LAB_UPSTREAM_RECORDS.www);
-  // And a node's resolver (its resolv.conf) reaches NSD through the search path too.
+  // And a node's resolver (its resolv.conf) reaches NSD through the search path too, as the external client's does.
   assert.equal(dig('node-2', '+short', '+search', 'www'), LAB_UPSTREAM_RECORDS.www);
+  assert.equal(dig('client', '+short', '+search', 'www'), LAB_UPSTREAM_RECORDS.www);
 
   // Service variables of the pod started after the Services: the workload's own environment,
   // what `lab exec` gives, and what the status reports are the kubelet's exact list.

@@ -18,7 +18,7 @@ import { serviceEnvironment } from '../src/lab/cluster/service-env.ts';
 import { labClusterDns } from '../src/lab/cluster/pod-start.ts';
 import { topologyPodObject } from '../src/lab/cluster/lab-objects.ts';
 import { planLab } from '../src/lab/plan.ts';
-import { parseTopology } from '../src/lab/topology.ts';
+import { DEFAULT_ADDRESSING, LAB_CLUSTER_DNS_IP, parseTopology } from '../src/lab/topology.ts';
 import { LAB_UPSTREAM_DNS_IP, LAB_UPSTREAM_RECORDS, nsdConfig, upstreamDnsAddress, upstreamZone } from '../src/lab/network/upstream-dns.ts';
 
 function objects(yaml: string): { objects: ReturnType<typeof parseManifest>['objects']; problems: string[] } {
@@ -232,6 +232,7 @@ test('the cluster DNS address and domain: the tenth of the service CIDR, cluster
   assert.equal(DEFAULT_CLUSTER_DOMAIN, 'cluster.local');
   const state = planLab(parseTopology('nodes: [{name: n1}, {name: n2}]', '/x/t.yaml'), 'unit', 'kernel');
   assert.equal(labClusterDns(state), '10.96.0.10');
+  assert.equal(clusterDnsAddress(parseCidr(DEFAULT_ADDRESSING.serviceCIDR)!), LAB_CLUSTER_DNS_IP);
   assert.equal(upstreamDnsAddress(state, '172.30.0.1'), LAB_UPSTREAM_DNS_IP);
   // A node on .53 pushes it to the highest free host address below the load-balancer pool's end.
   const crowded = planLab(parseTopology('nodes: [{name: n1, underlayIP: 172.30.0.53}]', '/x/t.yaml'), 'unit', 'kernel');

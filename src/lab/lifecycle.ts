@@ -97,8 +97,11 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     planUpstreamDns(state, apiServerAddress(state));
     save();
     await startUpstreamDns(state);
-    for (const node of state.nodes) writeNetnsResolvConf(node.netns, nodeResolvConf(state));
-    progress(`upstream DNS: nsd on ${state.upstreamDns!.address}:53 (zone example.test) in ${state.underlay.netns}; nodes' resolv.conf names it`);
+    // Every host of the site uses it: the nodes (their kubelet's --resolv-conf), the client, the underlay.
+    for (const netns of [...state.nodes.map((n) => n.netns), ...(state.client === null ? [] : [state.client.netns]), state.underlay.netns]) {
+      writeNetnsResolvConf(netns, nodeResolvConf(state));
+    }
+    progress(`upstream DNS: nsd on ${state.upstreamDns!.address}:53 (zone example.test) in ${state.underlay.netns}; the nodes' and the client's resolv.conf name it`);
     save();
     // The manifest directory exists (with Nodes and Namespaces) before any agent starts.
     ensureManifestDir(state.stateDir);

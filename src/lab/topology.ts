@@ -123,6 +123,12 @@ export interface LabAgentSettings {
  * (addresses from 10.96.64.0 up) are laid out in it, and it is routed as one prefix.
  */
 export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '' } as const;
+/**
+ * The cluster DNS Service's address in the default lab (the tenth of DEFAULT_ADDRESSING's
+ * service CIDR, src/model/cluster-defaults.ts): what every ClusterFirst pod's resolv.conf
+ * names. A topology with another serviceCIDR gets its own tenth (labClusterDns).
+ */
+export const LAB_CLUSTER_DNS_IP = '10.96.0.10';
 /** Short, so `lab delete` of a pod shows terminating and still returns quickly (Kubernetes: 30 s). */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 2;
 const ZONES = ['zone-a', 'zone-b'] as const;
