@@ -32,10 +32,9 @@ nodes:
     enableServiceLinks: false
 `;
 
-// Three Services with cluster IPs (named, UDP and unnamed ports), and three the kubelet
-// leaves out: headless, ExternalName, and one in another namespace. (beta-dns's TCP port
-// is not 53 like its UDP one: the lab API server's server-side apply merges Service
-// ports on `port` alone, Kubernetes' on port and protocol, and would keep one of them.)
+// Three Services with cluster IPs (named, 53 on UDP and TCP as kube-dns has it, and
+// unnamed ports), and three the kubelet leaves out: headless, ExternalName, and one in
+// another namespace.
 const SERVICES = `
 apiVersion: v1
 kind: Namespace
@@ -52,7 +51,7 @@ metadata: {name: beta-dns}
 spec:
   clusterIP: 10.96.1.12
   selector: {app: late}
-  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 9000}, {name: dns-tcp, port: 5353, protocol: TCP, targetPort: 9000}]
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 9000}, {name: dns-tcp, port: 53, protocol: TCP, targetPort: 9000}]
 ---
 apiVersion: v1
 kind: Service
@@ -98,10 +97,10 @@ const CROWDED_WARNING = 'Nameserver limits were exceeded, some nameservers have 
 const THREE_SERVICES_ENV: Record<string, string> = {
   ALPHA_SERVICE_HOST: '10.96.1.11', ALPHA_SERVICE_PORT: '80', ALPHA_SERVICE_PORT_HTTP: '80',
   ALPHA_PORT: 'tcp://10.96.1.11:80', ALPHA_PORT_80_TCP: 'tcp://10.96.1.11:80', ALPHA_PORT_80_TCP_PROTO: 'tcp', ALPHA_PORT_80_TCP_PORT: '80', ALPHA_PORT_80_TCP_ADDR: '10.96.1.11',
-  BETA_DNS_SERVICE_HOST: '10.96.1.12', BETA_DNS_SERVICE_PORT: '53', BETA_DNS_SERVICE_PORT_DNS: '53', BETA_DNS_SERVICE_PORT_DNS_TCP: '5353',
+  BETA_DNS_SERVICE_HOST: '10.96.1.12', BETA_DNS_SERVICE_PORT: '53', BETA_DNS_SERVICE_PORT_DNS: '53', BETA_DNS_SERVICE_PORT_DNS_TCP: '53',
   BETA_DNS_PORT: 'udp://10.96.1.12:53',
   BETA_DNS_PORT_53_UDP: 'udp://10.96.1.12:53', BETA_DNS_PORT_53_UDP_PROTO: 'udp', BETA_DNS_PORT_53_UDP_PORT: '53', BETA_DNS_PORT_53_UDP_ADDR: '10.96.1.12',
-  BETA_DNS_PORT_5353_TCP: 'tcp://10.96.1.12:5353', BETA_DNS_PORT_5353_TCP_PROTO: 'tcp', BETA_DNS_PORT_5353_TCP_PORT: '5353', BETA_DNS_PORT_5353_TCP_ADDR: '10.96.1.12',
+  BETA_DNS_PORT_53_TCP: 'tcp://10.96.1.12:53', BETA_DNS_PORT_53_TCP_PROTO: 'tcp', BETA_DNS_PORT_53_TCP_PORT: '53', BETA_DNS_PORT_53_TCP_ADDR: '10.96.1.12',
   GAMMA_SERVICE_HOST: '10.96.1.13', GAMMA_SERVICE_PORT: '9000',
   GAMMA_PORT: 'tcp://10.96.1.13:9000', GAMMA_PORT_9000_TCP: 'tcp://10.96.1.13:9000', GAMMA_PORT_9000_TCP_PROTO: 'tcp', GAMMA_PORT_9000_TCP_PORT: '9000', GAMMA_PORT_9000_TCP_ADDR: '10.96.1.13',
 };

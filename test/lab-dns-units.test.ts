@@ -19,6 +19,10 @@ import { labClusterDns } from '../src/lab/cluster/pod-start.ts';
 import { topologyPodObject } from '../src/lab/cluster/lab-objects.ts';
 import { planLab } from '../src/lab/plan.ts';
 import { DEFAULT_ADDRESSING, LAB_CLUSTER_DNS_IP, parseTopology } from '../src/lab/topology.ts';
+import { resourceAt } from '../src/lab/apiserver/resources.ts';
+import { applyConfig } from '../src/lab/apiserver/apply.ts';
+import { strategicMergePatch } from '../src/lab/apiserver/patch.ts';
+import type { Obj } from '../src/lab/apiserver/store.ts';
 import { LAB_UPSTREAM_DNS_IP, LAB_UPSTREAM_RECORDS, nsdConfig, upstreamDnsAddress, upstreamZone } from '../src/lab/network/upstream-dns.ts';
 
 function objects(yaml: string): { objects: ReturnType<typeof parseManifest>['objects']; problems: string[] } {
@@ -252,4 +256,21 @@ test('the lab NSD\'s zone and config pass nsd-checkzone and nsd-checkconf', () =
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('server-side apply keys Service ports on port and protocol (53/UDP and 53/TCP stay two), strategic merge on port alone', () => {
+  const services = resourceAt('', 'v1', 'services')!;
+  const ports = [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }, { name: 'metrics', port: 9153 }];
+  const config = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'kube-dns' }, spec: { ports } } as Obj;
+  const created = applyConfig(undefined, config, 'kubectl', services.applyKeys, 'v1');
+  assert.deepEqual((created.spec as { ports: unknown[] }).ports, ports);
+  const fields = (created.metadata.managedFields as { fieldsV1: Record<string, Record<string, Record<string, unknown>>> }[])[0]!.fieldsV1['f:spec']!['f:ports']!;
+  assert.deepEqual(Object.keys(fields), ['k:{"port":53,"protocol":"UDP"}', 'k:{"port":53,"protocol":"TCP"}', 'k:{"port":9153,"protocol":"TCP"}']);
+  // The stored object has its protocols defaulted; applying without the TCP port removes that one only.
+  for (const p of (created.spec as { ports: { protocol?: string }[] }).ports) p.protocol ??= 'TCP';
+  const again = applyConfig(created, { ...config, spec: { ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'metrics', port: 9153 }] } } as Obj, 'kubectl', services.applyKeys, 'v1');
+  assert.deepEqual((again.spec as { ports: { name: string }[] }).ports.map((p) => p.name), ['dns', 'metrics']);
+  // A strategic merge patch merges on port alone, as Kubernetes' patchMergeKey does.
+  const merged = strategicMergePatch({ spec: { ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } }, { spec: { ports: [{ name: 'dns-tcp', port: 53, protocol: 'TCP' }] } }, services.mergeKeys);
+  assert.deepEqual(merged, { spec: { ports: [{ name: 'dns-tcp', port: 53, protocol: 'TCP' }] } });
 });
