@@ -74,12 +74,21 @@ metadata: {name: delta, namespace: other}
 spec: {clusterIP: 10.96.1.14, selector: {app: late}, ports: [{port: 80}]}
 `;
 
+// Its second container runs a command with an env of its own: a reference to a Service
+// variable, one that replaces a Service variable, and a downward-API field.
 const LATE_POD = `
 apiVersion: v1
 kind: Pod
 metadata: {name: late, labels: {app: late}}
 spec:
-  containers: [{name: c, ports: [{containerPort: 8080}]}]
+  containers:
+  - {name: c, ports: [{containerPort: 8080}]}
+  - name: cmd
+    command: [sleep, "600"]
+    env:
+    - {name: GREETING, value: "alpha at $(ALPHA_SERVICE_HOST):$(ALPHA_SERVICE_PORT), $(NOT_SET), $$(ESCAPED)"}
+    - {name: ALPHA_SERVICE_PORT, value: "8080"}
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
 `;
 
 // ClusterFirst plus three nameservers of its own: four, one past the kubelet's limit.
@@ -183,6 +192,16 @@ function checkLab(lab: Lab, kubernetesEnv: Record<string, string>): void {
   assert.deepEqual(serviceVariables(lab.exec('late', 'env')), expected);
   assert.deepEqual(serviceVariables(Object.entries(late.env).map(([k, v]) => `${k}=${v}`).join('\n')), expected);
   assert.equal(late.env.POD_NAME, 'late');
+  // The command container: its own env over the Service variables, expanded in order, as the kubelet does.
+  const child = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).find((pid) => {
+    try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(late.pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8') === 'sleep\x00600\x00'; } catch { return false; }
+  });
+  assert.ok(child !== undefined, 'the command container of pod late does not run');
+  const childEnv = readFileSync(`/proc/${child}/environ`, 'utf8');
+  assert.deepEqual(serviceVariables(childEnv), { ...expected, ALPHA_SERVICE_PORT: '8080' });
+  const variable = (name: string): string | undefined => childEnv.split('\0').find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1);
+  assert.equal(variable('GREETING'), 'alpha at 10.96.1.11:80, $(NOT_SET), $(ESCAPED)');
+  assert.equal(variable('MY_IP'), lab.status().pods.find((p: { name: string }) => p.name === 'late').ip);
   // Pods that started before the Services have only what existed then; enableServiceLinks false keeps only kubernetes.
   assert.deepEqual(serviceVariables(lab.exec('plain', 'env')), kubernetesEnv);
   assert.deepEqual(serviceVariables(lab.exec('fixed', 'env')), kubernetesEnv);

@@ -15,6 +15,7 @@ import { clusterDnsAddress, DEFAULT_CLUSTER_DOMAIN } from '../src/model/cluster-
 import { parseCidr } from '../src/wire/address.ts';
 import { formatResolvConf, parseResolvConf, podResolvConf, type KubeletDnsSettings, type PodDnsSpec } from '../src/lab/cluster/pod-dns.ts';
 import { serviceEnvironment } from '../src/lab/cluster/service-env.ts';
+import { containerEnvironment, expand } from '../src/lab/cluster/container-env.ts';
 import { labClusterDns } from '../src/lab/cluster/pod-start.ts';
 import { topologyPodObject } from '../src/lab/cluster/lab-objects.ts';
 import { planLab } from '../src/lab/plan.ts';
@@ -273,4 +274,26 @@ test('server-side apply keys Service ports on port and protocol (53/UDP and 53/T
   // A strategic merge patch merges on port alone, as Kubernetes' patchMergeKey does.
   const merged = strategicMergePatch({ spec: { ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } }, { spec: { ports: [{ name: 'dns-tcp', port: 53, protocol: 'TCP' }] } }, services.mergeKeys);
   assert.deepEqual(merged, { spec: { ports: [{ name: 'dns-tcp', port: 53, protocol: 'TCP' }] } });
+});
+
+test('container env: $(VAR) expansion as the kubelet\'s, declared variables over Service ones, downward-API fields; checked fields', () => {
+  const lookup = (name: string): string | undefined => ({ A: 'x', B: 'y' } as Record<string, string | undefined>)[name];
+  assert.equal(expand('$(A)-$(B)', lookup), 'x-y');
+  assert.equal(expand('$(C) $$(A) $$ $x $', lookup), '$(C) $(A) $ $x $');
+  assert.equal(expand('$(A', lookup), '$(A');
+  const env = containerEnvironment([
+    { name: 'FIRST', value: 'svc $(WEB_SERVICE_HOST)', fieldPath: '' },
+    { name: 'WEB_SERVICE_PORT', value: '8080', fieldPath: '' },
+    { name: 'SECOND', value: '$(FIRST):$(WEB_SERVICE_PORT)', fieldPath: '' },
+    { name: 'NODE', value: '', fieldPath: 'spec.nodeName' },
+    { name: 'APP', value: '', fieldPath: "metadata.labels['app']" },
+  ], { name: 'p', namespace: 'shop', nodeName: 'node-1', podIP: '10.244.1.5', hostIP: '172.30.0.11', labels: { app: 'web' } }, { WEB_SERVICE_HOST: '10.96.0.20', WEB_SERVICE_PORT: '80' });
+  assert.deepEqual(env, { WEB_SERVICE_HOST: '10.96.0.20', WEB_SERVICE_PORT: '8080', FIRST: 'svc 10.96.0.20', SECOND: 'svc 10.96.0.20:8080', NODE: 'node-1', APP: 'web' });
+  const parsed = objects(podYaml('').replace('containers: [{name: c}]', 'containers: [{name: c, env: [{name: A, value: "1"}, {name: B, valueFrom: {fieldRef: {fieldPath: metadata.name}}}, {name: C, valueFrom: {secretKeyRef: {name: s, key: k}}}]}]'));
+  assert.deepEqual(parsed.problems, []);
+  assert.deepEqual((parsed.objects[0] as PodObject).spec.containers[0]!.env, [{ name: 'A', value: '1', fieldPath: '' }, { name: 'B', value: '', fieldPath: 'metadata.name' }]);
+  assert.deepEqual(objects(podYaml('').replace('containers: [{name: c}]', 'containers: [{name: c, env: [{name: 9x, value: "1"}, {name: D, value: v, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}]')).problems, [
+    'test.yaml: document 1 (Pod shop/p): spec.containers[0].env[0].name: "9x" is not a valid environment variable name (letters, digits, "_", "-" and ".", not starting with a digit)',
+    'test.yaml: document 1 (Pod shop/p): spec.containers[0].env[1].valueFrom: may not be specified when `value` is not empty',
+  ]);
 });

@@ -193,9 +193,22 @@ export interface Probe {
   failureThreshold: number;
 }
 
+/**
+ * A container's `env` entry the lab can give a value: a literal `value` (with `$(VAR)`
+ * references, expanded by the kubelet) or a downward-API `fieldRef`. Entries from
+ * ConfigMaps, Secrets and resources are not read (Tapir keeps no such objects).
+ */
+export interface EnvVar {
+  name: string;
+  value: string;
+  /** valueFrom.fieldRef.fieldPath ("metadata.name", "status.podIP", ...); '' for a literal value. */
+  fieldPath: string;
+}
+
 export interface Container {
   name: string;
   ports: ContainerPort[];
+  env: EnvVar[];
   /** null = run the built-in echo servers on the container ports (lab). */
   command: string[] | null;
   args: string[];

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { Fields, checkIpv4 } from '../config/fields.ts';
 import { parseCidr } from '../wire/address.ts';
 import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
-import { DNS_POLICIES, Label, type Container, type DnsPolicy, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
+import { DNS_POLICIES, Label, type Container, type DnsPolicy, type EnvVar, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
 export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): PodObject {
   const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
@@ -103,10 +103,34 @@ function readContainer(c: Fields, portNames: Map<string, string>): Container {
   return {
     name,
     ports,
+    env: readEnv(c),
     command: c.has('command') ? c.strings('command') : null,
     args: c.strings('args'),
     readinessProbe: probe === undefined ? null : readProbe(probe),
   };
+}
+
+/** IsEnvVarName (apimachinery): letters, digits, "_", "-", ".", not starting with a digit. */
+const ENV_VAR_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+/**
+ * A container's env: literal values and downward-API fieldRefs; entries whose value
+ * comes from elsewhere (configMapKeyRef, secretKeyRef, resourceFieldRef) are valid
+ * but left out, since no Tapir reader has those objects.
+ */
+function readEnv(c: Fields): EnvVar[] {
+  const env: EnvVar[] = [];
+  for (const e of c.maps('env')) {
+    const name = e.string('name', true);
+    if (name !== '' && !ENV_VAR_NAME.test(name)) e.fail('name', `${JSON.stringify(name)} is not a valid environment variable name (letters, digits, "_", "-" and ".", not starting with a digit)`);
+    const value = e.string('value');
+    const from = e.map('valueFrom');
+    const fieldRef = from?.map('fieldRef');
+    if (value !== '' && from !== undefined) e.fail('valueFrom', 'may not be specified when `value` is not empty');
+    if (fieldRef !== undefined) env.push({ name, value: '', fieldPath: fieldRef.string('fieldPath', true) });
+    else if (from === undefined) env.push({ name, value, fieldPath: '' });
+  }
+  return env;
 }
 
 function readProbe(f: Fields): Probe {

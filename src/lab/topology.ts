@@ -10,7 +10,7 @@ import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
 import { parseTopologyManifests, type ManifestSource } from './cluster/topology-manifests.ts';
 import { Fields, isMapping, Problems, typeName } from '../config/fields.ts';
 import { isDns1123Label, isLabelValue, isQualifiedName } from '../k8s/fields.ts';
-import type { DnsPolicy, PodDnsConfig } from '../k8s/objects.ts';
+import type { DnsPolicy, EnvVar, PodDnsConfig } from '../k8s/objects.ts';
 import { readPodDns } from '../k8s/validate-workloads.ts';
 import { LabError } from './validate.ts';
 
@@ -52,7 +52,11 @@ export type Workload =
   | { type: 'containers'; http: number[]; udp: number[]; commands: ContainerCommand[] }
   | { type: 'none' };
 
-export interface ContainerCommand { name: string; argv: string[]; env: Record<string, string> }
+/**
+ * `env`: what the command runs with, resolved when the pod starts from `envSpec` (the
+ * container's env entries, src/lab/cluster/container-env.ts) and the Service variables.
+ */
+export interface ContainerCommand { name: string; argv: string[]; env: Record<string, string>; envSpec?: EnvVar[] }
 const WORKLOAD_TYPES = ['echo', 'http-echo', 'tcp-echo', 'udp-echo', 'command', 'none'] as const;
 
 export const DEFAULT_HTTP_PORT = 8080;

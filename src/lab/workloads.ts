@@ -54,7 +54,7 @@ export function startWorkload(pod: PodState): void {
     for (const port of ports.tcp) argv.push('--tcp', String(port));
     for (const port of ports.udp) argv.push('--udp', String(port));
     if (pod.workload.type === 'containers') {
-      for (const command of pod.workload.commands) argv.push('--command', JSON.stringify(command));
+      for (const { name, argv: commandArgv, env: commandEnv } of pod.workload.commands) argv.push('--command', JSON.stringify({ name, argv: commandArgv, env: commandEnv }));
     }
     pod.workloadPid = spawnDetached(pod.netns, argv, pod.log, env);
   } else if (pod.workload.type === 'command') {

@@ -2,7 +2,8 @@
 // and its containers: the resolv.conf (src/lab/cluster/pod-dns.ts) written where `ip
 // netns exec` mounts it for every process of the pod, and the environment: the
 // downward-API-like POD_* variables the lab always gave, plus the Service variables
-// (src/lab/cluster/service-env.ts) of the Services that exist right now. The same
+// (src/lab/cluster/service-env.ts) of the Services that exist right now, and each
+// container command's own env (src/lab/cluster/container-env.ts). The same
 // steps for every pod, whoever starts it: `lab up` (topology pods), `lab apply` in
 // manifest mode, the node daemon's kubelet in cluster mode.
 import { readFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { parseCidr } from '../../wire/address.ts';
 import { netnsResolvConfPath, writeNetnsResolvConf } from '../network/netns-files.ts';
 import type { LabState, NodeState, PodState } from '../state.ts';
 import { formatResolvConf, parseResolvConf, podResolvConf, type KubeletDnsSettings, type ResolvConf } from './pod-dns.ts';
+import { containerEnvironment } from './container-env.ts';
 import { serviceEnvironment } from './service-env.ts';
 
 /** The cluster DNS Service's address in the lab: the tenth of its service CIDR (10.96.0.10 by default). */
@@ -51,11 +53,11 @@ export function preparePodStart(state: LabState, pod: PodState, services: readon
   const text = formatResolvConf(conf);
   writeNetnsResolvConf(pod.netns, text);
   pod.dns = { ...dns, resolvConf: text.trimEnd().split('\n').filter((l) => l !== ''), warnings };
-  pod.env = {
-    POD_NAME: pod.name,
-    POD_NAMESPACE: pod.namespace,
-    NODE_NAME: pod.node,
-    POD_IP: pod.ip ?? '',
-    ...serviceEnvironment(services, pod.namespace, pod.enableServiceLinks ?? true),
-  };
+  const serviceEnv = serviceEnvironment(services, pod.namespace, pod.enableServiceLinks ?? true);
+  pod.env = { POD_NAME: pod.name, POD_NAMESPACE: pod.namespace, NODE_NAME: pod.node, POD_IP: pod.ip ?? '', ...serviceEnv };
+  // A manifest container's command runs with its own env over the Service variables.
+  if (pod.workload.type === 'containers') {
+    const downward = { name: pod.name, namespace: pod.namespace, nodeName: pod.node, podIP: pod.ip ?? '', hostIP: node.underlayIP, labels: pod.labels };
+    for (const command of pod.workload.commands) command.env = containerEnvironment(command.envSpec ?? [], downward, serviceEnv);
+  }
 }

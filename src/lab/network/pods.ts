@@ -13,7 +13,7 @@ import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { ipBatch } from './shell.ts';
 import type { LabState, NodeState, PodState } from '../state.ts';
-import type { ContainerPort, Workload } from '../topology.ts';
+import type { ContainerCommand, ContainerPort, Workload } from '../topology.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from '../validate.ts';
 import { startWorkload, waitForWorkloads } from '../workloads.ts';
@@ -36,12 +36,12 @@ export function scheduleNode(state: LabState, planned: PodState[] = []): NodeSta
 export function podWorkload(object: PodObject): { workload: Workload; ports: ContainerPort[] } {
   const http: number[] = [];
   const udp: number[] = [];
-  const commands: { name: string; argv: string[]; env: Record<string, string> }[] = [];
+  const commands: ContainerCommand[] = [];
   const ports: ContainerPort[] = [];
   for (const container of object.spec.containers) {
     for (const p of container.ports) ports.push({ name: p.name, port: p.containerPort, protocol: p.protocol });
     if (container.command !== null) {
-      commands.push({ name: container.name, argv: [...container.command, ...container.args], env: {} });
+      commands.push({ name: container.name, argv: [...container.command, ...container.args], env: {}, envSpec: container.env });
       continue;
     }
     for (const p of container.ports) (p.protocol === 'UDP' ? udp : http).push(p.containerPort);
