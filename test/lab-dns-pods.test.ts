@@ -30,6 +30,8 @@ nodes:
       searches: [example.test]
       options: [{name: ndots, value: "1"}, {name: timeout, value: "2"}]
     enableServiceLinks: false
+    hostname: db-0
+    subdomain: db
 `;
 
 // Three Services with cluster IPs (named, 53 on UDP and TCP as kube-dns has it, and
@@ -158,6 +160,10 @@ function checkLab(lab: Lab, kubernetesEnv: Record<string, string>): void {
   const fixed = podStatus(lab, 'fixed');
   assert.deepEqual([fixed.dnsPolicy, fixed.resolvConf, fixed.dnsWarnings], ['None', FIXED_RESOLV_CONF.trimEnd().split('\n'), []]);
   assert.equal(podStatus(lab, 'plain').dnsPolicy, 'ClusterFirst');
+  // The kubelet-managed hosts file: the pod's own name, and the FQDN under its subdomain.
+  const ipOf = (name: string): string => (lab.status().pods as { name: string; ip: string }[]).find((p) => p.name === name)!.ip;
+  assert.deepEqual(lab.exec('late', 'getent', 'hosts', 'late').trim().split(/\s+/), [ipOf('late'), 'late']);
+  assert.match(lab.exec('fixed', 'cat', '/etc/hosts'), new RegExp(`\\n${ipOf('fixed').replaceAll('.', '\\.')}\\tdb-0\\.db\\.default\\.svc\\.cluster\\.local\\tdb-0\\n$`));
   // The kubelet's limit: the fourth nameserver is dropped, with its warning.
   assert.equal(lab.exec('crowded', 'cat', '/etc/resolv.conf'), `${clusterFirstResolvConf('default').replace('nameserver 10.96.0.10\n', 'nameserver 10.96.0.10\nnameserver 172.30.0.53\nnameserver 172.30.0.54\n')}`);
   assert.deepEqual(podStatus(lab, 'crowded').dnsWarnings, [CROWDED_WARNING]);

@@ -13,7 +13,7 @@ import type { PodObject, ServiceObject } from '../src/k8s/objects.ts';
 import { validateDocument } from '../src/k8s/validate.ts';
 import { clusterDnsAddress, DEFAULT_CLUSTER_DOMAIN } from '../src/model/cluster-defaults.ts';
 import { parseCidr } from '../src/wire/address.ts';
-import { formatResolvConf, parseResolvConf, podResolvConf, type KubeletDnsSettings, type PodDnsSpec } from '../src/lab/cluster/pod-dns.ts';
+import { formatResolvConf, parseResolvConf, podHostsFile, podResolvConf, type KubeletDnsSettings, type PodDnsSpec } from '../src/lab/cluster/pod-dns.ts';
 import { serviceEnvironment } from '../src/lab/cluster/service-env.ts';
 import { containerEnvironment, expand } from '../src/lab/cluster/container-env.ts';
 import { labClusterDns } from '../src/lab/cluster/pod-start.ts';
@@ -296,4 +296,11 @@ test('container env: $(VAR) expansion as the kubelet\'s, declared variables over
     'test.yaml: document 1 (Pod shop/p): spec.containers[0].env[0].name: "9x" is not a valid environment variable name (letters, digits, "_", "-" and ".", not starting with a digit)',
     'test.yaml: document 1 (Pod shop/p): spec.containers[0].env[1].valueFrom: may not be specified when `value` is not empty',
   ]);
+});
+
+test('the pod\'s hosts file as the kubelet manages it: hostname, and the FQDN under its subdomain', () => {
+  const header = '# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n';
+  assert.equal(podHostsFile({ name: 'web-0', namespace: 'shop', ip: '10.244.1.5', hostname: '', subdomain: '' }, 'cluster.local'), `${header}10.244.1.5\tweb-0\n`);
+  assert.equal(podHostsFile({ name: 'x', namespace: 'shop', ip: '10.244.1.5', hostname: 'db-0', subdomain: 'db' }, 'cluster.local'), `${header}10.244.1.5\tdb-0.db.shop.svc.cluster.local\tdb-0\n`);
+  assert.equal(podHostsFile({ name: `${'a'.repeat(62)}-b`, namespace: 's', ip: '10.0.0.1', hostname: '', subdomain: '' }, 'cluster.local'), `${header}10.0.0.1\t${'a'.repeat(62)}\n`);
 });

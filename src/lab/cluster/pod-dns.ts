@@ -150,3 +150,26 @@ function fitLimits(conf: ResolvConf, warnings: string[]): ResolvConf {
   if (cut) warnings.push(`Search Line limits were exceeded, some search paths have been omitted, the applied search line is: ${search.join(' ')}`);
   return { nameservers, search, options: conf.options };
 }
+
+/**
+ * The pod's /etc/hosts as the kubelet manages it (kubelet_pods.go
+ * managedHostsFileContent): localhost entries, then the pod's address with its hostname
+ * (spec.hostname, else the pod's name cut to 63 characters) and, with a subdomain, its
+ * FQDN <hostname>.<subdomain>.<namespace>.svc.<zone>, the name its headless Service gives it.
+ */
+export function podHostsFile(pod: { name: string; namespace: string; ip: string; hostname: string; subdomain: string }, clusterDomain: string): string {
+  // truncatePodHostnameIfNeeded: a longer name is cut and loses trailing "-" and ".".
+  const hostname = pod.hostname !== '' ? pod.hostname : pod.name.length <= 63 ? pod.name : pod.name.slice(0, 63).replace(/[-.]+$/, '');
+  const domain = pod.subdomain === '' ? '' : `${pod.subdomain}.${pod.namespace}.svc.${clusterDomain}`;
+  return [
+    '# Kubernetes-managed hosts file.',
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    'fe00::0\tip6-localnet',
+    'fe00::0\tip6-mcastprefix',
+    'fe00::1\tip6-allnodes',
+    'fe00::2\tip6-allrouters',
+    domain === '' ? `${pod.ip}\t${hostname}` : `${pod.ip}\t${hostname}.${domain}\t${hostname}`,
+    '',
+  ].join('\n');
+}

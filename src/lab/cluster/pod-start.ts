@@ -1,6 +1,6 @@
 // What the lab does as the kubelet between a pod's sandbox (namespace and interface)
-// and its containers: the resolv.conf (src/lab/cluster/pod-dns.ts) written where `ip
-// netns exec` mounts it for every process of the pod, and the environment: the
+// and its containers: the resolv.conf and hosts file (src/lab/cluster/pod-dns.ts)
+// written where `ip netns exec` mounts them for every process of the pod, and the environment: the
 // downward-API-like POD_* variables the lab always gave, plus the Service variables
 // (src/lab/cluster/service-env.ts) of the Services that exist right now, and each
 // container command's own env (src/lab/cluster/container-env.ts). The same
@@ -10,9 +10,9 @@ import { readFileSync } from 'node:fs';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import { clusterDnsAddress, DEFAULT_CLUSTER_DOMAIN } from '../../model/cluster-defaults.ts';
 import { parseCidr } from '../../wire/address.ts';
-import { netnsResolvConfPath, writeNetnsResolvConf } from '../network/netns-files.ts';
+import { netnsResolvConfPath, writeNetnsFile, writeNetnsResolvConf } from '../network/netns-files.ts';
 import type { LabState, NodeState, PodState } from '../state.ts';
-import { formatResolvConf, parseResolvConf, podResolvConf, type KubeletDnsSettings, type ResolvConf } from './pod-dns.ts';
+import { formatResolvConf, parseResolvConf, podHostsFile, podResolvConf, type KubeletDnsSettings, type ResolvConf } from './pod-dns.ts';
 import { containerEnvironment } from './container-env.ts';
 import { serviceEnvironment } from './service-env.ts';
 
@@ -52,6 +52,9 @@ export function preparePodStart(state: LabState, pod: PodState, services: readon
   const { conf, warnings } = podResolvConf({ namespace: pod.namespace, dnsPolicy: dns.policy, dnsConfig: dns.config, hostNetwork: dns.hostNetwork }, kubeletDnsSettings(state, node));
   const text = formatResolvConf(conf);
   writeNetnsResolvConf(pod.netns, text);
+  if (pod.ip !== null) {
+    writeNetnsFile(pod.netns, 'hosts', podHostsFile({ name: pod.name, namespace: pod.namespace, ip: pod.ip, hostname: pod.hostname ?? '', subdomain: pod.subdomain ?? '' }, DEFAULT_CLUSTER_DOMAIN));
+  }
   pod.dns = { ...dns, resolvConf: text.trimEnd().split('\n').filter((l) => l !== ''), warnings };
   const serviceEnv = serviceEnvironment(services, pod.namespace, pod.enableServiceLinks ?? true);
   pod.env = { POD_NAME: pod.name, POD_NAMESPACE: pod.namespace, NODE_NAME: pod.node, POD_IP: pod.ip ?? '', ...serviceEnv };

@@ -4,7 +4,8 @@
 // namespace's resolv.conf as /etc/resolv.conf. The lab starts workloads, agents and
 // `lab exec` commands through `ip netns exec` (src/device/ip-command.ts spawnIn) and
 // writes a resolv.conf here for every node (the site's resolver: the lab's NSD) and
-// every pod (the kubelet's composition, src/lab/cluster/pod-dns.ts). A directory goes
+// every pod (the kubelet's composition, src/lab/cluster/pod-dns.ts), and each pod's
+// kubelet-managed hosts file. A directory goes
 // with its namespace; `lab down` also removes any a crash left, by the lab's name pattern.
 import { mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +23,12 @@ export function netnsResolvConfPath(netns: string): string {
 
 /** Writes /etc/netns/<netns>/resolv.conf (atomically: a reader never sees half a file). */
 export function writeNetnsResolvConf(netns: string, text: string): string {
-  const path = netnsResolvConfPath(netns);
+  return writeNetnsFile(netns, 'resolv.conf', text);
+}
+
+/** Writes /etc/netns/<netns>/<name>, which `ip netns exec` mounts over /etc/<name>. */
+export function writeNetnsFile(netns: string, name: string, text: string): string {
+  const path = join(netnsEtcDir(netns), name);
   for (let attempt = 0; ; attempt++) {
     try {
       mkdirSync(netnsEtcDir(netns), { recursive: true });
