@@ -25,7 +25,7 @@ import { apiServerAddress, startLabControlPlane } from './apiserver/lab-control-
 import { listApiObjects } from './cluster/api-apply.ts';
 import { loadObjects } from './cluster/manifests.ts';
 import { labNetnsEtcDirs, removeLabNetnsEtc, writeNetnsResolvConf } from './network/netns-files.ts';
-import { nodeResolvConf, planUpstreamDns, startUpstreamDns, stopUpstreamDns } from './network/upstream-dns.ts';
+import { planUpstreamDns, siteResolvConf, startUpstreamDns, stopUpstreamDns } from './network/upstream-dns.ts';
 import type { ServiceObject } from '../k8s/objects.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 
@@ -99,7 +99,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     await startUpstreamDns(state);
     // Every host of the site uses it: the nodes (their kubelet's --resolv-conf), the client, the underlay.
     for (const netns of [...state.nodes.map((n) => n.netns), ...(state.client === null ? [] : [state.client.netns]), state.underlay.netns]) {
-      writeNetnsResolvConf(netns, nodeResolvConf(state));
+      writeNetnsResolvConf(netns, siteResolvConf(state));
     }
     progress(`upstream DNS: nsd on ${state.upstreamDns!.address}:53 (zone example.test) in ${state.underlay.netns}; the nodes' and the client's resolv.conf name it`);
     save();

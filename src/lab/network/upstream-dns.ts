@@ -111,8 +111,8 @@ export function nsdConfig(address: string, dir: string): string {
   ].join('\n');
 }
 
-/** The node's own resolv.conf (its --resolv-conf as the kubelet reads it): the site's search domain and resolver. */
-export function nodeResolvConf(state: LabState): string {
+/** The resolv.conf of the site's hosts (nodes: the kubelet's --resolv-conf; the client): its search domain and resolver. */
+export function siteResolvConf(state: LabState): string {
   const upstream = state.upstreamDns;
   if (upstream === undefined) return '';
   return `# written by tapir lab (lab ${state.name}): the site's resolver is the lab's NSD\nsearch ${LAB_UPSTREAM_ZONE}\nnameserver ${upstream.address}\n`;
