@@ -31,6 +31,9 @@ export function topologyPodObject(pod: PodState): RawObject {
     metadata: { name: pod.name, namespace: pod.namespace, labels: { ...pod.labels } },
     spec: {
       nodeName: pod.node,
+      ...(pod.hostname === undefined ? {} : { hostname: pod.hostname }),
+      ...(pod.subdomain === undefined ? {} : { subdomain: pod.subdomain }),
+      ...podDnsSpec(pod),
       containers: [{
         name: pod.workload.type === 'command' ? 'command' : 'echo',
         ports: pod.ports.map((p) => ({ ...(p.name === '' ? {} : { name: p.name }), containerPort: p.port, protocol: p.protocol })),
@@ -38,6 +41,20 @@ export function topologyPodObject(pod: PodState): RawObject {
     },
     status: podStatus(pod, false),
   };
+}
+
+/** The Pod spec's dnsPolicy, dnsConfig and enableServiceLinks of a lab pod, in the API's form. */
+function podDnsSpec(pod: PodState): RawObject {
+  const dns = pod.dns;
+  const spec: RawObject = { dnsPolicy: dns?.policy ?? 'ClusterFirst', enableServiceLinks: pod.enableServiceLinks ?? true };
+  if (dns?.config != null) {
+    spec.dnsConfig = {
+      ...(dns.config.nameservers.length === 0 ? {} : { nameservers: dns.config.nameservers }),
+      ...(dns.config.searches.length === 0 ? {} : { searches: dns.config.searches }),
+      ...(dns.config.options.length === 0 ? {} : { options: dns.config.options.map((o) => (o.value === null ? { name: o.name } : { name: o.name, value: o.value })) }),
+    };
+  }
+  return spec;
 }
 
 /** status as the kubelet reports it; `ready` is the prober's verdict. */
