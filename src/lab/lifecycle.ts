@@ -16,7 +16,8 @@ import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
 import { readDaemonStatus, startDaemons, waitForDaemons } from './node/daemons.ts';
-import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
+import { labClusterDns } from './cluster/pod-start.ts';
+import { kubeDnsObjects, labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
 import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
 import { isDns1123Label } from '../k8s/fields.ts';
@@ -107,8 +108,11 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     ensureManifestDir(state.stateDir);
     for (const node of state.nodes) writeObject(state.manifests, nodeObject(node), MANIFEST_HEADER);
     for (const namespace of labNamespaces(state)) writeObject(state.manifests, namespaceObject(namespace), MANIFEST_HEADER);
+    // The DNS addon's Service holds the cluster DNS address before any other Service can be given it.
+    const dnsAddon = kubeDnsObjects(state, labClusterDns(state));
+    for (const obj of dnsAddon) writeObject(state.manifests, obj, MANIFEST_HEADER);
     save();
-    state.apiServer = await startLabControlPlane(state, [...state.nodes.map(nodeObject), ...labNamespaces(state).map(namespaceObject)]);
+    state.apiServer = await startLabControlPlane(state, [...state.nodes.map(nodeObject), ...labNamespaces(state).map(namespaceObject), ...dnsAddon]);
     progress(`API server ${state.apiServer.labServer} in ${state.underlay.netns}, ${state.apiServer.hostServer} on the host (tapir lab kubeconfig --name ${name})`);
     save();
     if (state.dataplane === 'kernel') {

@@ -107,3 +107,38 @@ export function containerStatuses(names: readonly string[], ready: boolean, star
     state: { running: { startedAt } },
   }));
 }
+
+/** The kube-dns Service's ports (kubeadm's CoreDNS addon's, which clients and dashboards know). */
+const KUBE_DNS_PORTS = [
+  { name: 'dns', port: 53, protocol: 'UDP' },
+  { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+  { name: 'metrics', port: 9153, protocol: 'TCP' },
+] as const;
+
+/**
+ * The cluster DNS addon as the lab installs it (kubeadm would create CoreDNS's): the
+ * kube-dns Service on the cluster DNS address, without a selector, and an EndpointSlice
+ * naming every node's address, where each node's own DNS server (the agent's, or
+ * `tapir dns` beside a kernel proxy) answers, as the agents' hostNetwork pods would be
+ * selected by deploy/kubernetes/kube-dns/service.yaml. Pods never need the endpoints
+ * under the Tapir data plane: their node answers the address itself.
+ */
+export function kubeDnsObjects(state: LabState, clusterDNS: string): RawObject[] {
+  const ports = KUBE_DNS_PORTS.map((p) => ({ ...p }));
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
+      spec: { clusterIP: clusterDNS, ports: ports.map((p) => ({ ...p, targetPort: p.port })) },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'kube-dns-nodes', namespace: 'kube-system', labels: { 'kubernetes.io/service-name': 'kube-dns', 'endpointslice.kubernetes.io/managed-by': 'tapir-lab' } },
+      addressType: 'IPv4',
+      endpoints: state.nodes.map((n) => ({ addresses: [n.underlayIP], nodeName: n.name, conditions: { ready: true, serving: true, terminating: false } })),
+      ports,
+    },
+  ];
+}
