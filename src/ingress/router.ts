@@ -268,8 +268,10 @@ export class Router {
   readonly #wildcard = new Map<string, RouteHost>();
   readonly #anyHost: RouteHost | null;
   readonly defaultBackend: BackendState | null;
-  /** Every BackendState of this config (the proxy's pool bookkeeping). */
+  /** Every BackendState of this config. */
   readonly backends: readonly BackendState[];
+  /** Every path rule of every host (the proxy's pool bookkeeping). */
+  readonly rules: readonly RouteRule[];
   /** Server name (exact, or '*.suffix' by suffix) -> Secret, for SNI. */
   readonly #sniExact = new Map<string, string>();
   readonly #sniWildcard = new Map<string, string>();
@@ -291,6 +293,7 @@ export class Router {
       else this.#exact.set(h.host, h);
     }
     this.#anyHost = anyHost;
+    this.rules = [...this.#exact.values(), ...this.#wildcard.values(), ...(anyHost === null ? [] : [anyHost])].flatMap((h) => h.rules);
     this.defaultBackend = config.defaultBackend === null ? null : state(config.defaultBackend);
     this.backends = [...states.values()];
 
