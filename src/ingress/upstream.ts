@@ -124,11 +124,25 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #responded = false;
   #finished = false;
   #clientGone = false;
+  /** A response chunk not written yet (see onResponseData). */
+  #held: Buffer | null = null;
+  #wroteBody = false;
   readonly #resume: () => void;
+  readonly #flush: () => void;
 
   constructor(init: ExchangeInit) {
     this.#init = init;
     this.#resume = () => { if (this.#controller !== null && this.#controller.paused) this.#controller.resume(); };
+    this.#flush = () => {
+      const held = this.#held;
+      if (held === null || this.#finished) return;
+      this.#held = null;
+      this.#wroteBody = true;
+      if (!(this.#init.res as ServerResponse).write(held) && this.#controller !== null) {
+        this.#controller.pause();
+        this.#init.res.once('drain', this.#resume);
+      }
+    };
     init.res.once('close', () => {
       if (this.#finished) return;
       this.#clientGone = true;
@@ -184,9 +198,30 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!(this.#init.res as ServerResponse).write(chunk)) {
+    // The first chunk waits until the parser is done with what arrived (a microtask):
+    // a small response's end comes in the same turn, and its body then leaves with its
+    // headers in one write (res.end(chunk)), not two. A stream is not held up longer.
+    const held = this.#held;
+    if (held === null && !this.#wroteBody) {
+      this.#held = chunk;
+      queueMicrotask(this.#flush);
+      return;
+    }
+    if (held === null) {
+      this.#write(controller, chunk);
+      return;
+    }
+    this.#held = null;
+    this.#wroteBody = true;
+    (this.#init.res as ServerResponse).write(held);
+    this.#write(controller, chunk);
+  }
+
+  #write(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const res = this.#init.res as ServerResponse;
+    if (!res.write(chunk)) {
       controller.pause();
-      this.#init.res.once('drain', this.#resume);
+      res.once('drain', this.#resume);
     }
   }
 
@@ -196,7 +231,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     for (const _ in trailers) { hasTrailers = true; break; }
     if (hasTrailers) res.addTrailers(clientResponseHeaders(trailers));
     this.#finished = true;
-    res.end();
+    const held = this.#held;
+    this.#held = null;
+    if (held !== null) (res as ServerResponse).end(held);
+    else res.end();
     this.#record(res.statusCode);
   }
 

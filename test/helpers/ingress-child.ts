@@ -32,3 +32,4 @@ for await (const line of createInterface({ input: process.stdin })) {
   }
 }
 await proxy.stop();
+process.exit(0);

@@ -103,11 +103,11 @@ export class ProxyProcess {
     });
   }
 
-  static async start(ns: IngressNetns, opts: { http: number; https: number; certPem: string; keyPem: string; cpu?: number; address?: string }): Promise<ProxyProcess> {
+  static async start(ns: IngressNetns, opts: { http: number; https: number; certPem: string; keyPem: string; cpu?: number; address?: string; nodeArgs?: string[] }): Promise<ProxyProcess> {
     const cert = join(ns.dir, 'default.crt'), key = join(ns.dir, 'default.key');
     writeFileSync(cert, opts.certPem);
     writeFileSync(key, opts.keyPem);
-    const args = [join(HELPERS, 'ingress-child.ts'), String(opts.http), String(opts.https), opts.address ?? '0.0.0.0', cert, key];
+    const args = [...(opts.nodeArgs ?? []), join(HELPERS, 'ingress-child.ts'), String(opts.http), String(opts.https), opts.address ?? '0.0.0.0', cert, key];
     const { child, lines } = await ns.start(opts.cpu === undefined ? process.execPath : 'taskset',
       opts.cpu === undefined ? args : ['-c', String(opts.cpu), process.execPath, ...args], (l) => l.startsWith('{"op":"ready"'));
     return new ProxyProcess(child, lines);
@@ -125,6 +125,14 @@ export class ProxyProcess {
   async setConfig(config: IngressConfig): Promise<void> {
     const reply = await this.#ask({ op: 'config', config: { ...config, certificates: [...config.certificates] } });
     if (reply.generation !== config.generation) throw new Error(`the proxy serves generation ${String(reply.generation)}, not ${config.generation}`);
+  }
+
+  /** Closes its stdin: the proxy stops and the process exits (a --cpu-prof is written). */
+  async stop(timeoutMs = 5_000): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.stdin!.end();
+    await Promise.race([exited, new Promise((r) => setTimeout(r, timeoutMs))]);
   }
 
   async metrics(): Promise<string> {
