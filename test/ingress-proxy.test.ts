@@ -5,7 +5,7 @@
 // run inside the namespace. A veth pair in the namespace swallows packets, which makes
 // an endpoint whose connect times out; an address nothing listens on refuses.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Backend, IngressConfig } from '../src/ingress/model.ts';
@@ -19,6 +19,9 @@ const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : !['c
 const EP = {
   a: { ip: '127.0.0.11', port: 8080 }, b: { ip: '127.0.0.12', port: 8080 }, c: { ip: '127.0.0.13', port: 8080 },
   canary: { ip: '127.0.0.21', port: 8080 },
+  /** HTTPS (backend-protocol HTTPS) and h2c (GRPC) endpoints. */
+  tls: { ip: '127.0.0.31', port: 8443 },
+  grpc: { ip: '127.0.0.32', port: 9090 },
   /** Nothing listens: connections are refused. */
   dead: { ip: '127.0.0.14', port: 8080 },
   /** Routed into a veth whose far end drops it: the SYN vanishes, the connect times out. */
@@ -41,7 +44,7 @@ before(async () => {
   ns.exec('ip', ['link', 'set', 'tingbh0', 'up']);
   ns.exec('ip', ['link', 'set', 'tingbh1', 'up']);
   ns.exec('ip', ['neigh', 'add', '10.254.0.2', 'lladdr', '02:00:00:00:00:02', 'dev', 'tingbh0', 'nud', 'permanent']);
-  await startBackends(ns, { a: `${EP.a.ip}:8080`, b: `${EP.b.ip}:8080`, c: `${EP.c.ip}:8080`, canary: `${EP.canary.ip}:8080` });
+  await startBackends(ns, { a: `${EP.a.ip}:8080`, b: `${EP.b.ip}:8080`, c: `${EP.c.ip}:8080`, canary: `${EP.canary.ip}:8080`, secure: `${EP.tls.ip}:8443/tls`, grpc: `${EP.grpc.ip}:9090/h2c` });
   fooCert = makeCertificate(ns.dir, 'foo.example', ['foo.example']);
   barCert = makeCertificate(ns.dir, 'wild.bar.example', ['*.bar.example']);
   proxy = await ProxyProcess.start(ns, { http: 80, https: 443, ...generateDefaultCertificate() });
@@ -66,6 +69,12 @@ async function curl(args: string[]): Promise<CurlResult> {
   let json = null;
   try { json = JSON.parse(body); } catch { /* not JSON */ }
   return { status: Number(status), version: version!, headers: readFileSync(h, 'utf8'), body, json };
+}
+
+function writeBig(dir: string, bytes: number): string {
+  const file = join(dir, `big-${bytes}`);
+  writeFileSync(file, Buffer.alloc(bytes, 'b'));
+  return file;
 }
 
 const http = (host: string, path: string, more: string[] = []): Promise<CurlResult> => curl(['--resolve', `${host}:80:127.0.0.1`, ...more, `http://${host}${path}`]);
@@ -178,6 +187,34 @@ test('errors: 503 without endpoints, 502 when every endpoint refuses, 504 on rea
   assert.equal(ok.status, 200);
   assert.equal(ok.json?.bodyLength, 900);
   assert.equal(ok.json?.method, 'POST');
+});
+
+test('backend protocols HTTPS and GRPC (h2c, trailers passed on); request bodies over h2; proxy-body-size 0 streams any size', { skip }, async () => {
+  await apply([vhost('', [
+    rule('Prefix', '/secure', backend('default/secure:443', [EP.tls], 'HTTPS')),
+    rule('Prefix', '/grpc.Echo', backend('default/grpc:9090', [EP.grpc], 'GRPC')),
+    rule('Prefix', '/stream', backend('default/b:80', [EP.b]), { options: options({ proxyBodySize: 0 }) }),
+    rule('Prefix', '/', backend('default/a:80', [EP.a])),
+  ])]);
+  const secure = await curl(['http://127.0.0.1/secure/x']);
+  assert.equal(secure.status, 200);
+  assert.equal(secure.json?.server, 'secure');
+  const grpc = await curl(['-k', '--http2', '-H', 'Content-Type: application/grpc', '-H', 'TE: trailers', '--data-binary', 'ping', 'https://127.0.0.1/grpc.Echo/Say']);
+  assert.equal(grpc.status, 200);
+  assert.equal(grpc.version, '2');
+  assert.equal(grpc.json?.server, 'grpc');
+  assert.equal(grpc.json?.method, 'POST');
+  assert.equal(grpc.json?.bodyLength, 4);
+  assert.match(grpc.headers, /grpc-status: 0/);
+  assert.match(grpc.headers, /grpc-message: grpc-ok/);
+  const h2post = await curl(['-k', '--http2', '--data-binary', 'q'.repeat(70_000), 'https://127.0.0.1/upload']);
+  assert.equal(h2post.version, '2');
+  assert.equal(h2post.json?.bodyLength, 70_000);
+  const big = await curl(['--data-binary', `@${writeBig(ns.dir, 3 << 20)}`, 'http://127.0.0.1/stream']);
+  assert.equal(big.status, 200);
+  assert.equal(big.json?.bodyLength, 3 << 20);
+  const over = await curl(['--data-binary', `@${writeBig(ns.dir, 3 << 20)}`, 'http://127.0.0.1/limited']);
+  assert.equal(over.status, 413, 'the default limit is 1 MiB');
 });
 
 test('connect-retry: one of three endpoints dead -> zero failed requests (GET over keep-alive and POST on new connections)', { skip }, async () => {

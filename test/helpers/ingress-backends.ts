@@ -8,15 +8,39 @@
 //   /reset-on/NAME         -> endpoint NAME closes the connection without an answer
 // and an HTTP/1.1 Upgrade to "websocket" is answered with a hand-rolled RFC 6455 echo:
 // 101 with Sec-WebSocket-Accept, then every text or binary frame comes back unmasked,
-// prefixed with "NAME: " for text. Prints "ready" when every endpoint listens.
+// prefixed with "NAME: " for text. NAME=IP:PORT/tls serves the same over HTTPS;
+// NAME=IP:PORT/h2c is HTTP/2 without TLS answering as a gRPC server does (content-type
+// application/grpc, the JSON body, grpc-status in trailers). Prints "ready" when every
+// endpoint listens.
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttp2Server } from 'node:http2';
+import { createServer as createHttpsServer } from 'node:https';
+import { generateDefaultCertificate } from '../../src/ingress/tls.ts';
 import type { Duplex } from 'node:stream';
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-function serve(name: string, ip: string, port: number): Promise<void> {
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+/** An h2c server (HTTP/2 without TLS, prior knowledge) answering as gRPC does: status in trailers. */
+function serveH2c(name: string, ip: string, port: number): Promise<void> {
+  const server = createHttp2Server();
+  server.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-backend': name }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': `${name}-ok` }));
+      stream.end(JSON.stringify({ server: name, method: headers[':method'], url: headers[':path'], headers, bodyLength: Buffer.concat(chunks).length }));
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, ip, () => resolve());
+  });
+}
+
+function serve(name: string, ip: string, port: number, tls: { cert: string; key: string } | null): Promise<void> {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -40,7 +64,8 @@ function serve(name: string, ip: string, port: number): Promise<void> {
       if (url.pathname.startsWith('/slow')) setTimeout(answer, ms);
       else answer();
     });
-  });
+  };
+  const server = tls === null ? createServer({ keepAliveTimeout: 65_000 }, handler) : createHttpsServer({ keepAliveTimeout: 65_000, ...tls }, handler);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex) => websocketEcho(name, req, socket));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -86,9 +111,21 @@ function frame(opcode: number, payload: Buffer): Buffer {
   return Buffer.concat([head, payload]);
 }
 
+// NAME=IP:PORT (HTTP/1.1), NAME=IP:PORT/h2c (gRPC-like h2c), NAME=IP:PORT/tls (HTTPS, a throw-away certificate).
+let selfSigned: { cert: string; key: string } | null = null;
 await Promise.all(process.argv.slice(2).map((arg) => {
-  const [name, addr] = arg.split('=') as [string, string];
+  const [name, spec] = arg.split('=') as [string, string];
+  const [addr, kind] = spec.split('/') as [string, string | undefined];
   const colon = addr.lastIndexOf(':');
-  return serve(name, addr.slice(0, colon), Number(addr.slice(colon + 1)));
+  const ip = addr.slice(0, colon), port = Number(addr.slice(colon + 1));
+  if (kind === 'h2c') return serveH2c(name, ip, port);
+  if (kind === 'tls') {
+    if (selfSigned === null) {
+      const c = generateDefaultCertificate(['backend.local']);
+      selfSigned = { cert: c.certPem, key: c.keyPem };
+    }
+    return serve(name, ip, port, selfSigned);
+  }
+  return serve(name, ip, port, null);
 }));
 process.stdout.write('ready\n');
