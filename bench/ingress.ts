@@ -101,7 +101,7 @@ async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: str
     const r = await ns.execAsync('taskset', ['-c', String(LOAD_CORE), 'h2load', '-D', String(SECONDS), '-c', '16', '-m', '10', '--log-file', log, `https://${ip}:${tlsPort}/fixed`], (SECONDS + 30) * 1000);
     const s = parseH2load(r.stdout);
     const durations = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => Number(l.split('\t')[2]) / 1000);
-    sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + (s.done - s.s2xx) };
+    sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + s.s4xx + s.s5xx };
   } else {
     const args = ['-c', String(LOAD_CORE), 'wrk', '-t1', '-c', mode === 'close' ? '16' : '64', '-d', `${SECONDS}s`, '--latency'];
     if (mode === 'close') args.push('-H', 'Connection: close');

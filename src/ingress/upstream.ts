@@ -170,10 +170,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#tried.push(i);
     this.#controller = null;
     const dispatcher = init.pools.get(b.backend.protocol, b.addresses[i]!, init.connectTimeoutMs);
-    dispatcher.dispatch({
-      path: init.path, method: init.method, headers: init.headers, body: init.body,
-      headersTimeout: init.readTimeoutMs, bodyTimeout: init.readTimeoutMs,
-    }, this);
+    try {
+      dispatcher.dispatch({
+        path: init.path, method: init.method, headers: init.headers, body: init.body,
+        headersTimeout: init.readTimeoutMs, bodyTimeout: init.readTimeoutMs,
+      }, this);
+    } catch (err) {
+      // undici refuses a request it cannot send (a header value it will not write).
+      this.#fail(502, `tapir-ingress: 502 Bad Gateway: backend ${b.name}: the request cannot be forwarded: ${(err as Error).message}\n`);
+    }
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -183,7 +188,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx informational: the final response follows
-    this.#responded = true;
     const init = this.#init, res = init.res;
     const out = clientResponseHeaders(headers);
     const cookie = init.affinityCookie;
@@ -192,12 +196,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
       const prior = out['set-cookie'];
       out['set-cookie'] = prior === undefined ? set : Array.isArray(prior) ? [...prior, set] : [prior, set];
     }
-    res.statusCode = statusCode;
-    // Both response kinds take a status and a header object.
-    (res as ServerResponse).writeHead(statusCode, out);
+    try {
+      // Both response kinds take a status and a header object.
+      (res as ServerResponse).writeHead(statusCode, out);
+    } catch (err) {
+      // A header node:http or HTTP/2 will not send (an invalid name or value).
+      this.#responded = true;
+      this.#controller?.abort(err as Error);
+      this.#fail(502, `tapir-ingress: 502 Bad Gateway: backend ${init.backend.name} (endpoint ${init.backend.addresses[this.#endpoint]}): invalid response headers: ${(err as Error).message}\n`);
+      return;
+    }
+    this.#responded = true;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#finished) return;
     // The first chunk waits until the parser is done with what arrived (a microtask):
     // a small response's end comes in the same turn, and its body then leaves with its
     // headers in one write (res.end(chunk)), not two. A stream is not held up longer.
@@ -226,6 +239,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.#finished) return;
     const res = this.#init.res;
     let hasTrailers = false;
     for (const _ in trailers) { hasTrailers = true; break; }
@@ -240,6 +254,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const init = this.#init, b = init.backend;
+    if (this.#finished) return; // answered already (invalid response headers)
     if (this.#clientGone) {
       this.#finished = true;
       this.#record(499);
