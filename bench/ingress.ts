@@ -63,6 +63,7 @@ const MODES = ['keep-alive', 'close', 'h2'] as const;
 type Mode = (typeof MODES)[number];
 
 const STARTED = Date.now();
+const LOAD_AT_START = loadavg();
 function progress(line: string): void {
   process.stderr.write(`[${((Date.now() - STARTED) / 1000).toFixed(1).padStart(6)}] ${line}\n`);
 }
@@ -325,7 +326,7 @@ async function main(): Promise<void> {
       }
     }
     const doc = {
-      bench: 'ingress', seconds: SECONDS, runs: RUNS, cores: availableParallelism(), loadAtEnd: loadavg(),
+      bench: 'ingress', seconds: SECONDS, runs: RUNS, cores: availableParallelism(), loadAtStart: LOAD_AT_START, loadAtEnd: loadavg(),
       placement: { proxy: `core ${PROXY_CORE}`, backendAndLoad: `core ${LOAD_CORE}`, backend: 'nginx return 200 "ok\\n" on two addresses' },
       clients: { 'keep-alive': 'wrk -t1 -c64', close: 'wrk -t1 -c16 -H "Connection: close"', h2: 'h2load -c16 -m10 (TLS, ALPN h2)' },
       results, ratios,
@@ -336,7 +337,7 @@ async function main(): Promise<void> {
       return;
     }
     const f = (x: { median: number; min: number; max: number }, digits = 0): string => `${x.median.toFixed(digits)} (${x.min.toFixed(digits)}-${x.max.toFixed(digits)})`;
-    console.log(`\nIngress proxies, ${RUNS} runs of ${SECONDS} s, median (min-max); proxy on core ${PROXY_CORE}, backend and load on core ${LOAD_CORE}`);
+    console.log(`\nIngress proxies, ${RUNS} runs of ${SECONDS} s, median (min-max); proxy on core ${PROXY_CORE}, backend and load on core ${LOAD_CORE}; load average ${LOAD_AT_START.map((x) => x.toFixed(1)).join(' ')} at the start`);
     console.log(`${'proxy'.padEnd(8)} ${'load'.padEnd(11)} ${'req/s'.padEnd(22)} ${'req/s per core'.padEnd(22)} ${'cpu %'.padEnd(14)} ${'p50 ms'.padEnd(20)} ${'p99 ms'.padEnd(20)} failed`);
     for (const [p, modes] of Object.entries(results)) {
       for (const [mode, r] of Object.entries(modes)) {

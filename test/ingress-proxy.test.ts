@@ -315,12 +315,17 @@ test('100 configuration changes under a steady client load (HTTP/1.1 keep-alive 
   }
   const [r1, r2] = [parseH2load((await h1).stdout), parseH2load((await h2).stdout)];
   for (const r of [r1, r2]) {
-    assert.ok(r.done > 100, r.raw);
+    // In duration mode h2load's "done" and its status code counts need not agree (it
+    // counts responses of requests still open at the end in the latter): what says
+    // "failed" is failed/errored/timeout and any status that is not 2xx.
+    assert.ok(r.s2xx > 100, r.raw);
     assert.equal(r.failed + r.errored + r.timeout, 0, r.raw);
-    assert.equal(r.s2xx, r.done, r.raw);
+    assert.equal(r.s3xx + r.s4xx + r.s5xx, 0, r.raw);
   }
   const metrics = await proxy.metrics();
   assert.match(metrics, new RegExp(`tapir_ingress_config_generation ${generation}`));
+  // The last configuration uses a, b, c (churn) and c (extra): the pools of the others were closed.
+  assert.match(metrics, /tapir_ingress_upstream_dispatchers 3\n/);
   assert.match(metrics, /tapir_ingress_requests_total\{ingress="default\/test",service="default\/churn:80",status="200"\} \d+/);
   assert.match(metrics, /tapir_ingress_request_duration_seconds_bucket\{le="0.005",ingress="default\/test",service="default\/churn:80"\}/);
 });

@@ -19,12 +19,14 @@ export class IngressMetrics {
   /** Label children by "ingress\0service\0status": prom-client hashes labels on every call otherwise. */
   readonly #children = new Map<string, Children>();
 
-  constructor() {
+  /** `upstreams()`: how many upstream dispatchers (one per endpoint in use) are open, read at scrape time. */
+  constructor(upstreams: () => number) {
     const registers = [this.registry];
     this.#requests = new Counter({ name: 'tapir_ingress_requests_total', help: 'Client requests answered, by Ingress, backend service and status (499: the client went away).', labelNames: ['ingress', 'service', 'status'], registers });
     this.#duration = new Histogram({ name: 'tapir_ingress_request_duration_seconds', help: 'Time from a request\'s headers to the end of its response, by Ingress and backend service.', labelNames: ['ingress', 'service'], buckets: DURATION_BUCKETS, registers });
     this.#retries = new Counter({ name: 'tapir_ingress_upstream_retries_total', help: 'Requests sent again to another endpoint, by backend service and reason (connect: nothing was sent; reset: an idempotent request after it was sent).', labelNames: ['service', 'reason'], registers });
     this.#generation = new Gauge({ name: 'tapir_ingress_config_generation', help: 'Generation of the routing configuration being served.', registers });
+    new Gauge({ name: 'tapir_ingress_upstream_dispatchers', help: 'Open upstream connection pools (one per endpoint, protocol and connect timeout in use).', registers, collect() { this.set(upstreams()); } });
     this.#configChanges = new Counter({ name: 'tapir_ingress_config_changes_total', help: 'Routing configurations swapped in.', registers });
   }
 

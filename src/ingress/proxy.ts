@@ -58,8 +58,8 @@ const EMPTY_CONFIG: IngressConfig = { generation: 0, hosts: [], defaultBackend: 
 
 export class IngressProxy {
   readonly #opts: IngressProxyOptions;
-  readonly #metrics = new IngressMetrics();
   readonly #pools = new UpstreamPools();
+  readonly #metrics = new IngressMetrics(() => this.#pools.size);
   readonly #contexts: SecureContextCache;
   #router = new Router(EMPTY_CONFIG);
   readonly #http: Server;
