@@ -329,3 +329,27 @@ test('100 configuration changes under a steady client load (HTTP/1.1 keep-alive 
   assert.match(metrics, /tapir_ingress_requests_total\{ingress="default\/test",service="default\/churn:80",status="200"\} \d+/);
   assert.match(metrics, /tapir_ingress_request_duration_seconds_bucket\{le="0.005",ingress="default\/test",service="default\/churn:80"\}/);
 });
+
+test('stop(): an idle keep-alive client and an HTTP/2 session do not hold it up; the ports are free afterwards', async () => {
+  // On 127.0.0.1 of this process's namespace, a client of its own: nothing leaves the host.
+  const { IngressProxy } = await import('../src/ingress/proxy.ts');
+  const { Agent, request } = await import('undici');
+  const { connect } = await import('node:http2');
+  const lines: string[] = [];
+  const p = new IngressProxy({ httpPort: 0, httpsPort: 0, address: '127.0.0.1', log: (m) => lines.push(m), defaultCertificate: generateDefaultCertificate() });
+  await p.start();
+  p.setConfig(config([], { generation: 7 }));
+  const agent = new Agent({ keepAliveTimeout: 60_000 });
+  const r = await request(`http://127.0.0.1:${p.ports.http}/x`, { dispatcher: agent });
+  assert.equal(r.statusCode, 404);
+  assert.match(await r.body.text(), /no Ingress rule for host "127.0.0.1" path "\/x"/);
+  const session = connect(`https://127.0.0.1:${p.ports.https}`, { rejectUnauthorized: false });
+  await new Promise<void>((resolve, reject) => session.once('connect', () => resolve()).once('error', reject));
+  const t0 = performance.now();
+  await p.stop(5_000);
+  assert.ok(performance.now() - t0 < 4_000, 'idle connections were closed, not waited out');
+  await assert.rejects(request(`http://127.0.0.1:${p.ports.http}/x`, { dispatcher: new Agent() }), /ECONNREFUSED/);
+  assert.match(lines.join('\n'), /ingress proxy listening/);
+  session.destroy();
+  await agent.close();
+});

@@ -17,8 +17,8 @@
 //   an idempotent retry can send them again; with proxy-body-size 0 they stream and
 //   are not retried.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createSecureServer, type Http2SecureServer, type Http2ServerRequest } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { TapirError } from '../errors/tapir-error.ts';
@@ -66,6 +66,12 @@ export class IngressProxy {
   readonly #https: Http2SecureServer;
   #httpPort = 0;
   #httpsPort = 0;
+  /** Client connections and HTTP/2 sessions, for stop(). */
+  readonly #sockets = new Set<Socket>();
+  readonly #sessions = new Set<ServerHttp2Session>();
+  /** Requests whose response has not closed yet. */
+  #inFlight = 0;
+  readonly #requestClosed = (): void => { this.#inFlight--; };
 
   constructor(opts: IngressProxyOptions) {
     this.#opts = opts;
@@ -81,6 +87,16 @@ export class IngressProxy {
       SNICallback: (serverName, cb) => cb(null, this.#contexts.context(this.#router.secretForServerName(serverName))),
     }, (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort));
     this.#https.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort));
+    const track = (socket: Socket): void => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    };
+    this.#http.on('connection', track);
+    this.#https.on('connection', track);
+    this.#https.on('session', (session: ServerHttp2Session) => {
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+    });
     // A client that goes away mid-handshake or sends garbage is its own problem.
     this.#https.on('tlsClientError', () => undefined);
     this.#http.on('clientError', (_err, socket: Duplex) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); else socket.destroy(); });
@@ -138,21 +154,32 @@ export class IngressProxy {
     this.#metrics.config(config.generation);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops listening, lets requests in flight finish for up to `graceMs` (idle keep-alive
+   * connections close at once, HTTP/2 sessions get GOAWAY), then closes every client
+   * connection and upstream pool that is left.
+   */
+  async stop(graceMs = 1_000): Promise<void> {
     const closed = (server: Server | Http2SecureServer): Promise<void> => new Promise((resolve) => {
       if (!server.listening) { resolve(); return; }
       server.close(() => resolve());
     });
     const both = Promise.all([closed(this.#http), closed(this.#https)]);
-    this.#http.closeAllConnections();
-    // http2 sessions and TLS HTTP/1.1 sockets: closed by the server's close once idle;
-    // give them a moment, then stop waiting.
-    await Promise.race([both, new Promise((r) => setTimeout(r, 1_000).unref())]);
+    this.#http.closeIdleConnections();
+    for (const session of this.#sessions) session.close();
+    // An idle HTTP/2 session is not closed by close() until its client hangs up: what
+    // is waited for is the requests in flight, then every connection goes.
+    const deadline = performance.now() + graceMs;
+    while (this.#inFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const socket of this.#sockets) socket.destroy();
+    await both;
     await this.#pools.destroy();
   }
 
   #onRequest(req: ClientRequest, res: ClientResponse, scheme: 'http' | 'https', serverPort: number): void {
     const started = performance.now();
+    this.#inFlight++;
+    res.once('close', this.#requestClosed);
     const router = this.#router;
     const h2 = req.httpVersionMajor === 2;
     const headers = req.headers;
