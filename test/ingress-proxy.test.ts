@@ -217,6 +217,24 @@ test('backend protocols HTTPS and GRPC (h2c, trailers passed on); request bodies
   assert.equal(over.status, 413, 'the default limit is 1 MiB');
 });
 
+test('a client that leaves is counted as 499; a malformed request gets 400; the proxy keeps serving', { skip }, async () => {
+  await apply([vhost('', [rule('Prefix', '/', backend('default/leaver:80', [EP.a]))])]);
+  const gone = await ns.execAsync('curl', ['-sS', '--max-time', '0.5', 'http://127.0.0.1/slow?ms=3000'], 10_000);
+  assert.equal(gone.code, 28, 'curl gave up (timeout)');
+  const garbage = await ns.execAsync(process.execPath, ['-e', `
+    const s = require('node:net').connect(80, '127.0.0.1', () => s.write('NOT HTTP AT ALL\\r\\n\\r\\n'));
+    let got = ''; s.on('data', (d) => { got += d; }); s.on('close', () => { console.log(got); process.exit(0); });
+    setTimeout(() => process.exit(1), 5000);`], 10_000);
+  assert.match(garbage.stdout, /^HTTP\/1\.1 400 Bad Request/);
+  assert.equal((await curl(['http://127.0.0.1/after'])).json?.server, 'a');
+  let metrics = '';
+  for (let i = 0; i < 50 && !metrics.includes('status="499"'); i++) {
+    metrics = await proxy.metrics();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.match(metrics, /tapir_ingress_requests_total\{ingress="default\/test",service="default\/leaver:80",status="499"\} 1/);
+});
+
 test('connect-retry: one of three endpoints dead -> zero failed requests (GET over keep-alive and POST on new connections)', { skip }, async () => {
   await apply([vhost('', [rule('Prefix', '/', backend('default/three:80', [EP.a, EP.dead, EP.b]))])]);
   const r = parseH2load((await ns.execAsync('h2load', ['--h1', '-n', '600', '-c', '6', 'http://127.0.0.1:80/retry'], 60_000)).stdout);
@@ -256,6 +274,10 @@ test('WebSocket upgrade passes through (Node\'s WebSocket client), with the forw
   const r = await ns.execAsync(process.execPath, ['-e', script], 15_000);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), ['c: hello', 'c: again']);
+  // wss: the HTTPS port with ALPN http/1.1 upgrades too (the proxy's certificate is self-signed).
+  const wss = await ns.execAsync('env', ['NODE_TLS_REJECT_UNAUTHORIZED=0', process.execPath, '--no-warnings', '-e', script.replace('ws://127.0.0.1:80/', 'wss://127.0.0.1:443/')], 15_000);
+  assert.equal(wss.code, 0, wss.stdout + wss.stderr);
+  assert.deepEqual(JSON.parse(wss.stdout), ['c: hello', 'c: again']);
   // The endpoint's own 101 reaches the client unchanged, and it saw the forwarding headers.
   const raw = `
     const s = require('node:net').connect(80, '127.0.0.1', () => s.write('GET /ws/raw HTTP/1.1\\r\\nHost: ws.example\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\\r\\n'));
