@@ -23,7 +23,9 @@
 // Everything runs in a network namespace the bench creates (tbing-*), torn down at the
 // end, on error and on Ctrl-C; every load is bounded by --seconds.
 //
-//   node bench/ingress.ts [--seconds 5] [--runs 3] [--proxies nginx,haproxy,tapir] [--json]
+// Each proxy first gets --warmup seconds of every load, not recorded.
+//
+//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--proxies nginx,haproxy,tapir] [--json]
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -40,14 +42,17 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     proxies: { type: 'string', default: 'nginx,haproxy,tapir' },
     json: { type: 'boolean', default: false },
+    warmup: { type: 'string', default: '2' },
   },
 });
 const SECONDS = Number(values.seconds);
+/** Seconds of each load per proxy before the first run, not recorded (JIT, heap growth, TLS session set-up). */
+const WARMUP = Number(values.warmup);
 const RUNS = Number(values.runs);
 const PROXIES = values.proxies.split(',') as ProxyName[];
 type ProxyName = 'nginx' | 'haproxy' | 'tapir';
 if (!(SECONDS > 0 && RUNS > 0) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir'].includes(p))) {
-  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--proxies nginx,haproxy,tapir] [--json]');
+  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--proxies nginx,haproxy,tapir] [--json]');
   process.exit(2);
 }
 if (availableParallelism() < 2) {
@@ -68,7 +73,7 @@ function progress(line: string): void {
   process.stderr.write(`[${((Date.now() - STARTED) / 1000).toFixed(1).padStart(6)}] ${line}\n`);
 }
 
-interface Sample { rps: number; p50ms: number; p99ms: number; cpu: number; failed: number }
+interface Sample { rps: number; p50ms: number; p99ms: number; cpu: number; failed: number; rssMb: number }
 
 /** CPU seconds of a process and its direct children (nginx's workers), from /proc. */
 function treeCpuSeconds(pid: number): number {
@@ -85,6 +90,19 @@ function treeCpuSeconds(pid: number): number {
   return total;
 }
 
+/** Resident memory (MiB) of a process and its direct children, after a measurement. */
+function treeRssMb(pid: number): number {
+  let kb = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let status: string;
+    try { status = readFileSync(`/proc/${entry}/status`, 'utf8'); } catch { continue; }
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+    if (Number(entry) === pid || ppid === pid) kb += Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  }
+  return kb / 1024;
+}
+
 /** wrk's "Latency Distribution" value ("635.00us", "2.10ms", "1.02s") in ms. */
 function wrkMs(text: string, pct: string): number {
   const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(text);
@@ -93,18 +111,18 @@ function wrkMs(text: string, pct: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: string, port: number, tlsPort: number, work: string): Promise<Sample> {
+async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: string, port: number, tlsPort: number, work: string, seconds = SECONDS): Promise<Sample> {
   const cpu0 = pid === null ? 0 : treeCpuSeconds(pid);
   const t0 = performance.now();
   let sample: Sample;
   if (mode === 'h2') {
     const log = join(work, 'h2load.log');
-    const r = await ns.execAsync('taskset', ['-c', String(LOAD_CORE), 'h2load', '-D', String(SECONDS), '-c', '16', '-m', '10', '--log-file', log, `https://${ip}:${tlsPort}/fixed`], (SECONDS + 30) * 1000);
+    const r = await ns.execAsync('taskset', ['-c', String(LOAD_CORE), 'h2load', '-D', String(seconds), '-c', '16', '-m', '10', '--log-file', log, `https://${ip}:${tlsPort}/fixed`], (SECONDS + 30) * 1000);
     const s = parseH2load(r.stdout);
     const durations = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => Number(l.split('\t')[2]) / 1000);
-    sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + s.s4xx + s.s5xx };
+    sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + s.s4xx + s.s5xx, rssMb: 0 };
   } else {
-    const args = ['-c', String(LOAD_CORE), 'wrk', '-t1', '-c', mode === 'close' ? '16' : '64', '-d', `${SECONDS}s`, '--latency'];
+    const args = ['-c', String(LOAD_CORE), 'wrk', '-t1', '-c', mode === 'close' ? '16' : '64', '-d', `${seconds}s`, '--latency'];
     if (mode === 'close') args.push('-H', 'Connection: close');
     const r = await ns.execAsync('taskset', [...args, `http://${ip}:${port}/fixed`], (SECONDS + 30) * 1000);
     const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
@@ -113,10 +131,11 @@ async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: str
     const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
     // wrk counts a server's close after `Connection: close` as a read error: only connect/write/timeout are failures.
     const errors = sock === null ? 0 : Number(sock[1]) + Number(sock[3]) + Number(sock[4]);
-    sample = { rps: Number(rps[1]), p50ms: wrkMs(r.stdout, '50'), p99ms: wrkMs(r.stdout, '99'), cpu: 0, failed: non2xx + errors };
+    sample = { rps: Number(rps[1]), p50ms: wrkMs(r.stdout, '50'), p99ms: wrkMs(r.stdout, '99'), cpu: 0, failed: non2xx + errors, rssMb: 0 };
   }
   const wall = (performance.now() - t0) / 1000;
   sample.cpu = pid === null ? NaN : (treeCpuSeconds(pid) - cpu0) / wall;
+  sample.rssMb = pid === null ? NaN : treeRssMb(pid);
   return sample;
 }
 
@@ -271,6 +290,12 @@ async function main(): Promise<void> {
     for (const p of PROXIES) await waitListening(ns, '127.0.0.1', PORTS[p][0]);
     progress(`proxies up (${PROXIES.join(', ')}) on core ${PROXY_CORE}; backend nginx and load on core ${LOAD_CORE}; ${SECONDS} s per measurement, ${RUNS} runs`);
 
+    if (WARMUP > 0) {
+      for (const p of PROXIES) {
+        for (const mode of MODES) await measure(ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work, WARMUP).catch(() => null);
+      }
+      progress(`warmed up: ${WARMUP} s of each load per proxy`);
+    }
     const samples = new Map<string, Sample[]>();
     const add = (key: string, s: Sample): void => { samples.set(key, [...(samples.get(key) ?? []), s]); };
     for (let run = 1; run <= RUNS; run++) {
@@ -283,7 +308,7 @@ async function main(): Promise<void> {
           const s = await measure(ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work).catch((e: Error) => { progress(`  ! ${p} ${mode}: ${e.message}`); return null; });
           if (s === null) continue;
           add(`${p}|${mode}`, s);
-          progress(`run ${run} ${p} ${mode}: ${s.rps.toFixed(0)} req/s (${(s.rps / s.cpu).toFixed(0)} per core, cpu ${(s.cpu * 100).toFixed(0)}%) p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms${s.failed > 0 ? `, ${s.failed} failed` : ''}`);
+          progress(`run ${run} ${p} ${mode}: ${s.rps.toFixed(0)} req/s (${(s.rps / s.cpu).toFixed(0)} per core, cpu ${(s.cpu * 100).toFixed(0)}%) p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, RSS ${s.rssMb.toFixed(0)} MiB${s.failed > 0 ? `, ${s.failed} failed` : ''}`);
         }
       }
     }
@@ -308,7 +333,7 @@ async function main(): Promise<void> {
     const summary = (key: string) => {
       const xs = samples.get(key) ?? [];
       const pick = (f: (s: Sample) => number) => ({ median: median(xs.map(f)), min: Math.min(...xs.map(f)), max: Math.max(...xs.map(f)) });
-      return { runs: xs.length, rps: pick((s) => s.rps), rpsPerCore: pick((s) => s.rps / s.cpu), cpu: pick((s) => s.cpu), p50ms: pick((s) => s.p50ms), p99ms: pick((s) => s.p99ms), failed: xs.reduce((a, s) => a + s.failed, 0) };
+      return { runs: xs.length, rps: pick((s) => s.rps), rpsPerCore: pick((s) => s.rps / s.cpu), cpu: pick((s) => s.cpu), p50ms: pick((s) => s.p50ms), p99ms: pick((s) => s.p99ms), rssMb: pick((s) => s.rssMb), failed: xs.reduce((a, s) => a + s.failed, 0) };
     };
     const results: Record<string, Record<string, ReturnType<typeof summary>>> = {};
     for (const p of ['direct', ...PROXIES]) {
@@ -338,11 +363,11 @@ async function main(): Promise<void> {
     }
     const f = (x: { median: number; min: number; max: number }, digits = 0): string => `${x.median.toFixed(digits)} (${x.min.toFixed(digits)}-${x.max.toFixed(digits)})`;
     console.log(`\nIngress proxies, ${RUNS} runs of ${SECONDS} s, median (min-max); proxy on core ${PROXY_CORE}, backend and load on core ${LOAD_CORE}; load average ${LOAD_AT_START.map((x) => x.toFixed(1)).join(' ')} at the start`);
-    console.log(`${'proxy'.padEnd(8)} ${'load'.padEnd(11)} ${'req/s'.padEnd(22)} ${'req/s per core'.padEnd(22)} ${'cpu %'.padEnd(14)} ${'p50 ms'.padEnd(20)} ${'p99 ms'.padEnd(20)} failed`);
+    console.log(`${'proxy'.padEnd(8)} ${'load'.padEnd(11)} ${'req/s'.padEnd(22)} ${'req/s per core'.padEnd(22)} ${'cpu %'.padEnd(14)} ${'p50 ms'.padEnd(20)} ${'p99 ms'.padEnd(20)} ${'RSS MiB'.padEnd(8)} failed`);
     for (const [p, modes] of Object.entries(results)) {
       for (const [mode, r] of Object.entries(modes)) {
         const cpu = { median: r.cpu.median * 100, min: r.cpu.min * 100, max: r.cpu.max * 100 };
-        console.log(`${p.padEnd(8)} ${mode.padEnd(11)} ${f(r.rps).padEnd(22)} ${(p === 'direct' ? '-' : f(r.rpsPerCore)).padEnd(22)} ${(p === 'direct' ? '-' : f(cpu)).padEnd(14)} ${f(r.p50ms, 2).padEnd(20)} ${f(r.p99ms, 2).padEnd(20)} ${r.failed}`);
+        console.log(`${p.padEnd(8)} ${mode.padEnd(11)} ${f(r.rps).padEnd(22)} ${(p === 'direct' ? '-' : f(r.rpsPerCore)).padEnd(22)} ${(p === 'direct' ? '-' : f(cpu)).padEnd(14)} ${f(r.p50ms, 2).padEnd(20)} ${f(r.p99ms, 2).padEnd(20)} ${(p === 'direct' ? '-' : r.rssMb.median.toFixed(0)).padEnd(8)} ${r.failed}`);
       }
     }
     for (const [name, modes] of Object.entries(ratios)) {
