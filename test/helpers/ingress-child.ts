@@ -4,6 +4,7 @@
 //   -> {"op":"config","config":{...IngressConfig, certificates: [[secret, Certificate], ...]}}
 //   <- {"op":"config","generation":N}
 //   -> {"op":"metrics"}   <- {"op":"metrics","text":"..."}
+//   -> {"op":"memory"}    <- {"op":"memory", ...process.memoryUsage()}
 // It writes {"op":"ready","http":PORT,"https":PORT} once listening.
 //   node ingress-child.ts HTTP_PORT HTTPS_PORT ADDRESS CERT_FILE KEY_FILE
 import { readFileSync } from 'node:fs';
@@ -27,6 +28,10 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (msg.op === 'config') {
     proxy.setConfig({ ...msg.config!, certificates: new Map(msg.config!.certificates) });
     send({ op: 'config', generation: proxy.generation });
+  } else if (msg.op === 'memory') {
+    // With --expose-gc, after a full collection: what is still reachable.
+    (globalThis as { gc?: () => void }).gc?.();
+    send({ op: 'memory', ...process.memoryUsage() });
   } else if (msg.op === 'metrics') {
     send({ op: 'metrics', text: await proxy.metrics.metrics() });
   }

@@ -135,6 +135,10 @@ export class ProxyProcess {
     await Promise.race([exited, new Promise((r) => setTimeout(r, timeoutMs))]);
   }
 
+  async memory(): Promise<NodeJS.MemoryUsage> {
+    return (await this.#ask({ op: 'memory' })) as unknown as NodeJS.MemoryUsage;
+  }
+
   async metrics(): Promise<string> {
     return (await this.#ask({ op: 'metrics' })).text as string;
   }
