@@ -15,6 +15,7 @@
 // idle. A pooled connection that the upstream closed meanwhile is replaced once, without
 // counting as a failure (CoreDNS's ErrCachedClosed). A timed-out attempt closes its
 // connection: a late answer must not meet the next query.
+import { TapirError } from '../errors/tapir-error.ts';
 import { randomFillSync } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
@@ -42,10 +43,14 @@ export class Endpoint {
 }
 
 /** Why one attempt failed (a timeout, a socket error, a closed connection); the forwarder words the final error. */
-export class AttemptError extends Error {}
+export class AttemptError extends TapirError {
+  readonly code: string = 'DNS_UPSTREAM_ATTEMPT_FAILED';
+}
 
 /** A reused connection closed under us before it answered: try a fresh one. */
-class CachedClosedError extends AttemptError {}
+class CachedClosedError extends AttemptError {
+  override readonly code: string = 'DNS_UPSTREAM_CONNECTION_CLOSED';
+}
 
 interface Pending {
   readonly upstream: Endpoint;

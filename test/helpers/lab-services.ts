@@ -120,7 +120,9 @@ export function serviceSuite(prefix: string, upArgs: string[], options: { skip?:
   });
 
   test('status --json lists the demo services with allocations and endpoints', { skip }, () => {
-    assert.deepEqual([...svc.keys()].sort(), ['default/echo-udp', 'default/web', 'default/web-affinity', 'default/web-ext', 'default/web-lb', 'default/web-local', 'default/web-nodeport']);
+    assert.deepEqual([...svc.keys()].sort(), ['default/echo-udp', 'default/web', 'default/web-affinity', 'default/web-ext', 'default/web-lb', 'default/web-local', 'default/web-nodeport', 'kube-system/kube-dns']);
+    // The lab's DNS addon holds the cluster DNS address; its endpoints are the nodes.
+    assert.equal(svc.get('kube-system/kube-dns')!.clusterIP, '10.96.0.10');
     const web = svc.get('default/web')!;
     assert.equal(web.clusterIP, '10.96.0.100');
     assert.deepEqual(web.ports, [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http', nodePort: 0 }]);

@@ -7,6 +7,8 @@ import { agentCredentials } from '../apiserver/control-plane.ts';
 import type { ApiServerState, NodeState } from '../state.ts';
 
 export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new URL('../../../bin/tapir', import.meta.url));
+/** Tests run stand-in agents (TAPIR_LAB_TAPIR_BIN) that serve the control socket but no DNS. */
+export const STAND_IN_AGENT = (process.env.TAPIR_LAB_TAPIR_BIN ?? '') !== '';
 export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../../bin/tapir-cni', import.meta.url));
 
 /** The node agent's command line: `lab up` starts it, the node daemon starts it again. Its log file is for people: plain lines. */
