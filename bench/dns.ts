@@ -2,8 +2,8 @@
 // authoritative server from Debian, serving the same records, in the same run.
 //
 //   node bench/dns.ts [--services 1000] [--endpoints 1] [--external 1000] [--runs 3] [--seconds 5]
-//                     [--clients 4] [--outstanding 100] [--servers nsd,tapir] [--mixes cluster,search,external]
-//                     [--json FILE]
+//                     [--clients 4] [--outstanding 100] [--latency-qps 5000] [--servers nsd,tapir]
+//                     [--mixes cluster,search,external] [--json FILE]
 //   the big run: --services 10000 --endpoints 10 (10k Services, 100k endpoints)
 //
 // Three namespaces of its own (tbdns-<tag>-cli, -srv, -up), veths between them, nothing
@@ -40,8 +40,10 @@
 // and the response codes, which must be what a correct server answers (a run with other
 // codes is reported as a problem).
 // Each figure is the median of --runs runs of --seconds, with the range. dnsperf keeps
-// --outstanding queries in flight, so the latencies are those of a saturated server
-// (mostly queueing: about outstanding / rate).
+// --outstanding queries in flight, so the latencies of those runs are a saturated
+// server's (mostly queueing: about outstanding / rate); each is followed by a run at a
+// fixed --latency-qps (dnsperf -Q, below both servers' capacity; 0 skips it) whose
+// latencies are the servers' own.
 // Before the runs, a sample of every mix is asked of both servers with dig and the
 // answers compared (rcode and answer records without TTL). Memory: tapir dns's RSS after
 // its first sync and after a full GC (through its inspector), NSD's PSS with the same
@@ -71,19 +73,21 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '5' },
   clients: { type: 'string', default: '4' },
   outstanding: { type: 'string', default: '100' },
+  'latency-qps': { type: 'string', default: '5000' },
   servers: { type: 'string', default: 'nsd,tapir' },
   mixes: { type: 'string', default: MIXES.join(',') },
   json: { type: 'string' },
 } });
 const DATA: DnsData = { services: Number(values.services), endpointsPerService: Number(values.endpoints), externalNames: Number(values.external), ttl: 30 };
 const RUNS = Number(values.runs), SECONDS = Number(values.seconds), CLIENTS = Number(values.clients), OUTSTANDING = Number(values.outstanding);
+const LATENCY_QPS = Number(values['latency-qps']);
 type Server = 'nsd' | 'tapir';
 const SERVERS = values.servers.split(',') as Server[];
 const MIX_LIST = values.mixes.split(',') as Mix[];
 const int = (n: number, lo: number, hi: number): boolean => Number.isInteger(n) && n >= lo && n <= hi;
 if (!int(DATA.services, 1, 60000) || !int(DATA.endpointsPerService, 0, 100) || !int(DATA.externalNames, 1, 9000) || !int(RUNS, 1, 20) || !int(SECONDS, 1, 120)
-  || !int(CLIENTS, 1, 64) || !int(OUTSTANDING, 1, 10000) || !SERVERS.every((s) => s === 'nsd' || s === 'tapir') || !MIX_LIST.every((m) => MIXES.includes(m))) {
-  console.error('usage: node bench/dns.ts [--services 1000 (1-60000)] [--endpoints 1 (0-100)] [--external 1000 (1-9000)] [--runs 3] [--seconds 5] [--clients 4] [--outstanding 100] [--servers nsd,tapir] [--mixes cluster,search,external] [--json FILE]');
+  || !int(CLIENTS, 1, 64) || !int(OUTSTANDING, 1, 10000) || !int(LATENCY_QPS, 0, 1_000_000) || !SERVERS.every((s) => s === 'nsd' || s === 'tapir') || !MIX_LIST.every((m) => MIXES.includes(m))) {
+  console.error('usage: node bench/dns.ts [--services 1000 (1-60000)] [--endpoints 1 (0-100)] [--external 1000 (1-9000)] [--runs 3] [--seconds 5] [--clients 4] [--outstanding 100] [--latency-qps 5000] [--servers nsd,tapir] [--mixes cluster,search,external] [--json FILE]');
   process.exit(2);
 }
 
@@ -95,7 +99,8 @@ const COREDNS_QPS_PER_VCPU = 33669 / 2;
 /** The same page's memory estimate with default settings (a full 30 MB cache included). */
 const corednsMemoryMB = (podsAndServices: number): number => podsAndServices * 0.000858 + 49.1;
 /** Setup, the servers' start (tapir dns with 100k endpoints), and per measured run its warm-up, the run and a margin. */
-const BUDGET_MS = (240 + DATA.services / 50 + RUNS * MIX_LIST.length * SERVERS.length * (SECONDS + 30)) * 1000;
+const RUN_MS = ((LATENCY_QPS > 0 ? 2 : 1) * SECONDS + 30) * 1000;
+const BUDGET_MS = (240 + DATA.services / 50) * 1000 + RUNS * MIX_LIST.length * SERVERS.length * RUN_MS;
 const t0 = Date.now();
 const problems: string[] = [];
 
@@ -155,7 +160,8 @@ async function waitAnswer(ns: BenchNetns, server: string, name: string, timeoutM
   }
 }
 
-type RunFigure = DnsperfResult & { cpu: number };
+/** A saturated run, and the run at LATENCY_QPS after it (null when skipped). */
+type RunFigure = DnsperfResult & { cpu: number; fixed: DnsperfResult | null };
 
 function rcodesWrong(mix: Mix, r: DnsperfResult): string {
   const expected = expectedRcodes(mix);
@@ -168,21 +174,26 @@ function rcodesWrong(mix: Mix, r: DnsperfResult): string {
   return wrong.join(', ');
 }
 
-/** One warm-up pass through the file, then the measured run; the server's CPU over the measured run. */
+/** One warm-up pass through the file, then the measured runs; the server's CPU over the saturated run. */
 async function measure(cli: BenchNetns, server: string, file: string, serverPids: () => number[]): Promise<RunFigure> {
   const dnsperf = (extra: string[]): string[] => ['taskset', '-c', '0', 'dnsperf', '-s', server, '-d', file, '-c', String(CLIENTS), '-q', String(OUTSTANDING), '-t', '2', ...extra];
   const warm = await runIn(cli, dnsperf(['-n', '1', '-l', '60']), 90_000);
   if (!warm.ok) throw new Error(`dnsperf warm-up against ${server}: ${warm.timedOut ? 'timed out' : warm.output.slice(-800)}`);
   const out = join(work, 'dnsperf.out');
+  const verbose = async (extra: string[]): Promise<DnsperfResult> => {
+    const r = await runIn(cli, dnsperf(['-l', String(SECONDS), '-v', ...extra]), (SECONDS + 30) * 1000, out);
+    if (!r.ok) throw new Error(`dnsperf against ${server}: ${r.timedOut ? 'timed out' : r.output.slice(-800)}`);
+    const text = readFileSync(out, 'latin1');
+    const summary = parseSummary(text.slice(text.lastIndexOf('Statistics:')));
+    const lat = verboseLatencies(out);
+    return { ...summary, p50Ms: lat.p50Ms, p99Ms: lat.p99Ms };
+  };
   const pids = serverPids();
   const c0 = pids.reduce((s, p) => s + cpuSeconds(p), 0), w0 = performance.now();
-  const r = await runIn(cli, dnsperf(['-l', String(SECONDS), '-v']), (SECONDS + 30) * 1000, out);
+  const saturated = await verbose([]);
   const cpu = (pids.reduce((s, p) => s + cpuSeconds(p), 0) - c0) / ((performance.now() - w0) / 1000);
-  if (!r.ok) throw new Error(`dnsperf against ${server}: ${r.timedOut ? 'timed out' : r.output.slice(-800)}`);
-  const text = readFileSync(out, 'latin1');
-  const summary = parseSummary(text.slice(text.lastIndexOf('Statistics:')));
-  const lat = verboseLatencies(out);
-  return { ...summary, p50Ms: lat.p50Ms, p99Ms: lat.p99Ms, cpu };
+  const fixed = LATENCY_QPS > 0 ? await verbose(['-Q', String(LATENCY_QPS)]) : null;
+  return { ...saturated, cpu, fixed };
 }
 
 const mib = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1048576).toFixed(1)} MiB` : '-');
@@ -282,16 +293,18 @@ async function main(): Promise<void> {
   runs: for (let run = 0; run < RUNS; run++) {
     for (const mix of MIX_LIST) {
       for (const server of SERVERS) {
-        if (Date.now() - t0 > BUDGET_MS - (SECONDS + 30) * 1000) {
+        if (Date.now() - t0 > BUDGET_MS - RUN_MS) {
           problems.push(`time budget of ${(BUDGET_MS / 1000).toFixed(0)} s spent: stopped before run ${run + 1} of ${mix} on ${server}`);
           break runs;
         }
         try {
           const f = await measure(cli, ADDR[server], queries[mix], pids[server]);
-          const wrong = rcodesWrong(mix, f);
-          if (wrong !== '') problems.push(`run ${run + 1}, ${mix} on ${server}: ${wrong}`);
+          for (const [what, r] of [['', f], [` at ${LATENCY_QPS} q/s`, f.fixed]] as const) {
+            const wrong = r === null ? '' : rcodesWrong(mix, r);
+            if (wrong !== '') problems.push(`run ${run + 1}, ${mix} on ${server}${what}: ${wrong}`);
+          }
           results.set(key(mix, server), [...(results.get(key(mix, server)) ?? []), f]);
-          console.log(`run ${run + 1}/${RUNS} ${mix.padEnd(8)} ${server.padEnd(5)} ${f.qps.toFixed(0).padStart(7)} q/s, avg ${f.avgMs.toFixed(3)} ms, p99 ${f.p99Ms.toFixed(3)} ms, lost ${f.lost}, server CPU ${(f.cpu * 100).toFixed(0)}%`);
+          console.log(`run ${run + 1}/${RUNS} ${mix.padEnd(8)} ${server.padEnd(5)} ${f.qps.toFixed(0).padStart(7)} q/s, avg ${f.avgMs.toFixed(3)} ms, p99 ${f.p99Ms.toFixed(3)} ms, lost ${f.lost}, server CPU ${(f.cpu * 100).toFixed(0)}%${f.fixed === null ? '' : `; at ${LATENCY_QPS} q/s: avg ${f.fixed.avgMs.toFixed(3)} ms, p99 ${f.fixed.p99Ms.toFixed(3)} ms, lost ${f.fixed.lost}`}`);
         } catch (err) {
           problems.push(`run ${run + 1}, ${mix} on ${server}: ${(err as Error).message}`);
         }
@@ -306,34 +319,48 @@ function report(results: Map<string, RunFigure[]>, key: (mix: Mix, server: Serve
     const xs = (results.get(key(mix, server)) ?? []).map(f).filter(Number.isFinite);
     return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
   };
-  const metrics: [string, (r: RunFigure) => number, (v: number) => string][] = [
+  type Metric = [string, (r: RunFigure) => number, (v: number) => string];
+  const ms = (v: number): string => v.toFixed(3);
+  const saturated: Metric[] = [
     ['queries/s', (r) => r.qps, (v) => v.toFixed(0)],
-    ['avg ms', (r) => r.avgMs, (v) => v.toFixed(3)],
-    ['p50 ms', (r) => r.p50Ms, (v) => v.toFixed(3)],
-    ['p99 ms', (r) => r.p99Ms, (v) => v.toFixed(3)],
+    ['avg ms', (r) => r.avgMs, ms],
+    ['p50 ms', (r) => r.p50Ms, ms],
+    ['p99 ms', (r) => r.p99Ms, ms],
     ['lost', (r) => r.lost, (v) => v.toFixed(0)],
     ['server CPU', (r) => r.cpu * 100, (v) => `${v.toFixed(0)}%`],
     ['queries/CPU-s', (r) => r.qps / r.cpu, (v) => v.toFixed(0)],
     ['response B', (r) => r.responseBytes, (v) => v.toFixed(0)],
   ];
-  const cell = (s: { median: number; min: number; max: number }, fmt: (v: number) => string): string => (Number.isFinite(s.median) ? `${fmt(s.median)} (${fmt(s.min)}-${fmt(s.max)})` : '-');
-  console.log(`\n## dnsperf: median (min-max) of ${RUNS} run(s) of ${SECONDS} s; dnsperf -c ${CLIENTS} -q ${OUTSTANDING} on CPU 0, the server on CPU 1 (2 cores shared with whatever else runs)`);
-  console.log(`| mix | server | ${metrics.map((m) => m[0]).join(' | ')} |`);
-  console.log(`|---|---|${metrics.map(() => '---').join('|')}|`);
-  const json: Record<string, unknown> = {};
-  for (const mix of MIX_LIST) {
-    const perServer: Record<string, unknown> = {};
-    for (const server of SERVERS) {
-      console.log(`| ${mix} | ${server} | ${metrics.map(([, f, fmt]) => cell(stat(mix, server, f), fmt)).join(' | ')} |`);
-      perServer[server] = { runs: results.get(key(mix, server)) ?? [], median: Object.fromEntries(metrics.map(([name, f]) => [name, stat(mix, server, f)])) };
+  const fixed: Metric[] = [
+    ['queries/s', (r) => r.fixed?.qps ?? NaN, (v) => v.toFixed(0)],
+    ['avg ms', (r) => r.fixed?.avgMs ?? NaN, ms],
+    ['p50 ms', (r) => r.fixed?.p50Ms ?? NaN, ms],
+    ['p99 ms', (r) => r.fixed?.p99Ms ?? NaN, ms],
+    ['lost', (r) => r.fixed?.lost ?? NaN, (v) => v.toFixed(0)],
+  ];
+  const noRatio = new Set(['lost', 'server CPU']);
+  const cell = (st: { median: number; min: number; max: number }, fmt: (v: number) => string): string => (Number.isFinite(st.median) ? `${fmt(st.median)} (${fmt(st.min)}-${fmt(st.max)})` : '-');
+  const json: Record<string, Record<string, unknown>> = Object.fromEntries(MIX_LIST.map((m) => [m, { runs: Object.fromEntries(SERVERS.map((sv) => [sv, results.get(key(m, sv)) ?? []])) }]));
+  const table = (title: string, name: string, metrics: Metric[]): void => {
+    console.log(`\n## ${title}`);
+    console.log(`| mix | server | ${metrics.map((m) => m[0]).join(' | ')} |`);
+    console.log(`|---|---|${metrics.map(() => '---').join('|')}|`);
+    for (const mix of MIX_LIST) {
+      const figures: Record<string, unknown> = {};
+      for (const server of SERVERS) {
+        console.log(`| ${mix} | ${server} | ${metrics.map(([, f, fmt]) => cell(stat(mix, server, f), fmt)).join(' | ')} |`);
+        figures[server] = Object.fromEntries(metrics.map(([m, f]) => [m, stat(mix, server, f)]));
+      }
+      if (SERVERS.length === 2) {
+        const ratio = (f: (r: RunFigure) => number): number => stat(mix, 'tapir', f).median / stat(mix, 'nsd', f).median;
+        console.log(`| ${mix} | tapir/nsd | ${metrics.map(([m, f]) => (noRatio.has(m) || !Number.isFinite(ratio(f)) ? '' : `${ratio(f).toFixed(2)}x`)).join(' | ')} |`);
+        figures['tapir/nsd'] = Object.fromEntries(metrics.filter(([m]) => !noRatio.has(m)).map(([m, f]) => [m, ratio(f)]));
+      }
+      json[mix]![name] = figures;
     }
-    if (SERVERS.length === 2) {
-      const ratio = (f: (r: RunFigure) => number): number => stat(mix, 'tapir', f).median / stat(mix, 'nsd', f).median;
-      console.log(`| ${mix} | tapir/nsd | ${metrics.map(([name, f]) => (name === 'lost' || name === 'server CPU' || !Number.isFinite(ratio(f)) ? '' : `${ratio(f).toFixed(2)}x`)).join(' | ')} |`);
-      perServer.ratio = { qps: ratio((r) => r.qps), avgMs: ratio((r) => r.avgMs), p99Ms: ratio((r) => r.p99Ms), queriesPerCpuSecond: ratio((r) => r.qps / r.cpu) };
-    }
-    json[mix] = perServer;
-  }
+  };
+  table(`dnsperf, saturated: median (min-max) of ${RUNS} run(s) of ${SECONDS} s; dnsperf -c ${CLIENTS} -q ${OUTSTANDING} on CPU 0, the server on CPU 1 (2 cores shared with whatever else runs); for latencies a ratio above 1x means tapir is slower`, 'saturated', saturated);
+  if (LATENCY_QPS > 0) table(`dnsperf at a fixed ${LATENCY_QPS} queries/s (-Q): the servers' latency below saturation, median (min-max) of ${RUNS} run(s) of ${SECONDS} s`, 'fixedRate', fixed);
   const tapirCluster = stat('cluster', 'tapir', (r) => r.qps).median;
   const nsdCluster = stat('cluster', 'nsd', (r) => r.qps).median;
   console.log(`\nCoreDNS reference (coredns/deployment kubernetes/Scaling_CoreDNS.md): 33,669 QPS for internal names with both vCPUs of an n1-standard-2 pegged = ${COREDNS_QPS_PER_VCPU.toFixed(0)} QPS per vCPU`);
