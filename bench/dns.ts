@@ -54,7 +54,7 @@
 // Needs root (namespaces). Everything is removed at the end, on failure and on Ctrl-C;
 // every step is bounded in time, and the runs stop when the time budget is spent.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -103,6 +103,7 @@ const RUN_MS = ((LATENCY_QPS > 0 ? 2 : 1) * SECONDS + 30) * 1000;
 const BUDGET_MS = (240 + DATA.services / 50) * 1000 + RUNS * MIX_LIST.length * SERVERS.length * RUN_MS;
 const t0 = Date.now();
 const problems: string[] = [];
+let tapirProc: Proc | null = null;
 
 // ---- cleanup, whatever happens ----
 const tag = randomBytes(2).toString('hex');
@@ -211,7 +212,7 @@ async function main(): Promise<void> {
   writeManifests(join(work, 'manifests'), DATA);
   const zones = writeZones(join(work, 'zones'), DATA);
   const queries = writeQueries(join(work, 'queries'), DATA);
-  console.log(`# cluster DNS: dnsperf against NSD and tapir dns (${new Date().toISOString()})`);
+  console.log(`# cluster DNS: dnsperf against NSD and tapir dns (${new Date().toISOString()}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${availableParallelism()} CPUs)`);
   console.log(`${DATA.services} Services (${DATA.services * DATA.endpointsPerService} endpoints), ${DATA.externalNames} external names; data written in ${((performance.now() - tg) / 1000).toFixed(1)} s to ${work}`);
 
   const cli = netns('cli'), srv = netns('srv'), up = netns('up');
@@ -255,7 +256,7 @@ async function main(): Promise<void> {
 }
 `);
     const t = performance.now();
-    const tapir = startIn(srv, ['taskset', '-c', '1', TAPIR, 'dns', '--corefile', corefile, '--manifests', join(work, 'manifests')], { env: { NODE_OPTIONS: `--inspect-port=127.0.0.1:${INSPECT_PORT}` } });
+    const tapir = tapirProc = startIn(srv, ['taskset', '-c', '1', TAPIR, 'dns', '--corefile', corefile, '--manifests', join(work, 'manifests')], { env: { NODE_OPTIONS: `--inspect-port=127.0.0.1:${INSPECT_PORT}` } });
     if (!(await tapir.waitFor(/tapir dns: serving/, 300_000 + DATA.services * 30))) throw new Error(`tapir dns did not start serving: ${tapir.output().slice(-3000)}`);
     const startMs = performance.now() - t;
     const pid = tapir.child.pid!;
@@ -312,6 +313,9 @@ async function main(): Promise<void> {
       }
     }
   }
+  const unsaturated = [...results.entries()].filter(([, runs]) => median(runs.map((r) => r.cpu)) < 0.9).map(([k]) => k.replace('|', ' on '));
+  if (unsaturated.length > 0) problems.push(`the server used less than 90% of its core in the saturated runs of ${unsaturated.join(', ')}: dnsperf or other processes on the machine (load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}) set the rate there, not the server; queries per server CPU second compares them better`);
+  if (tapirProc !== null && tapirProc.child.exitCode !== null) problems.push(`tapir dns exited (${tapirProc.child.exitCode}) during the bench: ${tapirProc.output().slice(-3000)}`);
   report(results, key, memory);
 }
 
