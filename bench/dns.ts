@@ -374,12 +374,12 @@ function report(results: Map<string, RunFigure[]>, key: (mix: Mix, server: Serve
   }
   const endpoints = DATA.services * DATA.endpointsPerService;
   console.log(`\n## memory, ${DATA.services} Services with ${endpoints} endpoints`);
-  const t = memory.tapir as { afterFirstSync: Memory; afterGc: Memory; heap: NodeJS.MemoryUsage | null } | undefined;
+  const t = memory.tapir as { startMs: number; afterFirstSync: Memory; afterGc: Memory; heap: NodeJS.MemoryUsage | null } | undefined;
   const n = memory.nsd as (Memory & { largestRss: number }) | undefined;
   // RSS counts the pages a process shares (the node or nsd binary and libraries with every
   // other process running them; NSD's three processes share the zone data they forked
   // with), PSS divides each shared page among its sharers: the ratio is of PSS.
-  if (t !== undefined) console.log(`tapir dns: after the first sync RSS ${mib(t.afterFirstSync.rss)} (PSS ${mib(t.afterFirstSync.pss)}); after a GC RSS ${mib(t.afterGc.rss)} (PSS ${mib(t.afterGc.pss)}), V8 heap used ${mib(t.heap?.heapUsed ?? NaN)} of ${mib(t.heap?.heapTotal ?? NaN)}, array buffers ${mib(t.heap?.arrayBuffers ?? NaN)}`);
+  if (t !== undefined) console.log(`tapir dns: serving ${(t.startMs / 1000).toFixed(1)} s after its start; after the first sync RSS ${mib(t.afterFirstSync.rss)} (PSS ${mib(t.afterFirstSync.pss)}); after a GC RSS ${mib(t.afterGc.rss)} (PSS ${mib(t.afterGc.pss)}), V8 heap used ${mib(t.heap?.heapUsed ?? NaN)} of ${mib(t.heap?.heapTotal ?? NaN)}, array buffers ${mib(t.heap?.arrayBuffers ?? NaN)}`);
   if (n !== undefined) console.log(`NSD with the same zones: PSS of its processes ${mib(n.pss)} (RSS summed ${mib(n.rss)}, of the largest ${mib(n.largestRss)})${t !== undefined ? `; tapir after GC / NSD, PSS: ${(t.afterGc.pss / n.pss).toFixed(2)}x` : ''}`);
   console.log(`CoreDNS's estimate (same page, default settings, a full cache included): (pods + services) * 0.000858 + 49.1 MB = ${corednsMemoryMB(endpoints + DATA.services).toFixed(0)} MB taking each endpoint as a pod`);
   if (problems.length > 0) {
