@@ -127,7 +127,7 @@ test('loadAgentConfig names the file; the message lists every problem', () => {
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, 'nodeName: n\nunderlay: {interface: eth0, address: 172.30.0.11}\npodCIDR: 10.244.1.0/24\nclusterCIDR: 10.244.0.0/16\nvni: 0\nextra: 1\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.exitCode === 2
-      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
+      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
     writeFileSync(file, 'nodeName: [\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.message.startsWith(`${file}: not valid YAML or JSON: `));
     assert.throws(() => loadAgentConfig(join(dir, 'none.yaml')), (e: unknown) => e instanceof AgentConfigError && /none\.yaml: cannot read: ENOENT/.test(e.message));
@@ -153,4 +153,18 @@ test('cluster mode: the node\'s address, interface and pod CIDR come from its No
   assert.equal(ipv4ToString(own.underlayAddress), '192.168.5.10');
   // A Node whose address no interface holds, and a file that does not name one: said so.
   assert.throws(() => parseAgentConfigDocuments([kubeProxy, tapir], 'config.yaml', { nodeName: 'n1', node: { ...node, interface: undefined } }), /underlay\.interface: not given, and no interface of this node holds its InternalIP/);
+});
+
+test('dns: absent serves no DNS; {} serves the service CIDR\'s tenth address and the node\'s; every field is checked', () => {
+  assert.equal(parseAgentConfig(GOOD, 'agent.yaml').dns, null);
+  assert.deepEqual(parseAgentConfig({ ...GOOD, dns: {} }, 'agent.yaml').dns, { clusterDNS: [ipv4('10.96.0.10')], corefile: null, nodeAddress: true });
+  assert.deepEqual(parseAgentConfig({ ...GOOD, serviceCIDR: '10.100.0.0/16', dns: { corefile: '/etc/tapir/Corefile', nodeAddress: false } }, 'agent.yaml').dns,
+    { clusterDNS: [ipv4('10.100.0.10')], corefile: '/etc/tapir/Corefile', nodeAddress: false });
+  assert.deepEqual(parseAgentConfig({ ...GOOD, dns: { clusterDNS: ['10.96.0.53', '10.96.0.54'] } }, 'agent.yaml').dns?.clusterDNS, [ipv4('10.96.0.53'), ipv4('10.96.0.54')]);
+  assert.deepEqual(problemsOf({ ...GOOD, dns: { clusterDNS: [], corefile: '', bind: 1 } }), [
+    'agent.yaml: dns.bind: unknown field; the fields here are clusterDNS, corefile, nodeAddress',
+    'agent.yaml: dns.clusterDNS: must not be empty: list the addresses pods are given as their nameserver, or leave the field out for the service CIDR\'s tenth address',
+    'agent.yaml: dns.corefile: must not be empty',
+  ]);
+  assert.deepEqual(problemsOf({ ...GOOD, dns: { clusterDNS: ['10.96.0.300'] } }).length, 1);
 });

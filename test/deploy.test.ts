@@ -324,6 +324,31 @@ describe('Helm chart (deploy/helm/tapir)', () => {
     assert.equal(cm.data.apiServerPort, '6443');
   });
 
+  test('the DNS server: the Corefile key, its ports, and kube-dns with kubeDnsService (the same object as deploy/kubernetes/kube-dns)', async () => {
+    const objs = await render('kubeDnsService=true');
+    const service = find(objs, 'Service');
+    const fromStatic = documents(readFileSync(join(STATIC, 'kube-dns/service.yaml'), 'utf8'), 'kube-dns/service.yaml');
+    assert.deepEqual(service, fromStatic[0]);
+    const ds = find(objs, 'DaemonSet');
+    const agent = container(ds, 'tapir');
+    const ports = agent.ports.map((p: Obj) => `${p.name}:${p.containerPort}/${p.protocol}`);
+    assert.deepEqual(ports.slice(1), ['dns:53/UDP', 'dns-tcp:53/TCP', 'metrics:9153/TCP']);
+    // What kube-dns selects and targets exists on the agents' pods.
+    for (const [k, v] of Object.entries(service.spec.selector as Record<string, string>)) assert.equal(ds.spec.template.metadata.labels[k], v);
+    for (const p of service.spec.ports as Obj[]) assert.ok(ports.some((q: string) => q.startsWith(`${p.targetPort}:`)), p.targetPort);
+    const cm = find(objs, 'ConfigMap');
+    assert.match(cm.data.Corefile, /^\.:53 \{\n    errors\n/);
+    const [, tapir] = documents(cm.data['config.yaml'], 'config.yaml');
+    assert.deepEqual(tapir!.dns, { corefile: '/etc/tapir/Corefile' });
+
+    // Without the DNS server: no DNS ports on the host network, and kube-dns is refused.
+    const off = await render('config.tapir.dns=null');
+    assert.deepEqual(container(find(off, 'DaemonSet'), 'tapir').ports.map((p: Obj) => p.name), ['healthz']);
+    const refused = await run(HELM, ['template', 'tapir', CHART, '--namespace', 'kube-system', '--set', 'config.tapir.dns=null', '--set', 'kubeDnsService=true']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /kubeDnsService needs config.tapir.dns/);
+  });
+
   test('a custom name renames every object and every reference to one', async () => {
     const objs = await render('name=tapir-canary');
     const ds = find(objs, 'DaemonSet');

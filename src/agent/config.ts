@@ -72,6 +72,17 @@ export interface AgentConfig {
   kubeProxy: KubeProxySettings;
   /** Cluster mode: Services, EndpointSlices and Nodes from this API server (set from `tapir agent --kubernetes`); null reads `manifests`. */
   kubernetes: KubeAuth | null;
+  /** The node's cluster DNS server (docs/dns.md); null = not served (no `dns` field). */
+  dns: AgentDnsConfig | null;
+}
+
+export interface AgentDnsConfig {
+  /** The cluster DNS addresses (kubelet's clusterDNS) this node answers, on the host TUN; default the service CIDR's tenth address. */
+  clusterDNS: number[];
+  /** A CoreDNS Corefile; null = the built-in one (kubeadm's default Corefile). */
+  corefile: string | null;
+  /** Also answer on the node's underlay address (the kube-dns Service's endpoints contract). */
+  nodeAddress: boolean;
 }
 
 /** Tapir's own sync intervals when the config names none (kube-proxy's are 1 s and 30 s). */
@@ -115,7 +126,7 @@ export class AgentConfigError extends TapirError {
 
 const TOP_FIELDS = [
   'nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun',
-  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize',
+  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns',
 ] as const;
 
 /** Keys an older config may still carry, and what to write instead. */
@@ -275,11 +286,24 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     maxSyncIntervalMs: kubeProxy.syncPeriodMs ?? DEFAULT_MAX_SYNC_INTERVAL_MS,
     kubeProxy,
     kubernetes: null,
+    dns: serviceCIDR === undefined ? null : readDns(top, serviceCIDR),
   };
   if (fromNode !== undefined && underlayInterface === '') list.push(`${where}: underlay.interface: not given, and no interface of this node holds its InternalIP`);
   if (list.length > 0) throw new AgentConfigError(where, list);
   // No problem: every required field was read (the reads above record one otherwise).
   return { ...config, underlayAddress: underlayAddress!, podCIDR: podCIDR!, clusterCIDR: clusterCIDR!, serviceCIDR: serviceCIDR! };
+}
+
+/** The `dns` section: absent = no DNS server; `{}` = the defaults. */
+function readDns(top: Fields, serviceCIDR: Cidr): AgentDnsConfig | null {
+  if (!top.has('dns')) return null;
+  const dns = top.map('dns');
+  if (dns === undefined || !isMapping(top.value.dns)) return null;
+  dns.rejectUnknown(['clusterDNS', 'corefile', 'nodeAddress']);
+  const clusterDNS = dns.has('clusterDNS') ? dns.ipv4s('clusterDNS').map((a) => ipv4(a)) : [serviceCIDR.host(10)];
+  if (Array.isArray(dns.value.clusterDNS) && dns.value.clusterDNS.length === 0) dns.fail('clusterDNS', 'must not be empty: list the addresses pods are given as their nameserver, or leave the field out for the service CIDR\'s tenth address');
+  const corefile = dns.has('corefile') ? path(dns, 'corefile', '') : null;
+  return { clusterDNS, corefile, nodeAddress: dns.bool('nodeAddress', true) };
 }
 
 /** 127.0.0.1, where localhost node ports answer. */

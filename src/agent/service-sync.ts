@@ -7,17 +7,32 @@
 // after the first full read and sync).
 import { existsSync } from 'node:fs';
 import { HealthCheckServers } from '../control/health-check-server.ts';
-import { ServiceController } from '../control/service-controller.ts';
+import { ServiceController, type ClusterViewConsumer } from '../control/service-controller.ts';
 import type { SyncObserver } from '../control/sync-observer.ts';
 import { ManifestDir } from '../k8s/manifest-dir.ts';
 import { KubernetesSource, PROXY_LABEL_SELECTOR } from '../k8s/api-source.ts';
 import { Kind, type NodeObject } from '../k8s/objects.ts';
 import type { ObjectSource } from '../k8s/object-source.ts';
+import type { ClusterView } from '../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { LocalSteering } from './local-steering.ts';
 import { Steering } from './steering.ts';
+
+/**
+ * The snapshot less every service port on the cluster DNS addresses: the node's own DNS
+ * server holds those addresses (on the host TUN, as NodeLocal DNSCache holds kube-dns's
+ * address on its dummy device), so a pod's packet to them is routed to it unchanged
+ * instead of being translated to a kube-dns endpoint, or refused as a port no service
+ * has once some of the address's ports were taken out. The server answers DNS there, and
+ * its Corefile's `prometheus :9153` answers kube-dns's metrics port.
+ */
+export function withoutClusterDns(s: ServiceSnapshot, clusterDNS: readonly number[]): ServiceSnapshot {
+  const taken = (p: ServiceSnapshot['ports'][number]): boolean => clusterDNS.includes(p.clusterIP);
+  if (!s.ports.some(taken)) return s;
+  return Object.freeze({ ...s, ports: Object.freeze(s.ports.filter((p) => !taken(p))) as ServiceSnapshot['ports'] });
+}
 
 /**
  * A test hook, for the health tests: while the file this names exists, every sync that
@@ -92,6 +107,7 @@ export class ServiceSync {
       onSnapshot: (s) => {
         const fault = process.env[SYNC_FAULT_ENV];
         if (fault !== undefined && fault !== '' && existsSync(fault)) throw new Error(`sync fault injected (${SYNC_FAULT_ENV}: ${fault} exists)`);
+        if (c.dns !== null) s = withoutClusterDns(s, c.dns.clusterDNS);
         this.#snapshot = s;
         opts.onSnapshot(s);
         this.#program(s);
@@ -99,6 +115,16 @@ export class ServiceSync {
       onError: (err) => opts.log(`services: ${err.message}`),
       ...(opts.observer === undefined ? {} : { observer: opts.observer }),
     });
+  }
+
+  /** The last compiled ClusterView; undefined before the first sync. */
+  get view(): ClusterView | undefined {
+    return this.#controller.view;
+  }
+
+  /** Every compiled ClusterView (the DNS server's input), from the next sync on; returns the unsubscribe. */
+  subscribe(consume: ClusterViewConsumer): () => void {
+    return this.#controller.subscribe(consume);
   }
 
   /** Changes waiting for the next sync (the *_changes_pending metrics). */

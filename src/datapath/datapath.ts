@@ -19,7 +19,7 @@ import {
 import type { FrameDevice } from '../device/types.ts';
 import { EntryPoint, Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
-import { arpReplyInPlace, echoReplyInPlace } from './answers.ts';
+import { arpReplyInPlace, echoReplyInPlace, udpReplyInPlace } from './answers.ts';
 import { Arena, BATCHES_PER_WAKEUP, RX_BATCH, SLOT_SIZE, HEADROOM } from './arena.ts';
 import type { PortCapture } from './capture.ts';
 import { DatapathDrop, PortCounters } from './counters.ts';
@@ -34,6 +34,25 @@ const NO_PORT = -1;
 const FRAG_NEEDED_BYTES = ETH + 576;
 
 export type { UnderlaySocket };
+
+/**
+ * A UDP service the node answers itself, in the data path: the cluster DNS server's
+ * answers from its compiled zone. Whatever it does not answer goes on to the node's
+ * stack, where the same server listens on a socket.
+ */
+export interface LocalUdpAnswerer {
+  /**
+   * The datagram's payload is `b[off, off + len)`, from `src`; writes the reply payload
+   * into `out` from 0 and returns its length, or 0 to pass the datagram on. Synchronous,
+   * and must not keep `b`.
+   */
+  answer(b: Buffer, off: number, len: number, out: Buffer, src: number): number;
+}
+
+/** Room for a reply payload: the largest UDP payload over IPv4. */
+const LOCAL_REPLY_BYTES = 65507;
+/** An IPv4 header without options, the only kind answered in the data path. */
+const PLAIN_IPV4_HEADER = 20;
 
 export class Datapath implements FrameSink, UnderlayRoutes {
   readonly arena = new Arena();
@@ -56,6 +75,13 @@ export class Datapath implements FrameSink, UnderlayRoutes {
    * rather than reset by a stack that has no listener.
    */
   servicesSynced = true;
+  #localUdpAddresses: number[] = [];
+  #localUdpPort = -1;
+  #localUdp: LocalUdpAnswerer | null = null;
+  #localReply: Buffer | null = null;
+  /** Datagrams answered by the LocalUdpAnswerer, and passed on by it. */
+  localUdpAnswered = 0;
+  localUdpPassed = 0;
   /**
    * Told when a port's device fails for good (a read errno such as EBADFD once the TAP
    * is gone with the pod's namespace): the port is already out of the datapath, every
@@ -153,6 +179,17 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     for (const p of this.#ports) if (p !== undefined) this.removePort(p.index);
     this.underlayCapture?.close();
     this.#underlay.pause();
+  }
+
+  /**
+   * Pods' datagrams to `addresses`:`port` are offered to `answerer` first (null: none).
+   * Only pods': the node's own processes reach the same server through its socket.
+   */
+  setLocalUdpService(addresses: readonly number[], port: number, answerer: LocalUdpAnswerer | null): void {
+    this.#localUdpAddresses = answerer === null ? [] : [...addresses];
+    this.#localUdpPort = answerer === null ? -1 : port;
+    this.#localUdp = answerer;
+    if (answerer !== null) this.#localReply ??= Buffer.alloc(LOCAL_REPLY_BYTES);
   }
 
   // ---- receive ---------------------------------------------------------------------
@@ -266,6 +303,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       Ipv4Packet.decrementTtl(b, ip);
       return this.#underlay.send(c, off, e, len - VIRTIO_NET_HEADER_LENGTH, node);
     }
+    if (info.protocol === IpProtocol.UDP && info.dstPort === this.#localUdpPort && this.#answerLocalUdp(port, off)) return;
     // Everything else is for the node's own stack (its addresses, or beyond it).
     const host = this.#hostPort;
     if (host === NO_PORT) return this.#drop(c, DatapathDrop.NO_ROUTE);
@@ -349,6 +387,26 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     }
     echoReplyInPlace(this.arena.buf, info, off, VIRTIO_NET_HEADER_LENGTH, this.#table.gatewayMac);
     this.enqueue(port.index, off, len);
+  }
+
+  /** A pod's datagram to the node's local UDP service, answered in place if the answerer takes it. */
+  #answerLocalUdp(port: DatapathPort, off: number): boolean {
+    const info = this.#info;
+    const answerer = this.#localUdp;
+    if (answerer === null || info.isFragment || info.ipHeaderLength !== PLAIN_IPV4_HEADER || !this.#localUdpAddresses.includes(info.dst4)) return false;
+    const out = this.#localReply!;
+    const n = answerer.answer(this.arena.buf, info.payloadOffset, info.payloadLength, out, info.src4);
+    if (n <= 0) {
+      this.localUdpPassed++;
+      return false;
+    }
+    // The reply stays in the request's slot: 64 KiB from the frame's start hold any datagram.
+    const b = this.arena.buf;
+    out.copy(b, info.payloadOffset, 0, n);
+    const len = udpReplyInPlace(b, info, off, VIRTIO_NET_HEADER_LENGTH, this.#table.gatewayMac, n);
+    this.localUdpAnswered++;
+    this.enqueue(port.index, off, len);
+    return true;
   }
 
   /**
