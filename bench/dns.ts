@@ -45,7 +45,10 @@
 // fixed --latency-qps (dnsperf -Q, below both servers' capacity; 0 skips it) whose
 // latencies are the servers' own.
 // Before the runs, a sample of every mix is asked of both servers with dig and the
-// answers compared (rcode and answer records without TTL). Memory: tapir dns's RSS after
+// answers compared (rcode and answer records without TTL); after them again, each query
+// asked of tapir dns twice so that the second answer is its cache's (dnsperf checks no
+// answer's name or records: a wrong answer only shows here, and then the figures are
+// marked NOT VALID). Memory: tapir dns's RSS after
 // its first sync and after a full GC (through its inspector), NSD's PSS with the same
 // zones. References: CoreDNS's published 33,669 QPS for internal names with both vCPUs
 // of a GCE n1-standard-2 pegged (16.8k per vCPU), and its memory estimate, both from
@@ -104,6 +107,8 @@ const BUDGET_MS = (240 + DATA.services / 50) * 1000 + RUNS * MIX_LIST.length * S
 const t0 = Date.now();
 const problems: string[] = [];
 let tapirProc: Proc | null = null;
+/** A sample query tapir dns answered otherwise than NSD (or an rcode share off): its figures measure wrong answers. */
+let wrongAnswers = false;
 
 // ---- cleanup, whatever happens ----
 const tag = randomBytes(2).toString('hex');
@@ -197,6 +202,28 @@ async function measure(cli: BenchNetns, server: string, file: string, serverPids
   return { ...saturated, cpu, fixed };
 }
 
+/**
+ * The same answers from both, or the figures compare different work: the first 20 queries
+ * of every mix, rcode and answer records. dnsperf checks neither the question nor the
+ * records of a response, so a server that answers the wrong name (a cache entry
+ * overwritten after it was stored, say) shows only here: after the runs each query goes
+ * to tapir dns twice, and the second answer is the cache's.
+ */
+async function compareAnswers(cli: BenchNetns, when: string): Promise<void> {
+  const samples = MIX_LIST.flatMap((mix) => queryLines(mix, DATA).slice(0, 20).map((line) => ({ mix, name: line.split(' ')[0]!, type: line.split(' ')[1]! })));
+  const twice = when.startsWith('after');
+  if (twice) for (const q of samples) await ask(cli, ADDR.tapir, q.name, q.type);
+  let different = 0;
+  for (const q of samples) {
+    const [a, b] = await Promise.all([ask(cli, ADDR.nsd, q.name, q.type), ask(cli, ADDR.tapir, q.name, q.type)]);
+    if (a === b) continue;
+    different++;
+    wrongAnswers = true;
+    problems.push(`${when}, ${q.mix}: ${q.name} ${q.type}: NSD says "${a}", tapir dns says "${b}"`);
+  }
+  console.log(`answers compared ${when} for ${samples.length} sample queries: ${different === 0 ? 'the same' : `${different} differ (see the problems)`}`);
+}
+
 const mib = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1048576).toFixed(1)} MiB` : '-');
 
 async function main(): Promise<void> {
@@ -275,20 +302,7 @@ async function main(): Promise<void> {
     console.log(`tapir dns (pid ${pid}) serving after ${(startMs / 1000).toFixed(1)} s: RSS ${mib(synced.rss)} after the first sync, ${mib(afterGc.rss)} after a GC`);
   }
 
-  // The same answers from both, or the figures compare different work.
-  if (SERVERS.length === 2) {
-    let compared = 0, different = 0;
-    for (const mix of MIX_LIST) {
-      for (const line of queryLines(mix, DATA).slice(0, 20)) {
-        const [name, type] = line.split(' ') as [string, string];
-        const [a, b] = await Promise.all([ask(cli, ADDR.nsd, name, type), ask(cli, ADDR.tapir, name, type)]);
-        compared++;
-        if (a !== b) different++;
-        if (a !== b) problems.push(`${mix}: ${name} ${type}: NSD says "${a}", tapir dns says "${b}"`);
-      }
-    }
-    console.log(`answers compared for ${compared} sample queries: ${different === 0 ? 'the same' : `${different} differ (see the problems)`}`);
-  }
+  if (SERVERS.length === 2) await compareAnswers(cli, 'before the runs');
 
   const results = new Map<string, RunFigure[]>();
   const key = (mix: Mix, server: Server): string => `${mix}|${server}`;
@@ -304,6 +318,7 @@ async function main(): Promise<void> {
           for (const [what, r] of [['', f], [` at ${LATENCY_QPS} q/s`, f.fixed]] as const) {
             const wrong = r === null ? '' : rcodesWrong(mix, r);
             if (wrong !== '') problems.push(`run ${run + 1}, ${mix} on ${server}${what}: ${wrong}`);
+            if (wrong !== '' && server === 'tapir') wrongAnswers = true;
           }
           results.set(key(mix, server), [...(results.get(key(mix, server)) ?? []), f]);
           console.log(`run ${run + 1}/${RUNS} ${mix.padEnd(8)} ${server.padEnd(5)} ${f.qps.toFixed(0).padStart(7)} q/s, avg ${f.avgMs.toFixed(3)} ms, p99 ${f.p99Ms.toFixed(3)} ms, lost ${f.lost}, server CPU ${(f.cpu * 100).toFixed(0)}%${f.fixed === null ? '' : `; at ${LATENCY_QPS} q/s: avg ${f.fixed.avgMs.toFixed(3)} ms, p99 ${f.fixed.p99Ms.toFixed(3)} ms, lost ${f.fixed.lost}`}`);
@@ -313,6 +328,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (SERVERS.length === 2) await compareAnswers(cli, 'after the runs, each asked twice (the second answer from the cache)');
   const unsaturated = [...results.entries()].filter(([, runs]) => median(runs.map((r) => r.cpu)) < 0.9).map(([k]) => k.replace('|', ' on '));
   if (unsaturated.length > 0) problems.push(`the server used less than 90% of its core in the saturated runs of ${unsaturated.join(', ')}: dnsperf or other processes on the machine (load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}) set the rate there, not the server; queries per server CPU second compares them better`);
   if (tapirProc !== null && tapirProc.child.exitCode !== null) problems.push(`tapir dns exited (${tapirProc.child.exitCode}) during the bench: ${tapirProc.output().slice(-3000)}`);
@@ -374,6 +390,7 @@ function report(results: Map<string, RunFigure[]>, key: (mix: Mix, server: Serve
   const verdict = (met: boolean, v: number): string => (!Number.isFinite(v) ? 'not measured' : met ? 'met' : 'missed');
   console.log(`\nCoreDNS reference (coredns/deployment kubernetes/Scaling_CoreDNS.md): 33,669 QPS for internal names with both vCPUs of an n1-standard-2 pegged = ${COREDNS_QPS_PER_VCPU.toFixed(0)} QPS per vCPU`);
   if (MIX_LIST.includes('cluster') && SERVERS.includes('tapir')) {
+    if (wrongAnswers) console.log('NOT VALID: tapir dns gave wrong answers (see the problems), so its figures are not of the work NSD did');
     console.log(`targets, cluster names: tapir/NSD ${x(tapirCluster, nsdCluster)} (>= 1.0x: ${verdict(tapirCluster >= nsdCluster, tapirCluster / nsdCluster)}); tapir on one core / CoreDNS per vCPU ${x(tapirCluster, COREDNS_QPS_PER_VCPU)} (> 1x: ${verdict(tapirCluster > COREDNS_QPS_PER_VCPU, tapirCluster)})`);
     console.log(`  the same per server CPU second (what a shared machine does not blur): tapir ${tapirPerCpu.toFixed(0)} queries/CPU-s = ${x(tapirPerCpu, nsdPerCpu)} NSD's, ${x(tapirPerCpu, COREDNS_QPS_PER_VCPU)} CoreDNS's per vCPU`);
   }
@@ -395,7 +412,7 @@ function report(results: Map<string, RunFigure[]>, key: (mix: Mix, server: Serve
     writeFileSync(values.json, `${JSON.stringify({
       date: new Date().toISOString(), options: { ...DATA, runs: RUNS, seconds: SECONDS, clients: CLIENTS, outstanding: OUTSTANDING, servers: SERVERS, mixes: MIX_LIST },
       mixes: json, memory, reference: { corednsQpsPerVcpu: COREDNS_QPS_PER_VCPU, corednsMemoryEstimateMB: corednsMemoryMB(endpoints + DATA.services), source: 'coredns/deployment kubernetes/Scaling_CoreDNS.md' },
-      problems,
+      problems, tapirAnswersWrong: wrongAnswers,
     }, null, 2)}\n`);
     console.log(`\nJSON written to ${values.json}`);
   }
