@@ -8,7 +8,9 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { IngressController } from '../src/ingress/controller.ts';
+import { formatStatus } from '../src/cli/ingress.ts';
+import { IngressController, type ControllerStatus } from '../src/ingress/controller.ts';
+import { StatusServer } from '../src/ingress/status-server.ts';
 import type { IngressConfig } from '../src/ingress/model.ts';
 import { ApiServerProcess } from './helpers/apiserver.ts';
 import { waitFor } from './helpers/netns.ts';
@@ -95,6 +97,20 @@ test('manifest mode: the first configuration after the first read; Ingress, endp
     await c.flush();
     assert.equal(rec.logs.filter((l) => l.includes('"nope" must start')).length, 1, 'a problem is logged once while it lasts');
 
+    // The controller's own endpoints, and what `tapir ingress status` prints of them.
+    const server = new StatusServer({ status: () => c.status(), healthy: () => c.status().configAt > 0 });
+    await server.listen(0, '127.0.0.1');
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      assert.equal((await fetch(`${base}/healthz`)).status, 200);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /^tapir_ingress_ingresses\{served="true"\} 2$/m);
+      assert.match(metrics, /^tapir_ingress_problems 1$/m);
+      const text = formatStatus(await (await fetch(`${base}/status`)).json() as ControllerStatus);
+      assert.match(text, /^default\/bad\s+yes\s+-\n {4}ing\.yaml: document 2 \(Ingress default\/bad\): spec\.rules\[0\]\.http\.paths\[0\]\.path: "nope" must start with "\/"/m, text);
+    } finally {
+      await server.close();
+    }
     const s = c.status();
     assert.equal(s.synced, true);
     assert.deepEqual(s.ingresses.map((i) => [i.name, i.ours, i.problems.length]), [['default/bad', true, 1], ['default/web', true, 0]]);
