@@ -104,8 +104,8 @@ test('manifest mode: the first configuration after the first read; Ingress, endp
       const base = `http://127.0.0.1:${server.port}`;
       assert.equal((await fetch(`${base}/healthz`)).status, 200);
       const metrics = await (await fetch(`${base}/metrics`)).text();
-      assert.match(metrics, /^tapir_ingress_ingresses\{served="true"\} 2$/m);
-      assert.match(metrics, /^tapir_ingress_problems 1$/m);
+      assert.match(metrics, /^tapir_ingress_controller_ingresses\{served="true"\} 2$/m);
+      assert.match(metrics, /^tapir_ingress_controller_problems 1$/m);
       const text = formatStatus(await (await fetch(`${base}/status`)).json() as ControllerStatus);
       assert.match(text, /^default\/bad\s+yes\s+-\n {4}ing\.yaml: document 2 \(Ingress default\/bad\): spec\.rules\[0\]\.http\.paths\[0\]\.path: "nope" must start with "\/"/m, text);
     } finally {

@@ -44,12 +44,14 @@ from its /status (default --server http://127.0.0.1:10254).`;
 
 /** What the CLI needs of src/ingress/proxy.ts (the proxy's contract). */
 interface ProxyLike {
-  start(): Promise<void> | void;
+  start(): Promise<void>;
   setConfig(config: IngressConfig): void;
-  stop(): Promise<void> | void;
+  stop(): Promise<void>;
+  /** Its Prometheus registry (prom-client). */
+  readonly metrics: { metrics(): Promise<string> };
 }
 interface ProxyModule {
-  IngressProxy: new (opts: { httpPort: number; httpsPort: number; address?: string; log: (level: string, message: string) => void; defaultCertificate: { certPem: string; keyPem: string } }) => ProxyLike;
+  IngressProxy: new (opts: { httpPort: number; httpsPort: number; address?: string; log: (message: string) => void; defaultCertificate: { certPem: string; keyPem: string } }) => ProxyLike;
 }
 
 function port(text: string | undefined, fallback: number, flag: string): number {
@@ -99,7 +101,7 @@ export async function run(args: string[]): Promise<number> {
   // The proxy (src/ingress/proxy.ts) is loaded by name: it is its own module with its own owner.
   const proxyPath = '../ingress/proxy.ts';
   const { IngressProxy } = await import(proxyPath) as ProxyModule;
-  const proxy = new IngressProxy({ httpPort, httpsPort, ...(values.address === undefined ? {} : { address: values.address }), log, defaultCertificate: defaultCertificate() });
+  const proxy = new IngressProxy({ httpPort, httpsPort, ...(values.address === undefined ? {} : { address: values.address }), log: (m) => log('info', m), defaultCertificate: defaultCertificate() });
   let listening = false;
   const controller = new IngressController({
     source: values.manifests !== undefined ? { manifests: values.manifests } : { kubernetes: auth },
@@ -108,7 +110,7 @@ export async function run(args: string[]): Promise<number> {
     sink: proxy,
     log,
   });
-  const statusServer = new StatusServer({ status: () => controller.status(), healthy: () => listening && controller.status().configAt > 0 });
+  const statusServer = new StatusServer({ status: () => controller.status(), healthy: () => listening && controller.status().configAt > 0, proxyMetrics: () => proxy.metrics.metrics() });
   await statusServer.listen(statusPort);
   await proxy.start();
   listening = true;

@@ -1,7 +1,7 @@
 // The controller's own HTTP endpoints, on a port of their own (10254 as ingress-nginx's
 // controller): /healthz (200 once the proxy serves its first configuration and listens,
 // 503 before), /metrics (Prometheus text: the controller's gauges and counters,
-// followed by what the proxy exports), /status (the JSON that `tapir ingress status`
+// followed by what the proxy exports: tapir_ingress_*, its generation among them), /status (the JSON that `tapir ingress status`
 // and `tapir lab status` print). Never on the proxy's ports: a health probe must not
 // depend on a route.
 import { createServer, type Server } from 'node:http';
@@ -28,11 +28,10 @@ export class StatusServer {
     this.#source = source;
     const r = this.#registry;
     const status = (): ControllerStatus => source.status();
-    new Gauge({ name: 'tapir_ingress_config_generation', help: 'Generation of the configuration the proxy serves', registers: [r], collect() { this.set(status().generation); } });
-    new Gauge({ name: 'tapir_ingress_config_last_reload_timestamp_seconds', help: 'When the proxy last got a new configuration (Unix seconds)', registers: [r], collect() { this.set(status().configAt / 1000); } });
-    new Gauge({ name: 'tapir_ingress_hosts', help: 'Virtual hosts in the configuration', registers: [r], collect() { this.set(status().hosts); } });
+    new Gauge({ name: 'tapir_ingress_controller_config_last_reload_timestamp_seconds', help: 'When the proxy last got a new configuration (Unix seconds)', registers: [r], collect() { this.set(status().configAt / 1000); } });
+    new Gauge({ name: 'tapir_ingress_controller_hosts', help: 'Virtual hosts in the configuration', registers: [r], collect() { this.set(status().hosts); } });
     new Gauge({
-      name: 'tapir_ingress_ingresses', help: 'Ingresses seen, by whether this controller serves them', labelNames: ['served'], registers: [r],
+      name: 'tapir_ingress_controller_ingresses', help: 'Ingresses seen, by whether this controller serves them', labelNames: ['served'], registers: [r],
       collect() {
         const s = status();
         const ours = s.ingresses.filter((i) => i.ours).length;
@@ -40,8 +39,8 @@ export class StatusServer {
         this.set({ served: 'false' }, s.ingresses.length - ours);
       },
     });
-    new Gauge({ name: 'tapir_ingress_problems', help: 'Current problems of Ingresses (each is logged once) and inputs that failed validation', registers: [r], collect() { const s = status(); this.set(s.ingresses.reduce((n, i) => n + i.problems.length, 0) + s.inputProblems.length); } });
-    new Counter({ name: 'tapir_ingress_syncs_total', help: 'Syncs of the controller (compiles)', registers: [r], collect() { this.reset(); this.inc(status().syncs); } });
+    new Gauge({ name: 'tapir_ingress_controller_problems', help: 'Current problems of Ingresses (each is logged once) and inputs that failed validation', registers: [r], collect() { const s = status(); this.set(s.ingresses.reduce((n, i) => n + i.problems.length, 0) + s.inputProblems.length); } });
+    new Counter({ name: 'tapir_ingress_controller_syncs_total', help: 'Syncs of the controller (compiles)', registers: [r], collect() { this.reset(); this.inc(status().syncs); } });
     this.#server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/healthz') {
