@@ -116,6 +116,7 @@ test('manifest mode: the first configuration after the first read; Ingress, endp
     assert.deepEqual(s.ingresses.map((i) => [i.name, i.ours, i.problems.length]), [['default/bad', true, 1], ['default/web', true, 0]]);
     const generations = rec.configs.map((x) => x.generation);
     assert.deepEqual(generations, [...generations].sort((a, b) => a - b), 'generations increase');
+    assert.deepEqual(rec.logs.filter((l) => /forbidden|cannot write|cannot record/i.test(l)), [], 'nothing was refused');
   } finally {
     c.stop();
   }
@@ -125,7 +126,7 @@ const api = new ApiServerProcess();
 before(async () => { await api.start(); });
 after(async () => { await api.cleanup(); });
 
-test('cluster mode: Ingresses from the API server, status.loadBalancer.ingress from the published Service (kubectl shows the address), an Event for a bad Ingress, a change applied without restart', async () => {
+test('cluster mode (with the RBAC of deploy/kubernetes/ingress): Ingresses from the API server, status.loadBalancer.ingress from the published Service (kubectl shows the address), an Event for a bad Ingress, a change applied without restart', async () => {
   await api.ok(['apply', '-f', '-'], `${CLASS}---\n${SERVICE}---\n${SLICE(['10.244.1.2'])}---
 apiVersion: v1
 kind: Namespace
@@ -142,8 +143,18 @@ ${INGRESS('other-class', 'other.example.test', '/', '  ingressClassName: nginx\n
   const lb = await api.api('PATCH', '/api/v1/namespaces/ingress-tapir/services/ingress-tapir-controller/status', { status: { loadBalancer: { ingress: [{ ip: '172.30.0.201' }] } } }, undefined, 'application/merge-patch+json');
   assert.equal(lb.status, 200, JSON.stringify(lb.body));
 
+  // The controller runs with exactly the ClusterRole deploy/kubernetes/ingress ships (bound
+  // to a service account of its own here): a rule missing there fails this test.
+  const role = readFileSync(new URL('../deploy/kubernetes/ingress/ingress.yaml', import.meta.url), 'utf8').split(/^---$/m).find((d) => /^kind: ClusterRole$/m.test(d))!;
+  await api.ok(['apply', '-f', '-'], `${role}---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: ingress-tapir-test}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ingress-tapir}
+subjects: [{kind: ServiceAccount, name: nobody, namespace: default}]
+`);
   const rec = new Recorder();
-  const c = new IngressController({ source: { kubernetes: { kubeconfig: join(api.dir, 'admin.kubeconfig') } }, className: 'tapir', publishService: 'ingress-tapir/ingress-tapir-controller', sink: rec, log: rec.log });
+  const c = new IngressController({ source: { kubernetes: { kubeconfig: join(api.dir, 'nobody.kubeconfig') } }, className: 'tapir', publishService: 'ingress-tapir/ingress-tapir-controller', sink: rec, log: rec.log });
   try {
     await c.start();
     assert.deepEqual(rec.routes(), ['web.example.test / -> default/web:80 10.244.1.2:8080']);
@@ -165,6 +176,7 @@ ${INGRESS('other-class', 'other.example.test', '/', '  ingressClassName: nginx\n
     await api.ok(['annotate', 'ingressclass', 'tapir', 'ingressclass.kubernetes.io/is-default-class=false', '--overwrite']);
     await waitFor(async () => (await api.ok(['get', 'ingress', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress}'])) === '', 15_000);
     await waitFor(() => rec.last.hosts.length === 0, 15_000);
+    assert.deepEqual(rec.logs.filter((l) => /forbidden|cannot write|cannot record/i.test(l)), [], 'nothing was refused');
   } finally {
     c.stop();
   }
