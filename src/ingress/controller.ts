@@ -92,8 +92,6 @@ export class IngressController {
   #hosts = 0;
   #unwatch: () => void = () => undefined;
   #retry: NodeJS.Timeout | null = null;
-  /** Ingresses whose status we set (cleared when they stop being ours). */
-  readonly #addressed = new Set<string>();
   #firstConfig: Promise<void>;
   #firstConfigDone: () => void = () => undefined;
 
@@ -256,7 +254,12 @@ export class IngressController {
     return fresh;
   }
 
-  /** Sets status.loadBalancer.ingress of our Ingresses (and clears it of those no longer ours); false if a write failed. */
+  /**
+   * Sets status.loadBalancer.ingress of our Ingresses to the published addresses, and
+   * clears it of Ingresses no longer ours that still show exactly those addresses (their
+   * class changed, or our class stopped being the default; after a restart too); false
+   * if a write failed.
+   */
   async #writeStatuses(api: KubeApi): Promise<boolean> {
     if (this.#opts.publishService === null) return true;
     const addresses = this.#addresses();
@@ -264,18 +267,14 @@ export class IngressController {
     for (const ing of this.#ingresses.values()) {
       const key = namespacedName(ing);
       const ours = this.#ours.has(key);
+      const current = [...ing.status.loadBalancerIPs].sort();
       const want = ours ? addresses : [];
-      if (!ours && !this.#addressed.has(key)) continue;
-      if (sameList([...ing.status.loadBalancerIPs].sort(), want)) {
-        if (!ours) this.#addressed.delete(key);
-        continue;
-      }
+      if (!ours && (addresses.length === 0 || !sameList(current, addresses))) continue;
+      if (sameList(current, want)) continue;
       const path = `/apis/networking.k8s.io/v1/namespaces/${encodeURIComponent(ing.metadata.namespace)}/ingresses/${encodeURIComponent(ing.metadata.name)}/status`;
       const body = { status: { loadBalancer: want.length === 0 ? { ingress: null } : { ingress: want.map((ip) => ({ ip })) } } };
       try {
         await api.send('PATCH', path, body, 'application/merge-patch+json');
-        if (ours) this.#addressed.add(key);
-        else this.#addressed.delete(key);
         this.#opts.log('info', `Ingress ${key}: status.loadBalancer.ingress ${want.length === 0 ? 'cleared' : `set to ${want.join(', ')}`}`);
       } catch (err) {
         ok = false;
