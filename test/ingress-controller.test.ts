@@ -118,7 +118,7 @@ test('manifest mode: the first configuration after the first read; Ingress, endp
     assert.deepEqual(generations, [...generations].sort((a, b) => a - b), 'generations increase');
     assert.deepEqual(rec.logs.filter((l) => /forbidden|cannot write|cannot record/i.test(l)), [], 'nothing was refused');
   } finally {
-    c.stop();
+    await c.stop();
   }
 });
 
@@ -153,10 +153,20 @@ metadata: {name: ingress-tapir-test}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ingress-tapir}
 subjects: [{kind: ServiceAccount, name: nobody, namespace: default}]
 `);
+  // Two replicas, as one per node: both serve, one (the Lease's holder) writes.
+  const replica = (identity: string, rec: Recorder): IngressController => new IngressController({
+    source: { kubernetes: { kubeconfig: join(api.dir, 'nobody.kubeconfig') } }, className: 'tapir', publishService: 'ingress-tapir/ingress-tapir-controller', sink: rec, log: rec.log,
+    election: { namespace: 'ingress-tapir', name: 'ingress-tapir-tapir', identity, leaseDurationMs: 3000, retryMs: 200 },
+  });
   const rec = new Recorder();
-  const c = new IngressController({ source: { kubernetes: { kubeconfig: join(api.dir, 'nobody.kubeconfig') } }, className: 'tapir', publishService: 'ingress-tapir/ingress-tapir-controller', sink: rec, log: rec.log });
+  const other = new Recorder();
+  const c = replica('one', rec);
+  const c2 = replica('two', other);
   try {
     await c.start();
+    await c2.start();
+    await waitFor(() => c.status().leader !== c2.status().leader, 15_000);
+    assert.deepEqual(other.routes(), rec.routes(), 'both replicas serve the same configuration');
     assert.deepEqual(rec.routes(), ['web.example.test / -> default/web:80 10.244.1.2:8080']);
     await waitFor(async () => (await api.ok(['get', 'ingress', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])) === '172.30.0.201', 15_000);
     const table = await api.ok(['get', 'ingress']);
@@ -171,13 +181,23 @@ subjects: [{kind: ServiceAccount, name: nobody, namespace: default}]
     await api.ok(['apply', '-f', '-'], INGRESS('broken', 'web.example.test', '/x', '').replace('name: web, port', 'name: missing, port'));
     await waitFor(async () => /Service default\/missing does not exist/.test(await api.ok(['get', 'events', '--field-selector', 'involvedObject.name=broken', '-o', 'jsonpath={.items[*].message}'])), 15_000);
     assert.deepEqual(rec.routes(), ['web.example.test /v2 -> default/web:80 10.244.1.2:8080', 'web.example.test /x -> default/missing:80 '], 'the bad rule is a 503 backend, the rest serves');
+    await waitFor(() => other.routes().length === 2, 15_000);
+    await c2.flush();
+    await c.flush();
+    const events = JSON.parse(await api.ok(['get', 'events', '--field-selector', 'involvedObject.name=broken', '-o', 'json'])) as { items: { message: string; reason: string; type: string }[] };
+    assert.deepEqual(events.items.map((e) => [e.type, e.reason]), [['Warning', 'IngressProblem']], 'one Event for the problem, from the leader only');
 
+    // The leader stops: the other replica takes the Lease over and does the writes from now on.
+    const [leader, follower] = c.status().leader ? [c, c2] : [c2, c];
+    await leader.stop();
+    await waitFor(() => follower.status().leader, 15_000);
     // The class's default flag off: an Ingress without a class is no longer ours, and its address goes.
     await api.ok(['annotate', 'ingressclass', 'tapir', 'ingressclass.kubernetes.io/is-default-class=false', '--overwrite']);
     await waitFor(async () => (await api.ok(['get', 'ingress', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress}'])) === '', 15_000);
-    await waitFor(() => rec.last.hosts.length === 0, 15_000);
-    assert.deepEqual(rec.logs.filter((l) => /forbidden|cannot write|cannot record/i.test(l)), [], 'nothing was refused');
+    await waitFor(() => (follower === c ? rec : other).last.hosts.length === 0, 15_000);
+    assert.deepEqual([...rec.logs, ...other.logs].filter((l) => /forbidden|cannot write|cannot record|leader election: (?!\w+ (leads|no longer leads))/i.test(l)), [], 'nothing was refused');
   } finally {
-    c.stop();
+    await c.stop();
+    await c2.stop();
   }
 });

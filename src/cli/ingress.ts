@@ -109,6 +109,8 @@ export async function run(args: string[]): Promise<number> {
     publishService: publish,
     sink: proxy,
     log,
+    // One writer among the replicas (the pods of every node): the Lease's holder.
+    election: { namespace: process.env.POD_NAMESPACE || (publish === null ? 'default' : publish.split('/')[0]!), name: `ingress-tapir-${className}` },
   });
   const statusServer = new StatusServer({ status: () => controller.status(), healthy: () => listening && controller.status().configAt > 0, proxyMetrics: () => proxy.metrics.metrics() });
   await statusServer.listen(statusPort);
@@ -121,7 +123,7 @@ export async function run(args: string[]): Promise<number> {
     process.once('SIGINT', () => resolve());
   });
   log('info', 'stopping');
-  controller.stop();
+  await controller.stop();
   await proxy.stop();
   await statusServer.close();
   return 0;

@@ -20,6 +20,7 @@ import { TLS_SECRET_TYPE } from '../k8s/validate-networking.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
 import { ipv4ToString } from '../wire/address.ts';
 import { classifyIngress, compileIngresses, type IngressProblem } from './compile.ts';
+import { LeaderElector } from './leader.ts';
 import type { IngressConfig } from './model.ts';
 
 /** What takes each new configuration: the proxy (IngressProxy.setConfig). */
@@ -41,6 +42,11 @@ export interface IngressControllerOptions {
   minSyncIntervalMs?: number;
   /** A stalled watch is restarted after this long (default 150 s, as the agent). */
   watchIdleMs?: number;
+  /**
+   * Cluster mode with several replicas: only the holder of this Lease writes status and
+   * Events (leader.ts). Absent: this replica always writes.
+   */
+  election?: { namespace: string; name: string; identity?: string; leaseDurationMs?: number; retryMs?: number };
 }
 
 /** One Ingress as `tapir ingress status` shows it. */
@@ -54,6 +60,8 @@ export interface IngressStatus {
 
 export interface ControllerStatus {
   className: string;
+  /** This replica writes status and Events (always true without leader election). */
+  leader: boolean;
   synced: boolean;
   generation: number;
   /** Date.now() when the proxy last got a new configuration; 0 = never. */
@@ -76,13 +84,16 @@ export class IngressController {
   readonly #services: ServiceController;
   readonly #runner: SyncRunner;
   readonly #api: KubeApi | null;
+  readonly #elector: LeaderElector | null = null;
   readonly #ingresses = new Map<string, IngressObject>();
   readonly #classes = new Map<string, IngressClassObject>();
   readonly #secrets = new Map<string, SecretObject>();
   readonly #unsynced = new Set<Kind>([Kind.INGRESS, Kind.INGRESS_CLASS, Kind.SECRET]);
   readonly #inputProblems = new Map<string, readonly string[]>();
-  /** Problems logged (and sent as Events) and still present. */
+  /** Problems logged and still present. */
   #reported = new Set<string>();
+  /** Problems recorded as Events by this replica and still present. */
+  readonly #evented = new Set<string>();
   #problems: IngressProblem[] = [];
   #ours = new Set<string>();
   #view: ClusterView | undefined;
@@ -113,6 +124,13 @@ export class IngressController {
     } else {
       this.source = new ManifestDir({ dir: opts.source.manifests });
       this.#api = null;
+    }
+    if (this.#api !== null && opts.election !== undefined) {
+      this.#elector = new LeaderElector({
+        api: this.#api, ...opts.election,
+        onChange: () => this.#runner.run(),
+        log: (m) => opts.log('info', m),
+      });
     }
     this.#services = new ServiceController({
       source: this.source,
@@ -162,11 +180,14 @@ export class IngressController {
       onError: (err) => this.#opts.log('error', err.message),
     });
     await this.#services.start();
+    this.#elector?.start();
     this.#runner.run();
     await this.#firstConfig;
   }
 
-  stop(): void {
+  /** Stops watching (and gives up the Lease, so another replica takes over the writes at once). */
+  async stop(): Promise<void> {
+    await this.#elector?.stop();
     this.#unwatch();
     this.#services.stop();
     this.#runner.stop();
@@ -186,6 +207,7 @@ export class IngressController {
     });
     return {
       className: this.#opts.className,
+      leader: this.#elector?.leader ?? true,
       synced: this.#unsynced.size === 0 && this.#view !== undefined,
       generation: this.#generation,
       configAt: this.#configAt,
@@ -230,9 +252,14 @@ export class IngressController {
       this.#opts.log('info', `configuration ${this.#generation}: ${result.config.hosts.length} hosts, ${result.config.hosts.reduce((n, h) => n + h.paths.length, 0)} paths, ${result.config.certificates.size} certificates, ${result.ours.length} Ingresses of class ${this.#opts.className}`);
     }
     this.#firstConfigDone();
-    const fresh = this.#reportProblems(result.problems);
-    if (this.#api !== null) {
-      const ok = (await Promise.all([this.#writeStatuses(this.#api), ...fresh.map((p) => this.#event(this.#api!, p))])).every(Boolean);
+    this.#reportProblems(result.problems);
+    const current = new Set(result.problems.map((p) => p.message));
+    for (const m of this.#evented) if (!current.has(m)) this.#evented.delete(m);
+    if (this.#api !== null && (this.#elector?.leader ?? true)) {
+      // Each problem once as an Event while it lasts (a new leader records those it has not).
+      const events = result.problems.filter((p) => !this.#evented.has(p.message));
+      for (const p of events) this.#evented.add(p.message);
+      const ok = (await Promise.all([this.#writeStatuses(this.#api), ...events.map((p) => this.#event(this.#api!, p))])).every(Boolean);
       if (!ok && this.#retry === null) {
         this.#retry = setTimeout(() => { this.#retry = null; this.#runner.run(); }, STATUS_RETRY_MS);
         this.#retry.unref();
@@ -240,18 +267,14 @@ export class IngressController {
     }
   }
 
-  /** Logs each problem once while it lasts; returns the new ones. */
-  #reportProblems(problems: readonly IngressProblem[]): IngressProblem[] {
+  /** Logs each problem once while it lasts. */
+  #reportProblems(problems: readonly IngressProblem[]): void {
     const now = new Set<string>();
-    const fresh: IngressProblem[] = [];
     for (const p of problems) {
       now.add(p.message);
-      if (this.#reported.has(p.message)) continue;
-      this.#opts.log('warn', p.message);
-      fresh.push(p);
+      if (!this.#reported.has(p.message)) this.#opts.log('warn', p.message);
     }
     this.#reported = now;
-    return fresh;
   }
 
   /**
