@@ -149,18 +149,22 @@ test('conformance: Exact, Prefix by path element, trailing slash, longest match,
 });
 
 test('several Ingresses on one host merge; the same path in a newer Ingress loses and is reported as an Event', async () => {
-  apply(ingress('merge-old', `  rules:
+  // The older Ingress sorts after the newer by name: its age, not its name, must win.
+  apply(ingress('merge-b', `  rules:
     - host: merge.example.test
       http:
         paths: [${path('/shop', 'Prefix', 'b-1a')}]`));
-  await eventually('merge-old served', () => request('merge.example.test', '/shop').pod === 'web-1a');
-  apply(ingress('merge-new', `  rules:
+  await eventually('merge-b served', () => request('merge.example.test', '/shop').pod === 'web-1a');
+  // creationTimestamp has whole seconds: the newer Ingress is created in a later one.
+  const created = Date.parse(kubectl('get', 'ingress', 'merge-b', '-o', 'jsonpath={.metadata.creationTimestamp}'));
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, created + 1100 - Date.now())));
+  apply(ingress('merge-a', `  rules:
     - host: merge.example.test
       http:
         paths: [${path('/blog', 'Prefix', 'b-2b')}, ${path('/shop/', 'Prefix', 'b-2a')}]`));
-  await eventually('merge-new\'s /blog served beside merge-old', () => request('merge.example.test', '/blog').pod === 'web-2b');
+  await eventually('merge-a\'s /blog served beside merge-b', () => request('merge.example.test', '/blog').pod === 'web-2b');
   assert.equal(request('merge.example.test', '/shop/x').pod, 'web-1a', 'the older Ingress keeps /shop');
-  await eventually('the conflict is an Event on merge-new', () => /already routed by the older Ingress default\/merge-old/.test(kubectl('get', 'events', '--field-selector', 'involvedObject.name=merge-new', '-o', 'jsonpath={.items[*].message}')));
+  await eventually('the conflict is an Event on merge-a', () => /already routed by the older Ingress default\/merge-b/.test(kubectl('get', 'events', '--field-selector', 'involvedObject.name=merge-a', '-o', 'jsonpath={.items[*].message}')));
 });
 
 test('TLS: two Secrets chosen by SNI, the default certificate for other names, HTTP redirected to HTTPS; a certificate change without a restart', async () => {
