@@ -12,6 +12,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Agent, request as undiciRequest } from 'undici';
+import { parse as parseYaml } from 'yaml';
 import { KUBECTL } from './helpers/apiserver.ts';
 import { Lab, TAPIR, tapir } from './helpers/lab.ts';
 
@@ -222,6 +224,56 @@ test('a bad Ingress (invalid path, unknown Service, missing Secret) is reported 
   assert.match(status, /^default\/bad\s+yes\s+/m);
   assert.match(status, /"nope" must start with "\/"/);
   assert.equal(request('conf.example.test', '/foo').pod, 'web-1b', 'other Ingresses are unaffected');
+});
+
+test('100 configuration changes under a steady client load: no request fails', async () => {
+  // The changes: the demo Ingress's read timeout and an extra path, alternately, each a
+  // new configuration for every controller (written straight to the API, as fast as it takes them).
+  const config = parseYaml(readFileSync(join(home, 'config'), 'utf8')) as { clusters: { cluster: { server: string; 'certificate-authority-data': string } }[]; users: { user: { token: string } }[] };
+  const server = config.clusters[0]!.cluster.server;
+  const ca = Buffer.from(config.clusters[0]!.cluster['certificate-authority-data'], 'base64');
+  const dispatcher = new Agent({ connect: { ca } });
+  const patch = async (body: unknown): Promise<void> => {
+    const r = await undiciRequest(`${server}/apis/networking.k8s.io/v1/namespaces/default/ingresses/web`, {
+      method: 'PATCH', dispatcher, body: JSON.stringify(body),
+      headers: { authorization: `Bearer ${config.users[0]!.user.token}`, 'content-type': 'application/merge-patch+json' },
+    });
+    assert.equal(r.statusCode, 200, await r.body.text());
+    await r.body.dump();
+  };
+  const stop = join(home, 'stop-load');
+  const codes = join(home, 'load-codes');
+  // Keep-alive connections across the swaps: 50 requests per curl on one connection, one
+  // status code per line; bounded by time (60 s) as well as by the stop file.
+  const load = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, 'client', '--', 'sh', '-c',
+    `end=$(($(date +%s) + 60)); while [ ! -e ${stop} ] && [ $(date +%s) -lt $end ]; do
+       curl -s --max-time 10 -H 'Host: web.example.test' -w '%{stderr}%{http_code}\\n' $(seq -f 'http://${lbIP}/load%g' 1 50) >/dev/null 2>>${codes}
+     done; echo "$(grep -c '^200$' ${codes}) $(grep -vc '^200$' ${codes})"`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  load.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  const done = new Promise<number | null>((resolve) => load.once('exit', resolve));
+  const generation = (): number => (JSON.parse(lab.exec('ingress-tapir/controller-node-1', 'curl', '-s', 'http://127.0.0.1:10254/status')) as { generation: number }).generation;
+  const before = generation();
+  const start = performance.now();
+  for (let i = 0; i < 100; i++) {
+    if (i % 2 === 0) await patch({ metadata: { annotations: { 'tapir.dev/proxy-read-timeout': String(30 + i) } } });
+    else await patch({ spec: { rules: [{ host: 'web.example.test', http: { paths: [
+      { path: '/', pathType: 'Prefix', backend: { service: { name: 'web', port: { number: 80 } } } },
+      { path: `/extra-${i}`, pathType: 'Prefix', backend: { service: { name: 'b-2a', port: { number: 80 } } } },
+    ] } }] } });
+    await new Promise((resolve) => setTimeout(resolve, 60)); // each change is its own configuration (the controller coalesces within 50 ms)
+  }
+  const changesMs = performance.now() - start;
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  writeFileSync(stop, '');
+  assert.equal(await done, 0);
+  await dispatcher.close();
+  const [ok, fail] = out.trim().split(' ').map(Number);
+  const after = generation();
+  console.log(`# 100 Ingress changes in ${(changesMs / 1000).toFixed(1)} s under load: ${ok} requests answered 200, ${fail} failed; controller-node-1 took ${after - before} new configurations`);
+  assert.equal(fail, 0, `${fail} of ${ok! + fail!} requests failed`);
+  assert.ok(ok! > 0);
+  assert.ok(after - before >= 50, `the proxy got ${after - before} new configurations, fewer than the changes that could not coalesce`);
 });
 
 test('an Ingress change to the first request it routes (kubectl apply, then curl in a loop from the client)', async () => {
