@@ -30,7 +30,8 @@ client and demo Services. NAME defaults to the topology's name, else "${DEFAULT_
 in the lab's API server, which the agents watch in cluster mode (in-cluster credentials,
 NODE_NAME) and kubectl reaches (tapir lab kubeconfig); manifests in the manifests/ directory
 the agents watch (clusterless).
-apply/delete add, change and remove Namespaces, Pods, Services, EndpointSlices and Endpoints
+apply/delete add, change and remove Namespaces, Pods, Services, EndpointSlices, Endpoints,
+Ingresses, IngressClasses and Secrets
 as kubectl would (all or nothing; a rejected file names file, document and field).
 --ingress: also the Ingress controller (tapir ingress), one Pod per node in namespace
 ingress-tapir behind the LoadBalancer Service ingress-tapir/ingress-tapir-controller, the
