@@ -27,6 +27,8 @@ import type { SyncObserver } from '../control/sync-observer.ts';
 import { bootId, mapSharedFile } from '../device/shared-memory.ts';
 import { flowStoreBytes, openFlowStore, type FlowStore } from '../tables/flow-store.ts';
 import { AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
+import type { Registry } from 'prom-client';
+import { ClusterDns } from './cluster-dns.ts';
 
 /** Conntrack garbage collection: a slice of the table per tick. */
 const CONNTRACK_GC_INTERVAL_MS = 1000;
@@ -38,6 +40,8 @@ const SERVICE_IDS_FILE = 'service-ids.json';
 
 export interface AgentOptions {
   log?: (message: string) => void;
+  /** A condition the agent cannot run on (the DNS server's loop detection); default: logged. */
+  onFatal?: (err: Error) => void;
   /** Told of service changes, syncs and this node's Node (healthz, metrics: observability.ts). */
   observer?: SyncObserver;
 }
@@ -54,6 +58,7 @@ export class Agent {
   #control: ControlServer | null = null;
   readonly tools: AgentTools;
   #services: ServiceSync | null = null;
+  #dns: ClusterDns | null = null;
   #gcTimer: NodeJS.Timeout | null = null;
   /** Cluster mode: the other nodes as their Node objects describe them. */
   #apiNodes: NodeRecord[] = [];
@@ -137,6 +142,9 @@ export class Agent {
         agent.#services = services;
         await services.start();
         log(`services: ${services.snapshot?.ports.length ?? 0} service port(s) from ${config.kubernetes !== null ? 'the Kubernetes API' : config.manifests}`);
+        if (config.dns !== null) agent.#dns = await ClusterDns.start(config, services, agent.datapath, log, opts.onFatal ?? ((err) => log(`dns: ${err.message}`)));
+      } else if (config.dns !== null) {
+        log('dns: not served: the cluster DNS server needs the Services (give manifests, or run in cluster mode)');
       }
       agent.#control = await ControlServer.listen({
         path: config.controlSocket,
@@ -345,9 +353,16 @@ export class Agent {
    * Stops serving and closes every device. Pod TAPs stay (persistent, down to no
    * traffic) for the next agent to re-attach, unless `removePorts`.
    */
+  /** The DNS server's metrics (CoreDNS's names), for the agent's /metrics; null without one. */
+  get dnsRegistry(): Registry | null {
+    return this.#dns?.server.registry ?? null;
+  }
+
   async stop(opts: { removePorts?: boolean } = {}): Promise<void> {
     await this.#control?.close();
     this.#control = null;
+    await this.#dns?.stop();
+    this.#dns = null;
     if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
     await this.#services?.stop({ remove: opts.removePorts === true });
     this.tools.close();

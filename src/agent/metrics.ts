@@ -26,6 +26,8 @@ export interface MetricsHost {
   readonly health: ProxyHealth;
   /** The effective configuration, for /configz. */
   configz(): unknown;
+  /** Registries rendered after the agent's own (the DNS server's, with CoreDNS's names). */
+  extraRegistries?(): readonly Registry[];
 }
 
 /** kube-proxy's buckets: ExponentialBuckets(0.001, 2, 15). */
@@ -53,6 +55,7 @@ const CONNTRACK_METRICS: Readonly<Record<string, [string, string]>> = {
 
 export class AgentMetrics implements SyncObserver {
   readonly registry = new Registry();
+  readonly #host: MetricsHost;
   readonly #syncDuration: Histogram;
   readonly #programming: Histogram;
   readonly #lastSync: Gauge;
@@ -63,6 +66,7 @@ export class AgentMetrics implements SyncObserver {
   readonly #watchRestarts: Counter;
 
   constructor(host: MetricsHost) {
+    this.#host = host;
     const registers = [this.registry];
     const dp = (): Datapath | null => host.datapath();
 
@@ -127,6 +131,14 @@ export class AgentMetrics implements SyncObserver {
       },
     });
     this.registry.registerMetric(new BatchSizeHistogram(dp) as unknown as Counter);
+    new Counter({
+      name: 'tapir_dns_datapath_queries_total', help: 'Pods\' UDP queries to the cluster DNS addresses seen by the data path: answered in place (zone or cache), or passed on to the DNS server\'s socket', labelNames: ['result'], registers,
+      collect() {
+        this.reset();
+        this.inc({ result: 'answered' }, dp()?.localUdpAnswered ?? 0);
+        this.inc({ result: 'passed' }, dp()?.localUdpPassed ?? 0);
+      },
+    });
     new Counter({ name: 'tapir_port_failures_total', help: 'Ports taken out of the data plane because their device failed', registers, collect() { setTotal(this, dp()?.portFailures ?? 0); } });
     new Counter({ name: 'tapir_underlay_receive_errors_total', help: 'Errors reading the underlay socket', registers, collect() { setTotal(this, dp()?.underlayRecvErrors ?? 0); } });
     new Counter({ name: 'tapir_coalesced_segments_total', help: 'TCP segments from the underlay coalesced into larger frames for pods', registers, collect() { setTotal(this, dp()?.coalescedSegments ?? 0); } });
@@ -196,11 +208,13 @@ export class AgentMetrics implements SyncObserver {
    */
   async text(stall?: { ms: number }): Promise<string> {
     const parts: string[] = [];
-    for (const metric of this.registry.getMetricsAsArray()) {
-      const t0 = performance.now();
-      parts.push(await this.registry.getSingleMetricAsString(metric.name));
-      if (stall !== undefined) stall.ms = Math.max(stall.ms, performance.now() - t0);
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const registry of [this.registry, ...(this.#host.extraRegistries?.() ?? [])]) {
+      for (const metric of registry.getMetricsAsArray()) {
+        const t0 = performance.now();
+        parts.push(await registry.getSingleMetricAsString(metric.name));
+        if (stall !== undefined) stall.ms = Math.max(stall.ms, performance.now() - t0);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
     return `${parts.join('\n\n')}\n`;
   }

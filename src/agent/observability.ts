@@ -12,6 +12,7 @@ import type { NodeState, SyncObserver, SyncResult } from '../control/sync-observ
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { AgentConfig } from './config.ts';
+import type { Registry } from 'prom-client';
 import { configz } from './configz.ts';
 import type { Logger } from './log.ts';
 import { AgentMetrics, MetricsServer, type MetricsHost } from './metrics.ts';
@@ -21,6 +22,8 @@ export interface ObservedAgent {
   readonly datapath: Datapath;
   readonly serviceSnapshot: ServiceSnapshot | null;
   pendingServiceChanges(): { services: number; endpoints: number } | null;
+  /** The DNS server's metrics, if the agent serves DNS. */
+  readonly dnsRegistry?: Registry | null;
 }
 
 /** kube-proxy retries its health and metrics servers every 5 s. */
@@ -60,6 +63,10 @@ export class AgentObservability {
       serviceSnapshot: () => this.#agent?.serviceSnapshot ?? null,
       health: this.health,
       configz: () => configz(this.#config, this.#logging),
+      extraRegistries: () => {
+        const dns = this.#agent?.dnsRegistry;
+        return dns === null || dns === undefined ? [] : [dns];
+      },
     };
     this.metrics = new AgentMetrics(this.#host);
     this.observer = this.#fanOut(logger.child({ component: 'services' }));

@@ -13,24 +13,23 @@ import { ManifestDir } from '../k8s/manifest-dir.ts';
 import { KubernetesSource, PROXY_LABEL_SELECTOR } from '../k8s/api-source.ts';
 import { Kind, type NodeObject } from '../k8s/objects.ts';
 import type { ObjectSource } from '../k8s/object-source.ts';
+import type { ClusterView } from '../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { LocalSteering } from './local-steering.ts';
 import { Steering } from './steering.ts';
 
-/** DNS's port: queries to the cluster DNS addresses on it are this node's DNS server's, never a Service's. */
-const DNS_PORT = 53;
-
 /**
- * The snapshot less the service ports on the cluster DNS addresses' port 53: the node's
- * own DNS server holds those addresses (on the host TUN, as NodeLocal DNSCache holds
- * kube-dns's address on its dummy device), so a pod's query is routed to it unchanged
- * instead of being translated to a kube-dns endpoint. Other ports of such a Service
- * (CoreDNS's metrics, 9153) stay translated.
+ * The snapshot less every service port on the cluster DNS addresses: the node's own DNS
+ * server holds those addresses (on the host TUN, as NodeLocal DNSCache holds kube-dns's
+ * address on its dummy device), so a pod's packet to them is routed to it unchanged
+ * instead of being translated to a kube-dns endpoint, or refused as a port no service
+ * has once some of the address's ports were taken out. The server answers DNS there, and
+ * its Corefile's `prometheus :9153` answers kube-dns's metrics port.
  */
 export function withoutClusterDns(s: ServiceSnapshot, clusterDNS: readonly number[]): ServiceSnapshot {
-  const taken = (p: ServiceSnapshot['ports'][number]): boolean => p.port === DNS_PORT && clusterDNS.includes(p.clusterIP);
+  const taken = (p: ServiceSnapshot['ports'][number]): boolean => clusterDNS.includes(p.clusterIP);
   if (!s.ports.some(taken)) return s;
   return Object.freeze({ ...s, ports: Object.freeze(s.ports.filter((p) => !taken(p))) as ServiceSnapshot['ports'] });
 }
@@ -116,6 +115,11 @@ export class ServiceSync {
       onError: (err) => opts.log(`services: ${err.message}`),
       ...(opts.observer === undefined ? {} : { observer: opts.observer }),
     });
+  }
+
+  /** The last compiled ClusterView; undefined before the first sync. */
+  get view(): ClusterView | undefined {
+    return this.#controller.view;
   }
 
   /** Every compiled ClusterView (the DNS server's input), from the next sync on; returns the unsubscribe. */

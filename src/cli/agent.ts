@@ -67,8 +67,11 @@ export async function run(args: string[]): Promise<number> {
   const observability = new AgentObservability(config, logger, { verbosity, format });
   await observability.listen();
   let agent;
+  let fatal: Error | null = null;
+  let wake: () => void = () => {};
   try {
-    agent = await Agent.start(config, { log, observer: observability.observer });
+    // CoreDNS exits on a forwarding loop; so does the agent (its restart probes again).
+    agent = await Agent.start(config, { log, observer: observability.observer, onFatal: (err) => { fatal = err; wake(); } });
   } catch (err) {
     await observability.close();
     throw err;
@@ -83,11 +86,14 @@ export async function run(args: string[]): Promise<number> {
       log(`${signal}: stopping`);
       resolve();
     };
+    wake = () => stop('fatal');
+    if (fatal !== null) wake();
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await agent.stop({ removePorts: values['remove-ports'] === true });
   await observability.close();
+  if (fatal !== null) throw fatal;
   log('stopped');
   return 0;
 }

@@ -128,8 +128,8 @@ async function exec(args: string[]): Promise<number> {
   }
   const name = o.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
-  const { netns } = resolveTarget(requireState(name), target);
-  return execIn(netns, command);
+  const { netns, env } = resolveTarget(requireState(name), target);
+  return execIn(netns, command, env);
 }
 
 /** `apply -f FILE` / `delete -f FILE` ("-" reads stdin, as kubectl does). */

@@ -198,21 +198,55 @@ export interface Probe {
   failureThreshold: number;
 }
 
+/**
+ * A container's `env` entry the lab can give a value: a literal `value` (with `$(VAR)`
+ * references, expanded by the kubelet) or a downward-API `fieldRef`. Entries from
+ * ConfigMaps, Secrets and resources are not read (Tapir keeps no such objects).
+ */
+export interface EnvVar {
+  name: string;
+  value: string;
+  /** valueFrom.fieldRef.fieldPath ("metadata.name", "status.podIP", ...); '' for a literal value. */
+  fieldPath: string;
+}
+
 export interface Container {
   name: string;
   ports: ContainerPort[];
+  env: EnvVar[];
   /** null = run the built-in echo servers on the container ports (lab). */
   command: string[] | null;
   args: string[];
   readinessProbe: Probe | null;
 }
 
+/** spec.dnsPolicy (core/v1 DNSPolicy); the API server defaults it to ClusterFirst. */
+export const DNS_POLICIES = ['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None'] as const;
+export type DnsPolicy = (typeof DNS_POLICIES)[number];
+
+/** spec.dnsConfig (core/v1 PodDNSConfig): merged into the resolv.conf the policy gives. */
+export interface PodDnsConfig {
+  /** IPv4 or IPv6 addresses, at most 3. */
+  nameservers: string[];
+  /** Search domains, a trailing dot allowed (at most 32, 2048 characters with spaces). */
+  searches: string[];
+  /** `options` entries: name, and value (null when absent: "rotate", not "ndots:2"). */
+  options: { name: string; value: string | null }[];
+}
+
 export interface PodObject {
   kind: 'Pod';
   origin: Origin;
   metadata: ObjectMeta;
-  /** hostname and subdomain: the pod's DNS name under a headless Service named like the subdomain ('' = none). */
-  spec: { nodeName: string; hostname: string; subdomain: string; containers: Container[] };
+  /**
+   * hostname and subdomain: the pod's DNS name under a headless Service named like the
+   * subdomain ('' = none). dnsPolicy, dnsConfig, enableServiceLinks (default true) and
+   * hostNetwork: what the kubelet reads to build the pod's resolv.conf and environment.
+   */
+  spec: {
+    nodeName: string; hostname: string; subdomain: string; containers: Container[];
+    dnsPolicy: DnsPolicy; dnsConfig: PodDnsConfig | null; enableServiceLinks: boolean; hostNetwork: boolean;
+  };
   status: {
     phase: string;
     /** '' until the pod has an address. */

@@ -1,9 +1,10 @@
 // Pod, Node and Namespace (v1) validation: the fields the endpoints controller and the
 // lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
+import { isIP } from 'node:net';
 import { Fields, checkIpv4 } from '../config/fields.ts';
 import { parseCidr } from '../wire/address.ts';
 import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
-import { Label, type Container, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
+import { DNS_POLICIES, Label, type Container, type DnsPolicy, type EnvVar, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
 export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): PodObject {
   const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
@@ -16,6 +17,7 @@ export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): 
   }) as [string, string];
   const portNames = new Map<string, string>();
   const containers = spec.maps('containers', true).map((c) => readContainer(c, portNames));
+  const dns = readPodDns(spec);
 
   const status = top.map('status');
   let podIP = '';
@@ -30,7 +32,58 @@ export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): 
       if (type === 'Ready') ready = value === 'True';
     }
   }
-  return { kind: 'Pod', origin, metadata, spec: { nodeName, hostname, subdomain, containers }, status: { phase, podIP, ready } };
+  return { kind: 'Pod', origin, metadata, spec: { nodeName, hostname, subdomain, containers, ...dns }, status: { phase, podIP, ready } };
+}
+
+/**
+ * Limits of core/v1 PodDNSConfig (pkg/apis/core/validation: MaxDNSNameservers and the
+ * ExpandedDNSConfig limits, the only ones since Kubernetes 1.28): what glibc and musl
+ * read of a resolv.conf, and what the kubelet cuts a composed one down to.
+ */
+export const MAX_DNS_NAMESERVERS = 3;
+export const MAX_DNS_SEARCH_PATHS = 32;
+export const MAX_DNS_SEARCH_LIST_CHARS = 2048;
+
+/**
+ * A Pod spec's DNS and environment fields, checked as the API server checks them
+ * (validateDNSPolicy, validatePodDNSConfig): the messages carry its wording. The lab's
+ * topology reads its pods' fields with this too.
+ */
+export function readPodDns(spec: Fields): { dnsPolicy: DnsPolicy; dnsConfig: PodDnsConfig | null; enableServiceLinks: boolean; hostNetwork: boolean } {
+  const dnsPolicy = spec.choice('dnsPolicy', DNS_POLICIES, 'ClusterFirst');
+  const config = spec.map('dnsConfig');
+  let dnsConfig: PodDnsConfig | null = null;
+  let listedNameservers = 0;
+  if (config !== undefined) {
+    const nameservers: string[] = [];
+    const listed = config.list('nameservers');
+    listedNameservers = listed.length;
+    for (const item of listed) {
+      if (typeof item.value === 'string' && isIP(item.value) !== 0) nameservers.push(item.value);
+      else config.problems.add(item.path, `${JSON.stringify(item.value)} must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)`);
+    }
+    if (nameservers.length > MAX_DNS_NAMESERVERS) config.fail('nameservers', `must not have more than ${MAX_DNS_NAMESERVERS} nameservers`);
+    const searches = config.strings('searches');
+    if (searches.length > MAX_DNS_SEARCH_PATHS) config.fail('searches', `must not have more than ${MAX_DNS_SEARCH_PATHS} search paths`);
+    if (searches.join(' ').length > MAX_DNS_SEARCH_LIST_CHARS) config.fail('searches', `must not have more than ${MAX_DNS_SEARCH_LIST_CHARS} characters (including spaces) in the search list`);
+    searches.forEach((search, i) => {
+      // A trailing dot is fine (an absolute name).
+      if (!isDns1123Subdomain(search.endsWith('.') ? search.slice(0, -1) : search)) {
+        config.problems.add(`${config.pathOf('searches')}[${i}]`, `${JSON.stringify(search)} must be a lowercase RFC 1123 subdomain (lower-case letters, digits, "-" and ".")`);
+      }
+    });
+    const options = config.maps('options').map((o) => {
+      const name = o.string('name');
+      if (name === '') o.fail('name', 'must not be empty');
+      return { name, value: o.has('value') ? o.string('value') : null };
+    });
+    dnsConfig = { nameservers, searches, options };
+  }
+  if (dnsPolicy === 'None') {
+    if (dnsConfig === null) spec.fail('dnsConfig', 'required when dnsPolicy is None: must provide `dnsConfig` when `dnsPolicy` is None');
+    else if (listedNameservers === 0) spec.problems.add(`${spec.pathOf('dnsConfig')}.nameservers`, 'must provide at least one DNS nameserver when `dnsPolicy` is None');
+  }
+  return { dnsPolicy, dnsConfig, enableServiceLinks: spec.bool('enableServiceLinks', true), hostNetwork: spec.bool('hostNetwork', false) };
 }
 
 function readContainer(c: Fields, portNames: Map<string, string>): Container {
@@ -50,10 +103,34 @@ function readContainer(c: Fields, portNames: Map<string, string>): Container {
   return {
     name,
     ports,
+    env: readEnv(c),
     command: c.has('command') ? c.strings('command') : null,
     args: c.strings('args'),
     readinessProbe: probe === undefined ? null : readProbe(probe),
   };
+}
+
+/** IsEnvVarName (apimachinery): letters, digits, "_", "-", ".", not starting with a digit. */
+const ENV_VAR_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+/**
+ * A container's env: literal values and downward-API fieldRefs; entries whose value
+ * comes from elsewhere (configMapKeyRef, secretKeyRef, resourceFieldRef) are valid
+ * but left out, since no Tapir reader has those objects.
+ */
+function readEnv(c: Fields): EnvVar[] {
+  const env: EnvVar[] = [];
+  for (const e of c.maps('env')) {
+    const name = e.string('name', true);
+    if (name !== '' && !ENV_VAR_NAME.test(name)) e.fail('name', `${JSON.stringify(name)} is not a valid environment variable name (letters, digits, "_", "-" and ".", not starting with a digit)`);
+    const value = e.string('value');
+    const from = e.map('valueFrom');
+    const fieldRef = from?.map('fieldRef');
+    if (value !== '' && from !== undefined) e.fail('valueFrom', 'may not be specified when `value` is not empty');
+    if (fieldRef !== undefined) env.push({ name, value: '', fieldPath: fieldRef.string('fieldPath', true) });
+    else if (from === undefined) env.push({ name, value, fieldPath: '' });
+  }
+  return env;
 }
 
 function readProbe(f: Fields): Probe {

@@ -16,12 +16,18 @@ import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
 import { readDaemonStatus, startDaemons, waitForDaemons } from './node/daemons.ts';
-import { labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
+import { labClusterDns } from './cluster/pod-start.ts';
+import { kubeDnsObjects, labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
 import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
 import { isDns1123Label } from '../k8s/fields.ts';
 import { LabError } from './validate.ts';
-import { startLabControlPlane } from './apiserver/lab-control-plane.ts';
+import { apiServerAddress, startLabControlPlane } from './apiserver/lab-control-plane.ts';
+import { listApiObjects } from './cluster/api-apply.ts';
+import { loadObjects } from './cluster/manifests.ts';
+import { labNetnsEtcDirs, removeLabNetnsEtc, writeNetnsResolvConf } from './network/netns-files.ts';
+import { planUpstreamDns, siteResolvConf, startUpstreamDns, stopUpstreamDns } from './network/upstream-dns.ts';
+import type { ServiceObject } from '../k8s/objects.ts';
 import { DEMO_HOST, INGRESS_NAMESPACE, INGRESS_SERVICE, ingressManifests, waitForControllers } from './cluster/ingress.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 
@@ -91,12 +97,25 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     progress(`${netnsCount} namespaces, underlay ${state.addressing.underlayCIDR} on ${state.underlay.netns}/${state.underlay.bridge}`);
     await createNamespaces(state);
     await buildUnderlay(state);
+    // The site's resolver, before anything on a node reads its resolv.conf (the agents do at start).
+    planUpstreamDns(state, apiServerAddress(state));
+    save();
+    await startUpstreamDns(state);
+    // Every host of the site uses it: the nodes (their kubelet's --resolv-conf), the client, the underlay.
+    for (const netns of [...state.nodes.map((n) => n.netns), ...(state.client === null ? [] : [state.client.netns]), state.underlay.netns]) {
+      writeNetnsResolvConf(netns, siteResolvConf(state));
+    }
+    progress(`upstream DNS: nsd on ${state.upstreamDns!.address}:53 (zone example.test) in ${state.underlay.netns}; the nodes' and the client's resolv.conf name it`);
+    save();
     // The manifest directory exists (with Nodes and Namespaces) before any agent starts.
     ensureManifestDir(state.stateDir);
     for (const node of state.nodes) writeObject(state.manifests, nodeObject(node), MANIFEST_HEADER);
     for (const namespace of labNamespaces(state)) writeObject(state.manifests, namespaceObject(namespace), MANIFEST_HEADER);
+    // The DNS addon's Service holds the cluster DNS address before any other Service can be given it.
+    const dnsAddon = kubeDnsObjects(state, labClusterDns(state));
+    for (const obj of dnsAddon) writeObject(state.manifests, obj, MANIFEST_HEADER);
     save();
-    state.apiServer = await startLabControlPlane(state, [...state.nodes.map(nodeObject), ...labNamespaces(state).map(namespaceObject)]);
+    state.apiServer = await startLabControlPlane(state, [...state.nodes.map(nodeObject), ...labNamespaces(state).map(namespaceObject), ...dnsAddon]);
     progress(`API server ${state.apiServer.labServer} in ${state.underlay.netns}, ${state.apiServer.hostServer} on the host (tapir lab kubeconfig --name ${name})`);
     save();
     if (state.dataplane === 'kernel') {
@@ -110,7 +129,9 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     }
     save();
     progress(`starting ${state.pods.length} workloads`);
-    startWorkloads(state);
+    // The Service variables name what exists at the pods' start (in cluster mode the `kubernetes` Service).
+    const stored = usesApi(state) ? await listApiObjects(state.apiServer) : loadObjects(state.manifests);
+    startWorkloads(state, stored.objects.filter((o): o is ServiceObject => o.kind === 'Service'));
     save();
     await waitForWorkloads(state.pods, WORKLOAD_READY_TIMEOUT_MS);
     if (usesApi(state)) {
@@ -179,7 +200,7 @@ export async function labDown(name: string, progress: (message: string) => void)
     progress(`${(err as Error).message}; removing by name prefix`);
   }
   const netns = [...new Set([...(state === undefined ? [] : allNetns(state)), ...existingLabNetns(name)])];
-  if (state === undefined && netns.length === 0 && !existsSync(stateDir)) return { existed: false, namespaces: 0, processes: 0 };
+  if (state === undefined && netns.length === 0 && !existsSync(stateDir) && labNetnsEtcDirs(name).length === 0) return { existed: false, namespaces: 0, processes: 0 };
 
   if (state?.dataplane === 'tapir') {
     progress('CNI DEL for pods');
@@ -198,6 +219,7 @@ export async function labDown(name: string, progress: (message: string) => void)
     const daemons = state.nodes.map((n) => n.daemon.pid).filter((pid): pid is number => pid !== null && isAlive(pid)).filter((pid) => belongsToLab(pid, stateDir));
     processes += await stopProcesses(daemons, 1500);
   }
+  if (state !== undefined) processes += await stopUpstreamDns(state);
   // Agents next and alone: on SIGTERM they remove their TUN and close the pod TAPs.
   if (state !== undefined) {
     // The one `lab up` started, or the one its daemon started again since.
@@ -215,6 +237,8 @@ export async function labDown(name: string, progress: (message: string) => void)
   if (existing.length > 0) progress(`removing ${existing.length} namespaces`);
   // Deleting a namespace destroys its devices; a veth's peer in another namespace goes with it.
   await ipBatch(null, existing.map((n) => `netns delete ${n}`), true);
+  // The namespaces' /etc/netns files (resolv.conf), by name: also what a crash left.
+  removeLabNetnsEtc(name);
   const stubborn = existingLabNetns(name);
   rmSync(stateDir, { recursive: true, force: true });
   if (stubborn.length > 0) throw new LabError('DOWN_INCOMPLETE', `could not remove namespaces: ${stubborn.join(', ')}`);

@@ -118,6 +118,10 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         workloadPid: null,
         log: join(stateDir, 'pods', `${key}.log`),
         readyFile: join(stateDir, 'pods', `${key}.ready`),
+        dns: { policy: podSpec.dnsPolicy, config: podSpec.dnsConfig, hostNetwork: false, resolvConf: [], warnings: [] },
+        enableServiceLinks: podSpec.enableServiceLinks,
+        ...(podSpec.hostname === '' ? {} : { hostname: podSpec.hostname }),
+        ...(podSpec.subdomain === '' ? {} : { subdomain: podSpec.subdomain }),
       });
     });
   });

@@ -3,6 +3,7 @@
 // after a crash) know every namespace, device, process and file of the lab.
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { DnsPolicy, PodDnsConfig } from '../k8s/objects.ts';
 import type { ContainerPort, Dataplane, ProxyMode, Workload } from './topology.ts';
 import { LabError } from './validate.ts';
 
@@ -71,6 +72,25 @@ export interface PodState {
   log: string;
   readyFile: string;
   /**
+   * The Pod's DNS fields (absent in states of older labs: ClusterFirst, no dnsConfig) and
+   * what the lab, as the kubelet, made of them when the pod started: the resolv.conf
+   * written to /etc/netns/<netns>/resolv.conf (its lines) and the kubelet's
+   * DNSConfigForming warnings (limits exceeded).
+   */
+  dns?: { policy: DnsPolicy; config: PodDnsConfig | null; hostNetwork: boolean; resolvConf: string[]; warnings: string[] };
+  /** spec.enableServiceLinks (default true). */
+  enableServiceLinks?: boolean;
+  /** spec.hostname and spec.subdomain of a topology pod (its Pod object carries them). */
+  hostname?: string;
+  subdomain?: string;
+  /**
+   * The environment the lab gave the pod's processes on top of the lab command's own:
+   * POD_NAME, POD_NAMESPACE, NODE_NAME, POD_IP, and the Service variables of the
+   * Services that existed at its start (src/lab/cluster/service-env.ts). `lab exec`
+   * runs commands in the pod with it.
+   */
+  env?: Record<string, string>;
+  /**
    * Set on pods a node daemon (the lab's kubelet) started from a Pod in the API, whoever
    * created it: their record is the daemon's file (kubeletPodsFile), merged in by
    * loadState and never written to state.json.
@@ -96,6 +116,17 @@ export interface ApiServerState {
   agentToken: string;
 }
 
+/** The lab's upstream DNS server (src/lab/network/upstream-dns.ts), NSD in the underlay namespace. */
+export interface UpstreamDnsState {
+  address: string;
+  pid: number | null;
+  /** Config, zone, NSD's own log and state files. */
+  dir: string;
+  config: string;
+  /** stdout and stderr of the process. */
+  log: string;
+}
+
 export interface ClientState { name: string; netns: string; ip: string; underlayPort: string }
 
 export interface LabState {
@@ -119,6 +150,8 @@ export interface LabState {
   client: ClientState | null;
   /** The lab API server (src/lab/apiserver/), once started; absent in labs made before it. */
   apiServer?: ApiServerState;
+  /** The lab's upstream DNS server (absent in states of older labs). */
+  upstreamDns?: UpstreamDnsState;
   /** Topology `agent:` settings written into every agent's config (absent in states of older labs). */
   agent?: { conntrackSize?: number };
   /**

@@ -10,6 +10,7 @@ import { isAlive } from './network/processes.ts';
 import { formatServices, labServices } from './cluster/services-status.ts';
 import { usesApi, type LabState } from './state.ts';
 import { apiObjectsOrProblem } from './cluster/api-apply.ts';
+import { podProcessEnv } from './workloads.ts';
 
 export interface LabStatus {
   name: string;
@@ -36,7 +37,16 @@ export interface LabStatus {
     /** Deleted, within its grace period. */
     terminating: boolean;
     log: string;
+    /** spec.dnsPolicy, and the lines of the resolv.conf the lab wrote for the pod (/etc/netns/<netns>/resolv.conf). */
+    dnsPolicy: string;
+    resolvConf: string[];
+    /** The kubelet's DNSConfigForming warnings: nameservers or search domains cut to its limits. */
+    dnsWarnings: string[];
+    /** What the lab gave the pod's processes besides the lab command's own environment (POD_*, Service variables). */
+    env: Record<string, string>;
   }[];
+  /** The lab's upstream DNS server (NSD, zone example.test), null in labs made before it. */
+  upstreamDns: { address: string; pid: number | null; running: boolean; log: string } | null;
   client: { name: string; netns: string; ip: string } | null;
   services: ServiceDescription[];
   /**
@@ -91,6 +101,8 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     if (!n.daemon.running) health.push(`${n.name}: node daemon is not running (log ${n.daemon.log})`);
     for (const p of n.daemon.problems) health.push(`${n.name}: ${p}`);
   }
+  const dns = state.upstreamDns;
+  if (dns !== undefined && (dns.pid === null || !isAlive(dns.pid))) health.push(`upstream DNS: nsd is not running (log ${dns.log})`);
   return {
     name: state.name,
     dataplane: state.dataplane,
@@ -118,7 +130,17 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       ready: podObjects.get(`${p.namespace}/${p.name}`)?.status.ready ?? false,
       terminating: (podObjects.get(`${p.namespace}/${p.name}`)?.metadata.deletionTimestamp ?? '') !== '',
       log: p.log,
+      dnsPolicy: p.dns?.policy ?? 'ClusterFirst',
+      resolvConf: p.dns?.resolvConf ?? [],
+      dnsWarnings: p.dns?.warnings ?? [],
+      env: podProcessEnv(p),
     })),
+    upstreamDns: state.upstreamDns === undefined ? null : {
+      address: state.upstreamDns.address,
+      pid: state.upstreamDns.pid,
+      running: state.upstreamDns.pid !== null && isAlive(state.upstreamDns.pid),
+      log: state.upstreamDns.log,
+    },
     client: state.client === null ? null : { name: state.client.name, netns: state.client.netns, ip: state.client.ip },
     services,
     ingresses,
@@ -180,6 +202,8 @@ export function formatStatus(status: LabStatus): string {
   }
   for (const problem of status.manifestProblems) lines.push(`manifest problem: ${problem}`);
   for (const problem of status.problems) lines.push(`problem: ${problem}`);
+  for (const p of status.pods) for (const warning of p.dnsWarnings) lines.push(`warning: pod ${p.namespace}/${p.name}: DNSConfigForming: ${warning}`);
+  if (status.upstreamDns !== null) lines.push(`upstream DNS: nsd ${status.upstreamDns.running ? `pid ${status.upstreamDns.pid}` : 'NOT RUNNING'} on ${status.upstreamDns.address}:53 (zone example.test)`);
   if (status.client !== null) lines.push('', table(['CLIENT', 'UNDERLAY IP', 'NETNS'], [[status.client.name, status.client.ip, status.client.netns]]));
   return lines.join('\n');
 }

@@ -10,6 +10,8 @@ import { DEFAULT_TOPOLOGY_YAML } from './default-topology.ts';
 import { parseTopologyManifests, type ManifestSource } from './cluster/topology-manifests.ts';
 import { Fields, isMapping, Problems, typeName } from '../config/fields.ts';
 import { isDns1123Label, isLabelValue, isQualifiedName } from '../k8s/fields.ts';
+import type { DnsPolicy, EnvVar, PodDnsConfig } from '../k8s/objects.ts';
+import { readPodDns } from '../k8s/validate-workloads.ts';
 import { LabError } from './validate.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;
@@ -50,7 +52,11 @@ export type Workload =
   | { type: 'containers'; http: number[]; udp: number[]; commands: ContainerCommand[] }
   | { type: 'none' };
 
-export interface ContainerCommand { name: string; argv: string[]; env: Record<string, string> }
+/**
+ * `env`: what the command runs with, resolved when the pod starts from `envSpec` (the
+ * container's env entries, src/lab/cluster/container-env.ts) and the Service variables.
+ */
+export interface ContainerCommand { name: string; argv: string[]; env: Record<string, string>; envSpec?: EnvVar[] }
 const WORKLOAD_TYPES = ['echo', 'http-echo', 'tcp-echo', 'udp-echo', 'command', 'none'] as const;
 
 export const DEFAULT_HTTP_PORT = 8080;
@@ -65,6 +71,12 @@ export interface PodSpec {
   labels: Record<string, string>;
   workload: Workload;
   ports: ContainerPort[];
+  /** The Pod spec's fields of the same names (checked as the API server checks them): DNS, Service variables, the pod's DNS name. */
+  dnsPolicy: DnsPolicy;
+  dnsConfig: PodDnsConfig | null;
+  enableServiceLinks: boolean;
+  hostname: string;
+  subdomain: string;
 }
 
 export interface NodeSpec {
@@ -115,6 +127,12 @@ export interface LabAgentSettings {
  * (addresses from 10.96.64.0 up) are laid out in it, and it is routed as one prefix.
  */
 export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '' } as const;
+/**
+ * The cluster DNS Service's address in the default lab (the tenth of DEFAULT_ADDRESSING's
+ * service CIDR, src/model/cluster-defaults.ts): what every ClusterFirst pod's resolv.conf
+ * names. A topology with another serviceCIDR gets its own tenth (labClusterDns).
+ */
+export const LAB_CLUSTER_DNS_IP = '10.96.0.10';
 /** Short, so `lab delete` of a pod shows terminating and still returns quickly (Kubernetes: 30 s). */
 export const DEFAULT_TERMINATION_GRACE_SECONDS = 2;
 const ZONES = ['zone-a', 'zone-b'] as const;
@@ -238,13 +256,23 @@ function parsePod(f: Fields): PodSpec {
     labels: f.stringMap('labels', isQualifiedName, isLabelValue),
     workload: { type: 'echo', httpPort: DEFAULT_HTTP_PORT, port: DEFAULT_ECHO_PORT },
     ports: [],
+    ...podDnsSpec(f),
+    hostname: optionalName(f, 'hostname', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)') ?? '',
+    subdomain: optionalName(f, 'subdomain', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)') ?? '',
   };
   if (pod.name !== '' && !isDns1123Label(pod.name)) f.fail('name', 'must be a DNS-1123 label (lowercase letters, digits, "-", at most 63)');
   if (f.has('workload')) pod.workload = parseWorkload(f);
   if (f.has('ports')) pod.ports = f.maps('ports').map(parsePort);
   else pod.ports = defaultPorts(pod.workload);
-  f.rejectUnknown(['name', 'namespace', 'labels', 'workload', 'ports']);
+  // hostNetwork is left out on purpose (an unknown key): every lab pod has its own namespace.
+  f.rejectUnknown(['name', 'namespace', 'labels', 'workload', 'ports', 'dnsPolicy', 'dnsConfig', 'enableServiceLinks', 'hostname', 'subdomain']);
   return pod;
+}
+
+/** dnsPolicy, dnsConfig and enableServiceLinks, read and checked as a Pod manifest's are. */
+function podDnsSpec(f: Fields): Pick<PodSpec, 'dnsPolicy' | 'dnsConfig' | 'enableServiceLinks'> {
+  const { dnsPolicy, dnsConfig, enableServiceLinks } = readPodDns(f);
+  return { dnsPolicy, dnsConfig, enableServiceLinks };
 }
 
 function parseWorkload(pod: Fields): Workload {

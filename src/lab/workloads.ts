@@ -5,6 +5,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive, logTail, spawnDetached } from './network/processes.ts';
 import { interruptibleSleep } from './network/shell.ts';
+import type { ServiceObject } from '../k8s/objects.ts';
+import { preparePodStart } from './cluster/pod-start.ts';
 import type { LabState, PodState } from './state.ts';
 import type { Workload } from './topology.ts';
 import { LabError } from './validate.ts';
@@ -28,10 +30,23 @@ export function httpPortOf(pod: PodState): number | undefined {
   return builtinPorts(pod.workload)?.http[0];
 }
 
+/**
+ * The variables the lab gives a pod's processes (the workload, and `lab exec` in the
+ * pod): its recorded env (POD_*, the Service variables, src/lab/cluster/pod-start.ts),
+ * then a command workload's own env, which wins as a container's `env` wins over the
+ * kubelet's Service variables.
+ */
+export function podProcessEnv(pod: PodState): Record<string, string> {
+  return {
+    ...(pod.env ?? { POD_NAME: pod.name, POD_NAMESPACE: pod.namespace, NODE_NAME: pod.node, POD_IP: pod.ip ?? '' }),
+    ...(pod.workload.type === 'command' ? pod.workload.env : {}),
+  };
+}
+
 export function startWorkload(pod: PodState): void {
   mkdirSync(dirname(pod.log), { recursive: true });
   rmSync(pod.readyFile, { force: true });
-  const env = { ...process.env, POD_NAME: pod.name, POD_NAMESPACE: pod.namespace, NODE_NAME: pod.node, POD_IP: pod.ip ?? '' };
+  const env = { ...process.env, ...podProcessEnv(pod) };
   const ports = builtinPorts(pod.workload);
   if (ports !== undefined) {
     const argv = [process.execPath, WORKLOAD_MAIN, '--pod', pod.name, '--namespace', pod.namespace, '--node', pod.node, '--ready', pod.readyFile];
@@ -39,11 +54,11 @@ export function startWorkload(pod: PodState): void {
     for (const port of ports.tcp) argv.push('--tcp', String(port));
     for (const port of ports.udp) argv.push('--udp', String(port));
     if (pod.workload.type === 'containers') {
-      for (const command of pod.workload.commands) argv.push('--command', JSON.stringify(command));
+      for (const { name, argv: commandArgv, env: commandEnv } of pod.workload.commands) argv.push('--command', JSON.stringify({ name, argv: commandArgv, env: commandEnv }));
     }
     pod.workloadPid = spawnDetached(pod.netns, argv, pod.log, env);
   } else if (pod.workload.type === 'command') {
-    pod.workloadPid = spawnDetached(pod.netns, pod.workload.command, pod.log, { ...env, ...pod.workload.env });
+    pod.workloadPid = spawnDetached(pod.netns, pod.workload.command, pod.log, env);
   }
 }
 
@@ -76,6 +91,10 @@ export function checkAlive(pods: PodState[]): void {
   }
 }
 
-export function startWorkloads(state: LabState): void {
-  for (const pod of state.pods) startWorkload(pod);
+/** Every pod's workload, each pod prepared as the kubelet does (resolv.conf, environment) first. */
+export function startWorkloads(state: LabState, services: readonly ServiceObject[]): void {
+  for (const pod of state.pods) {
+    preparePodStart(state, pod, services);
+    startWorkload(pod);
+  }
 }

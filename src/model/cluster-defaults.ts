@@ -1,5 +1,6 @@
 // Cluster-wide settings that every reader (agent config, service controller, lab
 // topology) defaults the same way, defined once.
+import { ipv4ToString, type Cidr } from '../wire/address.ts';
 
 /**
  * The service CIDR when none is configured: kubeadm's default `serviceSubnet`
@@ -27,4 +28,23 @@ export function parsePortRange(text: string): PortRange | undefined {
 
 export function formatPortRange(range: PortRange): string {
   return `${range.min}-${range.max}`;
+}
+
+/**
+ * The cluster's DNS domain: the kubelet's --cluster-domain (clusterDomain), the zone of
+ * CoreDNS's `kubernetes` plugin in kubeadm's Corefile, and the suffix of every pod's
+ * search path.
+ */
+export const DEFAULT_CLUSTER_DOMAIN = 'cluster.local';
+
+/**
+ * The cluster DNS Service (kube-dns) takes the tenth address of the service CIDR:
+ * kubeadm's convention (10.96.0.10 in its default 10.96.0.0/12), which the kubelet's
+ * clusterDNS names in every ClusterFirst pod's resolv.conf.
+ */
+export const CLUSTER_DNS_HOST_OFFSET = 10;
+
+/** The cluster DNS address of a service CIDR: 10.96.0.10 for 10.96.0.0/12 or /16. */
+export function clusterDnsAddress(serviceCIDR: Cidr): string {
+  return ipv4ToString(serviceCIDR.host(CLUSTER_DNS_HOST_OFFSET));
 }

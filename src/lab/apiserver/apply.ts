@@ -7,7 +7,7 @@
 // Not modelled: conflicts between managers (every apply behaves as with --force-conflicts)
 // and shared ownership (a field another manager also set is still removed).
 import { isMapping, type Raw } from '../../config/fields.ts';
-import { clone, strategicMergePatch } from './patch.ts';
+import { clone, listItemKey, strategicMergePatch } from './patch.ts';
 import type { Obj } from './store.ts';
 
 const LAST_APPLIED_MANAGER = 'kubectl-last-applied';
@@ -57,7 +57,7 @@ export function fieldSet(value: unknown, path: string, mergeKeys: Readonly<Recor
       const items: Raw = {};
       for (const item of v) {
         if (listKey === '') items[`v:${JSON.stringify(item)}`] = {};
-        else if (isMapping(item)) items[`k:${JSON.stringify({ [listKey]: item[listKey] })}`] = { '.': {}, ...fieldSet(item, `${sub}[]`, mergeKeys) };
+        else if (isMapping(item)) items[`k:${JSON.stringify(listItemKey(item, listKey))}`] = { '.': {}, ...fieldSet(item, `${sub}[]`, mergeKeys) };
       }
       out[`f:${key}`] = items;
     } else if (isMapping(v)) {

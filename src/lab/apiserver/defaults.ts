@@ -192,6 +192,7 @@ export function defaultPod(pod: Obj): void {
   spec.restartPolicy ??= 'Always';
   spec.terminationGracePeriodSeconds ??= 30;
   spec.dnsPolicy ??= 'ClusterFirst';
+  spec.enableServiceLinks ??= true;
   spec.schedulerName ??= 'default-scheduler';
   for (const list of ['containers', 'initContainers']) {
     for (const c of Array.isArray(spec[list]) ? (spec[list] as unknown[]).filter(isMapping) : []) {

@@ -140,10 +140,10 @@ export class ObjectHandlers {
       const config = this.checkBody(req, body);
       if (existing === undefined) {
         if (req.subresource !== '') throw ApiError.notFound(res, req.name);
-        const created = applyConfig(undefined, config, manager, req.info.mergeKeys, apiVersionOf(req.info));
+        const created = applyConfig(undefined, config, manager, req.info.applyKeys, apiVersionOf(req.info));
         return this.create(req, created);
       }
-      return this.write(req, existing, applyConfig(existing, config, manager, req.info.mergeKeys, apiVersionOf(req.info)) as Obj);
+      return this.write(req, existing, applyConfig(existing, config, manager, req.info.applyKeys, apiVersionOf(req.info)) as Obj);
     }
     if (existing === undefined) throw ApiError.notFound(res, req.name);
     let patched: unknown;

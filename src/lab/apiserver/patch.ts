@@ -145,6 +145,28 @@ function mergeMap(original: unknown, patch: unknown, path: string, keys: Readonl
   return out;
 }
 
+/**
+ * The key of a list item under `spec`: one field ("name"), or several joined by ","
+ * with an optional default after "=" ("port,protocol=TCP"), as a mapping of field to
+ * value ({port: 53, protocol: "UDP"}); the item's own fields, else the defaults.
+ */
+export function listItemKey(item: Raw, spec: string): Raw {
+  const key: Raw = {};
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    const field = eq < 0 ? part : part.slice(0, eq);
+    key[field] = item[field] ?? (eq < 0 ? undefined : part.slice(eq + 1));
+  }
+  return key;
+}
+
+function sameKey(a: unknown, b: Raw, spec: string): boolean {
+  if (!isMapping(a)) return false;
+  const ka = listItemKey(a, spec);
+  const kb = listItemKey(b, spec);
+  return Object.keys(kb).every((f) => ka[f] === kb[f]);
+}
+
 function mergeList(original: unknown, patch: unknown[], path: string, keys: Readonly<Record<string, string>>): unknown[] {
   const key = keys[path]!;
   if (patch.some((item) => isMapping(item) && item.$patch === 'replace')) {
@@ -157,7 +179,7 @@ function mergeList(original: unknown, patch: unknown[], path: string, keys: Read
   }
   for (const item of patch) {
     if (!isMapping(item)) throw new ApiError('Invalid', `the server rejected our request due to an error in our request: ${path}: a list merged on "${key}" needs mappings, not ${JSON.stringify(item)}`);
-    const at = out.findIndex((o) => isMapping(o) && o[key] === item[key]);
+    const at = out.findIndex((o) => sameKey(o, item, key));
     if (item.$patch === 'delete') {
       if (at >= 0) out.splice(at, 1);
       continue;
@@ -170,7 +192,7 @@ function mergeList(original: unknown, patch: unknown[], path: string, keys: Read
 
 /** `$setElementOrder`: the listed items first, in the listed order, then the rest as they were. */
 function reorder(list: unknown[], order: unknown[], key: string): unknown[] {
-  const id = (v: unknown): string => JSON.stringify(key !== '' && isMapping(v) ? v[key] : v);
+  const id = (v: unknown): string => JSON.stringify(key !== '' && isMapping(v) ? listItemKey(v, key) : v);
   const rank = new Map(order.map((v, i) => [id(v), i]));
   return list
     .map((v, i) => ({ v, i, r: rank.get(id(v)) ?? order.length + i }))

@@ -27,6 +27,13 @@ export interface ResourceInfo {
    * here are replaced whole, as lists without a patchStrategy are in Kubernetes.
    */
   mergeKeys: Readonly<Record<string, string>>;
+  /**
+   * Server-side apply: the lists' `listMapKeys`, where they differ from the strategic
+   * merge key. Several key fields are joined by ",", a key field's OpenAPI default follows
+   * "=": Service ports are keyed on port and protocol ("port,protocol=TCP"), so 53/UDP and
+   * 53/TCP stay two ports (the strategic merge key, port alone, famously merges them).
+   */
+  applyKeys: Readonly<Record<string, string>>;
 }
 
 /** Every object's metadata lists (ObjectMeta's patch strategies). */
@@ -47,6 +54,12 @@ const POD_SPEC_KEYS = {
   'status.conditions': 'type',
 } as const;
 
+/** Container ports' listMapKeys (containerPort and protocol, TCP by default). */
+const POD_SPEC_APPLY_KEYS = {
+  'spec.containers[].ports': 'containerPort,protocol=TCP',
+  'spec.initContainers[].ports': 'containerPort,protocol=TCP',
+} as const;
+
 function row(group: string, version: string, kind: string, resource: string, namespaced: boolean, extra: Partial<ResourceInfo> = {}): ResourceInfo {
   return {
     group,
@@ -60,6 +73,7 @@ function row(group: string, version: string, kind: string, resource: string, nam
     categories: [],
     ...extra,
     mergeKeys: { ...META_KEYS, ...extra.mergeKeys },
+    applyKeys: { ...META_KEYS, ...extra.mergeKeys, ...extra.applyKeys },
   };
 }
 
@@ -68,8 +82,8 @@ const RBAC = 'rbac.authorization.k8s.io';
 
 export const RESOURCES: readonly ResourceInfo[] = [
   row(CORE, 'v1', 'Namespace', 'namespaces', false, { subresources: ['status'], shortNames: ['ns'], tapirKind: Kind.NAMESPACE, mergeKeys: { 'spec.finalizers': '' } }),
-  row(CORE, 'v1', 'Pod', 'pods', true, { subresources: ['status', 'binding'], shortNames: ['po'], categories: ['all'], tapirKind: Kind.POD, mergeKeys: POD_SPEC_KEYS }),
-  row(CORE, 'v1', 'Service', 'services', true, { subresources: ['status'], shortNames: ['svc'], categories: ['all'], tapirKind: Kind.SERVICE, mergeKeys: { 'spec.ports': 'port', 'status.conditions': 'type' } }),
+  row(CORE, 'v1', 'Pod', 'pods', true, { subresources: ['status', 'binding'], shortNames: ['po'], categories: ['all'], tapirKind: Kind.POD, mergeKeys: POD_SPEC_KEYS, applyKeys: POD_SPEC_APPLY_KEYS }),
+  row(CORE, 'v1', 'Service', 'services', true, { subresources: ['status'], shortNames: ['svc'], categories: ['all'], tapirKind: Kind.SERVICE, mergeKeys: { 'spec.ports': 'port', 'status.conditions': 'type' }, applyKeys: { 'spec.ports': 'port,protocol=TCP' } }),
   row(CORE, 'v1', 'Endpoints', 'endpoints', true, { singular: 'endpoints', shortNames: ['ep'], tapirKind: Kind.ENDPOINTS }),
   row(CORE, 'v1', 'Node', 'nodes', false, { subresources: ['status'], shortNames: ['no'], tapirKind: Kind.NODE, mergeKeys: { 'status.addresses': 'type', 'status.conditions': 'type', 'spec.taints': 'key' } }),
   row(CORE, 'v1', 'Secret', 'secrets', true),

@@ -97,6 +97,7 @@ function planApiApply(source: ManifestSource, nodes: readonly string[]): ApplyPl
     if (object.kind === 'Pod') {
       // The pod's network namespace is named after it, with "." separating the parts.
       if (!isDns1123Label(object.metadata.name)) problems.push(`${describeOrigin(object)}: metadata.name: "${object.metadata.name}" must be a DNS-1123 label in the lab (lower-case letters, digits and "-", no ".")`);
+      if (object.spec.hostNetwork) problems.push(`${describeOrigin(object)}: spec.hostNetwork: hostNetwork pods are not supported by the lab (every lab pod gets its own network namespace)`);
       if (object.spec.nodeName !== '' && !nodes.includes(object.spec.nodeName)) problems.push(`${describeOrigin(object)}: spec.nodeName: "${object.spec.nodeName}" is not a node of this lab (nodes: ${nodes.join(', ')})`);
     }
     const doc = structuredClone(raw.get((object.origin as { document: number }).document)!);

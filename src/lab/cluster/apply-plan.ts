@@ -106,6 +106,7 @@ function checkPod(state: LabState, pod: PodObject, existing: PodObject | undefin
     // The pod's network namespace is named after it, with "." separating the parts.
     fail(pod, 'metadata.name', `"${pod.metadata.name}" must be a DNS-1123 label in the lab (lower-case letters, digits and "-", no ".")`);
   }
+  if (pod.spec.hostNetwork) fail(pod, 'spec.hostNetwork', 'hostNetwork pods are not supported by the lab (every lab pod gets its own network namespace)');
   if (pod.spec.nodeName !== '' && !state.nodes.some((n) => n.name === pod.spec.nodeName)) {
     fail(pod, 'spec.nodeName', `"${pod.spec.nodeName}" is not a node of lab ${state.name} (nodes: ${state.nodes.map((n) => n.name).join(', ')})`);
   }

@@ -4,11 +4,11 @@
 // (and removed again if one fails) before any manifest is written, so a failed command
 // leaves the lab as it was. Pods being deleted stay terminating (deletionTimestamp set,
 // still serving) for their grace period, like kubectl's default graceful deletion.
-import type { K8sObject, PodObject } from '../../k8s/objects.ts';
+import type { K8sObject, PodObject, ServiceObject } from '../../k8s/objects.ts';
 import { planApply, planDelete, resourceName, type PlannedObject } from './apply-plan.ts';
 import { waitForDaemons } from '../node/daemons.ts';
 import { podStatus } from './lab-objects.ts';
-import { bumpRevision, COMMAND_LOCK, MANIFEST_LOCK, readObject, removeObject, withLock, writeObject, type RawObject } from './manifests.ts';
+import { bumpRevision, COMMAND_LOCK, loadObjects, MANIFEST_LOCK, readObject, removeObject, withLock, writeObject, type RawObject } from './manifests.ts';
 import { createPod, planPod, removePod, scheduleNode } from '../network/pods.ts';
 import { sleep } from '../network/shell.ts';
 import { saveState, usesApi, type LabState, type PodState } from '../state.ts';
@@ -43,6 +43,9 @@ export async function applyLocked(state: LabState, source: ManifestSource, progr
   const plan = planApply(state, source);
   const newPods = plan.objects.filter((p) => p.object.kind === 'Pod' && p.existing === undefined);
   const created: PodState[] = [];
+  // The Services a new pod's environment names: those stored before this apply (the
+  // file's own are written after its pods start, as a kubelet may well see them late).
+  const services = newPods.length === 0 ? [] : loadObjects(state.manifests).objects.filter((o): o is ServiceObject => o.kind === 'Service');
   try {
     for (const p of newPods) {
       const object = p.object as PodObject;
@@ -50,7 +53,7 @@ export async function applyLocked(state: LabState, source: ManifestSource, progr
       const pod = planPod(state, node, object, [...state.pods, ...created]);
       created.push(pod);
       progress(`pod ${pod.namespace}/${pod.name}: starting on ${pod.node}${pod.ip === null ? '' : ` (${pod.ip})`}`);
-      await createPod(state, pod);
+      await createPod(state, pod, services);
       p.raw.spec = { ...(p.raw.spec as object), nodeName: pod.node };
       const hostIP = node.underlayIP;
       p.raw.status = podStatus(pod, false, hostIP);

@@ -31,6 +31,9 @@ export function topologyPodObject(pod: PodState): RawObject {
     metadata: { name: pod.name, namespace: pod.namespace, labels: { ...pod.labels } },
     spec: {
       nodeName: pod.node,
+      ...(pod.hostname === undefined ? {} : { hostname: pod.hostname }),
+      ...(pod.subdomain === undefined ? {} : { subdomain: pod.subdomain }),
+      ...podDnsSpec(pod),
       containers: [{
         name: pod.workload.type === 'command' ? 'command' : 'echo',
         ports: pod.ports.map((p) => ({ ...(p.name === '' ? {} : { name: p.name }), containerPort: p.port, protocol: p.protocol })),
@@ -38,6 +41,20 @@ export function topologyPodObject(pod: PodState): RawObject {
     },
     status: podStatus(pod, false),
   };
+}
+
+/** The Pod spec's dnsPolicy, dnsConfig and enableServiceLinks of a lab pod, in the API's form. */
+function podDnsSpec(pod: PodState): RawObject {
+  const dns = pod.dns;
+  const spec: RawObject = { dnsPolicy: dns?.policy ?? 'ClusterFirst', enableServiceLinks: pod.enableServiceLinks ?? true };
+  if (dns?.config != null) {
+    spec.dnsConfig = {
+      ...(dns.config.nameservers.length === 0 ? {} : { nameservers: dns.config.nameservers }),
+      ...(dns.config.searches.length === 0 ? {} : { searches: dns.config.searches }),
+      ...(dns.config.options.length === 0 ? {} : { options: dns.config.options.map((o) => (o.value === null ? { name: o.name } : { name: o.name, value: o.value })) }),
+    };
+  }
+  return spec;
 }
 
 /** status as the kubelet reports it; `ready` is the prober's verdict. */
@@ -89,4 +106,39 @@ export function containerStatuses(names: readonly string[], ready: boolean, star
     name, ready, started: true, restartCount: 0, image: 'tapir-lab/echo', imageID: '',
     state: { running: { startedAt } },
   }));
+}
+
+/** The kube-dns Service's ports (kubeadm's CoreDNS addon's, which clients and dashboards know). */
+const KUBE_DNS_PORTS = [
+  { name: 'dns', port: 53, protocol: 'UDP' },
+  { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+  { name: 'metrics', port: 9153, protocol: 'TCP' },
+] as const;
+
+/**
+ * The cluster DNS addon as the lab installs it (kubeadm would create CoreDNS's): the
+ * kube-dns Service on the cluster DNS address, without a selector, and an EndpointSlice
+ * naming every node's address, where each node's own DNS server (the agent's, or
+ * `tapir dns` beside a kernel proxy) answers, as the agents' hostNetwork pods would be
+ * selected by deploy/kubernetes/kube-dns/service.yaml. Pods never need the endpoints
+ * under the Tapir data plane: their node answers the address itself.
+ */
+export function kubeDnsObjects(state: LabState, clusterDNS: string): RawObject[] {
+  const ports = KUBE_DNS_PORTS.map((p) => ({ ...p }));
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'kube-dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
+      spec: { clusterIP: clusterDNS, ports: ports.map((p) => ({ ...p, targetPort: p.port })) },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'kube-dns-nodes', namespace: 'kube-system', labels: { 'kubernetes.io/service-name': 'kube-dns', 'endpointslice.kubernetes.io/managed-by': 'tapir-lab' } },
+      addressType: 'IPv4',
+      endpoints: state.nodes.map((n) => ({ addresses: [n.underlayIP], nodeName: n.name, conditions: { ready: true, serving: true, terminating: false } })),
+      ports,
+    },
+  ];
 }

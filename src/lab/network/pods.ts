@@ -5,13 +5,15 @@
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PodObject } from '../../k8s/objects.ts';
+import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
+import { podDnsFields, preparePodStart } from '../cluster/pod-start.ts';
+import { removeNetnsEtc } from './netns-files.ts';
 import { podPortLines } from './kernel-dataplane.ts';
 import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { ipBatch } from './shell.ts';
 import type { LabState, NodeState, PodState } from '../state.ts';
-import type { ContainerPort, Workload } from '../topology.ts';
+import type { ContainerCommand, ContainerPort, Workload } from '../topology.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from '../validate.ts';
 import { startWorkload, waitForWorkloads } from '../workloads.ts';
@@ -34,12 +36,12 @@ export function scheduleNode(state: LabState, planned: PodState[] = []): NodeSta
 export function podWorkload(object: PodObject): { workload: Workload; ports: ContainerPort[] } {
   const http: number[] = [];
   const udp: number[] = [];
-  const commands: { name: string; argv: string[]; env: Record<string, string> }[] = [];
+  const commands: ContainerCommand[] = [];
   const ports: ContainerPort[] = [];
   for (const container of object.spec.containers) {
     for (const p of container.ports) ports.push({ name: p.name, port: p.containerPort, protocol: p.protocol });
     if (container.command !== null) {
-      commands.push({ name: container.name, argv: [...container.command, ...container.args], env: {} });
+      commands.push({ name: container.name, argv: [...container.command, ...container.args], env: {}, envSpec: container.env });
       continue;
     }
     for (const p of container.ports) (p.protocol === 'UDP' ? udp : http).push(p.containerPort);
@@ -82,12 +84,22 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
     workloadPid: null,
     log: join(state.stateDir, 'pods', `${key}.log`),
     readyFile: join(state.stateDir, 'pods', `${key}.ready`),
+    ...podDnsFields(object),
+    ...(object.spec.hostname === '' ? {} : { hostname: object.spec.hostname }),
+    ...(object.spec.subdomain === '' ? {} : { subdomain: object.spec.subdomain }),
   };
 }
 
-/** Creates the pod's namespace and interface and starts its workload; undone by removePod. */
-export async function createPod(state: LabState, pod: PodState): Promise<void> {
+/**
+ * Creates the pod's namespace and interface and starts its workload; undone by
+ * removePod. `services`: the cluster's Services as they stand, for the pod's
+ * environment (the kubelet's Service variables).
+ */
+export async function createPod(state: LabState, pod: PodState, services: readonly ServiceObject[]): Promise<void> {
   const node = state.nodes.find((n) => n.name === pod.node)!;
+  if (pod.dns?.hostNetwork === true) {
+    throw new LabError('HOST_NETWORK', `pod ${pod.namespace}/${pod.name}: hostNetwork pods are not supported by the lab (every lab pod gets its own network namespace)`);
+  }
   await ipBatch(null, [`netns add ${pod.netns}`]);
   if (state.dataplane === 'kernel') {
     const prefixLength = Number(node.podCIDR.split('/')[1]);
@@ -99,6 +111,7 @@ export async function createPod(state: LabState, pod: PodState): Promise<void> {
     const { addPod } = await import('./tapir-dataplane.ts');
     await addPod(node, pod);
   }
+  preparePodStart(state, pod, services);
   startWorkload(pod);
   await waitForWorkloads([pod], WORKLOAD_READY_TIMEOUT_MS);
 }
@@ -122,5 +135,6 @@ export async function removePod(state: LabState, pod: PodState, warn: (message: 
     await ipBatch(node.netns, [`link del ${pod.hostDevice}`], true);
   }
   if (existsSync(`/run/netns/${pod.netns}`)) await ipBatch(null, [`netns delete ${pod.netns}`]);
+  removeNetnsEtc(pod.netns);
   rmSync(pod.readyFile, { force: true });
 }

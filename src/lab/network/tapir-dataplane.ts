@@ -2,6 +2,7 @@
 // attached through tapir-cni exactly as a container runtime does it (CNI spec 1.1.0:
 // CNI_* environment, the plugin's network config on stdin, the result on stdout).
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { labClusterDns } from '../cluster/pod-start.ts';
 import { dirname, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { agentPorts, agentStatusAt } from './agent-control.ts';
@@ -39,6 +40,9 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     manifests: state.manifests,
     zone: node.zone,
     nodePortAddresses: [node.underlayIP, '127.0.0.1'],
+    // The cluster DNS server on the lab's cluster DNS address, from kubeadm's Corefile:
+    // `forward . /etc/resolv.conf` reaches the lab's upstream through the node's resolv.conf.
+    dns: { clusterDNS: [labClusterDns(state)] },
     ...state.agent,
   };
 }
@@ -76,6 +80,7 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     hostTun: 'tapir0',
     stateDir: agent.dir,
     controlSocket: agent.controlSocket,
+    dns: { clusterDNS: [labClusterDns(state)] },
     ...state.agent,
   };
   return `# written by tapir lab up (lab ${state.name}): the DaemonSet ConfigMap's config.yaml\n${toYaml(kubeProxy)}---\n${toYaml(tapir)}`;

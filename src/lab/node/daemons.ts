@@ -86,12 +86,18 @@ export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
   };
 }
 
-/** The agent as `lab up` started it: the same command, environment and mounts. */
+/**
+ * The agent as `lab up` started it: the same command, environment and mounts. The
+ * daemon runs in the host's mount namespace, so the command goes through `ip netns
+ * exec` as `lab up`'s did: that gives the agent the node's /etc/netns files (its
+ * resolv.conf, which names the lab's upstream DNS) and a /sys of its namespace.
+ */
 function supervisedAgent(state: LabState, node: NodeState): SupervisedAgent {
   const agent = node.agent!;
-  if (!usesApi(state)) return { argv: agentCommand(agent.config), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
+  const inNode = (argv: string[]): string[] => ['ip', 'netns', 'exec', node.netns, ...argv];
+  if (!usesApi(state)) return { argv: inNode(agentCommand(agent.config)), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
   const podRoot = join(agent.dir, 'pod-root');
-  return { argv: clusterAgentCommand(agent.config, podRoot), env: clusterAgentEnv(state, node, podRoot), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
+  return { argv: inNode(clusterAgentCommand(agent.config, podRoot)), env: clusterAgentEnv(state, node, podRoot), log: agent.log, controlSocket: agent.controlSocket, pid: agent.pid };
 }
 
 export function startDaemons(state: LabState): void {

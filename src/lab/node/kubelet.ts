@@ -11,7 +11,8 @@
 // (nsenter --net), so the namespaces it adds are the host's and the agents'. What it
 // started is recorded in its own file (state.ts kubeletPodsFile), never in state.json:
 // `lab` commands rewrite that, and loadState merges both.
-import type { PodObject } from '../../k8s/objects.ts';
+import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
+import { validateDocument } from '../../k8s/validate.ts';
 import type { LabApiClient } from '../apiserver/client.ts';
 import { containerStatuses, podStatus } from '../cluster/lab-objects.ts';
 import { createPod, planPod, removePod } from '../network/pods.ts';
@@ -82,7 +83,7 @@ export class Kubelet {
       const pod: PodState = { ...planPod(state, node, object, others), startedBy: 'kubelet' };
       this.#log(`kubelet: starting pod ${k}`);
       try {
-        await createPod(state, pod);
+        await createPod(state, pod, await this.#services());
       } catch (err) {
         const message = `pod ${k} failed to start: ${(err as Error).message}`;
         this.#log(`kubelet: ${message}`);
@@ -97,6 +98,7 @@ export class Kubelet {
       this.#pods.push(pod);
       this.#save();
       this.#log(`kubelet: pod ${k} runs${pod.ip === null ? '' : ` at ${pod.ip}`}`);
+      for (const warning of pod.dns?.warnings ?? []) await this.#warn(object, 'DNSConfigForming', warning, problems);
       await this.#writeStatus(pod, object, node.underlayIP, problems);
     }
     // A status write that failed is tried again at the next pass.
@@ -105,6 +107,42 @@ export class Kubelet {
       if (object !== undefined && object.metadata.deletionTimestamp === '' && this.#unwritten.has(key(pod))) await this.#writeStatus(pod, object, node.underlayIP, problems);
     }
     return problems;
+  }
+
+  /**
+   * Every Service as the API has it now, for a starting pod's environment. The kubelet
+   * reads its informer's cache and refuses to build the variables before that has synced
+   * once; a fresh list is that, exactly at the start. A failed list fails the start
+   * (retried later), as the kubelet's "services have not yet been read" does.
+   */
+  async #services(): Promise<ServiceObject[]> {
+    const res = await this.#api.request('GET', '/api/v1/services');
+    if (res.status !== 200) throw new Error(`listing services for the pod's environment: ${res.status} ${String(res.body.message ?? '')}`);
+    const problems: string[] = [];
+    const items = Array.isArray(res.body.items) ? res.body.items : [];
+    return items.map((item) => validateDocument({ ...(item as object), apiVersion: 'v1', kind: 'Service' }, { source: 'api', server: 'kubelet' }, problems))
+      .filter((o): o is ServiceObject => o?.kind === 'Service');
+  }
+
+  /** A Warning event about the Pod, as the kubelet's recorder writes one (`kubectl describe pod` lists it). */
+  async #warn(object: PodObject, reason: string, message: string, problems: string[]): Promise<void> {
+    this.#log(`kubelet: pod ${object.metadata.namespace}/${object.metadata.name}: ${reason}: ${message}`);
+    const now = new Date().toISOString();
+    const event = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { name: `${object.metadata.name}.${Date.now().toString(16)}${Math.floor(Math.random() * 0x10000).toString(16)}`, namespace: object.metadata.namespace },
+      involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: object.metadata.namespace, name: object.metadata.name },
+      reason,
+      message,
+      type: 'Warning',
+      source: { component: 'kubelet', host: this.#node },
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    const res = await this.#api.request('POST', `/api/v1/namespaces/${encodeURIComponent(object.metadata.namespace)}/events`, event);
+    if (res.status !== 201 && res.status !== 200) problems.push(`recording a ${reason} event of pod ${object.metadata.namespace}/${object.metadata.name}: ${res.status} ${String(res.body.message ?? '')}`);
   }
 
   async #writeStatus(pod: PodState, object: PodObject, hostIP: string, problems: string[]): Promise<void> {
