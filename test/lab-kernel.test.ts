@@ -149,7 +149,7 @@ test('workloads outlive `lab up` and run inside their pod namespaces', () => {
 // Runs last (node:test keeps file order): `after` then finds nothing and must still exit 0.
 test('down removes every namespace, process and file; down twice is fine', () => {
   assert.equal(labNamespaces().length, 8, `underlay, 2 nodes, client, 4 pods: ${labNamespaces().join(', ')}`);
-  assert.equal(labProcesses().length, 10, '4 workloads, 2 node daemons, the API server and the upstream DNS (nsd: main, xfrd, one server)');
+  assert.equal(labProcesses().length, 12, '4 workloads, 2 node daemons, the API server, the upstream DNS (nsd: main, xfrd, one server) and tapir dns on each node');
   const first = tapir('lab', 'down', '--name', LAB);
   assert.equal(first.status, 0, first.stderr);
   assert.deepEqual(labNamespaces(), []);

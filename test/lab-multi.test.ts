@@ -118,7 +118,7 @@ test('down after a crash: state.json gone, a workload killed; namespaces and pro
     rmSync(`/run/tapir/lab/${lab}/state.json`);
     const before = leftovers(lab);
     assert.equal(before.netns.length, 8);
-    assert.equal(before.pids.length, 9, '3 workloads, 2 node daemons, the API server and the upstream DNS (nsd: main, xfrd, one server)');
+    assert.equal(before.pids.length, 11, '3 workloads, 2 node daemons, the API server, the upstream DNS (nsd: main, xfrd, one server) and tapir dns on each node');
     const down = tapir('lab', 'down', '--name', lab);
     assert.equal(down.status, 0, down.stderr);
     assert.deepEqual(leftovers(lab), nothing);

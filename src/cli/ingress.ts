@@ -4,15 +4,10 @@
 // Kubernetes API (in-cluster credentials, or --kubeconfig) or a manifest directory, and
 // serves them with the proxy on --http-port and --https-port; /healthz, /metrics and
 // /status on --status-port. `tapir ingress status` prints a running controller's view.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger, type LogFormat } from '../agent/log.ts';
 import { CliError } from './errors.ts';
 import type { KubeAuth } from '../k8s/kube-api.ts';
-import type { IngressConfig } from '../ingress/model.ts';
 import type { ControllerStatus } from '../ingress/controller.ts';
 
 const HELP = `Usage: tapir ingress [--kubeconfig FILE | --in-cluster | --manifests DIR] [options]
@@ -41,18 +36,6 @@ Options:
 
 status: prints the Ingresses a running controller sees, their addresses and problems,
 from its /status (default --server http://127.0.0.1:10254).`;
-
-/** What the CLI needs of src/ingress/proxy.ts (the proxy's contract). */
-interface ProxyLike {
-  start(): Promise<void>;
-  setConfig(config: IngressConfig): void;
-  stop(): Promise<void>;
-  /** Its Prometheus registry (prom-client). */
-  readonly metrics: { metrics(): Promise<string> };
-}
-interface ProxyModule {
-  IngressProxy: new (opts: { httpPort: number; httpsPort: number; address?: string; log: (message: string) => void; defaultCertificate: { certPem: string; keyPem: string } }) => ProxyLike;
-}
 
 function port(text: string | undefined, fallback: number, flag: string): number {
   if (text === undefined) return fallback;
@@ -98,10 +81,10 @@ export async function run(args: string[]): Promise<number> {
   };
   const { IngressController } = await import('../ingress/controller.ts');
   const { StatusServer } = await import('../ingress/status-server.ts');
-  // The proxy (src/ingress/proxy.ts) is loaded by name: it is its own module with its own owner.
-  const proxyPath = '../ingress/proxy.ts';
-  const { IngressProxy } = await import(proxyPath) as ProxyModule;
-  const proxy = new IngressProxy({ httpPort, httpsPort, ...(values.address === undefined ? {} : { address: values.address }), log: (m) => log('info', m), defaultCertificate: defaultCertificate() });
+  const { IngressProxy } = await import('../ingress/proxy.ts');
+  const { generateDefaultCertificate } = await import('../ingress/tls.ts');
+  // ingress-nginx's "Kubernetes Ingress Controller Fake Certificate", made fresh at each start.
+  const proxy = new IngressProxy({ httpPort, httpsPort, ...(values.address === undefined ? {} : { address: values.address }), log: (m) => log('info', m), defaultCertificate: generateDefaultCertificate() });
   let listening = false;
   const controller = new IngressController({
     source: values.manifests !== undefined ? { manifests: values.manifests } : { kubernetes: auth },
@@ -127,22 +110,6 @@ export async function run(args: string[]): Promise<number> {
   await proxy.stop();
   await statusServer.close();
   return 0;
-}
-
-/**
- * The certificate for names no Secret covers: a fresh self-signed one per start, as
- * ingress-nginx's "Kubernetes Ingress Controller Fake Certificate" (openssl CLI).
- */
-function defaultCertificate(): { certPem: string; keyPem: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'tapir-ingress-'));
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '365',
-      '-subj', '/O=Tapir/CN=Tapir Ingress Controller Fake Certificate', '-addext', 'subjectAltName=DNS:ingress.local',
-      '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' });
-    return { certPem: readFileSync(join(dir, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(dir, 'tls.key'), 'utf8') };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 async function status(args: string[]): Promise<number> {

@@ -17,6 +17,7 @@ import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
 import { readDaemonStatus, startDaemons, waitForDaemons } from './node/daemons.ts';
 import { labClusterDns } from './cluster/pod-start.ts';
+import { startKernelDns } from './network/kernel-dns.ts';
 import { kubeDnsObjects, labNamespaces, namespaceObject, nodeObject, podStatus, topologyPodObject } from './cluster/lab-objects.ts';
 import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifests.ts';
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
@@ -120,6 +121,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
     save();
     if (state.dataplane === 'kernel') {
       await buildKernelDataplane(state, progress);
+      await startKernelDns(state, progress);
     } else {
       // Loaded only here: the kernel dataplane must work whatever state the agent code is in.
       const { addPods, startAgents } = await import('./network/tapir-dataplane.ts');

@@ -1,11 +1,16 @@
 // `lab up` returns only when traffic flows: every pod is reached from a pod on another
 // node (HTTP echo when it serves it, checking the reply names the pod and shows the
-// caller's own address, i.e. no NAT; ping otherwise), and the client reaches each node.
+// caller's own address, i.e. no NAT; ping otherwise), the client reaches each node, and
+// a pod on each node resolves the kube-dns Service's name through the cluster DNS
+// address (its node's agent, or under the kernel data plane `tapir dns` behind the
+// kernel proxy's DNAT).
 import { httpPortOf } from '../workloads.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
 import type { LabState, PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
+import { labClusterDns } from '../cluster/pod-start.ts';
+import { DEFAULT_CLUSTER_DOMAIN } from '../../model/cluster-defaults.ts';
 
 interface Check { description: string; attempt(): Promise<string | null> }
 
@@ -16,6 +21,10 @@ export async function checkTraffic(state: LabState, timeoutMs: number): Promise<
     for (const node of state.nodes) {
       checks.push({ description: `client ${client.name} -> node ${node.name} (${node.underlayIP})`, attempt: () => ping(client.netns, node.underlayIP) });
     }
+  }
+  for (const node of state.nodes) {
+    const pod = state.pods.find((p) => p.node === node.name && p.ip !== null);
+    if (pod !== undefined) checks.push(dnsCheck(state, pod));
   }
   const deadline = Date.now() + timeoutMs;
   const failures = (await Promise.all(checks.map(async (check) => {
@@ -69,4 +78,18 @@ function podCheck(state: LabState, pod: PodState): Check {
 async function ping(netns: string, ip: string): Promise<string | null> {
   const result = await tryRunIn(netns, 'ping', ['-c', '1', '-W', '1', '-q', ip], { timeoutMs: 5000 });
   return result.code === 0 ? null : `ping: ${result.stderr.trim() || 'no reply'}`;
+}
+
+/** The kube-dns Service's own name, asked of the cluster DNS address from a pod: the answer is that address. */
+function dnsCheck(state: LabState, pod: PodState): Check {
+  const server = labClusterDns(state);
+  const name = `kube-dns.kube-system.svc.${DEFAULT_CLUSTER_DOMAIN}`;
+  return {
+    description: `pod ${pod.namespace}/${pod.name} -> cluster DNS ${server}: ${name}`,
+    attempt: async () => {
+      const result = await tryRunIn(pod.netns, 'dig', ['+short', '+time=1', '+tries=1', `@${server}`, name], { timeoutMs: 5000 });
+      if (result.code !== 0) return result.stdout.trim() || result.stderr.trim() || `dig exit ${result.code}`;
+      return result.stdout.trim() === server ? null : `answered ${JSON.stringify(result.stdout.trim())}, expected ${server}`;
+    },
+  };
 }

@@ -1,0 +1,312 @@
+// The Ingress proxy: HTTP/1.1 on httpPort; HTTPS on httpsPort with ALPN h2 and
+// http/1.1 (node:http2's secure server with allowHTTP1), the certificate chosen by SNI
+// from the configuration's Secrets and the default certificate otherwise. Every request
+// is routed by the current `Router` (router.ts), which setConfig replaces whole: a
+// request reads the router once when it arrives and keeps it, so a request in flight
+// finishes on the backend and endpoint it started with, and its upstream dispatcher is
+// closed only after it finishes (UpstreamPools.retain).
+//
+// What a client gets (ingress-nginx's behaviour where Tapir has no reason to differ):
+// - no rule and no default backend: 404; a backend without ready endpoints: 503;
+//   every endpoint tried refused or broke: 502; no answer within the route's
+//   proxy-read-timeout (or connect timeout on the last try): 504; a body over the
+//   route's proxy-body-size: 413. Each with a plain-text body naming the backend.
+// - plain HTTP to a host with TLS whose route keeps ssl-redirect: 308 to https.
+// - request bodies are read whole before the upstream request when the route limits
+//   their size (the default, 1 MiB; nginx buffers them too), so a connect failure or
+//   an idempotent retry can send them again; with proxy-body-size 0 they stream and
+//   are not retried.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import { TapirError } from '../errors/tapir-error.ts';
+import { cookieValue, upstreamRequestHeaders, type ClientFacts } from './headers.ts';
+import { IngressMetrics } from './metrics.ts';
+import type { IngressConfig, RouteOptions } from './model.ts';
+import { normalizeHost, Router, type BackendState } from './router.ts';
+import { SecureContextCache, type KeyPair } from './tls.ts';
+import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
+import { tunnelUpgrade } from './upgrade.ts';
+
+export class IngressProxyError extends TapirError {
+  readonly code = 'INGRESS_PROXY';
+}
+
+export interface IngressProxyOptions {
+  httpPort: number;
+  httpsPort: number;
+  /** Listen address; default every IPv4 address ('0.0.0.0'). */
+  address?: string;
+  /** One line per event worth a person's attention (the agent's log callback shape). */
+  log: (message: string) => void;
+  defaultCertificate: KeyPair;
+  /** The port in ssl-redirect's Location; default httpsPort (omitted when 443). */
+  redirectHttpsPort?: number;
+}
+
+/** ingress-nginx's defaults, for the default backend (its Ingress carries no annotations that apply). */
+export const DEFAULT_ROUTE_OPTIONS: RouteOptions = {
+  sslRedirect: false, affinityCookie: null, proxyBodySize: 1 << 20, proxyReadTimeoutMs: 60_000,
+  proxyConnectTimeoutMs: 5_000, rewriteTarget: null, useRegex: false,
+};
+
+type ClientRequest = IncomingMessage | Http2ServerRequest;
+
+const EMPTY_CONFIG: IngressConfig = { generation: 0, hosts: [], defaultBackend: null, certificates: new Map() };
+
+export class IngressProxy {
+  readonly #opts: IngressProxyOptions;
+  readonly #pools = new UpstreamPools();
+  readonly #metrics = new IngressMetrics(() => this.#pools.size);
+  readonly #contexts: SecureContextCache;
+  #router = new Router(EMPTY_CONFIG);
+  readonly #http: Server;
+  readonly #https: Http2SecureServer;
+  #httpPort = 0;
+  #httpsPort = 0;
+  /** Client connections and HTTP/2 sessions, for stop(). */
+  readonly #sockets = new Set<Socket>();
+  readonly #sessions = new Set<ServerHttp2Session>();
+  /** Requests whose response has not closed yet. */
+  #inFlight = 0;
+  readonly #requestClosed = (): void => { this.#inFlight--; };
+
+  constructor(opts: IngressProxyOptions) {
+    this.#opts = opts;
+    this.#contexts = new SecureContextCache(opts.defaultCertificate, opts.log);
+    // nginx's keepalive_timeout is 75 s; node's default of 5 s would close idle
+    // keep-alive clients sooner than they expect from an Ingress.
+    this.#http = createServer({ keepAliveTimeout: 75_000, noDelay: true }, (req, res) => this.#onRequest(req, res, 'http', this.#httpPort));
+    this.#http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort));
+    this.#https = createSecureServer({
+      allowHTTP1: true,
+      cert: opts.defaultCertificate.certPem,
+      key: opts.defaultCertificate.keyPem,
+      SNICallback: (serverName, cb) => cb(null, this.#contexts.context(this.#router.secretForServerName(serverName))),
+    }, (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort));
+    this.#https.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort));
+    const track = (socket: Socket): void => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    };
+    this.#http.on('connection', track);
+    this.#https.on('connection', track);
+    this.#https.on('session', (session: ServerHttp2Session) => {
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+    });
+    // A client that goes away mid-handshake or sends garbage is its own problem.
+    this.#https.on('tlsClientError', () => undefined);
+    this.#http.on('clientError', (_err, socket: Duplex) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); else socket.destroy(); });
+  }
+
+  /** The Prometheus registry: tapir_ingress_* (metrics.ts). */
+  get metrics(): Registry {
+    return this.#metrics.registry;
+  }
+
+  get generation(): number {
+    return this.#router.generation;
+  }
+
+  /** The ports listened on (useful with port 0). */
+  get ports(): { http: number; https: number } {
+    return { http: this.#httpPort, https: this.#httpsPort };
+  }
+
+  async start(): Promise<void> {
+    const address = this.#opts.address ?? '0.0.0.0';
+    const listen = (server: Server | Http2SecureServer, port: number, what: string): Promise<number> => new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(new IngressProxyError(`the Ingress proxy cannot listen for ${what} on ${address}:${port}: ${(err as { code?: string }).code ?? err.message}`));
+      server.once('error', onError);
+      server.listen(port, address, () => {
+        server.off('error', onError);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+    this.#httpPort = await listen(this.#http, this.#opts.httpPort, 'HTTP');
+    this.#httpsPort = await listen(this.#https, this.#opts.httpsPort, 'HTTPS');
+    this.#opts.log(`ingress proxy listening: HTTP ${address}:${this.#httpPort}, HTTPS (h2, http/1.1) ${address}:${this.#httpsPort}`);
+  }
+
+  /**
+   * Serves `config` from the next request on. Requests already routed finish on the
+   * backends they chose; dispatchers to endpoints the new configuration does not use
+   * are closed once their requests end. Certificates that changed load on their next
+   * handshake.
+   */
+  setConfig(config: IngressConfig): void {
+    const router = new Router(config);
+    this.#contexts.update(config.certificates);
+    this.#router = router;
+    const keep = new Set<string>();
+    const add = (b: BackendState, connectTimeoutMs: number): void => {
+      for (const a of b.addresses) keep.add(UpstreamPools.key(b.backend.protocol, a, connectTimeoutMs));
+    };
+    for (const r of router.rules) {
+      add(r.backend, r.rule.options.proxyConnectTimeoutMs);
+      if (r.canary !== null) add(r.canary.backend, r.rule.options.proxyConnectTimeoutMs);
+    }
+    if (router.defaultBackend !== null) add(router.defaultBackend, DEFAULT_ROUTE_OPTIONS.proxyConnectTimeoutMs);
+    this.#pools.retain(keep);
+    this.#metrics.config(config.generation);
+  }
+
+  /**
+   * Stops listening, lets requests in flight finish for up to `graceMs` (idle keep-alive
+   * connections close at once, HTTP/2 sessions get GOAWAY), then closes every client
+   * connection and upstream pool that is left.
+   */
+  async stop(graceMs = 1_000): Promise<void> {
+    const closed = (server: Server | Http2SecureServer): Promise<void> => new Promise((resolve) => {
+      if (!server.listening) { resolve(); return; }
+      server.close(() => resolve());
+    });
+    const both = Promise.all([closed(this.#http), closed(this.#https)]);
+    this.#http.closeIdleConnections();
+    for (const session of this.#sessions) session.close();
+    // An idle HTTP/2 session is not closed by close() until its client hangs up: what
+    // is waited for is the requests in flight, then every connection goes.
+    const deadline = performance.now() + graceMs;
+    while (this.#inFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const socket of this.#sockets) socket.destroy();
+    await both;
+    await this.#pools.destroy();
+  }
+
+  #onRequest(req: ClientRequest, res: ClientResponse, scheme: 'http' | 'https', serverPort: number): void {
+    const started = performance.now();
+    this.#inFlight++;
+    res.once('close', this.#requestClosed);
+    const router = this.#router;
+    const h2 = req.httpVersionMajor === 2;
+    const headers = req.headers;
+    const authority = (h2 ? headers[':authority'] ?? headers.host : headers.host) as string | undefined ?? '';
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47 /* '/' */) {
+      // absolute-form (RFC 9112 3.2.2) or '*': only a path is routed.
+      try { const u = new URL(url); url = u.pathname + u.search; } catch { reply(this.#metrics, res, started, 400, '', '', `tapir-ingress: 400 Bad Request: request target ${JSON.stringify(req.url)} is not a path\n`); return; }
+    }
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q);
+    const host = normalizeHost(authority);
+    const m = router.route(host, path);
+    const rule = m.rule;
+    const backendState = rule !== null ? rule.choose(headers, Math.random()) : m.defaultBackend;
+    if (backendState === null) {
+      reply(this.#metrics, res, started, 404, '', '', `tapir-ingress: 404 Not Found: no Ingress rule for host ${JSON.stringify(host)} path ${JSON.stringify(path)} and no default backend\n`);
+      return;
+    }
+    const options = rule === null ? DEFAULT_ROUTE_OPTIONS : rule.rule.options;
+    const ingress = rule === null ? '' : rule.rule.ingress;
+    if (scheme === 'http' && rule !== null && options.sslRedirect && m.host !== null && m.host.tls !== null) {
+      const port = this.#opts.redirectHttpsPort ?? this.#httpsPort;
+      const location = `https://${host}${port === 443 ? '' : `:${port}`}${url}`;
+      (res as ServerResponse).writeHead(308, { location, 'content-type': 'text/plain; charset=utf-8', 'content-length': 0 });
+      res.end();
+      this.#metrics.request(ingress, backendState.name, 308, (performance.now() - started) / 1000);
+      return;
+    }
+
+    const facts: ClientFacts = { remoteAddress: req.socket?.remoteAddress ?? '', scheme, serverPort, authority };
+    const upstreamHeaders = upstreamRequestHeaders(headers, facts, false, backendState.backend.protocol === 'GRPC');
+    let affinityEndpoint = -1;
+    const cookie = options.affinityCookie;
+    if (cookie !== null) {
+      const v = cookieValue(headers.cookie, cookie.name);
+      if (v !== null) affinityEndpoint = backendState.endpointForCookie(v);
+    }
+    const upstreamPath = rule === null ? url : rule.upstreamPath(path, query);
+    const start = (body: Buffer | ClientRequest | null): void => {
+      new Exchange({
+        pools: this.#pools, metrics: this.#metrics, res, backend: backendState, ingress, method: req.method ?? 'GET',
+        path: upstreamPath, headers: upstreamHeaders, body, connectTimeoutMs: options.proxyConnectTimeoutMs,
+        readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
+      }).start();
+    };
+
+    const limit = options.proxyBodySize;
+    const lengthHeader = headers['content-length'];
+    const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headers['transfer-encoding'] !== undefined;
+    if (!hasBody) {
+      start(null);
+      return;
+    }
+    const tooLarge = (): void => {
+      reply(this.#metrics, res, started, 413, ingress, backendState.name, `tapir-ingress: 413 Content Too Large: the request body is over ${limit} bytes, the limit of backend ${backendState.name} (proxy-body-size)\n`, true);
+    };
+    if (limit > 0 && lengthHeader !== undefined && Number(lengthHeader) > limit) {
+      tooLarge();
+      return;
+    }
+    if (limit === 0) {
+      start(req);
+      return;
+    }
+    readBody(req, limit, (body) => {
+      if (body === null) tooLarge();
+      else start(body);
+    });
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {
+    const started = performance.now();
+    const router = this.#router;
+    const authority = req.headers.host ?? '';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const host = normalizeHost(authority);
+    const m = router.route(host, path);
+    const rule = m.rule;
+    const backendState = rule !== null ? rule.choose(req.headers, Math.random()) : m.defaultBackend;
+    if (backendState === null) {
+      const body = `tapir-ingress: 404 Not Found: no Ingress rule for host ${JSON.stringify(host)} path ${JSON.stringify(path)} and no default backend\n`;
+      socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      this.#metrics.request('', '', 404, (performance.now() - started) / 1000);
+      return;
+    }
+    const options = rule === null ? DEFAULT_ROUTE_OPTIONS : rule.rule.options;
+    const facts: ClientFacts = { remoteAddress: req.socket.remoteAddress ?? '', scheme, serverPort, authority };
+    tunnelUpgrade({
+      client: socket, head, backend: backendState, ingress: rule === null ? '' : rule.rule.ingress, method: req.method ?? 'GET',
+      path: rule === null ? url : rule.upstreamPath(path, q < 0 ? '' : url.slice(q)),
+      headers: upstreamRequestHeaders(req.headers, facts, true, false),
+      connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, metrics: this.#metrics, started,
+    });
+  }
+}
+
+/** A short plain-text answer of the proxy's own, counted like the others. */
+function reply(metrics: IngressMetrics, res: ClientResponse, started: number, status: number, ingress: string, service: string, text: string, close = false): void {
+  const body = Buffer.from(text);
+  const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length };
+  // An HTTP/1.1 client may still be sending the body we refused: close after answering.
+  if (close && (res as ServerResponse).req?.httpVersionMajor === 1) headers.connection = 'close';
+  (res as ServerResponse).writeHead(status, headers);
+  res.end(body);
+  metrics.request(ingress, service, status, (performance.now() - started) / 1000);
+}
+
+/** Reads a request body of at most `limit` bytes; null when it is longer (the rest is not read). */
+function readBody(req: ClientRequest, limit: number, done: (body: Buffer | null) => void): void {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let over = false;
+  req.on('data', (chunk: Buffer) => {
+    if (over) return;
+    length += chunk.length;
+    if (length > limit) {
+      over = true;
+      req.pause();
+      done(null);
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on('end', () => { if (!over) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length)); });
+  req.on('error', () => undefined);
+}

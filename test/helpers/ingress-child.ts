@@ -1,0 +1,40 @@
+// An IngressProxy in a process of its own, started by the Ingress tests and benchmark
+// inside a network namespace they created (`ip netns exec NS node ingress-child.ts ...`),
+// as `tapir ingress` runs it in a pod. Driven over stdin/stdout, one JSON object a line:
+//   -> {"op":"config","config":{...IngressConfig, certificates: [[secret, Certificate], ...]}}
+//   <- {"op":"config","generation":N}
+//   -> {"op":"metrics"}   <- {"op":"metrics","text":"..."}
+//   -> {"op":"memory"}    <- {"op":"memory", ...process.memoryUsage()}
+// It writes {"op":"ready","http":PORT,"https":PORT} once listening.
+//   node ingress-child.ts HTTP_PORT HTTPS_PORT ADDRESS CERT_FILE KEY_FILE
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Certificate, IngressConfig } from '../../src/ingress/model.ts';
+import { IngressProxy } from '../../src/ingress/proxy.ts';
+
+const [httpPort, httpsPort, address, certFile, keyFile] = process.argv.slice(2);
+const proxy = new IngressProxy({
+  httpPort: Number(httpPort), httpsPort: Number(httpsPort), address: address!,
+  log: (message) => process.stderr.write(`${message}\n`),
+  defaultCertificate: { certPem: readFileSync(certFile!, 'utf8'), keyPem: readFileSync(keyFile!, 'utf8') },
+});
+await proxy.start();
+const send = (o: unknown): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
+send({ op: 'ready', ...proxy.ports });
+
+for await (const line of createInterface({ input: process.stdin })) {
+  if (line.trim() === '') continue;
+  const msg = JSON.parse(line) as { op: string; config?: Omit<IngressConfig, 'certificates'> & { certificates: [string, Certificate][] } };
+  if (msg.op === 'config') {
+    proxy.setConfig({ ...msg.config!, certificates: new Map(msg.config!.certificates) });
+    send({ op: 'config', generation: proxy.generation });
+  } else if (msg.op === 'memory') {
+    // With --expose-gc, after a full collection: what is still reachable.
+    (globalThis as { gc?: () => void }).gc?.();
+    send({ op: 'memory', ...process.memoryUsage() });
+  } else if (msg.op === 'metrics') {
+    send({ op: 'metrics', text: await proxy.metrics.metrics() });
+  }
+}
+await proxy.stop();
+process.exit(0);
