@@ -22,7 +22,7 @@ test('port out of range names file, document, object and field', () => {
 
 test('wrong kind and wrong apiVersion', () => {
   assert.deepEqual(problems('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n', 'deploy.yaml'), [
-    'deploy.yaml: document 1 (Deployment default/web): kind: "Deployment" is not supported (supported kinds: Service, EndpointSlice, Endpoints, Pod, Node, Namespace)',
+    'deploy.yaml: document 1 (Deployment default/web): kind: "Deployment" is not supported (supported kinds: Service, EndpointSlice, Endpoints, Pod, Node, Namespace, Ingress, IngressClass, Secret)',
   ]);
   assert.deepEqual(problems('apiVersion: discovery.k8s.io/v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n'), [
     'svc.yaml: document 1 (Service default/web): apiVersion: "discovery.k8s.io/v1" is not valid for Service (use v1)',

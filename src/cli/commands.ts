@@ -13,6 +13,7 @@ export const commands: Command[] = [
   { name: 'lab', summary: 'multi-node lab in network namespaces: up | status | exec | apply | delete | down | list', load: () => import('./lab.ts') },
   { name: 'agent', summary: 'run the node agent: tapir agent --config FILE', load: () => import('./agent.ts') },
   { name: 'dns', summary: 'cluster DNS from a CoreDNS Corefile: tapir dns --corefile FILE [--manifests DIR | --kubeconfig FILE]', load: () => import('./dns.ts') },
+  { name: 'ingress', summary: 'run the Ingress controller and its proxy: tapir ingress [--kubeconfig F | --manifests DIR]; tapir ingress status', load: () => import('./ingress.ts') },
   { name: 'stats', summary: 'a running agent\'s per-port counters and drops by reason', load: () => import('./stats.ts') },
   { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
   { name: 'trace', summary: 'explain a packet\'s fate through the service tables (service, endpoint, NAT)', load: () => import('./trace.ts') },

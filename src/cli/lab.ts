@@ -14,7 +14,7 @@ import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
 
 const USAGE = `Usage:
   tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
-               [--source kubernetes|manifests] [--json] [--keep-on-failure]
+               [--source kubernetes|manifests] [--ingress] [--json] [--keep-on-failure]
   tapir lab status [--name NAME] [--json]
   tapir lab apply -f FILE|- [--name NAME]
   tapir lab delete -f FILE|- [--name NAME]
@@ -30,8 +30,12 @@ client and demo Services. NAME defaults to the topology's name, else "${DEFAULT_
 in the lab's API server, which the agents watch in cluster mode (in-cluster credentials,
 NODE_NAME) and kubectl reaches (tapir lab kubeconfig); manifests in the manifests/ directory
 the agents watch (clusterless).
-apply/delete add, change and remove Namespaces, Pods, Services, EndpointSlices and Endpoints
+apply/delete add, change and remove Namespaces, Pods, Services, EndpointSlices, Endpoints,
+Ingresses, IngressClasses and Secrets
 as kubectl would (all or nothing; a rejected file names file, document and field).
+--ingress: also the Ingress controller (tapir ingress), one Pod per node in namespace
+ingress-tapir behind the LoadBalancer Service ingress-tapir/ingress-tapir-controller, the
+default IngressClass tapir, and with the default topology the Ingress web.example.test -> web:80.
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
 the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; default iptables).
 Every namespace is named tl-NAME-…; nothing is configured in the root namespace.
@@ -47,18 +51,19 @@ const OPTIONS = {
   filename: { type: 'string', short: 'f' },
   json: { type: 'boolean' },
   'keep-on-failure': { type: 'boolean' },
+  ingress: { type: 'boolean' },
 } as const satisfies Record<string, ParseArgsOptionDescriptor>;
 
 type OptionName = keyof typeof OPTIONS;
 
-interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; source?: ObjectStore; file?: string; json: boolean; keepOnFailure: boolean; positional: string[]; command: string[] }
+interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; source?: ObjectStore; file?: string; json: boolean; keepOnFailure: boolean; ingress: boolean; positional: string[]; command: string[] }
 
 /** Parses options up to "--"; everything after it is the command for exec. */
 function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
   const options = Object.fromEntries(allowed.map((name) => [name, OPTIONS[name]]));
   // Not strict: the checks below report an unknown or valueless option in lab's own words.
   const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
-  const out: Options = { json: false, keepOnFailure: false, positional: [], command: [] };
+  const out: Options = { json: false, keepOnFailure: false, ingress: false, positional: [], command: [] };
   let afterTerminator = false;
   for (const token of tokens) {
     if (token.kind === 'option-terminator') { afterTerminator = true; continue; }
@@ -84,6 +89,7 @@ function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
       case 'filename': out.file = value; break;
       case 'json': out.json = true; break;
       case 'keep-on-failure': out.keepOnFailure = true; break;
+      case 'ingress': out.ingress = true; break;
     }
   }
   return out;
@@ -94,9 +100,9 @@ function progress(message: string): void {
 }
 
 async function up(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'source', 'json', 'keep-on-failure']);
+  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'source', 'json', 'keep-on-failure', 'ingress']);
   if (o.positional.length > 1) throw new CliError(`lab up: one topology file at most\n\n${USAGE}`, 2);
-  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, source: o.source, keepOnFailure: o.keepOnFailure, progress });
+  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, source: o.source, ingress: o.ingress, keepOnFailure: o.keepOnFailure, progress });
   const status = await labStatus(state);
   console.log(o.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   return 0;

@@ -68,7 +68,7 @@ export class KubeApi {
     this.#credentials = fast.credentials ?? viaClientNode(auth);
   }
 
-  async #request(path: string, signal: AbortSignal): Promise<{ status: number; body: ReadableStream<Uint8Array> | null; text(): Promise<string> }> {
+  async #request(path: string, signal: AbortSignal, write?: { method: string; body: string; contentType: string }): Promise<{ status: number; body: ReadableStream<Uint8Array> | null; text(): Promise<string> }> {
     let c: Credentials;
     let headers: Record<string, string>;
     try {
@@ -80,15 +80,16 @@ export class KubeApi {
     }
     try {
       const response = await fetch(`${c.server}${path}`, {
-        method: 'GET',
-        headers: { ...headers, accept: 'application/json' },
+        method: write?.method ?? 'GET',
+        headers: { ...headers, accept: 'application/json', ...(write === undefined ? {} : { 'content-type': write.contentType }) },
+        ...(write === undefined ? {} : { body: write.body }),
         ...(c.dispatcher === undefined ? {} : { dispatcher: c.dispatcher }),
         signal,
       });
       return { status: response.status, body: response.body as ReadableStream<Uint8Array> | null, text: () => response.text() };
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new KubeApiError(`GET ${this.server}${path}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 0);
+      throw new KubeApiError(`${write?.method ?? 'GET'} ${this.server}${path}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 0);
     }
   }
 
@@ -101,6 +102,22 @@ export class KubeApi {
       return JSON.parse(text) as Record<string, unknown>;
     } catch {
       throw new KubeApiError(`GET ${path}: the answer is not JSON`, r.status);
+    }
+  }
+
+  /**
+   * A write (a controller's status update, an Event): `body` as JSON with `contentType`
+   * (application/merge-patch+json for a merge patch). Resolves with the answer on 2xx;
+   * a KubeApiError otherwise.
+   */
+  async send(method: 'POST' | 'PUT' | 'PATCH', path: string, body: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    const r = await this.#request(path, AbortSignal.timeout(timeoutMs), { method, body: JSON.stringify(body), contentType });
+    const text = await r.text();
+    if (r.status < 200 || r.status > 299) throw statusError(`${method} ${path}`, r.status, text);
+    try {
+      return JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return {};
     }
   }
 

@@ -11,6 +11,9 @@ export const Kind = {
   POD: 'Pod',
   NODE: 'Node',
   NAMESPACE: 'Namespace',
+  INGRESS: 'Ingress',
+  INGRESS_CLASS: 'IngressClass',
+  SECRET: 'Secret',
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -73,6 +76,8 @@ export interface ObjectMeta {
    * the versions it reads itself. '' for objects that no source stored (generated ones).
    */
   resourceVersion: string;
+  /** RFC 3339, as the API server sets it; '' or absent when unknown (a manifest without it). */
+  creationTimestamp?: string;
 }
 
 export type Protocol = 'TCP' | 'UDP';
@@ -275,7 +280,65 @@ export interface NamespaceObject {
   metadata: ObjectMeta;
 }
 
-export type K8sObject = ServiceObject | EndpointSliceObject | EndpointsObject | PodObject | NodeObject | NamespaceObject;
+/** An Ingress backend: a Service port (by number or name), or a resource reference (which Tapir refuses). */
+export interface IngressBackendRef {
+  service: { name: string; port: number | string } | null;
+  resource: { apiGroup: string; kind: string; name: string } | null;
+}
+
+export interface IngressPathObject {
+  /** As written; '' when absent (checked by the Ingress compile, not here: a bad path costs its rule only). */
+  path: string;
+  pathType: 'Exact' | 'Prefix' | 'ImplementationSpecific';
+  backend: IngressBackendRef;
+}
+
+export interface IngressRuleObject {
+  /** '' = every host; may be a wildcard ("*.foo.com"). */
+  host: string;
+  /** rules[].http.paths; [] when the rule has no http. */
+  paths: IngressPathObject[];
+}
+
+export interface IngressObject {
+  kind: 'Ingress';
+  origin: Origin;
+  metadata: ObjectMeta;
+  spec: {
+    /** '' = not set (the default class, or the kubernetes.io/ingress.class annotation, decides). */
+    ingressClassName: string;
+    defaultBackend: IngressBackendRef | null;
+    tls: { hosts: string[]; secretName: string }[];
+    rules: IngressRuleObject[];
+  };
+  /** status.loadBalancer.ingress[].ip, as last written (the controller compares before it writes). */
+  status: { loadBalancerIPs: string[] };
+}
+
+export interface IngressClassObject {
+  kind: 'IngressClass';
+  origin: Origin;
+  metadata: ObjectMeta;
+  /** spec.controller, e.g. "tapir.dev/ingress-controller". */
+  controller: string;
+  /** The ingressclass.kubernetes.io/is-default-class annotation is "true". */
+  isDefault: boolean;
+}
+
+/**
+ * A Secret. Only kubernetes.io/tls Secrets keep data (the certificate and key, checked:
+ * both parse and the key is the certificate's); of any other type only the type is
+ * kept, so a controller watching Secrets never holds credentials it has no use for.
+ */
+export interface SecretObject {
+  kind: 'Secret';
+  origin: Origin;
+  metadata: ObjectMeta;
+  type: string;
+  tls: { certPem: string; keyPem: string; dnsNames: string[]; notAfter: string } | null;
+}
+
+export type K8sObject = ServiceObject | EndpointSliceObject | EndpointsObject | PodObject | NodeObject | NamespaceObject | IngressObject | IngressClassObject | SecretObject;
 
 /** "Kind/namespace/name": unique per object, '' namespace for cluster-scoped kinds. */
 export function objectKey(obj: K8sObject): string {

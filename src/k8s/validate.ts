@@ -7,6 +7,7 @@ import { Kind, originText, type K8sObject, type ObjectMeta, type Origin } from '
 import { validateService } from './validate-service.ts';
 import { validateEndpoints, validateEndpointSlice } from './validate-discovery.ts';
 import { validateNamespace, validateNode, validatePod } from './validate-workloads.ts';
+import { validateIngress, validateIngressClass, validateSecret } from './validate-networking.ts';
 
 /**
  * The API server refuses an object whose annotations (keys and values together) pass
@@ -31,6 +32,9 @@ export const KINDS: Readonly<Record<Kind, KindInfo>> = {
   Pod: { apiVersion: 'v1', resource: 'pods', clusterScoped: false, validate: validatePod },
   Node: { apiVersion: 'v1', resource: 'nodes', clusterScoped: true, validate: validateNode },
   Namespace: { apiVersion: 'v1', resource: 'namespaces', clusterScoped: true, validate: (_top, metadata, origin) => validateNamespace(metadata, origin) },
+  Ingress: { apiVersion: 'networking.k8s.io/v1', resource: 'ingresses', clusterScoped: false, validate: validateIngress },
+  IngressClass: { apiVersion: 'networking.k8s.io/v1', resource: 'ingressclasses', clusterScoped: true, validate: validateIngressClass },
+  Secret: { apiVersion: 'v1', resource: 'secrets', clusterScoped: false, validate: validateSecret },
 };
 
 function isKind(s: string): s is Kind {
@@ -106,5 +110,6 @@ function readMetadata(meta: Fields, kind: Kind, name: string, namespace: string,
     annotations,
     deletionTimestamp: meta.string('deletionTimestamp'),
     resourceVersion: meta.string('resourceVersion'),
+    creationTimestamp: meta.string('creationTimestamp'),
   };
 }

@@ -29,6 +29,7 @@ import { loadObjects } from './cluster/manifests.ts';
 import { labNetnsEtcDirs, removeLabNetnsEtc, writeNetnsResolvConf } from './network/netns-files.ts';
 import { planUpstreamDns, siteResolvConf, startUpstreamDns, stopUpstreamDns } from './network/upstream-dns.ts';
 import type { ServiceObject } from '../k8s/objects.ts';
+import { DEMO_HOST, INGRESS_NAMESPACE, INGRESS_SERVICE, ingressManifests, waitForControllers } from './cluster/ingress.ts';
 import { checkAlive, startWorkloads, waitForWorkloads } from './workloads.ts';
 
 export const DEFAULT_LAB_NAME = 'tapir';
@@ -45,6 +46,8 @@ export interface UpOptions {
   proxyMode: ProxyMode | undefined;
   /** Where the lab keeps its objects (default kubernetes: the lab API server, agents in cluster mode). */
   source?: ObjectStore | undefined;
+  /** Also the Ingress controller (src/lab/cluster/ingress.ts). */
+  ingress?: boolean | undefined;
   /** Leave a lab that failed to come up in place, for inspection. */
   keepOnFailure: boolean;
   progress(message: string): void;
@@ -150,6 +153,17 @@ export async function labUp(options: UpOptions): Promise<LabState> {
       const result = usesApi(state) ? await apiApplyLocked(state, topology.services, progress) : await applyLocked(state, topology.services, progress);
       for (const line of [...result.lines, ...result.warnings]) progress(line);
       save();
+    }
+    if (options.ingress === true) {
+      // After the topology's Services, so that their load-balancer addresses stay what they are without it.
+      const demo = topology.services !== null && parseManifest(topology.services.text, topology.services.file).objects.some((o) => o.kind === 'Service' && o.metadata.namespace === 'default' && o.metadata.name === 'web');
+      const source = ingressManifests(state, demo);
+      progress(`Ingress controller: ${state.nodes.length} pods in ${INGRESS_NAMESPACE}, Service ${INGRESS_NAMESPACE}/${INGRESS_SERVICE}${demo ? `, Ingress default/web (${DEMO_HOST})` : ''}`);
+      const result = usesApi(state) ? await apiApplyLocked(state, source, progress) : await applyLocked(state, source, progress);
+      for (const line of result.warnings) progress(line);
+      save();
+      const pending = await waitForControllers(state, SERVICES_READY_TIMEOUT_MS);
+      if (pending.length > 0) progress(`warning: Ingress controller pods not ready after ${SERVICES_READY_TIMEOUT_MS / 1000} s: ${pending.join(', ')} (their logs: ${state.stateDir}/pods/)`);
     }
     // A pod that never turns ready (a command that does not listen on its declared port)
     // is the topology's business: reported, not fatal, as in a cluster.

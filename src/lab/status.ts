@@ -1,7 +1,9 @@
 // `lab status`: the lab as state.json records it, plus whether its processes still run,
 // the pods' readiness as the manifests say, and the Services (src/lab/cluster/services-status.ts).
 import type { ServiceDescription } from '../control/describe.ts';
-import type { PodObject } from '../k8s/objects.ts';
+import type { IngressClassObject, IngressObject, PodObject } from '../k8s/objects.ts';
+import { classifyIngress, DEFAULT_CLASS_NAME } from '../ingress/compile.ts';
+import { INGRESS_NAMESPACE, INGRESS_SERVICE } from './cluster/ingress.ts';
 import { readDaemonStatus, type DaemonStatus } from './node/daemons.ts';
 import { loadObjects } from './cluster/manifests.ts';
 import { isAlive } from './network/processes.ts';
@@ -47,6 +49,12 @@ export interface LabStatus {
   upstreamDns: { address: string; pid: number | null; running: boolean; log: string } | null;
   client: { name: string; netns: string; ip: string } | null;
   services: ServiceDescription[];
+  /**
+   * Every Ingress: its class, hosts, and address (status.loadBalancer.ingress as the
+   * controller wrote it in cluster mode; in manifest mode, where nothing writes status,
+   * the controller Service's address for the Ingresses of class tapir).
+   */
+  ingresses: { name: string; namespace: string; className: string; hosts: string[]; addresses: string[]; served: boolean }[];
   /** Manifest files the agents would reject (written by hand into the directory). */
   manifestProblems: string[];
   /** No agent, daemon or node problem right now. */
@@ -61,6 +69,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
   const stored = usesApi(state) ? await apiObjectsOrProblem(state.apiServer) : loadObjects(state.manifests);
   const podObjects = new Map(stored.objects.filter((o): o is PodObject => o.kind === 'Pod').map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
   const { services, problems } = labServices(state, stored);
+  const ingresses = ingressRows(stored.objects, services, usesApi(state));
   const nodes = await Promise.all(state.nodes.map(async (n) => {
     const daemon = readDaemonStatus(n);
     // The daemon restarts a dead agent: its status knows the current pid.
@@ -134,10 +143,27 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     },
     client: state.client === null ? null : { name: state.client.name, netns: state.client.netns, ip: state.client.ip },
     services,
+    ingresses,
     manifestProblems: problems,
     healthy: health.length === 0,
     problems: health,
   };
+}
+
+function ingressRows(objects: readonly { kind: string }[], services: readonly ServiceDescription[], api: boolean): LabStatus['ingresses'] {
+  const classes = objects.filter((o): o is IngressClassObject => o.kind === 'IngressClass');
+  const controller = services.find((s) => s.namespace === INGRESS_NAMESPACE && s.name === INGRESS_SERVICE);
+  return objects.filter((o): o is IngressObject => o.kind === 'Ingress').map((ing) => {
+    const served = classifyIngress(ing, classes, DEFAULT_CLASS_NAME).ours;
+    return {
+      name: ing.metadata.name,
+      namespace: ing.metadata.namespace,
+      className: ing.spec.ingressClassName,
+      hosts: ing.spec.rules.map((r) => r.host || '*'),
+      addresses: api ? ing.status.loadBalancerIPs : served ? controller?.loadBalancerIPs ?? [] : [],
+      served,
+    };
+  });
 }
 
 function daemonStatus(node: LabState['nodes'][number], status: DaemonStatus | undefined): LabStatus['nodes'][number]['daemon'] {
@@ -171,6 +197,9 @@ export function formatStatus(status: LabStatus): string {
         Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-', p.netns])),
   ];
   if (status.services.length > 0) lines.push('', ...formatServices(status.services));
+  if (status.ingresses.length > 0) {
+    lines.push('', table(['INGRESS', 'CLASS', 'HOSTS', 'ADDRESS'], status.ingresses.map((i) => [`${i.namespace}/${i.name}`, i.className || '-', i.hosts.join(',') || '*', i.addresses.join(',') || (i.served ? 'pending' : '- (not class tapir)')])));
+  }
   for (const problem of status.manifestProblems) lines.push(`manifest problem: ${problem}`);
   for (const problem of status.problems) lines.push(`problem: ${problem}`);
   for (const p of status.pods) for (const warning of p.dnsWarnings) lines.push(`warning: pod ${p.namespace}/${p.name}: DNSConfigForming: ${warning}`);

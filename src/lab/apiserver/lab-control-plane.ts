@@ -40,7 +40,14 @@ export function apiServerAddress(state: LabState): string {
 export async function startLabControlPlane(state: LabState, objects: readonly Record<string, unknown>[]): Promise<ApiServerState> {
   const address = apiServerAddress(state);
   const prefixLength = state.addressing.underlayCIDR.split('/')[1];
-  await ipBatch(state.underlay.netns, [`addr add ${address}/${prefixLength} dev ${state.underlay.bridge}`]);
+  // The control-plane host reaches every node's pods through that node, as a cluster's
+  // hosts do (the overlay's routes): a pod that talks to the API server (an Ingress
+  // controller) gets its answers. `replace`: the lab's upstream DNS server in the same
+  // namespace may have put them there already.
+  await ipBatch(state.underlay.netns, [
+    `addr add ${address}/${prefixLength} dev ${state.underlay.bridge}`,
+    ...state.nodes.map((n) => `route replace ${n.podCIDR} via ${n.underlayIP} dev ${state.underlay.bridge}`),
+  ]);
   const cp = await startControlPlane(controlPlaneSpec(state, address));
   const client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
   for (const obj of objects) await client.create(obj);

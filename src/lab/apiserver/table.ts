@@ -87,6 +87,13 @@ function subjects(o: Obj, kind: string): string {
   return list(o.subjects).map(m).filter((x) => x.kind === kind).map((x) => (kind === 'ServiceAccount' ? `${String(x.namespace ?? '')}/${String(x.name)}` : String(x.name))).join(', ');
 }
 
+/** kubectl's Ingress HOSTS: the rules' hosts ("*" for none), at most three then "+ N more...". */
+function ingressHosts(o: Obj): string {
+  const hosts = list(m(o.spec).rules).map((r) => String(m(r).host ?? '') || '*');
+  if (hosts.length === 0) return '*';
+  return hosts.length > 3 ? `${hosts.slice(0, 3).join(',')} + ${hosts.length - 3} more...` : hosts.join(',');
+}
+
 const BINDING_COLUMNS: readonly Column[] = [
   NAME,
   { name: 'Role', type: 'string', description: 'Role it binds', cell: (o) => `${String(m(o.roleRef).kind)}/${String(m(o.roleRef).name)}` },
@@ -134,6 +141,20 @@ const COLUMNS: Readonly<Record<string, readonly Column[]>> = {
     { name: 'AddressType', type: 'string', description: 'The address type of the slice.', cell: (o) => String(o.addressType ?? '') },
     { name: 'Ports', type: 'string', description: 'The ports of the slice.', cell: (o) => orNone(list(o.ports).map((p) => String(m(p).port ?? '')).join(',')) },
     { name: 'Endpoints', type: 'string', description: 'The endpoints of the slice.', cell: sliceEndpoints },
+    AGE,
+  ],
+  'ingresses.networking.k8s.io': [
+    NAME,
+    { name: 'Class', type: 'string', description: 'The name of the IngressClass resource that should be used for additional configuration', cell: (o) => String(m(o.spec).ingressClassName ?? '<none>') },
+    { name: 'Hosts', type: 'string', description: 'Hosts that incoming requests are matched against before the ingress rule', cell: ingressHosts },
+    { name: 'Address', type: 'string', description: 'Address is a list containing ingress points for the load-balancer', cell: (o) => list(m(m(o.status).loadBalancer).ingress).map((i) => String(m(i).ip ?? m(i).hostname ?? '')).join(',') },
+    { name: 'Ports', type: 'string', description: 'Ports of TLS configurations that open', cell: (o) => (list(m(o.spec).tls).length > 0 ? '80, 443' : '80') },
+    AGE,
+  ],
+  'ingressclasses.networking.k8s.io': [
+    NAME,
+    { name: 'Controller', type: 'string', description: 'Controller that is responsible for handling this class', cell: (o) => String(m(o.spec).controller ?? '') },
+    { name: 'Parameters', type: 'string', description: 'A reference to a resource with additional parameters', cell: (o) => (m(o.spec).parameters === undefined ? '<none>' : String(m(m(o.spec).parameters).name ?? '')) },
     AGE,
   ],
   'clusterrolebindings.rbac.authorization.k8s.io': BINDING_COLUMNS,

@@ -51,6 +51,7 @@ export async function listApiObjects(api: ApiServerState): Promise<{ objects: K8
   for (const [path, apiVersion, kind] of [
     ['/api/v1/services', 'v1', 'Service'], ['/apis/discovery.k8s.io/v1/endpointslices', 'discovery.k8s.io/v1', 'EndpointSlice'],
     ['/api/v1/pods', 'v1', 'Pod'], ['/api/v1/nodes', 'v1', 'Node'],
+    ['/apis/networking.k8s.io/v1/ingresses', 'networking.k8s.io/v1', 'Ingress'], ['/apis/networking.k8s.io/v1/ingressclasses', 'networking.k8s.io/v1', 'IngressClass'],
   ] as const) {
     const list = await client.must('GET', path);
     for (const item of Array.isArray(list.items) ? list.items : []) {
@@ -262,7 +263,7 @@ async function waitForPodStop(client: LabApiClient, raw: RawObject, pod: PodStat
 
 const STOP_TIMEOUT_MS = 20_000;
 
-const KIND_VERSION: Record<string, string> = { EndpointSlice: 'discovery.k8s.io/v1' };
+const KIND_VERSION: Record<string, string> = { EndpointSlice: 'discovery.k8s.io/v1', Ingress: 'networking.k8s.io/v1', IngressClass: 'networking.k8s.io/v1' };
 
 /** For `lab status`: the API's objects, or an empty list with the reason when it does not answer. */
 export async function apiObjectsOrProblem(api: ApiServerState): Promise<{ objects: K8sObject[]; problems: string[] }> {
