@@ -67,6 +67,20 @@ test('a success answer is served with the query id and TTLs decreased by its age
   assert.deepEqual(c.stats(), { hits: { success: 3, denial: 0 }, misses: 1, entries: { success: 0, denial: 0 }, evictions: { success: 0, denial: 0 } });
 });
 
+test('an entry is a copy: the server\'s one reused response Buffer, overwritten by the next answer, leaves it intact', () => {
+  const c = cache();
+  const a = exchange('a.example.test', 'A', { answers: [{ type: 'A', name: 'a.example.test', ttl: 60, data: '192.0.2.1' }] });
+  const b = exchange('b.example.test', 'A', { answers: [{ type: 'A', name: 'b.example.test', ttl: 60, data: '192.0.2.2' }] });
+  const shared = Buffer.alloc(512);
+  shared.set(a.response);
+  c.put(a.q, shared, a.response.length, T0);
+  shared.fill(0);
+  shared.set(b.response);
+  c.put(b.q, shared, b.response.length, T0);
+  assert.deepEqual(get(c, a.q, T0 + 1)!.answers.map((x) => [x.name, x.data]), [['a.example.test', '192.0.2.1']]);
+  assert.deepEqual(get(c, b.q, T0 + 1)!.answers.map((x) => [x.name, x.data]), [['b.example.test', '192.0.2.2']]);
+});
+
 test('TTLs are capped at maxTtl in the cache and in the response passed in; minTtl keeps an entry longer without raising a TTL', () => {
   const c = cache({ maxTtl: 30 });
   const x = exchange('long.example.test', 'A', { answers: [{ type: 'A', name: 'long.example.test', ttl: 7200, data: '192.0.2.9' }] });

@@ -297,7 +297,8 @@ export class DnsCache {
       this.#remove(clock.victim());
       clock.evictions++;
     }
-    const entry = new Entry(q, bits, denial, response.slice(0, len), offsets, scan, nowMs, ttl);
+    // A copy: Buffer's slice() is a view, and the server hands in its one reused response buffer.
+    const entry = new Entry(q, bits, denial, Uint8Array.prototype.slice.call(response, 0, len), offsets, scan, nowMs, ttl);
     entry.slot = clock.free.pop()!;
     clock.slots[entry.slot] = entry;
     clock.size++;
