@@ -2,8 +2,13 @@
 // through the block's plugins in CoreDNS's execution order:
 //
 //   read -> (bad: FORMERR / NOTIMP, counted, never thrown) -> the most specific server
-//   block zone on that listener (none: REFUSED) -> cache -> kubernetes zone -> loop probe
+//   block zone on that listener (none: REFUSED) -> kubernetes zone -> cache -> loop probe
 //   -> forward (and cache.put) -> loadbalance -> reply
+//
+// The kubernetes zone comes before the cache (CoreDNS's order is the other way round)
+// and its answers are not cached: they are precomputed wire data, current with the last
+// view, so a Service change is answered within one sync (kubeadm's Corefile disables
+// the cache for cluster.local for the same reason).
 //
 // The path for a cluster name is synchronous and allocates nothing of its own (a test
 // counts collections): the query info is one reused object (message.ts's readQuery
@@ -560,19 +565,19 @@ export class DnsServer {
       const block = route.block;
       const limit = client.proto === Proto.TCP ? MAX_MESSAGE : q.edns ? Math.min(MAX_MESSAGE, Math.max(512, q.ednsUdpSize)) : 512;
       const maxSize = Math.min(limit, res.length);
+      // The zone before the cache, and its answers never cached: they are precomputed
+      // from the current view, so a hit would cost as much as the answer and a cached
+      // one could outlive a Service change by the cache's TTL.
+      if (block.zone !== null && block.zone.owns(qname)) {
+        const n = block.zone.answer(msg, len, q, res, maxSize);
+        if (n > 0) return this.#finish(client, route, q, len, res, n, Writer.KUBERNETES);
+      }
       const caches = block.cache !== null && block.caches(qname);
       if (caches) {
         const n = block.cache!.get(q, res, Date.now(), msg, maxSize);
         if (n > 0) {
           const m = n > maxSize ? truncate(res, n, msg, q.questionEnd, res) : n;
           return this.#finish(client, route, q, len, res, m, Writer.CACHE);
-        }
-      }
-      if (block.zone !== null && block.zone.owns(qname)) {
-        const n = block.zone.answer(msg, len, q, res, maxSize);
-        if (n > 0) {
-          if (caches) this.#store(block, q, res, n);
-          return this.#finish(client, route, q, len, res, n, Writer.KUBERNETES);
         }
       }
       if (block.forwarder !== null && block.forwards(qname)) {
