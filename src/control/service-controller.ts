@@ -254,7 +254,11 @@ export class ServiceController {
     let changes: TimedChange[] = [];
     let view: ClusterView | undefined;
     try {
-      if (periodic) this.#state.forceFull();
+      // A periodic sync recompiles only what changed, as any other: the compiled state is
+      // a function of the objects alone and nothing outside can drift it (kube-proxy's
+      // periodic full sync repairs iptables rules; a recompile of everything here only
+      // ever produced the same view, and blocked the data plane's thread for a second
+      // every syncPeriod at 10k Services). A failed sync still forces a full one.
       changes = this.#tracker.drainTimed();
       this.#state.apply(changes.map((c) => c.change));
       view = this.#state.sync().view;
