@@ -342,6 +342,16 @@ export function rewriteTtls(msg: Uint8Array, len: number, decrement: number, cap
 // Positions of the address records shuffleAnswers may permute; a response with more
 // than this many A/AAAA records is shuffled in its first 512 only.
 const SHUFFLE_MAX = 512;
+/**
+ * loadbalance's own generator: an LCG kept within a small integer (30 bits), so that no
+ * double is boxed per swap as Math.random()'s can be (a collection per few thousand
+ * answers); its top 15 bits pick the swap. A spread, not a secret.
+ */
+let shuffleState = (Math.random() * 0x3fffffff) | 0;
+function nextShuffle(): number {
+  shuffleState = (Math.imul(shuffleState, 1103515245) + 12345) & 0x3fffffff;
+  return shuffleState >>> 15;
+}
 const shuffleAt = new Int32Array(SHUFFLE_MAX);
 const shuffleTmp = new Uint8Array(4 + 2 + 16);
 
@@ -357,13 +367,16 @@ function sameBytes(msg: Uint8Array, a: number, b: number, n: number): boolean {
  * owner name) stay valid; MX records keep their order (their exchange names may be
  * compressed against each other, which a byte swap would break).
  */
-export function shuffleAnswers(msg: Uint8Array, len: number, random: () => number): void {
+export function shuffleAnswers(msg: Uint8Array, len: number, random?: () => number): void {
   if (len < HEADER_LENGTH) return;
+  const count = u16(msg, 6);
+  // One record has nothing to shuffle (most answers: a ClusterIP Service's A).
+  if (count < 2) return;
   let off = answersStart(msg, len);
   if (off < 0) return;
-  const count = u16(msg, 6);
   // Per type: collect the records that match the first one's owner and length.
-  for (const type of [RrType.A, RrType.AAAA]) {
+  for (let t = 0; t < 2; t++) {
+    const type = t === 0 ? RrType.A : RrType.AAAA;
     const rdlength = type === RrType.A ? 4 : 16;
     let n = 0;
     let firstOwner = -1;
@@ -388,7 +401,7 @@ export function shuffleAnswers(msg: Uint8Array, len: number, random: () => numbe
     // Fisher-Yates over the (ttl, rdlength, rdata) blocks.
     const block = 6 + rdlength;
     for (let i = n - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1));
+      const j = random === undefined ? nextShuffle() % (i + 1) : Math.floor(random() * (i + 1));
       if (j === i) continue;
       const a = shuffleAt[i]!;
       const b = shuffleAt[j]!;

@@ -96,7 +96,7 @@ export interface DnsParts {
   /** false: not one standard query with one question. */
   readQuery(msg: Uint8Array, len: number, out: QueryInfo): boolean;
   errorResponse(req: Uint8Array, reqLen: number, rcode: number, res: Uint8Array): number;
-  shuffleAnswers(msg: Uint8Array, len: number, random: () => number): void;
+  shuffleAnswers(msg: Uint8Array, len: number, random?: () => number): void;
   createZone(options: KubernetesZoneOptions): ZonePart;
   createForwarder(options: ForwarderOptions): ForwarderPart;
   createCache(options: CacheOptions): CachePart;

@@ -662,7 +662,7 @@ export class DnsServer {
     const metrics = this.#metrics!;
     const block = route.block;
     const rcode = res[3]! & 15;
-    if (block.config.loadbalance && rcode === RCODE_NOERROR && writer !== Writer.SERVER) this.#parts!.shuffleAnswers(res, n, Math.random);
+    if (block.config.loadbalance && rcode === RCODE_NOERROR && writer !== Writer.SERVER) this.#parts!.shuffleAnswers(res, n);
     this.#send(client, res, n);
     // Counted once answered, as CoreDNS's Report does after the plugins ran.
     const r = route.index;
