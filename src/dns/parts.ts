@@ -3,55 +3,19 @@
 // the cache (cache.ts) and the loop detector (loop.ts). The server codes against these
 // interfaces (the contracts issue 10's split fixed; tsc checks the real classes against
 // them here) and takes REAL_PARTS unless a test hands it others.
-import type { Upstream } from './corefile.ts';
-import { DnsCache } from './cache.ts';
-import { Forwarder } from './forward.ts';
-import { KubernetesZone } from './kubernetes-zone.ts';
+import { DnsCache, type CacheOptions } from './cache.ts';
+import { Forwarder, type ForwarderOptions } from './forward.ts';
+import { KubernetesZone, type KubernetesZoneOptions } from './kubernetes-zone.ts';
 import { LoopDetector } from './loop.ts';
-import { errorResponse, newQueryInfo, readQuery, shuffleAnswers } from './message.ts';
+import { errorResponse, newQueryInfo, readQuery, shuffleAnswers, type QueryInfo } from './message.ts';
 
-export interface QueryInfo {
-  id: number;
-  flags: number;
-  /** Lower-case, no trailing dot, '' = root. */
-  qname: string;
-  qtype: number;
-  qclass: number;
-  /** Offset after the question. */
-  questionEnd: number;
-  edns: boolean;
-  ednsUdpSize: number;
-  dnssecOk: boolean;
-  /** message.ts: when readQuery returns false, the rcode to answer (FORMERR, NOTIMP), or -1: no answer at all. */
-  rcode?: number;
-}
-
-export interface KubernetesZoneOptions {
-  zones: string[];
-  ttl: number;
-  pods: 'disabled' | 'insecure';
-  fallthrough: string[] | null;
-  endpointPodNames?: boolean;
-}
+export type { QueryInfo, KubernetesZoneOptions, ForwarderOptions, CacheOptions };
 
 export interface ZonePart {
   update(view: import('../model/cluster-view.ts').ClusterView): void;
   owns(qname: string): boolean;
   /** The response's length, or 0 (NOT_HANDLED): pass the query on. */
   answer(req: Uint8Array, reqLen: number, q: QueryInfo, res: Uint8Array, maxSize: number): number;
-}
-
-export interface ForwarderOptions {
-  upstreams: Upstream[];
-  maxConcurrent: number;
-  timeoutMs: number;
-  policy: 'random' | 'round_robin' | 'sequential';
-  forceTcp: boolean;
-  preferUdp: boolean;
-  healthCheckMs: number;
-  except?: string[];
-  maxFails?: number;
-  expireMs?: number;
 }
 
 export interface ForwarderPart {
@@ -61,15 +25,6 @@ export interface ForwarderPart {
   /** forward.ts's extra counters (coredns_forward_max_concurrent_rejects_total, _healthcheck_broken_total). */
   counters?(): { maxConcurrentRejects: number; healthcheckBroken: number };
   close(): void;
-}
-
-export interface CacheOptions {
-  successCapacity: number;
-  denialCapacity: number;
-  maxTtl: number;
-  maxDenialTtl: number;
-  minTtl: number;
-  minDenialTtl: number;
 }
 
 export interface CachePart {

@@ -750,7 +750,7 @@ function remoteAddress(client: Client): string {
 function copyQuery(q: QueryInfo): QueryInfo {
   return {
     id: q.id, flags: q.flags, qname: q.qname, qtype: q.qtype, qclass: q.qclass, questionEnd: q.questionEnd,
-    edns: q.edns, ednsUdpSize: q.ednsUdpSize, dnssecOk: q.dnssecOk,
+    edns: q.edns, ednsUdpSize: q.ednsUdpSize, ednsVersion: q.ednsVersion, dnssecOk: q.dnssecOk, rcode: q.rcode,
   };
 }
 

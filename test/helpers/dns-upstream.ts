@@ -3,70 +3,16 @@
 // the host), whose behaviour a test sets per query. Plus `MiniDnsServer`, the shortest
 // server that wires readQuery, the loop detector, the cache and the forwarder together,
 // so that real clients (dig) and the loop probe have something to talk to.
-//
-// `readQuery`/`QueryInfo` here are a minimal copy of the contract of src/dns/message.ts,
-// which is written at the same time on another branch; once it is merged the tests
-// should import the real one.
+// Queries are read with src/dns/message.ts's readQuery, as the server reads them.
 import * as dnsPacket from 'dns-packet';
 import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { DnsCache } from '../../src/dns/cache.ts';
 import type { Forwarder } from '../../src/dns/forward.ts';
 import type { LoopDetector } from '../../src/dns/loop.ts';
+import { newQueryInfo, readQuery, type QueryInfo } from '../../src/dns/message.ts';
 
-export interface QueryInfo {
-  id: number;
-  flags: number;
-  qname: string;
-  qtype: number;
-  qclass: number;
-  questionEnd: number;
-  edns: boolean;
-  ednsUdpSize: number;
-  dnssecOk: boolean;
-}
-
-export function newQueryInfo(): QueryInfo {
-  return { id: 0, flags: 0, qname: '', qtype: 0, qclass: 0, questionEnd: 0, edns: false, ednsUdpSize: 0, dnssecOk: false };
-}
-
-/** One standard query with one question (and at most an OPT in the additional section), else false. */
-export function readQuery(msg: Uint8Array, len: number, out: QueryInfo): boolean {
-  if (len < 12 || len > msg.length) return false;
-  const u16 = (o: number): number => (msg[o]! << 8) | msg[o + 1]!;
-  const flags = u16(2);
-  if ((flags & 0x8000) !== 0 || (flags & 0x7800) !== 0) return false;
-  if (u16(4) !== 1 || u16(6) !== 0 || u16(8) !== 0 || u16(10) > 1) return false;
-  let off = 12;
-  const labels: string[] = [];
-  for (;;) {
-    if (off >= len) return false;
-    const l = msg[off]!;
-    if (l === 0) break;
-    if (l > 63 || off + 1 + l > len) return false;
-    labels.push(String.fromCharCode(...msg.subarray(off + 1, off + 1 + l)).toLowerCase());
-    off += 1 + l;
-  }
-  off++;
-  if (off + 4 > len) return false;
-  out.id = u16(0);
-  out.flags = flags;
-  out.qname = labels.join('.');
-  out.qtype = u16(off);
-  out.qclass = u16(off + 2);
-  out.questionEnd = off + 4;
-  out.edns = false;
-  out.ednsUdpSize = 512;
-  out.dnssecOk = false;
-  if (u16(10) === 1) {
-    const o = out.questionEnd;
-    if (o + 11 > len || msg[o] !== 0 || u16(o + 1) !== 41) return false;
-    out.edns = true;
-    out.ednsUdpSize = Math.max(512, u16(o + 3));
-    out.dnssecOk = (msg[o + 7]! & 0x80) !== 0;
-  }
-  return true;
-}
+export { newQueryInfo, readQuery, type QueryInfo };
 
 /** A query as a client sends it (RD set), and its QueryInfo. */
 export function makeQuery(name: string, type: dnsPacket.RecordType = 'A', opts: { id?: number; edns?: boolean; dnssecOk?: boolean } = {}): { msg: Buffer; q: QueryInfo } {
