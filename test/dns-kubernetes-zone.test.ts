@@ -21,6 +21,7 @@ import { ManifestDir } from '../src/k8s/manifest-dir.ts';
 import type { ClusterView, EndpointView, ServiceView } from '../src/model/cluster-view.ts';
 import { L4Protocol } from '../src/model/service-snapshot.ts';
 import { ipv4, parseCidr } from '../src/wire/address.ts';
+import { Prng } from './fixtures/wire/prng.ts';
 
 type Decoded = dnsPacket.DecodedPacket & { rcode: string };
 type Rr = { type: string; name: string; ttl: number; class: string; data: unknown };
@@ -511,16 +512,10 @@ status:
   assert.deepEqual(errors, []);
 });
 
-/** mulberry32 */
+/** A uniform double in [0, 1) from the wire tests' seeded PRNG (mulberry32). */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.next() / 0x1_0000_0000;
 }
 
 test('fuzz: every Service shape, random names, types, sizes and bytes; every response decodes', () => {

@@ -7,6 +7,7 @@ import * as dnsPacket from 'dns-packet';
 import {
   errorResponse, minTtl, newQueryInfo, RCODE_BADVERS, Rcode, readQuery, rewriteTtls, shuffleAnswers,
 } from '../src/dns/message.ts';
+import { Prng } from './fixtures/wire/prng.ts';
 
 type Decoded = dnsPacket.DecodedPacket & { rcode: string; opcode: string };
 
@@ -24,16 +25,10 @@ function query(name: string, type: dnsPacket.RecordType = 'A', opts: { id?: numb
   });
 }
 
-/** A deterministic PRNG (mulberry32) for shuffles and fuzzing. */
+/** A uniform double in [0, 1) from the wire tests' seeded PRNG (mulberry32). */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.next() / 0x1_0000_0000;
 }
 
 test('readQuery reads id, flags, a lower-cased name, type, class and where the question ends', () => {
