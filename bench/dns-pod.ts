@@ -45,7 +45,7 @@ import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { clusterIP, expectedRcodes, queryLines, serviceFqdn, writeManifests, writeQueries, writeZones, type DnsData, type Mix } from './lib/dns-data.ts';
+import { clusterIP, expectedRcodes, queryLines, serviceFqdn, serviceNamespace, writeManifests, writeQueries, writeZones, type DnsData, type Mix } from './lib/dns-data.ts';
 import { parseSummary, verboseLatencies, type DnsperfResult } from './lib/dnsperf.ts';
 import { memoryOf, writeNsdConfig } from './lib/dns-servers.ts';
 import { BenchLab, downLabsOnSignal, run, runOk, sleep, TAPIR, type Background } from './lib/lab.ts';
@@ -356,7 +356,9 @@ async function main(): Promise<void> {
   writeManifests(join(work, 'manifests'), DATA);
   // The lab has its own kubernetes and kube-dns Services (cluster.yaml is for tapir dns alone).
   const servicesFile = join(work, 'services.yaml');
-  writeFileSync(servicesFile, readdirSync(join(work, 'manifests')).filter((f) => f.startsWith('services-')).sort().map((f) => readFileSync(join(work, 'manifests', f), 'utf8')).join('---\n'));
+  // The lab checks that a namespace exists: dns-data spreads the Services over ns-0..ns-9.
+  const namespaces = [...new Set(Array.from({ length: Math.min(DATA.services, 10) }, (_, i) => serviceNamespace(i)))].map((ns) => `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${ns} }\n`);
+  writeFileSync(servicesFile, [...namespaces, ...readdirSync(join(work, 'manifests')).filter((f) => f.startsWith('services-')).sort().map((f) => readFileSync(join(work, 'manifests', f), 'utf8'))].join('---\n'));
   const zones = writeZones(join(work, 'zones'), DATA).filter((z) => z.zone !== 'example.test');
   const queries = writeQueries(join(work, 'queries'), DATA);
   const machine = { cores: availableParallelism(), kernel: release(), loadavg: loadavg().map((x) => Number(x.toFixed(2))), at: new Date().toISOString() };
