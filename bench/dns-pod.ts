@@ -36,6 +36,13 @@
 // 20 names of each mix are asked with dig and the answers compared with the records
 // the data says (a wrong answer marks the figures NOT VALID: dnsperf checks no record).
 // Memory: RSS of the agent (and of the kernel lab's tapir dns) with the N Services.
+// What the answering CPU holds differs by data plane: the agent reads and writes the
+// pod's TAP itself, so its figure includes moving the packets; NSD and tapir dns are
+// charged the kernel's work on their replies (softirq run inline in their sendmsg is
+// their system time under tick accounting), while the queries' forwarding over veth and
+// bridge is charged to dnsperf on CPU 0 (which makes the kernel lab's dnsperf slower).
+// Queries per CPU-second of the answering process is the comparison; queries/s on a
+// 2-core machine is partly dnsperf's.
 //
 // Needs root. Everything lives in the labs' namespaces; each lab is taken down at its
 // end, on failure and on Ctrl-C; every step is bounded in time.
