@@ -131,10 +131,15 @@ export class BenchLab {
   serviceIPs = new Map<string, string>();
   #downing: Promise<void> | null = null;
 
-  constructor(dataplane: Dataplane, proxyMode?: ProxyMode) {
+  /** Extra arguments of `lab up` (a topology file, --source manifests). */
+  readonly #upArgs: string[];
+
+  /** `opts.name`: a bench's own recognisable name instead of bench-<mode>-<random>. */
+  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests' } = {}) {
     this.dataplane = dataplane;
     this.proxyMode = proxyMode ?? (dataplane === 'tapir' ? 'tapir' : 'iptables');
-    this.name = `bench-${this.proxyMode === 'tapir' ? 'tapir' : this.proxyMode.slice(0, 3)}-${randomBytes(2).toString('hex')}`;
+    this.name = opts.name ?? `bench-${this.proxyMode === 'tapir' ? 'tapir' : this.proxyMode.slice(0, 3)}-${randomBytes(2).toString('hex')}`;
+    this.#upArgs = [...(opts.topology === undefined ? [] : [opts.topology]), ...(opts.source === undefined ? [] : ['--source', opts.source])];
   }
 
   get stateDir(): string {
@@ -145,6 +150,7 @@ export class BenchLab {
     liveLabs.add(this);
     const args = ['lab', 'up', '--name', this.name, '--dataplane', this.dataplane];
     if (this.dataplane === 'kernel') args.push('--proxy-mode', this.proxyMode);
+    args.push(...this.#upArgs);
     await runOk([TAPIR, ...args], timeoutMs);
     await this.refresh();
   }
