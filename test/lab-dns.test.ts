@@ -113,10 +113,17 @@ test('cluster DNS from pods and nodes: the Kubernetes e2e DNS cases, answered by
     assert.match(many, /Truncated, retrying in TCP mode/);
     assert.match(many, /ANSWER: 40,/);
 
-    // ExternalName: a CNAME, then a changed target, then a switch to ClusterIP.
+    // ExternalName: a CNAME, then a changed target, then a switch to ClusterIP. An address
+    // query gets the CNAME and the target's records through the upstream, so a stub
+    // resolver (glibc, through the search path) gets an address.
     assert.deepEqual(short('web-1', 'outside.default.svc.cluster.local', 'CNAME'), ['www.example.test.']);
+    assert.deepEqual(dig('web-1', '+short', 'outside.default.svc.cluster.local').split('\n'), ['www.example.test.', LAB_UPSTREAM_RECORDS.www]);
+    assert.deepEqual(dig('web-2', '+short', '+tcp', 'outside.default.svc.cluster.local').split('\n'), ['www.example.test.', LAB_UPSTREAM_RECORDS.www]);
+    assert.equal(lab.exec('web-1', 'getent', 'hosts', 'outside').trim().split(/\s+/)[0], LAB_UPSTREAM_RECORDS.www);
+    assert.match(dig('web-1', 'outside.default.svc.cluster.local', 'AAAA'), /status: NOERROR[\s\S]*ANSWER: 1,/);
     k('patch', 'service', 'outside', '--type=merge', '-p', '{"spec":{"externalName":"alias.example.test"}}');
     await eventually(() => short('web-1', 'outside.default.svc.cluster.local', 'CNAME').join() === 'alias.example.test.', 'the changed ExternalName target');
+    assert.deepEqual(dig('web-1', '+short', 'outside.default.svc.cluster.local').split('\n'), ['alias.example.test.', 'www.example.test.', LAB_UPSTREAM_RECORDS.www]);
     k('patch', 'service', 'outside', '--type=merge', '-p', '{"spec":{"type":"ClusterIP","externalName":null,"clusterIP":"10.96.0.123","selector":{"app":"web"},"ports":[{"port":80,"targetPort":8080}]}}');
     await eventually(() => short('web-1', 'outside.default.svc.cluster.local').join() === '10.96.0.123', 'the ExternalName Service switched to ClusterIP');
 

@@ -16,6 +16,8 @@ export interface ZonePart {
   owns(qname: string): boolean;
   /** The response's length, or 0 (NOT_HANDLED): pass the query on. */
   answer(req: Uint8Array, reqLen: number, q: QueryInfo, res: Uint8Array, maxSize: number): number;
+  /** The ExternalName target of a Service name ('' for any other name), which the server resolves through `forward`. */
+  cnameTarget?(qname: string): string;
 }
 
 export interface ForwarderPart {

@@ -32,6 +32,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, type Server as TcpServer, type Socket as TcpSocket } from 'node:net';
 import { readFileSync } from 'node:fs';
+import dnsPacket from 'dns-packet';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
 import { ipv4ToString } from '../wire/address.ts';
@@ -46,6 +47,7 @@ const RCODE_NXDOMAIN = 3;
 const RCODE_NOTIMP = 4;
 const RCODE_REFUSED = 5;
 const TYPE_HINFO = 13;
+const TYPE_CNAME = 5;
 /** CoreDNS's `timeouts` default for an idle TCP connection. */
 const TCP_IDLE_MS = 10_000;
 /** Per upstream attempt (CoreDNS's forward reads for at most 2 s). */
@@ -570,7 +572,18 @@ export class DnsServer {
       // one could outlive a Service change by the cache's TTL.
       if (block.zone !== null && block.zone.owns(qname)) {
         const n = block.zone.answer(msg, len, q, res, maxSize);
-        if (n > 0) return this.#finish(client, route, q, len, res, n, Writer.KUBERNETES);
+        if (n > 0) {
+          // An ExternalName Service's CNAME to a name outside the zone: its records are
+          // looked up through forward and appended, as CoreDNS's kubernetes plugin does
+          // (stub resolvers do not follow a CNAME the answer does not resolve).
+          const target = q.qtype === TYPE_CNAME || block.zone.cnameTarget === undefined ? '' : block.zone.cnameTarget(qname);
+          if (target !== '' && !block.zone.owns(target) && block.forwarder !== null && block.forwards(target)) {
+            if (client.local) return 0;
+            void this.#chase({ ...client }, route, copyQuery(q), msg.slice(0, len), len, res.slice(0, n), target, maxSize);
+            return 0;
+          }
+          return this.#finish(client, route, q, len, res, n, Writer.KUBERNETES);
+        }
       }
       const caches = block.cache !== null && block.caches(qname);
       if (caches) {
@@ -645,6 +658,48 @@ export class DnsServer {
       }
     } catch (err) {
       metrics.panics++;
+      this.#options.log(`[ERROR] Recovered from panic in server: "${route.zone}." ${(err as Error).stack ?? String(err)}`);
+    }
+  }
+
+  /**
+   * The zone's CNAME answer `zoneAnswer` for an ExternalName Service, completed with the
+   * records of `target` (same type) from the cache or the upstream: the slow path, built
+   * with dns-packet. Whatever fails, the client gets the CNAME alone, as before.
+   */
+  async #chase(client: Client, route: Route, q: QueryInfo, msg: Uint8Array, len: number, zoneAnswer: Uint8Array, target: string, maxSize: number): Promise<void> {
+    const block = route.block;
+    const parts = this.#parts!;
+    let answer: Uint8Array = zoneAnswer;
+    try {
+      const query = encodeQuery(target, q.qtype, q.edns);
+      const tq = parts.newQueryInfo();
+      if (parts.readQuery(query, query.length, tq)) {
+        const caches = block.cache !== null && block.caches(target);
+        let upstream: Uint8Array | null = null;
+        if (caches) {
+          const n = block.cache!.get(tq, this.#res, Date.now(), query, MAX_MESSAGE);
+          if (n > 0) upstream = this.#res.slice(0, n);
+        }
+        if (upstream === null) {
+          upstream = await block.forwarder!.query(query, query.length, tq);
+          if (caches && upstream.length >= 12) this.#store(block, tq, upstream, upstream.length);
+        }
+        answer = appendAnswers(zoneAnswer, upstream);
+      }
+    } catch (err) {
+      if (block.config.errors) this.#options.log(`[ERROR] plugin/kubernetes: resolving the ExternalName target ${target} of ${q.qname}: ${(err as Error).message}`);
+    }
+    try {
+      const n = answer.length;
+      if (n > maxSize) {
+        const m = truncate(answer, n, msg, q.questionEnd, this.#res);
+        this.#finish(client, route, q, len, this.#res, m, Writer.KUBERNETES);
+      } else {
+        this.#finish(client, route, q, len, answer, n, Writer.KUBERNETES);
+      }
+    } catch (err) {
+      this.#metrics!.panics++;
       this.#options.log(`[ERROR] Recovered from panic in server: "${route.zone}." ${(err as Error).stack ?? String(err)}`);
     }
   }
@@ -745,6 +800,51 @@ export class DnsServer {
 /** The client's address as text (made only for messages: the batched and data paths carry a number). */
 function remoteAddress(client: Client): string {
   return client.address === '' ? ipv4ToString(client.ip) : client.address;
+}
+
+/** A recursive query for `name` (a valid host name: ASCII labels) and `qtype`, class IN, with an OPT when `edns`. */
+function encodeQuery(name: string, qtype: number, edns: boolean): Uint8Array {
+  const labels = name.split('.').filter((l) => l !== '');
+  const b = new Uint8Array(12 + labels.reduce((n, l) => n + 1 + l.length, 0) + 1 + 4 + (edns ? 11 : 0));
+  b[2] = 0x01; // RD
+  b[5] = 1; // one question
+  if (edns) b[11] = 1;
+  let o = 12;
+  for (const l of labels) {
+    b[o++] = l.length;
+    for (let i = 0; i < l.length; i++) b[o++] = l.charCodeAt(i) & 0xff;
+  }
+  b[o++] = 0;
+  b[o++] = qtype >>> 8;
+  b[o++] = qtype & 0xff;
+  b[o++] = 0;
+  b[o++] = 1; // IN
+  if (edns) {
+    // Root owner, type OPT (41), UDP size 1232; TTL and RDLENGTH zero.
+    b[o + 1] = 0;
+    b[o + 2] = 41;
+    b[o + 3] = 1232 >>> 8;
+    b[o + 4] = 1232 & 0xff;
+  }
+  return b;
+}
+
+/**
+ * The zone's response with the upstream's answer records after its own (the CNAME), the
+ * upstream's rcode, and its authority section when it answered nothing (an NXDOMAIN or
+ * NODATA for the target keeps its SOA).
+ */
+function appendAnswers(zoneAnswer: Uint8Array, upstream: Uint8Array): Uint8Array {
+  const mine = dnsPacket.decode(Buffer.from(zoneAnswer));
+  const theirs = dnsPacket.decode(Buffer.from(upstream));
+  const rcode = (theirs.flags ?? 0) & 0xf;
+  const answers = [...(mine.answers ?? []), ...(theirs.answers ?? [])];
+  return dnsPacket.encode({
+    ...mine,
+    flags: ((mine.flags ?? 0) & ~0xf) | rcode,
+    answers,
+    authorities: (theirs.answers ?? []).length === 0 ? theirs.authorities ?? [] : [],
+  });
 }
 
 function copyQuery(q: QueryInfo): QueryInfo {
