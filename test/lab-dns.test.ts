@@ -142,6 +142,13 @@ test('cluster DNS from pods and nodes: the Kubernetes e2e DNS cases, answered by
     const node1 = (lab.status().nodes as { name: string; underlayIP: string }[]).find((n) => n.name === 'node-1')!;
     assert.deepEqual(short('client', `@${node1.underlayIP}`, 'web.default.svc.cluster.local'), ['10.96.0.100']);
 
+    // tapir trace says where a pod's query goes: answered in the data path (UDP), the
+    // node's stack (TCP).
+    const traceUdp = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${ip('web-1')}:40000`, '--dst', '10.96.0.10:53', '--proto', 'udp']);
+    assert.match(traceUdp.stdout, /egress: answered in the data path by the node's DNS server/);
+    const traceTcp = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${ip('web-1')}:40000`, '--dst', '10.96.0.10:53', '--proto', 'tcp']);
+    assert.match(traceTcp.stdout, /egress: host TUN/);
+
     // Pods' UDP queries were answered in the data path (the zone's and the cache's names),
     // the forwarded ones passed on to the socket; the server's CoreDNS metrics are on the
     // agent's /metrics and on the Corefile's :9153, which pods reach on the DNS address.

@@ -134,6 +134,9 @@ export class AgentTools {
       // Host and external packets both enter through the host TUN (external ones steered there).
       const from = r.from === 'pod' ? RouteFrom.POD : RouteFrom.HOST_TUN;
       egress = this.#routeText(explainRoute(h.datapath.table, result.afterDst, from), result.afterDst);
+      if (r.from === 'pod' && r.protocol === 17 && h.datapath.answersLocally(result.afterDst, r.dstPort)) {
+        egress = `answered in the data path by the node's DNS server, back out the pod's port (a name it forwards goes on: ${egress})`;
+      }
     }
     result.steps.push(`egress: ${egress}`);
     return { ...result, egress };

@@ -192,6 +192,11 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     if (answerer !== null) this.#localReply ??= Buffer.alloc(LOCAL_REPLY_BYTES);
   }
 
+  /** Whether pods' UDP datagrams to `address`:`port` are offered to a local answerer (for `tapir trace`). */
+  answersLocally(address: number, port: number): boolean {
+    return this.#localUdp !== null && port === this.#localUdpPort && this.#localUdpAddresses.includes(address);
+  }
+
   // ---- receive ---------------------------------------------------------------------
 
   #readPort(port: DatapathPort): void {
