@@ -97,6 +97,7 @@ test('plots: bars per path and mode, lines against the number of services, CPU p
   assert.equal((tcp.match(/<rect [^>]*fill="#(0072B2|E69F00)"><title>/g) ?? []).length, 2, 'one bar per mode');
   assert.match(tcp, /<title>tapir, same node: 8\.5 Gbit\/s \(8-9\)<\/title>/);
   assert.match(tcp, /<path d="M/, 'error bars');
+  assert.match(tcp, /font-size="10">8\.5<\/text>/, 'the median written over its bar');
   const line = svgs[3]!.svg;
   assert.equal((line.match(/<polyline/g) ?? []).length, 2);
   assert.match(line, /<title>tapir, 10k: 310 us \(310-310\)<\/title>/);
@@ -110,6 +111,10 @@ test('svg: escapes text, leaves NaN out, and the axis covers the largest error b
   assert.match(bar, />25<\/text>/, 'ticks reach past 23');
   assert.equal((bar.match(/<rect [^>]*fill="#0072B2"><title>/g) ?? []).length, 1, 'no bar for NaN');
   assert.deepEqual(niceTicks(23), [0, 5, 10, 15, 20, 25]);
+  // A spread below 0 (a figure with a baseline subtracted) stops at the x axis (y = 310).
+  const dips = barChart({ title: 't', unit: 'ns', categories: ['a'], series: [{ name: 'tapir', values: [{ median: 5, min: -3, max: 6 }] }] });
+  const ys = [...dips.matchAll(/V(-?[\d.]+)/g)].map((m) => Number(m[1]));
+  assert.deepEqual(ys, [310]);
   assert.deepEqual(niceTicks(0.7), [0, 0.2, 0.4, 0.6, 0.8]);
   assertWellFormedSvg(lineChart({ title: 't', xLabel: 'services', unit: 'ms', logX: true, series: [{ name: 'a', points: [{ x: 1000, y: { median: NaN, min: NaN, max: NaN } }] }] }));
 });

@@ -69,7 +69,8 @@ function frame(title: string, body: string[]): string {
 /** The y axis (grid lines, ticks, unit) for values 0..top; returns y(v). */
 function yAxis(body: string[], ticks: number[], unit: string): (v: number) => number {
   const top = ticks[ticks.length - 1]!;
-  const y = (v: number): number => H - M.bottom - ((H - M.top - M.bottom) * v) / top;
+  // Clamped to the axis: a spread that dips below 0 (a figure with a baseline subtracted) ends at the axis.
+  const y = (v: number): number => H - M.bottom - ((H - M.top - M.bottom) * Math.min(top, Math.max(0, v))) / top;
   for (const t of ticks) {
     body.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${num(y(t))}" y2="${num(y(t))}" stroke="#dddddd"/>`);
     body.push(`<text x="${M.left - 6}" y="${num(y(t) + 4)}" text-anchor="end">${escapeXml(formatTick(t))}</text>`);
@@ -110,6 +111,7 @@ export function barChart(c: BarChart): string {
       const x = x0 + i * barW;
       body.push(`<rect x="${num(x + 1)}" y="${num(y(v.median))}" width="${num(barW - 2)}" height="${num(y(0) - y(v.median))}" fill="${COLOURS[i % COLOURS.length]}"><title>${escapeXml(`${s.name}, ${category}: ${formatTick(v.median)} ${c.unit} (${formatTick(v.min)}-${formatTick(v.max)})`)}</title></rect>`);
       errorBar(body, x + barW / 2, y, v);
+      body.push(`<text x="${num(x + barW / 2)}" y="${num(y(Math.max(v.median, Number.isFinite(v.max) ? v.max : v.median)) - 4)}" text-anchor="middle" font-size="10">${escapeXml(formatTick(v.median))}</text>`);
     }
     body.push(`<text x="${num(M.left + (g + 0.5) * groupW)}" y="${H - M.bottom + 16}" text-anchor="middle">${escapeXml(category)}</text>`);
   }
@@ -135,6 +137,7 @@ export function lineChart(c: LineChart): string {
     for (const p of pts) {
       body.push(`<circle cx="${num(x(p.x))}" cy="${num(y(p.y.median))}" r="4" fill="${colour}"><title>${escapeXml(`${s.name}, ${formatTick(p.x)}: ${formatTick(p.y.median)} ${c.unit} (${formatTick(p.y.min)}-${formatTick(p.y.max)})`)}</title></circle>`);
       errorBar(body, x(p.x), y, p.y);
+      body.push(`<text x="${num(x(p.x) + 7)}" y="${num(y(p.y.median) - 6)}" font-size="10" fill="${colour}">${escapeXml(formatTick(p.y.median))}</text>`);
     }
   }
   legend(body, c.series.map((s) => s.name));
