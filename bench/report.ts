@@ -56,7 +56,7 @@ export function suite(quick: boolean): BenchSpec[] {
     { name: 'proxy-modes', script: 'bench/proxy-modes.ts', args: (j) => ['--sections', 'traffic', '--seconds', s, '--json', j], invocations: runs, timeoutS: 900 },
     {
       name: 'proxy-modes-scale', script: 'bench/proxy-modes.ts', invocations: runs, timeoutS: quick ? 600 : 3600,
-      args: (j) => ['--sections', 'scale', '--services', quick ? '1000' : '1000,5000,10000', '--program-timeout', quick ? '60' : '120', '--json', j],
+      args: (j) => ['--sections', 'scale', '--services', quick ? '1000' : '1000,5000,10000', '--program-timeout', '120', '--json', j],
     },
     {
       name: 'programming-latency', script: 'bench/programming-latency.ts', invocations: runs, timeoutS: quick ? 300 : 2400,

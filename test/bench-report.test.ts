@@ -76,7 +76,7 @@ test('summary.md: machine, load, medians with spreads, ratios against the baseli
   // CPU per Gbit/s: 0.8/8, 0.9/9, 1.0/10 = 0.1 each.
   assert.match(md, /\| pod to pod \| same node \| 0\.1 \(0\.1-0\.1, n=3\) \|/);
   // Lower-is-better ratios say so: 310 vs 700 us.
-  assert.match(md, /\| 10000 services \| first-packet latency p50 \| 310 us \(310-310, n=1\) \| 700 us \(700-700, n=1\) \| 0\.44x \(lower is better\) \|/);
+  assert.match(md, /\| 10000 services \| first-packet latency p50 \| 310 us \(n=1\) \| 700 us \(n=1\) \| 0\.44x \(lower is better\) \|/);
   assert.match(md, /\| lab \| \*\*failed\*\*: run 2: timed out after 600 s/);
   assert.match(md, /\| dns-pod \| \*\*failed\*\*: run 1: exit 1/);
   assert.match(md, /- iptables: 10000 services: slow/);
@@ -102,6 +102,13 @@ test('plots: bars per path and mode, lines against the number of services, CPU p
   assert.equal((line.match(/<polyline/g) ?? []).length, 2);
   assert.match(line, /<title>tapir, 10k: 310 us \(310-310\)<\/title>/);
   assert.deepEqual(cpuPerGbit(lab.result!).map((c) => c.row), ['same node']);
+  // One data plane over the number of services: one chart per unit, a line per metric; a metric with no value at all gets no chart.
+  const one = (metric: string, unit: string, v: number, n: number) => ({ section: 'service tables', row: `${n} services`, x: n, metric, unit, mode: 'tapir', better: 'lower' as const, values: [v] });
+  const services = outcome('services', [{ ...labRun(1, 1, 1, 1, 1), bench: 'services', figures: [one('build', 'ms', 15, 1000), one('build', 'ms', 75, 10000), one('swap', 'ms', 25, 1000), one('swap', 'ms', 65, 10000), one('first packet', 'ns', 1600, 1000), one('lost', 'ns', NaN, 1000)] }]);
+  const grouped = plots([services]);
+  assert.deepEqual(grouped.map((p) => p.file), ['services--service-tables--ms.svg', 'services--service-tables--ns.svg']);
+  assert.equal((grouped[0]!.svg.match(/<polyline/g) ?? []).length, 2);
+  for (const p of grouped) assertWellFormedSvg(p.svg);
 });
 
 test('svg: escapes text, leaves NaN out, and the axis covers the largest error bar', () => {
@@ -139,6 +146,6 @@ test('dns-pod and ingress JSON become figures against their baselines', () => {
   assert.deepEqual(ingress.baselines, ['nginx']);
   assert.equal(ingress.figures.filter((f) => f.metric === 'requests/s per core of the proxy').length, 2, 'none for direct');
   const md = summaryMarkdown({ command: 'x', quick: false, machineAtStart: MACHINE, machineAtEnd: MACHINE, seconds: 60 }, [outcome('ingress', [ingress]), outcome('dns-pod', [dns])], []);
-  assert.match(md, /\| keep-alive \| requests\/s \| 90,000 req\/s \(90,000-90,000, n=1\) \| 40,000 req\/s \(40,000-40,000, n=1\) \| 20,000 req\/s \(20,000-20,000, n=1\) \| 0\.50x \|/);
-  assert.match(md, /\| cluster names \| queries\/s \| 51,000 q\/s \(50,000-52,000, n=2\) \| 100,000 q\/s \(100,000-100,000, n=1\) \| 30,000 q\/s \(30,000-30,000, n=1\) \| 0\.51x \| 1\.70x \|/);
+  assert.match(md, /\| keep-alive \| requests\/s \| 90,000 req\/s \(n=1\) \| 40,000 req\/s \(n=1\) \| 20,000 req\/s \(n=1\) \| 0\.50x \|/);
+  assert.match(md, /\| cluster names \| queries\/s \| 51,000 q\/s \(50,000-52,000, n=2\) \| 100,000 q\/s \(n=1\) \| 30,000 q\/s \(n=1\) \| 0\.51x \| 1\.70x \|/);
 });

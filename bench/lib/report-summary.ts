@@ -107,6 +107,7 @@ export function formatValue(v: number, unit: string): string {
 
 export function formatSpread(s: Spread, unit: string, n: number): string {
   if (!Number.isFinite(s.median)) return '-';
+  if (n === 1) return `${formatValue(s.median, unit)} (n=1)`;
   return `${formatValue(s.median, unit)} (${formatValue(s.min, '')}-${formatValue(s.max, '')}, n=${n})`;
 }
 
@@ -124,7 +125,9 @@ function sectionTable(doc: BenchJson, section: string): string[] {
   const figs = doc.figures.filter((f) => f.section === section);
   const modes = [...new Set(figs.map((f) => f.mode))];
   const baselines = modes.includes(doc.subject) ? doc.baselines.filter((b) => modes.includes(b)) : [];
-  const rows = [...new Set(figs.map((f) => `${f.row}\u0000${f.metric}`))];
+  // Row by row, each row's metrics in the order the bench gave them.
+  const metrics = [...new Set(figs.map((f) => f.metric))];
+  const rows = [...new Set(figs.map((f) => f.row))].flatMap((row) => metrics.filter((m) => figs.some((f) => f.row === row && f.metric === m)).map((m) => `${row}\u0000${m}`));
   const out = [`| ${['', 'metric', ...modes, ...baselines.map((b) => `${doc.subject}/${b}`)].join(' | ')} |`, `|${['', '', ...modes, ...baselines].map(() => '---').join('|')}|`];
   for (const rm of rows) {
     const [row, metric] = rm.split('\u0000') as [string, string];
@@ -155,6 +158,7 @@ export function cpuPerGbit(doc: BenchJson): { row: string; section: string; perG
 }
 
 export function summaryMarkdown(meta: ReportMeta, outcomes: BenchOutcome[], plots: string[]): string {
+  const plotted = new Set<string>();
   const m = meta.machineAtStart;
   const lines = [
     '# Tapir benchmark report',
@@ -184,8 +188,12 @@ export function summaryMarkdown(meta: ReportMeta, outcomes: BenchOutcome[], plot
       for (const c of cpu) lines.push(`| ${c.section} | ${c.row} | ${formatSpread(c.perGbit, '', c.n)} |`);
     }
     if (o.result.problems.length > 0) lines.push('', 'Problems the bench reported:', '', ...[...new Set(o.result.problems)].map((p) => `- ${p}`));
+    const mine = plots.filter((p) => p.startsWith(`${slug(o.name)}--`));
+    for (const p of mine) plotted.add(p);
+    if (mine.length > 0) lines.push('', ...mine.map((p) => `![${p}](${p})`));
   }
-  if (plots.length > 0) lines.push('', '## Plots', '', ...plots.map((p) => `![${p}](${p})`));
+  const rest = plots.filter((p) => !plotted.has(p));
+  if (rest.length > 0) lines.push('', '## Other plots', '', ...rest.map((p) => `![${p}](${p})`));
   return `${lines.join('\n')}\n`;
 }
 
@@ -205,8 +213,24 @@ export function plots(outcomes: BenchOutcome[]): { file: string; svg: string }[]
     const sections = [...new Set(doc.figures.map((f) => f.section))];
     for (const section of sections) {
       const figs = doc.figures.filter((f) => f.section === section);
+      const hasValue = (fs: BenchFigure[]): boolean => fs.some((f) => f.values.some(Number.isFinite));
+      const modesHere = [...new Set(figs.map((f) => f.mode))];
+      if (modesHere.length === 1 && figs.every((f) => f.x !== undefined)) {
+        // One data plane against the number of services: one chart per unit, a line per metric.
+        for (const unit of [...new Set(figs.map((f) => f.unit))]) {
+          const uf = figs.filter((f) => f.unit === unit);
+          if (!hasValue(uf)) continue;
+          const metrics = [...new Set(uf.map((f) => f.metric))];
+          out.push({
+            file: `${slug(o.name)}--${slug(section)}--${slug(unit)}.svg`,
+            svg: lineChart({ title: `${section} (${modesHere[0]})`, xLabel: 'services', unit, logX: true, series: metrics.map((metric) => ({ name: metric, points: uf.filter((f) => f.metric === metric).map((f) => ({ x: f.x!, y: spread(f.values) })) })) }),
+          });
+        }
+        continue;
+      }
       for (const metric of [...new Set(figs.map((f) => f.metric))]) {
         const mf = figs.filter((f) => f.metric === metric);
+        if (!hasValue(mf)) continue;
         const modes = [...new Set(mf.map((f) => f.mode))];
         const unit = mf[0]!.unit;
         const title = `${section}: ${metric}`;
