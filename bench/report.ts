@@ -9,6 +9,7 @@
 // A bench that fails or times out is recorded as failed in the summary; the others go on.
 //
 //   node bench/report.ts [--quick] [--out DIR] [--only lab,proxy-modes,...]
+//   node bench/report.ts --render DIR   summary.md and plots again from DIR's JSON
 //   (scripts/bench.sh and `tapir bench` call this)
 //
 // Every invocation runs alone (2 cores: never two benches at once). Where a bench takes
@@ -20,7 +21,7 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { machine, readBenchJson, type BenchJson } from './lib/bench-json.ts';
+import { machine, readBenchJson, type BenchJson, type Machine } from './lib/bench-json.ts';
 import { fromDnsPod, fromIngress, mergeRuns, plots, summaryMarkdown, type BenchOutcome } from './lib/report-summary.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -134,7 +135,8 @@ async function runBench(spec: BenchSpec, dir: string): Promise<BenchOutcome> {
 }
 
 export async function runReport(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' }, render: { type: 'string' } } });
+  if (values.render !== undefined) return render(resolve(values.render));
   const all = suite(values.quick);
   const only = values.only?.split(',').filter((x) => x !== '');
   const unknown = (only ?? []).filter((n) => !all.some((s) => s.name === n));
@@ -150,12 +152,38 @@ export async function runReport(argv: string[]): Promise<number> {
   const outcomes: BenchOutcome[] = [];
   for (const spec of specs) outcomes.push(await runBench(spec, dir));
   const end = machine();
+  const command = `scripts/bench.sh ${argv.join(' ')}`.trimEnd();
+  const record: RunRecord = { command, quick: values.quick, seconds: (performance.now() - t0) / 1000, start, end, benches: outcomes.map((o) => ({ name: o.name, command: o.command, status: o.status, errors: o.errors, invocations: o.invocations })) };
+  writeFileSync(join(dir, 'machine.json'), `${JSON.stringify(record, null, 2)}\n`);
+  write(dir, record, outcomes);
+  return 0;
+}
+
+/** machine.json: the run as a whole, enough to render the summary again from the directory. */
+interface RunRecord {
+  command: string;
+  quick: boolean;
+  seconds: number;
+  start: Machine;
+  end: Machine;
+  benches: Omit<BenchOutcome, 'result'>[];
+}
+
+function write(dir: string, record: RunRecord, outcomes: BenchOutcome[]): void {
   const svgs = plots(outcomes);
   for (const p of svgs) writeFileSync(join(dir, p.file), p.svg);
-  const command = `scripts/bench.sh ${argv.join(' ')}`.trimEnd();
-  writeFileSync(join(dir, 'machine.json'), `${JSON.stringify({ command, start, end, benches: outcomes.map((o) => ({ name: o.name, status: o.status, errors: o.errors, invocations: o.invocations })) }, null, 2)}\n`);
-  writeFileSync(join(dir, 'summary.md'), summaryMarkdown({ command, quick: values.quick, machineAtStart: start, machineAtEnd: end, seconds: (performance.now() - t0) / 1000 }, outcomes, svgs.map((p) => p.file)));
+  writeFileSync(join(dir, 'summary.md'), summaryMarkdown({ command: record.command, quick: record.quick, machineAtStart: record.start, machineAtEnd: record.end, seconds: record.seconds }, outcomes, svgs.map((p) => p.file)));
   console.log(`report written to ${dir} (summary.md, ${svgs.length} plots); ${outcomes.filter((o) => o.status === 'failed').length} of ${outcomes.length} benches failed`);
+}
+
+/** --render DIR: summary.md and the plots again from a report directory's JSON (after a change to this code), no bench run. */
+function render(dir: string): number {
+  const record = JSON.parse(readFileSync(join(dir, 'machine.json'), 'utf8')) as RunRecord;
+  const outcomes = record.benches.map((b): BenchOutcome => {
+    const file = join(dir, `${b.name}.json`);
+    return { ...b, result: existsSync(file) ? readBenchJson(readFileSync(file, 'utf8')) : null };
+  });
+  write(dir, record, outcomes);
   return 0;
 }
 

@@ -81,12 +81,18 @@ function yAxis(body: string[], ticks: number[], unit: string): (v: number) => nu
   return y;
 }
 
+/** Below the x axis label, wrapping to a new line where the next name would pass the right edge (7 px a character is sans-serif 12 px's widest average). */
 function legend(body: string[], names: string[]): void {
-  let x = M.left;
+  let x = M.left, y = H - M.bottom + 50;
   for (const [i, name] of names.entries()) {
-    body.push(`<rect x="${x}" y="${H - 22}" width="12" height="12" fill="${COLOURS[i % COLOURS.length]}"/>`);
-    body.push(`<text x="${x + 16}" y="${H - 12}">${escapeXml(name)}</text>`);
-    x += 28 + name.length * 7;
+    const width = 28 + name.length * 7;
+    if (x > M.left && x + width > W - M.right) {
+      x = M.left;
+      y += 16;
+    }
+    body.push(`<rect x="${x}" y="${y}" width="12" height="12" fill="${COLOURS[i % COLOURS.length]}"/>`);
+    body.push(`<text x="${x + 16}" y="${y + 10}">${escapeXml(name)}</text>`);
+    x += width;
   }
 }
 

@@ -7,11 +7,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const HELP = `Usage: tapir bench [--quick] [--out DIR] [--only micro,services,device,lab,proxy-modes,proxy-modes-scale,programming-latency,dns-pod,ingress]
+       tapir bench --render DIR
 
 Runs the benchmark suite, every bench bounded in time, and writes DIR (default
 /tmp/tapir-bench-<time>) with the raw JSON, summary.md (medians, spreads and ratios
 against the kernel and peer baselines of the same run) and SVG plots. --quick: one run
-of the lab benches with short windows. Needs root and a checkout (bench/).`;
+of the lab benches with short windows. --render DIR writes summary.md and the plots
+again from DIR's JSON without running anything. Needs root and a checkout (bench/).`;
 
 export async function run(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
