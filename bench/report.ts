@@ -76,10 +76,23 @@ export function suite(quick: boolean): BenchSpec[] {
   ];
 }
 
+// The running bench is in a process group of its own (so that a timeout can end all of
+// it), which the terminal's Ctrl-C does not reach: the report passes SIGINT/SIGTERM on,
+// waits for the bench to take its labs down, and writes what it has.
+let current: ReturnType<typeof spawn> | null = null;
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    interrupted = true;
+    current?.kill('SIGINT');
+  });
+}
+
 /** Runs one invocation with its output to `textFile`; SIGINT at the timeout (the benches take their labs down on it), SIGKILL to the group 60 s later. */
 function invoke(spec: BenchSpec, args: string[], textFile: string): Promise<{ exit: string; stdout: string }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [join(ROOT, spec.script), ...args], { cwd: ROOT, env: { ...process.env, ...spec.env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    current = child;
     let text = '', stdout = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d; text += d; });
     child.stderr.on('data', (d: Buffer) => { text += d; process.stderr.write(`  ${spec.name}: ${d}`); });
@@ -91,10 +104,11 @@ function invoke(spec: BenchSpec, args: string[], textFile: string): Promise<{ ex
       kill = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, 60_000);
     }, spec.timeoutS * 1000);
     child.on('close', (code, signal) => {
+      current = null;
       clearTimeout(timer);
       if (kill !== undefined) clearTimeout(kill);
       writeFileSync(textFile, text);
-      done({ exit: timedOut ? `timed out after ${spec.timeoutS} s` : code === 0 ? 'ok' : `exit ${code ?? signal}`, stdout });
+      done({ exit: timedOut ? `timed out after ${spec.timeoutS} s` : interrupted ? 'interrupted' : code === 0 ? 'ok' : `exit ${code ?? signal}`, stdout });
     });
   });
 }
@@ -102,7 +116,7 @@ function invoke(spec: BenchSpec, args: string[], textFile: string): Promise<{ ex
 async function runBench(spec: BenchSpec, dir: string): Promise<BenchOutcome> {
   const docs: BenchJson[] = [];
   const outcome: BenchOutcome = { name: spec.name, command: '', status: 'ok', errors: [], invocations: [], result: null };
-  for (let i = 1; i <= spec.invocations; i++) {
+  for (let i = 1; i <= spec.invocations && !interrupted; i++) {
     const jsonFile = join(dir, 'raw', `${spec.name}-${i}.json`);
     const args = spec.args(jsonFile);
     outcome.command = `${Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node ${spec.script} ${spec.args('FILE').join(' ')}`;
@@ -150,13 +164,16 @@ export async function runReport(argv: string[]): Promise<number> {
   mkdirSync(join(dir, 'raw'), { recursive: true });
   const t0 = performance.now();
   const outcomes: BenchOutcome[] = [];
-  for (const spec of specs) outcomes.push(await runBench(spec, dir));
+  for (const spec of specs) {
+    if (interrupted) break;
+    outcomes.push(await runBench(spec, dir));
+  }
   const end = machine();
   const command = `scripts/bench.sh ${argv.join(' ')}`.trimEnd();
   const record: RunRecord = { command, quick: values.quick, seconds: (performance.now() - t0) / 1000, start, end, benches: outcomes.map((o) => ({ name: o.name, command: o.command, status: o.status, errors: o.errors, invocations: o.invocations })) };
   writeFileSync(join(dir, 'machine.json'), `${JSON.stringify(record, null, 2)}\n`);
   write(dir, record, outcomes);
-  return 0;
+  return interrupted ? 130 : 0;
 }
 
 /** machine.json: the run as a whole, enough to render the summary again from the directory. */
