@@ -289,7 +289,8 @@ function writeJson(file: string): void {
   out.problems.push(...results.problems);
   for (const [key, vals] of results.values) {
     const [mode, where, figure, cpu] = key.split('|') as [string, string, string, string?];
-    if (cpu !== undefined) continue;
+    // The kernel modes have no agents: their agents-CPU figure is a 0 the tables leave out too.
+    if (cpu !== undefined || (figure.endsWith('agents-cpu') && mode !== 'tapir')) continue;
     const t = JSON_TRAFFIC[figure], sc = JSON_SCALE[figure];
     if (t !== undefined) out.add({ section: 'pod to ClusterIP', row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
     else if (sc !== undefined) out.add({ section: 'services at scale', row: `${where} services`, x: Number(where), metric: sc[0], unit: sc[1], mode, better: 'lower', values: vals });
