@@ -2,7 +2,7 @@
 // (src/device/relay.ts over TunDevice) against the same forwarder in plain C
 // (bench/c/tunfwd.c), in the same run, plain and with the virtio-net header.
 //
-//   node bench/device.ts [--seconds 3] [--rounds 1] [--batch 64] [--pin] [--headers plain,vnet]
+//   node bench/device.ts [--seconds 3] [--rounds 1] [--batch 64] [--pin] [--headers plain,vnet] [--json FILE]
 //
 // Client and server live in two network namespaces; the forwarder runs in the root
 // namespace holding one TUN in each (moved there with moveLinkToNetns, as the agent
@@ -18,6 +18,7 @@ import { Netns, uniqueName } from '../test/helpers/netns.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../src/device/tun.ts';
 import { moveLinkToNetns } from '../src/device/netlink.ts';
 import { FrameRelay } from '../src/device/relay.ts';
+import { BenchJsonWriter } from './lib/bench-json.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const cDir = `${here}c`;
@@ -231,6 +232,18 @@ async function main(): Promise<void> {
     server.destroy();
   }
 
+  const ji = process.argv.indexOf('--json');
+  if (ji >= 0) {
+    const out = new BenchJsonWriter('device', 'TS', ['C']);
+    const names = { tcp: ['TCP Gbit/s (1 stream)', 'Gbit/s'], udp: ['UDP 64 B pkt/s received', 'kpps'], conn: ['TCP connections/s (1 in flight)', 'kconn/s'] } as const;
+    for (const [key, rows] of results) {
+      const [lang, vnet] = key.split('+');
+      for (const m of ['tcp', 'udp', 'conn'] as const) {
+        out.add({ section: 'TUN-pair forwarder', row: vnet === undefined ? 'plain' : 'vnet', metric: names[m][0], unit: names[m][1], mode: lang!, better: 'higher', values: rows.map((x) => x[m].value), cpu: rows.map((x) => x[m].cpu) });
+      }
+    }
+    out.write(process.argv[ji + 1]!);
+  }
   const pick = (key: string, metric: keyof Row): Figure => {
     const rows = results.get(key)!;
     const med = (f: (x: Figure) => number): number => median(rows.map((x) => f(x[metric])));

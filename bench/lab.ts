@@ -5,13 +5,14 @@
 // across nodes (web-1a -> web-2a). The labs run one after the other, so they never
 // compete for the 2 cores; each measurement is bounded in time.
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1]
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--json FILE]
 import { parseArgs } from 'node:util';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
+import { BenchJsonWriter } from './lib/bench-json.ts';
 import { buildCTools, median, ratio } from './lib/tools.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' } } });
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 
@@ -54,6 +55,15 @@ async function main(): Promise<void> {
         await lab.down();
       }
     }
+  }
+  if (values.json !== undefined) {
+    const out = new BenchJsonWriter('lab', 'tapir', ['kernel']);
+    const UNITS = { tcp: ['TCP Gbit/s', 'Gbit/s'], udp: ['UDP 64 B pkt/s received', 'pkt/s'], conn: ['TCP connections/s', 'conn/s'] } as const;
+    for (const [k, figs] of results) {
+      const [mode, path, m] = k.split('|') as [Dataplane, PathName, Metric];
+      out.add({ section: 'pod to pod', row: path, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
+    }
+    out.write(values.json);
   }
   const fmt = (m: Metric, v: number): string => (!Number.isFinite(v) ? '-' : m === 'tcp' ? `${v.toFixed(2)} Gbit/s` : m === 'udp' ? `${(v / 1000).toFixed(0)} kpps` : `${(v / 1000).toFixed(1)}k/s`);
   console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);

@@ -2,11 +2,12 @@
 // extraction and DNAT with incremental checksums, for TCP and UDP over IPv4; plus
 // the measurements behind two design choices (byte reads vs DataView, checksum
 // word loop threshold) and the heap growth over 1,000,000 packets.
-// Run: node bench/micro.ts   (quick: BENCH_TIME_MS=300 node bench/micro.ts)
+// Run: node bench/micro.ts [--json FILE]   (quick: BENCH_TIME_MS=300 node bench/micro.ts)
 import { Bench } from 'tinybench';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { BenchJsonWriter } from './lib/bench-json.ts';
 import {
   LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, get16, get32, natRewriteDst4, ipv4, sumBytes, sumWords,
   type PacketRepr,
@@ -143,3 +144,12 @@ for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(
 console.log('(unit = one packet for the first five rows, one checksum sum for the rest)');
 console.log(`heap growth over ${batches * BATCH} packets (parse + 5-tuple + DNAT): ${growth} bytes (${(growth / (batches * BATCH)).toFixed(3)} B/packet), GCs during the loop: ${gcs}`);
 if (sink === 42) console.log('');
+if (process.argv.includes('--json')) {
+  const out = new BenchJsonWriter('micro', 'tapir', []);
+  for (const task of bench.tasks) {
+    if (task.result.state !== 'completed') continue;
+    out.push({ section: 'wire hot path', row: task.name, metric: 'ns per unit', unit: 'ns', mode: 'tapir', better: 'lower' }, (task.result.latency.mean * 1e6) / (units.get(task.name) ?? 1));
+  }
+  out.push({ section: 'allocation', row: 'parse + 5-tuple + DNAT', metric: 'heap growth per packet', unit: 'B', mode: 'tapir', better: 'lower' }, growth / (batches * BATCH));
+  out.write(process.argv[process.argv.indexOf('--json') + 1]!);
+}

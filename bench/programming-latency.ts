@@ -26,7 +26,7 @@
 // agent in manifest mode over the same objects (--no-manifest-compare skips that).
 // kube-proxy is not available here; the reference is its SLO: 1 s at p99.
 //
-//   node bench/programming-latency.ts [--sizes 1000,10000] [--changes 100] [--interval-ms 2]
+//   node bench/programming-latency.ts [--sizes 1000,10000] [--changes 100] [--interval-ms 2] [--json FILE]
 //
 // Needs root (namespaces); everything it makes is named tp<tag>... and removed at the
 // end, on failure and on Ctrl-C; every wait is bounded.
@@ -45,6 +45,7 @@ import { startControlPlane, type ControlPlane } from '../src/lab/apiserver/contr
 import { kubeconfig } from '../src/lab/apiserver/kubeconfig.ts';
 import { Netns, vethPair } from '../test/helpers/netns.ts';
 import type { ProbeResult } from './lib/programming-probe.ts';
+import { BenchJsonWriter } from './lib/bench-json.ts';
 import { percentile } from './lib/tools.ts';
 
 const { values } = parseArgs({ options: {
@@ -52,7 +53,9 @@ const { values } = parseArgs({ options: {
   changes: { type: 'string', default: '100' },
   'interval-ms': { type: 'string', default: '2' },
   'no-manifest-compare': { type: 'boolean', default: false },
+  json: { type: 'string' },
 } });
+const out = new BenchJsonWriter('programming-latency', 'tapir', []);
 const SIZES = values.sizes.split(',').map(Number);
 const CHANGES = Number(values.changes);
 const INTERVAL_MS = Number(values['interval-ms']);
@@ -486,6 +489,9 @@ ${manifests === undefined ? '' : `manifests: ${manifests}\n`}`;
         const col = (f: (s: Sample) => number, p: number): string => fmt(percentile(m.samples.map(f), p));
         const within = m.samples.filter((s) => s.total <= SLO_MS).length;
         console.log(`${kind}: kubectl -> first packet p50 ${col((s) => s.total, 0.5)} ms, p99 ${col((s) => s.total, 0.99)} ms, max ${col((s) => s.total, 1)} ms; API commit -> first packet p50 ${col((s) => s.apiToDataplane, 0.5)} ms, p99 ${col((s) => s.apiToDataplane, 0.99)} ms; kubectl start -> API commit p50 ${col((s) => s.kubectl, 0.5)} ms; lost ${m.lost}; agent histogram (${m.agent.count} observations): p50 <= ${fmt(m.agent.p50)} ms, p99 <= ${fmt(m.agent.p99)} ms, mean ${fmt(m.agent.mean)} ms`);
+        for (const [metric, f] of [['kubectl -> first packet', (x: Sample) => x.total], ['API commit -> first packet', (x: Sample) => x.apiToDataplane]] as const) {
+          for (const p of [0.5, 0.99]) out.push({ section: 'cluster mode programming latency', row: `${size} services`, x: size, metric: `${kind}: ${metric} p${p * 100}`, unit: 'ms', mode: 'tapir', better: 'lower' }, percentile(m.samples.map(f), p));
+        }
         rows.push(`| ${size} | ${kind} | ${col((s) => s.total, 0.5)} | ${col((s) => s.total, 0.99)} | ${col((s) => s.apiToDataplane, 0.5)} | ${col((s) => s.apiToDataplane, 0.99)} | ${col((s) => s.kubectl, 0.5)} | <= ${fmt(m.agent.p50)} / <= ${fmt(m.agent.p99)}, mean ${fmt(m.agent.mean)} (${m.agent.count}) | ${within}/${m.samples.length + m.lost} | ${(percentile(m.samples.map((s) => s.total), 0.99) / SLO_MS).toFixed(2)}x |`);
       }
     }
@@ -498,6 +504,7 @@ ${manifests === undefined ? '' : `manifests: ${manifests}\n`}`;
     await sleep(5000);
     const clusterStats = (await agent.control.request({ op: 'stats' })) as StatsInfo;
     const clusterRss = vmRss(agent.pid);
+    out.push({ section: 'agent memory', row: `${top} services`, metric: 'VmRSS, cluster mode', unit: 'MB', mode: 'tapir', better: 'lower' }, clusterRss / 1e6);
     console.log(`\n## agent memory, ${top} load Services with ${top * 10} endpoints (+ ${SIZES.length * (CHANGES + 1)} probe Services), after 5 s idle`);
     console.log(`cluster mode:  VmRSS ${(clusterRss / 1e6).toFixed(0)} MB, V8 heap used ${(clusterStats.memory.heapUsed / 1e6).toFixed(0)} MB of ${(clusterStats.memory.heapTotal / 1e6).toFixed(0)} MB, external ${(clusterStats.memory.external / 1e6).toFixed(0)} MB (array buffers ${(clusterStats.memory.arrayBuffers / 1e6).toFixed(0)} MB)`);
     if (!values['no-manifest-compare']) {
@@ -527,9 +534,11 @@ ${manifests === undefined ? '' : `manifests: ${manifests}\n`}`;
       await sleep(5000);
       const manifestStats = (await agent.control.request({ op: 'stats' })) as StatsInfo;
       const manifestRss = vmRss(agent.pid);
+      out.push({ section: 'agent memory', row: `${top} services`, metric: 'VmRSS, manifest mode', unit: 'MB', mode: 'tapir', better: 'lower' }, manifestRss / 1e6);
       console.log(`manifest mode: VmRSS ${(manifestRss / 1e6).toFixed(0)} MB, V8 heap used ${(manifestStats.memory.heapUsed / 1e6).toFixed(0)} MB of ${(manifestStats.memory.heapTotal / 1e6).toFixed(0)} MB (${services.length} Services, ${slices.length} EndpointSlices from ${Math.ceil(services.length / perFile)} files); cluster/manifest RSS ${(clusterRss / manifestRss).toFixed(2)}x, heap ${(clusterStats.memory.heapUsed / manifestStats.memory.heapUsed).toFixed(2)}x`);
     }
     await stopAgent(agent);
+    if (values.json !== undefined) out.write(values.json);
   } finally {
     client.close();
     try { process.kill(cp.pid, 'SIGTERM'); } catch { /* gone */ }

@@ -19,7 +19,7 @@
 // Every lab is taken down at the end, on error and on Ctrl-C.
 //
 //   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000]
-//        [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120]
+//        [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120] [--json FILE]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,7 @@ import { BenchLab, checkInterrupted, downLabsOnSignal, type ProxyMode } from './
 import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest, type ChangeTiming } from './lib/service-scale.ts';
 import { printTables, type Results } from './lib/proxy-modes-report.ts';
+import { BenchJsonWriter } from './lib/bench-json.ts';
 import { buildCTools } from './lib/tools.ts';
 
 const { values } = parseArgs({
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'iptables,nftables,tapir' },
     sections: { type: 'string', default: 'traffic,scale' },
     'program-timeout': { type: 'string', default: '120' },
+    json: { type: 'string' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -268,6 +270,32 @@ async function main(): Promise<void> {
   console.log(`load average (1, 5, 15 min) at the start ${load(LOAD_AT_START)}, at the end ${load(loadavg())} on ${availableParallelism()} CPUs: anything else running skews the figures`);
   printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), sections: SECTIONS });
   console.log(`\n(whole run ${((Date.now() - STARTED) / 1000).toFixed(0)} s)`);
+  if (values.json !== undefined) writeJson(values.json);
+}
+
+const JSON_TRAFFIC: Record<string, [string, string, 'higher' | 'lower']> = {
+  tcp: ['TCP Gbit/s (1 stream)', 'Gbit/s', 'higher'], udp: ['UDP 64 B pkt/s received', 'pkt/s', 'higher'], conn: ['TCP connections/s', 'conn/s', 'higher'],
+  p50: ['HTTP latency p50', 'us', 'lower'], p99: ['HTTP latency p99', 'us', 'lower'],
+};
+const JSON_SCALE: Record<string, [string, string]> = {
+  program: ['program all services', 'ms'], 'program-written': ['program all, after objects written', 'ms'], change: ['one endpoint change', 'ms'],
+  'change-written': ['one endpoint change, after slice written', 'ms'], first: ['first-packet latency p50', 'us'], 'first-p90': ['first-packet latency p90', 'us'],
+  'first-baseline': ['connect straight to the endpoint p50', 'us'], 'program-agents-cpu': ['agents CPU s while programming', 'CPU s'],
+};
+
+/** The figures of the tables as bench/lib/bench-json.ts data: one value per run. */
+function writeJson(file: string): void {
+  const out = new BenchJsonWriter('proxy-modes', 'tapir', MODES.filter((m) => m !== 'tapir'));
+  out.problems.push(...results.problems);
+  for (const [key, vals] of results.values) {
+    const [mode, where, figure, cpu] = key.split('|') as [string, string, string, string?];
+    // The kernel modes have no agents: their agents-CPU figure is a 0 the tables leave out too.
+    if (cpu !== undefined || (figure.endsWith('agents-cpu') && mode !== 'tapir')) continue;
+    const t = JSON_TRAFFIC[figure], sc = JSON_SCALE[figure];
+    if (t !== undefined) out.add({ section: 'pod to ClusterIP', row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
+    else if (sc !== undefined) out.add({ section: 'services at scale', row: `${where} services`, x: Number(where), metric: sc[0], unit: sc[1], mode, better: 'lower', values: vals });
+  }
+  out.write(file);
 }
 
 await main();

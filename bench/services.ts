@@ -4,14 +4,17 @@
 // spread over every service (latency should stay flat from 1k to 10k services).
 // 400,000 distinct flows, so conntrack is cache-cold; the cache-hot figure repeats
 // 1,000 flows, as bursts of one flow's packets do.
-// Run: node bench/services.ts   (numbers vary with the machine; take the median)
+// Run: node bench/services.ts [--json FILE]   (numbers vary with the machine; take the median)
 import { LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, set16, set32 } from '../src/wire/index.ts';
 import { ServiceNat } from '../src/services/nat.ts';
 import { EntryPoint, Verdict } from '../src/services/nat-codes.ts';
 import { ip, scaleSnapshot } from '../src/model/synthetic.ts';
 import { buildServiceTable } from '../src/tables/service-table.ts';
+import { BenchJsonWriter } from './lib/bench-json.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 
+const JSON_FILE = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : undefined;
+const out = new BenchJsonWriter('services', 'tapir', []);
 const SCALE = { maglevEvery: 10, nodePortEvery: 4, affinityEvery: 20 };
 const NODE = ip('192.168.1.10');
 
@@ -39,6 +42,9 @@ function buildRow(n: number): void {
   const nat = new ServiceNat(table, { masqueradeIP: NODE, conntrack: { capacity: 1024 } });
   const changed: ServiceSnapshot = { ...snap, generation: 2, ports: snap.ports.map((p, i) => (i === 7 ? { ...p, clusterEndpoints: p.clusterEndpoints.slice(1), externalEndpoints: p.externalEndpoints.slice(1) } : p)) };
   const swap = ms(() => nat.setTable(buildServiceTable(changed)), 7);
+  const row = { section: 'service tables', row: `${n} services`, x: n, mode: 'tapir', better: 'lower' } as const;
+  out.push({ ...row, metric: 'table build', unit: 'ms' }, build);
+  out.push({ ...row, metric: 'rebuild + swap after one endpoint change', unit: 'ms' }, swap);
   console.log(`build ${String(n).padStart(6)} services: ${build.toFixed(1).padStart(6)} ms   rebuild + swap after one endpoint change: ${swap.toFixed(1).padStart(6)} ms`);
 }
 
@@ -110,6 +116,11 @@ function packetRow(n: number): void {
     return Number(process.hrtime.bigint() - t1) / flows;
   };
   const hot = hotLoop(true) - hotLoop(false);
+  const row = { section: 'NAT engine per packet', row: `${n} services`, x: n, mode: 'tapir', better: 'lower', unit: 'ns' } as const;
+  out.push({ ...row, metric: 'first packet' }, first);
+  out.push({ ...row, metric: 'established' }, established);
+  out.push({ ...row, metric: 'reply' }, reply);
+  out.push({ ...row, metric: 'established, cache-hot' }, hot);
   console.log(`${String(n).padStart(6)} services: first packet ${first.toFixed(0).padStart(4)} ns   established ${established.toFixed(0).padStart(4)} ns   reply ${reply.toFixed(0).padStart(4)} ns   established, cache-hot ${hot.toFixed(0).padStart(4)} ns   (copy + decode baseline ${baseline.toFixed(0)} ns, subtracted)`);
 }
 
@@ -118,3 +129,4 @@ for (const n of [1000, 10000]) buildRow(n);
 const allMaglev = scaleSnapshot(10000, { ...SCALE, maglevEvery: 1 });
 console.log(`build  10000 services, all Maglev: ${ms(() => buildServiceTable(allMaglev), 5).toFixed(1)} ms`);
 for (const n of [1000, 10000]) packetRow(n);
+if (JSON_FILE !== undefined) out.write(JSON_FILE);

@@ -18,5 +18,6 @@ export const commands: Command[] = [
   { name: 'capture', summary: 'write a pcap of a running agent\'s port: tapir capture PORT -w FILE', load: () => import('./capture.ts') },
   { name: 'trace', summary: 'explain a packet\'s fate through the service tables (service, endpoint, NAT)', load: () => import('./trace.ts') },
   { name: 'pcap', summary: 'read pcap files: tapir pcap dump FILE [--json]', load: () => import('./pcap.ts') },
+  { name: 'bench', summary: 'the benchmark report: tapir bench [--quick] [--out DIR] [--only a,b] (from a checkout)', load: () => import('./bench.ts') },
   { name: 'demo', summary: 'a short packet demo: a userspace ARP/ICMP responder on a TAP in a namespace', load: () => import('./demo.ts') },
 ];
