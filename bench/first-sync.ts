@@ -1,0 +1,79 @@
+// First sync at scale: a ServiceController over a manifest directory of N Services and
+// N*E endpoints (bench/lib/dns-data.ts writeManifests, 1000 Services to a file), from
+// the moment the files exist to the first view handed to a consumer, and the service
+// table built from it; then one EndpointSlice edited in place and the time until the
+// next view and table. Phases are timed apart (read+parse, compile, table build).
+//
+//   node bench/first-sync.ts [--services 10000] [--endpoints 10] [--runs 3]
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ManifestDir } from '../src/k8s/manifest-dir.ts';
+import { ServiceController } from '../src/control/service-controller.ts';
+import { buildServiceTable } from '../src/tables/service-table.ts';
+import type { ClusterView } from '../src/model/cluster-view.ts';
+import { writeManifests } from './lib/dns-data.ts';
+import { loadavg } from 'node:os';
+
+const { values } = parseArgs({ options: {
+  services: { type: 'string', default: '10000' },
+  endpoints: { type: 'string', default: '10' },
+  runs: { type: 'string', default: '3' },
+} });
+const SERVICES = Number(values.services);
+const ENDPOINTS = Number(values.endpoints);
+const RUNS = Number(values.runs);
+
+async function once(dir: string): Promise<{ first: number; table: number; change: number; changeTable: number }> {
+  let views = 0;
+  let lastView: ClusterView | undefined;
+  let tableMs = 0;
+  let wake: (() => void) | null = null;
+  const t0 = performance.now();
+  const controller = new ServiceController({
+    source: new ManifestDir({ dir, debounceMs: 5 }),
+    node: { name: 'node-1', nodePortAddresses: ['172.30.0.11'] },
+    minSyncIntervalMs: 1,
+    onError: (err) => console.error(`services: ${err.message.split('\n')[0]}`),
+  });
+  controller.subscribe((view) => {
+    const t = performance.now();
+    buildServiceTable(view.snapshot);
+    tableMs = performance.now() - t;
+    views++;
+    lastView = view;
+    wake?.();
+  });
+  await controller.start();
+  const first = performance.now() - t0;
+  const table = tableMs;
+  // One endpoint of one Service moves (the file rewritten whole, as an editor does).
+  const file = join(dir, 'services-003.yaml');
+  const text = readFileSync(file, 'utf8');
+  const seen = views;
+  const t1 = performance.now();
+  const done = new Promise<void>((resolve) => { wake = () => { if (views > seen) resolve(); }; });
+  writeFileSync(file, text.replace(/addresses: \[([0-9.]+)\]/, 'addresses: [10.255.255.254]'));
+  await done;
+  const change = performance.now() - t1;
+  controller.stop();
+  void lastView;
+  return { first, table, change, changeTable: tableMs };
+}
+
+const root = mkdtempSync(join(tmpdir(), 'tapir-first-sync-'));
+try {
+  console.log(`${SERVICES} Services, ${ENDPOINTS} endpoints each; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  const rows = [];
+  for (let r = 0; r < RUNS; r++) {
+    const dir = join(root, `m${r}`);
+    writeManifests(dir, { services: SERVICES, endpointsPerService: ENDPOINTS, externalNames: 0, ttl: 5 });
+    const res = await once(dir);
+    rows.push(res);
+    console.log(`run ${r + 1}: first view ${res.first.toFixed(0)} ms (of it table build ${res.table.toFixed(0)} ms); one endpoint edited: next view ${res.change.toFixed(0)} ms (table ${res.changeTable.toFixed(1)} ms)`);
+  }
+  console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}
