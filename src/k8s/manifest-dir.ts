@@ -13,7 +13,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseManifest } from './manifest.ts';
+import { parseManifest, type ManifestMemo } from './manifest.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ObjectHandler, ObjectSource } from './object-source.ts';
 import { describeOrigin, Kind, objectKey, originText, type K8sObject } from './objects.ts';
@@ -48,6 +48,8 @@ interface FileState {
   reported: string;
   /** The file read empty once; a second empty read confirms it (see #readFile). */
   emptyOnce: boolean;
+  /** Its documents' texts and objects at the last good parse: a re-read parses only the changed ones. */
+  memo: ManifestMemo | undefined;
 }
 
 const MANIFEST_NAME = /^[^.].*\.(ya?ml|json)$/;
@@ -299,16 +301,24 @@ export class ManifestDir implements ObjectSource {
       return;
     }
     if (state !== undefined) state.emptyOnce = false;
-    const parsed = parseManifest(text, name);
-    this.#setParsed(name, statKey, text, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems);
+    const parsed = parseManifest(text, name, state?.memo);
+    this.#setParsed(name, statKey, text, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems, parsed.memo);
   }
 
   /** objects null = the text was bad: keep the last good objects. */
-  #setParsed(name: string, statKey: string, text: string, objects: K8sObject[] | null, problems: string[]): void {
-    const state = this.#files.get(name) ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false };
+  #setParsed(name: string, statKey: string, text: string, objects: K8sObject[] | null, problems: string[], memo?: ManifestMemo): void {
+    const state = this.#files.get(name) ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false, memo: undefined };
     state.statKey = statKey;
     state.text = text;
-    if (objects !== null) state.objects = this.#versioned(state.objects, objects);
+    if (objects !== null) {
+      state.objects = this.#versioned(state.objects, objects);
+      // The memo must hold the objects as versioned (an unchanged one is its earlier self).
+      if (memo !== undefined) {
+        const final = new Map(objects.map((obj, i) => [obj, state.objects[i]!]));
+        memo.objects = memo.objects.map((list) => list.map((obj) => final.get(obj) ?? obj));
+      }
+      state.memo = memo;
+    }
     state.parseProblems = problems;
     this.#files.set(name, state);
   }
@@ -322,6 +332,8 @@ export class ManifestDir implements ObjectSource {
     const earlier = new Map(before.map((obj) => [objectKey(obj), obj]));
     return parsed.map((obj) => {
       const old = earlier.get(objectKey(obj));
+      // Kept from the memo: the document's text did not change.
+      if (old === obj) return old;
       if (old !== undefined) {
         obj.metadata.resourceVersion = old.metadata.resourceVersion;
         if (JSON.stringify(old) === JSON.stringify(obj)) return old;
