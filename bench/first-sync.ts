@@ -4,15 +4,14 @@
 // table built from it; then one EndpointSlice edited in place and the time until the
 // next view and table. Phases are timed apart (read+parse, compile, table build).
 //
-//   node bench/first-sync.ts [--services 10000] [--endpoints 10] [--runs 3]
+//   node bench/first-sync.ts [--services 10000] [--endpoints 10] [--runs 3] [--edits 5]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ManifestDir } from '../src/k8s/manifest-dir.ts';
 import { ServiceController } from '../src/control/service-controller.ts';
-import { buildServiceTable } from '../src/tables/service-table.ts';
-import type { ClusterView } from '../src/model/cluster-view.ts';
+import { buildServiceTable, updateServiceTable, type ServiceTable } from '../src/tables/service-table.ts';
 import { writeManifests } from './lib/dns-data.ts';
 import { loadavg } from 'node:os';
 import { ServiceProxyState } from '../src/control/service-proxy-state.ts';
@@ -23,15 +22,18 @@ const { values } = parseArgs({ options: {
   services: { type: 'string', default: '10000' },
   endpoints: { type: 'string', default: '10' },
   runs: { type: 'string', default: '3' },
+  edits: { type: 'string', default: '5' },
 } });
 const SERVICES = Number(values.services);
 const ENDPOINTS = Number(values.endpoints);
 const RUNS = Number(values.runs);
 
-async function once(dir: string): Promise<{ first: number; table: number; change: number; changeTable: number }> {
+const EDITS = Number(values.edits);
+
+async function once(dir: string): Promise<{ first: number; table: number; changes: number[]; changeTables: number[]; incremental: number }> {
   let views = 0;
-  let lastView: ClusterView | undefined;
   let tableMs = 0;
+  let incremental = 0;
   let wake: (() => void) | null = null;
   const t0 = performance.now();
   const controller = new ServiceController({
@@ -40,29 +42,36 @@ async function once(dir: string): Promise<{ first: number; table: number; change
     minSyncIntervalMs: 1,
     onError: (err) => console.error(`services: ${err.message.split('\n')[0]}`),
   });
+  let current: ServiceTable | undefined;
   controller.subscribe((view) => {
     const t = performance.now();
-    buildServiceTable(view.snapshot);
+    // As the agent does (#programServices): the first table whole, then updates.
+    current = current === undefined ? buildServiceTable(view.snapshot) : updateServiceTable(current, view.snapshot);
     tableMs = performance.now() - t;
+    if (current.incremental) incremental++;
     views++;
-    lastView = view;
     wake?.();
   });
   await controller.start();
   const first = performance.now() - t0;
   const table = tableMs;
-  // One endpoint of one Service moves (the file rewritten whole, as an editor does).
-  const file = join(dir, 'services-003.yaml');
-  const text = readFileSync(file, 'utf8');
-  const seen = views;
-  const t1 = performance.now();
-  const done = new Promise<void>((resolve) => { wake = () => { if (views > seen) resolve(); }; });
-  writeFileSync(file, text.replace(/addresses: \[([0-9.]+)\]/, 'addresses: [10.255.255.254]'));
-  await done;
-  const change = performance.now() - t1;
+  // One endpoint of one Service moves per edit (the file rewritten whole, as an editor
+  // does), each edit in another file, each after the previous one was programmed.
+  const changes: number[] = [];
+  const changeTables: number[] = [];
+  for (let e = 0; e < EDITS; e++) {
+    const file = join(dir, `services-${String(e % Math.ceil(SERVICES / 1000)).padStart(3, '0')}.yaml`);
+    const text = readFileSync(file, 'utf8');
+    const seen = views;
+    const done = new Promise<void>((resolve) => { wake = () => { if (views > seen) resolve(); }; });
+    const t1 = performance.now();
+    writeFileSync(file, text.replace(/addresses: \[([0-9.]+)\]/, `addresses: [10.255.255.${e + 1}]`));
+    await done;
+    changes.push(performance.now() - t1);
+    changeTables.push(tableMs);
+  }
   controller.stop();
-  void lastView;
-  return { first, table, change, changeTable: tableMs };
+  return { first, table, changes, changeTables, incremental };
 }
 
 /** The same path in phases, each timed on its own: read and parse, compile, table. */
@@ -93,7 +102,8 @@ try {
     console.log(`run ${r + 1} phases: ${await phases(dir)}`);
     const res = await once(dir);
     rows.push(res);
-    console.log(`run ${r + 1}: first view ${res.first.toFixed(0)} ms (of it table build ${res.table.toFixed(0)} ms); one endpoint edited: next view ${res.change.toFixed(0)} ms (table ${res.changeTable.toFixed(1)} ms)`);
+    const f = (xs: number[], d: number) => xs.map((x) => x.toFixed(d)).join(' ');
+    console.log(`run ${r + 1}: first view ${res.first.toFixed(0)} ms (of it table build ${res.table.toFixed(0)} ms); one endpoint edited, ${EDITS} times: next view ${f(res.changes, 0)} ms (table ${f(res.changeTables, 2)} ms, ${res.incremental} incremental)`);
   }
   console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 } finally {

@@ -59,10 +59,14 @@ test('cut streams: the same documents, empty ones and leading comments included,
   assert.ok(compared > 2000, `only ${compared} streams were cut`);
 });
 
-test('what is not cut: directives, document end markers, content on a marker line', () => {
-  for (const text of ['%YAML 1.2\n---\na: 1\n', 'a: 1\n...\n---\nb: 2\n', '--- {a: 1}\n', '--- |\n  x\n', 'a: 1\n---']) {
+test('what is not cut: document end markers, content on a marker line; a directive sends the whole stream to the yaml library', () => {
+  for (const text of ['a: 1\n...\n---\nb: 2\n', '--- {a: 1}\n', '--- |\n  x\n', 'a: 1\n---']) {
     assert.equal(splitDocuments(text), null, JSON.stringify(text));
   }
+  assert.equal(segmented('%YAML 1.1\n---\na: yes\n'), null);
+  // The yaml library honours %YAML 1.1: `yes` is a boolean there, which a label must not be.
+  assert.deepEqual(parseManifest('%YAML 1.1\n---\napiVersion: v1\nkind: Namespace\nmetadata: { name: x, labels: { a: yes } }\n', 'ns.yaml').problems,
+    ['ns.yaml: document 1 (Namespace x): metadata.labels["a"]: must be a string, not boolean true']);
 });
 
 test('a re-parse with the memo: unchanged documents keep their objects, a changed one is read again, problems are the same', () => {
@@ -127,4 +131,54 @@ test('manifest directory: one document edited in a big file, the others unchange
   writeFileSync(join(dir, 'all.yaml'), `${docs.join('---\n')}`);
   await source.rescan();
   assert.deepEqual(changes, []);
+});
+
+test('manifest directory: random edits give the objects, order and problems a fresh read of the same files gives', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tapir-manifest-docs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let x = 12345;
+  const next = (n: number): number => { x = (Math.imul(x ^ (x >>> 13), 1597334677) + 0x9e3779b9) >>> 0; return x % n; };
+  const files: string[][] = [0, 1, 2, 3].map((f) => Array.from({ length: 6 }, (_, i) => service(`f${f}-s${i}`, 100 * f + i)));
+  const write = (f: number): void => writeFileSync(join(dir, `m${f}.yaml`), files[f]!.join('---\n'));
+  files.forEach((_, f) => write(f));
+  const source = new ManifestDir({ dir, rescanIntervalMs: 60_000, debounceMs: 10 });
+  const changes: string[] = [];
+  source.watch({ onChange: (c) => changes.push(objectKey((c.current ?? c.previous)!)), onSynced: () => undefined, onProblems: () => undefined, onError: (err) => { throw err; } });
+  t.after(() => source.stop());
+  await source.start();
+  const strip = (o: unknown): string => JSON.stringify(o, (k, v) => (k === 'resourceVersion' ? undefined : v));
+  let compared = 0;
+  let fix: [number, number] | null = null;
+  for (let step = 0; step < 80; step++) {
+    // A bad document lasts one step: it is rewritten good first thing in the next.
+    if (fix !== null) {
+      files[fix[0]]![fix[1]] = service(`f${fix[0]}-s${fix[1]}`, 4000 + step);
+      write(fix[0]);
+      fix = null;
+    }
+    const f = next(4);
+    const i = next(6);
+    const r = next(10);
+    if (r < 5) files[f]![i] = service(`f${f}-s${i}`, 1000 + step); // an edit: same object, new content
+    else if (r < 6) files[f]![i] = service(`f${(f + 1) % 4}-s${i}`, 2000 + step); // a duplicate of another file's object
+    else if (r < 7) { // a bad file
+      files[f]![i] = 'apiVersion: v1\nkind: Service\nmetadata: { name: bad }\nspec: { ports: [{ port: 99999 }] }\n';
+      fix = [f, i];
+    }
+    else if (r < 8) files[f]![i] = service(`f${f}-new${step}`, 3000 + step); // another object
+    else files[f]![i] = service(`f${f}-s${i}`, 100 * f + i); // back to the start
+    write(f);
+    changes.length = 0;
+    await source.rescan();
+    const fresh = new ManifestDir({ dir, rescanIntervalMs: 60_000 });
+    await fresh.start();
+    fresh.stop();
+    // A bad file keeps its last good objects, which a fresh read never had: compare
+    // only while every file is good (duplicates across files are not "bad").
+    if ([...fresh.problems().values()].flat().some((p) => !p.includes('ignored: the same object'))) continue;
+    compared++;
+    assert.deepEqual(source.list().map(strip), fresh.list().map(strip), `step ${step}: objects`);
+    assert.deepEqual(source.problems(), fresh.problems(), `step ${step}: problems`);
+  }
+  assert.ok(compared > 20, `${compared} steps compared`);
 });

@@ -58,6 +58,10 @@ const DECLINED = [
  */
 export function fastYamlDocuments(text: string): unknown[] | null {
   for (const pattern of DECLINED) if (pattern.test(text)) return null;
+  return loadCore(text);
+}
+
+function loadCore(text: string): unknown[] | null {
   try {
     return loadAll(text, { schema: CORE_SCHEMA });
   } catch {
@@ -75,13 +79,13 @@ const CONTENT = /^[ \t]*[^#\s]/m;
 /**
  * A YAML stream cut at its document markers, as texts, with the 1-based document
  * number of the first (the text before the first marker is a document only when it
- * holds more than blanks and comments); null when the stream has directives, document
- * end markers, content on a marker line or a marker as its last line without a newline
- * (left to the whole-stream parse).
+ * holds more than blanks and comments); null when the stream has document end
+ * markers, content on a marker line or a marker as its last line without a newline
+ * (left to the whole-stream parse; so is a document with a directive, see DECLINED).
  */
 export function splitDocuments(text: string): { segments: string[]; first: number } | null {
+  // DECLINED is checked per document, on those parsed (its patterns are line-local).
   for (const pattern of UNSPLIT) if (pattern.test(text)) return null;
-  for (const pattern of DECLINED) if (pattern.test(text)) return null;
   const segments: string[] = [];
   let at = 0;
   let markers = 0;
