@@ -55,6 +55,9 @@ test('cut streams: the same documents, empty ones and leading comments included,
     if (cut === null) continue;
     compared++;
     assert.deepStrictEqual(cut, reference(text), `stream ${JSON.stringify(text)}`);
+    // A first read takes the whole stream's documents by position: the same list.
+    const whole = fastYamlDocuments(text);
+    if (whole !== null) assert.deepStrictEqual(whole, cut, `whole stream ${JSON.stringify(text)}`);
   }
   assert.ok(compared > 2000, `only ${compared} streams were cut`);
 });

@@ -123,7 +123,7 @@ export function parseManifest(text: string, file: string, previous?: ManifestMem
   if (!file.endsWith('.json')) {
     const split = splitDocuments(text);
     if (split !== null) {
-      const parsed = parseSegments(split.segments, split.first, file, previous?.first === split.first ? previous : undefined);
+      const parsed = parseSegments(text, split.segments, split.first, file, previous?.first === split.first ? previous : undefined);
       if (parsed !== null) return parsed;
     }
   }
@@ -158,10 +158,17 @@ export function parseManifest(text: string, file: string, previous?: ManifestMem
  * `previous` when its text is the same); null when one of them is not exactly one
  * document to the fast parser: the whole stream is then parsed as one, as before.
  */
-function parseSegments(segments: string[], first: number, file: string, previous: ManifestMemo | undefined): (ParsedManifest & { memo?: ManifestMemo }) | null {
-  const documents: unknown[] = [];
+function parseSegments(text: string, segments: string[], first: number, file: string, previous: ManifestMemo | undefined): (ParsedManifest & { memo?: ManifestMemo }) | null {
+  let documents: unknown[] = [];
   const kept: (K8sObject[] | null)[] = [];
-  for (let j = 0; j < segments.length; j++) {
+  // A first read parses the stream in one call (a call per document costs twice as
+  // much) and gives each text its document by position: the cut makes the same
+  // documents as the whole stream (test/k8s-manifest-documents.test.ts).
+  const whole = previous === undefined ? fastYamlDocuments(text) : null;
+  if (whole !== null && whole.length === (first === 0 ? 0 : segments.length)) {
+    documents = whole;
+    for (let j = 0; j < segments.length; j++) kept.push(null);
+  } else for (let j = 0; j < segments.length; j++) {
     const text = segments[j]!;
     if (previous !== undefined && previous.segments[j] === text) {
       kept.push(previous.objects[j]!);
