@@ -5,6 +5,35 @@
 // next view and table. Phases are timed apart (read+parse, compile, table build).
 //
 //   node bench/first-sync.ts [--services 10000] [--endpoints 10] [--runs 3] [--edits 5]
+//
+// Where the time went, 10k Services / 100k endpoints in 11 files of 1000 Services,
+// 2-core VM shared with other jobs (load average 4-7 throughout, so ranges, not points;
+// before = c8716bd, after = this branch, alternated in the same minutes):
+//
+//   phase                                   before          after
+//   read + YAML parse + validate            15-30 s         1.4-2.4 s (js-yaml, core schema, for
+//     (cpu-prof: the yaml library's lexer,                  what it reads as the yaml library does;
+//      parser and composer were ~80% of                     the rest and all errors still go to it)
+//      all CPU; parseIpv4 split+RegExp ~2%)
+//   record changes                          40-60 ms        25-160 ms
+//   compile: allocate, views, ports         1.7-2.6 s       0.35-0.6 s (parseIpv4 in one pass over the
+//                                                            characters was most of the difference)
+//   service table, whole build              0.1-0.4 s       0.03-0.1 s (same code; noise)
+//   first view, end to end                  7.5-38 s        1.7-4.8 s
+//   one endpoint edited in a 1000-Service
+//     file, to the next table                1.2-4.8 s       22-50 ms
+//       of it: re-parse of the file          ~1/10 of the    one document (the others keep their
+//                                            first parse     objects: ManifestMemo)
+//       #versioned JSON.stringify of 2000    ~100 ms         identity (kept objects are the same)
+//       #publish: merge of all 20k objects   ~45 ms          the re-read file's objects only
+//       compile: sort of 10k names x2        ~10 ms          order kept until a name comes or goes
+//       service table                        20-175 ms       0.5-2 ms (updateServiceTable)
+//
+// What is left of the first view (about 2 s here): js-yaml ~1 s, validation ~0.4 s,
+// compile ~0.4 s, GC. Under 1 s needs either manifests as JSON (JSON.parse is another
+// 5-10x), parsing files in worker threads (each file is independent; 2 cores here), or
+// a parser for the YAML subset manifests use; and the compile's per-service objects
+// (serviceView, compileService, allocation) built lazily or in one pass.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
