@@ -234,7 +234,9 @@ test('address helpers: IPv4 and MAC text round trips, malformed input gives -1',
   assert.equal(ipv4('255.255.255.255'), 0xffffffff);
   assert.equal(ipv4ToString(0xffffffff), '255.255.255.255');
   assert.equal(ipv4ToString(0x0a60000a), '10.96.0.10');
-  for (const bad of ['10.0.0', '10.0.0.256', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '1..2.3']) assert.equal(parseIpv4(bad), undefined, bad);
+  for (const bad of ['10.0.0', '10.0.0.256', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '1..2.3', '256.1.1.1', '1.300.1.1', '1.2.3.00', '1.2.3.', '.1.2.3',
+    ' 1.2.3.4', '1.2.3.4 ', '1.2.3.0x1', '1.2.3.-1', '1000.1.1.1', '1.2.3.4\n']) assert.equal(parseIpv4(bad), undefined, bad);
+  for (const [text, value] of [['0.0.0.0', 0], ['255.255.255.255', 0xffffffff], ['10.96.0.1', 0x0a600001], ['1.20.100.0', 0x01146400]] as const) assert.equal(parseIpv4(text), value, text);
   assert.equal(macToString(parseMac('02:42:AC:11:00:02')!), '02:42:ac:11:00:02');
   assert.equal(parseMac('02:42:ac:11:00')!, undefined);
   assert.equal(parseMac('02:42:ac:11:00:zz')!, undefined);

@@ -20,7 +20,7 @@ import type { StatusInfo } from './protocol.ts';
 import { PortManager, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
 import { ServiceSync } from './service-sync.ts';
-import { buildServiceTable } from '../tables/service-table.ts';
+import { buildServiceTable, updateServiceTable } from '../tables/service-table.ts';
 import { ServiceNat, type ServiceIds } from '../services/nat.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import type { SyncObserver } from '../control/sync-observer.ts';
@@ -287,9 +287,10 @@ export class Agent {
 
   /** A new service snapshot: its tables swap into the datapath between two batches. */
   #programServices(snapshot: ServiceSnapshot): void {
-    const table = buildServiceTable(snapshot);
-    for (const problem of table.problems) this.#log(`services: ${problem}`);
     const nat = this.datapath.serviceNat;
+    // One endpoint change touches one port's lists (updateServiceTable), not all 10k.
+    const table = nat === null ? buildServiceTable(snapshot) : updateServiceTable(nat.table, snapshot);
+    for (const problem of table.problems) this.#log(`services: ${problem}`);
     if (nat === null) return;
     const flushed = nat.setTable(table);
     this.datapath.servicesSynced = true;

@@ -40,6 +40,10 @@ function byName<T>(a: [string, T], b: [string, T]): number {
   return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
 }
 
+function byKey(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 export class ServiceProxyState {
   readonly #nodeOptions: NodeOptions;
   /** Manifest mode's allocator, or null in cluster mode (the API server allocates, kube-controller-manager writes the slices). */
@@ -58,6 +62,9 @@ export class ServiceProxyState {
   readonly #compiled = new Map<string, ServicePortSpec[]>();
   readonly #views = new Map<string, ServiceView>();
   readonly #dirty = new Set<string>();
+  /** The keys of #compiled and #views in name order, kept until one is added or removed (a sort of 10k names per sync otherwise). */
+  #compiledOrder: string[] | null = null;
+  #viewOrder: string[] | null = null;
   #servicesChanged = true;
   #full = true;
   #nodeKey = '';
@@ -244,8 +251,14 @@ export class ServiceProxyState {
       const svc = this.services.get(key);
       if (svc === undefined) {
         this.#generated.delete(key);
-        if (this.#views.delete(key)) viewChanged = true;
-        if (this.#compiled.delete(key)) changed = true;
+        if (this.#views.delete(key)) {
+          viewChanged = true;
+          this.#viewOrder = null;
+        }
+        if (this.#compiled.delete(key)) {
+          changed = true;
+          this.#compiledOrder = null;
+        }
         continue;
       }
       if (svc.spec.selector !== null && this.#allocator !== null) {
@@ -256,6 +269,7 @@ export class ServiceProxyState {
       const view = serviceView(svc, alloc, slices, this.#allocation.rejected.get(key) ?? []);
       const viewBefore = this.#views.get(key);
       if (viewBefore === undefined || !sameServiceView(viewBefore, view)) {
+        if (viewBefore === undefined) this.#viewOrder = null;
         this.#views.set(key, view);
         viewChanged = true;
       }
@@ -265,17 +279,21 @@ export class ServiceProxyState {
       if (ports.length === 0 && before === undefined) continue;
       if (ports.length === 0) this.#compiled.delete(key);
       else this.#compiled.set(key, ports);
+      if (ports.length === 0 || before === undefined) this.#compiledOrder = null;
       changed = true;
     }
     this.#dirty.clear();
     this.#full = false;
     this.#servicesChanged = false;
     if (changed) {
-      const ports = [...this.#compiled].sort(byName).flatMap((e) => e[1]);
+      this.#compiledOrder ??= [...this.#compiled.keys()].sort(byKey);
+      const ports: ServicePortSpec[] = [];
+      for (const key of this.#compiledOrder) for (const port of this.#compiled.get(key)!) ports.push(port);
       this.#snapshot = Object.freeze({ generation: ++this.#generation, ports: Object.freeze(ports) as ServicePortSpec[], nodePortAddresses: this.#node.nodePortAddresses });
     }
     if (changed || viewChanged) {
-      const services = [...this.#views].sort(byName).map((e) => e[1]);
+      this.#viewOrder ??= [...this.#views.keys()].sort(byKey);
+      const services = this.#viewOrder.map((key) => this.#views.get(key)!);
       this.#view = Object.freeze({ generation: ++this.#viewGeneration, nodeName: this.#node.name, services: Object.freeze(services) as ServiceView[], snapshot: this.#snapshot! });
     }
     const view = this.#view!;

@@ -13,7 +13,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseManifest } from './manifest.ts';
+import { parseManifest, type ManifestMemo } from './manifest.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ObjectHandler, ObjectSource } from './object-source.ts';
 import { describeOrigin, Kind, objectKey, originText, type K8sObject } from './objects.ts';
@@ -48,6 +48,8 @@ interface FileState {
   reported: string;
   /** The file read empty once; a second empty read confirms it (see #readFile). */
   emptyOnce: boolean;
+  /** Its documents' texts and objects at the last good parse: a re-read parses only the changed ones. */
+  memo: ManifestMemo | undefined;
 }
 
 const MANIFEST_NAME = /^[^.].*\.(ya?ml|json)$/;
@@ -85,6 +87,12 @@ export class ManifestDir implements ObjectSource {
   #quietTicks = 0;
   /** The last resource version handed out. */
   #version = 0;
+  /** Files read again since the last publish, with their objects before (see #publishTouched). */
+  #touched = new Map<string, readonly K8sObject[]>();
+  /** A file appeared or went away since the last publish: the next one merges every file. */
+  #structural = true;
+  /** Objects ignored as defined twice, at the last whole merge. */
+  #duplicates = 0;
   #started: Promise<void> | null = null;
 
   constructor(opts: ManifestDirOptions) {
@@ -266,6 +274,7 @@ export class ManifestDir implements ObjectSource {
   #dropFile(name: string): void {
     const state = this.#files.get(name);
     this.#files.delete(name);
+    this.#structural = true;
     if (state !== undefined && state.reported !== '') this.#problems(name, []);
   }
 
@@ -299,16 +308,27 @@ export class ManifestDir implements ObjectSource {
       return;
     }
     if (state !== undefined) state.emptyOnce = false;
-    const parsed = parseManifest(text, name);
-    this.#setParsed(name, statKey, text, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems);
+    const parsed = parseManifest(text, name, state?.memo);
+    this.#setParsed(name, statKey, text, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems, parsed.memo);
   }
 
   /** objects null = the text was bad: keep the last good objects. */
-  #setParsed(name: string, statKey: string, text: string, objects: K8sObject[] | null, problems: string[]): void {
-    const state = this.#files.get(name) ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false };
+  #setParsed(name: string, statKey: string, text: string, objects: K8sObject[] | null, problems: string[], memo?: ManifestMemo): void {
+    const known = this.#files.get(name);
+    if (known === undefined) this.#structural = true;
+    else if (!this.#touched.has(name)) this.#touched.set(name, known.objects);
+    const state = known ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false, memo: undefined };
     state.statKey = statKey;
     state.text = text;
-    if (objects !== null) state.objects = this.#versioned(state.objects, objects);
+    if (objects !== null) {
+      state.objects = this.#versioned(state.objects, objects);
+      // The memo must hold the objects as versioned (an unchanged one is its earlier self).
+      if (memo !== undefined) {
+        const final = new Map(objects.map((obj, i) => [obj, state.objects[i]!]));
+        memo.objects = memo.objects.map((list) => list.map((obj) => final.get(obj) ?? obj));
+      }
+      state.memo = memo;
+    }
     state.parseProblems = problems;
     this.#files.set(name, state);
   }
@@ -322,6 +342,8 @@ export class ManifestDir implements ObjectSource {
     const earlier = new Map(before.map((obj) => [objectKey(obj), obj]));
     return parsed.map((obj) => {
       const old = earlier.get(objectKey(obj));
+      // Kept from the memo: the document's text did not change.
+      if (old === obj) return old;
       if (old !== undefined) {
         obj.metadata.resourceVersion = old.metadata.resourceVersion;
         if (JSON.stringify(old) === JSON.stringify(obj)) return old;
@@ -333,6 +355,12 @@ export class ManifestDir implements ObjectSource {
 
   /** Merges all files (in name order; the first definition of an object wins) and reports the differences. */
   #publish(): void {
+    const touched = this.#touched;
+    const structural = this.#structural;
+    this.#touched = new Map();
+    this.#structural = false;
+    if (!structural && this.#duplicates === 0 && this.#publishTouched(touched)) return;
+    this.#duplicates = 0;
     const view = new Map<string, K8sObject>();
     for (const [name, state] of [...this.#files].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       state.duplicateProblems = [];
@@ -341,6 +369,7 @@ export class ManifestDir implements ObjectSource {
         const first = view.get(key);
         if (first !== undefined) {
           state.duplicateProblems.push(`${describeOrigin(obj)}: ignored: the same object is defined in ${originText(first.origin).replace(':', '')}`);
+          this.#duplicates++;
           continue;
         }
         view.set(key, obj);
@@ -362,6 +391,38 @@ export class ManifestDir implements ObjectSource {
     for (const [key, previous] of old) {
       if (!view.has(key)) for (const handler of this.#handlers) handler.onChange({ previous, current: undefined });
     }
+  }
+
+  /**
+   * The whole merge's outcome without merging every file (20,000 objects at 10k
+   * Services, per edit): when no object is defined twice anywhere and every file read
+   * again still defines the same objects in the same order, each of its objects is the
+   * one in the view under its key, so only those that changed are swapped in and
+   * reported. False (nothing done) when that does not hold: the caller merges whole.
+   */
+  #publishTouched(touched: ReadonlyMap<string, readonly K8sObject[]>): boolean {
+    for (const [name, before] of touched) {
+      const state = this.#files.get(name);
+      if (state === undefined || state.objects.length !== before.length) return false;
+      for (let i = 0; i < before.length; i++) if (state.objects[i] !== before[i] && objectKey(state.objects[i]!) !== objectKey(before[i]!)) return false;
+    }
+    for (const [name] of touched) {
+      const state = this.#files.get(name)!;
+      const problems = [...state.parseProblems, ...state.duplicateProblems];
+      const joined = problems.join('\n');
+      if (joined !== state.reported) {
+        state.reported = joined;
+        this.#problems(name, problems);
+      }
+      for (const current of state.objects) {
+        const key = objectKey(current);
+        const previous = this.#view.get(key);
+        if (previous === current) continue;
+        this.#view.set(key, current);
+        for (const handler of this.#handlers) handler.onChange({ previous, current });
+      }
+    }
+    return true;
   }
 }
 

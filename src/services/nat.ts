@@ -172,7 +172,9 @@ export class ServiceNat {
   setTable(table: ServiceTable): number {
     const prev = this.#table;
     const prevIds = this.#ids;
-    const ids = this.#assignIds(table);
+    // An incremental update (updateServiceTable) shares the key index: the same keys at
+    // the same indices keep their ids, without a pass over every key.
+    const ids = table.byKey === prev.byKey && this.#inheritedIds === null ? prevIds : this.#assignIds(table);
     this.#inheritedIds = null;
     const stale = staleUdpEndpoints(prev, prevIds, table);
     this.#table = table;

@@ -7,6 +7,18 @@
 // Each service port has two endpoint lists (cluster: traffic from inside the cluster
 // to the cluster IP; external: node ports, external IPs, load-balancer IPs) as ranges
 // of the flat endpoint arrays, shared when their contents are equal.
+//
+// Incremental update (updateServiceTable): when a new snapshot differs from the one a
+// table was built from only in the endpoints (or balancing, affinity, traffic policy)
+// of a few service ports, identified by object identity as the control side keeps
+// unchanged ports, the new table shares the previous one's frontend maps, key index
+// and source ranges, copies the per-port arrays (a memcpy of 10k entries each) and the
+// endpoint and Maglev arrays with room for the changed ports' new lists appended at
+// the end; only those lists and their Maglev tables are computed. The ranges they had
+// before become garbage; once garbage is more than half of the arrays, the next update
+// is a whole build (compaction). The previous table is never written to: the datapath
+// may still be reading it. The whole build stays the reference: a test compares the
+// two over random change sequences.
 import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { FrontendMap } from './frontend-map.ts';
 import { Ipv4Map } from './ipv4-map.ts';
@@ -69,14 +81,90 @@ export class ServiceTable {
   readonly byKey: ReadonlyMap<string, number>;
   /** What the build had to leave out, one line each (frontend claimed twice, unsupported protocol, ...). */
   readonly problems: string[] = [];
+  /** Entries of `endpointIP` and slots of `maglev` no port points to (left by incremental updates). */
+  readonly garbage: number;
+  /** True when this table was made by an incremental update of a previous one. */
+  readonly incremental: boolean;
+  readonly #nodePortAddressList: readonly number[];
+  /** Build cursor: the next free slot of `maglev`. */
+  #slot = 0;
 
-  constructor(snapshot: ServiceSnapshot) {
+  /** `previous`: update it incrementally when the change allows (see the header), else build whole. */
+  constructor(snapshot: ServiceSnapshot, previous?: ServiceTable) {
     const ports = snapshot.ports;
     const n = ports.length;
     this.generation = snapshot.generation;
     this.ports = ports;
     this.count = n;
+    this.#nodePortAddressList = snapshot.nodePortAddresses;
     const problems = this.problems;
+
+    const changed = previous === undefined ? null : changedPorts(previous, snapshot);
+    if (changed !== null) {
+      const prev = previous!;
+      this.incremental = true;
+      // Unchanged by construction (changedPorts checked every field they derive from).
+      this.frontends = prev.frontends;
+      this.nodePortAddresses = prev.nodePortAddresses;
+      this.clusterIPs = prev.clusterIPs;
+      this.frontendIPs = prev.frontendIPs;
+      this.byKey = prev.byKey;
+      this.protocol = prev.protocol;
+      this.rangeStart = prev.rangeStart;
+      this.rangeCount = prev.rangeCount;
+      this.rangeNet = prev.rangeNet;
+      this.rangeMask = prev.rangeMask;
+      this.flags = prev.flags.slice();
+      this.affinityTimeout = prev.affinityTimeout.slice();
+      this.clusterStart = prev.clusterStart.slice();
+      this.clusterCount = prev.clusterCount.slice();
+      this.externalStart = prev.externalStart.slice();
+      this.externalCount = prev.externalCount.slice();
+      this.clusterMaglev = prev.clusterMaglev.slice();
+      this.externalMaglev = prev.externalMaglev.slice();
+      this.clusterMaglevSize = prev.clusterMaglevSize.slice();
+      this.externalMaglevSize = prev.externalMaglevSize.slice();
+      let endpoints = 0;
+      let maglevSlots = 0;
+      let freed = 0;
+      const shared = new Uint8Array(changed.length);
+      for (let c = 0; c < changed.length; c++) {
+        const i = changed[c]!;
+        const p = ports[i]!;
+        const same = sameEndpoints(p.clusterEndpoints, p.externalEndpoints);
+        shared[c] = same ? 1 : 0;
+        endpoints += p.clusterEndpoints.length + (same ? 0 : p.externalEndpoints.length);
+        if (p.lb === 'maglev') {
+          if (p.clusterEndpoints.length > 0) maglevSlots += maglevTableSize(p.clusterEndpoints.length);
+          if (!same && p.externalEndpoints.length > 0) maglevSlots += maglevTableSize(p.externalEndpoints.length);
+        }
+        const sharedBefore = prev.externalStart[i] === prev.clusterStart[i] && prev.externalCount[i] === prev.clusterCount[i];
+        freed += prev.clusterCount[i]! + (sharedBefore ? 0 : prev.externalCount[i]!) + prev.clusterMaglevSize[i]!
+          + (prev.externalMaglev[i] === prev.clusterMaglev[i] ? 0 : prev.externalMaglevSize[i]!);
+      }
+      this.garbage = prev.garbage + freed;
+      this.endpointIP = new Uint32Array(prev.endpointIP.length + endpoints);
+      this.endpointIP.set(prev.endpointIP);
+      this.endpointPort = new Uint16Array(prev.endpointPort.length + endpoints);
+      this.endpointPort.set(prev.endpointPort);
+      this.endpointLocal = new Uint8Array(prev.endpointLocal.length + endpoints);
+      this.endpointLocal.set(prev.endpointLocal);
+      this.maglev = new Uint16Array(prev.maglev.length + maglevSlots);
+      this.maglev.set(prev.maglev);
+      let ep = prev.endpointIP.length;
+      this.#slot = prev.maglev.length;
+      for (let c = 0; c < changed.length; c++) {
+        const i = changed[c]!;
+        const p = ports[i]!;
+        this.affinityTimeout[i] = p.affinityTimeoutSeconds > 0 ? p.affinityTimeoutSeconds : 0;
+        this.clusterMaglev[i] = this.externalMaglev[i] = -1;
+        this.clusterMaglevSize[i] = this.externalMaglevSize[i] = 0;
+        ep = this.#putLists(i, p, shared[c] === 1, ep);
+      }
+      return;
+    }
+    this.incremental = false;
+    this.garbage = 0;
 
     // Sizes first, so every array is allocated once.
     let frontends = 0;
@@ -126,40 +214,13 @@ export class ServiceTable {
 
     let ep = 0;
     let range = 0;
-    let slot = 0;
     for (let i = 0; i < n; i++) {
       const p = ports[i]!;
       if (byKey.has(p.key)) problems.push(`service port ${p.key}: key listed twice (lookups by key find the first)`);
       else byKey.set(p.key, i);
       this.protocol[i] = p.protocol;
       this.affinityTimeout[i] = p.affinityTimeoutSeconds > 0 ? p.affinityTimeoutSeconds : 0;
-
-      this.clusterStart[i] = ep;
-      this.clusterCount[i] = p.clusterEndpoints.length;
-      for (const e of p.clusterEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
-      if (shared[i] === 1) {
-        this.externalStart[i] = this.clusterStart[i]!;
-      } else {
-        this.externalStart[i] = ep;
-        for (const e of p.externalEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
-      }
-      this.externalCount[i] = p.externalEndpoints.length;
-
-      let flags = 0;
-      if (p.externalLocal) flags |= PortFlag.EXTERNAL_LOCAL;
-      if (p.internalLocal) flags |= PortFlag.INTERNAL_LOCAL;
-      if (p.clusterEndpoints.length + p.externalEndpoints.length > 0) flags |= PortFlag.HAS_ENDPOINTS;
-      if (p.lb === 'maglev') {
-        flags |= PortFlag.MAGLEV;
-        slot = this.#putMaglev(i, slot, this.clusterStart[i]!, this.clusterCount[i]!, this.clusterMaglev, this.clusterMaglevSize, p);
-        if (shared[i] === 1) {
-          this.externalMaglev[i] = this.clusterMaglev[i]!;
-          this.externalMaglevSize[i] = this.clusterMaglevSize[i]!;
-        } else {
-          slot = this.#putMaglev(i, slot, this.externalStart[i]!, this.externalCount[i]!, this.externalMaglev, this.externalMaglevSize, p);
-        }
-      }
-      this.flags[i] = flags;
+      ep = this.#putLists(i, p, shared[i] === 1, ep);
 
       this.rangeStart[i] = range;
       this.rangeCount[i] = p.loadBalancerSourceRanges.length;
@@ -184,6 +245,42 @@ export class ServiceTable {
     this.nodePortAddresses.freeze();
     this.clusterIPs.freeze();
     this.frontendIPs.freeze();
+  }
+
+  /** Writes port i's endpoint lists from `ep` on (and their Maglev tables at #slot), and its flags; returns the next free endpoint. */
+  #putLists(i: number, p: ServicePortSpec, shared: boolean, ep: number): number {
+    this.clusterStart[i] = ep;
+    this.clusterCount[i] = p.clusterEndpoints.length;
+    for (const e of p.clusterEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
+    if (shared) {
+      this.externalStart[i] = this.clusterStart[i]!;
+    } else {
+      this.externalStart[i] = ep;
+      for (const e of p.externalEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
+    }
+    this.externalCount[i] = p.externalEndpoints.length;
+
+    let flags = 0;
+    if (p.externalLocal) flags |= PortFlag.EXTERNAL_LOCAL;
+    if (p.internalLocal) flags |= PortFlag.INTERNAL_LOCAL;
+    if (p.clusterEndpoints.length + p.externalEndpoints.length > 0) flags |= PortFlag.HAS_ENDPOINTS;
+    if (p.lb === 'maglev') {
+      flags |= PortFlag.MAGLEV;
+      this.#slot = this.#putMaglev(i, this.#slot, this.clusterStart[i]!, this.clusterCount[i]!, this.clusterMaglev, this.clusterMaglevSize, p);
+      if (shared) {
+        this.externalMaglev[i] = this.clusterMaglev[i]!;
+        this.externalMaglevSize[i] = this.clusterMaglevSize[i]!;
+      } else {
+        this.#slot = this.#putMaglev(i, this.#slot, this.externalStart[i]!, this.externalCount[i]!, this.externalMaglev, this.externalMaglevSize, p);
+      }
+    }
+    this.flags[i] = flags;
+    return ep;
+  }
+
+  /** The snapshot's nodePortAddresses (for changedPorts). */
+  get nodePortAddressList(): readonly number[] {
+    return this.#nodePortAddressList;
   }
 
   #putEndpoint(at: number, ip: number, port: number, local: boolean): number {
@@ -225,6 +322,64 @@ export class ServiceTable {
 
 export function buildServiceTable(snapshot: ServiceSnapshot): ServiceTable {
   return new ServiceTable(snapshot);
+}
+
+/**
+ * The table for `snapshot`, updated from `previous` (built from an earlier snapshot of
+ * the same control side) when only a few ports' endpoints changed; a whole build otherwise.
+ */
+export function updateServiceTable(previous: ServiceTable, snapshot: ServiceSnapshot): ServiceTable {
+  return new ServiceTable(snapshot, previous);
+}
+
+/** More changed ports than this (or than count / 8) and a whole build is as cheap. */
+const INCREMENTAL_MAX_PORTS = 256;
+
+/**
+ * The indices of the ports that differ from `prev`'s in nothing but what #putLists
+ * writes (endpoints, balancing, affinity, traffic policy), or null when the table must
+ * be built whole: another count or order of ports, another frontend, source range or
+ * node port address, a previous build with problems (their text and order are the
+ * whole build's), a Maglev list over its limit, too many changes, or too much garbage.
+ */
+function changedPorts(prev: ServiceTable, snapshot: ServiceSnapshot): number[] | null {
+  const ports = snapshot.ports;
+  const n = ports.length;
+  if (n !== prev.count || prev.problems.length > 0 || !sameNumbers(snapshot.nodePortAddresses, prev.nodePortAddressList)) return null;
+  const changed: number[] = [];
+  const limit = Math.min(INCREMENTAL_MAX_PORTS, n >>> 3);
+  let added = 0;
+  for (let i = 0; i < n; i++) {
+    const a = prev.ports[i]!;
+    const b = ports[i]!;
+    if (a === b) continue;
+    if (changed.length >= limit || !sameFrontends(a, b)) return null;
+    if (b.lb === 'maglev' && (b.clusterEndpoints.length > MAGLEV_MAX_ENDPOINTS || b.externalEndpoints.length > MAGLEV_MAX_ENDPOINTS)) return null;
+    added += b.clusterEndpoints.length + b.externalEndpoints.length;
+    changed.push(i);
+  }
+  // Compaction: a whole build once at least half of the arrays would be garbage.
+  const size = prev.endpointIP.length + prev.maglev.length + added;
+  if (prev.garbage * 2 > size) return null;
+  return changed;
+}
+
+/** Every field the frontends, key index, protocol and source ranges are built from. */
+function sameFrontends(a: ServicePortSpec, b: ServicePortSpec): boolean {
+  if (a.key !== b.key || a.protocol !== b.protocol || a.clusterIP !== b.clusterIP || a.port !== b.port || a.nodePort !== b.nodePort) return false;
+  if (!sameNumbers(a.externalIPs, b.externalIPs) || !sameNumbers(a.loadBalancerIPs, b.loadBalancerIPs)) return false;
+  const ra = a.loadBalancerSourceRanges;
+  const rb = b.loadBalancerSourceRanges;
+  if (ra.length !== rb.length) return false;
+  for (let i = 0; i < ra.length; i++) if (ra[i]![0] !== rb[i]![0] || ra[i]![1] !== rb[i]![1]) return false;
+  return true;
+}
+
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function sameEndpoints(a: ServicePortSpec['clusterEndpoints'], b: ServicePortSpec['clusterEndpoints']): boolean {

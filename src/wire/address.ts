@@ -13,16 +13,31 @@ export function ipv4ToString(a: number): string {
  * calls this and reports its own error with its own field path.
  */
 export function parseIpv4(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
+  // One pass over the character codes: called for every endpoint address of every
+  // EndpointSlice (100k at 10k Services), where split() and a RegExp per octet cost
+  // more than the rest of the compile.
+  const length = text.length;
+  if (length < 7 || length > 15) return undefined;
   let a = 0;
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    a = a * 256 + n;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || octet > 255 || ++dots > 3) return undefined;
+      a = a * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      // A leading zero is an octet of its own ("0"), never the start of "010".
+      if (digits === 3 || (digits === 1 && octet === 0)) return undefined;
+      octet = octet * 10 + (c - 48);
+      digits++;
+    } else return undefined;
   }
-  return a;
+  if (dots !== 3 || digits === 0 || octet > 255) return undefined;
+  return a * 256 + octet;
 }
 
 /**
