@@ -21,7 +21,7 @@ import { ManifestDir } from '../src/k8s/manifest-dir.ts';
 import type { ClusterView, EndpointView, ServiceView } from '../src/model/cluster-view.ts';
 import { L4Protocol } from '../src/model/service-snapshot.ts';
 import { ipv4, parseCidr } from '../src/wire/address.ts';
-import { Prng } from './fixtures/wire/prng.ts';
+import { seededRandom as prng } from './helpers/random.ts';
 
 type Decoded = dnsPacket.DecodedPacket & { rcode: string };
 type Rr = { type: string; name: string; ttl: number; class: string; data: unknown };
@@ -512,11 +512,6 @@ status:
   assert.deepEqual(errors, []);
 });
 
-/** A uniform double in [0, 1) from the wire tests' seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  const p = new Prng(seed);
-  return () => p.next() / 0x1_0000_0000;
-}
 
 test('fuzz: every Service shape, random names, types, sizes and bytes; every response decodes', () => {
   const random = prng(1234);

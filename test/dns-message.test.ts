@@ -7,7 +7,7 @@ import * as dnsPacket from 'dns-packet';
 import {
   errorResponse, minTtl, newQueryInfo, RCODE_BADVERS, Rcode, readQuery, rewriteTtls, shuffleAnswers,
 } from '../src/dns/message.ts';
-import { Prng } from './fixtures/wire/prng.ts';
+import { seededRandom as prng } from './helpers/random.ts';
 
 type Decoded = dnsPacket.DecodedPacket & { rcode: string; opcode: string };
 
@@ -25,11 +25,6 @@ function query(name: string, type: dnsPacket.RecordType = 'A', opts: { id?: numb
   });
 }
 
-/** A uniform double in [0, 1) from the wire tests' seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  const p = new Prng(seed);
-  return () => p.next() / 0x1_0000_0000;
-}
 
 test('readQuery reads id, flags, a lower-cased name, type, class and where the question ends', () => {
   const q = newQueryInfo();

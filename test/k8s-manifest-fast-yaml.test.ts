@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAllDocuments } from 'yaml';
 import { fastYamlDocuments, parseManifest } from '../src/k8s/manifest.ts';
+import { seededRandom as random } from './helpers/random.ts';
 
 /** The yaml library's documents, or null when it reports an error. */
 function reference(text: string): unknown[] | null {
@@ -87,17 +88,6 @@ test('what the fast parser declines goes to the yaml library: its messages, its 
   assert.ok(parseManifest('a: 1\na: 2\n', 'c.yaml').problems[0]!.startsWith('c.yaml: document 1: YAML syntax error: '));
 });
 
-/** A small seeded generator (mulberry32): the same streams every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('random block and flow streams of tricky scalars agree with the yaml library', () => {
   const next = random(12);

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { NODE_PORT_ADDR, ServiceTable, buildServiceTable, updateServiceTable } from '../src/tables/service-table.ts';
 import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../src/model/service-snapshot.ts';
+import { seededRandom as random } from './helpers/random.ts';
 
 /** Everything a port resolves to, with endpoint ranges and Maglev tables read out. */
 function describe(t: ServiceTable, s: ServiceSnapshot): unknown {
@@ -31,17 +32,6 @@ function describe(t: ServiceTable, s: ServiceSnapshot): unknown {
   return { generation: t.generation, count: t.count, ports, problems: t.problems, byKey: t.byKey.size, nodePorts: s.nodePortAddresses.map((a) => t.nodePortAddresses.get(a)) };
 }
 
-/** A seeded generator (mulberry32): the same sequences every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function initial(next: () => number, n: number): ServiceSnapshot {
   const ports: ServicePortSpec[] = [];
