@@ -66,7 +66,7 @@ import { execFileSync } from 'node:child_process';
 import { expectedRcodes, MIXES, queryLines, serviceFqdn, writeManifests, writeQueries, writeZones, type DnsData, type Mix } from './lib/dns-data.ts';
 import { parseSummary, verboseLatencies, type DnsperfResult } from './lib/dnsperf.ts';
 import { BenchNetns, collectGarbage, INSPECT_PORT, killAll, memoryOf, pidsNamed, runIn, startIn, writeNsdConfig, type Memory, type Proc } from './lib/dns-servers.ts';
-import { cpuSeconds, median } from './lib/tools.ts';
+import { cleanUpOnSignal, cpuSeconds, median } from './lib/tools.ts';
 
 const { values } = parseArgs({ options: {
   services: { type: 'string', default: '1000' },
@@ -122,13 +122,7 @@ function cleanup(): void {
   for (const ns of namespaces.reverse()) ns.destroy();
   if (work !== '') rmSync(work, { recursive: true, force: true });
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\n${signal}: cleaning up\n`);
-    cleanup();
-    process.exit(130);
-  });
-}
+cleanUpOnSignal(cleanup);
 
 function netns(role: string): BenchNetns {
   const ns = new BenchNetns(tag, role);

@@ -46,7 +46,7 @@ import { kubeconfig } from '../src/lab/apiserver/kubeconfig.ts';
 import { Netns, vethPair } from '../test/helpers/netns.ts';
 import type { ProbeResult } from './lib/programming-probe.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
-import { percentile } from './lib/tools.ts';
+import { cleanUpOnSignal, percentile } from './lib/tools.ts';
 
 const { values } = parseArgs({ options: {
   sizes: { type: 'string', default: '1000,10000' },
@@ -108,13 +108,7 @@ function cleanup(): void {
   for (const ns of namespaces.reverse()) ns.destroy();
   if (work !== '') rmSync(work, { recursive: true, force: true });
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\n${signal}: cleaning up\n`);
-    cleanup();
-    process.exit(130);
-  });
-}
+cleanUpOnSignal(cleanup);
 
 function nsNamed(tag: string): Netns {
   const ns = new Netns(tag);

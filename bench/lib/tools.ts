@@ -58,3 +58,14 @@ export function median(xs: number[]): number {
 export function ratio(a: number, b: number): string {
   return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-';
 }
+
+/** On SIGINT or SIGTERM: says so, runs `cleanup` (namespaces, processes, files) and exits 130. */
+export function cleanUpOnSignal(cleanup: () => void): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      process.stderr.write(`\n${signal}: cleaning up\n`);
+      cleanup();
+      process.exit(130);
+    });
+  }
+}

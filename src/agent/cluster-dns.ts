@@ -13,7 +13,6 @@
 //     same sockets;
 //   - with `nodeAddress`, also the node's underlay address: the endpoints of a kube-dns
 //     Service that selects the agents (deploy/kubernetes/kube-dns/service.yaml).
-import { readFileSync } from 'node:fs';
 import { ip as runIp } from '../device/ip-command.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
 import type { Datapath } from '../datapath/datapath.ts';
@@ -71,7 +70,6 @@ export class ClusterDns {
       defaultBind: [...clusterDNS, ...(dns.nodeAddress ? [ipv4ToString(config.underlayAddress)] : [])],
       openBatchUdp: (address, port) => UdpBatchSocket.open({ address, port, gso: false, gro: false }),
       onFatal,
-      version: tapirVersion(),
     });
     const unsubscribe = services.subscribe((view) => server.setView(view));
     const current = services.view;
@@ -93,13 +91,5 @@ export class ClusterDns {
     this.#unsubscribe();
     // No lameduck: an agent stopping is restarted at once, and the addresses stay on the TUN.
     await this.server.stop({ lameduck: false });
-  }
-}
-
-function tapirVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '';
-  } catch {
-    return '';
   }
 }

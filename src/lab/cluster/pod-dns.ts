@@ -19,9 +19,11 @@
 // DNSConfigForming event.
 import { MAX_DNS_NAMESERVERS, MAX_DNS_SEARCH_LIST_CHARS, MAX_DNS_SEARCH_PATHS } from '../../k8s/validate-workloads.ts';
 import type { DnsPolicy, PodDnsConfig } from '../../k8s/objects.ts';
+import { formatResolvConf, type ResolvConf } from '../../dns/resolv-conf.ts';
 
-/** The three settings of a resolv.conf the kubelet reads and writes. */
-export interface ResolvConf { nameservers: string[]; search: string[]; options: string[] }
+// The file's shape and its layout are the DNS layer's (containerd's order); the parse
+// below is the kubelet's own, which keeps every nameserver for its limit warnings.
+export { formatResolvConf, type ResolvConf };
 
 /** What the kubelet is configured with (KubeletConfiguration clusterDNS, clusterDomain, resolvConf). */
 export interface KubeletDnsSettings {
@@ -59,15 +61,6 @@ export function parseResolvConf(text: string): ResolvConf {
     if (fields[0] === 'options') conf.options = fields.slice(1);
   }
   return conf;
-}
-
-/** The file as containerd writes it for a pod sandbox: search, nameserver, options. */
-export function formatResolvConf(conf: ResolvConf): string {
-  let text = '';
-  if (conf.search.length > 0) text += `search ${conf.search.join(' ')}\n`;
-  for (const server of conf.nameservers) text += `nameserver ${server}\n`;
-  if (conf.options.length > 0) text += `options ${conf.options.join(' ')}\n`;
-  return text;
 }
 
 /** getPodDNSType: ClusterFirst on the host network falls back to Default. */
