@@ -145,22 +145,25 @@ export class LabApiServer {
       case 'refuse':
         this.refuseUntil = Date.now() + seconds * 1000;
         this.store.closeWatches();
-        // After this answer has gone out: the connection carrying it is one of them.
-        setImmediate(() => this.refuse(seconds));
+        // Listeners stop now, before this answer goes out: a client that connects again
+        // as soon as it has read the answer must meet a closed port, not a listener
+        // still open that resets the connection when it closes. The connections are cut
+        // after the answer has gone out (the one carrying it is one of them).
+        this.refuse(seconds);
+        setImmediate(() => { for (const s of this.servers) s.closeAllConnections(); });
         return { refusingUntil: new Date(this.refuseUntil).toISOString() };
       default: throw ApiError.badRequest(`unknown fault ${JSON.stringify(name)} (one of ${FAULTS.join(', ')})`);
     }
   }
 
   /**
-   * Cuts every connection. The listeners the server opened itself stop listening, so
-   * clients get "connection refused" as from a server that is down, and listen again
-   * after `seconds`; an inherited socket cannot be reopened, so it stays and resets
-   * every new connection until then.
+   * The listeners the server opened itself stop listening, so clients get "connection
+   * refused" as from a server that is down, and listen again after `seconds`; an
+   * inherited socket cannot be reopened, so it stays and resets every new connection
+   * until then (the caller cuts the existing connections).
    */
   private refuse(seconds: number): void {
     for (const s of this.servers) {
-      s.closeAllConnections();
       if (this.ownListeners.get(s) !== undefined) s.close();
     }
     clearTimeout(this.relisten);
