@@ -4,24 +4,32 @@
 // datapath swaps in between batches, so a batch never sees half an update.
 import { Ipv4Map } from '../tables/ipv4-map.ts';
 import { DatapathDrop } from './counters.ts';
-import type { Cidr } from '../wire/address.ts';
+import type { Cidr, Cidr6 } from '../wire/address.ts';
 
 export interface PodEntry {
   /** The datapath's port index. */
   port: number;
+  /** The pod's IPv4 address; 0 for an IPv6-only pod. */
   ip: number;
   mac: number;
+  /** The pod's IPv6 address (16 bytes), or null/absent for an IPv4-only pod. */
+  ip6?: Uint8Array | null;
 }
 
 export interface RemoteNode {
   name: string;
   underlayIP: number;
   podCIDR: Cidr;
+  /** The node's IPv6 pod range (Node spec.podCIDRs), or null/absent. */
+  podCIDR6?: Cidr6 | null;
 }
 
 export interface ForwardingInput {
   podCIDR: Cidr;
   clusterCIDR: Cidr;
+  /** This node's IPv6 pod range and the cluster's (dual-stack or IPv6 pods); null/absent: IPv4 only. */
+  podCIDR6?: Cidr6 | null;
+  clusterCIDR6?: Cidr6 | null;
   /** This node's underlay address: traffic for it goes to the host TUN. */
   underlayIP: number;
   vni: number;
@@ -34,6 +42,14 @@ export interface ForwardingInput {
 /** Locally administered MAC for an IPv4 address, 0a:58:a.b.c.d (as OVN-Kubernetes does). */
 export function macForIpv4(ip: number): number {
   return 0x0a58 * 0x1_0000_0000 + (ip >>> 0);
+}
+
+/**
+ * The MAC of an IPv6-only pod: 0a:5a and the address's last four bytes (a dual-stack
+ * pod keeps its IPv4 MAC). The other prefix keeps it apart from every IPv4-derived MAC.
+ */
+export function macForIpv6(ip6: Uint8Array): number {
+  return 0x0a5a * 0x1_0000_0000 + ((ip6[12]! << 24) | (ip6[13]! << 16) | (ip6[14]! << 8) | ip6[15]!) >>> 0;
 }
 
 export class ForwardingTable {

@@ -201,3 +201,142 @@ export function parseIpv6(s: string, out?: Uint8Array, off = 0): Uint8Array | nu
   }
   return dst;
 }
+
+/**
+ * An IPv6 prefix: the network's 16 bytes (host bits zero) and its length, with the
+ * network and mask also as four big-endian 32-bit words so that `containsAt` compares
+ * an address in a packet buffer without copying it.
+ */
+export class Cidr6 {
+  readonly network: Uint8Array;
+  readonly prefixLength: number;
+  readonly #words = new Uint32Array(4);
+  readonly #masks = new Uint32Array(4);
+
+  constructor(network: Uint8Array, prefixLength: number, off = 0) {
+    if (!(prefixLength >= 0 && prefixLength <= 128)) throw new RangeError(`IPv6 prefix length ${prefixLength}`);
+    this.prefixLength = prefixLength;
+    this.network = new Uint8Array(16);
+    for (let i = 0; i < 4; i++) {
+      const bits = Math.min(32, Math.max(0, prefixLength - 32 * i));
+      const mask = prefixMask(bits);
+      const word = (((network[off + 4 * i]! << 24) | (network[off + 4 * i + 1]! << 16) | (network[off + 4 * i + 2]! << 8) | network[off + 4 * i + 3]!) & mask) >>> 0;
+      this.#masks[i] = mask;
+      this.#words[i] = word;
+      this.network[4 * i] = word >>> 24;
+      this.network[4 * i + 1] = (word >>> 16) & 0xff;
+      this.network[4 * i + 2] = (word >>> 8) & 0xff;
+      this.network[4 * i + 3] = word & 0xff;
+    }
+  }
+
+  /** Word i (0..3) of the network, big-endian. */
+  word(i: number): number {
+    return this.#words[i]!;
+  }
+
+  /** Word i (0..3) of the mask. */
+  maskWord(i: number): number {
+    return this.#masks[i]!;
+  }
+
+  /** Whether the 16 bytes at `b[off]` lie in this prefix. */
+  containsAt(b: Uint8Array, off: number): boolean {
+    for (let i = 0; i < 4; i++) {
+      const o = off + 4 * i;
+      const w = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) & this.#masks[i]!;
+      if (w >>> 0 !== this.#words[i]) return false;
+    }
+    return true;
+  }
+
+  contains(addr: Uint8Array): boolean {
+    return this.containsAt(addr, 0);
+  }
+
+  /** True when `inner` lies entirely inside this prefix. */
+  covers(inner: Cidr6): boolean {
+    return inner.prefixLength >= this.prefixLength && this.contains(inner.network);
+  }
+
+  overlaps(other: Cidr6): boolean {
+    return this.covers(other) || other.covers(this);
+  }
+
+  /** The n-th address of the prefix (0 <= n < 2^32; n = 1 is the conventional gateway), as 16 new bytes. */
+  host(n: number): Uint8Array {
+    const out = Uint8Array.from(this.network);
+    let carry = n;
+    for (let i = 15; i >= 0 && carry > 0; i--) {
+      const sum = out[i]! + (carry % 256);
+      out[i] = sum & 0xff;
+      carry = Math.floor(carry / 256) + (sum >> 8);
+    }
+    return out;
+  }
+
+  /**
+   * The `index`-th subnet of length `subnetLength` (index 0 = first); undefined past
+   * the end, or when the subnet bits do not fit in 32 (an index is a number).
+   */
+  subnet(subnetLength: number, index: number): Cidr6 | undefined {
+    const bits = subnetLength - this.prefixLength;
+    if (bits < 0 || subnetLength > 128 || bits > 32 || index < 0 || index >= 2 ** bits || !Number.isInteger(index)) return undefined;
+    const out = Uint8Array.from(this.network);
+    // Add index << (128 - subnetLength), byte by byte from the bit position up.
+    let carry = index;
+    let shift = 128 - subnetLength;
+    let byte = 15 - Math.floor(shift / 8);
+    shift %= 8;
+    let acc = carry * 2 ** shift;
+    while (byte >= 0 && acc > 0) {
+      const sum = out[byte]! + (acc % 256);
+      out[byte] = sum & 0xff;
+      acc = Math.floor(acc / 256) + (sum >> 8);
+      byte--;
+    }
+    carry = acc;
+    if (carry > 0) return undefined;
+    return new Cidr6(out, subnetLength);
+  }
+
+  toString(): string {
+    return `${ipv6ToString(this.network)}/${this.prefixLength}`;
+  }
+}
+
+/** "x::/len" to a Cidr6; undefined when malformed. `strict` refuses host bits, as parseCidr does. */
+export function parseCidr6(text: string, strict = false): Cidr6 | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const addr = parseIpv6(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  if (addr === null || !/^\d{1,3}$/.test(lenText)) return undefined;
+  const len = Number(lenText);
+  if (len > 128) return undefined;
+  const cidr = new Cidr6(addr, len);
+  if (strict) for (let i = 0; i < 16; i++) if (cidr.network[i] !== addr[i]) return undefined;
+  return cidr;
+}
+
+/** True when `text` is an IPv6 address (not IPv4) in any of the forms parseIpv6 reads. */
+export function isIpv6Text(text: string): boolean {
+  return text.includes(':') && parseIpv6(text) !== null;
+}
+
+/** The EUI-64 link-local address (fe80::/64, RFC 4291 §2.5.1) the kernel derives from a 48-bit MAC, into `out` at `off`. */
+export function linkLocalForMac(mac: number, out: Uint8Array = new Uint8Array(16), off = 0): Uint8Array {
+  out.fill(0, off, off + 16);
+  out[off] = 0xfe;
+  out[off + 1] = 0x80;
+  const m = (k: number) => Math.floor(mac / 2 ** (8 * (5 - k))) % 256;
+  out[off + 8] = m(0) ^ 0x02;
+  out[off + 9] = m(1);
+  out[off + 10] = m(2);
+  out[off + 11] = 0xff;
+  out[off + 12] = 0xfe;
+  out[off + 13] = m(3);
+  out[off + 14] = m(4);
+  out[off + 15] = m(5);
+  return out;
+}
