@@ -110,7 +110,7 @@ test('every honoured field reaches the agent config', () => {
   assert.deepEqual(c.kubeProxy.clientConnection, { kubeconfig: '/etc/kubernetes/tapir.conf', qps: 50, burst: 100, contentType: 'application/json', acceptContentTypes: 'application/json' });
   assert.equal(c.kubeProxy.logFormat, 'json');
   assert.equal(c.kubeProxy.verbosity, 4);
-  assert.deepEqual(c.kubeProxy.ignored, ['clusterCIDR (the IPv6 range fd00:10:244::/56: Tapir is IPv4 only)']);
+  assert.deepEqual(c.kubeProxy.ignored, ['clusterCIDR (the IPv6 range fd00:10:244::/56: no podCIDRv6 for this node, its pods are IPv4 only)']);
 });
 
 test('sync periods: v1alpha2\'s top-level fields win, else the block of the mode; zero is the default', () => {

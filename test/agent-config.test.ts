@@ -101,8 +101,8 @@ test('unknown keys are problems, at every level; a renamed key says what it is n
   assert.equal(problems.length, 4, problems.join('\n'));
   assert.equal(problems[0], 'agent.yaml: hostPort: renamed to hostTun (the name of the host TUN; a Kubernetes hostPort is something else)');
   assert.match(problems[1]!, /^agent\.yaml: podCidr: unknown field; the fields here are nodeName, underlay, podCIDR, /);
-  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address');
-  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, podCIDR');
+  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address, addressV6');
+  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, podCIDR, podCIDRv6');
 });
 
 test('missing required fields, wrong types and a bad interface name are all reported', () => {
@@ -127,7 +127,7 @@ test('loadAgentConfig names the file; the message lists every problem', () => {
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, 'nodeName: n\nunderlay: {interface: eth0, address: 172.30.0.11}\npodCIDR: 10.244.1.0/24\nclusterCIDR: 10.244.0.0/16\nvni: 0\nextra: 1\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.exitCode === 2
-      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
+      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
     writeFileSync(file, 'nodeName: [\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.message.startsWith(`${file}: not valid YAML or JSON: `));
     assert.throws(() => loadAgentConfig(join(dir, 'none.yaml')), (e: unknown) => e instanceof AgentConfigError && /none\.yaml: cannot read: ENOENT/.test(e.message));

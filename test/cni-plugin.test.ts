@@ -65,8 +65,9 @@ class RecordingAgent implements ControlHandler {
   addPort(r: Extract<ControlRequest, { op: 'addPort' }>): PortInfo {
     this.calls.push(r);
     if (this.refuseAdd) throw new ControlError(ControlErrorCode.conflict, `${r.netns} already has an interface named ${r.ifName}`);
-    const mac = `0a:58:${r.ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
-    const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp12345678', mac, netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450, network: r.network ?? '' };
+    const mac = `0a:58:${(r.ip ?? '0.0.0.0').split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
+    const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp12345678', mac, netns: r.netns, ip: r.ip ?? '', prefixLength: r.prefixLength ?? 0, gateway: r.gateway ?? '', mtu: 1450, network: r.network ?? '' };
+    if (r.ip6 !== undefined) Object.assign(p, { ip6: r.ip6, prefixLength6: r.prefixLength6, gateway6: r.gateway6 });
     this.ports.set(`${r.containerId}/${r.ifName}`, p);
     return p;
   }

@@ -71,7 +71,7 @@ describe('ControlServer and ControlClient', () => {
   let server: ControlServer;
   const handler: ControlHandler = {
     status: () => ({ node: 'node-1', pid: process.pid, podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: 1 }),
-    addPort: async (r) => { seen.push(`add ${r.containerId}`); await new Promise((res) => setTimeout(res, 20)); return port(r.containerId, r.ifName, r.ip); },
+    addPort: async (r) => { seen.push(`add ${r.containerId}`); await new Promise((res) => setTimeout(res, 20)); return port(r.containerId, r.ifName, r.ip ?? ''); },
     delPort: (r) => { seen.push(`del ${r.containerId}`); },
     checkPort: (r) => { throw new ControlError(ControlErrorCode.notFound, `no port for ${r.containerId}/${r.ifName}`); },
     listPorts: () => [port('c1', 'eth0', '10.244.1.5')],

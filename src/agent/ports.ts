@@ -2,6 +2,16 @@
 // and reads and writes the pod's frames), moved into the pod's namespace as ifName and
 // configured there (MAC 0a:58:<IPv4 bytes>, MTU, address, default route via the gateway).
 //
+// IPv6 (dual-stack and IPv6-only pods): the address goes on with `nodad` and the
+// interface's DAD is off (the agent answers neighbour solicitations for the gateway and
+// the pods, so duplicate detection could only add a second of `tentative`); the default
+// route `::/0 via gateway6` is static, so accepting router advertisements is turned off
+// in the pod (net.ipv6.conf.IFNAME.accept_ra=0, inside its namespace only), which also
+// stops its router solicitations. `addrgenmode eui64` is set explicitly: the datapath's
+// anti-spoofing lets a pod send from exactly its global address and the EUI-64
+// link-local of its MAC (RFC 4291 §2.5.1). A dual-stack pod keeps its IPv4 MAC
+// (macForIpv4); an IPv6-only pod gets macForIpv6(ip6).
+//
 // Restart. Ports are recorded in STATEDIR/ports.json and TAPs are made persistent
 // (TUNSETPERSIST) once configured, so they survive the agent's fd. `restore()` on start:
 //   - netns gone: the kernel already deleted the TAP with it; the record is dropped;
@@ -19,11 +29,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceError } from '../device/errors.ts';
-import { ip, ipBatch, tryIp } from '../device/ip-command.ts';
+import { ip, ipBatch, tryIp, tryRun } from '../device/ip-command.ts';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
-import { ipv4, ipv4ToString, macToString } from '../wire/address.ts';
-import { macForIpv4 } from '../datapath/forwarding.ts';
+import { ipv4, ipv4ToString, ipv6ToString, macToString, parseIpv6 } from '../wire/address.ts';
+import { macForIpv4, macForIpv6 } from '../datapath/forwarding.ts';
 import type { ControlHandler } from './control-server.ts';
 import { ControlError, ControlErrorCode, type PortInfo, type StatusInfo } from './protocol.ts';
 
@@ -32,11 +42,16 @@ export interface PodPort {
   ifName: string;
   hostName: string;
   netns: string;
-  /** 48-bit MAC, macForIpv4(ip): derivable from the address, so the datapath needs no table of it. */
+  /** 48-bit MAC, macForIpv4(ip) (macForIpv6(ip6) without IPv4): derivable from the address, so the datapath needs no table of it. */
   mac: number;
+  /** IPv4 address, prefix length and gateway; 0, 0, 0 for an IPv6-only pod. */
   ip: number;
   prefixLength: number;
   gateway: number;
+  /** IPv6 address (16 bytes), prefix length and gateway; null, 0, null for an IPv4-only pod. */
+  ip6: Uint8Array | null;
+  prefixLength6: number;
+  gateway6: Uint8Array | null;
   mtu: number;
   podName: string;
   podNamespace: string;
@@ -51,9 +66,14 @@ export interface AddPortParams {
   containerId: string;
   ifName: string;
   netns: string;
+  /** 0 (with prefixLength and gateway 0) for no IPv4 address. */
   ip: number;
   prefixLength: number;
   gateway: number;
+  /** null (with prefixLength6 0, gateway6 null) for no IPv6 address. */
+  ip6?: Uint8Array | null;
+  prefixLength6?: number;
+  gateway6?: Uint8Array | null;
   podName?: string;
   podNamespace?: string;
   network?: string;
@@ -64,6 +84,8 @@ export interface PortManagerOptions {
   mtu: number;
   /** The pods' gateway (the node's first pod address); addPort refuses any other. */
   gateway: number;
+  /** The pods' IPv6 gateway (podCIDRv6's ::1); null/absent: the node has no IPv6 pod range, and refuses IPv6 pods. */
+  gateway6?: Uint8Array | null;
   onPortAdded(port: PodPort): void;
   onPortRemoved(port: PodPort): void;
   /** TUNSETPERSIST configured TAPs so they outlive the agent (default true; see top). */
@@ -84,6 +106,31 @@ export function hostNameFor(containerId: string, ifName: string): string {
 
 function key(containerId: string, ifName: string): string {
   return `${containerId}/${ifName}`;
+}
+
+function sameIp6(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
+  if (a === null || a === undefined || b === null || b === undefined) return (a ?? null) === (b ?? null);
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether the first `len` bits of two IPv6 addresses are the same. */
+function samePrefix6(a: Uint8Array, b: Uint8Array, len: number): boolean {
+  for (let bit = 0; bit < len; bit += 8) {
+    const mask = len - bit >= 8 ? 0xff : (0xff << (8 - (len - bit))) & 0xff;
+    if ((a[bit >> 3]! & mask) !== (b[bit >> 3]! & mask)) return false;
+  }
+  return true;
+}
+
+/** The pod's addresses as text, for messages: "10.244.1.5", "fd00::5" or "10.244.1.5 fd00::5". */
+export function podAddresses(p: { ip: number; ip6?: Uint8Array | null }): string {
+  return [p.ip !== 0 ? ipv4ToString(p.ip) : '', p.ip6 ? ipv6ToString(p.ip6) : ''].filter((x) => x !== '').join(' ');
+}
+
+/** The MAC a pod with these addresses gets (see the top of the file). */
+export function macForPod(ip: number, ip6: Uint8Array | null | undefined): number {
+  return ip === 0 && ip6 ? macForIpv6(ip6) : macForIpv4(ip);
 }
 
 async function nsIp(netns: string, args: string[]): Promise<string> {
@@ -135,8 +182,8 @@ export class PortManager {
     return this.#exclusive(async () => {
       const existing = this.get(p.containerId, p.ifName);
       if (existing !== undefined) {
-        if (existing.ip === p.ip && existing.netns === p.netns) return existing;
-        throw new ControlError(ControlErrorCode.conflict, `${key(p.containerId, p.ifName)} already has a port with ${ipv4ToString(existing.ip)} in ${existing.netns}; delete it first`);
+        if (existing.ip === p.ip && sameIp6(existing.ip6, p.ip6) && existing.netns === p.netns) return existing;
+        throw new ControlError(ControlErrorCode.conflict, `${key(p.containerId, p.ifName)} already has a port with ${podAddresses(existing)} in ${existing.netns}; delete it first`);
       }
       this.#validate(p);
       const port = this.#adopt(await this.#create(p, null));
@@ -159,12 +206,25 @@ export class PortManager {
 
   #validate(p: AddPortParams): void {
     const bad = (m: string): never => { throw new ControlError(ControlErrorCode.invalidField, m); };
-    if (p.gateway !== this.#opts.gateway) bad(`gateway ${ipv4ToString(p.gateway)} is not this node's pod gateway ${ipv4ToString(this.#opts.gateway)}`);
-    const shift = 32 - p.prefixLength;
-    if (shift < 32 && p.ip >>> shift !== p.gateway >>> shift) bad(`gateway ${ipv4ToString(p.gateway)} is not inside ${ipv4ToString(p.ip)}/${p.prefixLength}`);
-    if (p.ip === p.gateway) bad(`ip ${ipv4ToString(p.ip)} is the gateway`);
+    const ip6 = p.ip6 ?? null;
+    if (p.ip === 0 && ip6 === null) throw new ControlError(ControlErrorCode.missingField, 'a pod needs an IPv4 address (ip) or an IPv6 address (ip6)');
+    if (p.ip !== 0) {
+      if (p.gateway !== this.#opts.gateway) bad(`gateway ${ipv4ToString(p.gateway)} is not this node's pod gateway ${ipv4ToString(this.#opts.gateway)}`);
+      const shift = 32 - p.prefixLength;
+      if (shift < 32 && p.ip >>> shift !== p.gateway >>> shift) bad(`gateway ${ipv4ToString(p.gateway)} is not inside ${ipv4ToString(p.ip)}/${p.prefixLength}`);
+      if (p.ip === p.gateway) bad(`ip ${ipv4ToString(p.ip)} is the gateway`);
+    }
+    if (ip6 !== null) {
+      const own = this.#opts.gateway6 ?? null;
+      const gw6 = p.gateway6 ?? null;
+      if (own === null) bad(`ip6 ${ipv6ToString(ip6)}: this node has no IPv6 pod range (podCIDRv6 in the agent config)`);
+      if (gw6 === null || !sameIp6(gw6, own)) bad(`gateway6 ${gw6 === null ? '(none)' : ipv6ToString(gw6)} is not this node's IPv6 pod gateway ${ipv6ToString(own!)}`);
+      if (!samePrefix6(ip6, gw6!, p.prefixLength6 ?? 128)) bad(`gateway6 ${ipv6ToString(gw6!)} is not inside ${ipv6ToString(ip6)}/${p.prefixLength6}`);
+      if (sameIp6(ip6, gw6)) bad(`ip6 ${ipv6ToString(ip6)} is the gateway`);
+    }
     for (const other of this.#ports.values()) {
-      if (other.ip === p.ip) throw new ControlError(ControlErrorCode.conflict, `ip ${ipv4ToString(p.ip)} is in use by ${key(other.containerId, other.ifName)}`);
+      if (p.ip !== 0 && other.ip === p.ip) throw new ControlError(ControlErrorCode.conflict, `ip ${ipv4ToString(p.ip)} is in use by ${key(other.containerId, other.ifName)}`);
+      if (ip6 !== null && sameIp6(other.ip6, ip6)) throw new ControlError(ControlErrorCode.conflict, `ip6 ${ipv6ToString(ip6)} is in use by ${key(other.containerId, other.ifName)}`);
     }
     if (!existsSync(p.netns)) throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
   }
@@ -172,7 +232,7 @@ export class PortManager {
   /** Opens (or re-attaches to) the TAP, moves it into the pod and configures it there. */
   async #create(p: AddPortParams, existingDevice: TunDevice | null): Promise<PodPort> {
     const hostName = hostNameFor(p.containerId, p.ifName);
-    const mac = macForIpv4(p.ip);
+    const mac = macForPod(p.ip, p.ip6);
     let device: TunDevice;
     try {
       device = existingDevice ?? TunDevice.open({ name: hostName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS });
@@ -189,25 +249,48 @@ export class PortManager {
         throw new ControlError(ControlErrorCode.deviceError, `moving ${hostName} into ${p.netns} as ${p.ifName}: ${(err as Error).message}`);
       }
       const mtu = this.#opts.mtu;
-      const gw = ipv4ToString(p.gateway);
-      try {
-        await ipBatch([
-          // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
-          `link set dev ${p.ifName} address ${macToString(mac)} mtu ${mtu} up`,
+      // One gateway MAC per node, the IPv4 gateway's, for both families.
+      const gatewayMac = macToString(macForIpv4(this.#opts.gateway));
+      const lines: string[] = [];
+      if (p.ip6) {
+        // Before the link comes up: an interface up with accept_ra sends router
+        // solicitations, and with accept_dad its link-local starts tentative.
+        await podSysctl(p.netns, p.ifName, { accept_ra: 0, accept_dad: 0 });
+        lines.push(`link set dev ${p.ifName} addrgenmode eui64`);
+      }
+      // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
+      lines.push(`link set dev ${p.ifName} address ${macToString(mac)} mtu ${mtu} up`);
+      if (p.ip !== 0) {
+        const gw = ipv4ToString(p.gateway);
+        lines.push(
           `addr replace ${ipv4ToString(p.ip)}/${p.prefixLength} dev ${p.ifName}`,
           `route replace default via ${gw} dev ${p.ifName}`,
           // The gateway's MAC is fixed (derived from its address), so the pod never needs
           // to ask for it: while the agent restarts nobody answers ARP, and an entry gone
           // FAILED would fail the pod's new connections with "no route to host".
-          `neigh replace ${gw} lladdr ${macToString(macForIpv4(p.gateway))} dev ${p.ifName} nud permanent`,
-        ], { netns: p.netns, timeoutMs: 10_000 });
+          `neigh replace ${gw} lladdr ${gatewayMac} dev ${p.ifName} nud permanent`,
+        );
+      }
+      if (p.ip6 && p.gateway6) {
+        const gw6 = ipv6ToString(p.gateway6);
+        lines.push(
+          `addr replace ${ipv6ToString(p.ip6)}/${p.prefixLength6} dev ${p.ifName} nodad`,
+          // The gateway is inside the pod's prefix (#validate), so the route needs no onlink.
+          `route replace ::/0 via ${gw6} dev ${p.ifName}`,
+          // As for IPv4: no neighbour solicitation needed while the agent restarts.
+          `neigh replace ${gw6} lladdr ${gatewayMac} dev ${p.ifName} nud permanent`,
+        );
+      }
+      try {
+        await ipBatch(lines, { netns: p.netns, timeoutMs: 10_000 });
       } catch (err) {
         throw new ControlError(ControlErrorCode.deviceError, (err as Error).message);
       }
       if (this.#persist) device.setPersist(true);
       return {
         containerId: p.containerId, ifName: p.ifName, hostName, netns: p.netns, mac, ip: p.ip,
-        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
+        prefixLength: p.prefixLength, gateway: p.gateway, ip6: p.ip6 ?? null, prefixLength6: p.ip6 ? p.prefixLength6 ?? 0 : 0, gateway6: p.ip6 ? p.gateway6 ?? null : null,
+        mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
       };
     } catch (err) {
       // Not yet persistent (or made non-persistent here): closing deletes the TAP wherever it is.
@@ -248,12 +331,17 @@ export class PortManager {
     port.device.close();
   }
 
-  /** Throws NOT_FOUND / MISMATCH unless the port exists with `ip` and its TAP is in the pod. */
-  async checkPort(containerId: string, ifName: string, ip: number): Promise<void> {
+  /**
+   * Throws NOT_FOUND / MISMATCH unless the port exists with exactly `ip` (0: no IPv4
+   * address) and `ip6` (null: no IPv6 address) and its TAP is in the pod.
+   */
+  async checkPort(containerId: string, ifName: string, ip: number, ip6: Uint8Array | null = null): Promise<void> {
     const port = this.get(containerId, ifName);
     const name = key(containerId, ifName);
     if (port === undefined) throw new ControlError(ControlErrorCode.notFound, `no port for ${name}`);
-    if (port.ip !== ip) throw new ControlError(ControlErrorCode.mismatch, `port ${name} has ${ipv4ToString(port.ip)}, not ${ipv4ToString(ip)}`);
+    if (port.ip !== ip || !sameIp6(port.ip6, ip6)) {
+      throw new ControlError(ControlErrorCode.mismatch, `port ${name} has ${podAddresses(port) || 'no address'}, not ${podAddresses({ ip, ip6 }) || 'no address'}`);
+    }
     if (!existsSync(port.netns)) throw new ControlError(ControlErrorCode.mismatch, `port ${name}: network namespace ${port.netns} is gone`);
     const link = await linkIn(port.netns, ifName);
     if (link === null || link.kind !== 'tun' || link.mac !== macToString(port.mac)) {
@@ -262,21 +350,27 @@ export class PortManager {
   }
 
   toInfo(port: PodPort): PortInfo {
-    return {
+    const v4 = port.ip !== 0;
+    const info: PortInfo = {
       containerId: port.containerId, ifName: port.ifName, hostName: port.hostName, mac: macToString(port.mac), netns: port.netns,
-      ip: ipv4ToString(port.ip), prefixLength: port.prefixLength, gateway: ipv4ToString(port.gateway), mtu: port.mtu,
+      ip: v4 ? ipv4ToString(port.ip) : '', prefixLength: v4 ? port.prefixLength : 0, gateway: v4 ? ipv4ToString(port.gateway) : '', mtu: port.mtu,
       podName: port.podName, podNamespace: port.podNamespace, network: port.network,
     };
+    if (port.ip6 !== null && port.gateway6 !== null) {
+      info.ip6 = ipv6ToString(port.ip6);
+      info.prefixLength6 = port.prefixLength6;
+      info.gateway6 = ipv6ToString(port.gateway6);
+    }
+    return info;
   }
 
   /** The control-socket handler for these ports; `status` is the agent's (node, podCIDR, ...). */
   controlHandler(status: () => StatusInfo | Promise<StatusInfo>): ControlHandler {
-    const ipOf = (text: string): number => ipv4(text);
     return {
       status,
-      addPort: async (r) => this.toInfo(await this.addPort({ ...r, ip: ipOf(r.ip), gateway: ipOf(r.gateway) })),
+      addPort: async (r) => this.toInfo(await this.addPort(addParams(r))),
       delPort: async (r) => { await this.delPort(r.containerId, r.ifName); },
-      checkPort: (r) => this.checkPort(r.containerId, r.ifName, ipOf(r.ip)),
+      checkPort: (r) => this.checkPort(r.containerId, r.ifName, r.ip === undefined ? 0 : ipv4(r.ip), r.ip6 === undefined ? null : ip6Of(r.ip6)),
       listPorts: () => this.list().map((p) => this.toInfo(p)),
     };
   }
@@ -311,11 +405,9 @@ export class PortManager {
       const report: RestoreReport = { reattached: [], recreated: [], dropped: [] };
       for (const info of this.#readState()) {
         const name = key(info.containerId, info.ifName);
-        const p: AddPortParams = {
-          containerId: info.containerId, ifName: info.ifName, netns: info.netns, ip: ipv4(info.ip),
-          prefixLength: info.prefixLength, gateway: ipv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '', network: info.network ?? '',
-        };
         try {
+          // A state file of before IPv6 has no ip6 fields: its ports are IPv4-only.
+          const p = addParams(info);
           if (this.#ports.has(name)) continue;
           this.#validate(p);
           const inPlace = this.#attachInPlace(p, info);
@@ -360,9 +452,9 @@ export class PortManager {
       return null;
     }
     return {
-      containerId: p.containerId, ifName: p.ifName, hostName: info.hostName, netns: p.netns, mac: macForIpv4(p.ip), ip: p.ip,
-      prefixLength: p.prefixLength, gateway: p.gateway, mtu: this.#opts.mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '',
-      network: p.network ?? '', device, failed: false,
+      containerId: p.containerId, ifName: p.ifName, hostName: info.hostName, netns: p.netns, mac: macForPod(p.ip, p.ip6), ip: p.ip,
+      prefixLength: p.prefixLength, gateway: p.gateway, ip6: p.ip6 ?? null, prefixLength6: p.ip6 ? p.prefixLength6 ?? 0 : 0, gateway6: p.ip6 ? p.gateway6 ?? null : null,
+      mtu: this.#opts.mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
     };
   }
 
@@ -391,4 +483,40 @@ export class PortManager {
       this.#ports.clear();
     });
   }
+}
+
+function ip6Of(text: string): Uint8Array {
+  const b = parseIpv6(text);
+  if (b === null) throw new ControlError(ControlErrorCode.invalidField, `'${text}' is not an IPv6 address`);
+  return b;
+}
+
+/**
+ * A request's (or a state record's) addresses as numbers and bytes; an absent or empty
+ * family is 0 / null. The protocol has checked the text; a hand-edited state file is
+ * checked here (the port is then dropped with the reason).
+ */
+function addParams(r: {
+  containerId: string; ifName: string; netns: string; ip?: string; prefixLength?: number; gateway?: string;
+  ip6?: string; prefixLength6?: number; gateway6?: string; podName?: string; podNamespace?: string; network?: string;
+}): AddPortParams {
+  const v4 = r.ip !== undefined && r.ip !== '';
+  const v6 = r.ip6 !== undefined && r.ip6 !== '';
+  return {
+    containerId: r.containerId, ifName: r.ifName, netns: r.netns,
+    ip: v4 ? ipv4(r.ip!) : 0, prefixLength: v4 ? r.prefixLength ?? 32 : 0, gateway: v4 ? ipv4(r.gateway ?? '') : 0,
+    ip6: v6 ? ip6Of(r.ip6!) : null, prefixLength6: v6 ? r.prefixLength6 ?? 128 : 0, gateway6: v6 ? ip6Of(r.gateway6 ?? '') : null,
+    podName: r.podName ?? '', podNamespace: r.podNamespace ?? '', network: r.network ?? '',
+  };
+}
+
+/**
+ * Writes IPv6 sysctls of the pod's interface inside its namespace (/proc/sys/net is the
+ * namespace of the process that opens it, so sysctl runs there through nsenter). The
+ * slash form of the key keeps an interface name with a dot (eth0.5) one path element.
+ */
+async function podSysctl(netns: string, ifName: string, values: Record<string, number>): Promise<void> {
+  const args = Object.entries(values).map(([k, v]) => `net/ipv6/conf/${ifName}/${k}=${v}`);
+  const r = await tryRun('nsenter', [`--net=${netns}`, 'sysctl', '-q', '-w', ...args], { timeoutMs: 10_000 });
+  if (r.code !== 0) throw new ControlError(ControlErrorCode.deviceError, `sysctl ${args.join(' ')} in ${netns}: ${r.stderr.trim()}`);
 }
