@@ -370,7 +370,10 @@ function readIpv6(top: Fields, underlay: Fields | undefined, kp: KubeProxySettin
   const fromKp = kp?.clusterCIDRv6;
   if (fromKp !== undefined) {
     if (clusterCIDRv6 === undefined && !top.has('clusterCIDRv6')) clusterCIDRv6 = fromKp;
-    else if (clusterCIDRv6 !== undefined && clusterCIDRv6.toString() !== fromKp.toString()) top.fail('clusterCIDRv6', `${clusterCIDRv6} differs from ${kpWhere} IPv6 clusterCIDR ${fromKp}: give it once`);
+    else if (clusterCIDRv6 !== undefined && clusterCIDRv6.toString() !== fromKp.toString()) {
+      top.fail('clusterCIDRv6', `${clusterCIDRv6} differs from ${kpWhere} IPv6 clusterCIDR ${fromKp}: give it once`);
+      clusterCIDRv6 = undefined; // one problem, not its consequences too
+    }
   }
   let podCIDRv6 = top.cidr6('podCIDRv6', false, true);
   if (podCIDRv6 === undefined && !top.has('podCIDRv6') && clusterCIDRv6 !== undefined) podCIDRv6 = env.node?.podCIDRv6;
