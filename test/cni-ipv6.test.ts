@@ -29,6 +29,7 @@ const CNITOOL = { '1.1.2': join(TOOLS, 'cnitool-1.1.2'), '1.2.3': join(TOOLS, 'c
 type CnitoolVersion = keyof typeof CNITOOL;
 
 const NODE_IP = '172.31.66.11';
+const NODE_IP6 = 'fd00:172:31:66::11';
 const POD_CIDR6 = 'fd00:10:244:1::/64';
 const GATEWAY6 = 'fd00:10:244:1::1';
 const CLUSTER_CIDR6 = 'fd00:10:244::/56';
@@ -72,10 +73,11 @@ describe('dual-stack and IPv6-only pods through cnitool, against a real agent', 
     peer = new Netns('c6p');
     const [underlay, other] = vethPair(node, peer, 'c6u');
     node.exec('ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', underlay]);
+    node.exec('ip', ['addr', 'add', `${NODE_IP6}/64`, 'dev', underlay, 'nodad']);
     peer.exec('ip', ['addr', 'add', '172.31.66.12/24', 'dev', other]);
     writeFileSync(join(work, 'agent.yaml'), [
       'nodeName: node-1',
-      `underlay: {interface: ${underlay}, address: ${NODE_IP}}`,
+      `underlay: {interface: ${underlay}, address: ${NODE_IP}, addressV6: '${NODE_IP6}'}`,
       'podCIDR: 10.244.1.0/24',
       'clusterCIDR: 10.244.0.0/16',
       `podCIDRv6: ${POD_CIDR6}`,
@@ -158,13 +160,14 @@ describe('dual-stack and IPv6-only pods through cnitool, against a real agent', 
     return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.') && !f.startsWith('last_')).sort() : [];
   }
 
-  it('the agent puts its IPv6 pod gateway on the host TUN and routes the cluster\'s and the services\' IPv6 ranges into it; status says so', async () => {
+  it('the agent puts its IPv6 pod gateway on the host TUN and routes the cluster\'s and the services\' IPv6 ranges into it from there, its own pods\' from underlay.addressV6; status says so', async () => {
     const addrs = node.exec('ip', ['-6', 'addr', 'show', 'dev', hostTun]);
     assert.match(addrs, new RegExp(`inet6 ${GATEWAY6}/128 scope global`));
     assert.doesNotMatch(addrs, /tentative/);
     const routes = node.exec('ip', ['-6', 'route', 'show', 'dev', hostTun]);
     assert.match(routes, new RegExp(`^${CLUSTER_CIDR6} .*src ${GATEWAY6}`, 'm'));
     assert.match(routes, new RegExp(`^${SERVICE_CIDR6} .*src ${GATEWAY6}`, 'm'));
+    assert.match(routes, new RegExp(`^${POD_CIDR6} .*src ${NODE_IP6}`, 'm'));
     const status = await new ControlClient(socket).status();
     assert.equal(status.podCIDRv6, POD_CIDR6);
     assert.equal(status.gateway6, GATEWAY6);

@@ -402,24 +402,24 @@ async function ip(args: string[], opts: { input?: string } = {}): Promise<void> 
 }
 
 /**
- * The host TUN's IPv6 lines (none without podCIDRv6): the cluster's IPv6 pod range (and
- * the IPv6 service range, when configured) through the TUN, from `underlayAddressV6`,
- * or, on a node whose underlay is IPv4 only, from the node's IPv6 pod gateway (podCIDRv6
- * ::1), put on the TUN as a /128 without DAD (it must be usable as a source at once, and
- * only the agent is behind the TUN). Pods answer the node at that address; the route's
- * `src` needs it to be local before the route goes in.
+ * The host TUN's IPv6 lines (none without podCIDRv6). The node's IPv6 pod gateway
+ * (podCIDRv6 ::1) goes on the TUN as a /128 without DAD (it must be usable as a source
+ * at once; only the agent is behind the TUN), and the cluster's IPv6 pod range (and the
+ * IPv6 service range, when configured) is routed into the TUN from it: the overlay runs
+ * over IPv4, and a node's IPv6 traffic to another node's pods passes that node's source
+ * check only from inside its own pod range, which the gateway address is. With
+ * `underlayAddressV6`, this node's own pods are reached from that address instead (a
+ * more specific route): they see the node as itself, as IPv4 pods see its underlay
+ * address, and their answers reach the node's stack through the TUN.
  */
 export function hostTunIpv6(config: AgentConfig, tun: string): string[] {
   if (config.podCIDRv6 === null || config.clusterCIDRv6 === null) return [];
-  const lines: string[] = [];
-  let src: string;
-  if (config.underlayAddressV6 !== null) {
-    src = ipv6ToString(config.underlayAddressV6);
-  } else {
-    src = ipv6ToString(config.podCIDRv6.host(1));
-    lines.push(`addr replace ${src}/128 dev ${tun} nodad`);
-  }
-  lines.push(`route replace ${config.clusterCIDRv6} dev ${tun} src ${src}`);
-  if (config.serviceCIDRv6 !== null) lines.push(`route replace ${config.serviceCIDRv6} dev ${tun} src ${src}`);
+  const gateway = ipv6ToString(config.podCIDRv6.host(1));
+  const lines = [
+    `addr replace ${gateway}/128 dev ${tun} nodad`,
+    `route replace ${config.clusterCIDRv6} dev ${tun} src ${gateway}`,
+  ];
+  if (config.underlayAddressV6 !== null) lines.push(`route replace ${config.podCIDRv6} dev ${tun} src ${ipv6ToString(config.underlayAddressV6)}`);
+  if (config.serviceCIDRv6 !== null) lines.push(`route replace ${config.serviceCIDRv6} dev ${tun} src ${gateway}`);
   return lines;
 }

@@ -50,7 +50,7 @@ export interface AgentConfig {
   clusterCIDRv6: Cidr6 | null;
   /** The cluster IPs' IPv6 range: only routed into the host TUN (no IPv6 Services yet); null = none. */
   serviceCIDRv6: Cidr6 | null;
-  /** The node's IPv6 address on the underlay (the source of its IPv6 traffic to pods); null = the IPv6 pod gateway on the host TUN. */
+  /** The node's IPv6 address (the source of its IPv6 traffic to this node's pods); null = the IPv6 pod gateway, on the host TUN, for those too. */
   underlayAddressV6: Uint8Array | null;
   /** VXLAN network identifier (24 bits, RFC 7348 section 5). */
   vni: number;
@@ -112,8 +112,8 @@ export interface AgentConfigEnvironment {
    */
   node?: {
     address?: number | undefined; interface?: string | undefined; podCIDR?: Cidr | undefined;
-    /** The IPv6 entry of spec.podCIDRs and an IPv6 InternalIP this node holds (dual-stack). */
-    podCIDRv6?: Cidr6 | undefined; address6?: Uint8Array | undefined;
+    /** The IPv6 entry of spec.podCIDRs (dual-stack). */
+    podCIDRv6?: Cidr6 | undefined;
   };
 }
 
@@ -359,7 +359,7 @@ function ifName(f: Fields, key: string, fallback: string): string {
 /**
  * The IPv6 half of a dual-stack node: podCIDRv6 and clusterCIDRv6 (both or neither, each
  * a network: no host bits), serviceCIDRv6, underlay.addressV6. In cluster mode the
- * Node's IPv6 podCIDR and IPv6 InternalIP fill in what the file leaves out, once the
+ * Node's IPv6 podCIDR fills in what the file leaves out, once the
  * cluster's IPv6 range is known (the file's clusterCIDRv6, or the IPv6 half of the
  * KubeProxyConfiguration's dual-stack clusterCIDR): a Node that is dual-stack in a
  * cluster Tapir was not given an IPv6 range for stays IPv4 only.
@@ -378,8 +378,9 @@ function readIpv6(top: Fields, underlay: Fields | undefined, kp: KubeProxySettin
   let podCIDRv6 = top.cidr6('podCIDRv6', false, true);
   if (podCIDRv6 === undefined && !top.has('podCIDRv6') && clusterCIDRv6 !== undefined) podCIDRv6 = env.node?.podCIDRv6;
   const serviceCIDRv6 = top.cidr6('serviceCIDRv6', false, true);
-  let underlayAddressV6 = underlay?.ipv6('addressV6');
-  if (underlayAddressV6 === undefined && underlay?.has('addressV6') !== true && podCIDRv6 !== undefined) underlayAddressV6 = env.node?.address6;
+  // Not from the Node's IPv6 InternalIP: the host TUN's IPv6 source stays the pod gateway
+  // unless asked (see hostTunIpv6 in agent.ts).
+  const underlayAddressV6 = underlay?.ipv6('addressV6');
   const none = { podCIDRv6: null, clusterCIDRv6: null, serviceCIDRv6: null, underlayAddressV6: underlayAddressV6 ?? null };
   if (podCIDRv6 === undefined && clusterCIDRv6 === undefined) {
     if (serviceCIDRv6 !== undefined) top.fail('serviceCIDRv6', 'needs podCIDRv6 and clusterCIDRv6: IPv6 Services are for a node with IPv6 pods');

@@ -106,7 +106,7 @@ export async function run(args: string[]): Promise<number> {
 async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentConfig> {
   const { KubeApi } = await import('../k8s/kube-api.ts');
   const { ip } = await import('../device/ip-command.ts');
-  const { parseCidr, parseCidr6, parseIpv4, parseIpv6 } = await import('../wire/address.ts');
+  const { parseCidr, parseCidr6, parseIpv4 } = await import('../wire/address.ts');
   const nodeName = (process.env.NODE_NAME ?? '').trim() || hostname().toLowerCase();
   const api = new KubeApi(auth);
   let node: { status?: { addresses?: { type: string; address: string }[] }; spec?: { podCIDR?: string; podCIDRs?: string[] } };
@@ -125,20 +125,11 @@ async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentCon
     const links = JSON.parse(await ip(['-j', '-4', 'addr', 'show'])) as { ifname: string; addr_info?: { local: string }[] }[];
     iface = links.find((l) => l.addr_info?.some((a) => a.local === internal))?.ifname;
   }
-  // A dual-stack Node's IPv6 InternalIP, if this node holds it (the host TUN's IPv6 routes take it as their source).
-  const internal6 = node.status?.addresses?.find((a) => a.type === 'InternalIP' && a.address.includes(':'))?.address;
-  let address6: Uint8Array | undefined;
-  if (internal6 !== undefined) {
-    const want = parseIpv6(internal6);
-    const links = JSON.parse(await ip(['-j', '-6', 'addr', 'show'])) as { addr_info?: { local: string }[] }[];
-    const held = want !== null && links.some((l) => l.addr_info?.some((a) => parseIpv6(a.local)?.every((b, i) => b === want[i]) === true));
-    if (held) address6 = want!;
-  }
   const config = loadAgentConfig(file, {
     nodeName,
     node: {
       address, interface: iface, podCIDR: cidrText === undefined ? undefined : parseCidr(cidrText),
-      podCIDRv6: cidr6Text === undefined ? undefined : parseCidr6(cidr6Text, true), address6,
+      podCIDRv6: cidr6Text === undefined ? undefined : parseCidr6(cidr6Text, true),
     },
   });
   config.kubernetes = auth;

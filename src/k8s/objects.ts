@@ -274,8 +274,6 @@ export interface NodeObject {
   podCIDRs?: readonly string[];
   /** The IPv6 entry of spec.podCIDRs (a dual-stack node), if any. */
   podCIDRv6?: string;
-  /** An IPv6 InternalIP of status.addresses (a dual-stack node), if any. */
-  internalIPv6?: string;
 }
 
 export interface NamespaceObject {

@@ -2,7 +2,7 @@
 // lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
 import { isIP } from 'node:net';
 import { Fields, checkIpv4 } from '../config/fields.ts';
-import { isIpv6Text, parseCidr, parseCidr6 } from '../wire/address.ts';
+import { parseCidr, parseCidr6 } from '../wire/address.ts';
 import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
 import { DNS_POLICIES, Label, type Container, type DnsPolicy, type EnvVar, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
@@ -155,15 +155,11 @@ function readProbe(f: Fields): Probe {
 
 export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin): NodeObject {
   const addresses: NodeAddress[] = [];
-  let internalIPv6: string | undefined;
   for (const a of top.map('status')?.maps('addresses') ?? []) {
     const type = a.string('type', true);
     const address = a.string('address', true);
-    // Dual-stack nodes also list IPv6 addresses: kept apart (`addresses` stays IPv4, as its readers expect).
-    if (address.includes(':')) {
-      if (type === 'InternalIP' && internalIPv6 === undefined && isIpv6Text(address)) internalIPv6 = address;
-      continue;
-    }
+    // Dual-stack nodes also list IPv6 addresses; the overlay runs over IPv4, and they are left out.
+    if (address.includes(':')) continue;
     if ((type === 'InternalIP' || type === 'ExternalIP') && address !== '' && !checkIpv4(address, a.pathOf('address'), a.problems)) continue;
     addresses.push({ type, address });
   }
@@ -177,7 +173,6 @@ export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin):
   const taints = spec?.maps('taints').map((t) => t.string('key', true)) ?? [];
   const node: NodeObject = { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses, podCIDRs, taints };
   if (podCIDRv6 !== undefined && parseCidr6(podCIDRv6) !== undefined) node.podCIDRv6 = podCIDRv6;
-  if (internalIPv6 !== undefined) node.internalIPv6 = internalIPv6;
   return node;
 }
 
