@@ -1,5 +1,5 @@
 // Packet-trace tests of the datapath's way out to the VXLAN overlay
-// (src/datapath/datapath.ts #encapsulate, offload.ts segmentTcp4ToVxlan): one datagram
+// (src/datapath/datapath.ts #encapsulate, offload.ts segmentTcpToVxlan): one datagram
 // per packet to the remote node, NEEDS_CSUM checksums completed, TSO frames cut into
 // MSS segments (as UDP GSO sends or one by one), and the overlay MTU with ICMP
 // fragmentation needed. Frames go in through FakeDevice.inject; the fake underlay

@@ -179,3 +179,48 @@ test('tapir lab up with a bad topology file exits 1 naming file and field, and c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('dual-stack plan: every node an IPv6 underlay address and a /64 of clusterCIDRv6, pods an IPv6 address from CNI, the agent and CNI configs both families', async () => {
+  const { cniNetworkConfig } = await import('../src/lab/network/tapir-dataplane.ts');
+  const { nodeObject } = await import('../src/lab/cluster/lab-objects.ts');
+  const state = planLab(defaultTopology(), 'unit', 'tapir', undefined, 'dual');
+  assert.equal(state.ipFamily, 'dual');
+  assert.deepEqual(state.nodes.map((n) => [n.underlayIP6, n.podCIDRv6, n.gateway6]), [
+    ['fd00:172:30::b', 'fd00:10:244:1::/64', 'fd00:10:244:1::1'],
+    ['fd00:172:30::c', 'fd00:10:244:2::/64', 'fd00:10:244:2::1'],
+  ]);
+  assert.equal(state.client!.ip6, 'fd00:172:30::64');
+  assert.ok(state.pods.every((p) => p.ip6 === null), 'pods get their IPv6 address from the CNI result');
+  const node = state.nodes[0]!;
+  assert.deepEqual((cniNetworkConfig(node).ipam as { ranges: unknown }).ranges, [[{ subnet: '10.244.1.0/24', gateway: '10.244.1.1' }], [{ subnet: 'fd00:10:244:1::/64', gateway: 'fd00:10:244:1::1' }]]);
+  const config = parseAgentConfig(agentConfig(state, node), 'agent.yaml');
+  assert.equal(config.podCIDRv6?.toString(), 'fd00:10:244:1::/64');
+  assert.equal(config.clusterCIDRv6?.toString(), 'fd00:10:244::/56');
+  assert.deepEqual(config.nodes.map((n) => n.podCIDRv6?.toString()), ['fd00:10:244:1::/64', 'fd00:10:244:2::/64']);
+  const spec = nodeObject(node).spec as { podCIDRs: string[] };
+  assert.deepEqual(spec.podCIDRs, ['10.244.1.0/24', 'fd00:10:244:1::/64']);
+  // An IPv4 lab's state and configs carry no IPv6 at all.
+  const v4 = planLab(defaultTopology(), 'unit', 'tapir');
+  assert.equal(v4.ipFamily, 'ipv4');
+  assert.equal(v4.nodes[0]!.podCIDRv6, undefined);
+  assert.equal((cniNetworkConfig(v4.nodes[0]!).ipam as { subnet: string }).subnet, '10.244.1.0/24');
+  assert.equal(v4.addressing.clusterCIDRv6, undefined);
+});
+
+test('dual-stack plan errors: ipv6-only and the kernel dataplane are refused, IPv6 prefixes are checked like IPv4 ones', () => {
+  const err = (yaml: string, dataplane: 'tapir' | 'kernel' = 'tapir'): string => {
+    try {
+      planLab(parseTopology(yaml, '/x/t.yaml'), 'unit', dataplane);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return assert.fail('expected the topology to be rejected');
+  };
+  const nodes = 'nodes:\n  - name: a\n    pods: []\n  - name: b\n    pods: []\n';
+  assert.match(err(`ipFamily: ipv6\n${nodes}`), /ipFamily: ipv6 \(IPv6-only\) labs are not built yet/);
+  assert.match(err(`ipFamily: dual\n${nodes}`, 'kernel'), /ipFamily: dual-stack labs run on the tapir dataplane/);
+  assert.match(err(`ipFamily: dual\naddressing:\n  clusterCIDRv6: "fd00:10:244::1/56"\n${nodes}`), /addressing.clusterCIDRv6: "fd00:10:244::1\/56" must be an IPv6 network/);
+  assert.match(err(`ipFamily: dual\naddressing:\n  serviceCIDRv6: "fd00:10:244::/112"\n${nodes}`), /addressing.serviceCIDRv6: overlaps addressing.clusterCIDRv6/);
+  assert.match(err(`ipFamily: dual\nnodes:\n  - name: a\n    podCIDRv6: "fd00:99::/64"\n    pods: []\n`), /nodes\[0\].podCIDRv6: fd00:99::\/64 is not inside addressing.clusterCIDRv6/);
+  assert.match(err(`ipFamily: quad\n${nodes}`), /ipFamily/);
+});

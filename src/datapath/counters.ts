@@ -14,7 +14,7 @@ export const DatapathDrop = {
   ARP_UNKNOWN_TARGET: base + 2,
   /** ARP replies and other ARP operations from pods: nothing to learn, the agent knows. */
   ARP_IGNORED: base + 3,
-  /** IPv6: the pod network is IPv4 in this release. */
+  /** IPv6 on a node with no IPv6 pod range (an IPv4-only cluster). */
   IPV6_UNSUPPORTED: base + 4,
   /** Destination MAC is neither the gateway nor a local pod (includes broadcast IPv4). */
   NOT_FOR_US: base + 5,
@@ -62,6 +62,17 @@ export const DatapathDrop = {
    * node ports), so only the node's own flows may bring them there.
    */
   LOOPBACK_DESTINATION: base + 23,
+  /**
+   * IPv6 link control a pod sends that needs no answer: router solicitations (routes are
+   * static), duplicate address detection, MLD reports, advertisements and redirects.
+   */
+  NDP_IGNORED: base + 24,
+  /** A neighbour solicitation for an address that is neither the gateway nor a local pod. */
+  NDP_UNKNOWN_TARGET: base + 25,
+  /** A neighbour solicitation that fails RFC 4861 §7.1.1 (hop limit, checksum, options). */
+  NDP_INVALID: base + 26,
+  /** Too big for the overlay (IPv6 is never fragmented on the way): answered with ICMPv6 Packet Too Big. */
+  PACKET_TOO_BIG: base + 27,
 } as const;
 
 const datapathDropNames = [
@@ -70,6 +81,7 @@ const datapathDropNames = [
   'frag-needed', 'too-big', 'unsupported-gso', 'bad-vnet-header', 'vlan-unsupported',
   'for-gateway', 'no-scratch', 'tx-failed', 'service-rejected', 'service-dropped',
   'underlay-spoofed', 'bad-ipv4-checksum', 'loopback-destination',
+  'ndp-ignored', 'ndp-unknown-target', 'ndp-invalid', 'packet-too-big',
 ];
 
 export const DROP_SLOTS = base + datapathDropNames.length;

@@ -12,14 +12,14 @@
 // pass through untouched); only frames leaving on the underlay get segmented and
 // checksummed in software.
 import {
-  ArpOp, DropReason, EtherType, EthernetFrame, Icmpv4Type, IpProtocol, Ipv4Packet, LinkType, PacketInfo,
-  VirtioNetGso, VirtioNetHeader, decodeFrame, emitIcmpv4FragNeeded, icmpErrorAllowed,
+  ArpOp, DropReason, EtherType, EthernetFrame, Icmpv4Type, Icmpv6Type, IpProtocol, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo,
+  VirtioNetGso, VirtioNetHeader, decodeFrame, emitIcmpv4FragNeeded, emitIcmpv6PacketTooBig, icmpErrorAllowed,
   ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH,
 } from '../wire/index.ts';
 import type { FrameDevice } from '../device/types.ts';
 import { EntryPoint, Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
-import { arpReplyInPlace, echoReplyInPlace, udpReplyInPlace } from './answers.ts';
+import { arpReplyInPlace, echo6ReplyInPlace, echoReplyInPlace, isValidNeighborSolicit, neighborAdvertInPlace, udpReplyInPlace } from './answers.ts';
 import { Arena, BATCHES_PER_WAKEUP, RX_BATCH, SLOT_SIZE, HEADROOM } from './arena.ts';
 import type { PortCapture } from './capture.ts';
 import { DatapathDrop, PortCounters } from './counters.ts';
@@ -32,8 +32,15 @@ import { Underlay, type UnderlayRoutes, type UnderlaySocket } from './underlay.t
 const NO_PORT = -1;
 /** Room for an ICMP "fragmentation needed" behind its Ethernet header (RFC 1812 §4.3.2.3: at most 576 bytes). */
 const FRAG_NEEDED_BYTES = ETH + 576;
+/** Room for an ICMPv6 Packet Too Big behind its Ethernet header (RFC 4443 §2.4(c): at most the minimum MTU, 1280). */
+const PACKET_TOO_BIG_BYTES = ETH + 1280;
 
 export type { UnderlaySocket };
+
+function isUnspecified6(b: Uint8Array, off: number): boolean {
+  for (let i = 0; i < 16; i++) if (b[off + i] !== 0) return false;
+  return true;
+}
 
 /**
  * A UDP service the node answers itself, in the data path: the cluster DNS server's
@@ -261,8 +268,11 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       if (info.arpOp !== ArpOp.REQUEST) return this.#drop(c, DatapathDrop.ARP_IGNORED);
       return this.#answerArp(port, off, len);
     }
-    if (info.ethertype !== EtherType.IPV4) return this.#drop(c, info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
-    if (info.src4 !== podIp) return this.#drop(c, DatapathDrop.SPOOFED_IP);
+    if (info.ethertype !== EtherType.IPV4) {
+      if (info.ethertype === EtherType.IPV6) return this.#fromPod6(port, off, len, e);
+      return this.#drop(c, DropReason.UNSUPPORTED_ETHERTYPE);
+    }
+    if (info.src4 !== podIp || podIp === 0) return this.#drop(c, DatapathDrop.SPOOFED_IP);
     if (!Ipv4Packet.headerChecksumOk(b, info.l3Offset)) return this.#drop(c, DatapathDrop.BAD_IPV4_CHECKSUM);
     const v = this.#services.process(info, EntryPoint.POD, VirtioNetHeader.needsCsum(b, off), c, port.index);
     if (v > Verdict.NATED) return;
@@ -318,6 +328,99 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     this.enqueue(host, ip - VIRTIO_NET_HEADER_LENGTH, len - ETH);
   }
 
+  /**
+   * A pod's IPv6 frame. The same decisions as IPv4's: neighbour solicitations for the
+   * gateway and local pods answered here (the ARP of IPv6), frames to a local pod's MAC
+   * switched, frames to the gateway MAC routed to a local pod, a remote node or the
+   * node's stack. Sources are the pod's address or its link-local address; service
+   * NAT is IPv4 only in this release, so IPv6 is routed as addressed.
+   */
+  #fromPod6(port: DatapathPort, off: number, len: number, e: number): void {
+    const b = this.arena.buf;
+    const info = this.#info;
+    const c = port.counters;
+    const t = this.#table;
+    if (!t.hasIpv6) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
+    const src = info.src6Offset;
+    const dst = info.dst6Offset;
+    if (!t.isPodSource6(port.index, b, src)) {
+      // The unspecified source is duplicate address detection's and MLD's: link control.
+      return this.#drop(c, isUnspecified6(b, src) && info.protocol === IpProtocol.ICMPV6 ? DatapathDrop.NDP_IGNORED : DatapathDrop.SPOOFED_IP);
+    }
+    if (info.protocol === IpProtocol.ICMPV6 && info.icmpType >= Icmpv6Type.ROUTER_SOLICIT && info.icmpType <= Icmpv6Type.REDIRECT) {
+      if (info.icmpType === Icmpv6Type.NEIGHBOR_SOLICIT) return this.#answerNeighborSolicit(port, off);
+      return this.#drop(c, DatapathDrop.NDP_IGNORED);
+    }
+    if (b[dst] === 0xff) {
+      // Multicast: MLD reports and queries are link control; nothing else is forwarded (as IPv4 broadcast).
+      return this.#drop(c, info.protocol === IpProtocol.ICMPV6 ? DatapathDrop.NDP_IGNORED : DatapathDrop.NOT_FOR_US);
+    }
+    const dstMac = info.ethDst;
+    if (dstMac !== t.gatewayMac) {
+      const to = t.podPorts6.getAt(b, dst);
+      if (to < 0 || t.portMacs[to] !== dstMac) return this.#drop(c, DatapathDrop.NOT_FOR_US);
+      if (!this.#fitsPodMtu6(port, off)) return;
+      return this.enqueue(to, off, len);
+    }
+    if (t.isGateway6(b, dst) && info.protocol === IpProtocol.ICMPV6 && info.icmpType === Icmpv6Type.ECHO_REQUEST && info.icmpCode === 0) {
+      echo6ReplyInPlace(this.arena.buf, info, off, VIRTIO_NET_HEADER_LENGTH, t.gatewayMac);
+      return this.enqueue(port.index, off, len);
+    }
+    if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
+    const ip = e + ETH;
+    const to = t.podPorts6.getAt(b, dst);
+    if (to >= 0) {
+      if (!this.#fitsPodMtu6(port, off)) return;
+      Ipv6Packet.decrementHopLimit(b, ip);
+      EthernetFrame.setDst(b, e, t.portMacs[to]!);
+      EthernetFrame.setSrc(b, e, t.gatewayMac);
+      return this.enqueue(to, off, len);
+    }
+    // The gateway address is the node's own on the host TUN (its IPv6 source towards pods).
+    if (!t.isGateway6(b, dst)) {
+      if (t.podCIDR6!.containsAt(b, dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
+      const node = t.remoteNode6(b, dst);
+      if (node >= 0) {
+        if (!this.#fitsPodMtu6(port, off)) return;
+        Ipv6Packet.decrementHopLimit(b, ip);
+        return this.#underlay.send(c, off, e, len - VIRTIO_NET_HEADER_LENGTH, node);
+      }
+    }
+    const host = this.#hostPort;
+    if (host === NO_PORT) return this.#drop(c, DatapathDrop.NO_ROUTE);
+    Ipv6Packet.decrementHopLimit(b, ip);
+    VirtioNetHeader.move(b, off, ip - VIRTIO_NET_HEADER_LENGTH, -ETH);
+    this.enqueue(host, ip - VIRTIO_NET_HEADER_LENGTH, len - ETH);
+  }
+
+  /** The node's stack's IPv6 packet (from the host TUN) for a pod here or on another node. */
+  #fromHost6(port: DatapathPort, off: number, len: number): void {
+    const b = this.arena.buf;
+    const info = this.#info;
+    const c = port.counters;
+    const t = this.#table;
+    if (!t.hasIpv6) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
+    const dst = info.dst6Offset;
+    const to = t.podPorts6.getAt(b, dst);
+    let node = -1;
+    if (to < 0) {
+      if (t.podCIDR6!.containsAt(b, dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
+      node = t.remoteNode6(b, dst);
+      if (node < 0) return this.#drop(c, DatapathDrop.NO_ROUTE);
+    }
+    if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
+    if (to < 0 && !this.#fitsPodMtu6(port, off)) return;
+    const ip = off + VIRTIO_NET_HEADER_LENGTH;
+    Ipv6Packet.decrementHopLimit(b, ip);
+    const e = ip - ETH;
+    VirtioNetHeader.move(b, off, e - VIRTIO_NET_HEADER_LENGTH, ETH);
+    EthernetFrame.setDst(b, e, to >= 0 ? t.portMacs[to]! : t.gatewayMac);
+    EthernetFrame.setSrc(b, e, t.gatewayMac);
+    EthernetFrame.setEthertype(b, e, EtherType.IPV6);
+    if (to >= 0) return this.enqueue(to, e - VIRTIO_NET_HEADER_LENGTH, len + ETH);
+    this.#underlay.send(c, e - VIRTIO_NET_HEADER_LENGTH, e, len - VIRTIO_NET_HEADER_LENGTH + ETH, node);
+  }
+
   #fromHost(port: DatapathPort, off: number, len: number): void {
     const b = this.arena.buf;
     const info = this.#info;
@@ -327,7 +430,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const ip = off + VIRTIO_NET_HEADER_LENGTH;
     const reason = decodeFrame(info, b, ip, len - VIRTIO_NET_HEADER_LENGTH, LinkType.RAW_IP);
     if (reason !== DropReason.OK) return this.#drop(c, reason);
-    if (info.ipVersion !== 4) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
+    if (info.ipVersion !== 4) return this.#fromHost6(port, off, len);
     // Steered traffic comes from tc ingress, before the kernel's own IPv4 checks.
     if (!Ipv4Packet.headerChecksumOk(b, ip)) return this.#drop(c, DatapathDrop.BAD_IPV4_CHECKSUM);
     // The node's own stack sends from its underlay address, or from 127.0.0.1 to a
@@ -382,6 +485,25 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     if (mac < 0) return this.#drop(port.counters, DatapathDrop.ARP_UNKNOWN_TARGET);
     arpReplyInPlace(this.arena.buf, info, off, VIRTIO_NET_HEADER_LENGTH, target, mac);
     this.enqueue(port.index, off, len);
+  }
+
+  /** A pod's neighbour solicitation for the gateway or a local pod is answered in place (RFC 4861 §7.2.4). */
+  #answerNeighborSolicit(port: DatapathPort, off: number): void {
+    const b = this.arena.buf;
+    const info = this.#info;
+    const t = this.#table;
+    if (!isValidNeighborSolicit(b, info)) return this.#drop(port.counters, DatapathDrop.NDP_INVALID);
+    const target = info.l4Offset + 8;
+    let mac = -1;
+    const router = t.isGateway6(b, target);
+    if (router) mac = t.gatewayMac;
+    else {
+      const p = t.podPorts6.getAt(b, target);
+      if (p >= 0) mac = t.portMacs[p]!;
+    }
+    if (mac < 0) return this.#drop(port.counters, DatapathDrop.NDP_UNKNOWN_TARGET);
+    const n = neighborAdvertInPlace(b, info, off, VIRTIO_NET_HEADER_LENGTH, mac, router);
+    this.enqueue(port.index, off, n);
   }
 
   /** Echo requests to the gateway address get their reply (pods can ping their router). */
@@ -439,9 +561,31 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     return false;
   }
 
+  /**
+   * IPv6's #fitsPodMtu: IPv6 is never fragmented on the way (RFC 8200 §5), so a packet
+   * over the MTU is answered with ICMPv6 Packet Too Big (RFC 4443 §3.2) from the gateway.
+   */
+  #fitsPodMtu6(port: DatapathPort, vh: number): boolean {
+    const b = this.arena.buf;
+    const info = this.#info;
+    const t = this.#table;
+    const mtu = t.mtu;
+    const ipLen = VirtioNetHeader.gsoProtocol(b, vh) === VirtioNetGso.NONE
+      ? info.ipLength
+      : info.payloadOffset - info.l3Offset + VirtioNetHeader.gsoSize(b, vh);
+    if (ipLen <= mtu) return true;
+    this.#drop(port.counters, DatapathDrop.PACKET_TOO_BIG);
+    if (!icmpErrorAllowed(info, b)) return false;
+    const at = this.arena.allocFrame(PACKET_TOO_BIG_BYTES);
+    if (at < 0) return false;
+    // Over Ethernet back to a pod; to the host TUN as a raw IP packet (replyLink).
+    const n = emitIcmpv6PacketTooBig(b, at + VIRTIO_NET_HEADER_LENGTH, info, b, mtu, t.gateway6);
+    this.enqueue(port.index, at, VIRTIO_NET_HEADER_LENGTH + n);
+    return false;
+  }
+
   #podIp(index: number): number {
-    // MACs are 0a:58 + the pod's IPv4 address (forwarding.ts macForIpv4).
-    return this.#table.portMacs[index]! % 0x1_0000_0000;
+    return this.#table.portIp4[index] ?? 0;
   }
 
   // ---- transmit --------------------------------------------------------------------

@@ -3,6 +3,8 @@
 // a change (a pod added or removed, a node joining) compiles a new table that the
 // datapath swaps in between batches, so a batch never sees half an update.
 import { Ipv4Map } from '../tables/ipv4-map.ts';
+import { Ipv6Map } from '../tables/ipv6-map.ts';
+import { linkLocalForMac } from '../wire/address.ts';
 import { DatapathDrop } from './counters.ts';
 import type { Cidr, Cidr6 } from '../wire/address.ts';
 
@@ -73,6 +75,26 @@ export class ForwardingTable {
   readonly pods: readonly PodEntry[];
   readonly remotes: readonly RemoteNode[];
 
+  // ---- IPv6 (dual-stack or IPv6 pods; `hasIpv6` false: every IPv6 frame is dropped) ----
+  readonly hasIpv6: boolean;
+  readonly podCIDR6: Cidr6 | null;
+  readonly clusterCIDR6: Cidr6 | null;
+  /** The node's IPv6 gateway (podCIDR6 ::1), the pods' default router; all zeros without IPv6. */
+  readonly gateway6: Uint8Array;
+  /** Pod IPv6 -> port index. */
+  readonly podPorts6: Ipv6Map;
+  /** Port index -> the pod's IPv4 address (0: none, an IPv6-only pod or not a pod). */
+  readonly portIp4: Float64Array;
+  /** Port index i -> the pod's IPv6 address at [16i, 16i + 16) (all zeros: none). */
+  readonly portIp6: Uint8Array;
+  /** Port index i -> the link-local address of the pod's MAC (EUI-64, what its kernel configures), at [16i, 16i + 16). */
+  readonly portLinkLocal: Uint8Array;
+  /** Port index -> 1 when the pod has an IPv6 address. */
+  readonly portHasIp6: Uint8Array;
+  /** Remote nodes' IPv6 pod ranges: masks (4 words per distinct length, longest first) and network -> node per mask. */
+  readonly #masks6: Int32Array;
+  readonly #prefixes6: Ipv6Map[];
+
   constructor(input: ForwardingInput) {
     this.podCIDR = input.podCIDR;
     this.clusterCIDR = input.clusterCIDR;
@@ -88,11 +110,28 @@ export class ForwardingTable {
     let maxPort = 0;
     for (const p of input.pods) maxPort = Math.max(maxPort, p.port);
     this.portMacs = new Float64Array(maxPort + 1);
+    this.portIp4 = new Float64Array(maxPort + 1);
+    this.portIp6 = new Uint8Array(16 * (maxPort + 1));
+    this.portLinkLocal = new Uint8Array(16 * (maxPort + 1));
+    this.portHasIp6 = new Uint8Array(maxPort + 1);
+    this.podCIDR6 = input.podCIDR6 ?? null;
+    this.clusterCIDR6 = input.clusterCIDR6 ?? null;
+    this.hasIpv6 = this.podCIDR6 !== null;
+    this.gateway6 = this.podCIDR6 !== null ? this.podCIDR6.host(1) : new Uint8Array(16);
+    this.podPorts6 = new Ipv6Map(input.pods.length);
     for (const p of input.pods) {
-      this.podPorts.set(p.ip, p.port);
+      if (p.ip !== 0) this.podPorts.set(p.ip, p.port);
       this.portMacs[p.port] = p.mac;
+      this.portIp4[p.port] = p.ip >>> 0;
+      linkLocalForMac(p.mac, this.portLinkLocal, 16 * p.port);
+      if (p.ip6 != null) {
+        this.portIp6.set(p.ip6, 16 * p.port);
+        this.portHasIp6[p.port] = 1;
+        this.podPorts6.setAt(p.ip6, 0, p.port);
+      }
     }
     this.podPorts.freeze();
+    this.podPorts6.freeze();
 
     this.nodeUnderlay = new Uint32Array(input.remotes.length);
     this.#nodeByUnderlay = new Ipv4Map(input.remotes.length);
@@ -108,6 +147,56 @@ export class ForwardingTable {
     const lengths = [...byLength.keys()].sort((a, b) => b - a);
     this.#masks = Uint32Array.from(lengths, (l) => (l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0));
     this.#prefixes = lengths.map((l) => byLength.get(l)!.freeze());
+
+    const byLength6 = new Map<number, { mask: Cidr6; map: Ipv6Map }>();
+    input.remotes.forEach((n, i) => {
+      const c = n.podCIDR6;
+      if (c == null) return;
+      let m = byLength6.get(c.prefixLength);
+      if (m === undefined) byLength6.set(c.prefixLength, (m = { mask: c, map: new Ipv6Map(input.remotes.length) }));
+      m.map.setWords(c.word(0), c.word(1), c.word(2), c.word(3), i);
+    });
+    const lengths6 = [...byLength6.keys()].sort((a, b) => b - a);
+    this.#masks6 = new Int32Array(4 * lengths6.length);
+    lengths6.forEach((l, k) => {
+      for (let w = 0; w < 4; w++) this.#masks6[4 * k + w] = byLength6.get(l)!.mask.maskWord(w) | 0;
+    });
+    this.#prefixes6 = lengths6.map((l) => byLength6.get(l)!.map.freeze());
+  }
+
+  /** The remote node whose IPv6 pod range holds the 16 bytes at `b[off]`; -1 if none. */
+  remoteNode6(b: Uint8Array, off: number): number {
+    const masks = this.#masks6;
+    if (masks.length === 0) return -1;
+    const w0 = (b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!;
+    const w1 = (b[off + 4]! << 24) | (b[off + 5]! << 16) | (b[off + 6]! << 8) | b[off + 7]!;
+    const w2 = (b[off + 8]! << 24) | (b[off + 9]! << 16) | (b[off + 10]! << 8) | b[off + 11]!;
+    const w3 = (b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!;
+    for (let i = 0; i < this.#prefixes6.length; i++) {
+      const n = this.#prefixes6[i]!.getWords(w0 & masks[4 * i]!, w1 & masks[4 * i + 1]!, w2 & masks[4 * i + 2]!, w3 & masks[4 * i + 3]!);
+      if (n >= 0) return n;
+    }
+    return -1;
+  }
+
+  /** Whether the 16 bytes at `b[off]` are this node's IPv6 gateway address. */
+  isGateway6(b: Uint8Array, off: number): boolean {
+    const g = this.gateway6;
+    for (let i = 15; i >= 0; i--) if (b[off + i] !== g[i]) return false;
+    return this.hasIpv6;
+  }
+
+  /** Whether the 16 bytes at `b[off]` are the IPv6 address, or the link-local address, of the pod on `port`. */
+  isPodSource6(port: number, b: Uint8Array, off: number): boolean {
+    if (port >= this.portHasIp6.length) return false;
+    const base = 16 * port;
+    const a = this.portIp6;
+    let same = this.portHasIp6[port] === 1;
+    for (let i = 15; same && i >= 0; i--) if (b[off + i] !== a[base + i]) same = false;
+    if (same) return true;
+    const ll = this.portLinkLocal;
+    for (let i = 15; i >= 0; i--) if (b[off + i] !== ll[base + i]) return false;
+    return this.portMacs[port]! > 0;
   }
 
   /** The remote node that owns `dst` (a pod of it, or its underlay address); -1 if none. */

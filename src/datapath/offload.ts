@@ -5,11 +5,11 @@
 // - coalescing a burst of TCP segments from the underlay into one TSO frame for a pod's
 //   TAP (Linux tcp_gro_receive rules: same flow, next sequence, same ACK, window and
 //   options; a short segment or PSH ends the run).
-// Frames stay IPv4: the pod network is IPv4 in this release.
+// IPv4 and IPv6 (without extension headers) alike.
 import {
-  checksum, set16, EtherType, EthernetFrame, Ipv4Packet, IpProtocol, TcpField, TcpFlags, TcpSegment, UdpField,
-  VirtioNetFlags, VirtioNetGso, VirtioNetHeader, VxlanHeader, pseudoHeaderV4,
-  ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, TCP_HEADER_LENGTH, VXLAN_HEADER_LENGTH,
+  checksum, set16, EtherType, EthernetFrame, Ipv4Packet, Ipv6Field, IpProtocol, TcpField, TcpFlags, TcpSegment, UdpField,
+  VirtioNetFlags, VirtioNetGso, VirtioNetHeader, VxlanHeader, pseudoHeaderV4, pseudoHeaderV6,
+  ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, IPV6_HEADER_LENGTH, TCP_HEADER_LENGTH, VXLAN_HEADER_LENGTH,
 } from '../wire/index.ts';
 import type { PacketInfo } from '../wire/index.ts';
 import type { Arena, UnderlayTxQueue } from './arena.ts';
@@ -36,18 +36,22 @@ export function completeChecksum(b: Uint8Array, frame: number, length: number, c
 }
 
 /**
- * Cuts the TCPv4 TSO frame at `frame` (Ethernet header first, `length` bytes) into
- * segments of `mss` payload bytes, each behind a VXLAN header, in the arena's scratch,
- * and queues them for `dst`: groups of equal-size datagrams as single UDP GSO sends
- * when `udpGso`, else one datagram per segment. Returns false (nothing queued) when the
- * frame is not plain IPv4/TCP or scratch or the queue would run out.
+ * Cuts the TCP TSO frame at `frame` (Ethernet header first, `length` bytes; IPv4, or
+ * IPv6 with no extension headers) into segments of `mss` payload bytes, each behind a
+ * VXLAN header, in the arena's scratch, and queues them for `dst`: groups of equal-size
+ * datagrams as single UDP GSO sends when `udpGso`, else one datagram per segment.
+ * Returns false (nothing queued) when the frame is not plain IPv4/TCP or IPv6/TCP, or
+ * scratch or the queue would run out.
  */
-export function segmentTcp4ToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dst: number, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
+export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dst: number, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
   const b = arena.buf;
   const ip = frame + ETH;
-  if (length < ETH + IPV4_HEADER_LENGTH + TCP_HEADER_LENGTH || EthernetFrame.ethertype(b, frame) !== EtherType.IPV4) return false;
-  if (Ipv4Packet.protocol(b, ip) !== IpProtocol.TCP || mss <= 0) return false;
-  const ihl = Ipv4Packet.headerLength(b, ip);
+  const type = length >= ETH ? EthernetFrame.ethertype(b, frame) : 0;
+  const v6 = type === EtherType.IPV6;
+  if (type !== EtherType.IPV4 && !v6) return false;
+  if (length < ETH + (v6 ? IPV6_HEADER_LENGTH : IPV4_HEADER_LENGTH) + TCP_HEADER_LENGTH || mss <= 0) return false;
+  if ((v6 ? b[ip + Ipv6Field.NXT_HDR] : Ipv4Packet.protocol(b, ip)) !== IpProtocol.TCP) return false;
+  const ihl = v6 ? IPV6_HEADER_LENGTH : Ipv4Packet.headerLength(b, ip);
   const tcp = ip + ihl;
   const thl = TcpSegment.headerLength(b, tcp);
   const hdrs = ETH + ihl + thl;
@@ -60,10 +64,10 @@ export function segmentTcp4ToVxlan(arena: Arena, frame: number, length: number, 
   if (queue.capacity - queue.count < sends || arena.scratchFree < segments * segBytes + sends * 8) return false; // + 8-byte alignment per reservation
 
   const seq0 = TcpSegment.seq(b, tcp);
-  const id0 = Ipv4Packet.ident(b, ip);
+  const id0 = v6 ? 0 : Ipv4Packet.ident(b, ip);
   const flags0 = TcpSegment.flags(b, tcp);
-  const src = Ipv4Packet.src(b, ip);
-  const dstIp = Ipv4Packet.dst(b, ip);
+  const src = v6 ? 0 : Ipv4Packet.src(b, ip);
+  const dstIp = v6 ? 0 : Ipv4Packet.dst(b, ip);
   let k = 0;
   while (k < segments) {
     const n = Math.min(perSend, segments - k);
@@ -78,16 +82,22 @@ export function segmentTcp4ToVxlan(arena: Arena, frame: number, length: number, 
       b.copy(b, f, frame, frame + hdrs);
       b.copy(b, f + hdrs, frame + hdrs + k * mss, frame + hdrs + k * mss + chunk);
       const sip = f + ETH;
-      Ipv4Packet.setTotalLength(b, sip, ihl + thl + chunk);
-      Ipv4Packet.setIdent(b, sip, (id0 + k) & 0xffff);
-      Ipv4Packet.fillChecksum(b, sip);
+      if (v6) {
+        set16(b, sip + Ipv6Field.LENGTH, thl + chunk);
+      } else {
+        Ipv4Packet.setTotalLength(b, sip, ihl + thl + chunk);
+        Ipv4Packet.setIdent(b, sip, (id0 + k) & 0xffff);
+        Ipv4Packet.fillChecksum(b, sip);
+      }
       const st = sip + ihl;
       TcpSegment.setSeq(b, st, (seq0 + k * mss) >>> 0);
       let flags = flags0;
       if (k !== segments - 1) flags &= ~(TcpFlags.FIN | TcpFlags.PSH);
       if (k !== 0) flags &= ~TcpFlags.CWR;
       TcpSegment.setFlags(b, st, flags);
-      TcpSegment.fillChecksum(b, st, thl + chunk, pseudoHeaderV4(src, dstIp, IpProtocol.TCP, thl + chunk));
+      TcpSegment.fillChecksum(b, st, thl + chunk, v6
+        ? pseudoHeaderV6(b, sip + Ipv6Field.SRC, sip + Ipv6Field.DST, IpProtocol.TCP, thl + chunk)
+        : pseudoHeaderV4(src, dstIp, IpProtocol.TCP, thl + chunk));
       out = f + hdrs + chunk;
     }
     queue.pushDatagram(at, bytes, dst, dstPort, n > 1 ? segBytes : 0);
@@ -105,8 +115,8 @@ const NO_RUN = -1;
 /**
  * Coalesces TCP segments arriving from the underlay for local pods, one open run per
  * destination port (the common case: one bulk flow per pod at a time). A run lives in
- * scratch as [virtio-net header][Ethernet][IPv4][TCP][payload...] with room to grow to
- * 64 KiB, and leaves as one TSO frame (NEEDS_CSUM, GSO_TCPV4) or, when only one segment
+ * scratch as [virtio-net header][Ethernet][IPv4 or IPv6][TCP][payload...] with room to
+ * grow to 64 KiB, and leaves as one TSO frame (NEEDS_CSUM, GSO_TCPV4 or GSO_TCPV6) or, when only one segment
  * came, as that segment unchanged.
  */
 export class TcpCoalescer {
@@ -136,7 +146,8 @@ export class TcpCoalescer {
    * cannot be coalesced (the caller forwards it as it is, after `finish(port)`).
    */
   offer(port: number, info: PacketInfo, b: Buffer, frame: number): boolean {
-    if (info.ipVersion !== 4 || info.protocol !== IpProtocol.TCP || info.ipHeaderLength !== IPV4_HEADER_LENGTH || info.isFragment || info.vlan !== -1) return false;
+    const v6 = info.ipVersion === 6;
+    if (info.protocol !== IpProtocol.TCP || info.ipHeaderLength !== (v6 ? IPV6_HEADER_LENGTH : IPV4_HEADER_LENGTH) || info.isFragment || info.vlan !== -1) return false;
     const flags = info.tcpFlags;
     if ((flags & ~(TcpFlags.ACK | TcpFlags.PSH)) !== 0 || (flags & TcpFlags.ACK) === 0 || info.payloadLength <= 0) return false;
     if (port >= this.#start.length) this.#grow(port);
@@ -153,7 +164,7 @@ export class TcpCoalescer {
         this.#nextSeq[port] = (info.tcpSeq + payload) >>> 0;
         const full = payload === this.#gsoSize[port];
         this.#lastFull[port] = full ? 1 : 0;
-        if ((flags & TcpFlags.PSH) !== 0) b[start + v + ETH + IPV4_HEADER_LENGTH + TcpField.FLAGS]! |= TcpFlags.PSH;
+        if ((flags & TcpFlags.PSH) !== 0) b[start + v + ETH + info.ipHeaderLength + TcpField.FLAGS]! |= TcpFlags.PSH;
         if (!full || (flags & TcpFlags.PSH) !== 0) this.finish(port);
         return true;
       }
@@ -185,15 +196,19 @@ export class TcpCoalescer {
     const run = start + this.#vnetSize;
     const rip = run + ETH;
     const ip = frame + ETH;
-    // Same flow: addresses and ports.
-    if (Ipv4Packet.src(b, rip) !== Ipv4Packet.src(b, ip) || Ipv4Packet.dst(b, rip) !== Ipv4Packet.dst(b, ip)) return false;
-    const rt = rip + IPV4_HEADER_LENGTH;
-    const t = ip + IPV4_HEADER_LENGTH;
+    // Same flow: family (the header lengths matched), addresses and ports.
+    const ihl = info.ipHeaderLength;
+    if (b[rip]! >>> 4 !== b[ip]! >>> 4) return false;
+    if (ihl === IPV6_HEADER_LENGTH) {
+      for (let i = Ipv6Field.SRC; i < Ipv6Field.DST + 16; i++) if (b[rip + i] !== b[ip + i]) return false;
+    } else if (Ipv4Packet.src(b, rip) !== Ipv4Packet.src(b, ip) || Ipv4Packet.dst(b, rip) !== Ipv4Packet.dst(b, ip)) return false;
+    const rt = rip + ihl;
+    const t = ip + ihl;
     if (TcpSegment.srcPort(b, rt) !== TcpSegment.srcPort(b, t) || TcpSegment.dstPort(b, rt) !== TcpSegment.dstPort(b, t)) return false;
     // Same ACK, data offset, window, urgent pointer and options (tcp_gro_receive).
     if (TcpSegment.ack(b, rt) !== TcpSegment.ack(b, t) || b[rt + TcpField.DATA_OFF] !== b[t + TcpField.DATA_OFF]) return false;
     if (TcpSegment.window(b, rt) !== TcpSegment.window(b, t) || TcpSegment.urgentPointer(b, rt) !== TcpSegment.urgentPointer(b, t)) return false;
-    const thl = hdrs - ETH - IPV4_HEADER_LENGTH;
+    const thl = hdrs - ETH - ihl;
     for (let i = TCP_HEADER_LENGTH; i < thl; i++) if (b[rt + i] !== b[t + i]) return false;
     return true;
   }
@@ -211,17 +226,24 @@ export class TcpCoalescer {
     if (segments > 1) {
       const ip = start + v + ETH;
       const hdrs = this.#hdrs[port]!;
-      const tcpLength = length - ETH - IPV4_HEADER_LENGTH;
-      Ipv4Packet.setTotalLength(b, ip, length - ETH);
-      Ipv4Packet.fillChecksum(b, ip);
+      const v6 = b[ip]! >>> 4 === 6;
+      const ihl = v6 ? IPV6_HEADER_LENGTH : IPV4_HEADER_LENGTH;
+      const tcpLength = length - ETH - ihl;
       // CHECKSUM_PARTIAL: the field holds the pseudo-header sum; the pod's kernel takes
       // the segment as verified (the underlay's UDP checksum covered it in transit).
-      TcpSegment.setChecksum(b, ip + IPV4_HEADER_LENGTH, pseudoHeaderV4(Ipv4Packet.src(b, ip), Ipv4Packet.dst(b, ip), IpProtocol.TCP, tcpLength));
+      if (v6) {
+        set16(b, ip + Ipv6Field.LENGTH, tcpLength);
+        TcpSegment.setChecksum(b, ip + ihl, pseudoHeaderV6(b, ip + Ipv6Field.SRC, ip + Ipv6Field.DST, IpProtocol.TCP, tcpLength));
+      } else {
+        Ipv4Packet.setTotalLength(b, ip, length - ETH);
+        Ipv4Packet.fillChecksum(b, ip);
+        TcpSegment.setChecksum(b, ip + ihl, pseudoHeaderV4(Ipv4Packet.src(b, ip), Ipv4Packet.dst(b, ip), IpProtocol.TCP, tcpLength));
+      }
       VirtioNetHeader.setFlags(b, start, VirtioNetFlags.NEEDS_CSUM);
-      VirtioNetHeader.setGsoType(b, start, VirtioNetGso.TCPV4);
+      VirtioNetHeader.setGsoType(b, start, v6 ? VirtioNetGso.TCPV6 : VirtioNetGso.TCPV4);
       VirtioNetHeader.setHdrLen(b, start, hdrs);
       VirtioNetHeader.setGsoSize(b, start, this.#gsoSize[port]!);
-      VirtioNetHeader.setCsumStart(b, start, ETH + IPV4_HEADER_LENGTH);
+      VirtioNetHeader.setCsumStart(b, start, ETH + ihl);
       VirtioNetHeader.setCsumOffset(b, start, TcpField.CHECKSUM);
       this.coalesced += segments - 1;
     }

@@ -6,7 +6,7 @@
 // socket, which sends the whole queue with one sendmmsg per batch.
 import type { UdpBatchSocket } from '../device/udp.ts';
 import {
-  DropReason, EtherType, EthernetFrame, Ipv4Packet, LinkType, PacketInfo, VirtioNetGso, VirtioNetHeader, VxlanHeader,
+  DropReason, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo, VirtioNetGso, VirtioNetHeader, VxlanHeader,
   decodeFrame, ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH, VXLAN_FLAG_I, VXLAN_HEADER_LENGTH, VXLAN_PORT,
 } from '../wire/index.ts';
 import { EntryPoint, Verdict } from '../services/nat-codes.ts';
@@ -14,7 +14,7 @@ import { BATCHES_PER_WAKEUP, HEADROOM, RX_BATCH, SLOT_SIZE, UnderlayTxQueue, typ
 import type { PortCapture } from './capture.ts';
 import { DatapathDrop, PortCounters } from './counters.ts';
 import type { ForwardingTable } from './forwarding.ts';
-import { TcpCoalescer, completeChecksum, segmentTcp4ToVxlan, type FrameSink } from './offload.ts';
+import { TcpCoalescer, completeChecksum, segmentTcpToVxlan, type FrameSink } from './offload.ts';
 import { NO_REPLY, type ServiceStage } from './service-stage.ts';
 
 /** What the datapath needs of the underlay socket (UdpBatchSocket, or a fake in tests). */
@@ -128,7 +128,10 @@ export class Underlay {
     const len = n - VXLAN_HEADER_LENGTH;
     const reason = decodeFrame(info, b, e, len, LinkType.ETHERNET);
     if (reason !== DropReason.OK) return this.#drop(reason);
-    if (info.ethertype !== EtherType.IPV4) return this.#drop(info.ethertype === EtherType.IPV6 ? DatapathDrop.IPV6_UNSUPPORTED : DropReason.UNSUPPORTED_ETHERTYPE);
+    if (info.ethertype !== EtherType.IPV4) {
+      if (info.ethertype === EtherType.IPV6) return this.#receive6(e, len, inPlace, node);
+      return this.#drop(DropReason.UNSUPPORTED_ETHERTYPE);
+    }
     if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
     if (!Ipv4Packet.headerChecksumOk(b, info.l3Offset)) return this.#drop(DatapathDrop.BAD_IPV4_CHECKSUM);
     // A node sends what it can own: its pods' packets, its own (its host TUN, replies
@@ -185,6 +188,41 @@ export class Underlay {
     this.#drop(t.podCIDR.contains(dst) ? DatapathDrop.NO_SUCH_POD : DatapathDrop.NO_ROUTE);
   }
 
+  /**
+   * An inner IPv6 frame from remote node `node`: from one of its pods (or its node's
+   * stack, whose IPv6 source is its gateway address, inside its range) to a pod here, or
+   * to this node's own IPv6 address (the gateway's, on the host TUN). Service NAT is
+   * IPv4 only in this release, so nothing is reverse-NATed here.
+   */
+  #receive6(e: number, len: number, inPlace: boolean, node: number): void {
+    const a = this.#arena;
+    const b = a.buf;
+    const info = this.#info;
+    const t = this.#routes.table;
+    if (!t.hasIpv6) return this.#drop(DatapathDrop.IPV6_UNSUPPORTED);
+    if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
+    if (t.remoteNode6(b, info.src6Offset) !== node) return this.#drop(DatapathDrop.UNDERLAY_SPOOFED);
+    const ip = e + ETH;
+    const dst = info.dst6Offset;
+    const to = t.podPorts6.getAt(b, dst);
+    if (to >= 0) {
+      Ipv6Packet.decrementHopLimit(b, ip);
+      EthernetFrame.setDst(b, e, t.portMacs[to]!);
+      EthernetFrame.setSrc(b, e, t.gatewayMac);
+      if (this.coalescer.offer(to, info, b, e)) return;
+      this.coalescer.finish(to);
+      const vh = a.frameWithHeader(e, len, inPlace);
+      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+      return this.#routes.enqueue(to, vh, VIRTIO_NET_HEADER_LENGTH + len);
+    }
+    const host = this.#routes.hostPort;
+    if (t.isGateway6(b, dst) && host !== NO_PORT) {
+      Ipv6Packet.decrementHopLimit(b, ip);
+      return this.#routes.enqueue(host, a.frameWithHeader(ip, len - ETH, true), len - ETH + VIRTIO_NET_HEADER_LENGTH);
+    }
+    this.#drop(t.podCIDR6!.containsAt(b, dst) ? DatapathDrop.NO_SUCH_POD : DatapathDrop.NO_ROUTE);
+  }
+
   // ---- transmit --------------------------------------------------------------------
 
   /**
@@ -209,12 +247,12 @@ export class Underlay {
     const q = this.#queue;
     const gso = VirtioNetHeader.gsoProtocol(b, vh);
     if (gso !== VirtioNetGso.NONE) {
-      if (gso !== VirtioNetGso.TCPV4) return DatapathDrop.UNSUPPORTED_GSO;
+      if (gso !== VirtioNetGso.TCPV4 && gso !== VirtioNetGso.TCPV6) return DatapathDrop.UNSUPPORTED_GSO;
       const mss = VirtioNetHeader.gsoSize(b, vh);
       const udpGso = this.#socket?.gsoSupported ?? false;
-      if (segmentTcp4ToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso)) return 0;
+      if (segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso)) return 0;
       this.#flushAll();
-      return segmentTcp4ToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
+      return segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
     }
     if (VirtioNetHeader.needsCsum(b, vh)) {
       if (!completeChecksum(b, e, frameLen, VirtioNetHeader.csumStart(b, vh), VirtioNetHeader.csumOffset(b, vh))) return DatapathDrop.BAD_VNET_HEADER;

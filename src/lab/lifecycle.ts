@@ -11,7 +11,7 @@ import { isAlive, pidsInNetns, stopProcesses } from './network/processes.ts';
 import { interruption, ipBatch } from './network/shell.ts';
 import { claimStateDir, loadState, saveState, stateDirOf, usesApi, type LabState, type ObjectStore } from './state.ts';
 import { apiApplyLocked, createTopologyPods } from './cluster/api-apply.ts';
-import { defaultTopology, loadTopologyFile, type Dataplane, type ProxyMode } from './topology.ts';
+import { defaultTopology, loadTopologyFile, type Dataplane, type IpFamily, type ProxyMode } from './topology.ts';
 import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
@@ -44,6 +44,8 @@ export interface UpOptions {
   name: string | undefined;
   dataplane: Dataplane | undefined;
   proxyMode: ProxyMode | undefined;
+  /** ipv4 or dual (overrides the topology's ipFamily). */
+  ipFamily?: IpFamily | undefined;
   /** Where the lab keeps its objects (default kubernetes: the lab API server, agents in cluster mode). */
   source?: ObjectStore | undefined;
   /** Also the Ingress controller (src/lab/cluster/ingress.ts). */
@@ -64,7 +66,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const topology = options.topologyPath === undefined ? defaultTopology() : loadTopologyFile(options.topologyPath);
   const name = options.name ?? topology.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
-  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode);
+  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode, options.ipFamily);
   state.objectStore = options.source ?? 'kubernetes';
   if (topology.services !== null) {
     // Checked before anything is built; the lab-specific checks come with the apply.

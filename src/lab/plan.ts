@@ -8,8 +8,8 @@ import * as names from './network/names.ts';
 import { formatPool, parsePool, type AddressPool } from './cluster/load-balancer.ts';
 import { manifestDirOf } from './cluster/manifests.ts';
 import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
-import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type ProxyMode, type Topology } from './topology.ts';
-import { type Cidr, ipv4ToString, parseCidr, parseIpv4 } from '../wire/address.ts';
+import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type IpFamily, type ProxyMode, type Topology } from './topology.ts';
+import { type Cidr, type Cidr6, ipv4ToString, ipv6ToString, parseCidr, parseCidr6, parseIpv4 } from '../wire/address.ts';
 
 /** Node i's underlay address defaults to network + 10 + i, the client's to network + 100. */
 const NODE_HOST_OFFSET = 10;
@@ -17,8 +17,16 @@ const CLIENT_HOST_OFFSET = 100;
 /** Pod CIDR .0 goes to vxlan0 (flannel's convention), .1 is the gateway; pods start at .2. */
 const FIRST_POD_HOST = 2;
 
-export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode): LabState {
+export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode, ipFamilyOverride?: IpFamily): LabState {
   const errors: string[] = [];
+  const ipFamily = ipFamilyOverride ?? topology.ipFamily ?? 'ipv4';
+  const familyPath = ipFamilyOverride === undefined ? 'ipFamily' : '--ip-family';
+  if (ipFamily === 'ipv6') {
+    errors.push(`${familyPath}: ipv6 (IPv6-only) labs are not built yet: their Services need NAT66, which the agent does not do in this release; use dual`);
+  } else if (ipFamily === 'dual' && dataplane !== 'tapir') {
+    errors.push(`${familyPath}: dual-stack labs run on the tapir dataplane (the kernel dataplane is IPv4 only)`);
+  }
+  const dual = ipFamily === 'dual';
   const proxyMode = proxyModeOverride ?? topology.proxyMode ?? defaultProxyMode(dataplane);
   const modeProblem = proxyModeProblem(dataplane, proxyMode);
   if (modeProblem !== undefined) errors.push(`${proxyModeOverride === undefined ? 'proxyMode' : '--proxy-mode'}: ${modeProblem}`);
@@ -39,6 +47,25 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     ['addressing.serviceCIDR', service, 'addressing.clusterCIDR', cluster],
   ];
   for (const [pathA, a, pathB, b] of pairs) {
+    if (a !== undefined && b !== undefined && a.overlaps(b)) field(pathA, `overlaps ${pathB}`);
+  }
+  const prefix6Field = (path: string, text: string): Cidr6 | undefined => {
+    const prefix = parseCidr6(text, true);
+    if (prefix === undefined) field(path, `"${text}" must be an IPv6 network like fd00:10:244::/56 (host bits zero)`);
+    return prefix;
+  };
+  const underlay6 = dual ? prefix6Field('addressing.underlayCIDRv6', topology.addressing.underlayCIDRv6) : undefined;
+  const cluster6 = dual ? prefix6Field('addressing.clusterCIDRv6', topology.addressing.clusterCIDRv6) : undefined;
+  const service6 = dual ? prefix6Field('addressing.serviceCIDRv6', topology.addressing.serviceCIDRv6) : undefined;
+  if (underlay6 !== undefined && underlay6.prefixLength > 120) field('addressing.underlayCIDRv6', 'must be /120 or larger');
+  if (cluster6 !== undefined && cluster6.prefixLength > 64) field('addressing.clusterCIDRv6', 'must be /64 or larger (each node takes a /64 by default)');
+  if (service6 !== undefined && service6.prefixLength < 108) field('addressing.serviceCIDRv6', 'must be /108 or smaller (kube-apiserver allows at most 20 host bits for IPv6 service ranges)');
+  const pairs6: [string, Cidr6 | undefined, string, Cidr6 | undefined][] = [
+    ['addressing.clusterCIDRv6', cluster6, 'addressing.underlayCIDRv6', underlay6],
+    ['addressing.serviceCIDRv6', service6, 'addressing.underlayCIDRv6', underlay6],
+    ['addressing.serviceCIDRv6', service6, 'addressing.clusterCIDRv6', cluster6],
+  ];
+  for (const [pathA, a, pathB, b] of pairs6) {
     if (a !== undefined && b !== undefined && a.overlaps(b)) field(pathA, `overlaps ${pathB}`);
   }
   if (errors.length > 0) throw planError(topology, errors);
@@ -68,6 +95,20 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   const nodes: NodeState[] = [];
   const pods: PodState[] = [];
   const podCIDRs: [string, Cidr][] = [];
+  const podCIDRs6: [string, Cidr6][] = [];
+  /** Dual-stack: the node's IPv6 range (default its /64 of clusterCIDRv6), checked like podCIDR. */
+  const podCIDRv6Of = (path: string, text: string | undefined, index: number): Cidr6 | undefined => {
+    const c = text === undefined ? cluster6!.subnet(64, index) : prefix6Field(`${path}.podCIDRv6`, text);
+    if (c === undefined) {
+      if (text === undefined) field(path, `addressing.clusterCIDRv6 ${cluster6!.toString()} has no /64 number ${index} for this node; set podCIDRv6`);
+      return undefined;
+    }
+    if (!cluster6!.covers(c)) field(`${path}.podCIDRv6`, `${c.toString()} is not inside addressing.clusterCIDRv6 ${cluster6!.toString()}`);
+    if (c.prefixLength > 120) field(`${path}.podCIDRv6`, 'must be /120 or larger');
+    for (const [otherPath, other] of podCIDRs6) if (c.overlaps(other)) field(`${path}.podCIDRv6`, `${c.toString()} overlaps ${otherPath}.podCIDRv6`);
+    podCIDRs6.push([path, c]);
+    return c;
+  };
   topology.nodes.forEach((spec, i) => {
     const index = i + 1;
     const path = `nodes[${i}]`;
@@ -85,6 +126,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     // Usable pod addresses: all but .0 (vxlan0), .1 (gateway) and the broadcast address.
     const capacity = podCIDR.size - 3;
     if (spec.pods.length > capacity) field(`${path}.pods`, `${spec.pods.length} pods do not fit in podCIDR ${podCIDR.toString()} (at most ${capacity})`);
+    const podCIDR6 = dual ? podCIDRv6Of(path, spec.podCIDRv6, index) : undefined;
     const node: NodeState = {
       name: spec.name,
       zone: spec.zone,
@@ -94,6 +136,11 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
       underlayPort: names.underlayPortOfNode(index),
       podCIDR: podCIDR.toString(),
       gateway: ipv4ToString(podCIDR.network + 1),
+      ...(podCIDR6 === undefined ? {} : {
+        underlayIP6: ipv6ToString(underlay6!.host(NODE_HOST_OFFSET + index)),
+        podCIDRv6: podCIDR6.toString(),
+        gateway6: ipv6ToString(podCIDR6.host(1)),
+      }),
       vtepMac: vtepMac(index),
       devices: [],
       agent: dataplane === 'tapir' ? agentPaths(stateDir, spec.name) : null,
@@ -108,6 +155,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         node: spec.name,
         netns: names.podNetns(lab, podSpec.namespace, podSpec.name),
         ip: dataplane === 'kernel' ? ipv4ToString(podCIDR.network + FIRST_POD_HOST + j) : null,
+        ...(dual ? { ip6: null } : {}),
         mac: null,
         labels: podSpec.labels,
         ports: podSpec.ports,
@@ -130,6 +178,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     netns: names.clientNetns(lab, topology.client.name),
     ip: underlayAddress('client.underlayIP', topology.client.underlayIP, CLIENT_HOST_OFFSET),
     underlayPort: names.CLIENT_UNDERLAY_PORT,
+    ...(dual ? { ip6: ipv6ToString(underlay6!.host(CLIENT_HOST_OFFSET)) } : {}),
   };
   if (pool !== undefined) {
     for (const [address, owner] of usedUnderlay) {
@@ -148,7 +197,13 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     createdAt: new Date().toISOString(),
     source: topology.source,
     stateDir,
-    addressing: { ...topology.addressing, loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU },
+    addressing: dual
+      ? { ...topology.addressing, loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU }
+      : {
+        underlayCIDR: topology.addressing.underlayCIDR, clusterCIDR: topology.addressing.clusterCIDR, serviceCIDR: topology.addressing.serviceCIDR,
+        loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU,
+      },
+    ipFamily: dual ? 'dual' : 'ipv4',
     underlay: { netns: names.underlayNetns(lab), bridge: names.UNDERLAY_BRIDGE },
     nodes,
     pods,
@@ -184,6 +239,6 @@ function agentPaths(stateDir: string, node: string): NonNullable<NodeState['agen
 }
 
 /** The nodes' list every agent config carries (the lab is the cluster's source of truth). */
-export function clusterNodes(state: LabState): { name: string; underlayIP: string; podCIDR: string }[] {
-  return state.nodes.map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR }));
+export function clusterNodes(state: LabState): { name: string; underlayIP: string; podCIDR: string; podCIDRv6?: string }[] {
+  return state.nodes.map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR, ...(n.podCIDRv6 === undefined ? {} : { podCIDRv6: n.podCIDRv6 }) }));
 }

@@ -44,6 +44,10 @@ export interface NodeState {
   underlayPort: string;
   podCIDR: string;
   gateway: string;
+  /** Dual-stack labs: the node's IPv6 underlay address, pod range and gateway (absent otherwise). */
+  underlayIP6?: string;
+  podCIDRv6?: string;
+  gateway6?: string;
   /** Kernel dataplane: MAC of vxlan0, which remote nodes resolve podCIDR .0 to. */
   vtepMac: string;
   /** Devices the lab created inside the node namespace. */
@@ -59,6 +63,8 @@ export interface PodState {
   netns: string;
   /** Kernel: planned by the lab. Tapir: from the CNI result (null until ADD succeeded). */
   ip: string | null;
+  /** Dual-stack labs: the pod's IPv6 address from the CNI result (null until then; absent in IPv4 labs). */
+  ip6?: string | null;
   mac: string | null;
   labels: Record<string, string>;
   ports: ContainerPort[];
@@ -127,7 +133,7 @@ export interface UpstreamDnsState {
   log: string;
 }
 
-export interface ClientState { name: string; netns: string; ip: string; underlayPort: string }
+export interface ClientState { name: string; netns: string; ip: string; underlayPort: string; /** Dual-stack labs. */ ip6?: string }
 
 export interface LabState {
   version: number;
@@ -143,7 +149,13 @@ export interface LabState {
   createdAt: string;
   source: string;
   stateDir: string;
-  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string; vni: number; mtu: number; podMTU: number };
+  addressing: {
+    underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string; vni: number; mtu: number; podMTU: number;
+    /** Dual-stack labs only (absent in IPv4 labs and older states). */
+    underlayCIDRv6?: string; clusterCIDRv6?: string; serviceCIDRv6?: string;
+  };
+  /** The address families (absent: ipv4, in states of older labs). */
+  ipFamily?: 'ipv4' | 'dual';
   underlay: { netns: string; bridge: string };
   nodes: NodeState[];
   pods: PodState[];
@@ -259,4 +271,9 @@ export function listLabs(): string[] {
   } catch {
     return [];
   }
+}
+
+/** Whether the lab is dual-stack (its pods and nodes have IPv6 addresses too). */
+export function isDualStack(state: LabState): boolean {
+  return state.ipFamily === 'dual';
 }

@@ -87,6 +87,8 @@ export interface NodeSpec {
   underlayIP: string | undefined;
   /** Defaults to the node number's /24 inside the cluster CIDR (10.244.1.0/24, …). */
   podCIDR: string | undefined;
+  /** Dual-stack labs: the node's IPv6 pod range (default: the node's /64 of clusterCIDRv6). */
+  podCIDRv6: string | undefined;
   pods: PodSpec[];
 }
 
@@ -100,7 +102,12 @@ export interface Topology {
    * loadBalancerPool: "first-last" or a CIDR inside the underlay, from which the lab
    * (playing the cloud) gives LoadBalancer Services their address.
    */
-  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string };
+  addressing: { underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string; underlayCIDRv6: string; clusterCIDRv6: string; serviceCIDRv6: string };
+  /**
+   * The lab's address families: `ipv4` (the default), or `dual`: every node also gets an
+   * IPv6 underlay address and a /64 of clusterCIDRv6, every pod an IPv6 address.
+   */
+  ipFamily: IpFamily | undefined;
   /** How long a deleted pod stays terminating (serving, not ready) before it is stopped. */
   terminationGracePeriodSeconds: number;
   /** Kubernetes objects applied at `lab up` (`services:` in the topology), or null. */
@@ -126,7 +133,14 @@ export interface LabAgentSettings {
  * src/model/cluster-defaults.ts): lab states, tests and the service-scale benchmark
  * (addresses from 10.96.64.0 up) are laid out in it, and it is routed as one prefix.
  */
-export const DEFAULT_ADDRESSING = { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '' } as const;
+export const DEFAULT_ADDRESSING = {
+  underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '',
+  // Dual-stack labs only (ULA, RFC 4193): the nodes' IPv6 underlay, one /64 of the cluster range per node, Services.
+  underlayCIDRv6: 'fd00:172:30::/64', clusterCIDRv6: 'fd00:10:244::/56', serviceCIDRv6: 'fd00:10:96::/112',
+} as const;
+
+export const IP_FAMILIES = ['ipv4', 'dual', 'ipv6'] as const;
+export type IpFamily = (typeof IP_FAMILIES)[number];
 /**
  * The cluster DNS Service's address in the default lab (the tenth of DEFAULT_ADDRESSING's
  * service CIDR, src/model/cluster-defaults.ts): what every ClusterFirst pod's resolv.conf
@@ -171,6 +185,7 @@ export function parseTopology(text: string, source: string): Topology {
     dataplane: top.has('dataplane') ? top.choice('dataplane', DATAPLANES, 'tapir') : undefined,
     proxyMode: top.has('proxyMode') ? top.choice('proxyMode', PROXY_MODES, 'tapir') : undefined,
     addressing: { ...DEFAULT_ADDRESSING },
+    ipFamily: top.has('ipFamily') ? top.choice('ipFamily', IP_FAMILIES, 'ipv4') : undefined,
     terminationGracePeriodSeconds: top.int('terminationGracePeriodSeconds', 0, 300, DEFAULT_TERMINATION_GRACE_SECONDS),
     services: null,
     mtu: top.int('mtu', 1330, 9216, DEFAULT_MTU),
@@ -213,8 +228,8 @@ export function parseTopology(text: string, source: string): Topology {
   return topology;
 }
 
-const TOP_KEYS = ['name', 'dataplane', 'proxyMode', 'addressing', 'terminationGracePeriodSeconds', 'services', 'mtu', 'vni', 'nodes', 'client', 'agent'] as const;
-const ADDRESSING_KEYS = ['underlayCIDR', 'clusterCIDR', 'serviceCIDR', 'loadBalancerPool'] as const;
+const TOP_KEYS = ['name', 'dataplane', 'proxyMode', 'ipFamily', 'addressing', 'terminationGracePeriodSeconds', 'services', 'mtu', 'vni', 'nodes', 'client', 'agent'] as const;
+const ADDRESSING_KEYS = ['underlayCIDR', 'clusterCIDR', 'serviceCIDR', 'loadBalancerPool', 'underlayCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6'] as const;
 
 /** A string field that may be absent (undefined then). */
 function optionalString(f: Fields, key: string): string | undefined {
@@ -235,12 +250,13 @@ function parseNode(f: Fields): NodeSpec {
     zone: optionalString(f, 'zone') ?? ZONES[index % ZONES.length]!,
     underlayIP: optionalString(f, 'underlayIP'),
     podCIDR: optionalString(f, 'podCIDR'),
+    podCIDRv6: optionalString(f, 'podCIDRv6'),
     pods: [],
   };
   if (node.name !== '' && !isNodeName(node.name)) f.fail('name', 'must be a DNS-1123 label of at most 32 characters');
   if (!isLabelValue(node.zone)) f.fail('zone', 'must be a label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)');
   for (const pod of f.maps('pods')) node.pods.push(parsePod(pod));
-  f.rejectUnknown(['name', 'zone', 'underlayIP', 'podCIDR', 'pods']);
+  f.rejectUnknown(['name', 'zone', 'underlayIP', 'podCIDR', 'podCIDRv6', 'pods']);
   return node;
 }
 

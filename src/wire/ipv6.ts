@@ -129,6 +129,11 @@ export class Ipv6Packet {
     for (let i = 0; i < 16; i++) this.buf[this.off + Ipv6Field.DST + i] = from[at + i]!;
   }
 
+  /** One hop less (the caller checked it is above 1); IPv6 has no header checksum to update. */
+  static decrementHopLimit(b: Uint8Array, off: number): void {
+    b[off + Ipv6Field.HOP_LIMIT] = b[off + Ipv6Field.HOP_LIMIT]! - 1;
+  }
+
   get isFragment(): boolean { return this.fragmentHeaderOffset >= 0; }
   // In bytes; 0 without a fragment header.
   get fragmentOffset(): number {

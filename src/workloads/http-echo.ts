@@ -1,8 +1,9 @@
 // HTTP echo: answers every request with JSON describing it as this pod saw it. `client`
 // is the peer address exactly as the accepted socket reports it, so a test can tell
 // whether anything on the path rewrote the source (SNAT) or not.
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { PodIdentity } from './identity.ts';
+import { listenBothFamilies } from './listen.ts';
 
 export interface EchoReply {
   pod: string;
@@ -19,7 +20,7 @@ export interface EchoReply {
 }
 
 export function startHttpEcho(identity: PodIdentity, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
+  const handler: RequestListener = (req, res) => {
     let bodyLength = 0;
     req.on('data', (chunk: Buffer) => { bodyLength += chunk.length; });
     req.on('end', () => {
@@ -39,10 +40,9 @@ export function startHttpEcho(identity: PodIdentity, port: number): Promise<Serv
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
-  });
-  // 0.0.0.0, not "::": on a dual-stack socket IPv4 peers appear as ::ffff:a.b.c.d.
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => resolve(server));
-  });
+  };
+  const server = createServer(handler);
+  // 0.0.0.0, not "::": on a dual-stack socket IPv4 peers appear as ::ffff:a.b.c.d. IPv6
+  // peers (a dual-stack pod's) reach a second, IPv6-only listener beside it.
+  return listenBothFamilies(server, () => createServer(handler), port);
 }

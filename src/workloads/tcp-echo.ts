@@ -1,13 +1,11 @@
 // TCP echo (RFC 862 style): every byte received is sent back on the same connection.
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
+import { listenBothFamilies } from './listen.ts';
 
 export function startTcpEcho(port: number): Promise<Server> {
-  const server = createServer((socket) => {
+  const echo = (socket: Socket): void => {
     socket.on('error', () => socket.destroy()); // a reset peer is normal for an echo server
     socket.pipe(socket);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => resolve(server));
-  });
+  };
+  return listenBothFamilies(createServer(echo), () => createServer(echo), port);
 }

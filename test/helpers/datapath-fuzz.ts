@@ -10,12 +10,23 @@ import type { FrameDevice } from '../../src/device/types.ts';
 import { endpoint, servicePort, snapshot } from '../../src/model/synthetic.ts';
 import { ServiceNat } from '../../src/services/nat.ts';
 import { buildServiceTable } from '../../src/tables/service-table.ts';
-import { ArpOp, MAC_BROADCAST, TcpFlags, VIRTIO_NET_HEADER_LENGTH, VirtioNetGso, buildPacket, type PacketRepr } from '../../src/wire/index.ts';
+import { ForwardingTable, macForIpv6 } from '../../src/datapath/forwarding.ts';
+import {
+  ArpOp, Icmpv6Type, MAC_BROADCAST, TcpFlags, VIRTIO_NET_HEADER_LENGTH, VirtioNetGso, buildPacket, linkLocalForMac, parseCidr6, parseIpv6,
+  type PacketRepr,
+} from '../../src/wire/index.ts';
 import { Prng } from '../fixtures/wire/prng.ts';
 import {
-  FakeUnderlay, GATEWAY, GATEWAY_MAC, HOST_DST, MAC_A, MAC_B, POD_A, POD_B, REMOTE_POD, REMOTE_POD_MAC, UNDERLAY_IP,
-  ip, makeTable, pattern, podEntry, vxlanPayload, withVnet,
+  CLUSTER_CIDR, FakeUnderlay, GATEWAY, GATEWAY_MAC, HOST_DST, MAC_A, MAC_B, MTU, POD_A, POD_B, POD_CIDR, REMOTE_NODE_IP, REMOTE_POD,
+  REMOTE_POD_CIDR, REMOTE_POD_MAC, UNDERLAY_IP, VNI, ip, makeTable, pattern, vxlanPayload, withVnet,
 } from './datapath.ts';
+
+// The dual-stack half: pods A and B also have IPv6 addresses, the remote node a range.
+const v6 = (s: string): Uint8Array => parseIpv6(s)!;
+const GW6 = v6('fd00:10:244:1::1');
+const A6 = v6('fd00:10:244:1::2');
+const B6 = v6('fd00:10:244:1::3');
+const R6 = v6('fd00:10:244:2::5');
 
 /** A device that hands the datapath one frame per fire() and counts what it writes. */
 class OneFrameDevice implements FrameDevice {
@@ -83,6 +94,34 @@ function templates(): { port: 'podA' | 'podB' | 'host' | 'underlay'; frame: Uint
     { port: 'underlay', frame: vxlanPayload({ eth: { dst: GATEWAY_MAC, src: REMOTE_POD_MAC }, ipv4: { src: REMOTE_POD, dst: POD_A, ttl: 63 }, udp: { srcPort: 8080, dstPort: 40001 }, payload: pattern(80) }) },
     { port: 'underlay', frame: vxlanPayload({ eth: { dst: GATEWAY_MAC, src: REMOTE_POD_MAC }, ipv4: { src: REMOTE_POD, dst: POD_A, ttl: 63 }, tcp: tcp(REMOTE_POD, 40002, TcpFlags.ACK), payload: pattern(1000) }) },
     { port: 'underlay', frame: vxlanPayload({ eth: { dst: GATEWAY_MAC, src: REMOTE_POD_MAC }, ipv4: { src: REMOTE_POD, dst: UNDERLAY_IP, ttl: 63 }, udp: { srcPort: 1, dstPort: 2 }, payload: pattern(20) }) },
+    ...templates6(),
+  ];
+}
+
+/** IPv6 frames: NDP, echo to the gateway, routed, switched, TSO6, from the host and the underlay. */
+function templates6(): { port: 'podA' | 'podB' | 'host' | 'underlay'; frame: Uint8Array }[] {
+  const from6 = (src: Uint8Array, dst: Uint8Array, ethDst: number, l4: Partial<PacketRepr>, payload = pattern(64)): Uint8Array =>
+    withVnet({ eth: { dst: ethDst, src: MAC_A }, ipv6: { src, dst, hopLimit: 64 }, ...l4, payload } as PacketRepr);
+  const ns = new Uint8Array(24);
+  ns.set(GW6, 0);
+  ns.set([1, 1, 0x0a, 0x58, 10, 244, 1, 2], 16);
+  const tso6 = withVnet(
+    { eth: { dst: GATEWAY_MAC, src: MAC_A }, ipv6: { src: A6, dst: R6, hopLimit: 64 }, tcp: { srcPort: 40000, dstPort: 8080, seq: 1, ack: 0, flags: TcpFlags.ACK }, payload: pattern(4000), l4Checksum: 'partial' },
+    { flags: 1, gsoType: VirtioNetGso.TCPV6, hdrLen: 74, gsoSize: 1378, csumStart: 54, csumOffset: 16 },
+  );
+  const r6mac = macForIpv6(R6);
+  return [
+    { port: 'podA', frame: from6(linkLocalForMac(MAC_A), v6('ff02::1:ff00:1'), 0x3333_ff00_0001, { icmp: { type: Icmpv6Type.NEIGHBOR_SOLICIT, code: 0, restOfHeader: 0 } }, ns) },
+    { port: 'podA', frame: from6(A6, GW6, GATEWAY_MAC, { icmp: { type: Icmpv6Type.ECHO_REQUEST, code: 0, restOfHeader: 0x10001 } }) },
+    { port: 'podA', frame: from6(A6, B6, GATEWAY_MAC, { udp: { srcPort: 1, dstPort: 2 } }) },
+    { port: 'podA', frame: from6(A6, B6, MAC_B, { tcp: { srcPort: 1, dstPort: 2, seq: 1, ack: 0, flags: TcpFlags.SYN } }) },
+    { port: 'podA', frame: from6(A6, R6, GATEWAY_MAC, { udp: { srcPort: 1, dstPort: 2 } }, pattern(1400)) },
+    { port: 'podA', frame: from6(A6, v6('2001:db8::1'), GATEWAY_MAC, { udp: { srcPort: 1, dstPort: 2 } }) },
+    { port: 'podA', frame: tso6 },
+    { port: 'host', frame: withVnet(buildPacket({ ipv6: { src: GW6, dst: B6, hopLimit: 64 }, tcp: { srcPort: 5, dstPort: 80, seq: 1, ack: 0, flags: TcpFlags.SYN } })) },
+    { port: 'host', frame: withVnet(buildPacket({ ipv6: { src: GW6, dst: R6, hopLimit: 64 }, udp: { srcPort: 5, dstPort: 80 }, payload: pattern(1500) })) },
+    { port: 'underlay', frame: vxlanPayload({ eth: { dst: GATEWAY_MAC, src: r6mac }, ipv6: { src: R6, dst: A6, hopLimit: 63 }, tcp: { srcPort: 8080, dstPort: 40002, seq: 9, ack: 1, flags: TcpFlags.ACK }, payload: pattern(1000) }) },
+    { port: 'underlay', frame: vxlanPayload({ eth: { dst: GATEWAY_MAC, src: r6mac }, ipv6: { src: v6('fd00:10:244:2::1'), dst: GW6, hopLimit: 63 }, icmp: { type: Icmpv6Type.ECHO_REQUEST, code: 0, restOfHeader: 1 }, payload: pattern(20) }) },
   ];
 }
 
@@ -142,7 +181,12 @@ export function runDatapathFuzz(seed: number, frames: number, seconds = Infinity
   const portA = dp.addPort(PortKind.POD, 'pod-a', devices.podA, VIRTIO_NET_HEADER_LENGTH);
   const portB = dp.addPort(PortKind.POD, 'pod-b', devices.podB, VIRTIO_NET_HEADER_LENGTH);
   dp.addPort(PortKind.HOST, 'host', devices.host, VIRTIO_NET_HEADER_LENGTH);
-  dp.setTable(makeTable([podEntry(portA, POD_A), podEntry(portB, POD_B)]));
+  dp.setTable(new ForwardingTable({
+    podCIDR: POD_CIDR, clusterCIDR: CLUSTER_CIDR, underlayIP: UNDERLAY_IP, vni: VNI, mtu: MTU,
+    podCIDR6: parseCidr6('fd00:10:244:1::/64')!, clusterCIDR6: parseCidr6('fd00:10:244::/56')!,
+    pods: [{ port: portA, ip: POD_A, mac: MAC_A, ip6: A6 }, { port: portB, ip: POD_B, mac: MAC_B, ip6: B6 }],
+    remotes: [{ name: 'node-2', underlayIP: REMOTE_NODE_IP, podCIDR: REMOTE_POD_CIDR, podCIDR6: parseCidr6('fd00:10:244:2::/64')! }],
+  }));
   const snap = snapshot([
     servicePort({ name: 'web', clusterIP: CLUSTER_IP, port: 80, nodePort: 30080, allEndpoints: [endpoint('10.244.1.3', 8080, { local: true }), endpoint('10.244.2.5', 8080)] }),
     servicePort({ name: 'empty', clusterIP: CLUSTER_IP, port: 81, protocol: 17, allEndpoints: [] }),

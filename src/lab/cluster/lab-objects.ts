@@ -14,8 +14,14 @@ export function nodeObject(node: NodeState): RawObject {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name, [ZONE_LABEL]: node.zone } },
-    spec: { podCIDR: node.podCIDR, podCIDRs: [node.podCIDR] },
-    status: { addresses: [{ type: 'InternalIP', address: node.underlayIP }, { type: 'Hostname', address: node.name }] },
+    spec: { podCIDR: node.podCIDR, podCIDRs: node.podCIDRv6 === undefined ? [node.podCIDR] : [node.podCIDR, node.podCIDRv6] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: node.underlayIP },
+        ...(node.underlayIP6 === undefined ? [] : [{ type: 'InternalIP', address: node.underlayIP6 }]),
+        { type: 'Hostname', address: node.name },
+      ],
+    },
   };
 }
 
@@ -63,7 +69,7 @@ export function podStatus(pod: PodState, ready: boolean, hostIP?: string): RawOb
   return {
     phase: 'Running',
     ...(hostIP === undefined ? {} : { hostIP }),
-    ...(pod.ip === null ? {} : { podIP: pod.ip, podIPs: [{ ip: pod.ip }] }),
+    ...(pod.ip === null ? {} : { podIP: pod.ip, podIPs: pod.ip6 == null ? [{ ip: pod.ip }] : [{ ip: pod.ip }, { ip: pod.ip6 }] }),
     conditions: [
       { type: 'PodScheduled', status: 'True' },
       { type: 'ContainersReady', status: value },

@@ -74,6 +74,7 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
     node: node.name,
     netns: podNetns(state.name, namespace, name),
     ip,
+    ...(node.podCIDRv6 === undefined ? {} : { ip6: null }),
     mac: null,
     labels: { ...object.metadata.labels },
     ports,

@@ -12,7 +12,7 @@ import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
-import { usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
+import { isDualStack, usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
@@ -28,6 +28,7 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     podCIDR: node.podCIDR,
     clusterCIDR: state.addressing.clusterCIDR,
     serviceCIDR: state.addressing.serviceCIDR,
+    ...(node.podCIDRv6 === undefined ? {} : { podCIDRv6: node.podCIDRv6, clusterCIDRv6: state.addressing.clusterCIDRv6 }),
     vni: state.addressing.vni,
     mtu: state.addressing.podMTU,
     stateDir: agent.dir,
@@ -75,6 +76,8 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     apiVersion: 'tapir.dev/v1alpha1',
     kind: 'TapirAgentConfiguration',
     serviceCIDR: state.addressing.serviceCIDR,
+    // Dual-stack: the cluster's IPv6 range (the node's own /64 comes from its Node's spec.podCIDRs).
+    ...(isDualStack(state) ? { clusterCIDRv6: state.addressing.clusterCIDRv6 } : {}),
     vni: state.addressing.vni,
     mtu: state.addressing.podMTU,
     hostTun: 'tapir0',
@@ -86,15 +89,16 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
   return `# written by tapir lab up (lab ${state.name}): the DaemonSet ConfigMap's config.yaml\n${toYaml(kubeProxy)}---\n${toYaml(tapir)}`;
 }
 
-/** The tapir-cni plugin's network config as the runtime passes it (from the conflist). */
+/**
+ * The tapir-cni plugin's network config as the runtime passes it (from the conflist).
+ * Dual-stack nodes: host-local style `ranges`, one range set per family.
+ */
 export function cniNetworkConfig(node: NodeState): Record<string, unknown> {
-  return {
-    cniVersion: '1.1.0',
-    name: 'tapir',
-    type: 'tapir-cni',
-    controlSocket: node.agent!.controlSocket,
-    ipam: { type: 'tapir-ipam', subnet: node.podCIDR, gateway: node.gateway, dataDir: join(node.agent!.dir, 'ipam') },
-  };
+  const dataDir = join(node.agent!.dir, 'ipam');
+  const ipam = node.podCIDRv6 === undefined
+    ? { type: 'tapir-ipam', subnet: node.podCIDR, gateway: node.gateway, dataDir }
+    : { type: 'tapir-ipam', ranges: [[{ subnet: node.podCIDR, gateway: node.gateway }], [{ subnet: node.podCIDRv6, gateway: node.gateway6 }]], dataDir };
+  return { cniVersion: '1.1.0', name: 'tapir', type: 'tapir-cni', controlSocket: node.agent!.controlSocket, ipam };
 }
 
 export async function startAgents(state: LabState, progress: (message: string) => void, save: () => void): Promise<void> {
@@ -214,13 +218,18 @@ async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Prom
   return output;
 }
 
-/** Reads the pod's address, MAC and host device from a CNI 1.1.0 result. */
+/** Reads the pod's addresses (IPv4, and IPv6 in a dual-stack lab), MAC and host device from a CNI 1.1.0 result. */
 function applyResult(pod: PodState, result: Record<string, unknown>): void {
   const interfaces = (Array.isArray(result.interfaces) ? result.interfaces : []) as { name?: string; mac?: string; sandbox?: string }[];
   const ips = (Array.isArray(result.ips) ? result.ips : []) as { address?: string; interface?: number }[];
   const ip = ips.find((i) => typeof i.address === 'string' && !i.address.includes(':'));
   if (ip === undefined) throw new LabError('CNI_FAILED', `tapir-cni ADD for pod ${pod.namespace}/${pod.name}: result has no IPv4 address: ${JSON.stringify(result)}`);
   pod.ip = ip.address!.split('/')[0]!;
+  if (pod.ip6 !== undefined) {
+    const ip6 = ips.find((i) => typeof i.address === 'string' && i.address.includes(':'));
+    if (ip6 === undefined) throw new LabError('CNI_FAILED', `tapir-cni ADD for pod ${pod.namespace}/${pod.name}: the lab is dual-stack and the result has no IPv6 address: ${JSON.stringify(result)}`);
+    pod.ip6 = ip6.address!.split('/')[0]!;
+  }
   const podInterface = ip.interface === undefined ? interfaces.find((i) => i.sandbox) : interfaces[ip.interface];
   pod.mac = podInterface?.mac ?? null;
 }

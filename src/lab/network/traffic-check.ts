@@ -17,6 +17,12 @@ interface Check { description: string; attempt(): Promise<string | null> }
 
 export async function checkTraffic(state: LabState, timeoutMs: number): Promise<number> {
   const checks: Check[] = state.pods.filter((p) => p.ip !== null).map((pod) => podCheck(state, pod));
+  // Dual-stack: the same pod checks over IPv6, and each node reaches a pod of its own over IPv6 (the host TUN).
+  for (const pod of state.pods.filter((p) => p.ip6 != null)) checks.push(podCheck(state, pod, 6));
+  for (const node of state.nodes.filter((n) => n.podCIDRv6 !== undefined)) {
+    const pod = state.pods.find((p) => p.node === node.name && p.ip6 != null);
+    if (pod !== undefined) checks.push({ description: `node ${node.name} -> pod ${pod.namespace}/${pod.name} (${pod.ip6}) ping`, attempt: () => ping(node.netns, pod.ip6!) });
+  }
   if (state.client !== null) {
     const client = state.client;
     for (const node of state.nodes) {
@@ -41,28 +47,31 @@ export async function checkTraffic(state: LabState, timeoutMs: number): Promise<
   return checks.length;
 }
 
-/** Who checks a pod: a pod on the next node that has one, else a pod beside it, else its node. */
-function checkerOf(state: LabState, pod: PodState): { name: string; netns: string; ip: string | null } {
+/** Who checks a pod: a pod on the next node that has one (of the family), else a pod beside it, else its node. */
+function checkerOf(state: LabState, pod: PodState, family: 4 | 6): { name: string; netns: string; ip: string | null } {
   const order = state.nodes.map((n) => n.name);
   const start = order.indexOf(pod.node);
+  const addressOf = (p: PodState): string | null => (family === 4 ? p.ip : p.ip6 ?? null);
   for (let step = 1; step <= order.length; step++) {
     const nodeName = order[(start + step) % order.length];
-    const other = state.pods.find((p) => p.node === nodeName && p !== pod && p.ip !== null);
-    if (other !== undefined) return { name: `pod ${other.namespace}/${other.name}`, netns: other.netns, ip: other.ip };
+    const other = state.pods.find((p) => p.node === nodeName && p !== pod && addressOf(p) !== null);
+    if (other !== undefined) return { name: `pod ${other.namespace}/${other.name}`, netns: other.netns, ip: addressOf(other) };
   }
   const node = state.nodes.find((n) => n.name === pod.node)!;
   return { name: `node ${node.name}`, netns: node.netns, ip: null };
 }
 
-function podCheck(state: LabState, pod: PodState): Check {
-  const checker = checkerOf(state, pod);
+function podCheck(state: LabState, pod: PodState, family: 4 | 6 = 4): Check {
+  const checker = checkerOf(state, pod, family);
   const port = httpPortOf(pod);
-  const target = `pod ${pod.namespace}/${pod.name} (${pod.ip})`;
-  if (port === undefined) return { description: `${checker.name} -> ${target} ping`, attempt: () => ping(checker.netns, pod.ip!) };
+  const address = family === 4 ? pod.ip! : pod.ip6!;
+  const target = `pod ${pod.namespace}/${pod.name} (${address})`;
+  if (port === undefined) return { description: `${checker.name} -> ${target} ping`, attempt: () => ping(checker.netns, address) };
+  const url = family === 4 ? `http://${address}:${port}/lab-up-check` : `http://[${address}]:${port}/lab-up-check`;
   return {
     description: `${checker.name} -> ${target} HTTP :${port}`,
     attempt: async () => {
-      const result = await tryRunIn(checker.netns, 'curl', ['-sS', '--max-time', '2', `http://${pod.ip}:${port}/lab-up-check`], { timeoutMs: 5000 });
+      const result = await tryRunIn(checker.netns, 'curl', ['-sS', '-g', '--max-time', '2', url], { timeoutMs: 5000 });
       if (result.code !== 0) return result.stderr.trim() || `curl exit ${result.code}`;
       let reply: { pod?: string; client?: string };
       try {

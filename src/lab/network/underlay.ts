@@ -37,10 +37,14 @@ export async function buildUnderlay(state: LabState): Promise<void> {
   }
   await ipBatch(state.underlay.netns, lines);
 
-  const hostSetups = state.nodes.map((n) => ({ netns: n.netns, ip: n.underlayIP, forward: true }));
-  if (state.client !== null) hostSetups.push({ netns: state.client.netns, ip: state.client.ip, forward: false });
+  const hostSetups = state.nodes.map((n) => ({ netns: n.netns, ip: n.underlayIP, ip6: n.underlayIP6, forward: true }));
+  if (state.client !== null) hostSetups.push({ netns: state.client.netns, ip: state.client.ip, ip6: state.client.ip6, forward: false });
+  const prefixLength6 = state.addressing.underlayCIDRv6?.split('/')[1];
   await Promise.all(hostSetups.map(async (h) => {
-    await ipBatch(h.netns, ['link set lo up', `addr add ${h.ip}/${prefixLength} dev ${UNDERLAY_IFNAME}`, `link set ${UNDERLAY_IFNAME} up`]);
+    // Dual-stack: the IPv6 underlay address too, without duplicate address detection
+    // (the lab plans every address; DAD would only hold it back for a second).
+    const v6 = h.ip6 === undefined ? [] : [`addr add ${h.ip6}/${prefixLength6} dev ${UNDERLAY_IFNAME} nodad`];
+    await ipBatch(h.netns, ['link set lo up', `addr add ${h.ip}/${prefixLength} dev ${UNDERLAY_IFNAME}`, ...v6, `link set ${UNDERLAY_IFNAME} up`]);
     // Nodes route between pods, the host stack and the overlay; the client is a plain host.
     if (h.forward) await enableForwarding(h.netns);
   }));
