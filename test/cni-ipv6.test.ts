@@ -246,6 +246,30 @@ describe('dual-stack and IPv6-only pods through cnitool, against a real agent', 
     assert.deepEqual(ipamFiles(net), []);
   });
 
+  it('IPv6 traffic through the agent: a pod pings its gateway and another pod (solicited neighbour answered by the agent), the node pings a pod from its gateway address, IPv4 still flows; no IPv6 drop', async () => {
+    const net = 'ping';
+    const netconf = network(net, [[{ subnet: '10.244.1.0/24', rangeStart: '10.244.1.50' }], [{ subnet: POD_CIDR6, rangeStart: 'fd00:10:244:1::50' }]]);
+    const a = pod();
+    const b = pod();
+    for (const p of [a, b]) assert.equal(cnitool('1.2.3', 'add', net, netconf, p).status, 0);
+    const ping = (ns: Netns | null, dst: string): void => {
+      const args = ['-c', '2', '-i', '0.2', '-W', '2', dst];
+      if (ns === null) node.exec('ping', args, { timeoutMs: 15_000 });
+      else ns.exec('ping', args, { timeoutMs: 15_000 });
+    };
+    ping(a, GATEWAY6);
+    ping(a, 'fd00:10:244:1::51');
+    ping(b, 'fd00:10:244:1::50');
+    ping(null, 'fd00:10:244:1::51');
+    ping(a, '10.244.1.51');
+    // b's neighbour entry for a was learnt from the agent's answer: a's MAC, reachable.
+    assert.match(b.exec('ip', ['-6', 'neigh', 'show', 'fd00:10:244:1::50']), /lladdr 0a:58:0a:f4:01:32/);
+    const stats = await new ControlClient(socket).request({ op: 'stats' });
+    const drops = stats.ports.filter((p) => p.kind === 'pod').map((p) => p.drops['ipv6-unsupported'] ?? 0);
+    assert.deepEqual(drops.filter((d) => d > 0), [], 'no pod port drops IPv6 as unsupported');
+    for (const p of [a, b]) assert.equal(cnitool('1.2.3', 'del', net, netconf, p).status, 0);
+  });
+
   it('the agent refuses an IPv6 address outside its IPv6 pod range (the CNI reports the agent\'s word, nothing stays allocated)', () => {
     const net = 'wrong6';
     const netconf = network(net, [[{ subnet: 'fd00:10:244:2::/64' }]]);
