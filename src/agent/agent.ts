@@ -157,7 +157,8 @@ export class Agent {
       await agent.stop();
       throw err;
     }
-    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
+    const v6 = config.podCIDRv6 === null ? '' : ` and ${config.podCIDRv6}, gateway ${ipv6ToString(config.podCIDRv6.host(1))}`;
+    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}${v6}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
     return agent;
   }
 
