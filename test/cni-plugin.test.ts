@@ -368,6 +368,10 @@ describe('tapir-cni dual-stack and IPv6-only IPAM (host-local style ranges)', ()
 
     assert.equal((await runCni('DEL', conf({}, DUAL))).code, 0);
     assert.deepEqual(files().filter((f) => !f.startsWith('last')), ['10.244.1.3', 'fd00:10:244:1::3'], 'DEL released both addresses of c1 only');
+    const gc = await runCni('GC', conf({ 'cni.dev/valid-attachments': [] }, DUAL));
+    assert.equal(gc.code, 0, gc.stdout + gc.stderr);
+    assert.match(gc.stderr, /tapir-ipam released 10\.244\.1\.3 \(c2\/eth0\), fd00:10:244:1::3 \(c2\/eth0\)|tapir-ipam released fd00:10:244:1::3 \(c2\/eth0\), 10\.244\.1\.3 \(c2\/eth0\)/);
+    assert.deepEqual(files().filter((f) => !f.startsWith('last')), [], 'GC released both families');
   });
 
   it('IPv6 only: one ips entry, ::/0 only, no IPv4 fields to the agent; 0.3.1 results say version 6', async () => {
