@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { ForwardingTable, macForIpv4, macForIpv6, type PodEntry } from '../src/datapath/forwarding.ts';
 import {
   Icmpv6Type, IpProtocol, LinkType, TcpFlags, VIRTIO_NET_HEADER_LENGTH, VirtioNetFlags, VirtioNetGso, buildPacket,
-  ipv6ToString, linkLocalForMac, parseCidr6, parseIpv6, pseudoHeaderV6, verifyChecksum, verifyChecksums,
+  ipv6ToString, linkLocalForMac, macToString, parseCidr6, parseIpv6, pseudoHeaderV6, verifyChecksum, verifyChecksums,
   type PacketRepr,
 } from '../src/wire/index.ts';
 import {
@@ -356,6 +356,7 @@ test('the forwarding table finds remote IPv6 ranges of mixed lengths, longest fi
   assert.equal(t.podPorts6.getAt(POD_A6, 0), 3);
   assert.equal(t.podPorts.size, 0, 'an IPv6-only pod has no IPv4 entry');
   assert.equal(ipv6ToString(t.gateway6), 'fd00:10:244:1::1');
+  assert.equal(macToString(macForIpv6(v6('fd00::ab:cd:ef12:3456'))), '0a:5a:ef:12:34:56', 'an IPv6-only pod\'s MAC: 0a:5a and the last four bytes');
   assert.ok(t.isPodSource6(3, linkLocalForMac(macForIpv6(POD_A6)), 0));
   assert.ok(!t.isPodSource6(3, linkLocalForMac(macForIpv4(POD_A)), 0));
   // Not a pod port at all:

@@ -68,7 +68,8 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
     });
 
     await t.test('on the underlay: VXLAN (UDP 4789, VNI 4242) carrying the pods\' ICMPv6 echoes, as tshark decodes it', async () => {
-      const tshark = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, 'node-2', '--', 'timeout', '20', 'tshark', '-l', '-i', 'eth0', '-c', '2',
+      // -c counts captured frames, before the display filter: capture for a while instead.
+      const tshark = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, 'node-2', '--', 'tshark', '-l', '-i', 'eth0', '-a', 'duration:6',
         '-f', 'udp port 4789', '-Y', 'vxlan && icmpv6.type == 128', '-T', 'fields', '-e', 'vxlan.vni', '-e', 'ipv6.src', '-e', 'ipv6.dst'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
@@ -77,12 +78,9 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
       const done = new Promise<number | null>((resolve) => tshark.on('close', resolve));
       // tshark says "Capturing on 'eth0'" once it listens.
       for (let i = 0; i < 100 && !err.includes('Capturing on'); i++) await sleep(100);
-      for (let i = 0; i < 10 && out.split('\n').filter(Boolean).length < 2; i++) {
-        lab.run('web-1a', 'ping', '-6', '-c', '1', '-W', '1', v6['web-2a']!);
-        await sleep(200);
-      }
+      lab.exec('web-1a', 'ping', '-6', '-c', '2', '-W', '2', v6['web-2a']!);
       await done;
-      const lines = out.trim().split('\n');
+      const lines = out.trim().split('\n').filter(Boolean);
       assert.ok(lines.length >= 2, `tshark saw ${lines.length} VXLAN frames with an echo request: ${out}${err}`);
       assert.deepEqual(lines[0]!.split('\t'), ['4242', v6['web-1a'], v6['web-2a']]);
     });

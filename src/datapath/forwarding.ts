@@ -51,7 +51,7 @@ export function macForIpv4(ip: number): number {
  * pod keeps its IPv4 MAC). The other prefix keeps it apart from every IPv4-derived MAC.
  */
 export function macForIpv6(ip6: Uint8Array): number {
-  return 0x0a5a * 0x1_0000_0000 + ((ip6[12]! << 24) | (ip6[13]! << 16) | (ip6[14]! << 8) | ip6[15]!) >>> 0;
+  return 0x0a5a * 0x1_0000_0000 + (((ip6[12]! << 24) | (ip6[13]! << 16) | (ip6[14]! << 8) | ip6[15]!) >>> 0);
 }
 
 export class ForwardingTable {
