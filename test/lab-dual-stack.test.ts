@@ -85,6 +85,20 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
       assert.deepEqual(lines[0]!.split('\t'), ['4242', v6['web-1a'], v6['web-2a']]);
     });
 
+    await t.test('tapir trace explains an IPv6 packet: no service NAT, then the overlay or the pod port', () => {
+      const remote = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `[${v6['web-1a']}]:40000`, '--dst', `[${v6['web-2a']}]:8080`, '--json']);
+      assert.equal(remote.status, 0, remote.stderr);
+      const r = JSON.parse(remote.stdout) as { verdict: string; egress: string; steps: string[] };
+      assert.equal(r.verdict, 'pass');
+      assert.match(r.egress, /^VXLAN \(VNI 4242\) to node-2 at 172\.30\.0\.12$/);
+      assert.ok(r.steps.some((x) => x.includes('not service-NATed')), r.steps.join('\n'));
+      const local = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `[${v6['web-1a']}]:40000`, '--dst', `[${v6['web-1b']}]:8080`, '--json']);
+      assert.match((JSON.parse(local.stdout) as { egress: string }).egress, /^pod port \S+ \(default\/web-1b\)$/);
+      const mixed = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', `[${v6['web-1b']}]:8080`]);
+      assert.equal(mixed.status, 2);
+      assert.match(mixed.stderr, /must be of one family/);
+    });
+
     await t.test('the agents count no IPv6 frame as unsupported', () => {
       for (const node of ['node-1', 'node-2']) {
         const r = tapir(['stats', '--lab', lab.name, '--node', node, '--json']);

@@ -309,7 +309,9 @@ export function parseRequest(line: string): ControlRequest {
       if (protocol !== 6 && protocol !== 17) throw new ControlError(ControlErrorCode.invalidField, `${op}: protocol must be 6 (TCP) or 17 (UDP)`);
       const from = field(obj, op, 'from');
       if (from !== 'pod' && from !== 'host' && from !== 'external') throw new ControlError(ControlErrorCode.invalidField, `${op}: from must be pod, host or external`);
-      return { op, protocol, src: ipv4Field(obj, op, 'src'), srcPort: port('srcPort'), dst: ipv4Field(obj, op, 'dst'), dstPort: port('dstPort'), from };
+      // IPv4, or IPv6 (routed only: service NAT is IPv4's), both of one family.
+      const family = isIpv6Text(stringField(obj, op, 'dst')) ? ipv6Field : ipv4Field;
+      return { op, protocol, src: family(obj, op, 'src'), srcPort: port('srcPort'), dst: family(obj, op, 'dst'), dstPort: port('dstPort'), from };
     }
     case 'captureStart': {
       const file = stringField(obj, op, 'file');

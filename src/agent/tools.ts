@@ -6,13 +6,13 @@ import { PcapLinkType, PcapWriter } from '../pcap/index.ts';
 import { PortCapture } from '../datapath/capture.ts';
 import type { Datapath } from '../datapath/datapath.ts';
 import { DatapathDrop } from '../datapath/counters.ts';
-import { explainRoute, RouteFrom, type Route } from '../datapath/forwarding.ts';
+import { explainRoute, explainRoute6, RouteFrom, type Route } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
 import { EntryPoint, natReasonNames } from '../services/nat-codes.ts';
 import { conntrackCounterNames } from '../tables/conntrack.ts';
 import { traceServicePacket } from '../services/trace.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
-import { ipv4, ipv4ToString } from '../wire/index.ts';
+import { ipv4, ipv4ToString, isIpv6Text, ipv6ToString, parseIpv6 } from '../wire/index.ts';
 import type { ControlHandler } from './control-server.ts';
 import {
   ControlError, ControlErrorCode,
@@ -119,6 +119,7 @@ export class AgentTools {
    * forwarding table sends the translated packet.
    */
   trace(r: TraceRequest): TraceInfo {
+    if (isIpv6Text(r.dst) || isIpv6Text(r.src)) return this.#trace6(r);
     const h = this.#host;
     const snapshot = h.serviceSnapshot() ?? { generation: 0, ports: [], nodePortAddresses: [] };
     const entryPoint = r.from === 'pod' ? EntryPoint.POD : r.from === 'host' ? EntryPoint.HOST : EntryPoint.EXTERNAL;
@@ -142,11 +143,36 @@ export class AgentTools {
     return { ...result, egress };
   }
 
-  #routeText(route: Route, dst: number): string {
+  /**
+   * An IPv6 packet: service NAT is IPv4 only in this release, so it is routed as
+   * addressed; the egress is what the forwarding table's IPv6 half says.
+   */
+  #trace6(r: TraceRequest): TraceInfo {
+    const src = parseIpv6(r.src);
+    const dst = parseIpv6(r.dst);
+    if (src === null || dst === null || !isIpv6Text(r.src) || !isIpv6Text(r.dst)) {
+      throw new ControlError(ControlErrorCode.invalidField, `trace: ${r.src} -> ${r.dst}: both addresses must be of one family`);
+    }
+    const proto = r.protocol === 6 ? 'TCP' : 'UDP';
+    const from = r.from === 'pod' ? RouteFrom.POD : RouteFrom.HOST_TUN;
+    const egress = this.#routeText(explainRoute6(this.#host.datapath.table, dst, from), 0, ipv6ToString(dst));
+    const after = `[${ipv6ToString(src)}]:${r.srcPort} -> [${ipv6ToString(dst)}]:${r.dstPort}`;
+    return {
+      verdict: 'pass', reason: '', servicePort: null, frontend: null, endpoint: null, lb: 'none', masquerade: 'none', after, afterDst: 0,
+      steps: [
+        `packet: ${proto} ${after} from ${r.from}`,
+        'services: IPv6 packets are not service-NATed in this release (NAT66 is not built): routed as addressed',
+        `egress: ${egress}`,
+      ],
+      egress,
+    };
+  }
+
+  #routeText(route: Route, dst: number, dstText = ipv4ToString(dst)): string {
     const t = this.#host.datapath.table;
     switch (route.kind) {
       case 'gateway':
-        return `the pod gateway ${ipv4ToString(dst)} (the agent answers echo requests)`;
+        return `the pod gateway ${dstText} (the agent answers echo requests)`;
       case 'pod': {
         const pod = this.#host.podOnPort(route.port);
         return `pod port ${this.#host.datapath.ports[route.port]?.name ?? route.port}${pod === '' ? '' : ` (${pod})`}`;
@@ -154,11 +180,12 @@ export class AgentTools {
       case 'remote-node':
         return `VXLAN (VNI ${t.vni}) to ${t.remotes[route.node]!.name} at ${ipv4ToString(t.nodeUnderlay[route.node]!)}`;
       case 'host-tun':
-        return `host TUN ${this.#host.hostTun} (the node's own stack${dst === t.underlayIP ? '' : ', which routes it on'})`;
+        return `host TUN ${this.#host.hostTun} (the node's own stack${dst === t.underlayIP || (dstText.includes(':') && dstText === ipv6ToString(t.gateway6)) ? '' : ', which routes it on'})`;
       case 'drop':
+        if (route.reason === DatapathDrop.IPV6_UNSUPPORTED) return `dropped: this node has no IPv6 pod range (ipv6-unsupported)`;
         return route.reason === DatapathDrop.NO_SUCH_POD
-          ? `dropped: no pod has ${ipv4ToString(dst)} on this node`
-          : `dropped: no route to ${ipv4ToString(dst)} (not a pod or node address, and it came from the node's own stack)`;
+          ? `dropped: no pod has ${dstText} on this node`
+          : `dropped: no route to ${dstText} (not a pod or node address, and it came from the node's own stack)`;
     }
   }
 

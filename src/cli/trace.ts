@@ -3,7 +3,7 @@
 // the verdict), by running it through the data plane's own NAT engine.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseIpv4 } from '../wire/address.ts';
+import { ipv4ToString, isIpv6Text, parseIpv4 } from '../wire/address.ts';
 import { EntryPoint } from '../services/nat-codes.ts';
 import { parseServiceSnapshot } from '../model/snapshot-json.ts';
 import { traceServicePacket, type TracePacket } from '../services/trace.ts';
@@ -11,6 +11,7 @@ import { CliError } from './errors.ts';
 
 const HELP = `Usage: tapir trace (--lab NAME --node NODE | --socket PATH | --snapshot FILE)
                    --src IP:PORT --dst IP:PORT [--proto tcp|udp] [--from pod|host|external]
+                   (a running agent also takes IPv6: --src [fd00:10:244:1::2]:40000)
                    [--masquerade-ip IP] [--hairpin-ip IP] [--seed N] [--json]
 
 Runs one packet (a TCP SYN or a UDP datagram) through the service NAT engine and prints
@@ -29,6 +30,19 @@ step is the egress: the pod port, the VXLAN tunnel to a node, or the host TUN. W
 The trace starts from empty conntrack and affinity state.`;
 
 const FROM: Record<string, number> = { pod: EntryPoint.POD, host: EntryPoint.HOST, external: EntryPoint.EXTERNAL };
+
+/** IP:PORT or [IPv6]:PORT as text, checked; for the live trace, which the agent resolves. */
+function endpointText(v: string | undefined, flag: string): [string, number] {
+  if (v === undefined) throw new CliError(`trace: ${flag} IP:PORT is required (see tapir trace --help)`, 2);
+  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d+)$/.exec(v);
+  if (m !== null) {
+    const port = Number(m[2]);
+    if (!isIpv6Text(m[1]!) || port < 1 || port > 65535) throw new CliError(`trace: ${flag} ${v}: expected [IPv6]:PORT, e.g. [fd00:10:244:1::2]:8080`, 2);
+    return [m[1]!, port];
+  }
+  const [a, port] = endpointArg(v, flag);
+  return [ipv4ToString(a), port];
+}
 
 function endpointArg(v: string | undefined, flag: string): [number, number] {
   if (v === undefined) throw new CliError(`trace: ${flag} IP:PORT is required (see tapir trace --help)`, 2);
@@ -99,15 +113,15 @@ export async function run(args: string[]): Promise<number> {
 async function traceLive(v: { lab?: string | undefined; node?: string | undefined; socket?: string | undefined; src?: string | undefined; dst?: string | undefined; proto: string; from: string; json?: boolean | undefined }): Promise<number> {
   const { findAgentSocket } = await import('./agent-socket.ts');
   const { ControlClient } = await import('../agent/control-client.ts');
-  const { ipv4ToString } = await import('../wire/address.ts');
-  const [src, srcPort] = endpointArg(v.src, '--src');
-  const [dst, dstPort] = endpointArg(v.dst, '--dst');
+  const [src, srcPort] = endpointText(v.src, '--src');
+  const [dst, dstPort] = endpointText(v.dst, '--dst');
+  if (isIpv6Text(src) !== isIpv6Text(dst)) throw new CliError(`trace: --src ${v.src} and --dst ${v.dst} must be of one family`, 2);
   const proto = v.proto.toLowerCase();
   if (proto !== 'tcp' && proto !== 'udp') throw new CliError(`trace: --proto ${v.proto}: expected tcp or udp`, 2);
   if (FROM[v.from] === undefined) throw new CliError(`trace: --from ${v.from}: expected pod, host or external`, 2);
   const socket = await findAgentSocket({ socket: v.socket, lab: v.lab, node: v.node, command: 'trace' });
   const answer = await new ControlClient(socket).request({
-    op: 'trace', protocol: proto === 'tcp' ? 6 : 17, src: ipv4ToString(src), srcPort, dst: ipv4ToString(dst), dstPort, from: v.from as 'pod' | 'host' | 'external',
+    op: 'trace', protocol: proto === 'tcp' ? 6 : 17, src, srcPort, dst, dstPort, from: v.from as 'pod' | 'host' | 'external',
   });
   if (v.json) console.log(JSON.stringify(answer, null, 2));
   else for (const s of answer.steps) console.log(s);

@@ -248,3 +248,19 @@ export function explainRoute(table: ForwardingTable, dst: number, from: RouteFro
   // what came from that stack is not sent back to it.
   return from === RouteFrom.POD ? { kind: 'host-tun' } : { kind: 'drop', reason: DatapathDrop.NO_ROUTE };
 }
+
+/**
+ * IPv6's explainRoute (slow path: `tapir trace`), the same table reads as Datapath's
+ * IPv6 receive paths for a TCP or UDP packet: the gateway address is the node's own (host
+ * TUN), then a local pod, this node's range (drop), a remote node's range, and beyond.
+ */
+export function explainRoute6(table: ForwardingTable, dst: Uint8Array, from: RouteFrom = RouteFrom.POD): Route {
+  if (!table.hasIpv6) return { kind: 'drop', reason: DatapathDrop.IPV6_UNSUPPORTED };
+  if (table.isGateway6(dst, 0)) return from === RouteFrom.POD ? { kind: 'host-tun' } : { kind: 'drop', reason: DatapathDrop.NO_ROUTE };
+  const port = table.podPorts6.getAt(dst, 0);
+  if (port >= 0) return { kind: 'pod', port };
+  if (table.podCIDR6!.contains(dst)) return { kind: 'drop', reason: DatapathDrop.NO_SUCH_POD };
+  const node = table.remoteNode6(dst, 0);
+  if (node >= 0) return { kind: 'remote-node', node };
+  return from === RouteFrom.POD ? { kind: 'host-tun' } : { kind: 'drop', reason: DatapathDrop.NO_ROUTE };
+}
