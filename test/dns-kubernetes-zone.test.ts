@@ -18,9 +18,9 @@ import { KubernetesZone, KubernetesZoneError, NOT_HANDLED, type KubernetesZoneOp
 import { errorResponse, newQueryInfo, readQuery, type QueryInfo } from '../src/dns/message.ts';
 import { ServiceController } from '../src/control/service-controller.ts';
 import { ManifestDir } from '../src/k8s/manifest-dir.ts';
-import type { ClusterView, EndpointView, ServiceView } from '../src/model/cluster-view.ts';
+import type { ClusterView, EndpointView, EndpointView6, ServiceView } from '../src/model/cluster-view.ts';
 import { L4Protocol } from '../src/model/service-snapshot.ts';
-import { ipv4, parseCidr } from '../src/wire/address.ts';
+import { ipv4, ipv6ToString, parseCidr, parseIpv6 } from '../src/wire/address.ts';
 import { seededRandom as prng } from './helpers/random.ts';
 
 type Decoded = dnsPacket.DecodedPacket & { rcode: string };
@@ -33,21 +33,31 @@ const ANY = 'ANY' as dnsPacket.RecordType;
 
 interface Ep { ip: string; hostname?: string; ready?: boolean; ports?: { name: string; port: number; protocol?: number }[] }
 interface Svc {
-  ns?: string; name: string; type?: ServiceView['type']; clusterIP?: string; headless?: boolean; externalName?: string;
+  ns?: string; name: string; type?: ServiceView['type']; clusterIP?: string; clusterIP6?: string; headless?: boolean; externalName?: string;
   ports?: { name: string; port: number; protocol?: number }[]; endpoints?: Ep[]; publishNotReadyAddresses?: boolean;
 }
 
 function service(s: Svc): ServiceView {
   const namespace = s.ns ?? 'default';
   const ports = (s.ports ?? []).map((p) => frozen({ name: p.name, protocol: (p.protocol ?? L4Protocol.TCP) as L4Protocol, port: p.port, targetPort: p.port, nodePort: 0 }));
-  const endpoints: EndpointView[] = (s.endpoints ?? []).map((e) => frozen({
+  const endpoints: EndpointView[] = (s.endpoints ?? []).filter((e) => !e.ip.includes(':')).map((e) => frozen({
     ip: ipv4(e.ip), hostname: e.hostname ?? '', nodeName: 'node-1', zone: '', ready: e.ready ?? true, serving: e.ready ?? true, terminating: false,
     ports: frozen((e.ports ?? s.ports ?? []).map((p) => frozen({ name: p.name, protocol: (p.protocol ?? L4Protocol.TCP) as L4Protocol, port: p.port }))),
   })).sort((a, b) => a.ip - b.ip);
+  // IPv6 endpoints as service-view.ts gives them: RFC 5952 text, in address order.
+  const endpoints6: EndpointView6[] = (s.endpoints ?? []).filter((e) => e.ip.includes(':')).map((e) => frozen({
+    ip: ipv6ToString(parseIpv6(e.ip)!), hostname: e.hostname ?? '', nodeName: 'node-1', zone: '', ready: e.ready ?? true, serving: e.ready ?? true, terminating: false,
+    ports: frozen((e.ports ?? s.ports ?? []).map((p) => frozen({ name: p.name, protocol: (p.protocol ?? L4Protocol.TCP) as L4Protocol, port: p.port }))),
+  })).sort((a, b) => Buffer.compare(parseIpv6(a.ip)!, parseIpv6(b.ip)!));
   const type = s.type ?? 'ClusterIP';
+  const clusterIPs = [s.clusterIP, s.clusterIP6].filter((ip): ip is string => ip !== undefined);
   return frozen({
     key: `${namespace}/${s.name}`, namespace, name: s.name, type,
     clusterIP: s.clusterIP !== undefined ? ipv4(s.clusterIP) : 0,
+    clusterIP6: s.clusterIP6 ?? '', clusterIPs: frozen(clusterIPs),
+    ipFamilies: frozen(clusterIPs.map((ip) => (ip.includes(':') ? 'IPv6' as const : 'IPv4' as const))),
+    ipFamilyPolicy: clusterIPs.length > 1 ? 'RequireDualStack' as const : 'SingleStack' as const,
+    externalIPs6: frozen([]), loadBalancerIngress6: frozen([]), endpoints6: frozen(endpoints6),
     headless: s.headless ?? false,
     externalName: s.externalName ?? '',
     proxied: type !== 'ExternalName' && !(s.headless ?? false),

@@ -12,6 +12,7 @@ import * as dnsPacket from 'dns-packet';
 import { KubernetesZone } from '../src/dns/kubernetes-zone.ts';
 import { newQueryInfo, readQuery, type QueryInfo } from '../src/dns/message.ts';
 import type { ClusterView, ServiceView } from '../src/model/cluster-view.ts';
+import { NO_DUAL_STACK_FIELDS } from '../src/model/cluster-view.ts';
 import { L4Protocol } from '../src/model/service-snapshot.ts';
 import { runGcChild } from './helpers/gc-child.ts';
 
@@ -19,7 +20,7 @@ function svc(name: string, clusterIP: number, endpoints: number): ServiceView {
   return {
     key: `default/${name}`, namespace: 'default', name, type: 'ClusterIP', clusterIP, headless: clusterIP === 0, externalName: '', proxied: clusterIP !== 0,
     ports: [{ name: 'http', protocol: L4Protocol.TCP, port: 80, targetPort: 80, nodePort: 0 }], externalIPs: [], loadBalancerIngress: [],
-    externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false, problems: [],
+    externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false, problems: [], ...NO_DUAL_STACK_FIELDS,
     endpoints: Array.from({ length: endpoints }, (_, i) => ({ ip: 0x0af40100 + i, hostname: '', nodeName: '', zone: '', ready: true, serving: true, terminating: false, ports: [{ name: 'http', protocol: L4Protocol.TCP, port: 80 }] })),
   };
 }
