@@ -67,12 +67,6 @@ test('ValidateServiceClusterIPsRelatedFields: every rule with its field', () => 
     'spec.ipFamilies[2]: Unsupported value: "IPv5": supported values: "IPv4", "IPv6"',
     'spec.ipFamilyPolicy: Unsupported value: "DualStack": supported values: "SingleStack", "PreferDualStack", "RequireDualStack"',
   ]);
-  assert.deepEqual(problems('  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: SingleStack\n  ports: [{port: 80}]\n'), [
-    'spec.ipFamilyPolicy: "SingleStack": must be \'RequireDualStack\' or \'PreferDualStack\' when multiple IP families are specified',
-  ]);
-  assert.deepEqual(problems('  clusterIPs: [10.96.0.20, "fd00::20"]\n  ipFamilyPolicy: SingleStack\n  ports: [{port: 80}]\n'), [
-    'spec.ipFamilyPolicy: "SingleStack": must be \'RequireDualStack\' or \'PreferDualStack\' when multiple IP addresses are specified',
-  ]);
   assert.deepEqual(problems('  type: ExternalName\n  externalName: db.example.com\n  clusterIPs: [10.96.0.20]\n'), [
     'spec.clusterIPs: may not be set when type is ExternalName',
   ]);
@@ -117,6 +111,9 @@ test('resolveIpFamilies: kube-apiserver\'s defaults on single-stack and dual-sta
   // Headless with a selector follows the ordinary rules.
   assert.deepEqual(settle({ headless: true }, V4), ['SingleStack', 'IPv4']);
   assert.deepEqual(settle({ headless: true, ipFamilyPolicy: 'PreferDualStack' }, DUAL), ['PreferDualStack', 'IPv4', 'IPv6']);
+  // SingleStack with two of anything.
+  assert.deepEqual(settle({ ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv4', 'IPv6'] }, DUAL), ['spec.ipFamilyPolicy: "SingleStack": must be \'RequireDualStack\' or \'PreferDualStack\' when multiple IP families are specified']);
+  assert.deepEqual(settle({ ipFamilyPolicy: 'SingleStack', clusterIPs: ['10.96.0.20', 'fd00::20'] }, DUAL), ['spec.ipFamilyPolicy: "SingleStack": must be \'RequireDualStack\' or \'PreferDualStack\' when multiple IP addresses are specified']);
   // ExternalName has none.
   assert.deepEqual(settle({ type: 'ExternalName', ipFamilyPolicy: 'RequireDualStack' }, V4), ['']);
 });

@@ -165,10 +165,8 @@ function readClusterIPs(spec: Fields, type: ServiceType): FamilyFields {
     const family = ipFamilies[i];
     if (family !== undefined && familyOfValid(ip) !== family) spec.problems.add(where(i), `${JSON.stringify(requested[i])}: expected an ${family} value as indicated by \`ipFamilies[${i}]\``);
   });
-  if (ipFamilyPolicy === 'SingleStack') {
-    if (clusterIPs.length > 1) spec.fail('ipFamilyPolicy', '"SingleStack": must be \'RequireDualStack\' or \'PreferDualStack\' when multiple IP addresses are specified');
-    else if (ipFamilies.length > 1) spec.fail('ipFamilyPolicy', '"SingleStack": must be \'RequireDualStack\' or \'PreferDualStack\' when multiple IP families are specified');
-  }
+  // SingleStack with two families or addresses is refused when the families are settled
+  // (ip-families.ts): on update kube-apiserver first trims the stored second family.
   return { clusterIPs, ipFamilies, ipFamilyPolicy };
 }
 
