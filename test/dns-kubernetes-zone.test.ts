@@ -384,8 +384,23 @@ test('pod records: insecure answers a-b-c-d in any namespace; disabled answers n
   assert.deepEqual(data(ask(z, '255-255-255-255.default.pod.cluster.local')), ['255.255.255.255']);
   assertNegative(ask(z, '10-244-1-7.default.pod.cluster.local', 'AAAA'), 'NOERROR', 'cluster.local');
   assertNegative(ask(z, 'default.pod.cluster.local'), 'NOERROR', 'cluster.local');
-  for (const bad of ['10-244-1-256', '10-244-1', '10-244-1-7-8', '010-244-1-7', '10-244--1', 'web', '1000-1-1-1', '-1-2-3']) {
+  for (const bad of ['10-244-1-256', '10-244-1', '10-244-1-7-8', '010-244-1-7', 'web', '1000-1-1-1', '-1-2-3']) {
     assertNegative(ask(z, `${bad}.default.pod.cluster.local`), 'NXDOMAIN', 'cluster.local');
+  }
+  // IPv6 pods: the address with dashes for colons, as CoreDNS reads a name with "--" or
+  // other than three dashes; AAAA, and NODATA for A.
+  const v6 = ask(z, 'fd00-10-244-1--5.default.pod.cluster.local', 'AAAA');
+  assert.deepEqual(answers(v6).map((a) => [a.name, a.type, a.ttl, a.data]), [['fd00-10-244-1--5.default.pod.cluster.local', 'AAAA', 30, 'fd00:10:244:1::5']]);
+  assertNegative(ask(z, 'fd00-10-244-1--5.default.pod.cluster.local', 'A'), 'NOERROR', 'cluster.local');
+  const six = (name: string): unknown[] => data(ask(z, `${name}.default.pod.cluster.local`, 'AAAA'));
+  assert.deepEqual(six('10-244--1'), ['10:244::1']);
+  assert.deepEqual(six('--1'), ['::1']);
+  assert.deepEqual(six('fd00--'), ['fd00::']);
+  assert.deepEqual(six('--'), ['::']);
+  assert.deepEqual(six('2001-db8-0-0-0-0-0-1'), ['2001:db8::1']);
+  assert.deepEqual(six('2001-db8-1-2-3-4--'), ['2001:db8:1:2:3:4::']);
+  for (const bad of ['fd00---1', 'fd00--1--2', '12345--1', 'g--1', '1-2-3-4-5-6-7-8-9', '1-2-3-4-5-6-7--8-9', '-fd00--1', 'fd00-', 'fd00--1-']) {
+    assertNegative(ask(z, `${bad}.default.pod.cluster.local`, 'AAAA'), 'NXDOMAIN', 'cluster.local');
   }
   assertNegative(ask(z, 'x.10-244-1-7.default.pod.cluster.local'), 'NXDOMAIN', 'cluster.local');
 

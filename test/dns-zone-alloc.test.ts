@@ -41,7 +41,7 @@ function child(queries: number): void {
     ['six.default.svc.cluster.local', 'AAAA', undefined], ['six.default.svc.cluster.local', 'A', 1232],
     ['db.default.svc.cluster.local', 'AAAA', 1232], ['_http._tcp.web.default.svc.cluster.local', 'SRV', undefined],
     [ip6Ptr, 'PTR', 1232], ['fd00-10-244-1--2.db.default.svc.cluster.local', 'AAAA', undefined],
-    ['_http._tcp.db.default.svc.cluster.local', 'SRV', undefined], ['web.default.svc.cluster.local', 'A', undefined],
+    ['_http._tcp.db.default.svc.cluster.local', 'SRV', undefined], ['fd00-10-244-1--5.default.pod.cluster.local', 'AAAA', undefined],
   ];
   const templates = cases.map(([name, type, edns]) => {
     const msg = dnsPacket.encode({ type: 'query', id: 7, questions: [{ type, name }], additionals: edns === undefined ? [] : [{ type: 'OPT', name: '.', udpPayloadSize: edns, flags: 0 } as unknown as dnsPacket.Answer] });

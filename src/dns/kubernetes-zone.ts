@@ -27,7 +27,8 @@
 //                                  without a hostname is named with dashes: fd00--5; CoreDNS answers
 //                                  these for ClusterIP Services' endpoints too)
 //   <a-b-c-d>.<ns>.pod.Z           A a.b.c.d for any namespace (`pods insecure`; computed
-//                                  per query, not stored); <ns>.pod.Z is NODATA then
+//                                  per query, not stored); <ns>.pod.Z is NODATA then;
+//                                  <fd00-10-244-1--5>.<ns>.pod.Z: AAAA fd00:10:244:1::5
 // and in a reverse zone (in-addr.arpa, ip6.arpa, RFC 3596 2.5 nibbles): PTR for every
 // cluster IP of either family (its Service's name) and every other ready endpoint
 // address (its endpoint names) in the first forward zone.
@@ -141,6 +142,9 @@ export class KubernetesZone {
   /** Per zone: its negative-answer SOA record with the owner pointer at 0 (patched per answer). */
   private soaRecords: Buffer[] = [];
   private externalTargets = new Map<string, string>();
+  /** The address of the last IPv6 pod name parsed (podIpv6), and its groups: reused per query. */
+  private readonly pod6 = new Uint8Array(16);
+  private readonly podGroups = new Uint16Array(8);
 
   constructor(options: KubernetesZoneOptions) {
     if (options.endpointPodNames === true) {
@@ -475,6 +479,10 @@ export class KubernetesZone {
         if (q.qtype !== RrType.A) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
         return this.podAnswer(req, q, res, pod);
       }
+      if (pod === POD_IPV6) {
+        if (q.qtype !== RrType.AAAA) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
+        return this.podAnswer(req, q, res, -1);
+      }
       if (pod === POD_NAMESPACE) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
     }
     if (this.fallsThrough(q.qname)) return NOT_HANDLED;
@@ -482,8 +490,10 @@ export class KubernetesZone {
   }
 
   /**
-   * `<a-b-c-d>.<ns>.pod.<zone>`: the address (>= 0); POD_NAMESPACE for `<ns>.pod.<zone>`;
-   * NOT_POD otherwise. CoreDNS's insecure mode checks nothing else.
+   * `<a-b-c-d>.<ns>.pod.<zone>`: the address (>= 0); POD_IPV6 for an IPv6 address with
+   * dashes for colons (`fd00-10-244-1--5`, CoreDNS's form; the address in pod6);
+   * POD_NAMESPACE for `<ns>.pod.<zone>`; NOT_POD otherwise. CoreDNS's insecure mode
+   * checks nothing else.
    */
   private podAddress(qname: string, zone: string): number {
     const suffix = qname.length - zone.length - 5; // where ".pod." starts
@@ -500,18 +510,74 @@ export class KubernetesZone {
     for (let i = 0; i <= podEnd; i++) {
       const c = i === podEnd ? 0x2d : qname.charCodeAt(i);
       if (c === 0x2d) {
-        if (digits === 0 || part > 255) return NOT_POD;
+        if (digits === 0 || part > 255) return this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
         ip = ip * 256 + part;
         parts++;
         part = 0;
         digits = 0;
         continue;
       }
-      if (c < 0x30 || c > 0x39 || digits === 3 || (digits === 1 && part === 0)) return NOT_POD;
+      if (c < 0x30 || c > 0x39 || digits === 3 || (digits === 1 && part === 0)) return this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
       part = part * 10 + (c - 0x30);
       digits++;
     }
-    return parts === 4 ? ip : NOT_POD;
+    return parts === 4 ? ip : this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
+  }
+
+  /**
+   * qname[0, end) as an IPv6 address with "-" for ":" ("--" for "::"), into pod6;
+   * false when it is none. Char by char into reused arrays: no allocation per query.
+   */
+  private podIpv6(qname: string, end: number): boolean {
+    const g = this.podGroups;
+    let n = 0;
+    let gap = -1;
+    let value = 0;
+    let digits = 0;
+    let afterDash = false;
+    let i = 0;
+    if (end > 0 && qname.charCodeAt(0) === 0x2d) {
+      if (end < 2 || qname.charCodeAt(1) !== 0x2d) return false;
+      gap = 0;
+      i = 2;
+    }
+    for (; i <= end; i++) {
+      const c = i === end ? -1 : qname.charCodeAt(i);
+      const hex = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+      if (hex >= 0) {
+        if (digits === 4) return false;
+        value = value * 16 + hex;
+        digits++;
+        afterDash = false;
+        continue;
+      }
+      if (c !== 0x2d && c !== -1) return false;
+      if (digits > 0) {
+        if (n === 8) return false;
+        g[n++] = value;
+        value = 0;
+        digits = 0;
+        if (c === -1) break;
+        afterDash = true;
+        continue;
+      }
+      // An empty group: the second dash of the one "--", or the end right after it ("fd00--", "--").
+      if (c === -1) {
+        if (gap === n && qname.charCodeAt(i - 1) === 0x2d) break;
+        return false;
+      }
+      if (!afterDash || gap >= 0) return false;
+      gap = n;
+      afterDash = false;
+    }
+    if (gap < 0 ? n !== 8 : n > 7) return false;
+    const out = this.pod6;
+    const tail = gap < 0 ? 0 : n - gap;
+    const head = n - tail;
+    out.fill(0);
+    for (let k = 0; k < head; k++) { out[2 * k] = g[k]! >>> 8; out[2 * k + 1] = g[k]! & 0xff; }
+    for (let k = 0; k < tail; k++) { const at = 8 - tail + k; out[2 * at] = g[head + k]! >>> 8; out[2 * at + 1] = g[head + k]! & 0xff; }
+    return true;
   }
 
   /** Header + the query's question; returns the offset after the question. */
@@ -521,15 +587,21 @@ export class KubernetesZone {
     return end;
   }
 
+  /** A pod's A record (`ip` >= 0), or its AAAA record from pod6 (`ip` < 0). */
   private podAnswer(req: Uint8Array, q: QueryInfo, res: Uint8Array, ip: number): number {
     let o = this.startResponse(req, q, res);
     res[o++] = 0xc0; res[o++] = HEADER_LENGTH;
-    res[o++] = 0; res[o++] = RrType.A;
+    res[o++] = 0; res[o++] = ip >= 0 ? RrType.A : RrType.AAAA;
     res[o++] = 0; res[o++] = CLASS_IN;
     const ttl = this.ttl;
     res[o++] = ttl >>> 24; res[o++] = (ttl >>> 16) & 0xff; res[o++] = (ttl >>> 8) & 0xff; res[o++] = ttl & 0xff;
-    res[o++] = 0; res[o++] = 4;
-    res[o++] = ip >>> 24; res[o++] = (ip >>> 16) & 0xff; res[o++] = (ip >>> 8) & 0xff; res[o++] = ip & 0xff;
+    if (ip >= 0) {
+      res[o++] = 0; res[o++] = 4;
+      res[o++] = ip >>> 24; res[o++] = (ip >>> 16) & 0xff; res[o++] = (ip >>> 8) & 0xff; res[o++] = ip & 0xff;
+    } else {
+      res[o++] = 0; res[o++] = 16;
+      for (let k = 0; k < 16; k++) res[o++] = this.pod6[k]!;
+    }
     writeHeader(res, q.id, q.flags, Flag.AA, Rcode.NOERROR, 1, 1, 0, q.edns ? 1 : 0);
     if (q.edns) o = writeOpt(res, o, q, 0);
     return o;
@@ -610,3 +682,4 @@ function ptrRecords(sources: PtrSource | PtrSource[]): NameRecords {
 
 const NOT_POD = -1;
 const POD_NAMESPACE = -2;
+const POD_IPV6 = -3;
