@@ -13,7 +13,9 @@ import { ServiceController } from '../src/control/service-controller.ts';
 import { ManifestDir } from '../src/k8s/manifest-dir.ts';
 import { parseServiceCidrs, type ServiceCidrs } from '../src/model/cluster-defaults.ts';
 import { snapshotToJson } from '../src/model/snapshot-json.ts';
-import { ipv4ToString, parseCidr, parseIpv6 } from '../src/wire/address.ts';
+import { EntryPoint } from '../src/services/nat-codes.ts';
+import { traceServicePacket } from '../src/services/trace.ts';
+import { ipv4, ipv4ToString, parseCidr, parseIpv6 } from '../src/wire/address.ts';
 
 const DUAL = parseServiceCidrs('10.96.0.0/16,fd00:10:96::/112') as ServiceCidrs;
 const IPV4_ONLY = parseServiceCidrs('10.96.0.0/16') as ServiceCidrs;
@@ -127,6 +129,21 @@ test('the IPv4 tables take exactly the IPv4 half of dual-stack Services', async 
   const withoutFixed = { ...dualPorts, ports: dualPorts.ports.filter((p) => p.key !== 'default/fixed:http') };
   assert.deepEqual(withoutFixed, json(single), 'the dual-stack snapshot is the IPv4-only one, port for port');
   assert.doesNotMatch(JSON.stringify(dualPorts), /fd00|2001:db8/);
+
+  // A packet through the real service NAT: the dual-stack Service's IPv4 cluster IP and
+  // node port reach its IPv4 endpoints; the IPv6-only Service's node port is no frontend here.
+  const web = dual.services.find((s) => s.name === 'web')!;
+  const only6 = dual.services.find((s) => s.name === 'only6')!;
+  const options = { masqueradeIP: ipv4('10.0.0.1'), seed: 1, conntrack: { capacity: 64, seed: 1 } };
+  const toCluster = traceServicePacket(dual.snapshot, { protocol: 6, src: ipv4('10.244.1.2'), srcPort: 40000, dst: web.clusterIP, dstPort: 80, entryPoint: EntryPoint.POD }, options);
+  assert.equal(toCluster.verdict, 'nated');
+  assert.equal(toCluster.servicePort, 'default/web:http');
+  assert.match(toCluster.endpoint ?? '', /^10\.244\.[12]\.[23]:8080$/);
+  const toNodePort = traceServicePacket(dual.snapshot, { protocol: 6, src: ipv4('203.0.113.50'), srcPort: 5000, dst: ipv4('10.0.0.1'), dstPort: web.ports[0]!.nodePort, entryPoint: EntryPoint.EXTERNAL }, options);
+  assert.equal(toNodePort.verdict, 'nated');
+  assert.match(toNodePort.endpoint ?? '', /^10\.244\.[12]\.[23]:8080$/);
+  const toOnly6 = traceServicePacket(dual.snapshot, { protocol: 6, src: ipv4('203.0.113.50'), srcPort: 5000, dst: ipv4('10.0.0.1'), dstPort: only6.ports[0]!.nodePort, entryPoint: EntryPoint.EXTERNAL }, options);
+  assert.deepEqual([toOnly6.verdict, toOnly6.servicePort], ['pass', null], JSON.stringify(toOnly6));
 });
 
 test('RequireDualStack on an IPv4-only cluster is rejected with file, document and field; the rest is served', async (t) => {
