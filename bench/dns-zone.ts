@@ -8,6 +8,7 @@ import * as dnsPacket from 'dns-packet';
 import { KubernetesZone } from '../src/dns/kubernetes-zone.ts';
 import { newQueryInfo, readQuery } from '../src/dns/message.ts';
 import type { ClusterView, EndpointView, ServiceView } from '../src/model/cluster-view.ts';
+import { NO_DUAL_STACK_FIELDS } from '../src/model/cluster-view.ts';
 import { L4Protocol } from '../src/model/service-snapshot.ts';
 
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 1000);
@@ -24,7 +25,7 @@ function service(i: number, headless: boolean, endpoints: number): ServiceView {
     clusterIP: headless ? 0 : ((10 << 24) | (96 << 16)) + i + 1, headless, externalName: '', proxied: !headless,
     ports: [{ name: 'http', protocol: L4Protocol.TCP, port: 80, targetPort: 8080, nodePort: 0 }],
     externalIPs: [], loadBalancerIngress: [], externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false,
-    endpoints: eps, problems: [],
+    endpoints: eps, problems: [], ...NO_DUAL_STACK_FIELDS,
   };
 }
 

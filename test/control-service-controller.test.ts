@@ -100,7 +100,7 @@ test('a bad file is reported and the last good state keeps serving; the fix is a
   const err = h.errors[0] as ManifestError;
   assert.ok(err instanceof ManifestError);
   assert.equal(err.code, 'TAPIR_MANIFEST_INVALID');
-  assert.deepEqual(err.problems, ['pods.yaml: document 2 (Pod default/web-2): status.podIP: "10.244.2.300" is not a valid IPv4 address']);
+  assert.deepEqual(err.problems, ['pods.yaml: document 2 (Pod default/web-2): status.podIP: "10.244.2.300" must be a valid IP address (such as 10.0.0.10 or fd00::10)']);
   assert.deepEqual(h.controller.problems(), err.problems);
   await h.controller.flush();
   assert.equal(h.snapshots.length, 1, 'nothing new was compiled');

@@ -91,7 +91,7 @@ endpoints:
 `, 's.yaml');
   assert.deepEqual(parsed.problems, []);
   const [svc, slice] = parsed.objects as [ServiceObject, EndpointSliceObject];
-  const ports = compileService(svc, { clusterIP: 0x0a600001, nodePorts: svc.spec.ports.map((_p, i) => (svc.spec.type === 'ClusterIP' ? 0 : 30000 + i)), healthCheckNodePort: 31000 }, [slice], { name: node, zone: '', nodePortAddresses: [] });
+  const ports = compileService(svc, { clusterIP: 0x0a600001, clusterIPs: ['10.96.0.1'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', nodePorts: svc.spec.ports.map((_p, i) => (svc.spec.type === 'ClusterIP' ? 0 : 30000 + i)), healthCheckNodePort: 31000 }, [slice], { name: node, zone: '', nodePortAddresses: [] });
   return ports.map((p) => ({
     cluster: p.clusterEndpoints.map((e) => ipv4ToString(e.ip)),
     external: p.externalEndpoints.map((e) => ipv4ToString(e.ip)),

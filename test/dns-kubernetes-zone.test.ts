@@ -18,9 +18,9 @@ import { KubernetesZone, KubernetesZoneError, NOT_HANDLED, type KubernetesZoneOp
 import { errorResponse, newQueryInfo, readQuery, type QueryInfo } from '../src/dns/message.ts';
 import { ServiceController } from '../src/control/service-controller.ts';
 import { ManifestDir } from '../src/k8s/manifest-dir.ts';
-import type { ClusterView, EndpointView, ServiceView } from '../src/model/cluster-view.ts';
+import type { ClusterView, EndpointView, EndpointView6, ServiceView } from '../src/model/cluster-view.ts';
 import { L4Protocol } from '../src/model/service-snapshot.ts';
-import { ipv4, parseCidr } from '../src/wire/address.ts';
+import { ipv4, ipv6ToString, parseCidr, parseIpv6 } from '../src/wire/address.ts';
 import { seededRandom as prng } from './helpers/random.ts';
 
 type Decoded = dnsPacket.DecodedPacket & { rcode: string };
@@ -33,21 +33,31 @@ const ANY = 'ANY' as dnsPacket.RecordType;
 
 interface Ep { ip: string; hostname?: string; ready?: boolean; ports?: { name: string; port: number; protocol?: number }[] }
 interface Svc {
-  ns?: string; name: string; type?: ServiceView['type']; clusterIP?: string; headless?: boolean; externalName?: string;
+  ns?: string; name: string; type?: ServiceView['type']; clusterIP?: string; clusterIP6?: string; headless?: boolean; externalName?: string;
   ports?: { name: string; port: number; protocol?: number }[]; endpoints?: Ep[]; publishNotReadyAddresses?: boolean;
 }
 
 function service(s: Svc): ServiceView {
   const namespace = s.ns ?? 'default';
   const ports = (s.ports ?? []).map((p) => frozen({ name: p.name, protocol: (p.protocol ?? L4Protocol.TCP) as L4Protocol, port: p.port, targetPort: p.port, nodePort: 0 }));
-  const endpoints: EndpointView[] = (s.endpoints ?? []).map((e) => frozen({
+  const endpoints: EndpointView[] = (s.endpoints ?? []).filter((e) => !e.ip.includes(':')).map((e) => frozen({
     ip: ipv4(e.ip), hostname: e.hostname ?? '', nodeName: 'node-1', zone: '', ready: e.ready ?? true, serving: e.ready ?? true, terminating: false,
     ports: frozen((e.ports ?? s.ports ?? []).map((p) => frozen({ name: p.name, protocol: (p.protocol ?? L4Protocol.TCP) as L4Protocol, port: p.port }))),
   })).sort((a, b) => a.ip - b.ip);
+  // IPv6 endpoints as service-view.ts gives them: RFC 5952 text, in address order.
+  const endpoints6: EndpointView6[] = (s.endpoints ?? []).filter((e) => e.ip.includes(':')).map((e) => frozen({
+    ip: ipv6ToString(parseIpv6(e.ip)!), hostname: e.hostname ?? '', nodeName: 'node-1', zone: '', ready: e.ready ?? true, serving: e.ready ?? true, terminating: false,
+    ports: frozen((e.ports ?? s.ports ?? []).map((p) => frozen({ name: p.name, protocol: (p.protocol ?? L4Protocol.TCP) as L4Protocol, port: p.port }))),
+  })).sort((a, b) => Buffer.compare(parseIpv6(a.ip)!, parseIpv6(b.ip)!));
   const type = s.type ?? 'ClusterIP';
+  const clusterIPs = [s.clusterIP, s.clusterIP6].filter((ip): ip is string => ip !== undefined);
   return frozen({
     key: `${namespace}/${s.name}`, namespace, name: s.name, type,
     clusterIP: s.clusterIP !== undefined ? ipv4(s.clusterIP) : 0,
+    clusterIP6: s.clusterIP6 ?? '', clusterIPs: frozen(clusterIPs),
+    ipFamilies: frozen(clusterIPs.map((ip) => (ip.includes(':') ? 'IPv6' as const : 'IPv4' as const))),
+    ipFamilyPolicy: clusterIPs.length > 1 ? 'RequireDualStack' as const : 'SingleStack' as const,
+    externalIPs6: frozen([]), loadBalancerIngress6: frozen([]), endpoints6: frozen(endpoints6),
     headless: s.headless ?? false,
     externalName: s.externalName ?? '',
     proxied: type !== 'ExternalName' && !(s.headless ?? false),
@@ -231,6 +241,89 @@ test('a headless Service: A per ready endpoint, hostnames, SRV per endpoint and 
   assertNegative(ask(z, 'peers.default.svc.cluster.local', 'SRV'), 'NOERROR', 'cluster.local');
 });
 
+const DUAL_SERVICES: Svc[] = [
+  { ns: 'kube-system', name: 'kube-dns', clusterIP: '10.96.0.10', clusterIP6: 'fd00:10:96::a', ports: [{ name: 'dns', port: 53, protocol: L4Protocol.UDP }] },
+  {
+    ns: 'default', name: 'web', clusterIP: '10.96.0.20', clusterIP6: 'fd00:10:96::20', ports: [{ name: 'http', port: 80 }],
+    endpoints: [{ ip: '10.244.1.2' }, { ip: 'fd00:10:244:1::2' }, { ip: 'fd00:10:244:2::3', ready: false }],
+  },
+  { ns: 'default', name: 'six', clusterIP6: 'fd00:10:96::6', ports: [{ name: 'http', port: 80 }], endpoints: [{ ip: 'fd00:10:244:1::6' }] },
+  {
+    ns: 'default', name: 'db', headless: true, ports: [{ name: 'pg', port: 5432 }],
+    endpoints: [{ ip: '10.244.1.9', hostname: 'db-0' }, { ip: 'fd00:10:244:1::9', hostname: 'db-0' }, { ip: 'fd00:10:244:2::9' }],
+  },
+];
+
+test('dual-stack: A and AAAA per family, NODATA for the family a name lacks, SRV targets with A and AAAA in additional', () => {
+  const z = zoneWith(KUBEADM, DUAL_SERVICES);
+  assert.deepEqual(answers(ask(z, 'web.default.svc.cluster.local', 'AAAA')).map((r) => [r.name, r.type, r.ttl, r.data]), [['web.default.svc.cluster.local', 'AAAA', 30, 'fd00:10:96::20']]);
+  assert.deepEqual(data(ask(z, 'web.default.svc.cluster.local', 'A')), ['10.96.0.20']);
+  // An IPv6-only Service: AAAA, and NODATA (the name exists) for A; the reverse for IPv4-only.
+  assert.deepEqual(data(ask(z, 'six.default.svc.cluster.local', 'AAAA')), ['fd00:10:96::6']);
+  assertNegative(ask(z, 'six.default.svc.cluster.local', 'A'), 'NOERROR', 'cluster.local');
+  assertNegative(ask(zoneWith(), 'web.default.svc.cluster.local', 'AAAA'), 'NOERROR', 'cluster.local');
+  // SRV: one record per port, the target's A and AAAA in the additional section.
+  const srv = ask(z, '_http._tcp.web.default.svc.cluster.local', 'SRV');
+  assert.deepEqual(data(srv), [{ priority: 0, weight: 100, port: 80, target: 'web.default.svc.cluster.local' }]);
+  assert.deepEqual((srv!.additionals as unknown as Rr[]).map((r) => [r.name, r.type, r.data]), [
+    ['web.default.svc.cluster.local', 'A', '10.96.0.20'],
+    ['web.default.svc.cluster.local', 'AAAA', 'fd00:10:96::20'],
+  ]);
+  assert.deepEqual((ask(z, '_http._tcp.six.default.svc.cluster.local', 'SRV')!.additionals as unknown as Rr[]).map((r) => [r.type, r.data]), [['AAAA', 'fd00:10:96::6']]);
+  // A ready IPv6 endpoint without a hostname: its address with dashes (CoreDNS's endpointHostname).
+  assert.deepEqual(data(ask(z, 'fd00-10-244-1--2.web.default.svc.cluster.local', 'AAAA')), ['fd00:10:244:1::2']);
+  assertNegative(ask(z, 'fd00-10-244-1--2.web.default.svc.cluster.local', 'A'), 'NOERROR', 'cluster.local');
+  assertNegative(ask(z, 'fd00-10-244-2--3.web.default.svc.cluster.local', 'AAAA'), 'NXDOMAIN', 'cluster.local');
+  // The name servers' addresses follow kube-dns's cluster IPs.
+  assert.deepEqual(data(ask(z, 'ns.dns.cluster.local', 'AAAA')), ['fd00:10:96::a']);
+  assert.deepEqual((ask(z, 'cluster.local', 'NS')!.additionals as unknown as Rr[]).map((r) => [r.type, r.data]), [['A', '10.96.0.10'], ['AAAA', 'fd00:10:96::a']]);
+});
+
+test('dual-stack headless: A and AAAA per ready endpoint, a hostname shared by both families, SRV with both in additional', () => {
+  const z = zoneWith(KUBEADM, DUAL_SERVICES);
+  assert.deepEqual(data(ask(z, 'db.default.svc.cluster.local', 'A')), ['10.244.1.9']);
+  assert.deepEqual(data(ask(z, 'db.default.svc.cluster.local', 'AAAA')), ['fd00:10:244:1::9', 'fd00:10:244:2::9']);
+  assert.deepEqual(data(ask(z, 'db-0.db.default.svc.cluster.local', 'A')), ['10.244.1.9']);
+  assert.deepEqual(data(ask(z, 'db-0.db.default.svc.cluster.local', 'AAAA')), ['fd00:10:244:1::9']);
+  const srv = ask(z, '_pg._tcp.db.default.svc.cluster.local', 'SRV');
+  assert.deepEqual(data(srv), [
+    { priority: 0, weight: 50, port: 5432, target: 'db-0.db.default.svc.cluster.local' },
+    { priority: 0, weight: 50, port: 5432, target: 'fd00-10-244-2--9.db.default.svc.cluster.local' },
+  ]);
+  assert.deepEqual((srv!.additionals as unknown as Rr[]).map((r) => [r.name, r.type, r.data]), [
+    ['db-0.db.default.svc.cluster.local', 'A', '10.244.1.9'],
+    ['db-0.db.default.svc.cluster.local', 'AAAA', 'fd00:10:244:1::9'],
+    ['fd00-10-244-2--9.db.default.svc.cluster.local', 'AAAA', 'fd00:10:244:2::9'],
+  ]);
+});
+
+/** The ip6.arpa name of an IPv6 address (RFC 3596 2.5), built independently of the zone's code. */
+function ip6arpa(ip: string): string {
+  const hex = Buffer.from(parseIpv6(ip)!).toString('hex');
+  return `${[...hex].reverse().join('.')}.ip6.arpa`;
+}
+
+test('dual-stack PTR: ip6.arpa names for IPv6 cluster IPs and ready endpoints, in-addr.arpa for IPv4 as before', () => {
+  const z = zoneWith(KUBEADM, DUAL_SERVICES);
+  assert.equal(ip6arpa('fd00:10:96::20'), '0.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa');
+  const ptr = ask(z, ip6arpa('fd00:10:96::20'), 'PTR');
+  assert.deepEqual(answers(ptr).map((r) => [r.name, r.type, r.ttl, r.data]), [[ip6arpa('fd00:10:96::20'), 'PTR', 30, 'web.default.svc.cluster.local']]);
+  assert.deepEqual(data(ask(z, '20.0.96.10.in-addr.arpa', 'PTR')), ['web.default.svc.cluster.local']);
+  assert.deepEqual(data(ask(z, ip6arpa('fd00:10:96::6'), 'PTR')), ['six.default.svc.cluster.local']);
+  assert.deepEqual(data(ask(z, ip6arpa('fd00:10:244:1::9'), 'PTR')), ['db-0.db.default.svc.cluster.local']);
+  assert.deepEqual(data(ask(z, ip6arpa('fd00:10:244:2::9'), 'PTR')), ['fd00-10-244-2--9.db.default.svc.cluster.local']);
+  assertNegative(ask(z, ip6arpa('fd00:10:244:2::9'), 'AAAA'), 'NOERROR', 'ip6.arpa');
+  // A not-ready endpoint has none; ip6.arpa is listed under fallthrough, so the query falls through.
+  assert.equal(ask(z, ip6arpa('fd00:10:244:2::3'), 'PTR'), null);
+  // The records go with the Service.
+  const z2 = new KubernetesZone(KUBEADM);
+  z2.update(view(DUAL_SERVICES.map(service), 1));
+  z2.update(view(DUAL_SERVICES.filter((s) => s.name !== 'web').map(service), 2));
+  assert.equal(ask(z2, ip6arpa('fd00:10:96::20'), 'PTR'), null);
+  assertNegative(ask(z2, 'web.default.svc.cluster.local', 'AAAA'), 'NXDOMAIN', 'cluster.local', 2);
+  assert.deepEqual(data(ask(z2, ip6arpa('fd00:10:96::6'), 'PTR')), ['six.default.svc.cluster.local']);
+});
+
 test('ExternalName outside the zone: a CNAME for every type, not chased; an address-like name resolves to nothing', () => {
   const z = zoneWith();
   for (const type of ['A', 'AAAA', 'CNAME', 'SRV', 'TXT', 'MX', ANY] as dnsPacket.RecordType[]) {
@@ -291,8 +384,23 @@ test('pod records: insecure answers a-b-c-d in any namespace; disabled answers n
   assert.deepEqual(data(ask(z, '255-255-255-255.default.pod.cluster.local')), ['255.255.255.255']);
   assertNegative(ask(z, '10-244-1-7.default.pod.cluster.local', 'AAAA'), 'NOERROR', 'cluster.local');
   assertNegative(ask(z, 'default.pod.cluster.local'), 'NOERROR', 'cluster.local');
-  for (const bad of ['10-244-1-256', '10-244-1', '10-244-1-7-8', '010-244-1-7', '10-244--1', 'web', '1000-1-1-1', '-1-2-3']) {
+  for (const bad of ['10-244-1-256', '10-244-1', '10-244-1-7-8', '010-244-1-7', 'web', '1000-1-1-1', '-1-2-3']) {
     assertNegative(ask(z, `${bad}.default.pod.cluster.local`), 'NXDOMAIN', 'cluster.local');
+  }
+  // IPv6 pods: the address with dashes for colons, as CoreDNS reads a name with "--" or
+  // other than three dashes; AAAA, and NODATA for A.
+  const v6 = ask(z, 'fd00-10-244-1--5.default.pod.cluster.local', 'AAAA');
+  assert.deepEqual(answers(v6).map((a) => [a.name, a.type, a.ttl, a.data]), [['fd00-10-244-1--5.default.pod.cluster.local', 'AAAA', 30, 'fd00:10:244:1::5']]);
+  assertNegative(ask(z, 'fd00-10-244-1--5.default.pod.cluster.local', 'A'), 'NOERROR', 'cluster.local');
+  const six = (name: string): unknown[] => data(ask(z, `${name}.default.pod.cluster.local`, 'AAAA'));
+  assert.deepEqual(six('10-244--1'), ['10:244::1']);
+  assert.deepEqual(six('--1'), ['::1']);
+  assert.deepEqual(six('fd00--'), ['fd00::']);
+  assert.deepEqual(six('--'), ['::']);
+  assert.deepEqual(six('2001-db8-0-0-0-0-0-1'), ['2001:db8::1']);
+  assert.deepEqual(six('2001-db8-1-2-3-4--'), ['2001:db8:1:2:3:4::']);
+  for (const bad of ['fd00---1', 'fd00--1--2', '12345--1', 'g--1', '1-2-3-4-5-6-7-8-9', '1-2-3-4-5-6-7--8-9', '-fd00--1', 'fd00-', 'fd00--1-']) {
+    assertNegative(ask(z, `${bad}.default.pod.cluster.local`, 'AAAA'), 'NXDOMAIN', 'cluster.local');
   }
   assertNegative(ask(z, 'x.10-244-1-7.default.pod.cluster.local'), 'NXDOMAIN', 'cluster.local');
 

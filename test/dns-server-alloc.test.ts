@@ -13,6 +13,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import type { ClusterView, ServiceView } from '../src/model/cluster-view.ts';
+import { NO_DUAL_STACK_FIELDS } from '../src/model/cluster-view.ts';
 
 const BATCH = 64;
 
@@ -20,7 +21,7 @@ function service(name: string, clusterIP: number, endpoints: number): ServiceVie
   return {
     key: `default/${name}`, namespace: 'default', name, type: 'ClusterIP', clusterIP, headless: clusterIP === 0, externalName: '', proxied: clusterIP !== 0,
     ports: [{ name: 'http', protocol: 6 as never, port: 80, targetPort: 80, nodePort: 0 }], externalIPs: [], loadBalancerIngress: [],
-    externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false, problems: [],
+    externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false, problems: [], ...NO_DUAL_STACK_FIELDS,
     endpoints: Array.from({ length: endpoints }, (_, i) => ({ ip: 0x0af40100 + i, hostname: '', nodeName: '', zone: '', ready: true, serving: true, terminating: false, ports: [{ name: 'http', protocol: 6 as never, port: 80 }] })),
   };
 }

@@ -16,6 +16,7 @@ import { run, waitFor } from './helpers/netns.ts';
 import { parseCorefile } from '../src/dns/corefile.ts';
 import { DnsServer } from '../src/dns/server.ts';
 import type { ClusterView } from '../src/model/cluster-view.ts';
+import { NO_DUAL_STACK_FIELDS } from '../src/model/cluster-view.ts';
 import dnsPacket from 'dns-packet';
 
 const execFileAsync = promisify(execFile);
@@ -409,7 +410,7 @@ function view(): ClusterView {
     services: [{
       key: 'default/web', namespace: 'default', name: 'web', type: 'ClusterIP', clusterIP: (10 << 24 | 96 << 16 | 20) >>> 0, headless: false, externalName: '',
       proxied: true, ports: [{ name: 'http', protocol: 6 as never, port: 80, targetPort: 80, nodePort: 0 }], externalIPs: [], loadBalancerIngress: [],
-      externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false, endpoints: [], problems: [],
+      externalTrafficPolicy: '', healthCheckNodePort: 0, publishNotReadyAddresses: false, endpoints: [], problems: [], ...NO_DUAL_STACK_FIELDS,
     }],
   };
 }

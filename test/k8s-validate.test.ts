@@ -41,14 +41,15 @@ test('missing fields are all reported in one pass', () => {
   ]);
 });
 
-test('invalid IP addresses, IPv6 refused clearly', () => {
-  assert.deepEqual(problems('apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: prod}\nspec:\n  clusterIP: 10.96.0.300\n  externalIPs: [1.2.3, "fd00::1"]\n  ports: [{port: 80}]\n'), [
-    'svc.yaml: document 1 (Service prod/web): spec.clusterIP: "10.96.0.300" is not a valid IPv4 address',
-    'svc.yaml: document 1 (Service prod/web): spec.externalIPs[0]: "1.2.3" is not a valid IPv4 address',
-    'svc.yaml: document 1 (Service prod/web): spec.externalIPs[1]: "fd00::1" is an IPv6 address; Tapir supports IPv4 only',
+test('invalid IP addresses; IPv6 accepted, IPv4-mapped IPv6 refused clearly', () => {
+  assert.deepEqual(problems('apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: prod}\nspec:\n  clusterIP: 10.96.0.300\n  externalIPs: [1.2.3, "fd00::1", "::ffff:10.0.0.1", "fd00::1::2"]\n  ports: [{port: 80}]\n'), [
+    'svc.yaml: document 1 (Service prod/web): spec.clusterIP: "10.96.0.300" must be a valid IP address (such as 10.0.0.10 or fd00::10)',
+    'svc.yaml: document 1 (Service prod/web): spec.externalIPs[0]: "1.2.3" must be a valid IP address (such as 10.0.0.10 or fd00::10)',
+    'svc.yaml: document 1 (Service prod/web): spec.externalIPs[2]: "::ffff:10.0.0.1" is an IPv4-mapped IPv6 address; write the IPv4 address (10.0.0.1)',
+    'svc.yaml: document 1 (Service prod/web): spec.externalIPs[3]: "fd00::1::2" must be a valid IP address (such as 10.0.0.10 or fd00::10)',
   ]);
   assert.deepEqual(problems('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.1.2}\n', 'pod.yaml'), [
-    'pod.yaml: document 1 (Pod default/p): status.podIP: "10.1.2" is not a valid IPv4 address',
+    'pod.yaml: document 1 (Pod default/p): status.podIP: "10.1.2" must be a valid IP address (such as 10.0.0.10 or fd00::10)',
   ]);
 });
 
@@ -92,13 +93,13 @@ spec:
   ]);
 });
 
-test('EndpointSlice rules: service-name label, IPv4 only, conditions', () => {
+test('EndpointSlice rules: service-name label, addresses of the addressType, conditions', () => {
   const text = 'apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv6\nendpoints: [{addresses: []}, {addresses: [10.0.0.1], conditions: {ready: "yes"}}]\nports: [{port: 0}]\n';
   const p = 'slice.yaml: document 1 (EndpointSlice default/s): ';
   assert.deepEqual(problems(text, 'slice.yaml'), [
     `${p}metadata.labels["kubernetes.io/service-name"]: required field is missing (it names the Service this slice belongs to)`,
-    `${p}addressType: "IPv6" is not supported (Tapir supports IPv4 only)`,
     `${p}endpoints[0].addresses: must not be empty`,
+    `${p}endpoints[1].addresses[0]: "10.0.0.1" must be an IPv6 address (the slice's addressType)`,
     `${p}endpoints[1].conditions.ready: must be true or false, not the string "yes"`,
     `${p}ports[0].port: 0 is out of range 1-65535`,
   ]);
@@ -189,7 +190,7 @@ status: {podIP: 10.244.0.5, conditions: [{type: Ready, status: "True"}]}
   assert.deepEqual(slice.endpoints[0], { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false, hostname: '', nodeName: '', zone: '', forZones: [], forNodes: [] });
   const pod = parsed.objects[3] as PodObject;
   assert.equal(pod.metadata.deletionTimestamp, '2025-01-01T00:00:00Z');
-  assert.deepEqual(pod.status, { phase: '', podIP: '10.244.0.5', ready: true });
+  assert.deepEqual(pod.status, { phase: '', podIP: '10.244.0.5', podIPs: ['10.244.0.5'], ready: true });
   assert.deepEqual(pod.spec.containers[0]!.ports, [{ name: '', containerPort: 53, protocol: 'UDP' }]);
 });
 

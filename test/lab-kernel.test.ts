@@ -70,6 +70,18 @@ test('status --json describes nodes, pods and client', () => {
     assert.equal(pod.netns, `tl-${LAB}-pod.default.${pod.name}`);
     assert.equal(pod.running, true);
     assert.match(pod.ip, /^10\.244\.[12]\.\d+$/);
+    // Every address of the pod, as the Pod object's podIPs name them.
+    assert.deepEqual(pod.ips, [pod.ip]);
+  }
+  // Services with clusterIPs and ipFamilies as the Kubernetes API names them (an IPv4-only lab).
+  assert.ok(s.services.length > 0);
+  for (const svc of s.services as { type: string; clusterIP: string; clusterIPs: string[]; ipFamilies: string[] }[]) {
+    if (svc.type === 'ExternalName') assert.deepEqual([svc.clusterIPs, svc.ipFamilies], [[], []]);
+    else {
+      assert.equal(svc.clusterIPs[0], svc.clusterIP);
+      assert.equal(svc.ipFamilies[0], 'IPv4');
+      if (svc.clusterIP !== 'None') assert.deepEqual([svc.clusterIPs.length, svc.ipFamilies], [1, ['IPv4']]);
+    }
   }
   assert.deepEqual(s.client, { name: 'client', netns: `tl-${LAB}-client.client`, ip: '172.30.0.100' });
   assert.deepEqual(s.addressing, { underlayCIDR: '172.30.0.0/24', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/16', loadBalancerPool: '172.30.0.200-172.30.0.250', vni: 4242, mtu: 1500, podMTU: 1450 });

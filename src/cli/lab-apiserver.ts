@@ -3,15 +3,14 @@
 // own so that the lab can run it in its namespace and tests can run it alone.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parsePortRange } from '../model/cluster-defaults.ts';
-import { parseCidr } from '../wire/address.ts';
+import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parsePortRange, parseServiceCidrs } from '../model/cluster-defaults.ts';
 import { runApiServer } from '../lab/apiserver/main.ts';
 import type { Listener } from '../lab/apiserver/server.ts';
 import { CliError } from './errors.ts';
 
 const USAGE = `Usage:
   tapir lab apiserver --dir DIR [--token-file FILE] [--listen HOST:PORT]... [--listen-fd FD]...
-                      [--service-cidr CIDR] [--node-port-range MIN-MAX] [--bootstrap FILE]...
+                      [--service-cidr CIDR[,CIDR6]] [--node-port-range MIN-MAX] [--bootstrap FILE]...
                       [--cert-name NAME]... [--bookmark-interval SECONDS] [--advertise-address IP:PORT]
                       [--controllers]
 
@@ -61,8 +60,9 @@ export async function run(args: string[]): Promise<number> {
     listeners.push({ fd: Number(fd) });
   }
   if (listeners.length === 0) throw new CliError('lab apiserver: give at least one --listen or --listen-fd', 2);
-  const serviceCIDR = parseCidr(parsed['service-cidr'] ?? DEFAULT_SERVICE_CIDR, true);
-  if (serviceCIDR === undefined) throw new CliError(`lab apiserver: --service-cidr ${parsed['service-cidr']}: expected a network such as 10.96.0.0/12`, 2);
+  // kube-apiserver's --service-cluster-ip-range: one CIDR, or two of different families (primary first).
+  const serviceCIDRs = parseServiceCidrs(parsed['service-cidr'] ?? DEFAULT_SERVICE_CIDR);
+  if (typeof serviceCIDRs === 'string') throw new CliError(`lab apiserver: --service-cidr ${serviceCIDRs}: expected a network such as 10.96.0.0/12, or two such as 10.96.0.0/12,fd00:10:96::/112`, 2);
   const nodePortRange = parsed['node-port-range'] === undefined ? DEFAULT_NODE_PORT_RANGE : parsePortRange(parsed['node-port-range']);
   if (nodePortRange === undefined) throw new CliError(`lab apiserver: --node-port-range ${parsed['node-port-range']}: expected MIN-MAX such as 30000-32767`, 2);
   const bookmark = Number(parsed['bookmark-interval'] ?? '10');
@@ -76,7 +76,7 @@ export async function run(args: string[]): Promise<number> {
   return await runApiServer({
     dir: parsed.dir,
     tokenFile: parsed['token-file'] ?? join(parsed.dir, 'tokens.csv'),
-    serviceCIDR,
+    serviceCIDRs,
     nodePortRange,
     listeners,
     certificateNames: parsed['cert-name'] ?? [],

@@ -10,18 +10,34 @@
 // part of the range and leaves a static band at the bottom free for requested values,
 // as the API server does (KEP-3070 for cluster IPs, KEP-3668 for node ports), so adding
 // a service with a requested value rarely moves an allocated one.
-import { ipv4, ipv4ToString, parseIpv4, type Cidr } from '../wire/address.ts';
-import { describeOrigin, namespacedName, type ServiceObject } from '../k8s/objects.ts';
-import { formatPortRange, type PortRange } from '../model/cluster-defaults.ts';
+//
+// Dual-stack: ipFamilies and ipFamilyPolicy are settled as kube-apiserver settles them
+// (k8s/ip-families.ts) against the configured service CIDRs, and each family's address
+// comes from that family's CIDR; node ports belong to no family.
+import { ipv4, ipv4ToString, ipv6ToString, parseIpv4, parseIpv6, type Cidr, type Cidr6 } from '../wire/address.ts';
+import { describeOrigin, namespacedName, type IpFamily, type IpFamilyPolicy, type ServiceObject } from '../k8s/objects.ts';
+import { familyOfValid, resolveIpFamilies } from '../k8s/ip-families.ts';
+import { formatPortRange, type PortRange, type ServiceCidrs } from '../model/cluster-defaults.ts';
 
 export interface AllocatorConfig {
+  /** The IPv4 service CIDR of an IPv4-only cluster; `serviceCIDRs` wins when given. */
   serviceCIDR: Cidr;
+  /** One per family, primary first (a dual-stack or IPv6 cluster). */
+  serviceCIDRs?: ServiceCidrs;
   nodePortRange: Readonly<PortRange>;
 }
 
 export interface ServiceAllocation {
-  /** 0 for headless and ExternalName services. */
+  /** The IPv4 cluster IP; 0 for headless and ExternalName services and for those without an IPv4 one. */
   clusterIP: number;
+  /**
+   * Every cluster IP in ipFamilies order (primary first), IPv6 ones in RFC 5952 text;
+   * [] for headless and ExternalName services.
+   */
+  clusterIPs: string[];
+  /** As settled ([] for ExternalName); a headless Service has families but no addresses. */
+  ipFamilies: IpFamily[];
+  ipFamilyPolicy: '' | IpFamilyPolicy;
   /** Per spec.ports index; 0 = no node port. */
   nodePorts: number[];
   /** 0 = none (only LoadBalancer services with externalTrafficPolicy Local have one). */
@@ -60,11 +76,17 @@ class Pool {
   readonly last: number;
   readonly staticBand: number;
   readonly owners = new Map<number, string>();
+  /** 'ip', 'ip6' or 'port': names the pool in the owners' field index. */
+  readonly name: string;
+  /** A value as the messages show it. */
+  readonly format: (value: number) => string;
 
-  constructor(first: number, last: number, staticBand: number) {
+  constructor(first: number, last: number, staticBand: number, name: string, format: (value: number) => string) {
     this.first = first;
     this.last = last;
     this.staticBand = staticBand;
+    this.name = name;
+    this.format = format;
   }
 
   /** Hash-probe the dynamic band, then the static band; -1 when full. */
@@ -90,15 +112,65 @@ interface Claim {
   field: string;
 }
 
-export function allocateServices(services: Iterable<ServiceObject>, config: AllocatorConfig): AllocationResult {
-  const cidr = config.serviceCIDR;
-  // The network address and (IPv4) broadcast address are never handed out; the first
+/** A family's pool and how its addresses map to the pool's numbers. */
+interface FamilyPool {
+  family: IpFamily;
+  cidr: string;
+  pool: Pool;
+  /** The pool's number for a valid address of the family; undefined outside the CIDR. */
+  valueOf(ip: string): number | undefined;
+  /** What is wrong with a requested address the pool cannot give ('' = nothing). */
+  misfit(ip: string): string;
+  text(value: number): string;
+}
+
+function staticBand(size: number): number {
+  return Math.min(Math.max(16, Math.floor(size / 16)), 256);
+}
+
+function ipv4Pool(cidr: Cidr): FamilyPool {
+  // The network address and broadcast address are never handed out; the first
   // address belongs to the `kubernetes` service, so it is only given on request.
-  const ipSize = Math.max(0, cidr.size - 3);
-  const ips = new Pool(cidr.network + 2, cidr.broadcast - 1, Math.min(Math.max(16, Math.floor(ipSize / 16)), 256));
+  const pool = new Pool(cidr.network + 2, cidr.broadcast - 1, staticBand(Math.max(0, cidr.size - 3)), 'ip', ipv4ToString);
+  return {
+    family: 'IPv4', cidr: cidr.toString(), pool, text: ipv4ToString,
+    valueOf: (ip) => { const a = ipv4(ip); return cidr.contains(a) ? a : undefined; },
+    misfit: (ip) => {
+      const a = ipv4(ip);
+      if (!cidr.contains(a)) return `${ip} is not in the service CIDR ${cidr}`;
+      if (a === cidr.network || a === cidr.broadcast) return `${ip} is the ${a === cidr.network ? 'network' : 'broadcast'} address of the service CIDR ${cidr}`;
+      return '';
+    },
+  };
+}
+
+/** IPv6: numbers are offsets into the CIDR (/108 or longer: at most 2^20); no broadcast address. */
+function ipv6Pool(cidr: Cidr6): FamilyPool {
+  const size = 2 ** (128 - cidr.prefixLength);
+  const text = (offset: number): string => ipv6ToString(cidr.host(offset));
+  const valueOf = (ip: string): number | undefined => {
+    const b = parseIpv6(ip);
+    if (b === null || !cidr.contains(b)) return undefined;
+    return (((b[12]! << 24) | (b[13]! << 16) | (b[14]! << 8) | b[15]!) >>> 0) - cidr.word(3);
+  };
+  const pool = new Pool(2, size - 1, staticBand(Math.max(0, size - 2)), 'ip6', text);
+  return {
+    family: 'IPv6', cidr: cidr.toString(), pool, text, valueOf,
+    misfit: (ip) => {
+      const v = valueOf(ip);
+      if (v === undefined) return `${ip} is not in the service CIDR ${cidr}`;
+      return v === 0 ? `${ip} is the network address of the service CIDR ${cidr}` : '';
+    },
+  };
+}
+
+export function allocateServices(services: Iterable<ServiceObject>, config: AllocatorConfig): AllocationResult {
+  const cidrs: ServiceCidrs = config.serviceCIDRs ?? { families: ['IPv4'], v4: config.serviceCIDR, v6: undefined };
+  const familyPools = cidrs.families.map((f) => (f === 'IPv4' ? ipv4Pool(cidrs.v4!) : ipv6Pool(cidrs.v6!)));
+  const poolOf = (family: IpFamily): FamilyPool => familyPools.find((p) => p.family === family)!;
   const range = config.nodePortRange;
   const portSize = range.max - range.min + 1;
-  const ports = new Pool(range.min, range.max, Math.min(Math.max(16, Math.floor(portSize / 32)), 128));
+  const ports = new Pool(range.min, range.max, Math.min(Math.max(16, Math.floor(portSize / 32)), 128), 'port', String);
   const sorted = [...services].sort((a, b) => (namespacedName(a) < namespacedName(b) ? -1 : 1));
   const allocations = new Map<string, ServiceAllocation>();
   const rejected = new Map<string, string[]>();
@@ -115,14 +187,13 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
     for (const c of claims) {
       const owner = c.pool.owners.get(c.value);
       if (owner !== undefined && owner !== key) {
-        const what = c.pool === ips ? ipv4ToString(c.value) : String(c.value);
-        reject(svc, c.field, `${what} is already allocated to Service ${owner} (${fields.get(`${c.pool === ips ? 'ip' : 'port'}:${c.value}`)})`);
+        reject(svc, c.field, `${c.pool.format(c.value)} is already allocated to Service ${owner} (${fields.get(`${c.pool.name}:${c.value}`)})`);
       }
     }
     if (rejected.has(key)) return false;
     for (const c of claims) {
       c.pool.owners.set(c.value, key);
-      fields.set(`${c.pool === ips ? 'ip' : 'port'}:${c.value}`, c.field);
+      fields.set(`${c.pool.name}:${c.value}`, c.field);
     }
     return true;
   };
@@ -130,14 +201,27 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
   // Pass 1: requested values.
   for (const svc of sorted) {
     const claims: Claim[] = [];
-    const alloc: ServiceAllocation = { clusterIP: 0, nodePorts: svc.spec.ports.map(() => 0), healthCheckNodePort: 0 };
-    if (needsClusterIP(svc) && svc.spec.clusterIP !== '') {
-      // Validated by the manifest reader (k8s/validate-service.ts).
-      const ip = ipv4(svc.spec.clusterIP);
-      if (!cidr.contains(ip)) reject(svc, 'spec.clusterIP', `${svc.spec.clusterIP} is not in the service CIDR ${cidr}`);
-      else if (ip === cidr.network || ip === cidr.broadcast) reject(svc, 'spec.clusterIP', `${svc.spec.clusterIP} is the ${ip === cidr.network ? 'network' : 'broadcast'} address of the service CIDR ${cidr}`);
-      else claims.push({ pool: ips, value: ip, field: 'spec.clusterIP' });
-      alloc.clusterIP = ip;
+    const headless = svc.spec.clusterIP === 'None';
+    const requested = headless ? [] : svc.spec.clusterIPs;
+    const decision = resolveIpFamilies({
+      type: svc.spec.type, headless, hasSelector: svc.spec.selector !== null,
+      clusterIPs: requested, ipFamilies: svc.spec.ipFamilies, ipFamilyPolicy: svc.spec.ipFamilyPolicy,
+    }, cidrs.families);
+    for (const p of decision.problems) reject(svc, p.field, p.message);
+    const alloc: ServiceAllocation = {
+      clusterIP: 0, clusterIPs: [], ipFamilies: decision.ipFamilies, ipFamilyPolicy: decision.ipFamilyPolicy,
+      nodePorts: svc.spec.ports.map(() => 0), healthCheckNodePort: 0,
+    };
+    if (needsClusterIP(svc) && decision.problems.length === 0) {
+      // Validated by the manifest reader (k8s/validate-service.ts): one per family, in ipFamilies order.
+      requested.forEach((ip, i) => {
+        const fp = poolOf(familyOfValid(ip));
+        const field = svc.spec.clusterIPs.length > 1 ? `spec.clusterIPs[${i}]` : 'spec.clusterIP';
+        const misfit = fp.misfit(ip);
+        if (misfit !== '') reject(svc, field, misfit);
+        else claims.push({ pool: fp.pool, value: fp.valueOf(ip)!, field });
+        alloc.clusterIPs.push(ip);
+      });
     }
     svc.spec.ports.forEach((p, i) => {
       if (p.nodePort === 0) return;
@@ -169,10 +253,19 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
       }
       // Claim at once so this service's next port does not pick the same value.
       pool.owners.set(value, key);
-      fields.set(`${pool === ips ? 'ip' : 'port'}:${value}`, field);
+      fields.set(`${pool.name}:${value}`, field);
       return value;
     };
-    if (needsClusterIP(svc) && alloc.clusterIP === 0) alloc.clusterIP = take(ips, key, 'spec.clusterIP', `address in the service CIDR ${cidr}`);
+    if (needsClusterIP(svc)) {
+      for (let i = alloc.clusterIPs.length; i < alloc.ipFamilies.length; i++) {
+        const fp = poolOf(alloc.ipFamilies[i]!);
+        // The first family hashes the name alone, as an IPv4-only allocator always did.
+        const value = take(fp.pool, i === 0 ? key : `${key}#${fp.family}`, alloc.ipFamilies.length > 1 ? `spec.clusterIPs[${i}]` : 'spec.clusterIP', `address in the service CIDR ${fp.cidr}`);
+        if (value !== 0) alloc.clusterIPs.push(fp.text(value));
+      }
+      const v4 = alloc.clusterIPs.find((ip) => familyOfValid(ip) === 'IPv4');
+      alloc.clusterIP = v4 === undefined ? 0 : ipv4(v4);
+    }
     if (needsNodePorts(svc)) {
       svc.spec.ports.forEach((p, i) => {
         if (alloc.nodePorts[i] === 0) alloc.nodePorts[i] = take(ports, `${key}:${p.name}/${p.protocol}`, `spec.ports[${i}].nodePort`, `node port in ${formatPortRange(range)}`);
@@ -183,7 +276,7 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
     }
     if (rejected.has(key)) {
       // Give back what this service took in this pass and its requested values.
-      for (const pool of [ips, ports]) {
+      for (const pool of [...familyPools.map((f) => f.pool), ports]) {
         for (const [value, owner] of pool.owners) if (owner === key) pool.owners.delete(value);
       }
       allocations.delete(key);
@@ -202,13 +295,19 @@ export function allocationsFromSpec(services: Iterable<ServiceObject>): Allocati
   const allocations = new Map<string, ServiceAllocation>();
   for (const svc of services) {
     let clusterIP = 0;
+    const clusterIPs = needsClusterIP(svc) ? svc.spec.clusterIPs : [];
     if (needsClusterIP(svc)) {
-      const ip = parseIpv4(svc.spec.clusterIP);
-      if (ip === undefined) continue;
-      clusterIP = ip;
+      if (clusterIPs.length === 0) continue;
+      const v4 = clusterIPs.find((ip) => familyOfValid(ip) === 'IPv4');
+      clusterIP = v4 === undefined ? 0 : parseIpv4(v4) ?? 0;
     }
+    // An object written before dual-stack (or by a test) may lack ipFamilies: its addresses say them.
+    const ipFamilies = svc.spec.ipFamilies.length > 0 || svc.spec.type === 'ExternalName' ? svc.spec.ipFamilies : clusterIPs.map(familyOfValid);
     allocations.set(namespacedName(svc), {
       clusterIP,
+      clusterIPs,
+      ipFamilies,
+      ipFamilyPolicy: svc.spec.ipFamilyPolicy,
       nodePorts: svc.spec.ports.map((p) => (needsNodePorts(svc) ? p.nodePort : 0)),
       healthCheckNodePort: needsHealthCheckNodePort(svc) ? svc.spec.healthCheckNodePort : 0,
     });

@@ -28,6 +28,8 @@ function freezeAll<T>(list: T[]): T[] {
 function endpointsForPort(name: string, protocol: string, slices: readonly EndpointSliceObject[], node: NodeContext): HintedEndpoint[] {
   const byAddress = new Map<string, HintedEndpoint>();
   for (const slice of slices) {
+    // The IPv4 tables read IPv4 slices only (kube-proxy's tracker keeps its family's).
+    if (slice.addressType !== 'IPv4') continue;
     for (const port of slice.ports) {
       if (port.name !== name || port.protocol !== protocol) continue;
       for (const ep of slice.endpoints) {
@@ -54,18 +56,26 @@ function endpointsForPort(name: string, protocol: string, slices: readonly Endpo
   return [...byAddress.values()].sort((a, b) => a.spec.ip - b.spec.ip || a.spec.port - b.spec.port);
 }
 
+/**
+ * The IPv4 service port specs of one Service. Dual-stack: these tables are IPv4's, and
+ * take the IPv4 half only, as kube-proxy's IPv4 proxier does: a Service without an
+ * IPv4 cluster IP is not programmed at all (node ports included), IPv6 external IPs,
+ * load-balancer IPs, source ranges and IPv6 slices are left out. (With every source
+ * range IPv6, the IPv4 frontends get none and admit every source, as kube-proxy's.)
+ */
 export function compileService(svc: ServiceObject, alloc: ServiceAllocation, slices: readonly EndpointSliceObject[], node: NodeContext): ServicePortSpec[] {
-  if (!isProxied(svc)) return [];
+  if (!isProxied(svc) || alloc.clusterIP === 0) return [];
   const namespace = svc.metadata.namespace;
   const name = svc.metadata.name;
   const spec = svc.spec;
-  const externalIPs = freezeAll(spec.externalIPs.map((text) => ipv4(text)));
+  const isV4 = (text: string): boolean => !text.includes(':');
+  const externalIPs = freezeAll(spec.externalIPs.filter(isV4).map((text) => ipv4(text)));
   // ipMode Proxy: the load balancer rewrites the destination to a node, so the node
   // must not capture the address itself (KEP-1860).
   const loadBalancerIPs = freezeAll(spec.type === 'LoadBalancer'
-    ? svc.status.loadBalancerIngress.filter((i) => i.ipMode === 'VIP').map((i) => ipv4(i.ip))
+    ? svc.status.loadBalancerIngress.filter((i) => i.ipMode === 'VIP' && isV4(i.ip)).map((i) => ipv4(i.ip))
     : []);
-  const sourceRanges = freezeAll(spec.loadBalancerSourceRanges.map((text) => {
+  const sourceRanges = freezeAll(spec.loadBalancerSourceRanges.filter(isV4).map((text) => {
     const cidr = parseCidr(text)!;
     return Object.freeze([cidr.network, cidr.prefixLength]) as [number, number];
   }));

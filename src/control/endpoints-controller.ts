@@ -5,7 +5,12 @@
 // target ports resolved per pod (a pod without the named port is left out of that
 // port), endpoints grouped into one slice per distinct port mapping, and
 // trafficDistribution turned into hints the way its preferClose heuristic does.
-import { Label, type EndpointSliceObject, type NodeObject, type PodObject, type ServiceObject, type SliceEndpoint, type SlicePort } from '../k8s/objects.ts';
+// Dual-stack: one set of slices per address family the Service has
+// (getAddressTypesForService), each endpoint the pod's address of that family from
+// status.podIPs; a pod without one is no endpoint of that family's slices.
+import { parseIpv6 } from '../wire/address.ts';
+import { familyOfValid } from '../k8s/ip-families.ts';
+import { Label, type IpFamily, type EndpointSliceObject, type NodeObject, type PodObject, type ServiceObject, type SliceEndpoint, type SlicePort } from '../k8s/objects.ts';
 
 /** EndpointSlice label naming the controller that manages a slice. */
 const MANAGED_BY = 'endpointslice.kubernetes.io/managed-by';
@@ -42,14 +47,35 @@ export function findPort(pod: PodObject, targetPort: number | string, protocol: 
  * Output is sorted (slices by port mapping, endpoints by address) so every node derives
  * the same slices from the same manifests.
  */
-export function endpointSlicesForService(service: ServiceObject, pods: Iterable<PodObject>, nodes: ReadonlyMap<string, NodeObject>): EndpointSliceObject[] {
+/**
+ * The address types of a Service's slices (the EndpointSlice controller's
+ * getAddressTypesForService): its ipFamilies; without them (a Service from before
+ * dual-stack, or one manifest mode has not settled) its cluster IP's family, and both
+ * for a headless one. `families` overrides the object's (manifest mode's allocation).
+ */
+export function sliceAddressTypes(service: ServiceObject, families?: readonly IpFamily[]): IpFamily[] {
+  const given = families !== undefined && families.length > 0 ? families : service.spec.ipFamilies;
+  if (given.length > 0) return (['IPv4', 'IPv6'] as const).filter((f) => given.includes(f));
+  const clusterIP = service.spec.clusterIP;
+  if (clusterIP === 'None') return ['IPv4', 'IPv6'];
+  return [clusterIP === '' ? 'IPv4' : familyOfValid(clusterIP)];
+}
+
+export function endpointSlicesForService(service: ServiceObject, pods: Iterable<PodObject>, nodes: ReadonlyMap<string, NodeObject>, families?: readonly IpFamily[]): EndpointSliceObject[] {
   const selector = service.spec.selector;
   if (selector === null) return [];
+  const candidates = [...pods];
+  return sliceAddressTypes(service, families).flatMap((family) => slicesOfFamily(service, candidates, nodes, selector, family));
+}
+
+function slicesOfFamily(service: ServiceObject, pods: readonly PodObject[], nodes: ReadonlyMap<string, NodeObject>, selector: Readonly<Record<string, string>>, family: IpFamily): EndpointSliceObject[] {
   const namespace = service.metadata.namespace;
   const distribution = service.spec.trafficDistribution;
   const groups = new Map<string, { ports: SlicePort[]; endpoints: SliceEndpoint[] }>();
   for (const pod of pods) {
     if (pod.metadata.namespace !== namespace || !podHasEndpoint(pod) || !selectorMatches(selector, pod.metadata.labels)) continue;
+    const address = pod.status.podIPs.find((ip) => familyOfValid(ip) === family) ?? (pod.status.podIPs.length === 0 && familyOfValid(pod.status.podIP) === family ? pod.status.podIP : undefined);
+    if (address === undefined) continue;
     const ports: SlicePort[] = [];
     for (const sp of service.spec.ports) {
       const port = findPort(pod, sp.targetPort, sp.protocol);
@@ -65,7 +91,7 @@ export function endpointSlicesForService(service: ServiceObject, pods: Iterable<
     // Hints go on ready endpoints only (trafficdist.preferCloseHeuristic).
     const hinted = ready && CLOSE_DISTRIBUTIONS.has(distribution);
     const endpoint: SliceEndpoint = {
-      addresses: [pod.status.podIP],
+      addresses: [address],
       ready,
       serving,
       terminating,
@@ -85,12 +111,14 @@ export function endpointSlicesForService(service: ServiceObject, pods: Iterable<
   const keys = [...groups.keys()].sort();
   return keys.map((key, i) => {
     const group = groups.get(key)!;
-    group.endpoints.sort((a, b) => compareIpv4Text(a.addresses[0]!, b.addresses[0]!));
+    group.endpoints.sort((a, b) => compareIpText(a.addresses[0]!, b.addresses[0]!));
     return {
       kind: 'EndpointSlice',
       origin: service.origin,
       metadata: {
-        name: `${service.metadata.name}-tapir-${i}`,
+        // Kubernetes names slices <service>-<random>; every node must derive the same
+        // names here, so they count, IPv4 as before dual-stack, IPv6 with its family.
+        name: `${service.metadata.name}-tapir-${family === 'IPv6' ? 'ipv6-' : ''}${i}`,
         namespace,
         labels: { [Label.SERVICE_NAME]: service.metadata.name, [MANAGED_BY]: 'tapir.dev' },
         annotations: {},
@@ -98,11 +126,20 @@ export function endpointSlicesForService(service: ServiceObject, pods: Iterable<
         resourceVersion: '',
       },
       serviceName: service.metadata.name,
-      addressType: 'IPv4',
+      addressType: family,
       endpoints: group.endpoints,
       ports: group.ports,
     } satisfies EndpointSliceObject;
   });
+}
+
+/** Numeric order of two addresses of one family (validated input). */
+export function compareIpText(a: string, b: string): number {
+  if (!a.includes(':')) return compareIpv4Text(a, b);
+  const pa = parseIpv6(a)!;
+  const pb = parseIpv6(b)!;
+  for (let i = 0; i < 16; i++) if (pa[i] !== pb[i]) return pa[i]! - pb[i]!;
+  return 0;
 }
 
 /** Numeric order of dotted quads (validated input). */

@@ -11,7 +11,7 @@ import { ManifestError } from '../k8s/manifest.ts';
 import type { ObjectChange, ObjectSource } from '../k8s/object-source.ts';
 import { Kind } from '../k8s/objects.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
-import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, type PortRange } from '../model/cluster-defaults.ts';
+import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, type PortRange, type ServiceCidrs } from '../model/cluster-defaults.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { parseCidr, type Cidr } from '../wire/address.ts';
 import { ChangeTracker, type TimedChange } from './change-tracker.ts';
@@ -42,6 +42,8 @@ export interface ServiceControllerOptions {
   cluster?: boolean;
   /** Default DEFAULT_SERVICE_CIDR (src/model/cluster-defaults.ts). */
   serviceCIDR?: Cidr;
+  /** A dual-stack or IPv6 cluster's service CIDRs, one per family, primary first; wins over serviceCIDR. */
+  serviceCIDRs?: ServiceCidrs;
   /** Default DEFAULT_NODE_PORT_RANGE. */
   nodePortRange?: Readonly<PortRange>;
   /** Default 100 ms: bursts of changes within this become one sync. */
@@ -112,7 +114,11 @@ export class ServiceController {
     this.#source = opts.source;
     this.#unsynced = new Set(COMPILED_KINDS.filter((kind) => opts.source.kinds.includes(kind)));
     this.#state = new ServiceProxyState(opts.node, opts.cluster === true ? 'api'
-      : { serviceCIDR: opts.serviceCIDR ?? parseCidr(DEFAULT_SERVICE_CIDR)!, nodePortRange: opts.nodePortRange ?? DEFAULT_NODE_PORT_RANGE });
+      : {
+        serviceCIDR: opts.serviceCIDR ?? opts.serviceCIDRs?.v4 ?? parseCidr(DEFAULT_SERVICE_CIDR)!,
+        ...(opts.serviceCIDRs !== undefined ? { serviceCIDRs: opts.serviceCIDRs } : {}),
+        nodePortRange: opts.nodePortRange ?? DEFAULT_NODE_PORT_RANGE,
+      });
     this.#firstSync = new Promise((resolve) => { this.#firstSyncDone = resolve; });
     const onSnapshot = opts.onSnapshot;
     if (onSnapshot !== undefined) {

@@ -262,7 +262,7 @@ export class ServiceProxyState {
         continue;
       }
       if (svc.spec.selector !== null && this.#allocator !== null) {
-        this.#generated.set(key, endpointSlicesForService(svc, this.#pods.candidates(svc.metadata.namespace, svc.spec.selector), this.nodes));
+        this.#generated.set(key, endpointSlicesForService(svc, this.#pods.candidates(svc.metadata.namespace, svc.spec.selector), this.nodes, this.#allocation.allocations.get(key)?.ipFamilies));
       } else this.#generated.delete(key);
       const alloc = this.#allocation.allocations.get(key);
       const slices = this.slicesFor(key);

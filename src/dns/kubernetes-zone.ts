@@ -12,21 +12,26 @@
 //   Z                              SOA, NS (ns.dns.Z, its A in additional when kube-system/kube-dns has a cluster IP)
 //   dns-version.Z                  TXT "1.1.0" (TTL 28800, as CoreDNS)
 //   svc.Z, pod.Z, dns.Z            empty non-terminals (NODATA)
-//   ns.dns.Z                       A: the kube-dns cluster IP (CoreDNS answers its own Service's)
+//   ns.dns.Z                       A / AAAA: the kube-dns cluster IPs (CoreDNS answers its own Service's)
 //   <ns>.svc.Z                     empty non-terminal, for each namespace with a Service
-//   <svc>.<ns>.svc.Z               ClusterIP: A cluster IP. Headless: A per ready endpoint
+//   <svc>.<ns>.svc.Z               ClusterIP: A and/or AAAA, its cluster IP of each family
+//                                  (a single-stack Service's other type is NODATA).
+//                                  Headless: A / AAAA per ready endpoint of that family
 //                                  (none ready: the name does not exist, spec 2.4.1).
 //                                  ExternalName: CNAME (for every qtype, see below). SRV: every port
 //                                  (CoreDNS's answer for a name without _port._proto).
 //   _<port>._<proto>.<svc>.<ns>.svc.Z   SRV per named port (headless: per ready endpoint
 //                                  serving the port), priority 0, weight 100/n as CoreDNS,
-//                                  the targets' A records in the additional section
-//   <host>.<svc>.<ns>.svc.Z        A per ready endpoint with that host (CoreDNS answers
+//                                  the targets' A and AAAA records in the additional section
+//   <host>.<svc>.<ns>.svc.Z        A / AAAA per ready endpoint with that host (an IPv6 one
+//                                  without a hostname is named with dashes: fd00--5; CoreDNS answers
 //                                  these for ClusterIP Services' endpoints too)
 //   <a-b-c-d>.<ns>.pod.Z           A a.b.c.d for any namespace (`pods insecure`; computed
-//                                  per query, not stored); <ns>.pod.Z is NODATA then
-// and in a reverse zone (in-addr.arpa): PTR for every cluster IP (its Service's name)
-// and every other ready endpoint address (its endpoint names) in the first forward zone.
+//                                  per query, not stored); <ns>.pod.Z is NODATA then;
+//                                  <fd00-10-244-1--5>.<ns>.pod.Z: AAAA fd00:10:244:1::5
+// and in a reverse zone (in-addr.arpa, ip6.arpa, RFC 3596 2.5 nibbles): PTR for every
+// cluster IP of either family (its Service's name) and every other ready endpoint
+// address (its endpoint names) in the first forward zone.
 // A ready endpoint is one with `ready` (the endpoints controller marks every endpoint
 // of a publishNotReadyAddresses Service ready) or of such a Service.
 //
@@ -43,9 +48,10 @@ import {
   writeHeader, writeOpt, type QueryInfo,
 } from './message.ts';
 import {
-  compileService, DNS_SCHEMA_VERSION, EMPTY, encodeA, encodeNames, encodeNs, encodeSoa, encodeSrv, encodeTxt,
-  endpointHosts, NameRecords, negativeSoa,
+  compileService, DNS_SCHEMA_VERSION, EMPTY, encodeA, encodeAaaa, encodeNames, encodeNs, encodeSoa, encodeSrv, encodeTxt,
+  endpointHosts, NameRecords, negativeSoa, type EndpointHosts,
 } from './service-records.ts';
+import { parseIpv6 } from '../wire/address.ts';
 import { BODY_HEADER, Col, isPlainName, nameWireLength, NameTable } from './zone-writer.ts';
 
 export interface KubernetesZoneOptions {
@@ -81,6 +87,7 @@ function column(qtype: number): number {
     case RrType.PTR: return Col.PTR;
     case RrType.TXT: return Col.TXT;
     case RrType.SRV: return Col.SRV;
+    case RrType.AAAA: return Col.AAAA;
     default: return -1;
   }
 }
@@ -107,6 +114,8 @@ interface ServiceUnit {
   ents: string[];
   /** The addresses it has PTR sources for (in ptrIndex, under its key). */
   ptrs: number[];
+  /** The same for IPv6 addresses (in ptrIndex6), RFC 5952 text. */
+  ptrs6: string[];
 }
 
 export class KubernetesZone {
@@ -128,9 +137,14 @@ export class KubernetesZone {
   private entRefs = new Map<string, number>();
   /** Reverse name -> the Services' addresses that name it (one source, the common case, without an array). */
   private ptrIndex = new Map<number, PtrSource | PtrSource[]>();
+  /** The same for IPv6 addresses, by their RFC 5952 text. */
+  private ptrIndex6 = new Map<string, PtrSource | PtrSource[]>();
   /** Per zone: its negative-answer SOA record with the owner pointer at 0 (patched per answer). */
   private soaRecords: Buffer[] = [];
   private externalTargets = new Map<string, string>();
+  /** The address of the last IPv6 pod name parsed (podIpv6), and its groups: reused per query. */
+  private readonly pod6 = new Uint8Array(16);
+  private readonly podGroups = new Uint16Array(8);
 
   constructor(options: KubernetesZoneOptions) {
     if (options.endpointPodNames === true) {
@@ -203,6 +217,7 @@ export class KubernetesZone {
     this.units = new Map();
     this.entRefs = new Map();
     this.ptrIndex = new Map();
+    this.ptrIndex6 = new Map();
     this.externalTargets = new Map();
     this.synced = false;
   }
@@ -211,24 +226,29 @@ export class KubernetesZone {
     const next = new Map<string, ServiceView>();
     for (const svc of view.services) next.set(svc.key, svc);
     const dirtyPtrs = new Set<number>();
+    const dirtyPtrs6 = new Set<string>();
     for (const [key, unit] of this.units) {
       if (next.get(key) === unit.view) continue;
-      this.removeUnit(unit, dirtyPtrs);
+      this.removeUnit(unit, dirtyPtrs, dirtyPtrs6);
       this.units.delete(key);
     }
     for (const svc of view.services) {
-      if (!this.units.has(svc.key)) this.units.set(svc.key, this.addUnit(svc, dirtyPtrs));
+      if (!this.units.has(svc.key)) this.units.set(svc.key, this.addUnit(svc, dirtyPtrs, dirtyPtrs6));
     }
-    if (this.hasReverse) for (const ip of dirtyPtrs) this.writePtr(ip);
+    if (this.hasReverse) {
+      for (const ip of dirtyPtrs) this.writePtr(ip);
+      for (const ip of dirtyPtrs6) this.writePtr6(ip);
+    }
 
     // The names every zone has; the apex's SOA carries the generation as its serial.
     const dnsService = next.get(DNS_SERVICE_KEY);
     const dnsIP = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP : 0;
+    const dnsIP6 = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP6 : '';
     for (let z = 0; z < this.zones.length; z++) {
       const zone = this.zones[z]!;
       const apex = this.table.claim(zone);
       this.setBody(apex, Col.SOA, encodeSoa(this.table.arena, zone, view.generation, this.ttl));
-      this.setBody(apex, Col.NS, encodeNs(this.table.arena, zone, this.reverse[z] ? 0 : dnsIP, this.ttl));
+      this.setBody(apex, Col.NS, encodeNs(this.table.arena, zone, this.reverse[z] ? 0 : dnsIP, this.ttl, this.reverse[z] ? '' : dnsIP6));
       if (this.reverse[z]) continue;
       const version = new NameRecords();
       version.txt = DNS_SCHEMA_VERSION;
@@ -236,6 +256,7 @@ export class KubernetesZone {
       for (const ent of [`svc.${zone}`, `pod.${zone}`, `dns.${zone}`]) this.writeName(ent, EMPTY);
       const ns = new NameRecords();
       if (dnsIP !== 0) ns.a = [dnsIP];
+      if (dnsIP6 !== '') ns.aaaa = [dnsIP6];
       this.writeName(`ns.dns.${zone}`, ns);
     }
     // After everything else: a target may have changed without its ExternalName.
@@ -256,7 +277,7 @@ export class KubernetesZone {
     const table = this.table;
     const slot = table.names.get(name);
     if (slot === undefined) return;
-    const chased = [Col.A, Col.NS, Col.SOA, Col.PTR, Col.TXT, Col.SRV] as const;
+    const chased = [Col.A, Col.AAAA, Col.NS, Col.SOA, Col.PTR, Col.TXT, Col.SRV] as const;
     const targetSlot = this.zoneOf(target) >= 0 ? table.names.get(target) : undefined;
     const targetRow = targetSlot === undefined || table.columns[targetSlot * Col.COUNT + Col.CNAME]! >= 0 ? -1 : targetSlot * Col.COUNT;
     for (const col of chased) {
@@ -288,13 +309,14 @@ export class KubernetesZone {
       return;
     }
     if (r.a !== null) this.setBody(slot, Col.A, encodeA(this.table.arena, name, r.a, this.ttl));
+    if (r.aaaa !== null) this.setBody(slot, Col.AAAA, encodeAaaa(this.table.arena, name, r.aaaa, this.ttl));
     if (r.txt !== null) this.setBody(slot, Col.TXT, encodeTxt(this.table.arena, name, r.txt));
     if (r.ptr !== null) this.setBody(slot, Col.PTR, encodeNames(this.table.arena, name, RrType.PTR, r.ptr, this.ttl));
     if (r.srv !== null) this.setBody(slot, Col.SRV, encodeSrv(this.table.arena, name, r.srv, this.ttl));
   }
 
-  private addUnit(svc: ServiceView, dirtyPtrs: Set<number>): ServiceUnit {
-    const unit: ServiceUnit = { view: svc, names: [], ents: [], ptrs: [] };
+  private addUnit(svc: ServiceView, dirtyPtrs: Set<number>, dirtyPtrs6: Set<string>): ServiceUnit {
+    const unit: ServiceUnit = { view: svc, names: [], ents: [], ptrs: [], ptrs6: [] };
     const local = new Map<string, NameRecords>();
     const at = (name: string): NameRecords => {
       let r = local.get(name);
@@ -303,7 +325,7 @@ export class KubernetesZone {
     };
     const hosts = endpointHosts(svc);
     // The endpoints' names in the primary zone, which their PTR records name (the same strings).
-    const primaryNames: string[] = [];
+    const primaryNames: EndpointHosts = { v4: [], v6: [] };
     for (let z = 0; z < this.zones.length; z++) {
       if (!this.reverse[z]) compileService(svc, this.zones[z]!, at, unit.ents, hosts, this.zones[z] === this.primary ? primaryNames : null);
     }
@@ -317,11 +339,11 @@ export class KubernetesZone {
       this.entRefs.set(ent, refs + 1);
       if (refs === 0) this.writeName(ent, EMPTY);
     }
-    this.addPtrSources(svc, unit, dirtyPtrs, primaryNames);
+    this.addPtrSources(svc, unit, dirtyPtrs, dirtyPtrs6, primaryNames);
     return unit;
   }
 
-  private removeUnit(unit: ServiceUnit, dirtyPtrs: Set<number>): void {
+  private removeUnit(unit: ServiceUnit, dirtyPtrs: Set<number>, dirtyPtrs6: Set<string>): void {
     for (const name of unit.names) {
       this.table.remove(name);
       this.externalTargets.delete(name);
@@ -343,11 +365,19 @@ export class KubernetesZone {
       else this.ptrIndex.set(ip, left.length === 1 ? left[0]! : left);
       dirtyPtrs.add(ip);
     }
+    for (const ip of unit.ptrs6) {
+      const sources = this.ptrIndex6.get(ip);
+      if (sources === undefined) continue;
+      const left = Array.isArray(sources) ? sources.filter((s) => s.key !== key) : sources.key !== key ? [sources] : [];
+      if (left.length === 0) this.ptrIndex6.delete(ip);
+      else this.ptrIndex6.set(ip, left.length === 1 ? left[0]! : left);
+      dirtyPtrs6.add(ip);
+    }
   }
 
-  /** What `svc` contributes to PTR names: its cluster IP, and its ready endpoints' addresses. */
-  private addPtrSources(svc: ServiceView, unit: ServiceUnit, dirtyPtrs: Set<number>, primaryNames: string[]): void {
-    if (!this.hasReverse || svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0)) return;
+  /** What `svc` contributes to PTR names: its cluster IPs, and its ready endpoints' addresses, of both families. */
+  private addPtrSources(svc: ServiceView, unit: ServiceUnit, dirtyPtrs: Set<number>, dirtyPtrs6: Set<string>, primaryNames: EndpointHosts): void {
+    if (!this.hasReverse || svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0 && svc.clusterIP6 === '')) return;
     const svcName = `${svc.name}.${svc.namespace}.svc.${this.primary}`;
     if (!isPlainName(svcName)) return;
     const add = (ip: number, target: string, cluster: boolean): void => {
@@ -359,10 +389,24 @@ export class KubernetesZone {
       if (unit.ptrs[unit.ptrs.length - 1] !== ip) unit.ptrs.push(ip);
       dirtyPtrs.add(ip);
     };
-    if (!svc.headless) add(svc.clusterIP, svcName, true);
+    const add6 = (ip: string, target: string, cluster: boolean): void => {
+      const source: PtrSource = { key: svc.key, target, cluster };
+      const sources = this.ptrIndex6.get(ip);
+      if (sources === undefined) this.ptrIndex6.set(ip, source);
+      else if (Array.isArray(sources)) sources.push(source);
+      else this.ptrIndex6.set(ip, [sources, source]);
+      if (unit.ptrs6[unit.ptrs6.length - 1] !== ip) unit.ptrs6.push(ip);
+      dirtyPtrs6.add(ip);
+    };
+    if (!svc.headless && svc.clusterIP !== 0) add(svc.clusterIP, svcName, true);
+    if (!svc.headless && svc.clusterIP6 !== '') add6(svc.clusterIP6, svcName, true);
     svc.endpoints.forEach((e, i) => {
-      const target = primaryNames[i];
+      const target = primaryNames.v4[i];
       if (target !== undefined && target !== '') add(e.ip, target, false);
+    });
+    svc.endpoints6.forEach((e, i) => {
+      const target = primaryNames.v6[i];
+      if (target !== undefined && target !== '') add6(e.ip, target, false);
     });
   }
 
@@ -380,15 +424,23 @@ export class KubernetesZone {
       this.table.remove(name);
       return;
     }
-    const r = new NameRecords();
-    if (!Array.isArray(sources)) r.ptr = [sources.target];
-    else {
-      // Stable: one Service's sources keep their endpoint order.
-      const sorted = [...sources].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      const cluster = sorted.find((s) => s.cluster);
-      r.ptr = cluster !== undefined ? [cluster.target] : [...new Set(sorted.map((s) => s.target))];
+    this.writeName(name, ptrRecords(sources));
+  }
+
+  /** writePtr for an IPv6 address: its ip6.arpa name, 32 nibbles lowest first (RFC 3596 2.5). */
+  private writePtr6(ip: string): void {
+    const bytes = parseIpv6(ip)!;
+    let name = '';
+    for (let i = 15; i >= 0; i--) name += `${(bytes[i]! & 0xf).toString(16)}.${(bytes[i]! >> 4).toString(16)}.`;
+    name += 'ip6.arpa';
+    const z = this.zoneOf(name);
+    if (z < 0 || !this.reverse[z]) return;
+    const sources = this.ptrIndex6.get(ip);
+    if (sources === undefined) {
+      this.table.remove(name);
+      return;
     }
-    this.writeName(name, r);
+    this.writeName(name, ptrRecords(sources));
   }
 
   /**
@@ -427,6 +479,10 @@ export class KubernetesZone {
         if (q.qtype !== RrType.A) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
         return this.podAnswer(req, q, res, pod);
       }
+      if (pod === POD_IPV6) {
+        if (q.qtype !== RrType.AAAA) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
+        return this.podAnswer(req, q, res, -1);
+      }
       if (pod === POD_NAMESPACE) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
     }
     if (this.fallsThrough(q.qname)) return NOT_HANDLED;
@@ -434,8 +490,10 @@ export class KubernetesZone {
   }
 
   /**
-   * `<a-b-c-d>.<ns>.pod.<zone>`: the address (>= 0); POD_NAMESPACE for `<ns>.pod.<zone>`;
-   * NOT_POD otherwise. CoreDNS's insecure mode checks nothing else.
+   * `<a-b-c-d>.<ns>.pod.<zone>`: the address (>= 0); POD_IPV6 for an IPv6 address with
+   * dashes for colons (`fd00-10-244-1--5`, CoreDNS's form; the address in pod6);
+   * POD_NAMESPACE for `<ns>.pod.<zone>`; NOT_POD otherwise. CoreDNS's insecure mode
+   * checks nothing else.
    */
   private podAddress(qname: string, zone: string): number {
     const suffix = qname.length - zone.length - 5; // where ".pod." starts
@@ -452,18 +510,74 @@ export class KubernetesZone {
     for (let i = 0; i <= podEnd; i++) {
       const c = i === podEnd ? 0x2d : qname.charCodeAt(i);
       if (c === 0x2d) {
-        if (digits === 0 || part > 255) return NOT_POD;
+        if (digits === 0 || part > 255) return this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
         ip = ip * 256 + part;
         parts++;
         part = 0;
         digits = 0;
         continue;
       }
-      if (c < 0x30 || c > 0x39 || digits === 3 || (digits === 1 && part === 0)) return NOT_POD;
+      if (c < 0x30 || c > 0x39 || digits === 3 || (digits === 1 && part === 0)) return this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
       part = part * 10 + (c - 0x30);
       digits++;
     }
-    return parts === 4 ? ip : NOT_POD;
+    return parts === 4 ? ip : this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
+  }
+
+  /**
+   * qname[0, end) as an IPv6 address with "-" for ":" ("--" for "::"), into pod6;
+   * false when it is none. Char by char into reused arrays: no allocation per query.
+   */
+  private podIpv6(qname: string, end: number): boolean {
+    const g = this.podGroups;
+    let n = 0;
+    let gap = -1;
+    let value = 0;
+    let digits = 0;
+    let afterDash = false;
+    let i = 0;
+    if (end > 0 && qname.charCodeAt(0) === 0x2d) {
+      if (end < 2 || qname.charCodeAt(1) !== 0x2d) return false;
+      gap = 0;
+      i = 2;
+    }
+    for (; i <= end; i++) {
+      const c = i === end ? -1 : qname.charCodeAt(i);
+      const hex = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+      if (hex >= 0) {
+        if (digits === 4) return false;
+        value = value * 16 + hex;
+        digits++;
+        afterDash = false;
+        continue;
+      }
+      if (c !== 0x2d && c !== -1) return false;
+      if (digits > 0) {
+        if (n === 8) return false;
+        g[n++] = value;
+        value = 0;
+        digits = 0;
+        if (c === -1) break;
+        afterDash = true;
+        continue;
+      }
+      // An empty group: the second dash of the one "--", or the end right after it ("fd00--", "--").
+      if (c === -1) {
+        if (gap === n && qname.charCodeAt(i - 1) === 0x2d) break;
+        return false;
+      }
+      if (!afterDash || gap >= 0) return false;
+      gap = n;
+      afterDash = false;
+    }
+    if (gap < 0 ? n !== 8 : n > 7) return false;
+    const out = this.pod6;
+    const tail = gap < 0 ? 0 : n - gap;
+    const head = n - tail;
+    out.fill(0);
+    for (let k = 0; k < head; k++) { out[2 * k] = g[k]! >>> 8; out[2 * k + 1] = g[k]! & 0xff; }
+    for (let k = 0; k < tail; k++) { const at = 8 - tail + k; out[2 * at] = g[head + k]! >>> 8; out[2 * at + 1] = g[head + k]! & 0xff; }
+    return true;
   }
 
   /** Header + the query's question; returns the offset after the question. */
@@ -473,15 +587,21 @@ export class KubernetesZone {
     return end;
   }
 
+  /** A pod's A record (`ip` >= 0), or its AAAA record from pod6 (`ip` < 0). */
   private podAnswer(req: Uint8Array, q: QueryInfo, res: Uint8Array, ip: number): number {
     let o = this.startResponse(req, q, res);
     res[o++] = 0xc0; res[o++] = HEADER_LENGTH;
-    res[o++] = 0; res[o++] = RrType.A;
+    res[o++] = 0; res[o++] = ip >= 0 ? RrType.A : RrType.AAAA;
     res[o++] = 0; res[o++] = CLASS_IN;
     const ttl = this.ttl;
     res[o++] = ttl >>> 24; res[o++] = (ttl >>> 16) & 0xff; res[o++] = (ttl >>> 8) & 0xff; res[o++] = ttl & 0xff;
-    res[o++] = 0; res[o++] = 4;
-    res[o++] = ip >>> 24; res[o++] = (ip >>> 16) & 0xff; res[o++] = (ip >>> 8) & 0xff; res[o++] = ip & 0xff;
+    if (ip >= 0) {
+      res[o++] = 0; res[o++] = 4;
+      res[o++] = ip >>> 24; res[o++] = (ip >>> 16) & 0xff; res[o++] = (ip >>> 8) & 0xff; res[o++] = ip & 0xff;
+    } else {
+      res[o++] = 0; res[o++] = 16;
+      for (let k = 0; k < 16; k++) res[o++] = this.pod6[k]!;
+    }
     writeHeader(res, q.id, q.flags, Flag.AA, Rcode.NOERROR, 1, 1, 0, q.edns ? 1 : 0);
     if (q.edns) o = writeOpt(res, o, q, 0);
     return o;
@@ -543,5 +663,23 @@ export class KubernetesZone {
   }
 }
 
+/**
+ * The PTR records of an address from its sources, in Service key order: a cluster IP
+ * names its (first) Service alone, as CoreDNS looks Services up before endpoints; else
+ * every endpoint name.
+ */
+function ptrRecords(sources: PtrSource | PtrSource[]): NameRecords {
+  const r = new NameRecords();
+  if (!Array.isArray(sources)) r.ptr = [sources.target];
+  else {
+    // Stable: one Service's sources keep their endpoint order.
+    const sorted = [...sources].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const cluster = sorted.find((s) => s.cluster);
+    r.ptr = cluster !== undefined ? [cluster.target] : [...new Set(sorted.map((s) => s.target))];
+  }
+  return r;
+}
+
 const NOT_POD = -1;
 const POD_NAMESPACE = -2;
+const POD_IPV6 = -3;

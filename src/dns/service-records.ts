@@ -3,9 +3,9 @@
 // (zone-writer.ts): compileService() says which names a Service gives and what each
 // holds; the encoders turn one name's record set into the bytes after the question.
 // KubernetesZone (kubernetes-zone.ts) keeps them per Service and answers from them.
-import type { EndpointView, ServiceView } from '../model/cluster-view.ts';
+import type { EndpointPortView, EndpointView, EndpointView6, ServiceView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
-import { parseIpv4 } from '../wire/address.ts';
+import { parseIpv4, parseIpv6 } from '../wire/address.ts';
 import { CLASS_IN, RrType, latin1Write } from './message.ts';
 import { isPlainName, type BodyArena } from './zone-writer.ts';
 
@@ -19,11 +19,14 @@ const SOA_RETRY = 1800;
 const SOA_EXPIRE = 86400;
 const SOA_MAX_TTL = 300;
 
-export interface SrvTarget { port: number; target: string; ip: number }
+/** An SRV target with the addresses its additional records give (0 / '' = none of that family). */
+export interface SrvTarget { port: number; target: string; ip: number; ip6: string }
 
 /** What one name holds while a Service is compiled; encoded into bodies right after. */
 export class NameRecords {
   a: number[] | null = null;
+  /** IPv6 addresses, RFC 5952 text (as the ClusterView carries them). */
+  aaaa: string[] | null = null;
   srv: SrvTarget[] | null = null;
   ptr: string[] | null = null;
   txt: string | null = null;
@@ -33,30 +36,44 @@ export class NameRecords {
 /** An empty non-terminal: the name exists, with no records (NODATA). */
 export const EMPTY = new NameRecords();
 
-/** An endpoint's name label: its hostname, else its address with dashes (CoreDNS's endpointHostname). */
-export function endpointHost(e: EndpointView): string {
+/**
+ * An endpoint's name label: its hostname, else its address with dashes (CoreDNS's
+ * endpointHostname: dots, or an IPv6 address's colons, become "-": fd00--5).
+ */
+export function endpointHost(e: EndpointView | EndpointView6): string {
+  if (e.hostname !== '') return e.hostname;
   const ip = e.ip;
-  return e.hostname !== '' ? e.hostname : `${ip >>> 24}-${(ip >>> 16) & 0xff}-${(ip >>> 8) & 0xff}-${ip & 0xff}`;
+  if (typeof ip === 'string') return ip.replaceAll(':', '-');
+  return `${ip >>> 24}-${(ip >>> 16) & 0xff}-${(ip >>> 8) & 0xff}-${ip & 0xff}`;
 }
 
+/** The name labels of a Service's endpoints, per family: by endpoint index, '' for none. */
+export interface EndpointHosts { v4: string[]; v6: string[] }
+
 /**
- * Per endpoint of `svc`: its name label if it is ready (a publishNotReadyAddresses
- * Service's endpoints all are) and the label is usable, else ''.
+ * Per endpoint of `svc` (IPv4 ones, then IPv6 ones): its name label if it is ready (a
+ * publishNotReadyAddresses Service's endpoints all are) and the label is usable, else ''.
  */
-export function endpointHosts(svc: ServiceView): string[] {
-  return svc.endpoints.map((e) => {
+export function endpointHosts(svc: ServiceView): EndpointHosts {
+  const host = (e: EndpointView | EndpointView6): string => {
     if (!(e.ready || svc.publishNotReadyAddresses)) return '';
-    const host = endpointHost(e);
-    return host.length <= 63 && host.indexOf('.') < 0 && isPlainName(host) ? host : '';
-  });
+    const h = endpointHost(e);
+    return h.length <= 63 && h.indexOf('.') < 0 && isPlainName(h) ? h : '';
+  };
+  return { v4: svc.endpoints.map(host), v6: svc.endpoints6.map(host) };
 }
+
+/** One endpoint address of either family while a Service is compiled. */
+interface Endpoint { ip: number; ip6: string; ports: readonly EndpointPortView[] }
 
 /**
  * The forward names of one Service in `zone`, into `at`; the namespace name it keeps
- * alive into `ents`; its endpoints' names (by endpoint index, '' for none) into
- * `endpointNames`. `hosts` from endpointHosts().
+ * alive into `ents`; its endpoints' names (by endpoint index and family, '' for none)
+ * into `endpointNames`. `hosts` from endpointHosts(). A dual-stack Service's name has
+ * an A and an AAAA record, a single-stack one only its family's (the other type is
+ * NODATA); a headless Service's endpoints of both families share their names.
  */
-export function compileService(svc: ServiceView, zone: string, at: (name: string) => NameRecords, ents: string[], hosts: string[], endpointNames: string[] | null): void {
+export function compileService(svc: ServiceView, zone: string, at: (name: string) => NameRecords, ents: string[], hosts: EndpointHosts, endpointNames: EndpointHosts | null): void {
   const name = `${svc.name}.${svc.namespace}.svc.${zone}`;
   if (!isPlainName(name)) return;
   if (svc.type === 'ExternalName') {
@@ -67,36 +84,47 @@ export function compileService(svc: ServiceView, zone: string, at: (name: string
     at(name).cname = target;
     return;
   }
-  if (!svc.headless && svc.clusterIP === 0) return; // rejected: nothing allocated
+  if (!svc.headless && svc.clusterIP === 0 && svc.clusterIP6 === '') return; // rejected: nothing allocated
   ents.push(`${svc.namespace}.svc.${zone}`);
 
   // Ready endpoints (hosts[i] !== '') by name; RFC 1035's 255 bytes on the wire.
-  const names = hosts.map((h) => (h !== '' && name.length + h.length + 1 <= 253 ? `${h}.${name}` : ''));
-  const eps = svc.endpoints;
-  for (let i = 0; i < eps.length; i++) {
-    if (names[i] === '') continue;
-    const r = at(names[i]!);
-    r.a ??= [];
-    if (!r.a.includes(eps[i]!.ip)) r.a.push(eps[i]!.ip);
+  const named = (list: string[]): string[] => list.map((h) => (h !== '' && name.length + h.length + 1 <= 253 ? `${h}.${name}` : ''));
+  const names = [...named(hosts.v4), ...named(hosts.v6)];
+  const eps: Endpoint[] = [
+    ...svc.endpoints.map((e) => ({ ip: e.ip, ip6: '', ports: e.ports })),
+    ...svc.endpoints6.map((e) => ({ ip: 0, ip6: e.ip, ports: e.ports })),
+  ];
+  const add = (r: NameRecords, e: Endpoint): void => {
+    if (e.ip6 === '') {
+      r.a ??= [];
+      if (!r.a.includes(e.ip)) r.a.push(e.ip);
+    } else {
+      r.aaaa ??= [];
+      if (!r.aaaa.includes(e.ip6)) r.aaaa.push(e.ip6);
+    }
+  };
+  for (let i = 0; i < eps.length; i++) if (names[i] !== '') add(at(names[i]!), eps[i]!);
+  if (endpointNames !== null) {
+    for (let i = 0; i < names.length; i++) (i < svc.endpoints.length ? endpointNames.v4 : endpointNames.v6).push(names[i]!);
   }
-  if (endpointNames !== null) for (const n of names) endpointNames.push(n);
 
   if (!svc.headless) {
     const r = at(name);
-    r.a = [svc.clusterIP];
-    if (svc.ports.length > 0) r.srv = svc.ports.map((p) => ({ port: p.port, target: name, ip: svc.clusterIP }));
+    if (svc.clusterIP !== 0) r.a = [svc.clusterIP];
+    if (svc.clusterIP6 !== '') r.aaaa = [svc.clusterIP6];
+    const target = (port: number): SrvTarget => ({ port, target: name, ip: svc.clusterIP, ip6: svc.clusterIP6 });
+    if (svc.ports.length > 0) r.srv = svc.ports.map((p) => target(p.port));
     for (const p of svc.ports) {
       if (p.name === '') continue;
       const srvName = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}.${name}`;
-      if (isPlainName(srvName)) at(srvName).srv = [{ port: p.port, target: name, ip: svc.clusterIP }];
+      if (isPlainName(srvName)) at(srvName).srv = [target(p.port)];
     }
     return;
   }
   // Headless: no ready endpoint, no name (spec 2.4.1 says NXDOMAIN).
   if (!names.some((n) => n !== '')) return;
   const r = at(name);
-  r.a = [];
-  for (let i = 0; i < eps.length; i++) if (names[i] !== '' && !r.a.includes(eps[i]!.ip)) r.a.push(eps[i]!.ip);
+  for (let i = 0; i < eps.length; i++) if (names[i] !== '') add(r, eps[i]!);
   r.srv = [];
   const byPort = new Map<string, SrvTarget[]>();
   for (let i = 0; i < eps.length; i++) {
@@ -104,12 +132,13 @@ export function compileService(svc: ServiceView, zone: string, at: (name: string
     if (target === '') continue;
     const e = eps[i]!;
     for (const p of e.ports) {
-      r.srv.push({ port: p.port, target, ip: e.ip });
+      const srv = { port: p.port, target, ip: e.ip, ip6: e.ip6 };
+      r.srv.push(srv);
       if (p.name === '') continue;
       const key = `_${p.name}._${p.protocol === L4Protocol.UDP ? 'udp' : 'tcp'}`;
       let list = byPort.get(key);
       if (list === undefined) byPort.set(key, (list = []));
-      list.push({ port: p.port, target, ip: e.ip });
+      list.push(srv);
     }
   }
   if (r.srv.length === 0) r.srv = null;
@@ -122,6 +151,12 @@ export function compileService(svc: ServiceView, zone: string, at: (name: string
 export function encodeA(arena: BodyArena, name: string, ips: number[], ttl: number): number {
   arena.begin(name);
   for (const ip of ips) arena.a(name, ttl, ip, 'answer');
+  return arena.finish();
+}
+
+export function encodeAaaa(arena: BodyArena, name: string, ips: string[], ttl: number): number {
+  arena.begin(name);
+  for (const ip of ips) arena.aaaa(name, ttl, parseIpv6(ip)!, 'answer');
   return arena.finish();
 }
 
@@ -164,12 +199,15 @@ export function encodeSrv(arena: BodyArena, name: string, srv: SrvTarget[], ttl:
     arena.end(at, 'answer');
   }
   arena.additional();
+  // The targets' addresses (CoreDNS: an A for an IPv4 one, an AAAA for an IPv6 one).
   const extra = new Set<string>();
   for (const s of srv) {
-    const key = `${s.target} ${s.ip}`;
+    const key = `${s.target} ${s.ip} ${s.ip6}`;
     if (extra.has(key)) continue;
     extra.add(key);
-    arena.a(s.target, ttl, s.ip, 'additional');
+    // A dual-stack ClusterIP Service's target carries both of its cluster IPs.
+    if (s.ip !== 0 || s.ip6 === '') arena.a(s.target, ttl, s.ip, 'additional');
+    if (s.ip6 !== '') arena.aaaa(s.target, ttl, parseIpv6(s.ip6)!, 'additional');
   }
   return arena.finish();
 }
@@ -190,18 +228,17 @@ export function encodeSoa(arena: BodyArena, zone: string, generation: number, tt
   return arena.finish();
 }
 
-/** The apex NS: ns.dns.<zone>, with its address in the additional section when there is one. */
-export function encodeNs(arena: BodyArena, zone: string, dnsIP: number, ttl: number): number {
+/** The apex NS: ns.dns.<zone>, with its addresses in the additional section when there are some. */
+export function encodeNs(arena: BodyArena, zone: string, dnsIP: number, ttl: number, dnsIP6 = ''): number {
   const name = zone;
   arena.begin(name);
   const target = `ns.dns.${zone}`;
   const at = arena.rr(name, RrType.NS, ttl);
   arena.name(target);
   arena.end(at, 'answer');
-  if (dnsIP !== 0) {
-    arena.additional();
-    arena.a(target, ttl, dnsIP, 'additional');
-  }
+  if (dnsIP !== 0 || dnsIP6 !== '') arena.additional();
+  if (dnsIP !== 0) arena.a(target, ttl, dnsIP, 'additional');
+  if (dnsIP6 !== '') arena.aaaa(target, ttl, parseIpv6(dnsIP6)!, 'additional');
   return arena.finish();
 }
 

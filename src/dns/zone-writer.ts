@@ -203,6 +203,13 @@ export class BodyArena {
     this.end(at, section);
   }
 
+  /** An AAAA record of the 16 bytes at `ip` (RFC 3596). */
+  aaaa(owner: string, ttl: number, ip: Uint8Array, section: 'answer' | 'additional'): void {
+    const at = this.rr(owner, RrType.AAAA, ttl);
+    for (let i = 0; i < 16; i++) this.u8(ip[i]!);
+    this.end(at, section);
+  }
+
   /** Finishes the body; returns its arena offset. */
   finish(): number {
     const length = this.pos - this.bodyStart - BODY_HEADER;
@@ -295,7 +302,7 @@ export class BodyArena {
 }
 
 /** Record columns of a name: the arena offset of its body for that type, or -1. */
-export const Col = { A: 0, NS: 1, CNAME: 2, SOA: 3, PTR: 4, TXT: 5, SRV: 6, COUNT: 7 } as const;
+export const Col = { A: 0, NS: 1, CNAME: 2, SOA: 3, PTR: 4, TXT: 5, SRV: 6, AAAA: 7, COUNT: 8 } as const;
 
 /**
  * The names of a zone and their bodies, changed name by name as Services change. Bodies

@@ -1,6 +1,8 @@
 // Kubernetes' own rules for names, labels, ports and protocols, on top of the field
 // reader in src/config/fields.ts.
 import { type Fields, type Problems, checkInt, typeName } from '../config/fields.ts';
+import { ipv6ToString, parseCidr, parseCidr6, parseIpv4, parseIpv6 } from '../wire/address.ts';
+import type { IpFamily } from './objects.ts';
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
@@ -44,4 +46,58 @@ export function checkProtocol(f: Fields, key: string): 'TCP' | 'UDP' {
   if (v === 'SCTP') f.fail(key, 'SCTP is not supported by Tapir (use TCP or UDP)');
   else f.fail(key, `${JSON.stringify(v)} is not one of TCP, UDP`);
   return 'TCP';
+}
+
+/**
+ * The family of an address in text, or undefined when it is none. IPv4-mapped IPv6
+ * ("::ffff:10.0.0.1") counts as neither: Go's net.IP takes it for IPv4, so kube-proxy
+ * and kube-apiserver disagree with a reader that takes it for IPv6; refused outright.
+ */
+export function ipFamilyOf(text: string): IpFamily | undefined {
+  if (parseIpv4(text) !== undefined) return 'IPv4';
+  if (!text.includes(':')) return undefined;
+  const bytes = parseIpv6(text);
+  if (bytes === null || isIpv4Mapped(bytes)) return undefined;
+  return 'IPv6';
+}
+
+function isIpv4Mapped(b: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
+}
+
+/** An IPv6 address's RFC 5952 text (lower case, longest zero run as "::"), so equal addresses compare equal as strings. */
+export function canonicalIp(text: string): string {
+  if (!text.includes(':')) return text;
+  const bytes = parseIpv6(text);
+  return bytes === null ? text : ipv6ToString(bytes);
+}
+
+/**
+ * An IPv4 or IPv6 address (core/v1 IsValidIP), reported at `path` when it is not one;
+ * the address in canonical text (IPv6 per RFC 5952), or undefined.
+ */
+export function checkIp(v: unknown, path: string, problems: Problems): string | undefined {
+  if (v === undefined || v === null) {
+    problems.add(path, 'required field is missing');
+    return undefined;
+  }
+  if (typeof v !== 'string') {
+    problems.add(path, `must be an IP address string, not ${typeName(v)}`);
+    return undefined;
+  }
+  if (ipFamilyOf(v) === undefined) {
+    problems.add(path, v.toLowerCase().startsWith('::ffff:') && v.includes('.')
+      ? `${JSON.stringify(v)} is an IPv4-mapped IPv6 address; write the IPv4 address (${v.slice(7)})`
+      : `${JSON.stringify(v)} must be a valid IP address (such as 10.0.0.10 or fd00::10)`);
+    return undefined;
+  }
+  return canonicalIp(v);
+}
+
+/** An IPv4 or IPv6 prefix (loadBalancerSourceRanges); the family, or undefined when malformed. */
+export function cidrFamilyOf(text: string): IpFamily | undefined {
+  if (parseCidr(text) !== undefined) return 'IPv4';
+  if (text.includes(':') && parseCidr6(text) !== undefined) return 'IPv6';
+  return undefined;
 }

@@ -94,7 +94,16 @@ export interface ServicePort {
 
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
 
+/** core/v1 IPFamily: the address family of a cluster IP, an EndpointSlice's addressType. */
+export type IpFamily = 'IPv4' | 'IPv6';
+export const IP_FAMILIES: readonly IpFamily[] = ['IPv4', 'IPv6'];
+
+/** core/v1 IPFamilyPolicy: how many families a Service wants (ipFamilies, clusterIPs). */
+export type IpFamilyPolicy = 'SingleStack' | 'PreferDualStack' | 'RequireDualStack';
+export const IP_FAMILY_POLICIES: readonly IpFamilyPolicy[] = ['SingleStack', 'PreferDualStack', 'RequireDualStack'];
+
 export interface LoadBalancerIngress {
+  /** Either family (IPv6 in RFC 5952 text). */
   ip: string;
   /** 'Proxy': the load balancer proxies (rewrites the destination), so the node must not capture the IP. */
   ipMode: 'VIP' | 'Proxy';
@@ -106,8 +115,21 @@ export interface ServiceObject {
   metadata: ObjectMeta;
   spec: {
     type: ServiceType;
-    /** '' = allocate, 'None' = headless, else the requested address. */
+    /** '' = allocate, 'None' = headless, else the requested address: always clusterIPs[0] (or ''). */
     clusterIP: string;
+    /**
+     * One address per family, in ipFamilies order (primary first); [] = allocate
+     * everything, ['None'] = headless. A validated object holds at most one per family,
+     * IPv6 ones in RFC 5952 text; fewer than ipFamilies means the rest is to allocate.
+     */
+    clusterIPs: string[];
+    /**
+     * [] = not given (ExternalName: always []): the allocator defaults it from the
+     * cluster's service CIDRs and ipFamilyPolicy. Primary family first.
+     */
+    ipFamilies: IpFamily[];
+    /** '' = not given (ExternalName: always ''); the allocator defaults it as kube-apiserver does. */
+    ipFamilyPolicy: '' | IpFamilyPolicy;
     ports: ServicePort[];
     /** null = no selector (endpoints are written by hand). An empty selector counts as none. */
     selector: Readonly<Record<string, string>> | null;
@@ -119,7 +141,9 @@ export interface ServiceObject {
     internalTrafficPolicy: 'Cluster' | 'Local';
     /** '' | PreferClose | PreferSameZone | PreferSameNode. */
     trafficDistribution: string;
+    /** Either family, as written (IPv6 in RFC 5952 text). */
     externalIPs: string[];
+    /** IPv4 or IPv6 prefixes. */
     loadBalancerSourceRanges: string[];
     /** 0 = not requested. */
     healthCheckNodePort: number;
@@ -131,7 +155,7 @@ export interface ServiceObject {
 }
 
 export interface SliceEndpoint {
-  /** IPv4 addresses; kube-proxy uses the first one. */
+  /** Addresses of the slice's addressType (IPv6 in RFC 5952 text); kube-proxy uses the first one. */
   addresses: string[];
   ready: boolean;
   serving: boolean;
@@ -157,7 +181,8 @@ export interface EndpointSliceObject {
   metadata: ObjectMeta;
   /** From the kubernetes.io/service-name label. */
   serviceName: string;
-  addressType: 'IPv4';
+  /** IPv4 or IPv6 (FQDN slices are refused): every address of the slice is of it. */
+  addressType: IpFamily;
   endpoints: SliceEndpoint[];
   ports: SlicePort[];
 }
@@ -249,8 +274,10 @@ export interface PodObject {
   };
   status: {
     phase: string;
-    /** '' until the pod has an address. */
+    /** '' until the pod has an address: podIPs[0]. */
     podIP: string;
+    /** status.podIPs[].ip: at most one per family, the first one podIP; [] until the pod has an address. */
+    podIPs: string[];
     /** The Ready condition is "True". */
     ready: boolean;
   };

@@ -1,9 +1,9 @@
 // EndpointSlice (discovery.k8s.io/v1) and Endpoints (v1) validation. Condition defaults
 // follow the API contract kube-proxy relies on: ready and serving default to true,
 // terminating to false.
-import { Fields, checkIpv4 } from '../config/fields.ts';
-import { checkProtocol, isDns1123Label, isDns1123Subdomain } from './fields.ts';
-import { Label, type EndpointAddress, type EndpointSliceObject, type EndpointsObject, type ObjectMeta, type Origin, type SliceEndpoint, type SlicePort } from './objects.ts';
+import { Fields } from '../config/fields.ts';
+import { checkIp, checkProtocol, ipFamilyOf, isDns1123Label, isDns1123Subdomain } from './fields.ts';
+import { Label, type IpFamily, type EndpointAddress, type EndpointSliceObject, type EndpointsObject, type ObjectMeta, type Origin, type SliceEndpoint, type SlicePort } from './objects.ts';
 
 /** The API's limit of addresses per endpoint (and endpoints per slice, ports per slice). */
 const MAX_ENDPOINTS = 1000;
@@ -13,21 +13,28 @@ export function validateEndpointSlice(top: Fields, metadata: ObjectMeta, origin:
   if (serviceName === '') {
     top.problems.add(`metadata.labels[${JSON.stringify(Label.SERVICE_NAME)}]`, 'required field is missing (it names the Service this slice belongs to)');
   }
-  const addressType = top.string('addressType', true);
-  if (addressType !== '' && addressType !== 'IPv4') {
-    top.fail('addressType', `${JSON.stringify(addressType)} is not supported (Tapir supports IPv4 only)`);
-  }
+  const addressTypeText = top.string('addressType', true);
+  let addressType: IpFamily = 'IPv4';
+  if (addressTypeText === 'IPv6') addressType = 'IPv6';
+  else if (addressTypeText === 'FQDN') top.fail('addressType', '"FQDN" is not supported (kube-proxy ignores FQDN slices too; use IPv4 or IPv6)');
+  else if (addressTypeText !== '' && addressTypeText !== 'IPv4') top.fail('addressType', `Unsupported value: ${JSON.stringify(addressTypeText)}: supported values: "IPv4", "IPv6"`);
   const items = top.maps('endpoints');
   if (items.length > MAX_ENDPOINTS) top.fail('endpoints', `has ${items.length} entries, more than the limit of ${MAX_ENDPOINTS}`);
-  const endpoints = items.map(readSliceEndpoint);
-  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType: 'IPv4', endpoints, ports: readPorts(top, false) };
+  const endpoints = items.map((f) => readSliceEndpoint(f, addressType));
+  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType, endpoints, ports: readPorts(top, false) };
 }
 
-function readSliceEndpoint(f: Fields): SliceEndpoint {
+function readSliceEndpoint(f: Fields, addressType: IpFamily): SliceEndpoint {
   const addressItems = f.list('addresses', true);
   if (addressItems.length > 100) f.fail('addresses', 'may have at most 100 addresses');
   const addresses: string[] = [];
-  for (const item of addressItems) if (checkIpv4(item.value, item.path, f.problems)) addresses.push(item.value as string);
+  for (const item of addressItems) {
+    const ip = checkIp(item.value, item.path, f.problems);
+    if (ip === undefined) continue;
+    // validateEndpointIP: every address is of the slice's addressType.
+    if (ipFamilyOf(ip) !== addressType) f.problems.add(item.path, `${JSON.stringify(item.value)} must be an ${addressType} address (the slice's addressType)`);
+    else addresses.push(ip);
+  }
   const conditions = f.map('conditions') ?? new Fields({}, f.pathOf('conditions'), f.problems);
   const hints = f.map('hints');
   const names = (list: Fields[]): string[] => list.map((h) => h.string('name', true)).filter((n) => n !== '');
@@ -77,10 +84,10 @@ function readPorts(f: Fields, required: boolean): SlicePort[] {
 export function validateEndpoints(top: Fields, metadata: ObjectMeta, origin: Origin): EndpointsObject {
   const subsets = top.maps('subsets').map((s) => {
     const readAddresses = (key: string): EndpointAddress[] => s.maps(key).flatMap((a) => {
-      const ok = checkIpv4(a.value.ip, a.pathOf('ip'), a.problems);
+      const ip = checkIp(a.value.ip, a.pathOf('ip'), a.problems);
       const nodeName = readName(a, 'nodeName');
       const hostname = readHostname(a);
-      return ok ? [{ ip: a.value.ip as string, hostname, nodeName }] : [];
+      return ip !== undefined ? [{ ip, hostname, nodeName }] : [];
     });
     return { addresses: readAddresses('addresses'), notReadyAddresses: readAddresses('notReadyAddresses'), ports: readPorts(s, false) };
   });

@@ -1,9 +1,12 @@
 // Service (v1) validation: the checks the API server makes on the fields kube-proxy
-// uses, with its defaults applied. IPv4 only; SCTP is refused with a clear message.
-import { parseCidr } from '../wire/address.ts';
-import { Fields, checkIpv4 } from '../config/fields.ts';
-import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
-import { Annotation, type LoadBalancerIngress, type ObjectMeta, type Origin, type ServiceObject, type ServicePort, type ServiceType } from './objects.ts';
+// uses, with its defaults applied. Either family and dual-stack (ipFamilies,
+// ipFamilyPolicy, clusterIPs) as ValidateServiceClusterIPsRelatedFields checks them;
+// what depends on the cluster's service CIDRs is settled by ip-families.ts. SCTP is
+// refused with a clear message.
+import { Fields } from '../config/fields.ts';
+import { checkIp, checkPortOrName, checkProtocol, cidrFamilyOf, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
+import { familyOfValid } from './ip-families.ts';
+import { Annotation, IP_FAMILIES, IP_FAMILY_POLICIES, type IpFamily, type IpFamilyPolicy, type LoadBalancerIngress, type ObjectMeta, type Origin, type ServiceObject, type ServicePort, type ServiceType } from './objects.ts';
 
 const TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
 const TRAFFIC_DISTRIBUTIONS = ['PreferClose', 'PreferSameZone', 'PreferSameNode'] as const;
@@ -16,9 +19,14 @@ const MAX_AFFINITY_TIMEOUT_SECONDS = 86400;
 export function validateService(top: Fields, metadata: ObjectMeta, origin: Origin): ServiceObject {
   const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
   const type = spec.choice('type', TYPES, 'ClusterIP');
-  const clusterIP = readClusterIP(spec, type);
+  const { clusterIPs, ipFamilies, ipFamilyPolicy } = readClusterIPs(spec, type);
+  const clusterIP = clusterIPs[0] ?? '';
   const headless = clusterIP === 'None';
-  const externalIPs = spec.ipv4s('externalIPs');
+  const externalIPs: string[] = [];
+  for (const item of spec.list('externalIPs')) {
+    const ip = checkIp(item.value, item.path, spec.problems);
+    if (ip !== undefined) externalIPs.push(ip);
+  }
   const externallyAccessible = type === 'NodePort' || type === 'LoadBalancer' || (type === 'ClusterIP' && externalIPs.length > 0);
 
   let externalName = '';
@@ -54,7 +62,7 @@ export function validateService(top: Fields, metadata: ObjectMeta, origin: Origi
   if (rangeItems.length > 0 && type !== 'LoadBalancer') spec.fail('loadBalancerSourceRanges', 'may only be used when type is LoadBalancer');
   for (const item of rangeItems) {
     const text = typeof item.value === 'string' ? item.value.trim() : '';
-    if (parseCidr(text) === undefined) spec.problems.add(item.path, `${JSON.stringify(item.value)} is not an IPv4 CIDR such as 203.0.113.0/24`);
+    if (cidrFamilyOf(text) === undefined) spec.problems.add(item.path, `${JSON.stringify(item.value)} is not a CIDR such as 203.0.113.0/24 or 2001:db8::/64`);
     else loadBalancerSourceRanges.push(text);
   }
 
@@ -75,7 +83,7 @@ export function validateService(top: Fields, metadata: ObjectMeta, origin: Origi
     origin,
     metadata,
     spec: {
-      type, clusterIP, ports, selector, sessionAffinity, affinityTimeoutSeconds,
+      type, clusterIP, clusterIPs, ipFamilies, ipFamilyPolicy, ports, selector, sessionAffinity, affinityTimeoutSeconds,
       externalTrafficPolicy, internalTrafficPolicy, trafficDistribution, externalIPs,
       loadBalancerSourceRanges, healthCheckNodePort, externalName,
       publishNotReadyAddresses: spec.bool('publishNotReadyAddresses', false),
@@ -85,29 +93,81 @@ export function validateService(top: Fields, metadata: ObjectMeta, origin: Origi
   };
 }
 
-function readClusterIP(spec: Fields, type: ServiceType): string {
-  let clusterIP = spec.string('clusterIP');
-  const clusterIPs = spec.list('clusterIPs');
-  if (clusterIPs.length > 1) spec.fail('clusterIPs', 'dual-stack services are not supported (Tapir is IPv4 only)');
-  const first = clusterIPs[0]?.value;
-  if (typeof first === 'string') {
-    if (clusterIP === '') clusterIP = first;
-    else if (first !== clusterIP) spec.fail('clusterIPs', `clusterIPs[0] (${first}) must equal clusterIP (${clusterIP})`);
+interface FamilyFields {
+  clusterIPs: string[];
+  ipFamilies: IpFamily[];
+  ipFamilyPolicy: '' | IpFamilyPolicy;
+}
+
+/**
+ * clusterIP, clusterIPs, ipFamilies and ipFamilyPolicy, checked as kube-apiserver's
+ * ValidateServiceClusterIPsRelatedFields does, after its strategy synced clusterIP and
+ * clusterIPs (either one given fills the other). The result's clusterIPs are canonical.
+ */
+function readClusterIPs(spec: Fields, type: ServiceType): FamilyFields {
+  const none: FamilyFields = { clusterIPs: [], ipFamilies: [], ipFamilyPolicy: '' };
+  const clusterIP = spec.string('clusterIP');
+  const items = spec.list('clusterIPs');
+  const raw: string[] = [];
+  for (const item of items) {
+    if (typeof item.value === 'string') raw.push(item.value);
+    else spec.problems.add(item.path, `must be a string, not ${item.value === null ? 'null' : typeof item.value}`);
   }
-  for (const family of spec.strings('ipFamilies')) {
-    if (family !== 'IPv4') spec.fail('ipFamilies', `${JSON.stringify(family)} is not supported (Tapir is IPv4 only)`);
-  }
-  if (spec.string('ipFamilyPolicy') === 'RequireDualStack') spec.fail('ipFamilyPolicy', 'RequireDualStack is not supported (Tapir is IPv4 only)');
+  if (raw.length !== items.length) return none;
   if (type === 'ExternalName') {
     if (clusterIP !== '') spec.fail('clusterIP', 'must be empty when type is ExternalName');
-    return '';
+    if (raw.length > 0) spec.fail('clusterIPs', 'may not be set when type is ExternalName');
+    // kube-apiserver wipes ipFamilies and ipFamilyPolicy of an ExternalName Service
+    // (they describe cluster IPs, which it has none of); read them only for their form.
+    spec.strings('ipFamilies');
+    spec.string('ipFamilyPolicy');
+    return none;
   }
-  if (clusterIP === 'None') {
+  if (clusterIP !== '' && raw.length > 0 && raw[0] !== clusterIP) {
+    spec.fail('clusterIPs', `${JSON.stringify(raw)}: first value must match clusterIP (${clusterIP})`);
+    return none;
+  }
+  const requested = raw.length > 0 ? raw : clusterIP === '' ? [] : [clusterIP];
+  const where = (i: number): string => (raw.length > 0 ? `${spec.pathOf('clusterIPs')}[${i}]` : spec.pathOf('clusterIP'));
+
+  const ipFamilies: IpFamily[] = [];
+  for (const item of spec.list('ipFamilies')) {
+    const family = item.value;
+    if (typeof family !== 'string' || !(IP_FAMILIES as readonly string[]).includes(family)) {
+      spec.problems.add(item.path, `Unsupported value: ${JSON.stringify(family)}: supported values: "IPv4", "IPv6"`);
+    } else if (ipFamilies.includes(family as IpFamily)) {
+      spec.problems.add(item.path, `Duplicate value: ${JSON.stringify(family)} (a Service has at most one address per family)`);
+    } else ipFamilies.push(family as IpFamily);
+  }
+  const policyText = spec.string('ipFamilyPolicy');
+  let ipFamilyPolicy: '' | IpFamilyPolicy = '';
+  if (policyText !== '') {
+    if ((IP_FAMILY_POLICIES as readonly string[]).includes(policyText)) ipFamilyPolicy = policyText as IpFamilyPolicy;
+    else spec.fail('ipFamilyPolicy', `Unsupported value: ${JSON.stringify(policyText)}: supported values: ${IP_FAMILY_POLICIES.map((p) => JSON.stringify(p)).join(', ')}`);
+  }
+
+  if (requested[0] === 'None') {
+    if (requested.length > 1) spec.fail('clusterIPs', `${JSON.stringify(requested)}: 'None' must be the first and only value`);
     if (type !== 'ClusterIP') spec.fail('clusterIP', `may not be None (headless) when type is ${type}`);
-    return clusterIP;
+    return { clusterIPs: ['None'], ipFamilies, ipFamilyPolicy };
   }
-  if (clusterIP !== '' && !checkIpv4(clusterIP, spec.pathOf('clusterIP'), spec.problems)) return '';
-  return clusterIP;
+  const clusterIPs: string[] = [];
+  for (const [i, text] of requested.entries()) {
+    const ip = checkIp(text, where(i), spec.problems);
+    if (ip !== undefined) clusterIPs.push(ip);
+  }
+  if (clusterIPs.length !== requested.length) return { clusterIPs: [], ipFamilies, ipFamilyPolicy };
+  if (clusterIPs.length > 2) spec.fail('clusterIPs', `${JSON.stringify(requested)}: may only hold up to 2 values`);
+  else if (clusterIPs.length === 2 && familyOfValid(clusterIPs[0]!) === familyOfValid(clusterIPs[1]!)) {
+    spec.fail('clusterIPs', `${JSON.stringify(requested)}: may specify no more than one IP for each IP family`);
+  }
+  clusterIPs.forEach((ip, i) => {
+    const family = ipFamilies[i];
+    if (family !== undefined && familyOfValid(ip) !== family) spec.problems.add(where(i), `${JSON.stringify(requested[i])}: expected an ${family} value as indicated by \`ipFamilies[${i}]\``);
+  });
+  // SingleStack with two families or addresses is refused when the families are settled
+  // (ip-families.ts): on update kube-apiserver first trims the stored second family.
+  return { clusterIPs, ipFamilies, ipFamilyPolicy };
 }
 
 function readPorts(spec: Fields, type: ServiceType, headless: boolean): ServicePort[] {
@@ -147,7 +207,8 @@ function readIngress(top: Fields): LoadBalancerIngress[] {
     const ipMode = f.choice('ipMode', ['VIP', 'Proxy'] as const, 'VIP');
     // Hostname-only entries (some clouds) carry no address a node could serve.
     if (!f.has('ip')) continue;
-    if (checkIpv4(f.value.ip, f.pathOf('ip'), f.problems)) ingress.push({ ip: f.value.ip as string, ipMode });
+    const ip = checkIp(f.value.ip, f.pathOf('ip'), f.problems);
+    if (ip !== undefined) ingress.push({ ip, ipMode });
   }
   return ingress;
 }

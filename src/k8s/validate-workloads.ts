@@ -3,7 +3,7 @@
 import { isIP } from 'node:net';
 import { Fields, checkIpv4 } from '../config/fields.ts';
 import { parseCidr, parseCidr6 } from '../wire/address.ts';
-import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
+import { checkIp, checkPortOrName, checkProtocol, ipFamilyOf, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
 import { DNS_POLICIES, Label, type Container, type DnsPolicy, type EnvVar, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
 export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): PodObject {
@@ -21,18 +21,39 @@ export function validatePod(top: Fields, metadata: ObjectMeta, origin: Origin): 
 
   const status = top.map('status');
   let podIP = '';
+  let podIPs: string[] = [];
   let ready = false;
   let phase = '';
   if (status !== undefined) {
     phase = status.string('phase');
-    if (status.has('podIP') && checkIpv4(status.value.podIP, status.pathOf('podIP'), status.problems)) podIP = status.value.podIP as string;
+    if (status.has('podIP')) podIP = checkIp(status.value.podIP, status.pathOf('podIP'), status.problems) ?? '';
+    podIPs = readPodIPs(status, podIP);
+    if (podIP === '' && podIPs.length > 0) podIP = podIPs[0]!;
     for (const condition of status.maps('conditions')) {
       const type = condition.string('type', true);
       const value = condition.choice('status', ['True', 'False', 'Unknown'] as const, 'Unknown');
       if (type === 'Ready') ready = value === 'True';
     }
   }
-  return { kind: 'Pod', origin, metadata, spec: { nodeName, hostname, subdomain, containers, ...dns }, status: { phase, podIP, ready } };
+  return { kind: 'Pod', origin, metadata, spec: { nodeName, hostname, subdomain, containers, ...dns }, status: { phase, podIP, podIPs, ready } };
+}
+
+/**
+ * status.podIPs (validatePodIPs): at most one address per family, the first equal to
+ * podIP. Absent: [podIP] (a writer from before dual-stack set podIP only).
+ */
+function readPodIPs(status: Fields, podIP: string): string[] {
+  const items = status.maps('podIPs');
+  if (items.length === 0) return podIP === '' ? [] : [podIP];
+  const ips: string[] = [];
+  for (const item of items) {
+    const ip = checkIp(item.value.ip, item.pathOf('ip'), item.problems);
+    if (ip === undefined) continue;
+    if (ips.some((other) => ipFamilyOf(other) === ipFamilyOf(ip))) item.fail('ip', `${JSON.stringify(ip)}: may specify no more than one IP for each IP family`);
+    else ips.push(ip);
+  }
+  if (ips.length > 0 && podIP !== '' && ips[0] !== podIP) status.fail('podIPs', `podIPs[0] (${ips[0]}) must match podIP (${podIP})`);
+  return ips;
 }
 
 /**

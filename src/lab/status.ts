@@ -31,6 +31,8 @@ export interface LabStatus {
   }[];
   pods: {
     name: string; namespace: string; node: string; netns: string; ip: string | null; mac: string | null; labels: Record<string, string>;
+    /** Every address of the pod, as the Pod object's status.podIPs names them (its one IPv4 address until the CNI gives it more). */
+    ips: string[];
     ports: LabState['pods'][number]['ports']; workload: string; pid: number | null; running: boolean;
     /** The Pod's Ready condition in the manifests (written by the node daemon's prober). */
     ready: boolean;
@@ -123,6 +125,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       ip: p.ip,
       mac: p.mac,
       labels: p.labels,
+      ips: podIPs(podObjects.get(`${p.namespace}/${p.name}`), p.ip),
       ports: p.ports,
       workload: p.workload.type,
       pid: p.workloadPid,
@@ -148,6 +151,12 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     healthy: health.length === 0,
     problems: health,
   };
+}
+
+/** The Pod object's podIPs when it has them, else the address the lab gave the pod. */
+function podIPs(pod: PodObject | undefined, ip: string | null): string[] {
+  if (pod !== undefined && pod.status.podIPs.length > 0) return [...pod.status.podIPs];
+  return ip === null ? [] : [ip];
 }
 
 function ingressRows(objects: readonly { kind: string }[], services: readonly ServiceDescription[], api: boolean): LabStatus['ingresses'] {

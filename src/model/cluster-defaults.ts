@@ -1,12 +1,60 @@
 // Cluster-wide settings that every reader (agent config, service controller, lab
 // topology) defaults the same way, defined once.
-import { ipv4ToString, type Cidr } from '../wire/address.ts';
+import { ipv4ToString, parseCidr, parseCidr6, type Cidr, type Cidr6 } from '../wire/address.ts';
 
 /**
  * The service CIDR when none is configured: kubeadm's default `serviceSubnet`
  * (networking.serviceSubnet), which most clusters a user meets were built with.
  */
 export const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
+
+/**
+ * The cluster's service CIDRs, as kube-apiserver's --service-cluster-ip-range gives them
+ * ("10.96.0.0/12" or "10.96.0.0/12,fd00:10:96::/112"): one per family, the first one
+ * the primary (the family of Services that ask for none, and of the `kubernetes` one).
+ */
+export interface ServiceCidrs {
+  /** Primary first; one or two, different. */
+  families: readonly ('IPv4' | 'IPv6')[];
+  v4: Cidr | undefined;
+  v6: Cidr6 | undefined;
+}
+
+/**
+ * kube-apiserver's limit on an IPv6 service CIDR (its bitmap allocator's): a prefix of
+ * /108 or longer, at most 2^20 addresses, so an address's offset in it is a plain number.
+ */
+export const MIN_IPV6_SERVICE_PREFIX = 108;
+
+/** "A[,B]" to ServiceCidrs; a string saying what is wrong when it is not one. */
+export function parseServiceCidrs(text: string): ServiceCidrs | string {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length > 2) return `${JSON.stringify(text)}: at most two service CIDRs, one per family`;
+  let v4: Cidr | undefined;
+  let v6: Cidr6 | undefined;
+  const families: ('IPv4' | 'IPv6')[] = [];
+  for (const part of parts) {
+    if (part.includes(':')) {
+      const cidr = parseCidr6(part, true);
+      if (cidr === undefined) return `${JSON.stringify(part)} is not an IPv6 network such as fd00:10:96::/112`;
+      if (v6 !== undefined) return `${JSON.stringify(text)}: two IPv6 service CIDRs (one per family)`;
+      if (cidr.prefixLength < MIN_IPV6_SERVICE_PREFIX) return `${JSON.stringify(part)} is too large: an IPv6 service CIDR must be /${MIN_IPV6_SERVICE_PREFIX} or longer (as kube-apiserver requires)`;
+      v6 = cidr;
+      families.push('IPv6');
+    } else {
+      const cidr = parseCidr(part, true);
+      if (cidr === undefined) return `${JSON.stringify(part)} is not a network such as 10.96.0.0/12`;
+      if (v4 !== undefined) return `${JSON.stringify(text)}: two IPv4 service CIDRs (one per family)`;
+      v4 = cidr;
+      families.push('IPv4');
+    }
+  }
+  return { families, v4, v6 };
+}
+
+export function formatServiceCidrs(cidrs: ServiceCidrs): string {
+  return cidrs.families.map((f) => (f === 'IPv4' ? cidrs.v4 : cidrs.v6)!.toString()).join(',');
+}
 
 /** An inclusive port range, such as kube-apiserver's --service-node-port-range. */
 export interface PortRange {

@@ -4,8 +4,15 @@
 // ExternalName ones too, which the proxy skips) with its ports and endpoint hostnames;
 // an ingress proxy and `lab status` need the endpoints with their conditions. Plain,
 // immutable data (frozen by the compiler), shared across generations where unchanged.
-// Addresses are IPv4 uint32 like the snapshot's.
+// IPv4 addresses are uint32 like the snapshot's. IPv6 ones (dual-stack and IPv6
+// Services) are RFC 5952 text in fields of their own (clusterIP6, endpoints6,
+// externalIPs6, loadBalancerIngress6), so a reader of the IPv4 fields never meets one:
+// text compares with === (sameServiceView), prints as the API writes it, and a NAT66
+// compile turns it into 16 bytes once with wire's parseIpv6.
 import type { L4Protocol, ServiceSnapshot } from './service-snapshot.ts';
+
+/** core/v1 IPFamily. */
+export type IpFamily = 'IPv4' | 'IPv6';
 
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
 
@@ -40,6 +47,17 @@ export interface EndpointView {
   ports: EndpointPortView[];
 }
 
+/** An IPv6 endpoint address: as EndpointView, with the address in RFC 5952 text. */
+export interface EndpointView6 extends Omit<EndpointView, 'ip'> {
+  ip: string;
+}
+
+/** An IPv6 load-balancer ingress address, in RFC 5952 text. */
+export interface LoadBalancerIngressView6 {
+  ip: string;
+  ipMode: 'VIP' | 'Proxy';
+}
+
 export interface LoadBalancerIngressView {
   ip: number;
   /** 'Proxy': the load balancer rewrites the destination; the node does not capture the address. */
@@ -52,8 +70,15 @@ export interface ServiceView {
   namespace: string;
   name: string;
   type: ServiceType;
-  /** The allocated cluster IP; 0 for headless, ExternalName and rejected services. */
+  /** The IPv4 cluster IP; 0 for headless, ExternalName and rejected services and those without an IPv4 one. */
   clusterIP: number;
+  /** The IPv6 cluster IP in RFC 5952 text; '' when none. */
+  clusterIP6: string;
+  /** spec.clusterIPs as the API names them: every cluster IP, primary first, as text; [] when none. */
+  clusterIPs: readonly string[];
+  /** spec.ipFamilies as settled (a headless Service has them too); [] for ExternalName and rejected services. */
+  ipFamilies: readonly IpFamily[];
+  ipFamilyPolicy: '' | 'SingleStack' | 'PreferDualStack' | 'RequireDualStack';
   /** spec.clusterIP None: DNS answers with the endpoints, the proxy has nothing to do. */
   headless: boolean;
   /** spec.externalName of an ExternalName Service (a DNS CNAME); '' otherwise. */
@@ -61,15 +86,22 @@ export interface ServiceView {
   /** The service proxy programs it (not headless, not ExternalName, no other proxy named, not rejected). */
   proxied: boolean;
   ports: ServicePortView[];
+  /** The IPv4 external IPs. */
   externalIPs: number[];
-  /** status.loadBalancer.ingress, whatever the ipMode. */
+  /** The IPv6 external IPs, RFC 5952 text. */
+  externalIPs6: readonly string[];
+  /** status.loadBalancer.ingress of IPv4, whatever the ipMode. */
   loadBalancerIngress: LoadBalancerIngressView[];
+  /** status.loadBalancer.ingress of IPv6. */
+  loadBalancerIngress6: readonly LoadBalancerIngressView6[];
   externalTrafficPolicy: '' | 'Cluster' | 'Local';
   /** 0 = none. */
   healthCheckNodePort: number;
   publishNotReadyAddresses: boolean;
-  /** One per address, in address order; the conditions of its first slice. */
+  /** One per IPv4 address (IPv4 slices), in address order; the conditions of its first slice. */
   endpoints: EndpointView[];
+  /** The same for IPv6 addresses (IPv6 slices), in address order. */
+  endpoints6: readonly EndpointView6[];
   /** Why the Service was rejected (allocation conflicts); empty when it is fine. */
   problems: string[];
 }
@@ -85,3 +117,11 @@ export interface ClusterView {
   /** What the service proxy on this node programs. */
   snapshot: ServiceSnapshot;
 }
+
+/**
+ * The dual-stack fields of a ServiceView left empty: for builders of IPv4-only views
+ * that set clusterIP and endpoints themselves (tests, benchmarks, synthetic views).
+ */
+export const NO_DUAL_STACK_FIELDS: Pick<ServiceView, 'clusterIP6' | 'clusterIPs' | 'ipFamilies' | 'ipFamilyPolicy' | 'externalIPs6' | 'loadBalancerIngress6' | 'endpoints6'> = Object.freeze({
+  clusterIP6: '', clusterIPs: Object.freeze([]), ipFamilies: Object.freeze([]), ipFamilyPolicy: '', externalIPs6: Object.freeze([]), loadBalancerIngress6: Object.freeze([]), endpoints6: Object.freeze([]),
+});

@@ -31,8 +31,11 @@ export class ApiServerProcess {
   fdPort = 0;
   ownPort = 0;
   private child: ChildProcess | undefined;
+  /** More `tapir lab apiserver` flags (--service-cidr, --controllers). */
+  private readonly extraArgs: readonly string[];
 
-  constructor() {
+  constructor(extraArgs: readonly string[] = []) {
+    this.extraArgs = extraArgs;
     this.dir = mkdtempSync(join(tmpdir(), 'tapir-apiserver-'));
     writeTokenFile(join(this.dir, 'tokens.csv'), [
       { token: TOKENS.admin, user: 'kubernetes-admin', groups: ['system:masters'] },
@@ -61,7 +64,7 @@ export class ApiServerProcess {
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     this.fdPort = (holder.address() as AddressInfo).port;
     const fd = (holder as unknown as { _handle: { fd: number } })._handle.fd;
-    this.child = spawn(TAPIR, ['lab', 'apiserver', '--dir', this.state, '--token-file', join(this.dir, 'tokens.csv'), '--listen-fd', '3', '--listen', '127.0.0.1:0', '--bootstrap', RBAC_YAML, '--bookmark-interval', '1'], { stdio: ['ignore', 'pipe', 'pipe', fd] });
+    this.child = spawn(TAPIR, ['lab', 'apiserver', '--dir', this.state, '--token-file', join(this.dir, 'tokens.csv'), '--listen-fd', '3', '--listen', '127.0.0.1:0', '--bootstrap', RBAC_YAML, '--bookmark-interval', '1', ...this.extraArgs], { stdio: ['ignore', 'pipe', 'pipe', fd] });
     holder.close();
     const child = this.child;
     let stderr = '';

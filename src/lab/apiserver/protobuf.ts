@@ -43,7 +43,7 @@ function fields(buf: Buffer, scalars: Map<number, number>): Map<number, Buffer[]
 }
 
 /** How one field of a message decodes: a scalar, a map, or a nested message (repeated or not). */
-type FieldType = 'string' | 'bytes' | 'bool' | 'strings' | 'map' | 'bytesMap' | Schema | [Schema];
+type FieldType = 'string' | 'bytes' | 'bool' | 'int' | 'intOrString' | 'strings' | 'map' | 'bytesMap' | Schema | [Schema];
 type Schema = Readonly<Record<number, readonly [string, FieldType]>>;
 
 // Field numbers of k8s.io/api and k8s.io/apimachinery generated.proto: only the fields
@@ -57,6 +57,16 @@ const BINDING: Schema = {
 };
 const RESOURCE_ATTRIBUTES: Schema = { 1: ['namespace', 'string'], 2: ['verb', 'string'], 3: ['group', 'string'], 4: ['version', 'string'], 5: ['resource', 'string'], 6: ['subresource', 'string'], 7: ['name', 'string'] };
 
+// core/v1 Service as `kubectl create service clusterip|nodeport|loadbalancer|externalname` writes it.
+const SERVICE_PORT: Schema = { 1: ['name', 'string'], 2: ['protocol', 'string'], 3: ['port', 'int'], 4: ['targetPort', 'intOrString'], 5: ['nodePort', 'int'], 6: ['appProtocol', 'string'] };
+const SERVICE_SPEC: Schema = {
+  1: ['ports', [SERVICE_PORT]], 2: ['selector', 'map'], 3: ['clusterIP', 'string'], 4: ['type', 'string'], 5: ['externalIPs', 'strings'],
+  7: ['sessionAffinity', 'string'], 9: ['loadBalancerSourceRanges', 'strings'], 10: ['externalName', 'string'],
+  11: ['externalTrafficPolicy', 'string'], 12: ['healthCheckNodePort', 'int'], 13: ['publishNotReadyAddresses', 'bool'],
+  17: ['ipFamilyPolicy', 'string'], 18: ['clusterIPs', 'strings'], 19: ['ipFamilies', 'strings'],
+  20: ['allocateLoadBalancerNodePorts', 'bool'], 22: ['internalTrafficPolicy', 'string'], 23: ['trafficDistribution', 'string'],
+};
+
 /** The kinds read as protobuf: what `kubectl create <generator>` and `kubectl auth` send. */
 const SCHEMAS: Readonly<Record<string, Schema>> = {
   Namespace: { 1: ['metadata', OBJECT_META], 2: ['spec', { 1: ['finalizers', 'strings'] }] },
@@ -69,6 +79,7 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
   ClusterRoleBinding: BINDING,
   SelfSubjectAccessReview: { 1: ['metadata', OBJECT_META], 2: ['spec', { 1: ['resourceAttributes', RESOURCE_ATTRIBUTES], 2: ['nonResourceAttributes', { 1: ['path', 'string'], 2: ['verb', 'string'] }] }] },
   SelfSubjectReview: { 1: ['metadata', OBJECT_META] },
+  Service: { 1: ['metadata', OBJECT_META], 2: ['spec', SERVICE_SPEC] },
 };
 
 /** Decodes `buf` by `schema` into its JSON form; fields not in the schema are left out. */
@@ -79,8 +90,11 @@ function decode(buf: Buffer, schema: Schema): Raw {
     const spec = schema[n];
     if (spec === undefined) continue;
     const [name, type] = spec;
-    if (type === 'string') out[name] = values[values.length - 1]!.toString('utf8');
-    else if (type === 'bytes') out[name] = values[values.length - 1]!.toString('base64');
+    // Go's encoding writes every optional string, empty ones too; the JSON form omits them.
+    if (type === 'string') {
+      const text = values[values.length - 1]!.toString('utf8');
+      if (text !== '') out[name] = text;
+    } else if (type === 'bytes') out[name] = values[values.length - 1]!.toString('base64');
     else if (type === 'strings') out[name] = values.map((v) => v.toString('utf8'));
     else if (type === 'map' || type === 'bytesMap') {
       // A map entry is a message with key = 1 and value = 2.
@@ -91,12 +105,19 @@ function decode(buf: Buffer, schema: Schema): Raw {
         map[e.get(1)?.[0]?.toString('utf8') ?? ''] = type === 'map' ? value.toString('utf8') : value.toString('base64');
       }
       out[name] = map;
+    } else if (type === 'intOrString') {
+      // apimachinery IntOrString: type = 1 (0 int, 1 string), intVal = 2, strVal = 3.
+      const scalarsOf = new Map<number, number>();
+      const v = fields(values[values.length - 1]!, scalarsOf);
+      out[name] = scalarsOf.get(1) === 1 ? (v.get(3)?.[0]?.toString('utf8') ?? '') : (scalarsOf.get(2) ?? 0);
     } else if (Array.isArray(type)) out[name] = values.map((v) => decode(v, type[0]));
-    else if (type !== 'bool') out[name] = decode(values[values.length - 1]!, type as Schema);
+    else if (type !== 'bool' && type !== 'int') out[name] = decode(values[values.length - 1]!, type as Schema);
   }
   for (const [n, value] of scalars) {
     const spec = schema[n];
     if (spec !== undefined && spec[1] === 'bool') out[spec[0]] = value !== 0;
+    // int32 fields kubectl's generators write are ports: never negative; 0 is "unset" (omitempty).
+    if (spec !== undefined && spec[1] === 'int' && value !== 0) out[spec[0]] = value;
   }
   return out;
 }

@@ -16,8 +16,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { isMapping, type Raw } from '../../config/fields.ts';
-import type { PortRange } from '../../model/cluster-defaults.ts';
-import { ipv4ToString, type Cidr } from '../../wire/address.ts';
+import type { PortRange, ServiceCidrs } from '../../model/cluster-defaults.ts';
+import type { Cidr } from '../../wire/address.ts';
 import { EndpointSliceController, Scheduler } from './controllers.ts';
 import { ServiceAllocator } from './defaults.ts';
 import { AGGREGATED_DISCOVERY_TYPE, aggregatedDiscovery, apiGroup, coreVersions, groupList, resourceList, versionInfo } from './discovery.ts';
@@ -40,7 +40,9 @@ export interface ApiServerOptions {
   dir: string;
   /** kube-apiserver --token-auth-file format (rbac.ts). */
   tokenFile: string;
-  serviceCIDR: Cidr;
+  /** An IPv4-only cluster's service CIDR; `serviceCIDRs` (one per family, primary first) wins when given. */
+  serviceCIDR?: Cidr;
+  serviceCIDRs?: ServiceCidrs;
   nodePortRange: Readonly<PortRange>;
   listeners: readonly Listener[];
   /** Extra names and addresses for the serving certificate (the addresses agents dial). */
@@ -68,6 +70,7 @@ const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-l
 export class LabApiServer {
   readonly store: Store;
   readonly handlers: ObjectHandlers;
+  private readonly allocator: ServiceAllocator;
   readonly tls: TlsFiles;
   private readonly tokens: Map<string, UserInfo>;
   private readonly rbac: RbacAuthorizer;
@@ -84,13 +87,16 @@ export class LabApiServer {
     this.options = options;
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     this.store = new Store(join(options.dir, 'journal.jsonl'));
-    this.handlers = new ObjectHandlers(this.store, new ServiceAllocator(options.serviceCIDR, options.nodePortRange));
+    const cidrs = options.serviceCIDRs ?? options.serviceCIDR;
+    if (cidrs === undefined) throw new LabApiServerError('the lab API server needs a service CIDR');
+    this.allocator = new ServiceAllocator(cidrs, options.nodePortRange);
+    this.handlers = new ObjectHandlers(this.store, this.allocator);
     this.tokens = readTokenFile(options.tokenFile);
     this.rbac = new RbacAuthorizer(this.store);
     const names = [...(options.certificateNames ?? [])];
     for (const l of options.listeners) if ('host' in l) names.push(l.host);
     // The `kubernetes` Service's cluster IP, which in-cluster clients dial.
-    names.push(ipv4ToString(options.serviceCIDR.host(1)));
+    names.push(this.allocator.apiServiceIP);
     this.tls = ensureCertificates(join(options.dir, 'tls'), names.filter((n) => n !== '' && n !== '0.0.0.0'));
     this.bootstrap();
     if (options.controllers === true) this.controllers.push(new EndpointSliceController(this.handlers), new Scheduler(this.handlers));
@@ -194,7 +200,7 @@ export class LabApiServer {
    * Endpoints and EndpointSlice pointing at `address:port`, rewritten when they differ.
    */
   private advertise(address: string, port: number): void {
-    const clusterIP = ipv4ToString(this.options.serviceCIDR.host(1));
+    const clusterIP = this.allocator.apiServiceIP;
     this.createIfAbsent({
       apiVersion: 'v1', kind: 'Service',
       metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
@@ -202,7 +208,7 @@ export class LabApiServer {
     }, 'the kubernetes Service');
     const endpoints: Raw[] = [
       { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'kubernetes', namespace: 'default', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } }, subsets: [{ addresses: [{ ip: address }], ports: [{ name: 'https', port, protocol: 'TCP' }] }] },
-      { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } }, addressType: 'IPv4', endpoints: [{ addresses: [address], conditions: { ready: true } }], ports: [{ name: 'https', port, protocol: 'TCP' }] },
+      { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } }, addressType: address.includes(':') ? 'IPv6' : 'IPv4', endpoints: [{ addresses: [address], conditions: { ready: true } }], ports: [{ name: 'https', port, protocol: 'TCP' }] },
     ];
     for (const obj of endpoints) {
       const info = resourceOfKind(String(obj.apiVersion), String(obj.kind))!;
