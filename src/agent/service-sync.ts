@@ -101,6 +101,8 @@ export class ServiceSync {
       cluster: c.kubernetes !== null,
       node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
       serviceCIDR: c.serviceCIDR,
+      // A dual-stack cluster (serviceCIDRv6 set): manifest mode allocates and accepts IPv6 cluster IPs too.
+      ...(c.serviceCIDRv6 !== null ? { serviceCIDRs: { families: ['IPv4', 'IPv6'] as const, v4: c.serviceCIDR, v6: c.serviceCIDRv6 } } : {}),
       nodePortRange: c.nodePortRange,
       minSyncIntervalMs: c.minSyncIntervalMs,
       maxSyncIntervalMs: c.maxSyncIntervalMs,

@@ -28,7 +28,7 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
     podCIDR: node.podCIDR,
     clusterCIDR: state.addressing.clusterCIDR,
     serviceCIDR: state.addressing.serviceCIDR,
-    ...(node.podCIDRv6 === undefined ? {} : { podCIDRv6: node.podCIDRv6, clusterCIDRv6: state.addressing.clusterCIDRv6 }),
+    ...(node.podCIDRv6 === undefined ? {} : { podCIDRv6: node.podCIDRv6, clusterCIDRv6: state.addressing.clusterCIDRv6, serviceCIDRv6: state.addressing.serviceCIDRv6 }),
     vni: state.addressing.vni,
     mtu: state.addressing.podMTU,
     stateDir: agent.dir,
@@ -77,7 +77,7 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     kind: 'TapirAgentConfiguration',
     serviceCIDR: state.addressing.serviceCIDR,
     // Dual-stack: the cluster's IPv6 range (the node's own /64 comes from its Node's spec.podCIDRs).
-    ...(isDualStack(state) ? { clusterCIDRv6: state.addressing.clusterCIDRv6 } : {}),
+    ...(isDualStack(state) ? { clusterCIDRv6: state.addressing.clusterCIDRv6, serviceCIDRv6: state.addressing.serviceCIDRv6 } : {}),
     vni: state.addressing.vni,
     mtu: state.addressing.podMTU,
     hostTun: 'tapir0',
