@@ -8,7 +8,11 @@
 // podIPs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KUBECTL } from './helpers/apiserver.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab, TAPIR, tapir } from './helpers/lab.ts';
 
@@ -97,6 +101,40 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
       const mixed = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', `[${v6['web-1b']}]:8080`]);
       assert.equal(mixed.status, 2);
       assert.match(mixed.stderr, /must be of one family/);
+    });
+
+    await t.test('kubectl: a PreferDualStack Service gets a cluster IP per family and IPv6 EndpointSlices; the pods resolve its AAAA', () => {
+      const home = mkdtempSync(join(tmpdir(), 'tapir-dual-kubectl-'));
+      try {
+        const config = tapir(['lab', 'kubeconfig', '--name', lab.name]);
+        assert.equal(config.status, 0, config.stderr);
+        writeFileSync(join(home, 'config'), config.stdout);
+        const kubectl = (args: string[], input?: string): string => execFileSync(KUBECTL, args, { input, encoding: 'utf8', timeout: 60_000, env: { ...process.env, KUBECONFIG: join(home, 'config'), HOME: home } });
+        kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: { name: web6, namespace: default }\nspec:\n  ipFamilyPolicy: PreferDualStack\n  selector: { app: web }\n  ports: [{ name: http, port: 80, targetPort: 8080 }]\n');
+        const svc = JSON.parse(kubectl(['get', 'svc', 'web6', '-o', 'json'])) as { spec: { clusterIPs: string[]; ipFamilies: string[]; clusterIP: string } };
+        assert.deepEqual(svc.spec.ipFamilies, ['IPv4', 'IPv6']);
+        assert.equal(svc.spec.clusterIPs.length, 2);
+        assert.equal(svc.spec.clusterIPs[0], svc.spec.clusterIP);
+        assert.match(svc.spec.clusterIPs[1]!, /^fd00:10:96::/);
+        // One slice per family, the IPv6 one listing the pods' IPv6 addresses.
+        let slices: { addressType: string; endpoints: { addresses: string[] }[] }[] = [];
+        for (let i = 0; i < 50; i++) {
+          slices = (JSON.parse(kubectl(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=web6', '-o', 'json'])) as { items: typeof slices }).items;
+          if (slices.some((x) => x.addressType === 'IPv6' && x.endpoints.length === 4)) break;
+          execFileSync('sleep', ['0.2']);
+        }
+        const six = slices.find((x) => x.addressType === 'IPv6');
+        assert.deepEqual(six?.endpoints.map((e) => e.addresses[0]).sort(), Object.values(v6).sort());
+        // The cluster DNS (each node's agent) answers A and AAAA from a pod.
+        const name = 'web6.default.svc.cluster.local';
+        assert.equal(lab.exec('web-1a', 'dig', '+short', 'AAAA', name).trim(), svc.spec.clusterIPs[1]);
+        assert.equal(lab.exec('web-2a', 'dig', '+short', 'A', name).trim(), svc.spec.clusterIP);
+        // The IPv4 half is served as before (IPv6 cluster IPs wait for NAT66).
+        const reply = JSON.parse(lab.exec('web-1a', 'curl', '-sS', '--max-time', '5', `http://${svc.spec.clusterIP}/`)) as { pod: string };
+        assert.match(reply.pod, /^web-/);
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
     });
 
     await t.test('the agents count no IPv6 frame as unsupported', () => {
