@@ -117,7 +117,8 @@ export function background(argv: string[]): Background {
 /** `ip6`: the pod's IPv6 address in a dual-stack lab ('' otherwise). */
 export interface LabPod { name: string; node: string; ip: string; ip6: string; netns: string }
 interface LabStatusJson {
-  pods: { name: string; namespace: string; node: string; ip: string | null; netns: string }[];
+  /** `ips`: every address of the pod (dual-stack labs), where lab status gives them. */
+  pods: { name: string; namespace: string; node: string; ip: string | null; ips?: string[]; netns: string }[];
   nodes: { name: string; agent: { pid: number | null } | null; daemon: { pid: number | null } }[];
   services: { name: string; clusterIP: string }[];
 }
@@ -167,7 +168,10 @@ export class BenchLab {
   async refresh(): Promise<void> {
     const status = JSON.parse(await runOk([TAPIR, 'lab', 'status', '--name', this.name, '--json'], 60_000)) as LabStatusJson;
     const ip6 = this.#podIps6();
-    this.pods = new Map(status.pods.map((p) => [p.name, { name: p.name, node: p.node, ip: p.ip ?? '', ip6: ip6.get(`${p.namespace}/${p.name}`) ?? '', netns: p.netns }]));
+    this.pods = new Map(status.pods.map((p) => {
+      const v6 = p.ips?.find((a) => a.includes(':')) ?? ip6.get(`${p.namespace}/${p.name}`) ?? '';
+      return [p.name, { name: p.name, node: p.node, ip: p.ip ?? '', ip6: v6, netns: p.netns }];
+    }));
     this.serviceIPs = new Map(status.services.map((s) => [s.name, s.clusterIP]));
     this.agentPids = status.nodes.map((n) => n.agent?.pid ?? 0).filter((p) => p > 0);
     this.daemonPids = status.nodes.map((n) => n.daemon.pid ?? 0).filter((p) => p > 0);
@@ -198,7 +202,7 @@ export class BenchLab {
     return ip;
   }
 
-  /** "namespace/name" -> IPv6 address, from the lab's record (PodState.ip6; pods the lab's kubelet started later are not in it). */
+  /** "namespace/name" -> IPv6 address, from the lab's record (PodState.ip6), for a lab status without `ips`. */
   #podIps6(): Map<string, string> {
     try {
       const state = JSON.parse(readFileSync(`${this.stateDir}/state.json`, 'utf8')) as { pods: { name: string; namespace: string; ip6?: string | null }[] };
