@@ -110,7 +110,7 @@ test('every honoured field reaches the agent config', () => {
   assert.deepEqual(c.kubeProxy.clientConnection, { kubeconfig: '/etc/kubernetes/tapir.conf', qps: 50, burst: 100, contentType: 'application/json', acceptContentTypes: 'application/json' });
   assert.equal(c.kubeProxy.logFormat, 'json');
   assert.equal(c.kubeProxy.verbosity, 4);
-  assert.deepEqual(c.kubeProxy.ignored, ['clusterCIDR (the IPv6 range fd00:10:244::/56: Tapir is IPv4 only)']);
+  assert.deepEqual(c.kubeProxy.ignored, ['clusterCIDR (the IPv6 range fd00:10:244::/56: no podCIDRv6 for this node, its pods are IPv4 only)']);
 });
 
 test('sync periods: v1alpha2\'s top-level fields win, else the block of the mode; zero is the default', () => {
@@ -295,4 +295,19 @@ test('tapir agent: a bad file, --v or --log-format exits 2 before anything start
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a dual-stack clusterCIDR "v4,v6" gives clusterCIDRv6 to a node with podCIDRv6; the Tapir document may repeat it, not contradict it', () => {
+  const kp = { ...KP, clusterCIDR: '10.244.0.0/16,fd00:10:244::/56' };
+  const c = parseAgentConfigDocuments([kp, { ...TAPIR, podCIDRv6: 'fd00:10:244:1::/64' }], 'agent.yaml', ENV);
+  assert.equal(String(c.clusterCIDRv6), 'fd00:10:244::/56');
+  assert.equal(String(c.podCIDRv6), 'fd00:10:244:1::/64');
+  assert.deepEqual(c.kubeProxy.ignored, []);
+  const same = parseAgentConfigDocuments([kp, { ...TAPIR, podCIDRv6: 'fd00:10:244:1::/64', clusterCIDRv6: 'fd00:10:244::/56' }], 'agent.yaml', ENV);
+  assert.equal(String(same.clusterCIDRv6), 'fd00:10:244::/56');
+  assert.throws(() => parseAgentConfigDocuments([kp, { ...TAPIR, podCIDRv6: 'fd00:10:244:1::/64', clusterCIDRv6: 'fd00:10:240::/56' }], 'agent.yaml', ENV),
+    (e: unknown) => e instanceof AgentConfigError && e.problems.length === 1
+      && e.problems[0] === 'agent.yaml: document 2 (TapirAgentConfiguration): clusterCIDRv6: fd00:10:240::/56 differs from the KubeProxyConfiguration\'s IPv6 clusterCIDR fd00:10:244::/56: give it once');
+  assert.throws(() => parseAgentConfigDocuments([{ ...KP, clusterCIDR: '10.244.0.0/16,fd00:10:244::1/56' }, TAPIR], 'agent.yaml', ENV),
+    (e: unknown) => e instanceof AgentConfigError && /clusterCIDR: "fd00:10:244::1\/56" is not an IPv6 network/.test(e.problems[0] ?? ''));
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentConfigError, loadAgentConfig, parseAgentConfig } from '../src/agent/config.ts';
 import { TapirError } from '../src/errors/tapir-error.ts';
-import { ipv4 } from '../src/wire/address.ts';
+import { ipv4, ipv6ToString, parseCidr6 } from '../src/wire/address.ts';
 
 const GOOD = {
   nodeName: 'node-1',
@@ -101,8 +101,8 @@ test('unknown keys are problems, at every level; a renamed key says what it is n
   assert.equal(problems.length, 4, problems.join('\n'));
   assert.equal(problems[0], 'agent.yaml: hostPort: renamed to hostTun (the name of the host TUN; a Kubernetes hostPort is something else)');
   assert.match(problems[1]!, /^agent\.yaml: podCidr: unknown field; the fields here are nodeName, underlay, podCIDR, /);
-  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address');
-  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, podCIDR');
+  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address, addressV6');
+  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, podCIDR, podCIDRv6');
 });
 
 test('missing required fields, wrong types and a bad interface name are all reported', () => {
@@ -127,7 +127,7 @@ test('loadAgentConfig names the file; the message lists every problem', () => {
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, 'nodeName: n\nunderlay: {interface: eth0, address: 172.30.0.11}\npodCIDR: 10.244.1.0/24\nclusterCIDR: 10.244.0.0/16\nvni: 0\nextra: 1\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.exitCode === 2
-      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
+      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
     writeFileSync(file, 'nodeName: [\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.message.startsWith(`${file}: not valid YAML or JSON: `));
     assert.throws(() => loadAgentConfig(join(dir, 'none.yaml')), (e: unknown) => e instanceof AgentConfigError && /none\.yaml: cannot read: ENOENT/.test(e.message));
@@ -167,4 +167,65 @@ test('dns: absent serves no DNS; {} serves the service CIDR\'s tenth address and
     'agent.yaml: dns.corefile: must not be empty',
   ]);
   assert.deepEqual(problemsOf({ ...GOOD, dns: { clusterDNS: ['10.96.0.300'] } }).length, 1);
+});
+
+test('IPv6: podCIDRv6 and clusterCIDRv6 (both or neither, networks), serviceCIDRv6, underlay.addressV6, nodes[].podCIDRv6', () => {
+  const none = parseAgentConfig(GOOD, 'agent.yaml');
+  assert.deepEqual([none.podCIDRv6, none.clusterCIDRv6, none.serviceCIDRv6, none.underlayAddressV6], [null, null, null, null], 'IPv4 only unless asked');
+  const dual = parseAgentConfig({
+    ...GOOD,
+    underlay: { interface: 'eth0', address: '172.30.0.11', addressV6: 'fd00:172:30::11' },
+    podCIDRv6: 'fd00:10:244:1::/64', clusterCIDRv6: 'fd00:10:244::/56', serviceCIDRv6: 'fd00:10:96::/112',
+    nodes: [
+      { name: 'node-1', underlayIP: '172.30.0.11', podCIDR: '10.244.1.0/24', podCIDRv6: 'fd00:10:244:1::/64' },
+      { name: 'node-2', underlayIP: '172.30.0.12', podCIDR: '10.244.2.0/24', podCIDRv6: 'fd00:10:244:2::/64' },
+      { name: 'node-3', underlayIP: '172.30.0.13', podCIDR: '10.244.3.0/24' },
+    ],
+  }, 'agent.yaml');
+  assert.equal(String(dual.podCIDRv6), 'fd00:10:244:1::/64');
+  assert.equal(String(dual.clusterCIDRv6), 'fd00:10:244::/56');
+  assert.equal(String(dual.serviceCIDRv6), 'fd00:10:96::/112');
+  assert.equal(ipv6ToString(dual.underlayAddressV6!), 'fd00:172:30::11');
+  assert.deepEqual(dual.nodes.map((n) => String(n.podCIDRv6 ?? '')), ['fd00:10:244:1::/64', 'fd00:10:244:2::/64', '']);
+
+  assert.deepEqual(problemsOf({ ...GOOD, podCIDRv6: 'fd00:10:244:1::/64' }), [
+    'agent.yaml: clusterCIDRv6: required with podCIDRv6: the cluster\'s IPv6 pod range, routed from the node into the host TUN',
+  ]);
+  assert.deepEqual(problemsOf({ ...GOOD, clusterCIDRv6: 'fd00:10:244::/56' }), [
+    'agent.yaml: podCIDRv6: required with clusterCIDRv6: this node\'s part of the cluster\'s IPv6 pod range, such as "fd00:10:244:1::/64"',
+  ]);
+  assert.deepEqual(problemsOf({
+    ...GOOD, underlay: { interface: 'eth0', address: '172.30.0.11', addressV6: 'fd00:10:244:1::9' },
+    podCIDRv6: 'fd00:10:245:1::/64', clusterCIDRv6: 'fd00:10:244::1/56', serviceCIDRv6: '10.96.0.0/12',
+  }), [
+    'agent.yaml: clusterCIDRv6: "fd00:10:244::1/56" has host bits set: give the network, fd00:10:244::/56',
+    'agent.yaml: serviceCIDRv6: "10.96.0.0/12" is an IPv4 prefix; this field takes IPv6',
+  ]);
+  assert.deepEqual(problemsOf({
+    ...GOOD, underlay: { interface: 'eth0', address: '172.30.0.11', addressV6: 'fd00:10:244:1::9' },
+    podCIDRv6: 'fd00:10:245:1::/64', clusterCIDRv6: 'fd00:10:244::/56', serviceCIDRv6: 'fd00:10:244:ff::/112',
+  }), [
+    'agent.yaml: podCIDRv6: fd00:10:245:1::/64 is not inside clusterCIDRv6 fd00:10:244::/56: give this node a part of the cluster\'s IPv6 pod network',
+    'agent.yaml: serviceCIDRv6: fd00:10:244:ff::/112 overlaps clusterCIDRv6 fd00:10:244::/56: cluster IPs and pod addresses must be apart',
+    'agent.yaml: underlay.addressV6: fd00:10:244:1::9 is inside clusterCIDRv6 fd00:10:244::/56: the node\'s underlay address is not a pod address (leave it out to use the IPv6 pod gateway)',
+  ]);
+  assert.deepEqual(problemsOf({ ...GOOD, podCIDRv6: 'fd00:10:244:1::/127', clusterCIDRv6: 'fd00:10:244::/56', nodes: [
+    { name: 'a', underlayIP: '172.30.0.11', podCIDR: '10.244.1.0/24', podCIDRv6: 'fd00:10:244:1::/64' },
+    { name: 'b', underlayIP: '172.30.0.12', podCIDR: '10.244.2.0/24', podCIDRv6: 'fd00:10:244::/60' },
+    { name: 'c', underlayIP: '172.30.0.13', podCIDR: '10.244.3.0/24', podCIDRv6: 'fd00:99::/64' },
+  ] }), [
+    'agent.yaml: podCIDRv6: fd00:10:244:1::/127 leaves no room for a gateway and pods: use a /126 or a shorter prefix (a /64 is usual)',
+    'agent.yaml: nodes[1].podCIDRv6: fd00:10:244::/60 overlaps nodes[0].podCIDRv6 fd00:10:244:1::/64 (a): pod CIDRs of nodes must be disjoint',
+    'agent.yaml: nodes[2].podCIDRv6: fd00:99::/64 is not inside clusterCIDRv6 fd00:10:244::/56',
+  ]);
+});
+
+test('IPv6 in cluster mode: the Node\'s IPv6 podCIDR fills in, once the cluster\'s IPv6 range is known', () => {
+  const node = { podCIDRv6: parseCidr6('fd00:10:244:4::/64') };
+  const base = { nodeName: 'node-4', underlay: { interface: 'eth0', address: '172.30.0.14' }, podCIDR: '10.244.4.0/24', clusterCIDR: '10.244.0.0/16' };
+  const c = parseAgentConfig({ ...base, clusterCIDRv6: 'fd00:10:244::/56' }, 'agent.yaml', { node });
+  assert.equal(String(c.podCIDRv6), 'fd00:10:244:4::/64');
+  assert.equal(c.underlayAddressV6, null, 'the node\'s IPv6 source stays its pod gateway unless the file says otherwise');
+  const v4 = parseAgentConfig(base, 'agent.yaml', { node });
+  assert.deepEqual([v4.podCIDRv6, v4.clusterCIDRv6], [null, null], 'a dual-stack Node in a cluster given no IPv6 range stays IPv4 only');
 });

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { ControlServer } from '../src/agent/control-server.ts';
 import { PortManager } from '../src/agent/ports.ts';
+import { parseIpv6 } from '../src/wire/address.ts';
 import { Netns } from './helpers/netns.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tapir-cni', import.meta.url));
@@ -19,7 +20,7 @@ const SOCKET = join(root, 'agent.sock');
 const dataDir = join(root, 'ipam');
 const events: string[] = [];
 const ports = new PortManager({
-  stateDir: join(root, 'state'), mtu: 1450, gateway: 0x0af40101,
+  stateDir: join(root, 'state'), mtu: 1450, gateway: 0x0af40101, gateway6: parseIpv6('fd00:10:244:1::1'),
   onPortAdded: (p) => events.push(`added ${p.containerId}`),
   onPortRemoved: (p) => events.push(`removed ${p.containerId}`),
 });
@@ -167,6 +168,26 @@ describe('tapir-cni with containernetworking-plugins', { skip: !HAS_PLUGINS && '
     assert.equal((await cni('DEL', cfg, ns, 'hl-ctr')).code, 0);
     assert.deepEqual(allocated(), []);
     assert.equal(eth0(ns), null);
+  });
+
+  it('delegates dual-stack IPAM to host-local (one range set per family): both addresses in the pod, CHECK, DEL', async () => {
+    const ns = pod();
+    const cfg = conf({ ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/24', rangeStart: '10.244.1.110' }], [{ subnet: 'fd00:10:244:1::/64', rangeStart: 'fd00:10:244:1::110' }]], dataDir } });
+    const add = await cni('ADD', cfg, ns, 'hl-dual');
+    assert.equal(add.code, 0, add.stdout + add.stderr);
+    assert.deepEqual(add.json?.ips, [
+      { interface: 0, address: '10.244.1.110/24', gateway: '10.244.1.1' },
+      { interface: 0, address: 'fd00:10:244:1::110/64', gateway: 'fd00:10:244:1::1' },
+    ]);
+    assert.deepEqual(add.json?.routes, [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }, { dst: '::/0', gw: 'fd00:10:244:1::1' }]);
+    assert.deepEqual(eth0(ns)?.inet, ['10.244.1.110/24']);
+    assert.match(ns.exec('ip', ['-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global']), /inet6 fd00:10:244:1::110\/64 scope global nodad/);
+    assert.match(ns.exec('ip', ['-6', 'route', 'show', 'default']), /default via fd00:10:244:1::1 dev eth0/);
+    const check = await cni('CHECK', { ...cfg, prevResult: add.json }, ns, 'hl-dual');
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    assert.equal((await cni('DEL', cfg, ns, 'hl-dual')).code, 0);
+    assert.equal(eth0(ns), null);
+    assert.deepEqual(readdirSync(join(dataDir, 'tapir')).filter((f) => f.includes(':') || /^\d/.test(f)), [], 'host-local released both');
   });
 
   it('GC with host-local (no GC before CNI 1.1) releases the addresses of the stale ports with DEL', async () => {

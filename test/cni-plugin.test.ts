@@ -56,17 +56,20 @@ class RecordingAgent implements ControlHandler {
   calls: ControlRequest[] = [];
   ports = new Map<string, PortInfo>();
   podCIDR = '10.244.1.0/24';
+  podCIDRv6: string | null = null;
   refuseAdd = false;
   status(): StatusInfo {
     this.calls.push({ op: 'status' });
     const gw = this.podCIDR.replace(/\.0\/\d+$/, '.1');
-    return { node: 'node-1', pid: process.pid, podCIDR: this.podCIDR, gateway: gw, mtu: 1450, ports: this.ports.size };
+    const v6 = this.podCIDRv6 === null ? {} : { podCIDRv6: this.podCIDRv6, gateway6: this.podCIDRv6.replace(/::\/\d+$/, '::1') };
+    return { node: 'node-1', pid: process.pid, podCIDR: this.podCIDR, gateway: gw, ...v6, mtu: 1450, ports: this.ports.size };
   }
   addPort(r: Extract<ControlRequest, { op: 'addPort' }>): PortInfo {
     this.calls.push(r);
     if (this.refuseAdd) throw new ControlError(ControlErrorCode.conflict, `${r.netns} already has an interface named ${r.ifName}`);
-    const mac = `0a:58:${r.ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
-    const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp12345678', mac, netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450, network: r.network ?? '' };
+    const mac = `0a:58:${(r.ip ?? '0.0.0.0').split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
+    const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp12345678', mac, netns: r.netns, ip: r.ip ?? '', prefixLength: r.prefixLength ?? 0, gateway: r.gateway ?? '', mtu: 1450, network: r.network ?? '' };
+    if (r.ip6 !== undefined) Object.assign(p, { ip6: r.ip6, prefixLength6: r.prefixLength6, gateway6: r.gateway6 });
     this.ports.set(`${r.containerId}/${r.ifName}`, p);
     return p;
   }
@@ -95,6 +98,7 @@ beforeEach(() => {
   agent.calls = [];
   agent.ports.clear();
   agent.podCIDR = '10.244.1.0/24';
+  agent.podCIDRv6 = null;
   agent.refuseAdd = false;
 });
 
@@ -331,5 +335,73 @@ describe('tapir-cni with host-local (delegated IPAM)', { skip: !existsSync('/usr
     assert.equal(r.code, 1);
     assert.match(String(r.json?.msg), /host-local ADD/);
     assert.deepEqual(agent.ops(), []);
+  });
+});
+
+describe('tapir-cni dual-stack and IPv6-only IPAM (host-local style ranges)', () => {
+  const DUAL = { ranges: [[{ subnet: '10.244.1.0/24' }], [{ subnet: 'fd00:10:244:1::/64' }]], subnet: undefined };
+  const files = (): string[] => (existsSync(join(dataDir, 'tapir')) ? readdirSync(join(dataDir, 'tapir')).filter((f) => !f.startsWith('.')).sort() : []);
+
+  it('ADD gives one address per family: both ips on interface 0 with their gateways, both default routes; the agent is asked for both', async () => {
+    const r = await runCni('ADD', conf({}, DUAL));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.json?.ips, [
+      { interface: 0, address: '10.244.1.2/24', gateway: '10.244.1.1' },
+      { interface: 0, address: 'fd00:10:244:1::2/64', gateway: 'fd00:10:244:1::1' },
+    ]);
+    assert.deepEqual(r.json?.routes, [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }, { dst: '::/0', gw: 'fd00:10:244:1::1' }]);
+    const add = agent.calls.find((c) => c.op === 'addPort') as Extract<ControlRequest, { op: 'addPort' }>;
+    assert.deepEqual([add.ip, add.prefixLength, add.gateway, add.ip6, add.prefixLength6, add.gateway6], ['10.244.1.2', 24, '10.244.1.1', 'fd00:10:244:1::2', 64, 'fd00:10:244:1::1']);
+    // host-local's layout: a file per address, the last reserved address per range set.
+    assert.deepEqual(files(), ['10.244.1.2', 'fd00:10:244:1::2', 'last_reserved_ip.0', 'last_reserved_ip.1']);
+    assert.equal(readFileSync(join(dataDir, 'tapir', 'fd00:10:244:1::2'), 'utf8'), 'c1\r\neth0');
+
+    const again = await runCni('ADD', conf({}, DUAL));
+    assert.deepEqual(again.json?.ips, r.json?.ips, 'a repeated ADD keeps both addresses');
+    const other = await runCni('ADD', conf({}, DUAL), { CNI_CONTAINERID: 'c2' });
+    assert.deepEqual(other.json?.ips.map((i: { address: string }) => i.address), ['10.244.1.3/24', 'fd00:10:244:1::3/64']);
+
+    const check = await runCni('CHECK', conf({ prevResult: r.json }, DUAL));
+    assert.equal(check.code, 1, 'CHECK reaches the link inspection, which the fake netns file cannot pass');
+    const checkCall = agent.calls.find((c) => c.op === 'checkPort') as Extract<ControlRequest, { op: 'checkPort' }>;
+    assert.deepEqual([checkCall.ip, checkCall.ip6], ['10.244.1.2', 'fd00:10:244:1::2'], 'checkPort is asked for both families');
+
+    assert.equal((await runCni('DEL', conf({}, DUAL))).code, 0);
+    assert.deepEqual(files().filter((f) => !f.startsWith('last')), ['10.244.1.3', 'fd00:10:244:1::3'], 'DEL released both addresses of c1 only');
+    const gc = await runCni('GC', conf({ 'cni.dev/valid-attachments': [] }, DUAL));
+    assert.equal(gc.code, 0, gc.stdout + gc.stderr);
+    assert.match(gc.stderr, /tapir-ipam released 10\.244\.1\.3 \(c2\/eth0\), fd00:10:244:1::3 \(c2\/eth0\)|tapir-ipam released fd00:10:244:1::3 \(c2\/eth0\), 10\.244\.1\.3 \(c2\/eth0\)/);
+    assert.deepEqual(files().filter((f) => !f.startsWith('last')), [], 'GC released both families');
+  });
+
+  it('IPv6 only: one ips entry, ::/0 only, no IPv4 fields to the agent; 0.3.1 results say version 6', async () => {
+    const V6 = { ranges: [[{ subnet: 'fd00:10:244:1::/64', rangeStart: 'fd00:10:244:1::100' }]], subnet: undefined };
+    const r = await runCni('ADD', conf({ cniVersion: '0.3.1' }, V6));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.json?.ips, [{ version: '6', interface: 0, address: 'fd00:10:244:1::100/64', gateway: 'fd00:10:244:1::1' }]);
+    assert.deepEqual(r.json?.routes, [{ dst: '::/0', gw: 'fd00:10:244:1::1' }]);
+    const add = agent.calls.find((c) => c.op === 'addPort') as Extract<ControlRequest, { op: 'addPort' }>;
+    assert.equal(add.ip, undefined);
+    assert.equal(add.ip6, 'fd00:10:244:1::100');
+    assert.deepEqual(files(), ['fd00:10:244:1::100', 'last_reserved_ip.0']);
+  });
+
+  it('without a subnet, a node with podCIDRv6 makes pods dual-stack (the agent\'s ranges); a full IPv6 range fails the ADD and releases the IPv4 address', async () => {
+    agent.podCIDRv6 = 'fd00:10:244:7::/64';
+    const r = await runCni('ADD', conf({}, { subnet: undefined }));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.json?.ips.map((i: { address: string; gateway: string }) => `${i.address} via ${i.gateway}`), ['10.244.1.2/24 via 10.244.1.1', 'fd00:10:244:7::2/64 via fd00:10:244:7::1']);
+    const tiny = { ranges: [[{ subnet: '10.244.1.0/24' }], [{ subnet: 'fd00:10:244:1::/64', rangeStart: 'fd00:10:244:1::5', rangeEnd: 'fd00:10:244:1::5' }]], subnet: undefined };
+    assert.equal((await runCni('ADD', conf({ name: 'tiny' }, tiny), { CNI_CONTAINERID: 'a1' })).code, 0);
+    assertError(await runCni('ADD', conf({ name: 'tiny' }, tiny), { CNI_CONTAINERID: 'a2' }), 100, /no IP addresses available.*fd00:10:244:1::5-fd00:10:244:1::5/s);
+    const tinyFiles = readdirSync(join(dataDir, 'tiny')).filter((f) => !f.startsWith('.') && !f.startsWith('last')).sort();
+    assert.deepEqual(tinyFiles, ['10.244.1.2', 'fd00:10:244:1::5'], 'a2 holds nothing after its failed ADD');
+    assertError(await runCni('STATUS', conf({ name: 'tiny' }, tiny)), 50, /no free IP addresses/);
+  });
+
+  it('a gateway outside its range\'s subnet is code 7 naming the range', async () => {
+    const bad = { ranges: [[{ subnet: '10.244.1.0/24' }], [{ subnet: 'fd00:10:244:1::/64', gateway: 'fd00:10:244:2::1' }]], subnet: undefined };
+    assertError(await runCni('ADD', conf({}, bad)), 7, /ipam\.ranges\[1\]\[0\]\.gateway fd00:10:244:2::1 is not a host address of fd00:10:244:1::\/64/);
+    assert.deepEqual(files(), [], 'nothing allocated');
   });
 });

@@ -42,6 +42,13 @@ describe('parseRequest', () => {
     const add = parseRequest(JSON.stringify({ op: 'addPort', containerId: 'c1', ifName: 'eth0', netns: '/var/run/netns/p', ip: '10.244.1.5', prefixLength: 24, gateway: '10.244.1.1', podName: 'web' }));
     assert.equal(add.op, 'addPort');
     assert.equal((add as { podName?: string }).podName, 'web');
+    // IPv6-only and dual-stack: the IPv6 fields, the IPv4 ones optional.
+    assert.deepEqual(parseRequest(JSON.stringify({ op: 'addPort', containerId: 'c1', ifName: 'eth0', netns: '/n', ip6: 'fd00:10:244:1::5', prefixLength6: 64, gateway6: 'fd00:10:244:1::1' })),
+      { op: 'addPort', containerId: 'c1', ifName: 'eth0', netns: '/n', ip6: 'fd00:10:244:1::5', prefixLength6: 64, gateway6: 'fd00:10:244:1::1' });
+    assert.deepEqual(parseRequest(JSON.stringify({ op: 'addPort', containerId: 'c1', ifName: 'eth0', netns: '/n', ip: '10.244.1.5', prefixLength: 24, gateway: '10.244.1.1', ip6: 'fd00:10:244:1::5', prefixLength6: 64, gateway6: 'fd00:10:244:1::1' })),
+      { op: 'addPort', containerId: 'c1', ifName: 'eth0', netns: '/n', ip: '10.244.1.5', prefixLength: 24, gateway: '10.244.1.1', ip6: 'fd00:10:244:1::5', prefixLength6: 64, gateway6: 'fd00:10:244:1::1' });
+    assert.deepEqual(parseRequest('{"op":"checkPort","containerId":"c","ifName":"eth0","ip":"10.0.0.2"}'), { op: 'checkPort', containerId: 'c', ifName: 'eth0', ip: '10.0.0.2' });
+    assert.deepEqual(parseRequest('{"op":"checkPort","containerId":"c","ifName":"eth0","ip":"10.0.0.2","ip6":"fd00::2"}'), { op: 'checkPort', containerId: 'c', ifName: 'eth0', ip: '10.0.0.2', ip6: 'fd00::2' });
   });
 
   const cases: [string, string, RegExp][] = [
@@ -57,6 +64,14 @@ describe('parseRequest', () => {
     ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"rel/path","ip":"10.0.0.2","prefixLength":24,"gateway":"10.0.0.1"}', ControlErrorCode.invalidField, /absolute/],
     ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","ip":"10.0.0.2","prefixLength":33,"gateway":"10.0.0.1"}', ControlErrorCode.invalidField, /prefixLength/],
     ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","ip":"10.0.0.2","prefixLength":24}', ControlErrorCode.missingField, /gateway/],
+    ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n"}', ControlErrorCode.missingField, /'ip' or 'ip6' is required/],
+    ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","prefixLength":24,"gateway":"10.0.0.1","ip6":"fd00::2","prefixLength6":64,"gateway6":"fd00::1"}', ControlErrorCode.invalidField, /'prefixLength' is given without 'ip'/],
+    ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","ip6":"fd00::2","prefixLength6":64}', ControlErrorCode.missingField, /'gateway6' is required/],
+    ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","ip6":"10.0.0.2","prefixLength6":64,"gateway6":"fd00::1"}', ControlErrorCode.invalidField, /'ip6' is not an IPv6 address/],
+    ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","ip6":"fd00::2","prefixLength6":129,"gateway6":"fd00::1"}', ControlErrorCode.invalidField, /prefixLength6 must be an integer from 1 to 128/],
+    ['{"op":"addPort","containerId":"c","ifName":"eth0","netns":"/n","ip":"fd00::2","prefixLength":24,"gateway":"10.0.0.1"}', ControlErrorCode.invalidField, /'ip' is not an IPv4 address/],
+    ['{"op":"checkPort","containerId":"c","ifName":"eth0"}', ControlErrorCode.missingField, /'ip' or 'ip6'/],
+    ['{"op":"checkPort","containerId":"c","ifName":"eth0","ip6":"fd00::zz"}', ControlErrorCode.invalidField, /'ip6'/],
   ];
   for (const [line, code, message] of cases) {
     it(`rejects ${line} with ${code}`, () => {
@@ -71,7 +86,7 @@ describe('ControlServer and ControlClient', () => {
   let server: ControlServer;
   const handler: ControlHandler = {
     status: () => ({ node: 'node-1', pid: process.pid, podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: 1 }),
-    addPort: async (r) => { seen.push(`add ${r.containerId}`); await new Promise((res) => setTimeout(res, 20)); return port(r.containerId, r.ifName, r.ip); },
+    addPort: async (r) => { seen.push(`add ${r.containerId}`); await new Promise((res) => setTimeout(res, 20)); return port(r.containerId, r.ifName, r.ip ?? ''); },
     delPort: (r) => { seen.push(`del ${r.containerId}`); },
     checkPort: (r) => { throw new ControlError(ControlErrorCode.notFound, `no port for ${r.containerId}/${r.ifName}`); },
     listPorts: () => [port('c1', 'eth0', '10.244.1.5')],

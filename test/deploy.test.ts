@@ -464,7 +464,7 @@ describe('install-cni (deploy/image/install-cni.sh)', () => {
     const handler: ControlHandler = {
       status: () => ({ node: 'node-1', pid: process.pid, podCIDR: '10.244.1.0/24', gateway: '10.244.1.1', mtu: 1450, ports: ports.size }),
       addPort: (r) => {
-        const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp00000001', mac: '0a:58:0a:f4:01:02', netns: r.netns, ip: r.ip, prefixLength: r.prefixLength, gateway: r.gateway, mtu: 1450, network: r.network ?? '' };
+        const p: PortInfo = { containerId: r.containerId, ifName: r.ifName, hostName: 'tp00000001', mac: '0a:58:0a:f4:01:02', netns: r.netns, ip: r.ip ?? '', prefixLength: r.prefixLength ?? 0, gateway: r.gateway ?? '', mtu: 1450, network: r.network ?? '' };
         ports.set(`${r.containerId}/${r.ifName}`, p);
         return p;
       },

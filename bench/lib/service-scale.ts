@@ -74,7 +74,7 @@ export function writeSliceManifest(file: string, prefix: string, i: number, endp
 export interface ChangeTiming {
   /** From apply start until the expected reply (NaN: not within the timeout). */
   forwardMs: number;
-  /** From apply start until every object was written (NaN: never seen). */
+  /** From apply start until every object was written (manifest mode: the last file's mtime; cluster mode: apply's return; NaN: never). */
   writtenMs: number;
   /** How long `tapir lab apply` ran, and how it ended. */
   applyMs: number;
@@ -103,9 +103,11 @@ export async function timeChange(lab: BenchLab, client: string, file: string, la
   const cpu1 = lab.cpu();
   const m = /ok ([\d.]+)/.exec(out);
   const applied = await apply;
-  // Written by rename from a file written just before: the mtime is when the lab wrote it.
+  // Manifest mode: written by rename from a file written just before, so the mtime is
+  // when the lab wrote it. Cluster mode keeps no file: `lab apply` returns once the API
+  // server has stored every object, so its end is when they were written (at the latest).
   let writtenAt = NaN;
-  try { writtenAt = statSync(`${lab.stateDir}/manifests/${lastObject}`).mtimeMs; } catch { /* never written */ }
+  try { writtenAt = statSync(`${lab.stateDir}/manifests/${lastObject}`).mtimeMs; } catch { writtenAt = applied.timedOut || applied.code !== 0 ? NaN : t0 + applied.ms; }
   return {
     forwardMs: m === null ? NaN : Number(m[1]) - t0,
     writtenMs: writtenAt >= t0 ? writtenAt - t0 : NaN,

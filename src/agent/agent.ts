@@ -9,15 +9,15 @@ import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
 import { Datapath } from '../datapath/datapath.ts';
-import { ForwardingTable, macForIpv4, type PodEntry } from '../datapath/forwarding.ts';
+import { ForwardingTable, type PodEntry } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
 import { ipv4ToString, VIRTIO_NET_HEADER_LENGTH, VXLAN_PORT } from '../wire/index.ts';
 import type { AgentConfig, NodeRecord } from './config.ts';
 import type { NodeObject } from '../k8s/objects.ts';
-import { parseCidr, parseIpv4 } from '../wire/address.ts';
+import { ipv6ToString, parseCidr, parseCidr6, parseIpv4 } from '../wire/address.ts';
 import { ControlServer } from './control-server.ts';
 import type { StatusInfo } from './protocol.ts';
-import { PortManager, type PodPort } from './ports.ts';
+import { PortManager, podAddresses, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
 import { ServiceSync } from './service-sync.ts';
 import { buildServiceTable, updateServiceTable } from '../tables/service-table.ts';
@@ -54,7 +54,7 @@ export class Agent {
   readonly #underlay: UdpBatchSocket;
   readonly #ports: PortManager;
   /** Pod port (by host name) -> datapath port index. */
-  readonly #podIndex = new Map<string, { index: number; ip: number }>();
+  readonly #podIndex = new Map<string, { index: number; ip: number; mac: number; ip6: Uint8Array | null }>();
   #control: ControlServer | null = null;
   readonly tools: AgentTools;
   #services: ServiceSync | null = null;
@@ -77,6 +77,7 @@ export class Agent {
       stateDir: config.stateDir,
       mtu: config.mtu,
       gateway: config.podCIDR.host(1),
+      gateway6: config.podCIDRv6?.host(1) ?? null,
       onPortAdded: (p) => this.#portAdded(p),
       onPortRemoved: (p) => this.#portRemoved(p),
       log,
@@ -117,6 +118,7 @@ export class Agent {
           `link set dev ${host.name} mtu ${config.mtu} up`,
           `route replace ${config.clusterCIDR} dev ${host.name} src ${src}`,
           `route replace ${config.serviceCIDR} dev ${host.name} src ${src}`,
+          ...hostTunIpv6(config, host.name),
         ].join('\n') + '\n',
       });
       underlay = UdpBatchSocket.open({ address: ipv4ToString(config.underlayAddress), port: VXLAN_PORT, gso: true, gro: true });
@@ -155,16 +157,19 @@ export class Agent {
       await agent.stop();
       throw err;
     }
-    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
+    const v6 = config.podCIDRv6 === null ? '' : ` and ${config.podCIDRv6}, gateway ${ipv6ToString(config.podCIDRv6.host(1))}`;
+    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}${v6}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
     return agent;
   }
 
   status(): StatusInfo {
+    const v6 = this.config.podCIDRv6;
     return {
       node: this.config.nodeName,
       pid: process.pid,
       podCIDR: this.config.podCIDR.toString(),
       gateway: ipv4ToString(this.config.podCIDR.host(1)),
+      ...(v6 === null ? {} : { podCIDRv6: v6.toString(), gateway6: ipv6ToString(v6.host(1)) }),
       mtu: this.config.mtu,
       ports: this.#ports.size,
     };
@@ -184,9 +189,9 @@ export class Agent {
 
   #portAdded(p: PodPort): void {
     const index = this.datapath.addPort(PortKind.POD, p.hostName, p.device, p.device.vnetHdrSize);
-    this.#podIndex.set(p.hostName, { index, ip: p.ip });
+    this.#podIndex.set(p.hostName, { index, ip: p.ip, mac: p.mac, ip6: p.ip6 });
     this.datapath.setTable(this.#compile());
-    this.#log(`pod port ${p.hostName} (${p.podNamespace}/${p.podName}) ${ipv4ToString(p.ip)} -> datapath port ${index}`);
+    this.#log(`pod port ${p.hostName} (${p.podNamespace}/${p.podName}) ${podAddresses(p)} -> datapath port ${index}`);
   }
 
   /** A port's device failed: out of the forwarding table now, its record kept until CNI DEL. */
@@ -199,7 +204,7 @@ export class Agent {
     this.#podIndex.delete(hostName);
     this.datapath.setTable(this.#compile());
     this.#ports.markFailed(pod);
-    this.#log(`pod port ${hostName} (${pod.podNamespace}/${pod.podName}, ${ipv4ToString(pod.ip)}) failed and is out of the datapath: ${err.message}; `
+    this.#log(`pod port ${hostName} (${pod.podNamespace}/${pod.podName}, ${podAddresses(pod)}) failed and is out of the datapath: ${err.message}; `
       + 'the pod\'s namespace or eth0 is gone; its address stays reserved until CNI DEL');
   }
 
@@ -209,7 +214,7 @@ export class Agent {
     this.#podIndex.delete(p.hostName);
     this.datapath.setTable(this.#compile());
     this.datapath.removePort(entry.index);
-    this.#log(`pod port ${p.hostName} ${ipv4ToString(p.ip)} removed`);
+    this.#log(`pod port ${p.hostName} ${podAddresses(p)} removed`);
   }
 
   /**
@@ -316,22 +321,26 @@ export class Agent {
   #compile(): ForwardingTable {
     const c = this.config;
     const pods: PodEntry[] = [];
-    for (const { index, ip } of this.#podIndex.values()) pods.push({ port: index, ip, mac: macForIpv4(ip) });
+    for (const { index, ip, mac, ip6 } of this.#podIndex.values()) pods.push({ port: index, ip, mac, ip6 });
     return new ForwardingTable({
       podCIDR: c.podCIDR,
       clusterCIDR: c.clusterCIDR,
+      podCIDR6: c.podCIDRv6,
+      clusterCIDR6: c.clusterCIDRv6,
       underlayIP: c.underlayAddress,
       vni: c.vni,
       mtu: c.mtu,
       pods,
-      remotes: [...c.nodes, ...this.#apiNodes].filter((n) => n.name !== c.nodeName).map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR })),
+      remotes: [...c.nodes, ...this.#apiNodes].filter((n) => n.name !== c.nodeName)
+        .map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR, podCIDR6: n.podCIDRv6 ?? null })),
     });
   }
 
   /**
    * Cluster mode: the Node objects, as Flannel reads them: each node's pod CIDR is
    * reached over VXLAN at its InternalIP. A node joining or leaving recompiles the
-   * forwarding table; a Node without both is left out until it has them.
+   * forwarding table; a Node without both is left out until it has them. The IPv6 entry
+   * of spec.podCIDRs (dual-stack) is the node's IPv6 pod range, over the same tunnel.
    */
   #nodesChanged(nodes: readonly NodeObject[]): void {
     const next: NodeRecord[] = [];
@@ -341,13 +350,14 @@ export class Agent {
       const podCIDR = n.podCIDRs?.[0] === undefined ? undefined : parseCidr(n.podCIDRs[0]);
       if (underlayIP === undefined || podCIDR === undefined) continue;
       if (this.config.nodes.some((s) => s.name === n.metadata.name)) continue; // the file's word wins
-      next.push({ name: n.metadata.name, underlayIP, podCIDR });
+      const podCIDRv6 = n.podCIDRv6 === undefined ? null : parseCidr6(n.podCIDRv6) ?? null;
+      next.push({ name: n.metadata.name, underlayIP, podCIDR, podCIDRv6 });
     }
-    const key = (list: NodeRecord[]): string => list.map((n) => `${n.name}=${n.underlayIP}/${n.podCIDR}`).sort().join();
+    const key = (list: NodeRecord[]): string => list.map((n) => `${n.name}=${n.underlayIP}/${n.podCIDR}/${n.podCIDRv6 ?? ''}`).sort().join();
     if (key(next) === key(this.#apiNodes)) return;
     this.#apiNodes = next;
     this.datapath.setTable(this.#compile());
-    this.#log(`nodes: ${next.filter((n) => n.name !== this.config.nodeName).map((n) => `${n.name} ${n.podCIDR} at ${ipv4ToString(n.underlayIP)}`).join(', ') || 'no other node'}`);
+    this.#log(`nodes: ${next.filter((n) => n.name !== this.config.nodeName).map((n) => `${n.name} ${n.podCIDR}${n.podCIDRv6 ? ` ${n.podCIDRv6}` : ''} at ${ipv4ToString(n.underlayIP)}`).join(', ') || 'no other node'}`);
   }
 
   /**
@@ -390,4 +400,27 @@ async function ip(args: string[], opts: { input?: string } = {}): Promise<void> 
   } catch (err) {
     throw new AgentStartError((err as Error).message, { cause: err });
   }
+}
+
+/**
+ * The host TUN's IPv6 lines (none without podCIDRv6). The node's IPv6 pod gateway
+ * (podCIDRv6 ::1) goes on the TUN as a /128 without DAD (it must be usable as a source
+ * at once; only the agent is behind the TUN), and the cluster's IPv6 pod range (and the
+ * IPv6 service range, when configured) is routed into the TUN from it: the overlay runs
+ * over IPv4, and a node's IPv6 traffic to another node's pods passes that node's source
+ * check only from inside its own pod range, which the gateway address is. With
+ * `underlayAddressV6`, this node's own pods are reached from that address instead (a
+ * more specific route): they see the node as itself, as IPv4 pods see its underlay
+ * address, and their answers reach the node's stack through the TUN.
+ */
+export function hostTunIpv6(config: AgentConfig, tun: string): string[] {
+  if (config.podCIDRv6 === null || config.clusterCIDRv6 === null) return [];
+  const gateway = ipv6ToString(config.podCIDRv6.host(1));
+  const lines = [
+    `addr replace ${gateway}/128 dev ${tun} nodad`,
+    `route replace ${config.clusterCIDRv6} dev ${tun} src ${gateway}`,
+  ];
+  if (config.underlayAddressV6 !== null) lines.push(`route replace ${config.podCIDRv6} dev ${tun} src ${ipv6ToString(config.underlayAddressV6)}`);
+  if (config.serviceCIDRv6 !== null) lines.push(`route replace ${config.serviceCIDRv6} dev ${tun} src ${gateway}`);
+  return lines;
 }

@@ -19,7 +19,7 @@ import type { KubeAuth } from '../k8s/kube-api.ts';
 import {
   DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, formatPortRange, parsePortRange, type PortRange,
 } from '../model/cluster-defaults.ts';
-import { ipv4, ipv4ToString, parseCidr, type Cidr } from '../wire/address.ts';
+import { ipv4, ipv4ToString, ipv6ToString, parseCidr, type Cidr, type Cidr6 } from '../wire/address.ts';
 import type { ConntrackTimeouts } from '../tables/tcp-state.ts';
 import { isValidIfName } from './protocol.ts';
 import {
@@ -34,6 +34,8 @@ export interface NodeRecord {
   name: string;
   underlayIP: number;
   podCIDR: Cidr;
+  /** The node's IPv6 pod range (dual-stack), or null/absent. */
+  podCIDRv6?: Cidr6 | null;
 }
 
 export interface AgentConfig {
@@ -43,6 +45,13 @@ export interface AgentConfig {
   podCIDR: Cidr;
   clusterCIDR: Cidr;
   serviceCIDR: Cidr;
+  /** This node's IPv6 pod range and the cluster's (dual-stack): both or neither (null). The IPv6 gateway is podCIDRv6's ::1. */
+  podCIDRv6: Cidr6 | null;
+  clusterCIDRv6: Cidr6 | null;
+  /** The cluster IPs' IPv6 range: only routed into the host TUN (no IPv6 Services yet); null = none. */
+  serviceCIDRv6: Cidr6 | null;
+  /** The node's IPv6 address (the source of its IPv6 traffic to this node's pods); null = the IPv6 pod gateway, on the host TUN, for those too. */
+  underlayAddressV6: Uint8Array | null;
   /** VXLAN network identifier (24 bits, RFC 7348 section 5). */
   vni: number;
   /** Pod MTU: the underlay's MTU less the 50 bytes VXLAN over IPv4 adds. */
@@ -101,7 +110,11 @@ export interface AgentConfigEnvironment {
    * holds it, spec.podCIDR). Fields the file leaves out are taken from here, so one
    * ConfigMap serves every node.
    */
-  node?: { address?: number | undefined; interface?: string | undefined; podCIDR?: Cidr | undefined };
+  node?: {
+    address?: number | undefined; interface?: string | undefined; podCIDR?: Cidr | undefined;
+    /** The IPv6 entry of spec.podCIDRs (dual-stack). */
+    podCIDRv6?: Cidr6 | undefined;
+  };
 }
 
 /** VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
@@ -125,7 +138,7 @@ export class AgentConfigError extends TapirError {
 }
 
 const TOP_FIELDS = [
-  'nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun',
+  'nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun',
   'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns',
 ] as const;
 
@@ -208,7 +221,7 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
   const fromNode = env.node;
   const underlay = top.map('underlay', fromNode === undefined);
   const underlayOk = underlay !== undefined && isMapping(top.value.underlay);
-  if (underlayOk) underlay.rejectUnknown(['interface', 'address']);
+  if (underlayOk) underlay.rejectUnknown(['interface', 'address', 'addressV6']);
   const underlayInterface = underlayOk && (fromNode?.interface === undefined || underlay.has('interface')) ? ifName(underlay, 'interface', '') : (fromNode?.interface ?? '');
   const bindAddress = kp?.bindAddress;
   let underlayAddress = underlayOk ? underlay.ipv4('address', bindAddress === undefined && fromNode?.address === undefined) : undefined;
@@ -229,9 +242,10 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
   }
   if (podCIDR !== undefined && podCIDR.prefixLength > 30) top.fail('podCIDR', `${podCIDR} leaves no room for a gateway and pods: use a /30 or a shorter prefix`);
   const serviceCIDR = top.has('serviceCIDR') ? top.cidr('serviceCIDR') : parseCidr(DEFAULT_SERVICE_CIDR);
+  const v6 = readIpv6(top, underlayOk ? underlay : undefined, kp, env);
   const stateDir = path(top, 'stateDir', '/run/tapir');
   const controlSocket = path(top, 'controlSocket', `${stateDir}/agent.sock`);
-  const nodes = readNodes(top);
+  const nodes = readNodes(top, v6.clusterCIDRv6);
 
   // Unset everywhere: kube-proxy's iptables mode, every address of the node and, with
   // localhostNodePorts (default true), 127.0.0.1.
@@ -270,6 +284,7 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     podCIDR,
     clusterCIDR,
     serviceCIDR,
+    ...v6,
     vni: top.int('vni', 1, 0xffffff, 4242),
     mtu: top.int('mtu', 576, 65535 - VXLAN_OVERHEAD, 1500 - VXLAN_OVERHEAD),
     stateDir,
@@ -341,20 +356,78 @@ function ifName(f: Fields, key: string, fallback: string): string {
   return v;
 }
 
-function readNodes(top: Fields): NodeRecord[] {
+/**
+ * The IPv6 half of a dual-stack node: podCIDRv6 and clusterCIDRv6 (both or neither, each
+ * a network: no host bits), serviceCIDRv6, underlay.addressV6. In cluster mode the
+ * Node's IPv6 podCIDR fills in what the file leaves out, once the
+ * cluster's IPv6 range is known (the file's clusterCIDRv6, or the IPv6 half of the
+ * KubeProxyConfiguration's dual-stack clusterCIDR): a Node that is dual-stack in a
+ * cluster Tapir was not given an IPv6 range for stays IPv4 only.
+ */
+function readIpv6(top: Fields, underlay: Fields | undefined, kp: KubeProxySettings | null, env: AgentConfigEnvironment): Pick<AgentConfig, 'podCIDRv6' | 'clusterCIDRv6' | 'serviceCIDRv6' | 'underlayAddressV6'> {
+  const kpWhere = `the ${KUBE_PROXY_KIND}'s`;
+  let clusterCIDRv6 = top.cidr6('clusterCIDRv6', false, true);
+  const fromKp = kp?.clusterCIDRv6;
+  if (fromKp !== undefined) {
+    if (clusterCIDRv6 === undefined && !top.has('clusterCIDRv6')) clusterCIDRv6 = fromKp;
+    else if (clusterCIDRv6 !== undefined && clusterCIDRv6.toString() !== fromKp.toString()) {
+      top.fail('clusterCIDRv6', `${clusterCIDRv6} differs from ${kpWhere} IPv6 clusterCIDR ${fromKp}: give it once`);
+      clusterCIDRv6 = undefined; // one problem, not its consequences too
+    }
+  }
+  let podCIDRv6 = top.cidr6('podCIDRv6', false, true);
+  if (podCIDRv6 === undefined && !top.has('podCIDRv6') && clusterCIDRv6 !== undefined) podCIDRv6 = env.node?.podCIDRv6;
+  const serviceCIDRv6 = top.cidr6('serviceCIDRv6', false, true);
+  // Not from the Node's IPv6 InternalIP: the host TUN's IPv6 source stays the pod gateway
+  // unless asked (see hostTunIpv6 in agent.ts).
+  const underlayAddressV6 = underlay?.ipv6('addressV6');
+  const none = { podCIDRv6: null, clusterCIDRv6: null, serviceCIDRv6: null, underlayAddressV6: underlayAddressV6 ?? null };
+  if (podCIDRv6 === undefined && clusterCIDRv6 === undefined) {
+    if (serviceCIDRv6 !== undefined) top.fail('serviceCIDRv6', 'needs podCIDRv6 and clusterCIDRv6: IPv6 Services are for a node with IPv6 pods');
+    return none;
+  }
+  if (podCIDRv6 === undefined && !top.has('podCIDRv6') && !top.has('clusterCIDRv6') && fromKp !== undefined) {
+    // Only kube-proxy's dual-stack clusterCIDR, and no IPv6 range for this node: as before IPv6, the node stays IPv4 only.
+    kp!.ignored.push(`clusterCIDR (the IPv6 range ${fromKp}: no podCIDRv6 for this node, its pods are IPv4 only)`);
+    if (serviceCIDRv6 !== undefined) top.fail('serviceCIDRv6', 'needs podCIDRv6: IPv6 Services are for a node with IPv6 pods');
+    return none;
+  }
+  if (podCIDRv6 === undefined) {
+    if (!top.has('podCIDRv6')) top.fail('podCIDRv6', `required with clusterCIDRv6${fromKp !== undefined && !top.has('clusterCIDRv6') ? ` (${kpWhere} clusterCIDR has an IPv6 range)` : ''}: this node's part of the cluster's IPv6 pod range, such as "fd00:10:244:1::/64"`);
+    return none;
+  }
+  if (clusterCIDRv6 === undefined) {
+    if (!top.has('clusterCIDRv6')) top.fail('clusterCIDRv6', 'required with podCIDRv6: the cluster\'s IPv6 pod range, routed from the node into the host TUN');
+    return none;
+  }
+  if (!clusterCIDRv6.covers(podCIDRv6)) top.fail('podCIDRv6', `${podCIDRv6} is not inside clusterCIDRv6 ${clusterCIDRv6}: give this node a part of the cluster's IPv6 pod network`);
+  if (podCIDRv6.prefixLength > 126) top.fail('podCIDRv6', `${podCIDRv6} leaves no room for a gateway and pods: use a /126 or a shorter prefix (a /64 is usual)`);
+  if (serviceCIDRv6 !== undefined && serviceCIDRv6.overlaps(clusterCIDRv6)) top.fail('serviceCIDRv6', `${serviceCIDRv6} overlaps clusterCIDRv6 ${clusterCIDRv6}: cluster IPs and pod addresses must be apart`);
+  if (underlayAddressV6 !== undefined && clusterCIDRv6.contains(underlayAddressV6)) {
+    underlay!.fail('addressV6', `${ipv6ToString(underlayAddressV6)} is inside clusterCIDRv6 ${clusterCIDRv6}: the node's underlay address is not a pod address (leave it out to use the IPv6 pod gateway)`);
+  }
+  return { podCIDRv6, clusterCIDRv6, serviceCIDRv6: serviceCIDRv6 ?? null, underlayAddressV6: underlayAddressV6 ?? null };
+}
+
+function readNodes(top: Fields, clusterCIDRv6: Cidr6 | null): NodeRecord[] {
   const nodes: NodeRecord[] = [];
   const complete: { node: NodeRecord; path: string }[] = [];
   for (const item of top.list('nodes')) {
     const n = new Fields(item.value, item.path, top.problems);
     if (!isMapping(item.value)) continue; // one problem, said by Fields
-    n.rejectUnknown(['name', 'underlayIP', 'podCIDR']);
+    n.rejectUnknown(['name', 'underlayIP', 'podCIDR', 'podCIDRv6']);
     const name = n.string('name', true);
     const underlayIP = n.ipv4('underlayIP', true);
     const podCIDR = n.cidr('podCIDR', true);
+    const podCIDRv6 = n.cidr6('podCIDRv6', false, true) ?? null;
+    if (podCIDRv6 !== null && clusterCIDRv6 === null) n.fail('podCIDRv6', 'needs clusterCIDRv6 (and this node\'s podCIDRv6): the IPv6 pod network is off');
+    else if (podCIDRv6 !== null && clusterCIDRv6 !== null && !clusterCIDRv6.covers(podCIDRv6)) n.fail('podCIDRv6', `${podCIDRv6} is not inside clusterCIDRv6 ${clusterCIDRv6}`);
     if (underlayIP === undefined || podCIDR === undefined) continue;
-    const node = { name, underlayIP, podCIDR };
+    const node: NodeRecord = { name, underlayIP, podCIDR, podCIDRv6 };
     for (const other of complete) {
       if (other.node.podCIDR.overlaps(podCIDR)) n.fail('podCIDR', `${podCIDR} overlaps ${other.path}.podCIDR ${other.node.podCIDR} (${other.node.name}): pod CIDRs of nodes must be disjoint`);
+      const o6 = other.node.podCIDRv6;
+      if (podCIDRv6 !== null && o6 && o6.overlaps(podCIDRv6)) n.fail('podCIDRv6', `${podCIDRv6} overlaps ${other.path}.podCIDRv6 ${o6} (${other.node.name}): pod CIDRs of nodes must be disjoint`);
     }
     complete.push({ node, path: n.path });
     nodes.push(node);

@@ -76,10 +76,16 @@ export class ControlClient {
 
   async status(): Promise<StatusInfo> {
     const a: { [K in keyof StatusInfo]: unknown } = await this.request({ op: 'status' });
-    return {
+    const status: StatusInfo = {
       node: String(a.node), pid: Number(a.pid), podCIDR: String(a.podCIDR), gateway: String(a.gateway),
       mtu: Number(a.mtu), ports: Number(a.ports),
     };
+    // An agent of before IPv6, or a node without an IPv6 pod range, leaves both out.
+    if (typeof a.podCIDRv6 === 'string' && typeof a.gateway6 === 'string') {
+      status.podCIDRv6 = a.podCIDRv6;
+      status.gateway6 = a.gateway6;
+    }
+    return status;
   }
 
   async addPort(req: Omit<AddPortRequest, 'op'>): Promise<PortInfo> {
@@ -91,8 +97,9 @@ export class ControlClient {
     await this.request({ op: 'delPort', containerId, ifName });
   }
 
-  async checkPort(containerId: string, ifName: string, ip: string): Promise<void> {
-    await this.request({ op: 'checkPort', containerId, ifName, ip });
+  /** The port must hold exactly `ip` (IPv4, undefined = none) and `ip6` (IPv6, undefined = none). */
+  async checkPort(containerId: string, ifName: string, ip: string | undefined, ip6?: string): Promise<void> {
+    await this.request({ op: 'checkPort', containerId, ifName, ...(ip === undefined ? {} : { ip }), ...(ip6 === undefined ? {} : { ip6 }) });
   }
 
   async listPorts(): Promise<PortInfo[]> {

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { formatGoDuration } from '../config/duration.ts';
 import { Fields, isMapping } from '../config/fields.ts';
 import type { ConntrackTimeouts } from '../tables/tcp-state.ts';
-import { parseCidr, parseIpv4, type Cidr } from '../wire/address.ts';
+import { parseCidr, parseCidr6, parseIpv4, type Cidr, type Cidr6 } from '../wire/address.ts';
 
 export const KUBE_PROXY_API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 export const KUBE_PROXY_KIND = 'KubeProxyConfiguration';
@@ -54,6 +54,8 @@ export interface KubeProxySettings {
   bindAddressHardFail: boolean;
   /** The pods' IPv4 range (undefined = unset). */
   clusterCIDR: Cidr | undefined;
+  /** The IPv6 half of a dual-stack clusterCIDR "v4,v6" (undefined = none): the agent's clusterCIDRv6. */
+  clusterCIDRv6?: Cidr6 | undefined;
   /** undefined = unset (as iptables mode: the underlay address and, with localhostNodePorts, 127.0.0.1). */
   nodePortAddresses: NodePortAddress[] | undefined;
   /** iptables.localhostNodePorts: node ports on 127.0.0.1 when nodePortAddresses allows it (default true). */
@@ -321,13 +323,19 @@ function bindAddress(doc: Fields, key: string, fallback: BindAddress): BindAddre
   return { host: m[1]!, port };
 }
 
-/** One IPv4 prefix, or a dual-stack pair "v4,v6" whose IPv6 half is reported as ignored. */
+/** One IPv4 prefix, or a dual-stack pair "v4,v6" whose IPv6 half becomes `clusterCIDRv6`. */
 function clusterCIDR(doc: Fields, s: KubeProxySettings): Cidr | undefined {
   const text = doc.string('clusterCIDR');
   if (typeof doc.value.clusterCIDR !== 'string') return undefined;
   const parts = text.split(',').map((p) => p.trim()).filter((p) => p !== '');
   const v4 = parts.filter((p) => !p.includes(':'));
-  if (parts.length > v4.length) s.ignored.push(`clusterCIDR (the IPv6 range ${parts.find((p) => p.includes(':'))}: Tapir is IPv4 only)`);
+  const v6 = parts.filter((p) => p.includes(':'));
+  if (v6.length > 1) doc.fail('clusterCIDR', `${JSON.stringify(text)} has ${v6.length} IPv6 prefixes; give one (a dual-stack pair "v4,v6")`);
+  else if (v6.length === 1) {
+    const cidr6 = parseCidr6(v6[0]!, true);
+    if (cidr6 === undefined) doc.fail('clusterCIDR', `${JSON.stringify(v6[0])} is not an IPv6 network such as "fd00:10:244::/56" (no host bits)`);
+    else s.clusterCIDRv6 = cidr6;
+  }
   if (v4.length !== 1) {
     doc.fail('clusterCIDR', v4.length === 0 ? `${JSON.stringify(text)} has no IPv4 prefix; Tapir supports IPv4 only` : `${JSON.stringify(text)} has ${v4.length} IPv4 prefixes; give one (or a dual-stack pair)`);
     return undefined;

@@ -1,6 +1,7 @@
 // Pod ports: one TAP per (containerId, ifName), opened by the agent (which keeps the fd
 // and reads and writes the pod's frames), moved into the pod's namespace as ifName and
-// configured there (MAC 0a:58:<IPv4 bytes>, MTU, address, default route via the gateway).
+// configured there (MAC, MTU, addresses, default routes: pod-interface.ts, which also
+// says what an IPv6 pod gets).
 //
 // Restart. Ports are recorded in STATEDIR/ports.json and TAPs are made persistent
 // (TUNSETPERSIST) once configured, so they survive the agent's fd. `restore()` on start:
@@ -19,24 +20,34 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceError } from '../device/errors.ts';
-import { ip, ipBatch, tryIp } from '../device/ip-command.ts';
+import { tryIp } from '../device/ip-command.ts';
 import { moveLinkToNetns } from '../device/netlink.ts';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TunDevice } from '../device/tun.ts';
-import { ipv4, ipv4ToString, macToString } from '../wire/address.ts';
+import { ipv4, ipv4ToString, ipv6ToString, macToString } from '../wire/address.ts';
 import { macForIpv4 } from '../datapath/forwarding.ts';
 import type { ControlHandler } from './control-server.ts';
+import {
+  addParams, configurePodInterface, ip6Of, linkIn, macForPod, nsIp, podAddresses, sameIp6, samePrefix6, type AddPortParams,
+} from './pod-interface.ts';
 import { ControlError, ControlErrorCode, type PortInfo, type StatusInfo } from './protocol.ts';
+
+export { podAddresses, type AddPortParams };
 
 export interface PodPort {
   containerId: string;
   ifName: string;
   hostName: string;
   netns: string;
-  /** 48-bit MAC, macForIpv4(ip): derivable from the address, so the datapath needs no table of it. */
+  /** 48-bit MAC, macForIpv4(ip) (macForIpv6(ip6) without IPv4): derivable from the address, so the datapath needs no table of it. */
   mac: number;
+  /** IPv4 address, prefix length and gateway; 0, 0, 0 for an IPv6-only pod. */
   ip: number;
   prefixLength: number;
   gateway: number;
+  /** IPv6 address (16 bytes), prefix length and gateway; null, 0, null for an IPv4-only pod. */
+  ip6: Uint8Array | null;
+  prefixLength6: number;
+  gateway6: Uint8Array | null;
   mtu: number;
   podName: string;
   podNamespace: string;
@@ -47,23 +58,13 @@ export interface PodPort {
   failed: boolean;
 }
 
-export interface AddPortParams {
-  containerId: string;
-  ifName: string;
-  netns: string;
-  ip: number;
-  prefixLength: number;
-  gateway: number;
-  podName?: string;
-  podNamespace?: string;
-  network?: string;
-}
-
 export interface PortManagerOptions {
   stateDir: string;
   mtu: number;
   /** The pods' gateway (the node's first pod address); addPort refuses any other. */
   gateway: number;
+  /** The pods' IPv6 gateway (podCIDRv6's ::1); null/absent: the node has no IPv6 pod range, and refuses IPv6 pods. */
+  gateway6?: Uint8Array | null;
   onPortAdded(port: PodPort): void;
   onPortRemoved(port: PodPort): void;
   /** TUNSETPERSIST configured TAPs so they outlive the agent (default true; see top). */
@@ -81,28 +82,8 @@ export function hostNameFor(containerId: string, ifName: string): string {
   return `tp${createHash('sha256').update(`${containerId}/${ifName}`).digest('hex').slice(0, 8)}`;
 }
 
-
 function key(containerId: string, ifName: string): string {
   return `${containerId}/${ifName}`;
-}
-
-async function nsIp(netns: string, args: string[]): Promise<string> {
-  try {
-    return await ip(args, { netns, timeoutMs: 10_000 });
-  } catch (err) {
-    throw new ControlError(ControlErrorCode.deviceError, (err as Error).message);
-  }
-}
-
-/** The link's kind and MAC inside the namespace, or null if it has no such link. */
-async function linkIn(netns: string, ifName: string): Promise<{ kind: string; mac: string } | null> {
-  try {
-    const out = await ip(['-j', '-d', 'link', 'show', 'dev', ifName], { netns, timeoutMs: 10_000 });
-    const link = (JSON.parse(out) as { address?: string; linkinfo?: { info_kind?: string } }[])[0];
-    return link === undefined ? null : { kind: link.linkinfo?.info_kind ?? '', mac: link.address ?? '' };
-  } catch {
-    return null;
-  }
 }
 
 export class PortManager {
@@ -135,8 +116,8 @@ export class PortManager {
     return this.#exclusive(async () => {
       const existing = this.get(p.containerId, p.ifName);
       if (existing !== undefined) {
-        if (existing.ip === p.ip && existing.netns === p.netns) return existing;
-        throw new ControlError(ControlErrorCode.conflict, `${key(p.containerId, p.ifName)} already has a port with ${ipv4ToString(existing.ip)} in ${existing.netns}; delete it first`);
+        if (existing.ip === p.ip && sameIp6(existing.ip6, p.ip6) && existing.netns === p.netns) return existing;
+        throw new ControlError(ControlErrorCode.conflict, `${key(p.containerId, p.ifName)} already has a port with ${podAddresses(existing)} in ${existing.netns}; delete it first`);
       }
       this.#validate(p);
       const port = this.#adopt(await this.#create(p, null));
@@ -159,12 +140,25 @@ export class PortManager {
 
   #validate(p: AddPortParams): void {
     const bad = (m: string): never => { throw new ControlError(ControlErrorCode.invalidField, m); };
-    if (p.gateway !== this.#opts.gateway) bad(`gateway ${ipv4ToString(p.gateway)} is not this node's pod gateway ${ipv4ToString(this.#opts.gateway)}`);
-    const shift = 32 - p.prefixLength;
-    if (shift < 32 && p.ip >>> shift !== p.gateway >>> shift) bad(`gateway ${ipv4ToString(p.gateway)} is not inside ${ipv4ToString(p.ip)}/${p.prefixLength}`);
-    if (p.ip === p.gateway) bad(`ip ${ipv4ToString(p.ip)} is the gateway`);
+    const ip6 = p.ip6 ?? null;
+    if (p.ip === 0 && ip6 === null) throw new ControlError(ControlErrorCode.missingField, 'a pod needs an IPv4 address (ip) or an IPv6 address (ip6)');
+    if (p.ip !== 0) {
+      if (p.gateway !== this.#opts.gateway) bad(`gateway ${ipv4ToString(p.gateway)} is not this node's pod gateway ${ipv4ToString(this.#opts.gateway)}`);
+      const shift = 32 - p.prefixLength;
+      if (shift < 32 && p.ip >>> shift !== p.gateway >>> shift) bad(`gateway ${ipv4ToString(p.gateway)} is not inside ${ipv4ToString(p.ip)}/${p.prefixLength}`);
+      if (p.ip === p.gateway) bad(`ip ${ipv4ToString(p.ip)} is the gateway`);
+    }
+    if (ip6 !== null) {
+      const own = this.#opts.gateway6 ?? null;
+      const gw6 = p.gateway6 ?? null;
+      if (own === null) bad(`ip6 ${ipv6ToString(ip6)}: this node has no IPv6 pod range (podCIDRv6 in the agent config)`);
+      if (gw6 === null || !sameIp6(gw6, own)) bad(`gateway6 ${gw6 === null ? '(none)' : ipv6ToString(gw6)} is not this node's IPv6 pod gateway ${ipv6ToString(own!)}`);
+      if (!samePrefix6(ip6, gw6!, p.prefixLength6 ?? 128)) bad(`gateway6 ${ipv6ToString(gw6!)} is not inside ${ipv6ToString(ip6)}/${p.prefixLength6}`);
+      if (sameIp6(ip6, gw6)) bad(`ip6 ${ipv6ToString(ip6)} is the gateway`);
+    }
     for (const other of this.#ports.values()) {
-      if (other.ip === p.ip) throw new ControlError(ControlErrorCode.conflict, `ip ${ipv4ToString(p.ip)} is in use by ${key(other.containerId, other.ifName)}`);
+      if (p.ip !== 0 && other.ip === p.ip) throw new ControlError(ControlErrorCode.conflict, `ip ${ipv4ToString(p.ip)} is in use by ${key(other.containerId, other.ifName)}`);
+      if (ip6 !== null && sameIp6(other.ip6, ip6)) throw new ControlError(ControlErrorCode.conflict, `ip6 ${ipv6ToString(ip6)} is in use by ${key(other.containerId, other.ifName)}`);
     }
     if (!existsSync(p.netns)) throw new ControlError(ControlErrorCode.netnsNotFound, `network namespace ${p.netns} does not exist`);
   }
@@ -172,7 +166,7 @@ export class PortManager {
   /** Opens (or re-attaches to) the TAP, moves it into the pod and configures it there. */
   async #create(p: AddPortParams, existingDevice: TunDevice | null): Promise<PodPort> {
     const hostName = hostNameFor(p.containerId, p.ifName);
-    const mac = macForIpv4(p.ip);
+    const mac = macForPod(p.ip, p.ip6);
     let device: TunDevice;
     try {
       device = existingDevice ?? TunDevice.open({ name: hostName, mode: 'tap', vnetHdr: true, offloads: OFFLOADS });
@@ -189,25 +183,12 @@ export class PortManager {
         throw new ControlError(ControlErrorCode.deviceError, `moving ${hostName} into ${p.netns} as ${p.ifName}: ${(err as Error).message}`);
       }
       const mtu = this.#opts.mtu;
-      const gw = ipv4ToString(p.gateway);
-      try {
-        await ipBatch([
-          // MAC before up: the IPv6 link-local address is derived from it when the link comes up.
-          `link set dev ${p.ifName} address ${macToString(mac)} mtu ${mtu} up`,
-          `addr replace ${ipv4ToString(p.ip)}/${p.prefixLength} dev ${p.ifName}`,
-          `route replace default via ${gw} dev ${p.ifName}`,
-          // The gateway's MAC is fixed (derived from its address), so the pod never needs
-          // to ask for it: while the agent restarts nobody answers ARP, and an entry gone
-          // FAILED would fail the pod's new connections with "no route to host".
-          `neigh replace ${gw} lladdr ${macToString(macForIpv4(p.gateway))} dev ${p.ifName} nud permanent`,
-        ], { netns: p.netns, timeoutMs: 10_000 });
-      } catch (err) {
-        throw new ControlError(ControlErrorCode.deviceError, (err as Error).message);
-      }
+      await configurePodInterface(p, mac, mtu, macForIpv4(this.#opts.gateway));
       if (this.#persist) device.setPersist(true);
       return {
         containerId: p.containerId, ifName: p.ifName, hostName, netns: p.netns, mac, ip: p.ip,
-        prefixLength: p.prefixLength, gateway: p.gateway, mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
+        prefixLength: p.prefixLength, gateway: p.gateway, ip6: p.ip6 ?? null, prefixLength6: p.ip6 ? p.prefixLength6 ?? 0 : 0, gateway6: p.ip6 ? p.gateway6 ?? null : null,
+        mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
       };
     } catch (err) {
       // Not yet persistent (or made non-persistent here): closing deletes the TAP wherever it is.
@@ -248,12 +229,17 @@ export class PortManager {
     port.device.close();
   }
 
-  /** Throws NOT_FOUND / MISMATCH unless the port exists with `ip` and its TAP is in the pod. */
-  async checkPort(containerId: string, ifName: string, ip: number): Promise<void> {
+  /**
+   * Throws NOT_FOUND / MISMATCH unless the port exists with exactly `ip` (0: no IPv4
+   * address) and `ip6` (null: no IPv6 address) and its TAP is in the pod.
+   */
+  async checkPort(containerId: string, ifName: string, ip: number, ip6: Uint8Array | null = null): Promise<void> {
     const port = this.get(containerId, ifName);
     const name = key(containerId, ifName);
     if (port === undefined) throw new ControlError(ControlErrorCode.notFound, `no port for ${name}`);
-    if (port.ip !== ip) throw new ControlError(ControlErrorCode.mismatch, `port ${name} has ${ipv4ToString(port.ip)}, not ${ipv4ToString(ip)}`);
+    if (port.ip !== ip || !sameIp6(port.ip6, ip6)) {
+      throw new ControlError(ControlErrorCode.mismatch, `port ${name} has ${podAddresses(port) || 'no address'}, not ${podAddresses({ ip, ip6 }) || 'no address'}`);
+    }
     if (!existsSync(port.netns)) throw new ControlError(ControlErrorCode.mismatch, `port ${name}: network namespace ${port.netns} is gone`);
     const link = await linkIn(port.netns, ifName);
     if (link === null || link.kind !== 'tun' || link.mac !== macToString(port.mac)) {
@@ -262,21 +248,27 @@ export class PortManager {
   }
 
   toInfo(port: PodPort): PortInfo {
-    return {
+    const v4 = port.ip !== 0;
+    const info: PortInfo = {
       containerId: port.containerId, ifName: port.ifName, hostName: port.hostName, mac: macToString(port.mac), netns: port.netns,
-      ip: ipv4ToString(port.ip), prefixLength: port.prefixLength, gateway: ipv4ToString(port.gateway), mtu: port.mtu,
+      ip: v4 ? ipv4ToString(port.ip) : '', prefixLength: v4 ? port.prefixLength : 0, gateway: v4 ? ipv4ToString(port.gateway) : '', mtu: port.mtu,
       podName: port.podName, podNamespace: port.podNamespace, network: port.network,
     };
+    if (port.ip6 !== null && port.gateway6 !== null) {
+      info.ip6 = ipv6ToString(port.ip6);
+      info.prefixLength6 = port.prefixLength6;
+      info.gateway6 = ipv6ToString(port.gateway6);
+    }
+    return info;
   }
 
   /** The control-socket handler for these ports; `status` is the agent's (node, podCIDR, ...). */
   controlHandler(status: () => StatusInfo | Promise<StatusInfo>): ControlHandler {
-    const ipOf = (text: string): number => ipv4(text);
     return {
       status,
-      addPort: async (r) => this.toInfo(await this.addPort({ ...r, ip: ipOf(r.ip), gateway: ipOf(r.gateway) })),
+      addPort: async (r) => this.toInfo(await this.addPort(addParams(r))),
       delPort: async (r) => { await this.delPort(r.containerId, r.ifName); },
-      checkPort: (r) => this.checkPort(r.containerId, r.ifName, ipOf(r.ip)),
+      checkPort: (r) => this.checkPort(r.containerId, r.ifName, r.ip === undefined ? 0 : ipv4(r.ip), r.ip6 === undefined ? null : ip6Of(r.ip6)),
       listPorts: () => this.list().map((p) => this.toInfo(p)),
     };
   }
@@ -311,11 +303,9 @@ export class PortManager {
       const report: RestoreReport = { reattached: [], recreated: [], dropped: [] };
       for (const info of this.#readState()) {
         const name = key(info.containerId, info.ifName);
-        const p: AddPortParams = {
-          containerId: info.containerId, ifName: info.ifName, netns: info.netns, ip: ipv4(info.ip),
-          prefixLength: info.prefixLength, gateway: ipv4(info.gateway), podName: info.podName ?? '', podNamespace: info.podNamespace ?? '', network: info.network ?? '',
-        };
         try {
+          // A state file of before IPv6 has no ip6 fields: its ports are IPv4-only.
+          const p = addParams(info);
           if (this.#ports.has(name)) continue;
           this.#validate(p);
           const inPlace = this.#attachInPlace(p, info);
@@ -360,9 +350,9 @@ export class PortManager {
       return null;
     }
     return {
-      containerId: p.containerId, ifName: p.ifName, hostName: info.hostName, netns: p.netns, mac: macForIpv4(p.ip), ip: p.ip,
-      prefixLength: p.prefixLength, gateway: p.gateway, mtu: this.#opts.mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '',
-      network: p.network ?? '', device, failed: false,
+      containerId: p.containerId, ifName: p.ifName, hostName: info.hostName, netns: p.netns, mac: macForPod(p.ip, p.ip6), ip: p.ip,
+      prefixLength: p.prefixLength, gateway: p.gateway, ip6: p.ip6 ?? null, prefixLength6: p.ip6 ? p.prefixLength6 ?? 0 : 0, gateway6: p.ip6 ? p.gateway6 ?? null : null,
+      mtu: this.#opts.mtu, podName: p.podName ?? '', podNamespace: p.podNamespace ?? '', network: p.network ?? '', device, failed: false,
     };
   }
 
@@ -392,3 +382,4 @@ export class PortManager {
     });
   }
 }
+

@@ -1,9 +1,12 @@
 // The agent's control protocol, shared by the agent (control-server.ts) and the CNI
 // plugin (control-client.ts): newline-delimited JSON over a Unix stream socket, one
 // request object per line, one response line per request, answered in order.
-// Addresses travel as dotted quads so the protocol stays readable with `socat`.
+// Addresses travel as text (dotted quads, RFC 5952 IPv6) so the protocol stays readable
+// with `socat`. A pod has an IPv4 address, an IPv6 address or both (dual-stack): the
+// IPv4 fields are `ip`, `prefixLength`, `gateway`, the IPv6 ones `ip6`, `prefixLength6`,
+// `gateway6`; a client of before IPv6 sends the IPv4 ones only and keeps working.
 import { TapirError } from '../errors/tapir-error.ts';
-import { parseIpv4 } from '../wire/address.ts';
+import { isIpv6Text, parseIpv4 } from '../wire/address.ts';
 import type { TraceResult } from '../services/trace.ts';
 
 /** Stable error codes: on the wire (`error.code`) and on thrown ControlErrors. */
@@ -69,16 +72,22 @@ export interface AddPortRequest {
   ifName: string;
   /** Path of the pod's network namespace (bind mount or /proc/PID/ns/net). */
   netns: string;
-  ip: string;
-  prefixLength: number;
-  gateway: string;
+  /** The pod's IPv4 address, its prefix length and gateway: all three or none (an IPv6-only pod). */
+  ip?: string;
+  prefixLength?: number;
+  gateway?: string;
+  /** The pod's IPv6 address, prefix length and gateway: all three or none (an IPv4-only pod). */
+  ip6?: string;
+  prefixLength6?: number;
+  gateway6?: string;
   podName?: string;
   podNamespace?: string;
   /** The CNI network (the conflist's `name`) the port belongs to; GC is scoped by it. */
   network?: string;
 }
 export interface DelPortRequest { op: 'delPort'; containerId: string; ifName: string }
-export interface CheckPortRequest { op: 'checkPort'; containerId: string; ifName: string; ip: string }
+/** The port must hold exactly these addresses: `ip` absent = no IPv4 address, `ip6` absent = no IPv6. */
+export interface CheckPortRequest { op: 'checkPort'; containerId: string; ifName: string; ip?: string; ip6?: string }
 export interface ListPortsRequest { op: 'listPorts' }
 /** Per-port counters of the datapath (`tapir agent stats`, the lab's status). */
 export interface StatsRequest { op: 'stats' }
@@ -97,6 +106,9 @@ export interface StatusInfo {
   pid: number;
   podCIDR: string;
   gateway: string;
+  /** The node's IPv6 pod range and gateway (its ::1); absent when the node has none. */
+  podCIDRv6?: string;
+  gateway6?: string;
   mtu: number;
   /** Number of pod ports the agent holds. */
   ports: number;
@@ -109,9 +121,14 @@ export interface PortInfo {
   hostName: string;
   mac: string;
   netns: string;
+  /** IPv4 address, prefix length, gateway; '', 0, '' for an IPv6-only pod. */
   ip: string;
   prefixLength: number;
   gateway: string;
+  /** IPv6 address, prefix length, gateway; absent for an IPv4-only pod. */
+  ip6?: string;
+  prefixLength6?: number;
+  gateway6?: string;
   mtu: number;
   podName?: string;
   podNamespace?: string;
@@ -217,6 +234,42 @@ function ipv4Field(obj: Raw, op: string, key: string): string {
   return v;
 }
 
+function ipv6Field(obj: Raw, op: string, key: string): string {
+  const v = stringField(obj, op, key);
+  if (!isIpv6Text(v)) throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${key}' is not an IPv6 address: '${v}'`);
+  return v;
+}
+
+function present(obj: Raw, key: string): boolean {
+  return obj[key] !== undefined && obj[key] !== null;
+}
+
+function prefixField(obj: Raw, op: string, key: string, max: number): number {
+  const v = field(obj, op, key);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new ControlError(ControlErrorCode.invalidField, `${op}: ${key} must be an integer from 1 to ${max}`);
+  }
+  return v;
+}
+
+/**
+ * One family's address, prefix length and gateway: all three, or none of them. A field
+ * without its address is INVALID_FIELD (a client that lost the address, not one that
+ * means "no such family"); an address without the others is MISSING_FIELD.
+ */
+function family(obj: Raw, op: string, keys: readonly [string, string, string], v6: boolean): [string, number, string] | null {
+  const [ipKey, lenKey, gwKey] = keys;
+  if (!present(obj, ipKey)) {
+    for (const k of [lenKey, gwKey]) if (present(obj, k)) throw new ControlError(ControlErrorCode.invalidField, `${op}: field '${k}' is given without '${ipKey}'`);
+    return null;
+  }
+  const read = v6 ? ipv6Field : ipv4Field;
+  return [read(obj, op, ipKey), prefixField(obj, op, lenKey, v6 ? 128 : 32), read(obj, op, gwKey)];
+}
+
+const V4_KEYS = ['ip', 'prefixLength', 'gateway'] as const;
+const V6_KEYS = ['ip6', 'prefixLength6', 'gateway6'] as const;
+
 function ids(obj: Raw, op: string): { containerId: string; ifName: string } {
   const containerId = stringField(obj, op, 'containerId');
   if (!isValidContainerId(containerId)) {
@@ -271,18 +324,23 @@ export function parseRequest(line: string): ControlRequest {
     }
     case 'delPort':
       return { op, ...ids(obj, op) };
-    case 'checkPort':
-      return { op, ...ids(obj, op), ip: ipv4Field(obj, op, 'ip') };
+    case 'checkPort': {
+      const req: CheckPortRequest = { op, ...ids(obj, op) };
+      if (present(obj, 'ip')) req.ip = ipv4Field(obj, op, 'ip');
+      if (present(obj, 'ip6')) req.ip6 = ipv6Field(obj, op, 'ip6');
+      if (req.ip === undefined && req.ip6 === undefined) throw new ControlError(ControlErrorCode.missingField, `${op}: field 'ip' or 'ip6' is required`);
+      return req;
+    }
     case 'addPort': {
       const { containerId, ifName } = ids(obj, op);
       const netns = stringField(obj, op, 'netns');
       if (!netns.startsWith('/')) throw new ControlError(ControlErrorCode.invalidField, `${op}: netns must be an absolute path, got '${netns}'`);
-      const ip = ipv4Field(obj, op, 'ip');
-      const prefixLength = field(obj, op, 'prefixLength');
-      if (typeof prefixLength !== 'number' || !Number.isInteger(prefixLength) || prefixLength < 1 || prefixLength > 32) {
-        throw new ControlError(ControlErrorCode.invalidField, `${op}: prefixLength must be an integer from 1 to 32`);
-      }
-      const req: AddPortRequest = { op, containerId, ifName, netns, ip, prefixLength, gateway: ipv4Field(obj, op, 'gateway') };
+      const v4 = family(obj, op, V4_KEYS, false);
+      const v6 = family(obj, op, V6_KEYS, true);
+      if (v4 === null && v6 === null) throw new ControlError(ControlErrorCode.missingField, `${op}: field 'ip' or 'ip6' is required (a pod has an IPv4 address, an IPv6 address or both)`);
+      const req: AddPortRequest = { op, containerId, ifName, netns };
+      if (v4 !== null) [req.ip, req.prefixLength, req.gateway] = v4;
+      if (v6 !== null) [req.ip6, req.prefixLength6, req.gateway6] = v6;
       const podName = optionalString(obj, op, 'podName');
       const podNamespace = optionalString(obj, op, 'podNamespace');
       if (podName !== undefined) req.podName = podName;

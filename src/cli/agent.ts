@@ -106,7 +106,7 @@ export async function run(args: string[]): Promise<number> {
 async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentConfig> {
   const { KubeApi } = await import('../k8s/kube-api.ts');
   const { ip } = await import('../device/ip-command.ts');
-  const { parseCidr, parseIpv4 } = await import('../wire/address.ts');
+  const { parseCidr, parseCidr6, parseIpv4 } = await import('../wire/address.ts');
   const nodeName = (process.env.NODE_NAME ?? '').trim() || hostname().toLowerCase();
   const api = new KubeApi(auth);
   let node: { status?: { addresses?: { type: string; address: string }[] }; spec?: { podCIDR?: string; podCIDRs?: string[] } };
@@ -117,13 +117,21 @@ async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentCon
   }
   const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && !a.address.includes(':'))?.address;
   const address = internal === undefined ? undefined : parseIpv4(internal);
-  const cidrText = (node.spec?.podCIDRs ?? (node.spec?.podCIDR === undefined ? [] : [node.spec.podCIDR])).find((c) => !c.includes(':'));
+  const cidrs = node.spec?.podCIDRs ?? (node.spec?.podCIDR === undefined ? [] : [node.spec.podCIDR]);
+  const cidrText = cidrs.find((c) => !c.includes(':'));
+  const cidr6Text = cidrs.find((c) => c.includes(':'));
   let iface: string | undefined;
   if (internal !== undefined) {
     const links = JSON.parse(await ip(['-j', '-4', 'addr', 'show'])) as { ifname: string; addr_info?: { local: string }[] }[];
     iface = links.find((l) => l.addr_info?.some((a) => a.local === internal))?.ifname;
   }
-  const config = loadAgentConfig(file, { nodeName, node: { address, interface: iface, podCIDR: cidrText === undefined ? undefined : parseCidr(cidrText) } });
+  const config = loadAgentConfig(file, {
+    nodeName,
+    node: {
+      address, interface: iface, podCIDR: cidrText === undefined ? undefined : parseCidr(cidrText),
+      podCIDRv6: cidr6Text === undefined ? undefined : parseCidr6(cidr6Text, true),
+    },
+  });
   config.kubernetes = auth;
   return config;
 }

@@ -7,9 +7,10 @@ import { ControlError, ControlErrorCode, isAgentUnreachable, type PortInfo, type
 import { attachmentKey, type NetConf } from './config.ts';
 import type { CniEnv } from './env.ts';
 import { CniCode, CniError } from './errors.ts';
-import { DEFAULT_ROUTE, makeIpam, type Attachment, type Ipam, type IpamLease } from './ipam-plugin.ts';
+import { DEFAULT_ROUTE, DEFAULT_ROUTE6, leaseAddresses, makeIpam, routeGateway, type Attachment, type Ipam, type IpamLease } from './ipam-plugin.ts';
+import { addressValue } from './ipam.ts';
 import { inspectLink, replaceRoute } from './netns.ts';
-import { appendAttachment, formatResult, parseResult, type CniResult } from './result.ts';
+import { appendAttachment, formatResult, parseResult, type CniIp, type CniResult } from './result.ts';
 
 export class Invocation {
   readonly conf: NetConf;
@@ -61,12 +62,15 @@ export async function cmdAdd(inv: Invocation): Promise<Record<string, unknown>> 
   try {
     port = await agent.addPort({
       containerId: env.containerId, ifName: env.ifName, netns: env.netns,
-      ip: lease.ip, prefixLength: lease.prefixLength, gateway: lease.gateway,
+      ...(lease.v4 === null ? {} : { ip: lease.v4.ip, prefixLength: lease.v4.prefixLength, gateway: lease.v4.gateway }),
+      ...(lease.v6 === null ? {} : { ip6: lease.v6.ip, prefixLength6: lease.v6.prefixLength, gateway6: lease.v6.gateway }),
       podName: env.args.get('K8S_POD_NAME') ?? '', podNamespace: env.args.get('K8S_POD_NAMESPACE') ?? '',
       network: conf.name,
     });
-    // The agent installs the default route; anything more an IPAM plugin asked for is ours.
-    for (const r of lease.routes) if (r.dst !== DEFAULT_ROUTE) await replaceRoute(env.netns, env.ifName, r.dst, r.gw ?? lease.gateway);
+    // The agent installs the default routes; anything more an IPAM plugin asked for is ours.
+    for (const r of lease.routes) {
+      if (r.dst !== DEFAULT_ROUTE && r.dst !== DEFAULT_ROUTE6) await replaceRoute(env.netns, env.ifName, r.dst, r.gw ?? routeGateway(lease, r.dst));
+    }
   } catch (err) {
     // Undo what this call did, in reverse order, so a failed ADD leaves neither a port
     // nor an address behind. Only what this call did: an ADD refused because the
@@ -74,16 +78,19 @@ export async function cmdAdd(inv: Invocation): Promise<Record<string, unknown>> 
     // not release the running pod's address.
     if (port !== null) await agent.delPort(env.containerId, env.ifName).catch(() => {});
     if (await ownsAddress(inv, lease)) {
-      await ipam.del().catch((e: Error) => inv.log(`rollback: releasing ${lease.ip} failed: ${e.message}`));
+      await ipam.del().catch((e: Error) => inv.log(`rollback: releasing ${leaseAddresses(lease)} failed: ${e.message}`));
     } else {
-      inv.log(`rollback: ${lease.ip} stays with the running attachment ${env.containerId}/${env.ifName}`);
+      inv.log(`rollback: ${leaseAddresses(lease)} stays with the running attachment ${env.containerId}/${env.ifName}`);
     }
     throw agentError(err, 'addPort', 'ADD');
   }
   const dns = Object.keys(lease.dns).length > 0 ? lease.dns : (conf.dns ?? {});
+  // One ips entry per family, IPv4 first (as host-local lists its range sets), both on interface 0.
+  const ips: CniIp[] = [];
+  for (const a of [lease.v4, lease.v6]) if (a !== null) ips.push({ address: `${a.ip}/${a.prefixLength}`, gateway: a.gateway, interface: 0 });
   const own: CniResult = {
     interfaces: [{ name: env.ifName, mac: port.mac, mtu: port.mtu, sandbox: env.netns }],
-    ips: [{ address: `${lease.ip}/${lease.prefixLength}`, gateway: lease.gateway, interface: 0 }],
+    ips,
     routes: lease.routes,
     dns,
   };
@@ -125,13 +132,20 @@ export async function cmdCheck(inv: Invocation): Promise<void> {
   const index = prev.interfaces.findIndex((i) => i.name === env.ifName && (i.sandbox === undefined || i.sandbox === env.netns));
   const itf = prev.interfaces[index];
   if (itf === undefined) throw new CniError(CniCode.checkFailed, `prevResult has no interface ${env.ifName} in ${env.netns}`, JSON.stringify(conf.prevResult.interfaces));
-  const ipEntry = prev.ips.find((ip) => ip.interface === index && !ip.address.includes(':'));
-  if (ipEntry === undefined) throw new CniError(CniCode.checkFailed, `prevResult has no IPv4 address for ${env.ifName}`, JSON.stringify(conf.prevResult.ips));
-  const [ip = '', prefixText = ''] = ipEntry.address.split('/');
-  await ipam.check(ip);
-  await agent.checkPort(env.containerId, env.ifName, ip).catch((err: unknown) => {
+  // Our addresses: the first of each family on our interface (the ADD gave one of each at most).
+  const v4 = prev.ips.find((ip) => ip.interface === index && !ip.address.includes(':'));
+  const v6 = prev.ips.find((ip) => ip.interface === index && ip.address.includes(':'));
+  if (v4 === undefined && v6 === undefined) throw new CniError(CniCode.checkFailed, `prevResult has no address for ${env.ifName}`, JSON.stringify(conf.prevResult.ips));
+  const entries = [v4, v6].filter((e) => e !== undefined).map((e) => {
+    const [ip = '', prefixText = ''] = e.address.split('/');
+    return { entry: e, ip, prefixText };
+  });
+  const ip4 = v4 === undefined ? undefined : entries[0]!.ip;
+  const ip6 = v6 === undefined ? undefined : entries.at(-1)!.ip;
+  await ipam.check(entries.map((e) => e.ip));
+  await agent.checkPort(env.containerId, env.ifName, ip4, ip6).catch((err: unknown) => {
     if (err instanceof ControlError && (err.code === ControlErrorCode.notFound || err.code === ControlErrorCode.mismatch)) {
-      throw new CniError(CniCode.checkFailed, `tapir agent: ${err.message}`, `checkPort ${env.containerId}/${env.ifName} ${ip}: ${err.code}`);
+      throw new CniError(CniCode.checkFailed, `tapir agent: ${err.message}`, `checkPort ${env.containerId}/${env.ifName} ${entries.map((e) => e.ip).join(' ')}: ${err.code}`);
     }
     throw agentError(err, 'checkPort', 'CHECK');
   });
@@ -142,9 +156,11 @@ export async function cmdCheck(inv: Invocation): Promise<void> {
     throw new CniError(CniCode.checkFailed, `interface ${where} has MAC ${link.mac}`, `prevResult says ${itf.mac}`);
   }
   if (!link.up) throw new CniError(CniCode.checkFailed, `interface ${where} is down`, 'expected UP');
-  if (!link.addresses.some((a) => a.address === ip && String(a.prefixLength) === prefixText)) {
-    throw new CniError(CniCode.checkFailed, `interface ${where} lacks ${ipEntry.address}`,
-      `addresses present: ${link.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(', ') || 'none'}`);
+  for (const { entry, ip, prefixText } of entries) {
+    if (!link.addresses.some((a) => sameAddress(a.address, ip) && String(a.prefixLength) === prefixText)) {
+      throw new CniError(CniCode.checkFailed, `interface ${where} lacks ${entry.address}`,
+        `addresses present: ${link.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(', ') || 'none'}`);
+    }
   }
   // Routes are not checked: the spec lets later plugins in a chain change them.
 }
@@ -163,7 +179,7 @@ export async function cmdGc(inv: Invocation): Promise<void> {
       if (valid.has(attachmentKey(p.containerId, p.ifName))) continue;
       await agent.delPort(p.containerId, p.ifName);
       stale.push({ containerId: p.containerId, ifName: p.ifName });
-      inv.log(`deleted stale port ${p.hostName} (${p.containerId}/${p.ifName}, ${p.ip})`);
+      inv.log(`deleted stale port ${p.hostName} (${p.containerId}/${p.ifName}, ${[p.ip, p.ip6 ?? ''].filter((x) => x !== '').join(' ')})`);
     }
   } catch (err) {
     // Addresses are still collected: releasing them does not need the agent.
@@ -176,4 +192,11 @@ export async function cmdGc(inv: Invocation): Promise<void> {
 export async function cmdStatus(inv: Invocation): Promise<void> {
   await inv.agentStatus().catch((err: unknown) => { throw agentError(err, 'status', 'STATUS'); });
   await inv.ipam.status();
+}
+
+/** The same address in any text form (IPv6 has several: fd00::5, fd00:0::5). */
+function sameAddress(a: string, b: string): boolean {
+  const x = addressValue(a);
+  const y = addressValue(b);
+  return x !== undefined && y !== undefined && x.family === y.family && x.value === y.value;
 }

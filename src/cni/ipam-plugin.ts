@@ -1,20 +1,22 @@
 // Address management for one CNI invocation: the built-in tapir-ipam (ipam.ts) or any
 // other IPAM plugin from CNI_PATH (delegate.ts), behind one interface.
 import type { StatusInfo } from '../agent/protocol.ts';
-import { parseCidr } from '../wire/address.ts';
-import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
-import { TAPIR_IPAM, type NetConf, type TapirIpamConfig } from './config.ts';
+import { parseCidr, parseCidr6 } from '../wire/address.ts';
+import { TAPIR_IPAM, type NetConf, type RangeConfig, type TapirIpamConfig } from './config.ts';
 import { commonVersion, execPlugin, findPlugin, pluginVersions } from './delegate.ts';
 import type { CniEnv } from './env.ts';
 import { CniCode, CniError } from './errors.ts';
-import { IpamStore, makeRange, type IpRange } from './ipam.ts';
+import { addressText, addressValue, IpamStore, makeRange, type Family, type IpRange } from './ipam.ts';
 import { formatResult, parseResult, type CniDns, type CniRoute } from './result.ts';
 
+/** One address of the lease: text of its family, as the result and the agent take it. */
+export interface LeaseAddress { ip: string; prefixLength: number; gateway: string }
+
 export interface IpamLease {
-  ip: string;
-  prefixLength: number;
-  gateway: string;
-  /** Routes for the result; the default route is always among them. */
+  /** The pod's IPv4 and IPv6 address; at least one is set. */
+  v4: LeaseAddress | null;
+  v6: LeaseAddress | null;
+  /** Routes for the result; the default route of each family the pod has is always among them. */
   routes: CniRoute[];
   dns: CniDns;
   /**
@@ -28,7 +30,8 @@ export interface IpamLease {
 export interface Ipam {
   add(): Promise<IpamLease>;
   del(): Promise<void>;
-  check(ip: string): Promise<void>;
+  /** Throws unless the IPAM holds each of these addresses for the attachment. */
+  check(ips: string[]): Promise<void>;
   /**
    * Releases allocations of attachments not in `valid`. `stalePorts` are the attachments
    * whose agent ports GC just deleted: for a delegate too old for GC they are released
@@ -48,6 +51,32 @@ export interface IpamContext {
 }
 
 export const DEFAULT_ROUTE = '0.0.0.0/0';
+export const DEFAULT_ROUTE6 = '::/0';
+
+const isDefaultRoute = (dst: string): boolean => dst === DEFAULT_ROUTE || dst === DEFAULT_ROUTE6;
+const routeFamily = (dst: string): Family => (dst.includes(':') ? 6 : 4);
+
+/** Each family's default route via its gateway, then the other routes of families the pod has. */
+export function leaseRoutes(v4: LeaseAddress | null, v6: LeaseAddress | null, configured: readonly CniRoute[]): CniRoute[] {
+  const routes: CniRoute[] = [];
+  if (v4 !== null) routes.push({ dst: DEFAULT_ROUTE, gw: v4.gateway });
+  if (v6 !== null) routes.push({ dst: DEFAULT_ROUTE6, gw: v6.gateway });
+  for (const r of configured) {
+    if (isDefaultRoute(r.dst)) continue;
+    if ((routeFamily(r.dst) === 4 ? v4 : v6) !== null) routes.push(r);
+  }
+  return routes;
+}
+
+/** The gateway a route of `dst`'s family goes through when it names none. */
+export function routeGateway(lease: IpamLease, dst: string): string | undefined {
+  return (routeFamily(dst) === 4 ? lease.v4 : lease.v6)?.gateway;
+}
+
+/** The lease's addresses as text, for messages. */
+export function leaseAddresses(lease: IpamLease): string {
+  return [lease.v4?.ip, lease.v6?.ip].filter((x) => x !== undefined).join(' and ');
+}
 
 export function makeIpam(ctx: IpamContext): Ipam {
   return ctx.conf.ipam.type === TAPIR_IPAM ? new TapirIpam(ctx, ctx.conf.ipam as TapirIpamConfig) : new DelegatedIpam(ctx);
@@ -64,56 +93,73 @@ class TapirIpam implements Ipam {
     this.#store = new IpamStore(cfg.dataDir, ctx.conf.name);
   }
 
-  async #range(): Promise<IpRange> {
+  /**
+   * The ranges to allocate from: the configured ones, or the agent's podCIDR (with the
+   * single form's IPv4 gateway, rangeStart, rangeEnd) and its podCIDRv6 when it has one.
+   */
+  async #ranges(): Promise<IpRange[]> {
     const cfg = this.#cfg;
-    if (cfg.subnet !== null) return makeRange(cfg.subnet, cfg.gateway, cfg.rangeStart, cfg.rangeEnd);
+    if (cfg.ranges.some((r) => r.subnet !== null)) return cfg.ranges.map((r) => makeRange(r.subnet!, r.gateway, r.rangeStart, r.rangeEnd, r.set, r.path));
     const status = await this.#ctx.agentStatus();
     const subnet = parseCidr(status.podCIDR);
-    if (subnet === undefined) throw new CniError(CniCode.invalidConfig, 'agent reported no usable podCIDR', `status.podCIDR = ${JSON.stringify(status.podCIDR)}; set ipam.subnet in the network configuration`);
-    const agentGateway = parseIpv4(status.gateway);
-    return makeRange(subnet, cfg.gateway ?? agentGateway ?? null, cfg.rangeStart, cfg.rangeEnd);
+    if (subnet === undefined) throw new CniError(CniCode.invalidConfig, 'agent reported no usable podCIDR', `status.podCIDR = ${JSON.stringify(status.podCIDR)}; set ipam.subnet or ipam.ranges in the network configuration`);
+    const single: RangeConfig | undefined = cfg.ranges[0];
+    const agentGateway = addressValue(status.gateway)?.family === 4 ? status.gateway : null;
+    const ranges = [makeRange(subnet, single?.gateway ?? agentGateway, single?.rangeStart ?? null, single?.rangeEnd ?? null, 0, 'ipam')];
+    if (status.podCIDRv6 !== undefined) {
+      const subnet6 = parseCidr6(status.podCIDRv6);
+      if (subnet6 === undefined) throw new CniError(CniCode.invalidConfig, 'agent reported an unusable podCIDRv6', `status.podCIDRv6 = ${JSON.stringify(status.podCIDRv6)}; set ipam.ranges in the network configuration`);
+      ranges.push(makeRange(subnet6, status.gateway6 ?? null, null, null, 1, 'ipam (the agent\'s podCIDRv6)'));
+    }
+    return ranges;
   }
 
   async add(): Promise<IpamLease> {
-    const range = await this.#range();
+    const ranges = await this.#ranges();
     const { containerId, ifName } = this.#ctx.env;
-    const fresh = this.#store.find(containerId, ifName) === null;
-    const ip = this.#store.allocate(range, containerId, ifName);
-    const gateway = ipv4ToString(range.gateway);
-    return {
-      fresh,
-      ip: ipv4ToString(ip),
-      prefixLength: range.subnet.prefixLength,
-      gateway,
-      routes: [{ dst: DEFAULT_ROUTE, gw: gateway }, ...this.#cfg.routes.filter((r) => r.dst !== DEFAULT_ROUTE)],
-      dns: {},
-    };
+    // Fresh only when the attachment held no address at all: a repeated ADD keeps both.
+    const fresh = ranges.every((r) => this.#store.find(containerId, ifName, r) === null);
+    const lease: IpamLease = { fresh, v4: null, v6: null, routes: [], dns: {} };
+    try {
+      for (const range of ranges) {
+        const ip = this.#store.allocate(range, containerId, ifName);
+        lease[range.family === 4 ? 'v4' : 'v6'] = { ip, prefixLength: range.subnet.prefixLength, gateway: addressText(range.family, range.gateway) };
+      }
+    } catch (err) {
+      // The other family's address must not stay behind a failed ADD.
+      if (fresh) this.#store.release(containerId, ifName);
+      throw err;
+    }
+    lease.routes = leaseRoutes(lease.v4, lease.v6, this.#cfg.routes);
+    return lease;
   }
 
   async del(): Promise<void> {
     this.#store.release(this.#ctx.env.containerId, this.#ctx.env.ifName);
   }
 
-  async check(ip: string): Promise<void> {
+  async check(ips: string[]): Promise<void> {
     const { containerId, ifName } = this.#ctx.env;
-    const address = parseIpv4(ip);
-    const owner = address === undefined ? null : this.#store.owner(address);
-    if (owner === null || owner.containerId !== containerId || owner.ifName !== ifName) {
-      throw new CniError(CniCode.checkFailed, `tapir-ipam has no allocation of ${ip} for this container`,
-        `${this.#store.dir}/${ip}: ${owner === null ? 'missing' : `held by ${owner.containerId}/${owner.ifName}`}; expected ${containerId}/${ifName}`);
+    for (const ip of ips) {
+      const owner = this.#store.owner(ip);
+      if (owner === null || owner.containerId !== containerId || owner.ifName !== ifName) {
+        throw new CniError(CniCode.checkFailed, `tapir-ipam has no allocation of ${ip} for this container`,
+          `${this.#store.dir}/${ip}: ${owner === null ? 'missing' : `held by ${owner.containerId}/${owner.ifName}`}; expected ${containerId}/${ifName}`);
+      }
     }
   }
 
   async gc(valid: Set<string>): Promise<string> {
     const gone = this.#store.releaseAllExcept(valid);
-    return gone.length === 0 ? 'tapir-ipam: nothing stale' : `tapir-ipam released ${gone.map((a) => `${ipv4ToString(a.ip)} (${a.containerId}/${a.ifName})`).join(', ')}`;
+    return gone.length === 0 ? 'tapir-ipam: nothing stale' : `tapir-ipam released ${gone.map((a) => `${a.ip} (${a.containerId}/${a.ifName})`).join(', ')}`;
   }
 
   async status(): Promise<void> {
-    const range = await this.#range();
-    if (this.#store.available(range) === 0) {
-      throw new CniError(CniCode.notAvailable, 'plugin not available: no free IP addresses',
-        `tapir-ipam: every address of ${ipv4ToString(range.start)}-${ipv4ToString(range.end)} is allocated in ${this.#store.dir}`);
+    for (const range of await this.#ranges()) {
+      if (this.#store.available(range) === 0n) {
+        throw new CniError(CniCode.notAvailable, 'plugin not available: no free IP addresses',
+          `tapir-ipam: every address of ${addressText(range.family, range.start)}-${addressText(range.family, range.end)} is allocated in ${this.#store.dir}`);
+      }
     }
   }
 }
@@ -154,20 +200,30 @@ class DelegatedIpam implements Ipam {
     if (answer === 'unsupported') throw this.#noVersion('ADD');
     if (answer === null) throw new CniError(CniCode.decode, `ipam plugin ${this.#type} printed no result for ADD`);
     const result = parseResult(answer, `result of ipam plugin ${this.#type}`);
+    // One address per family: the first of each (host-local answers one per range set).
     const v4 = result.ips.find((ip) => !ip.address.includes(':'));
-    if (v4 === undefined) throw new CniError(CniCode.invalidConfig, `ipam plugin ${this.#type} returned no IPv4 address`, `tapir pods are IPv4 only; got ${JSON.stringify(answer.ips)}`);
-    const cidr = parseCidr(v4.address);
-    if (cidr === undefined) throw new CniError(CniCode.decode, `ipam plugin ${this.#type} returned a malformed address`, v4.address);
-    const ip = v4.address.slice(0, v4.address.indexOf('/'));
-    let gateway = v4.gateway;
-    if (gateway === undefined) {
-      const status = await this.#ctx.agentStatus().catch(() => null);
-      const agentGateway = status === null ? undefined : parseIpv4(status.gateway);
-      gateway = agentGateway !== undefined && cidr.contains(agentGateway) ? status!.gateway : ipv4ToString(cidr.host(1));
+    const v6 = result.ips.find((ip) => ip.address.includes(':'));
+    if (v4 === undefined && v6 === undefined) throw new CniError(CniCode.invalidConfig, `ipam plugin ${this.#type} returned no address`, `got ${JSON.stringify(answer.ips)}`);
+    const lease: IpamLease = { v4: null, v6: null, routes: [], dns: result.dns };
+    for (const entry of [v4, v6]) {
+      if (entry === undefined) continue;
+      const family = entry.address.includes(':') ? 6 : 4;
+      const cidr = family === 4 ? parseCidr(entry.address) : parseCidr6(entry.address);
+      if (cidr === undefined) throw new CniError(CniCode.decode, `ipam plugin ${this.#type} returned a malformed address`, entry.address);
+      const ip = entry.address.slice(0, entry.address.indexOf('/'));
+      let gateway = entry.gateway;
+      if (gateway === undefined) {
+        // The agent's gateway when it is in the subnet, else the subnet's first address (host-local's default).
+        const status = await this.#ctx.agentStatus().catch(() => null);
+        const agentGateway = status === null ? undefined : family === 4 ? status.gateway : status.gateway6;
+        const value = agentGateway === undefined ? undefined : addressValue(agentGateway);
+        const range = makeRange(cidr, null, null, null);
+        gateway = value !== undefined && value.family === family && makeRangeContains(range, value.value) ? agentGateway! : addressText(family, range.gateway);
+      }
+      lease[family === 4 ? 'v4' : 'v6'] = { ip, prefixLength: cidr.prefixLength, gateway };
     }
-    const routes = result.routes.filter((r) => !r.dst.includes(':'));
-    if (!routes.some((r) => r.dst === DEFAULT_ROUTE)) routes.unshift({ dst: DEFAULT_ROUTE, gw: gateway });
-    return { ip, prefixLength: cidr.prefixLength, gateway, routes, dns: result.dns };
+    lease.routes = leaseRoutes(lease.v4, lease.v6, result.routes);
+    return lease;
   }
 
   async del(): Promise<void> {
@@ -202,4 +258,9 @@ class DelegatedIpam implements Ipam {
     return new CniError(CniCode.incompatibleVersion, `ipam plugin ${this.#type} supports no CNI version usable for ${command}`,
       `${this.#path} supports ${this.#versions?.join(', ')}; network is ${this.#ctx.conf.cniVersion}`);
   }
+}
+
+/** Whether `value` is a host address of the (default, whole-subnet) range. */
+function makeRangeContains(range: IpRange, value: bigint): boolean {
+  return value >= range.start && value <= range.end;
 }

@@ -20,14 +20,16 @@ export async function inspectLink(netns: string, ifName: string): Promise<LinkSt
     if (/does not exist|Cannot find device/i.test(r.stderr)) return null;
     throw new CniError(CniCode.io, `cannot inspect ${ifName} in ${netns}`, r.stderr.trim());
   }
-  const links = JSON.parse(r.stdout) as { address?: string; mtu?: number; flags?: string[]; addr_info?: { family: string; local: string; prefixlen: number }[] }[];
+  const links = JSON.parse(r.stdout) as { address?: string; mtu?: number; flags?: string[]; addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[] }[];
   const link = links[0];
   if (link === undefined) return null;
   return {
     mac: link.address ?? '',
     mtu: link.mtu ?? 0,
     up: (link.flags ?? []).includes('UP'),
-    addresses: (link.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => ({ address: a.local, prefixLength: a.prefixlen })),
+    // IPv4 and global IPv6 addresses (the link-local the kernel derives is not the ADD's).
+    addresses: (link.addr_info ?? []).filter((a) => a.family === 'inet' || (a.family === 'inet6' && a.scope !== 'link'))
+      .map((a) => ({ address: a.local, prefixLength: a.prefixlen })),
   };
 }
 

@@ -4,7 +4,7 @@
 // reports everything wrong with a document. Whether unknown fields are errors is the
 // reader's choice: real manifests carry many fields Tapir has no use for (images,
 // resources, status written by others), a config file of Tapir's own does not.
-import { parseCidr, parseIpv4, type Cidr } from '../wire/address.ts';
+import { parseCidr, parseCidr6, parseIpv4, parseIpv6, type Cidr, type Cidr6 } from '../wire/address.ts';
 import { parseGoDuration } from './duration.ts';
 
 export type Raw = Record<string, unknown>;
@@ -201,6 +201,30 @@ export class Fields {
     return checkCidr(v, this.pathOf(key), this.problems);
   }
 
+  /** An IPv6 address as 16 bytes; undefined when absent (a problem when required) or invalid. */
+  ipv6(key: string, required = false): Uint8Array | undefined {
+    const v = this.value[key];
+    if (v === undefined || v === null) {
+      if (required) this.missing(key);
+      return undefined;
+    }
+    return checkIpv6(v, this.pathOf(key), this.problems);
+  }
+
+  /**
+   * An IPv6 prefix ("fd00:10:244:1::/64"); undefined when absent (a problem when
+   * required) or invalid. `strict`: host bits are a problem (a network, as Kubernetes
+   * requires of --cluster-cidr and podCIDRs).
+   */
+  cidr6(key: string, required = false, strict = false): Cidr6 | undefined {
+    const v = this.value[key];
+    if (v === undefined || v === null) {
+      if (required) this.missing(key);
+      return undefined;
+    }
+    return checkCidr6(v, this.pathOf(key), this.problems, strict);
+  }
+
   /**
    * Reports every key not in `known`, for input whose every field is Tapir's (its own
    * config files), where a misspelt key would otherwise be ignored without a word.
@@ -277,6 +301,33 @@ export function checkCidr(v: unknown, path: string, problems: Problems): Cidr | 
   const cidr = parseCidr(v);
   if (cidr === undefined) {
     problems.add(path, v.includes(':') ? `${JSON.stringify(v)} is an IPv6 prefix; Tapir supports IPv4 only` : `${JSON.stringify(v)} is not an IPv4 prefix such as "10.244.1.0/24"`);
+  }
+  return cidr;
+}
+
+export function checkIpv6(v: unknown, path: string, problems: Problems): Uint8Array | undefined {
+  if (typeof v !== 'string') {
+    problems.add(path, `must be an IPv6 address string, not ${typeName(v)}`);
+    return undefined;
+  }
+  const bytes = v.includes(':') ? parseIpv6(v) : null;
+  if (bytes === null) problems.add(path, parseIpv4(v) !== undefined ? `${JSON.stringify(v)} is an IPv4 address; this field takes IPv6` : `${JSON.stringify(v)} is not a valid IPv6 address`);
+  return bytes ?? undefined;
+}
+
+export function checkCidr6(v: unknown, path: string, problems: Problems, strict = false): Cidr6 | undefined {
+  if (typeof v !== 'string') {
+    problems.add(path, `must be an IPv6 prefix string such as "fd00:10:244:1::/64", not ${typeName(v)}`);
+    return undefined;
+  }
+  const cidr = parseCidr6(v);
+  if (cidr === undefined) {
+    problems.add(path, parseCidr(v) !== undefined ? `${JSON.stringify(v)} is an IPv4 prefix; this field takes IPv6` : `${JSON.stringify(v)} is not an IPv6 prefix such as "fd00:10:244:1::/64"`);
+    return undefined;
+  }
+  if (strict && parseCidr6(v, true) === undefined) {
+    problems.add(path, `${JSON.stringify(v)} has host bits set: give the network, ${cidr}`);
+    return undefined;
   }
   return cidr;
 }

@@ -272,6 +272,8 @@ export interface NodeObject {
   taints?: readonly string[];
   /** spec.podCIDRs (or spec.podCIDR), IPv4 only: where the node's pods live. */
   podCIDRs?: readonly string[];
+  /** The IPv6 entry of spec.podCIDRs (a dual-stack node), if any. */
+  podCIDRv6?: string;
 }
 
 export interface NamespaceObject {

@@ -2,7 +2,7 @@
 // lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
 import { isIP } from 'node:net';
 import { Fields, checkIpv4 } from '../config/fields.ts';
-import { parseCidr } from '../wire/address.ts';
+import { parseCidr, parseCidr6 } from '../wire/address.ts';
 import { checkPortOrName, checkProtocol, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
 import { DNS_POLICIES, Label, type Container, type DnsPolicy, type EnvVar, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
 
@@ -158,7 +158,7 @@ export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin):
   for (const a of top.map('status')?.maps('addresses') ?? []) {
     const type = a.string('type', true);
     const address = a.string('address', true);
-    // Dual-stack nodes also list IPv6 addresses; Tapir serves IPv4 only and ignores them.
+    // Dual-stack nodes also list IPv6 addresses; the overlay runs over IPv4, and they are left out.
     if (address.includes(':')) continue;
     if ((type === 'InternalIP' || type === 'ExternalIP') && address !== '' && !checkIpv4(address, a.pathOf('address'), a.problems)) continue;
     addresses.push({ type, address });
@@ -168,8 +168,12 @@ export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin):
   const cidrs = spec?.has('podCIDRs') === true ? spec.strings('podCIDRs') : (spec?.has('podCIDR') === true ? [spec.string('podCIDR')] : []);
   const podCIDRs = cidrs.filter((c) => c !== '' && !c.includes(':'));
   for (const c of podCIDRs) if (parseCidr(c) === undefined) spec!.fail(spec!.has('podCIDRs') ? 'podCIDRs' : 'podCIDR', `${JSON.stringify(c)} is not an IPv4 CIDR`);
+  const podCIDRv6 = cidrs.find((c) => c.includes(':'));
+  if (podCIDRv6 !== undefined && parseCidr6(podCIDRv6) === undefined) spec!.fail(spec!.has('podCIDRs') ? 'podCIDRs' : 'podCIDR', `${JSON.stringify(podCIDRv6)} is not an IPv6 CIDR`);
   const taints = spec?.maps('taints').map((t) => t.string('key', true)) ?? [];
-  return { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses, podCIDRs, taints };
+  const node: NodeObject = { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses, podCIDRs, taints };
+  if (podCIDRv6 !== undefined && parseCidr6(podCIDRv6) !== undefined) node.podCIDRv6 = podCIDRv6;
+  return node;
 }
 
 export function validateNamespace(metadata: ObjectMeta, origin: Origin): NamespaceObject {

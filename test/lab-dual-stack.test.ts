@@ -1,0 +1,103 @@
+// A dual-stack lab end to end on the real agents (`tapir lab up --ip-family dual`): every
+// pod gets an IPv4 and an IPv6 address from tapir-cni, and IPv6 flows between pods on one
+// node, across nodes (VXLAN over the IPv4 underlay, decoded by tshark), and between a node
+// and its pods (the host TUN), with ping, curl and iperf3; no NAT on any pod-to-pod path;
+// what crosses the underlay is RFC 7348 VXLAN carrying IPv6; the agents count no IPv6
+// frame as unsupported, and the pods' IPv6 link control is answered or ignored as
+// designed. The lab status names every pod's addresses (`ips`, as the Kubernetes API's
+// podIPs).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Lab, TAPIR, tapir } from './helpers/lab.ts';
+
+interface PodStatus { name: string; ip: string; ips?: string[]; node: string }
+
+test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the node, no NAT, VXLAN on the wire', { timeout: 300_000 }, async (t) => {
+  const lab = new Lab('d6');
+  try {
+    lab.up('--ip-family', 'dual');
+    const status = lab.status();
+    const pods = status.pods as PodStatus[];
+    const v6 = Object.fromEntries(pods.map((p) => [p.name, (p.ips ?? []).find((a) => a.includes(':'))]));
+    for (const p of pods) {
+      assert.equal(p.ips?.length, 2, `pod ${p.name} has an IPv4 and an IPv6 address: ${JSON.stringify(p.ips)}`);
+      assert.equal(p.ips![0], p.ip, 'the IPv4 address first, as podIPs lists the primary family first');
+    }
+    assert.match(v6['web-1a']!, /^fd00:10:244:1::/);
+    assert.match(v6['web-2a']!, /^fd00:10:244:2::/);
+
+    await t.test('inside the pod: the address (not tentative), the EUI-64 link-local and the static default route', () => {
+      const addrs = lab.exec('web-1a', 'ip', '-6', 'addr', 'show', 'dev', 'eth0');
+      assert.ok(addrs.includes(`inet6 ${v6['web-1a']}/64`), addrs);
+      assert.match(addrs, /inet6 fe80::858:aff:fef4:1\w*\/64/, 'EUI-64 of 0a:58:0a:f4:01:xx');
+      assert.ok(!addrs.includes('tentative'), addrs);
+      assert.match(lab.exec('web-1a', 'ip', '-6', 'route', 'show', 'default'), /default via fd00:10:244:1::1 dev eth0/);
+    });
+
+    await t.test('ping over IPv6: the gateway, a pod on the same node, a pod on the other node, the node to its pod', () => {
+      lab.exec('web-1a', 'ping', '-6', '-c', '2', '-W', '2', 'fd00:10:244:1::1');
+      lab.exec('web-1a', 'ping', '-6', '-c', '2', '-W', '2', v6['web-1b']!);
+      lab.exec('web-1a', 'ping', '-6', '-c', '2', '-W', '2', v6['web-2b']!);
+      lab.exec('node-2', 'ping', '-6', '-c', '2', '-W', '2', v6['web-2a']!);
+      // A remote node's stack reaches a pod here too (its source is its own IPv6 gateway address).
+      lab.exec('node-2', 'ping', '-6', '-c', '2', '-W', '2', v6['web-1b']!);
+    });
+
+    await t.test('HTTP over IPv6 keeps the client address (no NAT) on both paths', () => {
+      const cross = lab.httpEcho('web-1a', `[${v6['web-2b']}]`, '/v6', ['-g']);
+      assert.equal(cross.pod, 'web-2b');
+      assert.ok(cross.client.startsWith(`${v6['web-1a']}:`), `no NAT across nodes: ${cross.client}`);
+      const same = lab.httpEcho('web-1b', `[${v6['web-1a']}]`, '/v6', ['-g']);
+      assert.ok(same.client.startsWith(`${v6['web-1b']}:`), same.client);
+      // IPv4 still works beside it.
+      const v4 = lab.httpEcho('web-1a', lab.ips['web-2b']!);
+      assert.ok(v4.client.startsWith(`${lab.ips['web-1a']}:`), v4.client);
+    });
+
+    await t.test('iperf3 over IPv6, same node and across nodes (TSO6 segments and GRO6 runs on the way)', () => {
+      const server = lab.run('web-2b', 'iperf3', '-s', '-1', '-D', '-p', '5299');
+      assert.equal(server.status, 0, server.stderr);
+      const cross = JSON.parse(lab.exec('web-1a', 'iperf3', '-6', '-c', v6['web-2b']!, '-p', '5299', '-t', '1', '-J')) as { end: { sum_received: { bytes: number } } };
+      assert.ok(cross.end.sum_received.bytes > 1_000_000, `across nodes: ${cross.end.sum_received.bytes} bytes`);
+      const server2 = lab.run('web-1b', 'iperf3', '-s', '-1', '-D', '-p', '5298');
+      assert.equal(server2.status, 0, server2.stderr);
+      const same = JSON.parse(lab.exec('web-1a', 'iperf3', '-6', '-c', v6['web-1b']!, '-p', '5298', '-t', '1', '-J')) as { end: { sum_received: { bytes: number } } };
+      assert.ok(same.end.sum_received.bytes > 1_000_000, `same node: ${same.end.sum_received.bytes} bytes`);
+    });
+
+    await t.test('on the underlay: VXLAN (UDP 4789, VNI 4242) carrying the pods\' ICMPv6 echoes, as tshark decodes it', async () => {
+      const tshark = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, 'node-2', '--', 'timeout', '20', 'tshark', '-l', '-i', 'eth0', '-c', '2',
+        '-f', 'udp port 4789', '-Y', 'vxlan && icmpv6.type == 128', '-T', 'fields', '-e', 'vxlan.vni', '-e', 'ipv6.src', '-e', 'ipv6.dst'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      tshark.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      tshark.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      const done = new Promise<number | null>((resolve) => tshark.on('close', resolve));
+      // tshark says "Capturing on 'eth0'" once it listens.
+      for (let i = 0; i < 100 && !err.includes('Capturing on'); i++) await sleep(100);
+      for (let i = 0; i < 10 && out.split('\n').filter(Boolean).length < 2; i++) {
+        lab.run('web-1a', 'ping', '-6', '-c', '1', '-W', '1', v6['web-2a']!);
+        await sleep(200);
+      }
+      await done;
+      const lines = out.trim().split('\n');
+      assert.ok(lines.length >= 2, `tshark saw ${lines.length} VXLAN frames with an echo request: ${out}${err}`);
+      assert.deepEqual(lines[0]!.split('\t'), ['4242', v6['web-1a'], v6['web-2a']]);
+    });
+
+    await t.test('the agents count no IPv6 frame as unsupported', () => {
+      for (const node of ['node-1', 'node-2']) {
+        const r = tapir(['stats', '--lab', lab.name, '--node', node, '--json']);
+        assert.equal(r.status, 0, r.stderr);
+        const stats = JSON.parse(r.stdout) as { ports: { name: string; drops: Record<string, number> }[] };
+        for (const p of stats.ports) assert.equal(p.drops['ipv6-unsupported'] ?? 0, 0, JSON.stringify(p));
+      }
+    });
+  } finally {
+    const down = lab.down();
+    assert.equal(down.status, 0, down.stderr);
+    assert.deepEqual(lab.leftovers(), { netns: [], pids: [], dir: false });
+  }
+});
