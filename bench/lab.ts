@@ -5,26 +5,44 @@
 // across nodes (web-1a -> web-2a). The labs run one after the other, so they never
 // compete for the 2 cores; each measurement is bounded in time.
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1] [--json FILE]
+// --ip-family dual: both labs dual-stack, and every path measured over IPv6 too, to
+// the pod's IPv6 address (rows "same node (IPv6)", "across nodes (IPv6)"): the kernel's
+// IPv6 bridge and VXLAN paths against Tapir's in the same run. --dataplanes picks
+// which labs run (the kernel baseline alone: --dataplanes kernel).
+//
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--dataplanes kernel,tapir] [--json FILE]
 import { parseArgs } from 'node:util';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
 import { buildCTools, median, ratio } from './lib/tools.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' },
+    'ip-family': { type: 'string', default: 'ipv4' }, dataplanes: { type: 'string', default: 'kernel,tapir' },
+  },
+});
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
+const IP_FAMILY = values['ip-family'];
+if (IP_FAMILY !== 'ipv4' && IP_FAMILY !== 'dual') throw new Error(`--ip-family must be ipv4 or dual, not ${IP_FAMILY}`);
+const DATAPLANES = values.dataplanes.split(',').filter((d) => d !== '');
+for (const d of DATAPLANES) if (d !== 'kernel' && d !== 'tapir') throw new Error(`--dataplanes: ${d} is not kernel or tapir`);
 
 const METRICS = ['tcp', 'udp', 'conn'] as const;
 type Metric = (typeof METRICS)[number];
 const PATHS = { 'same node': ['web-1a', 'web-1b'], 'across nodes': ['web-1a', 'web-2a'] } as const;
 type PathName = keyof typeof PATHS;
+type Family = 4 | 6;
+const FAMILIES: Family[] = IP_FAMILY === 'dual' ? [4, 6] : [4];
+/** The row of a path in one family: IPv4 rows keep their names from before dual-stack. */
+const rowName = (path: PathName, family: Family): string => (family === 4 ? path : `${path} (IPv6)`);
 
 /** One pod-to-pod measurement; ports vary so that nothing left from a previous test is in the way. */
-function measure(lab: BenchLab, m: Metric, from: string, to: string): Promise<Figure> {
+function measure(lab: BenchLab, m: Metric, from: string, to: string, family: Family): Promise<Figure> {
   const port = (base: number): number => base + Math.floor(Math.random() * 500);
-  const target = (p: number): { ip: string; port: number } => ({ ip: lab.podIP(to), port: p });
+  const target = (p: number): { ip: string; port: number } => ({ ip: family === 4 ? lab.podIP(to) : lab.podIP6(to), port: p });
   switch (m) {
     case 'tcp': { const p = port(5400); return tcpThroughput(lab, from, [to], target(p), p, SECONDS); }
     case 'udp': { const p = port(6400); return udpRate(lab, from, [to], target(p), p, SECONDS); }
@@ -36,19 +54,22 @@ async function main(): Promise<void> {
   downLabsOnSignal();
   buildCTools(['udpblast', 'connrate']);
   const results = new Map<string, Figure[]>();
-  const key = (dp: Dataplane, path: PathName, m: Metric): string => `${dp}|${path}|${m}`;
+  const key = (dp: Dataplane, row: string, m: Metric): string => `${dp}|${row}|${m}`;
   for (let run = 0; run < RUNS; run++) {
-    for (const dp of ['kernel', 'tapir'] as const) {
-      const lab = new BenchLab(dp);
+    for (const dp of DATAPLANES as Dataplane[]) {
+      const lab = new BenchLab(dp, undefined, IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {});
       try {
-        process.stderr.write(`run ${run + 1}/${RUNS}: ${dp} lab ${lab.name}\n`);
+        process.stderr.write(`run ${run + 1}/${RUNS}: ${dp} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}\n`);
         await lab.up();
         for (const [path, [from, to]] of Object.entries(PATHS) as [PathName, readonly [string, string]][]) {
-          for (const m of METRICS) {
-            const fig = await measure(lab, m, from, to);
-            process.stderr.write(`  ${path} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
-            const k = key(dp, path, m);
-            results.set(k, [...(results.get(k) ?? []), fig]);
+          for (const family of FAMILIES) {
+            for (const m of METRICS) {
+              const fig = await measure(lab, m, from, to, family);
+              const row = rowName(path, family);
+              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
+              const k = key(dp, row, m);
+              results.set(k, [...(results.get(k) ?? []), fig]);
+            }
           }
         }
       } finally {
@@ -56,12 +77,13 @@ async function main(): Promise<void> {
       }
     }
   }
+  const rows = (Object.keys(PATHS) as PathName[]).flatMap((path) => FAMILIES.map((family) => rowName(path, family)));
   if (values.json !== undefined) {
     const out = new BenchJsonWriter('lab', 'tapir', ['kernel']);
     const UNITS = { tcp: ['TCP Gbit/s', 'Gbit/s'], udp: ['UDP 64 B pkt/s received', 'pkt/s'], conn: ['TCP connections/s', 'conn/s'] } as const;
     for (const [k, figs] of results) {
-      const [mode, path, m] = k.split('|') as [Dataplane, PathName, Metric];
-      out.add({ section: 'pod to pod', row: path, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
+      const [mode, row, m] = k.split('|') as [Dataplane, string, Metric];
+      out.add({ section: 'pod to pod', row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
     }
     out.write(values.json);
   }
@@ -69,13 +91,13 @@ async function main(): Promise<void> {
   console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
   console.log('| path | metric | kernel | tapir | tapir/kernel | tapir agents CPU |');
   console.log('|---|---|---|---|---|---|');
-  for (const path of Object.keys(PATHS) as PathName[]) {
+  for (const row of rows) {
     for (const m of METRICS) {
-      const k = median((results.get(key('kernel', path, m)) ?? []).map((f) => f.value));
-      const t = median((results.get(key('tapir', path, m)) ?? []).map((f) => f.value));
-      const cpu = median((results.get(key('tapir', path, m)) ?? []).map((f) => f.cpu));
+      const k = median((results.get(key('kernel', row, m)) ?? []).map((f) => f.value));
+      const t = median((results.get(key('tapir', row, m)) ?? []).map((f) => f.value));
+      const cpu = median((results.get(key('tapir', row, m)) ?? []).map((f) => f.cpu));
       const name = m === 'tcp' ? 'TCP Gbit/s' : m === 'udp' ? 'UDP 64 B pkt/s received' : 'TCP conn/s';
-      console.log(`| ${path} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} |`);
+      console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} |`);
     }
   }
 }

@@ -207,7 +207,7 @@ test('dual-stack plan: every node an IPv6 underlay address and a /64 of clusterC
   assert.equal(v4.addressing.clusterCIDRv6, undefined);
 });
 
-test('dual-stack plan errors: ipv6-only and the kernel dataplane are refused, IPv6 prefixes are checked like IPv4 ones', () => {
+test('dual-stack plan errors: ipv6-only is refused on either dataplane, IPv6 prefixes are checked like IPv4 ones', () => {
   const err = (yaml: string, dataplane: 'tapir' | 'kernel' = 'tapir'): string => {
     try {
       planLab(parseTopology(yaml, '/x/t.yaml'), 'unit', dataplane);
@@ -218,7 +218,7 @@ test('dual-stack plan errors: ipv6-only and the kernel dataplane are refused, IP
   };
   const nodes = 'nodes:\n  - name: a\n    pods: []\n  - name: b\n    pods: []\n';
   assert.match(err(`ipFamily: ipv6\n${nodes}`), /ipFamily: ipv6 \(IPv6-only\) labs are not built yet/);
-  assert.match(err(`ipFamily: dual\n${nodes}`, 'kernel'), /ipFamily: dual-stack labs run on the tapir dataplane/);
+  assert.match(err(`ipFamily: ipv6\n${nodes}`, 'kernel'), /ipFamily: ipv6 \(IPv6-only\) labs are not built yet/);
   assert.match(err(`ipFamily: dual\naddressing:\n  clusterCIDRv6: "fd00:10:244::1/56"\n${nodes}`), /addressing.clusterCIDRv6: "fd00:10:244::1\/56" must be an IPv6 network/);
   assert.match(err(`ipFamily: dual\naddressing:\n  serviceCIDRv6: "fd00:10:244::/112"\n${nodes}`), /addressing.serviceCIDRv6: overlaps addressing.clusterCIDRv6/);
   assert.match(err(`ipFamily: dual\nnodes:\n  - name: a\n    podCIDRv6: "fd00:99::/64"\n    pods: []\n`), /nodes\[0\].podCIDRv6: fd00:99::\/64 is not inside addressing.clusterCIDRv6/);

@@ -5,6 +5,8 @@
  *
  *   connrate server <bind-ip> <port>             accept and close, until killed
  *   connrate client <dst-ip> <port> <seconds>    prints "connections <n> seconds <s>"
+ *
+ * Addresses are IPv4 or IPv6 (sockaddr.h); a server on :: takes both families.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockaddr.h"
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -26,13 +30,13 @@ static double now(void) {
 
 int main(int argc, char **argv) {
   if (argc < 4) { fprintf(stderr, "usage: connrate server|client <ip> <port> [seconds]\n"); return 2; }
-  struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[3])) };
-  if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1) { fprintf(stderr, "bad address\n"); return 2; }
+  struct endpoint addr;
+  if (parse_endpoint(argv[2], argv[3], &addr) < 0) { fprintf(stderr, "bad address %s port %s\n", argv[2], argv[3]); return 2; }
   if (strcmp(argv[1], "server") == 0) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket_for(&addr, SOCK_STREAM);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 4096) < 0) { perror("listen"); return 1; }
+    if (bind(fd, (struct sockaddr *)&addr.addr, addr.len) < 0 || listen(fd, 4096) < 0) { perror("listen"); return 1; }
     printf("ready\n");
     fflush(stdout);
     for (;;) {
@@ -48,11 +52,11 @@ int main(int argc, char **argv) {
   unsigned long long count = 0, failed = 0;
   double start = now(), end = start + seconds;
   while (now() < end) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket_for(&addr, SOCK_STREAM);
     if (fd < 0) { perror("socket"); return 1; }
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) count++;
+    if (connect(fd, (struct sockaddr *)&addr.addr, addr.len) == 0) count++;
     else failed++;
     close(fd);
   }

@@ -18,6 +18,9 @@
  *       prints "connect <ip:port> <us>" (or "failed <ip:port> <errno>") per target: the
  *       first packet of a flow to a service nothing has used yet
  *
+ * Addresses are IPv4 or IPv6 (sockaddr.h); an IPv6 target of "first" is written
+ * [addr]:port.
+ *
  * Attempts in "wait" are bounded (50 ms to connect, 500 ms for the reply): a SYN the
  * data plane does not forward yet is abandoned rather than left to the kernel's 1 s
  * retransmission, so the time resolution is a few tens of milliseconds.
@@ -35,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockaddr.h"
+
 #define MAX_SAMPLES 1000000
 
 static double mono(void) {
@@ -49,18 +54,11 @@ static double unix_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int parse_addr(const char *ip, const char *port, struct sockaddr_in *addr) {
-  memset(addr, 0, sizeof *addr);
-  addr->sin_family = AF_INET;
-  addr->sin_port = htons((unsigned short)atoi(port));
-  return inet_pton(AF_INET, ip, &addr->sin_addr) == 1 ? 0 : -1;
-}
-
 /* Non-blocking connect bounded by timeout_ms; returns a blocking socket, or -1 with errno set. */
-static int connect_within(const struct sockaddr_in *addr, int timeout_ms) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+static int connect_within(const struct endpoint *addr, int timeout_ms) {
+  int fd = socket_for(addr, SOCK_STREAM | SOCK_NONBLOCK);
   if (fd < 0) return -1;
-  if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
+  if (connect(fd, (const struct sockaddr *)&addr->addr, addr->len) < 0) {
     if (errno != EINPROGRESS) { int e = errno; close(fd); errno = e; return -1; }
     struct pollfd p = { .fd = fd, .events = POLLOUT };
     int r = poll(&p, 1, timeout_ms);
@@ -75,13 +73,15 @@ static int connect_within(const struct sockaddr_in *addr, int timeout_ms) {
 }
 
 /* One request on its own connection; the reply (NUL-terminated, truncated to cap) in buf. */
-static int request(const struct sockaddr_in *addr, const char *host, int connect_ms, int reply_ms, char *buf, size_t cap) {
+static int request(const struct endpoint *addr, const char *host, int connect_ms, int reply_ms, char *buf, size_t cap) {
   int fd = connect_within(addr, connect_ms);
   if (fd < 0) return -1;
   struct timeval limit = { .tv_sec = reply_ms / 1000, .tv_usec = (reply_ms % 1000) * 1000 };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   char req[256];
-  int n = snprintf(req, sizeof req, "GET / HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", host);
+  /* RFC 7230 §5.4: an IPv6 literal in Host is bracketed. */
+  int v6 = addr->addr.ss_family == AF_INET6 && host[0] != '[';
+  int n = snprintf(req, sizeof req, "GET / HTTP/1.0\r\nHost: %s%s%s\r\nConnection: close\r\n\r\n", v6 ? "[" : "", host, v6 ? "]" : "");
   if (write(fd, req, (size_t)n) != n) { close(fd); return -1; }
   size_t got = 0;
   for (;;) {
@@ -103,8 +103,8 @@ static int cmp_double(const void *a, const void *b) {
 
 static int latency(int argc, char **argv) {
   if (argc < 6) return 2;
-  struct sockaddr_in addr;
-  if (parse_addr(argv[2], argv[3], &addr) < 0) { fprintf(stderr, "bad address\n"); return 2; }
+  struct endpoint addr;
+  if (parse_endpoint(argv[2], argv[3], &addr) < 0) { fprintf(stderr, "bad address %s port %s\n", argv[2], argv[3]); return 2; }
   double seconds = atof(argv[4]);
   long max = atol(argv[5]);
   if (max > MAX_SAMPLES) max = MAX_SAMPLES;
@@ -127,8 +127,8 @@ static int latency(int argc, char **argv) {
 
 static int wait_for(int argc, char **argv) {
   if (argc < 6) return 2;
-  struct sockaddr_in addr;
-  if (parse_addr(argv[2], argv[3], &addr) < 0) { fprintf(stderr, "bad address\n"); return 2; }
+  struct endpoint addr;
+  if (parse_endpoint(argv[2], argv[3], &addr) < 0) { fprintf(stderr, "bad address %s port %s\n", argv[2], argv[3]); return 2; }
   const char *expect = argv[4];
   double end = mono() + atof(argv[5]);
   static char buf[4096];
@@ -155,11 +155,11 @@ static int first(int argc, char **argv) {
     if (i > 3 && gap_ms > 0) usleep((useconds_t)gap_ms * 1000);
     char ip[64];
     const char *colon = strrchr(argv[i], ':');
-    struct sockaddr_in addr;
+    struct endpoint addr;
     if (colon == NULL || (size_t)(colon - argv[i]) >= sizeof ip) { fprintf(stderr, "bad target %s\n", argv[i]); return 2; }
     memcpy(ip, argv[i], (size_t)(colon - argv[i]));
     ip[colon - argv[i]] = '\0';
-    if (parse_addr(ip, colon + 1, &addr) < 0) { fprintf(stderr, "bad target %s\n", argv[i]); return 2; }
+    if (parse_endpoint(ip, colon + 1, &addr) < 0) { fprintf(stderr, "bad target %s\n", argv[i]); return 2; }
     double t0 = mono();
     int fd = connect_within(&addr, 2000);
     double us = (mono() - t0) * 1e6;

@@ -8,6 +8,7 @@
  * The receiver starts its clock at the first datagram and counts for <seconds>, then
  * prints "received <count> seconds <s>". The sender ignores ENOBUFS/EAGAIN (a full TUN
  * queue drops, which is what is being measured) and prints "sent <count>".
+ * Addresses are IPv4 or IPv6 (sockaddr.h); a receiver on :: takes both families.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockaddr.h"
+
 #define BATCH 64
 
 static double now(void) {
@@ -32,10 +35,11 @@ static double now(void) {
 int main(int argc, char **argv) {
   if (argc < 5) { fprintf(stderr, "usage: udpblast send|recv <ip> <port> <seconds> [payload]\n"); return 2; }
   int sending = strcmp(argv[1], "send") == 0;
-  struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[3])) };
-  if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1) { fprintf(stderr, "bad address\n"); return 2; }
+  struct endpoint addr;
+  if (parse_endpoint(argv[2], argv[3], &addr) < 0) { fprintf(stderr, "bad address %s port %s\n", argv[2], argv[3]); return 2; }
   double seconds = atof(argv[4]);
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int fd = socket_for(&addr, SOCK_DGRAM);
+  if (fd < 0) { perror("socket"); return 1; }
   int big = 8 << 20;
   setsockopt(fd, SOL_SOCKET, sending ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, &big, sizeof big);
   static char buf[BATCH][2048];
@@ -44,7 +48,7 @@ int main(int argc, char **argv) {
   memset(msgs, 0, sizeof msgs);
   if (sending) {
     size_t payload = argc > 5 ? (size_t)atoi(argv[5]) : 64;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) { perror("connect"); return 1; }
+    if (connect(fd, (struct sockaddr *)&addr.addr, addr.len) < 0) { perror("connect"); return 1; }
     for (int i = 0; i < BATCH; i++) {
       iov[i].iov_base = buf[i];
       iov[i].iov_len = payload;
@@ -61,7 +65,7 @@ int main(int argc, char **argv) {
     printf("sent %llu\n", sent);
     return 0;
   }
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) { perror("bind"); return 1; }
+  if (bind(fd, (struct sockaddr *)&addr.addr, addr.len) < 0) { perror("bind"); return 1; }
   for (int i = 0; i < BATCH; i++) {
     iov[i].iov_base = buf[i];
     iov[i].iov_len = sizeof buf[i];

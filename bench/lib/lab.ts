@@ -114,9 +114,11 @@ export function background(argv: string[]): Background {
   };
 }
 
-export interface LabPod { name: string; node: string; ip: string; netns: string }
+/** `ip6`: the pod's IPv6 address in a dual-stack lab ('' otherwise). */
+export interface LabPod { name: string; node: string; ip: string; ip6: string; netns: string }
 interface LabStatusJson {
-  pods: { name: string; node: string; ip: string | null; netns: string }[];
+  /** `ips`: every address of the pod (dual-stack labs), where lab status gives them. */
+  pods: { name: string; namespace: string; node: string; ip: string | null; ips?: string[]; netns: string }[];
   nodes: { name: string; agent: { pid: number | null } | null; daemon: { pid: number | null } }[];
   services: { name: string; clusterIP: string }[];
 }
@@ -134,12 +136,19 @@ export class BenchLab {
   /** Extra arguments of `lab up` (a topology file, --source manifests). */
   readonly #upArgs: string[];
 
-  /** `opts.name`: a bench's own recognisable name instead of bench-<mode>-<random>. */
-  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests' } = {}) {
+  /**
+   * `opts.name`: a bench's own recognisable name instead of bench-<mode>-<random>;
+   * `opts.ipFamily` dual: a dual-stack lab (`lab up --ip-family dual`), pods with both families.
+   */
+  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests'; ipFamily?: 'ipv4' | 'dual' } = {}) {
     this.dataplane = dataplane;
     this.proxyMode = proxyMode ?? (dataplane === 'tapir' ? 'tapir' : 'iptables');
     this.name = opts.name ?? `bench-${this.proxyMode === 'tapir' ? 'tapir' : this.proxyMode.slice(0, 3)}-${randomBytes(2).toString('hex')}`;
-    this.#upArgs = [...(opts.topology === undefined ? [] : [opts.topology]), ...(opts.source === undefined ? [] : ['--source', opts.source])];
+    this.#upArgs = [
+      ...(opts.topology === undefined ? [] : [opts.topology]),
+      ...(opts.source === undefined ? [] : ['--source', opts.source]),
+      ...(opts.ipFamily === undefined ? [] : ['--ip-family', opts.ipFamily]),
+    ];
   }
 
   get stateDir(): string {
@@ -158,7 +167,11 @@ export class BenchLab {
   /** Re-reads pods, services and process ids (after pods were applied). */
   async refresh(): Promise<void> {
     const status = JSON.parse(await runOk([TAPIR, 'lab', 'status', '--name', this.name, '--json'], 60_000)) as LabStatusJson;
-    this.pods = new Map(status.pods.map((p) => [p.name, { name: p.name, node: p.node, ip: p.ip ?? '', netns: p.netns }]));
+    const ip6 = this.#podIps6();
+    this.pods = new Map(status.pods.map((p) => {
+      const v6 = p.ips?.find((a) => a.includes(':')) ?? ip6.get(`${p.namespace}/${p.name}`) ?? '';
+      return [p.name, { name: p.name, node: p.node, ip: p.ip ?? '', ip6: v6, netns: p.netns }];
+    }));
     this.serviceIPs = new Map(status.services.map((s) => [s.name, s.clusterIP]));
     this.agentPids = status.nodes.map((n) => n.agent?.pid ?? 0).filter((p) => p > 0);
     this.daemonPids = status.nodes.map((n) => n.daemon.pid ?? 0).filter((p) => p > 0);
@@ -180,6 +193,23 @@ export class BenchLab {
     const ip = this.pods.get(name)?.ip;
     if (ip === undefined || ip === '') throw new Error(`lab ${this.name} has no pod ${name} with an address`);
     return ip;
+  }
+
+  /** The pod's IPv6 address (a dual-stack lab). */
+  podIP6(name: string): string {
+    const ip = this.pods.get(name)?.ip6;
+    if (ip === undefined || ip === '') throw new Error(`lab ${this.name} has no pod ${name} with an IPv6 address (a dual-stack lab: --ip-family dual)`);
+    return ip;
+  }
+
+  /** "namespace/name" -> IPv6 address, from the lab's record (PodState.ip6), for a lab status without `ips`. */
+  #podIps6(): Map<string, string> {
+    try {
+      const state = JSON.parse(readFileSync(`${this.stateDir}/state.json`, 'utf8')) as { pods: { name: string; namespace: string; ip6?: string | null }[] };
+      return new Map(state.pods.filter((p) => typeof p.ip6 === 'string').map((p) => [`${p.namespace}/${p.name}`, p.ip6!]));
+    } catch {
+      return new Map();
+    }
   }
 
   exec(pod: string, argv: string[], timeoutMs = 60_000): Promise<string> {

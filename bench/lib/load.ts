@@ -4,12 +4,18 @@
 // (bench/c/connrate: connect + RST, one in flight), HTTP request latency (bench/c/httplat,
 // one connection per request). The client talks to `target`; the servers listen on
 // `serverPort` in every pod of `servers` (a service may pick any of its endpoints), and
-// `servedBy` says which of them got the traffic of a one-flow test. Every step is
+// `servedBy` says which of them got the traffic of a one-flow test. An IPv6 target
+// (a dual-stack lab) is measured the same way, the servers on [::]. Every step is
 // bounded in time; the CPU figure is the lab's agents' (fraction of one core, summed).
 import type { BenchLab } from './lab.ts';
 import { C_BUILD_DIR } from './tools.ts';
 
 export interface Target { ip: string; port: number }
+
+/** The wildcard address servers bind for a target of that family (:: takes IPv4 too, but only where the pod has IPv6). */
+function anyAddress(target: Target): string {
+  return target.ip.includes(':') ? '::' : '0.0.0.0';
+}
 export interface Figure { value: number; cpu: number; servedBy: string[] }
 
 /** Runs `work` while measuring the agents' CPU. */
@@ -37,7 +43,8 @@ export async function tcpThroughput(lab: BenchLab, client: string, servers: stri
   const started = await startServers(lab, servers, seconds + 20, ['iperf3', '-s', '-1', '--forceflush', '-p', String(serverPort)], /Server listening/);
   try {
     const fig = await measured(lab, async () => {
-      const out = await lab.exec(client, ['iperf3', '-c', target.ip, '-p', String(target.port), '-t', String(seconds), '-J'], (seconds + 20) * 1000);
+      const family = target.ip.includes(':') ? ['-6'] : [];
+      const out = await lab.exec(client, ['iperf3', ...family, '-c', target.ip, '-p', String(target.port), '-t', String(seconds), '-J'], (seconds + 20) * 1000);
       return (JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
     });
     const outputs = await Promise.all(started.map(async ({ pod, server }) => ({ pod, out: await server.stop(1500) })));
@@ -49,7 +56,7 @@ export async function tcpThroughput(lab: BenchLab, client: string, servers: stri
 
 export async function udpRate(lab: BenchLab, client: string, servers: string[], target: Target, serverPort: number, seconds: number): Promise<Figure> {
   // The receiver counts for `seconds` from its first datagram; the sender runs a little longer.
-  const started = await startServers(lab, servers, seconds + 15, [`${C_BUILD_DIR}/udpblast`, 'recv', '0.0.0.0', String(serverPort), String(seconds)], /ready/);
+  const started = await startServers(lab, servers, seconds + 15, [`${C_BUILD_DIR}/udpblast`, 'recv', anyAddress(target), String(serverPort), String(seconds)], /ready/);
   try {
     const servedBy: string[] = [];
     const fig = await measured(lab, async () => {
@@ -71,7 +78,7 @@ export async function udpRate(lab: BenchLab, client: string, servers: string[], 
 }
 
 export async function connectionRate(lab: BenchLab, client: string, servers: string[], target: Target, serverPort: number, seconds: number): Promise<Figure> {
-  const started = await startServers(lab, servers, seconds + 20, [`${C_BUILD_DIR}/connrate`, 'server', '0.0.0.0', String(serverPort)], /ready/);
+  const started = await startServers(lab, servers, seconds + 20, [`${C_BUILD_DIR}/connrate`, 'server', anyAddress(target), String(serverPort)], /ready/);
   try {
     const fig = await measured(lab, async () => {
       const out = await lab.exec(client, [`${C_BUILD_DIR}/connrate`, 'client', target.ip, String(target.port), String(seconds)], (seconds + 20) * 1000);

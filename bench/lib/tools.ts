@@ -1,18 +1,19 @@
 // Shared by the benchmarks: the C load tools in bench/c (built on demand with gcc into
 // bench/c/build), CPU accounting from /proc, medians and percentiles.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const cDir = fileURLToPath(new URL('../c', import.meta.url));
 export const C_BUILD_DIR = `${cDir}/build`;
 
-/** Compiles bench/c/NAME.c for each name whose binary is missing or older than its source. */
+/** Compiles bench/c/NAME.c for each name whose binary is missing or older than its source or a header of bench/c. */
 export function buildCTools(names: string[]): void {
   mkdirSync(C_BUILD_DIR, { recursive: true });
+  const headers = Math.max(0, ...readdirSync(cDir).filter((f) => f.endsWith('.h')).map((f) => statSync(`${cDir}/${f}`).mtimeMs));
   for (const name of names) {
     const src = `${cDir}/${name}.c`, out = `${C_BUILD_DIR}/${name}`;
-    if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) continue;
+    if (existsSync(out) && statSync(out).mtimeMs >= Math.max(statSync(src).mtimeMs, headers)) continue;
     execFileSync('gcc', ['-O2', '-Wall', '-o', out, src], { stdio: 'inherit' });
   }
 }

@@ -36,7 +36,7 @@ as kubectl would (all or nothing; a rejected file names file, document and field
 --ingress: also the Ingress controller (tapir ingress), one Pod per node in namespace
 ingress-tapir behind the LoadBalancer Service ingress-tapir/ingress-tapir-controller, the
 default IngressClass tapir, and with the default topology the Ingress web.example.test -> web:80.
---ip-family dual: a dual-stack lab (tapir dataplane): the nodes get IPv6 underlay addresses
+--ip-family dual: a dual-stack lab (either dataplane): the nodes get IPv6 underlay addresses
 and a /64 each of fd00:10:244::/56, every pod an IPv4 and an IPv6 address, and lab up checks
 pod-to-pod traffic over both families. (IPv6 Services are not built yet: ipv6-only is refused.)
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules

@@ -23,8 +23,6 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   const familyPath = ipFamilyOverride === undefined ? 'ipFamily' : '--ip-family';
   if (ipFamily === 'ipv6') {
     errors.push(`${familyPath}: ipv6 (IPv6-only) labs are not built yet: their Services need NAT66, which the agent does not do in this release; use dual`);
-  } else if (ipFamily === 'dual' && dataplane !== 'tapir') {
-    errors.push(`${familyPath}: dual-stack labs run on the tapir dataplane (the kernel dataplane is IPv4 only)`);
   }
   const dual = ipFamily === 'dual';
   const proxyMode = proxyModeOverride ?? topology.proxyMode ?? defaultProxyMode(dataplane);
@@ -155,7 +153,8 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         node: spec.name,
         netns: names.podNetns(lab, podSpec.namespace, podSpec.name),
         ip: dataplane === 'kernel' ? ipv4ToString(podCIDR.network + FIRST_POD_HOST + j) : null,
-        ...(dual ? { ip6: null } : {}),
+        // The kernel dataplane plans the IPv6 address like the IPv4 one (::2 + j); tapir-cni assigns it otherwise.
+        ...(podCIDR6 === undefined ? {} : { ip6: dataplane === 'kernel' ? ipv6ToString(podCIDR6.host(FIRST_POD_HOST + j)) : null }),
         mac: null,
         labels: podSpec.labels,
         ports: podSpec.ports,

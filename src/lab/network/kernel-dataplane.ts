@@ -3,10 +3,20 @@
 // podCIDR .0/32. For each remote node: a route to its pod CIDR via its .0 (onlink), a
 // permanent neighbour entry .0 -> its VTEP MAC and an FDB entry VTEP MAC -> its underlay
 // IP. No learning, no multicast: the lab knows every node, like flannel's subnet lease.
+//
+// Dual-stack (flannel's IPv6 in the same VXLAN device, over the IPv4 underlay): cni0
+// also holds podCIDRv6 ::1, vxlan0 podCIDRv6 ::0/128, each remote /64 is routed via the
+// remote range's ::0 (onlink), with a permanent neighbour entry ::0 -> its VTEP MAC (the
+// FDB entry is the IPv4 one: one VTEP per node). The node forwards IPv6, a sysctl of its
+// own namespace. Every IPv6 address is added `nodad`: the lab plans them all, and DAD
+// would hold each one back for a second. Pods route ::/0 via the gateway (static, like
+// the tapir dataplane's; no router advertisements).
+import { tryRunIn } from '../../device/ip-command.ts';
 import { bridgeBatch, ipBatch } from './shell.ts';
-import { POD_BRIDGE, UNDERLAY_IFNAME, VXLAN_DEVICE } from './names.ts';
-import type { LabState, NodeState } from '../state.ts';
+import { POD_BRIDGE, POD_IFNAME, UNDERLAY_IFNAME, VXLAN_DEVICE } from './names.ts';
+import type { LabState, NodeState, PodState } from '../state.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
+import { LabError } from '../validate.ts';
 
 /** RFC 7348 §5: IANA-assigned VXLAN UDP port. */
 const VXLAN_PORT = 4789;
@@ -27,6 +37,38 @@ export function podPortLines(hostDevice: string, podNetns: string, mtu: number):
     `link set ${hostDevice} master ${POD_BRIDGE} up`,
     `link set ${hostDevice} type bridge_slave hairpin on`,
   ];
+}
+
+/** A dual-stack pod's IPv6 address and default route on its eth0 (none in an IPv4 lab). */
+export function podInterfaceLines6(node: NodeState, pod: PodState): string[] {
+  if (node.podCIDRv6 === undefined || pod.ip6 == null) return [];
+  return [
+    `addr add ${pod.ip6}/${node.podCIDRv6.split('/')[1]} dev ${POD_IFNAME} nodad`,
+    `route add ::/0 via ${node.gateway6} dev ${POD_IFNAME}`,
+  ];
+}
+
+/** The node's IPv6 side: the gateway on cni0, ::0 on vxlan0, a route and neighbour entry per remote node. */
+function nodeLines6(state: LabState, node: NodeState): string[] {
+  if (node.podCIDRv6 === undefined) return [];
+  const [network, prefixLength] = node.podCIDRv6.split('/') as [string, string];
+  const lines = [
+    `addr add ${node.gateway6}/${prefixLength} dev ${POD_BRIDGE} nodad`,
+    `addr add ${network}/128 dev ${VXLAN_DEVICE} nodad`,
+  ];
+  for (const remote of state.nodes) {
+    if (remote === node || remote.podCIDRv6 === undefined) continue;
+    const remoteNetwork = remote.podCIDRv6.split('/')[0]!;
+    lines.push(`route add ${remote.podCIDRv6} via ${remoteNetwork} dev ${VXLAN_DEVICE} onlink`);
+    lines.push(`neigh add ${remoteNetwork} lladdr ${remote.vtepMac} dev ${VXLAN_DEVICE} nud permanent`);
+  }
+  return lines;
+}
+
+/** IPv6 forwarding in the node's namespace (its own sysctl: the root namespace's is never touched). */
+async function enableIpv6Forwarding(netns: string): Promise<void> {
+  const r = await tryRunIn(netns, 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv6/conf/all/forwarding']);
+  if (r.code !== 0) throw new LabError('COMMAND_FAILED', `enabling IPv6 forwarding in ${netns} failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
 
 async function buildNode(state: LabState, node: NodeState): Promise<void> {
@@ -54,11 +96,13 @@ async function buildNode(state: LabState, node: NodeState): Promise<void> {
     lines.push(`neigh add ${remoteNetwork} lladdr ${remote.vtepMac} dev ${VXLAN_DEVICE} nud permanent`);
     fdb.push(`fdb append ${remote.vtepMac} dev ${VXLAN_DEVICE} dst ${remote.underlayIP} self permanent`);
   }
+  lines.push(...nodeLines6(state, node));
   const pods = state.pods.filter((p) => p.node === node.name);
   for (const pod of pods) lines.push(...podPortLines(pod.hostDevice!, pod.netns, podMTU));
+  if (node.podCIDRv6 !== undefined) await enableIpv6Forwarding(node.netns);
   await ipBatch(node.netns, lines);
   node.devices.push(POD_BRIDGE, VXLAN_DEVICE, ...pods.map((p) => p.hostDevice!));
   await bridgeBatch(node.netns, fdb);
   for (const pod of pods) pod.mac = podMac(pod.ip!);
-  await Promise.all(pods.map((pod) => ipBatch(pod.netns, podInterfaceLines(pod.ip!, pod.mac!, prefixLength, node.gateway, podMTU))));
+  await Promise.all(pods.map((pod) => ipBatch(pod.netns, [...podInterfaceLines(pod.ip!, pod.mac!, prefixLength, node.gateway, podMTU), ...podInterfaceLines6(node, pod)])));
 }

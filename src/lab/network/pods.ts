@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import { podDnsFields, preparePodStart } from '../cluster/pod-start.ts';
 import { removeNetnsEtc } from './netns-files.ts';
-import { podPortLines } from './kernel-dataplane.ts';
+import { podInterfaceLines6, podPortLines } from './kernel-dataplane.ts';
 import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { ipBatch } from './shell.ts';
@@ -17,7 +17,7 @@ import type { ContainerCommand, ContainerPort, Workload } from '../topology.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from '../validate.ts';
 import { startWorkload, waitForWorkloads } from '../workloads.ts';
-import { ipv4ToString, parseCidr } from '../../wire/address.ts';
+import { ipv4ToString, ipv6ToString, parseCidr, parseCidr6 } from '../../wire/address.ts';
 
 const WORKLOAD_READY_TIMEOUT_MS = 15_000;
 /** Pod CIDR .0 is vxlan0's, .1 the gateway (src/lab/plan.ts). */
@@ -57,6 +57,7 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
   const onNode = others.filter((p) => p.node === node.name);
   let ip: string | null = null;
   let hostDevice: string | null = null;
+  let ip6: string | null = null;
   if (state.dataplane === 'kernel') {
     const cidr = parseCidr(node.podCIDR, true)!;
     const used = new Set(onNode.map((p) => p.ip));
@@ -67,6 +68,7 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
     if (ip === null) throw new LabError('POD_CIDR_FULL', `node ${node.name}: pod CIDR ${node.podCIDR} has no free address for pod ${namespace}/${name}`);
     const devices = new Set(onNode.map((p) => p.hostDevice));
     for (let k = 0; hostDevice === null; k++) if (!devices.has(podVeth(k))) hostDevice = podVeth(k);
+    if (node.podCIDRv6 !== undefined) ip6 = freeIpv6(node, onNode, `${namespace}/${name}`);
   }
   return {
     name,
@@ -74,7 +76,7 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
     node: node.name,
     netns: podNetns(state.name, namespace, name),
     ip,
-    ...(node.podCIDRv6 === undefined ? {} : { ip6: null }),
+    ...(node.podCIDRv6 === undefined ? {} : { ip6 }),
     mac: null,
     labels: { ...object.metadata.labels },
     ports,
@@ -92,6 +94,22 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
 }
 
 /**
+ * Kernel dataplane, dual-stack: the first address from podCIDRv6 ::2 up that no pod of
+ * the node holds (::0 is vxlan0's, ::1 the gateway, as in IPv4). The search is bounded
+ * by the pods on the node, so a /64 never runs out in practice; a /120 can.
+ */
+function freeIpv6(node: NodeState, onNode: PodState[], pod: string): string {
+  const cidr = parseCidr6(node.podCIDRv6!, true)!;
+  const used = new Set(onNode.map((p) => p.ip6));
+  const hosts = Math.min(2 ** (128 - cidr.prefixLength), FIRST_POD_HOST + onNode.length + 1);
+  for (let host = FIRST_POD_HOST; host < hosts; host++) {
+    const candidate = ipv6ToString(cidr.host(host));
+    if (!used.has(candidate)) return candidate;
+  }
+  throw new LabError('POD_CIDR_FULL', `node ${node.name}: podCIDRv6 ${node.podCIDRv6} has no free address for pod ${pod}`);
+}
+
+/**
  * Creates the pod's namespace and interface and starts its workload; undone by
  * removePod. `services`: the cluster's Services as they stand, for the pod's
  * environment (the kubelet's Service variables).
@@ -106,7 +124,7 @@ export async function createPod(state: LabState, pod: PodState, services: readon
     const prefixLength = Number(node.podCIDR.split('/')[1]);
     await ipBatch(node.netns, podPortLines(pod.hostDevice!, pod.netns, state.addressing.podMTU));
     pod.mac = podMac(pod.ip!);
-    await ipBatch(pod.netns, podInterfaceLines(pod.ip!, pod.mac, prefixLength, node.gateway, state.addressing.podMTU));
+    await ipBatch(pod.netns, [...podInterfaceLines(pod.ip!, pod.mac, prefixLength, node.gateway, state.addressing.podMTU), ...podInterfaceLines6(node, pod)]);
   } else {
     await ipBatch(pod.netns, ['link set lo up']);
     const { addPod } = await import('./tapir-dataplane.ts');
