@@ -55,6 +55,8 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
       assert.ok(cross.client.startsWith(`${v6['web-1a']}:`), `no NAT across nodes: ${cross.client}`);
       const same = lab.httpEcho('web-1b', `[${v6['web-1a']}]`, '/v6', ['-g']);
       assert.ok(same.client.startsWith(`${v6['web-1b']}:`), same.client);
+      // UDP over IPv6 across nodes (bash's /dev/udp with an IPv6 address).
+      assert.equal(lab.exec('web-2a', 'timeout', '3', 'bash', '-c', `exec 3<>/dev/udp/${v6['web-1b']}/9000; printf udp6 >&3; head -c 4 <&3`), 'udp6');
       // IPv4 still works beside it.
       const v4 = lab.httpEcho('web-1a', lab.ips['web-2b']!);
       assert.ok(v4.client.startsWith(`${lab.ips['web-1a']}:`), v4.client);
