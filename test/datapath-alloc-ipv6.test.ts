@@ -8,13 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+import { getHeapStatistics } from 'node:v8';
 import { Datapath } from '../src/datapath/datapath.ts';
 import { ForwardingTable, macForIpv6 } from '../src/datapath/forwarding.ts';
 import { PortKind } from '../src/datapath/port.ts';
-import type { PortCounters } from '../src/datapath/counters.ts';
 import { Icmpv6Type, TcpFlags, VIRTIO_NET_HEADER_LENGTH, buildPacket, linkLocalForMac, parseCidr6, parseIpv6, type PacketRepr } from '../src/wire/index.ts';
-import { runGcChild } from './helpers/gc-child.ts';
+import { runGcChild, sumDrops, youngUsed } from './helpers/gc-child.ts';
 import {
   CLUSTER_CIDR, GATEWAY_MAC, MAC_A, MAC_B, MTU, POD_A, POD_B, POD_CIDR, REMOTE_NODE_IP, REMOTE_POD_CIDR, ReplayDevice, ReplayUnderlay,
   UNDERLAY_IP, VNI, makeTable, pattern, timestampOption, vxlanPayload, withVnet,
@@ -42,17 +41,7 @@ function solicitGateway(): Uint8Array {
   });
 }
 
-function sumDrops(c: PortCounters): number {
-  let n = 0;
-  for (let i = 0; i < c.drops.length; i++) n += c.drops[i]!;
-  return n;
-}
 
-function youngUsed(): number {
-  let n = 0;
-  for (const s of getHeapSpaceStatistics()) if (s.space_name === 'new_space' || s.space_name === 'new_large_object_space') n += s.space_used_size;
-  return n;
-}
 
 function child(frames: number): void {
   const podA = new ReplayDevice([

@@ -7,12 +7,11 @@
 // collections between the child's markers and reads the heap growth it prints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runGcChild } from './helpers/gc-child.ts';
+import { runGcChild, sumDrops, youngUsed } from './helpers/gc-child.ts';
 import { fileURLToPath } from 'node:url';
-import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+import { getHeapStatistics } from 'node:v8';
 import { Datapath } from '../src/datapath/datapath.ts';
 import { PortKind } from '../src/datapath/port.ts';
-import type { PortCounters } from '../src/datapath/counters.ts';
 import { VIRTIO_NET_HEADER_LENGTH, buildPacket, type PacketRepr } from '../src/wire/index.ts';
 import {
   GATEWAY_MAC, MAC_A, POD_A, POD_B, REMOTE_POD, REMOTE_POD_MAC, ReplayDevice, ReplayUnderlay, makeTable, pattern,
@@ -30,18 +29,7 @@ function udp(src: number, dst: number, ethSrc: number, payload: number): PacketR
   };
 }
 
-function sumDrops(c: PortCounters): number {
-  let n = 0;
-  for (let i = 0; i < c.drops.length; i++) n += c.drops[i]!;
-  return n;
-}
 
-/** Bytes in the young generation: between two readings with no scavenge, what was allocated. */
-function youngUsed(): number {
-  let n = 0;
-  for (const s of getHeapSpaceStatistics()) if (s.space_name === 'new_space' || s.space_name === 'new_large_object_space') n += s.space_used_size;
-  return n;
-}
 
 function child(frames: number): void {
   // Pod A sends alternately to pod B (routed) and to the remote pod (VXLAN).

@@ -545,10 +545,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const b = this.arena.buf;
     const info = this.#info;
     const mtu = this.#table.mtu;
-    const ipLen = VirtioNetHeader.gsoProtocol(b, vh) === VirtioNetGso.NONE
-      ? info.ipLength
-      : info.payloadOffset - info.l3Offset + VirtioNetHeader.gsoSize(b, vh);
-    if (ipLen <= mtu) return true;
+    if (this.#largestPacket(vh) <= mtu) return true;
     if (!Ipv4Packet.dontFragment(b, info.l3Offset) || !icmpErrorAllowed(info, b)) {
       this.#drop(port.counters, DatapathDrop.TOO_BIG);
       return false;
@@ -570,10 +567,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const info = this.#info;
     const t = this.#table;
     const mtu = t.mtu;
-    const ipLen = VirtioNetHeader.gsoProtocol(b, vh) === VirtioNetGso.NONE
-      ? info.ipLength
-      : info.payloadOffset - info.l3Offset + VirtioNetHeader.gsoSize(b, vh);
-    if (ipLen <= mtu) return true;
+    if (this.#largestPacket(vh) <= mtu) return true;
     this.#drop(port.counters, DatapathDrop.PACKET_TOO_BIG);
     if (!icmpErrorAllowed(info, b)) return false;
     const at = this.arena.allocFrame(PACKET_TOO_BIG_BYTES);
@@ -582,6 +576,15 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const n = emitIcmpv6PacketTooBig(b, at + VIRTIO_NET_HEADER_LENGTH, info, b, mtu, t.gateway6);
     this.enqueue(port.index, at, VIRTIO_NET_HEADER_LENGTH + n);
     return false;
+  }
+
+  /** The largest IP packet the frame at `vh` puts on a link: the packet, or each segment of a TSO frame. */
+  #largestPacket(vh: number): number {
+    const b = this.arena.buf;
+    const info = this.#info;
+    return VirtioNetHeader.gsoProtocol(b, vh) === VirtioNetGso.NONE
+      ? info.ipLength
+      : info.payloadOffset - info.l3Offset + VirtioNetHeader.gsoSize(b, vh);
   }
 
   #podIp(index: number): number {

@@ -161,13 +161,7 @@ export class Underlay {
     const to = t.podPorts.get(dst);
     if (to >= 0) {
       Ipv4Packet.decrementTtl(b, ip);
-      EthernetFrame.setDst(b, e, t.portMacs[to]!);
-      EthernetFrame.setSrc(b, e, t.gatewayMac);
-      if (this.coalescer.offer(to, info, b, e)) return;
-      this.coalescer.finish(to);
-      const vh = a.frameWithHeader(e, len, inPlace);
-      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
-      return this.#routes.enqueue(to, vh, VIRTIO_NET_HEADER_LENGTH + len);
+      return this.#toPod(to, e, len, inPlace);
     }
     // Reverse NATed for a client on another node (one of its pods, or the node itself,
     // e.g. reaching a node port on this node's address): back over the overlay to it.
@@ -207,13 +201,7 @@ export class Underlay {
     const to = t.podPorts6.getAt(b, dst);
     if (to >= 0) {
       Ipv6Packet.decrementHopLimit(b, ip);
-      EthernetFrame.setDst(b, e, t.portMacs[to]!);
-      EthernetFrame.setSrc(b, e, t.gatewayMac);
-      if (this.coalescer.offer(to, info, b, e)) return;
-      this.coalescer.finish(to);
-      const vh = a.frameWithHeader(e, len, inPlace);
-      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
-      return this.#routes.enqueue(to, vh, VIRTIO_NET_HEADER_LENGTH + len);
+      return this.#toPod(to, e, len, inPlace);
     }
     const host = this.#routes.hostPort;
     if (t.isGateway6(b, dst) && host !== NO_PORT) {
@@ -221,6 +209,24 @@ export class Underlay {
       return this.#routes.enqueue(host, a.frameWithHeader(ip, len - ETH, true), len - ETH + VIRTIO_NET_HEADER_LENGTH);
     }
     this.#drop(t.podCIDR6!.containsAt(b, dst) ? DatapathDrop.NO_SUCH_POD : DatapathDrop.NO_ROUTE);
+  }
+
+  /**
+   * The inner frame at `e` (decoded in #info, its hop count already lowered) to local
+   * pod port `to`: MACs rewritten, then into the coalescer's run for the port, or on
+   * its own behind a virtio-net header.
+   */
+  #toPod(to: number, e: number, len: number, inPlace: boolean): void {
+    const a = this.#arena;
+    const b = a.buf;
+    const t = this.#routes.table;
+    EthernetFrame.setDst(b, e, t.portMacs[to]!);
+    EthernetFrame.setSrc(b, e, t.gatewayMac);
+    if (this.coalescer.offer(to, this.#info, b, e)) return;
+    this.coalescer.finish(to);
+    const vh = a.frameWithHeader(e, len, inPlace);
+    if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+    this.#routes.enqueue(to, vh, VIRTIO_NET_HEADER_LENGTH + len);
   }
 
   // ---- transmit --------------------------------------------------------------------

@@ -8,6 +8,7 @@
 // optimised code can arrive late and the code it replaces box a number for a while
 // (seen once in a while in full CI runs); a real allocation per packet or per batch
 // collects in every run, so a retry hides no regression.
+import { getHeapSpaceStatistics } from 'node:v8';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 
@@ -34,4 +35,18 @@ export function runGcChild<T>(file: string, packets: number): GcChildRun<T> {
     if (best === null || gcs.length < best.gcs.length) best = { result: JSON.parse(json) as T, gcs, output };
   }
   return best!;
+}
+
+/** Bytes in the young generation: between two readings with no scavenge, what was allocated. */
+export function youngUsed(): number {
+  let n = 0;
+  for (const sp of getHeapSpaceStatistics()) if (sp.space_name === 'new_space' || sp.space_name === 'new_large_object_space') n += sp.space_used_size;
+  return n;
+}
+
+/** Every drop a set of counters holds (the datapath alloc tests expect none). */
+export function sumDrops(c: { drops: Float64Array }): number {
+  let n = 0;
+  for (let i = 0; i < c.drops.length; i++) n += c.drops[i]!;
+  return n;
 }
