@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
-import { Lab, TAPIR } from './helpers/lab.ts';
+import { Lab, TAPIR, tapir } from './helpers/lab.ts';
 import { FLOW_PROBE, type FlowProbeResult } from './helpers/flow-probe.ts';
 
 interface NodeStatus {
@@ -60,6 +60,12 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     const running = probe('web-1b', `http://${web.clusterIP}/`, 8);
     const outside = probe('client', `http://${nodeIP}:30080/`, 8);
     await sleep(2500);
+    // On a loaded machine the probes may take longer to start: kill only once node-1's
+    // agent tracks their flows (else the restart has nothing to take over).
+    await eventually(10_000, () => {
+      const r = tapir(['stats', '--lab', lab.name, '--node', 'node-1', '--json']);
+      return r.status === 0 ? ((JSON.parse(r.stdout) as { conntrack: { entries: number } | null }).conntrack?.entries ?? 0) : 0;
+    }, (entries) => entries >= 2);
     process.kill(before.agent.pid!, 'SIGKILL');
     const result = await running;
     const viaNodePort = await outside;

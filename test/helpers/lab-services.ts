@@ -90,7 +90,7 @@ const BAD: Record<string, { text: string; expect: RegExp }> = {
   'wrong-kind.yaml': { text: 'apiVersion: v1\nkind: Deployment\nmetadata: { name: x }\n', expect: /wrong-kind\.yaml: document 1 \(Deployment default\/x\): kind: "Deployment" is not supported/ },
   'missing.yaml': { text: 'apiVersion: v1\nkind: Service\nmetadata: { name: nope }\nspec: { selector: { app: web } }\n', expect: /missing\.yaml: document 1 \(Service default\/nope\): spec\.ports: required field is missing/ },
   'range.yaml': { text: 'apiVersion: v1\nkind: Namespace\nmetadata: { name: ok-first }\n---\napiVersion: v1\nkind: Service\nmetadata: { name: big }\nspec: { ports: [{ port: 70000 }] }\n', expect: /range\.yaml: document 2 \(Service default\/big\): spec\.ports\[0\]\.port: 70000 is out of range 1-65535/ },
-  'ip.yaml': { text: 'apiVersion: v1\nkind: Service\nmetadata: { name: ext }\nspec: { externalIPs: [172.30.0.999], ports: [{ port: 80 }] }\n', expect: /ip\.yaml: document 1 \(Service default\/ext\): spec\.externalIPs\[0\]: "172\.30\.0\.999" is not a valid IPv4 address/ },
+  'ip.yaml': { text: 'apiVersion: v1\nkind: Service\nmetadata: { name: ext }\nspec: { externalIPs: [172.30.0.999], ports: [{ port: 80 }] }\n', expect: /ip\.yaml: document 1 \(Service default\/ext\): spec\.externalIPs\[0\]: "172\.30\.0\.999" must be a valid IP address \(such as 10\.0\.0\.10 or fd00::10\)/ },
   'garbage.yaml': { text: 'kind: [Service\n  metadata: {{{\n', expect: /garbage\.yaml: document 1: YAML syntax error/ },
   'node.yaml': { text: 'apiVersion: v1\nkind: Node\nmetadata: { name: node-9 }\n', expect: /node\.yaml: document 1 \(Node node-9\): kind: Nodes belong to the lab/ },
   'immutable.yaml': {
