@@ -423,8 +423,8 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     Ipv6Packet.decrementHopLimit(b, ip);
     const e = ip - ETH;
     VirtioNetHeader.move(b, off, e - VIRTIO_NET_HEADER_LENGTH, ETH);
-    EthernetFrame.setDst(b, e, to >= 0 ? t.portMacs[to]! : t.gatewayMac);
-    EthernetFrame.setSrc(b, e, t.gatewayMac);
+    if (to >= 0) this.#macsToPod(e, to);
+    else this.#macsToOverlay(e);
     EthernetFrame.setEthertype(b, e, EtherType.IPV6);
     if (to >= 0) return this.enqueue(to, e - VIRTIO_NET_HEADER_LENGTH, len + ETH);
     this.#underlay.send(c, e - VIRTIO_NET_HEADER_LENGTH, e, len - VIRTIO_NET_HEADER_LENGTH + ETH, node);
@@ -471,8 +471,8 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     // Prepend Ethernet: the virtio-net header moves down 14 bytes into the headroom.
     const e = ip - ETH;
     VirtioNetHeader.move(b, off, e - VIRTIO_NET_HEADER_LENGTH, ETH);
-    EthernetFrame.setDst(b, e, to >= 0 ? t.portMacs[to]! : t.gatewayMac);
-    EthernetFrame.setSrc(b, e, t.gatewayMac);
+    if (to >= 0) this.#macsToPod(e, to);
+    else this.#macsToOverlay(e);
     EthernetFrame.setEthertype(b, e, EtherType.IPV4);
     if (to >= 0) return this.enqueue(to, e - VIRTIO_NET_HEADER_LENGTH, len + ETH);
     this.#underlay.send(c, e - VIRTIO_NET_HEADER_LENGTH, e, len - VIRTIO_NET_HEADER_LENGTH + ETH, node);
@@ -589,15 +589,24 @@ export class Datapath implements FrameSink, UnderlayRoutes {
 
   /**
    * The Ethernet addresses of a frame routed to local pod port `to`: its MAC, from the
-   * gateway's. The MACs are doubles (48 bits): read here rather than passed in, so that
-   * when this stays a call (a big caller's inlining budget spent: it did in #route6,
-   * one allocation per packet) only small integers cross it, and nothing is boxed.
+   * gateway's. The MACs are doubles (48 bits) and are read here, in a small method of
+   * their own, never passed in or merged: in a big caller a MAC given to setDst as an
+   * argument left non-inlined (#route6), or chosen by a conditional (#fromHost's "pod
+   * MAC or gateway MAC"), was boxed into a heap number on every packet.
    */
   #macsToPod(e: number, to: number): void {
     const b = this.arena.buf;
     const t = this.#table;
     EthernetFrame.setDst(b, e, t.portMacs[to]!);
     EthernetFrame.setSrc(b, e, t.gatewayMac);
+  }
+
+  /** The Ethernet addresses of a frame for the overlay: the gateway's both ways (the receiving node sets its own). */
+  #macsToOverlay(e: number): void {
+    const b = this.arena.buf;
+    const mac = this.#table.gatewayMac;
+    EthernetFrame.setDst(b, e, mac);
+    EthernetFrame.setSrc(b, e, mac);
   }
 
   /** The largest IP packet the frame at `vh` puts on a link: the packet, or each segment of a TSO frame. */
