@@ -139,6 +139,37 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
       }
     });
 
+    await t.test('tapir capture of a pod port and tapir pcap dump: the neighbour exchange and the echo over IPv6', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tapir-dual-cap-'));
+      try {
+        const file = join(dir, 'web-1a.pcap');
+        const capture = spawn(TAPIR, ['capture', '--lab', lab.name, 'web-1a', '-w', file, '--seconds', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        capture.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+        const closed = new Promise((resolve) => capture.on('close', resolve));
+        for (let i = 0; i < 100 && !/capturing/.test(err); i++) await sleep(50);
+        // The gateway's neighbour entry is permanent (set with the address); a pod of the
+        // same /64 is on-link: with its entry flushed, web-1a solicits it, then pings it
+        // and the remote pod.
+        lab.exec('web-1a', 'ip', '-6', 'neigh', 'flush', 'dev', 'eth0');
+        lab.exec('web-1a', 'ping', '-6', '-c', '1', '-W', '2', v6['web-1b']!);
+        lab.exec('web-1a', 'ping', '-6', '-c', '1', '-W', '2', v6['web-2b']!);
+        await closed;
+        const dump = tapir(['pcap', 'dump', file, '--json']);
+        assert.equal(dump.status, 0, dump.stderr);
+        const text = dump.stdout;
+        assert.ok(text.includes(v6['web-2b']!), 'the echo to the remote pod is in the capture');
+        const frames = text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { ip?: { version: number } });
+        assert.ok(frames.some((f) => f.ip?.version === 6), 'IPv6 frames decoded');
+        // tshark agrees: the agent advertised web-1b's address with web-1b's MAC, not as a router.
+        const mac = `0a:58:${lab.ips['web-1b']!.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
+        const na = execFileSync('tshark', ['-r', file, '-Y', 'icmpv6.type == 136', '-T', 'fields', '-e', 'ipv6.src', '-e', 'icmpv6.nd.na.flag.r', '-e', 'icmpv6.opt.linkaddr'], { encoding: 'utf8' });
+        assert.match(na, new RegExp(`${v6['web-1b']}\\s+(0|False)\\s+${mac}`), na);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     await t.test('the agents count no IPv6 frame as unsupported', () => {
       for (const node of ['node-1', 'node-2']) {
         const r = tapir(['stats', '--lab', lab.name, '--node', node, '--json']);
