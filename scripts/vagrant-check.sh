@@ -43,7 +43,22 @@ PACKAGES=(qemu-system-x86 qemu-utils mmdebstrap fdisk extlinux syslinux-common v
 
 step() { printf '[%5ss] %s\n' "$(($(date +%s) - STARTED))" "$*"; }
 die() { step "FAILED: $*" >&2; exit 1; }
-indent() { sed -u 's/^/    /'; }
+# Indented, without vagrant's progress meters (one line of thousands of updates).
+indent() { sed -u -E -e 's/\r//g' -e 's/.*Progress: [^=]*//' -e 's/\x1b\[K//g' -e '/^$/d' -e 's/^/    /'; }
+LONG_PID=
+long() { # long SECONDS COMMAND...: bounded, its output indented, and in the background so
+  # that a signal to this script runs the cleanup at once (which stops the command first).
+  local secs=$1 out rc=0
+  shift
+  out=$(mktemp "$W/long.XXXXXX")
+  timeout --kill-after=30 "$secs" "$@" >"$out" 2>&1 &
+  LONG_PID=$!
+  tail -n +1 --pid="$LONG_PID" -f "$out" | indent &
+  wait "$LONG_PID" || rc=$?
+  LONG_PID=
+  wait
+  return "$rc"
+}
 
 [ "$(id -u)" = 0 ] || die "run as root (libvirtd, network namespaces, loop devices for the box)"
 case $NODES in [2-9]) ;; *) die "TAPIR_NODES=$NODES: the check needs 2 to 9 nodes (pods on two of them)" ;; esac
@@ -82,6 +97,11 @@ cleanup() {
     trap - INT
   fi
   step "cleanup: VMs, volumes, pool, networks, daemons, namespace $NS"
+  if [ -n "$LONG_PID" ] && kill -0 "$LONG_PID" 2>/dev/null; then
+    # timeout(1) passes the signal on, and kills 30 s later what did not stop.
+    kill -TERM "$LONG_PID" 2>/dev/null
+    for _ in $(seq 200); do kill -0 "$LONG_PID" 2>/dev/null || break; sleep 0.2; done
+  fi
   if [ -n "$LIBVIRTD_PID" ] && kill -0 "$LIBVIRTD_PID" 2>/dev/null; then
     timeout 300 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant destroy -f 2>&1 | indent
     local v="timeout 60 ip netns exec $NS virsh -q -c qemu:///system"
@@ -133,8 +153,8 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   step "1. installing ${missing[*]}"
-  timeout 900 apt-get update -q 2>&1 | tail -n 2 | indent
-  DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" 2>&1 | tail -n 3 | indent
+  long 900 apt-get update -q
+  DEBIAN_FRONTEND=noninteractive long 1200 apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}"
 else
   step "1. packages: all ${#PACKAGES[@]} installed"
 fi
@@ -145,7 +165,7 @@ BOX_FILE=$CACHE/tapir-debian12.box
 BOX_STAMP=$(sha256sum "$ROOT/vagrant/build-box.sh" | cut -c1-16)
 if [ ! -f "$BOX_FILE" ] || [ "$(cat "$BOX_FILE.stamp" 2>/dev/null)" != "$BOX_STAMP" ]; then
   step "2. building the box $BOX_FILE (vagrant/build-box.sh)"
-  timeout 1200 "$ROOT/vagrant/build-box.sh" "$BOX_FILE" 2>&1 | grep -v '^I: ' | indent
+  long 1200 "$ROOT/vagrant/build-box.sh" "$BOX_FILE"
   echo "$BOX_STAMP" >"$BOX_FILE.stamp"
 else
   step "2. box: $BOX_FILE (cached)"
@@ -154,7 +174,7 @@ export VAGRANT_HOME=$CACHE/vagrant.d VAGRANT_CHECKPOINT_DISABLE=1
 BOX_ID="$BOX_STAMP $(stat -c %Y "$BOX_FILE")"
 if [ "$(cat "$VAGRANT_HOME/tapir-debian12.added" 2>/dev/null)" != "$BOX_ID" ] || ! vagrant box list 2>/dev/null | grep -q '^tapir/debian12 '; then
   step "2. vagrant box add tapir/debian12"
-  timeout 300 vagrant box add --force --name tapir/debian12 "$BOX_FILE" 2>&1 | indent
+  long 300 vagrant box add --force --name tapir/debian12 "$BOX_FILE"
   echo "$BOX_ID" >"$VAGRANT_HOME/tapir-debian12.added"
 fi
 
@@ -173,7 +193,14 @@ wait_pidfile() { # FILE: the pid of a daemon that just forked into the backgroun
 }
 inns virtlogd -d
 VIRTLOGD_PID=$(wait_pidfile /run/virtlogd.pid) || die "virtlogd did not start"
-inns libvirtd -d
+# QEMU runs as root (this testbed's qemu.conf, bind-mounted over /etc/libvirt/qemu.conf in
+# libvirtd's own mount namespace, which ip netns exec made): libvirt checks KVM with the
+# QEMU user's access to /dev/kvm (root-only here) but probes with root's, and without
+# this re-probes QEMU's capabilities forever ("KVM was enabled when probing ..., but it
+# is not available now"). The domains are TCG (TAPIR_VAGRANT_DRIVER) either way.
+printf 'user = "root"\ngroup = "root"\n' >"$W/qemu.conf"
+# shellcheck disable=SC2016 # $1 is the inner shell's
+inns sh -c 'mount --bind "$1" /etc/libvirt/qemu.conf && exec libvirtd -d' libvirtd-in-ns "$W/qemu.conf"
 LIBVIRTD_PID=$(wait_pidfile /run/libvirtd.pid) || die "libvirtd did not start"
 virsh() { timeout 120 ip netns exec "$NS" virsh -q -c qemu:///system "$@"; }
 for _ in $(seq 60); do virsh version >/dev/null 2>&1 && break; sleep 1; done
@@ -217,7 +244,7 @@ KUBECONFIG_FILE=$W/stage/tapir/.cluster/admin.kubeconfig
 
 # ---- 5. vagrant up ----
 step "5. vagrant up: $NODES nodes$([ "$CLIENT" = 1 ] && echo ' and the client') (driver $DRIVER, box tapir/debian12)"
-if ! timeout 2400 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant up --provider libvirt 2>&1 | indent; then
+if ! long 2400 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant up --provider libvirt; then
   for f in "$W"/console/*.log; do [ -f "$f" ] && { echo "--- $f (last lines)"; tail -n 15 "$f"; }; done
   die "vagrant up failed"
 fi
@@ -239,11 +266,11 @@ expect() { # expect WHAT PATTERN TEXT
 }
 
 step "6. kubectl from the host (in $NS) against https://$SUBNET.11:6443: nodes Ready"
-kc wait --for=condition=Ready node --all --timeout=600s | indent
+long 700 ip netns exec "$NS" "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" wait --for=condition=Ready node --all --timeout=600s
 kc get nodes -o wide | indent
 step "6. kubectl apply -f vagrant/check/web.yaml (a web pod on node1 and node2, NodePort Service web)"
 kc apply -f "$ROOT/vagrant/check/web.yaml" | indent
-kc wait --for=condition=Ready pod -l app=web --timeout=600s | indent
+long 700 ip netns exec "$NS" "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" wait --for=condition=Ready pod -l app=web --timeout=600s
 kc get pods,svc,endpointslices -o wide | indent
 WEB1=$(kc get pod web-1 -o jsonpath='{.status.podIP}')
 WEB2=$(kc get pod web-2 -o jsonpath='{.status.podIP}')
@@ -274,4 +301,4 @@ expect "tapir trace in node1: web-1 -> $CLUSTER_IP:80 names the Service and an e
 
 # ---- 7. destroy ----
 step "7. vagrant destroy"
-timeout 600 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant destroy -f 2>&1 | indent
+long 600 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant destroy -f

@@ -25,7 +25,7 @@
 //    conditions. The daemon knows the node by a one-node lab state whose "node namespace"
 //    is the VM's own (the name tapirvm-host, attached to PID 1's network namespace).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -131,16 +131,23 @@ function interfaceOf(address: string): string {
 
 /**
  * The agent's Corefile forwards to /etc/resolv.conf's nameservers and refuses a file
- * without one. The testbed's networks are isolated: a box without a resolver gets the
- * management network's gateway, which answers or not; nothing else reads it.
+ * without one. A box without a resolver (the locally built one: the testbed's networks
+ * are isolated) gets the default gateway, else what the management network's DHCP lease
+ * names (its DNS server, or the DHCP server itself): it answers or not, and nothing but
+ * the agent's forwarding of names outside the cluster asks it.
  */
 function ensureResolver(): void {
   const current = existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf', 'utf8') : '';
   if (/^\s*nameserver\s+\S/m.test(current)) return;
-  const gateway = /default via (\S+)/.exec(sh('ip', ['-4', 'route', 'show', 'default']))?.[1];
-  if (gateway === undefined) fail('/etc/resolv.conf names no nameserver and there is no default route to name instead; give the VM a resolver');
-  writeFileSync('/etc/resolv.conf', `# written by vagrant-cluster.ts: the agent's Corefile forwards here\nnameserver ${gateway}\n`);
-  log(`/etc/resolv.conf: nameserver ${gateway} (the box had none)`);
+  let server = /default via (\S+)/.exec(sh('ip', ['-4', 'route', 'show', 'default']))?.[1];
+  const leases = '/run/systemd/netif/leases';
+  for (const file of existsSync(leases) ? readdirSync(leases) : []) {
+    const lease = readFileSync(join(leases, file), 'utf8');
+    server ??= /^DNS=(\S+)/m.exec(lease)?.[1] ?? /^SERVER_ADDRESS=(\S+)/m.exec(lease)?.[1];
+  }
+  if (server === undefined) fail('/etc/resolv.conf names no nameserver, and neither a default route nor a DHCP lease names one instead; give the VM a resolver');
+  writeFileSync('/etc/resolv.conf', `# written by vagrant-cluster.ts: the agent's Corefile forwards here\nnameserver ${server}\n`);
+  log(`/etc/resolv.conf: nameserver ${server} (the box had none)`);
 }
 
 /** The DaemonSet's ConfigMap: config.yaml, Corefile and the conflist, verbatim. */
@@ -201,7 +208,7 @@ async function waitForApi(client: LabApiClient, what: string): Promise<void> {
   let last = '';
   for (;;) {
     try {
-      const res = await client.request('GET', '/api/v1/namespaces/kube-system');
+      const res = await client.request('GET', '/readyz');
       if (res.status === 200) return;
       last = `HTTP ${res.status}`;
     } catch (err) {
@@ -232,8 +239,8 @@ async function provision(dir: string, name: string): Promise<void> {
   write('/etc/tapir/serviceaccount/token', readFileSync(join(dir, 'agent.token'), 'utf8'), 0o600);
   copyFileSync(caFile, '/etc/tapir/serviceaccount/ca.crt');
   write('/etc/tapir/serviceaccount/namespace', AGENT_SERVICE_ACCOUNT.namespace);
-  // kubectl in the VM: the project's kubectl when the checkout carries one (.tapir/bin).
-  if (existsSync(join(ROOT, '.tapir/bin/kubectl'))) write('/etc/profile.d/tapir.sh', `export KUBECONFIG=/etc/tapir/admin.kubeconfig\nexport PATH="$PATH:${join(ROOT, 'bin')}:${join(ROOT, '.tapir/bin')}"\n`);
+  // `tapir` on the PATH of a login shell, and the admin kubeconfig for a kubectl brought in.
+  write('/etc/profile.d/tapir.sh', `export KUBECONFIG=/etc/tapir/admin.kubeconfig\nexport PATH="$PATH:${join(ROOT, 'bin')}"\n`);
   const compileCache = 'NODE_COMPILE_CACHE=/var/cache/tapir/compile-cache';
 
   const client = new LabApiClient(cluster.apiServer.server, caFile, readFileSync(join(dir, 'admin.token'), 'utf8'));
