@@ -20,8 +20,8 @@
 #
 # Environment: TAPIR_NODES (2..9, default 2), TAPIR_CLIENT (default 1),
 # TAPIR_VAGRANT_DRIVER (default qemu: this kind of machine's /dev/kvm cannot run a stock
-# Debian kernel at a usable speed, so the VMs run under TCG), TAPIR_KEEP_ON_FAILURE=1
-# (leave the testbed up when a check fails, for a look; a second Ctrl-C removes it).
+# Debian kernel at a usable speed, so the VMs run under TCG), TAPIR_KEEP_ON_FAILURE=SECONDS
+# (leave the testbed up for that many seconds when a step fails, for a look).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +42,19 @@ PACKAGES=(qemu-system-x86 qemu-utils mmdebstrap fdisk extlinux syslinux-common v
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables rsync openssh-client openssl)
 
 step() { printf '[%5ss] %s\n' "$(($(date +%s) - STARTED))" "$*"; }
-die() { step "FAILED: $*" >&2; exit 1; }
+UP=
+die() {
+  step "FAILED: $*" >&2
+  [ -n "$UP" ] && diagnose
+  exit 1
+}
+diagnose() { # what each node's units said, for the failure's reader
+  local n
+  for n in $(seq 1 "$NODES"); do
+    echo "--- node$n: tapir units, steering hook, forwarding"
+    on "node$n" 'sudo systemctl --no-pager --lines=0 status tapir-agent tapir-node 2>&1 | grep -E "^[●○×]|Active:"; sudo journalctl --no-pager -n 25 -u tapir-agent -u tapir-node; sudo tc filter show dev eth1 ingress | head -n 12; sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter' 2>&1 | indent
+  done
+}
 # Indented, without vagrant's progress meters (one line of thousands of updates).
 indent() { sed -u -E -e 's/\r//g' -e 's/.*Progress: [^=]*//' -e 's/\x1b\[K//g' -e '/^$/d' -e 's/^/    /'; }
 LONG_PID=
@@ -90,11 +102,9 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
-  if [ "$rc" != 0 ] && [ "${TAPIR_KEEP_ON_FAILURE:-0}" = 1 ] && [ -n "$LIBVIRTD_PID" ]; then
-    step "kept for inspection (TAPIR_KEEP_ON_FAILURE=1): ip netns exec $NS ssh -F $W/ssh.cfg node1; press Ctrl-C or Enter to remove it"
-    trap 'true' INT
-    read -r _ || true
-    trap - INT
+  if [ "$rc" != 0 ] && [ "${TAPIR_KEEP_ON_FAILURE:-0}" -gt 0 ] && [ -n "$LIBVIRTD_PID" ]; then
+    step "kept for inspection for up to $TAPIR_KEEP_ON_FAILURE s (TAPIR_KEEP_ON_FAILURE): ip netns exec $NS ssh -F $W/ssh.cfg node1; touch $W/release to remove it now"
+    for _ in $(seq "$TAPIR_KEEP_ON_FAILURE"); do [ -e "$W/release" ] && break; sleep 1; done
   fi
   step "cleanup: VMs, volumes, pool, networks, daemons, namespace $NS"
   if [ -n "$LONG_PID" ] && kill -0 "$LONG_PID" 2>/dev/null; then
@@ -249,6 +259,7 @@ if ! long 2400 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant up --provider
   die "vagrant up failed"
 fi
 timeout 120 ip netns exec "$NS" env "${VAGRANT_ENV[@]}" vagrant ssh-config >"$W/ssh.cfg" || die "vagrant ssh-config failed"
+UP=1
 step "5. up"
 
 # ---- 6. checks ----

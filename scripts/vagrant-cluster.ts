@@ -225,6 +225,11 @@ async function provision(dir: string, name: string): Promise<void> {
   const first = node.index === 1;
   const underlay = interfaceOf(node.address);
   ensureResolver();
+  // A node routes between its pods' host side (the agent's TUN) and the underlay: node-port
+  // replies leave the TUN for the client through the kernel, as kubeadm's preflight
+  // requires of every node (the netns lab sets the same in its node namespaces).
+  write('/etc/sysctl.d/90-tapir.conf', 'net.ipv4.ip_forward = 1\n');
+  sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
   const node24 = process.execPath;
   const tapir = join(ROOT, 'bin/tapir');
   const data = configMapData();

@@ -220,7 +220,7 @@ async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Prom
  * configuration lists"): the plugin's object with the list's name and cniVersion.
  * Read at every call, as a runtime re-reads /etc/cni/net.d.
  */
-function conflistPlugin(path: string): Record<string, unknown> {
+export function conflistPlugin(path: string): Record<string, unknown> {
   let list: { cniVersion?: unknown; name?: unknown; plugins?: unknown };
   try {
     list = JSON.parse(readFileSync(path, 'utf8')) as typeof list;
