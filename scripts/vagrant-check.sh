@@ -86,6 +86,9 @@ for daemon in libvirtd virtlogd virtqemud; do
 done
 ip netns list | grep -q "^$NS\b" && die "namespace $NS exists already"
 
+# /run/libvirt is libvirtd's runtime directory: when no earlier daemon left one, ours goes at the end.
+RUN_LIBVIRT_OURS=
+[ -e /run/libvirt ] || RUN_LIBVIRT_OURS=1
 W=$(mktemp -d "/tmp/tapirvg-$$.XXXXXX")
 chmod 0755 "$W"
 mkdir -m 1777 "$W/console"
@@ -102,7 +105,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
-  if [ "$rc" != 0 ] && [ "${TAPIR_KEEP_ON_FAILURE:-0}" -gt 0 ] && [ -n "$LIBVIRTD_PID" ]; then
+  if [ "$rc" = 1 ] && [ "${TAPIR_KEEP_ON_FAILURE:-0}" -gt 0 ] && [ -n "$LIBVIRTD_PID" ]; then
     step "kept for inspection for up to $TAPIR_KEEP_ON_FAILURE s (TAPIR_KEEP_ON_FAILURE): ip netns exec $NS ssh -F $W/ssh.cfg node1; touch $W/release to remove it now"
     for _ in $(seq "$TAPIR_KEEP_ON_FAILURE"); do [ -e "$W/release" ] && break; sleep 1; done
   fi
@@ -147,6 +150,9 @@ cleanup() {
     ip netns delete "$NS"
   fi
   rm -rf "$POOL_DIR" "$W"
+  if [ -n "$RUN_LIBVIRT_OURS" ] && ! pgrep -x libvirtd >/dev/null && ! pgrep -x virtlogd >/dev/null; then
+    rm -rf /run/libvirt /run/libvirtd.pid /run/virtlogd.pid
+  fi
   rm -f /var/lib/libvirt/dnsmasq/"$NET_MGMT".* /var/lib/libvirt/dnsmasq/"$NET_PRIV".* /var/log/libvirt/qemu/tapir-*.log
   if ip netns list | grep -q "^$NS\b"; then step "cleanup: namespace $NS could not be removed"; rc=1; fi
   if [ "$rc" = 0 ]; then step "PASSED: the Vagrant testbed works, and everything it made is gone"; else step "FAILED (exit $rc); everything it made is gone"; fi
