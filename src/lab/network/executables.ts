@@ -1,7 +1,9 @@
 // This checkout's executables, as the lab runs them; the environment may name others
 // (another build, a wrapper under strace): TAPIR_LAB_TAPIR_BIN runs as
 // `BIN agent --config FILE`, TAPIR_LAB_CNI_BIN as the CNI plugin (its directory heads
-// CNI_PATH).
+// CNI_PATH), and TAPIR_LAB_CNI_CONFLIST names a conflist (/etc/cni/net.d/...) whose
+// plugin the lab's runtime passes instead of its own network config (the Vagrant
+// testbed's nodes: the conflist install-cni put there).
 import { fileURLToPath } from 'node:url';
 import { agentCredentials } from '../apiserver/control-plane.ts';
 import type { ApiServerState, NodeState } from '../state.ts';
@@ -10,6 +12,7 @@ export const TAPIR_BIN = process.env.TAPIR_LAB_TAPIR_BIN || fileURLToPath(new UR
 /** Tests run stand-in agents (TAPIR_LAB_TAPIR_BIN) that serve the control socket but no DNS. */
 export const STAND_IN_AGENT = (process.env.TAPIR_LAB_TAPIR_BIN ?? '') !== '';
 export const TAPIR_CNI_BIN = process.env.TAPIR_LAB_CNI_BIN || fileURLToPath(new URL('../../../bin/tapir-cni', import.meta.url));
+export const TAPIR_CNI_CONFLIST = process.env.TAPIR_LAB_CNI_CONFLIST || null;
 
 /** The node agent's command line: `lab up` starts it, the node daemon starts it again. Its log file is for people: plain lines. */
 export function agentCommand(configFile: string): string[] {

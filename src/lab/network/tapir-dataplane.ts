@@ -1,12 +1,12 @@
 // The Tapir dataplane in the lab: one `tapir agent` per node namespace, then every pod
 // attached through tapir-cni exactly as a container runtime does it (CNI spec 1.1.0:
 // CNI_* environment, the plugin's network config on stdin, the result on stdout).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { labClusterDns } from '../cluster/pod-start.ts';
 import { dirname, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { agentPorts, agentStatusAt } from './agent-control.ts';
-import { agentCommand, clusterAgentCommand, clusterAgentEnv, TAPIR_BIN, TAPIR_CNI_BIN } from './executables.ts';
+import { agentCommand, clusterAgentCommand, clusterAgentEnv, TAPIR_BIN, TAPIR_CNI_BIN, TAPIR_CNI_CONFLIST } from './executables.ts';
 import { UNDERLAY_IFNAME, POD_IFNAME } from './names.ts';
 import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
@@ -204,8 +204,9 @@ async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Prom
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
   };
   // The runtime runs the plugin in the node's own namespace, so do we.
+  const config = TAPIR_CNI_CONFLIST === null ? cniNetworkConfig(node) : conflistPlugin(TAPIR_CNI_CONFLIST);
   const result = await tryRunIn(node.netns, TAPIR_CNI_BIN, [], {
-    env, input: JSON.stringify(cniNetworkConfig(node)), timeoutMs: CNI_TIMEOUT_MS,
+    env, input: JSON.stringify(config), timeoutMs: CNI_TIMEOUT_MS,
   });
   let output: Record<string, unknown> = {};
   try {
@@ -216,6 +217,24 @@ async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Prom
     throw new LabError('CNI_FAILED', `tapir-cni ${command} for pod ${pod.namespace}/${pod.name} on ${node.name} failed (exit ${result.code}): ${message}`);
   }
   return output;
+}
+
+/**
+ * The network config a runtime passes for a conflist of one plugin (CNI spec, "Network
+ * configuration lists"): the plugin's object with the list's name and cniVersion.
+ * Read at every call, as a runtime re-reads /etc/cni/net.d.
+ */
+export function conflistPlugin(path: string): Record<string, unknown> {
+  let list: { cniVersion?: unknown; name?: unknown; plugins?: unknown };
+  try {
+    list = JSON.parse(readFileSync(path, 'utf8')) as typeof list;
+  } catch (err) {
+    throw new LabError('CNI_FAILED', `${path}: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(list.plugins) || list.plugins.length !== 1 || typeof list.name !== 'string' || typeof list.cniVersion !== 'string') {
+    throw new LabError('CNI_FAILED', `${path}: the lab's runtime takes a conflist with name, cniVersion and exactly one plugin`);
+  }
+  return { cniVersion: list.cniVersion, name: list.name, ...(list.plugins[0] as Record<string, unknown>) };
 }
 
 /** Reads the pod's addresses (IPv4, and IPv6 in a dual-stack lab), MAC and host device from a CNI 1.1.0 result. */
