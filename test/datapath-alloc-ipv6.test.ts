@@ -9,15 +9,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { getHeapStatistics } from 'node:v8';
 import { Datapath } from '../src/datapath/datapath.ts';
 import { ForwardingTable, macForIpv6 } from '../src/datapath/forwarding.ts';
 import { PortKind } from '../src/datapath/port.ts';
 import { Icmpv6Type, TcpFlags, VIRTIO_NET_HEADER_LENGTH, buildPacket, linkLocalForMac, parseCidr6, parseIpv6, type PacketRepr } from '../src/wire/index.ts';
-import { runGcChild, sumDrops, youngUsed } from './helpers/gc-child.ts';
+import { runGcChild } from './helpers/gc-child.ts';
 import {
   CLUSTER_CIDR, GATEWAY_MAC, MAC_A, MAC_B, MTU, POD_A, POD_B, POD_CIDR, REMOTE_NODE_IP, REMOTE_POD_CIDR, ReplayDevice, ReplayUnderlay,
   UNDERLAY_IP, VNI, makeTable, pattern, timestampOption, vxlanPayload, withVnet,
+  measureAllocRun, type AllocRunResult,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -92,31 +92,10 @@ function child(frames: number): void {
     return done;
   };
 
-  console.log('MARK warm-up');
-  run(200_000);
-  globalThis.gc!();
-  const before = getHeapStatistics().used_heap_size;
-  const base = { a: podA.written, b: podB.written, u: underlay.sent };
-  const young0 = youngUsed();
-  console.log('MARK start');
-  const done = run(frames);
-  console.log('MARK end');
-  const young1 = youngUsed();
-  globalThis.gc!();
-  const after = getHeapStatistics().used_heap_size;
-  let drops = sumDrops(dp.underlayCounters);
-  for (const p of dp.ports) if (p !== undefined) drops += sumDrops(p.counters);
-  console.log(JSON.stringify({
-    frames: done, heapGrowth: after - before, youngGrowth: young1 - young0,
-    podAWritten: podA.written - base.a, podBWritten: podB.written - base.b, underlaySent: underlay.sent - base.u,
-    coalesced: dp.coalescedSegments, drops,
-  }));
+  measureAllocRun(dp, { podA, podB, underlay }, run, frames);
 }
 
-interface ChildResult {
-  frames: number; heapGrowth: number; youngGrowth: number; podAWritten: number; podBWritten: number; underlaySent: number;
-  coalesced: number; drops: number; gcs: string[];
-}
+interface ChildResult extends AllocRunResult { gcs: string[] }
 
 let result: ChildResult | null = null;
 

@@ -7,15 +7,15 @@
 // collections between the child's markers and reads the heap growth it prints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runGcChild, sumDrops, youngUsed } from './helpers/gc-child.ts';
+import { runGcChild } from './helpers/gc-child.ts';
 import { fileURLToPath } from 'node:url';
-import { getHeapStatistics } from 'node:v8';
 import { Datapath } from '../src/datapath/datapath.ts';
 import { PortKind } from '../src/datapath/port.ts';
 import { VIRTIO_NET_HEADER_LENGTH, buildPacket, type PacketRepr } from '../src/wire/index.ts';
 import {
   GATEWAY_MAC, MAC_A, POD_A, POD_B, REMOTE_POD, REMOTE_POD_MAC, ReplayDevice, ReplayUnderlay, makeTable, pattern,
   podEntry, tcpRepr, timestampOption, vxlanPayload, withVnet,
+  measureAllocRun, type AllocRunResult,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -63,36 +63,10 @@ function child(frames: number): void {
     return done;
   };
 
-  console.log('MARK warm-up'); // creates the stdout stream before measuring
-  run(200_000);
-  globalThis.gc!();
-  const before = getHeapStatistics().used_heap_size;
-  const base = { a: podA.written, b: podB.written, u: underlay.sent };
-  const young0 = youngUsed();
-  console.log('MARK start');
-  const done = run(frames);
-  console.log('MARK end');
-  const young1 = youngUsed();
-  globalThis.gc!();
-  const after = getHeapStatistics().used_heap_size;
-  let drops = sumDrops(dp.underlayCounters);
-  for (const p of dp.ports) if (p !== undefined) drops += sumDrops(p.counters);
-  console.log(JSON.stringify({
-    frames: done,
-    heapGrowth: after - before,
-    youngGrowth: young1 - young0,
-    podAWritten: podA.written - base.a,
-    podBWritten: podB.written - base.b,
-    underlaySent: underlay.sent - base.u,
-    coalesced: dp.coalescedSegments,
-    drops,
-  }));
+  measureAllocRun(dp, { podA, podB, underlay }, run, frames);
 }
 
-interface ChildResult {
-  frames: number; heapGrowth: number; youngGrowth: number; podAWritten: number; podBWritten: number; underlaySent: number;
-  coalesced: number; drops: number; gcs: string[];
-}
+interface ChildResult extends AllocRunResult { gcs: string[] }
 
 let result: ChildResult | null = null;
 

@@ -3,6 +3,8 @@
 // node (172.30.0.12, pods 10.244.2.0/24), FakeDevice pod and host ports, a recording
 // fake underlay socket, frame builders, and allocation-free fakes for the heap test.
 import assert from 'node:assert/strict';
+import { getHeapStatistics } from 'node:v8';
+import { sumDrops, youngUsed } from './gc-child.ts';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Datapath, type UnderlaySocket } from '../../src/datapath/datapath.ts';
 import { ForwardingTable, macForIpv4, type PodEntry } from '../../src/datapath/forwarding.ts';
@@ -429,3 +431,39 @@ export class ReplayUnderlay implements UnderlaySocket {
   close(): void {}
 }
 
+// ---- the allocation tests' child (datapath-alloc*.test.ts) ------------------------
+
+/** What a datapath allocation child prints after its measured loop. */
+export interface AllocRunResult {
+  frames: number; heapGrowth: number; youngGrowth: number; podAWritten: number; podBWritten: number; underlaySent: number;
+  coalesced: number; drops: number;
+}
+
+/**
+ * Warms `run` up, then runs `frames` frames through it between the markers
+ * helpers/gc-child.ts reads, and prints the JSON line it parses: heap and young
+ * generation growth, what pod A, pod B and the underlay got, and every drop.
+ */
+export function measureAllocRun(dp: Datapath, devices: { podA: ReplayDevice; podB: ReplayDevice; underlay: ReplayUnderlay }, run: (n: number) => number, frames: number): void {
+  const { podA, podB, underlay } = devices;
+  console.log('MARK warm-up'); // creates the stdout stream before measuring
+  run(200_000);
+  globalThis.gc!();
+  const before = getHeapStatistics().used_heap_size;
+  const base = { a: podA.written, b: podB.written, u: underlay.sent };
+  const young0 = youngUsed();
+  console.log('MARK start');
+  const done = run(frames);
+  console.log('MARK end');
+  const young1 = youngUsed();
+  globalThis.gc!();
+  const after = getHeapStatistics().used_heap_size;
+  let drops = sumDrops(dp.underlayCounters);
+  for (const p of dp.ports) if (p !== undefined) drops += sumDrops(p.counters);
+  const result: AllocRunResult = {
+    frames: done, heapGrowth: after - before, youngGrowth: young1 - young0,
+    podAWritten: podA.written - base.a, podBWritten: podB.written - base.b, underlaySent: underlay.sent - base.u,
+    coalesced: dp.coalescedSegments, drops,
+  };
+  console.log(JSON.stringify(result));
+}
