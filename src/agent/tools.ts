@@ -119,7 +119,8 @@ export class AgentTools {
    * forwarding table sends the translated packet.
    */
   trace(r: TraceRequest): TraceInfo {
-    if (isIpv6Text(r.dst) || isIpv6Text(r.src)) return this.#trace6(r);
+    // The protocol reader took both addresses of one family (the destination's).
+    if (isIpv6Text(r.dst)) return this.#trace6(r);
     const h = this.#host;
     const snapshot = h.serviceSnapshot() ?? { generation: 0, ports: [], nodePortAddresses: [] };
     const entryPoint = r.from === 'pod' ? EntryPoint.POD : r.from === 'host' ? EntryPoint.HOST : EntryPoint.EXTERNAL;
@@ -148,11 +149,8 @@ export class AgentTools {
    * addressed; the egress is what the forwarding table's IPv6 half says.
    */
   #trace6(r: TraceRequest): TraceInfo {
-    const src = parseIpv6(r.src);
-    const dst = parseIpv6(r.dst);
-    if (src === null || dst === null || !isIpv6Text(r.src) || !isIpv6Text(r.dst)) {
-      throw new ControlError(ControlErrorCode.invalidField, `trace: ${r.src} -> ${r.dst}: both addresses must be of one family`);
-    }
+    const src = parseIpv6(r.src)!;
+    const dst = parseIpv6(r.dst)!;
     const proto = r.protocol === 6 ? 'TCP' : 'UDP';
     const from = r.from === 'pod' ? RouteFrom.POD : RouteFrom.HOST_TUN;
     const egress = this.#routeText(explainRoute6(this.#host.datapath.table, dst, from), 0, ipv6ToString(dst));

@@ -76,7 +76,6 @@ export function udpReplyInPlace(b: Buffer, info: PacketInfo, off: number, vnet: 
 const ND_HEADER = 24;
 /** The one option an answer carries: target link-layer address (type 2, length 1 = 8 bytes). */
 const ND_OPTION_TLLA = 2;
-const ND_OPTION_SLLA = 1;
 const NA_LENGTH = ND_HEADER + 8;
 /** NA flags (RFC 4861 §4.4): Router, Solicited, Override, in the first byte of the reserved word. */
 const NA_ROUTER = 0x80, NA_SOLICITED = 0x40, NA_OVERRIDE = 0x20;
@@ -132,14 +131,6 @@ export function neighborAdvertInPlace(b: Buffer, info: PacketInfo, off: number, 
   EthernetFrame.setSrc(b, e, mac);
   b.fill(0, off, e);
   return l4 + NA_LENGTH - off;
-}
-
-/** The source link-layer address option of a solicitation, or -1 when it has none (slow path: tests). */
-export function solicitSourceMac(b: Uint8Array, info: PacketInfo): number {
-  for (let o = info.l4Offset + ND_HEADER, end = info.l4Offset + info.l4Length; o + 8 <= end && b[o + 1] !== 0; o += b[o + 1]! * 8) {
-    if (b[o] === ND_OPTION_SLLA) return get16(b, o + 2) * 0x1_0000_0000 + (((b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!) >>> 0);
-  }
-  return -1;
 }
 
 /**

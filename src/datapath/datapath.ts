@@ -13,7 +13,7 @@
 // checksummed in software.
 import {
   ArpOp, DropReason, EtherType, EthernetFrame, Icmpv4Type, Icmpv6Type, IpProtocol, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo,
-  VirtioNetGso, VirtioNetHeader, decodeFrame, emitIcmpv4FragNeeded, emitIcmpv6PacketTooBig, icmpErrorAllowed,
+  VirtioNetGso, VirtioNetHeader, decodeFrame, emitIcmpv4FragNeeded, isUnspecifiedIpv6, emitIcmpv6PacketTooBig, icmpErrorAllowed,
   ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH,
 } from '../wire/index.ts';
 import type { FrameDevice } from '../device/types.ts';
@@ -37,10 +37,6 @@ const PACKET_TOO_BIG_BYTES = ETH + 1280;
 
 export type { UnderlaySocket };
 
-function isUnspecified6(b: Uint8Array, off: number): boolean {
-  for (let i = 0; i < 16; i++) if (b[off + i] !== 0) return false;
-  return true;
-}
 
 /**
  * A UDP service the node answers itself, in the data path: the cluster DNS server's
@@ -345,7 +341,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const dst = info.dst6Offset;
     if (!t.isPodSource6(port.index, b, src)) {
       // The unspecified source is duplicate address detection's and MLD's: link control.
-      return this.#drop(c, isUnspecified6(b, src) && info.protocol === IpProtocol.ICMPV6 ? DatapathDrop.NDP_IGNORED : DatapathDrop.SPOOFED_IP);
+      return this.#drop(c, isUnspecifiedIpv6(b, src) && info.protocol === IpProtocol.ICMPV6 ? DatapathDrop.NDP_IGNORED : DatapathDrop.SPOOFED_IP);
     }
     if (info.protocol === IpProtocol.ICMPV6 && info.icmpType >= Icmpv6Type.ROUTER_SOLICIT && info.icmpType <= Icmpv6Type.REDIRECT) {
       if (info.icmpType === Icmpv6Type.NEIGHBOR_SOLICIT) return this.#answerNeighborSolicit(port, off);

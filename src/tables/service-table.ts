@@ -133,11 +133,8 @@ export class ServiceTable {
         const p = ports[i]!;
         const same = sameEndpoints(p.clusterEndpoints, p.externalEndpoints);
         shared[c] = same ? 1 : 0;
-        endpoints += p.clusterEndpoints.length + (same ? 0 : p.externalEndpoints.length);
-        if (p.lb === 'maglev') {
-          if (p.clusterEndpoints.length > 0) maglevSlots += maglevTableSize(p.clusterEndpoints.length);
-          if (!same && p.externalEndpoints.length > 0) maglevSlots += maglevTableSize(p.externalEndpoints.length);
-        }
+        endpoints += endpointSlots(p, same);
+        maglevSlots += maglevSlotsOf(p, same);
         const sharedBefore = prev.externalStart[i] === prev.clusterStart[i] && prev.externalCount[i] === prev.clusterCount[i];
         freed += prev.clusterCount[i]! + (sharedBefore ? 0 : prev.externalCount[i]!) + prev.clusterMaglevSize[i]!
           + (prev.externalMaglev[i] === prev.clusterMaglev[i] ? 0 : prev.externalMaglevSize[i]!);
@@ -178,11 +175,8 @@ export class ServiceTable {
       ranges += p.loadBalancerSourceRanges.length;
       const same = sameEndpoints(p.clusterEndpoints, p.externalEndpoints);
       shared[i] = same ? 1 : 0;
-      endpoints += p.clusterEndpoints.length + (same ? 0 : p.externalEndpoints.length);
-      if (p.lb === 'maglev') {
-        if (p.clusterEndpoints.length > 0) maglevSlots += maglevTableSize(p.clusterEndpoints.length);
-        if (!same && p.externalEndpoints.length > 0) maglevSlots += maglevTableSize(p.externalEndpoints.length);
-      }
+      endpoints += endpointSlots(p, same);
+      maglevSlots += maglevSlotsOf(p, same);
     }
 
     this.frontends = new FrontendMap(frontends);
@@ -387,4 +381,17 @@ function sameEndpoints(a: ServicePortSpec['clusterEndpoints'], b: ServicePortSpe
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i]!.ip !== b[i]!.ip || a[i]!.port !== b[i]!.port || a[i]!.local !== b[i]!.local) return false;
   return true;
+}
+
+/** Endpoint array slots a port's lists take: the external list shares the cluster one when they are the same. */
+function endpointSlots(p: ServicePortSpec, shared: boolean): number {
+  return p.clusterEndpoints.length + (shared ? 0 : p.externalEndpoints.length);
+}
+
+/** Maglev lookup-table slots a port's lists take (none unless it balances by Maglev). */
+function maglevSlotsOf(p: ServicePortSpec, shared: boolean): number {
+  if (p.lb !== 'maglev') return 0;
+  let n = p.clusterEndpoints.length > 0 ? maglevTableSize(p.clusterEndpoints.length) : 0;
+  if (!shared && p.externalEndpoints.length > 0) n += maglevTableSize(p.externalEndpoints.length);
+  return n;
 }

@@ -266,12 +266,7 @@ export class Cidr6 {
   /** The n-th address of the prefix (0 <= n < 2^32; n = 1 is the conventional gateway), as 16 new bytes. */
   host(n: number): Uint8Array {
     const out = Uint8Array.from(this.network);
-    let carry = n;
-    for (let i = 15; i >= 0 && carry > 0; i--) {
-      const sum = out[i]! + (carry % 256);
-      out[i] = sum & 0xff;
-      carry = Math.floor(carry / 256) + (sum >> 8);
-    }
+    addAtByte(out, 15, n);
     return out;
   }
 
@@ -282,26 +277,24 @@ export class Cidr6 {
   subnet(subnetLength: number, index: number): Cidr6 | undefined {
     const bits = subnetLength - this.prefixLength;
     if (bits < 0 || subnetLength > 128 || bits > 32 || index < 0 || index >= 2 ** bits || !Number.isInteger(index)) return undefined;
+    // index << (128 - subnetLength) lands in the network's zero host bits: no carry out.
     const out = Uint8Array.from(this.network);
-    // Add index << (128 - subnetLength), byte by byte from the bit position up.
-    let carry = index;
-    let shift = 128 - subnetLength;
-    let byte = 15 - Math.floor(shift / 8);
-    shift %= 8;
-    let acc = carry * 2 ** shift;
-    while (byte >= 0 && acc > 0) {
-      const sum = out[byte]! + (acc % 256);
-      out[byte] = sum & 0xff;
-      acc = Math.floor(acc / 256) + (sum >> 8);
-      byte--;
-    }
-    carry = acc;
-    if (carry > 0) return undefined;
+    const shift = 128 - subnetLength;
+    addAtByte(out, 15 - Math.floor(shift / 8), index * 2 ** (shift % 8));
     return new Cidr6(out, subnetLength);
   }
 
   toString(): string {
     return `${ipv6ToString(this.network)}/${this.prefixLength}`;
+  }
+}
+
+/** Adds `value` (a non-negative integer below 2^53) to the big-endian number ending at `b[byte]`. */
+function addAtByte(b: Uint8Array, byte: number, value: number): void {
+  for (let i = byte, carry = value; i >= 0 && carry > 0; i--) {
+    const sum = b[i]! + (carry % 256);
+    b[i] = sum & 0xff;
+    carry = Math.floor(carry / 256) + (sum >> 8);
   }
 }
 

@@ -149,3 +149,9 @@ export class Ipv6Packet {
   // into the upper-layer pseudo-header (RFC 8200 §8.1).
   get upperLength(): number { return this.off + this.len - this.upperOffset; }
 }
+
+/** Whether the 16 bytes at `b[off]` are the unspecified address :: (RFC 4291 §2.5.2). */
+export function isUnspecifiedIpv6(b: Uint8Array, off: number): boolean {
+  for (let i = 0; i < 16; i++) if (b[off + i] !== 0) return false;
+  return true;
+}

@@ -4,7 +4,7 @@
 import { LinkType, type PacketInfo } from './decode.ts';
 import { emitPacket, type EthernetRepr, type PacketRepr } from './repr.ts';
 import { IpProtocol, IPV4_HEADER_LENGTH } from './ipv4.ts';
-import { IPV6_HEADER_LENGTH } from './ipv6.ts';
+import { IPV6_HEADER_LENGTH, isUnspecifiedIpv6 } from './ipv6.ts';
 import { ICMPV4_HEADER_LENGTH, Icmpv4Type, Icmpv4Unreachable, isIcmpv4Error } from './icmpv4.ts';
 import { ICMPV6_HEADER_LENGTH, Icmpv6Type, isIcmpv6Error } from './icmpv6.ts';
 import { TcpFlags } from './tcp.ts';
@@ -44,9 +44,7 @@ export function icmpErrorAllowed(info: PacketInfo, buf: Uint8Array, type = -1, c
   if (info.protocol === IpProtocol.ICMPV6 && (info.icmpType < 0 || isIcmpv6Error(info.icmpType))) return false;
   const multicastOk = type === Icmpv6Type.PACKET_TOO_BIG || (type === Icmpv6Type.PARAM_PROBLEM && code === 2);
   if (!multicastOk && (linkMulticast || buf[info.dst6Offset] === 0xff)) return false;
-  let srcZero = true;
-  for (let i = 0; i < 16; i++) if (buf[info.src6Offset + i] !== 0) srcZero = false;
-  return !srcZero && buf[info.src6Offset] !== 0xff;
+  return !isUnspecifiedIpv6(buf, info.src6Offset) && buf[info.src6Offset] !== 0xff;
 }
 
 // An ICMPv4 error about the IPv4 packet `info` describes, from `routerAddr`, quoting
