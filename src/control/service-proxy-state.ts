@@ -9,10 +9,10 @@ import { mirrorEndpoints } from '../k8s/endpoints-mirror.ts';
 import type { ObjectChange } from '../k8s/object-source.ts';
 import { namespacedName, type EndpointSliceObject, type EndpointsObject, type K8sObject, type NodeObject, type PodObject, type ServiceObject } from '../k8s/objects.ts';
 import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
-import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
-import { parseIpv4 } from '../wire/address.ts';
+import type { ServicePortSpec, ServicePortSpec6, ServiceSnapshot } from '../model/service-snapshot.ts';
+import { ipv6ToString, parseIpv4, parseIpv6 } from '../wire/address.ts';
 import { allocateServices, allocationsFromSpec, type AllocationResult, type AllocatorConfig } from './allocator.ts';
-import { compileService, type NodeContext } from './compile.ts';
+import { compileService, compileService6, type NodeContext } from './compile.ts';
 import { endpointSlicesForService, selectorMatches } from './endpoints-controller.ts';
 import { PodIndex, ServiceSelectorIndex } from './selector-index.ts';
 import { sameServiceView, serviceView } from './service-view.ts';
@@ -59,7 +59,8 @@ export class ServiceProxyState {
 
   #allocation: AllocationResult = { allocations: new Map(), rejected: new Map() };
   readonly #generated = new Map<string, EndpointSliceObject[]>();
-  readonly #compiled = new Map<string, ServicePortSpec[]>();
+  /** Compiled ports per service: the IPv4 half, and the IPv6 half of dual-stack and IPv6 Services. */
+  readonly #compiled = new Map<string, { ports: ServicePortSpec[]; ports6: ServicePortSpec6[] }>();
   readonly #views = new Map<string, ServiceView>();
   readonly #dirty = new Set<string>();
   /** The keys of #compiled and #views in name order, kept until one is added or removed (a sort of 10k names per sync otherwise). */
@@ -206,10 +207,12 @@ export class ServiceProxyState {
     const addresses = opts.nodePortAddresses
       ?? nodeObject?.addresses.filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address)
       ?? [];
+    const v6 = addresses.filter((a) => typeof a === 'string' && a.includes(':')).map((a) => parseIpv6(a as string)).filter((a) => a !== null);
     return {
       name: opts.name,
       zone: opts.zone ?? nodeObject?.zone ?? '',
       nodePortAddresses: Object.freeze(addresses.map((a) => (typeof a === 'number' ? a >>> 0 : parseIpv4(a))).filter((a) => a !== undefined)) as number[],
+      nodePortAddresses6: Object.freeze(v6.map((a) => ipv6ToString(a))) as string[],
     };
   }
 
@@ -274,12 +277,17 @@ export class ServiceProxyState {
         viewChanged = true;
       }
       const ports = alloc === undefined ? [] : compileService(svc, alloc, slices, this.#node);
+      const ports6 = alloc === undefined ? [] : compileService6(svc, alloc, slices, this.#node);
       const before = this.#compiled.get(key);
-      if (before !== undefined && JSON.stringify(before) === JSON.stringify(ports)) continue;
-      if (ports.length === 0 && before === undefined) continue;
-      if (ports.length === 0) this.#compiled.delete(key);
-      else this.#compiled.set(key, ports);
-      if (ports.length === 0 || before === undefined) this.#compiledOrder = null;
+      if (before !== undefined && JSON.stringify(before.ports) === JSON.stringify(ports) && JSON.stringify(before.ports6) === JSON.stringify(ports6)) continue;
+      const none = ports.length === 0 && ports6.length === 0;
+      if (none && before === undefined) continue;
+      // A family whose ports did not change keeps its objects: the tables diff by identity.
+      const kept = { ports: before !== undefined && JSON.stringify(before.ports) === JSON.stringify(ports) ? before.ports : ports,
+        ports6: before !== undefined && JSON.stringify(before.ports6) === JSON.stringify(ports6) ? before.ports6 : ports6 };
+      if (none) this.#compiled.delete(key);
+      else this.#compiled.set(key, kept);
+      if (none || before === undefined) this.#compiledOrder = null;
       changed = true;
     }
     this.#dirty.clear();
@@ -288,8 +296,19 @@ export class ServiceProxyState {
     if (changed) {
       this.#compiledOrder ??= [...this.#compiled.keys()].sort(byKey);
       const ports: ServicePortSpec[] = [];
-      for (const key of this.#compiledOrder) for (const port of this.#compiled.get(key)!) ports.push(port);
-      this.#snapshot = Object.freeze({ generation: ++this.#generation, ports: Object.freeze(ports) as ServicePortSpec[], nodePortAddresses: this.#node.nodePortAddresses });
+      const ports6: ServicePortSpec6[] = [];
+      for (const key of this.#compiledOrder) {
+        const c = this.#compiled.get(key)!;
+        for (const port of c.ports) ports.push(port);
+        for (const port of c.ports6) ports6.push(port);
+      }
+      this.#snapshot = Object.freeze({
+        generation: ++this.#generation,
+        ports: Object.freeze(ports) as ServicePortSpec[],
+        nodePortAddresses: this.#node.nodePortAddresses,
+        ...(ports6.length > 0 ? { ports6: Object.freeze(ports6) as ServicePortSpec6[] } : {}),
+        ...(this.#node.nodePortAddresses6 !== undefined && this.#node.nodePortAddresses6.length > 0 ? { nodePortAddresses6: this.#node.nodePortAddresses6 } : {}),
+      });
     }
     if (changed || viewChanged) {
       this.#viewOrder ??= [...this.#views.keys()].sort(byKey);

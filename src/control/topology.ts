@@ -8,8 +8,8 @@
 //    serving+terminating ones; topology does not apply.
 import type { EndpointSpec } from '../model/service-snapshot.ts';
 
-export interface HintedEndpoint {
-  spec: EndpointSpec;
+export interface HintedEndpoint<A = number> {
+  spec: EndpointSpec<A>;
   forZones: readonly string[];
   forNodes: readonly string[];
 }
@@ -18,7 +18,7 @@ export const TopologyMode = { NONE: '', SAME_NODE: 'PreferSameNode', SAME_ZONE: 
 export type TopologyMode = (typeof TopologyMode)[keyof typeof TopologyMode];
 
 /** Decides from the hints alone; trafficDistribution acts through the hints the controller wrote. */
-export function topologyModeFromHints(endpoints: readonly HintedEndpoint[], nodeName: string, zone: string): TopologyMode {
+export function topologyModeFromHints<A>(endpoints: readonly HintedEndpoint<A>[], nodeName: string, zone: string): TopologyMode {
   let anyReady = false;
   let allNodeHints = true;
   let forThisNode = false;
@@ -38,7 +38,7 @@ export function topologyModeFromHints(endpoints: readonly HintedEndpoint[], node
   return TopologyMode.NONE;
 }
 
-function availableForTopology(ep: HintedEndpoint, mode: TopologyMode, nodeName: string, zone: string): boolean {
+function availableForTopology<A>(ep: HintedEndpoint<A>, mode: TopologyMode, nodeName: string, zone: string): boolean {
   switch (mode) {
     case TopologyMode.NONE: return true;
     case TopologyMode.SAME_NODE: return ep.forNodes.includes(nodeName);
@@ -46,17 +46,17 @@ function availableForTopology(ep: HintedEndpoint, mode: TopologyMode, nodeName: 
   }
 }
 
-export interface Categorized {
+export interface Categorized<A = number> {
   /** Cluster-policy endpoints ([] when the service never uses cluster policy). */
-  cluster: EndpointSpec[];
+  cluster: EndpointSpec<A>[];
   /** Local-policy endpoints ([] when the service never uses local policy). */
-  local: EndpointSpec[];
+  local: EndpointSpec<A>[];
   topologyMode: TopologyMode;
 }
 
-export function categorizeEndpoints(endpoints: readonly HintedEndpoint[], usesCluster: boolean, usesLocal: boolean, nodeName: string, zone: string): Categorized {
-  let cluster: EndpointSpec[] = [];
-  let local: EndpointSpec[] = [];
+export function categorizeEndpoints<A>(endpoints: readonly HintedEndpoint<A>[], usesCluster: boolean, usesLocal: boolean, nodeName: string, zone: string): Categorized<A> {
+  let cluster: EndpointSpec<A>[] = [];
+  let local: EndpointSpec<A>[] = [];
   let topologyMode: TopologyMode = TopologyMode.NONE;
   if (usesCluster) {
     topologyMode = topologyModeFromHints(endpoints, nodeName, zone);

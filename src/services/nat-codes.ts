@@ -2,6 +2,7 @@
 // verdicts, why a packet was rejected or dropped, where it entered the node, how the
 // endpoint was chosen, why the source was masqueraded. Names indexed by code are for
 // counters, logs and `tapir trace` (slow path only).
+import { FrontendKind, PortFlag } from '../tables/service-table.ts';
 
 /** Where the packet entered the node. Replies are recognised by conntrack whatever the entry point. */
 export const EntryPoint = {
@@ -79,3 +80,28 @@ export const masqReasonNames: readonly string[] = [
   'none', 'hairpin (pod to itself)', 'traffic from the node itself', 'client outside the cluster to a cluster IP',
   'externalTrafficPolicy: Cluster', 'masquerade-all',
 ];
+
+/** servicePolicy()'s answer: the external endpoint list is used. */
+export const POLICY_EXTERNAL = 8;
+
+/**
+ * Which endpoint list a new flow uses and why its source is rewritten, by frontend
+ * kind, the port's PortFlag bits and the entry point (the table in nat.ts' header):
+ * a MasqReason, plus POLICY_EXTERNAL for the external list. Both families' engines
+ * decide with it. Small and pure, so TurboFan inlines it into the per-flow path.
+ */
+export function servicePolicy(kind: number, portFlags: number, entryPoint: number, masqueradeAll: boolean): number {
+  let external = kind !== FrontendKind.CLUSTER_IP;
+  let masq: number = MasqReason.NONE;
+  if (!external) {
+    if (entryPoint === EntryPoint.HOST) masq = MasqReason.HOST;
+    else if (entryPoint === EntryPoint.EXTERNAL) masq = MasqReason.OFF_CLUSTER;
+  } else if ((portFlags & PortFlag.EXTERNAL_LOCAL) === 0) {
+    masq = MasqReason.EXTERNAL_POLICY_CLUSTER;
+  } else if (entryPoint !== EntryPoint.EXTERNAL) {
+    external = false;
+    if (entryPoint === EntryPoint.HOST) masq = MasqReason.HOST;
+  }
+  if (masq === MasqReason.NONE && masqueradeAll) masq = MasqReason.MASQUERADE_ALL;
+  return external ? masq | POLICY_EXTERNAL : masq;
+}

@@ -28,7 +28,8 @@ import type { FlowStore } from '../tables/flow-store.ts';
 import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
-import { EntryPoint, LbChoice, MasqReason, NatReason, Verdict, natReasonNames, verdictNames } from './nat-codes.ts';
+import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, natReasonNames, servicePolicy, verdictNames } from './nat-codes.ts';
+import { ServicePortIds, type ServiceIds } from './service-ids.ts';
 import { staleUdpEndpoints } from './table-diff.ts';
 import { translateFlow, translateIcmpError } from './translate.ts';
 
@@ -62,11 +63,7 @@ export interface ServiceNatOptions {
   serviceIds?: ServiceIds;
 }
 
-/** Stable ids of service ports by key (ServiceTable ports' `key`), and the next unused id. */
-export interface ServiceIds {
-  byKey: ReadonlyMap<string, number>;
-  next: number;
-}
+export type { ServiceIds } from './service-ids.ts';
 
 /** What process() did, for counters, logs and `tapir trace`. Reset per packet; small integers only. */
 export class NatResult {
@@ -111,12 +108,7 @@ export class ServiceNat {
   #table: ServiceTable;
   /** Stable id per service port of the current table (kept across swaps by key): conntrack tags, affinity keys. */
   #ids: Int32Array;
-  #idByKey = new Map<string, number>();
-  #nextId = 0;
-  /** Ids handed over by the previous process, for the first setTable() only. */
-  #inheritedIds: ReadonlyMap<string, number> | null = null;
-  /** Increases whenever the ids change (a caller that persists them compares it). */
-  idsVersion = 0;
+  readonly #portIds: ServicePortIds;
 
   constructor(table: ServiceTable, options: ServiceNatOptions) {
     this.#masqueradeIP = options.masqueradeIP >>> 0;
@@ -136,17 +128,18 @@ export class ServiceNat {
         buffer: store.buffer, byteOffset: store.affinityOffset, slots: store.affinitySlots, restore: !store.fresh,
       });
     }
-    if (options.serviceIds !== undefined) {
-      this.#inheritedIds = options.serviceIds.byKey;
-      this.#nextId = options.serviceIds.next;
-    }
+    this.#portIds = new ServicePortIds(options.serviceIds);
     // New ids never reuse one a taken-over entry carries, whatever the handed-over ids say.
-    if (this.conntrack.restored > 0) {
-      for (const e of this.conntrack.entries()) this.#nextId = Math.max(this.#nextId, this.conntrack.tagOf(e) + 1);
-    }
+    if (this.conntrack.restored > 0) for (const e of this.conntrack.entries()) this.#portIds.reserve(this.conntrack.tagOf(e));
     this.#rng[0] = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 1;
     this.#table = table;
-    this.#ids = this.#assignIds(table);
+    // The first table is a placeholder when ids were handed over: they are for the first setTable().
+    this.#ids = options.serviceIds !== undefined ? new Int32Array(table.count) : this.#portIds.assign(table);
+  }
+
+  /** Increases whenever the ids change (a caller that persists them compares it). */
+  get idsVersion(): number {
+    return this.#portIds.version;
   }
 
   get table(): ServiceTable {
@@ -155,7 +148,7 @@ export class ServiceNat {
 
   /** The ids of the current table's service ports by key, for a successor process (slow path). */
   serviceIds(): ServiceIds {
-    return { byKey: new Map(this.#idByKey), next: this.#nextId };
+    return this.#portIds.snapshot();
   }
 
   /** Stable id of service port `index` of the current table (what conntrack entries carry as tag). */
@@ -174,8 +167,7 @@ export class ServiceNat {
     const prevIds = this.#ids;
     // An incremental update (updateServiceTable) shares the key index: the same keys at
     // the same indices keep their ids, without a pass over every key.
-    const ids = table.byKey === prev.byKey && this.#inheritedIds === null ? prevIds : this.#assignIds(table);
-    this.#inheritedIds = null;
+    const ids = table.byKey === prev.byKey && this.#portIds.settled ? prevIds : this.#portIds.assign(table);
     const stale = staleUdpEndpoints(prev, prevIds, table);
     this.#table = table;
     this.#ids = ids;
@@ -286,18 +278,9 @@ export class ServiceNat {
     if (kind === FrontendKind.LOAD_BALANCER && t.rangeCount[sp]! > 0 && !this.#inSourceRanges(sp, src)) return this.#drop(NatReason.SOURCE_RANGE);
 
     // Which endpoint list, and whether the source must be rewritten.
-    let external = kind !== FrontendKind.CLUSTER_IP;
-    let masq: number = MasqReason.NONE;
-    if (!external) {
-      if (entryPoint === EntryPoint.HOST) masq = MasqReason.HOST;
-      else if (entryPoint === EntryPoint.EXTERNAL) masq = MasqReason.OFF_CLUSTER;
-    } else if ((portFlags & PortFlag.EXTERNAL_LOCAL) === 0) {
-      masq = MasqReason.EXTERNAL_POLICY_CLUSTER;
-    } else if (entryPoint !== EntryPoint.EXTERNAL) {
-      external = false;
-      if (entryPoint === EntryPoint.HOST) masq = MasqReason.HOST;
-    }
-    if (masq === MasqReason.NONE && this.#masqueradeAll) masq = MasqReason.MASQUERADE_ALL;
+    const policy = servicePolicy(kind, portFlags, entryPoint, this.#masqueradeAll);
+    const external = (policy & POLICY_EXTERNAL) !== 0;
+    let masq = policy & ~POLICY_EXTERNAL;
     r.external = external;
     const start = external ? t.externalStart[sp]! : t.clusterStart[sp]!;
     const count = external ? t.externalCount[sp]! : t.clusterCount[sp]!;
@@ -425,25 +408,4 @@ export class ServiceNat {
     this.reasons[reason]!++;
     return this.#verdict(proto === IpProtocol.TCP ? Verdict.REJECT_TCP_RST : Verdict.REJECT_ICMP);
   }
-
-  #assignIds(table: ServiceTable): Int32Array {
-    const ids = new Int32Array(table.count);
-    const next = new Map<string, number>();
-    for (let i = 0; i < table.count; i++) {
-      const key = table.ports[i]!.key;
-      let id = next.get(key) ?? this.#idByKey.get(key) ?? this.#inheritedIds?.get(key);
-      if (id === undefined) id = this.#nextId++;
-      next.set(key, id);
-      ids[i] = id;
-    }
-    if (!sameIds(next, this.#idByKey)) this.idsVersion++;
-    this.#idByKey = next;
-    return ids;
-  }
-}
-
-function sameIds(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [key, id] of a) if (b.get(key) !== id) return false;
-  return true;
 }

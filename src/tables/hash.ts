@@ -51,3 +51,14 @@ export function endpointHash(ip: number, port: number, which: number): number {
   const seed = which === 0 ? 0x5bd1e995 : 0x27d4eb2f;
   return pairHash(seed, ip, port);
 }
+
+/**
+ * A fixed 32-bit digest of an IPv6 address (four words, int32 or uint32): the name the
+ * IPv6 service tables give an endpoint where IPv4's use its address (Maglev, affinity,
+ * diffs). Fixed, not seeded, so every node and every restart derives the same one.
+ * Never 0 (the "no address" of the tables).
+ */
+export function address6Digest(w0: number, w1: number, w2: number, w3: number): number {
+  const h = pairHash(pairHash(0x7f4a7c15, w0, w1), w2, w3);
+  return h === 0 ? 1 : h;
+}

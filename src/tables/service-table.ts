@@ -19,11 +19,27 @@
 // is a whole build (compaction). The previous table is never written to: the datapath
 // may still be reading it. The whole build stays the reference: a test compares the
 // two over random change sequences.
+//
+// IPv6 (family 6, from the snapshot's ports6): the same arrays and rules, with three
+// differences. Frontend addresses (cluster, external and load-balancer IPs, node-port
+// addresses) are numbered 1, 2, ... per build in `frontendAddrs6`, and the frontend,
+// cluster-IP and node-port maps are keyed by that number: a packet's destination is
+// looked up once in frontendAddrs6, then as IPv4's is. Endpoints keep their address in
+// `endpointIP6` (four big-endian int32 words each), and `endpointIP` holds a fixed
+// 32-bit digest of it (address6Digest): Maglev hashes it (every node agrees), affinity
+// and table diffs compare it next to the port. Source ranges are four-word network and
+// mask pairs (rangeNet6, rangeMask6).
 import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { FrontendMap } from './frontend-map.ts';
+import { address6Digest } from './hash.ts';
 import { Ipv4Map } from './ipv4-map.ts';
+import { Ipv6Map } from './ipv6-map.ts';
 import { MAGLEV_MAX_ENDPOINTS, maglevTableSize, populateMaglev } from './maglev.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import { ipv4ToString, parseIpv6 } from '../wire/address.ts';
+
+/** A service port of either family: IPv4 addresses as uint32, IPv6 ones as RFC 5952 text. */
+type AnyPortSpec = ServicePortSpec<number | string>;
+export type Address = number | string;
 
 export const FrontendKind = { CLUSTER_IP: 0, EXTERNAL_IP: 1, LOAD_BALANCER: 2, NODE_PORT: 3 } as const;
 export type FrontendKindCode = (typeof FrontendKind)[keyof typeof FrontendKind];
@@ -41,12 +57,17 @@ export const PortFlag = {
 /** The node-port "address" in the frontend map. */
 export const NODE_PORT_ADDR = 0;
 
-export class ServiceTable {
+export class ServiceTable<A extends Address = number> {
   readonly generation: number;
-  /** The snapshot's service ports, by index (slow path: trace, diffs, status). */
-  readonly ports: readonly ServicePortSpec[];
+  /** 4: built from the snapshot's `ports`; 6: from its `ports6`. */
+  readonly family: 4 | 6;
+  /** The snapshot's service ports of this family, by index (slow path: trace, diffs, status). */
+  readonly ports: readonly ServicePortSpec<A>[];
   readonly count: number;
+  /** (address, protocol, port) -> index * 4 + kind; IPv6: the address's number in frontendAddrs6. */
   readonly frontends: FrontendMap;
+  /** IPv6: every frontend and node-port address -> its number (1, 2, ...); empty for IPv4. */
+  readonly frontendAddrs6: Ipv6Map;
   /** nodePortAddresses -> 0. */
   readonly nodePortAddresses: Ipv4Map;
   /** Cluster IPs -> first service port index: TCP/UDP to a cluster IP on no service port is rejected. */
@@ -71,8 +92,14 @@ export class ServiceTable {
   readonly rangeCount: Int32Array;
   readonly rangeNet: Int32Array;
   readonly rangeMask: Int32Array;
+  /** IPv6 source ranges: four words of network and of mask per range. */
+  readonly rangeNet6: Int32Array;
+  readonly rangeMask6: Int32Array;
 
+  /** IPv4: the endpoint's address. IPv6: address6Digest of it. */
   readonly endpointIP: Uint32Array;
+  /** IPv6: four words per endpoint; empty for IPv4. */
+  readonly endpointIP6: Int32Array;
   readonly endpointPort: Uint16Array;
   readonly endpointLocal: Uint8Array;
   readonly maglev: Uint16Array;
@@ -85,26 +112,29 @@ export class ServiceTable {
   readonly garbage: number;
   /** True when this table was made by an incremental update of a previous one. */
   readonly incremental: boolean;
-  readonly #nodePortAddressList: readonly number[];
+  readonly #nodePortAddressList: readonly Address[];
   /** Build cursor: the next free slot of `maglev`. */
   #slot = 0;
 
   /** `previous`: update it incrementally when the change allows (see the header), else build whole. */
-  constructor(snapshot: ServiceSnapshot, previous?: ServiceTable) {
-    const ports = snapshot.ports;
+  constructor(snapshot: ServiceSnapshot, previous?: ServiceTable<A>, family: 4 | 6 = 4) {
+    const ports: readonly AnyPortSpec[] = family === 6 ? snapshot.ports6 ?? [] : snapshot.ports;
+    const nodePortAddressList: readonly Address[] = family === 6 ? snapshot.nodePortAddresses6 ?? [] : snapshot.nodePortAddresses;
     const n = ports.length;
     this.generation = snapshot.generation;
-    this.ports = ports;
+    this.family = family;
+    this.ports = ports as readonly ServicePortSpec<A>[];
     this.count = n;
-    this.#nodePortAddressList = snapshot.nodePortAddresses;
+    this.#nodePortAddressList = nodePortAddressList;
     const problems = this.problems;
 
-    const changed = previous === undefined ? null : changedPorts(previous, snapshot);
+    const changed = previous === undefined || previous.family !== family ? null : changedPorts(previous, ports, nodePortAddressList);
     if (changed !== null) {
       const prev = previous!;
       this.incremental = true;
       // Unchanged by construction (changedPorts checked every field they derive from).
       this.frontends = prev.frontends;
+      this.frontendAddrs6 = prev.frontendAddrs6;
       this.nodePortAddresses = prev.nodePortAddresses;
       this.clusterIPs = prev.clusterIPs;
       this.frontendIPs = prev.frontendIPs;
@@ -114,6 +144,8 @@ export class ServiceTable {
       this.rangeCount = prev.rangeCount;
       this.rangeNet = prev.rangeNet;
       this.rangeMask = prev.rangeMask;
+      this.rangeNet6 = prev.rangeNet6;
+      this.rangeMask6 = prev.rangeMask6;
       this.flags = prev.flags.slice();
       this.affinityTimeout = prev.affinityTimeout.slice();
       this.clusterStart = prev.clusterStart.slice();
@@ -142,6 +174,8 @@ export class ServiceTable {
       this.garbage = prev.garbage + freed;
       this.endpointIP = new Uint32Array(prev.endpointIP.length + endpoints);
       this.endpointIP.set(prev.endpointIP);
+      this.endpointIP6 = new Int32Array(family === 6 ? this.endpointIP.length * 4 : 0);
+      this.endpointIP6.set(prev.endpointIP6);
       this.endpointPort = new Uint16Array(prev.endpointPort.length + endpoints);
       this.endpointPort.set(prev.endpointPort);
       this.endpointLocal = new Uint8Array(prev.endpointLocal.length + endpoints);
@@ -180,8 +214,9 @@ export class ServiceTable {
     }
 
     this.frontends = new FrontendMap(frontends);
-    this.nodePortAddresses = new Ipv4Map(snapshot.nodePortAddresses.length);
-    for (const a of snapshot.nodePortAddresses) this.nodePortAddresses.set(a, 0);
+    this.frontendAddrs6 = new Ipv6Map(family === 6 ? frontends + nodePortAddressList.length : 0);
+    this.nodePortAddresses = new Ipv4Map(nodePortAddressList.length);
+    for (const a of nodePortAddressList) this.nodePortAddresses.set(this.#frontendKey(a), 0);
     this.clusterIPs = new Ipv4Map(n);
     this.frontendIPs = new Ipv4Map(frontends);
     this.protocol = new Uint8Array(n);
@@ -197,9 +232,12 @@ export class ServiceTable {
     this.externalMaglevSize = new Int32Array(n);
     this.rangeStart = new Int32Array(n);
     this.rangeCount = new Int32Array(n);
-    this.rangeNet = new Int32Array(ranges);
-    this.rangeMask = new Int32Array(ranges);
+    this.rangeNet = new Int32Array(family === 6 ? 0 : ranges);
+    this.rangeMask = new Int32Array(family === 6 ? 0 : ranges);
+    this.rangeNet6 = new Int32Array(family === 6 ? ranges * 4 : 0);
+    this.rangeMask6 = new Int32Array(family === 6 ? ranges * 4 : 0);
     this.endpointIP = new Uint32Array(endpoints);
+    this.endpointIP6 = new Int32Array(family === 6 ? endpoints * 4 : 0);
     this.endpointPort = new Uint16Array(endpoints);
     this.endpointLocal = new Uint8Array(endpoints);
     this.maglev = new Uint16Array(maglevSlots);
@@ -219,9 +257,19 @@ export class ServiceTable {
       this.rangeStart[i] = range;
       this.rangeCount[i] = p.loadBalancerSourceRanges.length;
       for (const [net, prefix] of p.loadBalancerSourceRanges) {
-        const mask = prefix <= 0 ? 0 : prefix >= 32 ? -1 : (-1 << (32 - prefix));
-        this.rangeMask[range] = mask;
-        this.rangeNet[range] = net & mask;
+        if (typeof net === 'number') {
+          const mask = prefix <= 0 ? 0 : prefix >= 32 ? -1 : (-1 << (32 - prefix));
+          this.rangeMask[range] = mask;
+          this.rangeNet[range] = net & mask;
+        } else {
+          const words = words6(net);
+          for (let w = 0; w < 4; w++) {
+            const bits = Math.min(32, Math.max(0, prefix - 32 * w));
+            const mask = bits === 0 ? 0 : bits === 32 ? -1 : (-1 << (32 - bits));
+            this.rangeMask6[range * 4 + w] = mask;
+            this.rangeNet6[range * 4 + w] = words[w]! & mask;
+          }
+        }
         range++;
       }
 
@@ -229,20 +277,22 @@ export class ServiceTable {
         problems.push(`service port ${p.key}: protocol ${p.protocol} is not served (TCP and UDP only)`);
         continue;
       }
-      if (p.clusterIP === 0) continue; // headless: DNS only, no frontends
+      if (p.clusterIP === 0 || p.clusterIP === '') continue; // headless: DNS only, no frontends
       this.#addFrontend(p.clusterIP, p, i, FrontendKind.CLUSTER_IP, p.port);
-      if (this.clusterIPs.get(p.clusterIP) < 0) this.clusterIPs.set(p.clusterIP, i);
+      const clusterKey = this.#frontendKey(p.clusterIP);
+      if (this.clusterIPs.get(clusterKey) < 0) this.clusterIPs.set(clusterKey, i);
       for (const a of p.externalIPs) this.#addFrontend(a, p, i, FrontendKind.EXTERNAL_IP, p.port);
       for (const a of p.loadBalancerIPs) this.#addFrontend(a, p, i, FrontendKind.LOAD_BALANCER, p.port);
       if (p.nodePort !== 0) this.#addFrontend(NODE_PORT_ADDR, p, i, FrontendKind.NODE_PORT, p.nodePort);
     }
     this.nodePortAddresses.freeze();
+    this.frontendAddrs6.freeze();
     this.clusterIPs.freeze();
     this.frontendIPs.freeze();
   }
 
   /** Writes port i's endpoint lists from `ep` on (and their Maglev tables at #slot), and its flags; returns the next free endpoint. */
-  #putLists(i: number, p: ServicePortSpec, shared: boolean, ep: number): number {
+  #putLists(i: number, p: AnyPortSpec, shared: boolean, ep: number): number {
     this.clusterStart[i] = ep;
     this.clusterCount[i] = p.clusterEndpoints.length;
     for (const e of p.clusterEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
@@ -273,18 +323,24 @@ export class ServiceTable {
   }
 
   /** The snapshot's nodePortAddresses (for changedPorts). */
-  get nodePortAddressList(): readonly number[] {
+  get nodePortAddressList(): readonly Address[] {
     return this.#nodePortAddressList;
   }
 
-  #putEndpoint(at: number, ip: number, port: number, local: boolean): number {
-    this.endpointIP[at] = ip;
+  #putEndpoint(at: number, ip: Address, port: number, local: boolean): number {
+    if (typeof ip === 'number') {
+      this.endpointIP[at] = ip;
+    } else {
+      const w = words6(ip);
+      this.endpointIP6.set(w, at * 4);
+      this.endpointIP[at] = address6Digest(w[0]!, w[1]!, w[2]!, w[3]!);
+    }
     this.endpointPort[at] = port;
     this.endpointLocal[at] = local ? 1 : 0;
     return at + 1;
   }
 
-  #putMaglev(i: number, slot: number, start: number, count: number, offsets: Int32Array, sizes: Int32Array, p: ServicePortSpec): number {
+  #putMaglev(i: number, slot: number, start: number, count: number, offsets: Int32Array, sizes: Int32Array, p: AnyPortSpec): number {
     if (count === 0) return slot;
     if (count > MAGLEV_MAX_ENDPOINTS) {
       this.problems.push(`service port ${p.key}: ${count} endpoints exceed Maglev's ${MAGLEV_MAX_ENDPOINTS}; random choice used`);
@@ -297,25 +353,54 @@ export class ServiceTable {
     return slot + size;
   }
 
-  #addFrontend(addr: number, p: ServicePortSpec, i: number, kind: number, port: number): void {
-    const had = this.frontends.add(addr, p.protocol, port, i * 4 + kind);
+  /** The frontend maps' key of an address: IPv4 itself; IPv6 its number in frontendAddrs6 (given one here if new). */
+  #frontendKey(addr: Address): number {
+    if (typeof addr === 'number') return addr;
+    const w = words6(addr);
+    let key = this.frontendAddrs6.getWords(w[0]!, w[1]!, w[2]!, w[3]!);
+    if (key < 0) this.frontendAddrs6.setWords(w[0]!, w[1]!, w[2]!, w[3]!, (key = this.frontendAddrs6.size + 1));
+    return key;
+  }
+
+  #addFrontend(addr: Address, p: AnyPortSpec, i: number, kind: number, port: number): void {
+    const key = this.#frontendKey(addr);
+    const had = this.frontends.add(key, p.protocol, port, i * 4 + kind);
     if (had >= 0) {
       const other = this.ports[had >>> 2]!;
-      const where = kind === FrontendKind.NODE_PORT ? `node port ${port}` : `${ipv4ToString(addr)}:${port}`;
+      const where = kind === FrontendKind.NODE_PORT ? `node port ${port}` : typeof addr === 'number' ? `${ipv4ToString(addr)}:${port}` : `[${addr}]:${port}`;
       this.problems.push(`service port ${p.key}: ${where}/${p.protocol === 6 ? 'TCP' : 'UDP'} is already ${other.key}'s; ignored`);
       return;
     }
-    if (kind !== FrontendKind.NODE_PORT && this.frontendIPs.get(addr) < 0) this.frontendIPs.set(addr, i);
+    if (kind !== FrontendKind.NODE_PORT && this.frontendIPs.get(key) < 0) this.frontendIPs.set(key, i);
   }
 
-  /** The service port owning a frontend, with its kind packed (index * 4 + kind), or -1. */
+  /** The service port owning a frontend, with its kind packed (index * 4 + kind), or -1. IPv6: `addr` is its number (frontendAddrs6). */
   frontend(addr: number, protocol: number, port: number): number {
     return this.frontends.get(addr, protocol, port);
   }
 }
 
+/** Four big-endian int32 words of an IPv6 address in text (slow path: builds). */
+function words6(text: string): Int32Array {
+  const b = parseIpv6(text);
+  if (b === null) throw new RangeError(`not an IPv6 address: ${JSON.stringify(text)}`);
+  const w = new Int32Array(4);
+  for (let i = 0; i < 4; i++) w[i] = (b[4 * i]! << 24) | (b[4 * i + 1]! << 16) | (b[4 * i + 2]! << 8) | b[4 * i + 3]!;
+  return w;
+}
+
 export function buildServiceTable(snapshot: ServiceSnapshot): ServiceTable {
   return new ServiceTable(snapshot);
+}
+
+/** The IPv6 table of a snapshot (its ports6). */
+export function buildServiceTable6(snapshot: ServiceSnapshot): ServiceTable<string> {
+  return new ServiceTable<string>(snapshot, undefined, 6);
+}
+
+/** updateServiceTable for the IPv6 half. */
+export function updateServiceTable6(previous: ServiceTable<string>, snapshot: ServiceSnapshot): ServiceTable<string> {
+  return new ServiceTable<string>(snapshot, previous, 6);
 }
 
 /**
@@ -336,10 +421,9 @@ const INCREMENTAL_MAX_PORTS = 256;
  * node port address, a previous build with problems (their text and order are the
  * whole build's), a Maglev list over its limit, too many changes, or too much garbage.
  */
-function changedPorts(prev: ServiceTable, snapshot: ServiceSnapshot): number[] | null {
-  const ports = snapshot.ports;
+function changedPorts(prev: ServiceTable<Address>, ports: readonly AnyPortSpec[], nodePortAddresses: readonly Address[]): number[] | null {
   const n = ports.length;
-  if (n !== prev.count || prev.problems.length > 0 || !sameNumbers(snapshot.nodePortAddresses, prev.nodePortAddressList)) return null;
+  if (n !== prev.count || prev.problems.length > 0 || !sameValues(nodePortAddresses, prev.nodePortAddressList)) return null;
   const changed: number[] = [];
   const limit = Math.min(INCREMENTAL_MAX_PORTS, n >>> 3);
   let added = 0;
@@ -359,9 +443,9 @@ function changedPorts(prev: ServiceTable, snapshot: ServiceSnapshot): number[] |
 }
 
 /** Every field the frontends, key index, protocol and source ranges are built from. */
-function sameFrontends(a: ServicePortSpec, b: ServicePortSpec): boolean {
+function sameFrontends(a: AnyPortSpec, b: AnyPortSpec): boolean {
   if (a.key !== b.key || a.protocol !== b.protocol || a.clusterIP !== b.clusterIP || a.port !== b.port || a.nodePort !== b.nodePort) return false;
-  if (!sameNumbers(a.externalIPs, b.externalIPs) || !sameNumbers(a.loadBalancerIPs, b.loadBalancerIPs)) return false;
+  if (!sameValues(a.externalIPs, b.externalIPs) || !sameValues(a.loadBalancerIPs, b.loadBalancerIPs)) return false;
   const ra = a.loadBalancerSourceRanges;
   const rb = b.loadBalancerSourceRanges;
   if (ra.length !== rb.length) return false;
@@ -369,14 +453,14 @@ function sameFrontends(a: ServicePortSpec, b: ServicePortSpec): boolean {
   return true;
 }
 
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+function sameValues(a: readonly Address[], b: readonly Address[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
-function sameEndpoints(a: ServicePortSpec['clusterEndpoints'], b: ServicePortSpec['clusterEndpoints']): boolean {
+function sameEndpoints(a: AnyPortSpec['clusterEndpoints'], b: AnyPortSpec['clusterEndpoints']): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i]!.ip !== b[i]!.ip || a[i]!.port !== b[i]!.port || a[i]!.local !== b[i]!.local) return false;
@@ -384,12 +468,12 @@ function sameEndpoints(a: ServicePortSpec['clusterEndpoints'], b: ServicePortSpe
 }
 
 /** Endpoint array slots a port's lists take: the external list shares the cluster one when they are the same. */
-function endpointSlots(p: ServicePortSpec, shared: boolean): number {
+function endpointSlots(p: AnyPortSpec, shared: boolean): number {
   return p.clusterEndpoints.length + (shared ? 0 : p.externalEndpoints.length);
 }
 
 /** Maglev lookup-table slots a port's lists take (none unless it balances by Maglev). */
-function maglevSlotsOf(p: ServicePortSpec, shared: boolean): number {
+function maglevSlotsOf(p: AnyPortSpec, shared: boolean): number {
   if (p.lb !== 'maglev') return 0;
   let n = p.clusterEndpoints.length > 0 ? maglevTableSize(p.clusterEndpoints.length) : 0;
   if (!shared && p.externalEndpoints.length > 0) n += maglevTableSize(p.externalEndpoints.length);
