@@ -1,5 +1,6 @@
 // Micro-benchmarks of the wire layer's hot path: per-packet parse, 5-tuple
-// extraction and DNAT with incremental checksums, for TCP and UDP over IPv4; plus
+// extraction and DNAT with incremental checksums, for TCP and UDP over IPv4 (and the
+// NAT66 DNAT over IPv6, the tuple left out: its conntrack key is the tables' job); plus
 // the measurements behind two design choices (byte reads vs DataView, checksum
 // word loop threshold) and the heap growth over 1,000,000 packets.
 // Run: node bench/micro.ts [--json FILE]   (quick: BENCH_TIME_MS=300 node bench/micro.ts)
@@ -9,8 +10,8 @@ import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { BenchJsonWriter } from './lib/bench-json.ts';
 import {
-  LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, get16, get32, natRewriteDst4, ipv4, sumBytes, sumWords,
-  type PacketRepr,
+  LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, get16, get32, natRewriteDst4, natRewriteDst6, ipv4, loadIpv6Words,
+  parseIpv6, sumBytes, sumWords, type PacketRepr,
 } from '../src/wire/index.ts';
 
 const BATCH = 256; // frames per task run, like one device read batch
@@ -36,6 +37,25 @@ function slabOf(protocol: 'tcp' | 'udp'): Uint8Array {
 
 const frameLength = (slab: Uint8Array, i: number) => 14 + get16(slab, i * SLOT + 16);
 
+// The same over IPv6: distinct clients in a pod range to one IPv6 cluster IP.
+function slab6Of(protocol: 'tcp' | 'udp'): Uint8Array {
+  const slab = new Uint8Array(BATCH * SLOT);
+  for (let i = 0; i < BATCH; i++) {
+    const src = parseIpv6(`fd00:10:244:${i & 1 ? 'f001' : '1'}::${(i + 1).toString(16)}`)!;
+    const r: PacketRepr = {
+      eth: { dst: 0x02000000000b, src: 0x02000000000a },
+      ipv6: { src, dst: parseIpv6('fd00:10:96::a')!, hopLimit: 64 },
+      payload: new Uint8Array(protocol === 'tcp' ? 64 : 32),
+    };
+    if (protocol === 'tcp') r.tcp = { srcPort: 30000 + i, dstPort: 80, seq: 0x9d2daf0b + i, ack: 0x627c2b5f, flags: TcpFlags.ACK | TcpFlags.PSH, window: 502 };
+    else r.udp = { srcPort: 30000 + i, dstPort: 53 };
+    slab.set(buildPacket(r), i * SLOT);
+  }
+  return slab;
+}
+
+const frameLength6 = (slab: Uint8Array, i: number) => 14 + 40 + get16(slab, i * SLOT + 18);
+
 const info = new PacketInfo();
 // The flow key a conntrack lookup would hash: protocol, addresses, ports.
 const key = new Float64Array(5);
@@ -52,6 +72,19 @@ function parseTupleDnat(slab: Uint8Array, lengths: Int32Array): void {
     key[3] = info.srcPort;
     key[4] = info.dstPort;
     natRewriteDst4(info, slab, endpoint, 8080, false);
+  }
+}
+
+// Two endpoints as int32 words (the second with its top bits set), as the tables keep them.
+const endpoints6 = new Int32Array(8);
+loadIpv6Words(endpoints6, 0, parseIpv6('fd00:10:244:2::11')!, 0);
+loadIpv6Words(endpoints6, 4, parseIpv6('fd00:ffff:8000:3::21')!, 0);
+
+function parseDnat6(slab: Uint8Array, lengths: Int32Array): void {
+  const at = (round++ & 1) << 2;
+  for (let i = 0; i < BATCH; i++) {
+    decodeFrame(info, slab, i * SLOT, lengths[i]!, LinkType.ETHERNET);
+    natRewriteDst6(info, slab, endpoints6, at, 8080, false);
   }
 }
 
@@ -81,9 +114,9 @@ function tupleDataView(slab: Uint8Array): void {
   }
 }
 
-function lengthsOf(slab: Uint8Array): Int32Array {
+function lengthsOf(slab: Uint8Array, length = frameLength): Int32Array {
   const l = new Int32Array(BATCH);
-  for (let i = 0; i < BATCH; i++) l[i] = frameLength(slab, i);
+  for (let i = 0; i < BATCH; i++) l[i] = length(slab, i);
   return l;
 }
 
@@ -91,6 +124,10 @@ const tcpSlab = slabOf('tcp');
 const udpSlab = slabOf('udp');
 const tcpLengths = lengthsOf(tcpSlab);
 const udpLengths = lengthsOf(udpSlab);
+const tcp6Slab = slab6Of('tcp');
+const udp6Slab = slab6Of('udp');
+const tcp6Lengths = lengthsOf(tcp6Slab, frameLength6);
+const udp6Lengths = lengthsOf(udp6Slab, frameLength6);
 const sumBuf = new Uint8Array(4096).map((_, i) => (i * 31) & 0xff);
 
 const bench = new Bench({ time: TIME_MS, warmupTime: 200 });
@@ -103,6 +140,9 @@ function add(name: string, perOp: number, fn: () => void): void {
 add('parse + 5-tuple + DNAT, TCP/IPv4', BATCH, () => parseTupleDnat(tcpSlab, tcpLengths));
 add('parse + 5-tuple + DNAT, UDP/IPv4', BATCH, () => parseTupleDnat(udpSlab, udpLengths));
 add('parse only (decodeFrame), TCP/IPv4', BATCH, () => parseOnly(tcpSlab, tcpLengths));
+add('parse + DNAT66, TCP/IPv6', BATCH, () => parseDnat6(tcp6Slab, tcp6Lengths));
+add('parse + DNAT66, UDP/IPv6', BATCH, () => parseDnat6(udp6Slab, udp6Lengths));
+add('parse only (decodeFrame), TCP/IPv6', BATCH, () => parseOnly(tcp6Slab, tcp6Lengths));
 add('read 5-tuple: byte reads', BATCH, () => tupleBytes(tcpSlab));
 add('read 5-tuple: DataView', BATCH, () => tupleDataView(tcpSlab));
 // 64 sums per op so the harness's own per-op cost does not swamp a 20-byte sum.
@@ -141,7 +181,7 @@ observer.disconnect();
 
 const width = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
 for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(width[c]!) : cell.padStart(width[c]!))).join('  '));
-console.log('(unit = one packet for the first five rows, one checksum sum for the rest)');
+console.log('(unit = one packet for the first eight rows, one checksum sum for the rest)');
 console.log(`heap growth over ${batches * BATCH} packets (parse + 5-tuple + DNAT): ${growth} bytes (${(growth / (batches * BATCH)).toFixed(3)} B/packet), GCs during the loop: ${gcs}`);
 if (sink === 42) console.log('');
 if (process.argv.includes('--json')) {

@@ -5,9 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ArpPacket, DropReason, EthernetFrame, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo,
-  TcpSegment, UdpDatagram, VirtioNetHeader, VxlanHeader, decodeFrame, dropReasonNames, emitIcmpv4PortUnreachable, emitTcpReset,
-  icmpErrorAllowed, natRewriteDst4, natRewriteQuotedDst4, natRewriteSrc4, verifyChecksums,
+  ArpPacket, DropReason, EthernetFrame, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo,
+  TcpFlags, TcpSegment, UdpDatagram, VirtioNetHeader, VxlanHeader, buildPacket, decodeFrame, dropReasonNames, emitIcmpv4PortUnreachable,
+  emitIcmpv6PortUnreachable, emitTcpReset, icmpErrorAllowed, natRewriteDst4, natRewriteDst6, natRewriteQuotedDst4, natRewriteQuotedDst6,
+  natRewriteQuotedSrc6, natRewriteSrc4, natRewriteSrc6, parseIpv6, verifyChecksums, type PacketRepr,
 } from '../src/wire/index.ts';
 import { allFrames } from './fixtures/wire/frames.ts';
 import { Prng } from './fixtures/wire/prng.ts';
@@ -29,6 +30,29 @@ const vxlan = new VxlanHeader();
 const vnet = new VirtioNetHeader(true);
 const info = new PacketInfo();
 const reply = new Uint8Array(2048);
+const addr6 = new Int32Array(4);
+
+// IPv6 seeds the captures lack, for the NAT66 rewrites: TCP, and ICMPv6 errors quoting
+// TCP (whole and cut) and an echo (the captured one quotes UDP).
+function ipv6Seeds(): Uint8Array[] {
+  const base: PacketRepr = { eth: { dst: 0x02000000000b, src: 0x02000000000a }, ipv6: { src: parseIpv6('fd00:10:244:1::5')!, dst: parseIpv6('fd00:10:96::80')! }, payload: new Uint8Array(24).fill(7) };
+  const tcp6 = buildPacket({ ...base, tcp: { srcPort: 40000, dstPort: 80, seq: 1, ack: 2, flags: TcpFlags.ACK } });
+  const echo6 = buildPacket({ ...base, icmp: { type: Icmpv6Type.ECHO_REQUEST, code: 0, restOfHeader: 0x12340001 } });
+  const errors = [tcp6, echo6].map((f) => {
+    const i = new PacketInfo();
+    decodeFrame(i, f, 0, f.length, LinkType.ETHERNET);
+    const out = new Uint8Array(400);
+    return out.slice(0, emitIcmpv6PortUnreachable(out, 0, i, f));
+  });
+  // The TCP error with its quote cut after 8 and 17 bytes of TCP (RFC 4443 lets a
+  // quote end anywhere), payload length to match: rewrites must stop at the cut.
+  const cut = [8, 17].map((n) => {
+    const f = errors[0]!.slice(0, 14 + 40 + 8 + 40 + n);
+    f[18] = (f.length - 54) >>> 8; f[19] = (f.length - 54) & 0xff;
+    return f;
+  });
+  return [tcp6, ...errors, ...cut];
+}
 
 // Offsets of length fields worth lying about, relative to the frame (Ethernet at 0).
 const LIES = [
@@ -85,7 +109,7 @@ function checkInfo(i: PacketInfo, start: number, end: number): void {
   const within = (o: number, n: number) => o === -1 || (o >= start && n >= 0 && o + n <= end);
   if (!within(i.l3Offset, 0) || !within(i.l4Offset, i.l4Length) || !within(i.payloadOffset, i.payloadLength)
     || !within(i.innerOffset, i.innerLength) || !within(i.origL3Offset, 0) || !within(i.origL4Offset, 8)
-    || !within(i.src6Offset, 16) || !within(i.dst6Offset, 16) || !within(i.origSrc6Offset, 16)) {
+    || !within(i.src6Offset, 16) || !within(i.dst6Offset, 16) || !within(i.origSrc6Offset, 16) || !within(i.origDst6Offset, 16)) {
     throw new Error(`offset outside the frame: ${JSON.stringify({ ...i, wide: [...i.wide] })}`);
   }
   if (i.dropReason < 0 || i.dropReason >= Object.keys(DropReason).length) throw new Error(`bad drop reason ${i.dropReason}`);
@@ -113,10 +137,11 @@ function poke(rng: Prng, b: Uint8Array, start: number, len: number): number {
 
 test(`fuzz: ${N} random and mutated frames, seed ${SEED}`, (t) => {
   const rng = new Prng(SEED);
-  const seeds = allFrames.map(([, f]) => f);
+  const seeds = [...allFrames.map(([, f]) => f), ...ipv6Seeds()];
   const buf = new Uint8Array(GUARD + 1600 + GUARD);
   const counts = new Int32Array(Object.keys(DropReason).length);
   let acc = 0;
+  let counts6 = 0;
   for (let iter = 0; iter < N; iter++) {
     buf.fill(CANARY);
     const len = rng.below(4) === 0 ? randomFrame(rng, buf) : mutate(rng, seeds[rng.below(seeds.length)]!, buf);
@@ -130,17 +155,26 @@ test(`fuzz: ${N} random and mutated frames, seed ${SEED}`, (t) => {
       acc += verifyChecksums(info, buf) ? 1 : 0;
       acc += verifyChecksums(info, buf, true) ? 1 : 0;
       if ((iter & 63) === 0 && icmpErrorAllowed(info, buf)) {
-        if (info.ipVersion === 4) {
-          const n = emitIcmpv4PortUnreachable(reply, 0, info, buf);
-          const check = new PacketInfo();
-          if (decodeFrame(check, reply, 0, n, LinkType.ETHERNET) !== DropReason.OK) throw new Error('an ICMP error we built does not decode');
-        }
+        const n = info.ipVersion === 4 ? emitIcmpv4PortUnreachable(reply, 0, info, buf) : emitIcmpv6PortUnreachable(reply, 0, info, buf);
+        const check = new PacketInfo();
+        if (decodeFrame(check, reply, 0, n, LinkType.ETHERNET) !== DropReason.OK) throw new Error('an ICMP error we built does not decode');
         acc += emitTcpReset(reply, 0, info, buf);
       }
       if (info.ipVersion === 4 && reason === DropReason.OK) {
         natRewriteDst4(info, buf, rng.next(), rng.below(65536), (iter & 1) === 0);
         natRewriteSrc4(info, buf, rng.next(), -1, false);
         natRewriteQuotedDst4(info, buf, rng.next(), rng.below(65536));
+      }
+      // NAT66 on every frame whose IPv6 header decoded, even one whose L4 or quote did
+      // not: the rewrites must keep to what the decode vouched for.
+      if (info.ipVersion === 6) {
+        for (let k = 0; k < 4; k++) addr6[k] = rng.next() | 0;
+        natRewriteDst6(info, buf, addr6, 0, rng.below(65536), (iter & 1) === 0);
+        natRewriteSrc6(info, buf, addr6, 0, rng.below(3) === 0 ? -1 : rng.below(65536), (iter & 2) === 0);
+        natRewriteQuotedDst6(info, buf, addr6, 0, rng.below(65536));
+        natRewriteQuotedSrc6(info, buf, addr6, 0, -1);
+        checkInfo(info, start, end);
+        counts6++;
       }
       decodeFrame(info, buf, start + 14, len - 14, LinkType.RAW_IP);
       checkInfo(info, start, end);
@@ -154,6 +188,8 @@ test(`fuzz: ${N} random and mutated frames, seed ${SEED}`, (t) => {
   }
   assert.ok(Number.isFinite(acc));
   t.diagnostic(`drop reasons: ${[...counts].map((c, r) => `${dropReasonNames[r]}=${c}`).join(' ')}`);
+  t.diagnostic(`IPv6 frames through the NAT66 rewrites: ${counts6}`);
+  assert.ok(counts6 > N / 20, `IPv6 frames rewritten: ${counts6}`);
   // The mutations reach every layer: most reasons occur, and so do clean decodes.
   const seen = [...counts].filter((c) => c > 0).length;
   assert.ok(counts[DropReason.OK]! > N / 20, `ok decodes: ${counts[DropReason.OK]}`);

@@ -17,5 +17,6 @@ export * from './virtio-net.ts';
 export * from './decode.ts';
 export * from './verify.ts';
 export * from './nat.ts';
+export * from './nat6.ts';
 export * from './repr.ts';
 export * from './reply.ts';

@@ -155,3 +155,15 @@ export function isUnspecifiedIpv6(b: Uint8Array, off: number): boolean {
   for (let i = 0; i < 16; i++) if (b[off + i] !== 0) return false;
   return true;
 }
+
+/**
+ * The 16 bytes at `b[off]` as four big-endian 32-bit words into out[at..at+3], int32
+ * (`| 0`): the form NAT66 (nat6.ts) and the tables keep addresses in, since a uint32
+ * >= 2^31 held in a plain field or returned would be a boxed heap number.
+ */
+export function loadIpv6Words(out: Int32Array, at: number, b: Uint8Array, off: number): void {
+  for (let k = 0; k < 4; k++) {
+    const o = off + 4 * k;
+    out[at + k] = (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
+  }
+}

@@ -6,7 +6,7 @@ import { emitPacket, type EthernetRepr, type PacketRepr } from './repr.ts';
 import { IpProtocol, IPV4_HEADER_LENGTH } from './ipv4.ts';
 import { IPV6_HEADER_LENGTH, isUnspecifiedIpv6 } from './ipv6.ts';
 import { ICMPV4_HEADER_LENGTH, Icmpv4Type, Icmpv4Unreachable, isIcmpv4Error } from './icmpv4.ts';
-import { ICMPV6_HEADER_LENGTH, Icmpv6Type, isIcmpv6Error } from './icmpv6.ts';
+import { ICMPV6_HEADER_LENGTH, Icmpv6Type, Icmpv6Unreachable, isIcmpv6Error } from './icmpv6.ts';
 import { TcpFlags } from './tcp.ts';
 
 // RFC 1812 §4.3.2.3: quote as much as fits without the ICMP datagram exceeding 576
@@ -26,11 +26,12 @@ function isUnicast4(a: number): boolean {
   return a !== 0 && first !== 127 && first < 224;
 }
 
-// RFC 1812 §4.3.2.7 and RFC 4443 §2.4(e): no ICMP error about an ICMP error, a
-// non-first fragment, a link-layer or IP broadcast/multicast, or a packet whose source
-// is not a unicast address. (Packet Too Big, and Parameter Problem code 2, are allowed
-// for IPv6 multicast; pass `type`/`code` to get that exception.) Limited broadcast
-// within a subnet is the caller's to know.
+// RFC 1812 §4.3.2.7 and RFC 4443 §2.4(e): no ICMP error about an ICMP error (or,
+// for IPv6, a Redirect: §2.4(e.2)), a non-first fragment, a link-layer or IP
+// broadcast/multicast, or a packet whose source is not a unicast address (IPv6: not
+// the unspecified address nor a multicast one, §2.4(e.5)). (Packet Too Big, and
+// Parameter Problem code 2, are allowed for IPv6 multicast; pass `type`/`code` to get
+// that exception.) Limited broadcast within a subnet is the caller's to know.
 export function icmpErrorAllowed(info: PacketInfo, buf: Uint8Array, type = -1, code = -1): boolean {
   // A packet that did not decode cleanly gets no reply: its quote could not be matched
   // to a flow by whoever receives the error.
@@ -41,7 +42,7 @@ export function icmpErrorAllowed(info: PacketInfo, buf: Uint8Array, type = -1, c
     if (linkMulticast || info.dst4 === 0xffffffff || (info.dst4 >>> 28) === 0xe) return false;
     return isUnicast4(info.src4);
   }
-  if (info.protocol === IpProtocol.ICMPV6 && (info.icmpType < 0 || isIcmpv6Error(info.icmpType))) return false;
+  if (info.protocol === IpProtocol.ICMPV6 && (info.icmpType < 0 || isIcmpv6Error(info.icmpType) || info.icmpType === Icmpv6Type.REDIRECT)) return false;
   const multicastOk = type === Icmpv6Type.PACKET_TOO_BIG || (type === Icmpv6Type.PARAM_PROBLEM && code === 2);
   if (!multicastOk && (linkMulticast || buf[info.dst6Offset] === 0xff)) return false;
   return !isUnspecifiedIpv6(buf, info.src6Offset) && buf[info.src6Offset] !== 0xff;
@@ -92,14 +93,27 @@ export function emitIcmpv6PacketTooBig(out: Uint8Array, outOff: number, info: Pa
   return emitIcmpv6Error(out, outOff, info, buf, Icmpv6Type.PACKET_TOO_BIG, 0, mtu >>> 0, routerAddr, link);
 }
 
+// Port unreachable (RFC 4443 §3.1 code 4): sent by the destination itself, so from
+// the packet's own destination address, as emitIcmpv4PortUnreachable is. The caller
+// asks icmpErrorAllowed first.
+export function emitIcmpv6PortUnreachable(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, link?: EthernetRepr): number {
+  if (info.ipVersion !== 6) throw new RangeError('emitIcmpv6PortUnreachable: the packet is not IPv6');
+  return emitIcmpv6Error(out, outOff, info, buf, Icmpv6Type.DEST_UNREACHABLE, Icmpv6Unreachable.PORT, 0, buf.slice(info.dst6Offset, info.dst6Offset + 16), link);
+}
+
 // A reset answering the TCP segment `info` describes (RFC 9293 §3.10.7.1, RFC 793
 // p.36): never for a RST; if the segment had ACK, seq = SEG.ACK and no ACK flag;
 // otherwise seq = 0, ACK set, ack = SEG.SEQ + SEG.LEN (SYN and FIN count one).
+// Over IPv6 it is sourced from the segment's destination as over IPv4, and never sent
+// about a segment to a multicast address or from a multicast or unspecified one
+// (Linux tcp_v6_send_reset: ipv6_unicast_destination; RFC 4291 §2.7: a multicast
+// address is never a source), which no TCP connection can have.
 // Returns the frame's length, or 0 when no reset is due.
 export function emitTcpReset(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, link?: EthernetRepr): number {
   if (info.protocol !== IpProtocol.TCP || info.payloadOffset < 0 || info.isFragment) return 0;
   const flags = info.tcpFlags;
   if ((flags & TcpFlags.RST) !== 0) return 0;
+  if (info.ipVersion === 6 && (buf[info.dst6Offset] === 0xff || buf[info.src6Offset] === 0xff || isUnspecifiedIpv6(buf, info.src6Offset))) return 0;
   let seq = 0;
   let ack = 0;
   let rstFlags = TcpFlags.RST;

@@ -3,6 +3,7 @@
 import { get16 } from './bytes.ts';
 import { pseudoHeaderV4, pseudoHeaderV6, sumData, verifyChecksum } from './checksum.ts';
 import { IpProtocol } from './ipv4.ts';
+import { Icmpv6Field } from './icmpv6.ts';
 import { TcpField } from './tcp.ts';
 import { UdpField } from './udp.ts';
 import type { PacketInfo } from './decode.ts';
@@ -13,8 +14,9 @@ import type { PacketInfo } from './decode.ts';
 // checksum covers bytes it does not hold). UDP over IPv4 with checksum 0 ("none",
 // RFC 768) passes; over IPv6 it fails (RFC 8200 §8.1).
 //
-// l4Partial: the frame came with virtio-net NEEDS_CSUM (CHECKSUM_PARTIAL), so the TCP
-// or UDP field must hold the folded pseudo-header sum rather than a full checksum.
+// l4Partial: the frame came with virtio-net NEEDS_CSUM (CHECKSUM_PARTIAL), so the TCP,
+// UDP or ICMPv6 field must hold the folded pseudo-header sum rather than a full
+// checksum (ICMPv4 has no pseudo-header and is always checked in full).
 export function verifyChecksums(info: PacketInfo, buf: Uint8Array, l4Partial = false): boolean {
   if (info.ipVersion === 4 && sumData(buf, info.l3Offset, info.ipHeaderLength) !== 0xffff) return false;
   if (info.ipVersion === 0 || info.payloadOffset < 0 || info.isFragment) return true;
@@ -25,7 +27,7 @@ export function verifyChecksums(info: PacketInfo, buf: Uint8Array, l4Partial = f
   const pseudo = info.ipVersion === 4
     ? pseudoHeaderV4(info.src4, info.dst4, p, n)
     : pseudoHeaderV6(buf, info.src6Offset, info.dst6Offset, p, n);
-  if (p === IpProtocol.ICMPV6) return verifyChecksum(buf, at, n, pseudo);
+  if (p === IpProtocol.ICMPV6) return l4Partial ? get16(buf, at + Icmpv6Field.CHECKSUM) === pseudo : verifyChecksum(buf, at, n, pseudo);
   if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return true;
   const field = get16(buf, at + (p === IpProtocol.TCP ? TcpField.CHECKSUM : UdpField.CHECKSUM));
   if (l4Partial) return field === pseudo;
