@@ -51,3 +51,27 @@ export function endpointHash(ip: number, port: number, which: number): number {
   const seed = which === 0 ? 0x5bd1e995 : 0x27d4eb2f;
   return pairHash(seed, ip, port);
 }
+
+/**
+ * Seeded 32-bit digest of an IPv6 address, four big-endian words from `a[at]`
+ * (MurmurHash3_x86_32 over its 16 bytes), as int32. An IPv6 conntrack record holds
+ * digests where an IPv4 one holds addresses (conntrack.ts): two addresses with one
+ * digest cost a full compare, never a wrong match, and the seed (per table) keeps
+ * clients from choosing addresses that share one.
+ */
+export function addressDigest6(seed: number, a: Int32Array, at: number): number {
+  let h = seed | 0;
+  for (let i = 0; i < 4; i++) {
+    let k = Math.imul(a[at + i]!, 0xcc9e2d51);
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  h ^= 16;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
