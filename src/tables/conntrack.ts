@@ -377,7 +377,7 @@ export class Conntrack {
     return this.#f64[entry * 8 + D_EXPIRES]!;
   }
 
-  /** A tuple as an object (slow path). */
+  /** A tuple as an object (slow path). IPv4 tables; an IPv6 table's records hold digests (tuple6). */
   tuple(ref: number): ConntrackTuple {
     const b = tupleBase(ref);
     const w = this.words;
@@ -400,7 +400,7 @@ export class Conntrack {
   /**
    * The tuple ref (entry * 2 + dir) whose tuple is exactly this one, or -1. An entry
    * found expired is removed (counted) and reported as absent. Addresses: int32 (`| 0`)
-   * on the hot path, so no call boxes them.
+   * on the hot path, so no call boxes them. IPv4 tables only (lookup6 for IPv6; unchecked).
    */
   lookup(protocol: number, src: number, srcPort: number, dst: number, dstPort: number, now: number): number {
     const h = flowHash(this.#seed, protocol, src, srcPort, dst, dstPort);
@@ -465,7 +465,7 @@ export class Conntrack {
 
   /** Index into addresses6 of tuple `ref`'s source (0) or destination (1) address (family 6). */
   address6At(ref: number, which: 0 | 1): number {
-    return (ref >> 1) * ADDRESS6_WORDS + (ref & 1) * 8 + which * 4;
+    return address6Base(ref, which);
   }
 
   /** Tuple `ref`'s ports, srcPort << 16 | dstPort, as int32 (both families; `>>> 16` and `& 0xffff` read them). */
@@ -478,7 +478,8 @@ export class Conntrack {
    * tuple (endpoint -> client or SNAT address). The caller has checked that neither
    * tuple is taken. Returns the entry, -1 when the table has no room, or
    * CONNTRACK_SOURCE_LIMITED when the source is over its budget (both counted). State
-   * starts at NONE; the caller then calls `update` with the first packet.
+   * starts at NONE; the caller then calls `update` with the first packet. IPv4 tables
+   * only (insert6 for IPv6; unchecked, this is the IPv4 hot path).
    */
   insert(protocol: number, oSrc: number, oSrcPort: number, oDst: number, oDstPort: number,
     rSrc: number, rSrcPort: number, rDst: number, rDstPort: number, now: number): number {
