@@ -34,6 +34,23 @@
 // share a bucket share a budget, which errs on the side of refusing, never of letting
 // one source take more.
 //
+// IPv6 (a table built with `family: 6`, the NAT66 engine's): the same 64-byte records,
+// index, eviction, expiry, budgets and restore, with one difference. Where an IPv4
+// record holds an address, an IPv6 one holds a seeded 32-bit digest of it
+// (addressDigest6, hash.ts), and a side array (`addresses6`, 16 int32 words per entry:
+// original source, original destination, reply source, reply destination, 4 big-endian
+// words each) holds the addresses themselves. Everything that works on records works
+// on digests unchanged; lookup6 compares the full addresses only once the hash, both
+// digests, the ports and the protocol have matched, so two addresses with one digest
+// cost a compare, never a wrong flow. The digest's seed is random per table, so a
+// client cannot pick addresses that share a digest (and a bucket, or a budget), and a
+// restored table recomputes every digest from the side array under its own seed. The
+// per-source budget counts per digest: per full address, but for the 1 in 2^32 pair
+// that shares one (which errs on refusing, as the buckets do).
+// The IPv4 methods (lookup, insert, flushEndpoint, tuple, unassuredOf) are not for an
+// IPv6 table, nor the *6 ones for an IPv4 table; lookup and insert do not check (they
+// are the IPv4 hot path), insert6 does.
+//
 // Time is whatever monotonic seconds the caller passes; nothing here reads a clock.
 //
 // The records may live in memory handed in (a flow store, flow-store.ts) that outlives
@@ -42,7 +59,8 @@
 // Every record is consistent at every instant (a new entry is marked live after its
 // tuples are written; a removed one is unmarked last), so a process killed between two
 // instructions leaves records the next one can trust.
-import { flowHash, pairHash } from './hash.ts';
+import { addressDigest6, flowHash, pairHash } from './hash.ts';
+import { ipv6ToString } from '../wire/address.ts';
 import {
   DEFAULT_TIMEOUTS, TCP_IGNORED, TCP_INVALID, TcpState, tcpStateNames, tcpTimeoutTable, tcpTransition, type ConntrackTimeouts,
 } from './tcp-state.ts';
@@ -104,6 +122,10 @@ export interface ConntrackOptions {
   maxUnassuredPerSource?: number;
   /** Memory for the records (capacity x 64 bytes from byteOffset, 8-aligned); default a new buffer. */
   memory?: ConntrackMemory;
+  /** Address family of the flows: 4 (default) or 6 (records hold digests, `addresses6` the addresses). */
+  family?: 4 | 6;
+  /** Seed of the IPv6 address digests; random by default (a test hook: tests force digest collisions with it). */
+  digestSeed?: number;
 }
 
 export interface ConntrackMemory {
@@ -111,6 +133,8 @@ export interface ConntrackMemory {
   byteOffset: number;
   /** The records were written by an earlier table of the same layout: rebuild from them (else zeros are assumed). */
   restore: boolean;
+  /** Family 6: byte offset in `buffer` of the addresses (capacity x 64 bytes, 4-aligned). */
+  addresses6Offset?: number;
 }
 
 const EMPTY = -1;
@@ -139,6 +163,23 @@ export function tupleBase(ref: number): number {
 /** A tuple, for slow paths (dumps, trace, tests). */
 export interface ConntrackTuple { src: number; srcPort: number; dst: number; dstPort: number }
 
+/** An IPv6 tuple, for slow paths: addresses as RFC 5952 text. */
+export interface ConntrackTuple6 { src: string; srcPort: number; dst: string; dstPort: number }
+
+/** addresses6 words per entry: original src, original dst, reply src, reply dst (4 words each). */
+export const ADDRESS6_WORDS = 16;
+
+/** Words of insert6's tuple argument: orig src (4), orig dst (4), orig ports, reply src (4), reply dst (4), reply ports. */
+export const INSERT6_WORDS = 18;
+
+/** Index into addresses6 of tuple `ref`'s source (which 0) or destination (which 1) address. */
+export function address6Base(ref: number, which: number): number {
+  return (ref >> 1) * ADDRESS6_WORDS + (ref & 1) * 8 + which * 4;
+}
+
+/** The side array of an IPv4 table: none. */
+const NO_ADDRESSES = new Int32Array(0);
+
 export class Conntrack {
   readonly capacity: number;
   readonly timeouts: Readonly<ConntrackTimeouts>;
@@ -165,6 +206,10 @@ export class Conntrack {
   readonly #unassured = new Uint32Array(SOURCE_BUCKETS);
   /** Entries taken over from the records handed in (restore), 0 for a new table. */
   readonly restored: number;
+  readonly family: 4 | 6;
+  /** Family 6: the flows' addresses (address6At, ADDRESS6_WORDS per entry); empty for family 4. Read-only outside this class. */
+  readonly addresses6: Int32Array;
+  readonly #seed6: number;
 
   constructor(options: ConntrackOptions = {}) {
     const capacity = options.capacity ?? CONNTRACK_DEFAULT_CAPACITY;
@@ -178,6 +223,9 @@ export class Conntrack {
     this.#udpStream = t.udpStream;
     this.#tcpUnreplied = t.tcpUnreplied;
     this.#seed = (options.seed ?? Math.floor(Math.random() * 0x7fffffff)) | 0;
+    this.family = options.family ?? 4;
+    if (this.family !== 4 && this.family !== 6) throw new RangeError(`conntrack family must be 4 or 6, got ${String(this.family)}`);
+    this.#seed6 = (options.digestSeed ?? Math.floor(Math.random() * 0x7fffffff)) | 0;
     this.maxUnassuredPerSource = options.maxUnassuredPerSource ?? Math.max(256, capacity >> 3);
 
     const bytes = capacity * ENTRY_WORDS * 4;
@@ -190,6 +238,16 @@ export class Conntrack {
     this.#f64 = new Float64Array(records, at, capacity * ENTRY_WORDS / 2);
     this.#free = new Int32Array(capacity);
     this.#freeTop = 0;
+    if (this.family === 6) {
+      const at6 = options.memory === undefined ? 0 : options.memory.addresses6Offset;
+      const bytes6 = capacity * ADDRESS6_WORDS * 4;
+      if (at6 === undefined || at6 % 4 !== 0 || at6 + bytes6 > records.byteLength) {
+        throw new RangeError(`conntrack: ${bytes6} bytes of IPv6 addresses at byte ${String(at6)} do not fit a ${records.byteLength}-byte buffer (4-aligned)`);
+      }
+      this.addresses6 = options.memory === undefined ? new Int32Array(capacity * ADDRESS6_WORDS) : new Int32Array(records, at6, capacity * ADDRESS6_WORDS);
+    } else {
+      this.addresses6 = NO_ADDRESSES;
+    }
 
     let slots = 16;
     while (slots < capacity * 4) slots *= 2;
@@ -219,9 +277,18 @@ export class Conntrack {
       let ok = u8[at + B_LIVE] === 1 && (protocol === TCP || protocol === UDP) && u8[at + B_STATE]! < tcpStateNames.length;
       let s0 = EMPTY;
       if (ok) {
+        if (this.family === 6) {
+          // The digests are the last table's (its seed): this table's come from the addresses.
+          const a6 = this.addresses6;
+          const x = e * ADDRESS6_WORDS;
+          w[b] = addressDigest6(this.#seed6, a6, x);
+          w[b + 1] = addressDigest6(this.#seed6, a6, x + 4);
+          w[b + 3] = addressDigest6(this.#seed6, a6, x + 8);
+          w[b + 4] = addressDigest6(this.#seed6, a6, x + 12);
+        }
         const h0 = flowHash(this.#seed, protocol, w[b]!, w[b + 2]! >>> 16, w[b + 1]!, w[b + 2]! & 0xffff);
         const h1 = flowHash(this.#seed, protocol, w[b + 3]!, w[b + 5]! >>> 16, w[b + 4]!, w[b + 5]! & 0xffff);
-        ok = this.#findRef(protocol, b, h0) === EMPTY && this.#findRef(protocol, b + 3, h1) === EMPTY;
+        ok = this.#findRef(protocol, b, h0, e * 2) === EMPTY && this.#findRef(protocol, b + 3, h1, e * 2 + 1) === EMPTY;
         if (ok) s0 = this.#emptySlot(h0);
         if (s0 !== EMPTY) {
           this.#slots[s0 * 2] = e * 2;
@@ -250,8 +317,8 @@ export class Conntrack {
     return kept;
   }
 
-  /** The ref indexed under hash `h` whose tuple equals the one at record word `b`, or -1. */
-  #findRef(protocol: number, b: number, h: number): number {
+  /** The ref indexed under hash `h` whose tuple equals the one at record word `b` (tuple `self`), or -1. */
+  #findRef(protocol: number, b: number, h: number, self: number): number {
     const slots = this.#slots;
     const w = this.#i32;
     let i = h & this.#mask;
@@ -259,9 +326,18 @@ export class Conntrack {
       const ref = slots[i * 2]!;
       if (ref === EMPTY) return EMPTY;
       const t = tupleBase(ref);
-      if (slots[i * 2 + 1] === h && w[t] === w[b] && w[t + 1] === w[b + 1] && w[t + 2] === w[b + 2] && this.#u8[(ref >> 1) * 64 + B_PROTOCOL] === protocol) return ref;
+      if (slots[i * 2 + 1] === h && w[t] === w[b] && w[t + 1] === w[b + 1] && w[t + 2] === w[b + 2] && this.#u8[(ref >> 1) * 64 + B_PROTOCOL] === protocol &&
+        (this.family === 4 || this.#sameAddresses6(ref, this.addresses6, address6Base(self, 0), address6Base(self, 1)))) return ref;
       i = (i + 1) & this.#mask;
     }
+  }
+
+  /** Whether tuple `ref`'s addresses are the ones at `a[srcAt]` and `a[dstAt]` (family 6). */
+  #sameAddresses6(ref: number, a: Int32Array, srcAt: number, dstAt: number): boolean {
+    const x = this.addresses6;
+    const s = (ref >> 1) * ADDRESS6_WORDS + (ref & 1) * 8;
+    return x[s] === a[srcAt] && x[s + 1] === a[srcAt + 1] && x[s + 2] === a[srcAt + 2] && x[s + 3] === a[srcAt + 3] &&
+      x[s + 4] === a[dstAt] && x[s + 5] === a[dstAt + 1] && x[s + 6] === a[dstAt + 2] && x[s + 7] === a[dstAt + 3];
   }
 
   /** Live entries. */
@@ -301,17 +377,30 @@ export class Conntrack {
     return this.#f64[entry * 8 + D_EXPIRES]!;
   }
 
-  /** A tuple as an object (slow path). */
+  /** A tuple as an object (slow path). IPv4 tables; an IPv6 table's records hold digests (tuple6). */
   tuple(ref: number): ConntrackTuple {
     const b = tupleBase(ref);
     const w = this.words;
     return { src: w[b]!, srcPort: w[b + 2]! >>> 16, dst: w[b + 1]!, dstPort: w[b + 2]! & 0xffff };
   }
 
+  /** An IPv6 table's tuple, addresses as RFC 5952 text (slow path). */
+  tuple6(ref: number): ConntrackTuple6 {
+    const ports = this.portsAt(ref);
+    return { src: this.#text6(this.address6At(ref, 0)), srcPort: ports >>> 16, dst: this.#text6(this.address6At(ref, 1)), dstPort: ports & 0xffff };
+  }
+
+  #text6(at: number): string {
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    for (let k = 0; k < 4; k++) view.setInt32(k * 4, this.addresses6[at + k]!);
+    return ipv6ToString(bytes);
+  }
+
   /**
    * The tuple ref (entry * 2 + dir) whose tuple is exactly this one, or -1. An entry
    * found expired is removed (counted) and reported as absent. Addresses: int32 (`| 0`)
-   * on the hot path, so no call boxes them.
+   * on the hot path, so no call boxes them. IPv4 tables only (lookup6 for IPv6; unchecked).
    */
   lookup(protocol: number, src: number, srcPort: number, dst: number, dstPort: number, now: number): number {
     const h = flowHash(this.#seed, protocol, src, srcPort, dst, dstPort);
@@ -342,14 +431,78 @@ export class Conntrack {
   }
 
   /**
+   * lookup() for an IPv6 table: both addresses read from `a` (4 big-endian int32 words
+   * each, from `srcAt` and `dstAt`). The digests lead to the record; the addresses
+   * themselves decide.
+   */
+  lookup6(protocol: number, a: Int32Array, srcAt: number, srcPort: number, dstAt: number, dstPort: number, now: number): number {
+    const ds = addressDigest6(this.#seed6, a, srcAt);
+    const dd = addressDigest6(this.#seed6, a, dstAt);
+    const h = flowHash(this.#seed, protocol, ds, srcPort, dd, dstPort);
+    const slots = this.#slots;
+    const w = this.#i32;
+    const mask = this.#mask;
+    const ports = (srcPort << 16) | dstPort;
+    let i = h & mask;
+    for (;;) {
+      const ref = slots[i * 2]!;
+      if (ref === EMPTY) return EMPTY;
+      if (slots[i * 2 + 1] === h) {
+        const e = ref >> 1;
+        const b = e * ENTRY_WORDS + (ref & 1) * 3;
+        if (w[b] === ds && w[b + 1] === dd && w[b + 2] === ports && this.#u8[e * 64 + B_PROTOCOL] === protocol && this.#sameAddresses6(ref, a, srcAt, dstAt)) {
+          if (this.#f64[e * 8 + D_EXPIRES]! <= now) {
+            this.#removeEntry(e);
+            this.counters[ConntrackCounter.EXPIRED]!++;
+            return EMPTY;
+          }
+          return ref;
+        }
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Index into addresses6 of tuple `ref`'s source (0) or destination (1) address (family 6). */
+  address6At(ref: number, which: 0 | 1): number {
+    return address6Base(ref, which);
+  }
+
+  /** Tuple `ref`'s ports, srcPort << 16 | dstPort, as int32 (both families; `>>> 16` and `& 0xffff` read them). */
+  portsAt(ref: number): number {
+    return this.#i32[(ref >> 1) * ENTRY_WORDS + (ref & 1) * 3 + TupleWord.PORTS]!;
+  }
+
+  /**
    * Creates an entry for a new flow: original tuple (client -> frontend) and reply
    * tuple (endpoint -> client or SNAT address). The caller has checked that neither
    * tuple is taken. Returns the entry, -1 when the table has no room, or
    * CONNTRACK_SOURCE_LIMITED when the source is over its budget (both counted). State
-   * starts at NONE; the caller then calls `update` with the first packet.
+   * starts at NONE; the caller then calls `update` with the first packet. IPv4 tables
+   * only (insert6 for IPv6; unchecked, this is the IPv4 hot path).
    */
   insert(protocol: number, oSrc: number, oSrcPort: number, oDst: number, oDstPort: number,
     rSrc: number, rSrcPort: number, rDst: number, rDstPort: number, now: number): number {
+    return this.#insert(protocol, oSrc, oSrcPort, oDst, oDstPort, rSrc, rSrcPort, rDst, rDstPort, now, null);
+  }
+
+  /**
+   * insert() for an IPv6 table. `t` (INSERT6_WORDS from 0): original source (4 words),
+   * original destination (4), original ports (srcPort << 16 | dstPort), reply source
+   * (4), reply destination (4), reply ports; addresses as big-endian int32 words.
+   * Same answers as insert().
+   */
+  insert6(protocol: number, t: Int32Array, now: number): number {
+    if (this.family !== 6) throw new RangeError('conntrack: insert6 on an IPv4 table');
+    const s6 = this.#seed6;
+    return this.#insert(protocol,
+      addressDigest6(s6, t, 0), t[8]! >>> 16, addressDigest6(s6, t, 4), t[8]! & 0xffff,
+      addressDigest6(s6, t, 9), t[17]! >>> 16, addressDigest6(s6, t, 13), t[17]! & 0xffff, now, t);
+  }
+
+  /** Both families' insert: record words as given (IPv4 addresses or IPv6 digests), `t6` insert6's tuple or null. */
+  #insert(protocol: number, oSrc: number, oSrcPort: number, oDst: number, oDstPort: number,
+    rSrc: number, rSrcPort: number, rDst: number, rDstPort: number, now: number, t6: Int32Array | null): number {
     const bucket = this.#sourceBucket(oSrc);
     if (this.#unassured[bucket]! >= this.maxUnassuredPerSource) {
       this.counters[ConntrackCounter.SOURCE_LIMITED]!++;
@@ -376,6 +529,13 @@ export class Conntrack {
         w[b + W_TAG] = -1;
         w[b + W_HASH] = h0;
         w[b + W_HASH + 1] = h1;
+        if (t6 !== null) {
+          // Before the record goes live: a restore trusts a live record's addresses.
+          const x = this.addresses6;
+          const xb = e * ADDRESS6_WORDS;
+          for (let k = 0; k < 8; k++) x[xb + k] = t6[k]!;
+          for (let k = 0; k < 8; k++) x[xb + 8 + k] = t6[9 + k]!;
+        }
         const u8 = this.#u8;
         u8[e * 64 + B_PROTOCOL] = protocol;
         u8[e * 64 + B_STATE] = TcpState.NONE;
@@ -496,6 +656,19 @@ export class Conntrack {
     });
   }
 
+  /** flushEndpoint() for an IPv6 table: the endpoint's address is the 4 words at `a[at]`. */
+  flushEndpoint6(a: Int32Array, at: number, port: number, protocol: number, tag = -1): number {
+    const d = addressDigest6(this.#seed6, a, at);
+    const w = this.#i32;
+    const x = this.addresses6;
+    return this.flush((e) => {
+      const b = e * ENTRY_WORDS + 3;
+      const s = e * ADDRESS6_WORDS + 8;
+      return this.protocolOf(e) === protocol && w[b] === d && w[b + 2]! >>> 16 === port && (tag < 0 || this.tagOf(e) === tag) &&
+        x[s] === a[at] && x[s + 1] === a[at + 1] && x[s + 2] === a[at + 2] && x[s + 3] === a[at + 3];
+    });
+  }
+
   /** Removes the live entries `pick` selects (slow path: table swaps, tests). */
   flush(pick: (entry: number) => boolean): number {
     let removed = 0;
@@ -586,6 +759,11 @@ export class Conntrack {
   /** Non-assured entries charged to this source's bucket (slow path: stats, tests). */
   unassuredOf(src: number): number {
     return this.#unassured[this.#sourceBucket(src)]!;
+  }
+
+  /** unassuredOf() for an IPv6 table: the source is the 4 words at `a[at]`. */
+  unassuredOf6(a: Int32Array, at: number): number {
+    return this.#unassured[this.#sourceBucket(addressDigest6(this.#seed6, a, at))]!;
   }
 
   /** Whether the entry counts against its source's budget: TCP until assured, UDP until answered. */

@@ -53,12 +53,39 @@ export function endpointHash(ip: number, port: number, which: number): number {
 }
 
 /**
- * A fixed 32-bit digest of an IPv6 address (four words, int32 or uint32): the name the
- * IPv6 service tables give an endpoint where IPv4's use its address (Maglev, affinity,
- * diffs). Fixed, not seeded, so every node and every restart derives the same one.
- * Never 0 (the "no address" of the tables).
+ * Seeded 32-bit digest of an IPv6 address, four big-endian words from `a[at]`
+ * (MurmurHash3_x86_32 over its 16 bytes), as int32. An IPv6 conntrack record holds
+ * digests where an IPv4 one holds addresses (conntrack.ts): two addresses with one
+ * digest cost a full compare, never a wrong match, and the seed (per table) keeps
+ * clients from choosing addresses that share one.
  */
-export function address6Digest(w0: number, w1: number, w2: number, w3: number): number {
-  const h = pairHash(pairHash(0x7f4a7c15, w0, w1), w2, w3);
+export function addressDigest6(seed: number, a: Int32Array, at: number): number {
+  let h = seed | 0;
+  for (let i = 0; i < 4; i++) {
+    let k = Math.imul(a[at + i]!, 0xcc9e2d51);
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  h ^= 16;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+/** Seed of address6Digest: fixed, so that every node and every restart agrees. */
+const ADDRESS6_NAME_SEED = 0x7f4a7c15;
+
+/**
+ * A fixed digest of an IPv6 address (four big-endian int32 words from `a[at]`): the
+ * name the IPv6 service tables give an endpoint where IPv4's use its address (Maglev,
+ * affinity, table diffs). addressDigest6 under a fixed seed, cut to 30 bits (a small
+ * integer, never boxed) and never 0 (the tables' "no address").
+ */
+export function address6Digest(a: Int32Array, at: number): number {
+  const h = addressDigest6(ADDRESS6_NAME_SEED, a, at) >>> 2;
   return h === 0 ? 1 : h;
 }
