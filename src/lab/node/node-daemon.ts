@@ -32,7 +32,7 @@ import { ManifestError } from '../../k8s/manifest.ts';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import type { ClusterView } from '../../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
-import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
+import { DEFAULT_NODE_PORT_RANGE, parseServiceCidrs, type ServiceCidrs } from '../../model/cluster-defaults.ts';
 import { parseCidr } from '../../wire/address.ts';
 import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
 import { readStatusFile, type DaemonConfig, type DaemonStatus } from './daemons.ts';
@@ -100,6 +100,8 @@ async function main(): Promise<void> {
     cluster: config.api !== null,
     node: { name: config.node, nodePortAddresses: [config.underlayIP] },
     serviceCIDR: parseCidr(config.serviceCIDR)!,
+    // Dual-stack: both ranges (manifest mode allocates the IPv6 cluster IPs the IPv6 proxier programs).
+    ...(config.serviceCIDRv6 === undefined ? {} : { serviceCIDRs: parseServiceCidrs(`${config.serviceCIDR},${config.serviceCIDRv6}`) as ServiceCidrs }),
     nodePortRange: DEFAULT_NODE_PORT_RANGE,
     // A failed rule install is retried at the next pass, as kube-proxy retries a failed sync.
     retryIntervalMs: PASS_MS,
