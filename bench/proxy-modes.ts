@@ -14,12 +14,18 @@
 //    time to apply one endpoint change, first-packet (connect) latency to services
 //    nothing has used yet. See bench/lib/service-scale.ts for what each figure spans.
 //
+// 3. IPv6 (--sections ipv6): the paths of 1. in a dual-stack lab (--ip-family dual) to
+//    IPv6-only Services over the same pods: TCP Gbit/s and connections/s to the IPv6
+//    cluster IP, for every mode in the same invocation (the kernel modes through
+//    kube-proxy's IPv6 proxier: ip6tables, `table ip6`; Tapir through its NAT66). A row
+//    whose service does not answer over IPv6 prints "n/a (why)" and the bench goes on.
+//
 // The labs run one after the other (2 cores: never two at once); every step is bounded
 // in time and a step that does not finish prints "-" with the reason below the tables.
 // Every lab is taken down at the end, on error and on Ctrl-C.
 //
 //   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000]
-//        [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120] [--json FILE]
+//        [--modes iptables,nftables,tapir] [--sections traffic,ipv6,scale] [--program-timeout 120] [--json FILE]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +43,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     services: { type: 'string', default: '1000,10000' },
     modes: { type: 'string', default: 'iptables,nftables,tapir' },
-    sections: { type: 'string', default: 'traffic,scale' },
+    sections: { type: 'string', default: 'traffic,ipv6,scale' },
     'program-timeout': { type: 'string', default: '120' },
     json: { type: 'string' },
   },
@@ -57,23 +63,25 @@ const FIRST_PACKET_SERVICES = 30;
 const CLIENT = 'web-1a';
 
 if (![SECONDS, RUNS, PROGRAM_TIMEOUT_S, ...SIZES].every((x) => Number.isFinite(x) && x > 0) || !MODES.every((m) => ['tapir', 'iptables', 'nftables'].includes(m))) {
-  console.error('usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir] [--sections traffic,scale] [--program-timeout 120]');
+  console.error('usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir] [--sections traffic,ipv6,scale] [--program-timeout 120]');
   process.exit(2);
 }
 
 // perf-1 and perf-2 serve HTTP on 8080 (the built-in echo, which also makes them Ready);
 // the other servers are started in them for each test, on the services' target ports.
-const BENCH_MANIFEST = `${['node-1', 'node-2'].map((node, i) => `apiVersion: v1
+const BENCH_PODS = `${['node-1', 'node-2'].map((node, i) => `apiVersion: v1
 kind: Pod
 metadata: { name: perf-${i + 1}, labels: { bench: proxy-modes, bench-node: ${node} } }
 spec:
   nodeName: ${node}
   containers: [{ name: echo, ports: [{ name: http, containerPort: 8080 }] }]
-`).join('---\n')}---
-apiVersion: v1
+`).join('---\n')}`;
+
+/** The bench Services; `suffix` "6" with `ipFamilies` [IPv6]: the IPv6-only ones of the ipv6 section. */
+const benchServices = (suffix: string, families: string): string => `apiVersion: v1
 kind: Service
-metadata: { name: bench-both }
-spec:
+metadata: { name: bench-both${suffix} }
+spec:${families}
   selector: { bench: proxy-modes }
   ports:
     - { name: http, port: 80, targetPort: 8080 }
@@ -82,16 +90,16 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: { name: bench-both-iperf }
-spec:
+metadata: { name: bench-both${suffix}-iperf }
+spec:${families}
   selector: { bench: proxy-modes }
   sessionAffinity: ClientIP
   ports: [{ name: iperf, port: 5201, targetPort: 5201 }]
 ---
 apiVersion: v1
 kind: Service
-metadata: { name: bench-remote }
-spec:
+metadata: { name: bench-remote${suffix} }
+spec:${families}
   selector: { bench-node: node-2 }
   ports:
     - { name: http, port: 80, targetPort: 8080 }
@@ -99,12 +107,21 @@ spec:
     - { name: udp, port: 6000, protocol: UDP, targetPort: 6000 }
     - { name: iperf, port: 5201, targetPort: 5201 }
 `;
+const BENCH_MANIFEST = `${BENCH_PODS}---\n${benchServices('', '')}`;
+const BENCH_MANIFEST6 = `${BENCH_PODS}---\n${benchServices('6', '\n  ipFamilies: [IPv6]')}`;
 
 const PATHS = {
   'both nodes (2 endpoints)': { service: 'bench-both', iperfService: 'bench-both-iperf', servers: ['perf-1', 'perf-2'] },
   'other node (1 endpoint)': { service: 'bench-remote', iperfService: 'bench-remote', servers: ['perf-2'] },
 } as const;
 type PathName = keyof typeof PATHS;
+/** The IPv6 section's rows: the same paths to the IPv6-only Services. */
+const PATHS6 = {
+  'IPv6: both nodes (2 endpoints)': { service: 'bench-both6', iperfService: 'bench-both6-iperf', servers: ['perf-1', 'perf-2'] },
+  'IPv6: other node (1 endpoint)': { service: 'bench-remote6', iperfService: 'bench-remote6', servers: ['perf-2'] },
+} as const;
+/** How long an IPv6 cluster IP may take to answer after the apply before its rows are n/a. */
+const IPV6_ANSWER_TIMEOUT_MS = 30_000;
 
 const STARTED = Date.now();
 const LOAD_AT_START = loadavg();
@@ -113,7 +130,7 @@ function progress(line: string): void {
   process.stderr.write(`[${((Date.now() - STARTED) / 1000).toFixed(1).padStart(6)}] ${line}`);
 }
 
-const results: Results = { values: new Map(), notes: new Map(), problems: [] };
+const results: Results = { values: new Map(), notes: new Map(), errors: new Map(), problems: [] };
 function record(key: string, value: number, note = ''): void {
   results.values.set(key, [...(results.values.get(key) ?? []), value]);
   if (note !== '') results.notes.set(key, [...(results.notes.get(key) ?? []), note]);
@@ -161,6 +178,61 @@ async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<vo
       problem(mode, `${path} latency`, err);
     }
   }
+}
+
+/**
+ * The IPv6 rows: a dual-stack lab, the bench pods and IPv6-only Services, TCP throughput
+ * and connections/s to each IPv6 cluster IP. A row that fails is recorded as n/a with
+ * its reason (the table prints it) and the next one runs.
+ */
+async function traffic6(lab: BenchLab, mode: ProxyMode, work: string): Promise<void> {
+  const applied = await lab.apply(join(work, 'bench6.yaml'), 90_000);
+  if (applied.code !== 0) throw new Error(`lab apply of the bench pods and IPv6 services: ${applied.stderr.trim()}`);
+  await lab.refresh();
+  progress(`${mode}: pods perf-1, perf-2 and the IPv6 bench services applied\n`);
+  for (const [path, p] of Object.entries(PATHS6) as [keyof typeof PATHS6, (typeof PATHS6)[keyof typeof PATHS6]][]) {
+    const ip = lab.serviceIPs6.get(p.service), iperfIP = lab.serviceIPs6.get(p.iperfService);
+    const servers = [...p.servers];
+    const steps: [string, () => Promise<Figure>][] = [
+      ['tcp', () => tcpThroughput(lab, CLIENT, servers, { ip: iperfIP!, port: 5201 }, 5201, SECONDS)],
+      ['conn', () => connectionRate(lab, CLIENT, servers, { ip: ip!, port: 7000 }, 7000, SECONDS)],
+    ];
+    let unusable = ip === undefined || iperfIP === undefined ? `no IPv6 cluster IP for ${p.service} in lab status` : '';
+    if (unusable === '') unusable = await answers6(lab, ip!);
+    for (const [metric, step] of steps) {
+      checkInterrupted();
+      const key = `${mode}|${path}|${metric}`;
+      try {
+        if (unusable !== '') throw new Error(unusable);
+        const fig = await step();
+        if (!Number.isFinite(fig.value)) throw new Error('no figure (the client measured nothing)');
+        const served = fig.servedBy.map((s) => lab.pods.get(s)?.node ?? s).join('+');
+        record(key, fig.value, servers.length > 1 ? served : '');
+        record(`${key}|cpu`, fig.cpu);
+        progress(`  ${path} ${metric}: ${fig.value.toFixed(metric === 'tcp' ? 2 : 0)}${served === '' ? '' : ` via ${served}`} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
+      } catch (err) {
+        results.errors.set(key, (err as Error).message ?? String(err));
+        problem(mode, `${path} ${metric}`, err);
+      }
+    }
+  }
+}
+
+/** '' once HTTP to the IPv6 cluster IP answers from CLIENT, else why not (bounded by IPV6_ANSWER_TIMEOUT_MS). */
+async function answers6(lab: BenchLab, ip: string): Promise<string> {
+  let last = '';
+  for (const deadline = Date.now() + IPV6_ANSWER_TIMEOUT_MS; Date.now() < deadline;) {
+    checkInterrupted();
+    try {
+      await lab.exec(CLIENT, ['curl', '-6', '-sS', '-g', '--max-time', '2', '-o', '/dev/null', `http://[${ip}]:80/`], 10_000);
+      return '';
+    } catch (err) {
+      const text = (err as Error).message ?? String(err);
+      last = /curl: \(\d+\)[^\n]*/.exec(text)?.[0] ?? text.split('\n').map((l) => l.trim()).filter((l) => l !== '').pop() ?? '';
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  return `[${ip}]:80 did not answer over IPv6 within ${IPV6_ANSWER_TIMEOUT_MS / 1000} s (${last})`;
 }
 
 async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): Promise<void> {
@@ -211,28 +283,39 @@ function report(mode: ProxyMode, n: number, what: 'program' | 'change', t: Chang
 async function runMode(mode: ProxyMode, work: string): Promise<void> {
   const dataplane = mode === 'tapir' ? 'tapir' : 'kernel';
   let lab: BenchLab | null = null;
-  const fresh = async (): Promise<BenchLab> => {
+  const fresh = async (ipFamily?: 'dual'): Promise<BenchLab> => {
     await lab?.down();
     if (lab !== null) progress(`${mode}: lab ${(lab as BenchLab).name} down\n`);
-    lab = new BenchLab(dataplane, mode);
+    lab = new BenchLab(dataplane, mode, ipFamily === undefined ? {} : { ipFamily });
     progress(`${mode}: lab ${lab.name} up\n`);
     await lab.up();
     progress(`${mode}: lab ${lab.name} ready\n`);
     return lab;
   };
   try {
-    let current = await fresh();
+    // Each section in a lab of its own (IPv6: a dual-stack one); every scale size too.
     if (SECTIONS.has('traffic')) {
+      const current = await fresh();
       try {
         await traffic(current, mode, work);
       } catch (err) {
         problem(mode, 'traffic', err);
       }
     }
+    if (SECTIONS.has('ipv6')) {
+      checkInterrupted();
+      try {
+        await traffic6(await fresh('dual'), mode, work);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'BENCH_INTERRUPTED') throw err;
+        for (const path of Object.keys(PATHS6)) for (const metric of ['tcp', 'conn']) if (!results.values.has(`${mode}|${path}|${metric}`)) results.errors.set(`${mode}|${path}|${metric}`, (err as Error).message ?? String(err));
+        problem(mode, 'ipv6', err);
+      }
+    }
     if (SECTIONS.has('scale')) {
-      for (const [i, n] of SIZES.entries()) {
+      for (const n of SIZES) {
         checkInterrupted();
-        if (i > 0 || SECTIONS.has('traffic')) current = await fresh();
+        const current = await fresh();
         try {
           await scale(current, mode, n, work);
         } catch (err) {
@@ -250,6 +333,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'tapir-proxy-modes-'));
   downLabsOnSignal(() => rmSync(work, { recursive: true, force: true }));
   writeFileSync(join(work, 'bench.yaml'), BENCH_MANIFEST);
+  writeFileSync(join(work, 'bench6.yaml'), BENCH_MANIFEST6);
   try {
     for (let run = 0; run < RUNS; run++) {
       for (const mode of MODES) {
@@ -268,7 +352,7 @@ async function main(): Promise<void> {
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
   console.log(`\nnode bench/proxy-modes.ts ${process.argv.slice(2).join(' ')}`.trimEnd());
   console.log(`load average (1, 5, 15 min) at the start ${load(LOAD_AT_START)}, at the end ${load(loadavg())} on ${availableParallelism()} CPUs: anything else running skews the figures`);
-  printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), sections: SECTIONS });
+  printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), paths6: Object.keys(PATHS6), sections: SECTIONS });
   console.log(`\n(whole run ${((Date.now() - STARTED) / 1000).toFixed(0)} s)`);
   if (values.json !== undefined) writeJson(values.json);
 }
@@ -292,7 +376,7 @@ function writeJson(file: string): void {
     // The kernel modes have no agents: their agents-CPU figure is a 0 the tables leave out too.
     if (cpu !== undefined || (figure.endsWith('agents-cpu') && mode !== 'tapir')) continue;
     const t = JSON_TRAFFIC[figure], sc = JSON_SCALE[figure];
-    if (t !== undefined) out.add({ section: 'pod to ClusterIP', row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
+    if (t !== undefined) out.add({ section: where.startsWith('IPv6') ? 'pod to ClusterIP over IPv6' : 'pod to ClusterIP', row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
     else if (sc !== undefined) out.add({ section: 'services at scale', row: `${where} services`, x: Number(where), metric: sc[0], unit: sc[1], mode, better: 'lower', values: vals });
   }
   out.write(file);

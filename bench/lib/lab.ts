@@ -120,7 +120,7 @@ interface LabStatusJson {
   /** `ips`: every address of the pod (dual-stack labs), where lab status gives them. */
   pods: { name: string; namespace: string; node: string; ip: string | null; ips?: string[]; netns: string }[];
   nodes: { name: string; agent: { pid: number | null } | null; daemon: { pid: number | null } }[];
-  services: { name: string; clusterIP: string }[];
+  services: { name: string; clusterIP: string; clusterIPs?: string[] }[];
 }
 
 export class BenchLab {
@@ -131,6 +131,8 @@ export class BenchLab {
   agentPids: number[] = [];
   daemonPids: number[] = [];
   serviceIPs = new Map<string, string>();
+  /** Service name -> its IPv6 cluster IP (dual-stack labs; Services with one). */
+  serviceIPs6 = new Map<string, string>();
   #downing: Promise<void> | null = null;
 
   /** Extra arguments of `lab up` (a topology file, --source manifests). */
@@ -173,6 +175,10 @@ export class BenchLab {
       return [p.name, { name: p.name, node: p.node, ip: p.ip ?? '', ip6: v6, netns: p.netns }];
     }));
     this.serviceIPs = new Map(status.services.map((s) => [s.name, s.clusterIP]));
+    this.serviceIPs6 = new Map(status.services.flatMap((s): [string, string][] => {
+      const v6 = s.clusterIPs?.find((a) => a.includes(':'));
+      return v6 === undefined ? [] : [[s.name, v6]];
+    }));
     this.agentPids = status.nodes.map((n) => n.agent?.pid ?? 0).filter((p) => p > 0);
     this.daemonPids = status.nodes.map((n) => n.daemon.pid ?? 0).filter((p) => p > 0);
   }

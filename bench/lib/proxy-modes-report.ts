@@ -10,6 +10,8 @@ export interface Results {
   values: Map<string, number[]>;
   /** Same keys: what a value needs said (which endpoint a flow reached, how apply ended). */
   notes: Map<string, string[]>;
+  /** Same keys: why a figure could not be measured (the cell prints "n/a (why)"). */
+  errors: Map<string, string>;
   problems: string[];
 }
 
@@ -19,6 +21,8 @@ export interface ReportOptions {
   seconds: number;
   runs: number;
   paths: string[];
+  /** The IPv6 section's rows (TCP throughput and connections/s only). */
+  paths6?: string[];
   sections: Set<string>;
 }
 
@@ -44,8 +48,20 @@ const SCALE = {
   'first-baseline': { name: '  connect straight to the endpoint pod meanwhile, p50', unit: (v: number) => `${v.toFixed(0)} µs`, target: '' },
 } as const;
 
+/** A row that failed: its reason, cut to keep the table readable (the problems below have it whole). */
+function failed(r: Results, key: string): string | undefined {
+  const why = r.errors.get(key);
+  if (why === undefined) return undefined;
+  const line = why.split('\n').map((l) => l.trim()).filter((l) => l !== '').pop() ?? why;
+  return `n/a (${line.length > 100 ? `${line.slice(0, 97)}...` : line})`;
+}
+
 function cell(r: Results, key: string, unit: (v: number) => string): string {
   const v = median(r.values.get(key) ?? []);
+  if (!Number.isFinite(v)) {
+    const why = failed(r, key);
+    if (why !== undefined) return why;
+  }
   const notes = [...new Set(r.notes.get(key) ?? [])].filter((n) => n !== '');
   return `${Number.isFinite(v) ? unit(v) : '-'}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`;
 }
@@ -86,6 +102,20 @@ export function printTables(r: Results, o: ReportOptions): void {
         const target = m.floor === 0 ? '' : `>= ${m.floor}x iptables: ${!Number.isFinite(vsIptables) ? 'not measured' : vsIptables >= m.floor ? 'met' : 'missed'}${caveat}`;
         const cpu = value(r, `${key('tapir')}|cpu`);
         const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), target, ...(hasTapir ? [Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'] : [])];
+        console.log(`| ${row.join(' | ')} |`);
+      }
+    }
+  }
+  if (o.sections.has('ipv6') && (o.paths6 ?? []).length > 0) {
+    console.log(`\n## Pod -> IPv6 ClusterIP -> pod (client web-1a, a dual-stack lab, IPv6-only Services), median of ${o.runs} run(s) of ${o.seconds} s`);
+    console.log('(kernel modes: kube-proxy\'s IPv6 proxier, ip6tables / table ip6; tapir: its NAT66; "n/a (why)": the row could not be measured)');
+    console.log(header(o.modes, ['service (endpoints)', 'metric'], hasTapir ? ['tapir agents CPU'] : []));
+    for (const path of o.paths6 ?? []) {
+      for (const metric of ['tcp', 'conn'] as const) {
+        const m = TRAFFIC[metric];
+        const key = (mode: ProxyMode): string => `${mode}|${path}|${metric}`;
+        const cpu = value(r, `${key('tapir')}|cpu`);
+        const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), ...(hasTapir ? [Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'] : [])];
         console.log(`| ${row.join(' | ')} |`);
       }
     }

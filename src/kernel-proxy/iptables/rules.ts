@@ -1,11 +1,12 @@
-// kube-proxy's iptables mode, generated from a compiled ServiceSnapshot as one
+// kube-proxy's iptables mode, generated from a compiled snapshot as one
 // `iptables-restore` input (filter and nat tables, complete: restoring it replaces
 // whatever an earlier sync installed, stale chains included). Chain names, comments
 // and rule order follow pkg/proxy/iptables/proxier.go so the output reads like a real
-// node's `iptables-save`; the golden tests pin it (test/fixtures/lab-rules/).
+// node's `iptables-save`; the golden tests pin it (test/fixtures/lab-rules/). The same
+// text for an IPv6 snapshot is `ip6tables-restore` input (kube-proxy's IPv6 proxier:
+// the same chains, /128 hosts, [address]:port DNAT targets).
 import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
-import { MASQUERADE_MARK, planPorts, probability, type PlannedEndpoint, type PlannedPort, type ProxyNode } from '../proxy-plan.ts';
-import { ipv4ToString } from '../../wire/address.ts';
+import { hostBits, MASQUERADE_MARK, planPorts, probability, proxySnapshot4, type PlannedEndpoint, type PlannedPort, type ProxyNode, type ProxySnapshot } from '../proxy-plan.ts';
 
 function quote(comment: string): string {
   // iptables-save quotes comments that contain anything but a plain word.
@@ -22,7 +23,10 @@ class Chains {
   }
 }
 
-export function iptablesRules(snapshot: ServiceSnapshot, node: ProxyNode): string {
+/** A ServiceSnapshot (IPv4) or one family's ProxySnapshot (IPv6: ip6tables-restore input). */
+export function iptablesRules(snapshot: ServiceSnapshot | ProxySnapshot, node: ProxyNode): string {
+  const proxied = 'family' in snapshot ? snapshot : proxySnapshot4(snapshot);
+  const bits = hostBits(proxied.family);
   const filter = new Chains();
   const nat = new Chains();
   for (const c of ['KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-SERVICES']) filter.chain(c);
@@ -54,11 +58,11 @@ export function iptablesRules(snapshot: ServiceSnapshot, node: ProxyNode): strin
   nat.add('KUBE-POSTROUTING', `-j MARK --xor-mark ${MASQUERADE_MARK}`);
   nat.add('KUBE-POSTROUTING', '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully');
 
-  for (const port of planPorts(snapshot)) servicePort(port, node, filter, nat);
+  for (const port of planPorts(proxied)) servicePort(port, node, filter, nat);
 
   // Last in KUBE-SERVICES, so node ports never shadow a cluster IP or external IP.
-  for (const address of snapshot.nodePortAddresses.map(ipv4ToString)) {
-    nat.add('KUBE-SERVICES', `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d ${address}/32 -j KUBE-NODEPORTS`);
+  for (const address of proxied.nodePortAddresses) {
+    nat.add('KUBE-SERVICES', `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d ${address}/${bits} -j KUBE-NODEPORTS`);
   }
   return [...table('filter', ['INPUT', 'FORWARD', 'OUTPUT'], filter), ...table('nat', ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'], nat)].join('\n') + '\n';
 }
@@ -75,7 +79,8 @@ function table(name: string, builtins: string[], chains: Chains): string[] {
 
 function servicePort(port: PlannedPort, node: ProxyNode, filter: Chains, nat: Chains): void {
   const { spec, names, portName, protocol } = port;
-  const match = (ip: string): string => `-m ${protocol} -p ${protocol} -d ${ip}/32 --dport ${spec.port}`;
+  const bits = hostBits(port.family);
+  const match = (ip: string): string => `-m ${protocol} -p ${protocol} -d ${ip}/${bits} --dport ${spec.port}`;
   const internalChain = spec.internalLocal ? names.svl : names.svc;
   const noEndpoints = `-m comment --comment ${quote(`${portName} has no endpoints`)}`;
   const noLocal = `-m comment --comment ${quote(`${portName} has no local endpoints`)}`;
@@ -146,7 +151,7 @@ function servicePort(port: PlannedPort, node: ProxyNode, filter: Chains, nat: Ch
   for (const e of [...endpoints.values()].sort((a, b) => (a.sepChain < b.sepChain ? -1 : 1))) {
     const comment = `-m comment --comment ${quote(portName)}`;
     // Hairpin: a pod reaching itself through its service must see the node as the source.
-    nat.add(e.sepChain, `${comment} -s ${e.ip}/32 -j KUBE-MARK-MASQ`);
+    nat.add(e.sepChain, `${comment} -s ${e.ip}/${bits} -j KUBE-MARK-MASQ`);
     const affinity = spec.affinityTimeoutSeconds > 0 ? ` -m recent --name ${e.sepChain} --set` : '';
     nat.add(e.sepChain, `${comment}${affinity} -m ${protocol} -p ${protocol} -j DNAT --to-destination ${e.address}`);
   }

@@ -1,7 +1,7 @@
 // The lab's Services as `lab status` shows them, computed from the manifest directory
 // with the same control code every agent runs (allocation, endpoints controller), so
 // what status prints is what the data planes program.
-import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
+import { DEFAULT_NODE_PORT_RANGE, parseServiceCidrs } from '../../model/cluster-defaults.ts';
 import { describeServices, type ServiceDescription } from '../../control/describe.ts';
 import { ServiceProxyState } from '../../control/service-proxy-state.ts';
 import { parseCidr } from '../../wire/address.ts';
@@ -12,7 +12,11 @@ import type { LabState } from '../state.ts';
 export function labServices(state: LabState, stored: { objects: K8sObject[]; problems: string[] } = loadObjects(state.manifests)): { services: ServiceDescription[]; problems: string[] } {
   const { objects, problems } = stored;
   // The descriptions do not depend on the node (no traffic-policy filtering); any will do.
-  const control = new ServiceProxyState({ name: state.nodes[0]?.name ?? '' }, { serviceCIDR: parseCidr(state.addressing.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE });
+  // A dual-stack lab: both service ranges, or its IPv6 and dual-stack Services would show as rejected.
+  const cidrs = state.addressing.serviceCIDRv6 === undefined ? undefined : parseServiceCidrs(`${state.addressing.serviceCIDR},${state.addressing.serviceCIDRv6}`);
+  const control = new ServiceProxyState({ name: state.nodes[0]?.name ?? '' }, {
+    serviceCIDR: parseCidr(state.addressing.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE, ...(typeof cidrs === 'object' ? { serviceCIDRs: cidrs } : {}),
+  });
   control.apply(objects.map((current) => ({ previous: undefined, current })));
   return { services: describeServices(control.sync().view), problems };
 }

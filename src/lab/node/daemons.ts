@@ -26,6 +26,10 @@ export interface DaemonConfig {
   serviceCIDR: string;
   underlayCIDR: string;
   underlayIP: string;
+  /** Dual-stack labs: the IPv6 cluster and service CIDRs and the node's IPv6 underlay address (the kernel proxy modes' IPv6 proxier). */
+  clusterCIDRv6?: string;
+  serviceCIDRv6?: string;
+  underlayIP6?: string;
   underlayInterface: string;
   /** Node names in topology order (the load balancer's election order). */
   nodes: string[];
@@ -55,6 +59,8 @@ export interface DaemonStatus {
   announced: string[];
   /** Kernel proxy modes: the rules installed. */
   proxy: { mode: string; generation: number; syncs: number; ruleLines: number } | null;
+  /** Kernel proxy modes in a dual-stack lab: the IPv6 rules installed (ip6tables, `table ip6`). */
+  proxy6?: { mode: string; generation: number; syncs: number; ruleLines: number } | null;
   healthCheckNodePorts: number[];
   /** Pods of this node and the prober's verdict. */
   pods: Record<string, boolean>;
@@ -75,6 +81,9 @@ export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
     serviceCIDR: state.addressing.serviceCIDR,
     underlayCIDR: state.addressing.underlayCIDR,
     underlayIP: node.underlayIP,
+    ...(node.underlayIP6 === undefined || state.addressing.clusterCIDRv6 === undefined || state.addressing.serviceCIDRv6 === undefined ? {} : {
+      clusterCIDRv6: state.addressing.clusterCIDRv6, serviceCIDRv6: state.addressing.serviceCIDRv6, underlayIP6: node.underlayIP6,
+    }),
     underlayInterface: UNDERLAY_IFNAME,
     nodes: state.nodes.map((n) => n.name),
     clientNetns: state.client?.netns ?? null,

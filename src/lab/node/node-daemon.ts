@@ -32,12 +32,13 @@ import { ManifestError } from '../../k8s/manifest.ts';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import type { ClusterView } from '../../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
-import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
+import { DEFAULT_NODE_PORT_RANGE, parseServiceCidrs, type ServiceCidrs } from '../../model/cluster-defaults.ts';
 import { parseCidr } from '../../wire/address.ts';
 import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
 import { readStatusFile, type DaemonConfig, type DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
 import { KernelProxy } from '../../kernel-proxy/kernel-proxy.ts';
+import { compileProxySnapshot6 } from '../../kernel-proxy/snapshot6.ts';
 import { containerStatuses, setPodReady } from '../cluster/lab-objects.ts';
 import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from '../cluster/manifests.ts';
 import { Prober } from './readiness-prober.ts';
@@ -99,6 +100,8 @@ async function main(): Promise<void> {
     cluster: config.api !== null,
     node: { name: config.node, nodePortAddresses: [config.underlayIP] },
     serviceCIDR: parseCidr(config.serviceCIDR)!,
+    // Dual-stack: both ranges (manifest mode allocates the IPv6 cluster IPs the IPv6 proxier programs).
+    ...(config.serviceCIDRv6 === undefined ? {} : { serviceCIDRs: parseServiceCidrs(`${config.serviceCIDR},${config.serviceCIDRv6}`) as ServiceCidrs }),
     nodePortRange: DEFAULT_NODE_PORT_RANGE,
     // A failed rule install is retried at the next pass, as kube-proxy retries a failed sync.
     retryIntervalMs: PASS_MS,
@@ -111,7 +114,21 @@ async function main(): Promise<void> {
   const health = proxy === null ? null : new HealthCheckServers((m) => problems.add(m));
   const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parseCidr(config.underlayCIDR, true)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
   const prober = new Prober();
+  // Dual-stack: kube-proxy's IPv6 proxier beside the IPv4 one (ip6tables, `table ip6`).
+  const proxy6 = proxy === null || config.clusterCIDRv6 === undefined || config.serviceCIDRv6 === undefined || config.underlayIP6 === undefined
+    ? null : new KernelProxy(proxy.mode, { clusterCIDR: config.clusterCIDRv6, serviceCIDR: config.serviceCIDRv6 }, 6);
   let proxyBehind = proxy !== null;
+  let proxy6Behind = proxy6 !== null;
+  if (proxy6 !== null) {
+    const node6 = { name: config.node, zone: '', nodePortAddresses: [config.underlayIP6!] };
+    controller.subscribe(async (view) => {
+      proxy6Behind = true;
+      const services = new Map(source.list().filter((o): o is ServiceObject => o.kind === 'Service').map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+      const snapshot6 = compileProxySnapshot6(view, (key) => services.get(key), node6);
+      if (await proxy6.sync(snapshot6)) log(`${proxy6.mode} IPv6 rules installed for view generation ${snapshot6.generation} (${snapshot6.ports.length} IPv6 service ports)`);
+      proxy6Behind = false;
+    });
+  }
   if (proxy !== null) {
     // Only a new snapshot changes the rules (a view can change for headless services alone).
     let installed: ServiceSnapshot | undefined;
@@ -208,6 +225,7 @@ async function main(): Promise<void> {
       if (view !== undefined && (healthChanged || started - lastSpeak >= FULL_RESCAN_MS)) await speak(view);
       for (const p of speakerProblems) problems.add(p);
       if (proxyBehind && proxy !== null) problems.add(`${proxy.mode} rules are not installed (see ${config.node}'s daemon log)`);
+      if (proxy6Behind && proxy6 !== null) problems.add(`${proxy6.mode} IPv6 rules are not installed (see ${config.node}'s daemon log)`);
 
       const pods = source.list().filter((o): o is PodObject => o.kind === 'Pod' && o.spec.nodeName === config.node);
       verdicts = await probe(config, prober, pods, started, api);
@@ -231,6 +249,7 @@ async function main(): Promise<void> {
       updatedAt: new Date().toISOString(),
       announced: speaker.announced,
       proxy: proxy?.status ?? null,
+      ...(proxy6 === null ? {} : { proxy6: proxy6.status }),
       healthCheckNodePorts: health?.ports ?? [],
       pods: Object.fromEntries(verdicts),
       problems: [...problems],
