@@ -78,7 +78,7 @@ async function run(t: { after(fn: () => void): void }, dual: boolean, cidrs: Ser
   writeFileSync(join(dir, 'pods.yaml'), pods(dual));
   const c = new ServiceController({
     source: new ManifestDir({ dir, rescanIntervalMs: 60_000, debounceMs: 10 }),
-    node: { name: 'node-1', nodePortAddresses: ['10.0.0.1'] },
+    node: { name: 'node-1', nodePortAddresses: ['10.0.0.1', 'fd00:172:30::1'] },
     serviceCIDR: parseCidr('10.96.0.0/16')!,
     serviceCIDRs: cidrs,
     minSyncIntervalMs: 10,
@@ -144,6 +144,30 @@ test('the IPv4 tables take exactly the IPv4 half of dual-stack Services', async 
   assert.match(toNodePort.endpoint ?? '', /^10\.244\.[12]\.[23]:8080$/);
   const toOnly6 = traceServicePacket(dual.snapshot, { protocol: 6, src: ipv4('203.0.113.50'), srcPort: 5000, dst: ipv4('10.0.0.1'), dstPort: only6.ports[0]!.nodePort, entryPoint: EntryPoint.EXTERNAL }, options);
   assert.deepEqual([toOnly6.verdict, toOnly6.servicePort], ['pass', null], JSON.stringify(toOnly6));
+});
+
+test('the IPv6 tables take the IPv6 half: ports6 per dual-stack and IPv6-only Service, traced through NAT66', async (t) => {
+  const dual = await run(t, true, DUAL);
+  const ports6 = dual.snapshot.ports6 ?? [];
+  // The IPv4-only Service is not in the IPv6 half; the others are, with their IPv6 addresses.
+  assert.deepEqual(ports6.map((p) => p.key), ['default/fixed:http', 'default/only6:http', 'default/web:http']);
+  assert.deepEqual(dual.snapshot.nodePortAddresses6, ['fd00:172:30::1']);
+  const web6 = ports6.find((p) => p.name === 'web')!;
+  const web = dual.services.find((s) => s.name === 'web')!;
+  assert.equal(web6.clusterIP, web.clusterIP6);
+  assert.deepEqual(web6.externalIPs, ['2001:db8::7']);
+  assert.deepEqual(web6.allEndpoints.map((e) => `${e.ip} ${e.local}`), ['fd00:10:244:1::2 true', 'fd00:10:244:2::3 false']);
+  assert.doesNotMatch(JSON.stringify(ports6), /10\.244\.|203\.0\.113/);
+  const options = { masqueradeIP: ipv4('10.0.0.1'), masqueradeIP6: parseIpv6('fd00:10:244:1::1')!, seed: 1, conntrack: { capacity: 64, seed: 1 } };
+  const toCluster = traceServicePacket(dual.snapshot, { protocol: 6, src: 'fd00:10:244:1::9', srcPort: 40000, dst: web.clusterIP6, dstPort: 80, entryPoint: EntryPoint.POD }, options);
+  assert.equal(toCluster.verdict, 'nated', toCluster.steps.join('\n'));
+  assert.match(toCluster.endpoint ?? '', /^\[fd00:10:244:[12]::[23]\]:8080$/);
+  assert.match(toCluster.after, /^\[fd00:10:244:1::9\]:40000 -> \[fd00:10:244:[12]::[23]\]:8080$/);
+  const only6 = dual.services.find((s) => s.name === 'only6')!;
+  const toNodePort = traceServicePacket(dual.snapshot, { protocol: 6, src: '2001:db8::50', srcPort: 5000, dst: 'fd00:172:30::1', dstPort: only6.ports[0]!.nodePort, entryPoint: EntryPoint.EXTERNAL }, options);
+  assert.equal(toNodePort.verdict, 'nated', toNodePort.steps.join('\n'));
+  assert.equal(toNodePort.masquerade, 'externalTrafficPolicy: Cluster');
+  assert.match(toNodePort.after, /^\[fd00:10:244:1::1\]:5000 -> /);
 });
 
 test('RequireDualStack on an IPv4-only cluster is rejected with file, document and field; the rest is served', async (t) => {

@@ -97,7 +97,7 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
       const r = JSON.parse(remote.stdout) as { verdict: string; egress: string; steps: string[] };
       assert.equal(r.verdict, 'pass');
       assert.match(r.egress, /^VXLAN \(VNI 4242\) to node-2 at 172\.30\.0\.12$/);
-      assert.ok(r.steps.some((x) => x.includes('not service-NATed')), r.steps.join('\n'));
+      assert.ok(r.steps.some((x) => x.includes('not a service packet')), r.steps.join('\n'));
       const local = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `[${v6['web-1a']}]:40000`, '--dst', `[${v6['web-1b']}]:8080`, '--json']);
       assert.match((JSON.parse(local.stdout) as { egress: string }).egress, /^pod port \S+ \(default\/web-1b\)$/);
       const mixed = tapir(['trace', '--lab', lab.name, '--node', 'node-1', '--src', `${lab.ips['web-1a']}:40000`, '--dst', `[${v6['web-1b']}]:8080`]);
@@ -131,9 +131,11 @@ test('dual-stack lab: IPv6 between pods (same node, across nodes) and from the n
         const name = 'web6.default.svc.cluster.local';
         assert.equal(lab.exec('web-1a', 'dig', '+short', 'AAAA', name).trim(), svc.spec.clusterIPs[1]);
         assert.equal(lab.exec('web-2a', 'dig', '+short', 'A', name).trim(), svc.spec.clusterIP);
-        // The IPv4 half is served as before (IPv6 cluster IPs wait for NAT66).
+        // Both halves are served (NAT66: lab-dual-services.test.ts goes through the IPv6 paths).
         const reply = JSON.parse(lab.exec('web-1a', 'curl', '-sS', '--max-time', '5', `http://${svc.spec.clusterIP}/`)) as { pod: string };
         assert.match(reply.pod, /^web-/);
+        const reply6 = JSON.parse(lab.exec('web-2a', 'curl', '-sS', '-g', '--max-time', '5', `http://[${svc.spec.clusterIPs[1]}]/`)) as { pod: string };
+        assert.match(reply6.pod, /^web-/);
       } finally {
         rmSync(home, { recursive: true, force: true });
       }

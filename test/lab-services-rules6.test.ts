@@ -11,11 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServiceController } from '../src/control/service-controller.ts';
 import { ManifestDir } from '../src/k8s/manifest-dir.ts';
-import type { ServiceObject } from '../src/k8s/objects.ts';
 import { iptablesRules } from '../src/kernel-proxy/iptables/rules.ts';
 import { nftablesRules } from '../src/kernel-proxy/nftables/rules.ts';
-import { hashName, planPorts, type ProxySnapshot } from '../src/kernel-proxy/proxy-plan.ts';
-import { compileProxySnapshot6 } from '../src/kernel-proxy/snapshot6.ts';
+import { hashName, planPorts, proxySnapshot6, type ProxySnapshot } from '../src/kernel-proxy/proxy-plan.ts';
+
 import { parseServiceCidrs, type ServiceCidrs } from '../src/model/cluster-defaults.ts';
 import type { ClusterView } from '../src/model/cluster-view.ts';
 import { parseCidr } from '../src/wire/address.ts';
@@ -175,7 +174,7 @@ async function compile(t: { after(fn: () => void): void }): Promise<{ view: Clus
   const source = new ManifestDir({ dir, rescanIntervalMs: 60_000, debounceMs: 10 });
   const c = new ServiceController({
     source,
-    node: { name: 'node-1', nodePortAddresses: ['172.30.0.11'] },
+    node: { name: 'node-1', nodePortAddresses: ['172.30.0.11', 'fd00:172:30::11'] },
     serviceCIDR: parseCidr('10.96.0.0/16')!,
     serviceCIDRs: parseServiceCidrs('10.96.0.0/16,fd00:10:96::/112') as ServiceCidrs,
     minSyncIntervalMs: 10,
@@ -184,9 +183,7 @@ async function compile(t: { after(fn: () => void): void }): Promise<{ view: Clus
   t.after(() => c.stop());
   await c.start();
   const view = c.view!;
-  const services = new Map(source.list().filter((o): o is ServiceObject => o.kind === 'Service').map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
-  const snapshot6 = compileProxySnapshot6(view, (key) => services.get(key), { name: 'node-1', zone: '', nodePortAddresses: ['fd00:172:30::11'] });
-  return { view, snapshot6 };
+  return { view, snapshot6: proxySnapshot6(view.snapshot) };
 }
 
 function golden(name: string, actual: string): void {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { localSteeringSelectors, rangesWithout, selectorArgs } from '../src/agent/local-steering.ts';
 import { portBlocks, steeringBatch } from '../src/agent/steering.ts';
-import { ipv4 } from '../src/wire/index.ts';
+import { ipv4, parseIpv6 } from '../src/wire/index.ts';
 
 test('portBlocks covers a range exactly with aligned blocks', () => {
   for (const [lo, hi] of [[30000, 32767], [1, 1], [0, 65535], [80, 443], [30080, 30080]] as const) {
@@ -31,6 +31,22 @@ test('steering rules: health checks pass first, node ports and service IPs go to
     'filter add dev eth0 ingress prio 30 protocol ip u32 match ip dst 172.30.0.150/32 action mirred egress redirect dev tapir0',
     'filter add dev eth0 ingress prio 30 protocol ip u32 match ip dst 172.30.0.200/32 action mirred egress redirect dev tapir0',
   ]);
+});
+
+test('IPv6 steering: the same rules with ip6 selectors, one priority above IPv4\'s', () => {
+  const lines = steeringBatch('eth0', 'tapir0', {
+    nodeIP: ipv4('172.30.0.11'), nodePortRange: { min: 30000, max: 30001 }, healthCheckPorts: [30001], serviceIPs: [],
+    nodeIPs6: [parseIpv6('fd00:172:30::b')!], serviceIPs6: ['fd00:172:30::c8'],
+  });
+  assert.deepEqual(lines.filter((l) => l.includes('protocol ipv6')), [
+    'filter add dev eth0 ingress prio 6 protocol ipv6 u32 match ip6 src ::1/128 classid :1',
+    'filter add dev eth0 ingress prio 11 protocol ipv6 u32 match ip6 dst fd00:172:30::b/128 match ip6 protocol 6 0xff match ip6 dport 30001 0xffff classid :1',
+    'filter add dev eth0 ingress prio 21 protocol ipv6 u32 match ip6 dst fd00:172:30::b/128 match ip6 protocol 6 0xff match ip6 dport 30000 0xfffe action mirred egress redirect dev tapir0',
+    'filter add dev eth0 ingress prio 21 protocol ipv6 u32 match ip6 dst fd00:172:30::b/128 match ip6 protocol 17 0xff match ip6 dport 30000 0xfffe action mirred egress redirect dev tapir0',
+    'filter add dev eth0 ingress prio 31 protocol ipv6 u32 match ip6 dst fd00:172:30::c8/128 action mirred egress redirect dev tapir0',
+  ]);
+  // Without an IPv6 address or IPv6 service IPs, IPv4's rules alone.
+  assert.ok(!steeringBatch('eth0', 'tapir0', { nodeIP: ipv4('172.30.0.11'), nodePortRange: { min: 30000, max: 30001 }, healthCheckPorts: [], serviceIPs: [] }).some((l) => l.includes('ipv6')));
 });
 
 test('node-port ranges less the health-check ports', () => {
@@ -85,10 +101,14 @@ test('a restarted agent replaces the underlay filters make-before-break: the new
     await second.apply(rules);
     const b = prefs();
     await second.apply({ ...rules, serviceIPs: [] });
-    console.log(JSON.stringify({ a, b, c: prefs() }));
+    const c = prefs();
+    // IPv6: tc takes the ip6 selectors too (u32 ip6 dst, protocol, dport).
+    await second.apply({ ...rules, nodeIPs6: [new Uint8Array([0xfd, 0, 0x01, 0x72, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b])], serviceIPs6: ['fd00:172:30::c8'] });
+    console.log(JSON.stringify({ a, b, c, d: prefs() }));
   `;
-  const out = JSON.parse(ns.exec(process.execPath, ['--input-type=module', '-e', script])) as { a: number[]; b: number[]; c: number[] };
+  const out = JSON.parse(ns.exec(process.execPath, ['--input-type=module', '-e', script])) as { a: number[]; b: number[]; c: number[]; d: number[] };
   assert.deepEqual(out.a, [5, 10, 20, 30]);
   assert.deepEqual(out.b, [105, 110, 120, 130], 'the successor\'s set in the other band, the first one gone');
   assert.deepEqual(out.c, [5, 10, 20], 'a changed set goes back to the first band');
+  assert.deepEqual(out.d, [105, 106, 110, 111, 120, 121, 130, 131], 'IPv4 and IPv6 rules installed side by side');
 });

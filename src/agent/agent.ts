@@ -20,7 +20,8 @@ import type { StatusInfo } from './protocol.ts';
 import { PortManager, podAddresses, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
 import { ServiceSync } from './service-sync.ts';
-import { buildServiceTable, updateServiceTable } from '../tables/service-table.ts';
+import { buildServiceTable, buildServiceTable6, updateServiceTable, updateServiceTable6 } from '../tables/service-table.ts';
+import { ServiceNat6 } from '../services/nat6.ts';
 import { ServiceNat, type ServiceIds } from '../services/nat.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import type { SyncObserver } from '../control/sync-observer.ts';
@@ -62,8 +63,9 @@ export class Agent {
   #gcTimer: NodeJS.Timeout | null = null;
   /** Cluster mode: the other nodes as their Node objects describe them. */
   #apiNodes: NodeRecord[] = [];
-  /** idsVersion of the service NAT when its ids were last written for a successor. */
+  /** idsVersion of the service NATs (IPv4, IPv6) when their ids were last written for a successor. */
   #savedIdsVersion = -1;
+  #savedIdsVersion6 = -1;
 
   private constructor(config: AgentConfig, hostDevice: TunDevice, underlay: UdpBatchSocket, log: (m: string) => void) {
     this.config = config;
@@ -239,9 +241,28 @@ export class Agent {
       this.#log(`flows: took over ${nat.conntrack.restored} conntrack entr${nat.conntrack.restored === 1 ? 'y' : 'ies'} and the session affinity of the previous agent`);
     }
     this.datapath.setServiceNat(nat);
+    this.#startServiceNat6(store, store !== null && !store.fresh ? this.#loadServiceIds('ids6', 'next6') : undefined);
     this.datapath.servicesSynced = false;
     this.#gcTimer = setInterval(() => this.datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();
+  }
+
+  /**
+   * The IPv6 service NAT (NAT66) of a node with IPv6 pods: masquerading to the node's
+   * IPv6 pod gateway, which every endpoint routes back to this node over the overlay.
+   */
+  #startServiceNat6(store: FlowStore | null, serviceIds: ServiceIds | undefined): void {
+    const c = this.config;
+    if (c.podCIDRv6 === null) return;
+    const nat6 = new ServiceNat6(buildServiceTable6({ generation: 0, ports: [], nodePortAddresses: [] }), {
+      masqueradeIP: c.podCIDRv6.host(1),
+      // The flow store's IPv6 regions (a quarter of the IPv4 sizes by default), or tables of this process only.
+      conntrack: { capacity: Math.max(1024, c.conntrackSize >> 2), timeouts: c.conntrackTimeouts },
+      ...(store === null ? {} : { store }),
+      ...(serviceIds === undefined ? {} : { serviceIds }),
+    });
+    if (store !== null && !store.fresh && nat6.conntrack.restored > 0) this.#log(`flows: took over ${nat6.conntrack.restored} IPv6 conntrack entr${nat6.conntrack.restored === 1 ? 'y' : 'ies'}`);
+    this.datapath.setServiceNat6(nat6);
   }
 
   /** The flow tables' shared memory, or null (tables in this process only) when it cannot be had. */
@@ -259,14 +280,17 @@ export class Agent {
     }
   }
 
-  #loadServiceIds(): ServiceIds | undefined {
+  /** The service port ids a previous agent saved: the IPv4 NAT's (`ids`, `next`) or the IPv6 one's (`ids6`, `next6`). */
+  #loadServiceIds(idsField = 'ids', nextField = 'next'): ServiceIds | undefined {
     const path = join(this.config.stateDir, SERVICE_IDS_FILE);
     try {
-      const saved = JSON.parse(readFileSync(path, 'utf8')) as { next?: unknown; ids?: unknown };
-      if (typeof saved.next !== 'number' || typeof saved.ids !== 'object' || saved.ids === null) throw new Error('not a service id file');
+      const saved = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      const next = saved[nextField];
+      const ids = saved[idsField];
+      if (typeof next !== 'number' || typeof ids !== 'object' || ids === null) throw new Error(`not a service id file (no ${idsField})`);
       const byKey = new Map<string, number>();
-      for (const [key, id] of Object.entries(saved.ids)) if (typeof id === 'number') byKey.set(key, id);
-      return { byKey, next: saved.next };
+      for (const [key, id] of Object.entries(ids)) if (typeof id === 'number') byKey.set(key, id);
+      return { byKey, next };
     } catch (err) {
       // Tags of the old entries then match no service port: their flows go on, only
       // a UDP endpoint's removal will not find them (they time out instead). New ids
@@ -277,14 +301,16 @@ export class Agent {
   }
 
   /** Writes the service port ids for a successor, when they changed (before any packet uses new ones). */
-  #saveServiceIds(nat: ServiceNat): void {
-    if (nat.idsVersion === this.#savedIdsVersion) return;
+  #saveServiceIds(nat: ServiceNat, nat6: ServiceNat6 | null): void {
+    if (nat.idsVersion === this.#savedIdsVersion && (nat6 === null || nat6.idsVersion === this.#savedIdsVersion6)) return;
     const { byKey, next } = nat.serviceIds();
+    const v6 = nat6?.serviceIds();
     const path = join(this.config.stateDir, SERVICE_IDS_FILE);
     try {
-      writeFileSync(`${path}.tmp`, JSON.stringify({ next, ids: Object.fromEntries(byKey) }));
+      writeFileSync(`${path}.tmp`, JSON.stringify({ next, ids: Object.fromEntries(byKey), ...(v6 === undefined ? {} : { next6: v6.next, ids6: Object.fromEntries(v6.byKey) }) }));
       renameSync(`${path}.tmp`, path);
       this.#savedIdsVersion = nat.idsVersion;
+      this.#savedIdsVersion6 = nat6?.idsVersion ?? -1;
     } catch (err) {
       this.#log(`flows: cannot write ${path}: ${(err as Error).message}`);
     }
@@ -297,10 +323,16 @@ export class Agent {
     const table = nat === null ? buildServiceTable(snapshot) : updateServiceTable(nat.table, snapshot);
     for (const problem of table.problems) this.#log(`services: ${problem}`);
     if (nat === null) return;
-    const flushed = nat.setTable(table);
+    const nat6 = this.datapath.serviceNat6;
+    let flushed = nat.setTable(table);
+    if (nat6 !== null) {
+      const table6 = updateServiceTable6(nat6.table, snapshot);
+      for (const problem of table6.problems) this.#log(`services: ${problem}`);
+      flushed += nat6.setTable(table6);
+    }
     this.datapath.servicesSynced = true;
     // Synchronously, before the next batch: a successor must know every id a flow can carry.
-    this.#saveServiceIds(nat);
+    this.#saveServiceIds(nat, nat6);
     if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
   }
 
@@ -328,6 +360,7 @@ export class Agent {
       podCIDR6: c.podCIDRv6,
       clusterCIDR6: c.clusterCIDRv6,
       underlayIP: c.underlayAddress,
+      underlayIP6: c.underlayAddressV6,
       vni: c.vni,
       mtu: c.mtu,
       pods,

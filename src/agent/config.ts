@@ -48,7 +48,7 @@ export interface AgentConfig {
   /** This node's IPv6 pod range and the cluster's (dual-stack): both or neither (null). The IPv6 gateway is podCIDRv6's ::1. */
   podCIDRv6: Cidr6 | null;
   clusterCIDRv6: Cidr6 | null;
-  /** The cluster IPs' IPv6 range: only routed into the host TUN (no IPv6 Services yet); null = none. */
+  /** The cluster IPs' IPv6 range (routed into the host TUN; NAT66 serves it); null = none. */
   serviceCIDRv6: Cidr6 | null;
   /** The node's IPv6 address (the source of its IPv6 traffic to this node's pods); null = the IPv6 pod gateway, on the host TUN, for those too. */
   underlayAddressV6: Uint8Array | null;
@@ -67,6 +67,12 @@ export interface AgentConfig {
   zone: string;
   /** Addresses on which node ports are served (kube-proxy's nodePortAddresses), 127.0.0.1 for localhost node ports; default the underlay address and 127.0.0.1. */
   nodePortAddresses: number[];
+  /**
+   * The IPv6 addresses node ports are served on (a node with IPv6 pods): underlay.addressV6,
+   * else (cluster mode) the Node's IPv6 InternalIP, as kube-proxy's "primary" takes each
+   * family's node IP; [] = IPv6 node ports nowhere.
+   */
+  nodePortAddressesV6: Uint8Array[];
   /** Node ports (kube-apiserver's --service-node-port-range). */
   nodePortRange: PortRange;
   /** Connection-tracking table size (entries); a full table evicts expired entries, then refuses new flows. */
@@ -112,6 +118,8 @@ export interface AgentConfigEnvironment {
    */
   node?: {
     address?: number | undefined; interface?: string | undefined; podCIDR?: Cidr | undefined;
+    /** The Node's IPv6 InternalIP (dual-stack). */
+    address6?: Uint8Array | undefined;
     /** The IPv6 entry of spec.podCIDRs (dual-stack). */
     podCIDRv6?: Cidr6 | undefined;
   };
@@ -263,6 +271,8 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
       top.fail('underlay.address', `${ipv4ToString(underlayAddress)}, this node's only address, is not in ${kpWhere} nodePortAddresses [${kp.nodePortAddresses.map(formatNodePortAddress).join(', ')}]${offLocalhost}: node ports would be served nowhere`);
     }
   }
+  const address6 = v6.underlayAddressV6 ?? fromNode?.address6 ?? null;
+  const nodePortAddressesV6 = v6.podCIDRv6 !== null && address6 !== null ? [address6] : [];
   let nodePortRange: PortRange = DEFAULT_NODE_PORT_RANGE;
   if (top.has('nodePortRange')) {
     const text = top.string('nodePortRange');
@@ -294,6 +304,7 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     manifests: top.has('manifests') ? path(top, 'manifests', '') : null,
     zone: top.string('zone'),
     nodePortAddresses,
+    nodePortAddressesV6,
     nodePortRange,
     conntrackSize: top.int('conntrackSize', 1024, 1 << 24, Math.max(1024, conntrackFallback)),
     conntrackTimeouts: { ...kubeProxy.conntrack.timeouts },

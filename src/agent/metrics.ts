@@ -159,6 +159,15 @@ export class AgentMetrics implements SyncObserver {
       },
     });
     new Gauge({ name: 'tapir_conntrack_entries', help: 'Live conntrack entries', registers, collect() { this.set(dp()?.serviceNat?.conntrack.size ?? 0); } });
+    new Counter({
+      name: 'tapir_service_nat6_packets_total', help: 'IPv6 packets through the service NAT (NAT66) by verdict', labelNames: ['verdict'], registers,
+      collect() {
+        this.reset();
+        const nat = dp()?.serviceNat6 ?? null;
+        if (nat !== null) verdictNames.forEach((v, i) => this.inc({ verdict: v }, nat.verdicts[i]!));
+      },
+    });
+    new Gauge({ name: 'tapir_conntrack6_entries', help: 'Live IPv6 conntrack entries (NAT66)', registers, collect() { this.set(dp()?.serviceNat6?.conntrack.size ?? 0); } });
     new Gauge({ name: 'tapir_conntrack_capacity', help: 'Conntrack table size (entries)', registers, collect() { this.set(dp()?.serviceNat?.conntrack.capacity ?? 0); } });
     conntrackCounterNames.forEach((counter, i) => {
       const [name, help] = CONNTRACK_METRICS[counter] ?? [`tapir_conntrack_${counter.replace(/-/g, '_')}_total`, `Conntrack ${counter}`];

@@ -162,6 +162,9 @@ export interface StatsInfo {
   conntrack: { entries: number; capacity: number; maxUnassuredPerSource: number; counters: Record<string, number> } | null;
   /** Service packets refused (dropped or rejected) by reason name. */
   natRefusals: Record<string, number>;
+  /** The IPv6 service NAT's conntrack and refusals (NAT66); null/empty on a node without IPv6 pods. */
+  conntrack6?: StatsInfo['conntrack'];
+  natRefusals6?: Record<string, number>;
   /** The agent process's memory (process.memoryUsage()), bytes: what a soak watches for leaks. */
   memory: { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
 }

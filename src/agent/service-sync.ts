@@ -15,7 +15,7 @@ import { Kind, type NodeObject } from '../k8s/objects.ts';
 import type { ObjectSource } from '../k8s/object-source.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
-import { ipv4ToString } from '../wire/index.ts';
+import { ipv4ToString, ipv6ToString } from '../wire/index.ts';
 import type { AgentConfig } from './config.ts';
 import { LocalSteering } from './local-steering.ts';
 import { Steering } from './steering.ts';
@@ -99,7 +99,11 @@ export class ServiceSync {
     this.#controller = new ServiceController({
       source: this.source,
       cluster: c.kubernetes !== null,
-      node: { name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}), nodePortAddresses: c.nodePortAddresses.map(ipv4ToString) },
+      // Node ports on the node's addresses of both families (IPv6 ones for the IPv6 NAT's half).
+      node: {
+        name: c.nodeName, ...(c.zone !== '' ? { zone: c.zone } : {}),
+        nodePortAddresses: [...c.nodePortAddresses.map(ipv4ToString), ...c.nodePortAddressesV6.map((a) => ipv6ToString(a))],
+      },
       serviceCIDR: c.serviceCIDR,
       // A dual-stack cluster (serviceCIDRv6 set): manifest mode allocates and accepts IPv6 cluster IPs too.
       ...(c.serviceCIDRv6 !== null ? { serviceCIDRs: { families: ['IPv4', 'IPv6'] as const, v4: c.serviceCIDR, v6: c.serviceCIDRv6 } } : {}),
@@ -175,15 +179,20 @@ export class ServiceSync {
   #program(s: ServiceSnapshot): void {
     const healthPorts = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
     const serviceIPs: number[] = [];
+    const serviceIPs6: string[] = [];
     const frontends: { ip: number; protocol: number; port: number }[] = [];
     for (const p of s.ports) {
       if (p.healthCheckNodePort > 0) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
       serviceIPs.push(...p.loadBalancerIPs, ...p.externalIPs);
       for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends.push({ ip, protocol: p.protocol, port: p.port });
     }
+    for (const p of s.ports6 ?? []) {
+      if (p.healthCheckNodePort > 0 && !healthPorts.has(p.healthCheckNodePort)) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
+      serviceIPs6.push(...p.loadBalancerIPs, ...p.externalIPs);
+    }
     this.#health.update(s);
     const c = this.#config;
-    const rules = { nodeIP: c.underlayAddress, nodePortRange: c.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs };
+    const rules = { nodeIP: c.underlayAddress, nodePortRange: c.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs, nodeIPs6: c.nodePortAddressesV6, serviceIPs6 };
     const local = { nodePortAddresses: c.nodePortAddresses, nodePortRange: c.nodePortRange, healthCheckPorts: rules.healthCheckPorts, frontends };
     this.#steeringQueue = this.#steeringQueue
       .then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`))

@@ -11,6 +11,12 @@
 //   tc filter ... ingress prio 20  u32 match ip dst NODE/32 match ip protocol 6|17 match ip dport BLOCK/MASK  action mirred egress redirect dev TUN
 //   tc filter ... ingress prio 30  u32 match ip dst VIP/32  action mirred egress redirect dev TUN
 //
+// IPv6 (a node with an IPv6 underlay address): the same rules with `protocol ipv6` and
+// u32's ip6 selectors at priorities one above IPv4's (6: ::1 from the wire, 11 health
+// checks, 21 node ports, 31 load-balancer and external IPs). `ip6 dport` assumes the
+// TCP/UDP header right after the 40-byte IPv6 header: a packet with extension headers
+// to a node port is not steered (and meets the node's stack).
+//
 // mirred hands a TUN the bare IP packet (unlike nftables' netdev `fwd`, which keeps
 // the Ethernet header). The kernel only steers: every NAT, load-balancing and
 // conntrack decision is the agent's. u32's `ip dport` assumes a 20-byte IPv4 header;
@@ -19,7 +25,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { PortRange } from '../model/cluster-defaults.ts';
-import { ipv4ToString } from '../wire/index.ts';
+import { ipv4ToString, ipv6ToString } from '../wire/index.ts';
 
 const run = promisify(execFile);
 
@@ -31,6 +37,10 @@ export interface SteeringRules {
   healthCheckPorts: number[];
   /** Load-balancer and external IPs that this node should take in. */
   serviceIPs: number[];
+  /** The node's IPv6 node-port addresses; absent = none. */
+  nodeIPs6?: Uint8Array[];
+  /** IPv6 load-balancer and external IPs (RFC 5952 text). */
+  serviceIPs6?: string[];
 }
 
 /** Splits [lo, hi] into aligned (value, mask) blocks that u32 can match. */
@@ -63,6 +73,23 @@ export function steeringBatch(dev: string, tun: string, r: SteeringRules, band =
   }
   for (const ip of [...new Set(r.serviceIPs)].sort((a, b) => a - b)) {
     lines.push(`filter add dev ${dev} ingress prio ${band + 30} protocol ip u32 match ip dst ${ipv4ToString(ip)}/32 action mirred egress redirect dev ${tun}`);
+  }
+  const nodes6 = (r.nodeIPs6 ?? []).map((a) => `${ipv6ToString(a)}/128`);
+  const vips6 = [...new Set(r.serviceIPs6 ?? [])].sort();
+  if (nodes6.length === 0 && vips6.length === 0) return lines;
+  lines.push(`filter add dev ${dev} ingress prio ${band + 6} protocol ipv6 u32 match ip6 src ::1/128 classid :1`);
+  for (const node6 of nodes6) {
+    for (const port of r.healthCheckPorts) {
+      lines.push(`filter add dev ${dev} ingress prio ${band + 11} protocol ipv6 u32 match ip6 dst ${node6} match ip6 protocol 6 0xff match ip6 dport ${port} 0xffff classid :1`);
+    }
+    for (const proto of [6, 17]) {
+      for (const b of portBlocks(r.nodePortRange.min, r.nodePortRange.max)) {
+        lines.push(`filter add dev ${dev} ingress prio ${band + 21} protocol ipv6 u32 match ip6 dst ${node6} match ip6 protocol ${proto} 0xff match ip6 dport ${b.value} 0x${b.mask.toString(16)} action mirred egress redirect dev ${tun}`);
+      }
+    }
+  }
+  for (const ip of vips6) {
+    lines.push(`filter add dev ${dev} ingress prio ${band + 31} protocol ipv6 u32 match ip6 dst ${ip}/128 action mirred egress redirect dev ${tun}`);
   }
   return lines;
 }

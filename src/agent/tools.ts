@@ -9,7 +9,7 @@ import { DatapathDrop } from '../datapath/counters.ts';
 import { explainRoute, explainRoute6, RouteFrom, type Route } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
 import { EntryPoint, natReasonNames } from '../services/nat-codes.ts';
-import { conntrackCounterNames } from '../tables/conntrack.ts';
+import { conntrackCounterNames, type Conntrack } from '../tables/conntrack.ts';
 import { traceServicePacket } from '../services/trace.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4, ipv4ToString, isIpv6Text, ipv6ToString, parseIpv6 } from '../wire/index.ts';
@@ -60,19 +60,14 @@ export class AgentTools {
       ports.push({ index: p.index, name: p.name, kind: p.kind === PortKind.POD ? 'pod' : 'host', ...p.counters.toJSON() });
     }
     ports.push({ index: -1, name: 'underlay', kind: 'underlay', ...dp.underlayCounters.toJSON() });
-    const nat = dp.serviceNat;
-    const natRefusals: Record<string, number> = {};
-    let conntrack: StatsInfo['conntrack'] = null;
-    if (nat !== null) {
-      for (let i = 1; i < natReasonNames.length; i++) if (nat.reasons[i]! > 0) natRefusals[natReasonNames[i]!] = nat.reasons[i]!;
-      const ct = nat.conntrack;
-      const counters: Record<string, number> = {};
-      conntrackCounterNames.forEach((name, i) => { counters[name] = ct.counters[i]!; });
-      conntrack = { entries: ct.size, capacity: ct.capacity, maxUnassuredPerSource: ct.maxUnassuredPerSource, counters };
-    }
+    const v4 = natStats(dp.serviceNat);
+    const v6 = natStats(dp.serviceNat6);
     const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
     const memory = { rss, heapUsed, heapTotal, external, arrayBuffers };
-    return { ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors, conntrack, natRefusals, memory };
+    return {
+      ports, coalescedSegments: dp.coalescedSegments, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors,
+      conntrack: v4.conntrack, natRefusals: v4.refusals, conntrack6: v6.conntrack, natRefusals6: v6.refusals, memory,
+    };
   }
 
   /** Starts writing the frames of `port` ('underlay', 'host', a pod or its TAP name) to `file`. */
@@ -145,25 +140,26 @@ export class AgentTools {
   }
 
   /**
-   * An IPv6 packet: service NAT is IPv4 only in this release, so it is routed as
-   * addressed; the egress is what the forwarding table's IPv6 half says.
+   * An IPv6 packet: the IPv6 half of the live snapshot through a fresh NAT66 engine,
+   * then where the forwarding table's IPv6 half sends the packet as NAT left it.
    */
   #trace6(r: TraceRequest): TraceInfo {
-    const src = parseIpv6(r.src)!;
-    const dst = parseIpv6(r.dst)!;
-    const proto = r.protocol === 6 ? 'TCP' : 'UDP';
-    const from = r.from === 'pod' ? RouteFrom.POD : RouteFrom.HOST_TUN;
-    const egress = this.#routeText(explainRoute6(this.#host.datapath.table, dst, from), 0, ipv6ToString(dst));
-    const after = `[${ipv6ToString(src)}]:${r.srcPort} -> [${ipv6ToString(dst)}]:${r.dstPort}`;
-    return {
-      verdict: 'pass', reason: '', servicePort: null, frontend: null, endpoint: null, lb: 'none', masquerade: 'none', after, afterDst: 0,
-      steps: [
-        `packet: ${proto} ${after} from ${r.from}`,
-        'services: IPv6 packets are not service-NATed in this release (NAT66 is not built): routed as addressed',
-        `egress: ${egress}`,
-      ],
-      egress,
-    };
+    const h = this.#host;
+    const snapshot = h.serviceSnapshot() ?? { generation: 0, ports: [], nodePortAddresses: [] };
+    const entryPoint = r.from === 'pod' ? EntryPoint.POD : r.from === 'host' ? EntryPoint.HOST : EntryPoint.EXTERNAL;
+    const table = h.datapath.table;
+    const packet = { protocol: r.protocol, src: ipv6ToString(parseIpv6(r.src)!), srcPort: r.srcPort, dst: ipv6ToString(parseIpv6(r.dst)!), dstPort: r.dstPort, entryPoint };
+    const result = traceServicePacket(snapshot, packet, {
+      masqueradeIP: 0, masqueradeIP6: table.gateway6, seed: 1, conntrack: { capacity: 1024, seed: 1 }, affinityCapacity: 16,
+    });
+    let egress = 'none: the packet does not leave (see the verdict)';
+    if (result.verdict === 'pass' || result.verdict === 'nated') {
+      const from = r.from === 'pod' ? RouteFrom.POD : RouteFrom.HOST_TUN;
+      const dst = parseIpv6(result.afterDst6)!;
+      egress = this.#routeText(explainRoute6(table, dst, from), 0, result.afterDst6);
+    }
+    result.steps.push(`egress: ${egress}`);
+    return { ...result, egress };
   }
 
   #routeText(route: Route, dst: number, dstText = ipv4ToString(dst)): string {
@@ -200,4 +196,15 @@ export class AgentTools {
   close(): void {
     for (const port of [...this.#captures.keys()]) this.captureStop(port);
   }
+}
+
+/** One service NAT's conntrack figures and refusals by reason, for `tapir stats`. */
+function natStats(nat: { conntrack: Conntrack; reasons: Float64Array } | null): { conntrack: StatsInfo['conntrack']; refusals: Record<string, number> } {
+  const refusals: Record<string, number> = {};
+  if (nat === null) return { conntrack: null, refusals };
+  for (let i = 1; i < natReasonNames.length; i++) if (nat.reasons[i]! > 0) refusals[natReasonNames[i]!] = nat.reasons[i]!;
+  const ct = nat.conntrack;
+  const counters: Record<string, number> = {};
+  conntrackCounterNames.forEach((name, i) => { counters[name] = ct.counters[i]!; });
+  return { conntrack: { entries: ct.size, capacity: ct.capacity, maxUnassuredPerSource: ct.maxUnassuredPerSource, counters }, refusals };
 }

@@ -106,7 +106,7 @@ export async function run(args: string[]): Promise<number> {
 async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentConfig> {
   const { KubeApi } = await import('../k8s/kube-api.ts');
   const { ip } = await import('../device/ip-command.ts');
-  const { parseCidr, parseCidr6, parseIpv4 } = await import('../wire/address.ts');
+  const { parseCidr, parseCidr6, parseIpv4, parseIpv6 } = await import('../wire/address.ts');
   const nodeName = (process.env.NODE_NAME ?? '').trim() || hostname().toLowerCase();
   const api = new KubeApi(auth);
   let node: { status?: { addresses?: { type: string; address: string }[] }; spec?: { podCIDR?: string; podCIDRs?: string[] } };
@@ -116,6 +116,7 @@ async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentCon
     throw new CliError(`agent: cannot read Node ${nodeName} from ${api.server}: ${(err as Error).message}`, 1);
   }
   const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && !a.address.includes(':'))?.address;
+  const internal6 = node.status?.addresses?.find((a) => a.type === 'InternalIP' && a.address.includes(':'))?.address;
   const address = internal === undefined ? undefined : parseIpv4(internal);
   const cidrs = node.spec?.podCIDRs ?? (node.spec?.podCIDR === undefined ? [] : [node.spec.podCIDR]);
   const cidrText = cidrs.find((c) => !c.includes(':'));
@@ -130,6 +131,7 @@ async function loadClusterConfig(file: string, auth: KubeAuth): Promise<AgentCon
     node: {
       address, interface: iface, podCIDR: cidrText === undefined ? undefined : parseCidr(cidrText),
       podCIDRv6: cidr6Text === undefined ? undefined : parseCidr6(cidr6Text, true),
+      address6: internal6 === undefined ? undefined : parseIpv6(internal6) ?? undefined,
     },
   });
   config.kubernetes = auth;

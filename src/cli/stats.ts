@@ -29,13 +29,14 @@ export async function run(args: string[]): Promise<number> {
   for (const r of rows) console.log(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
   console.log(`TCP segments coalesced into TSO frames for pods: ${answer.coalescedSegments}`);
   console.log(`ports removed after a device failure: ${answer.portFailures}; underlay receive errors: ${answer.underlayRecvErrors}`);
-  if (answer.conntrack !== null) {
-    const ct = answer.conntrack;
-    const counters = Object.entries(ct.counters).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-    console.log(`service conntrack: ${ct.entries} of ${ct.capacity} entries (at most ${ct.maxUnassuredPerSource} unanswered per source); ${counters}`);
+  for (const [family, ct, refused] of [['', answer.conntrack, answer.natRefusals], [' (IPv6)', answer.conntrack6 ?? null, answer.natRefusals6 ?? {}]] as const) {
+    if (ct !== null) {
+      const counters = Object.entries(ct.counters).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+      console.log(`service conntrack${family}: ${ct.entries} of ${ct.capacity} entries (at most ${ct.maxUnassuredPerSource} unanswered per source); ${counters}`);
+    }
+    const refusals = Object.entries(refused).map(([k, v]) => `${k} ${v}`).join(', ');
+    if (refusals !== '') console.log(`service packets refused${family}: ${refusals}`);
   }
-  const refusals = Object.entries(answer.natRefusals).map(([k, v]) => `${k} ${v}`).join(', ');
-  if (refusals !== '') console.log(`service packets refused: ${refusals}`);
   const mib = (n: number): string => (n / 1048576).toFixed(1);
   const m = answer.memory;
   console.log(`agent memory (MiB): rss ${mib(m.rss)}, heap ${mib(m.heapUsed)} used of ${mib(m.heapTotal)}, external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)})`);

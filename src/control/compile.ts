@@ -35,6 +35,8 @@ interface Family<A extends number | string> {
   addressType: 'IPv4' | 'IPv6';
   /** Whether API text is an address of this family. */
   is(text: string): boolean;
+  /** Whether API text (a valid CIDR) is a network of this family. */
+  isNetwork(text: string): boolean;
   /** The held form of API text already known to be of this family. */
   parse(text: string): A;
   /** The family's cluster IP of an allocation; `none` when it has none. */
@@ -46,6 +48,7 @@ interface Family<A extends number | string> {
 const V4: Family<number> = {
   addressType: 'IPv4',
   is: (text) => !text.includes(':'),
+  isNetwork: (text) => !text.includes(':'),
   parse: (text) => ipv4(text),
   clusterIP: (alloc) => alloc.clusterIP,
   none: 0,
@@ -67,6 +70,7 @@ function compare6(a: string, b: string): number {
 const V6: Family<string> = {
   addressType: 'IPv6',
   is: (text) => text.includes(':') && parseIpv6(text) !== null,
+  isNetwork: (text) => text.includes(':'),
   parse: canonical6,
   clusterIP: (alloc) => {
     const ip = alloc.clusterIPs.find((text) => text.includes(':'));
@@ -144,7 +148,7 @@ function compileFamily<A extends number | string>(family: Family<A>, svc: Servic
   const loadBalancerIPs = freezeAll(spec.type === 'LoadBalancer'
     ? svc.status.loadBalancerIngress.filter((i) => i.ipMode === 'VIP' && family.is(i.ip)).map((i) => family.parse(i.ip))
     : []);
-  const sourceRanges = freezeAll(spec.loadBalancerSourceRanges.filter(family.is).map((text) => Object.freeze(parseRange(text)) as [A, number]));
+  const sourceRanges = freezeAll(spec.loadBalancerSourceRanges.filter(family.isNetwork).map((text) => Object.freeze(parseRange(text)) as [A, number]));
   const lb = svc.metadata.annotations[Annotation.LB_ALGORITHM] === 'maglev' ? LbAlgorithm.MAGLEV : LbAlgorithm.RANDOM;
   const internalLocal = spec.internalTrafficPolicy === 'Local';
 

@@ -19,6 +19,7 @@ import {
 import type { FrameDevice } from '../device/types.ts';
 import { EntryPoint, Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
+import type { ServiceNat6 } from '../services/nat6.ts';
 import { arpReplyInPlace, echo6ReplyInPlace, echoReplyInPlace, isValidNeighborSolicit, neighborAdvertInPlace, udpReplyInPlace } from './answers.ts';
 import { Arena, BATCHES_PER_WAKEUP, RX_BATCH, SLOT_SIZE, HEADROOM } from './arena.ts';
 import type { PortCapture } from './capture.ts';
@@ -122,6 +123,15 @@ export class Datapath implements FrameSink, UnderlayRoutes {
 
   get serviceNat(): ServiceNat | null {
     return this.#services.nat;
+  }
+
+  /** The IPv6 service proxy (NAT66); null = IPv6 is routed as addressed. */
+  setServiceNat6(nat: ServiceNat6 | null): void {
+    this.#services.nat6 = nat;
+  }
+
+  get serviceNat6(): ServiceNat6 | null {
+    return this.#services.nat6;
   }
 
   /** The host port's index, or -1 while there is none. */
@@ -328,8 +338,8 @@ export class Datapath implements FrameSink, UnderlayRoutes {
    * A pod's IPv6 frame. The same decisions as IPv4's: neighbour solicitations for the
    * gateway and local pods answered here (the ARP of IPv6), frames to a local pod's MAC
    * switched, frames to the gateway MAC routed to a local pod, a remote node or the
-   * node's stack. Sources are the pod's address or its link-local address; service
-   * NAT is IPv4 only in this release, so IPv6 is routed as addressed.
+   * node's stack. Sources are the pod's address or its link-local address. Service NAT
+   * (NAT66) runs first, as IPv4's does.
    */
   #fromPod6(port: DatapathPort, off: number, len: number, e: number): void {
     const b = this.arena.buf;
@@ -351,6 +361,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       // Multicast: MLD reports and queries are link control; nothing else is forwarded (as IPv4 broadcast).
       return this.#drop(c, info.protocol === IpProtocol.ICMPV6 ? DatapathDrop.NDP_IGNORED : DatapathDrop.NOT_FOR_US);
     }
+    if (this.#services.process6(info, EntryPoint.POD, VirtioNetHeader.needsCsum(b, off), c, port.index) > Verdict.NATED) return;
     const dstMac = info.ethDst;
     if (dstMac !== t.gatewayMac) {
       const to = t.podPorts6.getAt(b, dst);
@@ -405,13 +416,22 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const c = port.counters;
     const t = this.#table;
     if (!t.hasIpv6) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
+    // The node's own stack sends from its IPv6 addresses (the gateway's, the underlay's
+    // or ::1 to a localhost node port); anything else was steered in from outside.
+    const entryPoint = t.isNodeSource6(b, info.src6Offset) ? EntryPoint.HOST : EntryPoint.EXTERNAL;
+    const v = this.#services.process6(info, entryPoint, VirtioNetHeader.needsCsum(b, off), c, port.index);
+    if (v > Verdict.NATED) return;
     const dst = info.dst6Offset;
     const to = t.podPorts6.getAt(b, dst);
     let node = -1;
     if (to < 0) {
       if (t.podCIDR6!.containsAt(b, dst)) return this.#drop(c, DatapathDrop.NO_SUCH_POD);
       node = t.remoteNode6(b, dst);
-      if (node < 0) return this.#drop(c, DatapathDrop.NO_ROUTE);
+      if (node < 0) {
+        // Steered here and none of ours: back to the node's stack (#fromHost's rule).
+        if (v === Verdict.PASS && this.servicesSynced && t.isNodeSource6(b, dst)) return this.enqueue(port.index, off, len);
+        return this.#drop(c, DatapathDrop.NO_ROUTE);
+      }
     }
     if (info.ttl <= 1) return this.#drop(c, DatapathDrop.TTL_EXPIRED);
     if (to < 0 && !this.#fitsPodMtu6(port, off)) return;

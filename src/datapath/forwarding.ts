@@ -34,6 +34,8 @@ export interface ForwardingInput {
   clusterCIDR6?: Cidr6 | null;
   /** This node's underlay address: traffic for it goes to the host TUN. */
   underlayIP: number;
+  /** This node's IPv6 underlay address (16 bytes), or null/absent. */
+  underlayIP6?: Uint8Array | null;
   vni: number;
   mtu: number;
   pods: readonly PodEntry[];
@@ -81,6 +83,8 @@ export class ForwardingTable {
   readonly clusterCIDR6: Cidr6 | null;
   /** The node's IPv6 gateway (podCIDR6 ::1), the pods' default router; all zeros without IPv6. */
   readonly gateway6: Uint8Array;
+  /** This node's IPv6 underlay address; all zeros without one. */
+  readonly underlayIP6: Uint8Array;
   /** Pod IPv6 -> port index. */
   readonly podPorts6: Ipv6Map;
   /** Port index -> the pod's IPv4 address (0: none, an IPv6-only pod or not a pod). */
@@ -118,6 +122,7 @@ export class ForwardingTable {
     this.clusterCIDR6 = input.clusterCIDR6 ?? null;
     this.hasIpv6 = this.podCIDR6 !== null;
     this.gateway6 = this.podCIDR6 !== null ? this.podCIDR6.host(1) : new Uint8Array(16);
+    this.underlayIP6 = input.underlayIP6 ?? new Uint8Array(16);
     this.podPorts6 = new Ipv6Map(input.pods.length);
     for (const p of input.pods) {
       if (p.ip !== 0) this.podPorts.set(p.ip, p.port);
@@ -184,6 +189,20 @@ export class ForwardingTable {
     const g = this.gateway6;
     for (let i = 15; i >= 0; i--) if (b[off + i] !== g[i]) return false;
     return this.hasIpv6;
+  }
+
+  /**
+   * Whether the 16 bytes at `b[off]` are an IPv6 address of this node's own stack: its
+   * gateway address (its source towards pods), its underlay address, or ::1.
+   */
+  isNodeSource6(b: Uint8Array, off: number): boolean {
+    if (this.isGateway6(b, off)) return true;
+    const u = this.underlayIP6;
+    let same = u[0] !== 0 || u[1] !== 0;
+    for (let i = 15; same && i >= 0; i--) if (b[off + i] !== u[i]) same = false;
+    if (same) return true;
+    for (let i = 0; i < 15; i++) if (b[off + i] !== 0) return false;
+    return b[off + 15] === 1;
   }
 
   /** Whether the 16 bytes at `b[off]` are the IPv6 address, or the link-local address, of the pod on `port`. */

@@ -1,9 +1,11 @@
 // The service proxy's place in the pipeline: every IPv4 packet from a pod, from the
-// host port and from the underlay passes ServiceNat.process here before it is routed.
-// One place for the call, for the clock it is given and for what a refusal costs.
+// host port and from the underlay passes ServiceNat.process here before it is routed,
+// and every IPv6 one ServiceNat6.process (process6). One place for the calls, for the
+// clock they are given and for what a refusal costs.
 import { ETHERNET_HEADER_LENGTH as ETH, IpProtocol, VIRTIO_NET_HEADER_LENGTH, type PacketInfo } from '../wire/index.ts';
 import { Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
+import type { ServiceNat6 } from '../services/nat6.ts';
 import type { Arena } from './arena.ts';
 import { DatapathDrop, type PortCounters } from './counters.ts';
 import type { FrameSink } from './offload.ts';
@@ -28,6 +30,8 @@ const REJECT_BYTES = ETH + 600;
 export class ServiceStage {
   /** The service proxy, once services are programmed; null = no service NAT at all. */
   nat: ServiceNat | null = null;
+  /** The IPv6 service proxy; null = IPv6 packets pass untranslated. */
+  nat6: ServiceNat6 | null = null;
   /** Monotonic whole seconds, read once per batch (conntrack and affinity expiry). */
   #now = 0;
   readonly #arena: Arena;
@@ -49,10 +53,10 @@ export class ServiceStage {
    * another (wall-clock seconds would expire every flow at once).
    */
   expire(maxScan: number): number {
-    const nat = this.nat;
-    if (nat === null) return 0;
     this.tick();
-    return nat.expire(this.#now, maxScan);
+    const nat = this.nat;
+    const nat6 = this.nat6;
+    return (nat === null ? 0 : nat.expire(this.#now, maxScan)) + (nat6 === null ? 0 : nat6.expire(this.#now, maxScan));
   }
 
   /**
@@ -75,6 +79,21 @@ export class ServiceStage {
     return v;
   }
 
+  /** process() for a decoded IPv6 packet, through the IPv6 service proxy. */
+  process6(info: PacketInfo, entryPoint: number, l4Partial: boolean, c: PortCounters, replyPort: number): number {
+    const nat = this.nat6;
+    if (nat === null) return Verdict.PASS;
+    const v = nat.process(info, this.#arena.buf, entryPoint, l4Partial, this.#now);
+    if (v > Verdict.NATED) this.#refused(nat, v, info, c, replyPort);
+    return v;
+  }
+
+  /** tracks() for a decoded IPv6 packet. Slow path. */
+  tracks6(info: PacketInfo): boolean {
+    const nat = this.nat6;
+    return nat !== null && nat.tracks(info, this.#arena.buf, this.#now);
+  }
+
   /** Whether the packet belongs to a flow the service conntrack knows (either way). Slow path. */
   tracks(info: PacketInfo): boolean {
     const nat = this.nat;
@@ -83,7 +102,7 @@ export class ServiceStage {
     return nat.conntrack.lookup(info.protocol, info.src4 | 0, info.srcPort, info.dst4 | 0, info.dstPort, this.#now) >= 0;
   }
 
-  #refused(nat: ServiceNat, v: number, info: PacketInfo, c: PortCounters, replyPort: number): void {
+  #refused(nat: ServiceNat | ServiceNat6, v: number, info: PacketInfo, c: PortCounters, replyPort: number): void {
     if (v === Verdict.DROP) {
       c.drops[DatapathDrop.SERVICE_DROPPED]!++;
       return;

@@ -185,8 +185,8 @@ export class Underlay {
   /**
    * An inner IPv6 frame from remote node `node`: from one of its pods (or its node's
    * stack, whose IPv6 source is its gateway address, inside its range) to a pod here, or
-   * to this node's own IPv6 address (the gateway's, on the host TUN). Service NAT is
-   * IPv4 only in this release, so nothing is reverse-NATed here.
+   * to this node's own IPv6 address (the gateway's, on the host TUN); or a reply of a
+   * flow NATed here (NAT66), reverse-NATed and delivered as #deliver does IPv4's.
    */
   #receive6(e: number, len: number, inPlace: boolean, node: number): void {
     const a = this.#arena;
@@ -195,7 +195,9 @@ export class Underlay {
     const t = this.#routes.table;
     if (!t.hasIpv6) return this.#drop(DatapathDrop.IPV6_UNSUPPORTED);
     if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
-    if (t.remoteNode6(b, info.src6Offset) !== node) return this.#drop(DatapathDrop.UNDERLAY_SPOOFED);
+    if (t.remoteNode6(b, info.src6Offset) !== node && !this.#services.tracks6(info)) return this.#drop(DatapathDrop.UNDERLAY_SPOOFED);
+    const v = this.#services.process6(info, EntryPoint.POD, false, this.counters, NO_REPLY);
+    if (v > Verdict.NATED) return;
     const ip = e + ETH;
     const dst = info.dst6Offset;
     const to = t.podPorts6.getAt(b, dst);
@@ -203,8 +205,15 @@ export class Underlay {
       Ipv6Packet.decrementHopLimit(b, ip);
       return this.#toPod(to, e, len, inPlace);
     }
+    const back = v === Verdict.NATED ? t.remoteNode6(b, dst) : -1;
+    if (back >= 0) {
+      Ipv6Packet.decrementHopLimit(b, ip);
+      const vh = a.frameWithHeader(e, len, inPlace);
+      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+      return this.send(this.counters, vh, vh + VIRTIO_NET_HEADER_LENGTH, len, back);
+    }
     const host = this.#routes.hostPort;
-    if (t.isGateway6(b, dst) && host !== NO_PORT) {
+    if ((t.isGateway6(b, dst) || (v === Verdict.NATED && !t.podCIDR6!.containsAt(b, dst))) && host !== NO_PORT) {
       Ipv6Packet.decrementHopLimit(b, ip);
       return this.#routes.enqueue(host, a.frameWithHeader(ip, len - ETH, true), len - ETH + VIRTIO_NET_HEADER_LENGTH);
     }

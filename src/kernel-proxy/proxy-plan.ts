@@ -4,10 +4,11 @@
 // cluster-wide and node-local policy chains (pkg/proxy/iptables/proxier.go
 // syncProxyRules). kube-proxy runs one proxier per family (a dual-stack node: the IPv4
 // one on iptables / `table ip`, the IPv6 one on ip6tables / `table ip6`); here one plan
-// serves both, over a ProxySnapshot whose addresses are text: the IPv4 one converted from
-// the ServiceSnapshot (proxySnapshot4), the IPv6 one compiled from the view (./snapshot6.ts).
+// serves both, over a ProxySnapshot whose addresses are text, converted from the two
+// halves of the ServiceSnapshot (proxySnapshot4 from `ports`, proxySnapshot6 from
+// `ports6`: one compiler, src/control/compile.ts, for every data plane).
 import { createHash } from 'node:crypto';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
+import type { EndpointSpec, ServicePortSpec, ServicePortSpec6, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv4ToString, parseIpv6 } from '../wire/address.ts';
 
 export type ProxyFamily = 4 | 6;
@@ -42,6 +43,15 @@ export interface ProxySnapshot {
 /** The IPv4 snapshot with its addresses as text (the same ports, in the same order). */
 export function proxySnapshot4(snapshot: ServiceSnapshot): ProxySnapshot {
   return { family: 4, generation: snapshot.generation, ports: snapshot.ports.map(portSpec4), nodePortAddresses: snapshot.nodePortAddresses.map(ipv4ToString) };
+}
+
+/** The IPv6 half of the snapshot (its ports6 and nodePortAddresses6): the addresses are text already. */
+export function proxySnapshot6(snapshot: ServiceSnapshot): ProxySnapshot {
+  return { family: 6, generation: snapshot.generation, ports: (snapshot.ports6 ?? []).map(portSpec6), nodePortAddresses: [...(snapshot.nodePortAddresses6 ?? [])] };
+}
+
+function portSpec6(spec: ServicePortSpec6): ProxyPortSpec {
+  return { ...spec, loadBalancerSourceRanges: spec.loadBalancerSourceRanges.map(([network, length]) => `${network}/${length}`) };
 }
 
 function portSpec4(spec: ServicePortSpec): ProxyPortSpec {

@@ -9,7 +9,9 @@ import { planLab } from './plan.ts';
 import { checkTraffic } from './network/traffic-check.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './network/processes.ts';
 import { interruption, ipBatch } from './network/shell.ts';
-import { claimStateDir, loadState, saveState, stateDirOf, usesApi, type LabState, type ObjectStore } from './state.ts';
+import { claimStateDir, loadState, saveState, stateDirOf, isDualStack, usesApi, type LabState, type ObjectStore } from './state.ts';
+import { DUAL_STACK_DEMO } from './cluster/dual-stack-demo.ts';
+import type { ManifestSource } from './cluster/topology-manifests.ts';
 import { apiApplyLocked, createTopologyPods } from './cluster/api-apply.ts';
 import { defaultTopology, loadTopologyFile, type Dataplane, type IpFamily, type ProxyMode } from './topology.ts';
 import { parseManifest } from '../k8s/manifest.ts';
@@ -59,6 +61,11 @@ export function checkLabName(name: string): void {
   if (!isDns1123Label(name) || name.length > 24) {
     throw new LabError('BAD_NAME', `lab name "${name}" must be a DNS-1123 label (lowercase letters, digits, "-") of at most 24 characters`);
   }
+}
+
+/** Whether the topology's Services include the default topology's demo `web` Service (the demo extras build on it). */
+function hasDemoWeb(services: ManifestSource | null): boolean {
+  return services !== null && parseManifest(services.text, services.file).objects.some((o) => o.kind === 'Service' && o.metadata.namespace === 'default' && o.metadata.name === 'web');
 }
 
 export async function labUp(options: UpOptions): Promise<LabState> {
@@ -155,10 +162,16 @@ export async function labUp(options: UpOptions): Promise<LabState> {
       const result = usesApi(state) ? await apiApplyLocked(state, topology.services, progress) : await applyLocked(state, topology.services, progress);
       for (const line of [...result.lines, ...result.warnings]) progress(line);
       save();
+      if (isDualStack(state) && hasDemoWeb(topology.services)) {
+        progress(`applying the ${DUAL_STACK_DEMO.file}`);
+        const dual = usesApi(state) ? await apiApplyLocked(state, DUAL_STACK_DEMO, progress) : await applyLocked(state, DUAL_STACK_DEMO, progress);
+        for (const line of [...dual.lines, ...dual.warnings]) progress(line);
+        save();
+      }
     }
     if (options.ingress === true) {
       // After the topology's Services, so that their load-balancer addresses stay what they are without it.
-      const demo = topology.services !== null && parseManifest(topology.services.text, topology.services.file).objects.some((o) => o.kind === 'Service' && o.metadata.namespace === 'default' && o.metadata.name === 'web');
+      const demo = hasDemoWeb(topology.services);
       const source = ingressManifests(state, demo);
       progress(`Ingress controller: ${state.nodes.length} pods in ${INGRESS_NAMESPACE}, Service ${INGRESS_NAMESPACE}/${INGRESS_SERVICE}${demo ? `, Ingress default/web (${DEMO_HOST})` : ''}`);
       const result = usesApi(state) ? await apiApplyLocked(state, source, progress) : await applyLocked(state, source, progress);

@@ -25,6 +25,8 @@ export interface LabStatus {
   underlay: { netns: string; bridge: string; cidr: string };
   nodes: {
     name: string; zone: string; netns: string; underlayIP: string; podCIDR: string; gateway: string;
+    /** Dual-stack labs: the node's IPv6 underlay address, pod range and gateway. */
+    underlayIP6?: string; podCIDRv6?: string; gateway6?: string;
     /** The node agent: the one its daemon keeps running (restarts after it died). */
     agent: { pid: number | null; running: boolean; answers: boolean; restarts: number; controlSocket: string; log: string } | null;
     daemon: { pid: number | null; running: boolean; revision: number | null; announced: string[]; problems: string[]; log: string };
@@ -49,7 +51,8 @@ export interface LabStatus {
   }[];
   /** The lab's upstream DNS server (NSD, zone example.test), null in labs made before it. */
   upstreamDns: { address: string; pid: number | null; running: boolean; log: string } | null;
-  client: { name: string; netns: string; ip: string } | null;
+  /** ip6: dual-stack labs' IPv6 underlay address of the client. */
+  client: { name: string; netns: string; ip: string; ip6?: string } | null;
   services: ServiceDescription[];
   /**
    * Every Ingress: its class, hosts, and address (status.loadBalancer.ingress as the
@@ -84,6 +87,9 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       underlayIP: n.underlayIP,
       podCIDR: n.podCIDR,
       gateway: n.gateway,
+      ...(n.underlayIP6 === undefined ? {} : { underlayIP6: n.underlayIP6 }),
+      ...(n.podCIDRv6 === undefined ? {} : { podCIDRv6: n.podCIDRv6 }),
+      ...(n.gateway6 === undefined ? {} : { gateway6: n.gateway6 }),
       agent: n.agent === null ? null : {
         pid: agentPid,
         running: agentPid !== null && isAlive(agentPid),
@@ -144,7 +150,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       running: state.upstreamDns.pid !== null && isAlive(state.upstreamDns.pid),
       log: state.upstreamDns.log,
     },
-    client: state.client === null ? null : { name: state.client.name, netns: state.client.netns, ip: state.client.ip },
+    client: state.client === null ? null : { name: state.client.name, netns: state.client.netns, ip: state.client.ip, ...(state.client.ip6 === undefined ? {} : { ip6: state.client.ip6 }) },
     services,
     ingresses,
     manifestProblems: problems,

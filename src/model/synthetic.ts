@@ -1,8 +1,8 @@
 // Hand-made ServiceSnapshots for tests, benchmarks and examples: a service port with
 // kube-proxy's defaults filled in, and a generator of N services for scale runs. The
 // real snapshots come from the control side (manifests, endpoints controller).
-import { ipv4 } from '../wire/address.ts';
-import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from './service-snapshot.ts';
+import { ipv4, ipv6ToString, parseCidr6, parseIpv6 } from '../wire/address.ts';
+import type { EndpointSpec, EndpointSpec6, ServicePortSpec, ServicePortSpec6, ServiceSnapshot } from './service-snapshot.ts';
 
 /** A dotted quad (or a uint32) as uint32; throws on a malformed one (programmer error). */
 export function ip(a: string | number): number {
@@ -15,13 +15,27 @@ export function endpoint(address: string | number, port: number, over: Partial<E
   return { ip: ip(address), port, nodeName: over.local ? 'this-node' : 'other-node', local: false, zone: '', ready: true, serving: true, terminating: false, ...over };
 }
 
-export interface PortInput extends Partial<Omit<ServicePortSpec, 'clusterIP' | 'externalIPs' | 'loadBalancerIPs' | 'loadBalancerSourceRanges'>> {
-  clusterIP?: string | number;
-  externalIPs?: (string | number)[];
-  loadBalancerIPs?: (string | number)[];
-  /** "10.0.0.0/8" style. */
+/** An IPv6 address in canonical text (RFC 5952); throws on a malformed one (programmer error). */
+export function ip6(a: string): string {
+  const b = parseIpv6(a);
+  if (b === null) throw new RangeError(`not an IPv6 address: ${a}`);
+  return ipv6ToString(b);
+}
+
+/** endpoint() for IPv6. */
+export function endpoint6(address: string, port: number, over: Partial<EndpointSpec6> = {}): EndpointSpec6 {
+  return { ip: ip6(address), port, nodeName: over.local ? 'this-node' : 'other-node', local: false, zone: '', ready: true, serving: true, terminating: false, ...over };
+}
+
+export interface PortInputOf<A, In> extends Partial<Omit<ServicePortSpec<A>, 'clusterIP' | 'externalIPs' | 'loadBalancerIPs' | 'loadBalancerSourceRanges'>> {
+  clusterIP?: In;
+  externalIPs?: In[];
+  loadBalancerIPs?: In[];
+  /** "10.0.0.0/8" (or "2001:db8::/64") style. */
   loadBalancerSourceRanges?: string[];
 }
+export type PortInput = PortInputOf<number, string | number>;
+export type PortInput6 = PortInputOf<string, string>;
 
 /**
  * A service port. Endpoint lists default the simple way (the control side applies the
@@ -30,6 +44,22 @@ export interface PortInput extends Partial<Omit<ServicePortSpec, 'clusterIP' | '
  * externalTrafficPolicy Local).
  */
 export function servicePort(p: PortInput): ServicePortSpec {
+  return portOf(p, ip, 0, (c) => {
+    const [a, len] = c.split('/');
+    return [ip(a!), Number(len ?? 32)];
+  });
+}
+
+/** servicePort() for the IPv6 half of a snapshot. */
+export function servicePort6(p: PortInput6): ServicePortSpec6 {
+  return portOf(p, ip6, '', (c) => {
+    const cidr = parseCidr6(c);
+    if (cidr === undefined) throw new RangeError(`not an IPv6 network: ${c}`);
+    return [ipv6ToString(cidr.network), cidr.prefixLength];
+  });
+}
+
+function portOf<A, In>(p: PortInputOf<A, In>, addr: (a: In) => A, none: A, range: (c: string) => [A, number]): ServicePortSpec<A> {
   const namespace = p.namespace ?? 'default';
   const name = p.name ?? 'svc';
   const portName = p.portName ?? '';
@@ -41,15 +71,12 @@ export function servicePort(p: PortInput): ServicePortSpec {
     name,
     portName,
     protocol: p.protocol ?? 6,
-    clusterIP: p.clusterIP === undefined ? 0 : ip(p.clusterIP),
+    clusterIP: p.clusterIP === undefined ? none : addr(p.clusterIP),
     port: p.port ?? 80,
     nodePort: p.nodePort ?? 0,
-    externalIPs: (p.externalIPs ?? []).map(ip),
-    loadBalancerIPs: (p.loadBalancerIPs ?? []).map(ip),
-    loadBalancerSourceRanges: (p.loadBalancerSourceRanges ?? []).map((c) => {
-      const [a, len] = c.split('/');
-      return [ip(a!), Number(len ?? 32)] as [number, number];
-    }),
+    externalIPs: (p.externalIPs ?? []).map(addr),
+    loadBalancerIPs: (p.loadBalancerIPs ?? []).map(addr),
+    loadBalancerSourceRanges: (p.loadBalancerSourceRanges ?? []).map(range),
     affinityTimeoutSeconds: p.affinityTimeoutSeconds ?? 0,
     lb: p.lb ?? 'random',
     externalLocal: p.externalLocal ?? false,
@@ -64,6 +91,11 @@ export function servicePort(p: PortInput): ServicePortSpec {
 
 export function snapshot(ports: ServicePortSpec[], nodePortAddresses: (string | number)[] = [], generation = 1): ServiceSnapshot {
   return { generation, ports, nodePortAddresses: nodePortAddresses.map(ip) };
+}
+
+/** A snapshot with only an IPv6 half. */
+export function snapshot6(ports6: ServicePortSpec6[], nodePortAddresses6: string[] = [], generation = 1): ServiceSnapshot {
+  return { generation, ports: [], nodePortAddresses: [], ports6, nodePortAddresses6: nodePortAddresses6.map(ip6) };
 }
 
 export interface ScaleOptions {

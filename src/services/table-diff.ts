@@ -3,12 +3,12 @@
 // (pkg/proxy/conntrack, CleanStaleEntries) because UDP has no connection to break:
 // without it, a client's datagrams would keep going to a dead endpoint until the entry
 // timed out. Slow path, run once per swap.
-import type { ServiceTable } from '../tables/service-table.ts';
+import type { Address, ServiceTable } from '../tables/service-table.ts';
 
 const UDP = 17;
 
-/** Keys `${serviceId}/${endpointIP}/${endpointPort}` (addresses as uint32 decimals). */
-export function staleUdpEndpoints(prev: ServiceTable, prevIds: Int32Array, next: ServiceTable): Set<string> {
+/** Keys `${serviceId}/${endpointIP}/${endpointPort}` (endpointIP as uint32 decimals: an IPv4 address, an IPv6 one's digest). */
+export function staleUdpEndpoints(prev: ServiceTable<Address>, prevIds: Int32Array, next: ServiceTable<Address>): Set<string> {
   const stale = new Set<string>();
   for (let i = 0; i < prev.count; i++) {
     if (prev.protocol[i] !== UDP) continue;
@@ -34,11 +34,11 @@ export function staleUdpEndpoints(prev: ServiceTable, prevIds: Int32Array, next:
   return stale;
 }
 
-function addEndpoints(into: Set<string>, prefix: string, t: ServiceTable, start: number, count: number): void {
+function addEndpoints(into: Set<string>, prefix: string, t: ServiceTable<Address>, start: number, count: number): void {
   for (let k = start; k < start + count; k++) into.add(`${prefix}${t.endpointIP[k]}/${t.endpointPort[k]}`);
 }
 
-function sameList(a: ServiceTable, as: number, an: number, b: ServiceTable, bs: number, bn: number): boolean {
+function sameList(a: ServiceTable<Address>, as: number, an: number, b: ServiceTable<Address>, bs: number, bn: number): boolean {
   if (an !== bn) return false;
   for (let k = 0; k < an; k++) if (a.endpointIP[as + k] !== b.endpointIP[bs + k] || a.endpointPort[as + k] !== b.endpointPort[bs + k]) return false;
   return true;

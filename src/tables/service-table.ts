@@ -333,7 +333,7 @@ export class ServiceTable<A extends Address = number> {
     } else {
       const w = words6(ip);
       this.endpointIP6.set(w, at * 4);
-      this.endpointIP[at] = address6Digest(w[0]!, w[1]!, w[2]!, w[3]!);
+      this.endpointIP[at] = address6Digest(w, 0);
     }
     this.endpointPort[at] = port;
     this.endpointLocal[at] = local ? 1 : 0;

@@ -24,10 +24,13 @@ export function bridgeBatch(netns: string | null, lines: string[]): Promise<void
   return batch(lines, { ...(netns === null ? {} : { netns }), tool: 'bridge' });
 }
 
-/** Sets IPv4 forwarding inside `netns` (a sysctl of that namespace only). */
+/**
+ * Sets IPv4 and IPv6 forwarding inside `netns` (sysctls of that namespace only): a node
+ * forwards what it takes in for its pods, node ports included, in both families.
+ */
 export async function enableForwarding(netns: string): Promise<void> {
-  const r = await tryRunIn(netns, 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward']);
-  if (r.code !== 0) throw new LabError('COMMAND_FAILED', `enabling IPv4 forwarding in ${netns} failed (exit ${r.code}): ${r.stderr.trim()}`);
+  const r = await tryRunIn(netns, 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding']);
+  if (r.code !== 0) throw new LabError('COMMAND_FAILED', `enabling forwarding in ${netns} failed (exit ${r.code}): ${r.stderr.trim()}`);
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -24,7 +24,7 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
   const agent = node.agent!;
   return {
     nodeName: node.name,
-    underlay: { interface: UNDERLAY_IFNAME, address: node.underlayIP },
+    underlay: { interface: UNDERLAY_IFNAME, address: node.underlayIP, ...(node.underlayIP6 === undefined ? {} : { addressV6: node.underlayIP6 }) },
     podCIDR: node.podCIDR,
     clusterCIDR: state.addressing.clusterCIDR,
     serviceCIDR: state.addressing.serviceCIDR,

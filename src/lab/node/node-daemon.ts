@@ -38,7 +38,7 @@ import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
 import { readStatusFile, type DaemonConfig, type DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
 import { KernelProxy } from '../../kernel-proxy/kernel-proxy.ts';
-import { compileProxySnapshot6 } from '../../kernel-proxy/snapshot6.ts';
+import { proxySnapshot6 } from '../../kernel-proxy/proxy-plan.ts';
 import { containerStatuses, setPodReady } from '../cluster/lab-objects.ts';
 import { bumpRevision, MANIFEST_LOCK, readObject, readRevision, withLock, writeObject } from '../cluster/manifests.ts';
 import { Prober } from './readiness-prober.ts';
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   const controller = new ServiceController({
     source,
     cluster: config.api !== null,
-    node: { name: config.node, nodePortAddresses: [config.underlayIP] },
+    node: { name: config.node, nodePortAddresses: [config.underlayIP, ...(config.underlayIP6 === undefined ? [] : [config.underlayIP6])] },
     serviceCIDR: parseCidr(config.serviceCIDR)!,
     // Dual-stack: both ranges (manifest mode allocates the IPv6 cluster IPs the IPv6 proxier programs).
     ...(config.serviceCIDRv6 === undefined ? {} : { serviceCIDRs: parseServiceCidrs(`${config.serviceCIDR},${config.serviceCIDRv6}`) as ServiceCidrs }),
@@ -120,12 +120,13 @@ async function main(): Promise<void> {
   let proxyBehind = proxy !== null;
   let proxy6Behind = proxy6 !== null;
   if (proxy6 !== null) {
-    const node6 = { name: config.node, zone: '', nodePortAddresses: [config.underlayIP6!] };
-    controller.subscribe(async (view) => {
+    let installed6: ServiceSnapshot | undefined;
+    controller.subscribe(async ({ snapshot }) => {
+      if (snapshot === installed6) return;
       proxy6Behind = true;
-      const services = new Map(source.list().filter((o): o is ServiceObject => o.kind === 'Service').map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
-      const snapshot6 = compileProxySnapshot6(view, (key) => services.get(key), node6);
-      if (await proxy6.sync(snapshot6)) log(`${proxy6.mode} IPv6 rules installed for view generation ${snapshot6.generation} (${snapshot6.ports.length} IPv6 service ports)`);
+      const snapshot6 = proxySnapshot6(snapshot);
+      if (await proxy6.sync(snapshot6)) log(`${proxy6.mode} IPv6 rules installed for generation ${snapshot6.generation} (${snapshot6.ports.length} IPv6 service ports)`);
+      installed6 = snapshot;
       proxy6Behind = false;
     });
   }
