@@ -10,7 +10,8 @@ import { run } from '../src/cli/trace.ts';
 import { CliError } from '../src/cli/errors.ts';
 import { EntryPoint } from '../src/services/nat-codes.ts';
 import { parseServiceSnapshot, serviceSnapshotToJson, snapshotToJson, SnapshotError } from '../src/model/snapshot-json.ts';
-import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
+import { endpoint, endpoint6, ip, servicePort, servicePort6, snapshot } from '../src/model/synthetic.ts';
+import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 import { traceServicePacket } from '../src/services/trace.ts';
 
 const local = endpoint('10.244.1.5', 8080, { local: true, nodeName: 'node-a' });
@@ -88,6 +89,42 @@ test('tapir trace reads a snapshot file, prints the steps or JSON, and refuses b
     assert.equal(json.masquerade, 'none');
     await assert.rejects(run(['--snapshot', file, '--src', '10.244.1.7', '--dst', '10.96.0.10:80']), (e: unknown) => e instanceof CliError && /--src 10\.244\.1\.7: expected IPv4:PORT/.test(e.message));
     await assert.rejects(run(['--snapshot', file, '--src', '10.244.1.7:1', '--dst', '10.96.0.10:80', '--from', 'moon']), /expected pod, host or external/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the IPv6 half: snapshot JSON round trip with ports6, and tapir trace --snapshot through NAT66', async () => {
+  const dual: ServiceSnapshot = {
+    ...snap,
+    nodePortAddresses6: ['fd00:172:30::10'],
+    ports6: [servicePort6({
+      name: 'web', clusterIP: 'fd00:10:96::a', port: 80, nodePort: 30080, loadBalancerSourceRanges: ['2001:db8::/32'],
+      allEndpoints: [endpoint6('fd00:10:244:1::5', 8080, { local: true, zone: 'a' }), endpoint6('fd00:10:244:2::5', 8080, { ready: false, serving: true, terminating: true })],
+    })],
+  };
+  const text = serviceSnapshotToJson(dual);
+  assert.match(text, /"\[fd00:10:244:1::5\]:8080 node=this-node zone=a local ready serving"/);
+  assert.deepEqual(parseServiceSnapshot(text, 'dual.json'), dual);
+  assert.doesNotMatch(serviceSnapshotToJson(snap), /ports6/, 'an IPv4 snapshot is written as before');
+  assert.throws(() => parseServiceSnapshot(JSON.stringify({ ports: [], ports6: [{ key: 'a/b:', clusterIP: '10.96.0.1', port: 80 }] }), 'bad.json'), /bad\.json: ports6\[0\]\.clusterIP: expected an IPv6 address/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'tapir-trace6-'));
+  try {
+    const file = join(dir, 'dual.json');
+    writeFileSync(file, text);
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => { lines.push(a.join(' ')); };
+    try {
+      assert.equal(await run(['--snapshot', file, '--src', '[2001:db8::9]:5000', '--dst', '[fd00:172:30::10]:30080', '--from', 'external', '--json']), 0);
+    } finally {
+      console.log = log;
+    }
+    const json = JSON.parse(lines.join('\n')) as { verdict: string; endpoint: string; masquerade: string; after: string };
+    assert.deepEqual([json.verdict, json.endpoint, json.masquerade], ['nated', '[fd00:10:244:1::5]:8080', 'externalTrafficPolicy: Cluster']);
+    assert.equal(json.after, '[fd00:172:30::10]:5000 -> [fd00:10:244:1::5]:8080', 'masqueraded to the snapshot\'s IPv6 node address');
+    await assert.rejects(run(['--snapshot', file, '--src', '10.0.0.1:1', '--dst', '[fd00:10:96::a]:80']), /must be of one family/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

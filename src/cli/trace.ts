@@ -3,7 +3,7 @@
 // the verdict), by running it through the data plane's own NAT engine.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ipv4ToString, isIpv6Text, parseIpv4 } from '../wire/address.ts';
+import { ipv4ToString, ipv6ToString, isIpv6Text, parseIpv4, parseIpv6 } from '../wire/address.ts';
 import { EntryPoint } from '../services/nat-codes.ts';
 import { parseServiceSnapshot } from '../model/snapshot-json.ts';
 import { traceServicePacket, type TracePacket } from '../services/trace.ts';
@@ -11,7 +11,7 @@ import { CliError } from './errors.ts';
 
 const HELP = `Usage: tapir trace (--lab NAME --node NODE | --socket PATH | --snapshot FILE)
                    --src IP:PORT --dst IP:PORT [--proto tcp|udp] [--from pod|host|external]
-                   (a running agent also takes IPv6: --src [fd00:10:244:1::2]:40000)
+                   (IPv6 too: --src [fd00:10:244:1::2]:40000, through NAT66)
                    [--masquerade-ip IP] [--hairpin-ip IP] [--seed N] [--json]
 
 Runs one packet (a TCP SYN or a UDP datagram) through the service NAT engine and prints
@@ -19,11 +19,12 @@ each step: the frontend matched, the endpoints eligible and why, the endpoint ch
 how, DNAT/SNAT, the verdict. With a running agent (--lab/--node or --socket) the agent's
 live service tables and its own masquerade and hairpin addresses are used, and the last
 step is the egress: the pod port, the VXLAN tunnel to a node, or the host TUN. With
---snapshot FILE (a ServiceSnapshot JSON file) the engine is built from the file.
+--snapshot FILE (a ServiceSnapshot JSON file) the engine is built from the file (its
+ports6 for an IPv6 packet).
 
   --from            where the packet enters the node (default pod)
   --masquerade-ip   SNAT source for masqueraded flows (default: the first
-                    nodePortAddresses entry)
+                    nodePortAddresses entry, nodePortAddresses6 for IPv6)
   --hairpin-ip      SNAT source when a pod reaches itself (default: masquerade IP)
   --seed            seed of the random endpoint choice (default 1: repeatable)
 
@@ -84,26 +85,38 @@ export async function run(args: string[]): Promise<number> {
     throw new CliError(`trace: cannot read ${values.snapshot}: ${(err as Error).message}`);
   }
   const snapshot = parseServiceSnapshot(text, values.snapshot);
-  const [src, srcPort] = endpointArg(values.src, '--src');
-  const [dst, dstPort] = endpointArg(values.dst, '--dst');
+  const [srcText, srcPort] = endpointText(values.src, '--src');
+  const [dstText, dstPort] = endpointText(values.dst, '--dst');
+  const v6 = isIpv6Text(dstText);
+  if (isIpv6Text(srcText) !== v6) throw new CliError(`trace: --src ${values.src} and --dst ${values.dst} must be of one family`, 2);
   const proto = values.proto.toLowerCase();
   if (proto !== 'tcp' && proto !== 'udp') throw new CliError(`trace: --proto ${values.proto}: expected tcp or udp`, 2);
   const entryPoint = FROM[values.from];
   if (entryPoint === undefined) throw new CliError(`trace: --from ${values.from}: expected pod, host or external`, 2);
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new CliError(`trace: --seed ${values.seed}: expected an integer`, 2);
-  let masqueradeIP: number;
-  if (values['masquerade-ip'] !== undefined) masqueradeIP = ipArg(values['masquerade-ip'], '--masquerade-ip');
-  else if (snapshot.nodePortAddresses.length > 0) masqueradeIP = snapshot.nodePortAddresses[0]!;
-  else throw new CliError('trace: --masquerade-ip IP is needed: the snapshot lists no nodePortAddresses to take it from', 2);
-  const packet: TracePacket = { protocol: proto === 'tcp' ? 6 : 17, src, srcPort, dst, dstPort, entryPoint };
-  const result = traceServicePacket(snapshot, packet, {
-    masqueradeIP,
-    hairpinIP: values['hairpin-ip'] !== undefined ? ipArg(values['hairpin-ip'], '--hairpin-ip') : masqueradeIP,
-    seed,
-    conntrack: { capacity: 1024, seed: 1 },
-    affinityCapacity: 16,
-  });
+  const protocol = proto === 'tcp' ? 6 : 17;
+  const common = { seed, conntrack: { capacity: 1024, seed: 1 }, affinityCapacity: 16 };
+  let result;
+  if (v6) {
+    // NAT66 masquerades (and hairpins) to one address: the node's IPv6 pod gateway in an agent.
+    const given = values['masquerade-ip'] ?? snapshot.nodePortAddresses6?.[0];
+    const masq6 = given === undefined ? null : parseIpv6(given);
+    if (masq6 === null) throw new CliError(`trace: --masquerade-ip IPv6 is needed${given === undefined ? ': the snapshot lists no nodePortAddresses6 to take it from' : `: ${given} is not an IPv6 address`}`, 2);
+    const packet: TracePacket = { protocol, src: ipv6ToString(parseIpv6(srcText)!), srcPort, dst: ipv6ToString(parseIpv6(dstText)!), dstPort, entryPoint };
+    result = traceServicePacket(snapshot, packet, { masqueradeIP: 0, masqueradeIP6: masq6, ...common });
+  } else {
+    let masqueradeIP: number;
+    if (values['masquerade-ip'] !== undefined) masqueradeIP = ipArg(values['masquerade-ip'], '--masquerade-ip');
+    else if (snapshot.nodePortAddresses.length > 0) masqueradeIP = snapshot.nodePortAddresses[0]!;
+    else throw new CliError('trace: --masquerade-ip IP is needed: the snapshot lists no nodePortAddresses to take it from', 2);
+    const packet: TracePacket = { protocol, src: parseIpv4(srcText)!, srcPort, dst: parseIpv4(dstText)!, dstPort, entryPoint };
+    result = traceServicePacket(snapshot, packet, {
+      masqueradeIP,
+      hairpinIP: values['hairpin-ip'] !== undefined ? ipArg(values['hairpin-ip'], '--hairpin-ip') : masqueradeIP,
+      ...common,
+    });
+  }
   if (values.json) console.log(JSON.stringify(result, null, 2));
   else for (const s of result.steps) console.log(s);
   return 0;

@@ -5,9 +5,29 @@
 // --snapshot FILE` reads it, and it reads back into the same snapshot. For hand-written
 // snapshots the reader also takes endpoints as objects, addresses as uint32 and
 // protocols as 6/17. Errors name the file and the field (ports[3].clusterEndpoints[0])
-// and say what was expected. Never on the hot path.
-import { ipv4ToString, parseIpv4 } from '../wire/address.ts';
+// and say what was expected. Never on the hot path. The IPv6 half (ports6,
+// nodePortAddresses6) is written the same way with IPv6 text ("[fd00::5]:8080" where a
+// port follows), and left out when empty.
+import { ipv4ToString, ipv6ToString, parseIpv4, parseIpv6 } from '../wire/address.ts';
 import { L4Protocol, type EndpointSpec, type ServicePortSpec, type ServiceSnapshot } from './service-snapshot.ts';
+
+/** How one family's addresses are written and read. */
+interface Codec<A> {
+  text(a: A): string;
+  /** "ip:port", "[ip]:port". */
+  hostPort(a: A, port: number): string;
+  read(r: Reader, v: unknown, path: string): A;
+  /** The headless service's cluster IP. */
+  none: A;
+  bits: number;
+}
+
+const V4: Codec<number> = {
+  text: ipv4ToString, hostPort: (a, port) => `${ipv4ToString(a)}:${port}`, read: (r, v, path) => r.ip(v, path), none: 0, bits: 32,
+};
+const V6: Codec<string> = {
+  text: (a) => a, hostPort: (a, port) => `[${a}]:${port}`, read: (r, v, path) => r.ip6(v, path), none: '', bits: 128,
+};
 
 export interface ServicePortJson {
   key: string;
@@ -35,42 +55,54 @@ export interface ServiceSnapshotJson {
   generation: number;
   nodePortAddresses: string[];
   ports: ServicePortJson[];
+  nodePortAddresses6?: string[];
+  ports6?: ServicePortJson[];
 }
 
 export function endpointToText(ep: EndpointSpec): string {
+  return endpointTextOf(ep, V4);
+}
+
+function endpointTextOf<A>(ep: EndpointSpec<A>, c: Codec<A>): string {
   // Where the endpoint is (local) and what state it is in are separate words: a local
   // endpoint that is neither ready nor serving is "local not-serving", as the same
   // endpoint on another node is "not-serving".
   const conditions = [ep.ready ? 'ready' : '', ep.serving ? 'serving' : '', ep.terminating ? 'terminating' : ''].filter((f) => f !== '');
-  return `${ipv4ToString(ep.ip)}:${ep.port} node=${ep.nodeName || '-'} zone=${ep.zone || '-'} ${ep.local ? 'local ' : ''}${conditions.join(' ') || 'not-serving'}`;
+  return `${c.hostPort(ep.ip, ep.port)} node=${ep.nodeName || '-'} zone=${ep.zone || '-'} ${ep.local ? 'local ' : ''}${conditions.join(' ') || 'not-serving'}`;
 }
 
-const address = (ep: EndpointSpec): string => `${ipv4ToString(ep.ip)}:${ep.port}`;
-
 export function servicePortToJson(p: ServicePortSpec): ServicePortJson {
+  return portToJson(p, V4);
+}
+
+function portToJson<A>(p: ServicePortSpec<A>, c: Codec<A>): ServicePortJson {
+  const address = (ep: EndpointSpec<A>): string => c.hostPort(ep.ip, ep.port);
   return {
     key: p.key,
     protocol: p.protocol === L4Protocol.UDP ? 'UDP' : 'TCP',
-    clusterIP: ipv4ToString(p.clusterIP),
+    clusterIP: c.text(p.clusterIP),
     port: p.port,
     nodePort: p.nodePort,
-    externalIPs: p.externalIPs.map(ipv4ToString),
-    loadBalancerIPs: p.loadBalancerIPs.map(ipv4ToString),
-    loadBalancerSourceRanges: p.loadBalancerSourceRanges.map(([network, length]) => `${ipv4ToString(network)}/${length}`),
+    externalIPs: p.externalIPs.map((a) => c.text(a)),
+    loadBalancerIPs: p.loadBalancerIPs.map((a) => c.text(a)),
+    loadBalancerSourceRanges: p.loadBalancerSourceRanges.map(([network, length]) => `${c.text(network)}/${length}`),
     affinityTimeoutSeconds: p.affinityTimeoutSeconds,
     lb: p.lb,
     externalLocal: p.externalLocal,
     internalLocal: p.internalLocal,
     healthCheckNodePort: p.healthCheckNodePort,
     localReadyEndpoints: p.localReadyEndpoints,
-    allEndpoints: p.allEndpoints.map(endpointToText),
+    allEndpoints: p.allEndpoints.map((ep) => endpointTextOf(ep, c)),
     clusterEndpoints: p.clusterEndpoints.map(address),
     externalEndpoints: p.externalEndpoints.map(address),
   };
 }
 
 export function snapshotToJson(s: ServiceSnapshot): ServiceSnapshotJson {
-  return { generation: s.generation, nodePortAddresses: s.nodePortAddresses.map(ipv4ToString), ports: s.ports.map(servicePortToJson) };
+  const json: ServiceSnapshotJson = { generation: s.generation, nodePortAddresses: s.nodePortAddresses.map(ipv4ToString), ports: s.ports.map(servicePortToJson) };
+  if ((s.nodePortAddresses6 ?? []).length > 0) json.nodePortAddresses6 = [...s.nodePortAddresses6!];
+  if ((s.ports6 ?? []).length > 0) json.ports6 = s.ports6!.map((p) => portToJson(p, V6));
+  return json;
 }
 import { TapirError } from '../errors/tapir-error.ts';
 
@@ -132,27 +164,33 @@ class Reader {
     return this.fail(path, `expected an IPv4 address ("10.96.0.10"), got ${JSON.stringify(v)}`);
   }
 
+  ip6(v: Json, path: string): string {
+    const b = typeof v === 'string' ? parseIpv6(v) : null;
+    if (b === null) return this.fail(path, `expected an IPv6 address ("fd00:10:96::a"), got ${JSON.stringify(v)}`);
+    return ipv6ToString(b);
+  }
+
   protocol(v: Json, path: string): 6 | 17 {
     if (v === 6 || v === 'TCP' || v === 'tcp') return 6;
     if (v === 17 || v === 'UDP' || v === 'udp') return 17;
     return this.fail(path, `expected "TCP" or "UDP", got ${JSON.stringify(v)}`);
   }
 
-  cidr(v: Json, path: string): [number, number] {
-    if (Array.isArray(v) && v.length === 2) return [this.ip(v[0], `${path}[0]`), this.int(v[1], `${path}[1]`, 0, 32)];
+  cidr<A>(v: Json, path: string, c: Codec<A>): [A, number] {
+    if (Array.isArray(v) && v.length === 2) return [c.read(this, v[0], `${path}[0]`), this.int(v[1], `${path}[1]`, 0, c.bits)];
     if (typeof v === 'string') {
       const [a, len] = v.split('/');
-      return [this.ip(a, path), len === undefined ? 32 : this.int(Number(len), path, 0, 32)];
+      return [c.read(this, a, path), len === undefined ? c.bits : this.int(Number(len), path, 0, c.bits)];
     }
-    return this.fail(path, `expected a CIDR ("10.0.0.0/8"), got ${JSON.stringify(v)}`);
+    return this.fail(path, `expected a CIDR ("${c.bits === 32 ? '10.0.0.0/8' : 'fd00::/64'}"), got ${JSON.stringify(v)}`);
   }
 }
 
-function readEndpoint(r: Reader, v: Json, path: string, known: EndpointSpec[] = []): EndpointSpec {
-  if (typeof v === 'string') return endpointText(r, v, path, known);
+function readEndpoint<A>(r: Reader, c: Codec<A>, v: Json, path: string, known: EndpointSpec<A>[] = []): EndpointSpec<A> {
+  if (typeof v === 'string') return endpointText(r, c, v, path, known);
   const o = r.obj(v, path);
   return {
-    ip: r.ip(o.ip, `${path}.ip`),
+    ip: c.read(r, o.ip, `${path}.ip`),
     port: r.int(o.port, `${path}.port`, 1, 65535),
     nodeName: r.str(o.nodeName, `${path}.nodeName`, ''),
     local: r.bool(o.local, `${path}.local`, false),
@@ -165,18 +203,19 @@ function readEndpoint(r: Reader, v: Json, path: string, known: EndpointSpec[] = 
 
 // "ip:port [node=N] [zone=Z] [local] [ready] [serving] [terminating] [not-serving]"; a
 // bare "ip:port" takes the conditions of the same endpoint in allEndpoints (`known`).
-function endpointText(r: Reader, text: string, path: string, known: EndpointSpec[]): EndpointSpec {
+function endpointText<A>(r: Reader, c: Codec<A>, text: string, path: string, known: EndpointSpec<A>[]): EndpointSpec<A> {
   const [at, ...words] = text.trim().split(/\s+/);
   const colon = at!.lastIndexOf(':');
   if (colon < 0) r.fail(path, `expected "IP:PORT ...", got ${JSON.stringify(text)}`);
-  const ip = r.ip(at!.slice(0, colon), path);
+  const host = at!.slice(0, colon);
+  const ip = c.read(r, host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, path);
   const port = r.int(Number(at!.slice(colon + 1)), path, 1, 65535);
   if (words.length === 0) {
     const same = known.find((e) => e.ip === ip && e.port === port);
     if (same !== undefined) return same;
     return { ip, port, nodeName: '', local: false, zone: '', ready: true, serving: true, terminating: false };
   }
-  const e: EndpointSpec = { ip, port, nodeName: '', local: false, zone: '', ready: false, serving: false, terminating: false };
+  const e: EndpointSpec<A> = { ip, port, nodeName: '', local: false, zone: '', ready: false, serving: false, terminating: false };
   for (const w of words) {
     if (w.startsWith('node=')) e.nodeName = w === 'node=-' ? '' : w.slice(5);
     else if (w.startsWith('zone=')) e.zone = w === 'zone=-' ? '' : w.slice(5);
@@ -186,9 +225,9 @@ function endpointText(r: Reader, text: string, path: string, known: EndpointSpec
   return e;
 }
 
-function readPort(r: Reader, v: Json, path: string): ServicePortSpec {
+function readPort<A>(r: Reader, c: Codec<A>, v: Json, path: string): ServicePortSpec<A> {
   const o = r.obj(v, path);
-  const eps = (field: string, known: EndpointSpec[] = []) => r.arr(o[field], `${path}.${field}`, true).map((e, i) => readEndpoint(r, e, `${path}.${field}[${i}]`, known));
+  const eps = (field: string, known: EndpointSpec<A>[] = []) => r.arr(o[field], `${path}.${field}`, true).map((e, i) => readEndpoint(r, c, e, `${path}.${field}[${i}]`, known));
   const all = eps('allEndpoints');
   const lb = r.str(o.lb, `${path}.lb`, 'random');
   if (lb !== 'random' && lb !== 'maglev') r.fail(`${path}.lb`, `expected "random" or "maglev", got ${JSON.stringify(lb)}`);
@@ -197,16 +236,16 @@ function readPort(r: Reader, v: Json, path: string): ServicePortSpec {
   const namespace = r.str(o.namespace, `${path}.namespace`, keyed?.[1] ?? 'default');
   const name = r.str(o.name, `${path}.name`, keyed?.[2]);
   const portName = r.str(o.portName, `${path}.portName`, keyed?.[3] ?? '');
-  const port: ServicePortSpec = {
+  const port: ServicePortSpec<A> = {
     key: r.str(o.key, `${path}.key`, `${namespace}/${name}:${portName}`),
     namespace, name, portName,
     protocol: r.protocol(o.protocol ?? 'TCP', `${path}.protocol`),
-    clusterIP: o.clusterIP === undefined || o.clusterIP === 'None' ? 0 : r.ip(o.clusterIP, `${path}.clusterIP`),
+    clusterIP: o.clusterIP === undefined || o.clusterIP === 'None' || o.clusterIP === '' ? c.none : c.read(r, o.clusterIP, `${path}.clusterIP`),
     port: r.int(o.port, `${path}.port`, 1, 65535),
     nodePort: r.int(o.nodePort, `${path}.nodePort`, 0, 65535, 0),
-    externalIPs: r.arr(o.externalIPs, `${path}.externalIPs`, true).map((a, i) => r.ip(a, `${path}.externalIPs[${i}]`)),
-    loadBalancerIPs: r.arr(o.loadBalancerIPs, `${path}.loadBalancerIPs`, true).map((a, i) => r.ip(a, `${path}.loadBalancerIPs[${i}]`)),
-    loadBalancerSourceRanges: r.arr(o.loadBalancerSourceRanges, `${path}.loadBalancerSourceRanges`, true).map((c, i) => r.cidr(c, `${path}.loadBalancerSourceRanges[${i}]`)),
+    externalIPs: r.arr(o.externalIPs, `${path}.externalIPs`, true).map((a, i) => c.read(r, a, `${path}.externalIPs[${i}]`)),
+    loadBalancerIPs: r.arr(o.loadBalancerIPs, `${path}.loadBalancerIPs`, true).map((a, i) => c.read(r, a, `${path}.loadBalancerIPs[${i}]`)),
+    loadBalancerSourceRanges: r.arr(o.loadBalancerSourceRanges, `${path}.loadBalancerSourceRanges`, true).map((x, i) => r.cidr(x, `${path}.loadBalancerSourceRanges[${i}]`, c)),
     affinityTimeoutSeconds: r.int(o.affinityTimeoutSeconds, `${path}.affinityTimeoutSeconds`, 0, 86400, 0),
     lb,
     externalLocal: r.bool(o.externalLocal, `${path}.externalLocal`, false),
@@ -231,11 +270,14 @@ export function parseServiceSnapshot(text: string, where: string): ServiceSnapsh
     throw new SnapshotError(`${where}: not JSON: ${(err as Error).message}`);
   }
   const o = r.obj(doc, '(top)');
-  return {
+  const snapshot: ServiceSnapshot = {
     generation: r.int(o.generation, 'generation', 0, Number.MAX_SAFE_INTEGER, 0),
-    ports: r.arr(o.ports, 'ports').map((p, i) => readPort(r, p, `ports[${i}]`)),
+    ports: r.arr(o.ports, 'ports').map((p, i) => readPort(r, V4, p, `ports[${i}]`)),
     nodePortAddresses: r.arr(o.nodePortAddresses, 'nodePortAddresses', true).map((a, i) => r.ip(a, `nodePortAddresses[${i}]`)),
   };
+  if (o.ports6 !== undefined) snapshot.ports6 = r.arr(o.ports6, 'ports6').map((p, i) => readPort(r, V6, p, `ports6[${i}]`));
+  if (o.nodePortAddresses6 !== undefined) snapshot.nodePortAddresses6 = r.arr(o.nodePortAddresses6, 'nodePortAddresses6').map((a, i) => r.ip6(a, `nodePortAddresses6[${i}]`));
+  return snapshot;
 }
 
 /** The snapshot as JSON text in the form above (parseServiceSnapshot reads it back). */
