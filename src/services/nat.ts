@@ -28,7 +28,8 @@ import type { FlowStore } from '../tables/flow-store.ts';
 import { MAGLEV_FLOW_SEED, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
-import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, natReasonNames, servicePolicy, verdictNames } from './nat-codes.ts';
+import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, servicePolicy } from './nat-codes.ts';
+import { NatResult, xorshift } from './nat-result.ts';
 import { ServicePortIds, type ServiceIds } from './service-ids.ts';
 import { staleUdpEndpoints } from './table-diff.ts';
 import { translateFlow, translateIcmpError } from './translate.ts';
@@ -64,43 +65,15 @@ export interface ServiceNatOptions {
 }
 
 export type { ServiceIds } from './service-ids.ts';
-
-/** What process() did, for counters, logs and `tapir trace`. Reset per packet; small integers only. */
-export class NatResult {
-  verdict = 0;
-  /** NatReason for DROP and REJECT_*. */
-  reason = 0;
-  /** Index of the service port in the current table (new flows), else -1. */
-  servicePort = -1;
-  /** FrontendKind matched (new flows), else -1. */
-  frontend = -1;
-  /** Index into the table's endpoint arrays (new flows), else -1. */
-  endpoint = -1;
-  /** The external endpoint list was used (else the cluster one). */
-  external = false;
-  lb = 0;
-  /** MasqReason (new flows). */
-  masquerade = 0;
-  /** Conntrack entry used or created, else -1. */
-  entry = -1;
-  /** 0 original (client to service), 1 reply, -1 none. */
-  direction = -1;
-  newFlow = false;
-  icmpError = false;
-
-  reset(): void {
-    this.verdict = 0; this.reason = 0; this.servicePort = -1; this.frontend = -1; this.endpoint = -1; this.external = false; this.lb = 0;
-    this.masquerade = 0; this.entry = -1; this.direction = -1; this.newFlow = false; this.icmpError = false;
-  }
-}
+export { NatResult } from './nat-result.ts';
 
 export class ServiceNat {
   readonly conntrack: Conntrack;
   readonly affinity: AffinityTable;
   readonly result = new NatResult();
-  /** Packets by verdict (verdictNames) and dropped/rejected by reason (natReasonNames). */
-  readonly verdicts = new Float64Array(verdictNames.length);
-  readonly reasons = new Float64Array(natReasonNames.length);
+  /** Packets by verdict (verdictNames) and dropped/rejected by reason (natReasonNames): the result's tallies. */
+  readonly verdicts = this.result.verdicts;
+  readonly reasons = this.result.reasons;
   readonly #masqueradeIP: number;
   readonly #hairpinIP: number;
   readonly #masqueradeAll: boolean;
@@ -198,13 +171,13 @@ export class ServiceNat {
   process(info: PacketInfo, buf: Uint8Array, entryPoint: number, l4Partial: boolean, now: number): number {
     const r = this.result;
     r.reset();
-    if (info.ipVersion !== 4) return this.#verdict(Verdict.PASS);
+    if (info.ipVersion !== 4) return this.result.record(Verdict.PASS);
     const proto = info.protocol;
-    if (proto === IpProtocol.ICMP) return info.origL4Offset >= 0 ? this.#icmpError(info, buf, now) : this.#verdict(Verdict.PASS);
-    if (proto !== IpProtocol.TCP && proto !== IpProtocol.UDP) return this.#verdict(Verdict.PASS);
+    if (proto === IpProtocol.ICMP) return info.origL4Offset >= 0 ? this.#icmpError(info, buf, now) : this.result.record(Verdict.PASS);
+    if (proto !== IpProtocol.TCP && proto !== IpProtocol.UDP) return this.result.record(Verdict.PASS);
     const dst = info.dst4 | 0;
     if (info.payloadOffset < 0 || info.isFragment) {
-      return this.#table.frontendIPs.get(dst) >= 0 ? this.#drop(NatReason.FRAGMENT) : this.#verdict(Verdict.PASS);
+      return this.#table.frontendIPs.get(dst) >= 0 ? this.result.drop(NatReason.FRAGMENT) : this.result.record(Verdict.PASS);
     }
     const src = info.src4 | 0;
     const sport = info.srcPort;
@@ -220,7 +193,7 @@ export class ServiceNat {
         r.entry = e;
         r.direction = dir;
         translateFlow(this.conntrack, info, buf, e, dir, l4Partial);
-        return this.#verdict(Verdict.NATED);
+        return this.result.record(Verdict.NATED);
       }
       ct.remove(e); // a new connection on the old tuple: NAT it afresh
     }
@@ -265,17 +238,17 @@ export class ServiceNat {
     let fe = t.frontends.get(dst, proto, dport);
     if (fe < 0 && t.nodePortAddresses.get(dst) >= 0) fe = t.frontends.get(NODE_PORT_ADDR, proto, dport);
     if (fe < 0) {
-      if (t.clusterIPs.get(dst) >= 0) return this.#reject(proto, NatReason.UNKNOWN_PORT);
+      if (t.clusterIPs.get(dst) >= 0) return this.result.reject(proto, NatReason.UNKNOWN_PORT);
       if (proto === IpProtocol.TCP) this.#releaseReplyTuple(src, sport, dst, dport, flags, now);
-      return this.#verdict(Verdict.PASS);
+      return this.result.record(Verdict.PASS);
     }
     const sp = fe >> 2;
     const kind = fe & 3;
     r.servicePort = sp;
     r.frontend = kind;
     const portFlags = t.flags[sp]!;
-    if ((portFlags & PortFlag.HAS_ENDPOINTS) === 0) return this.#reject(proto, NatReason.NO_ENDPOINTS);
-    if (kind === FrontendKind.LOAD_BALANCER && t.rangeCount[sp]! > 0 && !this.#inSourceRanges(sp, src)) return this.#drop(NatReason.SOURCE_RANGE);
+    if ((portFlags & PortFlag.HAS_ENDPOINTS) === 0) return this.result.reject(proto, NatReason.NO_ENDPOINTS);
+    if (kind === FrontendKind.LOAD_BALANCER && t.rangeCount[sp]! > 0 && !this.#inSourceRanges(sp, src)) return this.result.drop(NatReason.SOURCE_RANGE);
 
     // Which endpoint list, and whether the source must be rewritten.
     const policy = servicePolicy(kind, portFlags, entryPoint, this.#masqueradeAll);
@@ -284,10 +257,10 @@ export class ServiceNat {
     r.external = external;
     const start = external ? t.externalStart[sp]! : t.clusterStart[sp]!;
     const count = external ? t.externalCount[sp]! : t.clusterCount[sp]!;
-    if (count === 0) return this.#drop(NatReason.NO_LOCAL_ENDPOINTS);
+    if (count === 0) return this.result.drop(NatReason.NO_LOCAL_ENDPOINTS);
     // Linux opens TCP flows on a SYN, or picks one up mid-stream on an ACK; a FIN,
     // RST or SYN-ACK of no known flow is INVALID (and kube-proxy drops INVALID).
-    if (proto === IpProtocol.TCP && tcpTransition(TcpState.NONE, 0, flags) === TCP_INVALID) return this.#drop(NatReason.TCP_NOT_NEW);
+    if (proto === IpProtocol.TCP && tcpTransition(TcpState.NONE, 0, flags) === TCP_INVALID) return this.result.drop(NatReason.TCP_NOT_NEW);
 
     const ep = this.#choose(sp, external, start, count, proto, src, sport, dst, dport, now);
     const epIP = t.endpointIP[ep]! | 0;
@@ -303,13 +276,13 @@ export class ServiceNat {
     if (ct.lookup(proto, epIP, epPort, snatIP, snatPort, now) >= 0) {
       snatPort = -1;
       for (let k = 0; k < SNAT_PORT_TRIES && snatPort < 0; k++) {
-        const p = SNAT_PORT_MIN + this.#random(65536 - SNAT_PORT_MIN);
+        const p = SNAT_PORT_MIN + xorshift(this.#rng, 65536 - SNAT_PORT_MIN);
         if (ct.lookup(proto, epIP, epPort, snatIP, p, now) < 0) snatPort = p;
       }
-      if (snatPort < 0) return this.#drop(NatReason.SNAT_PORTS_EXHAUSTED);
+      if (snatPort < 0) return this.result.drop(NatReason.SNAT_PORTS_EXHAUSTED);
     }
     const e = ct.insert(proto, src, sport, dst, dport, epIP, epPort, snatIP, snatPort, now);
-    if (e < 0) return this.#drop(e === CONNTRACK_SOURCE_LIMITED ? NatReason.CONNTRACK_SOURCE_LIMIT : NatReason.CONNTRACK_FULL);
+    if (e < 0) return this.result.drop(e === CONNTRACK_SOURCE_LIMITED ? NatReason.CONNTRACK_SOURCE_LIMIT : NatReason.CONNTRACK_FULL);
     ct.setTag(e, this.#ids[sp]!);
     ct.mark(e, snatIP !== src || snatPort !== sport ? EntryStatus.DST_NAT | EntryStatus.SRC_NAT : EntryStatus.DST_NAT);
     ct.update(e, 0, flags, now);
@@ -317,7 +290,7 @@ export class ServiceNat {
     r.direction = 0;
     r.newFlow = true;
     translateFlow(this.conntrack, info, buf, e, 0, l4Partial);
-    return this.#verdict(Verdict.NATED);
+    return this.result.record(Verdict.NATED);
   }
 
   /** Endpoint for a new flow: ClientIP affinity if it holds, else Maglev or random. Returns its index. */
@@ -349,7 +322,7 @@ export class ServiceNat {
       k = start + t.maglev[maglev + (flowHash(MAGLEV_FLOW_SEED, proto, src, sport, dst, dport) % size)]!;
       r.lb = LbChoice.MAGLEV;
     } else {
-      k = start + this.#random(count);
+      k = start + xorshift(this.#rng, count);
       r.lb = LbChoice.RANDOM;
     }
     if (timeout > 0) this.affinity.record(id, src, t.endpointIP[k]! | 0, t.endpointPort[k]!, now + timeout, now);
@@ -362,16 +335,16 @@ export class ServiceNat {
    */
   #icmpError(info: PacketInfo, buf: Uint8Array, now: number): number {
     const p = info.origProtocol;
-    if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return this.#verdict(Verdict.PASS);
+    if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return this.result.record(Verdict.PASS);
     const ct = this.conntrack;
     const ref = ct.lookup(p, info.origDst4 | 0, info.origDstPort, info.origSrc4 | 0, info.origSrcPort, now);
-    if (ref < 0) return this.#verdict(Verdict.PASS);
+    if (ref < 0) return this.result.record(Verdict.PASS);
     const r = this.result;
     r.entry = ref >> 1;
     r.direction = ref & 1;
     r.icmpError = true;
     translateIcmpError(ct, info, buf, ref >> 1, ref & 1);
-    return this.#verdict(Verdict.NATED);
+    return this.result.record(Verdict.NATED);
   }
 
   #inSourceRanges(sp: number, src: number): boolean {
@@ -379,33 +352,5 @@ export class ServiceNat {
     const end = t.rangeStart[sp]! + t.rangeCount[sp]!;
     for (let k = t.rangeStart[sp]!; k < end; k++) if ((src & t.rangeMask[k]!) === t.rangeNet[k]) return true;
     return false;
-  }
-
-  /** xorshift32 (Marsaglia 2003) in a typed-array slot: uniform enough for spreading flows, and never boxed. */
-  #random(n: number): number {
-    let x = this.#rng[0]!;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.#rng[0] = x;
-    return ((x >>> 1) % n) | 0;
-  }
-
-  #verdict(v: number): number {
-    this.result.verdict = v;
-    this.verdicts[v]!++;
-    return v;
-  }
-
-  #drop(reason: number): number {
-    this.result.reason = reason;
-    this.reasons[reason]!++;
-    return this.#verdict(Verdict.DROP);
-  }
-
-  #reject(proto: number, reason: number): number {
-    this.result.reason = reason;
-    this.reasons[reason]!++;
-    return this.#verdict(proto === IpProtocol.TCP ? Verdict.REJECT_TCP_RST : Verdict.REJECT_ICMP);
   }
 }

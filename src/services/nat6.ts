@@ -26,8 +26,8 @@ import type { FlowStore } from '../tables/flow-store.ts';
 import { MAGLEV_FLOW_SEED, address6Digest, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
-import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, natReasonNames, servicePolicy, verdictNames } from './nat-codes.ts';
-import { NatResult } from './nat.ts';
+import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, servicePolicy } from './nat-codes.ts';
+import { NatResult, xorshift } from './nat-result.ts';
 import { ServicePortIds, type ServiceIds } from './service-ids.ts';
 import { staleUdpEndpoints } from './table-diff.ts';
 import { translateFlow6, translateIcmpError6 } from './translate6.ts';
@@ -79,8 +79,8 @@ export class ServiceNat6 {
   readonly conntrack: Conntrack;
   readonly affinity: AffinityTable;
   readonly result = new NatResult();
-  readonly verdicts = new Float64Array(verdictNames.length);
-  readonly reasons = new Float64Array(natReasonNames.length);
+  readonly verdicts = this.result.verdicts;
+  readonly reasons = this.result.reasons;
   readonly #masq = new Int32Array(4);
   readonly #masqueradeAll: boolean;
   readonly #rng = new Int32Array(1);
@@ -172,17 +172,17 @@ export class ServiceNat6 {
   process(info: PacketInfo, buf: Uint8Array, entryPoint: number, l4Partial: boolean, now: number): number {
     const r = this.result;
     r.reset();
-    if (info.ipVersion !== 6) return this.#verdict(Verdict.PASS);
+    if (info.ipVersion !== 6) return this.result.record(Verdict.PASS);
     const proto = info.protocol;
-    if (proto === IpProtocol.ICMPV6) return info.origL4Offset >= 0 ? this.#icmpError(info, buf, now) : this.#verdict(Verdict.PASS);
-    if (proto !== IpProtocol.TCP && proto !== IpProtocol.UDP) return this.#verdict(Verdict.PASS);
+    if (proto === IpProtocol.ICMPV6) return info.origL4Offset >= 0 ? this.#icmpError(info, buf, now) : this.result.record(Verdict.PASS);
+    if (proto !== IpProtocol.TCP && proto !== IpProtocol.UDP) return this.result.record(Verdict.PASS);
     const a = this.#addr;
     load6(a, SRC, buf, info.src6Offset);
     load6(a, DST, buf, info.dst6Offset);
     const t = this.#table;
     const dstKey = t.frontendAddrs6.getWords(a[DST]!, a[DST + 1]!, a[DST + 2]!, a[DST + 3]!);
     if (info.payloadOffset < 0 || info.isFragment) {
-      return dstKey >= 0 && t.frontendIPs.get(dstKey) >= 0 ? this.#drop(NatReason.FRAGMENT) : this.#verdict(Verdict.PASS);
+      return dstKey >= 0 && t.frontendIPs.get(dstKey) >= 0 ? this.result.drop(NatReason.FRAGMENT) : this.result.record(Verdict.PASS);
     }
     const sport = info.srcPort;
     const dport = info.dstPort;
@@ -197,7 +197,7 @@ export class ServiceNat6 {
         r.entry = e;
         r.direction = dir;
         translateFlow6(ct, info, buf, e, dir, l4Partial, a);
-        return this.#verdict(Verdict.NATED);
+        return this.result.record(Verdict.NATED);
       }
       ct.remove(e);
     }
@@ -220,17 +220,17 @@ export class ServiceNat6 {
     let fe = dstKey >= 0 ? t.frontends.get(dstKey, proto, dport) : -1;
     if (fe < 0 && dstKey >= 0 && t.nodePortAddresses.get(dstKey) >= 0) fe = t.frontends.get(NODE_PORT_ADDR, proto, dport);
     if (fe < 0) {
-      if (dstKey >= 0 && t.clusterIPs.get(dstKey) >= 0) return this.#reject(proto, NatReason.UNKNOWN_PORT);
+      if (dstKey >= 0 && t.clusterIPs.get(dstKey) >= 0) return this.result.reject(proto, NatReason.UNKNOWN_PORT);
       if (proto === IpProtocol.TCP) this.#releaseReplyTuple(sport, dport, flags, now);
-      return this.#verdict(Verdict.PASS);
+      return this.result.record(Verdict.PASS);
     }
     const sp = fe >> 2;
     const kind = fe & 3;
     r.servicePort = sp;
     r.frontend = kind;
     const portFlags = t.flags[sp]!;
-    if ((portFlags & PortFlag.HAS_ENDPOINTS) === 0) return this.#reject(proto, NatReason.NO_ENDPOINTS);
-    if (kind === FrontendKind.LOAD_BALANCER && t.rangeCount[sp]! > 0 && !this.#inSourceRanges(sp)) return this.#drop(NatReason.SOURCE_RANGE);
+    if ((portFlags & PortFlag.HAS_ENDPOINTS) === 0) return this.result.reject(proto, NatReason.NO_ENDPOINTS);
+    if (kind === FrontendKind.LOAD_BALANCER && t.rangeCount[sp]! > 0 && !this.#inSourceRanges(sp)) return this.result.drop(NatReason.SOURCE_RANGE);
 
     const policy = servicePolicy(kind, portFlags, entryPoint, this.#masqueradeAll);
     const external = (policy & POLICY_EXTERNAL) !== 0;
@@ -238,8 +238,8 @@ export class ServiceNat6 {
     r.external = external;
     const start = external ? t.externalStart[sp]! : t.clusterStart[sp]!;
     const count = external ? t.externalCount[sp]! : t.clusterCount[sp]!;
-    if (count === 0) return this.#drop(NatReason.NO_LOCAL_ENDPOINTS);
-    if (proto === IpProtocol.TCP && tcpTransition(TcpState.NONE, 0, flags) === TCP_INVALID) return this.#drop(NatReason.TCP_NOT_NEW);
+    if (count === 0) return this.result.drop(NatReason.NO_LOCAL_ENDPOINTS);
+    if (proto === IpProtocol.TCP && tcpTransition(TcpState.NONE, 0, flags) === TCP_INVALID) return this.result.drop(NatReason.TCP_NOT_NEW);
 
     const ep = this.#choose(sp, external, start, count, proto, sport, dport, now);
     const E = t.endpointIP6;
@@ -262,14 +262,14 @@ export class ServiceNat6 {
     if (ct.lookup6(proto, tu, T_REPLY_SRC, epPort, T_REPLY_DST, snatPort, now) >= 0) {
       snatPort = -1;
       for (let k = 0; k < SNAT_PORT_TRIES && snatPort < 0; k++) {
-        const p = SNAT_PORT_MIN + this.#random(65536 - SNAT_PORT_MIN);
+        const p = SNAT_PORT_MIN + xorshift(this.#rng, 65536 - SNAT_PORT_MIN);
         if (ct.lookup6(proto, tu, T_REPLY_SRC, epPort, T_REPLY_DST, p, now) < 0) snatPort = p;
       }
-      if (snatPort < 0) return this.#drop(NatReason.SNAT_PORTS_EXHAUSTED);
+      if (snatPort < 0) return this.result.drop(NatReason.SNAT_PORTS_EXHAUSTED);
     }
     tu[T_REPLY_PORTS] = (epPort << 16) | snatPort;
     const e = ct.insert6(proto, tu, now);
-    if (e < 0) return this.#drop(e === CONNTRACK_SOURCE_LIMITED ? NatReason.CONNTRACK_SOURCE_LIMIT : NatReason.CONNTRACK_FULL);
+    if (e < 0) return this.result.drop(e === CONNTRACK_SOURCE_LIMITED ? NatReason.CONNTRACK_SOURCE_LIMIT : NatReason.CONNTRACK_FULL);
     ct.setTag(e, this.#ids[sp]!);
     ct.mark(e, masq !== MasqReason.NONE || snatPort !== sport ? EntryStatus.DST_NAT | EntryStatus.SRC_NAT : EntryStatus.DST_NAT);
     ct.update(e, 0, flags, now);
@@ -277,7 +277,7 @@ export class ServiceNat6 {
     r.direction = 0;
     r.newFlow = true;
     translateFlow6(ct, info, buf, e, 0, l4Partial, a);
-    return this.#verdict(Verdict.NATED);
+    return this.result.record(Verdict.NATED);
   }
 
   /** ServiceNat's #choose over the client address in #addr: ClientIP affinity, else Maglev or random. */
@@ -313,7 +313,7 @@ export class ServiceNat6 {
       k = start + t.maglev[maglev + (flowHash(MAGLEV_FLOW_SEED, proto, s, sport, d, dport) % size)]!;
       r.lb = LbChoice.MAGLEV;
     } else {
-      k = start + this.#random(count);
+      k = start + xorshift(this.#rng, count);
       r.lb = LbChoice.RANDOM;
     }
     if (timeout > 0) this.affinity.record6(id, a, SRC, t.endpointIP[k]! | 0, t.endpointPort[k]!, now + timeout, now);
@@ -334,19 +334,19 @@ export class ServiceNat6 {
   /** An ICMPv6 error quoting a packet of a tracked flow (its tuple reversed is the flow's in the error's direction). */
   #icmpError(info: PacketInfo, buf: Uint8Array, now: number): number {
     const p = info.origProtocol;
-    if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return this.#verdict(Verdict.PASS);
+    if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return this.result.record(Verdict.PASS);
     const a = this.#addr;
     load6(a, SRC, buf, info.origDst6Offset);
     load6(a, DST, buf, info.origSrc6Offset);
     const ct = this.conntrack;
     const ref = ct.lookup6(p, a, SRC, info.origDstPort, DST, info.origSrcPort, now);
-    if (ref < 0) return this.#verdict(Verdict.PASS);
+    if (ref < 0) return this.result.record(Verdict.PASS);
     const r = this.result;
     r.entry = ref >> 1;
     r.direction = ref & 1;
     r.icmpError = true;
     translateIcmpError6(ct, info, buf, ref >> 1, ref & 1);
-    return this.#verdict(Verdict.NATED);
+    return this.result.record(Verdict.NATED);
   }
 
   #inSourceRanges(sp: number): boolean {
@@ -361,32 +361,5 @@ export class ServiceNat6 {
         && (a[SRC + 2]! & mask[at + 2]!) === net[at + 2] && (a[SRC + 3]! & mask[at + 3]!) === net[at + 3]) return true;
     }
     return false;
-  }
-
-  #random(n: number): number {
-    let x = this.#rng[0]!;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.#rng[0] = x;
-    return ((x >>> 1) % n) | 0;
-  }
-
-  #verdict(v: number): number {
-    this.result.verdict = v;
-    this.verdicts[v]!++;
-    return v;
-  }
-
-  #drop(reason: number): number {
-    this.result.reason = reason;
-    this.reasons[reason]!++;
-    return this.#verdict(Verdict.DROP);
-  }
-
-  #reject(proto: number, reason: number): number {
-    this.result.reason = reason;
-    this.reasons[reason]!++;
-    return this.#verdict(proto === IpProtocol.TCP ? Verdict.REJECT_TCP_RST : Verdict.REJECT_ICMP);
   }
 }

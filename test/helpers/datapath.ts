@@ -4,7 +4,8 @@
 // fake underlay socket, frame builders, and allocation-free fakes for the heap test.
 import assert from 'node:assert/strict';
 import { getHeapStatistics } from 'node:v8';
-import { sumDrops, youngUsed } from './gc-child.ts';
+import { runGcChild, sumDrops, youngUsed } from './gc-child.ts';
+import { test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Datapath, type UnderlaySocket } from '../../src/datapath/datapath.ts';
 import { ForwardingTable, macForIpv4, type PodEntry } from '../../src/datapath/forwarding.ts';
@@ -466,4 +467,31 @@ export function measureAllocRun(dp: Datapath, devices: { podA: ReplayDevice; pod
     coalesced: dp.coalescedSegments, drops,
   };
   console.log(JSON.stringify(result));
+}
+
+/** A measured child run: what measureAllocRun printed, and the collections inside the loop. */
+export interface AllocChildResult extends AllocRunResult { gcs: string[] }
+
+/**
+ * The parent's side of a datapath allocation test file: runs the file as a child
+ * (`child N`, helpers/gc-child.ts) once for all of its tests, and registers the test
+ * every such file ends with (no scavenge in the loop, little young generation growth).
+ * Returns the measurement for the file's own checks.
+ */
+export function allocChildTests(file: string, what: string): () => AllocChildResult {
+  let result: AllocChildResult | null = null;
+  const measure = (): AllocChildResult => {
+    if (result !== null) return result;
+    const run = runGcChild<AllocRunResult>(file, 1_000_000);
+    result = { ...run.result, gcs: run.gcs };
+    return result;
+  };
+  test(`${what} allocates nothing: no scavenge, young generation growth < 64 KiB`, () => {
+    const r = measure();
+    assert.deepEqual(r.gcs, [], 'garbage collections inside the forwarding loop');
+    // Without a scavenge, the young generation grows by exactly what was allocated;
+    // what remains is one-off (inline caches, optimised code), not per frame or batch.
+    assert.ok(r.youngGrowth < 64 * 1024, `young generation grew by ${r.youngGrowth} bytes`);
+  });
+  return measure;
 }
