@@ -21,13 +21,13 @@ import {
   IpProtocol, emitIcmpv6PortUnreachable, emitTcpReset, icmpErrorAllowed, type EthernetRepr, type PacketInfo,
 } from '../wire/index.ts';
 import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
-import { CONNTRACK_SOURCE_LIMITED, Conntrack, EntryStatus, type ConntrackOptions } from '../tables/conntrack.ts';
-import type { FlowStore } from '../tables/flow-store.ts';
+import { CONNTRACK_SOURCE_LIMITED, Conntrack, EntryStatus} from '../tables/conntrack.ts';
 import { MAGLEV_FLOW_SEED, address6Digest, flowHash } from '../tables/hash.ts';
 import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
 import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, servicePolicy } from './nat-codes.ts';
 import { NatResult, xorshift } from './nat-result.ts';
+import type { ServiceNatOptions } from './nat.ts';
 import { ServicePortIds, type ServiceIds } from './service-ids.ts';
 import { staleUdpEndpoints } from './table-diff.ts';
 import { translateFlow6, translateIcmpError6 } from './translate6.ts';
@@ -44,21 +44,14 @@ const T_REPLY_SRC = 9;
 const T_REPLY_DST = 13;
 const T_REPLY_PORTS = 17;
 
-export interface ServiceNat6Options {
-  /** Source address for masqueraded and hairpin flows (16 bytes): the node's IPv6 pod gateway. */
+/**
+ * ServiceNatOptions for IPv6: one source address for masqueraded and hairpin flows; the
+ * flow store's IPv6 regions hold the conntrack and affinity, the ids are the IPv6 ports'.
+ */
+export interface ServiceNat6Options extends Omit<ServiceNatOptions, 'masqueradeIP' | 'hairpinIP'> {
+  /** 16 bytes: the node's IPv6 pod gateway. */
   masqueradeIP: Uint8Array;
-  /** Masquerade every service flow (kube-proxy --masquerade-all). */
-  masqueradeAll?: boolean;
-  conntrack?: ConntrackOptions;
-  affinityCapacity?: number;
-  /** Seed of the random endpoint choice (tests fix it); default random. */
-  seed?: number;
-  /** As ServiceNatOptions.store: its IPv6 regions hold this engine's conntrack and affinity. */
-  store?: FlowStore;
-  /** As ServiceNatOptions.serviceIds, for the IPv6 ports. */
-  serviceIds?: ServiceIds;
 }
-
 /** Four big-endian int32 words of the 16 bytes at b[off], into a[at..at+3]. */
 function load6(a: Int32Array, at: number, b: Uint8Array, off: number): void {
   a[at] = (b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!;
