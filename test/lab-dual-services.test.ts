@@ -15,7 +15,7 @@ import { Lab, tapir } from './helpers/lab.ts';
 
 interface PodStatus { name: string; ip: string; ips?: string[]; node: string }
 interface NodeStatus { name: string; underlayIP6?: string; gateway6?: string }
-interface ServiceStatus { name: string; clusterIPs?: string[]; ipFamilies?: string[] }
+interface ServiceStatus { name: string; clusterIPs?: string[]; ipFamilies?: string[]; loadBalancerIPs?: string[] }
 interface HttpEcho { pod: string; node: string; client: string }
 
 test('dual-stack lab: IPv6 Services through NAT66 (cluster IP, node port, policies, UDP, iperf3)', { timeout: 300_000 }, async (t) => {
@@ -92,6 +92,31 @@ test('dual-stack lab: IPv6 Services through NAT66 (cluster IP, node port, polici
       // The IPv4 half of the RequireDualStack Service on the same node port.
       const v4 = JSON.parse(lab.exec('client', 'curl', '-sS', '--max-time', '5', `http://${(status.nodes as { underlayIP: string }[])[0]!.underlayIP}:30086/`)) as HttpEcho;
       assert.match(v4.pod, /^web-/);
+    });
+
+    await t.test('a dual-stack LoadBalancer Service gets an address per family; the client reaches both', async () => {
+      let ips: string[] = [];
+      for (let i = 0; i < 50 && ips.length < 2; i++) {
+        ips = ((lab.status().services as ServiceStatus[]).find((s) => s.name === 'web-dual-lb')?.loadBalancerIPs) ?? [];
+        if (ips.length < 2) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const v6lb = ips.find((a) => a.includes(':'));
+      assert.ok(v6lb !== undefined && ips.some((a) => !a.includes(':')), `an address of each family: ${JSON.stringify(ips)}`);
+      assert.match(v6lb, /^fd00:172:30::/, 'from the lab\'s IPv6 pool, on the underlay');
+      // The announcing node holds it as a /128; the client reaches it like the IPv4 one.
+      let last = '';
+      for (let i = 0; i < 50; i++) {
+        const r = lab.run('client', 'curl', '-sS', '-g', '--max-time', '2', `http://[${v6lb}]/lb`);
+        if (r.status === 0) {
+          assert.match((JSON.parse(r.stdout) as HttpEcho).pod, /^web-/);
+          const v4 = JSON.parse(lab.exec('client', 'curl', '-sS', '--max-time', '5', `http://${ips.find((a) => !a.includes(':'))}/lb`)) as HttpEcho;
+          assert.match(v4.pod, /^web-/);
+          return;
+        }
+        last = r.stderr;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.fail(`the IPv6 load-balancer address never answered: ${last}`);
     });
 
     const config = tapir(['lab', 'kubeconfig', '--name', lab.name]);

@@ -55,8 +55,8 @@ export function describeServices(view: Pick<ClusterView, 'services'>): ServiceDe
       clusterIP: clusterIPs[0] ?? '',
       clusterIPs,
       ipFamilies: svc.ipFamilies.length > 0 || svc.type === 'ExternalName' || clusterIPs.length === 0 ? [...svc.ipFamilies] : clusterIPs.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4')),
-      externalIPs: svc.externalIPs.map(ipv4ToString),
-      loadBalancerIPs: svc.loadBalancerIngress.map((i) => ipv4ToString(i.ip)),
+      externalIPs: [...svc.externalIPs.map(ipv4ToString), ...svc.externalIPs6],
+      loadBalancerIPs: [...svc.loadBalancerIngress.map((i) => ipv4ToString(i.ip)), ...svc.loadBalancerIngress6.map((i) => i.ip)],
       healthCheckNodePort: svc.healthCheckNodePort,
       ports: svc.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol === L4Protocol.UDP ? 'UDP' : 'TCP', targetPort: p.targetPort, nodePort: p.nodePort })),
       endpoints: [

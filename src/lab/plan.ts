@@ -197,7 +197,10 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     source: topology.source,
     stateDir,
     addressing: dual
-      ? { ...topology.addressing, loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU }
+      ? {
+        ...topology.addressing, loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU,
+        loadBalancerPoolV6: pool6Of(underlay!, underlay6!, pool!),
+      }
       : {
         underlayCIDR: topology.addressing.underlayCIDR, clusterCIDR: topology.addressing.clusterCIDR, serviceCIDR: topology.addressing.serviceCIDR,
         loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU,
@@ -209,6 +212,11 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     client,
     agent: { ...topology.agent },
   };
+}
+
+/** The IPv6 pool of a dual-stack lab: the IPv4 pool's host numbers in the IPv6 underlay (::c8-::fa by default). */
+function pool6Of(underlay: Cidr, underlay6: Cidr6, pool: AddressPool): string {
+  return `${ipv6ToString(underlay6.host(pool.first - underlay.network))}-${ipv6ToString(underlay6.host(pool.last - underlay.network))}`;
 }
 
 /** Underlay hosts .200-.250 (the upper half of a smaller underlay, broadcast excluded). */

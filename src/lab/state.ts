@@ -153,6 +153,8 @@ export interface LabState {
     underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string; vni: number; mtu: number; podMTU: number;
     /** Dual-stack labs only (absent in IPv4 labs and older states). */
     underlayCIDRv6?: string; clusterCIDRv6?: string; serviceCIDRv6?: string;
+    /** Dual-stack labs: the load balancer's IPv6 pool (the IPv4 pool's host numbers in underlayCIDRv6). */
+    loadBalancerPoolV6?: string;
   };
   /** The address families (absent: ipv4, in states of older labs). */
   ipFamily?: 'ipv4' | 'dual';

@@ -43,6 +43,16 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: { name: web-dual-lb }
+spec:
+  # A load-balancer address per family (the lab's IPv4 and IPv6 pools).
+  type: LoadBalancer
+  ipFamilyPolicy: PreferDualStack
+  selector: { app: web }
+  ports: [{ name: http, port: 80, targetPort: http }]
+---
+apiVersion: v1
+kind: Service
 metadata: { name: echo-udp-v6 }
 spec:
   ipFamilyPolicy: SingleStack

@@ -47,6 +47,9 @@ export interface DaemonConfig {
   api: { server: string; caFile: string; kubeconfig: string } | null;
   /** The load balancer's address pool (cluster mode: the first node's daemon assigns from it). */
   loadBalancerPool: string;
+  /** Dual-stack labs: the IPv6 pool and underlay. */
+  loadBalancerPoolV6?: string;
+  underlayCIDRv6?: string;
 }
 
 /** What a daemon writes after each pass (its status file). */
@@ -92,6 +95,9 @@ export function daemonConfig(state: LabState, node: NodeState): DaemonConfig {
     agent: node.agent === null ? null : supervisedAgent(state, node),
     api: usesApi(state) ? { server: state.apiServer.labServer, caFile: state.apiServer.caFile, kubeconfig: state.apiServer.labKubeconfig } : null,
     loadBalancerPool: state.addressing.loadBalancerPool,
+    ...(state.addressing.loadBalancerPoolV6 === undefined || state.addressing.underlayCIDRv6 === undefined ? {} : {
+      loadBalancerPoolV6: state.addressing.loadBalancerPoolV6, underlayCIDRv6: state.addressing.underlayCIDRv6,
+    }),
   };
 }
 

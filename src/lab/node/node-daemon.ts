@@ -33,7 +33,7 @@ import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import type { ClusterView } from '../../model/cluster-view.ts';
 import type { ServiceSnapshot } from '../../model/service-snapshot.ts';
 import { DEFAULT_NODE_PORT_RANGE, parseServiceCidrs, type ServiceCidrs } from '../../model/cluster-defaults.ts';
-import { parseCidr } from '../../wire/address.ts';
+import { parseCidr, parseCidr6 } from '../../wire/address.ts';
 import { AgentSupervisor, type AgentHealth } from './agent-supervisor.ts';
 import { readStatusFile, type DaemonConfig, type DaemonStatus } from './daemons.ts';
 import { HealthCheckServers } from '../../control/health-check-server.ts';
@@ -47,7 +47,7 @@ import { logTail } from '../network/processes.ts';
 import { Speaker } from './speaker.ts';
 import { Kubelet } from './kubelet.ts';
 import { LoadBalancerController } from './load-balancer-controller.ts';
-import { parsePool } from '../cluster/load-balancer.ts';
+import { parsePool, parsePool6 } from '../cluster/load-balancer.ts';
 import { loadState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
@@ -112,7 +112,10 @@ async function main(): Promise<void> {
 
   const proxy = config.proxyMode === 'tapir' ? null : new KernelProxy(config.proxyMode, { clusterCIDR: config.clusterCIDR, serviceCIDR: config.serviceCIDR });
   const health = proxy === null ? null : new HealthCheckServers((m) => problems.add(m));
-  const speaker = new Speaker({ node: config.node, nodes: config.nodes, underlay: parseCidr(config.underlayCIDR, true)!, interface: config.underlayInterface, clientNetns: config.clientNetns });
+  const speaker = new Speaker({
+    node: config.node, nodes: config.nodes, underlay: parseCidr(config.underlayCIDR, true)!, interface: config.underlayInterface, clientNetns: config.clientNetns,
+    ...(config.underlayCIDRv6 === undefined ? {} : { underlay6: parseCidr6(config.underlayCIDRv6, true) }),
+  });
   const prober = new Prober();
   // Dual-stack: kube-proxy's IPv6 proxier beside the IPv4 one (ip6tables, `table ip6`).
   const proxy6 = proxy === null || config.clusterCIDRv6 === undefined || config.serviceCIDRv6 === undefined || config.underlayIP6 === undefined
@@ -190,7 +193,8 @@ async function main(): Promise<void> {
     });
     const pool = config.loadBalancerPool === '' ? undefined : parsePool(config.loadBalancerPool);
     if (pool !== undefined && config.node === config.nodes[0]) {
-      const balancer = new LoadBalancerController({ api, pool, poolText: config.loadBalancerPool, log });
+      const pool6 = config.loadBalancerPoolV6 === undefined ? undefined : parsePool6(config.loadBalancerPoolV6);
+      const balancer = new LoadBalancerController({ api, pool, pool6, poolText: config.loadBalancerPool, log });
       controllerLoop('load-balancer controller', () => stopping, async () => {
         balancerProblems = await balancer.sync(source.list().filter((o): o is ServiceObject => o.kind === 'Service'));
       });

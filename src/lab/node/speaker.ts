@@ -14,13 +14,15 @@
 import type { ServiceDescription } from '../../control/describe.ts';
 import type { ServiceObject } from '../../k8s/objects.ts';
 import { tryIp } from '../../device/ip-command.ts';
-import { type Cidr, parseIpv4 } from '../../wire/address.ts';
+import { type Cidr, type Cidr6, ipv6ToString, parseIpv4, parseIpv6 } from '../../wire/address.ts';
 
 export interface SpeakerConfig {
   node: string;
   /** Node names in topology order: the election's tie-break. */
   nodes: string[];
   underlay: Cidr;
+  /** Dual-stack labs: the IPv6 underlay (IPv6 load-balancer and external IPs on it are announced as /128s). */
+  underlay6?: Cidr6 | undefined;
   interface: string;
   /** The external client's namespace, whose ARP cache is refreshed on a move. */
   clientNetns: string | null;
@@ -34,6 +36,10 @@ export function electAnnouncers(services: ServiceObject[], descriptions: Service
   if (first === undefined) return out;
   const byKey = new Map(descriptions.map((d) => [`${d.namespace}/${d.name}`, d]));
   const onUnderlay = (ip: string): boolean => {
+    if (ip.includes(':')) {
+      const a6 = parseIpv6(ip);
+      return a6 !== null && config.underlay6 !== undefined && config.underlay6.contains(a6);
+    }
     const address = parseIpv4(ip);
     return address !== undefined && config.underlay.contains(address);
   };
@@ -75,16 +81,20 @@ export class Speaker {
     const wanted = new Set([...announcers].filter(([, node]) => node === this.#config.node).map(([ip]) => ip));
     const present = await this.#present();
     if (present === undefined) return [`cannot list the addresses of ${this.#config.interface}`];
+    // A host address of its family: /32, or /128 without duplicate address detection
+    // (the election already made it this node's alone; DAD would hold it tentative).
+    const host = (ip: string): string[] => (ip.includes(':') ? [`${ip}/128`, 'nodad'] : [`${ip}/32`]);
     for (const ip of present) {
       if (wanted.has(ip)) continue;
-      const r = await tryIp(['addr', 'del', `${ip}/32`, 'dev', this.#config.interface]);
-      if (r.code !== 0) problems.push(`ip addr del ${ip}/32: ${r.stderr.trim()}`);
+      const r = await tryIp(['addr', 'del', host(ip)[0]!, 'dev', this.#config.interface]);
+      if (r.code !== 0) problems.push(`ip addr del ${host(ip)[0]}: ${r.stderr.trim()}`);
     }
     for (const ip of wanted) {
       if (present.has(ip)) continue;
-      const r = await tryIp(['addr', 'add', `${ip}/32`, 'dev', this.#config.interface]);
+      const [prefix, ...flags] = host(ip);
+      const r = await tryIp(['addr', 'add', prefix!, 'dev', this.#config.interface, ...flags]);
       if (r.code !== 0) {
-        problems.push(`ip addr add ${ip}/32: ${r.stderr.trim()}`);
+        problems.push(`ip addr add ${prefix}: ${r.stderr.trim()}`);
         continue;
       }
       // No gratuitous ARP tool here: the lab, being the network, drops the client's
@@ -95,11 +105,13 @@ export class Speaker {
     return problems;
   }
 
-  /** The /32 addresses on the interface: every one is an announcement (the node's own is a /24). */
+  /** The /32 and /128 addresses on the interface: every one is an announcement (the node's own are a /24 and a /64). */
   async #present(): Promise<Set<string> | undefined> {
-    const r = await tryIp(['-j', '-4', 'addr', 'show', 'dev', this.#config.interface]);
+    const r = await tryIp(['-j', 'addr', 'show', 'dev', this.#config.interface]);
     if (r.code !== 0) return undefined;
-    const links = JSON.parse(r.stdout) as { addr_info?: { local: string; prefixlen: number }[] }[];
-    return new Set(links.flatMap((l) => l.addr_info ?? []).filter((a) => a.prefixlen === 32).map((a) => a.local));
+    const links = JSON.parse(r.stdout) as { addr_info?: { family: string; local: string; prefixlen: number }[] }[];
+    const host = (a: { family: string; prefixlen: number }): boolean => (a.family === 'inet6' ? a.prefixlen === 128 : a.prefixlen === 32);
+    // Canonical text, as the Services write it.
+    return new Set(links.flatMap((l) => l.addr_info ?? []).filter(host).map((a) => (a.family === 'inet6' ? ipv6ToString(parseIpv6(a.local)!) : a.local)));
   }
 }
