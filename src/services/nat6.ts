@@ -172,10 +172,9 @@ export class ServiceNat6 {
     const a = this.#addr;
     load6(a, SRC, buf, info.src6Offset);
     load6(a, DST, buf, info.dst6Offset);
-    const t = this.#table;
-    const dstKey = t.frontendAddrs6.getWords(a[DST]!, a[DST + 1]!, a[DST + 2]!, a[DST + 3]!);
     if (info.payloadOffset < 0 || info.isFragment) {
-      return dstKey >= 0 && t.frontendIPs.get(dstKey) >= 0 ? this.result.drop(NatReason.FRAGMENT) : this.result.record(Verdict.PASS);
+      const key = this.#frontendKey();
+      return key >= 0 && this.#table.frontendIPs.get(key) >= 0 ? this.result.drop(NatReason.FRAGMENT) : this.result.record(Verdict.PASS);
     }
     const sport = info.srcPort;
     const dport = info.dstPort;
@@ -194,7 +193,13 @@ export class ServiceNat6 {
       }
       ct.remove(e);
     }
-    return this.#newFlow(info, buf, entryPoint, l4Partial, now, proto, dstKey, sport, dport, flags);
+    return this.#newFlow(info, buf, entryPoint, l4Partial, now, proto, this.#frontendKey(), sport, dport, flags);
+  }
+
+  /** The number of the packet's destination (#addr) among the table's frontend addresses, or -1 (new flows only: an established one never asks). */
+  #frontendKey(): number {
+    const a = this.#addr;
+    return this.#table.frontendAddrs6.getWords(a[DST]!, a[DST + 1]!, a[DST + 2]!, a[DST + 3]!);
   }
 
   /** ServiceNat.buildReject for IPv6: a TCP reset, or ICMPv6 port unreachable (RFC 4443 §3.1 code 4). */
