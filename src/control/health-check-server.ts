@@ -34,8 +34,10 @@ export class HealthCheckServers {
    */
   update(snapshot: ServiceSnapshot): void {
     const wanted = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
-    for (const p of snapshot.ports) {
-      if (p.healthCheckNodePort > 0) wanted.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
+    // An IPv6-only Service has its health check too (from the snapshot's IPv6 half); a
+    // dual-stack one counts its IPv4 endpoints, as each of its pods has one of each.
+    for (const p of [...snapshot.ports, ...(snapshot.ports6 ?? [])]) {
+      if (p.healthCheckNodePort > 0 && !wanted.has(p.healthCheckNodePort)) wanted.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
     }
     for (const [port, l] of this.#listeners) {
       if (!wanted.has(port)) {
