@@ -89,6 +89,9 @@ test('dual-stack lab: IPv6 Services through NAT66 (cluster IP, node port, polici
         // Cluster policy: the endpoint sees the node that took the flow in.
         assert.ok(r.client.includes(n.gateway6!), `masqueraded to ${n.name}'s IPv6 gateway: ${r.client}`);
       }
+      // The node's own processes reach its IPv6 node port too (policy routing into the TUN, as IPv4's).
+      const self = curl6('node-2', `http://[${node2.underlayIP6}]:30086/self`);
+      assert.match(self.pod, /^web-/);
       // The IPv4 half of the RequireDualStack Service on the same node port.
       const v4 = JSON.parse(lab.exec('client', 'curl', '-sS', '--max-time', '5', `http://${(status.nodes as { underlayIP: string }[])[0]!.underlayIP}:30086/`)) as HttpEcho;
       assert.match(v4.pod, /^web-/);

@@ -79,6 +79,19 @@ test('policy routing of the node\'s own traffic: node ports on each address (hea
   ]);
 });
 
+test('policy routing of the node\'s own IPv6 traffic: /128 rules on its IPv6 node-port address and IPv6 service IPs', () => {
+  const selectors = localSteeringSelectors({
+    nodePortAddresses: ['fd00:172:30:0::b'], nodePortRange: { min: 30000, max: 32767 }, healthCheckPorts: [31500],
+    frontends: [{ ip: 'fd00:172:30::c8', protocol: 6, port: 80 }, { ip: 'fd00:172:30::c8', protocol: 132, port: 9 }],
+  });
+  assert.deepEqual(selectors.map(selectorArgs), [
+    'to fd00:172:30::b/128 iif lo ipproto tcp dport 30000-31499',
+    'to fd00:172:30::b/128 iif lo ipproto tcp dport 31501-32767',
+    'to fd00:172:30::b/128 iif lo ipproto udp dport 30000-32767',
+    'to fd00:172:30::c8/128 iif lo ipproto tcp dport 80',
+  ]);
+});
+
 test('a restarted agent replaces the underlay filters make-before-break: the new set in the other band, then the old one removed', async (t) => {
   const { Netns, vethPair } = await import('./helpers/netns.ts');
   const ns = new Netns('st');

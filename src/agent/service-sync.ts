@@ -61,6 +61,8 @@ export class ServiceSync {
   readonly #controller: ServiceController;
   readonly #steering: Steering;
   readonly #localSteering: LocalSteering;
+  /** The same for the node's IPv6 node-port address; null without one. */
+  readonly #localSteering6: LocalSteering | null;
   readonly #health: HealthCheckServers;
   readonly #config: AgentConfig;
   readonly #log: (m: string) => void;
@@ -77,6 +79,7 @@ export class ServiceSync {
     this.#log = opts.log;
     this.#steering = new Steering(c.underlayInterface, c.hostTun);
     this.#localSteering = new LocalSteering(c.hostTun, c.underlayAddress, c.nodePortAddresses.some((a) => a >>> 24 === 127));
+    this.#localSteering6 = c.nodePortAddressesV6.length === 0 ? null : new LocalSteering(c.hostTun, ipv6ToString(c.nodePortAddressesV6[0]!), false);
     this.#health = new HealthCheckServers(opts.log);
     if (c.kubernetes !== null) {
       this.source = new KubernetesSource({
@@ -172,6 +175,7 @@ export class ServiceSync {
   async start(): Promise<void> {
     await this.#steering.init();
     await this.#localSteering.init();
+    await this.#localSteering6?.init();
     await this.#controller.start();
     await this.#steeringQueue;
   }
@@ -181,6 +185,7 @@ export class ServiceSync {
     const serviceIPs: number[] = [];
     const serviceIPs6: string[] = [];
     const frontends: { ip: number; protocol: number; port: number }[] = [];
+    const frontends6: { ip: string; protocol: number; port: number }[] = [];
     for (const p of s.ports) {
       if (p.healthCheckNodePort > 0) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
       serviceIPs.push(...p.loadBalancerIPs, ...p.externalIPs);
@@ -189,14 +194,17 @@ export class ServiceSync {
     for (const p of s.ports6 ?? []) {
       if (p.healthCheckNodePort > 0 && !healthPorts.has(p.healthCheckNodePort)) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
       serviceIPs6.push(...p.loadBalancerIPs, ...p.externalIPs);
+      for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends6.push({ ip, protocol: p.protocol, port: p.port });
     }
     this.#health.update(s);
     const c = this.#config;
     const rules = { nodeIP: c.underlayAddress, nodePortRange: c.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs, nodeIPs6: c.nodePortAddressesV6, serviceIPs6 };
     const local = { nodePortAddresses: c.nodePortAddresses, nodePortRange: c.nodePortRange, healthCheckPorts: rules.healthCheckPorts, frontends };
+    const local6 = { nodePortAddresses: c.nodePortAddressesV6.map((a) => ipv6ToString(a)), nodePortRange: c.nodePortRange, healthCheckPorts: rules.healthCheckPorts, frontends: frontends6 };
     this.#steeringQueue = this.#steeringQueue
       .then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`))
-      .then(() => this.#localSteering.apply(local)).catch((err: Error) => this.#log(`steering (node's own traffic): ${err.message}`));
+      .then(() => this.#localSteering.apply(local)).catch((err: Error) => this.#log(`steering (node's own traffic): ${err.message}`))
+      .then(() => this.#localSteering6?.apply(local6)).catch((err: Error) => this.#log(`steering (node's own IPv6 traffic): ${err.message}`));
   }
 
   /**
@@ -213,5 +221,6 @@ export class ServiceSync {
     if (opts.remove !== true) return;
     await this.#steering.close();
     await this.#localSteering.remove().catch((err: Error) => this.#log(`steering (node's own traffic): ${err.message}`));
+    await this.#localSteering6?.remove().catch((err: Error) => this.#log(`steering (node's own IPv6 traffic): ${err.message}`));
   }
 }
