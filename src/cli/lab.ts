@@ -38,7 +38,9 @@ ingress-tapir behind the LoadBalancer Service ingress-tapir/ingress-tapir-contro
 default IngressClass tapir, and with the default topology the Ingress web.example.test -> web:80.
 --ip-family dual: a dual-stack lab (either dataplane): the nodes get IPv6 underlay addresses
 and a /64 each of fd00:10:244::/56, every pod an IPv4 and an IPv6 address, and lab up checks
-pod-to-pod traffic over both families. (IPv6 Services are not built yet: ipv6-only is refused.)
+pod-to-pod traffic over both families; demo Services of each ipFamilyPolicy (web-dual,
+web-v6, web-dual-nodeport on node port 30086, web-dual-lb, echo-udp-v6) are served over IPv6
+by NAT66 (or the kernel's IPv6 proxier). ipv6 (IPv6-only) is refused for now.
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
 the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; default iptables).
 Every namespace is named tl-NAME-…; nothing is configured in the root namespace.
