@@ -384,3 +384,73 @@ data: {password: aHVudGVyMg==}
   assert.equal(opaque!.type, 'Opaque');
   assert.equal(opaque!.tls, null, 'other Secrets keep no data');
 });
+
+/**
+ * Services of each family for the upstream tests: web-v6 (IPv6 only), web-dual (IPv4
+ * primary, both families ready), web-dual6 (IPv6 primary), half (IPv4 primary whose
+ * IPv4 endpoint is not ready, its IPv6 one is), going (IPv4 primary: only a terminating
+ * IPv4 endpoint, a ready IPv6 one).
+ */
+const DUAL = `apiVersion: v1
+kind: Service
+metadata: {name: web-v6, namespace: default}
+spec: {clusterIP: fd00:10:96::10, clusterIPs: [fd00:10:96::10], ipFamilies: [IPv6], ipFamilyPolicy: SingleStack, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-v6-1, namespace: default, labels: {kubernetes.io/service-name: web-v6}}
+addressType: IPv6
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: ["fd00:10:244:1::2"]}, {addresses: ["fd00:10:244:2::3"]}]
+${['web-dual', 'web-dual6', 'half', 'going'].map((name, i) => {
+  const six = name === 'web-dual6';
+  const ready4 = name === 'half' ? '{ready: false, serving: false}' : name === 'going' ? '{ready: false, serving: true, terminating: true}' : '{ready: true}';
+  return `---
+apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: default}
+spec:
+  clusterIPs: [${six ? `"fd00:10:96::2${i}", 10.96.0.12${i}` : `10.96.0.12${i}, "fd00:10:96::2${i}"`}]
+  ipFamilies: [${six ? 'IPv6, IPv4' : 'IPv4, IPv6'}]
+  ipFamilyPolicy: RequireDualStack
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${name}-4, namespace: default, labels: {kubernetes.io/service-name: ${name}}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.244.1.2], conditions: ${ready4}}, {addresses: [10.244.2.3], conditions: ${ready4}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ${name}-6, namespace: default, labels: {kubernetes.io/service-name: ${name}}}
+addressType: IPv6
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: ["fd00:10:244:1::2"]}, {addresses: ["fd00:10:244:2::3"]}]
+`;
+}).join('')}`;
+
+test('upstreams of each family: an IPv6-only Service\'s endpoints are IPv6; a dual-stack Service\'s are its primary family\'s, the other family when the primary has none ready', () => {
+  const objects = parse(DUAL, 'dual.yaml');
+  const dual = new ServiceProxyState({ name: 'node-1' }, 'api');
+  dual.apply(objects.map((current) => ({ previous: undefined, current })));
+  const dualView = dual.sync().view;
+  for (const name of ['web-v6', 'web-dual', 'web-dual6', 'half', 'going']) {
+    assert.deepEqual(dualView.services.find((s) => s.name === name)?.problems, [], `${name} is accepted`);
+  }
+  const ing = parse(ingress('all', `rules:\n${['web-v6', 'web-dual', 'web-dual6', 'half', 'going'].map((name) => rule(`${name}.example.test`, `{path: /, pathType: Prefix, backend: {service: {name: ${name}, port: {number: 80}}}}`)).join('\n')}`), 'ing.yaml');
+  const r = compileIngresses({ ingresses: ing as IngressObject[], classes: clusterObjects.filter((o): o is IngressClassObject => o.kind === 'IngressClass'), secrets: new Map(), view: dualView }, { className: 'tapir', generation: 1 });
+  assert.deepEqual(r.problems, []);
+  const upstreams = Object.fromEntries(r.config.hosts.map((h) => [h.host, h.paths[0]!.backend.endpoints.map((e) => `${e.ip} ${e.port}`)]));
+  const v4 = ['10.244.1.2 8080', '10.244.2.3 8080'];
+  const v6 = ['fd00:10:244:1::2 8080', 'fd00:10:244:2::3 8080'];
+  assert.deepEqual(upstreams, {
+    'web-v6.example.test': v6,
+    'web-dual.example.test': v4,
+    'web-dual6.example.test': v6,
+    'half.example.test': v6,
+    // A ready endpoint of the other family before a terminating one of the primary.
+    'going.example.test': v6,
+  });
+});

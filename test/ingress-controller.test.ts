@@ -201,3 +201,24 @@ subjects: [{kind: ServiceAccount, name: nobody, namespace: default}]
     await c2.stop();
   }
 });
+
+test('manifest mode: the published Service\'s load-balancer addresses of both families are the Ingresses\' addresses', async () => {
+  const dir = mkdtempSync(join(tmp, 'manifests-dual-'));
+  writeFileSync(join(dir, 'all.yaml'), `${CLASS}---\n${SERVICE}---\n${INGRESS('web', 'web.example.test', '/')}---
+apiVersion: v1
+kind: Service
+metadata: {name: ingress-tapir-controller, namespace: ingress-tapir}
+spec: {type: LoadBalancer, ipFamilyPolicy: PreferDualStack, selector: {app: ingress-tapir}, ports: [{name: http, port: 80}]}
+status: {loadBalancer: {ingress: [{ip: "fd00:30::201"}, {ip: 172.30.0.201}]}}
+`);
+  const rec = new Recorder();
+  const c = new IngressController({ source: { manifests: dir }, className: 'tapir', publishService: 'ingress-tapir/ingress-tapir-controller', sink: rec, log: rec.log });
+  try {
+    await c.start();
+    const s = c.status();
+    assert.deepEqual(s.addresses, ['172.30.0.201', 'fd00:30::201']);
+    assert.deepEqual(s.ingresses.map((i) => [i.name, i.addresses]), [['default/web', ['172.30.0.201', 'fd00:30::201']]]);
+  } finally {
+    await c.stop();
+  }
+});

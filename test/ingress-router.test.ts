@@ -197,6 +197,16 @@ test('endpoints: round robin over all, skipping the ones tried and the ones mark
   assert.equal(b.endpointForCookie('nonsense'), -1);
 });
 
+test('endpoints of either family: an IPv6 address in brackets (the upstream origin), an IPv4 one as it was; IPv6 literal hosts keep their brackets', () => {
+  const router = new Router(config([vhost('', [rule('Prefix', '/', backend('svc', [{ ip: 'fd00:10:244:1::2', port: 8080 }, { ip: '10.244.1.2', port: 8080 }]))])]));
+  const b = router.route('h', '/').rule!.backend;
+  assert.deepEqual(b.addresses, ['[fd00:10:244:1::2]:8080', '10.244.1.2:8080']);
+  assert.equal(new URL(`http://${b.addresses[0]}`).port, '8080', 'a valid origin');
+  assert.notEqual(b.cookieValues[0], b.cookieValues[1]);
+  assert.equal(normalizeHost('[FD00::1]:8443'), '[fd00::1]');
+  assert.equal(normalizeHost('[fd00::1]'), '[fd00::1]');
+});
+
 test('routing a request compiles no regular expression (they are built with the router)', () => {
   const router = new Router(config([vhost('foo.com', [
     rule('Prefix', '/re/(.*)', backend('re'), { options: options({ useRegex: true, rewriteTarget: '/$1' }) }),

@@ -25,7 +25,9 @@ Options:
   --class NAME            the IngressClass served (default tapir)
   --http-port N           default 80
   --https-port N          default 443
-  --address IP            the proxy's listen address (default every address)
+  --address IP            the proxy's one listen address, IPv4 or IPv6 (default every
+                          address of both families: one [::] socket that takes IPv4
+                          clients too; 0.0.0.0 where the kernel has no IPv6)
   --publish-service NS/NAME
                           the LoadBalancer Service in front of the controller: its
                           addresses go into status.loadBalancer.ingress of every Ingress
@@ -64,6 +66,10 @@ export async function run(args: string[]): Promise<number> {
   const publish = values['publish-service'] ?? null;
   if (publish !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z]([-a-z0-9]*[a-z0-9])?$/.test(publish)) {
     throw new CliError(`ingress: --publish-service ${publish}: give NAMESPACE/NAME of a Service`, 2);
+  }
+  if (values.address !== undefined) {
+    const { validListenAddress } = await import('../ingress/listen.ts');
+    if (!validListenAddress(values.address)) throw new CliError(`ingress: --address ${values.address}: give one IPv4 or IPv6 address (an IPv6 one without brackets), or leave it out for every address of both families`, 2);
   }
   const format = values['log-format'] ?? (process.stderr.isTTY ? 'text' : 'json');
   if (format !== 'json' && format !== 'text') throw new CliError(`ingress: --log-format ${format}: give json or text`, 2);

@@ -25,13 +25,13 @@
 // leaves its hosts on the default certificate, a resource backend is a 503; the rest of
 // the Ingress serves.
 import { describeOrigin, namespacedName, type IngressBackendRef, type IngressClassObject, type IngressObject, type SecretObject } from '../k8s/objects.ts';
-import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
+import type { ClusterView, EndpointView, ServiceView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
 import { ipv4ToString } from '../wire/address.ts';
 import { readAnnotations, type IngressAnnotations } from './annotations.ts';
 import {
   DEFAULT_PROXY_BODY_SIZE, DEFAULT_PROXY_CONNECT_TIMEOUT_MS, DEFAULT_PROXY_READ_TIMEOUT_MS,
-  type Backend, type BackendProtocol, type Canary, type Certificate, type IngressConfig, type PathRule, type PathType, type RouteOptions, type VirtualHost,
+  type Backend, type BackendProtocol, type Canary, type Certificate, type Endpoint, type IngressConfig, type PathRule, type PathType, type RouteOptions, type VirtualHost,
 } from './model.ts';
 
 /** IngressClass spec.controller of Tapir's controller. */
@@ -162,14 +162,7 @@ export function compileIngresses(inputs: IngressInputs, opts: CompileOptions): C
       return known ?? remember(key, { name: backendName, endpoints: [], protocol });
     }
     if (known !== undefined) return known;
-    // kube-proxy's choice: the ready endpoints; none ready, the serving terminating ones.
-    let chosen = svc.endpoints.filter((e) => e.ready);
-    if (chosen.length === 0) chosen = svc.endpoints.filter((e) => e.serving && e.terminating);
-    const endpoints = chosen.flatMap((e) => {
-      const p = e.ports.find((q) => q.name === servicePort.name && q.protocol === L4Protocol.TCP);
-      return p === undefined ? [] : [{ ip: ipv4ToString(e.ip), port: p.port }];
-    });
-    return remember(key, { name: backendName, endpoints, protocol });
+    return remember(key, { name: backendName, endpoints: upstreamEndpoints(svc, servicePort.name), protocol });
   };
   const remember = (key: string, b: Backend): Backend => {
     backends.set(key, b);
@@ -262,6 +255,37 @@ export function compileIngresses(inputs: IngressInputs, opts: CompileOptions): C
     problems,
     ours,
   };
+}
+
+/** An endpoint of either family, its address as text. */
+type AnyEndpoint = Omit<EndpointView, 'ip'> & { ip: string };
+
+/**
+ * The upstream endpoints of one service port. The proxy terminates HTTP, so a client of
+ * either family may go to an endpoint of either family: an IPv6-only Service's
+ * endpoints are IPv6, an IPv4 one's IPv4. A dual-stack Service lists each Pod once per
+ * family; the upstreams are its primary family's (spec.ipFamilies[0]) alone, so each
+ * Pod is one upstream: round robin and the affinity cookie count Pods, and the
+ * connect-retry's MAX_TRIES reaches that many different Pods instead of maybe the dead
+ * Pod's other address (ingress-nginx, which takes every slice's addresses, has both).
+ * The other family serves when the primary has nothing: kube-proxy's choice, the ready
+ * endpoints, in the primary family, then the other; none ready, the serving terminating
+ * ones in the same order.
+ */
+export function upstreamEndpoints(svc: ServiceView, portName: string): Endpoint[] {
+  const four: AnyEndpoint[] = svc.endpoints.map((e) => ({ ...e, ip: ipv4ToString(e.ip) }));
+  const six: readonly AnyEndpoint[] = svc.endpoints6;
+  const families = svc.ipFamilies[0] === 'IPv6' ? [six, four] : [four, six];
+  for (const usable of [(e: AnyEndpoint) => e.ready, (e: AnyEndpoint) => e.serving && e.terminating]) {
+    for (const family of families) {
+      const endpoints = family.filter(usable).flatMap((e) => {
+        const p = e.ports.find((q) => q.name === portName && q.protocol === L4Protocol.TCP);
+        return p === undefined ? [] : [{ ip: e.ip, port: p.port }];
+      });
+      if (endpoints.length > 0) return endpoints;
+    }
+  }
+  return [];
 }
 
 function routeOptions(ann: IngressAnnotations, path: string, pathType: PathType): RouteOptions {

@@ -6,7 +6,7 @@
 // hands it to the proxy whole when it differs from the last one. Nothing is handed over
 // before every kind has synced once (an Ingress seen before its Service would be a 503
 // that was never true). Afterwards, in cluster mode: status.loadBalancer.ingress of every
-// Ingress we serve is set to the published Service's load-balancer addresses (as
+// Ingress we serve is set to the published Service's load-balancer addresses, IPv4 and IPv6 (as
 // ingress-nginx's --publish-service), and each new problem of an Ingress becomes a
 // Warning Event on it; in both modes each problem is logged once, while it lasts.
 import { ServiceController } from '../control/service-controller.ts';
@@ -229,7 +229,10 @@ export class IngressController {
     const key = this.#opts.publishService;
     if (key === null || this.#view === undefined) return [];
     const svc = this.#view.services.find((s) => s.key === key);
-    return (svc?.loadBalancerIngress ?? []).map((l) => ipv4ToString(l.ip)).sort();
+    if (svc === undefined) return [];
+    // Both families of a dual-stack Service's load balancer (ingress-nginx publishes every
+    // status.loadBalancer.ingress entry); sorted as the written status is compared.
+    return [...svc.loadBalancerIngress.map((l) => ipv4ToString(l.ip)), ...svc.loadBalancerIngress6.map((l) => l.ip)].sort();
   }
 
   async #sync(): Promise<void> {

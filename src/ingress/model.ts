@@ -13,6 +13,7 @@ export type PathType = 'Exact' | 'Prefix' | 'ImplementationSpecific';
 /** tapir.dev/backend-protocol (ingress-nginx's backend-protocol): how the proxy talks to the endpoints. */
 export type BackendProtocol = 'HTTP' | 'HTTPS' | 'GRPC';
 
+/** An upstream: `ip` is IPv4 dotted or IPv6 RFC 5952 text (no brackets). */
 export interface Endpoint { ip: string; port: number }
 
 export interface Backend {

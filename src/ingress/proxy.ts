@@ -18,11 +18,12 @@
 //   are not retried.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { TapirError } from '../errors/tapir-error.ts';
 import { cookieValue, upstreamRequestHeaders, type ClientFacts } from './headers.ts';
+import { ANY_ADDRESS, clientAddress, listenOn, type Listening } from './listen.ts';
 import { IngressMetrics } from './metrics.ts';
 import type { IngressConfig, RouteOptions } from './model.ts';
 import { normalizeHost, Router, type BackendState } from './router.ts';
@@ -37,7 +38,11 @@ export class IngressProxyError extends TapirError {
 export interface IngressProxyOptions {
   httpPort: number;
   httpsPort: number;
-  /** Listen address; default every IPv4 address ('0.0.0.0'). */
+  /**
+   * Listen address of either family, listened on alone; default both families on one
+   * socket ('::', IPv4 clients as IPv4-mapped addresses; '0.0.0.0' on a kernel without
+   * IPv6: listen.ts).
+   */
   address?: string;
   /** One line per event worth a person's attention (the agent's log callback shape). */
   log: (message: string) => void;
@@ -117,18 +122,20 @@ export class IngressProxy {
   }
 
   async start(): Promise<void> {
-    const address = this.#opts.address ?? '0.0.0.0';
-    const listen = (server: Server | Http2SecureServer, port: number, what: string): Promise<number> => new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(new IngressProxyError(`the Ingress proxy cannot listen for ${what} on ${address}:${port}: ${(err as { code?: string }).code ?? err.message}`));
-      server.once('error', onError);
-      server.listen(port, address, () => {
-        server.off('error', onError);
-        resolve((server.address() as AddressInfo).port);
-      });
-    });
-    this.#httpPort = await listen(this.#http, this.#opts.httpPort, 'HTTP');
-    this.#httpsPort = await listen(this.#https, this.#opts.httpsPort, 'HTTPS');
-    this.#opts.log(`ingress proxy listening: HTTP ${address}:${this.#httpPort}, HTTPS (h2, http/1.1) ${address}:${this.#httpsPort}`);
+    const address = this.#opts.address;
+    const listen = async (server: Server | Http2SecureServer, port: number, what: string): Promise<Listening> => {
+      try {
+        return await listenOn(server, port, address);
+      } catch (err) {
+        const where = address === undefined ? `[${ANY_ADDRESS}]` : address.includes(':') ? `[${address}]` : address;
+        throw new IngressProxyError(`the Ingress proxy cannot listen for ${what} on ${where}:${port}: ${(err as { code?: string }).code ?? (err as Error).message}`);
+      }
+    };
+    const http = await listen(this.#http, this.#opts.httpPort, 'HTTP');
+    const https = await listen(this.#https, this.#opts.httpsPort, 'HTTPS');
+    this.#httpPort = http.port;
+    this.#httpsPort = https.port;
+    this.#opts.log(`ingress proxy listening: HTTP ${http.address}:${http.port}, HTTPS (h2, http/1.1) ${https.address}:${https.port}${http.bothFamilies ? ' (IPv4 and IPv6)' : ''}`);
   }
 
   /**
@@ -211,7 +218,7 @@ export class IngressProxy {
       return;
     }
 
-    const facts: ClientFacts = { remoteAddress: req.socket?.remoteAddress ?? '', scheme, serverPort, authority };
+    const facts: ClientFacts = { remoteAddress: clientAddress(req.socket?.remoteAddress), scheme, serverPort, authority };
     const upstreamHeaders = upstreamRequestHeaders(headers, facts, false, backendState.backend.protocol === 'GRPC');
     let affinityEndpoint = -1;
     const cookie = options.affinityCookie;
@@ -270,7 +277,7 @@ export class IngressProxy {
       return;
     }
     const options = rule === null ? DEFAULT_ROUTE_OPTIONS : rule.rule.options;
-    const facts: ClientFacts = { remoteAddress: req.socket.remoteAddress ?? '', scheme, serverPort, authority };
+    const facts: ClientFacts = { remoteAddress: clientAddress(req.socket.remoteAddress), scheme, serverPort, authority };
     tunnelUpgrade({
       client: socket, head, backend: backendState, ingress: rule === null ? '' : rule.rule.ingress, method: req.method ?? 'GET',
       path: rule === null ? url : rule.upstreamPath(path, q < 0 ? '' : url.slice(q)),

@@ -43,7 +43,7 @@ export class BackendState {
   readonly backend: Backend;
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
-  /** "ip:port" of each endpoint (the upstream pool key, logs). */
+  /** "ip:port" or "[ip6]:port" of each endpoint (the upstream pool key, logs). */
   readonly addresses: readonly string[];
   /** The affinity cookie value of each endpoint: a hash of its address, stable across configs. */
   readonly cookieValues: readonly string[];
@@ -57,7 +57,8 @@ export class BackendState {
     this.backend = backend;
     this.name = backend.name;
     this.endpoints = backend.endpoints;
-    this.addresses = backend.endpoints.map((e) => `${e.ip}:${e.port}`);
+    // host:port, an IPv6 endpoint's address in brackets (RFC 3986 3.2.2): undici's origin and the error bodies.
+    this.addresses = backend.endpoints.map((e) => (e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`));
     this.cookieValues = this.addresses.map((a) => createHash('sha1').update(a).digest('hex').slice(0, 20));
     this.#byCookie = new Map(this.cookieValues.map((v, i) => [v, i]));
     // Start at a random place so that several proxies (one per node) do not all send

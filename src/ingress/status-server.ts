@@ -7,6 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ControllerStatus } from './controller.ts';
+import { listenOn } from './listen.ts';
 
 /** ingress-nginx's status port. */
 export const DEFAULT_STATUS_PORT = 10254;
@@ -62,11 +63,9 @@ export class StatusServer {
     return proxy === '' ? own : `${own}\n${proxy}`;
   }
 
-  async listen(port: number, address = '0.0.0.0'): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, address, () => { this.#server.off('error', reject); resolve(); });
-    });
+  /** `address` undefined: both families (listen.ts), so a probe of the pod's IPv6 address is answered too. */
+  async listen(port: number, address?: string): Promise<void> {
+    await listenOn(this.#server, port, address);
   }
 
   get port(): number {

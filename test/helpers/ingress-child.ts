@@ -7,6 +7,7 @@
 //   -> {"op":"memory"}    <- {"op":"memory", ...process.memoryUsage()}
 // It writes {"op":"ready","http":PORT,"https":PORT} once listening.
 //   node ingress-child.ts HTTP_PORT HTTPS_PORT ADDRESS CERT_FILE KEY_FILE
+// (ADDRESS "default": none given, the proxy's default of both families.)
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Certificate, IngressConfig } from '../../src/ingress/model.ts';
@@ -14,7 +15,7 @@ import { IngressProxy } from '../../src/ingress/proxy.ts';
 
 const [httpPort, httpsPort, address, certFile, keyFile] = process.argv.slice(2);
 const proxy = new IngressProxy({
-  httpPort: Number(httpPort), httpsPort: Number(httpsPort), address: address!,
+  httpPort: Number(httpPort), httpsPort: Number(httpsPort), ...(address === 'default' ? {} : { address: address! }),
   log: (message) => process.stderr.write(`${message}\n`),
   defaultCertificate: { certPem: readFileSync(certFile!, 'utf8'), keyPem: readFileSync(keyFile!, 'utf8') },
 });

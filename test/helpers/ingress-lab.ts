@@ -103,6 +103,7 @@ export class ProxyProcess {
     });
   }
 
+  /** `address` default '0.0.0.0'; 'default' leaves it to the proxy (both families). */
   static async start(ns: IngressNetns, opts: { http: number; https: number; certPem: string; keyPem: string; cpu?: number; address?: string; nodeArgs?: string[] }): Promise<ProxyProcess> {
     const cert = join(ns.dir, 'default.crt'), key = join(ns.dir, 'default.key');
     writeFileSync(cert, opts.certPem);

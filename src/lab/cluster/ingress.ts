@@ -2,8 +2,10 @@
 // deployment is: a namespace `ingress-tapir`, one controller Pod per node (pinned by
 // spec.nodeName, as a DaemonSet would), each running `tapir ingress` with its proxy on
 // ports 80 and 443 and /healthz on 10254 (its readiness probe), behind the LoadBalancer
-// Service `ingress-tapir/ingress-tapir-controller` that the lab's load-balancer
-// controller gives an address from the pool, and the IngressClass `tapir` marked as the
+// Service `ingress-tapir/ingress-tapir-controller` (PreferDualStack in a dual-stack lab)
+// that the lab's load-balancer controller gives an IPv4 address from the pool (the pool
+// has no IPv6 addresses: over IPv6, the Service's IPv6 cluster IP and node ports on the
+// nodes' IPv6 addresses serve), and the IngressClass `tapir` marked as the
 // default class. With the default topology's Service default/web, a demo Ingress routes
 // host web.example.test to it. Everything goes through `lab apply`'s path, in both
 // modes: in cluster mode the controllers read the lab API server (the lab's admin
@@ -12,7 +14,7 @@
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { CONTROLLER_NAME, DEFAULT_CLASS_NAME } from '../../ingress/compile.ts';
-import { usesApi, type LabState } from '../state.ts';
+import { isDualStack, usesApi, type LabState } from '../state.ts';
 import type { ManifestSource } from './topology-manifests.ts';
 import { apiObjectsOrProblem } from './api-apply.ts';
 import { loadObjects } from './manifests.ts';
@@ -63,6 +65,9 @@ export function ingressManifests(state: LabState, demo: boolean): ManifestSource
       metadata: { name: INGRESS_SERVICE, namespace: INGRESS_NAMESPACE, labels },
       spec: {
         type: 'LoadBalancer',
+        // A dual-stack lab: a cluster IP and node ports of each family, so that clients
+        // of both reach the Ingress (the proxy listens on both: src/ingress/listen.ts).
+        ...(isDualStack(state) ? { ipFamilyPolicy: 'PreferDualStack' } : {}),
         externalTrafficPolicy: 'Cluster',
         selector: labels,
         ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'https', port: 443, targetPort: 'https' }],
