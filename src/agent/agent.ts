@@ -162,7 +162,7 @@ export class Agent {
       throw err;
     }
     const v6 = config.podCIDRv6 === null ? '' : ` and ${config.podCIDRv6}, gateway ${ipv6ToString(config.podCIDRv6.host(1))}`;
-    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}${v6}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
+    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}${v6}, underlay ${config.underlayFamily === 6 ? `[${ipv6ToString(config.vxlanAddress6!)}]` : ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
     return agent;
   }
 
@@ -387,13 +387,13 @@ export class Agent {
     const unreachable: string[] = [];
     const six = this.config.underlayFamily === 6;
     for (const n of nodes) {
-      const ip = n.addresses.find((a) => a.type === 'InternalIP' && !a.address.includes(':'))?.address;
+      const ip = n.addresses.find((a) => a.type === 'InternalIP')?.address;
       const underlayIP = ip === undefined ? undefined : parseIpv4(ip);
       const podCIDR = n.podCIDRs?.[0] === undefined ? undefined : parseCidr(n.podCIDRs[0]);
       if (underlayIP === undefined || podCIDR === undefined) continue;
       if (this.config.nodes.some((s) => s.name === n.metadata.name)) continue; // the file's word wins
       const podCIDRv6 = n.podCIDRv6 === undefined ? null : parseCidr6(n.podCIDRv6) ?? null;
-      const ip6 = six ? n.addresses.find((a) => a.type === 'InternalIP' && a.address.includes(':'))?.address : undefined;
+      const ip6 = six ? n.addresses6?.find((a) => a.type === 'InternalIP')?.address : undefined;
       const underlayIP6 = ip6 === undefined ? null : parseIpv6(ip6) ?? null;
       if (six && underlayIP6 === null && n.metadata.name !== this.config.nodeName) unreachable.push(n.metadata.name);
       next.push({ name: n.metadata.name, underlayIP, underlayIP6, podCIDR, podCIDRv6 });
