@@ -10,7 +10,12 @@
 // IPv6 bridge and VXLAN paths against Tapir's in the same run. --dataplanes picks
 // which labs run (the kernel baseline alone: --dataplanes kernel).
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--dataplanes kernel,tapir] [--json FILE]
+// --underlay ipv6: both labs carry the overlay over the nodes' IPv6 underlay addresses
+// (`lab up --underlay ipv6`, so dual-stack: --ip-family dual is implied): Tapir's IPv6
+// UDP socket against the kernel VXLAN device with IPv6 local and remote ends, both at
+// the pod MTU of 1430. The across-nodes rows are the ones the underlay changes.
+//
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir] [--json FILE]
 import { parseArgs } from 'node:util';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
@@ -20,12 +25,15 @@ import { buildCTools, median, ratio } from './lib/tools.ts';
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' },
-    'ip-family': { type: 'string', default: 'ipv4' }, dataplanes: { type: 'string', default: 'kernel,tapir' },
+    'ip-family': { type: 'string', default: 'ipv4' }, underlay: { type: 'string', default: 'ipv4' }, dataplanes: { type: 'string', default: 'kernel,tapir' },
   },
 });
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
-const IP_FAMILY = values['ip-family'];
+const UNDERLAY = values.underlay;
+if (UNDERLAY !== 'ipv4' && UNDERLAY !== 'ipv6') throw new Error(`--underlay must be ipv4 or ipv6, not ${UNDERLAY}`);
+// An IPv6 underlay is a dual-stack lab's: the nodes' IPv6 addresses carry it.
+const IP_FAMILY = UNDERLAY === 'ipv6' ? 'dual' : values['ip-family'];
 if (IP_FAMILY !== 'ipv4' && IP_FAMILY !== 'dual') throw new Error(`--ip-family must be ipv4 or dual, not ${IP_FAMILY}`);
 const DATAPLANES = values.dataplanes.split(',').filter((d) => d !== '');
 for (const d of DATAPLANES) if (d !== 'kernel' && d !== 'tapir') throw new Error(`--dataplanes: ${d} is not kernel or tapir`);
@@ -57,9 +65,9 @@ async function main(): Promise<void> {
   const key = (dp: Dataplane, row: string, m: Metric): string => `${dp}|${row}|${m}`;
   for (let run = 0; run < RUNS; run++) {
     for (const dp of DATAPLANES as Dataplane[]) {
-      const lab = new BenchLab(dp, undefined, IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {});
+      const lab = new BenchLab(dp, undefined, { ...(IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {}), ...(UNDERLAY === 'ipv6' ? { underlay: 'ipv6' } : {}) } as const);
       try {
-        process.stderr.write(`run ${run + 1}/${RUNS}: ${dp} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}\n`);
+        process.stderr.write(`run ${run + 1}/${RUNS}: ${dp} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}\n`);
         await lab.up();
         for (const [path, [from, to]] of Object.entries(PATHS) as [PathName, readonly [string, string]][]) {
           for (const family of FAMILIES) {
@@ -83,12 +91,12 @@ async function main(): Promise<void> {
     const UNITS = { tcp: ['TCP Gbit/s', 'Gbit/s'], udp: ['UDP 64 B pkt/s received', 'pkt/s'], conn: ['TCP connections/s', 'conn/s'] } as const;
     for (const [k, figs] of results) {
       const [mode, row, m] = k.split('|') as [Dataplane, string, Metric];
-      out.add({ section: 'pod to pod', row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
+      out.add({ section: UNDERLAY === 'ipv6' ? 'pod to pod (IPv6 underlay)' : 'pod to pod', row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
     }
     out.write(values.json);
   }
   const fmt = (m: Metric, v: number): string => (!Number.isFinite(v) ? '-' : m === 'tcp' ? `${v.toFixed(2)} Gbit/s` : m === 'udp' ? `${(v / 1000).toFixed(0)} kpps` : `${(v / 1000).toFixed(1)}k/s`);
-  console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
+  console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
   console.log('| path | metric | kernel | tapir | tapir/kernel | tapir agents CPU |');
   console.log('|---|---|---|---|---|---|');
   for (const row of rows) {

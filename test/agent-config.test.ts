@@ -101,8 +101,8 @@ test('unknown keys are problems, at every level; a renamed key says what it is n
   assert.equal(problems.length, 4, problems.join('\n'));
   assert.equal(problems[0], 'agent.yaml: hostPort: renamed to hostTun (the name of the host TUN; a Kubernetes hostPort is something else)');
   assert.match(problems[1]!, /^agent\.yaml: podCidr: unknown field; the fields here are nodeName, underlay, podCIDR, /);
-  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address, addressV6');
-  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, podCIDR, podCIDRv6');
+  assert.equal(problems[2], 'agent.yaml: underlay.mtu: unknown field; the fields here are interface, address, addressV6, family');
+  assert.equal(problems[3], 'agent.yaml: nodes[0].zone: unknown field; the fields here are name, underlayIP, underlayIPv6, podCIDR, podCIDRv6');
 });
 
 test('missing required fields, wrong types and a bad interface name are all reported', () => {
@@ -228,4 +228,42 @@ test('IPv6 in cluster mode: the Node\'s IPv6 podCIDR fills in, once the cluster\
   assert.equal(c.underlayAddressV6, null, 'the node\'s IPv6 source stays its pod gateway unless the file says otherwise');
   const v4 = parseAgentConfig(base, 'agent.yaml', { node });
   assert.deepEqual([v4.podCIDRv6, v4.clusterCIDRv6], [null, null], 'a dual-stack Node in a cluster given no IPv6 range stays IPv4 only');
+});
+
+test('an IPv6 underlay: underlay.family ipv6 needs the node\'s IPv6 address and every node\'s; the pod MTU default is 70 bytes under 1500', () => {
+  const six = {
+    ...GOOD,
+    underlay: { interface: 'eth0', address: '172.30.0.11', addressV6: 'fd00:172:30::11', family: 'ipv6' },
+    nodes: [
+      { name: 'node-1', underlayIP: '172.30.0.11', underlayIPv6: 'fd00:172:30::11', podCIDR: '10.244.1.0/24' },
+      { name: 'node-2', underlayIP: '172.30.0.12', underlayIPv6: 'fd00:172:30::12', podCIDR: '10.244.2.0/24' },
+    ],
+  };
+  const c = parseAgentConfig(six, 'agent.yaml');
+  assert.equal(c.underlayFamily, 6);
+  assert.equal(ipv6ToString(c.vxlanAddress6!), 'fd00:172:30::11');
+  assert.equal(c.mtu, 1430, 'VXLAN over IPv6 adds 70 bytes');
+  assert.equal(ipv6ToString(c.nodes[1]!.underlayIP6!), 'fd00:172:30::12');
+  assert.equal(c.nodes[1]!.underlayIP, ipv4('172.30.0.12'), 'the node\'s IPv4 address stays (its stack\'s, and the service NAT\'s)');
+  const four = parseAgentConfig(GOOD, 'agent.yaml');
+  assert.deepEqual([four.underlayFamily, four.vxlanAddress6, four.mtu], [4, null, 1450]);
+  assert.equal(parseAgentConfig({ ...six, mtu: 8950 }, 'agent.yaml').mtu, 8950);
+
+  assert.deepEqual(problemsOf({ ...six, underlay: { interface: 'eth0', address: '172.30.0.11', family: 'ipv6' }, mtu: 65500 }), [
+    'agent.yaml: underlay.addressV6: required with family ipv6: the node\'s IPv6 address that VXLAN is sent from and to',
+    'agent.yaml: mtu: 65500 is out of range 1280-65465',
+  ]);
+  assert.deepEqual(problemsOf({ ...six, underlay: { ...six.underlay, family: 'IPv6' } }), [
+    'agent.yaml: underlay.family: "IPv6" is not "ipv4" or "ipv6": the family of the underlay VXLAN rides (one for the whole cluster)',
+    'agent.yaml: nodes[0].underlayIPv6: is the node\'s VXLAN address over an IPv6 underlay, and this one is IPv4: set underlay.family to ipv6, or leave the field out',
+    'agent.yaml: nodes[1].underlayIPv6: is the node\'s VXLAN address over an IPv6 underlay, and this one is IPv4: set underlay.family to ipv6, or leave the field out',
+  ]);
+  assert.deepEqual(problemsOf({ ...six, nodes: [{ name: 'node-2', underlayIP: '172.30.0.12', podCIDR: '10.244.2.0/24' }] }), [
+    'agent.yaml: nodes[0].underlayIPv6: required with underlay.family ipv6: the node\'s IPv6 address its VXLAN datagrams come from',
+  ]);
+  // Cluster mode: the Node's IPv6 InternalIP is the tunnel's end when the file gives none.
+  const fromNode = parseAgentConfig({ nodeName: 'node-4', underlay: { interface: 'eth0', address: '172.30.0.14', family: 'ipv6' }, podCIDR: '10.244.4.0/24', clusterCIDR: '10.244.0.0/16' },
+    'agent.yaml', { node: { address6: new Uint8Array([0xfd, 0, 1, 0x72, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x14]) } });
+  assert.equal(ipv6ToString(fromNode.vxlanAddress6!), 'fd00:172:30::14');
+  assert.equal(fromNode.underlayAddressV6, null, 'the host TUN\'s IPv6 source is still the pod gateway');
 });

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import { mirrorEndpoints } from '../src/k8s/endpoints-mirror.ts';
 import { resolveIpFamilies, type FamilyRequest } from '../src/k8s/ip-families.ts';
-import type { EndpointSliceObject, EndpointsObject, PodObject, ServiceObject } from '../src/k8s/objects.ts';
+import type { EndpointSliceObject, EndpointsObject, NodeObject, PodObject, ServiceObject } from '../src/k8s/objects.ts';
 
 function parse(text: string, file = 'svc.yaml'): { objects: unknown[]; problems: string[] } {
   return parseManifest(text, file);
@@ -150,4 +150,16 @@ subsets: [{addresses: [{ip: 10.0.0.1}, {ip: "fd00::1"}], notReadyAddresses: [{ip
   assert.deepEqual(bad.problems, ['pod.yaml: document 1 (Pod default/p): status.podIPs[1].ip: "10.244.1.6": may specify no more than one IP for each IP family']);
   const fqdn = parse('apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: web}}\naddressType: FQDN\nendpoints: []\n', 'slice.yaml');
   assert.deepEqual(fqdn.problems, ['slice.yaml: document 1 (EndpointSlice default/s): addressType: "FQDN" is not supported (kube-proxy ignores FQDN slices too; use IPv4 or IPv6)']);
+});
+
+test('a dual-stack Node: IPv4 addresses in addresses, its IPv6 InternalIP and ExternalIP apart in addresses6 (an IPv6 underlay\'s tunnel ends there)', () => {
+  const parsed = parse('apiVersion: v1\nkind: Node\nmetadata: {name: node-2}\nspec: {podCIDRs: [10.244.2.0/24, "fd00:10:244:2::/64"]}\nstatus:\n  addresses:\n'
+    + '  - {type: InternalIP, address: 172.30.0.12}\n  - {type: InternalIP, address: "fd00:172:30::c"}\n  - {type: Hostname, address: node-2}\n', 'node.yaml');
+  assert.deepEqual(parsed.problems, []);
+  const node = parsed.objects[0] as NodeObject;
+  assert.deepEqual(node.addresses, [{ type: 'InternalIP', address: '172.30.0.12' }, { type: 'Hostname', address: 'node-2' }]);
+  assert.deepEqual(node.addresses6, [{ type: 'InternalIP', address: 'fd00:172:30::c' }]);
+  const bad = parse('apiVersion: v1\nkind: Node\nmetadata: {name: node-3}\nstatus:\n  addresses: [{type: InternalIP, address: "fd00::zz"}]\n', 'node.yaml');
+  assert.equal(bad.problems.length, 1, bad.problems.join('\n'));
+  assert.match(bad.problems[0]!, /status\.addresses\[0\]\.address/);
 });

@@ -11,7 +11,7 @@ import { labNetnsPattern } from '../src/lab/network/names.ts';
 import { parseManifest } from '../src/k8s/manifest.ts';
 import { planLab } from '../src/lab/plan.ts';
 import { defaultTopology, loadTopologyFile, parseTopology } from '../src/lab/topology.ts';
-import { agentConfig } from '../src/lab/network/tapir-dataplane.ts';
+import { agentConfig, clusterAgentConfig } from '../src/lab/network/tapir-dataplane.ts';
 import { parseAgentConfig } from '../src/agent/config.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -115,6 +115,22 @@ test('agent: settings reach every agent config (a small conntrack for flood and 
   const bad = errorOf('agent: { conntrackSize: 10, gcSlice: 5 }\nnodes: [{ name: a }]\n');
   assert.ok(bad.includes('topology.yaml: agent.conntrackSize: 10 is out of range 1024-16777216'), bad);
   assert.ok(bad.includes('topology.yaml: agent.gcSlice: unknown field'), bad);
+});
+
+test('--underlay ipv6: a dual-stack lab whose agents run VXLAN over the nodes\' IPv6 addresses, the pod MTU 70 under the underlay\'s', () => {
+  const topology = parseTopology('nodes: [{ name: a }, { name: b }]\n', 'inline');
+  const state = planLab(topology, 'u6', 'tapir', undefined, 'dual', 'ipv6');
+  assert.equal(state.underlayFamily, 'ipv6');
+  assert.equal(state.addressing.podMTU, 1430);
+  const config = parseAgentConfig(agentConfig(state, state.nodes[0]!), 'agent.yaml');
+  assert.equal(config.underlayFamily, 6);
+  assert.equal(config.mtu, 1430);
+  assert.deepEqual(config.nodes.map((n) => n.underlayIP6 != null), [true, true], 'every node with its IPv6 underlay address');
+  assert.match(clusterAgentConfig(state, state.nodes[0]!), /underlay:\n\s+family: ipv6\n/, 'cluster mode: the family, the addresses from the Nodes');
+  const plain = planLab(topology, 'u4', 'tapir', undefined, 'dual');
+  assert.equal(plain.underlayFamily, undefined);
+  assert.equal(plain.addressing.podMTU, 1450);
+  assert.throws(() => planLab(topology, 'u6', 'tapir', undefined, 'ipv4', 'ipv6'), /--underlay: ipv6 needs a dual-stack lab \(--ip-family dual\)/);
 });
 
 test('errors name the file and the field path', () => {

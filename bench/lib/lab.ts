@@ -140,9 +140,10 @@ export class BenchLab {
 
   /**
    * `opts.name`: a bench's own recognisable name instead of bench-<mode>-<random>;
-   * `opts.ipFamily` dual: a dual-stack lab (`lab up --ip-family dual`), pods with both families.
+   * `opts.ipFamily` dual: a dual-stack lab (`lab up --ip-family dual`), pods with both families;
+   * `opts.underlay` ipv6 (with dual): VXLAN over the nodes' IPv6 addresses (`--underlay ipv6`).
    */
-  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests'; ipFamily?: 'ipv4' | 'dual' } = {}) {
+  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests'; ipFamily?: 'ipv4' | 'dual'; underlay?: 'ipv4' | 'ipv6' } = {}) {
     this.dataplane = dataplane;
     this.proxyMode = proxyMode ?? (dataplane === 'tapir' ? 'tapir' : 'iptables');
     this.name = opts.name ?? `bench-${this.proxyMode === 'tapir' ? 'tapir' : this.proxyMode.slice(0, 3)}-${randomBytes(2).toString('hex')}`;
@@ -150,6 +151,7 @@ export class BenchLab {
       ...(opts.topology === undefined ? [] : [opts.topology]),
       ...(opts.source === undefined ? [] : ['--source', opts.source]),
       ...(opts.ipFamily === undefined ? [] : ['--ip-family', opts.ipFamily]),
+      ...(opts.underlay === undefined ? [] : ['--underlay', opts.underlay]),
     ];
   }
 

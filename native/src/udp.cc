@@ -1,6 +1,12 @@
-// A batched IPv4 UDP socket for the VXLAN underlay: recvmmsg/sendmmsg straight into and
-// out of a caller-owned slab, with UDP GRO on receive (one coalesced datagram plus its
-// segment size) and UDP GSO on send (one large buffer the kernel cuts into segments).
+// A batched UDP socket for the VXLAN underlay, IPv4 or IPv6 (the family of the local
+// address it is given): recvmmsg/sendmmsg straight into and out of a caller-owned slab,
+// with UDP GRO on receive (one coalesced datagram plus its segment size) and UDP GSO on
+// send (one large buffer the kernel cuts into segments); both work on AF_INET6 sockets
+// as on AF_INET ones (udp6_gro_receive, udp6_ufo_fragment).
+//
+// Addresses cross the boundary as host-order uint32 words: one per datagram on an IPv4
+// socket, four (the IPv6 address's big-endian words, first to last) on an IPv6 one, so
+// both families share the typed arrays and neither allocates per datagram.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -21,6 +27,13 @@ namespace {
 // segment limit (UDP_MAX_SEGMENTS) and keeps the stack arrays below 8 KiB.
 constexpr int kChunk = 64;
 constexpr int kDefaultBuffer = 4 << 20;  // bytes; absorbs a burst of 64 KiB GRO datagrams
+
+// One datagram's peer, either family (sized for sockaddr_in6; msg_namelen says which).
+union SocketAddress {
+  sockaddr any;
+  sockaddr_in v4;
+  sockaddr_in6 v6;
+};
 
 bool FatalForFd(int err) { return err == EBADF || err == ENOTSOCK || err == EFAULT; }
 
@@ -47,6 +60,7 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
                         InstanceMethod<&UdpHandle::Close>("close"),
                         InstanceAccessor<&UdpHandle::Fd>("fd"),
                         InstanceAccessor<&UdpHandle::LocalPort>("localPort"),
+                        InstanceAccessor<&UdpHandle::Family>("family"),
                         InstanceAccessor<&UdpHandle::GsoSupported>("gsoSupported"),
                         InstanceAccessor<&UdpHandle::GroEnabled>("groEnabled")});
   }
@@ -60,27 +74,43 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
     }
     Napi::Object opts = info[0].As<Napi::Object>();
     std::string address = opts.Get("address").IsString() ? opts.Get("address").As<Napi::String>().Utf8Value() : "";
-    struct sockaddr_in local;
+    // An IPv6 socket is IPv6 only (IPV6_V6ONLY): the cluster's underlay is one family,
+    // and a v4-mapped peer would otherwise arrive in an address of the other form.
+    SocketAddress local;
     memset(&local, 0, sizeof local);
-    local.sin_family = AF_INET;
-    if (inet_pton(AF_INET, address.c_str(), &local.sin_addr) != 1) {
-      ThrowType(env, "address must be an IPv4 address in dotted-quad form");
-      return;
+    if (address.find(':') != std::string::npos) {
+      family_ = AF_INET6;
+      local.v6.sin6_family = AF_INET6;
+      if (inet_pton(AF_INET6, address.c_str(), &local.v6.sin6_addr) != 1) {
+        ThrowType(env, "address must be an IPv4 address in dotted-quad form or an IPv6 address");
+        return;
+      }
+    } else {
+      local.v4.sin_family = AF_INET;
+      if (inet_pton(AF_INET, address.c_str(), &local.v4.sin_addr) != 1) {
+        ThrowType(env, "address must be an IPv4 address in dotted-quad form or an IPv6 address");
+        return;
+      }
     }
     double port = opts.Get("port").IsNumber() ? opts.Get("port").As<Napi::Number>().DoubleValue() : -1;
     if (!(port >= 0 && port <= 65535) || port != static_cast<int>(port)) {
       ThrowRange(env, "port must be an integer in [0, 65535]");
       return;
     }
-    local.sin_port = htons(static_cast<uint16_t>(port));
+    if (family_ == AF_INET6) local.v6.sin6_port = htons(static_cast<uint16_t>(port));
+    else local.v4.sin_port = htons(static_cast<uint16_t>(port));
     int bufferBytes = opts.Get("bufferBytes").IsNumber() ? opts.Get("bufferBytes").As<Napi::Number>().Int32Value() : kDefaultBuffer;
 
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      ThrowErrno(env, errno, "socket", "AF_INET SOCK_DGRAM");
+      ThrowErrno(env, errno, "socket", family_ == AF_INET6 ? "AF_INET6 SOCK_DGRAM" : "AF_INET SOCK_DGRAM");
       return;
     }
     int one = 1;
+    if (family_ == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) {
+      Fail(env, fd, "setsockopt IPV6_V6ONLY", address);
+      return;
+    }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
       Fail(env, fd, "setsockopt SO_REUSEADDR", address);
       return;
@@ -91,13 +121,13 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
     }
     SetBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bufferBytes);
     SetBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bufferBytes);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) < 0) {
-      Fail(env, fd, "bind", address + ":" + std::to_string(static_cast<int>(port)));
+    socklen_t len = family_ == AF_INET6 ? sizeof local.v6 : sizeof local.v4;
+    if (bind(fd, &local.any, len) < 0) {
+      Fail(env, fd, "bind", (family_ == AF_INET6 ? "[" + address + "]" : address) + ":" + std::to_string(static_cast<int>(port)));
       return;
     }
-    socklen_t len = sizeof local;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
-    localPort_ = ntohs(local.sin_port);
+    getsockname(fd, &local.any, &len);
+    localPort_ = ntohs(family_ == AF_INET6 ? local.v6.sin6_port : local.v4.sin_port);
 
     // GSO is per message (a UDP_SEGMENT cmsg), so turning it "on" only asks whether the
     // kernel knows the option (Linux >= 4.18). GRO changes what recv returns, so it is
@@ -136,7 +166,8 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
 
   // recvBatch(slab, slotSize, headroom, lengths, srcAddrs, srcPorts, groSegSizes,
   // maxFrames): datagram i at i*slotSize + headroom; source address as a host-order
-  // uint32, port in host order; groSegSizes[i] is the segment size when the kernel
+  // uint32 (IPv4) or at srcAddrs[4i..4i+3] (IPv6, srcAddrs four times as long), port in
+  // host order; groSegSizes[i] is the segment size when the kernel
   // coalesced several datagrams into this one (UDP_GRO), else 0. A datagram larger
   // than its slot is dropped and counted. Returns how many were received.
   Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
@@ -153,8 +184,9 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
         !TypedArg(info, 6, napi_int32_array, "groSegSizes", &segPtr, &segLen)) {
       return env.Undefined();
     }
+    const size_t stride = family_ == AF_INET6 ? 4 : 1;
     size_t limit = lengthsLen;
-    if (addrsLen < limit) limit = addrsLen;
+    if (addrsLen / stride < limit) limit = addrsLen / stride;
     if (portsLen < limit) limit = portsLen;
     if (segLen < limit) limit = segLen;
     if (!IntArg(info, 7, 0, static_cast<int64_t>(limit), "maxFrames", &maxFrames)) return env.Undefined();
@@ -172,7 +204,7 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
 
     struct mmsghdr msgs[kChunk];
     struct iovec iovs[kChunk];
-    struct sockaddr_in addrs[kChunk];
+    SocketAddress addrs[kChunk];
     alignas(struct cmsghdr) char control[kChunk][CMSG_SPACE(sizeof(int))];
     int64_t n = 0;  // frames delivered; also the slot the next datagram goes to
     while (n < maxFrames) {
@@ -210,8 +242,15 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
         uint8_t* at = slab + n * slotSize + headroom;
         if (n != base + j) memmove(at, iovs[j].iov_base, msgs[j].msg_len);
         lengths[n] = static_cast<int32_t>(msgs[j].msg_len);
-        srcAddrs[n] = ntohl(addrs[j].sin_addr.s_addr);
-        srcPorts[n] = ntohs(addrs[j].sin_port);
+        if (stride == 1) {
+          srcAddrs[n] = ntohl(addrs[j].v4.sin_addr.s_addr);
+          srcPorts[n] = ntohs(addrs[j].v4.sin_port);
+        } else {
+          uint32_t words[4];
+          memcpy(words, &addrs[j].v6.sin6_addr, sizeof words);
+          for (int w = 0; w < 4; w++) srcAddrs[4 * n + w] = ntohl(words[w]);
+          srcPorts[n] = ntohs(addrs[j].v6.sin6_port);
+        }
         int segment = 0;
         if (groEnabled_) {
           for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
@@ -226,7 +265,8 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
     return Napi::Number::New(env, static_cast<double>(n));
   }
 
-  // sendBatch(slab, offsets, lengths, dstAddrs, dstPorts, gsoSizes, count): gsoSizes[i]
+  // sendBatch(slab, offsets, lengths, dstAddrs, dstPorts, gsoSizes, count): frame i to
+  // dstAddrs[i] (IPv4) or dstAddrs[4i..4i+3] (IPv6) as recvBatch gives them; gsoSizes[i]
   // > 0 asks the kernel to cut frame i into datagrams of that size (UDP_SEGMENT). A
   // full send queue (EAGAIN) drops the rest of the batch and counts it; a refused
   // datagram (EMSGSIZE, ENETUNREACH, ...) is counted and skipped. Returns the number
@@ -243,8 +283,9 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
         !TypedArg(info, 5, napi_int32_array, "gsoSizes", &gsoPtr, &gsoLen)) {
       return env.Undefined();
     }
+    const size_t stride = family_ == AF_INET6 ? 4 : 1;
     size_t limit = offsetsLen;
-    for (size_t l : {lengthsLen, addrsLen, portsLen, gsoLen}) limit = l < limit ? l : limit;
+    for (size_t l : {lengthsLen, addrsLen / stride, portsLen, gsoLen}) limit = l < limit ? l : limit;
     int64_t count;
     if (!IntArg(info, 6, 0, static_cast<int64_t>(limit), "count", &count)) return env.Undefined();
     auto* slab = static_cast<uint8_t*>(slabPtr);
@@ -267,7 +308,7 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
 
     struct mmsghdr msgs[kChunk];
     struct iovec iovs[kChunk];
-    struct sockaddr_in addrs[kChunk];
+    SocketAddress addrs[kChunk];
     alignas(struct cmsghdr) char control[kChunk][CMSG_SPACE(sizeof(uint16_t))];
     int64_t sent = 0;
     int64_t i = 0;
@@ -277,14 +318,26 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
         int64_t k = i + j;
         iovs[j].iov_base = slab + offsets[k];
         iovs[j].iov_len = static_cast<size_t>(lengths[k]);
-        memset(&addrs[j], 0, sizeof addrs[j]);
-        addrs[j].sin_family = AF_INET;
-        addrs[j].sin_addr.s_addr = htonl(dstAddrs[k]);
-        addrs[j].sin_port = htons(dstPorts[k]);
+        socklen_t nameLen;
+        if (stride == 1) {
+          memset(&addrs[j].v4, 0, sizeof addrs[j].v4);
+          addrs[j].v4.sin_family = AF_INET;
+          addrs[j].v4.sin_addr.s_addr = htonl(dstAddrs[k]);
+          addrs[j].v4.sin_port = htons(dstPorts[k]);
+          nameLen = sizeof addrs[j].v4;
+        } else {
+          memset(&addrs[j].v6, 0, sizeof addrs[j].v6);
+          addrs[j].v6.sin6_family = AF_INET6;
+          uint32_t words[4];
+          for (int w = 0; w < 4; w++) words[w] = htonl(dstAddrs[4 * k + w]);
+          memcpy(&addrs[j].v6.sin6_addr, words, sizeof words);
+          addrs[j].v6.sin6_port = htons(dstPorts[k]);
+          nameLen = sizeof addrs[j].v6;
+        }
         msghdr& h = msgs[j].msg_hdr;
         memset(&h, 0, sizeof h);
         h.msg_name = &addrs[j];
-        h.msg_namelen = sizeof addrs[j];
+        h.msg_namelen = nameLen;
         h.msg_iov = &iovs[j];
         h.msg_iovlen = 1;
         // A segment size at or above the length would make one datagram anyway; the
@@ -351,10 +404,12 @@ class UdpHandle : public Napi::ObjectWrap<UdpHandle> {
 
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value LocalPort(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), localPort_); }
+  Napi::Value Family(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), family_ == AF_INET6 ? 6 : 4); }
   Napi::Value GsoSupported(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), gsoSupported_); }
   Napi::Value GroEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), groEnabled_); }
 
   int fd_ = -1;
+  int family_ = AF_INET;
   int localPort_ = 0;
   bool gsoSupported_ = false;
   bool groEnabled_ = false;

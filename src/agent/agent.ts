@@ -14,7 +14,7 @@ import { PortKind } from '../datapath/port.ts';
 import { ipv4ToString, VIRTIO_NET_HEADER_LENGTH, VXLAN_PORT } from '../wire/index.ts';
 import type { AgentConfig, NodeRecord } from './config.ts';
 import type { NodeObject } from '../k8s/objects.ts';
-import { ipv6ToString, parseCidr, parseCidr6, parseIpv4 } from '../wire/address.ts';
+import { ipv6ToString, parseCidr, parseCidr6, parseIpv4, parseIpv6 } from '../wire/address.ts';
 import { ControlServer } from './control-server.ts';
 import type { StatusInfo } from './protocol.ts';
 import { PortManager, podAddresses, type PodPort } from './ports.ts';
@@ -123,7 +123,9 @@ export class Agent {
           ...hostTunIpv6(config, host.name),
         ].join('\n') + '\n',
       });
-      underlay = UdpBatchSocket.open({ address: ipv4ToString(config.underlayAddress), port: VXLAN_PORT, gso: true, gro: true });
+      // An IPv6 underlay: an AF_INET6 socket on the node's IPv6 address (one family per cluster).
+      const vxlanAddress = config.underlayFamily === 6 ? ipv6ToString(config.vxlanAddress6!) : ipv4ToString(config.underlayAddress);
+      underlay = UdpBatchSocket.open({ address: vxlanAddress, port: VXLAN_PORT, gso: true, gro: true });
     } catch (err) {
       host.setPersist(false);
       host.close();
@@ -160,7 +162,7 @@ export class Agent {
       throw err;
     }
     const v6 = config.podCIDRv6 === null ? '' : ` and ${config.podCIDRv6}, gateway ${ipv6ToString(config.podCIDRv6.host(1))}`;
-    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}${v6}, underlay ${ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
+    log(`node ${config.nodeName}: pods ${config.podCIDR}, gateway ${ipv4ToString(config.podCIDR.host(1))}${v6}, underlay ${config.underlayFamily === 6 ? `[${ipv6ToString(config.vxlanAddress6!)}]` : ipv4ToString(config.underlayAddress)}:${VXLAN_PORT} (GSO ${underlay.gsoSupported ? 'on' : 'off'}, GRO ${underlay.groEnabled ? 'on' : 'off'}), VNI ${config.vni}, MTU ${config.mtu}, control ${config.controlSocket}`);
     return agent;
   }
 
@@ -360,12 +362,15 @@ export class Agent {
       podCIDR6: c.podCIDRv6,
       clusterCIDR6: c.clusterCIDRv6,
       underlayIP: c.underlayAddress,
-      underlayIP6: c.underlayAddressV6,
+      // Over an IPv6 underlay the tunnel's address is one of the node's own too.
+      underlayIP6: c.underlayAddressV6 ?? c.vxlanAddress6,
+      underlayFamily: c.underlayFamily,
       vni: c.vni,
       mtu: c.mtu,
       pods,
-      remotes: [...c.nodes, ...this.#apiNodes].filter((n) => n.name !== c.nodeName)
-        .map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR, podCIDR6: n.podCIDRv6 ?? null })),
+      // Over an IPv6 underlay a node without an IPv6 address cannot be reached (#nodesChanged leaves it out).
+      remotes: [...c.nodes, ...this.#apiNodes].filter((n) => n.name !== c.nodeName && (c.underlayFamily === 4 || n.underlayIP6 != null))
+        .map((n) => ({ name: n.name, underlayIP: n.underlayIP, underlayIP6: n.underlayIP6 ?? null, podCIDR: n.podCIDR, podCIDR6: n.podCIDRv6 ?? null })),
     });
   }
 
@@ -374,9 +379,13 @@ export class Agent {
    * reached over VXLAN at its InternalIP. A node joining or leaving recompiles the
    * forwarding table; a Node without both is left out until it has them. The IPv6 entry
    * of spec.podCIDRs (dual-stack) is the node's IPv6 pod range, over the same tunnel.
+   * Over an IPv6 underlay the tunnel goes to the Node's IPv6 InternalIP, and a Node
+   * without one is left out (said in the log) until it has one.
    */
   #nodesChanged(nodes: readonly NodeObject[]): void {
     const next: NodeRecord[] = [];
+    const unreachable: string[] = [];
+    const six = this.config.underlayFamily === 6;
     for (const n of nodes) {
       const ip = n.addresses.find((a) => a.type === 'InternalIP')?.address;
       const underlayIP = ip === undefined ? undefined : parseIpv4(ip);
@@ -384,13 +393,18 @@ export class Agent {
       if (underlayIP === undefined || podCIDR === undefined) continue;
       if (this.config.nodes.some((s) => s.name === n.metadata.name)) continue; // the file's word wins
       const podCIDRv6 = n.podCIDRv6 === undefined ? null : parseCidr6(n.podCIDRv6) ?? null;
-      next.push({ name: n.metadata.name, underlayIP, podCIDR, podCIDRv6 });
+      const ip6 = six ? n.addresses6?.find((a) => a.type === 'InternalIP')?.address : undefined;
+      const underlayIP6 = ip6 === undefined ? null : parseIpv6(ip6) ?? null;
+      if (six && underlayIP6 === null && n.metadata.name !== this.config.nodeName) unreachable.push(n.metadata.name);
+      next.push({ name: n.metadata.name, underlayIP, underlayIP6, podCIDR, podCIDRv6 });
     }
-    const key = (list: NodeRecord[]): string => list.map((n) => `${n.name}=${n.underlayIP}/${n.podCIDR}/${n.podCIDRv6 ?? ''}`).sort().join();
+    const key = (list: NodeRecord[]): string => list.map((n) => `${n.name}=${n.underlayIP}/${n.underlayIP6 ? ipv6ToString(n.underlayIP6) : ''}/${n.podCIDR}/${n.podCIDRv6 ?? ''}`).sort().join();
     if (key(next) === key(this.#apiNodes)) return;
     this.#apiNodes = next;
     this.datapath.setTable(this.#compile());
-    this.#log(`nodes: ${next.filter((n) => n.name !== this.config.nodeName).map((n) => `${n.name} ${n.podCIDR}${n.podCIDRv6 ? ` ${n.podCIDRv6}` : ''} at ${ipv4ToString(n.underlayIP)}`).join(', ') || 'no other node'}`);
+    const at = (n: NodeRecord): string => (six && n.underlayIP6 ? ipv6ToString(n.underlayIP6) : ipv4ToString(n.underlayIP));
+    this.#log(`nodes: ${next.filter((n) => n.name !== this.config.nodeName && (!six || n.underlayIP6)).map((n) => `${n.name} ${n.podCIDR}${n.podCIDRv6 ? ` ${n.podCIDRv6}` : ''} at ${at(n)}`).join(', ') || 'no other node'}`);
+    if (unreachable.length > 0) this.#log(`nodes left out: ${unreachable.join(', ')} (no IPv6 InternalIP, and the underlay is IPv6)`);
   }
 
   /**

@@ -33,6 +33,8 @@ export const TAPIR_KIND = 'TapirAgentConfiguration';
 export interface NodeRecord {
   name: string;
   underlayIP: number;
+  /** The node's IPv6 underlay address, VXLAN's peer over an IPv6 underlay (`underlayIPv6`; cluster mode: the Node's IPv6 InternalIP); null/absent otherwise. */
+  underlayIP6?: Uint8Array | null;
   podCIDR: Cidr;
   /** The node's IPv6 pod range (dual-stack), or null/absent. */
   podCIDRv6?: Cidr6 | null;
@@ -52,9 +54,16 @@ export interface AgentConfig {
   serviceCIDRv6: Cidr6 | null;
   /** The node's IPv6 address (the source of its IPv6 traffic to this node's pods); null = the IPv6 pod gateway, on the host TUN, for those too. */
   underlayAddressV6: Uint8Array | null;
+  /**
+   * The family VXLAN rides (`underlay.family`): 4, or 6 for an IPv6 underlay, one for the
+   * whole cluster. Inner frames of both families ride either.
+   */
+  underlayFamily: 4 | 6;
+  /** Over an IPv6 underlay, this node's end of the tunnels: underlay.addressV6, else (cluster mode) the Node's IPv6 InternalIP; null over IPv4. */
+  vxlanAddress6: Uint8Array | null;
   /** VXLAN network identifier (24 bits, RFC 7348 section 5). */
   vni: number;
-  /** Pod MTU: the underlay's MTU less the 50 bytes VXLAN over IPv4 adds. */
+  /** Pod MTU: the underlay's MTU less what VXLAN adds (50 bytes over IPv4, 70 over IPv6). */
   mtu: number;
   stateDir: string;
   controlSocket: string;
@@ -127,6 +136,13 @@ export interface AgentConfigEnvironment {
 
 /** VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD = 50;
+/** VXLAN over IPv6: the outer IPv6 header is 40 bytes, 20 more than IPv4's. */
+export const VXLAN6_OVERHEAD = 70;
+
+/** What VXLAN adds to a pod's packet over an underlay of this family. */
+export function vxlanOverhead(family: 4 | 6): number {
+  return family === 6 ? VXLAN6_OVERHEAD : VXLAN_OVERHEAD;
+}
 
 /** The config file cannot be read or is wrong; `problems` lists every one, each with its field path. */
 export class AgentConfigError extends TapirError {
@@ -229,7 +245,8 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
   const fromNode = env.node;
   const underlay = top.map('underlay', fromNode === undefined);
   const underlayOk = underlay !== undefined && isMapping(top.value.underlay);
-  if (underlayOk) underlay.rejectUnknown(['interface', 'address', 'addressV6']);
+  if (underlayOk) underlay.rejectUnknown(['interface', 'address', 'addressV6', 'family']);
+  const underlayFamily = underlayOk ? readFamily(underlay) : 4;
   const underlayInterface = underlayOk && (fromNode?.interface === undefined || underlay.has('interface')) ? ifName(underlay, 'interface', '') : (fromNode?.interface ?? '');
   const bindAddress = kp?.bindAddress;
   let underlayAddress = underlayOk ? underlay.ipv4('address', bindAddress === undefined && fromNode?.address === undefined) : undefined;
@@ -253,7 +270,14 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
   const v6 = readIpv6(top, underlayOk ? underlay : undefined, kp, env);
   const stateDir = path(top, 'stateDir', '/run/tapir');
   const controlSocket = path(top, 'controlSocket', `${stateDir}/agent.sock`);
-  const nodes = readNodes(top, v6.clusterCIDRv6);
+  const nodes = readNodes(top, v6.clusterCIDRv6, underlayFamily);
+  let vxlanAddress6: Uint8Array | null = null;
+  if (underlayFamily === 6) {
+    vxlanAddress6 = v6.underlayAddressV6 ?? fromNode?.address6 ?? null;
+    if (vxlanAddress6 === null) {
+      underlay!.fail('addressV6', `required with family ipv6: the node's IPv6 address that VXLAN is sent from and to${fromNode !== undefined ? ' (this node\'s Node object has no IPv6 InternalIP either)' : ''}`);
+    }
+  }
 
   // Unset everywhere: kube-proxy's iptables mode, every address of the node and, with
   // localhostNodePorts (default true), 127.0.0.1.
@@ -295,8 +319,10 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     clusterCIDR,
     serviceCIDR,
     ...v6,
+    underlayFamily,
+    vxlanAddress6,
     vni: top.int('vni', 1, 0xffffff, 4242),
-    mtu: top.int('mtu', 576, 65535 - VXLAN_OVERHEAD, 1500 - VXLAN_OVERHEAD),
+    mtu: top.int('mtu', underlayFamily === 6 ? 1280 : 576, 65535 - vxlanOverhead(underlayFamily), 1500 - vxlanOverhead(underlayFamily)),
     stateDir,
     controlSocket,
     hostTun: ifName(top, 'hostTun', 'tapir0'),
@@ -420,21 +446,36 @@ function readIpv6(top: Fields, underlay: Fields | undefined, kp: KubeProxySettin
   return { podCIDRv6, clusterCIDRv6, serviceCIDRv6: serviceCIDRv6 ?? null, underlayAddressV6: underlayAddressV6 ?? null };
 }
 
-function readNodes(top: Fields, clusterCIDRv6: Cidr6 | null): NodeRecord[] {
+/**
+ * `underlay.family`: "ipv4" (the default) or "ipv6". One family for the cluster: every
+ * node's agent must say the same, as every node's VXLAN peers are of that family.
+ */
+function readFamily(underlay: Fields): 4 | 6 {
+  if (!underlay.has('family')) return 4;
+  const text = underlay.string('family');
+  if (text === 'ipv4' || text === 'ipv6') return text === 'ipv6' ? 6 : 4;
+  if (typeof underlay.value.family === 'string') underlay.fail('family', `${JSON.stringify(text)} is not "ipv4" or "ipv6": the family of the underlay VXLAN rides (one for the whole cluster)`);
+  return 4;
+}
+
+function readNodes(top: Fields, clusterCIDRv6: Cidr6 | null, underlayFamily: 4 | 6): NodeRecord[] {
   const nodes: NodeRecord[] = [];
   const complete: { node: NodeRecord; path: string }[] = [];
   for (const item of top.list('nodes')) {
     const n = new Fields(item.value, item.path, top.problems);
     if (!isMapping(item.value)) continue; // one problem, said by Fields
-    n.rejectUnknown(['name', 'underlayIP', 'podCIDR', 'podCIDRv6']);
+    n.rejectUnknown(['name', 'underlayIP', 'underlayIPv6', 'podCIDR', 'podCIDRv6']);
     const name = n.string('name', true);
     const underlayIP = n.ipv4('underlayIP', true);
+    const underlayIP6 = n.ipv6('underlayIPv6') ?? null;
+    if (underlayFamily === 6 && !n.has('underlayIPv6')) n.fail('underlayIPv6', 'required with underlay.family ipv6: the node\'s IPv6 address its VXLAN datagrams come from');
+    if (underlayIP6 !== null && underlayFamily === 4) n.fail('underlayIPv6', 'is the node\'s VXLAN address over an IPv6 underlay, and this one is IPv4: set underlay.family to ipv6, or leave the field out');
     const podCIDR = n.cidr('podCIDR', true);
     const podCIDRv6 = n.cidr6('podCIDRv6', false, true) ?? null;
     if (podCIDRv6 !== null && clusterCIDRv6 === null) n.fail('podCIDRv6', 'needs clusterCIDRv6 (and this node\'s podCIDRv6): the IPv6 pod network is off');
     else if (podCIDRv6 !== null && clusterCIDRv6 !== null && !clusterCIDRv6.covers(podCIDRv6)) n.fail('podCIDRv6', `${podCIDRv6} is not inside clusterCIDRv6 ${clusterCIDRv6}`);
     if (underlayIP === undefined || podCIDR === undefined) continue;
-    const node: NodeRecord = { name, underlayIP, podCIDR, podCIDRv6 };
+    const node: NodeRecord = { name, underlayIP, underlayIP6, podCIDR, podCIDRv6 };
     for (const other of complete) {
       if (other.node.podCIDR.overlaps(podCIDR)) n.fail('podCIDR', `${podCIDR} overlaps ${other.path}.podCIDR ${other.node.podCIDR} (${other.node.name}): pod CIDRs of nodes must be disjoint`);
       const o6 = other.node.podCIDRv6;

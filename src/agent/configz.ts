@@ -5,7 +5,7 @@
 import { formatGoDuration } from '../config/duration.ts';
 import { formatPortRange } from '../model/cluster-defaults.ts';
 import { DEFAULT_TIMEOUTS } from '../tables/tcp-state.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import { ipv4ToString, ipv6ToString } from '../wire/address.ts';
 import { TAPIR_API_VERSION, TAPIR_KIND, type AgentConfig } from './config.ts';
 import { formatNodePortAddress, KUBE_PROXY_API_VERSION, KUBE_PROXY_KIND, type BindAddress } from './kube-proxy-config.ts';
 
@@ -48,7 +48,10 @@ export function configz(c: AgentConfig, logging: { verbosity: number; format: st
       apiVersion: TAPIR_API_VERSION,
       kind: TAPIR_KIND,
       nodeName: c.nodeName,
-      underlay: { interface: c.underlayInterface, address: ipv4ToString(c.underlayAddress) },
+      underlay: {
+        interface: c.underlayInterface, address: ipv4ToString(c.underlayAddress),
+        ...(c.underlayFamily === 6 ? { family: 'ipv6', addressV6: ipv6ToString(c.vxlanAddress6!) } : {}),
+      },
       podCIDR: c.podCIDR.toString(),
       clusterCIDR: c.clusterCIDR.toString(),
       serviceCIDR: c.serviceCIDR.toString(),
@@ -57,7 +60,9 @@ export function configz(c: AgentConfig, logging: { verbosity: number; format: st
       stateDir: c.stateDir,
       controlSocket: c.controlSocket,
       hostTun: c.hostTun,
-      nodes: c.nodes.map((n) => ({ name: n.name, underlayIP: ipv4ToString(n.underlayIP), podCIDR: n.podCIDR.toString() })),
+      nodes: c.nodes.map((n) => ({
+        name: n.name, underlayIP: ipv4ToString(n.underlayIP), ...(n.underlayIP6 ? { underlayIPv6: ipv6ToString(n.underlayIP6) } : {}), podCIDR: n.podCIDR.toString(),
+      })),
       manifests: c.manifests,
       zone: c.zone,
       nodePortAddresses: c.nodePortAddresses.map(ipv4ToString),

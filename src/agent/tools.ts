@@ -172,7 +172,7 @@ export class AgentTools {
         return `pod port ${this.#host.datapath.ports[route.port]?.name ?? route.port}${pod === '' ? '' : ` (${pod})`}`;
       }
       case 'remote-node':
-        return `VXLAN (VNI ${t.vni}) to ${t.remotes[route.node]!.name} at ${ipv4ToString(t.nodeUnderlay[route.node]!)}`;
+        return `VXLAN (VNI ${t.vni}) to ${t.remotes[route.node]!.name} at ${t.underlayFamily === 6 ? ipv6ToString(t.remotes[route.node]!.underlayIP6!) : ipv4ToString(t.nodeUnderlay[route.node]!)}`;
       case 'host-tun':
         return `host TUN ${this.#host.hostTun} (the node's own stack${dst === t.underlayIP || (dstText.includes(':') && dstText === ipv6ToString(t.gateway6)) ? '' : ', which routes it on'})`;
       case 'drop':

@@ -9,12 +9,12 @@ import { execIn, resolveTarget } from '../lab/network/exec.ts';
 import { checkLabName, DEFAULT_LAB_NAME, labDown, labUp } from '../lab/lifecycle.ts';
 import { listLabs, loadState, OBJECT_STORES, requireState, type ObjectStore } from '../lab/state.ts';
 import { formatStatus, labStatus } from '../lab/status.ts';
-import { DATAPLANES, IP_FAMILIES, PROXY_MODES, type Dataplane, type IpFamily, type ProxyMode } from '../lab/topology.ts';
+import { DATAPLANES, IP_FAMILIES, PROXY_MODES, UNDERLAY_FAMILIES, type Dataplane, type IpFamily, type ProxyMode, type UnderlayFamily } from '../lab/topology.ts';
 import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
 
 const USAGE = `Usage:
   tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
-               [--source kubernetes|manifests] [--ip-family ipv4|dual] [--ingress] [--json] [--keep-on-failure]
+               [--source kubernetes|manifests] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--ingress] [--json] [--keep-on-failure]
   tapir lab status [--name NAME] [--json]
   tapir lab apply -f FILE|- [--name NAME]
   tapir lab delete -f FILE|- [--name NAME]
@@ -41,6 +41,8 @@ and a /64 each of fd00:10:244::/56, every pod an IPv4 and an IPv6 address, and l
 pod-to-pod traffic over both families; demo Services of each ipFamilyPolicy (web-dual,
 web-v6, web-dual-nodeport on node port 30086, web-dual-lb, echo-udp-v6) are served over IPv6
 by NAT66 (or the kernel's IPv6 proxier). ipv6 (IPv6-only) is refused for now.
+--underlay ipv6 (with --ip-family dual): VXLAN rides the nodes' IPv6 underlay addresses
+(either dataplane; the pod MTU is 20 bytes smaller); IPv4 and IPv6 pod traffic both ride it.
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
 the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; default iptables).
 Every namespace is named tl-NAME-…; nothing is configured in the root namespace.
@@ -52,6 +54,7 @@ const OPTIONS = {
   dataplane: { type: 'string' },
   'proxy-mode': { type: 'string' },
   'ip-family': { type: 'string' },
+  underlay: { type: 'string' },
   source: { type: 'string' },
   // -f FILE, -fFILE and --filename FILE, like kubectl.
   filename: { type: 'string', short: 'f' },
@@ -62,7 +65,7 @@ const OPTIONS = {
 
 type OptionName = keyof typeof OPTIONS;
 
-interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; ipFamily?: IpFamily; source?: ObjectStore; file?: string; json: boolean; keepOnFailure: boolean; ingress: boolean; positional: string[]; command: string[] }
+interface Options { name?: string; dataplane?: Dataplane; proxyMode?: ProxyMode; ipFamily?: IpFamily; underlay?: UnderlayFamily; source?: ObjectStore; file?: string; json: boolean; keepOnFailure: boolean; ingress: boolean; positional: string[]; command: string[] }
 
 /** Parses options up to "--"; everything after it is the command for exec. */
 function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
@@ -92,6 +95,10 @@ function parseOptions(args: string[], allowed: readonly OptionName[]): Options {
         if (!(IP_FAMILIES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --ip-family must be one of ${IP_FAMILIES.join(', ')}`, 2);
         out.ipFamily = value as IpFamily;
         break;
+      case 'underlay':
+        if (!(UNDERLAY_FAMILIES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --underlay must be one of ${UNDERLAY_FAMILIES.join(', ')}`, 2);
+        out.underlay = value as UnderlayFamily;
+        break;
       case 'source':
         if (!(OBJECT_STORES as readonly (string | undefined)[]).includes(value)) throw new CliError(`lab: --source must be one of ${OBJECT_STORES.join(', ')}`, 2);
         out.source = value as ObjectStore;
@@ -110,9 +117,9 @@ function progress(message: string): void {
 }
 
 async function up(args: string[]): Promise<number> {
-  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'ip-family', 'source', 'json', 'keep-on-failure', 'ingress']);
+  const o = parseOptions(args, ['name', 'dataplane', 'proxy-mode', 'ip-family', 'underlay', 'source', 'json', 'keep-on-failure', 'ingress']);
   if (o.positional.length > 1) throw new CliError(`lab up: one topology file at most\n\n${USAGE}`, 2);
-  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, ipFamily: o.ipFamily, source: o.source, ingress: o.ingress, keepOnFailure: o.keepOnFailure, progress });
+  const state = await labUp({ topologyPath: o.positional[0], name: o.name, dataplane: o.dataplane, proxyMode: o.proxyMode, ipFamily: o.ipFamily, underlay: o.underlay, source: o.source, ingress: o.ingress, keepOnFailure: o.keepOnFailure, progress });
   const status = await labStatus(state);
   console.log(o.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   return 0;

@@ -27,6 +27,8 @@ export class Arena {
   readonly rxLengths = new Int32Array(RX_BATCH);
   // Underlay receive metadata (recvmmsg source and GRO segment size per datagram).
   readonly rxSrcAddrs = new Uint32Array(RX_BATCH);
+  /** The same over an IPv6 underlay: four host-order words per datagram. */
+  readonly rxSrcAddrs6 = new Uint32Array(4 * RX_BATCH);
   readonly rxSrcPorts = new Uint16Array(RX_BATCH);
   readonly rxSegSizes = new Int32Array(RX_BATCH);
   readonly scratchStart = RX_BATCH * SLOT_SIZE;
@@ -122,12 +124,15 @@ export class TxQueue {
 /** Datagrams waiting for the underlay socket: offsets plus destination and GSO size. */
 export class UnderlayTxQueue extends TxQueue {
   readonly dstAddrs: Uint32Array;
+  /** Over an IPv6 underlay, datagram i's destination as four host-order words at [4i, 4i + 4) (dstAddrs unused). */
+  readonly dstAddrs6: Uint32Array;
   readonly dstPorts: Uint16Array;
   readonly gsoSizes: Int32Array;
 
   constructor(capacity: number) {
     super(capacity);
     this.dstAddrs = new Uint32Array(capacity);
+    this.dstAddrs6 = new Uint32Array(4 * capacity);
     this.dstPorts = new Uint16Array(capacity);
     this.gsoSizes = new Int32Array(capacity);
   }
@@ -136,6 +141,19 @@ export class UnderlayTxQueue extends TxQueue {
     const i = this.count;
     this.push(offset, length);
     this.dstAddrs[i] = dstAddr;
+    this.dstPorts[i] = dstPort;
+    this.gsoSizes[i] = gsoSize;
+  }
+
+  /** pushDatagram to the IPv6 address whose four words are at `words[at]`. */
+  pushDatagram6(offset: number, length: number, words: Uint32Array, at: number, dstPort: number, gsoSize: number): void {
+    const i = this.count;
+    this.push(offset, length);
+    const d = this.dstAddrs6;
+    d[4 * i] = words[at]!;
+    d[4 * i + 1] = words[at + 1]!;
+    d[4 * i + 2] = words[at + 2]!;
+    d[4 * i + 3] = words[at + 3]!;
     this.dstPorts[i] = dstPort;
     this.gsoSizes[i] = gsoSize;
   }

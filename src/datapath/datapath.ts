@@ -98,7 +98,13 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     this.#table = table;
     this.#services = new ServiceStage(this.arena, this);
     this.#underlay = new Underlay(this.arena, underlay, this, this.#services, () => this.#flush());
+    this.#setUnderlayAddress(table);
+  }
+
+  #setUnderlayAddress(table: ForwardingTable): void {
     this.#underlay.localIP[0] = table.underlayIP;
+    const a = table.underlayIP6;
+    for (let w = 0; w < 4; w++) this.#underlay.localIP6[w] = ((a[4 * w]! << 24) | (a[4 * w + 1]! << 16) | (a[4 * w + 2]! << 8) | a[4 * w + 3]!) >>> 0;
   }
 
   get table(): ForwardingTable {
@@ -107,8 +113,10 @@ export class Datapath implements FrameSink, UnderlayRoutes {
 
   /** Swaps in a new table. Batches run to completion, so this lands between two of them. */
   setTable(table: ForwardingTable): void {
+    // The underlay's family is the socket's, chosen once (one family per cluster).
+    if (table.underlayFamily !== this.#table.underlayFamily) throw new RangeError(`a table for an IPv${table.underlayFamily} underlay on an IPv${this.#table.underlayFamily} one`);
     this.#table = table;
-    this.#underlay.localIP[0] = table.underlayIP;
+    this.#setUnderlayAddress(table);
   }
 
   /** Installs the service proxy; its tables are swapped through `nat.setTable` between batches. */

@@ -20,7 +20,10 @@ export interface PodEntry {
 
 export interface RemoteNode {
   name: string;
+  /** The node's IPv4 address (its stack's, and the VXLAN peer over an IPv4 underlay). */
   underlayIP: number;
+  /** The node's IPv6 underlay address (16 bytes): the VXLAN peer over an IPv6 underlay, where every remote needs one. */
+  underlayIP6?: Uint8Array | null;
   podCIDR: Cidr;
   /** The node's IPv6 pod range (Node spec.podCIDRs), or null/absent. */
   podCIDR6?: Cidr6 | null;
@@ -38,6 +41,12 @@ export interface ForwardingInput {
   underlayIP6?: Uint8Array | null;
   vni: number;
   mtu: number;
+  /**
+   * The family VXLAN rides (default 4). One per cluster: with 6, datagrams go to and come
+   * from the remotes' `underlayIP6`, and the socket is an IPv6 one. Inner frames of both
+   * families ride either.
+   */
+  underlayFamily?: 4 | 6;
   pods: readonly PodEntry[];
   /** The other nodes (this one excluded). */
   remotes: readonly RemoteNode[];
@@ -71,6 +80,15 @@ export class ForwardingTable {
   /** Remote node index -> underlay address. */
   readonly nodeUnderlay: Uint32Array;
   readonly #nodeByUnderlay: Ipv4Map;
+  /** 4 or 6: the family of the VXLAN datagrams (ForwardingInput.underlayFamily). */
+  readonly underlayFamily: 4 | 6;
+  /**
+   * Over an IPv6 underlay: remote node i's IPv6 underlay address as four host-order
+   * words at [4i, 4i + 4), the form the UDP socket sends to and reports sources in.
+   * Empty over an IPv4 underlay.
+   */
+  readonly nodeUnderlay6: Uint32Array;
+  readonly #nodeByUnderlay6: Ipv6Map;
   /** Distinct pod CIDR masks of remote nodes, longest first, and network -> node index per mask. */
   readonly #masks: Uint32Array;
   readonly #prefixes: Ipv4Map[];
@@ -140,15 +158,27 @@ export class ForwardingTable {
 
     this.nodeUnderlay = new Uint32Array(input.remotes.length);
     this.#nodeByUnderlay = new Ipv4Map(input.remotes.length);
+    this.underlayFamily = input.underlayFamily ?? 4;
+    const six = this.underlayFamily === 6;
+    this.nodeUnderlay6 = new Uint32Array(six ? 4 * input.remotes.length : 0);
+    this.#nodeByUnderlay6 = new Ipv6Map(six ? input.remotes.length : 0);
     const byLength = new Map<number, Ipv4Map>();
     input.remotes.forEach((n, i) => {
       this.nodeUnderlay[i] = n.underlayIP;
       this.#nodeByUnderlay.set(n.underlayIP, i);
+      if (six) {
+        const a = n.underlayIP6;
+        // The agent leaves out a node without one (and says so); here it is a bug.
+        if (a == null) throw new RangeError(`remote node ${n.name} has no IPv6 underlay address, and the underlay is IPv6`);
+        for (let w = 0; w < 4; w++) this.nodeUnderlay6[4 * i + w] = ((a[4 * w]! << 24) | (a[4 * w + 1]! << 16) | (a[4 * w + 2]! << 8) | a[4 * w + 3]!) >>> 0;
+        this.#nodeByUnderlay6.setAt(a, 0, i);
+      }
       let m = byLength.get(n.podCIDR.prefixLength);
       if (m === undefined) byLength.set(n.podCIDR.prefixLength, (m = new Ipv4Map(input.remotes.length)));
       m.set(n.podCIDR.network, i);
     });
     this.#nodeByUnderlay.freeze();
+    this.#nodeByUnderlay6.freeze();
     const lengths = [...byLength.keys()].sort((a, b) => b - a);
     this.#masks = Uint32Array.from(lengths, (l) => (l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0));
     this.#prefixes = lengths.map((l) => byLength.get(l)!.freeze());
@@ -231,6 +261,11 @@ export class ForwardingTable {
   /** Index of the remote node with this underlay address; -1 for a stranger. */
   nodeByUnderlay(addr: number): number {
     return this.#nodeByUnderlay.get(addr);
+  }
+
+  /** Over an IPv6 underlay: the remote node whose underlay address is the four words at `words[at]`; -1 for a stranger. */
+  nodeByUnderlay6(words: Uint32Array, at: number): number {
+    return this.#nodeByUnderlay6.getWords(words[at]!, words[at + 1]!, words[at + 2]!, words[at + 3]!);
   }
 }
 

@@ -14,7 +14,10 @@ import {
 import type { PacketInfo } from '../wire/index.ts';
 import type { Arena, UnderlayTxQueue } from './arena.ts';
 
-/** Largest UDP payload in one IPv4 datagram, the ceiling of a UDP GSO send. */
+/**
+ * Largest UDP payload in one IPv4 datagram, the ceiling of a UDP GSO send (an IPv6 one
+ * could carry 40 bytes more; one ceiling for both keeps the segment plan the same).
+ */
 const UDP_GSO_MAX_BYTES = 65507;
 /** Linux UDP_MAX_SEGMENTS was 64 before 5.x raised it; 64 works everywhere. */
 const UDP_GSO_MAX_SEGMENTS = 64;
@@ -38,12 +41,13 @@ export function completeChecksum(b: Uint8Array, frame: number, length: number, c
 /**
  * Cuts the TCP TSO frame at `frame` (Ethernet header first, `length` bytes; IPv4, or
  * IPv6 with no extension headers) into segments of `mss` payload bytes, each behind a
- * VXLAN header, in the arena's scratch, and queues them for `dst`: groups of equal-size
+ * VXLAN header, in the arena's scratch, and queues them for `dst` (over an IPv6 underlay,
+ * `dst6` non-null: for the four address words at `dst6[dst]`): groups of equal-size
  * datagrams as single UDP GSO sends when `udpGso`, else one datagram per segment.
  * Returns false (nothing queued) when the frame is not plain IPv4/TCP or IPv6/TCP, or
  * scratch or the queue would run out.
  */
-export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dst: number, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
+export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dst: number, dst6: Uint32Array | null, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
   const b = arena.buf;
   const ip = frame + ETH;
   const type = length >= ETH ? EthernetFrame.ethertype(b, frame) : 0;
@@ -100,7 +104,8 @@ export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, m
         : pseudoHeaderV4(src, dstIp, IpProtocol.TCP, thl + chunk));
       out = f + hdrs + chunk;
     }
-    queue.pushDatagram(at, bytes, dst, dstPort, n > 1 ? segBytes : 0);
+    if (dst6 === null) queue.pushDatagram(at, bytes, dst, dstPort, n > 1 ? segBytes : 0);
+    else queue.pushDatagram6(at, bytes, dst6, dst, dstPort, n > 1 ? segBytes : 0);
   }
   return true;
 }

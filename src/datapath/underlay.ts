@@ -4,6 +4,11 @@
 // NATed for a client elsewhere, back over the overlay. Transmit: frames for other
 // nodes are wrapped in place (or cut into segments in scratch) and queued for the
 // socket, which sends the whole queue with one sendmmsg per batch.
+//
+// The underlay is IPv4 or IPv6 (the table's underlayFamily, fixed for the node's life:
+// one family per cluster). Over IPv6 a peer's address is four words (the socket's form,
+// arena.rxSrcAddrs6, queue.dstAddrs6, table.nodeUnderlay6) and the sender is identified
+// by its whole address, as over IPv4; the inner frames are the same either way.
 import type { UdpBatchSocket } from '../device/udp.ts';
 import {
   DropReason, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo, VirtioNetGso, VirtioNetHeader, VxlanHeader,
@@ -35,6 +40,10 @@ export class Underlay {
   capture: PortCapture | null = null;
   /** This node's underlay address (the source of captured datagrams). */
   readonly localIP = new Uint32Array(1);
+  /** Over an IPv6 underlay, this node's IPv6 underlay address as four words (the source of captured datagrams). */
+  readonly localIP6 = new Uint32Array(4);
+  /** The underlay is IPv6 (decided at construction from the table; the socket must match). */
+  readonly #six: boolean;
   /** Runs of TCP segments for local pods; closed by the datapath's flush. */
   readonly coalescer: TcpCoalescer;
   readonly #arena: Arena;
@@ -56,6 +65,11 @@ export class Underlay {
     this.#services = services;
     this.#flushAll = flushAll;
     this.coalescer = new TcpCoalescer(arena, routes, VIRTIO_NET_HEADER_LENGTH);
+    this.#six = routes.table.underlayFamily === 6;
+    const family = (socket as { family?: number } | null)?.family;
+    if (family !== undefined && family !== routes.table.underlayFamily) {
+      throw new RangeError(`the underlay socket is IPv${family} but the forwarding table's underlay is IPv${routes.table.underlayFamily}`);
+    }
     if (socket !== null) socket.onReadable(() => this.#read());
   }
 
@@ -68,10 +82,12 @@ export class Underlay {
   #read(): void {
     const a = this.#arena;
     const u = this.#socket!;
+    const six = this.#six;
+    const srcAddrs = six ? a.rxSrcAddrs6 : a.rxSrcAddrs;
     for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
       let n: number;
       try {
-        n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, a.rxSrcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
+        n = u.recvBatch(a.buf, SLOT_SIZE, HEADROOM, a.rxLengths, srcAddrs, a.rxSrcPorts, a.rxSegSizes, RX_BATCH);
       } catch {
         // A socket error (a queued ICMP error reported by recvmmsg, say) is counted and
         // the socket read again at its next wakeup; it must not end the agent.
@@ -88,8 +104,14 @@ export class Underlay {
         const off = a.rxOffset(i);
         const len = a.rxLengths[i]!;
         const seg = a.rxSegSizes[i]!;
-        cap?.datagrams(a.buf, off, len, seg, a.rxSrcAddrs[i]!, t.underlayIP);
-        const node = t.nodeByUnderlay(a.rxSrcAddrs[i]!);
+        let node: number;
+        if (six) {
+          cap?.datagrams6(a.buf, off, len, seg, srcAddrs, 4 * i, this.localIP6, 0);
+          node = t.nodeByUnderlay6(srcAddrs, 4 * i);
+        } else {
+          cap?.datagrams(a.buf, off, len, seg, srcAddrs[i]!, t.underlayIP);
+          node = t.nodeByUnderlay(srcAddrs[i]!);
+        }
         if (node < 0) {
           this.counters.drops[DatapathDrop.UNKNOWN_PEER]!++;
           continue;
@@ -255,7 +277,9 @@ export class Underlay {
 
   #send(vh: number, e: number, frameLen: number, node: number): number {
     const t = this.#routes.table;
-    const dst = t.nodeUnderlay[node]!;
+    // Over IPv6, `dst` is where the node's four address words start in `dst6`.
+    const dst6 = this.#six ? t.nodeUnderlay6 : null;
+    const dst = dst6 === null ? t.nodeUnderlay[node]! : 4 * node;
     const vni = t.vni;
     const a = this.#arena;
     const b = a.buf;
@@ -265,9 +289,9 @@ export class Underlay {
       if (gso !== VirtioNetGso.TCPV4 && gso !== VirtioNetGso.TCPV6) return DatapathDrop.UNSUPPORTED_GSO;
       const mss = VirtioNetHeader.gsoSize(b, vh);
       const udpGso = this.#socket?.gsoSupported ?? false;
-      if (segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso)) return 0;
+      if (segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, dst6, VXLAN_PORT, q, udpGso)) return 0;
       this.#flushAll();
-      return segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
+      return segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, dst6, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
     }
     if (VirtioNetHeader.needsCsum(b, vh)) {
       if (!completeChecksum(b, e, frameLen, VirtioNetHeader.csumStart(b, vh), VirtioNetHeader.csumOffset(b, vh))) return DatapathDrop.BAD_VNET_HEADER;
@@ -275,7 +299,8 @@ export class Underlay {
     if (q.full) this.flush();
     const d = e - VXLAN_HEADER_LENGTH;
     VxlanHeader.emit(b, d, vni);
-    q.pushDatagram(d, frameLen + VXLAN_HEADER_LENGTH, dst, VXLAN_PORT, 0);
+    if (dst6 === null) q.pushDatagram(d, frameLen + VXLAN_HEADER_LENGTH, dst, VXLAN_PORT, 0);
+    else q.pushDatagram6(d, frameLen + VXLAN_HEADER_LENGTH, dst6, dst, VXLAN_PORT, 0);
     return 0;
   }
 
@@ -290,11 +315,14 @@ export class Underlay {
     const c = this.counters;
     const cap = this.capture;
     if (cap !== null) cap.stamp(Date.now());
+    const six = this.#six;
     for (let i = 0; i < q.count; i++) {
       c.txBytes += q.lengths[i]!;
-      if (cap !== null) cap.datagrams(b, q.offsets[i]!, q.lengths[i]!, q.gsoSizes[i]!, this.localIP[0]!, q.dstAddrs[i]!);
+      if (cap === null) continue;
+      if (six) cap.datagrams6(b, q.offsets[i]!, q.lengths[i]!, q.gsoSizes[i]!, this.localIP6, 0, q.dstAddrs6, 4 * i);
+      else cap.datagrams(b, q.offsets[i]!, q.lengths[i]!, q.gsoSizes[i]!, this.localIP[0]!, q.dstAddrs[i]!);
     }
-    const sent = this.#socket.sendBatch(b, q.offsets, q.lengths, q.dstAddrs, q.dstPorts, q.gsoSizes, q.count);
+    const sent = this.#socket.sendBatch(b, q.offsets, q.lengths, six ? q.dstAddrs6 : q.dstAddrs, q.dstPorts, q.gsoSizes, q.count);
     c.txFrames += sent;
     if (sent < q.count) c.drops[DatapathDrop.TX_FAILED]! += q.count - sent;
     q.count = 0;

@@ -45,6 +45,8 @@ export interface NativeUdpOptions {
 export interface NativeUdpHandle {
   readonly fd: number;
   readonly localPort: number;
+  /** 4 or 6: the family of the bound address. */
+  readonly family: 4 | 6;
   readonly gsoSupported: boolean;
   readonly groEnabled: boolean;
   recvBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, srcAddrs: Uint32Array,

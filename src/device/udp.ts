@@ -1,10 +1,15 @@
-// A batched IPv4 UDP socket for the VXLAN underlay (native/src/udp.cc): recvmmsg and
-// sendmmsg over the same slab layout as the TUN/TAP devices, with UDP GRO and GSO.
+// A batched UDP socket for the VXLAN underlay (native/src/udp.cc), IPv4 or IPv6: recvmmsg
+// and sendmmsg over the same slab layout as the TUN/TAP devices, with UDP GRO and GSO.
+// Addresses are host-order uint32 words: one per datagram on an IPv4 socket, four (the
+// IPv6 address's big-endian words in order) on an IPv6 one.
 import { nativeAddon, type NativeUdpHandle } from './native.ts';
 import type { DeviceStats } from './types.ts';
 
 export interface UdpBatchOptions {
-  /** Local IPv4 address to bind ('0.0.0.0' for any). */
+  /**
+   * Local address to bind ('0.0.0.0' for any): an IPv4 address opens an AF_INET socket,
+   * an IPv6 one ('::' for any) an AF_INET6 socket that speaks IPv6 only (IPV6_V6ONLY).
+   */
   address: string;
   /** Local port; 0 lets the kernel choose (see localPort). */
   port: number;
@@ -25,6 +30,8 @@ export class UdpBatchSocket {
   /** UDP_GRO is on: recvBatch may return coalesced datagrams; give it 64 KiB slots. */
   readonly groEnabled: boolean;
   readonly localPort: number;
+  /** 4 or 6, from the bound address: how many address words each datagram has (1 or 4). */
+  readonly family: 4 | 6;
   readonly #handle: NativeUdpHandle;
 
   private constructor(handle: NativeUdpHandle) {
@@ -33,6 +40,7 @@ export class UdpBatchSocket {
     this.gsoSupported = handle.gsoSupported;
     this.groEnabled = handle.groEnabled;
     this.localPort = handle.localPort;
+    this.family = handle.family;
   }
 
   /** Binds; throws DeviceError (e.g. code 'EADDRINUSE', syscall 'bind'). */
@@ -49,7 +57,8 @@ export class UdpBatchSocket {
 
   /**
    * Receives until the queue is empty or maxFrames: datagram i at i*slotSize +
-   * headroom, its source as a host-order uint32 address and port, and groSegSizes[i]
+   * headroom, its source address (host-order uint32 srcAddrs[i]; on an IPv6 socket
+   * srcAddrs[4i..4i+3], so srcAddrs needs 4 * maxFrames words) and port, and groSegSizes[i]
    * the segment size when GRO coalesced several datagrams into it (0 otherwise).
    */
   recvBatch(slab: Uint8Array, slotSize: number, headroom: number, lengths: Int32Array, srcAddrs: Uint32Array,
@@ -58,7 +67,8 @@ export class UdpBatchSocket {
   }
 
   /**
-   * Sends frame i from offsets[i] to dstAddrs[i]:dstPorts[i] (host order); gsoSizes[i]
+   * Sends frame i from offsets[i] to dstAddrs[i]:dstPorts[i] (host order; on an IPv6
+   * socket the address is dstAddrs[4i..4i+3]); gsoSizes[i]
    * > 0 has the kernel cut it into datagrams of that size. Returns frames sent; a full
    * queue drops the rest (stats.txDroppedFull), refused datagrams count in txErrors.
    */

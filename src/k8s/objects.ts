@@ -294,7 +294,10 @@ export interface NodeObject {
   metadata: ObjectMeta;
   /** topology.kubernetes.io/zone label, '' if absent. */
   zone: string;
+  /** status.addresses, IPv4 ones (and names) only. */
   addresses: NodeAddress[];
+  /** The IPv6 InternalIP and ExternalIP entries of status.addresses (a dual-stack node), apart so IPv4 readers never meet one; absent if none. */
+  addresses6?: NodeAddress[];
   /** spec.taints[].key. */
   taints?: readonly string[];
   /** spec.podCIDRs (or spec.podCIDR), IPv4 only: where the node's pods live. */

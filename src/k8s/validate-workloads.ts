@@ -1,7 +1,7 @@
 // Pod, Node and Namespace (v1) validation: the fields the endpoints controller and the
 // lab use (labels, node, container ports, readiness, pod IP, zone, node addresses).
 import { isIP } from 'node:net';
-import { Fields, checkIpv4 } from '../config/fields.ts';
+import { Fields, checkIpv4, checkIpv6 } from '../config/fields.ts';
 import { parseCidr, parseCidr6 } from '../wire/address.ts';
 import { checkIp, checkPortOrName, checkProtocol, ipFamilyOf, isDns1123Label, isDns1123Subdomain, isIanaServiceName } from './fields.ts';
 import { DNS_POLICIES, Label, type Container, type DnsPolicy, type EnvVar, type PodDnsConfig, type ContainerPort, type NamespaceObject, type NodeAddress, type NodeObject, type ObjectMeta, type Origin, type PodObject, type Probe } from './objects.ts';
@@ -176,11 +176,15 @@ function readProbe(f: Fields): Probe {
 
 export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin): NodeObject {
   const addresses: NodeAddress[] = [];
+  const addresses6: NodeAddress[] = [];
   for (const a of top.map('status')?.maps('addresses') ?? []) {
     const type = a.string('type', true);
     const address = a.string('address', true);
-    // Dual-stack nodes also list IPv6 addresses; the overlay runs over IPv4, and they are left out.
-    if (address.includes(':')) continue;
+    // Dual-stack nodes also list IPv6 addresses: kept apart (an IPv6 underlay's tunnels end there).
+    if (address.includes(':')) {
+      if ((type === 'InternalIP' || type === 'ExternalIP') && checkIpv6(address, a.pathOf('address'), a.problems) !== undefined) addresses6.push({ type, address });
+      continue;
+    }
     if ((type === 'InternalIP' || type === 'ExternalIP') && address !== '' && !checkIpv4(address, a.pathOf('address'), a.problems)) continue;
     addresses.push({ type, address });
   }
@@ -194,6 +198,7 @@ export function validateNode(top: Fields, metadata: ObjectMeta, origin: Origin):
   const taints = spec?.maps('taints').map((t) => t.string('key', true)) ?? [];
   const node: NodeObject = { kind: 'Node', origin, metadata, zone: metadata.labels[Label.TOPOLOGY_ZONE] ?? '', addresses, podCIDRs, taints };
   if (podCIDRv6 !== undefined && parseCidr6(podCIDRv6) !== undefined) node.podCIDRv6 = podCIDRv6;
+  if (addresses6.length > 0) node.addresses6 = addresses6;
   return node;
 }
 

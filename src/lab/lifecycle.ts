@@ -13,7 +13,7 @@ import { claimStateDir, loadState, saveState, stateDirOf, isDualStack, usesApi, 
 import { DUAL_STACK_DEMO } from './cluster/dual-stack-demo.ts';
 import type { ManifestSource } from './cluster/topology-manifests.ts';
 import { apiApplyLocked, createTopologyPods } from './cluster/api-apply.ts';
-import { defaultTopology, loadTopologyFile, type Dataplane, type IpFamily, type ProxyMode } from './topology.ts';
+import { defaultTopology, loadTopologyFile, type Dataplane, type IpFamily, type ProxyMode, type UnderlayFamily } from './topology.ts';
 import { parseManifest } from '../k8s/manifest.ts';
 import { applyLocked } from './cluster/apply.ts';
 import { invalid } from './cluster/apply-plan.ts';
@@ -48,6 +48,8 @@ export interface UpOptions {
   proxyMode: ProxyMode | undefined;
   /** ipv4 or dual (overrides the topology's ipFamily). */
   ipFamily?: IpFamily | undefined;
+  /** The family VXLAN rides (default ipv4; ipv6 needs ipFamily dual). */
+  underlay?: UnderlayFamily | undefined;
   /** Where the lab keeps its objects (default kubernetes: the lab API server, agents in cluster mode). */
   source?: ObjectStore | undefined;
   /** Also the Ingress controller (src/lab/cluster/ingress.ts). */
@@ -73,7 +75,7 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   const topology = options.topologyPath === undefined ? defaultTopology() : loadTopologyFile(options.topologyPath);
   const name = options.name ?? topology.name ?? DEFAULT_LAB_NAME;
   checkLabName(name);
-  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode, options.ipFamily);
+  const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode, options.ipFamily, options.underlay);
   state.objectStore = options.source ?? 'kubernetes';
   if (topology.services !== null) {
     // Checked before anything is built; the lab-specific checks come with the apply.

@@ -7,8 +7,10 @@ import { basename, join } from 'node:path';
 import * as names from './network/names.ts';
 import { formatPool, parsePool, type AddressPool } from './cluster/load-balancer.ts';
 import { manifestDirOf } from './cluster/manifests.ts';
-import { STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
-import { defaultProxyMode, proxyModeProblem, topologyError, VXLAN_OVERHEAD, type Dataplane, type IpFamily, type ProxyMode, type Topology } from './topology.ts';
+import { isIpv6Underlay, STATE_VERSION, stateDirOf, type LabState, type NodeState, type PodState } from './state.ts';
+import {
+  defaultProxyMode, proxyModeProblem, topologyError, VXLAN6_OVERHEAD, VXLAN_OVERHEAD, type Dataplane, type IpFamily, type ProxyMode, type Topology, type UnderlayFamily,
+} from './topology.ts';
 import { type Cidr, type Cidr6, ipv4ToString, ipv6ToString, parseCidr, parseCidr6, parseIpv4 } from '../wire/address.ts';
 
 /** Node i's underlay address defaults to network + 10 + i, the client's to network + 100. */
@@ -17,7 +19,7 @@ const CLIENT_HOST_OFFSET = 100;
 /** Pod CIDR .0 goes to vxlan0 (flannel's convention), .1 is the gateway; pods start at .2. */
 const FIRST_POD_HOST = 2;
 
-export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode, ipFamilyOverride?: IpFamily): LabState {
+export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode, ipFamilyOverride?: IpFamily, underlayFamily: UnderlayFamily = 'ipv4'): LabState {
   const errors: string[] = [];
   const ipFamily = ipFamilyOverride ?? topology.ipFamily ?? 'ipv4';
   const familyPath = ipFamilyOverride === undefined ? 'ipFamily' : '--ip-family';
@@ -25,6 +27,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
     errors.push(`${familyPath}: ipv6 (IPv6-only) labs are not built yet: their Services need NAT66, which the agent does not do in this release; use dual`);
   }
   const dual = ipFamily === 'dual';
+  if (underlayFamily === 'ipv6' && !dual) errors.push(`--underlay: ipv6 needs a dual-stack lab (--ip-family dual): the nodes' IPv6 underlay addresses carry the overlay`);
   const proxyMode = proxyModeOverride ?? topology.proxyMode ?? defaultProxyMode(dataplane);
   const modeProblem = proxyModeProblem(dataplane, proxyMode);
   if (modeProblem !== undefined) errors.push(`${proxyModeOverride === undefined ? 'proxyMode' : '--proxy-mode'}: ${modeProblem}`);
@@ -77,7 +80,8 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   if (errors.length > 0) throw planError(topology, errors);
 
   const stateDir = stateDirOf(lab);
-  const podMTU = topology.mtu - VXLAN_OVERHEAD;
+  // VXLAN over an IPv6 underlay takes 20 bytes more of the underlay's MTU.
+  const podMTU = topology.mtu - (underlayFamily === 'ipv6' ? VXLAN6_OVERHEAD : VXLAN_OVERHEAD);
   const usedUnderlay = new Map<number, string>();
   const underlayAddress = (path: string, text: string | undefined, offset: number): string => {
     const address = text === undefined ? (underlay!.network + offset) >>> 0 : parseIpv4(text);
@@ -206,6 +210,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU,
       },
     ipFamily: dual ? 'dual' : 'ipv4',
+    ...(underlayFamily === 'ipv6' ? { underlayFamily } : {}),
     underlay: { netns: names.underlayNetns(lab), bridge: names.UNDERLAY_BRIDGE },
     nodes,
     pods,
@@ -246,6 +251,9 @@ function agentPaths(stateDir: string, node: string): NonNullable<NodeState['agen
 }
 
 /** The nodes' list every agent config carries (the lab is the cluster's source of truth). */
-export function clusterNodes(state: LabState): { name: string; underlayIP: string; podCIDR: string; podCIDRv6?: string }[] {
-  return state.nodes.map((n) => ({ name: n.name, underlayIP: n.underlayIP, podCIDR: n.podCIDR, ...(n.podCIDRv6 === undefined ? {} : { podCIDRv6: n.podCIDRv6 }) }));
+export function clusterNodes(state: LabState): { name: string; underlayIP: string; underlayIPv6?: string; podCIDR: string; podCIDRv6?: string }[] {
+  const six = isIpv6Underlay(state);
+  return state.nodes.map((n) => ({
+    name: n.name, underlayIP: n.underlayIP, ...(six ? { underlayIPv6: n.underlayIP6! } : {}), podCIDR: n.podCIDR, ...(n.podCIDRv6 === undefined ? {} : { podCIDRv6: n.podCIDRv6 }),
+  }));
 }

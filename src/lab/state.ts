@@ -158,6 +158,8 @@ export interface LabState {
   };
   /** The address families (absent: ipv4, in states of older labs). */
   ipFamily?: 'ipv4' | 'dual';
+  /** The overlay rides the nodes' IPv6 underlay addresses (`lab up --underlay ipv6`, dual-stack labs); absent: IPv4. */
+  underlayFamily?: 'ipv6';
   underlay: { netns: string; bridge: string };
   nodes: NodeState[];
   pods: PodState[];
@@ -278,4 +280,9 @@ export function listLabs(): string[] {
 /** Whether the lab is dual-stack (its pods and nodes have IPv6 addresses too). */
 export function isDualStack(state: LabState): boolean {
   return state.ipFamily === 'dual';
+}
+
+/** Whether VXLAN rides the nodes' IPv6 underlay addresses. */
+export function isIpv6Underlay(state: LabState): boolean {
+  return state.underlayFamily === 'ipv6';
 }

@@ -153,6 +153,11 @@ const ZONES = ['zone-a', 'zone-b'] as const;
 export const DEFAULT_MTU = 1500;
 export const DEFAULT_VNI = 4242;
 export const VXLAN_OVERHEAD = 50;
+/** VXLAN over an IPv6 underlay: the outer IPv6 header is 20 bytes longer than IPv4's. */
+export const VXLAN6_OVERHEAD = 70;
+/** The family VXLAN rides in a lab (`--underlay`; ipv6 needs a dual-stack lab). */
+export const UNDERLAY_FAMILIES = ['ipv4', 'ipv6'] as const;
+export type UnderlayFamily = (typeof UNDERLAY_FAMILIES)[number];
 
 export function loadTopologyFile(path: string): Topology {
   let text: string;

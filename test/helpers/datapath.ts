@@ -386,15 +386,22 @@ function noop(): void {}
 /** The UnderlaySocket counterpart of ReplayDevice: replays datagrams from the remote node. */
 export class ReplayUnderlay implements UnderlaySocket {
   readonly gsoSupported = true;
+  /** 4, or 6 when built with the remote node's IPv6 address words (the datapath checks it against the table's family). */
+  readonly family: 4 | 6;
   readonly #datagrams: Buffer[];
+  readonly #source6: Uint32Array | null;
   #next = 0;
   budget = 0;
   sent = 0;
   sentBytes = 0;
+  /** Datagrams sent to an address other than the remote node's (its IPv4 one, or `source6`). */
+  sentElsewhere = 0;
   #callback: () => void = noop;
 
-  constructor(datagrams: readonly Uint8Array[]) {
+  constructor(datagrams: readonly Uint8Array[], source6: Uint32Array | null = null) {
     this.#datagrams = datagrams.map((d) => Buffer.from(d));
+    this.#source6 = source6;
+    this.family = source6 === null ? 4 : 6;
   }
 
   fire(): void {
@@ -408,7 +415,9 @@ export class ReplayUnderlay implements UnderlaySocket {
       const d = this.#datagrams[this.#next]!;
       this.#next = this.#next + 1 === this.#datagrams.length ? 0 : this.#next + 1;
       lengths[n] = d.copy(slab, n * slotSize + headroom);
-      srcAddrs[n] = REMOTE_NODE_IP;
+      const s6 = this.#source6;
+      if (s6 === null) srcAddrs[n] = REMOTE_NODE_IP;
+      else for (let w = 0; w < 4; w++) srcAddrs[4 * n + w] = s6[w]!;
       srcPorts[n] = VXLAN_PORT;
       groSegSizes[n] = 0;
       this.budget--;
@@ -417,10 +426,15 @@ export class ReplayUnderlay implements UnderlaySocket {
     return n;
   }
 
-  sendBatch(_slab: Uint8Array, _offsets: Int32Array, lengths: Int32Array, _dstAddrs: Uint32Array, _dstPorts: Uint16Array,
+  sendBatch(_slab: Uint8Array, _offsets: Int32Array, lengths: Int32Array, dstAddrs: Uint32Array, _dstPorts: Uint16Array,
     _gsoSizes: Int32Array, count: number): number {
     this.sent += count;
-    for (let i = 0; i < count; i++) this.sentBytes += lengths[i]!;
+    const s6 = this.#source6;
+    for (let i = 0; i < count; i++) {
+      this.sentBytes += lengths[i]!;
+      if (s6 === null ? dstAddrs[i] !== REMOTE_NODE_IP
+        : dstAddrs[4 * i] !== s6[0] || dstAddrs[4 * i + 1] !== s6[1] || dstAddrs[4 * i + 2] !== s6[2] || dstAddrs[4 * i + 3] !== s6[3]) this.sentElsewhere++;
+    }
     return count;
   }
 
@@ -438,6 +452,8 @@ export class ReplayUnderlay implements UnderlaySocket {
 export interface AllocRunResult {
   frames: number; heapGrowth: number; youngGrowth: number; podAWritten: number; podBWritten: number; underlaySent: number;
   coalesced: number; drops: number;
+  /** Underlay datagrams sent to an address other than the remote node's. */
+  sentElsewhere: number;
 }
 
 /**
@@ -464,7 +480,7 @@ export function measureAllocRun(dp: Datapath, devices: { podA: ReplayDevice; pod
   const result: AllocRunResult = {
     frames: done, heapGrowth: after - before, youngGrowth: young1 - young0,
     podAWritten: podA.written - base.a, podBWritten: podB.written - base.b, underlaySent: underlay.sent - base.u,
-    coalesced: dp.coalescedSegments, drops,
+    coalesced: dp.coalescedSegments, drops, sentElsewhere: underlay.sentElsewhere,
   };
   console.log(JSON.stringify(result));
 }

@@ -23,8 +23,13 @@ export class Lab {
     this.name = `${prefix}${randomBytes(3).toString('hex')}`;
   }
 
+  /**
+   * `lab up`. TAPIR_TEST_UNDERLAY=ipv6 runs every dual-stack lab's overlay over the IPv6
+   * underlay (`--underlay ipv6`), so the dual-stack suites can be run over it as they are.
+   */
   up(...extra: string[]): CliResult {
-    const r = tapir(['lab', 'up', '--name', this.name, ...extra]);
+    const six = process.env.TAPIR_TEST_UNDERLAY === 'ipv6' && extra.join(' ').includes('--ip-family dual') && !extra.includes('--underlay');
+    const r = tapir(['lab', 'up', '--name', this.name, ...extra, ...(six ? ['--underlay', 'ipv6'] : [])]);
     assert.equal(r.status, 0, r.stderr);
     const status = this.status();
     this.ips = Object.fromEntries((status.pods as { name: string; ip: string }[]).map((p) => [p.name, p.ip]));

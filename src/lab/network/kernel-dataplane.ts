@@ -14,7 +14,7 @@
 import { tryRunIn } from '../../device/ip-command.ts';
 import { bridgeBatch, ipBatch } from './shell.ts';
 import { POD_BRIDGE, POD_IFNAME, UNDERLAY_IFNAME, VXLAN_DEVICE } from './names.ts';
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { isIpv6Underlay, type LabState, type NodeState, type PodState } from '../state.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from '../validate.ts';
 
@@ -73,6 +73,7 @@ async function enableIpv6Forwarding(netns: string): Promise<void> {
 
 async function buildNode(state: LabState, node: NodeState): Promise<void> {
   const { podMTU, vni } = state.addressing;
+  const six = isIpv6Underlay(state);
   const prefixLength = Number(node.podCIDR.split('/')[1]);
   const network = node.podCIDR.split('/')[0]!;
   const lines = [
@@ -80,7 +81,8 @@ async function buildNode(state: LabState, node: NodeState): Promise<void> {
     `link set ${POD_BRIDGE} mtu ${podMTU}`,
     `addr add ${node.gateway}/${prefixLength} dev ${POD_BRIDGE}`,
     `link set ${POD_BRIDGE} up`,
-    `link add ${VXLAN_DEVICE} type vxlan id ${vni} dstport ${VXLAN_PORT} local ${node.underlayIP} dev ${UNDERLAY_IFNAME} nolearning`,
+    // Over an IPv6 underlay the VXLAN device's local and remote ends are the nodes' IPv6 addresses.
+    `link add ${VXLAN_DEVICE} type vxlan id ${vni} dstport ${VXLAN_PORT} local ${six ? node.underlayIP6! : node.underlayIP} dev ${UNDERLAY_IFNAME} nolearning`,
     `link set ${VXLAN_DEVICE} address ${node.vtepMac} mtu ${podMTU}`,
     `addr add ${network}/32 dev ${VXLAN_DEVICE}`,
     `link set ${VXLAN_DEVICE} up`,
@@ -94,7 +96,7 @@ async function buildNode(state: LabState, node: NodeState): Promise<void> {
     const remoteNetwork = remote.podCIDR.split('/')[0]!;
     lines.push(`route add ${remote.podCIDR} via ${remoteNetwork} dev ${VXLAN_DEVICE} onlink`);
     lines.push(`neigh add ${remoteNetwork} lladdr ${remote.vtepMac} dev ${VXLAN_DEVICE} nud permanent`);
-    fdb.push(`fdb append ${remote.vtepMac} dev ${VXLAN_DEVICE} dst ${remote.underlayIP} self permanent`);
+    fdb.push(`fdb append ${remote.vtepMac} dev ${VXLAN_DEVICE} dst ${six ? remote.underlayIP6! : remote.underlayIP} self permanent`);
   }
   lines.push(...nodeLines6(state, node));
   const pods = state.pods.filter((p) => p.node === node.name);

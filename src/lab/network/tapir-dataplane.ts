@@ -12,7 +12,7 @@ import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
-import { isDualStack, usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
+import { isDualStack, isIpv6Underlay, usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
@@ -24,7 +24,10 @@ export function agentConfig(state: LabState, node: NodeState): Record<string, un
   const agent = node.agent!;
   return {
     nodeName: node.name,
-    underlay: { interface: UNDERLAY_IFNAME, address: node.underlayIP, ...(node.underlayIP6 === undefined ? {} : { addressV6: node.underlayIP6 }) },
+    underlay: {
+      interface: UNDERLAY_IFNAME, address: node.underlayIP, ...(node.underlayIP6 === undefined ? {} : { addressV6: node.underlayIP6 }),
+      ...(isIpv6Underlay(state) ? { family: 'ipv6' } : {}),
+    },
     podCIDR: node.podCIDR,
     clusterCIDR: state.addressing.clusterCIDR,
     serviceCIDR: state.addressing.serviceCIDR,
@@ -76,6 +79,8 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     apiVersion: 'tapir.dev/v1alpha1',
     kind: 'TapirAgentConfiguration',
     serviceCIDR: state.addressing.serviceCIDR,
+    // VXLAN over IPv6: each node's end is its Node's IPv6 InternalIP.
+    ...(isIpv6Underlay(state) ? { underlay: { family: 'ipv6' } } : {}),
     // Dual-stack: the cluster's IPv6 range (the node's own /64 comes from its Node's spec.podCIDRs).
     ...(isDualStack(state) ? { clusterCIDRv6: state.addressing.clusterCIDRv6, serviceCIDRv6: state.addressing.serviceCIDRv6 } : {}),
     vni: state.addressing.vni,
