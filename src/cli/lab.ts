@@ -14,7 +14,7 @@ import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
 
 const USAGE = `Usage:
   tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
-               [--source kubernetes|manifests] [--ip-family ipv4|dual] [--ingress] [--json] [--keep-on-failure]
+               [--source kubernetes|manifests] [--ip-family ipv4|dual|ipv6] [--ingress] [--json] [--keep-on-failure]
   tapir lab status [--name NAME] [--json]
   tapir lab apply -f FILE|- [--name NAME]
   tapir lab delete -f FILE|- [--name NAME]
@@ -38,7 +38,10 @@ ingress-tapir behind the LoadBalancer Service ingress-tapir/ingress-tapir-contro
 default IngressClass tapir, and with the default topology the Ingress web.example.test -> web:80.
 --ip-family dual: a dual-stack lab (either dataplane): the nodes get IPv6 underlay addresses
 and a /64 each of fd00:10:244::/56, every pod an IPv4 and an IPv6 address, and lab up checks
-pod-to-pod traffic over both families. (IPv6 Services are not built yet: ipv6-only is refused.)
+pod-to-pod traffic over both families, with IPv6 Services beside the IPv4 ones.
+--ip-family ipv6: an IPv6-only lab (dataplane tapir), as kind's ipFamily: ipv6: every pod an
+IPv6 address only, Services and kube-dns in fd00:10:96::/112, node ports and load balancers on
+the nodes' IPv6 addresses; the overlay still runs over the nodes' IPv4 underlay.
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
 the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; default iptables).
 Every namespace is named tl-NAME-…; nothing is configured in the root namespace.

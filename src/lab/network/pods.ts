@@ -12,7 +12,7 @@ import { podInterfaceLines6, podPortLines } from './kernel-dataplane.ts';
 import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { ipBatch } from './shell.ts';
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { isIpv6Only, type LabState, type NodeState, type PodState } from '../state.ts';
 import type { ContainerCommand, ContainerPort, Workload } from '../topology.ts';
 import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from '../validate.ts';
@@ -128,7 +128,7 @@ export async function createPod(state: LabState, pod: PodState, services: readon
   } else {
     await ipBatch(pod.netns, ['link set lo up']);
     const { addPod } = await import('./tapir-dataplane.ts');
-    await addPod(node, pod);
+    await addPod(node, pod, isIpv6Only(state));
   }
   preparePodStart(state, pod, services);
   startWorkload(pod);
@@ -144,7 +144,7 @@ export async function removePod(state: LabState, pod: PodState, warn: (message: 
   if (node !== undefined && state.dataplane === 'tapir') {
     try {
       const { deletePod } = await import('./tapir-dataplane.ts');
-      await deletePod(node, pod);
+      await deletePod(node, pod, isIpv6Only(state));
     } catch (err) {
       warn(`CNI DEL of ${pod.namespace}/${pod.name}: ${(err as Error).message}`);
     }
