@@ -484,6 +484,8 @@ export class DnsServer {
    * counted. null when no server block listens there.
    */
   localAnswerer(address: string, port: number): LocalDnsAnswerer | null {
+    // An IPv6 address's clients are IPv6: localAnswerer6.
+    if (address.includes(':')) return null;
     const l = this.#listeners.find((x) => x.port === port && (x.host === address || x.host === '0.0.0.0'));
     if (l === undefined) return null;
     const client: Client = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, ip6: null, port: 0, socket: null, local: true, start: 0, batched: false };
