@@ -1,4 +1,5 @@
-// An IPv6-only lab end to end (`tapir lab up --ip-family ipv6`, kind's `ipFamily: ipv6`):
+// An IPv6-only lab end to end (`tapir lab up --ip-family ipv6`, kind's `ipFamily: ipv6`),
+// on both dataplanes (the kernel one's IPv6 proxier and `tapir dns` as the baseline):
 // pods with one IPv6 address and no IPv4 one, the default topology's Services in the IPv6
 // service range (web at fd00:10:96::64, kube-dns at fd00:10:96::a), names resolved by the
 // node's agent over IPv6 (AAAA, UDP answered in the data path, TCP through the node's
@@ -10,16 +11,17 @@ import assert from 'node:assert/strict';
 import { Lab } from './helpers/lab.ts';
 
 interface PodStatus { name: string; node: string; ip: string | null; ips: string[]; resolvConf: string[]; env: Record<string, string> }
-interface NodeStatus { name: string; underlayIP: string; underlayIP6?: string; gateway6?: string }
+interface NodeStatus { name: string; underlayIP: string; underlayIP6?: string; gateway6?: string; podCIDRv6?: string }
 interface ServiceStatus { name: string; namespace: string; clusterIP: string; clusterIPs: string[]; ipFamilies: string[]; loadBalancerIPs: string[]; externalIPs: string[]; endpoints: { ip: string; ready: boolean }[] }
 interface HttpEcho { pod: string; node: string; client: string }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-test('IPv6-only lab: IPv6 pods, Services and cluster DNS; by-name curl and dig, pod to pod, node port, load balancer, UDP', { timeout: 300_000 }, async (t) => {
+for (const dataplane of ['tapir', 'kernel'] as const) {
+test(`IPv6-only lab (${dataplane} dataplane): IPv6 pods, Services and cluster DNS; by-name curl and dig, pod to pod, node port, load balancer, UDP`, { timeout: 300_000 }, async (t) => {
   const lab = new Lab('v6o');
   try {
-    const up = lab.up('--ip-family', 'ipv6');
+    const up = lab.up('--ip-family', 'ipv6', '--dataplane', dataplane);
     assert.match(up.stderr + up.stdout, /services fd00:10:96::\/112 \(IPv6-only\)/);
     const status = lab.status();
     const pods = status.pods as PodStatus[];
@@ -32,6 +34,10 @@ test('IPv6-only lab: IPv6 pods, Services and cluster DNS; by-name curl and dig, 
     };
     const addressOf = Object.fromEntries(pods.map((p) => [p.name, p.ips[0]!]));
     const curl = (from: string, url: string): HttpEcho => JSON.parse(lab.exec(from, 'curl', '-sS', '-g', '--max-time', '5', url)) as HttpEcho;
+    // Masquerade: the agent uses the node's IPv6 gateway (podCIDRv6 ::1); the kernel the address of the
+    // interface the packet leaves by (cni0's gateway, or vxlan0's ::0): an address of the node's range either way.
+    const masqueradedBy = (n: NodeStatus, client: string): boolean =>
+      dataplane === 'tapir' ? client.startsWith(`${n.gateway6}:`) : client.startsWith(n.podCIDRv6!.replace(/::\/64$/, ':'));
     const node1 = nodes.find((n) => n.name === 'node-1')!;
     const node2 = nodes.find((n) => n.name === 'node-2')!;
 
@@ -79,7 +85,7 @@ test('IPv6-only lab: IPv6 pods, Services and cluster DNS; by-name curl and dig, 
       assert.match(lab.exec('web-2a', 'dig', '+short', '+time=2', '+tries=2', 'www.example.test').trim(), /^\d+\.\d+\.\d+\.\d+$/);
     });
 
-    await t.test('the agents answered the pods\' UDP queries to the IPv6 cluster DNS address in the data path', () => {
+    await t.test('the agents answered the pods\' UDP queries to the IPv6 cluster DNS address in the data path', { skip: dataplane === 'kernel' && 'the kernel dataplane has no agent: its IPv6 proxier DNATs kube-dns to tapir dns on the nodes' }, () => {
       const metrics = lab.exec('node-1', 'curl', '-sS', '--max-time', '5', 'http://127.0.0.1:10249/metrics');
       const answered = Number(/tapir_dns_datapath_queries_total\{result="answered"\} (\d+)/.exec(metrics)?.[1] ?? '0');
       assert.ok(answered > 0, `queries answered in the data path on node-1: ${answered}`);
@@ -101,10 +107,10 @@ test('IPv6-only lab: IPv6 pods, Services and cluster DNS; by-name curl and dig, 
         for (let i = 0; i < 24 && seen.size < 4; i++) {
           const r = curl(from, 'http://web/by-name');
           seen.add(r.pod);
-          // A pod reaching itself is masqueraded to its node's IPv6 gateway (hairpin); any other keeps its address.
+          // A pod reaching itself is masqueraded to an address of its node (hairpin); any other keeps its address.
           const node = nodes.find((n) => n.name === pods.find((p) => p.name === from)!.node)!;
-          const expected = r.pod === from ? node.gateway6! : addressOf[from]!;
-          assert.ok(r.client.startsWith(`${expected}:`), `${from} to ${r.pod}: client ${r.client}, expected ${expected}`);
+          if (r.pod === from) assert.ok(masqueradedBy(node, r.client), `${from} to itself: client ${r.client}`);
+          else assert.ok(r.client.startsWith(`${addressOf[from]}:`), `${from} to ${r.pod}: client ${r.client}, expected ${addressOf[from]}`);
         }
         assert.deepEqual([...seen].sort(), ['web-1a', 'web-1b', 'web-2a', 'web-2b'], `from ${from}`);
       }
@@ -126,7 +132,7 @@ test('IPv6-only lab: IPv6 pods, Services and cluster DNS; by-name curl and dig, 
         assert.ok(n.underlayIP6, `${n.name} has an IPv6 underlay address`);
         const r = curl('client', `http://[${n.underlayIP6}]:30080/np`);
         assert.match(r.pod, /^web-/);
-        assert.ok(r.client.startsWith(`${n.gateway6}:`), `masqueraded to ${n.name}'s IPv6 gateway: ${r.client}`);
+        assert.ok(masqueradedBy(n, r.client), `masqueraded to ${n.name}: ${r.client}`);
       }
       // Not on the IPv4 address: an IPv6-only Service has no IPv4 node port.
       const v4 = lab.run('client', 'curl', '-sS', '--max-time', '2', `http://${node1.underlayIP}:30080/`);
@@ -172,3 +178,4 @@ test('IPv6-only lab: IPv6 pods, Services and cluster DNS; by-name curl and dig, 
     assert.deepEqual(left.netns, [], 'every namespace of the lab is gone');
   }
 });
+}

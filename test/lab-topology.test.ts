@@ -207,7 +207,7 @@ test('dual-stack plan: every node an IPv6 underlay address and a /64 of clusterC
   assert.equal(v4.addressing.clusterCIDRv6, undefined);
 });
 
-test('dual-stack plan errors: ipv6-only is refused on the kernel dataplane, IPv6 prefixes are checked like IPv4 ones (in ipv6-only labs too)', () => {
+test('dual-stack plan errors: IPv6 prefixes are checked like IPv4 ones (in ipv6-only labs too); ipv6-only plans on the kernel dataplane', () => {
   const err = (yaml: string, dataplane: 'tapir' | 'kernel' = 'tapir'): string => {
     try {
       planLab(parseTopology(yaml, '/x/t.yaml'), 'unit', dataplane);
@@ -218,7 +218,9 @@ test('dual-stack plan errors: ipv6-only is refused on the kernel dataplane, IPv6
   };
   const nodes = 'nodes:\n  - name: a\n    pods: []\n  - name: b\n    pods: []\n';
   assert.equal(planLab(parseTopology(`ipFamily: ipv6\n${nodes}`, '/x/t.yaml'), 'unit', 'tapir').ipFamily, 'ipv6');
-  assert.match(err(`ipFamily: ipv6\n${nodes}`, 'kernel'), /ipFamily: ipv6 \(IPv6-only\) labs run on the tapir dataplane only/);
+  // The kernel dataplane plans IPv6-only pods' addresses itself (::2 + j), and no IPv4 one.
+  const kernel = planLab(parseTopology(`ipFamily: ipv6\nnodes:\n  - name: a\n    pods: [{ name: p }]\n`, '/x/t.yaml'), 'unit', 'kernel');
+  assert.deepEqual(kernel.pods.map((p) => [p.ip, p.ip6]), [[null, 'fd00:10:244:1::2']]);
   assert.match(err(`ipFamily: ipv6\naddressing:\n  serviceCIDRv6: "fd00:10:96::/96"\n${nodes}`), /addressing.serviceCIDRv6: must be \/108 or smaller/);
   assert.match(err(`ipFamily: dual\naddressing:\n  clusterCIDRv6: "fd00:10:244::1/56"\n${nodes}`), /addressing.clusterCIDRv6: "fd00:10:244::1\/56" must be an IPv6 network/);
   assert.match(err(`ipFamily: dual\naddressing:\n  serviceCIDRv6: "fd00:10:244::/112"\n${nodes}`), /addressing.serviceCIDRv6: overlaps addressing.clusterCIDRv6/);

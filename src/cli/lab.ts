@@ -39,7 +39,7 @@ default IngressClass tapir, and with the default topology the Ingress web.exampl
 --ip-family dual: a dual-stack lab (either dataplane): the nodes get IPv6 underlay addresses
 and a /64 each of fd00:10:244::/56, every pod an IPv4 and an IPv6 address, and lab up checks
 pod-to-pod traffic over both families, with IPv6 Services beside the IPv4 ones.
---ip-family ipv6: an IPv6-only lab (dataplane tapir), as kind's ipFamily: ipv6: every pod an
+--ip-family ipv6: an IPv6-only lab (either dataplane), as kind's ipFamily: ipv6: every pod an
 IPv6 address only, Services and kube-dns in fd00:10:96::/112, node ports and load balancers on
 the nodes' IPv6 addresses; the overlay still runs over the nodes' IPv4 underlay.
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules

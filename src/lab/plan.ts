@@ -20,10 +20,6 @@ const FIRST_POD_HOST = 2;
 export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode, ipFamilyOverride?: IpFamily): LabState {
   const errors: string[] = [];
   const ipFamily = ipFamilyOverride ?? topology.ipFamily ?? 'ipv4';
-  const familyPath = ipFamilyOverride === undefined ? 'ipFamily' : '--ip-family';
-  if (ipFamily === 'ipv6' && dataplane === 'kernel') {
-    errors.push(`${familyPath}: ipv6 (IPv6-only) labs run on the tapir dataplane only in this release; use --dataplane tapir, or --ip-family dual with the kernel dataplane`);
-  }
   // IPv6-only labs (kind's ipFamily: ipv6) plan the nodes as dual-stack ones do (IPv6
   // underlay addresses for node ports and load-balancer addresses, a /64 each of
   // clusterCIDRv6; the overlay stays on the IPv4 underlay); only the pods and Services
