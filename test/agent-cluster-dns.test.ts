@@ -28,16 +28,16 @@ test('withoutClusterDns drops every port on the cluster DNS addresses and keeps 
 });
 
 test('the agent reads its Corefile: kubeadm\'s built in, a file that keeps its meaning, and a plugin Tapir lacks refused with its line', () => {
-  const builtIn = agentCorefile({ clusterDNS: [], corefile: null, nodeAddress: true });
+  const builtIn = agentCorefile({ clusterDNS: [], clusterDNS6: [], corefile: null, nodeAddress: true });
   assert.equal(builtIn.servers.length, 1);
   assert.deepEqual(builtIn.servers[0]!.kubernetes?.zones, ['cluster.local', 'in-addr.arpa', 'ip6.arpa']);
   const dir = mkdtempSync(join(tmpdir(), 'tapir-corefile-'));
   try {
     const file = join(dir, 'Corefile');
     writeFileSync(file, '.:53 {\n    errors\n    kubernetes cluster.local {\n        ttl 7\n    }\n    cache 30\n}\n');
-    assert.equal(agentCorefile({ clusterDNS: [], corefile: file, nodeAddress: true }).servers[0]!.kubernetes?.ttl, 7);
+    assert.equal(agentCorefile({ clusterDNS: [], clusterDNS6: [], corefile: file, nodeAddress: true }).servers[0]!.kubernetes?.ttl, 7);
     writeFileSync(file, '.:53 {\n    errors\n    kubernetes cluster.local\n    rewrite name foo bar\n}\n');
-    assert.throws(() => agentCorefile({ clusterDNS: [], corefile: file, nodeAddress: true }),
+    assert.throws(() => agentCorefile({ clusterDNS: [], clusterDNS6: [], corefile: file, nodeAddress: true }),
       (e: unknown) => e instanceof TapirError && e.code === 'DNS_COREFILE' && e.message.includes(`${file}:4:`) && e.message.includes('rewrite'));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -157,9 +157,9 @@ test('cluster mode: the node\'s address, interface and pod CIDR come from its No
 
 test('dns: absent serves no DNS; {} serves the service CIDR\'s tenth address and the node\'s; every field is checked', () => {
   assert.equal(parseAgentConfig(GOOD, 'agent.yaml').dns, null);
-  assert.deepEqual(parseAgentConfig({ ...GOOD, dns: {} }, 'agent.yaml').dns, { clusterDNS: [ipv4('10.96.0.10')], corefile: null, nodeAddress: true });
+  assert.deepEqual(parseAgentConfig({ ...GOOD, dns: {} }, 'agent.yaml').dns, { clusterDNS: [ipv4('10.96.0.10')], clusterDNS6: [], corefile: null, nodeAddress: true });
   assert.deepEqual(parseAgentConfig({ ...GOOD, serviceCIDR: '10.100.0.0/16', dns: { corefile: '/etc/tapir/Corefile', nodeAddress: false } }, 'agent.yaml').dns,
-    { clusterDNS: [ipv4('10.100.0.10')], corefile: '/etc/tapir/Corefile', nodeAddress: false });
+    { clusterDNS: [ipv4('10.100.0.10')], clusterDNS6: [], corefile: '/etc/tapir/Corefile', nodeAddress: false });
   assert.deepEqual(parseAgentConfig({ ...GOOD, dns: { clusterDNS: ['10.96.0.53', '10.96.0.54'] } }, 'agent.yaml').dns?.clusterDNS, [ipv4('10.96.0.53'), ipv4('10.96.0.54')]);
   assert.deepEqual(problemsOf({ ...GOOD, dns: { clusterDNS: [], corefile: '', bind: 1 } }), [
     'agent.yaml: dns.bind: unknown field; the fields here are clusterDNS, corefile, nodeAddress',
@@ -167,6 +167,10 @@ test('dns: absent serves no DNS; {} serves the service CIDR\'s tenth address and
     'agent.yaml: dns.corefile: must not be empty',
   ]);
   assert.deepEqual(problemsOf({ ...GOOD, dns: { clusterDNS: ['10.96.0.300'] } }).length, 1);
+  // Either family, as the kubelet's clusterDNS (an IPv6-only cluster's kube-dns address), in canonical text.
+  const both = parseAgentConfig({ ...GOOD, dns: { clusterDNS: ['fd00:10:96:0::A', '10.96.0.10'] } }, 'agent.yaml').dns;
+  assert.deepEqual([both?.clusterDNS, both?.clusterDNS6], [[ipv4('10.96.0.10')], ['fd00:10:96::a']]);
+  assert.deepEqual(problemsOf({ ...GOOD, dns: { clusterDNS: ['fd00::10::a'] } }).length, 1);
 });
 
 test('IPv6: podCIDRv6 and clusterCIDRv6 (both or neither, networks), serviceCIDRv6, underlay.addressV6, nodes[].podCIDRv6', () => {

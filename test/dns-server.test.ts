@@ -399,6 +399,43 @@ test('in process: /ready is 503 until the first view, the lameduck answers with 
   }
 });
 
+test('in process: the data path\'s IPv6 answerer (an IPv6 cluster DNS address) answers from the zone and logs the client\'s IPv6 address', async () => {
+  const corefile = parseCorefile(`.:0 {
+    bind ::1
+    log
+    kubernetes cluster.local
+    forward . 127.0.0.1:9
+  }`);
+  const logs: string[] = [];
+  const server = new DnsServer({ corefile, log: (m) => logs.push(m) });
+  await server.start();
+  try {
+    server.setView(view());
+    const port = server.addresses[0]!.port;
+    assert.equal(server.localAnswerer('::1', port), null, 'no IPv4 answerer for an IPv6 address');
+    assert.equal(server.localAnswerer6('fd00::a', port), null, 'the block binds ::1 only');
+    const answerer = server.localAnswerer6('::1', port)!;
+    assert.ok(answerer !== null);
+    // The query in the middle of a frame, the client's 16 bytes elsewhere in it (as the IPv6 header holds them).
+    const frame = Buffer.alloc(2048);
+    const out = Buffer.alloc(65507);
+    Buffer.from([0xfd, 0, 0, 0x10, 2, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5]).copy(frame, 22);
+    const query = dnsPacket.encode({ type: 'query', id: 4343, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'web.default.svc.cluster.local', type: 'A' }] });
+    query.copy(frame, 62);
+    const n = answerer.answer(frame, 62, query.length, out, 22);
+    assert.ok(n > 0);
+    const answer = dnsPacket.decode(out.subarray(0, n));
+    assert.equal(answer.id, 4343);
+    assert.deepEqual(answer.answers?.map((a) => (a as { data: unknown }).data), ['10.96.0.20']);
+    assert.ok(logs.some((l) => l.includes('fd00:10:244:1::5')), `the query log names the IPv6 client: ${logs.join(' | ')}`);
+    const external = dnsPacket.encode({ type: 'query', id: 8, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'www.example.test', type: 'A' }] });
+    external.copy(frame, 62);
+    assert.equal(answerer.answer(frame, 62, external.length, out, 22), 0, 'a forwarded name is passed on to the socket');
+  } finally {
+    await server.stop({ lameduck: false });
+  }
+});
+
 function endpointPorts(server: DnsServer): { health: number; ready: number } {
   const bound = server.endpoints;
   return { health: bound.find((b) => b.paths.includes('/health'))!.port, ready: bound.find((b) => b.paths.includes('/ready'))!.port };

@@ -120,6 +120,16 @@ test('Service variables: enableServiceLinks false keeps only the kubernetes Serv
   assert.deepEqual(serviceEnvironment(services().filter((s) => s.metadata.name !== 'kubernetes'), 'default', true), {});
 });
 
+test('Service variables of an IPv6 cluster IP: the URLs bracket the address (net.JoinHostPort, as the kubelet\'s)', () => {
+  const parsed = objects('apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {clusterIP: "fd00:10:96::64", ipFamilies: [IPv6], ports: [{port: 80}]}\n');
+  assert.deepEqual(parsed.problems, []);
+  const env = serviceEnvironment(parsed.objects.filter((o): o is ServiceObject => o.kind === 'Service'), 'shop', true);
+  assert.equal(env.WEB_SERVICE_HOST, 'fd00:10:96::64');
+  assert.equal(env.WEB_PORT, 'tcp://[fd00:10:96::64]:80');
+  assert.equal(env.WEB_PORT_80_TCP, 'tcp://[fd00:10:96::64]:80');
+  assert.equal(env.WEB_PORT_80_TCP_ADDR, 'fd00:10:96::64');
+});
+
 const NODE_RESOLV = '# the node\nnameserver 172.30.0.53\nnameserver 172.30.0.54\nsearch example.test. corp.example.test\noptions timeout:2 attempts:3\n';
 const KUBELET: KubeletDnsSettings = { clusterDNS: ['10.96.0.10'], clusterDomain: 'cluster.local', hostResolvConf: parseResolvConf(NODE_RESOLV) };
 

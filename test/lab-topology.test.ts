@@ -223,7 +223,7 @@ test('dual-stack plan: every node an IPv6 underlay address and a /64 of clusterC
   assert.equal(v4.addressing.clusterCIDRv6, undefined);
 });
 
-test('dual-stack plan errors: ipv6-only is refused on either dataplane, IPv6 prefixes are checked like IPv4 ones', () => {
+test('dual-stack plan errors: IPv6 prefixes are checked like IPv4 ones (in ipv6-only labs too); ipv6-only plans on the kernel dataplane', () => {
   const err = (yaml: string, dataplane: 'tapir' | 'kernel' = 'tapir'): string => {
     try {
       planLab(parseTopology(yaml, '/x/t.yaml'), 'unit', dataplane);
@@ -233,10 +233,63 @@ test('dual-stack plan errors: ipv6-only is refused on either dataplane, IPv6 pre
     return assert.fail('expected the topology to be rejected');
   };
   const nodes = 'nodes:\n  - name: a\n    pods: []\n  - name: b\n    pods: []\n';
-  assert.match(err(`ipFamily: ipv6\n${nodes}`), /ipFamily: ipv6 \(IPv6-only\) labs are not built yet/);
-  assert.match(err(`ipFamily: ipv6\n${nodes}`, 'kernel'), /ipFamily: ipv6 \(IPv6-only\) labs are not built yet/);
+  assert.equal(planLab(parseTopology(`ipFamily: ipv6\n${nodes}`, '/x/t.yaml'), 'unit', 'tapir').ipFamily, 'ipv6');
+  // The kernel dataplane plans IPv6-only pods' addresses itself (::2 + j), and no IPv4 one.
+  const kernel = planLab(parseTopology(`ipFamily: ipv6\nnodes:\n  - name: a\n    pods: [{ name: p }]\n`, '/x/t.yaml'), 'unit', 'kernel');
+  assert.deepEqual(kernel.pods.map((p) => [p.ip, p.ip6]), [[null, 'fd00:10:244:1::2']]);
+  assert.match(err(`ipFamily: ipv6\naddressing:\n  serviceCIDRv6: "fd00:10:96::/96"\n${nodes}`), /addressing.serviceCIDRv6: must be \/108 or smaller/);
   assert.match(err(`ipFamily: dual\naddressing:\n  clusterCIDRv6: "fd00:10:244::1/56"\n${nodes}`), /addressing.clusterCIDRv6: "fd00:10:244::1\/56" must be an IPv6 network/);
   assert.match(err(`ipFamily: dual\naddressing:\n  serviceCIDRv6: "fd00:10:244::/112"\n${nodes}`), /addressing.serviceCIDRv6: overlaps addressing.clusterCIDRv6/);
   assert.match(err(`ipFamily: dual\nnodes:\n  - name: a\n    podCIDRv6: "fd00:99::/64"\n    pods: []\n`), /nodes\[0\].podCIDRv6: fd00:99::\/64 is not inside addressing.clusterCIDRv6/);
   assert.match(err(`ipFamily: quad\n${nodes}`), /ipFamily/);
+});
+
+test('IPv6-only plan: nodes as dual-stack ones (IPv4 underlay kept for the overlay), pods IPv6 only, the CNI range and API server range IPv6 only, kube-dns at ::a', async () => {
+  const { cniNetworkConfig, clusterAgentConfig } = await import('../src/lab/network/tapir-dataplane.ts');
+  const { kubeDnsObjects } = await import('../src/lab/cluster/lab-objects.ts');
+  const { labClusterDns } = await import('../src/lab/cluster/pod-start.ts');
+  const { labServiceCidrs } = await import('../src/lab/state.ts');
+  const state = planLab(defaultTopology(), 'unit', 'tapir', undefined, 'ipv6');
+  assert.equal(state.ipFamily, 'ipv6');
+  assert.deepEqual(state.nodes.map((n) => [n.underlayIP, n.underlayIP6, n.podCIDRv6]), [
+    ['172.30.0.11', 'fd00:172:30::b', 'fd00:10:244:1::/64'],
+    ['172.30.0.12', 'fd00:172:30::c', 'fd00:10:244:2::/64'],
+  ]);
+  assert.ok(state.pods.every((p) => p.ip === null && p.ip6 === null), 'no IPv4 address ever; the IPv6 one from the CNI result');
+  const node = state.nodes[0]!;
+  assert.deepEqual((cniNetworkConfig(node, true).ipam as { ranges: unknown }).ranges, [[{ subnet: 'fd00:10:244:1::/64', gateway: 'fd00:10:244:1::1' }]]);
+  assert.equal(labServiceCidrs(state), 'fd00:10:96::/112');
+  assert.equal(labServiceCidrs(planLab(defaultTopology(), 'unit', 'tapir', undefined, 'dual')), '10.96.0.0/16,fd00:10:96::/112');
+  assert.equal(labClusterDns(state), 'fd00:10:96::a');
+  // The agent's config: its IPv4 fields kept (unused by pods), the IPv6 ranges, the IPv6 cluster DNS address.
+  const config = parseAgentConfig(agentConfig(state, node), 'agent.yaml');
+  assert.equal(config.podCIDR.toString(), '10.244.1.0/24');
+  assert.equal(config.podCIDRv6?.toString(), 'fd00:10:244:1::/64');
+  assert.deepEqual([config.dns?.clusterDNS, config.dns?.clusterDNS6], [[], ['fd00:10:96::a']]);
+  assert.match(clusterAgentConfig({ ...state, objectStore: 'kubernetes' }, node), /serviceCIDRv6: fd00:10:96::\/112/);
+  const [svc, slice] = kubeDnsObjects(state, labClusterDns(state)) as [{ spec: { clusterIP: string } }, { addressType: string; endpoints: { addresses: string[] }[] }];
+  assert.equal(svc.spec.clusterIP, 'fd00:10:96::a');
+  assert.equal(slice.addressType, 'IPv6');
+  assert.deepEqual(slice.endpoints.map((e) => e.addresses), [['fd00:172:30::b'], ['fd00:172:30::c']]);
+});
+
+test('IPv6-only labs: the topology\'s IPv4 cluster and external IPs in the lab\'s ranges become their IPv6 counterparts; others stay as written', async () => {
+  const { ipv6OnlyServices, ipv6Counterpart } = await import('../src/lab/cluster/ipv6-only.ts');
+  const { parseManifest } = await import('../src/k8s/manifest.ts');
+  const state = planLab(defaultTopology(), 'unit', 'tapir', undefined, 'ipv6');
+  assert.equal(ipv6Counterpart(state, '10.96.0.100'), 'fd00:10:96::64');
+  assert.equal(ipv6Counterpart(state, '172.30.0.150'), 'fd00:172:30::96');
+  assert.equal(ipv6Counterpart(state, '192.0.2.1'), '192.0.2.1');
+  assert.equal(ipv6Counterpart(state, 'fd00::1'), 'fd00::1');
+  const source = defaultTopology().services!;
+  const moved = ipv6OnlyServices(source, state);
+  assert.equal(moved.file, source.file);
+  const services = parseManifest(moved.text, moved.file).objects.filter((o) => o.kind === 'Service') as { metadata: { name: string }; spec: { clusterIP: string; externalIPs: string[] } }[];
+  assert.equal(services.length, parseManifest(source.text, source.file).objects.length, 'every document kept');
+  assert.equal(services.find((s) => s.metadata.name === 'web')!.spec.clusterIP, 'fd00:10:96::64');
+  assert.deepEqual(services.find((s) => s.metadata.name === 'web-ext')!.spec.externalIPs, ['fd00:172:30::96']);
+  assert.equal(services.find((s) => s.metadata.name === 'web-nodeport')!.spec.clusterIP, '');
+  // Nothing to move: the same source back.
+  const plain = { file: 'f', text: 'apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n' };
+  assert.equal(ipv6OnlyServices(plain, state), plain);
 });

@@ -19,7 +19,7 @@ import type { Datapath } from '../datapath/datapath.ts';
 import { kubeadmCorefile, parseCorefile, readCorefile, type CorefileConfig } from '../dns/corefile.ts';
 import { DnsServer } from '../dns/server.ts';
 import { TapirError } from '../errors/tapir-error.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import { ipv4ToString, ipv6ToString, parseIpv6 } from '../wire/address.ts';
 import type { AgentConfig, AgentDnsConfig } from './config.ts';
 import type { ServiceSync } from './service-sync.ts';
 
@@ -58,16 +58,27 @@ export class ClusterDns {
     const dns = config.dns!;
     const corefile = agentCorefile(dns);
     const clusterDNS = dns.clusterDNS.map(ipv4ToString);
+    const clusterDNS6 = dns.clusterDNS6;
+    const all = [...clusterDNS, ...clusterDNS6];
     try {
-      // Replaced, not added: a restarted agent finds them on its persistent TUN.
-      await runIp(['-batch', '-'], { input: clusterDNS.map((a) => `addr replace ${a}/32 dev ${config.hostTun}`).join('\n') + '\n' });
+      // Replaced, not added: a restarted agent finds them on its persistent TUN. IPv6 ones
+      // without duplicate address detection, which would hold them tentative (unbindable) for a while.
+      const lines = [...clusterDNS.map((a) => `addr replace ${a}/32 dev ${config.hostTun}`), ...clusterDNS6.map((a) => `addr replace ${a}/128 dev ${config.hostTun} nodad`)];
+      await runIp(['-batch', '-'], { input: lines.join('\n') + '\n' });
     } catch (err) {
-      throw new ClusterDnsError(`cannot put the cluster DNS address${clusterDNS.length > 1 ? 'es' : ''} ${clusterDNS.join(', ')} on ${config.hostTun}: ${(err as Error).message}`, { cause: err });
+      throw new ClusterDnsError(`cannot put the cluster DNS address${all.length > 1 ? 'es' : ''} ${all.join(', ')} on ${config.hostTun}: ${(err as Error).message}`, { cause: err });
     }
+    // The kube-dns Service's endpoints are the nodes' addresses of its family: an IPv6 kube-dns's, the IPv6 underlay address.
+    // (In cluster mode that address comes from the Node's InternalIPs, where the IPv6 node ports are served.)
+    const underlay6 = config.underlayAddressV6 ?? config.nodePortAddressesV6[0] ?? null;
+    const nodeAddresses = !dns.nodeAddress ? [] : [
+      ipv4ToString(config.underlayAddress),
+      ...(clusterDNS6.length > 0 && underlay6 !== null ? [ipv6ToString(underlay6)] : []),
+    ];
     const server = new DnsServer({
       corefile,
       log: (m) => log(`dns: ${m}`),
-      defaultBind: [...clusterDNS, ...(dns.nodeAddress ? [ipv4ToString(config.underlayAddress)] : [])],
+      defaultBind: [...all, ...nodeAddresses],
       openBatchUdp: (address, port) => UdpBatchSocket.open({ address, port, gso: false, gro: false }),
       onFatal,
     });
@@ -80,14 +91,18 @@ export class ClusterDns {
       unsubscribe();
       throw err;
     }
-    const answerer = server.localAnswerer(clusterDNS[0]!, DNS_PORT);
+    const answerer = clusterDNS.length === 0 ? null : server.localAnswerer(clusterDNS[0]!, DNS_PORT);
     if (answerer !== null) datapath.setLocalUdpService(dns.clusterDNS, DNS_PORT, answerer);
-    for (const a of server.addresses) log(`dns: serving ${a.zones.join(' ')} on ${a.address}:${a.port} (udp, tcp${a.address === clusterDNS[0] && answerer !== null ? '; pods\' UDP answered in the data path' : ''})`);
+    const answerer6 = clusterDNS6.length === 0 ? null : server.localAnswerer6(clusterDNS6[0]!, DNS_PORT);
+    if (answerer6 !== null) datapath.setLocalUdpService6(clusterDNS6.map((a) => parseIpv6(a)!), DNS_PORT, answerer6);
+    const inDataPath = (address: string): boolean => (address === clusterDNS[0] && answerer !== null) || (address === clusterDNS6[0] && answerer6 !== null);
+    for (const a of server.addresses) log(`dns: serving ${a.zones.join(' ')} on ${a.address}:${a.port} (udp, tcp${inDataPath(a.address) ? '; pods\' UDP answered in the data path' : ''})`);
     return new ClusterDns(server, datapath, unsubscribe);
   }
 
   async stop(): Promise<void> {
     this.#datapath.setLocalUdpService([], DNS_PORT, null);
+    this.#datapath.setLocalUdpService6([], DNS_PORT, null);
     this.#unsubscribe();
     // No lameduck: an agent stopping is restarted at once, and the addresses stay on the TUN.
     await this.server.stop({ lameduck: false });

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseAllDocuments } from 'yaml';
-import { Fields, Problems, isMapping, typeName } from '../config/fields.ts';
+import { Fields, Problems, checkIpv4, checkIpv6, isMapping, typeName } from '../config/fields.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { KubeAuth } from '../k8s/kube-api.ts';
 import {
@@ -101,8 +101,14 @@ export interface AgentConfig {
 }
 
 export interface AgentDnsConfig {
-  /** The cluster DNS addresses (kubelet's clusterDNS) this node answers, on the host TUN; default the service CIDR's tenth address. */
+  /** The IPv4 cluster DNS addresses (kubelet's clusterDNS) this node answers, on the host TUN; default the service CIDR's tenth address. */
   clusterDNS: number[];
+  /**
+   * Its IPv6 ones (RFC 5952 text), from the same `clusterDNS` list: an IPv6-only or
+   * IPv6-primary cluster's kube-dns address (the IPv6 service range's tenth, fd00:10:96::a
+   * in the lab). Served like the IPv4 ones, the node's IPv6 stack permitting.
+   */
+  clusterDNS6: string[];
   /** A CoreDNS Corefile; null = the built-in one (kubeadm's default Corefile). */
   corefile: string | null;
   /** Also answer on the node's underlay address (the kube-dns Service's endpoints contract). */
@@ -352,10 +358,24 @@ function readDns(top: Fields, serviceCIDR: Cidr): AgentDnsConfig | null {
   const dns = top.map('dns');
   if (dns === undefined || !isMapping(top.value.dns)) return null;
   dns.rejectUnknown(['clusterDNS', 'corefile', 'nodeAddress']);
-  const clusterDNS = dns.has('clusterDNS') ? dns.ipv4s('clusterDNS').map((a) => ipv4(a)) : [serviceCIDR.host(10)];
+  // Either family, as the kubelet's clusterDNS: IPv6 entries are told by their colons.
+  const clusterDNS: number[] = [];
+  const clusterDNS6: string[] = [];
+  if (dns.has('clusterDNS')) {
+    for (const item of dns.list('clusterDNS')) {
+      if (typeof item.value === 'string' && item.value.includes(':')) {
+        const a6 = checkIpv6(item.value, item.path, top.problems);
+        if (a6 !== undefined) clusterDNS6.push(ipv6ToString(a6));
+      } else if (checkIpv4(item.value, item.path, top.problems)) {
+        clusterDNS.push(ipv4(item.value as string));
+      }
+    }
+  } else {
+    clusterDNS.push(serviceCIDR.host(10));
+  }
   if (Array.isArray(dns.value.clusterDNS) && dns.value.clusterDNS.length === 0) dns.fail('clusterDNS', 'must not be empty: list the addresses pods are given as their nameserver, or leave the field out for the service CIDR\'s tenth address');
   const corefile = dns.has('corefile') ? path(dns, 'corefile', '') : null;
-  return { clusterDNS, corefile, nodeAddress: dns.bool('nodeAddress', true) };
+  return { clusterDNS, clusterDNS6, corefile, nodeAddress: dns.bool('nodeAddress', true) };
 }
 
 /** 127.0.0.1, where localhost node ports answer. */

@@ -28,10 +28,18 @@ import { Steering } from './steering.ts';
  * has once some of the address's ports were taken out. The server answers DNS there, and
  * its Corefile's `prometheus :9153` answers kube-dns's metrics port.
  */
-export function withoutClusterDns(s: ServiceSnapshot, clusterDNS: readonly number[]): ServiceSnapshot {
+export function withoutClusterDns(s: ServiceSnapshot, clusterDNS: readonly number[], clusterDNS6: readonly string[] = []): ServiceSnapshot {
   const taken = (p: ServiceSnapshot['ports'][number]): boolean => clusterDNS.includes(p.clusterIP);
-  if (!s.ports.some(taken)) return s;
-  return Object.freeze({ ...s, ports: Object.freeze(s.ports.filter((p) => !taken(p))) as ServiceSnapshot['ports'] });
+  // The IPv6 half: the same, for an IPv6 kube-dns address (both sides RFC 5952 text).
+  const taken6 = (p: NonNullable<ServiceSnapshot['ports6']>[number]): boolean => clusterDNS6.includes(p.clusterIP);
+  const ports6 = s.ports6;
+  const hit6 = ports6 !== undefined && ports6.some(taken6);
+  if (!s.ports.some(taken) && !hit6) return s;
+  return Object.freeze({
+    ...s,
+    ports: Object.freeze(s.ports.filter((p) => !taken(p))) as ServiceSnapshot['ports'],
+    ...(hit6 ? { ports6: Object.freeze(ports6.filter((p) => !taken6(p))) as NonNullable<ServiceSnapshot['ports6']> } : {}),
+  });
 }
 
 /**
@@ -116,7 +124,7 @@ export class ServiceSync {
       onSnapshot: (s) => {
         const fault = process.env[SYNC_FAULT_ENV];
         if (fault !== undefined && fault !== '' && existsSync(fault)) throw new Error(`sync fault injected (${SYNC_FAULT_ENV}: ${fault} exists)`);
-        if (c.dns !== null) s = withoutClusterDns(s, c.dns.clusterDNS);
+        if (c.dns !== null) s = withoutClusterDns(s, c.dns.clusterDNS, c.dns.clusterDNS6);
         this.#snapshot = s;
         opts.onSnapshot(s);
         this.#program(s);

@@ -14,7 +14,7 @@ import type { ManifestSource } from '../lab/cluster/topology-manifests.ts';
 
 const USAGE = `Usage:
   tapir lab up [TOPOLOGY.yaml] [--name NAME] [--dataplane tapir|kernel] [--proxy-mode tapir|iptables|nftables]
-               [--source kubernetes|manifests] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--ingress] [--json] [--keep-on-failure]
+               [--source kubernetes|manifests] [--ip-family ipv4|dual|ipv6] [--underlay ipv4|ipv6] [--ingress] [--json] [--keep-on-failure]
   tapir lab status [--name NAME] [--json]
   tapir lab apply -f FILE|- [--name NAME]
   tapir lab delete -f FILE|- [--name NAME]
@@ -40,8 +40,11 @@ default IngressClass tapir, and with the default topology the Ingress web.exampl
 and a /64 each of fd00:10:244::/56, every pod an IPv4 and an IPv6 address, and lab up checks
 pod-to-pod traffic over both families; demo Services of each ipFamilyPolicy (web-dual,
 web-v6, web-dual-nodeport on node port 30086, web-dual-lb, echo-udp-v6) are served over IPv6
-by NAT66 (or the kernel's IPv6 proxier). ipv6 (IPv6-only) is refused for now.
---underlay ipv6 (with --ip-family dual): VXLAN rides the nodes' IPv6 underlay addresses
+by NAT66 (or the kernel's IPv6 proxier).
+--ip-family ipv6: an IPv6-only lab (either dataplane), as kind's ipFamily: ipv6: every pod an
+IPv6 address only, Services and kube-dns in fd00:10:96::/112, node ports and load balancers on
+the nodes' IPv6 addresses; the overlay runs over the nodes' IPv4 underlay unless --underlay ipv6.
+--underlay ipv6 (with --ip-family dual or ipv6): VXLAN rides the nodes' IPv6 underlay addresses
 (either dataplane; the pod MTU is 20 bytes smaller); IPv4 and IPv6 pod traffic both ride it.
 --proxy-mode: who implements Services: the Tapir agents (dataplane tapir), or kernel rules
 the lab writes like kube-proxy's iptables or nftables mode (dataplane kernel; default iptables).

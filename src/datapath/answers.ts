@@ -154,3 +154,34 @@ export function echo6ReplyInPlace(b: Buffer, info: PacketInfo, off: number, vnet
   EthernetFrame.setSrc(b, e, mac);
   b.fill(0, off, e);
 }
+
+/**
+ * IPv6's udpReplyInPlace: the UDP datagram decoded in `info` (a plain IPv6 header, no
+ * extension headers) becomes the reply from its destination address and port, whose
+ * `payloadLength` bytes are already at `info.payloadOffset`: addresses and ports
+ * swapped, the payload length, a fresh hop limit and the UDP checksum, which IPv6
+ * makes mandatory (RFC 8200 §8.1). Returns the new frame length from `off`
+ * (virtio-net header included, zeroed: the checksum is complete).
+ */
+export function udp6ReplyInPlace(b: Buffer, info: PacketInfo, off: number, vnet: number, mac: number, payloadLength: number): number {
+  const e = off + vnet;
+  const ip = info.l3Offset;
+  const udp = info.l4Offset;
+  const udpLength = UDP_HEADER_LENGTH + payloadLength;
+  for (let i = 0; i < 16; i++) {
+    const s = b[ip + Ipv6Field.SRC + i]!;
+    b[ip + Ipv6Field.SRC + i] = b[ip + Ipv6Field.DST + i]!;
+    b[ip + Ipv6Field.DST + i] = s;
+  }
+  set16(b, ip + Ipv6Field.LENGTH, udpLength);
+  b[ip + Ipv6Field.HOP_LIMIT] = ANSWER_TTL;
+  set16(b, udp + UdpField.SRC_PORT, info.dstPort);
+  set16(b, udp + UdpField.DST_PORT, info.srcPort);
+  set16(b, udp + UdpField.LENGTH, udpLength);
+  set16(b, udp + UdpField.CHECKSUM, 0);
+  set16(b, udp + UdpField.CHECKSUM, udpWireChecksum(checksum(b, udp, udpLength, pseudoHeaderV6(b, ip + Ipv6Field.SRC, ip + Ipv6Field.DST, IpProtocol.UDP, udpLength))));
+  EthernetFrame.setDst(b, e, info.ethSrc);
+  EthernetFrame.setSrc(b, e, mac);
+  b.fill(0, off, e);
+  return udp + udpLength - off;
+}

@@ -20,7 +20,7 @@ import type { FrameDevice } from '../device/types.ts';
 import { EntryPoint, Verdict } from '../services/nat-codes.ts';
 import type { ServiceNat } from '../services/nat.ts';
 import type { ServiceNat6 } from '../services/nat6.ts';
-import { arpReplyInPlace, echo6ReplyInPlace, echoReplyInPlace, isValidNeighborSolicit, neighborAdvertInPlace, udpReplyInPlace } from './answers.ts';
+import { arpReplyInPlace, echo6ReplyInPlace, echoReplyInPlace, isValidNeighborSolicit, neighborAdvertInPlace, udp6ReplyInPlace, udpReplyInPlace } from './answers.ts';
 import { Arena, BATCHES_PER_WAKEUP, RX_BATCH, SLOT_SIZE, HEADROOM } from './arena.ts';
 import type { PortCapture } from './capture.ts';
 import { DatapathDrop, PortCounters } from './counters.ts';
@@ -53,10 +53,17 @@ export interface LocalUdpAnswerer {
   answer(b: Buffer, off: number, len: number, out: Buffer, src: number): number;
 }
 
+/** LocalUdpAnswerer's IPv6 counterpart: the datagram's source address is the 16 bytes at `b[srcOffset]`. */
+export interface LocalUdpAnswerer6 {
+  answer(b: Buffer, off: number, len: number, out: Buffer, srcOffset: number): number;
+}
+
 /** Room for a reply payload: the largest UDP payload over IPv4. */
 const LOCAL_REPLY_BYTES = 65507;
 /** An IPv4 header without options, the only kind answered in the data path. */
 const PLAIN_IPV4_HEADER = 20;
+/** An IPv6 header without extension headers, likewise. */
+const PLAIN_IPV6_HEADER = 40;
 
 export class Datapath implements FrameSink, UnderlayRoutes {
   readonly arena = new Arena();
@@ -83,6 +90,10 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   #localUdpPort = -1;
   #localUdp: LocalUdpAnswerer | null = null;
   #localReply: Buffer | null = null;
+  /** The IPv6 local UDP service: its addresses back to back, 16 bytes each (compared in place, allocation-free). */
+  #localUdpAddresses6 = new Uint8Array(0);
+  #localUdpPort6 = -1;
+  #localUdp6: LocalUdpAnswerer6 | null = null;
   /** Datagrams answered by the LocalUdpAnswerer, and passed on by it. */
   localUdpAnswered = 0;
   localUdpPassed = 0;
@@ -210,6 +221,16 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     this.#localUdpAddresses = answerer === null ? [] : [...addresses];
     this.#localUdpPort = answerer === null ? -1 : port;
     this.#localUdp = answerer;
+    if (answerer !== null) this.#localReply ??= Buffer.alloc(LOCAL_REPLY_BYTES);
+  }
+
+  /** setLocalUdpService for IPv6: pods' datagrams to `addresses` (16 bytes each):`port` go to `answerer` first. */
+  setLocalUdpService6(addresses: readonly Uint8Array[], port: number, answerer: LocalUdpAnswerer6 | null): void {
+    const flat = new Uint8Array(answerer === null ? 0 : 16 * addresses.length);
+    if (answerer !== null) addresses.forEach((a, i) => flat.set(a.subarray(0, 16), 16 * i));
+    this.#localUdpAddresses6 = flat;
+    this.#localUdpPort6 = answerer === null ? -1 : port;
+    this.#localUdp6 = answerer;
     if (answerer !== null) this.#localReply ??= Buffer.alloc(LOCAL_REPLY_BYTES);
   }
 
@@ -410,6 +431,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
         return this.#underlay.send(c, off, e, len - VIRTIO_NET_HEADER_LENGTH, node);
       }
     }
+    if (info.protocol === IpProtocol.UDP && info.dstPort === this.#localUdpPort6 && this.#answerLocalUdp6(port, off)) return;
     const host = this.#hostPort;
     if (host === NO_PORT) return this.#drop(c, DatapathDrop.NO_ROUTE);
     Ipv6Packet.decrementHopLimit(b, ip);
@@ -567,6 +589,37 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     this.localUdpAnswered++;
     this.enqueue(port.index, off, len);
     return true;
+  }
+
+  /** #answerLocalUdp for IPv6 (a pod's datagram to an IPv6 cluster DNS address): answered in place if the answerer takes it. */
+  #answerLocalUdp6(port: DatapathPort, off: number): boolean {
+    const info = this.#info;
+    const answerer = this.#localUdp6;
+    if (answerer === null || info.isFragment || info.ipHeaderLength !== PLAIN_IPV6_HEADER || !this.#isLocalUdpAddress6(info.dst6Offset)) return false;
+    const out = this.#localReply!;
+    const n = answerer.answer(this.arena.buf, info.payloadOffset, info.payloadLength, out, info.src6Offset);
+    if (n <= 0) {
+      this.localUdpPassed++;
+      return false;
+    }
+    const b = this.arena.buf;
+    out.copy(b, info.payloadOffset, 0, n);
+    const len = udp6ReplyInPlace(b, info, off, VIRTIO_NET_HEADER_LENGTH, this.#table.gatewayMac, n);
+    this.localUdpAnswered++;
+    this.enqueue(port.index, off, len);
+    return true;
+  }
+
+  /** Whether the 16 bytes at `b[at]` are one of the IPv6 local UDP service's addresses. */
+  #isLocalUdpAddress6(at: number): boolean {
+    const b = this.arena.buf;
+    const list = this.#localUdpAddresses6;
+    for (let base = 0; base < list.length; base += 16) {
+      let i = 0;
+      while (i < 16 && list[base + i] === b[at + i]) i++;
+      if (i === 16) return true;
+    }
+    return false;
   }
 
   /**

@@ -35,7 +35,7 @@ import { readFileSync } from 'node:fs';
 import dnsPacket from 'dns-packet';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
-import { ipv4ToString } from '../wire/address.ts';
+import { ipv4ToString, ipv6ToString } from '../wire/address.ts';
 import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile.ts';
 import { DnsEndpoints, DnsMetrics, MONITORED_TYPES, Proto, RCODE_NAMES, TYPE_SLOTS, typeSlot, Writer, type RouteLabels } from './observability.ts';
 import { REAL_PARTS, type CachePart, type DnsParts, type ForwarderPart, type LoopPart, type QueryInfo, type ZonePart } from './parts.ts';
@@ -191,9 +191,11 @@ interface Client {
   listener: Listener;
   proto: Proto;
   family: number;
-  /** '' when only `ip` is known (the data path): written out only for the query log. */
+  /** '' when only `ip` (or `ip6`) is known (the data path): written out only for the query log. */
   address: string;
   ip: number;
+  /** The data path's IPv6 clients: their address, copied into these 16 bytes per query (null for every other client). */
+  ip6: Uint8Array | null;
   port: number;
   socket: TcpSocket | null;
   local: boolean;
@@ -211,6 +213,11 @@ export interface LocalDnsAnswerer {
    * socket (forwarded names, anything not answered synchronously). Never keeps `b`.
    */
   answer(b: Buffer, off: number, len: number, out: Buffer, src: number): number;
+}
+
+/** The IPv6 counterpart (src/datapath's LocalUdpAnswerer6): the client's address is the 16 bytes at `b[srcOffset]`. */
+export interface LocalDnsAnswerer6 {
+  answer(b: Buffer, off: number, len: number, out: Buffer, srcOffset: number): number;
 }
 
 export class DnsServer {
@@ -241,7 +248,7 @@ export class DnsServer {
         let l = this.#listeners.find((x) => x.host === host && x.port === block.config.port);
         if (l === undefined) {
           l = { host, port: block.config.port, routes: [], udp: null, batch: null, batchBuffers: null, tcp: null, connections: new Set(), udpClient: null as unknown as Client };
-          l.udpClient = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: false, start: 0, batched: false };
+          l.udpClient = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, ip6: null, port: 0, socket: null, local: false, start: 0, batched: false };
           this.#listeners.push(l);
         }
         for (const zone of block.config.zones) {
@@ -477,22 +484,48 @@ export class DnsServer {
    * counted. null when no server block listens there.
    */
   localAnswerer(address: string, port: number): LocalDnsAnswerer | null {
+    // An IPv6 address's clients are IPv6: localAnswerer6.
+    if (address.includes(':')) return null;
     const l = this.#listeners.find((x) => x.port === port && (x.host === address || x.host === '0.0.0.0'));
     if (l === undefined) return null;
-    const client: Client = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, port: 0, socket: null, local: true, start: 0, batched: false };
-    // One view per payload offset: the data path's arena has a few dozen slots, so after
-    // the first queries no view is created (readQuery and the zone take a message from 0).
-    const views = new Map<number, Uint8Array>();
+    const client: Client = { listener: l, proto: Proto.UDP, family: 1, address: '', ip: 0, ip6: null, port: 0, socket: null, local: true, start: 0, batched: false };
+    const view = this.#localView();
     return {
       answer: (b: Buffer, off: number, len: number, out: Buffer, src: number): number => {
-        let view = views.get(off);
-        if (view === undefined || view.buffer !== b.buffer || view.byteOffset !== b.byteOffset + off) {
-          view = new Uint8Array(b.buffer, b.byteOffset + off, b.length - off);
-          if (views.size < 4096) views.set(off, view);
-        }
         client.ip = src;
-        return this.#query(client, view, len, out);
+        return this.#query(client, view(b, off), len, out);
       },
+    };
+  }
+
+  /** localAnswerer for an IPv6 address the server listens on (an IPv6 cluster DNS address): pods' IPv6 queries answered in the data path. */
+  localAnswerer6(address: string, port: number): LocalDnsAnswerer6 | null {
+    const l = this.#listeners.find((x) => x.port === port && (x.host === address || x.host === '::'));
+    if (l === undefined) return null;
+    const ip6 = new Uint8Array(16);
+    const client: Client = { listener: l, proto: Proto.UDP, family: 2, address: '', ip: 0, ip6, port: 0, socket: null, local: true, start: 0, batched: false };
+    const view = this.#localView();
+    return {
+      answer: (b: Buffer, off: number, len: number, out: Buffer, srcOffset: number): number => {
+        for (let i = 0; i < 16; i++) ip6[i] = b[srcOffset + i]!;
+        return this.#query(client, view(b, off), len, out);
+      },
+    };
+  }
+
+  /**
+   * One view per payload offset: the data path's arena has a few dozen slots, so after
+   * the first queries no view is created (readQuery and the zone take a message from 0).
+   */
+  #localView(): (b: Buffer, off: number) => Uint8Array {
+    const views = new Map<number, Uint8Array>();
+    return (b, off) => {
+      let view = views.get(off);
+      if (view === undefined || view.buffer !== b.buffer || view.byteOffset !== b.byteOffset + off) {
+        view = new Uint8Array(b.buffer, b.byteOffset + off, b.length - off);
+        if (views.size < 4096) views.set(off, view);
+      }
+      return view;
     };
   }
 
@@ -503,7 +536,7 @@ export class DnsServer {
     socket.on('error', () => socket.destroy());
     const client: Client = {
       listener: l, proto: Proto.TCP, family: socket.remoteFamily === 'IPv6' ? 2 : 1,
-      address: socket.remoteAddress ?? '', ip: 0, port: socket.remotePort ?? 0, socket, local: false, start: 0, batched: false,
+      address: socket.remoteAddress ?? '', ip: 0, ip6: null, port: socket.remotePort ?? 0, socket, local: false, start: 0, batched: false,
     };
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (data: Buffer) => {
@@ -799,7 +832,8 @@ export class DnsServer {
 
 /** The client's address as text (made only for messages: the batched and data paths carry a number). */
 function remoteAddress(client: Client): string {
-  return client.address === '' ? ipv4ToString(client.ip) : client.address;
+  if (client.address !== '') return client.address;
+  return client.ip6 === null ? ipv4ToString(client.ip) : ipv6ToString(client.ip6);
 }
 
 /** A recursive query for `name` (a valid host name: ASCII labels) and `qtype`, class IN, with an OPT when `edns`. */

@@ -9,7 +9,7 @@ import { planLab } from './plan.ts';
 import { checkTraffic } from './network/traffic-check.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './network/processes.ts';
 import { interruption, ipBatch } from './network/shell.ts';
-import { claimStateDir, loadState, saveState, stateDirOf, isDualStack, usesApi, type LabState, type ObjectStore } from './state.ts';
+import { claimStateDir, loadState, saveState, stateDirOf, isDualStack, isIpv6Only, usesApi, type LabState, type ObjectStore } from './state.ts';
 import { DUAL_STACK_DEMO } from './cluster/dual-stack-demo.ts';
 import type { ManifestSource } from './cluster/topology-manifests.ts';
 import { apiApplyLocked, createTopologyPods } from './cluster/api-apply.ts';
@@ -25,6 +25,7 @@ import { bumpRevision, ensureManifestDir, writeObject } from './cluster/manifest
 import { allNetns, buildUnderlay, createNamespaces, preparePodNamespaces } from './network/underlay.ts';
 import { isDns1123Label } from '../k8s/fields.ts';
 import { LabError } from './validate.ts';
+import { ipv6OnlyServices } from './cluster/ipv6-only.ts';
 import { apiServerAddress, startLabControlPlane } from './apiserver/lab-control-plane.ts';
 import { listApiObjects } from './cluster/api-apply.ts';
 import { loadObjects } from './cluster/manifests.ts';
@@ -46,7 +47,7 @@ export interface UpOptions {
   name: string | undefined;
   dataplane: Dataplane | undefined;
   proxyMode: ProxyMode | undefined;
-  /** ipv4 or dual (overrides the topology's ipFamily). */
+  /** ipv4, dual or ipv6 (overrides the topology's ipFamily). */
   ipFamily?: IpFamily | undefined;
   /** The family VXLAN rides (default ipv4; ipv6 needs ipFamily dual). */
   underlay?: UnderlayFamily | undefined;
@@ -77,6 +78,12 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   checkLabName(name);
   const state = planLab(topology, name, options.dataplane ?? topology.dataplane ?? 'tapir', options.proxyMode, options.ipFamily, options.underlay);
   state.objectStore = options.source ?? 'kubernetes';
+  if (isIpv6Only(state) && state.objectStore === 'manifests') {
+    // The clusterless agents allocate cluster IPs from their IPv4 service CIDR first; only the API server's allocator is IPv6-primary.
+    throw new LabError('TOPOLOGY_INVALID', '--ip-family ipv6 needs --source kubernetes (the lab API server allocates the IPv6 cluster IPs); manifest-mode labs are ipv4 or dual');
+  }
+  // An IPv6-only lab: the topology's own IPv4 cluster and external IPs become their IPv6 counterparts (cluster/ipv6-only.ts).
+  if (isIpv6Only(state) && topology.services !== null) topology.services = ipv6OnlyServices(topology.services, state);
   if (topology.services !== null) {
     // Checked before anything is built; the lab-specific checks come with the apply.
     const parsed = parseManifest(topology.services.text, topology.services.file);

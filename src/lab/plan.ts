@@ -22,12 +22,13 @@ const FIRST_POD_HOST = 2;
 export function planLab(topology: Topology, lab: string, dataplane: Dataplane, proxyModeOverride?: ProxyMode, ipFamilyOverride?: IpFamily, underlayFamily: UnderlayFamily = 'ipv4'): LabState {
   const errors: string[] = [];
   const ipFamily = ipFamilyOverride ?? topology.ipFamily ?? 'ipv4';
-  const familyPath = ipFamilyOverride === undefined ? 'ipFamily' : '--ip-family';
-  if (ipFamily === 'ipv6') {
-    errors.push(`${familyPath}: ipv6 (IPv6-only) labs are not built yet: their Services need NAT66, which the agent does not do in this release; use dual`);
-  }
-  const dual = ipFamily === 'dual';
-  if (underlayFamily === 'ipv6' && !dual) errors.push(`--underlay: ipv6 needs a dual-stack lab (--ip-family dual): the nodes' IPv6 underlay addresses carry the overlay`);
+  // IPv6-only labs (kind's ipFamily: ipv6) plan the nodes as dual-stack ones do (IPv6
+  // underlay addresses for node ports and load-balancer addresses, a /64 each of
+  // clusterCIDRv6; the overlay stays on the IPv4 underlay unless --underlay ipv6); only
+  // the pods and Services differ: IPv6 addresses only, and the API server's service range IPv6 only.
+  const dual = ipFamily === 'dual' || ipFamily === 'ipv6';
+  const ipv6Only = ipFamily === 'ipv6';
+  if (underlayFamily === 'ipv6' && !dual) errors.push(`--underlay: ipv6 needs IPv6 in the lab (--ip-family dual or ipv6): the nodes' IPv6 underlay addresses carry the overlay`);
   const proxyMode = proxyModeOverride ?? topology.proxyMode ?? defaultProxyMode(dataplane);
   const modeProblem = proxyModeProblem(dataplane, proxyMode);
   if (modeProblem !== undefined) errors.push(`${proxyModeOverride === undefined ? 'proxyMode' : '--proxy-mode'}: ${modeProblem}`);
@@ -98,7 +99,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   const pods: PodState[] = [];
   const podCIDRs: [string, Cidr][] = [];
   const podCIDRs6: [string, Cidr6][] = [];
-  /** Dual-stack: the node's IPv6 range (default its /64 of clusterCIDRv6), checked like podCIDR. */
+  /** Dual-stack and IPv6-only: the node's IPv6 range (default its /64 of clusterCIDRv6), checked like podCIDR. */
   const podCIDRv6Of = (path: string, text: string | undefined, index: number): Cidr6 | undefined => {
     const c = text === undefined ? cluster6!.subnet(64, index) : prefix6Field(`${path}.podCIDRv6`, text);
     if (c === undefined) {
@@ -156,7 +157,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         namespace: podSpec.namespace,
         node: spec.name,
         netns: names.podNetns(lab, podSpec.namespace, podSpec.name),
-        ip: dataplane === 'kernel' ? ipv4ToString(podCIDR.network + FIRST_POD_HOST + j) : null,
+        ip: dataplane === 'kernel' && !ipv6Only ? ipv4ToString(podCIDR.network + FIRST_POD_HOST + j) : null,
         // The kernel dataplane plans the IPv6 address like the IPv4 one (::2 + j); tapir-cni assigns it otherwise.
         ...(podCIDR6 === undefined ? {} : { ip6: dataplane === 'kernel' ? ipv6ToString(podCIDR6.host(FIRST_POD_HOST + j)) : null }),
         mac: null,
@@ -209,7 +210,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
         underlayCIDR: topology.addressing.underlayCIDR, clusterCIDR: topology.addressing.clusterCIDR, serviceCIDR: topology.addressing.serviceCIDR,
         loadBalancerPool: formatPool(pool!), vni: topology.vni, mtu: topology.mtu, podMTU,
       },
-    ipFamily: dual ? 'dual' : 'ipv4',
+    ipFamily: ipv6Only ? 'ipv6' : dual ? 'dual' : 'ipv4',
     ...(underlayFamily === 'ipv6' ? { underlayFamily } : {}),
     underlay: { netns: names.underlayNetns(lab), bridge: names.UNDERLAY_BRIDGE },
     nodes,
@@ -219,7 +220,7 @@ export function planLab(topology: Topology, lab: string, dataplane: Dataplane, p
   };
 }
 
-/** The IPv6 pool of a dual-stack lab: the IPv4 pool's host numbers in the IPv6 underlay (::c8-::fa by default). */
+/** The IPv6 pool of a dual-stack or IPv6-only lab: the IPv4 pool's host numbers in the IPv6 underlay (::c8-::fa by default). */
 function pool6Of(underlay: Cidr, underlay6: Cidr6, pool: AddressPool): string {
   return `${ipv6ToString(underlay6.host(pool.first - underlay.network))}-${ipv6ToString(underlay6.host(pool.last - underlay.network))}`;
 }

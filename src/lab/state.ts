@@ -44,7 +44,12 @@ export interface NodeState {
   underlayPort: string;
   podCIDR: string;
   gateway: string;
-  /** Dual-stack labs: the node's IPv6 underlay address, pod range and gateway (absent otherwise). */
+  /**
+   * Dual-stack and IPv6-only labs: the node's IPv6 underlay address, pod range and
+   * gateway (absent otherwise). An IPv6-only lab keeps podCIDR and gateway (the agent's
+   * config needs them; no pod gets an address from them) and the IPv4 underlay address
+   * (the overlay's VXLAN runs over it).
+   */
   underlayIP6?: string;
   podCIDRv6?: string;
   gateway6?: string;
@@ -61,9 +66,9 @@ export interface PodState {
   namespace: string;
   node: string;
   netns: string;
-  /** Kernel: planned by the lab. Tapir: from the CNI result (null until ADD succeeded). */
+  /** IPv4. Kernel: planned by the lab. Tapir: from the CNI result (null until ADD succeeded; always null in IPv6-only labs). */
   ip: string | null;
-  /** Dual-stack labs: the pod's IPv6 address from the CNI result (null until then; absent in IPv4 labs). */
+  /** Dual-stack and IPv6-only labs: the pod's IPv6 address from the CNI result (null until then; absent in IPv4 labs). */
   ip6?: string | null;
   mac: string | null;
   labels: Record<string, string>;
@@ -151,14 +156,14 @@ export interface LabState {
   stateDir: string;
   addressing: {
     underlayCIDR: string; clusterCIDR: string; serviceCIDR: string; loadBalancerPool: string; vni: number; mtu: number; podMTU: number;
-    /** Dual-stack labs only (absent in IPv4 labs and older states). */
+    /** Dual-stack and IPv6-only labs (absent in IPv4 labs and older states). */
     underlayCIDRv6?: string; clusterCIDRv6?: string; serviceCIDRv6?: string;
-    /** Dual-stack labs: the load balancer's IPv6 pool (the IPv4 pool's host numbers in underlayCIDRv6). */
+    /** Dual-stack and IPv6-only labs: the load balancer's IPv6 pool (the IPv4 pool's host numbers in underlayCIDRv6). */
     loadBalancerPoolV6?: string;
   };
-  /** The address families (absent: ipv4, in states of older labs). */
-  ipFamily?: 'ipv4' | 'dual';
-  /** The overlay rides the nodes' IPv6 underlay addresses (`lab up --underlay ipv6`, dual-stack labs); absent: IPv4. */
+  /** The pods' and Services' address families (absent: ipv4, in states of older labs). */
+  ipFamily?: 'ipv4' | 'dual' | 'ipv6';
+  /** The overlay rides the nodes' IPv6 underlay addresses (`lab up --underlay ipv6`, dual-stack and IPv6-only labs); absent: IPv4. */
   underlayFamily?: 'ipv6';
   underlay: { netns: string; bridge: string };
   nodes: NodeState[];
@@ -285,4 +290,28 @@ export function isDualStack(state: LabState): boolean {
 /** Whether VXLAN rides the nodes' IPv6 underlay addresses. */
 export function isIpv6Underlay(state: LabState): boolean {
   return state.underlayFamily === 'ipv6';
+}
+
+/** Whether the lab is IPv6-only (kind's `ipFamily: ipv6`): pods and Services IPv6. */
+export function isIpv6Only(state: LabState): boolean {
+  return state.ipFamily === 'ipv6';
+}
+
+/** Whether the lab's pods and Services have IPv6 addresses (dual-stack or IPv6-only). */
+export function hasIpv6(state: LabState): boolean {
+  return state.ipFamily === 'dual' || state.ipFamily === 'ipv6';
+}
+
+/**
+ * The service ranges as kube-apiserver's --service-cidr takes them, primary first: an
+ * IPv6-only lab's is its IPv6 range alone, a dual-stack lab's IPv4 then IPv6.
+ */
+export function labServiceCidrs(state: LabState): string {
+  if (state.ipFamily === 'ipv6') return state.addressing.serviceCIDRv6!;
+  return state.ipFamily === 'dual' ? `${state.addressing.serviceCIDR},${state.addressing.serviceCIDRv6}` : state.addressing.serviceCIDR;
+}
+
+/** The pod's primary address (status.podIP): IPv4, or IPv6 in an IPv6-only lab; null until known. */
+export function podPrimaryIP(pod: PodState): string | null {
+  return pod.ip ?? pod.ip6 ?? null;
 }

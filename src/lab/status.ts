@@ -8,7 +8,7 @@ import { readDaemonStatus, type DaemonStatus } from './node/daemons.ts';
 import { loadObjects } from './cluster/manifests.ts';
 import { isAlive } from './network/processes.ts';
 import { formatServices, labServices } from './cluster/services-status.ts';
-import { usesApi, type LabState } from './state.ts';
+import { usesApi, type LabState, type PodState } from './state.ts';
 import { apiObjectsOrProblem } from './cluster/api-apply.ts';
 import { podProcessEnv } from './workloads.ts';
 
@@ -17,6 +17,8 @@ export interface LabStatus {
   dataplane: string;
   proxyMode: string;
   phase: string;
+  /** The pods' and Services' address families: ipv4, dual or ipv6 (IPv6-only). */
+  ipFamily: 'ipv4' | 'dual' | 'ipv6';
   manifests: string;
   createdAt: string;
   source: string;
@@ -33,7 +35,11 @@ export interface LabStatus {
   }[];
   pods: {
     name: string; namespace: string; node: string; netns: string; ip: string | null; mac: string | null; labels: Record<string, string>;
-    /** Every address of the pod, as the Pod object's status.podIPs names them (its one IPv4 address until the CNI gives it more). */
+    /**
+     * Every address of the pod, as the Pod object's status.podIPs names them (else the
+     * addresses the lab gave it: IPv4, IPv6 in a dual-stack lab; an IPv6-only lab's pods
+     * have one IPv6 address, and `ip` is null).
+     */
     ips: string[];
     ports: LabState['pods'][number]['ports']; workload: string; pid: number | null; running: boolean;
     /** The Pod's Ready condition in the manifests (written by the node daemon's prober). */
@@ -116,6 +122,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     dataplane: state.dataplane,
     proxyMode: state.proxyMode,
     phase: state.phase,
+    ipFamily: state.ipFamily ?? 'ipv4',
     manifests: state.manifests,
     createdAt: state.createdAt,
     source: state.source,
@@ -131,7 +138,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
       ip: p.ip,
       mac: p.mac,
       labels: p.labels,
-      ips: podIPs(podObjects.get(`${p.namespace}/${p.name}`), p.ip),
+      ips: podIPs(podObjects.get(`${p.namespace}/${p.name}`), p),
       ports: p.ports,
       workload: p.workload.type,
       pid: p.workloadPid,
@@ -160,9 +167,9 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
 }
 
 /** The Pod object's podIPs when it has them, else the address the lab gave the pod. */
-function podIPs(pod: PodObject | undefined, ip: string | null): string[] {
+function podIPs(pod: PodObject | undefined, state: PodState): string[] {
   if (pod !== undefined && pod.status.podIPs.length > 0) return [...pod.status.podIPs];
-  return ip === null ? [] : [ip];
+  return [state.ip, state.ip6].filter((ip): ip is string => ip != null);
 }
 
 function ingressRows(objects: readonly { kind: string }[], services: readonly ServiceDescription[], api: boolean): LabStatus['ingresses'] {
@@ -200,7 +207,7 @@ function table(header: string[], rows: string[][]): string {
 export function formatStatus(status: LabStatus): string {
   const a = status.addressing;
   const lines = [
-    `lab ${status.name}: dataplane ${status.dataplane}, proxy ${status.proxyMode}, ${status.phase}${status.healthy ? '' : ' but DEGRADED'}; underlay ${a.underlayCIDR} (MTU ${a.mtu}), cluster ${a.clusterCIDR}, services ${a.serviceCIDR}, VNI ${a.vni}, pod MTU ${a.podMTU}`,
+    `lab ${status.name}: dataplane ${status.dataplane}, proxy ${status.proxyMode}, ${status.phase}${status.healthy ? '' : ' but DEGRADED'}; underlay ${a.underlayCIDR} (MTU ${a.mtu}), cluster ${status.ipFamily === 'ipv6' ? a.clusterCIDRv6 : a.clusterCIDR}, services ${status.ipFamily === 'ipv6' ? a.serviceCIDRv6 : a.serviceCIDR}${status.ipFamily === 'ipv6' ? ' (IPv6-only)' : ''}, VNI ${a.vni}, pod MTU ${a.podMTU}`,
     '',
     table(['NODE', 'ZONE', 'UNDERLAY IP', 'POD CIDR', 'GATEWAY', ...(status.dataplane === 'tapir' ? ['AGENT'] : []), 'ANNOUNCES', 'NETNS'],
       status.nodes.map((n) => [n.name, n.zone, n.underlayIP, n.podCIDR, n.gateway,
@@ -208,7 +215,7 @@ export function formatStatus(status: LabStatus): string {
         n.daemon.announced.join(',') || '-', n.netns])),
     '',
     table(['POD', 'NODE', 'IP', 'READY', 'WORKLOAD', 'LABELS', 'NETNS'],
-      status.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip ?? '-', p.terminating ? 'terminating' : p.ready ? 'yes' : 'no', `${p.workload}${p.pid === null ? '' : p.running ? '' : ' (exited)'}`,
+      status.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip ?? p.ips[0] ?? '-', p.terminating ? 'terminating' : p.ready ? 'yes' : 'no', `${p.workload}${p.pid === null ? '' : p.running ? '' : ' (exited)'}`,
         Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-', p.netns])),
   ];
   if (status.services.length > 0) lines.push('', ...formatServices(status.services));

@@ -8,7 +8,7 @@ import { ipv4ToString, parseCidr, parseIpv4 } from '../../wire/address.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../../model/cluster-defaults.ts';
 import { ipBatch } from '../network/shell.ts';
 import { parsePool, poolContains } from '../cluster/load-balancer.ts';
-import { isDualStack, saveState, type ApiServerState, type LabState } from '../state.ts';
+import { labServiceCidrs, saveState, type ApiServerState, type LabState } from '../state.ts';
 import { LabApiClient } from './client.ts';
 import { restartControlPlane, startControlPlane, type ControlPlaneSpec } from './control-plane.ts';
 import { LabApiServerError } from './status.ts';
@@ -59,8 +59,8 @@ function controlPlaneSpec(state: LabState, address: string): ControlPlaneSpec {
     dir: `${state.stateDir}/apiserver`,
     netns: state.underlay.netns,
     address,
-    // Dual-stack labs: kube-apiserver's two ranges, IPv4 (the primary) first.
-    serviceCIDR: isDualStack(state) ? `${state.addressing.serviceCIDR},${state.addressing.serviceCIDRv6}` : state.addressing.serviceCIDR,
+    // Dual-stack labs: kube-apiserver's two ranges, IPv4 (the primary) first; IPv6-only labs: the IPv6 range alone.
+    serviceCIDR: labServiceCidrs(state),
     nodePortRange: DEFAULT_NODE_PORT_RANGE,
     tapirBin: TAPIR,
     rbacFile: RBAC_FILE,

@@ -26,6 +26,7 @@ import { containerStatuses, podStatus, topologyPodObject } from './lab-objects.t
 import { assignLoadBalancerIP, parsePool, takenAddresses } from './load-balancer.ts';
 import { bumpRevision, MANIFEST_LOCK, withLock, type RawObject } from './manifests.ts';
 import type { ManifestSource } from './topology-manifests.ts';
+import { labHostIP } from './pod-start.ts';
 
 /** The field manager of the lab's server-side applies (kubectl's is "kubectl"). */
 const FIELD_MANAGER = 'tapir-lab';
@@ -84,7 +85,7 @@ export async function createTopologyPods(state: LabState & { apiServer: ApiServe
     (object.spec as RawObject).terminationGracePeriodSeconds = state.terminationGracePeriodSeconds;
     await client.create(object);
     const containers = ((object.spec as { containers: { name: string }[] }).containers).map((c) => c.name);
-    await writePodStatus(client, pod, state.nodes.find((n) => n.name === pod.node)!.underlayIP, containers);
+    await writePodStatus(client, pod, labHostIP(state, state.nodes.find((n) => n.name === pod.node)!), containers);
   }
 }
 

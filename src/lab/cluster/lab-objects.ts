@@ -2,7 +2,7 @@
 // of a cluster would have them: a Node per lab node (zone label, InternalIP = the
 // underlay address), the Namespaces in use, and a Pod per lab pod with the status the
 // kubelet would report (pod IP, Ready condition). Plain YAML-ready objects.
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { isIpv6Only, type LabState, type NodeState, type PodState } from '../state.ts';
 import type { RawObject } from './manifests.ts';
 
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
@@ -69,13 +69,19 @@ export function podStatus(pod: PodState, ready: boolean, hostIP?: string): RawOb
   return {
     phase: 'Running',
     ...(hostIP === undefined ? {} : { hostIP }),
-    ...(pod.ip === null ? {} : { podIP: pod.ip, podIPs: pod.ip6 == null ? [{ ip: pod.ip }] : [{ ip: pod.ip }, { ip: pod.ip6 }] }),
+    // podIPs: the primary first (IPv4; in an IPv6-only lab the only one, IPv6).
+    ...(podIPsOf(pod).length === 0 ? {} : { podIP: podIPsOf(pod)[0], podIPs: podIPsOf(pod).map((ip) => ({ ip })) }),
     conditions: [
       { type: 'PodScheduled', status: 'True' },
       { type: 'ContainersReady', status: value },
       { type: 'Ready', status: value },
     ],
   };
+}
+
+/** The pod's addresses as status.podIPs lists them, primary first. */
+function podIPsOf(pod: PodState): string[] {
+  return [pod.ip, pod.ip6].filter((ip): ip is string => ip != null);
 }
 
 /** Sets the Ready (and ContainersReady) condition of a stored Pod in place; false if already so. */
@@ -131,6 +137,7 @@ const KUBE_DNS_PORTS = [
  */
 export function kubeDnsObjects(state: LabState, clusterDNS: string): RawObject[] {
   const ports = KUBE_DNS_PORTS.map((p) => ({ ...p }));
+  const ipv6Only = isIpv6Only(state);
   return [
     {
       apiVersion: 'v1',
@@ -142,8 +149,9 @@ export function kubeDnsObjects(state: LabState, clusterDNS: string): RawObject[]
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
       metadata: { name: 'kube-dns-nodes', namespace: 'kube-system', labels: { 'kubernetes.io/service-name': 'kube-dns', 'endpointslice.kubernetes.io/managed-by': 'tapir-lab' } },
-      addressType: 'IPv4',
-      endpoints: state.nodes.map((n) => ({ addresses: [n.underlayIP], nodeName: n.name, conditions: { ready: true, serving: true, terminating: false } })),
+      // An IPv6-only lab's kube-dns is IPv6 (its endpoints the nodes' IPv6 underlay addresses, where the agents answer too).
+      addressType: ipv6Only ? 'IPv6' : 'IPv4',
+      endpoints: state.nodes.map((n) => ({ addresses: [ipv6Only ? n.underlayIP6! : n.underlayIP], nodeName: n.name, conditions: { ready: true, serving: true, terminating: false } })),
       ports,
     },
   ];

@@ -8,17 +8,26 @@
 // manifest mode, the node daemon's kubelet in cluster mode.
 import { readFileSync } from 'node:fs';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
-import { clusterDnsAddress, DEFAULT_CLUSTER_DOMAIN } from '../../model/cluster-defaults.ts';
-import { parseCidr } from '../../wire/address.ts';
+import { CLUSTER_DNS_HOST_OFFSET, clusterDnsAddress, DEFAULT_CLUSTER_DOMAIN } from '../../model/cluster-defaults.ts';
+import { ipv6ToString, parseCidr, parseCidr6 } from '../../wire/address.ts';
 import { netnsResolvConfPath, writeNetnsFile, writeNetnsResolvConf } from '../network/netns-files.ts';
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { isIpv6Only, podPrimaryIP, type LabState, type NodeState, type PodState } from '../state.ts';
 import { formatResolvConf, parseResolvConf, podHostsFile, podResolvConf, type KubeletDnsSettings, type ResolvConf } from './pod-dns.ts';
 import { containerEnvironment } from './container-env.ts';
 import { serviceEnvironment } from './service-env.ts';
 
-/** The cluster DNS Service's address in the lab: the tenth of its service CIDR (10.96.0.10 by default). */
+/**
+ * The cluster DNS Service's address in the lab: the tenth of its primary service CIDR
+ * (10.96.0.10 by default; an IPv6-only lab's fd00:10:96::a, as kind's ipv6 clusters).
+ */
 export function labClusterDns(state: LabState): string {
+  if (isIpv6Only(state)) return ipv6ToString(parseCidr6(state.addressing.serviceCIDRv6!, true)!.host(CLUSTER_DNS_HOST_OFFSET));
   return clusterDnsAddress(parseCidr(state.addressing.serviceCIDR)!);
+}
+
+/** The node's address a pod's status.hostIP names: its IPv6 underlay address in an IPv6-only lab. */
+export function labHostIP(state: LabState, node: NodeState): string {
+  return isIpv6Only(state) && node.underlayIP6 !== undefined ? node.underlayIP6 : node.underlayIP;
 }
 
 /** The node's resolv.conf as its kubelet reads it (--resolv-conf); empty when the lab wrote none (older labs). */
@@ -52,15 +61,17 @@ export function preparePodStart(state: LabState, pod: PodState, services: readon
   const { conf, warnings } = podResolvConf({ namespace: pod.namespace, dnsPolicy: dns.policy, dnsConfig: dns.config, hostNetwork: dns.hostNetwork }, kubeletDnsSettings(state, node));
   const text = formatResolvConf(conf);
   writeNetnsResolvConf(pod.netns, text);
-  if (pod.ip !== null) {
-    writeNetnsFile(pod.netns, 'hosts', podHostsFile({ name: pod.name, namespace: pod.namespace, ip: pod.ip, hostname: pod.hostname ?? '', subdomain: pod.subdomain ?? '' }, DEFAULT_CLUSTER_DOMAIN));
+  // The primary address (an IPv6-only lab's pods have only IPv6), as the kubelet's status.podIP.
+  const podIP = podPrimaryIP(pod);
+  if (podIP !== null) {
+    writeNetnsFile(pod.netns, 'hosts', podHostsFile({ name: pod.name, namespace: pod.namespace, ip: podIP, hostname: pod.hostname ?? '', subdomain: pod.subdomain ?? '' }, DEFAULT_CLUSTER_DOMAIN));
   }
   pod.dns = { ...dns, resolvConf: text.trimEnd().split('\n').filter((l) => l !== ''), warnings };
   const serviceEnv = serviceEnvironment(services, pod.namespace, pod.enableServiceLinks ?? true);
-  pod.env = { POD_NAME: pod.name, POD_NAMESPACE: pod.namespace, NODE_NAME: pod.node, POD_IP: pod.ip ?? '', ...serviceEnv };
+  pod.env = { POD_NAME: pod.name, POD_NAMESPACE: pod.namespace, NODE_NAME: pod.node, POD_IP: podIP ?? '', ...serviceEnv };
   // A manifest container's command runs with its own env over the Service variables.
   if (pod.workload.type === 'containers') {
-    const downward = { name: pod.name, namespace: pod.namespace, nodeName: pod.node, podIP: pod.ip ?? '', hostIP: node.underlayIP, labels: pod.labels };
+    const downward = { name: pod.name, namespace: pod.namespace, nodeName: pod.node, podIP: podIP ?? '', hostIP: labHostIP(state, node), labels: pod.labels };
     for (const command of pod.workload.commands) command.env = containerEnvironment(command.envSpec ?? [], downward, serviceEnv);
   }
 }

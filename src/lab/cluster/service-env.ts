@@ -62,7 +62,8 @@ function addServiceVariables(env: Record<string, string>, service: ServiceObject
   // Docker's link variables; Docker special-cases the first port.
   ports.forEach((port, i) => {
     const proto = port.protocol.toLowerCase();
-    const url = `${proto}://${clusterIP}:${port.port}`;
+    // net.JoinHostPort, as the kubelet's: an IPv6 cluster IP in brackets (tcp://[fd00:10:96::1]:443).
+    const url = `${proto}://${clusterIP.includes(':') ? `[${clusterIP}]` : clusterIP}:${port.port}`;
     if (i === 0) env[`${prefix}_PORT`] = url;
     const portPrefix = `${prefix}_PORT_${port.port}_${port.protocol.toUpperCase()}`;
     env[portPrefix] = url;

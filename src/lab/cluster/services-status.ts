@@ -7,13 +7,13 @@ import { ServiceProxyState } from '../../control/service-proxy-state.ts';
 import { parseCidr } from '../../wire/address.ts';
 import { loadObjects } from './manifests.ts';
 import type { K8sObject } from '../../k8s/objects.ts';
-import type { LabState } from '../state.ts';
+import { labServiceCidrs, type LabState } from '../state.ts';
 
 export function labServices(state: LabState, stored: { objects: K8sObject[]; problems: string[] } = loadObjects(state.manifests)): { services: ServiceDescription[]; problems: string[] } {
   const { objects, problems } = stored;
   // The descriptions do not depend on the node (no traffic-policy filtering); any will do.
-  // A dual-stack lab: both service ranges, or its IPv6 and dual-stack Services would show as rejected.
-  const cidrs = state.addressing.serviceCIDRv6 === undefined ? undefined : parseServiceCidrs(`${state.addressing.serviceCIDR},${state.addressing.serviceCIDRv6}`);
+  // A dual-stack lab: both service ranges, or its IPv6 and dual-stack Services would show as rejected (an IPv6-only lab: its IPv6 range).
+  const cidrs = state.addressing.serviceCIDRv6 === undefined ? undefined : parseServiceCidrs(labServiceCidrs(state));
   const control = new ServiceProxyState({ name: state.nodes[0]?.name ?? '' }, {
     serviceCIDR: parseCidr(state.addressing.serviceCIDR)!, nodePortRange: DEFAULT_NODE_PORT_RANGE, ...(typeof cidrs === 'object' ? { serviceCIDRs: cidrs } : {}),
   });

@@ -10,12 +10,13 @@
 // FDB entry is the IPv4 one: one VTEP per node). The node forwards IPv6, a sysctl of its
 // own namespace. Every IPv6 address is added `nodad`: the lab plans them all, and DAD
 // would hold each one back for a second. Pods route ::/0 via the gateway (static, like
-// the tapir dataplane's; no router advertisements).
+// the tapir dataplane's; no router advertisements). An IPv6-only lab's pods get only
+// the IPv6 side (cni0 and vxlan0 keep their IPv4 addresses, unused by pods).
 import { tryRunIn } from '../../device/ip-command.ts';
 import { bridgeBatch, ipBatch } from './shell.ts';
 import { POD_BRIDGE, POD_IFNAME, UNDERLAY_IFNAME, VXLAN_DEVICE } from './names.ts';
 import { isIpv6Underlay, type LabState, type NodeState, type PodState } from '../state.ts';
-import { podInterfaceLines, podMac } from './underlay.ts';
+import { podInterfaceLines, podMac, podMac6 } from './underlay.ts';
 import { LabError } from '../validate.ts';
 
 /** RFC 7348 §5: IANA-assigned VXLAN UDP port. */
@@ -39,7 +40,21 @@ export function podPortLines(hostDevice: string, podNetns: string, mtu: number):
   ];
 }
 
-/** A dual-stack pod's IPv6 address and default route on its eth0 (none in an IPv4 lab). */
+/**
+ * A pod's eth0 under the kernel dataplane, with its MAC set on `pod`: its IPv4 address
+ * and route (podInterfaceLines) and, in a dual-stack lab, the IPv6 ones; an IPv6-only
+ * pod's IPv6 ones alone, with the MAC the agent would give it (0a:5a:…).
+ */
+export function kernelPodLines(node: NodeState, pod: PodState, podMTU: number): string[] {
+  if (pod.ip === null) {
+    pod.mac = podMac6(pod.ip6!);
+    return ['link set lo up', `link set ${POD_IFNAME} address ${pod.mac} mtu ${podMTU}`, `link set ${POD_IFNAME} up`, ...podInterfaceLines6(node, pod)];
+  }
+  pod.mac = podMac(pod.ip);
+  return [...podInterfaceLines(pod.ip, pod.mac, Number(node.podCIDR.split('/')[1]), node.gateway, podMTU), ...podInterfaceLines6(node, pod)];
+}
+
+/** A dual-stack or IPv6-only pod's IPv6 address and default route on its eth0 (none in an IPv4 lab). */
 export function podInterfaceLines6(node: NodeState, pod: PodState): string[] {
   if (node.podCIDRv6 === undefined || pod.ip6 == null) return [];
   return [
@@ -105,6 +120,5 @@ async function buildNode(state: LabState, node: NodeState): Promise<void> {
   await ipBatch(node.netns, lines);
   node.devices.push(POD_BRIDGE, VXLAN_DEVICE, ...pods.map((p) => p.hostDevice!));
   await bridgeBatch(node.netns, fdb);
-  for (const pod of pods) pod.mac = podMac(pod.ip!);
-  await Promise.all(pods.map((pod) => ipBatch(pod.netns, [...podInterfaceLines(pod.ip!, pod.mac!, prefixLength, node.gateway, podMTU), ...podInterfaceLines6(node, pod)])));
+  await Promise.all(pods.map((pod) => ipBatch(pod.netns, kernelPodLines(node, pod, podMTU))));
 }

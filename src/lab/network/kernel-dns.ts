@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { kubeadmCorefile } from '../../dns/corefile.ts';
-import { usesApi, type LabState } from '../state.ts';
+import { isIpv6Only, usesApi, type LabState } from '../state.ts';
 import { LabError } from '../validate.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
 import { interruptibleSleep } from './shell.ts';
@@ -26,7 +26,9 @@ export async function startKernelDns(state: LabState, progress: (message: string
   const source = usesApi(state) ? ['--kubeconfig', state.apiServer.labKubeconfig] : ['--manifests', state.manifests];
   const started = state.nodes.map((node) => {
     const log = join(dir, `tapir-dns-${node.name}.log`);
-    const pid = spawnDetached(node.netns, [TAPIR, 'dns', '--corefile', corefile, '--node', node.name, '--bind', node.underlayIP, ...source], log);
+    // An IPv6-only lab's kube-dns endpoints are the nodes' IPv6 addresses (its IPv6 proxier DNATs fd00:10:96::a there).
+    const bind6 = isIpv6Only(state) && node.underlayIP6 !== undefined ? ['--bind', node.underlayIP6] : [];
+    const pid = spawnDetached(node.netns, [TAPIR, 'dns', '--corefile', corefile, '--node', node.name, '--bind', node.underlayIP, ...bind6, ...source], log);
     return { node: node.name, pid, log };
   });
   progress(`cluster DNS: tapir dns on every node's address (kube-dns's endpoints), ${corefile}`);

@@ -8,13 +8,12 @@ import { join } from 'node:path';
 import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import { podDnsFields, preparePodStart } from '../cluster/pod-start.ts';
 import { removeNetnsEtc } from './netns-files.ts';
-import { podInterfaceLines6, podPortLines } from './kernel-dataplane.ts';
+import { kernelPodLines, podPortLines } from './kernel-dataplane.ts';
 import { podNetns, podVeth } from './names.ts';
 import { isAlive, pidsInNetns, stopProcesses } from './processes.ts';
 import { ipBatch } from './shell.ts';
-import type { LabState, NodeState, PodState } from '../state.ts';
+import { isIpv6Only, type LabState, type NodeState, type PodState } from '../state.ts';
 import type { ContainerCommand, ContainerPort, Workload } from '../topology.ts';
-import { podInterfaceLines, podMac } from './underlay.ts';
 import { LabError } from '../validate.ts';
 import { startWorkload, waitForWorkloads } from '../workloads.ts';
 import { ipv4ToString, ipv6ToString, parseCidr, parseCidr6 } from '../../wire/address.ts';
@@ -61,11 +60,12 @@ export function planPod(state: LabState, node: NodeState, object: PodObject, oth
   if (state.dataplane === 'kernel') {
     const cidr = parseCidr(node.podCIDR, true)!;
     const used = new Set(onNode.map((p) => p.ip));
-    for (let host = FIRST_POD_HOST; host < cidr.size - 1 && ip === null; host++) {
+    // An IPv6-only lab's pods have no IPv4 address.
+    for (let host = FIRST_POD_HOST; host < cidr.size - 1 && ip === null && !isIpv6Only(state); host++) {
       const candidate = ipv4ToString(cidr.network + host);
       if (!used.has(candidate)) ip = candidate;
     }
-    if (ip === null) throw new LabError('POD_CIDR_FULL', `node ${node.name}: pod CIDR ${node.podCIDR} has no free address for pod ${namespace}/${name}`);
+    if (ip === null && !isIpv6Only(state)) throw new LabError('POD_CIDR_FULL', `node ${node.name}: pod CIDR ${node.podCIDR} has no free address for pod ${namespace}/${name}`);
     const devices = new Set(onNode.map((p) => p.hostDevice));
     for (let k = 0; hostDevice === null; k++) if (!devices.has(podVeth(k))) hostDevice = podVeth(k);
     if (node.podCIDRv6 !== undefined) ip6 = freeIpv6(node, onNode, `${namespace}/${name}`);
@@ -121,14 +121,12 @@ export async function createPod(state: LabState, pod: PodState, services: readon
   }
   await ipBatch(null, [`netns add ${pod.netns}`]);
   if (state.dataplane === 'kernel') {
-    const prefixLength = Number(node.podCIDR.split('/')[1]);
     await ipBatch(node.netns, podPortLines(pod.hostDevice!, pod.netns, state.addressing.podMTU));
-    pod.mac = podMac(pod.ip!);
-    await ipBatch(pod.netns, [...podInterfaceLines(pod.ip!, pod.mac, prefixLength, node.gateway, state.addressing.podMTU), ...podInterfaceLines6(node, pod)]);
+    await ipBatch(pod.netns, kernelPodLines(node, pod, state.addressing.podMTU));
   } else {
     await ipBatch(pod.netns, ['link set lo up']);
     const { addPod } = await import('./tapir-dataplane.ts');
-    await addPod(node, pod);
+    await addPod(node, pod, isIpv6Only(state));
   }
   preparePodStart(state, pod, services);
   startWorkload(pod);
@@ -144,7 +142,7 @@ export async function removePod(state: LabState, pod: PodState, warn: (message: 
   if (node !== undefined && state.dataplane === 'tapir') {
     try {
       const { deletePod } = await import('./tapir-dataplane.ts');
-      await deletePod(node, pod);
+      await deletePod(node, pod, isIpv6Only(state));
     } catch (err) {
       warn(`CNI DEL of ${pod.namespace}/${pod.name}: ${(err as Error).message}`);
     }

@@ -12,7 +12,7 @@ import { clusterNodes } from '../plan.ts';
 import { isAlive, logTail, spawnDetached } from './processes.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
-import { isDualStack, isIpv6Underlay, usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
+import { hasIpv6, isIpv6Only, isIpv6Underlay, usesApi, type LabState, type NodeState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 
 /** The runtime's CNI_PATH: our plugin first, then the usual homes of host-local & co. */
@@ -81,8 +81,8 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
     serviceCIDR: state.addressing.serviceCIDR,
     // VXLAN over IPv6: each node's end is its Node's IPv6 InternalIP.
     ...(isIpv6Underlay(state) ? { underlay: { family: 'ipv6' } } : {}),
-    // Dual-stack: the cluster's IPv6 range (the node's own /64 comes from its Node's spec.podCIDRs).
-    ...(isDualStack(state) ? { clusterCIDRv6: state.addressing.clusterCIDRv6, serviceCIDRv6: state.addressing.serviceCIDRv6 } : {}),
+    // Dual-stack and IPv6-only: the cluster's IPv6 range (the node's own /64 comes from its Node's spec.podCIDRs).
+    ...(hasIpv6(state) ? { clusterCIDRv6: state.addressing.clusterCIDRv6, serviceCIDRv6: state.addressing.serviceCIDRv6 } : {}),
     vni: state.addressing.vni,
     mtu: state.addressing.podMTU,
     hostTun: 'tapir0',
@@ -96,13 +96,15 @@ export function clusterAgentConfig(state: LabState, node: NodeState): string {
 
 /**
  * The tapir-cni plugin's network config as the runtime passes it (from the conflist).
- * Dual-stack nodes: host-local style `ranges`, one range set per family.
+ * Dual-stack nodes: host-local style `ranges`, one range set per family; IPv6-only
+ * labs (`ipv6Only`): the IPv6 range set alone, so pods get no IPv4 address.
  */
-export function cniNetworkConfig(node: NodeState): Record<string, unknown> {
+export function cniNetworkConfig(node: NodeState, ipv6Only = false): Record<string, unknown> {
   const dataDir = join(node.agent!.dir, 'ipam');
+  const range6 = [{ subnet: node.podCIDRv6, gateway: node.gateway6 }];
   const ipam = node.podCIDRv6 === undefined
     ? { type: 'tapir-ipam', subnet: node.podCIDR, gateway: node.gateway, dataDir }
-    : { type: 'tapir-ipam', ranges: [[{ subnet: node.podCIDR, gateway: node.gateway }], [{ subnet: node.podCIDRv6, gateway: node.gateway6 }]], dataDir };
+    : { type: 'tapir-ipam', ranges: ipv6Only ? [range6] : [[{ subnet: node.podCIDR, gateway: node.gateway }], range6], dataDir };
   return { cniVersion: '1.1.0', name: 'tapir', type: 'tapir-cni', controlSocket: node.agent!.controlSocket, ipam };
 }
 
@@ -114,7 +116,7 @@ export async function startAgents(state: LabState, progress: (message: string) =
     writeFileSync(agent.config, usesApi(state) ? clusterAgentConfig(state, node) : `# written by tapir lab up (lab ${state.name})\n${toYaml(agentConfig(state, node))}`);
     // The conflist a node would carry in /etc/cni/net.d, for reading and for running
     // tapir-cni by hand; the lab itself passes the plugin's part on stdin.
-    const { cniVersion, name, ...plugin } = cniNetworkConfig(node);
+    const { cniVersion, name, ...plugin } = cniNetworkConfig(node, isIpv6Only(state));
     writeFileSync(join(agent.dir, '10-tapir.conflist'), `${JSON.stringify({ cniVersion, name, plugins: [plugin] }, null, 2)}\n`);
     if (usesApi(state)) {
       // As the DaemonSet's pod: in-cluster credentials at the service account path (a
@@ -150,8 +152,8 @@ export async function addPods(state: LabState, progress: (message: string) => vo
   progress(`tapir dataplane: CNI ADD for ${state.pods.length} pods`);
   await Promise.all(state.nodes.map(async (node) => {
     for (const pod of state.pods.filter((p) => p.node === node.name)) {
-      const result = await cni('ADD', node, pod);
-      applyResult(pod, result);
+      const result = await cni('ADD', node, pod, isIpv6Only(state));
+      applyResult(pod, result, isIpv6Only(state));
       pod.cniAdded = true;
       save();
     }
@@ -165,8 +167,8 @@ export async function addPods(state: LabState, progress: (message: string) => vo
 }
 
 /** CNI ADD of one pod into a running lab (`lab apply`); its namespace exists, lo is up. */
-export async function addPod(node: NodeState, pod: PodState): Promise<void> {
-  applyResult(pod, await cni('ADD', node, pod));
+export async function addPod(node: NodeState, pod: PodState, ipv6Only = false): Promise<void> {
+  applyResult(pod, await cni('ADD', node, pod, ipv6Only), ipv6Only);
   pod.cniAdded = true;
   for (const port of await agentPorts(node.agent!.controlSocket)) {
     if (port.containerId === pod.containerId) pod.hostDevice = port.hostName;
@@ -174,9 +176,9 @@ export async function addPod(node: NodeState, pod: PodState): Promise<void> {
 }
 
 /** CNI DEL of one pod (`lab delete`); a dead agent already let go of its port. */
-export async function deletePod(node: NodeState, pod: PodState): Promise<void> {
+export async function deletePod(node: NodeState, pod: PodState, ipv6Only = false): Promise<void> {
   if (!pod.cniAdded || node.agent === null || (await agentStatusAt(node.agent.controlSocket)) === null) return;
-  await cni('DEL', node, pod);
+  await cni('DEL', node, pod, ipv6Only);
   pod.cniAdded = false;
 }
 
@@ -189,7 +191,7 @@ export async function deletePods(state: LabState, warn: (message: string) => voi
     if (node.agent === null || (await agentStatusAt(node.agent.controlSocket)) === null) return;
     for (const pod of state.pods.filter((p) => p.node === node.name)) {
       try {
-        await cni('DEL', node, pod);
+        await cni('DEL', node, pod, isIpv6Only(state));
         pod.cniAdded = false;
       } catch (err) {
         warn(`CNI DEL of ${pod.namespace}/${pod.name}: ${(err as Error).message}`);
@@ -198,7 +200,7 @@ export async function deletePods(state: LabState, warn: (message: string) => voi
   }));
 }
 
-async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Promise<Record<string, unknown>> {
+async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState, ipv6Only: boolean): Promise<Record<string, unknown>> {
   const env = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     CNI_COMMAND: command,
@@ -209,7 +211,7 @@ async function cni(command: 'ADD' | 'DEL', node: NodeState, pod: PodState): Prom
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
   };
   // The runtime runs the plugin in the node's own namespace, so do we.
-  const config = TAPIR_CNI_CONFLIST === null ? cniNetworkConfig(node) : conflistPlugin(TAPIR_CNI_CONFLIST);
+  const config = TAPIR_CNI_CONFLIST === null ? cniNetworkConfig(node, ipv6Only) : conflistPlugin(TAPIR_CNI_CONFLIST);
   const result = await tryRunIn(node.netns, TAPIR_CNI_BIN, [], {
     env, input: JSON.stringify(config), timeoutMs: CNI_TIMEOUT_MS,
   });
@@ -242,19 +244,29 @@ export function conflistPlugin(path: string): Record<string, unknown> {
   return { cniVersion: list.cniVersion, name: list.name, ...(list.plugins[0] as Record<string, unknown>) };
 }
 
-/** Reads the pod's addresses (IPv4, and IPv6 in a dual-stack lab), MAC and host device from a CNI 1.1.0 result. */
-function applyResult(pod: PodState, result: Record<string, unknown>): void {
+/**
+ * Reads the pod's addresses (IPv4, and IPv6 in a dual-stack lab; IPv6 only in an
+ * IPv6-only lab, where an IPv4 address in the result is an error), MAC and host device
+ * from a CNI 1.1.0 result.
+ */
+function applyResult(pod: PodState, result: Record<string, unknown>, ipv6Only: boolean): void {
   const interfaces = (Array.isArray(result.interfaces) ? result.interfaces : []) as { name?: string; mac?: string; sandbox?: string }[];
   const ips = (Array.isArray(result.ips) ? result.ips : []) as { address?: string; interface?: number }[];
   const ip = ips.find((i) => typeof i.address === 'string' && !i.address.includes(':'));
-  if (ip === undefined) throw new LabError('CNI_FAILED', `tapir-cni ADD for pod ${pod.namespace}/${pod.name}: result has no IPv4 address: ${JSON.stringify(result)}`);
-  pod.ip = ip.address!.split('/')[0]!;
+  const ip6 = ips.find((i) => typeof i.address === 'string' && i.address.includes(':'));
+  const where = `tapir-cni ADD for pod ${pod.namespace}/${pod.name}`;
+  if (ipv6Only) {
+    if (ip !== undefined) throw new LabError('CNI_FAILED', `${where}: the lab is IPv6-only and the result has an IPv4 address: ${JSON.stringify(result)}`);
+  } else {
+    if (ip === undefined) throw new LabError('CNI_FAILED', `${where}: result has no IPv4 address: ${JSON.stringify(result)}`);
+    pod.ip = ip.address!.split('/')[0]!;
+  }
   if (pod.ip6 !== undefined) {
-    const ip6 = ips.find((i) => typeof i.address === 'string' && i.address.includes(':'));
-    if (ip6 === undefined) throw new LabError('CNI_FAILED', `tapir-cni ADD for pod ${pod.namespace}/${pod.name}: the lab is dual-stack and the result has no IPv6 address: ${JSON.stringify(result)}`);
+    if (ip6 === undefined) throw new LabError('CNI_FAILED', `${where}: the lab is ${ipv6Only ? 'IPv6-only' : 'dual-stack'} and the result has no IPv6 address: ${JSON.stringify(result)}`);
     pod.ip6 = ip6.address!.split('/')[0]!;
   }
-  const podInterface = ip.interface === undefined ? interfaces.find((i) => i.sandbox) : interfaces[ip.interface];
+  const primary = ipv6Only ? ip6 : ip;
+  const podInterface = primary?.interface === undefined ? interfaces.find((i) => i.sandbox) : interfaces[primary.interface];
   pod.mac = podInterface?.mac ?? null;
 }
 

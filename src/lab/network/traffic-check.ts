@@ -3,11 +3,13 @@
 // caller's own address, i.e. no NAT; ping otherwise), the client reaches each node, and
 // a pod on each node resolves the kube-dns Service's name through the cluster DNS
 // address (its node's agent, or under the kernel data plane `tapir dns` behind the
-// kernel proxy's DNAT).
+// kernel proxy's DNAT). An IPv6-only lab's pods are checked over IPv6 only, their DNS
+// with AAAA from the IPv6 cluster DNS address, and the client reaches each node's IPv6
+// address too.
 import { httpPortOf } from '../workloads.ts';
 import { tryRunIn } from '../../device/ip-command.ts';
 import { interruptibleSleep } from './shell.ts';
-import type { LabState, PodState } from '../state.ts';
+import { isIpv6Only, podPrimaryIP, type LabState, type PodState } from '../state.ts';
 import { LabError } from '../validate.ts';
 import { labClusterDns } from '../cluster/pod-start.ts';
 import { STAND_IN_AGENT } from './executables.ts';
@@ -27,11 +29,16 @@ export async function checkTraffic(state: LabState, timeoutMs: number): Promise<
     const client = state.client;
     for (const node of state.nodes) {
       checks.push({ description: `client ${client.name} -> node ${node.name} (${node.underlayIP})`, attempt: () => ping(client.netns, node.underlayIP) });
+      // An IPv6-only lab's node ports and load balancers are on the nodes' IPv6 addresses.
+      if (isIpv6Only(state) && client.ip6 !== undefined && node.underlayIP6 !== undefined) {
+        const ip6 = node.underlayIP6;
+        checks.push({ description: `client ${client.name} -> node ${node.name} (${ip6})`, attempt: () => ping(client.netns, ip6) });
+      }
     }
   }
   // (A stand-in agent of the tests answers no DNS.)
   for (const node of state.dataplane === 'tapir' && STAND_IN_AGENT ? [] : state.nodes) {
-    const pod = state.pods.find((p) => p.node === node.name && p.ip !== null);
+    const pod = state.pods.find((p) => p.node === node.name && podPrimaryIP(p) !== null);
     if (pod !== undefined) checks.push(dnsCheck(state, pod));
   }
   const deadline = Date.now() + timeoutMs;
@@ -91,14 +98,18 @@ async function ping(netns: string, ip: string): Promise<string | null> {
   return result.code === 0 ? null : `ping: ${result.stderr.trim() || 'no reply'}`;
 }
 
-/** The kube-dns Service's own name, asked of the cluster DNS address from a pod: the answer is that address. */
+/**
+ * The kube-dns Service's own name, asked of the cluster DNS address from a pod: the
+ * answer is that address (an AAAA record in an IPv6-only lab).
+ */
 function dnsCheck(state: LabState, pod: PodState): Check {
   const server = labClusterDns(state);
   const name = `kube-dns.kube-system.svc.${DEFAULT_CLUSTER_DOMAIN}`;
+  const type = isIpv6Only(state) ? 'AAAA' : 'A';
   return {
-    description: `pod ${pod.namespace}/${pod.name} -> cluster DNS ${server}: ${name}`,
+    description: `pod ${pod.namespace}/${pod.name} -> cluster DNS ${server}: ${name} ${type}`,
     attempt: async () => {
-      const result = await tryRunIn(pod.netns, 'dig', ['+short', '+time=1', '+tries=1', `@${server}`, name], { timeoutMs: 5000 });
+      const result = await tryRunIn(pod.netns, 'dig', ['+short', '+time=1', '+tries=1', `@${server}`, name, type], { timeoutMs: 5000 });
       if (result.code !== 0) return result.stdout.trim() || result.stderr.trim() || `dig exit ${result.code}`;
       return result.stdout.trim() === server ? null : `answered ${JSON.stringify(result.stdout.trim())}, expected ${server}`;
     },

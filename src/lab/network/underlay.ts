@@ -5,6 +5,7 @@
 import { ipBatch, enableForwarding } from './shell.ts';
 import { POD_IFNAME, UNDERLAY_IFNAME } from './names.ts';
 import type { LabState } from '../state.ts';
+import { parseIpv6 } from '../../wire/address.ts';
 
 /** Creates every namespace of the lab (pods too: the lab is the container runtime). */
 export async function createNamespaces(state: LabState): Promise<void> {
@@ -65,6 +66,12 @@ export function podInterfaceLines(ip: string, mac: string, prefixLength: number,
     `link set ${POD_IFNAME} up`,
     `route add default via ${gateway} dev ${POD_IFNAME}`,
   ];
+}
+
+/** An IPv6-only pod's MAC: 0a:5a + the address's last four bytes, as the Tapir agent's (macForIpv6). */
+export function podMac6(ip6: string): string {
+  const bytes = parseIpv6(ip6)!;
+  return ['0a', '5a', ...[...bytes.subarray(12)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
 /** 0a:58 + the IPv4 bytes: the MAC convention of the CNI bridge plugin and the Tapir agent. */

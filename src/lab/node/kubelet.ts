@@ -15,8 +15,9 @@ import type { PodObject, ServiceObject } from '../../k8s/objects.ts';
 import { validateDocument } from '../../k8s/validate.ts';
 import type { LabApiClient } from '../apiserver/client.ts';
 import { containerStatuses, podStatus } from '../cluster/lab-objects.ts';
+import { labHostIP } from '../cluster/pod-start.ts';
 import { createPod, planPod, removePod } from '../network/pods.ts';
-import { kubeletPodsFile, loadState, readKubeletPods, writeKubeletPods, type PodState } from '../state.ts';
+import { kubeletPodsFile, loadState, podPrimaryIP, readKubeletPods, writeKubeletPods, type PodState } from '../state.ts';
 
 /** A pod that failed to start is tried again after this long (the kubelet's back-off, flat). */
 const RETRY_MS = 10_000;
@@ -97,14 +98,14 @@ export class Kubelet {
       this.#failed.delete(k);
       this.#pods.push(pod);
       this.#save();
-      this.#log(`kubelet: pod ${k} runs${pod.ip === null ? '' : ` at ${pod.ip}`}`);
+      this.#log(`kubelet: pod ${k} runs${podPrimaryIP(pod) === null ? '' : ` at ${podPrimaryIP(pod)}`}`);
       for (const warning of pod.dns?.warnings ?? []) await this.#warn(object, 'DNSConfigForming', warning, problems);
-      await this.#writeStatus(pod, object, node.underlayIP, problems);
+      await this.#writeStatus(pod, object, labHostIP(state, node), problems);
     }
     // A status write that failed is tried again at the next pass.
     for (const pod of this.#pods) {
       const object = byKey.get(key(pod));
-      if (object !== undefined && object.metadata.deletionTimestamp === '' && this.#unwritten.has(key(pod))) await this.#writeStatus(pod, object, node.underlayIP, problems);
+      if (object !== undefined && object.metadata.deletionTimestamp === '' && this.#unwritten.has(key(pod))) await this.#writeStatus(pod, object, labHostIP(state, node), problems);
     }
     return problems;
   }
