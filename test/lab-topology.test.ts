@@ -130,7 +130,7 @@ test('--underlay ipv6: a dual-stack lab whose agents run VXLAN over the nodes\' 
   const plain = planLab(topology, 'u4', 'tapir', undefined, 'dual');
   assert.equal(plain.underlayFamily, undefined);
   assert.equal(plain.addressing.podMTU, 1450);
-  assert.throws(() => planLab(topology, 'u6', 'tapir', undefined, 'ipv4', 'ipv6'), /--underlay: ipv6 needs a dual-stack lab \(--ip-family dual\)/);
+  assert.throws(() => planLab(topology, 'u6', 'tapir', undefined, 'ipv4', 'ipv6'), /--underlay: ipv6 needs IPv6 in the lab \(--ip-family dual or ipv6\)/);
 });
 
 test('errors name the file and the field path', () => {
