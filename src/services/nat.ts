@@ -31,7 +31,7 @@ import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tc
 import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, servicePolicy } from './nat-codes.ts';
 import { NatResult, xorshift } from './nat-result.ts';
 import { ServicePortIds, type ServiceIds } from './service-ids.ts';
-import { staleUdpEndpoints } from './table-diff.ts';
+import { tableSwap } from './table-diff.ts';
 import { translateFlow, translateIcmpError } from './translate.ts';
 
 /** SNAT source ports tried after the client's own (Linux keeps the port when the tuple is free). */
@@ -136,12 +136,7 @@ export class ServiceNat {
    * Returns how many conntrack entries were flushed.
    */
   setTable(table: ServiceTable): number {
-    const prev = this.#table;
-    const prevIds = this.#ids;
-    // An incremental update (updateServiceTable) shares the key index: the same keys at
-    // the same indices keep their ids, without a pass over every key.
-    const ids = table.byKey === prev.byKey && this.#portIds.settled ? prevIds : this.#portIds.assign(table);
-    const stale = staleUdpEndpoints(prev, prevIds, table);
+    const { ids, stale } = tableSwap(this.#table, this.#ids, table, this.#portIds);
     this.#table = table;
     this.#ids = ids;
     if (stale.size === 0) return 0;

@@ -29,7 +29,7 @@ import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, servicePolic
 import { NatResult, xorshift } from './nat-result.ts';
 import type { ServiceNatOptions } from './nat.ts';
 import { ServicePortIds, type ServiceIds } from './service-ids.ts';
-import { staleUdpEndpoints } from './table-diff.ts';
+import { tableSwap } from './table-diff.ts';
 import { translateFlow6, translateIcmpError6 } from './translate6.ts';
 
 const SNAT_PORT_TRIES = 16;
@@ -129,10 +129,7 @@ export class ServiceNat6 {
   /** As ServiceNat.setTable: swaps in a new IPv6 table; UDP flows to endpoints it lost are flushed. */
   setTable(table: ServiceTable<string>): number {
     if (table.family !== 6) throw new RangeError('ServiceNat6 takes an IPv6 service table (buildServiceTable6)');
-    const prev = this.#table;
-    const prevIds = this.#ids;
-    const ids = table.byKey === prev.byKey && this.#portIds.settled ? prevIds : this.#portIds.assign(table);
-    const stale = staleUdpEndpoints(prev, prevIds, table);
+    const { ids, stale } = tableSwap(this.#table, this.#ids, table, this.#portIds);
     this.#table = table;
     this.#ids = ids;
     if (stale.size === 0) return 0;

@@ -4,6 +4,7 @@
 // without it, a client's datagrams would keep going to a dead endpoint until the entry
 // timed out. Slow path, run once per swap.
 import type { Address, ServiceTable } from '../tables/service-table.ts';
+import type { ServicePortIds } from './service-ids.ts';
 
 const UDP = 17;
 
@@ -42,4 +43,15 @@ function sameList(a: ServiceTable<Address>, as: number, an: number, b: ServiceTa
   if (an !== bn) return false;
   for (let k = 0; k < an; k++) if (a.endpointIP[as + k] !== b.endpointIP[bs + k] || a.endpointPort[as + k] !== b.endpointPort[bs + k]) return false;
   return true;
+}
+
+/**
+ * What a table swap changes for a NAT engine (either family's setTable): the ids of the
+ * new table's ports, and the stale UDP endpoints whose flows go. An incremental update
+ * (updateServiceTable) shares the key index: the same keys at the same indices keep
+ * their ids, without a pass over every key.
+ */
+export function tableSwap(prev: ServiceTable<Address>, prevIds: Int32Array, next: ServiceTable<Address>, portIds: ServicePortIds): { ids: Int32Array; stale: Set<string> } {
+  const ids = next.byKey === prev.byKey && portIds.settled ? prevIds : portIds.assign(next);
+  return { ids, stale: staleUdpEndpoints(prev, prevIds, next) };
 }
