@@ -5,7 +5,7 @@
 // exactly the IPv4 half: the snapshot of a dual-stack cluster equals, port for port,
 // that of the same Services in an IPv4-only cluster.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -162,6 +162,13 @@ test('the IPv6 tables take the IPv6 half: ports6 per dual-stack and IPv6-only Se
   assert.deepEqual(web6.externalIPs, ['2001:db8::7']);
   assert.deepEqual(web6.allEndpoints.map((e) => `${e.ip} ${e.local}`), ['fd00:10:244:1::2 true', 'fd00:10:244:2::3 false']);
   assert.doesNotMatch(JSON.stringify(ports6), /10\.244\.|203\.0\.113/);
+  // The IPv6 half as written (snapshot JSON): the golden file is the spec, reviewed by eye
+  // (UPDATE_GOLDEN=1 rewrites it).
+  const written = snapshotToJson(dual.snapshot);
+  const half6 = `${JSON.stringify({ nodePortAddresses6: written.nodePortAddresses6, ports6: written.ports6 }, null, 2)}\n`;
+  const goldenPath = join(import.meta.dirname, 'fixtures', 'control', 'golden-dual-ipv6.json');
+  if (process.env.UPDATE_GOLDEN === '1') writeFileSync(goldenPath, half6);
+  assert.deepEqual(JSON.parse(half6), JSON.parse(readFileSync(goldenPath, 'utf8')), 'golden-dual-ipv6.json differs (UPDATE_GOLDEN=1 rewrites it; review the diff)');
   const options = { masqueradeIP: ipv4('10.0.0.1'), masqueradeIP6: parseIpv6('fd00:10:244:1::1')!, seed: 1, conntrack: { capacity: 64, seed: 1 } };
   const toCluster = traceServicePacket(dual.snapshot, { protocol: 6, src: 'fd00:10:244:1::9', srcPort: 40000, dst: web.clusterIP6, dstPort: 80, entryPoint: EntryPoint.POD }, options);
   assert.equal(toCluster.verdict, 'nated', toCluster.steps.join('\n'));
