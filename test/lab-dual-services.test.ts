@@ -6,12 +6,13 @@
 // without endpoints, and both families of one dual-stack Service side by side.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KUBECTL } from './helpers/apiserver.ts';
-import { Lab, tapir } from './helpers/lab.ts';
+import { FLOW_PROBE, type FlowProbeResult } from './helpers/flow-probe.ts';
+import { Lab, TAPIR, tapir } from './helpers/lab.ts';
 
 interface PodStatus { name: string; ip: string; ips?: string[]; node: string }
 interface NodeStatus { name: string; underlayIP6?: string; gateway6?: string }
@@ -180,6 +181,37 @@ test('dual-stack lab: IPv6 Services through NAT66 (cluster IP, node port, polici
       const answer = JSON.parse(stats.stdout) as { conntrack6?: { counters: Record<string, number> } | null };
       assert.ok((answer.conntrack6?.counters.inserted ?? 0) > 0, `IPv6 flows inserted: ${JSON.stringify(answer.conntrack6)}`);
       assert.equal(podOf.size, 4);
+    });
+
+    await t.test('kill -9 of an agent: IPv6 Service connections carry on, its IPv6 flows taken over from the flow store', async () => {
+      const vip = six(svc('web-v6'));
+      const probe = (pod: string, url: string, seconds: number): Promise<FlowProbeResult> => new Promise((resolve, reject) => {
+        const child = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, pod, '--', 'timeout', String(seconds + 30), 'python3', '-c', FLOW_PROBE, url, String(seconds)]);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as FlowProbeResult) : reject(new Error(`flow probe exited ${code}: ${out}`))));
+      });
+      const agentOf = (): { pid: number | null; answers: boolean; restarts: number; log: string } => (lab.status().nodes as { name: string; agent: { pid: number | null; answers: boolean; restarts: number; log: string } }[]).find((n) => n.name === 'node-1')!.agent;
+      const before = agentOf();
+      const running = probe('web-1b', `http://[${vip}]/`, 8);
+      // Kill once node-1's agent tracks the probe's IPv6 flows.
+      for (let i = 0; i < 50; i++) {
+        const r = tapir(['stats', '--lab', lab.name, '--node', 'node-1', '--json']);
+        if (r.status === 0 && ((JSON.parse(r.stdout) as { conntrack6?: { entries: number } | null }).conntrack6?.entries ?? 0) >= 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      process.kill(before.pid!, 'SIGKILL');
+      const result = await running;
+      let after = agentOf();
+      for (let i = 0; i < 75 && !(after.answers && after.restarts > before.restarts); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        after = agentOf();
+      }
+      assert.ok(after.answers && after.pid !== before.pid, 'the agent was restarted');
+      assert.equal(result.stream.error, null, `the keep-alive connection through the IPv6 cluster IP survived (${JSON.stringify(result.stream)})`);
+      assert.equal(result.stream.pods.length, 1, `it stayed on one endpoint: ${result.stream.pods.join(', ')}`);
+      assert.equal(result.loop.failed, 0, `no new connection failed: ${result.loop.errors.join('; ')}`);
+      assert.match(readFileSync(after.log, 'utf8'), /flows: took over [1-9]\d* IPv6 conntrack entr/);
     });
   } finally {
     rmSync(home, { recursive: true, force: true });
