@@ -13,11 +13,14 @@ import type { FrameSink } from './offload.ts';
 // CLOCK_MONOTONIC in seconds, the same in every process of this boot: conntrack and
 // affinity expiry times live in a flow store that the next agent takes over, so they
 // must be on a clock that does not restart with the process (performance.now() does).
-// process.hrtime is CLOCK_MONOTONIC but allocates; performance.now() does not, and is
-// the same clock from another origin, so the origin is measured once.
+// process.hrtime is CLOCK_MONOTONIC but allocates; performance.now() is the same clock
+// from another origin, so the origin is measured once. performance.now() returns a new
+// heap number unless TurboFan inlines the call, as it does in the per-batch tick() of
+// the receive loops (test/datapath-alloc*.test.ts); called from a closure or a loop the
+// optimiser does not inline it into, it allocates (Node 24).
 const MONOTONIC_ORIGIN_S = Number(process.hrtime.bigint()) / 1e9 - performance.now() / 1000;
 
-/** Whole seconds of CLOCK_MONOTONIC (since boot), without allocating. */
+/** Whole seconds of CLOCK_MONOTONIC (since boot); allocation-free where inlined (above). */
 export function monotonicSeconds(): number {
   return (MONOTONIC_ORIGIN_S + performance.now() / 1000) | 0;
 }
