@@ -189,26 +189,22 @@ export class ServiceSync {
   }
 
   #program(s: ServiceSnapshot): void {
-    const healthPorts = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
-    const serviceIPs: number[] = [];
-    const serviceIPs6: string[] = [];
+    // Load-balancer and external IPs of both families, per service port (the local
+    // steering's); the tc hook takes their addresses alone (steeringBatch dedups them).
     const frontends: { ip: number; protocol: number; port: number }[] = [];
     const frontends6: { ip: string; protocol: number; port: number }[] = [];
-    for (const p of s.ports) {
-      if (p.healthCheckNodePort > 0) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
-      serviceIPs.push(...p.loadBalancerIPs, ...p.externalIPs);
-      for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends.push({ ip, protocol: p.protocol, port: p.port });
-    }
-    for (const p of s.ports6 ?? []) {
-      if (p.healthCheckNodePort > 0 && !healthPorts.has(p.healthCheckNodePort)) healthPorts.set(p.healthCheckNodePort, { namespace: p.namespace, name: p.name, localEndpoints: p.localReadyEndpoints });
-      serviceIPs6.push(...p.loadBalancerIPs, ...p.externalIPs);
-      for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends6.push({ ip, protocol: p.protocol, port: p.port });
-    }
+    for (const p of s.ports) for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends.push({ ip, protocol: p.protocol, port: p.port });
+    for (const p of s.ports6 ?? []) for (const ip of [...p.loadBalancerIPs, ...p.externalIPs]) frontends6.push({ ip, protocol: p.protocol, port: p.port });
+    // The health checks' listeners, whose ports stay with the node's stack (both families' Services).
     this.#health.update(s);
+    const healthCheckPorts = this.#health.ports;
     const c = this.#config;
-    const rules = { nodeIP: c.underlayAddress, nodePortRange: c.nodePortRange, healthCheckPorts: [...healthPorts.keys()], serviceIPs, nodeIPs6: c.nodePortAddressesV6, serviceIPs6 };
-    const local = { nodePortAddresses: c.nodePortAddresses, nodePortRange: c.nodePortRange, healthCheckPorts: rules.healthCheckPorts, frontends };
-    const local6 = { nodePortAddresses: c.nodePortAddressesV6.map((a) => ipv6ToString(a)), nodePortRange: c.nodePortRange, healthCheckPorts: rules.healthCheckPorts, frontends: frontends6 };
+    const rules = {
+      nodeIP: c.underlayAddress, nodePortRange: c.nodePortRange, healthCheckPorts, serviceIPs: frontends.map((f) => f.ip),
+      nodeIPs6: c.nodePortAddressesV6, serviceIPs6: frontends6.map((f) => f.ip),
+    };
+    const local = { nodePortAddresses: c.nodePortAddresses, nodePortRange: c.nodePortRange, healthCheckPorts, frontends };
+    const local6 = { nodePortAddresses: c.nodePortAddressesV6.map((a) => ipv6ToString(a)), nodePortRange: c.nodePortRange, healthCheckPorts, frontends: frontends6 };
     this.#steeringQueue = this.#steeringQueue
       .then(() => this.#steering.apply(rules)).catch((err: Error) => this.#log(`steering: ${err.message}`))
       .then(() => this.#localSteering.apply(local)).catch((err: Error) => this.#log(`steering (node's own traffic): ${err.message}`))

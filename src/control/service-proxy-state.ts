@@ -279,12 +279,13 @@ export class ServiceProxyState {
       const ports = alloc === undefined ? [] : compileService(svc, alloc, slices, this.#node);
       const ports6 = alloc === undefined ? [] : compileService6(svc, alloc, slices, this.#node);
       const before = this.#compiled.get(key);
-      if (before !== undefined && JSON.stringify(before.ports) === JSON.stringify(ports) && JSON.stringify(before.ports6) === JSON.stringify(ports6)) continue;
+      // A family whose ports did not change keeps its objects: the tables diff by identity.
+      const same4 = before !== undefined && JSON.stringify(before.ports) === JSON.stringify(ports);
+      const same6 = before !== undefined && JSON.stringify(before.ports6) === JSON.stringify(ports6);
+      if (same4 && same6) continue;
       const none = ports.length === 0 && ports6.length === 0;
       if (none && before === undefined) continue;
-      // A family whose ports did not change keeps its objects: the tables diff by identity.
-      const kept = { ports: before !== undefined && JSON.stringify(before.ports) === JSON.stringify(ports) ? before.ports : ports,
-        ports6: before !== undefined && JSON.stringify(before.ports6) === JSON.stringify(ports6) ? before.ports6 : ports6 };
+      const kept = { ports: same4 ? before!.ports : ports, ports6: same6 ? before!.ports6 : ports6 };
       if (none) this.#compiled.delete(key);
       else this.#compiled.set(key, kept);
       if (none || before === undefined) this.#compiledOrder = null;

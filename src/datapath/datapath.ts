@@ -13,7 +13,7 @@
 // checksummed in software.
 import {
   ArpOp, DropReason, EtherType, EthernetFrame, Icmpv4Type, Icmpv6Type, IpProtocol, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo,
-  VirtioNetGso, VirtioNetHeader, decodeFrame, emitIcmpv4FragNeeded, isUnspecifiedIpv6, emitIcmpv6PacketTooBig, icmpErrorAllowed,
+  VirtioNetGso, VirtioNetHeader, decodeFrame, emitIcmpv4FragNeeded, isUnspecifiedIpv6, emitIcmpv6PacketTooBig, icmpErrorAllowed, loadIpv6Words,
   ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH,
 } from '../wire/index.ts';
 import type { FrameDevice } from '../device/types.ts';
@@ -114,8 +114,9 @@ export class Datapath implements FrameSink, UnderlayRoutes {
 
   #setUnderlayAddress(table: ForwardingTable): void {
     this.#underlay.localIP[0] = table.underlayIP;
-    const a = table.underlayIP6;
-    for (let w = 0; w < 4; w++) this.#underlay.localIP6[w] = ((a[4 * w]! << 24) | (a[4 * w + 1]! << 16) | (a[4 * w + 2]! << 8) | a[4 * w + 3]!) >>> 0;
+    const words = new Int32Array(4);
+    loadIpv6Words(words, 0, table.underlayIP6, 0);
+    this.#underlay.localIP6.set(words); // int32 words stored as uint32: the same bits
   }
 
   get table(): ForwardingTable {
@@ -448,7 +449,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     if (!t.hasIpv6) return this.#drop(c, DatapathDrop.IPV6_UNSUPPORTED);
     // The node's own stack sends from its IPv6 addresses (the gateway's, the underlay's
     // or ::1 to a localhost node port); anything else was steered in from outside.
-    const entryPoint = t.isNodeSource6(b, info.src6Offset) ? EntryPoint.HOST : EntryPoint.EXTERNAL;
+    const entryPoint = t.isNodeAddress6(b, info.src6Offset) ? EntryPoint.HOST : EntryPoint.EXTERNAL;
     const v = this.#services.process6(info, entryPoint, VirtioNetHeader.needsCsum(b, off), c, port.index);
     if (v > Verdict.NATED) return;
     const dst = info.dst6Offset;
@@ -459,7 +460,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       node = t.remoteNode6(b, dst);
       if (node < 0) {
         // Steered here and none of ours: back to the node's stack (#fromHost's rule).
-        if (v === Verdict.PASS && this.servicesSynced && t.isNodeSource6(b, dst)) return this.enqueue(port.index, off, len);
+        if (v === Verdict.PASS && this.servicesSynced && t.isNodeAddress6(b, dst)) return this.enqueue(port.index, off, len);
         return this.#drop(c, DatapathDrop.NO_ROUTE);
       }
     }

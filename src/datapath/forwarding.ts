@@ -5,6 +5,7 @@
 import { Ipv4Map } from '../tables/ipv4-map.ts';
 import { Ipv6Map } from '../tables/ipv6-map.ts';
 import { linkLocalForMac } from '../wire/address.ts';
+import { loadIpv6Words } from '../wire/ipv6.ts';
 import { DatapathDrop } from './counters.ts';
 import type { Cidr, Cidr6 } from '../wire/address.ts';
 
@@ -161,6 +162,7 @@ export class ForwardingTable {
     this.underlayFamily = input.underlayFamily ?? 4;
     const six = this.underlayFamily === 6;
     this.nodeUnderlay6 = new Uint32Array(six ? 4 * input.remotes.length : 0);
+    const words = new Int32Array(4);
     this.#nodeByUnderlay6 = new Ipv6Map(six ? input.remotes.length : 0);
     const byLength = new Map<number, Ipv4Map>();
     input.remotes.forEach((n, i) => {
@@ -170,7 +172,8 @@ export class ForwardingTable {
         const a = n.underlayIP6;
         // The agent leaves out a node without one (and says so); here it is a bug.
         if (a == null) throw new RangeError(`remote node ${n.name} has no IPv6 underlay address, and the underlay is IPv6`);
-        for (let w = 0; w < 4; w++) this.nodeUnderlay6[4 * i + w] = ((a[4 * w]! << 24) | (a[4 * w + 1]! << 16) | (a[4 * w + 2]! << 8) | a[4 * w + 3]!) >>> 0;
+        loadIpv6Words(words, 0, a, 0);
+        this.nodeUnderlay6.set(words, 4 * i); // int32 words stored as uint32: the same bits
         this.#nodeByUnderlay6.setAt(a, 0, i);
       }
       let m = byLength.get(n.podCIDR.prefixLength);
@@ -225,7 +228,7 @@ export class ForwardingTable {
    * Whether the 16 bytes at `b[off]` are an IPv6 address of this node's own stack: its
    * gateway address (its source towards pods), its underlay address, or ::1.
    */
-  isNodeSource6(b: Uint8Array, off: number): boolean {
+  isNodeAddress6(b: Uint8Array, off: number): boolean {
     if (this.isGateway6(b, off)) return true;
     const u = this.underlayIP6;
     let same = u[0] !== 0 || u[1] !== 0;

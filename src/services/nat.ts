@@ -196,12 +196,6 @@ export class ServiceNat {
   }
 
   /**
-   * Builds the answer to a REJECT_* verdict for the packet still in `buf` into `out`
-   * at `outOff` (an IPv4 packet, or an Ethernet frame with `link` or when the packet
-   * came over Ethernet). Returns its length, or 0 when no answer is due (a reset is
-   * never answered; ICMP errors follow RFC 1812's rules). Slow path: it allocates.
-   */
-  /**
    * A direct connection (no service) whose replies would carry the reply tuple of a
    * service flow: a client that talked to an endpoint through its cluster IP, closed,
    * and now opens a connection to the endpoint itself from the same port. Its replies
@@ -219,6 +213,12 @@ export class ServiceNat {
     if (state >= TcpState.FIN_WAIT && state <= TcpState.CLOSE) ct.remove(e);
   }
 
+  /**
+   * Builds the answer to a REJECT_* verdict for the packet still in `buf` into `out`
+   * at `outOff` (an IPv4 packet, or an Ethernet frame with `link` or when the packet
+   * came over Ethernet). Returns its length, or 0 when no answer is due (a reset is
+   * never answered; ICMP errors follow RFC 1812's rules). Slow path: it allocates.
+   */
   buildReject(out: Uint8Array, outOff: number, info: PacketInfo, buf: Uint8Array, link?: EthernetRepr): number {
     const v = this.result.verdict;
     if (v === Verdict.REJECT_TCP_RST) return emitTcpReset(out, outOff, info, buf, link);

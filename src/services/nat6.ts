@@ -18,7 +18,7 @@
 // node's own stack uses towards pods; a pod reaching itself through its service is
 // masqueraded to it too (hairpin).
 import {
-  IpProtocol, emitIcmpv6PortUnreachable, emitTcpReset, icmpErrorAllowed, type EthernetRepr, type PacketInfo,
+  IpProtocol, emitIcmpv6PortUnreachable, emitTcpReset, icmpErrorAllowed, loadIpv6Words, sameIpv6Words, type EthernetRepr, type PacketInfo,
 } from '../wire/index.ts';
 import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
 import { CONNTRACK_SOURCE_LIMITED, Conntrack, EntryStatus} from '../tables/conntrack.ts';
@@ -52,20 +52,8 @@ export interface ServiceNat6Options extends Omit<ServiceNatOptions, 'masqueradeI
   /** 16 bytes: the node's IPv6 pod gateway. */
   masqueradeIP: Uint8Array;
 }
-/** Four big-endian int32 words of the 16 bytes at b[off], into a[at..at+3]. */
-function load6(a: Int32Array, at: number, b: Uint8Array, off: number): void {
-  a[at] = (b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!;
-  a[at + 1] = (b[off + 4]! << 24) | (b[off + 5]! << 16) | (b[off + 6]! << 8) | b[off + 7]!;
-  a[at + 2] = (b[off + 8]! << 24) | (b[off + 9]! << 16) | (b[off + 10]! << 8) | b[off + 11]!;
-  a[at + 3] = (b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!;
-}
-
 function copy6(to: Int32Array, at: number, from: Int32Array, fromAt: number): void {
   to[at] = from[fromAt]!; to[at + 1] = from[fromAt + 1]!; to[at + 2] = from[fromAt + 2]!; to[at + 3] = from[fromAt + 3]!;
-}
-
-function same6(a: Int32Array, at: number, b: Int32Array, bAt: number): boolean {
-  return a[at] === b[bAt] && a[at + 1] === b[bAt + 1] && a[at + 2] === b[bAt + 2] && a[at + 3] === b[bAt + 3];
 }
 
 export class ServiceNat6 {
@@ -86,7 +74,7 @@ export class ServiceNat6 {
   constructor(table: ServiceTable<string>, options: ServiceNat6Options) {
     if (table.family !== 6) throw new RangeError('ServiceNat6 takes an IPv6 service table (buildServiceTable6)');
     if (options.masqueradeIP.length !== 16) throw new RangeError('ServiceNat6: masqueradeIP must be 16 bytes');
-    load6(this.#masq, 0, options.masqueradeIP, 0);
+    loadIpv6Words(this.#masq, 0, options.masqueradeIP, 0);
     this.#masqueradeAll = options.masqueradeAll ?? false;
     const store = options.store;
     if (store === undefined) {
@@ -153,8 +141,8 @@ export class ServiceNat6 {
     if (info.ipVersion !== 6 || info.payloadOffset < 0) return false;
     if (info.protocol !== IpProtocol.TCP && info.protocol !== IpProtocol.UDP) return false;
     const a = this.#addr;
-    load6(a, SRC, buf, info.src6Offset);
-    load6(a, DST, buf, info.dst6Offset);
+    loadIpv6Words(a, SRC, buf, info.src6Offset);
+    loadIpv6Words(a, DST, buf, info.dst6Offset);
     return this.conntrack.lookup6(info.protocol, a, SRC, info.srcPort, DST, info.dstPort, now) >= 0;
   }
 
@@ -167,8 +155,8 @@ export class ServiceNat6 {
     if (proto === IpProtocol.ICMPV6) return info.origL4Offset >= 0 ? this.#icmpError(info, buf, now) : this.result.record(Verdict.PASS);
     if (proto !== IpProtocol.TCP && proto !== IpProtocol.UDP) return this.result.record(Verdict.PASS);
     const a = this.#addr;
-    load6(a, SRC, buf, info.src6Offset);
-    load6(a, DST, buf, info.dst6Offset);
+    loadIpv6Words(a, SRC, buf, info.src6Offset);
+    loadIpv6Words(a, DST, buf, info.dst6Offset);
     if (info.payloadOffset < 0 || info.isFragment) {
       const key = this.#frontendKey();
       return key >= 0 && this.#table.frontendIPs.get(key) >= 0 ? this.result.drop(NatReason.FRAGMENT) : this.result.record(Verdict.PASS);
@@ -241,7 +229,7 @@ export class ServiceNat6 {
     const epAt = ep * 4;
     const epPort = t.endpointPort[ep]!;
     r.endpoint = ep;
-    if (masq === MasqReason.NONE && same6(E, epAt, a, SRC)) masq = MasqReason.HAIRPIN;
+    if (masq === MasqReason.NONE && sameIpv6Words(E, epAt, a, SRC)) masq = MasqReason.HAIRPIN;
     r.masquerade = masq;
 
     // The tuple to insert: original as the client sent it, reply as the endpoint will send it.
@@ -331,8 +319,8 @@ export class ServiceNat6 {
     const p = info.origProtocol;
     if (p !== IpProtocol.TCP && p !== IpProtocol.UDP) return this.result.record(Verdict.PASS);
     const a = this.#addr;
-    load6(a, SRC, buf, info.origDst6Offset);
-    load6(a, DST, buf, info.origSrc6Offset);
+    loadIpv6Words(a, SRC, buf, info.origDst6Offset);
+    loadIpv6Words(a, DST, buf, info.origSrc6Offset);
     const ct = this.conntrack;
     const ref = ct.lookup6(p, a, SRC, info.origDstPort, DST, info.origSrcPort, now);
     if (ref < 0) return this.result.record(Verdict.PASS);

@@ -2,7 +2,7 @@
 // incremental checksums (src/wire/nat.ts, natRewrite*6). Addresses are read from the
 // conntrack's address words (Conntrack.addresses6, four big-endian int32 per address)
 // and handed to the rewrites as (array, index): nothing is copied or boxed.
-import { natRewriteDst6, natRewriteQuotedDst6, natRewriteQuotedSrc6, natRewriteSrc6, type PacketInfo } from '../wire/index.ts';
+import { natRewriteDst6, natRewriteQuotedDst6, natRewriteQuotedSrc6, natRewriteSrc6, sameIpv6Words, type PacketInfo } from '../wire/index.ts';
 import { EntryStatus, TupleWord, tupleBase, type Conntrack } from '../tables/conntrack.ts';
 
 /**
@@ -20,8 +20,8 @@ export function translateFlow6(ct: Conntrack, info: PacketInfo, buf: Uint8Array,
   const ports = ct.words[tupleBase(ref) + TupleWord.PORTS]!;
   const newDstPort = ports >>> 16;
   const newSrcPort = ports & 0xffff;
-  if (!sameAt(A, newDst, packet, 4) || newDstPort !== info.dstPort) natRewriteDst6(info, buf, A, newDst, newDstPort, l4Partial);
-  if (!sameAt(A, newSrc, packet, 0) || newSrcPort !== info.srcPort) natRewriteSrc6(info, buf, A, newSrc, newSrcPort, l4Partial);
+  if (!sameIpv6Words(A, newDst, packet, 4) || newDstPort !== info.dstPort) natRewriteDst6(info, buf, A, newDst, newDstPort, l4Partial);
+  if (!sameIpv6Words(A, newSrc, packet, 0) || newSrcPort !== info.srcPort) natRewriteSrc6(info, buf, A, newSrc, newSrcPort, l4Partial);
 }
 
 /**
@@ -48,8 +48,4 @@ export function translateIcmpError6(ct: Conntrack, info: PacketInfo, buf: Uint8A
     natRewriteSrc6(info, buf, A, dst, -1, false);
     natRewriteDst6(info, buf, A, src, -1, false);
   }
-}
-
-function sameAt(a: Int32Array, at: number, b: Int32Array, bAt: number): boolean {
-  return a[at] === b[bAt] && a[at + 1] === b[bAt + 1] && a[at + 2] === b[bAt + 2] && a[at + 3] === b[bAt + 3];
 }

@@ -61,6 +61,7 @@
 // instructions leaves records the next one can trust.
 import { addressDigest6, flowHash, pairHash } from './hash.ts';
 import { ipv6ToString } from '../wire/address.ts';
+import { sameIpv6Words } from '../wire/ipv6.ts';
 import {
   DEFAULT_TIMEOUTS, TCP_IGNORED, TCP_INVALID, TcpState, tcpStateNames, tcpTimeoutTable, tcpTransition, type ConntrackTimeouts,
 } from './tcp-state.ts';
@@ -336,8 +337,7 @@ export class Conntrack {
   #sameAddresses6(ref: number, a: Int32Array, srcAt: number, dstAt: number): boolean {
     const x = this.addresses6;
     const s = (ref >> 1) * ADDRESS6_WORDS + (ref & 1) * 8;
-    return x[s] === a[srcAt] && x[s + 1] === a[srcAt + 1] && x[s + 2] === a[srcAt + 2] && x[s + 3] === a[srcAt + 3] &&
-      x[s + 4] === a[dstAt] && x[s + 5] === a[dstAt + 1] && x[s + 6] === a[dstAt + 2] && x[s + 7] === a[dstAt + 3];
+    return sameIpv6Words(x, s, a, srcAt) && sameIpv6Words(x, s + 4, a, dstAt);
   }
 
   /** Live entries. */

@@ -36,6 +36,7 @@ import { Ipv4Map } from './ipv4-map.ts';
 import { Ipv6Map } from './ipv6-map.ts';
 import { MAGLEV_MAX_ENDPOINTS, maglevTableSize, populateMaglev } from './maglev.ts';
 import { ipv4ToString, parseIpv6 } from '../wire/address.ts';
+import { loadIpv6Words } from '../wire/ipv6.ts';
 
 /** A service port of either family: IPv4 addresses as uint32, IPv6 ones as RFC 5952 text. */
 type AnyPortSpec = ServicePortSpec<number | string>;
@@ -385,7 +386,7 @@ function words6(text: string): Int32Array {
   const b = parseIpv6(text);
   if (b === null) throw new RangeError(`not an IPv6 address: ${JSON.stringify(text)}`);
   const w = new Int32Array(4);
-  for (let i = 0; i < 4; i++) w[i] = (b[4 * i]! << 24) | (b[4 * i + 1]! << 16) | (b[4 * i + 2]! << 8) | b[4 * i + 3]!;
+  loadIpv6Words(w, 0, b, 0);
   return w;
 }
 

@@ -167,3 +167,8 @@ export function loadIpv6Words(out: Int32Array, at: number, b: Uint8Array, off: n
     out[at + k] = (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
   }
 }
+
+/** Whether the four words at a[at] and at b[bAt] are the same IPv6 address. */
+export function sameIpv6Words(a: Int32Array, at: number, b: Int32Array, bAt: number): boolean {
+  return a[at] === b[bAt] && a[at + 1] === b[bAt + 1] && a[at + 2] === b[bAt + 2] && a[at + 3] === b[bAt + 3];
+}
