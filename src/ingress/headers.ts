@@ -4,13 +4,24 @@
 // X-Forwarded-For (the client's address appended to what came in), X-Forwarded-Proto,
 // -Host, -Port, X-Real-IP, and X-Request-ID (kept when the client sent one, else a new
 // random id, as nginx's $request_id).
-import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import { randomFillSync } from 'node:crypto';
 
 /** Removed when forwarding a request or a response (RFC 9110 7.6.1, RFC 9113 8.2.2). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade', 'trailer', 'http2-settings', 'expect']);
+/** Whether a field (its name in any case) is hop-by-hop: HOP_BY_HOP without lower-casing every name first. */
+export function isHopByHop(name: string): boolean {
+  switch (name.length) {
+    case 2: case 6: case 7: case 10: case 14: case 16: case 17: return HOP_BY_HOP.has(name.toLowerCase());
+    default: return false;
+  }
+}
+
+/** The forwarding fields the proxy writes itself. */
+const FORWARDING = new Set(['x-forwarded-for', 'x-request-id', 'x-real-ip', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port']);
 
 export type HeaderMap = Record<string, string | string[]>;
+/** Header lines as [name, value, name, value, ...] (llhttp's shape, and one undici takes). */
+export type HeaderList = string[];
 
 export interface ClientFacts {
   /** The client's address as the proxy saw it. */
@@ -22,44 +33,80 @@ export interface ClientFacts {
   authority: string;
 }
 
+/** The value of field `lower` (a lower-case name) in `lines`, the first line of it; undefined when absent. */
+export function headerValue(lines: readonly string[], lower: string): string | undefined {
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const n = lines[i]!;
+    if (n.length === lower.length && (n === lower || n.toLowerCase() === lower)) return lines[i + 1];
+  }
+  return undefined;
+}
+
 /**
- * The request headers for the upstream. `upgrade` keeps Connection and Upgrade (a
+ * The request header lines for the upstream, from the client's lines (names in any
+ * case; repeated fields stay repeated). `upgrade` keeps Connection and Upgrade (a
  * WebSocket handshake passes through); `keepTe` keeps `TE: trailers` (gRPC needs it).
+ * Names come out in lower case, the forwarding fields last.
  */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, client: ClientFacts, upgrade: boolean, keepTe: boolean): HeaderMap {
-  const out: HeaderMap = {};
-  const connection = headers.connection;
-  const named = connection === undefined || upgrade ? null : connectionTokens(connection);
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (name.charCodeAt(0) === 58 /* ':' pseudo-header */) continue;
+export function upstreamRequestHeaders(lines: readonly string[], client: ClientFacts, upgrade: boolean, keepTe: boolean): HeaderList {
+  const out: HeaderList = [];
+  let named: string[] | null = null;
+  if (!upgrade) {
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const n = lines[i]!;
+      if (n.length === 10 && n.toLowerCase() === 'connection') named = connectionTokens(lines[i + 1]!, named);
+    }
+  }
+  let xff = '';
+  let requestId = '';
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const name = lines[i]!.toLowerCase();
+    const value = lines[i + 1]!;
+    if (name.charCodeAt(0) === 58 /* ':' an HTTP/2 pseudo-header */) continue;
     if (HOP_BY_HOP.has(name)) {
-      if (upgrade && (name === 'connection' || name === 'upgrade')) out[name] = value;
-      else if (keepTe && name === 'te' && value === 'trailers') out[name] = value;
+      if (upgrade && (name === 'connection' || name === 'upgrade')) out.push(name, value);
+      else if (keepTe && name === 'te' && value === 'trailers') out.push(name, value);
       continue;
     }
+    if (name === 'host') continue;
     if (named !== null && named.includes(name)) continue;
-    if (name === 'x-forwarded-for' || name === 'x-request-id' || name === 'x-real-ip' || name === 'x-forwarded-proto' || name === 'x-forwarded-host' || name === 'x-forwarded-port') continue;
-    out[name] = value;
+    if (FORWARDING.has(name)) {
+      // As ingress-nginx: X-Forwarded-For is appended to, the client's X-Request-ID kept.
+      if (name === 'x-forwarded-for' && value !== '') xff = xff === '' ? value : `${xff}, ${value}`;
+      else if (name === 'x-request-id' && requestId === '') requestId = value;
+      continue;
+    }
+    out.push(name, value);
   }
-  out.host = client.authority;
-  const xff = headers['x-forwarded-for'];
-  out['x-forwarded-for'] = xff === undefined || xff === '' ? client.remoteAddress : `${xff}, ${client.remoteAddress}`;
-  out['x-forwarded-proto'] = client.scheme;
-  out['x-forwarded-host'] = client.authority;
-  out['x-forwarded-port'] = String(client.serverPort);
-  out['x-real-ip'] = client.remoteAddress;
-  const id = headers['x-request-id'];
-  out['x-request-id'] = typeof id === 'string' && id !== '' ? id : randomUUID().replaceAll('-', '');
+  const ip = client.remoteAddress;
+  out.push('host', client.authority,
+    'x-forwarded-for', xff === '' ? ip : `${xff}, ${ip}`,
+    'x-forwarded-proto', client.scheme,
+    'x-forwarded-host', client.authority,
+    'x-forwarded-port', String(client.serverPort),
+    'x-real-ip', ip,
+    'x-request-id', requestId === '' ? requestId32() : requestId);
   return out;
+}
+
+let entropy = Buffer.alloc(0);
+let entropyAt = 0;
+
+/** 32 random hex digits, as nginx's $request_id (random bytes drawn 4 KiB at a time). */
+export function requestId32(): string {
+  if (entropyAt + 16 > entropy.length) {
+    entropy = randomFillSync(Buffer.allocUnsafe(4096));
+    entropyAt = 0;
+  }
+  entropyAt += 16;
+  return entropy.toString('hex', entropyAt - 16, entropyAt);
 }
 
 /** The response headers for the client: hop-by-hop fields removed. */
 export function clientResponseHeaders(headers: Record<string, string | string[] | undefined>): HeaderMap {
   const out: HeaderMap = {};
   const connection = headers.connection;
-  const named = connection === undefined ? null : connectionTokens(connection);
+  const named = connection === undefined ? null : connectionTokens(Array.isArray(connection) ? connection.join(',') : connection, null);
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
@@ -69,11 +116,22 @@ export function clientResponseHeaders(headers: Record<string, string | string[] 
   return out;
 }
 
-function connectionTokens(value: string | string[]): string[] {
-  const s = Array.isArray(value) ? value.join(',') : value;
+/** The field names a Connection value lists (RFC 9110 7.6.1), added to `into`. */
+export function connectionTokens(value: string, into: string[] | null): string[] | null {
   // The common values name no other field.
-  if (s === 'keep-alive' || s === 'close' || s === 'Keep-Alive' || s === 'upgrade' || s === 'Upgrade') return [];
-  return s.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '');
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'upgrade' || value === 'Upgrade') return into;
+  const tokens = value.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '');
+  return into === null ? tokens : into.concat(tokens);
+}
+
+/** Every Cookie line as one value ("; "-joined, RFC 6265 5.4; HTTP/2 sends a line per cookie, RFC 9113 8.2.3); undefined without one. */
+export function cookieHeader(lines: readonly string[]): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const n = lines[i]!;
+    if (n.length === 6 && n.toLowerCase() === 'cookie') out = out === undefined ? lines[i + 1] : `${out}; ${lines[i + 1]!}`;
+  }
+  return out;
 }
 
 /** The value of cookie `name` in a Cookie header, or null (RFC 6265 5.4: "; "-separated pairs). */

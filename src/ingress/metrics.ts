@@ -16,8 +16,12 @@ export class IngressMetrics {
   readonly #retries: Counter<'service' | 'reason'>;
   readonly #generation: Gauge;
   readonly #configChanges: Counter;
-  /** Label children by "ingress\0service\0status": prom-client hashes labels on every call otherwise. */
-  readonly #children = new Map<string, Children>();
+  /**
+   * Label children by ingress, then service, then status: prom-client hashes labels on
+   * every call otherwise. The names are the configuration's own strings, whose hashes
+   * V8 keeps, so a lookup builds no string.
+   */
+  readonly #children = new Map<string, Map<string, Children[]>>();
 
   /** `upstreams()`: how many upstream dispatchers (one per endpoint in use) are open, read at scrape time. */
   constructor(upstreams: () => number) {
@@ -31,11 +35,14 @@ export class IngressMetrics {
   }
 
   request(ingress: string, service: string, status: number, seconds: number): void {
-    const key = `${ingress}\0${service}\0${status}`;
-    let c = this.#children.get(key);
+    let byService = this.#children.get(ingress);
+    if (byService === undefined) this.#children.set(ingress, byService = new Map());
+    let byStatus = byService.get(service);
+    if (byStatus === undefined) byService.set(service, byStatus = []);
+    let c = byStatus[status];
     if (c === undefined) {
       c = { requests: this.#requests.labels(ingress, service, String(status)), duration: this.#duration.labels(ingress, service) };
-      this.#children.set(key, c);
+      byStatus[status] = c;
     }
     c.requests.inc();
     c.duration.observe(seconds);

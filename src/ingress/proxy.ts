@@ -16,13 +16,21 @@
 //   their size (the default, 1 MiB; nginx buffers them too), so a connect failure or
 //   an idempotent retry can send them again; with proxy-body-size 0 they stream and
 //   are not retried.
+//
+// The proxy's own HTTP/1.1 engine (on node's llhttp) serves plain HTTP (h1-server.ts)
+// and speaks to every HTTP and HTTPS endpoint, whichever side the request came from
+// (h1-upstream.ts): node:http's request and response objects and undici's dispatch
+// pipeline cost several times what the proxying does (bench/ingress.ts). HTTPS clients
+// (h2, or http/1.1 by ALPN) are node:http2's; GRPC backends (HTTP/2 to the endpoint)
+// are undici's. Where this Node does not expose llhttp (llhttp.ts), plain HTTP is
+// node:http's.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { Readable, type Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { TapirError } from '../errors/tapir-error.ts';
-import { cookieValue, upstreamRequestHeaders, type ClientFacts } from './headers.ts';
+import { cookieHeader, cookieValue, headerValue, upstreamRequestHeaders, type ClientFacts } from './headers.ts';
 import { ANY_ADDRESS, clientAddress, listenOn, type Listening } from './listen.ts';
 import { IngressMetrics } from './metrics.ts';
 import type { IngressConfig, RouteOptions } from './model.ts';
@@ -30,6 +38,9 @@ import { normalizeHost, Router, type BackendState } from './router.ts';
 import { SecureContextCache, type KeyPair } from './tls.ts';
 import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
 import { tunnelUpgrade } from './upgrade.ts';
+import { H1Request, H1Response, H1Server } from './h1-server.ts';
+import { H1Exchange, H1Pools, NodeResponseSink, streamSource } from './h1-upstream.ts';
+import { available as llhttpAvailable } from './llhttp.ts';
 
 export class IngressProxyError extends TapirError {
   readonly code = 'INGRESS_PROXY';
@@ -49,6 +60,8 @@ export interface IngressProxyOptions {
   defaultCertificate: KeyPair;
   /** The port in ssl-redirect's Location; default httpsPort (omitted when 443). */
   redirectHttpsPort?: number;
+  /** Plain HTTP through node:http instead of the HTTP/1.1 engine (tests of both; the engine is the default where llhttp is reachable). */
+  nodeHttp?: boolean;
 }
 
 /** ingress-nginx's defaults, for the default backend (its Ingress carries no annotations that apply). */
@@ -57,17 +70,22 @@ export const DEFAULT_ROUTE_OPTIONS: RouteOptions = {
   proxyConnectTimeoutMs: 5_000, rewriteTarget: null, useRegex: false,
 };
 
-type ClientRequest = IncomingMessage | Http2ServerRequest;
+type ClientRequest = IncomingMessage | Http2ServerRequest | H1Request;
+type AnyResponse = ClientResponse | H1Response;
 
 const EMPTY_CONFIG: IngressConfig = { generation: 0, hosts: [], defaultBackend: null, certificates: new Map() };
 
 export class IngressProxy {
   readonly #opts: IngressProxyOptions;
   readonly #pools = new UpstreamPools();
-  readonly #metrics = new IngressMetrics(() => this.#pools.size);
+  readonly #h1Pools = new H1Pools();
+  /** Endpoints in use, as (protocol, endpoint, connect timeout), whichever engine's pools hold them. */
+  readonly #metrics = new IngressMetrics(() => new Set([...this.#pools.keys(), ...this.#h1Pools.keys()]).size);
   readonly #contexts: SecureContextCache;
   #router = new Router(EMPTY_CONFIG);
-  readonly #http: Server;
+  readonly #http: Server | NetServer;
+  /** The HTTP/1.1 engine on #http, or null where node:http serves it. */
+  readonly #h1: H1Server | null;
   readonly #https: Http2SecureServer;
   #httpPort = 0;
   #httpsPort = 0;
@@ -83,8 +101,19 @@ export class IngressProxy {
     this.#contexts = new SecureContextCache(opts.defaultCertificate, opts.log);
     // nginx's keepalive_timeout is 75 s; node's default of 5 s would close idle
     // keep-alive clients sooner than they expect from an Ingress.
-    this.#http = createServer({ keepAliveTimeout: 75_000, noDelay: true }, (req, res) => this.#onRequest(req, res, 'http', this.#httpPort));
-    this.#http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort));
+    if (opts.nodeHttp !== true && llhttpAvailable()) {
+      this.#http = createNetServer({ noDelay: true });
+      this.#h1 = new H1Server(this.#http, {
+        request: (req, res) => this.#onRequest(req, res, 'http', this.#httpPort),
+        upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort),
+      });
+    } else {
+      const http = createServer({ keepAliveTimeout: 75_000, noDelay: true }, (req, res) => this.#onRequest(req, res, 'http', this.#httpPort));
+      http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort));
+      http.on('clientError', (_err, socket: Duplex) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); else socket.destroy(); });
+      this.#http = http;
+      this.#h1 = null;
+    }
     this.#https = createSecureServer({
       allowHTTP1: true,
       cert: opts.defaultCertificate.certPem,
@@ -104,7 +133,6 @@ export class IngressProxy {
     });
     // A client that goes away mid-handshake or sends garbage is its own problem.
     this.#https.on('tlsClientError', () => undefined);
-    this.#http.on('clientError', (_err, socket: Duplex) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); else socket.destroy(); });
   }
 
   /** The Prometheus registry: tapir_ingress_* (metrics.ts). */
@@ -123,7 +151,7 @@ export class IngressProxy {
 
   async start(): Promise<void> {
     const address = this.#opts.address;
-    const listen = async (server: Server | Http2SecureServer, port: number, what: string): Promise<Listening> => {
+    const listen = async (server: NetServer | Http2SecureServer, port: number, what: string): Promise<Listening> => {
       try {
         return await listenOn(server, port, address);
       } catch (err) {
@@ -158,6 +186,7 @@ export class IngressProxy {
     }
     if (router.defaultBackend !== null) add(router.defaultBackend, DEFAULT_ROUTE_OPTIONS.proxyConnectTimeoutMs);
     this.#pools.retain(keep);
+    this.#h1Pools.retain(keep);
     this.#metrics.config(config.generation);
   }
 
@@ -167,30 +196,35 @@ export class IngressProxy {
    * connection and upstream pool that is left.
    */
   async stop(graceMs = 1_000): Promise<void> {
-    const closed = (server: Server | Http2SecureServer): Promise<void> => new Promise((resolve) => {
+    const closed = (server: NetServer | Http2SecureServer): Promise<void> => new Promise((resolve) => {
       if (!server.listening) { resolve(); return; }
       server.close(() => resolve());
     });
     const both = Promise.all([closed(this.#http), closed(this.#https)]);
-    this.#http.closeIdleConnections();
+    if (this.#h1 !== null) this.#h1.closeIdle();
+    else (this.#http as Server).closeIdleConnections();
     for (const session of this.#sessions) session.close();
     // An idle HTTP/2 session is not closed by close() until its client hangs up: what
     // is waited for is the requests in flight, then every connection goes.
     const deadline = performance.now() + graceMs;
     while (this.#inFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const socket of this.#sockets) socket.destroy();
+    this.#h1?.destroy();
     await both;
+    this.#h1Pools.destroy();
     await this.#pools.destroy();
   }
 
-  #onRequest(req: ClientRequest, res: ClientResponse, scheme: 'http' | 'https', serverPort: number): void {
+  #onRequest(req: ClientRequest, res: AnyResponse, scheme: 'http' | 'https', serverPort: number): void {
     const started = performance.now();
     this.#inFlight++;
     res.once('close', this.#requestClosed);
     const router = this.#router;
     const h2 = req.httpVersionMajor === 2;
-    const headers = req.headers;
-    const authority = (h2 ? headers[':authority'] ?? headers.host : headers.host) as string | undefined ?? '';
+    // The header lines as they came (node:http and HTTP/2 keep them too): the proxy's own
+    // engine makes no headers object unless a route needs one.
+    const lines = req.rawHeaders;
+    const authority = (h2 ? headerValue(lines, ':authority') ?? headerValue(lines, 'host') : headerValue(lines, 'host')) ?? '';
     let url = req.url ?? '/';
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       // absolute-form (RFC 9112 3.2.2) or '*': only a path is routed.
@@ -202,7 +236,7 @@ export class IngressProxy {
     const host = normalizeHost(authority);
     const m = router.route(host, path);
     const rule = m.rule;
-    const backendState = rule !== null ? rule.choose(headers, Math.random()) : m.defaultBackend;
+    const backendState = rule !== null ? rule.choose(lines, Math.random()) : m.defaultBackend;
     if (backendState === null) {
       reply(this.#metrics, res, started, 404, '', '', `tapir-ingress: 404 Not Found: no Ingress rule for host ${JSON.stringify(host)} path ${JSON.stringify(path)} and no default backend\n`);
       return;
@@ -213,31 +247,41 @@ export class IngressProxy {
       const port = this.#opts.redirectHttpsPort ?? this.#httpsPort;
       const location = `https://${host}${port === 443 ? '' : `:${port}`}${url}`;
       (res as ServerResponse).writeHead(308, { location, 'content-type': 'text/plain; charset=utf-8', 'content-length': 0 });
-      res.end();
+      (res as ServerResponse).end();
       this.#metrics.request(ingress, backendState.name, 308, (performance.now() - started) / 1000);
       return;
     }
 
-    const facts: ClientFacts = { remoteAddress: clientAddress(req.socket?.remoteAddress), scheme, serverPort, authority };
-    const upstreamHeaders = upstreamRequestHeaders(headers, facts, false, backendState.backend.protocol === 'GRPC');
+    const remoteAddress = req instanceof H1Request ? req.clientAddress : clientAddress(req.socket?.remoteAddress);
+    const facts: ClientFacts = { remoteAddress, scheme, serverPort, authority };
+    const upstreamHeaders = upstreamRequestHeaders(lines, facts, false, backendState.backend.protocol === 'GRPC');
     let affinityEndpoint = -1;
     const cookie = options.affinityCookie;
     if (cookie !== null) {
-      const v = cookieValue(headers.cookie, cookie.name);
+      const v = cookieValue(cookieHeader(lines), cookie.name);
       if (v !== null) affinityEndpoint = backendState.endpointForCookie(v);
     }
     const upstreamPath = rule === null ? url : rule.upstreamPath(path, query);
+    const method = req.method ?? 'GET';
     const start = (body: Buffer | ClientRequest | null): void => {
-      new Exchange({
-        pools: this.#pools, metrics: this.#metrics, res, backend: backendState, ingress, method: req.method ?? 'GET',
-        path: upstreamPath, headers: upstreamHeaders, body, connectTimeoutMs: options.proxyConnectTimeoutMs,
-        readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
-      }).start();
+      const common = {
+        metrics: this.#metrics, backend: backendState, ingress, method, path: upstreamPath, headers: upstreamHeaders,
+        connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
+      };
+      if (H1Pools.speaks(backendState.backend.protocol)) {
+        const sink = res instanceof H1Response ? res : new NodeResponseSink(res);
+        const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request ? body : streamSource(body);
+        new H1Exchange({ ...common, pools: this.#h1Pools, res: sink, body: source }).start();
+        return;
+      }
+      const stream = body instanceof H1Request ? bodyStream(body) : body as Buffer | Readable | null;
+      new Exchange({ ...common, pools: this.#pools, res: res as ClientResponse, body: stream }).start();
     };
 
     const limit = options.proxyBodySize;
-    const lengthHeader = headers['content-length'];
-    const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headers['transfer-encoding'] !== undefined;
+    const lengthHeader = headerValue(lines, 'content-length');
+    const hasBody = req instanceof H1Request ? req.hasBody
+      : h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headerValue(lines, 'transfer-encoding') !== undefined;
     if (!hasBody) {
       start(null);
       return;
@@ -253,23 +297,31 @@ export class IngressProxy {
       start(req);
       return;
     }
-    readBody(req, limit, (body) => {
+    const done = (body: Buffer | null): void => {
       if (body === null) tooLarge();
       else start(body);
-    });
+    };
+    if (req instanceof H1Request) req.readBody(limit, done);
+    else readBody(req, limit, done);
   }
 
-  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {
+  #onUpgrade(req: IncomingMessage | H1Request, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {
     const started = performance.now();
+    if (req.method === 'CONNECT') {
+      const body = 'tapir-ingress: 405 Method Not Allowed: the Ingress proxy is no forward proxy (CONNECT)\n';
+      socket.end(`HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+      this.#metrics.request('', '', 405, (performance.now() - started) / 1000);
+      return;
+    }
     const router = this.#router;
-    const authority = req.headers.host ?? '';
+    const authority = headerValue(req.rawHeaders, 'host') ?? '';
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const host = normalizeHost(authority);
     const m = router.route(host, path);
     const rule = m.rule;
-    const backendState = rule !== null ? rule.choose(req.headers, Math.random()) : m.defaultBackend;
+    const backendState = rule !== null ? rule.choose(req.rawHeaders, Math.random()) : m.defaultBackend;
     if (backendState === null) {
       const body = `tapir-ingress: 404 Not Found: no Ingress rule for host ${JSON.stringify(host)} path ${JSON.stringify(path)} and no default backend\n`;
       socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
@@ -281,25 +333,32 @@ export class IngressProxy {
     tunnelUpgrade({
       client: socket, head, backend: backendState, ingress: rule === null ? '' : rule.rule.ingress, method: req.method ?? 'GET',
       path: rule === null ? url : rule.upstreamPath(path, q < 0 ? '' : url.slice(q)),
-      headers: upstreamRequestHeaders(req.headers, facts, true, false),
+      headers: upstreamRequestHeaders(req.rawHeaders, facts, true, false),
       connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, metrics: this.#metrics, started,
     });
   }
 }
 
+/** An HTTP/1.1 engine request's body as a stream, for the undici exchange (a GRPC backend with proxy-body-size 0). */
+function bodyStream(req: H1Request): Readable {
+  const stream = new Readable({ read: () => req.resume() });
+  req.streamBody((chunk) => { if (!stream.push(chunk)) req.pause(); }, () => stream.push(null));
+  return stream;
+}
+
 /** A short plain-text answer of the proxy's own, counted like the others. */
-function reply(metrics: IngressMetrics, res: ClientResponse, started: number, status: number, ingress: string, service: string, text: string, close = false): void {
+function reply(metrics: IngressMetrics, res: AnyResponse, started: number, status: number, ingress: string, service: string, text: string, close = false): void {
   const body = Buffer.from(text);
   const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length };
   // An HTTP/1.1 client may still be sending the body we refused: close after answering.
   if (close && (res as ServerResponse).req?.httpVersionMajor === 1) headers.connection = 'close';
   (res as ServerResponse).writeHead(status, headers);
-  res.end(body);
+  (res as ServerResponse).end(body);
   metrics.request(ingress, service, status, (performance.now() - started) / 1000);
 }
 
 /** Reads a request body of at most `limit` bytes; null when it is longer (the rest is not read). */
-function readBody(req: ClientRequest, limit: number, done: (body: Buffer | null) => void): void {
+function readBody(req: IncomingMessage | Http2ServerRequest, limit: number, done: (body: Buffer | null) => void): void {
   const chunks: Buffer[] = [];
   let length = 0;
   let over = false;

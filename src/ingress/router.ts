@@ -28,6 +28,7 @@
 // only that value selects the canary; without one, "always" selects it and "never"
 // refuses it), then canary-weight (percent of the remaining requests).
 import { createHash } from 'node:crypto';
+import { headerValue } from './headers.ts';
 import type { Backend, Endpoint, IngressConfig, PathRule, VirtualHost } from './model.ts';
 
 /** How a rule matches: Exact, Prefix (path elements) or Regex. Numbers: the request path switches on them. */
@@ -176,13 +177,12 @@ export class RouteRule {
     return (out.charCodeAt(0) === 47 ? out : `/${out}`) + query;
   }
 
-  /** The backend for a request: the canary when its header or its weight says so. */
-  choose(headers: Record<string, string | string[] | undefined>, random: number): BackendState {
+  /** The backend for a request (its header lines as [name, value, ...]): the canary when its header or its weight says so. */
+  choose(headers: readonly string[], random: number): BackendState {
     const c = this.canary;
     if (c === null) return this.backend;
     if (c.header !== null) {
-      const v = headers[c.header];
-      const value = Array.isArray(v) ? v[0] : v;
+      const value = headerValue(headers, c.header);
       if (value !== undefined) {
         if (c.headerValue !== null) {
           if (value === c.headerValue) return c.backend;

@@ -8,7 +8,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import type { HeaderMap } from './headers.ts';
+import type { HeaderList } from './headers.ts';
 import type { IngressMetrics } from './metrics.ts';
 import type { BackendState } from './router.ts';
 import { DOWN_AFTER_CONNECT_FAILURE_MS, MAX_TRIES } from './upstream.ts';
@@ -21,7 +21,7 @@ export interface UpgradeInit {
   ingress: string;
   method: string;
   path: string;
-  headers: HeaderMap;
+  headers: HeaderList;
   connectTimeoutMs: number;
   readTimeoutMs: number;
   metrics: IngressMetrics;
@@ -36,11 +36,8 @@ export function tunnelUpgrade(init: UpgradeInit): void {
   }
   const tried: number[] = [];
   let head = `${init.method} ${init.path} HTTP/1.1\r\n`;
-  for (const name in init.headers) {
-    const v = init.headers[name]!;
-    if (Array.isArray(v)) for (const x of v) head += `${name}: ${x}\r\n`;
-    else head += `${name}: ${v}\r\n`;
-  }
+  const lines = init.headers;
+  for (let i = 0; i + 1 < lines.length; i += 2) head += `${lines[i]!}: ${lines[i + 1]!}\r\n`;
   head += '\r\n';
 
   let current: Socket | null = null;

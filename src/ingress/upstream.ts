@@ -19,7 +19,7 @@ import type { Readable } from 'node:stream';
 import { H2CClient, Pool, type Dispatcher } from 'undici';
 import type { BackendProtocol } from './model.ts';
 import type { BackendState } from './router.ts';
-import { clientResponseHeaders, type HeaderMap } from './headers.ts';
+import { clientResponseHeaders, type HeaderList } from './headers.ts';
 import type { IngressMetrics } from './metrics.ts';
 
 export const MAX_TRIES = 3;
@@ -27,12 +27,53 @@ export const DOWN_AFTER_CONNECT_FAILURE_MS = 1_000;
 
 /** Error codes of a connection that was never established: nothing of the request was sent. */
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
-const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 export function isConnectFailure(err: Error): boolean {
   const e = err as Error & { code?: string; syscall?: string };
   return (e.code !== undefined && CONNECT_FAILURES.has(e.code)) || e.syscall === 'connect';
+}
+
+/**
+ * How a try went wrong, for both upstream engines (undici's here, the HTTP/1.1
+ * engine's in h1-upstream.ts): the connection was never made (`connect`, and
+ * `connect-timeout`), it broke after the request went (`reset`), no response came
+ * within the read timeout (`timeout`), or the response could not be parsed (`invalid`).
+ */
+export type Failure = 'connect' | 'connect-timeout' | 'reset' | 'timeout' | 'invalid';
+
+function failureKind(err: Error): Failure {
+  const code = (err as { code?: string }).code;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-timeout';
+  if (isConnectFailure(err)) return 'connect';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'timeout';
+  return 'reset';
+}
+
+/** The first endpoint of a request: the one its affinity cookie names unless that one is down, else the next by round robin. */
+export function firstEndpoint(b: BackendState, affinityEndpoint: number, now: number): number {
+  if (affinityEndpoint >= 0 && b.downUntil[affinityEndpoint]! <= now) return affinityEndpoint;
+  return b.next([], now);
+}
+
+/**
+ * After a failed try of `endpoint`: marks it down when it could not be connected, and
+ * says whether the request goes to another endpoint (the rules at the top).
+ */
+export function nextTry(b: BackendState, tried: readonly number[], endpoint: number, kind: Failure, method: string, streamedBody: boolean): 'retry' | 'fail' {
+  const connect = kind === 'connect' || kind === 'connect-timeout';
+  if (connect) b.downUntil[endpoint] = Date.now() + DOWN_AFTER_CONNECT_FAILURE_MS;
+  if (tried.length >= Math.min(MAX_TRIES, b.endpoints.length) || streamedBody) return 'fail';
+  if (connect) return 'retry';
+  return kind !== 'timeout' && IDEMPOTENT.has(method) ? 'retry' : 'fail';
+}
+
+/** The proxy's own answer when the last try failed: 504 for a timeout, 502 otherwise, the body naming the backend and endpoint. */
+export function failureBody(b: BackendState, tried: readonly number[], endpoint: number, kind: Failure, why: string): { status: 502 | 504; text: string } {
+  const status = kind === 'timeout' || kind === 'connect-timeout' ? 504 : 502;
+  const reason = status === 504 ? 'Gateway Timeout' : 'Bad Gateway';
+  const where = tried.length > 1 ? `${tried.length} endpoints tried, last ${b.addresses[endpoint]}` : `endpoint ${b.addresses[endpoint]}`;
+  return { status, text: `tapir-ingress: ${status} ${reason}: backend ${b.name} (${where}): ${why}\n` };
 }
 
 function describe(err: Error): string {
@@ -91,6 +132,10 @@ export class UpstreamPools {
   get size(): number {
     return this.#pools.size;
   }
+
+  keys(): IterableIterator<string> {
+    return this.#pools.keys();
+  }
 }
 
 export type ClientResponse = ServerResponse | Http2ServerResponse;
@@ -104,7 +149,7 @@ export interface ExchangeInit {
   ingress: string;
   method: string;
   path: string;
-  headers: HeaderMap;
+  headers: HeaderList;
   /** null: no body; a Buffer can be sent again, a stream cannot. */
   body: Buffer | Readable | null;
   connectTimeoutMs: number;
@@ -163,9 +208,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #dispatch(): void {
     const init = this.#init, b = init.backend;
     const now = Date.now();
-    let i = -1;
-    if (this.#tried.length === 0 && init.affinityEndpoint >= 0 && b.downUntil[init.affinityEndpoint]! <= now) i = init.affinityEndpoint;
-    else i = b.next(this.#tried, now);
+    const i = this.#tried.length === 0 ? firstEndpoint(b, init.affinityEndpoint, now) : b.next(this.#tried, now);
     this.#endpoint = i;
     this.#tried.push(i);
     this.#controller = null;
@@ -267,20 +310,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#record(init.res.statusCode);
       return;
     }
-    const connectFailed = isConnectFailure(err);
-    if (connectFailed) b.downUntil[this.#endpoint] = Date.now() + DOWN_AFTER_CONNECT_FAILURE_MS;
-    const canRetry = this.#tried.length < Math.min(MAX_TRIES, b.endpoints.length)
-      && (connectFailed ? !isStream(init.body) : IDEMPOTENT.has(init.method) && !isStream(init.body) && !TIMEOUTS.has((err as { code?: string }).code ?? ''));
-    if (canRetry) {
-      init.metrics.retry(b.name, connectFailed ? 'connect' : 'reset');
+    const kind = failureKind(err);
+    if (nextTry(b, this.#tried, this.#endpoint, kind, init.method, isStream(init.body)) === 'retry') {
+      init.metrics.retry(b.name, kind === 'connect' || kind === 'connect-timeout' ? 'connect' : 'reset');
       this.#dispatch();
       return;
     }
-    const code = (err as { code?: string }).code ?? '';
-    const status = TIMEOUTS.has(code) ? 504 : 502;
-    const reason = status === 504 ? 'Gateway Timeout' : 'Bad Gateway';
-    const where = this.#tried.length > 1 ? `${this.#tried.length} endpoints tried, last ${b.addresses[this.#endpoint]}` : `endpoint ${b.addresses[this.#endpoint]}`;
-    this.#fail(status, `tapir-ingress: ${status} ${reason}: backend ${b.name} (${where}): ${describe(err)}\n`);
+    const { status, text } = failureBody(b, this.#tried, this.#endpoint, kind, describe(err));
+    this.#fail(status, text);
   }
 
   #fail(status: number, text: string): void {

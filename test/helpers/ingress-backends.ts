@@ -5,6 +5,8 @@
 //   GET /slow?ms=N         -> the same after N ms
 //   GET /status/NNN        -> status NNN
 //   GET /fixed             -> 200 "ok\n" (the benchmark's small fixed body)
+//   GET /chunks?n=N&size=S -> N chunks of S bytes ('a'..'z' by chunk), chunked, with
+//                           an x-chunks trailer (no Content-Length: the proxy must frame it)
 //   /reset-on/NAME         -> endpoint NAME closes the connection without an answer
 // and an HTTP/1.1 Upgrade to "websocket" is answered with a hand-rolled RFC 6455 echo:
 // 101 with Sec-WebSocket-Accept, then every text or binary frame comes back unmasked,
@@ -52,6 +54,22 @@ function serve(name: string, ip: string, port: number, tls: { cert: string; key:
       if (url.pathname === '/fixed') {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 });
         res.end('ok\n');
+        return;
+      }
+      if (url.pathname === '/chunks') {
+        const n = Number(url.searchParams.get('n') ?? 4), size = Number(url.searchParams.get('size') ?? 1024);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', trailer: 'x-chunks', 'x-backend': name });
+        let i = 0;
+        const more = (): void => {
+          while (i < n) {
+            const ok = res.write(Buffer.alloc(size, 97 + (i % 26)));
+            i++;
+            if (!ok) { res.once('drain', more); return; }
+          }
+          res.addTrailers({ 'x-chunks': String(n) });
+          res.end();
+        };
+        more();
         return;
       }
       const status = url.pathname.startsWith('/status/') ? Number(url.pathname.slice(8)) : 200;

@@ -8,6 +8,8 @@
 // It writes {"op":"ready","http":PORT,"https":PORT} once listening.
 //   node ingress-child.ts HTTP_PORT HTTPS_PORT ADDRESS CERT_FILE KEY_FILE
 // (ADDRESS "default": none given, the proxy's default of both families.)
+// TAPIR_INGRESS_NODE_HTTP=1 serves plain HTTP through node:http instead of the proxy's
+// HTTP/1.1 engine (its fallback where llhttp cannot be reached).
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Certificate, IngressConfig } from '../../src/ingress/model.ts';
@@ -18,6 +20,7 @@ const proxy = new IngressProxy({
   httpPort: Number(httpPort), httpsPort: Number(httpsPort), ...(address === 'default' ? {} : { address: address! }),
   log: (message) => process.stderr.write(`${message}\n`),
   defaultCertificate: { certPem: readFileSync(certFile!, 'utf8'), keyPem: readFileSync(keyFile!, 'utf8') },
+  nodeHttp: process.env.TAPIR_INGRESS_NODE_HTTP === '1',
 });
 await proxy.start();
 const send = (o: unknown): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };

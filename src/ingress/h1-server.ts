@@ -1,0 +1,649 @@
+// The client side of the Ingress proxy's HTTP/1.1 engine: a connection per client
+// socket, its requests parsed by llhttp (llhttp.ts) straight from the socket, each
+// handed to the proxy as an `H1Request` and an `H1Response`.
+//
+// - Requests are answered in order (RFC 9112 9.3.2): a pipelined request waits, its
+//   body buffered, until the one before it has its whole response; reading stops
+//   while one waits.
+// - A response is written once where it can be: the head waits for the body until
+//   the response ends, or until the upstream's read is over (`flush`; for the
+//   node:http-style methods, the end of the turn), so a small response leaves in one
+//   write, as nginx's does.
+// - Framing towards the client is the engine's: Content-Length when the length is
+//   known, chunked otherwise (an HTTP/1.0 client gets the body up to the close).
+// - `H1Response` also speaks the part of node:http's ServerResponse the proxy's other
+//   paths use (writeHead, write, end, 'drain', 'close'), so its own answers and the
+//   undici exchange (a GRPC backend) write to it unchanged.
+// - A parse error is answered 400 (431 for a head over 16 KiB) and the connection
+//   closed; an idle keep-alive connection closes after KEEP_ALIVE_MS, as nginx's
+//   keepalive_timeout 75 s (a connection still sending its first head counts as idle).
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { Server, Socket } from 'node:net';
+import { clientAddress } from './listen.ts';
+import type { ResponseSink } from './h1-upstream.ts';
+import { attach, createParser, detach, methodName, setReading, type HttpParser, type ParseError } from './llhttp.ts';
+
+export const KEEP_ALIVE_MS = 75_000;
+/** Body bytes a waiting (pipelined) request may buffer before reading stops. */
+const QUEUED_BODY_BYTES = 64 * 1024;
+/** Below this a body goes out in the same string as its head (one write, one copy). */
+const SMALL_BODY = 2048;
+
+export interface H1Handler {
+  request(req: H1Request, res: H1Response): void;
+  /** An Upgrade request (WebSocket): the socket is the handler's from now on; `head` is what followed the request head. */
+  upgrade(req: H1Request, socket: Socket, head: Buffer): void;
+}
+
+/** Header fields of which node:http keeps the first when a request repeats them. */
+const FIRST_WINS = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
+  'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
+
+/** Raw [name, value, ...] lines as node:http's IncomingMessage.headers: names in lower case, repeats merged as node does. */
+export function headerObject(raw: readonly string[]): IncomingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const prior = out[name];
+    if (prior === undefined) {
+      out[name] = name === 'set-cookie' ? [value] : value;
+    } else if (name === 'set-cookie') {
+      (prior as string[]).push(value);
+    } else if (!FIRST_WINS.has(name)) {
+      out[name] = `${prior as string}${name === 'cookie' ? '; ' : ', '}${value}`;
+    }
+  }
+  return out as IncomingHttpHeaders;
+}
+
+export class H1Request {
+  readonly method: string;
+  /** The request target as sent. */
+  readonly url: string;
+  readonly httpVersionMajor = 1;
+  readonly httpVersionMinor: number;
+  readonly rawHeaders: string[];
+  readonly keepAlive: boolean;
+  readonly upgrade: boolean;
+  /** Whether the head announced a body (Content-Length over 0, or Transfer-Encoding). */
+  readonly hasBody: boolean;
+  /** Expect: 100-continue from an HTTP/1.1 client: "100 Continue" goes out when the body is first asked for. */
+  #expectContinue: boolean;
+  readonly socket: Socket;
+  #headers: IncomingHttpHeaders | null = null;
+  /** Body bytes not yet taken by a reader, and whether the body is whole. */
+  #chunks: Buffer[] = [];
+  #bodyBytes = 0;
+  complete = false;
+  #onChunk: ((chunk: Buffer) => void) | null = null;
+  #onEnd: (() => void) | null = null;
+  readonly #conn: ClientConnection;
+
+  constructor(conn: ClientConnection, socket: Socket, method: string, url: string, minor: number, raw: string[], keepAlive: boolean, upgrade: boolean) {
+    this.#conn = conn;
+    this.socket = socket;
+    this.method = method;
+    this.url = url;
+    this.httpVersionMinor = minor;
+    this.rawHeaders = raw;
+    this.keepAlive = keepAlive;
+    this.upgrade = upgrade;
+    let body = false, expect = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!;
+      if (n.length === 14 && n.toLowerCase() === 'content-length') body ||= raw[i + 1] !== '0';
+      else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') body = true;
+      else if (n.length === 6 && n.toLowerCase() === 'expect') expect = raw[i + 1]!.toLowerCase() === '100-continue';
+    }
+    this.hasBody = body;
+    this.#expectContinue = expect && minor >= 1;
+  }
+
+  /** The client's address as the upstream is told it (listen.ts clientAddress), once per connection. */
+  get clientAddress(): string {
+    return this.#conn.clientAddress;
+  }
+
+  /** node:http's headers object, made on first use. */
+  get headers(): IncomingHttpHeaders {
+    return this.#headers ??= headerObject(this.rawHeaders);
+  }
+
+  get bufferedBodyBytes(): number {
+    return this.#bodyBytes;
+  }
+
+  /** @internal the connection's parser delivers the body here. */
+  pushBody(chunk: Buffer): void {
+    if (this.#onChunk !== null) {
+      this.#onChunk(chunk);
+      return;
+    }
+    this.#chunks.push(chunk);
+    this.#bodyBytes += chunk.length;
+  }
+
+  /** @internal */
+  endBody(): void {
+    this.complete = true;
+    this.#onEnd?.();
+  }
+
+  /** The body's chunks as they come (those already buffered first); `end` when it is whole. */
+  streamBody(onChunk: (chunk: Buffer) => void, end: () => void): void {
+    if (this.#expectContinue) {
+      // RFC 9110 10.1.1: the client waits for this before it sends the body.
+      this.#expectContinue = false;
+      if (!this.complete) this.#conn.interim('HTTP/1.1 100 Continue\r\n\r\n');
+    }
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#bodyBytes = 0;
+    for (const c of chunks) onChunk(c);
+    if (this.complete) {
+      end();
+      return;
+    }
+    this.#onChunk = onChunk;
+    this.#onEnd = end;
+  }
+
+  /** The whole body, or null once it passes `limit` bytes (reading then stops). */
+  readBody(limit: number, done: (body: Buffer | null) => void): void {
+    const chunks: Buffer[] = [];
+    let length = 0, over = false;
+    this.streamBody((chunk) => {
+      if (over) return;
+      length += chunk.length;
+      if (length > limit) {
+        over = true;
+        this.pause();
+        done(null);
+        return;
+      }
+      chunks.push(chunk);
+    }, () => { if (!over) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length)); });
+  }
+
+  /** Stops reading the client (backpressure from the upstream) and starts again. */
+  pause(): void { this.#conn.reading(false); }
+  resume(): void { this.#conn.reading(true); }
+}
+
+const discard = (): void => undefined;
+
+type Framing = 'length' | 'chunked' | 'close' | 'none';
+type Listener = () => void;
+
+/**
+ * The response to one request. The raw methods (`rawHead`, `rawBody`, `end`) are the
+ * HTTP/1.1 upstream's (h1-upstream.ts); writeHead/write/end are node:http's, for
+ * everything else.
+ */
+export class H1Response implements ResponseSink {
+  readonly req: H1Request;
+  statusCode = 200;
+  headersSent = false;
+  finished = false;
+  /** Set when the connection closes after this response (the client asked, or the proxy must). */
+  closeAfter: boolean;
+  #framing: Framing = 'none';
+  #trailers = '';
+  #close: Listener[] | null = null;
+  #drain: Listener[] | null = null;
+  readonly #conn: ClientConnection;
+
+  constructor(conn: ClientConnection, req: H1Request) {
+    this.#conn = conn;
+    this.req = req;
+    this.closeAfter = !req.keepAlive;
+  }
+
+  /** A head built by the caller: the status line and fields without framing or Connection, each line ending in CRLF. */
+  rawHead(status: number, lines: string, contentLength: number): void {
+    this.statusCode = status;
+    this.headersSent = true;
+    const noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    let head = lines;
+    if (noBody) {
+      this.#framing = 'none';
+      if (contentLength >= 0) head += `content-length: ${contentLength}\r\n`;
+    } else if (contentLength >= 0) {
+      this.#framing = 'length';
+      head += `content-length: ${contentLength}\r\n`;
+    } else if (this.req.httpVersionMinor >= 1) {
+      this.#framing = 'chunked';
+      head += 'transfer-encoding: chunked\r\n';
+    } else {
+      this.#framing = 'close';
+      this.closeAfter = true;
+    }
+    if (this.closeAfter) head += 'connection: close\r\n';
+    else if (this.req.httpVersionMinor === 0) head += 'connection: keep-alive\r\n';
+    this.#conn.out(this, `${head}\r\n`, null);
+  }
+
+  /** A piece of the body. False: the client is not taking it fast enough, wait for 'drain'. */
+  rawBody(chunk: Buffer): boolean {
+    if (chunk.length === 0 || this.#framing === 'none') return true;
+    if (this.#framing === 'chunked') return this.#conn.out(this, `${chunk.length.toString(16)}\r\n`, chunk, '\r\n');
+    return this.#conn.out(this, null, chunk);
+  }
+
+  // ResponseSink, for the HTTP/1.1 upstream (h1-upstream.ts).
+  head(status: number, message: string, fields: readonly string[], contentLength: number): void {
+    let lines = `HTTP/1.1 ${status} ${message}\r\n`;
+    for (let i = 0; i + 1 < fields.length; i += 2) lines += `${fields[i]!}: ${fields[i + 1]!}\r\n`;
+    this.rawHead(status, lines, contentLength);
+  }
+
+  body(chunk: Buffer): boolean {
+    return this.rawBody(chunk);
+  }
+
+  trailers(fields: readonly string[]): void {
+    for (let i = 0; i + 1 < fields.length; i += 2) this.#trailers += `${fields[i]!}: ${fields[i + 1]!}\r\n`;
+  }
+
+  abort(): void {
+    this.destroy();
+  }
+
+  answer(status: number, text: string): void {
+    if (this.headersSent) {
+      this.destroy();
+      return;
+    }
+    const body = Buffer.from(text);
+    this.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
+    this.end(body);
+  }
+
+  /** Writes what the raw methods queued (they leave it for one write with what follows). */
+  flush(): void {
+    this.#conn.flush(this);
+  }
+
+  writeHead(status: number, headers?: Record<string, string | number | readonly string[]>): this {
+    let lines = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    let length = -1;
+    for (const name in headers) {
+      const v = headers[name]!;
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') { length = Number(v); continue; }
+      if (lower === 'connection') { if (String(v).toLowerCase() === 'close') this.closeAfter = true; continue; }
+      if (lower === 'transfer-encoding') continue;
+      if (Array.isArray(v)) for (const x of v) lines += `${name}: ${x}\r\n`;
+      else lines += `${name}: ${v}\r\n`;
+    }
+    this.rawHead(status, lines, length);
+    this.#conn.schedule(this);
+    return this;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const ok = this.rawBody(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    this.#conn.schedule(this);
+    return ok;
+  }
+
+  addTrailers(headers: Record<string, string | readonly string[]>): void {
+    for (const name in headers) {
+      const v = headers[name]!;
+      if (Array.isArray(v)) for (const x of v) this.#trailers += `${name}: ${x}\r\n`;
+      else this.#trailers += `${name}: ${v as string}\r\n`;
+    }
+  }
+
+  /** Ends the response; the connection goes on to the next request, or closes. */
+  end(chunk?: Buffer | string): void {
+    if (this.finished) return;
+    if (!this.headersSent) {
+      const body = chunk === undefined ? null : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      this.writeHead(this.statusCode, { 'content-length': body === null ? 0 : body.length });
+      if (body !== null) this.rawBody(body);
+    } else if (chunk !== undefined) {
+      this.rawBody(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    }
+    this.finished = true;
+    if (this.#framing === 'chunked') this.#conn.out(this, `0\r\n${this.#trailers}\r\n`, null);
+    this.#conn.finish(this);
+  }
+
+  /** Cuts the response short: the client sees the connection close. */
+  destroy(_err?: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.#conn.destroy();
+  }
+
+  once(event: 'close' | 'drain', fn: Listener): this {
+    if (event === 'close') (this.#close ??= []).push(fn);
+    else (this.#drain ??= []).push(fn);
+    return this;
+  }
+
+  /** @internal the response is done with (sent whole, or its connection closed): 'close', once. */
+  closed(): void {
+    const l = this.#close;
+    this.#close = null;
+    if (l !== null) for (const fn of l) fn();
+  }
+
+  /** @internal */
+  drained(): void {
+    const l = this.#drain;
+    this.#drain = null;
+    if (l !== null) for (const fn of l) fn();
+  }
+}
+
+/** One client connection: its parser, its requests in order, its output. */
+class ClientConnection {
+  readonly #socket: Socket;
+  readonly #handler: H1Handler;
+  readonly #parser: HttpParser;
+  readonly #consumed: boolean;
+  readonly #owner: H1Server;
+  /** Requests parsed and not yet answered; [0] is being answered. */
+  readonly #queue: H1Request[] = [];
+  #active: H1Response | null = null;
+  /** The request whose head or body the parser is in. */
+  #parsing: H1Request | null = null;
+  #partialHeaders: string[] = [];
+  #partialUrl = '';
+  /** Output waiting for the end of this turn (a string in latin1, then buffers). */
+  #pendingText = '';
+  #pendingBufs: Buffer[] = [];
+  #flushQueued = false;
+  #readingOn = true;
+  #upgradeHead: Buffer | null = null;
+  #closed = false;
+  /** Coarse time of the last request or response end, for the idle and head timeouts. */
+  lastActive: number;
+  #clientAddress: string | null = null;
+  readonly #flush = (): void => { this.#flushQueued = false; this.#write(); };
+
+  constructor(owner: H1Server, socket: Socket, handler: H1Handler, now: number) {
+    this.#owner = owner;
+    this.#socket = socket;
+    this.#handler = handler;
+    this.lastActive = now;
+    socket.setNoDelay(true);
+    this.#parser = createParser(false, {
+      onHeaders: (headers, url) => {
+        for (const h of headers) this.#partialHeaders.push(h);
+        this.#partialUrl += url;
+      },
+      onHeadersComplete: (_major, minor, headers, method, url, _status, _message, upgrade, keepAlive) => {
+        const raw = headers ?? this.#takeHeaders();
+        const target = url ?? this.#takeUrl();
+        const req = new H1Request(this, socket, methodName(method ?? 1), target, minor, raw, keepAlive, upgrade);
+        this.#parsing = req;
+        this.#queue.push(req);
+        this.lastActive = this.#owner.now;
+        if (!upgrade && this.#queue.length === 1) this.#next();
+        return 0;
+      },
+      onBody: (chunk) => {
+        const req = this.#parsing;
+        if (req === null) return;
+        req.pushBody(chunk);
+        if (req !== this.#queue[0] && req.bufferedBodyBytes > QUEUED_BODY_BYTES) this.reading(false);
+      },
+      onMessageComplete: () => {
+        const req = this.#parsing;
+        this.#parsing = null;
+        // Trailers of a chunked request body arrive as header lines: they are not forwarded.
+        this.#partialHeaders = [];
+        this.#partialUrl = '';
+        if (req === null) return;
+        req.endBody();
+        // A pipelined request waits: read no further until the one before it is answered.
+        if (req !== this.#queue[0]) this.reading(false);
+      },
+      onExecute: (result) => this.#executed(result),
+    });
+    this.#consumed = attach(this.#parser, socket, (chunk) => this.#executed(this.#parser.execute(chunk), chunk));
+    socket.on('drain', () => this.#active?.drained());
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.#onClose());
+  }
+
+  get idle(): boolean {
+    return this.#queue.length === 0;
+  }
+
+  get clientAddress(): string {
+    return this.#clientAddress ??= clientAddress(this.#socket.remoteAddress);
+  }
+
+  #takeHeaders(): string[] {
+    const h = this.#partialHeaders;
+    this.#partialHeaders = [];
+    return h;
+  }
+
+  #takeUrl(): string {
+    const u = this.#partialUrl;
+    this.#partialUrl = '';
+    return u;
+  }
+
+  #executed(result: number | ParseError, chunk?: Buffer): void {
+    if (typeof result !== 'number') {
+      this.#parseError(result);
+      return;
+    }
+    const last = this.#queue[this.#queue.length - 1];
+    if (last !== undefined && last.upgrade && this.#upgradeHead === null) {
+      // The parser stops after an upgrade request's head; what followed is the new protocol's.
+      const data = chunk ?? this.#parser.getCurrentBuffer();
+      this.#upgradeHead = data.subarray(result);
+      if (this.#consumed) detach(this.#parser, this.#socket);
+      else this.#socket.removeAllListeners('data');
+      this.#socket.pause();
+      if (this.#queue.length === 1) this.#next();
+    }
+  }
+
+  #parseError(err: ParseError): void {
+    if (this.#closed) return;
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    // Whatever is being answered is cut short: the stream cannot be trusted from here on.
+    const body = `tapir-ingress: ${status} ${STATUS_CODES[status]}: ${err.reason ?? err.code}\n`;
+    this.#pendingText = '';
+    this.#pendingBufs = [];
+    if (this.#active === null) {
+      this.#socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`, 'latin1');
+    } else {
+      this.#socket.destroy();
+    }
+    this.#owner.parseErrors++;
+  }
+
+  /** Starts answering the request at the head of the queue. */
+  #next(): void {
+    const req = this.#queue[0];
+    if (req === undefined || this.#closed) return;
+    if (req.upgrade) {
+      const head = this.#upgradeHead;
+      if (head === null) return; // its head is not through the parser yet
+      this.#queue.length = 0;
+      this.#owner.release(this);
+      this.#handler.upgrade(req, this.#socket, head);
+      return;
+    }
+    const res = new H1Response(this, req);
+    this.#active = res;
+    this.#handler.request(req, res);
+  }
+
+  /** @internal queues output of `res` (head or framing text, then a body piece, then more text). */
+  out(res: H1Response, text: string | null, body: Buffer | null, after?: string): boolean {
+    if (res !== this.#active || this.#closed) return true;
+    if (text !== null) this.#appendText(text);
+    if (body !== null) {
+      if (body.length <= SMALL_BODY && this.#pendingBufs.length === 0) this.#pendingText += body.toString('latin1');
+      else {
+        if (this.#pendingText !== '') { this.#pendingBufs.push(Buffer.from(this.#pendingText, 'latin1')); this.#pendingText = ''; }
+        this.#pendingBufs.push(body);
+      }
+    }
+    if (after !== undefined) this.#appendText(after);
+    return this.#socket.writableLength < this.#socket.writableHighWaterMark;
+  }
+
+  /** @internal an interim (1xx) response, ahead of whatever is queued. */
+  interim(text: string): void {
+    if (!this.#closed) this.#socket.write(text, 'latin1');
+  }
+
+  /** @internal writes what `res` queued by the end of this turn (node:http-style callers, which do not say when a read is over). */
+  schedule(res: H1Response): void {
+    if (res !== this.#active || this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(this.#flush);
+  }
+
+  /** @internal writes what `res` queued now (the upstream finished a read). */
+  flush(res: H1Response): void {
+    if (res === this.#active) this.#write();
+  }
+
+  #appendText(text: string): void {
+    if (this.#pendingBufs.length === 0) this.#pendingText += text;
+    else this.#pendingBufs.push(Buffer.from(text, 'latin1'));
+  }
+
+  #write(): void {
+    if (this.#closed) return;
+    const socket = this.#socket;
+    const bufs = this.#pendingBufs;
+    if (bufs.length === 0) {
+      if (this.#pendingText !== '') socket.write(this.#pendingText, 'latin1');
+      this.#pendingText = '';
+      return;
+    }
+    socket.cork();
+    if (this.#pendingText !== '') socket.write(this.#pendingText, 'latin1');
+    for (const b of bufs) socket.write(b);
+    socket.uncork();
+    this.#pendingText = '';
+    this.#pendingBufs = [];
+  }
+
+  /** @internal `res` ended: write it, then the next request or the close. */
+  finish(res: H1Response): void {
+    if (res !== this.#active) return;
+    this.#write();
+    this.#active = null;
+    this.lastActive = this.#owner.now;
+    res.closed();
+    if (this.#closed) return;
+    if (res.closeAfter) {
+      this.#socket.end();
+      return;
+    }
+    if (!this.#readingOn) this.reading(true);
+    const req = res.req;
+    if (req.complete) {
+      this.#queue.shift();
+      this.#next();
+      return;
+    }
+    // Answered before its body was read (a 404 to a POST): the body is read and
+    // dropped, then the next request is answered. (A refused upload is answered with
+    // `connection: close` instead: its body is not read at all.)
+    req.streamBody(discard, () => {
+      this.#queue.shift();
+      this.#next();
+    });
+  }
+
+  /** Stops or restarts reading the socket. */
+  reading(on: boolean): void {
+    if (this.#readingOn === on || this.#closed) return;
+    this.#readingOn = on;
+    setReading(this.#socket, this.#consumed, on);
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  /** Closes an idle connection (stop(), the keep-alive timeout). */
+  closeIfIdle(): boolean {
+    if (this.#queue.length > 0) return false;
+    this.#socket.destroy();
+    return true;
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#owner.release(this);
+    const res = this.#active;
+    this.#active = null;
+    if (res !== null) res.closed();
+    if (this.#consumed && this.#upgradeHead === null) {
+      try { this.#parser.unconsume(); } catch { /* the handle is gone */ }
+    }
+    this.#parser.close();
+  }
+}
+
+/**
+ * An HTTP/1.1 server over a net.Server of the caller's (listen.ts listens on it):
+ * every connection it accepts is parsed and answered here.
+ */
+export class H1Server {
+  readonly #handler: H1Handler;
+  readonly #connections = new Set<ClientConnection>();
+  #timer: NodeJS.Timeout | null = null;
+  /** Coarse clock (ms), advanced by the timeout sweep. */
+  now = Date.now();
+  parseErrors = 0;
+
+  constructor(server: Server, handler: H1Handler) {
+    this.#handler = handler;
+    server.on('connection', (socket: Socket) => {
+      if (this.#timer === null) this.#startSweep();
+      this.#connections.add(new ClientConnection(this, socket, this.#handler, this.now));
+    });
+  }
+
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** @internal */
+  release(conn: ClientConnection): void {
+    this.#connections.delete(conn);
+  }
+
+  /** Closes every connection not in a request; returns how many are left. */
+  closeIdle(): number {
+    for (const c of this.#connections) if (c.closeIfIdle()) this.#connections.delete(c);
+    return this.#connections.size;
+  }
+
+  /** Closes every connection and stops the sweep. */
+  destroy(): void {
+    for (const c of this.#connections) c.destroy();
+    this.#connections.clear();
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  #startSweep(): void {
+    this.now = Date.now();
+    this.#timer = setInterval(() => {
+      this.now = Date.now();
+      for (const c of this.#connections) if (c.idle && this.now - c.lastActive > KEEP_ALIVE_MS) c.destroy();
+    }, 1_000);
+    this.#timer.unref();
+  }
+}
