@@ -232,7 +232,7 @@ export class H1Response implements ResponseSink {
   }
 
   // ResponseSink, for the HTTP/1.1 upstream (h1-upstream.ts).
-  head(status: number, message: string, fields: readonly string[], contentLength: number): void {
+  head(status: number, message: string, fields: readonly string[], contentLength: number, _trailers: boolean): void {
     let lines = `HTTP/1.1 ${status} ${message}\r\n`;
     for (let i = 0; i + 1 < fields.length; i += 2) lines += `${fields[i]!}: ${fields[i + 1]!}\r\n`;
     this.rawHead(status, lines, contentLength);
@@ -596,8 +596,9 @@ class ClientConnection {
 }
 
 /**
- * An HTTP/1.1 server over a net.Server of the caller's (listen.ts listens on it):
- * every connection it accepts is parsed and answered here.
+ * An HTTP/1.1 server: every connection of the net.Server given (listen.ts listens on
+ * it) is parsed and answered here, and every socket handed to `accept` (the proxy's
+ * TLS connections that chose http/1.1).
  */
 export class H1Server {
   readonly #handler: H1Handler;
@@ -607,12 +608,14 @@ export class H1Server {
   now = Date.now();
   parseErrors = 0;
 
-  constructor(server: Server, handler: H1Handler) {
+  constructor(server: Server | null, handler: H1Handler) {
     this.#handler = handler;
-    server.on('connection', (socket: Socket) => {
-      if (this.#timer === null) this.#startSweep();
-      this.#connections.add(new ClientConnection(this, socket, this.#handler, this.now));
-    });
+    server?.on('connection', (socket: Socket) => this.accept(socket));
+  }
+
+  accept(socket: Socket): void {
+    if (this.#timer === null) this.#startSweep();
+    this.#connections.add(new ClientConnection(this, socket, this.#handler, this.now));
   }
 
   get connections(): number {

@@ -312,8 +312,11 @@ export class H1Pools {
  */
 export interface ResponseSink {
   readonly statusCode: number;
-  /** The response head: fields as [name, value, ...] already filtered for the client; contentLength -1 when unknown. */
-  head(status: number, message: string, fields: string[], contentLength: number): void;
+  /**
+   * The response head: fields as [name, value, ...] already filtered for the client;
+   * contentLength -1 when unknown; `trailers` when the endpoint announced trailers.
+   */
+  head(status: number, message: string, fields: string[], contentLength: number, trailers: boolean): void;
   /** A body piece; false: wait for 'drain'. */
   body(chunk: Buffer): boolean;
   /** The end of a read from the endpoint. */
@@ -355,7 +358,7 @@ export class NodeResponseSink implements ResponseSink {
     return this.#res.statusCode;
   }
 
-  head(status: number, _message: string, fields: string[], contentLength: number): void {
+  head(status: number, _message: string, fields: string[], contentLength: number, _trailers: boolean): void {
     const out = fieldObject(fields);
     if (contentLength >= 0) out['content-length'] = String(contentLength);
     (this.#res as ServerResponse).writeHead(status, out);
@@ -396,7 +399,7 @@ export class NodeResponseSink implements ResponseSink {
 }
 
 /** Fields as an object with lower-case names (HTTP/2 wants them so); repeats joined, Set-Cookie kept apart. */
-function fieldObject(fields: readonly string[]): Record<string, string | string[]> {
+export function fieldObject(fields: readonly string[]): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!.toLowerCase();
@@ -536,19 +539,21 @@ export class H1Exchange {
       fields.push(name, raw[i + 1]!);
     }
     // A chunked body's length is not known even when a Content-Length came with it (RFC 9112 6.3).
-    if (this.#chunkedResponse(raw)) length = -1;
+    const chunked = this.#hasField(raw, 'transfer-encoding');
+    if (chunked) length = -1;
     const cookie = init.affinityCookie;
     if (cookie !== null && init.affinityEndpoint !== this.#endpoint) {
       fields.push('set-cookie', `${cookie.name}=${init.backend.cookieValues[this.#endpoint]}; Path=${cookie.path}; Max-Age=${cookie.maxAgeSeconds}; HttpOnly`);
     }
     this.responding = true;
-    init.res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length);
+    init.res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && this.#hasField(raw, 'trailer'));
   }
 
-  #chunkedResponse(raw: string[]): boolean {
+  /** Whether the response has field `lower` (a lower-case name). */
+  #hasField(raw: string[], lower: string): boolean {
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
-      if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return true;
+      if (name.length === lower.length && name.toLowerCase() === lower) return true;
     }
     return false;
   }

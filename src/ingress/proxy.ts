@@ -25,9 +25,10 @@
 // are undici's. Where this Node does not expose llhttp (llhttp.ts), plain HTTP is
 // node:http's.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
+import { createServer as createHttp2Server, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
 import { TapirError } from '../errors/tapir-error.ts';
 import { cookieHeader, cookieValue, headerValue, upstreamRequestHeaders, type ClientFacts } from './headers.ts';
@@ -40,6 +41,7 @@ import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
 import { tunnelUpgrade } from './upgrade.ts';
 import { H1Request, H1Response, H1Server } from './h1-server.ts';
 import { H1Exchange, H1Pools, NodeResponseSink, streamSource } from './h1-upstream.ts';
+import { H2Request, H2Response } from './h2-server.ts';
 import { available as llhttpAvailable } from './llhttp.ts';
 
 export class IngressProxyError extends TapirError {
@@ -70,8 +72,8 @@ export const DEFAULT_ROUTE_OPTIONS: RouteOptions = {
   proxyConnectTimeoutMs: 5_000, rewriteTarget: null, useRegex: false,
 };
 
-type ClientRequest = IncomingMessage | Http2ServerRequest | H1Request;
-type AnyResponse = ClientResponse | H1Response;
+type ClientRequest = IncomingMessage | H1Request | H2Request;
+type AnyResponse = ClientResponse | H1Response | H2Response;
 
 const EMPTY_CONFIG: IngressConfig = { generation: 0, hosts: [], defaultBackend: null, certificates: new Map() };
 
@@ -86,7 +88,11 @@ export class IngressProxy {
   readonly #http: Server | NetServer;
   /** The HTTP/1.1 engine on #http, or null where node:http serves it. */
   readonly #h1: H1Server | null;
-  readonly #https: Http2SecureServer;
+  /** TLS with ALPN: h2 goes to #h2, http/1.1 to #h1Tls (the engine) or #http1Tls (node:http). */
+  readonly #https: TlsServer;
+  readonly #h2: Http2Server;
+  readonly #h1Tls: H1Server | null;
+  readonly #http1Tls: Server | null;
   #httpPort = 0;
   #httpsPort = 0;
   /** Client connections and HTTP/2 sessions, for stop(). */
@@ -114,20 +120,43 @@ export class IngressProxy {
       this.#http = http;
       this.#h1 = null;
     }
-    this.#https = createSecureServer({
-      allowHTTP1: true,
+    // HTTPS: the proxy's own TLS server chooses by ALPN. h2 connections go to a plain
+    // http2 server whose streams are served on the core API (h2-server.ts); http/1.1 ones
+    // (and clients without ALPN) to the HTTP/1.1 engine, or node:http where it serves.
+    this.#https = createTlsServer({
+      ALPNProtocols: ['h2', 'http/1.1'],
       cert: opts.defaultCertificate.certPem,
       key: opts.defaultCertificate.keyPem,
       SNICallback: (serverName, cb) => cb(null, this.#contexts.context(this.#router.secretForServerName(serverName))),
-    }, (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort));
-    this.#https.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort));
+    });
+    this.#h2 = createHttp2Server();
+    this.#h2.on('stream', (stream, _headers, _flags, rawHeaders) => this.#onH2Stream(stream, rawHeaders as unknown as string[]));
+    if (this.#h1 !== null) {
+      this.#h1Tls = new H1Server(null, {
+        request: (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort),
+        upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort),
+      });
+      this.#http1Tls = null;
+    } else {
+      const http1 = createServer({ keepAliveTimeout: 75_000, noDelay: true }, (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort));
+      http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort));
+      http1.on('clientError', (_err, socket: Duplex) => socket.destroy());
+      this.#h1Tls = null;
+      this.#http1Tls = http1;
+    }
+    this.#https.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') this.#h2.emit('connection', socket);
+      else if (this.#h1Tls !== null) this.#h1Tls.accept(socket);
+      else this.#http1Tls!.emit('connection', socket);
+    });
     const track = (socket: Socket): void => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
     };
     this.#http.on('connection', track);
+    // The TCP connections under TLS: destroying one ends whatever runs over it (an h2 session holds its TLS socket).
     this.#https.on('connection', track);
-    this.#https.on('session', (session: ServerHttp2Session) => {
+    this.#h2.on('session', (session: ServerHttp2Session) => {
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));
     });
@@ -151,7 +180,7 @@ export class IngressProxy {
 
   async start(): Promise<void> {
     const address = this.#opts.address;
-    const listen = async (server: NetServer | Http2SecureServer, port: number, what: string): Promise<Listening> => {
+    const listen = async (server: NetServer, port: number, what: string): Promise<Listening> => {
       try {
         return await listenOn(server, port, address);
       } catch (err) {
@@ -196,23 +225,35 @@ export class IngressProxy {
    * connection and upstream pool that is left.
    */
   async stop(graceMs = 1_000): Promise<void> {
-    const closed = (server: NetServer | Http2SecureServer): Promise<void> => new Promise((resolve) => {
+    const closed = (server: NetServer): Promise<void> => new Promise((resolve) => {
       if (!server.listening) { resolve(); return; }
       server.close(() => resolve());
     });
     const both = Promise.all([closed(this.#http), closed(this.#https)]);
     if (this.#h1 !== null) this.#h1.closeIdle();
     else (this.#http as Server).closeIdleConnections();
+    this.#h1Tls?.closeIdle();
+    this.#http1Tls?.closeIdleConnections();
     for (const session of this.#sessions) session.close();
     // An idle HTTP/2 session is not closed by close() until its client hangs up: what
     // is waited for is the requests in flight, then every connection goes.
     const deadline = performance.now() + graceMs;
     while (this.#inFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const session of this.#sessions) session.destroy();
     for (const socket of this.#sockets) socket.destroy();
     this.#h1?.destroy();
+    this.#h1Tls?.destroy();
     await both;
     this.#h1Pools.destroy();
     await this.#pools.destroy();
+  }
+
+  #onH2Stream(stream: ServerHttp2Stream, rawHeaders: string[]): void {
+    const method = headerValue(rawHeaders, ':method') ?? 'GET';
+    const path = headerValue(rawHeaders, ':path') ?? '/';
+    const req = new H2Request(stream, method, path, rawHeaders, clientAddress(stream.session?.socket?.remoteAddress));
+    stream.on('error', () => undefined);
+    this.#onRequest(req, new H2Response(stream, method), 'https', this.#httpsPort);
   }
 
   #onRequest(req: ClientRequest, res: AnyResponse, scheme: 'http' | 'https', serverPort: number): void {
@@ -252,7 +293,7 @@ export class IngressProxy {
       return;
     }
 
-    const remoteAddress = req instanceof H1Request ? req.clientAddress : clientAddress(req.socket?.remoteAddress);
+    const remoteAddress = req instanceof H1Request || req instanceof H2Request ? req.clientAddress : clientAddress(req.socket?.remoteAddress);
     const facts: ClientFacts = { remoteAddress, scheme, serverPort, authority };
     const upstreamHeaders = upstreamRequestHeaders(lines, facts, false, backendState.backend.protocol === 'GRPC');
     let affinityEndpoint = -1;
@@ -269,19 +310,19 @@ export class IngressProxy {
         connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
       };
       if (H1Pools.speaks(backendState.backend.protocol)) {
-        const sink = res instanceof H1Response ? res : new NodeResponseSink(res);
-        const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request ? body : streamSource(body);
+        const sink = res instanceof H1Response || res instanceof H2Response ? res : new NodeResponseSink(res);
+        const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request ? body : streamSource(body instanceof H2Request ? body.stream : body);
         new H1Exchange({ ...common, pools: this.#h1Pools, res: sink, body: source }).start();
         return;
       }
-      const stream = body instanceof H1Request ? bodyStream(body) : body as Buffer | Readable | null;
+      const stream = body instanceof H1Request ? bodyStream(body) : body instanceof H2Request ? body.stream : body as Buffer | Readable | null;
       new Exchange({ ...common, pools: this.#pools, res: res as ClientResponse, body: stream }).start();
     };
 
     const limit = options.proxyBodySize;
     const lengthHeader = headerValue(lines, 'content-length');
     const hasBody = req instanceof H1Request ? req.hasBody
-      : h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headerValue(lines, 'transfer-encoding') !== undefined;
+      : req instanceof H2Request ? !req.stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headerValue(lines, 'transfer-encoding') !== undefined;
     if (!hasBody) {
       start(null);
       return;
@@ -302,7 +343,7 @@ export class IngressProxy {
       else start(body);
     };
     if (req instanceof H1Request) req.readBody(limit, done);
-    else readBody(req, limit, done);
+    else readBody(req instanceof H2Request ? req.stream : req, limit, done);
   }
 
   #onUpgrade(req: IncomingMessage | H1Request, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {
@@ -358,7 +399,7 @@ function reply(metrics: IngressMetrics, res: AnyResponse, started: number, statu
 }
 
 /** Reads a request body of at most `limit` bytes; null when it is longer (the rest is not read). */
-function readBody(req: IncomingMessage | Http2ServerRequest, limit: number, done: (body: Buffer | null) => void): void {
+function readBody(req: Readable, limit: number, done: (body: Buffer | null) => void): void {
   const chunks: Buffer[] = [];
   let length = 0;
   let over = false;
