@@ -3,7 +3,7 @@
 // chunked uploads, Expect: 100-continue, HEAD, chunked responses with trailers,
 // backpressure from a slow reader, and malformed heads; and the node:http fallback
 // the proxy uses where llhttp cannot be reached. Raw requests come from
-// test/helpers/raw-http-client.ts inside the namespace the test creates (tingh-*).
+// test/helpers/raw-http-client.ts inside the namespace the test creates (ting-*).
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ let fallback: ProxyProcess;
 
 before(async () => {
   if (skip) return;
-  ns = new IngressNetns('tingh-');
+  ns = new IngressNetns('ting-');
   await startBackends(ns, { a: `${EP.a.ip}:8080`, b: `${EP.b.ip}:8080` });
   const cfg = config([vhost('', [
     rule('Prefix', '/stream-up', backend('default/streamed:80', [EP.b]), { options: options({ proxyBodySize: 0 }) }),
@@ -124,13 +124,20 @@ test('malformed requests: a head over 16 KiB gets 431, garbage 400, CONNECT 405,
   assert.deepEqual(urls(after), ['/after']);
 });
 
-test('the node:http fallback serves the same routes, bodies and errors', { skip }, async () => {
+test('the node:http fallback serves the same routes and bodies, over HTTP and HTTPS', { skip }, async () => {
   const got = await raw([{ send: 'GET /f1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /stream-up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc' }, { until: '<never>' }], 81);
   assert.deepEqual(urls(got), ['/f1', '/stream-up']);
   assert.match(got, /"server":"a"[^]*"server":"b"/);
   assert.match(got, /"bodyLength":3/);
   const chunks = await raw([{ send: 'GET /chunks?n=2&size=4 HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n' }, { until: '<never>' }], 81);
   assert.match(chunks, /aaaa[^]*bbbb/);
+  // HTTPS: http/1.1 by ALPN goes to node:http too; h2 is node:http2's either way.
+  for (const version of ['--http1.1', '--http2']) {
+    const tls = await ns.execAsync('curl', ['-sSk', version, '-w', '\n%{http_version}', 'https://127.0.0.1:444/over-tls'], 20_000);
+    assert.equal(tls.code, 0, tls.stderr);
+    assert.deepEqual(urls(tls.stdout), ['/over-tls']);
+    assert.match(tls.stdout, version === '--http2' ? /\n2$/ : /\n1\.1$/);
+  }
   const metrics = await fallback.metrics();
   assert.match(metrics, /tapir_ingress_requests_total\{ingress="default\/test",service="default\/a:80",status="200"\} \d+/);
 });
