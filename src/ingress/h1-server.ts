@@ -20,7 +20,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { clientAddress } from './listen.ts';
-import type { ResponseSink } from './h1-upstream.ts';
+import { answerPlain, readWhole, type ResponseSink } from './h1-upstream.ts';
 import { attach, createParser, detach, methodName, setReading, type HttpParser, type ParseError } from './llhttp.ts';
 
 export const KEEP_ALIVE_MS = 75_000;
@@ -151,19 +151,7 @@ export class H1Request {
 
   /** The whole body, or null once it passes `limit` bytes (reading then stops). */
   readBody(limit: number, done: (body: Buffer | null) => void): void {
-    const chunks: Buffer[] = [];
-    let length = 0, over = false;
-    this.streamBody((chunk) => {
-      if (over) return;
-      length += chunk.length;
-      if (length > limit) {
-        over = true;
-        this.pause();
-        done(null);
-        return;
-      }
-      chunks.push(chunk);
-    }, () => { if (!over) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length)); });
+    readWhole(this, limit, done);
   }
 
   /** Stops reading the client (backpressure from the upstream) and starts again. */
@@ -251,13 +239,7 @@ export class H1Response implements ResponseSink {
   }
 
   answer(status: number, text: string): void {
-    if (this.headersSent) {
-      this.destroy();
-      return;
-    }
-    const body = Buffer.from(text);
-    this.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
-    this.end(body);
+    answerPlain(this, status, text);
   }
 
   /** Writes what the raw methods queued (they leave it for one write with what follows). */

@@ -16,12 +16,11 @@ import { connect as tlsConnect } from 'node:tls';
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { connectionTokens, isHopByHop, type HeaderList } from './headers.ts';
+import { connectionTokens, isHopByHop } from './headers.ts';
 import { attach, available as llhttpAvailable, createParser, setReading, type HttpParser, type ParseError } from './llhttp.ts';
-import type { IngressMetrics } from './metrics.ts';
 import type { BackendProtocol } from './model.ts';
 import type { BackendState } from './router.ts';
-import { failureBody, firstEndpoint, nextTry, UpstreamPools, type Failure } from './upstream.ts';
+import { failureBody, firstEndpoint, nextTry, UpstreamPools, type ExchangeRequest, type Failure } from './upstream.ts';
 
 const SWEEP_MS = 100;
 /** Idle connections kept per endpoint (ingress-nginx's upstream keepalive is 320 per worker). */
@@ -337,6 +336,48 @@ export interface BodySource {
   resume(): void;
 }
 
+/** A whole body of at most `limit` bytes from `source`, or null once it passes the limit (reading then stops). */
+export function readWhole(source: BodySource, limit: number, done: (body: Buffer | null) => void): void {
+  const chunks: Buffer[] = [];
+  let length = 0, over = false;
+  source.streamBody((chunk) => {
+    if (over) return;
+    length += chunk.length;
+    if (length > limit) {
+      over = true;
+      source.pause();
+      done(null);
+      return;
+    }
+    chunks.push(chunk);
+  }, () => { if (!over) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length)); });
+}
+
+/** What `answerPlain` needs of a response: node:http's shape, which every response kind here has. */
+export interface PlainResponse {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body: Buffer): unknown;
+  destroy(): unknown;
+}
+
+/**
+ * A short plain-text answer of the proxy's own (404, 413, 502, ...); `close` adds
+ * `connection: close` (an HTTP/1.1 client may still be sending a body the proxy
+ * refused). A response already under way is cut short instead.
+ */
+export function answerPlain(res: PlainResponse, status: number, text: string, close = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = Buffer.from(text);
+  const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length };
+  if (close) headers.connection = 'close';
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
 /** A node:http or HTTP/2 request body as a BodySource. */
 export function streamSource(stream: Readable): BodySource {
   return {
@@ -383,14 +424,7 @@ export class NodeResponseSink implements ResponseSink {
   }
 
   answer(status: number, text: string): void {
-    const res = this.#res as ServerResponse;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    const body = Buffer.from(text);
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
-    res.end(body);
+    answerPlain(this.#res as ServerResponse, status, text);
   }
 
   once(event: 'close' | 'drain', fn: () => void): void {
@@ -412,22 +446,11 @@ export function fieldObject(fields: readonly string[]): Record<string, string | 
   return out;
 }
 
-export interface H1ExchangeInit {
+export interface H1ExchangeInit extends ExchangeRequest {
   pools: H1Pools;
-  metrics: IngressMetrics;
   res: ResponseSink;
-  backend: BackendState;
-  ingress: string;
-  method: string;
-  path: string;
-  headers: HeaderList;
   /** null: no body; a Buffer is the whole body (sent again on a retry); a source streams, once. */
   body: Buffer | BodySource | null;
-  connectTimeoutMs: number;
-  readTimeoutMs: number;
-  affinityEndpoint: number;
-  affinityCookie: { name: string; maxAgeSeconds: number; path: string } | null;
-  started: number;
 }
 
 export class H1Exchange {

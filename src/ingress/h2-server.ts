@@ -8,7 +8,7 @@
 // speaks the part of node:http's ServerResponse the proxy's own answers and the undici
 // exchange (GRPC endpoints) use, as H1Response does for HTTP/1.1 clients.
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { fieldObject, type ResponseSink } from './h1-upstream.ts';
+import { answerPlain, fieldObject, type ResponseSink } from './h1-upstream.ts';
 
 const { NGHTTP2_INTERNAL_ERROR } = constants;
 
@@ -126,13 +126,7 @@ export class H2Response implements ResponseSink {
   }
 
   answer(status: number, text: string): void {
-    if (this.headersSent) {
-      this.abort();
-      return;
-    }
-    const body = Buffer.from(text);
-    this.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length }, false);
-    this.end(body);
+    answerPlain(this, status, text);
   }
 
   once(event: 'close' | 'drain', fn: () => void): this {

@@ -104,12 +104,6 @@ export function createParser(response: boolean, cb: ParserCallbacks): HttpParser
   return p;
 }
 
-/** Re-arms a parser for a new connection's first message (a pooled parser). */
-export function resetParser(p: HttpParser, response: boolean): void {
-  const { HTTPParser: P } = load()!;
-  p.initialize(response ? P.RESPONSE : P.REQUEST, {}, MAX_HEAD_BYTES, 0);
-}
-
 interface StreamHandle { isStreamBase?: boolean; _consumed?: boolean; readStart?(): number; readStop?(): number }
 
 /**

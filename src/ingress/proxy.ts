@@ -40,7 +40,7 @@ import { SecureContextCache, type KeyPair } from './tls.ts';
 import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
 import { tunnelUpgrade } from './upgrade.ts';
 import { H1Request, H1Response, H1Server } from './h1-server.ts';
-import { H1Exchange, H1Pools, NodeResponseSink, streamSource } from './h1-upstream.ts';
+import { answerPlain, H1Exchange, H1Pools, NodeResponseSink, readWhole, streamSource, type PlainResponse } from './h1-upstream.ts';
 import { H2Request, H2Response } from './h2-server.ts';
 import { available as llhttpAvailable } from './llhttp.ts';
 
@@ -343,7 +343,7 @@ export class IngressProxy {
       else start(body);
     };
     if (req instanceof H1Request) req.readBody(limit, done);
-    else readBody(req instanceof H2Request ? req.stream : req, limit, done);
+    else readWhole(streamSource(req instanceof H2Request ? req.stream : req), limit, done);
   }
 
   #onUpgrade(req: IncomingMessage | H1Request, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {
@@ -389,31 +389,8 @@ function bodyStream(req: H1Request): Readable {
 
 /** A short plain-text answer of the proxy's own, counted like the others. */
 function reply(metrics: IngressMetrics, res: AnyResponse, started: number, status: number, ingress: string, service: string, text: string, close = false): void {
-  const body = Buffer.from(text);
-  const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length };
   // An HTTP/1.1 client may still be sending the body we refused: close after answering.
-  if (close && (res as ServerResponse).req?.httpVersionMajor === 1) headers.connection = 'close';
-  (res as ServerResponse).writeHead(status, headers);
-  (res as ServerResponse).end(body);
+  answerPlain(res as PlainResponse, status, text, close && (res as ServerResponse).req?.httpVersionMajor === 1);
   metrics.request(ingress, service, status, (performance.now() - started) / 1000);
 }
 
-/** Reads a request body of at most `limit` bytes; null when it is longer (the rest is not read). */
-function readBody(req: Readable, limit: number, done: (body: Buffer | null) => void): void {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  let over = false;
-  req.on('data', (chunk: Buffer) => {
-    if (over) return;
-    length += chunk.length;
-    if (length > limit) {
-      over = true;
-      req.pause();
-      done(null);
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.on('end', () => { if (!over) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length)); });
-  req.on('error', () => undefined);
-}

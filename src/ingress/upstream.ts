@@ -140,24 +140,28 @@ export class UpstreamPools {
 
 export type ClientResponse = ServerResponse | Http2ServerResponse;
 
-export interface ExchangeInit {
-  pools: UpstreamPools;
+/** What either upstream engine's exchange is given besides its pools, response and body. */
+export interface ExchangeRequest {
   metrics: IngressMetrics;
-  res: ClientResponse;
   backend: BackendState;
   /** "namespace/name" of the Ingress, for metrics ('' for the default backend). */
   ingress: string;
   method: string;
   path: string;
   headers: HeaderList;
-  /** null: no body; a Buffer can be sent again, a stream cannot. */
-  body: Buffer | Readable | null;
   connectTimeoutMs: number;
   readTimeoutMs: number;
   /** The endpoint an affinity cookie names (-1: none), and the Set-Cookie to add when another is chosen. */
   affinityEndpoint: number;
   affinityCookie: { name: string; maxAgeSeconds: number; path: string } | null;
   started: number;
+}
+
+export interface ExchangeInit extends ExchangeRequest {
+  pools: UpstreamPools;
+  res: ClientResponse;
+  /** null: no body; a Buffer can be sent again, a stream cannot. */
+  body: Buffer | Readable | null;
 }
 
 /** One client request on its way to an endpoint and its response on the way back. */
