@@ -74,7 +74,7 @@ async function main(): Promise<void> {
             for (const m of METRICS) {
               const fig = await measure(lab, m, from, to, family);
               const row = rowName(path, family);
-              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU)\n`);
+              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU, machine ${fig.machine.toFixed(2)} cores busy)\n`);
               const k = key(dp, row, m);
               results.set(k, [...(results.get(k) ?? []), fig]);
             }
@@ -97,15 +97,20 @@ async function main(): Promise<void> {
   }
   const fmt = (m: Metric, v: number): string => (!Number.isFinite(v) ? '-' : m === 'tcp' ? `${v.toFixed(2)} Gbit/s` : m === 'udp' ? `${(v / 1000).toFixed(0)} kpps` : `${(v / 1000).toFixed(1)}k/s`);
   console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
-  console.log('| path | metric | kernel | tapir | tapir/kernel | tapir agents CPU |');
-  console.log('|---|---|---|---|---|---|');
+  // "per agent core": the figure divided by the agents' CPU (cores), the data path's
+  // efficiency; "machine busy": cores busy in the whole machine (load generators, kernel
+  // and agents), which says whether a second data-path thread would have had a core.
+  console.log('| path | metric | kernel | tapir | tapir/kernel | tapir agents CPU | tapir per agent core | machine busy, kernel / tapir (cores) |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const row of rows) {
     for (const m of METRICS) {
-      const k = median((results.get(key('kernel', row, m)) ?? []).map((f) => f.value));
-      const t = median((results.get(key('tapir', row, m)) ?? []).map((f) => f.value));
-      const cpu = median((results.get(key('tapir', row, m)) ?? []).map((f) => f.cpu));
+      const figs = (dp: Dataplane): Figure[] => results.get(key(dp, row, m)) ?? [];
+      const k = median(figs('kernel').map((f) => f.value));
+      const t = median(figs('tapir').map((f) => f.value));
+      const cpu = median(figs('tapir').map((f) => f.cpu));
+      const busy = (dp: Dataplane): string => { const v = median(figs(dp).map((f) => f.machine)); return Number.isFinite(v) ? v.toFixed(2) : '-'; };
       const name = m === 'tcp' ? 'TCP Gbit/s' : m === 'udp' ? 'UDP 64 B pkt/s received' : 'TCP conn/s';
-      console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} |`);
+      console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} | ${cpu > 0 ? fmt(m, t / cpu) : '-'} | ${busy('kernel')} / ${busy('tapir')} |`);
     }
   }
 }

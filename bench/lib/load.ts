@@ -7,6 +7,8 @@
 // `servedBy` says which of them got the traffic of a one-flow test. An IPv6 target
 // (a dual-stack lab) is measured the same way, the servers on [::]. Every step is
 // bounded in time; the CPU figure is the lab's agents' (fraction of one core, summed).
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { BenchLab } from './lab.ts';
 import { C_BUILD_DIR } from './tools.ts';
 
@@ -16,15 +18,31 @@ export interface Target { ip: string; port: number }
 function anyAddress(target: Target): string {
   return target.ip.includes(':') ? '::' : '0.0.0.0';
 }
-export interface Figure { value: number; cpu: number; servedBy: string[] }
+/**
+ * A measurement: `cpu` is the lab's agents' CPU (cores, summed), `machine` the whole
+ * machine's busy CPU in the same interval (cores: load, kernel and agents together).
+ */
+export interface Figure { value: number; cpu: number; machine: number; servedBy: string[] }
 
-/** Runs `work` while measuring the agents' CPU. */
-async function measured(lab: BenchLab, work: () => Promise<number>): Promise<{ value: number; cpu: number }> {
+/** Busy and total jiffies of every core together, from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is counted in user already)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
+/** Runs `work` while measuring the agents' CPU and the machine's. */
+async function measured(lab: BenchLab, work: () => Promise<number>): Promise<{ value: number; cpu: number; machine: number }> {
   const c0 = lab.cpu().agents;
+  const m0 = machineJiffies();
   const t0 = performance.now();
   const value = await work();
   const wall = (performance.now() - t0) / 1000;
-  return { value, cpu: (lab.cpu().agents - c0) / wall };
+  const m1 = machineJiffies();
+  const cores = availableParallelism();
+  return { value, cpu: (lab.cpu().agents - c0) / wall, machine: m1.total === m0.total ? NaN : ((m1.busy - m0.busy) / (m1.total - m0.total)) * cores };
 }
 
 /** Servers on every pod of `servers`, each ended by `timeout` after limitSeconds at the latest. */
@@ -103,5 +121,5 @@ export async function httpLatency(lab: BenchLab, client: string, target: Target,
     p99 = Number(m[4]);
     return Number(m[3]);
   });
-  return { p50: { ...fig, servedBy: [] }, p99: { value: p99, cpu: fig.cpu, servedBy: [] }, requests, failed };
+  return { p50: { ...fig, servedBy: [] }, p99: { value: p99, cpu: fig.cpu, machine: fig.machine, servedBy: [] }, requests, failed };
 }
