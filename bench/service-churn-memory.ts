@@ -7,7 +7,7 @@
 // collects garbage (gc() exposed at run time) and prints RSS, V8 heap used and heap committed, and
 // off-heap buffers. A leak grows from cycle to cycle; heap V8 keeps without using
 // it shows as committed, not used, and does not grow.
-//   node bench/service-churn-memory.ts [--services 25000] [--cycles 4] [--files one|per-object] [--same-names] [--idle 60]
+//   node bench/service-churn-memory.ts [--services 25000] [--cycles 4] [--files one|per-object] [--same-names] [--idle 60] [--collect regular|trim]
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,10 @@ const { values } = parseArgs({ options: {
   'same-names': { type: 'boolean', default: false },
   // After the last deletion, seconds of idling, measured every 10 s.
   idle: { type: 'string', default: '60' },
+  // regular: full collections (what V8 keeps committed shows); trim: the memory-reducing
+  // collection the agent asks for once syncs settle (src/agent/heap-trim.ts), which
+  // gives committed heap back.
+  collect: { type: 'string', default: 'regular' },
 } });
 const SERVICES = Number(values.services);
 const CYCLES = Number(values.cycles);
@@ -39,8 +43,9 @@ const PER_OBJECT = values.files === 'per-object';
 
 function collect(): void {
   setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  for (let i = 0; i < 3; i++) gc();
+  const gc = runInNewContext('gc') as (options?: object) => void;
+  if (values.collect === 'trim') gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  else for (let i = 0; i < 3; i++) gc();
 }
 
 function mib(n: number): string {
@@ -109,7 +114,7 @@ async function main(): Promise<void> {
   };
   try {
     await controller.start();
-    console.log(`${SERVICES} ClusterIP Services with a 2-endpoint EndpointSlice each, ${values['same-names'] ? 'the same names' : 'new names'} each cycle, ${PER_OBJECT ? 'one manifest file per object (as tapir lab apply writes them)' : 'in one manifest file'}; conntrack ${values.conntrack} entries; MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '(unset)'}`);
+    console.log(`${SERVICES} ClusterIP Services with a 2-endpoint EndpointSlice each, ${values['same-names'] ? 'the same names' : 'new names'} each cycle, ${PER_OBJECT ? 'one manifest file per object (as tapir lab apply writes them)' : 'in one manifest file'}; conntrack ${values.conntrack} entries; ${values.collect === 'trim' ? 'memory-reducing collection' : 'three full collections'} before each row; MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '(unset)'}`);
     console.log('| cycle | step | service ports | RSS MiB | of it lazily freed MiB | heap used MiB | heap committed MiB | external MiB | ArrayBuffers MiB | sync ms |');
     console.log('|---|---|---|---|---|---|---|---|---|---|');
     row('started, no services', 0, 0, 0);

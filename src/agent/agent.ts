@@ -20,6 +20,7 @@ import type { StatusInfo } from './protocol.ts';
 import { PortManager, podAddresses, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
 import { ServiceSync } from './service-sync.ts';
+import { HeapTrim } from './heap-trim.ts';
 import { buildServiceTable, buildServiceTable6, updateServiceTable, updateServiceTable6 } from '../tables/service-table.ts';
 import { ServiceNat6 } from '../services/nat6.ts';
 import { ServiceNat, type ServiceIds } from '../services/nat.ts';
@@ -61,6 +62,8 @@ export class Agent {
   #services: ServiceSync | null = null;
   #dns: ClusterDns | null = null;
   #gcTimer: NodeJS.Timeout | null = null;
+  /** Returns the heap a large sync left unused (heap-trim.ts); made with the service proxy. */
+  #heapTrim: HeapTrim | null = null;
   /** Cluster mode: the other nodes as their Node objects describe them. */
   #apiNodes: NodeRecord[] = [];
   /** idsVersion of the service NATs (IPv4, IPv6) when their ids were last written for a successor. */
@@ -247,6 +250,7 @@ export class Agent {
     this.datapath.servicesSynced = false;
     this.#gcTimer = setInterval(() => this.datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();
+    this.#heapTrim = new HeapTrim({ log: this.#log });
   }
 
   /**
@@ -336,6 +340,7 @@ export class Agent {
     // Synchronously, before the next batch: a successor must know every id a flow can carry.
     this.#saveServiceIds(nat, nat6);
     if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
+    this.#heapTrim?.afterSync();
   }
 
   get serviceSnapshot(): ServiceSnapshot | null {
@@ -422,6 +427,7 @@ export class Agent {
     await this.#dns?.stop();
     this.#dns = null;
     if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
+    this.#heapTrim?.stop();
     await this.#services?.stop({ remove: opts.removePorts === true });
     this.tools.close();
     this.datapath.close();

@@ -13,7 +13,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseManifest, type ManifestMemo } from './manifest.ts';
+import { parseManifest, textDigest, type ManifestMemo } from './manifest.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ObjectHandler, ObjectSource } from './object-source.ts';
 import { describeOrigin, Kind, objectKey, originText, type K8sObject } from './objects.ts';
@@ -37,7 +37,8 @@ export class ManifestDirError extends TapirError {
 interface FileState {
   /** inode, size and mtime: a change means the file must be re-read. */
   statKey: string;
-  text: string;
+  /** textDigest of the text last read ('' when none could be). */
+  textDigest: string;
   /** The last good objects. */
   objects: K8sObject[];
   /** Problems of the current text (objects are then from an earlier text). */
@@ -295,31 +296,32 @@ export class ManifestDir implements ObjectSource {
       return;
     }
     const state = this.#files.get(name);
-    if (state !== undefined && state.text === text) {
+    const digest = textDigest(text);
+    if (state !== undefined && state.textDigest === digest) {
       state.statKey = statKey;
       return;
     }
     // writeFile truncates before it writes: a read in between sees an empty file, which
     // would delete every object of it. Believe an emptied file only on a second look
     // (writers that rename a finished file into place never show this state).
-    if (text.trim() === '' && state !== undefined && state.objects.length > 0 && !state.emptyOnce) {
+    if (state !== undefined && state.objects.length > 0 && !state.emptyOnce && !/\S/.test(text)) {
       state.emptyOnce = true;
       this.#recheck(name);
       return;
     }
     if (state !== undefined) state.emptyOnce = false;
     const parsed = parseManifest(text, name, state?.memo);
-    this.#setParsed(name, statKey, text, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems, parsed.memo);
+    this.#setParsed(name, statKey, digest, parsed.problems.length === 0 ? parsed.objects : null, parsed.problems, parsed.memo);
   }
 
   /** objects null = the text was bad: keep the last good objects. */
-  #setParsed(name: string, statKey: string, text: string, objects: K8sObject[] | null, problems: string[], memo?: ManifestMemo): void {
+  #setParsed(name: string, statKey: string, textDigest: string, objects: K8sObject[] | null, problems: string[], memo?: ManifestMemo): void {
     const known = this.#files.get(name);
     if (known === undefined) this.#structural = true;
     else if (!this.#touched.has(name)) this.#touched.set(name, known.objects);
-    const state = known ?? { statKey, text, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false, memo: undefined };
+    const state = known ?? { statKey, textDigest, objects: [], parseProblems: [], duplicateProblems: [], reported: '', emptyOnce: false, memo: undefined };
     state.statKey = statKey;
-    state.text = text;
+    state.textDigest = textDigest;
     if (objects !== null) {
       state.objects = this.#versioned(state.objects, objects);
       // The memo must hold the objects as versioned (an unchanged one is its earlier self).

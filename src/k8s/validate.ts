@@ -1,7 +1,7 @@
 // Validation of one manifest document: apiVersion/kind dispatch and metadata, then the
 // kind's own checks. Problems read "svc.yaml: document 2 (Service default/web):
 // spec.ports[0].port: 70000 is out of range 1-65535"; nothing here throws.
-import { Fields, Problems, isMapping, typeName } from '../config/fields.ts';
+import { Fields, Problems, isMapping, typeName, detached } from '../config/fields.ts';
 import { isDns1035Label, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
 import { Kind, originText, type K8sObject, type ObjectMeta, type Origin } from './objects.ts';
 import { validateService } from './validate-service.ts';
@@ -55,8 +55,8 @@ export function validateDocument(doc: unknown, origin: Origin, out: string[]): K
   // Name the object in every message, including the ones about its metadata.
   const rawMeta = isMapping(doc.metadata) ? doc.metadata : {};
   const cluster = isKind(kind) && KINDS[kind].clusterScoped;
-  const name = typeof rawMeta.name === 'string' ? rawMeta.name : '';
-  const namespace = cluster ? '' : (typeof rawMeta.namespace === 'string' && rawMeta.namespace !== '' ? rawMeta.namespace : 'default');
+  const name = typeof rawMeta.name === 'string' ? detached(rawMeta.name) : '';
+  const namespace = cluster ? '' : (typeof rawMeta.namespace === 'string' && rawMeta.namespace !== '' ? detached(rawMeta.namespace) : 'default');
   if (kind !== '') problems.prefix = `${where} (${kind}${name === '' ? '' : ` ${cluster ? name : `${namespace}/${name}`}`})`;
   const metaFields = top.map('metadata', true);
   const meta = metaFields ?? new Fields({}, 'metadata', problems);
