@@ -8,7 +8,7 @@
 // speaks the part of node:http's ServerResponse the proxy's own answers and the undici
 // exchange (GRPC endpoints) use, as H1Response does for HTTP/1.1 clients.
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { answerPlain, fieldObject, type ResponseSink } from './h1-upstream.ts';
+import { answerPlain, fieldObject, type ResponseSink } from './sinks.ts';
 
 const { NGHTTP2_INTERNAL_ERROR } = constants;
 

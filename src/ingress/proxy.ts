@@ -39,8 +39,11 @@ import { normalizeHost, Router, type BackendState } from './router.ts';
 import { SecureContextCache, type KeyPair } from './tls.ts';
 import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
 import { tunnelUpgrade } from './upgrade.ts';
-import { H1Request, H1Response, H1Server } from './h1-server.ts';
-import { answerPlain, H1Exchange, H1Pools, NodeResponseSink, readWhole, streamSource, type PlainResponse } from './h1-upstream.ts';
+import { H1Request, H1Response } from './h1-message.ts';
+import { H1Server } from './h1-server.ts';
+import { H1Pools } from './h1-pool.ts';
+import { H1Exchange } from './h1-upstream.ts';
+import { answerPlain, NodeResponseSink, readWhole, streamSource, type PlainResponse } from './sinks.ts';
 import { H2Request, H2Response } from './h2-server.ts';
 import { available as llhttpAvailable } from './llhttp.ts';
 
