@@ -43,13 +43,13 @@ class Pool {
     this.used.delete(v);
   }
 
-  /** A free value from a random start, or -1 when the range is full. */
-  pick(): number {
+  /** A free value (not in `alsoTaken` either) from a random start, or -1 when there is none. */
+  pick(alsoTaken: readonly number[] = []): number {
     const size = this.last - this.first + 1;
     const start = Math.floor(Math.random() * size);
     for (let i = 0; i < size; i++) {
       const v = this.first + ((start + i) % size);
-      if (!this.used.has(v) && !this.reserved.has(v)) return v;
+      if (!this.used.has(v) && !this.reserved.has(v) && !alsoTaken.includes(v)) return v;
     }
     return -1;
   }
@@ -284,12 +284,13 @@ export class ServiceAllocator {
     spec.clusterIP = ips[0];
   }
 
+  /**
+   * A free node port other than those this Service was given already. (Retrying random
+   * picks against them failed now and then with ports still free: one in 256 for the
+   * second port of a range of three.)
+   */
   private pickPort(alsoTaken: number[]): number {
-    for (let tries = 0; tries < 8; tries++) {
-      const port = this.ports.pick();
-      if (port < 0 || !alsoTaken.includes(port)) return port;
-    }
-    return -1;
+    return this.ports.pick(alsoTaken);
   }
 }
 
