@@ -10,13 +10,14 @@
 // It stops the thread while it runs (287 ms at that size: the data path waits too), so
 // HeapTrim asks for one only when it pays and rarely: SETTLE_MS after the last sync of
 // a burst, when the heap holds at least SLACK_BYTES more than it uses, and not within
-// MIN_INTERVAL_MS of the previous one. Small syncs (an endpoint moved) never leave
-// that much slack; the first sync at scale and a mass deletion do.
+// MIN_INTERVAL_MS of the previous one. Small syncs (an endpoint moved) seldom leave
+// that much; the first sync at scale and a mass deletion do. In a cluster whose
+// endpoints churn all the time the interval bounds the pauses to one per five minutes.
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 export const SETTLE_MS = 2_000;
-export const MIN_INTERVAL_MS = 60_000;
+export const MIN_INTERVAL_MS = 5 * 60_000;
 export const SLACK_BYTES = 64 * 1024 * 1024;
 
 type Collect = () => void;
@@ -90,7 +91,7 @@ export class HeapTrim {
     this.#timer.unref();
   }
 
-  /** Collects when the heap's slack is worth it and the last collection is long enough ago (the timer's work; public for tests). */
+  /** Collects when the heap's unused part is worth it and the last collection is long enough ago (the timer's work; public for tests). */
   check(): void {
     if (this.#collect === null) return;
     const before = this.#heap();
