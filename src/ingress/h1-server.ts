@@ -56,8 +56,6 @@ class ClientConnection implements H1Connection {
   #readingOn = true;
   #upgradeHead: Buffer | null = null;
   #closed = false;
-  /** The client half-closed (sent FIN): its answers still go out, then the connection ends. */
-  #peerEnded = false;
   /** Coarse time of the last request or response end, for the idle and head timeouts. */
   lastActive: number;
   #clientAddress: string | null = null;
@@ -106,7 +104,6 @@ class ClientConnection implements H1Connection {
     this.#consumed = attach(this.#parser, socket, (chunk) => this.#executed(this.#parser.execute(chunk), chunk));
     socket.on('drain', () => this.#active?.drained());
     socket.on('error', () => undefined);
-    socket.on('end', () => this.#onPeerEnd());
     socket.on('close', () => this.#onClose());
   }
 
@@ -250,7 +247,6 @@ class ClientConnection implements H1Connection {
     if (req.complete) {
       this.#queue.shift();
       this.#next();
-      this.#endIfPeerEnded();
       return;
     }
     // Answered before its body was read (a 404 to a POST): the body is read and
@@ -259,23 +255,7 @@ class ClientConnection implements H1Connection {
     req.streamBody(discard, () => {
       this.#queue.shift();
       this.#next();
-      this.#endIfPeerEnded();
     });
-  }
-
-  /**
-   * The client sent FIN (an HTTP/1.0 client may, right after its request: the server
-   * is net's with allowHalfOpen, as node:http's is). Its requests are still answered;
-   * one whose body was cut short by the FIN never can be, so the connection ends.
-   */
-  #onPeerEnd(): void {
-    this.#peerEnded = true;
-    if (this.#parsing !== null) this.#socket.destroy();
-    else this.#endIfPeerEnded();
-  }
-
-  #endIfPeerEnded(): void {
-    if (this.#peerEnded && this.#queue.length === 0 && !this.#closed) this.#socket.end();
   }
 
   /** Stops or restarts reading the socket. */

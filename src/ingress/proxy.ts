@@ -111,8 +111,7 @@ export class IngressProxy {
     // nginx's keepalive_timeout is 75 s; node's default of 5 s would close idle
     // keep-alive clients sooner than they expect from an Ingress.
     if (opts.nodeHttp !== true && llhttpAvailable()) {
-      // allowHalfOpen: a client that half-closes after its request still gets the answer (h1-server.ts).
-      this.#http = createNetServer({ noDelay: true, allowHalfOpen: true });
+      this.#http = createNetServer({ noDelay: true });
       this.#h1 = new H1Server(this.#http, {
         request: (req, res) => this.#onRequest(req, res, 'http', this.#httpPort),
         upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort),

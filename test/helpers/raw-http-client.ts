@@ -3,21 +3,19 @@
 //   node raw-http-client.ts HOST PORT STEPS_JSON
 // STEPS_JSON: an array of {"send": "text"} (written as latin1), {"until": "regex"}
 // (wait until what arrived so far matches), {"quiet": ms} (wait until nothing arrived
-// for ms), {"halfClose": true} (send FIN, keep reading). It ends when the server closes the connection (printing "\n<closed>") or
+// for ms). It ends when the server closes the connection (printing "\n<closed>") or
 // after the last step; a step not reached within 5 s exits 3 with what it had.
 import { connect } from 'node:net';
 
 const [host, port, stepsJson] = process.argv.slice(2);
-type Step = { send: string } | { until: string } | { quiet: number } | { halfClose: true };
+type Step = { send: string } | { until: string } | { quiet: number };
 const steps = JSON.parse(stepsJson!) as Step[];
 let got = '';
 let closed = false;
 let lastData = Date.now();
-const socket = connect({ port: Number(port), host: host!, allowHalfOpen: true });
+const socket = connect(Number(port), host!);
 socket.on('data', (d: Buffer) => { got += d.toString('latin1'); lastData = Date.now(); });
 socket.on('close', () => { closed = true; });
-// allowHalfOpen (for halfClose) keeps the socket open after the server's FIN: that FIN is the close here.
-socket.on('end', () => { closed = true; });
 socket.on('error', () => { closed = true; });
 await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
 
@@ -35,7 +33,6 @@ async function waitFor(ok: () => boolean): Promise<void> {
 
 for (const step of steps) {
   if ('send' in step) socket.write(step.send, 'latin1');
-  else if ('halfClose' in step) socket.end();
   else if ('until' in step) await waitFor(() => new RegExp(step.until).test(got) || closed);
   else await waitFor(() => Date.now() - lastData >= step.quiet || closed);
 }
