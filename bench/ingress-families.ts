@@ -17,13 +17,12 @@
 // end, on error and on Ctrl-C; every load is bounded by --seconds.
 //
 //   node bench/ingress-families.ts [--seconds 4] [--runs 3] [--warmup 2] [--json]
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateDefaultCertificate } from '../src/ingress/tls.ts';
 import { backend, config, rule, vhost } from '../test/helpers/ingress-config.ts';
 import { IngressNetns, parseH2load, ProxyProcess } from '../test/helpers/ingress-lab.ts';
 import { cpuSeconds, median, ratio } from './lib/tools.ts';
+import { startNginxBackend } from './lib/nginx-backend.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string' }, runs: { type: 'string' }, warmup: { type: 'string' }, json: { type: 'boolean' } } });
 const SECONDS = Number(values.seconds ?? 4);
@@ -64,23 +63,7 @@ async function main(): Promise<void> {
     ns.exec('ip', ['link', 'set', 'tbing0', 'up']);
     ns.exec('ip', ['link', 'set', 'tbing1', 'up']);
     const work = ns.dir;
-    writeFileSync(join(work, 'backend.conf'), `worker_processes 1;
-daemon off;
-pid ${work}/backend.pid;
-error_log ${work}/backend.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${work}/b-body; proxy_temp_path ${work}/b-proxy; fastcgi_temp_path ${work}/b-fcgi; uwsgi_temp_path ${work}/b-uwsgi; scgi_temp_path ${work}/b-scgi;
-  keepalive_requests 1000000;
-  server {
-    listen ${ENDPOINT4.ip}:${ENDPOINT4.port} backlog=4096;
-    listen [${ENDPOINT6.ip}]:${ENDPOINT6.port} backlog=4096;
-    location / { default_type text/plain; return 200 "ok\\n"; }
-  }
-}
-`);
-    ns.spawn('taskset', ['-c', String(LOAD_CORE), 'nginx', '-p', work, '-e', join(work, 'backend.err'), '-c', join(work, 'backend.conf')]);
+    startNginxBackend(ns, LOAD_CORE, [`${ENDPOINT4.ip}:${ENDPOINT4.port}`, `[${ENDPOINT6.ip}]:${ENDPOINT6.port}`]);
     const proxy = await ProxyProcess.start(ns, { http: 80, https: 443, address: 'default', cpu: PROXY_CORE, ...generateDefaultCertificate() });
     await proxy.setConfig(config([
       vhost('four.example', [rule('Prefix', '/', backend('bench/four:80', [ENDPOINT4]))]),

@@ -34,6 +34,7 @@ import { parseArgs } from 'node:util';
 import { generateDefaultCertificate } from '../src/ingress/tls.ts';
 import { backend, config, rule, vhost } from '../test/helpers/ingress-config.ts';
 import { IngressNetns, parseH2load, ProxyProcess } from '../test/helpers/ingress-lab.ts';
+import { startNginxBackend } from './lib/nginx-backend.ts';
 import { median, percentile, ratio } from './lib/tools.ts';
 
 const { values } = parseArgs({
@@ -137,24 +138,6 @@ async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: str
   sample.cpu = pid === null ? NaN : (treeCpuSeconds(pid) - cpu0) / wall;
   sample.rssMb = pid === null ? NaN : treeRssMb(pid);
   return sample;
-}
-
-function nginxBackendConf(dir: string): string {
-  return `worker_processes 1;
-daemon off;
-pid ${dir}/backend.pid;
-error_log ${dir}/backend.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/b-body; proxy_temp_path ${dir}/b-proxy; fastcgi_temp_path ${dir}/b-fcgi; uwsgi_temp_path ${dir}/b-uwsgi; scgi_temp_path ${dir}/b-scgi;
-  keepalive_requests 1000000;
-  server {
-${ENDPOINTS.map((e) => `    listen ${e.ip}:${e.port} backlog=4096;`).join('\n')}
-    location / { default_type text/plain; return 200 "ok\\n"; }
-  }
-}
-`;
 }
 
 /** nginx as ingress-nginx configures it for one route, without its Lua balancer and access log (nginx at its cheapest). */
@@ -262,8 +245,7 @@ async function main(): Promise<void> {
     writeFileSync(keyFile, cert.keyPem);
     writeFileSync(pemFile, cert.certPem + cert.keyPem);
 
-    writeFileSync(join(work, 'backend.conf'), nginxBackendConf(work));
-    ns.spawn('taskset', ['-c', String(LOAD_CORE), 'nginx', '-p', work, '-e', join(work, 'backend.err'), '-c', join(work, 'backend.conf')]);
+    startNginxBackend(ns, LOAD_CORE, ENDPOINTS.map((e) => `${e.ip}:${e.port}`));
     for (const e of ENDPOINTS) await waitListening(ns, e.ip, e.port);
     const pids: Partial<Record<ProxyName, number>> = {};
     const children: ChildProcess[] = [];

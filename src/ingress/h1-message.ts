@@ -4,7 +4,7 @@
 // part of node:http's ServerResponse the proxy's other paths use (writeHead, write,
 // end, 'drain', 'close'), so its own answers and the undici exchange (a GRPC backend)
 // write to it unchanged.
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { answerPlain, readWhole, type ResponseSink } from './sinks.ts';
 
@@ -26,28 +26,6 @@ export interface H1Connection {
   destroy(): void;
 }
 
-/** Header fields of which node:http keeps the first when a request repeats them. */
-const FIRST_WINS = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
-  'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
-
-/** Raw [name, value, ...] lines as node:http's IncomingMessage.headers: names in lower case, repeats merged as node does. */
-export function headerObject(raw: readonly string[]): IncomingHttpHeaders {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!;
-    const prior = out[name];
-    if (prior === undefined) {
-      out[name] = name === 'set-cookie' ? [value] : value;
-    } else if (name === 'set-cookie') {
-      (prior as string[]).push(value);
-    } else if (!FIRST_WINS.has(name)) {
-      out[name] = `${prior as string}${name === 'cookie' ? '; ' : ', '}${value}`;
-    }
-  }
-  return out as IncomingHttpHeaders;
-}
-
 export class H1Request {
   readonly method: string;
   /** The request target as sent. */
@@ -62,7 +40,6 @@ export class H1Request {
   /** Expect: 100-continue from an HTTP/1.1 client: "100 Continue" goes out when the body is first asked for. */
   #expectContinue: boolean;
   readonly socket: Socket;
-  #headers: IncomingHttpHeaders | null = null;
   /** Body bytes not yet taken by a reader, and whether the body is whole. */
   #chunks: Buffer[] = [];
   #bodyBytes = 0;
@@ -96,10 +73,7 @@ export class H1Request {
     return this.#conn.clientAddress;
   }
 
-  /** node:http's headers object, made on first use. */
-  get headers(): IncomingHttpHeaders {
-    return this.#headers ??= headerObject(this.rawHeaders);
-  }
+
 
   get bufferedBodyBytes(): number {
     return this.#bodyBytes;

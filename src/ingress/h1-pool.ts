@@ -291,10 +291,6 @@ export class H1Pools {
     this.#timer = null;
   }
 
-  get size(): number {
-    return this.#pools.size;
-  }
-
   keys(): IterableIterator<string> {
     return this.#pools.keys();
   }

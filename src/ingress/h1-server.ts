@@ -156,7 +156,6 @@ class ClientConnection implements H1Connection {
     } else {
       this.#socket.destroy();
     }
-    this.#owner.parseErrors++;
   }
 
   /** Starts answering the request at the head of the queue. */
@@ -301,7 +300,6 @@ export class H1Server {
   #timer: NodeJS.Timeout | null = null;
   /** Coarse clock (ms), advanced by the timeout sweep. */
   now = Date.now();
-  parseErrors = 0;
 
   constructor(server: Server | null, handler: H1Handler) {
     this.#handler = handler;
@@ -311,10 +309,6 @@ export class H1Server {
   accept(socket: Socket): void {
     if (this.#timer === null) this.#startSweep();
     this.#connections.add(new ClientConnection(this, socket, this.#handler, this.now));
-  }
-
-  get connections(): number {
-    return this.#connections.size;
   }
 
   /** @internal */

@@ -29,7 +29,7 @@ export const DOWN_AFTER_CONNECT_FAILURE_MS = 1_000;
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-export function isConnectFailure(err: Error): boolean {
+function isConnectFailure(err: Error): boolean {
   const e = err as Error & { code?: string; syscall?: string };
   return (e.code !== undefined && CONNECT_FAILURES.has(e.code)) || e.syscall === 'connect';
 }
@@ -127,10 +127,6 @@ export class UpstreamPools {
     const all = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(all.map((d) => d.destroy().catch(() => undefined)));
-  }
-
-  get size(): number {
-    return this.#pools.size;
   }
 
   keys(): IterableIterator<string> {
