@@ -98,6 +98,7 @@ export class ProxyProcess {
     this.child = child;
     this.#lines = lines;
     this.#lines.on('line', (line) => {
+      if (!line.startsWith('{')) return;  // node's own output (--trace-gc), not an answer
       const msg = JSON.parse(line) as Record<string, unknown>;
       this.#waiting.shift()?.(msg);
     });
