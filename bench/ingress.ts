@@ -15,6 +15,11 @@
 // Loads: wrk with keep-alive (-c 64), wrk with `Connection: close` (-c 16, a new TCP
 // connection per request: the proxy's accept path), h2load over TLS with h2 (-c 16
 // -m 10). p50/p99 from wrk's latency distribution and from h2load's per-request log.
+// Those loads saturate the proxy, so their latency is mostly its throughput (a closed
+// loop of 64 connections waits 64 / rate on average). Latency at the same offered load
+// is what the fixed-rate loads show: h2load sending --rate requests/s in all (16
+// clients, one request in flight each: HTTP/1.1 keep-alive, and h2 over TLS), below
+// every proxy's capacity.
 // `direct` is wrk straight to the backend, for scale. Every figure is the median of
 // --runs runs, with min-max; ratios against nginx from the same run. Then the time
 // a configuration change takes to be served (setConfig of 1,000 hosts, 2,000 paths,
@@ -25,7 +30,7 @@
 //
 // Each proxy first gets --warmup seconds of every load, not recorded.
 //
-//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--proxies nginx,haproxy,tapir] [--json]
+//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir] [--json]
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -44,16 +49,21 @@ const { values } = parseArgs({
     proxies: { type: 'string', default: 'nginx,haproxy,tapir' },
     json: { type: 'boolean', default: false },
     warmup: { type: 'string', default: '2' },
+    rate: { type: 'string', default: '5000' },
   },
 });
 const SECONDS = Number(values.seconds);
 /** Seconds of each load per proxy before the first run, not recorded (JIT, heap growth, TLS session set-up). */
 const WARMUP = Number(values.warmup);
 const RUNS = Number(values.runs);
+/** Requests per second of the fixed-rate loads, in all. */
+const RATE = Number(values.rate);
+/** Clients of the fixed-rate loads, each with one request in flight. */
+const RATE_CLIENTS = 16;
 const PROXIES = values.proxies.split(',') as ProxyName[];
 type ProxyName = 'nginx' | 'haproxy' | 'tapir';
-if (!(SECONDS > 0 && RUNS > 0) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir'].includes(p))) {
-  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--proxies nginx,haproxy,tapir] [--json]');
+if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir'].includes(p))) {
+  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir] [--json]');
   process.exit(2);
 }
 if (availableParallelism() < 2) {
@@ -65,7 +75,7 @@ const PROXY_CORE = 0, LOAD_CORE = 1;
 const ENDPOINTS = [{ ip: '127.0.0.11', port: 8080 }, { ip: '127.0.0.12', port: 8080 }];
 /** Ports of each proxy in the namespace: [HTTP, HTTPS]. */
 const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [81, 444], haproxy: [82, 445] };
-const MODES = ['keep-alive', 'close', 'h2'] as const;
+const MODES = ['keep-alive', 'close', 'h2', 'rate h1', 'rate h2'] as const;
 type Mode = (typeof MODES)[number];
 
 const STARTED = Date.now();
@@ -116,9 +126,11 @@ async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: str
   const cpu0 = pid === null ? 0 : treeCpuSeconds(pid);
   const t0 = performance.now();
   let sample: Sample;
-  if (mode === 'h2') {
+  if (mode === 'h2' || mode === 'rate h1' || mode === 'rate h2') {
     const log = join(work, 'h2load.log');
-    const r = await ns.execAsync('taskset', ['-c', String(LOAD_CORE), 'h2load', '-D', String(seconds), '-c', '16', '-m', '10', '--log-file', log, `https://${ip}:${tlsPort}/fixed`], (SECONDS + 30) * 1000);
+    const load = mode === 'h2' ? ['-c', '16', '-m', '10', `https://${ip}:${tlsPort}/fixed`]
+      : ['-c', String(RATE_CLIENTS), '-m', '1', '--rps', String(RATE / RATE_CLIENTS), ...(mode === 'rate h1' ? ['--h1', `http://${ip}:${port}/fixed`] : [`https://${ip}:${tlsPort}/fixed`])];
+    const r = await ns.execAsync('taskset', ['-c', String(LOAD_CORE), 'h2load', '-D', String(seconds), ...load, '--log-file', log], (SECONDS + 30) * 1000);
     const s = parseH2load(r.stdout);
     const durations = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => Number(l.split('\t')[2]) / 1000);
     sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + s.s4xx + s.s5xx, rssMb: 0 };
@@ -335,7 +347,8 @@ async function main(): Promise<void> {
     const doc = {
       bench: 'ingress', seconds: SECONDS, runs: RUNS, cores: availableParallelism(), loadAtStart: LOAD_AT_START, loadAtEnd: loadavg(),
       placement: { proxy: `core ${PROXY_CORE}`, backendAndLoad: `core ${LOAD_CORE}`, backend: 'nginx return 200 "ok\\n" on two addresses' },
-      clients: { 'keep-alive': 'wrk -t1 -c64', close: 'wrk -t1 -c16 -H "Connection: close"', h2: 'h2load -c16 -m10 (TLS, ALPN h2)' },
+      clients: { 'keep-alive': 'wrk -t1 -c64', close: 'wrk -t1 -c16 -H "Connection: close"', h2: 'h2load -c16 -m10 (TLS, ALPN h2)',
+        'rate h1': `h2load --h1 -c${RATE_CLIENTS} -m1 --rps ${RATE / RATE_CLIENTS} (${RATE} req/s in all)`, 'rate h2': `h2load -c${RATE_CLIENTS} -m1 --rps ${RATE / RATE_CLIENTS} (TLS, ALPN h2; ${RATE} req/s in all)` },
       results, ratios,
       configChange: tapir === null ? null : { hosts: 1000, paths: 2000, setConfigToServingMs: { median: median(swapMs), min: Math.min(...swapMs), max: Math.max(...swapMs) } },
     };

@@ -15,8 +15,15 @@
 // UDP socket against the kernel VXLAN device with IPv6 local and remote ends, both at
 // the pod MTU of 1430. The across-nodes rows are the ones the underlay changes.
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir] [--json FILE]
+// --busy-poll US: the Tapir agents busy-poll for US microseconds after traffic
+// (busyPollMicros in the agent config; the default topology with an `agent:` section).
+//
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir] [--busy-poll US] [--json FILE]
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
@@ -26,8 +33,20 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' },
     'ip-family': { type: 'string', default: 'ipv4' }, underlay: { type: 'string', default: 'ipv4' }, dataplanes: { type: 'string', default: 'kernel,tapir' },
+    'busy-poll': { type: 'string', default: '0' },
   },
 });
+const BUSY_POLL = Number(values['busy-poll']);
+if (!Number.isInteger(BUSY_POLL) || BUSY_POLL < 0 || BUSY_POLL > 1000) throw new Error(`--busy-poll must be 0..1000 microseconds, not ${values['busy-poll']}`);
+// The default topology with the agents' busy polling set (a temporary file, removed at exit).
+let topologyDir: string | null = null;
+let topology: string | undefined;
+if (BUSY_POLL > 0) {
+  topologyDir = mkdtempSync(join(tmpdir(), 'tapir-bench-topology-'));
+  topology = join(topologyDir, 'busy-poll.yaml');
+  writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${BUSY_POLL}\n`);
+  process.on('exit', () => rmSync(topologyDir!, { recursive: true, force: true }));
+}
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 const UNDERLAY = values.underlay;
@@ -65,7 +84,10 @@ async function main(): Promise<void> {
   const key = (dp: Dataplane, row: string, m: Metric): string => `${dp}|${row}|${m}`;
   for (let run = 0; run < RUNS; run++) {
     for (const dp of DATAPLANES as Dataplane[]) {
-      const lab = new BenchLab(dp, undefined, { ...(IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {}), ...(UNDERLAY === 'ipv6' ? { underlay: 'ipv6' } : {}) } as const);
+      const lab = new BenchLab(dp, undefined, {
+        ...(IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {}), ...(UNDERLAY === 'ipv6' ? { underlay: 'ipv6' } : {}),
+        ...(topology !== undefined && dp === 'tapir' ? { topology } : {}),
+      } as const);
       try {
         process.stderr.write(`run ${run + 1}/${RUNS}: ${dp} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}\n`);
         await lab.up();
@@ -96,7 +118,7 @@ async function main(): Promise<void> {
     out.write(values.json);
   }
   const fmt = (m: Metric, v: number): string => (!Number.isFinite(v) ? '-' : m === 'tcp' ? `${v.toFixed(2)} Gbit/s` : m === 'udp' ? `${(v / 1000).toFixed(0)} kpps` : `${(v / 1000).toFixed(1)}k/s`);
-  console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
+  console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane${BUSY_POLL > 0 ? `; Tapir agents busy-poll ${BUSY_POLL} µs after traffic` : ''}`);
   // "per agent core": the figure divided by the agents' CPU (cores), the data path's
   // efficiency; "machine busy": cores busy in the whole machine (load generators, kernel
   // and agents), which says whether a second data-path thread would have had a core.

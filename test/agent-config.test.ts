@@ -47,18 +47,20 @@ test('a minimal config gets the defaults, the service CIDR and node-port range f
   assert.equal(c.mtu, 1450);
   assert.equal(c.manifests, null);
   assert.equal(c.nodes.length, 2);
+  assert.equal(c.busyPollMicros, 0, 'busy polling is off unless asked for');
 });
 
 test('explicit values are read', () => {
   const c = parseAgentConfig({
     ...GOOD, serviceCIDR: '10.96.0.0/16', nodePortRange: '31000-31999', hostTun: 'tpx0', stateDir: '/tmp/s',
     vni: 7, mtu: 9000, manifests: '/m', zone: 'z1', nodePortAddresses: ['172.30.0.11', '172.30.0.99'], conntrackSize: 4096,
+    busyPollMicros: 200,
   }, 'agent.yaml');
   assert.equal(c.serviceCIDR.toString(), '10.96.0.0/16');
   assert.deepEqual(c.nodePortRange, { min: 31000, max: 31999 });
   assert.equal(c.hostTun, 'tpx0');
   assert.equal(c.controlSocket, '/tmp/s/agent.sock');
-  assert.deepEqual([c.vni, c.mtu, c.manifests, c.zone, c.conntrackSize], [7, 9000, '/m', 'z1', 4096]);
+  assert.deepEqual([c.vni, c.mtu, c.manifests, c.zone, c.conntrackSize, c.busyPollMicros], [7, 9000, '/m', 'z1', 4096, 200]);
   assert.deepEqual(c.nodePortAddresses, [ipv4('172.30.0.11'), ipv4('172.30.0.99')]);
 });
 
@@ -127,7 +129,7 @@ test('loadAgentConfig names the file; the message lists every problem', () => {
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, 'nodeName: n\nunderlay: {interface: eth0, address: 172.30.0.11}\npodCIDR: 10.244.1.0/24\nclusterCIDR: 10.244.0.0/16\nvni: 0\nextra: 1\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.exitCode === 2
-      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
+      && e.message === `${file}: 2 problems:\n  ${file}: extra: unknown field; the fields here are ${['nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun', 'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns', 'busyPollMicros'].join(', ')}\n  ${file}: vni: 0 is out of range 1-16777215`);
     writeFileSync(file, 'nodeName: [\n');
     assert.throws(() => loadAgentConfig(file), (e: unknown) => e instanceof AgentConfigError && e.message.startsWith(`${file}: not valid YAML or JSON: `));
     assert.throws(() => loadAgentConfig(join(dir, 'none.yaml')), (e: unknown) => e instanceof AgentConfigError && /none\.yaml: cannot read: ENOENT/.test(e.message));

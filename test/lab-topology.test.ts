@@ -108,13 +108,17 @@ client: null
 });
 
 test('agent: settings reach every agent config (a small conntrack for flood and GC tests), checked like the rest', () => {
-  const state = planLab(parseTopology('agent: { conntrackSize: 1024 }\nnodes: [{ name: a }, { name: b }]\n', 'inline'), 'ag', 'tapir');
-  for (const node of state.nodes) assert.equal(parseAgentConfig(agentConfig(state, node), 'agent.yaml').conntrackSize, 1024);
+  const state = planLab(parseTopology('agent: { conntrackSize: 1024, busyPollMicros: 300 }\nnodes: [{ name: a }, { name: b }]\n', 'inline'), 'ag', 'tapir');
+  for (const node of state.nodes) {
+    const c = parseAgentConfig(agentConfig(state, node), 'agent.yaml');
+    assert.deepEqual([c.conntrackSize, c.busyPollMicros], [1024, 300]);
+  }
   const plain = planLab(parseTopology('nodes: [{ name: a }]\n', 'inline'), 'ag', 'tapir');
   assert.equal('conntrackSize' in agentConfig(plain, plain.nodes[0]!), false, 'absent: the agent\'s default');
   const bad = errorOf('agent: { conntrackSize: 10, gcSlice: 5 }\nnodes: [{ name: a }]\n');
   assert.ok(bad.includes('topology.yaml: agent.conntrackSize: 10 is out of range 1024-16777216'), bad);
   assert.ok(bad.includes('topology.yaml: agent.gcSlice: unknown field'), bad);
+  assert.ok(errorOf('agent: { busyPollMicros: 5000 }\nnodes: [{ name: a }]\n').includes('topology.yaml: agent.busyPollMicros: 5000 is out of range 0-1000'));
 });
 
 test('--underlay ipv6: a dual-stack lab whose agents run VXLAN over the nodes\' IPv6 addresses, the pod MTU 70 under the underlay\'s', () => {

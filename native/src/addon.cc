@@ -3,6 +3,7 @@
 //   TunHandle, UdpHandle    classes wrapped by src/device/tun.ts and udp.ts
 //   linkIndex, moveLinkToNetns
 //   mapSharedFile           memory that outlives the process (flow tables)
+//   setBusyPoll             busy polling after readiness callbacks (readiness.h)
 #include "common.h"
 #include "parts.h"
 
@@ -33,6 +34,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   exports.Set("UdpHandle", udp);
   DefineNetlink(env, exports);
   DefineSharedMemory(env, exports);
+  DefineReadiness(env, exports);
   return exports;
 }
 

@@ -6,4 +6,5 @@ Napi::Function DefineTunHandle(Napi::Env env);   // tun.cc
 Napi::Function DefineUdpHandle(Napi::Env env);   // udp.cc
 void DefineNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc: linkIndex, moveLinkToNetns
 void DefineSharedMemory(Napi::Env env, Napi::Object exports);  // shared-memory.cc: mapSharedFile
+void DefineReadiness(Napi::Env env, Napi::Object exports);  // readiness.cc: setBusyPoll
 }  // namespace tapir

@@ -8,6 +8,7 @@ import { ip as runIp } from '../device/ip-command.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
+import { setBusyPoll } from '../device/busy-poll.ts';
 import { Datapath } from '../datapath/datapath.ts';
 import { ForwardingTable, type PodEntry } from '../datapath/forwarding.ts';
 import { PortKind } from '../datapath/port.ts';
@@ -78,6 +79,11 @@ export class Agent {
     this.datapath = new Datapath(this.#compile(), underlay);
     this.datapath.addPort(PortKind.HOST, config.hostTun, hostDevice, hostDevice.vnetHdrSize);
     this.datapath.onPortFailed = (port, err) => this.#portFailed(port.name, err);
+    if (config.busyPollMicros > 0) {
+      log(setBusyPoll(config.busyPollMicros)
+        ? `busy polling ${config.busyPollMicros} µs after traffic`
+        : 'busyPollMicros is set but the native addon predates busy polling (rebuild it: scripts/build-native.sh); not busy polling');
+    }
     this.#ports = new PortManager({
       stateDir: config.stateDir,
       mtu: config.mtu,

@@ -21,6 +21,7 @@ import {
 } from '../model/cluster-defaults.ts';
 import { ipv4, ipv4ToString, ipv6ToString, parseCidr, type Cidr, type Cidr6 } from '../wire/address.ts';
 import type { ConntrackTimeouts } from '../tables/tcp-state.ts';
+import { MAX_BUSY_POLL_MICROS } from '../device/busy-poll.ts';
 import { isValidIfName } from './protocol.ts';
 import {
   KUBE_PROXY_API_VERSION, KUBE_PROXY_KIND, conntrackCapacity, defaultKubeProxySettings, formatNodePortAddress,
@@ -86,6 +87,14 @@ export interface AgentConfig {
   nodePortRange: PortRange;
   /** Connection-tracking table size (entries); a full table evicts expired entries, then refuses new flows. */
   conntrackSize: number;
+  /**
+   * Busy polling after traffic (microseconds, 0 = off, the default): the data path keeps
+   * polling its ports and the underlay this long after the last packet before it sleeps,
+   * so request/response traffic does not wait for the agent to be woken (Linux's
+   * net.core.busy_poll, for the agent; src/device/busy-poll.ts). Buys connections/s and
+   * latency with CPU.
+   */
+  busyPollMicros: number;
   /** Conntrack timeouts the config sets, in seconds (the rest keep DEFAULT_TIMEOUTS). */
   conntrackTimeouts: Partial<ConntrackTimeouts>;
   /** The service sync runner: bursts within this become one sync (kube-proxy's minSyncPeriod). */
@@ -169,7 +178,7 @@ export class AgentConfigError extends TapirError {
 
 const TOP_FIELDS = [
   'nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun',
-  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns',
+  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns', 'busyPollMicros',
 ] as const;
 
 /** Keys an older config may still carry, and what to write instead. */
@@ -339,6 +348,7 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     nodePortAddressesV6,
     nodePortRange,
     conntrackSize: top.int('conntrackSize', 1024, 1 << 24, Math.max(1024, conntrackFallback)),
+    busyPollMicros: top.int('busyPollMicros', 0, MAX_BUSY_POLL_MICROS, 0),
     conntrackTimeouts: { ...kubeProxy.conntrack.timeouts },
     minSyncIntervalMs: kubeProxy.minSyncPeriodMs ?? DEFAULT_MIN_SYNC_INTERVAL_MS,
     maxSyncIntervalMs: kubeProxy.syncPeriodMs ?? DEFAULT_MAX_SYNC_INTERVAL_MS,

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { DeviceError, NativeAddonMissingError } from './errors.ts';
-import type { DeviceStats } from './types.ts';
+import type { BusyPollStats, DeviceStats } from './types.ts';
 
 export interface NativeTunOptions {
   name: string;
@@ -67,6 +67,9 @@ export interface NativeAddon {
   linkIndex(name: string): number;
   moveLinkToNetns(ifname: string, netnsPath: string, newName?: string): void;
   mapSharedFile(path: string, bytes: number): { buffer: ArrayBuffer; fresh: boolean };
+  /** Absent in an addon built before busy polling (busy-poll.ts). */
+  setBusyPoll?(micros: number): void;
+  busyPollStats?(): BusyPollStats;
 }
 
 const addonUrl = new URL('../../native/build/Release/tapir_native.node', import.meta.url);

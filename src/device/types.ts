@@ -28,3 +28,11 @@ export interface DeviceStats {
   /** errno of the most recent refused frame, 0 if none. */
   lastTxErrno: number;
 }
+
+/** This thread's busy polling so far (src/device/busy-poll.ts). */
+export interface BusyPollStats {
+  /** Busy polls entered (one at most per wakeup). */
+  spins: number;
+  /** Readiness callbacks run from them: each one a wakeup the data path did not wait for. */
+  callbacks: number;
+}

@@ -13,6 +13,7 @@ import { isDns1123Label, isLabelValue, isQualifiedName } from '../k8s/fields.ts'
 import type { DnsPolicy, EnvVar, PodDnsConfig } from '../k8s/objects.ts';
 import { readPodDns } from '../k8s/validate-workloads.ts';
 import { LabError } from './validate.ts';
+import { MAX_BUSY_POLL_MICROS } from '../device/busy-poll.ts';
 
 export const DATAPLANES = ['tapir', 'kernel'] as const;
 export type Dataplane = (typeof DATAPLANES)[number];
@@ -125,6 +126,8 @@ export interface Topology {
 export interface LabAgentSettings {
   /** Conntrack entries per agent; undefined = the agent's default. A small table makes floods and GC sweeps quick to reach in tests. */
   conntrackSize?: number;
+  /** The agents' busy polling after traffic, microseconds (busyPollMicros; bench/lab.ts --busy-poll). */
+  busyPollMicros?: number;
 }
 
 /**
@@ -207,8 +210,9 @@ export function parseTopology(text: string, source: string): Topology {
   }
   const agent = top.map('agent');
   if (agent !== undefined) {
-    agent.rejectUnknown(['conntrackSize']);
+    agent.rejectUnknown(['conntrackSize', 'busyPollMicros']);
     if (agent.has('conntrackSize')) topology.agent.conntrackSize = agent.int('conntrackSize', 1024, 1 << 24, 0);
+    if (agent.has('busyPollMicros')) topology.agent.busyPollMicros = agent.int('busyPollMicros', 0, MAX_BUSY_POLL_MICROS, 0);
   }
   if (!top.has('nodes')) top.fail('nodes', 'is required');
   const nodes = top.list('nodes');
