@@ -7,6 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Datapath } from '../datapath/datapath.ts';
+import { busyPollStats } from '../device/busy-poll.ts';
 import { BATCH_SIZE_BUCKETS, dropNames, DROP_SLOTS, type PortCounters } from '../datapath/counters.ts';
 import { PortKind } from '../datapath/port.ts';
 import type { ServiceSnapshot } from '../model/service-snapshot.ts';
@@ -141,6 +142,8 @@ export class AgentMetrics implements SyncObserver {
     });
     new Counter({ name: 'tapir_port_failures_total', help: 'Ports taken out of the data plane because their device failed', registers, collect() { setTotal(this, dp()?.portFailures ?? 0); } });
     new Counter({ name: 'tapir_underlay_receive_errors_total', help: 'Errors reading the underlay socket', registers, collect() { setTotal(this, dp()?.underlayRecvErrors ?? 0); } });
+    new Counter({ name: 'tapir_busy_polls_total', help: 'Busy polls after traffic (busyPollMicros): at most one per wakeup', registers, collect() { setTotal(this, busyPollStats()?.spins ?? 0); } });
+    new Counter({ name: 'tapir_busy_poll_callbacks_total', help: 'Port and underlay reads run from a busy poll: wakeups the data path did not wait for', registers, collect() { setTotal(this, busyPollStats()?.callbacks ?? 0); } });
     new Counter({ name: 'tapir_coalesced_segments_total', help: 'TCP segments from the underlay coalesced into larger frames for pods', registers, collect() { setTotal(this, dp()?.coalescedSegments ?? 0); } });
     new Counter({
       name: 'tapir_service_nat_packets_total', help: 'Packets through the service NAT by verdict', labelNames: ['verdict'], registers,

@@ -26,7 +26,16 @@ export function setBusyPoll(micros: number): boolean {
   return true;
 }
 
-/** This thread's busy polls and the callbacks run from them; null with an addon that predates busy polling. */
+/**
+ * This thread's busy polls and the callbacks run from them; null where there is nothing
+ * to count (no native addon, or one that predates busy polling).
+ */
 export function busyPollStats(): BusyPollStats | null {
-  return nativeAddon().busyPollStats?.() ?? null;
+  let addon;
+  try {
+    addon = nativeAddon();
+  } catch {
+    return null;
+  }
+  return addon.busyPollStats?.() ?? null;
 }

@@ -1,0 +1,43 @@
+// Busy polling in a lab (`agent: { busyPollMicros }` in the topology, the agents'
+// busyPollMicros): requests from a pod to the pod on the other node and to the web
+// Service's cluster IP all succeed, and the agents' metrics show busy polls that picked
+// up traffic (tapir_busy_poll_callbacks_total: reads that did not wait for a wakeup).
+// bench/lab.ts --busy-poll measures what it buys and costs.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
+import { Lab } from './helpers/lab.ts';
+
+const WEB_CLUSTER_IP = '10.96.0.100';
+
+function counter(metrics: string, name: string): number {
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics);
+  assert.ok(m !== null, `${name} in the agent's metrics`);
+  return Number(m[1]);
+}
+
+test('busy-polling agents: pod to pod across nodes and through a cluster IP, with busy polls picking up the answers', { timeout: 300_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tapir-bp-'));
+  const lab = new Lab('bp');
+  try {
+    writeFileSync(join(dir, 'topology.yaml'), `agent: { busyPollMicros: 300 }\n${DEFAULT_TOPOLOGY_YAML}`);
+    lab.up(join(dir, 'topology.yaml'));
+    for (let i = 0; i < 20; i++) {
+      assert.equal(lab.httpEcho('web-1a', lab.ips['web-2a']!).pod, 'web-2a');
+      assert.match(lab.httpEcho('web-1a', WEB_CLUSTER_IP).pod, /^web-[12][ab]$/);
+    }
+    const byNode = ['node-1', 'node-2'].map((node) => {
+      const metrics = lab.exec(node, 'curl', '-sS', '--max-time', '5', 'http://127.0.0.1:10249/metrics');
+      return { node, polls: counter(metrics, 'tapir_busy_polls_total'), callbacks: counter(metrics, 'tapir_busy_poll_callbacks_total') };
+    });
+    for (const n of byNode) assert.ok(n.polls > 0, `${n.node} busy-polled: ${JSON.stringify(byNode)}`);
+    assert.ok(byNode.some((n) => n.callbacks > 0), `a busy poll picked up traffic: ${JSON.stringify(byNode)}`);
+  } finally {
+    const r = lab.down();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.status, 0, r.stderr);
+  }
+});
