@@ -15,14 +15,16 @@
 // UDP socket against the kernel VXLAN device with IPv6 local and remote ends, both at
 // the pod MTU of 1430. The across-nodes rows are the ones the underlay changes.
 //
-// --busy-poll US: the Tapir agents busy-poll for US microseconds after traffic
-// (busyPollMicros in the agent config; the default topology with an `agent:` section).
+// Dataplane tapir-busy-poll: Tapir with the agents busy-polling --busy-poll
+// microseconds (default 200) after traffic (busyPollMicros in the agent config, through
+// the default topology with an `agent:` section), measured beside the others.
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir] [--busy-poll US] [--json FILE]
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir,tapir-busy-poll] [--busy-poll US] [--json FILE]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
 import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
@@ -33,20 +35,14 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' },
     'ip-family': { type: 'string', default: 'ipv4' }, underlay: { type: 'string', default: 'ipv4' }, dataplanes: { type: 'string', default: 'kernel,tapir' },
-    'busy-poll': { type: 'string', default: '0' },
+    'busy-poll': { type: 'string', default: '200' },
   },
 });
 const BUSY_POLL = Number(values['busy-poll']);
-if (!Number.isInteger(BUSY_POLL) || BUSY_POLL < 0 || BUSY_POLL > 1000) throw new Error(`--busy-poll must be 0..1000 microseconds, not ${values['busy-poll']}`);
-// The default topology with the agents' busy polling set (a temporary file, removed at exit).
-let topologyDir: string | null = null;
-let topology: string | undefined;
-if (BUSY_POLL > 0) {
-  topologyDir = mkdtempSync(join(tmpdir(), 'tapir-bench-topology-'));
-  topology = join(topologyDir, 'busy-poll.yaml');
-  writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${BUSY_POLL}\n`);
-  process.on('exit', () => rmSync(topologyDir!, { recursive: true, force: true }));
-}
+if (!Number.isInteger(BUSY_POLL) || BUSY_POLL < 1 || BUSY_POLL > MAX_BUSY_POLL_MICROS) throw new Error(`--busy-poll must be 1..${MAX_BUSY_POLL_MICROS} microseconds, not ${values['busy-poll']}`);
+/** kernel, tapir, and Tapir with busy polling (the default topology with an `agent:` section). */
+type Mode = Dataplane | 'tapir-busy-poll';
+const MODES: readonly Mode[] = ['kernel', 'tapir', 'tapir-busy-poll'];
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 const UNDERLAY = values.underlay;
@@ -54,8 +50,8 @@ if (UNDERLAY !== 'ipv4' && UNDERLAY !== 'ipv6') throw new Error(`--underlay must
 // An IPv6 underlay is a dual-stack lab's: the nodes' IPv6 addresses carry it.
 const IP_FAMILY = UNDERLAY === 'ipv6' ? 'dual' : values['ip-family'];
 if (IP_FAMILY !== 'ipv4' && IP_FAMILY !== 'dual') throw new Error(`--ip-family must be ipv4 or dual, not ${IP_FAMILY}`);
-const DATAPLANES = values.dataplanes.split(',').filter((d) => d !== '');
-for (const d of DATAPLANES) if (d !== 'kernel' && d !== 'tapir') throw new Error(`--dataplanes: ${d} is not kernel or tapir`);
+const DATAPLANES = values.dataplanes.split(',').filter((d) => d !== '') as Mode[];
+for (const d of DATAPLANES) if (!MODES.includes(d)) throw new Error(`--dataplanes: ${d} is not one of ${MODES.join(', ')}`);
 
 const METRICS = ['tcp', 'udp', 'conn'] as const;
 type Metric = (typeof METRICS)[number];
@@ -81,15 +77,24 @@ async function main(): Promise<void> {
   downLabsOnSignal();
   buildCTools(['udpblast', 'connrate']);
   const results = new Map<string, Figure[]>();
-  const key = (dp: Dataplane, row: string, m: Metric): string => `${dp}|${row}|${m}`;
+  const key = (dp: Mode, row: string, m: Metric): string => `${dp}|${row}|${m}`;
+  // The default topology with the agents' busy polling set (a temporary file).
+  let topologyDir: string | null = null;
+  let topology: string | undefined;
+  if (DATAPLANES.includes('tapir-busy-poll')) {
+    topologyDir = mkdtempSync(join(tmpdir(), 'tapir-bench-topology-'));
+    topology = join(topologyDir, 'busy-poll.yaml');
+    writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${BUSY_POLL}\n`);
+    process.on('exit', () => rmSync(topologyDir!, { recursive: true, force: true }));
+  }
   for (let run = 0; run < RUNS; run++) {
-    for (const dp of DATAPLANES as Dataplane[]) {
-      const lab = new BenchLab(dp, undefined, {
+    for (const dp of DATAPLANES) {
+      const lab = new BenchLab(dp === 'kernel' ? 'kernel' : 'tapir', undefined, {
         ...(IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {}), ...(UNDERLAY === 'ipv6' ? { underlay: 'ipv6' } : {}),
-        ...(topology !== undefined && dp === 'tapir' ? { topology } : {}),
+        ...(dp === 'tapir-busy-poll' ? { topology: topology! } : {}),
       } as const);
       try {
-        process.stderr.write(`run ${run + 1}/${RUNS}: ${dp} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}\n`);
+        process.stderr.write(`run ${run + 1}/${RUNS}: ${dp}${dp === 'tapir-busy-poll' ? ` (${BUSY_POLL} µs)` : ''} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}\n`);
         await lab.up();
         for (const [path, [from, to]] of Object.entries(PATHS) as [PathName, readonly [string, string]][]) {
           for (const family of FAMILIES) {
@@ -112,27 +117,31 @@ async function main(): Promise<void> {
     const out = new BenchJsonWriter('lab', 'tapir', ['kernel']);
     const UNITS = { tcp: ['TCP Gbit/s', 'Gbit/s'], udp: ['UDP 64 B pkt/s received', 'pkt/s'], conn: ['TCP connections/s', 'conn/s'] } as const;
     for (const [k, figs] of results) {
-      const [mode, row, m] = k.split('|') as [Dataplane, string, Metric];
+      const [mode, row, m] = k.split('|') as [Mode, string, Metric];
       out.add({ section: UNDERLAY === 'ipv6' ? 'pod to pod (IPv6 underlay)' : 'pod to pod', row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
     }
     out.write(values.json);
   }
   const fmt = (m: Metric, v: number): string => (!Number.isFinite(v) ? '-' : m === 'tcp' ? `${v.toFixed(2)} Gbit/s` : m === 'udp' ? `${(v / 1000).toFixed(0)} kpps` : `${(v / 1000).toFixed(1)}k/s`);
-  console.log(`\nPod to pod, Tapir vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane${BUSY_POLL > 0 ? `; Tapir agents busy-poll ${BUSY_POLL} µs after traffic` : ''}`);
-  // "per agent core": the figure divided by the agents' CPU (cores), the data path's
-  // efficiency; "machine busy": cores busy in the whole machine (load generators, kernel
-  // and agents), which says whether a second data-path thread would have had a core.
-  console.log('| path | metric | kernel | tapir | tapir/kernel | tapir agents CPU | tapir per agent core | machine busy, kernel / tapir (cores) |');
-  console.log('|---|---|---|---|---|---|---|---|');
-  for (const row of rows) {
-    for (const m of METRICS) {
-      const figs = (dp: Dataplane): Figure[] => results.get(key(dp, row, m)) ?? [];
-      const k = median(figs('kernel').map((f) => f.value));
-      const t = median(figs('tapir').map((f) => f.value));
-      const cpu = median(figs('tapir').map((f) => f.cpu));
-      const busy = (dp: Dataplane): string => { const v = median(figs(dp).map((f) => f.machine)); return Number.isFinite(v) ? v.toFixed(2) : '-'; };
-      const name = m === 'tcp' ? 'TCP Gbit/s' : m === 'udp' ? 'UDP 64 B pkt/s received' : 'TCP conn/s';
-      console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} | ${cpu > 0 ? fmt(m, t / cpu) : '-'} | ${busy('kernel')} / ${busy('tapir')} |`);
+  const subjects = DATAPLANES.filter((dp) => dp !== 'kernel');
+  for (const dp of subjects) {
+    const title = dp === 'tapir-busy-poll' ? `Tapir with its agents busy-polling ${BUSY_POLL} µs after traffic` : 'Tapir';
+    console.log(`\nPod to pod, ${title} vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
+    // "per agent core": the figure divided by the agents' CPU (cores), the data path's
+    // efficiency; "machine busy": cores busy in the whole machine (load generators, kernel
+    // and agents), which says whether a second data-path thread would have had a core.
+    console.log(`| path | metric | kernel | ${dp} | ${dp}/kernel | agents CPU | per agent core | machine busy, kernel / ${dp} (cores) |`);
+    console.log('|---|---|---|---|---|---|---|---|');
+    for (const row of rows) {
+      for (const m of METRICS) {
+        const figs = (mode: Mode): Figure[] => results.get(key(mode, row, m)) ?? [];
+        const k = median(figs('kernel').map((f) => f.value));
+        const t = median(figs(dp).map((f) => f.value));
+        const cpu = median(figs(dp).map((f) => f.cpu));
+        const busy = (mode: Mode): string => { const v = median(figs(mode).map((f) => f.machine)); return Number.isFinite(v) ? v.toFixed(2) : '-'; };
+        const name = m === 'tcp' ? 'TCP Gbit/s' : m === 'udp' ? 'UDP 64 B pkt/s received' : 'TCP conn/s';
+        console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} | ${cpu > 0 ? fmt(m, t / cpu) : '-'} | ${busy('kernel')} / ${busy(dp)} |`);
+      }
     }
   }
 }
