@@ -94,7 +94,7 @@ test('random change sequences: every incremental update answers as the whole bui
       if (updated.incremental) incremental++;
       else whole++;
       // Garbage never outgrows the live arrays by more than the compaction rule allows.
-      assert.ok(updated.garbage * 2 <= updated.endpointIP.length + updated.maglev.length + 64, `seed ${seed} step ${step}: garbage ${updated.garbage}`);
+      assert.ok(updated.garbage * 2 <= updated.endpointIP.length + updated.maglevUsed + 64, `seed ${seed} step ${step}: garbage ${updated.garbage}`);
       table = updated;
     }
   }
@@ -116,6 +116,39 @@ test('an update never writes to the previous table (the datapath may still read 
   assert.deepStrictEqual(describe(table, snap), before);
   assert.notEqual(updated.endpointIP, table.endpointIP);
   assert.equal(updated.frontends, table.frontends, 'frontends shared, unchanged');
+});
+
+test('Maglev slots: a chain of updates appends to one array, and no table, earlier or sibling, sees another\'s writes', () => {
+  const next = random(7);
+  let snap = initial(next, 60);
+  // Every port on Maglev, so that each change adds lookup tables.
+  snap = { ...snap, ports: snap.ports.map((p) => servicePort({ ...p, clusterIP: p.clusterIP, externalIPs: p.externalIPs, loadBalancerIPs: p.loadBalancerIPs, allEndpoints: [...p.allEndpoints, endpoint(ip('10.247.0.1') + p.port, 80)], lb: 'maglev' })) };
+  const step = (from: ServiceSnapshot, g: number): ServiceSnapshot => {
+    const ports = [...from.ports];
+    const i = Math.floor(next() * ports.length);
+    ports[i] = servicePort({ ...ports[i]!, clusterIP: ports[i]!.clusterIP, externalIPs: ports[i]!.externalIPs, loadBalancerIPs: ports[i]!.loadBalancerIPs, allEndpoints: [...ports[i]!.allEndpoints, endpoint(ip('10.248.0.0') + g, 80)] });
+    return { generation: g, ports, nodePortAddresses: from.nodePortAddresses };
+  };
+  const chain: [ServiceTable, ServiceSnapshot, unknown][] = [];
+  let table = buildServiceTable(snap);
+  chain.push([table, snap, describe(table, snap)]);
+  for (let g = 2; g < 40; g++) {
+    snap = step(snap, g);
+    table = updateServiceTable(table, snap);
+    assert.equal(table.incremental, true, `step ${g}`);
+    assert.deepStrictEqual(describe(table, snap), describe(buildServiceTable(snap), snap), `step ${g}`);
+    chain.push([table, snap, describe(table, snap)]);
+  }
+  // After the first update (the whole build's array has no room), each appends to its predecessor's array.
+  const shared = chain.slice(2).filter(([t], k) => t.maglev === chain[k + 1]![0].maglev).length;
+  assert.ok(shared >= chain.length - 4, `${shared} of ${chain.length - 2} updates appended in place`);
+  // A sibling: another update of a table that already has a successor must not write over the successor's slots.
+  const [parent, parentSnap] = chain[20]!;
+  const siblingSnap = step(parentSnap, 100);
+  const sibling = updateServiceTable(parent, siblingSnap);
+  assert.notEqual(sibling.maglev, parent.maglev, 'a sibling copies');
+  assert.deepStrictEqual(describe(sibling, siblingSnap), describe(buildServiceTable(siblingSnap), siblingSnap));
+  for (const [t, s, described] of chain) assert.deepStrictEqual(describe(t, s), described, `table of generation ${s.generation} unchanged`);
 });
 
 test('whole build when the frontends, the node port addresses or the order change, or the previous build had problems', () => {

@@ -13,12 +13,16 @@
 // of a few service ports, identified by object identity as the control side keeps
 // unchanged ports, the new table shares the previous one's frontend maps, key index
 // and source ranges, copies the per-port arrays (a memcpy of 10k entries each) and the
-// endpoint and Maglev arrays with room for the changed ports' new lists appended at
-// the end; only those lists and their Maglev tables are computed. The ranges they had
-// before become garbage; once garbage is more than half of the arrays, the next update
-// is a whole build (compaction). The previous table is never written to: the datapath
-// may still be reading it. The whole build stays the reference: a test compares the
-// two over random change sequences.
+// endpoint arrays with room for the changed ports' new lists appended at the end; only
+// those lists and their Maglev tables are computed. The Maglev slots (1,021 or more per
+// list: 2 MB at 10k services with one in ten on Maglev, whose copy was most of an
+// update) are not copied: their array has room to spare, and a table derived from the
+// newest one appends its tables after that one's last slot in the same array (its
+// MaglevStore says which table wrote last; a table derived from an older one copies).
+// The ranges changed lists had before become garbage; once garbage is more than half of
+// the arrays, the next update is a whole build (compaction). What the previous table
+// reads is never written to: the datapath may still be reading it. The whole build
+// stays the reference: a test compares the two over random change sequences.
 //
 // IPv6 (family 6, from the snapshot's ports6): the same arrays and rules, with three
 // differences. Frontend addresses (cluster, external and load-balancer IPs, node-port
@@ -103,7 +107,10 @@ export class ServiceTable<A extends Address = number> {
   readonly endpointIP6: Int32Array;
   readonly endpointPort: Uint16Array;
   readonly endpointLocal: Uint8Array;
+  /** The Maglev lookup tables; slots from maglevUsed on are free (or a later table's). */
   readonly maglev: Uint16Array;
+  /** Slots of `maglev` this table's lists may point into: [0, maglevUsed). */
+  readonly maglevUsed: number;
 
   /** "namespace/name:port" -> index. */
   readonly byKey: ReadonlyMap<string, number>;
@@ -116,6 +123,8 @@ export class ServiceTable<A extends Address = number> {
   readonly #nodePortAddressList: readonly Address[];
   /** Build cursor: the next free slot of `maglev`. */
   #slot = 0;
+  /** Who wrote `maglev` last, shared by the tables that share the array. */
+  readonly #maglevStore: MaglevStore;
 
   /** `previous`: update it incrementally when the change allows (see the header), else build whole. */
   constructor(snapshot: ServiceSnapshot, previous?: ServiceTable<A>, family: 4 | 6 = 4) {
@@ -181,10 +190,19 @@ export class ServiceTable<A extends Address = number> {
       this.endpointPort.set(prev.endpointPort);
       this.endpointLocal = new Uint8Array(prev.endpointLocal.length + endpoints);
       this.endpointLocal.set(prev.endpointLocal);
-      this.maglev = new Uint16Array(prev.maglev.length + maglevSlots);
-      this.maglev.set(prev.maglev);
+      const store = prev.#maglevStore;
+      if (maglevSlots === 0 || (store.end === prev.maglevUsed && prev.maglev.length - prev.maglevUsed >= maglevSlots)) {
+        // Nothing to add, or prev is the newest table on this array: append after its slots.
+        this.maglev = prev.maglev;
+        this.#maglevStore = store;
+      } else {
+        const used = prev.maglevUsed + maglevSlots;
+        this.maglev = new Uint16Array(used + (used >>> 1));
+        this.maglev.set(prev.maglev.subarray(0, prev.maglevUsed));
+        this.#maglevStore = { end: 0 };
+      }
       let ep = prev.endpointIP.length;
-      this.#slot = prev.maglev.length;
+      this.#slot = prev.maglevUsed;
       for (let c = 0; c < changed.length; c++) {
         const i = changed[c]!;
         const p = ports[i]!;
@@ -193,6 +211,9 @@ export class ServiceTable<A extends Address = number> {
         this.clusterMaglevSize[i] = this.externalMaglevSize[i] = 0;
         ep = this.#putLists(i, p, shared[c] === 1, ep);
       }
+      this.maglevUsed = this.#slot;
+      // Only a table that wrote slots owns the end: one that added none may sit behind a sibling's.
+      if (maglevSlots > 0) this.#maglevStore.end = this.#slot;
       return;
     }
     this.incremental = false;
@@ -286,6 +307,8 @@ export class ServiceTable<A extends Address = number> {
       for (const a of p.loadBalancerIPs) this.#addFrontend(a, p, i, FrontendKind.LOAD_BALANCER, p.port);
       if (p.nodePort !== 0) this.#addFrontend(NODE_PORT_ADDR, p, i, FrontendKind.NODE_PORT, p.nodePort);
     }
+    this.maglevUsed = this.#slot;
+    this.#maglevStore = { end: this.#slot };
     this.nodePortAddresses.freeze();
     this.frontendAddrs6.freeze();
     this.clusterIPs.freeze();
@@ -412,6 +435,9 @@ export function updateServiceTable(previous: ServiceTable, snapshot: ServiceSnap
   return new ServiceTable(snapshot, previous);
 }
 
+/** A Maglev array shared by successive tables: the end of the slots the newest of them wrote. */
+interface MaglevStore { end: number }
+
 /** More changed ports than this (or than count / 8) and a whole build is as cheap. */
 const INCREMENTAL_MAX_PORTS = 256;
 
@@ -438,7 +464,7 @@ function changedPorts(prev: ServiceTable<Address>, ports: readonly AnyPortSpec[]
     changed.push(i);
   }
   // Compaction: a whole build once at least half of the arrays would be garbage.
-  const size = prev.endpointIP.length + prev.maglev.length + added;
+  const size = prev.endpointIP.length + prev.maglevUsed + added;
   if (prev.garbage * 2 > size) return null;
   return changed;
 }
