@@ -20,16 +20,21 @@
 //    kube-proxy's IPv6 proxier: ip6tables, `table ip6`; Tapir through its NAT66). A row
 //    whose service does not answer over IPv6 prints "n/a (why)" and the bench goes on.
 //
+// Mode tapir-busy-poll is Tapir with its agents busy-polling --busy-poll microseconds
+// (default 200) after traffic (busyPollMicros), compared with the kernel modes as tapir is.
+//
 // The labs run one after the other (2 cores: never two at once); every step is bounded
 // in time and a step that does not finish prints "-" with the reason below the tables.
 // Every lab is taken down at the end, on error and on Ctrl-C.
 //
-//   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000]
-//        [--modes iptables,nftables,tapir] [--sections traffic,ipv6,scale] [--program-timeout 120] [--json FILE]
+//   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--busy-poll 200]
+//        [--modes iptables,nftables,tapir,tapir-busy-poll] [--sections traffic,ipv6,scale] [--program-timeout 120] [--json FILE]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
+import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
 import { BenchLab, checkInterrupted, downLabsOnSignal, type ProxyMode } from './lib/lab.ts';
 import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest, type ChangeTiming } from './lib/service-scale.ts';
@@ -45,13 +50,17 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'iptables,nftables,tapir' },
     sections: { type: 'string', default: 'traffic,ipv6,scale' },
     'program-timeout': { type: 'string', default: '120' },
+    'busy-poll': { type: 'string', default: '200' },
     json: { type: 'string' },
   },
 });
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 const SIZES = values.services.split(',').filter((s) => s !== '').map(Number).sort((a, b) => a - b);
-const MODES = values.modes.split(',') as ProxyMode[];
+/** The proxy modes, and Tapir with its agents busy-polling (tapir-busy-poll, --busy-poll US). */
+type Mode = ProxyMode | 'tapir-busy-poll';
+const MODES = values.modes.split(',') as Mode[];
+const BUSY_POLL = Number(values['busy-poll']);
 const SECTIONS = new Set(values.sections.split(','));
 const PROGRAM_TIMEOUT_S = Number(values['program-timeout']);
 // A proxy that has not applied one endpoint change after 45 s is reported as such;
@@ -62,8 +71,9 @@ const SETTLE_TIMEOUT_MS = 30_000;
 const FIRST_PACKET_SERVICES = 30;
 const CLIENT = 'web-1a';
 
-if (![SECONDS, RUNS, PROGRAM_TIMEOUT_S, ...SIZES].every((x) => Number.isFinite(x) && x > 0) || !MODES.every((m) => ['tapir', 'iptables', 'nftables'].includes(m))) {
-  console.error('usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir] [--sections traffic,ipv6,scale] [--program-timeout 120]');
+if (![SECONDS, RUNS, PROGRAM_TIMEOUT_S, ...SIZES].every((x) => Number.isFinite(x) && x > 0) || !MODES.every((m) => ['tapir', 'iptables', 'nftables', 'tapir-busy-poll'].includes(m))
+  || !(Number.isInteger(BUSY_POLL) && BUSY_POLL >= 1 && BUSY_POLL <= MAX_BUSY_POLL_MICROS)) {
+  console.error(`usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir,tapir-busy-poll] [--sections traffic,ipv6,scale] [--program-timeout 120] [--busy-poll 1..${MAX_BUSY_POLL_MICROS}]`);
   process.exit(2);
 }
 
@@ -135,13 +145,13 @@ function record(key: string, value: number, note = ''): void {
   results.values.set(key, [...(results.values.get(key) ?? []), value]);
   if (note !== '') results.notes.set(key, [...(results.notes.get(key) ?? []), note]);
 }
-function problem(mode: ProxyMode, step: string, err: unknown): void {
+function problem(mode: Mode, step: string, err: unknown): void {
   const message = `${mode}: ${step}: ${(err as Error).message ?? String(err)}`;
   results.problems.push(message);
   progress(`  ! ${message}\n`);
 }
 
-async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<void> {
+async function traffic(lab: BenchLab, mode: Mode, work: string): Promise<void> {
   const applied = await lab.apply(join(work, 'bench.yaml'), 90_000);
   if (applied.code !== 0) throw new Error(`lab apply of the bench pods and services: ${applied.stderr.trim()}`);
   await lab.refresh();
@@ -185,7 +195,7 @@ async function traffic(lab: BenchLab, mode: ProxyMode, work: string): Promise<vo
  * and connections/s to each IPv6 cluster IP. A row that fails is recorded as n/a with
  * its reason (the table prints it) and the next one runs.
  */
-async function traffic6(lab: BenchLab, mode: ProxyMode, work: string): Promise<void> {
+async function traffic6(lab: BenchLab, mode: Mode, work: string): Promise<void> {
   const applied = await lab.apply(join(work, 'bench6.yaml'), 90_000);
   if (applied.code !== 0) throw new Error(`lab apply of the bench pods and IPv6 services: ${applied.stderr.trim()}`);
   await lab.refresh();
@@ -235,7 +245,7 @@ async function answers6(lab: BenchLab, ip: string): Promise<string> {
   return `[${ip}]:80 did not answer over IPv6 within ${IPV6_ANSWER_TIMEOUT_MS / 1000} s (${last})`;
 }
 
-async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): Promise<void> {
+async function scale(lab: BenchLab, mode: Mode, n: number, work: string): Promise<void> {
   const prefix = `s${n}`;
   const key = (figure: string): string => `${mode}|${n}|${figure}`;
   const node = (pod: string): { ip: string; node: string } => ({ ip: lab.podIP(pod), node: lab.pods.get(pod)!.node });
@@ -269,7 +279,7 @@ async function scale(lab: BenchLab, mode: ProxyMode, n: number, work: string): P
   if (first.failed > 0) problem(mode, `${n} services first packet`, new Error(`${first.failed} of ${picks.length} connects failed`));
 }
 
-function report(mode: ProxyMode, n: number, what: 'program' | 'change', t: ChangeTiming): void {
+function report(mode: Mode, n: number, what: 'program' | 'change', t: ChangeTiming): void {
   const key = (figure: string): string => `${mode}|${n}|${figure}`;
   record(key(what), t.forwardMs);
   record(key(`${what}-written`), t.forwardMs - t.writtenMs);
@@ -280,13 +290,19 @@ function report(mode: ProxyMode, n: number, what: 'program' | 'change', t: Chang
   progress(`  ${what}: answered ${(t.forwardMs / 1000).toFixed(2)} s after apply start, ${((t.forwardMs - t.writtenMs) / 1000).toFixed(2)} s after the objects were written (${(t.writtenMs / 1000).toFixed(2)} s); apply ${(t.applyMs / 1000).toFixed(1)} s (${t.applyExit}); CPU s agents ${t.agentsCpu.toFixed(1)} daemons ${t.daemonsCpu.toFixed(1)}\n`);
 }
 
-async function runMode(mode: ProxyMode, work: string): Promise<void> {
-  const dataplane = mode === 'tapir' ? 'tapir' : 'kernel';
+async function runMode(mode: Mode, work: string): Promise<void> {
+  const dataplane = mode === 'tapir' || mode === 'tapir-busy-poll' ? 'tapir' : 'kernel';
+  // tapir-busy-poll: the default topology with the agents' busy polling set.
+  let topology: string | undefined;
+  if (mode === 'tapir-busy-poll') {
+    topology = join(work, 'busy-poll-topology.yaml');
+    writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${BUSY_POLL}\n`);
+  }
   let lab: BenchLab | null = null;
   const fresh = async (ipFamily?: 'dual'): Promise<BenchLab> => {
     await lab?.down();
     if (lab !== null) progress(`${mode}: lab ${(lab as BenchLab).name} down\n`);
-    lab = new BenchLab(dataplane, mode, ipFamily === undefined ? {} : { ipFamily });
+    lab = new BenchLab(dataplane, mode === 'tapir-busy-poll' ? 'tapir' : mode, { ...(ipFamily === undefined ? {} : { ipFamily }), ...(topology === undefined ? {} : { topology }) });
     progress(`${mode}: lab ${lab.name} up\n`);
     await lab.up();
     progress(`${mode}: lab ${lab.name} ready\n`);
@@ -369,12 +385,12 @@ const JSON_SCALE: Record<string, [string, string]> = {
 
 /** The figures of the tables as bench/lib/bench-json.ts data: one value per run. */
 function writeJson(file: string): void {
-  const out = new BenchJsonWriter('proxy-modes', 'tapir', MODES.filter((m) => m !== 'tapir'));
+  const out = new BenchJsonWriter('proxy-modes', 'tapir', MODES.filter((m) => m !== 'tapir' && m !== 'tapir-busy-poll'));
   out.problems.push(...results.problems);
   for (const [key, vals] of results.values) {
     const [mode, where, figure, cpu] = key.split('|') as [string, string, string, string?];
     // The kernel modes have no agents: their agents-CPU figure is a 0 the tables leave out too.
-    if (cpu !== undefined || (figure.endsWith('agents-cpu') && mode !== 'tapir')) continue;
+    if (cpu !== undefined || (figure.endsWith('agents-cpu') && !mode.startsWith('tapir'))) continue;
     const t = JSON_TRAFFIC[figure], sc = JSON_SCALE[figure];
     if (t !== undefined) out.add({ section: where.startsWith('IPv6') ? 'pod to ClusterIP over IPv6' : 'pod to ClusterIP', row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
     else if (sc !== undefined) out.add({ section: 'services at scale', row: `${where} services`, x: Number(where), metric: sc[0], unit: sc[1], mode, better: 'lower', values: vals });

@@ -55,7 +55,7 @@ export function suite(quick: boolean): BenchSpec[] {
     { name: 'device', script: 'bench/device.ts', args: (j) => ['--seconds', s, '--json', j], invocations: quick ? 1 : 3, timeoutS: 300 },
     // Dual-stack labs: every pod-to-pod row over IPv4 and IPv6, against the kernel's paths of each family.
     { name: 'lab', script: 'bench/lab.ts', args: (j) => ['--seconds', s, '--ip-family', 'dual', '--dataplanes', 'kernel,tapir,tapir-busy-poll', '--json', j], invocations: runs, timeoutS: 600 },
-    { name: 'proxy-modes', script: 'bench/proxy-modes.ts', args: (j) => ['--sections', 'traffic,ipv6', '--seconds', s, '--json', j], invocations: runs, timeoutS: 900 },
+    { name: 'proxy-modes', script: 'bench/proxy-modes.ts', args: (j) => ['--sections', 'traffic,ipv6', '--modes', 'iptables,nftables,tapir,tapir-busy-poll', '--seconds', s, '--json', j], invocations: runs, timeoutS: 900 },
     {
       name: 'proxy-modes-scale', script: 'bench/proxy-modes.ts', invocations: runs, timeoutS: quick ? 600 : 3600,
       args: (j) => ['--sections', 'scale', '--services', quick ? '1000' : '1000,5000,10000', '--program-timeout', '120', '--json', j],

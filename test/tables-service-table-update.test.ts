@@ -122,11 +122,11 @@ test('Maglev slots: a chain of updates appends to one array, and no table, earli
   const next = random(7);
   let snap = initial(next, 60);
   // Every port on Maglev, so that each change adds lookup tables.
-  snap = { ...snap, ports: snap.ports.map((p) => servicePort({ ...p, clusterIP: p.clusterIP, externalIPs: p.externalIPs, loadBalancerIPs: p.loadBalancerIPs, allEndpoints: [...p.allEndpoints, endpoint(ip('10.247.0.1') + p.port, 80)], lb: 'maglev' })) };
+  snap = { ...snap, ports: snap.ports.map((p) => servicePort({ ...p, clusterIP: p.clusterIP, externalIPs: p.externalIPs, loadBalancerIPs: p.loadBalancerIPs, allEndpoints: [...p.allEndpoints, endpoint(ip('10.247.0.1') + p.port, 80)], loadBalancerSourceRanges: [], lb: 'maglev' })) };
   const step = (from: ServiceSnapshot, g: number): ServiceSnapshot => {
     const ports = [...from.ports];
     const i = Math.floor(next() * ports.length);
-    ports[i] = servicePort({ ...ports[i]!, clusterIP: ports[i]!.clusterIP, externalIPs: ports[i]!.externalIPs, loadBalancerIPs: ports[i]!.loadBalancerIPs, allEndpoints: [...ports[i]!.allEndpoints, endpoint(ip('10.248.0.0') + g, 80)] });
+    ports[i] = servicePort({ ...ports[i]!, clusterIP: ports[i]!.clusterIP, externalIPs: ports[i]!.externalIPs, loadBalancerIPs: ports[i]!.loadBalancerIPs, allEndpoints: [...ports[i]!.allEndpoints, endpoint(ip('10.248.0.0') + g, 80)], loadBalancerSourceRanges: [] });
     return { generation: g, ports, nodePortAddresses: from.nodePortAddresses };
   };
   const chain: [ServiceTable, ServiceSnapshot, unknown][] = [];

@@ -2,7 +2,6 @@
 // tapir/iptables and tapir/nftables ratios, and the issue's targets next to them
 // (throughput and connection rate >= 0.8x of iptables mode; 10,000 services programmed
 // in < 1 s; first-packet latency flat from 1,000 to 10,000 services).
-import type { ProxyMode } from './lab.ts';
 import { median, ratio } from './tools.ts';
 
 export interface Results {
@@ -16,7 +15,8 @@ export interface Results {
 }
 
 export interface ReportOptions {
-  modes: ProxyMode[];
+  /** Kernel proxy modes, `tapir`, and Tapir variants (`tapir-busy-poll`): each tapir* one is compared with each kernel one. */
+  modes: string[];
   sizes: number[];
   seconds: number;
   runs: number;
@@ -70,9 +70,14 @@ function value(r: Results, key: string): number {
   return median(r.values.get(key) ?? []);
 }
 
-function header(modes: ProxyMode[], first: string[], extra: string[]): string {
-  const kernel = modes.filter((m) => m !== 'tapir');
-  const ratios = modes.includes('tapir') ? kernel.map((m) => `tapir/${m}`) : [];
+/** The Tapir modes (tapir, tapir-busy-poll) and the kernel ones they are compared with. */
+function split(modes: string[]): { subjects: string[]; kernel: string[] } {
+  return { subjects: modes.filter((m) => m.startsWith('tapir')), kernel: modes.filter((m) => !m.startsWith('tapir')) };
+}
+
+function header(modes: string[], first: string[], extra: string[]): string {
+  const { subjects, kernel } = split(modes);
+  const ratios = subjects.flatMap((s) => kernel.map((m) => `${s}/${m}`));
   const cols = [...first, ...modes, ...ratios, ...extra];
   return `| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`;
 }
@@ -83,25 +88,33 @@ function differentEndpoints(r: Results, a: string, b: string): boolean {
   return notes(a) !== '' && notes(b) !== '' && notes(a) !== notes(b);
 }
 
-function ratios(r: Results, modes: ProxyMode[], keyOf: (m: ProxyMode) => string): string[] {
-  if (!modes.includes('tapir')) return [];
-  return modes.filter((m) => m !== 'tapir').map((m) => `${ratio(value(r, keyOf('tapir')), value(r, keyOf(m)))}${differentEndpoints(r, keyOf('tapir'), keyOf(m)) ? ' (other endpoint)' : ''}`);
+function ratios(r: Results, modes: string[], keyOf: (m: string) => string): string[] {
+  const { subjects, kernel } = split(modes);
+  return subjects.flatMap((s) => kernel.map((m) => `${ratio(value(r, keyOf(s)), value(r, keyOf(m)))}${differentEndpoints(r, keyOf(s), keyOf(m)) ? ' (other endpoint)' : ''}`));
+}
+
+/** Each Tapir mode's agents CPU for a figure, as a column. */
+function cpuCells(r: Results, modes: string[], keyOf: (m: string) => string): string[] {
+  return split(modes).subjects.map((s) => {
+    const cpu = value(r, `${keyOf(s)}|cpu`);
+    return Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-';
+  });
 }
 
 export function printTables(r: Results, o: ReportOptions): void {
   const hasTapir = o.modes.includes('tapir');
+  const cpuColumns = split(o.modes).subjects.map((m) => `${m} agents CPU`);
   if (o.sections.has('traffic')) {
     console.log(`\n## Pod -> ClusterIP -> pod (client web-1a), median of ${o.runs} run(s) of ${o.seconds} s; 2 cores shared by load generators, servers and data plane`);
     console.log('(a one-flow figure through 2 endpoints names the node of the endpoint it reached, and a ratio between figures that reached different nodes says "other endpoint"; for latencies a ratio above 1x means tapir is slower)');
-    console.log(header(o.modes, ['service (endpoints)', 'metric'], ['target', ...(hasTapir ? ['tapir agents CPU'] : [])]));
+    console.log(header(o.modes, ['service (endpoints)', 'metric'], ['target', ...cpuColumns]));
     for (const path of o.paths) {
       for (const [metric, m] of Object.entries(TRAFFIC)) {
-        const key = (mode: ProxyMode): string => `${mode}|${path}|${metric}`;
+        const key = (mode: string): string => `${mode}|${path}|${metric}`;
         const vsIptables = value(r, key('tapir')) / value(r, key('iptables'));
         const caveat = differentEndpoints(r, key('tapir'), key('iptables')) ? ' (other endpoint)' : '';
         const target = m.floor === 0 ? '' : `>= ${m.floor}x iptables: ${!Number.isFinite(vsIptables) ? 'not measured' : vsIptables >= m.floor ? 'met' : 'missed'}${caveat}`;
-        const cpu = value(r, `${key('tapir')}|cpu`);
-        const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), target, ...(hasTapir ? [Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'] : [])];
+        const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), target, ...cpuCells(r, o.modes, key)];
         console.log(`| ${row.join(' | ')} |`);
       }
     }
@@ -109,13 +122,12 @@ export function printTables(r: Results, o: ReportOptions): void {
   if (o.sections.has('ipv6') && (o.paths6 ?? []).length > 0) {
     console.log(`\n## Pod -> IPv6 ClusterIP -> pod (client web-1a, a dual-stack lab, IPv6-only Services), median of ${o.runs} run(s) of ${o.seconds} s`);
     console.log('(kernel modes: kube-proxy\'s IPv6 proxier, ip6tables / table ip6; tapir: its NAT66; "n/a (why)": the row could not be measured)');
-    console.log(header(o.modes, ['service (endpoints)', 'metric'], hasTapir ? ['tapir agents CPU'] : []));
+    console.log(header(o.modes, ['service (endpoints)', 'metric'], cpuColumns));
     for (const path of o.paths6 ?? []) {
       for (const metric of ['tcp', 'conn'] as const) {
         const m = TRAFFIC[metric];
-        const key = (mode: ProxyMode): string => `${mode}|${path}|${metric}`;
-        const cpu = value(r, `${key('tapir')}|cpu`);
-        const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), ...(hasTapir ? [Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'] : [])];
+        const key = (mode: string): string => `${mode}|${path}|${metric}`;
+        const row = [path, m.name, ...o.modes.map((mode) => cell(r, key(mode), m.unit)), ...ratios(r, o.modes, key), ...cpuCells(r, o.modes, key)];
         console.log(`| ${row.join(' | ')} |`);
       }
     }
@@ -127,21 +139,21 @@ export function printTables(r: Results, o: ReportOptions): void {
     for (const n of o.sizes) {
       for (const [figure, m] of Object.entries(SCALE)) {
         if (figure.endsWith('agents-cpu') && !hasTapir) continue;
-        const key = (mode: ProxyMode): string => `${mode}|${n}|${figure}`;
+        const key = (mode: string): string => `${mode}|${n}|${figure}`;
         let target = '';
         if (m.target !== '' && n === 10000) {
           const t = value(r, key('tapir'));
           target = `< 1 s: ${!Number.isFinite(t) ? 'not reached' : t < 1000 ? 'met' : 'missed'}`;
         }
-        const row = [String(n), m.name, ...o.modes.map((mode) => (figure.endsWith('agents-cpu') && mode !== 'tapir' ? '' : cell(r, key(mode), m.unit))), ...ratios(r, o.modes, key), target];
+        const row = [String(n), m.name, ...o.modes.map((mode) => (figure.endsWith('agents-cpu') && !mode.startsWith('tapir') ? '' : cell(r, key(mode), m.unit))), ...ratios(r, o.modes, key), target];
         console.log(`| ${row.join(' | ')} |`);
       }
     }
     if (o.sizes.length > 1) {
       const lo = o.sizes[0]!, hi = o.sizes[o.sizes.length - 1]!;
-      const growth = (mode: ProxyMode): number => value(r, `${mode}|${hi}|first`) / value(r, `${mode}|${lo}|first`);
+      const growth = (mode: string): number => value(r, `${mode}|${hi}|first`) / value(r, `${mode}|${lo}|first`);
       const t = growth('tapir');
-      const row = [`${hi} vs ${lo}`, 'first-packet latency growth', ...o.modes.map((mode) => (Number.isFinite(growth(mode)) ? `${growth(mode).toFixed(2)}x` : '-')), ...o.modes.filter((m) => hasTapir && m !== 'tapir').map(() => ''), hasTapir ? `flat (about 1x): ${!Number.isFinite(t) ? 'not measured' : t < 1.25 ? 'met' : 'missed'}` : ''];
+      const row = [`${hi} vs ${lo}`, 'first-packet latency growth', ...o.modes.map((mode) => (Number.isFinite(growth(mode)) ? `${growth(mode).toFixed(2)}x` : '-')), ...Array<string>(ratios(r, o.modes, () => '').length).fill(''), hasTapir ? `flat (about 1x): ${!Number.isFinite(t) ? 'not measured' : t < 1.25 ? 'met' : 'missed'}` : ''];
       console.log(`| ${row.join(' | ')} |`);
     }
   }
