@@ -20,12 +20,8 @@
 // the default topology with an `agent:` section), measured beside the others.
 //
 //   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir,tapir-busy-poll] [--busy-poll US] [--json FILE]
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
-import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
@@ -78,20 +74,11 @@ async function main(): Promise<void> {
   buildCTools(['udpblast', 'connrate']);
   const results = new Map<string, Figure[]>();
   const key = (dp: Mode, row: string, m: Metric): string => `${dp}|${row}|${m}`;
-  // The default topology with the agents' busy polling set (a temporary file).
-  let topologyDir: string | null = null;
-  let topology: string | undefined;
-  if (DATAPLANES.includes('tapir-busy-poll')) {
-    topologyDir = mkdtempSync(join(tmpdir(), 'tapir-bench-topology-'));
-    topology = join(topologyDir, 'busy-poll.yaml');
-    writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${BUSY_POLL}\n`);
-    process.on('exit', () => rmSync(topologyDir!, { recursive: true, force: true }));
-  }
   for (let run = 0; run < RUNS; run++) {
     for (const dp of DATAPLANES) {
       const lab = new BenchLab(dp === 'kernel' ? 'kernel' : 'tapir', undefined, {
         ...(IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {}), ...(UNDERLAY === 'ipv6' ? { underlay: 'ipv6' } : {}),
-        ...(dp === 'tapir-busy-poll' ? { topology: topology! } : {}),
+        ...(dp === 'tapir-busy-poll' ? { busyPollMicros: BUSY_POLL } : {}),
       } as const);
       try {
         process.stderr.write(`run ${run + 1}/${RUNS}: ${dp}${dp === 'tapir-busy-poll' ? ` (${BUSY_POLL} µs)` : ''} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}\n`);

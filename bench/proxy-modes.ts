@@ -34,7 +34,6 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
-import { DEFAULT_TOPOLOGY_YAML } from '../src/lab/default-topology.ts';
 import { BenchLab, checkInterrupted, downLabsOnSignal, type ProxyMode } from './lib/lab.ts';
 import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest, type ChangeTiming } from './lib/service-scale.ts';
@@ -292,17 +291,11 @@ function report(mode: Mode, n: number, what: 'program' | 'change', t: ChangeTimi
 
 async function runMode(mode: Mode, work: string): Promise<void> {
   const dataplane = mode === 'tapir' || mode === 'tapir-busy-poll' ? 'tapir' : 'kernel';
-  // tapir-busy-poll: the default topology with the agents' busy polling set.
-  let topology: string | undefined;
-  if (mode === 'tapir-busy-poll') {
-    topology = join(work, 'busy-poll-topology.yaml');
-    writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${BUSY_POLL}\n`);
-  }
   let lab: BenchLab | null = null;
   const fresh = async (ipFamily?: 'dual'): Promise<BenchLab> => {
     await lab?.down();
     if (lab !== null) progress(`${mode}: lab ${(lab as BenchLab).name} down\n`);
-    lab = new BenchLab(dataplane, mode === 'tapir-busy-poll' ? 'tapir' : mode, { ...(ipFamily === undefined ? {} : { ipFamily }), ...(topology === undefined ? {} : { topology }) });
+    lab = new BenchLab(dataplane, mode === 'tapir-busy-poll' ? 'tapir' : mode, { ...(ipFamily === undefined ? {} : { ipFamily }), ...(mode === 'tapir-busy-poll' ? { busyPollMicros: BUSY_POLL } : {}) });
     progress(`${mode}: lab ${lab.name} up\n`);
     await lab.up();
     progress(`${mode}: lab ${lab.name} ready\n`);
