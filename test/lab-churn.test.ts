@@ -93,7 +93,8 @@ test('churn every 100 ms: no request to a live endpoint fails, no fd, TAP or nam
       const [b, a] = [before.nodes[i]!, after.nodes[i]!];
       assert.equal(a.pid, b.pid, `${b.node}: the agent was restarted`);
       assert.equal(a.restarts, b.restarts, `${b.node}: agent restarts`);
-      assert.equal(a.fds, b.fds, `${b.node}: the agent's open fds`);
+      // No leak: the count may not grow. It may drop by an API connection the server closed idle meanwhile.
+      assert.ok(a.fds <= b.fds, `${b.node}: the agent's open fds grew from ${b.fds} to ${a.fds}`);
     }
     assert.deepEqual({ taps: after.taps, tuns: after.tuns, netns: after.netns }, { taps: before.taps, tuns: before.tuns, netns: before.netns });
   } finally {
