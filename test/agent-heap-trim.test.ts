@@ -1,4 +1,4 @@
-// HeapTrim (src/agent/heap-trim.ts): when it asks V8 for a memory-reducing collection
+// HeapTrim (src/control/heap-trim.ts): when it asks V8 for a memory-reducing collection
 // (after syncs settle, only with enough unused heap, not more often than its interval),
 // and that the collection it asks for really gives the heap back (a child process: V8's
 // heap after a burst of garbage, before and after).
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { HeapTrim } from '../src/agent/heap-trim.ts';
+import { HeapTrim } from '../src/control/heap-trim.ts';
 
 const MiB = 1024 * 1024;
 

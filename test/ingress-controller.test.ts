@@ -77,7 +77,9 @@ test('manifest mode: the first configuration after the first read; Ingress, endp
   write('web.yaml', `${SERVICE}---\n${SLICE(['10.244.1.2'])}`);
   write('ing.yaml', INGRESS('web', 'web.example.test', '/'));
   const rec = new Recorder();
-  const c = new IngressController({ source: { manifests: dir }, className: 'tapir', publishService: null, sink: rec, log: rec.log });
+  // HeapTrim is told of every configuration the proxy gets, and stopped with the controller.
+  const trim = { syncs: 0, stopped: 0, afterSync(): void { assert.equal(this.syncs + 1, rec.configs.length, 'after the sink has it'); this.syncs++; }, stop(): void { this.stopped++; } };
+  const c = new IngressController({ source: { manifests: dir }, className: 'tapir', publishService: null, sink: rec, log: rec.log, heapTrim: trim });
   try {
     await c.start();
     assert.deepEqual(rec.routes(), ['web.example.test / -> default/web:80 10.244.1.2:8080']);
@@ -117,9 +119,11 @@ test('manifest mode: the first configuration after the first read; Ingress, endp
     const generations = rec.configs.map((x) => x.generation);
     assert.deepEqual(generations, [...generations].sort((a, b) => a - b), 'generations increase');
     assert.deepEqual(rec.logs.filter((l) => /forbidden|cannot write|cannot record/i.test(l)), [], 'nothing was refused');
+    assert.equal(trim.syncs, rec.configs.length, 'HeapTrim heard of every configuration');
   } finally {
     await c.stop();
   }
+  assert.equal(trim.stopped, 1);
 });
 
 const api = new ApiServerProcess();

@@ -21,7 +21,7 @@ import type { StatusInfo } from './protocol.ts';
 import { PortManager, podAddresses, type PodPort } from './ports.ts';
 import { AgentTools } from './tools.ts';
 import { ServiceSync } from './service-sync.ts';
-import { HeapTrim } from './heap-trim.ts';
+import { HeapTrim } from '../control/heap-trim.ts';
 import { buildServiceTable, buildServiceTable6, updateServiceTable, updateServiceTable6 } from '../tables/service-table.ts';
 import { ServiceNat6 } from '../services/nat6.ts';
 import { ServiceNat, type ServiceIds } from '../services/nat.ts';

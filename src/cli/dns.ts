@@ -67,11 +67,18 @@ export async function run(args: string[]): Promise<number> {
   });
 
   let server = newServer(config);
-  const controller = await startViewSource(values, node, (view) => server.setView(view), log);
+  // The heap a large view compile left behind goes back (as the agent's does).
+  const { HeapTrim } = await import('../control/heap-trim.ts');
+  const heapTrim = new HeapTrim({ log });
+  const controller = await startViewSource(values, node, (view) => {
+    server.setView(view);
+    heapTrim.afterSync();
+  }, log);
   try {
     await server.start();
   } catch (err) {
     controller?.stop();
+    heapTrim.stop();
     throw err;
   }
   const announce = (s: InstanceType<typeof DnsServer>): void => {
@@ -131,6 +138,7 @@ export async function run(args: string[]): Promise<number> {
   log(`${signal}: stopping`);
   await server.stop({ lameduck: fatal === null });
   controller?.stop();
+  heapTrim.stop();
   if (fatal !== null) throw fatal;
   return 0;
 }

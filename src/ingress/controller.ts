@@ -9,6 +9,7 @@
 // Ingress we serve is set to the published Service's load-balancer addresses, IPv4 and IPv6 (as
 // ingress-nginx's --publish-service), and each new problem of an Ingress becomes a
 // Warning Event on it; in both modes each problem is logged once, while it lasts.
+import { HeapTrim, type HeapTrimmer } from '../control/heap-trim.ts';
 import { ServiceController } from '../control/service-controller.ts';
 import { SyncRunner } from '../control/runner.ts';
 import { KubernetesSource } from '../k8s/api-source.ts';
@@ -47,6 +48,11 @@ export interface IngressControllerOptions {
    * Events (leader.ts). Absent: this replica always writes.
    */
   election?: { namespace: string; name: string; identity?: string; leaseDurationMs?: number; retryMs?: number };
+  /**
+   * Told of every configuration handed to the sink, to give back the heap a large one
+   * left (the agent's HeapTrim, by default). A test hook.
+   */
+  heapTrim?: HeapTrimmer;
 }
 
 /** One Ingress as `tapir ingress status` shows it. */
@@ -83,6 +89,7 @@ export class IngressController {
   readonly source: ObjectSource;
   readonly #services: ServiceController;
   readonly #runner: SyncRunner;
+  readonly #heapTrim: HeapTrimmer;
   readonly #api: KubeApi | null;
   readonly #elector: LeaderElector | null = null;
   readonly #ingresses = new Map<string, IngressObject>();
@@ -108,6 +115,7 @@ export class IngressController {
 
   constructor(opts: IngressControllerOptions) {
     this.#opts = opts;
+    this.#heapTrim = opts.heapTrim ?? new HeapTrim({ log: (m) => opts.log('info', m) });
     if ('kubernetes' in opts.source) {
       const k = new KubernetesSource({
         api: opts.source.kubernetes,
@@ -191,6 +199,7 @@ export class IngressController {
     this.#unwatch();
     this.#services.stop();
     this.#runner.stop();
+    this.#heapTrim.stop();
     if (this.#retry !== null) clearTimeout(this.#retry);
     this.#firstConfigDone();
   }
@@ -248,6 +257,7 @@ export class IngressController {
     const fingerprint = fingerprintOf(result.config);
     if (fingerprint !== this.#fingerprint) {
       this.#opts.sink.setConfig(result.config);
+      this.#heapTrim.afterSync();
       this.#generation = result.config.generation;
       this.#fingerprint = fingerprint;
       this.#configAt = Date.now();

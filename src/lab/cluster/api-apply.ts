@@ -122,7 +122,10 @@ export async function apiApplyLocked(state: LabState & { apiServer: ApiServerSta
   const lines: string[] = [];
   const warnings: string[] = [];
   const pool = parsePool(state.addressing.loadBalancerPool)!;
-  for (const p of plan.objects) {
+  // Pods and Namespaces go one at a time, in file order (a Pod is waited for until it
+  // runs; the rest may live in a Namespace); the objects between them APPLY_CONCURRENCY
+  // at a time. One at a time, a file of 10,000 objects waited for 20,000 round trips.
+  const applyOne = async (p: ApplyPlan['objects'][number]): Promise<{ line: string; warning?: string }> => {
     const before = await getObject(client, p.raw);
     if (p.object.kind === 'Pod' && before === undefined) {
       const { status: _status, ...object } = p.raw;
@@ -130,16 +133,19 @@ export async function apiApplyLocked(state: LabState & { apiServer: ApiServerSta
       const spec = (object.spec ??= {}) as RawObject;
       spec.terminationGracePeriodSeconds ??= state.terminationGracePeriodSeconds;
       await client.create(object);
-      lines.push(`${resourceName(p.object)} created`);
       await waitForPodStart(state, client, p.object as PodObject, progress);
-      continue;
+      return { line: `${resourceName(p.object)} created` };
     }
     if (p.object.kind === 'Pod') delete p.raw.status;
     const after = await client.apply(p.raw, FIELD_MANAGER);
-    lines.push(`${resourceName(p.object)} ${before === undefined ? 'created' : (before.metadata as RawObject).resourceVersion === (after.metadata as RawObject).resourceVersion ? 'unchanged' : 'configured'}`);
-    if (p.object.kind === 'Service') {
-      const warning = await waitForAddress(state, client, after, pool);
-      if (warning !== undefined) warnings.push(`${describeOrigin(p.object)}: ${warning}`);
+    const line = `${resourceName(p.object)} ${before === undefined ? 'created' : (before.metadata as RawObject).resourceVersion === (after.metadata as RawObject).resourceVersion ? 'unchanged' : 'configured'}`;
+    const warning = p.object.kind === 'Service' ? await waitForAddress(state, client, after, pool) : undefined;
+    return { line, ...(warning === undefined ? {} : { warning: `${describeOrigin(p.object)}: ${warning}` }) };
+  };
+  for (const run of applyRuns(plan.objects)) {
+    for (const r of await inOrder(run, APPLY_CONCURRENCY, applyOne)) {
+      lines.push(r.line);
+      if (r.warning !== undefined) warnings.push(r.warning);
     }
   }
   const revision = await withLock(state.stateDir, MANIFEST_LOCK, 10_000, () => bumpRevision(state.stateDir));
@@ -202,6 +208,47 @@ async function waitForAddress(state: LabState & { apiServer: ApiServerState }, c
   }
 }
 
+/** Requests of `lab apply` in flight at once between Pods and Namespaces (the API server is one Node process). */
+const APPLY_CONCURRENCY = 8;
+
+/** The plan cut into runs applied one after another: a Pod or Namespace alone, the objects between them together. */
+export function applyRuns<T extends { object: K8sObject }>(objects: readonly T[]): T[][] {
+  const runs: T[][] = [];
+  let open: T[] | undefined;
+  for (const p of objects) {
+    if (p.object.kind === 'Pod' || p.object.kind === 'Namespace') {
+      runs.push([p]);
+      open = undefined;
+    } else if (open === undefined) runs.push(open = [p]);
+    else open.push(p);
+  }
+  return runs;
+}
+
+/**
+ * `fn` over `items`, at most `limit` at once; the results in the items' order. The first
+ * failure stops new starts and is thrown once the started ones have ended (none is left
+ * running behind the caller's back).
+ */
+export async function inOrder<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
+  return out;
+}
+
 /**
  * Deletes the file's objects through the API. Pods go gracefully: the API server marks
  * them terminating (their endpoints turn so), the lab stops them after the grace period
@@ -212,16 +259,19 @@ export async function apiDeleteLocked(state: LabState & { apiServer: ApiServerSt
   const client = adminClient(state.apiServer);
   const problems: string[] = [];
   const found: { object: K8sObject; raw: RawObject }[] = [];
-  for (const object of objects) {
+  const checked = await inOrder(objects, APPLY_CONCURRENCY, async (object) => {
     const raw = { apiVersion: KIND_VERSION[object.kind] ?? 'v1', kind: object.kind, metadata: { name: object.metadata.name, ...(object.metadata.namespace === '' ? {} : { namespace: object.metadata.namespace }) } };
+    return { object, raw, exists: object.kind !== 'Node' && await getObject(client, raw) !== undefined };
+  });
+  for (const { object, raw, exists } of checked) {
     if (object.kind === 'Node') problems.push(`${describeOrigin(object)}: kind: Nodes belong to the lab and cannot be deleted`);
-    else if (await getObject(client, raw) === undefined) problems.push(`${describeOrigin(object)}: metadata.name: not found in lab ${state.name}`);
+    else if (!exists) problems.push(`${describeOrigin(object)}: metadata.name: not found in lab ${state.name}`);
     else found.push({ object, raw });
   }
   if (problems.length > 0) throw invalid(source.file, problems);
   const pods = found.filter((f) => f.object.kind === 'Pod');
   const namespaces = found.filter((f) => f.object.kind === 'Namespace');
-  for (const f of found) if (f.object.kind !== 'Pod' && f.object.kind !== 'Namespace') await client.delete(f.raw);
+  await inOrder(found.filter((f) => f.object.kind !== 'Pod' && f.object.kind !== 'Namespace'), APPLY_CONCURRENCY, (f) => client.delete(f.raw));
   let grace = 0;
   for (const f of pods) {
     const res = await client.must('DELETE', objectPath(f.raw, true));

@@ -13,6 +13,7 @@
 // MIN_INTERVAL_MS of the previous one. Small syncs (an endpoint moved) seldom leave
 // that much; the first sync at scale and a mass deletion do. In a cluster whose
 // endpoints churn all the time the interval bounds the pauses to one per five minutes.
+// The agent, `tapir ingress` and `tapir dns` each run one: each compiles the same views.
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -56,7 +57,13 @@ const heapNow = (): { total: number; used: number } => {
   return { total: s.total_heap_size, used: s.used_heap_size };
 };
 
-export class HeapTrim {
+/** What a process that compiles large syncs calls HeapTrim through (tests put a recorder in its place). */
+export interface HeapTrimmer {
+  afterSync(): void;
+  stop(): void;
+}
+
+export class HeapTrim implements HeapTrimmer {
   readonly #log: (message: string) => void;
   readonly #heap: () => { total: number; used: number };
   readonly #collect: Collect | null;
