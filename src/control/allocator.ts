@@ -294,23 +294,33 @@ export function allocateServices(services: Iterable<ServiceObject>, config: Allo
 export function allocationsFromSpec(services: Iterable<ServiceObject>): AllocationResult {
   const allocations = new Map<string, ServiceAllocation>();
   for (const svc of services) {
-    let clusterIP = 0;
-    const clusterIPs = needsClusterIP(svc) ? svc.spec.clusterIPs : [];
-    if (needsClusterIP(svc)) {
-      if (clusterIPs.length === 0) continue;
-      const v4 = clusterIPs.find((ip) => familyOfValid(ip) === 'IPv4');
-      clusterIP = v4 === undefined ? 0 : parseIpv4(v4) ?? 0;
-    }
-    // An object written before dual-stack (or by a test) may lack ipFamilies: its addresses say them.
-    const ipFamilies = svc.spec.ipFamilies.length > 0 || svc.spec.type === 'ExternalName' ? svc.spec.ipFamilies : clusterIPs.map(familyOfValid);
-    allocations.set(namespacedName(svc), {
-      clusterIP,
-      clusterIPs,
-      ipFamilies,
-      ipFamilyPolicy: svc.spec.ipFamilyPolicy,
-      nodePorts: svc.spec.ports.map((p) => (needsNodePorts(svc) ? p.nodePort : 0)),
-      healthCheckNodePort: needsHealthCheckNodePort(svc) ? svc.spec.healthCheckNodePort : 0,
-    });
+    const a = allocationFromSpec(svc);
+    if (a !== undefined) allocations.set(namespacedName(svc), a);
   }
   return { allocations, rejected: new Map() };
+}
+
+/**
+ * One Service's allocation as the API server wrote it (see allocationsFromSpec), or
+ * undefined while it lacks the address it needs. It depends on that Service alone, so
+ * a sync re-reads only the Services that changed.
+ */
+export function allocationFromSpec(svc: ServiceObject): ServiceAllocation | undefined {
+  let clusterIP = 0;
+  const clusterIPs = needsClusterIP(svc) ? svc.spec.clusterIPs : [];
+  if (needsClusterIP(svc)) {
+    if (clusterIPs.length === 0) return undefined;
+    const v4 = clusterIPs.find((ip) => familyOfValid(ip) === 'IPv4');
+    clusterIP = v4 === undefined ? 0 : parseIpv4(v4) ?? 0;
+  }
+  // An object written before dual-stack (or by a test) may lack ipFamilies: its addresses say them.
+  const ipFamilies = svc.spec.ipFamilies.length > 0 || svc.spec.type === 'ExternalName' ? svc.spec.ipFamilies : clusterIPs.map(familyOfValid);
+  return {
+    clusterIP,
+    clusterIPs,
+    ipFamilies,
+    ipFamilyPolicy: svc.spec.ipFamilyPolicy,
+    nodePorts: svc.spec.ports.map((p) => (needsNodePorts(svc) ? p.nodePort : 0)),
+    healthCheckNodePort: needsHealthCheckNodePort(svc) ? svc.spec.healthCheckNodePort : 0,
+  };
 }

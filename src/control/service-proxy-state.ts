@@ -11,11 +11,12 @@ import { namespacedName, type EndpointSliceObject, type EndpointsObject, type K8
 import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
 import type { ServicePortSpec, ServicePortSpec6, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { ipv6ToString, parseIpv4, parseIpv6 } from '../wire/address.ts';
-import { allocateServices, allocationsFromSpec, type AllocationResult, type AllocatorConfig } from './allocator.ts';
+import { allocateServices, allocationFromSpec, allocationsFromSpec, type AllocationResult, type AllocatorConfig } from './allocator.ts';
 import { compileService, compileService6, type NodeContext } from './compile.ts';
 import { endpointSlicesForService, selectorMatches } from './endpoints-controller.ts';
 import { PodIndex, ServiceSelectorIndex } from './selector-index.ts';
 import { sameServiceView, serviceView } from './service-view.ts';
+import { SortedMap } from './sorted-map.ts';
 
 export interface NodeOptions {
   name: string;
@@ -40,10 +41,6 @@ function byName<T>(a: [string, T], b: [string, T]): number {
   return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
 }
 
-function byKey(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 export class ServiceProxyState {
   readonly #nodeOptions: NodeOptions;
   /** Manifest mode's allocator, or null in cluster mode (the API server allocates, kube-controller-manager writes the slices). */
@@ -60,12 +57,11 @@ export class ServiceProxyState {
   #allocation: AllocationResult = { allocations: new Map(), rejected: new Map() };
   readonly #generated = new Map<string, EndpointSliceObject[]>();
   /** Compiled ports per service: the IPv4 half, and the IPv6 half of dual-stack and IPv6 Services. */
-  readonly #compiled = new Map<string, { ports: ServicePortSpec[]; ports6: ServicePortSpec6[] }>();
-  readonly #views = new Map<string, ServiceView>();
+  readonly #compiled = new SortedMap<{ ports: ServicePortSpec[]; ports6: ServicePortSpec6[] }>();
+  readonly #views = new SortedMap<ServiceView>();
   readonly #dirty = new Set<string>();
-  /** The keys of #compiled and #views in name order, kept until one is added or removed (a sort of 10k names per sync otherwise). */
-  #compiledOrder: string[] | null = null;
-  #viewOrder: string[] | null = null;
+  /** Services added, changed or removed since the last sync: cluster mode re-reads only their allocations. */
+  readonly #changedServices = new Set<string>();
   #servicesChanged = true;
   #full = true;
   #nodeKey = '';
@@ -106,6 +102,7 @@ export class ServiceProxyState {
       compiled: this.#compiled.size,
       views: this.#views.size,
       dirty: this.#dirty.size,
+      changedServices: this.#changedServices.size,
     };
   }
 
@@ -190,6 +187,7 @@ export class ServiceProxyState {
 
   #serviceChanged(key: string): void {
     this.#dirty.add(key);
+    this.#changedServices.add(key);
     this.#servicesChanged = true;
   }
 
@@ -240,7 +238,19 @@ export class ServiceProxyState {
       for (const key of this.#compiled.keys()) this.#dirty.add(key);
       this.#servicesChanged = true;
     }
-    if (this.#servicesChanged) {
+    if (this.#servicesChanged && this.#allocator === null && !this.#full) {
+      // Cluster mode: a Service's allocation is its own spec's (allocationFromSpec), so
+      // only the changed ones are read again (and they are dirty already). Reading all
+      // of them, and comparing each as JSON, on every sync while 10k Services streamed
+      // in was most of the agent's CPU (and of every other watcher's) during the apply.
+      const allocations = this.#allocation.allocations;
+      for (const key of this.#changedServices) {
+        const svc = this.services.get(key);
+        const a = svc === undefined ? undefined : allocationFromSpec(svc);
+        if (a === undefined) allocations.delete(key);
+        else allocations.set(key, a);
+      }
+    } else if (this.#servicesChanged) {
       const old = this.#allocation;
       this.#allocation = this.#allocator === null ? allocationsFromSpec(this.services.values()) : allocateServices(this.services.values(), this.#allocator);
       for (const key of this.services.keys()) {
@@ -254,14 +264,8 @@ export class ServiceProxyState {
       const svc = this.services.get(key);
       if (svc === undefined) {
         this.#generated.delete(key);
-        if (this.#views.delete(key)) {
-          viewChanged = true;
-          this.#viewOrder = null;
-        }
-        if (this.#compiled.delete(key)) {
-          changed = true;
-          this.#compiledOrder = null;
-        }
+        if (this.#views.delete(key)) viewChanged = true;
+        if (this.#compiled.delete(key)) changed = true;
         continue;
       }
       if (svc.spec.selector !== null && this.#allocator !== null) {
@@ -272,7 +276,6 @@ export class ServiceProxyState {
       const view = serviceView(svc, alloc, slices, this.#allocation.rejected.get(key) ?? []);
       const viewBefore = this.#views.get(key);
       if (viewBefore === undefined || !sameServiceView(viewBefore, view)) {
-        if (viewBefore === undefined) this.#viewOrder = null;
         this.#views.set(key, view);
         viewChanged = true;
       }
@@ -288,18 +291,16 @@ export class ServiceProxyState {
       const kept = { ports: same4 ? before!.ports : ports, ports6: same6 ? before!.ports6 : ports6 };
       if (none) this.#compiled.delete(key);
       else this.#compiled.set(key, kept);
-      if (none || before === undefined) this.#compiledOrder = null;
       changed = true;
     }
     this.#dirty.clear();
+    this.#changedServices.clear();
     this.#full = false;
     this.#servicesChanged = false;
     if (changed) {
-      this.#compiledOrder ??= [...this.#compiled.keys()].sort(byKey);
       const ports: ServicePortSpec[] = [];
       const ports6: ServicePortSpec6[] = [];
-      for (const key of this.#compiledOrder) {
-        const c = this.#compiled.get(key)!;
+      for (const c of this.#compiled.sortedValues()) {
         for (const port of c.ports) ports.push(port);
         for (const port of c.ports6) ports6.push(port);
       }
@@ -312,8 +313,7 @@ export class ServiceProxyState {
       });
     }
     if (changed || viewChanged) {
-      this.#viewOrder ??= [...this.#views.keys()].sort(byKey);
-      const services = this.#viewOrder.map((key) => this.#views.get(key)!);
+      const services = this.#views.sortedValues().slice();
       this.#view = Object.freeze({ generation: ++this.#viewGeneration, nodeName: this.#node.name, services: Object.freeze(services) as ServiceView[], snapshot: this.#snapshot! });
     }
     const view = this.#view!;
