@@ -148,6 +148,19 @@ class Api {
       req.end(body === undefined ? undefined : JSON.stringify(body));
     });
   }
+  /**
+   * Addresses in `prefix` (three octets, "10.100.2") that no Service holds: the API
+   * server allocates the load Services' addresses at random over the whole service
+   * CIDR, so a fixed address of the bench's may already be taken.
+   */
+  async freeAddresses(prefix: string, n: number): Promise<string[]> {
+    const r = await this.call('GET', '/api/v1/services');
+    const used = new Set(((r.body.items ?? []) as { spec?: { clusterIPs?: string[] } }[]).flatMap((s) => s.spec?.clusterIPs ?? []));
+    const out: string[] = [];
+    for (let i = 1; i < 255 && out.length < n; i++) if (!used.has(`${prefix}.${i}`)) out.push(`${prefix}.${i}`);
+    if (out.length < n) throw new Error(`fewer than ${n} free addresses in ${prefix}.0/24`);
+    return out;
+  }
   async create(path: string, body: unknown): Promise<void> {
     const r = await this.call('POST', path, body);
     if (r.status !== 201 && !(r.status === 409 && r.body.reason === 'AlreadyExists')) throw new Error(`POST ${path}: ${r.status} ${String(r.body.message)}`);
@@ -351,12 +364,13 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
   const sliceCommitted = (name: string, address: string, after: number): number => sliceEvents.find((e) => e.name === name && e.address === address && e.at >= after)?.at ?? NaN;
   // The moving Service exists before the round, answered by A.
   const moving = `move-${scaleIndex}`;
-  const movingIP = `10.101.${scaleIndex}.1`;
+  const [movingIP] = await ctx.api.freeAddresses(`10.101.${scaleIndex}`, 1);
+  const createIPs = kind === 'create' ? await ctx.api.freeAddresses(`10.100.${scaleIndex}`, CHANGES) : [];
   let current: 'A' | 'B' = 'A';
   if (kind === 'move') {
-    await ctx.api.create('/api/v1/namespaces/default/services', udpService(moving, movingIP));
+    await ctx.api.create('/api/v1/namespaces/default/services', udpService(moving, movingIP!));
     await ctx.api.create('/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', udpSlice(moving, POD.A));
-    const check = await (await ctx.prober.start(++probeId, movingIP, 'A')).result;
+    const check = await (await ctx.prober.start(++probeId, movingIP!, 'A')).result;
     if (check.seenAt === null) throw new Error(`${moving} (${movingIP}) never answered from pod A`);
   }
   const before = histogram(scrape(ctx.node), PROGRAMMING);
@@ -368,7 +382,7 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
     let ip: string, expect: string, args: string[], commitTime: (t0: number) => number;
     if (kind === 'create') {
       const name = `new-${scaleIndex}-${c}`;
-      ip = `10.100.${scaleIndex}.${c + 2}`;
+      ip = createIPs[c]!;
       expect = 'A';
       const file = join(dir, `${name}.yaml`);
       writeFileSync(file, `${stringify(udpService(name, ip))}---\n${stringify(udpSlice(name, POD.A))}`);
@@ -376,7 +390,7 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
       commitTime = (t0) => Math.max(servicesAdded.get(name) ?? NaN, sliceCommitted(`${name}-a`, POD.A, t0));
     } else {
       const to: 'A' | 'B' = current === 'A' ? 'B' : 'A';
-      ip = movingIP;
+      ip = movingIP!;
       expect = to;
       const patch = { endpoints: [{ addresses: [POD[to]], conditions: { ready: true }, nodeName: 'node-1' }] };
       args = ['patch', 'endpointslice', `${moving}-a`, '--type=merge', '-p', JSON.stringify(patch)];

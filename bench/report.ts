@@ -10,6 +10,10 @@
 //
 //   node bench/report.ts [--quick] [--out DIR] [--only lab,proxy-modes,...]
 //   node bench/report.ts --render DIR   summary.md and plots again from DIR's JSON
+//   node bench/report.ts --merge --out DIR --only B,...   runs B again into an earlier
+//        report's DIR: B's results are replaced, the other benches' kept, and summary.md
+//        names each later run with its commit and time (each bench's own load averages
+//        stay in its row)
 //   (scripts/bench.sh and `tapir bench` call this)
 //
 // Every invocation runs alone (2 cores: never two benches at once). Where a bench takes
@@ -150,8 +154,13 @@ async function runBench(spec: BenchSpec, dir: string): Promise<BenchOutcome> {
 }
 
 export async function runReport(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' }, render: { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, only: { type: 'string' }, render: { type: 'string' }, merge: { type: 'boolean', default: false } } });
   if (values.render !== undefined) return render(resolve(values.render));
+  const earlier = values.merge ? earlierRecord(values.out, values.only) : null;
+  if (earlier instanceof Error) {
+    console.error(`bench report: ${earlier.message}`);
+    return 2;
+  }
   const all = suite(values.quick);
   const only = values.only?.split(',').filter((x) => x !== '');
   const unknown = (only ?? []).filter((n) => !all.some((s) => s.name === n));
@@ -171,7 +180,20 @@ export async function runReport(argv: string[]): Promise<number> {
   }
   const end = machine();
   const command = `scripts/bench.sh ${argv.join(' ')}`.trimEnd();
-  const record: RunRecord = { command, quick: values.quick, seconds: (performance.now() - t0) / 1000, start, end, benches: outcomes.map((o) => ({ name: o.name, command: o.command, status: o.status, errors: o.errors, invocations: o.invocations })) };
+  const seconds = (performance.now() - t0) / 1000;
+  const benches = outcomes.map((o) => ({ name: o.name, command: o.command, status: o.status, errors: o.errors, invocations: o.invocations }));
+  let record: RunRecord = { command, quick: values.quick, seconds, start, end, benches };
+  if (earlier !== null) {
+    // The earlier run's record, with these benches in place of its own (in suite order).
+    const kept = earlier.benches.filter((b) => !benches.some((n) => n.name === b.name));
+    const order = (name: string): number => all.findIndex((x) => x.name === name);
+    record = {
+      ...earlier, seconds: earlier.seconds + seconds, end,
+      benches: [...kept, ...benches].sort((a, b) => order(a.name) - order(b.name)),
+      reruns: [...(earlier.reruns ?? []), { command, commit: start.commit, at: start.at, benches: benches.map((b) => b.name) }],
+    };
+    outcomes.splice(0, outcomes.length, ...outcomesOf(dir, record));
+  }
   writeFileSync(join(dir, 'machine.json'), `${JSON.stringify(record, null, 2)}\n`);
   write(dir, record, outcomes);
   return interrupted ? 130 : 0;
@@ -185,23 +207,37 @@ interface RunRecord {
   start: Machine;
   end: Machine;
   benches: Omit<BenchOutcome, 'result'>[];
+  /** Benches run again into the directory later (--merge), in order. */
+  reruns?: { command: string; commit: string; at: string; benches: string[] }[];
+}
+
+/** --merge: the record of the report in --out, which --only's benches will replace. */
+function earlierRecord(out: string | undefined, only: string | undefined): RunRecord | Error {
+  if (out === undefined || only === undefined) return new Error('--merge needs --out DIR (an earlier report) and --only (the benches to run again)');
+  const file = join(resolve(out), 'machine.json');
+  if (!existsSync(file)) return new Error(`--merge: ${file} does not exist (no earlier report there)`);
+  return JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+}
+
+/** The record's benches with their merged results read back from the directory. */
+function outcomesOf(dir: string, record: RunRecord): BenchOutcome[] {
+  return record.benches.map((b): BenchOutcome => {
+    const file = join(dir, `${b.name}.json`);
+    return { ...b, result: existsSync(file) ? readBenchJson(readFileSync(file, 'utf8')) : null };
+  });
 }
 
 function write(dir: string, record: RunRecord, outcomes: BenchOutcome[]): void {
   const svgs = plots(outcomes);
   for (const p of svgs) writeFileSync(join(dir, p.file), p.svg);
-  writeFileSync(join(dir, 'summary.md'), summaryMarkdown({ command: record.command, quick: record.quick, machineAtStart: record.start, machineAtEnd: record.end, seconds: record.seconds }, outcomes, svgs.map((p) => p.file)));
+  writeFileSync(join(dir, 'summary.md'), summaryMarkdown({ command: record.command, quick: record.quick, machineAtStart: record.start, machineAtEnd: record.end, seconds: record.seconds, reruns: record.reruns ?? [] }, outcomes, svgs.map((p) => p.file)));
   console.log(`report written to ${dir} (summary.md, ${svgs.length} plots); ${outcomes.filter((o) => o.status === 'failed').length} of ${outcomes.length} benches failed`);
 }
 
 /** --render DIR: summary.md and the plots again from a report directory's JSON (after a change to this code), no bench run. */
 function render(dir: string): number {
   const record = JSON.parse(readFileSync(join(dir, 'machine.json'), 'utf8')) as RunRecord;
-  const outcomes = record.benches.map((b): BenchOutcome => {
-    const file = join(dir, `${b.name}.json`);
-    return { ...b, result: existsSync(file) ? readBenchJson(readFileSync(file, 'utf8')) : null };
-  });
-  write(dir, record, outcomes);
+  write(dir, record, outcomesOf(dir, record));
   return 0;
 }
 

@@ -3,7 +3,10 @@
 // for a flow's first packet, an established flow and a reply, with destinations
 // spread over every service (latency should stay flat from 1k to 10k services).
 // 400,000 distinct flows, so conntrack is cache-cold; the cache-hot figure repeats
-// 1,000 flows, as bursts of one flow's packets do.
+// 1,000 flows, as bursts of one flow's packets do. Then the control side in cluster
+// mode while Services stream in (as a watch delivers them during a big apply): N
+// Services and their EndpointSlices handed to ServiceProxyState 20 objects at a time,
+// a sync after each batch; ms per sync (it should stay about flat from 1k to 10k).
 // Run: node bench/services.ts [--json FILE]   (numbers vary with the machine; take the median)
 import { LinkType, PacketInfo, TcpFlags, buildPacket, decodeFrame, set16, set32 } from '../src/wire/index.ts';
 import { ServiceNat } from '../src/services/nat.ts';
@@ -11,6 +14,9 @@ import { EntryPoint, Verdict } from '../src/services/nat-codes.ts';
 import { ip, scaleSnapshot } from '../src/model/synthetic.ts';
 import { buildServiceTable, updateServiceTable } from '../src/tables/service-table.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
+import { ServiceProxyState } from '../src/control/service-proxy-state.ts';
+import type { K8sObject } from '../src/k8s/objects.ts';
+import { validateDocument } from '../src/k8s/validate.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 
 const JSON_FILE = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : undefined;
@@ -133,9 +139,38 @@ function packetRow(n: number): void {
   console.log(`${String(n).padStart(6)} services: first packet ${first.toFixed(0).padStart(4)} ns   established ${established.toFixed(0).padStart(4)} ns   reply ${reply.toFixed(0).padStart(4)} ns   established, cache-hot ${hot.toFixed(0).padStart(4)} ns   (copy + decode baseline ${baseline.toFixed(0)} ns, subtracted)`);
 }
 
+/** Cluster mode's sync while Services and slices stream in, 20 objects per sync. */
+function streamRow(n: number): void {
+  const objects: K8sObject[] = [];
+  const problems: string[] = [];
+  const origin = { source: 'api', server: 'https://bench' } as const;
+  for (let i = 0; i < n; i++) {
+    const vip = `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+    objects.push(validateDocument({ apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'default' }, spec: { clusterIP: vip, clusterIPs: [vip], ipFamilies: ['IPv4'], ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }, origin, problems)!);
+    objects.push(validateDocument({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: `s${i}-a`, namespace: 'default', labels: { 'kubernetes.io/service-name': `s${i}` } },
+      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: [{ addresses: ['10.244.2.2'], conditions: { ready: true }, nodeName: 'node-2' }, { addresses: ['10.244.2.3'], conditions: { ready: true }, nodeName: 'node-2' }],
+    }, origin, problems)!);
+  }
+  if (problems.length > 0) throw new Error(problems.join('; '));
+  const state = new ServiceProxyState({ name: 'node-1', nodePortAddresses: ['192.168.1.10'] }, 'api');
+  state.sync();
+  const BATCH = 20;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < objects.length; i += BATCH) {
+    state.apply(objects.slice(i, i + BATCH).map((current) => ({ previous: undefined, current })));
+    state.sync();
+  }
+  const perSync = Number(process.hrtime.bigint() - t0) / 1e6 / Math.ceil(objects.length / BATCH);
+  out.push({ section: 'cluster mode, Services streaming in', row: `${n} services`, x: n, mode: 'tapir', better: 'lower', metric: 'sync per 20 objects', unit: 'ms' }, perSync);
+  console.log(`cluster mode, ${String(n).padStart(6)} Services and slices streaming in, 20 objects a sync: ${perSync.toFixed(2)} ms per sync`);
+}
+
 console.log(`node ${process.version}, ${SCALE.maglevEvery ? `1 in ${SCALE.maglevEvery} services Maglev, ` : ''}1 in ${SCALE.nodePortEvery} with a node port, 1 in ${SCALE.affinityEvery} with ClientIP affinity, 3 endpoints each`);
 for (const n of [1000, 10000]) buildRow(n);
 const allMaglev = scaleSnapshot(10000, { ...SCALE, maglevEvery: 1 });
 console.log(`build  10000 services, all Maglev: ${ms(() => buildServiceTable(allMaglev), 5).toFixed(1)} ms`);
 for (const n of [1000, 10000]) packetRow(n);
+for (const n of [1000, 10000]) streamRow(n);
 if (JSON_FILE !== undefined) out.write(JSON_FILE);

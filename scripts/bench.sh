@@ -8,6 +8,8 @@
 # --quick: one run of the lab benches with short windows (< 10 min on a 2-core VM);
 # without it, at least 3 runs of everything. DIR defaults to /tmp/tapir-bench-<time>.
 # scripts/bench.sh --render DIR writes summary.md and the plots again from DIR's JSON.
+# scripts/bench.sh --merge --out DIR --only B,... runs B again into an earlier report's
+# DIR (B's results replaced, the rest kept; summary.md names the later run and its commit).
 # The benches create their own network namespaces and remove them, even on failure.
 set -euo pipefail
 . "$(dirname "$0")/lib/env.sh"

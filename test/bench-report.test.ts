@@ -145,7 +145,8 @@ test('dns-pod and ingress JSON become figures against their baselines', () => {
   const ingress = fromIngress({ loadAtStart: [1, 1, 1], loadAtEnd: [2, 2, 2], results: { direct: { 'keep-alive': r(90000) }, nginx: { 'keep-alive': r(40000) }, tapir: { 'keep-alive': r(20000) } }, configChange: { setConfigToServingMs: s(42) } }, [], MACHINE);
   assert.deepEqual(ingress.baselines, ['nginx']);
   assert.equal(ingress.figures.filter((f) => f.metric === 'requests/s per core of the proxy').length, 2, 'none for direct');
-  const md = summaryMarkdown({ command: 'x', quick: false, machineAtStart: MACHINE, machineAtEnd: MACHINE, seconds: 60 }, [outcome('ingress', [ingress]), outcome('dns-pod', [dns])], []);
+  const md = summaryMarkdown({ command: 'x', quick: false, machineAtStart: MACHINE, machineAtEnd: MACHINE, seconds: 60, reruns: [{ command: 'scripts/bench.sh --merge --out D --only dns-pod', commit: 'fedcba9876543210', at: '2026-12-07T06:30:00.000Z', benches: ['dns-pod'] }] }, [outcome('ingress', [ingress]), outcome('dns-pod', [dns])], []);
+  assert.match(md, /Run again later into this report: dns-pod, by `scripts\/bench\.sh --merge --out D --only dns-pod` at commit fedcba987654, 2026-12-07T06:30:00\.000Z/);
   assert.match(md, /\| keep-alive \| requests\/s \| 90,000 req\/s \(n=1\) \| 40,000 req\/s \(n=1\) \| 20,000 req\/s \(n=1\) \| 0\.50x \|/);
   assert.match(md, /\| cluster names \| queries\/s \| 51,000 q\/s \(50,000-52,000, n=2\) \| 100,000 q\/s \(n=1\) \| 30,000 q\/s \(n=1\) \| 0\.51x \| 1\.70x \|/);
 });

@@ -23,6 +23,8 @@ export interface ReportMeta {
   machineAtStart: Machine;
   machineAtEnd: Machine;
   seconds: number;
+  /** Benches run again into the report's directory later (bench/report.ts --merge). */
+  reruns?: { command: string; commit: string; at: string; benches: string[] }[];
 }
 
 export function spread(values: number[]): Spread {
@@ -167,6 +169,7 @@ export function summaryMarkdown(meta: ReportMeta, outcomes: BenchOutcome[], plot
     '',
     `Machine: ${m.cores} cores, ${m.cpuModel}, kernel ${m.kernel}, Node ${m.node}, commit ${m.commit.slice(0, 12)}.`,
     `Load average (1, 5, 15 min) at the start ${load(m.loadavg)}, at the end ${load(meta.machineAtEnd.loadavg)}: anything else running skews the figures.`,
+    ...(meta.reruns ?? []).map((r) => `Run again later into this report: ${r.benches.join(', ')}, by \`${r.command}\` at commit ${r.commit.slice(0, 12)}, ${r.at} (their results replace the first run's).`),
     '',
     'Each cell: median (min-max, n = runs with a figure). Ratios are of the medians, taken against the baselines measured in the same run.',
     '',
