@@ -392,3 +392,28 @@ test('scheduler: pending pods go to the least loaded schedulable node whose tain
     scheduler.stop();
   }
 });
+
+test('allocation keeps the static bands (KEP-3070, KEP-3668): random picks stay above them until the rest is taken', () => {
+  const store = new Store();
+  // A /24: 254 host addresses, the first 16 offsets static; node ports 30000-30099: 16 static.
+  const h = new ObjectHandlers(store, new ServiceAllocator(parseCidr('10.96.0.0/24')!, { min: 30000, max: 30099 }));
+  h.create(req('namespaces', ''), { metadata: { name: 'default' } });
+  const ips: number[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < 238; i++) {
+    const svc = h.create(req('services'), { metadata: { name: `s${i}` }, spec: { ...(i < 84 ? { type: 'NodePort' } : {}), ports: [{ port: 80 }] } });
+    const spec = svc.spec as { clusterIP: string; ports: { nodePort?: number }[] };
+    ips.push(Number(spec.clusterIP.split('.')[3]));
+    if (i < 84) ports.push(spec.ports[0]!.nodePort!);
+  }
+  // 2..16 and 30000..30015 are left while anything above is free (offset 1 is the kubernetes Service's).
+  assert.ok(ips.every((o) => o > 16), `random picks above the static band: ${ips.filter((o) => o <= 16).join(', ')}`);
+  assert.ok(ports.every((p) => p >= 30016), `node ports above the static band: ${ports.filter((p) => p < 30016).join(', ')}`);
+  // A Service that asks for a static address by name gets it.
+  const named = h.create(req('services'), { metadata: { name: 'named' }, spec: { clusterIP: '10.96.0.7', type: 'NodePort', ports: [{ port: 80, nodePort: 30005 }] } });
+  assert.equal((named.spec as { clusterIP: string }).clusterIP, '10.96.0.7');
+  // The dynamic band is full (offsets 17-254 taken): the next random pick falls back to the static band.
+  const next = h.create(req('services'), { metadata: { name: 'overflow' }, spec: { ports: [{ port: 80 }] } });
+  const offset = Number((next.spec as { clusterIP: string }).clusterIP.split('.')[3]);
+  assert.ok(offset >= 2 && offset <= 16 && offset !== 7, `from the static band once the rest is taken: ${offset}`);
+});

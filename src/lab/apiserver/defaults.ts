@@ -4,7 +4,8 @@
 // registry makes. The manifest mode's allocator (src/control/allocator.ts) is a pure
 // function of the set of Services so that every agent agrees without writing back; here
 // the choice is written into the object, so a plain "first free from a random start"
-// pool suffices and a Service keeps its values for life. One pool per service CIDR
+// pool (above a static band kept for values asked for by name, as kube-apiserver
+// keeps one) suffices and a Service keeps its values for life. One pool per service CIDR
 // (family); ipFamilies and ipFamilyPolicy are settled by k8s/ip-families.ts.
 import { ipv4ToString, ipv6ToString, parseIpv4, parseIpv6, type Cidr, type Cidr6 } from '../../wire/address.ts';
 import { isMapping, type Raw } from '../../config/fields.ts';
@@ -21,10 +22,18 @@ class Pool {
   readonly reserved = new Set<number>();
   private readonly first: number;
   private readonly last: number;
+  /**
+   * The values below first + staticBand are picked only when every value above is
+   * taken: kube-apiserver keeps the start of the service CIDR (KEP-3070) and of the
+   * node-port range (KEP-3668) for values that manifests ask for by name, so that a
+   * Service allocated at random does not take an address another one states.
+   */
+  private readonly staticBand: number;
 
-  constructor(first: number, last: number) {
+  constructor(first: number, last: number, staticBand = 0) {
     this.first = first;
     this.last = last;
+    this.staticBand = Math.min(staticBand, last - first + 1);
   }
 
   contains(v: number): boolean {
@@ -43,12 +52,22 @@ class Pool {
     this.used.delete(v);
   }
 
-  /** A free value (not in `alsoTaken` either) from a random start, or -1 when there is none. */
+  /**
+   * A free value (not in `alsoTaken` either) from a random start, above the static band
+   * while any is free there, or -1 when there is none.
+   */
   pick(alsoTaken: readonly number[] = []): number {
-    const size = this.last - this.first + 1;
+    const split = this.first + this.staticBand;
+    const v = this.pickIn(split, this.last, alsoTaken);
+    return v >= 0 ? v : this.pickIn(this.first, split - 1, alsoTaken);
+  }
+
+  private pickIn(first: number, last: number, alsoTaken: readonly number[]): number {
+    const size = last - first + 1;
+    if (size <= 0) return -1;
     const start = Math.floor(Math.random() * size);
     for (let i = 0; i < size; i++) {
-      const v = this.first + ((start + i) % size);
+      const v = first + ((start + i) % size);
       if (!this.used.has(v) && !this.reserved.has(v) && !alsoTaken.includes(v)) return v;
     }
     return -1;
@@ -73,7 +92,8 @@ class FamilyPool {
     this.family = v4 !== undefined ? 'IPv4' : 'IPv6';
     this.cidrText = (v4 ?? v6)!.toString();
     const size = v4 !== undefined ? v4.size : 2 ** (128 - v6!.prefixLength);
-    this.pool = new Pool(1, v4 !== undefined ? size - 2 : size - 1);
+    // KEP-3070's static band: min(max(16, size / 16), 256) addresses at the start.
+    this.pool = new Pool(1, v4 !== undefined ? size - 2 : size - 1, Math.min(Math.max(16, Math.floor(size / 16)), 256));
     // The first host address is the `kubernetes` Service's (kube-apiserver reserves it the same way).
     this.pool.reserved.add(1);
   }
@@ -104,7 +124,9 @@ export class ServiceAllocator {
     this.serviceCIDRs = 'families' in serviceCIDRs ? serviceCIDRs : { families: ['IPv4'], v4: serviceCIDRs, v6: undefined };
     const cidrs = this.serviceCIDRs;
     this.families = cidrs.families.map((f) => (f === 'IPv4' ? new FamilyPool(cidrs.v4, undefined) : new FamilyPool(undefined, cidrs.v6)));
-    this.ports = new Pool(nodePorts.min, nodePorts.max);
+    // KEP-3668's static band: min(max(16, size / 32), 128) ports at the start of the range.
+    const portRange = nodePorts.max - nodePorts.min + 1;
+    this.ports = new Pool(nodePorts.min, nodePorts.max, Math.min(Math.max(16, Math.floor(portRange / 32)), 128));
   }
 
   /** The IPv4 service CIDR (an IPv4-only or dual-stack cluster's). */
