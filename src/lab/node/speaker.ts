@@ -28,6 +28,11 @@ export interface SpeakerConfig {
   clientNetns: string | null;
 }
 
+/** Whether the Service has an address a node may announce: a load-balancer ingress or an external IP. */
+export function announces(svc: ServiceObject): boolean {
+  return (svc.spec.type === 'LoadBalancer' && svc.status.loadBalancerIngress.length > 0) || svc.spec.externalIPs.length > 0;
+}
+
 /** Address -> node that announces it; only nodes in `healthy` (default: all) take part. */
 export function electAnnouncers(services: ServiceObject[], descriptions: ServiceDescription[], config: Omit<SpeakerConfig, 'node' | 'interface' | 'clientNetns'>, healthy?: ReadonlySet<string>): Map<string, string> {
   const out = new Map<string, string>();
@@ -43,7 +48,7 @@ export function electAnnouncers(services: ServiceObject[], descriptions: Service
     const address = parseIpv4(ip);
     return address !== undefined && config.underlay.contains(address);
   };
-  for (const svc of [...services].sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))) {
+  for (const svc of services.filter(announces).sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))) {
     const description = byKey.get(`${svc.metadata.namespace}/${svc.metadata.name}`);
     let announcer: string | undefined = first;
     if (svc.spec.externalTrafficPolicy === 'Local') {
