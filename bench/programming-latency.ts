@@ -364,13 +364,14 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
   const sliceCommitted = (name: string, address: string, after: number): number => sliceEvents.find((e) => e.name === name && e.address === address && e.at >= after)?.at ?? NaN;
   // The moving Service exists before the round, answered by A.
   const moving = `move-${scaleIndex}`;
-  const [movingIP] = await ctx.api.freeAddresses(`10.101.${scaleIndex}`, 1);
-  const createIPs = kind === 'create' ? await ctx.api.freeAddresses(`10.100.${scaleIndex}`, CHANGES) : [];
+  // Fixed addresses for the round: one per new Service, or the moving one's.
+  const ips = await ctx.api.freeAddresses(kind === 'create' ? `10.100.${scaleIndex}` : `10.101.${scaleIndex}`, kind === 'create' ? CHANGES : 1);
+  const movingIP = ips[0]!;
   let current: 'A' | 'B' = 'A';
   if (kind === 'move') {
-    await ctx.api.create('/api/v1/namespaces/default/services', udpService(moving, movingIP!));
+    await ctx.api.create('/api/v1/namespaces/default/services', udpService(moving, movingIP));
     await ctx.api.create('/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', udpSlice(moving, POD.A));
-    const check = await (await ctx.prober.start(++probeId, movingIP!, 'A')).result;
+    const check = await (await ctx.prober.start(++probeId, movingIP, 'A')).result;
     if (check.seenAt === null) throw new Error(`${moving} (${movingIP}) never answered from pod A`);
   }
   const before = histogram(scrape(ctx.node), PROGRAMMING);
@@ -382,7 +383,7 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
     let ip: string, expect: string, args: string[], commitTime: (t0: number) => number;
     if (kind === 'create') {
       const name = `new-${scaleIndex}-${c}`;
-      ip = createIPs[c]!;
+      ip = ips[c]!;
       expect = 'A';
       const file = join(dir, `${name}.yaml`);
       writeFileSync(file, `${stringify(udpService(name, ip))}---\n${stringify(udpSlice(name, POD.A))}`);
@@ -390,7 +391,7 @@ async function measure(kind: 'create' | 'move', size: number, scaleIndex: number
       commitTime = (t0) => Math.max(servicesAdded.get(name) ?? NaN, sliceCommitted(`${name}-a`, POD.A, t0));
     } else {
       const to: 'A' | 'B' = current === 'A' ? 'B' : 'A';
-      ip = movingIP!;
+      ip = movingIP;
       expect = to;
       const patch = { endpoints: [{ addresses: [POD[to]], conditions: { ready: true }, nodeName: 'node-1' }] };
       args = ['patch', 'endpointslice', `${moving}-a`, '--type=merge', '-p', JSON.stringify(patch)];

@@ -62,7 +62,6 @@ export class ServiceProxyState {
   readonly #dirty = new Set<string>();
   /** Services added, changed or removed since the last sync: cluster mode re-reads only their allocations. */
   readonly #changedServices = new Set<string>();
-  #servicesChanged = true;
   #full = true;
   #nodeKey = '';
   #node: NodeContext = { name: '', zone: '', nodePortAddresses: [] };
@@ -188,7 +187,6 @@ export class ServiceProxyState {
   #serviceChanged(key: string): void {
     this.#dirty.add(key);
     this.#changedServices.add(key);
-    this.#servicesChanged = true;
   }
 
   /** A pod touches the services whose selector matches its labels (old or new). */
@@ -236,9 +234,8 @@ export class ServiceProxyState {
     if (this.#full) {
       for (const key of this.services.keys()) this.#dirty.add(key);
       for (const key of this.#compiled.keys()) this.#dirty.add(key);
-      this.#servicesChanged = true;
     }
-    if (this.#servicesChanged && this.#allocator === null && !this.#full) {
+    if (this.#allocator === null && !this.#full) {
       // Cluster mode: a Service's allocation is its own spec's (allocationFromSpec), so
       // only the changed ones are read again (and they are dirty already). Reading all
       // of them, and comparing each as JSON, on every sync while 10k Services streamed
@@ -250,7 +247,7 @@ export class ServiceProxyState {
         if (a === undefined) allocations.delete(key);
         else allocations.set(key, a);
       }
-    } else if (this.#servicesChanged) {
+    } else if (this.#full || this.#changedServices.size > 0) {
       const old = this.#allocation;
       this.#allocation = this.#allocator === null ? allocationsFromSpec(this.services.values()) : allocateServices(this.services.values(), this.#allocator);
       for (const key of this.services.keys()) {
@@ -296,7 +293,6 @@ export class ServiceProxyState {
     this.#dirty.clear();
     this.#changedServices.clear();
     this.#full = false;
-    this.#servicesChanged = false;
     if (changed) {
       const ports: ServicePortSpec[] = [];
       const ports6: ServicePortSpec6[] = [];

@@ -20,7 +20,6 @@ export class SortedMap<V> {
 
   get size(): number { return this.#map.size; }
   get(key: string): V | undefined { return this.#map.get(key); }
-  has(key: string): boolean { return this.#map.has(key); }
   keys(): IterableIterator<string> { return this.#map.keys(); }
 
   set(key: string, value: V): void {

@@ -15,7 +15,6 @@ export interface ApiResponse {
 
 export class LabApiClient {
   readonly server: string;
-  private readonly ca: Buffer;
   private readonly token: string;
   /**
    * Keep-alive connections: `lab apply` of 1,000 Services and their slices is 4,000
@@ -27,9 +26,8 @@ export class LabApiClient {
   /** `server`: https://HOST:PORT; `caFile`: the lab's ca.crt; `token`: a bearer token. */
   constructor(server: string, caFile: string, token: string) {
     this.server = server;
-    this.ca = readFileSync(caFile);
     this.token = token;
-    this.agent = new Agent({ keepAlive: true, ca: this.ca });
+    this.agent = new Agent({ keepAlive: true, ca: readFileSync(caFile) });
   }
 
   /** One request; resolves with any HTTP status (callers decide what is an error). */

@@ -69,11 +69,6 @@ export class EndpointSliceController {
 
   /** Keeps `managed` in step with the store's slices. */
   private indexSlice(c: Change): void {
-    const owner = (slice: Obj): string | undefined => {
-      const labels = isMapping(slice.metadata.labels) ? slice.metadata.labels : {};
-      const service = labels[SERVICE_NAME_LABEL];
-      return labels[MANAGED_BY_LABEL] === CONTROLLER_NAME && typeof service === 'string' ? `${String(slice.metadata.namespace ?? '')}/${service}` : undefined;
-    };
     const name = String(c.object.metadata.name);
     // Whatever the slice was: out of its Service's set; what it is now (unless deleted): in.
     for (const was of [c.previous, c.object]) {
@@ -256,4 +251,11 @@ function tolerates(tol: Raw, taint: Raw): boolean {
   if (tol.key !== undefined && tol.key !== '' && tol.key !== taint.key) return false;
   if (tol.operator === 'Exists') return true;
   return (tol.key !== undefined && tol.key !== '') && (tol.value ?? '') === (taint.value ?? '');
+}
+
+/** "namespace/service" of a slice this controller manages, or undefined for any other slice. */
+function owner(slice: Obj): string | undefined {
+  const labels = isMapping(slice.metadata.labels) ? slice.metadata.labels : {};
+  const service = labels[SERVICE_NAME_LABEL];
+  return labels[MANAGED_BY_LABEL] === CONTROLLER_NAME && typeof service === 'string' ? `${String(slice.metadata.namespace ?? '')}/${service}` : undefined;
 }

@@ -25,7 +25,7 @@ import { ServiceController } from '../../control/service-controller.ts';
 import { ManifestDir } from '../../k8s/manifest-dir.ts';
 import { KubernetesSource, PROXY_LABEL_SELECTOR } from '../../k8s/api-source.ts';
 import type { ObjectSource } from '../../k8s/object-source.ts';
-import { Kind } from '../../k8s/objects.ts';
+import { Kind, namespacedName } from '../../k8s/objects.ts';
 import { parse as parseYaml } from 'yaml';
 import { LabApiClient } from '../apiserver/client.ts';
 import { ManifestError } from '../../k8s/manifest.ts';
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
       // Only the Services with an address to announce: describing every one of 10k on
       // each view was a tenth of the daemon's CPU while Services streamed in.
       const services = source.list().filter((o): o is ServiceObject => o.kind === 'Service' && announces(o));
-      const keys = new Set(services.map((s) => `${s.metadata.namespace}/${s.metadata.name}`));
+      const keys = new Set(services.map(namespacedName));
       speakerProblems = await speaker.reconcile(services, describeServices({ services: view.services.filter((s) => keys.has(`${s.namespace}/${s.name}`)) }), healthy);
       lastSpeak = Date.now();
     });

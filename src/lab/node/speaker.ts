@@ -48,7 +48,7 @@ export function electAnnouncers(services: ServiceObject[], descriptions: Service
     const address = parseIpv4(ip);
     return address !== undefined && config.underlay.contains(address);
   };
-  for (const svc of services.filter(announces).sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))) {
+  for (const svc of [...services].sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))) {
     const description = byKey.get(`${svc.metadata.namespace}/${svc.metadata.name}`);
     let announcer: string | undefined = first;
     if (svc.spec.externalTrafficPolicy === 'Local') {
