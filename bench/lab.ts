@@ -18,10 +18,14 @@
 // Dataplane tapir-busy-poll: Tapir with the agents busy-polling --busy-poll
 // microseconds (default 200) after traffic (busyPollMicros in the agent config, through
 // the default topology with an `agent:` section), measured beside the others.
+// Dataplane tapir-software-gso: Tapir with the kernel's UDP tunnel segmentation off
+// (tunnelOffload: false), every TSO frame for the other node cut and checksummed in
+// TypeScript as on kernels before 6.17: what the offload buys, in the same run.
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir,tapir-busy-poll] [--busy-poll US] [--json FILE]
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir,tapir-busy-poll,tapir-software-gso] [--busy-poll US] [--json FILE]
 import { parseArgs } from 'node:util';
 import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
+import type { LabAgentSettings } from '../src/lab/topology.ts';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
@@ -36,9 +40,17 @@ const { values } = parseArgs({
 });
 const BUSY_POLL = Number(values['busy-poll']);
 if (!Number.isInteger(BUSY_POLL) || BUSY_POLL < 1 || BUSY_POLL > MAX_BUSY_POLL_MICROS) throw new Error(`--busy-poll must be 1..${MAX_BUSY_POLL_MICROS} microseconds, not ${values['busy-poll']}`);
-/** kernel, tapir, and Tapir with busy polling (the default topology with an `agent:` section). */
-type Mode = Dataplane | 'tapir-busy-poll';
-const MODES: readonly Mode[] = ['kernel', 'tapir', 'tapir-busy-poll'];
+/** kernel, tapir, and Tapir with busy polling or without the tunnel offload (the default topology with an `agent:` section). */
+type Mode = Dataplane | 'tapir-busy-poll' | 'tapir-software-gso';
+const MODES: readonly Mode[] = ['kernel', 'tapir', 'tapir-busy-poll', 'tapir-software-gso'];
+const AGENT_SETTINGS: Partial<Record<Mode, LabAgentSettings>> = {
+  'tapir-busy-poll': { busyPollMicros: BUSY_POLL },
+  'tapir-software-gso': { tunnelOffload: false },
+};
+const TITLES: Partial<Record<Mode, string>> = {
+  'tapir-busy-poll': `Tapir with its agents busy-polling ${BUSY_POLL} µs after traffic`,
+  'tapir-software-gso': 'Tapir segmenting in software (tunnelOffload: false)',
+};
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 const UNDERLAY = values.underlay;
@@ -78,7 +90,7 @@ async function main(): Promise<void> {
     for (const dp of DATAPLANES) {
       const lab = new BenchLab(dp === 'kernel' ? 'kernel' : 'tapir', undefined, {
         ...(IP_FAMILY === 'dual' ? { ipFamily: 'dual' } : {}), ...(UNDERLAY === 'ipv6' ? { underlay: 'ipv6' } : {}),
-        ...(dp === 'tapir-busy-poll' ? { busyPollMicros: BUSY_POLL } : {}),
+        ...(AGENT_SETTINGS[dp] === undefined ? {} : { agent: AGENT_SETTINGS[dp] }),
       } as const);
       try {
         process.stderr.write(`run ${run + 1}/${RUNS}: ${dp}${dp === 'tapir-busy-poll' ? ` (${BUSY_POLL} µs)` : ''} lab ${lab.name}${IP_FAMILY === 'dual' ? ' (dual-stack)' : ''}${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}\n`);
@@ -112,7 +124,7 @@ async function main(): Promise<void> {
   const fmt = (m: Metric, v: number): string => (!Number.isFinite(v) ? '-' : m === 'tcp' ? `${v.toFixed(2)} Gbit/s` : m === 'udp' ? `${(v / 1000).toFixed(0)} kpps` : `${(v / 1000).toFixed(1)}k/s`);
   const subjects = DATAPLANES.filter((dp) => dp !== 'kernel');
   for (const dp of subjects) {
-    const title = dp === 'tapir-busy-poll' ? `Tapir with its agents busy-polling ${BUSY_POLL} µs after traffic` : 'Tapir';
+    const title = TITLES[dp] ?? 'Tapir';
     console.log(`\nPod to pod, ${title} vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
     // "per agent core": the figure divided by the agents' CPU (cores), the data path's
     // efficiency; "machine busy": cores busy in the whole machine (load generators, kernel

@@ -295,7 +295,7 @@ async function runMode(mode: Mode, work: string): Promise<void> {
   const fresh = async (ipFamily?: 'dual'): Promise<BenchLab> => {
     await lab?.down();
     if (lab !== null) progress(`${mode}: lab ${(lab as BenchLab).name} down\n`);
-    lab = new BenchLab(dataplane, mode === 'tapir-busy-poll' ? 'tapir' : mode, { ...(ipFamily === undefined ? {} : { ipFamily }), ...(mode === 'tapir-busy-poll' ? { busyPollMicros: BUSY_POLL } : {}) });
+    lab = new BenchLab(dataplane, mode === 'tapir-busy-poll' ? 'tapir' : mode, { ...(ipFamily === undefined ? {} : { ipFamily }), ...(mode === 'tapir-busy-poll' ? { agent: { busyPollMicros: BUSY_POLL } } : {}) });
     progress(`${mode}: lab ${lab.name} up\n`);
     await lab.up();
     progress(`${mode}: lab ${lab.name} ready\n`);

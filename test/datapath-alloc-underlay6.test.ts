@@ -54,10 +54,11 @@ function child(frames: number): void {
     vxlanPayload(udp4(REMOTE_POD, POD_A, REMOTE_POD_MAC, 63, 300)),
     vxlanPayload(udp6(R6, A6, R6_MAC, 63, 300)),
   ];
+  // 40 + 32 + 1358 = 1430 bytes: IPv6 segments with timestamps that fill the pod MTU.
   for (let k = 0; k < 6; k++) {
     datagrams.push(vxlanPayload(buildPacket({
       eth: { dst: GATEWAY_MAC, src: R6_MAC }, ipv6: { src: R6, dst: B6, hopLimit: 63 },
-      tcp: { srcPort: 5201, dstPort: 40000, seq: 1000 + k * 1378, ack: 0x1000, flags: TcpFlags.ACK, window: 502, options: opts }, payload: pattern(1378, k),
+      tcp: { srcPort: 5201, dstPort: 40000, seq: 1000 + k * 1358, ack: 0x1000, flags: TcpFlags.ACK, window: 502, options: opts }, payload: pattern(1358, k),
     })));
   }
   const underlay = new ReplayUnderlay(datagrams, REMOTE_WORDS);

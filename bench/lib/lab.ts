@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, cpuSecondsWithChildren } from './tools.ts';
 import { DEFAULT_TOPOLOGY_YAML } from '../../src/lab/default-topology.ts';
+import type { LabAgentSettings } from '../../src/lab/topology.ts';
 
 export const TAPIR = fileURLToPath(new URL('../../bin/tapir', import.meta.url));
 
@@ -140,20 +141,20 @@ export class BenchLab {
 
   /** Extra arguments of `lab up` (a topology file, --source manifests). */
   readonly #upArgs: string[];
-  /** The agents' busyPollMicros; null: the topology's own (none). */
-  readonly #busyPollMicros: number | null = null;
+  /** Agent settings for every node (the topology's `agent:` section); null: the topology's own (none). */
+  readonly #agent: LabAgentSettings | null = null;
 
   /**
    * `opts.name`: a bench's own recognisable name instead of bench-<mode>-<random>;
    * `opts.ipFamily` dual: a dual-stack lab (`lab up --ip-family dual`), pods with both families;
    * `opts.underlay` ipv6 (with dual): VXLAN over the nodes' IPv6 addresses (`--underlay ipv6`);
-   * `opts.busyPollMicros`: the default topology with the agents busy-polling that long after traffic.
+   * `opts.agent`: the default topology with these agent settings (busyPollMicros, tunnelOffload).
    */
-  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests'; ipFamily?: 'ipv4' | 'dual'; underlay?: 'ipv4' | 'ipv6'; busyPollMicros?: number } = {}) {
+  constructor(dataplane: Dataplane, proxyMode?: ProxyMode, opts: { name?: string; topology?: string; source?: 'kubernetes' | 'manifests'; ipFamily?: 'ipv4' | 'dual'; underlay?: 'ipv4' | 'ipv6'; agent?: LabAgentSettings } = {}) {
     this.dataplane = dataplane;
     this.proxyMode = proxyMode ?? (dataplane === 'tapir' ? 'tapir' : 'iptables');
     this.name = opts.name ?? `bench-${this.proxyMode === 'tapir' ? 'tapir' : this.proxyMode.slice(0, 3)}-${randomBytes(2).toString('hex')}`;
-    if (opts.busyPollMicros !== undefined) this.#busyPollMicros = opts.busyPollMicros;
+    if (opts.agent !== undefined) this.#agent = opts.agent;
     this.#upArgs = [
       ...(opts.topology === undefined ? [] : [opts.topology]),
       ...(opts.source === undefined ? [] : ['--source', opts.source]),
@@ -171,10 +172,11 @@ export class BenchLab {
     const args = ['lab', 'up', '--name', this.name, '--dataplane', this.dataplane];
     if (this.dataplane === 'kernel') args.push('--proxy-mode', this.proxyMode);
     args.push(...this.#upArgs);
-    // With busy polling: the default topology with an `agent:` section, in a file `lab up` reads before it returns.
-    const topology = this.#busyPollMicros === null ? null : join(tmpdir(), `${this.name}-topology.yaml`);
+    // Agent settings: the default topology with an `agent:` section, in a file `lab up` reads before it returns.
+    const topology = this.#agent === null ? null : join(tmpdir(), `${this.name}-topology.yaml`);
     if (topology !== null) {
-      writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n  busyPollMicros: ${this.#busyPollMicros}\n`);
+      const settings = Object.entries(this.#agent!).map(([k, v]) => `  ${k}: ${String(v)}\n`).join('');
+      writeFileSync(topology, `${DEFAULT_TOPOLOGY_YAML}agent:\n${settings}`);
       args.push(topology);
     }
     try {

@@ -25,6 +25,14 @@
 #ifndef TUN_F_USO6
 #define TUN_F_USO6 0x40
 #endif
+// UDP tunnel segmentation (a VXLAN super-frame behind a 24-byte
+// virtio_net_hdr_v1_hash_tunnel) arrived in Linux 6.17.
+#ifndef TUN_F_UDP_TUNNEL_GSO
+#define TUN_F_UDP_TUNNEL_GSO 0x080
+#endif
+#ifndef TUN_F_UDP_TUNNEL_GSO_CSUM
+#define TUN_F_UDP_TUNNEL_GSO_CSUM 0x100
+#endif
 
 namespace tapir {
 
@@ -85,8 +93,8 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
     if (name.size() >= IFNAMSIZ) { ThrowRange(env, "device name is longer than 15 bytes (IFNAMSIZ)"); return; }
     bool tap = opts.Get("tap").ToBoolean();
     int vnetHdrSize = opts.Get("vnetHdrSize").IsNumber() ? opts.Get("vnetHdrSize").As<Napi::Number>().Int32Value() : 0;
-    if (vnetHdrSize != 0 && vnetHdrSize != 10 && vnetHdrSize != 12) {
-      ThrowRange(env, "vnetHdrSize must be 0, 10 (virtio_net_hdr) or 12 (virtio_net_hdr_mrg_rxbuf)");
+    if (vnetHdrSize != 0 && vnetHdrSize != 10 && vnetHdrSize != 12 && vnetHdrSize != 24) {
+      ThrowRange(env, "vnetHdrSize must be 0, 10 (virtio_net_hdr), 12 (virtio_net_hdr_mrg_rxbuf) or 24 (virtio_net_hdr_v1_hash_tunnel)");
       return;
     }
     bool multiQueue = opts.Get("multiQueue").ToBoolean();
@@ -137,12 +145,15 @@ class TunHandle : public Napi::ObjectWrap<TunHandle> {
       return;
     }
     if (vnetHdrSize != 0) {
-      // USO4/USO6 exist only from Linux 6.2; older kernels reject the whole mask with
-      // EINVAL, so ask again without them and report what was accepted.
+      // Newer bits (UDP tunnel GSO from Linux 6.17, USO4/USO6 from 6.2) make older
+      // kernels reject the whole mask with EINVAL: ask again without them, newest
+      // first, and report what was accepted.
       unsigned long want = static_cast<unsigned long>(offloads);
       int rc = ioctl(fd, TUNSETOFFLOAD, want);
-      if (rc < 0 && errno == EINVAL && (want & (TUN_F_USO4 | TUN_F_USO6))) {
-        want &= ~static_cast<unsigned long>(TUN_F_USO4 | TUN_F_USO6);
+      const unsigned long optional[] = {TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM, TUN_F_USO4 | TUN_F_USO6};
+      for (unsigned long bits : optional) {
+        if (rc == 0 || errno != EINVAL || (want & bits) == 0) continue;
+        want &= ~bits;
         rc = ioctl(fd, TUNSETOFFLOAD, want);
       }
       if (rc < 0) { Fail(env, fd, errno, "TUNSETOFFLOAD", name_.c_str()); return; }

@@ -62,6 +62,12 @@ export interface AgentConfig {
   underlayFamily: 4 | 6;
   /** Over an IPv6 underlay, this node's end of the tunnels: underlay.addressV6, else (cluster mode) the Node's IPv6 InternalIP; null over IPv4. */
   vxlanAddress6: Uint8Array | null;
+  /**
+   * `tunnelOffload` (default true): where the kernel can (Linux 6.17+, the node
+   * forwarding IPv4), hand it whole VXLAN super-frames through an egress TAP and let it
+   * segment them (src/agent/tunnel-egress.ts); false keeps segmenting in software.
+   */
+  tunnelOffload: boolean;
   /** VXLAN network identifier (24 bits, RFC 7348 section 5). */
   vni: number;
   /** Pod MTU: the underlay's MTU less what VXLAN adds (50 bytes over IPv4, 70 over IPv6). */
@@ -178,7 +184,7 @@ export class AgentConfigError extends TapirError {
 
 const TOP_FIELDS = [
   'nodeName', 'underlay', 'podCIDR', 'clusterCIDR', 'serviceCIDR', 'podCIDRv6', 'clusterCIDRv6', 'serviceCIDRv6', 'vni', 'mtu', 'stateDir', 'controlSocket', 'hostTun',
-  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns', 'busyPollMicros',
+  'nodes', 'manifests', 'zone', 'nodePortAddresses', 'nodePortRange', 'conntrackSize', 'dns', 'busyPollMicros', 'tunnelOffload',
 ] as const;
 
 /** Keys an older config may still carry, and what to write instead. */
@@ -336,6 +342,7 @@ function readTapir(top: Fields, kp: KubeProxySettings | null, legacy: boolean, e
     ...v6,
     underlayFamily,
     vxlanAddress6,
+    tunnelOffload: top.bool('tunnelOffload', true),
     vni: top.int('vni', 1, 0xffffff, 4242),
     mtu: top.int('mtu', underlayFamily === 6 ? 1280 : 576, 65535 - vxlanOverhead(underlayFamily), 1500 - vxlanOverhead(underlayFamily)),
     stateDir,

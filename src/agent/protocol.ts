@@ -154,6 +154,11 @@ export interface StatsInfo {
   ports: PortStats[];
   /** TCP segments from the underlay coalesced into TSO frames for pods. */
   coalescedSegments: number;
+  /**
+   * The kernel's UDP tunnel segmentation (docs/ARCHITECTURE.md, "To a remote node"): on or
+   * off, super-frames handed to it whole, and super-frames received whole from a peer.
+   */
+  tunnelOffload: { on: boolean; sent: number; received: number };
   /** Ports taken out of the datapath because their device failed (a pod's namespace went first). */
   portFailures: number;
   /** recvmmsg calls on the underlay socket that failed (counted, then read again). */

@@ -11,9 +11,11 @@ import { VIRTIO_NET_HEADER_LENGTH, VirtioNetHeader } from '../wire/index.ts';
 export const SLOT_SIZE = 65536 + 512;
 /**
  * Room in front of every received frame: enough to prepend an Ethernet header and
- * move a virtio-net header in front of it (14 + 12), or write a VXLAN header (8).
+ * move a virtio-net header in front of it (14 + 12), to write a VXLAN header (8), or
+ * the outer headers and tunnel header of a UDP-tunnel super-frame in front of a frame
+ * from either (74; tunnel-offload.ts).
  */
-export const HEADROOM = 64;
+export const HEADROOM = 128;
 /** Frames per read call: the batch that one JS<->C crossing moves. */
 export const RX_BATCH = 64;
 /** Batches read per readiness callback before yielding to the event loop (fairness). */

@@ -28,6 +28,7 @@ import type { ForwardingTable } from './forwarding.ts';
 import type { FrameSink } from './offload.ts';
 import { DatapathPort, PortKind, type PortKindCode } from './port.ts';
 import { ServiceStage } from './service-stage.ts';
+import type { TunnelEgress } from './tunnel-offload.ts';
 import { Underlay, type UnderlayRoutes, type UnderlaySocket } from './underlay.ts';
 
 const NO_PORT = -1;
@@ -183,6 +184,25 @@ export class Datapath implements FrameSink, UnderlayRoutes {
 
   get coalescedSegments(): number {
     return this.#underlay.coalescer.coalesced;
+  }
+
+  /**
+   * TSO frames for remote nodes go to the kernel whole through `egress` (the node's
+   * egress TAP; tunnel-offload.ts) instead of being cut here; null cuts them again. The
+   * datapath does not own the device: the caller closes it.
+   */
+  set tunnelEgress(egress: TunnelEgress | null) {
+    this.#underlay.flush();
+    this.#underlay.egress = egress;
+  }
+
+  get tunnelEgress(): TunnelEgress | null {
+    return this.#underlay.egress;
+  }
+
+  /** UDP-tunnel super-frames handed to the kernel whole (0 with the offload off), and received whole. */
+  get superFrames(): { sent: number; received: number } {
+    return { sent: this.#underlay.egress?.sent ?? 0, received: this.#underlay.superFramesReceived };
   }
 
   /** Adds a port and starts reading it; returns its index (reused after removal). */

@@ -11,8 +11,8 @@
 // by its whole address, as over IPv4; the inner frames are the same either way.
 import type { UdpBatchSocket } from '../device/udp.ts';
 import {
-  DropReason, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo, VirtioNetGso, VirtioNetHeader, VxlanHeader,
-  decodeFrame, ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH, VXLAN_FLAG_I, VXLAN_HEADER_LENGTH, VXLAN_PORT,
+  DropReason, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, LinkType, PacketInfo, VirtioNetGso, VirtioNetHeader, VxlanHeader,
+  decodeFrame, get32, ETHERNET_HEADER_LENGTH as ETH, VIRTIO_NET_HEADER_LENGTH, VXLAN_FLAG_I, VXLAN_HEADER_LENGTH, VXLAN_PORT,
 } from '../wire/index.ts';
 import { EntryPoint, Verdict } from '../services/nat-codes.ts';
 import { BATCHES_PER_WAKEUP, HEADROOM, RX_BATCH, SLOT_SIZE, UnderlayTxQueue, type Arena } from './arena.ts';
@@ -21,6 +21,7 @@ import { DatapathDrop, PortCounters } from './counters.ts';
 import type { ForwardingTable } from './forwarding.ts';
 import { TcpCoalescer, completeChecksum, segmentTcpToVxlan, type FrameSink } from './offload.ts';
 import { NO_REPLY, type ServiceStage } from './service-stage.ts';
+import { TUNNEL_PREFIX, setTsoHeader, tunnelSuperFrame, type TunnelEgress } from './tunnel-offload.ts';
 
 /** What the datapath needs of the underlay socket (UdpBatchSocket, or a fake in tests). */
 export type UnderlaySocket = Pick<UdpBatchSocket, 'gsoSupported' | 'recvBatch' | 'sendBatch' | 'onReadable' | 'pause' | 'close'>;
@@ -52,11 +53,15 @@ export class Underlay {
   readonly #services: ServiceStage;
   readonly #info = new PacketInfo();
   readonly #queue = new UnderlayTxQueue(512);
+  /** The kernel's UDP tunnel segmentation, where the node has it (tunnel-offload.ts); null segments in software. */
+  egress: TunnelEgress | null = null;
   /** Flushes every queue of the datapath and frees scratch (segments live in scratch). */
   readonly #flushAll: () => void;
 
   /** recvmmsg calls that failed (counted, never thrown). */
   recvErrors = 0;
+  /** UDP-tunnel super-frames received whole (tunnel-offload.ts). */
+  superFramesReceived = 0;
 
   constructor(arena: Arena, socket: UnderlaySocket | null, routes: UnderlayRoutes, services: ServiceStage, flushAll: () => void) {
     this.#arena = arena;
@@ -104,6 +109,8 @@ export class Underlay {
         const off = a.rxOffset(i);
         const len = a.rxLengths[i]!;
         const seg = a.rxSegSizes[i]!;
+        // A UDP-tunnel super-frame: one datagram larger than any packet of the overlay.
+        const superFrame = len > VXLAN_HEADER_LENGTH + ETH + t.mtu && tunnelSuperFrame(a.buf, off, len);
         let node: number;
         if (six) {
           cap?.datagrams6(a.buf, off, len, seg, srcAddrs, 4 * i, this.localIP6, 0);
@@ -116,10 +123,13 @@ export class Underlay {
           this.counters.drops[DatapathDrop.UNKNOWN_PEER]!++;
           continue;
         }
-        if (seg <= 0 || seg >= len) {
-          this.#receive(off, len, true, node);
+        if (superFrame) {
+          this.superFramesReceived++;
+          this.#receive(off, len, true, node, true);
+        } else if (seg <= 0 || seg >= len) {
+          this.#receive(off, len, true, node, false);
         } else {
-          for (let at = off, k = 0; at < off + len; at += seg, k++) this.#receive(at, Math.min(seg, off + len - at), k === 0, node);
+          for (let at = off, k = 0; at < off + len; at += seg, k++) this.#receive(at, Math.min(seg, off + len - at), k === 0, node, false);
         }
       }
       this.#flushAll();
@@ -134,9 +144,12 @@ export class Underlay {
   /**
    * One VXLAN datagram (or one GRO segment of it) at `d`, `n` bytes. `inPlace` false:
    * the bytes in front belong to the previous segment, so the frame is copied before
-   * anything is written in front of it.
+   * anything is written in front of it. `superFrame`: a UDP-tunnel super-frame, a TCP
+   * super-packet with a partial checksum, passed on as a TSO frame whose segments fill
+   * the overlay MTU (the kernel does not say the sender's MSS: its UDP_GRO report is for
+   * UDP GRO only).
    */
-  #receive(d: number, n: number, inPlace: boolean, node: number): void {
+  #receive(d: number, n: number, inPlace: boolean, node: number, superFrame: boolean): void {
     const b = this.#arena.buf;
     const info = this.#info;
     const c = this.counters;
@@ -150,8 +163,10 @@ export class Underlay {
     const len = n - VXLAN_HEADER_LENGTH;
     const reason = decodeFrame(info, b, e, len, LinkType.ETHERNET);
     if (reason !== DropReason.OK) return this.#drop(reason);
+    if (superFrame && info.protocol !== IpProtocol.TCP) return this.#drop(DatapathDrop.UNSUPPORTED_GSO);
+    const mss = superFrame ? t.mtu - (info.payloadOffset - info.l3Offset) : 0;
     if (info.ethertype !== EtherType.IPV4) {
-      if (info.ethertype === EtherType.IPV6) return this.#receive6(e, len, inPlace, node);
+      if (info.ethertype === EtherType.IPV6) return this.#receive6(e, len, inPlace, node, mss);
       return this.#drop(DropReason.UNSUPPORTED_ETHERTYPE);
     }
     if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
@@ -162,9 +177,9 @@ export class Underlay {
     if (t.remoteNode(info.src4) !== node && !this.#services.tracks(info)) return this.#drop(DatapathDrop.UNDERLAY_SPOOFED);
     // From the underlay come remote pods' packets, and replies of flows NATed here
     // (an endpoint on another node answering a client of this node's service).
-    const v = this.#services.process(info, EntryPoint.POD, false, c, NO_REPLY);
+    const v = this.#services.process(info, EntryPoint.POD, mss > 0, c, NO_REPLY);
     if (v > Verdict.NATED) return;
-    this.#deliver(e, len, inPlace, v === Verdict.NATED);
+    this.#deliver(e, len, inPlace, v === Verdict.NATED, mss);
   }
 
   /**
@@ -172,34 +187,30 @@ export class Underlay {
    * of its own so that it has TurboFan's inlining budget to itself: as one function
    * with #receive, the TTL decrement was left a call (--trace-turbo-inlining).
    */
-  #deliver(e: number, len: number, inPlace: boolean, nated: boolean): void {
+  #deliver(e: number, len: number, inPlace: boolean, nated: boolean, mss: number): void {
     const a = this.#arena;
     const b = a.buf;
     const info = this.#info;
-    const c = this.counters;
     const t = this.#routes.table;
     const ip = e + ETH;
     const dst = info.dst4;
     const to = t.podPorts.get(dst);
     if (to >= 0) {
       Ipv4Packet.decrementTtl(b, ip);
-      return this.#toPod(to, e, len, inPlace);
+      return this.#toPod(to, e, len, inPlace, mss);
     }
     // Reverse NATed for a client on another node (one of its pods, or the node itself,
     // e.g. reaching a node port on this node's address): back over the overlay to it.
     const back = nated ? t.remoteNode(dst) : -1;
     if (back >= 0) {
       Ipv4Packet.decrementTtl(b, ip);
-      const vh = a.frameWithHeader(e, len, inPlace);
-      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
-      return this.send(c, vh, vh + VIRTIO_NET_HEADER_LENGTH, len, back);
+      return this.#sendBack(e, len, inPlace, mss, back);
     }
     // For the node itself, or (reverse NATed) for a client beyond it.
     const host = this.#routes.hostPort;
     if ((dst === t.underlayIP || (nated && !t.podCIDR.contains(dst))) && host !== NO_PORT) {
       Ipv4Packet.decrementTtl(b, ip);
-      // Strip Ethernet; the zeroed virtio-net header takes the Ethernet header's place.
-      return this.#routes.enqueue(host, a.frameWithHeader(ip, len - ETH, true), len - ETH + VIRTIO_NET_HEADER_LENGTH);
+      return this.#toHost(host, ip, len - ETH, mss);
     }
     this.#drop(t.podCIDR.contains(dst) ? DatapathDrop.NO_SUCH_POD : DatapathDrop.NO_ROUTE);
   }
@@ -210,7 +221,7 @@ export class Underlay {
    * to this node's own IPv6 address (the gateway's, on the host TUN); or a reply of a
    * flow NATed here (NAT66), reverse-NATed and delivered as #deliver does IPv4's.
    */
-  #receive6(e: number, len: number, inPlace: boolean, node: number): void {
+  #receive6(e: number, len: number, inPlace: boolean, node: number, mss: number): void {
     const a = this.#arena;
     const b = a.buf;
     const info = this.#info;
@@ -218,26 +229,24 @@ export class Underlay {
     if (!t.hasIpv6) return this.#drop(DatapathDrop.IPV6_UNSUPPORTED);
     if (info.ttl <= 1) return this.#drop(DatapathDrop.TTL_EXPIRED);
     if (t.remoteNode6(b, info.src6Offset) !== node && !this.#services.tracks6(info)) return this.#drop(DatapathDrop.UNDERLAY_SPOOFED);
-    const v = this.#services.process6(info, EntryPoint.POD, false, this.counters, NO_REPLY);
+    const v = this.#services.process6(info, EntryPoint.POD, mss > 0, this.counters, NO_REPLY);
     if (v > Verdict.NATED) return;
     const ip = e + ETH;
     const dst = info.dst6Offset;
     const to = t.podPorts6.getAt(b, dst);
     if (to >= 0) {
       Ipv6Packet.decrementHopLimit(b, ip);
-      return this.#toPod(to, e, len, inPlace);
+      return this.#toPod(to, e, len, inPlace, mss);
     }
     const back = v === Verdict.NATED ? t.remoteNode6(b, dst) : -1;
     if (back >= 0) {
       Ipv6Packet.decrementHopLimit(b, ip);
-      const vh = a.frameWithHeader(e, len, inPlace);
-      if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
-      return this.send(this.counters, vh, vh + VIRTIO_NET_HEADER_LENGTH, len, back);
+      return this.#sendBack(e, len, inPlace, mss, back);
     }
     const host = this.#routes.hostPort;
     if ((t.isGateway6(b, dst) || (v === Verdict.NATED && !t.podCIDR6!.containsAt(b, dst))) && host !== NO_PORT) {
       Ipv6Packet.decrementHopLimit(b, ip);
-      return this.#routes.enqueue(host, a.frameWithHeader(ip, len - ETH, true), len - ETH + VIRTIO_NET_HEADER_LENGTH);
+      return this.#toHost(host, ip, len - ETH, mss);
     }
     this.#drop(t.podCIDR6!.containsAt(b, dst) ? DatapathDrop.NO_SUCH_POD : DatapathDrop.NO_ROUTE);
   }
@@ -247,17 +256,34 @@ export class Underlay {
    * pod port `to`: MACs rewritten, then into the coalescer's run for the port, or on
    * its own behind a virtio-net header.
    */
-  #toPod(to: number, e: number, len: number, inPlace: boolean): void {
+  #toPod(to: number, e: number, len: number, inPlace: boolean, mss: number): void {
     const a = this.#arena;
     const b = a.buf;
     const t = this.#routes.table;
     EthernetFrame.setDst(b, e, t.portMacs[to]!);
     EthernetFrame.setSrc(b, e, t.gatewayMac);
-    if (this.coalescer.offer(to, this.#info, b, e)) return;
+    if (mss === 0 && this.coalescer.offer(to, this.#info, b, e)) return;
     this.coalescer.finish(to);
     const vh = a.frameWithHeader(e, len, inPlace);
     if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+    if (mss > 0) setTsoHeader(b, vh, this.#info, e, mss);
     this.#routes.enqueue(to, vh, VIRTIO_NET_HEADER_LENGTH + len);
+  }
+
+  /** A reverse-NATed frame at `e` back over the overlay to node `back` (a super-frame as the TSO frame it is). */
+  #sendBack(e: number, len: number, inPlace: boolean, mss: number, back: number): void {
+    const a = this.#arena;
+    const vh = a.frameWithHeader(e, len, inPlace);
+    if (vh < 0) return this.#drop(DatapathDrop.NO_SCRATCH);
+    if (mss > 0) setTsoHeader(a.buf, vh, this.#info, e, mss);
+    this.send(this.counters, vh, vh + VIRTIO_NET_HEADER_LENGTH, len, back);
+  }
+
+  /** The IP packet at `ip` to the host port: Ethernet stripped, the virtio-net header in its place. */
+  #toHost(host: number, ip: number, len: number, mss: number): void {
+    const vh = this.#arena.frameWithHeader(ip, len, true);
+    if (mss > 0) setTsoHeader(this.#arena.buf, vh, this.#info, ip, mss);
+    this.#routes.enqueue(host, vh, len + VIRTIO_NET_HEADER_LENGTH);
   }
 
   // ---- transmit --------------------------------------------------------------------
@@ -287,6 +313,11 @@ export class Underlay {
     const gso = VirtioNetHeader.gsoProtocol(b, vh);
     if (gso !== VirtioNetGso.NONE) {
       if (gso !== VirtioNetGso.TCPV4 && gso !== VirtioNetGso.TCPV6) return DatapathDrop.UNSUPPORTED_GSO;
+      const egress = this.egress;
+      if (egress !== null && dst6 === null && vh === e - VIRTIO_NET_HEADER_LENGTH && headroomBefore(e, a.scratchStart) >= TUNNEL_PREFIX &&
+          egress.push(b, e, frameLen, t, node, this.counters)) {
+        return 0;
+      }
       const mss = VirtioNetHeader.gsoSize(b, vh);
       const udpGso = this.#socket?.gsoSupported ?? false;
       if (segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, dst6, VXLAN_PORT, q, udpGso)) return 0;
@@ -306,6 +337,7 @@ export class Underlay {
 
   /** Sends everything queued. */
   flush(): void {
+    if (this.egress !== null && this.egress.queue.count > 0) this.#flushEgress(this.egress);
     const q = this.#queue;
     if (q.count === 0 || this.#socket === null) {
       q.count = 0;
@@ -327,4 +359,28 @@ export class Underlay {
     if (sent < q.count) c.drops[DatapathDrop.TX_FAILED]! += q.count - sent;
     q.count = 0;
   }
+
+  /**
+   * Super-frames to the egress TAP, counted as the underlay's (a frame each, its bytes
+   * from the outer Ethernet header). A capture sees each as the one datagram it is.
+   */
+  #flushEgress(egress: TunnelEgress): void {
+    const q = egress.queue;
+    const b = this.#arena.buf;
+    const cap = this.capture;
+    if (cap !== null) {
+      cap.stamp(Date.now());
+      for (let i = 0; i < q.count; i++) {
+        const d = q.offsets[i]! + TUNNEL_PREFIX - VXLAN_HEADER_LENGTH;
+        const len = q.lengths[i]! - TUNNEL_PREFIX + VXLAN_HEADER_LENGTH;
+        cap.datagrams(b, d, len, 0, this.localIP[0]!, get32(b, d - 12));
+      }
+    }
+    egress.flush(b, this.counters);
+  }
+}
+
+/** Free bytes in front of `e` in its receive slot (the headroom and what the frame no longer needs); 0 in scratch. */
+function headroomBefore(e: number, scratchStart: number): number {
+  return e < scratchStart ? e % SLOT_SIZE : 0;
 }

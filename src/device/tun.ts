@@ -7,8 +7,10 @@ import type { DeviceStats, FrameDevice } from './types.ts';
 
 // TUNSETOFFLOAD bits (linux/if_tun.h). TSO needs CSUM; USO4 and USO6 (Linux >= 6.2)
 // are accepted only together. UFO is accepted by the kernel but no longer produced.
+// UDP_TUNNEL_GSO (Linux >= 6.17) needs the 24-byte header (vnetHdrSize 24): frames
+// written may then be UDP-tunnel super-frames (src/datapath/tunnel-offload.ts).
 export const TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08, TUN_F_UFO = 0x10,
-  TUN_F_USO4 = 0x20, TUN_F_USO6 = 0x40;
+  TUN_F_USO4 = 0x20, TUN_F_USO6 = 0x40, TUN_F_UDP_TUNNEL_GSO = 0x80, TUN_F_UDP_TUNNEL_GSO_CSUM = 0x100;
 
 export interface TunOptions {
   /**
@@ -20,13 +22,13 @@ export interface TunOptions {
   mode: 'tun' | 'tap';
   /** IFF_VNET_HDR: every frame is preceded by a virtio-net header (required for offloads). */
   vnetHdr?: boolean;
-  /** Header size when vnetHdr is on: 10 (default) or 12. */
+  /** Header size when vnetHdr is on: 10 (default), 12, or 24 (virtio_net_hdr_v1_hash_tunnel). */
   vnetHdrSize?: number;
   /** IFF_MULTI_QUEUE: open the same name again for more queues. */
   multiQueue?: boolean;
   /** TUNSETPERSIST: the device outlives this fd. Omitted leaves the device's flag unchanged. */
   persist?: boolean;
-  /** TUN_F_* bits for TUNSETOFFLOAD. USO bits are dropped if the kernel lacks them; see `offloads`. */
+  /** TUN_F_* bits for TUNSETOFFLOAD. USO and UDP tunnel bits are dropped if the kernel lacks them; see `offloads`. */
   offloads?: number;
   /**
    * A network namespace path (/run/netns/NAME): attach to the existing device `name`
@@ -41,7 +43,7 @@ export class TunDevice implements FrameDevice {
   readonly fd: number;
   readonly mode: 'tun' | 'tap';
   readonly vnetHdr: boolean;
-  /** 0 without the virtio-net header, else 10 or 12. */
+  /** 0 without the virtio-net header, else 10, 12 or 24. */
   readonly vnetHdrSize: number;
   /** The TUN_F_* bits the kernel accepted. */
   readonly offloads: number;

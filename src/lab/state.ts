@@ -174,7 +174,7 @@ export interface LabState {
   /** The lab's upstream DNS server (absent in states of older labs). */
   upstreamDns?: UpstreamDnsState;
   /** Topology `agent:` settings written into every agent's config (absent in states of older labs). */
-  agent?: { conntrackSize?: number; busyPollMicros?: number };
+  agent?: { conntrackSize?: number; busyPollMicros?: number; tunnelOffload?: boolean };
   /**
    * Where the lab keeps its Kubernetes objects: `kubernetes` (the default) in the lab API
    * server, which the agents watch in cluster mode and `lab apply` writes; `manifests` in

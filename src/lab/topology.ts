@@ -128,6 +128,8 @@ export interface LabAgentSettings {
   conntrackSize?: number;
   /** The agents' busy polling after traffic, microseconds (busyPollMicros; bench/lab.ts --busy-poll). */
   busyPollMicros?: number;
+  /** false: the agents segment TSO frames for other nodes themselves (tunnelOffload; bench/lab.ts --no-tunnel-offload). */
+  tunnelOffload?: boolean;
 }
 
 /**
@@ -210,9 +212,10 @@ export function parseTopology(text: string, source: string): Topology {
   }
   const agent = top.map('agent');
   if (agent !== undefined) {
-    agent.rejectUnknown(['conntrackSize', 'busyPollMicros']);
+    agent.rejectUnknown(['conntrackSize', 'busyPollMicros', 'tunnelOffload']);
     if (agent.has('conntrackSize')) topology.agent.conntrackSize = agent.int('conntrackSize', 1024, 1 << 24, 0);
     if (agent.has('busyPollMicros')) topology.agent.busyPollMicros = agent.int('busyPollMicros', 0, MAX_BUSY_POLL_MICROS, 0);
+    if (agent.has('tunnelOffload')) topology.agent.tunnelOffload = agent.bool('tunnelOffload', true);
   }
   if (!top.has('nodes')) top.fail('nodes', 'is required');
   const nodes = top.list('nodes');

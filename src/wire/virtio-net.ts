@@ -34,9 +34,23 @@ export const VirtioNetGso = {
   UDP: 3,
   TCPV6: 4,
   UDP_L4: 5,
+  // Flag bits (Linux 6.17+, TUN_F_UDP_TUNNEL_GSO): the TCP super-frame rides inside a
+  // UDP tunnel over IPv4 or IPv6, and the kernel segments outer and inner headers both.
+  UDP_TUNNEL_IPV4: 0x20,
+  UDP_TUNNEL_IPV6: 0x40,
   // Flag bit: the TCP segments carry ECN CWR handling (TSO with ECN).
   ECN: 0x80,
 } as const;
+
+/**
+ * struct virtio_net_hdr_v1_hash_tunnel (Linux 6.17+): the 12-byte v1 header, the 8 bytes
+ * of the hash report (unused here, zero), then where the outer transport header and the
+ * inner network header start, both from the start of the frame (little-endian). A TAP
+ * set to this size (TUNSETVNETHDRSZ 24) takes a UDP-tunnel super-frame (gso_type
+ * TCPV4|UDP_TUNNEL_IPV4, csum_start at the inner TCP header) and segments it itself.
+ */
+export const VIRTIO_NET_TUNNEL_HEADER_LENGTH = 24;
+export const VirtioNetTunnelField = { OUTER_TH_OFFSET: 20, INNER_NH_OFFSET: 22 } as const;
 
 export class VirtioNetHeader {
   buf: Uint8Array = EMPTY;
