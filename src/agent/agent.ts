@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ip as runIp } from '../device/ip-command.ts';
-import { openTunnelEgress, type OpenedEgress } from './tunnel-egress.ts';
+import { startTunnelOffload, type TunnelOffload } from './tunnel-egress.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../device/tun.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
@@ -64,8 +64,8 @@ export class Agent {
   #services: ServiceSync | null = null;
   #dns: ClusterDns | null = null;
   #gcTimer: NodeJS.Timeout | null = null;
-  /** The egress TAP of the kernel's UDP tunnel segmentation (tunnel-egress.ts), null where it is off. */
-  #egress: OpenedEgress | null = null;
+  /** The kernel's UDP tunnel segmentation (tunnel-egress.ts), null where it is off. */
+  #tunnelOffload: TunnelOffload | null = null;
   /** Returns the heap a large sync left unused (heap-trim.ts); made with the service proxy. */
   #heapTrim: HeapTrim | null = null;
   /** Cluster mode: the other nodes as their Node objects describe them. */
@@ -145,8 +145,7 @@ export class Agent {
     }
     const agent = new Agent(config, host, underlay, log);
     try {
-      agent.#egress = await openTunnelEgress(config, log);
-      agent.datapath.tunnelEgress = agent.#egress?.egress ?? null;
+      agent.#tunnelOffload = await startTunnelOffload(config, agent.datapath, log);
       // Flows first: the moment a restored port is read, its established service flows
       // need their conntrack entries, or their replies would leave un-NATed and be reset.
       if (config.manifests !== null || config.kubernetes !== null) agent.#startServiceNat();
@@ -447,8 +446,7 @@ export class Agent {
     if (opts.removePorts === true) {
       for (const f of [FLOW_STORE_FILE, SERVICE_IDS_FILE]) rmSync(join(this.config.stateDir, f), { force: true });
     }
-    this.datapath.tunnelEgress = null;
-    this.#egress?.device.close();
+    this.#tunnelOffload?.close();
     this.#underlay.close();
     if (opts.removePorts === true) this.#hostDevice.setPersist(false);
     this.#hostDevice.close();
