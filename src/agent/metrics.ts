@@ -146,6 +146,17 @@ export class AgentMetrics implements SyncObserver {
     new Counter({ name: 'tapir_busy_poll_callbacks_total', help: 'Port and underlay reads run from a busy poll: wakeups the data path did not wait for', registers, collect() { setTotal(this, busyPollStats()?.callbacks ?? 0); } });
     new Counter({ name: 'tapir_tunnel_superframes_sent_total', help: 'TSO frames for other nodes handed to the kernel whole, as UDP-tunnel super-frames', registers, collect() { setTotal(this, dp()?.superFrames.sent ?? 0); } });
     new Counter({ name: 'tapir_tunnel_superframes_received_total', help: 'UDP-tunnel super-frames received whole from other nodes, passed on as TSO frames', registers, collect() { setTotal(this, dp()?.superFrames.received ?? 0); } });
+    new Counter({
+      name: 'tapir_answer_reads_total', help: 'Reads of ports a wakeup had just written to, by whether the answer was already there', labelNames: ['found'], registers,
+      collect() {
+        this.reset();
+        const d = dp();
+        if (d !== null) {
+          this.inc({ found: 'true' }, d.chaseHits);
+          this.inc({ found: 'false' }, d.chaseMisses);
+        }
+      },
+    });
     new Counter({ name: 'tapir_coalesced_segments_total', help: 'TCP segments from the underlay coalesced into larger frames for pods', registers, collect() { setTotal(this, dp()?.coalescedSegments ?? 0); } });
     new Counter({
       name: 'tapir_service_nat_packets_total', help: 'Packets through the service NAT by verdict', labelNames: ['verdict'], registers,

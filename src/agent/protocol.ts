@@ -159,6 +159,8 @@ export interface StatsInfo {
    * off, super-frames handed to it whole, and super-frames received whole from a peer.
    */
   tunnelOffload: { on: boolean; sent: number; received: number };
+  /** Reads of ports a wakeup had just written to (request/response traffic): those that found the answer waiting, and those that found nothing. */
+  answerReads: { found: number; empty: number };
   /** Ports taken out of the datapath because their device failed (a pod's namespace went first). */
   portFailures: number;
   /** recvmmsg calls on the underlay socket that failed (counted, then read again). */

@@ -65,7 +65,8 @@ export class AgentTools {
     const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
     const memory = { rss, heapUsed, heapTotal, external, arrayBuffers };
     return {
-      ports, coalescedSegments: dp.coalescedSegments, tunnelOffload: { on: dp.tunnelEgress !== null, ...dp.superFrames }, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors,
+      ports, coalescedSegments: dp.coalescedSegments, tunnelOffload: { on: dp.tunnelEgress !== null, ...dp.superFrames },
+      answerReads: { found: dp.chaseHits, empty: dp.chaseMisses }, portFailures: dp.portFailures, underlayRecvErrors: dp.underlayRecvErrors,
       conntrack: v4.conntrack, natRefusals: v4.refusals, conntrack6: v6.conntrack, natRefusals6: v6.refusals, memory,
     };
   }

@@ -59,6 +59,11 @@ export interface LocalUdpAnswerer6 {
   answer(b: Buffer, off: number, len: number, out: Buffer, srcOffset: number): number;
 }
 
+/** Rounds of reading the ports a wakeup wrote to (#chase): a request, its answer, the next. */
+const CHASE_ROUNDS = 2;
+/** A wakeup that read more frames than this is bulk traffic: no chase. */
+const CHASE_MAX_FRAMES = 16;
+
 /** Room for a reply payload: the largest UDP payload over IPv4. */
 const LOCAL_REPLY_BYTES = 65507;
 /** An IPv4 header without options, the only kind answered in the data path. */
@@ -78,6 +83,16 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   readonly #dirty = new Int32Array(1024);
   #dirtyCount = 0;
   #dirtyMark = new Uint8Array(1024);
+  // Ports written since the wakeup began, whose answers may already be waiting (#chase).
+  readonly #written = new Int32Array(1024);
+  #writtenCount = 0;
+  readonly #writtenMark = new Uint8Array(1024);
+  readonly #chaseList = new Int32Array(1024);
+  /** Frames read since the wakeup began: a wakeup of bulk traffic chases nothing. */
+  #wakeupFrames = 0;
+  /** Reads of ports just written that found their answer waiting (#chase), and that found nothing. */
+  chaseHits = 0;
+  chaseMisses = 0;
   /** Ports removed because their device failed (the pod's namespace or eth0 went away). */
   portFailures = 0;
   /**
@@ -109,7 +124,10 @@ export class Datapath implements FrameSink, UnderlayRoutes {
   constructor(table: ForwardingTable, underlay: UnderlaySocket | null) {
     this.#table = table;
     this.#services = new ServiceStage(this.arena, this);
-    this.#underlay = new Underlay(this.arena, underlay, this, this.#services, () => this.#flush());
+    this.#underlay = new Underlay(this.arena, underlay, this, this.#services, () => this.#flush(), (datagrams) => {
+      this.#wakeupFrames = datagrams;
+      this.#chase();
+    });
     this.#setUnderlayAddress(table);
   }
 
@@ -214,7 +232,11 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     const port = new DatapathPort(index, kind, name, device, vnetSize);
     this.#ports[index] = port;
     if (kind === PortKind.HOST) this.#hostPort = index;
-    device.onReadable(() => this.#readPort(port));
+    device.onReadable(() => {
+      this.#wakeupFrames = 0;
+      this.#readPort(port);
+      this.#chase();
+    });
     return index;
   }
 
@@ -276,6 +298,7 @@ export class Datapath implements FrameSink, UnderlayRoutes {
         return;
       }
       if (n === 0) return;
+      this.#wakeupFrames += n;
       port.counters.countBatch(n);
       this.#services.tick();
       if (port.capture !== null) port.capture.stamp(Date.now());
@@ -747,6 +770,38 @@ export class Datapath implements FrameSink, UnderlayRoutes {
     this.arena.resetScratch();
   }
 
+  /**
+   * After a wakeup of request/response traffic: reads the ports it wrote to, at most
+   * CHASE_ROUNDS times over. A TAP write runs the pod's stack in the writing thread, so a
+   * SYN-ACK, an ACK or a kernel's answer is often in the port's queue when the write
+   * returns; read now, it skips a turn of the event loop (epoll, libuv, the callback) per
+   * hop. A wakeup that read more than CHASE_MAX_FRAMES is bulk traffic, whose answers
+   * come with the next wakeup anyway: it chases nothing.
+   */
+  #chase(): void {
+    for (let round = 0; round < CHASE_ROUNDS && this.#writtenCount > 0; round++) {
+      const n = this.#writtenCount;
+      const list = this.#chaseList;
+      for (let i = 0; i < n; i++) {
+        const index = this.#written[i]!;
+        list[i] = index;
+        this.#writtenMark[index] = 0;
+      }
+      this.#writtenCount = 0;
+      if (this.#wakeupFrames > CHASE_MAX_FRAMES) return;
+      for (let i = 0; i < n; i++) {
+        const port = this.#ports[list[i]!];
+        if (port === undefined) continue;
+        const before = this.#wakeupFrames;
+        this.#readPort(port);
+        if (this.#wakeupFrames > before) this.chaseHits++;
+        else this.chaseMisses++;
+      }
+    }
+    for (let i = 0; i < this.#writtenCount; i++) this.#writtenMark[this.#written[i]!] = 0;
+    this.#writtenCount = 0;
+  }
+
   #flushPort(port: DatapathPort): void {
     const q = port.queue;
     if (q.count === 0) return;
@@ -758,6 +813,11 @@ export class Datapath implements FrameSink, UnderlayRoutes {
       if (cap !== null) cap.frame(b, q.offsets[i]! + VIRTIO_NET_HEADER_LENGTH, q.lengths[i]! - VIRTIO_NET_HEADER_LENGTH);
     }
     const sent = port.device.writeBatch(b, q.offsets, q.lengths, q.count);
+    const index = port.index;
+    if (this.#writtenMark[index] === 0) {
+      this.#writtenMark[index] = 1;
+      this.#written[this.#writtenCount++] = index;
+    }
     port.counters.txFrames += sent;
     port.counters.txBytes += bytes;
     if (sent < q.count) port.counters.drops[DatapathDrop.TX_FAILED]! += q.count - sent;

@@ -63,7 +63,11 @@ export class Underlay {
   /** UDP-tunnel super-frames received whole (tunnel-offload.ts). */
   superFramesReceived = 0;
 
-  constructor(arena: Arena, socket: UnderlaySocket | null, routes: UnderlayRoutes, services: ServiceStage, flushAll: () => void) {
+  /** Run after each wakeup's reads with the datagrams read (the datapath's chase of answers: datapath.ts #chase). */
+  readonly #afterWakeup: (datagrams: number) => void;
+
+  constructor(arena: Arena, socket: UnderlaySocket | null, routes: UnderlayRoutes, services: ServiceStage, flushAll: () => void,
+    afterWakeup: (datagrams: number) => void = () => {}) {
     this.#arena = arena;
     this.#socket = socket;
     this.#routes = routes;
@@ -75,7 +79,10 @@ export class Underlay {
     if (family !== undefined && family !== routes.table.underlayFamily) {
       throw new RangeError(`the underlay socket is IPv${family} but the forwarding table's underlay is IPv${routes.table.underlayFamily}`);
     }
-    if (socket !== null) socket.onReadable(() => this.#read());
+    this.#afterWakeup = afterWakeup;
+    if (socket !== null) {
+      socket.onReadable(() => this.#afterWakeup(this.#read()));
+    }
   }
 
   pause(): void {
@@ -84,11 +91,13 @@ export class Underlay {
 
   // ---- receive ---------------------------------------------------------------------
 
-  #read(): void {
+  /** Reads and handles what the socket holds, a few batches at most; returns the datagrams read. */
+  #read(): number {
     const a = this.#arena;
     const u = this.#socket!;
     const six = this.#six;
     const srcAddrs = six ? a.rxSrcAddrs6 : a.rxSrcAddrs;
+    let total = 0;
     for (let round = 0; round < BATCHES_PER_WAKEUP; round++) {
       let n: number;
       try {
@@ -97,9 +106,10 @@ export class Underlay {
         // A socket error (a queued ICMP error reported by recvmmsg, say) is counted and
         // the socket read again at its next wakeup; it must not end the agent.
         this.recvErrors++;
-        return;
+        return total;
       }
-      if (n === 0) return;
+      if (n === 0) return total;
+      total += n;
       this.counters.countBatch(n);
       this.#services.tick();
       const t = this.#routes.table;
@@ -133,8 +143,9 @@ export class Underlay {
         }
       }
       this.#flushAll();
-      if (n < RX_BATCH) return;
+      if (n < RX_BATCH) return total;
     }
+    return total;
   }
 
   #drop(reason: number): void {
