@@ -32,7 +32,7 @@
 // end, on failure and on Ctrl-C; every wait is bounded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent as HttpsAgent, request } from 'node:https';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,6 +41,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { ControlClient } from '../src/agent/control-client.ts';
 import type { StatsInfo } from '../src/agent/protocol.ts';
+import { LabApiClient } from '../src/lab/apiserver/client.ts';
 import { startControlPlane, type ControlPlane } from '../src/lab/apiserver/control-plane.ts';
 import { kubeconfig } from '../src/lab/apiserver/kubeconfig.ts';
 import { Netns, vethPair } from '../test/helpers/netns.ts';
@@ -128,25 +129,19 @@ function spawnIn(ns: Netns, argv: string[], env: Record<string, string> = {}): {
 
 // ---- the bench's own API client (admin, keep-alive) ----
 class Api {
-  readonly #agent: HttpsAgent;
+  /** Requests (kept-alive, a request lost to a connection the server was closing sent again); the watches have their own. */
+  readonly #client: LabApiClient;
+  readonly #ca: Buffer;
   readonly #url: URL;
   readonly #token: string;
   constructor(cp: ControlPlane) {
     this.#url = new URL(cp.hostServer);
     this.#token = cp.adminToken;
-    this.#agent = new HttpsAgent({ keepAlive: true, maxSockets: CONCURRENCY, ca: readFileSync(cp.caFile) });
+    this.#ca = readFileSync(cp.caFile);
+    this.#client = new LabApiClient(cp.hostServer, cp.caFile, cp.adminToken);
   }
   call(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: Record<string, unknown> }> {
-    return new Promise((resolve, reject) => {
-      const req = request({ host: this.#url.hostname, port: this.#url.port, path, method, agent: this.#agent, headers: { authorization: `Bearer ${this.#token}`, 'content-type': contentType } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown> }));
-      });
-      req.setTimeout(60_000, () => req.destroy(new Error(`${method} ${path}: no answer in 60 s`)));
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
+    return this.#client.request(method, path, body, contentType);
   }
   /**
    * Addresses in `prefix` (three octets, "10.100.2") that no Service holds: the API
@@ -169,7 +164,7 @@ class Api {
   async watch(path: string, onEvent: (type: string, obj: Record<string, any>, at: number) => void): Promise<() => void> {
     const list = await this.call('GET', `${path}?limit=1`);
     const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
-    const req = request({ host: this.#url.hostname, port: this.#url.port, path: `${path}?watch=1&resourceVersion=${rv}`, agent: false, ca: this.#agent.options.ca, headers: { authorization: `Bearer ${this.#token}` } }, (res) => {
+    const req = request({ host: this.#url.hostname, port: this.#url.port, path: `${path}?watch=1&resourceVersion=${rv}`, agent: false, ca: this.#ca, headers: { authorization: `Bearer ${this.#token}` } }, (res) => {
       let buffered = '';
       res.setEncoding('utf8').on('data', (c: string) => {
         const at = wallNow();
@@ -186,7 +181,7 @@ class Api {
     req.end();
     return () => req.destroy();
   }
-  close(): void { this.#agent.destroy(); }
+  close(): void { this.#client.close(); }
 }
 
 // ---- objects ----

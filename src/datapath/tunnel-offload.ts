@@ -63,17 +63,17 @@ export class TunnelEgress {
   push(b: Uint8Array, e: number, frameLen: number, t: ForwardingTable, node: number, c: PortCounters): boolean {
     const vh = e - VIRTIO_NET_HEADER_LENGTH;
     if (!VirtioNetHeader.needsCsum(b, vh) || frameLen > MAX_INNER_FRAME) return false;
+    // Everything read from the pod's header before the outer headers overwrite it.
     const gsoType = VirtioNetHeader.gsoType(b, vh);
     const mss = VirtioNetHeader.gsoSize(b, vh);
-    const tcp = e + VirtioNetHeader.csumStart(b, vh);
-    const csumStart = OUTER4 + VirtioNetHeader.csumStart(b, vh);
+    const innerTcp = VirtioNetHeader.csumStart(b, vh);
     const csumOffset = VirtioNetHeader.csumOffset(b, vh);
-    const v6 = EthernetFrame.ethertype(b, e) === EtherType.IPV6;
+    const csumStart = OUTER4 + innerTcp;
+    const thl = TcpSegment.headerLength(b, e + innerTcp);
     // The receiver tells a super-frame by its inner length spanning the datagram.
-    setInnerLength(b, e + ETH, frameLen - ETH, v6);
+    setInnerLength(b, e + ETH, frameLen - ETH, EthernetFrame.ethertype(b, e) === EtherType.IPV6);
     const f = e - OUTER4; // the outer Ethernet header
     const h = f - VIRTIO_NET_TUNNEL_HEADER_LENGTH;
-    const thl = TcpSegment.headerLength(b, tcp);
 
     EthernetFrame.setDst(b, f, this.#deviceMac);
     EthernetFrame.setSrc(b, f, t.gatewayMac);
