@@ -16,7 +16,7 @@ import { Icmpv6Type, TcpFlags, VIRTIO_NET_HEADER_LENGTH, buildPacket, linkLocalF
 import {
   CLUSTER_CIDR, GATEWAY_MAC, MAC_A, MAC_B, MTU, POD_A, POD_B, POD_CIDR, REMOTE_NODE_IP, REMOTE_POD_CIDR, ReplayDevice, ReplayUnderlay,
   UNDERLAY_IP, VNI, makeTable, pattern, timestampOption, vxlanPayload, withVnet,
-  allocChildTests, measureAllocRun,
+  allocChildTests, measureAllocRun, replayRounds,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -75,19 +75,7 @@ function child(frames: number): void {
     remotes: [{ name: 'node-2', underlayIP: REMOTE_NODE_IP, podCIDR: REMOTE_POD_CIDR, podCIDR6: parseCidr6('fd00:10:244:2::/64')! }],
   }));
 
-  const run = (n: number): number => {
-    let done = 0;
-    while (done < n) {
-      podA.budget = BATCH;
-      podA.fire();
-      underlay.budget = BATCH;
-      underlay.fire();
-      host.budget = HOST_BATCH;
-      host.fire();
-      done += 2 * BATCH + HOST_BATCH;
-    }
-    return done;
-  };
+  const run = replayRounds([{ device: podA, batch: BATCH }, { device: underlay, batch: BATCH }, { device: host, batch: HOST_BATCH }]);
 
   measureAllocRun(dp, { podA, podB, underlay }, run, frames);
 }

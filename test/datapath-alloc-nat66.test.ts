@@ -19,7 +19,7 @@ import { buildServiceTable6 } from '../src/tables/service-table.ts';
 import { TcpFlags, VIRTIO_NET_HEADER_LENGTH, buildPacket, parseCidr6, parseIpv6, type PacketRepr } from '../src/wire/index.ts';
 import {
   CLUSTER_CIDR, GATEWAY_MAC, MAC_A, MAC_B, MTU, POD_A, POD_B, POD_CIDR, REMOTE_NODE_IP, REMOTE_POD_CIDR, ReplayDevice, ReplayUnderlay,
-  UNDERLAY_IP, VNI, makeTable, pattern, vxlanPayload, withVnet, allocChildTests, measureAllocRun,
+  UNDERLAY_IP, VNI, makeTable, pattern, vxlanPayload, withVnet, allocChildTests, measureAllocRun, replayRounds,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -69,21 +69,7 @@ function child(frames: number): void {
   dp.setServiceNat6(nat6);
   dp.servicesSynced = true;
 
-  const run = (n: number): number => {
-    let done = 0;
-    while (done < n) {
-      podA.budget = BATCH;
-      podA.fire();
-      podB.budget = BATCH;
-      podB.fire();
-      host.budget = HOST_BATCH;
-      host.fire();
-      underlay.budget = BATCH;
-      underlay.fire();
-      done += 3 * BATCH + HOST_BATCH;
-    }
-    return done;
-  };
+  const run = replayRounds([{ device: podA, batch: BATCH }, { device: podB, batch: BATCH }, { device: host, batch: HOST_BATCH }, { device: underlay, batch: BATCH }]);
   measureAllocRun(dp, { podA, podB, underlay }, run, frames);
   console.log(JSON.stringify({ nat6: { nated: nat6.verdicts[Verdict.NATED], passed: nat6.verdicts[Verdict.PASS], entries: nat6.conntrack.size } }));
 }

@@ -12,7 +12,7 @@ import { TunnelEgress } from '../src/datapath/tunnel-offload.ts';
 import { VIRTIO_NET_HEADER_LENGTH, VirtioNetFlags, VirtioNetGso, buildPacket } from '../src/wire/index.ts';
 import {
   MAC_A, POD_A, POD_B, REMOTE_POD, ReplayDevice, ReplayUnderlay, makeTable, pattern, podEntry, tcpRepr, vxlanPayload, withVnet,
-  allocChildTests, measureAllocRun,
+  allocChildTests, measureAllocRun, replayRounds,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -36,17 +36,7 @@ function child(frames: number): void {
   dp.setTable(makeTable([podEntry(a, POD_A), podEntry(b, POD_B)]));
   dp.tunnelEgress = new TunnelEgress(egress, 0x02_00_00_00_00_ee);
 
-  const run = (n: number): number => {
-    let done = 0;
-    while (done < n) {
-      podA.budget = BATCH;
-      podA.fire();
-      underlay.budget = BATCH;
-      underlay.fire();
-      done += 2 * BATCH;
-    }
-    return done;
-  };
+  const run = replayRounds([{ device: podA, batch: BATCH }, { device: underlay, batch: BATCH }]);
 
   // Small super-frames (2 and 3 segments): a million of them copy little. Still, their
   // byte counters pass 2^30 (small integer to double, a one-time deoptimisation) later

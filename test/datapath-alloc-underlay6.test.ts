@@ -15,7 +15,7 @@ import { TcpFlags, VIRTIO_NET_HEADER_LENGTH, VirtioNetGso, buildPacket, parseCid
 import {
   CLUSTER_CIDR, GATEWAY_MAC, MAC_A, MAC_B, MTU, POD_A, POD_B, POD_CIDR, REMOTE_NODE_IP, REMOTE_POD, REMOTE_POD_CIDR, REMOTE_POD_MAC,
   ReplayDevice, ReplayUnderlay, UNDERLAY_IP, VNI, pattern, tcpRepr, timestampOption, vxlanPayload, withVnet,
-  allocChildTests, measureAllocRun,
+  allocChildTests, measureAllocRun, replayRounds,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -74,17 +74,7 @@ function child(frames: number): void {
   dp.addPort(PortKind.HOST, 'host', host, VIRTIO_NET_HEADER_LENGTH);
   dp.setTable(table({ a, b }));
 
-  const run = (n: number): number => {
-    let done = 0;
-    while (done < n) {
-      podA.budget = BATCH;
-      podA.fire();
-      underlay.budget = BATCH;
-      underlay.fire();
-      done += 2 * BATCH;
-    }
-    return done;
-  };
+  const run = replayRounds([{ device: podA, batch: BATCH }, { device: underlay, batch: BATCH }]);
 
   measureAllocRun(dp, { podA, podB, underlay }, run, frames);
 }

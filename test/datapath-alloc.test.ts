@@ -14,7 +14,7 @@ import { VIRTIO_NET_HEADER_LENGTH, buildPacket, type PacketRepr } from '../src/w
 import {
   GATEWAY_MAC, MAC_A, POD_A, POD_B, REMOTE_POD, REMOTE_POD_MAC, ReplayDevice, ReplayUnderlay, makeTable, pattern,
   podEntry, tcpRepr, timestampOption, vxlanPayload, withVnet,
-  allocChildTests, measureAllocRun,
+  allocChildTests, measureAllocRun, replayRounds,
 } from './helpers/datapath.ts';
 
 const BATCH = 64;
@@ -48,17 +48,7 @@ function child(frames: number): void {
   dp.addPort(PortKind.HOST, 'host', host, VIRTIO_NET_HEADER_LENGTH);
   dp.setTable(makeTable([podEntry(a, POD_A), podEntry(b, POD_B)]));
 
-  const run = (n: number): number => {
-    let done = 0;
-    while (done < n) {
-      podA.budget = BATCH;
-      podA.fire();
-      underlay.budget = BATCH;
-      underlay.fire();
-      done += 2 * BATCH;
-    }
-    return done;
-  };
+  const run = replayRounds([{ device: podA, batch: BATCH }, { device: underlay, batch: BATCH }]);
 
   measureAllocRun(dp, { podA, podB, underlay }, run, frames);
 }

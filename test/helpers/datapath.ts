@@ -457,6 +457,27 @@ export interface AllocRunResult {
 }
 
 /**
+ * The forwarding loop of an allocation test: each round gives every source its batch of
+ * frames to hand out and fires its readiness callback, in order; returns how many frames
+ * the rounds handed out (at least `n`).
+ */
+export function replayRounds(sources: readonly { device: { budget: number; fire(): void }; batch: number }[]): (n: number) => number {
+  const perRound = sources.reduce((sum, s) => sum + s.batch, 0);
+  return (n) => {
+    let done = 0;
+    while (done < n) {
+      for (let i = 0; i < sources.length; i++) {
+        const s = sources[i]!;
+        s.device.budget = s.batch;
+        s.device.fire();
+      }
+      done += perRound;
+    }
+    return done;
+  };
+}
+
+/**
  * Warms `run` up, then runs `frames` frames through it between the markers
  * helpers/gc-child.ts reads, and prints the JSON line it parses: heap and young
  * generation growth, what pod A, pod B and the underlay got, and every drop.
