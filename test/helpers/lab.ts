@@ -1,6 +1,6 @@
 // A running lab driven through the CLI, as a user would: `tapir lab up/exec/status/down`.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -57,6 +57,24 @@ export class Lab {
     const r = this.run(target, ...argv);
     assert.equal(r.status, 0, `exec ${target} ${argv.join(' ')}: ${r.stderr}${r.stdout}`);
     return r.stdout;
+  }
+
+  /**
+   * iperf3 TCP from `client` to `server` (pod names) for `seconds`: a one-shot server on
+   * `port`, the client tried until the server listens; fails the test unless it ran.
+   * Returns the bytes the server received.
+   */
+  iperf3(client: string, server: string, port: number, seconds = 2): number {
+    const daemon = this.run(server, 'iperf3', '-s', '-D', '-1', '-p', String(port));
+    assert.equal(daemon.status, 0, daemon.stderr);
+    let result: CliResult | undefined;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      result = this.run(client, 'iperf3', '-c', this.ips[server]!, '-p', String(port), '-t', String(seconds), '-J');
+      if (result.status === 0) break;
+      execFileSync('sleep', ['0.1']);
+    }
+    assert.equal(result!.status, 0, result!.stdout + result!.stderr);
+    return (JSON.parse(result!.stdout) as { end: { sum_received: { bytes: number } } }).end.sum_received.bytes;
   }
 
   /** A request to the built-in HTTP echo; `curlArgs` go to curl as they are (e.g. ['-H', 'x: 1']). */
