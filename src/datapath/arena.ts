@@ -148,6 +148,18 @@ export class UnderlayTxQueue extends TxQueue {
   }
 
   /** pushDatagram to the IPv6 address whose four words are at `words[at]`. */
+  /**
+   * pushDatagram to the IPv4 address at `addrs[at]`, read here: an address above 2^31
+   * passed as a number to a call that is not inlined would be boxed, once per datagram.
+   */
+  pushDatagramTo(offset: number, length: number, addrs: Uint32Array, at: number, dstPort: number, gsoSize: number): void {
+    const i = this.count;
+    this.push(offset, length);
+    this.dstAddrs[i] = addrs[at]!;
+    this.dstPorts[i] = dstPort;
+    this.gsoSizes[i] = gsoSize;
+  }
+
   pushDatagram6(offset: number, length: number, words: Uint32Array, at: number, dstPort: number, gsoSize: number): void {
     const i = this.count;
     this.push(offset, length);

@@ -41,13 +41,14 @@ export function completeChecksum(b: Uint8Array, frame: number, length: number, c
 /**
  * Cuts the TCP TSO frame at `frame` (Ethernet header first, `length` bytes; IPv4, or
  * IPv6 with no extension headers) into segments of `mss` payload bytes, each behind a
- * VXLAN header, in the arena's scratch, and queues them for `dst` (over an IPv6 underlay,
- * `dst6` non-null: for the four address words at `dst6[dst]`): groups of equal-size
- * datagrams as single UDP GSO sends when `udpGso`, else one datagram per segment.
- * Returns false (nothing queued) when the frame is not plain IPv4/TCP or IPv6/TCP, or
- * scratch or the queue would run out.
+ * VXLAN header, in the arena's scratch, and queues them for the node whose underlay
+ * address is `dsts[at]` (over an IPv6 underlay, `six`: the four words from `dsts[at]`):
+ * groups of equal-size datagrams as single UDP GSO sends when `udpGso`, else one
+ * datagram per segment. Returns false (nothing queued) when the frame is not plain
+ * IPv4/TCP or IPv6/TCP, or scratch or the queue would run out. (The address is read
+ * where it is stored: passed as a number, one above 2^31 would be boxed per frame.)
  */
-export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dst: number, dst6: Uint32Array | null, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
+export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, mss: number, vni: number, dsts: Uint32Array, at: number, six: boolean, dstPort: number, queue: UnderlayTxQueue, udpGso: boolean): boolean {
   const b = arena.buf;
   const ip = frame + ETH;
   const type = length >= ETH ? EthernetFrame.ethertype(b, frame) : 0;
@@ -77,8 +78,8 @@ export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, m
     const n = Math.min(perSend, segments - k);
     const last = k + n === segments;
     const bytes = last ? (n - 1) * segBytes + VXLAN_HEADER_LENGTH + hdrs + (payload - (segments - 1) * mss) : n * segBytes;
-    const at = arena.allocScratch(bytes);
-    let out = at;
+    const start = arena.allocScratch(bytes);
+    let out = start;
     for (let j = 0; j < n; j++, k++) {
       const chunk = k === segments - 1 ? payload - k * mss : mss;
       VxlanHeader.emit(b, out, vni);
@@ -104,8 +105,8 @@ export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, m
         : pseudoHeaderV4(src, dstIp, IpProtocol.TCP, thl + chunk));
       out = f + hdrs + chunk;
     }
-    if (dst6 === null) queue.pushDatagram(at, bytes, dst, dstPort, n > 1 ? segBytes : 0);
-    else queue.pushDatagram6(at, bytes, dst6, dst, dstPort, n > 1 ? segBytes : 0);
+    if (!six) queue.pushDatagramTo(start, bytes, dsts, at, dstPort, n > 1 ? segBytes : 0);
+    else queue.pushDatagram6(start, bytes, dsts, at, dstPort, n > 1 ? segBytes : 0);
   }
   return true;
 }

@@ -314,9 +314,11 @@ export class Underlay {
 
   #send(vh: number, e: number, frameLen: number, node: number): number {
     const t = this.#routes.table;
-    // Over IPv6, `dst` is where the node's four address words start in `dst6`.
-    const dst6 = this.#six ? t.nodeUnderlay6 : null;
-    const dst = dst6 === null ? t.nodeUnderlay[node]! : 4 * node;
+    const six = this.#six;
+    // The node's address stays in the table's typed array until it is stored: a number
+    // above 2^31 held across a call that is not inlined would be boxed, once per frame.
+    const dsts = six ? t.nodeUnderlay6 : t.nodeUnderlay;
+    const at = six ? 4 * node : node;
     const vni = t.vni;
     const a = this.#arena;
     const b = a.buf;
@@ -325,15 +327,15 @@ export class Underlay {
     if (gso !== VirtioNetGso.NONE) {
       if (gso !== VirtioNetGso.TCPV4 && gso !== VirtioNetGso.TCPV6) return DatapathDrop.UNSUPPORTED_GSO;
       const egress = this.egress;
-      if (egress !== null && dst6 === null && vh === e - VIRTIO_NET_HEADER_LENGTH && headroomBefore(e, a.scratchStart) >= TUNNEL_PREFIX &&
+      if (egress !== null && !six && vh === e - VIRTIO_NET_HEADER_LENGTH && headroomBefore(e, a.scratchStart) >= TUNNEL_PREFIX &&
           egress.push(b, e, frameLen, t, node, this.counters)) {
         return 0;
       }
       const mss = VirtioNetHeader.gsoSize(b, vh);
       const udpGso = this.#socket?.gsoSupported ?? false;
-      if (segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, dst6, VXLAN_PORT, q, udpGso)) return 0;
+      if (segmentTcpToVxlan(a, e, frameLen, mss, vni, dsts, at, six, VXLAN_PORT, q, udpGso)) return 0;
       this.#flushAll();
-      return segmentTcpToVxlan(a, e, frameLen, mss, vni, dst, dst6, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
+      return segmentTcpToVxlan(a, e, frameLen, mss, vni, dsts, at, six, VXLAN_PORT, q, udpGso) ? 0 : DatapathDrop.NO_SCRATCH;
     }
     if (VirtioNetHeader.needsCsum(b, vh)) {
       if (!completeChecksum(b, e, frameLen, VirtioNetHeader.csumStart(b, vh), VirtioNetHeader.csumOffset(b, vh))) return DatapathDrop.BAD_VNET_HEADER;
@@ -341,8 +343,8 @@ export class Underlay {
     if (q.full) this.flush();
     const d = e - VXLAN_HEADER_LENGTH;
     VxlanHeader.emit(b, d, vni);
-    if (dst6 === null) q.pushDatagram(d, frameLen + VXLAN_HEADER_LENGTH, dst, VXLAN_PORT, 0);
-    else q.pushDatagram6(d, frameLen + VXLAN_HEADER_LENGTH, dst6, dst, VXLAN_PORT, 0);
+    if (!six) q.pushDatagramTo(d, frameLen + VXLAN_HEADER_LENGTH, dsts, at, VXLAN_PORT, 0);
+    else q.pushDatagram6(d, frameLen + VXLAN_HEADER_LENGTH, dsts, at, VXLAN_PORT, 0);
     return 0;
   }
 
