@@ -38,10 +38,7 @@ function child(frames: number): void {
 
   const run = replayRounds([{ device: podA, batch: BATCH }, { device: underlay, batch: BATCH }]);
 
-  // Small super-frames (2 and 3 segments): a million of them copy little. Still, their
-  // byte counters pass 2^30 (small integer to double, a one-time deoptimisation) later
-  // than the shared warm-up ends: warmed up past that first.
-  run(2_000_000);
+  // Small super-frames (2 and 3 segments): a million of them copy little.
   measureAllocRun(dp, { podA, podB, underlay }, run, frames);
 }
 
