@@ -139,20 +139,12 @@ export class UnderlayTxQueue extends TxQueue {
     this.gsoSizes = new Int32Array(capacity);
   }
 
-  pushDatagram(offset: number, length: number, dstAddr: number, dstPort: number, gsoSize: number): void {
-    const i = this.count;
-    this.push(offset, length);
-    this.dstAddrs[i] = dstAddr;
-    this.dstPorts[i] = dstPort;
-    this.gsoSizes[i] = gsoSize;
-  }
-
-  /** pushDatagram to the IPv6 address whose four words are at `words[at]`. */
   /**
-   * pushDatagram to the IPv4 address at `addrs[at]`, read here: an address above 2^31
-   * passed as a number to a call that is not inlined would be boxed, once per datagram.
+   * A datagram to the IPv4 address at `addrs[at]` (the table's array, read here: an
+   * address above 2^31 passed as a number to a call that is not inlined would be boxed,
+   * once per datagram).
    */
-  pushDatagramTo(offset: number, length: number, addrs: Uint32Array, at: number, dstPort: number, gsoSize: number): void {
+  pushDatagram(offset: number, length: number, addrs: Uint32Array, at: number, dstPort: number, gsoSize: number): void {
     const i = this.count;
     this.push(offset, length);
     this.dstAddrs[i] = addrs[at]!;
@@ -160,6 +152,7 @@ export class UnderlayTxQueue extends TxQueue {
     this.gsoSizes[i] = gsoSize;
   }
 
+  /** pushDatagram to the IPv6 address whose four words are at `words[at]`. */
   pushDatagram6(offset: number, length: number, words: Uint32Array, at: number, dstPort: number, gsoSize: number): void {
     const i = this.count;
     this.push(offset, length);

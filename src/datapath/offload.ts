@@ -105,7 +105,7 @@ export function segmentTcpToVxlan(arena: Arena, frame: number, length: number, m
         : pseudoHeaderV4(src, dstIp, IpProtocol.TCP, thl + chunk));
       out = f + hdrs + chunk;
     }
-    if (!six) queue.pushDatagramTo(start, bytes, dsts, at, dstPort, n > 1 ? segBytes : 0);
+    if (!six) queue.pushDatagram(start, bytes, dsts, at, dstPort, n > 1 ? segBytes : 0);
     else queue.pushDatagram6(start, bytes, dsts, at, dstPort, n > 1 ? segBytes : 0);
   }
   return true;

@@ -17,7 +17,7 @@
 import type { FrameDevice } from '../device/types.ts';
 import {
   EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpSegment, VirtioNetFlags, VirtioNetGso, VirtioNetHeader, VirtioNetTunnelField, VxlanHeader,
-  ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, IPV6_HEADER_LENGTH, UDP_HEADER_LENGTH, VIRTIO_NET_HEADER_LENGTH,
+  ETHERNET_HEADER_LENGTH as ETH, IPV4_HEADER_LENGTH, IPV6_HEADER_LENGTH, UDP_HEADER_LENGTH,
   VIRTIO_NET_TUNNEL_HEADER_LENGTH, VXLAN_HEADER_LENGTH, VXLAN_PORT, get16, set16, set16le, type PacketInfo,
 } from '../wire/index.ts';
 import { TxQueue } from './arena.ts';
@@ -53,15 +53,14 @@ export class TunnelEgress {
   }
 
   /**
-   * Queues the TSO frame at `e` (`frameLen` bytes, its 10-byte virtio-net header in front)
+   * Queues the TSO frame at `e` (`frameLen` bytes, its virtio-net header at `vh`, in front)
    * for remote node `node` of table `t` as one super-frame; false when it cannot go this
    * way (no NEEDS_CSUM, too long for one outer IPv4 packet), and the caller segments it in
    * software. The TUNNEL_PREFIX bytes in front of `e` must be free (headroom). (Addresses
    * are read from the table here: passed as arguments, those above 2^31 would be boxed,
    * an allocation per frame.)
    */
-  push(b: Uint8Array, e: number, frameLen: number, t: ForwardingTable, node: number, c: PortCounters): boolean {
-    const vh = e - VIRTIO_NET_HEADER_LENGTH;
+  push(b: Uint8Array, vh: number, e: number, frameLen: number, t: ForwardingTable, node: number, c: PortCounters): boolean {
     if (!VirtioNetHeader.needsCsum(b, vh) || frameLen > MAX_INNER_FRAME) return false;
     // Everything read from the pod's header before the outer headers overwrite it.
     const gsoType = VirtioNetHeader.gsoType(b, vh);
@@ -130,7 +129,6 @@ export class TunnelEgress {
     this.sent += n;
     q.count = 0;
   }
-
 }
 
 /** The inner packet's own length field set to `len` (IPv4 total length, its checksum redone; IPv6 payload length). */

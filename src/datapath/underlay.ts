@@ -67,7 +67,7 @@ export class Underlay {
   readonly #afterWakeup: (datagrams: number) => void;
 
   constructor(arena: Arena, socket: UnderlaySocket | null, routes: UnderlayRoutes, services: ServiceStage, flushAll: () => void,
-    afterWakeup: (datagrams: number) => void = () => {}) {
+    afterWakeup: (datagrams: number) => void) {
     this.#arena = arena;
     this.#socket = socket;
     this.#routes = routes;
@@ -80,9 +80,7 @@ export class Underlay {
       throw new RangeError(`the underlay socket is IPv${family} but the forwarding table's underlay is IPv${routes.table.underlayFamily}`);
     }
     this.#afterWakeup = afterWakeup;
-    if (socket !== null) {
-      socket.onReadable(() => this.#afterWakeup(this.#read()));
-    }
+    if (socket !== null) socket.onReadable(() => this.#afterWakeup(this.#read()));
   }
 
   pause(): void {
@@ -327,8 +325,7 @@ export class Underlay {
     if (gso !== VirtioNetGso.NONE) {
       if (gso !== VirtioNetGso.TCPV4 && gso !== VirtioNetGso.TCPV6) return DatapathDrop.UNSUPPORTED_GSO;
       const egress = this.egress;
-      if (egress !== null && !six && vh === e - VIRTIO_NET_HEADER_LENGTH && headroomBefore(e, a.scratchStart) >= TUNNEL_PREFIX &&
-          egress.push(b, e, frameLen, t, node, this.counters)) {
+      if (egress !== null && !six && headroomBefore(e, a.scratchStart) >= TUNNEL_PREFIX && egress.push(b, vh, e, frameLen, t, node, this.counters)) {
         return 0;
       }
       const mss = VirtioNetHeader.gsoSize(b, vh);
@@ -343,7 +340,7 @@ export class Underlay {
     if (q.full) this.flush();
     const d = e - VXLAN_HEADER_LENGTH;
     VxlanHeader.emit(b, d, vni);
-    if (!six) q.pushDatagramTo(d, frameLen + VXLAN_HEADER_LENGTH, dsts, at, VXLAN_PORT, 0);
+    if (!six) q.pushDatagram(d, frameLen + VXLAN_HEADER_LENGTH, dsts, at, VXLAN_PORT, 0);
     else q.pushDatagram6(d, frameLen + VXLAN_HEADER_LENGTH, dsts, at, VXLAN_PORT, 0);
     return 0;
   }
