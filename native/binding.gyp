@@ -12,7 +12,8 @@
         "src/tun.cc",
         "src/udp.cc",
         "src/netlink.cc",
-        "src/shared-memory.cc"
+        "src/shared-memory.cc",
+        "src/malloc-trim.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [

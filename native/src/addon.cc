@@ -4,6 +4,7 @@
 //   linkIndex, moveLinkToNetns
 //   mapSharedFile           memory that outlives the process (flow tables)
 //   setBusyPoll             busy polling after readiness callbacks (readiness.h)
+//   trimMalloc              the C heap's free pages back to the system
 #include "common.h"
 #include "parts.h"
 
@@ -35,6 +36,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   DefineNetlink(env, exports);
   DefineSharedMemory(env, exports);
   DefineReadiness(env, exports);
+  DefineMallocTrim(env, exports);
   return exports;
 }
 

@@ -7,4 +7,5 @@ Napi::Function DefineUdpHandle(Napi::Env env);   // udp.cc
 void DefineNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc: linkIndex, moveLinkToNetns
 void DefineSharedMemory(Napi::Env env, Napi::Object exports);  // shared-memory.cc: mapSharedFile
 void DefineReadiness(Napi::Env env, Napi::Object exports);  // readiness.cc: setBusyPoll
+void DefineMallocTrim(Napi::Env env, Napi::Object exports);  // malloc-trim.cc: trimMalloc
 }  // namespace tapir

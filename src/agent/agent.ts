@@ -350,7 +350,12 @@ export class Agent {
     // Synchronously, before the next batch: a successor must know every id a flow can carry.
     this.#saveServiceIds(nat, nat6);
     if (flushed > 0) this.#log(`services: ${flushed} UDP flow(s) to removed endpoints flushed`);
-    this.#heapTrim?.afterSync();
+    // How much the services side holds: a sync that leaves a fraction of it (a mass
+    // deletion) leaves the rest as garbage, which a collection frees in little time.
+    let held = snapshot.ports.length + (snapshot.ports6?.length ?? 0);
+    for (const p of snapshot.ports) held += p.allEndpoints.length;
+    for (const p of snapshot.ports6 ?? []) held += p.allEndpoints.length;
+    this.#heapTrim?.afterSync(held);
   }
 
   get serviceSnapshot(): ServiceSnapshot | null {

@@ -70,6 +70,8 @@ export interface NativeAddon {
   /** Absent in an addon built before busy polling (busy-poll.ts). */
   setBusyPoll?(micros: number): void;
   busyPollStats?(): BusyPollStats;
+  /** Absent in an addon built before it (memory.ts). */
+  trimMalloc?(): boolean;
 }
 
 const addonUrl = new URL('../../native/build/Release/tapir_native.node', import.meta.url);
