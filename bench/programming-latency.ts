@@ -24,9 +24,13 @@
 // kubeproxy_network_programming_duration_seconds histogram says for the same changes,
 // and the agent's memory (VmRSS, V8 heap) at the largest size, compared with the same
 // agent in manifest mode over the same objects (--no-manifest-compare skips that).
+// With --after-delete, the load Services and slices are then deleted and the agent's
+// memory read again: once the deletes are programmed, and after the agent's next
+// memory-reducing collection (src/control/heap-trim.ts: at most one per 5 minutes, so
+// this waits up to 6 minutes), to show what it gives back.
 // kube-proxy is not available here; the reference is its SLO: 1 s at p99.
 //
-//   node bench/programming-latency.ts [--sizes 1000,10000] [--changes 100] [--interval-ms 2] [--json FILE]
+//   node bench/programming-latency.ts [--sizes 1000,10000] [--changes 100] [--interval-ms 2] [--after-delete] [--json FILE]
 //
 // Needs root (namespaces); everything it makes is named tp<tag>... and removed at the
 // end, on failure and on Ctrl-C; every wait is bounded.
@@ -54,6 +58,7 @@ const { values } = parseArgs({ options: {
   changes: { type: 'string', default: '100' },
   'interval-ms': { type: 'string', default: '2' },
   'no-manifest-compare': { type: 'boolean', default: false },
+  'after-delete': { type: 'boolean', default: false },
   json: { type: 'string' },
 } });
 const out = new BenchJsonWriter('programming-latency', 'tapir', []);
@@ -201,6 +206,53 @@ function udpService(name: string, clusterIP: string): Record<string, unknown> {
 }
 function udpSlice(service: string, address: string): Record<string, unknown> {
   return { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: `${service}-a`, namespace: 'default', labels: { 'kubernetes.io/service-name': service } }, addressType: 'IPv4', endpoints: [{ addresses: [address], conditions: { ready: true }, nodeName: 'node-1' }], ports: [{ name: 'probe', port: POD_PORT, protocol: 'UDP' }] };
+}
+
+async function bulkDelete(api: Api, to: number): Promise<number> {
+  const t = performance.now();
+  let next = 0;
+  const del = async (path: string): Promise<void> => {
+    const r = await api.call('DELETE', path);
+    if (r.status !== 200 && r.status !== 202 && r.status !== 404) throw new Error(`DELETE ${path}: ${r.status} ${String(r.body.message)}`);
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < to) {
+      const i = next++;
+      await del(`/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/load-${i}-a`);
+      await del(`/api/v1/namespaces/default/services/load-${i}`);
+    }
+  }));
+  return performance.now() - t;
+}
+
+/**
+ * Deletes the load objects; the agent's memory once that is programmed, and once its
+ * heap trim has collected (its "memory-reducing collection" log line after the deletes;
+ * given up after 400 s). Its other memory log lines (trims of the C heap alone) are shown.
+ */
+async function afterDelete(api: Api, agent: AgentRun, node: Netns, size: number): Promise<void> {
+  const memoryLines = (): string[] => agent.output().split('\n').filter((l) => l.includes('"msg":"memory: '));
+  const base = changesRecorded(node);
+  const linesBefore = memoryLines().length;
+  const ms = await bulkDelete(api, size);
+  const syncMs = await waitSynced(node, base, 2 * size, 600_000);
+  await sleep(5000);
+  const sample = async (): Promise<{ rss: number; text: string }> => {
+    const rss = vmRss(agent.pid);
+    const stats = (await agent.control.request({ op: 'stats' })) as StatsInfo;
+    return { rss, text: `VmRSS ${(rss / 1e6).toFixed(0)} MB, V8 heap used ${(stats.memory.heapUsed / 1e6).toFixed(0)} MB of ${(stats.memory.heapTotal / 1e6).toFixed(0)} MB` };
+  };
+  const first = await sample();
+  console.log(`\n## agent memory after deleting the ${size} load Services and their slices (${(ms / 1000).toFixed(1)} s over HTTPS; programmed ${(syncMs / 1000).toFixed(1)} s after the last delete)`);
+  console.log(`programmed + 5 s: ${first.text}`);
+  out.push({ section: 'agent memory', row: `${size} services deleted`, metric: 'VmRSS after the deletes were programmed', unit: 'MB', mode: 'tapir', better: 'lower' }, first.rss / 1e6);
+  const t0 = performance.now();
+  await waitFor('the agent\'s heap trim', 400_000, () => memoryLines().slice(linesBefore).some((l) => l.includes('memory-reducing collection')), 1000).catch(() => undefined);
+  await sleep(2000);
+  const last = await sample();
+  for (const line of memoryLines().slice(linesBefore)) console.log(`  agent: ${(JSON.parse(line) as { msg: string }).msg}`);
+  console.log(`${((performance.now() - t0) / 1000 + 5).toFixed(0)} s after: ${last.text}`);
+  out.push({ section: 'agent memory', row: `${size} services deleted`, metric: 'VmRSS after the heap trim', unit: 'MB', mode: 'tapir', better: 'lower' }, last.rss / 1e6);
 }
 
 async function bulkLoad(api: Api, from: number, to: number): Promise<number> {
@@ -480,6 +532,7 @@ ${manifests === undefined ? '' : `manifests: ${manifests}\n`}`;
     // kubectl's discovery cache, warmed as a user's would be.
     await runKubectl(kubectlEnv, ['get', 'svc', 'kubernetes']);
 
+    const startRss = vmRss(agent.pid);
     const rows: string[] = [];
     let loaded = 0;
     for (const [scaleIndex, size] of SIZES.entries()) {
@@ -510,7 +563,9 @@ ${manifests === undefined ? '' : `manifests: ${manifests}\n`}`;
     const clusterRss = vmRss(agent.pid);
     out.push({ section: 'agent memory', row: `${top} services`, metric: 'VmRSS, cluster mode', unit: 'MB', mode: 'tapir', better: 'lower' }, clusterRss / 1e6);
     console.log(`\n## agent memory, ${top} load Services with ${top * 10} endpoints (+ ${SIZES.length * (CHANGES + 1)} probe Services), after 5 s idle`);
+    console.log(`at start, before any load Service: VmRSS ${(startRss / 1e6).toFixed(0)} MB`);
     console.log(`cluster mode:  VmRSS ${(clusterRss / 1e6).toFixed(0)} MB, V8 heap used ${(clusterStats.memory.heapUsed / 1e6).toFixed(0)} MB of ${(clusterStats.memory.heapTotal / 1e6).toFixed(0)} MB, external ${(clusterStats.memory.external / 1e6).toFixed(0)} MB (array buffers ${(clusterStats.memory.arrayBuffers / 1e6).toFixed(0)} MB)`);
+    if (values['after-delete']) await afterDelete(client, agent, node, top);
     if (!values['no-manifest-compare']) {
       // The same objects from a manifest directory: the same agent without the API client.
       const dir = join(work, 'manifests');

@@ -49,7 +49,7 @@ function setup(serviceSpec: string, pods: string) {
 
 const summary = (slices: ReturnType<typeof setup>) => slices.map((s) => ({
   ports: s.ports.map((p) => `${p.name}=${p.port}/${p.protocol}`).join(','),
-  endpoints: s.endpoints.map((e) => `${e.addresses[0]}@${e.nodeName}/${e.zone}${e.ready ? ' ready' : ''}${e.serving ? ' serving' : ''}${e.terminating ? ' terminating' : ''}`),
+  endpoints: s.endpoints.map((e) => `${e.address}@${e.nodeName}/${e.zone}${e.ready ? ' ready' : ''}${e.serving ? ' serving' : ''}${e.terminating ? ' terminating' : ''}`),
 }));
 
 test('named target ports resolve per pod; a pod without the port is left out of it', () => {
@@ -110,7 +110,7 @@ test('trafficDistribution becomes hints on ready endpoints', () => {
   const pods = pod({ name: 'a', ip: '10.244.1.2' }) + pod({ name: 'b', ip: '10.244.2.2', node: 'node-2' }) + pod({ name: 'c', ip: '10.244.2.3', node: 'node-2', ready: false })
     + pod({ name: 'd', ip: '10.244.3.2', node: 'node-unknown' });
   const hints = (distribution: string) => setup(`  selector: {app: web}\n  trafficDistribution: ${distribution}\n  ports: [{port: 80}]\n`, pods)[0]!.endpoints
-    .map((e) => `${e.addresses[0]} zones=${e.forZones.join(',')} nodes=${e.forNodes.join(',')}`);
+    .map((e) => `${e.address} zones=${e.forZones.join(',')} nodes=${e.forNodes.join(',')}`);
   assert.deepEqual(hints('PreferClose'), ['10.244.1.2 zones=zone-a nodes=', '10.244.2.2 zones=zone-b nodes=', '10.244.2.3 zones= nodes=', '10.244.3.2 zones= nodes=']);
   assert.deepEqual(hints('PreferSameNode'), ['10.244.1.2 zones=zone-a nodes=node-1', '10.244.2.2 zones=zone-b nodes=node-2', '10.244.2.3 zones= nodes=', '10.244.3.2 zones= nodes=node-unknown']);
   const none = setup('  selector: {app: web}\n  ports: [{port: 80}]\n', pods)[0]!.endpoints;
@@ -133,7 +133,7 @@ subsets:
     ports: [{name: db, port: 5433}, {name: dns, port: 53, protocol: UDP}]
 `) as EndpointsObject[];
   const slices = mirrorEndpoints(ep!);
-  assert.deepEqual(slices.map((s) => [s.serviceName, s.ports, s.endpoints.map((e) => `${e.addresses[0]}@${e.nodeName} ${e.ready}`)]), [
+  assert.deepEqual(slices.map((s) => [s.serviceName, s.ports, s.endpoints.map((e) => `${e.address}@${e.nodeName} ${e.ready}`)]), [
     ['legacy', [{ name: 'db', port: 5432, protocol: 'TCP' }], ['10.1.0.1@node-1 true', '10.1.0.2@ false']],
     ['legacy', [{ name: 'db', port: 5433, protocol: 'TCP' }, { name: 'dns', port: 53, protocol: 'UDP' }], ['10.1.0.3@ true']],
   ]);

@@ -140,9 +140,9 @@ subsets: [{addresses: [{ip: 10.0.0.1}, {ip: "fd00::1"}], notReadyAddresses: [{ip
   assert.deepEqual(parsed.problems, []);
   const [slice, pod, endpoints] = parsed.objects as [EndpointSliceObject, PodObject, EndpointsObject];
   assert.equal(slice.addressType, 'IPv6');
-  assert.deepEqual(slice.endpoints[0]!.addresses, ['fd00:10:244:1::5']);
+  assert.equal(slice.endpoints[0]!.address, 'fd00:10:244:1::5');
   assert.deepEqual(pod.status.podIPs, ['10.244.1.5', 'fd00:10:244:1::5']);
-  assert.deepEqual(mirrorEndpoints(endpoints).map((s) => [s.metadata.name, s.addressType, s.endpoints.map((e) => `${e.addresses[0]}${e.ready ? '' : ' (not ready)'}`)]), [
+  assert.deepEqual(mirrorEndpoints(endpoints).map((s) => [s.metadata.name, s.addressType, s.endpoints.map((e) => `${e.address}${e.ready ? '' : ' (not ready)'}`)]), [
     ['manual-mirror-0', 'IPv4', ['10.0.0.1']],
     ['manual-mirror-0-ipv6', 'IPv6', ['fd00::1', 'fd00::2 (not ready)']],
   ]);

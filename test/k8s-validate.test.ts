@@ -187,7 +187,7 @@ status: {podIP: 10.244.0.5, conditions: [{type: Ready, status: "True"}]}
   const slice = parsed.objects[2] as EndpointSliceObject;
   assert.equal(slice.serviceName, 'ok');
   assert.deepEqual(slice.ports, [{ name: '', port: 8080, protocol: 'TCP' }]);
-  assert.deepEqual(slice.endpoints[0], { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false, hostname: '', nodeName: '', zone: '', forZones: [], forNodes: [] });
+  assert.deepEqual(slice.endpoints[0], { address: '10.0.0.1', ready: true, serving: true, terminating: false, hostname: '', nodeName: '', zone: '', forZones: [], forNodes: [] });
   const pod = parsed.objects[3] as PodObject;
   assert.equal(pod.metadata.deletionTimestamp, '2025-01-01T00:00:00Z');
   assert.deepEqual(pod.status, { phase: '', podIP: '10.244.0.5', podIPs: ['10.244.0.5'], ready: true });

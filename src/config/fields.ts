@@ -6,6 +6,7 @@
 // resources, status written by others), a config file of Tapir's own does not.
 import { parseCidr, parseCidr6, parseIpv4, parseIpv6, type Cidr, type Cidr6 } from '../wire/address.ts';
 import { parseGoDuration } from './duration.ts';
+import { flat } from './compact.ts';
 
 export type Raw = Record<string, unknown>;
 
@@ -14,16 +15,6 @@ export function isMapping(value: unknown): value is Raw {
 }
 
 /** The short type name of a YAML value, for "must be X, not Y" messages. */
-/**
- * `s`, copied when it may be a view into a larger string. V8 gives a parser's
- * substrings of 13 characters or more as views (sliced strings) into the whole text
- * they came from, so one kept name would keep a whole manifest file alive: at 10k
- * Services that was a tenth of the agent's heap. Shorter strings are copies already.
- */
-export function detached(s: string): string {
-  return s.length < 13 ? s : (s + ' ').slice(0, -1);
-}
-
 export function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
@@ -96,7 +87,7 @@ export class Fields {
       return '';
     }
     if (required && v === '') this.missing(key);
-    return detached(v);
+    return flat(v);
   }
 
   /** One of `allowed`; `fallback` when absent. */
@@ -185,7 +176,7 @@ export class Fields {
   strings(key: string): string[] {
     const out: string[] = [];
     for (const item of this.list(key)) {
-      if (typeof item.value === 'string') out.push(detached(item.value));
+      if (typeof item.value === 'string') out.push(flat(item.value));
       else this.problems.add(item.path, `must be a string, not ${typeName(item.value)}`);
     }
     return out;
@@ -269,7 +260,7 @@ export class Fields {
       }
       if (checkKey !== undefined && !checkKey(k)) this.problems.add(path, 'is not a valid label key (optional DNS prefix and "/", then up to 63 letters, digits, "-", "_", ".")');
       else if (checkValue !== undefined && !checkValue(v)) this.problems.add(path, `${JSON.stringify(v)} is not a valid label value (up to 63 letters, digits, "-", "_", ".")`);
-      else out[k] = detached(v);
+      else out[k] = flat(v);
     }
     return out;
   }

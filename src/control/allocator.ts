@@ -15,6 +15,7 @@
 // (k8s/ip-families.ts) against the configured service CIDRs, and each family's address
 // comes from that family's CIDR; node ports belong to no family.
 import { ipv4, ipv4ToString, ipv6ToString, parseIpv4, parseIpv6, type Cidr, type Cidr6 } from '../wire/address.ts';
+import { kept } from '../config/compact.ts';
 import { describeOrigin, namespacedName, type IpFamily, type IpFamilyPolicy, type ServiceObject } from '../k8s/objects.ts';
 import { familyOfValid, resolveIpFamilies } from '../k8s/ip-families.ts';
 import { formatPortRange, type PortRange, type ServiceCidrs } from '../model/cluster-defaults.ts';
@@ -320,7 +321,13 @@ export function allocationFromSpec(svc: ServiceObject): ServiceAllocation | unde
     clusterIPs,
     ipFamilies,
     ipFamilyPolicy: svc.spec.ipFamilyPolicy,
-    nodePorts: svc.spec.ports.map((p) => (needsNodePorts(svc) ? p.nodePort : 0)),
+    nodePorts: needsNodePorts(svc) ? kept(svc.spec.ports.map((p) => p.nodePort)) : noNodePorts(svc.spec.ports.length),
     healthCheckNodePort: needsHealthCheckNodePort(svc) ? svc.spec.healthCheckNodePort : 0,
   };
+}
+
+/** Most Services have no node ports: they share one frozen list of zeros per port count. */
+const NO_NODE_PORTS: number[][] = [];
+function noNodePorts(count: number): number[] {
+  return (NO_NODE_PORTS[count] ??= Object.freeze(new Array<number>(count).fill(0)) as number[]);
 }

@@ -3,6 +3,7 @@
 // proxied at all, which frontends a port has, and which endpoints each kind of traffic
 // may use on this node. The result is frozen: snapshots share it across generations.
 import { ipv4, ipv6ToString, parseCidr, parseCidr6, parseIpv6 } from '../wire/address.ts';
+import { flat, kept, NO_ITEMS } from '../config/compact.ts';
 import { Annotation, Label, type EndpointSliceObject, type ServiceObject } from '../k8s/objects.ts';
 import { L4Protocol, LbAlgorithm, type EndpointSpec, type ServicePortSpec, type ServicePortSpec6 } from '../model/service-snapshot.ts';
 import type { ServiceAllocation } from './allocator.ts';
@@ -20,10 +21,6 @@ export interface NodeContext {
 /** kube-proxy leaves alone ExternalName and headless services and those another proxy claims. */
 export function isProxied(svc: ServiceObject): boolean {
   return svc.spec.type !== 'ExternalName' && svc.spec.clusterIP !== 'None' && svc.metadata.labels[Label.SERVICE_PROXY_NAME] === undefined;
-}
-
-function freezeAll<T>(list: T[]): T[] {
-  return Object.freeze(list) as T[];
 }
 
 /**
@@ -89,8 +86,8 @@ function endpointsForPort<A extends number | string>(family: Family<A>, name: st
     for (const port of slice.ports) {
       if (port.name !== name || port.protocol !== protocol) continue;
       for (const ep of slice.endpoints) {
-        const address = ep.addresses[0];
-        if (address === undefined || !family.is(address)) continue;
+        const address = ep.address;
+        if (address === '' || !family.is(address)) continue;
         const ip = family.parse(address);
         const local = ep.nodeName !== '' && ep.nodeName === node.name;
         const key = `${ip}:${port.port}`;
@@ -138,17 +135,17 @@ export function compileService6(svc: ServiceObject, alloc: ServiceAllocation, sl
 function compileFamily<A extends number | string>(family: Family<A>, svc: ServiceObject, alloc: ServiceAllocation, slices: readonly EndpointSliceObject[], node: NodeContext,
   parseRange: (text: string) => [A, number]): ServicePortSpec<A>[] {
   const clusterIP = family.clusterIP(alloc);
-  if (!isProxied(svc) || clusterIP === family.none) return [];
+  if (!isProxied(svc) || clusterIP === family.none) return NO_ITEMS;
   const namespace = svc.metadata.namespace;
   const name = svc.metadata.name;
   const spec = svc.spec;
-  const externalIPs = freezeAll(spec.externalIPs.filter(family.is).map(family.parse));
+  const externalIPs = kept(spec.externalIPs.filter(family.is).map(family.parse));
   // ipMode Proxy: the load balancer rewrites the destination to a node, so the node
   // must not capture the address itself (KEP-1860).
-  const loadBalancerIPs = freezeAll(spec.type === 'LoadBalancer'
+  const loadBalancerIPs = kept(spec.type === 'LoadBalancer'
     ? svc.status.loadBalancerIngress.filter((i) => i.ipMode === 'VIP' && family.is(i.ip)).map((i) => family.parse(i.ip))
     : []);
-  const sourceRanges = freezeAll(spec.loadBalancerSourceRanges.filter(family.isNetwork).map((text) => Object.freeze(parseRange(text)) as [A, number]));
+  const sourceRanges = kept(spec.loadBalancerSourceRanges.filter(family.isNetwork).map((text) => Object.freeze(parseRange(text)) as [A, number]));
   const lb = svc.metadata.annotations[Annotation.LB_ALGORITHM] === 'maglev' ? LbAlgorithm.MAGLEV : LbAlgorithm.RANDOM;
   const internalLocal = spec.internalTrafficPolicy === 'Local';
 
@@ -163,9 +160,15 @@ function compileFamily<A extends number | string>(family: Family<A>, svc: Servic
     const usesLocal = internalLocal || externalLocal;
     const endpoints = endpointsForPort(family, port.name, port.protocol, slices, node);
     const { cluster, local } = categorizeEndpoints(endpoints, usesCluster, usesLocal, node.name, node.zone);
+    // The lists are filtered from allEndpoints in its order, so one as long is the same
+    // list: it is kept once (with every endpoint ready, all three are one array).
+    const allEndpoints = kept(endpoints.map((ep) => ep.spec));
+    const keep = (list: EndpointSpec<A>[]): EndpointSpec<A>[] => (list.length === allEndpoints.length ? allEndpoints : kept(list));
+    const clusterEndpoints = keep(cluster);
+    const localEndpoints = keep(local);
     for (const ep of endpoints) if (ep.spec.local && ep.spec.ready) localReady.add(`${ep.spec.ip}:${ep.spec.port}`);
     out.push({
-      key: `${namespace}/${name}:${port.name}`,
+      key: flat(`${namespace}/${name}:${port.name}`),
       namespace,
       name,
       portName: port.name,
@@ -181,14 +184,14 @@ function compileFamily<A extends number | string>(family: Family<A>, svc: Servic
       externalLocal,
       internalLocal,
       healthCheckNodePort: externalLocal ? alloc.healthCheckNodePort : 0,
-      allEndpoints: freezeAll(endpoints.map((ep) => ep.spec)),
-      clusterEndpoints: freezeAll(internalLocal ? local : cluster),
+      allEndpoints,
+      clusterEndpoints: internalLocal ? localEndpoints : clusterEndpoints,
       // Traffic to node ports, external IPs and load-balancer IPs; none without such frontends.
-      externalEndpoints: freezeAll(!externallyAccessible ? [] : externalLocal ? local : cluster),
+      externalEndpoints: !externallyAccessible ? NO_ITEMS : externalLocal ? localEndpoints : clusterEndpoints,
       localReadyEndpoints: 0,
     });
   });
   // The health check answers per service (kube-proxy's LocalReadyEndpoints counts the
   // distinct local ready ip:port of all ports), so every port carries the same count.
-  return out.map((p) => Object.freeze({ ...p, localReadyEndpoints: localReady.size }));
+  return kept(out.map((p) => Object.freeze({ ...p, localReadyEndpoints: localReady.size })));
 }

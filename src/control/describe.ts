@@ -6,6 +6,7 @@
 import { ipv4ToString } from '../wire/address.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
+import { endpointsOnce } from './service-view.ts';
 
 export interface ServicePortDescription {
   name: string;
@@ -46,6 +47,7 @@ export interface ServiceDescription {
 
 export function describeServices(view: Pick<ClusterView, 'services'>): ServiceDescription[] {
   return view.services.map((svc) => {
+    const { endpoints, endpoints6 } = endpointsOnce(svc);
     // A view built without the dual-stack fields (older builders) still has its IPv4 address.
     const clusterIPs = svc.headless ? ['None'] : svc.clusterIPs.length > 0 ? [...svc.clusterIPs] : svc.clusterIP !== 0 ? [ipv4ToString(svc.clusterIP)] : [];
     const description: ServiceDescription = {
@@ -60,8 +62,8 @@ export function describeServices(view: Pick<ClusterView, 'services'>): ServiceDe
       healthCheckNodePort: svc.healthCheckNodePort,
       ports: svc.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol === L4Protocol.UDP ? 'UDP' : 'TCP', targetPort: p.targetPort, nodePort: p.nodePort })),
       endpoints: [
-        ...svc.endpoints.map((e) => ({ ip: ipv4ToString(e.ip), node: e.nodeName, ready: e.ready, serving: e.serving, terminating: e.terminating })),
-        ...svc.endpoints6.map((e) => ({ ip: e.ip, node: e.nodeName, ready: e.ready, serving: e.serving, terminating: e.terminating })),
+        ...endpoints.map((e) => ({ ip: ipv4ToString(e.ip), node: e.nodeName, ready: e.ready, serving: e.serving, terminating: e.terminating })),
+        ...endpoints6.map((e) => ({ ip: e.ip, node: e.nodeName, ready: e.ready, serving: e.serving, terminating: e.terminating })),
       ],
     };
     if (svc.problems.length > 0) description.problems = [...svc.problems];

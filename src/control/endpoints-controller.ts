@@ -91,7 +91,7 @@ function slicesOfFamily(service: ServiceObject, pods: readonly PodObject[], node
     // Hints go on ready endpoints only (trafficdist.preferCloseHeuristic).
     const hinted = ready && CLOSE_DISTRIBUTIONS.has(distribution);
     const endpoint: SliceEndpoint = {
-      addresses: [address],
+      address,
       ready,
       serving,
       terminating,
@@ -111,7 +111,7 @@ function slicesOfFamily(service: ServiceObject, pods: readonly PodObject[], node
   const keys = [...groups.keys()].sort();
   return keys.map((key, i) => {
     const group = groups.get(key)!;
-    group.endpoints.sort((a, b) => compareIpText(a.addresses[0]!, b.addresses[0]!));
+    group.endpoints.sort((a, b) => compareIpText(a.address, b.address));
     return {
       kind: 'EndpointSlice',
       origin: service.origin,

@@ -15,6 +15,7 @@
 //     before (kube-proxy publishes nothing before Services and EndpointSlices synced).
 // An object that fails Tapir's validation is reported with onProblems and its last good
 // version stays in force, as for a bad manifest file.
+import { flat } from '../config/compact.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import { KUBE_CONFIG_ERROR, KubeApi, KubeApiError, type KubeAuth, type WatchEvent, type WatchHandle } from './kube-api.ts';
 import type { ObjectHandler, ObjectSource } from './object-source.ts';
@@ -409,5 +410,5 @@ class Reflector {
 /** "namespace/name" of an API object as listed or watched ("/name" cluster-scoped), '' without a name. */
 function objectKeyOf(obj: Record<string, unknown>): string {
   const meta = (obj.metadata ?? {}) as { name?: string; namespace?: string };
-  return meta.name === undefined ? '' : `${meta.namespace ?? ''}/${meta.name}`;
+  return meta.name === undefined ? '' : flat(`${meta.namespace ?? ''}/${meta.name}`);
 }

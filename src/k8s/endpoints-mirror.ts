@@ -10,7 +10,7 @@ import { Label, type IpFamily, type EndpointAddress, type EndpointSliceObject, t
 export function mirrorEndpoints(endpoints: EndpointsObject): EndpointSliceObject[] {
   if (endpoints.metadata.labels[Label.SKIP_MIRROR] === 'true') return [];
   const toEndpoint = (a: EndpointAddress, ready: boolean): SliceEndpoint => ({
-    addresses: [a.ip],
+    address: a.ip,
     ready,
     // The mirroring controller sets only `ready`; kube-proxy would then read serving as
     // true. We say serving = ready so status shows what the Endpoints object said; the

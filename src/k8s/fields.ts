@@ -1,6 +1,7 @@
 // Kubernetes' own rules for names, labels, ports and protocols, on top of the field
 // reader in src/config/fields.ts.
-import { type Fields, type Problems, checkInt, typeName, detached } from '../config/fields.ts';
+import { type Fields, type Problems, checkInt, typeName } from '../config/fields.ts';
+import { flat } from '../config/compact.ts';
 import { ipv6ToString, parseCidr, parseCidr6, parseIpv4, parseIpv6 } from '../wire/address.ts';
 import type { IpFamily } from './objects.ts';
 
@@ -92,7 +93,7 @@ export function checkIp(v: unknown, path: string, problems: Problems): string | 
       : `${JSON.stringify(v)} must be a valid IP address (such as 10.0.0.10 or fd00::10)`);
     return undefined;
   }
-  return detached(canonicalIp(v));
+  return flat(canonicalIp(v));
 }
 
 /** An IPv4 or IPv6 prefix (loadBalancerSourceRanges); the family, or undefined when malformed. */

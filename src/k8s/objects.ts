@@ -3,6 +3,7 @@
 // use, with the API's defaults applied (protocol TCP, ready/serving true when absent,
 // ...), so later stages never re-check or re-default anything. Field names follow the
 // Kubernetes API.
+import { flat } from '../config/compact.ts';
 
 export const Kind = {
   SERVICE: 'Service',
@@ -155,8 +156,12 @@ export interface ServiceObject {
 }
 
 export interface SliceEndpoint {
-  /** Addresses of the slice's addressType (IPv6 in RFC 5952 text); kube-proxy uses the first one. */
-  addresses: string[];
+  /**
+   * The first of the endpoint's addresses (of the slice's addressType, IPv6 in RFC 5952
+   * text), the one the API tells consumers to use (kube-proxy uses no other). The rest
+   * are validated and dropped: a list per endpoint was 14 MB at 250,000 endpoints.
+   */
+  address: string;
   ready: boolean;
   serving: boolean;
   terminating: boolean;
@@ -379,7 +384,8 @@ export function objectKey(obj: K8sObject): string {
 
 /** "namespace/name", the way kubectl and kube-proxy name namespaced objects. */
 export function namespacedName(obj: K8sObject): string {
-  return obj.metadata.namespace === '' ? obj.metadata.name : `${obj.metadata.namespace}/${obj.metadata.name}`;
+  // Flat: the key is kept by several maps per object (a string of pieces is a tree of them).
+  return obj.metadata.namespace === '' ? obj.metadata.name : flat(`${obj.metadata.namespace}/${obj.metadata.name}`);
 }
 
 /**

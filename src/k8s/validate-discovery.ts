@@ -2,32 +2,24 @@
 // follow the API contract kube-proxy relies on: ready and serving default to true,
 // terminating to false.
 import { Fields } from '../config/fields.ts';
+import { Interner, kept, NO_ITEMS } from '../config/compact.ts';
 import { checkIp, checkProtocol, ipFamilyOf, isDns1123Label, isDns1123Subdomain } from './fields.ts';
 import { Label, type IpFamily, type EndpointAddress, type EndpointSliceObject, type EndpointsObject, type ObjectMeta, type Origin, type SliceEndpoint, type SlicePort } from './objects.ts';
 
 /** The API's limit of addresses per endpoint (and endpoints per slice, ports per slice). */
 const MAX_ENDPOINTS = 1000;
 
-/**
- * Endpoints without topology hints (nearly all) share one empty list: two arrays per
- * endpoint were a tenth of the agent's heap at 100k endpoints. Nothing writes to it.
- */
-const NO_NAMES = Object.freeze([]) as unknown as string[];
-
-/**
- * Node and zone names, one string each however many endpoints carry them (a cluster
- * has few; every parsed document has its own copy). Bounded, so that a stream of
- * distinct names cannot grow it without end; past the bound names are kept as parsed.
- */
-const NAMES = new Map<string, string>();
-const MAX_NAMES = 16_384;
+/** Node and zone names, one string each however many endpoints carry them. */
+const NAMES = new Interner<string>(16_384);
+/** Port lists, one each however many slices have the same (most of a Deployment's do). */
+const PORT_LISTS = new Interner<SlicePort[]>(4_096);
 
 function shared(name: string): string {
-  if (name === '') return '';
-  const known = NAMES.get(name);
-  if (known !== undefined) return known;
-  if (NAMES.size < MAX_NAMES) NAMES.set(name, name);
-  return name;
+  return name === '' ? '' : NAMES.get(name, name);
+}
+
+function sharedPorts(ports: SlicePort[]): SlicePort[] {
+  return ports.length === 0 ? NO_ITEMS : PORT_LISTS.get(JSON.stringify(ports), kept(ports.map((p) => Object.freeze(p))));
 }
 
 export function validateEndpointSlice(top: Fields, metadata: ObjectMeta, origin: Origin): EndpointSliceObject {
@@ -43,7 +35,7 @@ export function validateEndpointSlice(top: Fields, metadata: ObjectMeta, origin:
   const items = top.maps('endpoints');
   if (items.length > MAX_ENDPOINTS) top.fail('endpoints', `has ${items.length} entries, more than the limit of ${MAX_ENDPOINTS}`);
   const endpoints = items.map((f) => readSliceEndpoint(f, addressType));
-  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType, endpoints, ports: readPorts(top, false) };
+  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType, endpoints: kept(endpoints), ports: sharedPorts(readPorts(top, false)) };
 }
 
 function readSliceEndpoint(f: Fields, addressType: IpFamily): SliceEndpoint {
@@ -60,13 +52,12 @@ function readSliceEndpoint(f: Fields, addressType: IpFamily): SliceEndpoint {
   const conditions = f.map('conditions') ?? new Fields({}, f.pathOf('conditions'), f.problems);
   const hints = f.map('hints');
   const names = (list: Fields[] | undefined): string[] => {
-    if (list === undefined || list.length === 0) return NO_NAMES;
+    if (list === undefined || list.length === 0) return NO_ITEMS;
     const out = list.map((h) => shared(h.string('name', true))).filter((n) => n !== '');
-    return out.length === 0 ? NO_NAMES : out;
+    return out.length === 0 ? NO_ITEMS : out;
   };
   return {
-    // Exactly as long as it is: a pushed-to array keeps room for 16 more (100k endpoints, 6 MB).
-    addresses: addresses.length === 1 ? [addresses[0]!] : addresses.slice(),
+    address: addresses[0] ?? '',
     ready: conditions.bool('ready', true),
     serving: conditions.bool('serving', true),
     terminating: conditions.bool('terminating', false),

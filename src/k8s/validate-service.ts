@@ -4,6 +4,7 @@
 // what depends on the cluster's service CIDRs is settled by ip-families.ts. SCTP is
 // refused with a clear message.
 import { Fields } from '../config/fields.ts';
+import { Interner, kept, NO_ITEMS } from '../config/compact.ts';
 import { checkIp, checkPortOrName, checkProtocol, cidrFamilyOf, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
 import { familyOfValid } from './ip-families.ts';
 import { Annotation, IP_FAMILIES, IP_FAMILY_POLICIES, type IpFamily, type IpFamilyPolicy, type LoadBalancerIngress, type ObjectMeta, type Origin, type ServiceObject, type ServicePort, type ServiceType } from './objects.ts';
@@ -15,6 +16,13 @@ const LB_ALGORITHMS = ['random', 'maglev'];
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 /** The API's upper bound for the affinity timeout (one day). */
 const MAX_AFFINITY_TIMEOUT_SECONDS = 86400;
+
+/** Port lists, one each however many Services have the same (most have one port, 80 to 8080 say). */
+const PORT_LISTS = new Interner<ServicePort[]>(4_096);
+
+function sharedPorts(ports: ServicePort[]): ServicePort[] {
+  return ports.length === 0 ? NO_ITEMS : PORT_LISTS.get(JSON.stringify(ports), kept(ports.map((p) => Object.freeze(p))));
+}
 
 export function validateService(top: Fields, metadata: ObjectMeta, origin: Origin): ServiceObject {
   const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
@@ -83,13 +91,13 @@ export function validateService(top: Fields, metadata: ObjectMeta, origin: Origi
     origin,
     metadata,
     spec: {
-      type, clusterIP, clusterIPs, ipFamilies, ipFamilyPolicy, ports, selector, sessionAffinity, affinityTimeoutSeconds,
-      externalTrafficPolicy, internalTrafficPolicy, trafficDistribution, externalIPs,
-      loadBalancerSourceRanges, healthCheckNodePort, externalName,
+      type, clusterIP, clusterIPs: kept(clusterIPs), ipFamilies: kept(ipFamilies), ipFamilyPolicy, ports: sharedPorts(ports), selector, sessionAffinity, affinityTimeoutSeconds,
+      externalTrafficPolicy, internalTrafficPolicy, trafficDistribution, externalIPs: kept(externalIPs),
+      loadBalancerSourceRanges: kept(loadBalancerSourceRanges), healthCheckNodePort, externalName,
       publishNotReadyAddresses: spec.bool('publishNotReadyAddresses', false),
       allocateLoadBalancerNodePorts: type === 'LoadBalancer' && allocateLoadBalancerNodePorts,
     },
-    status: { loadBalancerIngress: readIngress(top) },
+    status: { loadBalancerIngress: kept(readIngress(top)) },
   };
 }
 

@@ -98,7 +98,10 @@ export interface ServiceView {
   /** 0 = none. */
   healthCheckNodePort: number;
   publishNotReadyAddresses: boolean;
-  /** One per IPv4 address (IPv4 slices), in address order; the conditions of its first slice. */
+  /**
+   * One per IPv4 address (IPv4 slices), in address order; the conditions of its first
+   * slice. The compiler makes the list when it is first read (the proxy never reads it).
+   */
   endpoints: EndpointView[];
   /** The same for IPv6 addresses (IPv6 slices), in address order. */
   endpoints6: readonly EndpointView6[];

@@ -164,7 +164,7 @@ function toRaw(slice: EndpointSliceObject, service: Obj): Obj {
     },
     addressType: slice.addressType,
     endpoints: slice.endpoints.map((e) => {
-      const out: Raw = { addresses: e.addresses, conditions: { ready: e.ready, serving: e.serving, terminating: e.terminating } };
+      const out: Raw = { addresses: [e.address], conditions: { ready: e.ready, serving: e.serving, terminating: e.terminating } };
       if (e.hostname !== '') out.hostname = e.hostname;
       if (e.nodeName !== '') out.nodeName = e.nodeName;
       if (e.zone !== '') out.zone = e.zone;
