@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentConfigError, loadAgentConfig, parseAgentConfigDocuments, type AgentConfig } from '../src/agent/config.ts';
+import { AgentConfigError, type AgentConfig } from '../src/agent/config.ts';
+import { loadAgentConfig, parseAgentConfigDocuments } from '../src/agent/config-file.ts';
 import { parseGoDuration, formatGoDuration } from '../src/config/duration.ts';
 import { ipv4 } from '../src/wire/address.ts';
 

@@ -1,11 +1,13 @@
-// The agent config (src/agent/config.ts) is read like a manifest: every problem in one
-// pass, each with the file and the field path, and unknown keys are problems too.
+// The agent config (src/agent/config-file.ts, tapir-config.ts) is read like a manifest:
+// every problem in one pass, each with the file and the field path, and unknown keys
+// are problems too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentConfigError, loadAgentConfig, parseAgentConfig } from '../src/agent/config.ts';
+import { AgentConfigError } from '../src/agent/config.ts';
+import { loadAgentConfig, parseAgentConfig } from '../src/agent/config-file.ts';
 import { TapirError } from '../src/errors/tapir-error.ts';
 import { ipv4, ipv6ToString, parseCidr6 } from '../src/wire/address.ts';
 
@@ -139,7 +141,7 @@ test('loadAgentConfig names the file; the message lists every problem', () => {
 });
 
 test('cluster mode: the node\'s address, interface and pod CIDR come from its Node when the file leaves them out; the file wins when it has them', async () => {
-  const { parseAgentConfigDocuments } = await import('../src/agent/config.ts');
+  const { parseAgentConfigDocuments } = await import('../src/agent/config-file.ts');
   const { ipv4, parseCidr, ipv4ToString } = await import('../src/wire/address.ts');
   const kubeProxy = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration', clusterCIDR: '10.244.0.0/16', bindAddress: '0.0.0.0' };
   const tapir = { apiVersion: 'tapir.dev/v1alpha1', kind: 'TapirAgentConfiguration', vni: 4242 };

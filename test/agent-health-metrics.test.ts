@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { parseAgentConfigDocuments } from '../src/agent/config.ts';
+import { parseAgentConfigDocuments } from '../src/agent/config-file.ts';
 import { createLogger } from '../src/agent/log.ts';
 import { AgentMetrics, noLocalEndpoints } from '../src/agent/metrics.ts';
 import { AgentObservability, BindAddressError } from '../src/agent/observability.ts';

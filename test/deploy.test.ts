@@ -65,7 +65,7 @@ function documents(text: string, where: string): Obj[] {
 }
 
 // The agent's reader of the two-document format, where this checkout has it.
-const agentConfig = await import('../src/agent/config.ts') as Obj;
+const agentConfig = await import('../src/agent/config-file.ts') as Obj;
 const readDocuments = agentConfig.parseAgentConfigDocuments as ((docs: unknown[], where: string, env: Obj) => Obj) | undefined;
 
 const keyOf = (o: Obj): string => `${o.apiVersion}/${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
@@ -237,7 +237,7 @@ describe('static manifests (deploy/kubernetes)', () => {
     assert.equal(find(objs, 'DaemonSet').spec.template.spec.serviceAccountName, sa.metadata.name);
   });
 
-  test("the agent's config reader takes the ConfigMap's config.yaml", { skip: readDocuments === undefined && 'src/agent/config.ts does not read the KubeProxyConfiguration + TapirAgentConfiguration format yet (no parseAgentConfigDocuments)' }, () => {
+  test("the agent's config reader takes the ConfigMap's config.yaml", { skip: readDocuments === undefined && 'src/agent/config-file.ts does not read the KubeProxyConfiguration + TapirAgentConfiguration format yet (no parseAgentConfigDocuments)' }, () => {
     const docs = documents(find(objs, 'ConfigMap').data['config.yaml'], 'config.yaml');
     // As shipped: the only problems allowed are the node's own fields, which one
     // ConfigMap for every node cannot hold (cluster mode takes them from the Node).

@@ -12,7 +12,7 @@ import { parseManifest } from '../src/k8s/manifest.ts';
 import { planLab } from '../src/lab/plan.ts';
 import { defaultTopology, loadTopologyFile, parseTopology } from '../src/lab/topology.ts';
 import { agentConfig, clusterAgentConfig } from '../src/lab/network/tapir-dataplane.ts';
-import { parseAgentConfig } from '../src/agent/config.ts';
+import { parseAgentConfig } from '../src/agent/config-file.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const TAPIR = join(ROOT, 'bin/tapir');

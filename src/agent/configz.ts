@@ -6,8 +6,9 @@ import { formatGoDuration } from '../config/duration.ts';
 import { formatPortRange } from '../model/cluster-defaults.ts';
 import { DEFAULT_TIMEOUTS } from '../tables/tcp-state.ts';
 import { ipv4ToString, ipv6ToString } from '../wire/address.ts';
-import { TAPIR_API_VERSION, TAPIR_KIND, type AgentConfig } from './config.ts';
+import type { AgentConfig } from './config.ts';
 import { formatNodePortAddress, KUBE_PROXY_API_VERSION, KUBE_PROXY_KIND, type BindAddress } from './kube-proxy-config.ts';
+import { TAPIR_API_VERSION, TAPIR_KIND } from './tapir-config.ts';
 
 export function configz(c: AgentConfig, logging: { verbosity: number; format: string }): Record<string, unknown> {
   const kp = c.kubeProxy;

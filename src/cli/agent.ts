@@ -3,7 +3,7 @@
 import { flushCompileCache } from 'node:module';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { loadAgentConfig } from '../agent/config.ts';
+import { loadAgentConfig } from '../agent/config-file.ts';
 import { createLogger, logCallback, type LogFormat } from '../agent/log.ts';
 import { CliError } from './errors.ts';
 import type { AgentConfig } from '../agent/config.ts';

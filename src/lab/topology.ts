@@ -122,7 +122,7 @@ export interface Topology {
   agent: LabAgentSettings;
 }
 
-/** Agent config fields a topology may set (src/agent/config.ts has their meaning and limits). */
+/** Agent config fields a topology may set (src/agent/config.ts has their meaning, tapir-config.ts their limits). */
 export interface LabAgentSettings {
   /** Conntrack entries per agent; undefined = the agent's default. A small table makes floods and GC sweeps quick to reach in tests. */
   conntrackSize?: number;

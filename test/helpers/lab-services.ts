@@ -386,7 +386,7 @@ export function udpExchange(lab: Lab, from: string, ip: string, port: number, co
  * call that hands out its own snapshot, so this is a recompilation, not a copy.
  */
 export async function nodeSnapshotJson(lab: Lab, node: string): Promise<string> {
-  const { loadAgentConfig } = await import('../../src/agent/config.ts');
+  const { loadAgentConfig } = await import('../../src/agent/config-file.ts');
   const { ServiceController } = await import('../../src/control/service-controller.ts');
   const { ManifestDir } = await import('../../src/k8s/manifest-dir.ts');
   const { serviceSnapshotToJson } = await import('../../src/model/snapshot-json.ts');
