@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CorefileError, kubeadmCorefile, matchZone, parseCorefile, readCorefile, COMMON_LOG_FORMAT } from '../src/dns/corefile.ts';
+import { CorefileError, kubeadmCorefile, parseCorefile, readCorefile } from '../src/dns/corefile.ts';
+import { matchZone } from '../src/dns/corefile-config.ts';
+import { COMMON_LOG_FORMAT } from '../src/dns/corefile-plugins.ts';
 
 /** kubeadm's Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go, CoreDNSConfigMap) rendered for cluster.local. */
 export const KUBEADM_COREFILE = `.:53 {

@@ -16,7 +16,8 @@
 import { ip as runIp } from '../device/ip-command.ts';
 import { UdpBatchSocket } from '../device/udp.ts';
 import type { Datapath } from '../datapath/datapath.ts';
-import { kubeadmCorefile, parseCorefile, readCorefile, type CorefileConfig } from '../dns/corefile.ts';
+import { kubeadmCorefile, parseCorefile, readCorefile } from '../dns/corefile.ts';
+import type { CorefileConfig } from '../dns/corefile-config.ts';
 import { DnsServer } from '../dns/server.ts';
 import { TapirError } from '../errors/tapir-error.ts';
 import { ipv4ToString, ipv6ToString, parseIpv6 } from '../wire/address.ts';

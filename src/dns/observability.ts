@@ -17,7 +17,7 @@
 // them at scrape time, through metric objects whose get() turns the arrays into series.
 import { createServer, type Server } from 'node:http';
 import { Registry, type Metric } from 'prom-client';
-import type { HostPort } from './corefile.ts';
+import type { HostPort } from './corefile-config.ts';
 
 /** Query types with their own `type` label (CoreDNS's plugin/metrics/vars monitorType); the others are "other". */
 export const MONITORED_TYPES: readonly [number, string][] = [

@@ -36,7 +36,7 @@ import dnsPacket from 'dns-packet';
 import { TapirError } from '../errors/tapir-error.ts';
 import type { ClusterView } from '../model/cluster-view.ts';
 import { ipv4ToString, ipv6ToString } from '../wire/address.ts';
-import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile.ts';
+import { matchZone, type CorefileConfig, type ServerBlockConfig } from './corefile-config.ts';
 import { DnsEndpoints, DnsMetrics, MONITORED_TYPES, Proto, RCODE_NAMES, TYPE_SLOTS, typeSlot, Writer, type RouteLabels } from './observability.ts';
 import { REAL_PARTS, type CachePart, type DnsParts, type ForwarderPart, type LoopPart, type QueryInfo, type ZonePart } from './parts.ts';
 
