@@ -10,6 +10,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { parseAgentConfigDocuments } from '../src/agent/config-file.ts';
 import { ControlServer, type ControlHandler } from '../src/agent/control-server.ts';
 import type { PortInfo } from '../src/agent/protocol.ts';
 
@@ -64,9 +65,6 @@ function documents(text: string, where: string): Obj[] {
   return out;
 }
 
-// The agent's reader of the two-document format, where this checkout has it.
-const agentConfig = await import('../src/agent/config-file.ts') as Obj;
-const readDocuments = agentConfig.parseAgentConfigDocuments as ((docs: unknown[], where: string, env: Obj) => Obj) | undefined;
 
 const keyOf = (o: Obj): string => `${o.apiVersion}/${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
 
@@ -237,13 +235,13 @@ describe('static manifests (deploy/kubernetes)', () => {
     assert.equal(find(objs, 'DaemonSet').spec.template.spec.serviceAccountName, sa.metadata.name);
   });
 
-  test("the agent's config reader takes the ConfigMap's config.yaml", { skip: readDocuments === undefined && 'src/agent/config-file.ts does not read the KubeProxyConfiguration + TapirAgentConfiguration format yet (no parseAgentConfigDocuments)' }, () => {
+  test("the agent's config reader takes the ConfigMap's config.yaml", () => {
     const docs = documents(find(objs, 'ConfigMap').data['config.yaml'], 'config.yaml');
     // As shipped: the only problems allowed are the node's own fields, which one
     // ConfigMap for every node cannot hold (cluster mode takes them from the Node).
     let problems: readonly string[] = [];
     try {
-      readDocuments!(docs, 'config.yaml', { nodeName: 'node-1', cores: 2 });
+      parseAgentConfigDocuments(docs, 'config.yaml', { nodeName: 'node-1', cores: 2 });
     } catch (err) {
       problems = (err as { problems?: readonly string[] }).problems ?? [String(err)];
     }
@@ -253,7 +251,7 @@ describe('static manifests (deploy/kubernetes)', () => {
     const withNode = structuredClone(docs);
     withNode[1]!.underlay = { interface: 'eth0', address: '192.0.2.21' };
     withNode[1]!.podCIDR = '10.244.1.0/24';
-    const c = readDocuments!(withNode, 'config.yaml', { nodeName: 'node-1', cores: 2 });
+    const c = parseAgentConfigDocuments(withNode, 'config.yaml', { nodeName: 'node-1', cores: 2 });
     assert.equal(c.nodeName, 'node-1');
     assert.deepEqual([c.vni, c.mtu, c.hostTun, c.stateDir, c.controlSocket], [4242, 1450, 'tapir0', '/run/tapir', '/run/tapir/agent.sock']);
     assert.deepEqual([String(c.clusterCIDR), String(c.serviceCIDR)], ['10.244.0.0/16', '10.96.0.0/12']);

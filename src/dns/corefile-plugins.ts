@@ -94,13 +94,13 @@ class PluginReader {
   }
 
   /** Runs the handler of each option; an option without one is "not supported". */
-  options(handlers: Record<string, (args: string[], line: number) => void>, unsupported = false): void {
+  options(handlers: Record<string, (args: string[], line: number) => void>): void {
     if (this.d.block === null) return;
     const seen = new Set<string>();
     for (const o of this.d.block) {
       const h = handlers[o.name];
       if (h === undefined) {
-        this.at(o.line, `option "${o.name}" of plugin "${this.name}" is not supported by Tapir${unsupported ? '' : ''}`);
+        this.at(o.line, `option "${o.name}" of plugin "${this.name}" is not supported by Tapir`);
         continue;
       }
       if (seen.has(o.name) && o.name !== 'disable') this.at(o.line, `option "${o.name}" of plugin "${this.name}" is given twice`);
