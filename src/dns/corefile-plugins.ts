@@ -37,7 +37,7 @@ const CACHE_MIN_TTL = 5;
 /** `log` without a format: CoreDNS's {common}. */
 export const COMMON_LOG_FORMAT = '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}';
 const COMBINED_LOG_FORMAT = `${COMMON_LOG_FORMAT} "{>opcode}"`;
-/** The placeholders the query log fills in (src/dns/server.ts). */
+/** The placeholders the query log fills in (src/dns/query-log.ts). */
 export const LOG_PLACEHOLDERS: readonly string[] = [
   'remote', 'port', 'type', 'class', 'name', 'proto', 'size', 'rcode', 'rsize', 'duration',
   '>id', '>do', '>bufsize', '>rflags', '>opcode',
