@@ -127,7 +127,7 @@ export interface Listener {
 
 /**
  * Where a response goes: a UDP client, a TCP connection, or (`local`) the caller of
- * answerLocal, the data path, which sends it itself. One mutable object per listener
+ * localAnswerer, the data path, which sends it itself. One mutable object per listener
  * serves every UDP query (the synchronous path keeps it no longer than the query); a
  * forwarded query takes a copy.
  */

@@ -55,7 +55,6 @@ export class DnsServer {
   #view: ClusterView | null = null;
   #started = false;
   #stopped = false;
-  readonly #timers = new Set<NodeJS.Timeout>();
   /** What it bound, with the zones (trailing dot, `.` the root) served there. */
   readonly addresses: { address: string; port: number; zones: string[] }[] = [];
 
@@ -192,8 +191,6 @@ export class DnsServer {
   }
 
   async #close(): Promise<void> {
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
     for (const b of this.#blocks) b.loop?.stop();
     const closing: Promise<void>[] = [];
     for (const l of this.#listeners) {
