@@ -69,6 +69,11 @@ export function suite(quick: boolean): BenchSpec[] {
       name: 'programming-latency', script: 'bench/programming-latency.ts', invocations: runs, timeoutS: quick ? 300 : 2400,
       args: (j) => [...(quick ? ['--sizes', '1000', '--changes', '10', '--no-manifest-compare'] : ['--sizes', '1000,5000,10000', '--changes', '50']), '--json', j],
     },
+    // Issue 12's memory row: the agent at 25k Services with 250k endpoints, and after deleting them all.
+    ...(quick ? [] : [{
+      name: 'agent-memory-25k', script: 'bench/programming-latency.ts', invocations: runs, timeoutS: 900,
+      args: (j: string) => ['--sizes', '25000', '--changes', '5', '--no-manifest-compare', '--after-delete', '--json', j],
+    }]),
     {
       name: 'dns-pod', script: 'bench/dns-pod.ts', invocations: 1, timeoutS: quick ? 400 : 1800,
       args: (j) => ['--services', '1000', '--runs', String(quick ? 1 : 3), '--seconds', quick ? '2' : '5', ...(quick ? ['--mixes', 'cluster'] : []), '--json', j],
