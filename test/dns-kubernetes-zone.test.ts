@@ -747,7 +747,7 @@ test('updates applied one after another answer exactly as a zone compiled from t
   let views = SERVICES.map(service);
   const zone = new KubernetesZone(KUBEADM);
   zone.update(view(views, 1));
-  const names = (z: KubernetesZone): string[] => [...(z as unknown as { table: { names: Map<string, number> } }).table.names.keys()].sort();
+  const names = (z: KubernetesZone): string[] => [...(z as unknown as { records: { table: { names: Map<string, number> } } }).records.table.names.keys()].sort();
   const types: dnsPacket.RecordType[] = ['A', 'AAAA', 'SRV', 'PTR', 'TXT', 'CNAME', 'NS', 'SOA'];
   const bytes = (z: KubernetesZone, name: string, type: dnsPacket.RecordType): string => {
     const msg = query(name, type, { edns: 4096 });
@@ -787,7 +787,7 @@ test('updates applied one after another answer exactly as a zone compiled from t
 
 test('replaced bodies are garbage until the arena is compacted; answers are the same after', () => {
   const zone = new KubernetesZone(KUBEADM);
-  const arena = (): { pos: number } => (zone as unknown as { table: { arena: { pos: number } } }).table.arena;
+  const arena = (): { pos: number } => (zone as unknown as { records: { table: { arena: { pos: number } } } }).records.table.arena;
   const big = (round: number): ServiceView => service({
     ns: 'default', name: 'big', headless: true, ports: [{ name: 'http', port: 80 }],
     endpoints: Array.from({ length: 1500 }, (_, i) => ({ ip: `10.${200 + (round % 2)}.${i >> 8}.${i & 0xff}`, hostname: `big-${i}` })),

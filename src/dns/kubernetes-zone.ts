@@ -2,8 +2,8 @@
 // specification 1.1.0, kubernetes/dns docs/specification.md, plus CoreDNS's `pods
 // insecure` records), compiled from one ClusterView into wire bytes. update() builds,
 // per lower-case name, the response body of every record type the name has
-// (service-records.ts, zone-writer.ts); answer() is one Map lookup, a copy of the
-// question and of that body, and a header. Names that exist with no data for the asked
+// (kubernetes-zone-records.ts, with service-records.ts and zone-writer.ts); answer(),
+// here, is one Map lookup, a copy of the question and of that body, and a header. Names that exist with no data for the asked
 // type get NODATA, names that do not exist NXDOMAIN (or NOT_HANDLED when the zone
 // falls through), both with the zone's SOA in the authority section (RFC 2308 3).
 //
@@ -27,11 +27,11 @@
 //                                  without a hostname is named with dashes: fd00--5; CoreDNS answers
 //                                  these for ClusterIP Services' endpoints too)
 //   <a-b-c-d>.<ns>.pod.Z           A a.b.c.d for any namespace (`pods insecure`; computed
-//                                  per query, not stored); <ns>.pod.Z is NODATA then;
+//                                  per query, not stored: pod-names.ts); <ns>.pod.Z is NODATA then;
 //                                  <fd00-10-244-1--5>.<ns>.pod.Z: AAAA fd00:10:244:1::5
 // and in a reverse zone (in-addr.arpa, ip6.arpa, RFC 3596 2.5 nibbles): PTR for every
 // cluster IP of either family (its Service's name) and every other ready endpoint
-// address (its endpoint names) in the first forward zone.
+// address (its endpoint names) in the first forward zone (ptr-index.ts).
 // A ready endpoint is one with `ready` (the endpoints controller marks every endpoint
 // of a publishNotReadyAddresses Service ready) or of such a Service.
 //
@@ -42,17 +42,15 @@
 // and resolves the target itself. Stub resolvers (glibc, musl) do not chase a CNAME
 // that comes without its target's records.
 import { TapirError } from '../errors/tapir-error.ts';
-import type { ClusterView, ServiceView } from '../model/cluster-view.ts';
+import type { ClusterView } from '../model/cluster-view.ts';
+import { KubernetesZoneRecords } from './kubernetes-zone-records.ts';
 import {
   CLASS_IN, Flag, HEADER_LENGTH, OPT_LENGTH, RCODE_BADVERS, Rcode, RrType,
   writeHeader, writeOpt, type QueryInfo,
 } from './message.ts';
-import {
-  compileService, DNS_SCHEMA_VERSION, EMPTY, encodeA, encodeAaaa, encodeNames, encodeNs, encodeSoa, encodeSrv, encodeTxt,
-  endpointHosts, NameRecords, negativeSoa, type EndpointHosts,
-} from './service-records.ts';
-import { parseIpv6 } from '../wire/address.ts';
-import { BODY_HEADER, Col, isPlainName, nameWireLength, NameTable } from './zone-writer.ts';
+import { POD_IPV6, POD_NAMESPACE, podAddress } from './pod-names.ts';
+import { DNS_SCHEMA_VERSION } from './service-records.ts';
+import { BODY_HEADER, Col, isPlainName, nameWireLength } from './zone-writer.ts';
 
 export interface KubernetesZoneOptions {
   /** Lower-case, no trailing dot: ['cluster.local', 'in-addr.arpa', 'ip6.arpa']. */
@@ -69,9 +67,6 @@ export interface KubernetesZoneOptions {
 export const NOT_HANDLED = 0;
 
 export { DNS_SCHEMA_VERSION };
-
-/** The Service whose cluster IP is the name servers' address (ns.dns.<zone>), kubeadm's name. */
-const DNS_SERVICE_KEY = 'kube-system/kube-dns';
 
 export class KubernetesZoneError extends TapirError {
   readonly code = 'TAPIR_DNS_ZONE';
@@ -105,44 +100,16 @@ function under(qname: string, zone: string, dotted: string): boolean {
   return (slashes & 1) === 0;
 }
 
-interface PtrSource { key: string; target: string; cluster: boolean }
-
-/** What one Service put in the zone, to take out again when it changes. */
-interface ServiceUnit {
-  view: ServiceView;
-  names: string[];
-  ents: string[];
-  /** The addresses it has PTR sources for (in ptrIndex, under its key). */
-  ptrs: number[];
-  /** The same for IPv6 addresses (in ptrIndex6), RFC 5952 text. */
-  ptrs6: string[];
-}
-
 export class KubernetesZone {
   private readonly zones: string[];
   private readonly dottedZones: string[];
   private readonly reverse: boolean[];
-  /** The zone PTR targets are named in (CoreDNS's primary zone: the first forward one). */
-  private readonly primary: string;
   private readonly fallthrough: { zone: string; dotted: string }[] | null;
   private readonly ttl: number;
   private readonly podsInsecure: boolean;
-
-  private readonly hasReverse: boolean;
-  private synced = false;
-  private table = new NameTable();
-  /** Per Service key: what it put in the zone. */
-  private units = new Map<string, ServiceUnit>();
-  /** Namespace names (<ns>.svc.<zone>) and how many Services keep each alive. */
-  private entRefs = new Map<string, number>();
-  /** Reverse name -> the Services' addresses that name it (one source, the common case, without an array). */
-  private ptrIndex = new Map<number, PtrSource | PtrSource[]>();
-  /** The same for IPv6 addresses, by their RFC 5952 text. */
-  private ptrIndex6 = new Map<string, PtrSource | PtrSource[]>();
-  /** Per zone: its negative-answer SOA record with the owner pointer at 0 (patched per answer). */
-  private soaRecords: Buffer[] = [];
-  private externalTargets = new Map<string, string>();
-  /** The address of the last IPv6 pod name parsed (podIpv6), and its groups: reused per query. */
+  /** What update() compiled from the ClusterView: the name table, the SOA records, the ExternalName targets. */
+  private readonly records: KubernetesZoneRecords;
+  /** The address of the last IPv6 pod name parsed (pod-names.ts), and its groups: reused per query. */
   private readonly pod6 = new Uint8Array(16);
   private readonly podGroups = new Uint16Array(8);
 
@@ -157,16 +124,15 @@ export class KubernetesZone {
     for (const z of this.zones) if (!isPlainName(z)) throw new KubernetesZoneError(`kubernetes: zone ${JSON.stringify(z)} is not a domain name`);
     this.dottedZones = this.zones.map((z) => `.${z}`);
     this.reverse = this.zones.map(isReverseZone);
-    this.hasReverse = this.reverse.some((r) => r);
     const primary = this.zones.find((z) => !isReverseZone(z));
     if (primary === undefined) throw new KubernetesZoneError(`kubernetes: zones ${this.zones.join(' ')} hold no forward zone (cluster.local or another) for the records to live in`);
-    this.primary = primary;
     this.ttl = options.ttl;
     this.podsInsecure = options.pods === 'insecure';
     const fall = options.fallthrough;
     this.fallthrough = fall === null ? null
       : fall.length === 0 ? [{ zone: '', dotted: '' }]
         : fall.map((f) => { const zone = f.toLowerCase().replace(/\.$/, ''); return { zone, dotted: `.${zone}` }; });
+    this.records = new KubernetesZoneRecords(this.zones, this.reverse, primary, this.ttl, (qname) => this.zoneOf(qname));
   }
 
   /** The index of the longest zone `qname` is in, or -1. */
@@ -184,7 +150,7 @@ export class KubernetesZone {
 
   /** The ExternalName target of a Service name in the zone ('' for any other name), for a server that chases it. */
   cnameTarget(qname: string): string {
-    return this.externalTargets.get(qname) ?? '';
+    return this.records.externalTargets.get(qname) ?? '';
   }
 
   private fallsThrough(qname: string): boolean {
@@ -197,256 +163,14 @@ export class KubernetesZone {
   // ---- compile ----------------------------------------------------------------------
 
   /**
-   * Brings the zone to `view`. A Service whose view object is the one of the last update
-   * (the controller keeps unchanged ones, see sameServiceView) costs nothing; a changed
-   * one has its names taken out and compiled again, and the PTR names its addresses touch
-   * are rebuilt. So a sync after one endpoint changed costs that Service, not the cluster.
+   * Brings the zone to `view`, compiling again only the Services whose view changed
+   * (kubernetes-zone-records.ts). After a failed update the zone answers SERVFAIL until
+   * one succeeds.
    */
   update(view: ClusterView): void {
-    try {
-      this.apply(view);
-    } catch (e) {
-      // A half-applied update must not keep serving: start from nothing next time.
-      this.reset();
-      throw e;
-    }
+    this.records.update(view);
   }
 
-  private reset(): void {
-    this.table = new NameTable();
-    this.units = new Map();
-    this.entRefs = new Map();
-    this.ptrIndex = new Map();
-    this.ptrIndex6 = new Map();
-    this.externalTargets = new Map();
-    this.synced = false;
-  }
-
-  private apply(view: ClusterView): void {
-    const next = new Map<string, ServiceView>();
-    for (const svc of view.services) next.set(svc.key, svc);
-    const dirtyPtrs = new Set<number>();
-    const dirtyPtrs6 = new Set<string>();
-    for (const [key, unit] of this.units) {
-      if (next.get(key) === unit.view) continue;
-      this.removeUnit(unit, dirtyPtrs, dirtyPtrs6);
-      this.units.delete(key);
-    }
-    for (const svc of view.services) {
-      if (!this.units.has(svc.key)) this.units.set(svc.key, this.addUnit(svc, dirtyPtrs, dirtyPtrs6));
-    }
-    if (this.hasReverse) {
-      for (const ip of dirtyPtrs) this.writePtr(ip);
-      for (const ip of dirtyPtrs6) this.writePtr6(ip);
-    }
-
-    // The names every zone has; the apex's SOA carries the generation as its serial.
-    const dnsService = next.get(DNS_SERVICE_KEY);
-    const dnsIP = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP : 0;
-    const dnsIP6 = dnsService !== undefined && !dnsService.headless ? dnsService.clusterIP6 : '';
-    for (let z = 0; z < this.zones.length; z++) {
-      const zone = this.zones[z]!;
-      const apex = this.table.claim(zone);
-      this.setBody(apex, Col.SOA, encodeSoa(this.table.arena, zone, view.generation, this.ttl));
-      this.setBody(apex, Col.NS, encodeNs(this.table.arena, zone, this.reverse[z] ? 0 : dnsIP, this.ttl, this.reverse[z] ? '' : dnsIP6));
-      if (this.reverse[z]) continue;
-      const version = new NameRecords();
-      version.txt = DNS_SCHEMA_VERSION;
-      this.writeName(`dns-version.${zone}`, version);
-      for (const ent of [`svc.${zone}`, `pod.${zone}`, `dns.${zone}`]) this.writeName(ent, EMPTY);
-      const ns = new NameRecords();
-      if (dnsIP !== 0) ns.a = [dnsIP];
-      if (dnsIP6 !== '') ns.aaaa = [dnsIP6];
-      this.writeName(`ns.dns.${zone}`, ns);
-    }
-    // After everything else: a target may have changed without its ExternalName.
-    for (const [name, target] of this.externalTargets) this.chase(name, target);
-    this.soaRecords = this.zones.map(() => negativeSoa(view.generation, this.ttl));
-    this.table.compactIfWasteful();
-    this.table.trim();
-    this.synced = true;
-  }
-
-  /**
-   * An ExternalName whose target is a name of this zone: for each type the target has,
-   * the CNAME followed by the target's records, as CoreDNS answers (its A() looks an
-   * in-zone target up). One level: a target that is itself a CNAME is left to the
-   * client; a target without the type (or without a name) gets the CNAME alone.
-   */
-  private chase(name: string, target: string): void {
-    const table = this.table;
-    const slot = table.names.get(name);
-    if (slot === undefined) return;
-    const chased = [Col.A, Col.AAAA, Col.NS, Col.SOA, Col.PTR, Col.TXT, Col.SRV] as const;
-    const targetSlot = this.zoneOf(target) >= 0 ? table.names.get(target) : undefined;
-    const targetRow = targetSlot === undefined || table.columns[targetSlot * Col.COUNT + Col.CNAME]! >= 0 ? -1 : targetSlot * Col.COUNT;
-    for (const col of chased) {
-      const body = targetRow < 0 ? -1 : table.columns[targetRow + col]!;
-      if (body < 0) {
-        if (table.columns[slot * Col.COUNT + col]! >= 0) table.replace(slot, col, -1);
-        continue;
-      }
-      const arena = table.arena;
-      arena.begin(name);
-      const at = arena.rr(name, RrType.CNAME, this.ttl);
-      arena.name(target);
-      arena.end(at, 'answer');
-      arena.appendBody(body, target);
-      table.replace(slot, col, arena.finish());
-    }
-  }
-
-  private setBody(slot: number, col: number, body: number): void {
-    this.table.columns[slot * Col.COUNT + col] = body;
-  }
-
-  /** (Re)writes every body of `name`. */
-  private writeName(name: string, r: NameRecords): void {
-    const slot = this.table.claim(name);
-    if (r.cname !== null) {
-      // RFC 1034 3.6.2: a CNAME has no other data.
-      this.setBody(slot, Col.CNAME, encodeNames(this.table.arena, name, RrType.CNAME, [r.cname], this.ttl));
-      return;
-    }
-    if (r.a !== null) this.setBody(slot, Col.A, encodeA(this.table.arena, name, r.a, this.ttl));
-    if (r.aaaa !== null) this.setBody(slot, Col.AAAA, encodeAaaa(this.table.arena, name, r.aaaa, this.ttl));
-    if (r.txt !== null) this.setBody(slot, Col.TXT, encodeTxt(this.table.arena, name, r.txt));
-    if (r.ptr !== null) this.setBody(slot, Col.PTR, encodeNames(this.table.arena, name, RrType.PTR, r.ptr, this.ttl));
-    if (r.srv !== null) this.setBody(slot, Col.SRV, encodeSrv(this.table.arena, name, r.srv, this.ttl));
-  }
-
-  private addUnit(svc: ServiceView, dirtyPtrs: Set<number>, dirtyPtrs6: Set<string>): ServiceUnit {
-    const unit: ServiceUnit = { view: svc, names: [], ents: [], ptrs: [], ptrs6: [] };
-    const local = new Map<string, NameRecords>();
-    const at = (name: string): NameRecords => {
-      let r = local.get(name);
-      if (r === undefined) local.set(name, (r = new NameRecords()));
-      return r;
-    };
-    const hosts = endpointHosts(svc);
-    // The endpoints' names in the primary zone, which their PTR records name (the same strings).
-    const primaryNames: EndpointHosts = { v4: [], v6: [] };
-    for (let z = 0; z < this.zones.length; z++) {
-      if (!this.reverse[z]) compileService(svc, this.zones[z]!, at, unit.ents, hosts, this.zones[z] === this.primary ? primaryNames : null);
-    }
-    for (const [name, r] of local) {
-      this.writeName(name, r);
-      unit.names.push(name);
-      if (r.cname !== null) this.externalTargets.set(name, r.cname);
-    }
-    for (const ent of unit.ents) {
-      const refs = this.entRefs.get(ent) ?? 0;
-      this.entRefs.set(ent, refs + 1);
-      if (refs === 0) this.writeName(ent, EMPTY);
-    }
-    this.addPtrSources(svc, unit, dirtyPtrs, dirtyPtrs6, primaryNames);
-    return unit;
-  }
-
-  private removeUnit(unit: ServiceUnit, dirtyPtrs: Set<number>, dirtyPtrs6: Set<string>): void {
-    for (const name of unit.names) {
-      this.table.remove(name);
-      this.externalTargets.delete(name);
-    }
-    for (const ent of unit.ents) {
-      const refs = this.entRefs.get(ent)! - 1;
-      if (refs > 0) this.entRefs.set(ent, refs);
-      else {
-        this.entRefs.delete(ent);
-        this.table.remove(ent);
-      }
-    }
-    const key = unit.view.key;
-    for (const ip of unit.ptrs) {
-      const sources = this.ptrIndex.get(ip);
-      if (sources === undefined) continue;
-      const left = Array.isArray(sources) ? sources.filter((s) => s.key !== key) : sources.key !== key ? [sources] : [];
-      if (left.length === 0) this.ptrIndex.delete(ip);
-      else this.ptrIndex.set(ip, left.length === 1 ? left[0]! : left);
-      dirtyPtrs.add(ip);
-    }
-    for (const ip of unit.ptrs6) {
-      const sources = this.ptrIndex6.get(ip);
-      if (sources === undefined) continue;
-      const left = Array.isArray(sources) ? sources.filter((s) => s.key !== key) : sources.key !== key ? [sources] : [];
-      if (left.length === 0) this.ptrIndex6.delete(ip);
-      else this.ptrIndex6.set(ip, left.length === 1 ? left[0]! : left);
-      dirtyPtrs6.add(ip);
-    }
-  }
-
-  /** What `svc` contributes to PTR names: its cluster IPs, and its ready endpoints' addresses, of both families. */
-  private addPtrSources(svc: ServiceView, unit: ServiceUnit, dirtyPtrs: Set<number>, dirtyPtrs6: Set<string>, primaryNames: EndpointHosts): void {
-    if (!this.hasReverse || svc.type === 'ExternalName' || (!svc.headless && svc.clusterIP === 0 && svc.clusterIP6 === '')) return;
-    const svcName = `${svc.name}.${svc.namespace}.svc.${this.primary}`;
-    if (!isPlainName(svcName)) return;
-    const add = (ip: number, target: string, cluster: boolean): void => {
-      const source: PtrSource = { key: svc.key, target, cluster };
-      const sources = this.ptrIndex.get(ip);
-      if (sources === undefined) this.ptrIndex.set(ip, source);
-      else if (Array.isArray(sources)) sources.push(source);
-      else this.ptrIndex.set(ip, [sources, source]);
-      if (unit.ptrs[unit.ptrs.length - 1] !== ip) unit.ptrs.push(ip);
-      dirtyPtrs.add(ip);
-    };
-    const add6 = (ip: string, target: string, cluster: boolean): void => {
-      const source: PtrSource = { key: svc.key, target, cluster };
-      const sources = this.ptrIndex6.get(ip);
-      if (sources === undefined) this.ptrIndex6.set(ip, source);
-      else if (Array.isArray(sources)) sources.push(source);
-      else this.ptrIndex6.set(ip, [sources, source]);
-      if (unit.ptrs6[unit.ptrs6.length - 1] !== ip) unit.ptrs6.push(ip);
-      dirtyPtrs6.add(ip);
-    };
-    if (!svc.headless && svc.clusterIP !== 0) add(svc.clusterIP, svcName, true);
-    if (!svc.headless && svc.clusterIP6 !== '') add6(svc.clusterIP6, svcName, true);
-    svc.endpoints.forEach((e, i) => {
-      const target = primaryNames.v4[i];
-      if (target !== undefined && target !== '') add(e.ip, target, false);
-    });
-    svc.endpoints6.forEach((e, i) => {
-      const target = primaryNames.v6[i];
-      if (target !== undefined && target !== '') add6(e.ip, target, false);
-    });
-  }
-
-  /**
-   * The PTR name of an address from its sources, in Service key order: a cluster IP
-   * names its (first) Service alone, as CoreDNS looks Services up before endpoints;
-   * else every endpoint name. Only for addresses inside one of our reverse zones.
-   */
-  private writePtr(ip: number): void {
-    const name = `${ip & 0xff}.${(ip >>> 8) & 0xff}.${(ip >>> 16) & 0xff}.${ip >>> 24}.in-addr.arpa`;
-    const z = this.zoneOf(name);
-    if (z < 0 || !this.reverse[z]) return;
-    const sources = this.ptrIndex.get(ip);
-    if (sources === undefined) {
-      this.table.remove(name);
-      return;
-    }
-    this.writeName(name, ptrRecords(sources));
-  }
-
-  /** writePtr for an IPv6 address: its ip6.arpa name, 32 nibbles lowest first (RFC 3596 2.5). */
-  private writePtr6(ip: string): void {
-    const bytes = parseIpv6(ip)!;
-    let name = '';
-    for (let i = 15; i >= 0; i--) name += `${(bytes[i]! & 0xf).toString(16)}.${(bytes[i]! >> 4).toString(16)}.`;
-    name += 'ip6.arpa';
-    const z = this.zoneOf(name);
-    if (z < 0 || !this.reverse[z]) return;
-    const sources = this.ptrIndex6.get(ip);
-    if (sources === undefined) {
-      this.table.remove(name);
-      return;
-    }
-    this.writeName(name, ptrRecords(sources));
-  }
-
-  /**
-   * The forward names of one Service in `zone`, into `at`; the namespace name it keeps
-   * alive into `ents`; its endpoints' names (by endpoint index) into `endpointNames`.
-   */
   // ---- answer -----------------------------------------------------------------------
 
   answer(req: Uint8Array, _reqLen: number, q: QueryInfo, res: Uint8Array, maxSize: number): number {
@@ -456,9 +180,9 @@ export class KubernetesZone {
     // CoreDNS's kubernetes plugin refuses zone transfers; other classes are not ours.
     if (q.qclass !== CLASS_IN || q.qtype === RrType.AXFR || q.qtype === RrType.IXFR) return this.empty(req, q, res, Rcode.REFUSED, 0, -1);
     // Before the first sync there is nothing to deny with (CoreDNS: SERVFAIL until synced).
-    if (!this.synced) return this.empty(req, q, res, Rcode.SERVFAIL, 0, -1);
+    if (!this.records.synced) return this.empty(req, q, res, Rcode.SERVFAIL, 0, -1);
 
-    const table = this.table;
+    const table = this.records.table;
     const slot = table.names.get(q.qname);
     if (slot === undefined) return this.missing(req, q, res, z);
     const row = slot * Col.COUNT;
@@ -474,7 +198,7 @@ export class KubernetesZone {
   /** A name not in the table: a pod name (computed), else NXDOMAIN or fall through. */
   private missing(req: Uint8Array, q: QueryInfo, res: Uint8Array, z: number): number {
     if (!this.reverse[z] && this.podsInsecure) {
-      const pod = this.podAddress(q.qname, this.zones[z]!);
+      const pod = podAddress(q.qname, this.zones[z]!, this.podGroups, this.pod6);
       if (pod >= 0) {
         if (q.qtype !== RrType.A) return this.empty(req, q, res, Rcode.NOERROR, Flag.AA, z);
         return this.podAnswer(req, q, res, pod);
@@ -487,97 +211,6 @@ export class KubernetesZone {
     }
     if (this.fallsThrough(q.qname)) return NOT_HANDLED;
     return this.empty(req, q, res, Rcode.NXDOMAIN, Flag.AA, z);
-  }
-
-  /**
-   * `<a-b-c-d>.<ns>.pod.<zone>`: the address (>= 0); POD_IPV6 for an IPv6 address with
-   * dashes for colons (`fd00-10-244-1--5`, CoreDNS's form; the address in pod6);
-   * POD_NAMESPACE for `<ns>.pod.<zone>`; NOT_POD otherwise. CoreDNS's insecure mode
-   * checks nothing else.
-   */
-  private podAddress(qname: string, zone: string): number {
-    const suffix = qname.length - zone.length - 5; // where ".pod." starts
-    if (suffix <= 0 || !qname.startsWith('.pod.', suffix)) return NOT_POD;
-    const nsStart = qname.lastIndexOf('.', suffix - 1) + 1;
-    if (nsStart === 0) return POD_NAMESPACE; // <ns>.pod.<zone>
-    const podEnd = nsStart - 1;
-    if (qname.lastIndexOf('.', podEnd - 1) >= 0 || nsStart === suffix) return NOT_POD;
-    // a-b-c-d, each part 0-255 without leading zeros (Go's net.ParseIP refuses them).
-    let ip = 0;
-    let part = 0;
-    let digits = 0;
-    let parts = 0;
-    for (let i = 0; i <= podEnd; i++) {
-      const c = i === podEnd ? 0x2d : qname.charCodeAt(i);
-      if (c === 0x2d) {
-        if (digits === 0 || part > 255) return this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
-        ip = ip * 256 + part;
-        parts++;
-        part = 0;
-        digits = 0;
-        continue;
-      }
-      if (c < 0x30 || c > 0x39 || digits === 3 || (digits === 1 && part === 0)) return this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
-      part = part * 10 + (c - 0x30);
-      digits++;
-    }
-    return parts === 4 ? ip : this.podIpv6(qname, podEnd) ? POD_IPV6 : NOT_POD;
-  }
-
-  /**
-   * qname[0, end) as an IPv6 address with "-" for ":" ("--" for "::"), into pod6;
-   * false when it is none. Char by char into reused arrays: no allocation per query.
-   */
-  private podIpv6(qname: string, end: number): boolean {
-    const g = this.podGroups;
-    let n = 0;
-    let gap = -1;
-    let value = 0;
-    let digits = 0;
-    let afterDash = false;
-    let i = 0;
-    if (end > 0 && qname.charCodeAt(0) === 0x2d) {
-      if (end < 2 || qname.charCodeAt(1) !== 0x2d) return false;
-      gap = 0;
-      i = 2;
-    }
-    for (; i <= end; i++) {
-      const c = i === end ? -1 : qname.charCodeAt(i);
-      const hex = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
-      if (hex >= 0) {
-        if (digits === 4) return false;
-        value = value * 16 + hex;
-        digits++;
-        afterDash = false;
-        continue;
-      }
-      if (c !== 0x2d && c !== -1) return false;
-      if (digits > 0) {
-        if (n === 8) return false;
-        g[n++] = value;
-        value = 0;
-        digits = 0;
-        if (c === -1) break;
-        afterDash = true;
-        continue;
-      }
-      // An empty group: the second dash of the one "--", or the end right after it ("fd00--", "--").
-      if (c === -1) {
-        if (gap === n && qname.charCodeAt(i - 1) === 0x2d) break;
-        return false;
-      }
-      if (!afterDash || gap >= 0) return false;
-      gap = n;
-      afterDash = false;
-    }
-    if (gap < 0 ? n !== 8 : n > 7) return false;
-    const out = this.pod6;
-    const tail = gap < 0 ? 0 : n - gap;
-    const head = n - tail;
-    out.fill(0);
-    for (let k = 0; k < head; k++) { out[2 * k] = g[k]! >>> 8; out[2 * k + 1] = g[k]! & 0xff; }
-    for (let k = 0; k < tail; k++) { const at = 8 - tail + k; out[2 * at] = g[head + k]! >>> 8; out[2 * at + 1] = g[head + k]! & 0xff; }
-    return true;
   }
 
   /** Header + the query's question; returns the offset after the question. */
@@ -615,7 +248,7 @@ export class KubernetesZone {
     let o = this.startResponse(req, q, res);
     let ns = 0;
     if (z >= 0) {
-      const soa = this.soaRecords[z]!;
+      const soa = this.records.soaRecords[z]!;
       // The zone's name ends the question name: its offset there.
       const zoneAt = HEADER_LENGTH + (q.questionEnd - 4 - HEADER_LENGTH) - nameWireLength(this.zones[z]!);
       const ptr = 0xc000 | zoneAt;
@@ -633,7 +266,7 @@ export class KubernetesZone {
 
   /** A precomputed body; what does not fit in maxSize is cut: the additional section first (no TC), else everything (TC). */
   private fromBody(req: Uint8Array, q: QueryInfo, res: Uint8Array, maxSize: number, body: number): number {
-    const a = this.table.arena.buf;
+    const a = this.records.table.arena.buf;
     const length = a.readUInt32BE(body);
     let an = a.readUInt16BE(body + 4);
     let ns = a.readUInt16BE(body + 6);
@@ -662,24 +295,3 @@ export class KubernetesZone {
     return o;
   }
 }
-
-/**
- * The PTR records of an address from its sources, in Service key order: a cluster IP
- * names its (first) Service alone, as CoreDNS looks Services up before endpoints; else
- * every endpoint name.
- */
-function ptrRecords(sources: PtrSource | PtrSource[]): NameRecords {
-  const r = new NameRecords();
-  if (!Array.isArray(sources)) r.ptr = [sources.target];
-  else {
-    // Stable: one Service's sources keep their endpoint order.
-    const sorted = [...sources].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const cluster = sorted.find((s) => s.cluster);
-    r.ptr = cluster !== undefined ? [cluster.target] : [...new Set(sorted.map((s) => s.target))];
-  }
-  return r;
-}
-
-const NOT_POD = -1;
-const POD_NAMESPACE = -2;
-const POD_IPV6 = -3;

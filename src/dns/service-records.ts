@@ -2,7 +2,8 @@
 // kubernetes plugin answers them) and their encoding into response bodies
 // (zone-writer.ts): compileService() says which names a Service gives and what each
 // holds; the encoders turn one name's record set into the bytes after the question.
-// KubernetesZone (kubernetes-zone.ts) keeps them per Service and answers from them.
+// KubernetesZoneRecords (kubernetes-zone-records.ts) keeps them per Service; KubernetesZone
+// (kubernetes-zone.ts) answers from them.
 import type { EndpointPortView, EndpointView, EndpointView6, ServiceView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
 import { parseIpv4, parseIpv6 } from '../wire/address.ts';
