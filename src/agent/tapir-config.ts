@@ -241,7 +241,7 @@ function readIpv6(top: Fields, underlay: Fields | undefined, kp: KubeProxySettin
   if (podCIDRv6 === undefined && !top.has('podCIDRv6') && clusterCIDRv6 !== undefined) podCIDRv6 = env.node?.podCIDRv6;
   const serviceCIDRv6 = top.cidr6('serviceCIDRv6', false, true);
   // Not from the Node's IPv6 InternalIP: the host TUN's IPv6 source stays the pod gateway
-  // unless asked (see hostTunIpv6 in agent.ts).
+  // unless asked (see hostTunIpv6 in host-tun.ts).
   const underlayAddressV6 = underlay?.ipv6('addressV6');
   const none = { podCIDRv6: null, clusterCIDRv6: null, serviceCIDRv6: null, underlayAddressV6: underlayAddressV6 ?? null };
   if (podCIDRv6 === undefined && clusterCIDRv6 === undefined) {
