@@ -81,7 +81,7 @@ if (process.argv[2] === 'malloc-child') {
     r.trim.stop();
   });
 
-  test('a state shrunk to half of what it was at the last collection (a mass deletion) is collected within the interval', () => {
+  test('a state shrunk to half of its peak since the last collection (a mass deletion) is collected at once, within the interval and without slack', () => {
     const r = rig({ total: 300 * MiB, used: 200 * MiB });
     r.trim.afterSync(275_000);
     r.trim.check();
@@ -96,6 +96,17 @@ if (process.argv[2] === 'malloc-child') {
     r.trim.afterSync(60);
     r.trim.check();
     assert.equal(r.collected.length, 2, 'the state shrank below half: collected at once');
+    r.trim.check();
+    assert.equal(r.collected.length, 2, 'measured from that collection: not again');
+    // Shrunk with no slack in the heap (all of it counted as used: garbage): collected too.
+    r.heap.total = 210 * MiB; r.heap.used = 200 * MiB;
+    r.trim.afterSync(275_000);
+    r.advance(1000);
+    r.trim.check();
+    assert.equal(r.collected.length, 2, 'grown again, no slack: nothing');
+    r.trim.afterSync(100);
+    r.trim.check();
+    assert.equal(r.collected.length, 3, 'shrunk from its peak although the heap shows no slack');
     r.trim.stop();
   });
 

@@ -11,10 +11,11 @@
 // HeapTrim asks for one only when it pays and rarely: SETTLE_MS after the last sync of
 // a burst, when the heap holds at least SLACK_BYTES more than it uses, and not within
 // MIN_INTERVAL_MS of the previous one unless the heap in use is smaller than the slack
-// or the synced state has shrunk to half of what it was at the previous one (then the
-// live heap is small and so is the pause: 25,000 Services deleted left 238 MB of heap
-// in use, nearly all of it garbage, and an idle agent does not allocate, so V8 never
-// collected it by itself). Small syncs (an endpoint moved) seldom leave that much;
+// (then the pause is short). A synced state shrunk to half of its peak since the last
+// collection is collected at once, whatever the slack: 25,000 Services deleted left
+// 238 MB of heap in use, nearly all of it garbage (V8 counts it as used until it
+// collects, and an idle agent does not allocate, so it never did), and the live heap
+// is small, so is the pause. Small syncs (an endpoint moved) seldom leave that much;
 // the first sync at scale and a mass deletion do. In a cluster whose endpoints churn
 // all the time the interval bounds the pauses to one per five minutes.
 // The agent, `tapir ingress` and `tapir dns` each run one: each compiles the same views.
@@ -97,9 +98,9 @@ export class HeapTrim implements HeapTrimmer {
   #last = -Infinity;
   /** What the process held outside V8's heap after the last trim (at start: when made). */
   #outside: number;
-  /** The state's size as afterSync last gave it, and at the last collection. */
+  /** The state's size as afterSync last gave it, and the largest since the last collection. */
   #held = 0;
-  #heldAtCollection = 0;
+  #heldPeak = 0;
   /** Collections done, for status and tests. */
   trims = 0;
   /** C heap trims done without a collection. */
@@ -121,7 +122,10 @@ export class HeapTrim implements HeapTrimmer {
   /** A sync was applied: look again once syncs have stopped for a while. */
   afterSync(held?: number): void {
     if (this.#collect === null) return;
-    if (held !== undefined) this.#held = held;
+    if (held !== undefined) {
+      this.#held = held;
+      if (held > this.#heldPeak) this.#heldPeak = held;
+    }
     this.#arm(this.#settleMs);
   }
 
@@ -140,15 +144,16 @@ export class HeapTrim implements HeapTrimmer {
     if (this.#collect === null) return;
     const before = this.#heap();
     const rssBefore = this.#rss();
-    const heapSlack = before.total - before.used >= this.#slack;
+    // A state shrunk to half of its peak since the last collection (a mass deletion):
+    // most of the heap in use is garbage now, which V8 counts as used until it collects.
+    const shrunk = this.#held * 2 < this.#heldPeak && before.used >= this.#slack;
+    const heapSlack = before.total - before.used >= this.#slack || shrunk;
     const outsideGrew = rssBefore - before.total - this.#outside >= this.#slack;
     if (!heapSlack && !outsideGrew) return;
     // The interval bounds the pauses of large heaps. A collection's pause is its live
-    // heap's, so a small heap in use, or a state shrunk to half of what it was at the
-    // last collection (a mass deletion: most of the heap in use is garbage now), is
-    // collected in little time and need not wait.
-    const small = before.used < this.#slack || this.#held * 2 < this.#heldAtCollection;
-    const wait = small ? 0 : this.#last + this.#minIntervalMs - this.#now();
+    // heap's, so a small heap in use, or a shrunk state's, is collected in little time
+    // and need not wait.
+    const wait = before.used < this.#slack || shrunk ? 0 : this.#last + this.#minIntervalMs - this.#now();
     const mib = (n: number): string => (n / 1048576).toFixed(0);
     if (heapSlack && wait <= 0) {
       const t0 = performance.now();
@@ -156,7 +161,7 @@ export class HeapTrim implements HeapTrimmer {
       this.#trimNative();
       const ms = performance.now() - t0;
       this.#last = this.#now();
-      this.#heldAtCollection = this.#held;
+      this.#heldPeak = this.#held;
       this.trims++;
       const after = this.#heap();
       this.#outside = this.#rss() - after.total;
