@@ -1,7 +1,7 @@
 // The HTTP side of talking to a Kubernetes API server: credentials and TLS as a pod or a
 // kubeconfig gives them, requests with undici. Two calls: GET a JSON document, and a
 // watch stream read line by line. Everything about lists, resource versions and
-// restarts is the reflector's (api-source.ts); this file only moves bytes and says what
+// restarts is the reflector's (reflector.ts); this file only moves bytes and says what
 // went wrong.
 //
 // Credentials: the in-cluster files (service-account token, re-read as kubelet rotates
