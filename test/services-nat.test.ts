@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EntryPoint, LbChoice, MasqReason, NatReason, Verdict } from '../src/services/nat-codes.ts';
 import { endpoint, servicePort, snapshot } from '../src/model/synthetic.ts';
-import { FrontendKind } from '../src/tables/service-table.ts';
+import { FrontendKind } from '../src/tables/service-frontends.ts';
 import { decode, makeNat, send, TcpFlags } from './services-helpers.ts';
 
 const LOCAL = endpoint('10.244.1.5', 8080, { local: true });

@@ -9,7 +9,8 @@ import {
 import { EntryPoint, LbChoice, MasqReason, NatReason, Verdict } from '../src/services/nat-codes.ts';
 import { ServiceNat6, type ServiceNat6Options } from '../src/services/nat6.ts';
 import { endpoint6, servicePort6, snapshot6, type PortInput6 } from '../src/model/synthetic.ts';
-import { FrontendKind, buildServiceTable6 } from '../src/tables/service-table.ts';
+import { FrontendKind } from '../src/tables/service-frontends.ts';
+import { buildServiceTable6 } from '../src/tables/service-table.ts';
 import type { ServiceSnapshot } from '../src/model/service-snapshot.ts';
 
 const GATEWAY6 = 'fd00:10:244:1::1';

@@ -7,7 +7,8 @@
 // over what each port resolves to, not over raw arrays.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NODE_PORT_ADDR, ServiceTable, buildServiceTable, updateServiceTable } from '../src/tables/service-table.ts';
+import { NODE_PORT_ADDR } from '../src/tables/service-frontends.ts';
+import { ServiceTable, buildServiceTable, updateServiceTable } from '../src/tables/service-table.ts';
 import { endpoint, ip, servicePort, snapshot } from '../src/model/synthetic.ts';
 import type { EndpointSpec, ServicePortSpec, ServiceSnapshot } from '../src/model/service-snapshot.ts';
 import { seededRandom as random } from './helpers/random.ts';

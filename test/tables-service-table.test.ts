@@ -2,7 +2,8 @@
 // nodePortAddresses only, endpoint ranges, shared lists, source ranges, problems.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FrontendKind, NODE_PORT_ADDR, PortFlag, buildServiceTable } from '../src/tables/service-table.ts';
+import { FrontendKind, NODE_PORT_ADDR } from '../src/tables/service-frontends.ts';
+import { PortFlag, buildServiceTable } from '../src/tables/service-table.ts';
 import { endpoint, ip, scaleSnapshot, servicePort, snapshot } from '../src/model/synthetic.ts';
 
 const eps = [endpoint('10.244.1.5', 8080, { local: true }), endpoint('10.244.2.5', 8080)];

@@ -2,7 +2,8 @@
 // verdicts, why a packet was rejected or dropped, where it entered the node, how the
 // endpoint was chosen, why the source was masqueraded. Names indexed by code are for
 // counters, logs and `tapir trace` (slow path only).
-import { FrontendKind, PortFlag } from '../tables/service-table.ts';
+import { FrontendKind } from '../tables/service-frontends.ts';
+import { PortFlag } from '../tables/service-table.ts';
 
 /** Where the packet entered the node. Replies are recognised by conntrack whatever the entry point. */
 export const EntryPoint = {

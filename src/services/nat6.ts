@@ -23,7 +23,8 @@ import {
 import { AffinityTable, AFFINITY_DEFAULT_CAPACITY } from '../tables/affinity.ts';
 import { CONNTRACK_SOURCE_LIMITED, Conntrack, EntryStatus} from '../tables/conntrack.ts';
 import { MAGLEV_FLOW_SEED, address6Digest, flowHash } from '../tables/hash.ts';
-import { FrontendKind, NODE_PORT_ADDR, PortFlag, type ServiceTable } from '../tables/service-table.ts';
+import { FrontendKind, NODE_PORT_ADDR } from '../tables/service-frontends.ts';
+import { PortFlag, type ServiceTable } from '../tables/service-table.ts';
 import { TCP_FLAG_CLASS_SYN, TCP_INVALID, TcpState, tcpFlagClass, tcpReopens, tcpTransition } from '../tables/tcp-state.ts';
 import { LbChoice, MasqReason, NatReason, POLICY_EXTERNAL, Verdict, servicePolicy } from './nat-codes.ts';
 import { NatResult, xorshift } from './nat-result.ts';

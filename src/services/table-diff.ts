@@ -3,7 +3,8 @@
 // (pkg/proxy/conntrack, CleanStaleEntries) because UDP has no connection to break:
 // without it, a client's datagrams would keep going to a dead endpoint until the entry
 // timed out. Slow path, run once per swap.
-import type { Address, ServiceTable } from '../tables/service-table.ts';
+import type { Address } from '../tables/service-address.ts';
+import type { ServiceTable } from '../tables/service-table.ts';
 import type { ServicePortIds } from './service-ids.ts';
 
 const UDP = 17;

@@ -12,7 +12,9 @@ import { ServiceNat6 } from './nat6.ts';
 import {
   LbChoice, MasqReason, NatReason, Verdict, entryPointNames, lbChoiceNames, masqReasonNames, natReasonNames, verdictNames,
 } from './nat-codes.ts';
-import { FrontendKind, buildServiceTable, buildServiceTable6, frontendKindNames, type Address, type ServiceTable } from '../tables/service-table.ts';
+import type { Address } from '../tables/service-address.ts';
+import { FrontendKind, frontendKindNames } from '../tables/service-frontends.ts';
+import { buildServiceTable, buildServiceTable6, type ServiceTable } from '../tables/service-table.ts';
 import { maglevTableSize } from '../tables/maglev.ts';
 /** A conntrack tuple of either family (Conntrack.tuple, tuple6). */
 type FlowTuple = { src: Address; srcPort: number; dst: Address; dstPort: number };

@@ -10,19 +10,18 @@
 //
 // Incremental update (updateServiceTable): when a new snapshot differs from the one a
 // table was built from only in the endpoints (or balancing, affinity, traffic policy)
-// of a few service ports, identified by object identity as the control side keeps
-// unchanged ports, the new table shares the previous one's frontend maps, key index
-// and source ranges, copies the per-port arrays (a memcpy of 10k entries each) and the
-// endpoint arrays with room for the changed ports' new lists appended at the end; only
-// those lists and their Maglev tables are computed. The Maglev slots (1,021 or more per
-// list: 2 MB at 10k services with one in ten on Maglev, whose copy was most of an
-// update) are not copied: their array has room to spare, and a table derived from the
-// newest one appends its tables after that one's last slot in the same array (its
-// MaglevStore says which table wrote last; a table derived from an older one copies).
-// The ranges changed lists had before become garbage; once garbage is more than half of
-// the arrays, the next update is a whole build (compaction). What the previous table
-// reads is never written to: the datapath may still be reading it. The whole build
-// stays the reference: a test compares the two over random change sequences.
+// of a few service ports (service-table-changes.ts decides), the new table shares the
+// previous one's frontend maps, key index and source ranges, copies the per-port arrays
+// (a memcpy of 10k entries each) and the endpoint arrays with room for the changed
+// ports' new lists appended at the end; only those lists and their Maglev tables are
+// computed. The Maglev slots (1,021 or more per list: 2 MB at 10k services with one in
+// ten on Maglev, whose copy was most of an update) are not copied: their array has room
+// to spare, and a table derived from the newest one appends its tables after that one's
+// last slot in the same array (its MaglevStore says which table wrote last; a table
+// derived from an older one copies). The ranges changed lists had before become
+// garbage, until a whole build compacts them. What the previous table reads is never
+// written to: the datapath may still be reading it. The whole build stays the
+// reference: a test compares the two over random change sequences.
 //
 // IPv6 (family 6, from the snapshot's ports6): the same arrays and rules, with three
 // differences. Frontend addresses (cluster, external and load-balancer IPs, node-port
@@ -33,22 +32,18 @@
 // 32-bit digest of it (address6Digest): Maglev hashes it (every node agrees), affinity
 // and table diffs compare it next to the port. Source ranges are four-word network and
 // mask pairs (rangeNet6, rangeMask6).
+//
+// The build's steps live beside it: frontend registration (service-frontends.ts),
+// endpoint lists and Maglev tables (service-endpoint-lists.ts), addresses of either
+// family (service-address.ts).
 import type { ServicePortSpec, ServiceSnapshot } from '../model/service-snapshot.ts';
 import { FrontendMap } from './frontend-map.ts';
-import { address6Digest } from './hash.ts';
 import { Ipv4Map } from './ipv4-map.ts';
 import { Ipv6Map } from './ipv6-map.ts';
-import { MAGLEV_MAX_ENDPOINTS, maglevTableSize, populateMaglev } from './maglev.ts';
-import { ipv4ToString, parseIpv6 } from '../wire/address.ts';
-import { loadIpv6Words } from '../wire/ipv6.ts';
-
-/** A service port of either family: IPv4 addresses as uint32, IPv6 ones as RFC 5952 text. */
-type AnyPortSpec = ServicePortSpec<number | string>;
-export type Address = number | string;
-
-export const FrontendKind = { CLUSTER_IP: 0, EXTERNAL_IP: 1, LOAD_BALANCER: 2, NODE_PORT: 3 } as const;
-export type FrontendKindCode = (typeof FrontendKind)[keyof typeof FrontendKind];
-export const frontendKindNames: readonly string[] = ['cluster IP', 'external IP', 'load-balancer IP', 'node port'];
+import { words6, type Address, type AnyPortSpec } from './service-address.ts';
+import { endpointSlots, maglevSlotsOf, putEndpoint, putMaglev, sameEndpoints } from './service-endpoint-lists.ts';
+import { FrontendKind, NODE_PORT_ADDR, addFrontend, frontendKey } from './service-frontends.ts';
+import { changedPorts } from './service-table-changes.ts';
 
 /** Per service port bits (ServiceTable.flags). */
 export const PortFlag = {
@@ -58,9 +53,6 @@ export const PortFlag = {
   /** Some endpoint list is non-empty: with none at all, traffic is rejected, not dropped. */
   HAS_ENDPOINTS: 8,
 } as const;
-
-/** The node-port "address" in the frontend map. */
-export const NODE_PORT_ADDR = 0;
 
 export class ServiceTable<A extends Address = number> {
   readonly generation: number;
@@ -238,7 +230,7 @@ export class ServiceTable<A extends Address = number> {
     this.frontends = new FrontendMap(frontends);
     this.frontendAddrs6 = new Ipv6Map(family === 6 ? frontends + nodePortAddressList.length : 0);
     this.nodePortAddresses = new Ipv4Map(nodePortAddressList.length);
-    for (const a of nodePortAddressList) this.nodePortAddresses.set(this.#frontendKey(a), 0);
+    for (const a of nodePortAddressList) this.nodePortAddresses.set(frontendKey(this, a), 0);
     this.clusterIPs = new Ipv4Map(n);
     this.frontendIPs = new Ipv4Map(frontends);
     this.protocol = new Uint8Array(n);
@@ -300,12 +292,12 @@ export class ServiceTable<A extends Address = number> {
         continue;
       }
       if (p.clusterIP === 0 || p.clusterIP === '') continue; // headless: DNS only, no frontends
-      this.#addFrontend(p.clusterIP, p, i, FrontendKind.CLUSTER_IP, p.port);
-      const clusterKey = this.#frontendKey(p.clusterIP);
+      addFrontend(this, p.clusterIP, p, i, FrontendKind.CLUSTER_IP, p.port);
+      const clusterKey = frontendKey(this, p.clusterIP);
       if (this.clusterIPs.get(clusterKey) < 0) this.clusterIPs.set(clusterKey, i);
-      for (const a of p.externalIPs) this.#addFrontend(a, p, i, FrontendKind.EXTERNAL_IP, p.port);
-      for (const a of p.loadBalancerIPs) this.#addFrontend(a, p, i, FrontendKind.LOAD_BALANCER, p.port);
-      if (p.nodePort !== 0) this.#addFrontend(NODE_PORT_ADDR, p, i, FrontendKind.NODE_PORT, p.nodePort);
+      for (const a of p.externalIPs) addFrontend(this, a, p, i, FrontendKind.EXTERNAL_IP, p.port);
+      for (const a of p.loadBalancerIPs) addFrontend(this, a, p, i, FrontendKind.LOAD_BALANCER, p.port);
+      if (p.nodePort !== 0) addFrontend(this, NODE_PORT_ADDR, p, i, FrontendKind.NODE_PORT, p.nodePort);
     }
     this.maglevUsed = this.#slot;
     this.#maglevStore = { end: this.#slot };
@@ -319,12 +311,12 @@ export class ServiceTable<A extends Address = number> {
   #putLists(i: number, p: AnyPortSpec, shared: boolean, ep: number): number {
     this.clusterStart[i] = ep;
     this.clusterCount[i] = p.clusterEndpoints.length;
-    for (const e of p.clusterEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
+    for (const e of p.clusterEndpoints) ep = putEndpoint(this, ep, e.ip, e.port, e.local);
     if (shared) {
       this.externalStart[i] = this.clusterStart[i]!;
     } else {
       this.externalStart[i] = ep;
-      for (const e of p.externalEndpoints) ep = this.#putEndpoint(ep, e.ip, e.port, e.local);
+      for (const e of p.externalEndpoints) ep = putEndpoint(this, ep, e.ip, e.port, e.local);
     }
     this.externalCount[i] = p.externalEndpoints.length;
 
@@ -334,12 +326,12 @@ export class ServiceTable<A extends Address = number> {
     if (p.clusterEndpoints.length + p.externalEndpoints.length > 0) flags |= PortFlag.HAS_ENDPOINTS;
     if (p.lb === 'maglev') {
       flags |= PortFlag.MAGLEV;
-      this.#slot = this.#putMaglev(i, this.#slot, this.clusterStart[i]!, this.clusterCount[i]!, this.clusterMaglev, this.clusterMaglevSize, p);
+      this.#slot = putMaglev(this, i, this.#slot, this.clusterStart[i]!, this.clusterCount[i]!, this.clusterMaglev, this.clusterMaglevSize, p);
       if (shared) {
         this.externalMaglev[i] = this.clusterMaglev[i]!;
         this.externalMaglevSize[i] = this.clusterMaglevSize[i]!;
       } else {
-        this.#slot = this.#putMaglev(i, this.#slot, this.externalStart[i]!, this.externalCount[i]!, this.externalMaglev, this.externalMaglevSize, p);
+        this.#slot = putMaglev(this, i, this.#slot, this.externalStart[i]!, this.externalCount[i]!, this.externalMaglev, this.externalMaglevSize, p);
       }
     }
     this.flags[i] = flags;
@@ -351,66 +343,10 @@ export class ServiceTable<A extends Address = number> {
     return this.#nodePortAddressList;
   }
 
-  #putEndpoint(at: number, ip: Address, port: number, local: boolean): number {
-    if (typeof ip === 'number') {
-      this.endpointIP[at] = ip;
-    } else {
-      const w = words6(ip);
-      this.endpointIP6.set(w, at * 4);
-      this.endpointIP[at] = address6Digest(w, 0);
-    }
-    this.endpointPort[at] = port;
-    this.endpointLocal[at] = local ? 1 : 0;
-    return at + 1;
-  }
-
-  #putMaglev(i: number, slot: number, start: number, count: number, offsets: Int32Array, sizes: Int32Array, p: AnyPortSpec): number {
-    if (count === 0) return slot;
-    if (count > MAGLEV_MAX_ENDPOINTS) {
-      this.problems.push(`service port ${p.key}: ${count} endpoints exceed Maglev's ${MAGLEV_MAX_ENDPOINTS}; random choice used`);
-      return slot;
-    }
-    const size = maglevTableSize(count);
-    populateMaglev(this.endpointIP, this.endpointPort, start, count, size, this.maglev, slot);
-    offsets[i] = slot;
-    sizes[i] = size;
-    return slot + size;
-  }
-
-  /** The frontend maps' key of an address: IPv4 itself; IPv6 its number in frontendAddrs6 (given one here if new). */
-  #frontendKey(addr: Address): number {
-    if (typeof addr === 'number') return addr;
-    const w = words6(addr);
-    let key = this.frontendAddrs6.getWords(w[0]!, w[1]!, w[2]!, w[3]!);
-    if (key < 0) this.frontendAddrs6.setWords(w[0]!, w[1]!, w[2]!, w[3]!, (key = this.frontendAddrs6.size + 1));
-    return key;
-  }
-
-  #addFrontend(addr: Address, p: AnyPortSpec, i: number, kind: number, port: number): void {
-    const key = this.#frontendKey(addr);
-    const had = this.frontends.add(key, p.protocol, port, i * 4 + kind);
-    if (had >= 0) {
-      const other = this.ports[had >>> 2]!;
-      const where = kind === FrontendKind.NODE_PORT ? `node port ${port}` : typeof addr === 'number' ? `${ipv4ToString(addr)}:${port}` : `[${addr}]:${port}`;
-      this.problems.push(`service port ${p.key}: ${where}/${p.protocol === 6 ? 'TCP' : 'UDP'} is already ${other.key}'s; ignored`);
-      return;
-    }
-    if (kind !== FrontendKind.NODE_PORT && this.frontendIPs.get(key) < 0) this.frontendIPs.set(key, i);
-  }
-
   /** The service port owning a frontend, with its kind packed (index * 4 + kind), or -1. IPv6: `addr` is its number (frontendAddrs6). */
   frontend(addr: number, protocol: number, port: number): number {
     return this.frontends.get(addr, protocol, port);
   }
-}
-
-/** Four big-endian int32 words of an IPv6 address in text (slow path: builds). */
-function words6(text: string): Int32Array {
-  const b = parseIpv6(text);
-  if (b === null) throw new RangeError(`not an IPv6 address: ${JSON.stringify(text)}`);
-  const w = new Int32Array(4);
-  loadIpv6Words(w, 0, b, 0);
-  return w;
 }
 
 export function buildServiceTable(snapshot: ServiceSnapshot): ServiceTable {
@@ -437,72 +373,3 @@ export function updateServiceTable(previous: ServiceTable, snapshot: ServiceSnap
 
 /** A Maglev array shared by successive tables: the end of the slots the newest of them wrote. */
 interface MaglevStore { end: number }
-
-/** More changed ports than this (or than count / 8) and a whole build is as cheap. */
-const INCREMENTAL_MAX_PORTS = 256;
-
-/**
- * The indices of the ports that differ from `prev`'s in nothing but what #putLists
- * writes (endpoints, balancing, affinity, traffic policy), or null when the table must
- * be built whole: another count or order of ports, another frontend, source range or
- * node port address, a previous build with problems (their text and order are the
- * whole build's), a Maglev list over its limit, too many changes, or too much garbage.
- */
-function changedPorts(prev: ServiceTable<Address>, ports: readonly AnyPortSpec[], nodePortAddresses: readonly Address[]): number[] | null {
-  const n = ports.length;
-  if (n !== prev.count || prev.problems.length > 0 || !sameValues(nodePortAddresses, prev.nodePortAddressList)) return null;
-  const changed: number[] = [];
-  const limit = Math.min(INCREMENTAL_MAX_PORTS, n >>> 3);
-  let added = 0;
-  for (let i = 0; i < n; i++) {
-    const a = prev.ports[i]!;
-    const b = ports[i]!;
-    if (a === b) continue;
-    if (changed.length >= limit || !sameFrontends(a, b)) return null;
-    if (b.lb === 'maglev' && (b.clusterEndpoints.length > MAGLEV_MAX_ENDPOINTS || b.externalEndpoints.length > MAGLEV_MAX_ENDPOINTS)) return null;
-    added += b.clusterEndpoints.length + b.externalEndpoints.length;
-    changed.push(i);
-  }
-  // Compaction: a whole build once at least half of the arrays would be garbage.
-  const size = prev.endpointIP.length + prev.maglevUsed + added;
-  if (prev.garbage * 2 > size) return null;
-  return changed;
-}
-
-/** Every field the frontends, key index, protocol and source ranges are built from. */
-function sameFrontends(a: AnyPortSpec, b: AnyPortSpec): boolean {
-  if (a.key !== b.key || a.protocol !== b.protocol || a.clusterIP !== b.clusterIP || a.port !== b.port || a.nodePort !== b.nodePort) return false;
-  if (!sameValues(a.externalIPs, b.externalIPs) || !sameValues(a.loadBalancerIPs, b.loadBalancerIPs)) return false;
-  const ra = a.loadBalancerSourceRanges;
-  const rb = b.loadBalancerSourceRanges;
-  if (ra.length !== rb.length) return false;
-  for (let i = 0; i < ra.length; i++) if (ra[i]![0] !== rb[i]![0] || ra[i]![1] !== rb[i]![1]) return false;
-  return true;
-}
-
-function sameValues(a: readonly Address[], b: readonly Address[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function sameEndpoints(a: AnyPortSpec['clusterEndpoints'], b: AnyPortSpec['clusterEndpoints']): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i]!.ip !== b[i]!.ip || a[i]!.port !== b[i]!.port || a[i]!.local !== b[i]!.local) return false;
-  return true;
-}
-
-/** Endpoint array slots a port's lists take: the external list shares the cluster one when they are the same. */
-function endpointSlots(p: AnyPortSpec, shared: boolean): number {
-  return p.clusterEndpoints.length + (shared ? 0 : p.externalEndpoints.length);
-}
-
-/** Maglev lookup-table slots a port's lists take (none unless it balances by Maglev). */
-function maglevSlotsOf(p: AnyPortSpec, shared: boolean): number {
-  if (p.lb !== 'maglev') return 0;
-  let n = p.clusterEndpoints.length > 0 ? maglevTableSize(p.clusterEndpoints.length) : 0;
-  if (!shared && p.externalEndpoints.length > 0) n += maglevTableSize(p.externalEndpoints.length);
-  return n;
-}
