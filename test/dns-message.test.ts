@@ -1,11 +1,11 @@
 // DNS message reading and patching (src/dns/message.ts), checked against dns-packet:
 // queries it encodes are read field by field, malformed ones are refused with the rcode
-// to answer, and every response or rewrite is decoded by it again.
+// to answer, and every response or shuffle is decoded by it again.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
 import {
-  errorResponse, minTtl, newQueryInfo, RCODE_BADVERS, Rcode, readQuery, rewriteTtls, shuffleAnswers,
+  errorResponse, newQueryInfo, RCODE_BADVERS, Rcode, readQuery, shuffleAnswers,
 } from '../src/dns/message.ts';
 import { seededRandom as prng } from './helpers/random.ts';
 
@@ -165,43 +165,6 @@ function response(answers: dnsPacket.Answer[], authorities: dnsPacket.Answer[] =
 
 const OPT = { type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0 } as unknown as dnsPacket.Answer;
 
-test('minTtl: the smallest TTL of answers and authorities; an SOA counts as min(TTL, MINIMUM); -1 without records', () => {
-  const pos = response([
-    { type: 'CNAME', name: 'www.example.test', ttl: 300, data: 'web.example.test' },
-    { type: 'A', name: 'web.example.test', ttl: 60, data: '192.0.2.1' },
-    { type: 'A', name: 'web.example.test', ttl: 90, data: '192.0.2.2' },
-  ], [], [OPT, { type: 'A', name: 'ns.example.test', ttl: 5, data: '192.0.2.53' }]);
-  assert.equal(minTtl(pos, pos.length), 60); // additional records do not count
-  const soa = (ttl: number, minimum: number): dnsPacket.Answer => ({ type: 'SOA', name: 'example.test', ttl, data: { mname: 'ns.example.test', rname: 'h.example.test', serial: 1, refresh: 2, retry: 3, expire: 4, minimum } });
-  const neg = response([], [soa(3600, 30)]);
-  assert.equal(minTtl(neg, neg.length), 30);
-  const neg2 = response([], [soa(20, 300)]);
-  assert.equal(minTtl(neg2, neg2.length), 20);
-  const none = response([], [], [OPT]);
-  assert.equal(minTtl(none, none.length), -1);
-  assert.equal(minTtl(none, 5), -1);
-  // A TTL with the top bit set is zero (RFC 2181 8).
-  const huge = response([{ type: 'A', name: 'x.test', ttl: 0x80000001, data: '192.0.2.9' }]);
-  assert.equal(minTtl(huge, huge.length), 0);
-});
-
-test('rewriteTtls caps and decrements every TTL but the OPT record, never below zero', () => {
-  const msg = response(
-    [{ type: 'A', name: 'www.example.test', ttl: 300, data: '192.0.2.1' }, { type: 'A', name: 'www.example.test', ttl: 10, data: '192.0.2.2' }],
-    [{ type: 'NS', name: 'example.test', ttl: 86400, data: 'ns.example.test' }],
-    [{ ...OPT, flags: dnsPacket.DNSSEC_OK } as unknown as dnsPacket.Answer, { type: 'A', name: 'ns.example.test', ttl: 100, data: '192.0.2.53' }],
-  );
-  rewriteTtls(msg, msg.length, 20, 200);
-  const r = decode(msg);
-  assert.deepEqual(r.answers!.map((a) => (a as dnsPacket.StringAnswer).ttl), [180, 0]);
-  assert.equal((r.authorities![0] as dnsPacket.StringAnswer).ttl, 180);
-  assert.equal((r.additionals![1] as dnsPacket.StringAnswer).ttl, 80);
-  assert.equal((r.additionals![0] as dnsPacket.OptAnswer).flag_do, true);
-  assert.equal((r.additionals![0] as dnsPacket.OptAnswer).udpPayloadSize, 1232);
-  rewriteTtls(msg, msg.length, 0);
-  assert.deepEqual(decode(msg).answers!.map((a) => (a as dnsPacket.StringAnswer).ttl), [180, 0]);
-});
-
 test('shuffleAnswers permutes the A records of one owner in place, keeping CNAME, MX and compression intact', () => {
   const addrs = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4'];
   const original = response([
@@ -259,16 +222,12 @@ test('the helpers survive random and cut messages without throwing', () => {
     if (ok) assert.ok(q.questionEnd <= len);
     const n = errorResponse(msg, len, Rcode.FORMERR, res);
     if (n > 0) decode(res, n);
-    minTtl(msg, len);
-    rewriteTtls(msg, len, 1);
     shuffleAnswers(msg, len, random);
   }
   const garbage = new Uint8Array(512);
   for (let i = 0; i < 5000; i++) {
     for (let j = 0; j < garbage.length; j++) garbage[j] = Math.floor(random() * 256);
     readQuery(garbage, Math.floor(random() * garbage.length), q);
-    minTtl(garbage, garbage.length);
-    rewriteTtls(garbage, garbage.length, 3);
     shuffleAnswers(garbage, garbage.length, random);
   }
 });

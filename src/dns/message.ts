@@ -1,7 +1,7 @@
 // DNS messages (RFC 1035 section 4) read and patched in place, for the hot path: a
-// query is read into one reused, mutable `QueryInfo` without a parser object, and the
-// cache's helpers walk a response's resource records to read or rewrite TTLs and to
-// shuffle address records. Nothing here allocates except the query name string (the
+// query is read into one reused, mutable `QueryInfo` without a parser object, and a
+// response's address records are shuffled in place (loadbalance). (The cache reads and
+// rewrites TTLs with its own scan: cache-response-scan.ts, cache-answer.ts.) Nothing here allocates except the query name string (the
 // lookup key of the zone and the cache). `dns-packet` is the strict slow-path codec
 // the tests check every byte against.
 //
@@ -128,17 +128,6 @@ function skipRr(msg: Uint8Array, len: number, off: number): number {
 
 function u16(msg: Uint8Array, off: number): number {
   return (msg[off]! << 8) | msg[off + 1]!;
-}
-
-function u32(msg: Uint8Array, off: number): number {
-  return ((msg[off]! << 24) | (msg[off + 1]! << 16) | (msg[off + 2]! << 8) | msg[off + 3]!) >>> 0;
-}
-
-function putU32(msg: Uint8Array, off: number, v: number): void {
-  msg[off] = v >>> 24;
-  msg[off + 1] = (v >>> 16) & 0xff;
-  msg[off + 2] = (v >>> 8) & 0xff;
-  msg[off + 3] = v & 0xff;
 }
 
 /**
@@ -268,8 +257,7 @@ export function errorResponse(req: Uint8Array, reqLen: number, rcode: number, re
   return off;
 }
 
-// Section walking for the cache's helpers. A malformed message (the cache only holds
-// responses it has read) stops the walk where it breaks.
+// Section walking for shuffleAnswers. A malformed message stops the walk where it breaks.
 
 /** The offset of the first answer record, or -1. */
 function answersStart(msg: Uint8Array, len: number): number {
@@ -281,62 +269,6 @@ function answersStart(msg: Uint8Array, len: number): number {
     off += 4;
   }
   return off;
-}
-
-/**
- * The smallest TTL of the answer and authority records, an SOA counting as min(its TTL,
- * its MINIMUM) (RFC 2308 section 5: the negative-caching TTL); -1 if there is none.
- */
-export function minTtl(msg: Uint8Array, len: number): number {
-  if (len < HEADER_LENGTH) return -1;
-  let off = answersStart(msg, len);
-  if (off < 0) return -1;
-  const count = u16(msg, 6) + u16(msg, 8);
-  let min = -1;
-  for (let i = 0; i < count; i++) {
-    const fixed = skipName(msg, len, off);
-    if (fixed < 0 || fixed + RR_FIXED > len) break;
-    const type = u16(msg, fixed);
-    const rdlength = u16(msg, fixed + 8);
-    const end = fixed + RR_FIXED + rdlength;
-    if (end > len) break;
-    if (type !== RrType.OPT) {
-      let ttl = u32(msg, fixed + 4);
-      if (ttl > 0x7fffffff) ttl = 0; // RFC 2181 8: a TTL with the top bit set is zero
-      if (type === RrType.SOA && rdlength >= 20) {
-        const minimum = u32(msg, end - 4);
-        if (minimum < ttl) ttl = minimum;
-      }
-      if (min < 0 || ttl < min) min = ttl;
-    }
-    off = end;
-  }
-  return min;
-}
-
-/**
- * Sets the TTL of every record (OPT excepted: its TTL field holds flags) to
- * max(0, min(ttl, cap) - decrement).
- */
-export function rewriteTtls(msg: Uint8Array, len: number, decrement: number, cap = 0x7fffffff): void {
-  if (len < HEADER_LENGTH) return;
-  let off = answersStart(msg, len);
-  if (off < 0) return;
-  const count = u16(msg, 6) + u16(msg, 8) + u16(msg, 10);
-  for (let i = 0; i < count; i++) {
-    const fixed = skipName(msg, len, off);
-    if (fixed < 0 || fixed + RR_FIXED > len) return;
-    const end = fixed + RR_FIXED + u16(msg, fixed + 8);
-    if (end > len) return;
-    if (u16(msg, fixed) !== RrType.OPT) {
-      let ttl = u32(msg, fixed + 4);
-      if (ttl > 0x7fffffff) ttl = 0;
-      if (ttl > cap) ttl = cap;
-      ttl -= decrement;
-      putU32(msg, fixed + 4, ttl > 0 ? ttl : 0);
-    }
-    off = end;
-  }
 }
 
 // Positions of the address records shuffleAnswers may permute; a response with more
