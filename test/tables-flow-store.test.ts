@@ -4,11 +4,11 @@
 // two writes; and the native shared mapping itself (a real file, mapped twice).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Conntrack, ConntrackCounter, EntryStatus, TCP, UDP } from '../src/tables/conntrack.ts';
-import { AffinityTable } from '../src/tables/affinity.ts';
+import { AFFINITY_DEFAULT_CAPACITY, AffinityTable } from '../src/tables/affinity.ts';
 import { FLOW_STORE_VERSION, flowStoreBytes, openFlowStore, type FlowStore } from '../src/tables/flow-store.ts';
 import { EntryPoint, LbChoice, Verdict } from '../src/services/nat-codes.ts';
 import { endpoint, servicePort, snapshot } from '../src/model/synthetic.ts';
@@ -216,6 +216,33 @@ test('the shared mapping: a second mapping of the file sees the first one\'s byt
     assert.equal(new Uint32Array(resized.buffer)[100], 0);
     assert.equal(bootId().length, 16);
     assert.throws(() => mapSharedFile(join(dir, 'missing', 'x'), 4096), /ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a fresh store over a new shared file is not read or written past its header: its pages come as flows use them', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tpt-flows-'));
+  try {
+    const path = join(dir, 'flow-tables');
+    // The agent's default sizes: 14 MB.
+    const layout = { conntrackCapacity: 131072, affinityCapacity: AFFINITY_DEFAULT_CAPACITY };
+    const mapping = mapSharedFile(path, flowStoreBytes(layout));
+    const s = openFlowStore(mapping.buffer, layout, BOOT, !mapping.fresh);
+    assert.equal(s.fresh, true);
+    const web = servicePort({ name: 'web', clusterIP: '10.96.0.10', port: 80, allEndpoints: [endpoint('10.244.2.10', 8080)] });
+    const nat = makeNat(snapshot([web]), { store: s, conntrack: { capacity: s.conntrackCapacity } });
+    assert.equal(nat.conntrack.capacity, 131072);
+    // The mapping's resident pages (/proc/self/smaps: the block after its address line).
+    const smaps = readFileSync('/proc/self/smaps', 'utf8');
+    const block = smaps.slice(smaps.indexOf(path));
+    const rssKiB = Number(/^Rss:\s+(\d+) kB/m.exec(block)![1]);
+    // Before: the header check zeroed all of it and conntrack read every record's live byte.
+    assert.ok(rssKiB * 1024 < flowStoreBytes(layout) / 8, `${rssKiB} KiB resident of ${(flowStoreBytes(layout) / 1048576).toFixed(0)} MiB`);
+    // And the table works from its first entry.
+    const out = send(nat, { src: '10.244.1.7:40000', dst: '10.96.0.10:80' }, EntryPoint.POD, 10);
+    assert.equal(out.dst, '10.244.2.10:8080');
+    assert.equal(nat.conntrack.size, 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -260,8 +260,15 @@ export class Conntrack {
     for (let i = 0; i < slots * 2; i += 2) this.#slots[i] = EMPTY;
     this.#mask = slots - 1;
     this.restored = options.memory?.restore === true ? this.#restore() : 0;
-    // Popped from the top: the lowest free entry first, so small tables fill in order (readable dumps).
-    for (let e = capacity - 1; e >= 0; e--) if (this.#u8[e * 64 + B_LIVE] !== 1) this.#free[this.#freeTop++] = e;
+    // Popped from the top: the lowest free entry first, so small tables fill in order
+    // (readable dumps), and a fresh table's records are touched only as flows take them.
+    // Without a restore every record is free and none is read: the pages of a fresh
+    // shared file stay unallocated until then.
+    if (options.memory?.restore === true) {
+      for (let e = capacity - 1; e >= 0; e--) if (this.#u8[e * 64 + B_LIVE] !== 1) this.#free[this.#freeTop++] = e;
+    } else {
+      for (let e = capacity - 1; e >= 0; e--) this.#free[this.#freeTop++] = e;
+    }
   }
 
   /**

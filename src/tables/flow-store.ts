@@ -93,7 +93,10 @@ export function flowStoreBytes(layout: FlowStoreLayout): number {
 /**
  * Takes `buffer` (flowStoreBytes long) as the tables' memory. Trusts its contents when
  * `maybeOld` and the header matches this layout, version and boot; otherwise zeroes it
- * and writes a new header. `bootId`: /proc/sys/kernel/random/boot_id (16 bytes).
+ * and writes a new header. Without `maybeOld` the buffer is zeros already (a file just
+ * made, a new ArrayBuffer) and is not written past the header: a shared file's pages
+ * are then allocated as flows come to use them, not all at start (14 MB at the default
+ * sizes). `bootId`: /proc/sys/kernel/random/boot_id (16 bytes).
  */
 export function openFlowStore(buffer: ArrayBuffer, layout: FlowStoreLayout, bootId: Uint8Array, maybeOld: boolean): FlowStore {
   const at = sections(layout);
@@ -120,7 +123,7 @@ export function openFlowStore(buffer: ArrayBuffer, layout: FlowStoreLayout, boot
   const fresh = !maybeOld || discarded !== '';
   if (fresh) {
     header[H.STATE] = 0;
-    new Uint8Array(buffer, 4 * (H.STATE + 1)).fill(0);
+    if (maybeOld) new Uint8Array(buffer, 4 * (H.STATE + 1)).fill(0);
     new Uint8Array(buffer, H.BOOT_ID * 4, 16).set(bootId);
     header[H.MAGIC] = MAGIC;
     header[H.VERSION] = FLOW_STORE_VERSION;
