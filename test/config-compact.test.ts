@@ -1,7 +1,7 @@
 // src/config/compact.ts: the helpers behind the services side's memory layout.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { flat, Interner, kept, keptEntries, NO_ENTRIES, NO_ITEMS } from '../src/config/compact.ts';
+import { flat, Interner, kept, keptEntries, ListInterner, NO_ENTRIES, NO_ITEMS } from '../src/config/compact.ts';
 
 test('flat: the same text, whatever its length and characters', () => {
   for (const s of ['', 'a', 'default/web', 'default/some-longer-service-name:http', '10.224.123.234', 'ünïcödé "quoted" \\ back\nslash', '\u{1F600} and a lone \uD800']) {
@@ -38,3 +38,13 @@ test('Interner: the first value per key is shared; past its bound values pass th
   assert.equal(names.get('c', c), c, 'full: kept as it came');
   assert.notEqual(names.get('c', ['c']), c, 'and not remembered');
 });
+
+test('ListInterner: one frozen copy per list content; the empty list is NO_ITEMS', () => {
+  const ports = new ListInterner<{ name: string; port: number }>(8);
+  const a = ports.keep([{ name: 'http', port: 80 }]);
+  assert.equal(ports.keep([{ name: 'http', port: 80 }]), a);
+  assert.ok(Object.isFrozen(a) && Object.isFrozen(a[0]));
+  assert.notEqual(ports.keep([{ name: 'http', port: 8080 }]), a);
+  assert.equal(ports.keep([]), NO_ITEMS);
+});
+

@@ -60,3 +60,19 @@ export class Interner<T> {
     return value;
   }
 }
+
+/**
+ * Lists kept (kept(), their items frozen) one copy per distinct content: the port lists
+ * that most Services, slices and views repeat ("http", 80 to 8080).
+ */
+export class ListInterner<T extends object> {
+  readonly #lists: Interner<T[]>;
+
+  constructor(max: number) {
+    this.#lists = new Interner(max);
+  }
+
+  keep(list: T[]): T[] {
+    return list.length === 0 ? NO_ITEMS : this.#lists.get(JSON.stringify(list), kept(list.map((item) => Object.freeze(item))));
+  }
+}

@@ -4,7 +4,7 @@
 // unlike the snapshot's ports, and made for every Service, including the headless and
 // ExternalName ones the proxy skips.
 import { ipv4, parseIpv6 } from '../wire/address.ts';
-import { flat, Interner, kept, NO_ITEMS } from '../config/compact.ts';
+import { flat, kept, ListInterner, NO_ITEMS } from '../config/compact.ts';
 import type { EndpointSliceObject, IpFamily, Protocol, ServiceObject } from '../k8s/objects.ts';
 import type { EndpointPortView, EndpointView, EndpointView6, LoadBalancerIngressView, LoadBalancerIngressView6, ServicePortView, ServiceView } from '../model/cluster-view.ts';
 import { L4Protocol } from '../model/service-snapshot.ts';
@@ -70,7 +70,7 @@ class CompiledServiceView implements ServiceView {
     this.headless = spec.clusterIP === 'None';
     this.externalName = spec.type === 'ExternalName' ? spec.externalName : '';
     this.proxied = alloc !== undefined && isProxied(svc);
-    this.ports = sharedPorts(spec.ports.map((p, i) => ({ name: p.name, protocol: l4(p.protocol), port: p.port, targetPort: p.targetPort, nodePort: alloc?.nodePorts[i] ?? 0 })));
+    this.ports = PORT_LISTS.keep(spec.ports.map((p, i) => ({ name: p.name, protocol: l4(p.protocol), port: p.port, targetPort: p.targetPort, nodePort: alloc?.nodePorts[i] ?? 0 })));
     this.externalIPs = kept(spec.externalIPs.filter((ip) => !isV6(ip)).map((text) => ipv4(text)));
     this.externalIPs6 = kept(spec.externalIPs.filter(isV6));
     const ingress = svc.status.loadBalancerIngress;
@@ -119,11 +119,7 @@ class CompiledServiceView implements ServiceView {
 const NONE_HEADLESS: readonly string[] = Object.freeze(['None']);
 
 /** Port lists, one each however many views have the same (most Services have one port, 80 to 8080 say). */
-const PORT_LISTS = new Interner<ServicePortView[]>(4_096);
-
-function sharedPorts(ports: ServicePortView[]): ServicePortView[] {
-  return ports.length === 0 ? NO_ITEMS : PORT_LISTS.get(JSON.stringify(ports), kept(ports.map((p) => Object.freeze(p))));
-}
+const PORT_LISTS = new ListInterner<ServicePortView>(4_096);
 
 /**
  * A view's endpoint lists as they are or would be: for output made once (describe), which

@@ -2,7 +2,7 @@
 // follow the API contract kube-proxy relies on: ready and serving default to true,
 // terminating to false.
 import { Fields } from '../config/fields.ts';
-import { Interner, kept, NO_ITEMS } from '../config/compact.ts';
+import { Interner, kept, ListInterner, NO_ITEMS } from '../config/compact.ts';
 import { checkIp, checkProtocol, ipFamilyOf, isDns1123Label, isDns1123Subdomain } from './fields.ts';
 import { Label, type IpFamily, type EndpointAddress, type EndpointSliceObject, type EndpointsObject, type ObjectMeta, type Origin, type SliceEndpoint, type SlicePort } from './objects.ts';
 
@@ -12,14 +12,10 @@ const MAX_ENDPOINTS = 1000;
 /** Node and zone names, one string each however many endpoints carry them. */
 const NAMES = new Interner<string>(16_384);
 /** Port lists, one each however many slices have the same (most of a Deployment's do). */
-const PORT_LISTS = new Interner<SlicePort[]>(4_096);
+const PORT_LISTS = new ListInterner<SlicePort>(4_096);
 
 function shared(name: string): string {
   return name === '' ? '' : NAMES.get(name, name);
-}
-
-function sharedPorts(ports: SlicePort[]): SlicePort[] {
-  return ports.length === 0 ? NO_ITEMS : PORT_LISTS.get(JSON.stringify(ports), kept(ports.map((p) => Object.freeze(p))));
 }
 
 export function validateEndpointSlice(top: Fields, metadata: ObjectMeta, origin: Origin): EndpointSliceObject {
@@ -35,7 +31,7 @@ export function validateEndpointSlice(top: Fields, metadata: ObjectMeta, origin:
   const items = top.maps('endpoints');
   if (items.length > MAX_ENDPOINTS) top.fail('endpoints', `has ${items.length} entries, more than the limit of ${MAX_ENDPOINTS}`);
   const endpoints = items.map((f) => readSliceEndpoint(f, addressType));
-  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType, endpoints: kept(endpoints), ports: sharedPorts(readPorts(top, false)) };
+  return { kind: 'EndpointSlice', origin, metadata, serviceName, addressType, endpoints: kept(endpoints), ports: PORT_LISTS.keep(readPorts(top, false)) };
 }
 
 function readSliceEndpoint(f: Fields, addressType: IpFamily): SliceEndpoint {

@@ -4,7 +4,7 @@
 // what depends on the cluster's service CIDRs is settled by ip-families.ts. SCTP is
 // refused with a clear message.
 import { Fields } from '../config/fields.ts';
-import { Interner, kept, NO_ITEMS } from '../config/compact.ts';
+import { kept, ListInterner } from '../config/compact.ts';
 import { checkIp, checkPortOrName, checkProtocol, cidrFamilyOf, isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from './fields.ts';
 import { familyOfValid } from './ip-families.ts';
 import { Annotation, IP_FAMILIES, IP_FAMILY_POLICIES, type IpFamily, type IpFamilyPolicy, type LoadBalancerIngress, type ObjectMeta, type Origin, type ServiceObject, type ServicePort, type ServiceType } from './objects.ts';
@@ -18,11 +18,7 @@ export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 const MAX_AFFINITY_TIMEOUT_SECONDS = 86400;
 
 /** Port lists, one each however many Services have the same (most have one port, 80 to 8080 say). */
-const PORT_LISTS = new Interner<ServicePort[]>(4_096);
-
-function sharedPorts(ports: ServicePort[]): ServicePort[] {
-  return ports.length === 0 ? NO_ITEMS : PORT_LISTS.get(JSON.stringify(ports), kept(ports.map((p) => Object.freeze(p))));
-}
+const PORT_LISTS = new ListInterner<ServicePort>(4_096);
 
 export function validateService(top: Fields, metadata: ObjectMeta, origin: Origin): ServiceObject {
   const spec = top.map('spec', true) ?? new Fields({}, 'spec', top.problems);
@@ -91,7 +87,7 @@ export function validateService(top: Fields, metadata: ObjectMeta, origin: Origi
     origin,
     metadata,
     spec: {
-      type, clusterIP, clusterIPs: kept(clusterIPs), ipFamilies: kept(ipFamilies), ipFamilyPolicy, ports: sharedPorts(ports), selector, sessionAffinity, affinityTimeoutSeconds,
+      type, clusterIP, clusterIPs: kept(clusterIPs), ipFamilies: kept(ipFamilies), ipFamilyPolicy, ports: PORT_LISTS.keep(ports), selector, sessionAffinity, affinityTimeoutSeconds,
       externalTrafficPolicy, internalTrafficPolicy, trafficDistribution, externalIPs: kept(externalIPs),
       loadBalancerSourceRanges: kept(loadBalancerSourceRanges), healthCheckNodePort, externalName,
       publishNotReadyAddresses: spec.bool('publishNotReadyAddresses', false),

@@ -264,11 +264,8 @@ export class Conntrack {
     // (readable dumps), and a fresh table's records are touched only as flows take them.
     // Without a restore every record is free and none is read: the pages of a fresh
     // shared file stay unallocated until then.
-    if (options.memory?.restore === true) {
-      for (let e = capacity - 1; e >= 0; e--) if (this.#u8[e * 64 + B_LIVE] !== 1) this.#free[this.#freeTop++] = e;
-    } else {
-      for (let e = capacity - 1; e >= 0; e--) this.#free[this.#freeTop++] = e;
-    }
+    const restoring = options.memory?.restore === true;
+    for (let e = capacity - 1; e >= 0; e--) if (!restoring || this.#u8[e * 64 + B_LIVE] !== 1) this.#free[this.#freeTop++] = e;
   }
 
   /**
