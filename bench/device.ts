@@ -11,18 +11,22 @@
 // connections/s (bench/c/connrate.c: connect + RST close, one in flight). With each
 // figure, the forwarder's CPU (user+sys from /proc/<pid>/stat) over the same window.
 // --pin puts the forwarder on CPU 1 and the load on CPU 0.
+//
+// Then what a sleep and a wakeup cost on this machine, the price a forwarder pays per
+// hop of request/response traffic: two threads handing a token back and forth through
+// eventfds (bench/c/wakelat.c), on one CPU and on two (a wakeup across CPUs sends an
+// IPI; on a VM whose idle vCPUs halt, the host has to run the halted vCPU again).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Netns, uniqueName } from '../test/helpers/netns.ts';
 import { TunDevice, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../src/device/tun.ts';
 import { moveLinkToNetns } from '../src/device/netlink.ts';
 import { FrameRelay } from '../src/device/relay.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
+import { buildCTools, C_BUILD_DIR, cpuSeconds, median } from './lib/tools.ts';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const cDir = `${here}c`;
-const buildDir = `${cDir}/build`;
+const buildDir = C_BUILD_DIR;
 const CLIENT_IP = '10.77.0.1', SERVER_IP = '10.77.1.1';
 const VNET_SLOT = 65536 + 16; // a TSO super-packet plus its 10-byte header, as in tunfwd.c
 
@@ -57,13 +61,18 @@ function runForwarder(nameA: string, nameB: string, vnet: boolean, batch: number
 
 // ---- orchestration ---------------------------------------------------------------------
 
-function buildC(): void {
-  mkdirSync(buildDir, { recursive: true });
-  for (const name of ['tunfwd', 'udpblast', 'connrate']) {
-    const src = `${cDir}/${name}.c`, out = `${buildDir}/${name}`;
-    if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) continue;
-    execFileSync('gcc', ['-O2', '-Wall', '-o', out, src], { stdio: 'inherit' });
-  }
+/**
+ * What one sleep and wakeup costs, the price a forwarder pays per hop when traffic is
+ * request/response: bench/c/wakelat's eventfd ping-pong between two threads, on one
+ * CPU and on two. p50 of the round trips, µs.
+ */
+function wakeupRoundTrips(seconds: number): { sameCpu: number; otherCpu: number } {
+  const p50 = (a: number, b: number): number => {
+    const out = execFileSync(`${buildDir}/wakelat`, [String(a), String(b), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
+    const m = /p50_us ([\d.]+)/.exec(out);
+    return m === null ? NaN : Number(m[1]);
+  };
+  return { sameCpu: p50(0, 0), otherCpu: cpus().length > 1 ? p50(0, 1) : NaN };
 }
 
 interface Started {
@@ -100,15 +109,6 @@ function start(cmd: string, args: string[], ns?: Netns): Started {
   }));
   const nextLine = (prefix: string): Promise<string> => new Promise((resolve) => waiting.push({ prefix, resolve }));
   return { child, ready, output, nextLine };
-}
-
-const clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-function cpuSeconds(pid: number): number {
-  // Fields after the ")" closing comm: state is field 3, utime 14, stime 15.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
 /** One measured figure and what the forwarder spent on it. */
@@ -189,11 +189,6 @@ async function measureVariant(v: Variant, client: Netns, server: Netns, seconds:
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 function pct(cpu: number): string { return `${Math.round(cpu * 100)}%`; }
 
 async function main(): Promise<void> {
@@ -201,11 +196,12 @@ async function main(): Promise<void> {
   const pin = process.argv.includes('--pin');
   const hi = process.argv.indexOf('--headers');
   const headers = hi >= 0 ? process.argv[hi + 1]!.split(',') : ['plain', 'vnet'];
-  buildC();
+  buildCTools(['tunfwd', 'udpblast', 'connrate', 'wakelat']);
   const client = new Netns('bd');
   const server = new Netns('bd');
   const servers: ChildProcess[] = [];
   const results = new Map<string, Row[]>();
+  const wakeups: { sameCpu: number; otherCpu: number }[] = [];
   try {
     client.exec('ip', ['addr', 'add', `${CLIENT_IP}/32`, 'dev', 'lo']);
     server.exec('ip', ['addr', 'add', `${SERVER_IP}/32`, 'dev', 'lo']);
@@ -225,6 +221,9 @@ async function main(): Promise<void> {
         process.stderr.write(`tcp ${row.tcp.value.toFixed(2)} Gbit/s, udp ${row.udp.value.toFixed(0)} kpps, ${row.conn.value.toFixed(1)}k conn/s\n`);
         results.set(key, [...(results.get(key) ?? []), row]);
       }
+      const w = wakeupRoundTrips(1);
+      process.stderr.write(`round ${r + 1}/${rounds}: wakeup round trip p50 ${w.sameCpu.toFixed(1)} µs on one CPU, ${w.otherCpu.toFixed(1)} µs across two\n`);
+      wakeups.push(w);
     }
   } finally {
     for (const c of servers) c.kill('SIGKILL');
@@ -241,6 +240,9 @@ async function main(): Promise<void> {
       for (const m of ['tcp', 'udp', 'conn'] as const) {
         out.add({ section: 'TUN-pair forwarder', row: vnet === undefined ? 'plain' : 'vnet', metric: names[m][0], unit: names[m][1], mode: lang!, better: 'higher', values: rows.map((x) => x[m].value), cpu: rows.map((x) => x[m].cpu) });
       }
+    }
+    for (const [row, pick] of [['two threads on one CPU', (w: (typeof wakeups)[0]) => w.sameCpu], ['two threads on two CPUs', (w: (typeof wakeups)[0]) => w.otherCpu]] as const) {
+      out.add({ section: 'sleep and wakeup (eventfd ping-pong)', row, metric: 'round trip p50', unit: 'us', mode: 'C', better: 'lower', values: wakeups.map(pick) });
     }
     out.write(process.argv[ji + 1]!);
   }
@@ -264,6 +266,9 @@ async function main(): Promise<void> {
       console.log(`| ${vnet ? 'vnet' : 'plain'} | ${label} | ${fig(c)} | ${fig(t)} | ${(t.value / c.value).toFixed(2)}x | ${(t.value / t.cpu / (c.value / c.cpu)).toFixed(2)}x |`);
     }
   }
+  const same = median(wakeups.map((w) => w.sameCpu)), other = median(wakeups.map((w) => w.otherCpu));
+  console.log(`\nSleep and wakeup round trip (bench/c/wakelat: two threads, eventfd ping-pong), p50, median of ${rounds} round(s):`);
+  console.log(`two threads on one CPU ${same.toFixed(1)} µs, on two CPUs ${other.toFixed(1)} µs (${(other / same).toFixed(1)}x); a wakeup across CPUs costs about half the latter.`);
 }
 
 if (process.argv[2] === '--forwarder') {

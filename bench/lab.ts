@@ -22,20 +22,30 @@
 // (tunnelOffload: false), every TSO frame for the other node cut and checksummed in
 // TypeScript as on kernels before 6.17: what the offload buys, in the same run.
 //
-//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir,tapir-busy-poll,tapir-software-gso] [--busy-poll US] [--json FILE]
+// Where a connection's time goes: with each TCP connections/s figure, the agents' CPU
+// and their sleeps per connection (voluntary context switches of the agents' main
+// threads over the window: every sleep is a wakeup some frame waited for).
+// --cpus LIST (taskset's list, e.g. 0) pins the bench and all it starts (the labs'
+// agents, pods' workloads and the load tools) to those CPUs: with --cpus 0 no wakeup
+// crosses CPUs, for either dataplane. bench/device.ts measures what one costs.
+// --metrics picks the figures (default tcp,udp,conn).
+//
+//   node bench/lab.ts [--seconds 3] [--runs 1] [--ip-family ipv4|dual] [--underlay ipv4|ipv6] [--dataplanes kernel,tapir,tapir-busy-poll,tapir-software-gso] [--busy-poll US]
+//        [--cpus LIST] [--metrics tcp,udp,conn] [--json FILE]
+import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
 import type { LabAgentSettings } from '../src/lab/topology.ts';
 import { BenchLab, downLabsOnSignal, type Dataplane } from './lib/lab.ts';
 import { connectionRate, tcpThroughput, udpRate, type Figure } from './lib/load.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
-import { buildCTools, median, ratio } from './lib/tools.ts';
+import { buildCTools, median, pinToCpus, ratio } from './lib/tools.ts';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, json: { type: 'string' },
     'ip-family': { type: 'string', default: 'ipv4' }, underlay: { type: 'string', default: 'ipv4' }, dataplanes: { type: 'string', default: 'kernel,tapir' },
-    'busy-poll': { type: 'string', default: '200' },
+    'busy-poll': { type: 'string', default: '200' }, cpus: { type: 'string' }, metrics: { type: 'string', default: 'tcp,udp,conn' },
   },
 });
 const BUSY_POLL = Number(values['busy-poll']);
@@ -61,8 +71,13 @@ if (IP_FAMILY !== 'ipv4' && IP_FAMILY !== 'dual') throw new Error(`--ip-family m
 const DATAPLANES = values.dataplanes.split(',').filter((d) => d !== '') as Mode[];
 for (const d of DATAPLANES) if (!MODES.includes(d)) throw new Error(`--dataplanes: ${d} is not one of ${MODES.join(', ')}`);
 
-const METRICS = ['tcp', 'udp', 'conn'] as const;
-type Metric = (typeof METRICS)[number];
+const ALL_METRICS = ['tcp', 'udp', 'conn'] as const;
+type Metric = (typeof ALL_METRICS)[number];
+const METRICS = values.metrics.split(',').filter((m) => m !== '') as Metric[];
+for (const m of METRICS) if (!ALL_METRICS.includes(m)) throw new Error(`--metrics: ${m} is not one of ${ALL_METRICS.join(', ')}`);
+/** With --cpus: the CPUs everything runs on, as the kernel took the list. */
+const PINNED = values.cpus === undefined ? undefined : pinToCpus(values.cpus);
+const SECTION = `pod to pod${UNDERLAY === 'ipv6' ? ' (IPv6 underlay)' : ''}${PINNED === undefined ? '' : `, all on CPU ${PINNED}`}`;
 const PATHS = { 'same node': ['web-1a', 'web-1b'], 'across nodes': ['web-1a', 'web-2a'] } as const;
 type PathName = keyof typeof PATHS;
 type Family = 4 | 6;
@@ -100,7 +115,8 @@ async function main(): Promise<void> {
             for (const m of METRICS) {
               const fig = await measure(lab, m, from, to, family);
               const row = rowName(path, family);
-              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU, machine ${fig.machine.toFixed(2)} cores busy)\n`);
+              const perConn = m === 'conn' && Number.isFinite(fig.agentSleeps) ? `, ${(fig.agentSleeps / fig.value).toFixed(2)} agent sleeps per connection` : '';
+              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU, machine ${fig.machine.toFixed(2)} cores busy${perConn})\n`);
               const k = key(dp, row, m);
               results.set(k, [...(results.get(k) ?? []), fig]);
             }
@@ -117,7 +133,11 @@ async function main(): Promise<void> {
     const UNITS = { tcp: ['TCP Gbit/s', 'Gbit/s'], udp: ['UDP 64 B pkt/s received', 'pkt/s'], conn: ['TCP connections/s', 'conn/s'] } as const;
     for (const [k, figs] of results) {
       const [mode, row, m] = k.split('|') as [Mode, string, Metric];
-      out.add({ section: UNDERLAY === 'ipv6' ? 'pod to pod (IPv6 underlay)' : 'pod to pod', row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
+      out.add({ section: SECTION, row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
+      if (m === 'conn' && mode !== 'kernel') {
+        out.add({ section: SECTION, row, metric: 'agents sleeps per connection', unit: 'sleeps', mode, better: 'lower', values: figs.map((f) => f.agentSleeps / f.value) });
+        out.add({ section: SECTION, row, metric: 'agents CPU per connection', unit: 'us', mode, better: 'lower', values: figs.map((f) => (f.cpu / f.value) * 1e6) });
+      }
     }
     out.write(values.json);
   }
@@ -125,7 +145,8 @@ async function main(): Promise<void> {
   const subjects = DATAPLANES.filter((dp) => dp !== 'kernel');
   for (const dp of subjects) {
     const title = TITLES[dp] ?? 'Tapir';
-    console.log(`\nPod to pod, ${title} vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; 2 cores shared by load and data plane`);
+    const where = PINNED === undefined ? `${cpus().length} cores shared by load and data plane` : `everything (load, pods, data plane) on CPU ${PINNED} of ${cpus().length}`;
+    console.log(`\nPod to pod, ${title} vs kernel (bridge + VXLAN${UNDERLAY === 'ipv6' ? ' over an IPv6 underlay' : ''}), median of ${RUNS} run(s) of ${SECONDS} s; ${where}`);
     // "per agent core": the figure divided by the agents' CPU (cores), the data path's
     // efficiency; "machine busy": cores busy in the whole machine (load generators, kernel
     // and agents), which says whether a second data-path thread would have had a core.
@@ -141,6 +162,21 @@ async function main(): Promise<void> {
         const name = m === 'tcp' ? 'TCP Gbit/s' : m === 'udp' ? 'UDP 64 B pkt/s received' : 'TCP conn/s';
         console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} | ${cpu > 0 ? fmt(m, t / cpu) : '-'} | ${busy('kernel')} / ${busy(dp)} |`);
       }
+    }
+    if (!METRICS.includes('conn')) continue;
+    // One connection in flight: its time is 1 / rate. What the agents' sleeps cost is
+    // measured apart (bench/device.ts, sleep and wakeup round trip on one CPU and on two).
+    console.log(`\nWhere a connection's time goes (connect + RST, one in flight), ${dp}: medians`);
+    console.log(`| path | kernel µs per connection | ${dp} µs per connection | difference | agents CPU µs per connection | agents sleeps per connection |`);
+    console.log('|---|---|---|---|---|---|');
+    for (const row of rows) {
+      const figs = (mode: Mode): Figure[] => results.get(key(mode, row, 'conn')) ?? [];
+      const k = 1e6 / median(figs('kernel').map((f) => f.value));
+      const t = 1e6 / median(figs(dp).map((f) => f.value));
+      const cpuPer = median(figs(dp).map((f) => (f.cpu / f.value) * 1e6));
+      const sleeps = median(figs(dp).map((f) => f.agentSleeps / f.value));
+      const us = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : '-');
+      console.log(`| ${row} | ${us(k)} | ${us(t)} | ${us(t - k)} | ${us(cpuPer)} | ${Number.isFinite(sleeps) ? sleeps.toFixed(2) : '-'} |`);
     }
   }
 }

@@ -23,14 +23,18 @@
 // Mode tapir-busy-poll is Tapir with its agents busy-polling --busy-poll microseconds
 // (default 200) after traffic (busyPollMicros), compared with the kernel modes as tapir is.
 //
+// --cpus LIST (taskset's list, e.g. 0) pins the bench and all it starts (labs, agents,
+// pods' workloads, load tools) to those CPUs: with --cpus 0 no wakeup crosses CPUs, in
+// any mode (what that removes: bench/lab.ts, bench/device.ts).
+//
 // The labs run one after the other (2 cores: never two at once); every step is bounded
 // in time and a step that does not finish prints "-" with the reason below the tables.
 // Every lab is taken down at the end, on error and on Ctrl-C.
 //
 //   node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--busy-poll 200]
-//        [--modes iptables,nftables,tapir,tapir-busy-poll] [--sections traffic,ipv6,scale] [--program-timeout 120] [--json FILE]
+//        [--modes iptables,nftables,tapir,tapir-busy-poll] [--sections traffic,ipv6,scale] [--program-timeout 120] [--cpus LIST] [--json FILE]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_BUSY_POLL_MICROS } from '../src/device/busy-poll.ts';
@@ -39,7 +43,7 @@ import { connectionRate, httpLatency, tcpThroughput, udpRate, type Figure } from
 import { firstConnects, freeClusterIPs, scaleServiceName, settle, sliceManifestFile, timeChange, writeScaleManifest, writeSliceManifest, type ChangeTiming } from './lib/service-scale.ts';
 import { printTables, type Results } from './lib/proxy-modes-report.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
-import { buildCTools } from './lib/tools.ts';
+import { buildCTools, pinToCpus } from './lib/tools.ts';
 
 const { values } = parseArgs({
   options: {
@@ -50,6 +54,7 @@ const { values } = parseArgs({
     sections: { type: 'string', default: 'traffic,ipv6,scale' },
     'program-timeout': { type: 'string', default: '120' },
     'busy-poll': { type: 'string', default: '200' },
+    cpus: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -69,10 +74,13 @@ const CHANGE_TIMEOUT_S = 45;
 const SETTLE_TIMEOUT_MS = 30_000;
 const FIRST_PACKET_SERVICES = 30;
 const CLIENT = 'web-1a';
+/** With --cpus: the CPUs everything runs on, as the kernel took the list. */
+const PINNED = values.cpus === undefined ? undefined : pinToCpus(values.cpus);
+const PINNED_SUFFIX = PINNED === undefined ? '' : `, all on CPU ${PINNED}`;
 
 if (![SECONDS, RUNS, PROGRAM_TIMEOUT_S, ...SIZES].every((x) => Number.isFinite(x) && x > 0) || !MODES.every((m) => ['tapir', 'iptables', 'nftables', 'tapir-busy-poll'].includes(m))
   || !(Number.isInteger(BUSY_POLL) && BUSY_POLL >= 1 && BUSY_POLL <= MAX_BUSY_POLL_MICROS)) {
-  console.error(`usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir,tapir-busy-poll] [--sections traffic,ipv6,scale] [--program-timeout 120] [--busy-poll 1..${MAX_BUSY_POLL_MICROS}]`);
+  console.error(`usage: node bench/proxy-modes.ts [--seconds 3] [--runs 1] [--services 1000,10000] [--modes iptables,nftables,tapir,tapir-busy-poll] [--sections traffic,ipv6,scale] [--program-timeout 120] [--busy-poll 1..${MAX_BUSY_POLL_MICROS}] [--cpus LIST]`);
   process.exit(2);
 }
 
@@ -360,8 +368,8 @@ async function main(): Promise<void> {
   }
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
   console.log(`\nnode bench/proxy-modes.ts ${process.argv.slice(2).join(' ')}`.trimEnd());
-  console.log(`load average (1, 5, 15 min) at the start ${load(LOAD_AT_START)}, at the end ${load(loadavg())} on ${availableParallelism()} CPUs: anything else running skews the figures`);
-  printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), paths6: Object.keys(PATHS6), sections: SECTIONS });
+  console.log(`load average (1, 5, 15 min) at the start ${load(LOAD_AT_START)}, at the end ${load(loadavg())} on ${cpus().length} CPUs${PINNED === undefined ? '' : ` (everything pinned to CPU ${PINNED})`}: anything else running skews the figures`);
+  printTables(results, { modes: MODES, sizes: SIZES, seconds: SECONDS, runs: RUNS, paths: Object.keys(PATHS), paths6: Object.keys(PATHS6), sections: SECTIONS, ...(PINNED === undefined ? {} : { pinned: PINNED }) });
   console.log(`\n(whole run ${((Date.now() - STARTED) / 1000).toFixed(0)} s)`);
   if (values.json !== undefined) writeJson(values.json);
 }
@@ -385,8 +393,8 @@ function writeJson(file: string): void {
     // The kernel modes have no agents: their agents-CPU figure is a 0 the tables leave out too.
     if (cpu !== undefined || (figure.endsWith('agents-cpu') && !mode.startsWith('tapir'))) continue;
     const t = JSON_TRAFFIC[figure], sc = JSON_SCALE[figure];
-    if (t !== undefined) out.add({ section: where.startsWith('IPv6') ? 'pod to ClusterIP over IPv6' : 'pod to ClusterIP', row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
-    else if (sc !== undefined) out.add({ section: 'services at scale', row: `${where} services`, x: Number(where), metric: sc[0], unit: sc[1], mode, better: 'lower', values: vals });
+    if (t !== undefined) out.add({ section: `${where.startsWith('IPv6') ? 'pod to ClusterIP over IPv6' : 'pod to ClusterIP'}${PINNED_SUFFIX}`, row: where, metric: t[0], unit: t[1], mode, better: t[2], values: vals, cpu: results.values.get(`${key}|cpu`) });
+    else if (sc !== undefined) out.add({ section: `services at scale${PINNED_SUFFIX}`, row: `${where} services`, x: Number(where), metric: sc[0], unit: sc[1], mode, better: 'lower', values: vals });
   }
   out.write(file);
 }

@@ -61,6 +61,10 @@ export function suite(quick: boolean): BenchSpec[] {
     // each family; Tapir also without the kernel's UDP tunnel segmentation (what it buys).
     { name: 'lab', script: 'bench/lab.ts', args: (j) => ['--seconds', s, '--ip-family', 'dual', '--dataplanes', 'kernel,tapir,tapir-busy-poll,tapir-software-gso', '--json', j], invocations: runs, timeoutS: 800 },
     { name: 'proxy-modes', script: 'bench/proxy-modes.ts', args: (j) => ['--sections', 'traffic,ipv6', '--modes', 'iptables,nftables,tapir,tapir-busy-poll', '--seconds', s, '--json', j], invocations: runs, timeoutS: 900 },
+    // What limits connections/s and request latency: the same figures with everything on
+    // one CPU, where no wakeup crosses CPUs (bench/device.ts measures what one costs).
+    { name: 'lab-one-cpu', script: 'bench/lab.ts', args: (j) => ['--seconds', s, '--dataplanes', 'kernel,tapir', '--metrics', 'conn', '--cpus', '0', '--json', j], invocations: runs, timeoutS: 400 },
+    { name: 'proxy-modes-one-cpu', script: 'bench/proxy-modes.ts', args: (j) => ['--sections', 'traffic', '--modes', 'iptables,tapir', '--seconds', s, '--cpus', '0', '--json', j], invocations: runs, timeoutS: 600 },
     {
       name: 'proxy-modes-scale', script: 'bench/proxy-modes.ts', invocations: runs, timeoutS: quick ? 600 : 3600,
       args: (j) => ['--sections', 'scale', '--services', quick ? '1000' : '1000,5000,10000', '--program-timeout', '120', '--json', j],

@@ -4,7 +4,7 @@
 // same run. The text a bench prints stays as it was; this is the same figures as data.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 
 export interface BenchFigure {
   /** A table of its own in the summary (e.g. "pod to pod", "services at scale"). */
@@ -56,7 +56,7 @@ export function machine(): Machine {
   try {
     cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpuModel;
   } catch { /* not Linux */ }
-  return { cores: availableParallelism(), cpuModel, kernel: release(), node: process.version, commit, loadavg: loadavg().map((x) => Number(x.toFixed(2))), at: new Date().toISOString() };
+  return { cores: cpus().length, cpuModel, kernel: release(), node: process.version, commit, loadavg: loadavg().map((x) => Number(x.toFixed(2))), at: new Date().toISOString() };
 }
 
 /** Collects figures while a bench runs and writes them on `write()`. */

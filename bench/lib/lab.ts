@@ -9,7 +9,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, cpuSecondsWithChildren } from './tools.ts';
+import { cpuSeconds, cpuSecondsWithChildren, voluntarySleeps } from './tools.ts';
 import { DEFAULT_TOPOLOGY_YAML } from '../../src/lab/default-topology.ts';
 import type { LabAgentSettings } from '../../src/lab/topology.ts';
 
@@ -271,6 +271,11 @@ export class BenchLab {
     } catch {
       return -1;
     }
+  }
+
+  /** Sleeps of the agents' main threads so far (voluntarySleeps): each one a wakeup that a frame had to wait for. */
+  agentSleeps(): number {
+    return this.agentPids.reduce((s, p) => s + voluntarySleeps(p), 0);
   }
 
   /** CPU seconds used so far: the agents (tapir dataplane) and the node daemons with their finished children (iptables-restore, nft). */

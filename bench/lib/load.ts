@@ -8,7 +8,7 @@
 // (a dual-stack lab) is measured the same way, the servers on [::]. Every step is
 // bounded in time; the CPU figure is the lab's agents' (fraction of one core, summed).
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { cpus } from 'node:os';
 import type { BenchLab } from './lab.ts';
 import { C_BUILD_DIR } from './tools.ts';
 
@@ -22,7 +22,12 @@ function anyAddress(target: Target): string {
  * A measurement: `cpu` is the lab's agents' CPU (cores, summed), `machine` the whole
  * machine's busy CPU in the same interval (cores: load, kernel and agents together).
  */
-export interface Figure { value: number; cpu: number; machine: number; servedBy: string[] }
+/**
+ * value: the figure; cpu: the agents' CPU over the window, cores; machine: cores busy in
+ * the whole machine (every CPU, pinned or not); agentSleeps: the agents' sleeps per
+ * second over the window (NaN with no agent).
+ */
+export interface Figure { value: number; cpu: number; machine: number; agentSleeps: number; servedBy: string[] }
 
 /** Busy and total jiffies of every core together, from /proc/stat. */
 function machineJiffies(): { busy: number; total: number } {
@@ -34,15 +39,17 @@ function machineJiffies(): { busy: number; total: number } {
 }
 
 /** Runs `work` while measuring the agents' CPU and the machine's. */
-async function measured(lab: BenchLab, work: () => Promise<number>): Promise<{ value: number; cpu: number; machine: number }> {
+async function measured(lab: BenchLab, work: () => Promise<number>): Promise<Omit<Figure, 'servedBy'>> {
   const c0 = lab.cpu().agents;
+  const s0 = lab.agentSleeps();
   const m0 = machineJiffies();
   const t0 = performance.now();
   const value = await work();
   const wall = (performance.now() - t0) / 1000;
   const m1 = machineJiffies();
-  const cores = availableParallelism();
-  return { value, cpu: (lab.cpu().agents - c0) / wall, machine: m1.total === m0.total ? NaN : ((m1.busy - m0.busy) / (m1.total - m0.total)) * cores };
+  const cores = cpus().length;
+  const agentSleeps = lab.agentPids.length === 0 ? NaN : (lab.agentSleeps() - s0) / wall;
+  return { value, cpu: (lab.cpu().agents - c0) / wall, agentSleeps, machine: m1.total === m0.total ? NaN : ((m1.busy - m0.busy) / (m1.total - m0.total)) * cores };
 }
 
 /** Servers on every pod of `servers`, each ended by `timeout` after limitSeconds at the latest. */
@@ -121,5 +128,5 @@ export async function httpLatency(lab: BenchLab, client: string, target: Target,
     p99 = Number(m[4]);
     return Number(m[3]);
   });
-  return { p50: { ...fig, servedBy: [] }, p99: { value: p99, cpu: fig.cpu, machine: fig.machine, servedBy: [] }, requests, failed };
+  return { p50: { ...fig, servedBy: [] }, p99: { ...fig, value: p99, servedBy: [] }, requests, failed };
 }

@@ -24,6 +24,8 @@ export interface ReportOptions {
   /** The IPv6 section's rows (TCP throughput and connections/s only). */
   paths6?: string[];
   sections: Set<string>;
+  /** The CPUs everything was pinned to (--cpus), if it was. */
+  pinned?: string;
 }
 
 const TRAFFIC = {
@@ -105,7 +107,7 @@ export function printTables(r: Results, o: ReportOptions): void {
   const hasTapir = o.modes.includes('tapir');
   const cpuColumns = split(o.modes).subjects.map((m) => `${m} agents CPU`);
   if (o.sections.has('traffic')) {
-    console.log(`\n## Pod -> ClusterIP -> pod (client web-1a), median of ${o.runs} run(s) of ${o.seconds} s; 2 cores shared by load generators, servers and data plane`);
+    console.log(`\n## Pod -> ClusterIP -> pod (client web-1a), median of ${o.runs} run(s) of ${o.seconds} s; ${o.pinned === undefined ? 'the cores shared by' : `everything on CPU ${o.pinned}:`} load generators, servers and data plane`);
     console.log('(a one-flow figure through 2 endpoints names the node of the endpoint it reached, and a ratio between figures that reached different nodes says "other endpoint"; for latencies a ratio above 1x means tapir is slower)');
     console.log(header(o.modes, ['service (endpoints)', 'metric'], ['target', ...cpuColumns]));
     for (const path of o.paths) {

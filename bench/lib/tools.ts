@@ -32,6 +32,25 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** Times a process has gone to sleep of its own accord (voluntary context switches of its main thread; 0 if it is gone): a forwarder's sleeps, each ended by a wakeup. */
+export function voluntarySleeps(pid: number): number {
+  try {
+    return Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Pins this process, every thread of it, to the CPUs of `list` (taskset's list: "0",
+ * "0,1"): whatever it starts from then on inherits the mask (labs, their agents and
+ * pods' workloads, the load tools). Returns the list as the kernel now has it.
+ */
+export function pinToCpus(list: string): string {
+  execFileSync('taskset', ['-a', '-c', '-p', list, String(process.pid)], { stdio: 'ignore' });
+  return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? list;
+}
+
 /** cpuSeconds plus the CPU of its children that have ended and been waited for (cutime, cstime). */
 export function cpuSecondsWithChildren(pid: number): number {
   try {
