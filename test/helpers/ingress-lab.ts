@@ -5,7 +5,7 @@
 // anything that can fail).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
@@ -89,6 +89,8 @@ export async function startBackends(ns: IngressNetns, endpoints: Record<string, 
 }
 
 /** The proxy process (ingress-child.ts) and its command channel. */
+const PROXY_LOG = process.env.TAPIR_PROXY_LOG;
+
 export class ProxyProcess {
   readonly child: ChildProcess;
   readonly #lines: Interface;
@@ -98,7 +100,11 @@ export class ProxyProcess {
     this.child = child;
     this.#lines = lines;
     this.#lines.on('line', (line) => {
-      if (!line.startsWith('{')) return;  // node's own output (--trace-gc), not an answer
+      if (!line.startsWith('{')) {
+        // node's own output (--trace-gc), not an answer: kept, with the wall clock in ms, where TAPIR_PROXY_LOG names a file.
+        if (PROXY_LOG !== undefined) appendFileSync(PROXY_LOG, `${Date.now()} ${line}\n`);
+        return;
+      }
       const msg = JSON.parse(line) as Record<string, unknown>;
       this.#waiting.shift()?.(msg);
     });
