@@ -26,7 +26,6 @@ import { FrameRelay } from '../src/device/relay.ts';
 import { BenchJsonWriter } from './lib/bench-json.ts';
 import { buildCTools, C_BUILD_DIR, cpuSeconds, median } from './lib/tools.ts';
 
-const buildDir = C_BUILD_DIR;
 const CLIENT_IP = '10.77.0.1', SERVER_IP = '10.77.1.1';
 const VNET_SLOT = 65536 + 16; // a TSO super-packet plus its 10-byte header, as in tunfwd.c
 
@@ -68,7 +67,7 @@ function runForwarder(nameA: string, nameB: string, vnet: boolean, batch: number
  */
 function wakeupRoundTrips(seconds: number): { sameCpu: number; otherCpu: number } {
   const p50 = (a: number, b: number): number => {
-    const out = execFileSync(`${buildDir}/wakelat`, [String(a), String(b), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
+    const out = execFileSync(`${C_BUILD_DIR}/wakelat`, [String(a), String(b), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
     const m = /p50_us ([\d.]+)/.exec(out);
     return m === null ? NaN : Number(m[1]);
   };
@@ -150,7 +149,7 @@ type Row = { tcp: Figure; udp: Figure; conn: Figure };
 async function measureVariant(v: Variant, client: Netns, server: Netns, seconds: number, batch: number, pin: boolean): Promise<Row> {
   const nameA = uniqueName('bd', 15), nameB = uniqueName('bd', 15);
   const fwdArgs = v.lang === 'C'
-    ? [`${buildDir}/tunfwd`, nameA, nameB, ...(v.vnet ? ['--vnet'] : []), '--batch', String(batch)]
+    ? [`${C_BUILD_DIR}/tunfwd`, nameA, nameB, ...(v.vnet ? ['--vnet'] : []), '--batch', String(batch)]
     : [process.execPath, fileURLToPath(import.meta.url), '--forwarder', nameA, nameB, v.vnet ? 'vnet' : 'plain', String(batch)];
   const fwd = pin ? start('taskset', ['-c', '1', ...fwdArgs]) : start(fwdArgs[0]!, fwdArgs.slice(1));
   const load = (cmd: string, args: string[]): [string, string[]] => (pin ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
@@ -169,16 +168,16 @@ async function measureVariant(v: Variant, client: Netns, server: Netns, seconds:
       const json = JSON.parse(await exited(client.spawn(cmd, args))) as { end: { sum_received: { bits_per_second: number } } };
       return json.end.sum_received.bits_per_second / 1e9;
     });
-    const rx = start(...load(`${buildDir}/udpblast`, ['recv', SERVER_IP, '9000', String(seconds)]), server);
+    const rx = start(...load(`${C_BUILD_DIR}/udpblast`, ['recv', SERVER_IP, '9000', String(seconds)]), server);
     await rx.ready;
     const udp = await measured(fwd, async () => {
-      const tx = exited(client.spawn(...load(`${buildDir}/udpblast`, ['send', SERVER_IP, '9000', String(seconds + 1), '64'])));
+      const tx = exited(client.spawn(...load(`${C_BUILD_DIR}/udpblast`, ['send', SERVER_IP, '9000', String(seconds + 1), '64'])));
       const m = /received (\d+) seconds ([\d.]+)/.exec(await rx.output);
       await tx;
       return m && Number(m[2]) > 0 ? Number(m[1]) / Number(m[2]) / 1000 : 0;
     });
     const conn = await measured(fwd, async () => {
-      const out = await exited(client.spawn(...load(`${buildDir}/connrate`, ['client', SERVER_IP, '7000', String(seconds)])));
+      const out = await exited(client.spawn(...load(`${C_BUILD_DIR}/connrate`, ['client', SERVER_IP, '7000', String(seconds)])));
       const m = /connections (\d+) seconds ([\d.]+)/.exec(out);
       return m ? Number(m[1]) / Number(m[2]) / 1000 : 0;
     });
@@ -207,7 +206,7 @@ async function main(): Promise<void> {
     server.exec('ip', ['addr', 'add', `${SERVER_IP}/32`, 'dev', 'lo']);
     const iperf = start('iperf3', ['-s', '-B', SERVER_IP], server);
     servers.push(iperf.child);
-    const conn = start(`${buildDir}/connrate`, ['server', SERVER_IP, '7000'], server);
+    const conn = start(`${C_BUILD_DIR}/connrate`, ['server', SERVER_IP, '7000'], server);
     servers.push(conn.child);
     await conn.ready;
     await new Promise((r) => setTimeout(r, 200)); // iperf3 prints no ready line

@@ -20,12 +20,9 @@ function anyAddress(target: Target): string {
 }
 /**
  * A measurement: `cpu` is the lab's agents' CPU (cores, summed), `machine` the whole
- * machine's busy CPU in the same interval (cores: load, kernel and agents together).
- */
-/**
- * value: the figure; cpu: the agents' CPU over the window, cores; machine: cores busy in
- * the whole machine (every CPU, pinned or not); agentSleeps: the agents' sleeps per
- * second over the window (NaN with no agent).
+ * machine's busy CPU in the same interval (cores: load, kernel and agents together, on
+ * every CPU, pinned or not), `agentSleeps` the agents' sleeps per second over it (NaN
+ * with no agent).
  */
 export interface Figure { value: number; cpu: number; machine: number; agentSleeps: number; servedBy: string[] }
 
