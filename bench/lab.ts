@@ -116,7 +116,7 @@ async function main(): Promise<void> {
               const fig = await measure(lab, m, from, to, family);
               const row = rowName(path, family);
               const perConn = m === 'conn' && Number.isFinite(fig.agentSleeps) ? `, ${(fig.agentSleeps / fig.value).toFixed(2)} agent sleeps per connection` : '';
-              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU, machine ${fig.machine.toFixed(2)} cores busy${perConn})\n`);
+              process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU, machine ${fig.machine.toFixed(2)} cores busy, ${fig.steal.toFixed(2)} stolen by the host${perConn})\n`);
               const k = key(dp, row, m);
               results.set(k, [...(results.get(k) ?? []), fig]);
             }
@@ -158,7 +158,10 @@ async function main(): Promise<void> {
         const k = median(figs('kernel').map((f) => f.value));
         const t = median(figs(dp).map((f) => f.value));
         const cpu = median(figs(dp).map((f) => f.cpu));
-        const busy = (mode: Mode): string => { const v = median(figs(mode).map((f) => f.machine)); return Number.isFinite(v) ? v.toFixed(2) : '-'; };
+        const busy = (mode: Mode): string => {
+          const v = median(figs(mode).map((f) => f.machine)), s = median(figs(mode).map((f) => f.steal));
+          return Number.isFinite(v) ? `${v.toFixed(2)}${s >= 0.01 ? ` (+${s.toFixed(2)} stolen)` : ''}` : '-';
+        };
         const name = m === 'tcp' ? 'TCP Gbit/s' : m === 'udp' ? 'UDP 64 B pkt/s received' : 'TCP conn/s';
         console.log(`| ${row} | ${name} | ${fmt(m, k)} | ${fmt(m, t)} | ${ratio(t, k)} | ${Number.isFinite(cpu) ? `${Math.round(cpu * 100)}%` : '-'} | ${cpu > 0 ? fmt(m, t / cpu) : '-'} | ${busy('kernel')} / ${busy(dp)} |`);
       }

@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { machine, readBenchJson, type BenchJson, type Machine } from './lib/bench-json.ts';
 import { fromDnsPod, fromIngress, mergeRuns, plots, summaryMarkdown, type BenchOutcome } from './lib/report-summary.ts';
+import { hostStealSeconds } from './lib/tools.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -137,9 +138,11 @@ async function runBench(spec: BenchSpec, dir: string): Promise<BenchOutcome> {
     outcome.command = `${Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node ${spec.script} ${spec.args('FILE').join(' ')}`;
     process.stderr.write(`[report] ${spec.name} ${i}/${spec.invocations}: ${outcome.command}\n`);
     const loadAtStart = loadavg();
+    const steal0 = hostStealSeconds();
     const t0 = performance.now();
     const r = await invoke(spec, args, join(dir, 'raw', `${spec.name}-${i}.txt`));
-    outcome.invocations.push({ seconds: (performance.now() - t0) / 1000, loadAtStart, loadAtEnd: loadavg(), exit: r.exit });
+    const seconds = (performance.now() - t0) / 1000;
+    outcome.invocations.push({ seconds, loadAtStart, loadAtEnd: loadavg(), stealCores: (hostStealSeconds() - steal0) / seconds, exit: r.exit });
     if (r.exit !== 'ok') outcome.errors.push(`run ${i}: ${r.exit} (raw/${spec.name}-${i}.txt)`);
     try {
       let raw: unknown;

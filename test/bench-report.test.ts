@@ -64,6 +64,8 @@ test('runs of separate invocations merge figure by figure; medians and spreads c
 test('summary.md: machine, load, medians with spreads, ratios against the baselines of the same run, failures', () => {
   const lab = outcome('lab', [labRun(10, 8, 0.8, 12000, 7000), labRun(12, 9, 0.9, 11000, 8000), labRun(11, 10, 1.0, 13000, 6000)], true);
   const scale = outcome('proxy-modes-scale', [scaleRun(300, 310, 350, 700)]);
+  // Host steal weighted by each invocation's time: (0.1 x 10 + 0.4 x 30) / 40 = 0.325.
+  scale.invocations = [{ seconds: 10, loadAtStart: [1, 1, 1], loadAtEnd: [1, 1, 1], stealCores: 0.1, exit: 'ok' }, { seconds: 30, loadAtStart: [1, 1, 1], loadAtEnd: [2, 1, 1], stealCores: 0.4, exit: 'ok' }];
   const broken: BenchOutcome = { name: 'dns-pod', command: 'node bench/dns-pod.ts', status: 'failed', errors: ['run 1: exit 1 (raw/dns-pod-1.txt)'], invocations: [{ seconds: 3, loadAtStart: [1, 1, 1], loadAtEnd: [1, 1, 1], exit: 'exit 1' }], result: null };
   const md = summaryMarkdown({ command: 'scripts/bench.sh --quick', quick: true, machineAtStart: MACHINE, machineAtEnd: { ...MACHINE, loadavg: [2, 1, 0.5], at: '2026-12-06T17:09:00.000Z' }, seconds: 540 }, [lab, scale, broken], ['lab--pod-to-pod--tcp-gbit-s.svg']);
   assert.match(md, /2 cores, AMD EPYC, kernel 6\.18\.0, Node v24\.21\.0, commit 0123456789ab/);
@@ -78,6 +80,9 @@ test('summary.md: machine, load, medians with spreads, ratios against the baseli
   // Lower-is-better ratios say so: 310 vs 700 us.
   assert.match(md, /\| 10000 services \| first-packet latency p50 \| 310 us \(n=1\) \| 700 us \(n=1\) \| 0\.44x \(lower is better\) \|/);
   assert.match(md, /\| lab \| \*\*failed\*\*: run 2: timed out after 600 s/);
+  assert.match(md, /\| proxy-modes-scale \| ok \| 2 \| 40 \| 1\.00 1\.00 1\.00 \| 2\.00 1\.00 1\.00 \| 0\.33 \|/);
+  // Invocations recorded before steal was: no figure rather than a made-up 0.
+  assert.match(md, /\| dns-pod \| \*\*failed\*\*: run 1: exit 1 \(raw\/dns-pod-1\.txt\) \| 1 \| 3 \| 1\.00 1\.00 1\.00 \| 1\.00 1\.00 1\.00 \| - \|/);
   assert.match(md, /\| dns-pod \| \*\*failed\*\*: run 1: exit 1/);
   assert.match(md, /- iptables: 10000 services: slow/);
   assert.match(md, /!\[lab--pod-to-pod--tcp-gbit-s\.svg\]\(lab--pod-to-pod--tcp-gbit-s\.svg\)/);

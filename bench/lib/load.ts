@@ -21,18 +21,21 @@ function anyAddress(target: Target): string {
 /**
  * A measurement: `cpu` is the lab's agents' CPU (cores, summed), `machine` the whole
  * machine's busy CPU in the same interval (cores: load, kernel and agents together, on
- * every CPU, pinned or not), `agentSleeps` the agents' sleeps per second over it (NaN
- * with no agent).
+ * every CPU, pinned or not), `steal` the cores' time the host gave to others while they
+ * had work (a VM's noisy neighbours: a figure taken with steal above a few hundredths of
+ * a core is not from a quiet machine), `agentSleeps` the agents' sleeps per second over
+ * it (NaN with no agent).
  */
-export interface Figure { value: number; cpu: number; machine: number; agentSleeps: number; servedBy: string[] }
+export interface Figure { value: number; cpu: number; machine: number; steal: number; agentSleeps: number; servedBy: string[] }
 
 /** Busy and total jiffies of every core together, from /proc/stat. */
-function machineJiffies(): { busy: number; total: number } {
+function machineJiffies(): { busy: number; steal: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest time is counted in user already)
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: total - f[3]! - f[4]!, total };
+  // steal: time a vCPU had work but the host ran something else (a VM's noisy neighbours).
+  return { busy: total - f[3]! - f[4]! - f[7]!, steal: f[7]!, total };
 }
 
 /** Runs `work` while measuring the agents' CPU and the machine's. */
@@ -46,7 +49,8 @@ async function measured(lab: BenchLab, work: () => Promise<number>): Promise<Omi
   const m1 = machineJiffies();
   const cores = cpus().length;
   const agentSleeps = lab.agentPids.length === 0 ? NaN : (lab.agentSleeps() - s0) / wall;
-  return { value, cpu: (lab.cpu().agents - c0) / wall, agentSleeps, machine: m1.total === m0.total ? NaN : ((m1.busy - m0.busy) / (m1.total - m0.total)) * cores };
+  const share = (d: number): number => (m1.total === m0.total ? NaN : (d / (m1.total - m0.total)) * cores);
+  return { value, cpu: (lab.cpu().agents - c0) / wall, agentSleeps, machine: share(m1.busy - m0.busy), steal: share(m1.steal - m0.steal) };
 }
 
 /** Servers on every pod of `servers`, each ended by `timeout` after limitSeconds at the latest. */

@@ -13,7 +13,8 @@ export interface BenchOutcome {
   status: 'ok' | 'failed';
   /** Why it failed (exit code, timeout, no JSON), per failed invocation. */
   errors: string[];
-  invocations: { seconds: number; loadAtStart: number[]; loadAtEnd: number[]; exit: string }[];
+  /** stealCores: CPU the host took from the VM during the invocation, in cores (hostStealSeconds over its seconds). */
+  invocations: { seconds: number; loadAtStart: number[]; loadAtEnd: number[]; stealCores?: number; exit: string }[];
   result: BenchJson | null;
 }
 
@@ -173,12 +174,16 @@ export function summaryMarkdown(meta: ReportMeta, outcomes: BenchOutcome[], plot
     '',
     'Each cell: median (min-max, n = runs with a figure). Ratios are of the medians, taken against the baselines measured in the same run.',
     '',
-    '| bench | status | runs | seconds | load at start | load at end |',
-    '|---|---|---|---|---|---|',
+    '"host steal": CPU the host gave to others while this VM had work, in cores over the bench\'s time (a quiet host: 0.00).',
+    '',
+    '| bench | status | runs | seconds | load at start | load at end | host steal |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const o of outcomes) {
     const inv = o.invocations;
-    lines.push(`| ${o.name} | ${o.status === 'ok' ? 'ok' : `**failed**: ${o.errors.join('; ').replace(/\|/g, '/')}`} | ${inv.length} | ${inv.reduce((a, i) => a + i.seconds, 0).toFixed(0)} | ${load(inv[0]?.loadAtStart ?? [])} | ${load(inv[inv.length - 1]?.loadAtEnd ?? [])} |`);
+    const seconds = inv.reduce((a, i) => a + i.seconds, 0);
+    const steal = inv.every((i) => i.stealCores !== undefined) && seconds > 0 ? (inv.reduce((a, i) => a + i.stealCores! * i.seconds, 0) / seconds).toFixed(2) : '-';
+    lines.push(`| ${o.name} | ${o.status === 'ok' ? 'ok' : `**failed**: ${o.errors.join('; ').replace(/\|/g, '/')}`} | ${inv.length} | ${seconds.toFixed(0)} | ${load(inv[0]?.loadAtStart ?? [])} | ${load(inv[inv.length - 1]?.loadAtEnd ?? [])} | ${steal} |`);
   }
   for (const o of outcomes) {
     lines.push('', `## ${o.name}`, '', `\`${o.command}\``);

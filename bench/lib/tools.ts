@@ -51,6 +51,15 @@ export function pinToCpus(list: string): string {
   return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? list;
 }
 
+/**
+ * CPU seconds the host has taken from this VM since boot, every vCPU summed (/proc/stat
+ * "steal": time a vCPU had work and the host ran something else). 0 on bare metal.
+ */
+export function hostStealSeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  return Number(f[8] ?? 0) / clockTicks;
+}
+
 /** cpuSeconds plus the CPU of its children that have ended and been waited for (cutime, cstime). */
 export function cpuSecondsWithChildren(pid: number): number {
   try {
