@@ -9,11 +9,7 @@
 import type { CacheQuery } from './cache-key.ts';
 import type { Entry } from './cache-entries.ts';
 import { readU32, writeU32 } from './cache-response-scan.ts';
-
-const HEADER_SIZE = 12;
-const FLAG_TC = 0x0200;
-const FLAG_RD = 0x0100;
-const FLAG_CD = 0x0010;
+import { Flag, HEADER_LENGTH } from './message.ts';
 
 /** Caps the TTL at each of `offsets` in `response` at `ttl`, the entry's lifetime. */
 export function capTtls(response: Uint8Array, offsets: Uint16Array, ttl: number): void {
@@ -37,7 +33,7 @@ export function writeAnswer(entry: Entry, q: CacheQuery, res: Uint8Array, ageMs:
     const optLen = entry.optEnd - entry.optStart;
     res.set(msg.subarray(0, entry.questionEnd), 0);
     if (optLen > 0) res.set(msg.subarray(entry.optStart, entry.optEnd), entry.questionEnd);
-    res[2] = res[2]! | (FLAG_TC >>> 8);
+    res[2] = res[2]! | (Flag.TC >>> 8);
     res.fill(0, 6, 10);
     res[10] = 0;
     res[11] = optLen > 0 ? 1 : 0;
@@ -47,10 +43,10 @@ export function writeAnswer(entry: Entry, q: CacheQuery, res: Uint8Array, ageMs:
   }
   res[0] = (q.id >>> 8) & 0xff;
   res[1] = q.id & 0xff;
-  res[2] = (res[2]! & ~(FLAG_RD >>> 8)) | ((q.flags & FLAG_RD) >>> 8);
-  res[3] = (res[3]! & ~FLAG_CD) | (q.flags & FLAG_CD);
+  res[2] = (res[2]! & ~(Flag.RD >>> 8)) | ((q.flags & Flag.RD) >>> 8);
+  res[3] = (res[3]! & ~Flag.CD) | (q.flags & Flag.CD);
   if (req !== undefined && q.questionEnd === entry.questionEnd && req.length >= q.questionEnd) {
-    for (let i = HEADER_SIZE; i < q.questionEnd; i++) res[i] = req[i]!;
+    for (let i = HEADER_LENGTH; i < q.questionEnd; i++) res[i] = req[i]!;
   }
   const age = Math.floor(ageMs / 1000);
   if (age > 0 && len === msg.length) {

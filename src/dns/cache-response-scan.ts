@@ -6,10 +6,7 @@
 // which becomes 0 (RFC 2181 section 8). It fills one reused Scan, so put() allocates
 // only the entry it keeps. The big-endian readers here serve cache-answer.ts too.
 import type { CacheQuery } from './cache-key.ts';
-
-const HEADER_SIZE = 12;
-const TYPE_SOA = 6;
-const TYPE_OPT = 41;
+import { HEADER_LENGTH, RrType } from './message.ts';
 
 /** What one scan of a response found (reused: put() allocates only the entry it keeps). */
 export interface Scan {
@@ -60,7 +57,7 @@ export function scanResponse(msg: Uint8Array, len: number, q: CacheQuery, scan: 
     const rdata = off + 10;
     off = rdata + rdlength;
     if (off > len) return false;
-    if (type === TYPE_OPT) {
+    if (type === RrType.OPT) {
       // Its "TTL" holds the extended rcode and flags (RFC 6891 section 6.1.3), not a TTL.
       scan.optStart = start;
       scan.optEnd = off;
@@ -75,7 +72,7 @@ export function scanResponse(msg: Uint8Array, len: number, q: CacheQuery, scan: 
     scan.ttlOffsets.push(ttlOff);
     if (scan.minTtl < 0 || ttl < scan.minTtl) scan.minTtl = ttl;
     const inAuthority = i >= ancount && i < ancount + nscount;
-    if (inAuthority && type === TYPE_SOA && rdlength >= 22 && scan.soaTtl < 0) {
+    if (inAuthority && type === RrType.SOA && rdlength >= 22 && scan.soaTtl < 0) {
       // RDATA: MNAME, RNAME, SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM; MINIMUM is its last 4 bytes.
       scan.soaTtl = ttl;
       scan.soaMinimum = Math.min(readU32(msg, off - 4), 0x7fffffff);
@@ -89,7 +86,7 @@ export function scanResponse(msg: Uint8Array, len: number, q: CacheQuery, scan: 
  * -1. The question's name is never compressed (nothing precedes it to point at).
  */
 function questionNameEnd(msg: Uint8Array, len: number, qname: string): number {
-  let off = HEADER_SIZE;
+  let off = HEADER_LENGTH;
   let pos = 0;
   for (;;) {
     if (off >= len) return -1;

@@ -25,6 +25,7 @@ import { capTtls, writeAnswer } from './cache-answer.ts';
 import { Clock, Entry } from './cache-entries.ts';
 import { keyBits, type CacheQuery } from './cache-key.ts';
 import { scanResponse, type Scan } from './cache-response-scan.ts';
+import { Flag, HEADER_LENGTH, Rcode } from './message.ts';
 
 /** CoreDNS's default capacity per cache: 10000 rounded down to 256 shards. */
 export const DEFAULT_CACHE_CAPACITY = 9984;
@@ -59,13 +60,6 @@ export interface CacheStats {
   /** Entries pushed out by a full cache (coredns_cache_evictions_total). */
   evictions: { success: number; denial: number };
 }
-
-const HEADER_SIZE = 12;
-const FLAG_QR = 0x8000;
-const FLAG_TC = 0x0200;
-const OPCODE_MASK = 0x7800;
-const RCODE_NOERROR = 0;
-const RCODE_NXDOMAIN = 3;
 
 export class DnsCache {
   readonly #options: CacheOptions;
@@ -124,17 +118,17 @@ export class DnsCache {
    * drops a reply that does not match its request. Caps the TTLs in `response` in place.
    */
   put(q: CacheQuery, response: Uint8Array, len: number, nowMs: number): void {
-    if (len < HEADER_SIZE || len > response.length || len > 65535) return;
+    if (len < HEADER_LENGTH || len > response.length || len > 65535) return;
     const flags = (response[2]! << 8) | response[3]!;
-    if ((flags & FLAG_QR) === 0 || (flags & OPCODE_MASK) !== 0 || (flags & FLAG_TC) !== 0) return;
+    if ((flags & Flag.QR) === 0 || (flags & Flag.OPCODE) !== 0 || (flags & Flag.TC) !== 0) return;
     const rcode = flags & 0x0f;
-    if (rcode !== RCODE_NOERROR && rcode !== RCODE_NXDOMAIN) return;
+    if (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN) return;
     const scan = this.#scan;
     if (!scanResponse(response, len, q, scan)) return;
 
     let denial: boolean;
     let ttl: number;
-    if (rcode === RCODE_NOERROR && scan.answers > 0) {
+    if (rcode === Rcode.NOERROR && scan.answers > 0) {
       denial = false;
       ttl = clamp(scan.minTtl, this.#options.minTtl, this.#options.maxTtl);
     } else if (scan.soaTtl >= 0) {

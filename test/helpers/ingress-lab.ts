@@ -88,9 +88,10 @@ export async function startBackends(ns: IngressNetns, endpoints: Record<string, 
   return child;
 }
 
-/** The proxy process (ingress-child.ts) and its command channel. */
+/** Where node's own output of the proxy process goes (TAPIR_PROXY_LOG), if anywhere. */
 const PROXY_LOG = process.env.TAPIR_PROXY_LOG;
 
+/** The proxy process (ingress-child.ts) and its command channel. */
 export class ProxyProcess {
   readonly child: ChildProcess;
   readonly #lines: Interface;
