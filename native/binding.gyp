@@ -1,5 +1,5 @@
 # The native addon: TUN/TAP devices, batched UDP, a little rtnetlink and shared memory
-# for the flow tables, for Linux only.
+# for the flow tables, and the Ingress proxy's HTTP/2 framing on nghttp2, for Linux only.
 # N-API (ABI-stable) through node-addon-api, so one build serves every Node >= 24.
 {
   "targets": [
@@ -13,8 +13,12 @@
         "src/udp.cc",
         "src/netlink.cc",
         "src/shared-memory.cc",
-        "src/malloc-trim.cc"
+        "src/malloc-trim.cc",
+        "src/h2-session.cc"
       ],
+      # h2-session.cc compiles against nghttp2's header (libnghttp2-dev) and is not
+      # linked to the library: node carries nghttp2 (node:http2 is built on it) and
+      # exports its symbols, which the addon binds when it loads, as it binds N-API's.
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [
         "NAPI_VERSION=8",

@@ -101,7 +101,7 @@ make_base() {
   rm -f "$tar"
 }
 
-make_base "$build_base" "ca-certificates,build-essential,python3" true
+make_base "$build_base" "ca-certificates,build-essential,python3,libnghttp2-dev" true
 make_base "$runtime_base" "ca-certificates,iproute2,procps" false
 
 # The build context: what the Containerfile copies, and the production npm packages.

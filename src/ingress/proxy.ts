@@ -1,5 +1,5 @@
 // The Ingress proxy: HTTP/1.1 on httpPort; HTTPS on httpsPort with ALPN h2 and
-// http/1.1 (node:http2's secure server with allowHTTP1), the certificate chosen by SNI
+// http/1.1 (the proxy's own tls.Server hands each connection to its engine), the certificate chosen by SNI
 // from the configuration's Secrets and the default certificate otherwise. Every request
 // is routed by the current `Router` (router.ts), which setConfig replaces whole: a
 // request reads the router once when it arrives and keeps it, so a request in flight
@@ -21,9 +21,10 @@
 // and speaks to every HTTP and HTTPS endpoint, whichever side the request came from
 // (h1-upstream.ts): node:http's request and response objects and undici's dispatch
 // pipeline cost several times what the proxying does (bench/ingress.ts). HTTPS clients
-// (h2, or http/1.1 by ALPN) are node:http2's; GRPC backends (HTTP/2 to the endpoint)
-// are undici's. Where this Node does not expose llhttp (llhttp.ts), plain HTTP is
-// node:http's.
+// that chose http/1.1 go to the same engine; h2 clients to the native addon's nghttp2
+// session (h2-native.ts), or node:http2 where the addon has none (h2-server.ts). GRPC
+// backends (HTTP/2 to the endpoint) are undici's. Where this Node does not expose
+// llhttp (llhttp.ts), plain HTTP is node:http's.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttp2Server, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
@@ -45,6 +46,8 @@ import { H1Pools } from './h1-pool.ts';
 import { H1Exchange } from './h1-upstream.ts';
 import { answerPlain, NodeResponseSink, readWhole, streamSource, type PlainResponse } from './sinks.ts';
 import { H2Request, H2Response } from './h2-server.ts';
+import { NativeH2Connection, nativeH2Session, type NativeH2SessionClass } from './h2-native.ts';
+import { NativeH2Request, NativeH2Response } from './h2-native-message.ts';
 import { available as llhttpAvailable } from './llhttp.ts';
 
 export class IngressProxyError extends TapirError {
@@ -67,6 +70,8 @@ export interface IngressProxyOptions {
   redirectHttpsPort?: number;
   /** Plain HTTP through node:http instead of the HTTP/1.1 engine (tests of both; the engine is the default where llhttp is reachable). */
   nodeHttp?: boolean;
+  /** h2 clients through node:http2 instead of the addon's nghttp2 session (tests of both; the addon's is the default where it loads). */
+  nodeH2?: boolean;
 }
 
 /** ingress-nginx's defaults, for the default backend (its Ingress carries no annotations that apply). */
@@ -75,8 +80,8 @@ export const DEFAULT_ROUTE_OPTIONS: RouteOptions = {
   proxyConnectTimeoutMs: 5_000, rewriteTarget: null, useRegex: false,
 };
 
-type ClientRequest = IncomingMessage | H1Request | H2Request;
-type AnyResponse = ClientResponse | H1Response | H2Response;
+type ClientRequest = IncomingMessage | H1Request | H2Request | NativeH2Request;
+type AnyResponse = ClientResponse | H1Response | H2Response | NativeH2Response;
 
 const EMPTY_CONFIG: IngressConfig = { generation: 0, hosts: [], defaultBackend: null, certificates: new Map() };
 
@@ -94,6 +99,9 @@ export class IngressProxy {
   /** TLS with ALPN: h2 goes to #h2, http/1.1 to #h1Tls (the engine) or #http1Tls (node:http). */
   readonly #https: TlsServer;
   readonly #h2: Http2Server;
+  /** The addon's HTTP/2 session class (h2-native.ts), or null where node:http2 serves h2. */
+  readonly #h2Native: NativeH2SessionClass | null;
+  readonly #h2Connections = new Set<NativeH2Connection>();
   readonly #h1Tls: H1Server | null;
   readonly #http1Tls: Server | null;
   #httpPort = 0;
@@ -123,9 +131,10 @@ export class IngressProxy {
       this.#http = http;
       this.#h1 = null;
     }
-    // HTTPS: the proxy's own TLS server chooses by ALPN. h2 connections go to a plain
-    // http2 server whose streams are served on the core API (h2-server.ts); http/1.1 ones
-    // (and clients without ALPN) to the HTTP/1.1 engine, or node:http where it serves.
+    // HTTPS: the proxy's own TLS server chooses by ALPN. h2 connections go to the
+    // addon's nghttp2 session (h2-native.ts), or to a plain http2 server whose streams
+    // are served on the core API (h2-server.ts); http/1.1 ones (and clients without
+    // ALPN) to the HTTP/1.1 engine, or node:http where it serves.
     this.#https = createTlsServer({
       ALPNProtocols: ['h2', 'http/1.1'],
       cert: opts.defaultCertificate.certPem,
@@ -147,8 +156,10 @@ export class IngressProxy {
       this.#h1Tls = null;
       this.#http1Tls = http1;
     }
+    this.#h2Native = opts.nodeH2 === true ? null : nativeH2Session();
     this.#https.on('secureConnection', (socket: TLSSocket) => {
-      if (socket.alpnProtocol === 'h2') this.#h2.emit('connection', socket);
+      if (socket.alpnProtocol === 'h2' && this.#h2Native !== null) this.#acceptH2(socket, this.#h2Native);
+      else if (socket.alpnProtocol === 'h2') this.#h2.emit('connection', socket);
       else if (this.#h1Tls !== null) this.#h1Tls.accept(socket);
       else this.#http1Tls!.emit('connection', socket);
     });
@@ -176,6 +187,11 @@ export class IngressProxy {
     return this.#router.generation;
   }
 
+  /** What serves h2 clients: the addon's nghttp2 session (h2-native.ts) or node:http2. */
+  get h2Engine(): 'native' | 'node' {
+    return this.#h2Native !== null ? 'native' : 'node';
+  }
+
   /** The ports listened on (useful with port 0). */
   get ports(): { http: number; https: number } {
     return { http: this.#httpPort, https: this.#httpsPort };
@@ -195,7 +211,7 @@ export class IngressProxy {
     const https = await listen(this.#https, this.#opts.httpsPort, 'HTTPS');
     this.#httpPort = http.port;
     this.#httpsPort = https.port;
-    this.#opts.log(`ingress proxy listening: HTTP ${http.address}:${http.port}, HTTPS (h2, http/1.1) ${https.address}:${https.port}${http.bothFamilies ? ' (IPv4 and IPv6)' : ''}`);
+    this.#opts.log(`ingress proxy listening: HTTP ${http.address}:${http.port}, HTTPS (h2 on ${this.#h2Native !== null ? "the addon's nghttp2" : 'node:http2'}, http/1.1) ${https.address}:${https.port}${http.bothFamilies ? ' (IPv4 and IPv6)' : ''}`);
   }
 
   /**
@@ -238,6 +254,7 @@ export class IngressProxy {
     this.#h1Tls?.closeIdle();
     this.#http1Tls?.closeIdleConnections();
     for (const session of this.#sessions) session.close();
+    for (const c of this.#h2Connections) c.goaway();
     // An idle HTTP/2 session is not closed by close() until its client hangs up: what
     // is waited for is the requests in flight, then every connection goes.
     const deadline = performance.now() + graceMs;
@@ -249,6 +266,14 @@ export class IngressProxy {
     await both;
     this.#h1Pools.destroy();
     await this.#pools.destroy();
+  }
+
+  #acceptH2(socket: TLSSocket, Session: NativeH2SessionClass): void {
+    const conn = new NativeH2Connection(socket, Session, {
+      request: (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort),
+    }, clientAddress(socket.remoteAddress));
+    this.#h2Connections.add(conn);
+    socket.once('close', () => this.#h2Connections.delete(conn));
   }
 
   #onH2Stream(stream: ServerHttp2Stream, rawHeaders: string[]): void {
@@ -296,7 +321,7 @@ export class IngressProxy {
       return;
     }
 
-    const remoteAddress = req instanceof H1Request || req instanceof H2Request ? req.clientAddress : clientAddress(req.socket?.remoteAddress);
+    const remoteAddress = req instanceof H1Request || req instanceof H2Request || req instanceof NativeH2Request ? req.clientAddress : clientAddress(req.socket?.remoteAddress);
     const facts: ClientFacts = { remoteAddress, scheme, serverPort, authority };
     const upstreamHeaders = upstreamRequestHeaders(lines, facts, false, backendState.backend.protocol === 'GRPC');
     let affinityEndpoint = -1;
@@ -313,18 +338,19 @@ export class IngressProxy {
         connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
       };
       if (H1Pools.speaks(backendState.backend.protocol)) {
-        const sink = res instanceof H1Response || res instanceof H2Response ? res : new NodeResponseSink(res);
-        const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request ? body : streamSource(body instanceof H2Request ? body.stream : body);
+        const sink = res instanceof H1Response || res instanceof H2Response || res instanceof NativeH2Response ? res : new NodeResponseSink(res);
+        const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request || body instanceof NativeH2Request ? body
+          : streamSource(body instanceof H2Request ? body.stream : body);
         new H1Exchange({ ...common, pools: this.#h1Pools, res: sink, body: source }).start();
         return;
       }
-      const stream = body instanceof H1Request ? bodyStream(body) : body instanceof H2Request ? body.stream : body as Buffer | Readable | null;
+      const stream = body instanceof H1Request || body instanceof NativeH2Request ? bodyStream(body) : body instanceof H2Request ? body.stream : body as Buffer | Readable | null;
       new Exchange({ ...common, pools: this.#pools, res: res as ClientResponse, body: stream }).start();
     };
 
     const limit = options.proxyBodySize;
     const lengthHeader = headerValue(lines, 'content-length');
-    const hasBody = req instanceof H1Request ? req.hasBody
+    const hasBody = req instanceof H1Request || req instanceof NativeH2Request ? req.hasBody
       : req instanceof H2Request ? !req.stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headerValue(lines, 'transfer-encoding') !== undefined;
     if (!hasBody) {
       start(null);
@@ -346,7 +372,7 @@ export class IngressProxy {
       else start(body);
     };
     if (req instanceof H1Request) req.readBody(limit, done);
-    else readWhole(streamSource(req instanceof H2Request ? req.stream : req), limit, done);
+    else readWhole(req instanceof NativeH2Request ? req : streamSource(req instanceof H2Request ? req.stream : req), limit, done);
   }
 
   #onUpgrade(req: IncomingMessage | H1Request, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {
@@ -383,8 +409,8 @@ export class IngressProxy {
   }
 }
 
-/** An HTTP/1.1 engine request's body as a stream, for the undici exchange (a GRPC backend with proxy-body-size 0). */
-function bodyStream(req: H1Request): Readable {
+/** An engine request's body (HTTP/1.1, or HTTP/2 on the addon) as a stream, for the undici exchange (a GRPC backend with proxy-body-size 0). */
+function bodyStream(req: H1Request | NativeH2Request): Readable {
   const stream = new Readable({ read: () => req.resume() });
   req.streamBody((chunk) => { if (!stream.push(chunk)) req.pause(); }, () => stream.push(null));
   return stream;

@@ -9,7 +9,9 @@
 //   node ingress-child.ts HTTP_PORT HTTPS_PORT ADDRESS CERT_FILE KEY_FILE
 // (ADDRESS "default": none given, the proxy's default of both families.)
 // TAPIR_INGRESS_NODE_HTTP=1 serves plain HTTP through node:http instead of the proxy's
-// HTTP/1.1 engine (its fallback where llhttp cannot be reached).
+// HTTP/1.1 engine (its fallback where llhttp cannot be reached); TAPIR_INGRESS_NODE_H2=1
+// serves h2 through node:http2 instead of the addon's nghttp2 session (its fallback
+// where the addon has none). "ready" says which serves h2 ("h2": "native" or "node").
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Certificate, IngressConfig } from '../../src/ingress/model.ts';
@@ -21,10 +23,11 @@ const proxy = new IngressProxy({
   log: (message) => process.stderr.write(`${message}\n`),
   defaultCertificate: { certPem: readFileSync(certFile!, 'utf8'), keyPem: readFileSync(keyFile!, 'utf8') },
   nodeHttp: process.env.TAPIR_INGRESS_NODE_HTTP === '1',
+  nodeH2: process.env.TAPIR_INGRESS_NODE_H2 === '1',
 });
 await proxy.start();
 const send = (o: unknown): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
-send({ op: 'ready', ...proxy.ports });
+send({ op: 'ready', ...proxy.ports, h2: proxy.h2Engine });
 
 for await (const line of createInterface({ input: process.stdin })) {
   if (line.trim() === '') continue;

@@ -97,6 +97,9 @@ export class ProxyProcess {
   readonly #lines: Interface;
   readonly #waiting: ((msg: Record<string, unknown>) => void)[] = [];
 
+  /** What serves its h2 clients: "native" (the addon's nghttp2 session) or "node" (node:http2). */
+  h2Engine = '';
+
   private constructor(child: ChildProcess, lines: Interface) {
     this.child = child;
     this.#lines = lines;
@@ -117,9 +120,11 @@ export class ProxyProcess {
     writeFileSync(cert, opts.certPem);
     writeFileSync(key, opts.keyPem);
     const args = [...(opts.nodeArgs ?? []), join(HELPERS, 'ingress-child.ts'), String(opts.http), String(opts.https), opts.address ?? '0.0.0.0', cert, key];
-    const { child, lines } = await ns.start(opts.cpu === undefined ? process.execPath : 'taskset',
+    const { child, lines, first } = await ns.start(opts.cpu === undefined ? process.execPath : 'taskset',
       opts.cpu === undefined ? args : ['-c', String(opts.cpu), process.execPath, ...args], (l) => l.startsWith('{"op":"ready"'));
-    return new ProxyProcess(child, lines);
+    const proxy = new ProxyProcess(child, lines);
+    proxy.h2Engine = (JSON.parse(first) as { h2: string }).h2;
+    return proxy;
   }
 
   #ask(msg: unknown): Promise<Record<string, unknown>> {
