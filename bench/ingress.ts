@@ -33,7 +33,11 @@
 //
 // Each proxy first gets --warmup seconds of every load, not recorded.
 //
-//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir] [--json]
+// `tapir-node-h2` (not in the default set) is Tapir's proxy with h2 served by node:http2
+// (its fallback where the addon has no HTTP/2 session), run on the h2 loads only: the
+// same run then shows what the addon's nghttp2 session changes.
+//
+//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--json]
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -64,9 +68,9 @@ const RATE = Number(values.rate);
 /** Clients of the fixed-rate loads, each with one request in flight. */
 const RATE_CLIENTS = 16;
 const PROXIES = values.proxies.split(',') as ProxyName[];
-type ProxyName = 'nginx' | 'haproxy' | 'tapir';
-if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir'].includes(p))) {
-  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir] [--json]');
+type ProxyName = 'nginx' | 'haproxy' | 'tapir' | 'tapir-node-h2';
+if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir', 'tapir-node-h2'].includes(p))) {
+  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--json]');
   process.exit(2);
 }
 if (availableParallelism() < 2) {
@@ -77,9 +81,11 @@ if (availableParallelism() < 2) {
 const PROXY_CORE = 0, LOAD_CORE = 1;
 const ENDPOINTS = [{ ip: '127.0.0.11', port: 8080 }, { ip: '127.0.0.12', port: 8080 }];
 /** Ports of each proxy in the namespace: [HTTP, HTTPS]. */
-const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [81, 444], haproxy: [82, 445] };
+const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [81, 444], haproxy: [82, 445], 'tapir-node-h2': [83, 446] };
 const MODES = ['keep-alive', 'close', 'h2', 'rate h1', 'rate h2'] as const;
 type Mode = (typeof MODES)[number];
+/** The loads each proxy is measured on: tapir-node-h2 differs from tapir on h2 only. */
+const modesOf = (p: ProxyName): readonly Mode[] => p === 'tapir-node-h2' ? ['h2', 'rate h2'] : MODES;
 
 const STARTED = Date.now();
 const LOAD_AT_START = loadavg();
@@ -243,7 +249,7 @@ async function waitListening(ns: IngressNetns, ip: string, port: number): Promis
   throw new Error(`nothing answers 200 on ${ip}:${port} in the namespace\n${logs}`);
 }
 
-let tapirProcess: ProxyProcess | null = null;
+const tapirProcesses: ProxyProcess[] = [];
 
 async function main(): Promise<void> {
   const ns = new IngressNetns('tbing-');
@@ -277,19 +283,27 @@ async function main(): Promise<void> {
       children.push(c);
       pids.haproxy = c.pid!;
     }
-    let tapir: ProxyProcess | null = null;
-    if (PROXIES.includes('tapir')) {
-      tapir = await ProxyProcess.start(ns, { http: PORTS.tapir[0], https: PORTS.tapir[1], ...cert, cpu: PROXY_CORE, address: '127.0.0.1', nodeArgs: (process.env.TAPIR_INGRESS_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') });
-      await tapir.setConfig(config([vhost('', [rule('Prefix', '/', backend('bench/backend:80', ENDPOINTS))])]));
-      pids.tapir = tapir.child.pid!;
-      tapirProcess = tapir;
-    }
+    const startTapir = async (name: 'tapir' | 'tapir-node-h2'): Promise<ProxyProcess> => {
+      if (name === 'tapir-node-h2') process.env.TAPIR_INGRESS_NODE_H2 = '1';
+      try {
+        const t = await ProxyProcess.start(ns, { http: PORTS[name][0], https: PORTS[name][1], ...cert, cpu: PROXY_CORE, address: '127.0.0.1', nodeArgs: (process.env.TAPIR_INGRESS_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') });
+        tapirProcesses.push(t);
+        await t.setConfig(config([vhost('', [rule('Prefix', '/', backend('bench/backend:80', ENDPOINTS))])]));
+        pids[name] = t.child.pid!;
+        progress(`${name}: h2 served by ${t.h2Engine === 'native' ? "the addon's nghttp2 session" : 'node:http2'}`);
+        return t;
+      } finally {
+        delete process.env.TAPIR_INGRESS_NODE_H2;
+      }
+    };
+    const tapir = PROXIES.includes('tapir') ? await startTapir('tapir') : null;
+    if (PROXIES.includes('tapir-node-h2')) await startTapir('tapir-node-h2');
     for (const p of PROXIES) await waitListening(ns, '127.0.0.1', PORTS[p][0]);
     progress(`proxies up (${PROXIES.join(', ')}) on core ${PROXY_CORE}; backend nginx and load on core ${LOAD_CORE}; ${SECONDS} s per measurement, ${RUNS} runs`);
 
     if (WARMUP > 0) {
       for (const p of PROXIES) {
-        for (const mode of MODES) await measure(ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work, WARMUP).catch(() => null);
+        for (const mode of modesOf(p)) await measure(ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work, WARMUP).catch(() => null);
       }
       progress(`warmed up: ${WARMUP} s of each load per proxy`);
     }
@@ -301,7 +315,7 @@ async function main(): Promise<void> {
         if (s !== null) { add(`direct|${mode}`, s); progress(`run ${run} direct ${mode}: ${s.rps.toFixed(0)} req/s p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms`); }
       }
       for (const p of PROXIES) {
-        for (const mode of MODES) {
+        for (const mode of modesOf(p)) {
           const s = await measure(ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work).catch((e: Error) => { progress(`  ! ${p} ${mode}: ${e.message}`); return null; });
           if (s === null) continue;
           add(`${p}|${mode}`, s);
@@ -374,7 +388,7 @@ async function main(): Promise<void> {
     if (doc.configChange !== null) console.log(`config change (1,000 hosts, 2,000 paths) to served: ${f(doc.configChange.setConfigToServingMs, 1)} ms`);
     for (const c of children) c.kill('SIGTERM');
   } finally {
-    await tapirProcess?.stop();
+    for (const t of tapirProcesses) await t.stop();
     cleanup();
   }
 }

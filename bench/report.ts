@@ -86,7 +86,8 @@ export function suite(quick: boolean): BenchSpec[] {
     },
     {
       name: 'ingress', script: 'bench/ingress.ts', invocations: runs, timeoutS: quick ? 300 : 900, stdoutJson: true,
-      args: () => ['--runs', '1', '--seconds', quick ? '2' : '5', '--warmup', quick ? '1' : '2', '--json'],
+      // tapir-node-h2: the same proxy with node:http2 for h2, to show what the addon's session changes.
+      args: () => ['--runs', '1', '--seconds', quick ? '2' : '5', '--warmup', quick ? '1' : '2', '--proxies', 'nginx,haproxy,tapir,tapir-node-h2', '--json'],
       adapt: (raw, argv) => fromIngress(raw as Parameters<typeof fromIngress>[0], argv, machine()),
     },
   ];

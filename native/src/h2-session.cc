@@ -23,9 +23,11 @@
 //   4, id, errorCode          the stream closed (0: both sides ended it normally)
 //   5, id                     the response's queued body fell under kLowWater (after a
 //                             write reported more than kHighWater queued)
-//   6, 0, code                the connection is over: a protocol error (code < 0, an
-//                             nghttp2 error) or both sides done (0); write the output
-//                             and close
+//   6, 0, code                the connection is over: nghttp2 failed (code < 0, its
+//                             error), or it wants neither to read nor to write (0: both
+//                             sides said GOAWAY, or nghttp2 ended the connection after
+//                             a connection error, its GOAWAY in the output); write the
+//                             output and close
 //
 // Flow control of request bodies is the caller's: nghttp2's automatic WINDOW_UPDATE is
 // off, and `consume` returns a body's bytes to the windows once they were passed on,
