@@ -18,7 +18,7 @@ type Ev =
   | { kind: 'end'; id: number }
   | { kind: 'closed'; id: number; code: number }
   | { kind: 'drained'; id: number }
-  | { kind: 'over'; code: number };
+  | { kind: 'over'; id: 0; code: number };
 
 interface Harness {
   session: NativeH2Session;
@@ -72,7 +72,7 @@ async function harness(opts: { maxHeaderListBytes?: number; clientWindow?: numbe
       else if (kind === 3) { e = { kind: 'end', id }; i += 2; }
       else if (kind === 4) { e = { kind: 'closed', id, code: r[i + 2] as number }; i += 3; }
       else if (kind === 5) { e = { kind: 'drained', id }; i += 2; }
-      else if (kind === 6) { e = { kind: 'over', code: r[i + 2] as number }; i += 3; }
+      else if (kind === 6) { e = { kind: 'over', id: 0, code: r[i + 2] as number }; i += 3; }
       else throw new Error(`unknown event ${kind}`);
       events.push(e);
       for (const w of waiters.filter((w) => w.f(e))) { waiters.splice(waiters.indexOf(w), 1); w.resolve(e); }

@@ -6,7 +6,7 @@
 // write to it unchanged.
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { answerPlain, readWhole, type ResponseSink } from './sinks.ts';
+import { answerPlain, readWhole, ResponseEvents, type ResponseSink } from './sinks.ts';
 
 /** What a request and its response need of their connection (ClientConnection in h1-server.ts). */
 export interface H1Connection {
@@ -125,7 +125,6 @@ export class H1Request {
 }
 
 type Framing = 'length' | 'chunked' | 'close' | 'none';
-type Listener = () => void;
 
 /**
  * The response to one request. The raw methods (`rawHead`, `rawBody`, `end`) are the
@@ -141,8 +140,7 @@ export class H1Response implements ResponseSink {
   closeAfter: boolean;
   #framing: Framing = 'none';
   #trailers = '';
-  #close: Listener[] | null = null;
-  #drain: Listener[] | null = null;
+  readonly #events = new ResponseEvents();
   readonly #conn: H1Connection;
 
   constructor(conn: H1Connection, req: H1Request) {
@@ -264,23 +262,18 @@ export class H1Response implements ResponseSink {
     this.#conn.destroy();
   }
 
-  once(event: 'close' | 'drain', fn: Listener): this {
-    if (event === 'close') (this.#close ??= []).push(fn);
-    else (this.#drain ??= []).push(fn);
+  once(event: 'close' | 'drain', fn: () => void): this {
+    this.#events.add(event, fn);
     return this;
   }
 
   /** @internal the response is done with (sent whole, or its connection closed): 'close', once. */
   closed(): void {
-    const l = this.#close;
-    this.#close = null;
-    if (l !== null) for (const fn of l) fn();
+    this.#events.close();
   }
 
   /** @internal */
   drained(): void {
-    const l = this.#drain;
-    this.#drain = null;
-    if (l !== null) for (const fn of l) fn();
+    this.#events.drain();
   }
 }

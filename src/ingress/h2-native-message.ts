@@ -4,18 +4,24 @@
 // NativeH2Response speaks what every other response kind here speaks (ResponseSink for
 // the HTTP/1.1 upstream, node:http's writeHead/write/end for the proxy's own answers
 // and the undici exchange), so the exchanges write to it unchanged.
-import { answerPlain, type BodySource, type ResponseSink } from './sinks.ts';
+import { answerPlain, ResponseEvents, type BodySource, type ResponseSink } from './sinks.ts';
 
-/** What a request and its response need of their connection (NativeH2Connection). */
+/** native/src/h2-session.cc's H2Session (its header comment says what each call returns). */
+export interface NativeH2Session {
+  pump(input: Buffer | null, send: boolean): unknown[] | undefined;
+  respond(id: number, status: number, lines: string[], endStream: boolean): number;
+  write(id: number, chunk: Buffer): number;
+  end(id: number, trailers: string[] | null): number;
+  reset(id: number, code: number): void;
+  consume(id: number, bytes: number): void;
+  goaway(): void;
+  close(): void;
+}
+
+/** What a request and its response need of their connection (NativeH2Connection in h2-native.ts). */
 export interface H2Connection {
   readonly clientAddress: string;
-  readonly session: {
-    respond(id: number, status: number, lines: string[], endStream: boolean): number;
-    write(id: number, chunk: Buffer): number;
-    end(id: number, trailers: string[] | null): number;
-    reset(id: number, code: number): void;
-    consume(id: number, bytes: number): void;
-  };
+  readonly session: NativeH2Session;
   /** Output waits for the end of this loop turn. */
   schedule(): void;
 }
@@ -119,7 +125,6 @@ export class NativeH2Request implements BodySource {
   }
 }
 
-type Listener = () => void;
 
 /** connection-specific fields HTTP/2 does not carry (RFC 9113 8.2.2); node:http2 refuses them too. */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
@@ -135,8 +140,7 @@ export class NativeH2Response implements ResponseSink {
   #headOnly = false;
   #trailers: string[] | null = null;
   #gone = false;
-  #close: Listener[] | null = null;
-  #drain: Listener[] | null = null;
+  readonly #events = new ResponseEvents();
 
   constructor(conn: H2Connection, id: number, req: NativeH2Request) {
     this.#conn = conn;
@@ -248,13 +252,9 @@ export class NativeH2Response implements ResponseSink {
     answerPlain(this, status, text);
   }
 
-  once(event: 'close' | 'drain', fn: Listener): this {
-    if (event === 'close') {
-      if (this.#gone) queueMicrotask(fn);
-      else (this.#close ??= []).push(fn);
-    } else {
-      (this.#drain ??= []).push(fn);
-    }
+  once(event: 'close' | 'drain', fn: () => void): this {
+    if (event === 'close' && this.#gone) queueMicrotask(fn);
+    else this.#events.add(event, fn);
     return this;
   }
 
@@ -263,15 +263,11 @@ export class NativeH2Response implements ResponseSink {
     if (this.#gone) return;
     this.#gone = true;
     this.req.discard();
-    const l = this.#close;
-    this.#close = null;
-    if (l !== null) for (const fn of l) fn();
+    this.#events.close();
   }
 
   /** @internal */
   drained(): void {
-    const l = this.#drain;
-    this.#drain = null;
-    if (l !== null) for (const fn of l) fn();
+    this.#events.drain();
   }
 }

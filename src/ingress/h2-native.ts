@@ -21,19 +21,9 @@
 // - The request and response objects are h2-native-message.ts's.
 import type { TLSSocket } from 'node:tls';
 import { nativeAddon } from '../device/native.ts';
-import { NativeH2Request, NativeH2Response, type H2Connection } from './h2-native-message.ts';
+import { NativeH2Request, NativeH2Response, type H2Connection, type NativeH2Session } from './h2-native-message.ts';
 
-/** native/src/h2-session.cc's H2Session. */
-export interface NativeH2Session {
-  pump(input: Buffer | null, send: boolean): unknown[] | undefined;
-  respond(id: number, status: number, lines: string[], endStream: boolean): number;
-  write(id: number, chunk: Buffer): number;
-  end(id: number, trailers: string[] | null): number;
-  reset(id: number, code: number): void;
-  consume(id: number, bytes: number): void;
-  goaway(): void;
-  close(): void;
-}
+export type { NativeH2Session };
 
 export interface NativeH2SessionClass {
   new(opts: { maxConcurrentStreams: number; maxHeaderListBytes: number }): NativeH2Session;

@@ -30,6 +30,33 @@ export interface ResponseSink {
   once(event: 'close' | 'drain', fn: () => void): unknown;
 }
 
+/**
+ * The 'close' and 'drain' listeners of an engine's response (H1Response,
+ * NativeH2Response): each list runs once, then is gone, as `once` listeners do, without
+ * an EventEmitter per response.
+ */
+export class ResponseEvents {
+  #close: (() => void)[] | null = null;
+  #drain: (() => void)[] | null = null;
+
+  add(event: 'close' | 'drain', fn: () => void): void {
+    if (event === 'close') (this.#close ??= []).push(fn);
+    else (this.#drain ??= []).push(fn);
+  }
+
+  close(): void {
+    const l = this.#close;
+    this.#close = null;
+    if (l !== null) for (const fn of l) fn();
+  }
+
+  drain(): void {
+    const l = this.#drain;
+    this.#drain = null;
+    if (l !== null) for (const fn of l) fn();
+  }
+}
+
 /** A request body that streams (proxy-body-size 0): the engine's H1Request, or a node stream through `streamSource`. */
 export interface BodySource {
   streamBody(onChunk: (chunk: Buffer) => void, end: () => void): void;
