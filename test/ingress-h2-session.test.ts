@@ -2,7 +2,9 @@
 // client over a Unix socket pair: no TLS, no network, the framing alone. What
 // the events say (heads, body pieces, ends, closes, drains), what the frames carry
 // (status, fields, bodies, trailers), and HTTP/2's flow control both ways.
-// test/ingress-h2.test.ts runs the same engine end to end with curl and h2load.
+// The last test holds a NativeH2Request to a stand-in connection: what goes back to the
+// windows when a body is never read. test/ingress-h2.test.ts runs the same engine end
+// to end with curl and h2load.
 import assert from 'node:assert/strict';
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { NativeH2Request } from '../src/ingress/h2-native-message.ts';
 import { nativeH2Session, type NativeH2Session } from '../src/ingress/h2-native.ts';
 
 type Ev =
@@ -270,4 +273,31 @@ test('goaway: the client is told; streams open finish', { skip }, async () => {
   h.flush();
   assert.equal((await res).headers[':status'], 204);
   close(h);
+});
+
+test('a request body that arrived whole but was never read goes back to the windows when its response ends', () => {
+  const consumed: [number, number][] = [];
+  const conn = {
+    clientAddress: '10.0.0.1',
+    session: { consume: (id: number, bytes: number) => { consumed.push([id, bytes]); } } as unknown as NativeH2Session,
+    schedule: () => undefined,
+  };
+  const req = new NativeH2Request(conn, 7, 'POST', '/x', [':method', 'POST'], true);
+  req.pushBody(Buffer.alloc(1000));
+  req.pushBody(Buffer.alloc(500));
+  req.endBody();
+  assert.deepEqual(consumed, [], 'nothing read, nothing consumed yet');
+  req.discard();
+  assert.deepEqual(consumed, [[7, 1500]]);
+  req.pushBody(Buffer.alloc(10));
+  assert.deepEqual(consumed, [[7, 1500], [7, 10]], 'what comes after is dropped and consumed');
+
+  // Read while paused: the bytes are held until resume, or until the response ends.
+  const paused = new NativeH2Request(conn, 9, 'POST', '/y', [':method', 'POST'], true);
+  paused.streamBody(() => undefined, () => undefined);
+  paused.pause();
+  paused.pushBody(Buffer.alloc(300));
+  paused.endBody();
+  paused.discard();
+  assert.deepEqual(consumed.slice(2), [[9, 300]]);
 });

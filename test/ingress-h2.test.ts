@@ -29,7 +29,7 @@ before(async () => {
   if (skip) return;
   ns = new IngressNetns('ting-');
   await startBackends(ns, { a: `${EP.a.ip}:8080`, b: `${EP.b.ip}:8080` });
-  const cfg = config([vhost('', [
+  const cfg = config([vhost('other.example', [rule('Exact', '/only', backend('default/a:80', [EP.a]), { options: options({ sslRedirect: false }) })]), vhost('', [
     rule('Prefix', '/stream-up', backend('default/streamed:80', [EP.b]), { options: options({ proxyBodySize: 0, sslRedirect: false }) }),
     rule('Prefix', '/', backend('default/a:80', [EP.a]), { options: options({ sslRedirect: false }) }),
   ])], { generation: 1 });
@@ -83,6 +83,21 @@ test('many streams on few connections; HEAD, 204 and 304 without a body; the pro
     writeFileSync(tooBig, Buffer.alloc(2 << 20, 0x61));
     const refused = await curl(['--data-binary', `@${tooBig}`, '-o', '/dev/null', `https://127.0.0.1:${port}/limited`]);
     assert.equal(refused.status, 413, `${engine}: a body over proxy-body-size (1 MiB) is refused`);
+  }
+});
+
+test('bodies answered before they are read (404 to a POST) do not hold the connection up: 40 of 2 kB on one connection, past its 64 KiB window', { skip }, async () => {
+  const body = join(ns.dir, 'two-kb');
+  writeFileSync(body, Buffer.alloc(2048, 0x64));
+  for (const { engine, port } of proxies) {
+    const urls = Array.from({ length: 40 }, (_, i) => `https://other.example:${port}/nope-${i}`);
+    const r = await ns.execAsync('curl', ['-sS', '-k', '--http2', '--max-time', '20', '--resolve', `other.example:${port}:127.0.0.1`, '--data-binary', `@${body}`,
+      '-w', '%{http_code} %{num_connects}\n', ...urls.flatMap((u) => ['-o', '/dev/null', u])], 30_000);
+    assert.equal(r.code, 0, `${engine}: ${r.stderr}`);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 40, engine);
+    assert.ok(lines.every((l) => l.startsWith('404 ')), `${engine}: every one answered 404: ${r.stdout}`);
+    assert.equal(lines.filter((l) => l.endsWith(' 1')).length, 1, `${engine}: one connection for all`);
   }
 });
 

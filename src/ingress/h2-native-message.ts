@@ -106,9 +106,14 @@ export class NativeH2Request implements BodySource {
     if (held > 0) this.#consume(held);
   }
 
-  /** @internal the response ended before the body was read: what comes is dropped. */
+  /**
+   * @internal the response ended (or the stream closed): what was not passed on, and
+   * whatever still comes, goes back to the windows at once, a body that arrived whole
+   * but was never read (a 404 to a POST, a paused upload whose answer came) included:
+   * the connection's window is shared by every stream on it.
+   */
   discard(): void {
-    if (this.complete || this.#discard) return;
+    if (this.#discard) return;
     this.#discard = true;
     let bytes = this.#held;
     for (const c of this.#chunks) bytes += c.length;
@@ -124,7 +129,6 @@ export class NativeH2Request implements BodySource {
     this.#conn.schedule();
   }
 }
-
 
 /** connection-specific fields HTTP/2 does not carry (RFC 9113 8.2.2); node:http2 refuses them too. */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);

@@ -59,13 +59,21 @@ export interface NativeH2Handler {
 
 const noop = (): void => undefined;
 
-/** Connections with output to write at the end of this loop turn. */
-const pending = new Set<NativeH2Connection>();
+/**
+ * Connections with output to write at the end of this loop turn. A flush can schedule
+ * its own connection again (a stream's close returns its body's bytes to the window):
+ * that lands in the other set, for the next turn, not in the one being walked.
+ */
+let pending = new Set<NativeH2Connection>();
+let flushing = new Set<NativeH2Connection>();
 let flushScheduled = false;
 function flushAll(): void {
   flushScheduled = false;
-  for (const c of pending) c.flush();
-  pending.clear();
+  const batch = pending;
+  pending = flushing;
+  flushing = batch;
+  for (const c of batch) c.flush();
+  batch.clear();
 }
 
 /** One client connection that chose h2 by ALPN. */
@@ -100,11 +108,6 @@ export class NativeH2Connection implements H2Connection {
     this.schedule();
   }
 
-  /** Open streams (stop() waits for them). */
-  get streams(): number {
-    return this.#streams.size;
-  }
-
   /** @internal output waits for the end of this loop turn. */
   schedule(): void {
     if (this.#closed) return;
@@ -126,10 +129,6 @@ export class NativeH2Connection implements H2Connection {
     if (this.#closed) return;
     this.#session.goaway();
     this.schedule();
-  }
-
-  destroy(): void {
-    this.#socket.destroy();
   }
 
   /** @internal the session, for the stream's own calls. */
