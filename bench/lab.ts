@@ -24,7 +24,8 @@
 //
 // Where a connection's time goes: with each TCP connections/s figure, the agents' CPU
 // and their sleeps per connection (voluntary context switches of the agents' main
-// threads over the window: every sleep is a wakeup some frame waited for).
+// threads over the window: every sleep is a wakeup some frame waited for). With each
+// TCP Gbit/s figure, the agents' sleeps per MB carried (how much one wakeup moves).
 // --cpus LIST (taskset's list, e.g. 0) pins the bench and all it starts (the labs'
 // agents, pods' workloads and the load tools) to those CPUs: with --cpus 0 no wakeup
 // crosses CPUs, for either dataplane. bench/device.ts measures what one costs.
@@ -96,6 +97,11 @@ function measure(lab: BenchLab, m: Metric, from: string, to: string, family: Fam
   }
 }
 
+/** Agents' sleeps per MB (10^6 bytes) of a TCP Gbit/s figure: sleeps per second over MB per second. */
+function sleepsPerMb(f: Figure): number {
+  return f.agentSleeps / (f.value * 1e9 / 8 / 1e6);
+}
+
 async function main(): Promise<void> {
   downLabsOnSignal();
   buildCTools(['udpblast', 'connrate']);
@@ -115,7 +121,9 @@ async function main(): Promise<void> {
             for (const m of METRICS) {
               const fig = await measure(lab, m, from, to, family);
               const row = rowName(path, family);
-              const perConn = m === 'conn' && Number.isFinite(fig.agentSleeps) ? `, ${(fig.agentSleeps / fig.value).toFixed(2)} agent sleeps per connection` : '';
+              const perConn = !Number.isFinite(fig.agentSleeps) ? ''
+                : m === 'conn' ? `, ${(fig.agentSleeps / fig.value).toFixed(2)} agent sleeps per connection`
+                : m === 'tcp' ? `, ${sleepsPerMb(fig).toFixed(2)} agent sleeps per MB` : '';
               process.stderr.write(`  ${row} ${m}: ${fig.value.toFixed(m === 'tcp' ? 2 : 0)} (agents ${Math.round(fig.cpu * 100)}% CPU, machine ${fig.machine.toFixed(2)} cores busy, ${fig.steal.toFixed(2)} stolen by the host${perConn})\n`);
               const k = key(dp, row, m);
               results.set(k, [...(results.get(k) ?? []), fig]);
@@ -134,6 +142,9 @@ async function main(): Promise<void> {
     for (const [k, figs] of results) {
       const [mode, row, m] = k.split('|') as [Mode, string, Metric];
       out.add({ section: SECTION, row, metric: UNITS[m][0], unit: UNITS[m][1], mode, better: 'higher', values: figs.map((f) => f.value), cpu: figs.map((f) => f.cpu) });
+      if (m === 'tcp' && mode !== 'kernel') {
+        out.add({ section: SECTION, row, metric: 'agents sleeps per MB of TCP', unit: 'sleeps', mode, better: 'lower', values: figs.map(sleepsPerMb) });
+      }
       if (m === 'conn' && mode !== 'kernel') {
         out.add({ section: SECTION, row, metric: 'agents sleeps per connection', unit: 'sleeps', mode, better: 'lower', values: figs.map((f) => f.agentSleeps / f.value) });
         out.add({ section: SECTION, row, metric: 'agents CPU per connection', unit: 'us', mode, better: 'lower', values: figs.map((f) => (f.cpu / f.value) * 1e6) });
