@@ -7,10 +7,9 @@
 // `servedBy` says which of them got the traffic of a one-flow test. An IPv6 target
 // (a dual-stack lab) is measured the same way, the servers on [::]. Every step is
 // bounded in time; the CPU figure is the lab's agents' (fraction of one core, summed).
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import type { BenchLab } from './lab.ts';
-import { C_BUILD_DIR } from './tools.ts';
+import { C_BUILD_DIR, machineJiffies } from './tools.ts';
 
 export interface Target { ip: string; port: number }
 
@@ -27,16 +26,6 @@ function anyAddress(target: Target): string {
  * it (NaN with no agent).
  */
 export interface Figure { value: number; cpu: number; machine: number; steal: number; agentSleeps: number; servedBy: string[] }
-
-/** Busy and total jiffies of every core together, from /proc/stat. */
-function machineJiffies(): { busy: number; steal: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is counted in user already)
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  // steal: time a vCPU had work but the host ran something else (a VM's noisy neighbours).
-  return { busy: total - f[3]! - f[4]! - f[7]!, steal: f[7]!, total };
-}
 
 /** Runs `work` while measuring the agents' CPU and the machine's. */
 async function measured(lab: BenchLab, work: () => Promise<number>): Promise<Omit<Figure, 'servedBy'>> {

@@ -52,12 +52,20 @@ export function pinToCpus(list: string): string {
 }
 
 /**
- * CPU seconds the host has taken from this VM since boot, every vCPU summed (/proc/stat
- * "steal": time a vCPU had work and the host ran something else). 0 on bare metal.
+ * Jiffies of every core together since boot, from /proc/stat's first line: busy (not
+ * idle, iowait or steal), steal (time a vCPU had work and the host ran something else:
+ * a VM's noisy neighbours; 0 on bare metal) and their total.
  */
+export function machineJiffies(): { busy: number; steal: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is counted in user already)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]! - f[7]!, steal: f[7]!, total };
+}
+
+/** CPU seconds the host has taken from this VM since boot, every vCPU summed. */
 export function hostStealSeconds(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
-  return Number(f[8] ?? 0) / clockTicks;
+  return machineJiffies().steal / clockTicks;
 }
 
 /** cpuSeconds plus the CPU of its children that have ended and been waited for (cutime, cstime). */

@@ -155,11 +155,19 @@ export class NativeH2Response implements ResponseSink {
   /** node:http's shape: a status and a header object (the proxy's answers, the undici exchange). */
   writeHead(status: number, headers?: Record<string, string | number | readonly string[]>): this {
     const lines: string[] = [];
+    let refused: string | null = null;
     for (const name in headers) {
       const v = headers[name]!;
       const lower = name.toLowerCase();
+      // The HTTP/1.1 upstream's fields (head()) come without hop-by-hop ones; these may not.
+      if (CONNECTION_SPECIFIC.has(lower)) refused ??= lower;
       if (Array.isArray(v)) for (const x of v) lines.push(lower, String(x));
       else lines.push(lower, String(v));
+    }
+    if (refused !== null && !this.headersSent && !this.#gone) {
+      this.statusCode = status;
+      this.headersSent = true;
+      throw this.#refuse(`the connection-specific field "${refused}" has no place in HTTP/2`);
     }
     this.#respond(status, lines);
     return this;
@@ -181,9 +189,6 @@ export class NativeH2Response implements ResponseSink {
     this.statusCode = status;
     if (this.headersSent || this.#gone) return;
     this.headersSent = true;
-    for (let i = 0; i < lines.length; i += 2) {
-      if (CONNECTION_SPECIFIC.has(lines[i]!)) throw this.#refuse(`the connection-specific field "${lines[i]!}" has no place in HTTP/2`);
-    }
     this.#headOnly = this.req.method === 'HEAD' || status === 204 || status === 304;
     const rv = this.#conn.session.respond(this.#id, status, lines, this.#headOnly);
     if (rv === -1) throw this.#refuse('a field name or value HTTP/2 cannot carry');
