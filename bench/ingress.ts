@@ -37,7 +37,7 @@
 // (its fallback where the addon has no HTTP/2 session), run on the h2 loads only: the
 // same run then shows what the addon's nghttp2 session changes.
 //
-//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--json]
+//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -57,6 +57,7 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     warmup: { type: 'string', default: '2' },
     rate: { type: 'string', default: '5000' },
+    loads: { type: 'string', default: 'keep-alive,close,h2,rate h1,rate h2' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -70,7 +71,7 @@ const RATE_CLIENTS = 16;
 const PROXIES = values.proxies.split(',') as ProxyName[];
 type ProxyName = 'nginx' | 'haproxy' | 'tapir' | 'tapir-node-h2';
 if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir', 'tapir-node-h2'].includes(p))) {
-  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--json]');
+  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]');
   process.exit(2);
 }
 if (availableParallelism() < 2) {
@@ -85,7 +86,13 @@ const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [8
 const MODES = ['keep-alive', 'close', 'h2', 'rate h1', 'rate h2'] as const;
 type Mode = (typeof MODES)[number];
 /** The loads each proxy is measured on: tapir-node-h2 differs from tapir on h2 only. */
-const modesOf = (p: ProxyName): readonly Mode[] => p === 'tapir-node-h2' ? ['h2', 'rate h2'] : MODES;
+/** The loads asked for (--loads), in MODES' order. */
+const LOADS = MODES.filter((m) => values.loads.split(',').includes(m));
+if (LOADS.length !== values.loads.split(',').length) {
+  console.error(`bench/ingress.ts: --loads takes some of ${MODES.join(', ')}`);
+  process.exit(2);
+}
+const modesOf = (p: ProxyName): readonly Mode[] => LOADS.filter((m) => p !== 'tapir-node-h2' || m === 'h2' || m === 'rate h2');
 
 const STARTED = Date.now();
 const LOAD_AT_START = loadavg();
@@ -310,7 +317,7 @@ async function main(): Promise<void> {
     const samples = new Map<string, Sample[]>();
     const add = (key: string, s: Sample): void => { samples.set(key, [...(samples.get(key) ?? []), s]); };
     for (let run = 1; run <= RUNS; run++) {
-      for (const mode of ['keep-alive', 'close'] as const) {
+      for (const mode of (['keep-alive', 'close'] as const).filter((m) => LOADS.includes(m))) {
         const s = await measure(ns, null, mode, ENDPOINTS[0]!.ip, ENDPOINTS[0]!.port, 0, work).catch((e: Error) => { progress(`  ! direct ${mode}: ${e.message}`); return null; });
         if (s !== null) { add(`direct|${mode}`, s); progress(`run ${run} direct ${mode}: ${s.rps.toFixed(0)} req/s p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms`); }
       }

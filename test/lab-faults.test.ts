@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
-import { Lab, TAPIR, tapir } from './helpers/lab.ts';
-import { FLOW_PROBE, type FlowProbeResult } from './helpers/flow-probe.ts';
+import { Lab, TAPIR } from './helpers/lab.ts';
+import { FLOW_PROBE, STREAM_UP, type FlowProbeResult } from './helpers/flow-probe.ts';
 
 interface NodeStatus {
   name: string;
@@ -35,19 +35,30 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     return value;
   }
 
-  /** Runs the flow probe in `pod` against `url` for `seconds`, in the background. */
-  function probe(pod: string, url: string, seconds: number): Promise<FlowProbeResult> {
-    return new Promise((resolve, reject) => {
+  /**
+   * Runs the flow probe in `pod` against `url` for `seconds`, in the background:
+   * `started` settles once its keep-alive connection has had its first answer, `result`
+   * when it is done.
+   */
+  function probe(pod: string, url: string, seconds: number): { started: Promise<void>; result: Promise<FlowProbeResult> } {
+    let up: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => { up = resolve; });
+    const result = new Promise<FlowProbeResult>((resolve, reject) => {
       const child = spawn(TAPIR, ['lab', 'exec', '--name', lab.name, pod, '--', 'timeout', String(seconds + 30), 'python3', '-c', FLOW_PROBE, url, String(seconds)]);
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes(STREAM_UP)) up();
+      });
       child.on('close', (code) => {
+        up();
         if (code !== 0) reject(new Error(`flow probe in ${pod} exited ${code}: ${err}${out}`));
         else resolve(JSON.parse(out) as FlowProbeResult);
       });
     });
+    return { started, result };
   }
 
   it('kill -9 of an agent: restarted at once, its pods\' Service connections and requests carry on', async () => {
@@ -59,16 +70,15 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     const nodeIP = (lab.status().nodes as { name: string; underlayIP: string }[]).find((n) => n.name === 'node-1')!.underlayIP;
     const running = probe('web-1b', `http://${web.clusterIP}/`, 8);
     const outside = probe('client', `http://${nodeIP}:30080/`, 8);
-    await sleep(2500);
-    // On a loaded machine the probes may take longer to start: kill only once node-1's
-    // agent tracks their flows (else the restart has nothing to take over).
-    await eventually(10_000, () => {
-      const r = tapir(['stats', '--lab', lab.name, '--node', 'node-1', '--json']);
-      return r.status === 0 ? ((JSON.parse(r.stdout) as { conntrack: { entries: number } | null }).conntrack?.entries ?? 0) : 0;
-    }, (entries) => entries >= 2);
+    // Kill only once both keep-alive connections are established and answered, so
+    // node-1's agent tracks them (on a loaded machine the probes take a while to start;
+    // a connection first tried while the agent is down tests nothing this case names),
+    // and a moment later, so the new-connection loops are under way too.
+    await Promise.all([running.started, outside.started]);
+    await sleep(500);
     process.kill(before.agent.pid!, 'SIGKILL');
-    const result = await running;
-    const viaNodePort = await outside;
+    const result = await running.result;
+    const viaNodePort = await outside.result;
     const after = await eventually(15_000, () => node('node-1'), (n) => n.agent.answers && n.agent.restarts >= 1);
     assert.ok(after.agent.answers, 'the agent answers again');
     assert.equal(after.agent.restarts, 1);

@@ -7,7 +7,14 @@
 //   loop    a new connection per request, a request every 50 ms: how many fail (a
 //           10 s timeout each, so a SYN retransmitted after a second still counts as ok)
 //           and the slowest.
-// Prints one JSON line (FlowProbeResult). Bounded in time: every socket has a timeout.
+// Writes STREAM_UP to stderr once the keep-alive connection has its first answer (a
+// test that breaks something waits for it: the connection is then established and
+// tracked), and prints one JSON line (FlowProbeResult) at the end. Bounded in time:
+// every socket has a timeout.
+
+/** What the probe writes to stderr once its keep-alive connection has had an answer. */
+export const STREAM_UP = 'stream-up';
+
 export const FLOW_PROBE = String.raw`
 import http.client, json, sys, threading, time, urllib.parse
 url, seconds = urllib.parse.urlsplit(sys.argv[1]), float(sys.argv[2])
@@ -26,6 +33,7 @@ def stream():
             r['maxGapMs'] = max(r['maxGapMs'], round((now - last) * 1000))
             last = now
             r['requests'] += 1
+            if r['requests'] == 1: print('${STREAM_UP}', file=sys.stderr, flush=True)
             pod = json.loads(body).get('pod')
             if pod not in r['pods']: r['pods'].append(pod)
             time.sleep(0.02)
