@@ -13,6 +13,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { attach, available as llhttpAvailable, createParser, setReading, type HttpParser, type ParseError } from './llhttp.ts';
 import type { BackendProtocol } from './model.ts';
 import type { BackendState } from './router.ts';
+import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
 import { UpstreamPools, type Failure } from './upstream.ts';
 
 /** What a connection needs of the exchange it serves (H1Exchange). */
@@ -75,7 +76,7 @@ export class EndpointPool {
 }
 
 /** One keep-alive connection to an endpoint, serving one exchange at a time. */
-export class UpstreamConnection {
+export class UpstreamConnection implements TurnWriter {
   readonly #owner: H1Pools;
   readonly #pool: EndpointPool;
   readonly #socket: Socket;
@@ -92,6 +93,9 @@ export class UpstreamConnection {
   #trailers: string[] = [];
   #closed = false;
   #consumed = false;
+  /** A request waiting for the end of the turn (turn-writes.ts): its head, and its whole body if it has one. */
+  #head: string | null = null;
+  #body: Buffer | null = null;
 
   constructor(owner: H1Pools, pool: EndpointPool) {
     this.#owner = owner;
@@ -176,6 +180,17 @@ export class UpstreamConnection {
     this.#owner.idle.delete(this);
     this.#owner.busy.add(this);
     this.deadline = this.#owner.now + (this.#connected ? readTimeoutMs : this.#pool.connectTimeoutMs);
+    this.#head = head;
+    this.#body = body;
+    writeAtTurnEnd(this);
+  }
+
+  writeTurn(): void {
+    const head = this.#head, body = this.#body;
+    if (head === null) return;
+    this.#head = null;
+    this.#body = null;
+    if (this.#closed) return;
     const socket = this.#socket;
     if (body === null || body.length === 0) {
       socket.write(head, 'latin1');
@@ -189,6 +204,8 @@ export class UpstreamConnection {
 
   /** A piece of a streamed request body; false when the endpoint is not taking it fast enough. */
   write(chunk: Buffer | string): boolean {
+    // The head goes first.
+    if (this.#head !== null) this.writeTurn();
     return typeof chunk === 'string' ? this.#socket.write(chunk, 'latin1') : this.#socket.write(chunk);
   }
 

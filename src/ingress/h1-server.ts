@@ -20,6 +20,7 @@ import type { Server, Socket } from 'node:net';
 import { H1Request, H1Response, type H1Connection } from './h1-message.ts';
 import { clientAddress } from './listen.ts';
 import { attach, createParser, detach, methodName, setReading, type HttpParser, type ParseError } from './llhttp.ts';
+import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
 
 export const KEEP_ALIVE_MS = 75_000;
 /** Body bytes a waiting (pipelined) request may buffer before reading stops. */
@@ -36,7 +37,7 @@ export interface H1Handler {
 const discard = (): void => undefined;
 
 /** One client connection: its parser, its requests in order, its output. */
-class ClientConnection implements H1Connection {
+class ClientConnection implements H1Connection, TurnWriter {
   readonly #socket: Socket;
   readonly #handler: H1Handler;
   readonly #parser: HttpParser;
@@ -52,14 +53,15 @@ class ClientConnection implements H1Connection {
   /** Output waiting for the end of this turn (a string in latin1, then buffers). */
   #pendingText = '';
   #pendingBufs: Buffer[] = [];
-  #flushQueued = false;
+  /** Registered to write at the end of the turn (turn-writes.ts); then to end the socket. */
+  #turnQueued = false;
+  #endAfterWrite = false;
   #readingOn = true;
   #upgradeHead: Buffer | null = null;
   #closed = false;
   /** Coarse time of the last request or response end, for the idle and head timeouts. */
   lastActive: number;
   #clientAddress: string | null = null;
-  readonly #flush = (): void => { this.#flushQueued = false; this.#write(); };
 
   constructor(owner: H1Server, socket: Socket, handler: H1Handler, now: number) {
     this.#owner = owner;
@@ -197,14 +199,24 @@ class ClientConnection implements H1Connection {
 
   /** @internal writes what `res` queued by the end of this turn (node:http-style callers, which do not say when a read is over). */
   schedule(res: H1Response): void {
-    if (res !== this.#active || this.#flushQueued) return;
-    this.#flushQueued = true;
-    queueMicrotask(this.#flush);
+    if (res === this.#active) this.#queueTurn();
   }
 
-  /** @internal writes what `res` queued now (the upstream finished a read). */
+  /** @internal `res` has output for the client (the upstream finished a read): it goes at the end of this turn. */
   flush(res: H1Response): void {
-    if (res === this.#active) this.#write();
+    if (res === this.#active) this.#queueTurn();
+  }
+
+  #queueTurn(): void {
+    if (this.#turnQueued) return;
+    this.#turnQueued = true;
+    writeAtTurnEnd(this);
+  }
+
+  writeTurn(): void {
+    this.#turnQueued = false;
+    this.#write();
+    if (this.#endAfterWrite && !this.#closed) this.#socket.end();
   }
 
   #appendText(text: string): void {
@@ -229,16 +241,16 @@ class ClientConnection implements H1Connection {
     this.#pendingBufs = [];
   }
 
-  /** @internal `res` ended: write it, then the next request or the close. */
+  /** @internal `res` ended: it is written at the end of the turn; the next request is answered, or the connection closes. */
   finish(res: H1Response): void {
     if (res !== this.#active) return;
-    this.#write();
+    this.#queueTurn();
     this.#active = null;
     this.lastActive = this.#owner.now;
     res.closed();
     if (this.#closed) return;
     if (res.closeAfter) {
-      this.#socket.end();
+      this.#endAfterWrite = true;
       return;
     }
     if (!this.#readingOn) this.reading(true);
