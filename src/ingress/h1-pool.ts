@@ -83,7 +83,7 @@ export class UpstreamConnection implements TurnWriter {
   readonly #parser: HttpParser;
   #exchange: PooledExchange | null = null;
   #connected = false;
-  /** Coarse ms after which the sweep fails this connection's exchange (Infinity: idle). */
+  /** Coarse ms after which the sweep fails this connection's exchange (Infinity: idle, then closed IDLE_MS after idleSince). */
   deadline: number;
   idleSince = 0;
   #readTimeoutMs = 0;
@@ -101,6 +101,7 @@ export class UpstreamConnection implements TurnWriter {
     this.#owner = owner;
     this.#pool = pool;
     this.deadline = owner.now + pool.connectTimeoutMs;
+    owner.open.add(this);
     const socket = pool.tls
       ? tlsConnect({ host: pool.ip, port: pool.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
       : netConnect({ host: pool.ip, port: pool.port });
@@ -124,13 +125,11 @@ export class UpstreamConnection implements TurnWriter {
         const ex = this.#exchange;
         if (ex === null) return;
         this.#exchange = null;
-        this.#owner.busy.delete(this);
         this.deadline = Infinity;
         const trailers = this.#takeTrailers();
         ex.onEnd(trailers);
         if (this.#keepAlive && ex.requestSent && !this.#closed) {
           this.idleSince = this.#owner.now;
-          this.#owner.idle.add(this);
           this.#pool.release(this);
         } else {
           this.destroy();
@@ -177,8 +176,6 @@ export class UpstreamConnection implements TurnWriter {
   send(ex: PooledExchange, head: string, body: Buffer | null, readTimeoutMs: number): void {
     this.#exchange = ex;
     this.#readTimeoutMs = readTimeoutMs;
-    this.#owner.idle.delete(this);
-    this.#owner.busy.add(this);
     this.deadline = this.#owner.now + (this.#connected ? readTimeoutMs : this.#pool.connectTimeoutMs);
     this.#head = head;
     this.#body = body;
@@ -249,8 +246,7 @@ export class UpstreamConnection implements TurnWriter {
       return;
     }
     this.#closed = true;
-    this.#owner.busy.delete(this);
-    this.#owner.idle.delete(this);
+    this.#owner.open.delete(this);
     this.#pool.forget(this);
     this.#socket.destroy();
   }
@@ -263,8 +259,8 @@ export class UpstreamConnection implements TurnWriter {
 export class H1Pools {
   readonly #pools = new Map<string, EndpointPool>();
   readonly #byBackend = new WeakMap<BackendState, (EndpointPool | undefined)[]>();
-  readonly busy = new Set<UpstreamConnection>();
-  readonly idle = new Set<UpstreamConnection>();
+  /** Every connection, busy or idle: the sweep's to walk (membership changes only when one opens or closes, not per request). */
+  readonly open = new Set<UpstreamConnection>();
   #timer: NodeJS.Timeout | null = null;
   /** Coarse clock (ms), advanced by the sweep. */
   now = Date.now();
@@ -303,7 +299,7 @@ export class H1Pools {
   destroy(): void {
     for (const p of this.#pools.values()) p.close();
     this.#pools.clear();
-    for (const c of [...this.busy]) c.destroy();
+    for (const c of [...this.open]) c.destroy();
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
   }
@@ -316,9 +312,14 @@ export class H1Pools {
     this.now = Date.now();
     this.#timer = setInterval(() => {
       const now = this.now = Date.now();
-      for (const c of this.busy) if (now > c.deadline) c.timedOut();
-      for (const c of this.idle) if (now - c.idleSince > IDLE_MS) c.destroy();
-      if (this.busy.size === 0 && this.idle.size === 0 && this.#timer !== null) {
+      for (const c of this.open) {
+        if (c.deadline !== Infinity) {
+          if (now > c.deadline) c.timedOut();
+        } else if (now - c.idleSince > IDLE_MS) {
+          c.destroy();
+        }
+      }
+      if (this.open.size === 0 && this.#timer !== null) {
         clearInterval(this.#timer);
         this.#timer = null;
       }

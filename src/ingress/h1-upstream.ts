@@ -106,41 +106,43 @@ export class H1Exchange implements PooledExchange {
     const init = this.#init;
     const fields: string[] = [];
     let length = -1;
-    // Fields a Connection header names are hop-by-hop too (RFC 9110 7.6.1).
+    let chunked = false, trailer = false;
+    // Fields a Connection header names are hop-by-hop too (RFC 9110 7.6.1): known only
+    // once the whole head is read, so they are taken out afterwards (rare: the usual
+    // values name none).
     let named: string[] | null = null;
+    // One pass over the lines, by name length first: most names are none of these.
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
-      if (name.length === 10 && name.toLowerCase() === 'connection') named = connectionTokens(raw[i + 1]!, named);
-    }
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
-      // Content-Length is the client side's to write, from `length`.
-      if (name.length === 14 && name.toLowerCase() === 'content-length') {
-        length = Number(raw[i + 1]);
-        continue;
+      switch (name.length) {
+        case 14:
+          // Content-Length is the client side's to write, from `length`.
+          if (name.toLowerCase() === 'content-length') { length = Number(raw[i + 1]); continue; }
+          break;
+        case 10:
+          if (name.toLowerCase() === 'connection') { named = connectionTokens(raw[i + 1]!, named); continue; }
+          break;
+        case 17:
+          if (name.toLowerCase() === 'transfer-encoding') { chunked = true; continue; }
+          break;
+        case 7:
+          if (name.toLowerCase() === 'trailer') { trailer = true; continue; }
+          break;
       }
       if (isHopByHop(name)) continue;
-      if (named !== null && named.includes(name.toLowerCase())) continue;
       fields.push(name, raw[i + 1]!);
     }
+    if (named !== null) {
+      for (let i = fields.length - 2; i >= 0; i -= 2) if (named.includes(fields[i]!.toLowerCase())) fields.splice(i, 2);
+    }
     // A chunked body's length is not known even when a Content-Length came with it (RFC 9112 6.3).
-    const chunked = this.#hasField(raw, 'transfer-encoding');
     if (chunked) length = -1;
     const cookie = init.affinityCookie;
     if (cookie !== null && init.affinityEndpoint !== this.#endpoint) {
       fields.push('set-cookie', `${cookie.name}=${init.backend.cookieValues[this.#endpoint]}; Path=${cookie.path}; Max-Age=${cookie.maxAgeSeconds}; HttpOnly`);
     }
     this.responding = true;
-    init.res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && this.#hasField(raw, 'trailer'));
-  }
-
-  /** Whether the response has field `lower` (a lower-case name). */
-  #hasField(raw: string[], lower: string): boolean {
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
-      if (name.length === lower.length && name.toLowerCase() === lower) return true;
-    }
-    return false;
+    init.res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && trailer);
   }
 
   onBody(chunk: Buffer): void {
