@@ -28,6 +28,7 @@ before(async () => {
   await startBackends(ns, { a: `${EP.a.ip}:8080`, b: `${EP.b.ip}:8080` });
   const cfg = config([vhost('', [
     rule('Prefix', '/stream-up', backend('default/streamed:80', [EP.b]), { options: options({ proxyBodySize: 0 }) }),
+    rule('Prefix', '/empty', backend('default/empty:80', [])),
     rule('Prefix', '/', backend('default/a:80', [EP.a])),
   ])], { generation: 1 });
   proxy = await ProxyProcess.start(ns, { http: 80, https: 443, ...generateDefaultCertificate() });
@@ -81,6 +82,17 @@ test('pipelined requests are answered in order on one connection; HEAD keeps its
   assert.match(answers[0]!, /^connection: keep-alive\r$/m);
   assert.match(answers[1]!, /^connection: close\r$/m);
   assert.match(tenKeep, /ok\n\n<closed>$/);
+});
+
+test('a keep-alive connection goes on after an answer of the proxy\'s own (503 from the request head): the next request, and a pipelined pair, are read and answered', { skip }, async () => {
+  const got = await raw([
+    { send: 'GET /empty/1 HTTP/1.1\r\nHost: x\r\n\r\n' }, { until: 'no ready endpoints\n$' },
+    { send: 'GET /after HTTP/1.1\r\nHost: x\r\n\r\n' }, { until: '"url":"/after"' }, { quiet: 100 },
+    { send: 'GET /empty/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' },
+  ]);
+  assert.equal(got.match(/^HTTP\/1\.1 503 Service Unavailable/gm)?.length, 2, got);
+  assert.deepEqual(urls(got), ['/after', '/last'], 'the requests after each 503 reached the endpoint, in order');
+  assert.match(got, /\n<closed>$/);
 });
 
 test('request bodies: chunked uploads reach the endpoint whole, buffered and streamed; Expect: 100-continue is answered before the body', { skip }, async () => {

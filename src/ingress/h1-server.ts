@@ -13,8 +13,9 @@
 //   known, chunked otherwise (an HTTP/1.0 client gets the body up to the close).
 // - The request and response objects are h1-message.ts's.
 // - A parse error is answered 400 (431 for a head over 16 KiB) and the connection
-//   closed; an idle keep-alive connection closes after KEEP_ALIVE_MS, as nginx's
-//   keepalive_timeout 75 s (a connection still sending its first head counts as idle).
+//   closed; an idle keep-alive connection closes after the idle timeout (KEEP_ALIVE_MS
+//   unless the proxy says otherwise), as nginx's keepalive_timeout 75 s (a connection
+//   still sending its first head counts as idle).
 import { STATUS_CODES } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { H1Request, H1Response, type H1Connection } from './h1-message.ts';
@@ -23,6 +24,11 @@ import { attach, createParser, detach, methodName, setReading, type HttpParser, 
 import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
 
 export const KEEP_ALIVE_MS = 75_000;
+
+/** How often idle connections are looked for: a second, or more often for a short idle timeout (tests). */
+export function sweepInterval(idleTimeoutMs: number): number {
+  return Math.min(1_000, Math.max(50, idleTimeoutMs / 2));
+}
 /** Body bytes a waiting (pipelined) request may buffer before reading stops. */
 const QUEUED_BODY_BYTES = 64 * 1024;
 /** Below this a body goes out in the same string as its head (one write, one copy). */
@@ -99,7 +105,8 @@ class ClientConnection implements H1Connection, TurnWriter {
         if (req === null) return;
         req.endBody();
         // A pipelined request waits: read no further until the one before it is answered.
-        if (req !== this.#queue[0]) this.reading(false);
+        // (One answered already, as the proxy's own answers are from its head, has left the queue.)
+        if (this.#queue.indexOf(req) > 0) this.reading(false);
       },
       onExecute: (result) => this.#executed(result),
     });
@@ -308,13 +315,15 @@ class ClientConnection implements H1Connection, TurnWriter {
  */
 export class H1Server {
   readonly #handler: H1Handler;
+  readonly #idleTimeoutMs: number;
   readonly #connections = new Set<ClientConnection>();
   #timer: NodeJS.Timeout | null = null;
   /** Coarse clock (ms), advanced by the timeout sweep. */
   now = Date.now();
 
-  constructor(server: Server | null, handler: H1Handler) {
+  constructor(server: Server | null, handler: H1Handler, idleTimeoutMs = KEEP_ALIVE_MS) {
     this.#handler = handler;
+    this.#idleTimeoutMs = idleTimeoutMs;
     server?.on('connection', (socket: Socket) => this.accept(socket));
   }
 
@@ -346,8 +355,8 @@ export class H1Server {
     this.now = Date.now();
     this.#timer = setInterval(() => {
       this.now = Date.now();
-      for (const c of this.#connections) if (c.idle && this.now - c.lastActive > KEEP_ALIVE_MS) c.destroy();
-    }, 1_000);
+      for (const c of this.#connections) if (c.idle && this.now - c.lastActive > this.#idleTimeoutMs) c.destroy();
+    }, sweepInterval(this.#idleTimeoutMs));
     this.#timer.unref();
   }
 }
