@@ -352,6 +352,66 @@ test('100 configuration changes under a steady client load (HTTP/1.1 keep-alive 
   assert.match(metrics, /tapir_ingress_request_duration_seconds_bucket\{le="0.005",ingress="default\/test",service="default\/churn:80"\}/);
 });
 
+for (const nodeH2 of [false, true]) {
+  test(`idle timeout (h2 on ${nodeH2 ? 'node:http2' : "the addon's nghttp2"}): an idle keep-alive client is closed, an idle h2 client gets GOAWAY and is closed, a client that keeps asking is not`, { skip }, async () => {
+    // On 127.0.0.1 of this process's namespace, clients of its own: nothing leaves the host.
+    const { IngressProxy } = await import('../src/ingress/proxy.ts');
+    const { connect: netConnect } = await import('node:net');
+    const { connect: h2Connect } = await import('node:http2');
+    const IDLE_MS = 300;
+    const p = new IngressProxy({ httpPort: 0, httpsPort: 0, address: '127.0.0.1', log: () => undefined, defaultCertificate: generateDefaultCertificate(), idleTimeoutMs: IDLE_MS, nodeH2 });
+    await p.start();
+    p.setConfig(config([], { generation: 1 }));
+    /** A keep-alive client that asks once (then nothing, or again every `everyMs` for `forMs`); its answers and when its connection closed. */
+    const h1Client = (everyMs: number, forMs: number): Promise<{ answers: number; closedAfterMs: number | null }> => new Promise((resolve) => {
+      const t0 = performance.now();
+      const socket = netConnect(p.ports.http, '127.0.0.1');
+      socket.on('error', () => undefined);
+      let answers = 0;
+      let text = '';
+      const ask = (): void => { socket.write('GET /x HTTP/1.1\r\nhost: idle.example\r\n\r\n'); };
+      socket.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        answers = text.split('HTTP/1.1 404 ').length - 1;
+      });
+      socket.once('connect', ask);
+      const timer = everyMs > 0 ? setInterval(ask, everyMs) : null;
+      const done = (closedAfterMs: number | null): void => {
+        if (timer !== null) clearInterval(timer);
+        clearTimeout(limit);
+        socket.destroy();
+        resolve({ answers, closedAfterMs });
+      };
+      socket.once('close', () => done(performance.now() - t0));
+      const limit = setTimeout(() => done(null), everyMs > 0 ? forMs : 5_000);
+    });
+    try {
+      const [idle, busy] = await Promise.all([h1Client(0, 0), h1Client(100, 1_200)]);
+      assert.equal(idle.answers, 1, 'the idle client got its answer');
+      assert.ok(idle.closedAfterMs !== null && idle.closedAfterMs >= IDLE_MS, `the idle HTTP/1.1 connection was closed after the idle timeout (${idle.closedAfterMs} ms)`);
+      assert.equal(busy.closedAfterMs, null, 'a connection with a request every 100 ms stayed open past the idle timeout');
+      assert.ok(busy.answers >= 5, `it was answered throughout (${busy.answers})`);
+
+      const session = h2Connect(`https://127.0.0.1:${p.ports.https}`, { rejectUnauthorized: false });
+      session.on('error', () => undefined);
+      const t0 = performance.now();
+      let goaway = false;
+      session.once('goaway', () => { goaway = true; });
+      const closed = new Promise<number>((resolve) => session.once('close', () => resolve(performance.now() - t0)));
+      const stream = session.request({ ':path': '/x', ':authority': 'idle.example' });
+      const status = await new Promise<number>((resolve) => stream.once('response', (h) => resolve(Number(h[':status']))));
+      stream.resume();
+      assert.equal(status, 404);
+      const after = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+      session.destroy();
+      assert.ok(after !== null && after >= IDLE_MS, `the idle h2 connection was closed after the idle timeout (${after} ms)`);
+      assert.ok(goaway, 'with a GOAWAY first');
+    } finally {
+      await p.stop(1_000);
+    }
+  });
+}
+
 test('stop(): an idle keep-alive client and an HTTP/2 session do not hold it up; the ports are free afterwards', async () => {
   // On 127.0.0.1 of this process's namespace, a client of its own: nothing leaves the host.
   const { IngressProxy } = await import('../src/ingress/proxy.ts');

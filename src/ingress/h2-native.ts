@@ -21,6 +21,7 @@
 // - The request and response objects are h2-native-message.ts's.
 import type { TLSSocket } from 'node:tls';
 import { nativeAddon } from '../device/native.ts';
+import { sweepInterval } from './h1-server.ts';
 import { NativeH2Request, NativeH2Response, type H2Connection, type NativeH2Session } from './h2-native-message.ts';
 
 export type { NativeH2Session };
@@ -87,6 +88,9 @@ export class NativeH2Connection implements H2Connection {
   /** The socket's buffer is over its mark: frames wait in the session for 'drain'. */
   #blocked = false;
   #closed = false;
+  #goingAway = false;
+  /** performance.now() when the last stream closed (or the connection opened): the idle timeout counts from here while no stream is open. */
+  idleSince = performance.now();
 
   constructor(socket: TLSSocket, Session: NativeH2SessionClass, handler: NativeH2Handler, clientAddress: string) {
     this.#socket = socket;
@@ -124,9 +128,15 @@ export class NativeH2Connection implements H2Connection {
     this.#events(this.#session.pump(null, true));
   }
 
-  /** No new streams; those open finish (the proxy's stop()). */
+  /** Whether no stream is open. */
+  get idle(): boolean {
+    return this.#streams.size === 0;
+  }
+
+  /** No new streams; those open finish, then the connection closes (the proxy's stop(), the idle timeout). */
   goaway(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#goingAway) return;
+    this.#goingAway = true;
     this.#session.goaway();
     this.schedule();
   }
@@ -162,6 +172,7 @@ export class NativeH2Connection implements H2Connection {
         case CLOSED: {
           const res = this.#streams.get(id);
           this.#streams.delete(id);
+          if (this.#streams.size === 0) this.idleSince = performance.now();
           res?.closed();
           i += 3;
           break;
@@ -211,5 +222,42 @@ export class NativeH2Connection implements H2Connection {
     this.#streams.clear();
     this.#session.close();
     for (const res of open) res.closed();
+  }
+}
+
+/**
+ * The open connections, and their idle timeout: one with no stream open for
+ * `idleTimeoutMs` gets a GOAWAY, and closes once it is written.
+ */
+export class NativeH2Connections {
+  readonly #all = new Set<NativeH2Connection>();
+  readonly #idleTimeoutMs: number;
+  /** Runs while any connection is open. */
+  #sweep: NodeJS.Timeout | null = null;
+
+  constructor(idleTimeoutMs: number) {
+    this.#idleTimeoutMs = idleTimeoutMs;
+  }
+
+  add(conn: NativeH2Connection, socket: TLSSocket): void {
+    this.#all.add(conn);
+    socket.once('close', () => this.#all.delete(conn));
+    if (this.#sweep !== null) return;
+    this.#sweep = setInterval(() => {
+      const now = performance.now();
+      for (const c of this.#all) if (c.idle && now - c.idleSince > this.#idleTimeoutMs) c.goaway();
+      if (this.#all.size === 0) this.stopSweep();
+    }, sweepInterval(this.#idleTimeoutMs));
+    this.#sweep.unref();
+  }
+
+  /** GOAWAY to every connection (the proxy's stop()). */
+  goaway(): void {
+    for (const c of this.#all) c.goaway();
+  }
+
+  stopSweep(): void {
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#sweep = null;
   }
 }

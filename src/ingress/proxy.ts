@@ -41,12 +41,12 @@ import { SecureContextCache, type KeyPair } from './tls.ts';
 import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
 import { tunnelUpgrade } from './upgrade.ts';
 import { H1Request, H1Response } from './h1-message.ts';
-import { H1Server } from './h1-server.ts';
+import { H1Server, KEEP_ALIVE_MS } from './h1-server.ts';
 import { H1Pools } from './h1-pool.ts';
 import { H1Exchange } from './h1-upstream.ts';
 import { answerPlain, NodeResponseSink, readWhole, streamSource, type PlainResponse } from './sinks.ts';
 import { H2Request, H2Response } from './h2-server.ts';
-import { NativeH2Connection, nativeH2Session, type NativeH2SessionClass } from './h2-native.ts';
+import { NativeH2Connection, NativeH2Connections, nativeH2Session, type NativeH2SessionClass } from './h2-native.ts';
 import { NativeH2Request, NativeH2Response } from './h2-native-message.ts';
 import { available as llhttpAvailable } from './llhttp.ts';
 
@@ -72,6 +72,12 @@ export interface IngressProxyOptions {
   nodeHttp?: boolean;
   /** h2 clients through node:http2 instead of the addon's nghttp2 session (tests of both; the addon's is the default where it loads). */
   nodeH2?: boolean;
+  /**
+   * A client connection with no request in flight this long is closed: HTTP/1.1
+   * keep-alive ones, and HTTP/2 ones after a GOAWAY. Default KEEP_ALIVE_MS (75 s,
+   * nginx's keepalive_timeout).
+   */
+  idleTimeoutMs?: number;
 }
 
 /** ingress-nginx's defaults, for the default backend (its Ingress carries no annotations that apply). */
@@ -101,7 +107,7 @@ export class IngressProxy {
   readonly #h2: Http2Server;
   /** The addon's HTTP/2 session class (h2-native.ts), or null where node:http2 serves h2. */
   readonly #h2Native: NativeH2SessionClass | null;
-  readonly #h2Connections = new Set<NativeH2Connection>();
+  readonly #h2Connections: NativeH2Connections;
   readonly #h1Tls: H1Server | null;
   readonly #http1Tls: Server | null;
   #httpPort = 0;
@@ -116,6 +122,8 @@ export class IngressProxy {
   constructor(opts: IngressProxyOptions) {
     this.#opts = opts;
     this.#contexts = new SecureContextCache(opts.defaultCertificate, opts.log);
+    const idleMs = opts.idleTimeoutMs ?? KEEP_ALIVE_MS;
+    this.#h2Connections = new NativeH2Connections(idleMs);
     // nginx's keepalive_timeout is 75 s; node's default of 5 s would close idle
     // keep-alive clients sooner than they expect from an Ingress.
     if (opts.nodeHttp !== true && llhttpAvailable()) {
@@ -123,9 +131,9 @@ export class IngressProxy {
       this.#h1 = new H1Server(this.#http, {
         request: (req, res) => this.#onRequest(req, res, 'http', this.#httpPort),
         upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort),
-      });
+      }, idleMs);
     } else {
-      const http = createServer({ keepAliveTimeout: 75_000, noDelay: true }, (req, res) => this.#onRequest(req, res, 'http', this.#httpPort));
+      const http = createServer({ keepAliveTimeout: idleMs, noDelay: true }, (req, res) => this.#onRequest(req, res, 'http', this.#httpPort));
       http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort));
       http.on('clientError', (_err, socket: Duplex) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); else socket.destroy(); });
       this.#http = http;
@@ -147,10 +155,10 @@ export class IngressProxy {
       this.#h1Tls = new H1Server(null, {
         request: (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort),
         upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort),
-      });
+      }, idleMs);
       this.#http1Tls = null;
     } else {
-      const http1 = createServer({ keepAliveTimeout: 75_000, noDelay: true }, (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort));
+      const http1 = createServer({ keepAliveTimeout: idleMs, noDelay: true }, (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort));
       http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort));
       http1.on('clientError', (_err, socket: Duplex) => socket.destroy());
       this.#h1Tls = null;
@@ -171,6 +179,8 @@ export class IngressProxy {
     // The TCP connections under TLS: destroying one ends whatever runs over it (an h2 session holds its TLS socket).
     this.#https.on('connection', track);
     this.#h2.on('session', (session: ServerHttp2Session) => {
+      // node:http2 counts idleness as no frames either way: GOAWAY after that long.
+      session.setTimeout(idleMs, () => session.close());
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));
     });
@@ -254,7 +264,7 @@ export class IngressProxy {
     this.#h1Tls?.closeIdle();
     this.#http1Tls?.closeIdleConnections();
     for (const session of this.#sessions) session.close();
-    for (const c of this.#h2Connections) c.goaway();
+    this.#h2Connections.goaway();
     // An idle HTTP/2 session is not closed by close() until its client hangs up: what
     // is waited for is the requests in flight, then every connection goes.
     const deadline = performance.now() + graceMs;
@@ -263,6 +273,7 @@ export class IngressProxy {
     for (const socket of this.#sockets) socket.destroy();
     this.#h1?.destroy();
     this.#h1Tls?.destroy();
+    this.#h2Connections.stopSweep();
     await both;
     this.#h1Pools.destroy();
     await this.#pools.destroy();
@@ -272,8 +283,7 @@ export class IngressProxy {
     const conn = new NativeH2Connection(socket, Session, {
       request: (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort),
     }, clientAddress(socket.remoteAddress));
-    this.#h2Connections.add(conn);
-    socket.once('close', () => this.#h2Connections.delete(conn));
+    this.#h2Connections.add(conn, socket);
   }
 
   #onH2Stream(stream: ServerHttp2Stream, rawHeaders: string[]): void {
