@@ -134,6 +134,8 @@ test('malformed requests: a head over 16 KiB gets 431, garbage 400, CONNECT 405,
   assert.match(connect, /^HTTP\/1\.1 405 Method Not Allowed/);
   const after = await raw([{ send: 'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }]);
   assert.deepEqual(urls(after), ['/after']);
+  const metrics = await proxy.metrics();
+  for (const status of [400, 431, 405]) assert.match(metrics, new RegExp(`tapir_ingress_requests_total\\{ingress="",service="",status="${status}"\\} 1\n`), `the ${status} is counted`);
 });
 
 test('the node:http fallback serves the same routes and bodies, over HTTP and HTTPS', { skip }, async () => {

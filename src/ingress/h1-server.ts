@@ -38,6 +38,8 @@ export interface H1Handler {
   request(req: H1Request, res: H1Response): void;
   /** An Upgrade request (WebSocket): the socket is the handler's from now on; `head` is what followed the request head. */
   upgrade(req: H1Request, socket: Socket, head: Buffer): void;
+  /** A request refused before it was one (400 unparsable, 431 head too large): for the metrics. */
+  refused(status: number): void;
 }
 
 const discard = (): void => undefined;
@@ -156,6 +158,7 @@ class ClientConnection implements H1Connection, TurnWriter {
   #parseError(err: ParseError): void {
     if (this.#closed) return;
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    this.#handler.refused(status);
     // Whatever is being answered is cut short: the stream cannot be trusted from here on.
     const body = `tapir-ingress: ${status} ${STATUS_CODES[status]}: ${err.reason ?? err.code}\n`;
     this.#pendingText = '';

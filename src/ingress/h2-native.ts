@@ -56,6 +56,8 @@ export function nativeH2Session(): NativeH2SessionClass | null {
 
 export interface NativeH2Handler {
   request(req: NativeH2Request, res: NativeH2Response): void;
+  /** A request refused before it was one (431: its head was over MAX_HEADER_LIST_BYTES): for the metrics. */
+  refused(status: number): void;
 }
 
 const noop = (): void => undefined;
@@ -198,6 +200,7 @@ export class NativeH2Connection implements H2Connection {
       const req = new NativeH2Request(this, id, 'GET', '/', [], !endStream);
       const res = new NativeH2Response(this, id, req);
       this.#streams.set(id, res);
+      this.#handler.refused(431);
       res.answer(431, `tapir-ingress: 431 Request Header Fields Too Large: the request head is over ${MAX_HEADER_LIST_BYTES} bytes\n`);
       return;
     }

@@ -118,6 +118,8 @@ export class IngressProxy {
   /** Requests whose response has not closed yet. */
   #inFlight = 0;
   readonly #requestClosed = (): void => { this.#inFlight--; };
+  /** A request the engines refused before routing (400, 431): counted with no Ingress or service, as the proxy's other own answers without a route. */
+  readonly #refused = (status: number): void => { this.#metrics.request('', '', status, 0); };
 
   constructor(opts: IngressProxyOptions) {
     this.#opts = opts;
@@ -131,6 +133,7 @@ export class IngressProxy {
       this.#h1 = new H1Server(this.#http, {
         request: (req, res) => this.#onRequest(req, res, 'http', this.#httpPort),
         upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'http', this.#httpPort),
+        refused: this.#refused,
       }, idleMs);
     } else {
       const http = createServer({ keepAliveTimeout: idleMs, noDelay: true }, (req, res) => this.#onRequest(req, res, 'http', this.#httpPort));
@@ -155,6 +158,7 @@ export class IngressProxy {
       this.#h1Tls = new H1Server(null, {
         request: (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort),
         upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, 'https', this.#httpsPort),
+        refused: this.#refused,
       }, idleMs);
       this.#http1Tls = null;
     } else {
@@ -282,6 +286,7 @@ export class IngressProxy {
   #acceptH2(socket: TLSSocket, Session: NativeH2SessionClass): void {
     const conn = new NativeH2Connection(socket, Session, {
       request: (req, res) => this.#onRequest(req, res, 'https', this.#httpsPort),
+      refused: this.#refused,
     }, clientAddress(socket.remoteAddress));
     this.#h2Connections.add(conn, socket);
   }
