@@ -8,15 +8,12 @@ import type { H1Pools, PooledExchange, UpstreamConnection } from './h1-pool.ts';
 import type { BodySource, ResponseSink } from './sinks.ts';
 import { failureBody, firstEndpoint, nextTry, type ExchangeRequest, type Failure } from './upstream.ts';
 
-export interface H1ExchangeInit extends ExchangeRequest {
-  pools: H1Pools;
-  res: ResponseSink;
-  /** null: no body; a Buffer is the whole body (sent again on a retry); a source streams, once. */
-  body: Buffer | BodySource | null;
-}
-
 export class H1Exchange implements PooledExchange {
-  readonly #init: H1ExchangeInit;
+  readonly #init: ExchangeRequest;
+  readonly #pools: H1Pools;
+  readonly #res: ResponseSink;
+  /** null: no body; a Buffer is the whole body (sent again on a retry); a source streams, once. */
+  readonly #body: Buffer | BodySource | null;
   readonly #tried: number[] = [];
   #endpoint = -1;
   #conn: UpstreamConnection | null = null;
@@ -30,11 +27,14 @@ export class H1Exchange implements PooledExchange {
   readonly skipResponseBody: boolean;
   readonly #streamed: boolean;
 
-  constructor(init: H1ExchangeInit) {
+  constructor(init: ExchangeRequest, pools: H1Pools, res: ResponseSink, body: Buffer | BodySource | null) {
     this.#init = init;
+    this.#pools = pools;
+    this.#res = res;
+    this.#body = body;
     this.skipResponseBody = init.method === 'HEAD';
-    this.#streamed = init.body !== null && !Buffer.isBuffer(init.body);
-    init.res.once('close', () => {
+    this.#streamed = body !== null && !Buffer.isBuffer(body);
+    res.once('close', () => {
       if (this.#finished) return;
       this.#finished = true;
       const conn = this.#conn;
@@ -64,7 +64,7 @@ export class H1Exchange implements PooledExchange {
       if (name === 'content-length') clientLength = lines[i + 1]!;
       else head += `${name}: ${lines[i + 1]!}\r\n`;
     }
-    const body = init.body;
+    const body = this.#body;
     if (Buffer.isBuffer(body)) head += `content-length: ${body.length}\r\n`;
     else if (body !== null) head += clientLength !== null ? `content-length: ${clientLength}\r\n` : 'transfer-encoding: chunked\r\n';
     else if (clientLength !== null) head += 'content-length: 0\r\n';
@@ -77,9 +77,9 @@ export class H1Exchange implements PooledExchange {
     this.#endpoint = i;
     this.#tried.push(i);
     this.requestSent = false;
-    const conn = init.pools.get(b.backend.protocol, b, i, init.connectTimeoutMs).acquire();
+    const conn = this.#pools.get(b.backend.protocol, b, i, init.connectTimeoutMs).acquire();
     this.#conn = conn;
-    const body = init.body;
+    const body = this.#body;
     if (body === null || Buffer.isBuffer(body)) {
       conn.send(this, this.#head, body, init.readTimeoutMs);
       this.requestSent = true;
@@ -142,12 +142,12 @@ export class H1Exchange implements PooledExchange {
       fields.push('set-cookie', `${cookie.name}=${init.backend.cookieValues[this.#endpoint]}; Path=${cookie.path}; Max-Age=${cookie.maxAgeSeconds}; HttpOnly`);
     }
     this.responding = true;
-    init.res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && trailer);
+    this.#res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && trailer);
   }
 
   onBody(chunk: Buffer): void {
     if (this.#finished) return;
-    const res = this.#init.res;
+    const res = this.#res;
     if (res.body(chunk) || this.#paused) return;
     // The client is not keeping up: what is queued goes out, and the endpoint waits.
     res.flush();
@@ -163,14 +163,14 @@ export class H1Exchange implements PooledExchange {
 
   /** The end of a read from the endpoint: what it gave the client goes out. */
   flush(): void {
-    if (!this.#finished) this.#init.res.flush();
+    if (!this.#finished) this.#res.flush();
   }
 
   onEnd(trailers: string[]): void {
     if (this.#finished) return;
     this.#finished = true;
     this.#conn = null;
-    const res = this.#init.res;
+    const res = this.#res;
     if (trailers.length > 0) res.trailers(trailers);
     res.end();
     this.#record(res.statusCode);
@@ -184,8 +184,8 @@ export class H1Exchange implements PooledExchange {
     if (this.responding) {
       // Headers went out: all that is left is to cut the client's response short.
       this.#finished = true;
-      init.res.abort();
-      this.#record(init.res.statusCode);
+      this.#res.abort();
+      this.#record(this.#res.statusCode);
       return;
     }
     const next = nextTry(b, this.#tried, this.#endpoint, kind, init.method, this.#streamed);
@@ -200,7 +200,7 @@ export class H1Exchange implements PooledExchange {
 
   #reply(status: number, text: string): void {
     this.#finished = true;
-    this.#init.res.answer(status, text);
+    this.#res.answer(status, text);
     this.#record(status);
   }
 

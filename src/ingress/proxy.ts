@@ -356,7 +356,7 @@ export class IngressProxy {
         const sink = res instanceof H1Response || res instanceof H2Response || res instanceof NativeH2Response ? res : new NodeResponseSink(res);
         const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request || body instanceof NativeH2Request ? body
           : streamSource(body instanceof H2Request ? body.stream : body);
-        new H1Exchange({ ...common, pools: this.#h1Pools, res: sink, body: source }).start();
+        new H1Exchange(common, this.#h1Pools, sink, source).start();
         return;
       }
       const stream = body instanceof H1Request || body instanceof NativeH2Request ? bodyStream(body) : body instanceof H2Request ? body.stream : body as Buffer | Readable | null;
