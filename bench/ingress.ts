@@ -85,13 +85,14 @@ const ENDPOINTS = [{ ip: '127.0.0.11', port: 8080 }, { ip: '127.0.0.12', port: 8
 const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [81, 444], haproxy: [82, 445], 'tapir-node-h2': [83, 446] };
 const MODES = ['keep-alive', 'close', 'h2', 'rate h1', 'rate h2'] as const;
 type Mode = (typeof MODES)[number];
-/** The loads each proxy is measured on: tapir-node-h2 differs from tapir on h2 only. */
 /** The loads asked for (--loads), in MODES' order. */
-const LOADS = MODES.filter((m) => values.loads.split(',').includes(m));
-if (LOADS.length !== values.loads.split(',').length) {
+const ASKED = values.loads.split(',');
+const LOADS = MODES.filter((m) => ASKED.includes(m));
+if (LOADS.length !== ASKED.length) {
   console.error(`bench/ingress.ts: --loads takes some of ${MODES.join(', ')}`);
   process.exit(2);
 }
+/** The loads each proxy is measured on: tapir-node-h2 differs from tapir on h2 only. */
 const modesOf = (p: ProxyName): readonly Mode[] => LOADS.filter((m) => p !== 'tapir-node-h2' || m === 'h2' || m === 'rate h2');
 
 const STARTED = Date.now();

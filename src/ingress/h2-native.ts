@@ -7,9 +7,9 @@
 // everything else of the same loop turn in one TLS write.
 //
 // - TLS stays node's: the connection reads the TLSSocket's 'data' and writes what the
-//   session framed. Output is written once per connection per loop turn (a shared
-//   setImmediate), so the responses that came back from endpoints in one turn share a
-//   TLS record and a write, as nginx's do.
+//   session framed. Output is written once per connection per loop turn
+//   (turn-writes.ts, as the HTTP/1.1 engine's), so the responses that came back from
+//   endpoints in one turn share a TLS record and a write, as nginx's do.
 // - Request bodies are flow-controlled by HTTP/2 itself: a body's bytes go back to the
 //   stream's and the connection's windows (`consume`) once they were passed on, so a
 //   client faster than its endpoint waits for WINDOW_UPDATE. A body nobody reads (a
@@ -22,6 +22,7 @@
 import type { TLSSocket } from 'node:tls';
 import { nativeAddon } from '../device/native.ts';
 import { sweepInterval } from './h1-server.ts';
+import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
 import { NativeH2Request, NativeH2Response, type H2Connection, type NativeH2Session } from './h2-native-message.ts';
 
 export type { NativeH2Session };
@@ -62,25 +63,8 @@ export interface NativeH2Handler {
 
 const noop = (): void => undefined;
 
-/**
- * Connections with output to write at the end of this loop turn. A flush can schedule
- * its own connection again (a stream's close returns its body's bytes to the window):
- * that lands in the other set, for the next turn, not in the one being walked.
- */
-let pending = new Set<NativeH2Connection>();
-let flushing = new Set<NativeH2Connection>();
-let flushScheduled = false;
-function flushAll(): void {
-  flushScheduled = false;
-  const batch = pending;
-  pending = flushing;
-  flushing = batch;
-  for (const c of batch) c.flush();
-  batch.clear();
-}
-
 /** One client connection that chose h2 by ALPN. */
-export class NativeH2Connection implements H2Connection {
+export class NativeH2Connection implements H2Connection, TurnWriter {
   readonly #socket: TLSSocket;
   readonly #session: NativeH2Session;
   readonly #handler: NativeH2Handler;
@@ -90,6 +74,8 @@ export class NativeH2Connection implements H2Connection {
   /** The socket's buffer is over its mark: frames wait in the session for 'drain'. */
   #blocked = false;
   #closed = false;
+  /** Registered to write at the end of the turn (turn-writes.ts). */
+  #turnQueued = false;
   #goingAway = false;
   /** performance.now() when the last stream closed (or the connection opened): the idle timeout counts from here while no stream is open. */
   idleSince = performance.now();
@@ -116,16 +102,17 @@ export class NativeH2Connection implements H2Connection {
 
   /** @internal output waits for the end of this loop turn. */
   schedule(): void {
-    if (this.#closed) return;
-    pending.add(this);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushAll);
-    }
+    if (this.#closed || this.#turnQueued) return;
+    this.#turnQueued = true;
+    writeAtTurnEnd(this);
   }
 
-  /** @internal writes what the session framed. */
-  flush(): void {
+  /**
+   * Writes what the session framed. Writing can schedule this connection again (a
+   * stream's close returns its body's bytes to the window): that is the next turn's.
+   */
+  writeTurn(): void {
+    this.#turnQueued = false;
     if (this.#closed || this.#blocked) return;
     this.#events(this.#session.pump(null, true));
   }
@@ -220,7 +207,6 @@ export class NativeH2Connection implements H2Connection {
   #onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    pending.delete(this);
     const open = [...this.#streams.values()];
     this.#streams.clear();
     this.#session.close();

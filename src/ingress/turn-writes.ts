@@ -1,7 +1,9 @@
 // Writes held to the end of the loop turn: every connection with output registers here
 // and writes once, in the check phase after the poll phase has handled every socket
 // that was ready. Requests that arrived together then leave together: the endpoints
-// (and clients) they go to are woken once for the lot instead of once per write.
+// (and clients) they go to are woken once for the lot instead of once per write. Both
+// HTTP engines write this way: HTTP/1.1 client and upstream connections, and the h2
+// connections' framed output.
 export interface TurnWriter {
   /** Writes what was queued. */
   writeTurn(): void;
