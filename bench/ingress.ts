@@ -35,9 +35,11 @@
 //
 // `tapir-node-h2` (not in the default set) is Tapir's proxy with h2 served by node:http2
 // (its fallback where the addon has no HTTP/2 session), run on the h2 loads only: the
-// same run then shows what the addon's nghttp2 session changes.
+// same run then shows what the addon's nghttp2 session changes. `tapir-node-net` is
+// Tapir's proxy with its plain HTTP/1.1 sockets on node:net instead of the addon's
+// (h1-native.ts), run on the HTTP/1.1 loads only.
 //
-//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]
+//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2,tapir-node-net]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -69,9 +71,9 @@ const RATE = Number(values.rate);
 /** Clients of the fixed-rate loads, each with one request in flight. */
 const RATE_CLIENTS = 16;
 const PROXIES = values.proxies.split(',') as ProxyName[];
-type ProxyName = 'nginx' | 'haproxy' | 'tapir' | 'tapir-node-h2';
-if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir', 'tapir-node-h2'].includes(p))) {
-  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]');
+type ProxyName = 'nginx' | 'haproxy' | 'tapir' | 'tapir-node-h2' | 'tapir-node-net';
+if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir', 'tapir-node-h2', 'tapir-node-net'].includes(p))) {
+  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2,tapir-node-net]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]');
   process.exit(2);
 }
 if (availableParallelism() < 2) {
@@ -82,7 +84,7 @@ if (availableParallelism() < 2) {
 const PROXY_CORE = 0, LOAD_CORE = 1;
 const ENDPOINTS = [{ ip: '127.0.0.11', port: 8080 }, { ip: '127.0.0.12', port: 8080 }];
 /** Ports of each proxy in the namespace: [HTTP, HTTPS]. */
-const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [81, 444], haproxy: [82, 445], 'tapir-node-h2': [83, 446] };
+const PORTS: Record<ProxyName, [number, number]> = { tapir: [80, 443], nginx: [81, 444], haproxy: [82, 445], 'tapir-node-h2': [83, 446], 'tapir-node-net': [84, 447] };
 const MODES = ['keep-alive', 'close', 'h2', 'rate h1', 'rate h2'] as const;
 type Mode = (typeof MODES)[number];
 /** The loads asked for (--loads), in MODES' order. */
@@ -92,8 +94,9 @@ if (LOADS.length !== ASKED.length) {
   console.error(`bench/ingress.ts: --loads takes some of ${MODES.join(', ')}`);
   process.exit(2);
 }
-/** The loads each proxy is measured on: tapir-node-h2 differs from tapir on h2 only. */
-const modesOf = (p: ProxyName): readonly Mode[] => LOADS.filter((m) => p !== 'tapir-node-h2' || m === 'h2' || m === 'rate h2');
+/** The loads each proxy is measured on: tapir-node-h2 differs from tapir on h2 only, tapir-node-net on plain HTTP/1.1 only. */
+const modesOf = (p: ProxyName): readonly Mode[] => LOADS.filter((m) => p === 'tapir-node-h2' ? m === 'h2' || m === 'rate h2'
+  : p === 'tapir-node-net' ? m !== 'h2' && m !== 'rate h2' : true);
 
 const STARTED = Date.now();
 const LOAD_AT_START = loadavg();
@@ -291,21 +294,24 @@ async function main(): Promise<void> {
       children.push(c);
       pids.haproxy = c.pid!;
     }
-    const startTapir = async (name: 'tapir' | 'tapir-node-h2'): Promise<ProxyProcess> => {
+    const startTapir = async (name: 'tapir' | 'tapir-node-h2' | 'tapir-node-net'): Promise<ProxyProcess> => {
       if (name === 'tapir-node-h2') process.env.TAPIR_INGRESS_NODE_H2 = '1';
+      if (name === 'tapir-node-net') process.env.TAPIR_INGRESS_NODE_NET = '1';
       try {
         const t = await ProxyProcess.start(ns, { http: PORTS[name][0], https: PORTS[name][1], ...cert, cpu: PROXY_CORE, address: '127.0.0.1', nodeArgs: (process.env.TAPIR_INGRESS_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') });
         tapirProcesses.push(t);
         await t.setConfig(config([vhost('', [rule('Prefix', '/', backend('bench/backend:80', ENDPOINTS))])]));
         pids[name] = t.child.pid!;
-        progress(`${name}: h2 served by ${t.h2Engine === 'native' ? "the addon's nghttp2 session" : 'node:http2'}`);
+        progress(`${name}: h2 served by ${t.h2Engine === 'native' ? "the addon's nghttp2 session" : 'node:http2'}, plain HTTP/1.1 on ${t.h1Wire === 'native' ? "the addon's sockets" : t.h1Wire}`);
         return t;
       } finally {
         delete process.env.TAPIR_INGRESS_NODE_H2;
+        delete process.env.TAPIR_INGRESS_NODE_NET;
       }
     };
     const tapir = PROXIES.includes('tapir') ? await startTapir('tapir') : null;
     if (PROXIES.includes('tapir-node-h2')) await startTapir('tapir-node-h2');
+    if (PROXIES.includes('tapir-node-net')) await startTapir('tapir-node-net');
     for (const p of PROXIES) await waitListening(ns, '127.0.0.1', PORTS[p][0]);
     progress(`proxies up (${PROXIES.join(', ')}) on core ${PROXY_CORE}; backend nginx and load on core ${LOAD_CORE}; ${SECONDS} s per measurement, ${RUNS} runs`);
 

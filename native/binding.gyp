@@ -14,11 +14,13 @@
         "src/netlink.cc",
         "src/shared-memory.cc",
         "src/malloc-trim.cc",
-        "src/h2-session.cc"
+        "src/h2-session.cc",
+        "src/h1-io.cc"
       ],
       # h2-session.cc compiles against nghttp2's header (libnghttp2-dev) and is not
       # linked to the library: node carries nghttp2 (node:http2 is built on it) and
       # exports its symbols, which the addon binds when it loads, as it binds N-API's.
+      # h1-io.cc binds node's llhttp the same way, declaring the few functions it calls.
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [
         "NAPI_VERSION=8",

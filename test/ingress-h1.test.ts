@@ -1,8 +1,10 @@
 // The Ingress proxy's own HTTP/1.1 engine (src/ingress/h1-server.ts, h1-upstream.ts)
 // end to end, for what curl and h2load do not show: pipelining, HTTP/1.0 clients,
 // chunked uploads, Expect: 100-continue, HEAD, chunked responses with trailers,
-// backpressure from a slow reader, and malformed heads; and the node:http fallback
-// the proxy uses where llhttp cannot be reached. Raw requests come from
+// backpressure from a slow reader, and malformed heads, each on both of the engine's
+// wires: the addon's sockets (the default, h1-native.ts) and node:net
+// (TAPIR_INGRESS_NODE_NET=1); and the node:http fallback the proxy uses where llhttp
+// cannot be reached. Raw requests come from
 // test/helpers/raw-http-client.ts inside the namespace the test creates (ting-*).
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
@@ -21,6 +23,14 @@ let ns: IngressNetns;
 let proxy: ProxyProcess;
 /** The same proxy serving plain HTTP through node:http (TAPIR_INGRESS_NODE_HTTP=1), on port 81. */
 let fallback: ProxyProcess;
+/** The same proxy with the engine on node:net sockets (TAPIR_INGRESS_NODE_NET=1), on port 82. */
+let onNet: ProxyProcess;
+
+/** The engine's two wires: each test runs on both. */
+const WIRES = [
+  { wire: "the addon's sockets", port: 80, proxy: (): ProxyProcess => proxy },
+  { wire: 'node:net', port: 82, proxy: (): ProxyProcess => onNet },
+];
 
 before(async () => {
   if (skip) return;
@@ -40,6 +50,15 @@ before(async () => {
     delete process.env.TAPIR_INGRESS_NODE_HTTP;
   }
   await fallback.setConfig(cfg);
+  process.env.TAPIR_INGRESS_NODE_NET = '1';
+  try {
+    onNet = await ProxyProcess.start(ns, { http: 82, https: 445, ...generateDefaultCertificate() });
+  } finally {
+    delete process.env.TAPIR_INGRESS_NODE_NET;
+  }
+  await onNet.setConfig(cfg);
+  assert.equal(proxy.h1Wire, 'native', "the addon's HTTP/1.1 sockets load here");
+  assert.equal(onNet.h1Wire, 'net');
 });
 
 after(() => { if (!skip) ns.destroy(); });
@@ -52,91 +71,117 @@ async function raw(steps: Step[], port = 80): Promise<string> {
   return r.stdout;
 }
 
+/**
+ * A chunked response's body and trailer section, decoded (RFC 9112 7.1). Where one
+ * chunk ends is the sender's choice: the proxy may join the endpoint's chunks that
+ * arrived in one read.
+ */
+function dechunk(text: string): { body: string; trailers: string } {
+  let at = text.indexOf('\r\n\r\n') + 4;
+  let body = '';
+  for (;;) {
+    const eol = text.indexOf('\r\n', at);
+    const size = parseInt(text.slice(at, eol), 16);
+    assert.ok(eol > 0 && Number.isInteger(size), `a chunk size at ${at}: ${text}`);
+    at = eol + 2;
+    if (size === 0) break;
+    body += text.slice(at, at + size);
+    assert.equal(text.slice(at + size, at + size + 2), '\r\n', 'CRLF after a chunk');
+    at += size + 2;
+  }
+  return { body, trailers: text.slice(at, text.indexOf('\r\n\r\n', at - 2) + 2) };
+}
+
 /** The urls the JSON-echoing backends saw, in the order their answers arrived. */
 const urls = (text: string): string[] => [...text.matchAll(/"url":"([^"]*)"/g)].map((m) => m[1]!);
 
-test('pipelined requests are answered in order on one connection; HEAD keeps its framing; HTTP/1.0 clients get no chunked framing and their Connection', { skip }, async () => {
-  const got = await raw([{ send: 'GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }]);
-  assert.equal(got.match(/^HTTP\/1\.1 200 OK/gm)?.length, 3, got);
-  assert.deepEqual(urls(got), ['/p1', '/p3'], 'the HEAD answer has no body; the others come in order');
-  assert.match(got, /\n<closed>$/, 'Connection: close ends the connection after the last answer');
-  const heads = got.split(/(?=HTTP\/1\.1 200 OK)/);
-  assert.match(heads[1]!, /\r\n\r\n$/, 'HEAD: a head and nothing after it');
+for (const { wire, port, proxy: proxyOf } of WIRES) {
+  test(`${wire}: pipelined requests are answered in order on one connection; HEAD keeps its framing; HTTP/1.0 clients get no chunked framing and their Connection`, { skip }, async () => {
+    const got = await raw([{ send: 'GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }], port);
+    assert.equal(got.match(/^HTTP\/1\.1 200 OK/gm)?.length, 3, got);
+    assert.deepEqual(urls(got), ['/p1', '/p3'], 'the HEAD answer has no body; the others come in order');
+    assert.match(got, /\n<closed>$/, 'Connection: close ends the connection after the last answer');
+    const heads = got.split(/(?=HTTP\/1\.1 200 OK)/);
+    assert.match(heads[1]!, /\r\n\r\n$/, 'HEAD: a head and nothing after it');
 
-  // The backends answer JSON chunked: an HTTP/1.0 client gets it up to the close.
-  const ten = await raw([{ send: 'GET /ten HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n' }, { until: '<never>' }]);
-  assert.match(ten, /^HTTP\/1\.1 200 OK/);
-  assert.doesNotMatch(ten, /transfer-encoding/i, 'no chunked framing for an HTTP/1.0 client');
-  assert.match(ten, /^connection: close\r$/m);
-  assert.deepEqual(urls(ten), ['/ten']);
-  assert.match(ten, /\n<closed>$/);
+    // The backends answer JSON chunked: an HTTP/1.0 client gets it up to the close.
+    const ten = await raw([{ send: 'GET /ten HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n' }, { until: '<never>' }], port);
+    assert.match(ten, /^HTTP\/1\.1 200 OK/);
+    assert.doesNotMatch(ten, /transfer-encoding/i, 'no chunked framing for an HTTP/1.0 client');
+    assert.match(ten, /^connection: close\r$/m);
+    assert.deepEqual(urls(ten), ['/ten']);
+    assert.match(ten, /\n<closed>$/);
 
-  // /fixed has a Content-Length: an HTTP/1.0 keep-alive client keeps its connection.
-  const tenKeep = await raw([
-    { send: 'GET /fixed HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n' }, { until: 'ok\n$' },
-    { send: 'GET /fixed HTTP/1.0\r\nHost: x\r\n\r\n' }, { until: '<never>' },
-  ]);
-  const answers = tenKeep.split(/(?=HTTP\/1\.1 200 OK)/);
-  assert.equal(answers.length, 2, tenKeep);
-  assert.match(answers[0]!, /^content-length: 3\r$/m);
-  assert.match(answers[0]!, /^connection: keep-alive\r$/m);
-  assert.match(answers[1]!, /^connection: close\r$/m);
-  assert.match(tenKeep, /ok\n\n<closed>$/);
-});
+    // /fixed has a Content-Length: an HTTP/1.0 keep-alive client keeps its connection.
+    const tenKeep = await raw([
+      { send: 'GET /fixed HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n' }, { until: 'ok\n$' },
+      { send: 'GET /fixed HTTP/1.0\r\nHost: x\r\n\r\n' }, { until: '<never>' },
+    ], port);
+    const answers = tenKeep.split(/(?=HTTP\/1\.1 200 OK)/);
+    assert.equal(answers.length, 2, tenKeep);
+    assert.match(answers[0]!, /^content-length: 3\r$/m);
+    assert.match(answers[0]!, /^connection: keep-alive\r$/m);
+    assert.match(answers[1]!, /^connection: close\r$/m);
+    assert.match(tenKeep, /ok\n\n<closed>$/);
+  });
 
-test('a keep-alive connection goes on after an answer of the proxy\'s own (503 from the request head): the next request, and a pipelined pair, are read and answered', { skip }, async () => {
-  const got = await raw([
-    { send: 'GET /empty/1 HTTP/1.1\r\nHost: x\r\n\r\n' }, { until: 'no ready endpoints\n$' },
-    { send: 'GET /after HTTP/1.1\r\nHost: x\r\n\r\n' }, { until: '"url":"/after"' }, { quiet: 100 },
-    { send: 'GET /empty/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' },
-  ]);
-  assert.equal(got.match(/^HTTP\/1\.1 503 Service Unavailable/gm)?.length, 2, got);
-  assert.deepEqual(urls(got), ['/after', '/last'], 'the requests after each 503 reached the endpoint, in order');
-  assert.match(got, /\n<closed>$/);
-});
+  test(`${wire}: a keep-alive connection goes on after an answer of the proxy's own (503 from the request head): the next request, and a pipelined pair, are read and answered`, { skip }, async () => {
+    const got = await raw([
+      { send: 'GET /empty/1 HTTP/1.1\r\nHost: x\r\n\r\n' }, { until: 'no ready endpoints\n$' },
+      { send: 'GET /after HTTP/1.1\r\nHost: x\r\n\r\n' }, { until: '"url":"/after"' }, { quiet: 100 },
+      { send: 'GET /empty/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' },
+    ], port);
+    assert.equal(got.match(/^HTTP\/1\.1 503 Service Unavailable/gm)?.length, 2, got);
+    assert.deepEqual(urls(got), ['/after', '/last'], 'the requests after each 503 reached the endpoint, in order');
+    assert.match(got, /\n<closed>$/);
+  });
 
-test('request bodies: chunked uploads reach the endpoint whole, buffered and streamed; Expect: 100-continue is answered before the body', { skip }, async () => {
-  const chunked = 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n';
-  const buffered = await raw([{ send: `POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${chunked}` }, { until: '<never>' }]);
-  assert.match(buffered, /"bodyLength":11/, buffered);
-  const streamed = await raw([{ send: `POST /stream-up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${chunked}` }, { until: '<never>' }]);
-  assert.match(streamed, /"server":"b"/, streamed);
-  assert.match(streamed, /"bodyLength":11/, 'proxy-body-size 0: streamed, chunked again to the endpoint');
+  test(`${wire}: request bodies: chunked uploads reach the endpoint whole, buffered and streamed; Expect: 100-continue is answered before the body`, { skip }, async () => {
+    const chunked = 'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n';
+    const buffered = await raw([{ send: `POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${chunked}` }, { until: '<never>' }], port);
+    assert.match(buffered, /"bodyLength":11/, buffered);
+    const streamed = await raw([{ send: `POST /stream-up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${chunked}` }, { until: '<never>' }], port);
+    assert.match(streamed, /"server":"b"/, streamed);
+    assert.match(streamed, /"bodyLength":11/, 'proxy-body-size 0: streamed, chunked again to the endpoint');
 
-  const expect = await raw([
-    { send: 'POST /expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n' },
-    { until: '^HTTP/1\\.1 100 Continue\r\n\r\n' },
-    { send: 'hello' }, { until: '<never>' },
-  ]);
-  assert.match(expect, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
-  assert.match(expect, /"bodyLength":5/);
-  assert.doesNotMatch(expect.split('\r\n\r\n{')[1] ?? '', /expect/i, 'Expect is hop-by-hop: the endpoint does not see it');
-});
+    const expect = await raw([
+      { send: 'POST /expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n' },
+      { until: '^HTTP/1\\.1 100 Continue\r\n\r\n' },
+      { send: 'hello' }, { until: '<never>' },
+    ], port);
+    assert.match(expect, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
+    assert.match(expect, /"bodyLength":5/);
+    assert.doesNotMatch(expect.split('\r\n\r\n{')[1] ?? '', /expect/i, 'Expect is hop-by-hop: the endpoint does not see it');
+  });
 
-test('chunked responses are framed for the client with their trailers; a 20 MiB body arrives whole through a reader slower than the endpoint', { skip }, async () => {
-  const got = await raw([{ send: 'GET /chunks?n=3&size=10 HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n' }, { until: '<never>' }]);
-  assert.match(got, /^transfer-encoding: chunked\r$/m, got);
-  assert.match(got, /\r\na\r\naaaaaaaaaa\r\na\r\nbbbbbbbbbb\r\na\r\ncccccccccc\r\n0\r\nx-chunks: 3\r\n\r\n/, 'the body in chunks, then the trailer');
-  const file = join(ns.dir, 'big.bin');
-  const r = await ns.execAsync('curl', ['-sS', '--max-time', '60', '--limit-rate', '40M', '-o', file, '-w', '%{http_code}', 'http://127.0.0.1/chunks?n=320&size=65536'], 90_000);
-  assert.equal(r.stdout, '200', r.stderr);
-  assert.equal(statSync(file).size, 320 * 65536);
-});
+  test(`${wire}: chunked responses are framed for the client with their trailers; a 20 MiB body arrives whole through a reader slower than the endpoint`, { skip }, async () => {
+    const got = await raw([{ send: 'GET /chunks?n=3&size=10 HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n' }, { until: '<never>' }], port);
+    assert.match(got, /^transfer-encoding: chunked\r$/m, got);
+    assert.deepEqual(dechunk(got), { body: 'aaaaaaaaaabbbbbbbbbbcccccccccc', trailers: 'x-chunks: 3\r\n' }, `the body in chunks, then the trailer: ${got}`);
+    const file = join(ns.dir, 'big.bin');
+    const r = await ns.execAsync('curl', ['-sS', '--max-time', '60', '--limit-rate', '40M', '-o', file, '-w', '%{http_code}', `http://127.0.0.1:${port}/chunks?n=320&size=65536`], 90_000);
+    assert.equal(r.stdout, '200', r.stderr);
+    assert.equal(statSync(file).size, 320 * 65536);
+    // The endpoint's connection, held back for the slow reader, is reused by the next request.
+    const next = await raw([{ send: 'GET /after-slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }], port);
+    assert.deepEqual(urls(next), ['/after-slow'], next);
+  });
 
-test('malformed requests: a head over 16 KiB gets 431, garbage 400, CONNECT 405, each closing the connection; the proxy keeps serving', { skip }, async () => {
-  const big = await raw([{ send: `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n` }, { until: '<never>' }]);
-  assert.match(big, /^HTTP\/1\.1 431 Request Header Fields Too Large/);
-  assert.match(big, /\n<closed>$/);
-  const garbage = await raw([{ send: 'GET / HTTP/1.1\r\nHo st: x\r\n\r\n' }, { until: '<never>' }]);
-  assert.match(garbage, /^HTTP\/1\.1 400 Bad Request/);
-  assert.match(garbage, /tapir-ingress: 400 Bad Request: /);
-  const connect = await raw([{ send: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n' }, { until: '<never>' }]);
-  assert.match(connect, /^HTTP\/1\.1 405 Method Not Allowed/);
-  const after = await raw([{ send: 'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }]);
-  assert.deepEqual(urls(after), ['/after']);
-  const metrics = await proxy.metrics();
-  for (const status of [400, 431, 405]) assert.match(metrics, new RegExp(`tapir_ingress_requests_total\\{ingress="",service="",status="${status}"\\} 1\n`), `the ${status} is counted`);
-});
+  test(`${wire}: malformed requests: a head over 16 KiB gets 431, garbage 400, CONNECT 405, each closing the connection; the proxy keeps serving`, { skip }, async () => {
+    const big = await raw([{ send: `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n` }, { until: '<never>' }], port);
+    assert.match(big, /^HTTP\/1\.1 431 Request Header Fields Too Large/);
+    assert.match(big, /\n<closed>$/);
+    const garbage = await raw([{ send: 'GET / HTTP/1.1\r\nHo st: x\r\n\r\n' }, { until: '<never>' }], port);
+    assert.match(garbage, /^HTTP\/1\.1 400 Bad Request/);
+    assert.match(garbage, /tapir-ingress: 400 Bad Request: /);
+    const connect = await raw([{ send: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n' }, { until: '<never>' }], port);
+    assert.match(connect, /^HTTP\/1\.1 405 Method Not Allowed/);
+    const after = await raw([{ send: 'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }], port);
+    assert.deepEqual(urls(after), ['/after']);
+    const metrics = await proxyOf().metrics();
+    for (const status of [400, 431, 405]) assert.match(metrics, new RegExp(`tapir_ingress_requests_total\\{ingress="",service="",status="${status}"\\} 1\n`), `the ${status} is counted`);
+  });
+}
 
 test('the node:http fallback serves the same routes and bodies, over HTTP and HTTPS', { skip }, async () => {
   const got = await raw([{ send: 'GET /f1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /stream-up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc' }, { until: '<never>' }], 81);

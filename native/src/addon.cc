@@ -6,6 +6,7 @@
 //   setBusyPoll             busy polling after readiness callbacks (readiness.h)
 //   trimMalloc              the C heap's free pages back to the system
 //   H2Session               an HTTP/2 server connection's framing on nghttp2 (the Ingress proxy)
+//   H1Io                    the Ingress proxy's plain HTTP/1.1 sockets, parsed by node's llhttp
 #include "common.h"
 #include "parts.h"
 
@@ -39,6 +40,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   DefineReadiness(env, exports);
   DefineMallocTrim(env, exports);
   exports.Set("H2Session", DefineH2Session(env));
+  DefineH1Io(env, exports);
   return exports;
 }
 

@@ -9,4 +9,5 @@ void DefineSharedMemory(Napi::Env env, Napi::Object exports);  // shared-memory.
 void DefineReadiness(Napi::Env env, Napi::Object exports);  // readiness.cc: setBusyPoll
 void DefineMallocTrim(Napi::Env env, Napi::Object exports);  // malloc-trim.cc: trimMalloc
 Napi::Function DefineH2Session(Napi::Env env);  // h2-session.cc: the Ingress proxy's HTTP/2 framing
+void DefineH1Io(Napi::Env env, Napi::Object exports);  // h1-io.cc: H1Io, the Ingress proxy's HTTP/1.1 sockets
 }  // namespace tapir

@@ -5,7 +5,6 @@
 // end, 'drain', 'close'), so its own answers and the undici exchange (a GRPC backend)
 // write to it unchanged.
 import { STATUS_CODES } from 'node:http';
-import type { Socket } from 'node:net';
 import { answerPlain, readWhole, ResponseEvents, type ResponseSink } from './sinks.ts';
 
 /** What a request and its response need of their connection (ClientConnection in h1-server.ts). */
@@ -39,7 +38,6 @@ export class H1Request {
   readonly hasBody: boolean;
   /** Expect: 100-continue from an HTTP/1.1 client: "100 Continue" goes out when the body is first asked for. */
   #expectContinue: boolean;
-  readonly socket: Socket;
   /** Body bytes not yet taken by a reader, and whether the body is whole. */
   #chunks: Buffer[] = [];
   #bodyBytes = 0;
@@ -48,9 +46,8 @@ export class H1Request {
   #onEnd: (() => void) | null = null;
   readonly #conn: H1Connection;
 
-  constructor(conn: H1Connection, socket: Socket, method: string, url: string, minor: number, raw: string[], keepAlive: boolean, upgrade: boolean) {
+  constructor(conn: H1Connection, method: string, url: string, minor: number, raw: string[], keepAlive: boolean, upgrade: boolean) {
     this.#conn = conn;
-    this.socket = socket;
     this.method = method;
     this.url = url;
     this.httpVersionMinor = minor;

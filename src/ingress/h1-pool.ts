@@ -10,9 +10,11 @@
 // nginx's proxy_read_timeout counts between two reads.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { attach, available as llhttpAvailable, createParser, setReading, type HttpParser, type ParseError } from './llhttp.ts';
+import type { UpstreamEvents, UpstreamWire } from './h1-wire.ts';
+import { attach, available as llhttpAvailable, createParser, setReading, type ParseError } from './llhttp.ts';
 import type { BackendProtocol } from './model.ts';
 import type { BackendState } from './router.ts';
+import { NativeUpstreamWire, type NativeH1 } from './h1-native.ts';
 import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
 import { UpstreamPools, type Failure } from './upstream.ts';
 
@@ -75,12 +77,90 @@ export class EndpointPool {
   }
 }
 
+/** A node socket (net or TLS) and node's parser reading it (llhttp.ts). */
+class SocketUpstreamWire implements UpstreamWire {
+  readonly #pool: EndpointPool;
+  #socket: Socket | null = null;
+  #consumed = false;
+  /** Header lines that came in pieces (and a chunked body's trailers). */
+  #lines: string[] = [];
+
+  constructor(pool: EndpointPool) {
+    this.#pool = pool;
+  }
+
+  start(conn: UpstreamEvents): void {
+    const pool = this.#pool;
+    const socket = this.#socket = pool.tls
+      ? tlsConnect({ host: pool.ip, port: pool.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+      : netConnect({ host: pool.ip, port: pool.port });
+    socket.setNoDelay(true);
+    const parser = createParser(true, {
+      onHeaders: (headers) => { for (const h of headers) this.#lines.push(h); },
+      onHeadersComplete: (_major, _minor, headers, _method, _url, status, message, _upgrade, keepAlive) =>
+        conn.onHead(status ?? 0, message ?? '', headers ?? this.#takeLines(), keepAlive) ? 1 : 0,
+      onBody: (chunk) => conn.onBody(chunk),
+      onMessageComplete: () => conn.onMessageComplete(this.#takeLines()),
+      onExecute: (result) => this.#executed(conn, result),
+    });
+    let connected = false;
+    socket.once(pool.tls ? 'secureConnect' : 'connect', () => {
+      connected = true;
+      this.#consumed = attach(parser, socket, (chunk) => this.#executed(conn, parser.execute(chunk)));
+      conn.onConnected();
+    });
+    socket.on('drain', () => conn.onDrain());
+    socket.on('error', (err: Error & { code?: string }) => conn.onClosed(connected ? 'reset' : 'connect', err.code ?? null, err.message));
+    socket.on('close', () => {
+      // A body delimited by the close ends here (its exchange is told before the close).
+      if (connected) parser.finish();
+      conn.onClosed('reset', null, null);
+      // The parser is freed only once the socket is gone: a consumed handle reads into it until then.
+      if (this.#consumed) parser.unconsume();
+      parser.close();
+    });
+  }
+
+  #takeLines(): string[] {
+    const t = this.#lines;
+    if (t.length > 0) this.#lines = [];
+    return t;
+  }
+
+  #executed(conn: UpstreamEvents, result: number | ParseError): void {
+    if (typeof result !== 'number') conn.onParseError(result.reason ?? result.code);
+    else conn.onReadEnd();
+  }
+
+  send(text: string | null, body: Buffer | null): boolean {
+    const socket = this.#socket!;
+    if (body === null || body.length === 0) return text === null ? true : socket.write(text, 'latin1');
+    if (text === null) return socket.write(body);
+    socket.cork();
+    socket.write(text, 'latin1');
+    const ok = socket.write(body);
+    socket.uncork();
+    return ok;
+  }
+
+  reading(on: boolean): void {
+    if (this.#socket !== null) setReading(this.#socket, this.#consumed, on);
+  }
+
+  skipBody(): void {
+    // node's parser asks at the head (onHead's answer).
+  }
+
+  destroy(): void {
+    this.#socket?.destroy();
+  }
+}
+
 /** One keep-alive connection to an endpoint, serving one exchange at a time. */
-export class UpstreamConnection implements TurnWriter {
+export class UpstreamConnection implements UpstreamEvents, TurnWriter {
   readonly #owner: H1Pools;
   readonly #pool: EndpointPool;
-  readonly #socket: Socket;
-  readonly #parser: HttpParser;
+  readonly #wire: UpstreamWire;
   #exchange: PooledExchange | null = null;
   #connected = false;
   /** Coarse ms after which the sweep fails this connection's exchange (Infinity: idle, then closed IDLE_MS after idleSince). */
@@ -90,81 +170,64 @@ export class UpstreamConnection implements TurnWriter {
   /** A 1xx response is being parsed: its end is not the exchange's. */
   #informational = false;
   #keepAlive = false;
-  #trailers: string[] = [];
   #closed = false;
-  #consumed = false;
   /** A request waiting for the end of the turn (turn-writes.ts): its head, and its whole body if it has one. */
   #head: string | null = null;
   #body: Buffer | null = null;
+  #onDrain: (() => void) | null = null;
+  #readingOn = true;
 
   constructor(owner: H1Pools, pool: EndpointPool) {
     this.#owner = owner;
     this.#pool = pool;
     this.deadline = owner.now + pool.connectTimeoutMs;
     owner.open.add(this);
-    const socket = pool.tls
-      ? tlsConnect({ host: pool.ip, port: pool.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
-      : netConnect({ host: pool.ip, port: pool.port });
-    this.#socket = socket;
-    socket.setNoDelay(true);
-    this.#parser = createParser(true, {
-      onHeaders: (headers) => { for (const h of headers) this.#trailers.push(h); },
-      onHeadersComplete: (_major, _minor, headers, _method, _url, status, message, _upgrade, keepAlive) => {
-        const ex = this.#exchange;
-        if (ex === null) return 0;
-        const code = status ?? 0;
-        this.#informational = code < 200;
-        if (this.#informational) return 0; // 100 Continue, 103 Early Hints: the final response follows
-        this.#keepAlive = keepAlive;
-        ex.onHead(code, message ?? '', headers ?? this.#takeTrailers());
-        return ex.skipResponseBody ? 1 : 0;
-      },
-      onBody: (chunk) => this.#exchange?.onBody(chunk),
-      onMessageComplete: () => {
-        if (this.#informational) { this.#informational = false; return; }
-        const ex = this.#exchange;
-        if (ex === null) return;
-        this.#exchange = null;
-        this.deadline = Infinity;
-        const trailers = this.#takeTrailers();
-        ex.onEnd(trailers);
-        if (this.#keepAlive && ex.requestSent && !this.#closed) {
-          this.idleSince = this.#owner.now;
-          this.#pool.release(this);
-        } else {
-          this.destroy();
-        }
-      },
-      onExecute: (result) => this.#executed(result),
-    });
-    const start = (): void => {
-      this.#connected = true;
-      this.#consumed = attach(this.#parser, socket, (chunk) => this.#executed(this.#parser.execute(chunk)));
-      if (this.#exchange !== null) this.deadline = this.#owner.now + this.#readTimeoutMs;
-    };
-    socket.once(pool.tls ? 'secureConnect' : 'connect', start);
-    socket.on('error', (err) => this.#fail(this.#connected ? 'reset' : 'connect', err));
-    socket.on('close', () => {
-      this.#fail('reset', null);
-      // The parser is freed only once the socket is gone: a consumed handle reads into it until then.
-      if (this.#consumed) this.#parser.unconsume();
-      this.#parser.close();
-    });
+    this.#wire = owner.wire(pool);
+    this.#wire.start(this);
   }
 
-  #takeTrailers(): string[] {
-    const t = this.#trailers;
-    if (t.length > 0) this.#trailers = [];
-    return t;
+  // What the wire parsed.
+
+  onConnected(): void {
+    this.#connected = true;
+    if (this.#exchange !== null) this.deadline = this.#owner.now + this.#readTimeoutMs;
   }
 
-  #executed(result: number | ParseError): void {
-    if (typeof result !== 'number') {
-      this.#exchange?.failed('invalid', `invalid response: ${result.reason ?? result.code}`);
-      this.#exchange = null;
+  /** A response head; true: it has no body (the request was a HEAD). */
+  onHead(status: number, message: string, raw: string[], keepAlive: boolean): boolean {
+    const ex = this.#exchange;
+    if (ex === null) return false;
+    this.#informational = status < 200;
+    if (this.#informational) return false; // 100 Continue, 103 Early Hints: the final response follows
+    this.#keepAlive = keepAlive;
+    ex.onHead(status, message, raw);
+    return ex.skipResponseBody;
+  }
+
+  onBody(chunk: Buffer): void {
+    this.#exchange?.onBody(chunk);
+  }
+
+  onMessageComplete(trailers: string[]): void {
+    if (this.#informational) { this.#informational = false; return; }
+    const ex = this.#exchange;
+    if (ex === null) return;
+    this.#exchange = null;
+    this.deadline = Infinity;
+    ex.onEnd(trailers);
+    if (this.#keepAlive && ex.requestSent && !this.#closed) {
+      // Reading stopped for a slow client may not have restarted: an idle connection
+      // reads, to see its endpoint close it, and the next response.
+      if (!this.#readingOn) this.reading(true);
+      this.idleSince = this.#owner.now;
+      this.#pool.release(this);
+    } else {
       this.destroy();
-      return;
     }
+  }
+
+  /** The end of a read from the endpoint. */
+  onReadEnd(): void {
     const ex = this.#exchange;
     if (ex !== null) {
       this.deadline = this.#owner.now + this.#readTimeoutMs;
@@ -172,47 +235,69 @@ export class UpstreamConnection implements TurnWriter {
     }
   }
 
+  onParseError(reason: string): void {
+    this.#exchange?.failed('invalid', `invalid response: ${reason}`);
+    this.#exchange = null;
+    this.destroy();
+  }
+
+  onDrain(): void {
+    const fn = this.#onDrain;
+    this.#onDrain = null;
+    fn?.();
+  }
+
+  /** The connection failed or closed (`code`: the error's, null for a close by the endpoint). */
+  onClosed(kind: 'connect' | 'reset', code: string | null, message: string | null): void {
+    const left = this.#exchange;
+    this.#exchange = null;
+    if (left !== null) {
+      const why = kind === 'connect'
+        ? (code === 'ECONNREFUSED' ? 'connection refused' : code ?? message ?? 'connect failed')
+        : code === null && message === null ? 'the connection closed before a response' : `${code ?? ''}${code === null ? '' : ': '}${message ?? ''}`;
+      left.failed(kind, why);
+    }
+    this.destroy();
+  }
+
   /** Sends a request head (and a whole body) for `ex`. */
   send(ex: PooledExchange, head: string, body: Buffer | null, readTimeoutMs: number): void {
     this.#exchange = ex;
     this.#readTimeoutMs = readTimeoutMs;
     this.deadline = this.#owner.now + (this.#connected ? readTimeoutMs : this.#pool.connectTimeoutMs);
+    if (ex.skipResponseBody) this.#wire.skipBody();
     this.#head = head;
     this.#body = body;
     writeAtTurnEnd(this);
   }
 
   writeTurn(): void {
-    const head = this.#head, body = this.#body;
+    const head = this.#head;
     if (head === null) return;
+    const body = this.#body;
     this.#head = null;
     this.#body = null;
-    if (this.#closed) return;
-    const socket = this.#socket;
-    if (body === null || body.length === 0) {
-      socket.write(head, 'latin1');
-    } else {
-      socket.cork();
-      socket.write(head, 'latin1');
-      socket.write(body);
-      socket.uncork();
-    }
+    if (!this.#closed) this.#wire.send(head, body);
   }
 
   /** A piece of a streamed request body; false when the endpoint is not taking it fast enough. */
   write(chunk: Buffer | string): boolean {
     // The head goes first.
     if (this.#head !== null) this.writeTurn();
-    return typeof chunk === 'string' ? this.#socket.write(chunk, 'latin1') : this.#socket.write(chunk);
+    if (this.#closed) return true;
+    return typeof chunk === 'string' ? this.#wire.send(chunk, null) : this.#wire.send(null, chunk);
   }
 
-  onDrain(fn: () => void): void {
-    this.#socket.once('drain', fn);
+  /** Runs `fn` once the endpoint took what was written (after write() said false). */
+  whenDrained(fn: () => void): void {
+    this.#onDrain = fn;
   }
 
   /** Stops or restarts reading the response (the client is slower than the endpoint). */
   reading(on: boolean): void {
-    if (!this.#closed) setReading(this.#socket, this.#consumed, on);
+    if (this.#closed || this.#readingOn === on) return;
+    this.#readingOn = on;
+    this.#wire.reading(on);
   }
 
   /** The sweep: past the deadline. */
@@ -223,24 +308,6 @@ export class UpstreamConnection implements TurnWriter {
     this.destroy();
   }
 
-  #fail(kind: 'connect' | 'reset', err: Error | null): void {
-    const ex = this.#exchange;
-    if (ex !== null && kind === 'reset' && err === null && ex.responding) {
-      // A body delimited by the close ends here.
-      this.#parser.finish();
-    }
-    const left = this.#exchange;
-    this.#exchange = null;
-    if (left !== null) {
-      const code = (err as { code?: string } | null)?.code;
-      const why = kind === 'connect'
-        ? (code === 'ECONNREFUSED' ? 'connection refused' : code ?? err?.message ?? 'connect failed')
-        : err === null ? 'the connection closed before a response' : `${code ?? ''}${code === undefined ? '' : ': '}${err.message}`;
-      left.failed(kind, why);
-    }
-    this.destroy();
-  }
-
   destroy(): void {
     if (this.#closed) {
       return;
@@ -248,7 +315,7 @@ export class UpstreamConnection implements TurnWriter {
     this.#closed = true;
     this.#owner.open.delete(this);
     this.#pool.forget(this);
-    this.#socket.destroy();
+    this.#wire.destroy();
   }
 }
 
@@ -259,11 +326,22 @@ export class UpstreamConnection implements TurnWriter {
 export class H1Pools {
   readonly #pools = new Map<string, EndpointPool>();
   readonly #byBackend = new WeakMap<BackendState, (EndpointPool | undefined)[]>();
+  /** The addon's sockets for plain-HTTP endpoints (h1-native.ts), or null: node:net's. */
+  readonly #native: NativeH1 | null;
   /** Every connection, busy or idle: the sweep's to walk (membership changes only when one opens or closes, not per request). */
   readonly open = new Set<UpstreamConnection>();
   #timer: NodeJS.Timeout | null = null;
   /** Coarse clock (ms), advanced by the sweep. */
   now = Date.now();
+
+  constructor(native: NativeH1 | null = null) {
+    this.#native = native;
+  }
+
+  /** The wire of a new connection to `pool`'s endpoint: the addon's socket for plain HTTP where there is one, a node socket otherwise. */
+  wire(pool: EndpointPool): UpstreamWire {
+    return this.#native !== null && !pool.tls ? new NativeUpstreamWire(this.#native, pool.ip, pool.port) : new SocketUpstreamWire(pool);
+  }
 
   /** Whether `protocol` is one this engine speaks to endpoints (GRPC is HTTP/2: undici's). */
   static speaks(protocol: BackendProtocol): boolean {

@@ -19,6 +19,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { H1Request, H1Response, type H1Connection } from './h1-message.ts';
+import type { ClientEvents, ClientWire } from './h1-wire.ts';
 import { clientAddress } from './listen.ts';
 import { attach, createParser, detach, methodName, setReading, type HttpParser, type ParseError } from './llhttp.ts';
 import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
@@ -44,86 +45,55 @@ export interface H1Handler {
 
 const discard = (): void => undefined;
 
-/** One client connection: its parser, its requests in order, its output. */
-class ClientConnection implements H1Connection, TurnWriter {
+/** A node socket and node's parser reading it in C++ (llhttp.ts `consume`). */
+class SocketClientWire implements ClientWire {
   readonly #socket: Socket;
-  readonly #handler: H1Handler;
-  readonly #parser: HttpParser;
-  readonly #consumed: boolean;
-  readonly #owner: H1Server;
-  /** Requests parsed and not yet answered; [0] is being answered. */
-  readonly #queue: H1Request[] = [];
-  #active: H1Response | null = null;
-  /** The request whose head or body the parser is in. */
-  #parsing: H1Request | null = null;
+  #parser: HttpParser | null = null;
+  #consumed = false;
   #partialHeaders: string[] = [];
   #partialUrl = '';
-  /** Output waiting for the end of this turn (a string in latin1, then buffers). */
-  #pendingText = '';
-  #pendingBufs: Buffer[] = [];
-  /** Registered to write at the end of the turn (turn-writes.ts); then to end the socket. */
-  #turnQueued = false;
-  #endAfterWrite = false;
-  #readingOn = true;
-  #upgradeHead: Buffer | null = null;
-  #closed = false;
-  /** Coarse time of the last request or response end, for the idle and head timeouts. */
-  lastActive: number;
-  #clientAddress: string | null = null;
+  /** An Upgrade request's head went by: what follows it is the new protocol's. */
+  #upgrading = false;
+  #upgraded = false;
 
-  constructor(owner: H1Server, socket: Socket, handler: H1Handler, now: number) {
-    this.#owner = owner;
+  constructor(socket: Socket) {
     this.#socket = socket;
-    this.#handler = handler;
-    this.lastActive = now;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
+  get behind(): boolean {
+    return this.#socket.writableLength >= this.#socket.writableHighWaterMark;
+  }
+
+  start(conn: ClientEvents): void {
+    const socket = this.#socket;
     socket.setNoDelay(true);
-    this.#parser = createParser(false, {
+    const parser = this.#parser = createParser(false, {
       onHeaders: (headers, url) => {
         for (const h of headers) this.#partialHeaders.push(h);
         this.#partialUrl += url;
       },
       onHeadersComplete: (_major, minor, headers, method, url, _status, _message, upgrade, keepAlive) => {
-        const raw = headers ?? this.#takeHeaders();
-        const target = url ?? this.#takeUrl();
-        const req = new H1Request(this, socket, methodName(method ?? 1), target, minor, raw, keepAlive, upgrade);
-        this.#parsing = req;
-        this.#queue.push(req);
-        this.lastActive = this.#owner.now;
-        if (!upgrade && this.#queue.length === 1) this.#next();
+        if (upgrade) this.#upgrading = true;
+        conn.onHead(methodName(method ?? 1), url ?? this.#takeUrl(), minor, headers ?? this.#takeHeaders(), keepAlive, upgrade);
         return 0;
       },
-      onBody: (chunk) => {
-        const req = this.#parsing;
-        if (req === null) return;
-        req.pushBody(chunk);
-        if (req !== this.#queue[0] && req.bufferedBodyBytes > QUEUED_BODY_BYTES) this.reading(false);
-      },
+      onBody: (chunk) => conn.onBody(chunk),
       onMessageComplete: () => {
-        const req = this.#parsing;
-        this.#parsing = null;
         // Trailers of a chunked request body arrive as header lines: they are not forwarded.
         this.#partialHeaders = [];
         this.#partialUrl = '';
-        if (req === null) return;
-        req.endBody();
-        // A pipelined request waits: read no further until the one before it is answered.
-        // (One answered already, as the proxy's own answers are from its head, has left the queue.)
-        if (this.#queue.indexOf(req) > 0) this.reading(false);
+        conn.onMessageComplete();
       },
-      onExecute: (result) => this.#executed(result),
+      onExecute: (result) => this.#executed(conn, result),
     });
-    this.#consumed = attach(this.#parser, socket, (chunk) => this.#executed(this.#parser.execute(chunk), chunk));
-    socket.on('drain', () => this.#active?.drained());
+    this.#consumed = attach(parser, socket, (chunk) => this.#executed(conn, parser.execute(chunk), chunk));
+    socket.on('drain', () => conn.onDrain());
     socket.on('error', () => undefined);
-    socket.on('close', () => this.#onClose());
-  }
-
-  get idle(): boolean {
-    return this.#queue.length === 0;
-  }
-
-  get clientAddress(): string {
-    return this.#clientAddress ??= clientAddress(this.#socket.remoteAddress);
+    socket.on('close', () => conn.onClose());
   }
 
   #takeHeaders(): string[] {
@@ -138,36 +108,151 @@ class ClientConnection implements H1Connection, TurnWriter {
     return u;
   }
 
-  #executed(result: number | ParseError, chunk?: Buffer): void {
+  #executed(conn: ClientEvents, result: number | ParseError, chunk?: Buffer): void {
     if (typeof result !== 'number') {
-      this.#parseError(result);
+      conn.onParseError(result.code, result.reason ?? result.code);
       return;
     }
-    const last = this.#queue[this.#queue.length - 1];
-    if (last !== undefined && last.upgrade && this.#upgradeHead === null) {
-      // The parser stops after an upgrade request's head; what followed is the new protocol's.
-      const data = chunk ?? this.#parser.getCurrentBuffer();
-      this.#upgradeHead = data.subarray(result);
-      if (this.#consumed) detach(this.#parser, this.#socket);
-      else this.#socket.removeAllListeners('data');
-      this.#socket.pause();
-      if (this.#queue.length === 1) this.#next();
-    }
+    if (!this.#upgrading || this.#upgraded) return;
+    // The parser stops after an upgrade request's head; what followed is the new protocol's.
+    this.#upgraded = true;
+    const data = chunk ?? this.#parser!.getCurrentBuffer();
+    if (this.#consumed) detach(this.#parser!, this.#socket);
+    else this.#socket.removeAllListeners('data');
+    this.#socket.pause();
+    conn.onUpgradeHead(data.subarray(result));
   }
 
-  #parseError(err: ParseError): void {
+  send(text: string, bufs: readonly Buffer[]): void {
+    const socket = this.#socket;
+    if (bufs.length === 0) {
+      socket.write(text, 'latin1');
+      return;
+    }
+    socket.cork();
+    if (text !== '') socket.write(text, 'latin1');
+    for (const b of bufs) socket.write(b);
+    socket.uncork();
+  }
+
+  reading(on: boolean): void {
+    setReading(this.#socket, this.#consumed, on);
+  }
+
+  end(text?: string): void {
+    if (text === undefined) this.#socket.end();
+    else this.#socket.end(text, 'latin1');
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  takeSocket(): Socket {
+    return this.#socket;
+  }
+
+  release(): void {
+    const parser = this.#parser;
+    if (parser === null) return;
+    this.#parser = null;
+    if (this.#consumed && !this.#upgraded) {
+      try { parser.unconsume(); } catch { /* the handle is gone */ }
+    }
+    parser.close();
+  }
+}
+
+/** One client connection: its requests in order, its output; what it reads comes from its wire. */
+export class ClientConnection implements H1Connection, ClientEvents, TurnWriter {
+  readonly #wire: ClientWire;
+  readonly #handler: H1Handler;
+  readonly #owner: H1Server;
+  /** Requests parsed and not yet answered; [0] is being answered. */
+  readonly #queue: H1Request[] = [];
+  #active: H1Response | null = null;
+  /** The request whose head or body the parser is in. */
+  #parsing: H1Request | null = null;
+  /** Output waiting for the end of this turn (a string in latin1, then buffers). */
+  #pendingText = '';
+  #pendingBufs: Buffer[] = [];
+  /** Registered to write at the end of the turn (turn-writes.ts); then to end the socket. */
+  #turnQueued = false;
+  #endAfterWrite = false;
+  #readingOn = true;
+  #upgradeHead: Buffer | null = null;
+  #closed = false;
+  /** Coarse time of the last request or response end, for the idle and head timeouts. */
+  lastActive: number;
+  #clientAddress: string | null = null;
+
+  constructor(owner: H1Server, wire: ClientWire, handler: H1Handler, now: number) {
+    this.#owner = owner;
+    this.#wire = wire;
+    this.#handler = handler;
+    this.lastActive = now;
+    wire.start(this);
+  }
+
+  get idle(): boolean {
+    return this.#queue.length === 0;
+  }
+
+  get clientAddress(): string {
+    return this.#clientAddress ??= clientAddress(this.#wire.remoteAddress);
+  }
+
+  // What the wire parsed.
+
+  /** A request head. */
+  onHead(method: string, url: string, minor: number, raw: string[], keepAlive: boolean, upgrade: boolean): void {
+    const req = new H1Request(this, method, url, minor, raw, keepAlive, upgrade);
+    this.#parsing = req;
+    this.#queue.push(req);
+    this.lastActive = this.#owner.now;
+    if (!upgrade && this.#queue.length === 1) this.#next();
+  }
+
+  onBody(chunk: Buffer): void {
+    const req = this.#parsing;
+    if (req === null) return;
+    req.pushBody(chunk);
+    if (req !== this.#queue[0] && req.bufferedBodyBytes > QUEUED_BODY_BYTES) this.reading(false);
+  }
+
+  onMessageComplete(): void {
+    const req = this.#parsing;
+    this.#parsing = null;
+    if (req === null) return;
+    req.endBody();
+    // A pipelined request waits: read no further until the one before it is answered.
+    // (One answered already, as the proxy's own answers are from its head, has left the queue.)
+    if (this.#queue.indexOf(req) > 0) this.reading(false);
+  }
+
+  /** The last request was an Upgrade: `rest` is what followed its head; reading has stopped. */
+  onUpgradeHead(rest: Buffer): void {
+    this.#upgradeHead = rest;
+    if (this.#queue.length === 1) this.#next();
+  }
+
+  onParseError(code: string, reason: string): void {
     if (this.#closed) return;
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     this.#handler.refused(status);
     // Whatever is being answered is cut short: the stream cannot be trusted from here on.
-    const body = `tapir-ingress: ${status} ${STATUS_CODES[status]}: ${err.reason ?? err.code}\n`;
+    const body = `tapir-ingress: ${status} ${STATUS_CODES[status]}: ${reason === '' ? code : reason}\n`;
     this.#pendingText = '';
     this.#pendingBufs = [];
     if (this.#active === null) {
-      this.#socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`, 'latin1');
+      this.#wire.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
     } else {
-      this.#socket.destroy();
+      this.#wire.destroy();
     }
+  }
+
+  onDrain(): void {
+    this.#active?.drained();
   }
 
   /** Starts answering the request at the head of the queue. */
@@ -178,8 +263,11 @@ class ClientConnection implements H1Connection, TurnWriter {
       const head = this.#upgradeHead;
       if (head === null) return; // its head is not through the parser yet
       this.#queue.length = 0;
+      this.#closed = true;
       this.#owner.release(this);
-      this.#handler.upgrade(req, this.#socket, head);
+      const socket = this.#wire.takeSocket();
+      this.#wire.release();
+      this.#handler.upgrade(req, socket, head);
       return;
     }
     const res = new H1Response(this, req);
@@ -199,12 +287,12 @@ class ClientConnection implements H1Connection, TurnWriter {
       }
     }
     if (after !== undefined) this.#appendText(after);
-    return this.#socket.writableLength < this.#socket.writableHighWaterMark;
+    return !this.#wire.behind;
   }
 
   /** @internal an interim (1xx) response, ahead of whatever is queued. */
   interim(text: string): void {
-    if (!this.#closed) this.#socket.write(text, 'latin1');
+    if (!this.#closed) this.#wire.send(text, []);
   }
 
   /** @internal writes what `res` queued by the end of this turn (node:http-style callers, which do not say when a read is over). */
@@ -226,7 +314,7 @@ class ClientConnection implements H1Connection, TurnWriter {
   writeTurn(): void {
     this.#turnQueued = false;
     this.#write();
-    if (this.#endAfterWrite && !this.#closed) this.#socket.end();
+    if (this.#endAfterWrite && !this.#closed) this.#wire.end();
   }
 
   #appendText(text: string): void {
@@ -236,19 +324,10 @@ class ClientConnection implements H1Connection, TurnWriter {
 
   #write(): void {
     if (this.#closed) return;
-    const socket = this.#socket;
-    const bufs = this.#pendingBufs;
-    if (bufs.length === 0) {
-      if (this.#pendingText !== '') socket.write(this.#pendingText, 'latin1');
-      this.#pendingText = '';
-      return;
-    }
-    socket.cork();
-    if (this.#pendingText !== '') socket.write(this.#pendingText, 'latin1');
-    for (const b of bufs) socket.write(b);
-    socket.uncork();
+    if (this.#pendingText === '' && this.#pendingBufs.length === 0) return;
+    this.#wire.send(this.#pendingText, this.#pendingBufs);
     this.#pendingText = '';
-    this.#pendingBufs = [];
+    if (this.#pendingBufs.length > 0) this.#pendingBufs = [];
   }
 
   /** @internal `res` ended: it is written at the end of the turn; the next request is answered, or the connection closes. */
@@ -283,31 +362,29 @@ class ClientConnection implements H1Connection, TurnWriter {
   reading(on: boolean): void {
     if (this.#readingOn === on || this.#closed) return;
     this.#readingOn = on;
-    setReading(this.#socket, this.#consumed, on);
+    this.#wire.reading(on);
   }
 
   destroy(): void {
-    this.#socket.destroy();
+    this.#wire.destroy();
   }
 
   /** Closes an idle connection (stop(), the keep-alive timeout). */
   closeIfIdle(): boolean {
     if (this.#queue.length > 0) return false;
-    this.#socket.destroy();
+    this.#wire.destroy();
     return true;
   }
 
-  #onClose(): void {
+  /** The wire is gone (the peer closed it, it broke, or destroy()). */
+  onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#owner.release(this);
     const res = this.#active;
     this.#active = null;
     if (res !== null) res.closed();
-    if (this.#consumed && this.#upgradeHead === null) {
-      try { this.#parser.unconsume(); } catch { /* the handle is gone */ }
-    }
-    this.#parser.close();
+    this.#wire.release();
   }
 }
 
@@ -331,8 +408,13 @@ export class H1Server {
   }
 
   accept(socket: Socket): void {
+    this.acceptWire(new SocketClientWire(socket));
+  }
+
+  /** A connection on another wire (the addon's socket, h1-native.ts). */
+  acceptWire(wire: ClientWire): void {
     if (this.#timer === null) this.#startSweep();
-    this.#connections.add(new ClientConnection(this, socket, this.#handler, this.now));
+    this.#connections.add(new ClientConnection(this, wire, this.#handler, this.now));
   }
 
   /** @internal */

@@ -92,7 +92,7 @@ export class H1Exchange implements PooledExchange {
       const ok = chunked ? conn.write(`${chunk.length.toString(16)}\r\n`) && conn.write(chunk) && conn.write('\r\n') : conn.write(chunk);
       if (!ok) {
         body.pause();
-        conn.onDrain(() => body.resume());
+        conn.whenDrained(() => body.resume());
       }
     }, () => {
       if (this.#conn !== conn) return;

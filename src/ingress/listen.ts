@@ -31,13 +31,25 @@ export function validListenAddress(address: string): boolean {
  * last, its `code` kept.
  */
 export async function listenOn(server: Server, port: number, address: string | undefined): Promise<Listening> {
-  if (address !== undefined) return listenOnce(server, port, address, address === ANY_ADDRESS);
-  try {
-    return await listenOnce(server, port, ANY_ADDRESS, true);
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'EAFNOSUPPORT') throw err;
-    return listenOnce(server, port, ANY_IPV4, false);
+  let last: unknown;
+  for (const [host, bothFamilies] of listenAddresses(address)) {
+    try {
+      return await listenOnce(server, port, host, bothFamilies);
+    } catch (err) {
+      last = err;
+      if ((err as { code?: string }).code !== 'EAFNOSUPPORT') break;
+    }
   }
+  throw last;
+}
+
+/**
+ * The addresses to try in turn for `address` (undefined: both families, then IPv4 alone
+ * where the kernel has no IPv6: the next is tried only after EAFNOSUPPORT), each with
+ * whether it takes both families. The addon's listener (h1-native.ts) goes by it too.
+ */
+export function listenAddresses(address: string | undefined): [string, boolean][] {
+  return address !== undefined ? [[address, address === ANY_ADDRESS]] : [[ANY_ADDRESS, true], [ANY_IPV4, false]];
 }
 
 function listenOnce(server: Server, port: number, address: string, bothFamilies: boolean): Promise<Listening> {

@@ -43,6 +43,7 @@ import { tunnelUpgrade } from './upgrade.ts';
 import { H1Request, H1Response } from './h1-message.ts';
 import { H1Server, KEEP_ALIVE_MS } from './h1-server.ts';
 import { H1Pools } from './h1-pool.ts';
+import { NativeClientWire, NativeH1, nativeH1Available } from './h1-native.ts';
 import { H1Exchange } from './h1-upstream.ts';
 import { answerPlain, NodeResponseSink, readWhole, streamSource, type PlainResponse } from './sinks.ts';
 import { H2Request, H2Response } from './h2-server.ts';
@@ -73,6 +74,12 @@ export interface IngressProxyOptions {
   /** h2 clients through node:http2 instead of the addon's nghttp2 session (tests of both; the addon's is the default where it loads). */
   nodeH2?: boolean;
   /**
+   * The HTTP/1.1 engine's plain sockets (the HTTP listener, its clients, plain-HTTP
+   * endpoints) on node:net instead of the addon's (h1-native.ts; tests of both: the
+   * addon's is the default where it loads).
+   */
+  nodeNet?: boolean;
+  /**
    * A client connection with no request in flight this long is closed: HTTP/1.1
    * keep-alive ones, and HTTP/2 ones after a GOAWAY. Default KEEP_ALIVE_MS (75 s,
    * nginx's keepalive_timeout).
@@ -94,11 +101,15 @@ const EMPTY_CONFIG: IngressConfig = { generation: 0, hosts: [], defaultBackend: 
 export class IngressProxy {
   readonly #opts: IngressProxyOptions;
   readonly #pools = new UpstreamPools();
-  readonly #h1Pools = new H1Pools();
+  readonly #h1Pools: H1Pools;
+  /** The addon's sockets for plain HTTP/1.1 (h1-native.ts), or null where node:net serves it. */
+  readonly #native: NativeH1 | null;
+  #nativeListener = 0;
   /** Endpoints in use, as (protocol, endpoint, connect timeout), whichever engine's pools hold them. */
   readonly #metrics = new IngressMetrics(() => new Set([...this.#pools.keys(), ...this.#h1Pools.keys()]).size);
   readonly #contexts: SecureContextCache;
   #router = new Router(EMPTY_CONFIG);
+  /** Plain HTTP where the addon does not serve it: node:net (the HTTP/1.1 engine) or node:http. */
   readonly #http: Server | NetServer;
   /** The HTTP/1.1 engine on #http, or null where node:http serves it. */
   readonly #h1: H1Server | null;
@@ -128,7 +139,10 @@ export class IngressProxy {
     this.#h2Connections = new NativeH2Connections(idleMs);
     // nginx's keepalive_timeout is 75 s; node's default of 5 s would close idle
     // keep-alive clients sooner than they expect from an Ingress.
-    if (opts.nodeHttp !== true && llhttpAvailable()) {
+    const engine = opts.nodeHttp !== true && llhttpAvailable();
+    this.#native = engine && opts.nodeNet !== true && nativeH1Available() ? new NativeH1() : null;
+    this.#h1Pools = new H1Pools(this.#native);
+    if (engine) {
       this.#http = createNetServer({ noDelay: true });
       this.#h1 = new H1Server(this.#http, {
         request: (req, res) => this.#onRequest(req, res, 'http', this.#httpPort),
@@ -206,6 +220,11 @@ export class IngressProxy {
     return this.#h2Native !== null ? 'native' : 'node';
   }
 
+  /** What plain HTTP/1.1 runs on: the addon's sockets, node:net (both the HTTP/1.1 engine), or node:http. */
+  get h1Wire(): 'native' | 'net' | 'node:http' {
+    return this.#native !== null ? 'native' : this.#h1 !== null ? 'net' : 'node:http';
+  }
+
   /** The ports listened on (useful with port 0). */
   get ports(): { http: number; https: number } {
     return { http: this.#httpPort, https: this.#httpsPort };
@@ -221,11 +240,28 @@ export class IngressProxy {
         throw new IngressProxyError(`the Ingress proxy cannot listen for ${what} on ${where}:${port}: ${(err as { code?: string }).code ?? (err as Error).message}`);
       }
     };
-    const http = await listen(this.#http, this.#opts.httpPort, 'HTTP');
+    const http = this.#native !== null ? this.#listenNative(this.#native, address) : await listen(this.#http, this.#opts.httpPort, 'HTTP');
     const https = await listen(this.#https, this.#opts.httpsPort, 'HTTPS');
     this.#httpPort = http.port;
     this.#httpsPort = https.port;
-    this.#opts.log(`ingress proxy listening: HTTP ${http.address}:${http.port}, HTTPS (h2 on ${this.#h2Native !== null ? "the addon's nghttp2" : 'node:http2'}, http/1.1) ${https.address}:${https.port}${http.bothFamilies ? ' (IPv4 and IPv6)' : ''}`);
+    this.#opts.log(`ingress proxy listening: HTTP ${http.address}:${http.port} (${this.#native !== null ? "the addon's sockets" : 'node:net'}), HTTPS (h2 on ${this.#h2Native !== null ? "the addon's nghttp2" : 'node:http2'}, http/1.1) ${https.address}:${https.port}${http.bothFamilies ? ' (IPv4 and IPv6)' : ''}`);
+  }
+
+  /** The HTTP listener on the addon's sockets: each client goes to the HTTP/1.1 engine on its own wire. */
+  #listenNative(native: NativeH1, address: string | undefined): Listening {
+    const h1 = this.#h1!;
+    try {
+      const l = native.listen(this.#opts.httpPort, address, (id, remote) => {
+        const wire = new NativeClientWire(native, id, remote);
+        h1.acceptWire(wire);
+        return wire;
+      });
+      this.#nativeListener = l.id;
+      return l;
+    } catch (err) {
+      const where = address === undefined ? `[${ANY_ADDRESS}]` : address.includes(':') ? `[${address}]` : address;
+      throw new IngressProxyError(`the Ingress proxy cannot listen for HTTP on ${where}:${this.#opts.httpPort}: ${(err as { code?: string }).code ?? (err as Error).message}`);
+    }
   }
 
   /**
@@ -263,6 +299,8 @@ export class IngressProxy {
       server.close(() => resolve());
     });
     const both = Promise.all([closed(this.#http), closed(this.#https)]);
+    if (this.#nativeListener !== 0) this.#native!.unlisten(this.#nativeListener);
+    this.#nativeListener = 0;
     if (this.#h1 !== null) this.#h1.closeIdle();
     else (this.#http as Server).closeIdleConnections();
     this.#h1Tls?.closeIdle();
@@ -280,6 +318,7 @@ export class IngressProxy {
     this.#h2Connections.stopSweep();
     await both;
     this.#h1Pools.destroy();
+    this.#native?.close();
     await this.#pools.destroy();
   }
 
@@ -414,7 +453,7 @@ export class IngressProxy {
       return;
     }
     const options = rule === null ? DEFAULT_ROUTE_OPTIONS : rule.rule.options;
-    const facts: ClientFacts = { remoteAddress: clientAddress(req.socket.remoteAddress), scheme, serverPort, authority };
+    const facts: ClientFacts = { remoteAddress: req instanceof H1Request ? req.clientAddress : clientAddress(req.socket.remoteAddress), scheme, serverPort, authority };
     tunnelUpgrade({
       client: socket, head, backend: backendState, ingress: rule === null ? '' : rule.rule.ingress, method: req.method ?? 'GET',
       path: rule === null ? url : rule.upstreamPath(path, q < 0 ? '' : url.slice(q)),

@@ -11,7 +11,10 @@
 // TAPIR_INGRESS_NODE_HTTP=1 serves plain HTTP through node:http instead of the proxy's
 // HTTP/1.1 engine (its fallback where llhttp cannot be reached); TAPIR_INGRESS_NODE_H2=1
 // serves h2 through node:http2 instead of the addon's nghttp2 session (its fallback
-// where the addon has none). "ready" says which serves h2 ("h2": "native" or "node").
+// where the addon has none); TAPIR_INGRESS_NODE_NET=1 puts the HTTP/1.1 engine's plain
+// sockets on node:net instead of the addon's. "ready" says which serves h2 ("h2":
+// "native" or "node") and what the plain HTTP/1.1 sockets are ("h1": "native", "net" or
+// "node:http").
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Certificate, IngressConfig } from '../../src/ingress/model.ts';
@@ -24,10 +27,11 @@ const proxy = new IngressProxy({
   defaultCertificate: { certPem: readFileSync(certFile!, 'utf8'), keyPem: readFileSync(keyFile!, 'utf8') },
   nodeHttp: process.env.TAPIR_INGRESS_NODE_HTTP === '1',
   nodeH2: process.env.TAPIR_INGRESS_NODE_H2 === '1',
+  nodeNet: process.env.TAPIR_INGRESS_NODE_NET === '1',
 });
 await proxy.start();
 const send = (o: unknown): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
-send({ op: 'ready', ...proxy.ports, h2: proxy.h2Engine });
+send({ op: 'ready', ...proxy.ports, h2: proxy.h2Engine, h1: proxy.h1Wire });
 
 for await (const line of createInterface({ input: process.stdin })) {
   if (line.trim() === '') continue;

@@ -99,6 +99,8 @@ export class ProxyProcess {
 
   /** What serves its h2 clients: "native" (the addon's nghttp2 session) or "node" (node:http2). */
   h2Engine = '';
+  /** What its plain HTTP/1.1 sockets are: "native" (the addon's, h1-native.ts), "net" (node:net) or "node:http". */
+  h1Wire = '';
 
   private constructor(child: ChildProcess, lines: Interface) {
     this.child = child;
@@ -123,7 +125,9 @@ export class ProxyProcess {
     const { child, lines, first } = await ns.start(opts.cpu === undefined ? process.execPath : 'taskset',
       opts.cpu === undefined ? args : ['-c', String(opts.cpu), process.execPath, ...args], (l) => l.startsWith('{"op":"ready"'));
     const proxy = new ProxyProcess(child, lines);
-    proxy.h2Engine = (JSON.parse(first) as { h2: string }).h2;
+    const ready = JSON.parse(first) as { h2: string; h1: string };
+    proxy.h2Engine = ready.h2;
+    proxy.h1Wire = ready.h1;
     return proxy;
   }
 
