@@ -7,6 +7,9 @@
 //   GET /fixed             -> 200 "ok\n" (the benchmark's small fixed body)
 //   GET /chunks?n=N&size=S -> N chunks of S bytes ('a'..'z' by chunk), chunked, with
 //                           an x-chunks trailer (no Content-Length: the proxy must frame it)
+//   GET /dribble           -> 200 "hello done" written raw in four pieces 30 ms apart,
+//                           split inside the status line, a field name and the body
+//                           (Connection: close)
 //   /reset-on/NAME         -> endpoint NAME closes the connection without an answer
 // and an HTTP/1.1 Upgrade to "websocket" is answered with a hand-rolled RFC 6455 echo:
 // 101 with Sec-WebSocket-Accept, then every text or binary frame comes back unmasked,
@@ -49,6 +52,18 @@ function serve(name: string, ip: string, port: number, tls: { cert: string; key:
       const url = new URL(req.url ?? '/', 'http://x');
       if (url.pathname === `/reset-on/${name}`) {
         req.socket.destroy();
+        return;
+      }
+      if (url.pathname === '/dribble') {
+        const socket = req.socket;
+        const parts = ['HTTP/1.1 200 O', `K\r\nX-Backend: ${name}\r\nX-Dri`, 'bble: yes\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello', ' done'];
+        let i = 0;
+        const next = (): void => {
+          socket.write(parts[i++]!);
+          if (i < parts.length) setTimeout(next, 30);
+          else socket.end();
+        };
+        next();
         return;
       }
       if (url.pathname === '/fixed') {
