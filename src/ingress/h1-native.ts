@@ -5,7 +5,8 @@
 // every socket that was ready is read in one call, and JavaScript gets one array of
 // events for all of them (`poll`), dispatched to the connection each belongs to.
 // Writes wait for the end of that dispatch (or, made outside it, for the end of the
-// loop turn: turn-writes.ts) and leave together (`flush`).
+// loop turn, after the connections' own turn-end writes: turn-writes.ts) and leave
+// together (`flush`).
 //
 // The connections themselves (h1-server.ts, h1-pool.ts) are the same as on node:net:
 // only their wire differs (h1-wire.ts). TLS stays node's: HTTPS
@@ -16,7 +17,7 @@ import { nativeAddon } from '../device/native.ts';
 import type { ClientEvents, ClientWire, UpstreamEvents, UpstreamWire } from './h1-wire.ts';
 import { listenAddresses, type Listening } from './listen.ts';
 import { methodName } from './llhttp.ts';
-import { writeAtTurnEnd, type TurnWriter } from './turn-writes.ts';
+import { writeAfterTurnWrites, type TurnWriter } from './turn-writes.ts';
 
 /** native/src/h1-io.cc's H1Io. */
 interface H1Io {
@@ -184,7 +185,7 @@ export class NativeH1 implements TurnWriter {
   #queueTurn(): void {
     if (this.#dispatching || this.#turnQueued) return;
     this.#turnQueued = true;
-    writeAtTurnEnd(this);
+    writeAfterTurnWrites(this);
   }
 
   writeTurn(): void {
