@@ -123,6 +123,9 @@ export class H1Request {
 
 type Framing = 'length' | 'chunked' | 'close' | 'none';
 
+/** Scratch for building a response head (H1Response.head): emptied after each. */
+const HEAD_PARTS: string[] = [];
+
 /**
  * The response to one request. The raw methods (`rawHead`, `rawBody`, `end`) are the
  * HTTP/1.1 upstream's (h1-upstream.ts); writeHead/write/end are node:http's, for
@@ -148,26 +151,31 @@ export class H1Response implements ResponseSink {
 
   /** A head built by the caller: the status line and fields without framing or Connection, each line ending in CRLF. */
   rawHead(status: number, lines: string, contentLength: number): void {
+    this.#conn.out(this, `${lines}${this.#framingLines(status, contentLength)}`, null);
+  }
+
+  /** Chooses the framing for the body: its lines, the head's last (CRLF at the end). */
+  #framingLines(status: number, contentLength: number): string {
     this.statusCode = status;
     this.headersSent = true;
     const noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-    let head = lines;
+    let head = '';
     if (noBody) {
       this.#framing = 'none';
-      if (contentLength >= 0) head += `content-length: ${contentLength}\r\n`;
+      if (contentLength >= 0) head = `content-length: ${contentLength}\r\n`;
     } else if (contentLength >= 0) {
       this.#framing = 'length';
-      head += `content-length: ${contentLength}\r\n`;
+      head = `content-length: ${contentLength}\r\n`;
     } else if (this.req.httpVersionMinor >= 1) {
       this.#framing = 'chunked';
-      head += 'transfer-encoding: chunked\r\n';
+      head = 'transfer-encoding: chunked\r\n';
     } else {
       this.#framing = 'close';
       this.closeAfter = true;
     }
     if (this.closeAfter) head += 'connection: close\r\n';
     else if (this.req.httpVersionMinor === 0) head += 'connection: keep-alive\r\n';
-    this.#conn.out(this, `${head}\r\n`, null);
+    return `${head}\r\n`;
   }
 
   /** A piece of the body. False: the client is not taking it fast enough, wait for 'drain'. */
@@ -179,9 +187,14 @@ export class H1Response implements ResponseSink {
 
   // ResponseSink, for the HTTP/1.1 upstream (h1-upstream.ts).
   head(status: number, message: string, fields: readonly string[], contentLength: number, _trailers: boolean): void {
-    let lines = `HTTP/1.1 ${status} ${message}\r\n`;
-    for (let i = 0; i + 1 < fields.length; i += 2) lines += `${fields[i]!}: ${fields[i + 1]!}\r\n`;
-    this.rawHead(status, lines, contentLength);
+    // One join of the pieces, not a chain of concatenations (the request head's way, h1-upstream.ts).
+    const p = HEAD_PARTS;
+    p.push('HTTP/1.1 ', String(status), ' ', message, '\r\n');
+    for (let i = 0; i + 1 < fields.length; i += 2) p.push(fields[i]!, ': ', fields[i + 1]!, '\r\n');
+    p.push(this.#framingLines(status, contentLength));
+    const head = p.join('');
+    p.length = 0;
+    this.#conn.out(this, head, null);
   }
 
   body(chunk: Buffer): boolean {

@@ -300,6 +300,7 @@ export class NativeClientWire implements ClientWire, NativeSocketEvents {
   readonly remoteAddress: string;
   #conn: ClientEvents | null = null;
   behind = false;
+  readonly joinsWrites = true;
 
   constructor(io: NativeH1, id: number, remoteAddress: string) {
     this.#io = io;
@@ -311,10 +312,17 @@ export class NativeClientWire implements ClientWire, NativeSocketEvents {
     this.#conn = conn;
   }
 
-  send(text: string, bufs: readonly Buffer[]): void {
+  send(pieces: readonly (string | Buffer)[]): void {
+    // write() takes text, a buffer and text: a head, a body and its framing in one call.
     let ok = true;
-    if (bufs.length === 0) ok = this.#io.write(this.#id, text);
-    else for (let i = 0; i < bufs.length; i++) ok = this.#io.write(this.#id, i === 0 ? text : null, bufs[i]!);
+    for (let i = 0; i < pieces.length;) {
+      let text: string | null = null, body: Buffer | null = null, after: string | null = null;
+      let p = pieces[i]!;
+      if (typeof p === 'string') { text = p; p = pieces[++i]!; }
+      if (p !== undefined && typeof p !== 'string') { body = p; p = pieces[++i]!; }
+      if (body !== null && typeof p === 'string') { after = p; i++; }
+      ok = this.#io.write(this.#id, text, body, after);
+    }
     if (!ok) this.behind = true;
   }
 

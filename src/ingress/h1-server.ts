@@ -47,6 +47,7 @@ const discard = (): void => undefined;
 
 /** A node socket and node's parser reading it in C++ (llhttp.ts `consume`). */
 class SocketClientWire implements ClientWire {
+  readonly joinsWrites = false;
   readonly #socket: Socket;
   #parser: HttpParser | null = null;
   #consumed = false;
@@ -123,15 +124,19 @@ class SocketClientWire implements ClientWire {
     conn.onUpgradeHead(data.subarray(result));
   }
 
-  send(text: string, bufs: readonly Buffer[]): void {
+  send(pieces: readonly (string | Buffer)[]): void {
     const socket = this.#socket;
-    if (bufs.length === 0) {
-      socket.write(text, 'latin1');
+    if (pieces.length === 1) {
+      const p = pieces[0]!;
+      if (typeof p === 'string') socket.write(p, 'latin1');
+      else socket.write(p);
       return;
     }
     socket.cork();
-    if (text !== '') socket.write(text, 'latin1');
-    for (const b of bufs) socket.write(b);
+    for (const p of pieces) {
+      if (typeof p === 'string') socket.write(p, 'latin1');
+      else socket.write(p);
+    }
     socket.uncork();
   }
 
@@ -173,9 +178,8 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
   #active: H1Response | null = null;
   /** The request whose head or body the parser is in. */
   #parsing: H1Request | null = null;
-  /** Output waiting for the end of this turn (a string in latin1, then buffers). */
-  #pendingText = '';
-  #pendingBufs: Buffer[] = [];
+  /** Output waiting for the end of this turn: latin1 text and buffers in order, adjacent text joined. */
+  readonly #pending: (string | Buffer)[] = [];
   /** Registered to write at the end of the turn (turn-writes.ts); then to end the socket. */
   #turnQueued = false;
   #endAfterWrite = false;
@@ -242,8 +246,7 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
     this.#handler.refused(status);
     // Whatever is being answered is cut short: the stream cannot be trusted from here on.
     const body = `tapir-ingress: ${status} ${STATUS_CODES[status]}: ${reason === '' ? code : reason}\n`;
-    this.#pendingText = '';
-    this.#pendingBufs = [];
+    this.#pending.length = 0;
     if (this.#active === null) {
       this.#wire.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
     } else {
@@ -280,11 +283,10 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
     if (res !== this.#active || this.#closed) return true;
     if (text !== null) this.#appendText(text);
     if (body !== null) {
-      if (body.length <= SMALL_BODY && this.#pendingBufs.length === 0) this.#pendingText += body.toString('latin1');
-      else {
-        if (this.#pendingText !== '') { this.#pendingBufs.push(Buffer.from(this.#pendingText, 'latin1')); this.#pendingText = ''; }
-        this.#pendingBufs.push(body);
-      }
+      // On node's socket a small body joined to its head leaves in one write; the
+      // addon's sockets join whatever is sent together themselves.
+      if (body.length <= SMALL_BODY && !this.#wire.joinsWrites) this.#appendText(body.toString('latin1'));
+      else this.#pending.push(body);
     }
     if (after !== undefined) this.#appendText(after);
     return !this.#wire.behind;
@@ -292,7 +294,7 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
 
   /** @internal an interim (1xx) response, ahead of whatever is queued. */
   interim(text: string): void {
-    if (!this.#closed) this.#wire.send(text, []);
+    if (!this.#closed) this.#wire.send([text]);
   }
 
   /** @internal writes what `res` queued by the end of this turn (node:http-style callers, which do not say when a read is over). */
@@ -318,16 +320,16 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
   }
 
   #appendText(text: string): void {
-    if (this.#pendingBufs.length === 0) this.#pendingText += text;
-    else this.#pendingBufs.push(Buffer.from(text, 'latin1'));
+    const p = this.#pending, n = p.length;
+    if (n > 0 && typeof p[n - 1] === 'string') p[n - 1] += text;
+    else p.push(text);
   }
 
   #write(): void {
     if (this.#closed) return;
-    if (this.#pendingText === '' && this.#pendingBufs.length === 0) return;
-    this.#wire.send(this.#pendingText, this.#pendingBufs);
-    this.#pendingText = '';
-    if (this.#pendingBufs.length > 0) this.#pendingBufs = [];
+    if (this.#pending.length === 0) return;
+    this.#wire.send(this.#pending);
+    this.#pending.length = 0;
   }
 
   /** @internal `res` ended: it is written at the end of the turn; the next request is answered, or the connection closes. */

@@ -21,10 +21,16 @@ export interface ClientEvents {
 
 export interface ClientWire {
   readonly remoteAddress: string | undefined;
+  /**
+   * Whether text and buffers sent together leave in one write whatever their number
+   * (the addon's sockets copy them into one queue); otherwise a small body is best
+   * joined to its head as text first.
+   */
+  readonly joinsWrites: boolean;
   /** Starts delivering to `conn`. */
   start(conn: ClientEvents): void;
-  /** Writes latin1 text, then buffers. */
-  send(text: string, bufs: readonly Buffer[]): void;
+  /** Writes latin1 text and buffers, in order (the array is the caller's again on return). */
+  send(pieces: readonly (string | Buffer)[]): void;
   /** Whether output is queued past the high-water mark (onDrain follows). */
   readonly behind: boolean;
   reading(on: boolean): void;
