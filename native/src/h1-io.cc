@@ -27,7 +27,9 @@
 //                                     a request head (flags: 1 keep-alive, 2 upgrade)
 //   3, id, status, reason, keepAlive, lines
 //                                     a response head
-//   4, id, buffer                     body bytes (a copy; one per message per read)
+//   4, id, bytes                      body bytes (a copy; one per message per read): a
+//                                     Buffer, or a latin1 string for a response's piece
+//                                     of at most kTextBody
 //   5, id, lines                      the end of a message (trailer lines of a chunked body)
 //   6, id                             a connect() finished
 //   7, id                             output fell to nothing after write() said false
@@ -126,6 +128,7 @@ constexpr size_t kHighWater = 64 * 1024;
 constexpr size_t kReadBytes = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;  // per socket, for fairness; epoll reports the rest again
 constexpr size_t kSoftEvents = 4096;  // event values per poll: the arguments of one JS call
+constexpr size_t kTextBody = 4096;  // response body pieces up to this go to JS as latin1 strings
 
 enum Event : int32_t {
   kAccepted = 1,
@@ -345,7 +348,11 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
   }
   void EmitBody(Conn* c) {
     if (c->body.empty()) return;
-    Emit({Int(kBody), Int(c->id), Bytes(c->body.data(), c->body.size())});
+    // A small piece of a response goes over as a latin1 string: a Buffer would be an
+    // ArrayBuffer each, which every young-generation collection has to sweep (half of
+    // its pause under a keep-alive load, --trace-gc-nvp's sweep_array_buffers).
+    const bool text = c->kind == Kind::kUpstream && c->body.size() <= kTextBody;
+    Emit({Int(kBody), Int(c->id), text ? Latin1(c->body) : Bytes(c->body.data(), c->body.size())});
     c->body.clear();
   }
 

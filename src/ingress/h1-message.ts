@@ -5,13 +5,14 @@
 // end, 'drain', 'close'), so its own answers and the undici exchange (a GRPC backend)
 // write to it unchanged.
 import { STATUS_CODES } from 'node:http';
+import { TextBuilder } from './headers.ts';
 import { answerPlain, readWhole, ResponseEvents, type ResponseSink } from './sinks.ts';
 
 /** What a request and its response need of their connection (ClientConnection in h1-server.ts). */
 export interface H1Connection {
   readonly clientAddress: string;
-  /** Queues output of `res`: head or framing text, then a body piece, then more text; false when the client is behind. */
-  out(res: H1Response, text: string | null, body: Buffer | null, after?: string): boolean;
+  /** Queues output of `res`: head or framing text, then a body piece (a string is latin1), then more text; false when the client is behind. */
+  out(res: H1Response, text: string | null, body: Buffer | string | null, after?: string): boolean;
   /** Writes what `res` queued by the end of this turn. */
   schedule(res: H1Response): void;
   /** Writes what `res` queued now. */
@@ -123,8 +124,18 @@ export class H1Request {
 
 type Framing = 'length' | 'chunked' | 'close' | 'none';
 
-/** Scratch for building a response head (H1Response.head): emptied after each. */
-const HEAD_PARTS: string[] = [];
+/** Where response heads are built (H1Response.head). */
+const HEAD = new TextBuilder();
+
+/** Status lines with their standard reason, made once. */
+const STATUS_LINES = new Map<number, string>();
+
+function statusLine(status: number, message: string): string {
+  if (message !== STATUS_CODES[status]) return `HTTP/1.1 ${status} ${message}\r\n`;
+  let line = STATUS_LINES.get(status);
+  if (line === undefined) STATUS_LINES.set(status, line = `HTTP/1.1 ${status} ${message}\r\n`);
+  return line;
+}
 
 /**
  * The response to one request. The raw methods (`rawHead`, `rawBody`, `end`) are the
@@ -179,7 +190,7 @@ export class H1Response implements ResponseSink {
   }
 
   /** A piece of the body. False: the client is not taking it fast enough, wait for 'drain'. */
-  rawBody(chunk: Buffer): boolean {
+  rawBody(chunk: Buffer | string): boolean {
     if (chunk.length === 0 || this.#framing === 'none') return true;
     if (this.#framing === 'chunked') return this.#conn.out(this, `${chunk.length.toString(16)}\r\n`, chunk, '\r\n');
     return this.#conn.out(this, null, chunk);
@@ -187,17 +198,14 @@ export class H1Response implements ResponseSink {
 
   // ResponseSink, for the HTTP/1.1 upstream (h1-upstream.ts).
   head(status: number, message: string, fields: readonly string[], contentLength: number, _trailers: boolean): void {
-    // One join of the pieces, not a chain of concatenations (the request head's way, h1-upstream.ts).
-    const p = HEAD_PARTS;
-    p.push('HTTP/1.1 ', String(status), ' ', message, '\r\n');
-    for (let i = 0; i + 1 < fields.length; i += 2) p.push(fields[i]!, ': ', fields[i + 1]!, '\r\n');
-    p.push(this.#framingLines(status, contentLength));
-    const head = p.join('');
-    p.length = 0;
-    this.#conn.out(this, head, null);
+    const h = HEAD;
+    h.add(statusLine(status, message));
+    for (let i = 0; i + 1 < fields.length; i += 2) { h.add(fields[i]!); h.add(': '); h.add(fields[i + 1]!); h.add('\r\n'); }
+    h.add(this.#framingLines(status, contentLength));
+    this.#conn.out(this, h.take(), null);
   }
 
-  body(chunk: Buffer): boolean {
+  body(chunk: Buffer | string): boolean {
     return this.rawBody(chunk);
   }
 

@@ -40,7 +40,8 @@ type H1IoClass = new () => H1Io;
 export interface NativeSocketEvents {
   requestHead(method: number, url: string, minor: number, lines: string[], flags: number): void;
   responseHead(status: number, reason: string, lines: string[], keepAlive: boolean): void;
-  body(chunk: Buffer): void;
+  /** A body piece: a Buffer, or for an endpoint's response a latin1 string when small. */
+  body(chunk: Buffer | string): void;
   messageEnd(trailers: string[] | null): void;
   connected(): void;
   drained(): void;
@@ -250,7 +251,7 @@ export class NativeH1 implements TurnWriter {
           break;
         }
         case 4:
-          sockets.get(id)?.body(ev[i + 2] as Buffer);
+          sockets.get(id)?.body(ev[i + 2] as Buffer | string);
           i += 3;
           break;
         case 5: {
@@ -312,15 +313,15 @@ export class NativeClientWire implements ClientWire, NativeSocketEvents {
     this.#conn = conn;
   }
 
-  send(pieces: readonly (string | Buffer)[]): void {
+  send(pieces: readonly (string | Buffer)[], n: number): void {
     // write() takes text, a buffer and text: a head, a body and its framing in one call.
     let ok = true;
-    for (let i = 0; i < pieces.length;) {
+    for (let i = 0; i < n;) {
       let text: string | null = null, body: Buffer | null = null, after: string | null = null;
       let p = pieces[i]!;
       if (typeof p === 'string') { text = p; p = pieces[++i]!; }
-      if (p !== undefined && typeof p !== 'string') { body = p; p = pieces[++i]!; }
-      if (body !== null && typeof p === 'string') { after = p; i++; }
+      if (i < n && typeof p !== 'string') { body = p; p = pieces[++i]!; }
+      if (body !== null && i < n && typeof p === 'string') { after = p; i++; }
       ok = this.#io.write(this.#id, text, body, after);
     }
     if (!ok) this.behind = true;
@@ -353,8 +354,9 @@ export class NativeClientWire implements ClientWire, NativeSocketEvents {
     this.#conn?.onHead(methodName(method), url, minor, lines, (flags & KEEP_ALIVE) !== 0, (flags & UPGRADE) !== 0);
   }
 
-  body(chunk: Buffer): void {
-    this.#conn?.onBody(chunk);
+  body(chunk: Buffer | string): void {
+    // A client's body comes as Buffers (strings are for endpoints' small responses).
+    this.#conn?.onBody(chunk as Buffer);
   }
 
   messageEnd(): void {
@@ -430,7 +432,7 @@ export class NativeUpstreamWire implements UpstreamWire, NativeSocketEvents {
     this.#conn?.onHead(status, reason, lines, keepAlive);
   }
 
-  body(chunk: Buffer): void {
+  body(chunk: Buffer | string): void {
     this.#conn?.onBody(chunk);
   }
 

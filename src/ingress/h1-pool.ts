@@ -27,7 +27,8 @@ export interface PooledExchange {
   /** The whole request went out (a connection is reused only then). */
   readonly requestSent: boolean;
   onHead(status: number, message: string, raw: string[]): void;
-  onBody(chunk: Buffer): void;
+  /** A body piece (a string is latin1: the addon hands small ones over so). */
+  onBody(chunk: Buffer | string): void;
   onEnd(trailers: string[]): void;
   /** The end of a read from the endpoint. */
   flush(): void;
@@ -204,7 +205,7 @@ export class UpstreamConnection implements UpstreamEvents, TurnWriter {
     return ex.skipResponseBody;
   }
 
-  onBody(chunk: Buffer): void {
+  onBody(chunk: Buffer | string): void {
     this.#exchange?.onBody(chunk);
   }
 

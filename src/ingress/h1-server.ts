@@ -124,16 +124,17 @@ class SocketClientWire implements ClientWire {
     conn.onUpgradeHead(data.subarray(result));
   }
 
-  send(pieces: readonly (string | Buffer)[]): void {
+  send(pieces: readonly (string | Buffer)[], n: number): void {
     const socket = this.#socket;
-    if (pieces.length === 1) {
+    if (n === 1) {
       const p = pieces[0]!;
       if (typeof p === 'string') socket.write(p, 'latin1');
       else socket.write(p);
       return;
     }
     socket.cork();
-    for (const p of pieces) {
+    for (let i = 0; i < n; i++) {
+      const p = pieces[i]!;
       if (typeof p === 'string') socket.write(p, 'latin1');
       else socket.write(p);
     }
@@ -168,18 +169,57 @@ class SocketClientWire implements ClientWire {
   }
 }
 
+/**
+ * A connection's requests in order: the one being answered, then any pipelined behind
+ * it (rare: those get an array). No array per request, as a shift to empty and a push
+ * again would make.
+ */
+class RequestQueue {
+  first: H1Request | null = null;
+  #behind: H1Request[] | null = null;
+  size = 0;
+
+  push(req: H1Request): void {
+    if (this.first === null) this.first = req;
+    else (this.#behind ??= []).push(req);
+    this.size++;
+  }
+
+  shift(): void {
+    if (this.size === 0) return;
+    this.size--;
+    this.first = this.#behind === null || this.#behind.length === 0 ? null : this.#behind.shift()!;
+  }
+
+  /** Whether `req` waits behind another. */
+  waiting(req: H1Request): boolean {
+    return req !== this.first && this.#behind !== null && this.#behind.includes(req);
+  }
+
+  clear(): void {
+    this.first = null;
+    this.#behind = null;
+    this.size = 0;
+  }
+}
+
 /** One client connection: its requests in order, its output; what it reads comes from its wire. */
 export class ClientConnection implements H1Connection, ClientEvents, TurnWriter {
   readonly #wire: ClientWire;
   readonly #handler: H1Handler;
   readonly #owner: H1Server;
   /** Requests parsed and not yet answered; [0] is being answered. */
-  readonly #queue: H1Request[] = [];
+  readonly #queue = new RequestQueue();
   #active: H1Response | null = null;
   /** The request whose head or body the parser is in. */
   #parsing: H1Request | null = null;
-  /** Output waiting for the end of this turn: latin1 text and buffers in order, adjacent text joined. */
+  /**
+   * Output waiting for the end of this turn: latin1 text and buffers in order, adjacent
+   * text joined; #pendingN of them. The array keeps its storage from one response to
+   * the next (a length of 0 would free it, and the next push allocate it again).
+   */
   readonly #pending: (string | Buffer)[] = [];
+  #pendingN = 0;
   /** Registered to write at the end of the turn (turn-writes.ts); then to end the socket. */
   #turnQueued = false;
   #endAfterWrite = false;
@@ -199,7 +239,7 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
   }
 
   get idle(): boolean {
-    return this.#queue.length === 0;
+    return this.#queue.size === 0;
   }
 
   get clientAddress(): string {
@@ -214,14 +254,14 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
     this.#parsing = req;
     this.#queue.push(req);
     this.lastActive = this.#owner.now;
-    if (!upgrade && this.#queue.length === 1) this.#next();
+    if (!upgrade && this.#queue.size === 1) this.#next();
   }
 
   onBody(chunk: Buffer): void {
     const req = this.#parsing;
     if (req === null) return;
     req.pushBody(chunk);
-    if (req !== this.#queue[0] && req.bufferedBodyBytes > QUEUED_BODY_BYTES) this.reading(false);
+    if (req !== this.#queue.first && req.bufferedBodyBytes > QUEUED_BODY_BYTES) this.reading(false);
   }
 
   onMessageComplete(): void {
@@ -231,13 +271,13 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
     req.endBody();
     // A pipelined request waits: read no further until the one before it is answered.
     // (One answered already, as the proxy's own answers are from its head, has left the queue.)
-    if (this.#queue.indexOf(req) > 0) this.reading(false);
+    if (this.#queue.waiting(req)) this.reading(false);
   }
 
   /** The last request was an Upgrade: `rest` is what followed its head; reading has stopped. */
   onUpgradeHead(rest: Buffer): void {
     this.#upgradeHead = rest;
-    if (this.#queue.length === 1) this.#next();
+    if (this.#queue.size === 1) this.#next();
   }
 
   onParseError(code: string, reason: string): void {
@@ -246,7 +286,7 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
     this.#handler.refused(status);
     // Whatever is being answered is cut short: the stream cannot be trusted from here on.
     const body = `tapir-ingress: ${status} ${STATUS_CODES[status]}: ${reason === '' ? code : reason}\n`;
-    this.#pending.length = 0;
+    this.#dropPending();
     if (this.#active === null) {
       this.#wire.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
     } else {
@@ -260,12 +300,12 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
 
   /** Starts answering the request at the head of the queue. */
   #next(): void {
-    const req = this.#queue[0];
-    if (req === undefined || this.#closed) return;
+    const req = this.#queue.first;
+    if (req === null || this.#closed) return;
     if (req.upgrade) {
       const head = this.#upgradeHead;
       if (head === null) return; // its head is not through the parser yet
-      this.#queue.length = 0;
+      this.#queue.clear();
       this.#closed = true;
       this.#owner.release(this);
       const socket = this.#wire.takeSocket();
@@ -279,14 +319,16 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
   }
 
   /** @internal queues output of `res` (head or framing text, then a body piece, then more text). */
-  out(res: H1Response, text: string | null, body: Buffer | null, after?: string): boolean {
+  out(res: H1Response, text: string | null, body: Buffer | string | null, after?: string): boolean {
     if (res !== this.#active || this.#closed) return true;
     if (text !== null) this.#appendText(text);
-    if (body !== null) {
+    if (typeof body === 'string') {
+      this.#appendText(body);
+    } else if (body !== null) {
       // On node's socket a small body joined to its head leaves in one write; the
       // addon's sockets join whatever is sent together themselves.
       if (body.length <= SMALL_BODY && !this.#wire.joinsWrites) this.#appendText(body.toString('latin1'));
-      else this.#pending.push(body);
+      else this.#pending[this.#pendingN++] = body;
     }
     if (after !== undefined) this.#appendText(after);
     return !this.#wire.behind;
@@ -294,7 +336,7 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
 
   /** @internal an interim (1xx) response, ahead of whatever is queued. */
   interim(text: string): void {
-    if (!this.#closed) this.#wire.send([text]);
+    if (!this.#closed) this.#wire.send([text], 1);
   }
 
   /** @internal writes what `res` queued by the end of this turn (node:http-style callers, which do not say when a read is over). */
@@ -320,16 +362,23 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
   }
 
   #appendText(text: string): void {
-    const p = this.#pending, n = p.length;
+    const p = this.#pending, n = this.#pendingN;
     if (n > 0 && typeof p[n - 1] === 'string') p[n - 1] += text;
-    else p.push(text);
+    else p[this.#pendingN++] = text;
   }
 
   #write(): void {
     if (this.#closed) return;
-    if (this.#pending.length === 0) return;
-    this.#wire.send(this.#pending);
-    this.#pending.length = 0;
+    if (this.#pendingN === 0) return;
+    this.#wire.send(this.#pending, this.#pendingN);
+    this.#dropPending();
+  }
+
+  /** Empties #pending, keeping its storage. */
+  #dropPending(): void {
+    const p = this.#pending;
+    for (let i = 0; i < this.#pendingN; i++) p[i] = '';
+    this.#pendingN = 0;
   }
 
   /** @internal `res` ended: it is written at the end of the turn; the next request is answered, or the connection closes. */
@@ -373,7 +422,7 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
 
   /** Closes an idle connection (stop(), the keep-alive timeout). */
   closeIfIdle(): boolean {
-    if (this.#queue.length > 0) return false;
+    if (this.#queue.size > 0) return false;
     this.#wire.destroy();
     return true;
   }

@@ -3,13 +3,15 @@
 // ResponseSink (sinks.ts). The retry rules are the undici exchange's (upstream.ts:
 // `nextTry`); so are the status codes and their bodies.
 import { STATUS_CODES } from 'node:http';
-import { connectionTokens, isHopByHop } from './headers.ts';
+import { connectionTokens, isHopByHop, sameName, TextBuilder } from './headers.ts';
 import type { H1Pools, PooledExchange, UpstreamConnection } from './h1-pool.ts';
 import type { BodySource, ResponseSink } from './sinks.ts';
 import { failureBody, firstEndpoint, nextTry, type ExchangeRequest, type Failure } from './upstream.ts';
 
-/** Scratch for building a request head (#requestHead): emptied after each. */
-const HEAD_PARTS: string[] = [];
+/** Where request heads are built (#requestHead). */
+const HEAD = new TextBuilder();
+/** The response fields handed to the client's sink (onHead), refilled for each response. */
+const FIELDS: string[] = [];
 
 export class H1Exchange implements PooledExchange {
   readonly #init: ExchangeRequest;
@@ -17,7 +19,8 @@ export class H1Exchange implements PooledExchange {
   readonly #res: ResponseSink;
   /** null: no body; a Buffer is the whole body (sent again on a retry); a source streams, once. */
   readonly #body: Buffer | BodySource | null;
-  readonly #tried: number[] = [];
+  /** Endpoints tried, in order (allocated at the first try: most requests have one). */
+  #tried: number[] | null = null;
   #endpoint = -1;
   #conn: UpstreamConnection | null = null;
   /** The request head, built once for every try. */
@@ -59,32 +62,30 @@ export class H1Exchange implements PooledExchange {
 
   #requestHead(): string {
     const init = this.#init;
-    // One join of the pieces, not a chain of concatenations: the heads are the largest
-    // allocations per request, and a young-generation collection pauses every connection.
-    const p = HEAD_PARTS;
-    p.push(init.method, ' ', init.path, ' HTTP/1.1\r\n');
+    const h = HEAD;
+    h.add(init.method); h.add(' '); h.add(init.path); h.add(' HTTP/1.1\r\n');
     let clientLength: string | null = null;
     const lines = init.headers;
     for (let i = 0; i + 1 < lines.length; i += 2) {
       const name = lines[i]!;
       if (name === 'content-length') clientLength = lines[i + 1]!;
-      else p.push(name, ': ', lines[i + 1]!, '\r\n');
+      else { h.add(name); h.add(': '); h.add(lines[i + 1]!); h.add('\r\n'); }
     }
     const body = this.#body;
-    if (Buffer.isBuffer(body)) p.push('content-length: ', String(body.length), '\r\n');
-    else if (body !== null) p.push(clientLength !== null ? `content-length: ${clientLength}\r\n` : 'transfer-encoding: chunked\r\n');
-    else if (clientLength !== null) p.push('content-length: 0\r\n');
-    p.push('\r\n');
-    const head = p.join('');
-    p.length = 0;
-    return head;
+    if (Buffer.isBuffer(body)) h.add(`content-length: ${body.length}\r\n`);
+    else if (body !== null) h.add(clientLength !== null ? `content-length: ${clientLength}\r\n` : 'transfer-encoding: chunked\r\n');
+    else if (clientLength !== null) h.add('content-length: 0\r\n');
+    h.add('\r\n');
+    return h.take();
   }
 
   #dispatch(): void {
     const init = this.#init, b = init.backend;
-    const i = this.#tried.length === 0 ? firstEndpoint(b, init.affinityEndpoint, Date.now()) : b.next(this.#tried, Date.now());
+    const tried = this.#tried;
+    const i = tried === null ? firstEndpoint(b, init.affinityEndpoint, Date.now()) : b.next(tried, Date.now());
     this.#endpoint = i;
-    this.#tried.push(i);
+    if (tried === null) this.#tried = [i];
+    else tried.push(i);
     this.requestSent = false;
     const conn = this.#pools.get(b.backend.protocol, b, i, init.connectTimeoutMs).acquire();
     this.#conn = conn;
@@ -113,7 +114,9 @@ export class H1Exchange implements PooledExchange {
   onHead(status: number, message: string, raw: string[]): void {
     if (this.#finished) return;
     const init = this.#init;
-    const fields: string[] = [];
+    // The sinks copy the fields before head() returns: one array serves every response.
+    const fields = FIELDS;
+    let n = 0;
     let length = -1;
     let chunked = false, trailer = false;
     // Fields a Connection header names are hop-by-hop too (RFC 9110 7.6.1): known only
@@ -126,21 +129,24 @@ export class H1Exchange implements PooledExchange {
       switch (name.length) {
         case 14:
           // Content-Length is the client side's to write, from `length`.
-          if (name.toLowerCase() === 'content-length') { length = Number(raw[i + 1]); continue; }
+          if (sameName(name, 'content-length')) { length = Number(raw[i + 1]); continue; }
           break;
         case 10:
-          if (name.toLowerCase() === 'connection') { named = connectionTokens(raw[i + 1]!, named); continue; }
+          if (sameName(name, 'connection')) { named = connectionTokens(raw[i + 1]!, named); continue; }
           break;
         case 17:
-          if (name.toLowerCase() === 'transfer-encoding') { chunked = true; continue; }
+          if (sameName(name, 'transfer-encoding')) { chunked = true; continue; }
           break;
         case 7:
-          if (name.toLowerCase() === 'trailer') { trailer = true; continue; }
+          if (sameName(name, 'trailer')) { trailer = true; continue; }
           break;
       }
       if (isHopByHop(name)) continue;
-      fields.push(name, raw[i + 1]!);
+      fields[n++] = name;
+      fields[n++] = raw[i + 1]!;
     }
+    // Shortening by a few keeps the storage (V8 trims only when over half is unused).
+    if (fields.length !== n) fields.length = n;
     if (named !== null) {
       for (let i = fields.length - 2; i >= 0; i -= 2) if (named.includes(fields[i]!.toLowerCase())) fields.splice(i, 2);
     }
@@ -151,10 +157,14 @@ export class H1Exchange implements PooledExchange {
       fields.push('set-cookie', `${cookie.name}=${init.backend.cookieValues[this.#endpoint]}; Path=${cookie.path}; Max-Age=${cookie.maxAgeSeconds}; HttpOnly`);
     }
     this.responding = true;
-    this.#res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && trailer);
+    try {
+      this.#res.head(status, message === '' ? STATUS_CODES[status] ?? 'Unknown' : message, fields, length, chunked && trailer);
+    } finally {
+      fields.fill('');
+    }
   }
 
-  onBody(chunk: Buffer): void {
+  onBody(chunk: Buffer | string): void {
     if (this.#finished) return;
     const res = this.#res;
     if (res.body(chunk) || this.#paused) return;
@@ -197,13 +207,13 @@ export class H1Exchange implements PooledExchange {
       this.#record(this.#res.statusCode);
       return;
     }
-    const next = nextTry(b, this.#tried, this.#endpoint, kind, init.method, this.#streamed);
+    const next = nextTry(b, this.#tried!, this.#endpoint, kind, init.method, this.#streamed);
     if (next === 'retry') {
       init.metrics.retry(b.name, kind === 'connect' || kind === 'connect-timeout' ? 'connect' : 'reset');
       this.#dispatch();
       return;
     }
-    const { status, text } = failureBody(b, this.#tried, this.#endpoint, kind, why);
+    const { status, text } = failureBody(b, this.#tried ?? [], this.#endpoint, kind, why);
     this.#reply(status, text);
   }
 

@@ -29,8 +29,8 @@ export interface ClientWire {
   readonly joinsWrites: boolean;
   /** Starts delivering to `conn`. */
   start(conn: ClientEvents): void;
-  /** Writes latin1 text and buffers, in order (the array is the caller's again on return). */
-  send(pieces: readonly (string | Buffer)[]): void;
+  /** Writes the first `n` of `pieces` (latin1 text and buffers) in order; the array is the caller's again on return. */
+  send(pieces: readonly (string | Buffer)[], n: number): void;
   /** Whether output is queued past the high-water mark (onDrain follows). */
   readonly behind: boolean;
   reading(on: boolean): void;
@@ -48,7 +48,8 @@ export interface UpstreamEvents {
   onConnected(): void;
   /** A response head; true: it has no body (the request was a HEAD). */
   onHead(status: number, message: string, raw: string[], keepAlive: boolean): boolean;
-  onBody(chunk: Buffer): void;
+  /** A body piece (a string is latin1: the addon hands small ones over so, with no ArrayBuffer each). */
+  onBody(chunk: Buffer | string): void;
   onMessageComplete(trailers: string[]): void;
   /** The end of a read from the endpoint. */
   onReadEnd(): void;

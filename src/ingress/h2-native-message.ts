@@ -208,8 +208,8 @@ export class NativeH2Response implements ResponseSink {
     return queued <= HIGH_WATER;
   }
 
-  body(chunk: Buffer): boolean {
-    return this.write(chunk);
+  body(chunk: Buffer | string): boolean {
+    return this.write(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
   }
 
   flush(): void {

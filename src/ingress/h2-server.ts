@@ -93,8 +93,8 @@ export class H2Response implements ResponseSink {
     return this.stream.write(chunk);
   }
 
-  body(chunk: Buffer): boolean {
-    return this.write(chunk);
+  body(chunk: Buffer | string): boolean {
+    return this.write(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
   }
 
   flush(): void {}

@@ -8,12 +8,28 @@ import { randomFillSync } from 'node:crypto';
 
 /** Removed when forwarding a request or a response (RFC 9110 7.6.1, RFC 9113 8.2.2). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade', 'trailer', 'http2-settings', 'expect']);
-/** Whether a field (its name in any case) is hop-by-hop: HOP_BY_HOP without lower-casing every name first. */
+/** Whether a field (its name in any case) is hop-by-hop: HOP_BY_HOP by length, with no lower-cased copy of the name. */
 export function isHopByHop(name: string): boolean {
   switch (name.length) {
-    case 2: case 6: case 7: case 10: case 14: case 16: case 17: return HOP_BY_HOP.has(name.toLowerCase());
+    case 2: return sameName(name, 'te');
+    case 6: return sameName(name, 'expect');
+    case 7: return sameName(name, 'upgrade') || sameName(name, 'trailer');
+    case 10: return sameName(name, 'connection') || sameName(name, 'keep-alive');
+    case 14: return sameName(name, 'http2-settings');
+    case 16: return sameName(name, 'proxy-connection');
+    case 17: return sameName(name, 'transfer-encoding');
     default: return false;
   }
+}
+
+/** Whether field name `name` is `lower` (a lower-case name) in any case, without making a lower-cased copy. */
+export function sameName(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /** The forwarding fields the proxy writes itself. */
@@ -147,4 +163,30 @@ export function cookieValue(header: string | undefined, name: string): string | 
     at = end + 1;
   }
   return null;
+}
+
+/**
+ * Builds a message head from its pieces with one join (a chain of concatenations
+ * would allocate a string per piece). The pieces' array keeps its storage from one
+ * head to the next: a length of 0 would free it, and the next push allocate it again;
+ * the pieces themselves are let go after each head.
+ */
+export class TextBuilder {
+  readonly #parts: string[] = [];
+  #n = 0;
+
+  add(piece: string): void {
+    this.#parts[this.#n++] = piece;
+  }
+
+  /** The head so far, as one flat string; the builder is empty again. */
+  take(): string {
+    const p = this.#parts, n = this.#n;
+    // Shortening by a few keeps the storage (V8 trims only when over half is unused).
+    if (p.length !== n) p.length = n;
+    const text = p.join('');
+    for (let i = 0; i < n; i++) p[i] = '';
+    this.#n = 0;
+    return text;
+  }
 }

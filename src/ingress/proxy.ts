@@ -38,7 +38,7 @@ import { IngressMetrics } from './metrics.ts';
 import type { IngressConfig, RouteOptions } from './model.ts';
 import { normalizeHost, Router, type BackendState } from './router.ts';
 import { SecureContextCache, type KeyPair } from './tls.ts';
-import { Exchange, UpstreamPools, type ClientResponse } from './upstream.ts';
+import { Exchange, UpstreamPools, type ClientResponse, type ExchangeRequest } from './upstream.ts';
 import { tunnelUpgrade } from './upgrade.ts';
 import { H1Request, H1Response } from './h1-message.ts';
 import { H1Server, KEEP_ALIVE_MS } from './h1-server.ts';
@@ -385,48 +385,50 @@ export class IngressProxy {
       if (v !== null) affinityEndpoint = backendState.endpointForCookie(v);
     }
     const upstreamPath = rule === null ? url : rule.upstreamPath(path, query);
-    const method = req.method ?? 'GET';
-    const start = (body: Buffer | ClientRequest | null): void => {
-      const common = {
-        metrics: this.#metrics, backend: backendState, ingress, method, path: upstreamPath, headers: upstreamHeaders,
-        connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
-      };
-      if (H1Pools.speaks(backendState.backend.protocol)) {
-        const sink = res instanceof H1Response || res instanceof H2Response || res instanceof NativeH2Response ? res : new NodeResponseSink(res);
-        const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request || body instanceof NativeH2Request ? body
-          : streamSource(body instanceof H2Request ? body.stream : body);
-        new H1Exchange(common, this.#h1Pools, sink, source).start();
-        return;
-      }
-      const stream = body instanceof H1Request || body instanceof NativeH2Request ? bodyStream(body) : body instanceof H2Request ? body.stream : body as Buffer | Readable | null;
-      new Exchange({ ...common, pools: this.#pools, res: res as ClientResponse, body: stream }).start();
+    const exchange: ExchangeRequest = {
+      metrics: this.#metrics, backend: backendState, ingress, method: req.method ?? 'GET', path: upstreamPath, headers: upstreamHeaders,
+      connectTimeoutMs: options.proxyConnectTimeoutMs, readTimeoutMs: options.proxyReadTimeoutMs, affinityEndpoint, affinityCookie: cookie, started,
     };
-
-    const limit = options.proxyBodySize;
-    const lengthHeader = headerValue(lines, 'content-length');
     const hasBody = req instanceof H1Request || req instanceof NativeH2Request ? req.hasBody
-      : req instanceof H2Request ? !req.stream.endAfterHeaders : (lengthHeader !== undefined && lengthHeader !== '0') || headerValue(lines, 'transfer-encoding') !== undefined;
-    if (!hasBody) {
-      start(null);
-      return;
-    }
+      : req instanceof H2Request ? !req.stream.endAfterHeaders : (headerValue(lines, 'content-length') ?? '0') !== '0' || headerValue(lines, 'transfer-encoding') !== undefined;
+    // (No closure here: one would cost every request a context of this function's variables.)
+    if (hasBody) this.#withBody(req, res, exchange, options.proxyBodySize);
+    else this.#forward(exchange, res, null);
+  }
+
+  /** A request with a body: refused over proxy-body-size, read whole, or streamed (proxy-body-size 0). */
+  #withBody(req: ClientRequest, res: AnyResponse, exchange: ExchangeRequest, limit: number): void {
+    const lengthHeader = headerValue(req.rawHeaders, 'content-length');
     const tooLarge = (): void => {
-      reply(this.#metrics, res, started, 413, ingress, backendState.name, `tapir-ingress: 413 Content Too Large: the request body is over ${limit} bytes, the limit of backend ${backendState.name} (proxy-body-size)\n`, true);
+      reply(this.#metrics, res, exchange.started, 413, exchange.ingress, exchange.backend.name, `tapir-ingress: 413 Content Too Large: the request body is over ${limit} bytes, the limit of backend ${exchange.backend.name} (proxy-body-size)\n`, true);
     };
     if (limit > 0 && lengthHeader !== undefined && Number(lengthHeader) > limit) {
       tooLarge();
       return;
     }
     if (limit === 0) {
-      start(req);
+      this.#forward(exchange, res, req);
       return;
     }
     const done = (body: Buffer | null): void => {
       if (body === null) tooLarge();
-      else start(body);
+      else this.#forward(exchange, res, body);
     };
     if (req instanceof H1Request) req.readBody(limit, done);
     else readWhole(req instanceof NativeH2Request ? req : streamSource(req instanceof H2Request ? req.stream : req), limit, done);
+  }
+
+  /** The exchange with the endpoint, on the HTTP/1.1 engine (HTTP, HTTPS) or undici (GRPC). */
+  #forward(exchange: ExchangeRequest, res: AnyResponse, body: Buffer | ClientRequest | null): void {
+    if (H1Pools.speaks(exchange.backend.backend.protocol)) {
+      const sink = res instanceof H1Response || res instanceof H2Response || res instanceof NativeH2Response ? res : new NodeResponseSink(res);
+      const source = body === null || Buffer.isBuffer(body) || body instanceof H1Request || body instanceof NativeH2Request ? body
+        : streamSource(body instanceof H2Request ? body.stream : body);
+      new H1Exchange(exchange, this.#h1Pools, sink, source).start();
+      return;
+    }
+    const stream = body instanceof H1Request || body instanceof NativeH2Request ? bodyStream(body) : body instanceof H2Request ? body.stream : body as Buffer | Readable | null;
+    new Exchange({ ...exchange, pools: this.#pools, res: res as ClientResponse, body: stream }).start();
   }
 
   #onUpgrade(req: IncomingMessage | H1Request, socket: Duplex, head: Buffer, scheme: 'http' | 'https', serverPort: number): void {

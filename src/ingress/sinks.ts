@@ -17,8 +17,8 @@ export interface ResponseSink {
    * contentLength -1 when unknown; `trailers` when the endpoint announced trailers.
    */
   head(status: number, message: string, fields: string[], contentLength: number, trailers: boolean): void;
-  /** A body piece; false: wait for 'drain'. */
-  body(chunk: Buffer): boolean;
+  /** A body piece (a string is latin1: bytes as char codes, as the addon hands small bodies over); false: wait for 'drain'. */
+  body(chunk: Buffer | string): boolean;
   /** The end of a read from the endpoint. */
   flush(): void;
   trailers(fields: string[]): void;
@@ -36,24 +36,41 @@ export interface ResponseSink {
  * an EventEmitter per response.
  */
 export class ResponseEvents {
-  #close: (() => void)[] | null = null;
-  #drain: (() => void)[] | null = null;
+  // The first two 'close' listeners (the proxy's and the exchange's, on every response)
+  // and the first 'drain' one in fields; an array only past those.
+  #close1: (() => void) | null = null;
+  #close2: (() => void) | null = null;
+  #closeMore: (() => void)[] | null = null;
+  #drain1: (() => void) | null = null;
+  #drainMore: (() => void)[] | null = null;
 
   add(event: 'close' | 'drain', fn: () => void): void {
-    if (event === 'close') (this.#close ??= []).push(fn);
-    else (this.#drain ??= []).push(fn);
+    if (event === 'close') {
+      if (this.#close1 === null) this.#close1 = fn;
+      else if (this.#close2 === null) this.#close2 = fn;
+      else (this.#closeMore ??= []).push(fn);
+    } else if (this.#drain1 === null) {
+      this.#drain1 = fn;
+    } else {
+      (this.#drainMore ??= []).push(fn);
+    }
   }
 
   close(): void {
-    const l = this.#close;
-    this.#close = null;
-    if (l !== null) for (const fn of l) fn();
+    const a = this.#close1, b = this.#close2, more = this.#closeMore;
+    this.#close1 = this.#close2 = null;
+    this.#closeMore = null;
+    a?.();
+    b?.();
+    if (more !== null) for (const fn of more) fn();
   }
 
   drain(): void {
-    const l = this.#drain;
-    this.#drain = null;
-    if (l !== null) for (const fn of l) fn();
+    const a = this.#drain1, more = this.#drainMore;
+    this.#drain1 = null;
+    this.#drainMore = null;
+    a?.();
+    if (more !== null) for (const fn of more) fn();
   }
 }
 
@@ -133,8 +150,8 @@ export class NodeResponseSink implements ResponseSink {
     (this.#res as ServerResponse).writeHead(status, out);
   }
 
-  body(chunk: Buffer): boolean {
-    return (this.#res as ServerResponse).write(chunk);
+  body(chunk: Buffer | string): boolean {
+    return (this.#res as ServerResponse).write(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
   }
 
   flush(): void {}

@@ -9,36 +9,51 @@ export interface TurnWriter {
   writeTurn(): void;
 }
 
+/**
+ * Two lists swapped each turn: the one being written and the one filling for the next.
+ * Each is emptied slot by slot, keeping its storage (a length of 0 would free it and
+ * the next turn's pushes allocate it again).
+ */
 let pending: TurnWriter[] = [];
+let pendingN = 0;
 let spare: TurnWriter[] = [];
 /** Writers the others write through (the addon's sockets, h1-native.ts): after them, in the same turn. */
-let last: TurnWriter[] = [];
+const last: TurnWriter[] = [];
+let lastN = 0;
 let scheduled = false;
 /** writeAll is running its batch: a writer queued with writeAfterTurnWrites now runs at its end. */
 let writing = false;
+const NOBODY: TurnWriter = { writeTurn: () => undefined };
 
 function writeAll(): void {
   scheduled = false;
   // A writer's write can queue more (a pipelined response): that goes to the next turn.
-  const batch = pending;
+  const batch = pending, n = pendingN;
   pending = spare;
+  pendingN = 0;
+  spare = batch;
   writing = true;
   try {
-    for (let i = 0; i < batch.length; i++) batch[i]!.writeTurn();
+    for (let i = 0; i < n; i++) {
+      const w = batch[i]!;
+      batch[i] = NOBODY;
+      w.writeTurn();
+    }
   } finally {
     writing = false;
   }
-  batch.length = 0;
-  spare = batch;
-  if (last.length === 0) return;
-  const after = last;
-  last = [];
-  for (let i = 0; i < after.length; i++) after[i]!.writeTurn();
+  // The last writers may queue others (a dispatch of what their flush brought): next turn.
+  for (let i = 0; i < lastN; i++) {
+    const w = last[i]!;
+    last[i] = NOBODY;
+    w.writeTurn();
+  }
+  lastN = 0;
 }
 
 /** Queues `w`'s write for the end of this turn; the caller keeps it from queuing twice. */
 export function writeAtTurnEnd(w: TurnWriter): void {
-  pending.push(w);
+  pending[pendingN++] = w;
   if (!scheduled) {
     scheduled = true;
     setImmediate(writeAll);
@@ -51,7 +66,7 @@ export function writeAtTurnEnd(w: TurnWriter): void {
  * connections write and send it in one go); the caller keeps it from queuing twice.
  */
 export function writeAfterTurnWrites(w: TurnWriter): void {
-  last.push(w);
+  last[lastN++] = w;
   if (!scheduled && !writing) {
     scheduled = true;
     setImmediate(writeAll);

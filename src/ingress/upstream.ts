@@ -53,8 +53,10 @@ function failureKind(err: Error): Failure {
 /** The first endpoint of a request: the one its affinity cookie names unless that one is down, else the next by round robin. */
 export function firstEndpoint(b: BackendState, affinityEndpoint: number, now: number): number {
   if (affinityEndpoint >= 0 && b.downUntil[affinityEndpoint]! <= now) return affinityEndpoint;
-  return b.next([], now);
+  return b.next(NONE, now);
 }
+
+const NONE: readonly number[] = [];
 
 /**
  * After a failed try of `endpoint`: marks it down when it could not be connected, and
