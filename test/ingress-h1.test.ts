@@ -41,22 +41,20 @@ before(async () => {
     rule('Prefix', '/empty', backend('default/empty:80', [])),
     rule('Prefix', '/', backend('default/a:80', [EP.a])),
   ])], { generation: 1 });
-  proxy = await ProxyProcess.start(ns, { http: 80, https: 443, ...generateDefaultCertificate() });
-  await proxy.setConfig(cfg);
-  process.env.TAPIR_INGRESS_NODE_HTTP = '1';
-  try {
-    fallback = await ProxyProcess.start(ns, { http: 81, https: 444, ...generateDefaultCertificate() });
-  } finally {
-    delete process.env.TAPIR_INGRESS_NODE_HTTP;
-  }
-  await fallback.setConfig(cfg);
-  process.env.TAPIR_INGRESS_NODE_NET = '1';
-  try {
-    onNet = await ProxyProcess.start(ns, { http: 82, https: 445, ...generateDefaultCertificate() });
-  } finally {
-    delete process.env.TAPIR_INGRESS_NODE_NET;
-  }
-  await onNet.setConfig(cfg);
+  /** A proxy child with `env` set (TAPIR_INGRESS_NODE_*: what it serves with), configured. */
+  const start = async (http: number, https: number, env: string | null): Promise<ProxyProcess> => {
+    if (env !== null) process.env[env] = '1';
+    try {
+      const p = await ProxyProcess.start(ns, { http, https, ...generateDefaultCertificate() });
+      await p.setConfig(cfg);
+      return p;
+    } finally {
+      if (env !== null) delete process.env[env];
+    }
+  };
+  proxy = await start(80, 443, null);
+  fallback = await start(81, 444, 'TAPIR_INGRESS_NODE_HTTP');
+  onNet = await start(82, 445, 'TAPIR_INGRESS_NODE_NET');
   assert.equal(proxy.h1Wire, 'native', "the addon's HTTP/1.1 sockets load here");
   assert.equal(onNet.h1Wire, 'net');
 });

@@ -183,6 +183,27 @@ struct Conn {
 
 LlhttpSettings gSettings;
 
+// `text` (an IPv4 or IPv6 address) and `port` as a socket address; its family, or
+// AF_UNSPEC when `text` is neither.
+int SocketAddress(const std::string& text, uint32_t port, sockaddr_storage* ss, socklen_t* len) {
+  *ss = sockaddr_storage{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in);
+    return AF_INET;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in6);
+    return AF_INET6;
+  }
+  return AF_UNSPEC;
+}
+
 Conn* Of(void* parser) { return static_cast<Conn*>(reinterpret_cast<ParserBox*>(parser)->owner); }
 
 }  // namespace
@@ -715,21 +736,10 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
       return env.Undefined();
     }
     const std::string address = info[0].As<Napi::String>().Utf8Value();
-    const uint32_t port = info[1].As<Napi::Number>().Uint32Value();
-    sockaddr_storage ss{};
+    sockaddr_storage ss;
     socklen_t sl;
-    int family;
-    if (inet_pton(AF_INET6, address.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
-      family = AF_INET6;
-      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_family = AF_INET6;
-      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(static_cast<uint16_t>(port));
-      sl = sizeof(sockaddr_in6);
-    } else if (inet_pton(AF_INET, address.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
-      family = AF_INET;
-      reinterpret_cast<sockaddr_in*>(&ss)->sin_family = AF_INET;
-      reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(static_cast<uint16_t>(port));
-      sl = sizeof(sockaddr_in);
-    } else {
+    const int family = SocketAddress(address, info[1].As<Napi::Number>().Uint32Value(), &ss, &sl);
+    if (family == AF_UNSPEC) {
       ThrowType(env, "listen needs an IPv4 or IPv6 address");
       return env.Undefined();
     }
@@ -774,24 +784,10 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
       ThrowType(env, "connect(ip, port)");
       return env.Undefined();
     }
-    const std::string ip = info[0].As<Napi::String>().Utf8Value();
-    const uint32_t port = info[1].As<Napi::Number>().Uint32Value();
-    sockaddr_storage ss{};
+    sockaddr_storage ss;
     socklen_t sl;
-    int family;
-    if (inet_pton(AF_INET, ip.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
-      family = AF_INET;
-      reinterpret_cast<sockaddr_in*>(&ss)->sin_family = AF_INET;
-      reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(static_cast<uint16_t>(port));
-      sl = sizeof(sockaddr_in);
-    } else if (inet_pton(AF_INET6, ip.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
-      family = AF_INET6;
-      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_family = AF_INET6;
-      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(static_cast<uint16_t>(port));
-      sl = sizeof(sockaddr_in6);
-    } else {
-      return Napi::Number::New(env, -EINVAL);
-    }
+    const int family = SocketAddress(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Uint32Value(), &ss, &sl);
+    if (family == AF_UNSPEC) return Napi::Number::New(env, -EINVAL);
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return Napi::Number::New(env, -errno);
     int one = 1;
