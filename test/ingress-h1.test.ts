@@ -7,7 +7,7 @@
 // cannot be reached. Raw requests come from
 // test/helpers/raw-http-client.ts inside the namespace the test creates (ting-*).
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { generateDefaultCertificate } from '../src/ingress/tls.ts';
@@ -26,6 +26,10 @@ let fallback: ProxyProcess;
 /** The same proxy with the engine on node:net sockets (TAPIR_INGRESS_NODE_NET=1), on port 82. */
 let onNet: ProxyProcess;
 
+/** The addon's sockets in a process allowed STARVED_FDS descriptors, on port 83: what it does when accept() runs out. */
+let starved: ProxyProcess;
+const STARVED_FDS = 64;
+
 /** The engine's two wires: each test runs on both. */
 const WIRES = [
   { wire: "the addon's sockets", port: 80, proxy: (): ProxyProcess => proxy },
@@ -42,10 +46,10 @@ before(async () => {
     rule('Prefix', '/', backend('default/a:80', [EP.a])),
   ])], { generation: 1 });
   /** A proxy child with `env` set (TAPIR_INGRESS_NODE_*: what it serves with), configured. */
-  const start = async (http: number, https: number, env: string | null): Promise<ProxyProcess> => {
+  const start = async (http: number, https: number, env: string | null, nofile?: number): Promise<ProxyProcess> => {
     if (env !== null) process.env[env] = '1';
     try {
-      const p = await ProxyProcess.start(ns, { http, https, ...generateDefaultCertificate() });
+      const p = await ProxyProcess.start(ns, { http, https, ...generateDefaultCertificate(), ...(nofile === undefined ? {} : { nofile }) });
       await p.setConfig(cfg);
       return p;
     } finally {
@@ -55,6 +59,7 @@ before(async () => {
   proxy = await start(80, 443, null);
   fallback = await start(81, 444, 'TAPIR_INGRESS_NODE_HTTP');
   onNet = await start(82, 445, 'TAPIR_INGRESS_NODE_NET');
+  starved = await start(83, 446, null, STARVED_FDS);
   assert.equal(proxy.h1Wire, 'native', "the addon's HTTP/1.1 sockets load here");
   assert.equal(onNet.h1Wire, 'net');
 });
@@ -194,6 +199,31 @@ for (const { wire, port, proxy: proxyOf } of WIRES) {
     for (const status of [400, 431, 405]) assert.match(metrics, new RegExp(`tapir_ingress_requests_total\\{ingress="",service="",status="${status}"\\} 1\n`), `the ${status} is counted`);
   });
 }
+
+test("the addon's sockets out of descriptors: the listener waits (no busy loop) and accepts again once connections close", { skip }, async () => {
+  const pid = starved.child.pid!;
+  const cpuTicks = (): number => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0);
+  // Connections past the limit wait in the listen queue; the proxy must not spin on them.
+  const hold = ns.spawn(process.execPath, ['-e', `
+    const { connect } = require('node:net');
+    const socks = [];
+    for (let i = 0; i < ${STARVED_FDS + 40}; i++) socks.push(connect(83, '127.0.0.1').on('error', () => {}));
+    process.stdin.once('data', () => { for (const s of socks) s.destroy(); setTimeout(() => process.exit(0), 200); });
+    setTimeout(() => process.stdout.write('held\\n'), 1000);
+  `]);
+  try {
+    await new Promise<void>((resolve) => hold.stdout!.once('data', () => resolve()));
+    const before = cpuTicks();
+    await new Promise((r) => setTimeout(r, 1000));
+    const spent = cpuTicks() - before;
+    assert.ok(spent < 50, `the proxy used ${spent} ticks of CPU in 1 s with connections it cannot accept (a busy loop is ~100)`);
+  } finally {
+    hold.stdin!.write('go\n');
+    await new Promise((resolve) => hold.once('exit', resolve));
+  }
+  const after = await raw([{ send: 'GET /after-starved HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' }, { until: '<never>' }], 83);
+  assert.deepEqual(urls(after), ['/after-starved'], after);
+});
 
 test('the node:http fallback serves the same routes and bodies, over HTTP and HTTPS', { skip }, async () => {
   const got = await raw([{ send: 'GET /f1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /stream-up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc' }, { until: '<never>' }], 81);

@@ -327,6 +327,7 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
   std::unordered_map<uint32_t, Conn*> conns_;
   uint32_t nextId_ = 1;
   std::vector<uint32_t> dirty_;
+  bool starved_ = false;  // accept() ran out of descriptors: listeners wait for a close
   std::vector<char> readBuf_;
   // While poll() or flush() runs: the events array and its length.
   napi_env env_ = nullptr;
@@ -422,6 +423,15 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
     if (closeFd) close(c->fd);  // leaves the epoll set with it
     else epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd, nullptr);
     delete c;
+    if (starved_ && closeFd) {
+      // A descriptor is free: the listeners accept again.
+      starved_ = false;
+      for (auto& [id, l] : conns_) {
+        if (l->kind != Kind::kListener || l->wantRead) continue;
+        l->wantRead = true;
+        UpdateMask(l);
+      }
+    }
   }
 
   // The socket is gone: its event, then the Conn.
@@ -432,7 +442,7 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
 
   void UpdateMask(Conn* c) {
     uint32_t mask = 0;
-    if (c->kind == Kind::kListener || (c->wantRead && !c->stopped)) mask |= EPOLLIN;
+    if (c->wantRead && !c->stopped) mask |= EPOLLIN;
     if (c->connecting || c->outOff < c->out.size()) mask |= EPOLLOUT;
     if (mask == c->mask) return;
     epoll_event ev{};
@@ -539,7 +549,14 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
       int fd = accept4(listener->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // EAGAIN; EMFILE and the like wait for the next wakeup
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: the pending connection stays readable, and epoll would
+          // report it on every turn. The listener waits until a socket closes.
+          listener->wantRead = false;
+          UpdateMask(listener);
+          starved_ = true;
+        }
+        return;
       }
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

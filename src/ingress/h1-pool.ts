@@ -1,7 +1,9 @@
 // The HTTP/1.1 engine's upstream connections: keep-alive connections to endpoints
 // (plain, or TLS for backend-protocol HTTPS, certificates not verified as
-// ingress-nginx's proxy_ssl_verify off), their responses parsed by llhttp straight from
-// the socket and handed to the exchange each serves (h1-upstream.ts).
+// ingress-nginx's proxy_ssl_verify off), their responses parsed by llhttp on their
+// wire (h1-wire.ts: the addon's socket for plain HTTP where the proxy has the addon's
+// sockets, h1-native.ts; otherwise a node socket, `SocketUpstreamWire` below) and
+// handed to the exchange each serves (h1-upstream.ts).
 //
 // Timeouts without a timer per request: every busy connection carries a deadline on a
 // coarse clock, and one sweep per SWEEP_MS (running while any connection is open)

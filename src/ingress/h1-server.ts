@@ -1,6 +1,7 @@
 // The client side of the Ingress proxy's HTTP/1.1 engine: a connection per client
-// socket, its requests parsed by llhttp (llhttp.ts) straight from the socket, each
-// handed to the proxy as an `H1Request` and an `H1Response`.
+// socket, its requests parsed by llhttp on its wire (h1-wire.ts: a node socket with
+// node's parser consuming it, `SocketClientWire` below, or the addon's socket,
+// h1-native.ts), each handed to the proxy as an `H1Request` and an `H1Response`.
 //
 // - Requests are answered in order (RFC 9112 9.3.2): a pipelined request waits, its
 //   body buffered, until the one before it has its whole response; reading stops

@@ -117,13 +117,15 @@ export class ProxyProcess {
   }
 
   /** `address` default '0.0.0.0'; 'default' leaves it to the proxy (both families). */
-  static async start(ns: IngressNetns, opts: { http: number; https: number; certPem: string; keyPem: string; cpu?: number; address?: string; nodeArgs?: string[] }): Promise<ProxyProcess> {
+  /** `cpu`: pinned to that core (taskset); `nofile`: at most that many open descriptors (prlimit). */
+  static async start(ns: IngressNetns, opts: { http: number; https: number; certPem: string; keyPem: string; cpu?: number; address?: string; nodeArgs?: string[]; nofile?: number }): Promise<ProxyProcess> {
     const cert = join(ns.dir, 'default.crt'), key = join(ns.dir, 'default.key');
     writeFileSync(cert, opts.certPem);
     writeFileSync(key, opts.keyPem);
-    const args = [...(opts.nodeArgs ?? []), join(HELPERS, 'ingress-child.ts'), String(opts.http), String(opts.https), opts.address ?? '0.0.0.0', cert, key];
-    const { child, lines, first } = await ns.start(opts.cpu === undefined ? process.execPath : 'taskset',
-      opts.cpu === undefined ? args : ['-c', String(opts.cpu), process.execPath, ...args], (l) => l.startsWith('{"op":"ready"'));
+    let command = [process.execPath, ...(opts.nodeArgs ?? []), join(HELPERS, 'ingress-child.ts'), String(opts.http), String(opts.https), opts.address ?? '0.0.0.0', cert, key];
+    if (opts.cpu !== undefined) command = ['taskset', '-c', String(opts.cpu), ...command];
+    if (opts.nofile !== undefined) command = ['prlimit', `--nofile=${opts.nofile}`, ...command];
+    const { child, lines, first } = await ns.start(command[0]!, command.slice(1), (l) => l.startsWith('{"op":"ready"'));
     const proxy = new ProxyProcess(child, lines);
     const ready = JSON.parse(first) as { h2: string; h1: string };
     proxy.h2Engine = ready.h2;
