@@ -13,6 +13,7 @@
 // clients and HTTPS endpoints are node sockets. An Upgrade request's socket is handed
 // to node (`detach`, then a net.Socket on the same fd) for the tunnel (upgrade.ts).
 import { Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
 import { nativeAddon } from '../device/native.ts';
 import type { ClientEvents, ClientWire, UpstreamEvents, UpstreamWire } from './h1-wire.ts';
 import { listenAddresses, type Listening } from './listen.ts';
@@ -76,11 +77,13 @@ export function nativeH1Available(): boolean {
   return h1IoClass() !== null;
 }
 
-const ERRNO_NAMES: Record<number, string> = { 104: 'ECONNRESET', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED', 113: 'EHOSTUNREACH', 101: 'ENETUNREACH', 32: 'EPIPE', 22: 'EINVAL', 24: 'EMFILE' };
-
 /** An errno as node names it in `code` ('ECONNREFUSED'). */
 export function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `E${errno}`;
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `E${errno}`;
+  }
 }
 
 /** The addon's sockets of one proxy, and the dispatch of their events. */
