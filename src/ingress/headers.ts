@@ -32,6 +32,19 @@ export function sameName(name: string, lower: string): boolean {
   return true;
 }
 
+/** The lines upstreamRequestHeaders adds: Host and the six forwarding fields, name and value each. */
+const FORWARDING_LINES = 14;
+
+let lastPort = -1, lastPortText = '';
+/** A port as text, the last one remembered (a proxy listens on two). */
+function portText(port: number): string {
+  if (port !== lastPort) {
+    lastPort = port;
+    lastPortText = String(port);
+  }
+  return lastPortText;
+}
+
 /** The forwarding fields the proxy writes itself. */
 const FORWARDING = new Set(['x-forwarded-for', 'x-request-id', 'x-real-ip', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port']);
 
@@ -65,12 +78,15 @@ export function headerValue(lines: readonly string[], lower: string): string | u
  * Names come out in lower case, the forwarding fields last.
  */
 export function upstreamRequestHeaders(lines: readonly string[], client: ClientFacts, upgrade: boolean, keepTe: boolean): HeaderList {
-  const out: HeaderList = [];
+  // Sized once for the most it can hold (every line, and the forwarding fields), then
+  // cut to what it holds: pushing onto an empty array would allocate its storage two or
+  // three times over, per request.
+  const out: HeaderList = new Array<string>(lines.length + FORWARDING_LINES);
+  let n = 0;
   let named: string[] | null = null;
   if (!upgrade) {
     for (let i = 0; i + 1 < lines.length; i += 2) {
-      const n = lines[i]!;
-      if (n.length === 10 && n.toLowerCase() === 'connection') named = connectionTokens(lines[i + 1]!, named);
+      if (sameName(lines[i]!, 'connection')) named = connectionTokens(lines[i + 1]!, named);
     }
   }
   let xff = '';
@@ -80,8 +96,7 @@ export function upstreamRequestHeaders(lines: readonly string[], client: ClientF
     const value = lines[i + 1]!;
     if (name.charCodeAt(0) === 58 /* ':' an HTTP/2 pseudo-header */) continue;
     if (HOP_BY_HOP.has(name)) {
-      if (upgrade && (name === 'connection' || name === 'upgrade')) out.push(name, value);
-      else if (keepTe && name === 'te' && value === 'trailers') out.push(name, value);
+      if ((upgrade && (name === 'connection' || name === 'upgrade')) || (keepTe && name === 'te' && value === 'trailers')) { out[n++] = name; out[n++] = value; }
       continue;
     }
     if (name === 'host') continue;
@@ -92,16 +107,18 @@ export function upstreamRequestHeaders(lines: readonly string[], client: ClientF
       else if (name === 'x-request-id' && requestId === '') requestId = value;
       continue;
     }
-    out.push(name, value);
+    out[n++] = name;
+    out[n++] = value;
   }
   const ip = client.remoteAddress;
-  out.push('host', client.authority,
-    'x-forwarded-for', xff === '' ? ip : `${xff}, ${ip}`,
-    'x-forwarded-proto', client.scheme,
-    'x-forwarded-host', client.authority,
-    'x-forwarded-port', String(client.serverPort),
-    'x-real-ip', ip,
-    'x-request-id', requestId === '' ? requestId32() : requestId);
+  out[n++] = 'host'; out[n++] = client.authority;
+  out[n++] = 'x-forwarded-for'; out[n++] = xff === '' ? ip : `${xff}, ${ip}`;
+  out[n++] = 'x-forwarded-proto'; out[n++] = client.scheme;
+  out[n++] = 'x-forwarded-host'; out[n++] = client.authority;
+  out[n++] = 'x-forwarded-port'; out[n++] = portText(client.serverPort);
+  out[n++] = 'x-real-ip'; out[n++] = ip;
+  out[n++] = 'x-request-id'; out[n++] = requestId === '' ? requestId32() : requestId;
+  out.length = n;
   return out;
 }
 
