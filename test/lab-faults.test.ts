@@ -90,7 +90,10 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     assert.equal(result.loop.failed, 0, `no request failed: ${result.loop.errors.join('; ')}`);
     assert.ok(result.loop.ok > 20);
     // The same through the node port, whose flows are node-1's (steered in, NATed there).
-    assert.equal(viaNodePort.stream.error, null, `the keep-alive connection through the node port survived (${JSON.stringify(viaNodePort.stream)})`);
+    // (It has failed once in a while with a reset after the restart, cause not found: the
+    // restarted agent's log goes into the message.)
+    const agentLog = (): string => readFileSync((lab.status().nodes as { name: string; agent: { log: string } }[]).find((n) => n.name === 'node-1')!.agent.log, 'utf8').split('\n').slice(-40).join('\n');
+    assert.equal(viaNodePort.stream.error, null, `the keep-alive connection through the node port survived (${JSON.stringify(viaNodePort.stream)}); node-1's agent log ends:\n${viaNodePort.stream.error === null ? '' : agentLog()}`);
     assert.equal(viaNodePort.stream.pods.length, 1);
     assert.equal(viaNodePort.loop.failed, 0, `no request through the node port failed: ${viaNodePort.loop.errors.join('; ')}`);
     // The restarted agent re-attached the pods' TAPs: across nodes and on the node.
