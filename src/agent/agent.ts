@@ -116,13 +116,16 @@ export class Agent {
     }
     const agent = new Agent(config, host, underlay, log);
     try {
-      agent.#tunnelOffload = await startTunnelOffload(config, agent.datapath, log);
-      // Flows first: the moment a restored port is read, its established service flows
-      // need their conntrack entries, or their replies would leave un-NATed and be reset.
+      // Flows first, before anything is awaited: the host TUN is read from here on, and
+      // a steered packet of an established service flow read before its conntrack entry
+      // is back (or while the datapath still takes its services as synced) would go to
+      // the node's stack, which resets the connection; a restored port's replies would
+      // leave un-NATed.
       if (config.manifests !== null || config.kubernetes !== null) {
         agent.#serviceNat = new ServiceProgrammer(config, agent.datapath, log);
         agent.#serviceNat.start();
       }
+      agent.#tunnelOffload = await startTunnelOffload(config, agent.datapath, log);
       const restored = await agent.#ports.restore();
       if (restored.reattached.length + restored.recreated.length > 0) {
         log(`restored ${restored.reattached.length + restored.recreated.length} pod port(s) from ${config.stateDir}, forwarding ${Math.round(performance.now())} ms after the process started`);

@@ -59,7 +59,7 @@ export class ServiceProgrammer {
       this.#log(`flows: took over ${nat.conntrack.restored} conntrack entr${nat.conntrack.restored === 1 ? 'y' : 'ies'} and the session affinity of the previous agent`);
     }
     this.#datapath.setServiceNat(nat);
-    this.#startServiceNat6(store, store !== null && !store.fresh ? loadServiceIds(this.#config.stateDir, this.#log, 'ids6', 'next6') : undefined);
+    this.#startServiceNat6(store, store !== null && !store.fresh && this.#config.podCIDRv6 !== null ? loadServiceIds(this.#config.stateDir, this.#log, 'ids6', 'next6') : undefined);
     this.#datapath.servicesSynced = false;
     this.#gcTimer = setInterval(() => this.#datapath.expireServiceFlows(CONNTRACK_GC_SLICE), CONNTRACK_GC_INTERVAL_MS);
     this.#gcTimer.unref();
