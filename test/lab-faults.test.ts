@@ -90,8 +90,8 @@ describe('lab faults: agent restarts, health-following announcements, a held man
     assert.equal(result.loop.failed, 0, `no request failed: ${result.loop.errors.join('; ')}`);
     assert.ok(result.loop.ok > 20);
     // The same through the node port, whose flows are node-1's (steered in, NATed there).
-    // (It has failed once in a while with a reset after the restart, cause not found: the
-    // restarted agent's log goes into the message.)
+    // (A reset here was once the node's stack answering a steered packet the restarting
+    // agent read before its flows were back: the agent's log goes into the message.)
     const agentLog = (): string => readFileSync((lab.status().nodes as { name: string; agent: { log: string } }[]).find((n) => n.name === 'node-1')!.agent.log, 'utf8').split('\n').slice(-40).join('\n');
     assert.equal(viaNodePort.stream.error, null, `the keep-alive connection through the node port survived (${JSON.stringify(viaNodePort.stream)}); node-1's agent log ends:\n${viaNodePort.stream.error === null ? '' : agentLog()}`);
     assert.equal(viaNodePort.stream.pods.length, 1);
