@@ -95,7 +95,11 @@ class SocketClientWire implements ClientWire {
     this.#consumed = attach(parser, socket, (chunk) => this.#executed(conn, parser.execute(chunk), chunk));
     socket.on('drain', () => conn.onDrain());
     socket.on('error', () => undefined);
-    socket.on('close', () => conn.onClose());
+    socket.on('close', () => {
+      conn.onClose();
+      // Also after an upgrade, whose connection let go of the socket.
+      this.release();
+    });
   }
 
   #takeHeaders(): string[] {
@@ -309,8 +313,9 @@ export class ClientConnection implements H1Connection, ClientEvents, TurnWriter 
       this.#queue.clear();
       this.#closed = true;
       this.#owner.release(this);
+      // (The wire's parser is not released here: this may run inside its own callback;
+      // node's wire frees it when the socket closes.)
       const socket = this.#wire.takeSocket();
-      this.#wire.release();
       this.#handler.upgrade(req, socket, head);
       return;
     }
