@@ -686,10 +686,6 @@ class H1Io : public Napi::ObjectWrap<H1Io> {
     Napi::Env env = info.Env();
     Conn* c = Arg(info);
     if (c == nullptr || c->shut || c->ending) return Napi::Boolean::New(env, true);  // gone: as writes to a destroyed socket
-    if (c->outOff > 0 && c->outOff == c->out.size()) {
-      c->out.clear();
-      c->outOff = 0;
-    }
     if (info[1].IsString() && !AppendText(env, info[1], c->out)) return env.Undefined();
     if (info[2].IsTypedArray()) {
       Napi::Uint8Array b = info[2].As<Napi::Uint8Array>();
