@@ -33,13 +33,21 @@
 //
 // Each proxy first gets --warmup seconds of every load, not recorded.
 //
+// This is a VM: its host may run others on our cores (steal, in /proc/stat), and a run
+// it did so in measures the neighbours, not the proxy (a proxy at 50% of its core, p99
+// several times the usual). Each measurement records the cores stolen during it; one
+// over --max-steal (cores, over the whole machine) is taken again, up to --retries
+// times, and the last one counts, its steal shown. p99 ratios are also given run by run
+// (each proxy against nginx in the same run, seconds apart), which the host's slow
+// swings move less than the ratio of medians.
+//
 // `tapir-node-h2` (not in the default set) is Tapir's proxy with h2 served by node:http2
 // (its fallback where the addon has no HTTP/2 session), run on the h2 loads only: the
 // same run then shows what the addon's nghttp2 session changes. `tapir-node-net` is
 // Tapir's proxy with its plain HTTP/1.1 sockets on node:net instead of the addon's
 // (h1-native.ts), run on the HTTP/1.1 loads only.
 //
-//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2,tapir-node-net]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]
+//   node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2,tapir-node-net]] [--loads keep-alive,close,h2,rate h1,rate h2] [--max-steal 0.05] [--retries 2] [--json]
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -49,7 +57,7 @@ import { generateDefaultCertificate } from '../src/ingress/tls.ts';
 import { backend, config, rule, vhost } from '../test/helpers/ingress-config.ts';
 import { IngressNetns, parseH2load, ProxyProcess } from '../test/helpers/ingress-lab.ts';
 import { startNginxBackend } from './lib/nginx-backend.ts';
-import { median, percentile, ratio } from './lib/tools.ts';
+import { hostStealSeconds, median, percentile, ratio } from './lib/tools.ts';
 
 const { values } = parseArgs({
   options: {
@@ -60,20 +68,25 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rate: { type: 'string', default: '5000' },
     loads: { type: 'string', default: 'keep-alive,close,h2,rate h1,rate h2' },
+    'max-steal': { type: 'string', default: '0.05' },
+    retries: { type: 'string', default: '2' },
   },
 });
 const SECONDS = Number(values.seconds);
 /** Seconds of each load per proxy before the first run, not recorded (JIT, heap growth, TLS session set-up). */
 const WARMUP = Number(values.warmup);
 const RUNS = Number(values.runs);
+/** Cores the host may take during a measurement before it is taken again. */
+const MAX_STEAL = Number(values['max-steal']);
+const RETRIES = Number(values.retries);
 /** Requests per second of the fixed-rate loads, in all. */
 const RATE = Number(values.rate);
 /** Clients of the fixed-rate loads, each with one request in flight. */
 const RATE_CLIENTS = 16;
 const PROXIES = values.proxies.split(',') as ProxyName[];
 type ProxyName = 'nginx' | 'haproxy' | 'tapir' | 'tapir-node-h2' | 'tapir-node-net';
-if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir', 'tapir-node-h2', 'tapir-node-net'].includes(p))) {
-  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2,tapir-node-net]] [--loads keep-alive,close,h2,rate h1,rate h2] [--json]');
+if (!(SECONDS > 0 && RUNS > 0 && RATE >= RATE_CLIENTS && MAX_STEAL >= 0 && Number.isInteger(RETRIES) && RETRIES >= 0) || !PROXIES.every((p) => ['nginx', 'haproxy', 'tapir', 'tapir-node-h2', 'tapir-node-net'].includes(p))) {
+  console.error('usage: node bench/ingress.ts [--seconds 5] [--runs 3] [--warmup 2] [--rate 5000] [--proxies nginx,haproxy,tapir[,tapir-node-h2,tapir-node-net]] [--loads keep-alive,close,h2,rate h1,rate h2] [--max-steal 0.05] [--retries 2] [--json]');
   process.exit(2);
 }
 if (availableParallelism() < 2) {
@@ -104,7 +117,8 @@ function progress(line: string): void {
   process.stderr.write(`[${((Date.now() - STARTED) / 1000).toFixed(1).padStart(6)}] ${line}\n`);
 }
 
-interface Sample { rps: number; p50ms: number; p99ms: number; cpu: number; failed: number; rssMb: number }
+/** One measurement; steal: cores the host ran others on meanwhile (both cores together). */
+interface Sample { rps: number; p50ms: number; p99ms: number; cpu: number; failed: number; rssMb: number; steal: number; run?: number }
 
 /** CPU seconds of a process and its direct children (nginx's workers), from /proc. */
 function treeCpuSeconds(pid: number): number {
@@ -144,6 +158,7 @@ function wrkMs(text: string, pct: string): number {
 
 async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: string, port: number, tlsPort: number, work: string, seconds = SECONDS): Promise<Sample> {
   const cpu0 = pid === null ? 0 : treeCpuSeconds(pid);
+  const steal0 = hostStealSeconds();
   const t0 = performance.now();
   let sample: Sample;
   if (mode === 'h2' || mode === 'rate h1' || mode === 'rate h2') {
@@ -153,7 +168,7 @@ async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: str
     const r = await ns.execAsync('taskset', ['-c', String(LOAD_CORE), 'h2load', '-D', String(seconds), ...load, '--log-file', log], (SECONDS + 30) * 1000);
     const s = parseH2load(r.stdout);
     const durations = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => Number(l.split('\t')[2]) / 1000);
-    sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + s.s4xx + s.s5xx, rssMb: 0 };
+    sample = { rps: s.rps, p50ms: percentile(durations, 0.5), p99ms: percentile(durations, 0.99), cpu: 0, failed: s.failed + s.errored + s.timeout + s.s4xx + s.s5xx, rssMb: 0, steal: 0 };
   } else {
     const args = ['-c', String(LOAD_CORE), 'wrk', '-t1', '-c', mode === 'close' ? '16' : '64', '-d', `${seconds}s`, '--latency'];
     if (mode === 'close') args.push('-H', 'Connection: close');
@@ -164,12 +179,22 @@ async function measure(ns: IngressNetns, pid: number | null, mode: Mode, ip: str
     const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
     // wrk counts a server's close after `Connection: close` as a read error: only connect/write/timeout are failures.
     const errors = sock === null ? 0 : Number(sock[1]) + Number(sock[3]) + Number(sock[4]);
-    sample = { rps: Number(rps[1]), p50ms: wrkMs(r.stdout, '50'), p99ms: wrkMs(r.stdout, '99'), cpu: 0, failed: non2xx + errors, rssMb: 0 };
+    sample = { rps: Number(rps[1]), p50ms: wrkMs(r.stdout, '50'), p99ms: wrkMs(r.stdout, '99'), cpu: 0, failed: non2xx + errors, rssMb: 0, steal: 0 };
   }
   const wall = (performance.now() - t0) / 1000;
   sample.cpu = pid === null ? NaN : (treeCpuSeconds(pid) - cpu0) / wall;
   sample.rssMb = pid === null ? NaN : treeRssMb(pid);
+  sample.steal = (hostStealSeconds() - steal0) / wall;
   return sample;
+}
+
+/** measure(), taken again while the host stole more than --max-steal during it (at most --retries times). */
+async function measureQuiet(label: string, ...args: Parameters<typeof measure>): Promise<Sample> {
+  for (let attempt = 0; ; attempt++) {
+    const s = await measure(...args);
+    if (s.steal <= MAX_STEAL || attempt >= RETRIES) return s;
+    progress(`  ~ ${label}: the host took ${s.steal.toFixed(2)} cores meanwhile (${s.rps.toFixed(0)} req/s, p99 ${s.p99ms.toFixed(2)} ms); measuring again`);
+  }
 }
 
 /** nginx as ingress-nginx configures it for one route, without its Lua balancer and access log (nginx at its cheapest). */
@@ -323,17 +348,18 @@ async function main(): Promise<void> {
     }
     const samples = new Map<string, Sample[]>();
     const add = (key: string, s: Sample): void => { samples.set(key, [...(samples.get(key) ?? []), s]); };
-    for (let run = 1; run <= RUNS; run++) {
+    let run = 0;
+    for (run = 1; run <= RUNS; run++) {
       for (const mode of (['keep-alive', 'close'] as const).filter((m) => LOADS.includes(m))) {
-        const s = await measure(ns, null, mode, ENDPOINTS[0]!.ip, ENDPOINTS[0]!.port, 0, work).catch((e: Error) => { progress(`  ! direct ${mode}: ${e.message}`); return null; });
-        if (s !== null) { add(`direct|${mode}`, s); progress(`run ${run} direct ${mode}: ${s.rps.toFixed(0)} req/s p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms`); }
+        const s = await measureQuiet(`direct ${mode}`, ns, null, mode, ENDPOINTS[0]!.ip, ENDPOINTS[0]!.port, 0, work).catch((e: Error) => { progress(`  ! direct ${mode}: ${e.message}`); return null; });
+        if (s !== null) { add(`direct|${mode}`, { ...s, run }); progress(`run ${run} direct ${mode}: ${s.rps.toFixed(0)} req/s p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, steal ${s.steal.toFixed(2)}`); }
       }
       for (const p of PROXIES) {
         for (const mode of modesOf(p)) {
-          const s = await measure(ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work).catch((e: Error) => { progress(`  ! ${p} ${mode}: ${e.message}`); return null; });
+          const s = await measureQuiet(`${p} ${mode}`, ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work).catch((e: Error) => { progress(`  ! ${p} ${mode}: ${e.message}`); return null; });
           if (s === null) continue;
-          add(`${p}|${mode}`, s);
-          progress(`run ${run} ${p} ${mode}: ${s.rps.toFixed(0)} req/s (${(s.rps / s.cpu).toFixed(0)} per core, cpu ${(s.cpu * 100).toFixed(0)}%) p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, RSS ${s.rssMb.toFixed(0)} MiB${s.failed > 0 ? `, ${s.failed} failed` : ''}`);
+          add(`${p}|${mode}`, { ...s, run });
+          progress(`run ${run} ${p} ${mode}: ${s.rps.toFixed(0)} req/s (${(s.rps / s.cpu).toFixed(0)} per core, cpu ${(s.cpu * 100).toFixed(0)}%) p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, RSS ${s.rssMb.toFixed(0)} MiB, steal ${s.steal.toFixed(2)}${s.failed > 0 ? `, ${s.failed} failed` : ''}`);
         }
       }
     }
@@ -358,21 +384,29 @@ async function main(): Promise<void> {
     const summary = (key: string) => {
       const xs = samples.get(key) ?? [];
       const pick = (f: (s: Sample) => number) => ({ median: median(xs.map(f)), min: Math.min(...xs.map(f)), max: Math.max(...xs.map(f)) });
-      return { runs: xs.length, rps: pick((s) => s.rps), rpsPerCore: pick((s) => s.rps / s.cpu), cpu: pick((s) => s.cpu), p50ms: pick((s) => s.p50ms), p99ms: pick((s) => s.p99ms), rssMb: pick((s) => s.rssMb), failed: xs.reduce((a, s) => a + s.failed, 0) };
+      return { runs: xs.length, rps: pick((s) => s.rps), rpsPerCore: pick((s) => s.rps / s.cpu), cpu: pick((s) => s.cpu), p50ms: pick((s) => s.p50ms), p99ms: pick((s) => s.p99ms), rssMb: pick((s) => s.rssMb), steal: pick((s) => s.steal), failed: xs.reduce((a, s) => a + s.failed, 0) };
     };
     const results: Record<string, Record<string, ReturnType<typeof summary>>> = {};
     for (const p of ['direct', ...PROXIES]) {
       results[p] = {};
       for (const mode of p === 'direct' ? ['keep-alive', 'close'] : MODES) if (samples.has(`${p}|${mode}`)) results[p]![mode] = summary(`${p}|${mode}`);
     }
-    const ratios: Record<string, Record<string, { rps: string; rpsPerCore: string; p99: string }>> = {};
+    const ratios: Record<string, Record<string, { rps: string; rpsPerCore: string; p99: string; p99ByRun: string[]; p99ByRunMedian: string }>> = {};
     for (const p of PROXIES) {
       if (p === 'nginx' || results.nginx === undefined) continue;
       ratios[`${p}/nginx`] = {};
       for (const mode of MODES) {
         const a = results[p]![mode], b = results.nginx[mode];
         if (a === undefined || b === undefined) continue;
-        ratios[`${p}/nginx`]![mode] = { rps: ratio(a.rps.median, b.rps.median), rpsPerCore: ratio(a.rpsPerCore.median, b.rpsPerCore.median), p99: ratio(a.p99ms.median, b.p99ms.median) };
+        // p99 against nginx's in the same run.
+        const byRun = (samples.get(`${p}|${mode}`) ?? []).flatMap((x) => {
+          const y = samples.get(`nginx|${mode}`)?.find((n) => n.run === x.run);
+          return y === undefined ? [] : [x.p99ms / y.p99ms];
+        });
+        ratios[`${p}/nginx`]![mode] = {
+          rps: ratio(a.rps.median, b.rps.median), rpsPerCore: ratio(a.rpsPerCore.median, b.rpsPerCore.median), p99: ratio(a.p99ms.median, b.p99ms.median),
+          p99ByRun: byRun.map((r) => `${r.toFixed(2)}x`), p99ByRunMedian: byRun.length === 0 ? '-' : `${median(byRun).toFixed(2)}x`,
+        };
       }
     }
     const doc = {
@@ -389,15 +423,15 @@ async function main(): Promise<void> {
     }
     const f = (x: { median: number; min: number; max: number }, digits = 0): string => `${x.median.toFixed(digits)} (${x.min.toFixed(digits)}-${x.max.toFixed(digits)})`;
     console.log(`\nIngress proxies, ${RUNS} runs of ${SECONDS} s, median (min-max); proxy on core ${PROXY_CORE}, backend and load on core ${LOAD_CORE}; load average ${LOAD_AT_START.map((x) => x.toFixed(1)).join(' ')} at the start`);
-    console.log(`${'proxy'.padEnd(8)} ${'load'.padEnd(11)} ${'req/s'.padEnd(22)} ${'req/s per core'.padEnd(22)} ${'cpu %'.padEnd(14)} ${'p50 ms'.padEnd(20)} ${'p99 ms'.padEnd(20)} ${'RSS MiB'.padEnd(8)} failed`);
+    console.log(`${'proxy'.padEnd(8)} ${'load'.padEnd(11)} ${'req/s'.padEnd(22)} ${'req/s per core'.padEnd(22)} ${'cpu %'.padEnd(14)} ${'p50 ms'.padEnd(20)} ${'p99 ms'.padEnd(20)} ${'RSS MiB'.padEnd(8)} ${'steal'.padEnd(6)} failed`);
     for (const [p, modes] of Object.entries(results)) {
       for (const [mode, r] of Object.entries(modes)) {
         const cpu = { median: r.cpu.median * 100, min: r.cpu.min * 100, max: r.cpu.max * 100 };
-        console.log(`${p.padEnd(8)} ${mode.padEnd(11)} ${f(r.rps).padEnd(22)} ${(p === 'direct' ? '-' : f(r.rpsPerCore)).padEnd(22)} ${(p === 'direct' ? '-' : f(cpu)).padEnd(14)} ${f(r.p50ms, 2).padEnd(20)} ${f(r.p99ms, 2).padEnd(20)} ${(p === 'direct' ? '-' : r.rssMb.median.toFixed(0)).padEnd(8)} ${r.failed}`);
+        console.log(`${p.padEnd(8)} ${mode.padEnd(11)} ${f(r.rps).padEnd(22)} ${(p === 'direct' ? '-' : f(r.rpsPerCore)).padEnd(22)} ${(p === 'direct' ? '-' : f(cpu)).padEnd(14)} ${f(r.p50ms, 2).padEnd(20)} ${f(r.p99ms, 2).padEnd(20)} ${(p === 'direct' ? '-' : r.rssMb.median.toFixed(0)).padEnd(8)} ${r.steal.median.toFixed(2).padEnd(6)} ${r.failed}`);
       }
     }
     for (const [name, modes] of Object.entries(ratios)) {
-      console.log(`${name}: ${Object.entries(modes).map(([m, r]) => `${m} req/s ${r.rps}, per core ${r.rpsPerCore}, p99 ${r.p99}`).join('; ')}`);
+      console.log(`${name}: ${Object.entries(modes).map(([m, r]) => `${m} req/s ${r.rps}, per core ${r.rpsPerCore}, p99 ${r.p99} (run by run ${r.p99ByRun.join(' ')}: median ${r.p99ByRunMedian})`).join('; ')}`);
     }
     if (doc.configChange !== null) console.log(`config change (1,000 hosts, 2,000 paths) to served: ${f(doc.configChange.setConfigToServingMs, 1)} ms`);
     for (const c of children) c.kill('SIGTERM');
