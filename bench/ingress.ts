@@ -118,7 +118,7 @@ function progress(line: string): void {
 }
 
 /** One measurement; steal: cores the host ran others on meanwhile (both cores together). */
-interface Sample { rps: number; p50ms: number; p99ms: number; cpu: number; failed: number; rssMb: number; steal: number; run?: number }
+interface Sample { rps: number; p50ms: number; p99ms: number; cpu: number; failed: number; rssMb: number; steal: number; /** Set when recorded. */ run?: number }
 
 /** CPU seconds of a process and its direct children (nginx's workers), from /proc. */
 function treeCpuSeconds(pid: number): number {
@@ -347,18 +347,17 @@ async function main(): Promise<void> {
       progress(`warmed up: ${WARMUP} s of each load per proxy`);
     }
     const samples = new Map<string, Sample[]>();
-    const add = (key: string, s: Sample): void => { samples.set(key, [...(samples.get(key) ?? []), s]); };
-    let run = 0;
-    for (run = 1; run <= RUNS; run++) {
+    const add = (key: string, s: Sample, run: number): void => { samples.set(key, [...(samples.get(key) ?? []), { ...s, run }]); };
+    for (let run = 1; run <= RUNS; run++) {
       for (const mode of (['keep-alive', 'close'] as const).filter((m) => LOADS.includes(m))) {
         const s = await measureQuiet(`direct ${mode}`, ns, null, mode, ENDPOINTS[0]!.ip, ENDPOINTS[0]!.port, 0, work).catch((e: Error) => { progress(`  ! direct ${mode}: ${e.message}`); return null; });
-        if (s !== null) { add(`direct|${mode}`, { ...s, run }); progress(`run ${run} direct ${mode}: ${s.rps.toFixed(0)} req/s p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, steal ${s.steal.toFixed(2)}`); }
+        if (s !== null) { add(`direct|${mode}`, s, run); progress(`run ${run} direct ${mode}: ${s.rps.toFixed(0)} req/s p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, steal ${s.steal.toFixed(2)}`); }
       }
       for (const p of PROXIES) {
         for (const mode of modesOf(p)) {
           const s = await measureQuiet(`${p} ${mode}`, ns, pids[p]!, mode, '127.0.0.1', PORTS[p][0], PORTS[p][1], work).catch((e: Error) => { progress(`  ! ${p} ${mode}: ${e.message}`); return null; });
           if (s === null) continue;
-          add(`${p}|${mode}`, { ...s, run });
+          add(`${p}|${mode}`, s, run);
           progress(`run ${run} ${p} ${mode}: ${s.rps.toFixed(0)} req/s (${(s.rps / s.cpu).toFixed(0)} per core, cpu ${(s.cpu * 100).toFixed(0)}%) p50 ${s.p50ms.toFixed(2)} ms p99 ${s.p99ms.toFixed(2)} ms, RSS ${s.rssMb.toFixed(0)} MiB, steal ${s.steal.toFixed(2)}${s.failed > 0 ? `, ${s.failed} failed` : ''}`);
         }
       }
